@@ -1,0 +1,102 @@
+# migcert build.  `make` builds build/libmigcert.a and build/migcert;
+# `make check` runs every test lane; `make run` runs the main job.
+# Variables: CC (gcc|clang), BUILD (output folder), FIU (1: compile fault
+# points in, the default for the harness; 0: libfiu not needed), COVERAGE=1.
+
+CC ?= gcc
+BUILD ?= build
+FIU ?= 1
+PY := /usr/bin/python3
+
+PKGS := jansson libcrypto cmocka libcyaml
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs jansson libcrypto libcyaml 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -fPIC -Iimpl -Iinclude -Ifakes -Iharness $(PKG_CFLAGS)
+LDLIBS := $(PKG_LIBS) -ldl -lm
+ifeq ($(FIU),1)
+ALL_CFLAGS += -DFIU_ENABLE=1
+LDLIBS += -lfiu
+endif
+ifeq ($(COVERAGE),1)
+ALL_CFLAGS += --coverage -O0
+LDLIBS += --coverage
+endif
+
+LIB_SRCS := $(sort $(wildcard impl/*/*.c))
+SUPPORT_SRCS := $(sort $(wildcard harness/sim/*.c fakes/devices/*.c fakes/workload/*.c fakes/client/*.c))
+RUNNER_SRCS := $(sort $(wildcard harness/runner/*.c))
+UNIT_SRCS := $(sort $(wildcard harness/unit/test-*.c))
+VENDOR_SRCS := $(sort $(wildcard fakes/vendor/*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+SUPPORT_OBJS := $(SUPPORT_SRCS:%.c=$(BUILD)/obj/%.o)
+RUNNER_OBJS := $(RUNNER_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_BINS := $(UNIT_SRCS:harness/unit/%.c=$(BUILD)/unit/%)
+VENDOR_SOS := $(VENDOR_SRCS:fakes/vendor/%.c=$(BUILD)/fakes/vendor/%.so)
+
+.PHONY: all deps check check-full run unit pytest bench valgrind coverage clean
+all: $(BUILD)/libmigcert.a $(BUILD)/migcert $(VENDOR_SOS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmigcert.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libsupport.a: $(SUPPORT_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/migcert: $(RUNNER_OBJS) $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+	$(CC) $(ALL_CFLAGS) -rdynamic -o $@ $(RUNNER_OBJS) $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
+
+$(BUILD)/unit/%: $(BUILD)/obj/harness/unit/%.o $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(CMOCKA_LIBS) $(LDLIBS)
+
+$(BUILD)/fakes/vendor/%.so: $(BUILD)/obj/fakes/vendor/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $<
+
+# Module-specific rules (extra binaries, plugin variants) live next to the code.
+-include $(wildcard impl/*/module.mk fakes/*/module.mk harness/*/module.mk)
+
+deps:
+	@bash ci/deps
+
+unit: all $(UNIT_BINS)
+	@bash ci/lane-unit $(BUILD)
+
+pytest: all
+	@bash ci/lane-pytest $(BUILD)
+
+# The CI job: every lane that fits in minutes; the summary line comes last.
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@rm -rf reports/out && mkdir -p reports/out
+	@rc=0; bash ci/lane-unit $(BUILD) || rc=1; bash ci/lane-pytest $(BUILD) || rc=1; \
+	  $(PY) ci/summary.py reports/out; exit $$rc
+
+# The long job: everything in check plus the long lanes.
+check-full: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@rm -rf reports/out && mkdir -p reports/out
+	@rc=0; for lane in unit pytest $(wildcard ci/lane-full-*); do \
+	  l=$${lane#ci/lane-}; bash ci/lane-$$l $(BUILD) || rc=1; done; \
+	  $(PY) ci/summary.py reports/out; exit $$rc
+
+run: check-full
+
+bench: deps all
+	@bash ci/bench $(BUILD)
+
+clean:
+	rm -rf $(BUILD) build-* reports/out
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,15 @@
+/*
+ * cmd-dump-vmstate.c - `migcert dump-vmstate`.  Placeholder until issue 5 lands: it
+ * says so and exits 2 rather than pretending to work.
+ */
+#include <stdio.h>
+
+#include "commands.h"
+
+int cmd_dump_vmstate(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "migcert dump-vmstate: not built yet (issue 5)\n");
+    return 2;
+}

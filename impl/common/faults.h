@@ -1,0 +1,38 @@
+/*
+ * faults.h - the fault-point registry: every libfiu point in engine code, with
+ * the errno it injects and what it means (STYLE.md "Fault points").
+ *
+ * A point is named <area>/<module>/<op>[/<variant>], lower case, and is never
+ * reused for a different meaning.  At the point itself the code calls
+ * fiu_return_on("<name>", -<ERRNO>) (or fiu_do_on) at the boundary, before
+ * any state change, so a fired fault leaves nothing half-done.  A unit test
+ * checks that every fiu_* name in impl/ is registered here and vice versa.
+ *
+ * To add a point: add one X(...) line below, keep the list sorted by name.
+ */
+#ifndef MIGCERT_FAULTS_H
+#define MIGCERT_FAULTS_H
+
+#include <stddef.h>
+
+/* X(name, errno, sentence) */
+#define MIG_FAULT_POINTS(X)                                                                   \
+    X("mig/stream/flush", EIO, "the stream cannot push buffered bytes to its transport")       \
+    X("mig/stream/read", EIO, "the stream's transport read fails")                             \
+    X("mig/transport/read", EIO, "a transport read fails")                                     \
+    X("mig/transport/write", EIO, "a transport write fails")                                   \
+    X("mig/vmstate/load", EINVAL, "loading a device's vmstate fails before any field is read") \
+    X("mig/vmstate/save", EIO, "saving a device's vmstate fails before any field is written")
+
+typedef struct MigFaultInfo {
+    const char *name;
+    int err; /* positive errno injected */
+    const char *sentence;
+} MigFaultInfo;
+
+/* The registry as a table (constant data, not state). */
+const MigFaultInfo *mig_faults_table(size_t *count);
+/* Look a point up by name; NULL when it is not registered. */
+const MigFaultInfo *mig_faults_find(const char *name);
+
+#endif

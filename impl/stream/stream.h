@@ -1,0 +1,146 @@
+/*
+ * stream.h - the buffered migration-stream codec and QEMU stream v3 framing.
+ *
+ * Owns: MigStream, a one-direction buffered codec over a MigTransport with
+ * big-endian helpers, byte counters and a sticky first error (QEMU's
+ * QEMUFile habit: after the first error every put/get does nothing, and
+ * callers check once per section).  Also the v3 framing: file header,
+ * configuration section, section START/PART/END/FULL headers with footers,
+ * EOF and the VMDESCRIPTION trailer (protocols/qemu-stream.md sections 2-7).
+ * Called by: impl/vmstate, impl/ram, impl/migration, the analyzer and tools.
+ *
+ * Non-blocking reads: engine readers run over non-blocking transports, so a
+ * parser works in restartable units.  It calls mig_stream_mark() at the start
+ * of a unit (a section header, a RAM record, a whole FULL section); when a get
+ * finds no data yet (transport -EAGAIN) the stream becomes "starved", gets
+ * return zeros, and the parser, seeing mig_stream_starved(), calls
+ * mig_stream_rewind() and waits for the transport to be readable.  Nothing a
+ * unit loaded may be committed before the unit completed.
+ *
+ * Non-blocking writes: puts only append to memory; mig_stream_flush() pushes
+ * what the transport takes and reports -EAGAIN when bytes are left, so the
+ * producer can wait for writability (backpressure) instead of blocking.
+ */
+#ifndef MIGCERT_STREAM_H
+#define MIGCERT_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../common/common.h"
+#include "../transport/transport.h"
+
+/* Wire constants of stream v3.  Never renumbered: they are QEMU's. */
+#define MIG_STREAM_MAGIC 0x5145564du /* "QEVM" */
+#define MIG_STREAM_VERSION 3u
+
+enum MigSectionType {
+    MIG_SECTION_EOF = 0x00,
+    MIG_SECTION_START = 0x01,
+    MIG_SECTION_PART = 0x02,
+    MIG_SECTION_END = 0x03,
+    MIG_SECTION_FULL = 0x04,
+    MIG_SECTION_SUBSECTION = 0x05,
+    MIG_SECTION_VMDESCRIPTION = 0x06,
+    MIG_SECTION_CONFIGURATION = 0x07,
+    MIG_SECTION_COMMAND = 0x08,
+    MIG_SECTION_FOOTER = 0x7e,
+};
+
+typedef struct MigStream MigStream;
+
+/* The stream does not own the transport; free the stream, then close t. */
+MigStream *mig_stream_new_writer(MigTransport *t);
+MigStream *mig_stream_new_reader(MigTransport *t);
+/* A reader over a memory buffer (copied); for analyzers and tests. */
+MigStream *mig_stream_new_mem_reader(const void *buf, size_t len);
+/* A writer into memory; mig_stream_mem_data() returns what was written. */
+MigStream *mig_stream_new_mem_writer(void);
+const uint8_t *mig_stream_mem_data(MigStream *s, size_t *len);
+void mig_stream_free(MigStream *s);
+
+/* Sticky first error: 0 or a negative errno, and its message. */
+int mig_stream_error(const MigStream *s);
+const char *mig_stream_error_msg(const MigStream *s);
+/* Record an error (first one wins); fmt names what was wrong. */
+void mig_stream_set_error(MigStream *s, int err, const char *fmt, ...) MIG_PRINTF(3, 4);
+/* Copy the sticky error into *errp (returns its code, 0 if none). */
+int mig_stream_take_error(MigStream *s, MigErr **errp);
+
+/* Bytes consumed by gets (reader) or produced by puts (writer) so far; the
+ * "stream offset" that error messages quote. */
+uint64_t mig_stream_offset(const MigStream *s);
+
+/* ---- writer ---- */
+void mig_stream_put_u8(MigStream *s, uint8_t v);
+void mig_stream_put_be16(MigStream *s, uint16_t v);
+void mig_stream_put_be32(MigStream *s, uint32_t v);
+void mig_stream_put_be64(MigStream *s, uint64_t v);
+void mig_stream_put_buffer(MigStream *s, const void *buf, size_t len);
+/* Zero-copy: queue `buf` by reference; it must stay valid until the next
+ * mig_stream_flush() returns 0. */
+void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len);
+/* u8 length + bytes, no NUL.  A string over 255 bytes is an error. */
+void mig_stream_put_counted(MigStream *s, const char *str);
+/* Push buffered bytes: 0 all out, -EAGAIN bytes remain (wait for
+ * MIG_LOOP_OUT), other negative errno = sticky error. */
+int mig_stream_flush(MigStream *s);
+/* Bytes put but not yet accepted by the transport. */
+size_t mig_stream_pending(const MigStream *s);
+
+/* ---- reader ---- */
+uint8_t mig_stream_get_u8(MigStream *s);
+uint16_t mig_stream_get_be16(MigStream *s);
+uint32_t mig_stream_get_be32(MigStream *s);
+uint64_t mig_stream_get_be64(MigStream *s);
+/* Read exactly len bytes (zeros on error/starvation). */
+void mig_stream_get_buffer(MigStream *s, void *buf, size_t len);
+/* Counted string into out (NUL-terminated); returns its length. */
+size_t mig_stream_get_counted(MigStream *s, char out[256]);
+/* Look at byte `at` past the current position without consuming; returns
+ * -1 at EOF or when starved (no error is set). */
+int mig_stream_peek_u8(MigStream *s, size_t at);
+/* Look at up to len bytes at `at` without consuming; returns bytes copied. */
+size_t mig_stream_peek(MigStream *s, void *buf, size_t len, size_t at);
+/* True when no more bytes will ever come (EOF reached and buffer empty). */
+bool mig_stream_at_eof(MigStream *s);
+void mig_stream_mark(MigStream *s);
+void mig_stream_rewind(MigStream *s);
+bool mig_stream_starved(const MigStream *s);
+
+/* ---- v3 framing ---- */
+typedef struct MigSectionHeader {
+    uint8_t type;         /* enum MigSectionType */
+    uint32_t section_id;  /* START/PART/END/FULL */
+    char idstr[256];      /* START/FULL */
+    uint32_t instance_id; /* START/FULL */
+    uint32_t version_id;  /* START/FULL */
+    uint64_t offset;      /* stream offset of the type byte */
+} MigSectionHeader;
+
+void mig_stream_put_file_header(MigStream *s);
+/* CONFIGURATION: machine type, then the capabilities subsection when
+ * ncaps > 0 (counted strings). */
+void mig_stream_put_configuration(MigStream *s, const char *machine, const char *const *caps,
+                                  size_t ncaps);
+void mig_stream_put_section_header(MigStream *s, const MigSectionHeader *h);
+void mig_stream_put_section_footer(MigStream *s, uint32_t section_id);
+void mig_stream_put_eof(MigStream *s);
+void mig_stream_put_vmdesc(MigStream *s, const char *json, size_t len);
+
+int mig_stream_get_file_header(MigStream *s, MigErr **errp);
+typedef struct MigStreamConfig {
+    char machine[256];
+    char caps[32][256];
+    size_t ncaps;
+} MigStreamConfig;
+int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **errp);
+/* Read the type byte and the header fields that go with it.  Unknown type
+ * -> -EPROTO naming the byte and offset. */
+int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **errp);
+/* Expect footer 0x7e + section_id; errors name `name` like QEMU does. */
+int mig_stream_get_section_footer(MigStream *s, uint32_t section_id, const char *name,
+                                  MigErr **errp);
+
+#endif
