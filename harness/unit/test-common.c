@@ -1,0 +1,136 @@
+/*
+ * test-common.c - errors, the run's PRNG, the trace hash and the fault-point
+ * registry (impl/common).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/common.h"
+#include "common/faults.h"
+#include "common/prng.h"
+#include "common/trace.h"
+
+static void test_common_err_first_wins_and_context(void **state)
+{
+    (void)state;
+    MigErr *err = NULL;
+    assert_int_equal(mig_err_set(&err, -EPROTO, "field %s: stream ended at offset %d", "len", 4711),
+                     -EPROTO);
+    mig_err_set(&err, -EIO, "second error is dropped");
+    mig_err_prepend(&err, "device %s", "fake-nic");
+    assert_string_equal(err->msg, "device fake-nic: field len: stream ended at offset 4711");
+    assert_int_equal(err->code, -EPROTO);
+    mig_err_free(err);
+    /* NULL errp: the caller does not care, and the code still comes back */
+    assert_int_equal(mig_err_set(NULL, -EIO, "ignored"), -EIO);
+}
+
+static void test_common_errno_names_round_trip(void **state)
+{
+    (void)state;
+    assert_string_equal(mig_errno_name(-EIO), "EIO");
+    assert_string_equal(mig_errno_name(-ECANCELED), "ECANCELED");
+    assert_int_equal(mig_errno_parse("ENOTSUP"), -ENOTSUP);
+    assert_int_equal(mig_errno_parse("-5"), -5);
+    assert_int_equal(mig_errno_parse("NOPE"), 0);
+}
+
+static void test_common_prng_same_seed_same_sequence(void **state)
+{
+    (void)state;
+    MigPrng a, b, c;
+    mig_prng_seed(&a, 0x5eed);
+    mig_prng_seed(&b, 0x5eed);
+    mig_prng_seed(&c, 0x5eee);
+    int differ = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = mig_prng_next(&a);
+        assert_int_equal(x, mig_prng_next(&b));
+        differ += x != mig_prng_next(&c);
+    }
+    assert_true(differ > 990);
+}
+
+static void test_common_prng_below_stays_in_range(void **state)
+{
+    (void)state;
+    MigPrng p;
+    mig_prng_seed(&p, 1);
+    unsigned seen[7] = {0};
+    for (int i = 0; i < 7000; i++) {
+        uint64_t v = mig_prng_below(&p, 7);
+        assert_true(v < 7);
+        seen[v]++;
+    }
+    for (int i = 0; i < 7; i++)
+        assert_true(seen[i] > 800 && seen[i] < 1200);
+    assert_int_equal(mig_prng_below(&p, 0), 0);
+    double d = mig_prng_double(&p);
+    assert_true(d >= 0.0 && d < 1.0);
+}
+
+static void test_common_trace_hash_depends_on_content(void **state)
+{
+    (void)state;
+    MigTrace *a = mig_trace_new(), *b = mig_trace_new(), *c = mig_trace_new();
+    char ha[65], hb[65], hc[65];
+    mig_trace_log(a, 10, "src", "state %s -> %s", "none", "setup");
+    mig_trace_log(b, 10, "src", "state %s -> %s", "none", "setup");
+    mig_trace_log(c, 11, "src", "state %s -> %s", "none", "setup");
+    mig_trace_hash(a, ha);
+    mig_trace_hash(b, hb);
+    mig_trace_hash(c, hc);
+    assert_string_equal(ha, hb);
+    assert_string_not_equal(ha, hc);
+    assert_int_equal(strlen(ha), 64);
+    assert_int_equal(mig_trace_count(a), 1);
+    /* hashing is not destructive: more lines change it again */
+    mig_trace_log(a, 12, "dst", "x");
+    mig_trace_hash(a, hc);
+    assert_string_not_equal(ha, hc);
+    mig_trace_free(a);
+    mig_trace_free(b);
+    mig_trace_free(c);
+}
+
+static void test_common_fault_registry_is_sorted_and_unique(void **state)
+{
+    (void)state;
+    size_t n;
+    const MigFaultInfo *t = mig_faults_table(&n);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(mig_faults_find(t[i].name));
+        assert_true(t[i].err > 0);
+        assert_true(strlen(t[i].sentence) > 10);
+        /* <area>/<module>/<op>: at least two slashes, lower case */
+        const char *s1 = strchr(t[i].name, '/');
+        assert_non_null(s1);
+        assert_non_null(strchr(s1 + 1, '/'));
+        for (const char *p = t[i].name; *p; p++)
+            assert_false(*p >= 'A' && *p <= 'Z');
+        if (i > 0)
+            assert_true(strcmp(t[i - 1].name, t[i].name) < 0);
+    }
+    assert_null(mig_faults_find("mig/nothing/here"));
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_common_err_first_wins_and_context),
+        cmocka_unit_test(test_common_errno_names_round_trip),
+        cmocka_unit_test(test_common_prng_same_seed_same_sequence),
+        cmocka_unit_test(test_common_prng_below_stays_in_range),
+        cmocka_unit_test(test_common_trace_hash_depends_on_content),
+        cmocka_unit_test(test_common_fault_registry_is_sorted_and_unique),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
