@@ -1,0 +1,630 @@
+/*
+ * monitor.c - the QMP server: listener, clients, framing, dispatch, events
+ * (see monitor.h for the rules it keeps).
+ *
+ * Framing: QMP is a stream of JSON texts, not of lines.  A small scanner
+ * follows brackets and strings across reads and cuts the input where a
+ * top-level object or array closes; bytes outside any bracket are cut at a
+ * newline, so a stray `42` or `hello` gets its own error reply instead of
+ * poisoning the next request.  Each cut text is parsed with jansson.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "monitor.h"
+
+/* A request larger than this is refused and dropped (the connection stays). */
+#define MONITOR_MAX_REQUEST (1u << 20)
+/* A client that lets this much output pile up is disconnected. */
+#define MONITOR_MAX_BACKLOG (64u << 20)
+#define MONITOR_READ_CHUNK 4096
+
+const char *const mig_qmp_arg_type_names[MIG_QMP_ARG__COUNT] = {
+    [MIG_QMP_ARG_STR] = "string",   [MIG_QMP_ARG_INT] = "integer",
+    [MIG_QMP_ARG_NUMBER] = "number", [MIG_QMP_ARG_BOOL] = "boolean",
+    [MIG_QMP_ARG_ARRAY] = "array",  [MIG_QMP_ARG_OBJECT] = "object",
+    [MIG_QMP_ARG_ANY] = "any",
+};
+
+typedef struct Buf {
+    char *data;
+    size_t len, cap, off; /* valid bytes are data[off, len) */
+} Buf;
+
+typedef struct Client {
+    MigMonitor *mon;
+    MigTransport *t;
+    struct Client *next;
+    unsigned id; /* connection order, for logs */
+    bool negotiated;
+    bool dead;
+    uint32_t watching; /* events currently asked of the transport */
+    Buf in, out;
+    /* scanner state over in.data[in.off, in.len) */
+    size_t scan;   /* next byte to look at */
+    int depth;     /* bracket depth */
+    bool in_str, esc;
+    bool skipping; /* dropping an oversized request up to its end */
+} Client;
+
+typedef struct CommandSet {
+    const MigQmpCommand *cmds;
+    size_t n;
+    void *opaque;
+} CommandSet;
+
+struct MigMonitor {
+    MigLoop *loop;
+    int greet_major, greet_minor, greet_micro;
+    char *package;
+    CommandSet *sets;
+    size_t n_sets;
+    Client *clients; /* in connection order */
+    unsigned next_client_id;
+    MigLoopSource *reap;
+    int listen_fd;
+    MigLoopSource *listen_watch;
+    char *listen_path;
+};
+
+/* ---- buffers ---- */
+
+static void buf_append(Buf *b, const char *p, size_t n)
+{
+    if (b->off && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + n > b->cap) {
+        if (b->off) { /* reclaim consumed space first */
+            memmove(b->data, b->data + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (b->len + n > b->cap) {
+            size_t cap = b->cap ? b->cap : 1024;
+            while (cap < b->len + n)
+                cap *= 2;
+            b->data = mig_realloc(b->data, cap);
+            b->cap = cap;
+        }
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static size_t buf_used(const Buf *b) { return b->len - b->off; }
+
+static void buf_free(Buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ---- clients: output ---- */
+
+static void client_io(MigTransport *t, uint32_t events, void *opaque);
+
+static void schedule_reap(MigMonitor *m);
+
+static void client_kill(Client *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    if (c->watching)
+        c->t->ops->watch(c->t, 0, NULL, NULL);
+    c->watching = 0;
+    schedule_reap(c->mon);
+}
+
+static void client_set_watch(Client *c)
+{
+    if (c->dead)
+        return;
+    uint32_t want = MIG_LOOP_IN | (buf_used(&c->out) ? MIG_LOOP_OUT : 0);
+    if (want == c->watching)
+        return;
+    if (c->t->ops->watch(c->t, want, client_io, c) < 0) {
+        client_kill(c);
+        return;
+    }
+    c->watching = want;
+}
+
+/* Write what the socket takes now; the rest waits for MIG_LOOP_OUT. */
+static void client_flush(Client *c)
+{
+    while (!c->dead && buf_used(&c->out)) {
+        ssize_t n = mig_transport_write(c->t, c->out.data + c->out.off, buf_used(&c->out));
+        if (n == -EAGAIN || n == -EINTR || n == 0)
+            break;
+        if (n < 0) {
+            client_kill(c);
+            return;
+        }
+        c->out.off += (size_t)n;
+    }
+    if (!buf_used(&c->out))
+        c->out.off = c->out.len = 0;
+    client_set_watch(c);
+}
+
+/* Queue one JSON message (steals `msg`) followed by CRLF, as QEMU frames it. */
+static void client_send(Client *c, json_t *msg)
+{
+    if (!c->dead) {
+        char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (text) {
+            buf_append(&c->out, text, strlen(text));
+            buf_append(&c->out, "\r\n", 2);
+            free(text);
+        }
+        if (buf_used(&c->out) > MONITOR_MAX_BACKLOG)
+            client_kill(c);
+        else
+            client_flush(c);
+    }
+    json_decref(msg);
+}
+
+static void client_send_error(Client *c, json_t *id, const char *cls, const char *desc)
+{
+    json_t *reply = json_pack("{s:{s:s,s:s}}", "error", "class", cls, "desc", desc);
+    if (id)
+        json_object_set(reply, "id", id);
+    client_send(c, reply);
+}
+
+/* ---- dispatch ---- */
+
+static const MigQmpCommand *find_command(MigMonitor *m, const char *name, void **opaque)
+{
+    for (size_t s = 0; s < m->n_sets; s++)
+        for (size_t i = 0; i < m->sets[s].n; i++)
+            if (!strcmp(m->sets[s].cmds[i].name, name)) {
+                *opaque = m->sets[s].opaque;
+                return &m->sets[s].cmds[i];
+            }
+    return NULL;
+}
+
+static bool type_matches(json_t *v, MigQmpArgType type)
+{
+    switch (type) {
+    case MIG_QMP_ARG_STR: return json_is_string(v);
+    case MIG_QMP_ARG_INT: return json_is_integer(v);
+    case MIG_QMP_ARG_NUMBER: return json_is_number(v);
+    case MIG_QMP_ARG_BOOL: return json_is_boolean(v);
+    case MIG_QMP_ARG_ARRAY: return json_is_array(v);
+    case MIG_QMP_ARG_OBJECT: return json_is_object(v);
+    case MIG_QMP_ARG_ANY: return true;
+    case MIG_QMP_ARG__COUNT: break;
+    }
+    return false;
+}
+
+int mig_qmp_check_args(const char *command, json_t *args, const MigQmpArg *spec,
+                       bool open_args, MigErr **errp)
+{
+    if (args && !json_is_object(args))
+        return mig_err_set(errp, -EINVAL, "'%s': 'arguments' must be an object", command);
+    for (const MigQmpArg *a = spec; a && a->name; a++) {
+        json_t *v = args ? json_object_get(args, a->name) : NULL;
+        if (!v) {
+            if (a->optional)
+                continue;
+            return mig_err_set(errp, -EINVAL, "'%s': argument '%s' is missing", command,
+                               a->name);
+        }
+        if (!type_matches(v, a->type))
+            return mig_err_set(errp, -EINVAL, "'%s': argument '%s' must be of type %s", command,
+                               a->name, mig_qmp_arg_type_names[a->type]);
+    }
+    if (open_args || !args)
+        return 0;
+    const char *key;
+    json_t *v;
+    /* jansson keeps insertion order here, so the first unknown one the
+     * client wrote is the one reported */
+    json_object_foreach(args, key, v) {
+        const MigQmpArg *a = spec;
+        while (a && a->name && strcmp(a->name, key))
+            a++;
+        if (!a || !a->name)
+            return mig_err_set(errp, -EINVAL, "'%s': argument '%s' is not accepted", command,
+                               key);
+    }
+    return 0;
+}
+
+static void dispatch(Client *c, json_t *req)
+{
+    MigMonitor *m = c->mon;
+    json_t *id = json_object_get(req, "id");
+    json_t *exec = json_object_get(req, "execute");
+    if (!exec && json_object_get(req, "exec-oob")) {
+        client_send_error(c, id, "GenericError", "out-of-band execution is not supported");
+        return;
+    }
+    if (!exec) {
+        client_send_error(c, id, "GenericError", "request has no 'execute' member");
+        return;
+    }
+    if (!json_is_string(exec)) {
+        client_send_error(c, id, "GenericError", "'execute' must be a string");
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(req, key, v) {
+        if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {
+            char *d = mig_strdup_printf("request member '%s' is not expected", key);
+            client_send_error(c, id, "GenericError", d);
+            free(d);
+            return;
+        }
+    }
+    const char *name = json_string_value(exec);
+    if (!c->negotiated && strcmp(name, "qmp_capabilities")) {
+        client_send_error(c, id, "CommandNotFound",
+                          "Expecting capabilities negotiation with 'qmp_capabilities'");
+        return;
+    }
+    json_t *args = json_object_get(req, "arguments");
+    if (args && !json_is_object(args)) {
+        char *d = mig_strdup_printf("'%s': 'arguments' must be an object", name);
+        client_send_error(c, id, "GenericError", d);
+        free(d);
+        return;
+    }
+    if (!strcmp(name, "qmp_capabilities")) {
+        static const MigQmpArg spec[] = {{"enable", MIG_QMP_ARG_ARRAY, true}, {NULL}};
+        MigErr *err = NULL;
+        if (c->negotiated) {
+            client_send_error(c, id, "CommandNotFound",
+                              "capabilities negotiation already done; 'qmp_capabilities' "
+                              "is only valid first");
+        } else if (mig_qmp_check_args(name, args, spec, false, &err) < 0) {
+            client_send_error(c, id, "GenericError", err->msg);
+        } else if (args && json_array_size(json_object_get(args, "enable")) > 0) {
+            /* the greeting offers no capability, so none can be enabled */
+            client_send_error(c, id, "GenericError",
+                              "'qmp_capabilities': argument 'enable': no QMP capability "
+                              "is offered");
+        } else {
+            c->negotiated = true;
+            json_t *reply = json_pack("{s:{}}", "return");
+            if (id)
+                json_object_set(reply, "id", id);
+            client_send(c, reply);
+        }
+        mig_err_free(err);
+        return;
+    }
+    void *opaque = NULL;
+    const MigQmpCommand *cmd = find_command(m, name, &opaque);
+    if (!cmd) {
+        char *d = mig_strdup_printf("command '%s' not found", name);
+        client_send_error(c, id, "CommandNotFound", d);
+        free(d);
+        return;
+    }
+    MigErr *err = NULL;
+    json_t *ret = NULL;
+    json_t *own_args = args ? json_incref(args) : json_object();
+    /* the request may be freed by nothing but us, yet keep `id` alive across
+     * a handler that emits events to this same client */
+    json_incref(id);
+    int rc = mig_qmp_check_args(name, own_args, cmd->args, cmd->open_args, &err);
+    if (rc == 0)
+        rc = cmd->fn(own_args, &ret, opaque, &err);
+    json_decref(own_args);
+    if (rc < 0) {
+        if (!err)
+            mig_err_set(&err, rc, "'%s' failed: %s", name, mig_errno_name(rc));
+        client_send_error(c, id, "GenericError", err->msg);
+        json_decref(ret);
+    } else {
+        json_t *reply = json_object();
+        json_object_set_new(reply, "return", ret ? ret : json_object());
+        if (id)
+            json_object_set(reply, "id", id);
+        client_send(c, reply);
+    }
+    json_decref(id);
+    mig_err_free(err);
+}
+
+static void handle_text(Client *c, const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
+    if (!v) {
+        char *d = mig_strdup_printf("JSON parse error at column %d: %s", jerr.column, jerr.text);
+        client_send_error(c, NULL, "GenericError", d);
+        free(d);
+        return;
+    }
+    if (!json_is_object(v))
+        client_send_error(c, NULL, "GenericError", "QMP input must be a JSON object");
+    else
+        dispatch(c, v);
+    json_decref(v);
+}
+
+static bool is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+            return false;
+    return true;
+}
+
+/* Cut complete JSON texts out of c->in and handle them, in order. */
+static void client_scan(Client *c)
+{
+    Buf *b = &c->in;
+    while (!c->dead && c->scan < b->len) {
+        char ch = b->data[c->scan++];
+        bool cut = false;
+        if (c->in_str) {
+            if (c->esc)
+                c->esc = false;
+            else if (ch == '\\')
+                c->esc = true;
+            else if (ch == '"')
+                c->in_str = false; /* a bare top-level string ends at newline */
+        } else if (ch == '"') {
+            c->in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            c->depth++;
+        } else if (ch == '}' || ch == ']') {
+            c->depth--;
+            cut = c->depth <= 0;
+        } else if (ch == '\n' && c->depth == 0) {
+            cut = true;
+        }
+        if (c->scan - b->off > MONITOR_MAX_REQUEST && !cut) {
+            if (!c->skipping)
+                client_send_error(c, NULL, "GenericError", "request too large");
+            c->skipping = true;
+            b->off = c->scan; /* drop what we have, keep scanning */
+            continue;
+        }
+        if (!cut)
+            continue;
+        const char *text = b->data + b->off;
+        size_t len = c->scan - b->off;
+        bool skipped = c->skipping;
+        b->off = c->scan;
+        c->depth = 0;
+        c->in_str = c->esc = false;
+        c->skipping = false;
+        if (!skipped && !is_blank(text, len))
+            handle_text(c, text, len);
+    }
+    if (b->off == b->len) {
+        b->off = b->len = 0;
+        c->scan = 0;
+    } else if (b->off > b->cap / 2) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        c->scan -= b->off;
+        b->off = 0;
+    }
+}
+
+static void client_io(MigTransport *t, uint32_t events, void *opaque)
+{
+    Client *c = opaque;
+    if (c->dead)
+        return;
+    if (events & MIG_LOOP_OUT)
+        client_flush(c);
+    if (!(events & (MIG_LOOP_IN | MIG_LOOP_HUP | MIG_LOOP_ERR)))
+        return;
+    /* Bounded per wake-up so one chatty client cannot starve the loop. */
+    for (int round = 0; round < 16 && !c->dead; round++) {
+        char chunk[MONITOR_READ_CHUNK];
+        ssize_t n = mig_transport_read(t, chunk, sizeof(chunk));
+        if (n == -EAGAIN || n == -EINTR)
+            break;
+        if (n <= 0) {
+            client_kill(c);
+            break;
+        }
+        buf_append(&c->in, chunk, (size_t)n);
+        client_scan(c);
+    }
+}
+
+/* ---- client list ---- */
+
+static void reap_cb(void *opaque)
+{
+    MigMonitor *m = opaque;
+    m->reap = NULL;
+    Client **pp = &m->clients;
+    while (*pp) {
+        Client *c = *pp;
+        if (!c->dead) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        mig_transport_close(c->t);
+        buf_free(&c->in);
+        buf_free(&c->out);
+        free(c);
+    }
+}
+
+static void schedule_reap(MigMonitor *m)
+{
+    if (!m->reap)
+        m->reap = mig_loop_defer(m->loop, reap_cb, m);
+}
+
+int mig_monitor_add_client(MigMonitor *m, MigTransport *t)
+{
+    if (!m || !t)
+        return -EINVAL;
+    Client *c = mig_malloc0(sizeof(*c));
+    c->mon = m;
+    c->t = t;
+    c->id = m->next_client_id++;
+    Client **pp = &m->clients;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = c;
+    json_t *greeting = json_pack(
+        "{s:{s:{s:{s:i,s:i,s:i},s:s},s:[]}}", "QMP", "version", "qemu", "micro", m->greet_micro,
+        "minor", m->greet_minor, "major", m->greet_major, "package", m->package, "capabilities");
+    client_send(c, greeting);
+    client_set_watch(c);
+    return c->dead ? -EIO : 0;
+}
+
+size_t mig_monitor_client_count(const MigMonitor *m)
+{
+    size_t n = 0;
+    for (const Client *c = m->clients; c; c = c->next)
+        n += !c->dead;
+    return n;
+}
+
+size_t mig_monitor_pending_output(const MigMonitor *m)
+{
+    size_t n = 0;
+    for (const Client *c = m->clients; c; c = c->next)
+        if (!c->dead)
+            n += buf_used(&c->out);
+    return n;
+}
+
+void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data)
+{
+    uint64_t now = mig_loop_now_ns(m->loop);
+    json_t *ev = json_pack("{s:s}", "event", name);
+    if (data)
+        json_object_set_new(ev, "data", data);
+    json_object_set_new(ev, "timestamp",
+                        json_pack("{s:I,s:I}", "seconds", (json_int_t)(now / 1000000000u),
+                                  "microseconds", (json_int_t)(now % 1000000000u / 1000u)));
+    for (Client *c = m->clients; c; c = c->next)
+        if (c->negotiated && !c->dead)
+            client_send(c, json_incref(ev));
+    json_decref(ev);
+}
+
+/* ---- listener ---- */
+
+static void listen_io(int fd, uint32_t events, void *opaque)
+{
+    MigMonitor *m = opaque;
+    for (int i = 0; i < 16; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return; /* EAGAIN, or a client that vanished before accept */
+        MigTransport *t = mig_transport_fd_new(m->loop, cfd, "unix");
+        if (!t) {
+            close(cfd);
+            continue;
+        }
+        mig_monitor_add_client(m, t);
+    }
+}
+
+int mig_monitor_listen_unix(MigMonitor *m, const char *path, MigErr **errp)
+{
+    if (m->listen_fd >= 0)
+        return mig_err_set(errp, -EBUSY, "monitor already listens on %s", m->listen_path);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return mig_err_set(errp, -ENAMETOOLONG, "QMP socket path '%s' is too long", path);
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return mig_err_set(errp, -EEXIST, "QMP socket path '%s' exists and is not a socket",
+                               path);
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return mig_err_set(errp, -errno, "QMP socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+        int e = errno;
+        close(fd);
+        return mig_err_set(errp, -e, "QMP socket %s: %s", path, strerror(e));
+    }
+    m->listen_watch = mig_loop_fd_watch(m->loop, fd, MIG_LOOP_IN, listen_io, m);
+    if (!m->listen_watch) {
+        close(fd);
+        unlink(path);
+        return mig_err_set(errp, -ENOTSUP, "QMP socket %s: this loop cannot watch fds", path);
+    }
+    m->listen_fd = fd;
+    m->listen_path = mig_strdup(path);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+MigMonitor *mig_monitor_new(MigLoop *loop, const MigMonitorVersion *version)
+{
+    if (!loop || !version)
+        return NULL;
+    MigMonitor *m = mig_malloc0(sizeof(*m));
+    m->loop = loop;
+    m->greet_major = version->major;
+    m->greet_minor = version->minor;
+    m->greet_micro = version->micro;
+    m->package = mig_strdup(version->package ? version->package : "migcert");
+    m->listen_fd = -1;
+    return m;
+}
+
+int mig_monitor_add_commands(MigMonitor *m, const MigQmpCommand *cmds, size_t n, void *opaque)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *o;
+        if (!strcmp(cmds[i].name, "qmp_capabilities") || find_command(m, cmds[i].name, &o))
+            return -EEXIST;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cmds[i].name, cmds[j].name))
+                return -EEXIST;
+    }
+    m->sets = mig_realloc(m->sets, (m->n_sets + 1) * sizeof(*m->sets));
+    m->sets[m->n_sets++] = (CommandSet){cmds, n, opaque};
+    return 0;
+}
+
+void mig_monitor_free(MigMonitor *m)
+{
+    if (!m)
+        return;
+    for (Client *c = m->clients; c; c = c->next) {
+        if (!c->dead)
+            client_flush(c); /* one last non-blocking try, e.g. quit's reply */
+        client_kill(c);
+    }
+    mig_loop_remove(m->loop, m->reap);
+    m->reap = NULL;
+    reap_cb(m);
+    m->reap = NULL;
+    if (m->listen_fd >= 0) {
+        mig_loop_remove(m->loop, m->listen_watch);
+        close(m->listen_fd);
+        unlink(m->listen_path);
+    }
+    free(m->listen_path);
+    free(m->sets);
+    free(m->package);
+    free(m);
+}
