@@ -1,0 +1,226 @@
+"""conftest.py - shared fixtures for the pytest lane (harness/pytest).
+
+Run with Debian's python: `/usr/bin/python3 -m pytest harness/pytest [-k PAT]`
+from the top of the checkout.  Environment:
+  MIGCERT_BUILD  build folder holding the `migcert` binary (default "build";
+                 relative paths are taken from the top of the checkout)
+  QEMU           the QEMU binary (default qemu-system-x86_64, installed by ci/deps)
+
+Fixtures
+  repo_root          Path of the checkout
+  migcert_build      Path of the build folder
+  migcert_bin        Path of build/migcert (fails the test if it is not built)
+  run_migcert        run_migcert(*args, timeout=60, input=None) -> CompletedProcess
+                     (text mode, stdout/stderr captured, never raises on exit status)
+  sock_dir           a short per-test folder for unix sockets (sun_path is 108 bytes)
+  qemu_launcher      qemu_launcher(*extra_args) -> QemuProcess (started, QMP
+                     connected); every process is killed at teardown, pass or fail
+  qemu_stream        session-wide: one QEMU 7.2 migration stream file (QemuStream)
+  qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
+QEMU starts take ~0.1-0.3 s each; share the session fixtures rather than
+starting a QEMU per test.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from qmp import QMP  # noqa: E402
+
+REPO_ROOT = HERE.parent.parent
+QEMU_BASE_ARGS = ["-M", "pc", "-m", "64", "-display", "none", "-nodefaults"]
+
+
+def qemu_binary():
+    return os.environ.get("QEMU", "qemu-system-x86_64")
+
+
+def require_qemu():
+    q = qemu_binary()
+    if shutil.which(q) is None:
+        pytest.fail(f"{q} not found: run `bash ci/deps` (installs qemu-system-x86)", pytrace=False)
+    return q
+
+
+class QemuProcess:
+    """One qemu-system-x86_64 with a QMP socket; `qmp` is a connected QMP."""
+
+    def __init__(self, args, sock_path, log_path):
+        self.args = args
+        self.sock_path = Path(sock_path)
+        self.log_path = Path(log_path)
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.qmp = None
+        try:
+            self.qmp = QMP.connect(self.sock_path, timeout=20,
+                                   alive=lambda: self.proc.poll() is None)
+        except BaseException:
+            self.kill()
+            raise
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def quit(self, timeout=10):
+        """Ask QEMU to quit over QMP, wait for it; kill it if it does not go."""
+        if self.alive() and self.qmp is not None:
+            try:
+                self.qmp.execute("quit", timeout=timeout)
+            except Exception:
+                pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.qmp is not None:
+            self.qmp.close()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+
+class _Launcher:
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.procs = []
+
+    def __call__(self, *extra, base=True, name=None):
+        qemu = require_qemu()
+        name = name or f"qemu{len(self.procs)}"
+        sock = self.folder / f"{name}.qmp"
+        args = [qemu] + (QEMU_BASE_ARGS if base else []) + list(extra) + [
+            "-qmp", f"unix:{sock},server=on,wait=off"]
+        p = QemuProcess(args, sock, self.folder / f"{name}.log")
+        self.procs.append(p)
+        return p
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+
+
+def _short_dir(prefix):
+    # sun_path holds 108 bytes: pytest's tmp_path is too long for sockets.
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def migcert_build():
+    b = Path(os.environ.get("MIGCERT_BUILD", "build"))
+    return b if b.is_absolute() else REPO_ROOT / b
+
+
+@pytest.fixture(scope="session")
+def migcert_bin(migcert_build):
+    b = migcert_build / "migcert"
+    if not os.access(b, os.X_OK):
+        pytest.fail(f"{b} is not built: run `make BUILD={migcert_build.name}`", pytrace=False)
+    return b
+
+
+@pytest.fixture(scope="session")
+def run_migcert(migcert_bin):
+    def run(*args, timeout=60, input=None, check=False):
+        return subprocess.run([str(migcert_bin)] + [str(a) for a in args], input=input,
+                              capture_output=True, text=True, timeout=timeout,
+                              cwd=REPO_ROOT, check=check)
+    return run
+
+
+@pytest.fixture
+def sock_dir():
+    d = _short_dir("mc-")
+    yield Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def qemu_launcher(sock_dir):
+    launcher = _Launcher(sock_dir)
+    yield launcher
+    launcher.close()
+
+
+class QemuStream:
+    """A QEMU 7.2 migration stream: `path`, its `data` (bytes), the source's
+    final query-migrate reply `info`, and its `machine` (resolved name)."""
+
+    def __init__(self, path, info):
+        self.path = Path(path)
+        self.data = self.path.read_bytes()
+        self.info = info
+
+
+@pytest.fixture(scope="session")
+def qemu_stream(tmp_path_factory):
+    """Paused `-M pc -m 64` with no guest, migrated to a file with
+    `migrate "exec:cat > F"`; made once per session."""
+    out = tmp_path_factory.mktemp("qemu-stream") / "pc.mig"
+    folder = _short_dir("mc-s-")
+    launcher = _Launcher(folder)
+    try:
+        q = launcher("-S", name="src")
+        q.qmp.execute("migrate", uri=f"exec:cat > {out}")
+        info = q.qmp.wait_migration(timeout=60)
+        assert info.get("status") == "completed", f"QEMU migration did not complete: {info}\n{q.log()}"
+        q.quit()
+    finally:
+        launcher.close()
+        shutil.rmtree(folder, ignore_errors=True)
+    # `cat` may still be flushing after QEMU reports completed.
+    deadline = time.monotonic() + 10
+    prev = -1
+    while time.monotonic() < deadline:
+        size = out.stat().st_size if out.exists() else -1
+        if size > 0 and size == prev:
+            break
+        prev = size
+        time.sleep(0.05)
+    return QemuStream(out, info)
+
+
+@pytest.fixture(scope="session")
+def qemu_vmstate_dump(tmp_path_factory):
+    """`qemu-system-x86_64 -M pc -dump-vmstate F`, made once per session."""
+    qemu = require_qemu()
+    out = tmp_path_factory.mktemp("qemu-dump") / "pc-7.2.json"
+    r = subprocess.run([qemu, "-M", "pc", "-dump-vmstate", str(out), "-display", "none",
+                        "-nodefaults"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and out.exists(), f"-dump-vmstate failed: {r.stderr}"
+    return out

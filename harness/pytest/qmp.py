@@ -1,0 +1,243 @@
+"""qmp.py - a small synchronous QMP client over a unix socket.
+
+One driver for every QMP server the suite talks to: Debian's QEMU 7.2, our
+own `migcert vm`, and the benchmark (ci/bench).  Only the standard library.
+
+    with QMP.connect("/tmp/q.sock", timeout=10) as q:   # greeting + qmp_capabilities
+        q.execute("migrate", uri="exec:cat > /tmp/f")     # -> the "return" value
+        ev = q.wait_event("MIGRATION", timeout=30,
+                          match=lambda e: e["data"]["status"] == "completed")
+
+Protocol (qemu-stream.md section 11): the server greets with {"QMP": {...}};
+nothing but `qmp_capabilities` is accepted until it is sent.  Replies are
+{"return": ...} or {"error": {"class", "desc"}}; asynchronous events
+{"event", "data", "timestamp"} may arrive at any time, also between a command
+and its reply: they are queued in `events` and handed out by wait_event /
+get_events.  Argument names with dashes: pass a dict, e.g.
+q.execute("migrate-set-parameters", **{"max-bandwidth": 10**12}) or
+q.execute("migrate-set-parameters", args={"max-bandwidth": 10**12}).
+"""
+import collections
+import json
+import socket
+import time
+
+__all__ = ["QMP", "QMPError", "QMPTimeout", "QMPConnectionError"]
+
+
+class QMPError(Exception):
+    """The server answered a command with {"error": ...}."""
+
+    def __init__(self, cmd, error):
+        self.cmd = cmd
+        self.error = error if isinstance(error, dict) else {"desc": str(error)}
+        self.desc = self.error.get("desc", "")
+        self.error_class = self.error.get("class", "")
+        super().__init__(f"{cmd}: {self.error_class}: {self.desc}")
+
+
+class QMPTimeout(Exception):
+    """No reply or no matching event within the allowed time."""
+
+
+class QMPConnectionError(Exception):
+    """The socket could not be opened, closed early, or carried non-QMP bytes."""
+
+
+class QMP:
+    """A connected QMP session.  Not thread-safe; one command at a time."""
+
+    def __init__(self, sock, *, cmd_timeout=30.0, greeting=None):
+        self._sock = sock
+        self._buf = b""
+        self.cmd_timeout = cmd_timeout
+        self.events = collections.deque()
+        self.greeting = greeting
+        self._next_id = 0
+
+    # -- connection ------------------------------------------------------
+    @classmethod
+    def connect(cls, path, *, timeout=10.0, cmd_timeout=30.0, negotiate=True,
+                alive=None):
+        """Connect to the unix socket `path`, retrying until `timeout` seconds
+        (the server may not have created or bound it yet), read the greeting and,
+        when `negotiate`, send qmp_capabilities.  `alive` is an optional callable
+        returning False once the server process has died, to fail fast."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                s.connect(str(path))
+                break
+            except OSError as e:
+                s.close()
+                last = e
+            if alive is not None and not alive():
+                raise QMPConnectionError(f"{path}: server exited before accepting ({last})")
+            if time.monotonic() >= deadline:
+                raise QMPConnectionError(f"{path}: cannot connect within {timeout}s ({last})")
+            time.sleep(0.02)
+        q = cls(s, cmd_timeout=cmd_timeout)
+        try:
+            msg = q._read_message(max(0.1, deadline - time.monotonic()))
+            if "QMP" not in msg:
+                raise QMPConnectionError(f"{path}: expected a QMP greeting, got {msg!r}")
+            q.greeting = msg["QMP"]
+            if negotiate:
+                q.execute("qmp_capabilities")
+        except BaseException:
+            q.close()
+            raise
+        return q
+
+    def close(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- wire ------------------------------------------------------------
+    def _read_message(self, timeout):
+        """Return the next JSON object from the socket (events included)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                except ValueError as e:
+                    raise QMPConnectionError(f"not JSON from server: {line[:200]!r} ({e})")
+                if not isinstance(msg, dict):
+                    raise QMPConnectionError(f"not a JSON object from server: {line[:200]!r}")
+                return msg
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QMPTimeout(f"no message from server within {timeout}s")
+            if self._sock is None:
+                raise QMPConnectionError("connection is closed")
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(65536)
+            except socket.timeout:
+                raise QMPTimeout(f"no message from server within {timeout}s")
+            except OSError as e:
+                raise QMPConnectionError(f"connection lost: {e}")
+            if not chunk:
+                raise QMPConnectionError("server closed the connection")
+            self._buf += chunk
+
+    def send_raw(self, obj_or_bytes):
+        """Send one message as is (a dict, or raw bytes for malformed-input tests)."""
+        data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        if self._sock is None:
+            raise QMPConnectionError("connection is closed")
+        try:
+            self._sock.sendall(data)
+        except OSError as e:
+            raise QMPConnectionError(f"connection lost: {e}")
+
+    def recv_reply(self, timeout=None):
+        """Next non-event message (events go to the queue)."""
+        timeout = self.cmd_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._read_message(max(0.0, deadline - time.monotonic()))
+            if "event" in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    # -- commands --------------------------------------------------------
+    def execute(self, cmd, args=None, *, timeout=None, **kwargs):
+        """Run `cmd` and return its "return" value; raise QMPError with the
+        server's "desc" on an error reply, QMPTimeout when none comes."""
+        arguments = dict(args or {})
+        arguments.update(kwargs)
+        self._next_id += 1
+        req = {"execute": cmd, "id": self._next_id}
+        if arguments:
+            req["arguments"] = arguments
+        self.send_raw(req)
+        timeout = self.cmd_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                msg = self.recv_reply(max(0.0, left))
+            except QMPTimeout:
+                raise QMPTimeout(f"{cmd}: no reply within {timeout}s")
+            if "id" in msg and msg["id"] != req["id"]:
+                continue  # a late reply to an earlier, timed-out command
+            if "error" in msg:
+                raise QMPError(cmd, msg["error"])
+            if "return" in msg:
+                return msg["return"]
+            raise QMPConnectionError(f"{cmd}: unexpected reply {msg!r}")
+
+    cmd = execute
+
+    # -- events ----------------------------------------------------------
+    def _pump(self, timeout):
+        """Read one message into the event queue; False on timeout."""
+        try:
+            msg = self._read_message(timeout)
+        except QMPTimeout:
+            return False
+        if "event" in msg:
+            self.events.append(msg)
+        return True
+
+    def wait_event(self, name, timeout=30.0, match=None):
+        """Return (and remove from the queue) the first event called `name`
+        (any when None) for which match(event) is true, waiting up to
+        `timeout` seconds; raise QMPTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in list(self.events):
+                if (name is None or ev.get("event") == name) and (match is None or match(ev)):
+                    self.events.remove(ev)
+                    return ev
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QMPTimeout(f"event {name} not seen within {timeout}s")
+            self._pump(left)
+
+    def get_events(self, wait=0.0):
+        """Return and clear every queued event, after reading for `wait` s."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._pump(left)
+        evs = list(self.events)
+        self.events.clear()
+        return evs
+
+    # -- helpers used by migration tests and the benchmark ---------------
+    def wait_migration(self, timeout=60.0, poll=0.005,
+                       done=("completed", "failed", "cancelled")):
+        """Poll query-migrate every `poll` s until its status is in `done`;
+        return the last MigrationInfo."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.execute("query-migrate")
+            if info.get("status") in done:
+                return info
+            if time.monotonic() >= deadline:
+                raise QMPTimeout(f"migration still {info.get('status')!r} after {timeout}s")
+            time.sleep(poll)

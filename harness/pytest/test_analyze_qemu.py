@@ -1,0 +1,257 @@
+"""test_analyze_qemu.py - `migcert analyze` against a real QEMU 7.2 stream.
+
+THE CLI CONTRACT of `migcert analyze` (what these tests check; the analyzer
+is written to it -- harness/runner/cmd-analyze.c, impl/stream/analyze.c):
+
+  migcert analyze FILE [--json]
+
+  Exit status
+    0  the stream parsed up to its EOF marker (and through the VMDESCRIPTION
+       trailer when there is one);
+    1  the stream is malformed.  stderr carries one line
+         migcert analyze: FILE: offset N: PROBLEM
+       N (decimal or 0x-hex) is the offset of the first byte that could not be
+       accepted, or the start of the wire item holding it (file header,
+       configuration, section header, RAM record, footer); for a truncated
+       file, the file's length or the start of the incomplete item.
+       PROBLEM says what is wrong in words that contain: "magic" (bad magic),
+       "version" (stream version, section version), "configuration" (missing
+       or bad configuration section), "footer" (missing or mismatched section
+       footer), "truncated" or "unexpected end" (input ends early), and the
+       section's name (e.g. "ram") when the problem is inside a section;
+    2  usage error, or FILE cannot be read.
+    Never a crash or a signal, whatever the bytes.
+
+  Text mode (no --json): human-readable text on stdout that contains the
+    machine type (e.g. "pc-i440fx-7.2"), each RAM block name ("pc.ram", ...)
+    and the name of every section as written in the stream ("ram", "timer",
+    "0000:00:01.0/PIIX3", ...).
+
+  --json: stdout is exactly one JSON object with at least
+    {
+      "config":   {"machine": "pc-i440fx-7.2"}     (null when the stream has
+                                                     no configuration section),
+      "sections": [                                  stream order, one entry per
+        {"type": "start"|"part"|"end"|"full",        SECTION_START/PART/END/FULL;
+         "section_id": 2, "name": "ram",             PART/END repeat the name,
+         "instance_id": 0, "version": 4,             instance_id and version of
+         "size": 165}, ...],                         their START; size = payload
+                                                     bytes between the section
+                                                     header and its footer,
+      "ram_blocks": [                                MEM_SIZE order;
+        {"name": "pc.ram", "length": 67108864,       length in bytes;
+         "pages": {"normal": 0, "zero": 16384}}, ...],  pages counted over the
+                                                     whole stream, by record kind,
+      "complete": true                               the EOF marker was reached
+    }
+    More keys are welcome (e.g. decoded device fields, commands, vmdesc).
+
+The stream: `qemu-system-x86_64 -M pc -m 64 -display none -nodefaults -S`,
+migrated with `migrate "exec:cat > F"` (conftest.py, qemu_stream, once per
+session).  Malformations follow qemu-stream.md section 8.
+Rerun one: /usr/bin/python3 -m pytest harness/pytest -k 'analyze and footer'
+"""
+import json
+import random
+import signal
+
+import pytest
+
+from streamutil import Layout, offsets_in, vmdesc
+
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def stream(qemu_stream):
+    return qemu_stream
+
+
+@pytest.fixture(scope="module")
+def layout(stream):
+    return Layout(stream.data)
+
+
+@pytest.fixture(scope="module")
+def desc(stream):
+    d = vmdesc(stream.data)
+    assert d is not None, "QEMU's stream has no VMDESCRIPTION trailer"
+    return d
+
+
+@pytest.fixture(scope="module")
+def analyzed_json(stream, run_migcert):
+    r = run_migcert("analyze", stream.path, "--json")
+    assert r.returncode == 0, f"analyze --json exit {r.returncode}: {r.stderr.strip()}"
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError as e:
+        pytest.fail(f"analyze --json did not print one JSON document: {e}\n{r.stdout[:400]}")
+    assert isinstance(doc, dict)
+    return doc
+
+
+def device_sections(doc):
+    return [s for s in doc["sections"] if s["type"] == "full"]
+
+
+def describe_exit(r):
+    if r.returncode < 0:
+        return f"killed by {signal.Signals(-r.returncode).name}"
+    return f"exit {r.returncode}"
+
+
+# -- a good stream -----------------------------------------------------------
+
+def test_analyze_qemu_text_names_machine_ram_and_every_device(stream, desc, layout, run_migcert):
+    r = run_migcert("analyze", stream.path)
+    assert r.returncode == 0, f"{describe_exit(r)}: {r.stderr.strip()}"
+    assert layout.machine in r.stdout
+    assert "pc.ram" in r.stdout
+    missing = sorted({d["name"] for d in desc["devices"] if d["name"] not in r.stdout})
+    assert not missing, f"device sections not named in the text: {missing}"
+
+
+def test_analyze_qemu_json_reaches_eof_with_config(analyzed_json, layout):
+    assert analyzed_json["complete"] is True
+    assert analyzed_json["config"]["machine"] == layout.machine == "pc-i440fx-7.2"
+
+
+def test_analyze_qemu_json_section_entries_have_contract_keys(analyzed_json):
+    keys = {"type", "section_id", "name", "instance_id", "version", "size"}
+    assert analyzed_json["sections"], "no sections reported"
+    for s in analyzed_json["sections"]:
+        assert keys <= set(s), f"section entry lacks {keys - set(s)}: {s}"
+        assert s["type"] in ("start", "part", "end", "full"), s
+        assert isinstance(s["size"], int) and s["size"] >= 0, s
+
+
+def test_analyze_qemu_json_ram_is_start_parts_end(analyzed_json, layout):
+    ram = [s for s in analyzed_json["sections"] if s["name"] == "ram"]
+    types = [s["type"] for s in ram]
+    assert types[0] == "start" and types[-1] == "end" and set(types[1:-1]) <= {"part"}, types
+    assert {s["section_id"] for s in ram} == {layout.ram_section_id}
+    assert all(s["version"] == 4 and s["instance_id"] == 0 for s in ram)
+    # RAM sections come before every device section (qemu-stream.md section 4).
+    order = [s["type"] for s in analyzed_json["sections"]]
+    assert order.index("full") > max(i for i, s in enumerate(analyzed_json["sections"])
+                                     if s["name"] == "ram")
+
+
+def test_analyze_qemu_json_device_sections_match_vmdesc(analyzed_json, desc):
+    got = sorted((s["name"], s["instance_id"]) for s in device_sections(analyzed_json))
+    want = sorted((d["name"], d["instance_id"]) for d in desc["devices"])
+    assert got == want
+
+
+def test_analyze_qemu_json_device_versions_match_vmdesc(analyzed_json, desc):
+    want = {(d["name"], d["instance_id"]): d["version"] for d in desc["devices"] if "version" in d}
+    got = {(s["name"], s["instance_id"]): s["version"] for s in device_sections(analyzed_json)}
+    wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    assert not wrong, f"(name, instance): (analyze, vmdesc) versions differ: {wrong}"
+
+
+def test_analyze_qemu_json_ram_blocks_match_mem_size_list(analyzed_json, layout):
+    got = [(b["name"], b["length"]) for b in analyzed_json["ram_blocks"]]
+    assert got == list(layout.blocks.items())
+    assert dict(got)["pc.ram"] == 64 << 20
+
+
+def test_analyze_qemu_json_every_page_counted_once(analyzed_json):
+    # A paused guest dirties nothing: each page of each block is sent once.
+    for b in analyzed_json["ram_blocks"]:
+        pages = b["pages"]
+        assert pages["normal"] + pages["zero"] == b["length"] // PAGE, b
+
+
+def test_analyze_qemu_json_page_counts_match_query_migrate(analyzed_json, stream):
+    ram = stream.info["ram"]
+    normal = sum(b["pages"]["normal"] for b in analyzed_json["ram_blocks"])
+    zero = sum(b["pages"]["zero"] for b in analyzed_json["ram_blocks"])
+    assert (normal, zero) == (ram["normal"], ram["duplicate"])
+
+
+def test_analyze_qemu_json_section_sizes_fit_the_file(analyzed_json, stream):
+    total = sum(s["size"] for s in analyzed_json["sections"])
+    assert 0 < total < len(stream.data)
+    ram_pages = sum(b["pages"]["normal"] for b in analyzed_json["ram_blocks"])
+    assert total >= ram_pages * (8 + PAGE)
+
+
+def test_analyze_missing_file_is_a_usage_error(run_migcert, tmp_path):
+    r = run_migcert("analyze", tmp_path / "absent.mig")
+    assert r.returncode == 2, describe_exit(r)
+    assert "absent.mig" in r.stderr
+
+
+# -- malformed streams (qemu-stream.md section 8) ------------------------------
+
+def _mutations(data, lay):
+    """name -> (bytes, allowed offset range, words one of which must appear)."""
+    def patch(at, new):
+        return data[:at] + new + data[at + len(new):]
+
+    ver_last = lay.ram_version + 3
+    cut = len(data) // 2
+    return {
+        "magic": (patch(0, b"XXXX"), (0, 3), ["magic"]),
+        "version-2": (patch(4, b"\0\0\0\2"), (0, 7), ["version"]),
+        "version-4": (patch(4, b"\0\0\0\4"), (0, 7), ["version"]),
+        "config-byte": (patch(lay.config, b"\x01"), (lay.config, lay.config), ["configuration"]),
+        "truncated-50pct": (data[:cut], (cut - 2 * (PAGE + 8 + 256), cut),
+                            ["truncated", "unexpected end"]),
+        "footer-byte": (patch(lay.ram_footer, b"\x7d"), (lay.ram_section, lay.ram_footer), ["footer"]),
+        "ram-version-5": (patch(ver_last, b"\x05"), (lay.ram_section, ver_last), ["version"]),
+    }
+
+
+MUTATIONS = ["magic", "version-2", "version-4", "config-byte", "truncated-50pct",
+             "footer-byte", "ram-version-5"]
+
+
+@pytest.mark.parametrize("case", MUTATIONS)
+def test_analyze_qemu_malformed_names_problem_and_offset(case, stream, layout, run_migcert, tmp_path):
+    bad, (lo, hi), words = _mutations(stream.data, layout)[case]
+    f = tmp_path / f"{case}.mig"
+    f.write_bytes(bad)
+    r = run_migcert("analyze", f)
+    assert r.returncode == 1, f"{case}: {describe_exit(r)}, expected exit 1; stderr: {r.stderr.strip()}"
+    msg = r.stderr
+    assert any(w in msg.lower() for w in words), f"{case}: no word of {words} in {msg!r}"
+    offs = offsets_in(msg)
+    assert offs, f"{case}: no 'offset N' in {msg!r}"
+    assert any(lo <= o <= hi for o in offs), f"{case}: offsets {offs} not in [{lo}, {hi}]: {msg!r}"
+    if case in ("footer-byte", "ram-version-5", "truncated-50pct"):
+        assert "ram" in msg, f"{case}: section not named in {msg!r}"
+
+
+def test_analyze_qemu_malformed_json_mode_also_fails(stream, run_migcert, tmp_path):
+    f = tmp_path / "half.mig"
+    f.write_bytes(stream.data[: len(stream.data) // 2])
+    r = run_migcert("analyze", f, "--json")
+    assert r.returncode == 1, describe_exit(r)
+    assert offsets_in(r.stderr), r.stderr
+
+
+def test_analyze_qemu_random_damage_never_crashes(stream, run_migcert, tmp_path):
+    """Seeded byte flips and cuts over the whole stream: exit 0 or 1, never a
+    signal; every failure names an offset inside the file."""
+    rng = random.Random(0x5EED)
+    data = stream.data
+    failures = []
+    for i in range(40):
+        b = bytearray(data)
+        if i % 4 == 3:
+            b = b[: rng.randrange(len(b))]
+        else:
+            for _ in range(1 + i % 3):
+                b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        f = tmp_path / f"damaged-{i}.mig"
+        f.write_bytes(bytes(b))
+        r = run_migcert("analyze", f, timeout=30)
+        if r.returncode not in (0, 1):
+            failures.append(f"case {i}: {describe_exit(r)}: {r.stderr.strip()[:200]}")
+        elif r.returncode == 1 and not any(0 <= o <= len(b) for o in offsets_in(r.stderr)):
+            failures.append(f"case {i}: no offset within the file in {r.stderr.strip()[:200]!r}")
+        f.unlink()
+    assert not failures, "\n".join(failures)
