@@ -1,0 +1,102 @@
+/*
+ * ram.h - guest RAM: named blocks, the dirty log, pre-copy passes, zero pages,
+ * and the "ram" savevm handler (QEMU's "ram" section, instance 0, version 4;
+ * protocols/qemu-stream.md section 6).
+ *
+ * Owns: MigRam, an ordered list of MigRamBlocks.  Each block has its host
+ * memory (page aligned, zero when created), a dirty log the guest sets
+ * (mig_ram_set_dirty) and, while migrating, a migration bitmap.
+ * Called by: impl/machine (creates blocks, registers the handler),
+ * fakes/workload (writes pages and sets dirty bits), impl/migration
+ * (statistics).
+ *
+ * Pre-copy: save_setup marks every page dirty in the migration bitmap and
+ * writes MEM_SIZE + block list + EOS.  save_iterate walks the bitmap by block
+ * then page offset (data order, not a scheduling choice), sending each dirty
+ * page as ZERO (all-zero page) or PAGE (by reference: zero-copy), until a
+ * byte budget; the pass ends at the last page.  save_sync folds the dirty log
+ * into the bitmap (one "dirty sync").  save_complete sends what is left with
+ * the guest stopped.  Every payload ends with EOS.  The current block (and
+ * hence CONTINUE) carries over from one section to the next, as in QEMU.
+ *
+ * Destination: load_state parses records one at a time (restartable), reads
+ * page data straight into guest memory, and on failure/cancel zeroes every
+ * block (the destination keeps nothing it loaded).
+ *
+ * Invariants: no global state; page size is 4096 (x86 TARGET_PAGE_SIZE);
+ * block lengths are multiples of it.
+ */
+#ifndef MIGCERT_RAM_H
+#define MIGCERT_RAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/common.h"
+#include "../migration/migration.h"
+#include "../migration/savevm.h"
+
+#define MIG_RAM_PAGE_SIZE 4096u
+#define MIG_RAM_PAGE_SHIFT 12
+#define MIG_RAM_SECTION_VERSION 4u
+
+typedef struct MigRamBlock {
+    char idstr[256];
+    uint64_t length; /* bytes */
+    uint64_t npages;
+    uint8_t *host; /* page aligned, `length` bytes */
+    /* Dirty log: one bit per page, set by the guest, cleared by a sync. */
+    uint64_t *log;
+    /* Migration bitmap: pages still to send in this pass. */
+    uint64_t *bmap;
+} MigRamBlock;
+
+MigRam *mig_ram_new(void);
+void mig_ram_free(MigRam *r);
+
+/* Add a block of `length` bytes (multiple of 4096, > 0); returns its index or
+ * a negative errno (-EEXIST duplicate name, -EINVAL bad length or name,
+ * -EBUSY while migrating, -ENOMEM). */
+int mig_ram_add_block(MigRam *r, const char *idstr, uint64_t length, MigErr **errp);
+size_t mig_ram_block_count(const MigRam *r);
+MigRamBlock *mig_ram_block(MigRam *r, size_t i);
+MigRamBlock *mig_ram_find_block(MigRam *r, const char *idstr);
+/* Sum of block lengths (the MEM_SIZE value). */
+uint64_t mig_ram_total(const MigRam *r);
+
+/* The guest wrote page `page` of block b. */
+static inline void mig_ram_set_dirty(MigRamBlock *b, uint64_t page)
+{
+    b->log[page >> 6] |= (uint64_t)1 << (page & 63);
+}
+/* Number of pages set in the dirty log (not yet synced). */
+uint64_t mig_ram_dirty_log_count(const MigRam *r);
+
+/* All 4096 bytes zero?  A word scan that stops at the first non-zero word. */
+bool mig_ram_page_is_zero(const void *page);
+
+/* Hex SHA-256 over every block's memory in block order (x-query-ram-digest). */
+void mig_ram_digest(const MigRam *r, char out[65]);
+
+/* Register the "ram" iterative handler (instance 0, version 4) in sv. */
+int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
+/* Capabilities that change the RAM format (x-ignore-shared adds mr_addr to the
+ * block list; x-page-flip allows HOOK); set by the engine before save_setup /
+ * the first load. */
+void mig_ram_set_caps(MigRam *r, MigCapMask caps);
+
+/* Counters of the current or last migration, for query-migrate.  The engine
+ * fills the time-based fields (mbps, rates). */
+void mig_ram_info(const MigRam *r, MigRamInfo *out);
+/* Pages dirtied by the guest between the last two syncs and the loop time
+ * span they cover (for dirty-pages-rate). */
+uint64_t mig_ram_sync_count(const MigRam *r);
+/* Bytes the source still has to send (dirty pages in bitmap + log, x4096). */
+uint64_t mig_ram_remaining(const MigRam *r);
+
+/* Build a ZERO/PAGE record stream for the pages of block `b` in [first,
+ * first+count) into s, as pre-copy would (tests and tools).  Returns 0 or
+ * the stream's error. */
+int mig_ram_put_pages(MigRam *r, MigStream *s, size_t block, uint64_t first, uint64_t count);
+
+#endif
