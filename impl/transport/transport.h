@@ -76,4 +76,90 @@ MigTransport *mig_transport_file_open(MigLoop *loop, const char *path, bool for_
 /* Connect to a listening unix socket at `path`. */
 MigTransport *mig_transport_unix_connect(MigLoop *loop, const char *path, MigErr **errp);
 
+/* ---- optional operations (-ENOTSUP when the backend lacks them) ---- */
+static inline int mig_transport_watch(MigTransport *t, uint32_t events, MigTransportCb cb,
+                                      void *opaque)
+{
+    return t->ops->watch ? t->ops->watch(t, events, cb, opaque) : -ENOTSUP;
+}
+static inline int mig_transport_shutdown_write(MigTransport *t)
+{
+    return t->ops->shutdown_write ? t->ops->shutdown_write(t) : -ENOTSUP;
+}
+/* Pass an fd over a unix socket (SCM_RIGHTS).  send_fd writes one marker byte
+ * (MIG_TRANSPORT_FD_MARKER) into the byte stream carrying `fd` (the caller
+ * keeps its own fd); the peer calls recv_fd at the point of the stream where
+ * it expects the fd, and recv_fd consumes that one byte.  An fd that arrived
+ * with bytes a plain read consumed is kept and returned by the next recv_fd. */
+#define MIG_TRANSPORT_FD_MARKER 0x46u /* 'F' */
+static inline int mig_transport_send_fd(MigTransport *t, int fd)
+{
+    return t->ops->send_fd ? t->ops->send_fd(t, fd) : -ENOTSUP;
+}
+static inline int mig_transport_recv_fd(MigTransport *t)
+{
+    return t->ops->recv_fd ? t->ops->recv_fd(t) : -ENOTSUP;
+}
+/* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
+int mig_transport_get_fd(MigTransport *t);
+
+/* ---- unix listener (the destination side of unix:PATH) ----
+ * Accepts without blocking from a loop fd watch (epoll loop only).  Each
+ * accepted connection becomes a non-blocking "unix" transport handed to cb,
+ * which owns it from then on. */
+typedef struct MigListener MigListener;
+typedef void (*MigListenerCb)(MigListener *l, MigTransport *t, void *opaque);
+/* Bind and listen at `path` (a stale socket file there is replaced). */
+MigListener *mig_listener_unix_new(MigLoop *loop, const char *path, MigListenerCb cb,
+                                   void *opaque, MigErr **errp);
+/* Stop accepting, close the socket and unlink its path.  NULL is a no-op. */
+void mig_listener_free(MigListener *l);
+
+/* ---- mem: the simulator's in-memory duplex link ----
+ * Two transports joined by a link with, per direction, a serialising
+ * bandwidth, a latency and a bounded buffer of bytes written but not yet read
+ * by the peer (writev accepts what fits, -EAGAIN when nothing fits).  Timing
+ * runs on the loop clock, so under the sim loop it is virtual and exact.
+ * Readiness is level-triggered like epoll and always delivered from loop
+ * callbacks (defers and timers), never from inside read/writev/watch.
+ *
+ * End of stream: closing or shutting down one end makes the peer read the
+ * bytes still in flight, then 0.  Writing to a closed peer gives -EPIPE.
+ * Faults the harness drives through a MigLink handle:
+ *   drop_at(dir, N): the writer of `dir` can write N bytes in all; at byte N
+ *     the connection resets: the peer still reads exactly those N bytes, then
+ *     -ECONNRESET; every later write on either end gives -ECONNRESET, and
+ *     reads on the other direction give what was already written, then
+ *     -ECONNRESET;
+ *   drop_now: reset now, bytes in flight are lost, both ends get -ECONNRESET;
+ *   partition(true): no byte arrives, writes are accepted until the buffer is
+ *     full, nothing errors; partition(false) heals: transmission restarts;
+ *   set_params: change bandwidth/latency for bytes written from now on. */
+typedef struct MigLinkParams {
+    uint64_t bandwidth;  /* bytes per second of loop time; 0 = unlimited */
+    uint64_t latency_ns; /* one-way, added to every byte */
+    size_t buffer;       /* per-direction bound; 0 = MIG_LINK_DEFAULT_BUFFER */
+} MigLinkParams;
+#define MIG_LINK_DEFAULT_BUFFER ((size_t)4 << 20)
+
+typedef struct MigLink MigLink;
+enum { MIG_LINK_A_TO_B = 0, MIG_LINK_B_TO_A = 1 };
+
+/* Create a connected pair: bytes written on *a are read on *b and back.  p
+ * may be NULL (unlimited, no latency, default buffer).  Returns 0 or -errno.
+ * Both ends are "mem" transports; close each with mig_transport_close. */
+int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
+                           MigTransport **b);
+/* A new reference to the link under a mem transport (NULL for other kinds);
+ * it stays valid after both ends closed, until mig_link_unref. */
+MigLink *mig_transport_mem_link(MigTransport *end);
+void mig_link_unref(MigLink *link);
+void mig_link_drop_at(MigLink *link, int dir, uint64_t byte);
+void mig_link_drop_now(MigLink *link);
+void mig_link_partition(MigLink *link, bool partitioned);
+void mig_link_set_params(MigLink *link, const MigLinkParams *p);
+bool mig_link_is_broken(const MigLink *link);
+/* Bytes written into direction `dir` so far. */
+uint64_t mig_link_bytes(const MigLink *link, int dir);
+
 #endif
