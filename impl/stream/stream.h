@@ -55,6 +55,9 @@ MigStream *mig_stream_new_writer(MigTransport *t);
 MigStream *mig_stream_new_reader(MigTransport *t);
 /* A reader over a memory buffer (copied); for analyzers and tests. */
 MigStream *mig_stream_new_mem_reader(const void *buf, size_t len);
+/* Like mig_stream_new_mem_reader, without the copy: buf must outlive the
+ * stream (the analyzer reads mmap'ed files this way). */
+MigStream *mig_stream_new_mem_reader_borrow(const void *buf, size_t len);
 /* A writer into memory; mig_stream_mem_data() returns what was written. */
 MigStream *mig_stream_new_mem_writer(void);
 const uint8_t *mig_stream_mem_data(MigStream *s, size_t *len);
@@ -96,6 +99,13 @@ uint32_t mig_stream_get_be32(MigStream *s);
 uint64_t mig_stream_get_be64(MigStream *s);
 /* Read exactly len bytes (zeros on error/starvation). */
 void mig_stream_get_buffer(MigStream *s, void *buf, size_t len);
+/* Zero-copy get: consume len bytes and return a pointer to them inside the
+ * stream's buffer, valid until the next call on s; NULL on error or when
+ * starved.  (The RAM decoder hands pages out this way.) */
+const void *mig_stream_get_view(MigStream *s, size_t len);
+/* Consume and drop len bytes (a stream that ends first gets the usual
+ * "stream ended at offset N" error). */
+void mig_stream_skip(MigStream *s, uint64_t len);
 /* Counted string into out (NUL-terminated); returns its length. */
 size_t mig_stream_get_counted(MigStream *s, char out[256]);
 /* Look at byte `at` past the current position without consuming; returns
@@ -103,11 +113,16 @@ size_t mig_stream_get_counted(MigStream *s, char out[256]);
 int mig_stream_peek_u8(MigStream *s, size_t at);
 /* Look at up to len bytes at `at` without consuming; returns bytes copied. */
 size_t mig_stream_peek(MigStream *s, void *buf, size_t len, size_t at);
-/* True when no more bytes will ever come (EOF reached and buffer empty). */
+/* True when no more bytes will ever come (EOF reached and buffer empty, or
+ * a sticky error).  On a transport with nothing to read yet it returns false
+ * and the stream becomes starved. */
 bool mig_stream_at_eof(MigStream *s);
 void mig_stream_mark(MigStream *s);
 void mig_stream_rewind(MigStream *s);
 bool mig_stream_starved(const MigStream *s);
+/* Notes on the reader: peeks that find no data yet also make the stream
+ * starved; rewind clears starvation (and, without a mark, goes nowhere).  A
+ * mark keeps every byte from there on buffered until the next mark. */
 
 /* ---- v3 framing ---- */
 typedef struct MigSectionHeader {
@@ -134,6 +149,10 @@ typedef struct MigStreamConfig {
     char machine[256];
     char caps[32][256];
     size_t ncaps;
+    /* Other configuration subsections QEMU may send. */
+    uint32_t target_page_bits; /* 0 = not sent */
+    bool has_uuid;
+    uint8_t uuid[16];
 } MigStreamConfig;
 int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **errp);
 /* Read the type byte and the header fields that go with it.  Unknown type
@@ -142,5 +161,23 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
 /* Expect footer 0x7e + section_id; errors name `name` like QEMU does. */
 int mig_stream_get_section_footer(MigStream *s, uint32_t section_id, const char *name,
                                   MigErr **errp);
+
+/* Notes on the framing getters: each returns 0, -EAGAIN when the stream is
+ * starved (nothing recorded; rewind and retry), or a negative errno; an
+ * error is also made the stream's sticky error, and every message ends with
+ * "at offset N".  mig_stream_get_section_header accepts EOF, START, PART,
+ * END, FULL, COMMAND and VMDESCRIPTION; for COMMAND and VMDESCRIPTION only
+ * the type byte is consumed (use the two getters below). */
+
+/* After a VMDESCRIPTION type byte: be32 len + JSON.  *json is malloc'ed and
+ * NUL-terminated (not on the wire).  More than MIG_STREAM_VMDESC_MAX bytes
+ * is refused. */
+#define MIG_STREAM_VMDESC_MAX (64u << 20)
+int mig_stream_get_vmdesc(MigStream *s, char **json, size_t *len, MigErr **errp);
+/* After a COMMAND type byte: be16 cmd, be16 len; the len data bytes are left
+ * for the caller. */
+int mig_stream_get_command(MigStream *s, uint16_t *cmd, uint16_t *len, MigErr **errp);
+/* Name of a section type byte ("start", "full", ...) or NULL if unknown. */
+const char *mig_section_type_name(uint8_t type);
 
 #endif

@@ -1,0 +1,638 @@
+/*
+ * stream.c - MigStream: the buffered codec (see stream.h for the contract).
+ *
+ * Writer layout.  Puts append to a list of segments that mig_stream_flush()
+ * hands to the transport's writev.  A segment is either a run of copied
+ * bytes inside `wbuf` (kept as an offset, so wbuf may be reallocated) or a
+ * caller's buffer queued by reference (put_buffer_ref).  Consecutive copies
+ * extend the last segment, so a RAM record costs two iovecs: the 8-byte
+ * header in wbuf and the page by reference.  The fast path of every put is a
+ * bounds check and a store; `wfast` is true only while the last segment is a
+ * copy segment and no error is set, so an error also turns puts off.
+ * When a buffer is full a put first offers the queue to the transport (which
+ * never blocks: -EAGAIN leaves it queued) and only then grows the buffer.
+ *
+ * Reader layout.  `rdata[rpos..rlen)` are bytes read but not consumed.  While
+ * a mark is set, bytes from the mark on are kept so mig_stream_rewind() can
+ * go back.  A get that finds too few bytes asks the transport for more;
+ * -EAGAIN makes the stream "starved" (gets return zeros, nothing is consumed)
+ * until the parser rewinds; the end of the transport inside a get is the
+ * sticky error -EIO "stream ended at offset N".
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+#define WBUF_MIN (64 * 1024)
+#define WSEG_MIN 256
+#define RBUF_MIN (256 * 1024)
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+typedef struct WSeg {
+    const uint8_t *ref; /* NULL: bytes live in wbuf at `off` */
+    size_t off;
+    size_t len;
+} WSeg;
+
+struct MigStream {
+    MigTransport *t; /* NULL for memory streams */
+    bool writer;
+    int err;
+    char *errmsg;
+    uint64_t offset;
+
+    /* writer */
+    bool wfast;
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+    WSeg *segs;
+    size_t whead, nsegs, segcap;
+    size_t wpending; /* bytes in segs[whead..nsegs) */
+
+    /* reader */
+    const uint8_t *rdata; /* == rbuf, or the caller's borrowed buffer */
+    uint8_t *rbuf;
+    size_t rpos, rlen, rcap;
+    bool eof;     /* the transport said EOF (memory readers: always) */
+    bool starved; /* a get found no data and the transport said -EAGAIN */
+    bool marked;
+    size_t mark_pos;
+    uint64_t mark_offset;
+};
+
+/* ---------------------------------------------------------------- common */
+
+static MigStream *stream_alloc(MigTransport *t, bool writer)
+{
+    MigStream *s = mig_malloc0(sizeof(*s));
+    s->t = t;
+    s->writer = writer;
+    return s;
+}
+
+MigStream *mig_stream_new_writer(MigTransport *t)
+{
+    return stream_alloc(t, true);
+}
+
+MigStream *mig_stream_new_reader(MigTransport *t)
+{
+    return stream_alloc(t, false);
+}
+
+MigStream *mig_stream_new_mem_reader(const void *buf, size_t len)
+{
+    MigStream *s = stream_alloc(NULL, false);
+    s->rbuf = mig_malloc0(len ? len : 1);
+    if (len)
+        memcpy(s->rbuf, buf, len);
+    s->rdata = s->rbuf;
+    s->rlen = s->rcap = len;
+    s->eof = true;
+    return s;
+}
+
+MigStream *mig_stream_new_mem_reader_borrow(const void *buf, size_t len)
+{
+    MigStream *s = stream_alloc(NULL, false);
+    s->rdata = buf;
+    s->rlen = len;
+    s->eof = true;
+    return s;
+}
+
+MigStream *mig_stream_new_mem_writer(void)
+{
+    return stream_alloc(NULL, true);
+}
+
+const uint8_t *mig_stream_mem_data(MigStream *s, size_t *len)
+{
+    /* A memory writer keeps every byte in one copy segment starting at 0. */
+    *len = s->t ? 0 : s->wlen;
+    return s->wbuf;
+}
+
+void mig_stream_free(MigStream *s)
+{
+    if (!s)
+        return;
+    free(s->errmsg);
+    free(s->wbuf);
+    free(s->segs);
+    free(s->rbuf);
+    free(s);
+}
+
+int mig_stream_error(const MigStream *s)
+{
+    return s->err;
+}
+
+const char *mig_stream_error_msg(const MigStream *s)
+{
+    return s->err ? s->errmsg : NULL;
+}
+
+void mig_stream_set_error(MigStream *s, int err, const char *fmt, ...)
+{
+    if (s->err || err >= 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    s->err = err;
+    s->errmsg = msg ? msg : mig_strdup("out of memory formatting a stream error");
+    s->wfast = false;
+}
+
+int mig_stream_take_error(MigStream *s, MigErr **errp)
+{
+    if (!s->err)
+        return 0;
+    return mig_err_set(errp, s->err, "%s", s->errmsg);
+}
+
+uint64_t mig_stream_offset(const MigStream *s)
+{
+    return s->offset;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+static int inject_flush(void)
+{
+    fiu_return_on("mig/stream/flush", -EIO);
+    return 0;
+}
+
+/* Drop the segments already written and the wbuf bytes only they used, once
+ * that is at least half of what is queued (keeps compaction amortised). */
+static void wcompact(MigStream *s)
+{
+    if (s->whead == s->nsegs) {
+        s->whead = s->nsegs = 0;
+        s->wlen = 0;
+        s->wpending = 0;
+        s->wfast = false;
+        return;
+    }
+    if (s->whead * 2 < s->nsegs)
+        return;
+    size_t lo = s->wlen;
+    for (size_t i = s->whead; i < s->nsegs; i++)
+        if (!s->segs[i].ref) {
+            lo = s->segs[i].off;
+            break;
+        }
+    memmove(s->segs, s->segs + s->whead, (s->nsegs - s->whead) * sizeof(WSeg));
+    s->nsegs -= s->whead;
+    s->whead = 0;
+    if (lo > 0) {
+        memmove(s->wbuf, s->wbuf + lo, s->wlen - lo);
+        s->wlen -= lo;
+        for (size_t i = 0; i < s->nsegs; i++)
+            if (!s->segs[i].ref)
+                s->segs[i].off -= lo;
+    }
+}
+
+/* Push queued segments until done or the transport pushes back. */
+static int wpush(MigStream *s)
+{
+    if (s->err)
+        return s->err;
+    if (!s->t || s->whead == s->nsegs)
+        return 0;
+    int r = inject_flush();
+    if (r < 0) {
+        mig_stream_set_error(s, r, "stream flush failed at offset %llu: %s",
+                             (unsigned long long)(s->offset - s->wpending), mig_errno_name(r));
+        return r;
+    }
+    struct iovec iov[IOV_MAX];
+    while (s->whead < s->nsegs) {
+        int n = 0;
+        for (size_t i = s->whead; i < s->nsegs && n < IOV_MAX; i++, n++) {
+            const WSeg *g = &s->segs[i];
+            iov[n].iov_base = (void *)(g->ref ? g->ref : s->wbuf + g->off);
+            iov[n].iov_len = g->len;
+        }
+        ssize_t w = mig_transport_writev(s->t, iov, n);
+        if (w == -EINTR)
+            continue;
+        if (w == -EAGAIN || w == 0) {
+            wcompact(s);
+            return -EAGAIN;
+        }
+        if (w < 0) {
+            mig_stream_set_error(s, (int)w, "stream write failed at offset %llu: %s",
+                                 (unsigned long long)(s->offset - s->wpending),
+                                 mig_errno_name((int)w));
+            return (int)w;
+        }
+        size_t done = (size_t)w;
+        s->wpending -= MIG_MIN(done, s->wpending);
+        while (done > 0 && s->whead < s->nsegs) {
+            WSeg *g = &s->segs[s->whead];
+            if (done >= g->len) {
+                done -= g->len;
+                s->whead++;
+            } else {
+                if (g->ref)
+                    g->ref += done;
+                else
+                    g->off += done;
+                g->len -= done;
+                done = 0;
+            }
+        }
+    }
+    wcompact(s);
+    return 0;
+}
+
+static bool wcheck(MigStream *s)
+{
+    if (s->err)
+        return false;
+    if (!s->writer) {
+        mig_stream_set_error(s, -EINVAL, "put on a stream opened for reading");
+        return false;
+    }
+    return true;
+}
+
+/* Room for one more segment: offer the queue to the transport, then grow. */
+static bool wseg_room(MigStream *s)
+{
+    if (s->nsegs < s->segcap)
+        return true;
+    if (s->t) {
+        int r = wpush(s);
+        if (r < 0 && r != -EAGAIN)
+            return false;
+        if (s->nsegs < s->segcap)
+            return true;
+    }
+    size_t cap = MIG_MAX(s->segcap * 2, (size_t)WSEG_MIN);
+    s->segs = mig_realloc(s->segs, cap * sizeof(WSeg));
+    s->segcap = cap;
+    return true;
+}
+
+static uint8_t *wreserve_slow(MigStream *s, size_t n)
+{
+    if (!wcheck(s))
+        return NULL;
+    if (s->wlen + n > s->wcap) {
+        if (s->t) {
+            int r = wpush(s);
+            if (r < 0 && r != -EAGAIN)
+                return NULL;
+        }
+        if (s->wlen + n > s->wcap) {
+            size_t cap = MIG_MAX(MIG_MAX(s->wcap * 2, s->wlen + n), (size_t)WBUF_MIN);
+            s->wbuf = mig_realloc(s->wbuf, cap);
+            s->wcap = cap;
+        }
+    }
+    if (s->whead == s->nsegs || s->segs[s->nsegs - 1].ref) {
+        if (!wseg_room(s))
+            return NULL;
+        s->segs[s->nsegs++] = (WSeg){NULL, s->wlen, 0};
+    }
+    uint8_t *p = s->wbuf + s->wlen;
+    s->wlen += n;
+    s->segs[s->nsegs - 1].len += n;
+    s->wpending += n;
+    s->offset += n;
+    s->wfast = true;
+    return p;
+}
+
+static inline uint8_t *wreserve(MigStream *s, size_t n)
+{
+    if (__builtin_expect(s->wfast && s->wlen + n <= s->wcap, 1)) {
+        uint8_t *p = s->wbuf + s->wlen;
+        s->wlen += n;
+        s->segs[s->nsegs - 1].len += n;
+        s->wpending += n;
+        s->offset += n;
+        return p;
+    }
+    return wreserve_slow(s, n);
+}
+
+void mig_stream_put_u8(MigStream *s, uint8_t v)
+{
+    uint8_t *p = wreserve(s, 1);
+    if (p)
+        p[0] = v;
+}
+
+void mig_stream_put_be16(MigStream *s, uint16_t v)
+{
+    uint8_t *p = wreserve(s, 2);
+    if (p) {
+        p[0] = (uint8_t)(v >> 8);
+        p[1] = (uint8_t)v;
+    }
+}
+
+void mig_stream_put_be32(MigStream *s, uint32_t v)
+{
+    uint8_t *p = wreserve(s, 4);
+    if (p) {
+        v = __builtin_bswap32(v);
+        memcpy(p, &v, 4);
+    }
+}
+
+void mig_stream_put_be64(MigStream *s, uint64_t v)
+{
+    uint8_t *p = wreserve(s, 8);
+    if (p) {
+        v = __builtin_bswap64(v);
+        memcpy(p, &v, 8);
+    }
+}
+
+void mig_stream_put_buffer(MigStream *s, const void *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    uint8_t *p = wreserve(s, len);
+    if (p)
+        memcpy(p, buf, len);
+}
+
+void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len)
+{
+    /* Small buffers cost less copied than as an iovec of their own, and a
+     * memory writer must own its bytes. */
+    if (!s->t || len < 256) {
+        mig_stream_put_buffer(s, buf, len);
+        return;
+    }
+    if (!wcheck(s) || !wseg_room(s))
+        return;
+    s->segs[s->nsegs++] = (WSeg){buf, 0, len};
+    s->wpending += len;
+    s->offset += len;
+    s->wfast = false;
+}
+
+void mig_stream_put_counted(MigStream *s, const char *str)
+{
+    size_t len = strlen(str);
+    if (len > 255) {
+        mig_stream_set_error(s, -EINVAL, "string '%.32s...' of %zu bytes is too long for a counted string",
+                             str, len);
+        return;
+    }
+    uint8_t *p = wreserve(s, 1 + len);
+    if (p) {
+        p[0] = (uint8_t)len;
+        memcpy(p + 1, str, len);
+    }
+}
+
+int mig_stream_flush(MigStream *s)
+{
+    return wpush(s);
+}
+
+size_t mig_stream_pending(const MigStream *s)
+{
+    return s->t ? s->wpending : 0;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+static ssize_t stream_read(MigStream *s, void *buf, size_t len)
+{
+    fiu_return_on("mig/stream/read", -EIO);
+    return mig_transport_read(s->t, buf, len);
+}
+
+/* Make `need` bytes available at rpos.  Returns 0, -EAGAIN (now starved),
+ * -ENODATA (the stream ends first; no error set) or the sticky error. */
+static int rfill(MigStream *s, size_t need)
+{
+    if (s->rlen - s->rpos >= need)
+        return 0;
+    if (s->err)
+        return s->err;
+    if (s->writer) {
+        mig_stream_set_error(s, -EINVAL, "get on a stream opened for writing");
+        return s->err;
+    }
+    if (s->starved)
+        return -EAGAIN;
+    if (s->eof)
+        return -ENODATA;
+    size_t keep = s->marked ? MIG_MIN(s->mark_pos, s->rpos) : s->rpos;
+    if (keep > 0) {
+        memmove(s->rbuf, s->rbuf + keep, s->rlen - keep);
+        s->rlen -= keep;
+        s->rpos -= keep;
+        if (s->marked)
+            s->mark_pos -= keep;
+    }
+    if (s->rpos + need > s->rcap) {
+        size_t cap = MIG_MAX(MIG_MAX(s->rcap * 2, s->rpos + need), (size_t)RBUF_MIN);
+        s->rbuf = mig_realloc(s->rbuf, cap);
+        s->rcap = cap;
+    }
+    s->rdata = s->rbuf;
+    while (s->rlen - s->rpos < need) {
+        ssize_t r = stream_read(s, s->rbuf + s->rlen, s->rcap - s->rlen);
+        if (r > 0) {
+            s->rlen += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            s->eof = true;
+            return -ENODATA;
+        }
+        if (r == -EINTR)
+            continue;
+        if (r == -EAGAIN) {
+            s->starved = true;
+            return -EAGAIN;
+        }
+        mig_stream_set_error(s, (int)r, "stream read failed at offset %llu: %s",
+                             (unsigned long long)(s->offset + (s->rlen - s->rpos)),
+                             mig_errno_name((int)r));
+        return (int)r;
+    }
+    return 0;
+}
+
+/* Returns a pointer to n consumed bytes, or NULL (error / starved). */
+static const uint8_t *rtake_slow(MigStream *s, size_t n)
+{
+    int r = rfill(s, n);
+    if (r == -ENODATA) {
+        mig_stream_set_error(s, -EIO, "stream ended at offset %llu",
+                             (unsigned long long)(s->offset + (s->rlen - s->rpos)));
+        return NULL;
+    }
+    if (r < 0)
+        return NULL;
+    const uint8_t *p = s->rdata + s->rpos;
+    s->rpos += n;
+    s->offset += n;
+    return p;
+}
+
+static inline const uint8_t *rtake(MigStream *s, size_t n)
+{
+    if (__builtin_expect(s->rlen - s->rpos >= n && !s->err && !s->starved, 1)) {
+        const uint8_t *p = s->rdata + s->rpos;
+        s->rpos += n;
+        s->offset += n;
+        return p;
+    }
+    return rtake_slow(s, n);
+}
+
+uint8_t mig_stream_get_u8(MigStream *s)
+{
+    const uint8_t *p = rtake(s, 1);
+    return p ? p[0] : 0;
+}
+
+uint16_t mig_stream_get_be16(MigStream *s)
+{
+    const uint8_t *p = rtake(s, 2);
+    return p ? (uint16_t)(p[0] << 8 | p[1]) : 0;
+}
+
+uint32_t mig_stream_get_be32(MigStream *s)
+{
+    const uint8_t *p = rtake(s, 4);
+    uint32_t v = 0;
+    if (p) {
+        memcpy(&v, p, 4);
+        v = __builtin_bswap32(v);
+    }
+    return v;
+}
+
+uint64_t mig_stream_get_be64(MigStream *s)
+{
+    const uint8_t *p = rtake(s, 8);
+    uint64_t v = 0;
+    if (p) {
+        memcpy(&v, p, 8);
+        v = __builtin_bswap64(v);
+    }
+    return v;
+}
+
+void mig_stream_get_buffer(MigStream *s, void *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    const uint8_t *p = rtake(s, len);
+    if (p)
+        memcpy(buf, p, len);
+    else
+        memset(buf, 0, len);
+}
+
+const void *mig_stream_get_view(MigStream *s, size_t len)
+{
+    static const uint8_t empty[1];
+    if (len == 0)
+        return s->err || s->starved ? NULL : empty;
+    return rtake(s, len);
+}
+
+void mig_stream_skip(MigStream *s, uint64_t len)
+{
+    /* Memory readers and marked readers hold the bytes anyway; otherwise
+     * skip in bounded chunks so a huge length does not need a huge buffer. */
+    while (len > 0 && !s->err && !s->starved) {
+        size_t avail = s->rlen - s->rpos;
+        size_t chunk;
+        if (avail >= len || s->eof || s->marked)
+            chunk = len > SIZE_MAX ? SIZE_MAX : (size_t)len;
+        else
+            chunk = avail > 0 ? avail : (size_t)MIG_MIN(len, (uint64_t)RBUF_MIN);
+        if (!rtake(s, chunk))
+            return;
+        len -= chunk;
+    }
+}
+
+size_t mig_stream_get_counted(MigStream *s, char out[256])
+{
+    uint8_t len = mig_stream_get_u8(s);
+    mig_stream_get_buffer(s, out, len);
+    if (s->err || s->starved)
+        len = 0;
+    out[len] = '\0';
+    return len;
+}
+
+int mig_stream_peek_u8(MigStream *s, size_t at)
+{
+    uint8_t b;
+    return mig_stream_peek(s, &b, 1, at) == 1 ? b : -1;
+}
+
+size_t mig_stream_peek(MigStream *s, void *buf, size_t len, size_t at)
+{
+    if (s->err || s->starved || len == 0)
+        return 0;
+    int r = rfill(s, at + len);
+    size_t avail = s->rlen - s->rpos;
+    if (r < 0 && r != -ENODATA)
+        return 0;
+    if (avail <= at)
+        return 0;
+    size_t n = MIG_MIN(len, avail - at);
+    memcpy(buf, s->rdata + s->rpos + at, n);
+    return n;
+}
+
+bool mig_stream_at_eof(MigStream *s)
+{
+    if (s->err)
+        return true;
+    if (s->rlen > s->rpos || s->starved)
+        return false;
+    return rfill(s, 1) == -ENODATA;
+}
+
+void mig_stream_mark(MigStream *s)
+{
+    s->marked = true;
+    s->mark_pos = s->rpos;
+    s->mark_offset = s->offset;
+}
+
+void mig_stream_rewind(MigStream *s)
+{
+    if (s->marked) {
+        s->rpos = s->mark_pos;
+        s->offset = s->mark_offset;
+    }
+    s->starved = false;
+}
+
+bool mig_stream_starved(const MigStream *s)
+{
+    return s->starved;
+}
