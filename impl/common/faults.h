@@ -17,6 +17,9 @@
 
 /* X(name, errno, sentence) */
 #define MIG_FAULT_POINTS(X)                                                                   \
+    X("mig/device/arc", EIO, "a device state arc fails before the device is asked")          \
+    X("mig/device/read", EIO, "reading a device's saving data fails before the device is asked") \
+    X("mig/device/write", EIO, "writing resume data to a device fails before it is asked")    \
     X("mig/stream/flush", EIO, "the stream cannot push buffered bytes to its transport")       \
     X("mig/stream/read", EIO, "the stream's transport read fails")                             \
     X("mig/transport/read", EIO, "a transport read fails")                                     \
