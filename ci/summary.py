@@ -1,36 +1,111 @@
 #!/usr/bin/python3
-"""Sum test results over every JUnit/cmocka XML file in a folder and print
-the failures, then the line `N passed, N failed` (the last line of CI)."""
+"""ci/summary.py [FOLDER] [--build B] [--exit-status N]
+
+Sums the test cases of every JUnit/cmocka XML file in FOLDER (default
+reports/out), prints each failure with one `REPRO:` line, and prints as its
+very last line `N passed, N failed`.  Skipped cases count in neither.
+
+Nothing is silent: a folder with no XML, an empty or unparsable XML file, or
+a file without test cases counts as a failure; so does --exit-status N != 0
+(the status of the lanes) when no failing case explains it.
+REPRO lines: the first "REPRO: ..." line of the failure text when there is
+one (scenario runs print it), else BUILD/unit/test-X NAME for a cmocka case
+(file unit-test-X.xml), else /usr/bin/python3 -m pytest 'FILE::NAME'.
+Exit status: 0 when nothing failed, 1 otherwise.
+"""
+import argparse
 import glob
 import os
 import sys
 import xml.etree.ElementTree as ET
 
+PY = "/usr/bin/python3"
 
-def main(folder):
+
+def first_line(text, limit=200):
+    for line in (text or "").splitlines():
+        if line.strip():
+            line = line.strip()
+            return line if len(line) <= limit else line[:limit] + "..."
+    return ""
+
+
+def repro_for(fname, case, bad, build):
+    text = (bad.text or "") + "\n" + (bad.get("message") or "")
+    for line in text.splitlines():
+        if line.strip().startswith("REPRO:"):
+            return line.strip()
+    name = case.get("name", "")
+    cls = case.get("classname", "") or ""
+    if fname.startswith("unit-") and not fname.endswith("-status.xml"):
+        binary = fname[len("unit-"):-len(".xml")]
+        return f"REPRO: {build}/unit/{binary} {name}"
+    parts = cls.split(".")
+    mods = [i for i, p in enumerate(parts) if p.startswith("test_")]
+    if mods:
+        i = mods[0]
+        path = "/".join(parts[:i + 1]) + ".py"
+        node = "::".join([path] + parts[i + 1:] + [name])
+        return f"REPRO: {PY} -m pytest '{node}'"
+    return None
+
+
+def summarize(folder, build="build", exit_status=0, out=sys.stdout):
     passed = failed = 0
-    failures = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.xml"))):
+    lines = []
+    files = sorted(glob.glob(os.path.join(folder, "*.xml")))
+    if not files:
+        failed += 1
+        lines.append(f"FAILED no test results in {folder}/ (did the build fail?)")
+    for path in files:
+        fname = os.path.basename(path)
         try:
             root = ET.parse(path).getroot()
-        except ET.ParseError as e:
+        except (OSError, ET.ParseError) as e:
             failed += 1
-            failures.append(f"{os.path.basename(path)}: unreadable XML ({e})")
+            lines.append(f"FAILED {fname}: unreadable results ({e})")
             continue
-        for case in root.iter("testcase"):
-            bad = case.find("failure") is not None or case.find("error") is not None
+        cases = list(root.iter("testcase"))
+        if not cases:
+            failed += 1
+            lines.append(f"FAILED {fname}: holds no test case")
+            continue
+        for case in cases:
             if case.find("skipped") is not None:
                 continue
-            if bad:
-                failed += 1
-                failures.append(f"{os.path.basename(path)}: {case.get('classname', '')}::{case.get('name')}")
-            else:
+            bad = case.find("failure")
+            if bad is None:
+                bad = case.find("error")
+            if bad is None:
                 passed += 1
-    for f in failures:
-        print("FAILED", f)
-    print(f"{passed} passed, {failed} failed")
-    return 0
+                continue
+            failed += 1
+            ident = "::".join(x for x in (case.get("classname"), case.get("name")) if x)
+            why = first_line(bad.get("message")) or first_line(bad.text)
+            lines.append(f"FAILED {fname}: {ident}" + (f": {why}" if why else ""))
+            repro = repro_for(fname, case, bad, build)
+            if repro:
+                lines.append("  " + repro)
+    if exit_status and failed == 0:
+        failed += 1
+        lines.append(f"FAILED the lanes exited with status {exit_status} but no failing case was recorded")
+    for line in lines:
+        print(line, file=out)
+    out.flush()
+    print(f"{passed} passed, {failed} failed", file=out)
+    out.flush()
+    return passed, failed
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="reports/out")
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--exit-status", type=int, default=0)
+    a = ap.parse_args(argv)
+    _, failed = summarize(a.folder, a.build, a.exit_status)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "reports/out"))
+    sys.exit(main(sys.argv[1:]))
