@@ -114,7 +114,7 @@ typedef struct MigSaveEntry {
     const MigFullOps *full; /* MIG_SAVE_FULL */
     void *opaque;
     /* vmstate-described entries (mig_savevm_register_vmsd) keep these. */
-    const void *vmsd;
+    const struct VmsDescription *vmsd;
 } MigSaveEntry;
 
 MigSavevm *mig_savevm_new(void);
@@ -128,8 +128,21 @@ int mig_savevm_register_iterative(MigSavevm *sv, const char *idstr, uint32_t ins
 int mig_savevm_register_full(MigSavevm *sv, const char *idstr, uint32_t instance_id,
                              uint32_t version_id, const MigFullOps *ops, void *opaque,
                              MigErr **errp);
+/* A FULL entry described by a vmstate description (impl/vmstate): saved with
+ * vmstate_save, loaded with vmstate_load (transactional), described with
+ * vmstate_describe_vmdesc; written when vmsd->needed is NULL or true.  The
+ * section version is vmsd->version_id. */
+struct VmsDescription;
+int mig_savevm_register_vmsd(MigSavevm *sv, const char *idstr, uint32_t instance_id,
+                             const struct VmsDescription *vmsd, void *obj, MigErr **errp);
 /* Remove an entry (no-op when absent).  Not while a migration runs. */
 void mig_savevm_unregister(MigSavevm *sv, const char *idstr, uint32_t instance_id);
+
+/* Save / load / needed of a FULL entry, whichever way it was registered. */
+int mig_savevm_entry_save_full(const MigSaveEntry *e, MigStream *s, MigErr **errp);
+int mig_savevm_entry_load_full(const MigSaveEntry *e, MigStream *s, uint32_t version_id,
+                               MigErr **errp);
+bool mig_savevm_entry_needed(const MigSaveEntry *e);
 
 size_t mig_savevm_count(const MigSavevm *sv);
 /* Entry i in registration order (NULL past the end). */
