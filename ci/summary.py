@@ -40,12 +40,14 @@ def repro_for(fname, case, bad, build):
     if fname.startswith("unit-") and not fname.endswith("-status.xml"):
         binary = fname[len("unit-"):-len(".xml")]
         return f"REPRO: {build}/unit/{binary} {name}"
+    if not cls and "." in name:      # a pytest collection error names the module
+        cls, name = name, ""
     parts = cls.split(".")
     mods = [i for i, p in enumerate(parts) if p.startswith("test_")]
     if mods:
         i = mods[0]
         path = "/".join(parts[:i + 1]) + ".py"
-        node = "::".join([path] + parts[i + 1:] + [name])
+        node = "::".join([path] + parts[i + 1:] + ([name] if name else []))
         return f"REPRO: {PY} -m pytest '{node}'"
     return None
 
