@@ -1,0 +1,347 @@
+/*
+ * transport-fd.c - a transport over one fd: a socket, a pipe or a regular
+ * file.  The "unix", "fd" and "file" kinds all live here; transport-unix.c
+ * and transport-file.c only open the fd.
+ *
+ * Sockets and pipes are switched to non-blocking and watched through the
+ * loop's fd watch (epoll); a regular file stays blocking, is always ready, and
+ * its watch is emulated with defers (level-triggered, like epoll would be).
+ * writev goes straight to the kernel (sendmsg with MSG_NOSIGNAL on sockets,
+ * so a vanished peer is -EPIPE, not a signal): no copy on the hot path.
+ * Writing to a pipe whose reader is gone still raises SIGPIPE: processes that
+ * use pipes ignore it (migcert vm does).
+ *
+ * On unix sockets reads go through recvmsg so that an fd passed with
+ * SCM_RIGHTS is never lost: fds that arrive with ordinary data are queued and
+ * handed out by the next recv_fd.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+#define FD_QUEUE 8
+
+typedef struct FdTransport {
+    MigTransport base;
+    int fd;
+    bool is_file;
+    bool is_socket;
+    bool is_unix;
+    MigLoopSource *watch;     /* fd watch (sockets, pipes) */
+    MigLoopSource *file_kick; /* emulated readiness (regular files) */
+    uint32_t events;
+    MigTransportCb cb;
+    void *opaque;
+    int fds[FD_QUEUE]; /* passed fds received with plain reads */
+    int nfds;
+    int busy;  /* inside a callback of this transport */
+    bool dead; /* closed from inside a callback: free on return */
+} FdTransport;
+
+static const MigTransportOps fd_ops, unix_ops, file_ops;
+
+static FdTransport *F(MigTransport *t)
+{
+    return (FdTransport *)t;
+}
+
+static bool is_fd_transport(const MigTransport *t)
+{
+    return t->ops == &fd_ops || t->ops == &unix_ops || t->ops == &file_ops;
+}
+
+static void queue_fds(FdTransport *f, struct msghdr *msg)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int *fds = (int *)CMSG_DATA(c);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, &fds[i], sizeof(fd));
+            if (f->nfds < FD_QUEUE)
+                f->fds[f->nfds++] = fd;
+            else
+                close(fd); /* a peer flooding us with fds: drop the excess */
+        }
+    }
+}
+
+static ssize_t unix_recv(FdTransport *f, void *buf, size_t len)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * FD_QUEUE)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n;
+
+    do {
+        n = recvmsg(f->fd, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0 && msg.msg_controllen)
+        queue_fds(f, &msg);
+    return n;
+}
+
+static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
+{
+    FdTransport *f = F(t);
+    ssize_t n;
+
+    fiu_return_on("mig/transport/read", -EIO);
+    if (f->fd < 0)
+        return -EBADF;
+    if (f->is_unix) {
+        n = unix_recv(f, buf, len);
+    } else {
+        do {
+            n = read(f->fd, buf, len);
+        } while (n < 0 && errno == EINTR);
+    }
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    t->bytes_read += (uint64_t)n;
+    return n;
+}
+
+static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    FdTransport *f = F(t);
+    ssize_t n;
+
+    fiu_return_on("mig/transport/write", -EIO);
+    if (f->fd < 0)
+        return -EBADF;
+    if (iovcnt > IOV_MAX)
+        iovcnt = IOV_MAX; /* a short write; the caller sends the rest */
+    if (f->is_socket) {
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        do {
+            n = sendmsg(f->fd, &msg, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+    } else {
+        do {
+            n = writev(f->fd, iov, iovcnt);
+        } while (n < 0 && errno == EINTR);
+    }
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    t->bytes_written += (uint64_t)n;
+    return n;
+}
+
+static ssize_t fd_write(MigTransport *t, const void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return fd_writev(t, &iov, 1);
+}
+
+static int fd_send_fd(MigTransport *t, int fd)
+{
+    FdTransport *f = F(t);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    uint8_t marker = MIG_TRANSPORT_FD_MARKER;
+    struct iovec iov = {.iov_base = &marker, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    fiu_return_on("mig/transport/write", -EIO);
+    if (!f->is_unix || f->fd < 0)
+        return -ENOTSUP;
+    memset(&ctl, 0, sizeof(ctl));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    do {
+        n = sendmsg(f->fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    t->bytes_written += 1;
+    return 0;
+}
+
+static int pop_fd(FdTransport *f)
+{
+    int fd = f->fds[0];
+    memmove(&f->fds[0], &f->fds[1], (size_t)(f->nfds - 1) * sizeof(int));
+    f->nfds--;
+    return fd;
+}
+
+static int fd_recv_fd(MigTransport *t)
+{
+    FdTransport *f = F(t);
+    uint8_t marker;
+    ssize_t n;
+
+    fiu_return_on("mig/transport/read", -EIO);
+    if (!f->is_unix || f->fd < 0)
+        return -ENOTSUP;
+    if (f->nfds)
+        return pop_fd(f);
+    n = unix_recv(f, &marker, 1);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (n == 0)
+        return -EPIPE; /* the peer closed before passing an fd */
+    t->bytes_read += 1;
+    if (!f->nfds)
+        return -EPROTO; /* a data byte where an fd was expected */
+    return pop_fd(f);
+}
+
+static void fd_io(int fd, uint32_t events, void *opaque)
+{
+    FdTransport *f = opaque;
+
+    f->busy++;
+    f->cb(&f->base, events, f->opaque);
+    f->busy--;
+    if (f->dead && !f->busy)
+        free(f);
+}
+
+static void file_ready(void *opaque)
+{
+    FdTransport *f = opaque;
+
+    f->file_kick = NULL;
+    f->busy++;
+    f->cb(&f->base, f->events & (MIG_LOOP_IN | MIG_LOOP_OUT), f->opaque);
+    f->busy--;
+    if (f->dead) {
+        if (!f->busy)
+            free(f);
+        return;
+    }
+    /* A regular file stays ready: level-triggered, as long as it is watched. */
+    if (f->cb && !f->file_kick)
+        f->file_kick = mig_loop_defer(f->base.loop, file_ready, f);
+}
+
+static int fd_watch(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque)
+{
+    FdTransport *f = F(t);
+
+    events &= MIG_LOOP_IN | MIG_LOOP_OUT;
+    if (!events || !cb) {
+        mig_loop_remove(t->loop, f->watch);
+        mig_loop_remove(t->loop, f->file_kick);
+        f->watch = f->file_kick = NULL;
+        f->cb = NULL;
+        f->events = 0;
+        return 0;
+    }
+    if (f->fd < 0)
+        return -EBADF;
+    if (f->is_file) {
+        if (!f->file_kick)
+            f->file_kick = mig_loop_defer(t->loop, file_ready, f);
+    } else if (f->watch) {
+        int ret = mig_loop_fd_update(t->loop, f->watch, events);
+        if (ret < 0)
+            return ret;
+    } else {
+        f->watch = mig_loop_fd_watch(t->loop, f->fd, events, fd_io, f);
+        if (!f->watch)
+            return t->loop->ops->fd_watch ? -errno : -ENOTSUP;
+    }
+    f->events = events;
+    f->cb = cb;
+    f->opaque = opaque;
+    return 0;
+}
+
+static int fd_shutdown_write(MigTransport *t)
+{
+    FdTransport *f = F(t);
+
+    if (!f->is_socket || f->fd < 0)
+        return -ENOTSUP;
+    return shutdown(f->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+static void fd_close(MigTransport *t)
+{
+    FdTransport *f = F(t);
+
+    fd_watch(t, 0, NULL, NULL);
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    while (f->nfds)
+        close(pop_fd(f));
+    if (f->busy)
+        f->dead = true;
+    else
+        free(f);
+}
+
+#define FD_OPS(k)                                                                              \
+    {                                                                                          \
+        .kind = k, .read = fd_read, .write = fd_write, .writev = fd_writev,                    \
+        .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .watch = fd_watch,                       \
+        .shutdown_write = fd_shutdown_write, .close = fd_close,                                \
+    }
+static const MigTransportOps fd_ops = FD_OPS("fd");
+static const MigTransportOps unix_ops = FD_OPS("unix");
+static const MigTransportOps file_ops = FD_OPS("file");
+
+MigTransport *mig_transport_fd_new(MigLoop *loop, int fd, const char *kind)
+{
+    struct stat st;
+    FdTransport *f;
+
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return NULL;
+    f = mig_malloc0(sizeof(*f));
+    f->fd = fd;
+    f->is_file = !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode);
+    f->is_socket = S_ISSOCK(st.st_mode);
+    if (f->is_socket) {
+        int domain = 0;
+        socklen_t dl = sizeof(domain);
+        f->is_unix = getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) == 0 &&
+                     domain == AF_UNIX;
+    }
+    if (!f->is_file) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0 && !(fl & O_NONBLOCK))
+            fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    if (kind && strcmp(kind, "unix") == 0)
+        f->base.ops = &unix_ops;
+    else if (kind && strcmp(kind, "file") == 0)
+        f->base.ops = &file_ops;
+    else
+        f->base.ops = &fd_ops;
+    f->base.loop = loop;
+    return &f->base;
+}
+
+int mig_transport_get_fd(MigTransport *t)
+{
+    return t && is_fd_transport(t) ? F(t)->fd : -1;
+}

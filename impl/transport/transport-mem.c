@@ -1,0 +1,532 @@
+/*
+ * transport-mem.c - the in-memory duplex link of the simulator (see the "mem"
+ * part of transport.h for the behaviour seen by users and the harness).
+ *
+ * Model, per direction: a ring buffer holds every byte written and not yet
+ * read by the peer (its size is the backpressure bound).  Bytes are copied
+ * once into the ring by writev and once out by read, nothing else touches
+ * them.  Timing is bookkeeping beside the ring: each write is cut into
+ * segments of at most SEG_CHUNK bytes; a segment leaves when the serialising
+ * link has sent it (bandwidth, from the start of the current busy period, so
+ * there is no rounding drift) and arrives `latency` later.  One loop timer per
+ * direction, at the head segment's arrival, moves the "arrived" offset that
+ * reads may consume.  While the link is busy, writes join the tail segment
+ * until it is SEG_CHUNK long (delaying its first bytes by at most one chunk's
+ * transmission time), which keeps the work per byte at zero and per write at
+ * O(1); a write onto an idle link always starts its own segment.
+ *
+ * Readiness: level-triggered, delivered by one loop defer per end (`kick`)
+ * that re-arms itself while the condition holds and the end is watched.
+ *
+ * Lifetime: the link is reference-counted: one reference per open end and
+ * one per mig_transport_mem_link() caller.  Closing an end discards what was
+ * in flight towards it and marks its outgoing direction at end-of-stream.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "transport.h"
+
+#define SEG_CHUNK ((uint64_t)256 << 10)
+#define NEVER UINT64_MAX
+
+typedef struct MemSeg {
+    uint64_t end;    /* direction offset one past the segment's last byte */
+    uint64_t arrive; /* loop time it becomes readable (NEVER while partitioned) */
+} MemSeg;
+
+typedef struct MemDir {
+    MigLink *link;
+    int reader; /* side that reads this direction */
+    uint8_t *buf;
+    size_t cap;
+    uint64_t wr, rd, arrived; /* offsets: written, read, readable */
+    uint64_t limit;           /* drop at this offset (NEVER: no drop) */
+    MemSeg *segs;             /* ring of segments not yet arrived */
+    size_t seg_head, seg_len, seg_cap;
+    uint64_t busy_start; /* start of the current transmission busy period */
+    uint64_t busy_bytes; /* bytes sent in it so far */
+    uint64_t tx_free;    /* when the link has sent everything queued */
+    MigLoopSource *timer;
+    uint64_t timer_at;
+    bool eof; /* the writer shut down: after its last byte, reads return 0 */
+} MemDir;
+
+typedef struct MemEnd {
+    MigTransport base;
+    MigLink *link;
+    int side; /* writes go to dir[side], reads come from dir[!side] */
+    uint32_t events;
+    MigTransportCb cb;
+    void *opaque;
+    MigLoopSource *kick;
+    int busy;
+    bool dead;
+} MemEnd;
+
+struct MigLink {
+    MigLoop *loop;
+    int refs;
+    MigLinkParams p;
+    bool broken;
+    bool partitioned;
+    MemDir dir[2];
+    MemEnd *end[2]; /* NULL once closed */
+};
+
+static const MigTransportOps mem_ops;
+
+static MemEnd *M(MigTransport *t)
+{
+    return (MemEnd *)t;
+}
+
+/* ---- segments and timing ---- */
+
+static MemSeg *seg_at(MemDir *d, size_t i)
+{
+    return &d->segs[(d->seg_head + i) % d->seg_cap];
+}
+
+static uint64_t seg_start(MemDir *d, size_t i)
+{
+    return i == 0 ? d->arrived : seg_at(d, i - 1)->end;
+}
+
+static void seg_push(MemDir *d, uint64_t end, uint64_t arrive)
+{
+    if (d->seg_len == d->seg_cap) {
+        size_t ncap = d->seg_cap ? 2 * d->seg_cap : 16;
+        MemSeg *n = mig_malloc0(ncap * sizeof(*n));
+        for (size_t i = 0; i < d->seg_len; i++)
+            n[i] = *seg_at(d, i);
+        free(d->segs);
+        d->segs = n;
+        d->seg_cap = ncap;
+        d->seg_head = 0;
+    }
+    *seg_at(d, d->seg_len++) = (MemSeg){.end = end, .arrive = arrive};
+}
+
+/* Account n more bytes sent from `now`; returns when the last one has left. */
+static uint64_t transmit(MigLink *k, MemDir *d, uint64_t now, uint64_t n)
+{
+    if (now >= d->tx_free) {
+        d->busy_start = now;
+        d->busy_bytes = 0;
+    }
+    d->busy_bytes += n;
+    if (k->p.bandwidth) {
+        unsigned __int128 ns = (unsigned __int128)d->busy_bytes * 1000000000u;
+        ns = (ns + k->p.bandwidth - 1) / k->p.bandwidth;
+        d->tx_free = d->busy_start + (uint64_t)ns;
+    } else {
+        d->tx_free = MIG_MAX(d->busy_start, now);
+    }
+    return d->tx_free;
+}
+
+static void deliver(void *opaque);
+
+static void dir_schedule(MemDir *d)
+{
+    MigLink *k = d->link;
+    uint64_t want = d->seg_len && !k->partitioned ? d->segs[d->seg_head].arrive : NEVER;
+
+    /* An early timer is harmless (it finds nothing and re-arms); only a late
+     * one or one with nothing left to deliver goes. */
+    if (d->timer && (want == NEVER || want < d->timer_at)) {
+        mig_loop_remove(k->loop, d->timer);
+        d->timer = NULL;
+    }
+    if (want != NEVER && !d->timer) {
+        d->timer = mig_loop_timer_add(k->loop, want, deliver, d);
+        d->timer_at = want;
+    }
+}
+
+/* Queue n freshly written bytes (already in the ring, wr already moved). */
+static void dir_enqueue(MigLink *k, MemDir *d, uint64_t n)
+{
+    uint64_t now = mig_loop_now_ns(k->loop);
+    uint64_t off = d->wr - n;
+
+    while (n) {
+        uint64_t piece;
+        MemSeg *tail = d->seg_len ? seg_at(d, d->seg_len - 1) : NULL;
+        uint64_t tail_len = tail ? tail->end - seg_start(d, d->seg_len - 1) : SEG_CHUNK;
+        /* Join the tail only when that delays nobody much: the link is still
+         * busy sending it (streaming), or it arrives at the very time these
+         * bytes would anyway (unlimited bandwidth). */
+        bool join = tail_len < SEG_CHUNK &&
+                    (k->partitioned || now < d->tx_free ||
+                     (!k->p.bandwidth && tail->arrive == now + k->p.latency_ns));
+        if (join) {
+            piece = MIG_MIN(n, SEG_CHUNK - tail_len);
+            tail->end += piece;
+        } else {
+            piece = MIG_MIN(n, SEG_CHUNK);
+            seg_push(d, off + piece, NEVER);
+            tail = seg_at(d, d->seg_len - 1);
+        }
+        if (!k->partitioned)
+            tail->arrive = transmit(k, d, now, piece) + k->p.latency_ns;
+        off += piece;
+        n -= piece;
+    }
+    dir_schedule(d);
+}
+
+/* Forget every byte not yet read (drop, or the reader is gone). */
+static void dir_discard(MemDir *d)
+{
+    d->rd = d->arrived = d->wr;
+    d->seg_len = 0;
+    d->seg_head = 0;
+    dir_schedule(d);
+}
+
+/* Heal: transmission of what is queued restarts now. */
+static void dir_retime(MigLink *k, MemDir *d)
+{
+    uint64_t now = mig_loop_now_ns(k->loop);
+
+    d->tx_free = 0;
+    for (size_t i = 0; i < d->seg_len; i++) {
+        MemSeg *s = seg_at(d, i);
+        s->arrive = transmit(k, d, now, s->end - seg_start(d, i)) + k->p.latency_ns;
+    }
+    dir_schedule(d);
+}
+
+/* ---- readiness ---- */
+
+static uint32_t end_ready(MemEnd *e)
+{
+    MigLink *k = e->link;
+    MemDir *in = &k->dir[!e->side], *out = &k->dir[e->side];
+    uint32_t r = 0;
+
+    if (in->arrived > in->rd || (in->arrived == in->wr && (k->broken || in->eof)))
+        r |= MIG_LOOP_IN;
+    if (k->broken || !k->end[!e->side] || out->eof ||
+        (out->wr - out->rd < out->cap && out->wr < out->limit))
+        r |= MIG_LOOP_OUT;
+    r &= e->events;
+    if (k->broken && e->events)
+        r |= MIG_LOOP_ERR | MIG_LOOP_HUP;
+    return r;
+}
+
+static void end_notify(void *opaque);
+
+static void end_kick(MemEnd *e)
+{
+    if (!e || !e->cb || e->kick || e->dead)
+        return;
+    if (end_ready(e))
+        e->kick = mig_loop_defer(e->link->loop, end_notify, e);
+}
+
+static void end_notify(void *opaque)
+{
+    MemEnd *e = opaque;
+    uint32_t r;
+
+    e->kick = NULL;
+    r = end_ready(e);
+    if (!r)
+        return;
+    e->busy++;
+    e->cb(&e->base, r, e->opaque);
+    e->busy--;
+    if (e->dead) {
+        if (!e->busy)
+            free(e);
+        return;
+    }
+    end_kick(e); /* level-triggered: again while still ready and watched */
+}
+
+static void deliver(void *opaque)
+{
+    MemDir *d = opaque;
+    MigLink *k = d->link;
+    uint64_t now = mig_loop_now_ns(k->loop);
+    uint64_t before = d->arrived;
+
+    d->timer = NULL;
+    while (d->seg_len && d->segs[d->seg_head].arrive <= now) {
+        d->arrived = d->segs[d->seg_head].end;
+        d->seg_head = (d->seg_head + 1) % d->seg_cap;
+        d->seg_len--;
+    }
+    dir_schedule(d);
+    if (d->arrived != before)
+        end_kick(k->end[d->reader]);
+}
+
+static void link_break(MigLink *k, bool discard)
+{
+    k->broken = true;
+    if (discard) {
+        dir_discard(&k->dir[0]);
+        dir_discard(&k->dir[1]);
+    }
+    end_kick(k->end[0]);
+    end_kick(k->end[1]);
+}
+
+/* ---- transport ops ---- */
+
+static ssize_t mem_read(MigTransport *t, void *buf, size_t len)
+{
+    MemEnd *e = M(t);
+    MigLink *k = e->link;
+    MemDir *d = &k->dir[!e->side];
+    uint64_t avail;
+
+    fiu_return_on("mig/transport/read", -EIO);
+    avail = d->arrived - d->rd;
+    if (avail && len) {
+        size_t n = (size_t)MIG_MIN((uint64_t)len, avail);
+        size_t at = (size_t)(d->rd % d->cap);
+        size_t first = MIG_MIN(n, d->cap - at);
+        memcpy(buf, d->buf + at, first);
+        memcpy((uint8_t *)buf + first, d->buf, n - first);
+        d->rd += n;
+        t->bytes_read += n;
+        end_kick(k->end[!e->side]); /* room for its writes again */
+        return (ssize_t)n;
+    }
+    if (!len)
+        return 0;
+    if (d->arrived < d->wr)
+        return -EAGAIN; /* in flight */
+    if (k->broken)
+        return -ECONNRESET;
+    if (d->eof)
+        return 0;
+    return -EAGAIN;
+}
+
+static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    MemEnd *e = M(t);
+    MigLink *k = e->link;
+    MemDir *d = &k->dir[e->side];
+    uint64_t total = 0, allow;
+
+    fiu_return_on("mig/transport/write", -EIO);
+    if (k->broken)
+        return -ECONNRESET;
+    if (d->eof || !k->end[!e->side])
+        return -EPIPE;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (!total)
+        return 0;
+    allow = MIG_MIN(total, (uint64_t)d->cap - (d->wr - d->rd));
+    allow = MIG_MIN(allow, d->limit - d->wr);
+    if (!allow)
+        return -EAGAIN;
+
+    uint64_t left = allow;
+    for (int i = 0; i < iovcnt && left; i++) {
+        const uint8_t *src = iov[i].iov_base;
+        size_t n = (size_t)MIG_MIN((uint64_t)iov[i].iov_len, left);
+        size_t at = (size_t)(d->wr % d->cap);
+        size_t first = MIG_MIN(n, d->cap - at);
+        memcpy(d->buf + at, src, first);
+        memcpy(d->buf, src + first, n - first);
+        d->wr += n;
+        left -= n;
+    }
+    t->bytes_written += allow;
+    dir_enqueue(k, d, allow);
+    if (d->wr >= d->limit)
+        link_break(k, false); /* drop at byte N: the N bytes still arrive */
+    return (ssize_t)allow;
+}
+
+static ssize_t mem_write(MigTransport *t, const void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return mem_writev(t, &iov, 1);
+}
+
+static int mem_watch(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque)
+{
+    MemEnd *e = M(t);
+
+    events &= MIG_LOOP_IN | MIG_LOOP_OUT;
+    if (!events || !cb) {
+        mig_loop_remove(t->loop, e->kick);
+        e->kick = NULL;
+        e->cb = NULL;
+        e->events = 0;
+        return 0;
+    }
+    e->events = events;
+    e->cb = cb;
+    e->opaque = opaque;
+    end_kick(e);
+    return 0;
+}
+
+static int mem_shutdown_write(MigTransport *t)
+{
+    MemEnd *e = M(t);
+    MigLink *k = e->link;
+
+    k->dir[e->side].eof = true;
+    end_kick(k->end[!e->side]);
+    return 0;
+}
+
+static void link_free(MigLink *k)
+{
+    for (int i = 0; i < 2; i++) {
+        mig_loop_remove(k->loop, k->dir[i].timer);
+        free(k->dir[i].buf);
+        free(k->dir[i].segs);
+    }
+    free(k);
+}
+
+void mig_link_unref(MigLink *k)
+{
+    if (k && --k->refs == 0)
+        link_free(k);
+}
+
+static void mem_close(MigTransport *t)
+{
+    MemEnd *e = M(t);
+    MigLink *k = e->link;
+    MemEnd *peer = k->end[!e->side];
+
+    mig_loop_remove(t->loop, e->kick);
+    e->kick = NULL;
+    e->cb = NULL;
+    k->end[e->side] = NULL;
+    dir_discard(&k->dir[!e->side]); /* nobody will read it */
+    k->dir[e->side].eof = true;
+    if (!peer)
+        dir_discard(&k->dir[e->side]);
+    end_kick(peer);
+    mig_link_unref(k);
+    if (e->busy)
+        e->dead = true;
+    else
+        free(e);
+}
+
+static const MigTransportOps mem_ops = {
+    .kind = "mem",
+    .read = mem_read,
+    .write = mem_write,
+    .writev = mem_writev,
+    .send_fd = NULL,
+    .recv_fd = NULL,
+    .watch = mem_watch,
+    .shutdown_write = mem_shutdown_write,
+    .close = mem_close,
+};
+
+/* ---- constructor and harness controls ---- */
+
+int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
+                           MigTransport **b)
+{
+    MigLink *k = mig_malloc0(sizeof(*k));
+
+    k->loop = loop;
+    if (p)
+        k->p = *p;
+    if (!k->p.buffer)
+        k->p.buffer = MIG_LINK_DEFAULT_BUFFER;
+    for (int i = 0; i < 2; i++) {
+        MemDir *d = &k->dir[i];
+        d->link = k;
+        d->reader = !i;
+        d->cap = k->p.buffer;
+        d->buf = malloc(d->cap);
+        if (!d->buf) {
+            free(k->dir[0].buf);
+            free(k);
+            return -ENOMEM;
+        }
+        d->limit = NEVER;
+        MemEnd *e = mig_malloc0(sizeof(*e));
+        e->base.ops = &mem_ops;
+        e->base.loop = loop;
+        e->link = k;
+        e->side = i;
+        k->end[i] = e;
+    }
+    k->refs = 2;
+    *a = &k->end[0]->base;
+    *b = &k->end[1]->base;
+    return 0;
+}
+
+MigLink *mig_transport_mem_link(MigTransport *end)
+{
+    if (!end || end->ops != &mem_ops)
+        return NULL;
+    MigLink *k = M(end)->link;
+    k->refs++;
+    return k;
+}
+
+void mig_link_drop_at(MigLink *k, int dir, uint64_t byte)
+{
+    MemDir *d = &k->dir[dir ? 1 : 0];
+
+    d->limit = byte;
+    if (d->wr >= byte && !k->broken)
+        link_break(k, false);
+    end_kick(k->end[!d->reader]);
+}
+
+void mig_link_drop_now(MigLink *k)
+{
+    link_break(k, true);
+}
+
+void mig_link_partition(MigLink *k, bool partitioned)
+{
+    if (k->partitioned == partitioned)
+        return;
+    k->partitioned = partitioned;
+    for (int i = 0; i < 2; i++) {
+        if (partitioned)
+            dir_schedule(&k->dir[i]); /* removes the delivery timer */
+        else
+            dir_retime(k, &k->dir[i]);
+    }
+}
+
+void mig_link_set_params(MigLink *k, const MigLinkParams *p)
+{
+    /* The buffer size is fixed at creation: the ring holds live bytes. */
+    k->p.bandwidth = p->bandwidth;
+    k->p.latency_ns = p->latency_ns;
+    for (int i = 0; i < 2; i++) {
+        MemDir *d = &k->dir[i];
+        /* A new busy period at the new rate, after what is already queued. */
+        d->busy_start = d->tx_free;
+        d->busy_bytes = 0;
+    }
+}
+
+bool mig_link_is_broken(const MigLink *k)
+{
+    return k->broken;
+}
+
+uint64_t mig_link_bytes(const MigLink *k, int dir)
+{
+    return k->dir[dir ? 1 : 0].wr;
+}
