@@ -1,0 +1,123 @@
+/*
+ * releases.h - the release history of the fake machine, as data
+ * (DESIGN.md "Versions"): releases 1.0, 1.1, 2.0 and the working tree
+ * 2.1-dev, their capabilities, device descriptions and migration-data
+ * versions, and the machine types that make a newer build emit what an older
+ * one loads.
+ *
+ * Owns: the release and machine-type tables, fake device instances as a
+ * given release runs them (MigFakeDevice), the -dump-vmstate document of a
+ * release, and the rules that predict the outcome of a version pair.
+ * Called by: the scenario loader and executor, `migcert dump-vmstate`,
+ * harness/unit/test-releases.c.  Test support (libsupport.a).
+ *
+ * History:
+ *   1.0      caps: none (1.0 does not know query-migrate-capabilities: it
+ *            offers the empty mask); devices fake-serial v1, fake-nic v1
+ *   1.1      caps events, zero-blocks; fake-nic adds subsection
+ *            fake-nic/offload (version stays 1)
+ *   2.0      + pause-before-switchover, validate-uuid, x-ignore-shared;
+ *            fake-nic v2 adds field mtu (version 2, minimum 1)
+ *   2.1-dev  + capability x-page-flip; new device fake-rng v1
+ * Machine types: mc-1.0, mc-1.1, mc-2.0 and mc-2.1 (2.1-dev's default).  A
+ * build of release R running machine type mc-X (X <= R) emits the device
+ * descriptions of X and only the devices X shipped; it loads with R's own
+ * descriptions.  "ram" is version 4 in every release.
+ *
+ * Pair rules (what a pair must do, not a hand-written table):
+ *   old -> new        must complete;
+ *   new -> old        completes when the source runs a machine type the
+ *                     destination knows (<= dst release) and every listed
+ *                     device exists there; otherwise fails cleanly with an
+ *                     error naming the device (and field / subsection).
+ */
+#ifndef MIGCERT_FAKE_RELEASES_H
+#define MIGCERT_FAKE_RELEASES_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/common.h"
+#include "migration/savevm.h"
+#include "vmstate/vmstate.h"
+
+#define MIG_RELEASE_CURRENT "2.1-dev"
+
+typedef struct MigRelease {
+    const char *name;          /* "1.0" */
+    const char *machine_type;  /* its default (newest) machine type */
+    bool knows_caps_query;     /* false: offers the empty mask */
+    const char *const *caps;   /* capability names it knows, NULL-terminated */
+    const char *const *devices; /* device types it ships, NULL-terminated */
+    unsigned ram_version;      /* "ram" section version */
+} MigRelease;
+
+size_t mig_release_count(void);
+const MigRelease *mig_release_at(size_t i); /* oldest first */
+const MigRelease *mig_release_find(const char *name);
+/* Position in history (0 = oldest), -1 when unknown. */
+int mig_release_index(const char *name);
+/* "1.0, 1.1, 2.0, 2.1-dev" */
+const char *mig_release_names(void);
+
+/* Machine type -> the release whose descriptions it emits; NULL if unknown. */
+const MigRelease *mig_machine_type_find(const char *name);
+const char *mig_machine_type_names(void);
+
+/* Every device type the scenarios may name (fake-serial, fake-nic, fake-rng,
+ * fake-gpu). */
+bool mig_device_type_known(const char *type);
+const char *mig_device_type_names(void);
+/* Does `release` ship device `type`? */
+bool mig_release_has_device(const char *release, const char *type);
+
+/* The description of device `type` in release `release` (NULL when the
+ * release does not ship it or it is not vmstate-described). */
+const VmsDescription *mig_release_device_vmsd(const char *release, const char *type);
+
+/* The -dump-vmstate document of a release: {"vmschkmachine": {"Name":
+ * machine type}, "<device>": <vmstate_describe_dump>...} (new reference). */
+json_t *mig_release_dump(const char *release);
+
+/* ---- device instances ---- */
+
+typedef struct MigFakeDevice MigFakeDevice;
+
+/* A device `type` as a build of `release` running machine type `machine`
+ * (NULL/"" = the release's default) has it, with state drawn from `seed`.
+ * Errors: unknown type, release or machine type; a machine type newer than
+ * the release; a device the machine type does not ship. */
+MigFakeDevice *mig_fake_device_new(const char *type, const char *release, const char *machine,
+                                   uint64_t seed, MigErr **errp);
+void mig_fake_device_free(MigFakeDevice *d);
+const char *mig_fake_device_type(const MigFakeDevice *d);
+/* Register as a FULL section (idstr = type, instance 0, version = the emitted
+ * description's version). */
+int mig_fake_device_register(MigFakeDevice *d, MigSavevm *sv, MigErr **errp);
+/* A copy of the state (for the "source unchanged" oracle). */
+MigFakeDevice *mig_fake_device_clone(const MigFakeDevice *d);
+/* Every field equal (both instances of the same type)? Errors name the
+ * device and the first different field. */
+int mig_fake_device_same(const MigFakeDevice *a, const MigFakeDevice *b, MigErr **errp);
+/* The device oracle after a completed migration: dst's loaded state equals
+ * src's saved state field by field (fields src emitted), and fields dst has
+ * but src did not send hold the documented defaults (fake-nic.h).  Errors
+ * name the device and field, e.g. "fake-nic: field rx_ring[3].len: ...". */
+int mig_fake_device_check_migrated(const MigFakeDevice *src, const MigFakeDevice *dst,
+                                   MigErr **errp);
+
+/* ---- pair rules ---- */
+
+typedef struct MigPairPrediction {
+    bool completes;
+    char device[32]; /* the device that breaks it, "" when none */
+    char reason[160];
+} MigPairPrediction;
+
+/* Predict migrating devices[] from (src_release, src_machine) to dst_release.
+ * src_machine NULL/"" = the source release's default. */
+void mig_pair_predict(const char *src_release, const char *src_machine, const char *dst_release,
+                      char *const *devices, size_t ndevices, MigPairPrediction *out);
+
+#endif

@@ -1,0 +1,339 @@
+/*
+ * faults-spec.c - fault spec parser and the PRNG-driven libfiu injector
+ * (see faults-spec.h).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/faults.h"
+#include "faults-spec.h"
+
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#endif
+
+const char *const mig_fault_side_names[MIG_FAULT_SIDE__COUNT] = {"src", "dst", "client"};
+
+const char *const scn_phase_names[SCN_PHASE__COUNT] = {
+    "none", "setup", "active", "device", "cancelling", "completed", "failed", "cancelled",
+};
+
+int scn_phase_parse(const char *name)
+{
+    if (!strcmp(name, "precopy"))
+        return SCN_PHASE_ACTIVE;
+    if (!strcmp(name, "stop-copy"))
+        return SCN_PHASE_DEVICE;
+    for (int i = 0; i < SCN_PHASE__COUNT; i++)
+        if (!strcmp(name, scn_phase_names[i]))
+            return i;
+    return -1;
+}
+
+static int parse_side(const char *s, size_t len)
+{
+    for (int i = 0; i < MIG_FAULT_SIDE__COUNT; i++)
+        if (strlen(mig_fault_side_names[i]) == len && !strncmp(s, mig_fault_side_names[i], len))
+            return i;
+    return -1;
+}
+
+int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp)
+{
+    MigFaultSpec s = {0};
+    const char *colon = strchr(text, ':');
+    if (!colon)
+        return mig_err_set(errp, -EINVAL,
+                           "fault '%s': expected SIDE:POINT (side src, dst or client)", text);
+    int side = parse_side(text, (size_t)(colon - text));
+    if (side < 0)
+        return mig_err_set(errp, -EINVAL,
+                           "fault '%s': unknown side '%.*s' (expected src, dst or client)", text,
+                           (int)(colon - text), text);
+    s.side = (MigFaultSide)side;
+
+    /* The point runs up to the trigger, a space or the end. */
+    const char *p = colon + 1;
+    size_t plen = strcspn(p, "#@% \t");
+    if (plen == 0)
+        return mig_err_set(errp, -EINVAL, "fault '%s': missing fault point after '%.*s'", text,
+                           (int)(p - text), text);
+    if (plen >= sizeof(s.point))
+        return mig_err_set(errp, -EINVAL, "fault '%s': fault point name too long", text);
+    memcpy(s.point, p, plen);
+    s.point[plen] = 0;
+    const MigFaultInfo *info = mig_faults_find(s.point);
+    if (!info)
+        return mig_err_set(errp, -EINVAL,
+                           "fault '%s': unknown fault point '%s' (see migcert list-faults)", text,
+                           s.point);
+    size_t count;
+    s.point_index = (size_t)(info - mig_faults_table(&count));
+    s.err = -info->err;
+    p += plen;
+
+    char *end;
+    switch (*p) {
+    case '#': {
+        if (p[1] < '0' || p[1] > '9')
+            return mig_err_set(errp, -EINVAL, "fault '%s': '#' needs a hit number >= 1", text);
+        unsigned long long n = strtoull(p + 1, &end, 10);
+        if (n == 0)
+            return mig_err_set(errp, -EINVAL, "fault '%s': hit numbers start at 1", text);
+        s.when = MIG_FAULT_WHEN_NTH;
+        s.nth = n;
+        p = end;
+        break;
+    }
+    case '@': {
+        size_t n = strcspn(p + 1, " \t");
+        char name[32];
+        if (n == 0 || n >= sizeof(name))
+            return mig_err_set(errp, -EINVAL, "fault '%s': '@' needs a phase name", text);
+        memcpy(name, p + 1, n);
+        name[n] = 0;
+        int ph = scn_phase_parse(name);
+        if (ph < SCN_PHASE_SETUP || ph > SCN_PHASE_CANCELLING)
+            return mig_err_set(errp, -EINVAL,
+                               "fault '%s': unknown phase '%s' (expected setup, precopy, "
+                               "stop-copy or cancelling)",
+                               text, name);
+        s.when = MIG_FAULT_WHEN_PHASE;
+        s.phase = (ScnPhase)ph;
+        p += 1 + n;
+        break;
+    }
+    case '%': {
+        double v = strtod(p + 1, &end);
+        if (end == p + 1 || !(v > 0.0 && v <= 1.0) || isnan(v))
+            return mig_err_set(errp, -EINVAL,
+                               "fault '%s': '%%' needs a probability in (0, 1], e.g. %%0.05",
+                               text);
+        s.when = MIG_FAULT_WHEN_PROB;
+        s.prob = v;
+        p = end;
+        break;
+    }
+    default:
+        s.when = MIG_FAULT_WHEN_ALWAYS;
+        break;
+    }
+
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (!strncmp(p, "errno=", 6)) {
+        const char *e = p + 6;
+        size_t n = strcspn(e, " \t");
+        char name[32];
+        if (n == 0 || n >= sizeof(name))
+            return mig_err_set(errp, -EINVAL, "fault '%s': errno= needs a name like EIO", text);
+        memcpy(name, e, n);
+        name[n] = 0;
+        int code = mig_errno_parse(name);
+        if (code == 0)
+            return mig_err_set(errp, -EINVAL, "fault '%s': unknown errno '%s'", text, name);
+        if (code != s.err)
+            return mig_err_set(errp, -EINVAL, "fault '%s': point '%s' injects %s, not %s", text,
+                               s.point, mig_errno_name(s.err), name);
+        p = e + n;
+        while (*p == ' ' || *p == '\t')
+            p++;
+    }
+    if (*p)
+        return mig_err_set(errp, -EINVAL, "fault '%s': unexpected '%s'", text, p);
+    *out = s;
+    return 0;
+}
+
+void mig_fault_spec_format(const MigFaultSpec *s, char *buf, size_t len)
+{
+    const char *side = mig_fault_side_names[s->side];
+    switch (s->when) {
+    case MIG_FAULT_WHEN_NTH:
+        snprintf(buf, len, "%s:%s#%llu", side, s->point, (unsigned long long)s->nth);
+        break;
+    case MIG_FAULT_WHEN_PHASE:
+        snprintf(buf, len, "%s:%s@%s", side, s->point, scn_phase_names[s->phase]);
+        break;
+    case MIG_FAULT_WHEN_PROB:
+        snprintf(buf, len, "%s:%s%%%g", side, s->point, s->prob);
+        break;
+    default:
+        snprintf(buf, len, "%s:%s", side, s->point);
+        break;
+    }
+}
+
+struct FaultInjector {
+    MigPrng prng;
+    MigLoop *loop;
+    MigTrace *trace;
+    MigFaultSpec *specs;
+    size_t nspecs;
+    bool *spent; /* per spec: a one-shot spec (#N, @PHASE) already fired */
+    size_t npoints;
+    uint64_t *hits; /* [side][point] */
+    MigFaultSide side;
+    ScnPhase phase;
+    uint64_t fired;
+    char first_fired[96];
+    bool armed;
+};
+
+/* libfiu's registry is process-wide; only one injector may drive it. */
+static FaultInjector *armed_injector;
+
+FaultInjector *fault_injector_new(const MigFaultSpec *specs, size_t n, uint64_t seed,
+                                  MigLoop *loop, MigTrace *trace)
+{
+    FaultInjector *inj = mig_malloc0(sizeof(*inj));
+    /* A stream of its own, so that decisions do not shift the engine's. */
+    mig_prng_seed(&inj->prng, mig_mix64(seed ^ 0xfa0175eedull));
+    inj->loop = loop;
+    inj->trace = trace;
+    inj->nspecs = n;
+    inj->specs = mig_malloc0(sizeof(*specs) * (n ? n : 1));
+    if (n)
+        memcpy(inj->specs, specs, sizeof(*specs) * n);
+    inj->spent = mig_malloc0(sizeof(bool) * (n ? n : 1));
+    mig_faults_table(&inj->npoints);
+    inj->hits = mig_malloc0(sizeof(uint64_t) * MIG_FAULT_SIDE__COUNT * (inj->npoints + 1));
+    inj->side = MIG_FAULT_SIDE_SRC;
+    return inj;
+}
+
+void fault_injector_free(FaultInjector *inj)
+{
+    if (!inj)
+        return;
+    fault_injector_disarm(inj);
+    free(inj->specs);
+    free(inj->spent);
+    free(inj->hits);
+    free(inj);
+}
+
+void fault_injector_set_side(FaultInjector *inj, MigFaultSide side)
+{
+    if (inj)
+        inj->side = side;
+}
+
+MigFaultSide fault_injector_side(const FaultInjector *inj)
+{
+    return inj ? inj->side : MIG_FAULT_SIDE_SRC;
+}
+
+void fault_injector_set_phase(FaultInjector *inj, ScnPhase phase)
+{
+    if (inj)
+        inj->phase = phase;
+}
+
+uint64_t fault_injector_hits(const FaultInjector *inj, MigFaultSide side, size_t index)
+{
+    if (!inj || index >= inj->npoints || side >= MIG_FAULT_SIDE__COUNT)
+        return 0;
+    return inj->hits[side * inj->npoints + index];
+}
+
+uint64_t fault_injector_fired(const FaultInjector *inj)
+{
+    return inj ? inj->fired : 0;
+}
+
+const char *fault_injector_first_fired(const FaultInjector *inj)
+{
+    return inj && inj->fired ? inj->first_fired : NULL;
+}
+
+bool fault_injector_decide(FaultInjector *inj, const char *point)
+{
+    const MigFaultInfo *info = mig_faults_find(point);
+    if (!info)
+        return false;
+    size_t count;
+    size_t idx = (size_t)(info - mig_faults_table(&count));
+    uint64_t hit = ++inj->hits[inj->side * inj->npoints + idx];
+    bool fail = false;
+    for (size_t i = 0; i < inj->nspecs && !fail; i++) {
+        MigFaultSpec *s = &inj->specs[i];
+        if (s->point_index != idx || s->side != inj->side || inj->spent[i])
+            continue;
+        switch (s->when) {
+        case MIG_FAULT_WHEN_ALWAYS:
+            fail = true;
+            break;
+        case MIG_FAULT_WHEN_NTH:
+            fail = hit == s->nth;
+            inj->spent[i] = fail;
+            break;
+        case MIG_FAULT_WHEN_PHASE:
+            fail = inj->phase == s->phase;
+            inj->spent[i] = fail;
+            break;
+        case MIG_FAULT_WHEN_PROB:
+            fail = mig_prng_double(&inj->prng) < s->prob;
+            break;
+        default:
+            break;
+        }
+    }
+    if (fail) {
+        if (inj->fired++ == 0)
+            snprintf(inj->first_fired, sizeof(inj->first_fired), "%s:%s#%llu",
+                     mig_fault_side_names[inj->side], point, (unsigned long long)hit);
+        mig_trace_log(inj->trace, inj->loop ? mig_loop_now_ns(inj->loop) : 0, "fault",
+                      "%s:%s hit %llu fires %s", mig_fault_side_names[inj->side], point,
+                      (unsigned long long)hit, mig_errno_name(-info->err));
+    }
+    return fail;
+}
+
+#ifdef FIU_ENABLE
+static int fiu_external_cb(const char *name, int *failnum, void **failinfo, unsigned int *flags)
+{
+    (void)failnum;
+    (void)flags;
+    FaultInjector *inj = *failinfo;
+    return inj && fault_injector_decide(inj, name) ? 1 : 0;
+}
+#endif
+
+int fault_injector_arm(FaultInjector *inj)
+{
+    if (armed_injector && armed_injector != inj)
+        return -EBUSY;
+    if (inj->armed)
+        return 0;
+#ifdef FIU_ENABLE
+    static bool fiu_ready;
+    if (!fiu_ready) {
+        fiu_init(0);
+        fiu_ready = true;
+    }
+    size_t n;
+    const MigFaultInfo *t = mig_faults_table(&n);
+    for (size_t i = 0; i < n; i++)
+        fiu_enable_external(t[i].name, 1, inj, 0, fiu_external_cb);
+#endif
+    inj->armed = true;
+    armed_injector = inj;
+    return 0;
+}
+
+void fault_injector_disarm(FaultInjector *inj)
+{
+    if (!inj || !inj->armed)
+        return;
+#ifdef FIU_ENABLE
+    size_t n;
+    const MigFaultInfo *t = mig_faults_table(&n);
+    for (size_t i = 0; i < n; i++)
+        fiu_disable(t[i].name);
+#endif
+    inj->armed = false;
+    armed_injector = NULL;
+}

@@ -1,0 +1,116 @@
+/*
+ * faults-spec.h - fault specs (`side:point` + when) and the injector that
+ * decides, hit by hit, whether a libfiu point fires in a simulated run.
+ *
+ * Spec grammar (DESIGN.md "Fault injection"):
+ *
+ *     SIDE ":" POINT [ "#" N | "@" PHASE | "%" P ] [ " errno=" ERRNO ]
+ *
+ *   SIDE   src | dst | client
+ *   POINT  a name registered in impl/common/faults.h (`migcert list-faults`)
+ *   #N     fail the Nth hit of POINT on SIDE (N >= 1), once
+ *   @PHASE fail the first hit of POINT on SIDE while the source migration
+ *          is in PHASE (setup, precopy|active, stop-copy|device, cancelling)
+ *   %P     fail each hit with probability P (0 < P <= 1, e.g. %0.05),
+ *          drawn from the run's PRNG
+ *   (none) fail every hit
+ *   errno=E  states the errno the point injects; it must be the registered
+ *          one (engine points return a fixed errno through fiu_return_on),
+ *          so a spec that expects another errno is refused at parse time.
+ *
+ * The injector (harness only; libfiu's registry is process-wide, which is
+ * why this lives in the harness and never in impl/): arming it enables every
+ * registered point with fiu_enable_external(), passing the injector as the
+ * point's failinfo, so the external callback counts hits per (side, point)
+ * and decides from the specs and the injector's PRNG (forked from the run
+ * seed) — libfiu's own random source is never used.  The harness tells the
+ * injector which side's code is running (fault_injector_set_side) before it
+ * runs that side's callbacks, and which phase the migration is in.
+ * Only one injector may be armed at a time.
+ */
+#ifndef MIGCERT_RUNNER_FAULTS_SPEC_H
+#define MIGCERT_RUNNER_FAULTS_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "common/loop.h"
+#include "common/trace.h"
+
+typedef enum MigFaultSide {
+    MIG_FAULT_SIDE_SRC,
+    MIG_FAULT_SIDE_DST,
+    MIG_FAULT_SIDE_CLIENT,
+    MIG_FAULT_SIDE__COUNT
+} MigFaultSide;
+extern const char *const mig_fault_side_names[MIG_FAULT_SIDE__COUNT];
+
+/* Migration phases as the harness sees them (QEMU MigrationStatus names,
+ * with the aliases precopy = active and stop-copy = device on input). */
+typedef enum ScnPhase {
+    SCN_PHASE_NONE,
+    SCN_PHASE_SETUP,
+    SCN_PHASE_ACTIVE,
+    SCN_PHASE_DEVICE,
+    SCN_PHASE_CANCELLING,
+    SCN_PHASE_COMPLETED,
+    SCN_PHASE_FAILED,
+    SCN_PHASE_CANCELLED,
+    SCN_PHASE__COUNT
+} ScnPhase;
+extern const char *const scn_phase_names[SCN_PHASE__COUNT];
+/* Parse a phase name or alias; -1 when unknown. */
+int scn_phase_parse(const char *name);
+
+typedef enum MigFaultWhen {
+    MIG_FAULT_WHEN_ALWAYS, /* no trigger: every hit */
+    MIG_FAULT_WHEN_NTH,    /* #N */
+    MIG_FAULT_WHEN_PHASE,  /* @PHASE */
+    MIG_FAULT_WHEN_PROB,   /* %P */
+    MIG_FAULT_WHEN__COUNT
+} MigFaultWhen;
+
+typedef struct MigFaultSpec {
+    MigFaultSide side;
+    char point[64];
+    size_t point_index; /* index in mig_faults_table() */
+    MigFaultWhen when;
+    uint64_t nth;       /* #N */
+    ScnPhase phase;     /* @PHASE */
+    double prob;        /* %P */
+    int err;            /* negative errno the point injects */
+} MigFaultSpec;
+
+/* Parse one spec.  Errors name the spec text and the offending part, e.g.
+ * "fault 'src:mig/x#1': unknown fault point 'mig/x' (see migcert list-faults)". */
+int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp);
+/* Canonical text of a spec, as accepted by the parser (for REPRO lines). */
+void mig_fault_spec_format(const MigFaultSpec *s, char *buf, size_t len);
+
+typedef struct FaultInjector FaultInjector;
+
+/* specs are copied.  seed seeds the injector's own PRNG; trace (may be NULL)
+ * receives one line per fired fault; loop (may be NULL) gives trace times. */
+FaultInjector *fault_injector_new(const MigFaultSpec *specs, size_t n, uint64_t seed,
+                                  MigLoop *loop, MigTrace *trace);
+void fault_injector_free(FaultInjector *inj);
+/* Enable every registered point (libfiu) with this injector deciding.
+ * Returns 0 or -EBUSY when another injector is armed. */
+int fault_injector_arm(FaultInjector *inj);
+void fault_injector_disarm(FaultInjector *inj);
+void fault_injector_set_side(FaultInjector *inj, MigFaultSide side);
+MigFaultSide fault_injector_side(const FaultInjector *inj);
+void fault_injector_set_phase(FaultInjector *inj, ScnPhase phase);
+/* Hits of registered point `index` on `side` so far (fired or not). */
+uint64_t fault_injector_hits(const FaultInjector *inj, MigFaultSide side, size_t index);
+/* Faults fired so far, and the first fired fault's canonical spec (#N form). */
+uint64_t fault_injector_fired(const FaultInjector *inj);
+const char *fault_injector_first_fired(const FaultInjector *inj);
+/* Ask the injector directly (what the libfiu callback does): records a hit
+ * of `point` on the current side and returns true when it must fail.
+ * Exposed so unit tests can drive it without libfiu. */
+bool fault_injector_decide(FaultInjector *inj, const char *point);
+
+#endif
