@@ -6,6 +6,7 @@
 #define MIGCERT_RAM_INTERNAL_H
 
 #include "ram.h"
+#include "stream/ram-format.h"
 
 struct MigRam {
     MigRamBlock **blocks;
@@ -15,7 +16,8 @@ struct MigRam {
     /* source */
     bool saving;
     bool completing;          /* save_complete has done its final sync */
-    int last_sent;            /* block of the previous record (CONTINUE), -1 none */
+    int last_sent;            /* block of the previous record, -1 none (statistics) */
+    MigRamWriter writer;      /* CONTINUE across sections */
     size_t cur_block;         /* pass position */
     uint64_t cur_page;
     uint64_t bmap_dirty;      /* bits set in every bmap */
@@ -31,11 +33,10 @@ struct MigRam {
 
     /* destination */
     bool loading;
-    bool load_sized; /* the MEM_SIZE record was accepted */
-    int load_cur;    /* block of the previous record, -1 none */
+    MigRamReader reader; /* current block across sections, block table */
+    int *load_map;       /* reader block index -> our block index */
 };
 
 int mig__ram_find_index(const MigRam *r, const char *idstr);
-uint64_t mig__ram_last_sync_dirtied(const MigRam *r);
 
 #endif

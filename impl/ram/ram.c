@@ -21,7 +21,8 @@ MigRam *mig_ram_new(void)
 {
     MigRam *r = mig_malloc0(sizeof(*r));
     r->last_sent = -1;
-    r->load_cur = -1;
+    mig_ram_writer_init(&r->writer);
+    mig_ram_reader_init(&r->reader);
     return r;
 }
 
@@ -43,6 +44,8 @@ void mig_ram_free(MigRam *r)
     for (size_t i = 0; i < r->nblocks; i++)
         block_free(r->blocks[i]);
     free(r->blocks);
+    mig_ram_reader_free(&r->reader);
+    free(r->load_map);
     free(r);
 }
 
@@ -183,7 +186,7 @@ uint64_t mig_ram_remaining(const MigRam *r)
     return (r->bmap_dirty + (r->saving ? mig_ram_dirty_log_count(r) : 0)) * MIG_RAM_PAGE_SIZE;
 }
 
-uint64_t mig__ram_last_sync_dirtied(const MigRam *r)
+uint64_t mig_ram_last_sync_dirtied(const MigRam *r)
 {
     return r->last_sync_dirtied;
 }

@@ -88,15 +88,11 @@ void mig_ram_set_caps(MigRam *r, MigCapMask caps);
 /* Counters of the current or last migration, for query-migrate.  The engine
  * fills the time-based fields (mbps, rates). */
 void mig_ram_info(const MigRam *r, MigRamInfo *out);
-/* Pages dirtied by the guest between the last two syncs and the loop time
- * span they cover (for dirty-pages-rate). */
+/* Dirty syncs so far in the current/last migration (1 after setup). */
 uint64_t mig_ram_sync_count(const MigRam *r);
+/* Pages the guest dirtied that the last sync folded in (dirty-pages-rate). */
+uint64_t mig_ram_last_sync_dirtied(const MigRam *r);
 /* Bytes the source still has to send (dirty pages in bitmap + log, x4096). */
 uint64_t mig_ram_remaining(const MigRam *r);
-
-/* Build a ZERO/PAGE record stream for the pages of block `b` in [first,
- * first+count) into s, as pre-copy would (tests and tools).  Returns 0 or
- * the stream's error. */
-int mig_ram_put_pages(MigRam *r, MigStream *s, size_t block, uint64_t first, uint64_t count);
 
 #endif

@@ -1,0 +1,328 @@
+/*
+ * ram-section.c - the "ram" savevm handler: pre-copy passes on the source,
+ * restartable record loading on the destination (see ram.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "ram-internal.h"
+#include "stream/ram-format.h"
+
+/* ------------------------------------------------------------- source */
+
+static size_t put_record(MigRam *r, MigStream *s, size_t bi, uint64_t page)
+{
+    MigRamBlock *b = r->blocks[bi];
+    const uint8_t *host = b->host + page * MIG_RAM_PAGE_SIZE;
+    size_t n;
+    if (mig_ram_page_is_zero(host)) {
+        mig_ram_put_zero(s, &r->writer, b->idstr, page * MIG_RAM_PAGE_SIZE, 0);
+        n = 9;
+        r->duplicate++;
+    } else {
+        mig_ram_put_page(s, &r->writer, b->idstr, page * MIG_RAM_PAGE_SIZE, host);
+        n = 8 + MIG_RAM_PAGE_SIZE;
+        r->normal++;
+    }
+    if (r->last_sent != (int)bi)
+        n += 1 + strlen(b->idstr);
+    r->last_sent = (int)bi;
+    r->transferred += n;
+    if (r->completing)
+        r->downtime_bytes += n;
+    else
+        r->precopy_bytes += n;
+    return n;
+}
+
+/* Send dirty pages from the pass position until `budget` bytes went out or
+ * the pass reached the end of RAM.  Returns true at the end of the pass. */
+static bool send_dirty(MigRam *r, MigStream *s, size_t budget)
+{
+    size_t sent = 0;
+    while (r->cur_block < r->nblocks) {
+        MigRamBlock *b = r->blocks[r->cur_block];
+        size_t nw = (size_t)((b->npages + 63) / 64);
+        size_t w = (size_t)(r->cur_page / 64);
+        while (w < nw) {
+            uint64_t bits = b->bmap[w] & (~(uint64_t)0 << (r->cur_page & 63));
+            if (!bits) {
+                w++;
+                r->cur_page = (uint64_t)w * 64;
+                continue;
+            }
+            unsigned bit = (unsigned)__builtin_ctzll(bits);
+            uint64_t page = (uint64_t)w * 64 + bit;
+            b->bmap[w] &= ~((uint64_t)1 << bit);
+            r->bmap_dirty--;
+            r->cur_page = page + 1;
+            sent += put_record(r, s, r->cur_block, page);
+            if (sent >= budget)
+                return false;
+        }
+        r->cur_block++;
+        r->cur_page = 0;
+    }
+    r->cur_block = 0;
+    r->cur_page = 0;
+    return true;
+}
+
+static void sync_log(MigRam *r)
+{
+    uint64_t folded = 0;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        size_t nw = (size_t)((b->npages + 63) / 64);
+        for (size_t w = 0; w < nw; w++) {
+            uint64_t l = b->log[w];
+            if (!l)
+                continue;
+            folded += (uint64_t)__builtin_popcountll(l);
+            r->bmap_dirty += (uint64_t)__builtin_popcountll(l & ~b->bmap[w]);
+            b->bmap[w] |= l;
+            b->log[w] = 0;
+        }
+    }
+    r->last_sync_dirtied = folded;
+    r->dirty_sync_count++;
+}
+
+static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
+{
+    MigRam *r = opaque;
+    r->saving = true;
+    r->completing = false;
+    r->last_sent = -1;
+    r->cur_block = 0;
+    r->cur_page = 0;
+    r->bmap_dirty = 0;
+    r->dirty_sync_count = 0;
+    r->transferred = r->duplicate = r->normal = 0;
+    r->precopy_bytes = r->downtime_bytes = 0;
+    /* The first sync: every page is dirty, and dirty logging starts now. */
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        size_t nw = (size_t)((b->npages + 63) / 64);
+        free(b->bmap);
+        b->bmap = mig_malloc0(nw * sizeof(uint64_t));
+        memset(b->bmap, 0xff, nw * sizeof(uint64_t));
+        if (b->npages % 64)
+            b->bmap[nw - 1] = ((uint64_t)1 << (b->npages % 64)) - 1;
+        memset(b->log, 0, nw * sizeof(uint64_t));
+        r->bmap_dirty += b->npages;
+    }
+    r->dirty_sync_count = 1;
+
+    size_t n = mig_ram_block_count(r);
+    MigRamBlockInfo *list = mig_malloc0((n ? n : 1) * sizeof(*list));
+    for (size_t i = 0; i < n; i++) {
+        strcpy(list[i].name, r->blocks[i]->idstr);
+        list[i].length = r->blocks[i]->length;
+    }
+    uint64_t before = mig_stream_offset(s);
+    mig_ram_writer_init(&r->writer);
+    mig_ram_put_mem_size(s, &r->writer, list, n,
+                         (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0);
+    free(list);
+    mig_ram_put_eos(s);
+    r->transferred += mig_stream_offset(s) - before;
+    return mig_stream_take_error(s, errp);
+}
+
+static void ram_save_sync(void *opaque)
+{
+    sync_log(opaque);
+}
+
+static void ram_save_pending(void *opaque, uint64_t *precopy, uint64_t *stopcopy)
+{
+    MigRam *r = opaque;
+    *precopy = r->bmap_dirty * MIG_RAM_PAGE_SIZE;
+    *stopcopy = 0;
+}
+
+static int ram_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    MigRam *r = opaque;
+    bool done = send_dirty(r, s, budget);
+    mig_ram_put_eos(s);
+    r->transferred += 8;
+    int err = mig_stream_take_error(s, errp);
+    return err < 0 ? err : done ? 1 : 0;
+}
+
+static int ram_save_complete(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    MigRam *r = opaque;
+    if (!r->completing) {
+        /* The guest is stopped: the last sync catches every write. */
+        r->completing = true;
+        sync_log(r);
+        r->cur_block = 0;
+        r->cur_page = 0;
+    }
+    bool done = send_dirty(r, s, budget);
+    if (done) {
+        mig_ram_put_eos(s);
+        r->transferred += 8;
+        r->downtime_bytes += 8;
+    }
+    int err = mig_stream_take_error(s, errp);
+    return err < 0 ? err : done ? 1 : 0;
+}
+
+static void ram_save_cleanup(void *opaque, MigOutcome outcome)
+{
+    MigRam *r = opaque;
+    /* Saving only read guest memory: nothing to undo but the bitmaps.  The
+     * dirty log keeps running (it is the guest's, not the migration's). */
+    r->saving = false;
+    r->completing = false;
+    r->bmap_dirty = 0;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        free(r->blocks[i]->bmap);
+        r->blocks[i]->bmap = NULL;
+    }
+}
+
+/* ------------------------------------------------------------- destination */
+
+static int ram_load_setup(void *opaque, MigErr **errp)
+{
+    MigRam *r = opaque;
+    r->loading = true;
+    r->transferred = r->duplicate = r->normal = 0;
+    mig_ram_reader_free(&r->reader);
+    mig_ram_reader_init(&r->reader);
+    r->reader.ignore_shared = (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0;
+    free(r->load_map);
+    r->load_map = NULL;
+    return 0;
+}
+
+/* Map the block list of a MEM_SIZE record onto our blocks. */
+static int accept_mem_size(MigRam *r, const MigRamRecord *rec, MigErr **errp)
+{
+    const MigRamReader *rd = &r->reader;
+    int *map = mig_malloc0((rd->nblocks ? rd->nblocks : 1) * sizeof(int));
+    for (size_t i = 0; i < rd->nblocks; i++) {
+        const MigRamBlockInfo *bi = &rd->blocks[i];
+        int idx = mig__ram_find_index(r, bi->name);
+        if (idx < 0) {
+            free(map);
+            return mig_err_set(errp, -EINVAL,
+                               "Unknown ramblock \"%s\", cannot accept migration (offset %llu)",
+                               bi->name, (unsigned long long)rec->stream_offset);
+        }
+        if (r->blocks[idx]->length != bi->length) {
+            free(map);
+            return mig_err_set(errp, -EINVAL,
+                               "ramblock \"%s\": length 0x%llx in the stream differs from the "
+                               "local 0x%llx, and blocks are not resizable (offset %llu)",
+                               bi->name, (unsigned long long)bi->length,
+                               (unsigned long long)r->blocks[idx]->length,
+                               (unsigned long long)rec->stream_offset);
+        }
+        map[i] = idx;
+    }
+    free(r->load_map);
+    r->load_map = map;
+    return 0;
+}
+
+static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
+{
+    MigRam *r = opaque;
+    if (h->version_id != MIG_RAM_SECTION_VERSION)
+        return mig_err_set(errp, -EINVAL, "savevm: unsupported version %u for 'ram' v%u",
+                           h->version_id, MIG_RAM_SECTION_VERSION);
+    for (;;) {
+        mig_stream_mark(s);
+        uint64_t before = mig_stream_offset(s);
+        MigRamRecord rec;
+        int ret = mig_ram_get_record(s, &r->reader, &rec, errp);
+        if (ret == -EAGAIN) {
+            mig_stream_rewind(s);
+            return -EAGAIN;
+        }
+        if (ret < 0)
+            return ret;
+        r->transferred += mig_stream_offset(s) - before;
+        switch (rec.kind) {
+        case MIG_RAM_FLAG_MEM_SIZE:
+            ret = accept_mem_size(r, &rec, errp);
+            if (ret < 0)
+                return ret;
+            break;
+        case MIG_RAM_FLAG_PAGE:
+        case MIG_RAM_FLAG_ZERO: {
+            if (!r->load_map || rec.block < 0)
+                return mig_err_set(errp, -EINVAL, "RAM page before the block list (offset %llu)",
+                                   (unsigned long long)rec.stream_offset);
+            MigRamBlock *b = r->blocks[r->load_map[rec.block]];
+            uint8_t *host = b->host + rec.offset;
+            if (rec.kind == MIG_RAM_FLAG_PAGE) {
+                memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
+                r->normal++;
+            } else {
+                /* Touch the page only when needed: a fresh page reads zero. */
+                if (rec.fill || !mig_ram_page_is_zero(host))
+                    memset(host, rec.fill, MIG_RAM_PAGE_SIZE);
+                r->duplicate++;
+            }
+            break;
+        }
+        case MIG_RAM_FLAG_EOS:
+            return 0;
+        case MIG_RAM_FLAG_HOOK:
+            /* QEMU 7.2 fails a HOOK without a registered load hook; page
+             * flipping would register one. */
+            return mig_err_set(errp, -EINVAL,
+                               "RAM hook record at offset %llu but no load hook is registered",
+                               (unsigned long long)rec.stream_offset);
+        default:
+            return mig_err_set(errp, -EINVAL,
+                               "Unknown combination of migration flags: 0x%x (offset %llu)",
+                               rec.flags, (unsigned long long)rec.stream_offset);
+        }
+    }
+}
+
+static void ram_load_cleanup(void *opaque, MigOutcome outcome)
+{
+    MigRam *r = opaque;
+    r->loading = false;
+    mig_ram_reader_free(&r->reader);
+    mig_ram_reader_init(&r->reader);
+    free(r->load_map);
+    r->load_map = NULL;
+    if (outcome == MIG_OUTCOME_COMPLETED)
+        return;
+    /* Keep nothing of what was loaded: anonymous memory reads as zero again. */
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        if (madvise(b->host, b->length, MADV_DONTNEED) != 0)
+            memset(b->host, 0, b->length);
+    }
+}
+
+static const MigIterOps ram_ops = {
+    .save_setup = ram_save_setup,
+    .save_sync = ram_save_sync,
+    .save_pending = ram_save_pending,
+    .save_iterate = ram_save_iterate,
+    .save_complete = ram_save_complete,
+    .save_cleanup = ram_save_cleanup,
+    .load_setup = ram_load_setup,
+    .load_state = ram_load_state,
+    .load_cleanup = ram_load_cleanup,
+};
+
+int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp)
+{
+    int id = mig_savevm_register_iterative(sv, "ram", 0, MIG_RAM_SECTION_VERSION, &ram_ops, r,
+                                           errp);
+    return id < 0 ? id : 0;
+}
