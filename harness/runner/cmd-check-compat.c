@@ -1,15 +1,90 @@
 /*
- * cmd-check-compat.c - `migcert check-compat`.  Placeholder until issue 2 lands: it
- * says so and exits 2 rather than pretending to work.
+ * cmd-check-compat.c - `migcert check-compat [--info] OLD.json NEW.json`: static
+ * compatibility of two -dump-vmstate documents (QEMU's or ours) for
+ * migrating OLD -> NEW (impl/vmstate/compat.c).
+ *
+ * Prints one line per incompatibility on stdout (and, with --info, the
+ * compatible changes worth knowing), then a summary on stderr.
+ * Exit: 0 compatible, 1 at least one incompatibility, 2 usage or an
+ * unreadable/malformed input (the message names the file and why).
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "vmstate/vmstate.h"
+
+typedef struct Out {
+    bool info;
+    int infos;
+} Out;
+
+static void print_finding(const VmsCompatFinding *f, void *opaque)
+{
+    Out *o = opaque;
+    if (f->level == VMS_COMPAT_INFO) {
+        o->infos++;
+        if (!o->info)
+            return;
+    }
+    char *line = vmstate_compat_format(f);
+    printf("%s\n", line);
+    free(line);
+}
+
+static json_t *load_json(const char *path)
+{
+    json_error_t jerr;
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (!j && jerr.line < 0)
+        fprintf(stderr, "migcert check-compat: %s: %s\n", path, jerr.text);
+    else if (!j)
+        fprintf(stderr, "migcert check-compat: %s: line %d column %d: %s\n", path, jerr.line,
+                jerr.column, jerr.text);
+    return j;
+}
 
 int cmd_check_compat(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "migcert check-compat: not built yet (issue 2)\n");
-    return 2;
+    Out out = {0};
+    const char *paths[2];
+    int npaths = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--info") == 0)
+            out.info = true;
+        else if (npaths < 2 && argv[i][0] != '-')
+            paths[npaths++] = argv[i];
+        else
+            npaths = 3;
+    }
+    if (npaths != 2) {
+        fprintf(stderr, "usage: migcert check-compat [--info] OLD.json NEW.json\n");
+        return 2;
+    }
+    json_t *old_doc = load_json(paths[0]);
+    json_t *new_doc = old_doc ? load_json(paths[1]) : NULL;
+    if (!old_doc || !new_doc) {
+        json_decref(old_doc);
+        return 2;
+    }
+    MigErr *err = NULL;
+    int n = vmstate_check_compat(old_doc, new_doc, print_finding, &out, &err);
+    json_decref(old_doc);
+    json_decref(new_doc);
+    if (n < 0) {
+        /* the checker names the documents OLD and NEW; put the file names back */
+        const char *msg = err ? err->msg : "malformed input";
+        const char *file = strncmp(msg, "NEW", 3) == 0 ? paths[1] : paths[0];
+        const char *rest = (strncmp(msg, "NEW", 3) == 0 || strncmp(msg, "OLD", 3) == 0) ? msg + 3
+                                                                                          : msg;
+        fprintf(stderr, "migcert check-compat: %s%s%s (not a -dump-vmstate document)\n", file,
+                rest[0] == ':' ? "" : ": ", rest);
+        mig_err_free(err);
+        return 2;
+    }
+    fprintf(stderr, "%d incompatibilit%s, %d compatible change%s noted%s\n", n,
+            n == 1 ? "y" : "ies", out.infos, out.infos == 1 ? "" : "s",
+            out.infos && !out.info ? " (--info shows them)" : "");
+    return n > 0 ? 1 : 0;
 }

@@ -647,13 +647,13 @@ static int peek_subsection(Walk *w, const VmsDescription *d, bool nested, const 
 {
     MigStream *s = w->s;
     int b = mig_stream_peek_u8(s, 0);
-    if (b < 0 && !mig_stream_at_eof(s))
+    if (b < 0 && mig_stream_starved(s))
         return walk_fail(w, -EAGAIN, "stream starved at offset %llu looking for subsections",
                          (unsigned long long)mig_stream_offset(s));
     if (b != MIG_SECTION_SUBSECTION)
         return 0;
     int len = mig_stream_peek_u8(s, 1);
-    if (len < 0 && !mig_stream_at_eof(s))
+    if (len < 0 && mig_stream_starved(s))
         return walk_fail(w, -EAGAIN, "stream starved at offset %llu looking for subsections",
                          (unsigned long long)mig_stream_offset(s));
     size_t plen = strlen(d->name);
@@ -662,7 +662,7 @@ static int peek_subsection(Walk *w, const VmsDescription *d, bool nested, const 
     char name[256];
     size_t got = mig_stream_peek(s, name, (size_t)len, 2);
     if (got < (size_t)len) {
-        if (!mig_stream_at_eof(s))
+        if (mig_stream_starved(s))
             return walk_fail(w, -EAGAIN, "stream starved at offset %llu looking for subsections",
                              (unsigned long long)mig_stream_offset(s));
         return 0;
