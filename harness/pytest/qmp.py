@@ -241,3 +241,51 @@ class QMP:
             if time.monotonic() >= deadline:
                 raise QMPTimeout(f"migration still {info.get('status')!r} after {timeout}s")
             time.sleep(poll)
+
+
+def _main(argv):
+    """qmp.py SOCKET COMMAND [NAME=VALUE ...] [--wait-migration] [--timeout S]
+    Sends one command, prints its "return" as JSON; VALUE is JSON when it
+    parses as JSON, else a string.  --wait-migration then polls query-migrate
+    until the migration ends and prints the final MigrationInfo.
+    Exit 0, 1 on an error reply or a failed migration, 2 on usage."""
+    import sys
+    wait = "--wait-migration" in argv
+    argv = [a for a in argv if a != "--wait-migration"]
+    timeout = 60.0
+    if "--timeout" in argv:
+        i = argv.index("--timeout")
+        timeout = float(argv[i + 1])
+        del argv[i:i + 2]
+    if len(argv) < 2:
+        print(_main.__doc__, file=sys.stderr)
+        return 2
+    path, cmd, args = argv[0], argv[1], {}
+    for a in argv[2:]:
+        k, sep, v = a.partition("=")
+        if not sep:
+            print(f"qmp.py: argument {a!r} is not NAME=VALUE", file=sys.stderr)
+            return 2
+        try:
+            args[k] = json.loads(v)
+        except ValueError:
+            args[k] = v
+    try:
+        with QMP.connect(path, timeout=timeout, cmd_timeout=timeout) as q:
+            print(json.dumps(q.execute(cmd, args)))
+            if wait:
+                info = q.wait_migration(timeout=timeout)
+                print(json.dumps(info))
+                return 0 if info.get("status") == "completed" else 1
+    except QMPError as e:
+        print(f"qmp.py: {e}", file=sys.stderr)
+        return 1
+    except (QMPTimeout, QMPConnectionError) as e:
+        print(f"qmp.py: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,74 @@
+"""test_faults_registry.py - every libfiu point in engine code is registered in
+impl/common/faults.h, every registered point exists in engine code, and
+`migcert list-faults` prints each with its errno and sentence.
+
+Rerun one: /usr/bin/python3 -m pytest harness/pytest -k faults_registry
+"""
+import re
+
+import pytest
+
+USE_RE = re.compile(r'\bfiu_(?:return_on|do_on|exit_on|fail)\s*\(\s*"([^"]*)"')
+REG_RE = re.compile(r'^\s*X\(\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)', re.M)
+NAME_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+){2,3}$")
+
+
+def _strip_comments(src):
+    return re.sub(r"/\*.*?\*/|//[^\n]*", " ", src, flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def registry(repo_root):
+    text = (repo_root / "impl/common/faults.h").read_text()
+    reg = [(m.group(1), m.group(2), m.group(3)) for m in REG_RE.finditer(text)]
+    assert reg, "no X(...) entries found in impl/common/faults.h"
+    return reg
+
+
+@pytest.fixture(scope="module")
+def used(repo_root):
+    """name -> [file:line, ...] for every fiu_* call with a literal name under impl/."""
+    uses = {}
+    for path in sorted((repo_root / "impl").rglob("*.[ch]")):
+        src = _strip_comments(path.read_text(errors="replace"))
+        for m in USE_RE.finditer(src):
+            line = src.count("\n", 0, m.start()) + 1
+            uses.setdefault(m.group(1), []).append(f"{path.relative_to(repo_root)}:{line}")
+    return uses
+
+
+def test_faults_registry_every_used_point_is_registered(registry, used):
+    names = {n for n, _, _ in registry}
+    missing = {n: where for n, where in used.items() if n not in names}
+    assert not missing, "fault points used but not in impl/common/faults.h: " + \
+        "; ".join(f"{n} ({', '.join(w)})" for n, w in sorted(missing.items()))
+
+
+def test_faults_registry_every_registered_point_is_used(registry, used):
+    unused = [n for n, _, _ in registry if n not in used]
+    assert not unused, f"registered in impl/common/faults.h but no fiu_* call under impl/: {unused}"
+
+
+def test_faults_registry_is_sorted_unique_and_well_named(registry):
+    names = [n for n, _, _ in registry]
+    assert names == sorted(names), "impl/common/faults.h: keep the X(...) list sorted by name"
+    assert len(names) == len(set(names)), "duplicate fault point names"
+    bad = [n for n in names if not NAME_RE.match(n)]
+    assert not bad, f"names not <area>/<module>/<op>[/<variant>] in lower case: {bad}"
+    assert all(s.strip() for _, _, s in registry), "every point needs a sentence"
+
+
+def test_faults_registry_list_faults_prints_each_point(registry, used, run_migcert):
+    r = run_migcert("list-faults")
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    rows = {}
+    for line in r.stdout.splitlines():
+        parts = line.split(None, 2)
+        if parts:
+            rows[parts[0]] = parts[1:]
+    for name, err, sentence in registry:
+        assert name in rows, f"list-faults does not print {name}"
+        assert rows[name][0] == err, f"{name}: list-faults prints {rows[name][0]}, registry says {err}"
+        assert rows[name][1].strip() == sentence, f"{name}: sentence differs"
+    not_listed = sorted(set(used) - set(rows))
+    assert not not_listed, f"used in impl/ but not printed by list-faults: {not_listed}"
