@@ -1,0 +1,366 @@
+/*
+ * test-scenario.c - scenario files (loader, errors with file:line:key), fault
+ * specs and the fault injector.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/faults.h"
+#include "runner/faults-spec.h"
+#include "runner/scenario.h"
+
+static const char good_yaml[] =
+    "# scenarios/precopy/transport-write-eio.yaml\n"          /* 1 */
+    "summary: EIO on a transport write mid-precopy\n"          /* 2 */
+    "machines:\n"                                              /* 3 */
+    "  src: {release: \"2.0\", ram: 64M, devices: [fake-serial, fake-nic]}\n" /* 4 */
+    "  dst: {release: \"2.1-dev\"}\n"                          /* 5 */
+    "workload: {dirty-rate: 2000 pages/s}\n"                   /* 6 */
+    "transport: unix\n"                                        /* 7 */
+    "link: {bandwidth: 100M/s, latency: 1ms}\n"                /* 8 */
+    "capabilities: [events]\n"                                 /* 9 */
+    "steps:\n"                                                 /* 10 */
+    "  - migrate: {}\n"                                        /* 11 */
+    "  - wait: {phase: precopy, iteration: 2}\n"               /* 12 */
+    "faults:\n"                                                /* 13 */
+    "  - src:mig/transport/write#1 errno=EIO\n"                /* 14 */
+    "expect:\n"                                                /* 15 */
+    "  outcome: failed\n"                                      /* 16 */
+    "  error: EIO\n";                                          /* 17 */
+
+static Scenario *load_str(const char *yaml, MigErr **err)
+{
+    return scenario_load_data("t.yaml", yaml, strlen(yaml), err);
+}
+
+/* Replace the first occurrence of `from` by `to` in good_yaml. */
+static char *variant(const char *from, const char *to)
+{
+    const char *at = strstr(good_yaml, from);
+    assert_non_null(at);
+    return mig_strdup_printf("%.*s%s%s", (int)(at - good_yaml), good_yaml, to, at + strlen(from));
+}
+
+static void expect_error(const char *yaml, const char *want)
+{
+    MigErr *err = NULL;
+    Scenario *s = load_str(yaml, &err);
+    assert_null(s);
+    assert_non_null(err);
+    if (!strstr(err->msg, want))
+        fail_msg("error '%s' does not contain '%s'", err->msg, want);
+    assert_int_equal(err->code, -EINVAL);
+    mig_err_free(err);
+}
+
+static void test_scenario_loads_every_key(void **state)
+{
+    (void)state;
+    MigErr *err = NULL;
+    Scenario *s = load_str(good_yaml, &err);
+    if (!s)
+        fail_msg("%s", err->msg);
+    assert_string_equal(s->src.release, "2.0");
+    assert_int_equal(s->src.ram, 64ull << 20);
+    assert_int_equal(s->src.ndevices, 2);
+    assert_string_equal(s->src.devices[1], "fake-nic");
+    /* dst inherits what it does not say */
+    assert_string_equal(s->dst.release, "2.1-dev");
+    assert_int_equal(s->dst.ram, 64ull << 20);
+    assert_int_equal(s->dst.ndevices, 2);
+    assert_int_equal(s->dirty_rate, 2000);
+    assert_string_equal(s->transport, "unix");
+    assert_int_equal(s->bandwidth, 100ull << 20);
+    assert_int_equal(s->latency_ns, 1000000);
+    assert_int_equal(s->ncaps, 1);
+    assert_int_equal(s->nsteps, 2);
+    assert_int_equal(s->steps[0].kind, SCN_STEP_MIGRATE);
+    assert_int_equal(s->steps[0].line, 11);
+    assert_int_equal(s->steps[1].kind, SCN_STEP_WAIT);
+    assert_int_equal(s->steps[1].phase, SCN_PHASE_ACTIVE);
+    assert_int_equal(s->steps[1].iteration, 2);
+    assert_int_equal(s->nfaults, 1);
+    assert_int_equal(s->faults[0].side, MIG_FAULT_SIDE_SRC);
+    assert_string_equal(s->faults[0].point, "mig/transport/write");
+    assert_int_equal(s->faults[0].nth, 1);
+    assert_int_equal(s->outcome, SCN_OUTCOME_FAILED);
+    assert_int_equal(s->error, -EIO);
+    scenario_free(s);
+}
+
+static void test_scenario_unknown_key_names_line_and_key(void **state)
+{
+    (void)state;
+    char *y = variant("  dst: {release: \"2.1-dev\"}\n", "  dst: {release: \"2.1-dev\", rom: 1}\n");
+    expect_error(y, "t.yaml:5: key 'rom': unknown key in machines.dst");
+    free(y);
+    y = variant("transport: unix\n", "transprot: unix\n");
+    expect_error(y, "t.yaml:7: key 'transprot': unknown key");
+    free(y);
+    y = variant("  - wait: {phase: precopy, iteration: 2}\n",
+                "  - wait: {phase: precopy, iteration: 2}\n  - cancel: {now: 1}\n");
+    expect_error(y, "t.yaml:13: key 'now': unknown key in steps[2].cancel");
+    free(y);
+}
+
+static void test_scenario_wrong_type_names_line_and_key(void **state)
+{
+    (void)state;
+    char *y = variant("devices: [fake-serial, fake-nic]", "devices: fake-nic");
+    expect_error(y, "t.yaml:4: key 'devices': ");
+    free(y);
+    y = variant("iteration: 2", "iteration: two");
+    expect_error(y, "t.yaml:12: key 'iteration': ");
+    free(y);
+    y = variant("  outcome: failed\n", "  outcome: crashed\n");
+    expect_error(y, "t.yaml:16: key 'outcome': ");
+    free(y);
+}
+
+static void test_scenario_bad_values_name_line_and_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *from, *to, *want;
+    } cases[] = {
+        {"ram: 64M", "ram: 64Q", "t.yaml:4: key 'ram': invalid size '64Q'"},
+        {"ram: 64M", "ram: 1000", "t.yaml:4: key 'ram': invalid size"},
+        {"release: \"2.1-dev\"", "release: \"3.0\"", "t.yaml:5: key 'release': unknown release '3.0'"},
+        {"fake-nic]", "fake-nix]", "t.yaml:4: key 'devices[1]': unknown device 'fake-nix'"},
+        {"2000 pages/s", "fast", "t.yaml:6: key 'dirty-rate': invalid rate 'fast'"},
+        {"transport: unix", "transport: tcp", "t.yaml:7: key 'transport': unknown transport 'tcp'"},
+        {"100M/s", "100M", "t.yaml:8: key 'bandwidth': invalid bandwidth '100M'"},
+        {"latency: 1ms", "latency: 1 fortnight", "t.yaml:8: key 'latency': invalid duration"},
+        {"phase: precopy", "phase: postcopy", "t.yaml:12: key 'phase': unknown phase 'postcopy'"},
+        {"write#1", "write#0", "t.yaml:14: key 'faults': fault 'src:mig/transport/write#0 errno=EIO': hit numbers start at 1"},
+        {"error: EIO", "error: EWHAT", "t.yaml:17: key 'error': unknown errno name 'EWHAT'"},
+        {"  - migrate: {}\n", "  - migrate: {}\n    cancel: {}\n", "t.yaml:11: key 'steps': step 1 must have exactly one action"},
+        {"  - migrate: {}\n", "  - cancel: {}\n", "key 'steps': no migrate step"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        char *y = variant(cases[i].from, cases[i].to);
+        expect_error(y, cases[i].want);
+        free(y);
+    }
+}
+
+static void test_scenario_missing_required_key(void **state)
+{
+    (void)state;
+    char *y = variant("expect:\n  outcome: failed\n  error: EIO\n", "");
+    expect_error(y, "t.yaml:");
+    free(y);
+    expect_error("", "t.yaml:1: the file is empty");
+    expect_error("summary: [unclosed\n", "t.yaml:");
+}
+
+/* Every truncation of a valid file either loads or fails with FILE:LINE. */
+static void test_scenario_every_truncation(void **state)
+{
+    (void)state;
+    size_t len = strlen(good_yaml);
+    for (size_t n = 0; n < len; n++) {
+        char *y = mig_strdup_printf("%.*s", (int)n, good_yaml);
+        MigErr *err = NULL;
+        Scenario *s = load_str(y, &err);
+        if (s) {
+            assert_null(err);
+            scenario_free(s);
+        } else {
+            assert_non_null(err);
+            if (strncmp(err->msg, "t.yaml:", 7) || err->msg[7] < '0' || err->msg[7] > '9')
+                fail_msg("truncation %zu: error without FILE:LINE: %s", n, err->msg);
+            mig_err_free(err);
+        }
+        free(y);
+    }
+}
+
+static void test_scenario_value_parsers(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(scn_parse_size("64M", &v), 0);
+    assert_int_equal(v, 64ull << 20);
+    assert_int_equal(scn_parse_size("1G", &v), 0);
+    assert_int_equal(v, 1ull << 30);
+    assert_int_equal(scn_parse_size("4096", &v), 0);
+    assert_int_equal(v, 4096);
+    assert_int_equal(scn_parse_size("12X", &v), -EINVAL);
+    assert_int_equal(scn_parse_duration("10ms", &v), 0);
+    assert_int_equal(v, 10000000);
+    assert_int_equal(scn_parse_duration("2s", &v), 0);
+    assert_int_equal(v, 2000000000ull);
+    assert_int_equal(scn_parse_duration("10", &v), -EINVAL);
+    assert_int_equal(scn_parse_bandwidth("unlimited", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(scn_parse_bandwidth("10M/s", &v), 0);
+    assert_int_equal(v, 10ull << 20);
+    assert_int_equal(scn_parse_rate("500 pages/s", &v), 0);
+    assert_int_equal(v, 500);
+}
+
+static void test_scenario_fault_spec_forms(void **state)
+{
+    (void)state;
+    MigFaultSpec s;
+    char buf[128];
+    assert_int_equal(mig_fault_spec_parse("dst:mig/vmstate/load#3", &s, NULL), 0);
+    assert_int_equal(s.side, MIG_FAULT_SIDE_DST);
+    assert_int_equal(s.when, MIG_FAULT_WHEN_NTH);
+    assert_int_equal(s.nth, 3);
+    assert_int_equal(s.err, -EINVAL);
+    mig_fault_spec_format(&s, buf, sizeof(buf));
+    assert_string_equal(buf, "dst:mig/vmstate/load#3");
+    assert_int_equal(mig_fault_spec_parse("src:mig/stream/flush@stop-copy", &s, NULL), 0);
+    assert_int_equal(s.when, MIG_FAULT_WHEN_PHASE);
+    assert_int_equal(s.phase, SCN_PHASE_DEVICE);
+    mig_fault_spec_format(&s, buf, sizeof(buf));
+    assert_string_equal(buf, "src:mig/stream/flush@device");
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write%0.25", &s, NULL), 0);
+    assert_int_equal(s.when, MIG_FAULT_WHEN_PROB);
+    mig_fault_spec_format(&s, buf, sizeof(buf));
+    assert_string_equal(buf, "src:mig/transport/write%0.25");
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/read", &s, NULL), 0);
+    assert_int_equal(s.when, MIG_FAULT_WHEN_ALWAYS);
+}
+
+static void test_scenario_fault_spec_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *spec, *want;
+    } cases[] = {
+        {"mig/transport/write#1", "expected SIDE:POINT"},
+        {"host:mig/transport/write#1", "unknown side 'host'"},
+        {"src:#1", "missing fault point"},
+        {"src:mig/nope#1", "unknown fault point 'mig/nope'"},
+        {"src:mig/transport/write#", "'#' needs a hit number"},
+        {"src:mig/transport/write#0", "hit numbers start at 1"},
+        {"src:mig/transport/write@later", "unknown phase 'later'"},
+        {"src:mig/transport/write%2", "probability in (0, 1]"},
+        {"src:mig/transport/write#1 errno=EPIPE", "injects EIO, not EPIPE"},
+        {"src:mig/transport/write#1 errno=EBOGUS", "unknown errno 'EBOGUS'"},
+        {"src:mig/transport/write#1 please", "unexpected 'please'"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        MigFaultSpec s;
+        MigErr *err = NULL;
+        assert_int_equal(mig_fault_spec_parse(cases[i].spec, &s, &err), -EINVAL);
+        assert_non_null(err);
+        if (!strstr(err->msg, cases[i].want) || !strstr(err->msg, cases[i].spec))
+            fail_msg("'%s': error '%s' lacks '%s'", cases[i].spec, err->msg, cases[i].want);
+        mig_err_free(err);
+    }
+}
+
+static void test_scenario_injector_nth_hit_per_side(void **state)
+{
+    (void)state;
+    MigFaultSpec s;
+    assert_int_equal(mig_fault_spec_parse("dst:mig/transport/write#3", &s, NULL), 0);
+    FaultInjector *inj = fault_injector_new(&s, 1, 1, NULL, NULL);
+    /* src hits never count toward dst's #3 */
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_SRC);
+    for (int i = 0; i < 5; i++)
+        assert_false(fault_injector_decide(inj, "mig/transport/write"));
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_DST);
+    assert_false(fault_injector_decide(inj, "mig/transport/write"));
+    assert_false(fault_injector_decide(inj, "mig/transport/read"));
+    assert_false(fault_injector_decide(inj, "mig/transport/write"));
+    assert_true(fault_injector_decide(inj, "mig/transport/write"));
+    assert_false(fault_injector_decide(inj, "mig/transport/write"));
+    assert_int_equal(fault_injector_fired(inj), 1);
+    assert_string_equal(fault_injector_first_fired(inj), "dst:mig/transport/write#3");
+    size_t idx = (size_t)(mig_faults_find("mig/transport/write") - mig_faults_table(&(size_t){0}));
+    assert_int_equal(fault_injector_hits(inj, MIG_FAULT_SIDE_SRC, idx), 5);
+    assert_int_equal(fault_injector_hits(inj, MIG_FAULT_SIDE_DST, idx), 4);
+    fault_injector_free(inj);
+}
+
+static void test_scenario_injector_phase_fires_once(void **state)
+{
+    (void)state;
+    MigFaultSpec s;
+    assert_int_equal(mig_fault_spec_parse("src:mig/stream/flush@precopy", &s, NULL), 0);
+    FaultInjector *inj = fault_injector_new(&s, 1, 1, NULL, NULL);
+    fault_injector_set_phase(inj, SCN_PHASE_SETUP);
+    assert_false(fault_injector_decide(inj, "mig/stream/flush"));
+    fault_injector_set_phase(inj, SCN_PHASE_ACTIVE);
+    assert_true(fault_injector_decide(inj, "mig/stream/flush"));
+    assert_false(fault_injector_decide(inj, "mig/stream/flush"));
+    fault_injector_free(inj);
+}
+
+static uint64_t prob_pattern(uint64_t seed)
+{
+    MigFaultSpec s;
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write%0.5", &s, NULL), 0);
+    FaultInjector *inj = fault_injector_new(&s, 1, seed, NULL, NULL);
+    uint64_t bits = 0;
+    for (int i = 0; i < 64; i++)
+        bits = bits << 1 | fault_injector_decide(inj, "mig/transport/write");
+    fault_injector_free(inj);
+    return bits;
+}
+
+static void test_scenario_injector_probability_follows_seed(void **state)
+{
+    (void)state;
+    assert_true(prob_pattern(7) == prob_pattern(7));
+    assert_true(prob_pattern(7) != prob_pattern(8));
+    uint64_t b = prob_pattern(7);
+    assert_true(__builtin_popcountll(b) > 16 && __builtin_popcountll(b) < 48);
+}
+
+#ifdef FIU_ENABLE
+#include <fiu.h>
+static void test_scenario_injector_drives_libfiu(void **state)
+{
+    (void)state;
+    MigFaultSpec s;
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/read#2", &s, NULL), 0);
+    FaultInjector *inj = fault_injector_new(&s, 1, 1, NULL, NULL);
+    assert_int_equal(fault_injector_arm(inj), 0);
+    FaultInjector *other = fault_injector_new(NULL, 0, 1, NULL, NULL);
+    assert_int_equal(fault_injector_arm(other), -EBUSY);
+    fault_injector_free(other);
+    assert_int_equal(fiu_fail("mig/transport/read"), 0);
+    assert_int_not_equal(fiu_fail("mig/transport/read"), 0);
+    assert_int_equal(fiu_fail("mig/transport/read"), 0);
+    fault_injector_disarm(inj);
+    assert_int_equal(fiu_fail("mig/transport/read"), 0);
+    assert_int_equal(fault_injector_fired(inj), 1);
+    fault_injector_free(inj);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scenario_loads_every_key),
+        cmocka_unit_test(test_scenario_unknown_key_names_line_and_key),
+        cmocka_unit_test(test_scenario_wrong_type_names_line_and_key),
+        cmocka_unit_test(test_scenario_bad_values_name_line_and_key),
+        cmocka_unit_test(test_scenario_missing_required_key),
+        cmocka_unit_test(test_scenario_every_truncation),
+        cmocka_unit_test(test_scenario_value_parsers),
+        cmocka_unit_test(test_scenario_fault_spec_forms),
+        cmocka_unit_test(test_scenario_fault_spec_errors),
+        cmocka_unit_test(test_scenario_injector_nth_hit_per_side),
+        cmocka_unit_test(test_scenario_injector_phase_fires_once),
+        cmocka_unit_test(test_scenario_injector_probability_follows_seed),
+#ifdef FIU_ENABLE
+        cmocka_unit_test(test_scenario_injector_drives_libfiu),
+#endif
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
