@@ -204,5 +204,6 @@ MigDevBackend *mig_dev_backend_plugin_new(const MigcertDevicePlugin *p,
     b->base.features = cfg->features;
     b->p = p;
     b->dev = dev;
+    b->base.instance = dev;
     return &b->base;
 }

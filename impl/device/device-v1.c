@@ -292,5 +292,6 @@ MigDevBackend *mig_dev_backend_v1_new(const MigcertDevicePlugin *p, const Migcer
     b->base.features = cfg->features;
     b->p = p;
     b->dev = dev;
+    b->base.instance = dev;
     return &b->base;
 }

@@ -120,6 +120,9 @@ struct MigDevBackend {
     const MigDevBackendOps *ops;
     char name[64];     /* device model name, for messages */
     uint32_t features; /* the feature set this instance runs with */
+    /* The plugin's instance for in-process backends (tests compare device
+     * memory through it); NULL for out-of-process ones. */
+    MigcertDevice *instance;
 };
 
 /* An in-process backend over a plugin table: the v2 calls directly, or the

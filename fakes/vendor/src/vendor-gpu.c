@@ -1,0 +1,67 @@
+/*
+ * vendor-gpu.c - the one source of every sample vendor plugin: the fake GPU
+ * (fakes/devices/fake-gpu.c) wrapped in the plugin symbol.  good.c includes
+ * it as is; fakes/vendor/module.mk compiles it again with one -D each:
+ *   FAKE_GPU_BROKEN_<RULE>   a device that breaks exactly one rule (fake-gpu.h)
+ *   VENDOR_V1                the same device speaking the v1 protocol
+ *   VENDOR_ABI=N             a table claiming ABI version N (loader refuses)
+ *   VENDOR_NO_SYMBOL         no migcert_device_plugin_v1 symbol at all
+ *   VENDOR_CRASH_SET_STATE   SIGSEGV when asked to enter STOP_COPY
+ *   VENDOR_HANG_READ         never returns from a STOP_COPY read
+ * VENDOR_NAME is the device name the table reports (the .so's stem).
+ */
+#include <signal.h>
+#include <unistd.h>
+
+#include "devices/fake-gpu.c"
+
+#ifndef VENDOR_NAME
+#define VENDOR_NAME "good"
+#endif
+#ifndef VENDOR_ABI
+#define VENDOR_ABI MIGCERT_DEVICE_ABI_VERSION
+#endif
+
+#ifdef VENDOR_CRASH_SET_STATE
+static int crash_set_state(MigcertDevice *d, uint32_t s)
+{
+    if (s == MIGCERT_STATE_STOP_COPY)
+        raise(SIGSEGV);
+    return gpu_set_state(d, s);
+}
+#endif
+
+#ifdef VENDOR_HANG_READ
+static ssize_t hang_read(MigcertDevice *d, void *buf, size_t len)
+{
+    while (d->state == MIGCERT_STATE_STOP_COPY)
+        pause();
+    return gpu_read(d, buf, len);
+}
+#endif
+
+#ifndef VENDOR_NO_SYMBOL
+static MigcertDevicePlugin vendor_table;
+
+const MigcertDevicePlugin *migcert_device_plugin_v1(void)
+{
+#ifdef VENDOR_V1
+    vendor_table = gpu_v1;
+#else
+    vendor_table = gpu_v2;
+#endif
+    vendor_table.abi_version = VENDOR_ABI;
+    vendor_table.name = VENDOR_NAME;
+#ifdef VENDOR_CRASH_SET_STATE
+    vendor_table.set_state = crash_set_state;
+#endif
+#ifdef VENDOR_HANG_READ
+    vendor_table.read = hang_read;
+#endif
+    return &vendor_table;
+}
+#else
+/* Something else is exported, so the .so loads but has no plugin symbol. */
+const MigcertDevicePlugin *migcert_device_plugin_v0(void);
+const MigcertDevicePlugin *migcert_device_plugin_v0(void) { return &gpu_v2; }
+#endif
