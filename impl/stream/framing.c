@@ -129,16 +129,24 @@ int mig_stream_get_file_header(MigStream *s, MigErr **errp)
     int r = finish(s, errp);
     if (r)
         return r;
-    if (magic != MIG_STREAM_MAGIC)
-        return fail(s, errp, -EINVAL, "Not a migration stream", at);
+    if (magic != MIG_STREAM_MAGIC) {
+        char m[64];
+        snprintf(m, sizeof(m), "Not a migration stream (magic 0x%08x)", magic);
+        return fail(s, errp, -EINVAL, m, at);
+    }
     uint32_t version = mig_stream_get_be32(s);
     r = finish(s, errp);
     if (r)
         return r;
-    if (version == 2)
-        return fail(s, errp, -ENOTSUP, "SaveVM v2 format is obsolete", at + 4);
-    if (version != MIG_STREAM_VERSION)
-        return fail(s, errp, -ENOTSUP, "Unsupported migration stream version", at + 4);
+    char m[64];
+    if (version == 2) {
+        snprintf(m, sizeof(m), "SaveVM v2 format is obsolete (stream version 2)");
+        return fail(s, errp, -ENOTSUP, m, at + 4);
+    }
+    if (version != MIG_STREAM_VERSION) {
+        snprintf(m, sizeof(m), "Unsupported migration stream version %u", version);
+        return fail(s, errp, -ENOTSUP, m, at + 4);
+    }
     return 0;
 }
 

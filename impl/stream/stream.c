@@ -17,7 +17,7 @@
  * go back.  A get that finds too few bytes asks the transport for more;
  * -EAGAIN makes the stream "starved" (gets return zeros, nothing is consumed)
  * until the parser rewinds; the end of the transport inside a get is the
- * sticky error -EIO "stream ended at offset N".
+ * sticky error -EIO "truncated: stream ended at offset N".
  */
 #include <limits.h>
 #include <stdio.h>
@@ -483,7 +483,7 @@ static const uint8_t *rtake_slow(MigStream *s, size_t n)
 {
     int r = rfill(s, n);
     if (r == -ENODATA) {
-        mig_stream_set_error(s, -EIO, "stream ended at offset %llu",
+        mig_stream_set_error(s, -EIO, "truncated: stream ended at offset %llu",
                              (unsigned long long)(s->offset + (s->rlen - s->rpos)));
         return NULL;
     }

@@ -1,0 +1,856 @@
+/*
+ * analyze.c - the stream analyzer (see analyze.h).
+ *
+ * One pass from the start with a memory reader over the caller's buffer;
+ * the VMDESCRIPTION trailer is located from the end beforehand because
+ * device payloads can only be walked with its field lists.  Every wire item
+ * (header, configuration, section header, RAM record, device payload,
+ * footer) records its start in `item` before it is read, so a failure can
+ * name the item that could not be accepted.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze.h"
+#include "ram-format.h"
+#include "stream.h"
+
+#define RAM_IDSTR "ram"
+#define RAM_VERSION 4u /* QEMU's "ram" section version since 2012 */
+#define MAX_NEST 32
+#define MAX_FIELD_SIZE (1u << 30)
+#define MAX_ARRAY_LEN (1u << 24)
+/* Commands (protocols/qemu-stream.md section 4). */
+#define CMD_PACKAGED 7
+
+typedef struct Started {
+    uint32_t id;
+    char name[256];
+    uint32_t instance;
+    uint32_t version;
+} Started;
+
+typedef struct PageCounts {
+    uint64_t normal, zero, other;
+} PageCounts;
+
+typedef struct Ctx {
+    const uint8_t *buf;
+    size_t len;
+    MigStream *s;
+    uint64_t item; /* start of the wire item being read */
+    json_t *doc, *sections, *devices, *commands;
+
+    MigRamReader ram;
+    PageCounts *counts; /* per ram.blocks entry */
+    uint64_t ram_records, ram_hooks, ram_flushes;
+
+    Started *started;
+    size_t nstarted;
+    int footers; /* -1 not known yet, 0 stream has none, 1 every section has one */
+
+    json_t *vmdesc; /* parsed trailer or NULL */
+    char *vmdesc_problem;
+    size_t vmdesc_at, vmdesc_len;
+} Ctx;
+
+static const char *const command_names[] = {
+    "invalid",       "open-return-path", "ping",         "postcopy-advise",
+    "postcopy-listen", "postcopy-run",   "postcopy-ram-discard", "packaged",
+    "enable-colo",   "postcopy-resume",  "recv-bitmap",  "switchover-start",
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int ctx_fail(Ctx *c, MigErr **errp, int err, const char *fmt, ...) MIG_PRINTF(4, 5);
+static int ctx_fail(Ctx *c, MigErr **errp, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    mig_stream_set_error(c->s, err, "%s at offset %llu", m ? m : "malformed stream",
+                         (unsigned long long)c->item);
+    free(m);
+    return mig_stream_take_error(c->s, errp);
+}
+
+/* The stream's sticky error, if any, as this call's result. */
+static int ctx_check(Ctx *c, MigErr **errp)
+{
+    return mig_stream_take_error(c->s, errp);
+}
+
+static json_t *json_u64(uint64_t v)
+{
+    if (v <= (uint64_t)INT64_MAX)
+        return json_integer((json_int_t)v);
+    char hex[24];
+    snprintf(hex, sizeof(hex), "0x%" PRIx64, v);
+    return json_string(hex);
+}
+
+static json_t *json_str(const char *s)
+{
+    /* Wire names are bytes; jansson wants UTF-8.  Keep ASCII, escape the rest. */
+    char out[256 * 4 + 1];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o < sizeof(out) - 5; p++) {
+        if (*p >= 0x20 && *p < 0x7f)
+            out[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+    return json_string(out);
+}
+
+static const Started *find_started(const Ctx *c, uint32_t id)
+{
+    for (size_t i = 0; i < c->nstarted; i++)
+        if (c->started[i].id == id)
+            return &c->started[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- trailer */
+
+static void locate_vmdesc(Ctx *c)
+{
+    size_t len = c->len;
+    size_t lo = len > MIG_STREAM_VMDESC_MAX + 5 ? len - MIG_STREAM_VMDESC_MAX - 5 : 0;
+    for (size_t p = len >= 5 ? len - 5 : 0; len >= 5; p--) {
+        if (c->buf[p] == MIG_SECTION_VMDESCRIPTION) {
+            uint32_t n = (uint32_t)c->buf[p + 1] << 24 | (uint32_t)c->buf[p + 2] << 16 |
+                         (uint32_t)c->buf[p + 3] << 8 | c->buf[p + 4];
+            if ((size_t)n == len - p - 5 && n > 0 && c->buf[p + 5] == '{') {
+                json_error_t jerr;
+                c->vmdesc_at = p;
+                c->vmdesc_len = n;
+                c->vmdesc = json_loadb((const char *)c->buf + p + 5, n, 0, &jerr);
+                if (!c->vmdesc)
+                    c->vmdesc_problem = mig_strdup_printf(
+                        "its VMDESCRIPTION at offset %zu is not valid JSON (%s, JSON line %d "
+                        "column %d)",
+                        p, jerr.text, jerr.line, jerr.column);
+                else if (!json_is_array(json_object_get(c->vmdesc, "devices")))
+                    c->vmdesc_problem = mig_strdup_printf(
+                        "its VMDESCRIPTION at offset %zu has no \"devices\" list", p);
+                return;
+            }
+        }
+        if (p == lo)
+            break;
+    }
+    c->vmdesc_problem = mig_strdup("the stream has no VMDESCRIPTION trailer");
+}
+
+static json_t *vmdesc_device(Ctx *c, const char *name, uint32_t instance)
+{
+    if (c->vmdesc_problem)
+        return NULL;
+    json_t *devs = json_object_get(c->vmdesc, "devices");
+    size_t i;
+    json_t *d;
+    json_array_foreach(devs, i, d)
+    {
+        const char *n = json_string_value(json_object_get(d, "name"));
+        json_t *inst = json_object_get(d, "instance_id");
+        if (n && !strcmp(n, name) && json_is_integer(inst) &&
+            json_integer_value(inst) == (json_int_t)instance)
+            return d;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- devices */
+
+enum { VAL_BYTES, VAL_BOOL, VAL_SIGNED, VAL_UNSIGNED, VAL_FLOAT };
+
+static int value_kind(const char *type, int64_t size)
+{
+    if (size != 1 && size != 2 && size != 4 && size != 8)
+        return VAL_BYTES;
+    if (!strcmp(type, "bool"))
+        return size == 1 ? VAL_BOOL : VAL_BYTES;
+    if (!strcmp(type, "timer"))
+        return size == 8 ? VAL_SIGNED : VAL_BYTES;
+    if (!strcmp(type, "float64"))
+        return size == 8 ? VAL_FLOAT : VAL_BYTES;
+    if (!strncmp(type, "uint", 4))
+        return VAL_UNSIGNED;
+    if (!strncmp(type, "int", 3))
+        return VAL_SIGNED;
+    return VAL_BYTES;
+}
+
+static json_t *decode_value(int kind, const uint8_t *p, size_t size)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < size; i++)
+        v = v << 8 | p[i];
+    switch (kind) {
+    case VAL_BOOL:
+        return json_boolean(v != 0);
+    case VAL_SIGNED: {
+        unsigned sh = (unsigned)(64 - 8 * size);
+        int64_t sv = (int64_t)(v << sh) >> sh;
+        return json_integer((json_int_t)sv);
+    }
+    case VAL_FLOAT: {
+        double d;
+        memcpy(&d, &v, sizeof(d));
+        return json_real(d);
+    }
+    default:
+        return json_u64(v);
+    }
+}
+
+static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigErr **errp);
+
+static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, MigErr **errp)
+{
+    const char *name = json_string_value(json_object_get(f, "name"));
+    const char *type = json_string_value(json_object_get(f, "type"));
+    json_t *jsize = json_object_get(f, "size");
+    json_t *jalen = json_object_get(f, "array_len");
+    if (!name || !type || !json_is_integer(jsize))
+        return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field without name, type or size");
+    int64_t size = json_integer_value(jsize);
+    if (size < 0 || size > MAX_FIELD_SIZE)
+        return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field %s has a bad size %" PRId64,
+                        name, size);
+    int64_t n = 1;
+    if (jalen) {
+        if (!json_is_integer(jalen) || json_integer_value(jalen) < 0 ||
+            json_integer_value(jalen) > MAX_ARRAY_LEN)
+            return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field %s has a bad array_len",
+                            name);
+        n = json_integer_value(jalen);
+    }
+    json_t *e = json_object();
+    json_array_append_new(out_fields, e);
+    json_object_set_new(e, "name", json_string(name));
+    json_object_set_new(e, "type", json_string(type));
+    json_object_set_new(e, "size", json_integer(size));
+    if (jalen)
+        json_object_set_new(e, "array_len", json_integer(n));
+    json_object_set_new(e, "offset", json_u64(mig_stream_offset(c->s)));
+
+    if (!strcmp(type, "struct")) {
+        const json_t *sdesc = json_object_get(f, "struct");
+        if (!json_is_object(sdesc))
+            return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION struct field %s has no \"struct\"",
+                            name);
+        json_t *elems = jalen ? json_array() : NULL;
+        if (elems)
+            json_object_set_new(e, "elements", elems);
+        for (int64_t i = 0; i < n; i++) {
+            json_t *o = json_object();
+            if (elems)
+                json_array_append_new(elems, o);
+            else
+                json_object_set_new(e, "struct", o);
+            int r = decode_vmsd(c, sdesc, o, depth + 1, errp);
+            if (r) {
+                mig_err_prepend(errp, "%s", name);
+                return r;
+            }
+        }
+        return 0;
+    }
+    /* Every element must fit in what is left, before we loop over them. */
+    uint64_t left = c->len - mig_stream_offset(c->s);
+    if ((uint64_t)size * (uint64_t)n > left) {
+        c->item = mig_stream_offset(c->s);
+        return ctx_fail(c, errp, -EIO,
+                        "field %s (%" PRId64 " x %" PRId64 " bytes): truncated, the stream ends "
+                        "%" PRIu64 " bytes later",
+                        name, n, size, left);
+    }
+    int kind = value_kind(type, size);
+    json_t *vals = kind != VAL_BYTES && jalen ? json_array() : NULL;
+    if (vals)
+        json_object_set_new(e, "values", vals);
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *p = mig_stream_get_view(c->s, (size_t)size);
+        if (!p)
+            return ctx_check(c, errp);
+        if (kind == VAL_BYTES) {
+            if (i == 0 && !jalen && size <= 16) {
+                char hex[16 * 2 + 1];
+                for (int64_t k = 0; k < size; k++)
+                    snprintf(hex + 2 * k, 3, "%02x", p[k]);
+                hex[2 * size] = '\0';
+                json_object_set_new(e, "hex", json_string(hex));
+            }
+        } else if (vals) {
+            json_array_append_new(vals, decode_value(kind, p, (size_t)size));
+        } else {
+            json_object_set_new(e, "value", decode_value(kind, p, (size_t)size));
+        }
+    }
+    if (kind == VAL_BYTES)
+        json_object_set_new(e, "bytes", json_integer(size * n));
+    return 0;
+}
+
+static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigErr **errp)
+{
+    if (depth > MAX_NEST)
+        return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION nests deeper than %d levels", MAX_NEST);
+    const char *vmsd = json_string_value(json_object_get(desc, "vmsd_name"));
+    if (vmsd)
+        json_object_set_new(out, "vmsd_name", json_string(vmsd));
+    json_t *fields = json_object_get(desc, "fields");
+    json_t *out_fields = json_array();
+    json_object_set_new(out, "fields", out_fields);
+    size_t i;
+    json_t *f;
+    json_array_foreach(fields, i, f)
+    {
+        int r = decode_field(c, f, out_fields, depth, errp);
+        if (r)
+            return r;
+    }
+    json_t *subs = json_object_get(desc, "subsections");
+    if (!json_array_size(subs))
+        return 0;
+    json_t *out_subs = json_array();
+    json_object_set_new(out, "subsections", out_subs);
+    json_array_foreach(subs, i, f)
+    {
+        const char *want = json_string_value(json_object_get(f, "vmsd_name"));
+        c->item = mig_stream_offset(c->s);
+        uint8_t b = mig_stream_get_u8(c->s);
+        char name[256];
+        mig_stream_get_counted(c->s, name);
+        uint32_t version = mig_stream_get_be32(c->s);
+        int r = ctx_check(c, errp);
+        if (r)
+            return r;
+        if (b != MIG_SECTION_SUBSECTION || !want || strcmp(name, want))
+            return ctx_fail(c, errp, -EPROTO,
+                            "subsection %s not found (the VMDESCRIPTION lists it here)",
+                            want ? want : "?");
+        json_t *o = json_object();
+        json_array_append_new(out_subs, o);
+        json_object_set_new(o, "name", json_str(name));
+        json_object_set_new(o, "version", json_integer(version));
+        if ((r = decode_vmsd(c, f, o, depth + 1, errp)))
+            return r;
+    }
+    return 0;
+}
+
+static int parse_device(Ctx *c, const MigSectionHeader *h, MigErr **errp)
+{
+    const json_t *d = vmdesc_device(c, h->idstr, h->instance_id);
+    if (!d) {
+        if (c->vmdesc_problem)
+            return ctx_fail(c, errp, -ENOTSUP,
+                            "device payloads carry no length and %s, so this section can be "
+                            "neither decoded nor skipped",
+                            c->vmdesc_problem);
+        return ctx_fail(c, errp, -EPROTO,
+                        "device '%s' instance %u is not in the VMDESCRIPTION, so its payload "
+                        "can be neither decoded nor skipped",
+                        h->idstr, h->instance_id);
+    }
+    json_t *v = json_object_get(d, "version");
+    if (json_is_integer(v) && json_integer_value(v) != (json_int_t)h->version_id)
+        return ctx_fail(c, errp, -EPROTO,
+                        "section version %u differs from version %" JSON_INTEGER_FORMAT
+                        " in the VMDESCRIPTION",
+                        h->version_id, json_integer_value(v));
+    json_t *dev = json_object();
+    json_array_append_new(c->devices, dev);
+    json_object_set_new(dev, "name", json_str(h->idstr));
+    json_object_set_new(dev, "instance_id", json_integer(h->instance_id));
+    json_object_set_new(dev, "version", json_integer(h->version_id));
+    json_object_set_new(dev, "section_id", json_integer(h->section_id));
+    json_object_set_new(dev, "offset", json_u64(h->offset));
+    uint64_t start = mig_stream_offset(c->s);
+    int r = decode_vmsd(c, d, dev, 0, errp);
+    json_object_set_new(dev, "size", json_u64(mig_stream_offset(c->s) - start));
+    return r;
+}
+
+/* ---------------------------------------------------------------- RAM */
+
+static int parse_ram(Ctx *c, MigErr **errp)
+{
+    for (;;) {
+        MigRamRecord rec;
+        c->item = mig_stream_offset(c->s);
+        int r = mig_ram_get_record(c->s, &c->ram, &rec, errp);
+        if (r)
+            return r;
+        c->ram_records++;
+        switch (rec.kind) {
+        case MIG_RAM_FLAG_EOS:
+            return 0;
+        case MIG_RAM_FLAG_MEM_SIZE:
+            free(c->counts);
+            c->counts = mig_malloc0((c->ram.nblocks + 1) * sizeof(*c->counts));
+            break;
+        case MIG_RAM_FLAG_PAGE:
+            c->counts[rec.block].normal++;
+            break;
+        case MIG_RAM_FLAG_ZERO:
+            c->counts[rec.block].zero++;
+            break;
+        case MIG_RAM_FLAG_XBZRLE:
+        case MIG_RAM_FLAG_COMPRESS:
+            c->counts[rec.block].other++;
+            break;
+        case MIG_RAM_FLAG_HOOK:
+            c->ram_hooks++;
+            break;
+        case MIG_RAM_FLAG_MULTIFD_FLUSH:
+            c->ram_flushes++;
+            break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- sections */
+
+static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
+{
+    const char *name = h->idstr;
+    uint32_t instance = h->instance_id, version = h->version_id;
+    if (h->type == MIG_SECTION_START || h->type == MIG_SECTION_FULL) {
+        if (h->type == MIG_SECTION_START && !find_started(c, h->section_id)) {
+            c->started = mig_realloc(c->started, (c->nstarted + 1) * sizeof(*c->started));
+            Started *st = &c->started[c->nstarted++];
+            st->id = h->section_id;
+            memcpy(st->name, h->idstr, sizeof(st->name));
+            st->instance = h->instance_id;
+            st->version = h->version_id;
+        }
+    } else {
+        const Started *st = find_started(c, h->section_id);
+        if (!st)
+            return ctx_fail(c, errp, -EPROTO, "%s section for section id %u that was never started",
+                            mig_section_type_name(h->type), h->section_id);
+        name = st->name;
+        instance = st->instance;
+        version = st->version;
+    }
+    json_t *sec = json_object();
+    json_array_append_new(c->sections, sec);
+    json_object_set_new(sec, "type", json_string(mig_section_type_name(h->type)));
+    json_object_set_new(sec, "section_id", json_integer(h->section_id));
+    json_object_set_new(sec, "name", json_str(name));
+    json_object_set_new(sec, "instance_id", json_integer(instance));
+    json_object_set_new(sec, "version", json_integer(version));
+    json_object_set_new(sec, "offset", json_u64(h->offset));
+
+    uint64_t start = mig_stream_offset(c->s);
+    int r;
+    if (!strcmp(name, RAM_IDSTR)) {
+        if (version != RAM_VERSION)
+            return ctx_fail(c, errp, -EINVAL, "savevm: unsupported version %u for '%s' v%u",
+                            version, name, RAM_VERSION);
+        r = parse_ram(c, errp);
+    } else if (h->type == MIG_SECTION_FULL) {
+        r = parse_device(c, h, errp);
+    } else {
+        r = ctx_fail(c, errp, -ENOTSUP,
+                     "the payload of iterative section '%s' has no length on the wire and only "
+                     "RAM's format is known, so it cannot be skipped",
+                     name);
+    }
+    json_object_set_new(sec, "size", json_u64(mig_stream_offset(c->s) - start));
+    if (r)
+        return r;
+
+    c->item = mig_stream_offset(c->s);
+    if (c->footers < 0)
+        c->footers = mig_stream_peek_u8(c->s, 0) == MIG_SECTION_FOOTER;
+    if (c->footers)
+        return mig_stream_get_section_footer(c->s, h->section_id, name, errp);
+    return 0;
+}
+
+static int parse_command(Ctx *c, MigErr **errp)
+{
+    uint16_t cmd, len;
+    int r = mig_stream_get_command(c->s, &cmd, &len, errp);
+    if (r)
+        return r;
+    json_t *o = json_object();
+    json_array_append_new(c->commands, o);
+    json_object_set_new(o, "offset", json_u64(c->item));
+    json_object_set_new(o, "cmd", json_integer(cmd));
+    if (cmd < MIG_ARRAY_SIZE(command_names))
+        json_object_set_new(o, "name", json_string(command_names[cmd]));
+    json_object_set_new(o, "len", json_integer(len));
+    if (cmd == CMD_PACKAGED && len == 4) {
+        /* The packaged sub-stream follows; we report and skip it. */
+        uint32_t n = mig_stream_get_be32(c->s);
+        json_object_set_new(o, "packaged_bytes", json_integer(n));
+        mig_stream_skip(c->s, n);
+    } else {
+        mig_stream_skip(c->s, len);
+    }
+    return ctx_check(c, errp);
+}
+
+static int parse_trailer(Ctx *c, MigErr **errp)
+{
+    json_t *vd = json_object();
+    json_object_set_new(c->doc, "vmdescription", vd);
+    json_object_set_new(vd, "offset", json_u64(c->item));
+    char *json = NULL;
+    size_t len = 0;
+    int r = mig_stream_get_vmdesc(c->s, &json, &len, errp);
+    if (r) {
+        mig_err_prepend(errp, "VMDESCRIPTION");
+        return r;
+    }
+    free(json);
+    json_object_set_new(vd, "size", json_u64(len));
+    if (c->vmdesc_at != c->item || c->vmdesc_len != len || !c->vmdesc)
+        return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION is not usable: %s",
+                        c->vmdesc_problem ? c->vmdesc_problem
+                                          : "it does not end the stream");
+    json_object_set_new(vd, "devices",
+                        json_integer((json_int_t)json_array_size(
+                            json_object_get(c->vmdesc, "devices"))));
+    json_t *ps = json_object_get(c->vmdesc, "page_size");
+    if (json_is_integer(ps))
+        json_object_set_new(vd, "page_size", json_incref(ps));
+    return 0;
+}
+
+static int parse_all(Ctx *c, MigErr **errp)
+{
+    c->item = 0;
+    int r = mig_stream_get_file_header(c->s, errp);
+    if (r) {
+        mig_err_prepend(errp, "file header");
+        return r;
+    }
+    json_t *hdr = json_object();
+    json_object_set_new(hdr, "magic", json_string("QEVM"));
+    json_object_set_new(hdr, "version", json_integer(MIG_STREAM_VERSION));
+    json_object_set_new(c->doc, "header", hdr);
+
+    c->item = mig_stream_offset(c->s);
+    if (mig_stream_peek_u8(c->s, 0) == MIG_SECTION_CONFIGURATION) {
+        MigStreamConfig *cfg = mig_malloc0(sizeof(*cfg));
+        r = mig_stream_get_configuration(c->s, cfg, errp);
+        if (r) {
+            free(cfg);
+            mig_err_prepend(errp, "configuration");
+            return r;
+        }
+        json_t *jc = json_object();
+        json_object_set_new(jc, "machine", json_str(cfg->machine));
+        json_t *caps = json_array();
+        for (size_t i = 0; i < cfg->ncaps; i++) {
+            json_array_append_new(caps, json_str(cfg->caps[i]));
+            if (!strcmp(cfg->caps[i], "x-ignore-shared"))
+                c->ram.ignore_shared = true;
+        }
+        json_object_set_new(jc, "capabilities", caps);
+        if (cfg->target_page_bits)
+            json_object_set_new(jc, "target_page_bits", json_integer(cfg->target_page_bits));
+        if (cfg->has_uuid) {
+            char u[37];
+            const uint8_t *b = cfg->uuid;
+            snprintf(u, sizeof(u),
+                     "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                     b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+                     b[13], b[14], b[15]);
+            json_object_set_new(jc, "uuid", json_string(u));
+        }
+        json_object_set_new(c->doc, "config", jc);
+        free(cfg);
+    }
+
+    for (;;) {
+        MigSectionHeader h;
+        c->item = mig_stream_offset(c->s);
+        if (mig_stream_at_eof(c->s) && !mig_stream_error(c->s))
+            return ctx_fail(c, errp, -EIO, "truncated: the stream ends before its EOF marker");
+        r = mig_stream_get_section_header(c->s, &h, errp);
+        if (r)
+            return r;
+        switch (h.type) {
+        case MIG_SECTION_START:
+        case MIG_SECTION_PART:
+        case MIG_SECTION_END:
+        case MIG_SECTION_FULL:
+            r = parse_section(c, &h, errp);
+            if (r) {
+                const Started *st = find_started(c, h.section_id);
+                mig_err_prepend(errp, "section %u (%s)", h.section_id,
+                                h.idstr[0] || !st ? h.idstr : st->name);
+                return r;
+            }
+            break;
+        case MIG_SECTION_COMMAND:
+            if ((r = parse_command(c, errp))) {
+                mig_err_prepend(errp, "command");
+                return r;
+            }
+            break;
+        case MIG_SECTION_EOF:
+            json_object_set_new(c->doc, "eof_offset", json_u64(h.offset));
+            c->item = mig_stream_offset(c->s);
+            if (mig_stream_at_eof(c->s))
+                return ctx_check(c, errp);
+            r = mig_stream_get_section_header(c->s, &h, errp);
+            if (r)
+                return r;
+            if (h.type != MIG_SECTION_VMDESCRIPTION)
+                return ctx_fail(c, errp, -EPROTO, "Expected vmdescription section, but got %u",
+                                h.type);
+            if ((r = parse_trailer(c, errp)))
+                return r;
+            c->item = mig_stream_offset(c->s);
+            if (!mig_stream_at_eof(c->s))
+                return ctx_fail(c, errp, -EPROTO, "%" PRIu64 " bytes follow the VMDESCRIPTION",
+                                (uint64_t)(c->len - c->item));
+            return ctx_check(c, errp);
+        default:
+            return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION before the EOF marker");
+        }
+    }
+}
+
+static void finish_doc(Ctx *c)
+{
+    json_t *blocks = json_array();
+    for (size_t i = 0; i < c->ram.nblocks; i++) {
+        const MigRamBlockInfo *b = &c->ram.blocks[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_str(b->name));
+        json_object_set_new(o, "length", json_u64(b->length));
+        if (c->ram.ignore_shared)
+            json_object_set_new(o, "mr_addr", json_u64(b->mr_addr));
+        json_t *p = json_object();
+        json_object_set_new(p, "normal", json_u64(c->counts[i].normal));
+        json_object_set_new(p, "zero", json_u64(c->counts[i].zero));
+        json_object_set_new(p, "other", json_u64(c->counts[i].other));
+        json_object_set_new(o, "pages", p);
+        json_array_append_new(blocks, o);
+    }
+    json_object_set_new(c->doc, "ram_blocks", blocks);
+    json_t *ram = json_object();
+    json_object_set_new(ram, "total", json_u64(c->ram.total));
+    json_object_set_new(ram, "records", json_u64(c->ram_records));
+    json_object_set_new(ram, "hooks", json_u64(c->ram_hooks));
+    json_object_set_new(ram, "multifd_flushes", json_u64(c->ram_flushes));
+    json_object_set_new(c->doc, "ram", ram);
+}
+
+int mig_analyze_buffer(const void *buf, size_t len, json_t **doc, uint64_t *err_offset,
+                       MigErr **errp)
+{
+    Ctx c;
+    memset(&c, 0, sizeof(c));
+    c.buf = buf;
+    c.len = len;
+    c.footers = -1;
+    c.s = mig_stream_new_mem_reader_borrow(buf, len);
+    mig_ram_reader_init(&c.ram);
+    c.doc = json_object();
+    c.sections = json_array();
+    c.devices = json_array();
+    c.commands = json_array();
+    json_object_set_new(c.doc, "file_size", json_u64(len));
+    json_object_set_new(c.doc, "config", json_null());
+    json_object_set_new(c.doc, "sections", c.sections);
+    json_object_set_new(c.doc, "devices", c.devices);
+    json_object_set_new(c.doc, "commands", c.commands);
+    json_object_set_new(c.doc, "vmdescription", json_null());
+    locate_vmdesc(&c);
+
+    MigErr *err = NULL;
+    int r = parse_all(&c, &err);
+    finish_doc(&c);
+    json_object_set_new(c.doc, "complete", json_boolean(r == 0));
+    if (r) {
+        json_t *e = json_object();
+        json_object_set_new(e, "offset", json_u64(c.item));
+        json_object_set_new(e, "message", json_string(err ? err->msg : "unknown error"));
+        json_object_set_new(c.doc, "error", e);
+        if (err_offset)
+            *err_offset = c.item;
+    }
+    mig_err_propagate(errp, err);
+
+    if (doc)
+        *doc = c.doc;
+    else
+        json_decref(c.doc);
+    json_decref(c.vmdesc);
+    free(c.vmdesc_problem);
+    free(c.counts);
+    free(c.started);
+    mig_ram_reader_free(&c.ram);
+    mig_stream_free(c.s);
+    return r;
+}
+
+/* ---------------------------------------------------------------- text */
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "?";
+}
+
+static long long jint(const json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void print_scalar(FILE *out, const json_t *v)
+{
+    if (json_is_true(v))
+        fputs("true", out);
+    else if (json_is_false(v))
+        fputs("false", out);
+    else if (json_is_integer(v)) {
+        long long x = (long long)json_integer_value(v);
+        if (x >= 0 && x > 9)
+            fprintf(out, "%lld (0x%llx)", x, (unsigned long long)x);
+        else
+            fprintf(out, "%lld", x);
+    } else if (json_is_real(v))
+        fprintf(out, "%g", json_real_value(v));
+    else if (json_is_string(v))
+        fputs(json_string_value(v), out);
+}
+
+static void print_vmsd(FILE *out, const json_t *o, int indent);
+
+static void print_field(FILE *out, const json_t *f, int indent)
+{
+    fprintf(out, "%*s%s", indent, "", jstr(f, "name"));
+    const json_t *v;
+    if ((v = json_object_get(f, "value"))) {
+        fputs(" = ", out);
+        print_scalar(out, v);
+        fputc('\n', out);
+    } else if ((v = json_object_get(f, "values"))) {
+        fputs(" = [", out);
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            if (i)
+                fputs(", ", out);
+            if (i == 16) {
+                fprintf(out, "... %zu more", json_array_size(v) - 16);
+                break;
+            }
+            print_scalar(out, x);
+        }
+        fputs("]\n", out);
+    } else if ((v = json_object_get(f, "struct"))) {
+        fprintf(out, " (struct %s):\n", jstr(v, "vmsd_name"));
+        print_vmsd(out, v, indent + 2);
+    } else if ((v = json_object_get(f, "elements"))) {
+        fprintf(out, " (%zu x struct):\n", json_array_size(v));
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            fprintf(out, "%*s[%zu]:\n", indent + 2, "", i);
+            print_vmsd(out, x, indent + 4);
+        }
+    } else {
+        fprintf(out, " = %lld bytes (%s)", jint(f, "bytes"), jstr(f, "type"));
+        if ((v = json_object_get(f, "hex")))
+            fprintf(out, " %s", json_string_value(v));
+        fputc('\n', out);
+    }
+}
+
+static void print_vmsd(FILE *out, const json_t *o, int indent)
+{
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(o, "fields"), i, x)
+        print_field(out, x, indent);
+    json_array_foreach(json_object_get(o, "subsections"), i, x)
+    {
+        fprintf(out, "%*ssubsection %s version %lld:\n", indent, "", jstr(x, "name"),
+                jint(x, "version"));
+        print_vmsd(out, x, indent + 2);
+    }
+}
+
+void mig_analyze_print_text(FILE *out, const json_t *doc)
+{
+    size_t i;
+    json_t *x;
+    fprintf(out, "stream: %lld bytes", jint(doc, "file_size"));
+    const json_t *hdr = json_object_get(doc, "header");
+    if (hdr)
+        fprintf(out, ", %s version %lld", jstr(hdr, "magic"), jint(hdr, "version"));
+    fputc('\n', out);
+
+    const json_t *cfg = json_object_get(doc, "config");
+    if (json_is_object(cfg)) {
+        fprintf(out, "configuration: machine %s, capabilities:", jstr(cfg, "machine"));
+        const json_t *caps = json_object_get(cfg, "capabilities");
+        if (!json_array_size(caps))
+            fputs(" (none)", out);
+        json_array_foreach(caps, i, x)
+            fprintf(out, " %s", json_string_value(x));
+        fputc('\n', out);
+    } else if (hdr) {
+        fputs("configuration: none (machine types <= 2.3 send none)\n", out);
+    }
+
+    fprintf(out, "sections:\n");
+    json_array_foreach(json_object_get(doc, "sections"), i, x)
+        fprintf(out, "  @%-10lld %-5s id %-3lld %s instance %lld version %lld: %lld bytes\n",
+                jint(x, "offset"), jstr(x, "type"), jint(x, "section_id"), jstr(x, "name"),
+                jint(x, "instance_id"), jint(x, "version"), jint(x, "size"));
+    json_array_foreach(json_object_get(doc, "commands"), i, x)
+        fprintf(out, "command @%lld: %s (%lld), %lld bytes\n", jint(x, "offset"), jstr(x, "name"),
+                jint(x, "cmd"), jint(x, "len"));
+
+    const json_t *blocks = json_object_get(doc, "ram_blocks");
+    if (json_array_size(blocks)) {
+        const json_t *ram = json_object_get(doc, "ram");
+        fprintf(out, "ram: %lld bytes in %zu blocks, %lld records, %lld hooks\n",
+                jint(ram, "total"), json_array_size(blocks), jint(ram, "records"),
+                jint(ram, "hooks"));
+        json_array_foreach(blocks, i, x)
+        {
+            const json_t *p = json_object_get(x, "pages");
+            fprintf(out, "  %-24s length 0x%llx: %lld normal, %lld zero, %lld other pages\n",
+                    jstr(x, "name"), (unsigned long long)jint(x, "length"), jint(p, "normal"),
+                    jint(p, "zero"), jint(p, "other"));
+        }
+    }
+
+    json_array_foreach(json_object_get(doc, "devices"), i, x)
+    {
+        fprintf(out, "device %s instance %lld version %lld (section %lld, %lld bytes):\n",
+                jstr(x, "name"), jint(x, "instance_id"), jint(x, "version"),
+                jint(x, "section_id"), jint(x, "size"));
+        print_vmsd(out, x, 4);
+    }
+
+    const json_t *vd = json_object_get(doc, "vmdescription");
+    if (json_is_object(vd))
+        fprintf(out, "vmdescription: @%lld, %lld bytes, %lld devices\n", jint(vd, "offset"),
+                jint(vd, "size"), jint(vd, "devices"));
+    if (json_object_get(doc, "eof_offset"))
+        fprintf(out, "eof: @%lld\n", jint(doc, "eof_offset"));
+    fprintf(out, "complete: %s\n", json_is_true(json_object_get(doc, "complete")) ? "yes" : "no");
+}
