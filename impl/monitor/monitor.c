@@ -8,14 +8,9 @@
  * newline, so a stray `42` or `hello` gets its own error reply instead of
  * poisoning the next request.  Each cut text is parsed with jansson.
  */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "monitor.h"
 
@@ -68,8 +63,7 @@ struct MigMonitor {
     Client *clients; /* in connection order */
     unsigned next_client_id;
     MigLoopSource *reap;
-    int listen_fd;
-    MigLoopSource *listen_watch;
+    MigListener *listener;
     char *listen_path;
 };
 
@@ -524,52 +518,23 @@ void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data)
 
 /* ---- listener ---- */
 
-static void listen_io(int fd, uint32_t events, void *opaque)
+static void listener_accept(MigListener *l, MigTransport *t, void *opaque)
 {
-    MigMonitor *m = opaque;
-    for (int i = 0; i < 16; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0)
-            return; /* EAGAIN, or a client that vanished before accept */
-        MigTransport *t = mig_transport_fd_new(m->loop, cfd, "unix");
-        if (!t) {
-            close(cfd);
-            continue;
-        }
-        mig_monitor_add_client(m, t);
-    }
+    mig_monitor_add_client(opaque, t);
 }
 
 int mig_monitor_listen_unix(MigMonitor *m, const char *path, MigErr **errp)
 {
-    if (m->listen_fd >= 0)
+    if (m->listener)
         return mig_err_set(errp, -EBUSY, "monitor already listens on %s", m->listen_path);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return mig_err_set(errp, -ENAMETOOLONG, "QMP socket path '%s' is too long", path);
-    strcpy(sa.sun_path, path);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return mig_err_set(errp, -EEXIST, "QMP socket path '%s' exists and is not a socket",
-                               path);
-        unlink(path);
+    MigErr *err = NULL;
+    m->listener = mig_listener_unix_new(m->loop, path, listener_accept, m, &err);
+    if (!m->listener) {
+        if (!err)
+            mig_err_set(&err, -EIO, "cannot listen on unix:%s", path);
+        mig_err_prepend(&err, "QMP socket");
+        return mig_err_propagate(errp, err);
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return mig_err_set(errp, -errno, "QMP socket: %s", strerror(errno));
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
-        int e = errno;
-        close(fd);
-        return mig_err_set(errp, -e, "QMP socket %s: %s", path, strerror(e));
-    }
-    m->listen_watch = mig_loop_fd_watch(m->loop, fd, MIG_LOOP_IN, listen_io, m);
-    if (!m->listen_watch) {
-        close(fd);
-        unlink(path);
-        return mig_err_set(errp, -ENOTSUP, "QMP socket %s: this loop cannot watch fds", path);
-    }
-    m->listen_fd = fd;
     m->listen_path = mig_strdup(path);
     return 0;
 }
@@ -586,7 +551,6 @@ MigMonitor *mig_monitor_new(MigLoop *loop, const MigMonitorVersion *version)
     m->greet_minor = version->minor;
     m->greet_micro = version->micro;
     m->package = mig_strdup(version->package ? version->package : "migcert");
-    m->listen_fd = -1;
     return m;
 }
 
@@ -618,11 +582,7 @@ void mig_monitor_free(MigMonitor *m)
     m->reap = NULL;
     reap_cb(m);
     m->reap = NULL;
-    if (m->listen_fd >= 0) {
-        mig_loop_remove(m->loop, m->listen_watch);
-        close(m->listen_fd);
-        unlink(m->listen_path);
-    }
+    mig_listener_free(m->listener); /* also removes the socket file */
     free(m->listen_path);
     free(m->sets);
     free(m->package);
