@@ -585,9 +585,26 @@ static int cy_error(const char *name, const LineIndex *ix, const CyLog *log, cya
     int line = index_line(ix, path);
     if (!reason[0])
         scopy(reason, sizeof(reason), cyaml_strerror(err));
-    if (err == CYAML_ERR_MAPPING_FIELD_MISSING || strstr(reason, "Missing required")) {
-        return mig_err_set(errp, -EINVAL, "%s:%d: %s%s%s", name, line ? line : inner_line,
-                           reason, path[0] ? " in " : "", path);
+    const char *missing = "Missing required mapping field: ";
+    if (!strncmp(reason, missing, strlen(missing))) {
+        /* libcyaml's backtrace names the last field it visited, not the
+         * mapping that lacks the key: that mapping is the visited field's
+         * parent (the file itself for top-level keys). */
+        scopy(key, sizeof(key), reason + strlen(missing));
+        char *dot = strrchr(path, '.');
+        char *br = strrchr(path, '[');
+        char *cut = dot > br ? dot : br;
+        if (cut)
+            *cut = 0;
+        else
+            path[0] = 0;
+        static const char *const top_keys[] = {"summary", "machines", "steps", "expect"};
+        for (size_t i = 0; i < MIG_ARRAY_SIZE(top_keys); i++)
+            if (!strcmp(key, top_keys[i]))
+                path[0] = 0;
+        int pl = path[0] ? index_line(ix, path) : 1;
+        return mig_err_set(errp, -EINVAL, "%s:%d: key '%s': required key missing in %s", name,
+                           pl ? pl : inner_line, key, path[0] ? path : "the file");
     }
     return mig_err_set(errp, -EINVAL, "%s:%d: key '%s': %s", name, line ? line : inner_line,
                        key[0] ? key : "(top)", reason);
