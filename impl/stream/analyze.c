@@ -573,7 +573,13 @@ static int parse_all(Ctx *c, MigErr **errp)
         }
         json_object_set_new(c->doc, "config", jc);
         free(cfg);
+        /* send-configuration and send-section-footer are both off for
+         * machine types <= 2.3 and both on since: a stream with a
+         * configuration has footers. */
+        c->footers = 1;
     }
+    bool have_config = c->footers == 1;
+    uint64_t first_at = mig_stream_offset(c->s);
 
     for (;;) {
         MigSectionHeader h;
@@ -593,6 +599,12 @@ static int parse_all(Ctx *c, MigErr **errp)
                 const Started *st = find_started(c, h.section_id);
                 mig_err_prepend(errp, "section %u (%s)", h.section_id,
                                 h.idstr[0] || !st ? h.idstr : st->name);
+                if (!have_config && h.offset == first_at) {
+                    /* Only <= 2.3 machine types omit it; more likely damage. */
+                    mig_err_prepend(errp, "Configuration section missing, or the first section "
+                                          "is damaged");
+                    c->item = first_at;
+                }
                 return r;
             }
             break;
