@@ -75,7 +75,8 @@ typedef int (*MigQmpHandlerFn)(json_t *args, json_t **ret, void *opaque, MigErr 
 typedef struct MigQmpCommand {
     const char *name;
     MigQmpHandlerFn fn;
-    /* Accepted arguments, terminated by {NULL}; NULL means "no arguments". */
+    /* Accepted arguments, terminated by {NULL}; NULL means "no arguments"
+     * (or, with open_args, "anything: the handler checks"). */
     const MigQmpArg *args;
     /* When true, arguments not in `args` are passed to the handler (which
      * validates them, e.g. migrate-set-parameters); otherwise they are

@@ -1,0 +1,41 @@
+/*
+ * qmp-commands.h - the QMP command table of a machine: binds the monitor
+ * (impl/monitor/monitor.h) to impl/machine, with QEMU 7.2's command names,
+ * arguments and reply fields (protocols/qemu-stream.md section 11), so one
+ * driver (harness/pytest/qmp.py) drives QEMU and `migcert vm` alike.
+ *
+ * Commands: query-status, stop, cont, quit, query-migrate,
+ * query-migrate-capabilities, migrate-set-capabilities,
+ * query-migrate-parameters, migrate-set-parameters, migrate {uri},
+ * migrate_cancel, migrate-incoming {uri}, migrate-continue {state},
+ * x-query-ram-digest (-> {"sha256": hex} of all guest RAM).
+ * Events reach clients through mig_qmp_machine_event, which the embedder
+ * passes as MigMachineOptions.event with the monitor as event_opaque: STOP,
+ * RESUME, MIGRATION {status} (with capability `events`), MIGRATION_PASS.
+ *
+ * Called by: `migcert vm` (harness/runner/cmd-vm.c).
+ */
+#ifndef MIGCERT_QMP_COMMANDS_H
+#define MIGCERT_QMP_COMMANDS_H
+
+#include "../machine/machine.h"
+#include "monitor.h"
+
+/* The binding: caller-owned, must outlive the monitor. */
+typedef struct MigQmpMachine {
+    MigMachine *machine;
+    /* `quit`: called from the quit handler; NULL stops the machine's loop
+     * (mig_loop_stop).  Either way the reply is still written: the loop
+     * stops only after the current callback returns. */
+    void (*quit)(void *opaque);
+    void *quit_opaque;
+} MigQmpMachine;
+
+/* Register the machine commands on `mon`.  Returns 0 or -EEXIST. */
+int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b);
+
+/* A MigMachineOptions.event callback: `monitor` is the MigMonitor; data is
+ * borrowed (the monitor takes its own reference). */
+void mig_qmp_machine_event(void *monitor, const char *name, json_t *data);
+
+#endif
