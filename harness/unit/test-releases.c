@@ -1,0 +1,291 @@
+/*
+ * test-releases.c - the release history as data: each ordered release pair's
+ * dumps give exactly the breaks the rules predict under check-compat; device
+ * state migrates between every pair exactly when the rules say so, with the
+ * documented transforms; machine types make a newer build emit what an older
+ * one loads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "devices/fake-nic.h"
+#include "devices/releases.h"
+#include "stream/stream.h"
+#include "vmstate/vmstate.h"
+
+static const char *const rels[] = {"1.0", "1.1", "2.0", "2.1-dev"};
+static const char *const vm_devices[] = {"fake-serial", "fake-nic", "fake-rng"};
+
+/* ---- check-compat over every ordered pair ---- */
+
+typedef struct Found {
+    char items[32][64]; /* "section:rule" */
+    int n;
+} Found;
+
+static void add_item(Found *f, const char *section, int rule)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s:%d", section, rule);
+    for (int i = 0; i < f->n; i++)
+        if (!strcmp(f->items[i], buf))
+            return;
+    assert_true(f->n < 32);
+    strcpy(f->items[f->n++], buf);
+}
+
+static void on_finding(const VmsCompatFinding *f, void *opaque)
+{
+    if (f->level == VMS_COMPAT_ERROR)
+        add_item(opaque, f->section, f->rule);
+}
+
+static size_t nfields(const VmsDescription *d)
+{
+    size_t n = 0;
+    while (d->fields[n].name)
+        n++;
+    return n;
+}
+
+static bool has_sub(const VmsDescription *d, const char *name)
+{
+    for (size_t i = 0; d->subsections && d->subsections[i]; i++)
+        if (!strcmp(d->subsections[i]->name, name))
+            return true;
+    return false;
+}
+
+/* The rules of qemu-stream.md section 10, applied to the release data
+ * directly (not to the JSON): what migrating OLD -> NEW breaks. */
+static void predict(const char *old, const char *new, Found *f)
+{
+    const MigRelease *o = mig_release_find(old);
+    for (size_t i = 0; o->devices[i]; i++) {
+        const char *dev = o->devices[i];
+        const VmsDescription *a = mig_release_device_vmsd(old, dev);
+        const VmsDescription *b = mig_release_device_vmsd(new, dev);
+        if (!a)
+            continue;
+        if (!b) {
+            add_item(f, dev, 1); /* section missing */
+            continue;
+        }
+        if (a->version_id > b->version_id || a->version_id < b->minimum_version_id)
+            add_item(f, dev, 2); /* version window */
+        if (nfields(a) > nfields(b))
+            add_item(f, dev, 6); /* source sends more fields */
+        bool a_subs = a->subsections && a->subsections[0];
+        bool b_subs = b->subsections && b->subsections[0];
+        if (a_subs && !b_subs)
+            add_item(f, dev, 4); /* "Subsections" entry missing */
+        for (size_t k = 0; a_subs && a->subsections[k]; k++)
+            if (!has_sub(b, a->subsections[k]->name))
+                add_item(f, dev, 10); /* subsection removed */
+    }
+}
+
+static int cmp_items(const void *x, const void *y)
+{
+    return strcmp(x, y);
+}
+
+static void test_releases_check_compat_every_ordered_pair(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(rels); i++)
+        for (size_t j = 0; j < MIG_ARRAY_SIZE(rels); j++) {
+            json_t *a = mig_release_dump(rels[i]);
+            json_t *b = mig_release_dump(rels[j]);
+            Found got = {0}, want = {0};
+            MigErr *err = NULL;
+            int n = vmstate_check_compat(a, b, on_finding, &got, &err);
+            if (n < 0)
+                fail_msg("%s -> %s: %s", rels[i], rels[j], err ? err->msg : "?");
+            predict(rels[i], rels[j], &want);
+            qsort(got.items, (size_t)got.n, sizeof(got.items[0]), cmp_items);
+            qsort(want.items, (size_t)want.n, sizeof(want.items[0]), cmp_items);
+            char gs[1024] = "", ws[1024] = "";
+            for (int k = 0; k < got.n; k++)
+                strcat(strcat(gs, got.items[k]), " ");
+            for (int k = 0; k < want.n; k++)
+                strcat(strcat(ws, want.items[k]), " ");
+            if (strcmp(gs, ws))
+                fail_msg("%s -> %s: check-compat found [%s], rules predict [%s]", rels[i],
+                         rels[j], gs, ws);
+            /* old -> new never breaks */
+            if (i <= j)
+                assert_int_equal(n, 0);
+            else
+                assert_true(n > 0);
+            json_decref(a);
+            json_decref(b);
+        }
+}
+
+static void test_releases_history_shape(void **state)
+{
+    (void)state;
+    assert_int_equal(mig_release_count(), 4);
+    assert_false(mig_release_find("1.0")->knows_caps_query);
+    assert_null(mig_release_find("1.0")->caps[0]);
+    /* 1.1 adds the offload subsection without a version bump */
+    assert_int_equal(fake_nic_vmsd_1_1.version_id, 1);
+    assert_true(has_sub(&fake_nic_vmsd_1_1, "fake-nic/offload"));
+    /* 2.0 bumps the version for mtu */
+    assert_int_equal(mig_release_device_vmsd("2.0", "fake-nic")->version_id, 2);
+    /* 2.1-dev adds a capability and a device */
+    const MigRelease *dev = mig_release_find("2.1-dev");
+    bool flip = false;
+    for (size_t i = 0; dev->caps[i]; i++)
+        flip |= !strcmp(dev->caps[i], "x-page-flip");
+    assert_true(flip);
+    assert_true(mig_release_has_device("2.1-dev", "fake-rng"));
+    assert_false(mig_release_has_device("2.0", "fake-rng"));
+    assert_string_equal(mig_machine_type_find("mc-1.1")->name, "1.1");
+    assert_null(mig_machine_type_find("mc-9"));
+    json_t *d = mig_release_dump("1.0");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(d, "vmschkmachine"), "Name")),
+                        "mc-1.0");
+    assert_non_null(json_object_get(d, "fake-nic"));
+    assert_null(json_object_get(d, "fake-rng"));
+    json_decref(d);
+}
+
+/* ---- device state across pairs ---- */
+
+/* Migrate one device through a memory stream: src saves with what its
+ * machine type emits, dst loads with its own release's description. */
+static int migrate_device(const char *type, const char *src_rel, const char *src_mt,
+                          const char *dst_rel, MigErr **errp, bool check)
+{
+    MigFakeDevice *src = mig_fake_device_new(type, src_rel, src_mt, 11, errp);
+    if (!src)
+        return -1000;
+    MigFakeDevice *dst = mig_fake_device_new(type, dst_rel, NULL, 22, NULL);
+    assert_non_null(dst);
+    MigFakeDevice *before = mig_fake_device_clone(dst);
+    MigSavevm *sv_src = mig_savevm_new(), *sv_dst = mig_savevm_new();
+    assert_int_equal(mig_fake_device_register(src, sv_src, NULL), 0);
+    assert_int_equal(mig_fake_device_register(dst, sv_dst, NULL), 0);
+    const MigSaveEntry *es = mig_savevm_entry(sv_src, 0);
+    const MigSaveEntry *ed = mig_savevm_entry(sv_dst, 0);
+    MigStream *w = mig_stream_new_mem_writer();
+    assert_int_equal(es->full->save(es->opaque, w, NULL), 0);
+    size_t len;
+    const uint8_t *bytes = mig_stream_mem_data(w, &len);
+    MigStream *r = mig_stream_new_mem_reader(bytes, len);
+    int rc = ed->full->load(ed->opaque, r, es->version_id, errp);
+    if (rc == 0 && check)
+        rc = mig_fake_device_check_migrated(src, dst, errp);
+    if (rc < 0 && check)
+        assert_int_equal(mig_fake_device_same(before, dst, NULL), 0); /* unchanged */
+    mig_stream_free(r);
+    mig_stream_free(w);
+    mig_savevm_free(sv_src);
+    mig_savevm_free(sv_dst);
+    mig_fake_device_free(src);
+    mig_fake_device_free(dst);
+    mig_fake_device_free(before);
+    return rc;
+}
+
+static void test_releases_device_every_ordered_pair(void **state)
+{
+    (void)state;
+    for (size_t d = 0; d < MIG_ARRAY_SIZE(vm_devices); d++)
+        for (size_t i = 0; i < MIG_ARRAY_SIZE(rels); i++)
+            for (size_t j = 0; j < MIG_ARRAY_SIZE(rels); j++) {
+                const char *type = vm_devices[d];
+                if (!mig_release_has_device(rels[i], type))
+                    continue;
+                char *devs[] = {(char *)type};
+                MigPairPrediction p;
+                /* The rules at device level: ignore the machine-type part
+                 * (that one is the machine's, checked in the scenarios). */
+                mig_pair_predict(rels[i], NULL, rels[j], devs, 1, &p);
+                bool dev_ok = p.completes || !p.device[0];
+                MigErr *err = NULL;
+                int rc = mig_release_has_device(rels[j], type)
+                             ? migrate_device(type, rels[i], NULL, rels[j], &err, true)
+                             : -ENOENT;
+                if (dev_ok != (rc == 0))
+                    fail_msg("%s %s -> %s: rules say %s, load gave %d (%s)", type, rels[i],
+                             rels[j], dev_ok ? "ok" : p.reason, rc, err ? err->msg : "");
+                if (rc < 0 && err && !strstr(err->msg, type))
+                    fail_msg("%s %s -> %s: error does not name the device: %s", type,
+                             rels[i], rels[j], err->msg);
+                mig_err_free(err);
+            }
+}
+
+static void test_releases_old_machine_type_emits_what_old_loads(void **state)
+{
+    (void)state;
+    /* new -> old with the old machine type always works */
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(rels); i++)
+        for (size_t j = 0; j < i; j++) {
+            const char *mt = mig_release_find(rels[j])->machine_type;
+            for (size_t d = 0; d < 2; d++) {
+                MigErr *err = NULL;
+                int rc = migrate_device(vm_devices[d], rels[i], mt, rels[j], &err, true);
+                if (rc != 0)
+                    fail_msg("%s %s(%s) -> %s: %s", vm_devices[d], rels[i], mt, rels[j],
+                             err ? err->msg : "?");
+                char *devs[] = {(char *)vm_devices[d]};
+                MigPairPrediction p;
+                mig_pair_predict(rels[i], mt, rels[j], devs, 1, &p);
+                assert_true(p.completes);
+            }
+        }
+    /* ... and without it fails, naming the device */
+    char *devs[] = {"fake-serial", "fake-nic"};
+    MigPairPrediction p;
+    mig_pair_predict("2.0", NULL, "1.1", devs, 2, &p);
+    assert_false(p.completes);
+    assert_string_equal(p.device, "fake-nic");
+    mig_pair_predict("1.1", NULL, "2.0", devs, 2, &p);
+    assert_true(p.completes);
+    /* a machine type newer than the release is refused */
+    MigErr *err = NULL;
+    assert_null(mig_fake_device_new("fake-nic", "1.1", "mc-2.0", 1, &err));
+    assert_non_null(strstr(err->msg, "does not know machine type mc-2.0"));
+    mig_err_free(err);
+}
+
+static void test_releases_documented_transforms(void **state)
+{
+    (void)state;
+    /* 1.0 -> 2.0: mtu takes its default, offload is off */
+    MigErr *err = NULL;
+    assert_int_equal(migrate_device("fake-nic", "1.0", NULL, "2.0", &err, true), 0);
+    /* a wrong transform is caught, naming the field */
+    MigFakeDevice *src = mig_fake_device_new("fake-nic", "2.0", NULL, 1, NULL);
+    MigFakeDevice *dst = mig_fake_device_new("fake-nic", "2.0", NULL, 2, NULL);
+    assert_int_equal(mig_fake_device_check_migrated(src, dst, &err), -EPROTO);
+    assert_non_null(strstr(err->msg, "fake-nic: field mac[1]"));
+    mig_err_free(err);
+    mig_fake_device_free(src);
+    mig_fake_device_free(dst);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_releases_history_shape),
+        cmocka_unit_test(test_releases_check_compat_every_ordered_pair),
+        cmocka_unit_test(test_releases_device_every_ordered_pair),
+        cmocka_unit_test(test_releases_old_machine_type_emits_what_old_loads),
+        cmocka_unit_test(test_releases_documented_transforms),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
