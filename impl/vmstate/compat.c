@@ -408,7 +408,11 @@ static void compare_fields(Ctx *c, json_t *sf, json_t *df, json_int_t sver, json
         json_t *dd = json_object_get(d, "Description");
         if (!sd) {
             json_int_t ss = jint(s, "size", 0), ds = jint(d, "size", 0);
-            if (ss != ds)
+            if (ss != ds && strcmp(sn, "unused") == 0)
+                report(c, VMS_COMPAT_ERROR, 7, w,
+                       "unused size mismatch: %lld bytes of padding in OLD, %lld in NEW",
+                       (long long)ss, (long long)ds);
+            else if (ss != ds)
                 report(c, VMS_COMPAT_ERROR, 8, w, "size mismatch: %lld bytes in OLD, %lld in NEW",
                        (long long)ss, (long long)ds);
         } else if (!dd) {

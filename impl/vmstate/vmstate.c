@@ -707,9 +707,13 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
         uint8_t hdr[2 + 255];
         mig_stream_get_buffer(w->s, hdr, 2 + strlen(sub->name));
         int subver = (int)mig_stream_get_be32(w->s);
-        ret = stream_check(w);
-        if (ret == 0)
-            ret = check_version(w, sub, subver, true);
+        if (mig_stream_error(w->s) || mig_stream_starved(w->s)) {
+            ret = mig_stream_error(w->s) ? mig_stream_error(w->s) : -EAGAIN;
+            walk_fail(w, ret, "subsection %s: %s", sub->name,
+                      mig_stream_error(w->s) ? mig_stream_error_msg(w->s) : "stream starved");
+            break;
+        }
+        ret = check_version(w, sub, subver, true);
         if (ret < 0)
             break;
         size_t old = path_push(w, ".", sub->name, -1);
