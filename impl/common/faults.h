@@ -20,6 +20,9 @@
     X("mig/device/arc", EIO, "a device state arc fails before the device is asked")          \
     X("mig/device/read", EIO, "reading a device's saving data fails before the device is asked") \
     X("mig/device/write", EIO, "writing resume data to a device fails before it is asked")    \
+    X("mig/migration/load", EIO, "the destination fails a START/FULL section before loading it") \
+    X("mig/migration/start", EIO, "an outgoing migration fails to start before anything is sent") \
+    X("mig/ram/iterate", EIO, "a RAM pre-copy step fails before sending its next pages")     \
     X("mig/stream/flush", EIO, "the stream cannot push buffered bytes to its transport")       \
     X("mig/stream/read", EIO, "the stream's transport read fails")                             \
     X("mig/transport/read", EIO, "a transport read fails")                                     \
