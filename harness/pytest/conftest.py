@@ -13,8 +13,11 @@ Fixtures
   run_migcert        run_migcert(*args, timeout=60, input=None) -> CompletedProcess
                      (text mode, stdout/stderr captured, never raises on exit status)
   sock_dir           a short per-test folder for unix sockets (sun_path is 108 bytes)
-  qemu_launcher      qemu_launcher(*extra_args) -> QemuProcess (started, QMP
-                     connected); every process is killed at teardown, pass or fail
+  qemu_launcher      qemu_launcher(*extra_args, name=None) -> QmpProcess (QEMU
+                     started with QEMU_BASE_ARGS + extra, QMP connected as .qmp);
+                     qemu_launcher.spawn(lambda sock: argv, name=None) starts any
+                     QMP server (e.g. `migcert vm --qmp unix:SOCK`); every process
+                     is killed at teardown, pass or fail (and dies with pytest)
   qemu_stream        session-wide: one QEMU 7.2 migration stream file (QemuStream)
   qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
 QEMU starts take ~0.1-0.3 s each; share the session fixtures rather than
@@ -51,23 +54,44 @@ def require_qemu():
     return q
 
 
-class QemuProcess:
-    """One qemu-system-x86_64 with a QMP socket; `qmp` is a connected QMP."""
+def _die_with_parent():
+    # If pytest itself is killed (lane timeout), its servers go too.
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
-    def __init__(self, args, sock_path, log_path):
-        self.args = args
+
+class QmpProcess:
+    """A server process with a QMP socket (QEMU, `migcert vm`): started,
+    `qmp` connected (unless connect=False).  Output goes to `log_path`."""
+
+    def __init__(self, args, sock_path, log_path, connect=True, timeout=20):
+        self.args = [str(a) for a in args]
         self.sock_path = Path(sock_path)
         self.log_path = Path(log_path)
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.qmp = None
+        if connect:
+            try:
+                self.connect(timeout)
+            except BaseException:
+                self.kill()
+                raise
+
+    def connect(self, timeout=20):
+        """(Re)connect `qmp`; fails fast, with the log, if the process died."""
+        if self.qmp is not None:
+            self.qmp.close()
         try:
-            self.qmp = QMP.connect(self.sock_path, timeout=20,
-                                   alive=lambda: self.proc.poll() is None)
-        except BaseException:
-            self.kill()
-            raise
+            self.qmp = QMP.connect(self.sock_path, timeout=timeout, alive=self.alive)
+        except Exception as e:
+            raise RuntimeError(f"{self.args[0]}: no QMP on {self.sock_path}: {e}\n"
+                               f"--- log ---\n{self.log()[-2000:]}") from e
+        return self.qmp
 
     @property
     def pid(self):
@@ -98,30 +122,45 @@ class QemuProcess:
         return self.proc.returncode
 
     def kill(self):
+        """SIGKILL if still running, reap, close the QMP session and the log."""
         if self.qmp is not None:
             self.qmp.close()
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.kill()
             except ProcessLookupError:
                 pass
-            self.proc.wait()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
         if not self._log.closed:
             self._log.close()
 
 
+QemuProcess = QmpProcess
+
+
 class _Launcher:
+    """launcher(*extra_qemu_args, name=None, base=True) starts a QEMU
+    (QEMU_BASE_ARGS + extra + -qmp unix:<folder>/<name>.qmp);
+    launcher.spawn(argv_fn, name=None) starts any QMP server: argv_fn(sock)
+    returns its argv given the socket path.  All are killed by close()."""
+
     def __init__(self, folder):
         self.folder = Path(folder)
         self.procs = []
 
     def __call__(self, *extra, base=True, name=None):
         qemu = require_qemu()
-        name = name or f"qemu{len(self.procs)}"
+        return self.spawn(lambda sock: [qemu] + (QEMU_BASE_ARGS if base else []) + list(extra) +
+                          ["-qmp", f"unix:{sock},server=on,wait=off"], name=name or "qemu")
+
+    def spawn(self, argv_fn, name=None, connect=True, timeout=20):
+        name = f"{name or 'proc'}{len(self.procs)}"
         sock = self.folder / f"{name}.qmp"
-        args = [qemu] + (QEMU_BASE_ARGS if base else []) + list(extra) + [
-            "-qmp", f"unix:{sock},server=on,wait=off"]
-        p = QemuProcess(args, sock, self.folder / f"{name}.log")
+        p = QmpProcess(argv_fn(sock), sock, self.folder / f"{name}.log", connect=connect,
+                       timeout=timeout)
         self.procs.append(p)
         return p
 
