@@ -150,8 +150,6 @@ static const MigQmpCommand machine_cmds[] = {
     {"cont", q_cont, NULL, false},
     {"quit", q_quit, NULL, false},
     {"query-migrate", q_query_migrate, NULL, false},
-    {"query-migrate-capabilities", q_query_caps, NULL, false},
-    {"migrate-set-capabilities", q_set_caps, set_caps_args, false},
     {"query-migrate-parameters", q_query_params, NULL, false},
     {"migrate-set-parameters", q_set_params, set_params_args, true},
     {"migrate", q_migrate, migrate_args, false},
@@ -161,9 +159,17 @@ static const MigQmpCommand machine_cmds[] = {
     {"x-query-ram-digest", q_ram_digest, NULL, false},
 };
 
+static const MigQmpCommand caps_cmds[] = {
+    {"query-migrate-capabilities", q_query_caps, NULL, false},
+    {"migrate-set-capabilities", q_set_caps, set_caps_args, false},
+};
+
 int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b)
 {
-    return mig_monitor_add_commands(mon, machine_cmds, MIG_ARRAY_SIZE(machine_cmds), b);
+    int rc = mig_monitor_add_commands(mon, machine_cmds, MIG_ARRAY_SIZE(machine_cmds), b);
+    if (rc == 0 && !b->no_caps_commands)
+        rc = mig_monitor_add_commands(mon, caps_cmds, MIG_ARRAY_SIZE(caps_cmds), b);
+    return rc;
 }
 
 void mig_qmp_machine_event(void *monitor, const char *name, json_t *data)

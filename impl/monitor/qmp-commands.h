@@ -29,6 +29,10 @@ typedef struct MigQmpMachine {
      * stops only after the current callback returns. */
     void (*quit)(void *opaque);
     void *quit_opaque;
+    /* A release that predates query-migrate-capabilities (seed 004): leave
+     * out both capability commands, so management sees CommandNotFound and
+     * offers the empty mask for this side. */
+    bool no_caps_commands;
 } MigQmpMachine;
 
 /* Register the machine commands on `mon`.  Returns 0 or -EEXIST. */
