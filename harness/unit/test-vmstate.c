@@ -155,7 +155,7 @@ static void test_vmstate_bad_bool_and_count_leave_object_unchanged(void **state)
     uint8_t wire[sizeof(all_wire)];
     AllTypes obj, before;
     memset(&obj, 0x5a, sizeof(obj));
-    before = obj;
+    memcpy(&before, &obj, sizeof(obj));
 
     memcpy(wire, all_wire, sizeof(wire));
     wire[30] = 0x02; /* the bool */
@@ -323,7 +323,12 @@ static void test_vmstate_version_too_new_too_old(void **state)
 {
     (void)state;
     static const uint8_t wire[] = {0, 0, 0, 1, 0, 0, 0, 2};
-    Rtc r = {7, 8, 9}, before = r;
+    Rtc r, before;
+    memset(&r, 0, sizeof(r)); /* padding too: the object is compared bytewise */
+    r.base = 7;
+    r.period = 8;
+    r.legacy = 9;
+    memcpy(&before, &r, sizeof(r));
     MigErr *err = NULL;
     assert_int_equal(load_bytes(&rtc_v1, &r, 2, wire, sizeof(wire), &err), -EINVAL);
     assert_string_equal(err->msg, "fake-rtc: incoming version 2 is too new for local version 1");
@@ -447,7 +452,11 @@ static void test_vmstate_subsection_unknown_and_too_new(void **state)
         0x05, 0x0e, 'f', 'a', 'k', 'e', '-', 'c', 'l', 'o', 'c', 'k', '/', 'x', 'y', 'z', /* */
         0x00, 0x00, 0x00, 0x01, 0x00,
     };
-    Clock c = {.base = 1, .ack = 2}, before = c;
+    Clock c, before;
+    memset(&c, 0, sizeof(c));
+    c.base = 1;
+    c.ack = 2;
+    memcpy(&before, &c, sizeof(c));
     MigErr *err = NULL;
     assert_int_equal(load_bytes(&clock_noreset, &c, 1, unknown, sizeof(unknown), &err), -ENOENT);
     assert_string_equal(err->msg, "fake-clock: unknown subsection fake-clock/xyz at offset 4");
@@ -722,7 +731,7 @@ static void test_vmstate_every_truncation_fails_cleanly(void **state)
     for (size_t cut = 0; cut <= total; cut++) {
         Devices dst, before;
         devices_fill(&dst, 0x99);
-        before = dst;
+        memcpy(&before, &dst, sizeof(dst));
         MigStream *r = mig_stream_new_mem_reader(data, cut);
         MigErr *err = NULL;
         const VmsDescription *descs[] = {&clock_noreset, &nic_vmsd, &all_desc};
@@ -785,7 +794,11 @@ static void test_vmstate_fault_points_change_nothing(void **state)
     (void)state;
 #ifdef FIU_ENABLE
     fiu_init(0);
-    Clock c = {.base = 42, .ack = 7}, before = c;
+    Clock c, before;
+    memset(&c, 0, sizeof(c));
+    c.base = 42;
+    c.ack = 7;
+    memcpy(&before, &c, sizeof(c));
     MigStream *w = mig_stream_new_mem_writer();
     MigErr *err = NULL;
     fiu_enable("mig/vmstate/save", 1, NULL, 0);
@@ -800,7 +813,11 @@ static void test_vmstate_fault_points_change_nothing(void **state)
     mig_stream_free(w);
 
     Bytes b = save_bytes(&clock_vmsd, &c);
-    Clock d = {.base = 1, .ack = 2}, dbefore = d;
+    Clock d, dbefore;
+    memset(&d, 0, sizeof(d));
+    d.base = 1;
+    d.ack = 2;
+    memcpy(&dbefore, &d, sizeof(d));
     err = NULL;
     fiu_enable("mig/vmstate/load", 1, NULL, 0);
     assert_int_equal(load_bytes(&clock_vmsd, &d, 1, b.data, b.len, &err), -EINVAL);

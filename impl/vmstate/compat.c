@@ -31,10 +31,14 @@ const char *vmstate_compat_level_name(VmsCompatLevel l)
 
 char *vmstate_compat_format(const VmsCompatFinding *f)
 {
-    if (f->where && f->where[0])
-        return mig_strdup_printf("%s: section \"%s\": field \"%s\": %s",
-                                 vmstate_compat_level_name(f->level),
-                                 f->section, f->where, f->text);
+    if (f->where && f->where[0]) {
+        /* a path ending in "<parent>/<sub>" names a subsection, else a field */
+        const char *last = strrchr(f->where, '.');
+        last = last ? last + 1 : f->where;
+        return mig_strdup_printf("%s: section \"%s\": %s \"%s\": %s",
+                                 vmstate_compat_level_name(f->level), f->section,
+                                 strchr(last, '/') ? "subsection" : "field", f->where, f->text);
+    }
     return mig_strdup_printf("%s: section \"%s\": %s", vmstate_compat_level_name(f->level),
                              f->section, f->text);
 }

@@ -67,9 +67,11 @@
  *      exactly 0x05 + a declared, not-yet-sent subsection name of the child -
  *      is undecidable for any receiver.  vmstate_save() checks every place
  *      where a nested struct with subsections ends and refuses to produce
- *      such a stream (-EPROTO naming the field), so a migcert stream is never
- *      ambiguous for migcert and never misread by QEMU as a subsection of the
- *      wrong owner beyond what QEMU's own format allows.
+ *      such a stream (-EPROTO naming the field): a stream migcert writes is
+ *      never ambiguous for a migcert destination.  (A QEMU destination still
+ *      applies its prefix rule and may refuse, with -ENOENT, a stream whose
+ *      field after a nested struct merely starts like a subsection; that is
+ *      QEMU's limitation, and the same stream loads here.)
  *   harness/unit/test-vmstate.c carries a reference implementation of QEMU's
  *   rule to show the streams it mis-parses and that ours loads them.
  */
