@@ -36,8 +36,9 @@
  *
  * Invariants: the cached state equals what the backend reports after every
  * call (a failed arc re-reads it); a path never passes through a saving-group
- * state (PRE_COPY, PRE_COPY_P2P, STOP_COPY), so the arc that opens a session
- * is the last of its request; a device never trusts a length the backend
+ * state (PRE_COPY, PRE_COPY_P2P, STOP_COPY) unless it starts and ends in that
+ * group (PRE_COPY -> PRE_COPY_P2P -> STOP_COPY), so the arc that opens a
+ * session is the last of its request; a device never trusts a length the backend
  * claims beyond the buffer it gave.  No globals, no clock, no blocking (the
  * backends are in-process calls; the harness proxy is not engine code).
  */
