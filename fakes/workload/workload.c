@@ -1,0 +1,210 @@
+/*
+ * workload.c - the deterministic guest (see workload.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "workload.h"
+
+#define DEFAULT_TICK_NS 10000000ull /* 10 ms */
+
+struct MigWorkload {
+    MigMachine *m;
+    MigLoop *loop;
+    MigWorkloadOptions o;
+    uint32_t **gen; /* per block, per page */
+    size_t nblocks;
+    uint64_t total_pages;
+    MigLoopSource *timer;
+    uint64_t last_tick_ns;
+    uint64_t carry; /* fractional pages, in units of 1e-9 page */
+    uint64_t writes;
+};
+
+int mig_workload_fill_parse(const char *name)
+{
+    if (strcmp(name, "zero") == 0)
+        return MIG_WORKLOAD_FILL_ZERO;
+    if (strcmp(name, "random") == 0)
+        return MIG_WORKLOAD_FILL_RANDOM;
+    return -1;
+}
+
+static uint64_t page_key(uint64_t seed, uint32_t block, uint64_t page, uint32_t gen)
+{
+    uint64_t k = mig_mix64(seed ^ 0x6a09e667f3bcc909ull);
+    k = mig_mix64(k ^ ((uint64_t)block * 0x9e3779b97f4a7c15ull));
+    k = mig_mix64(k ^ (page * 0xbf58476d1ce4e5b9ull));
+    return mig_mix64(k ^ ((uint64_t)gen * 0x94d049bb133111ebull));
+}
+
+void mig_workload_page(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint64_t page,
+                       uint32_t gen, void *out)
+{
+    uint64_t x = page_key(seed, block, page, gen);
+    /* Generation 0 of a zero-filled guest, and one write in 16, are zero
+     * pages: zero-page detection runs mid-migration too. */
+    if ((gen == 0 && fill == MIG_WORKLOAD_FILL_ZERO) || (gen > 0 && (x & 15) == 0)) {
+        memset(out, 0, MIG_RAM_PAGE_SIZE);
+        return;
+    }
+    uint64_t *w = out;
+    x |= 1;
+    for (size_t i = 0; i < MIG_RAM_PAGE_SIZE / 8; i++) {
+        /* xorshift64*: cheap, and never all-zero. */
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        w[i] = x * 0x2545f4914f6cdd1dull;
+    }
+}
+
+static void write_page(MigWorkload *w, uint32_t bi, uint64_t page)
+{
+    MigRamBlock *b = mig_ram_block(mig_machine_ram(w->m), bi);
+    uint32_t g = ++w->gen[bi][page];
+    mig_workload_page(w->o.seed, w->o.fill, bi, page, g, b->host + page * MIG_RAM_PAGE_SIZE);
+    mig_ram_set_dirty(b, page);
+    w->writes++;
+}
+
+static void arm(MigWorkload *w);
+
+static void tick(void *opaque)
+{
+    MigWorkload *w = opaque;
+    w->timer = NULL;
+    uint64_t now = mig_loop_now_ns(w->loop);
+    uint64_t dt = now - w->last_tick_ns;
+    w->last_tick_ns = now;
+    /* pages = rate * dt / 1e9, the remainder carried to the next tick. */
+    unsigned __int128 units = (unsigned __int128)w->o.dirty_rate * dt + w->carry;
+    uint64_t pages = (uint64_t)(units / 1000000000u);
+    w->carry = (uint64_t)(units % 1000000000u);
+    MigRam *ram = mig_machine_ram(w->m);
+    for (uint64_t i = 0; i < pages && w->total_pages; i++) {
+        uint64_t p = mig_prng_below(&w->loop->prng, w->total_pages);
+        uint32_t bi = 0;
+        for (; bi < w->nblocks; bi++) {
+            uint64_t np = mig_ram_block(ram, bi)->npages;
+            if (p < np)
+                break;
+            p -= np;
+        }
+        write_page(w, bi, p);
+    }
+    arm(w);
+}
+
+static void arm(MigWorkload *w)
+{
+    if (w->timer || !w->o.dirty_rate || !mig_machine_running(w->m))
+        return;
+    w->timer = mig_loop_timer_add(w->loop, mig_loop_now_ns(w->loop) + w->o.tick_ns, tick, w);
+}
+
+static void run_changed(void *opaque, bool running)
+{
+    MigWorkload *w = opaque;
+    if (running) {
+        w->last_tick_ns = mig_loop_now_ns(w->loop);
+        arm(w);
+    } else {
+        mig_loop_remove(w->loop, w->timer);
+        w->timer = NULL;
+    }
+}
+
+static const MigGuestOps guest_ops = {.run_changed = run_changed};
+
+MigWorkload *mig_workload_new(MigMachine *m, const MigWorkloadOptions *o, MigErr **errp)
+{
+    if ((unsigned)o->fill >= MIG_WORKLOAD_FILL__COUNT) {
+        mig_err_set(errp, -EINVAL, "workload: bad fill %d", (int)o->fill);
+        return NULL;
+    }
+    MigWorkload *w = mig_malloc0(sizeof(*w));
+    w->m = m;
+    w->loop = mig_machine_loop(m);
+    w->o = *o;
+    if (!w->o.tick_ns)
+        w->o.tick_ns = DEFAULT_TICK_NS;
+    MigRam *ram = mig_machine_ram(m);
+    w->nblocks = mig_ram_block_count(ram);
+    w->gen = mig_malloc0((w->nblocks ? w->nblocks : 1) * sizeof(*w->gen));
+    for (size_t bi = 0; bi < w->nblocks; bi++) {
+        MigRamBlock *b = mig_ram_block(ram, bi);
+        w->gen[bi] = mig_malloc0(b->npages * sizeof(uint32_t));
+        w->total_pages += b->npages;
+        if (o->fill == MIG_WORKLOAD_FILL_RANDOM) {
+            for (uint64_t p = 0; p < b->npages; p++)
+                mig_workload_page(o->seed, o->fill, (uint32_t)bi, p, 0,
+                                  b->host + p * MIG_RAM_PAGE_SIZE);
+        } else {
+            memset(b->host, 0, b->length);
+        }
+    }
+    w->last_tick_ns = mig_loop_now_ns(w->loop);
+    mig_machine_set_guest(m, &guest_ops, w);
+    arm(w);
+    return w;
+}
+
+void mig_workload_free(MigWorkload *w)
+{
+    if (!w)
+        return;
+    mig_loop_remove(w->loop, w->timer);
+    mig_machine_set_guest(w->m, NULL, NULL);
+    for (size_t i = 0; i < w->nblocks; i++)
+        free(w->gen[i]);
+    free(w->gen);
+    free(w);
+}
+
+void mig_workload_set_rate(MigWorkload *w, uint64_t pages_per_s)
+{
+    w->o.dirty_rate = pages_per_s;
+    if (!pages_per_s) {
+        mig_loop_remove(w->loop, w->timer);
+        w->timer = NULL;
+    } else {
+        arm(w);
+    }
+}
+
+uint64_t mig_workload_writes(const MigWorkload *w)
+{
+    return w->writes;
+}
+
+uint32_t mig_workload_generation(const MigWorkload *w, uint32_t block, uint64_t page)
+{
+    return block < w->nblocks ? w->gen[block][page] : 0;
+}
+
+int mig_workload_verify(const MigWorkload *w, MigRam *ram, MigErr **errp)
+{
+    if (mig_ram_block_count(ram) != w->nblocks)
+        return mig_err_set(errp, -EINVAL, "memory: %zu blocks on the destination, %zu expected",
+                           mig_ram_block_count(ram), w->nblocks);
+    uint64_t bad = 0;
+    char first[400] = "";
+    uint64_t *expect = aligned_alloc(64, MIG_RAM_PAGE_SIZE);
+    for (size_t bi = 0; bi < w->nblocks; bi++) {
+        MigRamBlock *b = mig_ram_block(ram, bi);
+        for (uint64_t p = 0; p < b->npages; p++) {
+            mig_workload_page(w->o.seed, w->o.fill, (uint32_t)bi, p, w->gen[bi][p], expect);
+            if (memcmp(expect, b->host + p * MIG_RAM_PAGE_SIZE, MIG_RAM_PAGE_SIZE) == 0)
+                continue;
+            if (!bad++)
+                snprintf(first, sizeof(first), "block %s page %llu (generation %u)", b->idstr,
+                         (unsigned long long)p, w->gen[bi][p]);
+        }
+    }
+    free(expect);
+    if (bad)
+        return mig_err_set(errp, -EIO, "memory: %llu bad pages, first at %s",
+                           (unsigned long long)bad, first);
+    return 0;
+}
