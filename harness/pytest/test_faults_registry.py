@@ -9,6 +9,7 @@ import re
 import pytest
 
 USE_RE = re.compile(r'\bfiu_(?:return_on|do_on|exit_on|fail)\s*\(\s*"([^"]*)"')
+NONLITERAL_RE = re.compile(r'\bfiu_(?:return_on|do_on|exit_on|fail)\s*\(\s*(?!")')
 REG_RE = re.compile(r'^\s*X\(\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)', re.M)
 NAME_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+){2,3}$")
 
@@ -34,6 +35,9 @@ def used(repo_root):
         for m in USE_RE.finditer(src):
             line = src.count("\n", 0, m.start()) + 1
             uses.setdefault(m.group(1), []).append(f"{path.relative_to(repo_root)}:{line}")
+        for m in NONLITERAL_RE.finditer(src):
+            line = src.count("\n", 0, m.start()) + 1
+            uses.setdefault("<not a string literal>", []).append(f"{path.relative_to(repo_root)}:{line}")
     return uses
 
 
