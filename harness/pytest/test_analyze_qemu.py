@@ -197,7 +197,10 @@ def _mutations(data, lay):
         "magic": (patch(0, b"XXXX"), (0, 3), ["magic"]),
         "version-2": (patch(4, b"\0\0\0\2"), (0, 7), ["version"]),
         "version-4": (patch(4, b"\0\0\0\4"), (0, 7), ["version"]),
-        "config-byte": (patch(lay.config, b"\x01"), (lay.config, lay.config), ["configuration"]),
+        # Streams of machine types <= 2.3 have no configuration, so an analyzer
+        # may read this byte as a section header: it must fail right there.
+        "config-byte": (patch(lay.config, b"\x01"), (lay.config, lay.config),
+                        ["configuration", "section"]),
         "truncated-50pct": (data[:cut], (cut - 2 * (PAGE + 8 + 256), cut),
                             ["truncated", "unexpected end"]),
         "footer-byte": (patch(lay.ram_footer, b"\x7d"), (lay.ram_section, lay.ram_footer), ["footer"]),
