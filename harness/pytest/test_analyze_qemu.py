@@ -15,8 +15,9 @@ is written to it -- harness/runner/cmd-analyze.c, impl/stream/analyze.c):
        configuration, section header, RAM record, footer); for a truncated
        file, the file's length or the start of the incomplete item.
        PROBLEM says what is wrong in words that contain: "magic" (bad magic),
-       "version" (stream version, section version), "configuration" (missing
-       or bad configuration section), "footer" (missing or mismatched section
+       "version" (stream version, section version), "configuration" (bad
+       configuration section; a damaged 0x07 byte may instead be reported as
+       a bad "section" at that offset), "footer" (missing or mismatched section
        footer), "truncated" or "unexpected end" (input ends early), and the
        section's name (e.g. "ram") when the problem is inside a section;
     2  usage error, or FILE cannot be read.
