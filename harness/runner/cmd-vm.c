@@ -1,15 +1,494 @@
 /*
- * cmd-vm.c - `migcert vm`.  Placeholder until issue 3 lands: it
- * says so and exits 2 rather than pretending to work.
+ * cmd-vm.c - `migcert vm`: one real machine process on the epoll loop,
+ * driven over QMP (impl/monitor), like a QEMU started with -qmp.
+ *
+ *   migcert vm [--release R] [--machine M] [--ram SIZE] [--fill random|zero]
+ *              [--dirty-rate PAGES] [--seed N] --qmp unix:PATH
+ *              [--incoming unix:PATH|fd:N|file:PATH|defer] [-S]
+ *              [--devices LIST|default|none] [--mem-prealloc] [--trace]
+ *
+ * Lifetime (QEMU's): the process runs until `quit` (or SIGTERM/SIGINT).  A
+ * destination whose incoming migration fails or is cancelled prints the error
+ * and exits 1; a source whose migration fails prints it and keeps running
+ * (query-migrate then shows "failed" with error-desc).  Exit 2: bad options
+ * or a machine that cannot start.
+ *
+ * Harness code (not in libmigcert.a): it may block, e.g. in pmemsave, the
+ * extra command the benchmark uses to give QEMU the same RAM content.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "commands.h"
+#include "common/loop.h"
+#include "common/trace.h"
+#include "devices/releases.h"
+#include "machine/machine.h"
+#include "monitor/monitor.h"
+#include "monitor/qmp-commands.h"
+#include "workload/workload.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+typedef struct Vm {
+    MigLoop *loop;
+    MigMachine *machine;
+    MigMonitor *mon;
+    MigWorkload *work;
+    MigFakeDevice *devs[16];
+    size_t ndevs;
+    MigQmpMachine qmp;
+    bool incoming;
+    bool quit;
+    int sigfd;
+    MigLoopSource *sigwatch;
+    MigStatus last_status;
+    int exit_code;
+} Vm;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: migcert vm [--release R] [--machine M] [--ram SIZE] [--fill random|zero]\n"
+            "                  [--dirty-rate PAGES] [--seed N] --qmp unix:PATH\n"
+            "                  [--incoming unix:PATH|fd:N|file:PATH|defer] [-S]\n"
+            "                  [--devices LIST|default|none] [--mem-prealloc] [--trace]\n"
+            "  --release R       behave as release R (%s; default %s)\n"
+            "  --ram SIZE        bytes of pc.ram: N[K|M|G|T], a bare N is MiB (default 128M)\n"
+            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle)\n"
+            "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
+            "                    'none' (the default)\n"
+            "  --mem-prealloc    touch every RAM page before starting (like QEMU's)\n"
+            "  -S                do not start the guest (prelaunch; stays paused after an\n"
+            "                    incoming migration)\n",
+            mig_release_names(), MIG_RELEASE_CURRENT);
+}
+
+/* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -EINVAL;
+    unsigned shift = 20;
+    if (*end) {
+        switch (*end) {
+        case 'b': case 'B': shift = 0; break;
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        case 't': case 'T': shift = 40; break;
+        default: return -EINVAL;
+        }
+        if (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))
+            return -EINVAL;
+    }
+    if (v > (UINT64_MAX >> shift))
+        return -ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end || *s == '-')
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* "major.minor[-suffix]" of a release for the QMP greeting. */
+static void release_version(const char *name, MigMonitorVersion *v)
+{
+    unsigned a = 0, b = 0;
+    sscanf(name, "%u.%u", &a, &b);
+    v->major = (int)a;
+    v->minor = (int)b;
+    v->micro = 0;
+}
+
+static void vm_quit(void *opaque)
+{
+    Vm *vm = opaque;
+    vm->quit = true;
+    mig_loop_stop(vm->loop);
+}
+
+static void on_signal(int fd, uint32_t events, void *opaque)
+{
+    Vm *vm = opaque;
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        vm_quit(vm);
+}
+
+/* Checked between loop batches: report migration outcomes, decide to exit. */
+static bool vm_should_exit(void *opaque)
+{
+    Vm *vm = opaque;
+    if (vm->quit)
+        return true;
+    MigMigration *mm = mig_machine_migration(vm->machine);
+    MigStatus st = mig_migration_status(mm);
+    if (st == vm->last_status)
+        return false;
+    vm->last_status = st;
+    if (st == MIG_STATUS_FAILED) {
+        fprintf(stderr, "migcert vm: %s migration failed: %s\n",
+                vm->incoming ? "incoming" : "outgoing", mig_migration_error(mm));
+    } else if (st == MIG_STATUS_CANCELLED) {
+        fprintf(stderr, "migcert vm: %s migration cancelled\n",
+                vm->incoming ? "incoming" : "outgoing");
+    } else if (st == MIG_STATUS_COMPLETED) {
+        fprintf(stderr, "migcert vm: %s migration completed\n",
+                vm->incoming ? "incoming" : "outgoing");
+    }
+    if (vm->incoming && (st == MIG_STATUS_FAILED || st == MIG_STATUS_CANCELLED)) {
+        vm->exit_code = 1; /* as QEMU: a destination that cannot load exits */
+        return true;
+    }
+    return false;
+}
+
+/* pmemsave {val, size, filename}: QEMU's command; writes guest RAM
+ * [val, val+size) of pc.ram to a file (the benchmark feeds it to QEMU's
+ * -device loader so both engines migrate the same bytes). */
+static int q_pmemsave(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    Vm *vm = opaque;
+    json_int_t val = json_integer_value(json_object_get(args, "val"));
+    json_int_t size = json_integer_value(json_object_get(args, "size"));
+    const char *path = json_string_value(json_object_get(args, "filename"));
+    MigRam *ram = mig_machine_ram(vm->machine);
+    if (mig_ram_block_count(ram) == 0)
+        return mig_err_set(errp, -ENOENT, "pmemsave: the machine has no RAM");
+    MigRamBlock *b = mig_ram_block(ram, 0);
+    if (val < 0 || size < 0 || (uint64_t)val > b->length || (uint64_t)size > b->length - (uint64_t)val)
+        return mig_err_set(errp, -EINVAL,
+                           "pmemsave: range [%lld, +%lld) is outside %s (%" PRIu64 " bytes)",
+                           (long long)val, (long long)size, b->idstr, b->length);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return mig_err_set(errp, -errno, "pmemsave: cannot open %s: %s", path, strerror(errno));
+    const uint8_t *p = b->host + val;
+    size_t left = (size_t)size;
+    while (left) {
+        ssize_t n = write(fd, p, MIG_MIN(left, (size_t)1 << 30));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            return mig_err_set(errp, -e, "pmemsave: writing %s: %s", path, strerror(e));
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    if (close(fd) < 0)
+        return mig_err_set(errp, -errno, "pmemsave: closing %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static const MigQmpArg pmemsave_args[] = {
+    {"val", MIG_QMP_ARG_INT, false},
+    {"size", MIG_QMP_ARG_INT, false},
+    {"filename", MIG_QMP_ARG_STR, false},
+    {"cpu-index", MIG_QMP_ARG_INT, true},
+    {NULL},
+};
+static const MigQmpCommand vm_cmds[] = {
+    {"pmemsave", q_pmemsave, pmemsave_args, false},
+};
+
+static void prealloc(MigMachine *m)
+{
+    MigRam *ram = mig_machine_ram(m);
+    for (size_t i = 0; i < mig_ram_block_count(ram); i++) {
+        MigRamBlock *b = mig_ram_block(ram, i);
+        if (madvise(b->host, b->length, MADV_POPULATE_WRITE) == 0)
+            continue;
+        /* older kernels: touch each page without changing it */
+        for (uint64_t off = 0; off < b->length; off += MIG_RAM_PAGE_SIZE) {
+            volatile uint8_t *p = b->host + off;
+            *p = *p;
+        }
+    }
+}
+
+static int add_devices(Vm *vm, const char *list, const MigRelease *rel, const char *machine,
+                       uint64_t seed)
+{
+    if (!list || !strcmp(list, "none") || !*list)
+        return 0;
+    const char *const *names = NULL;
+    char *copy = NULL;
+    const char *items[16];
+    size_t n = 0;
+    if (!strcmp(list, "default")) {
+        names = rel->devices;
+        for (; names && names[n] && n < MIG_ARRAY_SIZE(items); n++)
+            items[n] = names[n];
+    } else {
+        copy = mig_strdup(list);
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && n < MIG_ARRAY_SIZE(items);
+             t = strtok_r(NULL, ",", &save))
+            items[n++] = t;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        MigErr *err = NULL;
+        MigFakeDevice *d = mig_fake_device_new(items[i], rel->name, machine, seed + i, &err);
+        if (d && mig_fake_device_register(d, mig_machine_savevm(vm->machine), &err) < 0) {
+            mig_fake_device_free(d);
+            d = NULL;
+        }
+        if (!d) {
+            fprintf(stderr, "migcert vm: --devices: %s\n", err ? err->msg : items[i]);
+            mig_err_free(err);
+            rc = -EINVAL;
+            break;
+        }
+        vm->devs[vm->ndevs++] = d;
+    }
+    free(copy);
+    return rc;
+}
 
 int cmd_vm(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "migcert vm: not built yet (issue 3)\n");
-    return 2;
+    const char *release = MIG_RELEASE_CURRENT, *machine_type = NULL, *qmp = NULL;
+    const char *incoming = NULL, *devices = NULL, *fill = "random";
+    uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1;
+    bool start_paused = false, mem_prealloc = false, trace = false;
+    enum { O_RELEASE = 256, O_MACHINE, O_RAM, O_FILL, O_DIRTY, O_SEED, O_QMP, O_INCOMING,
+           O_DEVICES, O_PREALLOC, O_TRACE, O_HELP };
+    static const struct option opts[] = {
+        {"release", required_argument, NULL, O_RELEASE},
+        {"machine", required_argument, NULL, O_MACHINE},
+        {"ram", required_argument, NULL, O_RAM},
+        {"fill", required_argument, NULL, O_FILL},
+        {"dirty-rate", required_argument, NULL, O_DIRTY},
+        {"seed", required_argument, NULL, O_SEED},
+        {"qmp", required_argument, NULL, O_QMP},
+        {"incoming", required_argument, NULL, O_INCOMING},
+        {"devices", required_argument, NULL, O_DEVICES},
+        {"mem-prealloc", no_argument, NULL, O_PREALLOC},
+        {"trace", no_argument, NULL, O_TRACE},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "+Sh", opts, NULL)) != -1) {
+        switch (c) {
+        case O_RELEASE: release = optarg; break;
+        case O_MACHINE: machine_type = optarg; break;
+        case O_RAM:
+            if (parse_size(optarg, &ram_size) < 0 || ram_size == 0 ||
+                ram_size % MIG_RAM_PAGE_SIZE) {
+                fprintf(stderr,
+                        "migcert vm: --ram '%s': expected a size such as 256M or 1G, a "
+                        "multiple of 4 KiB\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_FILL: fill = optarg; break;
+        case O_DIRTY:
+            if (parse_u64(optarg, &dirty_rate) < 0) {
+                fprintf(stderr, "migcert vm: --dirty-rate '%s': expected pages per second\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_SEED:
+            if (parse_u64(optarg, &seed) < 0) {
+                fprintf(stderr, "migcert vm: --seed '%s': expected an integer\n", optarg);
+                return 2;
+            }
+            break;
+        case O_QMP: qmp = optarg; break;
+        case O_INCOMING: incoming = optarg; break;
+        case O_DEVICES: devices = optarg; break;
+        case O_PREALLOC: mem_prealloc = true; break;
+        case O_TRACE: trace = true; break;
+        case 'S': start_paused = true; break;
+        case 'h':
+        case O_HELP: usage(stdout); return 0;
+        default:
+            fprintf(stderr, "migcert vm: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "migcert vm: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    const MigRelease *rel = mig_release_find(release);
+    if (!rel) {
+        fprintf(stderr, "migcert vm: --release '%s': unknown release (known: %s)\n", release,
+                mig_release_names());
+        return 2;
+    }
+    if (machine_type && !mig_machine_type_find(machine_type)) {
+        fprintf(stderr, "migcert vm: --machine '%s': unknown machine type (known: %s)\n",
+                machine_type, mig_machine_type_names());
+        return 2;
+    }
+    int fill_kind = mig_workload_fill_parse(fill);
+    if (fill_kind < 0) {
+        fprintf(stderr, "migcert vm: --fill '%s': expected random or zero\n", fill);
+        return 2;
+    }
+    if (!qmp || strncmp(qmp, "unix:", 5) || !qmp[5]) {
+        fprintf(stderr, "migcert vm: %s: --qmp unix:PATH is required\n",
+                qmp ? "--qmp accepts only unix:PATH" : "no monitor");
+        return 2;
+    }
+
+    signal(SIGPIPE, SIG_IGN); /* a vanished peer is an EPIPE error, not a death */
+    Vm vm = {.sigfd = -1, .incoming = incoming != NULL};
+    int rc = 2;
+    MigErr *err = NULL;
+    MigTrace *tr = NULL;
+    vm.loop = mig_loop_epoll_new(seed);
+    if (!vm.loop) {
+        fprintf(stderr, "migcert vm: cannot create the event loop\n");
+        return 2;
+    }
+    if (trace) {
+        tr = mig_trace_new();
+        mig_trace_set_echo(tr, stderr);
+        vm.loop->trace = tr;
+    }
+    MigMonitorVersion ver = {0};
+    release_version(rel->name, &ver);
+    char package[64];
+    snprintf(package, sizeof(package), "migcert %s", rel->name);
+    ver.package = package;
+    vm.mon = mig_monitor_new(vm.loop, &ver);
+
+    MigCapMask known = 0;
+    for (const char *const *cn = rel->caps; cn && *cn; cn++) {
+        int cap = mig_cap_parse(*cn);
+        if (cap >= 0)
+            known |= MIG_CAP_BIT(cap);
+    }
+    MigMachineOptions mo = {
+        .name = incoming ? "dst" : "src",
+        .machine_type = machine_type ? machine_type : rel->machine_type,
+        .ram_size = ram_size,
+        .incoming = incoming != NULL,
+        .start_paused = start_paused,
+        /* 0 means "everything supported" to the machine; a release with no
+         * capability at all offers the empty mask through an empty list */
+        .caps_known = known,
+        .event = mig_qmp_machine_event,
+        .event_opaque = vm.mon,
+    };
+    vm.machine = mig_machine_new(vm.loop, &mo, &err);
+    if (!vm.machine) {
+        fprintf(stderr, "migcert vm: cannot create the machine: %s\n", err ? err->msg : "?");
+        goto out_monitor;
+    }
+    if (add_devices(&vm, devices, rel, mo.machine_type, seed) < 0)
+        goto out_machine;
+    if (mem_prealloc)
+        prealloc(vm.machine);
+    /* An incoming machine's RAM comes from the stream: no fill; its dirtier
+     * runs after the migration only when asked for. */
+    if (!incoming || dirty_rate) {
+        MigWorkloadOptions wo = {.seed = seed,
+                                 .fill = incoming ? MIG_WORKLOAD_FILL_ZERO
+                                                  : (MigWorkloadFill)fill_kind,
+                                 .dirty_rate = dirty_rate};
+        vm.work = mig_workload_new(vm.machine, &wo, &err);
+        if (!vm.work) {
+            fprintf(stderr, "migcert vm: workload: %s\n", err ? err->msg : "?");
+            goto out_devices;
+        }
+    }
+    vm.qmp = (MigQmpMachine){.machine = vm.machine,
+                             .quit = vm_quit,
+                             .quit_opaque = &vm,
+                             .no_caps_commands = !rel->knows_caps_query};
+    if (mig_qmp_add_machine_commands(vm.mon, &vm.qmp) < 0 ||
+        mig_monitor_add_commands(vm.mon, vm_cmds, MIG_ARRAY_SIZE(vm_cmds), &vm) < 0) {
+        fprintf(stderr, "migcert vm: duplicate QMP command\n");
+        goto out_workload;
+    }
+    if (mig_monitor_listen_unix(vm.mon, qmp + 5, &err) < 0) {
+        fprintf(stderr, "migcert vm: %s\n", err->msg);
+        goto out_workload;
+    }
+    if (incoming && strcmp(incoming, "defer") &&
+        mig_machine_migrate_incoming(vm.machine, incoming, &err) < 0) {
+        fprintf(stderr, "migcert vm: --incoming %s: %s\n", incoming, err ? err->msg : "failed");
+        rc = 1;
+        goto out_workload;
+    }
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &ss, NULL) == 0) {
+        vm.sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (vm.sigfd >= 0)
+            vm.sigwatch = mig_loop_fd_watch(vm.loop, vm.sigfd, MIG_LOOP_IN, on_signal, &vm);
+    }
+
+    vm.last_status = mig_migration_status(mig_machine_migration(vm.machine));
+    vm.exit_code = 0;
+    for (;;) {
+        int r = mig_loop_run_until(vm.loop, vm_should_exit, &vm, 0);
+        if (r == 0 || vm.quit)
+            break;
+        if (r != -ECANCELED) {
+            fprintf(stderr, "migcert vm: event loop stopped: %s\n", mig_errno_name(r));
+            vm.exit_code = 1;
+            break;
+        }
+    }
+    rc = vm.exit_code;
+    /* let quit's reply and last events reach the clients */
+    for (int i = 0; i < 100 && mig_monitor_pending_output(vm.mon); i++)
+        mig_loop_run_until(vm.loop, NULL, NULL, mig_loop_now_ns(vm.loop) + 10000000ull);
+
+    mig_loop_remove(vm.loop, vm.sigwatch);
+    if (vm.sigfd >= 0)
+        close(vm.sigfd);
+out_workload:
+    mig_workload_free(vm.work);
+out_devices:
+out_machine:
+    /* the machine goes first: it may still emit events (a cancel) into the
+     * monitor; no handler runs without the loop */
+    mig_machine_free(vm.machine);
+    for (size_t i = 0; i < vm.ndevs; i++)
+        mig_fake_device_free(vm.devs[i]);
+out_monitor:
+    mig_monitor_free(vm.mon);
+    mig_err_free(err);
+    mig_loop_free(vm.loop);
+    mig_trace_free(tr);
+    return rc;
 }
