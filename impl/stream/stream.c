@@ -27,7 +27,7 @@
 #include "stream.h"
 
 #define WBUF_MIN (64 * 1024)
-#define WSEG_MIN 256
+#define WSEG_MIN 1024
 #define RBUF_MIN (256 * 1024)
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -428,16 +428,16 @@ static ssize_t stream_read(MigStream *s, void *buf, size_t len)
  * -ENODATA (the stream ends first; no error set) or the sticky error. */
 static int rfill(MigStream *s, size_t need)
 {
-    if (s->rlen - s->rpos >= need)
-        return 0;
     if (s->err)
         return s->err;
+    if (s->starved)
+        return -EAGAIN;
+    if (s->rlen - s->rpos >= need)
+        return 0;
     if (s->writer) {
         mig_stream_set_error(s, -EINVAL, "get on a stream opened for writing");
         return s->err;
     }
-    if (s->starved)
-        return -EAGAIN;
     if (s->eof)
         return -ENODATA;
     size_t keep = s->marked ? MIG_MIN(s->mark_pos, s->rpos) : s->rpos;
