@@ -1,15 +1,606 @@
 /*
- * cmd-run.c - `migcert run`.  Placeholder until issue 5 lands: it
- * says so and exits 2 rather than pretending to work.
+ * cmd-run.c - `migcert run [PATH...] [options]`: run scenario files in the
+ * simulator (harness/runner/exec.c) and report.
+ *
+ *   PATH...          files or folders (recursively *.yaml); default scenarios
+ *   --seed N         the run's seed (decimal or 0x hex; default 0x5eed)
+ *   --pair SRC:DST   run as these releases (e.g. 2.0:1.1)
+ *   --pairs all      every ordered pair of releases (16 cases per scenario)
+ *   --fault SPEC     add a fault (faults-spec.h grammar); repeatable
+ *   --sweep          for each case: fail hit 1, 2, 3 ... of each point the
+ *                    case reaches (or of the --fault points given without a
+ *                    trigger) until a run injects nothing; each hit a case
+ *   --shard I/N      run the I-th of N shares of the cases (1 <= I <= N)
+ *   -k PAT           only cases whose id contains PAT (repeatable: any)
+ *   --json F         {"seed", "cases": [{"id", "status", "seed", "pair",
+ *                    "faults", "trace_hash", "repro", "error", "outcome"}]}
+ *   --junit F        JUnit XML
+ *   --list           print the case ids and exit
+ *   -v               echo each case's event trace on stderr
+ *
+ * Output: the seed first; one progress line per case on stderr
+ * (`PASS|FAIL|SKIP id ... trace <hash>`); at the end a table of failures
+ * with exactly one `REPRO:` line each, then `N passed, N failed` last.
+ * A case id is the scenario path below scenarios/ without .yaml, plus
+ * `[SRC:DST]` with a pair and `+SPEC` for each extra fault.  Exit status: 0
+ * iff every case passed, 1 otherwise, 2 on usage errors.
  */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
+#include "common/faults.h"
+#include "devices/releases.h"
+#include "exec.h"
+
+typedef struct Case {
+    char *id;
+    char *path;
+    Scenario *scn;     /* NULL when the file did not load */
+    char *load_error;  /* why */
+    const char *pair_src, *pair_dst;
+    MigFaultSpec *extra;
+    size_t nextra;
+    /* results */
+    const char *status; /* "passed" "failed" "skipped" */
+    char *error;
+    char *outcome;
+    char *repro;
+    char trace_hash[65];
+} Case;
+
+typedef struct Opts {
+    const char *argv0;
+    uint64_t seed;
+    char **paths;
+    size_t npaths;
+    char *pair_src, *pair_dst;
+    bool all_pairs;
+    MigFaultSpec faults[16];
+    char *fault_text[16];
+    size_t nfaults;
+    bool sweep, list, verbose;
+    unsigned shard_i, shard_n;
+    char *k[16];
+    size_t nk;
+    const char *json, *junit;
+    Scenario **scns; /* every loaded scenario, freed at the end */
+    size_t nscns;
+} Opts;
+
+typedef struct Cases {
+    Case *v;
+    size_t n, cap;
+    size_t passed, failed, skipped;
+} Cases;
+
+static Case *case_add(Cases *cs)
+{
+    if (cs->n == cs->cap) {
+        cs->cap = cs->cap ? cs->cap * 2 : 64;
+        cs->v = mig_realloc(cs->v, cs->cap * sizeof(Case));
+    }
+    Case *c = &cs->v[cs->n++];
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+static void case_clear(Case *c)
+{
+    free(c->id);
+    free(c->path);
+    free(c->load_error);
+    free(c->extra);
+    free(c->error);
+    free(c->outcome);
+    free(c->repro);
+}
+
+static char *shell_quote(const char *s)
+{
+    bool plain = true;
+    for (const char *p = s; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:", *p))
+            plain = false;
+    if (plain && *s)
+        return mig_strdup(s);
+    return mig_strdup_printf("'%s'", s); /* specs and paths never hold quotes */
+}
+
+static char *make_id(const char *path, const char *ps, const char *pd, const MigFaultSpec *extra,
+                     size_t nextra)
+{
+    const char *rel = strstr(path, "scenarios/");
+    rel = rel ? rel + strlen("scenarios/") : path;
+    size_t len = strlen(rel);
+    if (len > 5 && !strcmp(rel + len - 5, ".yaml"))
+        len -= 5;
+    char *id = mig_strdup_printf("%.*s", (int)len, rel);
+    if (ps) {
+        char *n = mig_strdup_printf("%s[%s:%s]", id, ps, pd);
+        free(id);
+        id = n;
+    }
+    for (size_t i = 0; i < nextra; i++) {
+        char spec[128];
+        mig_fault_spec_format(&extra[i], spec, sizeof(spec));
+        char *n = mig_strdup_printf("%s+%s", id, spec);
+        free(id);
+        id = n;
+    }
+    return id;
+}
+
+static char *make_repro(const Opts *o, const Case *c)
+{
+    char *q = shell_quote(c->path);
+    char *r = mig_strdup_printf("%s run %s --seed 0x%llx", o->argv0, q,
+                                (unsigned long long)o->seed);
+    free(q);
+    if (c->pair_src) {
+        char *n = mig_strdup_printf("%s --pair %s:%s", r, c->pair_src, c->pair_dst);
+        free(r);
+        r = n;
+    }
+    for (size_t i = 0; i < c->nextra; i++) {
+        char spec[128];
+        mig_fault_spec_format(&c->extra[i], spec, sizeof(spec));
+        char *n = mig_strdup_printf("%s --fault '%s'", r, spec);
+        free(r);
+        r = n;
+    }
+    return r;
+}
+
+static bool k_match(const Opts *o, const char *id)
+{
+    if (!o->nk)
+        return true;
+    for (size_t i = 0; i < o->nk; i++)
+        if (strstr(id, o->k[i]))
+            return true;
+    return false;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (!*s || *end || errno)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "migcert run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+static int parse_opts(int argc, char **argv, Opts *o)
+{
+    o->seed = 0x5eed;
+    o->paths = mig_malloc0(sizeof(char *) * (size_t)(argc + 1));
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED()                                                    \
+    do {                                                          \
+        if (!v)                                                   \
+            return usage_error("option %s needs a value", a);     \
+        i++;                                                      \
+    } while (0)
+        if (!strcmp(a, "--seed")) {
+            NEED();
+            if (parse_u64(v, &o->seed) < 0)
+                return usage_error("invalid seed '%s' (decimal or 0x hex)", v);
+        } else if (!strcmp(a, "--pair")) {
+            NEED();
+            const char *colon = strchr(v, ':');
+            if (!colon)
+                return usage_error("invalid pair '%s' (expected SRC:DST, e.g. 2.0:1.1)", v);
+            o->pair_src = mig_strdup_printf("%.*s", (int)(colon - v), v);
+            o->pair_dst = mig_strdup(colon + 1);
+            if (!mig_release_find(o->pair_src) || !mig_release_find(o->pair_dst))
+                return usage_error("unknown release in pair '%s' (known: 1.0, 1.1, 2.0, "
+                                   "2.1-dev)", v);
+        } else if (!strcmp(a, "--pairs")) {
+            NEED();
+            if (strcmp(v, "all"))
+                return usage_error("--pairs takes 'all', not '%s'", v);
+            o->all_pairs = true;
+        } else if (!strcmp(a, "--fault")) {
+            NEED();
+            if (o->nfaults == MIG_ARRAY_SIZE(o->faults))
+                return usage_error("too many --fault options (max 16)%s", "");
+            MigErr *err = NULL;
+            if (mig_fault_spec_parse(v, &o->faults[o->nfaults], &err) < 0) {
+                fprintf(stderr, "migcert run: %s\n", err->msg);
+                mig_err_free(err);
+                return 2;
+            }
+            o->fault_text[o->nfaults++] = (char *)v;
+        } else if (!strcmp(a, "--sweep")) {
+            o->sweep = true;
+        } else if (!strcmp(a, "--list")) {
+            o->list = true;
+        } else if (!strcmp(a, "-v")) {
+            o->verbose = true;
+        } else if (!strcmp(a, "--shard")) {
+            NEED();
+            if (sscanf(v, "%u/%u", &o->shard_i, &o->shard_n) != 2 || o->shard_n == 0 ||
+                o->shard_i == 0 || o->shard_i > o->shard_n)
+                return usage_error("invalid shard '%s' (expected I/N with 1 <= I <= N)", v);
+        } else if (!strcmp(a, "-k")) {
+            NEED();
+            if (o->nk < MIG_ARRAY_SIZE(o->k))
+                o->k[o->nk++] = (char *)v;
+        } else if (!strcmp(a, "--json")) {
+            NEED();
+            o->json = v;
+        } else if (!strcmp(a, "--junit")) {
+            NEED();
+            o->junit = v;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error("unknown option '%s'", a);
+        } else {
+            o->paths[o->npaths++] = (char *)a;
+        }
+#undef NEED
+    }
+    if (!o->npaths)
+        o->paths[o->npaths++] = "scenarios";
+    return 0;
+}
+
+/* Build the list of cases from the files and pairs, then -k and --shard. */
+static int build_cases(Opts *o, Cases *cs)
+{
+    char **files = NULL;
+    MigErr *err = NULL;
+    int n = scenario_collect(o->paths, o->npaths, &files, &err);
+    if (n < 0) {
+        fprintf(stderr, "migcert run: %s\n", err->msg);
+        mig_err_free(err);
+        return 2;
+    }
+    Cases all = {0};
+    for (int f = 0; f < n; f++) {
+        MigErr *lerr = NULL;
+        Scenario *scn = scenario_load(files[f], &lerr);
+        if (scn) {
+            o->scns = mig_realloc(o->scns, sizeof(Scenario *) * (o->nscns + 1));
+            o->scns[o->nscns++] = scn;
+        }
+        size_t npairs = o->all_pairs ? mig_release_count() * mig_release_count() : 1;
+        for (size_t p = 0; p < npairs; p++) {
+            Case *c = case_add(&all);
+            c->path = mig_strdup(files[f]);
+            c->scn = scn;
+            if (!scn)
+                c->load_error = mig_strdup(lerr->msg);
+            if (o->all_pairs) {
+                c->pair_src = mig_release_at(p / mig_release_count())->name;
+                c->pair_dst = mig_release_at(p % mig_release_count())->name;
+            } else if (o->pair_src) {
+                c->pair_src = mig_release_find(o->pair_src)->name;
+                c->pair_dst = mig_release_find(o->pair_dst)->name;
+            }
+            c->nextra = o->nfaults;
+            c->extra = mig_malloc0(sizeof(MigFaultSpec) * (o->nfaults + 1));
+            memcpy(c->extra, o->faults, sizeof(MigFaultSpec) * o->nfaults);
+            c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
+            if (!scn)
+                break; /* one failing case per unreadable file */
+        }
+        mig_err_free(lerr);
+    }
+    scenario_paths_free(files, (size_t)n);
+    /* -k, then the shard over what is left */
+    size_t kept = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        Case *c = &all.v[i];
+        bool keep = k_match(o, c->id);
+        if (keep && o->shard_n)
+            keep = (kept++ % o->shard_n) == o->shard_i - 1;
+        else if (keep)
+            kept++;
+        if (keep)
+            *case_add(cs) = *c;
+        else
+            case_clear(c);
+    }
+    free(all.v);
+    return 0;
+}
+
+static void print_progress(const Opts *o, size_t idx, size_t total, const Case *c)
+{
+    const char *tag = !strcmp(c->status, "passed") ? "PASS"
+                      : !strcmp(c->status, "skipped") ? "SKIP"
+                                                      : "FAIL";
+    char pos[48];
+    if (total)
+        snprintf(pos, sizeof(pos), "%zu/%zu", idx, total);
+    else
+        snprintf(pos, sizeof(pos), "%zu", idx);
+    fprintf(stderr, "[%s] seed 0x%llx %s %s%s%s%s%s trace %s\n", pos,
+            (unsigned long long)o->seed, tag, c->id, c->outcome ? " " : "",
+            c->outcome ? c->outcome : "", c->error && strcmp(c->status, "passed") ? ": " : "",
+            c->error && strcmp(c->status, "passed") ? c->error : "",
+            c->trace_hash[0] ? c->trace_hash : "-");
+}
+
+/* Run one case, filling in its results. */
+static void run_one(const Opts *o, Case *c)
+{
+    if (!c->scn) {
+        c->status = "failed";
+        c->error = mig_strdup(c->load_error);
+        c->repro = make_repro(o, c);
+        return;
+    }
+    RunCase rc = {
+        .scn = c->scn,
+        .seed = o->seed,
+        .pair_src = c->pair_src,
+        .pair_dst = c->pair_dst,
+        .extra = c->extra,
+        .nextra = c->nextra,
+        .trace_out = o->verbose ? stderr : NULL,
+    };
+    RunResult *r = mig_malloc0(sizeof(*r));
+    int ret = exec_run_case(&rc, r);
+    memcpy(c->trace_hash, r->trace_hash, sizeof(c->trace_hash));
+    c->outcome = r->outcome[0] ? mig_strdup(r->outcome) : NULL;
+    if (ret < 0) {
+        c->status = "failed";
+        c->error = mig_strdup_printf("harness: %s", r->error);
+    } else if (r->skipped) {
+        c->status = "skipped";
+        c->error = mig_strdup(r->error);
+    } else if (r->passed) {
+        c->status = "passed";
+    } else {
+        c->status = "failed";
+        c->error = mig_strdup(r->error);
+    }
+    c->repro = make_repro(o, c);
+    free(r);
+}
+
+/* --sweep: after the base case, fail hit k of each reached point until a
+ * run injects nothing. */
+static void sweep_case(const Opts *o, Cases *out, const Case *base, size_t *progress)
+{
+    if (!base->scn)
+        return;
+    size_t np;
+    const MigFaultInfo *tab = mig_faults_table(&np);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    RunCase rc = {.scn = base->scn, .seed = o->seed, .pair_src = base->pair_src,
+                  .pair_dst = base->pair_dst, .extra = base->extra, .nextra = base->nextra};
+    exec_run_case(&rc, r);
+    for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
+        for (size_t p = 0; p < np && p < 64; p++) {
+            bool chosen = false;
+            for (size_t f = 0; f < o->nfaults; f++)
+                if (o->faults[f].when == MIG_FAULT_WHEN_ALWAYS &&
+                    o->faults[f].point_index == p && (int)o->faults[f].side == side)
+                    chosen = true;
+            if (o->nfaults ? !chosen : r->hits[side][p] == 0)
+                continue;
+            for (uint64_t k = 1;; k++) {
+                Case *c = case_add(out);
+                c->path = mig_strdup(base->path);
+                c->scn = base->scn;
+                c->pair_src = base->pair_src;
+                c->pair_dst = base->pair_dst;
+                /* the base case's own extra faults minus the swept ones */
+                c->extra = mig_malloc0(sizeof(MigFaultSpec) * (base->nextra + 1));
+                for (size_t f = 0; f < base->nextra; f++)
+                    if (base->extra[f].when != MIG_FAULT_WHEN_ALWAYS)
+                        c->extra[c->nextra++] = base->extra[f];
+                MigFaultSpec *s = &c->extra[c->nextra++];
+                memset(s, 0, sizeof(*s));
+                s->side = (MigFaultSide)side;
+                snprintf(s->point, sizeof(s->point), "%s", tab[p].name);
+                s->point_index = p;
+                s->when = MIG_FAULT_WHEN_NTH;
+                s->nth = k;
+                s->err = -tab[p].err;
+                c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
+                RunCase sc = {.scn = c->scn, .seed = o->seed, .pair_src = c->pair_src,
+                              .pair_dst = c->pair_dst, .extra = c->extra, .nextra = c->nextra,
+                              .trace_out = o->verbose ? stderr : NULL};
+                RunResult *sr = mig_malloc0(sizeof(*sr));
+                int ret = exec_run_case(&sc, sr);
+                memcpy(c->trace_hash, sr->trace_hash, sizeof(c->trace_hash));
+                c->outcome = sr->outcome[0] ? mig_strdup(sr->outcome) : NULL;
+                c->status = ret < 0 || (!sr->passed && !sr->skipped) ? "failed"
+                            : sr->skipped                           ? "skipped"
+                                                                    : "passed";
+                if (strcmp(c->status, "passed"))
+                    c->error = mig_strdup(sr->error);
+                c->repro = make_repro(o, c);
+                bool fired = sr->fired > 0;
+                free(sr);
+                print_progress(o, ++*progress, 0, c);
+                if (!fired || k > 1000000)
+                    break;
+            }
+        }
+    free(r);
+}
+
+static void write_json(const Opts *o, const Cases *cs)
+{
+    json_t *doc = json_object();
+    json_object_set_new(doc, "seed", json_sprintf("0x%llx", (unsigned long long)o->seed));
+    json_t *arr = json_array();
+    for (size_t i = 0; i < cs->n; i++) {
+        const Case *c = &cs->v[i];
+        json_t *faults = json_array();
+        for (size_t f = 0; c->scn && f < c->scn->nfaults; f++) {
+            char spec[128];
+            mig_fault_spec_format(&c->scn->faults[f], spec, sizeof(spec));
+            json_array_append_new(faults, json_string(spec));
+        }
+        for (size_t f = 0; f < c->nextra; f++) {
+            char spec[128];
+            mig_fault_spec_format(&c->extra[f], spec, sizeof(spec));
+            json_array_append_new(faults, json_string(spec));
+        }
+        json_t *pair = c->pair_src ? json_sprintf("%s:%s", c->pair_src, c->pair_dst)
+                                   : json_null();
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:s?, s:s}", "id", c->id,
+                           "status", c->status, "seed",
+                           json_string_value(json_object_get(doc, "seed")), "pair", pair,
+                           "faults", faults, "trace_hash", c->trace_hash, "repro", c->repro,
+                           "error", c->error, "outcome", c->outcome, "scenario", c->path));
+    }
+    json_object_set_new(doc, "cases", arr);
+    if (json_dump_file(doc, o->json, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)
+        fprintf(stderr, "migcert run: cannot write %s\n", o->json);
+    json_decref(doc);
+}
+
+static void xml_escape(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default:
+            if ((unsigned char)*s >= 0x20 || *s == '\n')
+                fputc(*s, f);
+        }
+    }
+}
+
+static void write_junit(const Opts *o, const Cases *cs)
+{
+    FILE *f = fopen(o->junit, "w");
+    if (!f) {
+        fprintf(stderr, "migcert run: cannot write %s\n", o->junit);
+        return;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
+               "<testsuite name=\"migcert-run\" tests=\"%zu\" failures=\"%zu\" skipped=\"%zu\">\n",
+            cs->n, cs->failed, cs->skipped);
+    for (size_t i = 0; i < cs->n; i++) {
+        const Case *c = &cs->v[i];
+        const char *slash = strchr(c->id, '/');
+        fprintf(f, "<testcase classname=\"scenarios.");
+        if (slash)
+            fprintf(f, "%.*s", (int)(slash - c->id), c->id);
+        else
+            fprintf(f, "top");
+        fprintf(f, "\" name=\"");
+        xml_escape(f, c->id);
+        fprintf(f, "\">");
+        if (!strcmp(c->status, "failed")) {
+            fprintf(f, "<failure message=\"");
+            xml_escape(f, c->error);
+            fprintf(f, "\">REPRO: ");
+            xml_escape(f, c->repro);
+            fprintf(f, "</failure>");
+        } else if (!strcmp(c->status, "skipped")) {
+            fprintf(f, "<skipped message=\"");
+            xml_escape(f, c->error);
+            fprintf(f, "\"/>");
+        }
+        fprintf(f, "</testcase>\n");
+    }
+    fprintf(f, "</testsuite>\n</testsuites>\n");
+    fclose(f);
+}
 
 int cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "migcert run: not built yet (issue 5)\n");
-    return 2;
+    Opts o = {0};
+    /* main() passes argv + 1, so argv[-1] is the program as invoked: the
+     * REPRO line repeats it so it can be pasted as is. */
+    o.argv0 = argv[-1];
+    int rc = parse_opts(argc, argv, &o);
+    Cases cs = {0};
+    if (rc == 0)
+        rc = build_cases(&o, &cs);
+    if (rc != 0)
+        goto out;
+    if (o.list) {
+        for (size_t i = 0; i < cs.n; i++)
+            printf("%s\n", cs.v[i].id);
+        goto out;
+    }
+    printf("seed: 0x%llx\n", (unsigned long long)o.seed);
+    fflush(stdout);
+    fprintf(stderr, "migcert run: seed 0x%llx, %zu case(s)%s\n", (unsigned long long)o.seed,
+            cs.n, o.sweep ? " (+ sweeps)" : "");
+    Cases done = {0};
+    size_t progress = 0;
+    for (size_t i = 0; i < cs.n; i++) {
+        Case *c = &cs.v[i];
+        run_one(&o, c);
+        print_progress(&o, ++progress, o.sweep ? 0 : cs.n, c);
+        Case *keep = case_add(&done);
+        *keep = *c;
+        if (o.sweep)
+            sweep_case(&o, &done, keep, &progress);
+    }
+    for (size_t i = 0; i < done.n; i++) {
+        const char *st = done.v[i].status;
+        if (!strcmp(st, "passed"))
+            done.passed++;
+        else if (!strcmp(st, "skipped"))
+            done.skipped++;
+        else
+            done.failed++;
+    }
+    if (o.json)
+        write_json(&o, &done);
+    if (o.junit)
+        write_junit(&o, &done);
+    if (done.failed) {
+        printf("\nFAILED cases:\n");
+        for (size_t i = 0; i < done.n; i++) {
+            const Case *c = &done.v[i];
+            if (strcmp(c->status, "failed"))
+                continue;
+            printf("  %-60s %s\n", c->id, c->error ? c->error : "");
+            printf("REPRO: %s\n", c->repro);
+        }
+    }
+    if (done.skipped)
+        printf("(%zu skipped: the pair cannot run them)\n", done.skipped);
+    if (done.n == 1 && done.v[0].trace_hash[0])
+        printf("trace: %s\n", done.v[0].trace_hash);
+    printf("%zu passed, %zu failed\n", done.passed, done.failed);
+    rc = done.failed ? 1 : 0;
+    for (size_t i = 0; i < done.n; i++)
+        case_clear(&done.v[i]);
+    free(done.v);
+    free(cs.v);
+    cs.v = NULL;
+    cs.n = 0;
+out:
+    for (size_t i = 0; i < cs.n; i++)
+        case_clear(&cs.v[i]);
+    free(cs.v);
+    free(o.paths);
+    free(o.pair_src);
+    free(o.pair_dst);
+    for (size_t i = 0; i < o.nscns; i++)
+        scenario_free(o.scns[i]);
+    free(o.scns);
+    return rc;
 }

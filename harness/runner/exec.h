@@ -1,0 +1,78 @@
+/*
+ * exec.h - the scenario executor: one case = one scenario run on the
+ * simulator loop with a seed, an optional version pair and extra faults,
+ * followed by the oracles of DESIGN.md "Oracles".
+ *
+ * Owns: RunCase / RunResult and exec_run_case().
+ * Called by: `migcert run` (cmd-run.c), `migcert list-faults --unreached`,
+ * unit tests.
+ *
+ * How a case runs:
+ *   1. a sim loop (harness/sim) seeded with the case seed and a trace; the
+ *      fault injector (faults-spec.h) armed with the scenario's faults plus
+ *      the extra ones;
+ *   2. src and dst machines (impl/machine) each on a *side view* of the sim
+ *      loop: a MigLoop whose callbacks are trampolines that tell the injector
+ *      which side runs (fault specs count hits per side) and that stop
+ *      delivering once the side was killed; RAM + the deterministic workload
+ *      (fakes/workload) on src; fake devices as their release and machine
+ *      type have them (fakes/devices/releases.h) on both;
+ *   3. management: capabilities intersected (a release that does not know
+ *      the query offers the empty mask), parameters set; the steps run in
+ *      order (`migrate` makes a new mem link per attempt, with the scenario's
+ *      bandwidth/latency); then the run waits, in virtual time, until the
+ *      migration is over on both sides (bounded by the scenario timeout);
+ *   4. oracles, in this order, first failure wins:
+ *      outcome   completed => dst completed and running, src postmigrate;
+ *                failed/cancelled => src running, dst not running;
+ *                and the observed outcome/error matches `expect` (or, with a
+ *                --pair, the pair rules of releases.h);
+ *      memory    completed => every dst page equals the src page at stop
+ *                time (mig_workload_verify); otherwise the src RAM still
+ *                matches its own generations;
+ *      devices   completed => mig_fake_device_check_migrated (field by field
+ *                or the documented transform); otherwise the src devices
+ *                equal their state before the migration;
+ *      resources after freeing everything no timer/defer is left on the sim
+ *                loop (memory leaks: the valgrind lane).
+ *   A fault that fired because of an extra (--fault, --sweep) spec relaxes
+ *   `expect` to "completed or failed"; the oracles still apply.
+ */
+#ifndef MIGCERT_RUNNER_EXEC_H
+#define MIGCERT_RUNNER_EXEC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "faults-spec.h"
+#include "scenario.h"
+
+typedef struct RunCase {
+    const Scenario *scn;
+    uint64_t seed;
+    const char *pair_src; /* release overrides (NULL = the scenario's) */
+    const char *pair_dst;
+    const MigFaultSpec *extra; /* added to the scenario's faults */
+    size_t nextra;
+    FILE *trace_out; /* echo the trace here (NULL: quiet) */
+} RunCase;
+
+typedef struct RunResult {
+    bool passed;
+    bool skipped;          /* the pair cannot run this scenario (e.g. device) */
+    char error[1024];      /* why it failed or was skipped */
+    char outcome[16];      /* observed: completed failed cancelled timeout */
+    char mig_error[512];   /* the migration's error text, if any */
+    char trace_hash[65];
+    uint64_t fired;        /* faults that fired */
+    char first_fired[96];  /* "src:point#N" of the first one */
+    uint64_t hits[MIG_FAULT_SIDE__COUNT][64]; /* per registered point */
+    uint64_t virtual_ns;   /* virtual time the run took */
+} RunResult;
+
+/* Run one case.  Returns 0 when the case ran (passed or not: see r->passed),
+ * a negative errno when it could not be set up (r->error says why). */
+int exec_run_case(const RunCase *c, RunResult *r);
+
+#endif
