@@ -72,6 +72,7 @@ struct MigMigration {
     MigLoopSource *timer_src;  /* rate limit window */
     MigLoopSource *cancel_src; /* defer: cancelling -> cancelled */
     bool watching;
+    bool hangup_seen; /* the last readiness carried ERR/HUP */
 
     uint64_t start_ns, setup_end_ns, end_ns, stop_ns;
     bool has_setup_time, has_end, has_downtime;
@@ -782,6 +783,14 @@ static void dst_readable(MigTransport *t, uint32_t events, void *opaque)
     MigMigration *mm = opaque;
     mig_transport_watch(t, 0, NULL, NULL);
     mm->watching = false;
+    mm->hangup_seen = (events & (MIG_LOOP_ERR | MIG_LOOP_HUP)) != 0;
+    dst_consume(mm);
+}
+
+static void dst_timer(void *opaque)
+{
+    MigMigration *mm = opaque;
+    mm->timer_src = NULL;
     dst_consume(mm);
 }
 
@@ -1032,7 +1041,7 @@ static void dst_consume(void *opaque)
 {
     MigMigration *mm = opaque;
     mm->kick_src = NULL;
-    if (!dst_alive(mm) || mm->watching)
+    if (!dst_alive(mm) || mm->watching || mm->timer_src)
         return;
     uint64_t start = mig_stream_offset(mm->s);
     for (;;) {
@@ -1049,6 +1058,16 @@ static void dst_consume(void *opaque)
             mig_stream_rewind(mm->s);
             if (!dst_alive(mm))
                 return;
+            if (mm->hangup_seen) {
+                /* The transport reported an error or hang-up but the read
+                 * still says "not yet" (bytes in flight before a reset):
+                 * a level-triggered watch would fire again at once, so poll
+                 * with a short timer instead of spinning. */
+                mm->hangup_seen = false;
+                mm->timer_src = mig_loop_timer_add(mm->env.loop, now_ns(mm) + NS_PER_MS,
+                                                   dst_timer, mm);
+                return;
+            }
             mm->watching = true;
             mig_transport_watch(mm->t, MIG_LOOP_IN, dst_readable, mm);
             return;

@@ -1,0 +1,382 @@
+/*
+ * test-sim-migration.c - whole migrations between two machines on the
+ * deterministic simulator: memory verified page by page, reproducible trace
+ * hashes, and cancel at every state and every pre-copy pass.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "machine/machine.h"
+#include "sim/sim.h"
+#include "workload/workload.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+/* A small device with FULL sections, to check device state both ways. */
+typedef struct FakeDev {
+    uint32_t a;
+    uint64_t b;
+} FakeDev;
+
+static int dev_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    FakeDev *d = opaque;
+    mig_stream_put_be32(s, d->a);
+    mig_stream_put_be64(s, d->b);
+    return 0;
+}
+
+static int dev_load(void *opaque, MigStream *s, uint32_t version, MigErr **errp)
+{
+    FakeDev *d = opaque;
+    uint32_t a = mig_stream_get_be32(s);
+    uint64_t b = mig_stream_get_be64(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    int r = mig_stream_take_error(s, errp);
+    if (r < 0)
+        return r;
+    d->a = a;
+    d->b = b;
+    return 0;
+}
+
+static const MigFullOps dev_ops = {.save = dev_save, .load = dev_load};
+
+typedef struct Run {
+    MigLoop *loop;
+    MigTrace *trace;
+    MigMachine *src, *dst;
+    MigWorkload *w;
+    FakeDev sdev, ddev;
+    MigLink *link;
+    /* cancel injection */
+    MigStatus cancel_at;  /* MIG_STATUS__COUNT: none */
+    uint64_t cancel_pass; /* 0: none */
+    bool cancelled;
+    uint64_t passes_seen;
+    char statuses[512];
+    uint64_t seed_bw;
+} Run;
+
+static void on_src_event(void *opaque, const char *name, json_t *data)
+{
+    Run *r = opaque;
+    if (strcmp(name, "MIGRATION") == 0) {
+        const char *st = json_string_value(json_object_get(data, "status"));
+        strncat(r->statuses, st, sizeof(r->statuses) - strlen(r->statuses) - 2);
+        strcat(r->statuses, " ");
+        if (r->cancel_at != MIG_STATUS__COUNT && strcmp(st, mig_status_name(r->cancel_at)) == 0 &&
+            !r->cancelled) {
+            r->cancelled = true;
+            assert_int_equal(mig_machine_migrate_cancel(r->src), 0);
+        }
+    } else if (strcmp(name, "MIGRATION_PASS") == 0) {
+        r->passes_seen++;
+        if (r->cancel_pass && r->passes_seen == r->cancel_pass && !r->cancelled) {
+            r->cancelled = true;
+            assert_int_equal(mig_machine_migrate_cancel(r->src), 0);
+        }
+    }
+}
+
+static void set_caps(MigMachine *m, MigCapMask caps)
+{
+    MigErr *err = NULL;
+    int rc = mig_migration_set_caps(mig_machine_migration(m), caps, caps, &err);
+    if (rc)
+        fail_msg("set caps: %s", err ? err->msg : "?");
+}
+
+/* Build both machines and a link; migration starts in run_start. */
+static void run_setup(Run *r, uint64_t seed, uint64_t ram, uint64_t dirty_rate,
+                      uint64_t bandwidth, MigCapMask caps)
+{
+    memset(r, 0, sizeof(*r));
+    r->cancel_at = MIG_STATUS__COUNT;
+    r->seed_bw = bandwidth;
+    r->loop = mig_sim_loop_new(seed);
+    assert_non_null(r->loop);
+    r->trace = mig_trace_new();
+    r->loop->trace = r->trace;
+    if (getenv("MIG_TRACE"))
+        mig_trace_set_echo(r->trace, stderr);
+    mig_sim_set_step_limit(r->loop, 50000000);
+    MigErr *err = NULL;
+    MigMachineOptions so = {.name = "src", .ram_size = ram, .event = on_src_event,
+                            .event_opaque = r};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = ram, .incoming = true};
+    r->src = mig_machine_new(r->loop, &so, &err);
+    r->dst = mig_machine_new(r->loop, &dopt, &err);
+    assert_non_null(r->src);
+    assert_non_null(r->dst);
+    MigWorkloadOptions wo = {.seed = seed, .fill = MIG_WORKLOAD_FILL_RANDOM,
+                             .dirty_rate = dirty_rate};
+    r->w = mig_workload_new(r->src, &wo, &err);
+    assert_non_null(r->w);
+    r->sdev = (FakeDev){0x11223344, 0x5566778899aabbccull};
+    r->ddev = (FakeDev){0, 0};
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r->src), "fake-dev", 0, 1, &dev_ops,
+                                         &r->sdev, NULL) >= 0);
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r->dst), "fake-dev", 0, 1, &dev_ops,
+                                         &r->ddev, NULL) >= 0);
+    caps |= MIG_CAP_BIT(MIG_CAP_EVENTS);
+    set_caps(r->src, caps);
+    set_caps(r->dst, caps);
+    /* Unthrottled at the engine; the link sets the pace. */
+    MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 0};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(r->src), &ps, NULL), 0);
+}
+
+static void run_start(Run *r)
+{
+    MigLinkParams lp = {.bandwidth = r->seed_bw, .latency_ns = 50000};
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(r->loop, &lp, &a, &b), 0);
+    r->link = mig_transport_mem_link(a);
+    /* Let the guest run a little before migrating. */
+    mig_sim_run_for(r->loop, 20 * 1000000ull);
+    assert_int_equal(mig_machine_incoming_transport(r->dst, b, NULL), 0);
+    MigErr *err = NULL;
+    int rc = mig_machine_migrate_transport(r->src, a, &err);
+    if (rc)
+        fail_msg("migrate: %s", err ? err->msg : "?");
+}
+
+static bool both_done(void *opaque)
+{
+    Run *r = opaque;
+    MigStatus s = mig_migration_status(mig_machine_migration(r->src));
+    MigStatus d = mig_migration_status(mig_machine_migration(r->dst));
+    return mig_status_is_terminal(s) && mig_status_is_terminal(d);
+}
+
+static void run_wait(Run *r)
+{
+    uint64_t deadline = mig_loop_now_ns(r->loop) + 600ull * 1000000000ull;
+    int rc = mig_loop_run_until(r->loop, both_done, r, deadline);
+    if (rc != 0)
+        fail_msg("run_until: %d src=%s dst=%s (%s / %s)", rc,
+                 mig_status_name(mig_migration_status(mig_machine_migration(r->src))),
+                 mig_status_name(mig_migration_status(mig_machine_migration(r->dst))),
+                 mig_migration_error(mig_machine_migration(r->src)),
+                 mig_migration_error(mig_machine_migration(r->dst)));
+}
+
+static void run_free(Run *r)
+{
+    mig_link_unref(r->link);
+    mig_workload_free(r->w);
+    mig_machine_free(r->src);
+    mig_machine_free(r->dst);
+    /* Nothing of the migration may be left on the loop. */
+    assert_int_equal(mig_sim_live_sources(r->loop), 0);
+    mig_loop_free(r->loop);
+    mig_trace_free(r->trace);
+}
+
+static void test_sim_migration_completes_with_memory_verified(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x5eed, 64 * MIB, 20000, 1000ull * MIB, 0);
+    run_start(&r);
+    run_wait(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_string_equal(mig_migration_error(sm), "");
+    assert_string_equal(mig_migration_error(dm), "");
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_POSTMIGRATE);
+    assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
+    assert_string_equal(r.statuses, "setup active device completed ");
+    /* The guest wrote during pre-copy, so more than one pass happened. */
+    assert_true(mig_workload_writes(r.w) > 0);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("%s", err->msg);
+    char d1[65], d2[65];
+    mig_machine_ram_digest(r.src, d1);
+    mig_machine_ram_digest(r.dst, d2);
+    assert_string_equal(d1, d2);
+    assert_int_equal(r.ddev.a, r.sdev.a);
+    assert_true(r.ddev.b == r.sdev.b);
+    MigInfo info;
+    mig_machine_query_migrate(r.src, &info);
+    assert_true(info.has_ram && info.has_downtime);
+    assert_true(info.ram.dirty_sync_count >= 3);
+    assert_int_equal(info.ram.total, 64 * MIB);
+    assert_true(info.ram.normal + info.ram.duplicate >= 64 * MIB / 4096);
+    json_t *j = mig_info_to_json(&info);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "completed");
+    assert_non_null(json_object_get(json_object_get(j, "ram"), "dirty-sync-count"));
+    json_decref(j);
+    run_free(&r);
+}
+
+static void hash_of_run(uint64_t seed, char out[65])
+{
+    Run r;
+    run_setup(&r, seed, 16 * MIB, 20000, 200ull * MIB, 0);
+    run_start(&r);
+    run_wait(&r);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
+    mig_trace_hash(r.trace, out);
+    run_free(&r);
+}
+
+static void test_sim_migration_same_seed_same_trace(void **state)
+{
+    (void)state;
+    char h1[65], h2[65], h3[65];
+    hash_of_run(1, h1);
+    hash_of_run(1, h2);
+    hash_of_run(2, h3);
+    assert_string_equal(h1, h2);
+    assert_string_not_equal(h1, h3);
+}
+
+/* After a cancel: source running, RAM as the guest wrote it, device state
+ * untouched; destination failed or cancelled with its RAM zero again. */
+static void check_cancelled(Run *r)
+{
+    MigMigration *sm = mig_machine_migration(r->src), *dm = mig_machine_migration(r->dst);
+    assert_true(r->cancelled);
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_CANCELLED);
+    assert_true(mig_migration_status(dm) == MIG_STATUS_FAILED ||
+                mig_migration_status(dm) == MIG_STATUS_CANCELLED);
+    assert_int_equal(mig_machine_run_state(r->src), MIG_RUN_STATE_RUNNING);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r->w, mig_machine_ram(r->src), &err))
+        fail_msg("source RAM changed by a cancelled migration: %s", err->msg);
+    assert_int_equal(r->sdev.a, 0x11223344);
+    assert_int_equal(mig_machine_run_state(r->dst), MIG_RUN_STATE_INMIGRATE);
+    MigRam *dram = mig_machine_ram(r->dst);
+    MigRamBlock *b = mig_ram_block(dram, 0);
+    for (uint64_t p = 0; p < b->npages; p++)
+        if (!mig_ram_page_is_zero(b->host + p * 4096))
+            fail_msg("destination kept page %llu", (unsigned long long)p);
+    assert_int_equal(r->ddev.a, 0);
+    /* The source can migrate again afterwards. */
+    MigTransport *a, *bt;
+    assert_int_equal(mig_transport_mem_pair(r->loop, NULL, &a, &bt), 0);
+    assert_int_equal(mig_machine_migrate_transport(r->src, a, NULL), 0);
+    assert_int_equal(mig_machine_migrate_cancel(r->src), 0);
+    mig_transport_close(bt);
+    mig_sim_run_for(r->loop, 1000000);
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_CANCELLED);
+}
+
+static void test_sim_migration_cancel_in_every_state(void **state)
+{
+    (void)state;
+    const MigStatus states[] = {MIG_STATUS_SETUP, MIG_STATUS_ACTIVE, MIG_STATUS_PRE_SWITCHOVER,
+                                MIG_STATUS_DEVICE};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(states); i++) {
+        Run r;
+        MigCapMask caps = states[i] == MIG_STATUS_PRE_SWITCHOVER
+                              ? MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER)
+                              : 0;
+        run_setup(&r, 7 + i, 16 * MIB, 20000, 200ull * MIB, caps);
+        r.cancel_at = states[i];
+        run_start(&r);
+        run_wait(&r);
+        check_cancelled(&r);
+        run_free(&r);
+    }
+}
+
+static void test_sim_migration_cancel_at_every_pass(void **state)
+{
+    (void)state;
+    /* A baseline run says how many passes there are; then cancel at each. */
+    Run r;
+    const uint64_t seed = 42;
+    /* Slow link + busy guest: several passes, bounded by x-max-passes. */
+    run_setup(&r, seed, 16 * MIB, 30000, 100ull * MIB, 0);
+    MigParamsSet ps = {.has_x_max_passes = true, .p.x_max_passes = 5,
+                       .has_downtime_limit = true, .p.downtime_limit = 5};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
+    run_start(&r);
+    run_wait(&r);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
+    uint64_t passes = r.passes_seen;
+    assert_true(passes >= 2);
+    run_free(&r);
+    for (uint64_t p = 1; p <= passes; p++) {
+        run_setup(&r, seed, 16 * MIB, 30000, 100ull * MIB, 0);
+        assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
+        r.cancel_pass = p;
+        run_start(&r);
+        run_wait(&r);
+        check_cancelled(&r);
+        run_free(&r);
+    }
+}
+
+static void test_sim_migration_link_drop_fails_both_sides(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 99, 16 * MIB, 1000, 200ull * MIB, 0);
+    run_start(&r);
+    mig_link_drop_at(r.link, MIG_LINK_A_TO_B, 3 * MIB);
+    run_wait(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+    assert_true(strlen(mig_migration_error(sm)) > 0);
+    assert_non_null(strstr(mig_migration_error(dm), "ram"));
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    run_free(&r);
+}
+
+static void test_sim_migration_capability_mismatch_named(void **state)
+{
+    (void)state;
+    MigLoop *loop = mig_sim_loop_new(5);
+    MigMachineOptions so = {.name = "src", .ram_size = 32 * MIB};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = 32 * MIB, .incoming = true};
+    MigMachine *src = mig_machine_new(loop, &so, NULL), *dst = mig_machine_new(loop, &dopt, NULL);
+    set_caps(src, MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED));
+    /* Non-zero pages: more than the link buffers, so the source is still
+     * sending when the destination gives up, and sees it. */
+    MigRamBlock *blk = mig_ram_block(mig_machine_ram(src), 0);
+    memset(blk->host, 0xab, blk->length);
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(loop, NULL, &a, &b), 0);
+    assert_int_equal(mig_machine_incoming_transport(dst, b, NULL), 0);
+    assert_int_equal(mig_machine_migrate_transport(src, a, NULL), 0);
+    Run probe = {.src = src, .dst = dst};
+    mig_loop_run_until(loop, both_done, &probe, 60ull * 1000000000ull);
+    assert_int_equal(mig_migration_status(mig_machine_migration(dst)), MIG_STATUS_FAILED);
+    assert_non_null(strstr(mig_migration_error(mig_machine_migration(dst)), "x-ignore-shared"));
+    assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_FAILED);
+    assert_int_equal(mig_machine_run_state(src), MIG_RUN_STATE_RUNNING);
+    mig_machine_free(src);
+    mig_machine_free(dst);
+    assert_int_equal(mig_sim_live_sources(loop), 0);
+    mig_loop_free(loop);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sim_migration_completes_with_memory_verified),
+        cmocka_unit_test(test_sim_migration_same_seed_same_trace),
+        cmocka_unit_test(test_sim_migration_cancel_in_every_state),
+        cmocka_unit_test(test_sim_migration_cancel_at_every_pass),
+        cmocka_unit_test(test_sim_migration_link_drop_fails_both_sides),
+        cmocka_unit_test(test_sim_migration_capability_mismatch_named),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
