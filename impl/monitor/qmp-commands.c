@@ -174,5 +174,7 @@ int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b)
 
 void mig_qmp_machine_event(void *monitor, const char *name, json_t *data)
 {
-    mig_monitor_emit(monitor, name, data ? json_incref(data) : NULL);
+    /* QEMU events without members (STOP, RESUME) carry no "data" at all */
+    bool empty = !data || (json_is_object(data) && json_object_size(data) == 0);
+    mig_monitor_emit(monitor, name, empty ? NULL : json_incref(data));
 }

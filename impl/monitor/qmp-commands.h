@@ -39,7 +39,8 @@ typedef struct MigQmpMachine {
 int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b);
 
 /* A MigMachineOptions.event callback: `monitor` is the MigMonitor; data is
- * borrowed (the monitor takes its own reference). */
+ * borrowed (the monitor takes its own reference); NULL or an empty object
+ * sends the event without "data", as QEMU does for STOP and RESUME. */
 void mig_qmp_machine_event(void *monitor, const char *name, json_t *data);
 
 #endif

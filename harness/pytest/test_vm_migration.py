@@ -1,0 +1,451 @@
+"""test_vm_migration.py - real two-process migrations between `migcert vm`
+processes, driven over QMP with harness/pytest/qmp.py (the driver that also
+drives QEMU).
+
+What a user would notice, checked here:
+- a 256 MiB guest whose workload keeps dirtying pages migrates over unix:,
+  fd: and file:, and the destination's RAM digest (x-query-ram-digest) equals
+  the source's once the source is paused after completion (postmigrate);
+- migrate_cancel at a random moment: the source keeps running with its RAM
+  live (it can migrate again, to a fresh destination, with equal digests);
+  the destination drops what it loaded and exits non-zero with a clear error;
+- destination killed mid-migration: the source reports a failed migration
+  with a reason and keeps running; source killed: the destination says why
+  and exits non-zero (QEMU's behaviour);
+- the QMP surface has QEMU's names, replies and error classes.
+
+Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_migration.py -k NAME
+The random cancel moment is drawn from MIGCERT_TEST_SEED (printed on failure).
+"""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from qmp import QMP, QMPError  # noqa: E402
+
+RAM = "256M"
+DIRTY_RATE = 4000  # pages/s on the source: about 16 MB/s of writes
+UNLIMITED = 10**12
+TEST_SEED = int(os.environ.get("MIGCERT_TEST_SEED", str(int(time.time()) & 0xFFFF)))
+
+
+class Vm:
+    """One `migcert vm` process with a connected QMP session."""
+
+    def __init__(self, binary, folder, name, *args, pass_fds=(), connect=True):
+        self.name = name
+        self.sock = Path(folder) / f"{name}.qmp"
+        self.log_path = Path(folder) / f"{name}.log"
+        self.argv = [str(binary), "vm", "--qmp", f"unix:{self.sock}"] + [str(a) for a in args]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, pass_fds=pass_fds)
+        self.qmp = None
+        if connect:
+            try:
+                self.qmp = QMP.connect(self.sock, timeout=20, cmd_timeout=30, alive=self.alive)
+            except Exception as e:
+                self.kill()
+                raise AssertionError(f"{name}: no QMP: {e}\n{self.log()}") from e
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def cmd(self, name, args=None, **kw):
+        return self.qmp.execute(name, args, **kw)
+
+    def wait_exit(self, timeout=20):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still running after {timeout}s\n{self.log()}")
+
+    def quit(self):
+        if self.alive() and self.qmp is not None:
+            try:
+                self.qmp.execute("quit", timeout=10)
+            except Exception:
+                pass
+        rc = None
+        try:
+            rc = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+        return rc
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
+        if self.alive():
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if not self._log.closed:
+            self._log.close()
+
+
+@pytest.fixture
+def vms(migcert_bin, sock_dir):
+    """vms(name, *args, pass_fds=()) -> a started Vm; all killed at teardown."""
+    started = []
+
+    def start(name, *args, pass_fds=(), connect=True):
+        vm = Vm(migcert_bin, sock_dir, name, *args, pass_fds=pass_fds, connect=connect)
+        started.append(vm)
+        return vm
+
+    start.dir = sock_dir
+    yield start
+    for vm in started:
+        vm.kill()
+
+
+def source(vms, name="src", *extra, dirty=DIRTY_RATE):
+    return vms(name, "--ram", RAM, "--fill", "random", "--seed", "7",
+               "--dirty-rate", str(dirty), *extra)
+
+
+def destination(vms, name, incoming, *extra, pass_fds=(), events=False):
+    """A destination.  With events, it starts with `-incoming defer`, gets the
+    capability set, then migrate-incoming (capabilities cannot change while
+    an incoming migration is set up); otherwise --incoming URI directly."""
+    if not events:
+        return vms(name, "--ram", RAM, "--incoming", incoming, *extra, pass_fds=pass_fds)
+    vm = vms(name, "--ram", RAM, "--incoming", "defer", *extra, pass_fds=pass_fds)
+    enable_events(vm)
+    vm.cmd("migrate-incoming", uri=incoming)
+    return vm
+
+
+def enable_events(*vms_):
+    for vm in vms_:
+        vm.cmd("migrate-set-capabilities",
+               capabilities=[{"capability": "events", "state": True}])
+
+
+def set_bandwidth(vm, bps):
+    vm.cmd("migrate-set-parameters", {"max-bandwidth": bps})
+
+
+def wait_status(vm, statuses, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        info = vm.cmd("query-migrate")
+        if info.get("status") in statuses:
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{vm.name}: migration {info} not in {statuses}\n{vm.log()}")
+        time.sleep(0.005)
+
+
+def status(vm):
+    """(running, status) of query-status (QEMU adds other keys, e.g. singlestep)."""
+    st = vm.cmd("query-status")
+    return st["running"], st["status"]
+
+
+def digest(vm):
+    return vm.cmd("x-query-ram-digest")["sha256"]
+
+
+def check_completed_pair(src, dst):
+    info = src.qmp.wait_migration(timeout=120)
+    assert info["status"] == "completed", f"{info}\n--- src ---\n{src.log()}\n--- dst ---\n{dst.log()}"
+    for key in ("total-time", "downtime", "setup-time"):
+        assert key in info, info
+    assert info["ram"]["total"] == 256 << 20
+    assert info["ram"]["transferred"] >= info["ram"]["normal-bytes"] > 0
+    dinfo = wait_status(dst, ("completed", "failed"), timeout=30)
+    assert dinfo["status"] == "completed", f"{dinfo}\n{dst.log()}"
+    # the source stays paused after completion, so its RAM is the RAM at stop time
+    assert status(src) == (False, "postmigrate")
+    assert status(dst) == (True, "running")
+    assert digest(dst) == digest(src)
+
+
+# ---- migrations that complete --------------------------------------------
+
+def test_vm_migration_over_unix(vms):
+    dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock", events=True)
+    src = source(vms)
+    enable_events(src)
+    assert status(dst) == (False, "inmigrate")
+    assert src.cmd("query-migrate") == {}  # nothing yet, as QEMU
+    set_bandwidth(src, UNLIMITED)
+    time.sleep(0.2)  # let the guest dirty pages first
+    src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
+    check_completed_pair(src, dst)
+    stop = src.qmp.wait_event("STOP", timeout=5)
+    assert set(stop["timestamp"]) == {"seconds", "microseconds"}
+    seen = []
+    while True:
+        ev = src.qmp.wait_event("MIGRATION", timeout=5)
+        seen.append(ev["data"]["status"])
+        if ev["data"]["status"] == "completed":
+            break
+    assert seen[0] == "setup" and "active" in seen, seen
+    assert dst.qmp.wait_event("MIGRATION", timeout=5,
+                              match=lambda e: e["data"]["status"] == "completed")
+    assert dst.qmp.wait_event("RESUME", timeout=5)
+
+
+def test_vm_migration_over_unix_throttled_with_passes(vms):
+    """Default-like throttle: several passes while the guest keeps writing."""
+    dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock")
+    src = source(vms, dirty=20000)
+    enable_events(src)
+    set_bandwidth(src, 512 << 20)
+    src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
+    check_completed_pair(src, dst)
+    passes = [e for e in src.qmp.get_events() if e["event"] == "MIGRATION_PASS"]
+    assert passes, "no MIGRATION_PASS event"
+    info = src.cmd("query-migrate")
+    assert info["ram"]["dirty-sync-count"] >= 2, info
+
+
+def test_vm_migration_over_fd(vms):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        dst = destination(vms, "dst", f"fd:{b.fileno()}", pass_fds=(b.fileno(),),
+                          events=True)
+        src = vms("src", "--ram", RAM, "--fill", "random", "--seed", "7",
+                  "--dirty-rate", str(DIRTY_RATE), pass_fds=(a.fileno(),))
+        src_fd = a.fileno()
+    finally:
+        a_no = a.detach()
+        b.close()
+    try:
+        set_bandwidth(src, UNLIMITED)
+        src.cmd("migrate", uri=f"fd:{src_fd}")
+        check_completed_pair(src, dst)
+    finally:
+        os.close(a_no)
+
+
+def test_vm_migration_to_file_then_restore(vms):
+    path = vms.dir / "vm.mig"
+    src = source(vms)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=f"file:{path}")
+    info = src.qmp.wait_migration(timeout=120)
+    assert info["status"] == "completed", f"{info}\n{src.log()}"
+    assert path.stat().st_size > 256 << 20  # random RAM does not shrink
+    assert path.read_bytes()[:8] == b"QEVM\x00\x00\x00\x03"
+    # destination started with -incoming defer, as management does with QEMU
+    dst = destination(vms, "dst", "defer")
+    assert dst.cmd("query-status")["status"] == "inmigrate"
+    dst.cmd("migrate-incoming", uri=f"file:{path}")
+    dinfo = wait_status(dst, ("completed", "failed"), timeout=60)
+    assert dinfo["status"] == "completed", f"{dinfo}\n{dst.log()}"
+    assert digest(dst) == digest(src)
+    assert src.cmd("query-status")["status"] == "postmigrate"
+
+
+# ---- cancel and death ----------------------------------------------------
+
+def migrate_slowly(vms, src_extra=()):
+    dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock")
+    src = source(vms, "src", *src_extra)
+    set_bandwidth(src, 64 << 20)  # 256 MiB takes ~4 s: room to interfere
+    src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
+    return src, dst
+
+
+def migrate_again(vms, src, name):
+    """The source is intact: a second migration to a fresh destination
+    completes with equal digests."""
+    dst2 = destination(vms, name, f"unix:{vms.dir}/{name}.sock")
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=f"unix:{vms.dir}/{name}.sock")
+    check_completed_pair(src, dst2)
+
+
+def test_vm_cancel_at_random_moment_source_keeps_running(vms):
+    rnd = random.Random(TEST_SEED)
+    delay = rnd.uniform(0.0, 2.0)
+    src, dst = migrate_slowly(vms)
+    time.sleep(delay)
+    src.cmd("migrate_cancel")
+    info = wait_status(src, ("cancelled",), timeout=10)
+    assert info["status"] == "cancelled", f"seed {TEST_SEED}: {info}"
+    assert status(src) == (True, "running"), \
+        f"seed {TEST_SEED}, cancel after {delay:.3f}s"
+    # the guest is live: its memory keeps changing
+    d1 = digest(src)
+    time.sleep(0.1)
+    assert digest(src) != d1
+    # the destination discards what it loaded and exits with a reason
+    rc = dst.wait_exit(20)
+    assert rc != 0, dst.log()
+    assert "incoming migration" in dst.log(), dst.log()
+    migrate_again(vms, src, "dst2")
+
+
+def test_vm_destination_killed_mid_migration(vms):
+    src, dst = migrate_slowly(vms)
+    wait_status(src, ("active",), timeout=10)
+    time.sleep(0.5)
+    dst.kill()
+    info = wait_status(src, ("failed",), timeout=20)
+    assert info.get("error-desc"), info
+    assert status(src) == (True, "running")
+    migrate_again(vms, src, "dst2")
+
+
+def test_vm_source_killed_mid_migration(vms):
+    src, dst = migrate_slowly(vms)
+    wait_status(src, ("active",), timeout=10)
+    time.sleep(0.5)
+    src.kill()
+    rc = dst.wait_exit(20)
+    log = dst.log()
+    assert rc == 1, log
+    assert "incoming migration failed:" in log, log
+
+
+def test_vm_cancel_before_anything_is_a_no_op(vms):
+    src = source(vms, dirty=0)
+    assert src.cmd("migrate_cancel") == {}
+    assert src.cmd("query-status")["running"] is True
+
+
+# ---- the QMP surface -----------------------------------------------------
+
+def test_vm_qmp_run_state_and_events(vms):
+    vm = vms("vm", "--ram", "16M", "-S")
+    assert status(vm) == (False, "prelaunch")
+    vm.cmd("cont")
+    assert vm.qmp.wait_event("RESUME", timeout=5)["event"] == "RESUME"
+    assert status(vm) == (True, "running")
+    vm.cmd("stop")
+    ev = vm.qmp.wait_event("STOP", timeout=5)
+    assert "data" not in ev
+    assert status(vm) == (False, "paused")
+    assert vm.quit() == 0
+
+
+def test_vm_qmp_capabilities_and_parameters(vms):
+    vm = vms("vm", "--ram", "16M")
+    caps = vm.cmd("query-migrate-capabilities")
+    names = [c["capability"] for c in caps]
+    assert "events" in names and all(c["state"] is False for c in caps)
+    enable_events(vm)
+    assert {"capability": "events", "state": True} in vm.cmd("query-migrate-capabilities")
+    params = vm.cmd("query-migrate-parameters")
+    assert params["max-bandwidth"] == 134217728 and params["downtime-limit"] == 300
+    vm.cmd("migrate-set-parameters", {"max-bandwidth": 1e12, "downtime-limit": 50})
+    params = vm.cmd("query-migrate-parameters")
+    assert params["max-bandwidth"] == 10**12 and params["downtime-limit"] == 50
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate-set-parameters", {"downtime-limit": "fast"})
+    assert "downtime-limit" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate-set-parameters", {"no-such-parameter": 1})
+    assert "no-such-parameter" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate-set-capabilities",
+               capabilities=[{"capability": "warp-drive", "state": True}])
+    assert "warp-drive" in e.value.desc
+
+
+def test_vm_qmp_errors_name_what_was_wrong(vms):
+    vm = vms("vm", "--ram", "16M")
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate", uri="tcp:localhost:4444")
+    assert e.value.error_class == "GenericError" and "tcp:localhost:4444" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate", uri=f"unix:{vms.dir}/nobody-listens.sock")
+    assert "nobody-listens.sock" in e.value.desc
+    assert vm.cmd("query-status")["running"] is True
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate")
+    assert "'uri'" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate", uri=5)
+    assert "'uri'" in e.value.desc and "string" in e.value.desc
+    with pytest.raises(QMPError) as e:
+        vm.cmd("no-such-command")
+    assert e.value.error_class == "CommandNotFound"
+    with pytest.raises(QMPError) as e:
+        vm.cmd("migrate-incoming", uri="defer")
+    assert e.value.error_class == "GenericError"
+    # raw malformed input gets an error and the session goes on
+    vm.qmp.send_raw(b'{"execute": "query-status",,}')
+    reply = vm.qmp.recv_reply(timeout=5)
+    assert reply["error"]["class"] == "GenericError"
+    assert vm.cmd("query-status")["status"] == "running"
+
+
+def test_vm_negotiation_required(vms, sock_dir):
+    vm = vms("vm", "--ram", "16M")
+    q = QMP.connect(vm.sock, negotiate=False)
+    try:
+        assert q.greeting["version"]["package"].startswith("migcert")
+        assert set(q.greeting["version"]["qemu"]) == {"major", "minor", "micro"}
+        with pytest.raises(QMPError) as e:
+            q.execute("query-status")
+        assert e.value.error_class == "CommandNotFound"
+        assert "qmp_capabilities" in e.value.desc
+        q.execute("qmp_capabilities")
+        assert q.execute("query-status")["status"] == "running"
+    finally:
+        q.close()
+
+
+def test_vm_old_release_has_no_capability_commands(vms):
+    vm = vms("vm", "--ram", "16M", "--release", "1.0")
+    with pytest.raises(QMPError) as e:
+        vm.cmd("query-migrate-capabilities")
+    assert e.value.error_class == "CommandNotFound"
+    assert vm.qmp.greeting["version"]["qemu"]["major"] == 1
+
+
+# ---- the command line ----------------------------------------------------
+
+@pytest.mark.parametrize("args,words", [
+    (["--ram", "lots"], "--ram"),
+    (["--ram", "4097B"], "--ram"),  # not a multiple of 4 KiB
+    (["--release", "9.9"], "9.9"),
+    (["--fill", "plaid"], "--fill"),
+    (["--machine", "mc-0.1"], "mc-0.1"),
+    (["--bogus"], "--bogus"),
+])
+def test_vm_bad_options_exit_2(run_migcert, sock_dir, args, words):
+    r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)
+    assert r.returncode == 2, r
+    assert words in r.stderr, r.stderr
+
+
+def test_vm_requires_qmp(run_migcert):
+    r = run_migcert("vm", timeout=10)
+    assert r.returncode == 2 and "--qmp" in r.stderr
+
+
+def test_vm_destination_fails_on_garbage_stream(vms):
+    bad = vms.dir / "garbage.mig"
+    bad.write_bytes(b"NOT A MIGRATION STREAM" * 10)
+    dst = vms("dst", "--ram", "16M", "--incoming", f"file:{bad}", connect=False)
+    rc = dst.wait_exit(20)
+    log = dst.log()
+    assert rc == 1, log
+    assert "incoming migration failed:" in log, log
