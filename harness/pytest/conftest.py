@@ -18,7 +18,8 @@ Fixtures
                      qemu_launcher.spawn(lambda sock: argv, name=None) starts any
                      QMP server (e.g. `migcert vm --qmp unix:SOCK`); every process
                      is killed at teardown, pass or fail (and dies with pytest)
-  qemu_stream        session-wide: one QEMU 7.2 migration stream file (QemuStream)
+  qemu_stream        session-wide: one QEMU 7.2 migration stream (QemuStream: .path,
+                     .data bytes, .info = the source's final query-migrate reply)
   qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
 QEMU starts take ~0.1-0.3 s each; share the session fixtures rather than
 starting a QEMU per test.
