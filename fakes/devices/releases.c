@@ -421,8 +421,9 @@ void mig_pair_predict(const char *src_release, const char *src_machine, const ch
         if (!out->completes)
             snprintf(out->device, sizeof(out->device), "%s", t);
     }
-    if (out->completes && mig_release_index(mt->name) > di) {
+    if (mig_release_index(mt->name) > di) {
         out->completes = false;
+        out->machine_unknown = true;
         snprintf(out->reason, sizeof(out->reason), "release %s does not know machine type %s",
                  dst_release, mt->machine_type);
     }

@@ -111,6 +111,8 @@ int mig_fake_device_check_migrated(const MigFakeDevice *src, const MigFakeDevice
 
 typedef struct MigPairPrediction {
     bool completes;
+    bool machine_unknown; /* dst does not know the source's machine type: the
+                             configuration check fails before any device */
     char device[32]; /* the device that breaks it, "" when none */
     char reason[160];
 } MigPairPrediction;

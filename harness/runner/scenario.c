@@ -656,7 +656,10 @@ static int check_machine(Ctx *c, const char *which, const RawMachine *r, const S
     if (dflt) {
         /* dst inherits whatever it does not say (but never src-only caps) */
         scopy(m->release, sizeof(m->release), dflt->release);
-        scopy(m->machine, sizeof(m->machine), dflt->machine);
+        /* the destination runs what management starts it with (the
+         * source's machine type); match-dst is a source-only notion */
+        if (strcmp(dflt->machine, "match-dst"))
+            scopy(m->machine, sizeof(m->machine), dflt->machine);
         m->ram = dflt->ram;
         m->fill_zero = dflt->fill_zero;
         m->devices = dup_strv(dflt->devices, (uint32_t)dflt->ndevices);
