@@ -292,9 +292,12 @@ static int build_cases(Opts *o, Cases *cs)
                 c->pair_src = mig_release_find(o->pair_src)->name;
                 c->pair_dst = mig_release_find(o->pair_dst)->name;
             }
-            c->nextra = o->nfaults;
+            /* with --sweep, a --fault without trigger names a point to sweep,
+             * it is not injected into the base case */
             c->extra = mig_malloc0(sizeof(MigFaultSpec) * (o->nfaults + 1));
-            memcpy(c->extra, o->faults, sizeof(MigFaultSpec) * o->nfaults);
+            for (size_t f = 0; f < o->nfaults; f++)
+                if (!o->sweep || o->faults[f].when != MIG_FAULT_WHEN_ALWAYS)
+                    c->extra[c->nextra++] = o->faults[f];
             c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
             if (!scn)
                 break; /* one failing case per unreadable file */
