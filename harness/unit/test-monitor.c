@@ -18,7 +18,9 @@
 #include <cmocka.h>
 
 #include "common/loop.h"
+#include "machine/machine.h"
 #include "monitor/monitor.h"
+#include "monitor/qmp-commands.h"
 #include "transport/transport.h"
 
 typedef struct Peer {
@@ -571,6 +573,134 @@ static void test_monitor_duplicate_command_is_refused(void **state)
     assert_int_equal(mig_monitor_add_commands(f->mon, neg, 1, f), -EEXIST);
 }
 
+/* The machine binding (qmp-commands.c) answers with QEMU's shapes. */
+static json_t *call(Fixture *f, Peer *p, const char *req)
+{
+    peer_send(p, req);
+    for (;;) {
+        json_t *r = peer_recv(f, p);
+        if (!json_object_get(r, "event"))
+            return r;
+        json_decref(r); /* events are checked separately */
+    }
+}
+
+static void test_monitor_machine_commands_answer_like_qemu(void **state)
+{
+    Fixture *f = *state;
+    MigMachineOptions mo = {.name = "vm",
+                            .ram_size = 1 << 20,
+                            .event = mig_qmp_machine_event,
+                            .event_opaque = f->mon};
+    MigMachine *m = mig_machine_new(f->loop, &mo, NULL);
+    assert_non_null(m);
+    MigQmpMachine b = {.machine = m};
+    assert_int_equal(mig_qmp_add_machine_commands(f->mon, &b), 0);
+    Peer *p = &f->peer[0];
+    peer_negotiate(f, p);
+
+    json_t *r = call(f, p, "{\"execute\": \"query-status\"}");
+    json_t *ret = json_object_get(r, "return");
+    assert_true(json_is_true(json_object_get(ret, "running")));
+    assert_string_equal(json_string_value(json_object_get(ret, "status")), "running");
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"stop\"}");
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    r = call(f, p, "{\"execute\": \"query-status\"}");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r, "return"), "status")), "paused");
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"query-migrate\"}");
+    assert_int_equal(json_object_size(json_object_get(r, "return")), 0); /* {} before any */
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"x-query-ram-digest\"}");
+    const char *hex = json_string_value(json_object_get(json_object_get(r, "return"), "sha256"));
+    assert_non_null(hex);
+    assert_int_equal(strlen(hex), 64);
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"query-migrate-parameters\"}");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "return"), "max-bandwidth")),
+        134217728);
+    json_decref(r);
+    r = call(f, p, "{\"execute\": \"migrate-set-parameters\", "
+                   "\"arguments\": {\"max-bandwidth\": true}}");
+    assert_string_equal(error_desc(r),
+                        "'migrate-set-parameters': argument 'max-bandwidth' must be of type number");
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"migrate-set-capabilities\", \"arguments\": "
+                   "{\"capabilities\": [{\"capability\": \"events\", \"state\": true}]}}");
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+    r = call(f, p, "{\"execute\": \"query-migrate-capabilities\"}");
+    bool events_on = false;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r, "return"), i, c) {
+        if (!strcmp(json_string_value(json_object_get(c, "capability")), "events"))
+            events_on = json_is_true(json_object_get(c, "state"));
+    }
+    assert_true(events_on);
+    json_decref(r);
+
+    r = call(f, p, "{\"execute\": \"migrate\", \"arguments\": {\"uri\": \"tcp:h:1\"}}");
+    assert_string_equal(error_class(r), "GenericError");
+    assert_non_null(strstr(error_desc(r), "tcp:h:1"));
+    json_decref(r);
+    r = call(f, p, "{\"execute\": \"migrate\", \"arguments\": "
+                   "{\"uri\": \"file:/x\", \"blk\": true}}");
+    assert_non_null(strstr(error_desc(r), "'blk'"));
+    json_decref(r);
+    r = call(f, p, "{\"execute\": \"migrate_cancel\"}"); /* nothing to cancel: {} */
+    assert_non_null(json_object_get(r, "return"));
+    json_decref(r);
+
+    /* cont emits RESUME without "data", as QEMU */
+    p->big_len = 0;
+    peer_send(p, "{\"execute\": \"cont\"}");
+    json_t *ev = peer_recv(f, p);
+    assert_string_equal(json_string_value(json_object_get(ev, "event")), "RESUME");
+    assert_null(json_object_get(ev, "data"));
+    json_decref(ev);
+    json_decref(peer_recv(f, p));
+
+    /* quit with no hook stops the loop; the reply still goes out */
+    peer_send(p, "{\"execute\": \"quit\", \"id\": 1}");
+    assert_int_equal(mig_loop_run_until(f->loop, NULL, NULL,
+                                        mig_loop_now_ns(f->loop) + 5000000000ull),
+                     -ECANCELED);
+    r = peer_recv(f, p);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);
+    json_decref(r);
+
+    mig_monitor_free(f->mon); /* the handlers point at the machine */
+    f->mon = NULL;
+    mig_machine_free(m);
+}
+
+static void test_monitor_old_release_lacks_capability_commands(void **state)
+{
+    Fixture *f = *state;
+    MigMachineOptions mo = {.ram_size = 1 << 20};
+    MigMachine *m = mig_machine_new(f->loop, &mo, NULL);
+    MigQmpMachine b = {.machine = m, .no_caps_commands = true};
+    assert_int_equal(mig_qmp_add_machine_commands(f->mon, &b), 0);
+    Peer *p = &f->peer[0];
+    peer_negotiate(f, p);
+    json_t *r = call(f, p, "{\"execute\": \"query-migrate-capabilities\"}");
+    assert_string_equal(error_class(r), "CommandNotFound");
+    json_decref(r);
+    mig_monitor_free(f->mon);
+    f->mon = NULL;
+    mig_machine_free(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +723,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_monitor_listen_refuses_non_socket_path, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_duplicate_command_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_machine_commands_answer_like_qemu, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_old_release_lacks_capability_commands, setup,
                                         teardown),
     };
     if (argc > 1)
