@@ -298,6 +298,8 @@ static void resync(MigDevice *d)
         dev_enter(d, MIG_DEV_ERROR, ENTER_FAILURE, NULL);
 }
 
+void mig_device_refresh(MigDevice *d) { resync(d); }
+
 int mig_device_set_state(MigDevice *d, MigDevState target, MigErr **errp)
 {
     uint32_t f = d->be->features;

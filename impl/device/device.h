@@ -167,6 +167,9 @@ void mig_device_set_event_cb(MigDevice *dev, MigDevEventCb cb, void *opaque);
  * device re-reads the backend's state (the state after arc k-1, or ERROR)
  * and returns the error. */
 int mig_device_set_state(MigDevice *dev, MigDevState target, MigErr **errp);
+/* Re-read the backend's state after something outside this layer changed
+ * it (a device that failed underneath, a test hook). */
+void mig_device_refresh(MigDevice *dev);
 /* Reset: back to RUNNING from anything, sessions dropped. */
 int mig_device_reset(MigDevice *dev, MigErr **errp);
 /* Undo a migration: a saving source returns to RUNNING with its state
