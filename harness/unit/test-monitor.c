@@ -573,6 +573,34 @@ static void test_monitor_duplicate_command_is_refused(void **state)
     assert_int_equal(mig_monitor_add_commands(f->mon, neg, 1, f), -EEXIST);
 }
 
+static void test_monitor_oversized_request_is_refused_and_session_goes_on(void **state)
+{
+    Fixture *f = *state;
+    Peer *p = &f->peer[0];
+    peer_negotiate(f, p);
+    size_t n = (1u << 20) + 4096; /* over the 1 MiB request bound */
+    char *req = malloc(n + 128);
+    int k = sprintf(req, "{\"execute\": \"add\", \"arguments\": {\"note\": \"");
+    memset(req + k, '{', n); /* brackets inside a string must not confuse framing */
+    strcpy(req + k + n, "\", \"a\": 1, \"b\": 1}}\n");
+    size_t len = strlen(req), off = 0;
+    while (off < len) { /* the socket buffer is smaller than the request */
+        ssize_t w = send(p->fd, req + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0)
+            off += (size_t)w;
+        pump(f, 1);
+    }
+    free(req);
+    json_t *r = peer_recv(f, p);
+    assert_string_equal(error_desc(r), "request too large");
+    json_decref(r);
+    peer_send(p, "{\"execute\": \"add\", \"arguments\": {\"a\": 2, \"b\": 3}}");
+    r = peer_recv(f, p);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "return"), "sum")), 5);
+    json_decref(r);
+    assert_int_equal(f->handler_calls, 1); /* the oversized one never ran */
+}
+
 /* The machine binding (qmp-commands.c) answers with QEMU's shapes. */
 static json_t *call(Fixture *f, Peer *p, const char *req)
 {
@@ -724,6 +752,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_duplicate_command_is_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_monitor_oversized_request_is_refused_and_session_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_machine_commands_answer_like_qemu, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_old_release_lacks_capability_commands, setup,
