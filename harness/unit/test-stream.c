@@ -172,18 +172,22 @@ static void fill_pages(void)
 /* Writes the stream into w; records offsets into b (may be NULL). */
 static void write_stream(MigStream *w, Built *b, bool vmdesc)
 {
-    static const MigRamBlockInfo blocks[] = {{"pc.ram", 0x4000, 0}, {"pc.bios", 0x2000, 0}};
+    static const MigRamBlockInfo blocks[] = {{"pc.ram", 0x4000, 0x1000000},
+                                             {"pc.bios", 0x2000, 0xfffc0000}};
+    static const char *const caps[] = {"x-ignore-shared"};
     MigRamWriter rw;
     mig_ram_writer_init(&rw);
     mig_stream_put_file_header(w);
-    mig_stream_put_configuration(w, "pc-i440fx-7.2", NULL, 0);
+    /* x-ignore-shared: the configuration carries a capabilities subsection
+     * (read with peeks) and MEM_SIZE carries each block's mr_addr */
+    mig_stream_put_configuration(w, "pc-i440fx-7.2", caps, 1);
 
     MigSectionHeader h = {.type = MIG_SECTION_START, .section_id = 2, .idstr = "ram",
                           .instance_id = 0, .version_id = 4};
     if (b)
         b->ram_start = mig_stream_offset(w);
     mig_stream_put_section_header(w, &h);
-    mig_ram_put_mem_size(w, &rw, blocks, 2, false);
+    mig_ram_put_mem_size(w, &rw, blocks, 2, true);
     mig_ram_put_eos(w);
     mig_stream_put_section_footer(w, 2);
 
@@ -282,9 +286,11 @@ static int parse_unit(MigStream *s, Parsed *p, MigErr **errp)
             p->phase = P_CONFIG;
         return r;
     case P_CONFIG:
-        if (!(r = mig_stream_get_configuration(s, &p->cfg, errp)))
-            p->phase = P_SECTION;
-        return r;
+        if ((r = mig_stream_get_configuration(s, &p->cfg, errp)))
+            return r;
+        p->ram.ignore_shared = p->cfg.ncaps == 1 && !strcmp(p->cfg.caps[0], "x-ignore-shared");
+        p->phase = P_SECTION;
+        return 0;
     case P_SECTION: {
         MigSectionHeader h;
         if ((r = mig_stream_get_section_header(s, &h, errp)))
@@ -390,6 +396,8 @@ static int parse_all(MigStream *s, Parsed *p, MigErr **errp, int *retries)
 static void assert_parsed_ok(const Parsed *p, bool vmdesc)
 {
     assert_string_equal(p->cfg.machine, "pc-i440fx-7.2");
+    assert_int_equal(p->cfg.ncaps, 1);
+    assert_int_equal(p->ram.blocks[1].mr_addr, 0xfffc0000);
     assert_int_equal(p->sections, 4);
     assert_int_equal(p->pages, 2);
     assert_int_equal(p->zeros, 2);
@@ -1045,6 +1053,7 @@ static void test_stream_ram_round_trip_keeps_block_across_sections(void **state)
     /* decode the records of the PART section one by one */
     MigRamReader r;
     mig_ram_reader_init(&r);
+    r.ignore_shared = true;
     s = mig_stream_new_mem_reader(b.data + b.ram_start + 17, b.len - b.ram_start - 17);
     MigRamRecord rec;
     assert_int_equal(mig_ram_get_record(s, &r, &rec, NULL), 0);

@@ -158,13 +158,23 @@ static int subsection_next(MigStream *s, const char *parent, char name[256], siz
     int b = mig_stream_peek_u8(s, 0);
     if (b != MIG_SECTION_SUBSECTION)
         return b < 0 && mig_stream_starved(s) ? -EAGAIN : 0;
+    /* 0x05 is no section type either, so a stream that ends inside the
+     * name is truncated whoever reads it next: say so here. */
     int len = mig_stream_peek_u8(s, 1);
-    if (len < 0)
-        return mig_stream_starved(s) ? -EAGAIN : 0;
+    if (len < 0) {
+        if (mig_stream_starved(s))
+            return -EAGAIN;
+        mig_stream_skip(s, 2);
+        return mig_stream_error(s);
+    }
     if ((size_t)len < strlen(parent) + 1)
         return 0;
-    if (mig_stream_peek(s, name, (size_t)len, 2) != (size_t)len)
-        return mig_stream_starved(s) ? -EAGAIN : 0;
+    if (mig_stream_peek(s, name, (size_t)len, 2) != (size_t)len) {
+        if (mig_stream_starved(s))
+            return -EAGAIN;
+        mig_stream_skip(s, 2 + (size_t)len);
+        return mig_stream_error(s);
+    }
     name[len] = '\0';
     *namelen = (size_t)len;
     return strncmp(name, parent, strlen(parent)) == 0 ? 1 : 0;
@@ -233,7 +243,7 @@ int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **er
             return r;
     }
     if (r < 0)
-        return r;
+        return r == -EAGAIN ? r : finish(s, errp);
     *cfg = c;
     return 0;
 }
