@@ -93,6 +93,14 @@ check-full: deps
 
 run: check-full
 
+# Unit tests + a scenario sample under valgrind; lcov HTML into
+# reports/out/coverage/ with a one-line summary (ci/lane-full-*).
+valgrind: all $(UNIT_BINS)
+	@mkdir -p reports/out && bash ci/lane-full-valgrind $(BUILD)
+
+coverage:
+	@mkdir -p reports/out && bash ci/lane-full-coverage $(BUILD)
+
 bench: deps all
 	@bash ci/bench $(BUILD)
 
