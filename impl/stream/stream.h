@@ -20,6 +20,10 @@
  * Non-blocking writes: puts only append to memory; mig_stream_flush() pushes
  * what the transport takes and reports -EAGAIN when bytes are left, so the
  * producer can wait for writability (backpressure) instead of blocking.
+ * (When a put finds its buffer or iovec list full, it first offers the
+ * queue to the transport, which takes what it can without blocking, and
+ * grows the buffer only for the rest: memory stays bounded by what the
+ * transport refused.  A failure there becomes the sticky error.)
  */
 #ifndef MIGCERT_STREAM_H
 #define MIGCERT_STREAM_H
