@@ -213,7 +213,9 @@ static uint32_t end_ready(MemEnd *e)
         (out->wr - out->rd < out->cap && out->wr < out->limit))
         r |= MIG_LOOP_OUT;
     r &= e->events;
-    if (k->broken && e->events)
+    /* Reported once the bytes that made it before the reset are consumed,
+     * so a reader still waiting for them is not woken in a loop. */
+    if (k->broken && e->events && in->rd == in->wr)
         r |= MIG_LOOP_ERR | MIG_LOOP_HUP;
     return r;
 }
