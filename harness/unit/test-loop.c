@@ -62,6 +62,60 @@ static void test_loop_timers_run_by_deadline_then_creation(void **state)
     mig_loop_free(l);
 }
 
+typedef struct Heap {
+    MigLoopSource *src[1000];
+    uint64_t deadline[1000];
+    int order[1000];
+    int n;
+} Heap;
+
+typedef struct HeapRec {
+    Heap *h;
+    int i;
+} HeapRec;
+
+static void heap_cb(void *opaque)
+{
+    HeapRec *r = opaque;
+    r->h->order[r->h->n++] = r->i;
+    r->h->src[r->i] = NULL;
+}
+
+static void test_loop_many_timers_keep_deadline_then_creation_order(void **state)
+{
+    (void)state;
+    static Heap h;
+    static HeapRec r[1000];
+    MigLoop *l = mig_loop_epoll_new(1);
+    MigPrng p;
+    uint64_t now = mig_loop_now_ns(l);
+    bool removed[1000] = {false};
+    memset(&h, 0, sizeof(h));
+    mig_prng_seed(&p, 7);
+    for (int i = 0; i < 1000; i++) {
+        r[i] = (HeapRec){&h, i};
+        h.deadline[i] = now - 1000 * MS + mig_prng_below(&p, 50) * MS;
+        h.src[i] = mig_loop_timer_add(l, h.deadline[i], heap_cb, &r[i]);
+    }
+    for (int i = 0; i < 1000; i += 1 + (int)mig_prng_below(&p, 9)) {
+        mig_loop_remove(l, h.src[i]);
+        removed[i] = true;
+    }
+    assert_int_equal(mig_loop_run(l), 0);
+    int expect = 0;
+    for (int i = 0; i < 1000; i++)
+        expect += !removed[i];
+    assert_int_equal(h.n, expect);
+    for (int k = 1; k < h.n; k++) {
+        int a = h.order[k - 1], b = h.order[k];
+        assert_true(h.deadline[a] < h.deadline[b] || (h.deadline[a] == h.deadline[b] && a < b));
+    }
+    for (int k = 0; k < h.n; k++)
+        assert_false(removed[h.order[k]]);
+    assert_int_equal(l->live_sources, 0);
+    mig_loop_free(l);
+}
+
 typedef struct Chain {
     Log log;
     Rec recs[8];
@@ -273,6 +327,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loop_timers_run_by_deadline_then_creation),
+        cmocka_unit_test(test_loop_many_timers_keep_deadline_then_creation_order),
         cmocka_unit_test(test_loop_defers_run_fifo_and_requeued_ones_later),
         cmocka_unit_test(test_loop_removed_source_never_fires),
         cmocka_unit_test(test_loop_run_until_pred_deadline_stop_and_idle),

@@ -244,6 +244,73 @@ static void test_sim_removed_due_timer_never_fires(void **state)
     assert_true(fired_some > 0);
 }
 
+typedef struct Many {
+    MigLoop *loop;
+    MigLoopSource *src[2000];
+    uint64_t deadline[2000];
+    int fired[2000];
+    uint64_t last;
+    int bad_order;
+} Many;
+
+typedef struct ManyRec {
+    Many *m;
+    int i;
+} ManyRec;
+
+static void many_cb(void *opaque)
+{
+    ManyRec *r = opaque;
+    Many *m = r->m;
+    uint64_t now = mig_loop_now_ns(m->loop);
+    m->fired[r->i]++;
+    m->src[r->i] = NULL;
+    m->bad_order += now < m->last || now != m->deadline[r->i];
+    m->last = now;
+    /* every 7th callback cancels a pseudo-random other timer */
+    if (r->i % 7 == 0) {
+        int j = (int)(mig_loop_random(m->loop) % 2000);
+        mig_loop_remove(m->loop, m->src[j]);
+        if (m->src[j])
+            m->fired[j] = -1; /* cancelled: must never fire */
+        m->src[j] = NULL;
+    }
+}
+
+static void test_sim_many_timers_fire_once_in_time_order(void **state)
+{
+    (void)state;
+    static Many m;
+    static ManyRec r[2000];
+    MigLoop *l = mig_sim_loop_new(99);
+    MigPrng p;
+    memset(&m, 0, sizeof(m));
+    m.loop = l;
+    mig_prng_seed(&p, 42);
+    for (int i = 0; i < 2000; i++) {
+        r[i] = (ManyRec){&m, i};
+        m.deadline[i] = mig_prng_below(&p, 300) * MS; /* many equal deadlines */
+        m.src[i] = mig_loop_timer_add(l, m.deadline[i], many_cb, &r[i]);
+    }
+    /* cancel a few up front too */
+    for (int i = 1; i < 2000; i += 97) {
+        mig_loop_remove(l, m.src[i]);
+        m.src[i] = NULL;
+        m.fired[i] = -1;
+    }
+    assert_int_equal(mig_loop_run(l), 0);
+    assert_int_equal(m.bad_order, 0);
+    int cancelled = 0;
+    for (int i = 0; i < 2000; i++) {
+        assert_true(m.fired[i] == 1 || m.fired[i] == -1);
+        cancelled += m.fired[i] == -1;
+    }
+    assert_true(cancelled > 21);
+    assert_int_equal((int)mig_sim_steps(l), 2000 - cancelled);
+    assert_int_equal(mig_sim_live_sources(l), 0);
+    mig_loop_free(l);
+}
+
 static void forever(void *opaque)
 {
     mig_loop_defer(opaque, forever, opaque);
@@ -271,6 +338,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_run_until_time_stops_at_t),
         cmocka_unit_test(test_sim_live_sources_count_leaks),
         cmocka_unit_test(test_sim_removed_due_timer_never_fires),
+        cmocka_unit_test(test_sim_many_timers_fire_once_in_time_order),
         cmocka_unit_test(test_sim_step_limit_catches_livelock),
     };
     if (argc > 1)
