@@ -170,7 +170,7 @@ static void fill_pages(void)
 }
 
 /* Writes the stream into w; records offsets into b (may be NULL). */
-static void write_stream(MigStream *w, Built *b, bool vmdesc)
+static void write_stream(MigStream *w, Built *b, const char *vmdesc)
 {
     static const MigRamBlockInfo blocks[] = {{"pc.ram", 0x4000, 0x1000000},
                                              {"pc.bios", 0x2000, 0xfffc0000}};
@@ -231,10 +231,10 @@ static void write_stream(MigStream *w, Built *b, bool vmdesc)
     if (b)
         b->eof_end = mig_stream_offset(w);
     if (vmdesc)
-        mig_stream_put_vmdesc(w, test_vmdesc, strlen(test_vmdesc));
+        mig_stream_put_vmdesc(w, vmdesc, strlen(vmdesc));
 }
 
-static Built build_stream(bool vmdesc)
+static Built build_stream_with(const char *vmdesc)
 {
     Built b;
     memset(&b, 0, sizeof(b));
@@ -249,6 +249,11 @@ static Built build_stream(bool vmdesc)
     b.len = len;
     mig_stream_free(w);
     return b;
+}
+
+static Built build_stream(bool vmdesc)
+{
+    return build_stream_with(vmdesc ? test_vmdesc : NULL);
 }
 
 /* A restartable parser of exactly that stream, in units: each unit starts
@@ -606,14 +611,14 @@ static void test_stream_flush_reports_eagain_until_all_bytes_are_out(void **stat
     (void)state;
     fill_pages();
     MigStream *mem = mig_stream_new_mem_writer();
-    write_stream(mem, NULL, true);
+    write_stream(mem, NULL, test_vmdesc);
     size_t want_len;
     const uint8_t *want = mig_stream_mem_data(mem, &want_len);
 
     TestTransport t;
     tt_init(&t, NULL, 0, 1000, true);
     MigStream *w = mig_stream_new_writer(&t.base);
-    write_stream(w, NULL, true);
+    write_stream(w, NULL, test_vmdesc);
     assert_int_equal(mig_stream_offset(w), want_len);
     int eagains = 0, r;
     size_t before = mig_stream_pending(w);
@@ -1318,6 +1323,57 @@ static void test_stream_analyze_every_truncation_and_flip_fails_cleanly(void **s
     free(b.data);
 }
 
+/* A trailer that does not describe the payload is reported, never trusted
+ * into a hang, a huge allocation or a read past the buffer. */
+static void test_stream_analyze_damaged_vmdesc_is_reported(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        int code;
+        const char *text;
+    } cases[] = {
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"version\": 1, "
+         "\"fields\": [{\"name\": \"z\", \"type\": \"struct\", \"size\": 0, "
+         "\"array_len\": 16000000, \"struct\": {\"fields\": []}}]}]}",
+         -EPROTO, "array_len 16000000 is more than the stream can hold"},
+        {"{\"devices\": [{\"name\": \"other\", \"instance_id\": 0, \"fields\": []}]}", -EPROTO,
+         "device 'fake-dev' instance 0 is not in the VMDESCRIPTION"},
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"version\": 2, "
+         "\"fields\": []}]}",
+         -EPROTO, "section version 1 differs from version 2 in the VMDESCRIPTION"},
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"version\": 1, "
+         "\"fields\": [{\"name\": \"reg\", \"type\": \"uint32\", \"size\": 4}], "
+         "\"subsections\": [{\"vmsd_name\": \"fake-dev/extra\", \"fields\": []}]}]}",
+         -EPROTO, "subsection fake-dev/extra not found"},
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"version\": 1, "
+         "\"fields\": [{\"name\": \"big\", \"type\": \"buffer\", \"size\": 100000000}]}]}",
+         -EIO, "field big (1 x 100000000 bytes): truncated"},
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"version\": 1, "
+         "\"fields\": [{\"name\": \"reg\", \"type\": \"uint32\", \"size\": 4}]}]}",
+         -EINVAL, "Missing section footer for fake-dev"},
+        {"{\"devices\": 3}", -ENOTSUP, "has no \"devices\" list"},
+        {"{\"devices\": [", -ENOTSUP, "is not valid JSON"},
+        {"{\"devices\": [{\"name\": \"fake-dev\", \"instance_id\": 0, \"fields\": [{\"name\": \"n\", "
+         "\"type\": \"struct\", \"size\": 0, \"struct\": {\"fields\": [{\"name\": \"n\", \"type\": "
+         "\"struct\", \"size\": 0, \"struct\": {\"fields\": [{\"name\": \"n\", \"type\": \"struct\", "
+         "\"size\": 0}]}}]}}]}]}",
+         -EPROTO, "VMDESCRIPTION struct field n has no \"struct\""},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        Built b = build_stream_with(cases[i].json);
+        MigErr *err = NULL;
+        uint64_t at = 0;
+        int r = mig_analyze_buffer(b.data, b.len, NULL, &at, &err);
+        if (r != cases[i].code || !err || !strstr(err->msg, cases[i].text) ||
+            !strstr(err->msg, "section 3 (fake-dev)") || at < b.device_start || at > b.len)
+            fail_msg("case %zu: got %d at %llu '%s', want %d '%s'", i, r, (unsigned long long)at,
+                     err ? err->msg : "", cases[i].code, cases[i].text);
+        mig_err_free(err);
+        free(b.data);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1344,6 +1400,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_analyze_reports_sections_ram_and_device_fields),
         cmocka_unit_test(test_stream_analyze_without_vmdesc_stops_at_device),
         cmocka_unit_test(test_stream_analyze_every_truncation_and_flip_fails_cleanly),
+        cmocka_unit_test(test_stream_analyze_damaged_vmdesc_is_reported),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -50,7 +50,8 @@ typedef struct Ctx {
     size_t nstarted;
     int footers; /* -1 not known yet, 0 stream has none, 1 every section has one */
 
-    json_t *vmdesc; /* parsed trailer or NULL */
+    uint64_t budget; /* field elements left to decode (damaged array_len) */
+    json_t *vmdesc;  /* parsed trailer or NULL */
     char *vmdesc_problem;
     size_t vmdesc_at, vmdesc_len;
 } Ctx;
@@ -232,6 +233,14 @@ static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, 
                             name);
         n = json_integer_value(jalen);
     }
+    /* Elements of size 0 and structs consume no bytes by themselves, so a
+     * damaged array_len could make us loop and allocate without bound. */
+    if ((uint64_t)n > c->budget)
+        return ctx_fail(c, errp, -EPROTO,
+                        "VMDESCRIPTION field %s: array_len %" PRId64 " is more than the stream "
+                        "can hold",
+                        name, n);
+    c->budget -= (uint64_t)n;
     json_t *e = json_object();
     json_array_append_new(out_fields, e);
     json_object_set_new(e, "name", json_string(name));
@@ -327,9 +336,12 @@ static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigEr
         const char *want = json_string_value(json_object_get(f, "vmsd_name"));
         c->item = mig_stream_offset(c->s);
         uint8_t b = mig_stream_get_u8(c->s);
-        char name[256];
-        mig_stream_get_counted(c->s, name);
-        uint32_t version = mig_stream_get_be32(c->s);
+        char name[256] = "";
+        uint32_t version = 0;
+        if (b == MIG_SECTION_SUBSECTION) {
+            mig_stream_get_counted(c->s, name);
+            version = mig_stream_get_be32(c->s);
+        }
         int r = ctx_check(c, errp);
         if (r)
             return r;
@@ -672,6 +684,7 @@ int mig_analyze_buffer(const void *buf, size_t len, json_t **doc, uint64_t *err_
     c.buf = buf;
     c.len = len;
     c.footers = -1;
+    c.budget = 2 * (uint64_t)len + 100000;
     c.s = mig_stream_new_mem_reader_borrow(buf, len);
     mig_ram_reader_init(&c.ram);
     c.doc = json_object();
