@@ -29,6 +29,7 @@
 #define WBUF_MIN (64 * 1024)
 #define WSEG_MIN 1024
 #define RBUF_MIN (256 * 1024)
+#define RGET_MAX ((size_t)1 << 30) /* one get (or a mark's span) on a transport */
 #ifndef IOV_MAX
 #define IOV_MAX 1024
 #endif
@@ -440,6 +441,11 @@ static int rfill(MigStream *s, size_t need)
     }
     if (s->eof)
         return -ENODATA;
+    if (need > RGET_MAX) {
+        mig_stream_set_error(s, -EPROTO, "a single read of %zu bytes at offset %llu is too large",
+                             need, (unsigned long long)s->offset);
+        return s->err;
+    }
     size_t keep = s->marked ? MIG_MIN(s->mark_pos, s->rpos) : s->rpos;
     if (keep > 0) {
         memmove(s->rbuf, s->rbuf + keep, s->rlen - keep);
@@ -561,12 +567,12 @@ const void *mig_stream_get_view(MigStream *s, size_t len)
 
 void mig_stream_skip(MigStream *s, uint64_t len)
 {
-    /* Memory readers and marked readers hold the bytes anyway; otherwise
-     * skip in bounded chunks so a huge length does not need a huge buffer. */
+    /* Transport readers skip in chunks of what arrived, so a damaged huge
+     * length costs no huge buffer (a mark still keeps what was skipped). */
     while (len > 0 && !s->err && !s->starved) {
         size_t avail = s->rlen - s->rpos;
         size_t chunk;
-        if (avail >= len || s->eof || s->marked)
+        if (avail >= len || s->eof)
             chunk = len > SIZE_MAX ? SIZE_MAX : (size_t)len;
         else
             chunk = avail > 0 ? avail : (size_t)MIG_MIN(len, (uint64_t)RBUF_MIN);
