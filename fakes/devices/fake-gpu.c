@@ -216,8 +216,9 @@ static bool next_record(MigcertDevice *d)
         return true; /* the checksum does not cover itself */
     } else {
 #ifdef FAKE_GPU_BROKEN_PENDING_NEVER_ZERO
+        memset(d->rec, 0, FAKE_GPU_PAGE);
         d->rec[0] = TAG_PAD;
-        d->rec_len = 1;
+        d->rec_len = FAKE_GPU_PAGE;
         return true;
 #endif
         return false;
