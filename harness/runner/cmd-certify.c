@@ -729,7 +729,7 @@ static MigDevice *open_dev(Ctx *c, Sandbox *sb, uint32_t f, uint64_t seed, uint6
     }
     /* bound STOP_COPY reads by the device's own estimate */
     uint64_t est = 0;
-    if (mig_device_data_size(d, &est, NULL) == 0)
+    if (mig_device_data_size(d, &est, NULL) == 0 && est > 0) /* 0: no estimate (v1) */
         mig_device_set_stop_copy_limit(d, MIG_MAX(est * 4, (uint64_t)256 << 10));
     return d;
 }
@@ -811,7 +811,8 @@ static bool save(Ctx *c, MigDevice *d, Buf *out, uint32_t dirty_ops, size_t max_
         fail_err(c, "fault-recovery", err, "data_size");
         return false;
     }
-    mig_device_set_stop_copy_limit(d, MIG_MAX(est * 4, (uint64_t)256 << 10));
+    if (est > 0)
+        mig_device_set_stop_copy_limit(d, MIG_MAX(est * 4, (uint64_t)256 << 10));
     if (mig_device_features(d) & MIG_DEV_F_PRE_COPY) {
         if (!set_state(c, d, MIG_DEV_PRE_COPY, "arc-table"))
             return false;
