@@ -1,0 +1,248 @@
+/*
+ * test-sim-device.c - whole migrations with a VFIO-style device (fake-gpu,
+ * 64 MiB of device memory dirtied by the guest) riding the stream as
+ * iterative sections, on the deterministic simulator: guest RAM verified
+ * page by page, device memory and registers byte for byte; the v1 form of
+ * the device through the adapter; cancel leaves the source device running
+ * (its session dropped) and the destination device reset.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "device/device-savevm.h"
+#include "devices/fake-gpu.h"
+#include "machine/machine.h"
+#include "sim/sim.h"
+#include "workload/workload.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+typedef struct Run {
+    MigLoop *loop;
+    MigTrace *trace;
+    MigMachine *src, *dst;
+    MigWorkload *w;
+    MigLink *link;
+    MigDevice *sgpu, *dgpu;
+    MigDevSection *ssec, *dsec;
+    MigLoopSource *dirtier;
+    uint64_t dirty_calls;
+    uint64_t cancel_pass, passes;
+    bool cancelled;
+} Run;
+
+/* The guest writes device memory every simulated millisecond while the
+ * source machine runs. */
+static void dirty_tick(void *opaque)
+{
+    Run *r = opaque;
+    r->dirtier = NULL;
+    if (mig_machine_run_state(r->src) == MIG_RUN_STATE_RUNNING) {
+        MigDevBackend *be = mig_device_backend(r->sgpu);
+        if (be->ops->guest_run(be, 64, NULL) == 0)
+            r->dirty_calls++;
+    }
+    r->dirtier = mig_loop_timer_add(r->loop, mig_loop_now_ns(r->loop) + 1000000, dirty_tick, r);
+}
+
+static void on_src_event(void *opaque, const char *name, json_t *data)
+{
+    Run *r = opaque;
+    if (strcmp(name, "MIGRATION_PASS") == 0 && r->cancel_pass && ++r->passes == r->cancel_pass &&
+        !r->cancelled) {
+        r->cancelled = true;
+        assert_int_equal(mig_machine_migrate_cancel(r->src), 0);
+    }
+}
+
+static MigDevice *gpu(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed)
+{
+    MigcertDeviceConfig cfg = {sizeof(cfg), f, seed, 64 * MIB};
+    MigErr *err = NULL;
+    MigDevBackend *be = mig_dev_backend_plugin_new(p, &cfg, "fake-gpu", &err);
+    if (!be)
+        fail_msg("%s", err->msg);
+    MigDevice *d = mig_device_new("fake-gpu", be, &err);
+    assert_non_null(d);
+    return d;
+}
+
+static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f)
+{
+    memset(r, 0, sizeof(*r));
+    r->loop = mig_sim_loop_new(seed);
+    r->trace = mig_trace_new();
+    r->loop->trace = r->trace;
+    mig_sim_set_step_limit(r->loop, 50000000);
+    MigErr *err = NULL;
+    MigMachineOptions so = {.name = "src", .ram_size = 32 * MIB, .event = on_src_event,
+                            .event_opaque = r};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = 32 * MIB, .incoming = true};
+    r->src = mig_machine_new(r->loop, &so, &err);
+    r->dst = mig_machine_new(r->loop, &dopt, &err);
+    assert_non_null(r->src);
+    assert_non_null(r->dst);
+    MigWorkloadOptions wo = {.seed = seed, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 2000};
+    r->w = mig_workload_new(r->src, &wo, &err);
+    assert_non_null(r->w);
+    r->sgpu = gpu(p, f, seed);
+    r->dgpu = gpu(p, f, seed + 1);
+    mig_device_set_trace(r->sgpu, r->trace, r->loop);
+    mig_device_set_trace(r->dgpu, r->trace, r->loop);
+    r->ssec = mig_dev_section_register(mig_machine_savevm(r->src), r->sgpu, "0000:00:05.0/vfio", 0,
+                                       &err);
+    r->dsec = mig_dev_section_register(mig_machine_savevm(r->dst), r->dgpu, "0000:00:05.0/vfio", 0,
+                                       &err);
+    assert_non_null(r->ssec);
+    assert_non_null(r->dsec);
+    MigCapMask caps = MIG_CAP_BIT(MIG_CAP_EVENTS);
+    assert_int_equal(mig_migration_set_caps(mig_machine_migration(r->src), caps, caps, NULL), 0);
+    assert_int_equal(mig_migration_set_caps(mig_machine_migration(r->dst), caps, caps, NULL), 0);
+    MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 0};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(r->src), &ps, NULL), 0);
+    r->dirtier = mig_loop_timer_add(r->loop, mig_loop_now_ns(r->loop) + 1000000, dirty_tick, r);
+}
+
+static void start(Run *r, MigMachine *dst)
+{
+    MigLinkParams lp = {.bandwidth = 1000 * MIB, .latency_ns = 50000};
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(r->loop, &lp, &a, &b), 0);
+    mig_link_unref(r->link);
+    r->link = mig_transport_mem_link(a);
+    mig_sim_run_for(r->loop, 20 * 1000000ull);
+    assert_int_equal(mig_machine_incoming_transport(dst, b, NULL), 0);
+    MigErr *err = NULL;
+    if (mig_machine_migrate_transport(r->src, a, &err))
+        fail_msg("migrate: %s", err ? err->msg : "?");
+}
+
+static bool done(void *opaque)
+{
+    Run *r = opaque;
+    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(r->src))) &&
+           mig_status_is_terminal(mig_migration_status(mig_machine_migration(r->dst)));
+}
+
+static void wait_done(Run *r)
+{
+    uint64_t deadline = mig_loop_now_ns(r->loop) + 600ull * 1000000000ull;
+    if (mig_loop_run_until(r->loop, done, r, deadline) != 0)
+        fail_msg("migration did not end: %s / %s", mig_migration_error(mig_machine_migration(r->src)),
+                 mig_migration_error(mig_machine_migration(r->dst)));
+}
+
+static void teardown(Run *r)
+{
+    mig_loop_remove(r->loop, r->dirtier);
+    mig_dev_section_free(r->ssec);
+    mig_dev_section_free(r->dsec);
+    mig_device_free(r->sgpu);
+    mig_device_free(r->dgpu);
+    mig_link_unref(r->link);
+    mig_workload_free(r->w);
+    mig_machine_free(r->src);
+    mig_machine_free(r->dst);
+    assert_int_equal(mig_sim_live_sources(r->loop), 0);
+    mig_loop_free(r->loop);
+    mig_trace_free(r->trace);
+}
+
+static void assert_same_gpu(MigDevice *a, MigDevice *b)
+{
+    size_t la, lb;
+    const uint8_t *ma = fake_gpu_memory(mig_device_backend(a)->instance, &la);
+    const uint8_t *mb = fake_gpu_memory(mig_device_backend(b)->instance, &lb);
+    assert_int_equal(la, 64 * MIB);
+    assert_int_equal(la, lb);
+    for (size_t i = 0; i < la; i += FAKE_GPU_PAGE)
+        if (memcmp(ma + i, mb + i, FAKE_GPU_PAGE))
+            fail_msg("device page %zu differs", i / FAKE_GPU_PAGE);
+    assert_memory_equal(fake_gpu_regs(mig_device_backend(a)->instance),
+                        fake_gpu_regs(mig_device_backend(b)->instance), 4 * FAKE_GPU_NREGS);
+}
+
+static void check_completed(Run *r)
+{
+    MigMigration *sm = mig_machine_migration(r->src), *dm = mig_machine_migration(r->dst);
+    if (*mig_migration_error(sm) || *mig_migration_error(dm))
+        fail_msg("src: %s / dst: %s", mig_migration_error(sm), mig_migration_error(dm));
+    assert_string_equal(mig_migration_error(dm), "");
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_COMPLETED);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r->w, mig_machine_ram(r->dst), &err))
+        fail_msg("guest RAM: %s", err->msg);
+    assert_true(r->dirty_calls > 0);
+    assert_int_equal(mig_device_state(r->sgpu), MIG_DEV_STOP);
+    assert_int_equal(mig_device_state(r->dgpu), MIG_DEV_RUNNING);
+    assert_same_gpu(r->sgpu, r->dgpu);
+}
+
+static void test_sim_device_v2_gpu_migrates_under_dirtying(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd1, fake_gpu_plugin(), MIG_DEV_F_ALL);
+    start(&r, r.dst);
+    wait_done(&r);
+    check_completed(&r);
+    teardown(&r);
+}
+
+static void test_sim_device_stop_copy_only_gpu_migrates(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd2, fake_gpu_plugin(), MIG_DEV_F_STOP_COPY);
+    start(&r, r.dst);
+    wait_done(&r);
+    check_completed(&r);
+    teardown(&r);
+}
+
+static void test_sim_device_v1_gpu_migrates_through_adapter(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd3, fake_gpu_plugin_v1(), MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY);
+    start(&r, r.dst);
+    wait_done(&r);
+    check_completed(&r);
+    teardown(&r);
+}
+
+static void test_sim_device_cancel_returns_devices_to_running(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd4, fake_gpu_plugin(), MIG_DEV_F_ALL);
+    r.cancel_pass = 1;
+    start(&r, r.dst);
+    wait_done(&r);
+    assert_true(r.cancelled);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.src)), MIG_STATUS_CANCELLED);
+    assert_int_equal(mig_device_state(r.sgpu), MIG_DEV_RUNNING);
+    assert_int_equal(mig_device_state(r.dgpu), MIG_DEV_RUNNING); /* reset */
+    teardown(&r);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sim_device_v2_gpu_migrates_under_dirtying),
+        cmocka_unit_test(test_sim_device_stop_copy_only_gpu_migrates),
+        cmocka_unit_test(test_sim_device_v1_gpu_migrates_through_adapter),
+        cmocka_unit_test(test_sim_device_cancel_returns_devices_to_running),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

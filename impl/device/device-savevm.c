@@ -1,0 +1,225 @@
+/*
+ * device-savevm.c - MigDevice as an iterative savevm handler (see
+ * device-savevm.h for the payload format and the flow).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device-savevm.h"
+
+struct MigDevSection {
+    MigSavevm *sv;
+    MigDevice *dev;
+    char idstr[256];
+    uint32_t instance_id;
+    uint8_t *buf; /* MIG_DEV_SECTION_MAX_DATA */
+    bool stopping; /* save_complete entered STOP_COPY */
+    bool loading;  /* destination entered RESUMING */
+};
+
+static void put_data(MigStream *s, const uint8_t *p, size_t n)
+{
+    mig_stream_put_u8(s, MIG_DEV_REC_DATA);
+    mig_stream_put_be32(s, (uint32_t)n);
+    mig_stream_put_buffer(s, p, n);
+}
+
+static size_t chunk(size_t budget)
+{
+    return MIG_MAX((size_t)4096, MIG_MIN(budget, (size_t)MIG_DEV_SECTION_MAX_DATA));
+}
+
+static int sec_save_setup(void *opaque, MigStream *s, MigErr **errp)
+{
+    MigDevSection *sec = opaque;
+    sec->stopping = false;
+    int r = 0;
+    if (mig_device_features(sec->dev) & MIG_DEV_F_PRE_COPY)
+        r = mig_device_set_state(sec->dev, MIG_DEV_PRE_COPY, errp);
+    if (r < 0)
+        return r;
+    mig_stream_put_u8(s, MIG_DEV_REC_SETUP);
+    mig_stream_put_be32(s, MIG_DEV_SECTION_VERSION);
+    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    return 0;
+}
+
+static void sec_save_pending(void *opaque, uint64_t *precopy, uint64_t *stopcopy)
+{
+    MigDevSection *sec = opaque;
+    MigDevState st = mig_device_state(sec->dev);
+    uint64_t ini = 0, dirty = 0, est = 0;
+    if ((st == MIG_DEV_PRE_COPY || st == MIG_DEV_PRE_COPY_P2P) &&
+        mig_device_precopy_info(sec->dev, &ini, &dirty, NULL) == 0)
+        *precopy += ini + dirty;
+    if (mig_device_data_size(sec->dev, &est, NULL) == 0)
+        *stopcopy += est;
+}
+
+static int sec_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    MigDevSection *sec = opaque;
+    MigDevState st = mig_device_state(sec->dev);
+    if (st != MIG_DEV_PRE_COPY && st != MIG_DEV_PRE_COPY_P2P) {
+        mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+        return 1;
+    }
+    size_t sent = 0;
+    while (sent < budget) {
+        ssize_t n = mig_device_read(sec->dev, sec->buf, chunk(budget - sent), errp);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
+        put_data(s, sec->buf, (size_t)n);
+        sent += (size_t)n;
+    }
+    /* the engine closes a PART after every call: each payload ends here */
+    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    return sent >= budget ? 0 : 1;
+}
+
+static int sec_save_complete(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    MigDevSection *sec = opaque;
+    if (!sec->stopping) {
+        int r = mig_device_set_state(sec->dev, MIG_DEV_STOP_COPY, errp);
+        if (r < 0)
+            return r;
+        sec->stopping = true;
+    }
+    size_t sent = 0;
+    while (sent < budget) {
+        ssize_t n = mig_device_read(sec->dev, sec->buf, chunk(budget - sent), errp);
+        if (n == 0) {
+            int r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
+            if (r < 0)
+                return r;
+            mig_stream_put_u8(s, MIG_DEV_REC_COMPLETE);
+            mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+            return 1;
+        }
+        if (n < 0)
+            return (int)n;
+        put_data(s, sec->buf, (size_t)n);
+        sent += (size_t)n;
+    }
+    return 0;
+}
+
+static void sec_save_cleanup(void *opaque, MigOutcome outcome)
+{
+    MigDevSection *sec = opaque;
+    sec->stopping = false;
+    if (outcome != MIG_OUTCOME_COMPLETED)
+        mig_device_abort(sec->dev, NULL);
+}
+
+static int sec_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
+{
+    MigDevSection *sec = opaque;
+    for (;;) {
+        mig_stream_mark(s);
+        uint64_t at = mig_stream_offset(s);
+        uint8_t tag = mig_stream_get_u8(s);
+        uint32_t v = 0;
+        if (!mig_stream_starved(s) && (tag == MIG_DEV_REC_SETUP || tag == MIG_DEV_REC_DATA))
+            v = mig_stream_get_be32(s);
+        if (!mig_stream_starved(s) && tag == MIG_DEV_REC_DATA && v >= 1 &&
+            v <= MIG_DEV_SECTION_MAX_DATA)
+            mig_stream_get_buffer(s, sec->buf, v);
+        if (mig_stream_starved(s)) {
+            mig_stream_rewind(s);
+            return -EAGAIN;
+        }
+        if (mig_stream_error(s))
+            return mig_stream_take_error(s, errp);
+        int r = 0;
+        switch (tag) {
+        case MIG_DEV_REC_SETUP:
+            if (v != MIG_DEV_SECTION_VERSION)
+                return mig_err_set(errp, -ENOTSUP,
+                                   "device %s: section format %u is not supported (known: %u)",
+                                   sec->idstr, v, MIG_DEV_SECTION_VERSION);
+            if (!sec->loading) {
+                r = mig_device_set_state(sec->dev, MIG_DEV_RESUMING, errp);
+                sec->loading = r == 0;
+            }
+            break;
+        case MIG_DEV_REC_DATA:
+            if (v < 1 || v > MIG_DEV_SECTION_MAX_DATA)
+                return mig_err_set(errp, -EPROTO,
+                                   "device %s: data record of %u bytes at offset %llu", sec->idstr,
+                                   v, (unsigned long long)at);
+            if (!sec->loading)
+                return mig_err_set(errp, -EPROTO,
+                                   "device %s: data at offset %llu before the section's setup",
+                                   sec->idstr, (unsigned long long)at);
+            r = mig_device_write(sec->dev, sec->buf, v, errp);
+            break;
+        case MIG_DEV_REC_COMPLETE:
+            if (!sec->loading || h->type != MIG_SECTION_END)
+                return mig_err_set(errp, -EPROTO,
+                                   "device %s: unexpected completion record at offset %llu",
+                                   sec->idstr, (unsigned long long)at);
+            r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
+            if (r < 0)
+                mig_err_prepend(errp, "device %s: loaded state refused", sec->idstr);
+            break;
+        case MIG_DEV_REC_EOS:
+            return 0;
+        default:
+            return mig_err_set(errp, -EPROTO, "device %s: unknown record 0x%02x at offset %llu",
+                               sec->idstr, tag, (unsigned long long)at);
+        }
+        if (r < 0)
+            return r;
+    }
+}
+
+static void sec_load_cleanup(void *opaque, MigOutcome outcome)
+{
+    MigDevSection *sec = opaque;
+    if (outcome == MIG_OUTCOME_COMPLETED && mig_device_state(sec->dev) == MIG_DEV_STOP)
+        mig_device_set_state(sec->dev, MIG_DEV_RUNNING, NULL);
+    else if (outcome != MIG_OUTCOME_COMPLETED)
+        mig_device_abort(sec->dev, NULL);
+    sec->loading = false;
+}
+
+static const MigIterOps dev_section_ops = {
+    .save_setup = sec_save_setup,
+    .save_pending = sec_save_pending,
+    .save_iterate = sec_save_iterate,
+    .save_complete = sec_save_complete,
+    .save_cleanup = sec_save_cleanup,
+    .load_state = sec_load_state,
+    .load_cleanup = sec_load_cleanup,
+};
+
+MigDevSection *mig_dev_section_register(MigSavevm *sv, MigDevice *dev, const char *idstr,
+                                        uint32_t instance_id, MigErr **errp)
+{
+    MigDevSection *sec = mig_malloc0(sizeof(*sec));
+    sec->sv = sv;
+    sec->dev = dev;
+    snprintf(sec->idstr, sizeof(sec->idstr), "%s", idstr);
+    sec->instance_id = instance_id;
+    sec->buf = mig_malloc0(MIG_DEV_SECTION_MAX_DATA);
+    if (mig_savevm_register_iterative(sv, idstr, instance_id, 1, &dev_section_ops, sec, errp) < 0) {
+        free(sec->buf);
+        free(sec);
+        return NULL;
+    }
+    return sec;
+}
+
+void mig_dev_section_free(MigDevSection *sec)
+{
+    if (!sec)
+        return;
+    mig_savevm_unregister(sec->sv, sec->idstr, sec->instance_id);
+    free(sec->buf);
+    free(sec);
+}

@@ -1,0 +1,52 @@
+/*
+ * device-savevm.h - a VFIO-style device (MigDevice) as an iterative section
+ * of the migration stream, through the engine's savevm registry
+ * (impl/migration/savevm.h).
+ *
+ * Owns: the device section payload format and MigDevSection, the handler
+ * glue.  Called by: whoever assembles a machine (impl/machine, tests, the
+ * simulator) after creating the device; vmstate-described devices do not
+ * come here (the engine sends those as FULL sections).
+ *
+ * Source: save_setup writes START and opens the saving session (PRE_COPY
+ * when offered); save_iterate streams what the device has now as PART
+ * payloads (the snapshot, then dirty data) until the device says "nothing
+ * now"; save_complete enters STOP_COPY and reads until the device reports
+ * the end (END payload), then STOP.  A failed or cancelled migration aborts
+ * the device back to RUNNING, state intact.
+ * Destination: the first payload enters RESUMING; DATA records are written
+ * to the device; COMPLETE (in END) asks RESUMING -> STOP, which validates the
+ * whole stream; the device runs when the migration completes and is reset
+ * when it fails.
+ *
+ * Payload records (big-endian; bump MIG_DEV_SECTION_VERSION on change):
+ *   0x01 SETUP     be32 format version                        (START only)
+ *   0x02 DATA      be32 length (1 .. MIG_DEV_SECTION_MAX_DATA) + bytes
+ *   0x03 COMPLETE  the device's state is whole                (END only)
+ *   0x04 EOS       end of this payload
+ */
+#ifndef MIGCERT_DEVICE_SAVEVM_H
+#define MIGCERT_DEVICE_SAVEVM_H
+
+#include "../migration/savevm.h"
+#include "device.h"
+
+#define MIG_DEV_SECTION_VERSION 1u
+#define MIG_DEV_SECTION_MAX_DATA (1u << 20)
+
+enum {
+    MIG_DEV_REC_SETUP = 0x01,
+    MIG_DEV_REC_DATA = 0x02,
+    MIG_DEV_REC_COMPLETE = 0x03,
+    MIG_DEV_REC_EOS = 0x04,
+};
+
+typedef struct MigDevSection MigDevSection;
+
+/* Register `dev` as iterative section (idstr, instance_id) version 1.
+ * The section does not own the device; free it before the device. */
+MigDevSection *mig_dev_section_register(MigSavevm *sv, MigDevice *dev, const char *idstr,
+                                        uint32_t instance_id, MigErr **errp);
+void mig_dev_section_free(MigDevSection *sec);
+
+#endif
