@@ -380,8 +380,11 @@ static void run_one(const Opts *o, Case *c)
 
 /* --sweep: after the base case, fail hit k of each reached point until a
  * run injects nothing. */
-static void sweep_case(const Opts *o, Cases *out, const Case *base, size_t *progress)
+static void sweep_case(const Opts *o, Cases *out, const Case *base_in, size_t *progress)
 {
+    /* a shallow copy: case_add() below may move `out`, base_in lives there */
+    const Case base_copy = *base_in;
+    const Case *base = &base_copy;
     if (!base->scn)
         return;
     size_t np;
