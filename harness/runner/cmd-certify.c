@@ -358,7 +358,7 @@ static int64_t sb_call(Sandbox *sb, uint32_t op, uint32_t inst, uint64_t a, uint
     int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
                        (int64_t)sb->timeout_s * 1000;
     SbReq q = {op, inst, a, b, len};
-    SbResp r;
+    SbResp r = {0};
     int rc = io_all(sb, true, &q, sizeof(q), deadline);
     if (rc == 0 && len)
         rc = io_all(sb, true, (void *)payload, len, deadline);
@@ -420,7 +420,7 @@ static Sandbox *sb_spawn(const char *path, unsigned timeout_s, MigErr **errp)
     sb->timeout_s = timeout_s;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     snprintf(sb->label, sizeof(sb->label), "%s", base);
-    SbResp r;
+    SbResp r = {0};
     char info[256] = {0};
     if (sb_call(sb, SB_HELLO, 0, 0, 0, NULL, 0, &r, info, sizeof(info) - 1, errp) < 0) {
         /* keep the sandbox: the caller reports its death or the load error */
@@ -433,7 +433,7 @@ static Sandbox *sb_spawn(const char *path, unsigned timeout_s, MigErr **errp)
         *nl = 0;
         snprintf(sb->version, sizeof(sb->version), "%s", nl + 1);
     }
-    snprintf(sb->name, sizeof(sb->name), "%s", info);
+    snprintf(sb->name, sizeof(sb->name), "%.*s", (int)sizeof(sb->name) - 1, info);
     return sb;
 }
 
@@ -481,7 +481,7 @@ static int px_arc(MigDevBackend *b, MigDevState to, MigErr **errp)
 
 static int px_get_state(MigDevBackend *b, MigDevState *out, MigErr **errp)
 {
-    SbResp r;
+    SbResp r = {0};
     int64_t rc = px_call(b, SB_GET_STATE, 0, &r, errp);
     if (rc >= 0)
         *out = (MigDevState)r.x;
@@ -490,7 +490,7 @@ static int px_get_state(MigDevBackend *b, MigDevState *out, MigErr **errp)
 
 static ssize_t px_read(MigDevBackend *b, void *buf, size_t len, MigErr **errp)
 {
-    SbResp r;
+    SbResp r = {0};
     return (ssize_t)sb_call(px(b)->sb, SB_READ, px(b)->inst, len, 0, NULL, 0, &r, buf, len, errp);
 }
 
@@ -512,7 +512,7 @@ static ssize_t px_write(MigDevBackend *b, const void *buf, size_t len, MigErr **
 
 static int px_precopy_info(MigDevBackend *b, uint64_t *ini, uint64_t *dirty, MigErr **errp)
 {
-    SbResp r;
+    SbResp r = {0};
     int64_t rc = px_call(b, SB_PRECOPY_INFO, 0, &r, errp);
     if (rc >= 0) {
         *ini = r.x;
@@ -523,7 +523,7 @@ static int px_precopy_info(MigDevBackend *b, uint64_t *ini, uint64_t *dirty, Mig
 
 static int px_data_size(MigDevBackend *b, uint64_t *len, MigErr **errp)
 {
-    SbResp r;
+    SbResp r = {0};
     int64_t rc = px_call(b, SB_DATA_SIZE, 0, &r, errp);
     if (rc >= 0)
         *len = r.x;
@@ -542,7 +542,7 @@ static int px_guest_run(MigDevBackend *b, uint32_t ops, MigErr **errp)
 
 static int px_digest(MigDevBackend *b, uint64_t *out, MigErr **errp)
 {
-    SbResp r;
+    SbResp r = {0};
     int64_t rc = px_call(b, SB_DIGEST, 0, &r, errp);
     if (rc >= 0)
         *out = r.x;
