@@ -36,7 +36,21 @@ typedef struct Run {
     uint64_t dirty_calls;
     uint64_t cancel_pass, passes;
     bool cancelled;
+    /* at the source device's arc into STOP_COPY: what it had handed out
+     * (pre-copy data) and what the destination device had taken by then */
+    bool stopped;
+    uint64_t src_read_at_stop, dst_written_at_stop;
 } Run;
+
+static void on_src_device(MigDevice *dev, MigDevState from, MigDevState to, void *opaque)
+{
+    Run *r = opaque;
+    if (to == MIG_DEV_STOP_COPY && !r->stopped) {
+        r->stopped = true;
+        r->src_read_at_stop = mig_device_bytes_read(r->sgpu);
+        r->dst_written_at_stop = mig_device_bytes_written(r->dgpu);
+    }
+}
 
 /* The guest writes device memory every simulated millisecond while the
  * source machine runs. */
@@ -96,6 +110,7 @@ static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t 
     r->dgpu = gpu(p, f, seed + 1);
     mig_device_set_trace(r->sgpu, r->trace, r->loop);
     mig_device_set_trace(r->dgpu, r->trace, r->loop);
+    mig_device_set_event_cb(r->sgpu, on_src_device, r);
     r->ssec = mig_dev_section_register(mig_machine_savevm(r->src), r->sgpu, "0000:00:05.0/vfio", 0,
                                        &err);
     r->dsec = mig_dev_section_register(mig_machine_savevm(r->dst), r->dgpu, "0000:00:05.0/vfio", 0,
@@ -184,6 +199,27 @@ static void check_completed(Run *r)
     assert_int_equal(mig_device_state(r->sgpu), MIG_DEV_STOP);
     assert_int_equal(mig_device_state(r->dgpu), MIG_DEV_RUNNING);
     assert_same_gpu(r->sgpu, r->dgpu);
+    /* every byte the source device handed out reached the destination device */
+    assert_true(r->stopped);
+    assert_true(mig_device_bytes_read(r->sgpu) > 64 * MIB);
+    assert_int_equal(mig_device_bytes_written(r->dgpu), mig_device_bytes_read(r->sgpu));
+}
+
+/* A device with PRE_COPY hands out its snapshot while the guest runs: at
+ * least the whole initial snapshot (a header and one record per page of
+ * the 64 MiB memory) was read before the arc into STOP_COPY, and the
+ * destination device was already taking it from PART sections (the rest of
+ * it was in flight; check_completed() shows every byte arrived, in order). */
+static void check_precopy_data(Run *r)
+{
+    uint64_t snapshot = 20 + (64 * MIB / FAKE_GPU_PAGE) * (1 + 4 + FAKE_GPU_PAGE);
+    if (r->src_read_at_stop < snapshot)
+        fail_msg("only %llu device bytes were read before STOP_COPY; the snapshot is %llu",
+                 (unsigned long long)r->src_read_at_stop, (unsigned long long)snapshot);
+    if (r->dst_written_at_stop < snapshot / 2)
+        fail_msg("the destination device had taken %llu bytes when the source stopped; the "
+                 "snapshot is %llu",
+                 (unsigned long long)r->dst_written_at_stop, (unsigned long long)snapshot);
 }
 
 static void test_sim_device_v2_gpu_migrates_under_dirtying(void **state)
@@ -194,6 +230,7 @@ static void test_sim_device_v2_gpu_migrates_under_dirtying(void **state)
     start(&r, r.dst);
     wait_done(&r);
     check_completed(&r);
+    check_precopy_data(&r);
     teardown(&r);
 }
 
@@ -205,6 +242,9 @@ static void test_sim_device_stop_copy_only_gpu_migrates(void **state)
     start(&r, r.dst);
     wait_done(&r);
     check_completed(&r);
+    /* no PRE_COPY: nothing moves before the stop */
+    assert_int_equal(r.src_read_at_stop, 0);
+    assert_int_equal(r.dst_written_at_stop, 0);
     teardown(&r);
 }
 
@@ -216,6 +256,7 @@ static void test_sim_device_v1_gpu_migrates_through_adapter(void **state)
     start(&r, r.dst);
     wait_done(&r);
     check_completed(&r);
+    check_precopy_data(&r);
     teardown(&r);
 }
 

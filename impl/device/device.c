@@ -19,6 +19,7 @@ struct MigDevice {
     MigDevEventCb event_cb;
     void *event_opaque;
     uint64_t bytes_read;
+    uint64_t bytes_written;
     uint64_t stop_copy_read;  /* bytes read since entering STOP_COPY */
     uint64_t stop_copy_limit; /* 0 = computed on entering STOP_COPY */
     uint64_t stop_copy_fixed; /* set by mig_device_set_stop_copy_limit */
@@ -202,7 +203,15 @@ int mig_dev_path(MigDevState cur, MigDevState target, uint32_t features,
 
 /* ---- MigDevice ---- */
 
-enum EnterCause { ENTER_ARC, ENTER_RESET, ENTER_FAILURE };
+/* Why dev_enter() moves the state: decides which check applies and how the
+ * trace line reads. */
+enum EnterCause { ENTER_ARC, ENTER_RESET, ENTER_FAILURE, ENTER__COUNT };
+
+static const char *const enter_cause_names[ENTER__COUNT] = {
+    [ENTER_ARC] = "arc",
+    [ENTER_RESET] = "reset",
+    [ENTER_FAILURE] = "after failure",
+};
 
 /* The one writer of dev->state. */
 static int dev_enter(MigDevice *d, MigDevState to, enum EnterCause cause, MigErr **errp)
@@ -237,9 +246,13 @@ static int dev_enter(MigDevice *d, MigDevState to, enum EnterCause cause, MigErr
         d->arc_to[d->narcs] = to;
         d->narcs++;
     }
-    static const char *const why[] = {"", " (reset)", " (after failure)"};
-    mig_trace_log(d->trace, d->loop ? mig_loop_now_ns(d->loop) : 0, "device", "%s: %s -> %s%s",
-                  d->name, mig_dev_state_name(from), mig_dev_state_name(to), why[cause]);
+    if (cause == ENTER_ARC)
+        mig_trace_log(d->trace, d->loop ? mig_loop_now_ns(d->loop) : 0, "device", "%s: %s -> %s",
+                      d->name, mig_dev_state_name(from), mig_dev_state_name(to));
+    else
+        mig_trace_log(d->trace, d->loop ? mig_loop_now_ns(d->loop) : 0, "device",
+                      "%s: %s -> %s (%s)", d->name, mig_dev_state_name(from),
+                      mig_dev_state_name(to), enter_cause_names[cause]);
     if (d->event_cb)
         d->event_cb(d, from, to, d->event_opaque);
     return 0;
@@ -478,6 +491,7 @@ int mig_device_write(MigDevice *d, const void *buf, size_t len, MigErr **errp)
         mig_err_free(err);
         p += n;
         len -= (size_t)n;
+        d->bytes_written += (uint64_t)n;
     }
     return 0;
 }
@@ -531,3 +545,4 @@ size_t mig_device_arc_log(const MigDevice *d, MigDevState from[], MigDevState to
 void mig_device_arc_log_clear(MigDevice *d) { d->narcs = 0; }
 
 uint64_t mig_device_bytes_read(const MigDevice *d) { return d->bytes_read; }
+uint64_t mig_device_bytes_written(const MigDevice *d) { return d->bytes_written; }

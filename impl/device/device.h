@@ -192,6 +192,9 @@ void mig_device_set_stop_copy_limit(MigDevice *dev, uint64_t bytes);
 /* The arcs executed since the last clear (for conformance checks). */
 size_t mig_device_arc_log(const MigDevice *dev, MigDevState from[], MigDevState to[], size_t max);
 void mig_device_arc_log_clear(MigDevice *dev);
+/* Session bytes handed out by the device (mig_device_read) and taken by it
+ * (mig_device_write) over the device's lifetime. */
 uint64_t mig_device_bytes_read(const MigDevice *dev);
+uint64_t mig_device_bytes_written(const MigDevice *dev);
 
 #endif
