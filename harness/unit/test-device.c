@@ -3,7 +3,9 @@
  * tables of protocols/vfio-migration.md (1.4 and 1.6, every cur x target x
  * feature set), multi-arc requests on a real device (fake-gpu), sessions and
  * round trips byte for byte, resume validation over every truncation and
- * every flipped byte, abort and reset, the v1 adapter, and the plugin loader.
+ * every flipped byte, abort and reset, the v1 adapter, the plugin loader
+ * (vmstate descriptions included), and the device section payload of the
+ * migration stream (expected bytes, every truncation, every bad record).
  */
 #include <libgen.h>
 #include <limits.h>
@@ -17,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "device/device-savevm.h"
 #include "device/device.h"
 #include "devices/fake-gpu.h"
 
@@ -196,6 +199,88 @@ static void test_device_paths_are_direct_arcs_and_skip_saving_states(void **stat
     assert_int_equal(mig_dev_next_state(MIG_DEV_RUNNING, 8, MIG_DEV_F_ALL, &next), -EINVAL);
     assert_int_equal(mig_dev_next_state(MIG_DEV_STOP_COPY, MIG_DEV_PRE_COPY, MIG_DEV_F_ALL, &next),
                      -EINVAL);
+}
+
+
+/* 1.3 written out as in the document, independently of device.c: which
+ * direct arcs a driver implements for each feature condition.  Conditions:
+ * "always", "!P2P", "P2P", "PRE", "PRE !P2P", "PRE P2P". */
+static const struct {
+    const char *when;
+    const char *arcs;
+} doc_arcs[] = {
+    {"always", "STOP>SC SC>STOP STOP>RES RES>STOP"},
+    {"!P2P", "RUNNING>STOP STOP>RUNNING"},
+    {"P2P", "RUNNING>RP RP>RUNNING RP>STOP STOP>RP"},
+    {"PRE", "RUNNING>PC PC>RUNNING"},
+    {"PRE !P2P", "PC>SC"},
+    {"PRE P2P", "PC>PCP PCP>PC PCP>RP RP>PCP PCP>SC"},
+};
+
+static int abbrev_state(const char *s, size_t n)
+{
+    for (int i = 0; i < MIG_DEV_STATE__COUNT; i++)
+        if (strlen(abbrev[i]) == n && strncmp(abbrev[i], s, n) == 0)
+            return i;
+    fail_msg("unknown state abbreviation %.*s", (int)n, s);
+    return -1;
+}
+
+static bool doc_condition_holds(const char *when, uint32_t f)
+{
+    if (!strcmp(when, "always"))
+        return true;
+    bool ok = true;
+    if (strstr(when, "PRE"))
+        ok &= (f & MIG_DEV_F_PRE_COPY) != 0;
+    if (strstr(when, "!P2P"))
+        ok &= !(f & MIG_DEV_F_P2P);
+    else if (strstr(when, "P2P"))
+        ok &= (f & MIG_DEV_F_P2P) != 0;
+    return ok;
+}
+
+/* Every from x to (ERROR and one value past the end included) x every
+ * combination of the three feature bits: mig_dev_arc_allowed() is true
+ * exactly for the arcs 1.3 lists for that feature set.  A set without
+ * STOP_COPY is not a defined set: it has no arcs at all.  STOP_COPY ->
+ * PRE_COPY(_P2P) ("never") is never allowed. */
+static void test_device_arc_allowed_matches_doc_table_for_every_pair(void **state)
+{
+    (void)state;
+    int allowed_total = 0;
+    for (uint32_t f = 0; f <= MIG_DEV_F_ALL; f++) {
+        bool want[MIG_DEV_STATE__COUNT + 1][MIG_DEV_STATE__COUNT + 1] = {{false}};
+        if (f & MIG_DEV_F_STOP_COPY)
+            for (size_t i = 0; i < MIG_ARRAY_SIZE(doc_arcs); i++) {
+                if (!doc_condition_holds(doc_arcs[i].when, f))
+                    continue;
+                const char *p = doc_arcs[i].arcs;
+                while (*p) {
+                    size_t len = strcspn(p, " ");
+                    const char *gt = memchr(p, '>', len);
+                    assert_non_null(gt);
+                    int from = abbrev_state(p, (size_t)(gt - p));
+                    int to = abbrev_state(gt + 1, len - (size_t)(gt - p) - 1);
+                    want[from][to] = true;
+                    p += len + (p[len] == ' ');
+                }
+            }
+        for (int from = 0; from <= MIG_DEV_STATE__COUNT; from++)
+            for (int to = 0; to <= MIG_DEV_STATE__COUNT; to++) {
+                bool got = mig_dev_arc_allowed((MigDevState)from, (MigDevState)to, f);
+                if (got != want[from][to])
+                    fail_msg("features 0x%x: %s -> %s: mig_dev_arc_allowed says %s, 1.3 says %s",
+                             f, from < MIG_DEV_STATE__COUNT ? abbrev[from] : "8",
+                             to < MIG_DEV_STATE__COUNT ? abbrev[to] : "8",
+                             got ? "arc" : "no arc", want[from][to] ? "arc" : "no arc");
+                allowed_total += got;
+            }
+        assert_false(mig_dev_arc_allowed(MIG_DEV_STOP_COPY, MIG_DEV_PRE_COPY, f));
+        assert_false(mig_dev_arc_allowed(MIG_DEV_STOP_COPY, MIG_DEV_PRE_COPY_P2P, f));
+    }
+    /* the 4 defined sets: SC 4+2, +P2P 4+4, +PRE 4+2+2+1, all 4+4+2+5 */
+    assert_int_equal(allowed_total, 6 + 8 + 9 + 15);
 }
 
 /* ---- devices ---- */
@@ -760,6 +845,252 @@ static void test_device_trace_records_every_arc(void **state)
     mig_trace_free(t);
 }
 
+
+/* ---- the device section of the migration stream (device-savevm.c) ---- */
+
+#define SEC_IDSTR "0000:00:05.0/vfio"
+
+typedef struct Sec {
+    MigSavevm *sv;
+    MigDevice *dev;
+    MigDevSection *sec;
+    const MigSaveEntry *e;
+} Sec;
+
+static void sec_new(Sec *x, uint64_t seed)
+{
+    MigErr *err = NULL;
+    x->sv = mig_savevm_new();
+    x->dev = dev_new(fake_gpu_plugin(), MIG_DEV_F_STOP_COPY, FAKE_GPU_PAGE, seed);
+    x->sec = mig_dev_section_register(x->sv, x->dev, SEC_IDSTR, 0, &err);
+    if (!x->sec)
+        fail_msg("register: %s", err ? err->msg : "?");
+    x->e = mig_savevm_find(x->sv, SEC_IDSTR, 0);
+    assert_non_null(x->e);
+}
+
+static void sec_free(Sec *x)
+{
+    mig_dev_section_free(x->sec);
+    mig_device_free(x->dev);
+    mig_savevm_free(x->sv);
+}
+
+/* One payload of section `type` through the handler, from memory. */
+static int sec_load(Sec *x, uint8_t type, uint32_t version, const void *p, size_t n,
+                    MigErr **errp)
+{
+    MigStream *s = mig_stream_new_mem_reader(p, n);
+    MigSectionHeader h = {.type = type, .section_id = 1, .version_id = version};
+    snprintf(h.idstr, sizeof(h.idstr), "%s", SEC_IDSTR);
+    int r = x->e->iter->load_state(x->e->opaque, s, &h, errp);
+    mig_stream_free(s);
+    return r;
+}
+
+/* The source side of a one-page fake-gpu (STOP_COPY only): START and END
+ * payloads. */
+static void sec_save(Buf *start, Buf *end, uint64_t seed)
+{
+    Sec x;
+    sec_new(&x, seed);
+    MigDevBackend *be = mig_device_backend(x.dev);
+    assert_int_equal(be->ops->guest_run(be, 7, NULL), 0);
+    MigErr *err = NULL;
+    MigStream *s = mig_stream_new_mem_writer();
+    must(x.e->iter->save_setup(x.e->opaque, s, &err), err, "save_setup");
+    size_t n;
+    const uint8_t *p = mig_stream_mem_data(s, &n);
+    buf_add(start, p, n);
+    mig_stream_free(s);
+    s = mig_stream_new_mem_writer();
+    int r = x.e->iter->save_complete(x.e->opaque, s, 1 << 20, &err);
+    must(r, err, "save_complete");
+    assert_int_equal(r, 1);
+    p = mig_stream_mem_data(s, &n);
+    buf_add(end, p, n);
+    mig_stream_free(s);
+    assert_int_equal(mig_device_state(x.dev), MIG_DEV_STOP);
+    sec_free(&x);
+}
+
+static void test_device_section_payload_bytes(void **state)
+{
+    (void)state;
+    Buf start = {0}, end = {0};
+    sec_save(&start, &end, 3);
+    static const uint8_t want_start[] = {
+        0x01,                   /* SETUP */
+        0x00, 0x00, 0x00, 0x01, /* be32 format version 1 */
+        0x04,                   /* EOS */
+    };
+    assert_int_equal(start.len, sizeof(want_start));
+    assert_memory_equal(start.p, want_start, sizeof(want_start));
+    /* one page: header 20 + page record 4101 + registers 65 + end 9 */
+    const uint32_t dev_len = 20 + 4101 + 65 + 9;
+    assert_int_equal(end.len, 1 + 4 + dev_len + 1 + 1);
+    static const uint8_t want_end_head[] = {
+        0x02,                   /* DATA */
+        0x00, 0x00, 0x10, 0x63, /* be32 length 4195 */
+        'F',  'G',  'P',  'U',  /* the device's own stream from here */
+        0x00, 0x00, 0x00, 0x01, /*   its version */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, /* mem_size 4096 */
+    };
+    assert_memory_equal(end.p, want_end_head, sizeof(want_end_head));
+    static const uint8_t want_end_tail[] = {
+        0x03, /* COMPLETE */
+        0x04, /* EOS */
+    };
+    assert_memory_equal(end.p + end.len - 2, want_end_tail, 2);
+    /* and both load into a fresh device, which then equals the source */
+    Sec d;
+    sec_new(&d, 4);
+    MigErr *err = NULL;
+    must(sec_load(&d, MIG_SECTION_START, 1, start.p, start.len, &err), err, "START");
+    assert_int_equal(mig_device_state(d.dev), MIG_DEV_RESUMING);
+    must(sec_load(&d, MIG_SECTION_END, 1, end.p, end.len, &err), err, "END");
+    assert_int_equal(mig_device_state(d.dev), MIG_DEV_STOP);
+    d.e->iter->load_cleanup(d.e->opaque, MIG_OUTCOME_COMPLETED);
+    assert_int_equal(mig_device_state(d.dev), MIG_DEV_RUNNING);
+    sec_free(&d);
+    free(start.p);
+    free(end.p);
+}
+
+/* Every truncation of each payload is an error naming the device section
+ * and an offset; records are whole or not at all: a START cut inside its
+ * SETUP record leaves the device untouched (RUNNING), after it RESUMING, and
+ * a cut END leaves it RESUMING: never STOP or RUNNING with partial state
+ * (only the cut of the final EOS finds the whole state loaded, in STOP). */
+static void test_device_section_load_every_truncation(void **state)
+{
+    (void)state;
+    Buf start = {0}, end = {0};
+    sec_save(&start, &end, 5);
+    for (int which = 0; which < 2; which++) {
+        const Buf *b = which ? &end : &start;
+        for (size_t cut = 0; cut < b->len; cut++) {
+            Sec d;
+            sec_new(&d, 6);
+            MigErr *err = NULL;
+            if (which)
+                must(sec_load(&d, MIG_SECTION_START, 1, start.p, start.len, &err), err, "START");
+            int r = sec_load(&d, which ? MIG_SECTION_END : MIG_SECTION_START, 1, b->p, cut, &err);
+            if (r >= 0 || r == -EAGAIN)
+                fail_msg("%s payload cut at %zu of %zu: load returned %d", which ? "END" : "START",
+                         cut, b->len, r);
+            assert_non_null(err);
+            if (strncmp(err->msg, "device " SEC_IDSTR ": ", strlen("device " SEC_IDSTR ": ")) ||
+                !strstr(err->msg, " at offset "))
+                fail_msg("cut at %zu: error does not name the device and offset: %s", cut,
+                         err->msg);
+            mig_err_free(err);
+            MigDevState want = which || cut >= 5 ? MIG_DEV_RESUMING : MIG_DEV_RUNNING;
+            if (which && cut == b->len - 1)
+                want = MIG_DEV_STOP; /* all but EOS: COMPLETE validated the whole state */
+            assert_int_equal(mig_device_state(d.dev), want);
+            d.e->iter->load_cleanup(d.e->opaque, MIG_OUTCOME_FAILED);
+            assert_int_equal(mig_device_state(d.dev), MIG_DEV_RUNNING);
+            sec_free(&d);
+        }
+    }
+    /* exact messages for a cut inside the tag-less start and inside DATA */
+    Sec d;
+    sec_new(&d, 6);
+    MigErr *err = NULL;
+    assert_int_equal(sec_load(&d, MIG_SECTION_START, 1, start.p, 0, &err), -EIO);
+    assert_string_equal(err->msg, "device " SEC_IDSTR ": record at offset 0: truncated: stream "
+                                  "ended at offset 0");
+    mig_err_free(err);
+    err = NULL;
+    must(sec_load(&d, MIG_SECTION_START, 1, start.p, start.len, &err), err, "START");
+    assert_int_equal(sec_load(&d, MIG_SECTION_END, 1, end.p, 100, &err), -EIO);
+    assert_string_equal(err->msg, "device " SEC_IDSTR ": DATA record at offset 0: truncated: "
+                                  "stream ended at offset 100");
+    mig_err_free(err);
+    sec_free(&d);
+    free(start.p);
+    free(end.p);
+}
+
+/* Bad tags, lengths, versions and records in the wrong section: each is
+ * refused with the errno and message below, before the device sees it. */
+static void test_device_section_load_rejects_bad_records(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        bool after_setup; /* a valid START was loaded first */
+        uint8_t type;
+        uint32_t version;
+        uint8_t bytes[12];
+        size_t len;
+        int err;
+        const char *msg; /* after "device <idstr>: " */
+        MigDevState state;
+    } cases[] = {
+        {"unknown tag", false, MIG_SECTION_START, 1, {0x09}, 1, -EPROTO,
+         "unknown record 0x09 at offset 0", MIG_DEV_RUNNING},
+        {"tag 0", true, MIG_SECTION_PART, 1, {0x00}, 1, -EPROTO,
+         "unknown record 0x00 at offset 0", MIG_DEV_RESUMING},
+        {"format version 2", false, MIG_SECTION_START, 1, {0x01, 0, 0, 0, 2, 0x04}, 6, -ENOTSUP,
+         "section format 2 at offset 0 is not supported (known: 1)", MIG_DEV_RUNNING},
+        {"format version 0", false, MIG_SECTION_START, 1, {0x01, 0, 0, 0, 0, 0x04}, 6, -ENOTSUP,
+         "section format 0 at offset 0 is not supported (known: 1)", MIG_DEV_RUNNING},
+        {"section version 2", false, MIG_SECTION_START, 2, {0x01, 0, 0, 0, 1, 0x04}, 6, -ENOTSUP,
+         "section version 2 at offset 0 is not supported (known: 1)", MIG_DEV_RUNNING},
+        {"DATA of 0 bytes", true, MIG_SECTION_PART, 1, {0x02, 0, 0, 0, 0, 0x04}, 6, -EPROTO,
+         "DATA record of 0 bytes at offset 0 (allowed: 1 to 1048576)", MIG_DEV_RESUMING},
+        {"DATA too long", true, MIG_SECTION_PART, 1, {0x02, 0, 0x10, 0, 1, 0x04}, 6, -EPROTO,
+         "DATA record of 1048577 bytes at offset 0 (allowed: 1 to 1048576)", MIG_DEV_RESUMING},
+        {"DATA of 4 GiB - 1", true, MIG_SECTION_PART, 1, {0x02, 0xff, 0xff, 0xff, 0xff}, 5,
+         -EPROTO, "DATA record of 4294967295 bytes at offset 0 (allowed: 1 to 1048576)",
+         MIG_DEV_RESUMING},
+        {"DATA before SETUP", false, MIG_SECTION_PART, 1, {0x02, 0, 0, 0, 1, 0xaa, 0x04}, 7,
+         -EPROTO, "DATA record at offset 0 before the section's SETUP", MIG_DEV_RUNNING},
+        {"SETUP in PART", true, MIG_SECTION_PART, 1, {0x01, 0, 0, 0, 1, 0x04}, 6, -EPROTO,
+         "unexpected SETUP record at offset 0 (the session is already set up)",
+         MIG_DEV_RESUMING},
+        {"SETUP outside START", false, MIG_SECTION_END, 1, {0x01, 0, 0, 0, 1, 0x04}, 6, -EPROTO,
+         "unexpected SETUP record at offset 0 (outside the START section)", MIG_DEV_RUNNING},
+        {"COMPLETE in PART", true, MIG_SECTION_PART, 1, {0x03, 0x04}, 2, -EPROTO,
+         "unexpected COMPLETE record at offset 0 (outside the END section)", MIG_DEV_RESUMING},
+        {"COMPLETE before SETUP", false, MIG_SECTION_END, 1, {0x03, 0x04}, 2, -EPROTO,
+         "unexpected COMPLETE record at offset 0 (before the section's SETUP)", MIG_DEV_RUNNING},
+        {"COMPLETE of a short stream", true, MIG_SECTION_END, 1,
+         {0x02, 0, 0, 0, 4, 'F', 'G', 'P', 'U', 0x03, 0x04}, 11, -EPROTO,
+         "COMPLETE record at offset 9: device fake-gpu: arc RESUMING -> STOP: EPROTO",
+         MIG_DEV_RESUMING},
+    };
+    static const uint8_t setup[] = {0x01, 0, 0, 0, 1, 0x04};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        Sec d;
+        sec_new(&d, 7);
+        MigErr *err = NULL;
+        if (cases[i].after_setup)
+            must(sec_load(&d, MIG_SECTION_START, 1, setup, sizeof(setup), &err), err, "START");
+        int r = sec_load(&d, cases[i].type, cases[i].version, cases[i].bytes, cases[i].len, &err);
+        if (r != cases[i].err)
+            fail_msg("%s: load returned %d (%s), expected %d", cases[i].what, r,
+                     err ? err->msg : "no message", cases[i].err);
+        char want[256];
+        snprintf(want, sizeof(want), "device %s: %s", SEC_IDSTR, cases[i].msg);
+        if (strcmp(err->msg, want) != 0)
+            fail_msg("%s:\n  got  %s\n  want %s", cases[i].what, err->msg, want);
+        mig_err_free(err);
+        if (mig_device_state(d.dev) != cases[i].state)
+            fail_msg("%s: device is %s, expected %s", cases[i].what,
+                     mig_dev_state_name(mig_device_state(d.dev)),
+                     mig_dev_state_name(cases[i].state));
+        sec_free(&d);
+    }
+    /* the record names */
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_SETUP), "SETUP");
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_EOS), "EOS");
+    assert_string_equal(mig_dev_rec_name(0), "?");
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC__COUNT), "?");
+}
+
 int main(int argc, char **argv)
 {
     char self[PATH_MAX];
@@ -770,6 +1101,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_next_step_table_all_features),
         cmocka_unit_test(test_device_paths_match_golden_for_every_feature_set),
         cmocka_unit_test(test_device_paths_are_direct_arcs_and_skip_saving_states),
+        cmocka_unit_test(test_device_arc_allowed_matches_doc_table_for_every_pair),
         cmocka_unit_test(test_device_set_state_executes_golden_arcs_on_device),
         cmocka_unit_test(test_device_round_trip_v2_byte_for_byte),
         cmocka_unit_test(test_device_precopy_info_and_read_semantics),
@@ -785,6 +1117,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_read_never_trusts_a_claimed_length),
         cmocka_unit_test(test_device_stop_copy_that_never_ends_is_an_error),
         cmocka_unit_test(test_device_trace_records_every_arc),
+        cmocka_unit_test(test_device_section_payload_bytes),
+        cmocka_unit_test(test_device_section_load_every_truncation),
+        cmocka_unit_test(test_device_section_load_rejects_bad_records),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -116,56 +116,106 @@ static void sec_save_cleanup(void *opaque, MigOutcome outcome)
         mig_device_abort(sec->dev, NULL);
 }
 
+static const char *const rec_names[MIG_DEV_REC__COUNT] = {
+    [MIG_DEV_REC_SETUP] = "SETUP",
+    [MIG_DEV_REC_DATA] = "DATA",
+    [MIG_DEV_REC_COMPLETE] = "COMPLETE",
+    [MIG_DEV_REC_EOS] = "EOS",
+};
+
+const char *mig_dev_rec_name(unsigned tag)
+{
+    return tag < MIG_DEV_REC__COUNT && rec_names[tag] ? rec_names[tag] : "?";
+}
+
+/* Read one record (tag + its fixed part + DATA bytes) whole, or nothing:
+ * returns 1 with the record read, -EAGAIN after rewinding (starved), or the
+ * stream's error naming the device and the record's offset. */
+static int read_record(MigDevSection *sec, MigStream *s, uint64_t at, uint8_t *tag, uint32_t *v,
+                       MigErr **errp)
+{
+    *tag = mig_stream_get_u8(s);
+    *v = 0;
+    bool got_tag = !mig_stream_error(s) && !mig_stream_starved(s);
+    if (!mig_stream_error(s) && !mig_stream_starved(s) &&
+        (*tag == MIG_DEV_REC_SETUP || *tag == MIG_DEV_REC_DATA))
+        *v = mig_stream_get_be32(s);
+    if (!mig_stream_error(s) && !mig_stream_starved(s) && *tag == MIG_DEV_REC_DATA && *v >= 1 &&
+        *v <= MIG_DEV_SECTION_MAX_DATA)
+        mig_stream_get_buffer(s, sec->buf, *v);
+    if (mig_stream_starved(s)) {
+        mig_stream_rewind(s);
+        return -EAGAIN;
+    }
+    if (mig_stream_error(s)) {
+        int r = mig_stream_take_error(s, errp);
+        if (got_tag)
+            mig_err_prepend(errp, "device %s: %s record at offset %llu", sec->idstr,
+                            mig_dev_rec_name(*tag), (unsigned long long)at);
+        else
+            mig_err_prepend(errp, "device %s: record at offset %llu", sec->idstr,
+                            (unsigned long long)at);
+        return r;
+    }
+    return 1;
+}
+
 static int sec_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
 {
     MigDevSection *sec = opaque;
+    if (h->type == MIG_SECTION_START && h->version_id != 1)
+        return mig_err_set(errp, -ENOTSUP,
+                           "device %s: section version %u at offset %llu is not supported "
+                           "(known: 1)",
+                           sec->idstr, h->version_id, (unsigned long long)h->offset);
     for (;;) {
         mig_stream_mark(s);
         uint64_t at = mig_stream_offset(s);
-        uint8_t tag = mig_stream_get_u8(s);
-        uint32_t v = 0;
-        if (!mig_stream_starved(s) && (tag == MIG_DEV_REC_SETUP || tag == MIG_DEV_REC_DATA))
-            v = mig_stream_get_be32(s);
-        if (!mig_stream_starved(s) && tag == MIG_DEV_REC_DATA && v >= 1 &&
-            v <= MIG_DEV_SECTION_MAX_DATA)
-            mig_stream_get_buffer(s, sec->buf, v);
-        if (mig_stream_starved(s)) {
-            mig_stream_rewind(s);
-            return -EAGAIN;
-        }
-        if (mig_stream_error(s))
-            return mig_stream_take_error(s, errp);
-        int r = 0;
+        uint8_t tag;
+        uint32_t v;
+        int r = read_record(sec, s, at, &tag, &v, errp);
+        if (r < 0)
+            return r;
+        r = 0;
         switch (tag) {
         case MIG_DEV_REC_SETUP:
+            if (h->type != MIG_SECTION_START || sec->loading)
+                return mig_err_set(errp, -EPROTO,
+                                   "device %s: unexpected SETUP record at offset %llu (%s)",
+                                   sec->idstr, (unsigned long long)at,
+                                   sec->loading ? "the session is already set up"
+                                                : "outside the START section");
             if (v != MIG_DEV_SECTION_VERSION)
                 return mig_err_set(errp, -ENOTSUP,
-                                   "device %s: section format %u is not supported (known: %u)",
-                                   sec->idstr, v, MIG_DEV_SECTION_VERSION);
-            if (!sec->loading) {
-                r = mig_device_set_state(sec->dev, MIG_DEV_RESUMING, errp);
-                sec->loading = r == 0;
-            }
+                                   "device %s: section format %u at offset %llu is not supported "
+                                   "(known: %u)",
+                                   sec->idstr, v, (unsigned long long)at,
+                                   MIG_DEV_SECTION_VERSION);
+            r = mig_device_set_state(sec->dev, MIG_DEV_RESUMING, errp);
+            sec->loading = r == 0;
             break;
         case MIG_DEV_REC_DATA:
             if (v < 1 || v > MIG_DEV_SECTION_MAX_DATA)
                 return mig_err_set(errp, -EPROTO,
-                                   "device %s: data record of %u bytes at offset %llu", sec->idstr,
-                                   v, (unsigned long long)at);
+                                   "device %s: DATA record of %u bytes at offset %llu (allowed: "
+                                   "1 to %u)",
+                                   sec->idstr, v, (unsigned long long)at,
+                                   MIG_DEV_SECTION_MAX_DATA);
             if (!sec->loading)
                 return mig_err_set(errp, -EPROTO,
-                                   "device %s: data at offset %llu before the section's setup",
+                                   "device %s: DATA record at offset %llu before the section's "
+                                   "SETUP",
                                    sec->idstr, (unsigned long long)at);
             r = mig_device_write(sec->dev, sec->buf, v, errp);
             break;
         case MIG_DEV_REC_COMPLETE:
             if (!sec->loading || h->type != MIG_SECTION_END)
                 return mig_err_set(errp, -EPROTO,
-                                   "device %s: unexpected completion record at offset %llu",
-                                   sec->idstr, (unsigned long long)at);
+                                   "device %s: unexpected COMPLETE record at offset %llu (%s)",
+                                   sec->idstr, (unsigned long long)at,
+                                   sec->loading ? "outside the END section"
+                                                : "before the section's SETUP");
             r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
-            if (r < 0)
-                mig_err_prepend(errp, "device %s: loaded state refused", sec->idstr);
             break;
         case MIG_DEV_REC_EOS:
             return 0;
@@ -173,8 +223,11 @@ static int sec_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             return mig_err_set(errp, -EPROTO, "device %s: unknown record 0x%02x at offset %llu",
                                sec->idstr, tag, (unsigned long long)at);
         }
-        if (r < 0)
+        if (r < 0) {
+            mig_err_prepend(errp, "device %s: %s record at offset %llu", sec->idstr,
+                            mig_dev_rec_name(tag), (unsigned long long)at);
             return r;
+        }
     }
 }
 

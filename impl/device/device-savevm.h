@@ -4,9 +4,17 @@
  * (impl/migration/savevm.h).
  *
  * Owns: the device section payload format and MigDevSection, the handler
- * glue.  Called by: whoever assembles a machine (impl/machine, tests, the
- * simulator) after creating the device; vmstate-described devices do not
- * come here (the engine sends those as FULL sections).
+ * glue.  Called by: whoever assembles a machine (impl/machine, the scenario
+ * executor, tests, the simulator) after creating the device;
+ * vmstate-described devices do not come here (the engine sends those as
+ * FULL sections).
+ *
+ * Why a second public header of impl/device: this glue depends on the
+ * migration module's savevm registry (impl/migration/savevm.h), and device.h
+ * must not.  `migcert certify`, the plugin backends and the v1 adapter use
+ * device.h alone, and impl/migration never includes anything of impl/device;
+ * keeping the registry glue here keeps that layering one-way (device.h <-
+ * device-savevm.h -> savevm.h).
  *
  * Source: save_setup writes START and opens the saving session (PRE_COPY
  * when offered); save_iterate streams what the device has now as PART
@@ -14,10 +22,14 @@
  * now"; save_complete enters STOP_COPY and reads until the device reports
  * the end (END payload), then STOP.  A failed or cancelled migration aborts
  * the device back to RUNNING, state intact.
- * Destination: the first payload enters RESUMING; DATA records are written
+ * Destination: SETUP (in START) enters RESUMING; DATA records are written
  * to the device; COMPLETE (in END) asks RESUMING -> STOP, which validates the
  * whole stream; the device runs when the migration completes and is reset
- * when it fails.
+ * when it fails.  A malformed payload (unknown tag, bad length, unknown
+ * format or section version, a record in the wrong section, a stream that
+ * ends inside a record) is -EPROTO/-ENOTSUP with an error naming the device
+ * section (idstr) and the stream offset of the record; nothing of that
+ * record reaches the device.
  *
  * Payload records (big-endian; bump MIG_DEV_SECTION_VERSION on change):
  *   0x01 SETUP     be32 format version                        (START only)
@@ -34,12 +46,16 @@
 #define MIG_DEV_SECTION_VERSION 1u
 #define MIG_DEV_SECTION_MAX_DATA (1u << 20)
 
-enum {
+typedef enum MigDevRec {
     MIG_DEV_REC_SETUP = 0x01,
     MIG_DEV_REC_DATA = 0x02,
     MIG_DEV_REC_COMPLETE = 0x03,
     MIG_DEV_REC_EOS = 0x04,
-};
+    MIG_DEV_REC__COUNT /* one past the last tag; 0x00 is not a tag */
+} MigDevRec;
+
+/* "SETUP", "DATA", "COMPLETE", "EOS"; "?" for anything else. */
+const char *mig_dev_rec_name(unsigned tag);
 
 typedef struct MigDevSection MigDevSection;
 
