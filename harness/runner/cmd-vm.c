@@ -2,16 +2,26 @@
  * cmd-vm.c - `migcert vm`: one real machine process on the epoll loop,
  * driven over QMP (impl/monitor), like a QEMU started with -qmp.
  *
- *   migcert vm [--release R] [--machine M] [--ram SIZE] [--fill random|zero]
- *              [--dirty-rate PAGES] [--seed N] --qmp unix:PATH
- *              [--incoming unix:PATH|fd:N|file:PATH|defer] [-S]
- *              [--devices LIST|default|none] [--mem-prealloc] [--trace]
+ *   migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]
+ *              --qmp unix:PATH [--spice tcp:H:P|unix:P] [--incoming URI]
+ *              [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]
+ *              [--mem-prealloc] [--exit-on-incoming-failure] [--trace]
  *
- * Lifetime (QEMU's): the process runs until `quit` (or SIGTERM/SIGINT).  A
- * destination whose incoming migration fails or is cancelled prints the error
- * and exits 1; a source whose migration fails prints it and keeps running
- * (query-migrate then shows "failed" with error-desc).  Exit 2: bad options
- * or a machine that cannot start.
+ * (DESIGN.md "The migcert command"; --spice is parsed and refused with
+ * "not built yet" until impl/spice lands.)
+ *
+ * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
+ * then exits 0.  A migration that fails or is cancelled never ends it: the
+ * error goes to stderr and stays in query-migrate ("failed" with error-desc,
+ * or "cancelled").  The source resumes its guest (query-status "running");
+ * a destination keeps the guest stopped (query-status "inmigrate", running
+ * false: it has discarded what it loaded and accepts no second incoming
+ * migration) and waits for `quit`, so management can ask it why.  This is
+ * where migcert parts from QEMU, whose destination exits 1 when its incoming
+ * migration fails; --exit-on-incoming-failure restores that.  Exit 2: bad
+ * options or a machine that cannot start; 1: an --incoming URI that cannot
+ * be listened on or opened at start, a broken event loop, or an incoming
+ * failure with --exit-on-incoming-failure.
  *
  * Harness code (not in libmigcert.a): it may block, e.g. in pmemsave, the
  * extra command the benchmark uses to give QEMU the same RAM content.
@@ -50,6 +60,7 @@ typedef struct Vm {
     size_t ndevs;
     MigQmpMachine qmp;
     bool incoming;
+    bool exit_on_incoming_failure;
     bool quit;
     int sigfd;
     MigLoopSource *sigwatch;
@@ -60,19 +71,34 @@ typedef struct Vm {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: migcert vm [--release R] [--machine M] [--ram SIZE] [--fill random|zero]\n"
-            "                  [--dirty-rate PAGES] [--seed N] --qmp unix:PATH\n"
-            "                  [--incoming unix:PATH|fd:N|file:PATH|defer] [-S]\n"
-            "                  [--devices LIST|default|none] [--mem-prealloc] [--trace]\n"
-            "  --release R       behave as release R (%s; default %s)\n"
+            "usage: migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]\n"
+            "                  --qmp unix:PATH [--spice tcp:H:P|unix:P] [--incoming URI]\n"
+            "                  [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]\n"
+            "                  [--mem-prealloc] [--exit-on-incoming-failure] [--trace]\n"
+            "One real machine, driven over QMP; it runs until `quit` or SIGTERM.\n"
+            "  --release R       behave as release R (%s;\n"
+            "                    default %s)\n"
+            "  --machine M       machine type: R's own (default) or an older one, so that R\n"
+            "                    emits what that one loads (%s)\n"
             "  --ram SIZE        bytes of pc.ram: N[K|M|G|T], a bare N is MiB (default 128M)\n"
-            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle)\n"
             "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
             "                    'none' (the default)\n"
-            "  --mem-prealloc    touch every RAM page before starting (like QEMU's)\n"
+            "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
+            "  --spice ADDR      the SPICE server (not built yet)\n"
+            "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
+            "                    defer (wait for migrate-incoming)\n"
+            "  --fill KIND       initial guest RAM: random (default) or zero\n"
+            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle)\n"
+            "  --seed N          seed of the guest workload and the loop (default 1)\n"
             "  -S                do not start the guest (prelaunch; stays paused after an\n"
-            "                    incoming migration)\n",
-            mig_release_names(), MIG_RELEASE_CURRENT);
+            "                    incoming migration)\n"
+            "  --mem-prealloc    touch every RAM page before starting (like QEMU's)\n"
+            "  --exit-on-incoming-failure\n"
+            "                    exit 1 when the incoming migration fails or is cancelled\n"
+            "                    (QEMU's behaviour); by default the destination stays up,\n"
+            "                    stopped, and query-migrate says why\n"
+            "  --trace           echo the engine's trace on stderr\n",
+            mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names());
 }
 
 /* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
@@ -138,7 +164,8 @@ static void on_signal(int fd, uint32_t events, void *opaque)
         vm_quit(vm);
 }
 
-/* Checked between loop batches: report migration outcomes, decide to exit. */
+/* Checked between loop batches: report migration outcomes on stderr; exit
+ * only on quit, or on an incoming failure with --exit-on-incoming-failure. */
 static bool vm_should_exit(void *opaque)
 {
     Vm *vm = opaque;
@@ -149,21 +176,31 @@ static bool vm_should_exit(void *opaque)
     if (st == vm->last_status)
         return false;
     vm->last_status = st;
+    const char *dir = vm->incoming ? "incoming" : "outgoing";
     if (st == MIG_STATUS_FAILED) {
-        fprintf(stderr, "migcert vm: %s migration failed: %s\n",
-                vm->incoming ? "incoming" : "outgoing", mig_migration_error(mm));
+        const char *why = mig_migration_error(mm);
+        fprintf(stderr, "migcert vm: %s migration failed: %s\n", dir,
+                why && *why ? why : "no reason given");
     } else if (st == MIG_STATUS_CANCELLED) {
-        fprintf(stderr, "migcert vm: %s migration cancelled\n",
-                vm->incoming ? "incoming" : "outgoing");
+        fprintf(stderr, "migcert vm: %s migration cancelled\n", dir);
     } else if (st == MIG_STATUS_COMPLETED) {
-        fprintf(stderr, "migcert vm: %s migration completed\n",
-                vm->incoming ? "incoming" : "outgoing");
+        fprintf(stderr, "migcert vm: %s migration completed\n", dir);
+        return false;
+    } else {
+        return false;
     }
-    if (vm->incoming && (st == MIG_STATUS_FAILED || st == MIG_STATUS_CANCELLED)) {
-        vm->exit_code = 1; /* as QEMU: a destination that cannot load exits */
-        return true;
+    if (!vm->incoming) {
+        fprintf(stderr, "migcert vm: the guest keeps running on the source\n");
+        return false;
     }
-    return false;
+    if (!vm->exit_on_incoming_failure) {
+        fprintf(stderr, "migcert vm: the destination discarded what it loaded and stays "
+                        "stopped (%s); query-migrate shows why, quit ends it\n",
+                mig_run_state_name(mig_machine_run_state(vm->machine)));
+        return false;
+    }
+    vm->exit_code = 1; /* QEMU's destination exits when it cannot load */
+    return true;
 }
 
 /* pmemsave {val, size, filename}: QEMU's command; writes guest RAM
@@ -280,9 +317,9 @@ int cmd_vm(int argc, char **argv)
     const char *release = MIG_RELEASE_CURRENT, *machine_type = NULL, *qmp = NULL;
     const char *incoming = NULL, *devices = NULL, *fill = "random";
     uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1;
-    bool start_paused = false, mem_prealloc = false, trace = false;
+    bool start_paused = false, mem_prealloc = false, trace = false, exit_on_fail = false;
     enum { O_RELEASE = 256, O_MACHINE, O_RAM, O_FILL, O_DIRTY, O_SEED, O_QMP, O_INCOMING,
-           O_DEVICES, O_PREALLOC, O_TRACE, O_HELP };
+           O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP };
     static const struct option opts[] = {
         {"release", required_argument, NULL, O_RELEASE},
         {"machine", required_argument, NULL, O_MACHINE},
@@ -295,6 +332,8 @@ int cmd_vm(int argc, char **argv)
         {"devices", required_argument, NULL, O_DEVICES},
         {"mem-prealloc", no_argument, NULL, O_PREALLOC},
         {"trace", no_argument, NULL, O_TRACE},
+        {"exit-on-incoming-failure", no_argument, NULL, O_EXIT_ON_FAIL},
+        {"spice", required_argument, NULL, O_SPICE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -334,6 +373,11 @@ int cmd_vm(int argc, char **argv)
         case O_DEVICES: devices = optarg; break;
         case O_PREALLOC: mem_prealloc = true; break;
         case O_TRACE: trace = true; break;
+        case O_EXIT_ON_FAIL: exit_on_fail = true; break;
+        case O_SPICE:
+            fprintf(stderr, "migcert vm: --spice %s: the SPICE server is not built yet\n",
+                    optarg);
+            return 2;
         case 'S': start_paused = true; break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
@@ -353,9 +397,16 @@ int cmd_vm(int argc, char **argv)
                 mig_release_names());
         return 2;
     }
-    if (machine_type && !mig_machine_type_find(machine_type)) {
+    const MigRelease *mt_rel = machine_type ? mig_machine_type_find(machine_type) : NULL;
+    if (machine_type && !mt_rel) {
         fprintf(stderr, "migcert vm: --machine '%s': unknown machine type (known: %s)\n",
                 machine_type, mig_machine_type_names());
+        return 2;
+    }
+    if (mt_rel && mig_release_index(mt_rel->name) > mig_release_index(rel->name)) {
+        fprintf(stderr,
+                "migcert vm: --machine '%s': newer than release %s (its newest is %s)\n",
+                machine_type, rel->name, rel->machine_type);
         return 2;
     }
     int fill_kind = mig_workload_fill_parse(fill);
@@ -370,7 +421,7 @@ int cmd_vm(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN); /* a vanished peer is an EPIPE error, not a death */
-    Vm vm = {.sigfd = -1, .incoming = incoming != NULL};
+    Vm vm = {.sigfd = -1, .incoming = incoming != NULL, .exit_on_incoming_failure = exit_on_fail};
     int rc = 2;
     MigErr *err = NULL;
     MigTrace *tr = NULL;
