@@ -622,6 +622,15 @@ static int gpu_v1_resume_chunk(MigcertDevice *d, const void *data, size_t size)
 
 /* ---- tables ---- */
 
+/* The vmstate description both tables carry (a -dump-vmstate entry). */
+#define GPU_VMSTATE_JSON                                                                  \
+    "{\"Name\": \"fake-gpu\", \"version_id\": 1, \"minimum_version_id\": 1, "          \
+    "\"Description\": {\"name\": \"fake-gpu\", \"version_id\": 1, "                     \
+    "\"minimum_version_id\": 1, \"Fields\": ["                                           \
+    "{\"field\": \"regs\", \"version_id\": 0, \"field_exists\": false, \"size\": 4}, " \
+    "{\"field\": \"mem\", \"version_id\": 0, \"field_exists\": false, \"size\": 4096}" \
+    "]}}"
+
 static const MigcertDevicePlugin gpu_v2 = {
     .abi_version = MIGCERT_DEVICE_ABI_VERSION,
     .struct_size = sizeof(MigcertDevicePlugin),
@@ -629,6 +638,7 @@ static const MigcertDevicePlugin gpu_v2 = {
     .version = "1.0",
     .protocol = MIGCERT_PROTOCOL_V2,
     .features = MIGCERT_FEATURE_STOP_COPY | MIGCERT_FEATURE_P2P | MIGCERT_FEATURE_PRE_COPY,
+    .vmstate_json = GPU_VMSTATE_JSON,
     .create = gpu_create,
     .destroy = gpu_destroy,
     .reset = gpu_reset,
@@ -650,6 +660,7 @@ static const MigcertDevicePlugin gpu_v1 = {
     .version = "1.0",
     .protocol = MIGCERT_PROTOCOL_V1,
     .features = MIGCERT_FEATURE_STOP_COPY | MIGCERT_FEATURE_PRE_COPY,
+    .vmstate_json = GPU_VMSTATE_JSON,
     .create = gpu_create_v1,
     .destroy = gpu_destroy,
     .reset = gpu_reset,

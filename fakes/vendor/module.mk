@@ -12,6 +12,7 @@ vendor_flags_broken-abort-loses-data := -DFAKE_GPU_BROKEN_ABORT_LOSES_DATA
 vendor_flags_broken-reset-keeps-error := -DFAKE_GPU_BROKEN_RESET_KEEPS_ERROR
 vendor_flags_broken-short-read := -DFAKE_GPU_BROKEN_SHORT_READ
 vendor_flags_broken-accepts-truncated := -DFAKE_GPU_BROKEN_ACCEPTS_TRUNCATED
+vendor_flags_broken-vmstate-description := -DVENDOR_BAD_VMSTATE
 vendor_flags_good-v1 := -DVENDOR_V1
 vendor_flags_bad-abi := -DVENDOR_ABI=99
 vendor_flags_no-symbol := -DVENDOR_NO_SYMBOL
@@ -19,7 +20,7 @@ vendor_flags_crash-set-state := -DVENDOR_CRASH_SET_STATE
 vendor_flags_hang-read := -DVENDOR_HANG_READ
 
 VENDOR_BROKEN := broken-stopcopy-to-precopy broken-pending-never-zero broken-abort-loses-data \
-  broken-reset-keeps-error broken-short-read broken-accepts-truncated
+  broken-reset-keeps-error broken-short-read broken-accepts-truncated broken-vmstate-description
 VENDOR_EXTRA := good-v1 bad-abi no-symbol crash-set-state hang-read
 VENDOR_VARIANT_SOS := $(patsubst %,$(BUILD)/fakes/vendor/%.so,$(VENDOR_BROKEN) $(VENDOR_EXTRA))
 

@@ -718,6 +718,20 @@ static void test_device_v1_adapter_round_trip_and_truncation(void **state)
     assert_non_null(strstr(err->msg, "inside a transaction"));
     mig_err_free(err);
     assert_int_equal(mig_device_state(d2), MIG_DEV_RESUMING);
+    /* a v2 device's stream is not framed: the adapter says so */
+    MigDevice *v2 = dev_new(fake_gpu_plugin(), f, 40 * FAKE_GPU_PAGE, 5);
+    Buf s2 = save_all(v2, &prng, 10);
+    MigDevice *d3 = dev_new(fake_gpu_plugin_v1(), f, 40 * FAKE_GPU_PAGE, 6);
+    err = NULL;
+    assert_true(load_all(d3, s2.p, s2.len, NULL, &err) < 0);
+    assert_string_equal(err->msg, "device fake-gpu-v1: write: v1 adapter: the resume stream "
+                                  "announces a transaction of 1179078741 bytes (allowed: 1 to "
+                                  "67108864); it was not saved by a v1 device (a v2 device's "
+                                  "stream is not framed in transactions)");
+    mig_err_free(err);
+    free(s2.p);
+    mig_device_free(v2);
+    mig_device_free(d3);
     free(s.p);
     mig_device_free(d2);
     mig_device_free(src);
@@ -783,6 +797,66 @@ static void test_device_loader_refuses_missing_symbol_and_file(void **state)
     err = NULL;
     assert_null(load("does-not-exist", &h, &err));
     assert_non_null(strstr(err->msg, "plugin does-not-exist.so: cannot load"));
+    mig_err_free(err);
+}
+
+
+/* The optional vmstate description: absent or a -dump-vmstate entry loads;
+ * anything else is refused, naming the plugin and what is wrong. */
+static void test_device_loader_checks_vmstate_description(void **state)
+{
+    (void)state;
+    void *h;
+    MigErr *err = NULL;
+    const MigcertDevicePlugin *p = load("good", &h, &err);
+    assert_non_null(p);
+    assert_non_null(p->vmstate_json);
+    assert_int_equal(mig_dev_plugin_check_vmstate(p->vmstate_json, "good.so", NULL), 0);
+    mig_dev_plugin_close(h);
+    assert_int_equal(mig_dev_plugin_check_vmstate(NULL, "x.so", NULL), 0);
+
+    assert_null(load("broken-vmstate-description", &h, &err));
+    assert_int_equal(err->code, -EINVAL);
+    assert_string_equal(err->msg, "plugin broken-vmstate-description.so: vmstate description is "
+                                  "not a -dump-vmstate entry: section \"acme\".Description."
+                                  "Fields[0]: \"size\" is not an integer");
+    mig_err_free(err);
+
+    static const struct {
+        const char *json, *msg;
+    } bad[] = {
+        {"{\"Name\": ", "plugin x.so: vmstate description is not valid JSON: "},
+        {"[1, 2]", "plugin x.so: vmstate description is not a -dump-vmstate entry (not an "
+                   "object)"},
+        {"{\"version_id\": 1, \"Description\": {}}",
+         "plugin x.so: vmstate description is not a -dump-vmstate entry (\"Name\" is not a "
+         "string)"},
+        {"{\"Name\": \"x\", \"version_id\": 1}",
+         "plugin x.so: vmstate description is not a -dump-vmstate entry (\"Description\" is "
+         "not an object)"},
+        {"{\"Name\": \"x\", \"version_id\": \"1\", \"Description\": {\"name\": \"x\", "
+         "\"version_id\": 1}}",
+         "plugin x.so: vmstate description is not a -dump-vmstate entry: section \"x\": "
+         "\"version_id\" is not an integer"},
+        {"{\"Name\": \"x\", \"version_id\": 1, \"Description\": {\"name\": \"x\", "
+         "\"version_id\": 1, \"Subsections\": [{\"name\": 3}]}}",
+         "plugin x.so: vmstate description is not a -dump-vmstate entry: section \"x\"."
+         "Description.Subsections[0]: \"name\" is not a string"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
+        err = NULL;
+        assert_int_equal(mig_dev_plugin_check_vmstate(bad[i].json, "x.so", &err), -EINVAL);
+        if (strncmp(err->msg, bad[i].msg, strlen(bad[i].msg)) != 0)
+            fail_msg("%s:\n  got  %s\n  want %s", bad[i].json, err->msg, bad[i].msg);
+        mig_err_free(err);
+    }
+    /* the table check applies it: an in-process backend refuses too */
+    MigcertDevicePlugin t = *fake_gpu_plugin();
+    t.vmstate_json = "{";
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, 1, FAKE_GPU_PAGE};
+    err = NULL;
+    assert_null(mig_dev_backend_plugin_new(&t, &cfg, "acme.so", &err));
+    assert_non_null(strstr(err->msg, "plugin acme.so: vmstate description is not valid JSON"));
     mig_err_free(err);
 }
 
@@ -1114,6 +1188,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_loader_loads_good_plugin),
         cmocka_unit_test(test_device_loader_refuses_unknown_abi_version),
         cmocka_unit_test(test_device_loader_refuses_missing_symbol_and_file),
+        cmocka_unit_test(test_device_loader_checks_vmstate_description),
         cmocka_unit_test(test_device_read_never_trusts_a_claimed_length),
         cmocka_unit_test(test_device_stop_copy_that_never_ends_is_an_error),
         cmocka_unit_test(test_device_trace_records_every_arc),

@@ -6,17 +6,69 @@
  * abi_version is not MIGCERT_DEVICE_ABI_VERSION: an older one may lay its
  * members out differently, a newer one may rely on behaviour this build does
  * not have.  A table shorter than the members its protocol needs is refused
- * too.
+ * too, and so is one whose optional vmstate description is not a
+ * -dump-vmstate entry (checked with the vmstate module's own shape rules).
  */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../vmstate/vmstate.h"
 #include "device.h"
 
 /* Size of the table up to and including member m. */
 #define TABLE_NEEDS(m) (offsetof(MigcertDevicePlugin, m) + sizeof(((MigcertDevicePlugin *)0)->m))
+
+static void no_finding(const VmsCompatFinding *f, void *opaque) {}
+
+int mig_dev_plugin_check_vmstate(const char *text, const char *label, MigErr **errp)
+{
+    if (!text)
+        return 0;
+    json_error_t jerr;
+    json_t *entry = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!entry)
+        return mig_err_set(errp, -EINVAL,
+                           "plugin %s: vmstate description is not valid JSON: %s (line %d, "
+                           "column %d)",
+                           label, jerr.text, jerr.line, jerr.column);
+    int ret = 0;
+    if (!json_is_object(entry))
+        ret = mig_err_set(errp, -EINVAL,
+                          "plugin %s: vmstate description is not a -dump-vmstate entry (not an "
+                          "object)",
+                          label);
+    else if (!json_is_string(json_object_get(entry, "Name")))
+        ret = mig_err_set(errp, -EINVAL,
+                          "plugin %s: vmstate description is not a -dump-vmstate entry "
+                          "(\"Name\" is not a string)",
+                          label);
+    else if (!json_is_object(json_object_get(entry, "Description")))
+        ret = mig_err_set(errp, -EINVAL,
+                          "plugin %s: vmstate description is not a -dump-vmstate entry "
+                          "(\"Description\" is not an object)",
+                          label);
+    if (ret == 0) {
+        /* a one-entry dump, checked against itself: the shape rules of
+         * check-compat (every field, nested description and subsection) */
+        json_t *doc = json_object();
+        json_object_set(doc, json_string_value(json_object_get(entry, "Name")), entry);
+        MigErr *e = NULL;
+        if (vmstate_check_compat(doc, doc, no_finding, NULL, &e) < 0) {
+            const char *m = e && e->msg ? e->msg : "malformed";
+            if (!strncmp(m, "OLD: ", 5))
+                m += 5;
+            ret = mig_err_set(errp, -EINVAL,
+                              "plugin %s: vmstate description is not a -dump-vmstate entry: %s",
+                              label, m);
+        }
+        mig_err_free(e);
+        json_decref(doc);
+    }
+    json_decref(entry);
+    return ret;
+}
 
 int mig_dev_plugin_check(const MigcertDevicePlugin *p, const char *label, MigErr **errp)
 {
@@ -57,7 +109,7 @@ int mig_dev_plugin_check(const MigcertDevicePlugin *p, const char *label, MigErr
         return mig_err_set(errp, -ENOTSUP, "plugin %s: unknown protocol %u (known: 1, 2)", label,
                            p->protocol);
     }
-    return 0;
+    return mig_dev_plugin_check_vmstate(p->vmstate_json, label, errp);
 }
 
 const MigcertDevicePlugin *mig_dev_plugin_load(const char *path, void **handle, MigErr **errp)

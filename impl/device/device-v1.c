@@ -171,8 +171,11 @@ static ssize_t v1_write(MigDevBackend *base, const void *buf, size_t len, MigErr
             uint32_t sz = (uint32_t)b->hdr[0] << 24 | (uint32_t)b->hdr[1] << 16 |
                           (uint32_t)b->hdr[2] << 8 | b->hdr[3];
             if (sz == 0 || sz > V1_MAX_CHUNK)
-                return mig_err_set(errp, -EPROTO, "v1 adapter: transaction size %u is invalid",
-                                   sz);
+                return mig_err_set(errp, -EPROTO,
+                                   "v1 adapter: the resume stream announces a transaction of %u "
+                                   "bytes (allowed: 1 to %u); it was not saved by a v1 device "
+                                   "(a v2 device's stream is not framed in transactions)",
+                                   sz, V1_MAX_CHUNK);
             b->chunk = malloc(sz);
             if (!b->chunk)
                 return -ENOMEM;

@@ -41,6 +41,16 @@
  * session is the last of its request; a device never trusts a length the backend
  * claims beyond the buffer it gave.  No globals, no clock, no blocking (the
  * backends are in-process calls; the harness proxy is not engine code).
+ *
+ * Plugins on the engine path (a machine's devices, the simulator) run
+ * in-process through mig_dev_backend_plugin_new(): a plugin that crashes
+ * takes the process with it.  `migcert certify` instead runs each plugin in a
+ * child process behind a proxy MigDevBackend with a timeout on every call
+ * (harness/runner/cmd-certify.c), so a crash or a hang is that plugin's
+ * failure; certify is where an untrusted plugin is run first.
+ *
+ * device-savevm.h is this module's second public header: the registry glue
+ * needs impl/migration/savevm.h and this header must not (see there).
  */
 #ifndef MIGCERT_DEVICE_DEVICE_H
 #define MIGCERT_DEVICE_DEVICE_H
@@ -143,8 +153,16 @@ MigDevBackend *mig_dev_backend_v1_new(const MigcertDevicePlugin *p, const Migcer
  * migcert speaks 1)", "plugin X.so: no symbol migcert_device_plugin_v1". */
 const MigcertDevicePlugin *mig_dev_plugin_load(const char *path, void **handle, MigErr **errp);
 void mig_dev_plugin_close(void *handle);
-/* Check a table (ABI version, size, mandatory members for its protocol). */
+/* Check a table (ABI version, size, mandatory members for its protocol, and
+ * its vmstate description when it has one). */
 int mig_dev_plugin_check(const MigcertDevicePlugin *p, const char *label, MigErr **errp);
+/* Check an optional vmstate description (MigcertDevicePlugin.vmstate_json):
+ * NULL is fine; otherwise valid JSON holding one -dump-vmstate entry
+ * {"Name", "version_id", ["minimum_version_id"], "Description": {"name",
+ * "version_id", "Fields": [{"field", "version_id", "size", ...}],
+ * ["Subsections"]}}.  -EINVAL with "plugin <label>: vmstate description
+ * ..." naming what is wrong and where. */
+int mig_dev_plugin_check_vmstate(const char *json, const char *label, MigErr **errp);
 
 /* ---- the device ---- */
 

@@ -36,6 +36,14 @@
  * is accepted too: set `protocol` to MIGCERT_PROTOCOL_V1 and fill the v1_*
  * members instead of the v2 ones; migcert adapts it.
  *
+ * Where a plugin runs: the engine (a machine's devices, `migcert run`, the
+ * simulator) loads a plugin into its own process and calls this table
+ * directly, so a plugin that crashes or hangs there takes the engine down
+ * with it.  `migcert certify` runs the plugin in a sandbox instead: a child
+ * process per case, every call with a timeout, so a crash or a hang is
+ * reported as that plugin's failure.  Certify a plugin before the engine
+ * runs it.
+ *
  * ABI rules: members are only ever appended; `struct_size` tells migcert how
  * much of the table the plugin knows.  Bump MIGCERT_DEVICE_ABI_VERSION (and
  * the symbol's suffix) when a member changes meaning.  All callbacks return 0
@@ -102,8 +110,15 @@ typedef struct MigcertDevicePlugin {
     uint32_t protocol;    /* MIGCERT_PROTOCOL_V2 or _V1 */
     uint32_t features;    /* MIGCERT_FEATURE_* supported (v1: ignored, treated
                            * as STOP_COPY|PRE_COPY) */
-    /* Optional: the device's state described in the shape of QEMU's
-     * -dump-vmstate JSON entries, or NULL. */
+    /* Optional: the device's state described as one entry of QEMU's
+     * -dump-vmstate JSON, or NULL:
+     *   {"Name": "acme-gpu", "version_id": 1, "minimum_version_id": 1,
+     *    "Description": {"name": "acme-gpu", "version_id": 1,
+     *      "minimum_version_id": 1, "Fields": [{"field": "regs",
+     *      "version_id": 0, "field_exists": false, "size": 4}, ...],
+     *      "Subsections": [...]}}
+     * migcert refuses to load a plugin whose description is not valid JSON
+     * of that shape, naming the plugin and the faulty member. */
     const char *vmstate_json;
 
     /* Instance lifetime.  create() returns NULL (and may set errno) when the

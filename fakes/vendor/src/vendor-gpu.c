@@ -6,7 +6,9 @@
  *   VENDOR_V1                the same device speaking the v1 protocol
  *   VENDOR_ABI=N             a table claiming ABI version N (loader refuses)
  *   VENDOR_NO_SYMBOL         no migcert_device_plugin_v1 symbol at all
- *   VENDOR_CRASH_SET_STATE   SIGSEGV when asked to enter STOP_COPY
+ *   VENDOR_CRASH_SET_STATE   SIGSEGV when asked to enter STOP_COPY or an
+ *                            unknown state value (>= 8)
+ *   VENDOR_BAD_VMSTATE       a vmstate description of the wrong shape
  *   VENDOR_HANG_READ         never returns from a STOP_COPY read
  * VENDOR_NAME is the device name the table reports (the .so's stem).
  */
@@ -25,7 +27,7 @@
 #ifdef VENDOR_CRASH_SET_STATE
 static int crash_set_state(MigcertDevice *d, uint32_t s)
 {
-    if (s == MIGCERT_STATE_STOP_COPY)
+    if (s == MIGCERT_STATE_STOP_COPY || s >= 8)
         raise(SIGSEGV);
     return gpu_set_state(d, s);
 }
@@ -57,6 +59,12 @@ const MigcertDevicePlugin *migcert_device_plugin_v1(void)
 #endif
 #ifdef VENDOR_HANG_READ
     vendor_table.read = hang_read;
+#endif
+#ifdef VENDOR_BAD_VMSTATE
+    /* valid JSON, but a field without its "size" */
+    vendor_table.vmstate_json =
+        "{\"Name\": \"acme\", \"version_id\": 1, \"Description\": {\"name\": \"acme\", "
+        "\"version_id\": 1, \"Fields\": [{\"field\": \"regs\", \"version_id\": 0}]}}";
 #endif
     return &vendor_table;
 }
