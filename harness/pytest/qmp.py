@@ -16,13 +16,21 @@ and its reply: they are queued in `events` and handed out by wait_event /
 get_events.  Argument names with dashes: pass a dict, e.g.
 q.execute("migrate-set-parameters", **{"max-bandwidth": 10**12}) or
 q.execute("migrate-set-parameters", args={"max-bandwidth": 10**12}).
+
+Capabilities, as management negotiates them (seed 004):
+
+    enabled = negotiate_capabilities(src, dst, wanted=["events"])
+
+asks both sides what they offer, enables the intersection on both and
+returns it (a side without query-migrate-capabilities offers nothing).
 """
 import collections
 import json
 import socket
 import time
 
-__all__ = ["QMP", "QMPError", "QMPTimeout", "QMPConnectionError"]
+__all__ = ["QMP", "QMPError", "QMPTimeout", "QMPConnectionError", "offered_capabilities",
+           "negotiate_capabilities"]
 
 
 class QMPError(Exception):
@@ -241,6 +249,60 @@ class QMP:
             if time.monotonic() >= deadline:
                 raise QMPTimeout(f"migration still {info.get('status')!r} after {timeout}s")
             time.sleep(poll)
+
+
+def _session(side):
+    """A QMP session from a QMP or from an object holding one as `.qmp`
+    (the tests' Vm, conftest's QmpProcess)."""
+    q = getattr(side, "qmp", side)
+    if not hasattr(q, "execute"):
+        raise TypeError(f"not a QMP session: {side!r}")
+    return q
+
+
+def offered_capabilities(side):
+    """The capability names `side` offers, in its order: every entry of its
+    query-migrate-capabilities reply, enabled or not.  A server that does not
+    know the command (CommandNotFound: QEMU before 1.2, migcert --release 1.0)
+    offers the empty list, the protocol without optional features."""
+    q = _session(side)
+    try:
+        caps = q.execute("query-migrate-capabilities")
+    except QMPError as e:
+        if e.error_class == "CommandNotFound":
+            return []
+        raise
+    return [c["capability"] for c in caps]
+
+
+def negotiate_capabilities(src, dst, wanted=None):
+    """Management's rule from seed 004: query the capabilities both sides
+    offer, take the intersection, and set exactly that on both sides with
+    migrate-set-capabilities (state true for the common ones, false for every
+    other capability the side offers, so nothing enabled earlier lingers).
+    `wanted` (an iterable of names), when given, further limits what is
+    enabled; None enables the whole intersection, behavioural capabilities
+    such as pause-before-switchover included, so pass `wanted` unless that is
+    what you mean.  A side that offers nothing is not sent
+    migrate-set-capabilities (it may not know the command).
+
+    Call it before the migration starts: a destination must then be waiting
+    with `-incoming defer` (capabilities cannot change once an incoming
+    migration is set up); the QMPError of the refusing side propagates.
+    Returns the enabled names in the source's order."""
+    sides = [_session(src), _session(dst)]
+    offers = [offered_capabilities(q) for q in sides]
+    common = set(offers[0]) & set(offers[1])
+    if wanted is not None:
+        if isinstance(wanted, str):
+            wanted = [wanted]
+        common &= set(wanted)
+    enabled = [c for c in offers[0] if c in common]
+    for q, offer in zip(sides, offers):
+        if offer:
+            q.execute("migrate-set-capabilities",
+                      capabilities=[{"capability": c, "state": c in common} for c in offer])
+    return enabled
 
 
 def _main(argv):
