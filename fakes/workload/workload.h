@@ -12,6 +12,17 @@
  * executor, tests.  Test support: linked into libsupport.a, never into
  * libmigcert.a.
  *
+ * Page format (cheap on purpose: a simulated 64 MiB migration writes every
+ * page at fill time and reads it again in the oracle): a 64-bit key, a hash
+ * of (seed, block, page, generation), and word i of the page holds
+ * key + i * 0x9e3779b97f4a7c15.  The key is in every word, so another page's
+ * or another generation's content differs in every word, and a damaged byte
+ * anywhere is found because the oracle compares the whole page (in place,
+ * without generating it).  A non-zero page is never all-zero.
+ * The filled RAM is advised onto transparent huge pages (as `migcert vm` and
+ * QEMU do), which makes the fill take a few page faults instead of one per
+ * 4 KiB page.
+ *
  * The dirtier runs only while the machine runs (MigGuestOps hook): every
  * tick_ns of loop time it writes rate*elapsed pages (fraction carried), each
  * page chosen with the loop's PRNG.  Some generations are all-zero pages on
@@ -48,7 +59,7 @@ void mig_workload_free(MigWorkload *w);
 /* "zero" / "random" -> fill; -1 when unknown. */
 int mig_workload_fill_parse(const char *name);
 
-/* The content of one page (4096 bytes into out). */
+/* The content of one page (4096 bytes into out; format above). */
 void mig_workload_page(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint64_t page,
                        uint32_t gen, void *out);
 
@@ -58,7 +69,8 @@ uint32_t mig_workload_generation(const MigWorkload *w, uint32_t block, uint64_t 
 
 /* The memory oracle: every page of `ram` (a destination with the same block
  * layout) equals this workload's page at its current generation.  Errors
- * name the first bad block and page and count the bad pages. */
+ * name the first bad block and page and count the bad pages (-EIO), or the
+ * block count or size that differs (-EINVAL). */
 int mig_workload_verify(const MigWorkload *w, MigRam *ram, MigErr **errp);
 
 #endif

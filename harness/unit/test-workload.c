@@ -1,0 +1,265 @@
+/*
+ * test-workload.c - the deterministic guest (fakes/workload): page content,
+ * the memory oracle (mig_workload_verify) and the dirtier on the simulator's
+ * virtual clock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "machine/machine.h"
+#include "ram/ram.h"
+#include "sim/sim.h"
+#include "workload/workload.h"
+
+#define PAGE MIG_RAM_PAGE_SIZE
+#define NPAGES 64
+
+/* ---- page content ---- */
+
+static void test_workload_page_bytes(void **state)
+{
+    (void)state;
+    uint8_t *pg = malloc(PAGE);
+    mig_workload_page(0x5eed, MIG_WORKLOAD_FILL_RANDOM, 0, 0, 0, pg);
+    /* The format is pinned: a scenario's pages (and so a REPRO run's RAM)
+     * must not change under a refactoring.  Words are host (little) endian. */
+    static const uint8_t head[16] = {
+        0x7b, 0x6f, 0x6c, 0x75, 0xaa, 0x54, 0xed, 0x72, /* word 0: the key */
+        0x90, 0xeb, 0xb6, 0xf4, 0x63, 0xce, 0x24, 0x11, /* word 1: key + step */
+    };
+    static const uint8_t tail[8] = {
+        0x66, 0x1d, 0x1a, 0x8b, 0xef, 0x4d, 0xa9, 0x43, /* word 511: key + 511 * step */
+    };
+    assert_memory_equal(pg, head, sizeof(head));
+    assert_memory_equal(pg + PAGE - 8, tail, sizeof(tail));
+    /* every word is the previous one plus the same odd step */
+    const uint64_t *w = (const uint64_t *)pg;
+    for (size_t i = 1; i < PAGE / 8; i++)
+        assert_true(w[i] - w[i - 1] == 0x9e3779b97f4a7c15ull);
+    /* a pure function of its arguments */
+    uint8_t *again = malloc(PAGE);
+    mig_workload_page(0x5eed, MIG_WORKLOAD_FILL_RANDOM, 0, 0, 0, again);
+    assert_memory_equal(pg, again, PAGE);
+    free(again);
+    free(pg);
+}
+
+static bool all_zero(const uint64_t *w)
+{
+    uint64_t acc = 0;
+    for (size_t i = 0; i < PAGE / 8; i++)
+        acc |= w[i];
+    return acc == 0;
+}
+
+static void test_workload_page_distinct(void **state)
+{
+    (void)state;
+    uint64_t *a = malloc(PAGE), *b = malloc(PAGE);
+    /* zero fill: generation 0 is a zero page; random fill: never */
+    mig_workload_page(7, MIG_WORKLOAD_FILL_ZERO, 0, 3, 0, a);
+    assert_true(all_zero(a));
+    for (uint64_t p = 0; p < 256; p++) {
+        mig_workload_page(7, MIG_WORKLOAD_FILL_RANDOM, 0, p, 0, a);
+        assert_false(all_zero(a));
+    }
+    /* Generations of one page: about one in 16 is a zero page, the others
+     * differ from each other in every word, so a stale page never passes. */
+    unsigned zero = 0;
+    uint64_t prev_first = 0;
+    mig_workload_page(7, MIG_WORKLOAD_FILL_RANDOM, 0, 5, 0, b);
+    for (uint32_t g = 1; g <= 1600; g++) {
+        mig_workload_page(7, MIG_WORKLOAD_FILL_RANDOM, 0, 5, g, a);
+        if (all_zero(a)) {
+            zero++;
+            continue;
+        }
+        for (size_t i = 0; i < PAGE / 8; i++)
+            assert_true(a[i] != b[i]);
+        assert_true(a[0] != prev_first);
+        prev_first = a[0];
+        memcpy(b, a, PAGE);
+    }
+    assert_in_range(zero, 50, 150);
+    /* neighbours in page, block and seed differ in every word too */
+    mig_workload_page(7, MIG_WORKLOAD_FILL_RANDOM, 0, 5, 9, a);
+    const uint64_t others[][3] = {{7, 0, 6}, {7, 1, 5}, {8, 0, 5}};
+    for (size_t k = 0; k < 3; k++) {
+        mig_workload_page(others[k][0], MIG_WORKLOAD_FILL_RANDOM, (uint32_t)others[k][1],
+                          others[k][2], 9, b);
+        if (all_zero(b))
+            continue;
+        for (size_t i = 0; i < PAGE / 8; i++)
+            assert_true(a[i] != b[i]);
+    }
+    free(a);
+    free(b);
+}
+
+/* ---- the memory oracle ---- */
+
+typedef struct Guest {
+    MigLoop *loop;
+    MigMachine *src, *dst;
+    MigWorkload *w;
+} Guest;
+
+static void guest_start(Guest *g, uint64_t seed, uint64_t rate)
+{
+    g->loop = mig_sim_loop_new(seed);
+    MigMachineOptions so = {.name = "src", .ram_size = NPAGES * PAGE};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = NPAGES * PAGE, .incoming = true};
+    g->src = mig_machine_new(g->loop, &so, NULL);
+    g->dst = mig_machine_new(g->loop, &dopt, NULL);
+    assert_non_null(g->src);
+    assert_non_null(g->dst);
+    MigWorkloadOptions wo = {.seed = seed, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = rate};
+    g->w = mig_workload_new(g->src, &wo, NULL);
+    assert_non_null(g->w);
+}
+
+static void guest_free(Guest *g)
+{
+    mig_workload_free(g->w);
+    mig_machine_free(g->src);
+    mig_machine_free(g->dst);
+    mig_loop_free(g->loop);
+}
+
+/* Copy every block of src RAM onto dst RAM (a perfect migration). */
+static void copy_ram(Guest *g)
+{
+    MigRam *s = mig_machine_ram(g->src), *d = mig_machine_ram(g->dst);
+    assert_int_equal(mig_ram_block_count(s), mig_ram_block_count(d));
+    for (size_t i = 0; i < mig_ram_block_count(s); i++)
+        memcpy(mig_ram_block(d, i)->host, mig_ram_block(s, i)->host, mig_ram_block(s, i)->length);
+}
+
+static uint8_t *page_of(MigMachine *m, uint64_t page)
+{
+    return mig_ram_block(mig_machine_ram(m), 0)->host + page * PAGE;
+}
+
+static void assert_verify_fails(Guest *g, int want, const char *text)
+{
+    MigErr *err = NULL;
+    assert_int_equal(mig_workload_verify(g->w, mig_machine_ram(g->dst), &err), want);
+    assert_non_null(err);
+    if (!strstr(err->msg, text))
+        fail_msg("error '%s' does not mention '%s'", err->msg, text);
+    mig_err_free(err);
+}
+
+static void test_workload_verify_finds_bad_pages(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_start(&g, 11, 0);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.src), NULL), 0);
+    /* an empty destination: every page is wrong */
+    assert_verify_fails(&g, -EIO, "64 bad pages, first at block pc.ram page 0 (generation 0)");
+    copy_ram(&g);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.dst), NULL), 0);
+
+    /* one byte damaged in the middle of a page */
+    page_of(g.dst, 17)[2049] ^= 0x10;
+    assert_verify_fails(&g, -EIO, "1 bad pages, first at block pc.ram page 17");
+    page_of(g.dst, 17)[2049] ^= 0x10;
+    /* the last byte of the last page */
+    page_of(g.dst, NPAGES - 1)[PAGE - 1] ^= 1;
+    assert_verify_fails(&g, -EIO, "page 63");
+    page_of(g.dst, NPAGES - 1)[PAGE - 1] ^= 1;
+    /* another page's content (a record applied at the wrong offset); a
+     * stale generation is the dirtier test's case */
+    uint8_t *keep = malloc(PAGE);
+    memcpy(keep, page_of(g.dst, 30), PAGE);
+    memcpy(page_of(g.dst, 30), page_of(g.dst, 31), PAGE);
+    assert_verify_fails(&g, -EIO, "1 bad pages, first at block pc.ram page 30");
+    memcpy(page_of(g.dst, 30), keep, PAGE);
+    free(keep);
+    /* a page read back as zero */
+    memset(page_of(g.dst, 5), 0, PAGE);
+    assert_verify_fails(&g, -EIO, "page 5 (generation 0)");
+    guest_free(&g);
+}
+
+static void test_workload_verify_checks_layout(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_start(&g, 12, 0);
+    MigRam *other = mig_ram_new();
+    assert_int_equal(mig_ram_add_block(other, "pc.ram", (NPAGES - 1) * PAGE, NULL), 0);
+    MigErr *err = NULL;
+    assert_int_equal(mig_workload_verify(g.w, other, &err), -EINVAL);
+    assert_non_null(strstr(err->msg, "block pc.ram has 63 pages on the destination, 64"));
+    mig_err_free(err);
+    err = NULL;
+    assert_int_equal(mig_ram_add_block(other, "extra", PAGE, NULL), 1);
+    assert_int_equal(mig_workload_verify(g.w, other, &err), -EINVAL);
+    assert_non_null(strstr(err->msg, "2 blocks on the destination, 1 expected"));
+    mig_err_free(err);
+    mig_ram_free(other);
+    guest_free(&g);
+}
+
+/* ---- the dirtier ---- */
+
+static void test_workload_dirtier_rate_and_generations(void **state)
+{
+    (void)state;
+    Guest g, h;
+    guest_start(&g, 21, 1000);
+    assert_true(mig_machine_running(g.src));
+    copy_ram(&g); /* dst = src at time 0 */
+    assert_int_equal(mig_sim_run_for(g.loop, 1000000000ull), 0);
+    /* 1000 pages/s for one virtual second, in 10 ms ticks */
+    assert_int_equal(mig_workload_writes(g.w), 1000);
+    uint64_t bumped = 0, total = 0;
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        uint32_t gen = mig_workload_generation(g.w, 0, p);
+        bumped += gen > 0;
+        total += gen;
+    }
+    assert_int_equal(total, 1000);
+    assert_int_equal(bumped, NPAGES); /* 1000 writes over 64 pages touch them all */
+    /* the source still matches its own generations; the copy made at time 0
+     * is stale everywhere it was written */
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.src), NULL), 0);
+    assert_verify_fails(&g, -EIO, "bad pages");
+
+    /* the same seed writes the same pages in the same order */
+    guest_start(&h, 21, 1000);
+    assert_int_equal(mig_sim_run_for(h.loop, 1000000000ull), 0);
+    for (uint64_t p = 0; p < NPAGES; p++)
+        assert_int_equal(mig_workload_generation(h.w, 0, p), mig_workload_generation(g.w, 0, p));
+    assert_memory_equal(page_of(h.src, 0), page_of(g.src, 0), NPAGES * PAGE);
+    guest_free(&h);
+
+    /* rate 0 stops it */
+    mig_workload_set_rate(g.w, 0);
+    assert_int_equal(mig_sim_run_for(g.loop, 1000000000ull), 0);
+    assert_int_equal(mig_workload_writes(g.w), 1000);
+    guest_free(&g);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_workload_page_bytes),
+        cmocka_unit_test(test_workload_page_distinct),
+        cmocka_unit_test(test_workload_verify_finds_bad_pages),
+        cmocka_unit_test(test_workload_verify_checks_layout),
+        cmocka_unit_test(test_workload_dirtier_rate_and_generations),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
