@@ -1,21 +1,30 @@
 /*
  * cmd-certify.c - `migcert certify --device X.so [--peer Y.so] [--out DIR]
- * [-k CASE] [--timeout SECONDS]`: the device conformance suite for a vendor
- * plugin (include/migcert/device.h), with a certificate report.
+ * [-k CASE] [--timeout SECONDS] [--budget SECONDS] [--list]`: the device
+ * conformance suite for a vendor plugin (include/migcert/device.h), with a
+ * certificate report.
  *
  * Sandbox: every case loads the plugin in a child process (fork) and drives
  * it over a socketpair with a small request/response protocol; the parent
- * waits for each answer with poll() and a timeout.  A plugin that crashes or
- * hangs fails that case ("plugin X.so crashed (signal 11) in set_state",
- * "plugin X.so timed out after 10s in read") and the suite goes on with a
- * fresh child.  The child runs the engine's own backends (the v2 table or
- * the v1 adapter, impl/device), and the parent drives them through MigDevice
- * exactly as the engine does, so the checks of impl/device apply too.  This
- * is harness code: blocking I/O with poll timeouts is fine here.
+ * waits for each answer with poll() and a timeout (--timeout, default 10 s
+ * per call).  A plugin that crashes or hangs fails that case under the rule
+ * plugin-crash or plugin-timeout ("plugin X.so crashed (signal 11) in
+ * set_state", "plugin X.so timed out after 10s in read"), whatever the case
+ * was checking when it happened.  Once a plugin has hung in a case, the
+ * later cases with that plugin are not run ("not run: plugin X.so hung
+ * earlier in case C"): each would only wait for its own timeout.  --budget
+ * bounds the whole run: cases that would start after it are not run either.
+ * The child runs the engine's own backends (the v2 table or the v1 adapter,
+ * impl/device) over a copy of the plugin's table whose callbacks can be
+ * made to fail (fault.<callback>), and the parent drives them through
+ * MigDevice exactly as the engine does, so the checks of impl/device apply
+ * too.  This is harness code: blocking I/O with poll timeouts is fine here.
  *
- * Cases (each names the rule it checks; -k runs one, by exact name, glob or
- * substring):
+ * Cases (each names the rule it checks; -k selects by exact name when one
+ * case has that name, else by glob, else by substring):
  *   load                               the plugin loads, ABI version known
+ *   vmstate-description                its vmstate description is absent or
+ *                                      a -dump-vmstate entry
  *   transition.<FSET>.<CUR>.<TGT>      every cur x target x feature set: the
  *                                      device refuses non-arcs itself, and a
  *                                      request executes the golden path
@@ -27,11 +36,17 @@
  *   resume-rejects.<truncated|flipped|concatenated>
  *   abort.<STATE>                      abort in every state keeps the state
  *   error-reset                        ERROR refuses arcs; reset leaves it
- *   fault.<callback>                   an injected failure in each callback:
- *                                      reported, recovered, migration retried
- *   peer.<X>-to-<Y>, peer.<Y>-to-<X>   with --peer: cross round trips
+ *   fault.<callback>                   a failure injected into each callback
+ *                                      the plugin has (create, reset,
+ *                                      get_state, the v2 or the v1 ones):
+ *                                      it must fire, be reported (or
+ *                                      absorbed intact), and a retried
+ *                                      migration succeeds
+ *   peer.<X>-to-<Y>, peer.<Y>-to-<X>   with --peer: cross round trips (the
+ *                                      same stem twice: <Y> is <stem>-peer)
  * Reports: report.txt, report.json, report.junit.xml in DIR (default
- * reports/out/certify-<name>).  Exit 0 all passed, 1 a case failed, 2 usage.
+ * reports/out/certify-<name>).  Exit 0 all passed, 1 a case failed or was
+ * not run, 2 usage, 3 the report could not be written.
  */
 #include <fnmatch.h>
 #include <jansson.h>
@@ -68,7 +83,9 @@ enum SbOp {
     SB_GUEST_RUN,
     SB_DIGEST,
     SB_FORCE_ERROR,
-    SB_FAULT, /* the next call of op `a` fails with -b without reaching the plugin */
+    SB_FAULT,        /* arm: the next call of plugin callback `a` (CbId) fails */
+    SB_FAULT_STATUS, /* how many armed failures fired; disarms */
+    SB_VMSTATE,      /* the table's vmstate_json (ret 1 and the text, or 0) */
     SB__COUNT
 };
 
@@ -78,6 +95,44 @@ static const char *const sb_op_names[SB__COUNT] = {
     [SB_WRITE] = "write",         [SB_PRECOPY_INFO] = "precopy_info",
     [SB_DATA_SIZE] = "data_size", [SB_RESET] = "reset",         [SB_GUEST_RUN] = "guest_run",
     [SB_DIGEST] = "digest",       [SB_FORCE_ERROR] = "force_error", [SB_FAULT] = "fault",
+    [SB_FAULT_STATUS] = "fault status", [SB_VMSTATE] = "vmstate description",
+};
+
+/* The plugin callbacks a fault can be injected into.  The child wraps the
+ * plugin's own table, so the failure happens below the engine's backends
+ * (below the v1 adapter too): the adapter and MigDevice see exactly what a
+ * failing plugin would give them.  Callbacks without an error return fail
+ * with a value that cannot be right: get_state a non-state, v1_pending_bytes
+ * a count the device does not have. */
+typedef enum CbId {
+    CB_CREATE,
+    CB_RESET,
+    CB_GET_STATE,
+    CB_SET_STATE,
+    CB_READ,
+    CB_WRITE,
+    CB_PRECOPY_INFO,
+    CB_DATA_SIZE,
+    CB_V1_SET_STATE,
+    CB_V1_PENDING_BYTES,
+    CB_V1_STAGE,
+    CB_V1_RESUME_CHUNK,
+    CB__COUNT
+} CbId;
+
+static const char *const cb_names[CB__COUNT] = {
+    [CB_CREATE] = "create",
+    [CB_RESET] = "reset",
+    [CB_GET_STATE] = "get_state",
+    [CB_SET_STATE] = "set_state",
+    [CB_READ] = "read",
+    [CB_WRITE] = "write",
+    [CB_PRECOPY_INFO] = "precopy_info",
+    [CB_DATA_SIZE] = "data_size",
+    [CB_V1_SET_STATE] = "v1_set_state",
+    [CB_V1_PENDING_BYTES] = "v1_pending_bytes",
+    [CB_V1_STAGE] = "v1_stage",
+    [CB_V1_RESUME_CHUNK] = "v1_resume_chunk",
 };
 
 typedef struct SbReq {
@@ -105,6 +160,10 @@ typedef struct Sandbox {
     /* from HELLO */
     char name[64], version[64];
     uint32_t features, protocol;
+    uint32_t callbacks; /* bit CbId: the plugin has that callback */
+    /* where the case wants to hear about a death (NULL: nobody) */
+    char *death_sink;     /* 512 bytes; the first death's message */
+    bool *hung;           /* set when a call timed out */
 } Sandbox;
 
 static int full_read_fd(int fd, void *buf, size_t len)
@@ -150,13 +209,135 @@ static void child_reply(int fd, int64_t ret, uint64_t x, uint64_t y, const void 
         _exit(3);
 }
 
+/* Child-process state for the wrapped table (one plugin per child). */
+static struct {
+    const MigcertDevicePlugin *real;
+    MigcertDevicePlugin table;
+    int armed; /* CbId, or -1 */
+    unsigned fired;
+} chaos = {.armed = -1};
+
+static bool fire(CbId id)
+{
+    if (chaos.armed != (int)id)
+        return false;
+    chaos.armed = -1;
+    chaos.fired++;
+    return true;
+}
+
+static MigcertDevice *w_create(const MigcertDeviceConfig *cfg)
+{
+    if (fire(CB_CREATE)) {
+        errno = EIO;
+        return NULL;
+    }
+    return chaos.real->create(cfg);
+}
+
+static int w_reset(MigcertDevice *d) { return fire(CB_RESET) ? -EIO : chaos.real->reset(d); }
+
+static uint32_t w_get_state(MigcertDevice *d)
+{
+    return fire(CB_GET_STATE) ? 0xdeadbeefu : chaos.real->get_state(d);
+}
+
+static int w_set_state(MigcertDevice *d, uint32_t st)
+{
+    return fire(CB_SET_STATE) ? -EIO : chaos.real->set_state(d, st);
+}
+
+static ssize_t w_read(MigcertDevice *d, void *buf, size_t len)
+{
+    return fire(CB_READ) ? -EIO : chaos.real->read(d, buf, len);
+}
+
+static ssize_t w_write(MigcertDevice *d, const void *buf, size_t len)
+{
+    return fire(CB_WRITE) ? -EIO : chaos.real->write(d, buf, len);
+}
+
+static int w_precopy_info(MigcertDevice *d, uint64_t *ini, uint64_t *dirty)
+{
+    return fire(CB_PRECOPY_INFO) ? -EIO : chaos.real->precopy_info(d, ini, dirty);
+}
+
+static int w_data_size(MigcertDevice *d, uint64_t *len)
+{
+    return fire(CB_DATA_SIZE) ? -EIO : chaos.real->data_size(d, len);
+}
+
+static int w_v1_set_state(MigcertDevice *d, uint32_t bits)
+{
+    return fire(CB_V1_SET_STATE) ? -EIO : chaos.real->v1_set_state(d, bits);
+}
+
+/* Sticky until SB_FAULT_STATUS: "more is pending" on every call, also once
+ * the device has nothing left to stage (a one-off lie would fall where the
+ * real count is non-zero too and change nothing). */
+static uint64_t w_v1_pending_bytes(MigcertDevice *d)
+{
+    if (chaos.armed == CB_V1_PENDING_BYTES) {
+        chaos.fired++;
+        return (uint64_t)1 << 40;
+    }
+    return chaos.real->v1_pending_bytes(d);
+}
+
+static ssize_t w_v1_stage(MigcertDevice *d, const void **data)
+{
+    return fire(CB_V1_STAGE) ? -EIO : chaos.real->v1_stage(d, data);
+}
+
+static int w_v1_resume_chunk(MigcertDevice *d, const void *data, size_t size)
+{
+    return fire(CB_V1_RESUME_CHUNK) ? -EIO : chaos.real->v1_resume_chunk(d, data, size);
+}
+
+/* The plugin's table with every present callback wrapped; returns the
+ * bitmask of present callbacks. */
+static uint32_t wrap_table(const MigcertDevicePlugin *p)
+{
+    chaos.real = p;
+    memset(&chaos.table, 0, sizeof(chaos.table));
+    /* a table built against an older header may be shorter than ours */
+    memcpy(&chaos.table, p, MIG_MIN((size_t)p->struct_size, sizeof(chaos.table)));
+    MigcertDevicePlugin *t = &chaos.table;
+    uint32_t m = 0;
+#define WRAP(member, id, fn)                                                                  \
+    do {                                                                                      \
+        if (t->member) {                                                                      \
+            t->member = fn;                                                                   \
+            m |= 1u << (id);                                                                  \
+        }                                                                                     \
+    } while (0)
+    WRAP(create, CB_CREATE, w_create);
+    WRAP(reset, CB_RESET, w_reset);
+    WRAP(get_state, CB_GET_STATE, w_get_state);
+    WRAP(set_state, CB_SET_STATE, w_set_state);
+    WRAP(read, CB_READ, w_read);
+    WRAP(write, CB_WRITE, w_write);
+    WRAP(precopy_info, CB_PRECOPY_INFO, w_precopy_info);
+    WRAP(data_size, CB_DATA_SIZE, w_data_size);
+    if (p->protocol == MIGCERT_PROTOCOL_V1) {
+        WRAP(v1_set_state, CB_V1_SET_STATE, w_v1_set_state);
+        WRAP(v1_pending_bytes, CB_V1_PENDING_BYTES, w_v1_pending_bytes);
+        WRAP(v1_stage, CB_V1_STAGE, w_v1_stage);
+        WRAP(v1_resume_chunk, CB_V1_RESUME_CHUNK, w_v1_resume_chunk);
+    }
+#undef WRAP
+    return m;
+}
+
 static void child_main(int fd, const char *path)
 {
     MigErr *err = NULL;
     void *handle;
     const MigcertDevicePlugin *p = mig_dev_plugin_load(path, &handle, &err);
+    uint32_t callbacks = p ? wrap_table(p) : 0;
+    const char *label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const MigcertDevicePlugin *table = p ? &chaos.table : NULL;
     MigDevBackend *inst[SB_MAX_INST] = {0};
-    int fault_op = -1, fault_err = 0;
     uint8_t *buf = NULL;
     for (;;) {
         SbReq q;
@@ -175,7 +356,8 @@ static void child_main(int fd, const char *path)
             }
             char info[256];
             int n = snprintf(info, sizeof(info), "%s\n%s", p->name, p->version ? p->version : "");
-            child_reply(fd, 0, p->features, p->protocol, info, (size_t)n, NULL);
+            child_reply(fd, 0, p->features, p->protocol | (uint64_t)callbacks << 8, info,
+                        (size_t)n, NULL);
             continue;
         }
         if (!p) {
@@ -183,14 +365,19 @@ static void child_main(int fd, const char *path)
             continue;
         }
         if (q.op == SB_FAULT) {
-            fault_op = (int)q.a;
-            fault_err = (int)q.b;
+            chaos.armed = q.a < CB__COUNT ? (int)q.a : -1;
+            chaos.fired = 0;
             child_reply(fd, 0, 0, 0, NULL, 0, NULL);
             continue;
         }
-        if ((int)q.op == fault_op) {
-            fault_op = -1;
-            child_reply(fd, -fault_err, 0, 0, NULL, 0, NULL);
+        if (q.op == SB_FAULT_STATUS) {
+            child_reply(fd, chaos.fired, 0, 0, NULL, 0, NULL);
+            chaos.armed = -1;
+            continue;
+        }
+        if (q.op == SB_VMSTATE) {
+            const char *j = p->vmstate_json;
+            child_reply(fd, j != NULL, 0, 0, j, j ? strlen(j) : 0, NULL);
             continue;
         }
         if (q.op == SB_CREATE) {
@@ -201,8 +388,8 @@ static void child_main(int fd, const char *path)
             if (q.len == 8)
                 memcpy(&cfg.mem_size, buf, 8);
             err = NULL;
-            MigDevBackend *b = i < SB_MAX_INST ? mig_dev_backend_plugin_new(p, &cfg, NULL, &err)
-                                               : NULL;
+            MigDevBackend *b =
+                i < SB_MAX_INST ? mig_dev_backend_plugin_new(table, &cfg, label, &err) : NULL;
             if (!b) {
                 child_reply(fd, err ? err->code : -ENOSPC, 0, 0, NULL, 0, err);
                 mig_err_free(err);
@@ -290,6 +477,8 @@ static void sb_die(Sandbox *sb, const char *fmt, ...)
     va_end(ap);
     sb->dead = true;
     sb->death = mig_strdup(msg);
+    if (sb->death_sink && !sb->death_sink[0])
+        snprintf(sb->death_sink, 512, "%s", msg);
     if (sb->fd >= 0)
         close(sb->fd);
     sb->fd = -1;
@@ -368,6 +557,8 @@ static int64_t sb_call(Sandbox *sb, uint32_t op, uint32_t inst, uint64_t a, uint
         kill(sb->pid, SIGKILL);
         waitpid(sb->pid, NULL, 0);
         sb->pid = 0;
+        if (sb->hung)
+            *sb->hung = true;
         sb_die(sb, "plugin %s timed out after %us in %s", sb->label, sb->timeout_s,
                sb_op_names[op]);
     } else if (rc < 0) {
@@ -427,7 +618,8 @@ static Sandbox *sb_spawn(const char *path, unsigned timeout_s, MigErr **errp)
         return sb;
     }
     sb->features = (uint32_t)r.x;
-    sb->protocol = (uint32_t)r.y;
+    sb->protocol = (uint32_t)(r.y & 0xff);
+    sb->callbacks = (uint32_t)(r.y >> 8);
     char *nl = strchr(info, '\n');
     if (nl) {
         *nl = 0;
@@ -625,6 +817,14 @@ static const Rule rules[] = {
      "session carries everything"},
     {"fault-recovery",
      "after a callback fails the device stays consistent and a retried migration succeeds"},
+    {"fault-reached",
+     "the failure injected into a callback fires during the case (a case whose armed "
+     "callback is never called proves nothing)"},
+    {"vmstate-description",
+     "the optional vmstate description is valid JSON holding one -dump-vmstate entry"},
+    {"peer-compatible",
+     "source and destination speak the same protocol: a v1 device's stream (transactions "
+     "framed by the adapter) does not resume on a v2 device, nor the reverse"},
     {"plugin-crash", "the plugin never crashes"},
     {"plugin-timeout", "every callback returns within the timeout"},
 };
@@ -637,12 +837,18 @@ static const char *rule_text(const char *id)
     return "";
 }
 
-typedef enum { ST_PASS, ST_FAIL, ST_SKIP } Status;
+/* NOTRUN: the case was not started (the plugin hung earlier, or the time
+ * budget is used up); it counts against the certificate like a failure. */
+typedef enum { ST_PASS, ST_FAIL, ST_SKIP, ST_NOTRUN, ST__COUNT } Status;
+
+static const char *const status_names[ST__COUNT] = {
+    [ST_PASS] = "pass", [ST_FAIL] = "fail", [ST_SKIP] = "skip", [ST_NOTRUN] = "not-run"};
 
 typedef struct Result {
     Status st;
     const char *rule;
     char msg[512];
+    char note[256]; /* what a passing case saw, when worth reporting */
 } Result;
 
 typedef struct Ctx {
@@ -650,8 +856,12 @@ typedef struct Ctx {
     unsigned timeout_s;
     uint32_t features; /* the plugin's */
     uint32_t peer_features;
+    uint32_t callbacks, protocol, peer_protocol;
     Result *res;
     MigPrng prng;
+    /* filled by the case's sandboxes: the first death, and hangs per plugin */
+    char death[512];
+    bool dev_hung, peer_hung;
 } Ctx;
 
 typedef struct Case {
@@ -659,7 +869,14 @@ typedef struct Case {
     void (*fn)(Ctx *c, const struct Case *k);
     uint32_t fset;
     int a, b;
+    bool uses_peer;
 } Case;
+
+/* The rule a dead sandbox proves broken. */
+static const char *death_rule(const char *death)
+{
+    return strstr(death, " timed out after ") ? "plugin-timeout" : "plugin-crash";
+}
 
 static void fail(Ctx *c, const char *rule, const char *fmt, ...) MIG_PRINTF(3, 4);
 static void fail(Ctx *c, const char *rule, const char *fmt, ...)
@@ -672,6 +889,16 @@ static void fail(Ctx *c, const char *rule, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->res->msg, sizeof(c->res->msg), fmt, ap);
     va_end(ap);
+    /* Whatever the case was checking, a plugin that crashed or hung broke
+     * that rule first: never blame the symptom (a refused arc, a wrong
+     * state read back from a dead sandbox). */
+    if (c->death[0]) {
+        c->res->rule = death_rule(c->death);
+        if (!strstr(c->res->msg, c->death)) {
+            size_t l = strlen(c->res->msg);
+            snprintf(c->res->msg + l, sizeof(c->res->msg) - l, " (%s)", c->death);
+        }
+    }
 }
 
 static void skip(Ctx *c, const char *why)
@@ -709,10 +936,21 @@ static Sandbox *open_sb(Ctx *c, const char *path)
 {
     MigErr *err = NULL;
     Sandbox *sb = sb_spawn(path, c->timeout_s, &err);
+    if (sb) {
+        sb->death_sink = c->death;
+        sb->hung = path == c->peer_path ? &c->peer_hung : &c->dev_hung;
+        if (sb->dead) {
+            /* died during HELLO, before the sink was there */
+            snprintf(c->death, sizeof(c->death), "%s", sb->death);
+            if (strstr(sb->death, " timed out after "))
+                *sb->hung = true;
+        }
+    }
     if (!sb || sb->dead || err) {
-        fail_err(c, sb && sb->dead ? "plugin-crash" : "load", err, "load");
-        if (sb && sb->dead && sb->death && strstr(sb->death, "timed out"))
-            c->res->rule = "plugin-timeout";
+        const char *rule = "load";
+        if (err && strstr(err->msg, "vmstate description"))
+            rule = "vmstate-description";
+        fail_err(c, rule, err, "load");
         sb_free(sb);
         return NULL;
     }
@@ -1029,9 +1267,22 @@ static void case_invalid_values(Ctx *c, const Case *k)
         MigDevBackend *be = mig_device_backend(d);
         const uint32_t bad[] = {8, 0xabcd, 0xffffffffu, MIG_DEV_ERROR};
         for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
-            int r = be->ops->arc(be, (MigDevState)bad[i], NULL);
+            MigErr *err = NULL;
+            int r = be->ops->arc(be, (MigDevState)bad[i], &err);
+            const char *rule = classify(err, "invalid-state-refused");
+            if (strcmp(rule, "invalid-state-refused") != 0) {
+                char what[64];
+                snprintf(what, sizeof(what), "set_state(%u) from RUNNING", bad[i]);
+                fail_err(c, rule, err, what);
+                break;
+            }
+            mig_err_free(err);
+            err = NULL;
             MigDevState real = MIG_DEV_ERROR;
-            be->ops->get_state(be, &real, NULL);
+            if (be->ops->get_state(be, &real, &err) < 0) {
+                fail_err(c, classify(err, "invalid-state-refused"), err, "get_state");
+                break;
+            }
             if (r >= 0 || real != MIG_DEV_RUNNING) {
                 fail(c, "invalid-state-refused",
                      "set_state(%u) from RUNNING returned %s, device now %s", bad[i],
@@ -1353,20 +1604,43 @@ static void case_error_reset(Ctx *c, const Case *k)
     if (!d || !dst)
         goto out;
     MigDevBackend *be = mig_device_backend(d);
-    if (be->ops->force_error(be, NULL) == -ENOTSUP) {
+    MigErr *err = NULL;
+    int fr = be->ops->force_error(be, &err);
+    if (fr == -ENOTSUP) {
+        mig_err_free(err);
         skip(c, "the plugin has no force_error test hook");
         goto out;
     }
-    MigDevState real;
+    if (fr < 0) {
+        fail_err(c, classify(err, "error-refuses-arcs"), err, "force_error");
+        goto out;
+    }
+    mig_err_free(err);
+    MigDevState real = MIG_DEV_ERROR;
     for (int s = 0; s < MIG_DEV_STATE__COUNT; s++) {
-        int r = be->ops->arc(be, (MigDevState)s, NULL);
-        if (r >= 0 || be->ops->get_state(be, &real, NULL) < 0 || real != MIG_DEV_ERROR) {
-            fail(c, "error-refuses-arcs", "in ERROR the device accepted the arc to %s",
-                 mig_dev_state_name((MigDevState)s));
+        err = NULL;
+        int r = be->ops->arc(be, (MigDevState)s, &err);
+        const char *rule = classify(err, "error-refuses-arcs");
+        if (strcmp(rule, "error-refuses-arcs") != 0) {
+            char what[64];
+            snprintf(what, sizeof(what), "arc to %s in ERROR", mig_dev_state_name((MigDevState)s));
+            fail_err(c, rule, err, what);
+            goto out;
+        }
+        mig_err_free(err);
+        err = NULL;
+        if (be->ops->get_state(be, &real, &err) < 0) {
+            fail_err(c, classify(err, "error-refuses-arcs"), err, "get_state");
+            goto out;
+        }
+        if (r >= 0 || real != MIG_DEV_ERROR) {
+            fail(c, "error-refuses-arcs", "in ERROR the device %s the arc to %s and is now %s",
+                 r >= 0 ? "accepted" : "refused", mig_dev_state_name((MigDevState)s),
+                 mig_dev_state_name(real));
             goto out;
         }
     }
-    MigErr *err = NULL;
+    err = NULL;
     if (mig_device_reset(d, &err) < 0) {
         fail_err(c, "reset-leaves-error", err, "reset");
         goto out;
@@ -1383,9 +1657,14 @@ out:
     sb_free(sb);
 }
 
+/* Arm a failure of plugin callback k->a (below the engine's backends and
+ * the v1 adapter), run the part of a migration that calls it, then check:
+ * the failure fired; it was reported (or absorbed with the state intact);
+ * the devices recover (source back to RUNNING with its state, destination
+ * reset) and a retried migration carries everything. */
 static void case_fault(Ctx *c, const Case *k)
 {
-    uint32_t op = (uint32_t)k->a;
+    CbId cb = (CbId)k->a;
     Sandbox *sb = open_sb(c, c->dev_path);
     if (!sb)
         return;
@@ -1397,27 +1676,68 @@ static void case_fault(Ctx *c, const Case *k)
     uint64_t before, after;
     if (!digest(c, src, &before))
         goto out;
-    /* arm: the next call of `op` fails with EIO (not reaching the plugin) */
-    sb_call(sb, SB_FAULT, 0, op, EIO, NULL, 0, NULL, NULL, 0, NULL);
+    MigErr *err = NULL;
+    if (sb_call(sb, SB_FAULT, 0, cb, 0, NULL, 0, NULL, NULL, 0, &err) < 0) {
+        fail_err(c, "plugin-crash", err, "arming the fault");
+        goto out;
+    }
     Result saved = *c->res;
-    bool ok = migrate(c, src, dst, 0);
-    bool failed_as_expected = !ok && c->res->st == ST_FAIL &&
-                              strstr(c->res->msg, mig_errno_name(-EIO)) != NULL;
-    char first[512];
-    snprintf(first, sizeof(first), "%s", c->res->msg);
-    if (!failed_as_expected && c->res->st == ST_FAIL && strcmp(c->res->rule, "round-trip") != 0)
-        goto out; /* another rule broke first: report that one */
+    bool ok = false;
+    char how[512] = "";
+    const char *exercise = "a migration";
+    if (cb == CB_CREATE) {
+        exercise = "creating a device";
+        MigDevice *x = sb_device(sb, k->fset, 19, SMALL_MEM, &err);
+        ok = x != NULL;
+        mig_device_free(x);
+        snprintf(how, sizeof(how), "%s", err && err->msg ? err->msg : "");
+        mig_err_free(err);
+        err = NULL;
+    } else if (cb == CB_RESET) {
+        /* a destination aborted in the middle of a resume is reset */
+        exercise = "aborting a destination that is RESUMING";
+        if (set_state(c, dst, MIG_DEV_RESUMING, "arc-table")) {
+            uint8_t junk[64] = {0};
+            mig_device_write(dst, junk, sizeof(junk), NULL);
+            ok = mig_device_abort(dst, &err) == 0;
+            snprintf(how, sizeof(how), "%s", err && err->msg ? err->msg : "");
+            mig_err_free(err);
+            err = NULL;
+        }
+    } else {
+        ok = migrate(c, src, dst, 0);
+        snprintf(how, sizeof(how), "%s", c->res->msg);
+    }
+    int64_t fired = sb_call(sb, SB_FAULT_STATUS, 0, 0, 0, NULL, 0, NULL, NULL, 0, NULL);
+    if (c->death[0]) {
+        if (c->res->st != ST_FAIL)
+            fail(c, "plugin-crash", "after the injected failure of %s", cb_names[cb]);
+        goto out;
+    }
+    if (fired <= 0) {
+        if (c->res->st == ST_FAIL)
+            goto out; /* another rule broke first: report that one */
+        fail(c, "fault-reached", "the failure armed in %s never fired: %s did not call it%s%s",
+             cb_names[cb], exercise, how[0] ? "; " : "", how);
+        goto out;
+    }
     *c->res = saved;
     if (ok) {
-        /* the armed callback was not used on this path: nothing to check */
+        if (cb == CB_RESET || cb == CB_CREATE) {
+            fail(c, "fault-recovery", "%s succeeded although its %s failed", exercise,
+                 cb_names[cb]);
+            goto out;
+        }
+        /* absorbed: migrate() compared the states */
+        snprintf(c->res->note, sizeof(c->res->note),
+                 "the failure of %s fired and was absorbed; the migration completed intact",
+                 cb_names[cb]);
         goto out;
     }
-    if (!failed_as_expected) {
-        fail(c, "fault-recovery", "an EIO from %s was reported as: %s", sb_op_names[op], first);
-        goto out;
-    }
+    snprintf(c->res->note, sizeof(c->res->note), "the failure of %s fired and was reported: %.180s",
+             cb_names[cb], how[0] ? how : "(no message)");
     /* back out like the engine does: source to RUNNING, destination reset */
-    MigErr *err = NULL;
+    err = NULL;
     if (mig_device_abort(src, &err) < 0) {
         fail_err(c, "fault-recovery", err, "abort after the failure");
         goto out;
@@ -1431,7 +1751,7 @@ static void case_fault(Ctx *c, const Case *k)
         goto out;
     if (before != after) {
         fail(c, "abort-keeps-state", "after a failed %s and abort the source state changed",
-             sb_op_names[op]);
+             cb_names[cb]);
         goto out;
     }
     /* and the migration retried succeeds */
@@ -1443,12 +1763,65 @@ out:
     sb_free(sb);
 }
 
+/* The optional vmstate description: absent, or a -dump-vmstate entry.  A
+ * malformed one already stops the plugin from loading (open_sb reports it
+ * under this rule); here the text is fetched and checked again. */
+static void case_vmstate(Ctx *c, const Case *k)
+{
+    Sandbox *sb = open_sb(c, c->dev_path);
+    if (!sb)
+        return;
+    size_t cap = 1u << 20;
+    char *text = mig_malloc0(cap + 1);
+    SbResp r = {0};
+    MigErr *err = NULL;
+    int64_t rc = sb_call(sb, SB_VMSTATE, 0, 0, 0, NULL, 0, &r, text, cap, &err);
+    if (rc < 0) {
+        fail_err(c, classify(err, "vmstate-description"), err, "vmstate description");
+    } else if (rc == 0) {
+        snprintf(c->res->note, sizeof(c->res->note), "the plugin has no vmstate description");
+    } else if (r.len > cap) {
+        fail(c, "vmstate-description", "the vmstate description is longer than %zu bytes", cap);
+    } else {
+        text[r.len] = 0;
+        err = NULL;
+        if (mig_dev_plugin_check_vmstate(text, sb->label, &err) < 0) {
+            fail_err(c, "vmstate-description", err, "vmstate description");
+        } else {
+            json_t *j = json_loads(text, 0, NULL);
+            snprintf(c->res->note, sizeof(c->res->note),
+                     "a -dump-vmstate entry for \"%s\" version %lld, %zu field(s)",
+                     json_string_value(json_object_get(j, "Name")),
+                     (long long)json_integer_value(json_object_get(j, "version_id")),
+                     json_array_size(json_object_get(json_object_get(j, "Description"),
+                                                     "Fields")));
+            json_decref(j);
+        }
+    }
+    free(text);
+    sb_free(sb);
+}
+
+static const char *base_name(const char *path)
+{
+    return strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+}
+
 static void case_peer(Ctx *c, const Case *k)
 {
     const char *sp = k->a ? c->peer_path : c->dev_path;
     const char *dp = k->a ? c->dev_path : c->peer_path;
     uint32_t sf = k->a ? c->peer_features : c->features;
     uint32_t df = k->a ? c->features : c->peer_features;
+    uint32_t sproto = k->a ? c->peer_protocol : c->protocol;
+    uint32_t dproto = k->a ? c->protocol : c->peer_protocol;
+    if (sproto != dproto) {
+        fail(c, "peer-compatible",
+             "%s speaks protocol v%u and %s speaks v%u: the stream of a v%u device cannot "
+             "resume on a v%u device, so these two cannot migrate to each other",
+             base_name(sp), sproto, base_name(dp), dproto, sproto, dproto);
+        return;
+    }
     Sandbox *ss = open_sb(c, sp);
     Sandbox *ds = ss ? open_sb(c, dp) : NULL;
     MigDevice *src = ds ? open_dev(c, ss, sf, 17, 0) : NULL;
@@ -1501,10 +1874,12 @@ static Case *add(Case **v, size_t *n, void (*fn)(Ctx *, const Case *), uint32_t 
     return k;
 }
 
-static size_t build_cases(Case **v, uint32_t features, const char *peer_stem, const char *stem)
+static size_t build_cases(Case **v, uint32_t features, uint32_t callbacks, const char *peer_stem,
+                          const char *stem)
 {
     size_t n = 0;
     add(v, &n, case_load, features, 0, 0, "load");
+    add(v, &n, case_vmstate, features, 0, 0, "vmstate-description");
     for (size_t i = 0; i < MIG_ARRAY_SIZE(fsets); i++) {
         uint32_t f = fsets[i];
         if (f & ~features)
@@ -1535,25 +1910,29 @@ static size_t build_cases(Case **v, uint32_t features, const char *peer_stem, co
         if (mig_dev_state_supported(s, features))
             add(v, &n, case_abort, features, s, 0, "abort.%s", mig_dev_state_name(s));
     add(v, &n, case_error_reset, features, 0, 0, "error-reset");
-    const uint32_t fault_ops[] = {SB_ARC, SB_READ, SB_WRITE, SB_PRECOPY_INFO, SB_DATA_SIZE};
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(fault_ops); i++) {
-        if (fault_ops[i] == SB_PRECOPY_INFO && !(features & MIG_DEV_F_PRE_COPY))
-            continue;
-        add(v, &n, case_fault, features, (int)fault_ops[i], 0, "fault.%s",
-            sb_op_names[fault_ops[i]]);
-    }
+    /* every callback the plugin has (v1 callbacks only for a v1 table) */
+    for (int cb = 0; cb < CB__COUNT; cb++)
+        if (callbacks & (1u << cb))
+            add(v, &n, case_fault, features, cb, 0, "fault.%s", cb_names[cb]);
     if (peer_stem) {
-        add(v, &n, case_peer, features, 0, 0, "peer.%s-to-%s", stem, peer_stem);
-        add(v, &n, case_peer, features, 1, 0, "peer.%s-to-%s", peer_stem, stem);
+        /* the same stem on both sides still gives two names */
+        char other[128];
+        snprintf(other, sizeof(other), "%s%s", peer_stem, strcmp(stem, peer_stem) ? "" : "-peer");
+        add(v, &n, case_peer, features, 0, 0, "peer.%s-to-%s", stem, other)->uses_peer = true;
+        add(v, &n, case_peer, features, 1, 0, "peer.%s-to-%s", other, stem)->uses_peer = true;
     }
     return n;
 }
 
-static bool selected(const char *name, const char *pat)
+/* -k PAT: a case name exactly (when some case has that name: the REPRO
+ * lines rerun one case), else a glob, else a substring. */
+static bool selected(const char *name, const char *pat, bool exact)
 {
     if (!pat)
         return true;
-    return !strcmp(name, pat) || !fnmatch(pat, name, 0);
+    if (exact)
+        return !strcmp(name, pat);
+    return !fnmatch(pat, name, 0) || strstr(name, pat) != NULL;
 }
 
 /* ---- reports ---- */
@@ -1606,13 +1985,225 @@ static char *stem_of(const char *path)
 static void usage(void)
 {
     fprintf(stderr, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-                    "[--timeout SECONDS] [--list]\n");
+                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+}
+
+/* A whole number of seconds > 0; false for anything else ("abc", "5s", 0). */
+static bool parse_seconds(const char *v, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long t = strtoul(v, &end, 10);
+    if (errno || end == v || *end || t == 0 || t > 86400 || v[0] == '-' || v[0] == '+')
+        return false;
+    *out = (unsigned)t;
+    return true;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What a probe learned about a plugin before the cases are chosen. */
+typedef struct Probe {
+    bool loads;
+    uint32_t features, protocol, callbacks;
+    char name[64], version[64];
+    char error[512];
+} Probe;
+
+static void probe_plugin(const char *path, unsigned timeout_s, Probe *pr)
+{
+    memset(pr, 0, sizeof(*pr));
+    MigErr *err = NULL;
+    Sandbox *sb = sb_spawn(path, timeout_s, &err);
+    pr->loads = sb && !sb->dead && !err;
+    if (!pr->loads)
+        snprintf(pr->error, sizeof(pr->error), "%s",
+                 err && err->msg ? err->msg : sb && sb->death ? sb->death : "cannot start");
+    if (sb) {
+        pr->features = sb->features;
+        pr->protocol = sb->protocol;
+        pr->callbacks = sb->callbacks;
+        snprintf(pr->name, sizeof(pr->name), "%s", sb->name);
+        snprintf(pr->version, sizeof(pr->version), "%s", sb->version);
+    }
+    if (!pr->loads)
+        pr->features = MIG_DEV_F_STOP_COPY;
+    else if (pr->protocol == MIGCERT_PROTOCOL_V1)
+        pr->features = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    sb_free(sb);
+    mig_err_free(err);
+}
+
+/* ---- reports (each writer returns 0 or -errno with *what naming the file) ---- */
+
+typedef struct Report {
+    const char *outdir, *dev, *peer, *stem, *desc, *repro_base;
+    const Case *cases;
+    const Result *res;
+    size_t ncases, npass, nfail, nskip, nnotrun;
+} Report;
+
+static bool listed(const Result *r)
+{
+    return !(r->st == ST_SKIP && !strcmp(r->msg, "not selected"));
+}
+
+static int close_report(FILE *f, const char *path, char *what, size_t cap)
+{
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        int e = errno ? errno : EIO;
+        snprintf(what, cap, "cannot write %s: %s", path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+static int write_txt(const Report *rp, char *what, size_t cap)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.txt", rp->outdir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        int e = errno;
+        snprintf(what, cap, "cannot create %s: %s", path, strerror(e));
+        return -e;
+    }
+    fprintf(f, "migcert device certification\nplugin: %s (%s)\n", rp->dev, rp->desc);
+    if (rp->peer)
+        fprintf(f, "peer: %s\n", rp->peer);
+    fprintf(f, "migcert ABI version: %u\n\n", MIGCERT_DEVICE_ABI_VERSION);
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const Result *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        static const char *const tag[ST__COUNT] = {"PASS", "FAIL", "SKIP", "NOT RUN"};
+        fprintf(f, "%s %s", tag[r->st], rp->cases[i].name);
+        if (r->st == ST_FAIL)
+            fprintf(f, "\n  rule %s: %s\n  %s\n  REPRO: %s -k %s", r->rule, rule_text(r->rule),
+                    r->msg, rp->repro_base, rp->cases[i].name);
+        else if (r->st == ST_SKIP || r->st == ST_NOTRUN)
+            fprintf(f, " (%s)", r->msg);
+        else if (r->note[0])
+            fprintf(f, " (%s)", r->note);
+        fputc('\n', f);
+    }
+    fprintf(f, "\n%zu passed, %zu failed, %zu skipped, %zu not run\n", rp->npass, rp->nfail,
+            rp->nskip, rp->nnotrun);
+    return close_report(f, path, what, cap);
+}
+
+static int write_json(const Report *rp, char *what, size_t cap)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "plugin", json_string(rp->dev));
+    json_object_set_new(root, "description", json_string(rp->desc));
+    json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
+    if (rp->peer)
+        json_object_set_new(root, "peer", json_string(rp->peer));
+    json_t *arr = json_array(), *broken = json_array();
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const Result *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(rp->cases[i].name));
+        json_object_set_new(o, "status", json_string(status_names[r->st]));
+        if (r->st != ST_PASS)
+            json_object_set_new(o, "message", json_string(r->msg));
+        else if (r->note[0])
+            json_object_set_new(o, "note", json_string(r->note));
+        if (r->st == ST_FAIL) {
+            char repro[PATH_MAX * 2 + 128];
+            snprintf(repro, sizeof(repro), "%s -k %s", rp->repro_base, rp->cases[i].name);
+            json_object_set_new(o, "rule", json_string(r->rule));
+            json_object_set_new(o, "rule_text", json_string(rule_text(r->rule)));
+            json_object_set_new(o, "repro", json_string(repro));
+            bool seen = false;
+            size_t j;
+            json_t *x;
+            json_array_foreach(broken, j, x) seen |= !strcmp(json_string_value(x), r->rule);
+            if (!seen)
+                json_array_append_new(broken, json_string(r->rule));
+        }
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(root, "cases", arr);
+    json_object_set_new(root, "rules_broken", broken);
+    json_object_set_new(root, "passed", json_integer((json_int_t)rp->npass));
+    json_object_set_new(root, "failed", json_integer((json_int_t)rp->nfail));
+    json_object_set_new(root, "skipped", json_integer((json_int_t)rp->nskip));
+    json_object_set_new(root, "not_run", json_integer((json_int_t)rp->nnotrun));
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.json", rp->outdir);
+    errno = 0;
+    int rc = json_dump_file(root, path, JSON_INDENT(2));
+    json_decref(root);
+    if (rc != 0) {
+        int e = errno ? errno : EIO;
+        snprintf(what, cap, "cannot write %s: %s", path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+static int write_junit(const Report *rp, char *what, size_t cap)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.junit.xml", rp->outdir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        int e = errno;
+        snprintf(what, cap, "cannot create %s: %s", path, strerror(e));
+        return -e;
+    }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
+               "<testsuite name=\"certify-%s\" tests=\"%zu\" failures=\"%zu\" "
+               "skipped=\"%zu\">\n",
+            rp->stem, rp->npass + rp->nfail + rp->nskip + rp->nnotrun, rp->nfail,
+            rp->nskip + rp->nnotrun);
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const Result *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        fprintf(f, "  <testcase classname=\"certify.%s\" name=\"", rp->stem);
+        xml_escape(f, rp->cases[i].name);
+        fputs("\"", f);
+        if (r->st == ST_PASS) {
+            fputs("/>\n", f);
+            continue;
+        }
+        fputs(">\n", f);
+        if (r->st == ST_SKIP || r->st == ST_NOTRUN) {
+            fputs("    <skipped message=\"", f);
+            xml_escape(f, r->msg);
+            fputs("\"/>\n", f);
+        } else {
+            fprintf(f, "    <failure message=\"rule %s: ", r->rule);
+            xml_escape(f, r->msg);
+            fputs("\">", f);
+            xml_escape(f, rule_text(r->rule));
+            fprintf(f, "\nREPRO: ");
+            xml_escape(f, rp->repro_base);
+            fprintf(f, " -k ");
+            xml_escape(f, rp->cases[i].name);
+            fputs("</failure>\n", f);
+        }
+        fputs("  </testcase>\n", f);
+    }
+    fputs("</testsuite>\n</testsuites>\n", f);
+    return close_report(f, path, what, cap);
 }
 
 int cmd_certify(int argc, char **argv)
 {
     const char *dev = NULL, *peer = NULL, *out = NULL, *pat = NULL;
-    unsigned timeout_s = 10;
+    unsigned timeout_s = 10, budget_s = 0;
     bool list = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1625,9 +2216,15 @@ int cmd_certify(int argc, char **argv)
             out = argv[++i];
         else if (!strcmp(a, "-k") && v)
             pat = argv[++i];
-        else if (!strcmp(a, "--timeout") && v) {
-            int t = atoi(argv[++i]);
-            timeout_s = t > 0 ? (unsigned)t : 1;
+        else if ((!strcmp(a, "--timeout") || !strcmp(a, "--budget")) && v) {
+            if (!parse_seconds(argv[++i], a[2] == 't' ? &timeout_s : &budget_s)) {
+                fprintf(stderr,
+                        "migcert certify: %s takes a whole number of seconds (1 to 86400), "
+                        "not '%s'\n",
+                        a, v);
+                usage();
+                return 2;
+            }
         } else if (!strcmp(a, "--list"))
             list = true;
         else {
@@ -1640,6 +2237,7 @@ int cmd_certify(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    int64_t started = now_ms();
     char *stem = stem_of(dev);
     char *peer_stem = peer ? stem_of(peer) : NULL;
     char outdir[PATH_MAX];
@@ -1648,37 +2246,25 @@ int cmd_certify(int argc, char **argv)
         snprintf(outdir, sizeof(outdir), "reports/out/certify-%s", stem);
 
     /* what the plugin offers decides the case list */
-    MigErr *err = NULL;
-    Sandbox *probe = sb_spawn(dev, timeout_s, &err);
-    bool loads = probe && !probe->dead && !err;
-    uint32_t features = loads ? probe->features : MIG_DEV_F_STOP_COPY;
-    if (probe && probe->protocol == MIGCERT_PROTOCOL_V1)
-        features = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    Probe pd, pp = {0};
+    probe_plugin(dev, timeout_s, &pd);
     char plugin_desc[256];
     snprintf(plugin_desc, sizeof(plugin_desc), "%s %s, protocol v%u, features %s",
-             probe && probe->name[0] ? probe->name : stem, probe ? probe->version : "",
-             probe ? probe->protocol : 0, mig_dev_features_name(features));
-    sb_free(probe);
-    mig_err_free(err);
-    uint32_t peer_features = MIG_DEV_F_STOP_COPY;
-    if (peer) {
-        err = NULL;
-        Sandbox *pp = sb_spawn(peer, timeout_s, &err);
-        if (pp && !pp->dead && !err)
-            peer_features = pp->protocol == MIGCERT_PROTOCOL_V1
-                                ? (MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY)
-                                : pp->features;
-        sb_free(pp);
-        mig_err_free(err);
-    }
+             pd.name[0] ? pd.name : stem, pd.version, pd.protocol,
+             mig_dev_features_name(pd.features));
+    if (peer)
+        probe_plugin(peer, timeout_s, &pp);
 
     Case *cases = NULL;
-    size_t ncases = build_cases(&cases, features, peer_stem, stem);
-    if (!loads)
-        ncases = 1; /* only "load": nothing else can run */
+    size_t ncases = build_cases(&cases, pd.features, pd.callbacks, peer_stem, stem);
+    if (!pd.loads) /* nothing but loading can run; a bad description is its own rule */
+        ncases = strstr(pd.error, "vmstate description") ? 2 : 1;
+    bool exact = false;
+    for (size_t i = 0; pat && i < ncases; i++)
+        exact |= !strcmp(cases[i].name, pat);
     if (list) {
         for (size_t i = 0; i < ncases; i++)
-            if (selected(cases[i].name, pat))
+            if (selected(cases[i].name, pat, exact))
                 printf("%s\n", cases[i].name);
         free(cases);
         free(stem);
@@ -1687,7 +2273,7 @@ int cmd_certify(int argc, char **argv)
     }
     bool any = false;
     for (size_t i = 0; i < ncases; i++)
-        any |= selected(cases[i].name, pat);
+        any |= selected(cases[i].name, pat, exact);
     if (pat && !any) {
         fprintf(stderr, "migcert certify: no case matches '%s' (--list shows them)\n", pat);
         free(cases);
@@ -1697,22 +2283,47 @@ int cmd_certify(int argc, char **argv)
     }
 
     Result *res = mig_malloc0(ncases * sizeof(*res));
-    size_t npass = 0, nfail = 0, nskip = 0;
+    size_t npass = 0, nfail = 0, nskip = 0, nnotrun = 0;
     char repro_base[PATH_MAX * 2];
     /* main.c passes argv + 1: argv[-1] is how migcert itself was invoked */
     snprintf(repro_base, sizeof(repro_base), "%s certify --device %s%s%s", argv[-1] ? argv[-1] : "migcert",
              dev, peer ? " --peer " : "", peer ? peer : "");
     fprintf(stderr, "migcert certify: %s (%s)\n", dev, plugin_desc);
+    /* the first case in which each plugin hung: later cases with it do not run */
+    char dev_hung_in[96] = "", peer_hung_in[96] = "";
     for (size_t i = 0; i < ncases; i++) {
         res[i].st = ST_PASS;
-        if (!selected(cases[i].name, pat)) {
+        if (!selected(cases[i].name, pat, exact)) {
             res[i].st = ST_SKIP;
             snprintf(res[i].msg, sizeof(res[i].msg), "not selected");
             continue;
         }
-        Ctx c = {dev, peer, timeout_s, features, peer_features, &res[i], {{0}}};
+        if (dev_hung_in[0] || (cases[i].uses_peer && peer_hung_in[0])) {
+            bool d = dev_hung_in[0] != 0;
+            res[i].st = ST_NOTRUN;
+            snprintf(res[i].msg, sizeof(res[i].msg), "not run: plugin %s hung earlier in case %s",
+                     base_name(d ? dev : peer), d ? dev_hung_in : peer_hung_in);
+            nnotrun++;
+            continue;
+        }
+        if (budget_s && now_ms() - started >= (int64_t)budget_s * 1000) {
+            res[i].st = ST_NOTRUN;
+            snprintf(res[i].msg, sizeof(res[i].msg),
+                     "not run: the time budget of %us was used up", budget_s);
+            nnotrun++;
+            continue;
+        }
+        Ctx c = {dev, peer, timeout_s, pd.features, pp.features, pd.callbacks, pd.protocol,
+                 pp.protocol, &res[i]};
         mig_prng_seed(&c.prng, 0x5eed ^ (uint64_t)i);
         cases[i].fn(&c, &cases[i]);
+        /* a sandbox that died without the case noticing still fails it */
+        if (c.death[0] && res[i].st != ST_FAIL)
+            fail(&c, death_rule(c.death), "%s", c.death);
+        if (c.dev_hung && !dev_hung_in[0])
+            snprintf(dev_hung_in, sizeof(dev_hung_in), "%s", cases[i].name);
+        if (c.peer_hung && !peer_hung_in[0])
+            snprintf(peer_hung_in, sizeof(peer_hung_in), "%s", cases[i].name);
         if (res[i].st == ST_FAIL) {
             nfail++;
             fprintf(stderr, "FAIL %s [%s]: %s\nREPRO: %s -k %s\n", cases[i].name, res[i].rule,
@@ -1724,119 +2335,33 @@ int cmd_certify(int argc, char **argv)
         }
     }
 
-    int rc = mkdir_p(outdir);
-    if (rc < 0) {
-        fprintf(stderr, "migcert certify: cannot create %s: %s\n", outdir, strerror(-rc));
+    Report rp = {outdir, dev, peer, stem, plugin_desc, repro_base, cases, res, ncases,
+                 npass,  nfail, nskip, nnotrun};
+    char what[PATH_MAX + 256] = "";
+    int wrc = mkdir_p(outdir);
+    if (wrc < 0)
+        snprintf(what, sizeof(what), "cannot create the report folder %s: %s", outdir,
+                 strerror(-wrc));
+    if (wrc == 0)
+        wrc = write_txt(&rp, what, sizeof(what));
+    if (wrc == 0)
+        wrc = write_json(&rp, what, sizeof(what));
+    if (wrc == 0)
+        wrc = write_junit(&rp, what, sizeof(what));
+    int rc = nfail || nnotrun ? 1 : 0;
+    if (wrc < 0) {
+        fprintf(stderr, "migcert certify: no certificate report: %s\n", what);
+        rc = 3;
     } else {
-        char path[PATH_MAX + 32];
-        /* report.txt */
-        snprintf(path, sizeof(path), "%s/report.txt", outdir);
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "migcert device certification\nplugin: %s (%s)\n", dev, plugin_desc);
-            if (peer)
-                fprintf(f, "peer: %s\n", peer);
-            fprintf(f, "migcert ABI version: %u\n\n", MIGCERT_DEVICE_ABI_VERSION);
-            for (size_t i = 0; i < ncases; i++) {
-                if (res[i].st == ST_SKIP && !strcmp(res[i].msg, "not selected"))
-                    continue;
-                fprintf(f, "%s %s", res[i].st == ST_PASS ? "PASS" : res[i].st == ST_FAIL ? "FAIL" : "SKIP",
-                        cases[i].name);
-                if (res[i].st == ST_FAIL)
-                    fprintf(f, "\n  rule %s: %s\n  %s\n  REPRO: %s -k %s", res[i].rule,
-                            rule_text(res[i].rule), res[i].msg, repro_base, cases[i].name);
-                else if (res[i].st == ST_SKIP)
-                    fprintf(f, " (%s)", res[i].msg);
-                fputc('\n', f);
-            }
-            fprintf(f, "\n%zu passed, %zu failed, %zu skipped\n", npass, nfail, nskip);
-            fclose(f);
-        }
-        /* report.json */
-        json_t *root = json_object();
-        json_object_set_new(root, "plugin", json_string(dev));
-        json_object_set_new(root, "description", json_string(plugin_desc));
-        json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
-        if (peer)
-            json_object_set_new(root, "peer", json_string(peer));
-        json_t *arr = json_array(), *broken = json_array();
-        for (size_t i = 0; i < ncases; i++) {
-            if (res[i].st == ST_SKIP && !strcmp(res[i].msg, "not selected"))
-                continue;
-            json_t *o = json_object();
-            json_object_set_new(o, "name", json_string(cases[i].name));
-            json_object_set_new(o, "status", json_string(res[i].st == ST_PASS   ? "pass"
-                                                         : res[i].st == ST_FAIL ? "fail"
-                                                                                : "skip"));
-            if (res[i].st != ST_PASS)
-                json_object_set_new(o, "message", json_string(res[i].msg));
-            if (res[i].st == ST_FAIL) {
-                char repro[PATH_MAX * 2 + 128];
-                snprintf(repro, sizeof(repro), "%s -k %s", repro_base, cases[i].name);
-                json_object_set_new(o, "rule", json_string(res[i].rule));
-                json_object_set_new(o, "rule_text", json_string(rule_text(res[i].rule)));
-                json_object_set_new(o, "repro", json_string(repro));
-                bool seen = false;
-                size_t j;
-                json_t *x;
-                json_array_foreach(broken, j, x) seen |= !strcmp(json_string_value(x), res[i].rule);
-                if (!seen)
-                    json_array_append_new(broken, json_string(res[i].rule));
-            }
-            json_array_append_new(arr, o);
-        }
-        json_object_set_new(root, "cases", arr);
-        json_object_set_new(root, "rules_broken", broken);
-        json_object_set_new(root, "passed", json_integer((json_int_t)npass));
-        json_object_set_new(root, "failed", json_integer((json_int_t)nfail));
-        json_object_set_new(root, "skipped", json_integer((json_int_t)nskip));
-        snprintf(path, sizeof(path), "%s/report.json", outdir);
-        json_dump_file(root, path, JSON_INDENT(2));
-        json_decref(root);
-        /* report.junit.xml */
-        snprintf(path, sizeof(path), "%s/report.junit.xml", outdir);
-        f = fopen(path, "w");
-        if (f) {
-            fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
-                       "<testsuite name=\"certify-%s\" tests=\"%zu\" failures=\"%zu\" "
-                       "skipped=\"%zu\">\n",
-                    stem, npass + nfail + nskip, nfail, nskip);
-            for (size_t i = 0; i < ncases; i++) {
-                if (res[i].st == ST_SKIP && !strcmp(res[i].msg, "not selected"))
-                    continue;
-                fprintf(f, "  <testcase classname=\"certify.%s\" name=\"", stem);
-                xml_escape(f, cases[i].name);
-                fputs("\"", f);
-                if (res[i].st == ST_PASS) {
-                    fputs("/>\n", f);
-                    continue;
-                }
-                fputs(">\n", f);
-                if (res[i].st == ST_SKIP) {
-                    fputs("    <skipped message=\"", f);
-                    xml_escape(f, res[i].msg);
-                    fputs("\"/>\n", f);
-                } else {
-                    fprintf(f, "    <failure message=\"rule %s: ", res[i].rule);
-                    xml_escape(f, res[i].msg);
-                    fputs("\">", f);
-                    xml_escape(f, rule_text(res[i].rule));
-                    fprintf(f, "\nREPRO: ");
-                    xml_escape(f, repro_base);
-                    fprintf(f, " -k ");
-                    xml_escape(f, cases[i].name);
-                    fputs("</failure>\n", f);
-                }
-                fputs("  </testcase>\n", f);
-            }
-            fputs("</testsuite>\n</testsuites>\n", f);
-            fclose(f);
-        }
+        printf("certify %s: report in %s\n", stem, outdir);
     }
-    printf("certify %s: report in %s\n%zu passed, %zu failed\n", stem, outdir, npass, nfail);
+    if (nnotrun)
+        printf("%zu passed, %zu failed, %zu not run\n", npass, nfail, nnotrun);
+    else
+        printf("%zu passed, %zu failed\n", npass, nfail);
     free(res);
     free(cases);
     free(stem);
     free(peer_stem);
-    return nfail ? 1 : 0;
+    return rc;
 }

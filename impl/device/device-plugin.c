@@ -246,8 +246,9 @@ MigDevBackend *mig_dev_backend_plugin_new(const MigcertDevicePlugin *p,
     errno = 0;
     MigcertDevice *dev = p->create(cfg);
     if (!dev) {
-        mig_err_set(errp, errno ? -errno : -EINVAL, "plugin %s: create refused the configuration",
-                    label);
+        int e = errno ? -errno : -EINVAL;
+        mig_err_set(errp, e, "plugin %s: create refused the configuration (%s)", label,
+                    mig_errno_name(e));
         return NULL;
     }
     PluginBackend *b = mig_malloc0(sizeof(*b));

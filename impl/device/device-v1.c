@@ -285,8 +285,9 @@ MigDevBackend *mig_dev_backend_v1_new(const MigcertDevicePlugin *p, const Migcer
     errno = 0;
     MigcertDevice *dev = p->create(cfg);
     if (!dev) {
-        mig_err_set(errp, errno ? -errno : -EINVAL, "plugin %s: create refused the configuration",
-                    label);
+        int e = errno ? -errno : -EINVAL;
+        mig_err_set(errp, e, "plugin %s: create refused the configuration (%s)", label,
+                    mig_errno_name(e));
         return NULL;
     }
     V1Backend *b = mig_malloc0(sizeof(*b));
