@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake-gpu.h"
 #include "fake-nic.h"
 #include "fake-serial.h"
 #include "releases.h"
@@ -150,6 +151,35 @@ json_t *mig_release_dump(const char *release)
         const VmsDescription *d = mig_release_device_vmsd(release, r->devices[i]);
         if (d)
             json_object_set_new(doc, r->devices[i], vmstate_describe_dump(d));
+    }
+    return doc;
+}
+
+json_t *mig_release_dump_devices(const char *desc_release, const char *machine_type,
+                                 char *const *devices, size_t n)
+{
+    const MigRelease *r = mig_release_find(desc_release);
+    if (!r)
+        return NULL;
+    json_t *doc = json_object();
+    json_object_set_new(doc, "vmschkmachine",
+                        json_pack("{s:s}", "Name", machine_type ? machine_type : r->machine_type));
+    size_t count = devices ? n : 0;
+    if (!devices)
+        while (r->devices[count])
+            count++;
+    for (size_t i = 0; i < count; i++) {
+        const char *t = devices ? devices[i] : r->devices[i];
+        if (!mig_release_has_device(desc_release, t) || json_object_get(doc, t))
+            continue;
+        const VmsDescription *d = mig_release_device_vmsd(desc_release, t);
+        json_t *desc = NULL;
+        if (d)
+            desc = vmstate_describe_dump(d);
+        else if (!strcmp(t, "fake-gpu") && fake_gpu_plugin()->vmstate_json)
+            desc = json_loads(fake_gpu_plugin()->vmstate_json, 0, NULL);
+        if (desc)
+            json_object_set_new(doc, t, desc);
     }
     return doc;
 }
@@ -365,6 +395,16 @@ int mig_fake_device_check_migrated(const MigFakeDevice *src, const MigFakeDevice
     return compare(src, dst, src->emit, dst->load, errp);
 }
 
+void mig_fake_device_poke(MigFakeDevice *d)
+{
+    if (!strcmp(d->type, "fake-serial"))
+        d->u.serial.scr ^= 0x5a;
+    else if (!strcmp(d->type, "fake-nic"))
+        d->u.nic.ctrl ^= 0x5a;
+    else
+        d->u.rng.state ^= 0x5a;
+}
+
 /* ---- pair rules ---- */
 
 static bool vmsd_has_sub(const VmsDescription *d, const char *name)
@@ -373,6 +413,20 @@ static bool vmsd_has_sub(const VmsDescription *d, const char *name)
         if (!strcmp(d->subsections[i]->name, name))
             return true;
     return false;
+}
+
+/* The first field of `emit` a stream of `emit`'s version carries that a
+ * loader of `load`'s version does not know (a field added with a version
+ * bump); "" when none is found. */
+static void first_new_field(const VmsDescription *emit, const VmsDescription *load, char *out,
+                            size_t len)
+{
+    out[0] = 0;
+    for (const VmsField *f = emit->fields; f && f->name; f++)
+        if (f->version_id > load->version_id) {
+            snprintf(out, len, "%s", f->name);
+            return;
+        }
 }
 
 void mig_pair_predict(const char *src_release, const char *src_machine, const char *dst_release,
@@ -394,16 +448,18 @@ void mig_pair_predict(const char *src_release, const char *src_machine, const ch
         const char *t = devices[i];
         const VmsDescription *emit = mig_release_device_vmsd(mt->name, t);
         const VmsDescription *load = mig_release_device_vmsd(dst_release, t);
-        if (!emit)
-            continue; /* not vmstate-described (fake-gpu): no version history */
-        if (!load) {
+        if (!mig_release_has_device(dst_release, t)) {
             out->completes = false;
             snprintf(out->reason, sizeof(out->reason), "release %s has no device %s",
                      dst_release, t);
+        } else if (!emit || !load) {
+            continue; /* not vmstate-described (fake-gpu): no version history */
         } else if (emit->version_id > load->version_id) {
             out->completes = false;
-            snprintf(out->reason, sizeof(out->reason), "%s version %d is newer than %d", t,
-                     emit->version_id, load->version_id);
+            first_new_field(emit, load, out->field, sizeof(out->field));
+            snprintf(out->reason, sizeof(out->reason), "%s version %d is newer than %d%s%s", t,
+                     emit->version_id, load->version_id, out->field[0] ? ": field " : "",
+                     out->field);
         } else if (emit->version_id < load->minimum_version_id) {
             out->completes = false;
             snprintf(out->reason, sizeof(out->reason), "%s version %d is older than %d", t,
@@ -413,6 +469,8 @@ void mig_pair_predict(const char *src_release, const char *src_machine, const ch
             for (size_t k = 0; emit->subsections && emit->subsections[k]; k++)
                 if (!vmsd_has_sub(load, emit->subsections[k]->name)) {
                     out->completes = false;
+                    snprintf(out->field, sizeof(out->field), "%s", emit->subsections[k]->name);
+                    out->field_is_subsection = true;
                     snprintf(out->reason, sizeof(out->reason), "%s: subsection %s unknown to %s",
                              t, emit->subsections[k]->name, dst_release);
                     break;
@@ -422,9 +480,11 @@ void mig_pair_predict(const char *src_release, const char *src_machine, const ch
             snprintf(out->device, sizeof(out->device), "%s", t);
     }
     if (mig_release_index(mt->name) > di) {
-        out->completes = false;
         out->machine_unknown = true;
-        snprintf(out->reason, sizeof(out->reason), "release %s does not know machine type %s",
-                 dst_release, mt->machine_type);
+        if (out->completes) {
+            out->completes = false;
+            snprintf(out->reason, sizeof(out->reason),
+                     "release %s does not know machine type %s", dst_release, mt->machine_type);
+        }
     }
 }

@@ -30,6 +30,10 @@
  *                     destination knows (<= dst release) and every listed
  *                     device exists there; otherwise fails cleanly with an
  *                     error naming the device (and field / subsection).
+ * A broken device is what the error must name: management's pre-flight
+ * (vmstate_check_compat over both sides' dumps, see the executor) finds it
+ * before the migration starts; without pre-flight the destination's own
+ * configuration check refuses the unknown machine type first.
  */
 #ifndef MIGCERT_FAKE_RELEASES_H
 #define MIGCERT_FAKE_RELEASES_H
@@ -79,6 +83,14 @@ const VmsDescription *mig_release_device_vmsd(const char *release, const char *t
 /* The -dump-vmstate document of a release: {"vmschkmachine": {"Name":
  * machine type}, "<device>": <vmstate_describe_dump>...} (new reference). */
 json_t *mig_release_dump(const char *release);
+/* The same restricted to devices[] (n of them; NULL = every device the
+ * release ships): the descriptions of `desc_release` under machine type
+ * `machine_type` (for the source of a pair: the descriptions its machine
+ * type emits; for the destination: its own release's).  VFIO-style devices
+ * (fake-gpu) are described by their plugin's vmstate_json.  Devices the
+ * release does not ship are left out.  New reference. */
+json_t *mig_release_dump_devices(const char *desc_release, const char *machine_type,
+                                 char *const *devices, size_t n);
 
 /* ---- device instances ---- */
 
@@ -106,19 +118,29 @@ int mig_fake_device_same(const MigFakeDevice *a, const MigFakeDevice *b, MigErr 
  * name the device and field, e.g. "fake-nic: field rx_ring[3].len: ...". */
 int mig_fake_device_check_migrated(const MigFakeDevice *src, const MigFakeDevice *dst,
                                    MigErr **errp);
+/* Test hook for the oracle self-test: change one field that every release
+ * migrates (fake-serial scr, fake-nic ctrl, fake-rng state). */
+void mig_fake_device_poke(MigFakeDevice *d);
 
 /* ---- pair rules ---- */
 
 typedef struct MigPairPrediction {
     bool completes;
     bool machine_unknown; /* dst does not know the source's machine type: the
-                             configuration check fails before any device */
-    char device[32]; /* the device that breaks it, "" when none */
+                             engine's configuration check refuses it (what a
+                             run without pre-flight observes) */
+    char device[32]; /* the first device that breaks it, "" when none; set
+                        whether or not the machine type is known too */
+    char field[64];  /* what of it breaks: a field ("mtu"), a subsection
+                        ("fake-nic/offload"), "" when the whole device is
+                        missing on the destination */
+    bool field_is_subsection;
     char reason[160];
 } MigPairPrediction;
 
 /* Predict migrating devices[] from (src_release, src_machine) to dst_release.
- * src_machine NULL/"" = the source release's default. */
+ * src_machine NULL/"" = the source release's default.  Devices come first:
+ * an unknown machine type never hides the device that breaks. */
 void mig_pair_predict(const char *src_release, const char *src_machine, const char *dst_release,
                       char *const *devices, size_t ndevices, MigPairPrediction *out);
 

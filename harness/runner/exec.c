@@ -1,11 +1,15 @@
 /*
  * exec.c - the scenario executor and its oracles (see exec.h).
  */
+#include <dirent.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/faults.h"
+#include "device/device-savevm.h"
+#include "devices/fake-gpu.h"
 #include "devices/releases.h"
 #include "exec.h"
 #include "machine/machine.h"
@@ -50,6 +54,11 @@ static void side_tramp(void *p)
     side_enter(sl, &prev);
     cb(opaque);
     fault_injector_set_side(sl->inj, prev);
+}
+
+static void side_tramp_nop(void *p)
+{
+    (void)p;
 }
 
 static uint64_t side_now(MigLoop *l)
@@ -130,6 +139,7 @@ static SideLoop *side_loop_new(MigLoop *inner, FaultInjector *inj, MigFaultSide 
 typedef struct SideTransport {
     MigTransport base;
     MigTransport *inner;
+    long *live; /* the run's count of open harness transports */
     SideLoop *sl;
     MigTransportCb cb;
     void *opaque;
@@ -192,6 +202,7 @@ static void st_close(MigTransport *t)
 {
     SideTransport *st = (SideTransport *)t;
     mig_transport_close(st->inner);
+    (*st->live)--;
     free(st);
 }
 
@@ -205,14 +216,163 @@ static const MigTransportOps st_ops = {
     .close = st_close,
 };
 
-static MigTransport *side_transport_new(SideLoop *sl, MigTransport *inner)
+static MigTransport *side_transport_new(SideLoop *sl, MigTransport *inner, long *live)
 {
     SideTransport *st = mig_malloc0(sizeof(*st));
     st->base.ops = &st_ops;
     st->base.loop = &sl->base;
     st->inner = inner;
     st->sl = sl;
+    st->live = live;
+    (*live)++;
     return &st->base;
+}
+
+/* ---- an arc recorder in front of a VFIO-style device's backend ----
+ * It sees every call the engine makes to the device, so the arc oracle
+ * judges what the device was really asked to do, independently of the
+ * engine's own bookkeeping (mig_device_arc_log). */
+
+#define ARC_REC_MAX 512
+
+typedef struct ArcRec {
+    MigDevBackend base;
+    MigDevBackend *inner;
+    MigDevState cur; /* the state the device last reported */
+    MigDevState from[ARC_REC_MAX], to[ARC_REC_MAX];
+    size_t n;
+    size_t total; /* arcs taken, also past ARC_REC_MAX */
+} ArcRec;
+
+static void arc_rec_resync(ArcRec *a)
+{
+    MigDevState st;
+    if (a->inner->ops->get_state(a->inner, &st, NULL) == 0)
+        a->cur = st;
+}
+
+static int ar_arc(MigDevBackend *b, MigDevState to, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    MigDevState from = a->cur;
+    int r = a->inner->ops->arc(a->inner, to, errp);
+    if (r == 0) {
+        if (a->n < ARC_REC_MAX) {
+            a->from[a->n] = from;
+            a->to[a->n] = to;
+            a->n++;
+        }
+        a->total++;
+        a->cur = to;
+    } else {
+        arc_rec_resync(a);
+    }
+    return r;
+}
+
+static int ar_get_state(MigDevBackend *b, MigDevState *out, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    int r = a->inner->ops->get_state(a->inner, out, errp);
+    if (r == 0)
+        a->cur = *out;
+    return r;
+}
+
+static ssize_t ar_read(MigDevBackend *b, void *buf, size_t len, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    return a->inner->ops->read(a->inner, buf, len, errp);
+}
+
+static ssize_t ar_write(MigDevBackend *b, const void *buf, size_t len, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    return a->inner->ops->write(a->inner, buf, len, errp);
+}
+
+static int ar_precopy_info(MigDevBackend *b, uint64_t *initial, uint64_t *dirty, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    if (!a->inner->ops->precopy_info)
+        return -ENOTSUP;
+    return a->inner->ops->precopy_info(a->inner, initial, dirty, errp);
+}
+
+static int ar_data_size(MigDevBackend *b, uint64_t *len, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    if (!a->inner->ops->data_size)
+        return -ENOTSUP;
+    return a->inner->ops->data_size(a->inner, len, errp);
+}
+
+static int ar_reset(MigDevBackend *b, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    int r = a->inner->ops->reset(a->inner, errp);
+    arc_rec_resync(a);
+    return r;
+}
+
+static int ar_guest_run(MigDevBackend *b, uint32_t ops, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    if (!a->inner->ops->guest_run)
+        return -ENOTSUP;
+    return a->inner->ops->guest_run(a->inner, ops, errp);
+}
+
+static int ar_digest(MigDevBackend *b, uint64_t *out, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    if (!a->inner->ops->digest)
+        return -ENOTSUP;
+    return a->inner->ops->digest(a->inner, out, errp);
+}
+
+static int ar_force_error(MigDevBackend *b, MigErr **errp)
+{
+    ArcRec *a = (ArcRec *)b;
+    if (!a->inner->ops->force_error)
+        return -ENOTSUP;
+    int r = a->inner->ops->force_error(a->inner, errp);
+    arc_rec_resync(a);
+    return r;
+}
+
+static void ar_free(MigDevBackend *b)
+{
+    ArcRec *a = (ArcRec *)b;
+    a->inner->ops->free(a->inner);
+    free(a);
+}
+
+static const MigDevBackendOps arc_rec_ops = {
+    .arc = ar_arc,
+    .get_state = ar_get_state,
+    .read = ar_read,
+    .write = ar_write,
+    .precopy_info = ar_precopy_info,
+    .data_size = ar_data_size,
+    .reset = ar_reset,
+    .guest_run = ar_guest_run,
+    .digest = ar_digest,
+    .force_error = ar_force_error,
+    .free = ar_free,
+};
+
+static ArcRec *arc_rec_new(MigDevBackend *inner)
+{
+    ArcRec *a = mig_malloc0(sizeof(*a));
+    a->base.ops = &arc_rec_ops;
+    snprintf(a->base.name, sizeof(a->base.name), "%s", inner->name);
+    a->base.features = inner->features;
+    a->base.instance = inner->instance;
+    a->inner = inner;
+    a->cur = MIG_DEV_RUNNING;
+    arc_rec_resync(a);
+    return a;
 }
 
 /* ---- one side: a machine and its devices ---- */
@@ -229,6 +389,13 @@ typedef struct Side {
     MigFakeDevice *before[16]; /* src: state when the migration started */
     size_t ndevs;
     bool killed;
+    /* the VFIO-style device (fake-gpu), when the machine has one */
+    ArcRec *gpu_rec;            /* its backend, owned by gpu */
+    MigDevice *gpu;
+    MigDevSection *gpu_sec;
+    MigDevBackend *gpu_shadow;  /* src: same seed and guest writes, never migrated */
+    MigLoopSource *gpu_dirtier; /* src: the guest writing device memory */
+    Run *run;
 } Side;
 
 struct Run {
@@ -244,10 +411,15 @@ struct Run {
     bool migrating; /* a migrate step ran */
     bool start_refused; /* the last migrate was refused at once */
     bool src_was_running;
+    bool preflight_failed; /* management refused to start (pre-flight) */
+    char dst_machine_type[32]; /* what management starts the destination with */
+    long live_transports;  /* harness transports not yet closed */
     char *tracebuf;
     size_t tracelen;
     FILE *tracef;
 };
+
+static const char *src_machine_type(const Scenario *s, const char *src_rel, const char *dst_rel);
 
 static MigCapMask caps_mask(const char *const *names)
 {
@@ -258,6 +430,82 @@ static MigCapMask caps_mask(const char *const *names)
             m |= MIG_CAP_BIT(c);
     }
     return m;
+}
+
+/* ---- the VFIO-style device of a side ---- */
+
+#define GPU_MEM ((uint64_t)4 << 20)
+#define GPU_TICK_NS 1000000ull /* the guest writes device memory every 1 ms */
+
+/* The guest writes the source's device memory while the source runs; the
+ * shadow gets the same writes (same seed), so it is what the source device
+ * must hold after a failed or cancelled migration. */
+static void gpu_tick(void *opaque)
+{
+    Side *sd = opaque;
+    sd->gpu_dirtier = NULL;
+    if (sd->killed)
+        return;
+    if (mig_machine_run_state(sd->m) == MIG_RUN_STATE_RUNNING) {
+        MigDevBackend *be = mig_device_backend(sd->gpu);
+        MigFaultSide prev;
+        side_enter(sd->sl, &prev);
+        if (be->ops->guest_run(be, 64, NULL) == 0)
+            sd->gpu_shadow->ops->guest_run(sd->gpu_shadow, 64, NULL);
+        fault_injector_set_side(sd->sl->inj, prev);
+    }
+    MigLoop *loop = sd->sl->inner;
+    sd->gpu_dirtier = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + GPU_TICK_NS, gpu_tick, sd);
+}
+
+static int gpu_create(Run *run, Side *sd, uint64_t seed, MigErr **errp)
+{
+    if (sd->gpu)
+        return mig_err_set(errp, -EINVAL, "fake-gpu: one per machine");
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, GPU_MEM};
+    MigDevBackend *be = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
+    if (!be)
+        return -EINVAL;
+    sd->gpu_rec = arc_rec_new(be);
+    sd->gpu = mig_device_new("fake-gpu", &sd->gpu_rec->base, errp);
+    if (!sd->gpu) {
+        sd->gpu_rec = NULL;
+        return -EINVAL;
+    }
+    mig_device_set_trace(sd->gpu, run->trace, &sd->sl->base);
+    sd->gpu_sec = mig_dev_section_register(mig_machine_savevm(sd->m), sd->gpu, "fake-gpu", 0,
+                                           errp);
+    if (!sd->gpu_sec)
+        return -EINVAL;
+    if (sd->sl->side == MIG_FAULT_SIDE_SRC) {
+        sd->gpu_shadow = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
+        if (!sd->gpu_shadow)
+            return -EINVAL;
+        MigLoop *loop = sd->sl->inner;
+        sd->gpu_dirtier =
+            mig_loop_timer_add(loop, mig_loop_now_ns(loop) + GPU_TICK_NS, gpu_tick, sd);
+    }
+    return 0;
+}
+
+static void gpu_destroy(Side *sd)
+{
+    if (sd->gpu_dirtier)
+        mig_loop_remove(sd->sl->inner, sd->gpu_dirtier);
+    sd->gpu_dirtier = NULL;
+    mig_dev_section_free(sd->gpu_sec);
+    sd->gpu_sec = NULL;
+}
+
+static void gpu_free(Side *sd)
+{
+    if (sd->gpu)
+        mig_device_free(sd->gpu);
+    if (sd->gpu_shadow)
+        sd->gpu_shadow->ops->free(sd->gpu_shadow);
+    sd->gpu = NULL;
+    sd->gpu_rec = NULL;
+    sd->gpu_shadow = NULL;
 }
 
 static int side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *sm,
@@ -283,15 +531,22 @@ static int side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *
         mig_err_prepend(errp, "%s machine", mig_fault_side_names[side]);
         return -EINVAL;
     }
+    sd->run = run;
     for (size_t i = 0; i < sm->ndevices && i < MIG_ARRAY_SIZE(sd->devs); i++) {
         const char *type = sm->devices[i];
-        if (!strcmp(type, "fake-gpu"))
-            return mig_err_set(errp, -ENOTSUP,
-                               "device fake-gpu (VFIO-style, impl/device) is not wired into "
-                               "the scenario executor yet");
         if (side == MIG_FAULT_SIDE_DST && !mig_release_has_device(release, type)) {
             /* management cannot give a release a device it does not ship */
             harness_log(run, "dst release %s has no %s: started without it", release, type);
+            continue;
+        }
+        if (!strcmp(type, "fake-gpu")) {
+            side_enter(sd->sl, &prev);
+            int rc = gpu_create(run, sd, dev_seed + i * 7919, errp);
+            fault_injector_set_side(run->inj, prev);
+            if (rc < 0) {
+                mig_err_prepend(errp, "%s", mig_fault_side_names[side]);
+                return -EINVAL;
+            }
             continue;
         }
         MigFakeDevice *d = mig_fake_device_new(type, release, machine_type,
@@ -309,6 +564,7 @@ static int side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *
 
 static void side_destroy(Side *sd)
 {
+    gpu_destroy(sd); /* the section goes before the machine's registry */
     if (sd->m) {
         MigFaultSide prev;
         side_enter(sd->sl, &prev);
@@ -322,6 +578,7 @@ static void side_destroy(Side *sd)
         sd->devs[i] = sd->before[i] = NULL;
     }
     sd->ndevs = 0;
+    gpu_free(sd);
     if (sd->sl)
         mig_loop_free(&sd->sl->base);
     sd->sl = NULL;
@@ -395,6 +652,9 @@ static bool wait_pred(void *opaque)
     }
     if (st->bytes && (!run->link || mig_link_bytes(run->link, MIG_LINK_A_TO_B) < st->bytes))
         return false;
+    if (st->has_device_state &&
+        (!run->src.gpu || (int)mig_device_state(run->src.gpu) != st->device_state))
+        return false;
     return !st->time_ns; /* time waits end by the deadline */
 }
 
@@ -423,9 +683,127 @@ static void harness_log(Run *run, const char *fmt, ...)
     mig_trace_log(run->trace, mig_loop_now_ns(run->loop), "harness", "%s", buf);
 }
 
+/* compat's findings are worded for `check-compat OLD NEW`: here OLD is the
+ * source and NEW the destination. */
+static void reword(char *out, size_t len, const char *text)
+{
+    size_t o = 0;
+    for (const char *p = text; *p && o + 1 < len;) {
+        const char *rep = NULL;
+        size_t skip = 0;
+        bool word_start = p == text || p[-1] == ' ' || p[-1] == '(' || p[-1] == '\'';
+        if (word_start && !strncmp(p, "OLD", 3) && !(p[3] >= 'A' && p[3] <= 'Z'))
+            rep = "the source", skip = 3;
+        else if (word_start && !strncmp(p, "NEW", 3) && !(p[3] >= 'A' && p[3] <= 'Z'))
+            rep = "the destination", skip = 3;
+        if (rep) {
+            int n = snprintf(out + o, len - o, "%s", rep);
+            o = MIG_MIN(o + (size_t)(n > 0 ? n : 0), len - 1);
+            p += skip;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = 0;
+}
+
+typedef struct Findings {
+    char *section[32];
+    char *where[32];
+    char *text[32];
+    int rule[32];
+    size_t n;
+} Findings;
+
+static void preflight_finding(const VmsCompatFinding *f, void *opaque)
+{
+    Findings *fs = opaque;
+    if (f->level != VMS_COMPAT_ERROR || fs->n == MIG_ARRAY_SIZE(fs->text))
+        return;
+    fs->section[fs->n] = mig_strdup(f->section ? f->section : "");
+    fs->where[fs->n] = mig_strdup(f->where ? f->where : "");
+    fs->text[fs->n] = mig_strdup(f->text);
+    fs->rule[fs->n] = f->rule;
+    fs->n++;
+}
+
+/* Management's pre-flight (seed 004: management checks automatically): the
+ * source's -dump-vmstate for the machine type it runs against the
+ * destination's, through the static checker.  Returns 0 when compatible,
+ * -ENOTSUP with "pre-flight: DEVICE: field F: ..." naming the first broken
+ * device (in the machine's device order) and field or subsection. */
+static int preflight(Run *run, MigErr **errp)
+{
+    const Scenario *s = run->s;
+    const MigRelease *emit = mig_machine_type_find(run->src.machine_type);
+    json_t *sdump = mig_release_dump_devices(emit->name, run->src.machine_type, s->src.devices,
+                                             s->src.ndevices);
+    json_t *ddump = mig_release_dump_devices(run->dst.release, run->dst.machine_type,
+                                             s->dst.devices, s->dst.ndevices);
+    Findings fs = {0};
+    MigErr *e = NULL;
+    int n = vmstate_check_compat(sdump, ddump, preflight_finding, &fs, &e);
+    json_decref(sdump);
+    json_decref(ddump);
+    int rc = 0;
+    if (n < 0) {
+        rc = mig_err_set(errp, -EPROTO, "pre-flight: %s", e ? e->msg : "bad dump");
+    } else if (n > 0) {
+        /* the first device of the machine that breaks, its most precise
+         * finding (a field or subsection over a whole-section one) */
+        size_t pick = 0;
+        bool found = false;
+        for (size_t d = 0; d < s->src.ndevices && !found; d++)
+            for (size_t i = 0; i < fs.n; i++)
+                if (!strcmp(fs.section[i], s->src.devices[d]) &&
+                    (!found || (!fs.where[pick][0] && fs.where[i][0]))) {
+                    if (found && fs.where[pick][0])
+                        break;
+                    pick = i;
+                    found = true;
+                }
+        char text[400];
+        reword(text, sizeof(text), fs.text[pick]);
+        char what[160] = "";
+        if (fs.where[pick][0])
+            snprintf(what, sizeof(what), "%s %s: ", fs.rule[pick] == 10 ? "subsection" : "field",
+                     fs.where[pick]);
+        rc = mig_err_set(errp, -ENOTSUP, "pre-flight: %s: %s%s (%d incompatibilit%s between "
+                         "source machine type %s and destination release %s)",
+                         fs.section[pick], what, text, n, n == 1 ? "y" : "ies",
+                         run->src.machine_type, run->dst.release);
+    }
+    for (size_t i = 0; i < fs.n; i++) {
+        free(fs.section[i]);
+        free(fs.where[i]);
+        free(fs.text[i]);
+    }
+    mig_err_free(e);
+    return rc;
+}
+
 static int do_migrate(Run *run, MigErr **errp)
 {
     const Scenario *s = run->s;
+    /* snapshot the source devices: the "unchanged on failure" oracle */
+    for (size_t i = 0; i < run->src.ndevs; i++) {
+        mig_fake_device_free(run->src.before[i]);
+        run->src.before[i] = mig_fake_device_clone(run->src.devs[i]);
+    }
+    run->src_was_running = mig_machine_running(run->src.m);
+    run->migrating = true;
+    if (s->preflight) {
+        MigErr *e = NULL;
+        if (preflight(run, &e) < 0) {
+            /* management does not start it: an outcome (failed), source untouched */
+            harness_log(run, "migrate refused by management: %s", e->msg);
+            snprintf(run->r->mig_error, sizeof(run->r->mig_error), "%s", e->msg);
+            mig_err_free(e);
+            run->start_refused = true;
+            run->preflight_failed = true;
+            return 0;
+        }
+    }
     MigLinkParams lp = {.bandwidth = s->bandwidth, .latency_ns = s->latency_ns};
     MigTransport *a, *b;
     int rc = mig_transport_mem_pair(run->loop, &lp, &a, &b);
@@ -434,14 +812,8 @@ static int do_migrate(Run *run, MigErr **errp)
     if (run->link)
         mig_link_unref(run->link);
     run->link = mig_transport_mem_link(a);
-    MigTransport *ta = side_transport_new(run->src.sl, a);
-    MigTransport *tb = side_transport_new(run->dst.sl, b);
-    /* snapshot the source devices: the "unchanged on failure" oracle */
-    for (size_t i = 0; i < run->src.ndevs; i++) {
-        mig_fake_device_free(run->src.before[i]);
-        run->src.before[i] = mig_fake_device_clone(run->src.devs[i]);
-    }
-    run->src_was_running = mig_machine_running(run->src.m);
+    MigTransport *ta = side_transport_new(run->src.sl, a, &run->live_transports);
+    MigTransport *tb = side_transport_new(run->dst.sl, b, &run->live_transports);
     MigFaultSide prev;
     MigErr *e = NULL;
     side_enter(run->dst.sl, &prev);
@@ -464,7 +836,6 @@ static int do_migrate(Run *run, MigErr **errp)
     } else {
         run->start_refused = false;
     }
-    run->migrating = true;
     return 0;
 }
 
@@ -518,8 +889,22 @@ static int run_step(Run *run, size_t i, MigErr **errp)
         memset(&run->dst, 0, sizeof(run->dst));
         return side_create(run, &run->dst, MIG_FAULT_SIDE_DST, &run->s->dst,
                            run->c->pair_dst ? run->c->pair_dst : run->s->dst.release,
-                           run->src.machine_type, true, run->c->seed ^ 0xd57, errp);
+                           run->dst_machine_type, true, run->c->seed ^ 0xd57, errp);
     }
+    case SCN_STEP_DROP:
+    case SCN_STEP_PARTITION:
+    case SCN_STEP_HEAL:
+    case SCN_STEP_SLOW:
+        if (!run->link && run->preflight_failed) {
+            harness_log(run, "step %zu: no link (management did not start the migration)",
+                        i + 1);
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    switch (st->kind) {
     case SCN_STEP_DROP:
         if (!run->link)
             return mig_err_set(errp, -EINVAL, "step %zu (line %d): drop before migrate", i + 1,
@@ -545,10 +930,25 @@ static int run_step(Run *run, size_t i, MigErr **errp)
         mig_link_set_params(run->link, &lp);
         return 0;
     }
-    case SCN_STEP_DEVICE_ERROR:
+    case SCN_STEP_DEVICE_ERROR: {
+        Side *sd = st->side == MIG_FAULT_SIDE_SRC ? &run->src : &run->dst;
+        if (!sd->gpu || strcmp(st->device, "fake-gpu"))
+            return mig_err_set(errp, -EINVAL, "step %zu (line %d): the %s has no VFIO-style "
+                               "device %s", i + 1, st->line, mig_fault_side_names[st->side],
+                               st->device);
+        MigDevBackend *be = mig_device_backend(sd->gpu);
+        MigDevState was = mig_device_state(sd->gpu);
+        int rc = be->ops->force_error(be, errp);
+        if (rc < 0)
+            return rc;
+        mig_device_refresh(sd->gpu);
+        harness_log(run, "step %zu: %s device %s: %s -> ERROR (forced)", i + 1,
+                    mig_fault_side_names[st->side], st->device, mig_dev_state_name(was));
+        return 0;
+    }
     default:
         return mig_err_set(errp, -ENOTSUP, "step %zu (line %d): %s is not supported by the "
-                           "executor yet", i + 1, st->line, scn_step_names[st->kind]);
+                           "executor", i + 1, st->line, scn_step_names[st->kind]);
     }
 }
 
@@ -625,23 +1025,42 @@ static int oracle_outcome(Run *run, const char *outcome, MigErr **errp)
             return mig_err_set(errp, -EPROTO, "migration %s but the destination runs",
                                outcome);
     }
-    /* what the scenario (or the pair rules) expect */
+    /* what the scenario expects, under the pair rules */
     const char *want = scn_outcome_names[s->outcome];
     int want_err = s->error;
     const char *want_text = s->error_contains;
-    char pair_text[64] = "";
-    if ((run->c->pair_src || run->c->pair_dst) && s->outcome == SCN_OUTCOME_COMPLETED) {
-        MigPairPrediction p;
-        mig_pair_predict(src->release, src->machine_type, dst->release, s->src.devices,
-                         s->src.ndevices, &p);
-        if (!p.completes) {
-            want = "failed";
-            want_err = 0;
+    char pair_text[160] = "";
+    const char *own_dst = s->dst.release;
+    MigPairPrediction own, p;
+    mig_pair_predict(s->src.release, src_machine_type(s, s->src.release, own_dst), own_dst,
+                     s->src.devices, s->src.ndevices, &own);
+    mig_pair_predict(src->release, src->machine_type, dst->release, s->src.devices,
+                     s->src.ndevices, &p);
+    if (!p.completes) {
+        /* the pair breaks: it fails cleanly, naming the device and field
+         * (management's pre-flight) or, without pre-flight, as the engine
+         * refuses it (the machine type comes first in the stream) */
+        want = "failed";
+        want_err = 0;
+        if (!s->preflight)
             snprintf(pair_text, sizeof(pair_text), "%s",
                      p.machine_unknown ? "Machine type" : p.device);
-            want_text = pair_text[0] ? pair_text : NULL;
-        }
+        else if (p.field[0])
+            snprintf(pair_text, sizeof(pair_text), "pre-flight: %s: %s %s", p.device,
+                     p.field_is_subsection ? "subsection" : "field", p.field);
+        else
+            snprintf(pair_text, sizeof(pair_text), "pre-flight: %s:", p.device);
+        want_text = pair_text;
+    } else if (!own.completes) {
+        /* the scenario's own releases break (a version scenario); this pair
+         * does not, so the rules say it completes */
+        want = "completed";
+        want_err = 0;
+        want_text = NULL;
     }
+    if (!run->c->pair_src && !own.completes && s->outcome != SCN_OUTCOME_FAILED)
+        return mig_err_set(errp, -EPROTO, "the scenario expects %s but the pair rules say "
+                           "%s -> %s fails (%s)", want, s->src.release, own_dst, own.reason);
     bool relaxed = run->c->nextra && r->fired > 0;
     if (relaxed) {
         if (strcmp(outcome, want) && strcmp(outcome, "failed") && strcmp(outcome, "completed"))
@@ -661,9 +1080,19 @@ static int oracle_outcome(Run *run, const char *outcome, MigErr **errp)
     const char *dst_error = run->dst.m && !run->dst.killed
                                 ? mig_migration_error(mig_machine_migration(run->dst.m))
                                 : "";
-    if (want_text && !strstr(r->mig_error, want_text) && !strstr(dst_error, want_text))
-        return mig_err_set(errp, -EPROTO, "errors (src '%s', dst '%s') do not mention '%s'",
-                           r->mig_error, dst_error, want_text);
+    /* at its own releases a scenario's own text must hold too */
+    const char *own_text = !run->c->pair_src && want_text != s->error_contains
+                               ? s->error_contains
+                               : NULL;
+    const char *texts[2] = {want_text, own_text};
+    for (int i = 0; i < 2; i++)
+        if (texts[i] && !strstr(r->mig_error, texts[i]) && !strstr(dst_error, texts[i]))
+            return mig_err_set(errp, -EPROTO, "errors (src '%s', dst '%s') do not mention '%s'",
+                               r->mig_error, dst_error, texts[i]);
+    if (s->trace_contains && (fflush(run->tracef), !run->tracebuf ||
+                              !strstr(run->tracebuf, s->trace_contains)))
+        return mig_err_set(errp, -EPROTO, "the event trace does not contain '%s' (rerun with "
+                           "-v to see it)", s->trace_contains);
     return 0;
 }
 
@@ -709,10 +1138,141 @@ static int oracle_devices(Run *run, const char *outcome, MigErr **errp)
     return 0;
 }
 
+/* The VFIO-style device: arcs, final state, memory and registers. */
+static int gpu_check_arcs(Side *sd, MigErr **errp)
+{
+    if (!sd->gpu_rec)
+        return 0;
+    ArcRec *a = sd->gpu_rec;
+    uint32_t f = mig_device_features(sd->gpu);
+    const char *who = mig_fault_side_names[sd->sl->side];
+    for (size_t i = 0; i < a->n; i++)
+        if (!mig_dev_arc_allowed(a->from[i], a->to[i], f))
+            return mig_err_set(errp, -EPROTO, "device arcs: %s fake-gpu took arc %zu %s -> %s, "
+                               "which the arc table does not allow (%s)", who, i + 1,
+                               mig_dev_state_name(a->from[i]), mig_dev_state_name(a->to[i]),
+                               mig_dev_features_name(f));
+    MigDevState from[ARC_REC_MAX], to[ARC_REC_MAX];
+    size_t n = mig_device_arc_log(sd->gpu, from, to, ARC_REC_MAX);
+    if (a->total <= ARC_REC_MAX && n != a->n)
+        return mig_err_set(errp, -EPROTO, "device arcs: %s fake-gpu took %zu arcs, the engine "
+                           "logged %zu", who, a->n, n);
+    for (size_t i = 0; i < n && i < a->n; i++)
+        if (from[i] != a->from[i] || to[i] != a->to[i])
+            return mig_err_set(errp, -EPROTO, "device arcs: %s fake-gpu arc %zu was %s -> %s, "
+                               "the engine logged %s -> %s", who, i + 1,
+                               mig_dev_state_name(a->from[i]), mig_dev_state_name(a->to[i]),
+                               mig_dev_state_name(from[i]), mig_dev_state_name(to[i]));
+    return 0;
+}
+
+static int gpu_compare(MigcertDevice *want, MigcertDevice *got, const char *what, MigErr **errp)
+{
+    size_t lw, lg;
+    const uint8_t *mw = fake_gpu_memory(want, &lw), *mg = fake_gpu_memory(got, &lg);
+    if (lw != lg)
+        return mig_err_set(errp, -EPROTO, "%s: memory is %zu bytes, expected %zu", what, lg, lw);
+    for (size_t off = 0; off < lw; off += FAKE_GPU_PAGE)
+        if (memcmp(mw + off, mg + off, MIG_MIN((size_t)FAKE_GPU_PAGE, lw - off))) {
+            size_t b = off;
+            while (mw[b] == mg[b])
+                b++;
+            return mig_err_set(errp, -EPROTO, "%s: memory page %zu differs (first at byte "
+                               "0x%zx)", what, off / FAKE_GPU_PAGE, b);
+        }
+    const uint32_t *rw = fake_gpu_regs(want), *rg = fake_gpu_regs(got);
+    for (unsigned i = 0; i < FAKE_GPU_NREGS; i++)
+        if (rw[i] != rg[i])
+            return mig_err_set(errp, -EPROTO, "%s: register %u is 0x%08x, expected 0x%08x",
+                               what, i, rg[i], rw[i]);
+    return 0;
+}
+
+static int oracle_gpu(Run *run, const char *outcome, MigErr **errp)
+{
+    Side *src = &run->src, *dst = &run->dst;
+    int rc;
+    if (!src->killed && (rc = gpu_check_arcs(src, errp)) < 0)
+        return rc;
+    if (!dst->killed && (rc = gpu_check_arcs(dst, errp)) < 0)
+        return rc;
+    if (!src->gpu || src->killed)
+        return 0;
+    bool completed = !strcmp(outcome, "completed");
+    MigDevState want_src = completed ? MIG_DEV_STOP : MIG_DEV_RUNNING;
+    if (mig_device_state(src->gpu) != want_src)
+        return mig_err_set(errp, -EPROTO, "devices: source fake-gpu is %s after the migration "
+                           "%s, expected %s", mig_dev_state_name(mig_device_state(src->gpu)),
+                           outcome, mig_dev_state_name(want_src));
+    if (dst->gpu && !dst->killed && mig_device_state(dst->gpu) != MIG_DEV_RUNNING)
+        return mig_err_set(errp, -EPROTO, "devices: destination fake-gpu is %s after the "
+                           "migration %s, expected RUNNING",
+                           mig_dev_state_name(mig_device_state(dst->gpu)), outcome);
+    /* the source holds what its guest wrote, no more, no less */
+    rc = gpu_compare(src->gpu_shadow->instance, mig_device_backend(src->gpu)->instance,
+                     completed ? "devices: source fake-gpu (saved)"
+                               : "devices: source fake-gpu after the migration failed",
+                     errp);
+    if (rc < 0 || !completed || !dst->gpu || dst->killed)
+        return rc;
+    return gpu_compare(mig_device_backend(src->gpu)->instance,
+                       mig_device_backend(dst->gpu)->instance,
+                       "devices: destination fake-gpu (loaded)", errp);
+}
+
+/* Open fds of this process (the resource oracle). */
+static long count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory stream's own */
+}
+
+/* Break one thing on purpose once the migration is over (oracle self-test). */
+static void selftest_break(Run *run, const char *outcome)
+{
+    switch (run->c->selftest) {
+    case EXEC_SELFTEST_PAGE:
+        if (!strcmp(outcome, "completed") && run->dst.m) {
+            MigRamBlock *b = mig_ram_block(mig_machine_ram(run->dst.m), 0);
+            b->host[b->length / 2 + 7] ^= 0x5a;
+        }
+        break;
+    case EXEC_SELFTEST_FIELD:
+        if (run->dst.ndevs)
+            mig_fake_device_poke(run->dst.devs[0]);
+        break;
+    case EXEC_SELFTEST_GPU:
+        if (run->dst.gpu) {
+            size_t len;
+            uint8_t *m = (uint8_t *)fake_gpu_memory(mig_device_backend(run->dst.gpu)->instance,
+                                                    &len);
+            m[len / 3] ^= 0x5a;
+        }
+        break;
+    case EXEC_SELFTEST_ARC:
+        if (run->src.gpu_rec && run->src.gpu_rec->n < ARC_REC_MAX) {
+            ArcRec *a = run->src.gpu_rec;
+            a->from[a->n] = MIG_DEV_STOP_COPY;
+            a->to[a->n] = MIG_DEV_PRE_COPY;
+            a->n++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 /* ---- the case ---- */
 
-static const char *src_machine_type(const RunCase *c, const Scenario *s, const char *src_rel,
-                                    const char *dst_rel)
+static const char *src_machine_type(const Scenario *s, const char *src_rel, const char *dst_rel)
 {
     const MigRelease *sr = mig_release_find(src_rel);
     const char *m = s->src.machine;
@@ -728,8 +1288,23 @@ static const char *src_machine_type(const RunCase *c, const Scenario *s, const c
     const MigRelease *mt = mig_machine_type_find(m);
     if (mig_release_index(mt->name) > mig_release_index(src_rel))
         return sr->machine_type;
-    (void)c;
     return m;
+}
+
+/* A capability the scenario sets on one side only that the side's release
+ * does not know: the case does not apply to the pair (the management bug it
+ * stages cannot happen there).  Returns the name, or NULL. */
+static const char *unknown_side_cap(const ScnMachine *m, const char *release)
+{
+    const MigRelease *rel = mig_release_find(release);
+    for (size_t i = 0; i < m->ncaps_only; i++) {
+        bool known = false;
+        for (size_t k = 0; rel->caps[k]; k++)
+            known |= !strcmp(rel->caps[k], m->caps_only[i]);
+        if (!known)
+            return m->caps_only[i];
+    }
+    return NULL;
 }
 
 int exec_run_case(const RunCase *c, RunResult *r)
@@ -738,9 +1313,11 @@ int exec_run_case(const RunCase *c, RunResult *r)
     memset(r, 0, sizeof(*r));
     Run run = {.c = c, .s = s, .r = r};
     MigErr *err = NULL;
+    MigErr *oracle = NULL; /* every exit path frees it */
     int rc = 0;
     const char *src_rel = c->pair_src ? c->pair_src : s->src.release;
     const char *dst_rel = c->pair_dst ? c->pair_dst : s->dst.release;
+    long fds_before = count_fds();
 
     run.tracef = open_memstream(&run.tracebuf, &run.tracelen);
     run.trace = mig_trace_new();
@@ -760,7 +1337,7 @@ int exec_run_case(const RunCase *c, RunResult *r)
                   (unsigned long long)c->seed, src_rel, dst_rel);
 
     /* devices the pair cannot have: the case does not apply */
-    const char *smt = src_machine_type(c, s, src_rel, dst_rel);
+    const char *smt = src_machine_type(s, src_rel, dst_rel);
     const MigRelease *smt_rel = mig_machine_type_find(smt);
     for (size_t i = 0; i < s->src.ndevices; i++)
         if (!mig_release_has_device(smt_rel->name, s->src.devices[i])) {
@@ -769,11 +1346,24 @@ int exec_run_case(const RunCase *c, RunResult *r)
                      s->src.devices[i]);
             goto out_free;
         }
+    const char *cap = unknown_side_cap(&s->src, src_rel);
+    const char *cap_rel = src_rel;
+    if (!cap) {
+        cap = unknown_side_cap(&s->dst, dst_rel);
+        cap_rel = dst_rel;
+    }
+    if (cap) {
+        r->skipped = true;
+        snprintf(r->error, sizeof(r->error), "release %s does not know capability %s", cap_rel,
+                 cap);
+        goto out_free;
+    }
     /* the destination runs the source's machine type when it knows it (as
      * management starts it), else its own newest */
     const char *dmt = mig_release_index(smt_rel->name) <= mig_release_index(dst_rel)
                           ? smt
                           : mig_release_find(dst_rel)->machine_type;
+    snprintf(run.dst_machine_type, sizeof(run.dst_machine_type), "%s", dmt);
 
     if (fault_injector_arm(run.inj) < 0) {
         rc = -EBUSY;
@@ -813,27 +1403,35 @@ int exec_run_case(const RunCase *c, RunResult *r)
     const MigRelease *sr = mig_release_find(src_rel), *dr = mig_release_find(dst_rel);
     MigCapMask offer = (sr->knows_caps_query ? caps_mask(sr->caps) : 0) &
                        (dr->knows_caps_query ? caps_mask(dr->caps) : 0);
-    MigCapMask want = 0, src_only = 0;
+    MigCapMask want = 0, src_only = 0, dst_only = 0;
     for (size_t i = 0; i < s->ncaps; i++) {
-        int cap = mig_cap_parse(s->caps[i]);
-        if (cap < 0 || !(offer & MIG_CAP_BIT(cap)))
+        int cp = mig_cap_parse(s->caps[i]);
+        if (cp < 0 || !(offer & MIG_CAP_BIT(cp)))
             harness_log(&run, "capability %s not offered by both sides: left off", s->caps[i]);
         else
-            want |= MIG_CAP_BIT(cap);
+            want |= MIG_CAP_BIT(cp);
     }
     for (size_t i = 0; i < s->src.ncaps_only; i++) {
-        int cap = mig_cap_parse(s->src.caps_only[i]);
-        if (cap >= 0)
-            src_only |= MIG_CAP_BIT(cap);
+        int cp = mig_cap_parse(s->src.caps_only[i]);
+        if (cp >= 0)
+            src_only |= MIG_CAP_BIT(cp);
     }
-    if (want || src_only) {
+    for (size_t i = 0; i < s->dst.ncaps_only; i++) {
+        int cp = mig_cap_parse(s->dst.caps_only[i]);
+        if (cp >= 0)
+            dst_only |= MIG_CAP_BIT(cp);
+    }
+    if (want || src_only || dst_only) {
         MigErr *e = NULL;
-        if (mig_migration_set_caps(mig_machine_migration(run.src.m), want | src_only,
+        if ((want | src_only) &&
+            mig_migration_set_caps(mig_machine_migration(run.src.m), want | src_only,
                                    want | src_only, &e) < 0)
             harness_log(&run, "src refused capabilities: %s", e ? e->msg : "?");
         mig_err_free(e);
         e = NULL;
-        if (want && mig_migration_set_caps(mig_machine_migration(run.dst.m), want, want, &e) < 0)
+        if ((want | dst_only) &&
+            mig_migration_set_caps(mig_machine_migration(run.dst.m), want | dst_only,
+                                   want | dst_only, &e) < 0)
             harness_log(&run, "dst refused capabilities: %s", e ? e->msg : "?");
         mig_err_free(e);
     }
@@ -851,7 +1449,6 @@ int exec_run_case(const RunCase *c, RunResult *r)
     }
 
     /* the steps, then the end of the migration */
-    MigErr *oracle = NULL;
     for (size_t i = 0; i < s->nsteps && !oracle; i++)
         run_step(&run, i, &oracle);
     if (!oracle && run.migrating) {
@@ -871,12 +1468,15 @@ int exec_run_case(const RunCase *c, RunResult *r)
                  fault_injector_first_fired(run.inj));
     harness_log(&run, "outcome %s%s%s (faults fired: %llu)", outcome,
                 r->mig_error[0] ? ": " : "", r->mig_error, (unsigned long long)r->fired);
+    selftest_break(&run, outcome);
     if (!oracle)
         oracle_outcome(&run, outcome, &oracle);
     if (!oracle)
         oracle_memory(&run, outcome, &oracle);
-    if (!oracle)
+    if (!oracle && run.migrating)
         oracle_devices(&run, outcome, &oracle);
+    if (!oracle && run.migrating)
+        oracle_gpu(&run, outcome, &oracle);
 
 out_disarm:
     fault_injector_disarm(run.inj);
@@ -890,6 +1490,22 @@ out_disarm:
     r->virtual_ns = mig_loop_now_ns(run.loop);
     mig_trace_hash(run.trace, r->trace_hash);
     /* teardown, then the resource oracle */
+    MigLoopSource *left_timer = NULL;
+    MigTransport *left_t[2] = {NULL, NULL};
+    int left_fd = -1;
+    if (c->selftest == EXEC_SELFTEST_TIMER)
+        left_timer = mig_loop_timer_add(run.loop, mig_loop_now_ns(run.loop) + 1000000000ull,
+                                        side_tramp_nop, NULL);
+    if (c->selftest == EXEC_SELFTEST_FD)
+        left_fd = dup(0);
+    if (c->selftest == EXEC_SELFTEST_TRANSPORT && run.src.sl) {
+        MigTransport *a, *b;
+        MigLinkParams lp = {0};
+        if (mig_transport_mem_pair(run.loop, &lp, &a, &b) == 0) {
+            left_t[0] = side_transport_new(run.src.sl, a, &run.live_transports);
+            left_t[1] = side_transport_new(run.src.sl, b, &run.live_transports);
+        }
+    }
     if (run.wl)
         mig_workload_free(run.wl);
     side_destroy(&run.dst);
@@ -899,21 +1515,39 @@ out_disarm:
     run.link = NULL;
     if (rc == 0 && !r->skipped && !oracle && run.migrating) {
         long live = mig_sim_live_sources(run.loop);
-        if (live != 0)
+        long fds = count_fds();
+        if (run.live_transports != 0)
+            mig_err_set(&oracle, -EPROTO, "resources: %ld mem transport(s) of the migration "
+                        "link left open after both machines were freed", run.live_transports);
+        else if (live != 0)
             mig_err_set(&oracle, -EPROTO, "resources: %ld timer(s)/defer(s) left on the loop "
                         "after both machines were freed", live);
+        else if (fds_before >= 0 && fds > fds_before)
+            mig_err_set(&oracle, -EPROTO, "resources: %ld fd(s) more open than before the "
+                        "case (/proc/self/fd)", fds - fds_before);
     }
+    /* what the self-test left behind goes now (after the oracle saw it) */
+    if (left_timer)
+        mig_loop_remove(run.loop, left_timer);
+    if (left_fd >= 0)
+        close(left_fd);
+    for (int i = 0; i < 2; i++)
+        if (left_t[i]) {
+            SideTransport *st = (SideTransport *)left_t[i];
+            st->sl = NULL;
+            mig_transport_close(left_t[i]);
+        }
     if (rc == 0 && !r->skipped) {
         r->passed = !oracle;
         if (oracle)
             snprintf(r->error, sizeof(r->error), "%s", oracle->msg);
     }
-    mig_err_free(oracle);
     goto out_loop;
 out_free:
     r->virtual_ns = 0;
     mig_trace_hash(run.trace, r->trace_hash);
 out_loop:
+    mig_err_free(oracle);
     fault_injector_free(run.inj);
     mig_loop_free(run.loop);
     mig_trace_free(run.trace);

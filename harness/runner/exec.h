@@ -32,9 +32,26 @@
  *                matches its own generations;
  *      devices   completed => mig_fake_device_check_migrated (field by field
  *                or the documented transform); otherwise the src devices
- *                equal their state before the migration;
- *      resources after freeing everything no timer/defer is left on the sim
- *                loop (memory leaks: the valgrind lane).
+ *                equal their state before the migration; the VFIO-style
+ *                fake-gpu: every arc it took (recorded in front of its
+ *                backend) is in the arc table and matches the engine's arc
+ *                log, it ends in the state the protocol says, and its memory
+ *                and registers equal the source's byte for byte (completed)
+ *                or a shadow device that got the same guest writes but was
+ *                never migrated (failed/cancelled);
+ *      resources after freeing everything: no timer/defer left on the sim
+ *                loop, no harness mem transport left open, no more open
+ *                fds than before the case (/proc/self/fd); memory leaks:
+ *                the valgrind lane.
+ *   Pair rules (mig_pair_predict): when the pair breaks, the case expects
+ *   `failed` with the error management's pre-flight gives ("pre-flight:
+ *   DEVICE: field F", or the engine's "Machine type" refusal with
+ *   `preflight: false`), whatever the scenario expects; when the scenario's
+ *   own releases break but the pair does not, it expects `completed`.
+ *   Pre-flight: before each migrate, management compares the source's
+ *   -dump-vmstate (its machine type's descriptions) with the destination's
+ *   (vmstate_check_compat); a break is a refused start (outcome failed,
+ *   source untouched, nothing sent).
  *   A fault that fired because of an extra (--fault, --sweep) spec relaxes
  *   `expect` to "completed or failed"; the oracles still apply.
  */
@@ -48,6 +65,20 @@
 #include "faults-spec.h"
 #include "scenario.h"
 
+/* Oracle self-test: the executor breaks one thing on purpose so a test can
+ * prove that the matching oracle turns the case red and names it. */
+typedef enum ExecSelftest {
+    EXEC_SELFTEST_NONE,
+    EXEC_SELFTEST_PAGE,      /* flip a byte of a destination page (memory) */
+    EXEC_SELFTEST_FIELD,     /* change a field of a destination device (devices) */
+    EXEC_SELFTEST_GPU,       /* change a byte of the destination fake-gpu memory */
+    EXEC_SELFTEST_ARC,       /* record an arc the table forbids (device arcs) */
+    EXEC_SELFTEST_TIMER,     /* leave a timer on the loop (resources) */
+    EXEC_SELFTEST_FD,        /* leave an fd open (resources) */
+    EXEC_SELFTEST_TRANSPORT, /* leave a mem transport open (resources) */
+    EXEC_SELFTEST__COUNT
+} ExecSelftest;
+
 typedef struct RunCase {
     const Scenario *scn;
     uint64_t seed;
@@ -56,6 +87,7 @@ typedef struct RunCase {
     const MigFaultSpec *extra; /* added to the scenario's faults */
     size_t nextra;
     FILE *trace_out; /* echo the trace here (NULL: quiet) */
+    ExecSelftest selftest;
 } RunCase;
 
 typedef struct RunResult {

@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "device/device.h"
 #include "devices/releases.h"
+#include "migration/migration.h"
 #include "scenario.h"
 
 const char *const scn_step_names[SCN_STEP__COUNT] = {
@@ -225,6 +227,15 @@ static int index_build(LineIndex *ix, const char *name, const char *data, size_t
         int line = (int)ev.start_mark.line + 1;
         Frame *top = depth ? &stack[depth - 1] : NULL;
         bool done = ev.type == YAML_STREAM_END_EVENT;
+        if (!top && (ev.type == YAML_SCALAR_EVENT || ev.type == YAML_SEQUENCE_START_EVENT)) {
+            /* the document's root: a scenario is a mapping of keys */
+            rc = mig_err_set(errp, -EINVAL,
+                             "%s:%d: the top level must be a mapping of keys (summary, machines, "
+                             "steps, expect, ...), not a %s",
+                             name, line, ev.type == YAML_SCALAR_EVENT ? "scalar" : "sequence");
+            yaml_event_delete(&ev);
+            break;
+        }
         switch (ev.type) {
         case YAML_SCALAR_EVENT:
             if (top && !top->is_seq && top->expect_key) {
@@ -314,6 +325,7 @@ typedef struct RawEmpty {
 
 typedef struct RawWait {
     char *phase;
+    char *device_state;
     uint32_t iteration;
     char *ram_progress;
     char *time;
@@ -351,6 +363,7 @@ typedef struct RawExpect {
     int outcome;
     char *error;
     char *error_contains;
+    char *trace_contains;
 } RawExpect;
 
 typedef struct RawScenario {
@@ -367,6 +380,7 @@ typedef struct RawScenario {
     char **faults;
     uint32_t faults_count;
     char *timeout;
+    char *preflight;
     RawExpect *expect;
 } RawScenario;
 
@@ -418,6 +432,7 @@ static const cyaml_schema_field_t empty_fields[] = {
 
 static const cyaml_schema_field_t wait_fields[] = {
     STR("phase", RawWait, phase),
+    STR("device-state", RawWait, device_state),
     CYAML_FIELD_UINT("iteration", CYAML_FLAG_OPTIONAL, RawWait, iteration),
     STR("ram-progress", RawWait, ram_progress),
     STR("time", RawWait, time),
@@ -471,6 +486,7 @@ static const cyaml_schema_field_t expect_fields[] = {
                      CYAML_ARRAY_LEN(outcome_strings)),
     STR("error", RawExpect, error),
     STR("error-contains", RawExpect, error_contains),
+    STR("trace-contains", RawExpect, trace_contains),
     CYAML_FIELD_END,
 };
 
@@ -490,6 +506,7 @@ static const cyaml_schema_field_t scenario_fields[] = {
     CYAML_FIELD_SEQUENCE("faults", OPT, RawScenario, faults, &string_entry, 0,
                          CYAML_UNLIMITED),
     STR("timeout", RawScenario, timeout),
+    STR("preflight", RawScenario, preflight),
     CYAML_FIELD_MAPPING_PTR("expect", CYAML_FLAG_POINTER, RawScenario, expect, expect_fields),
     CYAML_FIELD_END,
 };
@@ -649,6 +666,20 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
+/* "FILE:LINE: key 'capabilities[i]': unknown capability 'x' (known: ...)" */
+static int bad_cap(Ctx *c, const char *path, uint32_t i, const char *name)
+{
+    char known[1024] = "";
+    for (int k = 0; k < MIG_CAP__COUNT; k++) {
+        size_t used = strlen(known);
+        snprintf(known + used, sizeof(known) - used, "%s%s", k ? ", " : "",
+                 mig_cap_name((MigCap)k));
+    }
+    return mig_err_set(c->errp, -EINVAL,
+                       "%s:%d: key 'capabilities[%u]': unknown capability '%s' (known: %s)",
+                       c->name, index_line(c->ix, path), i, name, known);
+}
+
 static int check_machine(Ctx *c, const char *which, const RawMachine *r, const ScnMachine *dflt,
                          ScnMachine *m)
 {
@@ -710,6 +741,11 @@ static int check_machine(Ctx *c, const char *which, const RawMachine *r, const S
         m->ndevices = r->devices_count;
     }
     if (r->capabilities) {
+        for (uint32_t i = 0; i < r->capabilities_count; i++) {
+            snprintf(path, sizeof(path), "machines.%s.capabilities[%u]", which, i);
+            if (mig_cap_parse(r->capabilities[i]) < 0)
+                return bad_cap(c, path, i, r->capabilities[i]);
+        }
         m->caps_only = dup_strv(r->capabilities, r->capabilities_count);
         m->ncaps_only = r->capabilities_count;
     }
@@ -750,8 +786,19 @@ static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
     switch (st->kind) {
     case SCN_STEP_WAIT: {
         const RawWait *w = r->wait;
-        if (!w->phase && !w->iteration && !w->ram_progress && !w->time && !w->bytes)
-            return bad(c, base, "a wait needs phase, iteration, ram-progress, time or bytes");
+        if (!w->phase && !w->iteration && !w->ram_progress && !w->time && !w->bytes &&
+            !w->device_state)
+            return bad(c, base, "a wait needs phase, iteration, ram-progress, time, bytes or "
+                       "device-state");
+        if (w->device_state) {
+            snprintf(path, sizeof(path), "%s.device-state", base);
+            MigDevState ds;
+            if (mig_dev_state_parse(w->device_state, &ds) < 0 || ds == MIG_DEV_ERROR)
+                return bad(c, path, "unknown device state '%s' (expected e.g. PRE_COPY, "
+                           "STOP_COPY, RUNNING)", w->device_state);
+            st->has_device_state = true;
+            st->device_state = (int)ds;
+        }
         if (w->phase) {
             snprintf(path, sizeof(path), "%s.phase", base);
             int ph = scn_phase_parse(w->phase);
@@ -854,13 +901,21 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
                    r->workload->dirty_rate);
     snprintf(s->transport, sizeof(s->transport), "unix");
     if (r->transport) {
-        static const char *const kinds[] = {"unix", "fd", "file", "local", "mem"};
+        /* The simulator models a connected byte pipe (the mem link): unix
+         * and fd have exactly its semantics.  file (no live link) and local
+         * (page flipping over real fds) are not modeled: refused rather than
+         * silently run as something else. */
+        static const char *const kinds[] = {"unix", "fd", "mem"};
         bool ok = false;
         for (size_t i = 0; i < MIG_ARRAY_SIZE(kinds); i++)
             ok |= !strcmp(r->transport, kinds[i]);
+        if (!ok && (!strcmp(r->transport, "file") || !strcmp(r->transport, "local")))
+            return bad(c, "transport", "transport '%s' is not modeled by the simulator "
+                       "(expected unix, fd or mem; file and local run in the pytest interop "
+                       "lane)", r->transport);
         if (!ok)
-            return bad(c, "transport", "unknown transport '%s' (expected unix, fd, file, "
-                       "local or mem)", r->transport);
+            return bad(c, "transport", "unknown transport '%s' (expected unix, fd or mem)",
+                       r->transport);
         scopy(s->transport, sizeof(s->transport), r->transport);
     }
     s->bandwidth = 1ull << 30; /* 1 GiB/s of virtual time */
@@ -872,6 +927,12 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
         return bad(c, "link.latency", "invalid duration '%s' (expected e.g. 1ms)",
                    r->link->latency);
     if (r->capabilities) {
+        for (uint32_t i = 0; i < r->capabilities_count; i++) {
+            char path[64];
+            snprintf(path, sizeof(path), "capabilities[%u]", i);
+            if (mig_cap_parse(r->capabilities[i]) < 0)
+                return bad_cap(c, path, i, r->capabilities[i]);
+        }
         s->caps = dup_strv(r->capabilities, r->capabilities_count);
         s->ncaps = r->capabilities_count;
     }
@@ -929,6 +990,14 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
             return bad(c, "expect.error", "a completed migration has no error");
     }
     s->error_contains = mig_strdup(r->expect->error_contains);
+    s->trace_contains = mig_strdup(r->expect->trace_contains);
+    s->preflight = true;
+    if (r->preflight) {
+        if (strcmp(r->preflight, "true") && strcmp(r->preflight, "false"))
+            return bad(c, "preflight", "invalid value '%s' (expected true or false)",
+                       r->preflight);
+        s->preflight = !strcmp(r->preflight, "true");
+    }
     return 0;
 }
 
@@ -1005,6 +1074,7 @@ void scenario_free(Scenario *s)
     free(s->steps);
     free(s->faults);
     free(s->error_contains);
+    free(s->trace_contains);
     free(s);
 }
 

@@ -68,6 +68,8 @@ typedef struct ScnStep {
     int ram_progress;      /* wait: percent of RAM sent, -1 = not given */
     uint64_t time_ns;      /* wait: virtual time since the step started */
     uint64_t bytes;        /* wait: link bytes; drop: at-byte (0 = now) */
+    bool has_device_state; /* wait: the source's VFIO-style device is in */
+    int device_state;      /*   this MigDevState (e.g. STOP_COPY) */
     /* slow */
     uint64_t bandwidth;    /* bytes/s, 0 = unchanged */
     uint64_t latency_ns;
@@ -106,6 +108,9 @@ typedef struct Scenario {
     ScnOutcome outcome;
     int error;             /* negative errno expected, 0 = any */
     char *error_contains;  /* substring of the error text, or NULL */
+    char *trace_contains;  /* substring of the run's event trace, or NULL */
+    bool preflight;        /* management checks both sides' device descriptions
+                              (vmstate_check_compat) before migrate (default) */
 } Scenario;
 
 /* Load and validate one scenario file.  Returns NULL and sets *errp to
