@@ -1,12 +1,17 @@
 """test_certify.py - `migcert certify` on every sample vendor plugin
 (fakes/vendor): the good plugin passes every case, each broken plugin fails
-and its report names the one rule it breaks, peers migrate both ways, a
-crashing or hanging plugin fails its case without taking the suite down, and
-a plugin of an unknown ABI version is refused by name.
+and its report names the one rule it breaks, peers migrate both ways (and a
+v1/v2 pair is refused under peer-compatible), a crashing or hanging plugin
+fails its cases under plugin-crash / plugin-timeout without taking the
+suite down (and a hang does not make the run wait once per case), a plugin
+of an unknown ABI version, without the symbol or with a malformed vmstate
+description is refused by name, every callback gets an injected failure
+that fires, and the command line and report writing fail cleanly.
 
 Reports go to a per-test tmp folder (never reports/out).
 """
 import json
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -19,7 +24,13 @@ BROKEN = {
     "broken-reset-keeps-error": "reset-leaves-error",
     "broken-short-read": "read-length",
     "broken-accepts-truncated": "resume-validates",
+    "broken-vmstate-description": "vmstate-description",
 }
+
+V2_CALLBACKS = ["create", "reset", "get_state", "set_state", "read", "write", "precopy_info",
+                "data_size"]
+V1_CALLBACKS = ["create", "reset", "get_state", "v1_set_state", "v1_pending_bytes", "v1_stage",
+                "v1_resume_chunk"]
 
 
 def plugin(migcert_build, stem):
@@ -49,9 +60,17 @@ def test_good_plugin_passes_every_case(run_migcert, migcert_build, tmp_path):
     # 8 x 8 per feature set (ERROR and every supported state as the start)
     assert sum(n.startswith("transition.") for n in names) == 5 * 8 + 6 * 8 + 6 * 8 + 8 * 8
     for must in ["round-trip.SC+P2P+PRE", "precopy.SC+PRE", "resume-rejects.truncated",
-                 "abort.PRE_COPY", "abort.STOP_COPY", "error-reset", "fault.read",
-                 "fault.set_state", "fault.write"]:
+                 "abort.PRE_COPY", "abort.STOP_COPY", "error-reset", "vmstate-description"]:
         assert must in names
+    # a failure injected into every callback, and each one fired (a fault
+    # case whose callback is never called must not pass)
+    faults = {c["name"]: c for c in rep["cases"] if c["name"].startswith("fault.")}
+    assert sorted(faults) == sorted("fault." + cb for cb in V2_CALLBACKS)
+    for name, c in faults.items():
+        assert c["status"] == "pass", c
+        assert f"the failure of {name[6:]} fired" in c["note"], c
+    vm = next(c for c in rep["cases"] if c["name"] == "vmstate-description")
+    assert vm["note"] == 'a -dump-vmstate entry for "fake-gpu" version 1, 2 field(s)'
     assert rep["passed"] == len(rep["cases"]) - rep["skipped"]
     assert r.stdout.strip().splitlines()[-1] == f"{rep['passed']} passed, 0 failed"
     # the three report files, consistent with each other
@@ -66,6 +85,11 @@ def test_good_v1_plugin_passes_through_the_adapter(run_migcert, migcert_build, t
     assert r.returncode == 0, r.stderr[-2000:]
     assert "protocol v1" in rep["description"]
     assert failed(rep) == []
+    # the failures are injected below the v1 adapter, into the v1 callbacks
+    faults = {c["name"]: c for c in rep["cases"] if c["name"].startswith("fault.")}
+    assert sorted(faults) == sorted("fault." + cb for cb in V1_CALLBACKS)
+    for name, c in faults.items():
+        assert f"the failure of {name[6:]} fired" in c["note"], c
 
 
 @pytest.mark.parametrize("stem", sorted(BROKEN))
@@ -98,16 +122,29 @@ def test_peer_good_good_both_directions(run_migcert, migcert_build, tmp_path):
     r, out, rep = certify(run_migcert, migcert_build, tmp_path, "good", "--peer", good,
                           "-k", "peer.*")
     assert r.returncode == 0, r.stderr
-    assert [c["name"] for c in rep["cases"]] == ["peer.good-to-good", "peer.good-to-good"]
+    # the same stem on both sides still names two distinct cases
+    assert [c["name"] for c in rep["cases"]] == ["peer.good-to-good-peer",
+                                                 "peer.good-peer-to-good"]
     assert all(c["status"] == "pass" for c in rep["cases"])
+    # and each name reruns exactly its case
+    r2, _, rep2 = certify(run_migcert, migcert_build, tmp_path / "again", "good", "--peer", good,
+                          "-k", "peer.good-peer-to-good")
+    assert [c["name"] for c in rep2["cases"]] == ["peer.good-peer-to-good"]
 
 
-def test_incompatible_peer_fails_cleanly(run_migcert, migcert_build, tmp_path):
-    # a v1 device frames its transactions: a v2 device must refuse that stream
+def test_incompatible_peer_fails_under_the_compatibility_rule(run_migcert, migcert_build,
+                                                                tmp_path):
+    # a v1 device frames its transactions: a v2 device cannot resume that stream
     r, out, rep = certify(run_migcert, migcert_build, tmp_path, "good", "--peer",
                           str(plugin(migcert_build, "good-v1")), "-k", "peer.*")
     assert r.returncode == 1
-    assert all(c["status"] == "fail" for c in rep["cases"])
+    assert rep["rules_broken"] == ["peer-compatible"]
+    by_name = {c["name"]: c for c in rep["cases"]}
+    assert set(by_name) == {"peer.good-to-good-v1", "peer.good-v1-to-good"}
+    assert by_name["peer.good-to-good-v1"]["message"] == (
+        "good.so speaks protocol v2 and good-v1.so speaks v1: the stream of a v2 device "
+        "cannot resume on a v1 device, so these two cannot migrate to each other")
+    assert "speaks protocol v1 and good.so speaks v2" in by_name["peer.good-v1-to-good"]["message"]
 
 
 def test_crashing_plugin_fails_its_case_and_the_suite_goes_on(run_migcert, migcert_build,
@@ -121,6 +158,24 @@ def test_crashing_plugin_fails_its_case_and_the_suite_goes_on(run_migcert, migce
         assert "plugin crash-set-state.so crashed (signal 11) in set_state" in c["message"]
 
 
+def test_crash_is_blamed_on_the_crash_not_on_the_case_rule(run_migcert, migcert_build,
+                                                            tmp_path):
+    # crash-set-state also dies on an unknown state value and on STOP_COPY,
+    # which invalid-values and error-reset ask for: the rule is the crash
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "crash-set-state",
+                          "-k", "invalid-values")
+    (c,) = rep["cases"]
+    assert c["rule"] == "plugin-crash", c
+    assert c["message"] == ("set_state(8) from RUNNING: plugin crash-set-state.so crashed "
+                            "(signal 11) in set_state")
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path / "er", "crash-set-state",
+                          "-k", "error-reset")
+    (c,) = rep["cases"]
+    assert c["rule"] == "plugin-crash", c
+    assert "arc to STOP_COPY in ERROR: plugin crash-set-state.so crashed (signal 11)" in \
+        c["message"]
+
+
 def test_hanging_plugin_times_out(run_migcert, migcert_build, tmp_path):
     r, out, rep = certify(run_migcert, migcert_build, tmp_path, "hang-read",
                           "--timeout", "1", "-k", "stop-copy-end.SC")
@@ -130,6 +185,37 @@ def test_hanging_plugin_times_out(run_migcert, migcert_build, tmp_path):
     assert "plugin hang-read.so timed out after 1s in read" in c["message"]
 
 
+def test_hanging_plugin_full_run_ends_quickly(run_migcert, migcert_build, tmp_path):
+    # the default 10 s per call, every case: the first hang costs one
+    # timeout, the cases after it are reported as not run
+    start = time.monotonic()
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "hang-read", timeout=60)
+    took = time.monotonic() - start
+    assert took < 30, f"{took:.0f}s"
+    assert r.returncode == 1
+    fails = failed(rep)
+    assert len(fails) == 1 and fails[0]["rule"] == "plugin-timeout"
+    hung_in = fails[0]["name"]
+    not_run = [c for c in rep["cases"] if c["status"] == "not-run"]
+    assert not_run and rep["not_run"] == len(not_run)
+    assert len(not_run) + rep["passed"] + 1 == len(rep["cases"])
+    for c in not_run:
+        assert c["message"] == f"not run: plugin hang-read.so hung earlier in case {hung_in}"
+    assert r.stdout.strip().splitlines()[-1] == \
+        f"{rep['passed']} passed, 1 failed, {len(not_run)} not run"
+    assert f"NOT RUN {not_run[0]['name']} (not run: plugin hang-read.so hung" in \
+        (out / "report.txt").read_text()
+
+
+def test_time_budget_stops_starting_cases(run_migcert, migcert_build, tmp_path):
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "good", "--budget", "1")
+    assert r.returncode == 1  # a certificate with cases not run is not a pass
+    assert failed(rep) == []
+    not_run = [c for c in rep["cases"] if c["status"] == "not-run"]
+    assert not_run, "the whole suite does not fit in one second"
+    assert all(c["message"] == "not run: the time budget of 1s was used up" for c in not_run)
+
+
 def test_unknown_abi_version_is_refused_by_name(run_migcert, migcert_build, tmp_path):
     r, out, rep = certify(run_migcert, migcert_build, tmp_path, "bad-abi")
     assert r.returncode == 1
@@ -137,6 +223,65 @@ def test_unknown_abi_version_is_refused_by_name(run_migcert, migcert_build, tmp_
     assert c["name"] == "load" and c["rule"] == "load"
     assert "plugin bad-abi.so: ABI version 99 is not supported" in c["message"]
     assert "ABI version 1" in c["message"]
+
+
+def test_missing_symbol_is_refused_by_name(run_migcert, migcert_build, tmp_path):
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "no-symbol")
+    assert r.returncode == 1
+    (c,) = rep["cases"]
+    assert c["name"] == "load" and c["rule"] == "load"
+    assert c["message"] == "load: plugin no-symbol.so: no symbol migcert_device_plugin_v1"
+    assert "FAIL load [load]: load: plugin no-symbol.so: no symbol" in r.stderr
+
+
+def test_malformed_vmstate_description_is_refused_by_name(run_migcert, migcert_build,
+                                                          tmp_path):
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "broken-vmstate-description")
+    assert r.returncode == 1
+    assert [c["name"] for c in rep["cases"]] == ["load", "vmstate-description"]
+    for c in rep["cases"]:
+        assert c["rule"] == "vmstate-description"
+        assert c["message"] == (
+            "load: plugin broken-vmstate-description.so: vmstate description is not a "
+            "-dump-vmstate entry: section \"acme\".Description.Fields[0]: \"size\" is not an "
+            "integer")
+
+
+@pytest.mark.parametrize("opt,value", [("--timeout", "abc"), ("--timeout", "0"),
+                                       ("--timeout", "-3"), ("--budget", "5s")])
+def test_bad_seconds_are_a_usage_error(run_migcert, migcert_build, tmp_path, opt, value):
+    r = run_migcert("certify", "--device", str(plugin(migcert_build, "good")),
+                    "--out", str(tmp_path), opt, value)
+    assert r.returncode == 2
+    assert f"{opt} takes a whole number of seconds (1 to 86400), not '{value}'" in r.stderr
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_k_matches_exact_name_glob_or_substring(run_migcert, migcert_build, tmp_path):
+    good = str(plugin(migcert_build, "good"))
+
+    def listed(pat):
+        r = run_migcert("certify", "--device", good, "--list", "-k", pat)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    # an exact name selects that case only, although it is a prefix of others
+    assert listed("abort.STOP") == ["abort.STOP"]
+    assert listed("abort.STOP*") == ["abort.STOP", "abort.STOP_COPY"]
+    assert listed("P2P+PRE.RESUMING.PRE_COPY_P2P") == [
+        "transition.SC+P2P+PRE.RESUMING.PRE_COPY_P2P"]
+    assert len(listed("RESUMING.PRE_COPY_P2P")) == 4  # one per feature set
+    assert set(listed("fault.")) == {"fault." + cb for cb in V2_CALLBACKS}
+
+
+def test_unwritable_report_is_an_error(run_migcert, migcert_build, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = run_migcert("certify", "--device", str(plugin(migcert_build, "good")),
+                    "--out", str(blocker / "sub"), "-k", "load")
+    assert r.returncode == 3
+    assert f"migcert certify: no certificate report: cannot create the report folder " \
+           f"{blocker / 'sub'}: Not a directory" in r.stderr
 
 
 def test_unknown_case_is_a_usage_error(run_migcert, migcert_build, tmp_path):
