@@ -356,6 +356,20 @@ def test_vm_source_killed_mid_migration(vms):
     assert dst.quit() == 0, dst.log()
 
 
+def test_vm_cancel_on_the_destination(vms):
+    """migrate_cancel sent to the destination: it reports "cancelled" and
+    stays up; the source sees the connection go, fails and keeps running."""
+    src, dst = migrate_slowly(vms)
+    wait_status(dst, ("active",), timeout=10)
+    time.sleep(0.3)
+    assert dst.cmd("migrate_cancel") == {}
+    check_destination_stays_up(dst, ("cancelled",))
+    info = wait_status(src, ("failed",), timeout=20)
+    assert info.get("error-desc"), info
+    assert status(src) == (True, "running")
+    assert dst.quit() == 0, dst.log()
+
+
 def test_vm_source_killed_exits_destination_when_asked(vms):
     """--exit-on-incoming-failure: QEMU's behaviour, exit 1 with the reason."""
     dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock", "--exit-on-incoming-failure")

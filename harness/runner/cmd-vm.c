@@ -189,14 +189,15 @@ static bool vm_should_exit(void *opaque)
     } else {
         return false;
     }
+    const char *rs = mig_run_state_name(mig_machine_run_state(vm->machine));
     if (!vm->incoming) {
-        fprintf(stderr, "migcert vm: the guest keeps running on the source\n");
+        fprintf(stderr, "migcert vm: the source carries on as it was (%s)\n", rs);
         return false;
     }
     if (!vm->exit_on_incoming_failure) {
         fprintf(stderr, "migcert vm: the destination discarded what it loaded and stays "
                         "stopped (%s); query-migrate shows why, quit ends it\n",
-                mig_run_state_name(mig_machine_run_state(vm->machine)));
+                rs);
         return false;
     }
     vm->exit_code = 1; /* QEMU's destination exits when it cannot load */
