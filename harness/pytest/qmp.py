@@ -283,7 +283,9 @@ def negotiate_capabilities(src, dst, wanted=None):
     `wanted` (an iterable of names), when given, further limits what is
     enabled; None enables the whole intersection, behavioural capabilities
     such as pause-before-switchover included, so pass `wanted` unless that is
-    what you mean.  A side that offers nothing is not sent
+    what you mean (QEMU 7.2 offers capabilities that exclude each other, e.g.
+    postcopy-ram and x-ignore-shared, and refuses the whole set with a
+    QMPError).  A side that offers nothing is not sent
     migrate-set-capabilities (it may not know the command).
 
     Call it before the migration starts: a destination must then be waiting
