@@ -231,14 +231,21 @@ int mig_machine_cont(MigMachine *m, MigErr **errp)
 
 /* ---- URIs ---- */
 
-/* Big socket buffers on a migration socket (no-op for files and pipes). */
+/* Big socket buffers on a migration socket: the send buffer on the source,
+ * the receive buffer on the destination (TCP uses it; unix ignores it).
+ * Files and pipes are left alone, and so is a socket whose buffer is already
+ * at least that big (an fd handed over by management keeps its tuning). */
 static void tune_socket(MigTransport *t, bool sending)
 {
-    int fd = mig_transport_get_fd(t), size = MACHINE_SOCK_BUF, type = 0;
+    int fd = mig_transport_get_fd(t), size = MACHINE_SOCK_BUF, type = 0, cur = 0;
+    int opt = sending ? SO_SNDBUF : SO_RCVBUF;
     socklen_t len = sizeof(type);
     if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
         return;
-    setsockopt(fd, SOL_SOCKET, sending ? SO_SNDBUF : SO_RCVBUF, &size, sizeof(size));
+    len = sizeof(cur);
+    if (getsockopt(fd, SOL_SOCKET, opt, &cur, &len) == 0 && cur >= size)
+        return;
+    setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
 }
 
 static MigTransport *open_uri(MigMachine *m, const char *uri, bool for_write, MigErr **errp)
@@ -274,7 +281,6 @@ int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
     MigTransport *t = open_uri(m, uri, true, errp);
     if (!t)
         return errp && *errp ? (*errp)->code : -EINVAL;
-    tune_socket(t, true);
     return mig_machine_migrate_transport(m, t, errp);
 }
 
@@ -285,6 +291,7 @@ int mig_machine_migrate_transport(MigMachine *m, MigTransport *t, MigErr **errp)
         return mig_err_set(errp, -EINVAL, "a machine waiting for an incoming migration cannot "
                                           "migrate out");
     }
+    tune_socket(t, true);
     return mig_migration_start(m->mm, t, errp);
 }
 
@@ -320,7 +327,6 @@ int mig_machine_migrate_incoming(MigMachine *m, const char *uri, MigErr **errp)
     MigTransport *t = open_uri(m, uri, false, errp);
     if (!t)
         return errp && *errp ? (*errp)->code : -EINVAL;
-    tune_socket(t, false);
     return mig_machine_incoming_transport(m, t, errp);
 }
 
@@ -333,6 +339,7 @@ int mig_machine_incoming_transport(MigMachine *m, MigTransport *t, MigErr **errp
                                        : "'-incoming' was not specified on the command line");
     }
     m->incoming_used = true;
+    tune_socket(t, false);
     return mig_migration_start_incoming(m->mm, t, errp);
 }
 
