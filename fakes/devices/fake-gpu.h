@@ -10,7 +10,8 @@
  * sent, and in STOP_COPY the registers and an END record carrying a checksum
  * of everything before it.  RESUMING -> STOP refuses a stream that is
  * truncated, corrupt, followed by extra bytes or from a device of another
- * memory size.
+ * memory size.  Both tables carry a vmstate description (a -dump-vmstate
+ * entry naming the registers and the memory pages).
  *
  * Stream (all big-endian):
  *   header  "FGPU" be32 version=1 be64 mem_size be32 page_size     20 bytes
@@ -26,6 +27,8 @@
  *   RESET_KEEPS_ERROR    reset does not leave ERROR
  *   SHORT_READ           a read cut short claims the whole record's length
  *   ACCEPTS_TRUNCATED    RESUMING -> STOP accepts a stream without its END
+ * (fakes/vendor/src/vendor-gpu.c adds the plugin-level variants: a malformed
+ * vmstate description, a crash, a hang, a wrong ABI version, no symbol.)
  */
 #ifndef MIGCERT_FAKE_GPU_H
 #define MIGCERT_FAKE_GPU_H

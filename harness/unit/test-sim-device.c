@@ -2,7 +2,9 @@
  * test-sim-device.c - whole migrations with a VFIO-style device (fake-gpu,
  * 64 MiB of device memory dirtied by the guest) riding the stream as
  * iterative sections, on the deterministic simulator: guest RAM verified
- * page by page, device memory and registers byte for byte; the v1 form of
+ * page by page, device memory and registers byte for byte, the device's
+ * snapshot handed out during PRE_COPY (before the arc into STOP_COPY) and
+ * taken by the destination device from PART sections; the v1 form of
  * the device through the adapter; cancel leaves the source device running
  * (its session dropped) and the destination device reset.
  */
