@@ -16,6 +16,7 @@
 #include "machine/machine.h"
 #include "ram/ram.h"
 #include "sim/sim.h"
+#include "stream/ram-format.h"
 #include "workload/workload.h"
 
 #define MIB ((uint64_t)1 << 20)
@@ -253,6 +254,172 @@ static void test_ram_loader_every_truncation(void **state)
     mig_ram_free(r);
 }
 
+/* A transport that hands out one byte per read and says "not yet" (-EAGAIN)
+ * before every byte: the loader is starved at every position of the stream
+ * and must restart each record from its mark. */
+typedef struct Trickle {
+    MigTransport base;
+    const uint8_t *buf;
+    size_t len, pos;
+    bool ready;
+    unsigned starved;
+} Trickle;
+
+static ssize_t trickle_read(MigTransport *t, void *b, size_t n)
+{
+    Trickle *k = (Trickle *)t;
+    if (k->pos == k->len)
+        return 0;
+    if (!k->ready) {
+        k->ready = true;
+        k->starved++;
+        return -EAGAIN;
+    }
+    k->ready = false;
+    memcpy(b, k->buf + k->pos++, 1);
+    return 1;
+}
+
+static ssize_t trickle_write(MigTransport *t, const void *b, size_t n)
+{
+    return -EBADF;
+}
+
+static ssize_t trickle_writev(MigTransport *t, const struct iovec *iov, int n)
+{
+    return -EBADF;
+}
+
+static void trickle_close(MigTransport *t)
+{
+}
+
+static const MigTransportOps trickle_ops = {
+    .kind = "trickle",
+    .read = trickle_read,
+    .write = trickle_write,
+    .writev = trickle_writev,
+    .close = trickle_close,
+};
+
+static void test_ram_loader_restarts_when_starved_anywhere(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *buf = make_stream(6, &len);
+    MigRam *r = mig_ram_new();
+    MigSavevm *sv = mig_savevm_new();
+    assert_int_equal(mig_ram_add_block(r, "pc.ram", 6 * 4096, NULL), 0);
+    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    void *op;
+    const MigIterOps *ops = ram_ops(sv, &op);
+    Trickle k = {.base = {.ops = &trickle_ops}, .buf = buf, .len = len};
+    MigStream *s = mig_stream_new_reader(&k.base);
+    MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
+    /* The payloads it holds: one per EOS record. */
+    size_t payloads = 0;
+    static const uint8_t eos[8] = {0, 0, 0, 0, 0, 0, 0, 0x10};
+    for (size_t i = 0; i + 8 <= len; i++)
+        payloads += memcmp(buf + i, eos, 8) == 0;
+    assert_int_equal(ops->load_setup(op, NULL), 0);
+    size_t sections = 0;
+    for (;;) {
+        /* As the engine does: mark before looking, so that a starved look
+         * rewinds to here and not into the section already loaded. */
+        mig_stream_mark(s);
+        if (mig_stream_at_eof(s))
+            break;
+        if (mig_stream_starved(s)) {
+            mig_stream_rewind(s);
+            continue;
+        }
+        MigErr *err = NULL;
+        int rc = ops->load_state(op, s, &h, &err);
+        if (rc == -EAGAIN)
+            continue;
+        if (rc)
+            fail_msg("%s", err ? err->msg : "load failed");
+        sections++;
+        h.type = MIG_SECTION_PART;
+    }
+    /* One starvation per byte; every byte consumed exactly once. */
+    assert_true(k.starved >= len);
+    assert_int_equal(mig_stream_offset(s), len);
+    assert_int_equal(sections, payloads);
+    MigRamBlock *b = mig_ram_block(r, 0);
+    for (size_t p = 0; p < 6; p++)
+        for (size_t i = 0; i < 4096; i += 511)
+            assert_int_equal(b->host[p * 4096 + i], p % 2 ? 0 : (int)(p + 1));
+    MigRamInfo info;
+    mig_ram_info(r, &info);
+    assert_int_equal(info.normal, 3);
+    assert_int_equal(info.duplicate, 3);
+    assert_int_equal(info.transferred, len);
+    ops->load_cleanup(op, MIG_OUTCOME_COMPLETED);
+    mig_stream_free(s);
+    free(buf);
+    mig_savevm_free(sv);
+    mig_ram_free(r);
+}
+
+/* Load a hand-made payload: MEM_SIZE for one "pc.ram" block of `pages`
+ * pages, then PAGE records at the given offsets, CONTINUE after the first
+ * when `named_first`, every one CONTINUE otherwise. */
+static int load_pages_at(const uint64_t *offs, size_t n, bool named_first, MigErr **errp)
+{
+    static uint8_t page[4096];
+    memset(page, 0x5a, sizeof(page));
+    MigStream *w = mig_stream_new_mem_writer();
+    MigRamWriter rw;
+    MigRamBlockInfo bi = {.name = "pc.ram", .length = 4 * 4096};
+    mig_ram_put_mem_size(w, &rw, &bi, 1, false);
+    if (!named_first)
+        strcpy(rw.last, "pc.ram");
+    for (size_t i = 0; i < n; i++)
+        mig_ram_put_page(w, &rw, "pc.ram", offs[i], page);
+    mig_ram_put_eos(w);
+    size_t len;
+    const uint8_t *d = mig_stream_mem_data(w, &len);
+    MigRam *r = mig_ram_new();
+    MigSavevm *sv = mig_savevm_new();
+    assert_int_equal(mig_ram_add_block(r, "pc.ram", 4 * 4096, NULL), 0);
+    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    void *op;
+    const MigIterOps *ops = ram_ops(sv, &op);
+    assert_int_equal(ops->load_setup(op, NULL), 0);
+    int rc = load_all(r, ops, op, d, len, errp);
+    if (rc == 0)
+        assert_int_equal(mig_ram_block(r, 0)->host[offs[n - 1] + 9], 0x5a);
+    ops->load_cleanup(op, rc ? MIG_OUTCOME_FAILED : MIG_OUTCOME_COMPLETED);
+    mig_stream_free(w);
+    mig_savevm_free(sv);
+    mig_ram_free(r);
+    return rc;
+}
+
+static void test_ram_loader_continue_page_errors(void **state)
+{
+    (void)state;
+    MigErr *err = NULL;
+    /* In range, the last page of the block: loads. */
+    static const uint64_t good[] = {0, 3 * 4096};
+    assert_int_equal(load_pages_at(good, 2, true, &err), 0);
+    /* CONTINUE|PAGE one page past the block's end: refused by name, with
+     * the record's stream offset: MEM_SIZE (8 + 7 + 8) + the first, named
+     * record (8 + 7 + 4096). */
+    static const uint64_t past[] = {0, 4 * 4096};
+    assert_true(load_pages_at(past, 2, true, &err) < 0);
+    assert_non_null(strstr(err->msg, "Illegal RAM offset 0x4000 in ramblock \"pc.ram\""));
+    assert_non_null(strstr(err->msg, "at offset 4134"));
+    mig_err_free(err);
+    err = NULL;
+    /* CONTINUE|PAGE before any record named a block. */
+    static const uint64_t first[] = {0};
+    assert_true(load_pages_at(first, 1, false, &err) < 0);
+    assert_non_null(strstr(err->msg, "CONTINUE with no previous block at offset 23"));
+    mig_err_free(err);
+}
+
 /* ---- convergence on the virtual clock ---- */
 
 typedef struct Pair {
@@ -366,6 +533,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ram_zero_page_detection),
         cmocka_unit_test(test_ram_section_bytes),
         cmocka_unit_test(test_ram_loader_every_truncation),
+        cmocka_unit_test(test_ram_loader_restarts_when_starved_anywhere),
+        cmocka_unit_test(test_ram_loader_continue_page_errors),
         cmocka_unit_test(test_ram_idle_guest_one_pass),
         cmocka_unit_test(test_ram_max_bandwidth_throttles),
         cmocka_unit_test(test_ram_non_convergence_until_pass_bound),
