@@ -242,6 +242,9 @@ typedef struct ArcRec {
     MigDevState from[ARC_REC_MAX], to[ARC_REC_MAX];
     size_t n;
     size_t total; /* arcs taken, also past ARC_REC_MAX */
+    int fail_on;  /* device-error step: fail on entering this state (-1: no) */
+    MigTrace *trace;
+    MigLoop *loop;
 } ArcRec;
 
 static void arc_rec_resync(ArcRec *a)
@@ -264,6 +267,18 @@ static int ar_arc(MigDevBackend *b, MigDevState to, MigErr **errp)
         }
         a->total++;
         a->cur = to;
+        if (a->fail_on >= 0 && (int)to == a->fail_on && a->inner->ops->force_error) {
+            /* the device breaks right after the arc (device-error step): to
+             * the engine that arc failed, so it is not in its log either */
+            a->n--;
+            a->total--;
+            a->fail_on = -1;
+            a->inner->ops->force_error(a->inner, NULL);
+            arc_rec_resync(a);
+            mig_trace_log(a->trace, a->loop ? mig_loop_now_ns(a->loop) : 0, "harness",
+                          "%s entered %s: -> ERROR (forced)", a->base.name,
+                          mig_dev_state_name(to));
+        }
     } else {
         arc_rec_resync(a);
     }
@@ -371,6 +386,7 @@ static ArcRec *arc_rec_new(MigDevBackend *inner)
     a->base.instance = inner->instance;
     a->inner = inner;
     a->cur = MIG_DEV_RUNNING;
+    a->fail_on = -1;
     arc_rec_resync(a);
     return a;
 }
@@ -434,8 +450,9 @@ static MigCapMask caps_mask(const char *const *names)
 
 /* ---- the VFIO-style device of a side ---- */
 
-#define GPU_MEM ((uint64_t)4 << 20)
-#define GPU_TICK_NS 1000000ull /* the guest writes device memory every 1 ms */
+#define GPU_MEM ((uint64_t)16 << 20)
+#define GPU_TICK_NS 1000000ull /* the guest writes device memory every 1 ms, */
+#define GPU_OPS 4u             /* 4 writes each: ~16 MB/s of dirty pages */
 
 /* The guest writes the source's device memory while the source runs; the
  * shadow gets the same writes (same seed), so it is what the source device
@@ -450,8 +467,8 @@ static void gpu_tick(void *opaque)
         MigDevBackend *be = mig_device_backend(sd->gpu);
         MigFaultSide prev;
         side_enter(sd->sl, &prev);
-        if (be->ops->guest_run(be, 64, NULL) == 0)
-            sd->gpu_shadow->ops->guest_run(sd->gpu_shadow, 64, NULL);
+        if (be->ops->guest_run(be, GPU_OPS, NULL) == 0)
+            sd->gpu_shadow->ops->guest_run(sd->gpu_shadow, GPU_OPS, NULL);
         fault_injector_set_side(sd->sl->inj, prev);
     }
     MigLoop *loop = sd->sl->inner;
@@ -467,6 +484,8 @@ static int gpu_create(Run *run, Side *sd, uint64_t seed, MigErr **errp)
     if (!be)
         return -EINVAL;
     sd->gpu_rec = arc_rec_new(be);
+    sd->gpu_rec->trace = run->trace;
+    sd->gpu_rec->loop = run->loop;
     sd->gpu = mig_device_new("fake-gpu", &sd->gpu_rec->base, errp);
     if (!sd->gpu) {
         sd->gpu_rec = NULL;
@@ -936,6 +955,13 @@ static int run_step(Run *run, size_t i, MigErr **errp)
             return mig_err_set(errp, -EINVAL, "step %zu (line %d): the %s has no VFIO-style "
                                "device %s", i + 1, st->line, mig_fault_side_names[st->side],
                                st->device);
+        if (st->device_state >= 0) {
+            sd->gpu_rec->fail_on = st->device_state;
+            harness_log(run, "step %zu: %s device %s fails when it enters %s", i + 1,
+                        mig_fault_side_names[st->side], st->device,
+                        mig_dev_state_name((MigDevState)st->device_state));
+            return 0;
+        }
         MigDevBackend *be = mig_device_backend(sd->gpu);
         MigDevState was = mig_device_state(sd->gpu);
         int rc = be->ops->force_error(be, errp);
@@ -1466,8 +1492,9 @@ int exec_run_case(const RunCase *c, RunResult *r)
     if (fault_injector_first_fired(run.inj))
         snprintf(r->first_fired, sizeof(r->first_fired), "%s",
                  fault_injector_first_fired(run.inj));
-    harness_log(&run, "outcome %s%s%s (faults fired: %llu)", outcome,
-                r->mig_error[0] ? ": " : "", r->mig_error, (unsigned long long)r->fired);
+    harness_log(&run, "outcome %s%s%s (faults fired: %llu, link bytes %llu)", outcome,
+                r->mig_error[0] ? ": " : "", r->mig_error, (unsigned long long)r->fired,
+                (unsigned long long)(run.link ? mig_link_bytes(run.link, MIG_LINK_A_TO_B) : 0));
     selftest_break(&run, outcome);
     if (!oracle)
         oracle_outcome(&run, outcome, &oracle);

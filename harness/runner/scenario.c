@@ -335,6 +335,7 @@ typedef struct RawWait {
 typedef struct RawSide {
     char *side;
     char *device;
+    char *state;
 } RawSide;
 
 typedef struct RawDrop {
@@ -443,6 +444,7 @@ static const cyaml_schema_field_t wait_fields[] = {
 static const cyaml_schema_field_t side_fields[] = {
     STR("side", RawSide, side),
     STR("device", RawSide, device),
+    STR("state", RawSide, state),
     CYAML_FIELD_END,
 };
 
@@ -850,6 +852,21 @@ static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
                 return bad(c, s->device ? path : base, "device-error needs a known device "
                            "(known: %s)", mig_device_type_names());
             scopy(st->device, sizeof(st->device), s->device);
+            if (strcmp(s->device, "fake-gpu"))
+                return bad(c, path, "device-error needs a VFIO-style device (fake-gpu); %s has "
+                           "no device state machine", s->device);
+            st->device_state = -1;
+            if (s->state) {
+                snprintf(path, sizeof(path), "%s.state", base);
+                MigDevState ds;
+                if (mig_dev_state_parse(s->state, &ds) < 0 || ds == MIG_DEV_ERROR)
+                    return bad(c, path, "unknown device state '%s' (expected e.g. STOP_COPY)",
+                               s->state);
+                st->device_state = (int)ds;
+            }
+        } else if (s->state) {
+            snprintf(path, sizeof(path), "%s.state", base);
+            return bad(c, path, "%s takes no state", scn_step_names[found]);
         } else if (s->device) {
             snprintf(path, sizeof(path), "%s.device", base);
             return bad(c, path, "%s takes no device", scn_step_names[found]);

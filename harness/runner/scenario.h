@@ -69,7 +69,8 @@ typedef struct ScnStep {
     uint64_t time_ns;      /* wait: virtual time since the step started */
     uint64_t bytes;        /* wait: link bytes; drop: at-byte (0 = now) */
     bool has_device_state; /* wait: the source's VFIO-style device is in */
-    int device_state;      /*   this MigDevState (e.g. STOP_COPY) */
+    int device_state;      /*   this MigDevState (e.g. STOP_COPY); device-error:
+                              fail as it enters this state, -1 = now */
     /* slow */
     uint64_t bandwidth;    /* bytes/s, 0 = unchanged */
     uint64_t latency_ns;
