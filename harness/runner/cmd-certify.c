@@ -2313,8 +2313,15 @@ int cmd_certify(int argc, char **argv)
             nnotrun++;
             continue;
         }
-        Ctx c = {dev, peer, timeout_s, pd.features, pp.features, pd.callbacks, pd.protocol,
-                 pp.protocol, &res[i]};
+        Ctx c = {.dev_path = dev,
+                 .peer_path = peer,
+                 .timeout_s = timeout_s,
+                 .features = pd.features,
+                 .peer_features = pp.features,
+                 .callbacks = pd.callbacks,
+                 .protocol = pd.protocol,
+                 .peer_protocol = pp.protocol,
+                 .res = &res[i]};
         mig_prng_seed(&c.prng, 0x5eed ^ (uint64_t)i);
         cases[i].fn(&c, &cases[i]);
         /* a sandbox that died without the case noticing still fails it */
