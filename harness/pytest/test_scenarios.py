@@ -1,8 +1,20 @@
 """test_scenarios.py - the scenario matrix: every scenario under scenarios/ at
-its own releases, and the version scenarios (scenarios/versions/*-pairs.yaml)
-over every ordered release pair, each a pytest case named by its migcert case
-id.  The cases run once per session through `migcert run --json`; each test
-reads its case's result, and a failure shows the error and the REPRO line.
+its own releases, and scenarios x ordered release pairs, one pytest case per
+migcert case id (e.g. `cancel/cancel-mid-ram` and
+`cancel/cancel-mid-ram[2.0:1.1]`).  The cases run once per session through
+`migcert run --json` (two processes, one per core); each test reads its
+case's result, and a failure shows the error and the REPRO line.  Pairs a
+scenario cannot run (a device or capability the pair's releases lack) are
+skipped with the reason.
+
+How much of the product runs (MIGCERT_SCENARIO_PAIRS):
+  unset / "shard"  `make check`: every scenario at its own releases, plus a
+                   deterministic fifth of scenarios x pairs (`--pairs all
+                   --shard 1/5`: 16 pairs per scenario and 5 shards, so the
+                   chosen pairs rotate from one scenario to the next and every
+                   pair is covered by some scenario), about a minute;
+  "all"            `make check-full` (ci/lane-full-pairs): every scenario at
+                   its own releases and under all 16 ordered pairs.
 
 Also: a sample runs twice with the same seed and must give the same trace
 hashes (determinism); another seed must change them; a REPRO line reproduces
@@ -15,14 +27,15 @@ import json
 import os
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PAIRS_GLOB = "versions/*-pairs.yaml"
 SAMPLE = ["scenarios/precopy/basic.yaml", "scenarios/cancel/cancel-mid-ram.yaml",
           "scenarios/link/drop-mid-ram.yaml"]
+SHARD_OF_PAIRS = "1/5"
 
 
 def _bin():
@@ -31,23 +44,27 @@ def _bin():
     return b / "migcert"
 
 
-def _groups():
-    """(args, paths) per group: scenarios at their own releases, pairs."""
-    scen = REPO / "scenarios"
-    pairs = sorted(str(p.relative_to(REPO)) for p in scen.glob(PAIRS_GLOB))
-    own = sorted(str(p.relative_to(REPO)) for p in scen.rglob("*.yaml")
-                 if str(p.relative_to(REPO)) not in pairs)
-    return [([], own), (["--pairs", "all"], pairs)]
+def _mode():
+    return os.environ.get("MIGCERT_SCENARIO_PAIRS", "shard")
+
+
+def _runs():
+    """The migcert invocations (argument lists) whose cases make the matrix;
+    each list runs as one process."""
+    own = [["scenarios"]]
+    if _mode() == "all":
+        pairs = [["--pairs", "all", "--shard", f"{i}/2", "scenarios"] for i in (1, 2)]
+    else:
+        pairs = [["--pairs", "all", "--shard", SHARD_OF_PAIRS, "scenarios"]]
+    return own + pairs
 
 
 def _list_ids():
-    ids = []
     if not os.access(_bin(), os.X_OK):
         return ["<migcert not built>"]
-    for args, paths in _groups():
-        if not paths:
-            continue
-        r = subprocess.run([str(_bin()), "run", "--list"] + args + paths, cwd=REPO,
+    ids = []
+    for args in _runs():
+        r = subprocess.run([str(_bin()), "run", "--list"] + args, cwd=REPO,
                            capture_output=True, text=True, timeout=120)
         ids += [l for l in r.stdout.splitlines() if l.strip()]
     return ids
@@ -61,19 +78,29 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory):
-    """Run every group once; {case id: case dict}."""
+    """Run every invocation once, two at a time; {case id: case dict}."""
     b = _bin()
     if not os.access(b, os.X_OK):
         pytest.fail(f"{b} is not built", pytrace=False)
-    out = {}
-    for n, (args, paths) in enumerate(_groups()):
-        if not paths:
-            continue
-        js = tmp_path_factory.mktemp("run") / f"group{n}.json"
-        r = subprocess.run([str(b), "run", "--json", str(js)] + args + paths, cwd=REPO,
-                           capture_output=True, text=True, timeout=1800)
+    d = tmp_path_factory.mktemp("run")
+    jobs = []
+    for n, args in enumerate(_runs()):
+        js = d / f"run{n}.json"
+        log = open(d / f"run{n}.log", "w")
+        jobs.append((js, log, args, None))
+    out, running, pending = {}, [], list(jobs)
+    while pending or running:
+        while pending and len(running) < 2:
+            js, log, args, _ = pending.pop(0)
+            p = subprocess.Popen([str(b), "run", "--json", str(js)] + args, cwd=REPO,
+                                 stdout=log, stderr=subprocess.STDOUT)
+            running.append((js, log, args, p))
+        js, log, args, p = running.pop(0)
+        rc = p.wait(timeout=3600)
+        log.close()
         if not js.exists():
-            pytest.fail(f"migcert run wrote no JSON (exit {r.returncode}):\n{r.stderr[-2000:]}",
+            tail = Path(log.name).read_text()[-2000:]
+            pytest.fail(f"migcert run {' '.join(args)} wrote no JSON (exit {rc}):\n{tail}",
                         pytrace=False)
         for c in json.loads(js.read_text())["cases"]:
             out[c["id"]] = c
@@ -88,8 +115,14 @@ def test_scenario(case_id, matrix):
     assert c["status"] == "passed", f"{c.get('error')}\nREPRO: {c['repro']}"
 
 
+def test_scenarios_matrix_covers_every_pair():
+    """The pairs that run cover every ordered release pair, in either mode."""
+    seen = {i[i.index("[") + 1:-1] for i in _list_ids() if i.endswith("]")}
+    releases = ["1.0", "1.1", "2.0", "2.1-dev"]
+    assert seen == {f"{a}:{b}" for a in releases for b in releases}
+
+
 def _hashes(*extra):
-    import tempfile
     with tempfile.TemporaryDirectory() as d:
         js = Path(d) / "h.json"
         subprocess.run([str(_bin()), "run", "--json", str(js)] + list(extra) + SAMPLE,
@@ -118,3 +151,10 @@ def test_scenarios_repro_line_reproduces_the_trace_hash(tmp_path):
     argv = shlex.split(case["repro"])
     r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert f"trace: {case['trace_hash']}" in r.stdout, r.stdout + r.stderr
+
+
+def test_scenarios_k_matching_nothing_is_an_error():
+    r = subprocess.run([str(_bin()), "run", "-k", "no-such-scenario-anywhere", "scenarios"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "no case matches" in r.stderr

@@ -3,9 +3,9 @@
  * the fault-point registry; with --unreached, run every scenario under
  * PATH... (default scenarios/) once (seed 0x5eed, with its own faults) and
  * print the registered points that no run hit on any side (hits counted by
- * the injector's libfiu callback, not guessed from the files).  Exit 0 (the
- * list is for CI to show), 1 when a scenario could not be loaded, 2 on usage
- * errors.
+ * the injector's libfiu callback, not guessed from the files).  Exit 0 when
+ * every point is reached, 1 when any point is unreached or a scenario could
+ * not be loaded (CI fails on it: ci/lane-full-faults), 2 on usage errors.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +55,8 @@ static int list_unreached(char **paths, size_t npaths)
         }
     fprintf(stderr, "migcert list-faults: %zu of %zu point(s) unreached by %d scenario(s)\n",
             unreached, np, n);
+    if (unreached)
+        rc = 1;
     free(r);
     free(hits);
     scenario_paths_free(files, (size_t)n);

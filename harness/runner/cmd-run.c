@@ -11,7 +11,8 @@
  *                    case reaches (or of the --fault points given without a
  *                    trigger) until a run injects nothing; each hit a case
  *   --shard I/N      run the I-th of N shares of the cases (1 <= I <= N)
- *   -k PAT           only cases whose id contains PAT (repeatable: any)
+ *   -k PAT           only cases whose id contains PAT (repeatable: any);
+ *                    a selection that matches no case exits 2
  *   --json F         {"seed", "cases": [{"id", "status", "seed", "pair",
  *                    "faults", "trace_hash", "repro", "error", "outcome"}]}
  *   --junit F        JUnit XML
@@ -543,6 +544,14 @@ int cmd_run(int argc, char **argv)
         rc = build_cases(&o, &cs);
     if (rc != 0)
         goto out;
+    if (!cs.n && (o.nk || o.shard_n)) {
+        /* a filter that selects nothing is a typo, not a green run */
+        fprintf(stderr, "migcert run: no case matches%s%s%s\n", o.nk ? " -k '" : "",
+                o.nk ? o.k[0] : "", o.nk ? (o.nk > 1 ? "' (and the other -k patterns)" : "'")
+                                         : " the shard");
+        rc = 2;
+        goto out;
+    }
     if (o.list) {
         for (size_t i = 0; i < cs.n; i++)
             printf("%s\n", cs.v[i].id);

@@ -652,6 +652,12 @@ static bool wait_pred(void *opaque)
     sync_phase(run);
     if (run->src.killed)
         return true;
+    if (run->start_refused) {
+        /* nothing started (refused by management or at once by the engine):
+         * no condition can hold any more */
+        w->ended = true;
+        return true;
+    }
     MigInfo info;
     mig_machine_query_migrate(run->src.m, &info);
     /* A migration that ended can no longer reach the awaited condition: the
@@ -1068,7 +1074,9 @@ static int oracle_outcome(Run *run, const char *outcome, MigErr **errp)
          * refuses it (the machine type comes first in the stream) */
         want = "failed";
         want_err = 0;
-        if (!s->preflight)
+        if (!s->preflight || !p.device[0])
+            /* no device differs: pre-flight passes and the destination
+             * refuses the machine type it does not know */
             snprintf(pair_text, sizeof(pair_text), "%s",
                      p.machine_unknown ? "Machine type" : p.device);
         else if (p.field[0])

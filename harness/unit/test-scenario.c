@@ -1,6 +1,9 @@
 /*
  * test-scenario.c - scenario files (loader, errors with file:line:key), fault
- * specs and the fault injector.
+ * specs and the fault injector; the executor: setup failures, management's
+ * pre-flight, the pair rules, and every oracle proven able to fail (the
+ * executor's self-test breaks one thing per case and the case must turn red
+ * naming it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common/faults.h"
+#include "runner/exec.h"
 #include "runner/faults-spec.h"
 #include "runner/scenario.h"
 
@@ -135,6 +139,14 @@ static void test_scenario_bad_values_name_line_and_key(void **state)
         {"fake-nic]", "fake-nix]", "t.yaml:4: key 'devices[1]': unknown device 'fake-nix'"},
         {"2000 pages/s", "fast", "t.yaml:6: key 'dirty-rate': invalid rate 'fast'"},
         {"transport: unix", "transport: tcp", "t.yaml:7: key 'transport': unknown transport 'tcp'"},
+        {"transport: unix", "transport: file", "t.yaml:7: key 'transport': transport 'file' is not modeled"},
+        {"transport: unix", "transport: local", "t.yaml:7: key 'transport': transport 'local' is not modeled"},
+        {"capabilities: [events]", "capabilities: [events, x-bogus]", "t.yaml:9: key 'capabilities[1]': unknown capability 'x-bogus'"},
+        {"  dst: {release: \"2.1-dev\"}\n", "  dst: {release: \"2.1-dev\",\n        capabilities: [evnts]}\n", "t.yaml:6: key 'capabilities[0]': unknown capability 'evnts'"},
+        {"workload:", "preflight: maybe\nworkload:", "t.yaml:6: key 'preflight': invalid value 'maybe'"},
+        {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-nic}\n", "t.yaml:12: key 'device': device-error needs a VFIO-style device (fake-gpu)"},
+        {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-gpu, state: BROKEN}\n", "t.yaml:12: key 'state': unknown device state 'BROKEN'"},
+        {"  - wait: {phase: precopy, iteration: 2}\n", "  - wait: {device-state: SLEEPING}\n", "t.yaml:12: key 'device-state': unknown device state 'SLEEPING'"},
         {"100M/s", "100M", "t.yaml:8: key 'bandwidth': invalid bandwidth '100M'"},
         {"latency: 1ms", "latency: 1 fortnight", "t.yaml:8: key 'latency': invalid duration"},
         {"phase: precopy", "phase: postcopy", "t.yaml:12: key 'phase': unknown phase 'postcopy'"},
@@ -160,6 +172,9 @@ static void test_scenario_missing_required_key(void **state)
     expect_error(y, "t.yaml:15: key 'outcome': required key missing in expect");
     free(y);
     expect_error("", "t.yaml:1: the file is empty");
+    expect_error("\n# a list is not a scenario\n- migrate: {}\n",
+                 "t.yaml:3: the top level must be a mapping of keys");
+    expect_error("just a sentence\n", "t.yaml:1: the top level must be a mapping of keys");
     expect_error("summary: [unclosed\n", "t.yaml:");
 }
 
@@ -344,6 +359,213 @@ static void test_scenario_injector_drives_libfiu(void **state)
 }
 #endif
 
+/* ---- the executor ---- */
+
+static Scenario *scn(const char *yaml)
+{
+    MigErr *err = NULL;
+    Scenario *s = load_str(yaml, &err);
+    if (!s)
+        fail_msg("%s", err->msg);
+    return s;
+}
+
+static void run_case(const Scenario *s, const char *ps, const char *pd, ExecSelftest st,
+                     RunResult *r)
+{
+    RunCase c = {.scn = s, .seed = 0x5eed, .pair_src = ps, .pair_dst = pd, .selftest = st};
+    assert_int_equal(exec_run_case(&c, r), 0);
+}
+
+static void assert_red(const RunResult *r, const char *want)
+{
+    if (r->passed)
+        fail_msg("the case passed; expected it to fail with '%s'", want);
+    if (!strstr(r->error, want))
+        fail_msg("error '%s' does not contain '%s'", r->error, want);
+}
+
+static const char small_yaml[] =
+    "summary: small\n"
+    "machines:\n"
+    "  src: {release: \"2.1-dev\", ram: 4M, devices: [fake-serial, fake-nic]}\n"
+    "workload: {dirty-rate: 500 pages/s}\n"
+    "steps:\n"
+    "  - migrate: {}\n"
+    "expect:\n"
+    "  outcome: completed\n";
+
+static const char gpu_yaml[] =
+    "summary: gpu\n"
+    "machines:\n"
+    "  src: {release: \"2.1-dev\", ram: 4M, fill: zero, devices: [fake-serial, fake-gpu]}\n"
+    "steps:\n"
+    "  - migrate: {}\n"
+    "expect:\n"
+    "  outcome: completed\n";
+
+/* A case whose setup fails (a parameter out of range) reports it and frees
+ * what it built: it once jumped past an uninitialised error and crashed. */
+static void test_scenario_exec_setup_failure_is_reported(void **state)
+{
+    (void)state;
+    char *y = mig_strdup_printf("%sparameters: {downtime-limit: 9000s}\n", small_yaml);
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    RunCase c = {.scn = s, .seed = 1};
+    assert_int_equal(exec_run_case(&c, r), -EINVAL);
+    assert_false(r->passed);
+    assert_non_null(strstr(r->error, "parameters: "));
+    free(r);
+    scenario_free(s);
+    free(y);
+}
+
+/* Every oracle can fail: break one thing, the case turns red naming it. */
+static void test_scenario_exec_oracles_can_fail(void **state)
+{
+    (void)state;
+    Scenario *s = scn(small_yaml), *g = scn(gpu_yaml);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("baseline: %s", r->error);
+    run_case(g, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("baseline with fake-gpu: %s", r->error);
+    static const struct {
+        ExecSelftest st;
+        bool gpu;
+        const char *want;
+    } cases[] = {
+        {EXEC_SELFTEST_PAGE, false, "memory: destination"},
+        {EXEC_SELFTEST_FIELD, false, "fake-serial: field scr: destination has"},
+        {EXEC_SELFTEST_GPU, true, "devices: destination fake-gpu (loaded): memory page 1365"},
+        {EXEC_SELFTEST_ARC, true, "device arcs: src fake-gpu took arc"},
+        {EXEC_SELFTEST_TIMER, false, "resources: 1 timer(s)/defer(s) left on the loop"},
+        {EXEC_SELFTEST_FD, false, "resources: 1 fd(s) more open than before the case"},
+        {EXEC_SELFTEST_TRANSPORT, false, "resources: 2 mem transport(s) of the migration link "
+                                         "left open"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        run_case(cases[i].gpu ? g : s, NULL, NULL, cases[i].st, r);
+        assert_red(r, cases[i].want);
+    }
+    free(r);
+    scenario_free(s);
+    scenario_free(g);
+}
+
+/* New -> old without the old machine type: management's pre-flight refuses
+ * before anything is sent, naming device and field; the source runs on.
+ * With pre-flight off the destination's own machine-type check refuses. */
+static void test_scenario_exec_preflight_names_device_and_field(void **state)
+{
+    (void)state;
+    static const char y[] =
+        "summary: new to old\n"
+        "machines:\n"
+        "  src: {release: \"2.0\", ram: 4M, devices: [fake-serial, fake-nic]}\n"
+        "  dst: {release: \"1.1\"}\n"
+        "steps:\n"
+        "  - migrate: {}\n"
+        "expect:\n"
+        "  outcome: failed\n";
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    assert_non_null(strstr(r->mig_error, "pre-flight: fake-nic: field mtu: "));
+    /* the same under pairs: 1.1 -> 1.0 names the offload subsection */
+    run_case(s, "1.1", "1.0", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_non_null(strstr(r->mig_error, "pre-flight: fake-nic: subsection fake-nic/offload"));
+    /* a pair the rules say completes must complete, whatever the file said */
+    run_case(s, "1.1", "2.0", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "completed");
+    scenario_free(s);
+    char *off = mig_strdup_printf("%spreflight: false\n", y);
+    s = scn(off);
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_non_null(strstr(r->mig_error, "Machine type") ? r->mig_error : r->error);
+    free(off);
+    free(r);
+    scenario_free(s);
+}
+
+/* The pair rules apply to every scenario: a cancel scenario run new -> old
+ * must fail at pre-flight (not time out or claim "cancelled"). */
+static void test_scenario_exec_pair_rules_apply_to_every_outcome(void **state)
+{
+    (void)state;
+    static const char y[] =
+        "summary: cancel\n"
+        "machines:\n"
+        "  src: {release: \"2.1-dev\", ram: 32M, devices: [fake-nic]}\n"
+        "link: {bandwidth: 100M/s}\n"
+        "steps:\n"
+        "  - migrate: {}\n"
+        "  - wait: {phase: precopy}\n"
+        "  - cancel: {}\n"
+        "expect:\n"
+        "  outcome: cancelled\n";
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, "2.0", "1.1", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    run_case(s, "1.0", "2.0", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "cancelled");
+    free(r);
+    scenario_free(s);
+}
+
+/* A restarted destination runs the machine type management started it with
+ * (its own release's when it does not know the source's): restarting it with
+ * the source's mc-2.1 made 1.1 refuse to start at all (a harness error). */
+static void test_scenario_exec_restart_keeps_destination_machine_type(void **state)
+{
+    (void)state;
+    static const char y[] =
+        "summary: restart\n"
+        "machines:\n"
+        "  src: {release: \"2.1-dev\", ram: 8M, devices: [fake-serial]}\n"
+        "link: {bandwidth: 100M/s}\n"
+        "steps:\n"
+        "  - migrate: {}\n"
+        "  - wait: {ram-progress: 30%}\n"
+        "  - kill: {side: dst}\n"
+        "  - wait: {phase: failed}\n"
+        "  - restart: {side: dst}\n"
+        "  - migrate: {}\n"
+        "expect:\n"
+        "  outcome: completed\n";
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, "2.1-dev", "2.1-dev", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "completed");
+    /* 1.1 does not know mc-2.1: each attempt fails at the machine type (the
+     * pair rules), the restart itself works */
+    run_case(s, "2.1-dev", "1.1", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    free(r);
+    scenario_free(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +584,11 @@ int main(int argc, char **argv)
 #ifdef FIU_ENABLE
         cmocka_unit_test(test_scenario_injector_drives_libfiu),
 #endif
+        cmocka_unit_test(test_scenario_exec_setup_failure_is_reported),
+        cmocka_unit_test(test_scenario_exec_oracles_can_fail),
+        cmocka_unit_test(test_scenario_exec_preflight_names_device_and_field),
+        cmocka_unit_test(test_scenario_exec_pair_rules_apply_to_every_outcome),
+        cmocka_unit_test(test_scenario_exec_restart_keeps_destination_machine_type),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
