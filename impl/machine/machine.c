@@ -68,6 +68,9 @@ static void set_run_state(MigMachine *m, MigRunState to)
     if (was != now) {
         if (m->guest && m->guest->run_changed)
             m->guest->run_changed(m->guest_opaque, now);
+        /* VFIO-style devices a migration left stopped run again with it. */
+        if (now)
+            mig_savevm_guest_resumed(m->sv);
         emit(m, now ? "RESUME" : "STOP", json_object());
     }
 }
@@ -278,6 +281,13 @@ int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
     MigStatus st = mig_migration_status(m->mm);
     if (st != MIG_STATUS_NONE && !mig_status_is_terminal(st))
         return mig_err_set(errp, -EBUSY, "There's a migration process in progress");
+    /* Refused before the file is created (the engine refuses any transport
+     * without a back channel, this only spares the file). */
+    if (strncmp(uri, "file:", 5) == 0 &&
+        (mig_migration_caps(m->mm) & MIG_CAP_BIT(MIG_CAP_RETURN_PATH)))
+        return mig_err_set(errp, -ENOTSUP,
+                           "capability 'return-path' needs a connection the destination can "
+                           "answer on; a file: URI has none (disable return-path)");
     MigTransport *t = open_uri(m, uri, true, errp);
     if (!t)
         return errp && *errp ? (*errp)->code : -EINVAL;

@@ -15,7 +15,12 @@
  *   inmigrate (incoming) --completed--> running (or paused with -S)
  *   running --migration completed--> postmigrate (source stays paused)
  *   running --stop-and-copy--> finish-migrate --failed/cancelled--> running
- * STOP and RESUME events are emitted on every change of `running`.
+ * STOP and RESUME events are emitted on every change of `running`; every
+ * change to running also calls the iterative handlers' guest_resumed
+ * (savevm.h), so a VFIO-style device stopped by a completed migration runs
+ * again on `cont`.
+ * With capability return-path the source stays in finish-migrate until the
+ * destination's SHUT: postmigrate on SHUT(0), running again otherwise.
  *
  * Invariants: all time from the loop, no globals; the machine owns its loop
  * sources and frees them in mig_machine_free.

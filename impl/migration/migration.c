@@ -12,11 +12,29 @@
  *     stream is starved.
  * Cancel sets "cancelling" at once and tears down from a defer, so it is safe
  * from any callback, including a MIGRATION event handler.
+ *
+ * Return path (capability return-path, QEMU's migration.c): the source
+ * sends COMMAND open-return-path and ping(1) after the configuration; the
+ * destination then answers on the same connection with messages of the form
+ * be16 type, be16 len, payload: PONG (be32, the ping's value) and, when its
+ * load ends, SHUT (be32 0 = loaded, 1 = failed).  With it the source stays
+ * in "device" after its last byte (phase SP_RP_WAIT) and completes only on
+ * SHUT(0); SHUT(1), EOF or an error there fail it, and failing resumes the
+ * guest as it was.  A transport with no way back (file:, a pipe) refuses
+ * the capability at migrate time.
+ *
+ * Destination discard: FULL handlers are snapshotted (saved into memory)
+ * just before their section is loaded; a failed or cancelled load loads the
+ * snapshots back, so device state is what it was before the migration.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/sockios.h>
 
 #include "migration-internal.h"
 #include "ram/ram.h"
@@ -29,6 +47,11 @@
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
 
+/* Return-path messages (destination -> source) and stream commands. */
+enum { RP_MSG_SHUT = 1, RP_MSG_PONG = 2 };
+enum { CMD_OPEN_RETURN_PATH = 1, CMD_PING = 2 };
+#define RP_OUT_MAX 64
+
 typedef enum SrcPhase {
     SP_IDLE,
     SP_SETUP,
@@ -38,7 +61,16 @@ typedef enum SrcPhase {
     SP_FULL,
     SP_TAIL,
     SP_DRAIN,
+    SP_RP_WAIT, /* every byte out; waiting for the destination's SHUT */
+    SP__COUNT
 } SrcPhase;
+
+static const char *const src_phase_names[SP__COUNT] = {
+    [SP_IDLE] = "idle",       [SP_SETUP] = "setup", [SP_ITERATE] = "iterate",
+    [SP_SWITCHOVER_WAIT] = "switchover-wait",       [SP_END] = "end",
+    [SP_FULL] = "full",       [SP_TAIL] = "tail",   [SP_DRAIN] = "drain",
+    [SP_RP_WAIT] = "return-path-wait",
+};
 
 typedef enum DstPhase {
     DP_IDLE,
@@ -48,7 +80,14 @@ typedef enum DstPhase {
     DP_PAYLOAD,
     DP_FOOTER,
     DP_VMDESC,
+    DP__COUNT
 } DstPhase;
+
+static const char *const dst_phase_names[DP__COUNT] = {
+    [DP_IDLE] = "idle",       [DP_HEADER] = "header",   [DP_CONFIG] = "configuration",
+    [DP_SECTION] = "section", [DP_PAYLOAD] = "payload", [DP_FOOTER] = "footer",
+    [DP_VMDESC] = "vmdescription",
+};
 
 typedef struct SectionMap {
     uint32_t section_id;
@@ -84,6 +123,23 @@ struct MigMigration {
     size_t nentries;
     bool *started; /* save_setup / load_setup ran: cleanup owed */
     bool *pass_done;
+    /* destination: FULL entries' state before their section was loaded */
+    bool *snap_taken;
+    uint8_t **snap;
+    size_t *snap_len;
+
+    /* return path */
+    bool rp_on;         /* source: capability on for this migration */
+    uint8_t rp_in[8];   /* source: partial message */
+    size_t rp_in_len;
+    bool rp_open;       /* destination: open-return-path received */
+    uint8_t rp_out[RP_OUT_MAX]; /* destination: messages not yet written */
+    size_t rp_out_len;
+    MigTransport *linger_t; /* destination: finished, flushing rp_out */
+
+    /* source convergence: the pass ended with only queued bytes in the way */
+    bool drain_wait;
+    uint64_t drain_target;
 
     /* source */
     SrcPhase sp;
@@ -149,6 +205,45 @@ static uint64_t now_ns(const MigMigration *mm)
     return mig_loop_now_ns(mm->env.loop);
 }
 
+/* A name from the wire, printable for an error message: printable ASCII
+ * stays, quote and backslash and everything else become \xNN. */
+static const char *esc(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (; *in && o + 5 < n; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, n - o, "\\x%02x", c);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Can the peer answer on t (a socket or the simulator's duplex link)? */
+static bool has_back_channel(MigTransport *t)
+{
+    if (!t)
+        return false;
+    if (strcmp(t->ops->kind, "mem") == 0)
+        return true;
+    struct stat st;
+    int fd = mig_transport_get_fd(t);
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Bytes the transport accepted but the kernel has not handed to the peer
+ * yet (sockets: SIOCOUTQ); 0 when it cannot tell. */
+static uint64_t transport_queued(MigTransport *t)
+{
+    int fd = t ? mig_transport_get_fd(t) : -1, q = 0;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || ioctl(fd, SIOCOUTQ, &q) != 0)
+        return 0;
+    return q > 0 ? (uint64_t)q : 0;
+}
+
 static void emit(MigMigration *mm, const char *name, json_t *data)
 {
     if (mm->env.event && (mm->caps & MIG_CAP_BIT(MIG_CAP_EVENTS)))
@@ -189,6 +284,9 @@ MigMigration *mig_migration_new(const MigMigrationEnv *env)
     mm->env.who = mm->who;
     mm->env.machine_type = mm->machine_type;
     mm->caps_known = env->caps_known ? env->caps_known : mig_caps_supported();
+    /* Not implemented (seed 002 page flipping): never offered, so management
+     * that intersects offers never enables it. */
+    mm->caps_known &= ~MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
     mig_params_default(&mm->params);
     return mm;
 }
@@ -213,6 +311,56 @@ static void close_stream(MigMigration *mm)
     mm->t = NULL;
 }
 
+/* Destination: keep the state of FULL entry i as it is before its section
+ * is loaded (once per migration). */
+static void snapshot_full(MigMigration *mm, size_t i, const MigSaveEntry *e)
+{
+    if (!mm->snap_taken || mm->snap_taken[i])
+        return;
+    mm->snap_taken[i] = true;
+    MigStream *w = mig_stream_new_mem_writer();
+    MigErr *err = NULL;
+    int r = mig_savevm_entry_save_full(e, w, &err);
+    if (r == 0)
+        r = mig_stream_take_error(w, &err);
+    if (r == 0) {
+        size_t len = 0;
+        const uint8_t *d = mig_stream_mem_data(w, &len);
+        mm->snap[i] = mig_malloc0(len ? len : 1);
+        memcpy(mm->snap[i], d, len);
+        mm->snap_len[i] = len;
+    } else {
+        mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                      "cannot snapshot '%s' before loading it: %s", e->idstr,
+                      err ? err->msg : mig_errno_name(r));
+    }
+    mig_err_free(err);
+    mig_stream_free(w);
+}
+
+/* Destination, load not completed: FULL entries get their snapshot back,
+ * last loaded first. */
+static void restore_full(MigMigration *mm)
+{
+    for (size_t k = mm->nentries; k-- > 0;) {
+        if (!mm->snap || !mm->snap[k])
+            continue;
+        const MigSaveEntry *e = mig_savevm_entry(mm->env.savevm, k);
+        MigStream *r = mig_stream_new_mem_reader_borrow(mm->snap[k], mm->snap_len[k]);
+        MigErr *err = NULL;
+        int rc = e ? mig_savevm_entry_load_full(e, r, e->version_id, &err) : -ENOENT;
+        if (rc < 0)
+            mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                          "cannot restore '%s' after a failed load: %s", e ? e->idstr : "?",
+                          err ? err->msg : mig_errno_name(rc));
+        else
+            mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                          "'%s' restored to its state before the migration", e->idstr);
+        mig_err_free(err);
+        mig_stream_free(r);
+    }
+}
+
 /* Run the cleanup hooks owed and release per-migration memory. */
 static void cleanup_handlers(MigMigration *mm, MigOutcome outcome)
 {
@@ -234,16 +382,102 @@ static void cleanup_handlers(MigMigration *mm, MigOutcome outcome)
     mm->started = NULL;
     free(mm->pass_done);
     mm->pass_done = NULL;
+    for (size_t i = 0; mm->snap && i < mm->nentries; i++)
+        free(mm->snap[i]);
+    free(mm->snap);
+    mm->snap = NULL;
+    free(mm->snap_len);
+    mm->snap_len = NULL;
+    free(mm->snap_taken);
+    mm->snap_taken = NULL;
     free(mm->secs);
     mm->secs = NULL;
     mm->nsecs = 0;
     mm->nentries = 0;
 }
 
+/* ---- return path, destination side ---- */
+
+/* Write what rp_out holds to t without blocking; a write error drops the
+ * messages (the source then sees the connection fail, which fails it). */
+static void rp_flush(MigMigration *mm, MigTransport *t)
+{
+    while (mm->rp_out_len && t) {
+        ssize_t n = mig_transport_write(t, mm->rp_out, mm->rp_out_len);
+        if (n == -EAGAIN)
+            return;
+        if (n <= 0) {
+            mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                          "return path: write failed (%s), %zu bytes dropped",
+                          mig_errno_name(n < 0 ? (int)n : -EPIPE), mm->rp_out_len);
+            mm->rp_out_len = 0;
+            return;
+        }
+        memmove(mm->rp_out, mm->rp_out + n, mm->rp_out_len - (size_t)n);
+        mm->rp_out_len -= (size_t)n;
+    }
+}
+
+static void rp_send(MigMigration *mm, uint16_t type, uint32_t val)
+{
+    if (mm->rp_out_len + 8 > sizeof(mm->rp_out)) {
+        mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                      "return path: queue full, message %u dropped", type);
+        return;
+    }
+    uint8_t *b = mm->rp_out + mm->rp_out_len;
+    b[0] = (uint8_t)(type >> 8);
+    b[1] = (uint8_t)type;
+    b[2] = 0;
+    b[3] = 4;
+    b[4] = (uint8_t)(val >> 24);
+    b[5] = (uint8_t)(val >> 16);
+    b[6] = (uint8_t)(val >> 8);
+    b[7] = (uint8_t)val;
+    mm->rp_out_len += 8;
+    mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who, "return path: send %s %u",
+                  type == RP_MSG_SHUT ? "SHUT" : "PONG", val);
+    rp_flush(mm, mm->t);
+}
+
+static void linger_writable(MigTransport *t, uint32_t events, void *opaque)
+{
+    MigMigration *mm = opaque;
+    rp_flush(mm, t);
+    if (mm->rp_out_len && !(events & (MIG_LOOP_ERR | MIG_LOOP_HUP)))
+        return;
+    mm->rp_out_len = 0;
+    mig_transport_watch(t, 0, NULL, NULL);
+    mm->linger_t = NULL;
+    mig_transport_close(t);
+}
+
+/* Destination end: tell the source how the load ended (SHUT), and keep the
+ * connection until those bytes are out when the transport is full. */
+static void rp_shut(MigMigration *mm, MigOutcome outcome)
+{
+    if (!mm->incoming || !mm->rp_open || !mm->t)
+        return;
+    mm->rp_open = false;
+    rp_send(mm, RP_MSG_SHUT, outcome == MIG_OUTCOME_COMPLETED ? 0 : 1);
+    if (!mm->rp_out_len)
+        return;
+    stop_sources(mm);
+    mig_stream_free(mm->s);
+    mm->s = NULL;
+    mig_transport_close(mm->linger_t);
+    mm->linger_t = mm->t;
+    mm->t = NULL;
+    mig_transport_watch(mm->linger_t, MIG_LOOP_OUT, linger_writable, mm);
+}
+
 /* Common end of a migration: the state is already terminal. */
 static void finish(MigMigration *mm, MigOutcome outcome)
 {
+    rp_shut(mm, outcome);
     close_stream(mm);
+    if (mm->incoming && outcome != MIG_OUTCOME_COMPLETED)
+        restore_full(mm);
     cleanup_handlers(mm, outcome);
     mm->end_ns = now_ns(mm);
     mm->has_end = true;
@@ -258,13 +492,41 @@ static void finish(MigMigration *mm, MigOutcome outcome)
         mm->env.finished(mm->env.opaque, mm->status);
 }
 
+static int rp_read(MigMigration *mm, uint16_t *type, uint32_t *val, char *why, size_t whylen);
+
+/* Source failing for another reason: did the destination say it failed
+ * (its SHUT may be waiting on the return path)? */
+static bool rp_reported_failure(MigMigration *mm)
+{
+    if (mm->incoming || !mm->rp_on || !mm->t || mm->sp == SP_RP_WAIT)
+        return false;
+    for (int i = 0; i < 4; i++) {
+        uint16_t type;
+        uint32_t val;
+        char why[256];
+        if (rp_read(mm, &type, &val, why, sizeof(why)) != 1)
+            return false;
+        if (type == RP_MSG_SHUT)
+            return val != 0;
+    }
+    return false;
+}
+
 static void fail(MigMigration *mm, int err, const char *msg)
 {
     if (mig_status_is_terminal(mm->status) || mm->status == MIG_STATUS_NONE)
         return;
     if (mm->status == MIG_STATUS_CANCELLING)
         return; /* the cancel wins; its defer finishes the job */
-    snprintf(mm->error, sizeof(mm->error), "%s", msg ? msg : mig_errno_name(err));
+    snprintf(mm->error, sizeof(mm->error), "%s%s",
+             rp_reported_failure(mm) ? "the destination reported a failed load over the return "
+                                       "path; "
+                                     : "",
+             msg ? msg : mig_errno_name(err));
+    mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who, "migration failing in %s phase %s",
+                  mm->incoming ? "destination" : "source",
+                  mm->incoming ? ((unsigned)mm->dp < DP__COUNT ? dst_phase_names[mm->dp] : "?")
+                               : ((unsigned)mm->sp < SP__COUNT ? src_phase_names[mm->sp] : "?"));
     mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who, "migration error: %s (%s)",
                   mm->error, mig_errno_name(err));
     mig__migration_set_status(mm, MIG_STATUS_FAILED);
@@ -287,6 +549,10 @@ void mig_migration_free(MigMigration *mm)
         cleanup_handlers(mm, MIG_OUTCOME_CANCELLED);
     close_stream(mm);
     cleanup_handlers(mm, MIG_OUTCOME_CANCELLED);
+    if (mm->linger_t) {
+        mig_transport_watch(mm->linger_t, 0, NULL, NULL);
+        mig_transport_close(mm->linger_t);
+    }
     free(mm);
 }
 
@@ -322,11 +588,18 @@ MigCapMask mig_migration_caps(const MigMigration *mm)
 
 int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states, MigErr **errp)
 {
-    if (running(mm))
+    /* A destination still waiting for its connection may change them (as
+     * QEMU allows while -incoming is pending); a load or a send may not. */
+    bool waiting = mm->incoming && mm->status == MIG_STATUS_SETUP && !mm->t;
+    if (running(mm) && !waiting)
         return mig_err_set(errp, -EBUSY, "There's a migration process in progress");
     for (int c = 0; c < MIG_CAP__COUNT; c++) {
         if (!(named & MIG_CAP_BIT(c)) || !(states & MIG_CAP_BIT(c)))
             continue;
+        if (c == MIG_CAP_X_PAGE_FLIP)
+            return mig_err_set(errp, -ENOTSUP,
+                               "Capability 'x-page-flip' is not implemented by migcert "
+                               "(localhost page flipping, seed 002)");
         if (!(mm->caps_known & MIG_CAP_BIT(c)))
             return mig_err_set(errp, -EINVAL, "Capability '%s' is not known by this machine",
                                mig_cap_name(c));
@@ -348,12 +621,7 @@ int mig_migration_set_params(MigMigration *mm, const MigParamsSet *set, MigErr *
     int r = mig_params_validate(set, errp);
     if (r < 0)
         return r;
-    if (set->has_max_bandwidth)
-        mm->params.max_bandwidth = set->p.max_bandwidth;
-    if (set->has_downtime_limit)
-        mm->params.downtime_limit = set->p.downtime_limit;
-    if (set->has_x_max_passes)
-        mm->params.x_max_passes = set->p.x_max_passes;
+    mig_params_apply(&mm->params, set);
     return 0;
 }
 
@@ -364,6 +632,12 @@ static void prepare(MigMigration *mm)
     size_t n = mm->nentries ? mm->nentries : 1;
     mm->started = mig_malloc0(n * sizeof(bool));
     mm->pass_done = mig_malloc0(n * sizeof(bool));
+    mm->snap_taken = mig_malloc0(n * sizeof(bool));
+    mm->snap = mig_malloc0(n * sizeof(*mm->snap));
+    mm->snap_len = mig_malloc0(n * sizeof(*mm->snap_len));
+    mm->rp_in_len = mm->rp_out_len = 0;
+    mm->rp_open = false;
+    mm->drain_wait = false;
     mm->error[0] = '\0';
     mm->start_ns = now_ns(mm);
     mm->has_setup_time = mm->has_end = mm->has_downtime = false;
@@ -439,6 +713,16 @@ static int src_setup(MigMigration *mm)
         mig_ram_set_caps(mm->env.ram, mm->caps);
     mig_stream_put_file_header(s);
     mig_stream_put_configuration(s, mm->machine_type, caps, ncaps);
+    if (mm->rp_on) {
+        /* As QEMU: the destination opens its end, then a ping to trace. */
+        mig_stream_put_u8(s, MIG_SECTION_COMMAND);
+        mig_stream_put_be16(s, CMD_OPEN_RETURN_PATH);
+        mig_stream_put_be16(s, 0);
+        mig_stream_put_u8(s, MIG_SECTION_COMMAND);
+        mig_stream_put_be16(s, CMD_PING);
+        mig_stream_put_be16(s, 4);
+        mig_stream_put_be32(s, 1);
+    }
     for (size_t i = 0; i < mm->nentries; i++) {
         const MigSaveEntry *e = entry_at(mm, i);
         if (!iter_active(e))
@@ -499,15 +783,19 @@ static void src_end_of_pass(MigMigration *mm)
     if (mm->env.ram && dt > 0)
         mm->dirty_rate = mig_ram_last_sync_dirtied(mm->env.ram) * NS_PER_S / dt;
     mm->last_sync_ns = now;
-    uint64_t pending = 0;
+    uint64_t dirty = 0;
     for (size_t i = 0; i < mm->nentries; i++) {
         const MigSaveEntry *e = entry_at(mm, i);
         if (!iter_active(e) || !e->iter->save_pending)
             continue;
         uint64_t pre = 0, stop = 0;
         e->iter->save_pending(e->opaque, &pre, &stop);
-        pending += pre + stop;
+        dirty += pre + stop;
     }
+    /* What stop-and-copy must still push also includes the bytes already
+     * queued in the stream (up to SRC_HWM) and in the transport. */
+    uint64_t queued = mig_stream_pending(mm->s);
+    uint64_t pending = dirty + queued + transport_queued(mm->t);
     uint64_t bytes = mm->t->bytes_written - mm->pass_start_bytes;
     uint64_t pass_ns = now - mm->pass_start_ns;
     if (pass_ns > 0 && bytes > 0)
@@ -527,6 +815,22 @@ static void src_end_of_pass(MigMigration *mm)
         return;
     bool converged = expected <= (double)mm->params.downtime_limit;
     bool bounded = mm->params.x_max_passes && mm->passes >= mm->params.x_max_passes;
+    if (!converged && !bounded && mm->bandwidth != UINT64_MAX && mm->bandwidth > 0 &&
+        (double)(pending - queued) * 1000.0 / (double)mm->bandwidth <=
+            (double)mm->params.downtime_limit) {
+        /* The dirty pages alone would fit: what is in the way is bytes
+         * queued earlier.  Let the stream drain to half the budget, then
+         * sync and decide again (src_iterate). */
+        mm->drain_target = (uint64_t)((double)mm->params.downtime_limit *
+                                      (double)mm->bandwidth / 2000.0);
+        if (queued > mm->drain_target) {
+            mm->drain_wait = true;
+            mig_trace_log(mm->env.loop->trace, now, mm->who,
+                          "draining %" PRIu64 " queued bytes to %" PRIu64 " before deciding",
+                          queued, mm->drain_target);
+            return;
+        }
+    }
     if (converged || bounded) {
         if (!converged)
             mig_trace_log(mm->env.loop->trace, now, mm->who,
@@ -544,6 +848,19 @@ static void src_end_of_pass(MigMigration *mm)
 static int src_iterate(MigMigration *mm)
 {
     MigStream *s = mm->s;
+    if (mm->drain_wait) {
+        int r = mig_stream_flush(s);
+        if (r < 0 && r != -EAGAIN)
+            return 0; /* sticky error: the producer reports it */
+        if (mig_stream_pending(s) > mm->drain_target) {
+            mm->watching = true;
+            mig_transport_watch(mm->t, MIG_LOOP_OUT, src_writable, mm);
+            return 1;
+        }
+        mm->drain_wait = false;
+        src_end_of_pass(mm);
+        return 0;
+    }
     size_t budget = SRC_BUDGET;
     uint64_t bw = mm->params.max_bandwidth;
     if (bw) {
@@ -651,15 +968,124 @@ static void src_tail(MigMigration *mm)
     mm->sp = SP_DRAIN;
 }
 
-static void src_complete(MigMigration *mm)
+/* device -> completed: the destination has everything (and, with the
+ * return path, said it loaded it). */
+static void src_done(MigMigration *mm)
 {
     uint64_t now = now_ns(mm);
     mm->downtime_ms = (now - mm->stop_ns) / NS_PER_MS;
     mm->has_downtime = true;
-    if (mm->t)
-        mig_transport_shutdown_write(mm->t);
     mig__migration_set_status(mm, MIG_STATUS_COMPLETED);
     finish(mm, MIG_OUTCOME_COMPLETED);
+}
+
+/* Read one return-path message without blocking.  Returns 1 with *type and
+ * *val set, 0 when the rest has not arrived yet, or a negative errno with
+ * `why` set (-EPIPE: the destination closed it first). */
+static int rp_read(MigMigration *mm, uint16_t *type, uint32_t *val, char *why, size_t whylen)
+{
+    for (;;) {
+        size_t need = 4;
+        if (mm->rp_in_len >= 4) {
+            uint16_t t = (uint16_t)(mm->rp_in[0] << 8 | mm->rp_in[1]);
+            uint16_t len = (uint16_t)(mm->rp_in[2] << 8 | mm->rp_in[3]);
+            if (t != RP_MSG_SHUT && t != RP_MSG_PONG) {
+                snprintf(why, whylen, "return path: unknown message type 0x%04x (length %u)", t,
+                         len);
+                return -EPROTO;
+            }
+            if (len != 4) {
+                snprintf(why, whylen,
+                         "return path: message '%s' (0x%04x) with incorrect length %u, "
+                         "expecting 4",
+                         t == RP_MSG_SHUT ? "SHUT" : "PONG", t, len);
+                return -EPROTO;
+            }
+            need = 8;
+            if (mm->rp_in_len == need) {
+                *type = t;
+                *val = (uint32_t)mm->rp_in[4] << 24 | (uint32_t)mm->rp_in[5] << 16 |
+                       (uint32_t)mm->rp_in[6] << 8 | mm->rp_in[7];
+                mm->rp_in_len = 0;
+                return 1;
+            }
+        }
+        ssize_t n = mig_transport_read(mm->t, mm->rp_in + mm->rp_in_len, need - mm->rp_in_len);
+        if (n > 0) {
+            mm->rp_in_len += (size_t)n;
+            continue;
+        }
+        if (n == -EAGAIN)
+            return 0;
+        if (n == 0) {
+            snprintf(why, whylen,
+                     "return path: the destination closed the connection before reporting "
+                     "the end of its load");
+            return -EPIPE;
+        }
+        snprintf(why, whylen, "return path: read failed (%s)", mig_errno_name((int)n));
+        return (int)n;
+    }
+}
+
+static void src_rp_poll(MigMigration *mm);
+
+static void src_rp_readable(MigTransport *t, uint32_t events, void *opaque)
+{
+    MigMigration *mm = opaque;
+    mig_transport_watch(t, 0, NULL, NULL);
+    mm->watching = false;
+    src_rp_poll(mm);
+}
+
+/* SP_RP_WAIT: handle what the destination sent; SHUT decides. */
+static void src_rp_poll(MigMigration *mm)
+{
+    for (;;) {
+        uint16_t type;
+        uint32_t val;
+        char why[256];
+        int r = rp_read(mm, &type, &val, why, sizeof(why));
+        if (r == 0) {
+            mm->watching = true;
+            mig_transport_watch(mm->t, MIG_LOOP_IN, src_rp_readable, mm);
+            return;
+        }
+        if (r < 0) {
+            fail(mm, r, why);
+            return;
+        }
+        if (type == RP_MSG_PONG) {
+            mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who, "return path: PONG %u",
+                          val);
+            continue;
+        }
+        if (val != 0) {
+            snprintf(why, sizeof(why),
+                     "the destination failed to load the migration (return path: SHUT %u)", val);
+            fail(mm, -EIO, why);
+            return;
+        }
+        mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                      "return path: SHUT 0, the destination loaded everything");
+        src_done(mm);
+        return;
+    }
+}
+
+/* Every byte is out (SP_DRAIN flushed). */
+static void src_complete(MigMigration *mm)
+{
+    if (mm->t)
+        mig_transport_shutdown_write(mm->t);
+    if (!mm->rp_on) {
+        src_done(mm);
+        return;
+    }
+    mm->sp = SP_RP_WAIT;
+    mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who,
+                  "all sent; waiting for the destination's SHUT on the return path");
+    src_rp_poll(mm);
 }
 
 static void src_produce(void *opaque)
@@ -748,8 +1174,19 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
         mig_transport_close(t);
         return mig_err_set(errp, -EIO, "migration: start failed (injected fault)");
     }
+    bool rp = (mm->caps & MIG_CAP_BIT(MIG_CAP_RETURN_PATH)) != 0;
+    if (rp && !has_back_channel(t)) {
+        const char *kind = t->ops->kind;
+        mig_transport_close(t);
+        return mig_err_set(errp, -ENOTSUP,
+                           "capability 'return-path' needs a connection the destination can "
+                           "answer on; a '%s' transport has none (use a unix: or fd: socket, "
+                           "or disable return-path)",
+                           kind);
+    }
     mm->incoming = false;
     prepare(mm);
+    mm->rp_on = rp;
     mm->t = t;
     mm->s = mig_stream_new_writer(t);
     mm->sp = SP_SETUP;
@@ -801,10 +1238,11 @@ static bool dst_alive(const MigMigration *mm)
 
 static int check_config(MigMigration *mm, const MigStreamConfig *cfg, MigErr **errp)
 {
+    char name[1100];
     size_t len = strlen(cfg->machine);
     if (strncmp(cfg->machine, mm->machine_type, len) != 0)
         return mig_err_set(errp, -EINVAL, "Machine type received is '%s' and local is '%s'",
-                           cfg->machine, mm->machine_type);
+                           esc(cfg->machine, name, sizeof(name)), mm->machine_type);
     MigCapMask got = 0;
     for (size_t i = 0; i < cfg->ncaps; i++) {
         int c = mig_cap_parse(cfg->caps[i]);
@@ -812,7 +1250,7 @@ static int check_config(MigMigration *mm, const MigStreamConfig *cfg, MigErr **e
             return mig_err_set(errp, -EINVAL,
                                "Received capability '%s' is not a validatable capability known "
                                "here",
-                               cfg->caps[i]);
+                               esc(cfg->caps[i], name, sizeof(name)));
         if (!(mm->caps & MIG_CAP_BIT(c)))
             return mig_err_set(errp, -EINVAL,
                                "capability '%s' announced by the source is not enabled on the "
@@ -851,12 +1289,13 @@ static const SectionMap *find_section(MigMigration *mm, uint32_t id)
 static int resolve_entry(MigMigration *mm, const MigSectionHeader *h, MigErr **errp)
 {
     long i = find_entry(mm, h->idstr, h->instance_id);
+    char name[1100];
     if (i < 0)
         return mig_err_set(errp, -EINVAL,
                            "Unknown savevm section or instance '%s' %u. Make sure that your "
                            "current VM setup matches your saved VM setup, including any "
                            "hotplugged devices",
-                           h->idstr, h->instance_id);
+                           esc(h->idstr, name, sizeof(name)), h->instance_id);
     const MigSaveEntry *e = entry_at(mm, (size_t)i);
     if (h->version_id > e->version_id)
         return mig_err_set(errp, -EINVAL, "savevm: unsupported version %u for '%s' v%u",
@@ -867,6 +1306,56 @@ static int resolve_entry(MigMigration *mm, const MigSectionHeader *h, MigErr **e
                            e->idstr, mig_section_type_name(h->type) ? mig_section_type_name(h->type) : "?",
                            e->kind == MIG_SAVE_ITERATIVE ? "start/part/end" : "full");
     return (int)i;
+}
+
+/* A COMMAND section (its type, cmd and len already read). */
+static int dst_command(MigMigration *mm, uint16_t cmd, uint16_t len, uint64_t at, MigErr **errp)
+{
+    MigStream *s = mm->s;
+    unsigned long long off = (unsigned long long)at;
+    switch (cmd) {
+    case CMD_OPEN_RETURN_PATH:
+        if (len != 0)
+            return mig_err_set(errp, -EINVAL,
+                               "command open-return-path with length %u, expected 0 (offset %llu)",
+                               len, off);
+        if (mm->rp_open)
+            return mig_err_set(errp, -EINVAL,
+                               "command open-return-path while the return path is already open "
+                               "(offset %llu)",
+                               off);
+        if (!has_back_channel(mm->t))
+            return mig_err_set(errp, -ENOTSUP,
+                               "command open-return-path: a '%s' transport cannot carry "
+                               "messages back to the source (offset %llu)",
+                               mm->t->ops->kind, off);
+        mm->rp_open = true;
+        mig_trace_log(mm->env.loop->trace, now_ns(mm), mm->who, "return path opened");
+        return 0;
+    case CMD_PING: {
+        if (len != 4)
+            return mig_err_set(errp, -EINVAL, "command ping with length %u, expected 4 (offset "
+                                              "%llu)",
+                               len, off);
+        uint32_t v = mig_stream_get_be32(s);
+        if (mig_stream_starved(s))
+            return -EAGAIN;
+        int r = mig_stream_take_error(s, errp);
+        if (r < 0)
+            return r;
+        if (!mm->rp_open)
+            return mig_err_set(errp, -EINVAL,
+                               "command ping (0x%x) received with no return path (offset %llu)",
+                               v, off);
+        rp_send(mm, RP_MSG_PONG, v);
+        return 0;
+    }
+    default:
+        return mig_err_set(errp, -ENOTSUP,
+                           "command %u (length %u) is not supported by this destination "
+                           "(offset %llu)",
+                           cmd, len, off);
+    }
 }
 
 /* One unit.  Returns 0 progress, 1 done, -EAGAIN starved, other <0 failed
@@ -881,6 +1370,10 @@ static int dst_step(MigMigration *mm, MigErr **errp)
         r = mig_stream_get_file_header(s, errp);
         if (r < 0)
             return r;
+        /* Capabilities that change the RAM format (x-ignore-shared) must be
+         * known to the loader before its first record. */
+        if (mm->env.ram)
+            mig_ram_set_caps(mm->env.ram, mm->caps);
         for (size_t i = 0; i < mm->nentries; i++) {
             const MigSaveEntry *e = entry_at(mm, i);
             if (e->kind != MIG_SAVE_ITERATIVE)
@@ -932,13 +1425,14 @@ static int dst_step(MigMigration *mm, MigErr **errp)
             mm->hdr = h;
             mm->cur_entry = (size_t)i;
             if (h.type == MIG_SECTION_FULL) {
+                snapshot_full(mm, (size_t)i, e);
                 r = mig_savevm_entry_load_full(e, s, h.version_id, errp);
                 if (r == -EAGAIN || (r == 0 && mig_stream_starved(s)))
                     return -EAGAIN;
                 if (r < 0) {
                     mig_err_prepend(errp, "error while loading state for instance 0x%x of "
                                           "device '%s'",
-                                    h.instance_id, h.idstr);
+                                    h.instance_id, e->idstr);
                     return r;
                 }
                 mm->dp = DP_FOOTER;
@@ -969,6 +1463,13 @@ static int dst_step(MigMigration *mm, MigErr **errp)
         case MIG_SECTION_EOF:
             mm->dp = DP_VMDESC;
             return 0;
+        case MIG_SECTION_COMMAND: {
+            uint16_t cmd = 0, len = 0;
+            r = mig_stream_get_command(s, &cmd, &len, errp);
+            if (r < 0)
+                return r;
+            return dst_command(mm, cmd, len, h.offset, errp);
+        }
         default:
             return mig_err_set(errp, -EINVAL, "Unknown savevm section type %d (offset %llu)",
                                h.type, (unsigned long long)h.offset);
@@ -980,8 +1481,9 @@ static int dst_step(MigMigration *mm, MigErr **errp)
         if (r == -EAGAIN)
             return r;
         if (r < 0) {
-            mig_err_prepend(errp, "error while loading state section id %u(%s)",
-                            mm->hdr.section_id, e->idstr);
+            /* The loader's own message says "truncated" when the stream
+             * ended inside the section. */
+            mig_err_prepend(errp, "section '%s' (id %u)", e->idstr, mm->hdr.section_id);
             return r;
         }
         mm->dp = DP_FOOTER;

@@ -32,7 +32,11 @@
  *                                 destination: after the file header is read
  *   active -> pre-switchover      source: converged with pause-before-switchover on
  *   active|pre-switchover -> device   source: converged / mig_migration_continue
- *   device -> completed           source: every byte flushed; destination: EOF section read
+ *   device -> completed           source: every byte flushed and, with return-path,
+ *                                 the destination's SHUT(0) read (src_done);
+ *                                 destination: EOF section read
+ *   device -> failed              source with return-path: SHUT(1), EOF or an
+ *                                 error on the return path
  *   * -> failed                   any error (transport, stream, handler), with error-desc
  *   * -> cancelling -> cancelled  mig_migration_cancel
  * Every arc is checked against a static [from][to] table, traced as
@@ -103,7 +107,9 @@ typedef enum MigCap {
     MIG_CAP_ZERO_COPY_SEND,
     MIG_CAP_POSTCOPY_PREEMPT,
     /* Project capabilities. */
-    MIG_CAP_X_PAGE_FLIP, /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS) */
+    /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS).  Known by name
+     * only: not implemented, so never offered and refused with -ENOTSUP. */
+    MIG_CAP_X_PAGE_FLIP,
     MIG_CAP__COUNT
 } MigCap;
 
@@ -134,6 +140,47 @@ int mig_caps_from_json(json_t *list, MigCapMask *named, MigCapMask *states, MigE
 #define MIG_MAX_DOWNTIME_LIMIT 2000000ull      /* ms (2000 s, QEMU's bound) */
 #define MIG_MAX_PASSES_LIMIT 1000000ull
 
+/* QEMU 7.2's MigrationParameters (qapi/migration.json), plus the project's
+ * x-max-passes, in QEMU's order.  Every one is stored, validated with
+ * QEMU's ranges and reported by query-migrate-parameters, so one driver can
+ * set the same values on QEMU and on migcert; only max-bandwidth,
+ * downtime-limit and x-max-passes change what this engine does (it has no
+ * compression, multifd, TLS, xbzrle, throttling, COLO, postcopy or block
+ * migration; their values are kept and otherwise ignored). */
+typedef enum MigParam {
+    MIG_PARAM_ANNOUNCE_INITIAL,
+    MIG_PARAM_ANNOUNCE_MAX,
+    MIG_PARAM_ANNOUNCE_ROUNDS,
+    MIG_PARAM_ANNOUNCE_STEP,
+    MIG_PARAM_COMPRESS_LEVEL,
+    MIG_PARAM_COMPRESS_THREADS,
+    MIG_PARAM_COMPRESS_WAIT_THREAD,
+    MIG_PARAM_DECOMPRESS_THREADS,
+    MIG_PARAM_THROTTLE_TRIGGER_THRESHOLD,
+    MIG_PARAM_CPU_THROTTLE_INITIAL,
+    MIG_PARAM_CPU_THROTTLE_INCREMENT,
+    MIG_PARAM_CPU_THROTTLE_TAILSLOW,
+    MIG_PARAM_TLS_CREDS,
+    MIG_PARAM_TLS_HOSTNAME,
+    MIG_PARAM_TLS_AUTHZ,
+    MIG_PARAM_MAX_BANDWIDTH,
+    MIG_PARAM_DOWNTIME_LIMIT,
+    MIG_PARAM_X_CHECKPOINT_DELAY,
+    MIG_PARAM_BLOCK_INCREMENTAL,
+    MIG_PARAM_MULTIFD_CHANNELS,
+    MIG_PARAM_XBZRLE_CACHE_SIZE,
+    MIG_PARAM_MAX_POSTCOPY_BANDWIDTH,
+    MIG_PARAM_MAX_CPU_THROTTLE,
+    MIG_PARAM_MULTIFD_COMPRESSION,
+    MIG_PARAM_MULTIFD_ZLIB_LEVEL,
+    MIG_PARAM_MULTIFD_ZSTD_LEVEL,
+    MIG_PARAM_X_MAX_PASSES,
+    MIG_PARAM__COUNT
+} MigParam;
+
+/* "announce-initial", ..., QEMU's spelling ("?" out of range). */
+const char *mig_param_name(MigParam p);
+
 typedef struct MigParams {
     /* bytes/s; 0 = unlimited (so is anything above what the link carries). */
     uint64_t max_bandwidth;
@@ -143,18 +190,42 @@ typedef struct MigParams {
      * stops the guest and copies the rest whatever the expected downtime;
      * 0 = no bound (QEMU's behaviour: never converging is possible). */
     uint64_t x_max_passes;
+    /* Stored and reported only (see MigParam). */
+    uint64_t announce_initial, announce_max, announce_rounds, announce_step; /* ms, n */
+    uint64_t compress_level, compress_threads, decompress_threads;
+    bool compress_wait_thread;
+    uint64_t throttle_trigger_threshold, cpu_throttle_initial, cpu_throttle_increment;
+    bool cpu_throttle_tailslow;
+    char tls_creds[256], tls_hostname[256], tls_authz[256];
+    uint64_t x_checkpoint_delay; /* ms */
+    bool block_incremental;
+    uint64_t multifd_channels;
+    uint64_t xbzrle_cache_size;      /* bytes */
+    uint64_t max_postcopy_bandwidth; /* bytes/s */
+    uint64_t max_cpu_throttle;
+    uint64_t multifd_compression; /* 0 none, 1 zlib, 2 zstd */
+    uint64_t multifd_zlib_level, multifd_zstd_level;
 } MigParams;
 
-/* Partial update for migrate-set-parameters. */
+/* Partial update for migrate-set-parameters: a parameter is set when its
+ * bit MIG_PARAM_BIT(p) is in `has` or (for the three the engine uses) its
+ * has_ flag is true. */
+#define MIG_PARAM_BIT(p) ((uint64_t)1 << (p))
 typedef struct MigParamsSet {
     bool has_max_bandwidth, has_downtime_limit, has_x_max_passes;
+    uint64_t has;
     MigParams p;
 } MigParamsSet;
 
 void mig_params_default(MigParams *p);
-/* Check ranges; errors name the parameter and its range. */
+/* Is parameter `which` set in `set`? */
+bool mig_params_set_has(const MigParamsSet *set, MigParam which);
+/* Check ranges (QEMU 7.2's); errors name the parameter and its range. */
 int mig_params_validate(const MigParamsSet *set, MigErr **errp);
-/* query-migrate-parameters reply {"max-bandwidth": n, ...}. */
+/* Copy the parameters set in `set` into p (no validation). */
+void mig_params_apply(MigParams *p, const MigParamsSet *set);
+/* query-migrate-parameters reply {"announce-initial": 50, ...}: every
+ * MigParam, QEMU 7.2's names and JSON types. */
 json_t *mig_params_to_json(const MigParams *p);
 /* migrate-set-parameters arguments -> set (unknown names and wrong types are
  * errors naming the parameter); does not validate ranges. */
@@ -225,8 +296,10 @@ bool mig_migration_is_incoming(const MigMigration *mm);
 /* The error of a failed migration ("" when none). */
 const char *mig_migration_error(const MigMigration *mm);
 
-/* Capabilities: query known/enabled; set only while no migration runs
- * (-EBUSY otherwise); unknown or unsupported ones are -EINVAL/-ENOTSUP. */
+/* Capabilities: query known/enabled; set while no migration runs, or on a
+ * destination still waiting for its connection (-EBUSY otherwise); unknown
+ * or unsupported ones are -EINVAL/-ENOTSUP.  return-path is checked against
+ * the transport at mig_migration_start (-ENOTSUP without a back channel). */
 MigCapMask mig_migration_caps_known(const MigMigration *mm);
 MigCapMask mig_migration_caps(const MigMigration *mm);
 int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states, MigErr **errp);

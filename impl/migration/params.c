@@ -3,6 +3,8 @@
  * (see migration.h).  Constant tables only: no state.
  */
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "migration.h"
@@ -77,11 +79,13 @@ MigCapMask mig_caps_supported(void)
     /* events: MIGRATION/MIGRATION_PASS; zero-blocks: no block migration here,
      * accepted as a no-op like QEMU without block devices; validate-uuid: no
      * UUID configured, so nothing to send; x-ignore-shared: no shared blocks,
-     * only the block-list format changes; x-page-flip: announced and
-     * validated (the local transport does the flipping). */
+     * only the block-list format changes; return-path: the destination
+     * reports the end of its load (SHUT) and the source completes only then.
+     * x-page-flip is a known name but not implemented (refused, never
+     * offered): seed 002's flipping needs the local transport. */
     return MIG_CAP_BIT(MIG_CAP_EVENTS) | MIG_CAP_BIT(MIG_CAP_ZERO_BLOCKS) |
            MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER) | MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED) |
-           MIG_CAP_BIT(MIG_CAP_VALIDATE_UUID) | MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
+           MIG_CAP_BIT(MIG_CAP_VALIDATE_UUID) | MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
 }
 
 json_t *mig_caps_to_json(MigCapMask known, MigCapMask enabled)
@@ -127,37 +131,198 @@ int mig_caps_from_json(json_t *list, MigCapMask *named, MigCapMask *states, MigE
     return 0;
 }
 
+/* One row per MigParam: QEMU 7.2's name, JSON type, where it lives, its
+ * default and its accepted range (QEMU's migrate_params_check). */
+typedef enum ParamKind { PK_U64, PK_BOOL, PK_STR, PK_ENUM, PK__COUNT } ParamKind;
+
+static const char *const multifd_compression_names[] = {"none", "zlib", "zstd", NULL};
+
+typedef struct ParamDesc {
+    ParamKind kind;
+    size_t off;
+    uint64_t def, min, max;
+    const char *what; /* range message: "milliseconds", "a power of two", ... */
+} ParamDesc;
+
+#define P_U64(id, field, d, lo, hi, w) \
+    [MIG_PARAM_##id] = {PK_U64, offsetof(MigParams, field), d, lo, hi, w}
+#define P_BOOL(id, field, d) [MIG_PARAM_##id] = {PK_BOOL, offsetof(MigParams, field), d, 0, 1, NULL}
+#define P_STR(id, field) [MIG_PARAM_##id] = {PK_STR, offsetof(MigParams, field), 0, 0, 0, NULL}
+
+static const ParamDesc params[MIG_PARAM__COUNT] = {
+    P_U64(ANNOUNCE_INITIAL, announce_initial, 50, 0, 100000, "milliseconds"),
+    P_U64(ANNOUNCE_MAX, announce_max, 550, 0, 100000, "milliseconds"),
+    P_U64(ANNOUNCE_ROUNDS, announce_rounds, 5, 0, 1000, NULL),
+    P_U64(ANNOUNCE_STEP, announce_step, 100, 1, 10000, "milliseconds"),
+    P_U64(COMPRESS_LEVEL, compress_level, 1, 0, 9, NULL),
+    P_U64(COMPRESS_THREADS, compress_threads, 8, 1, 255, NULL),
+    P_BOOL(COMPRESS_WAIT_THREAD, compress_wait_thread, 1),
+    P_U64(DECOMPRESS_THREADS, decompress_threads, 2, 1, 255, NULL),
+    P_U64(THROTTLE_TRIGGER_THRESHOLD, throttle_trigger_threshold, 50, 1, 100, "percent"),
+    P_U64(CPU_THROTTLE_INITIAL, cpu_throttle_initial, 20, 1, 99, "percent"),
+    P_U64(CPU_THROTTLE_INCREMENT, cpu_throttle_increment, 10, 1, 99, "percent"),
+    P_BOOL(CPU_THROTTLE_TAILSLOW, cpu_throttle_tailslow, 0),
+    P_STR(TLS_CREDS, tls_creds),
+    P_STR(TLS_HOSTNAME, tls_hostname),
+    P_STR(TLS_AUTHZ, tls_authz),
+    P_U64(MAX_BANDWIDTH, max_bandwidth, MIG_DEFAULT_MAX_BANDWIDTH, 0, (uint64_t)INT64_MAX,
+          "bytes/second"),
+    P_U64(DOWNTIME_LIMIT, downtime_limit, MIG_DEFAULT_DOWNTIME_LIMIT, 0, MIG_MAX_DOWNTIME_LIMIT,
+          "milliseconds"),
+    P_U64(X_CHECKPOINT_DELAY, x_checkpoint_delay, 20000, 0, UINT32_MAX, "milliseconds"),
+    P_BOOL(BLOCK_INCREMENTAL, block_incremental, 0),
+    P_U64(MULTIFD_CHANNELS, multifd_channels, 2, 1, 255, NULL),
+    /* also a power of two (checked apart) */
+    P_U64(XBZRLE_CACHE_SIZE, xbzrle_cache_size, 64ull << 20, 4096, (uint64_t)INT64_MAX, "bytes"),
+    P_U64(MAX_POSTCOPY_BANDWIDTH, max_postcopy_bandwidth, 0, 0, (uint64_t)INT64_MAX,
+          "bytes/second"),
+    P_U64(MAX_CPU_THROTTLE, max_cpu_throttle, 99, 1, 99, "percent"),
+    [MIG_PARAM_MULTIFD_COMPRESSION] = {PK_ENUM, offsetof(MigParams, multifd_compression), 0,
+                                       0, 2, NULL},
+    P_U64(MULTIFD_ZLIB_LEVEL, multifd_zlib_level, 1, 0, 9, NULL),
+    P_U64(MULTIFD_ZSTD_LEVEL, multifd_zstd_level, 1, 0, 20, NULL),
+    P_U64(X_MAX_PASSES, x_max_passes, 0, 0, MIG_MAX_PASSES_LIMIT, NULL),
+};
+#undef P_U64
+#undef P_BOOL
+#undef P_STR
+
+static const char *const param_names[MIG_PARAM__COUNT] = {
+    [MIG_PARAM_ANNOUNCE_INITIAL] = "announce-initial",
+    [MIG_PARAM_ANNOUNCE_MAX] = "announce-max",
+    [MIG_PARAM_ANNOUNCE_ROUNDS] = "announce-rounds",
+    [MIG_PARAM_ANNOUNCE_STEP] = "announce-step",
+    [MIG_PARAM_COMPRESS_LEVEL] = "compress-level",
+    [MIG_PARAM_COMPRESS_THREADS] = "compress-threads",
+    [MIG_PARAM_COMPRESS_WAIT_THREAD] = "compress-wait-thread",
+    [MIG_PARAM_DECOMPRESS_THREADS] = "decompress-threads",
+    [MIG_PARAM_THROTTLE_TRIGGER_THRESHOLD] = "throttle-trigger-threshold",
+    [MIG_PARAM_CPU_THROTTLE_INITIAL] = "cpu-throttle-initial",
+    [MIG_PARAM_CPU_THROTTLE_INCREMENT] = "cpu-throttle-increment",
+    [MIG_PARAM_CPU_THROTTLE_TAILSLOW] = "cpu-throttle-tailslow",
+    [MIG_PARAM_TLS_CREDS] = "tls-creds",
+    [MIG_PARAM_TLS_HOSTNAME] = "tls-hostname",
+    [MIG_PARAM_TLS_AUTHZ] = "tls-authz",
+    [MIG_PARAM_MAX_BANDWIDTH] = "max-bandwidth",
+    [MIG_PARAM_DOWNTIME_LIMIT] = "downtime-limit",
+    [MIG_PARAM_X_CHECKPOINT_DELAY] = "x-checkpoint-delay",
+    [MIG_PARAM_BLOCK_INCREMENTAL] = "block-incremental",
+    [MIG_PARAM_MULTIFD_CHANNELS] = "multifd-channels",
+    [MIG_PARAM_XBZRLE_CACHE_SIZE] = "xbzrle-cache-size",
+    [MIG_PARAM_MAX_POSTCOPY_BANDWIDTH] = "max-postcopy-bandwidth",
+    [MIG_PARAM_MAX_CPU_THROTTLE] = "max-cpu-throttle",
+    [MIG_PARAM_MULTIFD_COMPRESSION] = "multifd-compression",
+    [MIG_PARAM_MULTIFD_ZLIB_LEVEL] = "multifd-zlib-level",
+    [MIG_PARAM_MULTIFD_ZSTD_LEVEL] = "multifd-zstd-level",
+    [MIG_PARAM_X_MAX_PASSES] = "x-max-passes",
+};
+
+const char *mig_param_name(MigParam p)
+{
+    return (unsigned)p < MIG_PARAM__COUNT ? param_names[p] : "?";
+}
+
+static uint64_t *u64_at(MigParams *p, const ParamDesc *d)
+{
+    return (uint64_t *)((char *)p + d->off);
+}
+
+static bool *bool_at(MigParams *p, const ParamDesc *d)
+{
+    return (bool *)((char *)p + d->off);
+}
+
+static char *str_at(MigParams *p, const ParamDesc *d)
+{
+    return (char *)p + d->off;
+}
+
 void mig_params_default(MigParams *p)
 {
-    p->max_bandwidth = MIG_DEFAULT_MAX_BANDWIDTH;
-    p->downtime_limit = MIG_DEFAULT_DOWNTIME_LIMIT;
-    p->x_max_passes = 0;
+    memset(p, 0, sizeof(*p));
+    for (int i = 0; i < MIG_PARAM__COUNT; i++) {
+        const ParamDesc *d = &params[i];
+        if (d->kind == PK_U64 || d->kind == PK_ENUM)
+            *u64_at(p, d) = d->def;
+        else if (d->kind == PK_BOOL)
+            *bool_at(p, d) = d->def != 0;
+    }
+}
+
+bool mig_params_set_has(const MigParamsSet *set, MigParam which)
+{
+    if (set->has & MIG_PARAM_BIT(which))
+        return true;
+    switch (which) {
+    case MIG_PARAM_MAX_BANDWIDTH: return set->has_max_bandwidth;
+    case MIG_PARAM_DOWNTIME_LIMIT: return set->has_downtime_limit;
+    case MIG_PARAM_X_MAX_PASSES: return set->has_x_max_passes;
+    default: return false;
+    }
 }
 
 int mig_params_validate(const MigParamsSet *set, MigErr **errp)
 {
-    if (set->has_downtime_limit && set->p.downtime_limit > MIG_MAX_DOWNTIME_LIMIT)
+    MigParams *p = (MigParams *)&set->p;
+    for (int i = 0; i < MIG_PARAM__COUNT; i++) {
+        const ParamDesc *d = &params[i];
+        if (!mig_params_set_has(set, i) || d->kind != PK_U64)
+            continue;
+        uint64_t v = *u64_at(p, d);
+        bool bad = v < d->min || v > d->max;
+        if (i == MIG_PARAM_XBZRLE_CACHE_SIZE && (v & (v - 1)))
+            bad = true;
+        if (!bad)
+            continue;
+        if (i == MIG_PARAM_XBZRLE_CACHE_SIZE)
+            return mig_err_set(errp, -EINVAL,
+                               "Parameter 'xbzrle-cache-size' expects a power of two no less "
+                               "than the target page size (4096)");
         return mig_err_set(errp, -EINVAL,
-                           "Parameter 'downtime-limit' expects an integer in the range of 0 to "
-                           "%llu milliseconds",
-                           (unsigned long long)MIG_MAX_DOWNTIME_LIMIT);
-    if (set->has_max_bandwidth && set->p.max_bandwidth > (uint64_t)INT64_MAX)
-        return mig_err_set(errp, -EINVAL,
-                           "Parameter 'max-bandwidth' expects an integer in the range of 0 to "
-                           "%lld bytes/second",
-                           (long long)INT64_MAX);
-    if (set->has_x_max_passes && set->p.x_max_passes > MIG_MAX_PASSES_LIMIT)
-        return mig_err_set(errp, -EINVAL,
-                           "Parameter 'x-max-passes' expects an integer in the range of 0 to %llu",
-                           (unsigned long long)MIG_MAX_PASSES_LIMIT);
+                           "Parameter '%s' expects an integer in the range of %llu to %llu%s%s",
+                           param_names[i], (unsigned long long)d->min,
+                           (unsigned long long)d->max, d->what ? " " : "",
+                           d->what ? d->what : "");
+    }
     return 0;
+}
+
+void mig_params_apply(MigParams *p, const MigParamsSet *set)
+{
+    MigParams *src = (MigParams *)&set->p;
+    for (int i = 0; i < MIG_PARAM__COUNT; i++) {
+        const ParamDesc *d = &params[i];
+        if (!mig_params_set_has(set, i))
+            continue;
+        if (d->kind == PK_U64 || d->kind == PK_ENUM)
+            *u64_at(p, d) = *u64_at(src, d);
+        else if (d->kind == PK_BOOL)
+            *bool_at(p, d) = *bool_at(src, d);
+        else
+            snprintf(str_at(p, d), 256, "%s", str_at(src, d));
+    }
 }
 
 json_t *mig_params_to_json(const MigParams *p)
 {
-    return json_pack("{s:I, s:I, s:I}", "max-bandwidth", (json_int_t)p->max_bandwidth,
-                     "downtime-limit", (json_int_t)p->downtime_limit, "x-max-passes",
-                     (json_int_t)p->x_max_passes);
+    MigParams *q = (MigParams *)p;
+    json_t *o = json_object();
+    for (int i = 0; i < MIG_PARAM__COUNT; i++) {
+        const ParamDesc *d = &params[i];
+        json_t *v;
+        switch (d->kind) {
+        case PK_U64: v = json_integer((json_int_t)*u64_at(q, d)); break;
+        case PK_BOOL: v = json_boolean(*bool_at(q, d)); break;
+        case PK_STR: v = json_string(str_at(q, d)); break;
+        default: {
+            uint64_t e = *u64_at(q, d);
+            v = json_string(e <= d->max ? multifd_compression_names[e] : "none");
+            break;
+        }
+        }
+        json_object_set_new(o, param_names[i], v);
+    }
+    return o;
 }
 
 static int get_uint(json_t *v, const char *name, uint64_t *out, MigErr **errp)
@@ -177,9 +342,45 @@ static int get_uint(json_t *v, const char *name, uint64_t *out, MigErr **errp)
     return 0;
 }
 
+static int get_param(json_t *v, MigParam i, MigParams *p, MigErr **errp)
+{
+    const ParamDesc *d = &params[i];
+    const char *name = param_names[i];
+    switch (d->kind) {
+    case PK_U64:
+        return get_uint(v, name, u64_at(p, d), errp);
+    case PK_BOOL:
+        if (!json_is_boolean(v))
+            return mig_err_set(errp, -EINVAL, "Parameter '%s' expects a boolean", name);
+        *bool_at(p, d) = json_is_true(v);
+        return 0;
+    case PK_STR:
+        /* QEMU takes null for "reset to empty" too. */
+        if (json_is_null(v)) {
+            str_at(p, d)[0] = '\0';
+            return 0;
+        }
+        if (!json_is_string(v) || strlen(json_string_value(v)) > 255)
+            return mig_err_set(errp, -EINVAL, "Parameter '%s' expects a string of at most 255 "
+                                              "bytes", name);
+        snprintf(str_at(p, d), 256, "%s", json_string_value(v));
+        return 0;
+    default:
+        for (uint64_t e = 0; json_is_string(v) && multifd_compression_names[e]; e++) {
+            if (strcmp(json_string_value(v), multifd_compression_names[e]) == 0) {
+                *u64_at(p, d) = e;
+                return 0;
+            }
+        }
+        return mig_err_set(errp, -EINVAL, "Parameter '%s' expects 'none', 'zlib' or 'zstd'",
+                           name);
+    }
+}
+
 int mig_params_from_json(json_t *args, MigParamsSet *set, MigErr **errp)
 {
     memset(set, 0, sizeof(*set));
+    mig_params_default(&set->p);
     if (!args)
         return 0;
     if (!json_is_object(args))
@@ -187,21 +388,22 @@ int mig_params_from_json(json_t *args, MigParamsSet *set, MigErr **errp)
     const char *key;
     json_t *v;
     json_object_foreach(args, key, v) {
-        int r;
-        if (strcmp(key, "max-bandwidth") == 0) {
-            r = get_uint(v, key, &set->p.max_bandwidth, errp);
-            set->has_max_bandwidth = true;
-        } else if (strcmp(key, "downtime-limit") == 0) {
-            r = get_uint(v, key, &set->p.downtime_limit, errp);
-            set->has_downtime_limit = true;
-        } else if (strcmp(key, "x-max-passes") == 0) {
-            r = get_uint(v, key, &set->p.x_max_passes, errp);
-            set->has_x_max_passes = true;
-        } else {
-            r = mig_err_set(errp, -EINVAL, "Parameter '%s' is unexpected", key);
-        }
+        int which = -1;
+        for (int i = 0; i < MIG_PARAM__COUNT; i++)
+            if (strcmp(key, param_names[i]) == 0)
+                which = i;
+        if (which < 0)
+            return mig_err_set(errp, -EINVAL, "Parameter '%s' is unexpected", key);
+        int r = get_param(v, which, &set->p, errp);
         if (r < 0)
             return r;
+        set->has |= MIG_PARAM_BIT(which);
+        if (which == MIG_PARAM_MAX_BANDWIDTH)
+            set->has_max_bandwidth = true;
+        else if (which == MIG_PARAM_DOWNTIME_LIMIT)
+            set->has_downtime_limit = true;
+        else if (which == MIG_PARAM_X_MAX_PASSES)
+            set->has_x_max_passes = true;
     }
     return 0;
 }

@@ -4,6 +4,15 @@
  * A plain array in registration order: lookups are linear, which is fine for
  * the tens of entries a machine has, and keeps every walk in a deterministic
  * order.
+ *
+ * Section ids: the registration counter, starting at 1; 0 is never given to
+ * a section.  A QEMU 7.2 loader finds the handler of a PART or END by
+ * comparing the id with each handler's load_section_id, which is 0 for every
+ * handler whose START it has not read yet (and for FULL-only ones such as
+ * "timer"); a START with id 0 would send the following PART/END of "ram" to
+ * the first such handler.  QEMU itself never hits this because the first
+ * handler it registers is not iterative ("timer" gets 0, "ram" 2 on pc).
+ * Ids keep their gaps after unregistration, as in QEMU.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +28,9 @@ struct MigSavevm {
 
 MigSavevm *mig_savevm_new(void)
 {
-    return mig_malloc0(sizeof(MigSavevm));
+    MigSavevm *sv = mig_malloc0(sizeof(MigSavevm));
+    sv->next_section_id = 1;
+    return sv;
 }
 
 void mig_savevm_free(MigSavevm *sv)
@@ -137,6 +148,15 @@ const MigSaveEntry *mig_savevm_find(const MigSavevm *sv, const char *idstr, uint
         if (sv->entries[i].instance_id == instance_id && strcmp(sv->entries[i].idstr, idstr) == 0)
             return &sv->entries[i];
     return NULL;
+}
+
+void mig_savevm_guest_resumed(const MigSavevm *sv)
+{
+    for (size_t i = 0; i < sv->count; i++) {
+        const MigSaveEntry *e = &sv->entries[i];
+        if (e->kind == MIG_SAVE_ITERATIVE && e->iter && e->iter->guest_resumed)
+            e->iter->guest_resumed(e->opaque);
+    }
 }
 
 json_t *mig_savevm_vmdesc(const MigSavevm *sv)

@@ -4,7 +4,8 @@
  *
  * Owns: MigSavevm, an ordered list of entries (idstr, instance_id, version_id,
  * section_id).  section_id is the registration counter of the registry, so ids
- * keep their gaps after unregistration, as in QEMU.  An entry is either
+ * keep their gaps after unregistration, as in QEMU; it starts at 1 (see
+ * savevm.c: a QEMU 7.2 loader mistakes a START with id 0).  An entry is either
  *   - iterative (MigIterOps): RAM and VFIO-style devices.  The source writes
  *     START (save_setup) once, PART (save_iterate) during pre-copy and END
  *     (save_complete) at stop-and-copy; the destination's load_state reads
@@ -25,10 +26,18 @@
  *   - save_iterate / save_complete write roughly `budget` bytes at most and
  *     return 1 when they have nothing more to write for now (save_iterate: the
  *     pass is done; save_complete: all data is out, the END payload can be
- *     closed), 0 when more remains (the engine flushes, waits for the
- *     transport, and calls again inside the same section), or a negative
- *     errno.  The engine writes the section header, the terminating payload
- *     byte(s) are the handler's (RAM writes EOS), the footer is the engine's.
+ *     closed), 0 when more remains, or a negative errno.  The engine writes
+ *     section headers and footers; the payload, with its terminator (RAM
+ *     writes EOS), is the handler's.
+ *   - Every save_iterate call is one whole PART section: the engine writes
+ *     the header before the call and the footer after it, whatever it
+ *     returns, so the handler terminates its payload on every call.  After
+ *     0 the engine may flush, wait for the transport and turn to other
+ *     handlers; the next call opens a new PART (QEMU does the same: one PART
+ *     per handler per iteration).
+ *   - save_complete calls all go into one END section: the header before the
+ *     first call, the footer after the call that returned 1, so the handler
+ *     terminates its payload only then.
  *   - load_state is restartable: it marks (mig_stream_mark) at the start of
  *     each unit it reads, and when the stream is starved it rewinds
  *     (mig_stream_rewind) and returns -EAGAIN, keeping what it committed; the
@@ -86,6 +95,15 @@ typedef struct MigIterOps {
     /* Destination end of migration.  On FAILED/CANCELLED the handler discards
      * everything it loaded. */
     void (*load_cleanup)(void *opaque, MigOutcome outcome);
+    /* ---- both ---- */
+    /* Optional: the guest has just started running (run state -> running:
+     * `cont`, a source resuming after a failed or cancelled migration, a
+     * destination starting after a completed one).  A VFIO-style device that
+     * a migration left stopped (e.g. in STOP after a completed migration,
+     * then `cont` on the source) returns to RUNNING here.  Called by
+     * impl/machine through mig_savevm_guest_resumed, after any cleanup hook;
+     * it must be harmless when the device already runs. */
+    void (*guest_resumed)(void *opaque);
 } MigIterOps;
 
 typedef struct MigFullOps {
@@ -120,7 +138,7 @@ typedef struct MigSaveEntry {
 MigSavevm *mig_savevm_new(void);
 void mig_savevm_free(MigSavevm *sv);
 
-/* Register; returns the section_id (>= 0) or a negative errno (-EEXIST when
+/* Register; returns the section_id (>= 1) or a negative errno (-EEXIST when
  * (idstr, instance_id) is taken, -EINVAL for an empty or >255-byte idstr). */
 int mig_savevm_register_iterative(MigSavevm *sv, const char *idstr, uint32_t instance_id,
                                   uint32_t version_id, const MigIterOps *ops, void *opaque,
@@ -148,6 +166,10 @@ size_t mig_savevm_count(const MigSavevm *sv);
 /* Entry i in registration order (NULL past the end). */
 const MigSaveEntry *mig_savevm_entry(const MigSavevm *sv, size_t i);
 const MigSaveEntry *mig_savevm_find(const MigSavevm *sv, const char *idstr, uint32_t instance_id);
+
+/* Call guest_resumed of every iterative entry that has one, in registration
+ * order. */
+void mig_savevm_guest_resumed(const MigSavevm *sv);
 
 /* The VMDESCRIPTION trailer document {"page_size": 4096, "devices": [...]}
  * for the FULL entries that are needed now (new reference). */

@@ -81,8 +81,7 @@ void mig_ram_digest(const MigRam *r, char out[65]);
 /* Register the "ram" iterative handler (instance 0, version 4) in sv. */
 int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
 /* Capabilities that change the RAM format (x-ignore-shared adds mr_addr to the
- * block list; x-page-flip allows HOOK); set by the engine before save_setup /
- * the first load. */
+ * block list); set by the engine before save_setup and before load_setup. */
 void mig_ram_set_caps(MigRam *r, MigCapMask caps);
 
 /* Counters of the current or last migration, for query-migrate.  The engine
