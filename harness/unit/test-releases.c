@@ -251,6 +251,26 @@ static void test_releases_old_machine_type_emits_what_old_loads(void **state)
     mig_pair_predict("2.0", NULL, "1.1", devs, 2, &p);
     assert_false(p.completes);
     assert_string_equal(p.device, "fake-nic");
+    /* the device and field stay named although the machine type is
+     * unknown too (it used to be overridden by "machine type") */
+    assert_string_equal(p.field, "mtu");
+    assert_false(p.field_is_subsection);
+    assert_true(p.machine_unknown);
+    mig_pair_predict("1.1", NULL, "1.0", devs, 2, &p);
+    assert_false(p.completes);
+    assert_string_equal(p.device, "fake-nic");
+    assert_string_equal(p.field, "fake-nic/offload");
+    assert_true(p.field_is_subsection);
+    char *rng[] = {"fake-serial", "fake-rng"};
+    mig_pair_predict("2.1-dev", NULL, "2.0", rng, 2, &p);
+    assert_false(p.completes);
+    assert_string_equal(p.device, "fake-rng");
+    assert_string_equal(p.field, "");
+    /* only the machine type: no device to name */
+    mig_pair_predict("2.1-dev", NULL, "2.0", devs, 1, &p);
+    assert_false(p.completes);
+    assert_true(p.machine_unknown);
+    assert_string_equal(p.device, "");
     mig_pair_predict("1.1", NULL, "2.0", devs, 2, &p);
     assert_true(p.completes);
     /* a machine type newer than the release is refused */
@@ -258,6 +278,34 @@ static void test_releases_old_machine_type_emits_what_old_loads(void **state)
     assert_null(mig_fake_device_new("fake-nic", "1.1", "mc-2.0", 1, &err));
     assert_non_null(strstr(err->msg, "does not know machine type mc-2.0"));
     mig_err_free(err);
+}
+
+static void count_error(const VmsCompatFinding *f, void *opaque)
+{
+    if (f->level == VMS_COMPAT_ERROR && !strcmp(f->where, "mtu"))
+        ++*(int *)opaque;
+}
+
+/* The per-machine dump management's pre-flight compares: only the listed
+ * devices, the machine type named, fake-gpu described by its plugin. */
+static void test_releases_dump_devices_for_preflight(void **state)
+{
+    (void)state;
+    char *devs[] = {"fake-nic", "fake-gpu", "fake-rng"};
+    json_t *d = mig_release_dump_devices("2.0", "mc-2.0", devs, 3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(d, "vmschkmachine"),
+                                                          "Name")),
+                        "mc-2.0");
+    assert_non_null(json_object_get(d, "fake-nic"));
+    assert_non_null(json_object_get(d, "fake-gpu"));
+    assert_null(json_object_get(d, "fake-rng"));   /* 2.0 does not ship it */
+    assert_null(json_object_get(d, "fake-serial")); /* not listed */
+    json_t *old = mig_release_dump_devices("1.1", "mc-1.1", devs, 1);
+    int mtu = 0;
+    assert_true(vmstate_check_compat(d, old, count_error, &mtu, NULL) > 0);
+    assert_int_equal(mtu, 1);
+    json_decref(old);
+    json_decref(d);
 }
 
 static void test_releases_documented_transforms(void **state)
@@ -284,6 +332,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_releases_device_every_ordered_pair),
         cmocka_unit_test(test_releases_old_machine_type_emits_what_old_loads),
         cmocka_unit_test(test_releases_documented_transforms),
+        cmocka_unit_test(test_releases_dump_devices_for_preflight),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
