@@ -1,7 +1,9 @@
 /*
  * test-sim-migration.c - whole migrations between two machines on the
  * deterministic simulator: memory verified page by page, reproducible trace
- * hashes, and cancel at every state and every pre-copy pass.
+ * hashes, cancel at every state and every pre-copy pass, the return path
+ * (late destination failures), destination discard of device state,
+ * x-ignore-shared, convergence on slow links, and load error messages.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -23,6 +27,7 @@
 typedef struct FakeDev {
     uint32_t a;
     uint64_t b;
+    bool fail_load; /* destination: refuse the section (a device load error) */
 } FakeDev;
 
 static int dev_save(void *opaque, MigStream *s, MigErr **errp)
@@ -43,6 +48,9 @@ static int dev_load(void *opaque, MigStream *s, uint32_t version, MigErr **errp)
     int r = mig_stream_take_error(s, errp);
     if (r < 0)
         return r;
+    if (d->fail_load)
+        return mig_err_set(errp, -EINVAL, "fake-dev: field b: value 0x%llx refused",
+                           (unsigned long long)b);
     d->a = a;
     d->b = b;
     return 0;
@@ -64,13 +72,31 @@ typedef struct Run {
     uint64_t passes_seen;
     char statuses[512];
     uint64_t seed_bw;
+    /* source RAM digest when the guest stopped and when migration failed */
+    char digest_stop[65], digest_failed[65];
+    size_t link_buffer; /* 0: the default */
+    FILE *tracef;       /* the trace's text (run_trace_text) */
+    char *tracebuf;
+    size_t tracelen;
 } Run;
+
+static const char *run_trace_text(Run *r)
+{
+    if (!r->tracef)
+        return "";
+    fflush(r->tracef);
+    return r->tracebuf;
+}
 
 static void on_src_event(void *opaque, const char *name, json_t *data)
 {
     Run *r = opaque;
+    if (strcmp(name, "STOP") == 0 && r->src)
+        mig_machine_ram_digest(r->src, r->digest_stop);
     if (strcmp(name, "MIGRATION") == 0) {
         const char *st = json_string_value(json_object_get(data, "status"));
+        if (strcmp(st, "failed") == 0)
+            mig_machine_ram_digest(r->src, r->digest_failed);
         strncat(r->statuses, st, sizeof(r->statuses) - strlen(r->statuses) - 2);
         strcat(r->statuses, " ");
         if (r->cancel_at != MIG_STATUS__COUNT && strcmp(st, mig_status_name(r->cancel_at)) == 0 &&
@@ -106,8 +132,12 @@ static void run_setup(Run *r, uint64_t seed, uint64_t ram, uint64_t dirty_rate,
     assert_non_null(r->loop);
     r->trace = mig_trace_new();
     r->loop->trace = r->trace;
-    if (getenv("MIG_TRACE"))
+    if (getenv("MIG_TRACE")) {
         mig_trace_set_echo(r->trace, stderr);
+    } else {
+        r->tracef = open_memstream(&r->tracebuf, &r->tracelen);
+        mig_trace_set_echo(r->trace, r->tracef);
+    }
     mig_sim_set_step_limit(r->loop, 50000000);
     MigErr *err = NULL;
     MigMachineOptions so = {.name = "src", .ram_size = ram, .event = on_src_event,
@@ -137,7 +167,7 @@ static void run_setup(Run *r, uint64_t seed, uint64_t ram, uint64_t dirty_rate,
 
 static void run_start(Run *r)
 {
-    MigLinkParams lp = {.bandwidth = r->seed_bw, .latency_ns = 50000};
+    MigLinkParams lp = {.bandwidth = r->seed_bw, .latency_ns = 50000, .buffer = r->link_buffer};
     MigTransport *a, *b;
     assert_int_equal(mig_transport_mem_pair(r->loop, &lp, &a, &b), 0);
     r->link = mig_transport_mem_link(a);
@@ -180,6 +210,9 @@ static void run_free(Run *r)
     assert_int_equal(mig_sim_live_sources(r->loop), 0);
     mig_loop_free(r->loop);
     mig_trace_free(r->trace);
+    if (r->tracef)
+        fclose(r->tracef);
+    free(r->tracebuf);
 }
 
 static void test_sim_migration_completes_with_memory_verified(void **state)
@@ -366,6 +399,363 @@ static void test_sim_migration_capability_mismatch_named(void **state)
     mig_loop_free(loop);
 }
 
+/* ---- return path ---- */
+
+static const MigCapMask RP = MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
+
+static void test_sim_migration_return_path_completes(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x77, 16 * MIB, 5000, 500ull * MIB, RP);
+    run_start(&r);
+    run_wait(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_string_equal(mig_migration_error(sm), "");
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_COMPLETED);
+    assert_string_equal(r.statuses, "setup active device completed ");
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_POSTMIGRATE);
+    assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("%s", err->msg);
+    /* The destination answered the ping and then reported its load. */
+    const char *text = run_trace_text(&r);
+    assert_non_null(strstr(text, "src: return path: PONG 1"));
+    assert_non_null(strstr(text, "dst: return path: send SHUT 0"));
+    assert_non_null(strstr(text, "src: return path: SHUT 0"));
+    run_free(&r);
+}
+
+/* The destination fails on the last device section, after the source has
+ * written its last byte: without the return path the source would already
+ * be "completed" and its guest lost. */
+static void test_sim_migration_return_path_late_dst_failure_resumes_source(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x78, 16 * MIB, 5000, 500ull * MIB, RP);
+    r.ddev.fail_load = true;
+    run_start(&r);
+    run_wait(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+    assert_non_null(strstr(mig_migration_error(dm), "fake-dev: field b"));
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
+    assert_non_null(strstr(mig_migration_error(sm), "SHUT 1"));
+    assert_string_equal(r.statuses, "setup active device failed ");
+    /* The source runs again, with RAM and devices as they were. */
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    assert_true(r.digest_stop[0] != '\0');
+    assert_string_equal(r.digest_failed, r.digest_stop);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.src), &err))
+        fail_msg("source RAM: %s", err->msg);
+    assert_int_equal(r.sdev.a, 0x11223344);
+    assert_true(r.sdev.b == 0x5566778899aabbccull);
+    /* And it can migrate again. */
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(r.loop, NULL, &a, &b), 0);
+    assert_int_equal(mig_machine_migrate_transport(r.src, a, NULL), 0);
+    assert_int_equal(mig_machine_migrate_cancel(r.src), 0);
+    mig_transport_close(b);
+    mig_sim_run_for(r.loop, 1000000);
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_CANCELLED);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    run_free(&r);
+}
+
+static bool src_all_sent(void *opaque)
+{
+    Run *r = opaque;
+    return mig_migration_status(mig_machine_migration(r->src)) == MIG_STATUS_DEVICE &&
+           mig_machine_run_state(r->src) == MIG_RUN_STATE_FINISH_MIGRATE;
+}
+
+/* A peer that reads everything and hangs up without SHUT: the source fails
+ * and resumes; so it does when the peer sends something that is not a
+ * return-path message. */
+static void test_sim_migration_return_path_eof_or_garbage_fails_source(void **state)
+{
+    (void)state;
+    for (int garbage = 0; garbage < 2; garbage++) {
+        Run r;
+        run_setup(&r, 0x79, 4 * MIB, 0, 0, RP);
+        MigTransport *a, *b;
+        assert_int_equal(mig_transport_mem_pair(r.loop, NULL, &a, &b), 0);
+        assert_int_equal(mig_machine_migrate_transport(r.src, a, NULL), 0);
+        uint8_t buf[65536];
+        uint64_t got = 0;
+        uint64_t deadline = mig_loop_now_ns(r.loop) + 10ull * 1000000000ull;
+        for (;;) {
+            ssize_t n = mig_transport_read(b, buf, sizeof(buf));
+            if (n > 0) {
+                got += (uint64_t)n;
+                continue;
+            }
+            if (n == 0 || (src_all_sent(&r) && n == -EAGAIN &&
+                           mig_sim_run_for(r.loop, 1000000) == 0 &&
+                           mig_transport_read(b, buf, 1) == 0))
+                break;
+            assert_true(mig_loop_now_ns(r.loop) < deadline);
+            mig_sim_run_for(r.loop, 100000);
+        }
+        assert_true(got > 4 * MIB);
+        /* Everything is out, yet no verdict: the source waits for SHUT. */
+        mig_sim_run_for(r.loop, 50 * 1000000ull);
+        assert_int_equal(mig_migration_status(mig_machine_migration(r.src)), MIG_STATUS_DEVICE);
+        if (garbage) {
+            static const uint8_t junk[8] = {0x00, 0x07, 0x00, 0x04, 1, 2, 3, 4};
+            assert_int_equal(mig_transport_write(b, junk, sizeof(junk)), 8);
+        }
+        mig_transport_close(b);
+        uint64_t end = mig_loop_now_ns(r.loop) + 1000000000ull;
+        mig_loop_run_until(r.loop, both_done, &r, end);
+        MigMigration *sm = mig_machine_migration(r.src);
+        assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
+        assert_non_null(strstr(mig_migration_error(sm), garbage ? "unknown message type 0x0007"
+                                                                : "closed the connection"));
+        assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+        /* the destination was never started: tidy it up */
+        mig_machine_migrate_cancel(r.dst);
+        run_free(&r);
+    }
+}
+
+static void test_sim_migration_return_path_refused_on_file(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x7a, 4 * MIB, 0, 0, RP);
+    char path[] = "/tmp/migcert-rp-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    char uri[64];
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    MigErr *err = NULL;
+    assert_int_equal(mig_machine_migrate(r.src, uri, &err), -ENOTSUP);
+    assert_non_null(strstr(err->msg, "return-path"));
+    mig_err_free(err);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0); /* no file created */
+    /* Through the engine directly: a file transport is refused too. */
+    MigTransport *t = mig_transport_file_open(r.loop, path, true, NULL);
+    assert_non_null(t);
+    err = NULL;
+    assert_int_equal(mig_migration_start(mig_machine_migration(r.src), t, &err), -ENOTSUP);
+    assert_non_null(strstr(err->msg, "'file' transport"));
+    mig_err_free(err);
+    unlink(path);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    run_free(&r);
+}
+
+/* ---- destination discard of FULL device state ---- */
+
+static void test_sim_migration_failed_load_restores_device_state(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x7b, 8 * MIB, 1000, 500ull * MIB, 0);
+    /* A second device after fake-dev, whose load fails: fake-dev was loaded
+     * by then and must be put back. */
+    static FakeDev s2 = {7, 8, false}, d2;
+    d2 = (FakeDev){0, 0, true};
+    r.ddev = (FakeDev){0xdead, 0xbeef, false};
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r.src), "fake-dev2", 0, 1, &dev_ops,
+                                         &s2, NULL) >= 0);
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r.dst), "fake-dev2", 0, 1, &dev_ops,
+                                         &d2, NULL) >= 0);
+    run_start(&r);
+    run_wait(&r);
+    MigMigration *dm = mig_machine_migration(r.dst);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+    assert_non_null(strstr(mig_migration_error(dm), "'fake-dev2'"));
+    assert_int_equal(r.ddev.a, 0xdead);
+    assert_true(r.ddev.b == 0xbeef);
+    assert_int_equal(d2.a, 0);
+    assert_non_null(
+        strstr(run_trace_text(&r), "'fake-dev' restored to its state before the migration"));
+    run_free(&r);
+}
+
+/* ---- x-ignore-shared on both sides ---- */
+
+static void test_sim_migration_ignore_shared_both_sides(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x7c, 16 * MIB, 5000, 500ull * MIB, MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED));
+    run_start(&r);
+    run_wait(&r);
+    assert_string_equal(mig_migration_error(mig_machine_migration(r.dst)), "");
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.src)), MIG_STATUS_COMPLETED);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("%s", err->msg);
+    run_free(&r);
+}
+
+/* ---- convergence counts queued bytes ---- */
+
+static void test_sim_migration_downtime_within_limit_on_slow_link(void **state)
+{
+    (void)state;
+    Run r;
+    /* 10 MiB/s, a guest dirtying 1 MiB/s: the stream's high-water mark alone
+     * holds 800 ms of data, which stop-and-copy must also push. */
+    run_setup(&r, 0x7d, 16 * MIB, 256, 10ull * MIB, 0);
+    r.link_buffer = 64 << 10;
+    MigParamsSet ps = {.has_downtime_limit = true, .p.downtime_limit = 300};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
+    run_start(&r);
+    run_wait(&r);
+    MigInfo info;
+    mig_machine_query_migrate(r.src, &info);
+    assert_int_equal(info.status, MIG_STATUS_COMPLETED);
+    assert_true(info.has_downtime);
+    /* limit + one 100 ms measuring window */
+    if (info.downtime > 400)
+        fail_msg("downtime %llu ms over a 300 ms limit", (unsigned long long)info.downtime);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("%s", err->msg);
+    run_free(&r);
+}
+
+/* ---- guest resumed hook ---- */
+
+static int resumed_calls;
+
+static void it_resumed(void *opaque)
+{
+    resumed_calls++;
+}
+
+static bool it_inactive(void *opaque)
+{
+    return false;
+}
+
+static const MigIterOps it_ops = {.is_active = it_inactive, .guest_resumed = it_resumed};
+
+static void test_sim_migration_cont_after_completion_resumes_iterative_handlers(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x7e, 4 * MIB, 0, 500ull * MIB, 0);
+    assert_true(mig_savevm_register_iterative(mig_machine_savevm(r.src), "vfio-like", 0, 1,
+                                              &it_ops, NULL, NULL) >= 0);
+    resumed_calls = 0;
+    run_start(&r);
+    run_wait(&r);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_POSTMIGRATE);
+    assert_int_equal(resumed_calls, 0);
+    assert_int_equal(mig_machine_cont(r.src, NULL), 0);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    assert_int_equal(resumed_calls, 1);
+    /* A failed migration resumes the guest, and the handler hears it. */
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(r.loop, NULL, &a, &b), 0);
+    assert_int_equal(mig_machine_migrate_transport(r.src, a, NULL), 0);
+    mig_transport_close(b);
+    mig_sim_run_for(r.loop, 1000000000ull);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.src)), MIG_STATUS_FAILED);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    assert_true(resumed_calls >= 1);
+    run_free(&r);
+}
+
+/* ---- load errors name the section ---- */
+
+static char *write_tmp(const void *buf, size_t len, char path[64])
+{
+    snprintf(path, 64, "/tmp/migcert-e2-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    close(fd);
+    return path;
+}
+
+/* Load `len` bytes of a stream file into a fresh destination; returns its
+ * error (static buffer). */
+static const char *load_file_error(const void *buf, size_t len)
+{
+    static char msg[600];
+    MigLoop *loop = mig_sim_loop_new(1);
+    MigTrace *trace = mig_trace_new();
+    loop->trace = trace;
+    if (getenv("MIG_TRACE"))
+        mig_trace_set_echo(trace, stderr);
+    MigMachineOptions dopt = {.name = "dst", .ram_size = 4 * MIB, .incoming = true};
+    MigMachine *dst = mig_machine_new(loop, &dopt, NULL);
+    char path[64], uri[80];
+    write_tmp(buf, len, path);
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    assert_int_equal(mig_machine_migrate_incoming(dst, uri, NULL), 0);
+    mig_sim_run_for(loop, 1000000000ull);
+    MigMigration *dm = mig_machine_migration(dst);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+    snprintf(msg, sizeof(msg), "%s", mig_migration_error(dm));
+    unlink(path);
+    mig_machine_free(dst);
+    mig_loop_free(loop);
+    mig_trace_free(trace);
+    return msg;
+}
+
+static void test_sim_migration_load_errors_name_the_section(void **state)
+{
+    (void)state;
+    /* A whole stream of a 4 MiB machine, saved to a file. */
+    MigLoop *loop = mig_sim_loop_new(1);
+    MigMachineOptions so = {.name = "src", .ram_size = 4 * MIB};
+    MigMachine *src = mig_machine_new(loop, &so, NULL);
+    MigRamBlock *blk = mig_ram_block(mig_machine_ram(src), 0);
+    memset(blk->host, 0x5a, blk->length);
+    char path[64], uri[80];
+    write_tmp("", 0, path);
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    assert_int_equal(mig_machine_migrate(src, uri, NULL), 0);
+    mig_sim_run_for(loop, 1000000000ull);
+    assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_COMPLETED);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t buf[8 << 20];
+    size_t len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    unlink(path);
+    mig_machine_free(src);
+    mig_loop_free(loop);
+    assert_true(len > 4 * MIB);
+    /* Truncated in the middle of RAM: inside a page record, inside a
+     * section footer (every PART of 256 pages is 1050642 bytes). */
+    const size_t cuts[] = {len / 2 + 1000, 72 + 1050649 + 1050642 - 2};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cuts); i++) {
+        const char *msg = load_file_error(buf, cuts[i]);
+        if (!strstr(msg, "section 'ram' (id 1): truncated"))
+            fail_msg("cut at %zu: unexpected error: %s", cuts[i], msg);
+    }
+    const char *msg;
+    /* A START section whose name carries bytes that are not printable:
+     * they are escaped in the message.  Header and configuration come from
+     * the real stream (up to the first START, at the first 0x01 after the
+     * configuration). */
+    size_t at = 8 + 1 + 4 + strlen(MIG_MACHINE_DEFAULT_TYPE);
+    assert_int_equal(buf[at], MIG_SECTION_START);
+    static const uint8_t bad[] = {0x01, 0, 0, 0, 9, 6, 'b', 'a', 'd', 0x01, '\'', 0xff,
+                                  0, 0, 0, 0, 0, 0, 0, 1};
+    memcpy(buf + at, bad, sizeof(bad));
+    msg = load_file_error(buf, at + sizeof(bad));
+    if (!strstr(msg, "Unknown savevm section or instance 'bad\\x01\\x27\\xff' 0"))
+        fail_msg("unexpected error: %s", msg);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +765,15 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_migration_cancel_at_every_pass),
         cmocka_unit_test(test_sim_migration_link_drop_fails_both_sides),
         cmocka_unit_test(test_sim_migration_capability_mismatch_named),
+        cmocka_unit_test(test_sim_migration_return_path_completes),
+        cmocka_unit_test(test_sim_migration_return_path_late_dst_failure_resumes_source),
+        cmocka_unit_test(test_sim_migration_return_path_eof_or_garbage_fails_source),
+        cmocka_unit_test(test_sim_migration_return_path_refused_on_file),
+        cmocka_unit_test(test_sim_migration_failed_load_restores_device_state),
+        cmocka_unit_test(test_sim_migration_ignore_shared_both_sides),
+        cmocka_unit_test(test_sim_migration_downtime_within_limit_on_slow_link),
+        cmocka_unit_test(test_sim_migration_cont_after_completion_resumes_iterative_handlers),
+        cmocka_unit_test(test_sim_migration_load_errors_name_the_section),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -1492,8 +1492,12 @@ static int dst_step(MigMigration *mm, MigErr **errp)
     case DP_FOOTER:
         mig_stream_mark(s);
         r = mig_stream_get_section_footer(s, mm->hdr.section_id, mm->hdr.idstr, errp);
-        if (r < 0)
+        if (r == -EAGAIN)
             return r;
+        if (r < 0) {
+            mig_err_prepend(errp, "section '%s' (id %u)", mm->hdr.idstr, mm->hdr.section_id);
+            return r;
+        }
         mm->dp = DP_SECTION;
         return 0;
     case DP_VMDESC: {
