@@ -1,12 +1,16 @@
 /*
  * test-migration.c - the migration state machines (every from x to arc of
- * both tables), capability negotiation and parameter validation.
+ * both tables), capability negotiation, QEMU's parameters and their
+ * validation, section ids, and the PART-per-call contract of save_iterate.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -301,6 +305,220 @@ static void test_migration_info_json_shape(void **state)
     json_decref(j);
 }
 
+static void test_migration_section_ids_start_at_one(void **state)
+{
+    Fixture *f = *state;
+    static const MigFullOps none = {0};
+    static const MigIterOps it = {0};
+    /* A QEMU 7.2 loader matches PART/END against load_section_id, which is 0
+     * for every handler it has not started: 0 is never a section's id. */
+    assert_int_equal(mig_savevm_register_iterative(f->sv, "ram", 0, 4, &it, NULL, NULL), 1);
+    assert_int_equal(mig_savevm_register_full(f->sv, "dev", 0, 1, &none, NULL, NULL), 2);
+    mig_savevm_unregister(f->sv, "dev", 0);
+    assert_int_equal(mig_savevm_register_full(f->sv, "dev", 1, 1, &none, NULL, NULL), 3);
+    assert_int_equal(mig_savevm_entry(f->sv, 0)->section_id, 1);
+}
+
+static void test_migration_page_flip_not_offered(void **state)
+{
+    Fixture *f = *state;
+    /* Even a release that names it does not offer it: not implemented. */
+    MigMigration *mm = new_mm(f, MIG_CAP_BIT(MIG_CAP_EVENTS) | MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP));
+    assert_false(mig_migration_caps_known(mm) & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP));
+    assert_false(mig_caps_supported() & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP));
+    MigErr *err = NULL;
+    assert_int_equal(mig_migration_set_caps(mm, MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP),
+                                            MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP), &err),
+                     -ENOTSUP);
+    assert_non_null(strstr(err->msg, "'x-page-flip' is not implemented"));
+    mig_err_free(err);
+    /* Turning it off is fine. */
+    assert_int_equal(mig_migration_set_caps(mm, MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP), 0, NULL), 0);
+    mig_migration_free(mm);
+    /* return-path is offered by default. */
+    mm = new_mm(f, 0);
+    assert_true(mig_migration_caps_known(mm) & MIG_CAP_BIT(MIG_CAP_RETURN_PATH));
+    mig_migration_free(mm);
+}
+
+static void test_migration_caps_settable_on_waiting_destination(void **state)
+{
+    Fixture *f = *state;
+    MigMigration *mm = new_mm(f, 0);
+    assert_int_equal(mig_migration_listen(mm, NULL), 0);
+    assert_int_equal(mig_migration_status(mm), MIG_STATUS_SETUP);
+    MigCapMask c = MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED) | MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
+    assert_int_equal(mig_migration_set_caps(mm, c, c, NULL), 0);
+    assert_true(mig_migration_caps(mm) == c);
+    MigParamsSet ps = {.has_downtime_limit = true, .p.downtime_limit = 10};
+    assert_int_equal(mig_migration_set_params(mm, &ps, NULL), 0);
+    /* Once the stream is being loaded: busy. */
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(f->loop, NULL, &a, &b), 0);
+    assert_int_equal(mig_migration_start_incoming(mm, b, NULL), 0);
+    MigErr *err = NULL;
+    assert_int_equal(mig_migration_set_caps(mm, c, 0, &err), -EBUSY);
+    mig_err_free(err);
+    assert_int_equal(mig_migration_cancel(mm), 0);
+    mig_sim_run_for(f->loop, 1000000);
+    mig_transport_close(a);
+    mig_migration_free(mm);
+}
+
+static void test_migration_params_are_qemus(void **state)
+{
+    Fixture *f = *state;
+    MigMigration *mm = new_mm(f, 0);
+    MigParams p;
+    mig_migration_params(mm, &p);
+    json_t *q = mig_params_to_json(&p);
+    /* QEMU 7.2's defaults (qemu-stream.md section 11 and qapi). */
+    static const struct {
+        const char *name;
+        json_int_t v;
+    } ints[] = {
+        {"announce-initial", 50},      {"announce-max", 550},
+        {"announce-rounds", 5},        {"announce-step", 100},
+        {"compress-level", 1},         {"compress-threads", 8},
+        {"decompress-threads", 2},     {"throttle-trigger-threshold", 50},
+        {"cpu-throttle-initial", 20},  {"cpu-throttle-increment", 10},
+        {"max-bandwidth", 134217728},  {"downtime-limit", 300},
+        {"x-checkpoint-delay", 20000}, {"multifd-channels", 2},
+        {"xbzrle-cache-size", 67108864}, {"max-postcopy-bandwidth", 0},
+        {"max-cpu-throttle", 99},      {"multifd-zlib-level", 1},
+        {"multifd-zstd-level", 1},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(ints); i++) {
+        json_t *v = json_object_get(q, ints[i].name);
+        if (!json_is_integer(v) || json_integer_value(v) != ints[i].v)
+            fail_msg("%s: expected %lld", ints[i].name, (long long)ints[i].v);
+    }
+    assert_true(json_is_true(json_object_get(q, "compress-wait-thread")));
+    assert_true(json_is_false(json_object_get(q, "cpu-throttle-tailslow")));
+    assert_true(json_is_false(json_object_get(q, "block-incremental")));
+    assert_string_equal(json_string_value(json_object_get(q, "tls-creds")), "");
+    assert_string_equal(json_string_value(json_object_get(q, "multifd-compression")), "none");
+    assert_int_equal(json_object_size(q), MIG_PARAM__COUNT);
+    json_decref(q);
+
+    /* Set several, as a driver written for QEMU would; read them back. */
+    json_t *args = json_loads("{\"multifd-channels\": 4, \"compress-wait-thread\": false,"
+                              " \"tls-hostname\": \"peer\", \"multifd-compression\": \"zstd\","
+                              " \"xbzrle-cache-size\": 1048576, \"downtime-limit\": 100}",
+                              0, NULL);
+    MigParamsSet set;
+    assert_int_equal(mig_params_from_json(args, &set, NULL), 0);
+    json_decref(args);
+    assert_int_equal(mig_migration_set_params(mm, &set, NULL), 0);
+    mig_migration_params(mm, &p);
+    q = mig_params_to_json(&p);
+    assert_int_equal(json_integer_value(json_object_get(q, "multifd-channels")), 4);
+    assert_true(json_is_false(json_object_get(q, "compress-wait-thread")));
+    assert_string_equal(json_string_value(json_object_get(q, "tls-hostname")), "peer");
+    assert_string_equal(json_string_value(json_object_get(q, "multifd-compression")), "zstd");
+    assert_int_equal(json_integer_value(json_object_get(q, "xbzrle-cache-size")), 1048576);
+    assert_int_equal(p.downtime_limit, 100);
+    assert_int_equal(json_integer_value(json_object_get(q, "compress-threads")), 8); /* kept */
+    json_decref(q);
+
+    /* QEMU's ranges; a refused set changes nothing. */
+    static const char *const bad[][2] = {
+        {"{\"compress-level\": 10, \"multifd-channels\": 9}", "compress-level"},
+        {"{\"multifd-channels\": 0}", "multifd-channels"},
+        {"{\"cpu-throttle-initial\": 100}", "cpu-throttle-initial"},
+        {"{\"max-cpu-throttle\": 0}", "max-cpu-throttle"},
+        {"{\"multifd-zstd-level\": 21}", "multifd-zstd-level"},
+        {"{\"xbzrle-cache-size\": 5000}", "xbzrle-cache-size"},
+        {"{\"announce-step\": 0}", "announce-step"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
+        args = json_loads(bad[i][0], 0, NULL);
+        MigErr *err = NULL;
+        assert_int_equal(mig_params_from_json(args, &set, NULL), 0);
+        json_decref(args);
+        assert_int_equal(mig_migration_set_params(mm, &set, &err), -EINVAL);
+        if (!strstr(err->msg, bad[i][1]))
+            fail_msg("%s: %s", bad[i][0], err->msg);
+        mig_err_free(err);
+    }
+    mig_migration_params(mm, &p);
+    assert_int_equal(p.multifd_channels, 4);
+    /* Wrong JSON types name the parameter. */
+    static const char *const badtype[][2] = {
+        {"{\"block-incremental\": 1}", "block-incremental"},
+        {"{\"tls-creds\": 5}", "tls-creds"},
+        {"{\"multifd-compression\": \"lz4\"}", "multifd-compression"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(badtype); i++) {
+        args = json_loads(badtype[i][0], 0, NULL);
+        MigErr *err = NULL;
+        assert_int_equal(mig_params_from_json(args, &set, &err), -EINVAL);
+        json_decref(args);
+        assert_non_null(strstr(err->msg, badtype[i][1]));
+        mig_err_free(err);
+    }
+    mig_migration_free(mm);
+}
+
+/* ---- save_iterate: one PART per call ---- */
+
+typedef struct Counter {
+    uint32_t calls;
+} Counter;
+
+static int it_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    Counter *c = opaque;
+    mig_stream_put_be32(s, ++c->calls);
+    return c->calls < 3 ? 0 : 1;
+}
+
+static bool done_or_failed(void *opaque)
+{
+    return mig_status_is_terminal(mig_migration_status(opaque));
+}
+
+static void test_migration_each_save_iterate_call_is_one_part(void **state)
+{
+    Fixture *f = *state;
+    static const MigIterOps ops = {.save_iterate = it_save_iterate};
+    Counter c = {0};
+    assert_int_equal(mig_savevm_register_iterative(f->sv, "counter", 0, 1, &ops, &c, NULL), 1);
+    MigMigration *mm = new_mm(f, 0);
+    char path[] = "/tmp/migcert-parts-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    MigTransport *t = mig_transport_file_open(f->loop, path, true, NULL);
+    assert_int_equal(mig_migration_start(mm, t, NULL), 0);
+    assert_int_equal(mig_loop_run_until(f->loop, done_or_failed, mm, 0), 0);
+    assert_int_equal(mig_migration_status(mm), MIG_STATUS_COMPLETED);
+    mig_migration_free(mm);
+    FILE *fp = fopen(path, "rb");
+    uint8_t buf[4096];
+    size_t len = fread(buf, 1, sizeof(buf), fp);
+    fclose(fp);
+    unlink(path);
+    MigStream *s = mig_stream_new_mem_reader(buf, len);
+    assert_int_equal(mig_stream_get_file_header(s, NULL), 0);
+    MigStreamConfig cfg;
+    assert_int_equal(mig_stream_get_configuration(s, &cfg, NULL), 0);
+    uint32_t parts = 0;
+    for (;;) {
+        MigSectionHeader h;
+        assert_int_equal(mig_stream_get_section_header(s, &h, NULL), 0);
+        if (h.type == MIG_SECTION_EOF)
+            break;
+        assert_int_equal(h.section_id, 1);
+        if (h.type == MIG_SECTION_PART)
+            assert_int_equal(mig_stream_get_be32(s), ++parts);
+        /* every section, PART included, is closed by its own footer */
+        assert_int_equal(mig_stream_get_section_footer(s, 1, "counter", NULL), 0);
+    }
+    assert_int_equal(parts, 3);
+    mig_stream_free(s);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +530,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_migration_caps_query_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_params_validation, setup, teardown),
         cmocka_unit_test(test_migration_info_json_shape),
+        cmocka_unit_test_setup_teardown(test_migration_section_ids_start_at_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_page_flip_not_offered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_caps_settable_on_waiting_destination, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_migration_params_are_qemus, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_each_save_iterate_call_is_one_part, setup,
+                                        teardown),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
