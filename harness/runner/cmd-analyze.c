@@ -4,13 +4,23 @@
  *
  * Exit status (the contract in harness/pytest/test_analyze_qemu.py): 0 the
  * stream parsed through EOF (and its trailer); 1 malformed, with one line
- * "migcert analyze: FILE: offset N: PROBLEM" on stderr; 2 usage error or
- * unreadable FILE.  The facts found before a malformation are still printed.
- * The file is mmap'ed (read into memory when it is not a regular file), so
- * a 500 MB stream costs no copy.
+ * "migcert analyze: FILE: offset N: PROBLEM" on stderr; 2 usage error,
+ * unreadable FILE, or an input over the size limits (same one-line shape
+ * when an offset is known).  The facts found before a malformation are
+ * still printed.
+ *
+ * Input.  A regular file is mmap'ed (a 500 MB stream costs no copy) after
+ * its size is checked against MIG_ANALYZE_MAX_INPUT (64 GiB).  Anything
+ * else - a pipe, "-" for stdin, a FIFO, a character device such as
+ * /dev/zero - is parsed as it is read (mig_analyze_stream): memory stays at
+ * the stream's buffer through the RAM sections and at most
+ * MIG_ANALYZE_TAIL_MAX (256 MiB) for the device sections and trailer, the
+ * same 64 GiB limit applies, and input that is not a stream stops at its
+ * first bad byte (/dev/zero: "Not a migration stream" at offset 0).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,64 +30,96 @@
 
 #include "commands.h"
 #include "stream/analyze.h"
+#include "stream/stream.h"
+#include "transport/transport.h"
 
-static void usage(void)
+static void usage(FILE *out)
 {
-    fprintf(stderr, "usage: migcert analyze FILE [--json]\n");
+    fprintf(out,
+            "usage: migcert analyze FILE [--json]\n"
+            "  FILE  a migration stream (ours or QEMU's); \"-\" reads stdin.  Regular files\n"
+            "        are mapped; pipes and devices are parsed as they are read.  Inputs\n"
+            "        over %llu GiB are refused.\n"
+            "exit: 0 parsed to EOF, 1 malformed (stderr: FILE: offset N: PROBLEM),\n"
+            "      2 usage, unreadable FILE, or an input over the limits\n",
+            (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
 }
 
-/* Map or read the whole file.  Returns 0 or -errno; *mapped says how to free. */
-static int load_file(const char *path, uint8_t **buf, size_t *len, int *mapped)
+/* A transport that blocks on read: the analyzer is a one-pass tool, so it
+ * waits for a pipe rather than coming back (a non-blocking stdin is polled). */
+typedef struct BlockingIn {
+    MigTransport t;
+    int fd;
+} BlockingIn;
+
+static ssize_t bin_read(MigTransport *t, void *buf, size_t len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    int r = 0;
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        goto out_close;
+    BlockingIn *b = (BlockingIn *)t;
+    for (;;) {
+        ssize_t n = read(b->fd, buf, len);
+        if (n >= 0) {
+            t->bytes_read += (uint64_t)n;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        struct pollfd p = {.fd = b->fd, .events = POLLIN};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+            return -errno;
     }
-    *mapped = 0;
-    if (S_ISREG(st.st_mode) && st.st_size > 0) {
+}
+
+static ssize_t bin_write(MigTransport *t, const void *buf, size_t len)
+{
+    return -EBADF;
+}
+
+static ssize_t bin_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    return -EBADF;
+}
+
+static void bin_close(MigTransport *t)
+{
+}
+
+static const MigTransportOps bin_ops = {
+    .kind = "analyze-input",
+    .read = bin_read,
+    .write = bin_write,
+    .writev = bin_writev,
+    .close = bin_close,
+};
+
+/* Analyze what fd holds; *mapped_len > 0 tells the caller to unmap. */
+static int analyze_fd(int fd, const char *path, json_t **doc, uint64_t *at, MigErr **errp)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return mig_err_set(errp, -errno, "cannot read: %s", strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > MIG_ANALYZE_MAX_INPUT)
+            return mig_err_set(errp, -EFBIG,
+                               "%llu bytes is larger than %llu GiB, the most `migcert analyze` "
+                               "reads",
+                               (unsigned long long)st.st_size,
+                               (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
+        if (st.st_size == 0)
+            return mig_analyze_buffer("", 0, doc, at, errp);
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p != MAP_FAILED) {
-            *buf = p;
-            *len = (size_t)st.st_size;
-            *mapped = 1;
-            goto out_close;
+            int r = mig_analyze_buffer(p, (size_t)st.st_size, doc, at, errp);
+            munmap(p, (size_t)st.st_size);
+            return r;
         }
+        /* not mappable (some special file systems): read it as a stream */
     }
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *b = malloc(cap);
-    for (;;) {
-        if (!b) {
-            r = -ENOMEM;
-            goto out_close;
-        }
-        ssize_t k = read(fd, b + n, cap - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            r = -errno;
-            free(b);
-            goto out_close;
-        }
-        if (k == 0)
-            break;
-        n += (size_t)k;
-        if (n == cap) {
-            cap *= 2;
-            uint8_t *nb = realloc(b, cap);
-            if (!nb)
-                free(b);
-            b = nb;
-        }
-    }
-    *buf = b;
-    *len = n;
-out_close:
-    close(fd);
+    BlockingIn in = {.t = {.ops = &bin_ops}, .fd = fd};
+    MigStream *s = mig_stream_new_reader(&in.t);
+    int r = mig_analyze_stream(s, doc, at, errp);
+    mig_stream_free(s);
     return r;
 }
 
@@ -89,54 +131,54 @@ int cmd_analyze(int argc, char **argv)
         if (!strcmp(argv[i], "--json")) {
             as_json = 1;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage();
+            usage(stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "migcert analyze: unknown option '%s'\n", argv[i]);
-            usage();
+            usage(stderr);
             return 2;
         } else if (path) {
             fprintf(stderr, "migcert analyze: more than one FILE given\n");
-            usage();
+            usage(stderr);
             return 2;
         } else {
             path = argv[i];
         }
     }
     if (!path) {
-        usage();
+        usage(stderr);
         return 2;
     }
 
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int mapped = 0;
-    int r = strcmp(path, "-") ? load_file(path, &buf, &len, &mapped)
-                              : load_file("/dev/stdin", &buf, &len, &mapped);
-    if (r < 0) {
-        fprintf(stderr, "migcert analyze: %s: cannot read: %s\n", path, strerror(-r));
+    int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
+    if (fd < 0) {
+        fprintf(stderr, "migcert analyze: %s: cannot read: %s\n", path, strerror(errno));
         return 2;
     }
-
     json_t *doc = NULL;
     MigErr *err = NULL;
     uint64_t at = 0;
-    r = mig_analyze_buffer(buf, len, &doc, &at, &err);
-    if (as_json) {
-        json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        fputc('\n', stdout);
-    } else {
-        mig_analyze_print_text(stdout, doc);
+    int r = analyze_fd(fd, path, &doc, &at, &err);
+    close(fd);
+    if (doc) {
+        if (as_json) {
+            json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+            fputc('\n', stdout);
+        } else {
+            mig_analyze_print_text(stdout, doc);
+        }
+        fflush(stdout);
     }
-    fflush(stdout);
-    if (r < 0)
+    const char *msg = err ? err->msg : "malformed stream";
+    if (r < 0 && doc)
         fprintf(stderr, "migcert analyze: %s: offset %llu: %s\n", path, (unsigned long long)at,
-                err ? err->msg : "malformed stream");
+                msg);
+    else if (r < 0)
+        fprintf(stderr, "migcert analyze: %s: %s\n", path, msg);
     mig_err_free(err);
     json_decref(doc);
-    if (mapped)
-        munmap(buf, len);
-    else
-        free(buf);
-    return r < 0 ? 1 : 0;
+    if (r == 0)
+        return 0;
+    /* too large, or not readable: not a verdict on the stream */
+    return !doc || r == -EFBIG ? 2 : 1;
 }

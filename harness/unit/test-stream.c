@@ -1272,7 +1272,7 @@ static void test_stream_analyze_without_vmdesc_stops_at_device(void **state)
     MigErr *err = NULL;
     uint64_t at = 0;
     assert_int_equal(mig_analyze_buffer(b.data, b.len, &doc, &at, &err), -ENOTSUP);
-    expect_err(err, -ENOTSUP, "section 3 (fake-dev): device payloads carry no length and the "
+    expect_err(err, -ENOTSUP, "section 'fake-dev' (id 3): device payloads carry no length and the "
                               "stream has no VMDESCRIPTION trailer");
     assert_int_equal(at, b.device_start);
     assert_true(json_is_false(json_object_get(doc, "complete")));
@@ -1366,7 +1366,7 @@ static void test_stream_analyze_damaged_vmdesc_is_reported(void **state)
         uint64_t at = 0;
         int r = mig_analyze_buffer(b.data, b.len, NULL, &at, &err);
         if (r != cases[i].code || !err || !strstr(err->msg, cases[i].text) ||
-            !strstr(err->msg, "section 3 (fake-dev)") || at < b.device_start || at > b.len)
+            !strstr(err->msg, "section 'fake-dev' (id 3)") || at < b.device_start || at > b.len)
             fail_msg("case %zu: got %d at %llu '%s', want %d '%s'", i, r, (unsigned long long)at,
                      err ? err->msg : "", cases[i].code, cases[i].text);
         mig_err_free(err);

@@ -1,12 +1,21 @@
 /*
  * analyze.c - the stream analyzer (see analyze.h).
  *
- * One pass from the start with a memory reader over the caller's buffer;
- * the VMDESCRIPTION trailer is located from the end beforehand because
- * device payloads can only be walked with its field lists.  Every wire item
- * (header, configuration, section header, RAM record, device payload,
- * footer) records its start in `item` before it is read, so a failure can
- * name the item that could not be accepted.
+ * One pass from the start.  Device payloads can only be walked with the
+ * field lists of the VMDESCRIPTION trailer, which sits at the very end:
+ *   - over a buffer (a mapped file) the trailer is located from the end
+ *     before the pass starts;
+ *   - over a stream (a pipe) the RAM sections, which are nearly all of a
+ *     stream, are parsed as they arrive with the stream's bounded buffer;
+ *     at the first device section the rest of the input (device sections,
+ *     EOF, trailer: ~100 KB for QEMU's pc machine) is read into memory, at
+ *     most MIG_ANALYZE_TAIL_MAX bytes, and the pass goes on over that copy
+ *     with a reader whose offsets continue where the stream stopped.
+ * Every wire item (header, configuration, section header, RAM record,
+ * device payload, footer) records its start in `item` before it is read, so
+ * a failure can name the item that could not be accepted.  Names that come
+ * from the wire (idstrs, block names, the trailer's field names) are escaped
+ * (mig_stream_escape) before they reach a message, the JSON or the text.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -29,6 +38,7 @@ typedef struct Started {
     char name[256];
     uint32_t instance;
     uint32_t version;
+    bool ended; /* its END section was parsed */
 } Started;
 
 typedef struct PageCounts {
@@ -36,9 +46,16 @@ typedef struct PageCounts {
 } PageCounts;
 
 typedef struct Ctx {
-    const uint8_t *buf;
-    size_t len;
-    MigStream *s;
+    MigStream *s;      /* the reader: the caller's, then the one over `tail` */
+    bool streaming;    /* the caller's stream, whose length is unknown */
+    /* The input from end_base to its end, once known: the caller's buffer,
+     * or `tail` read ahead from a stream. */
+    const uint8_t *end_buf;
+    size_t end_len;
+    uint64_t end_base;
+    bool have_end;
+    uint8_t *tail;       /* owned */
+    MigStream *tail_s;   /* owned reader over tail */
     uint64_t item; /* start of the wire item being read */
     json_t *doc, *sections, *devices, *commands;
 
@@ -79,10 +96,32 @@ static int ctx_fail(Ctx *c, MigErr **errp, int err, const char *fmt, ...)
     return mig_stream_take_error(c->s, errp);
 }
 
+/* The sticky error of a reader that starved: the analyzer reads in one
+ * pass and needs a reader that blocks (or memory). */
+static void note_starved(Ctx *c)
+{
+    if (!mig_stream_error(c->s) && mig_stream_starved(c->s))
+        mig_stream_set_error(c->s, -EAGAIN,
+                             "input starved at offset %llu: the analyzer needs a reader that "
+                             "blocks",
+                             (unsigned long long)mig_stream_offset(c->s));
+}
+
 /* The stream's sticky error, if any, as this call's result. */
 static int ctx_check(Ctx *c, MigErr **errp)
 {
+    note_starved(c);
     return mig_stream_take_error(c->s, errp);
+}
+
+/* MIG_ANALYZE_MAX_INPUT for a stream, whose length nobody told us. */
+static int check_limit(Ctx *c, MigErr **errp)
+{
+    if (mig_stream_offset(c->s) <= MIG_ANALYZE_MAX_INPUT)
+        return 0;
+    return ctx_fail(c, errp, -EFBIG,
+                    "input larger than %llu GiB, the most `migcert analyze` reads",
+                    (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
 }
 
 static json_t *json_u64(uint64_t v)
@@ -94,22 +133,24 @@ static json_t *json_u64(uint64_t v)
     return json_string(hex);
 }
 
+/* A name from the wire as a JSON string: bytes, not text (jansson wants
+ * UTF-8, a terminal wants no control bytes), so escaped. */
 static json_t *json_str(const char *s)
 {
-    /* Wire names are bytes; jansson wants UTF-8.  Keep ASCII, escape the rest. */
-    char out[256 * 4 + 1];
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && o < sizeof(out) - 5; p++) {
-        if (*p >= 0x20 && *p < 0x7f)
-            out[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(out + o, sizeof(out) - o, "\\x%02x", *p);
-    }
-    out[o] = '\0';
-    return json_string(out);
+    size_t n = strlen(s);
+    char small[MIG_STREAM_ESCAPED_MAX];
+    char *out = n <= 255 ? small : mig_malloc0(4 * n + 1);
+    mig_stream_escape(s, n, out, n <= 255 ? sizeof(small) : 4 * n + 1);
+    json_t *j = json_string(out);
+    if (out != small)
+        free(out);
+    return j;
 }
 
-static const Started *find_started(const Ctx *c, uint32_t id)
+/* A wire name escaped into a caller's buffer, for messages. */
+#define ESC(name, buf) mig_stream_escape((name), strlen(name), (buf), sizeof(buf))
+
+static Started *find_started(Ctx *c, uint32_t id)
 {
     for (size_t i = 0; i < c->nstarted; i++)
         if (c->started[i].id == id)
@@ -119,34 +160,96 @@ static const Started *find_started(const Ctx *c, uint32_t id)
 
 /* ---------------------------------------------------------------- trailer */
 
+/* Take `json` (n bytes, the trailer at stream offset `at`) as the device
+ * descriptions, or note why it cannot serve. */
+static void use_vmdesc(Ctx *c, uint64_t at, const char *json, size_t n)
+{
+    json_error_t jerr;
+    json_decref(c->vmdesc);
+    free(c->vmdesc_problem);
+    c->vmdesc_problem = NULL;
+    c->vmdesc_at = at;
+    c->vmdesc_len = n;
+    c->vmdesc = json_loadb(json, n, 0, &jerr);
+    if (!c->vmdesc)
+        c->vmdesc_problem = mig_strdup_printf(
+            "its VMDESCRIPTION at offset %llu is not valid JSON (%s, JSON line %d column %d)",
+            (unsigned long long)at, jerr.text, jerr.line, jerr.column);
+    else if (!json_is_array(json_object_get(c->vmdesc, "devices")))
+        c->vmdesc_problem = mig_strdup_printf(
+            "its VMDESCRIPTION at offset %llu has no \"devices\" list", (unsigned long long)at);
+}
+
+/* Find the trailer (0x06, be32 len, JSON up to the last byte) from the end
+ * of end_buf. */
 static void locate_vmdesc(Ctx *c)
 {
-    size_t len = c->len;
+    const uint8_t *b = c->end_buf;
+    size_t len = c->end_len;
     size_t lo = len > MIG_STREAM_VMDESC_MAX + 5 ? len - MIG_STREAM_VMDESC_MAX - 5 : 0;
     for (size_t p = len >= 5 ? len - 5 : 0; len >= 5; p--) {
-        if (c->buf[p] == MIG_SECTION_VMDESCRIPTION) {
-            uint32_t n = (uint32_t)c->buf[p + 1] << 24 | (uint32_t)c->buf[p + 2] << 16 |
-                         (uint32_t)c->buf[p + 3] << 8 | c->buf[p + 4];
-            if ((size_t)n == len - p - 5 && n > 0 && c->buf[p + 5] == '{') {
-                json_error_t jerr;
-                c->vmdesc_at = p;
-                c->vmdesc_len = n;
-                c->vmdesc = json_loadb((const char *)c->buf + p + 5, n, 0, &jerr);
-                if (!c->vmdesc)
-                    c->vmdesc_problem = mig_strdup_printf(
-                        "its VMDESCRIPTION at offset %zu is not valid JSON (%s, JSON line %d "
-                        "column %d)",
-                        p, jerr.text, jerr.line, jerr.column);
-                else if (!json_is_array(json_object_get(c->vmdesc, "devices")))
-                    c->vmdesc_problem = mig_strdup_printf(
-                        "its VMDESCRIPTION at offset %zu has no \"devices\" list", p);
+        if (b[p] == MIG_SECTION_VMDESCRIPTION) {
+            uint32_t n = (uint32_t)b[p + 1] << 24 | (uint32_t)b[p + 2] << 16 |
+                         (uint32_t)b[p + 3] << 8 | b[p + 4];
+            if ((size_t)n == len - p - 5 && n > 0 && b[p + 5] == '{') {
+                use_vmdesc(c, c->end_base + p, (const char *)b + p + 5, n);
                 return;
             }
         }
         if (p == lo)
             break;
     }
+    free(c->vmdesc_problem);
     c->vmdesc_problem = mig_strdup("the stream has no VMDESCRIPTION trailer");
+}
+
+/* Streaming: read the rest of the input into memory (at most
+ * MIG_ANALYZE_TAIL_MAX bytes), go on over that copy, locate the trailer.
+ * Chunks are consumed as they are copied, so the stream's own buffer stays
+ * small. */
+static int read_end(Ctx *c, MigErr **errp)
+{
+    if (c->have_end)
+        return 0;
+    enum { CHUNK = 1 << 20 };
+    uint64_t base = mig_stream_offset(c->s);
+    size_t n = 0, cap = CHUNK;
+    uint8_t *b = mig_malloc0(cap);
+    for (;;) {
+        if (cap - n < CHUNK) {
+            cap *= 2;
+            b = mig_realloc(b, cap);
+        }
+        size_t k = mig_stream_peek(c->s, b + n, CHUNK, 0);
+        if (k == 0)
+            break;
+        mig_stream_skip(c->s, k);
+        n += k;
+        if (n > MIG_ANALYZE_TAIL_MAX || base + n > MIG_ANALYZE_MAX_INPUT) {
+            free(b);
+            c->item = base;
+            return ctx_fail(c, errp, -EFBIG,
+                            "the device sections and trailer of this non-seekable input are "
+                            "more than %u MiB, the most `migcert analyze` keeps in memory "
+                            "(analyze a regular file instead)",
+                            (unsigned)(MIG_ANALYZE_TAIL_MAX >> 20));
+        }
+    }
+    int r = ctx_check(c, errp);
+    if (r) {
+        free(b);
+        return r;
+    }
+    c->tail = b;
+    c->tail_s = mig_stream_new_mem_reader_borrow_at(b, n, base);
+    c->s = c->tail_s;
+    c->end_buf = b;
+    c->end_len = n;
+    c->end_base = base;
+    c->have_end = true;
+    c->budget = 2 * (base + n) + 100000;
+    locate_vmdesc(c);
+    return 0;
 }
 
 static json_t *vmdesc_device(Ctx *c, const char *name, uint32_t instance)
@@ -221,16 +324,18 @@ static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, 
     json_t *jalen = json_object_get(f, "array_len");
     if (!name || !type || !json_is_integer(jsize))
         return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field without name, type or size");
+    char ename[MIG_STREAM_ESCAPED_MAX];
+    ESC(name, ename);
     int64_t size = json_integer_value(jsize);
     if (size < 0 || size > MAX_FIELD_SIZE)
         return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field %s has a bad size %" PRId64,
-                        name, size);
+                        ename, size);
     int64_t n = 1;
     if (jalen) {
         if (!json_is_integer(jalen) || json_integer_value(jalen) < 0 ||
             json_integer_value(jalen) > MAX_ARRAY_LEN)
             return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION field %s has a bad array_len",
-                            name);
+                            ename);
         n = json_integer_value(jalen);
     }
     /* Elements of size 0 and structs consume no bytes by themselves, so a
@@ -239,12 +344,12 @@ static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, 
         return ctx_fail(c, errp, -EPROTO,
                         "VMDESCRIPTION field %s: array_len %" PRId64 " is more than the stream "
                         "can hold",
-                        name, n);
+                        ename, n);
     c->budget -= (uint64_t)n;
     json_t *e = json_object();
     json_array_append_new(out_fields, e);
-    json_object_set_new(e, "name", json_string(name));
-    json_object_set_new(e, "type", json_string(type));
+    json_object_set_new(e, "name", json_str(name));
+    json_object_set_new(e, "type", json_str(type));
     json_object_set_new(e, "size", json_integer(size));
     if (jalen)
         json_object_set_new(e, "array_len", json_integer(n));
@@ -254,7 +359,7 @@ static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, 
         const json_t *sdesc = json_object_get(f, "struct");
         if (!json_is_object(sdesc))
             return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION struct field %s has no \"struct\"",
-                            name);
+                            ename);
         json_t *elems = jalen ? json_array() : NULL;
         if (elems)
             json_object_set_new(e, "elements", elems);
@@ -266,20 +371,20 @@ static int decode_field(Ctx *c, const json_t *f, json_t *out_fields, int depth, 
                 json_object_set_new(e, "struct", o);
             int r = decode_vmsd(c, sdesc, o, depth + 1, errp);
             if (r) {
-                mig_err_prepend(errp, "%s", name);
+                mig_err_prepend(errp, "%s", ename);
                 return r;
             }
         }
         return 0;
     }
     /* Every element must fit in what is left, before we loop over them. */
-    uint64_t left = c->len - mig_stream_offset(c->s);
+    uint64_t left = c->end_base + c->end_len - mig_stream_offset(c->s);
     if ((uint64_t)size * (uint64_t)n > left) {
         c->item = mig_stream_offset(c->s);
         return ctx_fail(c, errp, -EIO,
                         "field %s (%" PRId64 " x %" PRId64 " bytes): truncated, the stream ends "
                         "%" PRIu64 " bytes later",
-                        name, n, size, left);
+                        ename, n, size, left);
     }
     int kind = value_kind(type, size);
     json_t *vals = kind != VAL_BYTES && jalen ? json_array() : NULL;
@@ -314,7 +419,7 @@ static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigEr
         return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION nests deeper than %d levels", MAX_NEST);
     const char *vmsd = json_string_value(json_object_get(desc, "vmsd_name"));
     if (vmsd)
-        json_object_set_new(out, "vmsd_name", json_string(vmsd));
+        json_object_set_new(out, "vmsd_name", json_str(vmsd));
     json_t *fields = json_object_get(desc, "fields");
     json_t *out_fields = json_array();
     json_object_set_new(out, "fields", out_fields);
@@ -345,10 +450,12 @@ static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigEr
         int r = ctx_check(c, errp);
         if (r)
             return r;
-        if (b != MIG_SECTION_SUBSECTION || !want || strcmp(name, want))
+        if (b != MIG_SECTION_SUBSECTION || !want || strcmp(name, want)) {
+            char ewant[MIG_STREAM_ESCAPED_MAX];
             return ctx_fail(c, errp, -EPROTO,
                             "subsection %s not found (the VMDESCRIPTION lists it here)",
-                            want ? want : "?");
+                            want ? ESC(want, ewant) : "?");
+        }
         json_t *o = json_object();
         json_array_append_new(out_subs, o);
         json_object_set_new(o, "name", json_str(name));
@@ -361,6 +468,10 @@ static int decode_vmsd(Ctx *c, const json_t *desc, json_t *out, int depth, MigEr
 
 static int parse_device(Ctx *c, const MigSectionHeader *h, MigErr **errp)
 {
+    int r = read_end(c, errp);
+    if (r)
+        return r;
+    char ename[MIG_STREAM_ESCAPED_MAX];
     const json_t *d = vmdesc_device(c, h->idstr, h->instance_id);
     if (!d) {
         if (c->vmdesc_problem)
@@ -371,7 +482,7 @@ static int parse_device(Ctx *c, const MigSectionHeader *h, MigErr **errp)
         return ctx_fail(c, errp, -EPROTO,
                         "device '%s' instance %u is not in the VMDESCRIPTION, so its payload "
                         "can be neither decoded nor skipped",
-                        h->idstr, h->instance_id);
+                        ESC(h->idstr, ename), h->instance_id);
     }
     json_t *v = json_object_get(d, "version");
     if (json_is_integer(v) && json_integer_value(v) != (json_int_t)h->version_id)
@@ -387,7 +498,7 @@ static int parse_device(Ctx *c, const MigSectionHeader *h, MigErr **errp)
     json_object_set_new(dev, "section_id", json_integer(h->section_id));
     json_object_set_new(dev, "offset", json_u64(h->offset));
     uint64_t start = mig_stream_offset(c->s);
-    int r = decode_vmsd(c, d, dev, 0, errp);
+    r = decode_vmsd(c, d, dev, 0, errp);
     json_object_set_new(dev, "size", json_u64(mig_stream_offset(c->s) - start));
     return r;
 }
@@ -399,7 +510,10 @@ static int parse_ram(Ctx *c, MigErr **errp)
     for (;;) {
         MigRamRecord rec;
         c->item = mig_stream_offset(c->s);
-        int r = mig_ram_get_record(c->s, &c->ram, &rec, errp);
+        int r = c->streaming && !c->have_end ? check_limit(c, errp) : 0;
+        if (r)
+            return r;
+        r = mig_ram_get_record(c->s, &c->ram, &rec, errp);
         if (r)
             return r;
         c->ram_records++;
@@ -436,6 +550,7 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
 {
     const char *name = h->idstr;
     uint32_t instance = h->instance_id, version = h->version_id;
+    Started *ending = NULL;
     if (h->type == MIG_SECTION_START || h->type == MIG_SECTION_FULL) {
         if (h->type == MIG_SECTION_START && !find_started(c, h->section_id)) {
             c->started = mig_realloc(c->started, (c->nstarted + 1) * sizeof(*c->started));
@@ -446,13 +561,15 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
             st->version = h->version_id;
         }
     } else {
-        const Started *st = find_started(c, h->section_id);
+        Started *st = find_started(c, h->section_id);
         if (!st)
             return ctx_fail(c, errp, -EPROTO, "%s section for section id %u that was never started",
                             mig_section_type_name(h->type), h->section_id);
         name = st->name;
         instance = st->instance;
         version = st->version;
+        if (h->type == MIG_SECTION_END)
+            ending = st;
     }
     json_t *sec = json_object();
     json_array_append_new(c->sections, sec);
@@ -473,10 +590,11 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
     } else if (h->type == MIG_SECTION_FULL) {
         r = parse_device(c, h, errp);
     } else {
+        char ename[MIG_STREAM_ESCAPED_MAX];
         r = ctx_fail(c, errp, -ENOTSUP,
                      "the payload of iterative section '%s' has no length on the wire and only "
                      "RAM's format is known, so it cannot be skipped",
-                     name);
+                     ESC(name, ename));
     }
     json_object_set_new(sec, "size", json_u64(mig_stream_offset(c->s) - start));
     if (r)
@@ -485,8 +603,10 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
     c->item = mig_stream_offset(c->s);
     if (c->footers < 0)
         c->footers = mig_stream_peek_u8(c->s, 0) == MIG_SECTION_FOOTER;
-    if (c->footers)
-        return mig_stream_get_section_footer(c->s, h->section_id, name, errp);
+    if (c->footers && (r = mig_stream_get_section_footer(c->s, h->section_id, name, errp)))
+        return r;
+    if (ending)
+        ending->ended = true;
     return 0;
 }
 
@@ -526,6 +646,8 @@ static int parse_trailer(Ctx *c, MigErr **errp)
         mig_err_prepend(errp, "VMDESCRIPTION");
         return r;
     }
+    if (!c->have_end) /* streaming: nothing was located ahead, this is it */
+        use_vmdesc(c, c->item, json, len);
     free(json);
     json_object_set_new(vd, "size", json_u64(len));
     if (c->vmdesc_at != c->item || c->vmdesc_len != len || !c->vmdesc)
@@ -539,6 +661,30 @@ static int parse_trailer(Ctx *c, MigErr **errp)
     if (json_is_integer(ps))
         json_object_set_new(vd, "page_size", json_incref(ps));
     return 0;
+}
+
+/* The input ended between two sections: name what it left open. */
+static int fail_truncated(Ctx *c, MigErr **errp)
+{
+    char e[MIG_STREAM_ESCAPED_MAX];
+    for (size_t i = c->nstarted; i-- > 0;) {
+        const Started *st = &c->started[i];
+        if (!st->ended)
+            return ctx_fail(c, errp, -EIO,
+                            "section '%s' (id %u): truncated: the stream ends before the "
+                            "section's END and the EOF marker",
+                            ESC(st->name, e), st->id);
+    }
+    size_t n = json_array_size(c->sections);
+    if (n) {
+        const json_t *last = json_array_get(c->sections, n - 1);
+        return ctx_fail(c, errp, -EIO,
+                        "truncated: the stream ends after section '%s' (id %lld), before its "
+                        "EOF marker",
+                        json_string_value(json_object_get(last, "name")),
+                        (long long)json_integer_value(json_object_get(last, "section_id")));
+    }
+    return ctx_fail(c, errp, -EIO, "truncated: the stream ends before its EOF marker");
 }
 
 static int parse_all(Ctx *c, MigErr **errp)
@@ -596,8 +742,10 @@ static int parse_all(Ctx *c, MigErr **errp)
     for (;;) {
         MigSectionHeader h;
         c->item = mig_stream_offset(c->s);
+        if (c->streaming && !c->have_end && (r = check_limit(c, errp)))
+            return r;
         if (mig_stream_at_eof(c->s) && !mig_stream_error(c->s))
-            return ctx_fail(c, errp, -EIO, "truncated: the stream ends before its EOF marker");
+            return fail_truncated(c, errp);
         r = mig_stream_get_section_header(c->s, &h, errp);
         if (r)
             return r;
@@ -609,8 +757,9 @@ static int parse_all(Ctx *c, MigErr **errp)
             r = parse_section(c, &h, errp);
             if (r) {
                 const Started *st = find_started(c, h.section_id);
-                mig_err_prepend(errp, "section %u (%s)", h.section_id,
-                                h.idstr[0] || !st ? h.idstr : st->name);
+                char e[MIG_STREAM_ESCAPED_MAX];
+                mig_err_prepend(errp, "section '%s' (id %u)",
+                                ESC(h.idstr[0] || !st ? h.idstr : st->name, e), h.section_id);
                 if (!have_config && h.offset == first_at) {
                     /* Only <= 2.3 machine types omit it; more likely damage. */
                     mig_err_prepend(errp, "Configuration section missing, or the first section "
@@ -640,9 +789,11 @@ static int parse_all(Ctx *c, MigErr **errp)
             if ((r = parse_trailer(c, errp)))
                 return r;
             c->item = mig_stream_offset(c->s);
-            if (!mig_stream_at_eof(c->s))
+            if (!mig_stream_at_eof(c->s) && c->have_end)
                 return ctx_fail(c, errp, -EPROTO, "%" PRIu64 " bytes follow the VMDESCRIPTION",
-                                (uint64_t)(c->len - c->item));
+                                c->end_base + c->end_len - c->item);
+            if (!mig_stream_at_eof(c->s))
+                return ctx_fail(c, errp, -EPROTO, "bytes follow the VMDESCRIPTION");
             return ctx_check(c, errp);
         default:
             return ctx_fail(c, errp, -EPROTO, "VMDESCRIPTION before the EOF marker");
@@ -676,54 +827,93 @@ static void finish_doc(Ctx *c)
     json_object_set_new(c->doc, "ram", ram);
 }
 
+/* The pass over c->s and the document; frees what c owns (not c->s's
+ * caller stream). */
+static int analyze(Ctx *c, json_t **doc, uint64_t *err_offset, MigErr **errp)
+{
+    mig_ram_reader_init(&c->ram);
+    c->footers = -1;
+    c->doc = json_object();
+    c->sections = json_array();
+    c->devices = json_array();
+    c->commands = json_array();
+    json_object_set_new(c->doc, "file_size", json_null());
+    json_object_set_new(c->doc, "config", json_null());
+    json_object_set_new(c->doc, "sections", c->sections);
+    json_object_set_new(c->doc, "devices", c->devices);
+    json_object_set_new(c->doc, "commands", c->commands);
+    json_object_set_new(c->doc, "vmdescription", json_null());
+
+    MigErr *err = NULL;
+    int r;
+    if (c->have_end && c->end_base + c->end_len > MIG_ANALYZE_MAX_INPUT) {
+        r = ctx_fail(c, &err, -EFBIG,
+                     "input of %llu bytes is larger than %llu GiB, the most `migcert analyze` "
+                     "reads",
+                     (unsigned long long)(c->end_base + c->end_len),
+                     (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
+    } else {
+        if (c->have_end)
+            locate_vmdesc(c);
+        r = parse_all(c, &err);
+    }
+    if (r == -EAGAIN && !err) {
+        note_starved(c);
+        mig_stream_take_error(c->s, &err);
+    }
+    finish_doc(c);
+    /* The size is known when the end was read (a buffer, a pipe's tail) or
+     * the parse reached it. */
+    if (c->have_end)
+        json_object_set_new(c->doc, "file_size", json_u64(c->end_base + c->end_len));
+    else if (r == 0)
+        json_object_set_new(c->doc, "file_size", json_u64(mig_stream_offset(c->s)));
+    json_object_set_new(c->doc, "complete", json_boolean(r == 0));
+    if (r) {
+        json_t *e = json_object();
+        json_object_set_new(e, "offset", json_u64(c->item));
+        json_object_set_new(e, "message", json_string(err ? err->msg : "unknown error"));
+        json_object_set_new(c->doc, "error", e);
+        if (err_offset)
+            *err_offset = c->item;
+    }
+    mig_err_propagate(errp, err);
+
+    if (doc)
+        *doc = c->doc;
+    else
+        json_decref(c->doc);
+    json_decref(c->vmdesc);
+    free(c->vmdesc_problem);
+    free(c->counts);
+    free(c->started);
+    mig_ram_reader_free(&c->ram);
+    mig_stream_free(c->tail_s);
+    free(c->tail);
+    return r;
+}
+
 int mig_analyze_buffer(const void *buf, size_t len, json_t **doc, uint64_t *err_offset,
                        MigErr **errp)
 {
     Ctx c;
     memset(&c, 0, sizeof(c));
-    c.buf = buf;
-    c.len = len;
-    c.footers = -1;
+    c.end_buf = buf;
+    c.end_len = len;
+    c.have_end = true;
     c.budget = 2 * (uint64_t)len + 100000;
-    c.s = mig_stream_new_mem_reader_borrow(buf, len);
-    mig_ram_reader_init(&c.ram);
-    c.doc = json_object();
-    c.sections = json_array();
-    c.devices = json_array();
-    c.commands = json_array();
-    json_object_set_new(c.doc, "file_size", json_u64(len));
-    json_object_set_new(c.doc, "config", json_null());
-    json_object_set_new(c.doc, "sections", c.sections);
-    json_object_set_new(c.doc, "devices", c.devices);
-    json_object_set_new(c.doc, "commands", c.commands);
-    json_object_set_new(c.doc, "vmdescription", json_null());
-    locate_vmdesc(&c);
+    c.s = c.tail_s = mig_stream_new_mem_reader_borrow(buf, len);
+    return analyze(&c, doc, err_offset, errp);
+}
 
-    MigErr *err = NULL;
-    int r = parse_all(&c, &err);
-    finish_doc(&c);
-    json_object_set_new(c.doc, "complete", json_boolean(r == 0));
-    if (r) {
-        json_t *e = json_object();
-        json_object_set_new(e, "offset", json_u64(c.item));
-        json_object_set_new(e, "message", json_string(err ? err->msg : "unknown error"));
-        json_object_set_new(c.doc, "error", e);
-        if (err_offset)
-            *err_offset = c.item;
-    }
-    mig_err_propagate(errp, err);
-
-    if (doc)
-        *doc = c.doc;
-    else
-        json_decref(c.doc);
-    json_decref(c.vmdesc);
-    free(c.vmdesc_problem);
-    free(c.counts);
-    free(c.started);
-    mig_ram_reader_free(&c.ram);
-    mig_stream_free(c.s);
-    return r;
+int mig_analyze_stream(MigStream *s, json_t **doc, uint64_t *err_offset, MigErr **errp)
+{
+    Ctx c;
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.streaming = true;
+    c.budget = 100000; /* set from the real size when the end is read */
+    return analyze(&c, doc, err_offset, errp);
 }
 
 /* ---------------------------------------------------------------- text */
@@ -820,7 +1010,10 @@ void mig_analyze_print_text(FILE *out, const json_t *doc)
 {
     size_t i;
     json_t *x;
-    fprintf(out, "stream: %lld bytes", jint(doc, "file_size"));
+    if (json_is_integer(json_object_get(doc, "file_size")))
+        fprintf(out, "stream: %lld bytes", jint(doc, "file_size"));
+    else
+        fputs("stream: size unknown (a non-seekable input not read to its end)", out);
     const json_t *hdr = json_object_get(doc, "header");
     if (hdr)
         fprintf(out, ", %s version %lld", jstr(hdr, "magic"), jint(hdr, "version"));

@@ -15,7 +15,8 @@
  * length; only its field list says where it ends.  QEMU appends that list
  * (VMDESCRIPTION JSON) after EOF, so the analyzer finds it from the end of
  * the buffer first (0x06, be32 len, JSON up to the last byte), then parses
- * from the start.  Without a usable trailer a device section cannot be
+ * from the start; from a pipe it reads the input's end into memory when the
+ * first device section comes (mig_analyze_stream).  Without a usable trailer a device section cannot be
  * skipped, and the analysis stops there with an error rather than guess.
  *
  * The analyzer never reads past the buffer and never aborts on input: every
@@ -31,17 +32,40 @@
 #include <jansson.h>
 
 #include "../common/common.h"
+#include "stream.h"
+
+/* Inputs larger than this are refused (-EFBIG) rather than read: 64 GiB,
+ * over a hundred times QEMU's 539 MB reference stream (qemu-stream.md 12),
+ * so any real guest fits, while a runaway input (a device, a pipe that
+ * never ends) stops with a clear error. */
+#define MIG_ANALYZE_MAX_INPUT (64ull << 30)
+/* From a stream (pipe): the most kept in memory of the input from its first
+ * device section to its end (device sections, EOF, trailer; ~100 KB for
+ * QEMU's pc machine, and the trailer alone may be MIG_STREAM_VMDESC_MAX).
+ * More is -EFBIG: analyze a regular file instead. */
+#define MIG_ANALYZE_TAIL_MAX (256u << 20)
 
 /* Analyze buf[0..len).  Returns 0 when the stream parsed through its EOF
  * marker (and the trailer, when present), else a negative errno with *errp
- * set ("section 2 (ram): Illegal RAM offset ... at offset N") and
+ * set ("section 'ram' (id 2): Illegal RAM offset ... at offset N") and
  * *err_offset (may be NULL) the start of the wire item that could not be
  * accepted.  *doc always receives what was found (caller json_decref()s it);
  * doc may be NULL when only the verdict matters. */
 int mig_analyze_buffer(const void *buf, size_t len, json_t **doc, uint64_t *err_offset,
                        MigErr **errp);
 
-/* Human-readable rendering of a document from mig_analyze_buffer. */
+/* The same over a reader whose length is not known (a pipe, a character
+ * device): RAM sections are parsed as they arrive (memory stays at the
+ * stream's buffer), the rest is read into memory at the first device
+ * section (at most MIG_ANALYZE_TAIL_MAX bytes).  `s` must block when it has
+ * nothing yet (a starved stream is an error, -EAGAIN); the caller still
+ * owns and frees it.  Input past MIG_ANALYZE_MAX_INPUT, or a tail past
+ * MIG_ANALYZE_TAIL_MAX, is -EFBIG.  "file_size" is null unless the end was
+ * reached.  Garbage stops at once: /dev/zero fails on its magic at offset 0. */
+int mig_analyze_stream(MigStream *s, json_t **doc, uint64_t *err_offset, MigErr **errp);
+
+/* Human-readable rendering of a document from mig_analyze_buffer or
+ * mig_analyze_stream (wire names in it are already escaped). */
 void mig_analyze_print_text(FILE *out, const json_t *doc);
 
 #endif

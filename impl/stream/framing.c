@@ -211,7 +211,9 @@ int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **er
             return r;
         if (strcmp(name, CONFIG_SUB_CAPS) && strcmp(name, CONFIG_SUB_PAGE_BITS) &&
             strcmp(name, CONFIG_SUB_UUID)) {
-            char *m = mig_strdup_printf("Unknown subsection '%s' in configuration", name);
+            char esc[MIG_STREAM_ESCAPED_MAX];
+            char *m = mig_strdup_printf("Unknown subsection '%s' in configuration",
+                                        mig_stream_escape(name, namelen, esc, sizeof(esc)));
             r = fail(s, errp, -ENOENT, m, sub_at);
             free(m);
             return r;
@@ -252,6 +254,7 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
 {
     MigSectionHeader x;
     memset(&x, 0, sizeof(x));
+    size_t idlen = 0;
     x.offset = mig_stream_offset(s);
     x.type = mig_stream_get_u8(s);
     int r = finish(s, errp);
@@ -261,7 +264,7 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     case MIG_SECTION_START:
     case MIG_SECTION_FULL:
         x.section_id = mig_stream_get_be32(s);
-        mig_stream_get_counted(s, x.idstr);
+        idlen = mig_stream_get_counted(s, x.idstr);
         x.instance_id = mig_stream_get_be32(s);
         x.version_id = mig_stream_get_be32(s);
         break;
@@ -281,6 +284,14 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     }
     if ((r = finish(s, errp)))
         return r;
+    if (strlen(x.idstr) != idlen) {
+        char esc[MIG_STREAM_ESCAPED_MAX];
+        char *m = mig_strdup_printf("section idstr \"%s\" contains a NUL byte",
+                                    mig_stream_escape(x.idstr, idlen, esc, sizeof(esc)));
+        r = fail(s, errp, -EPROTO, m, x.offset + 5);
+        free(m);
+        return r;
+    }
     *h = x;
     return 0;
 }
@@ -288,6 +299,9 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
 int mig_stream_get_section_footer(MigStream *s, uint32_t section_id, const char *name,
                                   MigErr **errp)
 {
+    /* `name` may come from the wire (the analyzer passes idstrs). */
+    char esc[MIG_STREAM_ESCAPED_MAX];
+    name = mig_stream_escape(name, strlen(name), esc, sizeof(esc));
     uint64_t at = mig_stream_offset(s);
     uint8_t b = mig_stream_get_u8(s);
     int r = finish(s, errp);

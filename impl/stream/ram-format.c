@@ -29,6 +29,9 @@ static int fail(MigStream *s, MigErr **errp, uint64_t at, const char *fmt, ...)
     return mig_stream_take_error(s, errp);
 }
 
+/* A block name from the wire, escaped for a message (one per statement). */
+#define ESC(name) mig_stream_escape((name), strlen(name), esc, sizeof(esc))
+
 void mig_ram_reader_init(MigRamReader *r)
 {
     memset(r, 0, sizeof(*r));
@@ -59,6 +62,7 @@ long mig_ram_reader_find(const MigRamReader *r, const char *name)
 /* MEM_SIZE: blocks until their lengths add up to the announced total. */
 static int get_mem_size(MigStream *s, MigRamReader *r, MigRamRecord *x, MigErr **errp)
 {
+    char esc[MIG_STREAM_ESCAPED_MAX];
     MigRamBlockInfo *tab = NULL;
     size_t n = 0, cap = 0;
     uint64_t sum = 0;
@@ -82,14 +86,15 @@ static int get_mem_size(MigStream *s, MigRamReader *r, MigRamRecord *x, MigErr *
         if ((ret = finish(s, errp)))
             goto out_free;
         if (find_in(tab, n, b->name) >= 0) {
-            ret = fail(s, errp, at, "RAM block list names ramblock \"%s\" twice", b->name);
+            ret = fail(s, errp, at, "RAM block list names ramblock \"%s\" twice", ESC(b->name));
             goto out_free;
         }
         if (b->length > x->offset - sum) {
             ret = fail(s, errp, at,
                        "RAM block list: ramblock \"%s\" of 0x%llx bytes goes past the "
                        "announced total 0x%llx",
-                       b->name, (unsigned long long)b->length, (unsigned long long)x->offset);
+                       ESC(b->name), (unsigned long long)b->length,
+                       (unsigned long long)x->offset);
             goto out_free;
         }
         sum += b->length;
@@ -109,6 +114,7 @@ out_free:
 
 int mig_ram_get_record(MigStream *s, MigRamReader *r, MigRamRecord *rec, MigErr **errp)
 {
+    char esc[MIG_STREAM_ESCAPED_MAX];
     MigRamRecord x;
     memset(&x, 0, sizeof(x));
     x.block = -1;
@@ -148,12 +154,13 @@ int mig_ram_get_record(MigStream *s, MigRamReader *r, MigRamRecord *rec, MigErr 
             idx = mig_ram_reader_find(r, name);
             if (idx < 0)
                 return fail(s, errp, at, "Unknown ramblock \"%s\", cannot accept migration",
-                            name);
+                            ESC(name));
         }
         const MigRamBlockInfo *b = &r->blocks[idx];
         if (x.offset >= b->length)
             return fail(s, errp, at, "Illegal RAM offset 0x%llx in ramblock \"%s\" of 0x%llx bytes",
-                        (unsigned long long)x.offset, b->name, (unsigned long long)b->length);
+                        (unsigned long long)x.offset, ESC(b->name),
+                        (unsigned long long)b->length);
         x.block = idx;
         x.block_name = b->name;
         if (x.kind == MIG_RAM_FLAG_ZERO) {

@@ -107,6 +107,45 @@ MigStream *mig_stream_new_mem_reader_borrow(const void *buf, size_t len)
     return s;
 }
 
+MigStream *mig_stream_new_mem_reader_borrow_at(const void *buf, size_t len, uint64_t offset)
+{
+    MigStream *s = mig_stream_new_mem_reader_borrow(buf, len);
+    s->offset = offset;
+    return s;
+}
+
+const char *mig_stream_escape(const void *in, size_t len, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *p = in;
+    size_t o = 0;
+    if (outsz == 0)
+        return out;
+    for (size_t i = 0; i < len; i++) {
+        char e[4];
+        size_t n;
+        if (p[i] == '\\') {
+            e[0] = e[1] = '\\';
+            n = 2;
+        } else if (p[i] >= 0x20 && p[i] < 0x7f) {
+            e[0] = (char)p[i];
+            n = 1;
+        } else {
+            e[0] = '\\';
+            e[1] = 'x';
+            e[2] = hex[p[i] >> 4];
+            e[3] = hex[p[i] & 15];
+            n = 4;
+        }
+        if (o + n >= outsz)
+            break;
+        memcpy(out + o, e, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 MigStream *mig_stream_new_mem_writer(void)
 {
     return stream_alloc(NULL, true);

@@ -39,6 +39,14 @@
 #define MIG_STREAM_MAGIC 0x5145564du /* "QEVM" */
 #define MIG_STREAM_VERSION 3u
 
+/* Section type bytes.  Exempt from STYLE.md's `<PREFIX>__COUNT` rule: the
+ * values are QEMU's wire bytes, fixed and sparse (0x00-0x08, then 0x7e), so
+ * a __COUNT after the footer would be 0x7f, neither a count nor a byte any
+ * table could be indexed with, and a reader might mistake it for one more
+ * type.  The name table is mig_section_type_name(), a switch over the wire
+ * values that returns NULL for every other byte (test-stream walks all 256).
+ * Bump rule: none; a new type byte is a new QEMU stream feature and gets a
+ * new value here, never a renumbering. */
 enum MigSectionType {
     MIG_SECTION_EOF = 0x00,
     MIG_SECTION_START = 0x01,
@@ -62,6 +70,10 @@ MigStream *mig_stream_new_mem_reader(const void *buf, size_t len);
 /* Like mig_stream_new_mem_reader, without the copy: buf must outlive the
  * stream (the analyzer reads mmap'ed files this way). */
 MigStream *mig_stream_new_mem_reader_borrow(const void *buf, size_t len);
+/* Like mig_stream_new_mem_reader_borrow, with offsets (and every message
+ * that quotes one) starting at `offset`: a reader over the tail of a larger
+ * input that was read ahead (the analyzer does this with pipes). */
+MigStream *mig_stream_new_mem_reader_borrow_at(const void *buf, size_t len, uint64_t offset);
 /* A writer into memory; mig_stream_mem_data() returns what was written. */
 MigStream *mig_stream_new_mem_writer(void);
 const uint8_t *mig_stream_mem_data(MigStream *s, size_t *len);
@@ -128,6 +140,15 @@ bool mig_stream_starved(const MigStream *s);
  * starved; rewind clears starvation (and, without a mark, goes nowhere).  A
  * mark keeps every byte from there on buffered until the next mark. */
 
+/* Wire strings (idstrs, RAM block names, subsection names, machine types)
+ * are bytes, not text.  Render `len` bytes of `in` for a message or JSON:
+ * printable ASCII as is, a backslash as "\\", every other byte (control
+ * bytes, NUL, >= 0x7f) as "\xNN".  Writes at most outsz bytes including
+ * the NUL (cutting whole characters only) and returns out.  A counted string
+ * (<= 255 bytes) always fits in MIG_STREAM_ESCAPED_MAX. */
+#define MIG_STREAM_ESCAPED_MAX (255 * 4 + 1)
+const char *mig_stream_escape(const void *in, size_t len, char *out, size_t outsz);
+
 /* ---- v3 framing ---- */
 typedef struct MigSectionHeader {
     uint8_t type;         /* enum MigSectionType */
@@ -160,7 +181,9 @@ typedef struct MigStreamConfig {
 } MigStreamConfig;
 int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **errp);
 /* Read the type byte and the header fields that go with it.  Unknown type
- * -> -EPROTO naming the byte and offset. */
+ * -> -EPROTO naming the byte and offset; an idstr holding a NUL byte (it
+ * would be matched as the shorter name before it) -> -EPROTO naming it
+ * escaped. */
 int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **errp);
 /* Expect footer 0x7e + section_id; errors name `name` like QEMU does. */
 int mig_stream_get_section_footer(MigStream *s, uint32_t section_id, const char *name,

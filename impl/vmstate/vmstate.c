@@ -21,6 +21,16 @@ const char *vmstate_type_name(VmsType t)
     return (unsigned)t < VMS_TYPE__COUNT ? type_names[t] : "unknown";
 }
 
+static const char *const count_names[VMS_COUNT__COUNT] = {
+    [VMS_COUNT_ONE] = "one",     [VMS_COUNT_FIXED] = "fixed", [VMS_COUNT_VAR8] = "var8",
+    [VMS_COUNT_VAR16] = "var16", [VMS_COUNT_VAR32] = "var32",
+};
+
+const char *vmstate_count_name(VmsCount c)
+{
+    return (unsigned)c < VMS_COUNT__COUNT ? count_names[c] : "unknown";
+}
+
 /* Wire bytes of one integer element; 0 for the others. */
 static size_t int_width(VmsType t)
 {
@@ -168,8 +178,10 @@ static uint8_t *field_base(const VmsField *f, void *obj)
 static int check_field_decl(Walk *w, const VmsField *f)
 {
     size_t width = int_width(f->type);
-    if ((unsigned)f->type >= VMS_TYPE__COUNT || (unsigned)f->count >= VMS_COUNT__COUNT)
-        return walk_fail(w, -EINVAL, "bad field declaration");
+    if ((unsigned)f->type >= VMS_TYPE__COUNT)
+        return walk_fail(w, -EINVAL, "bad field declaration: type %d", (int)f->type);
+    if ((unsigned)f->count >= VMS_COUNT__COUNT)
+        return walk_fail(w, -EINVAL, "bad field declaration: count kind %d", (int)f->count);
     if (width && f->size != width)
         return walk_fail(w, -EINVAL, "member is %zu bytes but %s needs %zu", f->size,
                          vmstate_type_name(f->type), width);
@@ -680,7 +692,9 @@ static int peek_subsection(Walk *w, const VmsDescription *d, bool nested, const 
      * QEMU's prefix rule, and a "<name>..." we do not know is fatal. */
     if (nested || strncmp(name, d->name, plen) != 0)
         return 0;
-    return walk_fail(w, -ENOENT, "unknown subsection %s at offset %llu", name,
+    char esc[MIG_STREAM_ESCAPED_MAX];
+    return walk_fail(w, -ENOENT, "unknown subsection %s at offset %llu",
+                     mig_stream_escape(name, (size_t)len, esc, sizeof(esc)),
                      (unsigned long long)mig_stream_offset(s));
 }
 

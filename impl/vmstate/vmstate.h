@@ -117,6 +117,10 @@ typedef enum VmsCount {
     VMS_COUNT__COUNT
 } VmsCount;
 
+/* Name of a count kind for messages and logs ("one", "fixed", "var8",
+ * "var16", "var32"; "unknown" out of range). */
+const char *vmstate_count_name(VmsCount c);
+
 typedef struct VmsDescription VmsDescription;
 
 typedef struct VmsField {
