@@ -34,13 +34,15 @@ static const VmsDescription fake_rng_vmsd_v1 = {
 /* ---- the tables ---- */
 
 static const char *const caps_1_0[] = {NULL};
-static const char *const caps_1_1[] = {"events", "zero-blocks", NULL};
-static const char *const caps_2_0[] = {"events", "zero-blocks", "pause-before-switchover",
-                                       "validate-uuid", "x-ignore-shared", NULL};
-static const char *const caps_2_1[] = {"events",          "zero-blocks",
-                                       "pause-before-switchover", "validate-uuid",
-                                       "x-ignore-shared", "x-page-flip",
+static const char *const caps_1_1[] = {"events", "zero-blocks", "return-path", NULL};
+static const char *const caps_2_0[] = {"events",          "zero-blocks",
+                                       "return-path",     "pause-before-switchover",
+                                       "validate-uuid",   "x-ignore-shared",
                                        NULL};
+static const char *const caps_2_1[] = {"events",          "zero-blocks",
+                                       "return-path",     "pause-before-switchover",
+                                       "validate-uuid",   "x-ignore-shared",
+                                       "x-page-flip",     NULL};
 static const char *const devs_1[] = {"fake-serial", "fake-nic", NULL};
 static const char *const devs_2_0[] = {"fake-serial", "fake-nic", "fake-gpu", NULL};
 static const char *const devs_2_1[] = {"fake-serial", "fake-nic", "fake-gpu", "fake-rng", NULL};

@@ -14,7 +14,7 @@
  * History:
  *   1.0      caps: none (1.0 does not know query-migrate-capabilities: it
  *            offers the empty mask); devices fake-serial v1, fake-nic v1
- *   1.1      caps events, zero-blocks; fake-nic adds subsection
+ *   1.1      caps events, zero-blocks, return-path; fake-nic adds subsection
  *            fake-nic/offload (version stays 1)
  *   2.0      + pause-before-switchover, validate-uuid, x-ignore-shared;
  *            fake-nic v2 adds field mtu (version 2, minimum 1)

@@ -1451,6 +1451,17 @@ int exec_run_case(const RunCase *c, RunResult *r)
     MigCapMask offer = (sr->knows_caps_query ? caps_mask(sr->caps) : 0) &
                        (dr->knows_caps_query ? caps_mask(dr->caps) : 0);
     MigCapMask want = 0, src_only = 0, dst_only = 0;
+    for (size_t i = 0; i < s->nrequires; i++) {
+        int cp = mig_cap_parse(s->requires[i]);
+        if (cp >= 0 && !(offer & MIG_CAP_BIT(cp))) {
+            r->skipped = true;
+            snprintf(r->error, sizeof(r->error), "the scenario requires capability %s, which "
+                     "%s -> %s do not both offer", s->requires[i], src_rel, dst_rel);
+            goto out_disarm;
+        }
+        if (cp >= 0)
+            want |= MIG_CAP_BIT(cp);
+    }
     for (size_t i = 0; i < s->ncaps; i++) {
         int cp = mig_cap_parse(s->caps[i]);
         if (cp < 0 || !(offer & MIG_CAP_BIT(cp)))

@@ -375,6 +375,8 @@ typedef struct RawScenario {
     RawLink *link;
     char **capabilities;
     uint32_t capabilities_count;
+    char **requires;
+    uint32_t requires_count;
     RawParams *parameters;
     RawStep *steps;
     uint32_t steps_count;
@@ -501,6 +503,8 @@ static const cyaml_schema_field_t scenario_fields[] = {
     STR("transport", RawScenario, transport),
     CYAML_FIELD_MAPPING_PTR("link", OPT, RawScenario, link, link_fields),
     CYAML_FIELD_SEQUENCE("capabilities", OPT, RawScenario, capabilities, &string_entry, 0,
+                         CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("requires", OPT, RawScenario, requires, &string_entry, 0,
                          CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("parameters", OPT, RawScenario, parameters, params_fields),
     CYAML_FIELD_SEQUENCE("steps", CYAML_FLAG_POINTER, RawScenario, steps, &step_entry, 1,
@@ -677,9 +681,13 @@ static int bad_cap(Ctx *c, const char *path, uint32_t i, const char *name)
         snprintf(known + used, sizeof(known) - used, "%s%s", k ? ", " : "",
                  mig_cap_name((MigCap)k));
     }
+    const char *dot = strrchr(path, '.');
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)strcspn(dot ? dot + 1 : path, "["),
+             dot ? dot + 1 : path);
     return mig_err_set(c->errp, -EINVAL,
-                       "%s:%d: key 'capabilities[%u]': unknown capability '%s' (known: %s)",
-                       c->name, index_line(c->ix, path), i, name, known);
+                       "%s:%d: key '%s[%u]': unknown capability '%s' (known: %s)", c->name,
+                       index_line(c->ix, path), key, i, name, known);
 }
 
 static int check_machine(Ctx *c, const char *which, const RawMachine *r, const ScnMachine *dflt,
@@ -953,6 +961,16 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
         s->caps = dup_strv(r->capabilities, r->capabilities_count);
         s->ncaps = r->capabilities_count;
     }
+    if (r->requires) {
+        for (uint32_t i = 0; i < r->requires_count; i++) {
+            char path[64];
+            snprintf(path, sizeof(path), "requires[%u]", i);
+            if (mig_cap_parse(r->requires[i]) < 0)
+                return bad_cap(c, path, i, r->requires[i]);
+        }
+        s->requires = dup_strv(r->requires, r->requires_count);
+        s->nrequires = r->requires_count;
+    }
     if (r->parameters) {
         if (r->parameters->max_bandwidth) {
             if (scn_parse_bandwidth(r->parameters->max_bandwidth, &s->max_bandwidth) < 0)
@@ -1088,6 +1106,7 @@ void scenario_free(Scenario *s)
     machine_free(&s->src);
     machine_free(&s->dst);
     free_strv(s->caps, s->ncaps);
+    free_strv(s->requires, s->nrequires);
     free(s->steps);
     free(s->faults);
     free(s->error_contains);

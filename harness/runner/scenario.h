@@ -95,6 +95,9 @@ typedef struct Scenario {
     uint64_t latency_ns;
     char **caps;           /* management intersects, sets on both */
     size_t ncaps;
+    char **requires;       /* capabilities the scenario needs on both sides: set;
+                              a pair where a side lacks one skips the case */
+    size_t nrequires;
     /* parameters (0 / false = engine default) */
     uint64_t max_bandwidth;
     bool has_max_bandwidth;

@@ -144,6 +144,7 @@ static void test_scenario_bad_values_name_line_and_key(void **state)
         {"capabilities: [events]", "capabilities: [events, x-bogus]", "t.yaml:9: key 'capabilities[1]': unknown capability 'x-bogus'"},
         {"  dst: {release: \"2.1-dev\"}\n", "  dst: {release: \"2.1-dev\",\n        capabilities: [evnts]}\n", "t.yaml:6: key 'capabilities[0]': unknown capability 'evnts'"},
         {"workload:", "preflight: maybe\nworkload:", "t.yaml:6: key 'preflight': invalid value 'maybe'"},
+        {"capabilities: [events]", "requires: [rp]\ncapabilities: [events]", "t.yaml:9: key 'requires[0]': unknown capability 'rp'"},
         {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-nic}\n", "t.yaml:12: key 'device': device-error needs a VFIO-style device (fake-gpu)"},
         {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-gpu, state: BROKEN}\n", "t.yaml:12: key 'state': unknown device state 'BROKEN'"},
         {"  - wait: {phase: precopy, iteration: 2}\n", "  - wait: {device-state: SLEEPING}\n", "t.yaml:12: key 'device-state': unknown device state 'SLEEPING'"},
