@@ -257,6 +257,253 @@ static void test_vmstate_round_trip_structs_arrays_pointer(void **state)
     mig_stream_free(w);
 }
 
+/* The same Nic, seed 3, byte by byte.  Structs carry no header of their
+ * own: a nested description's fields follow the parent's in place, an array
+ * of structs is its elements back to back, a var array sends only the first
+ * `ntx` elements (and no length: ntx went earlier as an ordinary field), and
+ * a pointer member sends the struct it points at, never the pointer. */
+static const uint8_t nic_wire[] = {
+    0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* mac[6], raw buffer */
+    0x00, 0x00, 0x00, 0x15,             /* cur.addr (VMS_STRUCT) = 3 * 7 */
+    0x00, 0x03,                         /* cur.len */
+    0x00, 0x00, 0x00, 0x03,             /* rx_ring[0].addr (VMS_STRUCT_ARRAY, 4 elements) */
+    0x00, 0x01,                         /* rx_ring[0].len */
+    0x00, 0x00, 0x01, 0x03,             /* rx_ring[1].addr */
+    0x00, 0x02,                         /* rx_ring[1].len */
+    0x00, 0x00, 0x02, 0x03,             /* rx_ring[2].addr */
+    0x00, 0x03,                         /* rx_ring[2].len */
+    0x00, 0x00, 0x03, 0x03,             /* rx_ring[3].addr */
+    0x00, 0x04,                         /* rx_ring[3].len */
+    0x02,                               /* ntx, the count of tx_ring */
+    0x00, 0x00, 0x00, 0x03,             /* tx_ring[0].addr (VMS_STRUCT_VARRAY, ntx of 3) */
+    0x00, 0x0a,                         /* tx_ring[0].len */
+    0x00, 0x00, 0x10, 0x03,             /* tx_ring[1].addr; tx_ring[2] is not sent */
+    0x00, 0x0b,                         /* tx_ring[1].len */
+    0xde, 0xad, 0x00, 0x03,             /* shadow->addr (VMS_STRUCT_POINTER) */
+    0xbe, 0xef,                         /* shadow->len */
+};
+
+/* Which field each byte of a wire array belongs to: the path a load error
+ * names when the stream ends inside it. */
+typedef struct Span {
+    const char *path;
+    size_t len;
+} Span;
+
+static const Span nic_spans[] = {
+    {"mac", 6},           {"cur.addr", 4},        {"cur.len", 2},
+    {"rx_ring[0].addr", 4}, {"rx_ring[0].len", 2}, {"rx_ring[1].addr", 4},
+    {"rx_ring[1].len", 2}, {"rx_ring[2].addr", 4}, {"rx_ring[2].len", 2},
+    {"rx_ring[3].addr", 4}, {"rx_ring[3].len", 2}, {"ntx", 1},
+    {"tx_ring[0].addr", 4}, {"tx_ring[0].len", 2}, {"tx_ring[1].addr", 4},
+    {"tx_ring[1].len", 2}, {"shadow.addr", 4},     {"shadow.len", 2},
+};
+
+/* Every cut of `wire` fails with -EIO naming exactly the field the cut falls
+ * in and the cut's offset, and leaves the object (`size` bytes at obj, plus
+ * `extra` bytes at `extra_p`, e.g. a pointed-to struct) as it was. */
+static void assert_every_cut_names_its_field(const VmsDescription *d, const uint8_t *wire,
+                                             size_t len, const Span *spans, size_t nspans,
+                                             void *obj, size_t size, void *extra_p, size_t extra)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nspans; i++)
+        total += spans[i].len;
+    assert_int_equal(total, len);
+    uint8_t *before = malloc(size), *before_x = malloc(extra ? extra : 1);
+    memcpy(before, obj, size);
+    if (extra)
+        memcpy(before_x, extra_p, extra);
+    size_t span = 0, span_start = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        while (cut >= span_start + spans[span].len)
+            span_start += spans[span++].len;
+        char want[256];
+        snprintf(want, sizeof(want), "%s: field %s: truncated: stream ended at offset %zu",
+                 d->name, spans[span].path, cut);
+        MigErr *err = NULL;
+        int ret = load_bytes(d, obj, d->version_id, wire, cut, &err);
+        if (ret != -EIO || !err || strcmp(err->msg, want) != 0)
+            fail_msg("cut %zu: got %d '%s', want -EIO '%s'", cut, ret, err ? err->msg : "",
+                     want);
+        assert_memory_equal(obj, before, size);
+        if (extra)
+            assert_memory_equal(extra_p, before_x, extra);
+        mig_err_free(err);
+    }
+    free(before);
+    free(before_x);
+}
+
+static void test_vmstate_wire_bytes_structs_arrays_pointer(void **state)
+{
+    (void)state;
+    Desc sh_src;
+    Nic src;
+    nic_fill(&src, &sh_src, 3);
+    Bytes b = save_bytes(&nic_vmsd, &src);
+    assert_int_equal(b.len, sizeof(nic_wire));
+    assert_memory_equal(b.data, nic_wire, sizeof(nic_wire));
+    free(b.data);
+
+    /* The expected bytes load back into a fresh object. */
+    Desc sh_dst = {0, 0};
+    Nic dst;
+    memset(&dst, 0, sizeof(dst));
+    dst.shadow = &sh_dst;
+    MigErr *err = NULL;
+    assert_int_equal(load_bytes(&nic_vmsd, &dst, 1, nic_wire, sizeof(nic_wire), &err), 0);
+    assert_null(err);
+    assert_int_equal(dst.rx_ring[3].addr, 0x303);
+    assert_int_equal(dst.tx_ring[1].len, 0x0b);
+    assert_int_equal(sh_dst.addr, 0xdead0003);
+
+    /* Truncated anywhere: the error names the struct member it hit. */
+    Desc sh_t = {0x1111, 0x2222};
+    Nic t;
+    nic_fill(&t, &sh_t, 9);
+    t.shadow = &sh_t;
+    assert_every_cut_names_its_field(&nic_vmsd, nic_wire, sizeof(nic_wire), nic_spans,
+                                     MIG_ARRAY_SIZE(nic_spans), &t, sizeof(t), &sh_t,
+                                     sizeof(sh_t));
+}
+
+/* ---- arrays counted by a 16-bit and a 32-bit field ---- */
+
+typedef struct Counted {
+    uint16_t n16;
+    uint16_t a16[3];
+    uint32_t n32;
+    uint32_t w32[4];
+    Desc d16[2]; /* counted by n16 too */
+} Counted;
+
+static const VmsField counted_fields[] = {
+    VMS_U16(n16, Counted),
+    VMS_VARRAY(a16, Counted, VMS_TYPE_U16, n16),
+    VMS_U32(n32, Counted),
+    VMS_VARRAY(w32, Counted, VMS_TYPE_U32, n32),
+    VMS_STRUCT_VARRAY(d16, Counted, ring_desc_vmsd, Desc, n16),
+    VMS_END,
+};
+static const VmsDescription counted_vmsd = {
+    .name = "counted", .version_id = 1, .minimum_version_id = 1, .fields = counted_fields};
+
+static const uint8_t counted_wire[] = {
+    0x00, 0x02,             /* n16 = 2, big-endian like any u16 */
+    0x0a, 0x0b,             /* a16[0] (VMS_COUNT_VAR16: n16 of 3) */
+    0x0c, 0x0d,             /* a16[1]; a16[2] is not sent */
+    0x00, 0x00, 0x00, 0x03, /* n32 = 3 */
+    0x01, 0x02, 0x03, 0x04, /* w32[0] (VMS_COUNT_VAR32: n32 of 4) */
+    0x05, 0x06, 0x07, 0x08, /* w32[1] */
+    0x09, 0x0a, 0x0b, 0x0c, /* w32[2]; w32[3] is not sent */
+    0x00, 0x00, 0x00, 0x64, /* d16[0].addr (struct var array counted by n16) */
+    0x00, 0x01,             /* d16[0].len */
+    0x00, 0x00, 0x00, 0xc8, /* d16[1].addr */
+    0x00, 0x02,             /* d16[1].len */
+};
+
+static const Span counted_spans[] = {
+    {"n16", 2},         {"a16[0]", 2},     {"a16[1]", 2},        {"n32", 4},
+    {"w32[0]", 4},      {"w32[1]", 4},     {"w32[2]", 4},        {"d16[0].addr", 4},
+    {"d16[0].len", 2},  {"d16[1].addr", 4}, {"d16[1].len", 2},
+};
+
+static void test_vmstate_wire_bytes_var16_var32_counts(void **state)
+{
+    (void)state;
+    /* The macro picks the count kind from the count member's width. */
+    assert_int_equal(counted_fields[1].count, VMS_COUNT_VAR16);
+    assert_int_equal(counted_fields[3].count, VMS_COUNT_VAR32);
+    assert_int_equal(counted_fields[4].count, VMS_COUNT_VAR16);
+
+    Counted c = {.n16 = 2, .a16 = {0x0a0b, 0x0c0d, 0xeeee}, .n32 = 3,
+                 .w32 = {0x01020304, 0x05060708, 0x090a0b0c, 0xeeeeeeee},
+                 .d16 = {{100, 1}, {200, 2}}};
+    Bytes b = save_bytes(&counted_vmsd, &c);
+    assert_int_equal(b.len, sizeof(counted_wire));
+    assert_memory_equal(b.data, counted_wire, sizeof(counted_wire));
+    free(b.data);
+
+    Counted back;
+    memset(&back, 0x77, sizeof(back));
+    MigErr *err = NULL;
+    assert_int_equal(load_bytes(&counted_vmsd, &back, 1, counted_wire, sizeof(counted_wire), &err),
+                     0);
+    assert_int_equal(back.n16, 2);
+    assert_int_equal(back.a16[1], 0x0c0d);
+    assert_int_equal(back.a16[2], 0x7777); /* beyond the count: untouched */
+    assert_int_equal(back.n32, 3);
+    assert_int_equal(back.w32[2], 0x090a0b0c);
+    assert_int_equal(back.w32[3], 0x77777777);
+    assert_int_equal(back.d16[1].addr, 200);
+
+    /* Counts above capacity, in both widths, are bad input named by field;
+     * 0x0100 would be 1 if the u16 were read with the wrong byte order. */
+    uint8_t wire[sizeof(counted_wire)];
+    Counted before;
+    memcpy(&before, &back, sizeof(back));
+    memcpy(wire, counted_wire, sizeof(wire));
+    wire[0] = 0x01, wire[1] = 0x00;
+    assert_int_equal(load_bytes(&counted_vmsd, &back, 1, wire, sizeof(wire), &err), -EPROTO);
+    assert_string_equal(err->msg, "counted: field a16: count 256 exceeds capacity 3");
+    assert_memory_equal(&back, &before, sizeof(back));
+    mig_err_free(err), err = NULL;
+    memcpy(wire, counted_wire, sizeof(wire));
+    wire[6] = wire[7] = wire[8] = wire[9] = 0xff;
+    assert_int_equal(load_bytes(&counted_vmsd, &back, 1, wire, sizeof(wire), &err), -EPROTO);
+    assert_string_equal(err->msg, "counted: field w32: count 4294967295 exceeds capacity 4");
+    assert_memory_equal(&back, &before, sizeof(back));
+    mig_err_free(err), err = NULL;
+
+    assert_every_cut_names_its_field(&counted_vmsd, counted_wire, sizeof(counted_wire),
+                                     counted_spans, MIG_ARRAY_SIZE(counted_spans), &back,
+                                     sizeof(back), NULL, 0);
+}
+
+/* Every enum of the module has a name for each value and none beyond. */
+static void test_vmstate_enum_name_tables(void **state)
+{
+    (void)state;
+    const char *seen[VMS_TYPE__COUNT + VMS_COUNT__COUNT];
+    size_t n = 0;
+    for (int t = 0; t < VMS_TYPE__COUNT; t++) {
+        const char *name = vmstate_type_name((VmsType)t);
+        assert_non_null(name);
+        assert_string_not_equal(name, "unknown");
+        seen[n++] = name;
+    }
+    assert_string_equal(vmstate_type_name(VMS_TYPE__COUNT), "unknown");
+    for (int c = 0; c < VMS_COUNT__COUNT; c++) {
+        const char *name = vmstate_count_name((VmsCount)c);
+        assert_non_null(name);
+        assert_string_not_equal(name, "unknown");
+        seen[n++] = name;
+    }
+    assert_string_equal(vmstate_count_name(VMS_COUNT__COUNT), "unknown");
+    assert_string_equal(vmstate_count_name(VMS_COUNT_VAR16), "var16");
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (!strcmp(seen[i], seen[j]))
+                fail_msg("name %s used twice", seen[i]);
+    for (int l = 0; l < VMS_COMPAT__COUNT; l++)
+        assert_string_not_equal(vmstate_compat_level_name((VmsCompatLevel)l), "unknown");
+
+    /* A declaration with an out-of-range count kind is refused by name. */
+    static const VmsField bad_fields[] = {
+        {.name = "x", .offset = 0, .type = VMS_TYPE_U8, .size = 1, .count = VMS_COUNT__COUNT},
+        VMS_END,
+    };
+    static const VmsDescription bad = {.name = "bad", .version_id = 1, .fields = bad_fields};
+    uint8_t obj = 0;
+    MigStream *w = mig_stream_new_mem_writer();
+    MigErr *err = NULL;
+    assert_int_equal(vmstate_save(w, &bad, &obj, &err), -EINVAL);
+    assert_string_equal(err->msg, "bad: field x: bad field declaration: count kind 5");
+    mig_err_free(err);
+    mig_stream_free(w);
+}
+
 /* ---- versions ---- */
 
 typedef struct Rtc {
@@ -1177,6 +1424,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vmstate_wire_bytes_every_type),
         cmocka_unit_test(test_vmstate_bad_bool_and_count_leave_object_unchanged),
         cmocka_unit_test(test_vmstate_round_trip_structs_arrays_pointer),
+        cmocka_unit_test(test_vmstate_wire_bytes_structs_arrays_pointer),
+        cmocka_unit_test(test_vmstate_wire_bytes_var16_var32_counts),
+        cmocka_unit_test(test_vmstate_enum_name_tables),
         cmocka_unit_test(test_vmstate_version_gates_both_ways),
         cmocka_unit_test(test_vmstate_version_too_new_too_old),
         cmocka_unit_test(test_vmstate_subsection_present),
