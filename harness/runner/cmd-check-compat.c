@@ -7,6 +7,8 @@
  * compatible changes worth knowing), then a summary on stderr.
  * Exit: 0 compatible, 1 at least one incompatibility, 2 usage or an
  * unreadable/malformed input (the message names the file and why).
+ * --help prints the usage and vmstate_compat_scope(): what is checked
+ * beyond QEMU's checker and what no static check can see (compat.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,15 @@ int cmd_check_compat(int argc, char **argv)
     const char *paths[2];
     int npaths = 0;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: migcert check-compat [--info] OLD.json NEW.json\n"
+                   "  OLD.json, NEW.json: -dump-vmstate documents (QEMU's or `migcert\n"
+                   "  dump-vmstate`) of the source and the destination.  One line per\n"
+                   "  incompatibility; --info adds the compatible changes worth knowing.\n"
+                   "  exit: 0 compatible, 1 incompatible, 2 usage or unreadable input\n\n%s",
+                   vmstate_compat_scope());
+            return 0;
+        }
         if (strcmp(argv[i], "--info") == 0)
             out.info = true;
         else if (npaths < 2 && argv[i][0] != '-')

@@ -1395,6 +1395,95 @@ static void test_vmstate_compat_beyond_qemu(void **state)
     assert_int_equal(run_compat(mut_moved_into_struct, &fs), 0);
 }
 
+static void set_exists(json_t *field, bool on)
+{
+    json_object_set_new(field, "field_exists", json_boolean(on));
+}
+static void mut_ctrl_conditional(json_t *d) { set_exists(nic_field(d, 0), true); }
+static void mut_ring_head_conditional(json_t *d)
+{
+    json_t *ring = json_object_get(nic_field(d, 2), "Description");
+    set_exists(json_array_get(json_object_get(ring, "Fields"), 0), true);
+}
+static void mut_bump_nic(json_t *d)
+{
+    json_object_set_new(json_object_get(d, "fake-nic"), "version_id", json_integer(3));
+    json_object_set_new(nic_desc(d), "version_id", json_integer(3));
+}
+static void mut_ctrl_conditional_with_bump(json_t *d)
+{
+    mut_bump_nic(d);
+    mut_ctrl_conditional(d);
+}
+
+/* Base vs base with `old_mut` applied to OLD and `new_mut` to NEW. */
+static int run_compat_pair(void (*old_mut)(json_t *), void (*new_mut)(json_t *), Findings *fs)
+{
+    json_t *old_doc = json_loads(compat_base, 0, NULL);
+    json_t *new_doc = json_deep_copy(old_doc);
+    if (old_mut)
+        old_mut(old_doc);
+    if (new_mut)
+        new_mut(new_doc);
+    memset(fs, 0, sizeof(*fs));
+    MigErr *err = NULL;
+    int ret = vmstate_check_compat(old_doc, new_doc, collect, fs, &err);
+    if (ret < 0)
+        fail_msg("checker refused: %s", err ? err->msg : "?");
+    json_decref(old_doc);
+    json_decref(new_doc);
+    return ret;
+}
+
+static void expect_text(const Findings *fs, int i, const char *text)
+{
+    if (i >= fs->n || !strstr(fs->line[i], text))
+        fail_msg("finding %d is '%s', want one containing '%s'", i, i < fs->n ? fs->line[i] : "",
+                 text);
+}
+
+/* field_exists flips (rule 13): an error without a version change (either
+ * way, top level and nested), info naming the version pair with one. */
+static void test_vmstate_compat_field_exists_changes(void **state)
+{
+    (void)state;
+    Findings fs;
+    expect_one(&fs, run_compat(mut_ctrl_conditional, &fs), 13, "fake-nic:ctrl");
+    expect_text(&fs, 0, "field \"ctrl\": field became conditional (field_exists) in NEW without "
+                        "a version change");
+    expect_one(&fs, run_compat_pair(mut_ctrl_conditional, NULL, &fs), 13, "fake-nic:ctrl");
+    expect_text(&fs, 0, "field became unconditional in NEW without a version change: OLD sends "
+                        "it only when its field_exists test says so");
+    expect_one(&fs, run_compat(mut_ring_head_conditional, &fs), 13, "fake-nic:ring.head");
+
+    /* With a bump the test may key on the version: info, not an error. */
+    assert_int_equal(run_compat(mut_ctrl_conditional_with_bump, &fs), 0);
+    assert_int_equal(fs.n, 1);
+    assert_int_equal(fs.level[0], VMS_COMPAT_INFO);
+    assert_int_equal(fs.rule[0], 13);
+    expect_text(&fs, 0, "at version 2 -> 3: NEW's test must say yes for streams of version 2");
+    assert_int_equal(run_compat_pair(mut_ctrl_conditional, mut_bump_nic, &fs), 0);
+    assert_int_equal(fs.rule[0], 13);
+    expect_text(&fs, 0, "became unconditional at version 2 -> 3");
+
+    /* Unchanged conditional fields are no finding. */
+    assert_int_equal(run_compat_pair(mut_ctrl_conditional, mut_ctrl_conditional, &fs), 0);
+    assert_int_equal(fs.n, 0);
+}
+
+/* --help's scope names what the checker cannot see. */
+static void test_vmstate_compat_scope_names_the_gaps(void **state)
+{
+    (void)state;
+    const char *t = vmstate_compat_scope();
+    const char *want[] = {"needed() semantics", "field_exists", "machine-type compat properties",
+                          "array length changes", "Beyond QEMU's checker",
+                          "VALIDATE", "Cannot detect"};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(want); i++)
+        if (!strstr(t, want[i]))
+            fail_msg("scope text lacks '%s'", want[i]);
+}
+
 static void test_vmstate_compat_malformed_input(void **state)
 {
     (void)state;
@@ -1442,6 +1531,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vmstate_describe_vmdesc_shape),
         cmocka_unit_test(test_vmstate_compat_rules_1_to_10),
         cmocka_unit_test(test_vmstate_compat_beyond_qemu),
+        cmocka_unit_test(test_vmstate_compat_field_exists_changes),
+        cmocka_unit_test(test_vmstate_compat_scope_names_the_gaps),
         cmocka_unit_test(test_vmstate_compat_malformed_input),
     };
     if (argc > 1)

@@ -13,6 +13,43 @@
  * walked in step.  Tolerated like QEMU's checker: fields moved into or out of
  * a sub-struct (wire unchanged), `unused` padding replaced by fields of the
  * same total size, known section renames.
+ *
+ * What it detects (finding.rule):
+ *   1-10  QEMU's scripts/vmstate-static-checker.py, same meaning: section
+ *         missing, version above NEW's or below its minimum, description
+ *         renamed, entry missing, field renamed or reordered, OLD sends more
+ *         fields, unused padding mismatch, field size, struct without its
+ *         description, subsection missing.
+ *   Beyond QEMU's checker:
+ *   11    a field NEW reads that OLD does not send: appended or inserted
+ *         without a version bump (QEMU does not see extra trailing fields,
+ *         even at version 0), also in nested structs, where a bump does not
+ *         help because they load with NEW's own version;
+ *   13    field_exists changed: a field that became conditional (false ->
+ *         true) or unconditional (true -> false).  Decision: an error when
+ *         the description's version did not change (nothing lets NEW's test
+ *         tell OLD's streams apart, so one side reads what the other may not
+ *         send); info when it did, stating what the test must answer for
+ *         OLD's version (QEMU's tests usually key on the version);
+ *   5     (with more words) a field OLD sends that NEW reads only from a
+ *         later version (its version gate moved);
+ *   12    info (--info): new sections and subsections, extra conditional
+ *         fields NEW may read, machine types that differ.
+ * What no static check can detect - the dump does not carry it:
+ *   - needed() semantics: when a subsection is sent, and whether NEW's
+ *     pre_load resets what an absent subsection leaves;
+ *   - field_exists semantics: what the test answers for which version or
+ *     state (the dump only says that there is a test);
+ *   - machine-type compat properties: the dump is per device class and the
+ *     same for every machine type of a binary, so what a machine type
+ *     changes (property defaults, which subsections are needed) is invisible;
+ *   - array length changes: the dump gives an element's size, not the
+ *     element count of a fixed array nor the field that counts a var array;
+ *   - type or meaning changes of the same size (uint32 -> int32, units);
+ *   - VALIDATE fields and post_load checks (not in the dump), value ranges;
+ *   - sections without a description (ram, block, dirty-bitmap: old-style
+ *     and iterative handlers) and which devices a machine instantiates.
+ * vmstate_compat_scope() says the same for `migcert check-compat --help`.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +78,37 @@ char *vmstate_compat_format(const VmsCompatFinding *f)
     }
     return mig_strdup_printf("%s: section \"%s\": %s", vmstate_compat_level_name(f->level),
                              f->section, f->text);
+}
+
+const char *vmstate_compat_scope(void)
+{
+    return "Detects, for migrating OLD -> NEW (numbered as VmsCompatFinding.rule):\n"
+           "  QEMU's vmstate-static-checker.py, same meaning:\n"
+           "    1 section missing in NEW (known renames tolerated)\n"
+           "    2 version: OLD's above NEW's, or below NEW's minimum\n"
+           "    3 description renamed          4 Description/Fields/Subsections entry missing\n"
+           "    5 field renamed or reordered   6 OLD sends more fields than NEW reads\n"
+           "    7 unused padding mismatch      8 field size changed\n"
+           "    9 struct lost its description  10 subsection missing in NEW\n"
+           "  Beyond QEMU's checker:\n"
+           "    11 a field NEW reads that OLD does not send (added without a version bump,\n"
+           "       also inside nested structs, which load with NEW's own version)\n"
+           "    13 field_exists changed (field became conditional or unconditional):\n"
+           "       an error without a version change, info with one\n"
+           "    5  a field OLD sends that NEW reads only from a later version\n"
+           "    12 info: new sections and subsections, extra conditional fields,\n"
+           "       machine types that differ\n"
+           "Cannot detect (not in the dump; review by hand, test with real migrations):\n"
+           "  - needed() semantics: when a subsection is sent, and whether NEW's pre_load\n"
+           "    resets what an absent subsection leaves\n"
+           "  - field_exists semantics: what the test answers for which version or state\n"
+           "  - machine-type compat properties: the dump is per device class, the same for\n"
+           "    every machine type of a binary\n"
+           "  - array length changes: the dump gives element sizes, not element counts\n"
+           "  - type or meaning changes of the same size (uint32 -> int32, units)\n"
+           "  - VALIDATE fields and post_load checks, value ranges\n"
+           "  - sections without a description (ram, block, dirty-bitmap) and which\n"
+           "    devices a machine instantiates\n";
 }
 
 /* ---- shape validation (malformed input is -EPROTO, not a finding) ---- */
@@ -340,8 +408,42 @@ static bool absorb_unused(Ctx *c, Cursor *pc, json_t *pad, Cursor *oc, const cha
     return true;
 }
 
+/* Rule 13: field_exists (a run-time test decides whether the field is on
+ * the wire) appeared or disappeared.  Without a version change nothing tells
+ * the two tests apart, so one side reads what the other may not send: an
+ * error.  With one, the test may key on the version (QEMU's usual form,
+ * e.g. "version_id < 3"): info saying what it must answer for OLD's streams. */
+static void check_exists_change(Ctx *c, json_t *s, json_t *d, const char *w, json_int_t sver,
+                                json_int_t down)
+{
+    bool sx = json_is_true(json_object_get(s, "field_exists"));
+    bool dx = json_is_true(json_object_get(d, "field_exists"));
+    if (sx == dx)
+        return;
+    if (sver == down && dx)
+        report(c, VMS_COMPAT_ERROR, 13, w,
+               "field became conditional (field_exists) in NEW without a version change: OLD "
+               "always sends it, NEW reads it only when its test says so");
+    else if (sver == down)
+        report(c, VMS_COMPAT_ERROR, 13, w,
+               "field became unconditional in NEW without a version change: OLD sends it only "
+               "when its field_exists test says so, NEW always reads it");
+    else if (dx)
+        report(c, VMS_COMPAT_INFO, 13, w,
+               "field became conditional (field_exists) at version %lld -> %lld: NEW's test "
+               "must say yes for streams of version %lld, which always carry it",
+               (long long)sver, (long long)down, (long long)sver);
+    else
+        report(c, VMS_COMPAT_INFO, 13, w,
+               "field became unconditional at version %lld -> %lld: NEW always reads it from "
+               "streams of version %lld, so OLD's field_exists test must have sent it for them",
+               (long long)sver, (long long)down, (long long)sver);
+}
+
+/* sver/dver: the versions each side's fields are gated at (see the header);
+ * down: NEW's own description version (a change against sver is a bump). */
 static void compare_fields(Ctx *c, json_t *sf, json_t *df, json_int_t sver, json_int_t dver,
-                           const char *prefix, bool nested, int depth)
+                           json_int_t down, const char *prefix, bool nested, int depth)
 {
     Cursor S, D;
     cur_init(&S, sf, sver, prefix);
@@ -408,6 +510,7 @@ static void compare_fields(Ctx *c, json_t *sf, json_t *df, json_int_t sver, json
                 break;
             continue;
         }
+        check_exists_change(c, s, d, w, sver, down);
         json_t *sd = json_object_get(s, "Description");
         json_t *dd = json_object_get(d, "Description");
         if (!sd) {
@@ -470,9 +573,8 @@ static void compare_desc(Ctx *c, json_t *s, json_t *d, const char *where, bool n
     }
     json_t *sf = json_object_get(s, "Fields"), *df = json_object_get(d, "Fields");
     if (sf && df) {
-        json_int_t sv = jint(s, "version_id", 0);
-        compare_fields(c, sf, df, sv, nested ? jint(d, "version_id", 0) : sv, where, nested,
-                       depth);
+        json_int_t sv = jint(s, "version_id", 0), dv = jint(d, "version_id", 0);
+        compare_fields(c, sf, df, sv, nested ? dv : sv, dv, where, nested, depth);
     }
     json_t *ss = json_object_get(s, "Subsections"), *ds = json_object_get(d, "Subsections");
     size_t i;

@@ -303,7 +303,8 @@ typedef enum VmsCompatLevel {
 typedef struct VmsCompatFinding {
     VmsCompatLevel level;
     int rule;            /* qemu-stream.md section 10 item 1..10; 11 = field added
-                            in NEW without a version bump; 12 = info items */
+                            in NEW without a version bump; 12 = info items;
+                            13 = field_exists changed (compat.c's header) */
     const char *section; /* top-level key (device class) */
     const char *where;   /* description / field path, "" when about the section */
     const char *text;    /* one line: what and why */
@@ -323,6 +324,11 @@ const char *vmstate_compat_level_name(VmsCompatLevel l);
  * document does not have the dump's shape (errp names which and where). */
 int vmstate_check_compat(json_t *old_dump, json_t *new_dump, VmsCompatCb cb, void *opaque,
                          MigErr **errp);
+
+/* What the checker detects beyond QEMU's and what no static check can
+ * (needed() semantics, machine-type compat properties, array lengths, ...):
+ * the text `migcert check-compat --help` prints. */
+const char *vmstate_compat_scope(void);
 
 /* Format a finding as the one line `migcert check-compat` prints:
  * `error: section "x": field "a.b": <text>` (caller frees). */
