@@ -70,6 +70,10 @@ int mig_ram_add_block(MigRam *r, const char *idstr, uint64_t length, MigErr **er
     if (host == MAP_FAILED)
         return mig_err_set(errp, -ENOMEM, "ram: cannot map %llu bytes for block '%s'",
                            (unsigned long long)length, idstr);
+    /* Guest RAM on transparent huge pages, as QEMU backs its RAM blocks: a
+     * destination loading 64 MiB then takes 32 faults instead of 16384.
+     * Advice only: a kernel without THP ignores it. */
+    madvise(host, length, MADV_HUGEPAGE);
     MigRamBlock *b = mig_malloc0(sizeof(*b));
     strcpy(b->idstr, idstr);
     b->length = length;
