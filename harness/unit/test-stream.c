@@ -991,6 +991,90 @@ static void test_stream_every_truncation_fails_with_its_offset(void **state)
     free(b.data);
 }
 
+/* MigSectionType has no __COUNT (stream.h says why): its name table is
+ * mig_section_type_name(), which names exactly the ten wire bytes. */
+static void test_stream_section_type_names_cover_exactly_the_wire_bytes(void **state)
+{
+    (void)state;
+    static const uint8_t known[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x7e};
+    const char *names[MIG_ARRAY_SIZE(known)];
+    size_t n = 0;
+    for (int b = 0; b < 256; b++) {
+        const char *name = mig_section_type_name((uint8_t)b);
+        bool is_known = memchr(known, b, sizeof(known)) != NULL;
+        if (is_known != (name != NULL))
+            fail_msg("byte 0x%02x: name %s", b, name ? name : "NULL");
+        if (name) {
+            for (size_t i = 0; i < n; i++)
+                if (!strcmp(names[i], name))
+                    fail_msg("name %s used twice", name);
+            names[n++] = name;
+        }
+    }
+    assert_int_equal(n, MIG_ARRAY_SIZE(known));
+    assert_string_equal(mig_section_type_name(MIG_SECTION_FOOTER), "footer");
+}
+
+static void test_stream_escape_wire_names(void **state)
+{
+    (void)state;
+    char out[MIG_STREAM_ESCAPED_MAX];
+    assert_string_equal(mig_stream_escape("0000:00:01.0/PIIX3", 18, out, sizeof(out)),
+                        "0000:00:01.0/PIIX3");
+    assert_string_equal(mig_stream_escape("a\x01" "b\\c\xff\x7f", 7, out, sizeof(out)),
+                        "a\\x01b\\\\c\\xff\\x7f");
+    assert_string_equal(mig_stream_escape("ra\0m", 4, out, sizeof(out)), "ra\\x00m");
+    /* a short buffer cuts whole characters, never half an escape */
+    char small[6];
+    assert_string_equal(mig_stream_escape("ab\x1b" "cd", 5, small, sizeof(small)), "ab");
+    /* the worst counted string fits */
+    uint8_t all[255];
+    memset(all, 0x80, sizeof(all));
+    assert_int_equal(strlen(mig_stream_escape(all, sizeof(all), out, sizeof(out))), 255 * 4);
+}
+
+/* Names read from the wire reach the framing's messages escaped, and an
+ * idstr with a NUL byte (it would match the shorter name) is refused. */
+static void test_stream_framing_errors_escape_wire_names(void **state)
+{
+    (void)state;
+    MigErr *err = NULL;
+    const uint8_t nul_id[] = {0x04, 0, 0, 0, 3, 4, 'r', 'a', 0, 'm', 0, 0, 0, 0, 0, 0, 0, 1};
+    MigStream *s = mig_stream_new_mem_reader(nul_id, sizeof(nul_id));
+    MigSectionHeader h;
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(mig_stream_get_section_header(s, &h, &err), -EPROTO);
+    assert_string_equal(err->msg, "section idstr \"ra\\x00m\" contains a NUL byte at offset 5");
+    assert_int_equal(h.type, 0); /* unchanged */
+    mig_err_free(err), err = NULL;
+    mig_stream_free(s);
+
+    const uint8_t missing[] = {0x7d, 0, 0, 0, 2};
+    s = mig_stream_new_mem_reader(missing, sizeof(missing));
+    assert_int_equal(mig_stream_get_section_footer(s, 2, "dev\x1b[2J", &err), -EINVAL);
+    assert_string_equal(err->msg, "Missing section footer for dev\\x1b[2J at offset 0");
+    mig_err_free(err), err = NULL;
+    mig_stream_free(s);
+
+    /* configuration subsection: "configuration/\x07" */
+    uint8_t cfg[64];
+    size_t n = 0;
+    cfg[n++] = 0x07;
+    cfg[n++] = 0, cfg[n++] = 0, cfg[n++] = 0, cfg[n++] = 2;
+    cfg[n++] = 'p', cfg[n++] = 'c';
+    cfg[n++] = 0x05;
+    cfg[n++] = 15;
+    memcpy(cfg + n, "configuration/\x07", 15), n += 15;
+    cfg[n++] = 0, cfg[n++] = 0, cfg[n++] = 0, cfg[n++] = 1;
+    s = mig_stream_new_mem_reader(cfg, n);
+    MigStreamConfig c;
+    assert_int_equal(mig_stream_get_configuration(s, &c, &err), -ENOENT);
+    assert_string_equal(err->msg, "Unknown subsection 'configuration/\\x07' in configuration at "
+                                  "offset 7");
+    mig_err_free(err), err = NULL;
+    mig_stream_free(s);
+}
+
 /* ------------------------------------------------------------------ RAM records */
 
 static void test_stream_ram_record_bytes(void **state)
@@ -1123,6 +1207,9 @@ static void test_stream_ram_record_errors_name_problem_and_offset(void **state)
         {{0, 0, 0, 0, 0, 0, 0, 0x22, 0}, 9, true, "CONTINUE with no previous block at offset 23"},
         {{0, 0, 0, 0, 0, 0, 0, 0x02, 3, 'r', 'o', 'm', 0}, 13, true,
          "Unknown ramblock \"rom\", cannot accept migration at offset 23"},
+        /* a name from the wire reaches the message escaped */
+        {{0, 0, 0, 0, 0, 0, 0, 0x02, 4, 'r', 0x1b, '\\', 0xff, 0}, 14, true,
+         "Unknown ramblock \"r\\x1b\\\\\\xff\", cannot accept migration at offset 23"},
         {{0, 0, 0, 0, 0, 0, 0x20, 0x02, 6, 'p', 'c', '.', 'r', 'a', 'm', 0}, 16, true,
          "Illegal RAM offset 0x2000 in ramblock \"pc.ram\" of 0x2000 bytes at offset 23"},
         {{0, 0, 0, 0, 0, 0, 0, 0x01}, 8, true, "Unknown combination of migration flags: 0x1 at offset 23"},
@@ -1374,6 +1461,219 @@ static void test_stream_analyze_damaged_vmdesc_is_reported(void **state)
     }
 }
 
+/* A stream truncated anywhere from the RAM section's START to the first
+ * device section is reported against that section by name and id. */
+static void test_stream_analyze_truncated_in_ram_names_the_section(void **state)
+{
+    (void)state;
+    Built b = build_stream(true);
+    /* from the end of the START header (type, id, "ram", instance, version) */
+    for (size_t n = b.ram_start + 17; n <= b.device_start; n++) {
+        MigErr *err = NULL;
+        uint64_t at = UINT64_MAX;
+        int r = mig_analyze_buffer(b.data, n, NULL, &at, &err);
+        if (r != -EIO || !err || !strstr(err->msg, "section 'ram' (id 2)") || at > n ||
+            !strstr(err->msg, "truncated"))
+            fail_msg("prefix %zu: got %d at %llu '%s'", n, r, (unsigned long long)at,
+                     err ? err->msg : "");
+        mig_err_free(err);
+    }
+    /* between two RAM sections: what was left open is said */
+    MigErr *err = NULL;
+    uint64_t at = 0;
+    json_t *doc = NULL;
+    assert_int_equal(mig_analyze_buffer(b.data, b.len, &doc, NULL, NULL), 0);
+    json_t *end = json_array_get(json_object_get(doc, "sections"), 2);
+    size_t end_at = (size_t)json_integer_value(json_object_get(end, "offset"));
+    json_decref(doc);
+    assert_int_equal(mig_analyze_buffer(b.data, end_at, NULL, &at, &err), -EIO);
+    assert_int_equal(at, end_at);
+    char want[160];
+    snprintf(want, sizeof(want),
+             "section 'ram' (id 2): truncated: the stream ends before the section's END and the "
+             "EOF marker at offset %zu",
+             end_at);
+    assert_string_equal(err->msg, want);
+    mig_err_free(err), err = NULL;
+    assert_int_equal(mig_analyze_buffer(b.data, b.device_start, NULL, &at, &err), -EIO);
+    snprintf(want, sizeof(want),
+             "truncated: the stream ends after section 'ram' (id 2), before its EOF marker at "
+             "offset %zu",
+             b.device_start);
+    assert_string_equal(err->msg, want);
+    mig_err_free(err);
+    free(b.data);
+}
+
+/* Analyze through a reader over a transport (what `migcert analyze` does
+ * with a pipe), `chunk` bytes per read. */
+static int analyze_via_transport(const uint8_t *data, size_t len, size_t chunk, json_t **doc,
+                                 uint64_t *at, MigErr **errp)
+{
+    TestTransport t;
+    tt_init(&t, data, len, chunk, false);
+    MigStream *s = mig_stream_new_reader(&t.base);
+    int r = mig_analyze_stream(s, doc, at, errp);
+    mig_stream_free(s);
+    return r;
+}
+
+/* A pipe gives what the file gives: the same document for the whole
+ * stream, the same error and offset for every prefix. */
+static void test_stream_analyze_stream_reader_matches_buffer(void **state)
+{
+    (void)state;
+    Built b = build_stream(true);
+    json_t *want = NULL, *got = NULL;
+    assert_int_equal(mig_analyze_buffer(b.data, b.len, &want, NULL, NULL), 0);
+    assert_int_equal(analyze_via_transport(b.data, b.len, 100, &got, NULL, NULL), 0);
+    if (!json_equal(want, got)) {
+        char *g = json_dumps(got, JSON_COMPACT), *w = json_dumps(want, JSON_COMPACT);
+        fail_msg("stream analysis differs:\n got  %s\n want %s", g, w);
+    }
+    json_decref(want);
+    json_decref(got);
+    for (size_t n = 0; n < b.len; n++) {
+        MigErr *e1 = NULL, *e2 = NULL;
+        uint64_t a1 = 0, a2 = 0;
+        int r1 = mig_analyze_buffer(b.data, n, NULL, &a1, &e1);
+        int r2 = analyze_via_transport(b.data, n, 1 + n % 300, NULL, &a2, &e2);
+        if (r1 != r2 || a1 != a2 || !e1 || !e2 || strcmp(e1->msg, e2->msg))
+            fail_msg("prefix %zu: buffer %d at %llu '%s', stream %d at %llu '%s'", n, r1,
+                     (unsigned long long)a1, e1 ? e1->msg : "", r2, (unsigned long long)a2,
+                     e2 ? e2->msg : "");
+        mig_err_free(e1);
+        mig_err_free(e2);
+    }
+    free(b.data);
+}
+
+/* An input that never ends (/dev/zero, or a good start then zeros). */
+typedef struct EndlessTransport {
+    MigTransport base;
+    const uint8_t *prefix;
+    size_t plen, pos;
+    uint64_t served;
+} EndlessTransport;
+
+static ssize_t et_read(MigTransport *base, void *buf, size_t len)
+{
+    EndlessTransport *t = (EndlessTransport *)base;
+    size_t n = MIG_MIN(len, (size_t)65536);
+    memset(buf, 0, n);
+    if (t->pos < t->plen) {
+        n = MIG_MIN(n, t->plen - t->pos);
+        memcpy(buf, t->prefix + t->pos, n);
+        t->pos += n;
+    }
+    t->served += n;
+    return (ssize_t)n;
+}
+
+static const MigTransportOps et_ops = {
+    .kind = "endless",
+    .read = et_read,
+    .write = tt_write,
+    .writev = tt_writev,
+    .close = tt_close,
+};
+
+static int analyze_endless(const uint8_t *prefix, size_t plen, uint64_t *served, MigErr **errp)
+{
+    EndlessTransport t = {.base = {.ops = &et_ops}, .prefix = prefix, .plen = plen};
+    MigStream *s = mig_stream_new_reader(&t.base);
+    json_t *doc = NULL;
+    uint64_t at = 0;
+    int r = mig_analyze_stream(s, &doc, &at, errp);
+    assert_true(json_is_null(json_object_get(doc, "file_size")));
+    json_decref(doc);
+    mig_stream_free(s);
+    *served = t.served;
+    return r;
+}
+
+static void test_stream_analyze_stream_reader_stops_on_endless_garbage(void **state)
+{
+    (void)state;
+    MigErr *err = NULL;
+    uint64_t served = 0;
+    assert_int_equal(analyze_endless(NULL, 0, &served, &err), -EINVAL);
+    assert_string_equal(err->msg,
+                        "file header: Not a migration stream (magic 0x00000000) at offset 0");
+    assert_true(served <= 1 << 20);
+    mig_err_free(err), err = NULL;
+
+    Built b = build_stream(true);
+    assert_int_equal(analyze_endless(b.data, 8, &served, &err), -EPROTO);
+    assert_string_equal(err->msg, "Expected vmdescription section, but got 0 at offset 9");
+    assert_true(served <= 1 << 20);
+    mig_err_free(err), err = NULL;
+
+    /* a stream that starves is refused, not misread as zeros */
+    TestTransport t;
+    tt_init(&t, b.data, b.len, 64, true);
+    MigStream *s = mig_stream_new_reader(&t.base);
+    assert_int_equal(mig_analyze_stream(s, NULL, NULL, &err), -EAGAIN);
+    expect_err(err, -EAGAIN, "input starved at offset 0: the analyzer needs a reader that blocks");
+    mig_err_free(err);
+    mig_stream_free(s);
+    free(b.data);
+}
+
+/* idstrs are bytes: the section list, the text and the errors show them
+ * escaped, never raw control bytes. */
+static void test_stream_analyze_escapes_wire_idstrs(void **state)
+{
+    (void)state;
+    static const char odd[] = "dev\x1b[2J\x01";
+    static const char odd_esc[] = "dev\\x1b[2J\\x01";
+    for (int matching = 1; matching >= 0; matching--) {
+        MigStream *w = mig_stream_new_mem_writer();
+        mig_stream_put_file_header(w);
+        mig_stream_put_configuration(w, "pc-i440fx-7.2", NULL, 0);
+        MigSectionHeader h = {.type = MIG_SECTION_FULL, .section_id = 3, .instance_id = 0,
+                              .version_id = 1};
+        memcpy(h.idstr, odd, sizeof(odd));
+        mig_stream_put_section_header(w, &h);
+        mig_stream_put_u8(w, 0x42);
+        mig_stream_put_section_footer(w, 3);
+        mig_stream_put_eof(w);
+        const char *desc = matching ? "{\"devices\": [{\"name\": \"dev\\u001b[2J\\u0001\", "
+                                      "\"instance_id\": 0, \"version\": 1, \"fields\": [{\"name\": "
+                                      "\"r\\u0007g\", \"type\": \"uint8\", \"size\": 1}]}]}"
+                                    : "{\"devices\": []}";
+        mig_stream_put_vmdesc(w, desc, strlen(desc));
+        size_t len = 0;
+        const uint8_t *data = mig_stream_mem_data(w, &len);
+        json_t *doc = NULL;
+        MigErr *err = NULL;
+        int r = mig_analyze_buffer(data, len, &doc, NULL, &err);
+        json_t *sec = json_array_get(json_object_get(doc, "sections"), 0);
+        assert_string_equal(json_string_value(json_object_get(sec, "name")), odd_esc);
+        char *text = NULL;
+        size_t tlen = 0;
+        FILE *f = open_memstream(&text, &tlen);
+        mig_analyze_print_text(f, doc);
+        fclose(f);
+        assert_non_null(strstr(text, odd_esc));
+        for (size_t i = 0; i < tlen; i++)
+            if ((unsigned char)text[i] < 0x20 && text[i] != '\n')
+                fail_msg("raw control byte 0x%02x in the text at %zu", text[i], i);
+        if (matching) {
+            assert_int_equal(r, 0);
+            assert_non_null(strstr(text, "r\\x07g = 66"));
+        } else {
+            assert_int_equal(r, -EPROTO);
+            expect_err(err, -EPROTO, "section 'dev\\x1b[2J\\x01' (id 3): device "
+                                     "'dev\\x1b[2J\\x01' instance 0 is not in the VMDESCRIPTION");
+        }
+        free(text);
+        mig_err_free(err);
+        json_decref(doc);
+        mig_stream_free(w);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1392,6 +1692,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_configuration_errors),
         cmocka_unit_test(test_stream_section_framing_bytes),
         cmocka_unit_test(test_stream_footer_and_section_type_errors),
+        cmocka_unit_test(test_stream_section_type_names_cover_exactly_the_wire_bytes),
+        cmocka_unit_test(test_stream_escape_wire_names),
+        cmocka_unit_test(test_stream_framing_errors_escape_wire_names),
         cmocka_unit_test(test_stream_every_truncation_fails_with_its_offset),
         cmocka_unit_test(test_stream_ram_record_bytes),
         cmocka_unit_test(test_stream_ram_round_trip_keeps_block_across_sections),
@@ -1401,6 +1704,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_analyze_without_vmdesc_stops_at_device),
         cmocka_unit_test(test_stream_analyze_every_truncation_and_flip_fails_cleanly),
         cmocka_unit_test(test_stream_analyze_damaged_vmdesc_is_reported),
+        cmocka_unit_test(test_stream_analyze_truncated_in_ram_names_the_section),
+        cmocka_unit_test(test_stream_analyze_stream_reader_matches_buffer),
+        cmocka_unit_test(test_stream_analyze_stream_reader_stops_on_endless_garbage),
+        cmocka_unit_test(test_stream_analyze_escapes_wire_idstrs),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

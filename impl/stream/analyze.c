@@ -559,6 +559,7 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
             memcpy(st->name, h->idstr, sizeof(st->name));
             st->instance = h->instance_id;
             st->version = h->version_id;
+            st->ended = false;
         }
     } else {
         Started *st = find_started(c, h->section_id);
@@ -663,18 +664,25 @@ static int parse_trailer(Ctx *c, MigErr **errp)
     return 0;
 }
 
+/* The section started last and not ended yet, or NULL. */
+static const Started *last_open(const Ctx *c)
+{
+    for (size_t i = c->nstarted; i-- > 0;)
+        if (!c->started[i].ended)
+            return &c->started[i];
+    return NULL;
+}
+
 /* The input ended between two sections: name what it left open. */
 static int fail_truncated(Ctx *c, MigErr **errp)
 {
     char e[MIG_STREAM_ESCAPED_MAX];
-    for (size_t i = c->nstarted; i-- > 0;) {
-        const Started *st = &c->started[i];
-        if (!st->ended)
-            return ctx_fail(c, errp, -EIO,
-                            "section '%s' (id %u): truncated: the stream ends before the "
-                            "section's END and the EOF marker",
-                            ESC(st->name, e), st->id);
-    }
+    const Started *st = last_open(c);
+    if (st)
+        return ctx_fail(c, errp, -EIO,
+                        "section '%s' (id %u): truncated: the stream ends before the section's "
+                        "END and the EOF marker",
+                        ESC(st->name, e), st->id);
     size_t n = json_array_size(c->sections);
     if (n) {
         const json_t *last = json_array_get(c->sections, n - 1);
@@ -747,8 +755,14 @@ static int parse_all(Ctx *c, MigErr **errp)
         if (mig_stream_at_eof(c->s) && !mig_stream_error(c->s))
             return fail_truncated(c, errp);
         r = mig_stream_get_section_header(c->s, &h, errp);
-        if (r)
+        if (r) {
+            const Started *open = last_open(c);
+            char e[MIG_STREAM_ESCAPED_MAX];
+            if (open)
+                mig_err_prepend(errp, "section header (section '%s' (id %u) still open)",
+                                ESC(open->name, e), open->id);
             return r;
+        }
         switch (h.type) {
         case MIG_SECTION_START:
         case MIG_SECTION_PART:
