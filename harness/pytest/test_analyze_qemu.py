@@ -20,8 +20,16 @@ is written to it -- harness/runner/cmd-analyze.c, impl/stream/analyze.c):
        a bad "section" at that offset), "footer" (missing or mismatched section
        footer), "truncated" or "unexpected end" (input ends early), and the
        section's name (e.g. "ram") when the problem is inside a section;
-    2  usage error, or FILE cannot be read.
+    2  usage error, FILE cannot be read, or the input is over the limits:
+       a regular file over 64 GiB; from a pipe, more than 64 GiB in all or
+       more than 256 MiB from the first device section to the end.
     Never a crash or a signal, whatever the bytes.
+    Names from the wire (idstrs, block names) are printed escaped: printable
+    ASCII as is, every other byte as \\xNN (a backslash doubled).
+
+  FILE may be "-" (stdin), a pipe, a FIFO or a device: it is parsed as it is
+    read, with the same results as the file, in bounded memory; /dev/zero
+    fails at once on its magic ("Not a migration stream", offset 0).
 
   Text mode (no --json): human-readable text on stdout that contains the
     machine type (e.g. "pc-i440fx-7.2"), each RAM block name ("pc.ram", ...)
@@ -53,8 +61,15 @@ session).  Malformations follow qemu-stream.md section 8.
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k 'analyze and footer'
 """
 import json
+import os
 import random
 import signal
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections import namedtuple
 
 import pytest
 
@@ -226,7 +241,8 @@ def test_analyze_qemu_malformed_names_problem_and_offset(case, stream, layout, r
     assert offs, f"{case}: no 'offset N' in {msg!r}"
     assert any(lo <= o <= hi for o in offs), f"{case}: offsets {offs} not in [{lo}, {hi}]: {msg!r}"
     if case in ("footer-byte", "ram-version-5", "truncated-50pct"):
-        assert "ram" in msg, f"{case}: section not named in {msg!r}"
+        want = f"section 'ram' (id {layout.ram_section_id})"
+        assert want in msg, f"{case}: {want} not in {msg!r}"
 
 
 def test_analyze_qemu_malformed_json_mode_also_fails(stream, run_migcert, tmp_path):
@@ -259,3 +275,207 @@ def test_analyze_qemu_random_damage_never_crashes(stream, run_migcert, tmp_path)
             failures.append(f"case {i}: no offset within the file in {r.stderr.strip()[:200]!r}")
         f.unlink()
     assert not failures, "\n".join(failures)
+
+
+# -- truncated inside the RAM section: the section is named --------------------
+
+def _ram_cuts(doc):
+    """Cut points inside the RAM section: inside the START's block list, at
+    the end of every RAM section (a section boundary), inside a PART header,
+    halfway through each PART's payload."""
+    ram = [x for x in doc["sections"] if x["name"] == "ram"]
+    cuts = {ram[0]["offset"] + 30}
+    for x in ram:
+        payload = x["offset"] + (17 if x["type"] == "start" else 5)
+        cuts.add(payload + x["size"] + 5)           # after its footer
+        if x["type"] != "start":                    # (a START header names nothing yet)
+            cuts.add(x["offset"] + 2)               # inside its header
+        cuts.add(payload + x["size"] // 2)
+    return sorted(cuts)
+
+
+def test_analyze_qemu_truncated_in_ram_names_the_section(stream, analyzed_json, layout,
+                                                         run_migcert, tmp_path):
+    want = f"section 'ram' (id {layout.ram_section_id})"
+    bad = []
+    for cut in _ram_cuts(analyzed_json):
+        f = tmp_path / "cut.mig"
+        f.write_bytes(stream.data[:cut])
+        r = run_migcert("analyze", f)
+        if r.returncode != 1 or want not in r.stderr or "truncated" not in r.stderr:
+            bad.append(f"cut {cut}: {describe_exit(r)}: {r.stderr.strip()}")
+    assert not bad, "\n".join(bad)
+
+
+# -- names from the wire are escaped ----------------------------------------------
+
+def _rename_timer(data, doc, desc, new_name, in_trailer):
+    """The stream with device "timer" renamed (same length) in its section
+    header and, when in_trailer, in the VMDESCRIPTION too."""
+    timer = next(x for x in doc["sections"] if x["name"] == "timer")
+    at = timer["offset"] + 6                         # type, be32 id, u8 len
+    assert data[at:at + 5] == b"timer"
+    b = bytearray(data)
+    b[at:at + 5] = new_name
+    if not in_trailer:
+        return bytes(b)
+    trailer_at = data.rfind(b"\x06\x00")           # 0x06, be32 len (< 16 MiB), JSON
+    while struct.unpack_from(">I", data, trailer_at + 1)[0] + trailer_at + 5 != len(data):
+        trailer_at = data.rfind(b"\x06\x00", 0, trailer_at)
+        assert trailer_at > 0, "no VMDESCRIPTION trailer"
+    d = json.loads(json.dumps(desc))
+    for dev in d["devices"]:
+        if dev["name"] == "timer":
+            dev["name"] = new_name.decode("latin-1")
+    j = json.dumps(d).encode()
+    return bytes(b[:trailer_at]) + b"\x06" + struct.pack(">I", len(j)) + j
+
+
+def test_analyze_qemu_wire_idstr_is_escaped_in_output_and_errors(stream, analyzed_json, desc,
+                                                                 run_migcert, tmp_path):
+    odd = b"t\x01m\x1br"
+    shown = "t\\x01m\\x1br"
+    f = tmp_path / "renamed.mig"
+    f.write_bytes(_rename_timer(stream.data, analyzed_json, desc, odd, True))
+    r = run_migcert("analyze", f)
+    assert r.returncode == 0, f"{describe_exit(r)}: {r.stderr.strip()}"
+    assert shown in r.stdout
+    assert "\x01" not in r.stdout and "\x1b" not in r.stdout
+    r = run_migcert("analyze", f, "--json")
+    doc = json.loads(r.stdout)
+    assert shown in [x["name"] for x in doc["sections"]]
+
+    f.write_bytes(_rename_timer(stream.data, analyzed_json, desc, odd, False))
+    r = run_migcert("analyze", f)
+    assert r.returncode == 1, describe_exit(r)
+    timer_id = next(x["section_id"] for x in analyzed_json["sections"] if x["name"] == "timer")
+    assert f"section '{shown}' (id {timer_id})" in r.stderr, r.stderr
+    assert "\x01" not in r.stderr and "\x1b" not in r.stderr
+
+
+# -- inputs that are not regular files ---------------------------------------------
+
+Measured = namedtuple("Measured", "returncode stdout stderr seconds maxrss_kib")
+
+
+def run_measured(argv, stdin=subprocess.DEVNULL, timeout=30):
+    """Run argv with its own rusage: exit status, output, wall time and the
+    peak RSS of that one child (os.wait4), killed after `timeout` s."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen([str(a) for a in argv], stdin=stdin, stdout=out, stderr=err)
+        killer = threading.Timer(timeout, p.kill)
+        killer.start()
+        try:
+            _, status, ru = os.wait4(p.pid, 0)
+        finally:
+            killer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        secs = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        return Measured(p.returncode, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"), secs, ru.ru_maxrss)
+
+
+def run_piped(migcert_bin, producer, *args, timeout=30):
+    """`producer | migcert analyze - ARGS`, measured; the producer is reaped."""
+    prod = subprocess.Popen(producer, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        return run_measured([migcert_bin, "analyze", "-", *args], stdin=prod.stdout,
+                            timeout=timeout)
+    finally:
+        prod.stdout.close()
+        prod.kill()
+        prod.wait()
+
+
+SMALL_RSS_KIB = 64 << 10
+
+
+def test_analyze_dev_zero_fails_at_once_in_small_memory(migcert_bin):
+    for argv, stdin in ((["/dev/zero"], subprocess.DEVNULL), (["-"], "zero")):
+        with open("/dev/zero", "rb") as z:
+            m = run_measured([migcert_bin, "analyze", *argv], stdin=z if stdin == "zero" else stdin)
+        assert m.returncode == 1, f"{argv}: exit {m.returncode}: {m.stderr}"
+        assert "not a migration stream" in m.stderr.lower(), m.stderr
+        assert 0 in offsets_in(m.stderr), m.stderr
+        assert m.seconds < 5, f"{argv}: {m.seconds:.1f} s"
+        assert m.maxrss_kib < SMALL_RSS_KIB, f"{argv}: peak RSS {m.maxrss_kib} KiB"
+
+
+def test_analyze_pipe_header_then_endless_zeros_fails_at_once(stream, migcert_bin):
+    m = run_piped(migcert_bin, ["sh", "-c", f"head -c 8 '{stream.path}'; exec cat /dev/zero"])
+    assert m.returncode == 1, f"exit {m.returncode}: {m.stderr}"
+    assert "vmdescription" in m.stderr.lower(), m.stderr
+    assert m.seconds < 5 and m.maxrss_kib < SMALL_RSS_KIB, m
+
+
+def test_analyze_pipe_gives_what_the_file_gives(stream, analyzed_json, migcert_bin):
+    m = run_piped(migcert_bin, ["cat", stream.path], "--json")
+    assert m.returncode == 0, f"exit {m.returncode}: {m.stderr}"
+    assert json.loads(m.stdout) == analyzed_json
+    assert m.maxrss_kib < SMALL_RSS_KIB, f"peak RSS {m.maxrss_kib} KiB"
+
+
+def test_analyze_fifo_gives_what_the_file_gives(stream, analyzed_json, run_migcert, tmp_path):
+    fifo = tmp_path / "stream.fifo"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as w:
+            try:
+                w.write(stream.data)
+            except BrokenPipeError:
+                pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    r = run_migcert("analyze", fifo, "--json", timeout=30)
+    t.join(5)
+    assert r.returncode == 0, f"{describe_exit(r)}: {r.stderr}"
+    assert json.loads(r.stdout) == analyzed_json
+
+
+def test_analyze_pipe_truncated_reports_like_the_file(stream, layout, migcert_bin, run_migcert,
+                                                      tmp_path):
+    cut = len(stream.data) // 2
+    f = tmp_path / "half.mig"
+    f.write_bytes(stream.data[:cut])
+    from_file = run_migcert("analyze", f)
+    m = run_piped(migcert_bin, ["head", "-c", str(cut), stream.path])
+    assert (m.returncode, from_file.returncode) == (1, 1)
+    assert m.stderr.replace("analyze: -:", "analyze: F:") == \
+        from_file.stderr.replace(f"analyze: {f}:", "analyze: F:")
+    assert f"section 'ram' (id {layout.ram_section_id})" in m.stderr
+
+
+def test_analyze_pipe_endless_device_data_stops_at_the_tail_limit(stream, analyzed_json,
+                                                                  migcert_bin):
+    """From the first device section on, a pipe's rest is kept in memory: at
+    most 256 MiB, then a clear refusal (exit 2), never unbounded growth."""
+    first = next(x for x in analyzed_json["sections"] if x["type"] == "full")
+    cut = first["offset"] + 20
+    m = run_piped(migcert_bin,
+                  ["sh", "-c", f"head -c {cut} '{stream.path}'; exec cat /dev/zero"],
+                  timeout=60)
+    assert m.returncode == 2, f"exit {m.returncode}: {m.stderr}"
+    assert "256 MiB" in m.stderr and "regular file" in m.stderr, m.stderr
+    assert f"section '{first['name']}'" in m.stderr, m.stderr
+    assert m.maxrss_kib < (400 << 10), f"peak RSS {m.maxrss_kib} KiB"
+
+
+def test_analyze_file_over_64_gib_is_refused(migcert_bin, tmp_path):
+    f = tmp_path / "huge.mig"
+    with open(f, "wb") as w:
+        w.truncate((64 << 30) + 1)        # sparse: no disk used
+    m = run_measured([migcert_bin, "analyze", f])
+    assert m.returncode == 2, f"exit {m.returncode}: {m.stderr}"
+    assert "64 GiB" in m.stderr and "huge.mig" in m.stderr, m.stderr
+    assert m.seconds < 5 and m.maxrss_kib < SMALL_RSS_KIB, m
+
+
+def test_analyze_help_names_the_limits(run_migcert):
+    r = run_migcert("analyze", "--help")
+    assert r.returncode == 0
+    assert "64 GiB" in r.stdout and '"-"' in r.stdout

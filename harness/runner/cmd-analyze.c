@@ -93,8 +93,9 @@ static const MigTransportOps bin_ops = {
     .close = bin_close,
 };
 
-/* Analyze what fd holds; *mapped_len > 0 tells the caller to unmap. */
-static int analyze_fd(int fd, const char *path, json_t **doc, uint64_t *at, MigErr **errp)
+/* Analyze what fd holds.  *doc stays NULL when nothing was parsed (the
+ * input could not be read or is too large to try). */
+static int analyze_fd(int fd, json_t **doc, uint64_t *at, MigErr **errp)
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
@@ -158,7 +159,7 @@ int cmd_analyze(int argc, char **argv)
     json_t *doc = NULL;
     MigErr *err = NULL;
     uint64_t at = 0;
-    int r = analyze_fd(fd, path, &doc, &at, &err);
+    int r = analyze_fd(fd, &doc, &at, &err);
     close(fd);
     if (doc) {
         if (as_json) {
