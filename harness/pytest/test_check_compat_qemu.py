@@ -8,6 +8,10 @@ CLI contract:  migcert check-compat OLD.json NEW.json
   field or subsection; informational lines are allowed;
   exit 0 compatible, 1 at least one incompatibility, 2 unreadable or malformed
   input (the message names the file).
+  Beyond QEMU's checker, a field whose field_exists changed is an error
+  without a version change and info with one; `check-compat --help` names
+  what no static check can see (needed() semantics, machine-type compat
+  properties, array lengths, ...).
 
 Each case edits one copy of the dump and names what it broke.
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k check_compat_qemu_field_size
@@ -141,3 +145,87 @@ def test_check_compat_qemu_malformed_input_names_the_file(run_migcert, tmp_path,
     r = run_migcert("check-compat", qemu_vmstate_dump, tmp_path / "absent.json")
     assert r.returncode == 2, f"exit {r.returncode}"
     assert "absent.json" in r.stderr
+
+
+# -- beyond QEMU's checker: field_exists changes (rule 13) ---------------------
+
+def _field(doc, dev, name):
+    return next(f for f in doc[dev]["Description"]["Fields"] if f["field"] == name)
+
+
+def _bump(doc, dev):
+    doc[dev]["version_id"] += 1
+    doc[dev]["Description"]["version_id"] += 1
+
+
+def test_check_compat_qemu_field_became_conditional_is_named(compat, dump):
+    """QEMU's checker ignores field_exists; without a version change a field
+    that became conditional is an error: OLD always sends it."""
+    assert _field(dump, DEV, FIELD)["field_exists"] is False
+    new = copy.deepcopy(dump)
+    _field(new, DEV, FIELD)["field_exists"] = True
+    r = compat(dump, new)
+    assert r.returncode == 1, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert any(FIELD in l and "field_exists" in l and "conditional" in l
+               for l in problem_lines(r)), r.stdout + r.stderr
+
+
+def test_check_compat_qemu_field_became_unconditional_is_named(compat, dump):
+    old = copy.deepcopy(dump)
+    _field(old, DEV, FIELD)["field_exists"] = True
+    r = compat(old, dump)
+    assert r.returncode == 1, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert any(FIELD in l and "unconditional" in l for l in problem_lines(r)), r.stdout + r.stderr
+
+
+def test_check_compat_qemu_real_conditional_field_dropped_is_named(run_migcert, tmp_path, dump):
+    """A field QEMU itself declares with a field_exists test (nested in a
+    struct), turned into a plain field: named with its path."""
+    def find(desc, path):
+        for f in desc.get("Fields", []):
+            if f.get("field_exists"):
+                return f, path + [f["field"]]
+            if "Description" in f:
+                hit = find(f["Description"], path + [f["field"]])
+                if hit:
+                    return hit
+        return None
+    dev, (field, path) = next((k, hit) for k, v in dump.items()
+                              if isinstance(v, dict) and "Description" in v
+                              for hit in [find(v["Description"], [])] if hit)
+    new = copy.deepcopy(dump)
+    (_, npath) = find(new[dev]["Description"], [])
+    assert npath == path
+    nf, _ = find(new[dev]["Description"], [])
+    nf["field_exists"] = False
+    p_old, p_new = tmp_path / "old.json", tmp_path / "new.json"
+    p_old.write_text(json.dumps(dump))
+    p_new.write_text(json.dumps(new))
+    r = run_migcert("check-compat", p_old, p_new)
+    assert r.returncode == 1, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+    want = ".".join(path)
+    assert any(dev in l and want in l and "unconditional" in l for l in r.stdout.splitlines()), \
+        f"{dev} {want}: {r.stdout}"
+
+
+def test_check_compat_qemu_field_exists_change_with_version_bump_is_info(run_migcert, tmp_path,
+                                                                          dump):
+    new = copy.deepcopy(dump)
+    _bump(new, DEV)
+    _field(new, DEV, FIELD)["field_exists"] = True
+    p_old, p_new = tmp_path / "old.json", tmp_path / "new.json"
+    p_old.write_text(json.dumps(dump))
+    p_new.write_text(json.dumps(new))
+    r = run_migcert("check-compat", "--info", p_old, p_new)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert any(l.startswith("info:") and FIELD in l and "conditional" in l
+               for l in r.stdout.splitlines()), r.stdout
+
+
+def test_check_compat_help_names_what_no_static_check_sees(run_migcert):
+    r = run_migcert("check-compat", "--help")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout
+    for words in ("Beyond QEMU's checker", "field_exists", "needed() semantics",
+                  "machine-type compat properties", "array length changes", "Cannot detect"):
+        assert words in text, f"--help lacks {words!r}:\n{text}"
