@@ -14,11 +14,9 @@ treats 0 as "not loaded yet", so a `ram` section with id 0 sends our pages to
 another handler (impl/migration/savevm.c says why ids start at 1).
 
 Machine type: the stream must name a machine QEMU's `pc` resolves to
-(pc-i440fx-7.2; QEMU compares a prefix).  When `migcert vm --machine
-pc-i440fx-7.2` is refused (the vm command only knows the project's mc-*
-types), the test saves with the default machine type and rewrites the name in
-the configuration section before QEMU reads it: the rest of the stream is
-exactly what migcert wrote.
+(pc-i440fx-7.2).  `migcert vm --machine pc-i440fx-7.2 --devices none` (or
+`--machine pc`, resolved as QEMU does) writes that name, so QEMU reads exactly
+what migcert wrote.
 """
 import struct
 import time
@@ -37,23 +35,28 @@ def spawn_vm(qemu_launcher, migcert_bin, *extra):
         name="migcert")
 
 
-def start_source(qemu_launcher, migcert_bin):
-    """(vm, machine_in_stream_is_qemus)"""
-    try:
-        return spawn_vm(qemu_launcher, migcert_bin, "--machine", QEMU_MACHINE.decode()), True
-    except RuntimeError as e:
-        if "unknown machine type" not in str(e):
-            raise
-    return spawn_vm(qemu_launcher, migcert_bin), False
+def save_stream(qemu_launcher, migcert_bin, stream, machine, ram_file=None):
+    """Migrate a stopped `migcert vm --machine MACHINE` to `stream`; with
+    ram_file, pmemsave its RAM there.  Returns the stream's bytes."""
+    vm = spawn_vm(qemu_launcher, migcert_bin, "--machine", machine)
+    vm.qmp.execute("stop")
+    vm.qmp.execute("migrate-set-parameters", {"max-bandwidth": 10 ** 12})
+    vm.qmp.execute("migrate", uri=f"file:{stream}")
+    info = vm.qmp.wait_migration(timeout=60)
+    assert info.get("status") == "completed", (info, vm.log())
+    if ram_file:
+        vm.qmp.execute("pmemsave", val=0, size=RAM, filename=str(ram_file))
+    vm.quit()
+    return stream.read_bytes()
 
 
-def rename_machine(data, name):
-    """Replace the CONFIGURATION section's machine name (QEVM, version 3,
-    0x07, be32 len, name)."""
+def machine_in_stream(data):
+    """The CONFIGURATION section's machine name (QEVM, version 3, 0x07, be32
+    len, name) and the offset just past it."""
     assert data[:8] == b"QEVM\x00\x00\x00\x03", data[:8]
     assert data[8] == 0x07, "configuration section missing"
     (n,) = struct.unpack(">I", data[9:13])
-    return data[:9] + struct.pack(">I", len(name)) + name + data[13 + n:]
+    return data[13:13 + n], 13 + n
 
 
 def wait_file_stable(path, timeout=10):
@@ -73,21 +76,12 @@ def test_interop_qemu_loads_a_migcert_stream(qemu_launcher, migcert_bin, sock_di
     ours = sock_dir / "migcert.ram"
     theirs = sock_dir / "qemu.ram"
 
-    vm, named = start_source(qemu_launcher, migcert_bin)
-    vm.qmp.execute("stop")
-    vm.qmp.execute("migrate-set-parameters", {"max-bandwidth": 10 ** 12})
-    vm.qmp.execute("migrate", uri=f"file:{stream}")
-    info = vm.qmp.wait_migration(timeout=60)
-    assert info.get("status") == "completed", (info, vm.log())
-    vm.qmp.execute("pmemsave", val=0, size=RAM, filename=str(ours))
-    vm.quit()
-
-    data = stream.read_bytes()
-    if not named:
-        data = rename_machine(data, QEMU_MACHINE)
-        stream.write_bytes(data)
+    # `pc`, as a QEMU command line would say it: the stream names the
+    # machine type it resolves to.
+    data = save_stream(qemu_launcher, migcert_bin, stream, "pc", ram_file=ours)
+    machine, at = machine_in_stream(data)
+    assert machine == QEMU_MACHINE
     # The first section after the configuration is ram's START: a real id.
-    at = 13 + struct.unpack(">I", data[9:13])[0]
     assert data[at] == 0x01, data[at:at + 16]
     (ram_id,) = struct.unpack(">I", data[at + 1:at + 5])
     assert data[at + 5:at + 9] == b"\x03ram"
@@ -119,16 +113,8 @@ def test_interop_qemu_refuses_a_truncated_migcert_stream(qemu_launcher, migcert_
     """The other direction of the same check: QEMU does parse our stream
     (a stream cut inside RAM fails QEMU's load, it is not ignored)."""
     stream = sock_dir / "migcert.mig"
-    vm, named = start_source(qemu_launcher, migcert_bin)
-    vm.qmp.execute("stop")
-    vm.qmp.execute("migrate-set-parameters", {"max-bandwidth": 10 ** 12})
-    vm.qmp.execute("migrate", uri=f"file:{stream}")
-    info = vm.qmp.wait_migration(timeout=60)
-    assert info.get("status") == "completed", (info, vm.log())
-    vm.quit()
-    data = stream.read_bytes()
-    if not named:
-        data = rename_machine(data, QEMU_MACHINE)
+    data = save_stream(qemu_launcher, migcert_bin, stream, QEMU_MACHINE.decode())
+    assert machine_in_stream(data)[0] == QEMU_MACHINE
     stream.write_bytes(data[:len(data) // 2 + 1000])  # inside a page record
     q = qemu_launcher("-S", "-incoming", "defer", name="qemu-dst")
     q.qmp.execute("migrate-incoming", uri=f"exec:cat {stream}")
@@ -143,6 +129,6 @@ def test_interop_qemu_refuses_a_truncated_migcert_stream(qemu_launcher, migcert_
         time.sleep(0.05)
     log = q.log()
     q.kill()
-    at = 13 + struct.unpack(">I", data[9:13])[0]
+    at = machine_in_stream(data)[1]
     (ram_id,) = struct.unpack(">I", data[at + 1:at + 5])
     assert f"error while loading state section id {ram_id}(ram)" in log, log[-2000:]

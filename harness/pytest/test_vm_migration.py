@@ -629,6 +629,9 @@ def test_vm_old_release_has_no_capability_commands(vms):
     (["--bogus"], "--bogus"),
     (["--release", "1.0", "--machine", "mc-2.0"], "newer than release 1.0"),
     (["--spice", "tcp:localhost:5900"], "not built yet"),
+    # QEMU's machine type: only for a machine without devices
+    (["--machine", "pc", "--devices", "default"], "--devices none"),
+    (["--machine", "pc-q35-7.2"], "pc-q35-7.2"),
 ])
 def test_vm_bad_options_exit_2(run_migcert, sock_dir, args, words):
     r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)

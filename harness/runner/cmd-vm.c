@@ -23,6 +23,14 @@
  * be listened on or opened at start, a broken event loop, or an incoming
  * failure with --exit-on-incoming-failure.
  *
+ * Machine types: the project's mc-* types (a release's own or an older
+ * one), or, for interop with a real QEMU, one of QEMU's machine type names
+ * (pc-i440fx-7.2; `pc` resolves to it, as in QEMU 7.2).  A QEMU type stands
+ * for a machine whose RAM block is pc.ram and that has no devices, so it is
+ * accepted only with --devices none: the stream's configuration section then
+ * names a machine QEMU's `-M pc` loads, and QEMU finds no section it does not
+ * know.
+ *
  * Harness code (not in libmigcert.a): it may block, e.g. in pmemsave, the
  * extra command the benchmark uses to give QEMU the same RAM content.
  */
@@ -68,6 +76,29 @@ typedef struct Vm {
     int exit_code;
 } Vm;
 
+/* QEMU machine types this process can stand in for (newest first): the
+ * name QEMU writes into a stream, and the alias QEMU resolves to it. */
+static const struct {
+    const char *name;
+    const char *alias;
+} qemu_machines[] = {
+    {"pc-i440fx-7.2", "pc"},
+};
+
+/* The QEMU machine type `name` names (resolving an alias), or NULL. */
+static const char *qemu_machine_find(const char *name)
+{
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(qemu_machines); i++)
+        if (!strcmp(name, qemu_machines[i].name) || !strcmp(name, qemu_machines[i].alias))
+            return qemu_machines[i].name;
+    return NULL;
+}
+
+static bool no_devices(const char *list)
+{
+    return !list || !*list || !strcmp(list, "none");
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -79,7 +110,8 @@ static void usage(FILE *out)
             "  --release R       behave as release R (%s;\n"
             "                    default %s)\n"
             "  --machine M       machine type: R's own (default) or an older one, so that R\n"
-            "                    emits what that one loads (%s)\n"
+            "                    emits what that one loads (%s);\n"
+            "                    or QEMU's %s (alias %s), only with --devices none\n"
             "  --ram SIZE        bytes of pc.ram: N[K|M|G|T], a bare N is MiB (default 128M)\n"
             "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
             "                    'none' (the default)\n"
@@ -98,7 +130,8 @@ static void usage(FILE *out)
             "                    (QEMU's behaviour); by default the destination stays up,\n"
             "                    stopped, and query-migrate says why\n"
             "  --trace           echo the engine's trace on stderr\n",
-            mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names());
+            mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names(),
+            qemu_machines[0].name, qemu_machines[0].alias);
 }
 
 /* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
@@ -277,7 +310,7 @@ static void back_ram(MigMachine *m, bool populate)
 static int add_devices(Vm *vm, const char *list, const MigRelease *rel, const char *machine,
                        uint64_t seed)
 {
-    if (!list || !strcmp(list, "none") || !*list)
+    if (no_devices(list))
         return 0;
     const char *const *names = NULL;
     char *copy = NULL;
@@ -399,11 +432,24 @@ int cmd_vm(int argc, char **argv)
         return 2;
     }
     const MigRelease *mt_rel = machine_type ? mig_machine_type_find(machine_type) : NULL;
-    if (machine_type && !mt_rel) {
-        fprintf(stderr, "migcert vm: --machine '%s': unknown machine type (known: %s)\n",
-                machine_type, mig_machine_type_names());
+    const char *qemu_type = machine_type && !mt_rel ? qemu_machine_find(machine_type) : NULL;
+    if (machine_type && !mt_rel && !qemu_type) {
+        fprintf(stderr,
+                "migcert vm: --machine '%s': unknown machine type (known: %s; QEMU's %s, "
+                "alias %s)\n",
+                machine_type, mig_machine_type_names(), qemu_machines[0].name,
+                qemu_machines[0].alias);
         return 2;
     }
+    if (qemu_type && !no_devices(devices)) {
+        fprintf(stderr,
+                "migcert vm: --machine '%s': QEMU's machine type %s stands for a machine with "
+                "pc.ram and no devices; it needs --devices none, not '%s'\n",
+                machine_type, qemu_type, devices);
+        return 2;
+    }
+    if (qemu_type)
+        machine_type = qemu_type;
     if (mt_rel && mig_release_index(mt_rel->name) > mig_release_index(rel->name)) {
         fprintf(stderr,
                 "migcert vm: --machine '%s': newer than release %s (its newest is %s)\n",
