@@ -226,7 +226,7 @@ static bool has_back_channel(MigTransport *t)
 {
     if (!t)
         return false;
-    if (strcmp(t->ops->kind, "mem") == 0)
+    if (strcmp(t->ops->kind, "mem") == 0 || mig_transport_is_local(t))
         return true;
     struct stat st;
     int fd = mig_transport_get_fd(t);
@@ -284,9 +284,11 @@ MigMigration *mig_migration_new(const MigMigrationEnv *env)
     mm->env.who = mm->who;
     mm->env.machine_type = mm->machine_type;
     mm->caps_known = env->caps_known ? env->caps_known : mig_caps_supported();
-    /* Not implemented (seed 002 page flipping): never offered, so management
-     * that intersects offers never enables it. */
-    mm->caps_known &= ~MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
+    /* x-page-flip (seed 002) passes a pipe fd over a unix socket: a loop
+     * without real fds (the simulator's mem links) never offers it, so
+     * management that intersects offers never enables it there. */
+    if (!env->loop || !env->loop->ops->fd_watch)
+        mm->caps_known &= ~MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
     mig_params_default(&mm->params);
     return mm;
 }
@@ -596,10 +598,11 @@ int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states
     for (int c = 0; c < MIG_CAP__COUNT; c++) {
         if (!(named & MIG_CAP_BIT(c)) || !(states & MIG_CAP_BIT(c)))
             continue;
-        if (c == MIG_CAP_X_PAGE_FLIP)
+        if (c == MIG_CAP_X_PAGE_FLIP && !mm->env.loop->ops->fd_watch)
             return mig_err_set(errp, -ENOTSUP,
-                               "Capability 'x-page-flip' is not implemented by migcert "
-                               "(localhost page flipping, seed 002)");
+                               "Capability 'x-page-flip' needs a unix socket that can pass "
+                               "fds; the %s loop's links cannot carry fds",
+                               mm->env.loop->ops->name);
         if (!(mm->caps_known & MIG_CAP_BIT(c)))
             return mig_err_set(errp, -EINVAL, "Capability '%s' is not known by this machine",
                                mig_cap_name(c));
@@ -709,8 +712,10 @@ static int src_setup(MigMigration *mm)
     for (int c = 0; c < MIG_CAP__COUNT; c++)
         if ((mm->caps & MIG_CAP_BIT(c)) && mig_cap_validatable(c))
             caps[ncaps++] = mig_cap_name(c);
-    if (mm->env.ram)
+    if (mm->env.ram) {
         mig_ram_set_caps(mm->env.ram, mm->caps);
+        mig_ram_set_flip(mm->env.ram, mig_transport_is_local(mm->t) ? mm->t : NULL);
+    }
     mig_stream_put_file_header(s);
     mig_stream_put_configuration(s, mm->machine_type, caps, ncaps);
     if (mm->rp_on) {
@@ -1184,6 +1189,12 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
                            "or disable return-path)",
                            kind);
     }
+    if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) {
+        /* Page flipping: pages go through a pipe passed over the socket. */
+        t = mig_transport_local_new(t, true, errp);
+        if (!t)
+            return -ENOTSUP;
+    }
     mm->incoming = false;
     prepare(mm);
     mm->rp_on = rp;
@@ -1613,6 +1624,23 @@ int mig_migration_start_incoming(MigMigration *mm, MigTransport *t, MigErr **err
         mig_transport_close(t);
         return mig_err_set(errp, -EBUSY, "The incoming migration has already been started");
     }
+    if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) {
+        /* The source's pages arrive on the pipe it passes (seed 002). */
+        MigErr *err = NULL;
+        t = mig_transport_local_new(t, false, &err);
+        if (!t) {
+            int code = err ? err->code : -ENOTSUP;
+            mig_err_prepend(&err, "incoming migration");
+            fail(mm, code, err ? err->msg : "x-page-flip needs a unix socket");
+            if (errp)
+                *errp = err;
+            else
+                mig_err_free(err);
+            return code;
+        }
+    }
+    if (mm->env.ram)
+        mig_ram_set_flip(mm->env.ram, mig_transport_is_local(t) ? t : NULL);
     mm->t = t;
     mm->s = mig_stream_new_reader(t);
     mm->dp = DP_HEADER;

@@ -107,8 +107,9 @@ typedef enum MigCap {
     MIG_CAP_ZERO_COPY_SEND,
     MIG_CAP_POSTCOPY_PREEMPT,
     /* Project capabilities. */
-    /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS).  Known by name
-     * only: not implemented, so never offered and refused with -ENOTSUP. */
+    /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS, the "local"
+     * transport).  Offered only on a loop with real fds; migrate refuses it
+     * (-ENOTSUP) on a transport that cannot pass fds. */
     MIG_CAP_X_PAGE_FLIP,
     MIG_CAP__COUNT
 } MigCap;

@@ -35,6 +35,11 @@ struct MigRam {
     bool loading;
     MigRamReader reader; /* current block across sections, block table */
     int *load_map;       /* reader block index -> our block index */
+
+    /* x-page-flip (seed 002): the "local" transport pages go through, NULL
+     * when off; set by the engine before save_setup / load_setup. */
+    MigTransport *flip;
+    bool flip_ready; /* destination: the pipe fd arrived */
 };
 
 int mig__ram_find_index(const MigRam *r, const char *idstr);

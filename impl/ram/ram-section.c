@@ -11,12 +11,47 @@
 
 /* ------------------------------------------------------------- source */
 
+/* RAM address of a block's first byte: where it starts in the
+ * concatenation of the MEM_SIZE block list (QEMU's ram_addr_t). */
+static uint64_t block_base(const MigRam *r, size_t bi)
+{
+    uint64_t base = 0;
+    for (size_t i = 0; i < bi; i++)
+        base += r->blocks[i]->length;
+    return base;
+}
+
+/* x-page-flip: an 8-byte HOOK record with the page's RAM address goes on the
+ * stream; the data goes through the pipe before the record (transport-local.c).
+ * Returns the bytes the record stands for (its page included, so that the
+ * iteration budget still measures guest data). */
+static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, const uint8_t *host)
+{
+    uint64_t addr = block_base(r, bi) + page * MIG_RAM_PAGE_SIZE;
+    uint64_t at = mig_stream_offset(s);
+    mig_stream_put_be64(s, addr | MIG_RAM_FLAG_HOOK);
+    int ret = mig_transport_local_queue_page(r->flip, at, host);
+    if (ret < 0)
+        mig_stream_set_error(s, ret, "page-flip: cannot queue page 0x%llx of ramblock \"%s\"",
+                             (unsigned long long)(page * MIG_RAM_PAGE_SIZE), r->blocks[bi]->idstr);
+    r->normal++;
+    r->transferred += 8;
+    if (r->completing)
+        r->downtime_bytes += 8;
+    else
+        r->precopy_bytes += 8;
+    return 8 + MIG_RAM_PAGE_SIZE;
+}
+
 static size_t put_record(MigRam *r, MigStream *s, size_t bi, uint64_t page)
 {
     MigRamBlock *b = r->blocks[bi];
     const uint8_t *host = b->host + page * MIG_RAM_PAGE_SIZE;
     size_t n;
-    if (mig_ram_page_is_zero(host)) {
+    bool zero = mig_ram_page_is_zero(host);
+    if (!zero && r->flip)
+        return put_flipped(r, s, bi, page, host);
+    if (zero) {
         mig_ram_put_zero(s, &r->writer, b->idstr, page * MIG_RAM_PAGE_SIZE, 0);
         n = 9;
         r->duplicate++;
@@ -126,6 +161,16 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
     mig_ram_put_mem_size(s, &r->writer, list, n,
                          (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0);
     free(list);
+    if (r->flip) {
+        /* The setup hook: a HOOK record, then the byte that carries the
+         * pipe's read end (SCM_RIGHTS), which the destination's hook takes. */
+        mig_ram_put_hook(s);
+        int ret = mig_transport_local_queue_fd(r->flip, mig_stream_offset(s));
+        if (ret < 0)
+            return mig_err_set(errp, ret, "page-flip: cannot queue the pipe fd (%s)",
+                               mig_errno_name(ret));
+        mig_stream_put_u8(s, MIG_TRANSPORT_FD_MARKER);
+    }
     mig_ram_put_eos(s);
     r->transferred += mig_stream_offset(s) - before;
     return mig_stream_take_error(s, errp);
@@ -182,6 +227,7 @@ static void ram_save_cleanup(void *opaque, MigOutcome outcome)
      * dirty log keeps running (it is the guest's, not the migration's). */
     r->saving = false;
     r->completing = false;
+    r->flip = NULL; /* the transport goes with the migration */
     r->bmap_dirty = 0;
     for (size_t i = 0; i < r->nblocks; i++) {
         free(r->blocks[i]->bmap);
@@ -279,6 +325,73 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
     return 1;
 }
 
+/* The load hook of x-page-flip.  The first HOOK record is followed by the
+ * marker byte that carries the pipe; every later one holds the RAM address of
+ * a page whose data is waiting in the pipe.  Without the capability there is
+ * no hook, and a HOOK record fails the load as it does in QEMU 7.2.  Returns
+ * 0, -EAGAIN (starved before the marker byte: rewind), or an error. */
+static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **errp)
+{
+    unsigned long long at = (unsigned long long)rec->stream_offset;
+    if (!r->flip)
+        return mig_err_set(errp, -EINVAL,
+                           "RAM hook record (flag 0x80) at offset %llu but capability "
+                           "'x-page-flip' is not enabled on this destination, so no load hook "
+                           "is registered",
+                           at);
+    if (!r->flip_ready) {
+        if (rec->offset != 0)
+            return mig_err_set(errp, -EINVAL,
+                               "page-flip: HOOK record for address 0x%llx at offset %llu before "
+                               "the pipe was passed",
+                               (unsigned long long)rec->offset, at);
+        uint8_t m = mig_stream_get_u8(s);
+        if (mig_stream_starved(s))
+            return -EAGAIN;
+        int ret = mig_stream_take_error(s, errp);
+        if (ret < 0)
+            return ret;
+        if (m != MIG_TRANSPORT_FD_MARKER)
+            return mig_err_set(errp, -EINVAL,
+                               "page-flip: byte 0x%02x after the setup HOOK record at offset "
+                               "%llu, expected the pipe marker 0x%02x",
+                               m, at, MIG_TRANSPORT_FD_MARKER);
+        ret = mig_transport_local_take_pipe(r->flip, errp);
+        if (ret < 0) {
+            mig_err_prepend(errp, "setup HOOK record at offset %llu", at);
+            return ret;
+        }
+        r->flip_ready = true;
+        r->transferred += 1;
+        return 0;
+    }
+    const MigRamReader *rd = &r->reader;
+    if (!r->load_map)
+        return mig_err_set(errp, -EINVAL, "page-flip: page HOOK record before the block list "
+                                          "(offset %llu)",
+                           at);
+    uint64_t base = 0;
+    for (size_t i = 0; i < rd->nblocks; i++) {
+        if (rec->offset < base + rd->blocks[i].length) {
+            MigRamBlock *b = r->blocks[r->load_map[i]];
+            int ret = mig_transport_local_read_page(r->flip, b->host + (rec->offset - base), errp);
+            if (ret < 0) {
+                mig_err_prepend(errp, "page HOOK record for ramblock \"%s\" offset 0x%llx at "
+                                      "offset %llu",
+                                b->idstr, (unsigned long long)(rec->offset - base), at);
+                return ret;
+            }
+            r->normal++;
+            return 0;
+        }
+        base += rd->blocks[i].length;
+    }
+    return mig_err_set(errp, -EINVAL,
+                       "page-flip: HOOK record for RAM address 0x%llx at offset %llu is past "
+                       "the end of RAM (0x%llx bytes)",
+                       (unsigned long long)rec->offset, at, (unsigned long long)base);
+}
+
 static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
 {
     MigRam *r = opaque;
@@ -329,11 +442,15 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
         case MIG_RAM_FLAG_EOS:
             return 0;
         case MIG_RAM_FLAG_HOOK:
-            /* QEMU 7.2 fails a HOOK without a registered load hook; page
-             * flipping would register one. */
-            return mig_err_set(errp, -EINVAL,
-                               "RAM hook record at offset %llu but no load hook is registered",
-                               (unsigned long long)rec.stream_offset);
+            ret = load_hook(r, s, &rec, errp);
+            if (ret == -EAGAIN) {
+                mig_stream_rewind(s);
+                r->transferred -= 8; /* counted again when the record is re-read */
+                return -EAGAIN;
+            }
+            if (ret < 0)
+                return ret;
+            break;
         default:
             return mig_err_set(errp, -EINVAL,
                                "Unknown combination of migration flags: 0x%x (offset %llu)",
@@ -346,6 +463,8 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
 {
     MigRam *r = opaque;
     r->loading = false;
+    r->flip = NULL;
+    r->flip_ready = false;
     mig_ram_reader_free(&r->reader);
     mig_ram_reader_init(&r->reader);
     free(r->load_map);

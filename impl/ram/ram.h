@@ -83,6 +83,17 @@ int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
 /* Capabilities that change the RAM format (x-ignore-shared adds mr_addr to the
  * block list); set by the engine before save_setup and before load_setup. */
 void mig_ram_set_caps(MigRam *r, MigCapMask caps);
+/* x-page-flip (seed 002): `local` is the "local" transport the migration
+ * runs on (transport.h), NULL when flipping is off.  Source: save_setup
+ * writes a HOOK record (offset 0) + the fd marker byte that carries the
+ * pipe, and every non-zero page becomes an 8-byte HOOK record holding its
+ * RAM address (the offset in the MEM_SIZE block list's concatenation), its
+ * data going through the pipe; zero pages stay ZERO records.  Destination:
+ * the first HOOK takes the pipe, later ones read their page from it.  With
+ * flipping off a HOOK record fails the load, as in a QEMU 7.2 without a load
+ * hook.  The engine sets it before save_setup / load_setup; cleanup clears
+ * it. */
+void mig_ram_set_flip(MigRam *r, MigTransport *local);
 
 /* Counters of the current or last migration, for query-migrate.  The engine
  * fills the time-based fields (mbps, rates). */

@@ -5,7 +5,7 @@
  * Owns: MigTransport and the backends unix (connected AF_UNIX socket), fd (an
  * fd handed to the process), file (save to / restore from a file), mem (the
  * simulator's in-memory link, in impl/transport/transport-mem.c, driven by the
- * sim loop) and local (page flipping, later).
+ * sim loop) and local (page flipping, transport-local.c).
  * Called by: impl/stream (codec), impl/migration, impl/monitor.
  *
  * Invariants: every operation is non-blocking for socket/pipe/mem backends:
@@ -102,6 +102,48 @@ static inline int mig_transport_recv_fd(MigTransport *t)
 }
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);
+
+/* ---- local: page flipping over a unix socket (seed 002, transport-local.c)
+ * A "local" transport wraps a connected unix socket (taking it over).  The
+ * byte stream still runs on the socket; guest pages travel on a pipe whose
+ * read end the source passes with SCM_RIGHTS.  The RAM section drives it:
+ *   source: mig_transport_local_queue_fd(t, at) says that the stream byte at
+ *     offset `at` (a MIG_TRANSPORT_FD_MARKER byte the caller put) carries the
+ *     pipe's read end; mig_transport_local_queue_page(t, at, page) says that
+ *     the 4096 bytes at `page` must be in the pipe before stream byte `at`
+ *     (the page's HOOK record) goes out.  writev moves both in that order, so
+ *     the destination always finds a page's data in the pipe once it has
+ *     read its record.  A full pipe makes writev stop short (-EAGAIN when
+ *     nothing moved) and watch(MIG_LOOP_OUT) then waits for the pipe.
+ *     Offsets count from the transport's first byte (a stream created on a
+ *     fresh transport has the same offsets).  `page` must stay mapped until
+ *     the transport is closed.
+ *   destination: after reading the marker byte from the stream, take_pipe
+ *     adopts the fd that came with it; read_page then reads one page.
+ * bytes_written/bytes_read count socket and pipe bytes; local_stats splits
+ * them. */
+/* Can t pass fds (a connected AF_UNIX socket under an fd/unix transport)? */
+bool mig_transport_can_pass_fds(MigTransport *t);
+/* Wrap a unix-socket transport (owned from now on, also on error).  for_send:
+ * the source side, which creates the pipe.  NULL with *errp on failure. */
+MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp);
+bool mig_transport_is_local(const MigTransport *t);
+int mig_transport_local_queue_fd(MigTransport *t, uint64_t at);
+int mig_transport_local_queue_page(MigTransport *t, uint64_t at, const void *page);
+/* Destination: adopt the pipe fd passed with the marker byte the caller just
+ * read.  0, -EPROTO (no fd came with it), -EEXIST (already have one). */
+int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp);
+bool mig_transport_local_has_pipe(const MigTransport *t);
+/* Destination: read one 4096-byte page from the pipe into dst.  0, -EPROTO
+ * when the pipe holds less than a page (the source writes a page before its
+ * record, so that is a broken source), -EPIPE at EOF, or -errno. */
+int mig_transport_local_read_page(MigTransport *t, void *dst, MigErr **errp);
+typedef struct MigLocalStats {
+    uint64_t socket_bytes; /* stream bytes through the socket (both ways) */
+    uint64_t pipe_bytes;   /* page bytes through the pipe */
+    uint64_t pages;        /* pages through the pipe */
+} MigLocalStats;
+void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out);
 
 /* ---- unix listener (the destination side of unix:PATH) ----
  * Accepts without blocking from a loop fd watch (epoll loop only).  Each
