@@ -1,0 +1,165 @@
+"""test_vm_pageflip.py - localhost migration with page flipping (seed 002)
+between two `migcert vm` processes: capability x-page-flip negotiated over
+QMP (qmp.negotiate_capabilities), the stream on the unix socket carrying
+page addresses only while the pages go through a pipe passed with
+SCM_RIGHTS.
+
+What a user would notice, checked here:
+- both sides 2.1-dev: x-page-flip is offered, negotiated, used (the socket's
+  RAM bytes, query-migrate ram.transferred, stay under 1% of RAM while every
+  page arrives: equal RAM digests), also into an `fd:` destination that is a
+  unix socket;
+- a destination of an older release (2.0) does not offer it: negotiation
+  leaves it off and the migration runs as a plain stream;
+- a `unix:` source with an `fd:` destination works with flipping off;
+- a `file:` migration with x-page-flip set is refused at `migrate`, naming
+  the capability and the transport; the source keeps running;
+- a 1 GiB migration with and without flipping: both throughputs printed
+  (run with -s to see them).
+
+Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_pageflip.py -k NAME
+"""
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from qmp import QMPError, negotiate_capabilities, offered_capabilities  # noqa: E402
+from test_vm_migration import (UNLIMITED, digest, enabled_caps, set_bandwidth,  # noqa: E402,F401
+                               status, vms, wait_status)
+
+FLIP = "x-page-flip"
+
+
+def vm(vms, name, *args, ram="64M", pass_fds=()):
+    return vms(name, "--ram", ram, *args, pass_fds=pass_fds)
+
+
+def source(vms, *args, ram="64M", dirty=2000, pass_fds=()):
+    return vm(vms, "src", "--fill", "random", "--seed", "7", "--dirty-rate", str(dirty), *args,
+              ram=ram, pass_fds=pass_fds)
+
+
+def completed(src, dst, timeout=120):
+    info = src.qmp.wait_migration(timeout=timeout)
+    assert info["status"] == "completed", f"{info}\n{src.log()}\n{dst.log()}"
+    dinfo = wait_status(dst, ("completed", "failed"), timeout=30)
+    assert dinfo["status"] == "completed", f"{dinfo}\n{dst.log()}"
+    assert status(src) == (False, "postmigrate")
+    assert status(dst) == (True, "running")
+    assert digest(dst) == digest(src)
+    return info
+
+
+def flipped(info):
+    """Pages went through the pipe: the stream's RAM bytes are < 1% of RAM."""
+    ram = info["ram"]
+    return ram["normal"] > 0 and ram["transferred"] < ram["total"] // 100
+
+
+def test_vm_pageflip_both_current_releases_flip(vms):
+    dst = vm(vms, "dst", "--incoming", "defer")
+    src = source(vms)
+    assert FLIP in offered_capabilities(src) and FLIP in offered_capabilities(dst)
+    assert negotiate_capabilities(src, dst, wanted=[FLIP, "events"]) == ["events", FLIP]
+    assert FLIP in enabled_caps(src) and FLIP in enabled_caps(dst)
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
+    time.sleep(0.2)  # the guest dirties pages first: several passes flip
+    src.cmd("migrate", uri=uri)
+    info = completed(src, dst)
+    assert flipped(info), info
+    assert info["ram"]["normal"] >= (64 << 20) // 4096 - info["ram"]["duplicate"], info
+
+
+def test_vm_pageflip_older_destination_leaves_it_off(vms):
+    """A 2.0 destination does not know x-page-flip: the intersection leaves
+    it off; the 2.1-dev source (running mc-2.0) sends a plain stream."""
+    dst = vm(vms, "dst", "--release", "2.0", "--incoming", "defer")
+    src = source(vms, "--machine", "mc-2.0")
+    assert FLIP not in offered_capabilities(dst)
+    src.cmd("migrate-set-capabilities", capabilities=[{"capability": FLIP, "state": True}])
+    assert negotiate_capabilities(src, dst, wanted=[FLIP]) == []
+    assert FLIP not in enabled_caps(src)
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=uri)
+    info = completed(src, dst)
+    assert not flipped(info), info
+    assert info["ram"]["transferred"] >= info["ram"]["normal-bytes"] > 0
+
+
+def unix_to_fd(vms, flip):
+    """A unix: source; the destination gets the accepted connection as fd:N."""
+    path = vms.dir / "mig.sock"
+    lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsn.bind(str(path))
+    lsn.listen(1)
+    src = source(vms)
+    if flip:
+        src.cmd("migrate-set-capabilities", capabilities=[{"capability": FLIP, "state": True}])
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=f"unix:{path}")
+    conn, _ = lsn.accept()
+    lsn.close()
+    try:
+        dst = vm(vms, "dst", "--incoming", "defer", pass_fds=(conn.fileno(),))
+        if flip:
+            dst.cmd("migrate-set-capabilities",
+                    capabilities=[{"capability": FLIP, "state": True}])
+        dst.cmd("migrate-incoming", uri=f"fd:{conn.fileno()}")
+    finally:
+        conn.close()
+    return completed(src, dst)
+
+
+def test_vm_pageflip_unix_source_fd_destination_flipping_off(vms):
+    info = unix_to_fd(vms, flip=False)
+    assert not flipped(info), info
+
+
+def test_vm_pageflip_unix_source_fd_destination_flipping_on(vms):
+    """fd: is a unix socket here, so it can take the pipe too."""
+    info = unix_to_fd(vms, flip=True)
+    assert flipped(info), info
+
+
+def test_vm_pageflip_refused_on_file(vms):
+    src = source(vms)
+    src.cmd("migrate-set-capabilities", capabilities=[{"capability": FLIP, "state": True}])
+    with pytest.raises(QMPError) as e:
+        src.cmd("migrate", uri=f"file:{vms.dir}/vm.mig")
+    assert "'x-page-flip'" in e.value.desc and "'file' transport" in e.value.desc, e.value.desc
+    assert status(src) == (True, "running")
+
+
+def timed_migration(vms, tag, flip, ram="1G"):
+    dst = vms(f"dst-{tag}", "--ram", ram, "--incoming", "defer")
+    src = vms(f"src-{tag}", "--ram", ram, "--fill", "random", "--seed", "7")
+    negotiate_capabilities(src, dst, wanted=[FLIP] if flip else [])
+    uri = f"unix:{vms.dir}/{tag}.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=uri)
+    info = completed(src, dst, timeout=300)
+    assert flipped(info) == flip, info
+    secs = info["total-time"] / 1000.0
+    rate = info["ram"]["total"] / (1 << 20) / secs if secs > 0 else float("inf")
+    src.quit()
+    dst.quit()
+    return secs, rate
+
+
+def test_vm_pageflip_throughput_1g(vms):
+    """1 GiB idle guest over unix:, plain stream vs page flipping; prints both."""
+    plain_s, plain_rate = timed_migration(vms, "plain", flip=False)
+    flip_s, flip_rate = timed_migration(vms, "flip", flip=True)
+    print(f"\n1 GiB localhost migration: plain unix stream {plain_s:.2f} s "
+          f"({plain_rate:.0f} MiB/s); page flipping {flip_s:.2f} s ({flip_rate:.0f} MiB/s)")
