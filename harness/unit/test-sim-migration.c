@@ -74,6 +74,7 @@ typedef struct Run {
     uint64_t seed_bw;
     /* source RAM digest when the guest stopped and when migration failed */
     char digest_stop[65], digest_failed[65];
+    uint64_t stop_ns; /* loop time of the source's STOP */
     size_t link_buffer; /* 0: the default */
     FILE *tracef;       /* the trace's text (run_trace_text) */
     char *tracebuf;
@@ -91,8 +92,10 @@ static const char *run_trace_text(Run *r)
 static void on_src_event(void *opaque, const char *name, json_t *data)
 {
     Run *r = opaque;
-    if (strcmp(name, "STOP") == 0 && r->src)
+    if (strcmp(name, "STOP") == 0 && r->src) {
         mig_machine_ram_digest(r->src, r->digest_stop);
+        r->stop_ns = mig_loop_now_ns(r->loop);
+    }
     if (strcmp(name, "MIGRATION") == 0) {
         const char *st = json_string_value(json_object_get(data, "status"));
         if (strcmp(st, "failed") == 0)
@@ -627,6 +630,41 @@ static void test_sim_migration_downtime_within_limit_on_slow_link(void **state)
     run_free(&r);
 }
 
+/* A link that buffers 1.6 s of data (16 MiB at 10 MiB/s, the whole RAM): the
+ * bytes the link holds are pending too (mig_transport_queued), or the source
+ * stops the guest after the first pass with all of it still on the way.  The
+ * guest's real pause runs from the source's STOP to the destination running
+ * (the source's own downtime ends with its last write, before the link has
+ * delivered it). */
+static void test_sim_migration_downtime_within_limit_with_big_link_buffer(void **state)
+{
+    (void)state;
+    Run r;
+    run_setup(&r, 0x7f, 16 * MIB, 256, 10ull * MIB, 0);
+    r.link_buffer = 16 << 20;
+    MigParamsSet ps = {.has_downtime_limit = true, .p.downtime_limit = 300};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
+    run_start(&r);
+    run_wait(&r);
+    MigInfo info;
+    mig_machine_query_migrate(r.src, &info);
+    assert_int_equal(info.status, MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
+    assert_true(info.has_downtime);
+    assert_true(r.stop_ns > 0);
+    uint64_t pause_ms = (mig_loop_now_ns(r.loop) - r.stop_ns) / 1000000;
+    /* limit + one 100 ms window of measuring slack */
+    if (pause_ms > 400 || info.downtime > 400)
+        fail_msg("guest paused %llu ms (source downtime %llu ms) over a 300 ms limit with a "
+                 "16 MiB link buffer",
+                 (unsigned long long)pause_ms, (unsigned long long)info.downtime);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("%s", err->msg);
+    run_free(&r);
+}
+
 /* ---- guest resumed hook ---- */
 
 static int resumed_calls;
@@ -772,6 +810,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_migration_failed_load_restores_device_state),
         cmocka_unit_test(test_sim_migration_ignore_shared_both_sides),
         cmocka_unit_test(test_sim_migration_downtime_within_limit_on_slow_link),
+        cmocka_unit_test(test_sim_migration_downtime_within_limit_with_big_link_buffer),
         cmocka_unit_test(test_sim_migration_cont_after_completion_resumes_iterative_handlers),
         cmocka_unit_test(test_sim_migration_load_errors_name_the_section),
     };

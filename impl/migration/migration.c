@@ -44,6 +44,9 @@
 #define SRC_SLICE ((uint64_t)64 << 20)
 #define DST_SLICE ((uint64_t)64 << 20)
 #define RATE_WINDOW_NS 100000000ull
+/* How long to watch a transport that holds bytes before the source has any
+ * measure of the rate they leave at. */
+#define DRAIN_PROBE_NS 10000000ull
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
 
@@ -139,6 +142,8 @@ struct MigMigration {
 
     /* source convergence: the pass ended with only queued bytes in the way */
     bool drain_wait;
+    bool drain_timed; /* waited on a timer for the transport: decide again */
+    bool drain_probe; /* the wait measures the rate: no sync, no new pass */
     uint64_t drain_target;
 
     /* source */
@@ -231,17 +236,6 @@ static bool has_back_channel(MigTransport *t)
     struct stat st;
     int fd = mig_transport_get_fd(t);
     return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-/* Bytes the transport accepted but the kernel has not handed to the peer
- * yet (sockets: SIOCOUTQ); 0 when it cannot tell. */
-static uint64_t transport_queued(MigTransport *t)
-{
-    int fd = t ? mig_transport_get_fd(t) : -1, q = 0;
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || ioctl(fd, SIOCOUTQ, &q) != 0)
-        return 0;
-    return q > 0 ? (uint64_t)q : 0;
 }
 
 static void emit(MigMigration *mm, const char *name, json_t *data)
@@ -746,7 +740,7 @@ static int src_setup(MigMigration *mm)
     mm->setup_end_ns = now_ns(mm);
     mm->has_setup_time = true;
     mm->pass_start_ns = mm->last_sync_ns = mm->window_start_ns = now_ns(mm);
-    mm->pass_start_bytes = mm->t->bytes_written;
+    mm->pass_start_bytes = mm->t->bytes_written - mig_transport_queued(mm->t);
     mm->window_start_off = mig_stream_offset(s);
     mm->sp = SP_ITERATE;
     mm->entry = 0;
@@ -773,21 +767,25 @@ static void src_switchover(MigMigration *mm)
     mig__migration_set_status(mm, MIG_STATUS_DEVICE);
 }
 
-/* All handlers finished the pass: sync, measure, decide. */
-static void src_end_of_pass(MigMigration *mm)
+/* All handlers finished the pass: sync, measure, decide.  sync false: only
+ * measure and decide again (after probing the rate of a transport that
+ * holds bytes; not a new pass). */
+static void src_end_of_pass(MigMigration *mm, bool sync)
 {
     uint64_t now = now_ns(mm);
-    mm->passes++;
+    if (sync)
+        mm->passes++;
     for (size_t i = 0; i < mm->nentries; i++) {
         const MigSaveEntry *e = entry_at(mm, i);
-        if (iter_active(e) && e->iter->save_sync)
+        if (sync && iter_active(e) && e->iter->save_sync)
             e->iter->save_sync(e->opaque);
         mm->pass_done[i] = false;
     }
     uint64_t dt = now - mm->last_sync_ns;
-    if (mm->env.ram && dt > 0)
+    if (sync && mm->env.ram && dt > 0)
         mm->dirty_rate = mig_ram_last_sync_dirtied(mm->env.ram) * NS_PER_S / dt;
-    mm->last_sync_ns = now;
+    if (sync)
+        mm->last_sync_ns = now;
     uint64_t dirty = 0;
     for (size_t i = 0; i < mm->nentries; i++) {
         const MigSaveEntry *e = entry_at(mm, i);
@@ -798,40 +796,57 @@ static void src_end_of_pass(MigMigration *mm)
         dirty += pre + stop;
     }
     /* What stop-and-copy must still push also includes the bytes already
-     * queued in the stream (up to SRC_HWM) and in the transport. */
-    uint64_t queued = mig_stream_pending(mm->s);
-    uint64_t pending = dirty + queued + transport_queued(mm->t);
-    uint64_t bytes = mm->t->bytes_written - mm->pass_start_bytes;
+     * queued in the stream (up to SRC_HWM) and in the transport (a socket's
+     * send queue, the simulated link's buffer): the guest waits for those
+     * too.  The rate is what reached the peer, not what a big transport
+     * buffer took in. */
+    uint64_t tq = mig_transport_queued(mm->t);
+    uint64_t queued = mig_stream_pending(mm->s) + tq;
+    uint64_t pending = dirty + queued;
+    uint64_t delivered = mm->t->bytes_written - tq;
+    uint64_t bytes = delivered > mm->pass_start_bytes ? delivered - mm->pass_start_bytes : 0;
     uint64_t pass_ns = now - mm->pass_start_ns;
     if (pass_ns > 0 && bytes > 0)
         mm->bandwidth = (uint64_t)((double)bytes * NS_PER_S / (double)pass_ns);
     else if (bytes > 0 || !mm->bandwidth)
         mm->bandwidth = UINT64_MAX; /* nothing measurable: the link kept up instantly */
+    /* ... unless the transport still holds bytes: then nothing is known */
+    bool unrated = mm->bandwidth == UINT64_MAX && tq > 0;
     double expected = mm->bandwidth == UINT64_MAX ? 0.0
                                                   : (double)pending * 1000.0 / (double)mm->bandwidth;
     mm->expected_downtime_ms = (uint64_t)expected;
     uint64_t syncs = mm->env.ram ? mig_ram_sync_count(mm->env.ram) : mm->passes + 1;
     mig_trace_log(mm->env.loop->trace, now, mm->who,
-                  "pass %" PRIu64 " done: pending %" PRIu64 " bytes, expected downtime %" PRIu64
+                  "pass %" PRIu64 " %s: pending %" PRIu64 " bytes, expected downtime %" PRIu64
                   " ms",
-                  mm->passes, pending, mm->expected_downtime_ms);
-    emit(mm, "MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)syncs));
+                  mm->passes, sync ? "done" : "re-measured", pending, mm->expected_downtime_ms);
+    if (sync)
+        emit(mm, "MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)syncs));
     if (!src_alive(mm))
         return;
-    bool converged = expected <= (double)mm->params.downtime_limit;
+    bool converged = !unrated && expected <= (double)mm->params.downtime_limit;
     bool bounded = mm->params.x_max_passes && mm->passes >= mm->params.x_max_passes;
-    if (!converged && !bounded && mm->bandwidth != UINT64_MAX && mm->bandwidth > 0 &&
-        (double)(pending - queued) * 1000.0 / (double)mm->bandwidth <=
-            (double)mm->params.downtime_limit) {
+    if (!converged && !bounded &&
+        (unrated || (mm->bandwidth != UINT64_MAX && mm->bandwidth > 0 &&
+                     (double)(pending - queued) * 1000.0 / (double)mm->bandwidth <=
+                         (double)mm->params.downtime_limit))) {
         /* The dirty pages alone would fit: what is in the way is bytes
-         * queued earlier.  Let the stream drain to half the budget, then
-         * sync and decide again (src_iterate). */
-        mm->drain_target = (uint64_t)((double)mm->params.downtime_limit *
-                                      (double)mm->bandwidth / 2000.0);
+         * queued earlier.  Let them drain to half the budget, then sync and
+         * decide again (src_iterate).  Or the rate is not known yet (the
+         * pass went into the transport's buffer at once): probe it, and
+         * decide again without a new pass. */
+        mm->drain_target = unrated ? 0
+                                   : (uint64_t)((double)mm->params.downtime_limit *
+                                                (double)mm->bandwidth / 2000.0);
         if (queued > mm->drain_target) {
             mm->drain_wait = true;
+            mm->drain_timed = false;
+            mm->drain_probe = unrated;
             mig_trace_log(mm->env.loop->trace, now, mm->who,
-                          "draining %" PRIu64 " queued bytes to %" PRIu64 " before deciding",
+                          unrated ? "%" PRIu64 " queued bytes at an unknown rate: probing "
+                                    "it (target %" PRIu64 ")"
+                                  : "draining %" PRIu64 " queued bytes to %" PRIu64
+                                    " before deciding",
                           queued, mm->drain_target);
             return;
         }
@@ -845,7 +860,7 @@ static void src_end_of_pass(MigMigration *mm)
         return;
     }
     mm->pass_start_ns = now;
-    mm->pass_start_bytes = mm->t->bytes_written;
+    mm->pass_start_bytes = delivered;
 }
 
 /* One PART section (or the end of a pass).  Returns 1 when the producer must
@@ -857,13 +872,26 @@ static int src_iterate(MigMigration *mm)
         int r = mig_stream_flush(s);
         if (r < 0 && r != -EAGAIN)
             return 0; /* sticky error: the producer reports it */
-        if (mig_stream_pending(s) > mm->drain_target) {
+        if (!mm->drain_probe && mig_stream_pending(s) > mm->drain_target) {
             mm->watching = true;
             mig_transport_watch(mm->t, MIG_LOOP_OUT, src_writable, mm);
             return 1;
         }
+        /* The rest sits in the transport, and no readiness says when it has
+         * left: wait as long as that takes at the measured rate (a probe
+         * when there is none), then decide again with a fresh measure. */
+        uint64_t q = mig_stream_pending(s) + mig_transport_queued(mm->t);
+        if (q > mm->drain_target && !mm->drain_timed) {
+            uint64_t wait = DRAIN_PROBE_NS;
+            if (!mm->drain_probe && mm->bandwidth && mm->bandwidth != UINT64_MAX)
+                wait = MIG_MAX(NS_PER_MS, (uint64_t)((double)(q - mm->drain_target) *
+                                                     NS_PER_S / (double)mm->bandwidth));
+            mm->drain_timed = true;
+            mm->timer_src = mig_loop_timer_add(mm->env.loop, now_ns(mm) + wait, src_timer, mm);
+            return 1;
+        }
         mm->drain_wait = false;
-        src_end_of_pass(mm);
+        src_end_of_pass(mm, !mm->drain_probe);
         return 0;
     }
     size_t budget = SRC_BUDGET;
@@ -905,7 +933,7 @@ static int src_iterate(MigMigration *mm)
         mm->entry = (i + 1) % n;
         return 0;
     }
-    src_end_of_pass(mm);
+    src_end_of_pass(mm, true);
     return 0;
 }
 

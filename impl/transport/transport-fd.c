@@ -19,9 +19,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/sockios.h>
 
 #include "transport.h"
 
@@ -299,11 +301,22 @@ static void fd_close(MigTransport *t)
         free(f);
 }
 
+/* A socket's unsent (TCP) or unread (unix) bytes; files and pipes: 0. */
+static uint64_t fd_queued(MigTransport *t)
+{
+    FdTransport *f = F(t);
+    int q = 0;
+
+    if (!f->is_socket || f->fd < 0 || ioctl(f->fd, SIOCOUTQ, &q) != 0)
+        return 0;
+    return q > 0 ? (uint64_t)q : 0;
+}
+
 #define FD_OPS(k)                                                                              \
     {                                                                                          \
         .kind = k, .read = fd_read, .write = fd_write, .writev = fd_writev,                    \
         .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .watch = fd_watch,                       \
-        .shutdown_write = fd_shutdown_write, .close = fd_close,                                \
+        .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \
     }
 static const MigTransportOps fd_ops = FD_OPS("fd");
 static const MigTransportOps unix_ops = FD_OPS("unix");

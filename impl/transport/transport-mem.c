@@ -461,6 +461,12 @@ static void mem_close(MigTransport *t)
         free(e);
 }
 
+static uint64_t mem_queued(MigTransport *t)
+{
+    MemEnd *e = M(t);
+    return mig_link_queued(e->link, e->side);
+}
+
 static const MigTransportOps mem_ops = {
     .kind = "mem",
     .read = mem_read,
@@ -471,6 +477,7 @@ static const MigTransportOps mem_ops = {
     .watch = mem_watch,
     .shutdown_write = mem_shutdown_write,
     .close = mem_close,
+    .queued = mem_queued,
 };
 
 /* ---- constructor and harness controls ---- */
@@ -568,4 +575,10 @@ bool mig_link_is_broken(const MigLink *k)
 uint64_t mig_link_bytes(const MigLink *k, int dir)
 {
     return k->dir[dir ? 1 : 0].wr;
+}
+
+uint64_t mig_link_queued(const MigLink *k, int dir)
+{
+    const MemDir *d = &k->dir[dir ? 1 : 0];
+    return d->wr - d->rd;
 }

@@ -40,6 +40,10 @@ typedef struct MigTransportOps {
     /* Shut down the write side so the peer reads EOF (optional). */
     int (*shutdown_write)(MigTransport *t);
     void (*close)(MigTransport *t); /* frees t */
+    /* Optional: bytes writev accepted that the peer has not read yet (fd
+     * sockets: the kernel's send queue, SIOCOUTQ; mem: the link's fill in
+     * this end's direction).  NULL: cannot tell. */
+    uint64_t (*queued)(MigTransport *t);
 } MigTransportOps;
 
 struct MigTransport {
@@ -85,6 +89,13 @@ static inline int mig_transport_watch(MigTransport *t, uint32_t events, MigTrans
 static inline int mig_transport_shutdown_write(MigTransport *t)
 {
     return t->ops->shutdown_write ? t->ops->shutdown_write(t) : -ENOTSUP;
+}
+/* Bytes written on t and still on their way to the peer's reader (what a
+ * sender must still push through the link before the peer has them all); 0
+ * when the backend cannot tell (files, pipes, backends without the op). */
+static inline uint64_t mig_transport_queued(MigTransport *t)
+{
+    return t && t->ops->queued ? t->ops->queued(t) : 0;
 }
 /* Pass an fd over a unix socket (SCM_RIGHTS).  send_fd writes one marker byte
  * (MIG_TRANSPORT_FD_MARKER) into the byte stream carrying `fd` (the caller
@@ -203,5 +214,9 @@ void mig_link_set_params(MigLink *link, const MigLinkParams *p);
 bool mig_link_is_broken(const MigLink *link);
 /* Bytes written into direction `dir` so far. */
 uint64_t mig_link_bytes(const MigLink *link, int dir);
+/* Bytes written into direction `dir` and not yet read by its reader (in
+ * transit or arrived and unread): what mig_transport_queued reports for the
+ * end that writes `dir`. */
+uint64_t mig_link_queued(const MigLink *link, int dir);
 
 #endif
