@@ -158,8 +158,67 @@ def timed_migration(vms, tag, flip, ram="1G"):
 
 
 def test_vm_pageflip_throughput_1g(vms):
-    """1 GiB idle guest over unix:, plain stream vs page flipping; prints both."""
-    plain_s, plain_rate = timed_migration(vms, "plain", flip=False)
-    flip_s, flip_rate = timed_migration(vms, "flip", flip=True)
+    """1 GiB idle guest over unix:, plain stream vs page flipping, each run
+    twice in turn (the best of each counts: other load on the host only
+    slows a run down); prints both."""
+    runs = {"plain": [], "flip": []}
+    for i in range(2):
+        for mode in ("plain", "flip"):
+            runs[mode].append(timed_migration(vms, f"{mode}{i}", flip=mode == "flip"))
+    (plain_s, plain_rate), (flip_s, flip_rate) = min(runs["plain"]), min(runs["flip"])
     print(f"\n1 GiB localhost migration: plain unix stream {plain_s:.2f} s "
           f"({plain_rate:.0f} MiB/s); page flipping {flip_s:.2f} s ({flip_rate:.0f} MiB/s)")
+
+
+def flipping_forever(vms):
+    """A flipping migration of a 1 GiB busy guest with downtime-limit 0: it
+    converges only on a pass the guest wrote nothing during, which a 1 GiB
+    pass (about a second) never is: room to interfere while pages fly
+    through the pipe."""
+    dst = vm(vms, "dst", "--incoming", "defer", ram="1G")
+    src = source(vms, dirty=20000, ram="1G")
+    assert negotiate_capabilities(src, dst, wanted=[FLIP]) == [FLIP]
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate-set-parameters", {"downtime-limit": 0})
+    src.cmd("migrate", uri=uri)
+    wait_status(src, ("active",), timeout=10)
+    time.sleep(0.3)
+    assert src.cmd("query-migrate")["status"] == "active"
+    return src, dst
+
+
+def again_with_flipping(vms, src, name):
+    """The source is intact: flipping again into a fresh destination
+    completes with equal digests."""
+    dst = vm(vms, name, "--incoming", "defer", ram="1G")
+    assert negotiate_capabilities(src, dst, wanted=[FLIP]) == [FLIP]
+    uri = f"unix:{vms.dir}/{name}.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    src.cmd("migrate-set-parameters", {"downtime-limit": 300})
+    src.cmd("migrate", uri=uri)
+    assert flipped(completed(src, dst))
+
+
+def test_vm_pageflip_destination_killed_source_keeps_running(vms):
+    src, dst = flipping_forever(vms)
+    dst.kill()
+    info = wait_status(src, ("failed",), timeout=20)
+    assert info.get("error-desc"), info
+    assert status(src) == (True, "running")
+    d1 = digest(src)
+    time.sleep(0.1)
+    assert digest(src) != d1  # the guest is live
+    again_with_flipping(vms, src, "dst2")
+
+
+def test_vm_pageflip_cancel_source_keeps_running(vms):
+    src, dst = flipping_forever(vms)
+    src.cmd("migrate_cancel")
+    assert wait_status(src, ("cancelled",), timeout=10)["status"] == "cancelled"
+    assert status(src) == (True, "running")
+    dinfo = wait_status(dst, ("failed", "cancelled"), timeout=20)
+    assert dinfo.get("error-desc"), dinfo
+    assert status(dst) == (False, "inmigrate")
+    again_with_flipping(vms, src, "dst2")

@@ -198,6 +198,20 @@ static void test_pageflip_refused_without_fd_passing(void **state)
     assert_non_null(strstr(err->msg, "'fd' transport"));
     mig_err_free(err);
     close(pfd[0]);
+    /* A destination with x-page-flip handed a file: its incoming migration
+     * fails at once, naming the capability and the transport. */
+    char path2[] = "/tmp/test-pageflip-XXXXXX";
+    fd = mkstemp(path2);
+    assert_true(fd >= 0);
+    close(fd);
+    t = mig_transport_file_open(p.loop, path2, false, &err);
+    assert_non_null(t);
+    assert_int_equal(mig_machine_incoming_transport(p.dst, t, &err), -ENOTSUP);
+    assert_non_null(strstr(err->msg, "incoming migration: capability 'x-page-flip'"));
+    assert_non_null(strstr(err->msg, "'file' transport"));
+    mig_err_free(err);
+    unlink(path2);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.dst)), MIG_STATUS_FAILED);
     /* The source did not move. */
     assert_true(mig_machine_running(p.src));
     mig_machine_ram_digest(p.src, after);
@@ -273,6 +287,161 @@ static void test_pageflip_hook_without_capability_fails(void **state)
     mig_loop_free(loop);
 }
 
+/* The socket bytes of a flipped two-page block (test_pageflip_wire_bytes_and_pipe). */
+static const uint8_t want[] = {
+    0, 0, 0, 0, 0, 0, 0x20, 0x04,                /* MEM_SIZE: 0x2000 bytes */
+    6, 'p', 'c', '.', 'r', 'a', 'm',             /* block id */
+    0, 0, 0, 0, 0, 0, 0x20, 0x00,                /* its length */
+    0, 0, 0, 0, 0, 0, 0, 0x80,                   /* setup HOOK */
+    MIG_TRANSPORT_FD_MARKER,                     /* carries the pipe's read end */
+    0, 0, 0, 0, 0, 0, 0, 0x10,                   /* EOS */
+    0, 0, 0, 0, 0, 0, 0, 0x02,                   /* page 0: ZERO */
+    6, 'p', 'c', '.', 'r', 'a', 'm', 0x00,       /* block id, fill 0 */
+    0, 0, 0, 0, 0, 0, 0x10, 0x80,                /* page 1: HOOK, address 0x1000 */
+    0, 0, 0, 0, 0, 0, 0, 0x10,                   /* EOS */
+};
+
+/* Everything readable on fd now (non-blocking), and the fds passed with it. */
+static size_t drain_socket(int fd, uint8_t *buf, size_t cap, int *fds, int *nfds)
+{
+    size_t len = 0;
+    *nfds = 0;
+    for (;;) {
+        union {
+            char b[CMSG_SPACE(sizeof(int) * 4)];
+            struct cmsghdr align;
+        } ctl;
+        struct iovec iov = {.iov_base = buf + len, .iov_len = cap - len};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                             .msg_controllen = sizeof(ctl.b)};
+        ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+        if (n <= 0)
+            return len;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_type == SCM_RIGHTS)
+                memcpy(&fds[(*nfds)++], CMSG_DATA(c), sizeof(int));
+        len += (size_t)n;
+    }
+}
+
+static void test_pageflip_wire_bytes_and_pipe(void **state)
+{
+    /* One block of two pages: page 0 zero, page 1 a pattern.  Flipping, the
+     * socket carries the block list, the setup HOOK and the byte that
+     * carries the pipe, then a ZERO record and an 8-byte HOOK with page 1's
+     * address; page 1's bytes arrive on the pipe. */
+    MigLoop *loop = mig_loop_epoll_new(1);
+    MigRam *r = mig_ram_new();
+    MigSavevm *sv = mig_savevm_new();
+    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
+    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
+    for (int i = 0; i < 4096; i++)
+        page1[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    const MigSaveEntry *e = ram_entry(sv);
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    MigErr *err = NULL;
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
+                                              &err);
+    assert_non_null(t);
+    assert_string_equal(t->ops->kind, "local");
+    mig_ram_set_flip(r, t);
+    MigStream *s = mig_stream_new_writer(t);
+    assert_int_equal(e->iter->save_setup(e->opaque, s, &err), 0);
+    assert_int_equal(e->iter->save_iterate(e->opaque, s, 1 << 20, &err), 1);
+    assert_int_equal(mig_stream_flush(s), 0);
+    uint8_t got[256];
+    int fds[4], nfds;
+    size_t len = drain_socket(sp[1], got, sizeof(got), fds, &nfds);
+    assert_int_equal(len, sizeof(want));
+    assert_memory_equal(got, want, sizeof(want));
+    assert_int_equal(nfds, 1);
+    uint8_t data[4096 + 1];
+    assert_int_equal(read(fds[0], data, sizeof(data)), 4096);
+    assert_memory_equal(data, page1, 4096);
+    MigLocalStats st;
+    mig_transport_local_stats(t, &st);
+    assert_int_equal(st.pages, 1);
+    assert_int_equal(st.pipe_bytes, 4096);
+    assert_int_equal(st.socket_bytes, sizeof(want));
+    e->iter->save_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
+    mig_stream_free(s);
+    mig_transport_close(t);
+    close(fds[0]);
+    close(sp[1]);
+    mig_savevm_free(sv);
+    mig_ram_free(r);
+    mig_loop_free(loop);
+}
+
+static void test_pageflip_load_every_truncation(void **state)
+{
+    /* The destination side of the bytes above, cut at every length: each
+     * cut waits for more (never an error, never a page loaded early); the
+     * whole input loads page 1 from the pipe and leaves page 0 zero. */
+    MigLoop *loop = mig_loop_epoll_new(1);
+    uint8_t page1[4096];
+    for (int i = 0; i < 4096; i++)
+        page1[i] = (uint8_t)(i * 7 + 1);
+    const size_t marker = 31, setup_end = 40, hook_end = sizeof(want) - 8;
+    assert_int_equal(want[marker], MIG_TRANSPORT_FD_MARKER);
+    for (size_t cut = 0; cut <= sizeof(want); cut++) {
+        MigRam *r = mig_ram_new();
+        MigSavevm *sv = mig_savevm_new();
+        assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
+        assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+        const MigSaveEntry *e = ram_entry(sv);
+        int sp[2], pp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(pipe(pp), 0);
+        assert_int_equal(write(pp[1], page1, 4096), 4096);
+        /* The bytes before the marker, the marker with the pipe, the rest. */
+        size_t first = MIG_MIN(cut, marker);
+        if (first)
+            assert_int_equal(write(sp[0], want, first), (ssize_t)first);
+        MigTransport *w = mig_transport_fd_new(loop, sp[0], "unix"); /* open: no EOF */
+        if (cut > marker) {
+            assert_int_equal(mig_transport_send_fd(w, pp[0]), 0);
+            if (cut > marker + 1)
+                assert_int_equal(mig_transport_write(w, want + marker + 1, cut - marker - 1),
+                                 (ssize_t)(cut - marker - 1));
+        }
+        MigErr *err = NULL;
+        MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[1], "unix"),
+                                                  false, &err);
+        assert_non_null(t);
+        mig_ram_set_flip(r, t);
+        MigStream *s = mig_stream_new_reader(t);
+        MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
+        assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
+        int rc = e->iter->load_state(e->opaque, s, &h, &err);
+        if (cut >= setup_end) {
+            assert_int_equal(rc, 0);
+            h.type = MIG_SECTION_PART;
+            rc = e->iter->load_state(e->opaque, s, &h, &err);
+        }
+        const uint8_t *host = mig_ram_block(r, 0)->host;
+        if (rc != (cut == sizeof(want) ? 0 : -EAGAIN))
+            fail_msg("cut %zu: %d %s", cut, rc, err ? err->msg : "");
+        assert_true(mig_ram_page_is_zero(host));
+        if (cut >= hook_end)
+            assert_memory_equal(host + 4096, page1, 4096);
+        else
+            assert_true(mig_ram_page_is_zero(host + 4096));
+        mig_err_free(err);
+        e->iter->load_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
+        mig_stream_free(s);
+        mig_transport_close(t);
+        mig_transport_close(w);
+        close(pp[0]);
+        close(pp[1]);
+        mig_savevm_free(sv);
+        mig_ram_free(r);
+    }
+    mig_loop_free(loop);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +451,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_unix_source_fd_destination),
         cmocka_unit_test(test_pageflip_refused_without_fd_passing),
         cmocka_unit_test(test_pageflip_hook_without_capability_fails),
+        cmocka_unit_test(test_pageflip_wire_bytes_and_pipe),
+        cmocka_unit_test(test_pageflip_load_every_truncation),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
