@@ -6,7 +6,10 @@
  * snapshot handed out during PRE_COPY (before the arc into STOP_COPY) and
  * taken by the destination device from PART sections; the v1 form of
  * the device through the adapter; cancel leaves the source device running
- * (its session dropped) and the destination device reset.
+ * (its session dropped) and the destination device reset; when the guest
+ * runs again (`cont` after a completed migration, a source resumed after a
+ * late destination failure) the device runs with it, state intact, and
+ * guest_resumed takes every device state to the one a running guest needs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,7 +45,19 @@ typedef struct Run {
      * (pre-copy data) and what the destination device had taken by then */
     bool stopped;
     uint64_t src_read_at_stop, dst_written_at_stop;
+    /* the source device's digest at its arc into STOP_COPY and when it next
+     * ran again */
+    uint64_t digest_at_stop, digest_at_run;
+    bool ran_again;
 } Run;
+
+static uint64_t gpu_digest(MigDevice *d)
+{
+    MigDevBackend *be = mig_device_backend(d);
+    uint64_t v = 0;
+    assert_int_equal(be->ops->digest(be, &v, NULL), 0);
+    return v;
+}
 
 static void on_src_device(MigDevice *dev, MigDevState from, MigDevState to, void *opaque)
 {
@@ -51,6 +66,11 @@ static void on_src_device(MigDevice *dev, MigDevState from, MigDevState to, void
         r->stopped = true;
         r->src_read_at_stop = mig_device_bytes_read(r->sgpu);
         r->dst_written_at_stop = mig_device_bytes_written(r->dgpu);
+        r->digest_at_stop = gpu_digest(r->sgpu);
+    }
+    if (to == MIG_DEV_RUNNING && r->stopped && !r->ran_again) {
+        r->ran_again = true;
+        r->digest_at_run = gpu_digest(r->sgpu);
     }
 }
 
@@ -277,6 +297,153 @@ static void test_sim_device_cancel_returns_devices_to_running(void **state)
     teardown(&r);
 }
 
+/* After a completed migration the source device is in STOP (the source is
+ * in postmigrate); `cont` runs the guest there again, and its device with
+ * it: STOP -> RUNNING by the transition algorithm, nothing of its state lost, and the guest can
+ * use it (its writes reach the device again). */
+static void test_sim_device_cont_after_completion_runs_the_source_device(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd5, fake_gpu_plugin(), MIG_DEV_F_ALL);
+    start(&r, r.dst);
+    wait_done(&r);
+    check_completed(&r);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_POSTMIGRATE);
+    /* the destination started its guest, and its device runs */
+    assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
+    assert_int_equal(mig_device_state(r.dgpu), MIG_DEV_RUNNING);
+    uint64_t before = gpu_digest(r.sgpu), calls = r.dirty_calls;
+    mig_sim_run_for(r.loop, 10 * 1000000ull);
+    assert_int_equal(r.dirty_calls, calls); /* the guest is stopped */
+    mig_device_arc_log_clear(r.sgpu);
+
+    assert_int_equal(mig_machine_cont(r.src, NULL), 0);
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    assert_int_equal(mig_device_state(r.sgpu), MIG_DEV_RUNNING);
+    /* the transition algorithm's path (with P2P: STOP -> RUNNING_P2P ->
+     * RUNNING), arc by arc */
+    MigDevState from[8], to[8], path[MIG_DEV_STATE__COUNT];
+    size_t npath = 0;
+    assert_int_equal(mig_dev_path(MIG_DEV_STOP, MIG_DEV_RUNNING, MIG_DEV_F_ALL, path, &npath), 0);
+    assert_int_equal(npath, 2);
+    assert_int_equal(mig_device_arc_log(r.sgpu, from, to, 8), npath);
+    for (size_t i = 0; i < npath; i++) {
+        assert_int_equal(from[i], i ? path[i - 1] : MIG_DEV_STOP);
+        assert_int_equal(to[i], path[i]);
+    }
+    assert_true(gpu_digest(r.sgpu) == before);
+    mig_sim_run_for(r.loop, 10 * 1000000ull);
+    assert_true(r.dirty_calls > calls);
+    assert_true(gpu_digest(r.sgpu) != before);
+    /* cont on a running guest changes nothing */
+    mig_device_arc_log_clear(r.sgpu);
+    assert_int_equal(mig_machine_cont(r.src, NULL), 0);
+    assert_int_equal(mig_device_arc_log(r.sgpu, from, to, 8), 0);
+    teardown(&r);
+}
+
+/* A FULL section the destination refuses: the destination fails after every
+ * device byte has arrived and the source device has reached STOP; the return
+ * path tells the source, which resumes its guest and its device. */
+static int late_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    mig_stream_put_be32(s, 0x600d);
+    return 0;
+}
+
+static int late_load(void *opaque, MigStream *s, uint32_t version, MigErr **errp)
+{
+    mig_stream_get_be32(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    return mig_err_set(errp, -EINVAL, "late-dev: refused");
+}
+
+static const MigFullOps late_ops = {.save = late_save, .load = late_load};
+
+static void test_sim_device_late_destination_failure_resumes_source_device(void **state)
+{
+    (void)state;
+    Run r;
+    setup(&r, 0xd6, fake_gpu_plugin(), MIG_DEV_F_ALL);
+    MigCapMask rp = MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
+    assert_int_equal(mig_migration_set_caps(mig_machine_migration(r.src), rp, rp, NULL), 0);
+    assert_int_equal(mig_migration_set_caps(mig_machine_migration(r.dst), rp, rp, NULL), 0);
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r.src), "late-dev", 0, 1, &late_ops,
+                                         NULL, NULL) >= 0);
+    assert_true(mig_savevm_register_full(mig_machine_savevm(r.dst), "late-dev", 0, 1, &late_ops,
+                                         NULL, NULL) >= 0);
+    start(&r, r.dst);
+    wait_done(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+    assert_non_null(strstr(mig_migration_error(dm), "late-dev: refused"));
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
+    /* the source device had handed out everything and stopped ... */
+    assert_true(r.stopped);
+    assert_int_equal(mig_device_bytes_written(r.dgpu), mig_device_bytes_read(r.sgpu));
+    MigDevState from[64], to[64];
+    size_t n = mig_device_arc_log(r.sgpu, from, to, 64);
+    bool reached_stop = false;
+    for (size_t i = 0; i < n; i++)
+        reached_stop |= from[i] == MIG_DEV_STOP_COPY && to[i] == MIG_DEV_STOP;
+    assert_true(reached_stop);
+    /* ... and runs again with the guest, its state as it was at the stop */
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    assert_int_equal(mig_device_state(r.sgpu), MIG_DEV_RUNNING);
+    assert_true(r.ran_again);
+    assert_true(r.digest_at_run == r.digest_at_stop);
+    /* the destination discarded what it loaded */
+    assert_int_equal(mig_device_state(r.dgpu), MIG_DEV_RUNNING);
+    uint64_t calls = r.dirty_calls;
+    mig_sim_run_for(r.loop, 10 * 1000000ull);
+    assert_true(r.dirty_calls > calls);
+    mig_savevm_unregister(mig_machine_savevm(r.src), "late-dev", 0);
+    mig_savevm_unregister(mig_machine_savevm(r.dst), "late-dev", 0);
+    teardown(&r);
+}
+
+/* guest_resumed from every state, on a device registered as a section: the
+ * states where the device runs stay, PRE_COPY_P2P steps to PRE_COPY,
+ * RESUMING is left to the incoming migration, everything else runs again
+ * (ERROR through a reset). */
+static void test_sim_device_guest_resumed_from_every_state(void **state)
+{
+    (void)state;
+    static const struct {
+        MigDevState from, want;
+    } cases[] = {
+        {MIG_DEV_RUNNING, MIG_DEV_RUNNING},       {MIG_DEV_STOP, MIG_DEV_RUNNING},
+        {MIG_DEV_RUNNING_P2P, MIG_DEV_RUNNING},   {MIG_DEV_PRE_COPY, MIG_DEV_PRE_COPY},
+        {MIG_DEV_PRE_COPY_P2P, MIG_DEV_PRE_COPY}, {MIG_DEV_STOP_COPY, MIG_DEV_RUNNING},
+        {MIG_DEV_RESUMING, MIG_DEV_RESUMING},     {MIG_DEV_ERROR, MIG_DEV_RUNNING},
+    };
+    assert_int_equal(MIG_ARRAY_SIZE(cases), MIG_DEV_STATE__COUNT);
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        MigSavevm *sv = mig_savevm_new();
+        MigDevice *d = gpu(fake_gpu_plugin(), MIG_DEV_F_ALL, 0x51 + i);
+        MigDevSection *sec = mig_dev_section_register(sv, d, "0000:00:05.0/vfio", 0, NULL);
+        assert_non_null(sec);
+        MigDevBackend *be = mig_device_backend(d);
+        if (cases[i].from == MIG_DEV_ERROR) {
+            assert_int_equal(be->ops->force_error(be, NULL), 0);
+            mig_device_refresh(d);
+        } else {
+            assert_int_equal(mig_device_set_state(d, cases[i].from, NULL), 0);
+        }
+        assert_int_equal(mig_device_state(d), cases[i].from);
+        mig_savevm_guest_resumed(sv);
+        if (mig_device_state(d) != cases[i].want)
+            fail_msg("guest resumed in %s: device in %s, expected %s",
+                     mig_dev_state_name(cases[i].from), mig_dev_state_name(mig_device_state(d)),
+                     mig_dev_state_name(cases[i].want));
+        mig_dev_section_free(sec);
+        mig_device_free(d);
+        mig_savevm_free(sv);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +451,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_device_stop_copy_only_gpu_migrates),
         cmocka_unit_test(test_sim_device_v1_gpu_migrates_through_adapter),
         cmocka_unit_test(test_sim_device_cancel_returns_devices_to_running),
+        cmocka_unit_test(test_sim_device_cont_after_completion_runs_the_source_device),
+        cmocka_unit_test(test_sim_device_late_destination_failure_resumes_source_device),
+        cmocka_unit_test(test_sim_device_guest_resumed_from_every_state),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -241,6 +241,37 @@ static void sec_load_cleanup(void *opaque, MigOutcome outcome)
     sec->loading = false;
 }
 
+/* The guest runs again (`cont`, a source resumed after a failed or cancelled
+ * migration, a destination started after a completed one; always after the
+ * cleanup hooks): a device a migration left stopped (the source's STOP after
+ * a completed migration) runs with it, through the transition algorithm.
+ * States where the device already runs stay (RUNNING; PRE_COPY, which runs
+ * while saving), PRE_COPY_P2P steps to PRE_COPY, as QEMU's VFIO run-state
+ * handler does; RESUMING belongs to the incoming migration, whose cleanup
+ * decides.  ERROR, or an arc that fails, ends in a reset: the one way back
+ * to a device the guest can use. */
+static void sec_guest_resumed(void *opaque)
+{
+    MigDevSection *sec = opaque;
+    MigDevState target = MIG_DEV_RUNNING;
+    switch (mig_device_state(sec->dev)) {
+    case MIG_DEV_RUNNING:
+    case MIG_DEV_PRE_COPY:
+    case MIG_DEV_RESUMING:
+        return;
+    case MIG_DEV_ERROR:
+        mig_device_reset(sec->dev, NULL);
+        return;
+    case MIG_DEV_PRE_COPY_P2P:
+        target = MIG_DEV_PRE_COPY;
+        break;
+    default:
+        break;
+    }
+    if (mig_device_set_state(sec->dev, target, NULL) < 0)
+        mig_device_reset(sec->dev, NULL);
+}
+
 static const MigIterOps dev_section_ops = {
     .save_setup = sec_save_setup,
     .save_pending = sec_save_pending,
@@ -249,6 +280,7 @@ static const MigIterOps dev_section_ops = {
     .save_cleanup = sec_save_cleanup,
     .load_state = sec_load_state,
     .load_cleanup = sec_load_cleanup,
+    .guest_resumed = sec_guest_resumed,
 };
 
 MigDevSection *mig_dev_section_register(MigSavevm *sv, MigDevice *dev, const char *idstr,

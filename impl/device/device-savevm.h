@@ -21,7 +21,9 @@
  * payloads (the snapshot, then dirty data) until the device says "nothing
  * now"; save_complete enters STOP_COPY and reads until the device reports
  * the end (END payload), then STOP.  A failed or cancelled migration aborts
- * the device back to RUNNING, state intact.
+ * the device back to RUNNING, state intact.  When the guest runs again
+ * (`cont` after a completed migration) a stopped device runs with it
+ * (guest_resumed).
  * Destination: SETUP (in START) enters RESUMING; DATA records are written
  * to the device; COMPLETE (in END) asks RESUMING -> STOP, which validates the
  * whole stream; the device runs when the migration completes and is reset
