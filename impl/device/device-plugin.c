@@ -243,6 +243,19 @@ MigDevBackend *mig_dev_backend_plugin_new(const MigcertDevicePlugin *p,
                     label, mig_dev_features_name(cfg->features), mig_dev_features_name(p->features));
         return NULL;
     }
+    PluginBackend *b = mig__dev_backend_create(p, cfg, label, &plugin_backend_ops,
+                                               sizeof(*b), errp);
+    if (!b)
+        return NULL;
+    b->p = p;
+    b->dev = b->base.instance;
+    return &b->base;
+}
+
+void *mig__dev_backend_create(const MigcertDevicePlugin *p, const MigcertDeviceConfig *cfg,
+                              const char *label, const MigDevBackendOps *ops, size_t size,
+                              MigErr **errp)
+{
     errno = 0;
     MigcertDevice *dev = p->create(cfg);
     if (!dev) {
@@ -251,12 +264,10 @@ MigDevBackend *mig_dev_backend_plugin_new(const MigcertDevicePlugin *p,
                     mig_errno_name(e));
         return NULL;
     }
-    PluginBackend *b = mig_malloc0(sizeof(*b));
-    b->base.ops = &plugin_backend_ops;
-    snprintf(b->base.name, sizeof(b->base.name), "%s", label);
-    b->base.features = cfg->features;
-    b->p = p;
-    b->dev = dev;
-    b->base.instance = dev;
-    return &b->base;
+    MigDevBackend *base = mig_malloc0(size);
+    base->ops = ops;
+    snprintf(base->name, sizeof(base->name), "%s", label);
+    base->features = cfg->features;
+    base->instance = dev;
+    return base;
 }

@@ -282,20 +282,10 @@ MigDevBackend *mig_dev_backend_v1_new(const MigcertDevicePlugin *p, const Migcer
                     mig_dev_features_name(offered), mig_dev_features_name(cfg->features));
         return NULL;
     }
-    errno = 0;
-    MigcertDevice *dev = p->create(cfg);
-    if (!dev) {
-        int e = errno ? -errno : -EINVAL;
-        mig_err_set(errp, e, "plugin %s: create refused the configuration (%s)", label,
-                    mig_errno_name(e));
+    V1Backend *b = mig__dev_backend_create(p, cfg, label, &v1_backend_ops, sizeof(*b), errp);
+    if (!b)
         return NULL;
-    }
-    V1Backend *b = mig_malloc0(sizeof(*b));
-    b->base.ops = &v1_backend_ops;
-    snprintf(b->base.name, sizeof(b->base.name), "%s", label);
-    b->base.features = cfg->features;
     b->p = p;
-    b->dev = dev;
-    b->base.instance = dev;
+    b->dev = b->base.instance;
     return &b->base;
 }

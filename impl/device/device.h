@@ -146,6 +146,12 @@ MigDevBackend *mig_dev_backend_plugin_new(const MigcertDevicePlugin *p,
 /* The v1 adapter alone (device-v1.c); used by the function above. */
 MigDevBackend *mig_dev_backend_v1_new(const MigcertDevicePlugin *p, const MigcertDeviceConfig *cfg,
                                       const char *label, MigErr **errp);
+/* Internal to device-plugin.c and device-v1.c: call the plugin's create and
+ * allocate a backend object of `size` bytes (its first member a
+ * MigDevBackend) with ops, name, features and instance filled in. */
+void *mig__dev_backend_create(const MigcertDevicePlugin *p, const MigcertDeviceConfig *cfg,
+                              const char *label, const MigDevBackendOps *ops, size_t size,
+                              MigErr **errp);
 
 /* Load a plugin with dlopen: checks the symbol and the ABI version.  On
  * success *handle is the dlopen handle (close with mig_dev_plugin_close).
