@@ -429,6 +429,10 @@ struct Run {
     bool src_was_running;
     bool preflight_failed; /* management refused to start (pre-flight) */
     char dst_machine_type[32]; /* what management starts the destination with */
+    bool mgmt_resumed;     /* management ran `cont` on a source that completed
+                              before its destination failed (no return path) */
+    MigErr *paused_err;    /* the source's RAM or devices changed while it sat
+                              paused in postmigrate (found before that `cont`) */
     long live_transports;  /* harness transports not yet closed */
     char *tracebuf;
     size_t tracelen;
@@ -636,6 +640,56 @@ static void sync_phase(Run *run)
     fault_injector_set_phase(run->inj, phase_of(side_status(&run->src)));
 }
 
+/* ---- management: what it does on its own while the migration runs ---- */
+
+static bool side_has_return_path(const Side *sd)
+{
+    return sd->m && (mig_migration_caps(mig_machine_migration(sd->m)) &
+                     MIG_CAP_BIT(MIG_CAP_RETURN_PATH));
+}
+
+/* Without a return path the source completes as soon as its last byte is
+ * out, before the destination has loaded anything; a destination that fails
+ * after that leaves the guest paused on a source that believes it is done
+ * (QEMU behaves so).  Management (libvirt's confirm phase) sees the
+ * destination's failure and resumes the source with `cont`.  Before that
+ * `cont`, the source's RAM and devices must still be what they were at
+ * stop time: nothing may have touched them while the guest was paused.
+ * With a return path the source waits for the destination's verdict and
+ * resumes itself: management does nothing, so an engine that completes
+ * anyway keeps the "guest is lost" oracle red.  Called from the loop's
+ * predicates, between events. */
+static void management_watch(Run *run)
+{
+    Side *src = &run->src, *dst = &run->dst;
+    if (run->mgmt_resumed || src->killed || dst->killed || !src->m || !dst->m ||
+        run->c->selftest == EXEC_SELFTEST_NO_RESUME)
+        return;
+    if (side_status(src) != MIG_STATUS_COMPLETED ||
+        mig_machine_run_state(src->m) != MIG_RUN_STATE_POSTMIGRATE ||
+        side_status(dst) != MIG_STATUS_FAILED || side_has_return_path(src))
+        return;
+    run->mgmt_resumed = true;
+    harness_log(run, "management: destination failed after the source completed; resuming "
+                     "the source (no return path)");
+    snprintf(run->r->mig_error, sizeof(run->r->mig_error), "%s",
+             mig_migration_error(mig_machine_migration(dst->m)));
+    if (run->wl && mig_workload_verify(run->wl, mig_machine_ram(src->m), &run->paused_err) < 0)
+        mig_err_prepend(&run->paused_err, "memory: source while paused after completing");
+    for (size_t i = 0; i < src->ndevs && !run->paused_err; i++)
+        if (src->before[i] &&
+            mig_fake_device_same(src->before[i], src->devs[i], &run->paused_err) < 0)
+            mig_err_prepend(&run->paused_err, "devices: source while paused after completing");
+    MigFaultSide prev;
+    MigErr *e = NULL;
+    side_enter(src->sl, &prev);
+    int rc = mig_machine_cont(src->m, &e);
+    fault_injector_set_side(run->inj, prev);
+    if (rc < 0)
+        harness_log(run, "management: cont refused: %s", e ? e->msg : "?");
+    mig_err_free(e);
+}
+
 /* ---- steps ---- */
 
 typedef struct WaitCtx {
@@ -650,6 +704,7 @@ static bool wait_pred(void *opaque)
     Run *run = w->run;
     const ScnStep *st = w->st;
     sync_phase(run);
+    management_watch(run);
     if (run->src.killed)
         return true;
     if (run->start_refused) {
@@ -687,6 +742,7 @@ static bool migration_over(void *opaque)
 {
     Run *run = opaque;
     sync_phase(run);
+    management_watch(run);
     MigStatus ss = side_status(&run->src);
     bool src_done = run->src.killed || mig_status_is_terminal(ss) ||
                     (run->start_refused && ss == MIG_STATUS_NONE);
@@ -823,6 +879,9 @@ static int do_migrate(Run *run, MigErr **errp)
     }
     run->src_was_running = mig_machine_running(run->src.m);
     run->migrating = true;
+    run->mgmt_resumed = false; /* a new attempt */
+    mig_err_free(run->paused_err);
+    run->paused_err = NULL;
     if (s->preflight) {
         MigErr *e = NULL;
         if (preflight(run, &e) < 0) {
@@ -998,6 +1057,8 @@ static int run_step(Run *run, size_t i, MigErr **errp)
 
 static const char *outcome_of(Run *run)
 {
+    if (run->mgmt_resumed)
+        return "failed"; /* the destination's failure, the source resumed */
     MigStatus st = run->src.killed ? side_status(&run->dst) : side_status(&run->src);
     switch (st) {
     case MIG_STATUS_COMPLETED:
@@ -1118,7 +1179,7 @@ static int oracle_outcome(Run *run, const char *outcome, MigErr **errp)
         return mig_err_set(errp, -EPROTO, "outcome %s, expected %s%s%s", outcome, want,
                            r->mig_error[0] ? ": " : "", r->mig_error);
     if (want_err) {
-        int got = traced_errno(run, run->src.killed ? "dst" : "src");
+        int got = traced_errno(run, run->src.killed || run->mgmt_resumed ? "dst" : "src");
         if (got != want_err)
             return mig_err_set(errp, -EPROTO, "error %s (%s), expected %s", mig_errno_name(got),
                                r->mig_error, mig_errno_name(want_err));
@@ -1140,11 +1201,17 @@ static int oracle_outcome(Run *run, const char *outcome, MigErr **errp)
                               !strstr(run->tracebuf, s->trace_contains)))
         return mig_err_set(errp, -EPROTO, "the event trace does not contain '%s' (rerun with "
                            "-v to see it)", s->trace_contains);
+    if (s->trace_excludes && !overridden && (fflush(run->tracef), run->tracebuf &&
+                              strstr(run->tracebuf, s->trace_excludes)))
+        return mig_err_set(errp, -EPROTO, "the event trace contains '%s', which the scenario "
+                           "excludes (rerun with -v to see it)", s->trace_excludes);
     return 0;
 }
 
 static int oracle_memory(Run *run, const char *outcome, MigErr **errp)
 {
+    if (run->paused_err) /* found before management's `cont` */
+        return mig_err_set(errp, run->paused_err->code, "%s", run->paused_err->msg);
     if (!run->wl || run->src.killed)
         return 0;
     int rc;
@@ -1469,6 +1536,21 @@ int exec_run_case(const RunCase *c, RunResult *r)
         else
             want |= MIG_CAP_BIT(cp);
     }
+    /* like libvirt, management asks for a return path whenever both sides
+     * can give one: a destination that fails after the last byte can then
+     * still tell the source, which keeps its guest */
+    const MigCapMask rp = MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
+    if (!(offer & rp))
+        harness_log(&run, "management: return-path not offered by both sides (%s -> %s): "
+                    "no return path", src_rel, dst_rel);
+    else if (want & rp)
+        harness_log(&run, "management: return-path enabled (the scenario asks for it)");
+    else if (!s->return_path)
+        harness_log(&run, "management: return-path left off (the scenario opts out)");
+    else
+        harness_log(&run, "management: return-path enabled (both sides offer it)");
+    if (s->return_path)
+        want |= offer & rp;
     for (size_t i = 0; i < s->src.ncaps_only; i++) {
         int cp = mig_cap_parse(s->src.caps_only[i]);
         if (cp >= 0)
@@ -1607,6 +1689,7 @@ out_free:
     mig_trace_hash(run.trace, r->trace_hash);
 out_loop:
     mig_err_free(oracle);
+    mig_err_free(run.paused_err);
     fault_injector_free(run.inj);
     mig_loop_free(run.loop);
     mig_trace_free(run.trace);

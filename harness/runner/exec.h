@@ -76,6 +76,8 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_TIMER,     /* leave a timer on the loop (resources) */
     EXEC_SELFTEST_FD,        /* leave an fd open (resources) */
     EXEC_SELFTEST_TRANSPORT, /* leave a mem transport open (resources) */
+    EXEC_SELFTEST_NO_RESUME, /* management is gone: nobody resumes a source that
+                                completed before its destination failed (outcome) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 

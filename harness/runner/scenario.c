@@ -365,6 +365,7 @@ typedef struct RawExpect {
     char *error;
     char *error_contains;
     char *trace_contains;
+    char *trace_excludes;
 } RawExpect;
 
 typedef struct RawScenario {
@@ -384,6 +385,7 @@ typedef struct RawScenario {
     uint32_t faults_count;
     char *timeout;
     char *preflight;
+    char *return_path;
     RawExpect *expect;
 } RawScenario;
 
@@ -491,6 +493,7 @@ static const cyaml_schema_field_t expect_fields[] = {
     STR("error", RawExpect, error),
     STR("error-contains", RawExpect, error_contains),
     STR("trace-contains", RawExpect, trace_contains),
+    STR("trace-excludes", RawExpect, trace_excludes),
     CYAML_FIELD_END,
 };
 
@@ -513,6 +516,7 @@ static const cyaml_schema_field_t scenario_fields[] = {
                          CYAML_UNLIMITED),
     STR("timeout", RawScenario, timeout),
     STR("preflight", RawScenario, preflight),
+    STR("return-path", RawScenario, return_path),
     CYAML_FIELD_MAPPING_PTR("expect", CYAML_FLAG_POINTER, RawScenario, expect, expect_fields),
     CYAML_FIELD_END,
 };
@@ -1026,12 +1030,20 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
     }
     s->error_contains = mig_strdup(r->expect->error_contains);
     s->trace_contains = mig_strdup(r->expect->trace_contains);
+    s->trace_excludes = mig_strdup(r->expect->trace_excludes);
     s->preflight = true;
     if (r->preflight) {
         if (strcmp(r->preflight, "true") && strcmp(r->preflight, "false"))
             return bad(c, "preflight", "invalid value '%s' (expected true or false)",
                        r->preflight);
         s->preflight = !strcmp(r->preflight, "true");
+    }
+    s->return_path = true;
+    if (r->return_path) {
+        if (strcmp(r->return_path, "true") && strcmp(r->return_path, "false"))
+            return bad(c, "return-path", "invalid value '%s' (expected true or false)",
+                       r->return_path);
+        s->return_path = !strcmp(r->return_path, "true");
     }
     return 0;
 }
@@ -1111,6 +1123,7 @@ void scenario_free(Scenario *s)
     free(s->faults);
     free(s->error_contains);
     free(s->trace_contains);
+    free(s->trace_excludes);
     free(s);
 }
 

@@ -113,8 +113,11 @@ typedef struct Scenario {
     int error;             /* negative errno expected, 0 = any */
     char *error_contains;  /* substring of the error text, or NULL */
     char *trace_contains;  /* substring of the run's event trace, or NULL */
+    char *trace_excludes;  /* text the run's event trace must not contain, or NULL */
     bool preflight;        /* management checks both sides' device descriptions
                               (vmstate_check_compat) before migrate (default) */
+    bool return_path;      /* management enables return-path when both sides offer
+                              it (default; `return-path: false` opts out) */
 } Scenario;
 
 /* Load and validate one scenario file.  Returns NULL and sets *errp to
