@@ -544,6 +544,7 @@ static int side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *
         .machine_type = sd->machine_type,
         .ram_size = sm->ram,
         .incoming = incoming,
+        .start_paused = incoming, /* -S: management resumes it (management_watch) */
         .caps_known = caps_mask(rel->caps),
     };
     MigFaultSide prev;
@@ -640,7 +641,30 @@ static void sync_phase(Run *run)
     fault_injector_set_phase(run->inj, phase_of(side_status(&run->src)));
 }
 
-/* ---- management: what it does on its own while the migration runs ---- */
+/* ---- management: what it does on its own while the migration runs ----
+ *
+ * As libvirt does, management starts the destination paused (-S) and only
+ * lets one side run the guest:
+ *   - source completed and destination completed: `cont` on the destination
+ *     (the guest moves);
+ *   - destination completed but the source failed (with a return path: the
+ *     source never got the destination's SHUT, e.g. its return-path read
+ *     failed): the source resumed its guest, so the destination, which never
+ *     ran, is destroyed (as if killed);
+ *   - source died after the destination completed: `cont` on the
+ *     destination (it holds the only copy);
+ *   - without a return path the source completes as soon as its last byte
+ *     is out, before the destination has loaded anything (QEMU does so); a
+ *     destination that fails after that leaves the guest paused on a source
+ *     that believes it is done: management sees the destination's failure
+ *     and runs `cont` on the source.  Before that `cont` the source's RAM
+ *     and devices must still be what they were at stop time (nothing may
+ *     touch them while the guest is paused).  With a return path the source
+ *     waits for the destination's verdict and resumes by itself, so
+ *     management does not: an engine that completes anyway keeps the "guest
+ *     is lost" oracle red, as does a management that is gone
+ *     (EXEC_SELFTEST_NO_RESUME).
+ * Called from the loop's predicates, between events. */
 
 static bool side_has_return_path(const Side *sd)
 {
@@ -648,46 +672,70 @@ static bool side_has_return_path(const Side *sd)
                      MIG_CAP_BIT(MIG_CAP_RETURN_PATH));
 }
 
-/* Without a return path the source completes as soon as its last byte is
- * out, before the destination has loaded anything; a destination that fails
- * after that leaves the guest paused on a source that believes it is done
- * (QEMU behaves so).  Management (libvirt's confirm phase) sees the
- * destination's failure and resumes the source with `cont`.  Before that
- * `cont`, the source's RAM and devices must still be what they were at
- * stop time: nothing may have touched them while the guest was paused.
- * With a return path the source waits for the destination's verdict and
- * resumes itself: management does nothing, so an engine that completes
- * anyway keeps the "guest is lost" oracle red.  Called from the loop's
- * predicates, between events. */
-static void management_watch(Run *run)
+static void management_cont(Run *run, Side *sd)
+{
+    MigFaultSide prev;
+    MigErr *e = NULL;
+    side_enter(sd->sl, &prev);
+    int rc = mig_machine_cont(sd->m, &e);
+    fault_injector_set_side(run->inj, prev);
+    if (rc < 0)
+        harness_log(run, "management: cont on the %s refused: %s",
+                    mig_fault_side_names[sd->sl->side], e ? e->msg : "?");
+    mig_err_free(e);
+}
+
+static void management_resume_source(Run *run)
 {
     Side *src = &run->src, *dst = &run->dst;
-    if (run->mgmt_resumed || src->killed || dst->killed || !src->m || !dst->m ||
-        run->c->selftest == EXEC_SELFTEST_NO_RESUME)
-        return;
-    if (side_status(src) != MIG_STATUS_COMPLETED ||
-        mig_machine_run_state(src->m) != MIG_RUN_STATE_POSTMIGRATE ||
-        side_status(dst) != MIG_STATUS_FAILED || side_has_return_path(src))
-        return;
     run->mgmt_resumed = true;
     harness_log(run, "management: destination failed after the source completed; resuming "
                      "the source (no return path)");
     snprintf(run->r->mig_error, sizeof(run->r->mig_error), "%s",
              mig_migration_error(mig_machine_migration(dst->m)));
+    if (run->c->selftest == EXEC_SELFTEST_PAUSED_PAGE) {
+        MigRamBlock *b = mig_ram_block(mig_machine_ram(src->m), 0);
+        b->host[b->length / 3 + 5] ^= 0x5a;
+    }
+    if (run->c->selftest == EXEC_SELFTEST_PAUSED_FIELD && src->ndevs)
+        mig_fake_device_poke(src->devs[0]);
     if (run->wl && mig_workload_verify(run->wl, mig_machine_ram(src->m), &run->paused_err) < 0)
         mig_err_prepend(&run->paused_err, "memory: source while paused after completing");
     for (size_t i = 0; i < src->ndevs && !run->paused_err; i++)
         if (src->before[i] &&
             mig_fake_device_same(src->before[i], src->devs[i], &run->paused_err) < 0)
             mig_err_prepend(&run->paused_err, "devices: source while paused after completing");
-    MigFaultSide prev;
-    MigErr *e = NULL;
-    side_enter(src->sl, &prev);
-    int rc = mig_machine_cont(src->m, &e);
-    fault_injector_set_side(run->inj, prev);
-    if (rc < 0)
-        harness_log(run, "management: cont refused: %s", e ? e->msg : "?");
-    mig_err_free(e);
+    management_cont(run, src);
+}
+
+static void management_watch(Run *run)
+{
+    Side *src = &run->src, *dst = &run->dst;
+    if (!run->migrating || dst->killed || !dst->m ||
+        run->c->selftest == EXEC_SELFTEST_NO_RESUME)
+        return;
+    MigStatus ss = side_status(src), ds = side_status(dst);
+    if (ds == MIG_STATUS_COMPLETED && mig_machine_run_state(dst->m) == MIG_RUN_STATE_PAUSED) {
+        if (src->killed || ss == MIG_STATUS_COMPLETED) {
+            harness_log(run, "management: %s; resuming the destination",
+                        src->killed ? "the source died after the destination completed"
+                                    : "both sides completed");
+            management_cont(run, dst);
+        } else if (mig_status_is_terminal(ss)) {
+            harness_log(run, "management: the source %s after the destination loaded "
+                        "everything; destroying the destination (it never ran)",
+                        mig_status_name(ss));
+            dst->killed = true;
+            dst->sl->dead = true;
+            if (run->link)
+                mig_link_drop_now(run->link);
+        }
+        return;
+    }
+    if (!run->mgmt_resumed && !src->killed && ss == MIG_STATUS_COMPLETED &&
+        mig_machine_run_state(src->m) == MIG_RUN_STATE_POSTMIGRATE &&
+        ds == MIG_STATUS_FAILED && !side_has_return_path(src))
+        management_resume_source(run);
 }
 
 /* ---- steps ---- */
@@ -1543,9 +1591,7 @@ int exec_run_case(const RunCase *c, RunResult *r)
     if (!(offer & rp))
         harness_log(&run, "management: return-path not offered by both sides (%s -> %s): "
                     "no return path", src_rel, dst_rel);
-    else if (want & rp)
-        harness_log(&run, "management: return-path enabled (the scenario asks for it)");
-    else if (!s->return_path)
+    else if (!s->return_path && !(want & rp))
         harness_log(&run, "management: return-path left off (the scenario opts out)");
     else
         harness_log(&run, "management: return-path enabled (both sides offer it)");

@@ -18,18 +18,29 @@
  *      (fakes/workload) on src; fake devices as their release and machine
  *      type have them (fakes/devices/releases.h) on both;
  *   3. management: capabilities intersected (a release that does not know
- *      the query offers the empty mask), parameters set; the steps run in
- *      order (`migrate` makes a new mem link per attempt, with the scenario's
- *      bandwidth/latency); then the run waits, in virtual time, until the
- *      migration is over on both sides (bounded by the scenario timeout);
+ *      the query offers the empty mask), plus return-path whenever both
+ *      sides offer it (unless the scenario says `return-path: false`),
+ *      parameters set; the steps run in order (`migrate` makes a new mem
+ *      link per attempt, with the scenario's bandwidth/latency); then the
+ *      run waits, in virtual time, until the migration is over on both sides
+ *      (bounded by the scenario timeout).  Meanwhile (exec.c
+ *      management_watch) management starts the destination paused and
+ *      resumes it once the source completed (destroys it when the source
+ *      failed after it loaded everything), and, without a return path,
+ *      resumes a source that completed before its destination failed: the
+ *      outcome is then `failed` with the destination's error;
  *   4. oracles, in this order, first failure wins:
- *      outcome   completed => dst completed and running, src postmigrate;
+ *      outcome   completed => dst completed and running, src postmigrate
+ *                (a src that completed while dst failed and nobody resumed
+ *                it: "the guest is lost");
  *                failed/cancelled => src running, dst not running;
  *                and the observed outcome/error matches `expect` (or, with a
  *                --pair, the pair rules of releases.h);
  *      memory    completed => every dst page equals the src page at stop
  *                time (mig_workload_verify); otherwise the src RAM still
- *                matches its own generations;
+ *                matches its own generations (and, when management resumed
+ *                a completed src, its RAM and devices were unchanged at
+ *                that `cont`);
  *      devices   completed => mig_fake_device_check_migrated (field by field
  *                or the documented transform); otherwise the src devices
  *                equal their state before the migration; the VFIO-style
@@ -78,6 +89,9 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_TRANSPORT, /* leave a mem transport open (resources) */
     EXEC_SELFTEST_NO_RESUME, /* management is gone: nobody resumes a source that
                                 completed before its destination failed (outcome) */
+    EXEC_SELFTEST_PAUSED_PAGE,  /* flip a byte of a source page while it sits
+                                   paused after completing (memory) */
+    EXEC_SELFTEST_PAUSED_FIELD, /* change a source device field then (devices) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 

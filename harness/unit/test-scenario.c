@@ -1,9 +1,10 @@
 /*
  * test-scenario.c - scenario files (loader, errors with file:line:key), fault
  * specs and the fault injector; the executor: setup failures, management's
- * pre-flight, the pair rules, and every oracle proven able to fail (the
- * executor's self-test breaks one thing per case and the case must turn red
- * naming it).
+ * pre-flight, the pair rules, management's return path and its resume of a
+ * source that completed before its destination failed, and every oracle
+ * proven able to fail (the executor's self-test breaks one thing per case and
+ * the case must turn red naming it).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,7 +96,18 @@ static void test_scenario_loads_every_key(void **state)
     assert_int_equal(s->faults[0].nth, 1);
     assert_int_equal(s->outcome, SCN_OUTCOME_FAILED);
     assert_int_equal(s->error, -EIO);
+    assert_true(s->return_path); /* management's default */
+    assert_null(s->trace_excludes);
     scenario_free(s);
+    char *y = variant("  error: EIO\n", "  error: EIO\n  trace-excludes: \"x y\"\n"
+                      "return-path: false\n");
+    s = load_str(y, &err);
+    if (!s)
+        fail_msg("%s", err->msg);
+    assert_false(s->return_path);
+    assert_string_equal(s->trace_excludes, "x y");
+    scenario_free(s);
+    free(y);
 }
 
 static void test_scenario_unknown_key_names_line_and_key(void **state)
@@ -144,6 +156,7 @@ static void test_scenario_bad_values_name_line_and_key(void **state)
         {"capabilities: [events]", "capabilities: [events, x-bogus]", "t.yaml:9: key 'capabilities[1]': unknown capability 'x-bogus'"},
         {"  dst: {release: \"2.1-dev\"}\n", "  dst: {release: \"2.1-dev\",\n        capabilities: [evnts]}\n", "t.yaml:6: key 'capabilities[0]': unknown capability 'evnts'"},
         {"workload:", "preflight: maybe\nworkload:", "t.yaml:6: key 'preflight': invalid value 'maybe'"},
+        {"workload:", "return-path: 1\nworkload:", "t.yaml:6: key 'return-path': invalid value '1'"},
         {"capabilities: [events]", "requires: [rp]\ncapabilities: [events]", "t.yaml:9: key 'requires[0]': unknown capability 'rp'"},
         {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-nic}\n", "t.yaml:12: key 'device': device-error needs a VFIO-style device (fake-gpu)"},
         {"  - wait: {phase: precopy, iteration: 2}\n", "  - device-error: {side: src, device: fake-gpu, state: BROKEN}\n", "t.yaml:12: key 'state': unknown device state 'BROKEN'"},
@@ -567,6 +580,188 @@ static void test_scenario_exec_restart_keeps_destination_machine_type(void **sta
     scenario_free(s);
 }
 
+/* ---- management: return path, resuming a source after a late failure ---- */
+
+/* The destination fails loading fake-nic (the last section, after the last
+ * byte): RAM, fake-serial, fake-nic. */
+static const char late_yaml[] =
+    "summary: late destination failure\n"
+    "machines:\n"
+    "  src: {release: \"2.1-dev\", ram: 4M, devices: [fake-serial, fake-nic]}\n"
+    "workload: {dirty-rate: 500 pages/s}\n"
+    "steps:\n"
+    "  - migrate: {}\n"
+    "faults:\n"
+    "  - dst:mig/migration/load#3\n"
+    "expect:\n"
+    "  outcome: failed\n"
+    "  error: EIO\n";
+
+static const char resume_msg[] = "management: destination failed after the source completed; "
+                                 "resuming the source (no return path)";
+
+/* Run a case and keep its trace (free it). */
+static char *run_traced(const Scenario *s, const char *ps, const char *pd, ExecSelftest st,
+                        RunResult *r)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    RunCase c = {.scn = s, .seed = 0x5eed, .pair_src = ps, .pair_dst = pd, .selftest = st,
+                 .trace_out = f};
+    assert_int_equal(exec_run_case(&c, r), 0);
+    fclose(f);
+    return buf;
+}
+
+static void assert_trace(const char *trace, const char *text, bool present)
+{
+    if (!strstr(trace, text) == present)
+        fail_msg("the trace %s '%s':\n%s", present ? "lacks" : "has", text, trace);
+}
+
+/* Management enables return-path when both sides offer it: a destination
+ * that fails after the last byte tells the source, which fails and resumes
+ * by itself with the destination's verdict; management resumes nothing. */
+static void test_scenario_exec_return_path_on_by_default(void **state)
+{
+    (void)state;
+    Scenario *s = scn(late_yaml);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    char *t = run_traced(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    assert_non_null(strstr(r->mig_error, "return path: SHUT 1"));
+    assert_trace(t, "harness: management: return-path enabled (both sides offer it)", true);
+    assert_trace(t, "src: run state finish-migrate -> running", true);
+    assert_trace(t, "postmigrate", false);
+    assert_trace(t, resume_msg, false);
+    free(t);
+    /* 1.1 offers it too */
+    t = run_traced(s, "1.1", "2.0", EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_trace(t, "management: return-path enabled", true);
+    assert_trace(t, resume_msg, false);
+    free(t);
+    free(r);
+    scenario_free(s);
+}
+
+/* Without a return path (1.0 does not offer it; or the scenario opts out)
+ * the source completes first and sits in postmigrate; when the destination
+ * then fails, management resumes the source: outcome failed with the
+ * destination's error, the source running with its RAM and devices intact. */
+static void test_scenario_exec_management_resumes_source_without_return_path(void **state)
+{
+    (void)state;
+    Scenario *s = scn(late_yaml);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    static const char *const pairs[][2] = {{"1.0", "1.0"}, {"1.0", "2.1-dev"}, {"2.0", "1.0"}};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(pairs); i++) {
+        const char *ps = pairs[i][0], *pd = pairs[i][1];
+        char *t = run_traced(s, ps, pd, EXEC_SELFTEST_NONE, r);
+        if (!r->passed)
+            fail_msg("%s -> %s: %s", ps, pd, r->error);
+        if (strcmp(ps, "2.0")) { /* 2.0 -> 1.0 stops at pre-flight */
+            assert_string_equal(r->outcome, "failed");
+            assert_non_null(strstr(r->mig_error, "loading section 'fake-nic' failed"));
+            assert_trace(t, "management: return-path not offered by both sides", true);
+            assert_trace(t, "src: run state finish-migrate -> postmigrate", true);
+            assert_trace(t, resume_msg, true);
+            assert_trace(t, "src: run state postmigrate -> running", true);
+        }
+        free(t);
+    }
+    scenario_free(s);
+    char *y = mig_strdup_printf("%sreturn-path: false\n", late_yaml);
+    s = scn(y);
+    char *t = run_traced(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("opted out: %s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    assert_non_null(strstr(r->mig_error, "loading section 'fake-nic' failed"));
+    assert_trace(t, "management: return-path left off (the scenario opts out)", true);
+    assert_trace(t, "return path opened", false);
+    assert_trace(t, resume_msg, true);
+    free(t);
+    /* the oracles that judge it can fail: nobody resumes (management is
+     * gone), or the paused source's RAM or a device changed before cont */
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NO_RESUME, r);
+    assert_red(r, "source completed but the destination is failed (loading section 'fake-nic' "
+                  "failed (injected fault)): the guest is lost");
+    run_case(s, NULL, NULL, EXEC_SELFTEST_PAUSED_PAGE, r);
+    assert_red(r, "memory: source while paused after completing: ");
+    run_case(s, NULL, NULL, EXEC_SELFTEST_PAUSED_FIELD, r);
+    assert_red(r, "devices: source while paused after completing: fake-serial: field scr");
+    free(y);
+    free(r);
+    scenario_free(s);
+}
+
+/* The destination is started paused and runs only once the source
+ * completed: when the source fails after the destination loaded everything
+ * (its return-path read fails), management destroys the destination, which
+ * never ran; when both complete it resumes the destination. */
+static void test_scenario_exec_destination_runs_only_after_the_source_completed(void **state)
+{
+    (void)state;
+    char *y = mig_strdup_printf("%.*s  - src:mig/transport/read@stop-copy\n"
+                                "expect:\n  outcome: failed\n",
+                                (int)(strstr(late_yaml, "  - dst:") - late_yaml), late_yaml);
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    char *t = run_traced(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "failed");
+    assert_trace(t, "dst: run state inmigrate -> paused", true);
+    assert_trace(t, "destroying the destination (it never ran)", true);
+    assert_trace(t, "dst: run state paused -> running", false);
+    free(t);
+    scenario_free(s);
+    s = scn(small_yaml);
+    t = run_traced(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    assert_string_equal(r->outcome, "completed");
+    char *paused = strstr(t, "dst: run state inmigrate -> paused");
+    char *src_done = strstr(t, "src: migration device -> completed");
+    char *resumed = strstr(t, "management: both sides completed; resuming the destination");
+    assert_non_null(paused);
+    assert_non_null(src_done);
+    assert_non_null(resumed);
+    assert_true(paused < src_done && src_done < resumed); /* one guest at a time */
+    assert_trace(t, "dst: run state paused -> running", true);
+    free(t);
+    free(y);
+    free(r);
+    scenario_free(s);
+}
+
+/* expect.trace-excludes turns the case red when the text is there. */
+static void test_scenario_exec_trace_excludes(void **state)
+{
+    (void)state;
+    char *y = mig_strdup_printf("%s  trace-excludes: \"return-path enabled\"\n", small_yaml);
+    Scenario *s = scn(y);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    assert_red(r, "the event trace contains 'return-path enabled', which the scenario excludes");
+    scenario_free(s);
+    free(y);
+    y = mig_strdup_printf("%s  trace-excludes: \"return-path left off\"\n", small_yaml);
+    s = scn(y);
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("%s", r->error);
+    scenario_free(s);
+    free(y);
+    free(r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -590,6 +785,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_scenario_exec_preflight_names_device_and_field),
         cmocka_unit_test(test_scenario_exec_pair_rules_apply_to_every_outcome),
         cmocka_unit_test(test_scenario_exec_restart_keeps_destination_machine_type),
+        cmocka_unit_test(test_scenario_exec_return_path_on_by_default),
+        cmocka_unit_test(test_scenario_exec_management_resumes_source_without_return_path),
+        cmocka_unit_test(test_scenario_exec_destination_runs_only_after_the_source_completed),
+        cmocka_unit_test(test_scenario_exec_trace_excludes),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
