@@ -24,6 +24,14 @@
  * queue to the transport, which takes what it can without blocking, and
  * grows the buffer only for the rest: memory stays bounded by what the
  * transport refused.  A failure there becomes the sticky error.)
+ *
+ * Error codes depart from STYLE.md on purpose in one place: where QEMU 7.2's
+ * loader fails a stream with a given errno (protocols/qemu-stream.md section
+ * 8: bad magic, missing configuration, machine type, footers -> -EINVAL;
+ * stream version -> -ENOTSUP), the framing getters return the same errno, so
+ * a failure reads the same whether QEMU or migcert loaded the stream and a
+ * conformance case can compare the two.  Malformations QEMU has no errno
+ * for are -EPROTO; a stream that ends inside an item is -EIO.
  */
 #ifndef MIGCERT_STREAM_H
 #define MIGCERT_STREAM_H

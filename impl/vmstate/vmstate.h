@@ -271,6 +271,9 @@ int vmstate_save(MigStream *s, const VmsDescription *desc, void *obj, MigErr **e
  * for a bad count or bool; the stream's error (-EIO "stream ended at offset
  * N", -EAGAIN when a non-blocking reader starved: rewind and retry); a failing
  * hook's code.  On failure the object is unchanged (see the header comment).
+ * The version errnos are QEMU's (vmstate_load_state: -EINVAL too new,
+ * -EINVAL/-ENOTSUP too old), kept so a version mismatch reads the same from
+ * QEMU and migcert; see stream.h for the same choice in the framing.
  * Fault point "mig/vmstate/load" at entry. */
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp);
