@@ -70,6 +70,8 @@ typedef struct Ctx {
     uint64_t budget; /* field elements left to decode (damaged array_len) */
     json_t *vmdesc;  /* parsed trailer or NULL */
     char *vmdesc_problem;
+    bool vmdesc_missing; /* no trailer ends the input (vmdesc_problem says so) */
+    bool located; /* the error names its own section: add no section context */
     size_t vmdesc_at, vmdesc_len;
 } Ctx;
 
@@ -168,6 +170,7 @@ static void use_vmdesc(Ctx *c, uint64_t at, const char *json, size_t n)
     json_decref(c->vmdesc);
     free(c->vmdesc_problem);
     c->vmdesc_problem = NULL;
+    c->vmdesc_missing = false;
     c->vmdesc_at = at;
     c->vmdesc_len = n;
     c->vmdesc = json_loadb(json, n, 0, &jerr);
@@ -200,7 +203,11 @@ static void locate_vmdesc(Ctx *c)
             break;
     }
     free(c->vmdesc_problem);
-    c->vmdesc_problem = mig_strdup("the stream has no VMDESCRIPTION trailer");
+    c->vmdesc_missing = true;
+    c->vmdesc_problem = mig_strdup_printf(
+        "the stream has no VMDESCRIPTION trailer at the end of the input (input ends at offset "
+        "%llu: truncated, or written without one)",
+        (unsigned long long)(c->end_base + len));
 }
 
 /* Streaming: read the rest of the input into memory (at most
@@ -268,6 +275,171 @@ static json_t *vmdesc_device(Ctx *c, const char *name, uint32_t instance)
             return d;
     }
     return NULL;
+}
+
+/* ---------------------------------------------------------------- no trailer */
+
+/* Where the input ends, as far as it can be told without the trailer. */
+typedef enum EndKind {
+    END_UNKNOWN,       /* the footers could not be followed to the end */
+    END_IN_SECTION,    /* inside section id/name, whose header is at `at` */
+    END_AFTER_SECTION, /* right after the footer of section id/name */
+    END_IN_HEADER,     /* inside the section header at `at`, after section id/name */
+    END_AFTER_EOF,     /* right after the EOF marker at `at` */
+    END_IN_TRAILER,    /* inside the trailer at `at`; `announced` JSON bytes (0: unread) */
+} EndKind;
+
+typedef struct EndProbe {
+    EndKind kind;
+    uint64_t at;
+    uint32_t id;
+    char name[256];
+    uint64_t announced;
+} EndProbe;
+
+static uint32_t be32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A device payload has no length, but in a stream with footers every
+ * section ends with 0x7e + be32 section id.  From the payload of section h
+ * (which starts at `payload`), follow the footers to the end of the input
+ * and say where it ends.  Those five bytes may also occur inside a payload,
+ * so a footer is taken only when what follows fits (a FULL section header
+ * with a NUL-free idstr, the EOF marker, the input's end), and "inside
+ * section X" is said only when no footer of X is left in the input at all;
+ * when the footers cannot be followed the answer is END_UNKNOWN.  Reads only
+ * end_buf. */
+static void probe_end(const Ctx *c, const MigSectionHeader *h, uint64_t payload, EndProbe *pr)
+{
+    const uint8_t *b = c->end_buf;
+    size_t len = c->end_len;
+    uint64_t base = c->end_base;
+    memset(pr, 0, sizeof(*pr));
+    pr->kind = END_UNKNOWN;
+    pr->id = h->section_id;
+    pr->at = h->offset;
+    memcpy(pr->name, h->idstr, sizeof(pr->name));
+    size_t p = (size_t)(payload - base);
+    for (;;) {
+        bool footer_seen = false, next = false;
+        for (size_t q = p; q + 5 <= len && !next; q++) {
+            if (b[q] != MIG_SECTION_FOOTER || be32_at(b + q + 1) != pr->id)
+                continue;
+            footer_seen = true;
+            size_t x = q + 5, have = len - x;
+            if (have == 0) {
+                pr->kind = END_AFTER_SECTION;
+                pr->at = base + len;
+                return;
+            }
+            if (b[x] == MIG_SECTION_EOF) {
+                if (have == 1) {
+                    pr->kind = END_AFTER_EOF;
+                    pr->at = base + x;
+                    return;
+                }
+                if (b[x + 1] != MIG_SECTION_VMDESCRIPTION)
+                    continue;
+                if (have < 6 || have - 6 < (size_t)be32_at(b + x + 2)) {
+                    pr->kind = END_IN_TRAILER;
+                    pr->at = base + x + 1;
+                    pr->announced = have < 6 ? 0 : be32_at(b + x + 2);
+                    return;
+                }
+                continue; /* a whole trailer that does not end the input */
+            }
+            if (b[x] != MIG_SECTION_FULL)
+                continue;
+            /* type, be32 id, u8 idstr length, idstr, be32 instance, be32 version */
+            size_t idlen = have > 5 ? b[x + 5] : 0;
+            size_t named = have > 6 ? MIG_MIN(idlen, have - 6) : 0;
+            if ((have > 5 && idlen == 0) || (named && memchr(b + x + 6, 0, named)))
+                continue;
+            if (have < 6 + idlen + 8) {
+                pr->kind = END_IN_HEADER;
+                pr->at = base + x;
+                return;
+            }
+            pr->id = be32_at(b + x + 1);
+            pr->at = base + x;
+            memcpy(pr->name, b + x + 6, idlen);
+            pr->name[idlen] = '\0';
+            p = x + 6 + idlen + 8;
+            next = true;
+        }
+        if (!next) {
+            if (!footer_seen)
+                pr->kind = END_IN_SECTION;
+            return;
+        }
+    }
+}
+
+/* Device section h cannot be walked: no trailer ends the input.  When the
+ * footers show that the input was cut (inside a later section, a header,
+ * the trailer), say that, naming where; otherwise say that this section
+ * is opaque. */
+static int fail_without_trailer(Ctx *c, const MigSectionHeader *h, MigErr **errp)
+{
+    EndProbe pr;
+    uint64_t end = c->end_base + c->end_len;
+    char e[MIG_STREAM_ESCAPED_MAX];
+    if (c->footers == 1) {
+        probe_end(c, h, mig_stream_offset(c->s), &pr);
+        ESC(pr.name, e);
+        switch (pr.kind) {
+        case END_IN_SECTION:
+            c->located = true;
+            c->item = pr.at;
+            return ctx_fail(c, errp, -EIO,
+                            "truncated: stream ended at offset %llu inside section '%s' (id %u), "
+                            "which starts",
+                            (unsigned long long)end, e, pr.id);
+        case END_AFTER_SECTION:
+            c->located = true;
+            c->item = end;
+            return ctx_fail(c, errp, -EIO,
+                            "truncated: the stream ends after section '%s' (id %u), before its "
+                            "EOF marker",
+                            e, pr.id);
+        case END_IN_HEADER:
+            c->located = true;
+            c->item = pr.at;
+            return ctx_fail(c, errp, -EIO,
+                            "truncated: stream ended at offset %llu inside the header of the "
+                            "section after section '%s' (id %u), which starts",
+                            (unsigned long long)end, e, pr.id);
+        case END_IN_TRAILER:
+            c->located = true;
+            c->item = pr.at;
+            if (pr.announced)
+                return ctx_fail(c, errp, -EIO,
+                                "truncated: stream ended at offset %llu inside the VMDESCRIPTION "
+                                "trailer (%llu of its %llu JSON bytes present), which starts",
+                                (unsigned long long)end,
+                                (unsigned long long)(end - pr.at - 5),
+                                (unsigned long long)pr.announced);
+            return ctx_fail(c, errp, -EIO,
+                            "truncated: stream ended at offset %llu inside the VMDESCRIPTION "
+                            "trailer's length, which starts",
+                            (unsigned long long)end);
+        case END_AFTER_EOF:
+            free(c->vmdesc_problem);
+            c->vmdesc_problem = mig_strdup_printf(
+                "the stream has no VMDESCRIPTION trailer: it ends with its EOF marker (input ends "
+                "at offset %llu: truncated there, or written without one)",
+                (unsigned long long)end);
+            break;
+        case END_UNKNOWN:
+            break;
+        }
+    }
+    return ctx_fail(c, errp, -ENOTSUP,
+                    "device payloads carry no length and %s, so this section can be neither "
+                    "decoded nor skipped",
+                    c->vmdesc_problem);
 }
 
 /* ---------------------------------------------------------------- devices */
@@ -474,6 +646,8 @@ static int parse_device(Ctx *c, const MigSectionHeader *h, MigErr **errp)
     char ename[MIG_STREAM_ESCAPED_MAX];
     const json_t *d = vmdesc_device(c, h->idstr, h->instance_id);
     if (!d) {
+        if (c->vmdesc_missing)
+            return fail_without_trailer(c, h, errp);
         if (c->vmdesc_problem)
             return ctx_fail(c, errp, -ENOTSUP,
                             "device payloads carry no length and %s, so this section can be "
@@ -758,9 +932,15 @@ static int parse_all(Ctx *c, MigErr **errp)
         if (r) {
             const Started *open = last_open(c);
             char e[MIG_STREAM_ESCAPED_MAX];
+            size_t n = json_array_size(c->sections);
+            const json_t *last = n ? json_array_get(c->sections, n - 1) : NULL;
             if (open)
                 mig_err_prepend(errp, "section header (section '%s' (id %u) still open)",
                                 ESC(open->name, e), open->id);
+            else if (last)
+                mig_err_prepend(errp, "header of the section after section '%s' (id %lld)",
+                                json_string_value(json_object_get(last, "name")),
+                                (long long)json_integer_value(json_object_get(last, "section_id")));
             return r;
         }
         switch (h.type) {
@@ -769,6 +949,8 @@ static int parse_all(Ctx *c, MigErr **errp)
         case MIG_SECTION_END:
         case MIG_SECTION_FULL:
             r = parse_section(c, &h, errp);
+            if (r && c->located)
+                return r;
             if (r) {
                 const Started *st = find_started(c, h.section_id);
                 char e[MIG_STREAM_ESCAPED_MAX];
