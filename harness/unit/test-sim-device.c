@@ -404,6 +404,88 @@ static void test_sim_device_late_destination_failure_resumes_source_device(void 
     teardown(&r);
 }
 
+/* A source whose device section ends without the COMPLETE record (an END
+ * section that is empty, or that carries the first bytes of the device's
+ * stop-copy data and stops there): the destination must not complete with
+ * its device still RESUMING on partial state; the migration fails naming
+ * the device and the device is reset. */
+typedef struct Cut {
+    Run *r;
+    bool with_data;
+} Cut;
+
+static int cut_setup(void *opaque, MigStream *s, MigErr **errp)
+{
+    mig_stream_put_u8(s, MIG_DEV_REC_SETUP);
+    mig_stream_put_be32(s, MIG_DEV_SECTION_VERSION);
+    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    return 0;
+}
+
+static void cut_pending(void *opaque, uint64_t *precopy, uint64_t *stopcopy) {}
+
+static int cut_iterate(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    return 1;
+}
+
+static int cut_complete(void *opaque, MigStream *s, size_t budget, MigErr **errp)
+{
+    Cut *c = opaque;
+    if (c->with_data) {
+        uint8_t buf[4096];
+        assert_int_equal(mig_device_set_state(c->r->sgpu, MIG_DEV_STOP_COPY, NULL), 0);
+        ssize_t n = mig_device_read(c->r->sgpu, buf, sizeof(buf), NULL);
+        assert_true(n > 0);
+        mig_stream_put_u8(s, MIG_DEV_REC_DATA);
+        mig_stream_put_be32(s, (uint32_t)n);
+        mig_stream_put_buffer(s, buf, (size_t)n);
+    }
+    mig_stream_put_u8(s, MIG_DEV_REC_EOS); /* no COMPLETE */
+    return 1;
+}
+
+static void cut_cleanup(void *opaque, MigOutcome outcome) {}
+
+static const MigIterOps cut_ops = {
+    .save_setup = cut_setup,
+    .save_pending = cut_pending,
+    .save_iterate = cut_iterate,
+    .save_complete = cut_complete,
+    .save_cleanup = cut_cleanup,
+};
+
+static void test_sim_device_stream_without_complete_fails(void **state)
+{
+    (void)state;
+    for (int with_data = 0; with_data < 2; with_data++) {
+        Run r;
+        setup(&r, 0xd7 + (uint64_t)with_data, fake_gpu_plugin(), MIG_DEV_F_STOP_COPY);
+        Cut c = {&r, with_data != 0};
+        mig_dev_section_free(r.ssec);
+        r.ssec = NULL;
+        assert_true(mig_savevm_register_iterative(mig_machine_savevm(r.src), "0000:00:05.0/vfio", 0,
+                                                  1, &cut_ops, &c, NULL) >= 0);
+        start(&r, r.dst);
+        wait_done(&r);
+        MigMigration *dm = mig_machine_migration(r.dst);
+        assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
+        if (!strstr(mig_migration_error(dm),
+                    "device 0000:00:05.0/vfio: stream ended without COMPLETE (device still "
+                    "RESUMING)"))
+            fail_msg("destination error: %s", mig_migration_error(dm));
+        if (with_data)
+            assert_true(mig_device_bytes_written(r.dgpu) > 0);
+        /* the partial state is dropped: the device was reset, the guest
+         * does not run on it */
+        assert_int_equal(mig_device_state(r.dgpu), MIG_DEV_RUNNING);
+        assert_int_not_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
+        mig_savevm_unregister(mig_machine_savevm(r.src), "0000:00:05.0/vfio", 0);
+        teardown(&r);
+    }
+}
+
 /* guest_resumed from every state, on a device registered as a section: the
  * states where the device runs stay, PRE_COPY_P2P steps to PRE_COPY,
  * RESUMING is left to the incoming migration, everything else runs again
@@ -454,6 +536,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_device_cont_after_completion_runs_the_source_device),
         cmocka_unit_test(test_sim_device_late_destination_failure_resumes_source_device),
         cmocka_unit_test(test_sim_device_guest_resumed_from_every_state),
+        cmocka_unit_test(test_sim_device_stream_without_complete_fails),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

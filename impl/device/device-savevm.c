@@ -16,6 +16,7 @@ struct MigDevSection {
     uint8_t *buf; /* MIG_DEV_SECTION_MAX_DATA */
     bool stopping; /* save_complete entered STOP_COPY */
     bool loading;  /* destination entered RESUMING */
+    bool loaded;   /* destination: COMPLETE took it RESUMING -> STOP */
 };
 
 static void put_data(MigStream *s, const uint8_t *p, size_t n)
@@ -216,6 +217,7 @@ static int sec_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
                                    sec->loading ? "outside the END section"
                                                 : "before the section's SETUP");
             r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
+            sec->loaded = r == 0;
             break;
         case MIG_DEV_REC_EOS:
             return 0;
@@ -239,6 +241,23 @@ static void sec_load_cleanup(void *opaque, MigOutcome outcome)
     else if (outcome != MIG_OUTCOME_COMPLETED)
         mig_device_abort(sec->dev, NULL);
     sec->loading = false;
+    sec->loaded = false;
+}
+
+/* The stream ended: a device whose session was opened (SETUP) must have
+ * validated it (COMPLETE: RESUMING -> STOP); otherwise the guest would run
+ * with partial state (protocol case 12).  A device that got no section at
+ * all was not part of this migration. */
+static int sec_load_complete(void *opaque, MigErr **errp)
+{
+    MigDevSection *sec = opaque;
+    if (!sec->loading)
+        return 0;
+    if (!sec->loaded || mig_device_state(sec->dev) != MIG_DEV_STOP)
+        return mig_err_set(errp, -EPROTO,
+                           "device %s: stream ended without COMPLETE (device still %s)",
+                           sec->idstr, mig_dev_state_name(mig_device_state(sec->dev)));
+    return 0;
 }
 
 /* The guest runs again (`cont`, a source resumed after a failed or cancelled
@@ -279,6 +298,7 @@ static const MigIterOps dev_section_ops = {
     .save_complete = sec_save_complete,
     .save_cleanup = sec_save_cleanup,
     .load_state = sec_load_state,
+    .load_complete = sec_load_complete,
     .load_cleanup = sec_load_cleanup,
     .guest_resumed = sec_guest_resumed,
 };

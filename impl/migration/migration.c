@@ -806,6 +806,7 @@ static void src_end_of_pass(MigMigration *mm, bool sync)
     uint64_t delivered = mm->t->bytes_written - tq;
     uint64_t bytes = delivered > mm->pass_start_bytes ? delivered - mm->pass_start_bytes : 0;
     uint64_t pass_ns = now - mm->pass_start_ns;
+    fprintf(stderr, "DBG tq %llu written %llu pass_start %llu bytes %llu pass_ns %llu spend %zu\n", (unsigned long long)tq, (unsigned long long)mm->t->bytes_written, (unsigned long long)mm->pass_start_bytes, (unsigned long long)bytes, (unsigned long long)pass_ns, mig_stream_pending(mm->s));
     if (pass_ns > 0 && bytes > 0)
         mm->bandwidth = (uint64_t)((double)bytes * NS_PER_S / (double)pass_ns);
     else if (bytes > 0 || !mm->bandwidth)
@@ -1570,6 +1571,23 @@ static int dst_step(MigMigration *mm, MigErr **errp)
     }
 }
 
+/* The stream ended: every iterative handler says whether it got all it
+ * needs (load_complete) before the destination completes. */
+static int dst_load_complete(MigMigration *mm, MigErr **errp)
+{
+    for (size_t i = 0; i < mm->nentries; i++) {
+        const MigSaveEntry *e = entry_at(mm, i);
+        if (e->kind != MIG_SAVE_ITERATIVE || !e->iter->load_complete)
+            continue;
+        int r = e->iter->load_complete(e->opaque, errp);
+        if (r < 0) {
+            mig_err_prepend(errp, "end of stream: '%s'", e->idstr);
+            return r;
+        }
+    }
+    return 0;
+}
+
 static void dst_complete(MigMigration *mm)
 {
     mig__migration_set_status(mm, MIG_STATUS_COMPLETED);
@@ -1624,6 +1642,11 @@ static void dst_consume(void *opaque)
             return;
         }
         if (r == 1) {
+            r = dst_load_complete(mm, &err);
+            if (r < 0) {
+                fail_err(mm, err, r, "load failed");
+                return;
+            }
             dst_complete(mm);
             return;
         }

@@ -92,6 +92,11 @@ typedef struct MigIterOps {
     /* Load one START/PART/END payload (h->type tells which; h->version_id is
      * the START's version).  Restartable; see above. */
     int (*load_state)(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp);
+    /* Optional: the stream ended (EOF section read); called for every
+     * iterative entry before the destination is declared completed.  A
+     * negative errno (with *errp naming what is missing) fails the
+     * migration: e.g. a device whose END section lacked its final record. */
+    int (*load_complete)(void *opaque, MigErr **errp);
     /* Destination end of migration.  On FAILED/CANCELLED the handler discards
      * everything it loaded. */
     void (*load_cleanup)(void *opaque, MigOutcome outcome);
