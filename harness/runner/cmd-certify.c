@@ -197,7 +197,11 @@ static int full_write_fd(int fd, const void *buf, size_t len)
 static void child_reply(int fd, int64_t ret, uint64_t x, uint64_t y, const void *data, size_t len,
                         MigErr *err)
 {
-    SbResp r = {ret, x, y, 0};
+    SbResp r;
+    memset(&r, 0, sizeof(r)); /* padding too: the whole struct is sent */
+    r.ret = ret;
+    r.x = x;
+    r.y = y;
     const char *msg = NULL;
     if (ret < 0 && err && err->msg) {
         msg = err->msg;
@@ -332,7 +336,7 @@ static uint32_t wrap_table(const MigcertDevicePlugin *p)
 static void child_main(int fd, const char *path)
 {
     MigErr *err = NULL;
-    void *handle;
+    void *handle = NULL;
     const MigcertDevicePlugin *p = mig_dev_plugin_load(path, &handle, &err);
     uint32_t callbacks = p ? wrap_table(p) : 0;
     const char *label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -341,14 +345,29 @@ static void child_main(int fd, const char *path)
     uint8_t *buf = NULL;
     for (;;) {
         SbReq q;
+        int code = -1;
         if (full_read_fd(fd, &q, sizeof(q)) < 0)
-            _exit(0);
-        if (q.len > SB_MAX_PAYLOAD)
-            _exit(4);
-        free(buf);
-        buf = malloc(MIG_MAX(q.len, (uint32_t)1));
-        if (q.len && full_read_fd(fd, buf, q.len) < 0)
-            _exit(0);
+            code = 0;
+        else if (q.len > SB_MAX_PAYLOAD)
+            code = 4;
+        if (code < 0) {
+            free(buf);
+            buf = malloc(MIG_MAX(q.len, (uint32_t)1));
+            if (q.len && full_read_fd(fd, buf, q.len) < 0)
+                code = 0;
+        }
+        if (code >= 0) {
+            /* the parent hung up (or sent garbage): release everything so a
+             * leak checker following the child sees nothing left */
+            free(buf);
+            for (size_t i = 0; i < SB_MAX_INST; i++)
+                if (inst[i])
+                    inst[i]->ops->free(inst[i]);
+            mig_err_free(err);
+            if (handle && p)
+                mig_dev_plugin_close(handle);
+            _exit(code);
+        }
         if (q.op == SB_HELLO) {
             if (!p) {
                 child_reply(fd, err ? err->code : -EINVAL, 0, 0, NULL, 0, err);
@@ -546,8 +565,15 @@ static int64_t sb_call(Sandbox *sb, uint32_t op, uint32_t inst, uint64_t a, uint
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
                        (int64_t)sb->timeout_s * 1000;
-    SbReq q = {op, inst, a, b, len};
-    SbResp r = {0};
+    SbReq q;
+    memset(&q, 0, sizeof(q)); /* padding too: the whole struct is sent */
+    q.op = op;
+    q.inst = inst;
+    q.a = a;
+    q.b = b;
+    q.len = len;
+    SbResp r;
+    memset(&r, 0, sizeof(r));
     int rc = io_all(sb, true, &q, sizeof(q), deadline);
     if (rc == 0 && len)
         rc = io_all(sb, true, (void *)payload, len, deadline);
