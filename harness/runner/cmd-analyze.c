@@ -7,7 +7,9 @@
  * "migcert analyze: FILE: offset N: PROBLEM" on stderr; 2 usage error,
  * unreadable FILE, or an input over the size limits (same one-line shape
  * when an offset is known).  The facts found before a malformation are
- * still printed.
+ * still printed; an input that cannot be read (a directory: "FILE: is a
+ * directory", refused before parsing; a read(2) that fails: "FILE: cannot
+ * read at offset N: ...") prints nothing on stdout.
  *
  * Input.  A regular file is mmap'ed (a 500 MB stream costs no copy) after
  * its size is checked against MIG_ANALYZE_MAX_INPUT (64 GiB).  Anything
@@ -41,7 +43,8 @@ static void usage(FILE *out)
             "        are mapped; pipes and devices are parsed as they are read.  Inputs\n"
             "        over %llu GiB are refused.\n"
             "exit: 0 parsed to EOF, 1 malformed (stderr: FILE: offset N: PROBLEM),\n"
-            "      2 usage, unreadable FILE, or an input over the limits\n",
+            "      2 usage, FILE unreadable (a directory, a failed read; nothing on stdout),\n"
+            "        or an input over the limits\n",
             (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
 }
 
@@ -50,6 +53,7 @@ static void usage(FILE *out)
 typedef struct BlockingIn {
     MigTransport t;
     int fd;
+    int read_err; /* first failed read(2), as -errno: the input, not the stream */
 } BlockingIn;
 
 static ssize_t bin_read(MigTransport *t, void *buf, size_t len)
@@ -64,11 +68,14 @@ static ssize_t bin_read(MigTransport *t, void *buf, size_t len)
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
+            break;
         struct pollfd p = {.fd = b->fd, .events = POLLIN};
         if (poll(&p, 1, -1) < 0 && errno != EINTR)
-            return -errno;
+            break;
     }
+    if (!b->read_err)
+        b->read_err = -errno;
+    return -errno;
 }
 
 static ssize_t bin_write(MigTransport *t, const void *buf, size_t len)
@@ -100,6 +107,10 @@ static int analyze_fd(int fd, json_t **doc, uint64_t *at, MigErr **errp)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return mig_err_set(errp, -errno, "cannot read: %s", strerror(errno));
+    /* open(2) accepts a directory; read(2) would fail only once parsing
+     * has begun. */
+    if (S_ISDIR(st.st_mode))
+        return mig_err_set(errp, -EISDIR, "is a directory");
     if (S_ISREG(st.st_mode)) {
         if ((uint64_t)st.st_size > MIG_ANALYZE_MAX_INPUT)
             return mig_err_set(errp, -EFBIG,
@@ -107,20 +118,37 @@ static int analyze_fd(int fd, json_t **doc, uint64_t *at, MigErr **errp)
                                "reads",
                                (unsigned long long)st.st_size,
                                (unsigned long long)(MIG_ANALYZE_MAX_INPUT >> 30));
-        if (st.st_size == 0)
+        /* Size 0 is also what procfs and sysfs files claim: those are
+         * read as a stream, only a truly empty file is analyzed as such. */
+        char one;
+        ssize_t got = st.st_size ? 1 : pread(fd, &one, 1, 0);
+        if (got < 0)
+            return mig_err_set(errp, -errno, "cannot read at offset 0: %s", strerror(errno));
+        if (got == 0)
             return mig_analyze_buffer("", 0, doc, at, errp);
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *p = st.st_size ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)
+                             : MAP_FAILED;
         if (p != MAP_FAILED) {
             int r = mig_analyze_buffer(p, (size_t)st.st_size, doc, at, errp);
             munmap(p, (size_t)st.st_size);
             return r;
         }
-        /* not mappable (some special file systems): read it as a stream */
+        /* empty, or not mappable (some special file systems): read it as a stream */
     }
     BlockingIn in = {.t = {.ops = &bin_ops}, .fd = fd};
     MigStream *s = mig_stream_new_reader(&in.t);
-    int r = mig_analyze_stream(s, doc, at, errp);
+    MigErr *err = NULL;
+    int r = mig_analyze_stream(s, doc, at, &err);
     mig_stream_free(s);
+    if (in.read_err) {
+        /* Not a verdict on the stream: report the input, print no facts. */
+        mig_err_free(err);
+        json_decref(*doc);
+        *doc = NULL;
+        return mig_err_set(errp, in.read_err, "cannot read at offset %llu: %s",
+                           (unsigned long long)in.t.bytes_read, strerror(-in.read_err));
+    }
+    mig_err_propagate(errp, err);
     return r;
 }
 
