@@ -18,6 +18,14 @@
  * from the start; from a pipe it reads the input's end into memory when the
  * first device section comes (mig_analyze_stream).  Without a usable trailer a device section cannot be
  * skipped, and the analysis stops there with an error rather than guess.
+ * When no trailer ends the input at all, the section footers (0x7e + be32
+ * id) are followed to the end to tell a cut input from one written
+ * without a trailer: "truncated: stream ended at offset N inside section
+ * 'x' (id i)" (or after a section, in a header, in the trailer) at the
+ * start of the incomplete item; only a stream that ends with its EOF
+ * marker, or whose footers cannot be followed, gets "no VMDESCRIPTION
+ * trailer ... (input ends at offset N: truncated, or written without
+ * one)" against the first device section.
  *
  * The analyzer never reads past the buffer and never aborts on input: every
  * malformation becomes an error naming the problem, the section and the
