@@ -905,6 +905,35 @@ static void test_device_stop_copy_that_never_ends_is_an_error(void **state)
     mig_dev_plugin_close(h);
 }
 
+/* Without an explicit limit the progress rule applies: a device that keeps
+ * handing out STOP_COPY data while the remaining size it reports stays put
+ * fails once MIG_DEV_STOP_COPY_STALL_BYTES went by without progress (and
+ * not before: the honest bytes of its real state come first). */
+static void test_device_stop_copy_without_progress_is_an_error(void **state)
+{
+    (void)state;
+    void *h;
+    MigErr *err = NULL;
+    const MigcertDevicePlugin *p = load("broken-pending-never-zero", &h, &err);
+    assert_non_null(p);
+    MigDevice *d = dev_new(p, MIG_DEV_F_STOP_COPY, 4 * FAKE_GPU_PAGE, 1);
+    set(d, MIG_DEV_STOP);
+    set(d, MIG_DEV_STOP_COPY);
+    static uint8_t buf[1 << 16];
+    ssize_t n;
+    uint64_t total = 0;
+    while ((n = mig_device_read(d, buf, sizeof(buf), &err)) > 0)
+        total += (uint64_t)n;
+    assert_int_equal(n, -EPROTO);
+    assert_true(total >= MIG_DEV_STOP_COPY_STALL_BYTES);
+    assert_true(total <= MIG_DEV_STOP_COPY_STALL_BYTES + (1 << 20));
+    if (!strstr(err->msg, "while the remaining size it reports stayed at"))
+        fail_msg("%s", err->msg);
+    mig_err_free(err);
+    mig_device_free(d);
+    mig_dev_plugin_close(h);
+}
+
 static void test_device_trace_records_every_arc(void **state)
 {
     (void)state;
@@ -1191,6 +1220,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_loader_checks_vmstate_description),
         cmocka_unit_test(test_device_read_never_trusts_a_claimed_length),
         cmocka_unit_test(test_device_stop_copy_that_never_ends_is_an_error),
+        cmocka_unit_test(test_device_stop_copy_without_progress_is_an_error),
         cmocka_unit_test(test_device_trace_records_every_arc),
         cmocka_unit_test(test_device_section_payload_bytes),
         cmocka_unit_test(test_device_section_load_every_truncation),

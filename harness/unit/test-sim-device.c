@@ -49,6 +49,7 @@ typedef struct Run {
      * ran again */
     uint64_t digest_at_stop, digest_at_run;
     bool ran_again;
+    uint64_t mem; /* device memory of each fake-gpu */
 } Run;
 
 static uint64_t gpu_digest(MigDevice *d)
@@ -98,9 +99,9 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
     }
 }
 
-static MigDevice *gpu(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed)
+static MigDevice *gpu_mem(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed, uint64_t mem)
 {
-    MigcertDeviceConfig cfg = {sizeof(cfg), f, seed, 64 * MIB};
+    MigcertDeviceConfig cfg = {sizeof(cfg), f, seed, mem};
     MigErr *err = NULL;
     MigDevBackend *be = mig_dev_backend_plugin_new(p, &cfg, "fake-gpu", &err);
     if (!be)
@@ -110,9 +111,16 @@ static MigDevice *gpu(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed)
     return d;
 }
 
-static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f)
+static MigDevice *gpu(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed)
+{
+    return gpu_mem(p, f, seed, 64 * MIB);
+}
+
+static void setup_mem(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f,
+                      uint64_t mem)
 {
     memset(r, 0, sizeof(*r));
+    r->mem = mem;
     r->loop = mig_sim_loop_new(seed);
     r->trace = mig_trace_new();
     r->loop->trace = r->trace;
@@ -128,8 +136,8 @@ static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t 
     MigWorkloadOptions wo = {.seed = seed, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 2000};
     r->w = mig_workload_new(r->src, &wo, &err);
     assert_non_null(r->w);
-    r->sgpu = gpu(p, f, seed);
-    r->dgpu = gpu(p, f, seed + 1);
+    r->sgpu = gpu_mem(p, f, seed, mem);
+    r->dgpu = gpu_mem(p, f, seed + 1, mem);
     mig_device_set_trace(r->sgpu, r->trace, r->loop);
     mig_device_set_trace(r->dgpu, r->trace, r->loop);
     mig_device_set_event_cb(r->sgpu, on_src_device, r);
@@ -145,6 +153,11 @@ static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t 
     MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 0};
     assert_int_equal(mig_migration_set_params(mig_machine_migration(r->src), &ps, NULL), 0);
     r->dirtier = mig_loop_timer_add(r->loop, mig_loop_now_ns(r->loop) + 1000000, dirty_tick, r);
+}
+
+static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f)
+{
+    setup_mem(r, seed, p, f, 64 * MIB);
 }
 
 static void start(Run *r, MigMachine *dst)
@@ -192,12 +205,12 @@ static void teardown(Run *r)
     mig_trace_free(r->trace);
 }
 
-static void assert_same_gpu(MigDevice *a, MigDevice *b)
+static void assert_same_gpu(MigDevice *a, MigDevice *b, uint64_t mem)
 {
     size_t la, lb;
     const uint8_t *ma = fake_gpu_memory(mig_device_backend(a)->instance, &la);
     const uint8_t *mb = fake_gpu_memory(mig_device_backend(b)->instance, &lb);
-    assert_int_equal(la, 64 * MIB);
+    assert_int_equal(la, mem);
     assert_int_equal(la, lb);
     for (size_t i = 0; i < la; i += FAKE_GPU_PAGE)
         if (memcmp(ma + i, mb + i, FAKE_GPU_PAGE))
@@ -220,10 +233,10 @@ static void check_completed(Run *r)
     assert_true(r->dirty_calls > 0);
     assert_int_equal(mig_device_state(r->sgpu), MIG_DEV_STOP);
     assert_int_equal(mig_device_state(r->dgpu), MIG_DEV_RUNNING);
-    assert_same_gpu(r->sgpu, r->dgpu);
+    assert_same_gpu(r->sgpu, r->dgpu, r->mem);
     /* every byte the source device handed out reached the destination device */
     assert_true(r->stopped);
-    assert_true(mig_device_bytes_read(r->sgpu) > 64 * MIB);
+    assert_true(mig_device_bytes_read(r->sgpu) > r->mem);
     assert_int_equal(mig_device_bytes_written(r->dgpu), mig_device_bytes_read(r->sgpu));
 }
 
@@ -404,6 +417,47 @@ static void test_sim_device_late_destination_failure_resumes_source_device(void 
     teardown(&r);
 }
 
+/* A STOP_COPY-only device larger than 64 MiB whose remaining-size report
+ * is low and never falls (data_size always 4096): it hands out 80 MiB and
+ * then ends with a read of 0, so it migrates; no bound derived from its
+ * estimate may cut it off. */
+static const MigDevBackendOps *low_real;
+static MigDevBackendOps low_ops;
+
+static int low_data_size(MigDevBackend *b, uint64_t *len, MigErr **errp)
+{
+    *len = 4096;
+    return 0;
+}
+
+static void low_estimate(MigDevice *d)
+{
+    MigDevBackend *be = mig_device_backend(d);
+    low_real = be->ops;
+    low_ops = *be->ops;
+    low_ops.data_size = low_data_size;
+    be->ops = &low_ops;
+}
+
+static void test_sim_device_large_device_with_low_estimate_migrates(void **state)
+{
+    (void)state;
+    Run r;
+    setup_mem(&r, 0xd9, fake_gpu_plugin(), MIG_DEV_F_STOP_COPY, 80 * MIB);
+    low_estimate(r.sgpu);
+    low_estimate(r.dgpu);
+    uint64_t est = 0;
+    assert_int_equal(mig_device_data_size(r.sgpu, &est, NULL), 0);
+    assert_int_equal(est, 4096);
+    start(&r, r.dst);
+    wait_done(&r);
+    check_completed(&r);
+    assert_int_equal(r.src_read_at_stop, 0);
+    mig_device_backend(r.sgpu)->ops = low_real;
+    mig_device_backend(r.dgpu)->ops = low_real;
+    teardown(&r);
+}
+
 /* A source whose device section ends without the COMPLETE record (an END
  * section that is empty, or that carries the first bytes of the device's
  * stop-copy data and stops there): the destination must not complete with
@@ -537,6 +591,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_sim_device_late_destination_failure_resumes_source_device),
         cmocka_unit_test(test_sim_device_guest_resumed_from_every_state),
         cmocka_unit_test(test_sim_device_stream_without_complete_fails),
+        cmocka_unit_test(test_sim_device_large_device_with_low_estimate_migrates),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

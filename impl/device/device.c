@@ -21,8 +21,12 @@ struct MigDevice {
     uint64_t bytes_read;
     uint64_t bytes_written;
     uint64_t stop_copy_read;  /* bytes read since entering STOP_COPY */
-    uint64_t stop_copy_limit; /* 0 = computed on entering STOP_COPY */
-    uint64_t stop_copy_fixed; /* set by mig_device_set_stop_copy_limit */
+    uint64_t stop_copy_limit; /* mig_device_set_stop_copy_limit; 0 = none */
+    /* the progress rule (no explicit limit): the lowest remaining size the
+     * device reported in this STOP_COPY and the bytes it handed out since
+     * that report last fell */
+    uint64_t sc_remaining;
+    uint64_t sc_stalled;
     size_t narcs;
     MigDevState arc_from[ARC_LOG_MAX];
     MigDevState arc_to[ARC_LOG_MAX];
@@ -239,7 +243,8 @@ static int dev_enter(MigDevice *d, MigDevState to, enum EnterCause cause, MigErr
     d->state = to;
     if (to == MIG_DEV_STOP_COPY) {
         d->stop_copy_read = 0;
-        d->stop_copy_limit = 0;
+        d->sc_remaining = UINT64_MAX;
+        d->sc_stalled = 0;
     }
     if (cause == ENTER_ARC && d->narcs < ARC_LOG_MAX) {
         d->arc_from[d->narcs] = from;
@@ -402,19 +407,42 @@ int mig_device_abort(MigDevice *d, MigErr **errp)
     }
 }
 
-static void set_stop_copy_limit(MigDevice *d)
+/* STOP_COPY data of n more bytes: within the explicit limit when one is
+ * set; otherwise the device must make progress: the remaining size it
+ * reports (data_size) has to fall at least once in every
+ * MIG_DEV_STOP_COPY_STALL_BYTES it hands out.  A device of any size whose
+ * estimate is merely low passes (it ends with a read of 0 long before); one
+ * that hands out data forever while its remaining stays put fails. */
+static int check_stop_copy_progress(MigDevice *d, uint64_t n, MigErr **errp)
 {
-    if (d->stop_copy_fixed) {
-        d->stop_copy_limit = d->stop_copy_fixed;
-        return;
+    d->stop_copy_read += n;
+    if (d->stop_copy_limit) {
+        if (d->stop_copy_read > d->stop_copy_limit)
+            return mig_err_set(errp, -EPROTO,
+                               "device %s: STOP_COPY data passes %llu bytes and the device "
+                               "never reports the end of its state",
+                               d->name, (unsigned long long)d->stop_copy_limit);
+        return 0;
     }
-    uint64_t est = 0;
+    uint64_t left = 0;
     MigErr *ignored = NULL;
-    if (d->be->ops->data_size(d->be, &est, &ignored) < 0)
-        est = 0;
+    bool known = d->be->ops->data_size(d->be, &left, &ignored) == 0;
     mig_err_free(ignored);
-    uint64_t lim = est > UINT64_MAX / 8 ? UINT64_MAX : est * 4;
-    d->stop_copy_limit = MIG_MAX(lim, (uint64_t)64 << 20);
+    if (known && left < d->sc_remaining) {
+        d->sc_remaining = left;
+        d->sc_stalled = 0;
+        return 0;
+    }
+    d->sc_stalled += n;
+    if (d->sc_stalled > MIG_DEV_STOP_COPY_STALL_BYTES)
+        return mig_err_set(errp, -EPROTO,
+                           "device %s: STOP_COPY data went on for %llu bytes (%llu in all) "
+                           "while the remaining size it reports stayed at %llu; the device "
+                           "never reports the end of its state",
+                           d->name, (unsigned long long)d->sc_stalled,
+                           (unsigned long long)d->stop_copy_read,
+                           (unsigned long long)(known ? left : d->sc_remaining));
+    return 0;
 }
 
 ssize_t mig_device_read(MigDevice *d, void *buf, size_t len, MigErr **errp)
@@ -452,16 +480,8 @@ ssize_t mig_device_read(MigDevice *d, void *buf, size_t len, MigErr **errp)
                            "device %s: read returned 0 (end of stream) in %s; with nothing to "
                            "hand out now it must fail with ENOMSG",
                            d->name, mig_dev_state_name(d->state));
-    if (stop_copy && n > 0) {
-        if (!d->stop_copy_limit)
-            set_stop_copy_limit(d);
-        d->stop_copy_read += (uint64_t)n;
-        if (d->stop_copy_read > d->stop_copy_limit)
-            return mig_err_set(errp, -EPROTO,
-                               "device %s: STOP_COPY data passes %llu bytes and the device "
-                               "never reports the end of its state",
-                               d->name, (unsigned long long)d->stop_copy_limit);
-    }
+    if (stop_copy && n > 0 && check_stop_copy_progress(d, (uint64_t)n, errp) < 0)
+        return -EPROTO;
     d->bytes_read += (uint64_t)n;
     return n;
 }
@@ -525,11 +545,7 @@ int mig_device_data_size(MigDevice *d, uint64_t *len, MigErr **errp)
     return 0;
 }
 
-void mig_device_set_stop_copy_limit(MigDevice *d, uint64_t bytes)
-{
-    d->stop_copy_fixed = bytes;
-    d->stop_copy_limit = bytes;
-}
+void mig_device_set_stop_copy_limit(MigDevice *d, uint64_t bytes) { d->stop_copy_limit = bytes; }
 
 size_t mig_device_arc_log(const MigDevice *d, MigDevState from[], MigDevState to[], size_t max)
 {

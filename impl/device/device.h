@@ -209,8 +209,14 @@ ssize_t mig_device_read(MigDevice *dev, void *buf, size_t len, MigErr **errp);
 int mig_device_write(MigDevice *dev, const void *buf, size_t len, MigErr **errp);
 int mig_device_precopy_info(MigDevice *dev, uint64_t *initial, uint64_t *dirty, MigErr **errp);
 int mig_device_data_size(MigDevice *dev, uint64_t *len, MigErr **errp);
-/* Stop-copy data bound: the read that passes it fails (default: 4x the
- * MIG_DATA_SIZE estimate taken on entering STOP_COPY, at least 64 MiB). */
+/* Stop-copy data: by default (no limit) a read fails with -EPROTO when the
+ * device has handed out more than MIG_DEV_STOP_COPY_STALL_BYTES since the
+ * remaining size it reports (data_size) last fell (a device whose pending
+ * data never reaches zero); the size of the device or of its first estimate
+ * does not matter.  An explicit limit (bytes > 0; certify bounds its small
+ * devices by their own estimate) replaces that rule: the read that passes
+ * it fails.  0 returns to the progress rule. */
+#define MIG_DEV_STOP_COPY_STALL_BYTES ((uint64_t)1 << 30)
 void mig_device_set_stop_copy_limit(MigDevice *dev, uint64_t bytes);
 
 /* The arcs executed since the last clear (for conformance checks). */
