@@ -19,10 +19,16 @@ is written to it -- harness/runner/cmd-analyze.c, impl/stream/analyze.c):
        configuration section; a damaged 0x07 byte may instead be reported as
        a bad "section" at that offset), "footer" (missing or mismatched section
        footer), "truncated" or "unexpected end" (input ends early), and the
-       section's name (e.g. "ram") when the problem is inside a section;
+       section's name (e.g. "ram") when the problem is inside a section.
+       A file cut anywhere after its RAM says "truncated" and the offset
+       where it ends; cut inside a section, "stream ended at offset N inside
+       section 'x' (id i)" naming that section (not the first device
+       section, whose payload could not be walked without the trailer);
     2  usage error, FILE cannot be read, or the input is over the limits:
        a regular file over 64 GiB; from a pipe, more than 64 GiB in all or
-       more than 256 MiB from the first device section to the end.
+       more than 256 MiB from the first device section to the end.  A
+       directory is refused before parsing ("FILE: is a directory"); when
+       FILE cannot be read, stdout stays empty.
     Never a crash or a signal, whatever the bytes.
     Names from the wire (idstrs, block names) are printed escaped: printable
     ASCII as is, every other byte as \\xNN (a backslash doubled).
@@ -63,6 +69,7 @@ Rerun one: /usr/bin/python3 -m pytest harness/pytest -k 'analyze and footer'
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -307,6 +314,124 @@ def test_analyze_qemu_truncated_in_ram_names_the_section(stream, analyzed_json, 
     assert not bad, "\n".join(bad)
 
 
+# -- truncated in the device sections or the trailer: where it ends is named ------
+
+SECTION_RE = re.compile(r"section '([^']*)' \(id (\d+)\)")
+
+
+def _header_len(sec):
+    """FULL section header: type, be32 id, u8 len, idstr, be32 instance, be32 version."""
+    return 1 + 4 + 1 + len(sec["name"]) + 4 + 4
+
+
+def _device_cuts(doc, file_len):
+    """(cut, what) for cuts in the first, the cpu, a middle and the last device
+    section, at their boundaries, in the trailer and after the EOF marker.
+    what: ("in", section) inside its payload or footer; ("after", section)
+    right after its footer; ("header", offset) inside the header at offset;
+    ("eof",) right after the EOF marker; ("trailer", offset) inside it."""
+    full = [x for x in doc["sections"] if x["type"] == "full"]
+    picks = {0, len(full) // 2, len(full) - 1}
+    picks |= {i for i, x in enumerate(full) if x["name"] == "cpu"}
+    cuts = []
+    for i in sorted(picks):
+        sec = full[i]
+        payload = sec["offset"] + _header_len(sec)
+        cuts += [(payload + 1, ("in", sec)), (payload + sec["size"] // 2, ("in", sec)),
+                 (payload + sec["size"] + 2, ("in", sec)),           # inside its footer
+                 (payload + sec["size"] + 5, ("after", sec))]
+        if i + 1 < len(full):
+            cuts.append((full[i + 1]["offset"] + 3, ("header", full[i + 1]["offset"])))
+    eof = doc["eof_offset"]
+    trailer = doc["vmdescription"]["offset"]
+    assert trailer == eof + 1
+    cuts.append((eof + 1, ("eof",)))
+    for cut in (trailer + 3, trailer + 5, trailer + 5 + doc["vmdescription"]["size"] // 2,
+                file_len - 5, file_len - 1):
+        cuts.append((cut, ("trailer", trailer)))
+    return cuts
+
+
+def _check_device_cut(cut, what, r):
+    """'' when r reports the cut at `cut` as `what` says, else why not."""
+    msg = r.stderr
+    if r.returncode != 1 or "truncated" not in msg:
+        return f"{describe_exit(r)}, expected exit 1 and 'truncated'"
+    offs = offsets_in(msg)
+    if cut not in offs:
+        return f"the input's end {cut} is not among the offsets {offs}"
+    named = {(n, int(i)) for n, i in SECTION_RE.findall(msg)}
+    kind = what[0]
+    if kind in ("in", "after"):
+        sec = what[1]
+        want = (sec["name"], sec["section_id"])
+        if named != {want}:
+            return f"names sections {sorted(named)}, expected only {want}"
+        if kind == "in":
+            phrase = f"stream ended at offset {cut} inside section '{sec['name']}' " \
+                     f"(id {sec['section_id']})"
+            if phrase not in msg or sec["offset"] not in offs:
+                return f"expected {phrase!r} and the section's start {sec['offset']}"
+        elif f"after section '{sec['name']}'" not in msg:
+            return "does not say which section the input ends after"
+    elif kind == "header":
+        if what[1] not in offs or "header" not in msg:
+            return f"expected the header's start {what[1]} and 'header'"
+    elif kind == "eof":
+        if "EOF marker" not in msg:
+            return "does not say that the input ends with its EOF marker"
+    elif kind == "trailer":
+        if what[1] not in offs or "VMDESCRIPTION trailer" not in msg:
+            return f"expected the VMDESCRIPTION trailer and its start {what[1]}"
+    return ""
+
+
+def test_analyze_qemu_truncated_in_devices_names_where_it_ends(stream, analyzed_json,
+                                                               run_migcert, tmp_path):
+    bad = []
+    f = tmp_path / "cut.mig"
+    for cut, what in _device_cuts(analyzed_json, len(stream.data)):
+        f.write_bytes(stream.data[:cut])
+        r = run_migcert("analyze", f)
+        why = _check_device_cut(cut, what, r)
+        if why:
+            bad.append(f"cut {cut} ({what[0]}): {why}: {r.stderr.strip()}")
+    assert not bad, "\n".join(bad)
+
+
+def test_analyze_qemu_every_cut_after_ram_says_truncated(stream, analyzed_json, run_migcert,
+                                                         tmp_path):
+    """Cuts spread over the device sections (every 61st byte) and the trailer
+    (every 4099th): exit 1, "truncated", the input's end among the offsets."""
+    first = next(x for x in analyzed_json["sections"] if x["type"] == "full")["offset"]
+    trailer = analyzed_json["vmdescription"]["offset"]
+    cuts = list(range(first + 1, trailer + 1, 61)) + \
+        list(range(trailer + 1, len(stream.data), 4099))
+    bad = []
+    f = tmp_path / "cut.mig"
+    for cut in cuts:
+        f.write_bytes(stream.data[:cut])
+        r = run_migcert("analyze", f)
+        if r.returncode != 1 or "truncated" not in r.stderr or cut not in offsets_in(r.stderr):
+            bad.append(f"cut {cut}: {describe_exit(r)}: {r.stderr.strip()}")
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_analyze_pipe_truncated_in_devices_reports_like_the_file(stream, analyzed_json,
+                                                                 migcert_bin, run_migcert,
+                                                                 tmp_path):
+    cpu = next(x for x in analyzed_json["sections"] if x["name"] == "cpu")
+    cut = cpu["offset"] + _header_len(cpu) + cpu["size"] // 2
+    f = tmp_path / "cut.mig"
+    f.write_bytes(stream.data[:cut])
+    from_file = run_migcert("analyze", f)
+    m = run_piped(migcert_bin, ["head", "-c", str(cut), stream.path])
+    assert (m.returncode, from_file.returncode) == (1, 1)
+    assert m.stderr.replace("analyze: -:", "analyze: F:") == \
+        from_file.stderr.replace(f"analyze: {f}:", "analyze: F:")
+    assert f"inside section 'cpu' (id {cpu['section_id']})" in m.stderr, m.stderr
+
+
 # -- names from the wire are escaped ----------------------------------------------
 
 def _rename_timer(data, doc, desc, new_name, in_trailer):
@@ -473,6 +598,31 @@ def test_analyze_file_over_64_gib_is_refused(migcert_bin, tmp_path):
     assert m.returncode == 2, f"exit {m.returncode}: {m.stderr}"
     assert "64 GiB" in m.stderr and "huge.mig" in m.stderr, m.stderr
     assert m.seconds < 5 and m.maxrss_kib < SMALL_RSS_KIB, m
+
+
+def test_analyze_directory_is_refused_before_parsing(migcert_bin, run_migcert, tmp_path):
+    for args in ((tmp_path,), (tmp_path, "--json")):
+        r = run_migcert("analyze", *args)
+        assert r.returncode == 2, f"{args}: {describe_exit(r)}: {r.stderr}"
+        assert r.stderr.strip() == f"migcert analyze: {tmp_path}: is a directory", r.stderr
+        assert r.stdout == "", f"{args}: printed a report: {r.stdout[:200]!r}"
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        m = run_measured([migcert_bin, "analyze", "-"], stdin=fd)
+    finally:
+        os.close(fd)
+    assert m.returncode == 2, f"stdin: exit {m.returncode}: {m.stderr}"
+    assert m.stderr.strip() == "migcert analyze: -: is a directory", m.stderr
+    assert m.stdout == ""
+
+
+def test_analyze_unreadable_input_prints_nothing(run_migcert):
+    """A read that fails (procfs /proc/self/mem at offset 0: EIO) is the
+    input's problem, not a verdict on a stream."""
+    r = run_migcert("analyze", "/proc/self/mem")
+    assert r.returncode == 2, f"{describe_exit(r)}: {r.stderr}"
+    assert "/proc/self/mem: cannot read at offset 0" in r.stderr, r.stderr
+    assert r.stdout == ""
 
 
 def test_analyze_help_names_the_limits(run_migcert):
