@@ -689,6 +689,82 @@ static void test_device_v1_adapter_maps_states_to_bits(void **state)
     mig_device_free(d);
 }
 
+/* A v1 device that reports a device_state no state has (RUNNING|RESUMING):
+ * the adapter's error names the raw bits, not a made-up "ERROR -> X". */
+static uint32_t v1_bad_bits;
+static uint32_t (*v1_real_get_state)(MigcertDevice *dev);
+
+static uint32_t v1_lying_get_state(MigcertDevice *dev)
+{
+    return v1_bad_bits ? v1_bad_bits : v1_real_get_state(dev);
+}
+
+static void test_device_v1_adapter_names_bad_device_state_bits(void **state)
+{
+    (void)state;
+    MigcertDevicePlugin p = *fake_gpu_plugin_v1();
+    v1_real_get_state = p.get_state;
+    p.get_state = v1_lying_get_state;
+    v1_bad_bits = 0;
+    MigDevice *d = dev_new(&p, MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY, 4 * FAKE_GPU_PAGE, 1);
+    v1_bad_bits = MIGCERT_V1_RUNNING | MIGCERT_V1_RESUMING;
+    MigErr *err = NULL;
+    assert_true(mig_device_set_state(d, MIG_DEV_PRE_COPY, &err) < 0);
+    if (!strstr(err->msg, "device_state is 0x5 (RUNNING|RESUMING), an error state; cannot go to "
+                          "PRE_COPY"))
+        fail_msg("%s", err->msg);
+    mig_err_free(err);
+    /* the device layer believes the backend: an error state is ERROR */
+    assert_int_equal(mig_device_state(d), MIG_DEV_ERROR);
+    v1_bad_bits = 0;
+    mig_device_free(d);
+}
+
+/* The device layer records an arc only when it is one for the device's
+ * feature set, checked when the state changes (dev_enter), not only when
+ * the walk is planned: a backend whose features shrink inside its arc
+ * callback (a plugin bug) cannot make it record PRE_COPY -> STOP_COPY for
+ * what is now a STOP_COPY-only device; and a state the backend reports
+ * after a failure that the feature set lacks is taken as ERROR. */
+static const MigDevBackendOps *shrink_real;
+static MigDevBackendOps shrink_ops;
+
+static int shrink_arc(MigDevBackend *b, MigDevState to, MigErr **errp)
+{
+    int r = shrink_real->arc(b, to, errp);
+    b->features = MIG_DEV_F_STOP_COPY;
+    return r;
+}
+
+static void test_device_arc_outside_the_feature_set_is_refused(void **state)
+{
+    (void)state;
+    MigDevice *d = dev_new(fake_gpu_plugin(), MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY, 4 * FAKE_GPU_PAGE, 1);
+    set(d, MIG_DEV_PRE_COPY);
+    MigDevBackend *be = mig_device_backend(d);
+    shrink_real = be->ops;
+    shrink_ops = *be->ops;
+    shrink_ops.arc = shrink_arc;
+    be->ops = &shrink_ops;
+    MigErr *err = NULL;
+    assert_int_equal(mig_device_set_state(d, MIG_DEV_STOP_COPY, &err), -EPROTO);
+    if (!strstr(err->msg, "PRE_COPY -> STOP_COPY is not an arc for STOP_COPY"))
+        fail_msg("%s", err->msg);
+    mig_err_free(err);
+    assert_int_equal(mig_device_state(d), MIG_DEV_PRE_COPY);
+    be->ops = shrink_real;
+    /* after a failure: the backend is in PRE_COPY, which STOP_COPY-only
+     * lacks */
+    be->features = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    assert_int_equal(mig_device_reset(d, NULL), 0);
+    assert_int_equal(be->ops->arc(be, MIG_DEV_PRE_COPY, NULL), 0);
+    be->features = MIG_DEV_F_STOP_COPY;
+    mig_device_refresh(d);
+    assert_int_equal(mig_device_state(d), MIG_DEV_ERROR);
+    be->features = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    mig_device_free(d);
+}
+
 static void test_device_v1_adapter_round_trip_and_truncation(void **state)
 {
     (void)state;
@@ -1213,6 +1289,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_error_is_left_only_by_reset),
         cmocka_unit_test(test_device_refuses_invalid_and_unsupported_targets),
         cmocka_unit_test(test_device_v1_adapter_maps_states_to_bits),
+        cmocka_unit_test(test_device_v1_adapter_names_bad_device_state_bits),
+        cmocka_unit_test(test_device_arc_outside_the_feature_set_is_refused),
         cmocka_unit_test(test_device_v1_adapter_round_trip_and_truncation),
         cmocka_unit_test(test_device_loader_loads_good_plugin),
         cmocka_unit_test(test_device_loader_refuses_unknown_abi_version),

@@ -65,6 +65,15 @@ static MigDevState state_of_bits(uint32_t bits)
 
 static MigDevState cur_state(V1Backend *b) { return state_of_bits(b->p->get_state(b->dev)); }
 
+/* "RUNNING|RESUMING" for the low three device_state bits (or "none"). */
+static const char *bits_name(uint32_t bits, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s%s%s", bits & MIGCERT_V1_RUNNING ? "|RUNNING" : "",
+             bits & MIGCERT_V1_SAVING ? "|SAVING" : "", bits & MIGCERT_V1_RESUMING ? "|RESUMING" : "",
+             bits & 7u ? "" : "|none");
+    return buf + 1;
+}
+
 static void drop_sessions(V1Backend *b)
 {
     b->out_len = b->out_pos = 0;
@@ -77,10 +86,20 @@ static void drop_sessions(V1Backend *b)
 static int v1_arc(MigDevBackend *base, MigDevState to, MigErr **errp)
 {
     V1Backend *b = vb(base);
-    MigDevState from = cur_state(b);
-    if (!mig_dev_arc_allowed(from, to, base->features))
-        return mig_err_set(errp, -EINVAL, "v1 adapter: %s -> %s is not an arc",
-                           mig_dev_state_name(from), mig_dev_state_name(to));
+    uint32_t bits = b->p->get_state(b->dev);
+    MigDevState from = state_of_bits(bits);
+    if (!mig_dev_arc_allowed(from, to, base->features)) {
+        char name[32];
+        if (from == MIG_DEV_ERROR)
+            return mig_err_set(errp, -EINVAL,
+                               "v1 adapter: device_state is 0x%x (%s), an error state; cannot "
+                               "go to %s",
+                               bits, bits_name(bits, name, sizeof(name)), mig_dev_state_name(to));
+        return mig_err_set(errp, -EINVAL,
+                           "v1 adapter: %s -> %s is not an arc (device_state 0x%x: %s)",
+                           mig_dev_state_name(from), mig_dev_state_name(to), bits,
+                           bits_name(bits, name, sizeof(name)));
+    }
     if (from == MIG_DEV_RESUMING && (b->hdr_len || b->chunk))
         return mig_err_set(errp, -EPROTO,
                            "v1 adapter: resume stream ends inside a transaction (%zu of %zu "
