@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -488,6 +489,12 @@ int cmd_vm(int argc, char **argv)
     snprintf(package, sizeof(package), "migcert %s", rel->name);
     ver.package = package;
     vm.mon = mig_monitor_new(vm.loop, &ver);
+    /* QMP events carry epoch time (as QEMU's do); the engine only knows the
+     * loop's monotonic clock, so the harness supplies the difference. */
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    int64_t realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
+    mig_monitor_set_clock_offset(vm.mon, realtime_ns - (int64_t)mig_loop_now_ns(vm.loop));
 
     MigCapMask known = 0;
     for (const char *const *cn = rel->caps; cn && *cn; cn++) {

@@ -461,6 +461,52 @@ static void test_monitor_events_reach_negotiated_clients(void **state)
     peer_expect_silence(f, b);
 }
 
+static uint64_t event_stamp_ns(json_t *ev)
+{
+    json_t *ts = json_object_get(ev, "timestamp");
+    assert_true(json_integer_value(json_object_get(ts, "microseconds")) < 1000000);
+    return (uint64_t)json_integer_value(json_object_get(ts, "seconds")) * 1000000000ull +
+           (uint64_t)json_integer_value(json_object_get(ts, "microseconds")) * 1000ull;
+}
+
+/* An embedder's clock offset shifts event timestamps (epoch time for
+ * `migcert vm`), in seconds and microseconds like QEMU's; the monitor itself
+ * still reads only the loop clock. */
+static void test_monitor_clock_offset_shifts_event_timestamps(void **state)
+{
+    Fixture *f = *state;
+    Peer *a = &f->peer[0];
+    peer_negotiate(f, a);
+
+    /* a fixed epoch-scale offset (about 2026-11-22), nanoseconds included */
+    const int64_t offset = 1795341600123456789ll;
+    mig_monitor_set_clock_offset(f->mon, offset);
+    uint64_t before = mig_loop_now_ns(f->loop);
+    mig_monitor_emit(f->mon, "STOP", NULL);
+    uint64_t after = mig_loop_now_ns(f->loop);
+    json_t *e = peer_recv(f, a);
+    uint64_t t = event_stamp_ns(e);
+    assert_true(t + 1000 > before + (uint64_t)offset && t <= after + (uint64_t)offset);
+    json_decref(e);
+
+    /* an offset that would put time before the epoch stamps 0, not garbage */
+    mig_monitor_set_clock_offset(f->mon, -(int64_t)mig_loop_now_ns(f->loop) - 1000000000000ll);
+    mig_monitor_emit(f->mon, "RESUME", NULL);
+    e = peer_recv(f, a);
+    assert_int_equal(event_stamp_ns(e), 0);
+    json_decref(e);
+
+    /* back to the default: the loop clock */
+    mig_monitor_set_clock_offset(f->mon, 0);
+    before = mig_loop_now_ns(f->loop);
+    mig_monitor_emit(f->mon, "STOP", NULL);
+    after = mig_loop_now_ns(f->loop);
+    e = peer_recv(f, a);
+    t = event_stamp_ns(e);
+    assert_true(t + 1000 > before && t <= after);
+    json_decref(e);
+}
+
 static void test_monitor_several_clients_are_independent(void **state)
 {
     Fixture *f = *state;
@@ -742,6 +788,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_partial_and_joined_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_events_reach_negotiated_clients, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_clock_offset_shifts_event_timestamps, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_several_clients_are_independent, setup,
                                         teardown),

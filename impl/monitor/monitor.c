@@ -65,6 +65,8 @@ struct MigMonitor {
     MigLoopSource *reap;
     MigListener *listener;
     char *listen_path;
+    /* Added to the loop clock to stamp events (see mig_monitor_set_clock_offset). */
+    int64_t clock_offset_ns;
 };
 
 /* ---- buffers ---- */
@@ -501,9 +503,16 @@ size_t mig_monitor_pending_output(const MigMonitor *m)
     return n;
 }
 
+void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns)
+{
+    m->clock_offset_ns = offset_ns;
+}
+
 void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data)
 {
-    uint64_t now = mig_loop_now_ns(m->loop);
+    /* A sum below zero (an offset from a broken caller) is clamped to 0. */
+    int64_t stamp = (int64_t)mig_loop_now_ns(m->loop) + m->clock_offset_ns;
+    uint64_t now = stamp > 0 ? (uint64_t)stamp : 0;
     json_t *ev = json_pack("{s:s}", "event", name);
     if (data)
         json_object_set_new(ev, "data", data);

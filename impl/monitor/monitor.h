@@ -23,8 +23,11 @@
  *   connection goes on; nothing a client sends aborts the process;
  * - a client is freed from a deferred callback, never from inside one of its
  *   own callbacks, so a handler may emit events or stop the loop freely;
- * - event timestamps come from the loop clock (mig_loop_now_ns), not the
- *   wall clock, so simulated runs stay reproducible;
+ * - event timestamps come from the loop clock (mig_loop_now_ns) plus an
+ *   offset the embedding program may set (mig_monitor_set_clock_offset); the
+ *   monitor never reads the wall clock itself, so simulated runs (offset 0)
+ *   stay reproducible while `migcert vm` stamps events with epoch time as
+ *   QEMU does;
  * - clients are kept in connection order; events go to them in that order.
  */
 #ifndef MIGCERT_MONITOR_H
@@ -32,6 +35,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -120,6 +124,15 @@ size_t mig_monitor_client_count(const MigMonitor *m);
  * NULL data omits the member (as QEMU does for STOP and RESUME).
  */
 void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data);
+
+/*
+ * Stamp events with loop time + offset_ns.  QEMU stamps events with the
+ * wall clock (seconds and microseconds since the epoch); an embedding program
+ * that runs on the real loop passes (realtime - monotonic) read once at start,
+ * so timestamps read as epoch time without the engine reading the wall clock.
+ * The default, 0, keeps the loop clock (the simulator's virtual time).
+ */
+void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns);
 
 /* Bytes queued for clients and not yet written (0 once all is flushed). */
 size_t mig_monitor_pending_output(const MigMonitor *m);
