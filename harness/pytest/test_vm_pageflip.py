@@ -14,11 +14,14 @@ What a user would notice, checked here:
 - a `unix:` source with an `fd:` destination works with flipping off;
 - a `file:` migration with x-page-flip set is refused at `migrate`, naming
   the capability and the transport; the source keeps running;
-- a 1 GiB migration with and without flipping: both throughputs printed
-  (run with -s to see them).
+- a flipping migration cancelled, or whose destination dies, leaves the
+  source running, and it can flip again into a fresh destination;
+- a 1 GiB migration with and without flipping: both throughputs (and the
+  CPU time both processes spent) printed; run with -s to see them.
 
 Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_pageflip.py -k NAME
 """
+import os
 import socket
 import sys
 import time
@@ -140,21 +143,30 @@ def test_vm_pageflip_refused_on_file(vms):
     assert status(src) == (True, "running")
 
 
+def cpu_seconds(vm_):
+    """User + system CPU time of a vm process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{vm_.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_migration(vms, tag, flip, ram="1G"):
+    """(seconds, MiB/s, CPU seconds of both processes) of one migration."""
     dst = vms(f"dst-{tag}", "--ram", ram, "--incoming", "defer")
     src = vms(f"src-{tag}", "--ram", ram, "--fill", "random", "--seed", "7")
     negotiate_capabilities(src, dst, wanted=[FLIP] if flip else [])
     uri = f"unix:{vms.dir}/{tag}.sock"
     dst.cmd("migrate-incoming", uri=uri)
     set_bandwidth(src, UNLIMITED)
+    cpu0 = cpu_seconds(src) + cpu_seconds(dst)
     src.cmd("migrate", uri=uri)
     info = completed(src, dst, timeout=300)
+    cpu = cpu_seconds(src) + cpu_seconds(dst) - cpu0
     assert flipped(info) == flip, info
     secs = info["total-time"] / 1000.0
     rate = info["ram"]["total"] / (1 << 20) / secs if secs > 0 else float("inf")
     src.quit()
     dst.quit()
-    return secs, rate
+    return secs, rate, cpu
 
 
 def test_vm_pageflip_throughput_1g(vms):
@@ -165,9 +177,11 @@ def test_vm_pageflip_throughput_1g(vms):
     for i in range(2):
         for mode in ("plain", "flip"):
             runs[mode].append(timed_migration(vms, f"{mode}{i}", flip=mode == "flip"))
-    (plain_s, plain_rate), (flip_s, flip_rate) = min(runs["plain"]), min(runs["flip"])
+    (plain_s, plain_rate, plain_cpu) = min(runs["plain"])
+    (flip_s, flip_rate, flip_cpu) = min(runs["flip"])
     print(f"\n1 GiB localhost migration: plain unix stream {plain_s:.2f} s "
-          f"({plain_rate:.0f} MiB/s); page flipping {flip_s:.2f} s ({flip_rate:.0f} MiB/s)")
+          f"({plain_rate:.0f} MiB/s, {plain_cpu:.2f} CPU s); page flipping {flip_s:.2f} s "
+          f"({flip_rate:.0f} MiB/s, {flip_cpu:.2f} CPU s)")
 
 
 def flipping_forever(vms):

@@ -29,6 +29,7 @@
 
 typedef struct Pair {
     MigLoop *loop;
+    MigTrace *trace; /* MIG_TRACE=1: the engine's trace on stderr */
     MigMachine *src, *dst;
     MigWorkload *w;
 } Pair;
@@ -42,6 +43,11 @@ static void pair_setup(Pair *p, uint64_t ram, uint64_t dirty_rate, MigCapMask kn
     memset(p, 0, sizeof(*p));
     p->loop = mig_loop_epoll_new(0xf11b);
     assert_non_null(p->loop);
+    if (getenv("MIG_TRACE")) {
+        p->trace = mig_trace_new();
+        mig_trace_set_echo(p->trace, stderr);
+        p->loop->trace = p->trace;
+    }
     MigErr *err = NULL;
     MigMachineOptions so = {.name = "src", .ram_size = ram, .caps_known = known_src};
     MigMachineOptions dopt = {.name = "dst", .ram_size = ram, .incoming = true,
@@ -95,6 +101,7 @@ static void pair_free(Pair *p)
     mig_machine_free(p->src);
     mig_machine_free(p->dst);
     mig_loop_free(p->loop);
+    mig_trace_free(p->trace);
 }
 
 /* Completed both ways, memory equal page by page and by digest. */
@@ -365,6 +372,9 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
     assert_int_equal(st.pages, 1);
     assert_int_equal(st.pipe_bytes, 4096);
     assert_int_equal(st.socket_bytes, sizeof(want));
+    /* Written counts both, as the stream's offsets do (rate, convergence). */
+    assert_int_equal(t->bytes_written, sizeof(want) + 4096);
+    assert_int_equal(mig_stream_offset(s), sizeof(want) + 4096);
     e->iter->save_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
     mig_stream_free(s);
     mig_transport_close(t);

@@ -806,7 +806,6 @@ static void src_end_of_pass(MigMigration *mm, bool sync)
     uint64_t delivered = mm->t->bytes_written - tq;
     uint64_t bytes = delivered > mm->pass_start_bytes ? delivered - mm->pass_start_bytes : 0;
     uint64_t pass_ns = now - mm->pass_start_ns;
-    fprintf(stderr, "DBG tq %llu written %llu pass_start %llu bytes %llu pass_ns %llu spend %zu\n", (unsigned long long)tq, (unsigned long long)mm->t->bytes_written, (unsigned long long)mm->pass_start_bytes, (unsigned long long)bytes, (unsigned long long)pass_ns, mig_stream_pending(mm->s));
     if (pass_ns > 0 && bytes > 0)
         mm->bandwidth = (uint64_t)((double)bytes * NS_PER_S / (double)pass_ns);
     else if (bytes > 0 || !mm->bandwidth)

@@ -21,16 +21,17 @@ static uint64_t block_base(const MigRam *r, size_t bi)
     return base;
 }
 
-/* x-page-flip: an 8-byte HOOK record with the page's RAM address goes on the
- * stream; the data goes through the pipe before the record (transport-local.c).
- * Returns the bytes the record stands for (its page included, so that the
- * iteration budget still measures guest data). */
+/* x-page-flip: an 8-byte HOOK record with the page's RAM address, then the
+ * page by reference, which the local transport diverts into the pipe ahead
+ * of the record (transport-local.c): the socket carries 8 bytes, while the
+ * stream's pending bytes, the budget and the rate limit count the page as
+ * in a plain stream.  Returns the bytes the record stands for. */
 static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, const uint8_t *host)
 {
     uint64_t addr = block_base(r, bi) + page * MIG_RAM_PAGE_SIZE;
-    uint64_t at = mig_stream_offset(s);
     mig_stream_put_be64(s, addr | MIG_RAM_FLAG_HOOK);
-    int ret = mig_transport_local_queue_page(r->flip, at, host);
+    int ret = mig_transport_local_queue_page(r->flip, mig_stream_offset(s));
+    mig_stream_put_buffer_ref(s, host, MIG_RAM_PAGE_SIZE);
     if (ret < 0)
         mig_stream_set_error(s, ret, "page-flip: cannot queue page 0x%llx of ramblock \"%s\"",
                              (unsigned long long)(page * MIG_RAM_PAGE_SIZE), r->blocks[bi]->idstr);

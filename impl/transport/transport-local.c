@@ -24,6 +24,12 @@
  * which would let the source's later writes land in, or vanish from, what
  * the destination reads.
  *
+ * Stream layout on the source: the RAM section puts each flipped page as an
+ * 8-byte HOOK record followed by the page by reference, exactly like a PAGE
+ * record's data, so the stream's offsets, pending bytes, budget and rate
+ * limit count pages as usual; writev sends the record bytes to the socket
+ * and diverts the page bytes into the pipe.
+ *
  * Ordering: each page is in the pipe before the first byte of its record
  * reaches the socket, so a destination that read a record finds the page
  * (causality through two fds of one kernel), and a destination never waits
@@ -37,6 +43,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -52,9 +59,9 @@
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
 typedef struct LocalOp {
-    uint64_t at; /* stream offset the op must precede (PAGE) or ride on (FD) */
+    uint64_t at; /* PAGE: offset of its 4096 data bytes; FD: of the marker byte */
     LocalOpKind kind;
-    const uint8_t *page;
+    uint32_t spliced; /* PAGE: bytes already in the pipe */
 } LocalOp;
 
 typedef struct LocalTransport {
@@ -62,8 +69,7 @@ typedef struct LocalTransport {
     MigTransport *sock; /* the unix transport underneath (owned) */
     bool for_send;
     int pipe_r, pipe_w; /* source: both until pipe_r is passed; destination: pipe_r */
-    uint64_t sent;      /* socket bytes accepted so far (== stream offset) */
-    size_t page_done;   /* bytes of the head PAGE op already in the pipe */
+    uint64_t pos;       /* source: stream offset of the next byte writev gets */
     LocalOp *q;         /* FIFO of ops not yet done (ring) */
     size_t qhead, qlen, qcap;
     bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
@@ -103,31 +109,33 @@ bool mig_transport_can_pass_fds(MigTransport *t)
 
 /* ------------------------------------------------------------- queue */
 
+static LocalOp *q_at(LocalTransport *l, size_t i)
+{
+    return &l->q[(l->qhead + i) % l->qcap];
+}
+
 static LocalOp *q_head(LocalTransport *l)
 {
-    return l->qlen ? &l->q[l->qhead] : NULL;
+    return l->qlen ? q_at(l, 0) : NULL;
 }
 
 static void q_pop(LocalTransport *l)
 {
     l->qhead = (l->qhead + 1) % l->qcap;
     l->qlen--;
-    l->page_done = 0;
 }
 
-static LocalOp *q_at(LocalTransport *l, size_t i)
-{
-    return &l->q[(l->qhead + i) % l->qcap];
-}
-
-static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, const void *page)
+static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at)
 {
     if (!l->for_send)
         return -EINVAL;
-    if (l->qlen && q_at(l, l->qlen - 1)->at >= at)
-        return -EINVAL; /* ops come in stream order, one per record */
-    if (at < l->sent)
-        return -EINVAL; /* that byte already went out */
+    if (l->qlen) {
+        const LocalOp *last = q_at(l, l->qlen - 1);
+        if (at < last->at + (last->kind == LOCAL_OP_PAGE ? LOCAL_PAGE + 8 : 1))
+            return -EINVAL; /* ops come in stream order and never overlap */
+    }
+    if (at < l->pos + (kind == LOCAL_OP_PAGE ? 8 : 0))
+        return -EINVAL; /* that byte (or the page's record) already went out */
     if (l->qlen == l->qcap) {
         size_t ncap = l->qcap ? l->qcap * 2 : 1024;
         LocalOp *nq = mig_malloc0(ncap * sizeof(*nq));
@@ -141,7 +149,7 @@ static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, const void *
     LocalOp *op = &l->q[(l->qhead + l->qlen) % l->qcap];
     op->at = at;
     op->kind = kind;
-    op->page = page;
+    op->spliced = 0;
     l->qlen++;
     return 0;
 }
@@ -150,69 +158,17 @@ int mig_transport_local_queue_fd(MigTransport *t, uint64_t at)
 {
     if (!mig_transport_is_local(t) || L(t)->pipe_r < 0)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_FD, at, NULL);
+    return q_push(L(t), LOCAL_OP_FD, at);
 }
 
-int mig_transport_local_queue_page(MigTransport *t, uint64_t at, const void *page)
+int mig_transport_local_queue_page(MigTransport *t, uint64_t at)
 {
-    if (!mig_transport_is_local(t) || !page)
+    if (!mig_transport_is_local(t))
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_PAGE, at, page);
+    return q_push(L(t), LOCAL_OP_PAGE, at);
 }
 
 /* ------------------------------------------------------------- source */
-
-/* Flip the pages whose records start before stream offset `bound` into the
- * pipe, as far as it takes them.  0 (done or the pipe is full: see
- * l->pipe_full) or a negative errno. */
-static int splice_upto(LocalTransport *l, uint64_t bound)
-{
-    for (;;) {
-        struct iovec iov[LOCAL_SPLICE_IOV];
-        size_t want = 0;
-        int n = 0;
-        for (size_t i = 0; i < l->qlen && n < LOCAL_SPLICE_IOV; i++) {
-            const LocalOp *op = q_at(l, i);
-            if (op->kind != LOCAL_OP_PAGE || op->at >= bound)
-                break;
-            size_t skip = i == 0 ? l->page_done : 0;
-            iov[n].iov_base = (void *)(op->page + skip);
-            iov[n].iov_len = LOCAL_PAGE - skip;
-            want += iov[n].iov_len;
-            n++;
-        }
-        if (n == 0)
-            return 0;
-        ssize_t got;
-        do {
-            got = vmsplice(l->pipe_w, iov, (unsigned long)n, SPLICE_F_NONBLOCK);
-        } while (got < 0 && errno == EINTR);
-        if (got < 0) {
-            if (errno == EAGAIN) {
-                l->pipe_full = true;
-                return 0;
-            }
-            return -errno;
-        }
-        l->st.pipe_bytes += (uint64_t)got;
-        l->base.bytes_written += (uint64_t)got;
-        size_t left = (size_t)got;
-        while (left) {
-            size_t need = LOCAL_PAGE - l->page_done;
-            if (left < need) {
-                l->page_done += left;
-                break;
-            }
-            left -= need;
-            l->st.pages++;
-            q_pop(l);
-        }
-        if ((size_t)got < want) {
-            l->pipe_full = true; /* as full as it gets for now */
-            return 0;
-        }
-    }
-}
 
 /* Copy the part [off, off + len) of iov into out (at most max entries). */
 static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
@@ -235,6 +191,125 @@ static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len
     return n;
 }
 
+/* Flip into the pipe the page bytes present in this writev's iov (which
+ * holds stream offsets [base, end)), from the head page on, as far as the pipe takes
+ * them: a page always enters the pipe before its record enters the socket,
+ * and pages enter it in stream order.  0 or a negative errno; a full pipe
+ * sets l->pipe_full. */
+static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
+                        uint64_t end)
+{
+    struct iovec sv[LOCAL_SPLICE_IOV];
+    size_t want = 0, nops = 0;
+    int n = 0;
+    for (size_t i = 0; i < l->qlen && n < LOCAL_SPLICE_IOV - 1; i++) {
+        const LocalOp *op = q_at(l, i);
+        if (op->kind != LOCAL_OP_PAGE)
+            break;
+        uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
+        if (from >= to)
+            break;
+        int k = iov_slice(iov, iovcnt, (size_t)(from - base), (size_t)(to - from), sv + n,
+                          LOCAL_SPLICE_IOV - n);
+        n += k;
+        want += (size_t)(to - from);
+        nops++;
+        if (to < op->at + LOCAL_PAGE)
+            break; /* the rest of this page is in a later writev */
+    }
+    if (n == 0)
+        return 0;
+    ssize_t got;
+    do {
+        got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0) {
+        if (errno == EAGAIN) {
+            l->pipe_full = true;
+            return 0;
+        }
+        return -errno;
+    }
+    l->st.pipe_bytes += (uint64_t)got;
+    size_t left = (size_t)got;
+    for (size_t i = 0; i < nops && left; i++) {
+        LocalOp *op = q_at(l, i);
+        size_t room = LOCAL_PAGE - op->spliced;
+        size_t take = MIG_MIN(room, left);
+        op->spliced += (uint32_t)take;
+        left -= take;
+        if (op->spliced == LOCAL_PAGE)
+            l->st.pages++;
+    }
+    if ((size_t)got < want)
+        l->pipe_full = true; /* as full as it gets for now */
+    return 0;
+}
+
+#define LOCAL_SEGS 256 /* socket ranges gathered into one writev */
+
+/* One writev's worth of progress: the socket bytes from l->pos up to the
+ * first page not yet wholly in the pipe (or the fd's byte), gathered into
+ * one sendmsg, the records of pages already flipped included, so a run of
+ * flipped pages costs one socket write, not one per record.  The page
+ * bytes between those ranges count as written once their record is out.
+ * Returns the stream bytes consumed (0: nothing can move now) or -errno. */
+static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
+                            uint64_t end)
+{
+    uint64_t from[LOCAL_SEGS], to[LOCAL_SEGS];
+    int nseg = 0;
+    uint64_t cur = l->pos;
+    for (size_t i = 0; cur < end && nseg < LOCAL_SEGS; i++) {
+        const LocalOp *op = i < l->qlen ? q_at(l, i) : NULL;
+        /* The socket stops at the fd's byte, at the record of a page not
+         * wholly in the pipe yet, or (flipped page) where its data starts. */
+        bool blocked = op && (op->kind == LOCAL_OP_FD || op->spliced < LOCAL_PAGE);
+        uint64_t stop = end;
+        if (op && op->kind == LOCAL_OP_PAGE)
+            stop = blocked ? op->at - 8 : op->at;
+        else if (op)
+            stop = op->at;
+        stop = MIG_MIN(stop, end);
+        if (stop > cur) {
+            from[nseg] = cur;
+            to[nseg] = stop;
+            nseg++;
+        }
+        if (!op || blocked || op->at >= end)
+            break;
+        cur = op->at + LOCAL_PAGE; /* the page itself is in the pipe */
+    }
+    if (nseg == 0)
+        return 0;
+    struct iovec part[LOCAL_WRITE_IOV];
+    int np = 0;
+    for (int k = 0; k < nseg && np < LOCAL_WRITE_IOV; k++)
+        np += iov_slice(iov, iovcnt, (size_t)(from[k] - base), (size_t)(to[k] - from[k]),
+                        part + np, LOCAL_WRITE_IOV - np);
+    ssize_t n = mig_transport_writev(l->sock, part, np);
+    if (n < 0)
+        return n;
+    l->st.socket_bytes += (uint64_t)n;
+    /* Walk the ranges again: socket bytes written, and the flipped page
+     * after each range whose last byte (its record's) went out. */
+    uint64_t left = (uint64_t)n, start = l->pos;
+    for (int k = 0; k < nseg; k++) {
+        uint64_t take = MIG_MIN(to[k] - from[k], left);
+        l->pos += take;
+        left -= take;
+        if (l->pos < to[k])
+            break;
+        const LocalOp *op = q_head(l);
+        if (op && op->kind == LOCAL_OP_PAGE && op->spliced == LOCAL_PAGE && l->pos == op->at) {
+            l->pos = MIG_MIN(op->at + LOCAL_PAGE, end);
+            if (l->pos == op->at + LOCAL_PAGE)
+                q_pop(l);
+        }
+    }
+    return (ssize_t)(l->pos - start);
+}
+
 static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     LocalTransport *l = L(t);
@@ -247,16 +322,27 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
         total += iov[i].iov_len;
     l->pipe_full = false;
     while (done < total) {
-        int r = splice_upto(l, l->sent + (total - done));
-        if (r < 0)
-            return done ? (ssize_t)done : r;
-        size_t limit = total - done;
+        uint64_t base = l->pos - done, end = base + total;
         LocalOp *op = q_head(l);
-        if (op && op->at < l->sent + limit)
-            limit = (size_t)(op->at - l->sent);
-        if (limit == 0) {
-            if (op->kind == LOCAL_OP_PAGE)
-                return done ? (ssize_t)done : -EAGAIN; /* pipe full: its page first */
+        if (op && op->kind == LOCAL_OP_PAGE && l->pos >= op->at) {
+            /* Inside a page whose record is out (an earlier writev ended
+             * in it): those bytes are in the pipe, or go there now. */
+            if (op->spliced < LOCAL_PAGE) {
+                int r = splice_ahead(l, iov, iovcnt, base, end);
+                if (r < 0)
+                    return done ? (ssize_t)done : r;
+            }
+            uint64_t upto = MIG_MIN(op->at + op->spliced, end);
+            if (upto <= l->pos)
+                break;
+            done += (size_t)(upto - l->pos);
+            t->bytes_written += upto - l->pos;
+            l->pos = upto;
+            if (l->pos == op->at + LOCAL_PAGE)
+                q_pop(l);
+            continue;
+        }
+        if (op && op->kind == LOCAL_OP_FD && l->pos == op->at) {
             /* The marker byte that carries the pipe's read end. */
             int ret = mig_transport_send_fd(l->sock, l->pipe_r);
             if (ret < 0)
@@ -264,25 +350,25 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             close(l->pipe_r); /* the destination holds it now */
             l->pipe_r = -1;
             q_pop(l);
-            l->sent++;
             l->st.socket_bytes++;
-            t->bytes_written++;
+            l->pos++;
             done++;
+            t->bytes_written++;
             continue;
         }
-        struct iovec part[LOCAL_WRITE_IOV];
-        int np = iov_slice(iov, iovcnt, done, limit, part, LOCAL_WRITE_IOV);
-        ssize_t n = mig_transport_writev(l->sock, part, np);
+        /* Pages first (each before its record), then the socket's share. */
+        int r = splice_ahead(l, iov, iovcnt, base, end);
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+        ssize_t n = gather_write(l, iov, iovcnt, base, end);
         if (n < 0)
             return done ? (ssize_t)done : n;
-        l->sent += (uint64_t)n;
-        l->st.socket_bytes += (uint64_t)n;
-        t->bytes_written += (uint64_t)n;
+        if (n == 0)
+            break; /* the pipe is full, or the socket is */
         done += (size_t)n;
-        if ((size_t)n < limit)
-            break; /* the socket is full */
+        t->bytes_written += (uint64_t)n;
     }
-    return (ssize_t)done;
+    return done ? (ssize_t)done : -EAGAIN;
 }
 
 static ssize_t local_write(MigTransport *t, const void *buf, size_t len)
@@ -432,6 +518,18 @@ static int local_watch(MigTransport *t, uint32_t events, MigTransportCb cb, void
     return mig_transport_watch(l->sock, sock_events, sock_ready, l);
 }
 
+/* Bytes accepted but not read by the destination yet: the socket's queue
+ * and the pages waiting in the pipe. */
+static uint64_t local_queued(MigTransport *t)
+{
+    LocalTransport *l = L(t);
+    int inpipe = 0;
+    uint64_t q = mig_transport_queued(l->sock);
+    if (l->for_send && l->pipe_w >= 0 && ioctl(l->pipe_w, FIONREAD, &inpipe) == 0 && inpipe > 0)
+        q += (uint64_t)inpipe;
+    return q;
+}
+
 static int local_shutdown_write(MigTransport *t)
 {
     return mig_transport_shutdown_write(L(t)->sock);
@@ -467,6 +565,7 @@ static const MigTransportOps local_ops = {
     .watch = local_watch,
     .shutdown_write = local_shutdown_write,
     .close = local_close,
+    .queued = local_queued,
 };
 
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp)

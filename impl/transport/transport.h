@@ -120,19 +120,22 @@ int mig_transport_get_fd(MigTransport *t);
  * read end the source passes with SCM_RIGHTS.  The RAM section drives it:
  *   source: mig_transport_local_queue_fd(t, at) says that the stream byte at
  *     offset `at` (a MIG_TRANSPORT_FD_MARKER byte the caller put) carries the
- *     pipe's read end; mig_transport_local_queue_page(t, at, page) says that
- *     the 4096 bytes at `page` must be in the pipe before stream byte `at`
- *     (the page's HOOK record) goes out.  writev moves both in that order, so
- *     the destination always finds a page's data in the pipe once it has
- *     read its record.  A full pipe makes writev stop short (-EAGAIN when
- *     nothing moved) and watch(MIG_LOOP_OUT) then waits for the pipe.
+ *     pipe's read end; mig_transport_local_queue_page(t, at) says that the
+ *     4096 stream bytes from offset `at` (put by reference: guest memory)
+ *     are a page that goes into the pipe, not the socket, and that the 8
+ *     bytes before them are its HOOK record.  writev moves each page into
+ *     the pipe (vmsplice) before its record into the socket, so the
+ *     destination always finds a page's data in the pipe once it has read
+ *     its record.  A full pipe makes writev stop short (-EAGAIN when nothing
+ *     moved) and watch(MIG_LOOP_OUT) then waits for the pipe.  Page bytes
+ *     count as written like socket bytes, so the stream's pending bytes,
+ *     offsets and the engine's rate limit see them as in a plain stream.
  *     Offsets count from the transport's first byte (a stream created on a
- *     fresh transport has the same offsets).  `page` must stay mapped until
- *     the transport is closed.
+ *     fresh transport has the same offsets).
  *   destination: after reading the marker byte from the stream, take_pipe
  *     adopts the fd that came with it; read_page then reads one page.
  * bytes_written/bytes_read count socket and pipe bytes; local_stats splits
- * them. */
+ * them.  (The destination's stream offsets count socket bytes only.) */
 /* Can t pass fds (a connected AF_UNIX socket under an fd/unix transport)? */
 bool mig_transport_can_pass_fds(MigTransport *t);
 /* Wrap a unix-socket transport (owned from now on, also on error).  for_send:
@@ -140,7 +143,7 @@ bool mig_transport_can_pass_fds(MigTransport *t);
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp);
 bool mig_transport_is_local(const MigTransport *t);
 int mig_transport_local_queue_fd(MigTransport *t, uint64_t at);
-int mig_transport_local_queue_page(MigTransport *t, uint64_t at, const void *page);
+int mig_transport_local_queue_page(MigTransport *t, uint64_t at);
 /* Destination: adopt the pipe fd passed with the marker byte the caller just
  * read.  0, -EPROTO (no fd came with it), -EEXIST (already have one). */
 int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp);
