@@ -32,6 +32,39 @@ int scn_phase_parse(const char *name)
     return -1;
 }
 
+/*
+ * Points whose errno a spec may choose (errno=), and the errnos that make
+ * sense there.  Their code uses fiu_return_errno_on(), which returns the
+ * failnum the injector sets; every other point returns its registered errno
+ * whatever the spec says, so a different errno is refused for them.
+ */
+static const struct {
+    const char *point;
+    int errs[4]; /* negative errnos, 0-terminated */
+} errno_choices[] = {
+    {"mig/transport/read", {-EIO, -ECONNRESET, -EPIPE, 0}},
+    {"mig/transport/write", {-EIO, -EPIPE, -ECONNRESET, 0}},
+};
+
+static const int *point_errno_choices(const char *point)
+{
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(errno_choices); i++)
+        if (!strcmp(errno_choices[i].point, point))
+            return errno_choices[i].errs;
+    return NULL;
+}
+
+/* "EIO, ECONNRESET or EPIPE" */
+static void format_choices(const int *errs, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = 0;
+    for (size_t i = 0; errs[i] && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s",
+                                i == 0 ? "" : errs[i + 1] ? ", " : " or ",
+                                mig_errno_name(errs[i]));
+}
+
 static int parse_side(const char *s, size_t len)
 {
     for (int i = 0; i < MIG_FAULT_SIDE__COUNT; i++)
@@ -134,9 +167,23 @@ int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp)
         int code = mig_errno_parse(name);
         if (code == 0)
             return mig_err_set(errp, -EINVAL, "fault '%s': unknown errno '%s'", text, name);
-        if (code != s.err)
+        const int *choices = point_errno_choices(s.point);
+        if (!choices && code != s.err)
             return mig_err_set(errp, -EINVAL, "fault '%s': point '%s' injects %s, not %s", text,
                                s.point, mig_errno_name(s.err), name);
+        if (choices) {
+            size_t i = 0;
+            while (choices[i] && choices[i] != code)
+                i++;
+            if (!choices[i]) {
+                char list[96];
+                format_choices(choices, list, sizeof(list));
+                return mig_err_set(errp, -EINVAL,
+                                   "fault '%s': point '%s' injects %s, not %s", text, s.point,
+                                   list, name);
+            }
+        }
+        s.err = code;
         p = e + n;
         while (*p == ' ' || *p == '\t')
             p++;
@@ -150,6 +197,16 @@ int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp)
 void mig_fault_spec_format(const MigFaultSpec *s, char *buf, size_t len)
 {
     const char *side = mig_fault_side_names[s->side];
+    const MigFaultInfo *info = mig_faults_find(s->point);
+    /* errno= only when it differs from the point's registered errno */
+    if (info && s->err && s->err != -info->err && len) {
+        MigFaultSpec plain = *s;
+        plain.err = 0;
+        mig_fault_spec_format(&plain, buf, len);
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, " errno=%s", mig_errno_name(s->err));
+        return;
+    }
     switch (s->when) {
     case MIG_FAULT_WHEN_NTH:
         snprintf(buf, len, "%s:%s#%llu", side, s->point, (unsigned long long)s->nth);
@@ -251,13 +308,19 @@ const char *fault_injector_first_fired(const FaultInjector *inj)
 
 bool fault_injector_decide(FaultInjector *inj, const char *point)
 {
+    return fault_injector_decide_errno(inj, point) != 0;
+}
+
+int fault_injector_decide_errno(FaultInjector *inj, const char *point)
+{
     const MigFaultInfo *info = mig_faults_find(point);
     if (!info)
-        return false;
+        return 0;
     size_t count;
     size_t idx = (size_t)(info - mig_faults_table(&count));
     uint64_t hit = ++inj->hits[inj->side * inj->npoints + idx];
     bool fail = false;
+    int err = -info->err;
     for (size_t i = 0; i < inj->nspecs && !fail; i++) {
         MigFaultSpec *s = &inj->specs[i];
         if (s->point_index != idx || s->side != inj->side || inj->spent[i])
@@ -280,25 +343,35 @@ bool fault_injector_decide(FaultInjector *inj, const char *point)
         default:
             break;
         }
+        if (fail && s->err)
+            err = s->err;
     }
-    if (fail) {
-        if (inj->fired++ == 0)
-            snprintf(inj->first_fired, sizeof(inj->first_fired), "%s:%s#%llu",
-                     mig_fault_side_names[inj->side], point, (unsigned long long)hit);
-        mig_trace_log(inj->trace, inj->loop ? mig_loop_now_ns(inj->loop) : 0, "fault",
-                      "%s:%s hit %llu fires %s", mig_fault_side_names[inj->side], point,
-                      (unsigned long long)hit, mig_errno_name(-info->err));
+    if (!fail)
+        return 0;
+    if (inj->fired++ == 0) {
+        MigFaultSpec first = {.side = inj->side, .when = MIG_FAULT_WHEN_NTH, .nth = hit,
+                              .err = err};
+        snprintf(first.point, sizeof(first.point), "%s", point);
+        mig_fault_spec_format(&first, inj->first_fired, sizeof(inj->first_fired));
     }
-    return fail;
+    mig_trace_log(inj->trace, inj->loop ? mig_loop_now_ns(inj->loop) : 0, "fault",
+                  "%s:%s hit %llu fires %s", mig_fault_side_names[inj->side], point,
+                  (unsigned long long)hit, mig_errno_name(err));
+    return err;
 }
 
 #ifdef FIU_ENABLE
 static int fiu_external_cb(const char *name, int *failnum, void **failinfo, unsigned int *flags)
 {
-    (void)failnum;
     (void)flags;
     FaultInjector *inj = *failinfo;
-    return inj && fault_injector_decide(inj, name) ? 1 : 0;
+    int err = inj ? fault_injector_decide_errno(inj, name) : 0;
+    if (!err)
+        return 0;
+    /* fiu_fail() returns the failnum we leave here: points that use
+     * fiu_return_errno_on() return it as their errno. */
+    *failnum = -err;
+    return 1;
 }
 #endif
 

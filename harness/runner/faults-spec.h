@@ -14,9 +14,13 @@
  *   %P     fail each hit with probability P (0 < P <= 1, e.g. %0.05),
  *          drawn from the run's PRNG
  *   (none) fail every hit
- *   errno=E  states the errno the point injects; it must be the registered
- *          one (engine points return a fixed errno through fiu_return_on),
- *          so a spec that expects another errno is refused at parse time.
+ *   errno=E  the errno the point injects.  Most points return a fixed errno
+ *          (fiu_return_on), so E must be the registered one and any other is
+ *          refused at parse time.  Transport reads and writes
+ *          (mig/transport/read, mig/transport/write) use fiu_return_errno_on
+ *          and accept EIO, EPIPE or ECONNRESET: the injector hands the chosen
+ *          errno to the point as libfiu's failnum.  (The local page-flipping
+ *          transport still returns EIO until it uses fiu_return_errno_on.)
  *
  * The injector (harness only; libfiu's registry is process-wide, which is
  * why this lives in the harness and never in impl/): arming it enables every
@@ -80,7 +84,7 @@ typedef struct MigFaultSpec {
     uint64_t nth;       /* #N */
     ScnPhase phase;     /* @PHASE */
     double prob;        /* %P */
-    int err;            /* negative errno the point injects */
+    int err;            /* negative errno the point injects (errno= or registered) */
 } MigFaultSpec;
 
 /* Parse one spec.  Errors name the spec text and the offending part, e.g.
@@ -112,5 +116,8 @@ const char *fault_injector_first_fired(const FaultInjector *inj);
  * of `point` on the current side and returns true when it must fail.
  * Exposed so unit tests can drive it without libfiu. */
 bool fault_injector_decide(FaultInjector *inj, const char *point);
+/* The same, returning the negative errno the point must inject (the spec's
+ * errno= or the registered one), or 0 when it must not fail. */
+int fault_injector_decide_errno(FaultInjector *inj, const char *point);
 
 #endif

@@ -277,7 +277,7 @@ static void test_scenario_fault_spec_errors(void **state)
         {"src:mig/transport/write#0", "hit numbers start at 1"},
         {"src:mig/transport/write@later", "unknown phase 'later'"},
         {"src:mig/transport/write%2", "probability in (0, 1]"},
-        {"src:mig/transport/write#1 errno=EPIPE", "injects EIO, not EPIPE"},
+        {"src:mig/ram/iterate#1 errno=EPIPE", "injects EIO, not EPIPE"},
         {"src:mig/transport/write#1 errno=EBOGUS", "unknown errno 'EBOGUS'"},
         {"src:mig/transport/write#1 please", "unexpected 'please'"},
     };

@@ -20,4 +20,21 @@
 #define fiu_return_on(name, retval)
 #endif
 
+/*
+ * fiu_return_errno_on(name, dflt): like fiu_return_on(name, -(dflt)), for
+ * points whose errno a fault spec may choose (`errno=EPIPE`).  The harness's
+ * injector sets the point's failnum to the chosen positive errno; a failnum
+ * of 1 (what a plain fiu_enable passes) means "the registered errno", dflt.
+ */
+#ifdef FIU_ENABLE
+#define fiu_return_errno_on(name, dflt)                                                            \
+    do {                                                                                           \
+        int fiu_failnum_ = fiu_fail(name);                                                         \
+        if (fiu_failnum_)                                                                          \
+            return fiu_failnum_ > 1 ? -fiu_failnum_ : -(dflt);                                     \
+    } while (0)
+#else
+#define fiu_return_errno_on(name, dflt)
+#endif
+
 #endif

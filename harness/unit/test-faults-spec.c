@@ -1,0 +1,219 @@
+/*
+ * test-faults-spec.c - fault specs with an errno of their own (errno=EPIPE on
+ * a transport write) and the injector that makes that errno reach the caller
+ * of the faulted operation, without a scenario: the spec parser, the
+ * injector's decision, and a real libfiu round trip through the mem and fd
+ * transports.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/common.h"
+#include "runner/faults-spec.h"
+#include "sim/sim.h"
+#include "transport/transport.h"
+
+static void expect_parse_error(const char *text, const char *needle)
+{
+    MigFaultSpec s;
+    MigErr *err = NULL;
+    assert_int_equal(mig_fault_spec_parse(text, &s, &err), -EINVAL);
+    assert_non_null(err);
+    if (!strstr(err->msg, needle))
+        fail_msg("'%s': error '%s' lacks '%s'", text, err->msg, needle);
+    mig_err_free(err);
+}
+
+/* The spec that motivated this: a broken pipe on the 5th write. */
+static void test_faults_spec_transport_errno_override_parses_and_formats(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int err;
+        const char *canonical;
+    } cases[] = {
+        {"src:mig/transport/write#5 errno=EPIPE", -EPIPE, "src:mig/transport/write#5 errno=EPIPE"},
+        {"dst:mig/transport/read#2 errno=ECONNRESET", -ECONNRESET,
+         "dst:mig/transport/read#2 errno=ECONNRESET"},
+        {"src:mig/transport/write@precopy errno=ECONNRESET", -ECONNRESET,
+         "src:mig/transport/write@active errno=ECONNRESET"},
+        {"src:mig/transport/write%0.5 errno=EPIPE", -EPIPE,
+         "src:mig/transport/write%0.5 errno=EPIPE"},
+        /* the registered errno is the default and is not repeated */
+        {"src:mig/transport/write#1 errno=EIO", -EIO, "src:mig/transport/write#1"},
+        {"src:mig/transport/write#1", -EIO, "src:mig/transport/write#1"},
+        /* points with a fixed errno still accept their own */
+        {"src:mig/ram/iterate#3 errno=EIO", -EIO, "src:mig/ram/iterate#3"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        MigFaultSpec s;
+        MigErr *err = NULL;
+        if (mig_fault_spec_parse(cases[i].text, &s, &err) != 0)
+            fail_msg("'%s' refused: %s", cases[i].text, err->msg);
+        assert_int_equal(s.err, cases[i].err);
+        char buf[128];
+        mig_fault_spec_format(&s, buf, sizeof(buf));
+        assert_string_equal(buf, cases[i].canonical);
+        /* the canonical text (a REPRO line's --fault) parses to the same spec */
+        MigFaultSpec again;
+        assert_int_equal(mig_fault_spec_parse(buf, &again, NULL), 0);
+        assert_int_equal(again.err, s.err);
+        assert_int_equal(again.when, s.when);
+        assert_string_equal(again.point, s.point);
+    }
+}
+
+static void test_faults_spec_errno_refused_where_the_point_cannot_inject_it(void **state)
+{
+    (void)state;
+    /* a point whose code returns a fixed errno */
+    expect_parse_error("src:mig/ram/iterate#1 errno=EPIPE", "point 'mig/ram/iterate' injects EIO, not EPIPE");
+    expect_parse_error("dst:mig/vmstate/load#1 errno=EIO", "injects EINVAL, not EIO");
+    /* a transport point, but an errno no transport reports */
+    expect_parse_error("src:mig/transport/write#1 errno=ENOSPC",
+                       "point 'mig/transport/write' injects EIO, EPIPE or ECONNRESET, not ENOSPC");
+    expect_parse_error("src:mig/transport/read#1 errno=EINVAL",
+                       "injects EIO, ECONNRESET or EPIPE, not EINVAL");
+    expect_parse_error("src:mig/transport/write#1 errno=EBOGUS", "unknown errno 'EBOGUS'");
+    expect_parse_error("src:mig/transport/write#1 errno=", "errno= needs a name like EIO");
+}
+
+/* Every truncation of a spec either parses (only where the prefix is itself
+ * a complete spec) or is refused with an error; none crashes or half-fills. */
+static void test_faults_spec_every_truncation(void **state)
+{
+    (void)state;
+    const char *full = "src:mig/transport/write#5 errno=EPIPE";
+    const size_t whole[] = {strlen("src:mig/transport/write"), strlen("src:mig/transport/write#5"),
+                            strlen("src:mig/transport/write#5 "), strlen(full)};
+    for (size_t n = 0; n <= strlen(full); n++) {
+        char text[64];
+        memcpy(text, full, n);
+        text[n] = 0;
+        MigFaultSpec s = {.err = 12345};
+        MigErr *err = NULL;
+        int r = mig_fault_spec_parse(text, &s, &err);
+        bool complete = false;
+        for (size_t k = 0; k < MIG_ARRAY_SIZE(whole); k++)
+            complete |= n == whole[k];
+        if (complete) {
+            if (r != 0)
+                fail_msg("'%s' refused: %s", text, err->msg);
+            assert_int_equal(s.err, n == strlen(full) ? -EPIPE : -EIO);
+        } else {
+            if (r != -EINVAL)
+                fail_msg("'%s' accepted", text);
+            assert_non_null(err);
+            assert_int_equal(s.err, 12345); /* *out untouched on error */
+            mig_err_free(err);
+        }
+    }
+}
+
+/* The injector hands out the spec's errno for its own hit only; other specs
+ * and other hits keep the registered one. */
+static void test_faults_spec_injector_decides_the_spec_errno(void **state)
+{
+    (void)state;
+    MigFaultSpec specs[3];
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#2 errno=EPIPE", &specs[0], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#4", &specs[1], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("dst:mig/transport/read#1 errno=ECONNRESET", &specs[2], NULL),
+                     0);
+    FaultInjector *inj = fault_injector_new(specs, 3, 7, NULL, NULL);
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_SRC);
+    assert_int_equal(fault_injector_decide_errno(inj, "mig/transport/write"), 0);
+    assert_int_equal(fault_injector_decide_errno(inj, "mig/transport/write"), -EPIPE);
+    assert_int_equal(fault_injector_decide_errno(inj, "mig/transport/write"), 0);
+    assert_int_equal(fault_injector_decide_errno(inj, "mig/transport/write"), -EIO);
+    /* the first fired fault, as a REPRO line quotes it, keeps its errno */
+    assert_string_equal(fault_injector_first_fired(inj), "src:mig/transport/write#2 errno=EPIPE");
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_DST);
+    assert_int_equal(fault_injector_decide_errno(inj, "mig/transport/read"), -ECONNRESET);
+    assert_int_equal(fault_injector_fired(inj), 3);
+    fault_injector_free(inj);
+}
+
+#ifdef FIU_ENABLE
+/* Armed through libfiu, the chosen errno is what the transport's caller sees:
+ * the simulator's mem link and a real socket alike. */
+static void test_faults_spec_injected_errno_reaches_the_transport_caller(void **state)
+{
+    (void)state;
+    MigFaultSpec specs[3];
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#2 errno=EPIPE", &specs[0], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/read#1 errno=ECONNRESET", &specs[1], NULL),
+                     0);
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#3", &specs[2], NULL), 0);
+    MigLoop *loop = mig_sim_loop_new(1);
+    FaultInjector *inj = fault_injector_new(specs, 3, 1, loop, NULL);
+    assert_int_equal(fault_injector_arm(inj), 0);
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_SRC);
+
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(loop, NULL, &a, &b), 0);
+    const char msg[4] = "ping";
+    char buf[8];
+    assert_int_equal(mig_transport_write(a, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+    assert_int_equal(mig_transport_write(a, msg, sizeof(msg)), -EPIPE);
+    assert_int_equal(mig_transport_read(b, buf, sizeof(buf)), -ECONNRESET);
+    /* a spec without errno= keeps the registered EIO */
+    assert_int_equal(mig_transport_write(a, msg, sizeof(msg)), -EIO);
+    assert_int_equal(mig_transport_write(a, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+    mig_transport_close(a);
+    mig_transport_close(b);
+    fault_injector_free(inj);
+
+    /* a unix socket through the fd transport */
+    MigFaultSpec sock_spec;
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#1 errno=ECONNRESET", &sock_spec, NULL),
+                     0);
+    inj = fault_injector_new(&sock_spec, 1, 1, loop, NULL);
+    assert_int_equal(fault_injector_arm(inj), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    MigTransport *s0 = mig_transport_fd_new(loop, sv[0], "socket");
+    MigTransport *s1 = mig_transport_fd_new(loop, sv[1], "socket");
+    assert_non_null(s0);
+    assert_non_null(s1);
+    assert_int_equal(mig_transport_write(s0, msg, sizeof(msg)), -ECONNRESET);
+    assert_int_equal(mig_transport_write(s0, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+    assert_int_equal(mig_transport_read(s1, buf, sizeof(buf)), (ssize_t)sizeof(msg));
+    assert_memory_equal(buf, msg, sizeof(msg));
+    mig_transport_close(s0);
+    mig_transport_close(s1);
+    fault_injector_free(inj);
+    mig_loop_free(loop);
+}
+#else
+static void test_faults_spec_injected_errno_reaches_the_transport_caller(void **state)
+{
+    (void)state;
+    skip(); /* built without libfiu (FIU=0): no point can fire */
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_faults_spec_transport_errno_override_parses_and_formats),
+        cmocka_unit_test(test_faults_spec_errno_refused_where_the_point_cannot_inject_it),
+        cmocka_unit_test(test_faults_spec_every_truncation),
+        cmocka_unit_test(test_faults_spec_injector_decides_the_spec_errno),
+        cmocka_unit_test(test_faults_spec_injected_errno_reaches_the_transport_caller),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
