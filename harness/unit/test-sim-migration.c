@@ -1,9 +1,9 @@
 /*
  * test-sim-migration.c - whole migrations between two machines on the
  * deterministic simulator: memory verified page by page, reproducible trace
- * hashes, cancel at every state and every pre-copy pass, the return path
- * (late destination failures), destination discard of device state,
- * x-ignore-shared, convergence on slow links, and load error messages.
+ * hashes, cancel at every state (on either side) and every pre-copy pass, the
+ * return path (late destination failures), destination discard of device
+ * state, x-ignore-shared, convergence on slow links, and load error messages.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,6 +67,9 @@ typedef struct Run {
     MigLink *link;
     /* cancel injection */
     MigStatus cancel_at;  /* MIG_STATUS__COUNT: none */
+    MigStatus cancel_dst_at; /* destination-side cancel; MIG_STATUS__COUNT: none */
+    bool dst_cancelled;
+    MigStatus dst_status_at_cancel;
     uint64_t cancel_pass; /* 0: none */
     bool cancelled;
     uint64_t passes_seen;
@@ -116,6 +119,30 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
     }
 }
 
+/* Management's migrate_cancel on the destination arrives as a command of
+ * its own, after the event that announced the state, never inside it. */
+static void dst_cancel_now(void *opaque)
+{
+    Run *r = opaque;
+    r->dst_status_at_cancel = mig_migration_status(mig_machine_migration(r->dst));
+    assert_int_equal(mig_machine_migrate_cancel(r->dst), 0);
+}
+
+/* The destination's events: cancel the incoming migration once it reaches
+ * cancel_dst_at. */
+static void on_dst_event(void *opaque, const char *name, json_t *data)
+{
+    Run *r = opaque;
+    if (strcmp(name, "MIGRATION") != 0 || r->cancel_dst_at == MIG_STATUS__COUNT ||
+        r->dst_cancelled)
+        return;
+    const char *st = json_string_value(json_object_get(data, "status"));
+    if (st && strcmp(st, mig_status_name(r->cancel_dst_at)) == 0) {
+        r->dst_cancelled = true;
+        assert_non_null(mig_loop_defer(r->loop, dst_cancel_now, r));
+    }
+}
+
 static void set_caps(MigMachine *m, MigCapMask caps)
 {
     MigErr *err = NULL;
@@ -130,6 +157,7 @@ static void run_setup(Run *r, uint64_t seed, uint64_t ram, uint64_t dirty_rate,
 {
     memset(r, 0, sizeof(*r));
     r->cancel_at = MIG_STATUS__COUNT;
+    r->cancel_dst_at = MIG_STATUS__COUNT;
     r->seed_bw = bandwidth;
     r->loop = mig_sim_loop_new(seed);
     assert_non_null(r->loop);
@@ -145,7 +173,8 @@ static void run_setup(Run *r, uint64_t seed, uint64_t ram, uint64_t dirty_rate,
     MigErr *err = NULL;
     MigMachineOptions so = {.name = "src", .ram_size = ram, .event = on_src_event,
                             .event_opaque = r};
-    MigMachineOptions dopt = {.name = "dst", .ram_size = ram, .incoming = true};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = ram, .incoming = true,
+                              .event = on_dst_event, .event_opaque = r};
     r->src = mig_machine_new(r->loop, &so, &err);
     r->dst = mig_machine_new(r->loop, &dopt, &err);
     assert_non_null(r->src);
@@ -257,14 +286,27 @@ static void test_sim_migration_completes_with_memory_verified(void **state)
     run_free(&r);
 }
 
+/* A whole 64 MiB migration while the guest dirties 20000 pages/s: it must
+ * take several passes, so the trace covers the interleaving of workload,
+ * link and engine that a seed decides. */
 static void hash_of_run(uint64_t seed, char out[65])
 {
     Run r;
-    run_setup(&r, seed, 16 * MIB, 20000, 200ull * MIB, 0);
+    run_setup(&r, seed, 64 * MIB, 20000, 200ull * MIB, 0);
     run_start(&r);
     run_wait(&r);
     assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
+    MigInfo info;
+    mig_machine_query_migrate(r.src, &info);
+    assert_true(info.ram.dirty_sync_count >= 3);
+    assert_int_equal(info.ram.total, 64 * MIB);
+    assert_true(mig_workload_writes(r.w) > 0);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, err->msg);
     mig_trace_hash(r.trace, out);
+    print_message("seed %llu: 64 MiB, %llu dirty syncs, trace hash %s\n",
+                  (unsigned long long)seed, (unsigned long long)info.ram.dirty_sync_count, out);
     run_free(&r);
 }
 
@@ -310,6 +352,46 @@ static void check_cancelled(Run *r)
     assert_int_equal(mig_migration_status(sm), MIG_STATUS_CANCELLED);
 }
 
+/* Management cancels on the destination while it is in `st` (setup or
+ * active): the destination discards everything it loaded and ends cancelled;
+ * the source fails cleanly (its peer is gone) and runs on, RAM and devices
+ * unchanged. */
+static void check_cancel_on_destination(MigStatus st, uint64_t seed)
+{
+    Run r;
+    run_setup(&r, seed, 16 * MIB, 20000, 200ull * MIB, 0);
+    r.cancel_dst_at = st;
+    run_start(&r);
+    run_wait(&r);
+    MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
+    assert_true(r.dst_cancelled);
+    assert_int_equal(r.dst_status_at_cancel, st);
+    assert_int_equal(mig_migration_status(dm), MIG_STATUS_CANCELLED);
+    assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
+    if (!mig_migration_error(sm)[0])
+        fail_msg("cancel in %s: the source failed without saying why", mig_status_name(st));
+    assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_RUNNING);
+    MigErr *err = NULL;
+    if (mig_workload_verify(r.w, mig_machine_ram(r.src), &err))
+        fail_msg("cancel in %s: source RAM changed: %s", mig_status_name(st), err->msg);
+    assert_int_equal(r.sdev.a, 0x11223344);
+    assert_true(r.sdev.b == 0x5566778899aabbccull);
+    /* the destination kept nothing */
+    assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_INMIGRATE);
+    MigRamBlock *b = mig_ram_block(mig_machine_ram(r.dst), 0);
+    for (uint64_t p = 0; p < b->npages; p++)
+        if (!mig_ram_page_is_zero(b->host + p * 4096))
+            fail_msg("cancel in %s: destination kept page %llu", mig_status_name(st),
+                     (unsigned long long)p);
+    assert_int_equal(r.ddev.a, 0);
+    assert_true(r.ddev.b == 0);
+    /* the source keeps running: the guest goes on writing */
+    uint64_t writes = mig_workload_writes(r.w);
+    mig_sim_run_for(r.loop, 10 * 1000000ull);
+    assert_true(mig_workload_writes(r.w) > writes);
+    run_free(&r);
+}
+
 static void test_sim_migration_cancel_in_every_state(void **state)
 {
     (void)state;
@@ -327,6 +409,10 @@ static void test_sim_migration_cancel_in_every_state(void **state)
         check_cancelled(&r);
         run_free(&r);
     }
+    /* migrate_cancel on the destination, in the states it has before the
+     * source's device phase */
+    check_cancel_on_destination(MIG_STATUS_SETUP, 17);
+    check_cancel_on_destination(MIG_STATUS_ACTIVE, 18);
 }
 
 static void test_sim_migration_cancel_at_every_pass(void **state)
