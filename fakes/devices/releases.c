@@ -62,7 +62,7 @@ static const struct {
     const VmsDescription *vmsd[4];
 } device_vmsds[] = {
     {"fake-serial",
-     {&fake_serial_vmsd_v1, &fake_serial_vmsd_v1, &fake_serial_vmsd_v1, &fake_serial_vmsd_v1}},
+     {&fake_serial_vmsd_v1, &fake_serial_vmsd_v1, &fake_serial_vmsd_v2, &fake_serial_vmsd_v2}},
     {"fake-nic", {&fake_nic_vmsd_1_0, &fake_nic_vmsd_1_1, &fake_nic_vmsd_2_0, &fake_nic_vmsd_2_0}},
     {"fake-rng", {NULL, NULL, NULL, &fake_rng_vmsd_v1}},
 };
@@ -335,12 +335,20 @@ static int compare(const MigFakeDevice *a, const MigFakeDevice *b, const VmsDesc
         cmp_u64(&c, "mcr", x->mcr, y->mcr);
         cmp_u64(&c, "scr", x->scr, y->scr);
         cmp_u64(&c, "divider", x->divider, y->divider);
+        cmp_u64(&c, "modem.msr", x->modem.msr, y->modem.msr);
+        cmp_u64(&c, "modem.lsr", x->modem.lsr, y->modem.lsr);
         cmp_u64(&c, "rx_count", x->rx_count, y->rx_count);
         for (unsigned i = 0; i < x->rx_count && i < 16; i++) {
             snprintf(name, sizeof(name), "rx_fifo[%u]", i);
             cmp_u64(&c, name, x->rx_fifo[i], y->rx_fifo[i]);
         }
         cmp_u64(&c, "timeout_timer", (uint64_t)x->timeout_timer, (uint64_t)y->timeout_timer);
+        bool sent_fcr = !sent || sent->version_id >= 2;
+        bool has_fcr = !has || has->version_id >= 2;
+        if (sent_fcr && has_fcr)
+            cmp_u64(&c, "fcr", x->fcr, y->fcr);
+        else if (has_fcr)
+            cmp_u64(&c, "fcr (default)", FAKE_SERIAL_DEFAULT_FCR, y->fcr);
     } else if (!strcmp(a->type, "fake-nic")) {
         const FakeNic *x = &a->u.nic, *y = &b->u.nic;
         for (unsigned i = 0; i < 6; i++) {

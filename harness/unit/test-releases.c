@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "devices/fake-nic.h"
+#include "devices/fake-serial.h"
 #include "devices/releases.h"
 #include "stream/stream.h"
 #include "vmstate/vmstate.h"
@@ -245,10 +246,17 @@ static void test_releases_old_machine_type_emits_what_old_loads(void **state)
                 assert_true(p.completes);
             }
         }
-    /* ... and without it fails, naming the device */
+    /* ... and without it fails, naming the first device that breaks
+     * (both fake-serial and fake-nic gained a field in 2.0) */
     char *devs[] = {"fake-serial", "fake-nic"};
     MigPairPrediction p;
     mig_pair_predict("2.0", NULL, "1.1", devs, 2, &p);
+    assert_false(p.completes);
+    assert_string_equal(p.device, "fake-serial");
+    assert_string_equal(p.field, "fcr");
+    assert_false(p.field_is_subsection);
+    char *nic_first[] = {"fake-nic", "fake-serial"};
+    mig_pair_predict("2.0", NULL, "1.1", nic_first, 2, &p);
     assert_false(p.completes);
     assert_string_equal(p.device, "fake-nic");
     /* the device and field stay named although the machine type is
@@ -324,6 +332,66 @@ static void test_releases_documented_transforms(void **state)
     mig_fake_device_free(dst);
 }
 
+/* fake-serial's history: a nested struct (modem status) in every release,
+ * a field fcr that 2.0 adds (version 2, minimum 1) and its documented
+ * default when a 1.x stream arrives. */
+static void test_releases_serial_gains_fcr_in_2_0(void **state)
+{
+    (void)state;
+    assert_int_equal(mig_release_device_vmsd("1.1", "fake-serial")->version_id, 1);
+    assert_int_equal(mig_release_device_vmsd("2.0", "fake-serial")->version_id, 2);
+    assert_int_equal(mig_release_device_vmsd("2.0", "fake-serial")->minimum_version_id, 1);
+    /* the dump shows the nested struct in every release, fcr from 2.0 */
+    for (int rel = 0; rel < 2; rel++) {
+        json_t *d = mig_release_dump(rel ? "2.0" : "1.0");
+        json_t *fields =
+            json_object_get(json_object_get(json_object_get(d, "fake-serial"), "Description"),
+                            "Fields");
+        bool modem = false, fcr = false;
+        for (size_t i = 0; i < json_array_size(fields); i++) {
+            json_t *f = json_array_get(fields, i);
+            const char *name = json_string_value(json_object_get(f, "field"));
+            if (!strcmp(name, "modem")) {
+                json_t *sub = json_object_get(f, "Description");
+                modem = sub && !strcmp(json_string_value(json_object_get(sub, "name")),
+                                       "fake-serial/modem");
+            }
+            fcr |= !strcmp(name, "fcr");
+        }
+        assert_true(modem);
+        assert_int_equal(fcr, rel == 1);
+        json_decref(d);
+    }
+    /* a 1.1 stream into 2.0: every 1.1 field (modem too) arrives, fcr takes
+     * its default */
+    MigPrng prng;
+    mig_prng_seed(&prng, 5);
+    FakeSerial src, dst;
+    fake_serial_init(&src, &prng);
+    fake_serial_init(&dst, &prng);
+    assert_int_not_equal(dst.fcr, FAKE_SERIAL_DEFAULT_FCR);
+    MigStream *w = mig_stream_new_mem_writer();
+    assert_int_equal(vmstate_save(w, &fake_serial_vmsd_v1, &src, NULL), 0);
+    size_t len;
+    const uint8_t *bytes = mig_stream_mem_data(w, &len);
+    MigStream *r = mig_stream_new_mem_reader(bytes, len);
+    assert_int_equal(vmstate_load(r, &fake_serial_vmsd_v2, &dst, 1, NULL), 0);
+    assert_int_equal(dst.modem.msr, src.modem.msr);
+    assert_int_equal(dst.modem.lsr, src.modem.lsr);
+    assert_int_equal(dst.scr, src.scr);
+    assert_int_equal(dst.fcr, FAKE_SERIAL_DEFAULT_FCR);
+    mig_stream_free(r);
+    mig_stream_free(w);
+    /* the same through the release machinery, with the oracle */
+    MigErr *err = NULL;
+    if (migrate_device("fake-serial", "1.1", NULL, "2.0", &err, true) != 0)
+        fail_msg("%s", err ? err->msg : "?");
+    /* 2.0 -> 1.1 refuses, naming the field */
+    assert_true(migrate_device("fake-serial", "2.0", NULL, "1.1", &err, true) < 0);
+    assert_non_null(strstr(err->msg, "fake-serial"));
+    mig_err_free(err);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +401,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_releases_old_machine_type_emits_what_old_loads),
         cmocka_unit_test(test_releases_documented_transforms),
         cmocka_unit_test(test_releases_dump_devices_for_preflight),
+        cmocka_unit_test(test_releases_serial_gains_fcr_in_2_0),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

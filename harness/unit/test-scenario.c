@@ -479,7 +479,7 @@ static void test_scenario_exec_preflight_names_device_and_field(void **state)
     static const char y[] =
         "summary: new to old\n"
         "machines:\n"
-        "  src: {release: \"2.0\", ram: 4M, devices: [fake-serial, fake-nic]}\n"
+        "  src: {release: \"2.0\", ram: 4M, devices: [fake-nic, fake-serial]}\n"
         "  dst: {release: \"1.1\"}\n"
         "steps:\n"
         "  - migrate: {}\n"
