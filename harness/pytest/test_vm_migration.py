@@ -19,8 +19,11 @@ What a user would notice, checked here:
   offers the empty mask and still migrates; a validatable capability the
   source announces and the destination lacks fails the destination at once,
   naming it;
-- the QMP surface has QEMU's names, replies and error classes; the command
-  line refuses what it does not know, naming it.
+- a destination started with -S stays paused after a completed migration
+  until `cont`, as QEMU's;
+- the QMP surface has QEMU's names, replies and error classes, and events
+  carry epoch timestamps; the command line refuses what it does not know,
+  naming it.
 
 Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_migration.py -k NAME
 The random cancel moment is drawn from MIGCERT_TEST_SEED (printed on failure).
@@ -420,6 +423,52 @@ def small_vm(vms, name, *args):
     return vms(name, "--ram", "64M", *args)
 
 
+def check_epoch_timestamp(ev, before, after):
+    """QEMU stamps events with the wall clock: seconds and microseconds
+    since the epoch, as integers."""
+    ts = ev["timestamp"]
+    assert isinstance(ts["seconds"], int) and isinstance(ts["microseconds"], int), ev
+    assert 0 <= ts["microseconds"] < 1_000_000, ev
+    t = ts["seconds"] + ts["microseconds"] / 1e6
+    # a few seconds of slack: the stamp and time.time() come from two processes
+    assert before - 3 <= t <= after + 3, (ev, before, after)
+
+
+def test_vm_destination_started_paused_stays_paused_until_cont(vms):
+    """-S on the destination (as in QEMU): after a completed migration it is
+    `paused`, not running, with the source's RAM; `cont` runs it."""
+    dst = small_vm(vms, "dst", "--incoming", "defer", "-S")
+    src = small_vm(vms, "src", "--fill", "random", "--seed", "7", "--dirty-rate", "2000")
+    enable_events(src, dst)
+    before = time.time()
+    migrate_small_pair(vms, src, dst)
+    info = src.qmp.wait_migration(timeout=60)
+    assert info["status"] == "completed", f"{info}\n{src.log()}\n{dst.log()}"
+    dinfo = wait_status(dst, ("completed", "failed"), timeout=30)
+    assert dinfo["status"] == "completed", f"{dinfo}\n{dst.log()}"
+    after = time.time()
+    assert status(src) == (False, "postmigrate")
+    assert status(dst) == (False, "paused")
+    assert digest(dst) == digest(src)
+    # still paused a moment later: nothing resumes it behind management's back
+    time.sleep(0.2)
+    assert status(dst) == (False, "paused")
+    assert not [e for e in dst.qmp.get_events() if e["event"] == "RESUME"]
+    # events carry epoch time, like QEMU's
+    src_events = src.qmp.get_events(wait=0.1)
+    stop = [e for e in src_events if e["event"] == "STOP"]
+    migration = [e for e in src_events if e["event"] == "MIGRATION"]
+    assert stop and migration, src_events
+    for ev in stop + migration:
+        check_epoch_timestamp(ev, before, after)
+    dst.cmd("cont")
+    resume = dst.qmp.wait_event("RESUME", timeout=5)
+    check_epoch_timestamp(resume, before, time.time())
+    assert status(dst) == (True, "running")
+    # the source's RAM is the guest's at stop time; the destination's now runs on
+    assert src.quit() == 0 and dst.quit() == 0
+
+
 def test_vm_caps_negotiated_between_current_releases(vms):
     dst = small_vm(vms, "dst", "--incoming", "defer")
     src = small_vm(vms, "src", "--fill", "random", "--seed", "7", "--dirty-rate", "2000")
@@ -535,9 +584,11 @@ def test_vm_qmp_run_state_and_events(vms):
     vm.cmd("cont")
     assert vm.qmp.wait_event("RESUME", timeout=5)["event"] == "RESUME"
     assert status(vm) == (True, "running")
+    before = time.time()
     vm.cmd("stop")
     ev = vm.qmp.wait_event("STOP", timeout=5)
     assert "data" not in ev
+    check_epoch_timestamp(ev, before, time.time())
     assert status(vm) == (False, "paused")
     assert vm.quit() == 0
 
