@@ -159,8 +159,10 @@ def timed_migration(vms, tag, flip, ram="1G"):
     set_bandwidth(src, UNLIMITED)
     cpu0 = cpu_seconds(src) + cpu_seconds(dst)
     src.cmd("migrate", uri=uri)
+    src.qmp.wait_migration(timeout=300)
+    wait_status(dst, ("completed", "failed"), timeout=30)
+    cpu = cpu_seconds(src) + cpu_seconds(dst) - cpu0  # before the digests below
     info = completed(src, dst, timeout=300)
-    cpu = cpu_seconds(src) + cpu_seconds(dst) - cpu0
     assert flipped(info) == flip, info
     secs = info["total-time"] / 1000.0
     rate = info["ram"]["total"] / (1 << 20) / secs if secs > 0 else float("inf")

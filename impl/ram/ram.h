@@ -87,8 +87,11 @@ void mig_ram_set_caps(MigRam *r, MigCapMask caps);
  * runs on (transport.h), NULL when flipping is off.  Source: save_setup
  * writes a HOOK record (offset 0) + the fd marker byte that carries the
  * pipe, and every non-zero page becomes an 8-byte HOOK record holding its
- * RAM address (the offset in the MEM_SIZE block list's concatenation), its
- * data going through the pipe; zero pages stay ZERO records.  Destination:
+ * RAM address (the offset in the MEM_SIZE block list's concatenation)
+ * followed in the stream by the page by reference, which the transport
+ * diverts into the pipe (so budgets and rates count it); zero pages stay
+ * ZERO records.  query-migrate's ram "transferred" counts the socket's
+ * bytes only (8 per flipped page).  Destination:
  * the first HOOK takes the pipe, later ones read their page from it.  With
  * flipping off a HOOK record fails the load, as in a QEMU 7.2 without a load
  * hook.  The engine sets it before save_setup / load_setup; cleanup clears

@@ -36,6 +36,10 @@
  * on the pipe.  The source's backpressure is the pipe: writev stops before a
  * record whose page does not fit yet, and watch(OUT) then watches the pipe.
  *
+ * Destination: reads the pipe ahead into a 256 KiB stage, so a run of
+ * pages costs one read and a copy per page (the one copy a plain stream
+ * also makes).  The source's copy is the one flipping saves.
+ *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
  */
