@@ -138,6 +138,21 @@ static void test_pageflip_pages_go_through_the_pipe(void **state)
     pair_free(&p);
 }
 
+static void test_pageflip_with_return_path(void **state)
+{
+    /* The destination answers on the socket under the local transport. */
+    Pair p;
+    MigCapMask want = FLIP | MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
+    pair_setup(&p, 16 * MIB, 2000, 0, 0, want);
+    assert_int_equal(mig_migration_caps(mig_machine_migration(p.src)) & want, want);
+    pair_migrate(&p, "unix");
+    assert_migrated(&p);
+    MigInfo si;
+    mig_machine_query_migrate(p.src, &si);
+    assert_true(si.ram.transferred < si.ram.total / 100);
+    pair_free(&p);
+}
+
 static void test_pageflip_off_sends_pages_on_the_socket(void **state)
 {
     Pair p;
@@ -456,6 +471,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pageflip_pages_go_through_the_pipe),
+        cmocka_unit_test(test_pageflip_with_return_path),
         cmocka_unit_test(test_pageflip_off_sends_pages_on_the_socket),
         cmocka_unit_test(test_pageflip_older_destination_negotiates_it_off),
         cmocka_unit_test(test_pageflip_unix_source_fd_destination),
