@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-USE_RE = re.compile(r'\bfiu_(?:return_on|do_on|exit_on|fail)\s*\(\s*"([^"]*)"')
-NONLITERAL_RE = re.compile(r'\bfiu_(?:return_on|do_on|exit_on|fail)\s*\(\s*(?!")')
+USE_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(\s*"([^"]*)"')
+NONLITERAL_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(\s*(?!")')
 REG_RE = re.compile(r'^\s*X\(\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)', re.M)
 NAME_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+){2,3}$")
 
