@@ -32,6 +32,21 @@
 #define MAX_ARRAY_LEN (1u << 24)
 /* Commands (protocols/qemu-stream.md section 4). */
 #define CMD_PACKAGED 7
+/* Payload records of a VFIO-style device section.  The source of truth is
+ * impl/device/device-savevm.h ("Payload records"); the stream module does
+ * not depend on impl/device, so the documented wire values are repeated
+ * here and must follow that header's bumps:
+ *   0x01 SETUP     be32 format version                        (START only)
+ *   0x02 DATA      be32 length (1 .. 1 MiB) + bytes
+ *   0x03 COMPLETE  the device's state is whole                (END only)
+ *   0x04 EOS       end of this payload
+ * Such a section is recognised by its START payload opening with SETUP. */
+#define DEVREC_SETUP 0x01
+#define DEVREC_DATA 0x02
+#define DEVREC_COMPLETE 0x03
+#define DEVREC_EOS 0x04
+#define DEVREC_FORMAT 1u
+#define DEVREC_MAX_DATA (1u << 20)
 
 typedef struct Started {
     uint32_t id;
@@ -39,6 +54,11 @@ typedef struct Started {
     uint32_t instance;
     uint32_t version;
     bool ended; /* its END section was parsed */
+    /* A device section in the payload-record format (devrec_* below): its
+     * entry in "device_sections" (owned by the document) and what was seen. */
+    json_t *dev;
+    bool setup, complete;
+    uint64_t nrec[5], precopy_bytes, stopcopy_bytes;
 } Started;
 
 typedef struct PageCounts {
@@ -57,7 +77,7 @@ typedef struct Ctx {
     uint8_t *tail;       /* owned */
     MigStream *tail_s;   /* owned reader over tail */
     uint64_t item; /* start of the wire item being read */
-    json_t *doc, *sections, *devices, *commands;
+    json_t *doc, *sections, *devices, *commands, *dev_sections;
 
     MigRamReader ram;
     PageCounts *counts; /* per ram.blocks entry */
@@ -718,6 +738,126 @@ static int parse_ram(Ctx *c, MigErr **errp)
     }
 }
 
+/* ---------------------------------------------------------------- device records */
+
+static const char *devrec_name(unsigned tag)
+{
+    static const char *const names[] = {"?", "SETUP", "DATA", "COMPLETE", "EOS"};
+    return tag < MIG_ARRAY_SIZE(names) ? names[tag] : "?";
+}
+
+/* The stream's sticky error (a cut, a failed read) as the failure of the
+ * record that starts at `at`. */
+static int devrec_check(Ctx *c, uint64_t at, int tag, MigErr **errp)
+{
+    int r = ctx_check(c, errp);
+    if (r && tag >= 0)
+        mig_err_prepend(errp, "%s record at offset %llu", devrec_name((unsigned)tag),
+                        (unsigned long long)at);
+    else if (r)
+        mig_err_prepend(errp, "device record at offset %llu", (unsigned long long)at);
+    return r;
+}
+
+static json_t *devrec_entry(const Started *st, const MigSectionHeader *h)
+{
+    json_t *d = json_object();
+    json_object_set_new(d, "name", json_str(st->name));
+    json_object_set_new(d, "instance_id", json_integer(st->instance));
+    json_object_set_new(d, "version", json_integer(st->version));
+    json_object_set_new(d, "section_id", json_integer(st->id));
+    json_object_set_new(d, "offset", json_u64(h->offset));
+    return d;
+}
+
+/* Fill st->dev from what was counted so far (called after every payload,
+ * so a failed analysis still shows the records before the failure). */
+static void devrec_report(const Started *st)
+{
+    json_t *recs = json_object();
+    for (unsigned t = DEVREC_SETUP; t <= DEVREC_EOS; t++)
+        json_object_set_new(recs, devrec_name(t), json_u64(st->nrec[t]));
+    json_object_set_new(st->dev, "records", recs);
+    json_object_set_new(st->dev, "precopy_bytes", json_u64(st->precopy_bytes));
+    json_object_set_new(st->dev, "stopcopy_bytes", json_u64(st->stopcopy_bytes));
+    json_object_set_new(st->dev, "complete", json_boolean(st->complete));
+}
+
+/* One START/PART/END payload of a device section in the record format: up
+ * to and including its EOS.  DATA bytes are skipped, not kept. */
+static int parse_devrec(Ctx *c, const MigSectionHeader *h, Started *st, MigErr **errp)
+{
+    int r = 0;
+    for (;;) {
+        uint64_t at = c->item = mig_stream_offset(c->s);
+        uint8_t tag = mig_stream_get_u8(c->s);
+        if ((r = devrec_check(c, at, -1, errp)))
+            break;
+        uint32_t v = 0;
+        if (tag == DEVREC_SETUP || tag == DEVREC_DATA) {
+            v = mig_stream_get_be32(c->s);
+            if ((r = devrec_check(c, at, tag, errp)))
+                break;
+        }
+        if (tag < DEVREC_SETUP || tag > DEVREC_EOS) {
+            r = ctx_fail(c, errp, -EPROTO, "unknown device record 0x%02x", tag);
+            break;
+        }
+        if (tag == DEVREC_SETUP) {
+            if (h->type != MIG_SECTION_START || st->setup) {
+                r = ctx_fail(c, errp, -EPROTO, "unexpected SETUP record (%s)",
+                             st->setup ? "the session is already set up"
+                                       : "outside the START section");
+                break;
+            }
+            if (v != DEVREC_FORMAT) {
+                r = ctx_fail(c, errp, -ENOTSUP,
+                             "SETUP record: section format %u is not supported (known: %u)", v,
+                             DEVREC_FORMAT);
+                break;
+            }
+            st->setup = true;
+            json_object_set_new(st->dev, "format", json_integer(v));
+        } else if (tag == DEVREC_DATA) {
+            if (v < 1 || v > DEVREC_MAX_DATA) {
+                r = ctx_fail(c, errp, -EPROTO, "DATA record of %u bytes (allowed: 1 to %u)", v,
+                             DEVREC_MAX_DATA);
+                break;
+            }
+            if (!st->setup || st->complete) {
+                r = ctx_fail(c, errp, -EPROTO, "DATA record %s",
+                             st->setup ? "after the section's COMPLETE"
+                                       : "before the section's SETUP");
+                break;
+            }
+            mig_stream_skip(c->s, v);
+            if ((r = ctx_check(c, errp))) {
+                mig_err_prepend(errp, "DATA record of %u bytes at offset %llu", v,
+                                (unsigned long long)at);
+                break;
+            }
+            if (h->type == MIG_SECTION_END)
+                st->stopcopy_bytes += v;
+            else
+                st->precopy_bytes += v;
+        } else if (tag == DEVREC_COMPLETE) {
+            if (h->type != MIG_SECTION_END || !st->setup || st->complete) {
+                r = ctx_fail(c, errp, -EPROTO, "unexpected COMPLETE record (%s)",
+                             !st->setup           ? "before the section's SETUP"
+                             : st->complete       ? "a second one"
+                                                  : "outside the END section");
+                break;
+            }
+            st->complete = true;
+        }
+        st->nrec[tag]++;
+        if (tag == DEVREC_EOS)
+            break;
+    }
+    devrec_report(st);
+    return r;
+}
+
 /* ---------------------------------------------------------------- sections */
 
 static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
@@ -729,6 +869,7 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
         if (h->type == MIG_SECTION_START && !find_started(c, h->section_id)) {
             c->started = mig_realloc(c->started, (c->nstarted + 1) * sizeof(*c->started));
             Started *st = &c->started[c->nstarted++];
+            memset(st, 0, sizeof(*st));
             st->id = h->section_id;
             memcpy(st->name, h->idstr, sizeof(st->name));
             st->instance = h->instance_id;
@@ -757,6 +898,7 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
 
     uint64_t start = mig_stream_offset(c->s);
     int r;
+    Started *st;
     if (!strcmp(name, RAM_IDSTR)) {
         if (version != RAM_VERSION)
             return ctx_fail(c, errp, -EINVAL, "savevm: unsupported version %u for '%s' v%u",
@@ -764,6 +906,17 @@ static int parse_section(Ctx *c, const MigSectionHeader *h, MigErr **errp)
         r = parse_ram(c, errp);
     } else if (h->type == MIG_SECTION_FULL) {
         r = parse_device(c, h, errp);
+    } else if ((st = find_started(c, h->section_id)) &&
+               (st->dev || (h->type == MIG_SECTION_START &&
+                            (mig_stream_peek_u8(c->s, 0) == DEVREC_SETUP ||
+                             mig_stream_at_eof(c->s))))) {
+        /* A START that ends right after its header is cut: read it as a
+         * device section so the cut is reported as such. */
+        if (!st->dev) {
+            st->dev = devrec_entry(st, h);
+            json_array_append_new(c->dev_sections, st->dev);
+        }
+        r = parse_devrec(c, h, st, errp);
     } else {
         char ename[MIG_STREAM_ESCAPED_MAX];
         r = ctx_fail(c, errp, -ENOTSUP,
@@ -1033,10 +1186,12 @@ static int analyze(Ctx *c, json_t **doc, uint64_t *err_offset, MigErr **errp)
     c->sections = json_array();
     c->devices = json_array();
     c->commands = json_array();
+    c->dev_sections = json_array();
     json_object_set_new(c->doc, "file_size", json_null());
     json_object_set_new(c->doc, "config", json_null());
     json_object_set_new(c->doc, "sections", c->sections);
     json_object_set_new(c->doc, "devices", c->devices);
+    json_object_set_new(c->doc, "device_sections", c->dev_sections);
     json_object_set_new(c->doc, "commands", c->commands);
     json_object_set_new(c->doc, "vmdescription", json_null());
 
@@ -1258,6 +1413,19 @@ void mig_analyze_print_text(FILE *out, const json_t *doc)
                 jstr(x, "name"), jint(x, "instance_id"), jint(x, "version"),
                 jint(x, "section_id"), jint(x, "size"));
         print_vmsd(out, x, 4);
+    }
+
+    json_array_foreach(json_object_get(doc, "device_sections"), i, x)
+    {
+        const json_t *rc = json_object_get(x, "records");
+        fprintf(out,
+                "device section %s instance %lld version %lld (section %lld): %lld SETUP, %lld "
+                "DATA, %lld COMPLETE, %lld EOS records; %lld bytes pre-copy, %lld bytes "
+                "stop-copy; COMPLETE %s\n",
+                jstr(x, "name"), jint(x, "instance_id"), jint(x, "version"),
+                jint(x, "section_id"), jint(rc, "SETUP"), jint(rc, "DATA"), jint(rc, "COMPLETE"),
+                jint(rc, "EOS"), jint(x, "precopy_bytes"), jint(x, "stopcopy_bytes"),
+                json_is_true(json_object_get(x, "complete")) ? "seen" : "missing");
     }
 
     const json_t *vd = json_object_get(doc, "vmdescription");
