@@ -8,7 +8,20 @@
  * are the contract of `migcert analyze --json` (harness/pytest/
  * test_analyze_qemu.py): "config", "sections", "ram_blocks", "complete",
  * plus "header", "devices", "commands", "vmdescription", "eof_offset",
- * "file_size" and, after a failure, "error" {"offset", "message"}.
+ * "file_size", "device_sections" and, after a failure, "error" {"offset",
+ * "message"}.
+ *
+ * "device_sections": one entry per VFIO-style device section, the
+ * iterative sections in the payload-record format of
+ * impl/device/device-savevm.h (recognised by a START payload that opens
+ * with SETUP): {"name", "instance_id", "version", "section_id", "offset"
+ * (its START), "format" (SETUP's), "records" {"SETUP", "DATA", "COMPLETE",
+ * "EOS"}, "precopy_bytes" (DATA bytes in START/PART), "stopcopy_bytes"
+ * (DATA bytes in END), "complete" (COMPLETE seen)}.  Such payloads are
+ * walked record by record, so they need no trailer; a record that is cut,
+ * unknown, of a bad length or in the wrong section is an error naming the
+ * record and its offset (harness/pytest/test_analyze_ours.py).  Other
+ * iterative sections than RAM and these cannot be skipped.
  * Called by: harness/runner/cmd-analyze.c, tests.
  *
  * Why the trailer is needed: a device payload (FULL section) carries no
