@@ -119,3 +119,17 @@ def test_analyze_ours_gpu_unknown_record(run_migcert, gpu_stream, tmp_path):
     p = run_migcert("analyze", bad)
     assert p.returncode == 1
     assert f"unknown device record 0x09 at offset {at}" in p.stderr, p.stderr
+
+
+def test_analyze_ours_gpu_pipe_equals_file(migcert_bin, run_migcert, gpu_stream):
+    data = gpu_stream.read_bytes()
+    whole = json.loads(run_migcert("analyze", "--json", gpu_stream).stdout)
+    p = subprocess.run([str(migcert_bin), "analyze", "--json", "-"], input=data,
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["device_sections"] == whole["device_sections"]
+    n = whole["sections"][2]["offset"] + 10  # inside the second PART's first DATA
+    p = subprocess.run([str(migcert_bin), "analyze", "-"], input=data[:n], capture_output=True,
+                       timeout=60)
+    assert p.returncode == 1
+    assert b"truncated: stream ended at offset %d" % n in p.stderr, p.stderr
