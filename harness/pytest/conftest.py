@@ -21,6 +21,13 @@ Fixtures
   qemu_stream        session-wide: one QEMU 7.2 migration stream (QemuStream: .path,
                      .data bytes, .info = the source's final query-migrate reply)
   qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
+Helpers
+  wait_for_log(proc, text, timeout=10) -> log: polls proc.log() (any object
+                     with .log(), e.g. QmpProcess or test_vm_migration's Vm)
+                     until `text` is in it; fails with the log at the deadline.
+                     A process reports a status change on stderr after QMP
+                     can already show it, so never assert on a log right after
+                     a state change: wait for the line.
 QEMU starts take ~0.1-0.3 s each; share the session fixtures rather than
 starting a QEMU per test.
 """
@@ -53,6 +60,25 @@ def require_qemu():
     if shutil.which(q) is None:
         pytest.fail(f"{q} not found: run `bash ci/deps` (installs qemu-system-x86)", pytrace=False)
     return q
+
+
+def wait_for_log(proc, text, timeout=10.0, poll=0.01):
+    """Return proc.log() once it contains `text`; fail with the log if it
+    does not within `timeout` seconds (or if the process is gone and its
+    log still lacks it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = proc.log()
+        if text in log:
+            return log
+        alive = getattr(proc, "alive", lambda: True)()
+        if time.monotonic() >= deadline or not alive:
+            log = proc.log()  # a process that just exited may have written it last
+            if text in log:
+                return log
+            state = "still running" if alive else "exited"
+            raise AssertionError(f"{text!r} not in the log after {timeout}s ({state}):\n{log}")
+        time.sleep(poll)
 
 
 def _die_with_parent():

@@ -33,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from qmp import QMPError, negotiate_capabilities, offered_capabilities  # noqa: E402
+from conftest import wait_for_log  # noqa: E402
 from test_vm_migration import (UNLIMITED, digest, enabled_caps, set_bandwidth,  # noqa: E402,F401
-                               status, vms, wait_status)
+                               status, vms, wait_digest_changes, wait_status)
 
 FLIP = "x-page-flip"
 
@@ -186,32 +187,41 @@ def test_vm_pageflip_throughput_1g(vms):
           f"({flip_rate:.0f} MiB/s, {flip_cpu:.2f} CPU s)")
 
 
-def flipping_forever(vms):
-    """A flipping migration of a 1 GiB busy guest with downtime-limit 0: it
-    converges only on a pass the guest wrote nothing during, which a 1 GiB
-    pass (about a second) never is: room to interfere while pages fly
-    through the pipe."""
-    dst = vm(vms, "dst", "--incoming", "defer", ram="1G")
-    src = source(vms, dirty=20000, ram="1G")
+def flipping_forever(vms, pause=False):
+    """A flipping migration that cannot complete before the test interferes,
+    by construction rather than by timing: the rate limit (flipped pages count
+    against it) makes the first pass of 64 MiB take 8 s at least, the guest
+    dirties 80 MB/s (ten times the bandwidth) so no later pass converges, and
+    with `pause` pause-before-switchover stops it short of completion anyway.
+    Pages fly through the pipe meanwhile."""
+    dst = vm(vms, "dst", "--incoming", "defer")
+    src = source(vms, dirty=20000)
     assert negotiate_capabilities(src, dst, wanted=[FLIP]) == [FLIP]
+    if pause:
+        src.cmd("migrate-set-capabilities",
+                capabilities=[{"capability": "pause-before-switchover", "state": True}])
     uri = f"unix:{vms.dir}/mig.sock"
     dst.cmd("migrate-incoming", uri=uri)
-    set_bandwidth(src, UNLIMITED)
+    set_bandwidth(src, 8 << 20)
     src.cmd("migrate-set-parameters", {"downtime-limit": 0})
     src.cmd("migrate", uri=uri)
     wait_status(src, ("active",), timeout=10)
     time.sleep(0.3)
-    assert src.cmd("query-migrate")["status"] == "active"
+    info = src.cmd("query-migrate")
+    assert info["status"] == "active", info
+    assert info["ram"]["transferred"] < info["ram"]["total"] // 100, info  # flipping
     return src, dst
 
 
 def again_with_flipping(vms, src, name):
     """The source is intact: flipping again into a fresh destination
     completes with equal digests."""
-    dst = vm(vms, name, "--incoming", "defer", ram="1G")
+    dst = vm(vms, name, "--incoming", "defer")
+    # negotiation also turns off a pause-before-switchover set for the first
     assert negotiate_capabilities(src, dst, wanted=[FLIP]) == [FLIP]
     uri = f"unix:{vms.dir}/{name}.sock"
     dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
     src.cmd("migrate-set-parameters", {"downtime-limit": 300})
     src.cmd("migrate", uri=uri)
     assert flipped(completed(src, dst))
@@ -223,18 +233,20 @@ def test_vm_pageflip_destination_killed_source_keeps_running(vms):
     info = wait_status(src, ("failed",), timeout=20)
     assert info.get("error-desc"), info
     assert status(src) == (True, "running")
-    d1 = digest(src)
-    time.sleep(0.1)
-    assert digest(src) != d1  # the guest is live
+    wait_for_log(src, f"outgoing migration failed: {info['error-desc']}")
+    wait_digest_changes(src)  # the guest is live
     again_with_flipping(vms, src, "dst2")
 
 
 def test_vm_pageflip_cancel_source_keeps_running(vms):
-    src, dst = flipping_forever(vms)
+    src, dst = flipping_forever(vms, pause=True)
     src.cmd("migrate_cancel")
     assert wait_status(src, ("cancelled",), timeout=10)["status"] == "cancelled"
     assert status(src) == (True, "running")
+    wait_for_log(src, "outgoing migration cancelled")
     dinfo = wait_status(dst, ("failed", "cancelled"), timeout=20)
     assert dinfo.get("error-desc"), dinfo
     assert status(dst) == (False, "inmigrate")
+    wait_for_log(dst, f"incoming migration failed: {dinfo['error-desc']}"
+                 if dinfo["status"] == "failed" else "incoming migration cancelled")
     again_with_flipping(vms, src, "dst2")
