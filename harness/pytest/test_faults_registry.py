@@ -78,3 +78,19 @@ def test_faults_registry_list_faults_prints_each_point(registry, used, run_migce
         assert rows[name][1].strip() == sentence, f"{name}: sentence differs"
     not_listed = sorted(set(used) - set(rows))
     assert not not_listed, f"used in impl/ but not printed by list-faults: {not_listed}"
+
+
+def test_faults_registry_every_point_is_reached_by_a_scenario(run_migcert):
+    """Every registered fault point is hit by some scenario of the library.
+
+    `make check` (what CI runs) goes through pytest, so this is where CI
+    fails when a point is unreached: a fault point no scenario reaches is a
+    failure path that nothing exercises.  `migcert list-faults --unreached`
+    runs every scenario once and prints the points no run hit (about 5 s);
+    it must exit 0 and print nothing.  The stderr line says how many points
+    and scenarios it counted.
+    """
+    r = run_migcert("list-faults", "--unreached", timeout=600)
+    assert r.returncode == 0 and r.stdout == "", \
+        f"exit {r.returncode}; unreached points:\n{r.stdout}{r.stderr}"
+    assert " 0 of " in r.stderr, r.stderr

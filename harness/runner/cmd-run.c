@@ -18,10 +18,15 @@
  *   --junit F        JUnit XML
  *   --list           print the case ids and exit
  *   -v               echo each case's event trace on stderr
+ *   -h, --help       usage on stdout, exit 0
  *
  * Output: the seed first; one progress line per case on stderr
- * (`PASS|FAIL|SKIP id ... trace <hash>`); at the end a table of failures
- * with exactly one `REPRO:` line each, then `N passed, N failed` last.
+ * (`PASS|FAIL id ... trace <hash>`); at the end a table of failures
+ * with exactly one `REPRO:` line each, how many pair combinations were not
+ * applicable and why, then `N passed, N failed` last.  A pair that cannot
+ * run a scenario (exec_case_applicable: a device the source machine type
+ * lacks, a capability not known or not offered) is no case at all: not
+ * listed, not run, not in the JSON, whose status is only passed|failed.
  * A case id is the scenario path below scenarios/ without .yaml, plus
  * `[SRC:DST]` with a pair and `+SPEC` for each extra fault.  Exit status: 0
  * iff every case passed, 1 otherwise, 2 on usage errors.
@@ -45,7 +50,7 @@ typedef struct Case {
     MigFaultSpec *extra;
     size_t nextra;
     /* results */
-    const char *status; /* "passed" "failed" "skipped" */
+    const char *status; /* "passed" "failed" */
     char *error;
     char *outcome;
     char *repro;
@@ -67,6 +72,8 @@ typedef struct Opts {
     char *k[16];
     size_t nk;
     const char *json, *junit;
+    size_t na[EXEC_NA__COUNT]; /* pair combinations left out, by reason */
+    bool help;
     Scenario **scns; /* every loaded scenario, freed at the end */
     size_t nscns;
 } Opts;
@@ -74,7 +81,7 @@ typedef struct Opts {
 typedef struct Cases {
     Case *v;
     size_t n, cap;
-    size_t passed, failed, skipped;
+    size_t passed, failed;
 } Cases;
 
 static Case *case_add(Cases *cs)
@@ -248,8 +255,10 @@ static int parse_opts(int argc, char **argv, Opts *o)
         } else if (!strcmp(a, "--junit")) {
             NEED();
             o->junit = v;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            o->help = true;
         } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown option '%s'", a);
+            return usage_error("unknown option '%s' (see migcert run --help)", a);
         } else {
             o->paths[o->npaths++] = (char *)a;
         }
@@ -302,6 +311,15 @@ static int build_cases(Opts *o, Cases *cs)
             c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
             if (!scn)
                 break; /* one failing case per unreadable file */
+            /* a pair that cannot run the scenario is no case at all */
+            char why[256];
+            RunCase probe = {.scn = scn, .pair_src = c->pair_src, .pair_dst = c->pair_dst};
+            int na = exec_case_applicable(&probe, why, sizeof(why));
+            if (na != EXEC_APPLICABLE) {
+                o->na[na]++;
+                case_clear(c);
+                all.n--;
+            }
         }
         mig_err_free(lerr);
     }
@@ -326,9 +344,7 @@ static int build_cases(Opts *o, Cases *cs)
 
 static void print_progress(const Opts *o, size_t idx, size_t total, const Case *c)
 {
-    const char *tag = !strcmp(c->status, "passed") ? "PASS"
-                      : !strcmp(c->status, "skipped") ? "SKIP"
-                                                      : "FAIL";
+    const char *tag = !strcmp(c->status, "passed") ? "PASS" : "FAIL";
     char pos[48];
     if (total)
         snprintf(pos, sizeof(pos), "%zu/%zu", idx, total);
@@ -367,8 +383,10 @@ static void run_one(const Opts *o, Case *c)
         c->status = "failed";
         c->error = mig_strdup_printf("harness: %s", r->error);
     } else if (r->skipped) {
-        c->status = "skipped";
-        c->error = mig_strdup(r->error);
+        /* build_cases() left out the pairs that cannot run the scenario; one
+         * that only shows at run time is a harness bug: red, not hidden */
+        c->status = "failed";
+        c->error = mig_strdup_printf("not applicable, found only at run time: %s", r->error);
     } else if (r->passed) {
         c->status = "passed";
     } else {
@@ -430,9 +448,7 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, size_t *p
                 int ret = exec_run_case(&sc, sr);
                 memcpy(c->trace_hash, sr->trace_hash, sizeof(c->trace_hash));
                 c->outcome = sr->outcome[0] ? mig_strdup(sr->outcome) : NULL;
-                c->status = ret < 0 || (!sr->passed && !sr->skipped) ? "failed"
-                            : sr->skipped                           ? "skipped"
-                                                                    : "passed";
+                c->status = ret < 0 || !sr->passed ? "failed" : "passed";
                 if (strcmp(c->status, "passed"))
                     c->error = mig_strdup(sr->error);
                 c->repro = make_repro(o, c);
@@ -502,8 +518,8 @@ static void write_junit(const Opts *o, const Cases *cs)
         return;
     }
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
-               "<testsuite name=\"migcert-run\" tests=\"%zu\" failures=\"%zu\" skipped=\"%zu\">\n",
-            cs->n, cs->failed, cs->skipped);
+               "<testsuite name=\"migcert-run\" tests=\"%zu\" failures=\"%zu\">\n",
+            cs->n, cs->failed);
     for (size_t i = 0; i < cs->n; i++) {
         const Case *c = &cs->v[i];
         const char *slash = strchr(c->id, '/');
@@ -521,15 +537,53 @@ static void write_junit(const Opts *o, const Cases *cs)
             fprintf(f, "\">REPRO: ");
             xml_escape(f, c->repro);
             fprintf(f, "</failure>");
-        } else if (!strcmp(c->status, "skipped")) {
-            fprintf(f, "<skipped message=\"");
-            xml_escape(f, c->error);
-            fprintf(f, "\"/>");
         }
         fprintf(f, "</testcase>\n");
     }
     fprintf(f, "</testsuite>\n</testsuites>\n");
     fclose(f);
+}
+
+static void print_usage(void)
+{
+    printf("usage: migcert run [PATH...] [options]\n"
+           "Run scenario files (default: scenarios/) in the simulator.\n"
+           "  --seed N         the run's seed (decimal or 0x hex; default 0x5eed)\n"
+           "  --pair SRC:DST   run as these releases (1.0, 1.1, 2.0, 2.1-dev)\n"
+           "  --pairs all      every ordered pair of releases (pairs that cannot run a\n"
+           "                   scenario are left out and counted)\n"
+           "  --fault SPEC     add a fault, e.g. src:mig/transport/write#3; repeatable\n"
+           "  --sweep          fail hit 1, 2, 3 ... of each reached point, a case each\n"
+           "  --shard I/N      run the I-th of N shares of the cases\n"
+           "  -k PAT           only cases whose id contains PAT (repeatable)\n"
+           "  --json F         write the results as JSON\n"
+           "  --junit F        write the results as JUnit XML\n"
+           "  --list           print the case ids and exit\n"
+           "  -v               echo each case's event trace on stderr\n"
+           "  -h, --help       this text\n"
+           "Exit status: 0 when every case passed, 1 otherwise, 2 on usage errors.\n");
+}
+
+/* "N pair combinations not applicable (...)", or nothing when none were. */
+static void print_not_applicable(FILE *f, const Opts *o)
+{
+    static const char *const reason[EXEC_NA__COUNT] = {
+        [EXEC_NA_DEVICE] = "device not in the source machine type",
+        [EXEC_NA_CAPABILITY] = "capability not known or not offered by both",
+    };
+    size_t total = 0;
+    for (int i = 0; i < EXEC_NA__COUNT; i++)
+        total += o->na[i];
+    if (!total)
+        return;
+    fprintf(f, "%zu pair combination(s) not applicable (", total);
+    const char *sep = "";
+    for (int i = 0; i < EXEC_NA__COUNT; i++)
+        if (o->na[i]) {
+            fprintf(f, "%s%s: %zu", sep, reason[i], o->na[i]);
+            sep = ", ";
+        }
+    fprintf(f, ")\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -540,6 +594,10 @@ int cmd_run(int argc, char **argv)
     o.argv0 = argv[-1];
     int rc = parse_opts(argc, argv, &o);
     Cases cs = {0};
+    if (rc == 0 && o.help) {
+        print_usage();
+        goto out;
+    }
     if (rc == 0)
         rc = build_cases(&o, &cs);
     if (rc != 0)
@@ -561,6 +619,7 @@ int cmd_run(int argc, char **argv)
     fflush(stdout);
     fprintf(stderr, "migcert run: seed 0x%llx, %zu case(s)%s\n", (unsigned long long)o.seed,
             cs.n, o.sweep ? " (+ sweeps)" : "");
+    print_not_applicable(stderr, &o);
     Cases done = {0};
     size_t progress = 0;
     for (size_t i = 0; i < cs.n; i++) {
@@ -576,8 +635,6 @@ int cmd_run(int argc, char **argv)
         const char *st = done.v[i].status;
         if (!strcmp(st, "passed"))
             done.passed++;
-        else if (!strcmp(st, "skipped"))
-            done.skipped++;
         else
             done.failed++;
     }
@@ -595,8 +652,7 @@ int cmd_run(int argc, char **argv)
             printf("REPRO: %s\n", c->repro);
         }
     }
-    if (done.skipped)
-        printf("(%zu skipped: the pair cannot run them)\n", done.skipped);
+    print_not_applicable(stdout, &o);
     if (done.n == 1 && done.v[0].trace_hash[0])
         printf("trace: %s\n", done.v[0].trace_hash);
     printf("%zu passed, %zu failed\n", done.passed, done.failed);

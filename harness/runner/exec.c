@@ -1469,6 +1469,42 @@ static const char *unknown_side_cap(const ScnMachine *m, const char *release)
     return NULL;
 }
 
+int exec_case_applicable(const RunCase *c, char *why, size_t whylen)
+{
+    const Scenario *s = c->scn;
+    const char *src_rel = c->pair_src ? c->pair_src : s->src.release;
+    const char *dst_rel = c->pair_dst ? c->pair_dst : s->dst.release;
+    const char *smt = src_machine_type(s, src_rel, dst_rel);
+    const MigRelease *smt_rel = mig_machine_type_find(smt);
+    for (size_t i = 0; i < s->src.ndevices; i++)
+        if (!mig_release_has_device(smt_rel->name, s->src.devices[i])) {
+            snprintf(why, whylen, "machine type %s has no %s", smt, s->src.devices[i]);
+            return EXEC_NA_DEVICE;
+        }
+    const char *cap = unknown_side_cap(&s->src, src_rel);
+    const char *cap_rel = src_rel;
+    if (!cap) {
+        cap = unknown_side_cap(&s->dst, dst_rel);
+        cap_rel = dst_rel;
+    }
+    if (cap) {
+        snprintf(why, whylen, "release %s does not know capability %s", cap_rel, cap);
+        return EXEC_NA_CAPABILITY;
+    }
+    const MigRelease *sr = mig_release_find(src_rel), *dr = mig_release_find(dst_rel);
+    MigCapMask offer = (sr->knows_caps_query ? caps_mask(sr->caps) : 0) &
+                       (dr->knows_caps_query ? caps_mask(dr->caps) : 0);
+    for (size_t i = 0; i < s->nrequires; i++) {
+        int cp = mig_cap_parse(s->requires[i]);
+        if (cp >= 0 && !(offer & MIG_CAP_BIT(cp))) {
+            snprintf(why, whylen, "the scenario requires capability %s, which %s -> %s do "
+                     "not both offer", s->requires[i], src_rel, dst_rel);
+            return EXEC_NA_CAPABILITY;
+        }
+    }
+    return EXEC_APPLICABLE;
+}
+
 int exec_run_case(const RunCase *c, RunResult *r)
 {
     const Scenario *s = c->scn;
@@ -1498,28 +1534,14 @@ int exec_run_case(const RunCase *c, RunResult *r)
     mig_trace_log(run.trace, 0, "harness", "scenario %s seed 0x%llx pair %s:%s", s->path,
                   (unsigned long long)c->seed, src_rel, dst_rel);
 
-    /* devices the pair cannot have: the case does not apply */
-    const char *smt = src_machine_type(s, src_rel, dst_rel);
-    const MigRelease *smt_rel = mig_machine_type_find(smt);
-    for (size_t i = 0; i < s->src.ndevices; i++)
-        if (!mig_release_has_device(smt_rel->name, s->src.devices[i])) {
-            r->skipped = true;
-            snprintf(r->error, sizeof(r->error), "machine type %s has no %s", smt,
-                     s->src.devices[i]);
-            goto out_free;
-        }
-    const char *cap = unknown_side_cap(&s->src, src_rel);
-    const char *cap_rel = src_rel;
-    if (!cap) {
-        cap = unknown_side_cap(&s->dst, dst_rel);
-        cap_rel = dst_rel;
-    }
-    if (cap) {
+    /* a pair that cannot have the scenario's devices or capabilities: the
+     * case does not apply (`migcert run` leaves such cases out) */
+    if (exec_case_applicable(c, r->error, sizeof(r->error)) != EXEC_APPLICABLE) {
         r->skipped = true;
-        snprintf(r->error, sizeof(r->error), "release %s does not know capability %s", cap_rel,
-                 cap);
         goto out_free;
     }
+    const char *smt = src_machine_type(s, src_rel, dst_rel);
+    const MigRelease *smt_rel = mig_machine_type_find(smt);
     /* the destination runs the source's machine type when it knows it (as
      * management starts it), else its own newest */
     const char *dmt = mig_release_index(smt_rel->name) <= mig_release_index(dst_rel)

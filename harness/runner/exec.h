@@ -119,6 +119,20 @@ typedef struct RunResult {
     uint64_t virtual_ns;   /* virtual time the run took */
 } RunResult;
 
+/* Whether the case's pair can run its scenario: EXEC_APPLICABLE, or why not
+ * (the source machine type lacks one of the scenario's devices; a
+ * capability the scenario sets on one side is unknown to that side's
+ * release, or one it requires is not offered by both).  `why` gets the
+ * sentence.  Release data only: nothing runs. */
+typedef enum ExecApplicable {
+    EXEC_APPLICABLE,
+    EXEC_NA_DEVICE,     /* device not in the source machine type */
+    EXEC_NA_CAPABILITY, /* capability not known / not offered by both */
+    EXEC_NA__COUNT
+} ExecApplicable;
+
+int exec_case_applicable(const RunCase *c, char *why, size_t whylen);
+
 /* Run one case.  Returns 0 when the case ran (passed or not: see r->passed),
  * a negative errno when it could not be set up (r->error says why). */
 int exec_run_case(const RunCase *c, RunResult *r);

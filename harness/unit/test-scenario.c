@@ -470,6 +470,39 @@ static void test_scenario_exec_oracles_can_fail(void **state)
     scenario_free(g);
 }
 
+/* A pair that cannot run a scenario is named with its reason before anything
+ * runs: fake-gpu ships with the 2.0 machine type, return-path from 1.1 on. */
+static void test_scenario_exec_applicable_names_why_not(void **state)
+{
+    (void)state;
+    static const char rp_yaml[] =
+        "summary: needs return-path\n"
+        "machines:\n"
+        "  src: {release: \"2.1-dev\", ram: 4M}\n"
+        "requires: [return-path]\n"
+        "steps:\n"
+        "  - migrate: {}\n"
+        "expect:\n"
+        "  outcome: completed\n";
+    Scenario *g = scn(gpu_yaml), *rp = scn(rp_yaml);
+    char why[256] = "";
+    RunCase c = {.scn = g};
+    assert_int_equal(exec_case_applicable(&c, why, sizeof(why)), EXEC_APPLICABLE);
+    c.pair_src = "2.0", c.pair_dst = "1.0";
+    assert_int_equal(exec_case_applicable(&c, why, sizeof(why)), EXEC_APPLICABLE);
+    c.pair_src = "1.1", c.pair_dst = "2.1-dev";
+    assert_int_equal(exec_case_applicable(&c, why, sizeof(why)), EXEC_NA_DEVICE);
+    assert_string_equal(why, "machine type mc-1.1 has no fake-gpu");
+    RunCase d = {.scn = rp, .pair_src = "2.0", .pair_dst = "1.0"};
+    assert_int_equal(exec_case_applicable(&d, why, sizeof(why)), EXEC_NA_CAPABILITY);
+    assert_string_equal(why, "the scenario requires capability return-path, which 2.0 -> 1.0 "
+                             "do not both offer");
+    d.pair_src = "1.1", d.pair_dst = "2.0";
+    assert_int_equal(exec_case_applicable(&d, why, sizeof(why)), EXEC_APPLICABLE);
+    scenario_free(g);
+    scenario_free(rp);
+}
+
 /* New -> old without the old machine type: management's pre-flight refuses
  * before anything is sent, naming device and field; the source runs on.
  * With pre-flight off the destination's own machine-type check refuses. */
@@ -782,6 +815,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test(test_scenario_exec_setup_failure_is_reported),
         cmocka_unit_test(test_scenario_exec_oracles_can_fail),
+        cmocka_unit_test(test_scenario_exec_applicable_names_why_not),
         cmocka_unit_test(test_scenario_exec_preflight_names_device_and_field),
         cmocka_unit_test(test_scenario_exec_pair_rules_apply_to_every_outcome),
         cmocka_unit_test(test_scenario_exec_restart_keeps_destination_machine_type),
