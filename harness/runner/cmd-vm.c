@@ -74,6 +74,7 @@ typedef struct Vm {
     int sigfd;
     MigLoopSource *sigwatch;
     MigStatus last_status;
+    MigStatus reported_status; /* the last outcome line written to stderr */
     int exit_code;
 } Vm;
 
@@ -198,6 +199,38 @@ static void on_signal(int fd, uint32_t events, void *opaque)
         vm_quit(vm);
 }
 
+/* The outcome line of a migration that ended ("... migration failed: why"),
+ * once per status.  Written from the MIGRATION event, before the event goes
+ * out over QMP, and between loop batches (events off).  A query-migrate
+ * answered in the same batch as the failure can still show the status first:
+ * a client waits for the line rather than expecting it. */
+static void vm_report_outcome(Vm *vm)
+{
+    MigMigration *mm = mig_machine_migration(vm->machine);
+    MigStatus st = mig_migration_status(mm);
+    if (st == vm->reported_status)
+        return;
+    vm->reported_status = st;
+    const char *dir = vm->incoming ? "incoming" : "outgoing";
+    if (st == MIG_STATUS_FAILED) {
+        const char *why = mig_migration_error(mm);
+        fprintf(stderr, "migcert vm: %s migration failed: %s\n", dir,
+                why && *why ? why : "no reason given");
+    } else if (st == MIG_STATUS_CANCELLED) {
+        fprintf(stderr, "migcert vm: %s migration cancelled\n", dir);
+    } else if (st == MIG_STATUS_COMPLETED) {
+        fprintf(stderr, "migcert vm: %s migration completed\n", dir);
+    }
+}
+
+static void vm_event(void *opaque, const char *name, json_t *data)
+{
+    Vm *vm = opaque;
+    if (vm->machine && !strcmp(name, "MIGRATION"))
+        vm_report_outcome(vm);
+    mig_qmp_machine_event(vm->mon, name, data);
+}
+
 /* Checked between loop batches: report migration outcomes on stderr; exit
  * only on quit, or on an incoming failure with --exit-on-incoming-failure. */
 static bool vm_should_exit(void *opaque)
@@ -210,19 +243,9 @@ static bool vm_should_exit(void *opaque)
     if (st == vm->last_status)
         return false;
     vm->last_status = st;
-    const char *dir = vm->incoming ? "incoming" : "outgoing";
-    if (st == MIG_STATUS_FAILED) {
-        const char *why = mig_migration_error(mm);
-        fprintf(stderr, "migcert vm: %s migration failed: %s\n", dir,
-                why && *why ? why : "no reason given");
-    } else if (st == MIG_STATUS_CANCELLED) {
-        fprintf(stderr, "migcert vm: %s migration cancelled\n", dir);
-    } else if (st == MIG_STATUS_COMPLETED) {
-        fprintf(stderr, "migcert vm: %s migration completed\n", dir);
+    vm_report_outcome(vm);
+    if (st != MIG_STATUS_FAILED && st != MIG_STATUS_CANCELLED)
         return false;
-    } else {
-        return false;
-    }
     const char *rs = mig_run_state_name(mig_machine_run_state(vm->machine));
     if (!vm->incoming) {
         fprintf(stderr, "migcert vm: the source carries on as it was (%s)\n", rs);
@@ -511,10 +534,12 @@ int cmd_vm(int argc, char **argv)
         /* 0 means "everything supported" to the machine; a release with no
          * capability at all offers the empty mask through an empty list */
         .caps_known = known,
-        .event = mig_qmp_machine_event,
-        .event_opaque = vm.mon,
+        .event = vm_event,
+        .event_opaque = &vm,
     };
     vm.machine = mig_machine_new(vm.loop, &mo, &err);
+    if (vm.machine)
+        vm.reported_status = mig_migration_status(mig_machine_migration(vm.machine));
     if (!vm.machine) {
         fprintf(stderr, "migcert vm: cannot create the machine: %s\n", err ? err->msg : "?");
         goto out_monitor;
