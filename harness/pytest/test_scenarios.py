@@ -168,8 +168,7 @@ def test_scenarios_pairs_not_applicable_are_no_cases(tmp_path):
     1.1 cannot run."""
     js = tmp_path / "p.json"
     scn = "scenarios/devices/fake-gpu-pairs.yaml"
-    if not (REPO / scn).exists():
-        pytest.skip(f"{scn} is gone")
+    assert (REPO / scn).exists(), f"{scn} is gone: this test needs a scenario with fake-gpu pairs"
     r = subprocess.run([str(_bin()), "run", "--pairs", "all", "--json", str(js), scn],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     doc = json.loads(js.read_text())
