@@ -247,6 +247,15 @@ static void run_free(Run *r)
     free(r->tracebuf);
 }
 
+/* The memory oracle: every destination page equals the source's at stop
+ * time (the workload's page function). */
+static void assert_dst_memory(Run *r)
+{
+    MigErr *err = NULL;
+    if (mig_workload_verify(r->w, mig_machine_ram(r->dst), &err))
+        fail_msg("%s", err->msg);
+}
+
 static void test_sim_migration_completes_with_memory_verified(void **state)
 {
     (void)state;
@@ -264,9 +273,7 @@ static void test_sim_migration_completes_with_memory_verified(void **state)
     assert_string_equal(r.statuses, "setup active device completed ");
     /* The guest wrote during pre-copy, so more than one pass happened. */
     assert_true(mig_workload_writes(r.w) > 0);
-    MigErr *err = NULL;
-    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
-        fail_msg("%s", err->msg);
+    assert_dst_memory(&r);
     char d1[65], d2[65];
     mig_machine_ram_digest(r.src, d1);
     mig_machine_ram_digest(r.dst, d2);
@@ -506,9 +513,7 @@ static void test_sim_migration_return_path_completes(void **state)
     assert_string_equal(r.statuses, "setup active device completed ");
     assert_int_equal(mig_machine_run_state(r.src), MIG_RUN_STATE_POSTMIGRATE);
     assert_int_equal(mig_machine_run_state(r.dst), MIG_RUN_STATE_RUNNING);
-    MigErr *err = NULL;
-    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
-        fail_msg("%s", err->msg);
+    assert_dst_memory(&r);
     /* The destination answered the ping and then reported its load. */
     const char *text = run_trace_text(&r);
     assert_non_null(strstr(text, "src: return path: PONG 1"));
@@ -683,9 +688,7 @@ static void test_sim_migration_ignore_shared_both_sides(void **state)
     assert_string_equal(mig_migration_error(mig_machine_migration(r.dst)), "");
     assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
     assert_int_equal(mig_migration_status(mig_machine_migration(r.src)), MIG_STATUS_COMPLETED);
-    MigErr *err = NULL;
-    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
-        fail_msg("%s", err->msg);
+    assert_dst_memory(&r);
     run_free(&r);
 }
 
@@ -710,9 +713,7 @@ static void test_sim_migration_downtime_within_limit_on_slow_link(void **state)
     /* limit + one 100 ms measuring window */
     if (info.downtime > 400)
         fail_msg("downtime %llu ms over a 300 ms limit", (unsigned long long)info.downtime);
-    MigErr *err = NULL;
-    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
-        fail_msg("%s", err->msg);
+    assert_dst_memory(&r);
     run_free(&r);
 }
 
@@ -745,9 +746,7 @@ static void test_sim_migration_downtime_within_limit_with_big_link_buffer(void *
         fail_msg("guest paused %llu ms (source downtime %llu ms) over a 300 ms limit with a "
                  "16 MiB link buffer",
                  (unsigned long long)pause_ms, (unsigned long long)info.downtime);
-    MigErr *err = NULL;
-    if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
-        fail_msg("%s", err->msg);
+    assert_dst_memory(&r);
     run_free(&r);
 }
 
