@@ -231,9 +231,35 @@ static MigTransport *side_transport_new(SideLoop *sl, MigTransport *inner, long 
 /* ---- an arc recorder in front of a VFIO-style device's backend ----
  * It sees every call the engine makes to the device, so the arc oracle
  * judges what the device was really asked to do, independently of the
- * engine's own bookkeeping (mig_device_arc_log). */
+ * engine's own bookkeeping (mig_device_arc_log).
+ * On the source it also follows the saving session as the engine reads it,
+ * for the device-data drop trigger: per phase (the PRE_COPY snapshot, the
+ * STOP_COPY data) the size the device reported on entering it (precopy_info
+ * initial bytes, data_size) and, for every chunk the engine read, where the
+ * chunk's bytes went in the migration stream.  The engine writes each chunk
+ * as one DATA record (tag, be32 length, bytes: device-savevm.h) at the
+ * stream offset it is at when it reads the device. */
 
 #define ARC_REC_MAX 512
+#define DEV_REC_DATA_HDR 5u /* DATA record: tag + be32 length (device-savevm.h) */
+
+enum { ARC_PHASE_PRE_COPY, ARC_PHASE_STOP_COPY, ARC_PHASE__COUNT };
+static const char *const arc_phase_names[ARC_PHASE__COUNT] = {"PRE_COPY snapshot",
+                                                               "STOP_COPY data"};
+
+typedef struct ArcChunk {
+    uint64_t dev_off; /* offset of its first byte in the phase's data */
+    uint64_t len;
+    uint64_t data_at; /* stream offset of its first byte (after the DATA header) */
+} ArcChunk;
+
+typedef struct ArcPhase {
+    bool sized;    /* entered in the current session, size known */
+    uint64_t size; /* PRE_COPY: the snapshot (initial bytes); STOP_COPY: data_size */
+    uint64_t read; /* bytes the engine read in this phase */
+    ArcChunk *c;   /* one per read, i.e. per DATA record */
+    size_t n, cap;
+} ArcPhase;
 
 typedef struct ArcRec {
     MigDevBackend base;
@@ -245,7 +271,55 @@ typedef struct ArcRec {
     int fail_on;  /* device-error step: fail on entering this state (-1: no) */
     MigTrace *trace;
     MigLoop *loop;
+    /* the saving session (source only: mig set) */
+    MigMigration *mig;          /* whose stream the engine writes the reads into */
+    uint64_t sessions;          /* saving sessions opened so far */
+    ArcPhase ph[ARC_PHASE__COUNT];
+    void (*on_read)(void *opaque); /* after each chunk read in a phase */
+    void *opaque;
 } ArcRec;
+
+/* The data phase of a device state: ARC_PHASE_*, -1 when it sends none. */
+static int arc_phase_of(MigDevState s)
+{
+    switch (s) {
+    case MIG_DEV_PRE_COPY:
+    case MIG_DEV_PRE_COPY_P2P:
+        return ARC_PHASE_PRE_COPY;
+    case MIG_DEV_STOP_COPY:
+        return ARC_PHASE_STOP_COPY;
+    default:
+        return -1;
+    }
+}
+
+/* An arc from -> to succeeded: a saving state entered from a non-saving one
+ * opens a session (both phases start over); PRE_COPY* -> STOP_COPY starts
+ * the STOP_COPY phase.  The phase's size is what the device reports now,
+ * before the engine read anything of it. */
+static void arc_rec_phase_enter(ArcRec *a, MigDevState from, MigDevState to)
+{
+    int pf = arc_phase_of(from), pt = arc_phase_of(to);
+    if (!a->mig || pt < 0 || pt == pf)
+        return;
+    if (pf < 0)
+        a->sessions++;
+    for (int k = 0; k < ARC_PHASE__COUNT; k++)
+        if (pf < 0 || k == pt) {
+            a->ph[k].sized = false;
+            a->ph[k].size = a->ph[k].read = 0;
+            a->ph[k].n = 0;
+        }
+    ArcPhase *p = &a->ph[pt];
+    uint64_t initial, dirty, len;
+    const MigDevBackendOps *ops = a->inner->ops;
+    if (pt == ARC_PHASE_PRE_COPY && ops->precopy_info &&
+        ops->precopy_info(a->inner, &initial, &dirty, NULL) == 0)
+        p->sized = true, p->size = initial;
+    else if (pt == ARC_PHASE_STOP_COPY && ops->data_size &&
+             ops->data_size(a->inner, &len, NULL) == 0)
+        p->sized = true, p->size = len;
+}
 
 static void arc_rec_resync(ArcRec *a)
 {
@@ -267,6 +341,7 @@ static int ar_arc(MigDevBackend *b, MigDevState to, MigErr **errp)
         }
         a->total++;
         a->cur = to;
+        arc_rec_phase_enter(a, from, to);
         if (a->fail_on >= 0 && (int)to == a->fail_on && a->inner->ops->force_error) {
             /* the device breaks right after the arc (device-error step): to
              * the engine that arc failed, so it is not in its log either */
@@ -297,7 +372,21 @@ static int ar_get_state(MigDevBackend *b, MigDevState *out, MigErr **errp)
 static ssize_t ar_read(MigDevBackend *b, void *buf, size_t len, MigErr **errp)
 {
     ArcRec *a = (ArcRec *)b;
-    return a->inner->ops->read(a->inner, buf, len, errp);
+    uint64_t at = a->mig ? mig_migration_stream_offset(a->mig) : 0;
+    ssize_t n = a->inner->ops->read(a->inner, buf, len, errp);
+    int ph = arc_phase_of(a->cur);
+    if (!a->mig || n <= 0 || ph < 0)
+        return n;
+    ArcPhase *p = &a->ph[ph];
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 64;
+        p->c = mig_realloc(p->c, p->cap * sizeof(*p->c));
+    }
+    p->c[p->n++] = (ArcChunk){p->read, (uint64_t)n, at + DEV_REC_DATA_HDR};
+    p->read += (uint64_t)n;
+    if (a->on_read)
+        a->on_read(a->opaque);
+    return n;
 }
 
 static ssize_t ar_write(MigDevBackend *b, const void *buf, size_t len, MigErr **errp)
@@ -360,6 +449,8 @@ static void ar_free(MigDevBackend *b)
 {
     ArcRec *a = (ArcRec *)b;
     a->inner->ops->free(a->inner);
+    for (int k = 0; k < ARC_PHASE__COUNT; k++)
+        free(a->ph[k].c);
     free(a);
 }
 
@@ -395,6 +486,26 @@ static ArcRec *arc_rec_new(MigDevBackend *inner)
 
 typedef struct Run Run;
 static void harness_log(Run *run, const char *fmt, ...) MIG_PRINTF(2, 3);
+static void drop_on_read(void *opaque);
+
+/* A `drop: {device-data: P%}` step: the link drops at the stream byte that
+ * carries byte floor(P% of size) (the last one for 100%) of the source
+ * fake-gpu's data of one phase.  Armed by the step; fires (mig_link_drop_at)
+ * as soon as the engine has read that byte from the device, which is before
+ * the byte can reach the link; judged once the migration is over. */
+typedef struct DropTrigger {
+    bool armed, fired, judged;
+    size_t step;       /* 1-based, for messages */
+    int line;
+    int pct;
+    int phase;         /* ARC_PHASE_*, -1 = the one the device sends data in next */
+    uint64_t sessions; /* the device's sessions before this migration: older
+                          sessions' data is not this migration's */
+    uint64_t dev_byte, size; /* once fired: the byte and the phase's size */
+    uint64_t link_byte;      /* its stream offset: the link carries this many */
+    uint64_t record_at;      /* the DATA record holding it */
+    size_t record_no;        /* 1-based, among the phase's DATA records */
+} DropTrigger;
 
 typedef struct Side {
     SideLoop *sl;
@@ -426,6 +537,8 @@ struct Run {
     MigLink *link;
     bool migrating; /* a migrate step ran */
     bool start_refused; /* the last migrate was refused at once */
+    uint64_t gpu_sessions; /* the src fake-gpu's saving sessions at the last migrate */
+    DropTrigger drop;   /* the last device-data drop step */
     bool src_was_running;
     bool preflight_failed; /* management refused to start (pre-flight) */
     char dst_machine_type[32]; /* what management starts the destination with */
@@ -501,6 +614,9 @@ static int gpu_create(Run *run, Side *sd, uint64_t seed, MigErr **errp)
     if (!sd->gpu_sec)
         return -EINVAL;
     if (sd->sl->side == MIG_FAULT_SIDE_SRC) {
+        sd->gpu_rec->mig = mig_machine_migration(sd->m);
+        sd->gpu_rec->on_read = drop_on_read;
+        sd->gpu_rec->opaque = run;
         sd->gpu_shadow = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
         if (!sd->gpu_shadow)
             return -EINVAL;
@@ -786,6 +902,137 @@ static bool wait_pred(void *opaque)
     return !st->time_ns; /* time waits end by the deadline */
 }
 
+/* ---- the device-data drop trigger (DropTrigger) ---- */
+
+static const char *drop_phase_name(const DropTrigger *t)
+{
+    return t->phase < 0 ? "data (the phase it sends data in next)" : arc_phase_names[t->phase];
+}
+
+/* Fire the armed trigger when the engine has read its byte: drop the link at
+ * that byte's stream offset.  -EINVAL (with errp) when the byte already went
+ * over the link: too late for this drop (only possible from the step; a
+ * read hook runs before its bytes are even in the stream). */
+static int drop_trigger_try(Run *run, MigErr **errp)
+{
+    DropTrigger *t = &run->drop;
+    ArcRec *a = run->src.gpu_rec;
+    if (!t->armed || t->fired || !a || !run->link || a->sessions <= t->sessions)
+        return 0;
+    if (t->phase < 0) {
+        if (arc_phase_of(a->cur) < 0)
+            return 0;
+        t->phase = arc_phase_of(a->cur);
+    }
+    const ArcPhase *p = &a->ph[t->phase];
+    if (!p->sized)
+        return 0; /* not entered in this session (yet) */
+    if (!p->size) {
+        t->fired = true;
+        return mig_err_set(errp, -EINVAL, "step %zu (line %d): drop at device-data %d%%: the "
+                           "source's %s has no %s (the device reports 0 bytes)", t->step,
+                           t->line, t->pct, mig_device_name(run->src.gpu),
+                           arc_phase_names[t->phase]);
+    }
+    uint64_t d = p->size / 100 * (uint64_t)t->pct + p->size % 100 * (uint64_t)t->pct / 100;
+    if (d >= p->size)
+        d = p->size - 1;
+    if (d >= p->read)
+        return 0; /* the engine has not read it yet */
+    size_t i = 0;
+    while (i + 1 < p->n && p->c[i].dev_off + p->c[i].len <= d)
+        i++;
+    const ArcChunk *c = &p->c[i];
+    t->fired = true;
+    t->dev_byte = d;
+    t->size = p->size;
+    t->link_byte = c->data_at + (d - c->dev_off);
+    t->record_at = c->data_at - DEV_REC_DATA_HDR;
+    t->record_no = i + 1;
+    uint64_t sent = mig_link_bytes(run->link, MIG_LINK_A_TO_B);
+    if (sent > t->link_byte)
+        return mig_err_set(errp, -EINVAL, "step %zu (line %d): drop at %d%% of the source's "
+                           "%s %s: device byte %llu is stream byte %llu, but the link already "
+                           "carried %llu bytes (too late: drop earlier, or at a later share)",
+                           t->step, t->line, t->pct, mig_device_name(run->src.gpu),
+                           arc_phase_names[t->phase], (unsigned long long)d,
+                           (unsigned long long)t->link_byte, (unsigned long long)sent);
+    mig_link_drop_at(run->link, MIG_LINK_A_TO_B, t->link_byte);
+    harness_log(run, "step %zu: the link drops at byte %llu: inside DATA record %zu of %s's %s "
+                "(at offset %llu), device byte %llu of %llu (%d%%)", t->step,
+                (unsigned long long)t->link_byte, t->record_no, mig_device_name(run->src.gpu),
+                arc_phase_names[t->phase], (unsigned long long)t->record_at,
+                (unsigned long long)d, (unsigned long long)p->size, t->pct);
+    return 0;
+}
+
+static void drop_on_read(void *opaque)
+{
+    drop_trigger_try(opaque, NULL);
+}
+
+static int drop_trigger_arm(Run *run, size_t i, const ScnStep *st, MigErr **errp)
+{
+    if (!run->src.gpu)
+        return mig_err_set(errp, -EINVAL, "step %zu (line %d): drop at device-data: the source "
+                           "has no VFIO-style device (fake-gpu)", i + 1, st->line);
+    DropTrigger *t = &run->drop;
+    if (t->armed && !t->fired)
+        harness_log(run, "step %zu: replaces step %zu's drop, which never happened", i + 1,
+                    t->step);
+    *t = (DropTrigger){.armed = true, .step = i + 1, .line = st->line, .pct = st->device_data,
+                       .sessions = run->gpu_sessions};
+    t->phase = st->device_state < 0 ? -1 : arc_phase_of((MigDevState)st->device_state);
+    harness_log(run, "step %zu: the link drops at %d%% of %s's %s", i + 1, t->pct,
+                mig_device_name(run->src.gpu), drop_phase_name(t));
+    return drop_trigger_try(run, errp);
+}
+
+/* Once the migration is over: say whether the drop landed where it was
+ * placed, i.e. the destination failed reading that DATA record, at that
+ * byte.  The line is what scenarios match (seed-independent up to the
+ * numbers in parentheses). */
+static void drop_trigger_judge(Run *run)
+{
+    DropTrigger *t = &run->drop;
+    if (!t->armed || t->judged)
+        return;
+    t->judged = true;
+    const char *dev = run->src.gpu ? mig_device_name(run->src.gpu) : "fake-gpu";
+    if (!t->fired) {
+        const ArcRec *a = run->src.gpu_rec;
+        const ArcPhase *p = a && t->phase >= 0 ? &a->ph[t->phase] : NULL;
+        if (p && p->sized && a->sessions > t->sessions)
+            harness_log(run, "step %zu: the drop at %d%% of %s's %s never happened: the engine "
+                        "read %llu of its %llu bytes", t->step, t->pct, dev, drop_phase_name(t),
+                        (unsigned long long)p->read, (unsigned long long)p->size);
+        else
+            harness_log(run, "step %zu: the drop at %d%% of %s's %s never happened: the device "
+                        "sent no such data in this migration", t->step, t->pct, dev,
+                        drop_phase_name(t));
+        return;
+    }
+    const char *err = run->dst.m ? mig_migration_error(mig_machine_migration(run->dst.m)) : "";
+    char rec[128], at[96];
+    snprintf(rec, sizeof(rec), "device %s: DATA record at offset %llu: ", dev,
+             (unsigned long long)t->record_at);
+    snprintf(at, sizeof(at), "stream read failed at offset %llu:",
+             (unsigned long long)t->link_byte);
+    if (strstr(err, rec) && strstr(err, at))
+        harness_log(run, "drop landed in DATA record %zu of %s's %s, at %d%% (%sdevice byte "
+                    "%llu of %llu; the destination failed reading the record at offset %llu "
+                    "at byte %llu)", t->record_no, dev, arc_phase_names[t->phase], t->pct,
+                    t->dev_byte + 1 == t->size ? "the last byte: " : "",
+                    (unsigned long long)t->dev_byte, (unsigned long long)t->size,
+                    (unsigned long long)t->record_at, (unsigned long long)t->link_byte);
+    else
+        harness_log(run, "step %zu: the drop missed DATA record %zu of %s's %s: expected the "
+                    "destination to fail reading it (offset %llu) at byte %llu; the destination "
+                    "is %s: %s", t->step, t->record_no, dev, arc_phase_names[t->phase],
+                    (unsigned long long)t->record_at, (unsigned long long)t->link_byte,
+                    mig_status_name(side_status(&run->dst)), err[0] ? err : "no error");
+}
+
 static bool migration_over(void *opaque)
 {
     Run *run = opaque;
@@ -799,6 +1046,8 @@ static bool migration_over(void *opaque)
     MigStatus ds = side_status(&run->dst);
     bool dst_done = run->dst.killed || !run->dst.m || mig_status_is_terminal(ds) ||
                     ds == MIG_STATUS_NONE;
+    if (src_done && dst_done)
+        drop_trigger_judge(run);
     return src_done && dst_done;
 }
 
@@ -927,6 +1176,7 @@ static int do_migrate(Run *run, MigErr **errp)
     }
     run->src_was_running = mig_machine_running(run->src.m);
     run->migrating = true;
+    run->gpu_sessions = run->src.gpu_rec ? run->src.gpu_rec->sessions : 0;
     run->mgmt_resumed = false; /* a new attempt */
     mig_err_free(run->paused_err);
     run->paused_err = NULL;
@@ -1047,6 +1297,8 @@ static int run_step(Run *run, size_t i, MigErr **errp)
         if (!run->link)
             return mig_err_set(errp, -EINVAL, "step %zu (line %d): drop before migrate", i + 1,
                                st->line);
+        if (st->device_data >= 0)
+            return drop_trigger_arm(run, i, st, errp);
         if (st->bytes)
             mig_link_drop_at(run->link, MIG_LINK_A_TO_B, st->bytes);
         else

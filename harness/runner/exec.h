@@ -21,7 +21,12 @@
  *      the query offers the empty mask), plus return-path whenever both
  *      sides offer it (unless the scenario says `return-path: false`),
  *      parameters set; the steps run in order (`migrate` makes a new mem
- *      link per attempt, with the scenario's bandwidth/latency); then the
+ *      link per attempt, with the scenario's bandwidth/latency; a `drop:
+ *      {device-data: P%}` is placed from the source fake-gpu's recorder,
+ *      which sees every chunk the engine reads and where it goes in the
+ *      stream: the link drops at the stream byte that carries that share of
+ *      the device's PRE_COPY snapshot or STOP_COPY data, and the trace says
+ *      whether the destination failed in that DATA record); then the
  *      run waits, in virtual time, until the migration is over on both sides
  *      (bounded by the scenario timeout).  Meanwhile (exec.c
  *      management_watch) management starts the destination paused and

@@ -340,6 +340,8 @@ typedef struct RawSide {
 
 typedef struct RawDrop {
     char *at_byte;
+    char *device_data;
+    char *device_state;
 } RawDrop;
 
 typedef struct RawSlow {
@@ -454,6 +456,8 @@ static const cyaml_schema_field_t side_fields[] = {
 
 static const cyaml_schema_field_t drop_fields[] = {
     STR("at-byte", RawDrop, at_byte),
+    STR("device-data", RawDrop, device_data),
+    STR("device-state", RawDrop, device_state),
     CYAML_FIELD_END,
 };
 
@@ -774,6 +778,18 @@ static int parse_side_name(const char *s)
     return -1;
 }
 
+/* "50%" -> 50; -1 unless an integer from 0 to 100 followed by '%'. */
+static int parse_percent(const char *s)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -1;
+    long v = strtol(s, &end, 10);
+    if (strcmp(end, "%") || v < 0 || v > 100)
+        return -1;
+    return (int)v;
+}
+
 static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
 {
     char base[64], path[128];
@@ -789,6 +805,7 @@ static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         }
     st->line = index_line(c->ix, base);
     st->ram_progress = -1;
+    st->device_data = -1;
     if (count != 1)
         return mig_err_set(c->errp, -EINVAL,
                            "%s:%d: key 'steps': step %zu must have exactly one action "
@@ -827,12 +844,9 @@ static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         st->iteration = w->iteration;
         if (w->ram_progress) {
             snprintf(path, sizeof(path), "%s.ram-progress", base);
-            char *end;
-            long v = strtol(w->ram_progress, &end, 10);
-            if (end == w->ram_progress || strcmp(end, "%") || v < 0 || v > 100)
+            if ((st->ram_progress = parse_percent(w->ram_progress)) < 0)
                 return bad(c, path, "invalid percentage '%s' (expected 0%% to 100%%)",
                            w->ram_progress);
-            st->ram_progress = (int)v;
         }
         if (w->time) {
             snprintf(path, sizeof(path), "%s.time", base);
@@ -885,13 +899,37 @@ static int check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         }
         break;
     }
-    case SCN_STEP_DROP:
-        if (r->drop->at_byte) {
+    case SCN_STEP_DROP: {
+        const RawDrop *d = r->drop;
+        if (d->at_byte) {
             snprintf(path, sizeof(path), "%s.at-byte", base);
-            if (scn_parse_size(r->drop->at_byte, &st->bytes) < 0)
-                return bad(c, path, "invalid byte count '%s'", r->drop->at_byte);
+            if (scn_parse_size(d->at_byte, &st->bytes) < 0)
+                return bad(c, path, "invalid byte count '%s'", d->at_byte);
+        }
+        if (d->device_data) {
+            snprintf(path, sizeof(path), "%s.device-data", base);
+            if (d->at_byte)
+                return bad(c, path, "a drop is either at-byte or device-data, not both");
+            if ((st->device_data = parse_percent(d->device_data)) < 0)
+                return bad(c, path, "invalid share '%s' of the device's data (expected 0%% "
+                           "to 100%%, e.g. 50%%)", d->device_data);
+        }
+        st->device_state = -1;
+        if (d->device_state) {
+            snprintf(path, sizeof(path), "%s.device-state", base);
+            if (!d->device_data)
+                return bad(c, path, "device-state goes with device-data (whose data the "
+                           "drop lands in)");
+            MigDevState ds;
+            if (mig_dev_state_parse(d->device_state, &ds) < 0 ||
+                (ds != MIG_DEV_PRE_COPY && ds != MIG_DEV_STOP_COPY))
+                return bad(c, path, "invalid device state '%s' (expected PRE_COPY or "
+                           "STOP_COPY: the states in which a device sends data)",
+                           d->device_state);
+            st->device_state = (int)ds;
         }
         break;
+    }
     case SCN_STEP_SLOW:
         if (!r->slow->bandwidth && !r->slow->latency)
             return bad(c, base, "slow needs bandwidth or latency");

@@ -70,7 +70,12 @@ typedef struct ScnStep {
     uint64_t bytes;        /* wait: link bytes; drop: at-byte (0 = now) */
     bool has_device_state; /* wait: the source's VFIO-style device is in */
     int device_state;      /*   this MigDevState (e.g. STOP_COPY); device-error:
-                              fail as it enters this state, -1 = now */
+                              fail as it enters this state, -1 = now; drop with
+                              device-data: whose data (PRE_COPY or STOP_COPY),
+                              -1 = the saving state the device is in when the
+                              step runs, else the next one it sends data in */
+    int device_data;       /* drop: percent (0..100) of the source fake-gpu's
+                              data of that state, -1 = not given */
     /* slow */
     uint64_t bandwidth;    /* bytes/s, 0 = unchanged */
     uint64_t latency_ns;

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "common/faults.h"
+#include "device/device.h"
 #include "runner/exec.h"
 #include "runner/faults-spec.h"
 #include "runner/scenario.h"
@@ -190,6 +191,55 @@ static void test_scenario_missing_required_key(void **state)
                  "t.yaml:3: the top level must be a mapping of keys");
     expect_error("just a sentence\n", "t.yaml:1: the top level must be a mapping of keys");
     expect_error("summary: [unclosed\n", "t.yaml:");
+}
+
+/* drop: {device-data: P%, device-state: S}: the share and the phase load;
+ * a bad share, a state without data, or device-data mixed with at-byte is an
+ * error naming file, line and key. */
+static void test_scenario_drop_device_data(void **state)
+{
+    (void)state;
+    const char *wait = "  - wait: {phase: precopy, iteration: 2}\n";
+    MigErr *err = NULL;
+    char *y = variant(wait, "  - drop: {device-data: 100%, device-state: STOP_COPY}\n"
+                            "  - drop: {device-data: 0%}\n  - drop: {at-byte: 64K}\n");
+    Scenario *s = load_str(y, &err);
+    if (!s)
+        fail_msg("%s", err->msg);
+    assert_int_equal(s->nsteps, 4);
+    assert_int_equal(s->steps[1].kind, SCN_STEP_DROP);
+    assert_int_equal(s->steps[1].device_data, 100);
+    assert_int_equal(s->steps[1].device_state, MIG_DEV_STOP_COPY);
+    assert_int_equal(s->steps[1].bytes, 0);
+    assert_int_equal(s->steps[2].device_data, 0);
+    assert_int_equal(s->steps[2].device_state, -1); /* the phase it is in, or the next */
+    assert_int_equal(s->steps[3].device_data, -1);  /* a byte-count drop */
+    assert_int_equal(s->steps[3].bytes, 64 << 10);
+    scenario_free(s);
+    free(y);
+    static const struct {
+        const char *to, *want;
+    } cases[] = {
+        {"  - drop: {device-data: 150%}\n",
+         "t.yaml:12: key 'device-data': invalid share '150%' of the device's data"},
+        {"  - drop: {device-data: half}\n",
+         "t.yaml:12: key 'device-data': invalid share 'half'"},
+        {"  - drop: {device-data: 50}\n", "t.yaml:12: key 'device-data': invalid share '50'"},
+        {"  - drop: {device-data: 50%, device-state: RESUMING}\n",
+         "t.yaml:12: key 'device-state': invalid device state 'RESUMING' (expected PRE_COPY or "
+         "STOP_COPY"},
+        {"  - drop: {device-state: PRE_COPY}\n",
+         "t.yaml:12: key 'device-state': device-state goes with device-data"},
+        {"  - drop: {at-byte: 1M, device-data: 50%}\n",
+         "t.yaml:12: key 'device-data': a drop is either at-byte or device-data, not both"},
+        {"  - drop:\n      device-data: 10%\n      device-sate: PRE_COPY\n",
+         "t.yaml:14: key 'device-sate': unknown key in steps[1].drop"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        y = variant(wait, cases[i].to);
+        expect_error(y, cases[i].want);
+        free(y);
+    }
 }
 
 /* Every truncation of a valid file either loads or fails with FILE:LINE. */
@@ -803,6 +853,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_scenario_wrong_type_names_line_and_key),
         cmocka_unit_test(test_scenario_bad_values_name_line_and_key),
         cmocka_unit_test(test_scenario_missing_required_key),
+        cmocka_unit_test(test_scenario_drop_device_data),
         cmocka_unit_test(test_scenario_every_truncation),
         cmocka_unit_test(test_scenario_value_parsers),
         cmocka_unit_test(test_scenario_fault_spec_forms),

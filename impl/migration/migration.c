@@ -567,6 +567,11 @@ const char *mig_migration_error(const MigMigration *mm)
     return mm->error;
 }
 
+uint64_t mig_migration_stream_offset(const MigMigration *mm)
+{
+    return mm->s ? mig_stream_offset(mm->s) : 0;
+}
+
 static bool running(const MigMigration *mm)
 {
     return mm->status != MIG_STATUS_NONE && !mig_status_is_terminal(mm->status);

@@ -296,6 +296,12 @@ MigStatus mig_migration_status(const MigMigration *mm);
 bool mig_migration_is_incoming(const MigMigration *mm);
 /* The error of a failed migration ("" when none). */
 const char *mig_migration_error(const MigMigration *mm);
+/* Bytes put into the migration stream so far: on the source what the
+ * savevm handlers have written (also what is still buffered and not yet on
+ * the transport), on the destination what it has parsed; the offset the
+ * stream's error messages quote.  0 when no stream is open.  Read-only: the
+ * harness places link faults at a given record of what the engine wrote. */
+uint64_t mig_migration_stream_offset(const MigMigration *mm);
 
 /* Capabilities: query known/enabled; set while no migration runs, or on a
  * destination still waiting for its connection (-EBUSY otherwise); unknown
