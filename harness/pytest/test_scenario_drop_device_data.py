@@ -131,3 +131,66 @@ def test_drop_device_data_end_length_depends_on_the_seed(runs):
     length for every seed: an absolute at-byte would miss it for some."""
     sizes = {int(_landed(runs, seed, "end").group("size")) for seed in SEEDS}
     assert len(sizes) > 1, f"every seed gave the same stop-and-copy length {sizes}"
+
+
+def _one(tmp_path, body):
+    """Run one scenario file made of `body`; its JSON case and the trace."""
+    scn = tmp_path / "drop.yaml"
+    scn.write_text(body)
+    js = tmp_path / "drop.json"
+    r = subprocess.run([str(_bin()), "run", "-v", "--json", str(js), str(scn)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    return json.loads(js.read_text())["cases"][0], r.stderr
+
+
+GPU = """machines:
+  src: {release: "2.1-dev", ram: 16M, fill: zero, devices: [fake-gpu]}
+link: {bandwidth: 200M/s}
+"""
+
+
+def test_drop_device_data_too_late_fails_the_step(tmp_path):
+    """A byte that already went over the link cannot be dropped at: the step
+    fails naming itself, its line and why, instead of dropping elsewhere."""
+    case, trace = _one(tmp_path, "summary: too late\n" + GPU + """steps:
+  - migrate: {}
+  - wait: {phase: stop-copy}
+  - drop: {device-data: 10%, device-state: PRE_COPY}
+expect:
+  outcome: failed
+""")
+    assert case["status"] == "failed"
+    assert "step 3 (line 8): drop at 10% of the source's fake-gpu PRE_COPY snapshot" \
+        in case["error"], case["error"]
+    assert "too late" in case["error"]
+    assert "drop landed" not in trace
+
+
+def test_drop_device_data_needs_a_source_fake_gpu(tmp_path):
+    case, _ = _one(tmp_path, """summary: no device
+machines:
+  src: {release: "2.1-dev", ram: 4M, devices: [fake-serial]}
+steps:
+  - migrate: {}
+  - drop: {device-data: 50%}
+expect:
+  outcome: failed
+""")
+    assert case["status"] == "failed"
+    assert "step 2 (line 6): drop at device-data: the source has no VFIO-style device" \
+        in case["error"], case["error"]
+
+
+def test_drop_device_data_that_never_comes_is_said(tmp_path):
+    """A migration that fails before the device sent that data: no drop, and
+    the trace says so (the scenario's expectation then judges)."""
+    case, trace = _one(tmp_path, "summary: never\n" + GPU + """steps:
+  - migrate: {}
+  - drop: {device-data: 50%, device-state: STOP_COPY}
+faults:
+  - src:mig/transport/write#3
+expect:
+  outcome: failed
+""")
+    assert case["status"] == "passed", case["error"]
+    assert "the drop at 50% of fake-gpu's STOP_COPY data never happened" in trace
