@@ -92,6 +92,7 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_PAUSED_PAGE,  /* flip a byte of a source page while it sits
                                    paused after completing (memory) */
     EXEC_SELFTEST_PAUSED_FIELD, /* change a source device field then (devices) */
+    EXEC_SELFTEST_HEAP,      /* leave a heap block allocated (resources) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 

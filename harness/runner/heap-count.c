@@ -56,6 +56,11 @@ void heap_count_live(HeapCount *out)
     out->blocks = (int64_t)atomic_load_explicit(&live_blocks, memory_order_relaxed);
 }
 
+int64_t heap_count_block_bytes(const void *p)
+{
+    return p ? (int64_t)malloc_usable_size((void *)p) : 0;
+}
+
 bool heap_count_active(void)
 {
     /* through a volatile pointer: the compiler may not drop the pair */

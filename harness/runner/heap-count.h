@@ -53,6 +53,10 @@ typedef struct HeapCount {
 /* The live heap of this process now. */
 void heap_count_live(HeapCount *out);
 
+/* What the counters hold for the live block p (its malloc_usable_size):
+ * lets a caller take a block it knowingly keeps off a comparison, exactly. */
+int64_t heap_count_block_bytes(const void *p);
+
 /* Whether the counters see this process's allocations: true when the
  * wrappers are the allocator, false when something replaced them (valgrind).
  * Probes with one malloc(1)/free; single-threaded callers only. */
