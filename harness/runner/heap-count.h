@@ -19,6 +19,13 @@
  * definitions are in the executable's dynamic symbol table and the
  * executable comes first in symbol lookup.
  *
+ * The block count is exact.  The byte count is exact too, but of usable
+ * sizes, and those depend on the heap's layout: a block freed and
+ * allocated again at the same size may come back a few bytes larger (glibc
+ * hands out the whole free chunk when splitting it would leave too little),
+ * so a caller that wants "nothing leaked" compares blocks and reports
+ * bytes (exec.c oracle_heap).
+ *
  * Process state, harness only: the counters are the one thing here that
  * must be process-wide (the allocator is), relaxed C11 atomics so that a
  * thread allocating meanwhile cannot tear them.  The object lives in
