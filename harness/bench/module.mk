@@ -1,10 +1,11 @@
 # harness/bench/module.mk - sim-bench: simulated migrations per core-minute
 # (issue 5's speed goal), run by ci/bench.  It links the scenario executor
-# (librunner.a, harness/runner/module.mk) like the runner's unit tests do.
+# (librunner.a, harness/runner/module.mk) like the runner's unit tests do,
+# and exports its counted malloc family the same way (HEAP_COUNT_LDFLAGS).
 SIM_BENCH := $(BUILD)/bench/sim-bench
 
 $(SIM_BENCH): $(BUILD)/obj/harness/bench/sim-bench.o $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
 
 bench: $(SIM_BENCH)

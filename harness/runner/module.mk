@@ -7,7 +7,20 @@ $(BUILD)/librunner.a: $(RUNNER_LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-RUNNER_UNIT_BINS := $(BUILD)/unit/test-scenario $(BUILD)/unit/test-releases $(BUILD)/unit/test-faults-spec
+
+# heap-count.o (the heap part of the resource oracle) replaces the malloc
+# family: a binary that links librunner.a must have those definitions in its
+# dynamic symbol table, or shared libraries (libc's own strdup, jansson, a
+# dlopen'd plugin) would bind to glibc's and bypass the counters.  GNU ld
+# already exports a definition that overrides one of a linked shared
+# library; the flags say so explicitly instead of relying on it
+# (test-heap-count checks the result).  `migcert` has -rdynamic.
+HEAP_COUNT_SYMS := malloc free calloc realloc reallocarray memalign aligned_alloc \
+  posix_memalign valloc pvalloc
+HEAP_COUNT_LDFLAGS := $(foreach s,$(HEAP_COUNT_SYMS),-Wl,--export-dynamic-symbol=$(s))
+
+RUNNER_UNIT_BINS := $(BUILD)/unit/test-scenario $(BUILD)/unit/test-releases $(BUILD)/unit/test-faults-spec \
+  $(BUILD)/unit/test-heap-count
 $(RUNNER_UNIT_BINS): $(BUILD)/unit/%: $(BUILD)/obj/harness/unit/%.o $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(CMOCKA_LIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(CMOCKA_LIBS) $(LDLIBS)

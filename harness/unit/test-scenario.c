@@ -19,6 +19,7 @@
 #include "device/device.h"
 #include "runner/exec.h"
 #include "runner/faults-spec.h"
+#include "runner/heap-count.h"
 #include "runner/scenario.h"
 
 static const char good_yaml[] =
@@ -510,8 +511,14 @@ static void test_scenario_exec_oracles_can_fail(void **state)
         {EXEC_SELFTEST_FD, false, "resources: 1 fd(s) more open than before the case"},
         {EXEC_SELFTEST_TRANSPORT, false, "resources: 2 mem transport(s) of the migration link "
                                          "left open"},
+        {EXEC_SELFTEST_HEAP, false, "resources: 1 heap block(s), 120 byte(s) still allocated "
+                                    "after the case (run the REPRO line under valgrind"},
     };
     for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        /* under valgrind the heap count is off (runner/heap-count.h): the
+         * valgrind lane's leak check stands in for that oracle */
+        if (cases[i].st == EXEC_SELFTEST_HEAP && !heap_count_active())
+            continue;
         run_case(cases[i].gpu ? g : s, NULL, NULL, cases[i].st, r);
         assert_red(r, cases[i].want);
     }
