@@ -919,7 +919,7 @@ static int drop_trigger_try(Run *run, MigErr **errp)
 {
     DropTrigger *t = &run->drop;
     ArcRec *a = run->src.gpu_rec;
-    if (!t->armed || t->fired || !a || !run->link || a->sessions <= t->sessions)
+    if (!t->armed || t->fired || t->judged || !a || !run->link || a->sessions <= t->sessions)
         return 0;
     if (t->phase < 0) {
         if (arc_phase_of(a->cur) < 0)
@@ -1032,7 +1032,8 @@ static void drop_trigger_judge(Run *run)
                     "destination to fail reading it (offset %llu) at byte %llu; the destination "
                     "is %s: %s", t->step, t->record_no, dev, arc_phase_names[t->phase],
                     (unsigned long long)t->record_at, (unsigned long long)t->link_byte,
-                    mig_status_name(side_status(&run->dst)), err[0] ? err : "no error");
+                    run->dst.killed ? "killed" : mig_status_name(side_status(&run->dst)),
+                    err[0] ? err : "no error");
 }
 
 static bool migration_over(void *opaque)
@@ -1171,6 +1172,9 @@ static int preflight(Run *run, MigErr **errp)
 static int do_migrate(Run *run, MigErr **errp)
 {
     const Scenario *s = run->s;
+    /* a device-data drop belongs to the attempt it was armed in: said now,
+     * never carried over to this one's link */
+    drop_trigger_judge(run);
     /* snapshot the source devices: the "unchanged on failure" oracle */
     for (size_t i = 0; i < run->src.ndevs; i++) {
         mig_fake_device_free(run->src.before[i]);
@@ -1275,6 +1279,7 @@ static int run_step(Run *run, size_t i, MigErr **errp)
         if (!run->dst.killed)
             return mig_err_set(errp, -EINVAL, "step %zu (line %d): restart of a live "
                                "destination", i + 1, st->line);
+        drop_trigger_judge(run); /* against the destination it was aimed at */
         side_destroy(&run->dst);
         memset(&run->dst, 0, sizeof(run->dst));
         return side_create(run, &run->dst, MIG_FAULT_SIDE_DST, &run->s->dst,
