@@ -40,6 +40,7 @@
 #include "common/faults.h"
 #include "devices/releases.h"
 #include "exec.h"
+#include "heap-count.h"
 
 typedef struct Case {
     char *id;
@@ -620,6 +621,10 @@ int cmd_run(int argc, char **argv)
     fprintf(stderr, "migcert run: seed 0x%llx, %zu case(s)%s\n", (unsigned long long)o.seed,
             cs.n, o.sweep ? " (+ sweeps)" : "");
     print_not_applicable(stderr, &o);
+    if (!heap_count_active())
+        fprintf(stderr, "migcert run: the heap part of the resource oracle is off: "
+                "something else replaced the malloc family (valgrind?); its leak check "
+                "stands in\n");
     Cases done = {0};
     size_t progress = 0;
     for (size_t i = 0; i < cs.n; i++) {

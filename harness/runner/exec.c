@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/faults.h"
 #include "common/fiu-local.h"
@@ -1656,8 +1657,11 @@ static long count_fds(void)
     return n - 1; /* the directory stream's own */
 }
 
-/* The heap part of the resource oracle: once everything the case allocated
- * is freed, as many heap blocks are live as before the case.  Blocks, not
+/* The memory part of the resource oracle: once everything the case
+ * allocated is freed, as many heap blocks are live as before the case
+ * (unless heap_on is false: valgrind replaced the malloc family and checks
+ * it), and no more bytes are mapped with mmap (guest RAM, rings: valgrind
+ * does not see those, so this part always runs).  Blocks, not
  * bytes, decide: a leak always leaves a block, while the byte count moves
  * with the heap's layout even with no leak (glibc may hand a block a few
  * bytes more than asked when the free chunk it splits leaves too little,
@@ -1665,21 +1669,33 @@ static long count_fds(void)
  * come back 16 bytes larger); the bytes are told, not judged.  `kept` is
  * the one block the caller still holds on purpose (the trace, echoed after
  * this), taken off exactly.  Writes the failure into r. */
-static void oracle_heap(const HeapCount *before, const void *kept, RunResult *r)
+static void oracle_heap(bool heap_on, const HeapCount *before, int64_t mapped_before,
+                        const void *kept, RunResult *r)
 {
     HeapCount now;
     heap_count_live(&now);
     long long blocks = now.blocks - before->blocks, bytes = now.bytes - before->bytes;
+    long long mapped = heap_count_mapped() - mapped_before;
     if (kept) {
         blocks -= 1;
         bytes -= heap_count_block_bytes(kept);
     }
-    if (blocks <= 0)
-        return;
-    r->passed = false;
-    snprintf(r->error, sizeof(r->error), "resources: %lld heap block(s), %lld byte(s) still "
-             "allocated after the case (run the REPRO line under valgrind --leak-check=full "
-             "to see where)", blocks, bytes);
+    if (heap_on && blocks > 0) {
+        r->passed = false;
+        snprintf(r->error, sizeof(r->error), "resources: %lld heap block(s), %lld byte(s) "
+                 "still allocated after the case (run the REPRO line under valgrind "
+                 "--leak-check=full --show-leak-kinds=all to see where)", blocks, bytes);
+    } else if (heap_on && blocks < 0) {
+        /* a case frees what an earlier one left: state that outlives a case
+         * (which then depends on the cases before it) */
+        r->passed = false;
+        snprintf(r->error, sizeof(r->error), "resources: the case freed %lld heap block(s) "
+                 "allocated before it (state kept from one case to the next)", -blocks);
+    } else if (mapped > 0) {
+        r->passed = false;
+        snprintf(r->error, sizeof(r->error), "resources: %lld byte(s) still mapped (mmap "
+                 "without munmap: guest RAM, a transport ring) after the case", mapped);
+    }
 }
 
 /* Break one thing on purpose once the migration is over (oracle self-test). */
@@ -1815,7 +1831,9 @@ int exec_run_case(const RunCase *c, RunResult *r)
     const bool heap_on = heap_count_active();
     HeapCount heap_before;
     heap_count_live(&heap_before);
+    const int64_t mapped_before = heap_count_mapped();
     void *heap_left = NULL; /* EXEC_SELFTEST_HEAP's block */
+    void *map_left = MAP_FAILED; /* EXEC_SELFTEST_MAP's page */
 
     run.tracef = open_memstream(&run.tracebuf, &run.tracelen);
     run.trace = mig_trace_new();
@@ -2009,6 +2027,8 @@ out_disarm:
         left_fd = dup(0);
     if (c->selftest == EXEC_SELFTEST_HEAP)
         heap_left = mig_malloc0(120);
+    if (c->selftest == EXEC_SELFTEST_MAP)
+        map_left = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (c->selftest == EXEC_SELFTEST_TRANSPORT && run.src.sl) {
         MigTransport *a, *b;
         MigLinkParams lp = {0};
@@ -2069,9 +2089,11 @@ out_loop:
      * trace it echoes (writing to trace_out may allocate the caller's
      * buffers: after the check); like the other resource checks it only
      * judges a case that ran and passed */
-    if (heap_on && rc == 0 && !r->skipped && r->passed && run.migrating)
-        oracle_heap(&heap_before, run.tracebuf, r);
+    if (rc == 0 && !r->skipped && r->passed && run.migrating)
+        oracle_heap(heap_on, &heap_before, mapped_before, run.tracebuf, r);
     free(heap_left);
+    if (map_left != MAP_FAILED)
+        munmap(map_left, 8192);
     if (c->trace_out && run.tracebuf)
         fwrite(run.tracebuf, 1, run.tracelen, c->trace_out);
     free(run.tracebuf);

@@ -66,9 +66,15 @@
  *                case is built before the baseline (libcrypto's first-use
  *                initialisation by the trace's SHA-256, libfiu's
  *                fiu_init); the trace buffer, echoed to trace_out after the
- *                check, is taken off exactly.  Under valgrind the counters
- *                are off and this check with them: the valgrind lane
- *                (ci/lane-full-valgrind) still gives the leak's stack.
+ *                check, is taken off exactly.  Under valgrind the block
+ *                counters are off and that check with them: the valgrind
+ *                lane (ci/lane-full-valgrind) still gives the leak's stack.
+ *                Then no more bytes mapped with mmap than before (guest
+ *                RAM, transport rings; heap-count.h counts mmap/munmap/
+ *                mremap): "resources: N byte(s) still mapped"; valgrind
+ *                does not see those, so this check always runs.
+ *                All resource checks judge only a case that ran a migrate
+ *                and passed every other oracle.
  *   Pair rules (mig_pair_predict): when the pair breaks, the case expects
  *   `failed` with the error management's pre-flight gives ("pre-flight:
  *   DEVICE: field F", or the engine's "Machine type" refusal with
@@ -108,6 +114,7 @@ typedef enum ExecSelftest {
                                    paused after completing (memory) */
     EXEC_SELFTEST_PAUSED_FIELD, /* change a source device field then (devices) */
     EXEC_SELFTEST_HEAP,      /* leave a heap block allocated (resources) */
+    EXEC_SELFTEST_MAP,       /* leave an anonymous mapping mapped (resources) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 

@@ -14,9 +14,12 @@
  */
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "heap-count.h"
@@ -166,4 +169,61 @@ void *pvalloc(size_t n)
     }
     rounded &= ~(page - 1);
     return align_alloc(page, rounded ? rounded : page);
+}
+
+/* ---- mappings: mmap, munmap and mremap of the executable, counted ----
+ * glibc's malloc maps its big blocks through its own internal mmap, which
+ * these do not see (those blocks are counted as blocks above); everything
+ * else that maps memory by calling mmap (guest RAM, the mem transport's
+ * rings, a file analyze maps) comes here.  The system calls are made
+ * directly, as glibc's wrappers do on x86-64 and aarch64. */
+
+static atomic_int_fast64_t live_mapped;
+
+static int64_t page_round(size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (int64_t)((len + page - 1) & ~(page - 1));
+}
+
+int64_t heap_count_mapped(void)
+{
+    return (int64_t)atomic_load_explicit(&live_mapped, memory_order_relaxed);
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED)
+        atomic_fetch_add_explicit(&live_mapped, page_round(len), memory_order_relaxed);
+    return p;
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    return mmap(addr, len, prot, flags, fd, off);
+}
+
+int munmap(void *addr, size_t len)
+{
+    int rc = (int)syscall(SYS_munmap, addr, len);
+    if (rc == 0)
+        atomic_fetch_sub_explicit(&live_mapped, page_round(len), memory_order_relaxed);
+    return rc;
+}
+
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    void *want = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        want = va_arg(ap, void *);
+        va_end(ap);
+    }
+    void *p = (void *)syscall(SYS_mremap, old, old_len, new_len, flags, want);
+    if (p != MAP_FAILED)
+        atomic_fetch_add_explicit(&live_mapped, page_round(new_len) - page_round(old_len),
+                                  memory_order_relaxed);
+    return p;
 }

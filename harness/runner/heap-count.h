@@ -26,6 +26,12 @@
  * so a caller that wants "nothing leaked" compares blocks and reports
  * bytes (exec.c oracle_heap).
  *
+ * Memory mapped with mmap is not heap: guest RAM and the mem transport's
+ * rings are mmap'ed and never pass through the malloc family, so
+ * heap-count.c replaces mmap, mmap64, munmap and mremap as well and counts
+ * mapped bytes (heap_count_mapped).  Valgrind does not replace those, so
+ * that count works under valgrind too.
+ *
  * Process state, harness only: the counters are the one thing here that
  * must be process-wide (the allocator is), relaxed C11 atomics so that a
  * thread allocating meanwhile cannot tear them.  The object lives in
@@ -68,5 +74,14 @@ int64_t heap_count_block_bytes(const void *p);
  * wrappers are the allocator, false when something replaced them (valgrind).
  * Probes with one malloc(1)/free; single-threaded callers only. */
 bool heap_count_active(void);
+
+/* Bytes the process has mapped through mmap/mremap and not unmapped
+ * (page-rounded lengths): heap-count.c also replaces mmap, mmap64, munmap
+ * and mremap of the executable, because guest RAM and the mem transport's
+ * rings never pass through the malloc family.  glibc's malloc maps its big
+ * blocks with its internal mmap, which this does not see (they are blocks
+ * above).  A MAP_FIXED mapping over an existing one counts twice: nothing
+ * in migcert maps that way. */
+int64_t heap_count_mapped(void);
 
 #endif

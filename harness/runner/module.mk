@@ -16,7 +16,7 @@ $(BUILD)/librunner.a: $(RUNNER_LIB_OBJS)
 # library; the flags say so explicitly instead of relying on it
 # (test-heap-count checks the result).  `migcert` has -rdynamic.
 HEAP_COUNT_SYMS := malloc free calloc realloc reallocarray memalign aligned_alloc \
-  posix_memalign valloc pvalloc
+  posix_memalign valloc pvalloc mmap mmap64 munmap mremap
 HEAP_COUNT_LDFLAGS := $(foreach s,$(HEAP_COUNT_SYMS),-Wl,--export-dynamic-symbol=$(s))
 
 RUNNER_UNIT_BINS := $(BUILD)/unit/test-scenario $(BUILD)/unit/test-releases $(BUILD)/unit/test-faults-spec \

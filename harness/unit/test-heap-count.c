@@ -5,7 +5,8 @@
  * (strdup, open_memstream, fopen, opendir) and the shared libraries'
  * (jansson, libcyaml) go through the wrappers and come back to zero when
  * freed; realloc/calloc/reallocarray/posix_memalign edge cases leave the
- * counters right; every wrapper is what a shared library binds to.
+ * counters right; mmap/mremap/munmap move the mapped count by page-rounded
+ * lengths; every wrapper is what a shared library binds to.
  *
  * Under valgrind (the valgrind lane runs this binary) memcheck replaces the
  * allocator: heap_count_active() is false and the tests check instead that
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -293,7 +295,8 @@ static void test_heap_count_wrappers_are_what_libraries_bind_to(void **state)
     (void)state;
     static const char *const names[] = {"malloc", "free", "calloc", "realloc",
                                         "reallocarray", "memalign", "aligned_alloc",
-                                        "posix_memalign", "valloc", "pvalloc"};
+                                        "posix_memalign", "valloc", "pvalloc", "mmap",
+                                        "mmap64", "munmap", "mremap"};
     Dl_info self, got;
     assert_true(dladdr((void *)heap_count_live, &self) != 0);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -306,6 +309,28 @@ static void test_heap_count_wrappers_are_what_libraries_bind_to(void **state)
     }
 }
 
+/* Mappings made with mmap count by page-rounded length until munmap'ed;
+ * mremap moves the count by the change; a failed call changes nothing.
+ * (Not replaced by valgrind: counted there too.) */
+static void test_heap_count_mappings(void **state)
+{
+    (void)state;
+    const int64_t page = sysconf(_SC_PAGESIZE), base = heap_count_mapped();
+    void *p = mmap(NULL, 3 * page - 100, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(heap_count_mapped() - base, 3 * page);
+    void *q = mremap(p, 3 * page, 5 * page, MREMAP_MAYMOVE);
+    assert_true(q != MAP_FAILED);
+    assert_int_equal(heap_count_mapped() - base, 5 * page);
+    errno = 0;
+    assert_true(mmap(NULL, page, PROT_READ, MAP_PRIVATE, -1, 0) == MAP_FAILED);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(heap_count_mapped() - base, 5 * page);
+    assert_int_equal(munmap(q, 5 * page), 0);
+    assert_int_equal(heap_count_mapped(), base);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +340,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_heap_count_realloc_edges),
         cmocka_unit_test(test_heap_count_aligned_allocations),
         cmocka_unit_test(test_heap_count_wrappers_are_what_libraries_bind_to),
+        cmocka_unit_test(test_heap_count_mappings),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
