@@ -287,6 +287,24 @@ static void test_scenario_value_parsers(void **state)
     assert_int_equal(v, 10ull << 20);
     assert_int_equal(scn_parse_rate("500 pages/s", &v), 0);
     assert_int_equal(v, 500);
+    assert_int_equal(scn_parse_size("1.5K", &v), 0);
+    assert_int_equal(v, 1536);
+    /* what strtod alone would take, and what does not fit in 64 bits */
+    static const char *const bad[] = {"nan", "nAn", "inf", "-1M", "0x10", "1e30G",
+                                      "18446744073709551616", "+4K", ""};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
+        if (scn_parse_size(bad[i], &v) != -EINVAL)
+            fail_msg("size '%s' accepted as %llu", bad[i], (unsigned long long)v);
+        char d[32], b[32];
+        snprintf(d, sizeof(d), "%ss", bad[i]);
+        snprintf(b, sizeof(b), "%s/s", bad[i]);
+        if (scn_parse_duration(d, &v) != -EINVAL)
+            fail_msg("duration '%s' accepted as %llu", d, (unsigned long long)v);
+        if (scn_parse_bandwidth(b, &v) != -EINVAL)
+            fail_msg("bandwidth '%s' accepted as %llu", b, (unsigned long long)v);
+    }
+    assert_int_equal(scn_parse_duration("1e30s", &v), -EINVAL);
+    assert_int_equal(scn_parse_rate("nan pages/s", &v), -EINVAL);
 }
 
 static void test_scenario_fault_spec_forms(void **state)
@@ -511,8 +529,9 @@ static void test_scenario_exec_oracles_can_fail(void **state)
         {EXEC_SELFTEST_FD, false, "resources: 1 fd(s) more open than before the case"},
         {EXEC_SELFTEST_TRANSPORT, false, "resources: 2 mem transport(s) of the migration link "
                                          "left open"},
-        {EXEC_SELFTEST_HEAP, false, "resources: 1 heap block(s), 120 byte(s) still allocated "
-                                    "after the case (run the REPRO line under valgrind"},
+        /* the byte figure is told, not judged: it moves with the heap's
+         * layout (heap-count.h), so only the block count is matched */
+        {EXEC_SELFTEST_HEAP, false, "resources: 1 heap block(s), "},
         {EXEC_SELFTEST_MAP, false, "resources: 8192 byte(s) still mapped (mmap without munmap"},
     };
     for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
