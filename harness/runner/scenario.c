@@ -3,7 +3,9 @@
  * value checks (see scenario.h; keys documented in scenarios/README.md).
  */
 #include <cyaml/cyaml.h>
+#include <ctype.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +34,42 @@ static void scopy(char *dst, size_t size, const char *src)
 
 /* ---- value parsers ---- */
 
-static int parse_u64_suffix(const char *s, uint64_t *num, const char **rest)
+/* A plain decimal number (digits, a point, an exponent) after optional
+ * spaces: what strtod alone would also take (nan, inf, hex floats, a sign)
+ * is refused here, and so is anything not finite. */
+static int parse_decimal(const char *s, double *v, const char **rest)
 {
     while (*s == ' ')
         s++;
-    if (*s < '0' || *s > '9')
+    if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
         return -EINVAL;
     char *end;
-    double v = strtod(s, &end);
-    if (v < 0 || v > 1.8e19)
+    double d = strtod(s, &end);
+    for (const char *q = s; q < end; q++)
+        if (!isdigit((unsigned char)*q) && !strchr(".eE+-", *q))
+            return -EINVAL;
+    if (!isfinite(d))
         return -EINVAL;
-    *num = (uint64_t)v;
+    *v = d;
     *rest = end;
     return 0;
+}
+
+/* v as a uint64_t; -EINVAL when it does not fit (2^64 and up) */
+static int to_u64(double v, uint64_t *out)
+{
+    if (!(v >= 0 && v < 18446744073709551616.0))
+        return -EINVAL;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static int parse_u64_suffix(const char *s, uint64_t *num, const char **rest)
+{
+    double v;
+    if (parse_decimal(s, &v, rest) < 0)
+        return -EINVAL;
+    return to_u64(v, num);
 }
 
 static double size_unit(const char *u)
@@ -67,19 +92,14 @@ static double size_unit(const char *u)
 
 int scn_parse_size(const char *s, uint64_t *out)
 {
-    if (!s)
-        return -EINVAL;
-    while (*s == ' ')
-        s++;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0)
+    const char *end;
+    double v;
+    if (!s || parse_decimal(s, &v, &end) < 0)
         return -EINVAL;
     double mul = size_unit(end);
-    if (mul == 0 || v * mul > 1.8e19)
+    if (mul == 0)
         return -EINVAL;
-    *out = (uint64_t)(v * mul);
-    return 0;
+    return to_u64(v * mul, out);
 }
 
 int scn_parse_duration(const char *s, uint64_t *ns)
@@ -88,13 +108,9 @@ int scn_parse_duration(const char *s, uint64_t *ns)
         const char *s;
         double mul;
     } units[] = {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"min", 60e9}};
-    if (!s)
-        return -EINVAL;
-    while (*s == ' ')
-        s++;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0)
+    const char *end;
+    double v;
+    if (!s || parse_decimal(s, &v, &end) < 0)
         return -EINVAL;
     while (*end == ' ')
         end++;
@@ -103,10 +119,8 @@ int scn_parse_duration(const char *s, uint64_t *ns)
         return 0;
     }
     for (size_t i = 0; i < MIG_ARRAY_SIZE(units); i++)
-        if (!strcmp(end, units[i].s)) {
-            *ns = (uint64_t)(v * units[i].mul);
-            return 0;
-        }
+        if (!strcmp(end, units[i].s))
+            return to_u64(v * units[i].mul, ns);
     return -EINVAL;
 }
 
