@@ -623,8 +623,8 @@ int cmd_run(int argc, char **argv)
     print_not_applicable(stderr, &o);
     if (!heap_count_active())
         fprintf(stderr, "migcert run: the heap part of the resource oracle is off: "
-                "something else replaced the malloc family (valgrind?); its leak check "
-                "stands in\n");
+                "something else replaced the malloc family (valgrind, a sanitizer); its "
+                "leak check stands in\n");
     Cases done = {0};
     size_t progress = 0;
     for (size_t i = 0; i < cs.n; i++) {

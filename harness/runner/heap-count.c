@@ -36,23 +36,6 @@ extern void *__libc_valloc(size_t n);
 static atomic_int_fast64_t live_bytes;
 static atomic_int_fast64_t live_blocks;
 
-static void *counted(void *p)
-{
-    if (p) {
-        atomic_fetch_add_explicit(&live_bytes, (int_fast64_t)malloc_usable_size(p),
-                                  memory_order_relaxed);
-        atomic_fetch_add_explicit(&live_blocks, 1, memory_order_relaxed);
-    }
-    return p;
-}
-
-static void uncount(void *p)
-{
-    atomic_fetch_sub_explicit(&live_bytes, (int_fast64_t)malloc_usable_size(p),
-                              memory_order_relaxed);
-    atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
-}
-
 void heap_count_live(HeapCount *out)
 {
     out->bytes = (int64_t)atomic_load_explicit(&live_bytes, memory_order_relaxed);
@@ -74,6 +57,33 @@ bool heap_count_active(void)
     heap_count_live(&during);
     free(p);
     return p && during.blocks == before.blocks + 1;
+}
+
+/* mapped bytes (heap_count_mapped), moved by the mmap family below */
+static atomic_int_fast64_t live_mapped;
+
+int64_t heap_count_mapped(void)
+{
+    return (int64_t)atomic_load_explicit(&live_mapped, memory_order_relaxed);
+}
+
+#if HEAP_COUNT_REPLACES
+
+static void *counted(void *p)
+{
+    if (p) {
+        atomic_fetch_add_explicit(&live_bytes, (int_fast64_t)malloc_usable_size(p),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&live_blocks, 1, memory_order_relaxed);
+    }
+    return p;
+}
+
+static void uncount(void *p)
+{
+    atomic_fetch_sub_explicit(&live_bytes, (int_fast64_t)malloc_usable_size(p),
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
 }
 
 /* ---- the replaced functions ---- */
@@ -178,17 +188,10 @@ void *pvalloc(size_t n)
  * rings, a file analyze maps) comes here.  The system calls are made
  * directly, as glibc's wrappers do on x86-64 and aarch64. */
 
-static atomic_int_fast64_t live_mapped;
-
 static int64_t page_round(size_t len)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     return (int64_t)((len + page - 1) & ~(page - 1));
-}
-
-int64_t heap_count_mapped(void)
-{
-    return (int64_t)atomic_load_explicit(&live_mapped, memory_order_relaxed);
 }
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -227,3 +230,5 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
                                   memory_order_relaxed);
     return p;
 }
+
+#endif /* HEAP_COUNT_REPLACES */

@@ -58,6 +58,21 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* AddressSanitizer brings its own malloc and mmap interceptors, and a
+ * second replacement in the executable breaks its start-up: with ASan the
+ * functions are not replaced, the counters never move, heap_count_active()
+ * is false (as under valgrind) and ASan's leak checker takes over. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_COUNT_REPLACES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_COUNT_REPLACES 0
+#endif
+#endif
+#ifndef HEAP_COUNT_REPLACES
+#define HEAP_COUNT_REPLACES 1
+#endif
+
 typedef struct HeapCount {
     int64_t bytes;  /* sum of malloc_usable_size() of the live blocks */
     int64_t blocks; /* live blocks */
