@@ -42,7 +42,7 @@ RUNNER_OBJS := $(RUNNER_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:harness/unit/%.c=$(BUILD)/unit/%)
 VENDOR_SOS := $(VENDOR_SRCS:fakes/vendor/%.c=$(BUILD)/fakes/vendor/%.so)
 
-.PHONY: all deps check check-full run unit pytest bench valgrind coverage clean
+.PHONY: all deps check check-full run unit unit-bins pytest bench valgrind coverage clean
 all: $(BUILD)/libmigcert.a $(BUILD)/migcert $(VENDOR_SOS)
 
 $(BUILD)/obj/%.o: %.c
@@ -76,6 +76,9 @@ deps:
 
 unit: all $(UNIT_BINS)
 	@bash ci/lane-unit $(BUILD)
+
+# the unit test binaries, built, not run (ci/lane-full-sanitizers)
+unit-bins: all $(UNIT_BINS)
 
 pytest: all
 	@bash ci/lane-pytest $(BUILD)
