@@ -10,6 +10,17 @@
  * (DESIGN.md "The migcert command"; --spice is parsed and refused with
  * "not built yet" until impl/spice lands.)
  *
+ * Devices: the vmstate-described fakes (fake-serial, fake-nic, fake-rng) are
+ * FULL sections; fake-gpu is a VFIO-style device, a MigDevice over the
+ * in-process plugin table, migrated as the iterative device section
+ * "fake-gpu" (impl/device/device-savevm.h), built as the scenario executor
+ * builds it.  A release (or machine type) that does not ship a device
+ * refuses it, naming itself.  A source's guest fills fake-gpu's memory at
+ * start and, with --dirty-rate, keeps writing it.  Besides QEMU's commands,
+ * x-query-ram-digest and x-query-device-digest (impl/monitor/qmp-commands.h;
+ * this file feeds fake-gpu's memory and registers) let management compare a
+ * source at stop time with its destination.
+ *
  * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
  * then exits 0.  A migration that fails or is cancelled never ends it: the
  * error goes to stderr and stays in query-migrate ("failed" with error-desc,
@@ -123,13 +134,17 @@ static void usage(FILE *out)
             "                    or QEMU's %s (alias %s), only with --devices none\n"
             "  --ram SIZE        bytes of pc.ram: N[K|M|G|T], a bare N is MiB (default 128M)\n"
             "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
-            "                    'none' (the default)\n"
+            "                    'none' (the default); known:\n"
+            "                    %s;\n"
+            "                    fake-gpu, at most one, is VFIO-style (a device section,\n"
+            "                    16 MiB of memory), shipped by releases 2.0 and later\n"
             "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
             "  --spice ADDR      the SPICE server (not built yet)\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
-            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle)\n"
+            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle),\n"
+            "                    to RAM and as many to fake-gpu's memory\n"
             "  --seed N          seed of the guest workload and the loop (default 1)\n"
             "  -S                do not start the guest (prelaunch; stays paused after an\n"
             "                    incoming migration)\n"
@@ -140,7 +155,7 @@ static void usage(FILE *out)
             "                    stopped, and query-migrate says why\n"
             "  --trace           echo the engine's trace on stderr\n",
             mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names(),
-            qemu_machines[0].name, qemu_machines[0].alias);
+            qemu_machines[0].name, qemu_machines[0].alias, mig_device_type_names());
 }
 
 /* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
