@@ -19,6 +19,13 @@ What a user would notice, checked here:
   offers the empty mask and still migrates; a validatable capability the
   source announces and the destination lacks fails the destination at once,
   naming it;
+- devices (--devices default: fake-serial, fake-nic, fake-rng and the
+  VFIO-style fake-gpu): every device digest (x-query-device-digest) of the
+  destination equals the source's at stop time; the source's fake-gpu ends
+  in STOP, the destination's RUNNING; a destination killed mid-way leaves the
+  source's fake-gpu back in RUNNING with the state it had; `migcert analyze`
+  names the fake-gpu device section of a file: stream; a release or machine
+  type without fake-gpu refuses it, naming itself;
 - a destination started with -S stays paused after a completed migration
   until `cont`, as QEMU's;
 - the QMP surface has QEMU's names, replies and error classes, and events
@@ -742,3 +749,161 @@ def test_vm_help_lists_the_documented_options(run_migcert, repo_root):
     documented |= {"--fill", "--dirty-rate", "--seed", "-S", "--exit-on-incoming-failure"}
     missing = sorted(o for o in documented if not re.search(rf"(^|\s|\[){o}\b", r.stdout))
     assert not missing, f"migcert vm --help lacks {missing}:\n{r.stdout}"
+
+
+# ---- devices: vmstate-described and the VFIO-style fake-gpu -------------
+
+GPU_RAM = "64M"
+DEFAULT_DEVICES = {"fake-serial": "vmstate", "fake-nic": "vmstate", "fake-rng": "vmstate",
+                   "fake-gpu": "vfio"}  # release 2.1-dev's, as x-query-device-digest kinds
+
+
+def device_digests(vm):
+    """{id: entry} of x-query-device-digest (entry: digest, kind, [state])."""
+    return {d["id"]: d for d in vm.cmd("x-query-device-digest")["devices"]}
+
+
+def digests_only(devs):
+    return {k: v["digest"] for k, v in devs.items()}
+
+
+def gpu_vm(vms, name, *args):
+    return vms(name, "--ram", GPU_RAM, "--devices", "default", *args)
+
+
+def test_vm_devices_default_migrates_the_gpu_with_equal_digests(vms):
+    """--devices default on 2.1-dev: serial, nic, rng (vmstate) and fake-gpu
+    (a device section).  After the migration the destination holds the
+    source's RAM and every device's state as it was at stop time; the
+    source's fake-gpu is stopped (STOP_COPY -> STOP) and stays so; the
+    destination's runs with its guest, and so does the source's on `cont`.
+    The destination starts with -S so that its guest (which writes device
+    memory, --dirty-rate) cannot move anything before the comparison."""
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst = gpu_vm(vms, "dst", "--incoming", uri, "-S", "--dirty-rate", "2000")  # seed 1
+    src = gpu_vm(vms, "src", "--fill", "random", "--seed", "7", "--dirty-rate", "2000")
+    before = device_digests(src)
+    assert {k: v["kind"] for k, v in before.items()} == DEFAULT_DEVICES
+    assert before["fake-gpu"]["state"] == "RUNNING"
+    # nothing equal before: the check below cannot pass by accident
+    dst_before = device_digests(dst)
+    assert set(dst_before) == set(before)
+    for dev in before:
+        assert dst_before[dev]["digest"] != before[dev]["digest"], dev
+    # the guest writes device memory while it runs
+    deadline = time.monotonic() + 10
+    while device_digests(src)["fake-gpu"]["digest"] == before["fake-gpu"]["digest"]:
+        assert time.monotonic() < deadline, f"fake-gpu memory unchanged\n{src.log()}"
+        time.sleep(0.02)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=uri)
+    info = src.qmp.wait_migration(timeout=60)
+    assert info["status"] == "completed", f"{info}\n{src.log()}\n{dst.log()}"
+    dinfo = wait_status(dst, ("completed", "failed"), timeout=30)
+    assert dinfo["status"] == "completed", f"{dinfo}\n{dst.log()}"
+    assert status(src) == (False, "postmigrate")
+    assert status(dst) == (False, "paused")
+    assert digest(dst) == digest(src)
+    s, d = device_digests(src), device_digests(dst)
+    assert digests_only(d) == digests_only(s)
+    assert s["fake-gpu"]["state"] == "STOP"
+    dst.cmd("cont")
+    assert device_digests(dst)["fake-gpu"]["state"] == "RUNNING"
+    # the destination's guest now writes its device; the source's stays put
+    deadline = time.monotonic() + 10
+    while device_digests(dst)["fake-gpu"]["digest"] == s["fake-gpu"]["digest"]:
+        assert time.monotonic() < deadline, f"dst fake-gpu does not run\n{dst.log()}"
+        time.sleep(0.02)
+    time.sleep(0.05)
+    assert device_digests(src)["fake-gpu"] == s["fake-gpu"]
+    src.cmd("cont")
+    assert device_digests(src)["fake-gpu"]["state"] == "RUNNING"
+    assert src.quit() == 0 and dst.quit() == 0
+
+
+def test_vm_devices_destination_killed_leaves_the_source_gpu_unchanged(vms):
+    """A migration that fails mid-way (the destination dies during pre-copy,
+    the fake-gpu in PRE_COPY): the source runs on, its fake-gpu aborted back
+    to RUNNING with the very state it had, and a second migration works."""
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst = gpu_vm(vms, "dst", "--incoming", uri)
+    src = gpu_vm(vms, "src", "--fill", "random", "--seed", "7")  # idle: nothing moves
+    before, ram_before = device_digests(src), digest(src)
+    set_bandwidth(src, 8 << 20)  # 80 MiB of RAM and device memory: ~10 s
+    src.cmd("migrate", uri=uri)
+    wait_status(src, ("active",), timeout=10)
+    deadline = time.monotonic() + 10
+    while device_digests(src)["fake-gpu"]["state"] != "PRE_COPY":
+        assert time.monotonic() < deadline, f"fake-gpu never in PRE_COPY\n{src.log()}"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    dst.kill()
+    info = wait_status(src, ("failed",), timeout=20)
+    assert info.get("error-desc"), info
+    wait_for_log(src, f"outgoing migration failed: {info['error-desc']}")
+    assert status(src) == (True, "running")
+    after = device_digests(src)
+    assert after["fake-gpu"]["state"] == "RUNNING"
+    assert digests_only(after) == digests_only(before)
+    assert digest(src) == ram_before
+    # and it migrates again, whole
+    dst2 = gpu_vm(vms, "dst2", "--incoming", f"unix:{vms.dir}/mig2.sock")
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=f"unix:{vms.dir}/mig2.sock")
+    assert src.qmp.wait_migration(timeout=60)["status"] == "completed", src.log()
+    assert wait_status(dst2, ("completed", "failed"), timeout=30)["status"] == "completed"
+    assert digests_only(device_digests(dst2)) == digests_only(before)
+    assert device_digests(dst2)["fake-gpu"]["state"] == "RUNNING"
+
+
+def test_vm_devices_default_stream_analyzed_names_the_gpu_section(vms, run_migcert):
+    """A file: stream of `--devices default`: `migcert analyze` finds the
+    fake-gpu device section, complete, and the vmstate devices."""
+    path = vms.dir / "gpu.mig"
+    src = gpu_vm(vms, "src", "--fill", "random", "--seed", "7")
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=f"file:{path}")
+    assert src.qmp.wait_migration(timeout=60)["status"] == "completed", src.log()
+    p = run_migcert("analyze", "--json", path)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["complete"] is True
+    [gpu] = doc["device_sections"]
+    assert gpu["name"] == "fake-gpu" and gpu["complete"] is True, gpu
+    assert gpu["records"]["SETUP"] == 1 and gpu["records"]["COMPLETE"] == 1, gpu
+    # 16 MiB of device memory, all of it touched by --fill, leaves in pre-copy
+    assert gpu["precopy_bytes"] >= 8 << 20, gpu
+    t = run_migcert("analyze", path)
+    assert t.returncode == 0, t.stderr
+    assert re.search(r"device section fake-gpu .*COMPLETE seen", t.stdout), t.stdout
+    for name in ("fake-serial", "fake-nic", "fake-rng"):
+        assert name in t.stdout, t.stdout
+    # the file restores into a destination with the same devices
+    dst = gpu_vm(vms, "dst", "--incoming", f"file:{path}")
+    assert wait_status(dst, ("completed", "failed"), timeout=30)["status"] == "completed", \
+        dst.log()
+    assert digests_only(device_digests(dst)) == digests_only(device_digests(src))
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--release", "1.1", "--devices", "fake-gpu"], "release 1.1 does not ship device fake-gpu"),
+    (["--release", "1.0", "--devices", "fake-serial,fake-gpu"], "release 1.0"),
+    (["--machine", "mc-1.1", "--devices", "fake-gpu"], "machine type mc-1.1 has no device fake-gpu"),
+    (["--devices", "fake-gpu,fake-serial,fake-gpu"], "fake-gpu: one per machine"),
+    (["--devices", "fake-tpu"], "fake-tpu"),
+])
+def test_vm_devices_refused_exit_2(run_migcert, sock_dir, args, words):
+    r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)
+    assert r.returncode == 2, r
+    assert words in r.stderr, r.stderr
+
+
+def test_vm_devices_release_without_the_gpu(vms):
+    """--devices default on release 1.1 (which predates fake-gpu): the
+    vmstate devices only, each with a SHA-256 digest; no devices, no list."""
+    vm = vms("vm", "--ram", "16M", "--release", "1.1", "--devices", "default")
+    devs = device_digests(vm)
+    assert {k: v["kind"] for k, v in devs.items()} == {"fake-serial": "vmstate",
+                                                       "fake-nic": "vmstate"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v["digest"]) for v in devs.values()), devs
+    assert device_digests(vms("none", "--ram", "16M")) == {}

@@ -10,6 +10,17 @@
  * (DESIGN.md "The migcert command"; --spice is parsed and refused with
  * "not built yet" until impl/spice lands.)
  *
+ * Devices: the vmstate-described fakes (fake-serial, fake-nic, fake-rng) are
+ * FULL sections; fake-gpu is a VFIO-style device, a MigDevice over the
+ * in-process plugin table, migrated as the iterative device section
+ * "fake-gpu" (impl/device/device-savevm.h), built as the scenario executor
+ * builds it.  A release (or machine type) that does not ship a device
+ * refuses it, naming itself.  A source's guest fills fake-gpu's memory at
+ * start and, with --dirty-rate, keeps writing it.  Besides QEMU's commands,
+ * x-query-ram-digest and x-query-device-digest (impl/monitor/qmp-commands.h;
+ * this file feeds fake-gpu's memory and registers) let management compare a
+ * source at stop time with its destination.
+ *
  * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
  * then exits 0.  A migration that fails or is cancelled never ends it: the
  * error goes to stderr and stays in query-migrate ("failed" with error-desc,
@@ -50,6 +61,8 @@
 #include "commands.h"
 #include "common/loop.h"
 #include "common/trace.h"
+#include "device/device-savevm.h"
+#include "devices/fake-gpu.h"
 #include "devices/releases.h"
 #include "machine/machine.h"
 #include "monitor/monitor.h"
@@ -67,6 +80,11 @@ typedef struct Vm {
     MigWorkload *work;
     MigFakeDevice *devs[16];
     size_t ndevs;
+    /* the VFIO-style device (fake-gpu), at most one: a device section */
+    MigDevice *gpu;
+    MigDevSection *gpu_sec;
+    MigLoopSource *gpu_dirtier;
+    uint32_t gpu_ops; /* guest writes to its memory per tick (--dirty-rate) */
     MigQmpMachine qmp;
     bool incoming;
     bool exit_on_incoming_failure;
@@ -116,13 +134,17 @@ static void usage(FILE *out)
             "                    or QEMU's %s (alias %s), only with --devices none\n"
             "  --ram SIZE        bytes of pc.ram: N[K|M|G|T], a bare N is MiB (default 128M)\n"
             "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
-            "                    'none' (the default)\n"
+            "                    'none' (the default); known:\n"
+            "                    %s;\n"
+            "                    fake-gpu, at most one, is VFIO-style (a device section,\n"
+            "                    16 MiB of memory), shipped by releases 2.0 and later\n"
             "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
             "  --spice ADDR      the SPICE server (not built yet)\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
-            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle)\n"
+            "  --dirty-rate N    guest writes N pages/s while running (default 0: idle),\n"
+            "                    to RAM and as many to fake-gpu's memory\n"
             "  --seed N          seed of the guest workload and the loop (default 1)\n"
             "  -S                do not start the guest (prelaunch; stays paused after an\n"
             "                    incoming migration)\n"
@@ -133,7 +155,7 @@ static void usage(FILE *out)
             "                    stopped, and query-migrate says why\n"
             "  --trace           echo the engine's trace on stderr\n",
             mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names(),
-            qemu_machines[0].name, qemu_machines[0].alias);
+            qemu_machines[0].name, qemu_machines[0].alias, mig_device_type_names());
 }
 
 /* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
@@ -331,6 +353,119 @@ static void back_ram(MigMachine *m, bool populate)
     }
 }
 
+/* ---- the VFIO-style device ----
+ * fake-gpu as the scenario executor runs it (harness/runner/exec.c
+ * gpu_create): the plugin table in-process, all features (PRE_COPY, P2P),
+ * 16 MiB of device memory, migrated as the iterative device section
+ * "fake-gpu" (impl/device/device-savevm.h). */
+
+#define GPU_MEM ((uint64_t)16 << 20)
+#define GPU_TICK_NS 10000000ull /* the guest writes device memory every 10 ms */
+
+/* The guest writes device memory while it runs, at --dirty-rate writes per
+ * second (each write dirties one page); a stopped device refuses (-EBUSY),
+ * which is what a stopped guest does. */
+static void gpu_tick(void *opaque)
+{
+    Vm *vm = opaque;
+    MigDevBackend *be = mig_device_backend(vm->gpu);
+    if (mig_machine_run_state(vm->machine) == MIG_RUN_STATE_RUNNING)
+        be->ops->guest_run(be, vm->gpu_ops, NULL);
+    vm->gpu_dirtier = mig_loop_timer_add(vm->loop, mig_loop_now_ns(vm->loop) + GPU_TICK_NS,
+                                         gpu_tick, vm);
+}
+
+/* "fake-serial, fake-nic" */
+static const char *device_list(const MigRelease *rel, char *buf, size_t size)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (const char *const *d = rel->devices; d && *d && at < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", at ? ", " : "", *d);
+    return buf;
+}
+
+/* Create and register the fake-gpu; errors name the release or machine type
+ * that does not ship it. */
+static int add_gpu(Vm *vm, const MigRelease *rel, const char *machine, uint64_t seed,
+                   MigErr **errp)
+{
+    char have[128];
+    if (vm->gpu)
+        return mig_err_set(errp, -EINVAL, "device fake-gpu: one per machine");
+    if (!mig_release_has_device(rel->name, "fake-gpu"))
+        return mig_err_set(errp, -ENODEV, "release %s does not ship device fake-gpu (it has: %s)",
+                           rel->name, device_list(rel, have, sizeof(have)));
+    const MigRelease *mt = mig_machine_type_find(machine);
+    if (mt && !mig_release_has_device(mt->name, "fake-gpu"))
+        return mig_err_set(errp, -ENODEV, "machine type %s has no device fake-gpu", machine);
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, GPU_MEM};
+    MigDevBackend *be = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
+    if (!be)
+        return -EINVAL;
+    vm->gpu = mig_device_new("fake-gpu", be, errp); /* owns be, even on failure */
+    if (!vm->gpu)
+        return -EINVAL;
+    vm->gpu_sec = mig_dev_section_register(mig_machine_savevm(vm->machine), vm->gpu, "fake-gpu",
+                                           0, errp);
+    if (!vm->gpu_sec)
+        return -EINVAL;
+    return 0;
+}
+
+/* The source's guest gives its device content (as --fill does to RAM) and,
+ * with --dirty-rate, keeps writing it. */
+static void gpu_start(Vm *vm, bool fill, uint64_t dirty_rate)
+{
+    if (!vm->gpu)
+        return;
+    MigDevBackend *be = mig_device_backend(vm->gpu);
+    if (fill)
+        be->ops->guest_run(be, (uint32_t)(GPU_MEM / FAKE_GPU_PAGE), NULL);
+    if (!dirty_rate)
+        return;
+    uint64_t per_tick = dirty_rate * GPU_TICK_NS / 1000000000ull;
+    vm->gpu_ops = (uint32_t)MIG_MIN(MIG_MAX(per_tick, (uint64_t)1), (uint64_t)UINT32_MAX);
+    vm->gpu_dirtier = mig_loop_timer_add(vm->loop, mig_loop_now_ns(vm->loop) + GPU_TICK_NS,
+                                         gpu_tick, vm);
+}
+
+/* MigQmpMachine.device_state: the fake-gpu's memory, then its registers as
+ * big-endian 32-bit words. */
+static int vm_device_state(void *opaque, const MigSaveEntry *e, MigQmpDigestFeed *feed, void *ctx,
+                           const char **state)
+{
+    Vm *vm = opaque;
+    if (!vm->gpu_sec || e->opaque != vm->gpu_sec)
+        return 0;
+    MigcertDevice *inst = mig_device_backend(vm->gpu)->instance;
+    size_t len = 0;
+    const uint8_t *mem = fake_gpu_memory(inst, &len);
+    feed(ctx, mem, len);
+    const uint32_t *regs = fake_gpu_regs(inst);
+    uint8_t be[4 * FAKE_GPU_NREGS];
+    for (unsigned i = 0; i < FAKE_GPU_NREGS; i++) {
+        be[4 * i] = (uint8_t)(regs[i] >> 24);
+        be[4 * i + 1] = (uint8_t)(regs[i] >> 16);
+        be[4 * i + 2] = (uint8_t)(regs[i] >> 8);
+        be[4 * i + 3] = (uint8_t)regs[i];
+    }
+    feed(ctx, be, sizeof(be));
+    *state = mig_dev_state_name(mig_device_state(vm->gpu));
+    return 1;
+}
+
+static void gpu_free(Vm *vm)
+{
+    if (vm->gpu_dirtier)
+        mig_loop_remove(vm->loop, vm->gpu_dirtier);
+    vm->gpu_dirtier = NULL;
+    mig_dev_section_free(vm->gpu_sec);
+    vm->gpu_sec = NULL;
+    mig_device_free(vm->gpu);
+    vm->gpu = NULL;
+}
+
 static int add_devices(Vm *vm, const char *list, const MigRelease *rel, const char *machine,
                        uint64_t seed)
 {
@@ -350,9 +485,23 @@ static int add_devices(Vm *vm, const char *list, const MigRelease *rel, const ch
              t = strtok_r(NULL, ",", &save))
             items[n++] = t;
     }
+    /* vmstate-described devices first, in the order given; the device
+     * section last, so that the section order (and x-query-device-digest's)
+     * does not depend on where fake-gpu sits in the list, and so that its
+     * entry, removed from the registry before the machine is freed, is the
+     * last one (the migration's per-entry bookkeeping is by index) */
     int rc = 0;
+    size_t gpu_at = n;
     for (size_t i = 0; i < n && rc == 0; i++) {
         MigErr *err = NULL;
+        if (!strcmp(items[i], "fake-gpu")) {
+            if (gpu_at < n) {
+                fprintf(stderr, "migcert vm: --devices: device fake-gpu: one per machine\n");
+                rc = -EINVAL;
+            }
+            gpu_at = i;
+            continue;
+        }
         MigFakeDevice *d = mig_fake_device_new(items[i], rel->name, machine, seed + i, &err);
         if (d && mig_fake_device_register(d, mig_machine_savevm(vm->machine), &err) < 0) {
             mig_fake_device_free(d);
@@ -365,6 +514,13 @@ static int add_devices(Vm *vm, const char *list, const MigRelease *rel, const ch
             break;
         }
         vm->devs[vm->ndevs++] = d;
+    }
+    if (rc == 0 && gpu_at < n) {
+        MigErr *err = NULL;
+        rc = add_gpu(vm, rel, machine, seed + gpu_at, &err);
+        if (rc < 0)
+            fprintf(stderr, "migcert vm: --devices: %s\n", err ? err->msg : "fake-gpu");
+        mig_err_free(err);
     }
     free(copy);
     return rc;
@@ -560,10 +716,14 @@ int cmd_vm(int argc, char **argv)
             goto out_devices;
         }
     }
+    /* as with RAM: an incoming machine's device state comes from the stream */
+    gpu_start(&vm, !incoming, dirty_rate);
     vm.qmp = (MigQmpMachine){.machine = vm.machine,
                              .quit = vm_quit,
                              .quit_opaque = &vm,
-                             .no_caps_commands = !rel->knows_caps_query};
+                             .no_caps_commands = !rel->knows_caps_query,
+                             .device_state = vm_device_state,
+                             .device_state_opaque = &vm};
     if (mig_qmp_add_machine_commands(vm.mon, &vm.qmp) < 0 ||
         mig_monitor_add_commands(vm.mon, vm_cmds, MIG_ARRAY_SIZE(vm_cmds), &vm) < 0) {
         fprintf(stderr, "migcert vm: duplicate QMP command\n");
@@ -614,6 +774,9 @@ out_workload:
     mig_workload_free(vm.work);
 out_devices:
 out_machine:
+    /* the device section leaves the registry before the machine goes (as
+     * in the executor); it is the registry's last entry (add_devices) */
+    gpu_free(&vm);
     /* the machine goes first: it may still emit events (a cancel) into the
      * monitor; no handler runs without the loop */
     mig_machine_free(vm.machine);

@@ -3,6 +3,7 @@
  * handler is a thin translation between QMP JSON and impl/machine's API; the
  * monitor has already checked argument types against the specs below.
  */
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,84 @@ static int q_ram_digest(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     return 0;
 }
 
+static void sha256_feed(void *ctx, const void *buf, size_t len)
+{
+    EVP_DigestUpdate(ctx, buf, len);
+}
+
+static void sha256_hex(EVP_MD_CTX *ctx, char out[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx, md, &len);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    out[64] = '\0';
+}
+
+/* One device of x-query-device-digest, or NULL when `e` is not a device
+ * (RAM, or an iterative section the embedder does not describe). */
+static json_t *device_digest(MigQmpMachine *b, const MigSaveEntry *e, EVP_MD_CTX *ctx,
+                             MigErr **errp)
+{
+    const char *kind = "vmstate", *state = NULL;
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    if (e->kind == MIG_SAVE_FULL) {
+        /* its canonical bytes: the vmstate it would send now */
+        MigStream *s = mig_stream_new_mem_writer();
+        int rc = mig_savevm_entry_save_full(e, s, errp);
+        if (rc == 0)
+            rc = mig_stream_take_error(s, errp);
+        if (rc < 0) {
+            mig_stream_free(s);
+            mig_err_prepend(errp, "x-query-device-digest: device %s", e->idstr);
+            return NULL;
+        }
+        size_t len;
+        const uint8_t *data = mig_stream_mem_data(s, &len);
+        EVP_DigestUpdate(ctx, data, len);
+        mig_stream_free(s);
+    } else {
+        kind = "vfio";
+        if (!b->device_state ||
+            b->device_state(b->device_state_opaque, e, sha256_feed, ctx, &state) <= 0)
+            return NULL;
+    }
+    char hex[65];
+    sha256_hex(ctx, hex);
+    json_t *d = json_pack("{s:s, s:I, s:s, s:s}", "id", e->idstr, "instance-id",
+                          (json_int_t)e->instance_id, "kind", kind, "digest", hex);
+    if (state)
+        json_object_set_new(d, "state", json_string(state));
+    return d;
+}
+
+static int q_device_digest(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    MigQmpMachine *b = opaque;
+    const MigSavevm *sv = mig_machine_savevm(b->machine);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return mig_err_set(errp, -ENOMEM, "x-query-device-digest: no digest context");
+    json_t *list = json_array();
+    /* registration order: the order of the machine's sections */
+    for (size_t i = 0; i < mig_savevm_count(sv); i++) {
+        MigErr *err = NULL;
+        json_t *d = device_digest(b, mig_savevm_entry(sv, i), ctx, &err);
+        if (err) {
+            int rc = mig_err_propagate(errp, err);
+            json_decref(list);
+            EVP_MD_CTX_free(ctx);
+            return rc;
+        }
+        if (d)
+            json_array_append_new(list, d);
+    }
+    EVP_MD_CTX_free(ctx);
+    *ret = json_pack("{s:o}", "devices", list);
+    return 0;
+}
+
 static const MigQmpArg set_caps_args[] = {{"capabilities", MIG_QMP_ARG_ARRAY, false}, {NULL}};
 /* Typed here so a wrong type is refused naming the argument; the engine
  * refuses names it does not know. */
@@ -157,6 +236,7 @@ static const MigQmpCommand machine_cmds[] = {
     {"migrate-incoming", q_migrate_incoming, uri_args, false},
     {"migrate-continue", q_migrate_continue, state_args, false},
     {"x-query-ram-digest", q_ram_digest, NULL, false},
+    {"x-query-device-digest", q_device_digest, NULL, false},
 };
 
 static const MigQmpCommand caps_cmds[] = {
