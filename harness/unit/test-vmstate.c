@@ -169,7 +169,8 @@ static void test_vmstate_bad_bool_and_count_leave_object_unchanged(void **state)
     wire[48] = 9; /* n: above list's capacity of 4 */
     err = NULL;
     assert_int_equal(load_bytes(&all_desc, &obj, 1, wire, sizeof(wire), &err), -EPROTO);
-    assert_string_equal(err->msg, "all-types: field list: count 9 exceeds capacity 4");
+    assert_string_equal(err->msg,
+                        "all-types: field list: count 9 exceeds capacity 4 (stream offset 49)");
     assert_memory_equal(&obj, &before, sizeof(obj));
     mig_err_free(err);
 }
@@ -448,13 +449,15 @@ static void test_vmstate_wire_bytes_var16_var32_counts(void **state)
     memcpy(wire, counted_wire, sizeof(wire));
     wire[0] = 0x01, wire[1] = 0x00;
     assert_int_equal(load_bytes(&counted_vmsd, &back, 1, wire, sizeof(wire), &err), -EPROTO);
-    assert_string_equal(err->msg, "counted: field a16: count 256 exceeds capacity 3");
+    assert_string_equal(err->msg,
+                        "counted: field a16: count 256 exceeds capacity 3 (stream offset 2)");
     assert_memory_equal(&back, &before, sizeof(back));
     mig_err_free(err), err = NULL;
     memcpy(wire, counted_wire, sizeof(wire));
     wire[6] = wire[7] = wire[8] = wire[9] = 0xff;
     assert_int_equal(load_bytes(&counted_vmsd, &back, 1, wire, sizeof(wire), &err), -EPROTO);
-    assert_string_equal(err->msg, "counted: field w32: count 4294967295 exceeds capacity 4");
+    assert_string_equal(err->msg, "counted: field w32: count 4294967295 exceeds capacity 4 "
+                                  "(stream offset 10)");
     assert_memory_equal(&back, &before, sizeof(back));
     mig_err_free(err), err = NULL;
 
@@ -580,14 +583,16 @@ static void test_vmstate_version_too_new_too_old(void **state)
     memcpy(&before, &r, sizeof(r));
     MigErr *err = NULL;
     assert_int_equal(load_bytes(&rtc_v1, &r, 2, wire, sizeof(wire), &err), -EINVAL);
-    assert_string_equal(err->msg, "fake-rtc: incoming version 2 is too new for local version 1");
+    assert_string_equal(err->msg, "fake-rtc: incoming version 2 is too new for local version 1 "
+                                  "(stream offset 0)");
     mig_err_free(err);
     err = NULL;
     static const VmsDescription rtc_min2 = {
         .name = "fake-rtc", .version_id = 3, .minimum_version_id = 2, .fields = rtc_v2_fields};
     assert_int_equal(load_bytes(&rtc_min2, &r, 1, wire, sizeof(wire), &err), -ENOTSUP);
     assert_string_equal(err->msg,
-                        "fake-rtc: incoming version 1 is too old for local minimum version 2");
+                        "fake-rtc: incoming version 1 is too old for local minimum version 2 "
+                        "(stream offset 0)");
     assert_memory_equal(&r, &before, sizeof(r));
     mig_err_free(err);
 }
@@ -721,7 +726,7 @@ static void test_vmstate_subsection_unknown_and_too_new(void **state)
     err = NULL;
     assert_int_equal(load_bytes(&clock_noreset, &c, 1, too_new, sizeof(too_new), &err), -EINVAL);
     assert_string_equal(err->msg, "fake-clock: subsection fake-clock/ack: incoming version 3 is "
-                                  "too new for local version 2");
+                                  "too new for local version 2 (stream offset 24)");
     assert_memory_equal(&c, &before, sizeof(c));
     mig_err_free(err);
 
@@ -730,7 +735,8 @@ static void test_vmstate_subsection_unknown_and_too_new(void **state)
     Clock d = {.base = 5, .ack = 6};
     err = NULL;
     assert_int_equal(load_bytes(&clock_vmsd, &d, 1, bad, sizeof(bad), &err), -EINVAL);
-    assert_string_equal(err->msg, "fake-clock: post_load hook of fake-clock failed");
+    assert_string_equal(err->msg,
+                        "fake-clock: post_load hook of fake-clock failed (stream offset 4)");
     assert_int_equal(d.base, 5);
     assert_int_equal(d.ack, 6); /* pre_load had reset it; restored */
     mig_err_free(err);

@@ -72,6 +72,7 @@ typedef struct Walk {
     size_t plen;
     MigErr **errp;
     bool hooks;
+    bool load; /* s is the incoming stream: errors say where in it */
     AmbCheck *checks;
     size_t nchecks, capchecks;
 } Walk;
@@ -108,11 +109,17 @@ static int walk_fail(Walk *w, int code, const char *fmt, ...)
     if (vasprintf(&msg, fmt, ap) < 0)
         msg = NULL;
     va_end(ap);
+    /* a load error says where in the incoming stream, unless the message
+     * does already (the stream's own errors name their offset) */
+    char at[48] = "";
+    if (w->load && (!msg || !strstr(msg, "offset")))
+        snprintf(at, sizeof(at), " (stream offset %llu)",
+                 (unsigned long long)mig_stream_offset(w->s));
     if (w->plen)
-        mig_err_set(w->errp, code, "%s: field %s: %s", w->top->name, w->path,
-                    msg ? msg : "error");
+        mig_err_set(w->errp, code, "%s: field %s: %s%s", w->top->name, w->path,
+                    msg ? msg : "error", at);
     else
-        mig_err_set(w->errp, code, "%s: %s", w->top->name, msg ? msg : "error");
+        mig_err_set(w->errp, code, "%s: %s%s", w->top->name, msg ? msg : "error", at);
     free(msg);
     return code;
 }
@@ -755,7 +762,7 @@ int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int versio
         return mig_stream_take_error(s, errp);
     Snap sn = {0};
     snap_desc(&sn, desc, obj, 0);
-    Walk w = {.s = s, .top = desc, .errp = errp, .hooks = true};
+    Walk w = {.s = s, .top = desc, .errp = errp, .hooks = true, .load = true};
     int ret = check_version(&w, desc, version_id, false);
     if (ret == 0)
         ret = load_desc(&w, desc, obj, version_id, false);
