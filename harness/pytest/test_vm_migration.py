@@ -704,6 +704,12 @@ def test_vm_old_release_has_no_capability_commands(vms):
     # QEMU's machine type: only for a machine without devices
     (["--machine", "pc", "--devices", "default"], "--devices none"),
     (["--machine", "pc-q35-7.2"], "pc-q35-7.2"),
+    # devices a release or machine type does not have
+    (["--release", "1.1", "--devices", "fake-gpu"], "release 1.1 does not ship device fake-gpu"),
+    (["--release", "1.0", "--devices", "fake-serial,fake-gpu"], "release 1.0"),
+    (["--machine", "mc-1.1", "--devices", "fake-gpu"], "machine type mc-1.1 has no device fake-gpu"),
+    (["--devices", "fake-gpu,fake-serial,fake-gpu"], "fake-gpu: one per machine"),
+    (["--devices", "fake-tpu"], "fake-tpu"),
 ])
 def test_vm_bad_options_exit_2(run_migcert, sock_dir, args, words):
     r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)
@@ -883,19 +889,6 @@ def test_vm_devices_default_stream_analyzed_names_the_gpu_section(vms, run_migce
     assert wait_status(dst, ("completed", "failed"), timeout=30)["status"] == "completed", \
         dst.log()
     assert digests_only(device_digests(dst)) == digests_only(device_digests(src))
-
-
-@pytest.mark.parametrize("args,words", [
-    (["--release", "1.1", "--devices", "fake-gpu"], "release 1.1 does not ship device fake-gpu"),
-    (["--release", "1.0", "--devices", "fake-serial,fake-gpu"], "release 1.0"),
-    (["--machine", "mc-1.1", "--devices", "fake-gpu"], "machine type mc-1.1 has no device fake-gpu"),
-    (["--devices", "fake-gpu,fake-serial,fake-gpu"], "fake-gpu: one per machine"),
-    (["--devices", "fake-tpu"], "fake-tpu"),
-])
-def test_vm_devices_refused_exit_2(run_migcert, sock_dir, args, words):
-    r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)
-    assert r.returncode == 2, r
-    assert words in r.stderr, r.stderr
 
 
 def test_vm_devices_release_without_the_gpu(vms):
