@@ -1536,12 +1536,21 @@ static void test_stream_analyze_stream_reader_matches_buffer(void **state)
     for (size_t n = 0; n < b.len; n++) {
         MigErr *e1 = NULL, *e2 = NULL;
         uint64_t a1 = 0, a2 = 0;
-        int r1 = mig_analyze_buffer(b.data, n, NULL, &a1, &e1);
-        int r2 = analyze_via_transport(b.data, n, 1 + n % 300, NULL, &a2, &e2);
+        json_t *d1 = NULL, *d2 = NULL;
+        int r1 = mig_analyze_buffer(b.data, n, &d1, &a1, &e1);
+        int r2 = analyze_via_transport(b.data, n, 1 + n % 300, &d2, &a2, &e2);
         if (r1 != r2 || a1 != a2 || !e1 || !e2 || strcmp(e1->msg, e2->msg))
             fail_msg("prefix %zu: buffer %d at %llu '%s', stream %d at %llu '%s'", n, r1,
                      (unsigned long long)a1, e1 ? e1->msg : "", r2, (unsigned long long)a2,
                      e2 ? e2->msg : "");
+        /* the pipe was read to its end: its size is known, as the file's */
+        json_int_t s1 = json_integer_value(json_object_get(d1, "file_size"));
+        json_int_t s2 = json_integer_value(json_object_get(d2, "file_size"));
+        if (s1 != (json_int_t)n || s2 != (json_int_t)n)
+            fail_msg("prefix %zu: file_size %lld (buffer), %lld (stream)", n, (long long)s1,
+                     (long long)s2);
+        json_decref(d1);
+        json_decref(d2);
         mig_err_free(e1);
         mig_err_free(e2);
     }

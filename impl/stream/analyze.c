@@ -1213,12 +1213,16 @@ static int analyze(Ctx *c, json_t **doc, uint64_t *err_offset, MigErr **errp)
         mig_stream_take_error(c->s, &err);
     }
     finish_doc(c);
-    /* The size is known when the end was read (a buffer, a pipe's tail) or
-     * the parse reached it. */
+    /* The size is known when the end was read (a buffer, a pipe's tail), the
+     * parse reached it, or the input ended under the parse (a truncated
+     * stream through a pipe). */
+    uint64_t len;
     if (c->have_end)
         json_object_set_new(c->doc, "file_size", json_u64(c->end_base + c->end_len));
     else if (r == 0)
         json_object_set_new(c->doc, "file_size", json_u64(mig_stream_offset(c->s)));
+    else if (mig_stream_input_length(c->s, &len))
+        json_object_set_new(c->doc, "file_size", json_u64(len));
     json_object_set_new(c->doc, "complete", json_boolean(r == 0));
     if (r) {
         json_t *e = json_object();

@@ -206,6 +206,14 @@ uint64_t mig_stream_offset(const MigStream *s)
     return s->offset;
 }
 
+bool mig_stream_input_length(const MigStream *s, uint64_t *len)
+{
+    if (!s->eof)
+        return false;
+    *len = s->offset + (s->rlen - s->rpos);
+    return true;
+}
+
 /* ---------------------------------------------------------------- writer */
 
 static int inject_flush(void)

@@ -141,6 +141,10 @@ size_t mig_stream_peek(MigStream *s, void *buf, size_t len, size_t at);
  * a sticky error).  On a transport with nothing to read yet it returns false
  * and the stream becomes starved. */
 bool mig_stream_at_eof(MigStream *s);
+/* Once the transport said EOF (memory readers: always): the input's whole
+ * length, bytes consumed plus bytes still buffered, and true; false while
+ * more may come. */
+bool mig_stream_input_length(const MigStream *s, uint64_t *len);
 void mig_stream_mark(MigStream *s);
 void mig_stream_rewind(MigStream *s);
 bool mig_stream_starved(const MigStream *s);
