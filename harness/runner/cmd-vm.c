@@ -359,7 +359,6 @@ static void back_ram(MigMachine *m, bool populate)
  * 16 MiB of device memory, migrated as the iterative device section
  * "fake-gpu" (impl/device/device-savevm.h). */
 
-#define GPU_MEM ((uint64_t)16 << 20)
 #define GPU_TICK_NS 10000000ull /* the guest writes device memory every 10 ms */
 
 /* The guest writes device memory while it runs, at --dirty-rate writes per
@@ -399,7 +398,7 @@ static int add_gpu(Vm *vm, const MigRelease *rel, const char *machine, uint64_t 
     const MigRelease *mt = mig_machine_type_find(machine);
     if (mt && !mig_release_has_device(mt->name, "fake-gpu"))
         return mig_err_set(errp, -ENODEV, "machine type %s has no device fake-gpu", machine);
-    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, GPU_MEM};
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, FAKE_GPU_MACHINE_MEM};
     MigDevBackend *be = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
     if (!be)
         return -EINVAL;
@@ -421,7 +420,7 @@ static void gpu_start(Vm *vm, bool fill, uint64_t dirty_rate)
         return;
     MigDevBackend *be = mig_device_backend(vm->gpu);
     if (fill)
-        be->ops->guest_run(be, (uint32_t)(GPU_MEM / FAKE_GPU_PAGE), NULL);
+        be->ops->guest_run(be, (uint32_t)(FAKE_GPU_MACHINE_MEM / FAKE_GPU_PAGE), NULL);
     if (!dirty_rate)
         return;
     uint64_t per_tick = dirty_rate * GPU_TICK_NS / 1000000000ull;

@@ -570,7 +570,6 @@ static MigCapMask caps_mask(const char *const *names)
 
 /* ---- the VFIO-style device of a side ---- */
 
-#define GPU_MEM ((uint64_t)16 << 20)
 #define GPU_TICK_NS 1000000ull /* the guest writes device memory every 1 ms, */
 #define GPU_OPS 4u             /* 4 writes each: ~16 MB/s of dirty pages */
 
@@ -599,7 +598,7 @@ static int gpu_create(Run *run, Side *sd, uint64_t seed, MigErr **errp)
 {
     if (sd->gpu)
         return mig_err_set(errp, -EINVAL, "fake-gpu: one per machine");
-    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, GPU_MEM};
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, FAKE_GPU_MACHINE_MEM};
     MigDevBackend *be = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
     if (!be)
         return -EINVAL;
