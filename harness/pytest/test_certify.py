@@ -3,10 +3,13 @@
 and its report names the one rule it breaks, peers migrate both ways (and a
 v1/v2 pair is refused under peer-compatible), a crashing or hanging plugin
 fails its cases under plugin-crash / plugin-timeout without taking the
-suite down (and a hang does not make the run wait once per case), a plugin
+suite down (and a hang does not make the run wait once per case), a time
+budget stops starting cases (measured on a virtual clock the test sets,
+MIGCERT_CERTIFY_CASE_MS, so no test depends on the machine's speed), a plugin
 of an unknown ABI version, without the symbol or with a malformed vmstate
 description is refused by name, every callback gets an injected failure
-that fires, and the command line and report writing fail cleanly.
+that fires, the command line and report writing fail cleanly, and a
+control character in a message is shown as \\xNN in well-formed XML.
 
 Reports go to a per-test tmp folder (never reports/out).
 """

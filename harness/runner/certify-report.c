@@ -2,7 +2,7 @@
  * certify-report.c - the certificate of `migcert certify`: report.txt (for
  * a person, with a REPRO line per failure), report.json (every listed case
  * with its status, rule and repro; rules_broken; the counts) and
- * report.junit.xml (through report-junit.c, shared with `migcert run`).
+ * report.junit.xml (through report.c, shared with `migcert run`).
  * Cases that -k did not select are not listed.  Each writer returns 0 or
  * -errno with `what` naming the file.
  */
