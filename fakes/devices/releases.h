@@ -1,6 +1,6 @@
 /*
  * releases.h - the release history of the fake machine, as data
- * (DESIGN.md "Versions"): releases 1.0, 1.1, 2.0 and the working tree
+ * (docs/architecture.md section 7): releases 1.0, 1.1, 2.0 and the working tree
  * 2.1-dev, their capabilities, device descriptions and migration-data
  * versions, and the machine types that make a newer build emit what an older
  * one loads.

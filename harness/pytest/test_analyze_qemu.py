@@ -63,7 +63,7 @@ is written to it -- harness/runner/cmd-analyze.c, impl/stream/analyze.c):
 
 The stream: `qemu-system-x86_64 -M pc -m 64 -display none -nodefaults -S`,
 migrated with `migrate "exec:cat > F"` (conftest.py, qemu_stream, once per
-session).  Malformations follow qemu-stream.md section 8.
+session).  Malformations follow docs/protocol-qemu-stream.md section 9.
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k 'analyze and footer'
 """
 import json
@@ -155,7 +155,8 @@ def test_analyze_qemu_json_ram_is_start_parts_end(analyzed_json, layout):
     assert types[0] == "start" and types[-1] == "end" and set(types[1:-1]) <= {"part"}, types
     assert {s["section_id"] for s in ram} == {layout.ram_section_id}
     assert all(s["version"] == 4 and s["instance_id"] == 0 for s in ram)
-    # RAM sections come before every device section (qemu-stream.md section 4).
+    # RAM sections come before every device section
+    # (docs/protocol-qemu-stream.md section 4).
     order = [s["type"] for s in analyzed_json["sections"]]
     assert order.index("full") > max(i for i, s in enumerate(analyzed_json["sections"])
                                      if s["name"] == "ram")
@@ -207,7 +208,7 @@ def test_analyze_missing_file_is_a_usage_error(run_migcert, tmp_path):
     assert "absent.mig" in r.stderr
 
 
-# -- malformed streams (qemu-stream.md section 8) ------------------------------
+# -- malformed streams (docs/protocol-qemu-stream.md section 9) ----------------
 
 def _mutations(data, lay):
     """name -> (bytes, allowed offset range, words one of which must appear)."""

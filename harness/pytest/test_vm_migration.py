@@ -14,7 +14,8 @@ What a user would notice, checked here:
   the destination stays up, stopped (inmigrate), says why on stderr and in
   query-migrate, refuses `cont`, and exits 0 on `quit`.  QEMU's destination
   exits 1 instead; --exit-on-incoming-failure asks for that;
-- capabilities as in seed 004 (qmp.negotiate_capabilities): both sides
+- capabilities as management negotiates them (qmp.negotiate_capabilities;
+  docs/protocol-qemu-stream.md section 12): both sides
   queried, the intersection set on both; a release without the query (1.0)
   offers the empty mask and still migrates; a validatable capability the
   source announces and the destination lacks fails the destination at once,
@@ -412,7 +413,7 @@ def test_vm_cancel_before_anything_is_a_no_op(vms):
     assert src.cmd("query-status")["running"] is True
 
 
-# ---- capabilities (seed 004) ---------------------------------------------
+# ---- capabilities (docs/protocol-qemu-stream.md section 12) --------------
 
 def enabled_caps(vm):
     return {c["capability"] for c in vm.cmd("query-migrate-capabilities") if c["state"]}
@@ -743,7 +744,7 @@ def test_vm_destination_exits_on_garbage_stream_when_asked(vms):
 
 
 def test_vm_help_lists_the_documented_options(run_migcert, repo_root):
-    """Every option of the README's `migcert vm` synopsis (DESIGN.md's) and of
+    """Every option of the README's `migcert vm` synopsis (docs/architecture.md 5) and of
     the issue's list is in `migcert vm --help`."""
     r = run_migcert("vm", "--help", timeout=10)
     assert r.returncode == 0, r.stderr

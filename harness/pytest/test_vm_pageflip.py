@@ -1,4 +1,5 @@
-"""test_vm_pageflip.py - localhost migration with page flipping (seed 002)
+"""test_vm_pageflip.py - localhost migration with page flipping
+(docs/protocol-qemu-stream.md section 14)
 between two `migcert vm` processes: capability x-page-flip negotiated over
 QMP (qmp.negotiate_capabilities), the stream on the unix socket carrying
 page addresses only while the pages go through a pipe passed with

@@ -1,7 +1,7 @@
 /*
  * exec.h - the scenario executor: one case = one scenario run on the
  * simulator loop with a seed, an optional version pair and extra faults,
- * followed by the oracles of DESIGN.md "Oracles".
+ * followed by the oracles of docs/architecture.md section 6.1.
  *
  * Owns: RunCase / RunResult and exec_run_case().
  * Called by: `migcert run` (cmd-run.c), `migcert list-faults --unreached`,

@@ -372,7 +372,7 @@ static void test_migration_params_are_qemus(void **state)
     MigParams p;
     mig_migration_params(mm, &p);
     json_t *q = mig_params_to_json(&p);
-    /* QEMU 7.2's defaults (qemu-stream.md section 11 and qapi). */
+    /* QEMU 7.2's defaults (docs/protocol-qemu-stream.md section 15 and qapi). */
     static const struct {
         const char *name;
         json_int_t v;

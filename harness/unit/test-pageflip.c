@@ -1,5 +1,6 @@
 /*
- * test-pageflip.c - localhost migration with page flipping (seed 002): two
+ * test-pageflip.c - localhost migration with page flipping
+ * (docs/protocol-qemu-stream.md section 14): two
  * machines on the epoll loop over a socketpair, the pipe fd handed over
  * after the setup HOOK record, pages moved through the pipe (RAM digest and
  * the workload oracle equal, the socket carrying < 1% of RAM), the
@@ -36,7 +37,7 @@ typedef struct Pair {
 
 /* Both machines on one epoll loop.  known_*: what each release offers
  * (0 = everything this build supports); want: what management asks for,
- * cut down to what both offer (seed 004's rule). */
+ * cut down to what both offer (docs/protocol-qemu-stream.md section 12). */
 static void pair_setup(Pair *p, uint64_t ram, uint64_t dirty_rate, MigCapMask known_src,
                        MigCapMask known_dst, MigCapMask want)
 {

@@ -11,7 +11,7 @@
  * Called by: impl/machine (devices of a machine), the savevm glue,
  * `migcert certify` (harness/runner/cmd-certify.c), tests.
  *
- * The states and arcs are the kernel's (protocols/vfio-migration.md 1.2-1.6):
+ * The states and arcs are the kernel's (docs/protocol-vfio.md sections 3-6):
  *
  *                     +---------- RESUMING
  *                     v              ^

@@ -1,6 +1,7 @@
 /*
  * ram-format.h - the wire format of RAM section payloads: record flags, the
- * record decoder and the record encoders (protocols/qemu-stream.md section 6).
+ * record decoder and the record encoders (docs/protocol-qemu-stream.md
+ * section 7).
  *
  * Owns: only the byte layout.  What to send (dirty tracking, zero-page
  * detection, passes) belongs to impl/ram; what a record means to a guest

@@ -6,7 +6,8 @@
  * QEMUFile habit: after the first error every put/get does nothing, and
  * callers check once per section).  Also the v3 framing: file header,
  * configuration section, section START/PART/END/FULL headers with footers,
- * EOF and the VMDESCRIPTION trailer (protocols/qemu-stream.md sections 2-7).
+ * EOF and the VMDESCRIPTION trailer (docs/protocol-qemu-stream.md sections
+ * 2-4 and 8).
  * Called by: impl/vmstate, impl/ram, impl/migration, the analyzer and tools.
  *
  * Non-blocking reads: engine readers run over non-blocking transports, so a
@@ -25,10 +26,11 @@
  * grows the buffer only for the rest: memory stays bounded by what the
  * transport refused.  A failure there becomes the sticky error.)
  *
- * Error codes depart from STYLE.md on purpose in one place: where QEMU 7.2's
- * loader fails a stream with a given errno (protocols/qemu-stream.md section
- * 8: bad magic, missing configuration, machine type, footers -> -EINVAL;
- * stream version -> -ENOTSUP), the framing getters return the same errno, so
+ * Error codes depart from docs/style.md section 3 on purpose in one place:
+ * where QEMU 7.2's loader fails a stream with a given errno
+ * (docs/protocol-qemu-stream.md section 9: bad magic, missing
+ * configuration, machine type, footers -> -EINVAL; stream version ->
+ * -ENOTSUP), the framing getters return the same errno, so
  * a failure reads the same whether QEMU or migcert loaded the stream and a
  * conformance case can compare the two.  Malformations QEMU has no errno
  * for are -EPROTO; a stream that ends inside an item is -EIO.
@@ -47,8 +49,9 @@
 #define MIG_STREAM_MAGIC 0x5145564du /* "QEVM" */
 #define MIG_STREAM_VERSION 3u
 
-/* Section type bytes.  Exempt from STYLE.md's `<PREFIX>__COUNT` rule: the
- * values are QEMU's wire bytes, fixed and sparse (0x00-0x08, then 0x7e), so
+/* Section type bytes.  Exempt from the `<PREFIX>__COUNT` rule (docs/style.md
+ * section 2): the values are QEMU's wire bytes, fixed and sparse (0x00-0x08,
+ * then 0x7e), so
  * a __COUNT after the footer would be 0x7f, neither a count nor a byte any
  * table could be indexed with, and a reader might mistake it for one more
  * type.  The name table is mig_section_type_name(), a switch over the wire
