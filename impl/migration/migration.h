@@ -58,7 +58,7 @@
 #include "../common/loop.h"
 #include "../stream/stream.h"
 #include "../transport/transport.h"
-#include "savevm.h"
+#include "../savevm/savevm.h"
 
 /* ---- status ---- */
 typedef enum MigStatus {

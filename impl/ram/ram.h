@@ -34,7 +34,7 @@
 
 #include "../common/common.h"
 #include "../migration/migration.h"
-#include "../migration/savevm.h"
+#include "../savevm/savevm.h"
 
 #define MIG_RAM_PAGE_SIZE 4096u
 #define MIG_RAM_PAGE_SHIFT 12
