@@ -84,23 +84,25 @@ void mig_ram_digest(const MigRam *r, char out[65]);
 
 /* Register the "ram" iterative handler (instance 0, version 4) in sv. */
 int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
-/* Capabilities that change the RAM format (x-ignore-shared adds mr_addr to the
- * block list); set by the engine before save_setup and before load_setup. */
+/* Capabilities that change the RAM format, set by the engine before
+ * save_setup and before load_setup:
+ *   x-ignore-shared adds mr_addr to the block list;
+ *   x-page-flip (docs/protocol-qemu-stream.md, page flipping): source:
+ *     save_setup writes a HOOK record (address 0) and opens the stream's
+ *     page channel (mig_stream_put_page_channel: one marker byte, which the
+ *     "local" transport makes carry its pipe), and every non-zero page
+ *     becomes an 8-byte HOOK record holding its RAM address (the offset in
+ *     the MEM_SIZE block list's concatenation) followed by the page put by
+ *     reference (mig_stream_put_page_ref), which a transport with a page
+ *     channel diverts out of band (budgets and rates still count it) and
+ *     any other stream carries inline; zero pages stay ZERO records.
+ *     query-migrate's ram "transferred" counts the stream's own bytes only
+ *     (8 per page that went out of band).  Destination: the first HOOK
+ *     accepts the page channel (mig_stream_get_page_channel), later ones
+ *     read their page from it (mig_stream_get_page).  With the capability
+ *     off a HOOK record fails the load, as in a QEMU 7.2 without a load
+ *     hook. */
 void mig_ram_set_caps(MigRam *r, MigCapMask caps);
-/* x-page-flip (docs/protocol-qemu-stream.md): `local` is the "local" transport the migration
- * runs on (transport.h), NULL when flipping is off.  Source: save_setup
- * writes a HOOK record (offset 0) + the fd marker byte that carries the
- * pipe, and every non-zero page becomes an 8-byte HOOK record holding its
- * RAM address (the offset in the MEM_SIZE block list's concatenation)
- * followed in the stream by the page by reference, which the transport
- * diverts into the pipe (so budgets and rates count it); zero pages stay
- * ZERO records.  query-migrate's ram "transferred" counts the socket's
- * bytes only (8 per flipped page).  Destination:
- * the first HOOK takes the pipe, later ones read their page from it.  With
- * flipping off a HOOK record fails the load, as in a QEMU 7.2 without a load
- * hook.  The engine sets it before save_setup / load_setup; cleanup clears
- * it. */
-void mig_ram_set_flip(MigRam *r, MigTransport *local);
 
 /* Counters of the current or last migration: query-migrate's "ram" object.
  * The engine fills the time-based fields (mbps, rates). */
