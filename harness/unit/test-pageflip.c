@@ -269,6 +269,21 @@ static const MigSaveEntry *ram_entry(MigSavevm *sv)
     return NULL;
 }
 
+/* One block "pc.ram" of two pages, registered in sv; with `fill`, page 1
+ * holds the pattern i * 7 + 1 (page 0 stays zero).  *e: its "ram" entry. */
+static MigRam *two_page_ram(MigSavevm *sv, bool fill, const MigSaveEntry **e)
+{
+    MigRam *r = mig_ram_new();
+    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
+    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
+    for (int i = 0; fill && i < 4096; i++)
+        page1[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    *e = ram_entry(sv);
+    assert_non_null(*e);
+    return r;
+}
+
 static void test_pageflip_hook_without_capability_fails(void **state)
 {
     MigLoop *loop = mig_loop_epoll_new(1);
@@ -356,14 +371,10 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
      * carries the pipe, then a ZERO record and an 8-byte HOOK with page 1's
      * address; page 1's bytes arrive on the pipe. */
     MigLoop *loop = mig_loop_epoll_new(1);
-    MigRam *r = mig_ram_new();
     MigSavevm *sv = mig_savevm_new();
-    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
-    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
-    for (int i = 0; i < 4096; i++)
-        page1[i] = (uint8_t)(i * 7 + 1);
-    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-    const MigSaveEntry *e = ram_entry(sv);
+    const MigSaveEntry *e;
+    MigRam *r = two_page_ram(sv, true, &e);
+    const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
     int sp[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     MigErr *err = NULL;
@@ -415,11 +426,9 @@ static void test_pageflip_load_every_truncation(void **state)
     const size_t marker = 31, setup_end = 40, hook_end = sizeof(want) - 8;
     assert_int_equal(want[marker], MIG_TRANSPORT_FD_MARKER);
     for (size_t cut = 0; cut <= sizeof(want); cut++) {
-        MigRam *r = mig_ram_new();
         MigSavevm *sv = mig_savevm_new();
-        assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
-        assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-        const MigSaveEntry *e = ram_entry(sv);
+        const MigSaveEntry *e;
+        MigRam *r = two_page_ram(sv, false, &e);
         int sp[2], pp[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
         assert_int_equal(pipe(pp), 0);
@@ -475,15 +484,11 @@ static void test_pageflip_without_page_channel_pages_go_inline(void **state)
     /* x-page-flip on a stream whose transport has no page channel (here a
      * memory stream): the same records, and each page follows its HOOK
      * record inline; a loader with the capability reads it from there. */
-    MigRam *r = mig_ram_new();
     MigSavevm *sv = mig_savevm_new();
-    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
-    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
-    for (int i = 0; i < 4096; i++)
-        page1[i] = (uint8_t)(i * 7 + 1);
-    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    const MigSaveEntry *e;
+    MigRam *r = two_page_ram(sv, true, &e);
+    const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
     mig_ram_set_caps(r, FLIP);
-    const MigSaveEntry *e = ram_entry(sv);
     MigStream *w = mig_stream_new_mem_writer();
     assert_false(mig_stream_has_page_channel(w));
     assert_int_equal(e->iter->save_setup(e->opaque, w, NULL), 0);
@@ -500,12 +505,10 @@ static void test_pageflip_without_page_channel_pages_go_inline(void **state)
     assert_int_equal(info.ram.transferred, len); /* the page is the stream's own */
     e->iter->save_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
 
-    MigRam *d = mig_ram_new();
     MigSavevm *dsv = mig_savevm_new();
-    assert_int_equal(mig_ram_add_block(d, "pc.ram", 2 * 4096, NULL), 0);
-    assert_int_equal(mig_ram_register(d, dsv, NULL), 0);
+    const MigSaveEntry *de;
+    MigRam *d = two_page_ram(dsv, false, &de);
     mig_ram_set_caps(d, FLIP);
-    const MigSaveEntry *de = ram_entry(dsv);
     /* Every truncation fails, and page 1 only loads whole; the whole input
      * loads it. */
     for (size_t cut = 0; cut <= len; cut++) {
