@@ -44,7 +44,7 @@
 #include <stddef.h>
 
 #include "common/common.h"
-#include "migration/savevm.h"
+#include "savevm/savevm.h"
 #include "vmstate/vmstate.h"
 
 #define MIG_RELEASE_CURRENT "2.1-dev"

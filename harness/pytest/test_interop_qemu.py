@@ -11,7 +11,7 @@ What this guards: the stream layout QEMU's parser expects (issue 2,
 "byte-for-byte what QEMU's own parser expects"), and in particular section
 ids: QEMU 7.2 routes PART/END sections by the id its START carried and
 treats 0 as "not loaded yet", so a `ram` section with id 0 sends our pages to
-another handler (impl/migration/savevm.c says why ids start at 1).
+another handler (impl/savevm/savevm.c says why ids start at 1).
 
 Machine type: the stream must name a machine QEMU's `pc` resolves to
 (pc-i440fx-7.2).  `migcert vm --machine pc-i440fx-7.2 --devices none` (or

@@ -50,7 +50,7 @@
  * failure; certify is where an untrusted plugin is run first.
  *
  * device-savevm.h is this module's second public header: the registry glue
- * needs impl/migration/savevm.h and this header must not (see there).
+ * needs impl/savevm/savevm.h and this header must not (see there).
  */
 #ifndef MIGCERT_DEVICE_DEVICE_H
 #define MIGCERT_DEVICE_DEVICE_H

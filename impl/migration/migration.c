@@ -711,10 +711,8 @@ static int src_setup(MigMigration *mm)
     for (int c = 0; c < MIG_CAP__COUNT; c++)
         if ((mm->caps & MIG_CAP_BIT(c)) && mig_cap_validatable(c))
             caps[ncaps++] = mig_cap_name(c);
-    if (mm->env.ram) {
+    if (mm->env.ram)
         mig_ram_set_caps(mm->env.ram, mm->caps);
-        mig_ram_set_flip(mm->env.ram, mig_transport_is_local(mm->t) ? mm->t : NULL);
-    }
     mig_stream_put_file_header(s);
     mig_stream_put_configuration(s, mm->machine_type, caps, ncaps);
     if (mm->rp_on) {
@@ -1694,8 +1692,6 @@ int mig_migration_start_incoming(MigMigration *mm, MigTransport *t, MigErr **err
             return code;
         }
     }
-    if (mm->env.ram)
-        mig_ram_set_flip(mm->env.ram, mig_transport_is_local(t) ? t : NULL);
     mm->t = t;
     mm->s = mig_stream_new_reader(t);
     mm->dp = DP_HEADER;

@@ -54,11 +54,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/caps.h"
 #include "../common/common.h"
 #include "../common/loop.h"
+#include "../ram/ram.h"
 #include "../stream/stream.h"
 #include "../transport/transport.h"
-#include "savevm.h"
+#include "../savevm/savevm.h"
 
 /* ---- status ---- */
 typedef enum MigStatus {
@@ -83,39 +85,8 @@ bool mig_status_arc_allowed(bool incoming, MigStatus from, MigStatus to);
 bool mig_status_is_terminal(MigStatus s);
 
 /* ---- capabilities ---- */
-typedef enum MigCap {
-    /* QEMU 7.2's, in QEMU's order. */
-    MIG_CAP_XBZRLE,
-    MIG_CAP_RDMA_PIN_ALL,
-    MIG_CAP_AUTO_CONVERGE,
-    MIG_CAP_ZERO_BLOCKS,
-    MIG_CAP_COMPRESS,
-    MIG_CAP_EVENTS,
-    MIG_CAP_POSTCOPY_RAM,
-    MIG_CAP_X_COLO,
-    MIG_CAP_RELEASE_RAM,
-    MIG_CAP_BLOCK,
-    MIG_CAP_RETURN_PATH,
-    MIG_CAP_PAUSE_BEFORE_SWITCHOVER,
-    MIG_CAP_MULTIFD,
-    MIG_CAP_DIRTY_BITMAPS,
-    MIG_CAP_POSTCOPY_BLOCKTIME,
-    MIG_CAP_LATE_BLOCK_ACTIVATE,
-    MIG_CAP_X_IGNORE_SHARED,
-    MIG_CAP_VALIDATE_UUID,
-    MIG_CAP_BACKGROUND_SNAPSHOT,
-    MIG_CAP_ZERO_COPY_SEND,
-    MIG_CAP_POSTCOPY_PREEMPT,
-    /* Project capabilities. */
-    /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS, the "local"
-     * transport).  Offered only on a loop with real fds; migrate refuses it
-     * (-ENOTSUP) on a transport that cannot pass fds. */
-    MIG_CAP_X_PAGE_FLIP,
-    MIG_CAP__COUNT
-} MigCap;
-
-typedef uint64_t MigCapMask;
-#define MIG_CAP_BIT(c) ((MigCapMask)1 << (c))
+/* MigCap, MigCapMask and MIG_CAP_BIT live in common/caps.h (RAM reads them
+ * too); the functions over them are the engine's. */
 
 const char *mig_cap_name(MigCap c);
 /* Name -> MigCap, or -1 when unknown. */
@@ -233,21 +204,7 @@ json_t *mig_params_to_json(const MigParams *p);
 int mig_params_from_json(json_t *args, MigParamsSet *set, MigErr **errp);
 
 /* ---- statistics (query-migrate) ---- */
-typedef struct MigRamInfo {
-    uint64_t transferred;  /* bytes of RAM records sent/received */
-    uint64_t remaining;    /* bytes of dirty pages still to send */
-    uint64_t total;        /* bytes of guest RAM */
-    uint64_t duplicate;    /* zero pages */
-    uint64_t normal;       /* full pages */
-    uint64_t normal_bytes; /* normal * page_size */
-    uint64_t dirty_pages_rate;
-    double mbps; /* megabits/s */
-    uint64_t dirty_sync_count;
-    uint64_t page_size;
-    uint64_t pages_per_second;
-    uint64_t precopy_bytes;
-    uint64_t downtime_bytes;
-} MigRamInfo;
+/* MigRamInfo (the "ram" object) is RAM's: ram/ram.h. */
 
 typedef struct MigInfo {
     MigStatus status;

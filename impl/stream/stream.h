@@ -7,7 +7,9 @@
  * callers check once per section).  Also the v3 framing: file header,
  * configuration section, section START/PART/END/FULL headers with footers,
  * EOF and the VMDESCRIPTION trailer (docs/protocol-qemu-stream.md sections
- * 2-4 and 8).
+ * 2-4 and 8).  And the page channel: pages a transport may carry beside the
+ * byte stream (page flipping), as stream operations, so record formats never
+ * talk to a transport and transports never know a record format.
  * Called by: impl/vmstate, impl/ram, impl/migration, the analyzer and tools.
  *
  * Non-blocking reads: engine readers run over non-blocking transports, so a
@@ -118,6 +120,39 @@ void mig_stream_put_counted(MigStream *s, const char *str);
 int mig_stream_flush(MigStream *s);
 /* Bytes put but not yet accepted by the transport. */
 size_t mig_stream_pending(const MigStream *s);
+
+/* ---- page channel (page flipping; docs/protocol-qemu-stream.md) ----
+ * A transport may offer a channel for page bytes beside the byte stream
+ * (the "local" transport: a pipe, transport.h); the stream asks it where a
+ * page goes, and carries the page inline, in stream order, when it does not
+ * offer one (every other backend, memory streams).  Either way the page's
+ * bytes count in the writer's offsets, pending bytes and flushes, so
+ * budgets and rates see a page as a page.
+ * Writer: put the byte that opens the page channel (MIG_TRANSPORT_FD_MARKER;
+ * the local transport attaches its pipe's read end to it).  An error (the
+ * transport refused) becomes the sticky error. */
+void mig_stream_put_page_channel(MigStream *s);
+/* Writer: put `len` bytes of `page` by reference (valid until the next
+ * mig_stream_flush() returns 0, as mig_stream_put_buffer_ref).  A page
+ * channel carries them, and delivers them to the peer before stream byte
+ * `ahead_of` (at or before this page's offset, and after the previous
+ * page: where the record that names the page starts, so that a reader that
+ * read the record finds its page).  An error becomes the sticky error. */
+void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_t ahead_of);
+/* Do pages go through a page channel (true) or inline in the stream
+ * (false)?  Fixed for a stream's life; for statistics that count the
+ * stream's own bytes. */
+bool mig_stream_has_page_channel(const MigStream *s);
+/* Reader: read the byte that opens the page channel and accept the channel
+ * that came with it.  0, -EAGAIN when starved (rewind, nothing consumed for
+ * good), -EINVAL when the byte is not the marker, or the transport's error
+ * (-EPROTO: no channel came with the byte).  Errors go to *errp only. */
+int mig_stream_get_page_channel(MigStream *s, MigErr **errp);
+/* Reader: the next page of `len` bytes into dst: from the page channel, or
+ * inline from the stream.  0, -EAGAIN when starved (inline only: dst is
+ * untouched, rewind), or an error (*errp; a page channel's errors are
+ * final). */
+int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp);
 
 /* ---- reader ---- */
 uint8_t mig_stream_get_u8(MigStream *s);

@@ -5,7 +5,8 @@
  * Owns: MigTransport and the backends unix (connected AF_UNIX socket), fd (an
  * fd handed to the process), file (save to / restore from a file), mem (the
  * simulator's in-memory link, in impl/transport/transport-mem.c, driven by the
- * sim loop) and local (page flipping, transport-local.c).
+ * sim loop) and local (page flipping, transport-local.c: the one backend
+ * with a page channel).
  * Called by: impl/stream (codec), impl/migration, impl/monitor.
  *
  * Invariants: every operation is non-blocking for socket/pipe/mem backends:
@@ -34,6 +35,22 @@ typedef struct MigTransportOps {
     /* Optional (NULL when the backend cannot pass fds). */
     int (*send_fd)(MigTransport *t, int fd);
     int (*recv_fd)(MigTransport *t); /* fd >= 0 or -errno (-EAGAIN: not yet) */
+    /* Optional page channel: page bytes that travel beside the byte stream
+     * (the "local" transport's pipe).  NULL: the stream carries pages inline.
+     * The stream (stream.h, mig_stream_put_page_ref and friends) is the only
+     * caller; offsets are stream offsets, which count from the transport's
+     * first byte.  Source: page_channel_open says that stream byte `at` (a
+     * MIG_TRANSPORT_FD_MARKER byte the stream puts next) carries the channel
+     * to the peer; page_put says that the `len` stream bytes from `at` (put
+     * next, by reference) go into the channel, and reach the peer before
+     * stream byte `ahead_of` (< at) does.  0, or -EINVAL when the call breaks
+     * stream order.  Destination: page_channel_accept adopts the channel
+     * that came with the marker byte the stream just read; page_get reads
+     * the next `len` page bytes into dst. */
+    int (*page_channel_open)(MigTransport *t, uint64_t at);
+    int (*page_put)(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of);
+    int (*page_channel_accept)(MigTransport *t, MigErr **errp);
+    int (*page_get)(MigTransport *t, void *dst, size_t len, MigErr **errp);
     /* Call cb when any of `events` (MIG_LOOP_IN/OUT) may succeed; events 0
      * stops watching.  One watch per transport; a new call replaces it. */
     int (*watch)(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque);
@@ -114,26 +131,26 @@ static inline int mig_transport_recv_fd(MigTransport *t)
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);
 
-/* ---- local: page flipping over a unix socket (seed 002, transport-local.c)
+/* ---- local: page flipping over a unix socket (transport-local.c;
+ * docs/protocol-qemu-stream.md, page flipping)
  * A "local" transport wraps a connected unix socket (taking it over).  The
- * byte stream still runs on the socket; guest pages travel on a pipe whose
- * read end the source passes with SCM_RIGHTS.  The RAM section drives it:
- *   source: mig_transport_local_queue_fd(t, at) says that the stream byte at
- *     offset `at` (a MIG_TRANSPORT_FD_MARKER byte the caller put) carries the
- *     pipe's read end; mig_transport_local_queue_page(t, at) says that the
- *     4096 stream bytes from offset `at` (put by reference: guest memory)
- *     are a page that goes into the pipe, not the socket, and that the 8
- *     bytes before them are its HOOK record.  writev moves each page into
- *     the pipe (vmsplice) before its record into the socket, so the
- *     destination always finds a page's data in the pipe once it has read
- *     its record.  A full pipe makes writev stop short (-EAGAIN when nothing
- *     moved) and watch(MIG_LOOP_OUT) then waits for the pipe.  Page bytes
- *     count as written like socket bytes, so the stream's pending bytes,
- *     offsets and the engine's rate limit see them as in a plain stream.
- *     Offsets count from the transport's first byte (a stream created on a
- *     fresh transport has the same offsets).
- *   destination: after reading the marker byte from the stream, take_pipe
- *     adopts the fd that came with it; read_page then reads one page.
+ * byte stream still runs on the socket; page bytes travel on a pipe whose
+ * read end the source passes with SCM_RIGHTS: it is the page channel of the
+ * ops above, and knows stream offsets, not record formats.
+ *   source: page_channel_open queues the pipe's read end on the marker
+ *     byte; page_put queues a 4096-byte page.  writev moves each page into
+ *     the pipe (vmsplice) before stream byte `ahead_of` into the socket, so
+ *     the destination always finds a page's data in the pipe once it has
+ *     read what precedes it there.  A full pipe makes writev stop short
+ *     (-EAGAIN when nothing moved) and watch(MIG_LOOP_OUT) then waits for
+ *     the pipe.  Page bytes count as written like socket bytes, so the
+ *     stream's pending bytes, offsets and the engine's rate limit see them
+ *     as in a plain stream.
+ *   destination: page_channel_accept adopts the fd that came with the
+ *     marker byte (-EPROTO when none came, -EEXIST for a second one);
+ *     page_get reads one page (-EPROTO when the pipe holds less than a page:
+ *     the source writes a page before what follows it, so that is a broken
+ *     source; -EPIPE at EOF).
  * bytes_written/bytes_read count socket and pipe bytes; local_stats splits
  * them.  (The destination's stream offsets count socket bytes only.) */
 /* Can t pass fds (a connected AF_UNIX socket under an fd/unix transport)? */
@@ -142,16 +159,6 @@ bool mig_transport_can_pass_fds(MigTransport *t);
  * the source side, which creates the pipe.  NULL with *errp on failure. */
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp);
 bool mig_transport_is_local(const MigTransport *t);
-int mig_transport_local_queue_fd(MigTransport *t, uint64_t at);
-int mig_transport_local_queue_page(MigTransport *t, uint64_t at);
-/* Destination: adopt the pipe fd passed with the marker byte the caller just
- * read.  0, -EPROTO (no fd came with it), -EEXIST (already have one). */
-int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp);
-bool mig_transport_local_has_pipe(const MigTransport *t);
-/* Destination: read one 4096-byte page from the pipe into dst.  0, -EPROTO
- * when the pipe holds less than a page (the source writes a page before its
- * record, so that is a broken source), -EPIPE at EOF, or -errno. */
-int mig_transport_local_read_page(MigTransport *t, void *dst, MigErr **errp);
 typedef struct MigLocalStats {
     uint64_t socket_bytes; /* stream bytes through the socket (both ways) */
     uint64_t pipe_bytes;   /* page bytes through the pipe */
