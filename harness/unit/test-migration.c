@@ -1,7 +1,8 @@
 /*
  * test-migration.c - the migration state machines (every from x to arc of
- * both tables), capability negotiation, QEMU's parameters and their
- * validation, section ids, and the PART-per-call contract of save_iterate.
+ * both status tables and of the phase table), capability negotiation, QEMU's
+ * parameters and their validation, section ids, and the PART-per-call
+ * contract of save_iterate.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -112,7 +113,9 @@ static void walk_table(Fixture *f, bool incoming)
             assert_int_equal(mig_migration_set_caps(mm, MIG_CAP_BIT(MIG_CAP_EVENTS),
                                                     MIG_CAP_BIT(MIG_CAP_EVENTS), NULL),
                              0);
-            mig__migration_set_direction(mm, incoming);
+            /* Which table applies is decided by listen or start; a fresh
+             * object in none is put on the side under test directly. */
+            mm->incoming = incoming;
             for (int i = 0; i < len; i++)
                 assert_int_equal(mig__migration_set_status(mm, path[i]), 0);
             assert_int_equal(mig_migration_status(mm), from);
@@ -155,6 +158,105 @@ static void test_migration_destination_table_every_arc(void **state)
     walk_table(*state, true);
     assert_false(mig_status_arc_allowed(true, MIG_STATUS_ACTIVE, MIG_STATUS_DEVICE));
     assert_false(mig_status_arc_allowed(true, MIG_STATUS_COMPLETED, MIG_STATUS_SETUP));
+}
+
+/* Shortest path of allowed phase arcs from idle to `to` (BFS); returns its
+ * length or -1 when unreachable; path[0..len) are the phases after idle. */
+static int phase_path_to(MigPhase to, MigPhase path[MIG_PHASE__COUNT])
+{
+    int prev[MIG_PHASE__COUNT];
+    bool seen[MIG_PHASE__COUNT] = {false};
+    MigPhase q[MIG_PHASE__COUNT];
+    int qh = 0, qt = 0;
+    q[qt++] = MIG_PHASE_IDLE;
+    seen[MIG_PHASE_IDLE] = true;
+    while (qh < qt) {
+        MigPhase p = q[qh++];
+        for (int t = 0; t < MIG_PHASE__COUNT; t++) {
+            if (!seen[t] && mig__phase_arc_allowed(p, t)) {
+                seen[t] = true;
+                prev[t] = p;
+                q[qt++] = t;
+            }
+        }
+    }
+    if (!seen[to])
+        return -1;
+    int len = 0;
+    MigPhase rev[MIG_PHASE__COUNT];
+    for (int p = to; p != MIG_PHASE_IDLE; p = prev[p])
+        rev[len++] = p;
+    for (int i = 0; i < len; i++)
+        path[i] = rev[len - 1 - i];
+    return len;
+}
+
+static bool is_src_phase(int p)
+{
+    return p >= MIG_PHASE_SRC_SETUP && p <= MIG_PHASE_SRC_RP_WAIT;
+}
+
+static bool is_dst_phase(int p)
+{
+    return p >= MIG_PHASE_DST_HEADER && p <= MIG_PHASE_DST_VMDESC;
+}
+
+static void test_migration_phase_table_every_arc(void **state)
+{
+    Fixture *f = *state;
+    int allowed_count = 0;
+    for (int from = 0; from < MIG_PHASE__COUNT; from++) {
+        MigPhase path[MIG_PHASE__COUNT];
+        int len = phase_path_to(from, path);
+        /* Every phase is reachable from idle, and goes back to it when its
+         * migration ends (finish relies on that column). */
+        assert_true(len >= 0);
+        if (from != MIG_PHASE_IDLE)
+            assert_true(mig__phase_arc_allowed(from, MIG_PHASE_IDLE));
+        for (int to = 0; to < MIG_PHASE__COUNT; to++) {
+            MigMigration *mm = new_mm(f, 0);
+            for (int i = 0; i < len; i++)
+                assert_int_equal(mig__migration_set_phase(mm, path[i], NULL), 0);
+            assert_int_equal(mm->phase, from);
+            uint64_t lines = mig_trace_count(f->trace);
+            MigErr *err = NULL;
+            int r = mig__migration_set_phase(mm, to, &err);
+            bool ok = mig__phase_arc_allowed(from, to);
+            /* A side never enters the other side's phases. */
+            if ((is_src_phase(from) && is_dst_phase(to)) ||
+                (is_dst_phase(from) && is_src_phase(to)) || from == to)
+                assert_false(ok);
+            if (ok) {
+                allowed_count++;
+                assert_int_equal(r, 0);
+                assert_null(err);
+                assert_int_equal(mm->phase, to);
+            } else {
+                /* A refusal is an error that names the arc, never a no-op. */
+                assert_int_equal(r, -EINVAL);
+                assert_int_equal(mm->phase, from);
+                assert_non_null(err);
+                char want[96];
+                snprintf(want, sizeof(want), "phase %s -> %s is not an arc",
+                         mig__phase_name(from), mig__phase_name(to));
+                if (!strstr(err->msg, want))
+                    fail_msg("%s: %s", want, err->msg);
+                mig_err_free(err);
+            }
+            /* Both outcomes leave one trace line (arc or refusal). */
+            assert_int_equal(mig_trace_count(f->trace), lines + 1);
+            /* No status change, no event: the phase is the engine's own. */
+            assert_int_equal(mig_migration_status(mm), MIG_STATUS_NONE);
+            assert_int_equal(f->events, 0);
+            mig_migration_free(mm);
+        }
+    }
+    assert_int_equal(allowed_count, 31);
+    assert_string_equal(mig__phase_name(MIG_PHASE_SRC_RP_WAIT), "return-path-wait");
+    assert_string_equal(mig__phase_name(MIG_PHASE_DST_VMDESC), "vmdescription");
+    assert_string_equal(mig__phase_name(MIG_PHASE__COUNT), "?");
+    for (int p = 0; p < MIG_PHASE__COUNT; p++)
+        assert_string_not_equal(mig__phase_name(p), "?");
 }
 
 static void test_migration_status_names_are_qemus(void **state)
@@ -228,7 +330,7 @@ static void test_migration_caps_query_and_set(void **state)
     json_decref(set);
     /* Not while migrating. */
     err = NULL;
-    mig__migration_set_status(mm, MIG_STATUS_SETUP);
+    assert_int_equal(mig__migration_set_status(mm, MIG_STATUS_SETUP), 0);
     assert_int_equal(mig_migration_set_caps(mm, 0, 0, &err), -EBUSY);
     mig_err_free(err);
     mig_migration_free(mm);
@@ -372,7 +474,7 @@ static void test_migration_params_are_qemus(void **state)
     MigParams p;
     mig_migration_params(mm, &p);
     json_t *q = mig_params_to_json(&p);
-    /* QEMU 7.2's defaults (qemu-stream.md section 11 and qapi). */
+    /* QEMU 7.2's defaults (docs/protocol-qemu-stream.md and qapi). */
     static const struct {
         const char *name;
         json_int_t v;
@@ -525,6 +627,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_migration_source_table_every_arc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_destination_table_every_arc, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_migration_phase_table_every_arc, setup, teardown),
         cmocka_unit_test(test_migration_status_names_are_qemus),
         cmocka_unit_test(test_migration_caps_intersection),
         cmocka_unit_test_setup_teardown(test_migration_caps_query_and_set, setup, teardown),
