@@ -243,8 +243,17 @@ static void test_migration_phase_table_every_arc(void **state)
                     fail_msg("%s: %s", want, err->msg);
                 mig_err_free(err);
             }
-            /* Both outcomes leave one trace line (arc or refusal). */
-            assert_int_equal(mig_trace_count(f->trace), lines + 1);
+            /* A refusal leaves one trace line, an arc too unless it is one
+             * of the destination's per-section loop (taken once per
+             * section, so not traced), and those are exactly these four. */
+            bool loop_arc = (from == MIG_PHASE_DST_SECTION && to == MIG_PHASE_DST_PAYLOAD) ||
+                            (from == MIG_PHASE_DST_SECTION && to == MIG_PHASE_DST_FOOTER) ||
+                            (from == MIG_PHASE_DST_PAYLOAD && to == MIG_PHASE_DST_FOOTER) ||
+                            (from == MIG_PHASE_DST_FOOTER && to == MIG_PHASE_DST_SECTION);
+            if (loop_arc)
+                assert_true(ok);
+            assert_int_equal(mig__phase_arc_traced(from, to), ok && !loop_arc);
+            assert_int_equal(mig_trace_count(f->trace), lines + (ok && loop_arc ? 0 : 1));
             /* No status change, no event: the phase is the engine's own. */
             assert_int_equal(mig_migration_status(mm), MIG_STATUS_NONE);
             assert_int_equal(f->events, 0);

@@ -33,6 +33,7 @@
  *   section --FULL section loaded--> footer;  footer --> section
  *   section --EOF section--> vmdescription
  * Every phase --finish (completed, failed, cancelled)--> idle.
+ * The per-section arcs (section, payload, footer) are not traced.
  *
  * Transition -> function that performs it:
  *   idle -> setup                   mig_migration_start
@@ -171,7 +172,10 @@ int mig__migration_advance(MigMigration *mm, MigStatus to, MigErr **errp);
 const char *mig__phase_name(MigPhase p);
 /* Is from -> to an arc of the phase table? */
 bool mig__phase_arc_allowed(MigPhase from, MigPhase to);
-/* The phase setter: checks the table, traces "phase <from> -> <to>".
+/* Is from -> to an arc the setter traces (all but the per-section loop)? */
+bool mig__phase_arc_traced(MigPhase from, MigPhase to);
+/* The phase setter: checks the table, traces "phase <from> -> <to>" (not
+ * for the destination's per-section arcs: mig__phase_arc_traced).
  * Returns 0, or -EINVAL for an arc the table refuses (phase unchanged, the
  * refusal traced, *errp says which arc). */
 int mig__migration_set_phase(MigMigration *mm, MigPhase to, MigErr **errp);

@@ -87,9 +87,14 @@ static const char *const phase_names[MIG_PHASE__COUNT] = {
 };
 
 /* One table for both sides: their phases are disjoint, and only idle is
- * shared (every phase returns to it when the migration ends). */
-#define P(from, to) [MIG_PHASE_##from][MIG_PHASE_##to] = true
-static const bool phase_arcs[MIG_PHASE__COUNT][MIG_PHASE__COUNT] = {
+ * shared (every phase returns to it when the migration ends).  The arcs of
+ * the destination's per-section loop (section, payload, footer) are taken
+ * once per section, thousands of times in a big migration: they are checked
+ * like the others but not traced (Q), or they would drown the trace. */
+enum { ARC_NO, ARC_TRACED, ARC_QUIET };
+#define P(from, to) [MIG_PHASE_##from][MIG_PHASE_##to] = ARC_TRACED
+#define Q(from, to) [MIG_PHASE_##from][MIG_PHASE_##to] = ARC_QUIET
+static const uint8_t phase_arcs[MIG_PHASE__COUNT][MIG_PHASE__COUNT] = {
     P(IDLE, SRC_SETUP),
     P(SRC_SETUP, SRC_ITERATE),
     P(SRC_ITERATE, SRC_SWITCHOVER_WAIT),
@@ -102,11 +107,11 @@ static const bool phase_arcs[MIG_PHASE__COUNT][MIG_PHASE__COUNT] = {
     P(IDLE, DST_HEADER),
     P(DST_HEADER, DST_CONFIG),
     P(DST_CONFIG, DST_SECTION),
-    P(DST_SECTION, DST_PAYLOAD),
-    P(DST_SECTION, DST_FOOTER),
+    Q(DST_SECTION, DST_PAYLOAD),
+    Q(DST_SECTION, DST_FOOTER),
     P(DST_SECTION, DST_VMDESC),
-    P(DST_PAYLOAD, DST_FOOTER),
-    P(DST_FOOTER, DST_SECTION),
+    Q(DST_PAYLOAD, DST_FOOTER),
+    Q(DST_FOOTER, DST_SECTION),
     P(SRC_SETUP, IDLE),
     P(SRC_ITERATE, IDLE),
     P(SRC_SWITCHOVER_WAIT, IDLE),
@@ -123,6 +128,7 @@ static const bool phase_arcs[MIG_PHASE__COUNT][MIG_PHASE__COUNT] = {
     P(DST_VMDESC, IDLE),
 };
 #undef P
+#undef Q
 
 const char *mig__phase_name(MigPhase p)
 {
@@ -133,7 +139,12 @@ bool mig__phase_arc_allowed(MigPhase from, MigPhase to)
 {
     if ((unsigned)from >= MIG_PHASE__COUNT || (unsigned)to >= MIG_PHASE__COUNT)
         return false;
-    return phase_arcs[from][to];
+    return phase_arcs[from][to] != ARC_NO;
+}
+
+bool mig__phase_arc_traced(MigPhase from, MigPhase to)
+{
+    return mig__phase_arc_allowed(from, to) && phase_arcs[from][to] == ARC_TRACED;
 }
 
 /* ------------------------------------------------------------ setters */
@@ -184,8 +195,9 @@ int mig__migration_set_phase(MigMigration *mm, MigPhase to, MigErr **errp)
                            mig__phase_name(from), mig__phase_name(to));
     }
     mm->phase = to;
-    mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who, "phase %s -> %s",
-                  mig__phase_name(from), mig__phase_name(to));
+    if (phase_arcs[from][to] == ARC_TRACED)
+        mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who, "phase %s -> %s",
+                      mig__phase_name(from), mig__phase_name(to));
     return 0;
 }
 
