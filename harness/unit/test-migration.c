@@ -63,22 +63,23 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Shortest path of allowed arcs from none to `to` (BFS); returns its length
- * or -1 when unreachable; path[0..len) are the states after none. */
-static int path_to(bool incoming, MigStatus to, MigStatus path[MIG_STATUS__COUNT])
+/* Shortest path of allowed arcs from state 0 (none, idle) to `to` in a
+ * table of n states (BFS over allowed(ctx, from, to)); returns its length or
+ * -1 when unreachable; path[0..len) are the states after state 0. */
+#define MAX_STATES 32
+static int path_in(int n, bool (*allowed)(int ctx, int from, int to), int ctx, int to,
+                   int path[MAX_STATES])
 {
-    int prev[MIG_STATUS__COUNT];
-    bool seen[MIG_STATUS__COUNT] = {false};
-    MigStatus q[MIG_STATUS__COUNT];
+    int prev[MAX_STATES], q[MAX_STATES], rev[MAX_STATES];
+    bool seen[MAX_STATES] = {false};
     int qh = 0, qt = 0;
-    for (int i = 0; i < MIG_STATUS__COUNT; i++)
-        prev[i] = -1;
-    q[qt++] = MIG_STATUS_NONE;
-    seen[MIG_STATUS_NONE] = true;
+    assert_true(n <= MAX_STATES);
+    q[qt++] = 0;
+    seen[0] = true;
     while (qh < qt) {
-        MigStatus s = q[qh++];
-        for (int t = 0; t < MIG_STATUS__COUNT; t++) {
-            if (!seen[t] && mig_status_arc_allowed(incoming, s, t)) {
+        int s = q[qh++];
+        for (int t = 0; t < n; t++) {
+            if (!seen[t] && allowed(ctx, s, t)) {
                 seen[t] = true;
                 prev[t] = s;
                 q[qt++] = t;
@@ -88,20 +89,29 @@ static int path_to(bool incoming, MigStatus to, MigStatus path[MIG_STATUS__COUNT
     if (!seen[to])
         return -1;
     int len = 0;
-    MigStatus rev[MIG_STATUS__COUNT];
-    for (int s = to; s != MIG_STATUS_NONE; s = prev[s])
+    for (int s = to; s != 0; s = prev[s])
         rev[len++] = s;
     for (int i = 0; i < len; i++)
         path[i] = rev[len - 1 - i];
     return len;
 }
 
+static bool status_arc(int incoming, int from, int to)
+{
+    return mig_status_arc_allowed(incoming, from, to);
+}
+
+static bool phase_arc(int unused, int from, int to)
+{
+    return mig__phase_arc_allowed(from, to);
+}
+
 static void walk_table(Fixture *f, bool incoming)
 {
     int allowed_count = 0;
     for (int from = 0; from < MIG_STATUS__COUNT; from++) {
-        MigStatus path[MIG_STATUS__COUNT];
-        int len = path_to(incoming, from, path);
+        int path[MAX_STATES];
+        int len = path_in(MIG_STATUS__COUNT, status_arc, incoming, from, path);
         if (len < 0) {
             /* Unreachable states have no way out either. */
             for (int to = 0; to < MIG_STATUS__COUNT; to++)
@@ -160,37 +170,6 @@ static void test_migration_destination_table_every_arc(void **state)
     assert_false(mig_status_arc_allowed(true, MIG_STATUS_COMPLETED, MIG_STATUS_SETUP));
 }
 
-/* Shortest path of allowed phase arcs from idle to `to` (BFS); returns its
- * length or -1 when unreachable; path[0..len) are the phases after idle. */
-static int phase_path_to(MigPhase to, MigPhase path[MIG_PHASE__COUNT])
-{
-    int prev[MIG_PHASE__COUNT];
-    bool seen[MIG_PHASE__COUNT] = {false};
-    MigPhase q[MIG_PHASE__COUNT];
-    int qh = 0, qt = 0;
-    q[qt++] = MIG_PHASE_IDLE;
-    seen[MIG_PHASE_IDLE] = true;
-    while (qh < qt) {
-        MigPhase p = q[qh++];
-        for (int t = 0; t < MIG_PHASE__COUNT; t++) {
-            if (!seen[t] && mig__phase_arc_allowed(p, t)) {
-                seen[t] = true;
-                prev[t] = p;
-                q[qt++] = t;
-            }
-        }
-    }
-    if (!seen[to])
-        return -1;
-    int len = 0;
-    MigPhase rev[MIG_PHASE__COUNT];
-    for (int p = to; p != MIG_PHASE_IDLE; p = prev[p])
-        rev[len++] = p;
-    for (int i = 0; i < len; i++)
-        path[i] = rev[len - 1 - i];
-    return len;
-}
-
 static bool is_src_phase(int p)
 {
     return p >= MIG_PHASE_SRC_SETUP && p <= MIG_PHASE_SRC_RP_WAIT;
@@ -206,8 +185,8 @@ static void test_migration_phase_table_every_arc(void **state)
     Fixture *f = *state;
     int allowed_count = 0;
     for (int from = 0; from < MIG_PHASE__COUNT; from++) {
-        MigPhase path[MIG_PHASE__COUNT];
-        int len = phase_path_to(from, path);
+        int path[MAX_STATES];
+        int len = path_in(MIG_PHASE__COUNT, phase_arc, 0, from, path);
         /* Every phase is reachable from idle, and goes back to it when its
          * migration ends (finish relies on that column). */
         assert_true(len >= 0);
