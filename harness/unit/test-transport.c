@@ -1,8 +1,9 @@
 /*
  * test-transport.c - the transports (impl/transport): fd over socketpairs and
- * pipes, fd passing, file save/restore, the unix listener, fault points, and
- * the simulator's mem link (timing in virtual time, backpressure, drop at
- * byte N, partition/heal, end of stream).
+ * pipes, fd passing, file save/restore, the unix listener, fault points,
+ * which backends are duplex, and the simulator's mem link (harness/sim/link.c:
+ * timing in virtual time, backpressure, drop at byte N, partition/heal, end
+ * of stream).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -542,6 +543,55 @@ static void test_transport_queued_counts_bytes_the_peer_has_not_read(void **stat
     mig_loop_free(l);
 }
 
+/* Whether the peer can answer (what a return path needs) is the transport's
+ * to say: sockets, the mem link and a local transport over its socket yes;
+ * pipes and files no. */
+static void test_transport_duplex_is_reported_by_each_backend(void **state)
+{
+    (void)state;
+    MigLoop *l = mig_loop_epoll_new(1);
+    int sv[2], pv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    MigTransport *a = mig_transport_fd_new(l, sv[0], "unix");
+    MigTransport *b = mig_transport_fd_new(l, sv[1], "fd");
+    assert_true(mig_transport_is_duplex(a));
+    assert_true(mig_transport_is_duplex(b));
+    mig_transport_close(b);
+    MigErr *err = NULL;
+    MigTransport *loc = mig_transport_local_new(a, true, &err);
+    assert_non_null(loc);
+    assert_true(mig_transport_is_duplex(loc));
+    mig_transport_close(loc);
+
+    assert_int_equal(pipe(pv), 0);
+    a = mig_transport_fd_new(l, pv[1], "fd");
+    b = mig_transport_fd_new(l, pv[0], "fd");
+    assert_false(mig_transport_is_duplex(a));
+    assert_false(mig_transport_is_duplex(b));
+    mig_transport_close(a);
+    mig_transport_close(b);
+
+    char path[] = "/tmp/migcert-duplex-XXXXXX";
+    int tmp = mkstemp(path);
+    assert_true(tmp >= 0);
+    close(tmp);
+    a = mig_transport_file_open(l, path, true, NULL);
+    assert_non_null(a);
+    assert_false(mig_transport_is_duplex(a));
+    mig_transport_close(a);
+    unlink(path);
+    assert_false(mig_transport_is_duplex(NULL));
+    mig_loop_free(l);
+
+    l = mig_sim_loop_new(1);
+    assert_int_equal(mig_transport_mem_pair(l, NULL, &a, &b), 0);
+    assert_true(mig_transport_is_duplex(a));
+    assert_true(mig_transport_is_duplex(b));
+    mig_transport_close(a);
+    mig_transport_close(b);
+    mig_loop_free(l);
+}
+
 typedef struct Writable {
     int calls;
     uint32_t ev;
@@ -877,6 +927,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_transport_mem_moves_64mib_fast),
         cmocka_unit_test(test_transport_mem_same_seed_same_delivery),
         cmocka_unit_test(test_transport_queued_counts_bytes_the_peer_has_not_read),
+        cmocka_unit_test(test_transport_duplex_is_reported_by_each_backend),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

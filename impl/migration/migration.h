@@ -9,6 +9,9 @@
  * transport is readable.  Time comes from mig_loop_now_ns() only.
  * Called by: impl/machine (which owns the registry, the guest run state and
  * the transports), impl/monitor through the machine, tests.
+ * Files: migration.c (object, tables, end of a migration), migration-source.c,
+ * migration-dest.c, migration-return-path.c, params.c (capabilities,
+ * parameters, query-migrate JSON); migration-internal.h has the phases.
  *
  * Source states (QEMU MigrationStatus names):
  *
@@ -96,7 +99,8 @@ int mig_cap_parse(const char *name);
 bool mig_cap_validatable(MigCap c);
 /* What this build can honour when set (others are known names but refused). */
 MigCapMask mig_caps_supported(void);
-/* Management's rule (seed 004): enable what both sides offer.  A side that
+/* Management's rule (capabilities negotiation,
+ * docs/protocol-qemu-stream.md): enable what both sides offer.  A side that
  * does not know query-migrate-capabilities offers 0. */
 static inline MigCapMask mig_caps_intersect(MigCapMask a, MigCapMask b) { return a & b; }
 /* query-migrate-capabilities reply: [{"capability": name, "state": bool}] for
@@ -263,7 +267,8 @@ uint64_t mig_migration_stream_offset(const MigMigration *mm);
 /* Capabilities: query known/enabled; set while no migration runs, or on a
  * destination still waiting for its connection (-EBUSY otherwise); unknown
  * or unsupported ones are -EINVAL/-ENOTSUP.  return-path is checked against
- * the transport at mig_migration_start (-ENOTSUP without a back channel). */
+ * the transport at mig_migration_start (-ENOTSUP unless the transport is
+ * duplex: mig_transport_is_duplex). */
 MigCapMask mig_migration_caps_known(const MigMigration *mm);
 MigCapMask mig_migration_caps(const MigMigration *mm);
 int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states, MigErr **errp);

@@ -618,6 +618,7 @@ MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr 
     LocalTransport *l = mig_malloc0(sizeof(*l));
     l->base.ops = &local_ops;
     l->base.loop = sock->loop;
+    l->base.duplex = mig_transport_is_duplex(sock);
     l->sock = sock;
     l->for_send = for_send;
     l->pipe_r = l->pipe_w = -1;

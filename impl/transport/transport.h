@@ -3,10 +3,11 @@
  * runs over, as a vtable, and its constructors.
  *
  * Owns: MigTransport and the backends unix (connected AF_UNIX socket), fd (an
- * fd handed to the process), file (save to / restore from a file), mem (the
- * simulator's in-memory link, in impl/transport/transport-mem.c, driven by the
- * sim loop) and local (page flipping, transport-local.c: the one backend
- * with a page channel).
+ * fd handed to the process), file (save to / restore from a file) and local
+ * (page flipping, transport-local.c: the one backend with a page channel).
+ * The simulator's in-memory link ("mem") is a backend of this interface that
+ * lives with the simulator (harness/sim/link.c): the engine only ever drives
+ * it through these ops.
  * Called by: impl/stream (codec), impl/migration, impl/monitor.
  *
  * Invariants: every operation is non-blocking for socket/pipe/mem backends:
@@ -28,7 +29,7 @@ typedef struct MigTransport MigTransport;
 typedef void (*MigTransportCb)(MigTransport *t, uint32_t events, void *opaque);
 
 typedef struct MigTransportOps {
-    const char *kind; /* "unix", "fd", "file", "mem", "local" */
+    const char *kind; /* "unix", "fd", "file", "local"; the simulator's "mem" */
     ssize_t (*read)(MigTransport *t, void *buf, size_t len);
     ssize_t (*write)(MigTransport *t, const void *buf, size_t len);
     ssize_t (*writev)(MigTransport *t, const struct iovec *iov, int iovcnt);
@@ -68,6 +69,11 @@ struct MigTransport {
     MigLoop *loop;
     uint64_t bytes_read;
     uint64_t bytes_written;
+    /* The peer can answer on this connection (a socket, the simulator's
+     * link, a local transport over its socket), as opposed to a file or a
+     * pipe, which carry bytes one way.  Set by the constructor, never
+     * changed; a backend that wraps another copies its inner one's. */
+    bool duplex;
 };
 
 static inline ssize_t mig_transport_read(MigTransport *t, void *b, size_t n)
@@ -86,6 +92,12 @@ static inline void mig_transport_close(MigTransport *t)
 {
     if (t)
         t->ops->close(t);
+}
+/* Can the peer send bytes back on t (what a return path needs)?  False for
+ * NULL. */
+static inline bool mig_transport_is_duplex(const MigTransport *t)
+{
+    return t && t->duplex;
 }
 
 /* An already-open fd (socket, pipe or file); the transport owns it and sets
@@ -177,56 +189,5 @@ MigListener *mig_listener_unix_new(MigLoop *loop, const char *path, MigListenerC
                                    void *opaque, MigErr **errp);
 /* Stop accepting, close the socket and unlink its path.  NULL is a no-op. */
 void mig_listener_free(MigListener *l);
-
-/* ---- mem: the simulator's in-memory duplex link ----
- * Two transports joined by a link with, per direction, a serialising
- * bandwidth, a latency and a bounded buffer of bytes written but not yet read
- * by the peer (writev accepts what fits, -EAGAIN when nothing fits).  Timing
- * runs on the loop clock, so under the sim loop it is virtual and exact.
- * Readiness is level-triggered like epoll and always delivered from loop
- * callbacks (defers and timers), never from inside read/writev/watch.
- *
- * End of stream: closing or shutting down one end makes the peer read the
- * bytes still in flight, then 0.  Writing to a closed peer gives -EPIPE.
- * Faults the harness drives through a MigLink handle:
- *   drop_at(dir, N): the writer of `dir` can write N bytes in all; at byte N
- *     the connection resets: the peer still reads exactly those N bytes, then
- *     -ECONNRESET; every later write on either end gives -ECONNRESET, and
- *     reads on the other direction give what was already written, then
- *     -ECONNRESET;
- *   drop_now: reset now, bytes in flight are lost, both ends get -ECONNRESET;
- *   partition(true): no byte arrives, writes are accepted until the buffer is
- *     full, nothing errors; partition(false) heals: transmission restarts;
- *   set_params: change bandwidth/latency for bytes written from now on. */
-typedef struct MigLinkParams {
-    uint64_t bandwidth;  /* bytes per second of loop time; 0 = unlimited */
-    uint64_t latency_ns; /* one-way, added to every byte */
-    size_t buffer;       /* per-direction bound; 0 = MIG_LINK_DEFAULT_BUFFER */
-} MigLinkParams;
-#define MIG_LINK_DEFAULT_BUFFER ((size_t)4 << 20)
-
-typedef struct MigLink MigLink;
-enum { MIG_LINK_A_TO_B = 0, MIG_LINK_B_TO_A = 1 };
-
-/* Create a connected pair: bytes written on *a are read on *b and back.  p
- * may be NULL (unlimited, no latency, default buffer).  Returns 0 or -errno.
- * Both ends are "mem" transports; close each with mig_transport_close. */
-int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
-                           MigTransport **b);
-/* A new reference to the link under a mem transport (NULL for other kinds);
- * it stays valid after both ends closed, until mig_link_unref. */
-MigLink *mig_transport_mem_link(MigTransport *end);
-void mig_link_unref(MigLink *link);
-void mig_link_drop_at(MigLink *link, int dir, uint64_t byte);
-void mig_link_drop_now(MigLink *link);
-void mig_link_partition(MigLink *link, bool partitioned);
-void mig_link_set_params(MigLink *link, const MigLinkParams *p);
-bool mig_link_is_broken(const MigLink *link);
-/* Bytes written into direction `dir` so far. */
-uint64_t mig_link_bytes(const MigLink *link, int dir);
-/* Bytes written into direction `dir` and not yet read by its reader (in
- * transit or arrived and unread): what mig_transport_queued reports for the
- * end that writes `dir`. */
-uint64_t mig_link_queued(const MigLink *link, int dir);
 
 #endif
