@@ -22,7 +22,7 @@ Fixtures
                      .data bytes, .info = the source's final query-migrate reply)
   qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
 Helpers
-  wait_for_log(proc, text, timeout=10) -> log: polls proc.log() (any object
+  wait_for_log(proc, text, timeout=30) -> log: polls proc.log() (any object
                      with .log(), e.g. QmpProcess or test_vm_migration's Vm)
                      until `text` is in it; fails with the log at the deadline.
                      A process reports a status change on stderr after QMP
@@ -62,10 +62,10 @@ def require_qemu():
     return q
 
 
-def wait_for_log(proc, text, timeout=10.0, poll=0.01):
+def wait_for_log(proc, text, timeout=30.0, poll=0.01):
     """Return proc.log() once it contains `text`; fail with the log if it
-    does not within `timeout` seconds (or if the process is gone and its
-    log still lacks it)."""
+    does not within `timeout` seconds (a hang guard, not a speed) or if the
+    process is gone and its log still lacks it."""
     deadline = time.monotonic() + timeout
     while True:
         log = proc.log()
