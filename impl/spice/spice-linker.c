@@ -60,9 +60,11 @@ static void done_cb(void *opaque)
         mig_transport_close(l->t);
         l->t = NULL;
     }
-    l->res.t = l->t;
+    /* a copy: `done` may free the linker */
+    SpiceLinkResult res = l->res;
+    res.t = l->t;
     l->t = NULL;
-    l->done(l->opaque, &l->res);
+    l->done(l->opaque, &res);
 }
 
 static void finish(SpiceLinker *l, int err, uint32_t link_err, const char *fmt, ...) MIG_PRINTF(4, 5);
