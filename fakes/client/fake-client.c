@@ -14,37 +14,11 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
-#include "client/fake-client.h"
+#include "client/fake-client-internal.h"
 #include "spice/spice-conn.h"
 #include "spice/spice-linker.h"
 
-/* spice-gtk 0.42's DISPLAY_INIT: an 80 MiB pixmap cache, in pixels, and a
- * GLZ window of 3 Mi pixels (observed). */
-#define GTK_PIXMAP_CACHE_PIXELS (80ll * 1024 * 1024 / 4)
-#define GTK_GLZ_WINDOW_PIXELS (3 * 1024 * 1024)
-
-typedef struct FakeChannel {
-    FakeClient *client;
-    uint8_t type, id;
-    SpiceLinker *linker;
-    SpiceConn *conn;
-} FakeChannel;
-
-struct FakeClient {
-    MigLoop *loop;
-    FakeClientConfig cfg;
-    char who[48];
-    char host[256];
-    char *password;
-    uint32_t session_id;
-    FakeChannel **chans;
-    size_t nchans;
-    FakeClientEvent *events;
-    size_t nevents, cap_events;
-    char last_error[320];
-};
-
-static void record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg, const char *name)
+void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg, const char *name)
 {
     if (c->nevents == c->cap_events) {
         c->cap_events = c->cap_events ? 2 * c->cap_events : 64;
@@ -57,6 +31,7 @@ static void record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg
 static void chan_free(FakeChannel *ch)
 {
     FakeClient *c = ch->client;
+    fake__display_free(ch);
     spice_linker_free(ch->linker);
     spice_conn_free(ch->conn);
     for (size_t i = 0; i < c->nchans; i++)
@@ -68,12 +43,12 @@ static void chan_free(FakeChannel *ch)
     free(ch);
 }
 
-static int chan_send(FakeChannel *ch, uint16_t type, const void *body)
+int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body)
 {
     const SpiceMsgInfo *mi = spice_msg_find(ch->type, true, type);
     if (!mi)
         return -EINVAL;
-    record(ch->client, ch, true, type, mi->name);
+    fake__record(ch->client, ch, true, type, mi->name);
     return spice_conn_send(ch->conn, type, mi->desc, body, NULL);
 }
 
@@ -85,7 +60,7 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
     switch (mi->id) {
     case SPICE_MSG_MAIN_INIT:
         c->session_id = ((SpiceMsgMainInit *)body)->session_id;
-        return chan_send(ch, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL);
+        return fake__chan_send(ch, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL);
     case SPICE_MSG_MAIN_CHANNELS_LIST: {
         SpiceMsgChannelsList *l = body;
         const SpiceChannelRef *refs = l->channels.items;
@@ -101,9 +76,11 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
 static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
 {
     FakeChannel *ch = opaque;
-    record(ch->client, ch, false, mi->id, mi->name);
+    fake__record(ch->client, ch, false, mi->id, mi->name);
     if (ch->type == SPICE_CHANNEL_MAIN)
         return on_main(ch, mi, body);
+    if (ch->type == SPICE_CHANNEL_DISPLAY)
+        return fake__display_message(ch, mi, body, errp);
     return 0;
 }
 
@@ -136,11 +113,8 @@ static void linked(void *opaque, SpiceLinkResult *res)
     SpiceConnConfig cfg = {.is_server = false, .mini_header = res->mini_header, .channel_type = ch->type,
                            .channel_id = ch->id, .max_in = 64u << 20, .who = who};
     ch->conn = spice_conn_new(c->loop, res->t, &cfg, &conn_ops, ch);
-    if (ch->type == SPICE_CHANNEL_DISPLAY) {
-        SpiceMsgDisplayInit di = {.pixmap_cache_id = 1, .pixmap_cache_size = GTK_PIXMAP_CACHE_PIXELS,
-                                  .glz_dictionary_id = 1, .glz_dictionary_window_size = GTK_GLZ_WINDOW_PIXELS};
-        chan_send(ch, SPICE_MSGC_DISPLAY_INIT, &di);
-    }
+    if (ch->type == SPICE_CHANNEL_DISPLAY)
+        fake__display_start(ch);
 }
 
 static void link_channel(FakeClient *c, uint8_t type, uint8_t id)

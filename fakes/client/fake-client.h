@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/loop.h"
+#include "spice/spice-canvas.h"
 #include "spice/spice-link.h"
 #include "transport/transport.h"
 
@@ -35,6 +36,7 @@ typedef struct FakeClientConfig {
     const char *password;  /* NULL: none */
     SpiceCapSet common;    /* n == 0: spice-gtk 0.42's (0xD) */
     SpiceCapSet main_caps; /* n == 0: spice-gtk 0.42's (0xF) */
+    int64_t pixmap_cache_pixels; /* 0: spice-gtk 0.42's (80 MiB of pixels) */
     const char *who;       /* trace prefix, e.g. "client" */
 } FakeClientConfig;
 
@@ -62,6 +64,11 @@ const char *fake_client_last_error(const FakeClient *c);
 const FakeClientEvent *fake_client_events(const FakeClient *c, size_t *n);
 /* How many times message `msg` arrived on a channel of `channel_type`. */
 size_t fake_client_count(const FakeClient *c, uint8_t channel_type, uint16_t msg);
+/* The client's copy of surface `surface_id` of display channel
+ * `display_id`, or NULL. */
+const SpiceSurface *fake_client_surface(const FakeClient *c, uint8_t display_id, uint32_t surface_id);
+/* MARK messages the display channel received. */
+uint64_t fake_client_display_marks(const FakeClient *c, uint8_t display_id);
 /* Close the main channel (as a user closing the window). */
 void fake_client_disconnect(FakeClient *c);
 

@@ -348,6 +348,7 @@ size_t spice_server_channel_clients(const SpiceServer *s)
 uint8_t spice_channel_type(const SpiceChannel *ch) { return ch->type; }
 uint8_t spice_channel_id(const SpiceChannel *ch) { return ch->id; }
 void *spice_channel_priv(const SpiceChannel *ch) { return ch->priv; }
+void spice_channel_set_priv(SpiceChannel *ch, void *priv) { ch->priv = priv; }
 SpiceServer *spice_channel_server(const SpiceChannel *ch) { return ch->server; }
 
 uint32_t spice_client_session_id(const SpiceClient *c) { return c->session_id; }

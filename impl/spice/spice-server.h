@@ -89,6 +89,9 @@ SpiceClient *spice_server_client_at(const SpiceServer *s, size_t i);
 uint8_t spice_channel_type(const SpiceChannel *ch);
 uint8_t spice_channel_id(const SpiceChannel *ch);
 void *spice_channel_priv(const SpiceChannel *ch);
+/* Replace the class's shared state; NULL marks a channel whose device went
+ * away (its class refuses new links then). */
+void spice_channel_set_priv(SpiceChannel *ch, void *priv);
 SpiceServer *spice_channel_server(const SpiceChannel *ch);
 
 uint32_t spice_client_session_id(const SpiceClient *c);
