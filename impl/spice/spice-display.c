@@ -224,12 +224,20 @@ static void display_disconnect(SpiceChannelClient *cc)
     spice_cc_set_priv(cc, NULL);
 }
 
+static void display_channel_gone(SpiceChannel *ch)
+{
+    SpiceDisplay *d = spice_channel_priv(ch);
+    if (d)
+        d->ch = NULL;
+}
+
 static const SpiceChannelClass display_class = {
     .name = "display",
     .max_in = 1024,
     .connect = display_connect,
     .on_message = display_on_message,
     .disconnect = display_disconnect,
+    .channel_gone = display_channel_gone,
 };
 
 SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id)
@@ -244,7 +252,8 @@ void spice_display_free(SpiceDisplay *d)
 {
     if (!d)
         return;
-    spice_channel_set_priv(d->ch, NULL);
+    if (d->ch)
+        spice_channel_set_priv(d->ch, NULL);
     /* channel clients still linked lose their state with the display */
     for (size_t i = 0; i < d->ndccs; i++) {
         spice_cc_set_priv(d->dccs[i]->cc, NULL);

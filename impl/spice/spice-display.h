@@ -28,7 +28,8 @@
 
 typedef struct SpiceDisplay SpiceDisplay;
 
-/* Offer DISPLAY:id on `s`; freed with spice_display_free before the server. */
+/* Offer DISPLAY:id on `s`; free with spice_display_free, before or after
+ * the server. */
 SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id);
 void spice_display_free(SpiceDisplay *d);
 

@@ -286,8 +286,11 @@ void spice_server_free(SpiceServer *s)
         for (size_t n = c->nccs; n > 0; n--) /* the last one frees c */
             cc_free(c->ccs[n - 1]);
     }
-    for (size_t i = 0; i < s->nchannels; i++)
+    for (size_t i = 0; i < s->nchannels; i++) {
+        if (s->channels[i]->cls->channel_gone)
+            s->channels[i]->cls->channel_gone(s->channels[i]);
         free(s->channels[i]);
+    }
     free(s->channels);
     free(s->clients);
     free(s->pending);

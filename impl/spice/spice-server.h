@@ -63,6 +63,8 @@ typedef struct SpiceChannelClass {
     int (*on_message)(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp);
     /* The channel client is going away: free `priv`. */
     void (*disconnect)(SpiceChannelClient *cc);
+    /* The server is being freed with the channel: forget `ch`. */
+    void (*channel_gone)(SpiceChannel *ch);
 } SpiceChannelClass;
 
 SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigErr **errp);
