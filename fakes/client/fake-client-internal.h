@@ -12,12 +12,22 @@
 
 typedef struct FakeDisplay FakeDisplay;
 
+/* Playback, record and port channels: what arrived against the devices'
+ * sequence, and what the client sends. */
+typedef struct FakeMedia {
+    uint64_t next, received, sent, gaps, dups, starts;
+    uint32_t last_time;
+    bool have_time, recording;
+    MigLoopSource *timer;
+} FakeMedia;
+
 typedef struct FakeChannel {
     FakeClient *client;
     uint8_t type, id;
     SpiceLinker *linker;
     SpiceConn *conn;
     FakeDisplay *display; /* display channels only */
+    FakeMedia *media;     /* playback, record, port */
 } FakeChannel;
 
 struct FakeClient {
@@ -44,5 +54,10 @@ int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body);
 void fake__display_start(FakeChannel *ch);
 int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
 void fake__display_free(FakeChannel *ch);
+
+/* Playback, record and port channels. */
+void fake__media_start(FakeChannel *ch);
+int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+void fake__media_free(FakeChannel *ch);
 
 #endif

@@ -32,6 +32,7 @@ static void chan_free(FakeChannel *ch)
 {
     FakeClient *c = ch->client;
     fake__display_free(ch);
+    fake__media_free(ch);
     spice_linker_free(ch->linker);
     spice_conn_free(ch->conn);
     for (size_t i = 0; i < c->nchans; i++)
@@ -81,6 +82,8 @@ static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t
         return on_main(ch, mi, body);
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         return fake__display_message(ch, mi, body, errp);
+    if (ch->media)
+        return fake__media_message(ch, mi, body, errp);
     return 0;
 }
 
@@ -115,6 +118,9 @@ static void linked(void *opaque, SpiceLinkResult *res)
     ch->conn = spice_conn_new(c->loop, res->t, &cfg, &conn_ops, ch);
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
+    else if (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
+             ch->type == SPICE_CHANNEL_PORT)
+        fake__media_start(ch);
 }
 
 static void link_channel(FakeClient *c, uint8_t type, uint8_t id)

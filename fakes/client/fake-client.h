@@ -37,6 +37,7 @@ typedef struct FakeClientConfig {
     SpiceCapSet common;    /* n == 0: spice-gtk 0.42's (0xD) */
     SpiceCapSet main_caps; /* n == 0: spice-gtk 0.42's (0xF) */
     int64_t pixmap_cache_pixels; /* 0: spice-gtk 0.42's (80 MiB of pixels) */
+    uint32_t vmc_bytes_per_tick; /* bytes the client writes to a port every 10 ms (0: none) */
     const char *who;       /* trace prefix, e.g. "client" */
 } FakeClientConfig;
 
@@ -69,6 +70,12 @@ size_t fake_client_count(const FakeClient *c, uint8_t channel_type, uint16_t msg
 const SpiceSurface *fake_client_surface(const FakeClient *c, uint8_t display_id, uint32_t surface_id);
 /* MARK messages the display channel received. */
 uint64_t fake_client_display_marks(const FakeClient *c, uint8_t display_id);
+/* Playback frames, port bytes, record frames sent: what arrived against
+ * the devices' sequence (fakes/devices/fake-media.h). */
+typedef struct FakeClientMediaStats {
+    uint64_t received, sent, gaps, dups, starts;
+} FakeClientMediaStats;
+void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
 /* Close the main channel (as a user closing the window). */
 void fake_client_disconnect(FakeClient *c);
 

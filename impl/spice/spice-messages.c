@@ -204,6 +204,29 @@ LOCAL_DESC(volume_desc, SpiceMsgVolume, "AudioVolume");
 static const SpiceMField port_init_desc_f[] = {F(SIZED, SpiceMsgPortInit, name), F(U8, SpiceMsgPortInit, opened)};
 LOCAL_DESC(port_init_desc, SpiceMsgPortInit, "PortInit");
 
+static const SpiceMField mouse_motion_desc_f[] = {
+    F(I32, SpiceMsgMouseMotion, dx), F(I32, SpiceMsgMouseMotion, dy), F(U16, SpiceMsgMouseMotion, buttons_state),
+};
+LOCAL_DESC(mouse_motion_desc, SpiceMsgMouseMotion, "MouseMotion");
+
+static const SpiceMField mouse_position_desc_f[] = {
+    F(U32, SpiceMsgMousePosition, x), F(U32, SpiceMsgMousePosition, y),
+    F(U16, SpiceMsgMousePosition, buttons_state), F(U8, SpiceMsgMousePosition, display_id),
+};
+LOCAL_DESC(mouse_position_desc, SpiceMsgMousePosition, "MousePosition");
+
+static const SpiceMField mouse_button_desc_f[] = {
+    F(U8, SpiceMsgMouseButton, button), F(U16, SpiceMsgMouseButton, buttons_state),
+};
+LOCAL_DESC(mouse_button_desc, SpiceMsgMouseButton, "MouseButton");
+
+static const SpiceMField cursor_init_desc_f[] = {
+    F(U16, SpiceMsgCursorInit, x),           F(U16, SpiceMsgCursorInit, y),
+    F(U16, SpiceMsgCursorInit, trail_length), F(U16, SpiceMsgCursorInit, trail_frequency),
+    F(U8, SpiceMsgCursorInit, visible),      F(U16, SpiceMsgCursorInit, cursor_flags),
+};
+LOCAL_DESC(cursor_init_desc, SpiceMsgCursorInit, "CursorInit");
+
 /* ---------------------------------------------------------------- registry */
 #define S(ch, id, nm, d) {SPICE_CHANNEL_##ch, false, SPICE_MSG_##id, nm, &(d)}
 #define C(ch, id, nm, d) {SPICE_CHANNEL_##ch, true, SPICE_MSGC_##id, nm, &(d)}
@@ -274,7 +297,12 @@ static const SpiceMsgInfo registry[] = {
     C(INPUTS, INPUTS_KEY_DOWN, "INPUTS_KEY_DOWN", u32_desc),
     C(INPUTS, INPUTS_KEY_UP, "INPUTS_KEY_UP", u32_desc),
     C(INPUTS, INPUTS_KEY_MODIFIERS, "INPUTS_KEY_MODIFIERS", u16_desc),
+    C(INPUTS, INPUTS_MOUSE_MOTION, "INPUTS_MOUSE_MOTION", mouse_motion_desc),
+    C(INPUTS, INPUTS_MOUSE_POSITION, "INPUTS_MOUSE_POSITION", mouse_position_desc),
+    C(INPUTS, INPUTS_MOUSE_PRESS, "INPUTS_MOUSE_PRESS", mouse_button_desc),
+    C(INPUTS, INPUTS_MOUSE_RELEASE, "INPUTS_MOUSE_RELEASE", mouse_button_desc),
 
+    S(CURSOR, CURSOR_INIT, "CURSOR_INIT", cursor_init_desc),
     S(CURSOR, CURSOR_RESET, "CURSOR_RESET", empty_desc),
     S(CURSOR, CURSOR_HIDE, "CURSOR_HIDE", empty_desc),
     S(CURSOR, CURSOR_INVAL_ALL, "CURSOR_INVAL_ALL", empty_desc),

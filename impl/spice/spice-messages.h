@@ -233,6 +233,31 @@ typedef struct SpiceMsgVolume {
     SpiceMArray volume; /* SpiceU16Item, u8 count */
 } SpiceMsgVolume;
 
+typedef struct SpiceMsgMouseMotion {
+    int32_t dx, dy;
+    uint16_t buttons_state;
+} SpiceMsgMouseMotion;
+
+typedef struct SpiceMsgMousePosition {
+    uint32_t x, y;
+    uint16_t buttons_state;
+    uint8_t display_id;
+} SpiceMsgMousePosition;
+
+typedef struct SpiceMsgMouseButton {
+    uint8_t button;
+    uint16_t buttons_state;
+} SpiceMsgMouseButton;
+
+/* CURSOR_INIT with no cursor shape (flags NONE): a position of two i16
+ * (carried as their u16 bits), the trail, visibility and the flags. */
+typedef struct SpiceMsgCursorInit {
+    uint16_t x, y;
+    uint16_t trail_length, trail_frequency;
+    uint8_t visible;
+    uint16_t cursor_flags; /* SPICE_CURSOR_FLAGS_NONE */
+} SpiceMsgCursorInit;
+
 typedef struct SpiceMsgPortInit {
     SpiceMBytes name; /* NUL-terminated, NUL counted */
     uint8_t opened;

@@ -138,7 +138,15 @@ static void cc_on_closed(void *opaque, int err, const char *reason)
     cc_free(cc);
 }
 
-static const SpiceConnOps cc_ops = {.on_message = cc_on_message, .on_closed = cc_on_closed};
+static void cc_on_drained(void *opaque)
+{
+    SpiceChannelClient *cc = opaque;
+    if (cc->channel->cls->drained)
+        cc->channel->cls->drained(cc);
+}
+
+static const SpiceConnOps cc_ops = {.on_message = cc_on_message, .on_closed = cc_on_closed,
+                                    .on_drained = cc_on_drained};
 
 /* ------------------------------------------------------------------ linking */
 

@@ -63,6 +63,9 @@ typedef struct SpiceChannelClass {
     int (*on_message)(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp);
     /* The channel client is going away: free `priv`. */
     void (*disconnect)(SpiceChannelClient *cc);
+    /* Optional: every queued message of this channel client went out (a
+     * producer paced by the backlog may write more). */
+    void (*drained)(SpiceChannelClient *cc);
     /* The server is being freed with the channel: forget `ch`. */
     void (*channel_gone)(SpiceChannel *ch);
 } SpiceChannelClass;
