@@ -8,7 +8,7 @@ BUILD ?= build
 FIU ?= 1
 PY := /usr/bin/python3
 
-PKGS := jansson libcrypto cmocka libcyaml
+PKGS := jansson libcrypto cmocka libcyaml spice-protocol
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs jansson libcrypto libcyaml 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
