@@ -28,6 +28,10 @@ typedef struct FakeChannel {
     SpiceConn *conn;
     FakeDisplay *display; /* display channels only */
     FakeMedia *media;     /* playback, record, port */
+    /* semi-seamless migration: the copy linked to the target */
+    SpiceLinker *mig_linker;
+    MigTransport *mig_t; /* linked, not started until the switch */
+    bool mig_mini;
 } FakeChannel;
 
 struct FakeClient {
@@ -42,6 +46,14 @@ struct FakeClient {
     FakeClientEvent *events;
     size_t nevents, cap_events;
     char last_error[320];
+    /* migration */
+    char mig_host[256];
+    uint16_t mig_port;
+    bool migrating;            /* MIGRATE_BEGIN followed, not yet ended */
+    size_t mig_wanted, mig_linked;
+    MigLoopSource *mig_defer;  /* the switch, run from the loop */
+    int mig_action;            /* what mig_defer does */
+    FakeClientMigrations migs;
 };
 
 /* Record a message in the client's event list. */
@@ -54,6 +66,19 @@ int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body);
 void fake__display_start(FakeChannel *ch);
 int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
 void fake__display_free(FakeChannel *ch);
+
+/* Attach a linked transport to a channel (its SpiceConn and channel state). */
+void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini);
+/* Connect and link channel (type, id) to host:port (connection id given);
+ * NULL when the connect failed (last_error says why). */
+SpiceLinker *fake__link(FakeClient *c, FakeChannel *ch, const char *host, uint16_t port, uint32_t connection_id,
+                        SpiceLinkDone done);
+void fake__chan_free(FakeChannel *ch);
+/* Link a new main channel to the client's current host (a new session). */
+void fake__link_main(FakeClient *c);
+/* The main channel's migration messages. */
+int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+void fake__migrate_free(FakeClient *c);
 
 /* Playback, record and port channels. */
 void fake__media_start(FakeChannel *ch);

@@ -28,11 +28,13 @@ void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg,
                                                 .channel_id = ch->id, .sent = sent, .msg = msg, .name = name};
 }
 
-static void chan_free(FakeChannel *ch)
+void fake__chan_free(FakeChannel *ch)
 {
     FakeClient *c = ch->client;
     fake__display_free(ch);
     fake__media_free(ch);
+    spice_linker_free(ch->mig_linker);
+    mig_transport_close(ch->mig_t);
     spice_linker_free(ch->linker);
     spice_conn_free(ch->conn);
     for (size_t i = 0; i < c->nchans; i++)
@@ -55,18 +57,33 @@ int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body)
 
 static void link_channel(FakeClient *c, uint8_t type, uint8_t id);
 
+static bool has_channel(const FakeClient *c, uint8_t type, uint8_t id)
+{
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == type && c->chans[i]->id == id)
+            return true;
+    return false;
+}
+
 static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
 {
     FakeClient *c = ch->client;
     switch (mi->id) {
+    case SPICE_MSG_MAIN_MIGRATE_BEGIN:
+    case SPICE_MSG_MAIN_MIGRATE_CANCEL:
+    case SPICE_MSG_MAIN_MIGRATE_END:
+    case SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST:
+        return fake__migrate_message(ch, mi, body, NULL);
     case SPICE_MSG_MAIN_INIT:
         c->session_id = ((SpiceMsgMainInit *)body)->session_id;
         return fake__chan_send(ch, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL);
     case SPICE_MSG_MAIN_CHANNELS_LIST: {
         SpiceMsgChannelsList *l = body;
         const SpiceChannelRef *refs = l->channels.items;
+        /* after a migration the list names channels the client has moved over */
         for (uint32_t i = 0; i < l->channels.n; i++)
-            link_channel(c, refs[i].type, refs[i].id);
+            if (!has_channel(c, refs[i].type, refs[i].id))
+                link_channel(c, refs[i].type, refs[i].id);
         return 0;
     }
     default:
@@ -94,7 +111,7 @@ static void on_closed(void *opaque, int err, const char *reason)
     if (err)
         snprintf(c->last_error, sizeof(c->last_error), "%s:%u: %s", spice_channel_type_name(ch->type), ch->id,
                  reason);
-    chan_free(ch);
+    fake__chan_free(ch);
 }
 
 static const SpiceConnOps conn_ops = {.on_message = on_message, .on_closed = on_closed};
@@ -108,43 +125,64 @@ static void linked(void *opaque, SpiceLinkResult *res)
     if (res->err) {
         snprintf(c->last_error, sizeof(c->last_error), "%s:%u: %s", spice_channel_type_name(ch->type), ch->id,
                  res->reason);
-        chan_free(ch);
+        fake__chan_free(ch);
         return;
     }
+    fake__chan_attach(ch, res->t, res->mini_header);
+}
+
+void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
+{
+    FakeClient *c = ch->client;
     char who[96];
     snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
-    SpiceConnConfig cfg = {.is_server = false, .mini_header = res->mini_header, .channel_type = ch->type,
+    SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
                            .channel_id = ch->id, .max_in = 64u << 20, .who = who};
-    ch->conn = spice_conn_new(c->loop, res->t, &cfg, &conn_ops, ch);
+    ch->conn = spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
-    else if (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
-             ch->type == SPICE_CHANNEL_PORT)
+    else if (!ch->media && (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
+                            ch->type == SPICE_CHANNEL_PORT))
         fake__media_start(ch);
+}
+
+SpiceLinker *fake__link(FakeClient *c, FakeChannel *ch, const char *host, uint16_t port, uint32_t connection_id,
+                        SpiceLinkDone done)
+{
+    MigErr *err = NULL;
+    MigTransport *t = c->cfg.connect(c->cfg.connect_opaque, host, port, &err);
+    if (!t) {
+        snprintf(c->last_error, sizeof(c->last_error), "%s:%u: connect to %s:%u: %s",
+                 spice_channel_type_name(ch->type), ch->id, host, port, err ? err->msg : "failed");
+        mig_err_free(err);
+        return NULL;
+    }
+    SpiceLinkClientConfig lc = {.mess = {.connection_id = connection_id, .channel_type = ch->type,
+                                         .channel_id = ch->id, .common = c->cfg.common},
+                                .password = c->password, .prng = &c->loop->prng};
+    if (ch->type == SPICE_CHANNEL_MAIN)
+        lc.mess.channel = c->cfg.main_caps;
+    return spice_link_connect(c->loop, t, &lc, done, ch);
 }
 
 static void link_channel(FakeClient *c, uint8_t type, uint8_t id)
 {
-    MigErr *err = NULL;
-    MigTransport *t = c->cfg.connect(c->cfg.connect_opaque, c->host, c->cfg.port, &err);
-    if (!t) {
-        snprintf(c->last_error, sizeof(c->last_error), "%s:%u: connect: %s", spice_channel_type_name(type), id,
-                 err ? err->msg : "failed");
-        mig_err_free(err);
-        return;
-    }
     FakeChannel *ch = mig_malloc0(sizeof(*ch));
     ch->client = c;
     ch->type = type;
     ch->id = id;
+    ch->linker = fake__link(c, ch, c->host, c->cfg.port, type == SPICE_CHANNEL_MAIN ? 0 : c->session_id, linked);
+    if (!ch->linker) {
+        free(ch);
+        return;
+    }
     c->chans = mig_realloc(c->chans, (c->nchans + 1) * sizeof(*c->chans));
     c->chans[c->nchans++] = ch;
-    SpiceLinkClientConfig lc = {.mess = {.connection_id = type == SPICE_CHANNEL_MAIN ? 0 : c->session_id,
-                                         .channel_type = type, .channel_id = id, .common = c->cfg.common},
-                                .password = c->password, .prng = &c->loop->prng};
-    if (type == SPICE_CHANNEL_MAIN)
-        lc.mess.channel = c->cfg.main_caps;
-    ch->linker = spice_link_connect(c->loop, t, &lc, linked, ch);
+}
+
+void fake__link_main(FakeClient *c)
+{
+    link_channel(c, SPICE_CHANNEL_MAIN, 0);
 }
 
 FakeClient *fake_client_new(MigLoop *loop, const FakeClientConfig *cfg)
@@ -182,12 +220,28 @@ void fake_client_free(FakeClient *c)
 {
     if (!c)
         return;
+    fake__migrate_free(c);
     while (c->nchans)
-        chan_free(c->chans[c->nchans - 1]);
+        fake__chan_free(c->chans[c->nchans - 1]);
     free(c->chans);
     free(c->events);
     free(c->password);
     free(c);
+}
+
+void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out)
+{
+    *out = c->migs;
+}
+
+const char *fake_client_server_host(const FakeClient *c)
+{
+    return c->host;
+}
+
+uint16_t fake_client_server_port(const FakeClient *c)
+{
+    return c->cfg.port;
 }
 
 uint32_t fake_client_session_id(const FakeClient *c)

@@ -76,6 +76,17 @@ typedef struct FakeClientMediaStats {
     uint64_t received, sent, gaps, dups, starts;
 } FakeClientMediaStats;
 void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
+/* The migrations the client followed, by kind. */
+typedef struct FakeClientMigrations {
+    uint32_t semi_seamless; /* MIGRATE_END: switched to the target's session */
+    uint32_t switch_host;   /* SWITCH_HOST: a new session on the target */
+    uint32_t cancelled;     /* MIGRATE_CANCEL: stayed */
+    uint32_t connect_errors; /* CONNECT_ERROR sent */
+} FakeClientMigrations;
+void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out);
+/* The host and port the client's main channel is on now. */
+const char *fake_client_server_host(const FakeClient *c);
+uint16_t fake_client_server_port(const FakeClient *c);
 /* Close the main channel (as a user closing the window). */
 void fake_client_disconnect(FakeClient *c);
 

@@ -7,6 +7,7 @@
  * (SEMI_SEAMLESS first of all: spice-gtk honours MIGRATE_END only from a
  * server that advertised it).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,42 @@
 #include "spice-main.h"
 
 #define AGENT_TOKENS 10u
+#define MIGRATE_TIMEOUT_NS 10000000000ull
+
+typedef enum MainMig {
+    MAIN_MIG_NONE,      /* not part of a migration */
+    MAIN_MIG_BEGUN,     /* MIGRATE_BEGIN sent, no answer yet */
+    MAIN_MIG_CONNECTED, /* MIGRATE_CONNECTED */
+    MAIN_MIG_FAILED,    /* CONNECT_ERROR, or no answer in time */
+    MAIN_MIG_SENT_AWAY, /* MIGRATE_END or SWITCH_HOST sent: leaving */
+} MainMig;
+
+/* Per client. */
+typedef struct MainCC {
+    MainMig mig;
+} MainCC;
+
+struct SpiceMain {
+    SpiceServer *server;
+    SpiceChannel *ch;
+    bool have_dest;
+    char host[256], cert_subject[256];
+    int port, tls_port;
+    /* the migration in progress */
+    bool begun;
+    uint32_t waiting;
+    SpiceMigrateConnected done;
+    void *done_opaque;
+    int result;
+    MigLoopSource *timer, *done_defer, *leave_timer;
+    SpiceMainMigrateStats stats;
+};
+
+static uint64_t migrate_timeout(const SpiceMain *m)
+{
+    uint64_t t = spice_server_config(m->server)->migrate_timeout_ns;
+    return t ? t : MIGRATE_TIMEOUT_NS;
+}
 
 static void main_caps(SpiceChannel *ch, SpiceCapSet *caps)
 {
@@ -55,10 +92,31 @@ static int send_init(SpiceChannelClient *cc)
     return r;
 }
 
+static void begin_finished(SpiceMain *m);
+
 static int main_connect(SpiceChannelClient *cc, MigErr **errp)
 {
+    spice_cc_set_priv(cc, mig_malloc0(sizeof(MainCC)));
+    /* a migrating client gets its MAIN_INIT after MSGC_MAIN_MIGRATE_END */
+    if (spice_client_migrating_in(spice_cc_client(cc)))
+        return 0;
     int r = send_init(cc);
     return r < 0 ? mig_err_set(errp, r, "cannot queue MAIN_INIT") : 0;
+}
+
+static void main_disconnect(SpiceChannelClient *cc)
+{
+    SpiceMain *m = spice_channel_priv(spice_cc_channel(cc));
+    MainCC *mc = spice_cc_priv(cc);
+    if (m && mc && mc->mig == MAIN_MIG_BEGUN && m->waiting) {
+        /* a client that leaves while the source waits for its answer */
+        mc->mig = MAIN_MIG_FAILED;
+        m->stats.connect_errors++;
+        if (--m->waiting == 0)
+            begin_finished(m);
+    }
+    free(mc);
+    spice_cc_set_priv(cc, NULL);
 }
 
 static int send_channels_list(SpiceChannelClient *cc)
@@ -79,10 +137,220 @@ static int send_channels_list(SpiceChannelClient *cc)
     return r;
 }
 
+static void done_cb(void *opaque)
+{
+    SpiceMain *m = opaque;
+    m->done_defer = NULL;
+    if (m->done)
+        m->done(m->done_opaque, m->result);
+}
+
+/* Every client answered (or the time is up): tell whoever waits. */
+static void begin_finished(SpiceMain *m)
+{
+    if (m->timer) {
+        mig_loop_remove(spice_server_loop(m->server), m->timer);
+        m->timer = NULL;
+    }
+    if (!m->done_defer)
+        m->done_defer = mig_loop_defer(spice_server_loop(m->server), done_cb, m);
+}
+
+static MainCC *main_cc_of(SpiceClient *c, SpiceChannelClient **ccp)
+{
+    SpiceChannelClient *cc = spice_client_find(c, SPICE_CHANNEL_MAIN, 0);
+    if (ccp)
+        *ccp = cc;
+    return cc ? spice_cc_priv(cc) : NULL;
+}
+
+static void begin_timeout(void *opaque)
+{
+    SpiceMain *m = opaque;
+    m->timer = NULL;
+    SpiceServer *s = m->server;
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        MainCC *mc = main_cc_of(spice_server_client_at(s, i), NULL);
+        if (mc && mc->mig == MAIN_MIG_BEGUN) {
+            mc->mig = MAIN_MIG_FAILED;
+            m->stats.timed_out++;
+        }
+    }
+    m->waiting = 0;
+    if (m->result == 0)
+        m->result = -ETIMEDOUT;
+    begin_finished(m);
+}
+
+void spice_main_set_migrate_dest(SpiceMain *m, const char *host, int port, int tls_port, const char *cert_subject)
+{
+    snprintf(m->host, sizeof(m->host), "%s", host ? host : "");
+    snprintf(m->cert_subject, sizeof(m->cert_subject), "%s", cert_subject ? cert_subject : "");
+    m->port = port;
+    m->tls_port = tls_port;
+    m->have_dest = true;
+}
+
+bool spice_main_has_migrate_dest(const SpiceMain *m)
+{
+    return m->have_dest;
+}
+
+static SpiceDstInfo dst_info(const SpiceMain *m)
+{
+    SpiceDstInfo d = {.port = m->port >= 0 ? (uint16_t)m->port : 0xffff,
+                      .sport = m->tls_port >= 0 ? (uint16_t)m->tls_port : 0xffff,
+                      .host = {.len = (uint32_t)strlen(m->host) + 1, .data = (uint8_t *)m->host}};
+    if (m->cert_subject[0])
+        d.cert_subject = (SpiceMBytes){.len = (uint32_t)strlen(m->cert_subject) + 1,
+                                       .data = (uint8_t *)m->cert_subject};
+    return d;
+}
+
+int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opaque, MigErr **errp)
+{
+    if (!m->have_dest)
+        return mig_err_set(errp, -EINVAL, "no destination: client_migrate_info first");
+    if (m->begun)
+        return mig_err_set(errp, -EBUSY, "a SPICE migration is already in progress");
+    SpiceServer *s = m->server;
+    m->begun = true;
+    m->done = done;
+    m->done_opaque = opaque;
+    m->result = 0;
+    m->waiting = 0;
+    memset(&m->stats, 0, sizeof(m->stats));
+    SpiceMsgMigrateBegin b = {.dst = dst_info(m)};
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceChannelClient *cc;
+        MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
+        if (!mc || spice_client_migrating_in(spice_cc_client(cc)))
+            continue;
+        mc->mig = MAIN_MIG_NONE;
+        /* a client without SEMI_SEAMLESS gets the switch-host path at the end */
+        if (!spice_caps_has(&spice_cc_link(cc)->channel, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE))
+            continue;
+        if (spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN, &b) == 0) {
+            mc->mig = MAIN_MIG_BEGUN;
+            m->waiting++;
+            m->stats.begun++;
+        }
+    }
+    MigLoop *loop = spice_server_loop(s);
+    if (m->waiting)
+        m->timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), begin_timeout, m);
+    else
+        begin_finished(m);
+    return 0;
+}
+
+static void leave_timeout(void *opaque)
+{
+    SpiceMain *m = opaque;
+    m->leave_timer = NULL;
+    SpiceServer *s = m->server;
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceChannelClient *cc;
+        MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
+        if (mc && mc->mig == MAIN_MIG_SENT_AWAY)
+            spice_conn_close(spice_cc_conn(cc), 0, "the client did not leave after the migration");
+    }
+}
+
+void spice_main_migrate_end(SpiceMain *m, bool completed)
+{
+    SpiceServer *s = m->server;
+    MigLoop *loop = spice_server_loop(s);
+    if (m->timer) {
+        mig_loop_remove(loop, m->timer);
+        m->timer = NULL;
+    }
+    if (m->done_defer) {
+        mig_loop_remove(loop, m->done_defer);
+        m->done_defer = NULL;
+    }
+    m->waiting = 0;
+    bool sent_away = false;
+    SpiceMsgMigrateBegin sw = {.dst = dst_info(m)};
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceChannelClient *cc;
+        MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
+        if (!mc || spice_client_migrating_in(spice_cc_client(cc)))
+            continue;
+        if (!completed) {
+            if (mc->mig == MAIN_MIG_BEGUN || mc->mig == MAIN_MIG_CONNECTED || mc->mig == MAIN_MIG_FAILED) {
+                spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_CANCEL, NULL);
+                m->stats.cancelled++;
+            }
+            mc->mig = MAIN_MIG_NONE;
+            continue;
+        }
+        if (mc->mig == MAIN_MIG_CONNECTED) {
+            spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
+            m->stats.ended++;
+        } else if (m->have_dest) {
+            spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST, &sw);
+            m->stats.switched++;
+        }
+        mc->mig = MAIN_MIG_SENT_AWAY;
+        sent_away = true;
+    }
+    m->begun = false;
+    if (sent_away && !m->leave_timer)
+        m->leave_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), leave_timeout, m);
+}
+
+void spice_main_migrate_stats(const SpiceMain *m, SpiceMainMigrateStats *out)
+{
+    *out = m->stats;
+}
+
+static void main_channel_gone(SpiceChannel *ch)
+{
+    SpiceMain *m = spice_channel_priv(ch);
+    MigLoop *loop = spice_server_loop(m->server);
+    if (m->timer)
+        mig_loop_remove(loop, m->timer);
+    if (m->done_defer)
+        mig_loop_remove(loop, m->done_defer);
+    if (m->leave_timer)
+        mig_loop_remove(loop, m->leave_timer);
+    free(m);
+}
+
 static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, uint32_t size,
                            MigErr **errp)
 {
+    SpiceMain *m = spice_channel_priv(spice_cc_channel(cc));
+    MainCC *mc = spice_cc_priv(cc);
+    SpiceClient *client = spice_cc_client(cc);
+    if (spice_client_migrating_in(client)) {
+        /* the target: nothing but the end of the migration */
+        if (mi->id != SPICE_MSGC_MAIN_MIGRATE_END)
+            return mig_err_set(errp, -EPROTO, "%s from a migrating client before its MIGRATE_END", mi->name);
+        spice_client_end_migration_in(client);
+        int r = send_init(cc);
+        return r < 0 ? mig_err_set(errp, r, "cannot queue MAIN_INIT") : 0;
+    }
     switch (mi->id) {
+    case SPICE_MSGC_MAIN_MIGRATE_CONNECTED:
+    case SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR:
+        if (!m || mc->mig != MAIN_MIG_BEGUN)
+            return mig_err_set(errp, -EPROTO, "%s without a MIGRATE_BEGIN to answer", mi->name);
+        if (mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED) {
+            mc->mig = MAIN_MIG_CONNECTED;
+            m->stats.connected++;
+        } else {
+            mc->mig = MAIN_MIG_FAILED;
+            m->stats.connect_errors++;
+            if (m->result == 0)
+                m->result = -ECONNREFUSED;
+        }
+        if (--m->waiting == 0)
+            begin_finished(m);
+        return 0;
+    case SPICE_MSGC_MAIN_MIGRATE_END:
+        return mig_err_set(errp, -EPROTO, "MIGRATE_END from a client that is not migrating here");
     case SPICE_MSGC_MAIN_ATTACH_CHANNELS:
         return send_channels_list(cc);
     case SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST: {
@@ -107,9 +375,15 @@ static const SpiceChannelClass main_class = {
     .caps = main_caps,
     .connect = main_connect,
     .on_message = main_on_message,
+    .disconnect = main_disconnect,
+    .channel_gone = main_channel_gone,
 };
 
-SpiceChannel *spice_main_add(SpiceServer *s)
+SpiceMain *spice_main_add(SpiceServer *s)
 {
-    return spice_server_add_channel(s, SPICE_CHANNEL_MAIN, 0, &main_class, NULL);
+    SpiceMain *m = mig_malloc0(sizeof(*m));
+    m->server = s;
+    m->port = m->tls_port = -1;
+    m->ch = spice_server_add_channel(s, SPICE_CHANNEL_MAIN, 0, &main_class, m);
+    return m;
 }

@@ -1,18 +1,55 @@
 /*
  * spice-main.h - the main channel of a SPICE server (docs/protocol-spice.md
- * "Main channel"): the session start (MAIN_INIT, NAME, UUID), the list of
- * channels after ATTACH_CHANNELS, mouse modes, agent tokens without an
- * agent, and (later) the migration messages.
+ * "Main channel" and "Migration flows"): the session start (MAIN_INIT,
+ * NAME, UUID), the list of channels after ATTACH_CHANNELS, mouse modes,
+ * agent tokens without an agent, and semi-seamless migration.
  *
- * Owns: the main channel's class and its per-client state.
- * Called by: whoever assembles a server (impl/machine, tests).
+ * Semi-seamless migration, source side:
+ *   spice_main_set_migrate_dest (QMP client_migrate_info) names the target;
+ *   spice_main_migrate_begin sends MIGRATE_BEGIN to every client whose main
+ *   link has SEMI_SEAMLESS and calls `done` once each has answered
+ *   MIGRATE_CONNECTED or CONNECT_ERROR, or the timeout (10 s by default, as
+ *   spice-server) passed: done(0) when all connected, -ECONNREFUSED when one
+ *   could not, -ETIMEDOUT when one did not answer; spice_main_migrate_end
+ *   then sends MIGRATE_END to the clients that connected, SWITCH_HOST to the
+ *   others (completed), or MIGRATE_CANCEL (failed or cancelled), and drops
+ *   the clients that were sent away if they are still there after the
+ *   timeout.
+ * Target side: a client whose main link carries a session id is a
+ * migrating client: no MAIN_INIT and no other channel starts until its
+ * MSGC_MAIN_MIGRATE_END; then MAIN_INIT and the held channels start (the
+ * display sends every surface whole).
+ *
+ * Owns: the main channel's class, its migration state and per-client state.
+ * Called by: whoever assembles a server (impl/machine, tests), the monitor.
  */
 #ifndef MIGCERT_SPICE_MAIN_H
 #define MIGCERT_SPICE_MAIN_H
 
 #include "spice-server.h"
 
-/* Offer MAIN:0 on `s`. */
-SpiceChannel *spice_main_add(SpiceServer *s);
+typedef struct SpiceMain SpiceMain;
+
+/* Offer MAIN:0 on `s`; the SpiceMain lives as long as the server. */
+SpiceMain *spice_main_add(SpiceServer *s);
+
+/* client_migrate_info: where clients go.  port / tls_port -1: none. */
+void spice_main_set_migrate_dest(SpiceMain *m, const char *host, int port, int tls_port,
+                                 const char *cert_subject);
+bool spice_main_has_migrate_dest(const SpiceMain *m);
+
+typedef void (*SpiceMigrateConnected)(void *opaque, int result);
+/* Start a migration's client part; `done` runs from the loop.  -EINVAL
+ * without a destination, -EBUSY while one is in progress. */
+int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opaque, MigErr **errp);
+/* The migration ended (completed or not). */
+void spice_main_migrate_end(SpiceMain *m, bool completed);
+
+/* How the last migration's clients were sent (counts, for oracles). */
+typedef struct SpiceMainMigrateStats {
+    uint32_t begun, connected, connect_errors, timed_out;
+    uint32_t ended, switched, cancelled;
+} SpiceMainMigrateStats;
+void spice_main_migrate_stats(const SpiceMain *m, SpiceMainMigrateStats *out);
 
 #endif

@@ -36,12 +36,21 @@ struct SpiceChannelClient {
     void *priv;
 };
 
+/* A link of a migrating client, linked but not started (semi-seamless
+ * target: held until the client's MSGC_MAIN_MIGRATE_END). */
+typedef struct HeldLink {
+    SpiceLinkResult res;
+} HeldLink;
+
 struct SpiceClient {
     SpiceServer *server;
     uint32_t session_id;
     bool listed; /* still in the server's client list (its main is alive) */
+    bool migrating_in; /* main linked with the source's session id, not yet ended */
     SpiceChannelClient **ccs;
     size_t nccs;
+    HeldLink **held;
+    size_t nheld;
 };
 
 typedef struct PendingLink {
@@ -113,6 +122,11 @@ static void cc_free(SpiceChannelClient *cc)
     free(cc);
     if (c->nccs == 0) {
         list_remove((void **)c->server->clients, &c->server->nclients, c);
+        for (size_t i = 0; i < c->nheld; i++) {
+            mig_transport_close(c->held[i]->res.t);
+            free(c->held[i]);
+        }
+        free(c->held);
         free(c->ccs);
         free(c);
     }
@@ -150,6 +164,17 @@ static const SpiceConnOps cc_ops = {.on_message = cc_on_message, .on_closed = cc
 
 /* ------------------------------------------------------------------ linking */
 
+/* Linked or held on this client. */
+static bool client_has(const SpiceClient *c, uint8_t type, uint8_t id)
+{
+    if (spice_client_find(c, type, id))
+        return true;
+    for (size_t i = 0; i < c->nheld; i++)
+        if (c->held[i]->res.mess.channel_type == type && c->held[i]->res.mess.channel_id == id)
+            return true;
+    return false;
+}
+
 static uint32_t link_check(void *opaque, const SpiceLinkMessInfo *m, SpiceCapSet *common, SpiceCapSet *channel,
                            char *why, size_t why_len)
 {
@@ -171,7 +196,7 @@ static uint32_t link_check(void *opaque, const SpiceLinkMessInfo *m, SpiceCapSet
                      spice_channel_type_name(m->channel_type), m->channel_id, m->connection_id);
             return SPICE_LINK_ERR_BAD_CONNECTION_ID;
         }
-        if (spice_client_find(c, m->channel_type, m->channel_id)) {
+        if (client_has(c, m->channel_type, m->channel_id)) {
             snprintf(why, why_len, "session %u already has channel %s:%u", m->connection_id,
                      spice_channel_type_name(m->channel_type), m->channel_id);
             return SPICE_LINK_ERR_ERROR;
@@ -190,6 +215,8 @@ static uint32_t new_session_id(SpiceServer *s)
             return id;
     }
 }
+
+static void start_cc(SpiceServer *s, SpiceClient *c, SpiceChannel *ch, SpiceLinkResult *res);
 
 static void link_done(void *opaque, SpiceLinkResult *res)
 {
@@ -215,17 +242,34 @@ static void link_done(void *opaque, SpiceLinkResult *res)
     } else {
         c = find_client(s, m->connection_id);
     }
-    if (!ch || !c || (m->channel_type != SPICE_CHANNEL_MAIN && spice_client_find(c, m->channel_type, m->channel_id))) {
+    if (!ch || !c || (m->channel_type != SPICE_CHANNEL_MAIN && client_has(c, m->channel_type, m->channel_id))) {
         /* the session went away (or the channel got linked twice) while this link was in progress */
         mig_trace_log(s->loop->trace, now, s->who, "link of %s:%u dropped: session %u is gone",
                       spice_channel_type_name(m->channel_type), m->channel_id, m->connection_id);
         mig_transport_close(res->t);
         return;
     }
+    if (m->channel_type == SPICE_CHANNEL_MAIN && m->connection_id) {
+        c->migrating_in = true;
+        mig_trace_log(s->loop->trace, now, s->who, "session %u arrives by migration", c->session_id);
+    } else if (c->migrating_in) {
+        HeldLink *h = mig_malloc0(sizeof(*h));
+        h->res = *res;
+        LIST_PUSH(c->held, c->nheld, h);
+        mig_trace_log(s->loop->trace, now, s->who, "link of %s:%u held until the migration ends",
+                      spice_channel_type_name(m->channel_type), m->channel_id);
+        return;
+    }
+    start_cc(s, c, ch, res);
+}
+
+static void start_cc(SpiceServer *s, SpiceClient *c, SpiceChannel *ch, SpiceLinkResult *res)
+{
+    uint64_t now = mig_loop_now_ns(s->loop);
     SpiceChannelClient *cc = mig_malloc0(sizeof(*cc));
     cc->client = c;
     cc->channel = ch;
-    cc->link = *m;
+    cc->link = res->mess;
     LIST_PUSH(c->ccs, c->nccs, cc);
     char who[96];
     snprintf(who, sizeof(who), "%s.%s%u", s->who, ch->cls->name, ch->id);
@@ -363,6 +407,28 @@ void spice_channel_set_priv(SpiceChannel *ch, void *priv) { ch->priv = priv; }
 SpiceServer *spice_channel_server(const SpiceChannel *ch) { return ch->server; }
 
 uint32_t spice_client_session_id(const SpiceClient *c) { return c->session_id; }
+bool spice_client_migrating_in(const SpiceClient *c) { return c->migrating_in; }
+
+void spice_client_end_migration_in(SpiceClient *c)
+{
+    if (!c->migrating_in)
+        return;
+    c->migrating_in = false;
+    /* start what was held, in link order; a channel that went away meanwhile is dropped */
+    HeldLink **held = c->held;
+    size_t n = c->nheld;
+    c->held = NULL;
+    c->nheld = 0;
+    for (size_t i = 0; i < n; i++) {
+        SpiceChannel *ch = find_channel(c->server, held[i]->res.mess.channel_type, held[i]->res.mess.channel_id);
+        if (ch && c->listed)
+            start_cc(c->server, c, ch, &held[i]->res);
+        else
+            mig_transport_close(held[i]->res.t);
+        free(held[i]);
+    }
+    free(held);
+}
 
 SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id)
 {

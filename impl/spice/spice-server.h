@@ -48,6 +48,7 @@ typedef struct SpiceServerConfig {
     const char *name;        /* MAIN_NAME, sent when the client has NAME_AND_UUID */
     uint8_t uuid[16];
     uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */
+    uint64_t migrate_timeout_ns; /* 0: MIGRATE_TIMEOUT (10 s) */
     const char *who;         /* trace prefix, e.g. "src.spice" */
 } SpiceServerConfig;
 
@@ -100,6 +101,11 @@ void spice_channel_set_priv(SpiceChannel *ch, void *priv);
 SpiceServer *spice_channel_server(const SpiceChannel *ch);
 
 uint32_t spice_client_session_id(const SpiceClient *c);
+/* Semi-seamless target: the client linked main with the source's session
+ * id; its other links are held (linked, not started) until main calls
+ * spice_client_end_migration_in on MSGC_MAIN_MIGRATE_END. */
+bool spice_client_migrating_in(const SpiceClient *c);
+void spice_client_end_migration_in(SpiceClient *c);
 /* The client's channel client on (type, id), or NULL. */
 SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id);
 

@@ -1,0 +1,242 @@
+/*
+ * fake-client-migrate.c - the fake client's side of SPICE migration
+ * (docs/protocol-spice.md "Migration flows"), as spice-gtk does it:
+ *   MIGRATE_BEGIN: link a copy of every open channel to the target, main
+ *     first and the others once it linked (the target knows the session
+ *     from main), with the session id as connection id; when every copy linked,
+ *     MIGRATE_CONNECTED to the source, else CONNECT_ERROR (and the copies
+ *     go);
+ *   MIGRATE_CANCEL: the copies go, the client stays;
+ *   MIGRATE_END: the switch: main first (MSGC_MAIN_MIGRATE_END to the
+ *     target), then every other channel moves to its copy; the display
+ *     starts afresh (DISPLAY_INIT again, caches cleared), sound and port
+ *     keep their sequence so that a loss or a repeat across the switch
+ *     shows;
+ *   SWITCH_HOST: every channel goes and the client links a new session on
+ *     the target.
+ * The switch runs from the loop, never inside the callback of the message
+ * that asked for it (that message's connection is one of those it closes).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
+#include "client/fake-client-internal.h"
+
+enum { ACT_NONE, ACT_SWITCH, ACT_SWITCH_HOST };
+
+static FakeChannel *main_of(FakeClient *c)
+{
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == SPICE_CHANNEL_MAIN)
+            return c->chans[i];
+    return NULL;
+}
+
+/* Drop every copy linked or linking to the target. */
+static void drop_copies(FakeClient *c)
+{
+    for (size_t i = 0; i < c->nchans; i++) {
+        FakeChannel *ch = c->chans[i];
+        spice_linker_free(ch->mig_linker);
+        ch->mig_linker = NULL;
+        mig_transport_close(ch->mig_t);
+        ch->mig_t = NULL;
+    }
+    c->migrating = false;
+    c->mig_wanted = c->mig_linked = 0;
+}
+
+static void answer(FakeClient *c, bool connected)
+{
+    FakeChannel *m = main_of(c);
+    if (!connected) {
+        c->migs.connect_errors++;
+        drop_copies(c);
+    }
+    if (m && m->conn)
+        fake__chan_send(m, connected ? SPICE_MSGC_MAIN_MIGRATE_CONNECTED : SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR,
+                        NULL);
+}
+
+static void link_other_copies(FakeClient *c);
+
+static void copy_linked(void *opaque, SpiceLinkResult *res)
+{
+    FakeChannel *ch = opaque;
+    FakeClient *c = ch->client;
+    spice_linker_free(ch->mig_linker);
+    ch->mig_linker = NULL;
+    if (!c->migrating) {
+        mig_transport_close(res->t);
+        return;
+    }
+    if (res->err) {
+        snprintf(c->last_error, sizeof(c->last_error), "migration: %s:%u to the target: %s",
+                 spice_channel_type_name(ch->type), ch->id, res->reason);
+        answer(c, false);
+        return;
+    }
+    ch->mig_t = res->t;
+    ch->mig_mini = res->mini_header;
+    if (++c->mig_linked == c->mig_wanted)
+        answer(c, true);
+    else if (ch->type == SPICE_CHANNEL_MAIN)
+        link_other_copies(c);
+}
+
+static void begin(FakeClient *c, const SpiceDstInfo *dst)
+{
+    if (c->migrating) {
+        snprintf(c->last_error, sizeof(c->last_error), "migration: a second MIGRATE_BEGIN");
+        return;
+    }
+    snprintf(c->mig_host, sizeof(c->mig_host), "%.*s", dst->host.len ? (int)dst->host.len - 1 : 0,
+             dst->host.data ? (const char *)dst->host.data : "");
+    c->mig_port = dst->port;
+    c->migrating = true;
+    c->mig_wanted = c->mig_linked = 0;
+    /* main first: the target learns the session from it */
+    FakeChannel *m = main_of(c);
+    FakeChannel *order[64];
+    size_t n = 0;
+    if (m)
+        order[n++] = m;
+    for (size_t i = 0; i < c->nchans && n < MIG_ARRAY_SIZE(order); i++)
+        if (c->chans[i] != m && c->chans[i]->conn)
+            order[n++] = c->chans[i];
+    c->mig_wanted = n;
+    /* the others follow once main linked: the target knows the session only then */
+    if (!m || !(m->mig_linker = fake__link(c, m, c->mig_host, c->mig_port, c->session_id, copy_linked)))
+        answer(c, false);
+}
+
+static void link_other_copies(FakeClient *c)
+{
+    FakeChannel *m = main_of(c);
+    for (size_t i = 0; i < c->nchans; i++) {
+        FakeChannel *ch = c->chans[i];
+        if (ch == m || !ch->conn)
+            continue;
+        ch->mig_linker = fake__link(c, ch, c->mig_host, c->mig_port, c->session_id, copy_linked);
+        if (!ch->mig_linker) {
+            answer(c, false);
+            return;
+        }
+    }
+}
+
+/* The switch of MIGRATE_END: every channel onto its copy. */
+static void do_switch(FakeClient *c)
+{
+    FakeChannel *m = main_of(c);
+    if (!c->migrating || c->mig_linked != c->mig_wanted || !m || !m->mig_t) {
+        snprintf(c->last_error, sizeof(c->last_error), "migration: MIGRATE_END before every channel linked to "
+                 "the target (%zu of %zu)", c->mig_linked, c->mig_wanted);
+        return;
+    }
+    snprintf(c->host, sizeof(c->host), "%s", c->mig_host);
+    c->cfg.port = c->mig_port;
+    /* main first, and MSGC_MAIN_MIGRATE_END before anything else on it */
+    FakeChannel *order[64];
+    size_t n = 0;
+    order[n++] = m;
+    for (size_t i = 0; i < c->nchans && n < MIG_ARRAY_SIZE(order); i++)
+        if (c->chans[i] != m)
+            order[n++] = c->chans[i];
+    for (size_t i = 0; i < n; i++) {
+        FakeChannel *ch = order[i];
+        spice_conn_free(ch->conn);
+        ch->conn = NULL;
+        if (!ch->mig_t) {
+            /* a channel that opened after MIGRATE_BEGIN has no copy: it goes */
+            fake__chan_free(ch);
+            continue;
+        }
+        MigTransport *t = ch->mig_t;
+        ch->mig_t = NULL;
+        if (ch->display)
+            fake__display_free(ch); /* the target sends every surface again */
+        if (ch->media) {
+            ch->media->have_time = false; /* another server's clock */
+            ch->media->recording = false;
+            if (ch->media->timer) {
+                mig_loop_remove(c->loop, ch->media->timer);
+                ch->media->timer = NULL;
+            }
+        }
+        fake__chan_attach(ch, t, ch->mig_mini);
+        if (ch == m)
+            fake__chan_send(ch, SPICE_MSGC_MAIN_MIGRATE_END, NULL);
+    }
+    c->migrating = false;
+    c->migs.semi_seamless++;
+}
+
+static void do_switch_host(FakeClient *c)
+{
+    drop_copies(c);
+    while (c->nchans)
+        fake__chan_free(c->chans[c->nchans - 1]);
+    snprintf(c->host, sizeof(c->host), "%s", c->mig_host);
+    c->cfg.port = c->mig_port;
+    c->session_id = 0;
+    c->migs.switch_host++;
+    fake__link_main(c);
+}
+
+static void action_cb(void *opaque)
+{
+    FakeClient *c = opaque;
+    c->mig_defer = NULL;
+    int act = c->mig_action;
+    c->mig_action = ACT_NONE;
+    if (act == ACT_SWITCH)
+        do_switch(c);
+    else if (act == ACT_SWITCH_HOST)
+        do_switch_host(c);
+}
+
+static void later(FakeClient *c, int act)
+{
+    c->mig_action = act;
+    if (!c->mig_defer)
+        c->mig_defer = mig_loop_defer(c->loop, action_cb, c);
+}
+
+int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
+    FakeClient *c = main_ch->client;
+    switch (mi->id) {
+    case SPICE_MSG_MAIN_MIGRATE_BEGIN:
+        begin(c, &((SpiceMsgMigrateBegin *)body)->dst);
+        return 0;
+    case SPICE_MSG_MAIN_MIGRATE_CANCEL:
+        drop_copies(c);
+        c->migs.cancelled++;
+        return 0;
+    case SPICE_MSG_MAIN_MIGRATE_END:
+        later(c, ACT_SWITCH);
+        return 0;
+    case SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST: {
+        const SpiceDstInfo *dst = &((SpiceMsgMigrateBegin *)body)->dst;
+        snprintf(c->mig_host, sizeof(c->mig_host), "%.*s", dst->host.len ? (int)dst->host.len - 1 : 0,
+                 dst->host.data ? (const char *)dst->host.data : "");
+        c->mig_port = dst->port;
+        later(c, ACT_SWITCH_HOST);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+void fake__migrate_free(FakeClient *c)
+{
+    if (c->mig_defer)
+        mig_loop_remove(c->loop, c->mig_defer);
+    c->mig_defer = NULL;
+}

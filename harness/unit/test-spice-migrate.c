@@ -1,0 +1,258 @@
+/*
+ * test-spice-migrate.c - semi-seamless SPICE migration between two servers
+ * on the simulator (impl/spice/spice-main.c and the fake client): the
+ * client links a copy of every channel to the target, which holds them and
+ * withholds MAIN_INIT until the client's MIGRATE_END; after the switch the
+ * client shows the target's screen in the same session.  Also: cancel keeps
+ * the client on the source with nothing left on the target, an unreachable
+ * target gives CONNECT_ERROR and then SWITCH_HOST, a target that never
+ * answers makes the source give up after its timeout, and a client without
+ * SEMI_SEAMLESS is sent with SWITCH_HOST into a new session.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
+#include "client/fake-client.h"
+#include "devices/fake-qxl.h"
+#include "sim/sim.h"
+#include "spice/spice-main.h"
+
+typedef struct Host {
+    SpiceServer *server;
+    SpiceMain *main;
+    FakeQxl *qxl;
+} Host;
+
+typedef struct World {
+    MigLoop *loop;
+    Host src, dst;
+    FakeClient *client;
+    bool dst_unreachable, dst_silent;
+    MigTransport *silent[16];
+    int nsilent;
+    int done_calls, done_result;
+} World;
+
+static MigTransport *world_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
+{
+    World *w = opaque;
+    if (port == 2 && w->dst_unreachable) {
+        mig_err_set(errp, -ECONNREFUSED, "connection refused");
+        return NULL;
+    }
+    MigTransport *a, *b;
+    MigLinkParams lp = {.bandwidth = 50u << 20, .latency_ns = 300000};
+    if (mig_transport_mem_pair(w->loop, &lp, &a, &b) < 0)
+        return NULL;
+    if (port == 2 && w->dst_silent)
+        w->silent[w->nsilent++] = b; /* accepted, never answered */
+    else
+        spice_server_accept(port == 1 ? w->src.server : w->dst.server, b);
+    return a;
+}
+
+static void host_open(World *w, Host *h, const char *who)
+{
+    SpiceServerConfig sc = {.who = who};
+    h->server = spice_server_new(w->loop, &sc, NULL);
+    h->main = spice_main_add(h->server);
+    h->qxl = fake_qxl_new(w->loop, h->server, 64, 48);
+    fake_qxl_set_running(h->qxl, true);
+}
+
+static void world_open(World *w, SpiceCapSet main_caps)
+{
+    memset(w, 0, sizeof(*w));
+    w->loop = mig_sim_loop_new(0x5eed);
+    host_open(w, &w->src, "src");
+    host_open(w, &w->dst, "dst");
+    FakeClientConfig cc = {.host = "src", .port = 1, .connect = world_connect, .connect_opaque = w,
+                           .main_caps = main_caps, .who = "cli"};
+    w->client = fake_client_new(w->loop, &cc);
+    assert_int_equal(fake_client_start(w->client, NULL), 0);
+    mig_sim_run_for(w->loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w->client), 2);
+    spice_main_set_migrate_dest(w->src.main, "dst", 2, -1, NULL);
+}
+
+static void world_close(World *w)
+{
+    fake_client_free(w->client);
+    for (int i = 0; i < w->nsilent; i++)
+        mig_transport_close(w->silent[i]);
+    Host *hs[] = {&w->src, &w->dst};
+    for (int i = 0; i < 2; i++) {
+        fake_qxl_free(hs[i]->qxl);
+        spice_server_free(hs[i]->server);
+    }
+    mig_sim_run_for(w->loop, 1000000000ull);
+    assert_int_equal(mig_sim_live_sources(w->loop), 0);
+    w->loop->ops->free(w->loop);
+}
+
+static void on_connected(void *opaque, int result)
+{
+    World *w = opaque;
+    w->done_calls++;
+    w->done_result = result;
+}
+
+static void expect_screen(World *w, Host *h)
+{
+    fake_qxl_set_running(w->src.qxl, false);
+    fake_qxl_set_running(w->dst.qxl, false);
+    mig_sim_run_for(w->loop, 500000000ull);
+    const SpiceSurface *fb = fake_qxl_framebuffer(h->qxl), *cli = fake_client_surface(w->client, 0, 0);
+    assert_non_null(cli);
+    assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
+}
+
+static void test_spice_migrate_semi_seamless(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    uint32_t session = fake_client_session_id(w.client);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 1);
+    assert_int_equal(w.done_result, 0);
+    /* the target holds the copies: only main runs there, and it sent no MAIN_INIT */
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 1);
+    assert_true(spice_client_migrating_in(spice_server_client_at(w.dst.server, 0)));
+    size_t inits = fake_client_count(w.client, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT);
+
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    assert_int_equal(fake_client_session_id(w.client), session);
+    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT), inits + 1);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    assert_int_equal(spice_server_client_count(w.src.server), 0);
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 2);
+    SpiceMainMigrateStats st;
+    spice_main_migrate_stats(w.src.main, &st);
+    assert_int_equal(st.begun, 1);
+    assert_int_equal(st.connected, 1);
+    assert_int_equal(st.ended, 1);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
+static void test_spice_migrate_cancel_keeps_the_client(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_result, 0);
+    spice_main_migrate_end(w.src.main, false);
+    mig_sim_run_for(w.loop, 500000000ull);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.cancelled, 1);
+    assert_string_equal(fake_client_server_host(w.client), "src");
+    assert_int_equal(spice_server_client_count(w.dst.server), 0);
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 0);
+    mig_sim_run_for(w.loop, 500000000ull); /* the source keeps drawing for it */
+    expect_screen(&w, &w.src);
+    /* and a second migration still works */
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 2);
+    world_close(&w);
+}
+
+static void test_spice_migrate_unreachable_target(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    w.dst_unreachable = true;
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 1);
+    assert_int_equal(w.done_result, -ECONNREFUSED);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.connect_errors, 1);
+    /* a failed migration: the client stays, every channel working */
+    spice_main_migrate_end(w.src.main, false);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    expect_screen(&w, &w.src);
+    world_close(&w);
+}
+
+static void test_spice_migrate_silent_target_times_out(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    w.dst_silent = true;
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 9000000000ull);
+    assert_int_equal(w.done_calls, 0); /* still waiting at 9 s */
+    mig_sim_run_for(w.loop, 2000000000ull);
+    assert_int_equal(w.done_calls, 1);
+    assert_int_equal(w.done_result, -ETIMEDOUT);
+    SpiceMainMigrateStats st;
+    spice_main_migrate_stats(w.src.main, &st);
+    assert_int_equal(st.timed_out, 1);
+    spice_main_migrate_end(w.src.main, false);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    world_close(&w);
+}
+
+static void test_spice_migrate_old_client_switches_host(void **state)
+{
+    (void)state;
+    SpiceCapSet old = {0};
+    spice_caps_set(&old, SPICE_MAIN_CAP_NAME_AND_UUID); /* no SEMI_SEAMLESS */
+    World w;
+    world_open(&w, old);
+    uint32_t session = fake_client_session_id(w.client);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 1000000ull);
+    assert_int_equal(w.done_calls, 1); /* nobody to wait for */
+    assert_int_equal(w.done_result, 0);
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 1000000000ull);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.switch_host, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    assert_int_not_equal(fake_client_session_id(w.client), session);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    assert_int_equal(spice_server_client_count(w.src.server), 0);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spice_migrate_semi_seamless),
+        cmocka_unit_test(test_spice_migrate_cancel_keeps_the_client),
+        cmocka_unit_test(test_spice_migrate_unreachable_target),
+        cmocka_unit_test(test_spice_migrate_silent_target_times_out),
+        cmocka_unit_test(test_spice_migrate_old_client_switches_host),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
