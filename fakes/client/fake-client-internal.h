@@ -46,6 +46,8 @@ struct FakeClient {
     FakeClientEvent *events;
     size_t nevents, cap_events;
     char last_error[320];
+    uint8_t ever[64][2]; /* every channel linked once: type, id */
+    size_t never;
     /* migration */
     char mig_host[256];
     uint16_t mig_port;

@@ -134,6 +134,14 @@ static void linked(void *opaque, SpiceLinkResult *res)
 void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
 {
     FakeClient *c = ch->client;
+    bool known = false;
+    for (size_t i = 0; i < c->never; i++)
+        known |= c->ever[i][0] == ch->type && c->ever[i][1] == ch->id;
+    if (!known && c->never < MIG_ARRAY_SIZE(c->ever)) {
+        c->ever[c->never][0] = ch->type;
+        c->ever[c->never][1] = ch->id;
+        c->never++;
+    }
     char who[96];
     snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
     SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
@@ -227,6 +235,15 @@ void fake_client_free(FakeClient *c)
     free(c->events);
     free(c->password);
     free(c);
+}
+
+bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint8_t *id)
+{
+    if (i >= c->never)
+        return false;
+    *type = c->ever[i][0];
+    *id = c->ever[i][1];
+    return true;
 }
 
 void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out)

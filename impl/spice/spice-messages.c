@@ -108,7 +108,7 @@ LOCAL_DESC(disconnecting_desc, SpiceMsgDisconnecting, "Disconnecting");
 
 static const SpiceMField notify_desc_f[] = {
     F(U64, SpiceMsgNotify, time_stamp), F(U32, SpiceMsgNotify, severity), F(U32, SpiceMsgNotify, visibility),
-    F(U32, SpiceMsgNotify, what),       FC(SpiceMsgNotify, text, 4, NULL),
+    F(U32, SpiceMsgNotify, what),       FC(SpiceMsgNotify, text, 4, NULL), F(REST, SpiceMsgNotify, tail),
 };
 LOCAL_DESC(notify_desc, SpiceMsgNotify, "Notify");
 

@@ -136,7 +136,8 @@ typedef struct SpiceMsgDisconnecting {
 typedef struct SpiceMsgNotify {
     uint64_t time_stamp;
     uint32_t severity, visibility, what;
-    SpiceMBytes text;
+    SpiceMBytes text; /* u32 length, then the text */
+    SpiceMBytes tail; /* spice-server adds a NUL the length does not count */
 } SpiceMsgNotify;
 
 typedef struct SpiceMsgMainInit {
