@@ -298,10 +298,10 @@ static int drop_trigger_try(Run *run, MigErr **errp)
                            (unsigned long long)t->link_byte, (unsigned long long)sent);
     mig_link_drop_at(run->link, MIG_LINK_A_TO_B, t->link_byte);
     exec__log(run, "step %zu: the link drops at byte %llu: inside DATA record %zu of %s's %s "
-                "(at offset %llu), device byte %llu of %llu (%d%%)", t->step,
-                (unsigned long long)t->link_byte, t->record_no, mig_device_name(run->src.gpu),
-                arc_phase_names[t->phase], (unsigned long long)t->record_at,
-                (unsigned long long)d, (unsigned long long)p->size, t->pct);
+              "(at offset %llu), device byte %llu of %llu (%d%%)", t->step,
+              (unsigned long long)t->link_byte, t->record_no, mig_device_name(run->src.gpu),
+              arc_phase_names[t->phase], (unsigned long long)t->record_at,
+              (unsigned long long)d, (unsigned long long)p->size, t->pct);
     return 0;
 }
 
@@ -318,12 +318,12 @@ int exec__drop_trigger_arm(Run *run, size_t i, const ScnStep *st, MigErr **errp)
     DropTrigger *t = &run->drop;
     if (t->armed && !t->fired)
         exec__log(run, "step %zu: replaces step %zu's drop, which never happened", i + 1,
-                    t->step);
+                  t->step);
     *t = (DropTrigger){.armed = true, .step = i + 1, .line = st->line, .pct = st->device_data,
                        .sessions = run->gpu_sessions};
     t->phase = st->device_state < 0 ? -1 : arc_phase_of((MigDevState)st->device_state);
     exec__log(run, "step %zu: the link drops at %d%% of %s's %s", i + 1, t->pct,
-                mig_device_name(run->src.gpu), drop_phase_name(t));
+              mig_device_name(run->src.gpu), drop_phase_name(t));
     return drop_trigger_try(run, errp);
 }
 
@@ -343,12 +343,12 @@ void exec__drop_trigger_judge(Run *run)
         const ArcPhase *p = a && t->phase >= 0 ? &a->ph[t->phase] : NULL;
         if (p && p->sized && a->sessions > t->sessions)
             exec__log(run, "step %zu: the drop at %d%% of %s's %s never happened: the engine "
-                        "read %llu of its %llu bytes", t->step, t->pct, dev, drop_phase_name(t),
-                        (unsigned long long)p->read, (unsigned long long)p->size);
+                      "read %llu of its %llu bytes", t->step, t->pct, dev, drop_phase_name(t),
+                      (unsigned long long)p->read, (unsigned long long)p->size);
         else
             exec__log(run, "step %zu: the drop at %d%% of %s's %s never happened: the device "
-                        "sent no such data in this migration", t->step, t->pct, dev,
-                        drop_phase_name(t));
+                      "sent no such data in this migration", t->step, t->pct, dev,
+                      drop_phase_name(t));
         return;
     }
     const char *err = run->dst.m ? mig_migration_error(mig_machine_migration(run->dst.m)) : "";
@@ -359,17 +359,17 @@ void exec__drop_trigger_judge(Run *run)
              (unsigned long long)t->link_byte);
     if (strstr(err, rec) && strstr(err, at))
         exec__log(run, "drop landed in DATA record %zu of %s's %s, at %d%% (%sdevice byte "
-                    "%llu of %llu; the destination failed reading the record at offset %llu "
-                    "at byte %llu)", t->record_no, dev, arc_phase_names[t->phase], t->pct,
-                    t->dev_byte + 1 == t->size ? "the last byte: " : "",
-                    (unsigned long long)t->dev_byte, (unsigned long long)t->size,
-                    (unsigned long long)t->record_at, (unsigned long long)t->link_byte);
+                  "%llu of %llu; the destination failed reading the record at offset %llu "
+                  "at byte %llu)", t->record_no, dev, arc_phase_names[t->phase], t->pct,
+                  t->dev_byte + 1 == t->size ? "the last byte: " : "",
+                  (unsigned long long)t->dev_byte, (unsigned long long)t->size,
+                  (unsigned long long)t->record_at, (unsigned long long)t->link_byte);
     else
         exec__log(run, "step %zu: the drop missed DATA record %zu of %s's %s: expected the "
-                    "destination to fail reading it (offset %llu) at byte %llu; the destination "
-                    "is %s: %s", t->step, t->record_no, dev, arc_phase_names[t->phase],
-                    (unsigned long long)t->record_at, (unsigned long long)t->link_byte,
-                    run->dst.killed ? "killed" : mig_status_name(exec__side_status(&run->dst)),
-                    err[0] ? err : "no error");
+                  "destination to fail reading it (offset %llu) at byte %llu; the destination "
+                  "is %s: %s", t->step, t->record_no, dev, arc_phase_names[t->phase],
+                  (unsigned long long)t->record_at, (unsigned long long)t->link_byte,
+                  run->dst.killed ? "killed" : mig_status_name(exec__side_status(&run->dst)),
+                  err[0] ? err : "no error");
 }
 

@@ -266,7 +266,7 @@ static void management_cont(Run *run, Side *sd)
     fault_injector_set_side(run->inj, prev);
     if (rc < 0)
         exec__log(run, "management: cont on the %s refused: %s",
-                    mig_fault_side_names[sd->sl->side], e ? e->msg : "?");
+                  mig_fault_side_names[sd->sl->side], e ? e->msg : "?");
     mig_err_free(e);
 }
 
@@ -298,13 +298,13 @@ void exec__mgmt_watch(Run *run)
     if (ds == MIG_STATUS_COMPLETED && mig_machine_run_state(dst->m) == MIG_RUN_STATE_PAUSED) {
         if (src->killed || ss == MIG_STATUS_COMPLETED) {
             exec__log(run, "management: %s; resuming the destination",
-                        src->killed ? "the source died after the destination completed"
+                      src->killed ? "the source died after the destination completed"
                                     : "both sides completed");
             management_cont(run, dst);
         } else if (mig_status_is_terminal(ss)) {
             exec__log(run, "management: the source %s after the destination loaded "
-                        "everything; destroying the destination (it never ran)",
-                        mig_status_name(ss));
+                      "everything; destroying the destination (it never ran)",
+                      mig_status_name(ss));
             dst->killed = true;
             dst->sl->dead = true;
             if (run->link)
