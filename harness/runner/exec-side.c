@@ -106,8 +106,8 @@ static void gpu_free(Side *sd)
 }
 
 int exec__side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *sm,
-                       const char *release, const char *machine_type, bool incoming,
-                       uint64_t dev_seed, MigErr **errp)
+                      const char *release, const char *machine_type, bool incoming,
+                      uint64_t dev_seed, MigErr **errp)
 {
     const MigRelease *rel = mig_release_find(release);
     sd->release = rel->name;
