@@ -8,7 +8,7 @@ BUILD ?= build
 FIU ?= 1
 PY := /usr/bin/python3
 
-PKGS := jansson libcrypto cmocka libcyaml
+PKGS := jansson libcrypto cmocka libcyaml spice-protocol
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs jansson libcrypto libcyaml 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
@@ -19,7 +19,11 @@ CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
 # designated or sentinel entries that rely on C's zero-fill (clang flags them).
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -fPIC -Iimpl -Iinclude -Ifakes -Iharness $(PKG_CFLAGS)
+# Include folders per layer (docs/architecture.md "Layers"): the engine sees
+# impl/ and include/ only, the fakes add fakes/, the harness sees everything.
+# ci/check-layers (make check) also checks the arrows between impl/ modules.
+LAYER_INC := -Iimpl -Iinclude -Ifakes -Iharness
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -fPIC $(LAYER_INC) $(PKG_CFLAGS)
 LDLIBS := $(PKG_LIBS) -ldl -lm
 ifeq ($(FIU),1)
 ALL_CFLAGS += -DFIU_ENABLE=1
@@ -44,6 +48,9 @@ VENDOR_SOS := $(VENDOR_SRCS:fakes/vendor/%.c=$(BUILD)/fakes/vendor/%.so)
 
 .PHONY: all deps check check-full run unit unit-bins pytest bench valgrind coverage clean
 all: $(BUILD)/libmigcert.a $(BUILD)/migcert $(VENDOR_SOS)
+
+$(BUILD)/obj/impl/%.o: LAYER_INC := -Iimpl -Iinclude
+$(BUILD)/obj/fakes/%.o: LAYER_INC := -Iimpl -Iinclude -Ifakes
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -87,14 +94,14 @@ pytest: all
 # A broken file fails its own case (ci/lane-build uses make -k), not the whole run.
 check: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; bash ci/lane-build $(BUILD) || rc=1; \
+	@rc=0; bash ci/lane-build $(BUILD) || rc=1; bash ci/lane-layers $(BUILD) || rc=1; \
 	  bash ci/lane-unit $(BUILD) || rc=1; bash ci/lane-pytest $(BUILD) || rc=1; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 
 # The long job: everything in check plus the long lanes.
 check-full: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; for lane in build unit pytest $(wildcard ci/lane-full-*); do \
+	@rc=0; for lane in build layers unit pytest $(wildcard ci/lane-full-*); do \
 	  l=$${lane#ci/lane-}; bash ci/lane-$$l $(BUILD) || rc=1; done; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 

@@ -103,7 +103,7 @@ static bool saving_state(uint32_t s)
            s == MIGCERT_STATE_STOP_COPY;
 }
 
-/* The device's own copy of the arc table (vfio-migration.md 1.3): what a
+/* The device's own copy of the arc table (docs/protocol-vfio.md 4): what a
  * driver implements, independent of migcert's tables. */
 static bool is_arc(uint32_t from, uint32_t to, uint32_t f)
 {

@@ -1,6 +1,6 @@
 /*
  * releases.h - the release history of the fake machine, as data
- * (DESIGN.md "Versions"): releases 1.0, 1.1, 2.0 and the working tree
+ * (docs/architecture.md section 7): releases 1.0, 1.1, 2.0 and the working tree
  * 2.1-dev, their capabilities, device descriptions and migration-data
  * versions, and the machine types that make a newer build emit what an older
  * one loads.
@@ -44,7 +44,7 @@
 #include <stddef.h>
 
 #include "common/common.h"
-#include "migration/savevm.h"
+#include "savevm/savevm.h"
 #include "vmstate/vmstate.h"
 
 #define MIG_RELEASE_CURRENT "2.1-dev"

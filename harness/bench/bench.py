@@ -1,6 +1,6 @@
 """bench.py - migrate 1 GiB of random RAM over a unix socket with migcert
 and with Debian's QEMU 7.2, through the same QMP driver (harness/pytest/qmp.py),
-and compare them (protocols/qemu-stream.md section 12 is the recipe).
+and compare them (docs/protocol-qemu-stream.md section 17 is the recipe).
 
     /usr/bin/python3 harness/bench/bench.py [--build DIR] [--runs N] [--ram-mib M]
         [--only migcert|qemu] [--no-verify] [--json FILE]
@@ -37,7 +37,8 @@ from qmp import QMP  # noqa: E402
 LOAD_ADDR = 1 << 20
 UNLIMITED = 10**12
 POLL = 0.005
-ANCHOR_MBPS = 2657  # QEMU 7.2, unix, pre-faulted, unlimited (qemu-stream.md section 12)
+# QEMU 7.2, unix, pre-faulted, unlimited (docs/protocol-qemu-stream.md section 17)
+ANCHOR_MBPS = 2657
 
 
 class Proc:

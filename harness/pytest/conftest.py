@@ -22,7 +22,7 @@ Fixtures
                      .data bytes, .info = the source's final query-migrate reply)
   qemu_vmstate_dump  session-wide: Path of `qemu-system-x86_64 -M pc -dump-vmstate`
 Helpers
-  wait_for_log(proc, text, timeout=10) -> log: polls proc.log() (any object
+  wait_for_log(proc, text, timeout=30) -> log: polls proc.log() (any object
                      with .log(), e.g. QmpProcess or test_vm_migration's Vm)
                      until `text` is in it; fails with the log at the deadline.
                      A process reports a status change on stderr after QMP
@@ -62,10 +62,10 @@ def require_qemu():
     return q
 
 
-def wait_for_log(proc, text, timeout=10.0, poll=0.01):
+def wait_for_log(proc, text, timeout=30.0, poll=0.01):
     """Return proc.log() once it contains `text`; fail with the log if it
-    does not within `timeout` seconds (or if the process is gone and its
-    log still lacks it)."""
+    does not within `timeout` seconds (a hang guard, not a speed) or if the
+    process is gone and its log still lacks it."""
     deadline = time.monotonic() + timeout
     while True:
         log = proc.log()
@@ -256,28 +256,26 @@ class QemuStream:
 @pytest.fixture(scope="session")
 def qemu_stream(tmp_path_factory):
     """Paused `-M pc -m 64` with no guest, migrated to a file with
-    `migrate "exec:cat > F"`; made once per session."""
+    `migrate "exec:cat > F.part && mv F.part F"`; made once per session."""
     out = tmp_path_factory.mktemp("qemu-stream") / "pc.mig"
+    part = out.with_name(out.name + ".part")
     folder = _short_dir("mc-s-")
     launcher = _Launcher(folder)
     try:
         q = launcher("-S", name="src")
-        q.qmp.execute("migrate", uri=f"exec:cat > {out}")
+        q.qmp.execute("migrate", uri=f"exec:cat > {part} && mv {part} {out}")
         info = q.qmp.wait_migration(timeout=60)
         assert info.get("status") == "completed", f"QEMU migration did not complete: {info}\n{q.log()}"
         q.quit()
     finally:
         launcher.close()
         shutil.rmtree(folder, ignore_errors=True)
-    # `cat` may still be flushing after QEMU reports completed.
-    deadline = time.monotonic() + 10
-    prev = -1
-    while time.monotonic() < deadline:
-        size = out.stat().st_size if out.exists() else -1
-        if size > 0 and size == prev:
-            break
-        prev = size
-        time.sleep(0.05)
+    # `cat` may still be writing after QEMU reports completed: the file is
+    # whole once it has its name (the rename follows cat's exit).
+    deadline = time.monotonic() + 60  # a hang guard only
+    while not out.exists():
+        assert time.monotonic() < deadline, f"{out}: cat never finished ({part} left)"
+        time.sleep(0.01)
     return QemuStream(out, info)
 
 

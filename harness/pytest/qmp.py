@@ -8,7 +8,7 @@ own `migcert vm`, and the benchmark (ci/bench).  Only the standard library.
         ev = q.wait_event("MIGRATION", timeout=30,
                           match=lambda e: e["data"]["status"] == "completed")
 
-Protocol (qemu-stream.md section 11): the server greets with {"QMP": {...}};
+Protocol (docs/protocol-qemu-stream.md section 15): the server greets with {"QMP": {...}};
 nothing but `qmp_capabilities` is accepted until it is sent.  Replies are
 {"return": ...} or {"error": {"class", "desc"}}; asynchronous events
 {"event", "data", "timestamp"} may arrive at any time, also between a command
@@ -17,7 +17,8 @@ get_events.  Argument names with dashes: pass a dict, e.g.
 q.execute("migrate-set-parameters", **{"max-bandwidth": 10**12}) or
 q.execute("migrate-set-parameters", args={"max-bandwidth": 10**12}).
 
-Capabilities, as management negotiates them (seed 004):
+Capabilities, as management negotiates them (docs/protocol-qemu-stream.md
+section 12):
 
     enabled = negotiate_capabilities(src, dst, wanted=["events"])
 
@@ -276,7 +277,8 @@ def offered_capabilities(side):
 
 
 def negotiate_capabilities(src, dst, wanted=None):
-    """Management's rule from seed 004: query the capabilities both sides
+    """Management's rule (docs/protocol-qemu-stream.md section 12): query the
+    capabilities both sides
     offer, take the intersection, and set exactly that on both sides with
     migrate-set-capabilities (state true for the common ones, false for every
     other capability the side offers, so nothing enabled earlier lingers).

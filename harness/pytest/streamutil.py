@@ -1,5 +1,6 @@
 """streamutil.py - independent facts about a QEMU migration stream, for tests
-that check `migcert analyze` against it (qemu-stream.md sections 2-4, 6, 7).
+that check `migcert analyze` against it (docs/protocol-qemu-stream.md
+sections 2-4, 7, 8).
 
 Deliberately small: it reads the header, the configuration section and the
 first RAM section header/footer only, plus the VMDESCRIPTION trailer from the

@@ -3,15 +3,17 @@
 and its report names the one rule it breaks, peers migrate both ways (and a
 v1/v2 pair is refused under peer-compatible), a crashing or hanging plugin
 fails its cases under plugin-crash / plugin-timeout without taking the
-suite down (and a hang does not make the run wait once per case), a plugin
+suite down (and a hang does not make the run wait once per case), a time
+budget stops starting cases (measured on a virtual clock the test sets,
+MIGCERT_CERTIFY_CASE_MS, so no test depends on the machine's speed), a plugin
 of an unknown ABI version, without the symbol or with a malformed vmstate
 description is refused by name, every callback gets an injected failure
-that fires, and the command line and report writing fail cleanly.
+that fires, the command line and report writing fail cleanly, and a
+control character in a message is shown as \\xNN in well-formed XML.
 
 Reports go to a per-test tmp folder (never reports/out).
 """
 import json
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -187,14 +189,15 @@ def test_hanging_plugin_times_out(run_migcert, migcert_build, tmp_path):
 
 def test_hanging_plugin_full_run_ends_quickly(run_migcert, migcert_build, tmp_path):
     # the default 10 s per call, every case: the first hang costs one
-    # timeout, the cases after it are reported as not run
-    start = time.monotonic()
-    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "hang-read", timeout=60)
-    took = time.monotonic() - start
-    assert took < 30, f"{took:.0f}s"
+    # timeout, the cases after it are reported as not run.  "Quickly" is
+    # counted in timeouts waited for, not in seconds: every timeout fails
+    # its case and prints one FAIL line, so one of each means one wait.
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "hang-read")
     assert r.returncode == 1
     fails = failed(rep)
     assert len(fails) == 1 and fails[0]["rule"] == "plugin-timeout"
+    assert "plugin hang-read.so timed out after 10s in read" in fails[0]["message"]
+    assert r.stderr.count(" timed out after ") == 1, r.stderr[-2000:]
     hung_in = fails[0]["name"]
     not_run = [c for c in rep["cases"] if c["status"] == "not-run"]
     assert not_run and rep["not_run"] == len(not_run)
@@ -207,13 +210,34 @@ def test_hanging_plugin_full_run_ends_quickly(run_migcert, migcert_build, tmp_pa
         (out / "report.txt").read_text()
 
 
-def test_time_budget_stops_starting_cases(run_migcert, migcert_build, tmp_path):
+def test_time_budget_stops_starting_cases(run_migcert, migcert_build, tmp_path, monkeypatch):
+    # the budget's clock made virtual (100 ms per case run), so that what
+    # fits in one second does not depend on the speed of the machine
+    monkeypatch.setenv("MIGCERT_CERTIFY_CASE_MS", "100")
     r, out, rep = certify(run_migcert, migcert_build, tmp_path, "good", "--budget", "1")
     assert r.returncode == 1  # a certificate with cases not run is not a pass
     assert failed(rep) == []
     not_run = [c for c in rep["cases"] if c["status"] == "not-run"]
     assert not_run, "the whole suite does not fit in one second"
     assert all(c["message"] == "not run: the time budget of 1s was used up" for c in not_run)
+    # the first ten cases started, then none: the budget stops starting cases
+    assert [c["status"] != "not-run" for c in rep["cases"]] == \
+        [True] * 10 + [False] * len(not_run)
+    assert rep["not_run"] == len(not_run)
+    assert r.stdout.strip().splitlines()[-1] == \
+        f"{rep['passed']} passed, 0 failed, {len(not_run)} not run"
+    assert f"NOT RUN {not_run[0]['name']} (not run: the time budget of 1s was used up)" in \
+        (out / "report.txt").read_text()
+
+
+def test_bad_virtual_budget_clock_is_a_usage_error(run_migcert, migcert_build, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.setenv("MIGCERT_CERTIFY_CASE_MS", "0")
+    r = run_migcert("certify", "--device", str(plugin(migcert_build, "good")),
+                    "--out", str(tmp_path), "--budget", "1")
+    assert r.returncode == 2
+    assert "MIGCERT_CERTIFY_CASE_MS takes a whole number of milliseconds > 0, not '0'" in r.stderr
+    assert not (tmp_path / "report.json").exists()
 
 
 def test_unknown_abi_version_is_refused_by_name(run_migcert, migcert_build, tmp_path):
@@ -297,3 +321,25 @@ def test_pkg_config_file_points_at_the_abi_header(migcert_build, repo_root):
     prefix = next(l.split("=", 1)[1] for l in pc.splitlines() if l.startswith("prefix="))
     assert (repo_root / "include" / "migcert" / "device.h").samefile(
         prefix + "/include/migcert/device.h")
+
+
+def test_control_character_in_a_message_is_well_formed_xml(run_migcert, migcert_build,
+                                                           tmp_path):
+    # the plugin's file name reaches the suite name, the failure message
+    # ("plugin no\x07symbol.so: no symbol ...") and the REPRO line: XML 1.0
+    # forbids a raw control character, so the junit file shows it as text
+    odd = tmp_path / "no\x07symbol.so"
+    odd.write_bytes(plugin(migcert_build, "no-symbol").read_bytes())
+    out = tmp_path / "out"
+    r = run_migcert("certify", "--device", str(odd), "--out", str(out))
+    assert r.returncode == 1
+    raw = (out / "report.junit.xml").read_bytes()
+    assert b"\x07" not in raw
+    suite = ET.parse(out / "report.junit.xml").getroot().find("testsuite")
+    (case,) = suite.findall("testcase")
+    failure = case.find("failure")
+    assert failure.get("message") == \
+        "rule load: load: plugin no\\x07symbol.so: no symbol migcert_device_plugin_v1"
+    assert f"REPRO: {r.args[0]} certify --device {tmp_path}/no\\x07symbol.so -k load" in \
+        failure.text
+    assert suite.get("name") == "certify-no\\x07symbol"

@@ -1,5 +1,5 @@
 """test_check_compat_qemu.py - `migcert check-compat` on QEMU 7.2's own
-`-dump-vmstate` output (qemu-stream.md sections 9 and 10).
+`-dump-vmstate` output (docs/protocol-qemu-stream.md sections 10 and 11).
 
 CLI contract:  migcert check-compat OLD.json NEW.json
   checks that state saved by OLD (the source) loads in NEW (the destination);

@@ -14,7 +14,8 @@ What a user would notice, checked here:
   the destination stays up, stopped (inmigrate), says why on stderr and in
   query-migrate, refuses `cont`, and exits 0 on `quit`.  QEMU's destination
   exits 1 instead; --exit-on-incoming-failure asks for that;
-- capabilities as in seed 004 (qmp.negotiate_capabilities): both sides
+- capabilities as management negotiates them (qmp.negotiate_capabilities;
+  docs/protocol-qemu-stream.md section 12): both sides
   queried, the intersection set on both; a release without the query (1.0)
   offers the empty mask and still migrates; a validatable capability the
   source announces and the destination lacks fails the destination at once,
@@ -31,6 +32,12 @@ What a user would notice, checked here:
 - the QMP surface has QEMU's names, replies and error classes, and events
   carry epoch timestamps; the command line refuses what it does not know,
   naming it.
+
+No test here depends on how fast the machine is: a test that interferes
+with a running migration holds it short of completion (hold_migration:
+pause-before-switchover on the source, never released) and acts once the
+migration is under way by query-migrate (wait_ram), not after a sleep; event
+sequences are read up to the event that ends them (events_through).
 
 Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_migration.py -k NAME
 The random cancel moment is drawn from MIGCERT_TEST_SEED (printed on failure).
@@ -57,10 +64,13 @@ from qmp import QMP, QMPError, negotiate_capabilities, offered_capabilities  # n
 RAM = "256M"
 DIRTY_RATE = 4000  # pages/s on the source: about 16 MB/s of writes
 UNLIMITED = 10**12
-# Tests that interfere with a running migration throttle it so that its first
-# pass alone needs RAM / SLOW_BANDWIDTH = 8 s: it cannot complete (not even
-# on an idle host) before the cancel or kill sent within ~2 s of its start.
+# Tests that interfere with a running migration hold it short of completion
+# (hold_migration) and throttle it so that it spends its time in pre-copy,
+# where the interference is meant to land: the first pass alone needs
+# RAM / SLOW_BANDWIDTH = 8 s.
 SLOW_BANDWIDTH = 32 << 20
+# "Under way": this much of the stream has left the source (1/64 of its RAM).
+UNDER_WAY = 4 << 20
 TEST_SEED = int(os.environ.get("MIGCERT_TEST_SEED", str(int(time.time()) & 0xFFFF)))
 
 
@@ -171,6 +181,46 @@ def set_bandwidth(vm, bps):
     vm.cmd("migrate-set-parameters", {"max-bandwidth": bps})
 
 
+def hold_migration(vm, on=True):
+    """pause-before-switchover on the source `vm` (off with on=False): its
+    migration stops at pre-switchover until migrate-continue, which the tests
+    that interfere never send, so it is certainly still running when they
+    act, however fast or slow the host.  (A source-only capability: the
+    destination need not know it.)"""
+    vm.cmd("migrate-set-capabilities",
+           capabilities=[{"capability": "pause-before-switchover", "state": on}])
+
+
+def wait_ram(vm, pred, timeout=60):
+    """Poll the source's query-migrate until its "ram" statistics satisfy
+    pred (the migration is under way by its own numbers); the timeout only
+    guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = vm.cmd("query-migrate")
+        if "ram" in info and pred(info["ram"]):
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{vm.name}: migration {info} not under way\n{vm.log()}")
+        time.sleep(0.005)
+
+
+def events_through(vm, name, status, timeout=30):
+    """Every event `vm` sends, in order, up to and including the first `name`
+    event whose data status is `status` (waited for: an event may reach the
+    client after a query already shows the state it announces)."""
+    out = []
+    while True:
+        ev = vm.qmp.wait_event(None, timeout=timeout)
+        out.append(ev)
+        if ev.get("event") == name and ev.get("data", {}).get("status") == status:
+            return out
+
+
+def statuses(events):
+    return [e["data"]["status"] for e in events if e["event"] == "MIGRATION"]
+
+
 def wait_status(vm, statuses, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
@@ -192,7 +242,7 @@ def digest(vm):
     return vm.cmd("x-query-ram-digest")["sha256"]
 
 
-def wait_digest_changes(vm, timeout=10):
+def wait_digest_changes(vm, timeout=30):
     """The guest is live: its RAM digest moves away from the first one (a
     loaded host may run the dirtier late, so poll rather than sleep once)."""
     d1 = digest(vm)
@@ -226,21 +276,21 @@ def test_vm_migration_over_unix(vms):
     assert status(dst) == (False, "inmigrate")
     assert src.cmd("query-migrate") == {}  # nothing yet, as QEMU
     set_bandwidth(src, UNLIMITED)
-    time.sleep(0.2)  # let the guest dirty pages first
+    wait_digest_changes(src)  # the guest has dirtied pages first
     src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
     check_completed_pair(src, dst)
-    stop = src.qmp.wait_event("STOP", timeout=5)
+    stop = src.qmp.wait_event("STOP", timeout=30)
     assert set(stop["timestamp"]) == {"seconds", "microseconds"}
     seen = []
     while True:
-        ev = src.qmp.wait_event("MIGRATION", timeout=5)
+        ev = src.qmp.wait_event("MIGRATION", timeout=30)
         seen.append(ev["data"]["status"])
         if ev["data"]["status"] == "completed":
             break
     assert seen[0] == "setup" and "active" in seen, seen
-    assert dst.qmp.wait_event("MIGRATION", timeout=5,
+    assert dst.qmp.wait_event("MIGRATION", timeout=30,
                               match=lambda e: e["data"]["status"] == "completed")
-    assert dst.qmp.wait_event("RESUME", timeout=5)
+    assert dst.qmp.wait_event("RESUME", timeout=30)
 
 
 def test_vm_migration_over_unix_throttled_with_passes(vms):
@@ -251,8 +301,9 @@ def test_vm_migration_over_unix_throttled_with_passes(vms):
     set_bandwidth(src, 512 << 20)
     src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
     check_completed_pair(src, dst)
-    passes = [e for e in src.qmp.get_events() if e["event"] == "MIGRATION_PASS"]
-    assert passes, "no MIGRATION_PASS event"
+    events = events_through(src, "MIGRATION", "completed")
+    passes = [e for e in events if e["event"] == "MIGRATION_PASS"]
+    assert passes, f"no MIGRATION_PASS event: {events}"
     info = src.cmd("query-migrate")
     assert info["ram"]["dirty-sync-count"] >= 2, info
 
@@ -298,17 +349,26 @@ def test_vm_migration_to_file_then_restore(vms):
 # ---- cancel and death ----------------------------------------------------
 
 def migrate_slowly(vms, src_extra=()):
+    """A migration that cannot complete before the test interferes: held
+    short of completion, throttled so that it is in pre-copy meanwhile."""
     dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock")
     src = source(vms, "src", *src_extra)
-    set_bandwidth(src, SLOW_BANDWIDTH)  # cannot complete before we interfere
+    hold_migration(src)
+    set_bandwidth(src, SLOW_BANDWIDTH)
     src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
     return src, dst
+
+
+def under_way(src):
+    """Wait until UNDER_WAY bytes of the stream have left the source."""
+    return wait_ram(src, lambda ram: ram["transferred"] >= UNDER_WAY)
 
 
 def migrate_again(vms, src, name):
     """The source is intact: a second migration to a fresh destination
     completes with equal digests."""
     dst2 = destination(vms, name, f"unix:{vms.dir}/{name}.sock")
+    hold_migration(src, False)
     set_bandwidth(src, UNLIMITED)
     src.cmd("migrate", uri=f"unix:{vms.dir}/{name}.sock")
     check_completed_pair(src, dst2)
@@ -336,9 +396,9 @@ def test_vm_cancel_at_random_moment_source_keeps_running(vms):
     rnd = random.Random(TEST_SEED)
     delay = rnd.uniform(0.0, 2.0)
     src, dst = migrate_slowly(vms)
-    time.sleep(delay)
+    time.sleep(delay)  # the random moment; held, the migration runs on until the cancel
     src.cmd("migrate_cancel")
-    info = wait_status(src, ("cancelled",), timeout=10)
+    info = wait_status(src, ("cancelled",), timeout=30)
     assert info["status"] == "cancelled", f"seed {TEST_SEED}: {info}"
     assert status(src) == (True, "running"), \
         f"seed {TEST_SEED}, cancel after {delay:.3f}s"
@@ -354,8 +414,7 @@ def test_vm_cancel_at_random_moment_source_keeps_running(vms):
 
 def test_vm_destination_killed_mid_migration(vms):
     src, dst = migrate_slowly(vms)
-    wait_status(src, ("active",), timeout=10)
-    time.sleep(0.5)
+    under_way(src)
     dst.kill()
     info = wait_status(src, ("failed",), timeout=20)
     assert info.get("error-desc"), info
@@ -366,8 +425,8 @@ def test_vm_destination_killed_mid_migration(vms):
 
 def test_vm_source_killed_mid_migration(vms):
     src, dst = migrate_slowly(vms)
-    wait_status(src, ("active",), timeout=10)
-    time.sleep(0.5)
+    wait_status(dst, ("active",), timeout=30)
+    under_way(src)
     src.kill()
     info = check_destination_stays_up(dst, ("failed",))
     assert "stream ended" in info["error-desc"] or "truncated" in info["error-desc"], info
@@ -381,8 +440,8 @@ def test_vm_cancel_on_the_destination(vms):
     """migrate_cancel sent to the destination: it reports "cancelled" and
     stays up; the source sees the connection go, fails and keeps running."""
     src, dst = migrate_slowly(vms)
-    wait_status(dst, ("active",), timeout=10)
-    time.sleep(0.3)
+    wait_status(dst, ("active",), timeout=30)
+    under_way(src)
     assert dst.cmd("migrate_cancel") == {}
     check_destination_stays_up(dst, ("cancelled",))
     info = wait_status(src, ("failed",), timeout=20)
@@ -395,10 +454,11 @@ def test_vm_source_killed_exits_destination_when_asked(vms):
     """--exit-on-incoming-failure: QEMU's behaviour, exit 1 with the reason."""
     dst = destination(vms, "dst", f"unix:{vms.dir}/mig.sock", "--exit-on-incoming-failure")
     src = source(vms)
+    hold_migration(src)
     set_bandwidth(src, SLOW_BANDWIDTH)
     src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
-    wait_status(src, ("active",), timeout=10)
-    time.sleep(0.3)
+    wait_status(dst, ("active",), timeout=30)
+    under_way(src)
     src.kill()
     rc = dst.wait_exit(20)
     log = dst.log()
@@ -412,7 +472,7 @@ def test_vm_cancel_before_anything_is_a_no_op(vms):
     assert src.cmd("query-status")["running"] is True
 
 
-# ---- capabilities (seed 004) ---------------------------------------------
+# ---- capabilities (docs/protocol-qemu-stream.md section 12) --------------
 
 def enabled_caps(vm):
     return {c["capability"] for c in vm.cmd("query-migrate-capabilities") if c["state"]}
@@ -469,18 +529,20 @@ def test_vm_destination_started_paused_stays_paused_until_cont(vms):
     assert status(dst) == (False, "paused")
     assert digest(dst) == digest(src)
     # still paused a moment later: nothing resumes it behind management's back
+    # (a window for such a bug to show, not a speed the test relies on)
     time.sleep(0.2)
     assert status(dst) == (False, "paused")
-    assert not [e for e in dst.qmp.get_events() if e["event"] == "RESUME"]
+    dst_events = events_through(dst, "MIGRATION", "completed")
+    assert not [e for e in dst_events + dst.qmp.get_events() if e["event"] == "RESUME"]
     # events carry epoch time, like QEMU's
-    src_events = src.qmp.get_events(wait=0.1)
+    src_events = events_through(src, "MIGRATION", "completed")
     stop = [e for e in src_events if e["event"] == "STOP"]
     migration = [e for e in src_events if e["event"] == "MIGRATION"]
     assert stop and migration, src_events
     for ev in stop + migration:
         check_epoch_timestamp(ev, before, after)
     dst.cmd("cont")
-    resume = dst.qmp.wait_event("RESUME", timeout=5)
+    resume = dst.qmp.wait_event("RESUME", timeout=30)
     check_epoch_timestamp(resume, before, time.time())
     assert status(dst) == (True, "running")
     # the source's RAM is the guest's at stop time; the destination's now runs on
@@ -502,11 +564,10 @@ def test_vm_caps_negotiated_between_current_releases(vms):
     src.cmd("migrate-continue", state="pre-switchover")
     check_small_pair_completed(src, dst)
     # events on both sides: the MIGRATION events tell the whole story
-    seen = [e["data"]["status"] for e in src.qmp.get_events(wait=0.1)
-            if e["event"] == "MIGRATION"]
+    seen = statuses(events_through(src, "MIGRATION", "completed"))
     assert seen[0] == "setup" and "pre-switchover" in seen and seen[-1] == "completed", seen
-    dseen = [e["data"]["status"] for e in dst.qmp.get_events(wait=0.1)
-             if e["event"] == "MIGRATION"]
+    assert not statuses(src.qmp.get_events()), "MIGRATION events after completed"
+    dseen = statuses(events_through(dst, "MIGRATION", "completed"))
     assert dseen and dseen[-1] == "completed", dseen
 
 
@@ -523,7 +584,7 @@ def test_vm_caps_default_negotiation_enables_the_whole_intersection(vms):
     assert enabled_caps(src) == enabled_caps(dst) == set(enabled)
     migrate_small_pair(vms, src, dst)
     check_small_pair_completed(src, dst)
-    assert dst.qmp.wait_event("MIGRATION", timeout=5,
+    assert dst.qmp.wait_event("MIGRATION", timeout=30,
                               match=lambda e: e["data"]["status"] == "completed")
 
 
@@ -566,35 +627,59 @@ def test_vm_caps_old_release_offers_the_empty_mask(vms, src_args, dst_args):
     check_small_pair_completed(src, dst)
 
 
+# Less than one RAM page record (an 8-byte address and 4096 bytes of page):
+# a destination given only this much of a stream cannot have loaded any RAM.
+STREAM_HEAD = 4096
+
+
+def recv_exactly(sock, n, timeout=60):
+    sock.settimeout(timeout)  # a hang guard only
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"the stream ended after {len(data)} bytes"
+        data += chunk
+    return data
+
+
 def test_vm_caps_source_capability_the_destination_lacks_fails_it_at_once(vms):
     """A source (2.1-dev running mc-1.1) with x-ignore-shared set by hand,
     which a 1.1 destination does not know: the destination fails on the
     stream's configuration section, before any RAM, naming the capability;
-    the source fails too and keeps running; both survive."""
-    dst = destination(vms, "dst", "defer", "--release", "1.1")
-    src = source(vms, "src", "--machine", "mc-1.1")
-    assert "x-ignore-shared" not in offered_capabilities(dst)
-    assert negotiate_capabilities(src, dst, wanted=["events"]) == ["events"]
-    src.cmd("migrate-set-capabilities",
-            capabilities=[{"capability": "x-ignore-shared", "state": True}])
-    uri = f"unix:{vms.dir}/mig.sock"
-    dst.cmd("migrate-incoming", uri=uri)
-    # the whole RAM would take 8 s at least; failing at once means before it,
-    # with slack for a loaded host
-    set_bandwidth(src, SLOW_BANDWIDTH)
-    t0 = time.monotonic()
-    src.cmd("migrate", uri=uri)
-    dinfo = wait_status(dst, ("failed",), timeout=20)
-    assert time.monotonic() - t0 < 6.0, dinfo
-    dinfo = check_destination_stays_up(dst, ("failed",))
-    assert "x-ignore-shared" in dinfo["error-desc"], dinfo
-    ev = dst.qmp.wait_event("MIGRATION", timeout=5,
-                            match=lambda e: e["data"]["status"] == "failed")
-    assert ev
-    info = wait_status(src, ("failed",), timeout=20)
-    assert info.get("error-desc"), info
-    assert status(src) == (True, "running")
-    assert dst.quit() == 0, dst.log()
+    the source fails too and keeps running; both survive.  "Before any RAM"
+    by construction: the test relays the stream (fd: on both sides) and gives
+    the destination only its first STREAM_HEAD bytes, less than one page."""
+    src_end, relay_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    relay_out, dst_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        dst = destination(vms, "dst", "defer", "--release", "1.1", pass_fds=(dst_end.fileno(),))
+        src = vms("src", "--ram", RAM, "--fill", "random", "--seed", "7",
+                  "--dirty-rate", str(DIRTY_RATE), "--machine", "mc-1.1",
+                  pass_fds=(src_end.fileno(),))
+        src_fd, dst_fd = src_end.fileno(), dst_end.fileno()
+        assert "x-ignore-shared" not in offered_capabilities(dst)
+        assert negotiate_capabilities(src, dst, wanted=["events"]) == ["events"]
+        src.cmd("migrate-set-capabilities",
+                capabilities=[{"capability": "x-ignore-shared", "state": True}])
+        dst.cmd("migrate-incoming", uri=f"fd:{dst_fd}")
+        set_bandwidth(src, UNLIMITED)
+        src.cmd("migrate", uri=f"fd:{src_fd}")
+        relay_out.sendall(recv_exactly(relay_in, STREAM_HEAD))
+        dinfo = wait_status(dst, ("failed",), timeout=30)
+        dinfo = check_destination_stays_up(dst, ("failed",))
+        assert "x-ignore-shared" in dinfo["error-desc"], dinfo
+        ev = dst.qmp.wait_event("MIGRATION", timeout=30,
+                                match=lambda e: e["data"]["status"] == "failed")
+        assert ev
+        relay_in.close()  # the source's link goes, as the destination's did
+        relay_out.close()
+        info = wait_status(src, ("failed",), timeout=30)
+        assert info.get("error-desc"), info
+        assert status(src) == (True, "running")
+        assert dst.quit() == 0, dst.log()
+    finally:
+        for s in (src_end, relay_in, relay_out, dst_end):
+            s.close()
 
 
 # ---- the QMP surface -----------------------------------------------------
@@ -603,11 +688,11 @@ def test_vm_qmp_run_state_and_events(vms):
     vm = vms("vm", "--ram", "16M", "-S")
     assert status(vm) == (False, "prelaunch")
     vm.cmd("cont")
-    assert vm.qmp.wait_event("RESUME", timeout=5)["event"] == "RESUME"
+    assert vm.qmp.wait_event("RESUME", timeout=30)["event"] == "RESUME"
     assert status(vm) == (True, "running")
     before = time.time()
     vm.cmd("stop")
-    ev = vm.qmp.wait_event("STOP", timeout=5)
+    ev = vm.qmp.wait_event("STOP", timeout=30)
     assert "data" not in ev
     check_epoch_timestamp(ev, before, time.time())
     assert status(vm) == (False, "paused")
@@ -661,7 +746,7 @@ def test_vm_qmp_errors_name_what_was_wrong(vms):
     assert e.value.error_class == "GenericError"
     # raw malformed input gets an error and the session goes on
     vm.qmp.send_raw(b'{"execute": "query-status",,}')
-    reply = vm.qmp.recv_reply(timeout=5)
+    reply = vm.qmp.recv_reply(timeout=30)
     assert reply["error"]["class"] == "GenericError"
     assert vm.cmd("query-status")["status"] == "running"
 
@@ -712,13 +797,13 @@ def test_vm_old_release_has_no_capability_commands(vms):
     (["--devices", "fake-tpu"], "fake-tpu"),
 ])
 def test_vm_bad_options_exit_2(run_migcert, sock_dir, args, words):
-    r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=10)
+    r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=60)
     assert r.returncode == 2, r
     assert words in r.stderr, r.stderr
 
 
 def test_vm_requires_qmp(run_migcert):
-    r = run_migcert("vm", timeout=10)
+    r = run_migcert("vm", timeout=60)
     assert r.returncode == 2 and "--qmp" in r.stderr
 
 
@@ -743,9 +828,9 @@ def test_vm_destination_exits_on_garbage_stream_when_asked(vms):
 
 
 def test_vm_help_lists_the_documented_options(run_migcert, repo_root):
-    """Every option of the README's `migcert vm` synopsis (DESIGN.md's) and of
+    """Every option of the README's `migcert vm` synopsis (docs/architecture.md 5) and of
     the issue's list is in `migcert vm --help`."""
-    r = run_migcert("vm", "--help", timeout=10)
+    r = run_migcert("vm", "--help", timeout=60)
     assert r.returncode == 0, r.stderr
     row = next(l for l in (repo_root / "README.md").read_text().splitlines()
                if l.startswith("| `migcert vm "))
@@ -797,7 +882,7 @@ def test_vm_devices_default_migrates_the_gpu_with_equal_digests(vms):
     for dev in before:
         assert dst_before[dev]["digest"] != before[dev]["digest"], dev
     # the guest writes device memory while it runs
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while device_digests(src)["fake-gpu"]["digest"] == before["fake-gpu"]["digest"]:
         assert time.monotonic() < deadline, f"fake-gpu memory unchanged\n{src.log()}"
         time.sleep(0.02)
@@ -816,11 +901,11 @@ def test_vm_devices_default_migrates_the_gpu_with_equal_digests(vms):
     dst.cmd("cont")
     assert device_digests(dst)["fake-gpu"]["state"] == "RUNNING"
     # the destination's guest now writes its device; the source's stays put
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while device_digests(dst)["fake-gpu"]["digest"] == s["fake-gpu"]["digest"]:
         assert time.monotonic() < deadline, f"dst fake-gpu does not run\n{dst.log()}"
         time.sleep(0.02)
-    time.sleep(0.05)
+    time.sleep(0.05)  # a window for a bug to show, not a speed relied on
     assert device_digests(src)["fake-gpu"] == s["fake-gpu"]
     src.cmd("cont")
     assert device_digests(src)["fake-gpu"]["state"] == "RUNNING"
@@ -835,14 +920,15 @@ def test_vm_devices_destination_killed_leaves_the_source_gpu_unchanged(vms):
     dst = gpu_vm(vms, "dst", "--incoming", uri)
     src = gpu_vm(vms, "src", "--fill", "random", "--seed", "7")  # idle: nothing moves
     before, ram_before = device_digests(src), digest(src)
-    set_bandwidth(src, 8 << 20)  # 80 MiB of RAM and device memory: ~10 s
+    hold_migration(src)  # it cannot complete before the kill
+    set_bandwidth(src, 8 << 20)  # 80 MiB of RAM and device memory: ~10 s in pre-copy
     src.cmd("migrate", uri=uri)
-    wait_status(src, ("active",), timeout=10)
-    deadline = time.monotonic() + 10
+    wait_status(src, ("active",), timeout=30)
+    deadline = time.monotonic() + 30
     while device_digests(src)["fake-gpu"]["state"] != "PRE_COPY":
         assert time.monotonic() < deadline, f"fake-gpu never in PRE_COPY\n{src.log()}"
         time.sleep(0.02)
-    time.sleep(0.3)
+    wait_ram(src, lambda ram: ram["transferred"] >= 1 << 20)  # under way
     dst.kill()
     info = wait_status(src, ("failed",), timeout=20)
     assert info.get("error-desc"), info
@@ -854,6 +940,7 @@ def test_vm_devices_destination_killed_leaves_the_source_gpu_unchanged(vms):
     assert digest(src) == ram_before
     # and it migrates again, whole
     dst2 = gpu_vm(vms, "dst2", "--incoming", f"unix:{vms.dir}/mig2.sock")
+    hold_migration(src, False)
     set_bandwidth(src, UNLIMITED)
     src.cmd("migrate", uri=f"unix:{vms.dir}/mig2.sock")
     assert src.qmp.wait_migration(timeout=60)["status"] == "completed", src.log()

@@ -1,4 +1,5 @@
-"""test_vm_pageflip.py - localhost migration with page flipping (seed 002)
+"""test_vm_pageflip.py - localhost migration with page flipping
+(docs/protocol-qemu-stream.md section 14)
 between two `migcert vm` processes: capability x-page-flip negotiated over
 QMP (qmp.negotiate_capabilities), the stream on the unix socket carrying
 page addresses only while the pages go through a pipe passed with
@@ -24,7 +25,6 @@ Rerun one case: /usr/bin/python3 -m pytest harness/pytest/test_vm_pageflip.py -k
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +34,9 @@ sys.path.insert(0, str(HERE))
 
 from qmp import QMPError, negotiate_capabilities, offered_capabilities  # noqa: E402
 from conftest import wait_for_log  # noqa: E402
-from test_vm_migration import (UNLIMITED, digest, enabled_caps, set_bandwidth,  # noqa: E402,F401
-                               status, vms, wait_digest_changes, wait_status)
+from test_vm_migration import (UNLIMITED, digest, enabled_caps, hold_migration,  # noqa: E402,F401
+                               set_bandwidth, status, vms, wait_digest_changes, wait_ram,
+                               wait_status)
 
 FLIP = "x-page-flip"
 
@@ -75,7 +76,7 @@ def test_vm_pageflip_both_current_releases_flip(vms):
     uri = f"unix:{vms.dir}/mig.sock"
     dst.cmd("migrate-incoming", uri=uri)
     set_bandwidth(src, UNLIMITED)
-    time.sleep(0.2)  # the guest dirties pages first: several passes flip
+    wait_digest_changes(src)  # the guest dirties pages first: several passes flip
     src.cmd("migrate", uri=uri)
     info = completed(src, dst)
     assert flipped(info), info
@@ -187,27 +188,25 @@ def test_vm_pageflip_throughput_1g(vms):
           f"({flip_rate:.0f} MiB/s, {flip_cpu:.2f} CPU s)")
 
 
-def flipping_forever(vms, pause=False):
+def flipping_forever(vms):
     """A flipping migration that cannot complete before the test interferes,
-    by construction rather than by timing: the rate limit (flipped pages count
-    against it) makes the first pass of 64 MiB take 8 s at least, the guest
-    dirties 80 MB/s (ten times the bandwidth) so no later pass converges, and
-    with `pause` pause-before-switchover stops it short of completion anyway.
-    Pages fly through the pipe meanwhile."""
+    by construction rather than by timing: pause-before-switchover stops it
+    short of completion (hold_migration); meanwhile it stays in pre-copy, as
+    the rate limit (flipped pages count against it) makes the first pass of
+    64 MiB take 8 s at least and the guest dirties 80 MB/s (ten times the
+    bandwidth) so no later pass converges.  Returned once pages have flown
+    through the pipe (query-migrate's own count)."""
     dst = vm(vms, "dst", "--incoming", "defer")
     src = source(vms, dirty=20000)
     assert negotiate_capabilities(src, dst, wanted=[FLIP]) == [FLIP]
-    if pause:
-        src.cmd("migrate-set-capabilities",
-                capabilities=[{"capability": "pause-before-switchover", "state": True}])
+    hold_migration(src)
     uri = f"unix:{vms.dir}/mig.sock"
     dst.cmd("migrate-incoming", uri=uri)
     set_bandwidth(src, 8 << 20)
     src.cmd("migrate-set-parameters", {"downtime-limit": 0})
     src.cmd("migrate", uri=uri)
-    wait_status(src, ("active",), timeout=10)
-    time.sleep(0.3)
-    info = src.cmd("query-migrate")
+    wait_status(src, ("active",), timeout=30)
+    info = wait_ram(src, lambda ram: ram["normal"] > 0)
     assert info["status"] == "active", info
     assert info["ram"]["transferred"] < info["ram"]["total"] // 100, info  # flipping
     return src, dst
@@ -239,9 +238,9 @@ def test_vm_pageflip_destination_killed_source_keeps_running(vms):
 
 
 def test_vm_pageflip_cancel_source_keeps_running(vms):
-    src, dst = flipping_forever(vms, pause=True)
+    src, dst = flipping_forever(vms)
     src.cmd("migrate_cancel")
-    assert wait_status(src, ("cancelled",), timeout=10)["status"] == "cancelled"
+    assert wait_status(src, ("cancelled",), timeout=30)["status"] == "cancelled"
     assert status(src) == (True, "running")
     wait_for_log(src, "outgoing migration cancelled")
     dinfo = wait_status(dst, ("failed", "cancelled"), timeout=20)

@@ -41,6 +41,7 @@
 #include "devices/releases.h"
 #include "exec.h"
 #include "heap-count.h"
+#include "report.h"
 
 typedef struct Case {
     char *id;
@@ -491,58 +492,44 @@ static void write_json(const Opts *o, const Cases *cs)
                            "error", c->error, "outcome", c->outcome, "scenario", c->path));
     }
     json_object_set_new(doc, "cases", arr);
-    if (json_dump_file(doc, o->json, JSON_INDENT(1) | JSON_PRESERVE_ORDER) != 0)
-        fprintf(stderr, "migcert run: cannot write %s\n", o->json);
-    json_decref(doc);
-}
-
-static void xml_escape(FILE *f, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default:
-            if ((unsigned char)*s >= 0x20 || *s == '\n')
-                fputc(*s, f);
-        }
+    MigErr *err = NULL;
+    if (report_json_write(o->json, doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER, &err) < 0) {
+        fprintf(stderr, "migcert run: %s\n", err->msg);
+        mig_err_free(err);
     }
+    json_decref(doc);
 }
 
 static void write_junit(const Opts *o, const Cases *cs)
 {
-    FILE *f = fopen(o->junit, "w");
-    if (!f) {
-        fprintf(stderr, "migcert run: cannot write %s\n", o->junit);
-        return;
-    }
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
-               "<testsuite name=\"migcert-run\" tests=\"%zu\" failures=\"%zu\">\n",
-            cs->n, cs->failed);
+    ReportCase *rc = mig_malloc0((cs->n + 1) * sizeof(*rc));
+    char **classnames = mig_malloc0((cs->n + 1) * sizeof(*classnames));
+    char **texts = mig_malloc0((cs->n + 1) * sizeof(*texts));
     for (size_t i = 0; i < cs->n; i++) {
         const Case *c = &cs->v[i];
         const char *slash = strchr(c->id, '/');
-        fprintf(f, "<testcase classname=\"scenarios.");
-        if (slash)
-            fprintf(f, "%.*s", (int)(slash - c->id), c->id);
-        else
-            fprintf(f, "top");
-        fprintf(f, "\" name=\"");
-        xml_escape(f, c->id);
-        fprintf(f, "\">");
-        if (!strcmp(c->status, "failed")) {
-            fprintf(f, "<failure message=\"");
-            xml_escape(f, c->error);
-            fprintf(f, "\">REPRO: ");
-            xml_escape(f, c->repro);
-            fprintf(f, "</failure>");
+        classnames[i] = slash ? mig_strdup_printf("scenarios.%.*s", (int)(slash - c->id), c->id)
+                              : mig_strdup("scenarios.top");
+        rc[i].classname = classnames[i];
+        rc[i].name = c->id;
+        rc[i].status = strcmp(c->status, "failed") ? REPORT_PASS : REPORT_FAIL;
+        if (rc[i].status == REPORT_FAIL) {
+            rc[i].message = c->error;
+            rc[i].text = texts[i] = mig_strdup_printf("REPRO: %s", c->repro);
         }
-        fprintf(f, "</testcase>\n");
     }
-    fprintf(f, "</testsuite>\n</testsuites>\n");
-    fclose(f);
+    MigErr *err = NULL;
+    if (report_junit_write(o->junit, "migcert-run", rc, cs->n, &err) < 0) {
+        fprintf(stderr, "migcert run: %s\n", err->msg);
+        mig_err_free(err);
+    }
+    for (size_t i = 0; i < cs->n; i++) {
+        free(classnames[i]);
+        free(texts[i]);
+    }
+    free(classnames);
+    free(texts);
+    free(rc);
 }
 
 static void print_usage(void)

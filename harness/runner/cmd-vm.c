@@ -7,7 +7,7 @@
  *              [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]
  *              [--mem-prealloc] [--exit-on-incoming-failure] [--trace]
  *
- * (DESIGN.md "The migcert command"; --spice is parsed and refused with
+ * (docs/architecture.md section 5; --spice is parsed and refused with
  * "not built yet" until impl/spice lands.)
  *
  * Devices: the vmstate-described fakes (fake-serial, fake-nic, fake-rng) are

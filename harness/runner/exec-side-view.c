@@ -210,6 +210,7 @@ MigTransport *exec__side_transport_new(SideLoop *sl, MigTransport *inner, long *
     SideTransport *st = mig_malloc0(sizeof(*st));
     st->base.ops = &st_ops;
     st->base.loop = &sl->base;
+    st->base.duplex = mig_transport_is_duplex(inner);
     st->inner = inner;
     st->sl = sl;
     st->live = live;

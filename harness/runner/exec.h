@@ -1,7 +1,7 @@
 /*
  * exec.h - the scenario executor: one case = one scenario run on the
  * simulator loop with a seed, an optional version pair and extra faults,
- * followed by the oracles (docs/architecture.md).
+ * followed by the oracles of docs/architecture.md section 6.1.
  *
  * Owns: RunCase / RunResult and exec_run_case().  The executor is split
  * into one file per concern (exec-case.c the driver, exec-side*.c,

@@ -2,7 +2,7 @@
  * faults-spec.h - fault specs (`side:point` + when) and the injector that
  * decides, hit by hit, whether a libfiu point fires in a simulated run.
  *
- * Spec grammar (DESIGN.md "Fault injection"):
+ * Spec grammar (docs/determinism.md section 5.3):
  *
  *     SIDE ":" POINT [ "#" N | "@" PHASE | "%" P ] [ " errno=" ERRNO ]
  *

@@ -1,6 +1,6 @@
 /*
  * heap-count.h - exact live-heap accounting for the harness process: the
- * memory part of the resource oracle (exec.h, DESIGN.md "Oracles").
+ * memory part of the resource oracle (exec.h, docs/architecture.md 6.1).
  *
  * Why: the executor must tell, after every case, whether the case left heap
  * blocks behind, and a leak of one 16-byte block must count.  glibc's

@@ -7,7 +7,7 @@
  * `migcert list-faults --unreached`, harness/unit/test-scenario.c.
  *
  * Loading is two passes over the file:
- *   1. libcyaml against the schema in scenario.c (cyaml_schema_value_t):
+ *   1. libcyaml against the schema in scenario-schema.c (cyaml_schema_value_t):
  *      unknown keys, wrong types and bad enum values are rejected there; its
  *      log callback is captured so the error names the innermost key;
  *   2. libyaml events build a key -> line index, so that every error the user

@@ -6,8 +6,9 @@
  * scheduler that runs exactly one callback per step.
  * Called by: the scenario runner (harness/runner), unit tests, and, through
  * the MigLoop interface, every engine module and fake running in a simulated
- * run.  In-memory links come from impl/transport (mig_transport_mem_pair) and
- * work on any loop; on this one their timing is virtual.
+ * run; the simulator's links (mig_transport_mem_pair, harness/sim/link.c):
+ * in-memory transports with their fault controls, which work on any loop
+ * and whose timing is virtual on this one.
  *
  * Scheduling: when nothing is due the clock jumps to the earliest deadline.
  * Among the callbacks due at the current virtual time (every due timer, and
@@ -27,6 +28,7 @@
 #include <stdint.h>
 
 #include "common/loop.h"
+#include "transport/transport.h"
 
 /* A new sim loop at virtual time 0; `seed` seeds loop->prng (the scheduler's
  * choices are drawn from it too).  Free with mig_loop_free. */
@@ -50,5 +52,56 @@ long mig_sim_live_sources(const MigLoop *l);
 /* Livelock guard: once `max_steps` callbacks ran, run_once returns -ELOOP
  * (0 = no limit, the default). */
 void mig_sim_set_step_limit(MigLoop *l, uint64_t max_steps);
+
+/* ---- links: the simulator's in-memory duplex transport ("mem") ----
+ * Two transports joined by a link with, per direction, a serialising
+ * bandwidth, a latency and a bounded buffer of bytes written but not yet read
+ * by the peer (writev accepts what fits, -EAGAIN when nothing fits).  Timing
+ * runs on the loop clock, so under the sim loop it is virtual and exact.
+ * Readiness is level-triggered like epoll and always delivered from loop
+ * callbacks (defers and timers), never from inside read/writev/watch.
+ *
+ * End of stream: closing or shutting down one end makes the peer read the
+ * bytes still in flight, then 0.  Writing to a closed peer gives -EPIPE.
+ * Faults the harness drives through a MigLink handle:
+ *   drop_at(dir, N): the writer of `dir` can write N bytes in all; at byte N
+ *     the connection resets: the peer still reads exactly those N bytes, then
+ *     -ECONNRESET; every later write on either end gives -ECONNRESET, and
+ *     reads on the other direction give what was already written, then
+ *     -ECONNRESET;
+ *   drop_now: reset now, bytes in flight are lost, both ends get -ECONNRESET;
+ *   partition(true): no byte arrives, writes are accepted until the buffer is
+ *     full, nothing errors; partition(false) heals: transmission restarts;
+ *   set_params: change bandwidth/latency for bytes written from now on. */
+typedef struct MigLinkParams {
+    uint64_t bandwidth;  /* bytes per second of loop time; 0 = unlimited */
+    uint64_t latency_ns; /* one-way, added to every byte */
+    size_t buffer;       /* per-direction bound; 0 = MIG_LINK_DEFAULT_BUFFER */
+} MigLinkParams;
+#define MIG_LINK_DEFAULT_BUFFER ((size_t)4 << 20)
+
+typedef struct MigLink MigLink;
+enum { MIG_LINK_A_TO_B = 0, MIG_LINK_B_TO_A = 1 };
+
+/* Create a connected pair: bytes written on *a are read on *b and back.  p
+ * may be NULL (unlimited, no latency, default buffer).  Returns 0 or -errno.
+ * Both ends are "mem" transports; close each with mig_transport_close. */
+int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
+                           MigTransport **b);
+/* A new reference to the link under a mem transport (NULL for other kinds);
+ * it stays valid after both ends closed, until mig_link_unref. */
+MigLink *mig_transport_mem_link(MigTransport *end);
+void mig_link_unref(MigLink *link);
+void mig_link_drop_at(MigLink *link, int dir, uint64_t byte);
+void mig_link_drop_now(MigLink *link);
+void mig_link_partition(MigLink *link, bool partitioned);
+void mig_link_set_params(MigLink *link, const MigLinkParams *p);
+bool mig_link_is_broken(const MigLink *link);
+/* Bytes written into direction `dir` so far. */
+uint64_t mig_link_bytes(const MigLink *link, int dir);
+/* Bytes written into direction `dir` and not yet read by its reader (in
+ * transit or arrived and unread): what mig_transport_queued reports for the
+ * end that writes `dir`. */
+uint64_t mig_link_queued(const MigLink *link, int dir);
 
 #endif

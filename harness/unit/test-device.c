@@ -1,6 +1,6 @@
 /*
  * test-device.c - impl/device: the transition algorithm against the golden
- * tables of protocols/vfio-migration.md (1.4 and 1.6, every cur x target x
+ * tables of docs/protocol-vfio.md (sections 5 and 6, every cur x target x
  * feature set), multi-arc requests on a real device (fake-gpu), sessions and
  * round trips byte for byte, resume validation over every truncation and
  * every flipped byte, abort and reset, the v1 adapter, the plugin loader
@@ -25,7 +25,7 @@
 
 static char vendor_dir[PATH_MAX];
 
-/* ---- golden tables (vfio-migration.md), written as in the document ---- */
+/* ---- golden tables (docs/protocol-vfio.md 5, 6), written as in the document ---- */
 
 static const char *const abbrev[MIG_DEV_STATE__COUNT] = {
     [MIG_DEV_ERROR] = "ERROR", [MIG_DEV_STOP] = "STOP",      [MIG_DEV_RUNNING] = "RUNNING",

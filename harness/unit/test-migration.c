@@ -1,7 +1,8 @@
 /*
  * test-migration.c - the migration state machines (every from x to arc of
- * both tables), capability negotiation, QEMU's parameters and their
- * validation, section ids, and the PART-per-call contract of save_iterate.
+ * both status tables and of the phase table), capability negotiation, QEMU's
+ * parameters and their validation, section ids, and the PART-per-call
+ * contract of save_iterate.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,22 +63,23 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Shortest path of allowed arcs from none to `to` (BFS); returns its length
- * or -1 when unreachable; path[0..len) are the states after none. */
-static int path_to(bool incoming, MigStatus to, MigStatus path[MIG_STATUS__COUNT])
+/* Shortest path of allowed arcs from state 0 (none, idle) to `to` in a
+ * table of n states (BFS over allowed(ctx, from, to)); returns its length or
+ * -1 when unreachable; path[0..len) are the states after state 0. */
+#define MAX_STATES 32
+static int path_in(int n, bool (*allowed)(int ctx, int from, int to), int ctx, int to,
+                   int path[MAX_STATES])
 {
-    int prev[MIG_STATUS__COUNT];
-    bool seen[MIG_STATUS__COUNT] = {false};
-    MigStatus q[MIG_STATUS__COUNT];
+    int prev[MAX_STATES], q[MAX_STATES], rev[MAX_STATES];
+    bool seen[MAX_STATES] = {false};
     int qh = 0, qt = 0;
-    for (int i = 0; i < MIG_STATUS__COUNT; i++)
-        prev[i] = -1;
-    q[qt++] = MIG_STATUS_NONE;
-    seen[MIG_STATUS_NONE] = true;
+    assert_true(n <= MAX_STATES);
+    q[qt++] = 0;
+    seen[0] = true;
     while (qh < qt) {
-        MigStatus s = q[qh++];
-        for (int t = 0; t < MIG_STATUS__COUNT; t++) {
-            if (!seen[t] && mig_status_arc_allowed(incoming, s, t)) {
+        int s = q[qh++];
+        for (int t = 0; t < n; t++) {
+            if (!seen[t] && allowed(ctx, s, t)) {
                 seen[t] = true;
                 prev[t] = s;
                 q[qt++] = t;
@@ -87,20 +89,29 @@ static int path_to(bool incoming, MigStatus to, MigStatus path[MIG_STATUS__COUNT
     if (!seen[to])
         return -1;
     int len = 0;
-    MigStatus rev[MIG_STATUS__COUNT];
-    for (int s = to; s != MIG_STATUS_NONE; s = prev[s])
+    for (int s = to; s != 0; s = prev[s])
         rev[len++] = s;
     for (int i = 0; i < len; i++)
         path[i] = rev[len - 1 - i];
     return len;
 }
 
+static bool status_arc(int incoming, int from, int to)
+{
+    return mig_status_arc_allowed(incoming, from, to);
+}
+
+static bool phase_arc(int unused, int from, int to)
+{
+    return mig__phase_arc_allowed(from, to);
+}
+
 static void walk_table(Fixture *f, bool incoming)
 {
     int allowed_count = 0;
     for (int from = 0; from < MIG_STATUS__COUNT; from++) {
-        MigStatus path[MIG_STATUS__COUNT];
-        int len = path_to(incoming, from, path);
+        int path[MAX_STATES];
+        int len = path_in(MIG_STATUS__COUNT, status_arc, incoming, from, path);
         if (len < 0) {
             /* Unreachable states have no way out either. */
             for (int to = 0; to < MIG_STATUS__COUNT; to++)
@@ -112,7 +123,9 @@ static void walk_table(Fixture *f, bool incoming)
             assert_int_equal(mig_migration_set_caps(mm, MIG_CAP_BIT(MIG_CAP_EVENTS),
                                                     MIG_CAP_BIT(MIG_CAP_EVENTS), NULL),
                              0);
-            mig__migration_set_direction(mm, incoming);
+            /* Which table applies is decided by listen or start; a fresh
+             * object in none is put on the side under test directly. */
+            mm->incoming = incoming;
             for (int i = 0; i < len; i++)
                 assert_int_equal(mig__migration_set_status(mm, path[i]), 0);
             assert_int_equal(mig_migration_status(mm), from);
@@ -155,6 +168,83 @@ static void test_migration_destination_table_every_arc(void **state)
     walk_table(*state, true);
     assert_false(mig_status_arc_allowed(true, MIG_STATUS_ACTIVE, MIG_STATUS_DEVICE));
     assert_false(mig_status_arc_allowed(true, MIG_STATUS_COMPLETED, MIG_STATUS_SETUP));
+}
+
+static bool is_src_phase(int p)
+{
+    return p >= MIG_PHASE_SRC_SETUP && p <= MIG_PHASE_SRC_RP_WAIT;
+}
+
+static bool is_dst_phase(int p)
+{
+    return p >= MIG_PHASE_DST_HEADER && p <= MIG_PHASE_DST_VMDESC;
+}
+
+static void test_migration_phase_table_every_arc(void **state)
+{
+    Fixture *f = *state;
+    int allowed_count = 0;
+    for (int from = 0; from < MIG_PHASE__COUNT; from++) {
+        int path[MAX_STATES];
+        int len = path_in(MIG_PHASE__COUNT, phase_arc, 0, from, path);
+        /* Every phase is reachable from idle, and goes back to it when its
+         * migration ends (finish relies on that column). */
+        assert_true(len >= 0);
+        if (from != MIG_PHASE_IDLE)
+            assert_true(mig__phase_arc_allowed(from, MIG_PHASE_IDLE));
+        for (int to = 0; to < MIG_PHASE__COUNT; to++) {
+            MigMigration *mm = new_mm(f, 0);
+            for (int i = 0; i < len; i++)
+                assert_int_equal(mig__migration_set_phase(mm, path[i], NULL), 0);
+            assert_int_equal(mm->phase, from);
+            uint64_t lines = mig_trace_count(f->trace);
+            MigErr *err = NULL;
+            int r = mig__migration_set_phase(mm, to, &err);
+            bool ok = mig__phase_arc_allowed(from, to);
+            /* A side never enters the other side's phases. */
+            if ((is_src_phase(from) && is_dst_phase(to)) ||
+                (is_dst_phase(from) && is_src_phase(to)) || from == to)
+                assert_false(ok);
+            if (ok) {
+                allowed_count++;
+                assert_int_equal(r, 0);
+                assert_null(err);
+                assert_int_equal(mm->phase, to);
+            } else {
+                /* A refusal is an error that names the arc, never a no-op. */
+                assert_int_equal(r, -EINVAL);
+                assert_int_equal(mm->phase, from);
+                assert_non_null(err);
+                char want[96];
+                snprintf(want, sizeof(want), "phase %s -> %s is not an arc",
+                         mig__phase_name(from), mig__phase_name(to));
+                if (!strstr(err->msg, want))
+                    fail_msg("%s: %s", want, err->msg);
+                mig_err_free(err);
+            }
+            /* A refusal leaves one trace line, an arc too unless it is one
+             * of the destination's per-section loop (taken once per
+             * section, so not traced), and those are exactly these four. */
+            bool loop_arc = (from == MIG_PHASE_DST_SECTION && to == MIG_PHASE_DST_PAYLOAD) ||
+                            (from == MIG_PHASE_DST_SECTION && to == MIG_PHASE_DST_FOOTER) ||
+                            (from == MIG_PHASE_DST_PAYLOAD && to == MIG_PHASE_DST_FOOTER) ||
+                            (from == MIG_PHASE_DST_FOOTER && to == MIG_PHASE_DST_SECTION);
+            if (loop_arc)
+                assert_true(ok);
+            assert_int_equal(mig__phase_arc_traced(from, to), ok && !loop_arc);
+            assert_int_equal(mig_trace_count(f->trace), lines + (ok && loop_arc ? 0 : 1));
+            /* No status change, no event: the phase is the engine's own. */
+            assert_int_equal(mig_migration_status(mm), MIG_STATUS_NONE);
+            assert_int_equal(f->events, 0);
+            mig_migration_free(mm);
+        }
+    }
+    assert_int_equal(allowed_count, 31);
+    assert_string_equal(mig__phase_name(MIG_PHASE_SRC_RP_WAIT), "return-path-wait");
+    assert_string_equal(mig__phase_name(MIG_PHASE_DST_VMDESC), "vmdescription");
+    assert_string_equal(mig__phase_name(MIG_PHASE__COUNT), "?");
+    for (int p = 0; p < MIG_PHASE__COUNT; p++)
+        assert_string_not_equal(mig__phase_name(p), "?");
 }
 
 static void test_migration_status_names_are_qemus(void **state)
@@ -228,7 +318,7 @@ static void test_migration_caps_query_and_set(void **state)
     json_decref(set);
     /* Not while migrating. */
     err = NULL;
-    mig__migration_set_status(mm, MIG_STATUS_SETUP);
+    assert_int_equal(mig__migration_set_status(mm, MIG_STATUS_SETUP), 0);
     assert_int_equal(mig_migration_set_caps(mm, 0, 0, &err), -EBUSY);
     mig_err_free(err);
     mig_migration_free(mm);
@@ -372,7 +462,7 @@ static void test_migration_params_are_qemus(void **state)
     MigParams p;
     mig_migration_params(mm, &p);
     json_t *q = mig_params_to_json(&p);
-    /* QEMU 7.2's defaults (qemu-stream.md section 11 and qapi). */
+    /* QEMU 7.2's defaults (docs/protocol-qemu-stream.md section 15 and qapi). */
     static const struct {
         const char *name;
         json_int_t v;
@@ -525,6 +615,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_migration_source_table_every_arc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_destination_table_every_arc, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_migration_phase_table_every_arc, setup, teardown),
         cmocka_unit_test(test_migration_status_names_are_qemus),
         cmocka_unit_test(test_migration_caps_intersection),
         cmocka_unit_test_setup_teardown(test_migration_caps_query_and_set, setup, teardown),

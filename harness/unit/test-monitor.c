@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -129,11 +131,30 @@ static void pump(Fixture *f, unsigned ms)
     mig_loop_run_until(f->loop, never, NULL, mig_loop_now_ns(f->loop) + ms * 1000000ull);
 }
 
+/* Hang guard of the loop runs below that wait for an event: never reached
+ * unless the monitor is broken, however slow the host. */
+#define WAIT_NS 60000000000ull
+
+/* The monitor has read every byte this peer sent (the socket's send queue,
+ * SIOCOUTQ, is empty once the reader took it all). */
+static bool peer_sent_all_read(void *opaque)
+{
+    Peer *p = opaque;
+    int queued = -1;
+    return ioctl(p->fd, SIOCOUTQ, &queued) == 0 && queued == 0;
+}
+
+/* Run the loop until the monitor has read what the peer sent. */
+static void pump_until_read(Fixture *f, Peer *p)
+{
+    assert_int_equal(mig_loop_run_until(f->loop, peer_sent_all_read, p,
+                                        mig_loop_now_ns(f->loop) + WAIT_NS), 0);
+}
+
 /* The next message the monitor sent this peer (runs the loop until it comes). */
 static json_t *peer_recv(Fixture *f, Peer *p)
 {
-    int rc = mig_loop_run_until(f->loop, peer_has_line, p,
-                                mig_loop_now_ns(f->loop) + 10000000000ull);
+    int rc = mig_loop_run_until(f->loop, peer_has_line, p, mig_loop_now_ns(f->loop) + WAIT_NS);
     assert_int_equal(rc, 0);
     char *nl = memchr(p->big, '\n', p->big_len);
     size_t len = (size_t)(nl - p->big) + 1;
@@ -153,7 +174,8 @@ static void peer_send(Peer *p, const char *text)
     assert_int_equal(send(p->fd, text, n, MSG_NOSIGNAL), (ssize_t)n);
 }
 
-/* Nothing arrives while the loop runs for a while. */
+/* Nothing arrives while the loop runs for a while (a window for a bug to
+ * show; a slow host makes it shorter, never a false failure). */
 static void peer_expect_silence(Fixture *f, Peer *p)
 {
     pump(f, 20);
@@ -408,6 +430,7 @@ static void test_monitor_partial_and_joined_requests(void **state)
         memcpy(head, req, k);
         head[k] = 0;
         peer_send(p, head);
+        pump_until_read(f, p);
         pump(f, 1);
         peer_fill(p);
         assert_int_equal(p->big_len, 0);
@@ -507,6 +530,16 @@ static void test_monitor_clock_offset_shifts_event_timestamps(void **state)
     json_decref(e);
 }
 
+static bool two_clients(void *mon)
+{
+    return mig_monitor_client_count(mon) == 2;
+}
+
+static bool output_pending(void *mon)
+{
+    return mig_monitor_pending_output(mon) > 0;
+}
+
 static void test_monitor_several_clients_are_independent(void **state)
 {
     Fixture *f = *state;
@@ -518,7 +551,8 @@ static void test_monitor_several_clients_are_independent(void **state)
     /* interleaved partial requests from two clients do not mix */
     peer_send(&f->peer[1], "{\"execute\":\"add\",\"arguments\":{\"a\":10,");
     peer_send(&f->peer[2], "{\"execute\":\"add\",\"arguments\":{\"a\":20,");
-    pump(f, 5);
+    pump_until_read(f, &f->peer[1]);
+    pump_until_read(f, &f->peer[2]);
     peer_send(&f->peer[2], "\"b\":2},\"id\":\"two\"}\n");
     peer_send(&f->peer[1], "\"b\":1},\"id\":\"one\"}\n");
     json_t *r1 = peer_recv(f, &f->peer[1]);
@@ -533,7 +567,8 @@ static void test_monitor_several_clients_are_independent(void **state)
 
     /* one client hangs up; the others keep working and get events */
     peer_close(&f->peer[1]);
-    pump(f, 5);
+    assert_int_equal(mig_loop_run_until(f->loop, two_clients, f->mon,
+                                        mig_loop_now_ns(f->loop) + WAIT_NS), 0);
     assert_int_equal(mig_monitor_client_count(f->mon), 2);
     mig_monitor_emit(f->mon, "RESUME", NULL);
     for (int i = 0; i < 3; i += 2) {
@@ -550,7 +585,10 @@ static void test_monitor_slow_reader_does_not_block(void **state)
     peer_negotiate(f, p);
     const size_t size = 2u << 20; /* far more than a socket buffer holds */
     peer_send(p, "{\"execute\": \"big\", \"arguments\": {\"size\": 2097152}}\n");
-    pump(f, 20); /* the loop keeps turning although the peer does not read */
+    /* the loop keeps turning although the peer does not read: the reply
+     * waits in the monitor's queue */
+    assert_int_equal(mig_loop_run_until(f->loop, output_pending, f->mon,
+                                        mig_loop_now_ns(f->loop) + WAIT_NS), 0);
     assert_true(mig_monitor_pending_output(f->mon) > 0);
     json_t *r = peer_recv(f, p);
     assert_int_equal(strlen(json_string_value(json_object_get(json_object_get(r, "return"), "blob"))),
@@ -747,7 +785,7 @@ static void test_monitor_machine_commands_answer_like_qemu(void **state)
     /* quit with no hook stops the loop; the reply still goes out */
     peer_send(p, "{\"execute\": \"quit\", \"id\": 1}");
     assert_int_equal(mig_loop_run_until(f->loop, NULL, NULL,
-                                        mig_loop_now_ns(f->loop) + 5000000000ull),
+                                        mig_loop_now_ns(f->loop) + WAIT_NS),
                      -ECANCELED);
     r = peer_recv(f, p);
     assert_int_equal(json_integer_value(json_object_get(r, "id")), 1);

@@ -1,11 +1,13 @@
 /*
- * test-pageflip.c - localhost migration with page flipping (seed 002): two
+ * test-pageflip.c - localhost migration with page flipping
+ * (docs/protocol-qemu-stream.md section 14): two
  * machines on the epoll loop over a socketpair, the pipe fd handed over
  * after the setup HOOK record, pages moved through the pipe (RAM digest and
  * the workload oracle equal, the socket carrying < 1% of RAM), the
  * negotiation with a release that lacks x-page-flip, unix: source with an
- * fd: destination, transports that cannot pass fds, and HOOK records loaded
- * without the capability.
+ * fd: destination, transports that cannot pass fds, HOOK records loaded
+ * without the capability, and a stream without a page channel (pages
+ * inline after their HOOK records).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,7 +38,7 @@ typedef struct Pair {
 
 /* Both machines on one epoll loop.  known_*: what each release offers
  * (0 = everything this build supports); want: what management asks for,
- * cut down to what both offer (seed 004's rule). */
+ * cut down to what both offer (docs/protocol-qemu-stream.md section 12). */
 static void pair_setup(Pair *p, uint64_t ram, uint64_t dirty_rate, MigCapMask known_src,
                        MigCapMask known_dst, MigCapMask want)
 {
@@ -266,6 +268,21 @@ static const MigSaveEntry *ram_entry(MigSavevm *sv)
     return NULL;
 }
 
+/* One block "pc.ram" of two pages, registered in sv; with `fill`, page 1
+ * holds the pattern i * 7 + 1 (page 0 stays zero).  *e: its "ram" entry. */
+static MigRam *two_page_ram(MigSavevm *sv, bool fill, const MigSaveEntry **e)
+{
+    MigRam *r = mig_ram_new();
+    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
+    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
+    for (int i = 0; fill && i < 4096; i++)
+        page1[i] = (uint8_t)(i * 7 + 1);
+    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
+    *e = ram_entry(sv);
+    assert_non_null(*e);
+    return r;
+}
+
 static void test_pageflip_hook_without_capability_fails(void **state)
 {
     MigLoop *loop = mig_loop_epoll_new(1);
@@ -353,14 +370,10 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
      * carries the pipe, then a ZERO record and an 8-byte HOOK with page 1's
      * address; page 1's bytes arrive on the pipe. */
     MigLoop *loop = mig_loop_epoll_new(1);
-    MigRam *r = mig_ram_new();
     MigSavevm *sv = mig_savevm_new();
-    assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
-    uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
-    for (int i = 0; i < 4096; i++)
-        page1[i] = (uint8_t)(i * 7 + 1);
-    assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-    const MigSaveEntry *e = ram_entry(sv);
+    const MigSaveEntry *e;
+    MigRam *r = two_page_ram(sv, true, &e);
+    const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
     int sp[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     MigErr *err = NULL;
@@ -368,7 +381,7 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
                                               &err);
     assert_non_null(t);
     assert_string_equal(t->ops->kind, "local");
-    mig_ram_set_flip(r, t);
+    mig_ram_set_caps(r, FLIP);
     MigStream *s = mig_stream_new_writer(t);
     assert_int_equal(e->iter->save_setup(e->opaque, s, &err), 0);
     assert_int_equal(e->iter->save_iterate(e->opaque, s, 1 << 20, &err), 1);
@@ -412,11 +425,9 @@ static void test_pageflip_load_every_truncation(void **state)
     const size_t marker = 31, setup_end = 40, hook_end = sizeof(want) - 8;
     assert_int_equal(want[marker], MIG_TRANSPORT_FD_MARKER);
     for (size_t cut = 0; cut <= sizeof(want); cut++) {
-        MigRam *r = mig_ram_new();
         MigSavevm *sv = mig_savevm_new();
-        assert_int_equal(mig_ram_add_block(r, "pc.ram", 2 * 4096, NULL), 0);
-        assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-        const MigSaveEntry *e = ram_entry(sv);
+        const MigSaveEntry *e;
+        MigRam *r = two_page_ram(sv, false, &e);
         int sp[2], pp[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
         assert_int_equal(pipe(pp), 0);
@@ -436,7 +447,7 @@ static void test_pageflip_load_every_truncation(void **state)
         MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[1], "unix"),
                                                   false, &err);
         assert_non_null(t);
-        mig_ram_set_flip(r, t);
+        mig_ram_set_caps(r, FLIP);
         MigStream *s = mig_stream_new_reader(t);
         MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
         assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
@@ -467,6 +478,70 @@ static void test_pageflip_load_every_truncation(void **state)
     mig_loop_free(loop);
 }
 
+static void test_pageflip_without_page_channel_pages_go_inline(void **state)
+{
+    /* x-page-flip on a stream whose transport has no page channel (here a
+     * memory stream): the same records, and each page follows its HOOK
+     * record inline; a loader with the capability reads it from there. */
+    MigSavevm *sv = mig_savevm_new();
+    const MigSaveEntry *e;
+    MigRam *r = two_page_ram(sv, true, &e);
+    const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
+    mig_ram_set_caps(r, FLIP);
+    MigStream *w = mig_stream_new_mem_writer();
+    assert_false(mig_stream_has_page_channel(w));
+    assert_int_equal(e->iter->save_setup(e->opaque, w, NULL), 0);
+    assert_int_equal(e->iter->save_iterate(e->opaque, w, 1 << 20, NULL), 1);
+    size_t len;
+    const uint8_t *got = mig_stream_mem_data(w, &len);
+    const size_t hook_end = sizeof(want) - 8;
+    assert_int_equal(len, sizeof(want) + 4096);
+    assert_memory_equal(got, want, hook_end);
+    assert_memory_equal(got + hook_end, page1, 4096);
+    assert_memory_equal(got + hook_end + 4096, want + hook_end, 8);
+    MigInfo info;
+    mig_ram_info(r, &info.ram);
+    assert_int_equal(info.ram.transferred, len); /* the page is the stream's own */
+    e->iter->save_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
+
+    MigSavevm *dsv = mig_savevm_new();
+    const MigSaveEntry *de;
+    MigRam *d = two_page_ram(dsv, false, &de);
+    mig_ram_set_caps(d, FLIP);
+    /* Every truncation fails, and page 1 only loads whole; the whole input
+     * loads it. */
+    for (size_t cut = 0; cut <= len; cut++) {
+        MigStream *s = mig_stream_new_mem_reader(got, cut);
+        MigErr *err = NULL;
+        MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
+        assert_int_equal(de->iter->load_setup(de->opaque, NULL), 0);
+        int rc = de->iter->load_state(de->opaque, s, &h, &err);
+        if (rc == 0) {
+            h.type = MIG_SECTION_PART;
+            rc = de->iter->load_state(de->opaque, s, &h, &err);
+        }
+        const uint8_t *host = mig_ram_block(d, 0)->host;
+        if (cut == len) {
+            if (rc != 0)
+                fail_msg("whole input: %d %s", rc, err ? err->msg : "");
+            assert_memory_equal(host + 4096, page1, 4096);
+            de->iter->load_cleanup(de->opaque, MIG_OUTCOME_COMPLETED);
+        } else {
+            assert_true(rc < 0);
+            if (cut < hook_end + 4096) /* never a part of the page */
+                assert_true(mig_ram_page_is_zero(host + 4096));
+            de->iter->load_cleanup(de->opaque, MIG_OUTCOME_FAILED);
+        }
+        mig_err_free(err);
+        mig_stream_free(s);
+    }
+    mig_stream_free(w);
+    mig_savevm_free(dsv);
+    mig_ram_free(d);
+    mig_savevm_free(sv);
+    mig_ram_free(r);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +554,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_hook_without_capability_fails),
         cmocka_unit_test(test_pageflip_wire_bytes_and_pipe),
         cmocka_unit_test(test_pageflip_load_every_truncation),
+        cmocka_unit_test(test_pageflip_without_page_channel_pages_go_inline),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

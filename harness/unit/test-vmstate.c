@@ -742,7 +742,7 @@ static void test_vmstate_subsection_unknown_and_too_new(void **state)
     mig_err_free(err);
 }
 
-/* ---- the subsection ambiguity (seed 004) ---- */
+/* ---- the subsection ambiguity (docs/protocol-qemu-stream.md section 6) ---- */
 
 /* QEMU 7.2's loop after a description's fields, re-stated for comparison:
  * 1 = it takes the bytes at p for a subsection (name in `out`), 0 = it

@@ -2,7 +2,7 @@
  * common.h - errors, small helpers and the fault-point include shared by every
  * engine module.
  *
- * Owns: MigErr (the human-readable error chain of STYLE.md "Errors").
+ * Owns: MigErr (the human-readable error chain of docs/style.md section 3).
  * Called by: every module of impl/, the harness and the fakes.
  * Invariants: an action returns 0 or a negative errno; where a person must
  * read why, its last parameter is `MigErr **errp`.  NULL errp means the caller

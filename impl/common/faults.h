@@ -1,6 +1,7 @@
 /*
  * faults.h - the fault-point registry: every libfiu point in engine code, with
- * the errno it injects and what it means (STYLE.md "Fault points").
+ * the errno it injects and what it means (docs/style.md section 7,
+ * docs/determinism.md section 5).
  *
  * A point is named <area>/<module>/<op>[/<variant>], lower case, and is never
  * reused for a different meaning.  At the point itself the code calls

@@ -42,7 +42,7 @@
 #ifndef MIGCERT_DEVICE_SAVEVM_H
 #define MIGCERT_DEVICE_SAVEVM_H
 
-#include "../migration/savevm.h"
+#include "../savevm/savevm.h"
 #include "device.h"
 
 #define MIG_DEV_SECTION_VERSION 1u

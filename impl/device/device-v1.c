@@ -1,7 +1,7 @@
 /*
  * device-v1.c - the v1 adapter: drives a device that speaks the v1 region
- * protocol (device_state bits, pending_bytes, staged buffers; seed 003 and
- * protocols/vfio-migration.md section 2) through the v2 backend interface, so
+ * protocol (device_state bits, pending_bytes, staged buffers;
+ * docs/protocol-vfio.md section 10) through the v2 backend interface, so
  * a v1-style device migrates with the same engine code.
  *
  * Mapping: RUNNING 001, PRE_COPY 011 (logging on: the session starts),

@@ -64,7 +64,7 @@ static const uint32_t state_needs[MIG_DEV_STATE__COUNT] = {
 #define PC MIG_DEV_PRE_COPY
 #define PP MIG_DEV_PRE_COPY_P2P
 
-/* The next-step table with every feature present (vfio-migration.md 1.4):
+/* The next-step table with every feature present (docs/protocol-vfio.md 5):
  * [cur][target] = the next state.  Unsupported states are skipped by
  * mig_dev_next_state() by looking up again from the skipped state. */
 static const MigDevState next_table[MIG_DEV_STATE__COUNT][MIG_DEV_STATE__COUNT] = {
@@ -79,7 +79,7 @@ static const MigDevState next_table[MIG_DEV_STATE__COUNT][MIG_DEV_STATE__COUNT] 
     [PP] = /* PRE_COPY_P2P */ {E, RP, RP, SC, RP, RP, PC, PP},
 };
 
-/* Direct arcs a driver implements (vfio-migration.md 1.3), per requirement:
+/* Direct arcs a driver implements (docs/protocol-vfio.md 4), per requirement:
  * an arc exists when the device has all of `need` and none of `without`. */
 static const struct {
     MigDevState from, to;

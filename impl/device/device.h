@@ -11,7 +11,7 @@
  * Called by: impl/machine (devices of a machine), the savevm glue,
  * `migcert certify` (harness/runner/cmd-certify.c), tests.
  *
- * The states and arcs are the kernel's (protocols/vfio-migration.md 1.2-1.6):
+ * The states and arcs are the kernel's (docs/protocol-vfio.md sections 3-6):
  *
  *                     +---------- RESUMING
  *                     v              ^
@@ -50,7 +50,7 @@
  * failure; certify is where an untrusted plugin is run first.
  *
  * device-savevm.h is this module's second public header: the registry glue
- * needs impl/migration/savevm.h and this header must not (see there).
+ * needs impl/savevm/savevm.h and this header must not (see there).
  */
 #ifndef MIGCERT_DEVICE_DEVICE_H
 #define MIGCERT_DEVICE_DEVICE_H

@@ -35,7 +35,7 @@
 #include "../common/common.h"
 #include "../common/loop.h"
 #include "../migration/migration.h"
-#include "../migration/savevm.h"
+#include "../savevm/savevm.h"
 #include "../ram/ram.h"
 
 typedef enum MigRunState {

@@ -9,6 +9,9 @@
  * transport is readable.  Time comes from mig_loop_now_ns() only.
  * Called by: impl/machine (which owns the registry, the guest run state and
  * the transports), impl/monitor through the machine, tests.
+ * Files: migration.c (object, tables, end of a migration), migration-source.c,
+ * migration-dest.c, migration-return-path.c, params.c (capabilities,
+ * parameters, query-migrate JSON); migration-internal.h has the phases.
  *
  * Source states (QEMU MigrationStatus names):
  *
@@ -54,11 +57,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/caps.h"
 #include "../common/common.h"
 #include "../common/loop.h"
+#include "../ram/ram.h"
 #include "../stream/stream.h"
 #include "../transport/transport.h"
-#include "savevm.h"
+#include "../savevm/savevm.h"
 
 /* ---- status ---- */
 typedef enum MigStatus {
@@ -83,39 +88,8 @@ bool mig_status_arc_allowed(bool incoming, MigStatus from, MigStatus to);
 bool mig_status_is_terminal(MigStatus s);
 
 /* ---- capabilities ---- */
-typedef enum MigCap {
-    /* QEMU 7.2's, in QEMU's order. */
-    MIG_CAP_XBZRLE,
-    MIG_CAP_RDMA_PIN_ALL,
-    MIG_CAP_AUTO_CONVERGE,
-    MIG_CAP_ZERO_BLOCKS,
-    MIG_CAP_COMPRESS,
-    MIG_CAP_EVENTS,
-    MIG_CAP_POSTCOPY_RAM,
-    MIG_CAP_X_COLO,
-    MIG_CAP_RELEASE_RAM,
-    MIG_CAP_BLOCK,
-    MIG_CAP_RETURN_PATH,
-    MIG_CAP_PAUSE_BEFORE_SWITCHOVER,
-    MIG_CAP_MULTIFD,
-    MIG_CAP_DIRTY_BITMAPS,
-    MIG_CAP_POSTCOPY_BLOCKTIME,
-    MIG_CAP_LATE_BLOCK_ACTIVATE,
-    MIG_CAP_X_IGNORE_SHARED,
-    MIG_CAP_VALIDATE_UUID,
-    MIG_CAP_BACKGROUND_SNAPSHOT,
-    MIG_CAP_ZERO_COPY_SEND,
-    MIG_CAP_POSTCOPY_PREEMPT,
-    /* Project capabilities. */
-    /* seed 002: localhost page flipping (HOOK + SCM_RIGHTS, the "local"
-     * transport).  Offered only on a loop with real fds; migrate refuses it
-     * (-ENOTSUP) on a transport that cannot pass fds. */
-    MIG_CAP_X_PAGE_FLIP,
-    MIG_CAP__COUNT
-} MigCap;
-
-typedef uint64_t MigCapMask;
-#define MIG_CAP_BIT(c) ((MigCapMask)1 << (c))
+/* MigCap, MigCapMask and MIG_CAP_BIT live in common/caps.h (RAM reads them
+ * too); the functions over them are the engine's. */
 
 const char *mig_cap_name(MigCap c);
 /* Name -> MigCap, or -1 when unknown. */
@@ -125,7 +99,8 @@ int mig_cap_parse(const char *name);
 bool mig_cap_validatable(MigCap c);
 /* What this build can honour when set (others are known names but refused). */
 MigCapMask mig_caps_supported(void);
-/* Management's rule (seed 004): enable what both sides offer.  A side that
+/* Management's rule (capabilities negotiation,
+ * docs/protocol-qemu-stream.md): enable what both sides offer.  A side that
  * does not know query-migrate-capabilities offers 0. */
 static inline MigCapMask mig_caps_intersect(MigCapMask a, MigCapMask b) { return a & b; }
 /* query-migrate-capabilities reply: [{"capability": name, "state": bool}] for
@@ -233,21 +208,7 @@ json_t *mig_params_to_json(const MigParams *p);
 int mig_params_from_json(json_t *args, MigParamsSet *set, MigErr **errp);
 
 /* ---- statistics (query-migrate) ---- */
-typedef struct MigRamInfo {
-    uint64_t transferred;  /* bytes of RAM records sent/received */
-    uint64_t remaining;    /* bytes of dirty pages still to send */
-    uint64_t total;        /* bytes of guest RAM */
-    uint64_t duplicate;    /* zero pages */
-    uint64_t normal;       /* full pages */
-    uint64_t normal_bytes; /* normal * page_size */
-    uint64_t dirty_pages_rate;
-    double mbps; /* megabits/s */
-    uint64_t dirty_sync_count;
-    uint64_t page_size;
-    uint64_t pages_per_second;
-    uint64_t precopy_bytes;
-    uint64_t downtime_bytes;
-} MigRamInfo;
+/* MigRamInfo (the "ram" object) is RAM's: ram/ram.h. */
 
 typedef struct MigInfo {
     MigStatus status;
@@ -306,7 +267,8 @@ uint64_t mig_migration_stream_offset(const MigMigration *mm);
 /* Capabilities: query known/enabled; set while no migration runs, or on a
  * destination still waiting for its connection (-EBUSY otherwise); unknown
  * or unsupported ones are -EINVAL/-ENOTSUP.  return-path is checked against
- * the transport at mig_migration_start (-ENOTSUP without a back channel). */
+ * the transport at mig_migration_start (-ENOTSUP unless the transport is
+ * duplex: mig_transport_is_duplex). */
 MigCapMask mig_migration_caps_known(const MigMigration *mm);
 MigCapMask mig_migration_caps(const MigMigration *mm);
 int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states, MigErr **errp);

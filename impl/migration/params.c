@@ -81,9 +81,10 @@ MigCapMask mig_caps_supported(void)
      * UUID configured, so nothing to send; x-ignore-shared: no shared blocks,
      * only the block-list format changes; return-path: the destination
      * reports the end of its load (SHUT) and the source completes only then.
-     * x-page-flip: seed 002's flipping over the local transport; offered
+     * x-page-flip: page flipping over the local transport
+     * (docs/protocol-qemu-stream.md section 14); offered
      * only on a loop with real fds, refused at migrate time on a transport
-     * that cannot pass fds (migration.c). */
+     * that cannot pass fds (migration-source.c). */
     return MIG_CAP_BIT(MIG_CAP_EVENTS) | MIG_CAP_BIT(MIG_CAP_ZERO_BLOCKS) |
            MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER) | MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED) |
            MIG_CAP_BIT(MIG_CAP_VALIDATE_UUID) | MIG_CAP_BIT(MIG_CAP_RETURN_PATH) |

@@ -2,7 +2,7 @@
  * monitor.h - a QMP-compatible JSON command server on the event loop.
  *
  * Owns: MigMonitor (a unix-socket listener and its clients) and the QMP
- * session rules of protocols/qemu-stream.md section 11: the greeting, the
+ * session rules of docs/protocol-qemu-stream.md section 15: the greeting, the
  * mandatory `qmp_capabilities` negotiation, request/response framing with
  * `id` echo, error classes (GenericError, CommandNotFound) and events with a
  * timestamp.  The monitor knows nothing of machines: the embedding program

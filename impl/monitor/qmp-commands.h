@@ -1,7 +1,7 @@
 /*
  * qmp-commands.h - the QMP command table of a machine: binds the monitor
  * (impl/monitor/monitor.h) to impl/machine, with QEMU 7.2's command names,
- * arguments and reply fields (protocols/qemu-stream.md section 11), so one
+ * arguments and reply fields (docs/protocol-qemu-stream.md section 15), so one
  * driver (harness/pytest/qmp.py) drives QEMU and `migcert vm` alike.
  *
  * Commands: query-status, stop, cont, quit, query-migrate,
@@ -40,7 +40,8 @@ typedef struct MigQmpMachine {
      * stops only after the current callback returns. */
     void (*quit)(void *opaque);
     void *quit_opaque;
-    /* A release that predates query-migrate-capabilities (seed 004): leave
+    /* A release that predates query-migrate-capabilities (it offers the empty
+     * mask: docs/protocol-qemu-stream.md section 12): leave
      * out both capability commands, so management sees CommandNotFound and
      * offers the empty mask for this side. */
     bool no_caps_commands;

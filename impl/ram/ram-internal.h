@@ -36,10 +36,10 @@ struct MigRam {
     MigRamReader reader; /* current block across sections, block table */
     int *load_map;       /* reader block index -> our block index */
 
-    /* x-page-flip (seed 002): the "local" transport pages go through, NULL
-     * when off; set by the engine before save_setup / load_setup. */
-    MigTransport *flip;
-    bool flip_ready; /* destination: the pipe fd arrived */
+    /* x-page-flip (docs/protocol-qemu-stream.md, page flipping): on from
+     * the capability at save_setup / load_setup until cleanup. */
+    bool flip;
+    bool flip_ready; /* destination: the page channel was accepted */
 };
 
 int mig__ram_find_index(const MigRam *r, const char *idstr);

@@ -22,25 +22,21 @@ static uint64_t block_base(const MigRam *r, size_t bi)
 }
 
 /* x-page-flip: an 8-byte HOOK record with the page's RAM address, then the
- * page by reference, which the local transport diverts into the pipe ahead
- * of the record (transport-local.c): the socket carries 8 bytes, while the
- * stream's pending bytes, the budget and the rate limit count the page as
- * in a plain stream.  Returns the bytes the record stands for. */
+ * page through the stream's page channel (mig_ram_put_hook_page): where the
+ * transport has one (the local transport's pipe) the stream itself carries
+ * 8 bytes, while its pending bytes, the budget and the rate limit count the
+ * page as in a plain stream.  Returns the bytes the record stands for. */
 static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, const uint8_t *host)
 {
     uint64_t addr = block_base(r, bi) + page * MIG_RAM_PAGE_SIZE;
-    mig_stream_put_be64(s, addr | MIG_RAM_FLAG_HOOK);
-    int ret = mig_transport_local_queue_page(r->flip, mig_stream_offset(s));
-    mig_stream_put_buffer_ref(s, host, MIG_RAM_PAGE_SIZE);
-    if (ret < 0)
-        mig_stream_set_error(s, ret, "page-flip: cannot queue page 0x%llx of ramblock \"%s\"",
-                             (unsigned long long)(page * MIG_RAM_PAGE_SIZE), r->blocks[bi]->idstr);
+    mig_ram_put_hook_page(s, addr, host);
+    uint64_t own = mig_stream_has_page_channel(s) ? 8 : 8 + MIG_RAM_PAGE_SIZE;
     r->normal++;
-    r->transferred += 8;
+    r->transferred += own;
     if (r->completing)
-        r->downtime_bytes += 8;
+        r->downtime_bytes += own;
     else
-        r->precopy_bytes += 8;
+        r->precopy_bytes += own;
     return 8 + MIG_RAM_PAGE_SIZE;
 }
 
@@ -137,6 +133,7 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
     r->dirty_sync_count = 0;
     r->transferred = r->duplicate = r->normal = 0;
     r->precopy_bytes = r->downtime_bytes = 0;
+    r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0;
     /* The first sync: every page is dirty, and dirty logging starts now. */
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
@@ -163,14 +160,11 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
                          (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0);
     free(list);
     if (r->flip) {
-        /* The setup hook: a HOOK record, then the byte that carries the
-         * pipe's read end (SCM_RIGHTS), which the destination's hook takes. */
+        /* The setup hook: a HOOK record, then the byte that opens the page
+         * channel (the local transport's pipe rides on it), which the
+         * destination's hook accepts. */
         mig_ram_put_hook(s);
-        int ret = mig_transport_local_queue_fd(r->flip, mig_stream_offset(s));
-        if (ret < 0)
-            return mig_err_set(errp, ret, "page-flip: cannot queue the pipe fd (%s)",
-                               mig_errno_name(ret));
-        mig_stream_put_u8(s, MIG_TRANSPORT_FD_MARKER);
+        mig_stream_put_page_channel(s);
     }
     mig_ram_put_eos(s);
     r->transferred += mig_stream_offset(s) - before;
@@ -228,7 +222,7 @@ static void ram_save_cleanup(void *opaque, MigOutcome outcome)
      * dirty log keeps running (it is the guest's, not the migration's). */
     r->saving = false;
     r->completing = false;
-    r->flip = NULL; /* the transport goes with the migration */
+    r->flip = false;
     r->bmap_dirty = 0;
     for (size_t i = 0; i < r->nblocks; i++) {
         free(r->blocks[i]->bmap);
@@ -246,6 +240,8 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     mig_ram_reader_free(&r->reader);
     mig_ram_reader_init(&r->reader);
     r->reader.ignore_shared = (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0;
+    r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0;
+    r->flip_ready = false;
     free(r->load_map);
     r->load_map = NULL;
     return 0;
@@ -327,8 +323,9 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 }
 
 /* The load hook of x-page-flip.  The first HOOK record is followed by the
- * marker byte that carries the pipe; every later one holds the RAM address of
- * a page whose data is waiting in the pipe.  Without the capability there is
+ * byte that opens the stream's page channel; every later one holds the RAM
+ * address of a page whose data the channel holds (or, on a stream without
+ * one, that follows the record inline).  Without the capability there is
  * no hook, and a HOOK record fails the load as it does in QEMU 7.2.  Returns
  * 0, -EAGAIN (starved before the marker byte: rewind), or an error. */
 static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **errp)
@@ -346,18 +343,9 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                "page-flip: HOOK record for address 0x%llx at offset %llu before "
                                "the pipe was passed",
                                (unsigned long long)rec->offset, at);
-        uint8_t m = mig_stream_get_u8(s);
-        if (mig_stream_starved(s))
-            return -EAGAIN;
-        int ret = mig_stream_take_error(s, errp);
-        if (ret < 0)
+        int ret = mig_stream_get_page_channel(s, errp);
+        if (ret == -EAGAIN)
             return ret;
-        if (m != MIG_TRANSPORT_FD_MARKER)
-            return mig_err_set(errp, -EINVAL,
-                               "page-flip: byte 0x%02x after the setup HOOK record at offset "
-                               "%llu, expected the pipe marker 0x%02x",
-                               m, at, MIG_TRANSPORT_FD_MARKER);
-        ret = mig_transport_local_take_pipe(r->flip, errp);
         if (ret < 0) {
             mig_err_prepend(errp, "setup HOOK record at offset %llu", at);
             return ret;
@@ -375,7 +363,10 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
     for (size_t i = 0; i < rd->nblocks; i++) {
         if (rec->offset < base + rd->blocks[i].length) {
             MigRamBlock *b = r->blocks[r->load_map[i]];
-            int ret = mig_transport_local_read_page(r->flip, b->host + (rec->offset - base), errp);
+            int ret = mig_stream_get_page(s, b->host + (rec->offset - base), MIG_RAM_PAGE_SIZE,
+                                          errp);
+            if (ret == -EAGAIN)
+                return ret;
             if (ret < 0) {
                 mig_err_prepend(errp, "page HOOK record for ramblock \"%s\" offset 0x%llx at "
                                       "offset %llu",
@@ -383,6 +374,8 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                 return ret;
             }
             r->normal++;
+            if (!mig_stream_has_page_channel(s))
+                r->transferred += MIG_RAM_PAGE_SIZE;
             return 0;
         }
         base += rd->blocks[i].length;
@@ -464,7 +457,7 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
 {
     MigRam *r = opaque;
     r->loading = false;
-    r->flip = NULL;
+    r->flip = false;
     r->flip_ready = false;
     mig_ram_reader_free(&r->reader);
     mig_ram_reader_init(&r->reader);

@@ -165,12 +165,6 @@ void mig_ram_set_caps(MigRam *r, MigCapMask caps)
     r->caps = caps;
 }
 
-void mig_ram_set_flip(MigRam *r, MigTransport *local)
-{
-    r->flip = local;
-    r->flip_ready = false;
-}
-
 void mig_ram_info(const MigRam *r, MigRamInfo *out)
 {
     memset(out, 0, sizeof(*out));

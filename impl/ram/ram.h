@@ -1,14 +1,16 @@
 /*
  * ram.h - guest RAM: named blocks, the dirty log, pre-copy passes, zero pages,
  * and the "ram" savevm handler (QEMU's "ram" section, instance 0, version 4;
- * protocols/qemu-stream.md section 6).
+ * docs/protocol-qemu-stream.md, RAM records).
  *
  * Owns: MigRam, an ordered list of MigRamBlocks.  Each block has its host
  * memory (page aligned, zero when created), a dirty log the guest sets
  * (mig_ram_set_dirty) and, while migrating, a migration bitmap.
  * Called by: impl/machine (creates blocks, registers the handler),
  * fakes/workload (writes pages and sets dirty bits), impl/migration
- * (statistics).
+ * (capabilities, statistics).  Layer: above savevm and stream, below
+ * migration; it knows capabilities as bits (common/caps.h) and nothing of
+ * the engine, which reads its statistics as a MigRamInfo defined here.
  *
  * Pre-copy: save_setup marks every page dirty in the migration bitmap and
  * writes MEM_SIZE + block list + EOS.  save_iterate walks the bitmap by block
@@ -32,13 +34,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/caps.h"
 #include "../common/common.h"
-#include "../migration/migration.h"
-#include "../migration/savevm.h"
+#include "../savevm/savevm.h"
 
 #define MIG_RAM_PAGE_SIZE 4096u
 #define MIG_RAM_PAGE_SHIFT 12
 #define MIG_RAM_SECTION_VERSION 4u
+
+typedef struct MigRam MigRam;
 
 typedef struct MigRamBlock {
     char idstr[256];
@@ -80,26 +84,44 @@ void mig_ram_digest(const MigRam *r, char out[65]);
 
 /* Register the "ram" iterative handler (instance 0, version 4) in sv. */
 int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
-/* Capabilities that change the RAM format (x-ignore-shared adds mr_addr to the
- * block list); set by the engine before save_setup and before load_setup. */
+/* Capabilities that change the RAM format, set by the engine before
+ * save_setup and before load_setup:
+ *   x-ignore-shared adds mr_addr to the block list;
+ *   x-page-flip (docs/protocol-qemu-stream.md, page flipping): source:
+ *     save_setup writes a HOOK record (address 0) and opens the stream's
+ *     page channel (mig_stream_put_page_channel: one marker byte, which the
+ *     "local" transport makes carry its pipe), and every non-zero page
+ *     becomes an 8-byte HOOK record holding its RAM address (the offset in
+ *     the MEM_SIZE block list's concatenation) followed by the page put by
+ *     reference (mig_stream_put_page_ref), which a transport with a page
+ *     channel diverts out of band (budgets and rates still count it) and
+ *     any other stream carries inline; zero pages stay ZERO records.
+ *     query-migrate's ram "transferred" counts the stream's own bytes only
+ *     (8 per page that went out of band).  Destination: the first HOOK
+ *     accepts the page channel (mig_stream_get_page_channel), later ones
+ *     read their page from it (mig_stream_get_page).  With the capability
+ *     off a HOOK record fails the load, as in a QEMU 7.2 without a load
+ *     hook. */
 void mig_ram_set_caps(MigRam *r, MigCapMask caps);
-/* x-page-flip (seed 002): `local` is the "local" transport the migration
- * runs on (transport.h), NULL when flipping is off.  Source: save_setup
- * writes a HOOK record (offset 0) + the fd marker byte that carries the
- * pipe, and every non-zero page becomes an 8-byte HOOK record holding its
- * RAM address (the offset in the MEM_SIZE block list's concatenation)
- * followed in the stream by the page by reference, which the transport
- * diverts into the pipe (so budgets and rates count it); zero pages stay
- * ZERO records.  query-migrate's ram "transferred" counts the socket's
- * bytes only (8 per flipped page).  Destination:
- * the first HOOK takes the pipe, later ones read their page from it.  With
- * flipping off a HOOK record fails the load, as in a QEMU 7.2 without a load
- * hook.  The engine sets it before save_setup / load_setup; cleanup clears
- * it. */
-void mig_ram_set_flip(MigRam *r, MigTransport *local);
 
-/* Counters of the current or last migration, for query-migrate.  The engine
- * fills the time-based fields (mbps, rates). */
+/* Counters of the current or last migration: query-migrate's "ram" object.
+ * The engine fills the time-based fields (mbps, rates). */
+typedef struct MigRamInfo {
+    uint64_t transferred;  /* bytes of RAM records sent/received */
+    uint64_t remaining;    /* bytes of dirty pages still to send */
+    uint64_t total;        /* bytes of guest RAM */
+    uint64_t duplicate;    /* zero pages */
+    uint64_t normal;       /* full pages */
+    uint64_t normal_bytes; /* normal * page_size */
+    uint64_t dirty_pages_rate;
+    double mbps; /* megabits/s */
+    uint64_t dirty_sync_count;
+    uint64_t page_size;
+    uint64_t pages_per_second;
+    uint64_t precopy_bytes;
+    uint64_t downtime_bytes;
+} MigRamInfo;
+
 void mig_ram_info(const MigRam *r, MigRamInfo *out);
 /* Dirty syncs so far in the current/last migration (1 after setup). */
 uint64_t mig_ram_sync_count(const MigRam *r);

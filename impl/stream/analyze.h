@@ -56,8 +56,8 @@
 #include "stream.h"
 
 /* Inputs larger than this are refused (-EFBIG) rather than read: 64 GiB,
- * over a hundred times QEMU's 539 MB reference stream (qemu-stream.md 12),
- * so any real guest fits, while a runaway input (a device, a pipe that
+ * over a hundred times QEMU's 539 MB reference stream
+ * (docs/protocol-qemu-stream.md section 17), so any real guest fits, while a runaway input (a device, a pipe that
  * never ends) stops with a clear error. */
 #define MIG_ANALYZE_MAX_INPUT (64ull << 30)
 /* From a stream (pipe): the most kept in memory of the input from its first

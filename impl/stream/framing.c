@@ -1,6 +1,7 @@
 /*
  * framing.c - stream v3 framing: file header, configuration, section
- * headers and footers, EOF, VMDESCRIPTION (protocols/qemu-stream.md 2-4, 7).
+ * headers and footers, EOF, VMDESCRIPTION (docs/protocol-qemu-stream.md
+ * sections 2-4 and 8).
  *
  * Byte-exact to QEMU 7.2 (migration/savevm.c) and with its error texts, so
  * a person comparing our messages with QEMU's sees the same words; we add

@@ -276,3 +276,10 @@ void mig_ram_put_hook(MigStream *s)
 {
     mig_stream_put_be64(s, MIG_RAM_FLAG_HOOK);
 }
+
+void mig_ram_put_hook_page(MigStream *s, uint64_t ram_addr, const void *page)
+{
+    uint64_t record = mig_stream_offset(s);
+    mig_stream_put_be64(s, ram_addr | MIG_RAM_FLAG_HOOK);
+    mig_stream_put_page_ref(s, page, MIG_RAM_TARGET_PAGE_SIZE, record);
+}

@@ -1,6 +1,7 @@
 /*
  * ram-format.h - the wire format of RAM section payloads: record flags, the
- * record decoder and the record encoders (protocols/qemu-stream.md section 6).
+ * record decoder and the record encoders (docs/protocol-qemu-stream.md
+ * section 7).
  *
  * Owns: only the byte layout.  What to send (dirty tracking, zero-page
  * detection, passes) belongs to impl/ram; what a record means to a guest
@@ -115,7 +116,16 @@ void mig_ram_put_zero(MigStream *s, MigRamWriter *w, const char *block, uint64_t
                       uint8_t fill);
 /* EOS: ends every RAM section payload. */
 void mig_ram_put_eos(MigStream *s);
-/* HOOK: the 8-byte record (no payload) that page flipping rides on. */
+/* HOOK: the 8-byte record (no payload) that page flipping rides on; with
+ * address 0 it is page flipping's setup hook, which the caller follows with
+ * the stream's page channel marker (mig_stream_put_page_channel). */
 void mig_ram_put_hook(MigStream *s);
+/* Page flipping's page record: HOOK with the page's RAM address (its offset
+ * in the concatenation of the MEM_SIZE block list, page aligned), then the
+ * 4096 bytes of `page` by reference through the stream's page channel
+ * (mig_stream_put_page_ref): out of band, ahead of the record, where the
+ * transport offers a channel; inline after the record otherwise.  `page`
+ * must stay unchanged until mig_stream_flush() returns 0. */
+void mig_ram_put_hook_page(MigStream *s, uint64_t ram_addr, const void *page);
 
 #endif

@@ -689,3 +689,76 @@ bool mig_stream_starved(const MigStream *s)
 {
     return s->starved;
 }
+
+/* ---------------------------------------------------------------- page channel */
+
+void mig_stream_put_page_channel(MigStream *s)
+{
+    if (!wcheck(s))
+        return;
+    if (s->t && s->t->ops->page_channel_open) {
+        int r = s->t->ops->page_channel_open(s->t, s->offset);
+        if (r < 0) {
+            mig_stream_set_error(s, r, "page-flip: the transport cannot open its page channel "
+                                       "at offset %llu (%s)",
+                                 (unsigned long long)s->offset, mig_errno_name(r));
+            return;
+        }
+    }
+    mig_stream_put_u8(s, MIG_TRANSPORT_FD_MARKER);
+}
+
+void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_t ahead_of)
+{
+    if (!wcheck(s))
+        return;
+    /* Told before the bytes are queued: a put may push the queue to the
+     * transport, which must know by then which bytes are the page. */
+    int r = 0;
+    if (s->t && s->t->ops->page_put)
+        r = s->t->ops->page_put(s->t, s->offset, len, ahead_of);
+    uint64_t at = s->offset;
+    mig_stream_put_buffer_ref(s, page, len);
+    if (r < 0)
+        mig_stream_set_error(s, r, "page-flip: the transport cannot queue the page at offset %llu "
+                                   "(%s)",
+                             (unsigned long long)at, mig_errno_name(r));
+}
+
+bool mig_stream_has_page_channel(const MigStream *s)
+{
+    if (!s->t)
+        return false;
+    return s->writer ? s->t->ops->page_put != NULL : s->t->ops->page_get != NULL;
+}
+
+int mig_stream_get_page_channel(MigStream *s, MigErr **errp)
+{
+    uint64_t at = s->offset;
+    uint8_t m = mig_stream_get_u8(s);
+    if (s->starved)
+        return -EAGAIN;
+    int r = mig_stream_take_error(s, errp);
+    if (r < 0)
+        return r;
+    if (m != MIG_TRANSPORT_FD_MARKER)
+        return mig_err_set(errp, -EINVAL,
+                           "page-flip: byte 0x%02x at offset %llu, expected the page channel "
+                           "marker 0x%02x",
+                           m, (unsigned long long)at, MIG_TRANSPORT_FD_MARKER);
+    if (s->t && s->t->ops->page_channel_accept)
+        return s->t->ops->page_channel_accept(s->t, errp);
+    return 0;
+}
+
+int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp)
+{
+    if (s->t && s->t->ops->page_get)
+        return s->t->ops->page_get(s->t, dst, len, errp);
+    /* Inline: a view first, so a starved read leaves dst as it was. */
+    const void *p = mig_stream_get_view(s, len);
+    if (!p)
+        return s->starved ? -EAGAIN : mig_stream_take_error(s, errp);
+    memcpy(dst, p, len);
+    return 0;
+}

@@ -6,7 +6,10 @@
  * QEMUFile habit: after the first error every put/get does nothing, and
  * callers check once per section).  Also the v3 framing: file header,
  * configuration section, section START/PART/END/FULL headers with footers,
- * EOF and the VMDESCRIPTION trailer (protocols/qemu-stream.md sections 2-7).
+ * EOF and the VMDESCRIPTION trailer (docs/protocol-qemu-stream.md sections
+ * 2-4 and 8).  And the page channel: pages a transport may carry beside the
+ * byte stream (page flipping), as stream operations, so record formats never
+ * talk to a transport and transports never know a record format.
  * Called by: impl/vmstate, impl/ram, impl/migration, the analyzer and tools.
  *
  * Non-blocking reads: engine readers run over non-blocking transports, so a
@@ -25,10 +28,11 @@
  * grows the buffer only for the rest: memory stays bounded by what the
  * transport refused.  A failure there becomes the sticky error.)
  *
- * Error codes depart from STYLE.md on purpose in one place: where QEMU 7.2's
- * loader fails a stream with a given errno (protocols/qemu-stream.md section
- * 8: bad magic, missing configuration, machine type, footers -> -EINVAL;
- * stream version -> -ENOTSUP), the framing getters return the same errno, so
+ * Error codes depart from docs/style.md section 3 on purpose in one place:
+ * where QEMU 7.2's loader fails a stream with a given errno
+ * (docs/protocol-qemu-stream.md section 9: bad magic, missing
+ * configuration, machine type, footers -> -EINVAL; stream version ->
+ * -ENOTSUP), the framing getters return the same errno, so
  * a failure reads the same whether QEMU or migcert loaded the stream and a
  * conformance case can compare the two.  Malformations QEMU has no errno
  * for are -EPROTO; a stream that ends inside an item is -EIO.
@@ -47,8 +51,9 @@
 #define MIG_STREAM_MAGIC 0x5145564du /* "QEVM" */
 #define MIG_STREAM_VERSION 3u
 
-/* Section type bytes.  Exempt from STYLE.md's `<PREFIX>__COUNT` rule: the
- * values are QEMU's wire bytes, fixed and sparse (0x00-0x08, then 0x7e), so
+/* Section type bytes.  Exempt from the `<PREFIX>__COUNT` rule (docs/style.md
+ * section 2): the values are QEMU's wire bytes, fixed and sparse (0x00-0x08,
+ * then 0x7e), so
  * a __COUNT after the footer would be 0x7f, neither a count nor a byte any
  * table could be indexed with, and a reader might mistake it for one more
  * type.  The name table is mig_section_type_name(), a switch over the wire
@@ -115,6 +120,39 @@ void mig_stream_put_counted(MigStream *s, const char *str);
 int mig_stream_flush(MigStream *s);
 /* Bytes put but not yet accepted by the transport. */
 size_t mig_stream_pending(const MigStream *s);
+
+/* ---- page channel (page flipping; docs/protocol-qemu-stream.md) ----
+ * A transport may offer a channel for page bytes beside the byte stream
+ * (the "local" transport: a pipe, transport.h); the stream asks it where a
+ * page goes, and carries the page inline, in stream order, when it does not
+ * offer one (every other backend, memory streams).  Either way the page's
+ * bytes count in the writer's offsets, pending bytes and flushes, so
+ * budgets and rates see a page as a page.
+ * Writer: put the byte that opens the page channel (MIG_TRANSPORT_FD_MARKER;
+ * the local transport attaches its pipe's read end to it).  An error (the
+ * transport refused) becomes the sticky error. */
+void mig_stream_put_page_channel(MigStream *s);
+/* Writer: put `len` bytes of `page` by reference (valid until the next
+ * mig_stream_flush() returns 0, as mig_stream_put_buffer_ref).  A page
+ * channel carries them, and delivers them to the peer before stream byte
+ * `ahead_of` (at or before this page's offset, and after the previous
+ * page: where the record that names the page starts, so that a reader that
+ * read the record finds its page).  An error becomes the sticky error. */
+void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_t ahead_of);
+/* Do pages go through a page channel (true) or inline in the stream
+ * (false)?  Fixed for a stream's life; for statistics that count the
+ * stream's own bytes. */
+bool mig_stream_has_page_channel(const MigStream *s);
+/* Reader: read the byte that opens the page channel and accept the channel
+ * that came with it.  0, -EAGAIN when starved (rewind, nothing consumed for
+ * good), -EINVAL when the byte is not the marker, or the transport's error
+ * (-EPROTO: no channel came with the byte).  Errors go to *errp only. */
+int mig_stream_get_page_channel(MigStream *s, MigErr **errp);
+/* Reader: the next page of `len` bytes into dst: from the page channel, or
+ * inline from the stream.  0, -EAGAIN when starved (inline only: dst is
+ * untouched, rewind), or an error (*errp; a page channel's errors are
+ * final). */
+int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp);
 
 /* ---- reader ---- */
 uint8_t mig_stream_get_u8(MigStream *s);

@@ -351,6 +351,7 @@ MigTransport *mig_transport_fd_new(MigLoop *loop, int fd, const char *kind)
     else
         f->base.ops = &fd_ops;
     f->base.loop = loop;
+    f->base.duplex = f->is_socket; /* a file or a pipe carries bytes one way */
     return &f->base;
 }
 

@@ -1,8 +1,11 @@
 /*
- * transport-local.c - localhost migration with page flipping (seed 002): the
- * stream runs on a unix socket and carries page addresses only (8-byte HOOK
- * records); page data runs on a pipe whose read end the source passes with
- * SCM_RIGHTS right after the first HOOK record (see transport.h).
+ * transport-local.c - localhost migration with page flipping
+ * (docs/protocol-qemu-stream.md, page flipping): the byte stream runs on a
+ * unix socket; page data runs on a pipe, the transport's page channel
+ * (transport.h), whose read end the source passes with SCM_RIGHTS on the
+ * stream's marker byte.  The transport knows stream offsets only: which
+ * bytes are a page, and which stream byte must wait for it.  What a record
+ * looks like is the RAM format's business (impl/ram, impl/stream).
  *
  * Source: pages go into the pipe with vmsplice, without SPLICE_F_GIFT.  The
  * pipe then references the guest's pages instead of copying them, so a
@@ -24,17 +27,20 @@
  * which would let the source's later writes land in, or vanish from, what
  * the destination reads.
  *
- * Stream layout on the source: the RAM section puts each flipped page as an
- * 8-byte HOOK record followed by the page by reference, exactly like a PAGE
- * record's data, so the stream's offsets, pending bytes, budget and rate
- * limit count pages as usual; writev sends the record bytes to the socket
- * and diverts the page bytes into the pipe.
+ * Stream layout on the source: a page is put into the stream by reference
+ * (mig_stream_put_page_ref) after the record that names it, exactly like a
+ * PAGE record's data, so the stream's offsets, pending bytes, budget and
+ * rate limit count pages as usual; page_put tells this transport which
+ * stream bytes are the page and where its record starts (`ahead_of`), and
+ * writev sends the other bytes to the socket and diverts the page bytes
+ * into the pipe.
  *
- * Ordering: each page is in the pipe before the first byte of its record
- * reaches the socket, so a destination that read a record finds the page
- * (causality through two fds of one kernel), and a destination never waits
- * on the pipe.  The source's backpressure is the pipe: writev stops before a
- * record whose page does not fit yet, and watch(OUT) then watches the pipe.
+ * Ordering: each page is in the pipe before its `ahead_of` byte (the first
+ * byte of its record) reaches the socket, so a destination that read a
+ * record finds the page (causality through two fds of one kernel), and a
+ * destination never waits on the pipe.  The source's backpressure is the
+ * pipe: writev stops before a record whose page does not fit yet, and
+ * watch(OUT) then watches the pipe.
  *
  * Destination: reads the pipe ahead into a 256 KiB stage, so a run of
  * pages costs one read and a copy per page (the one copy a plain stream
@@ -64,7 +70,8 @@
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
 typedef struct LocalOp {
-    uint64_t at; /* PAGE: offset of its 4096 data bytes; FD: of the marker byte */
+    uint64_t at;    /* PAGE: offset of its 4096 data bytes; FD: of the marker byte */
+    uint64_t ahead; /* PAGE: the first stream byte that waits for the page; FD: at */
     LocalOpKind kind;
     uint32_t spliced; /* PAGE: bytes already in the pipe */
 } LocalOp;
@@ -133,17 +140,17 @@ static void q_pop(LocalTransport *l)
     l->qlen--;
 }
 
-static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at)
+static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahead)
 {
-    if (!l->for_send)
+    if (!l->for_send || ahead > at)
         return -EINVAL;
     if (l->qlen) {
         const LocalOp *last = q_at(l, l->qlen - 1);
-        if (at < last->at + (last->kind == LOCAL_OP_PAGE ? LOCAL_PAGE + 8 : 1))
+        if (ahead < last->at + (last->kind == LOCAL_OP_PAGE ? LOCAL_PAGE : 1))
             return -EINVAL; /* ops come in stream order and never overlap */
     }
-    if (at < l->pos + (kind == LOCAL_OP_PAGE ? 8 : 0))
-        return -EINVAL; /* that byte (or the page's record) already went out */
+    if (ahead < l->pos)
+        return -EINVAL; /* that byte (or the bytes that wait for the page) already went out */
     if (l->qlen == l->qcap) {
         size_t ncap = l->qcap ? l->qcap * 2 : 1024;
         LocalOp *nq = mig_malloc0(ncap * sizeof(*nq));
@@ -156,24 +163,25 @@ static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at)
     }
     LocalOp *op = &l->q[(l->qhead + l->qlen) % l->qcap];
     op->at = at;
+    op->ahead = ahead;
     op->kind = kind;
     op->spliced = 0;
     l->qlen++;
     return 0;
 }
 
-int mig_transport_local_queue_fd(MigTransport *t, uint64_t at)
+static int local_page_channel_open(MigTransport *t, uint64_t at)
 {
-    if (!mig_transport_is_local(t) || L(t)->pipe_r < 0)
+    if (L(t)->pipe_r < 0)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_FD, at);
+    return q_push(L(t), LOCAL_OP_FD, at, at);
 }
 
-int mig_transport_local_queue_page(MigTransport *t, uint64_t at)
+static int local_page_put(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of)
 {
-    if (!mig_transport_is_local(t))
+    if (len != LOCAL_PAGE)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_PAGE, at);
+    return q_push(L(t), LOCAL_OP_PAGE, at, ahead_of);
 }
 
 /* ------------------------------------------------------------- source */
@@ -270,12 +278,13 @@ static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovc
     uint64_t cur = l->pos;
     for (size_t i = 0; cur < end && nseg < LOCAL_SEGS; i++) {
         const LocalOp *op = i < l->qlen ? q_at(l, i) : NULL;
-        /* The socket stops at the fd's byte, at the record of a page not
-         * wholly in the pipe yet, or (flipped page) where its data starts. */
+        /* The socket stops at the fd's byte, at the bytes that wait for a
+         * page not wholly in the pipe yet, or (flipped page) where its data
+         * starts. */
         bool blocked = op && (op->kind == LOCAL_OP_FD || op->spliced < LOCAL_PAGE);
         uint64_t stop = end;
         if (op && op->kind == LOCAL_OP_PAGE)
-            stop = blocked ? op->at - 8 : op->at;
+            stop = blocked ? op->ahead : op->at;
         else if (op)
             stop = op->at;
         stop = MIG_MIN(stop, end);
@@ -398,9 +407,9 @@ static ssize_t local_read(MigTransport *t, void *buf, size_t len)
     return n;
 }
 
-int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp)
+static int local_page_channel_accept(MigTransport *t, MigErr **errp)
 {
-    if (!mig_transport_is_local(t) || L(t)->for_send)
+    if (L(t)->for_send)
         return mig_err_set(errp, -EINVAL, "page-flip: not a receiving local transport");
     LocalTransport *l = L(t);
     if (l->pipe_r >= 0)
@@ -426,16 +435,13 @@ int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp)
     return 0;
 }
 
-bool mig_transport_local_has_pipe(const MigTransport *t)
+static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
 {
-    return mig_transport_is_local(t) && !L((MigTransport *)t)->for_send &&
-           L((MigTransport *)t)->pipe_r >= 0;
-}
-
-int mig_transport_local_read_page(MigTransport *t, void *dst, MigErr **errp)
-{
-    if (!mig_transport_is_local(t) || L(t)->pipe_r < 0)
+    if (L(t)->pipe_r < 0)
         return mig_err_set(errp, -EPROTO, "page-flip: no pipe to read a page from");
+    if (len != LOCAL_PAGE)
+        return mig_err_set(errp, -EINVAL, "page-flip: a page is %u bytes, not %zu", LOCAL_PAGE,
+                           len);
     LocalTransport *l = L(t);
     int fault = fiu_fail("mig/transport/read");
     if (fault)
@@ -589,6 +595,10 @@ static const MigTransportOps local_ops = {
     .shutdown_write = local_shutdown_write,
     .close = local_close,
     .queued = local_queued,
+    .page_channel_open = local_page_channel_open,
+    .page_put = local_page_put,
+    .page_channel_accept = local_page_channel_accept,
+    .page_get = local_page_get,
 };
 
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp)
@@ -608,6 +618,7 @@ MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr 
     LocalTransport *l = mig_malloc0(sizeof(*l));
     l->base.ops = &local_ops;
     l->base.loop = sock->loop;
+    l->base.duplex = mig_transport_is_duplex(sock);
     l->sock = sock;
     l->for_send = for_send;
     l->pipe_r = l->pipe_w = -1;

@@ -3,9 +3,11 @@
  * runs over, as a vtable, and its constructors.
  *
  * Owns: MigTransport and the backends unix (connected AF_UNIX socket), fd (an
- * fd handed to the process), file (save to / restore from a file), mem (the
- * simulator's in-memory link, in impl/transport/transport-mem.c, driven by the
- * sim loop) and local (page flipping, transport-local.c).
+ * fd handed to the process), file (save to / restore from a file) and local
+ * (page flipping, transport-local.c: the one backend with a page channel).
+ * The simulator's in-memory link ("mem") is a backend of this interface that
+ * lives with the simulator (harness/sim/link.c): the engine only ever drives
+ * it through these ops.
  * Called by: impl/stream (codec), impl/migration, impl/monitor.
  *
  * Invariants: every operation is non-blocking for socket/pipe/mem backends:
@@ -27,13 +29,29 @@ typedef struct MigTransport MigTransport;
 typedef void (*MigTransportCb)(MigTransport *t, uint32_t events, void *opaque);
 
 typedef struct MigTransportOps {
-    const char *kind; /* "unix", "fd", "file", "mem", "local" */
+    const char *kind; /* "unix", "fd", "file", "local"; the simulator's "mem" */
     ssize_t (*read)(MigTransport *t, void *buf, size_t len);
     ssize_t (*write)(MigTransport *t, const void *buf, size_t len);
     ssize_t (*writev)(MigTransport *t, const struct iovec *iov, int iovcnt);
     /* Optional (NULL when the backend cannot pass fds). */
     int (*send_fd)(MigTransport *t, int fd);
     int (*recv_fd)(MigTransport *t); /* fd >= 0 or -errno (-EAGAIN: not yet) */
+    /* Optional page channel: page bytes that travel beside the byte stream
+     * (the "local" transport's pipe).  NULL: the stream carries pages inline.
+     * The stream (stream.h, mig_stream_put_page_ref and friends) is the only
+     * caller; offsets are stream offsets, which count from the transport's
+     * first byte.  Source: page_channel_open says that stream byte `at` (a
+     * MIG_TRANSPORT_FD_MARKER byte the stream puts next) carries the channel
+     * to the peer; page_put says that the `len` stream bytes from `at` (put
+     * next, by reference) go into the channel, and reach the peer before
+     * stream byte `ahead_of` (< at) does.  0, or -EINVAL when the call breaks
+     * stream order.  Destination: page_channel_accept adopts the channel
+     * that came with the marker byte the stream just read; page_get reads
+     * the next `len` page bytes into dst. */
+    int (*page_channel_open)(MigTransport *t, uint64_t at);
+    int (*page_put)(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of);
+    int (*page_channel_accept)(MigTransport *t, MigErr **errp);
+    int (*page_get)(MigTransport *t, void *dst, size_t len, MigErr **errp);
     /* Call cb when any of `events` (MIG_LOOP_IN/OUT) may succeed; events 0
      * stops watching.  One watch per transport; a new call replaces it. */
     int (*watch)(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque);
@@ -51,6 +69,11 @@ struct MigTransport {
     MigLoop *loop;
     uint64_t bytes_read;
     uint64_t bytes_written;
+    /* The peer can answer on this connection (a socket, the simulator's
+     * link, a local transport over its socket), as opposed to a file or a
+     * pipe, which carry bytes one way.  Set by the constructor, never
+     * changed; a backend that wraps another copies its inner one's. */
+    bool duplex;
 };
 
 static inline ssize_t mig_transport_read(MigTransport *t, void *b, size_t n)
@@ -69,6 +92,12 @@ static inline void mig_transport_close(MigTransport *t)
 {
     if (t)
         t->ops->close(t);
+}
+/* Can the peer send bytes back on t (what a return path needs)?  False for
+ * NULL. */
+static inline bool mig_transport_is_duplex(const MigTransport *t)
+{
+    return t && t->duplex;
 }
 
 /* An already-open fd (socket, pipe or file); the transport owns it and sets
@@ -114,26 +143,26 @@ static inline int mig_transport_recv_fd(MigTransport *t)
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);
 
-/* ---- local: page flipping over a unix socket (seed 002, transport-local.c)
+/* ---- local: page flipping over a unix socket (transport-local.c;
+ * docs/protocol-qemu-stream.md, page flipping)
  * A "local" transport wraps a connected unix socket (taking it over).  The
- * byte stream still runs on the socket; guest pages travel on a pipe whose
- * read end the source passes with SCM_RIGHTS.  The RAM section drives it:
- *   source: mig_transport_local_queue_fd(t, at) says that the stream byte at
- *     offset `at` (a MIG_TRANSPORT_FD_MARKER byte the caller put) carries the
- *     pipe's read end; mig_transport_local_queue_page(t, at) says that the
- *     4096 stream bytes from offset `at` (put by reference: guest memory)
- *     are a page that goes into the pipe, not the socket, and that the 8
- *     bytes before them are its HOOK record.  writev moves each page into
- *     the pipe (vmsplice) before its record into the socket, so the
- *     destination always finds a page's data in the pipe once it has read
- *     its record.  A full pipe makes writev stop short (-EAGAIN when nothing
- *     moved) and watch(MIG_LOOP_OUT) then waits for the pipe.  Page bytes
- *     count as written like socket bytes, so the stream's pending bytes,
- *     offsets and the engine's rate limit see them as in a plain stream.
- *     Offsets count from the transport's first byte (a stream created on a
- *     fresh transport has the same offsets).
- *   destination: after reading the marker byte from the stream, take_pipe
- *     adopts the fd that came with it; read_page then reads one page.
+ * byte stream still runs on the socket; page bytes travel on a pipe whose
+ * read end the source passes with SCM_RIGHTS: it is the page channel of the
+ * ops above, and knows stream offsets, not record formats.
+ *   source: page_channel_open queues the pipe's read end on the marker
+ *     byte; page_put queues a 4096-byte page.  writev moves each page into
+ *     the pipe (vmsplice) before stream byte `ahead_of` into the socket, so
+ *     the destination always finds a page's data in the pipe once it has
+ *     read what precedes it there.  A full pipe makes writev stop short
+ *     (-EAGAIN when nothing moved) and watch(MIG_LOOP_OUT) then waits for
+ *     the pipe.  Page bytes count as written like socket bytes, so the
+ *     stream's pending bytes, offsets and the engine's rate limit see them
+ *     as in a plain stream.
+ *   destination: page_channel_accept adopts the fd that came with the
+ *     marker byte (-EPROTO when none came, -EEXIST for a second one);
+ *     page_get reads one page (-EPROTO when the pipe holds less than a page:
+ *     the source writes a page before what follows it, so that is a broken
+ *     source; -EPIPE at EOF).
  * bytes_written/bytes_read count socket and pipe bytes; local_stats splits
  * them.  (The destination's stream offsets count socket bytes only.) */
 /* Can t pass fds (a connected AF_UNIX socket under an fd/unix transport)? */
@@ -142,16 +171,6 @@ bool mig_transport_can_pass_fds(MigTransport *t);
  * the source side, which creates the pipe.  NULL with *errp on failure. */
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp);
 bool mig_transport_is_local(const MigTransport *t);
-int mig_transport_local_queue_fd(MigTransport *t, uint64_t at);
-int mig_transport_local_queue_page(MigTransport *t, uint64_t at);
-/* Destination: adopt the pipe fd passed with the marker byte the caller just
- * read.  0, -EPROTO (no fd came with it), -EEXIST (already have one). */
-int mig_transport_local_take_pipe(MigTransport *t, MigErr **errp);
-bool mig_transport_local_has_pipe(const MigTransport *t);
-/* Destination: read one 4096-byte page from the pipe into dst.  0, -EPROTO
- * when the pipe holds less than a page (the source writes a page before its
- * record, so that is a broken source), -EPIPE at EOF, or -errno. */
-int mig_transport_local_read_page(MigTransport *t, void *dst, MigErr **errp);
 typedef struct MigLocalStats {
     uint64_t socket_bytes; /* stream bytes through the socket (both ways) */
     uint64_t pipe_bytes;   /* page bytes through the pipe */
@@ -170,56 +189,5 @@ MigListener *mig_listener_unix_new(MigLoop *loop, const char *path, MigListenerC
                                    void *opaque, MigErr **errp);
 /* Stop accepting, close the socket and unlink its path.  NULL is a no-op. */
 void mig_listener_free(MigListener *l);
-
-/* ---- mem: the simulator's in-memory duplex link ----
- * Two transports joined by a link with, per direction, a serialising
- * bandwidth, a latency and a bounded buffer of bytes written but not yet read
- * by the peer (writev accepts what fits, -EAGAIN when nothing fits).  Timing
- * runs on the loop clock, so under the sim loop it is virtual and exact.
- * Readiness is level-triggered like epoll and always delivered from loop
- * callbacks (defers and timers), never from inside read/writev/watch.
- *
- * End of stream: closing or shutting down one end makes the peer read the
- * bytes still in flight, then 0.  Writing to a closed peer gives -EPIPE.
- * Faults the harness drives through a MigLink handle:
- *   drop_at(dir, N): the writer of `dir` can write N bytes in all; at byte N
- *     the connection resets: the peer still reads exactly those N bytes, then
- *     -ECONNRESET; every later write on either end gives -ECONNRESET, and
- *     reads on the other direction give what was already written, then
- *     -ECONNRESET;
- *   drop_now: reset now, bytes in flight are lost, both ends get -ECONNRESET;
- *   partition(true): no byte arrives, writes are accepted until the buffer is
- *     full, nothing errors; partition(false) heals: transmission restarts;
- *   set_params: change bandwidth/latency for bytes written from now on. */
-typedef struct MigLinkParams {
-    uint64_t bandwidth;  /* bytes per second of loop time; 0 = unlimited */
-    uint64_t latency_ns; /* one-way, added to every byte */
-    size_t buffer;       /* per-direction bound; 0 = MIG_LINK_DEFAULT_BUFFER */
-} MigLinkParams;
-#define MIG_LINK_DEFAULT_BUFFER ((size_t)4 << 20)
-
-typedef struct MigLink MigLink;
-enum { MIG_LINK_A_TO_B = 0, MIG_LINK_B_TO_A = 1 };
-
-/* Create a connected pair: bytes written on *a are read on *b and back.  p
- * may be NULL (unlimited, no latency, default buffer).  Returns 0 or -errno.
- * Both ends are "mem" transports; close each with mig_transport_close. */
-int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
-                           MigTransport **b);
-/* A new reference to the link under a mem transport (NULL for other kinds);
- * it stays valid after both ends closed, until mig_link_unref. */
-MigLink *mig_transport_mem_link(MigTransport *end);
-void mig_link_unref(MigLink *link);
-void mig_link_drop_at(MigLink *link, int dir, uint64_t byte);
-void mig_link_drop_now(MigLink *link);
-void mig_link_partition(MigLink *link, bool partitioned);
-void mig_link_set_params(MigLink *link, const MigLinkParams *p);
-bool mig_link_is_broken(const MigLink *link);
-/* Bytes written into direction `dir` so far. */
-uint64_t mig_link_bytes(const MigLink *link, int dir);
-/* Bytes written into direction `dir` and not yet read by its reader (in
- * transit or arrived and unread): what mig_transport_queued reports for the
- * end that writes `dir`. */
-uint64_t mig_link_queued(const MigLink *link, int dir);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * compat.c - the static compatibility checker over two -dump-vmstate
- * documents (see vmstate.h; rules from protocols/qemu-stream.md section 10).
+ * documents (see vmstate.h; rules from docs/protocol-qemu-stream.md section 11).
  *
  * How a pair of field lists is compared.  The source writes the fields its
  * description has at the version it sends; the destination reads the fields

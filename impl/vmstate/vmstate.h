@@ -11,7 +11,7 @@
  * (save/load of FULL sections), the `migcert dump-vmstate` and
  * `migcert check-compat` commands, the analyzer.
  *
- * Wire layout (protocols/qemu-stream.md section 5, QEMU's):
+ * Wire layout (docs/protocol-qemu-stream.md section 5, QEMU's):
  *   fields in declaration order, no tags or lengths; a field is on the wire
  *   iff field_exists(obj, version) is true or, without that callback,
  *   field.version_id <= the description's version; then for each subsection
@@ -38,7 +38,7 @@
  *     names the description, the field path and the stream offset, e.g.
  *     "fake-nic: field rx_ring[3].len: stream ended at offset 4711".
  *
- * The subsection ambiguity (seed 004; qemu-stream.md section 5).
+ * The subsection ambiguity (docs/protocol-qemu-stream.md section 6).
  *   QEMU's loader, after the fields of *any* description (also one nested as
  *   a struct inside a parent), peeks: byte 0x05, then a length >= strlen(name)
  *   + 1, then a name that merely *starts with* the description's name.  When
@@ -305,8 +305,9 @@ typedef enum VmsCompatLevel {
 
 typedef struct VmsCompatFinding {
     VmsCompatLevel level;
-    int rule;            /* qemu-stream.md section 10 item 1..10; 11 = field added
-                            in NEW without a version bump; 12 = info items;
+    int rule;            /* 1..10: docs/protocol-qemu-stream.md section 11;
+                            11 = field added in NEW without a version bump;
+                            12 = info items;
                             13 = field_exists changed (compat.c's header) */
     const char *section; /* top-level key (device class) */
     const char *where;   /* description / field path, "" when about the section */

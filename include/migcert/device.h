@@ -12,8 +12,8 @@
  * links against nothing from migcert.  Compile with
  * `pkg-config --cflags migcert` (build/migcert.pc).
  *
- * The model is the kernel's VFIO migration v2 uAPI (protocols/vfio-migration.md
- * section 1), with the data fd replaced by read()/write() callbacks:
+ * The model is the kernel's VFIO migration v2 uAPI (docs/protocol-vfio.md
+ * sections 2-8), with the data fd replaced by read()/write() callbacks:
  *   - states keep the kernel's numbers (ERROR 0 ... PRE_COPY_P2P 7);
  *   - set_state() performs ONE direct arc of the table for the device's
  *     feature set; migcert computes multi-arc paths itself (the kernel's

@@ -1,6 +1,6 @@
 /*
  * savevm.h - the savevm handler registry: everything a machine migrates,
- * as sections of the v3 stream (protocols/qemu-stream.md section 4).
+ * as sections of the v3 stream (docs/protocol-qemu-stream.md).
  *
  * Owns: MigSavevm, an ordered list of entries (idstr, instance_id, version_id,
  * section_id).  section_id is the registration counter of the registry, so ids
@@ -19,8 +19,12 @@
  *
  * Invariants: entries are visited in registration order (never in address
  * order); (idstr, instance_id) is unique; the registry does not own the
- * opaque pointers.  It is a separate header of the migration module because
- * device and RAM code include it without pulling in the state machines.
+ * opaque pointers.
+ *
+ * Layer: a module of its own between vmstate and {ram, device} (see
+ * docs/architecture.md): it knows the stream and vmstate descriptions, and
+ * the handlers below the engine (RAM, devices) register here without
+ * knowing the migration state machines that drive them.
  *
  * Non-blocking contract for iterative handlers:
  *   - save_iterate / save_complete write roughly `budget` bytes at most and

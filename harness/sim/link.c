@@ -1,6 +1,14 @@
 /*
- * transport-mem.c - the in-memory duplex link of the simulator (see the "mem"
- * part of transport.h for the behaviour seen by users and the harness).
+ * link.c - the in-memory duplex link of the simulator, a "mem" transport
+ * (see the "links" part of sim.h for the behaviour seen by users and the
+ * harness).
+ *
+ * Why here and not in impl/transport: the engine never names this backend;
+ * it drives it through the MigTransportOps vtable like any other transport
+ * (and learns that the peer can answer from MigTransport.duplex).  Only the
+ * harness creates links and drives their faults (drop, partition, new
+ * bandwidth), so the link and its controls are test machinery and stay out
+ * of libmigcert.a.
  *
  * Model, per direction: a ring buffer holds every byte written and not yet
  * read by the peer (its size is the backpressure bound).  Bytes are copied
@@ -26,7 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "transport.h"
+#include "sim/sim.h"
 
 #define SEG_CHUNK ((uint64_t)256 << 10)
 #define HUGE_ALIGN ((size_t)2 << 20)
@@ -509,6 +517,7 @@ int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport *
         e->base.loop = loop;
         e->link = k;
         e->side = i;
+        e->base.duplex = true;
         k->end[i] = e;
     }
     k->refs = 2;

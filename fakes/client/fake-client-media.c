@@ -1,0 +1,156 @@
+/*
+ * fake-client-media.c - the fake client's playback, record and port
+ * channels: what arrives is checked against the sequence conventions of the
+ * fake devices (fakes/devices/fake-media.h), and the client's own record and
+ * port streams are produced with the same conventions, on a loop timer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
+#include "client/fake-client-internal.h"
+#include "devices/fake-media.h"
+
+#define SEND_PERIOD_NS 10000000ull /* 10 ms: 480 frames at 48 kHz */
+
+static void media_tick(void *opaque);
+
+static void arm(FakeChannel *ch)
+{
+    FakeMedia *m = ch->media;
+    if (!m->timer && (m->recording || (ch->type == SPICE_CHANNEL_PORT && ch->client->cfg.vmc_bytes_per_tick)))
+        m->timer = mig_loop_timer_add(ch->client->loop, mig_loop_now_ns(ch->client->loop) + SEND_PERIOD_NS,
+                                      media_tick, ch);
+}
+
+static void media_tick(void *opaque)
+{
+    FakeChannel *ch = opaque;
+    FakeMedia *m = ch->media;
+    m->timer = NULL;
+    if (!ch->conn || !spice_conn_is_open(ch->conn))
+        return;
+    if (ch->type == SPICE_CHANNEL_RECORD && m->recording) {
+        int16_t pcm[FAKE_MEDIA_FRAMES_PER_TICK * 2];
+        for (uint32_t i = 0; i < FAKE_MEDIA_FRAMES_PER_TICK; i++)
+            fake_media_frame(m->sent++, &pcm[2 * i]);
+        SpiceMsgAudioData d = {.time = (uint32_t)(mig_loop_now_ns(ch->client->loop) / 1000000u),
+                               .data = {.len = sizeof(pcm), .data = (uint8_t *)pcm}};
+        fake__chan_send(ch, SPICE_MSGC_RECORD_DATA, &d);
+    } else if (ch->type == SPICE_CHANNEL_PORT && spice_conn_backlog(ch->conn) < 65536) {
+        uint32_t n = ch->client->cfg.vmc_bytes_per_tick;
+        uint8_t *b = malloc(n);
+        for (uint32_t i = 0; i < n; i++)
+            b[i] = fake_media_byte(m->sent++);
+        SpiceMsgBytes d = {.data = {.len = n, .data = b}};
+        fake__chan_send(ch, SPICE_MSGC_SPICEVMC_DATA, &d);
+        free(b);
+    }
+    arm(ch);
+}
+
+void fake__media_start(FakeChannel *ch)
+{
+    ch->media = mig_malloc0(sizeof(*ch->media));
+    arm(ch);
+}
+
+void fake__media_free(FakeChannel *ch)
+{
+    if (!ch->media)
+        return;
+    if (ch->media->timer)
+        mig_loop_remove(ch->client->loop, ch->media->timer);
+    free(ch->media);
+    ch->media = NULL;
+}
+
+/* Count what arrives against the sequence: a value below the expected one
+ * is a duplicate, above it a gap (of that many). */
+static void check_seq(FakeMedia *m, uint64_t got)
+{
+    if (m->received == 0 && m->next == 0)
+        m->next = got; /* the first value seen: a client may join mid-stream */
+    if (got < m->next)
+        m->dups++;
+    else if (got > m->next)
+        m->gaps += got - m->next;
+    m->next = got + 1;
+    m->received++;
+}
+
+int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
+    FakeMedia *m = ch->media;
+    switch (ch->type) {
+    case SPICE_CHANNEL_PLAYBACK:
+        if (mi->id == SPICE_MSG_PLAYBACK_DATA) {
+            SpiceMsgAudioData *d = body;
+            if (d->data.len % 4)
+                return mig_err_set(errp, -EPROTO, "PLAYBACK_DATA of %u bytes, not whole stereo S16 frames",
+                                   d->data.len);
+            if (m->have_time && d->time < m->last_time)
+                return mig_err_set(errp, -EPROTO, "PLAYBACK_DATA time %u goes back from %u", d->time, m->last_time);
+            m->have_time = true;
+            m->last_time = d->time;
+            const int16_t *pcm = (const int16_t *)d->data.data;
+            for (uint32_t i = 0; i < d->data.len / 4; i++)
+                check_seq(m, fake_media_frame_seq(&pcm[2 * i]));
+        } else if (mi->id == SPICE_MSG_PLAYBACK_START) {
+            m->starts++;
+        }
+        return 0;
+    case SPICE_CHANNEL_RECORD:
+        if (mi->id == SPICE_MSG_RECORD_START) {
+            SpiceMsgAudioMode mode = {.time = (uint32_t)(mig_loop_now_ns(ch->client->loop) / 1000000u),
+                                      .mode = SPICE_AUDIO_DATA_MODE_RAW};
+            fake__chan_send(ch, SPICE_MSGC_RECORD_MODE, &mode);
+            SpiceMsgU32 mark = {mode.time};
+            fake__chan_send(ch, SPICE_MSGC_RECORD_START_MARK, &mark);
+            m->recording = true;
+            m->starts++;
+            arm(ch);
+        } else if (mi->id == SPICE_MSG_RECORD_STOP) {
+            m->recording = false;
+        }
+        return 0;
+    case SPICE_CHANNEL_PORT:
+        if (mi->id == SPICE_MSG_SPICEVMC_DATA) {
+            SpiceMsgBytes *d = body;
+            for (uint32_t i = 0; i < d->data.len; i++) {
+                /* bytes carry their index modulo FAKE_MEDIA_BYTE_PERIOD: a
+                 * byte out of place is a loss or a repeat */
+                if (d->data.data[i] != fake_media_byte(m->next)) {
+                    m->gaps++;
+                    return mig_err_set(errp, -EPROTO, "port byte %llu is 0x%02x, expected 0x%02x",
+                                       (unsigned long long)m->next, d->data.data[i], fake_media_byte(m->next));
+                }
+                m->next++;
+                m->received++;
+            }
+        } else if (mi->id == SPICE_MSG_PORT_INIT) {
+            m->starts++;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < c->nchans; i++) {
+        const FakeChannel *ch = c->chans[i];
+        if (ch->type == channel_type && ch->media) {
+            out->received = ch->media->received;
+            out->sent = ch->media->sent;
+            out->gaps = ch->media->gaps;
+            out->dups = ch->media->dups;
+            out->starts = ch->media->starts;
+            return;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+/*
+ * fake-client.c - the scripted fake SPICE client (fake-client.h).
+ *
+ * Channel life: a FakeChannel links (SpiceLinker, client role), then runs a
+ * SpiceConn in the client role, which answers SET_ACK, ACKs and PINGs by
+ * itself; the per-channel code below reacts to what the server sends:
+ *   main: MAIN_INIT → ATTACH_CHANNELS; CHANNELS_LIST → link every channel;
+ *   display: after the link, DISPLAY_INIT with spice-gtk's cache sizes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
+#include "client/fake-client-internal.h"
+#include "spice/spice-conn.h"
+#include "spice/spice-linker.h"
+
+void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg, const char *name)
+{
+    if (c->nevents == c->cap_events) {
+        c->cap_events = c->cap_events ? 2 * c->cap_events : 64;
+        c->events = mig_realloc(c->events, c->cap_events * sizeof(*c->events));
+    }
+    c->events[c->nevents++] = (FakeClientEvent){.t_ns = mig_loop_now_ns(c->loop), .channel_type = ch->type,
+                                                .channel_id = ch->id, .sent = sent, .msg = msg, .name = name};
+}
+
+static void chan_free(FakeChannel *ch)
+{
+    FakeClient *c = ch->client;
+    fake__display_free(ch);
+    fake__media_free(ch);
+    spice_linker_free(ch->linker);
+    spice_conn_free(ch->conn);
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i] == ch) {
+            memmove(c->chans + i, c->chans + i + 1, (c->nchans - i - 1) * sizeof(*c->chans));
+            c->nchans--;
+            break;
+        }
+    free(ch);
+}
+
+int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body)
+{
+    const SpiceMsgInfo *mi = spice_msg_find(ch->type, true, type);
+    if (!mi)
+        return -EINVAL;
+    fake__record(ch->client, ch, true, type, mi->name);
+    return spice_conn_send(ch->conn, type, mi->desc, body, NULL);
+}
+
+static void link_channel(FakeClient *c, uint8_t type, uint8_t id);
+
+static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
+{
+    FakeClient *c = ch->client;
+    switch (mi->id) {
+    case SPICE_MSG_MAIN_INIT:
+        c->session_id = ((SpiceMsgMainInit *)body)->session_id;
+        return fake__chan_send(ch, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL);
+    case SPICE_MSG_MAIN_CHANNELS_LIST: {
+        SpiceMsgChannelsList *l = body;
+        const SpiceChannelRef *refs = l->channels.items;
+        for (uint32_t i = 0; i < l->channels.n; i++)
+            link_channel(c, refs[i].type, refs[i].id);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
+{
+    FakeChannel *ch = opaque;
+    fake__record(ch->client, ch, false, mi->id, mi->name);
+    if (ch->type == SPICE_CHANNEL_MAIN)
+        return on_main(ch, mi, body);
+    if (ch->type == SPICE_CHANNEL_DISPLAY)
+        return fake__display_message(ch, mi, body, errp);
+    if (ch->media)
+        return fake__media_message(ch, mi, body, errp);
+    return 0;
+}
+
+static void on_closed(void *opaque, int err, const char *reason)
+{
+    FakeChannel *ch = opaque;
+    FakeClient *c = ch->client;
+    if (err)
+        snprintf(c->last_error, sizeof(c->last_error), "%s:%u: %s", spice_channel_type_name(ch->type), ch->id,
+                 reason);
+    chan_free(ch);
+}
+
+static const SpiceConnOps conn_ops = {.on_message = on_message, .on_closed = on_closed};
+
+static void linked(void *opaque, SpiceLinkResult *res)
+{
+    FakeChannel *ch = opaque;
+    FakeClient *c = ch->client;
+    spice_linker_free(ch->linker);
+    ch->linker = NULL;
+    if (res->err) {
+        snprintf(c->last_error, sizeof(c->last_error), "%s:%u: %s", spice_channel_type_name(ch->type), ch->id,
+                 res->reason);
+        chan_free(ch);
+        return;
+    }
+    char who[96];
+    snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
+    SpiceConnConfig cfg = {.is_server = false, .mini_header = res->mini_header, .channel_type = ch->type,
+                           .channel_id = ch->id, .max_in = 64u << 20, .who = who};
+    ch->conn = spice_conn_new(c->loop, res->t, &cfg, &conn_ops, ch);
+    if (ch->type == SPICE_CHANNEL_DISPLAY)
+        fake__display_start(ch);
+    else if (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
+             ch->type == SPICE_CHANNEL_PORT)
+        fake__media_start(ch);
+}
+
+static void link_channel(FakeClient *c, uint8_t type, uint8_t id)
+{
+    MigErr *err = NULL;
+    MigTransport *t = c->cfg.connect(c->cfg.connect_opaque, c->host, c->cfg.port, &err);
+    if (!t) {
+        snprintf(c->last_error, sizeof(c->last_error), "%s:%u: connect: %s", spice_channel_type_name(type), id,
+                 err ? err->msg : "failed");
+        mig_err_free(err);
+        return;
+    }
+    FakeChannel *ch = mig_malloc0(sizeof(*ch));
+    ch->client = c;
+    ch->type = type;
+    ch->id = id;
+    c->chans = mig_realloc(c->chans, (c->nchans + 1) * sizeof(*c->chans));
+    c->chans[c->nchans++] = ch;
+    SpiceLinkClientConfig lc = {.mess = {.connection_id = type == SPICE_CHANNEL_MAIN ? 0 : c->session_id,
+                                         .channel_type = type, .channel_id = id, .common = c->cfg.common},
+                                .password = c->password, .prng = &c->loop->prng};
+    if (type == SPICE_CHANNEL_MAIN)
+        lc.mess.channel = c->cfg.main_caps;
+    ch->linker = spice_link_connect(c->loop, t, &lc, linked, ch);
+}
+
+FakeClient *fake_client_new(MigLoop *loop, const FakeClientConfig *cfg)
+{
+    FakeClient *c = mig_malloc0(sizeof(*c));
+    c->loop = loop;
+    c->cfg = *cfg;
+    snprintf(c->who, sizeof(c->who), "%s", cfg->who ? cfg->who : "client");
+    snprintf(c->host, sizeof(c->host), "%s", cfg->host ? cfg->host : "");
+    c->cfg.who = c->who;
+    c->cfg.host = c->host;
+    c->password = cfg->password ? mig_strdup(cfg->password) : NULL;
+    c->cfg.password = NULL;
+    if (c->cfg.common.n == 0) {
+        spice_caps_set(&c->cfg.common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+        spice_caps_set(&c->cfg.common, SPICE_COMMON_CAP_AUTH_SASL);
+        spice_caps_set(&c->cfg.common, SPICE_COMMON_CAP_MINI_HEADER);
+    }
+    if (c->cfg.main_caps.n == 0)
+        for (unsigned cap = 0; cap < 4; cap++)
+            spice_caps_set(&c->cfg.main_caps, cap);
+    return c;
+}
+
+int fake_client_start(FakeClient *c, MigErr **errp)
+{
+    size_t before = c->nchans;
+    link_channel(c, SPICE_CHANNEL_MAIN, 0);
+    if (c->nchans == before)
+        return mig_err_set(errp, -ECONNREFUSED, "%s", c->last_error);
+    return 0;
+}
+
+void fake_client_free(FakeClient *c)
+{
+    if (!c)
+        return;
+    while (c->nchans)
+        chan_free(c->chans[c->nchans - 1]);
+    free(c->chans);
+    free(c->events);
+    free(c->password);
+    free(c);
+}
+
+uint32_t fake_client_session_id(const FakeClient *c)
+{
+    return c->session_id;
+}
+
+size_t fake_client_linked_channels(const FakeClient *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nchans; i++)
+        n += c->chans[i]->conn != NULL;
+    return n;
+}
+
+const char *fake_client_last_error(const FakeClient *c)
+{
+    return c->last_error;
+}
+
+const FakeClientEvent *fake_client_events(const FakeClient *c, size_t *n)
+{
+    *n = c->nevents;
+    return c->events;
+}
+
+size_t fake_client_count(const FakeClient *c, uint8_t channel_type, uint16_t msg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nevents; i++)
+        n += !c->events[i].sent && c->events[i].channel_type == channel_type && c->events[i].msg == msg;
+    return n;
+}
+
+void fake_client_disconnect(FakeClient *c)
+{
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == SPICE_CHANNEL_MAIN && c->chans[i]->conn)
+            spice_conn_close(c->chans[i]->conn, 0, "the client disconnects");
+}

@@ -1,0 +1,82 @@
+/*
+ * fake-client.h - the scripted fake SPICE client: it speaks the wire
+ * protocol through the same link code, connection and marshaller as the
+ * server (impl/spice), opens every channel the server lists, and records
+ * every message with its loop time, so that tests and scenarios can check
+ * what a client saw.
+ *
+ * Owns: FakeClient and its channels.  How a connection is made is the
+ * caller's: `connect` returns a transport to (host, port) — a simulator
+ * link in scenarios, a TCP or unix socket in `migcert client`.
+ * Called by: harness/unit tests, the scenario executor, `migcert client`.
+ *
+ * Invariants: nothing blocks; every random choice (the OAEP seed) comes
+ * from the loop's PRNG; fake_client_free leaves no source on the loop.
+ */
+#ifndef MIGCERT_FAKE_CLIENT_H
+#define MIGCERT_FAKE_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/loop.h"
+#include "spice/spice-canvas.h"
+#include "spice/spice-link.h"
+#include "transport/transport.h"
+
+typedef struct FakeClient FakeClient;
+
+typedef MigTransport *(*FakeClientConnectFn)(void *opaque, const char *host, uint16_t port, MigErr **errp);
+
+typedef struct FakeClientConfig {
+    const char *host;
+    uint16_t port;
+    FakeClientConnectFn connect;
+    void *connect_opaque;
+    const char *password;  /* NULL: none */
+    SpiceCapSet common;    /* n == 0: spice-gtk 0.42's (0xD) */
+    SpiceCapSet main_caps; /* n == 0: spice-gtk 0.42's (0xF) */
+    int64_t pixmap_cache_pixels; /* 0: spice-gtk 0.42's (80 MiB of pixels) */
+    uint32_t vmc_bytes_per_tick; /* bytes the client writes to a port every 10 ms (0: none) */
+    const char *who;       /* trace prefix, e.g. "client" */
+} FakeClientConfig;
+
+/* One message the client received or sent. */
+typedef struct FakeClientEvent {
+    uint64_t t_ns;
+    uint8_t channel_type, channel_id;
+    bool sent;
+    uint16_t msg;
+    const char *name; /* registry name: constant */
+} FakeClientEvent;
+
+FakeClient *fake_client_new(MigLoop *loop, const FakeClientConfig *cfg);
+/* Link the main channel (the rest follows the server's CHANNELS_LIST). */
+int fake_client_start(FakeClient *c, MigErr **errp);
+void fake_client_free(FakeClient *c);
+
+/* The session id from MAIN_INIT (0 before it). */
+uint32_t fake_client_session_id(const FakeClient *c);
+/* Channels currently linked (main included). */
+size_t fake_client_linked_channels(const FakeClient *c);
+/* The last error that ended a channel or a link ("" when none). */
+const char *fake_client_last_error(const FakeClient *c);
+/* Everything received and sent, in order. */
+const FakeClientEvent *fake_client_events(const FakeClient *c, size_t *n);
+/* How many times message `msg` arrived on a channel of `channel_type`. */
+size_t fake_client_count(const FakeClient *c, uint8_t channel_type, uint16_t msg);
+/* The client's copy of surface `surface_id` of display channel
+ * `display_id`, or NULL. */
+const SpiceSurface *fake_client_surface(const FakeClient *c, uint8_t display_id, uint32_t surface_id);
+/* MARK messages the display channel received. */
+uint64_t fake_client_display_marks(const FakeClient *c, uint8_t display_id);
+/* Playback frames, port bytes, record frames sent: what arrived against
+ * the devices' sequence (fakes/devices/fake-media.h). */
+typedef struct FakeClientMediaStats {
+    uint64_t received, sent, gaps, dups, starts;
+} FakeClientMediaStats;
+void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
+/* Close the main channel (as a user closing the window). */
+void fake_client_disconnect(FakeClient *c);
+
+#endif

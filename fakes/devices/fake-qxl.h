@@ -1,0 +1,34 @@
+/*
+ * fake-qxl.h - the fake display device: a deterministic drawing workload
+ * from the loop's PRNG that runs only while the machine runs, like a guest.
+ * Every 16 ms of loop time it draws a few operations on its primary surface:
+ * solid fills, copies of images from a small recurring set (so that the
+ * client's pixmap cache is used and evicted), and copies of bits inside the
+ * surface.  The device keeps its own framebuffer, drawn by the same rules:
+ * the truth the display oracle compares the client's surface with.
+ * Owns: its SPICE display channel (DISPLAY:0) and its framebuffer.
+ * Called by: machine assembly in the harness and `migcert vm`.
+ */
+#ifndef MIGCERT_FAKE_QXL_H
+#define MIGCERT_FAKE_QXL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/loop.h"
+#include "spice/spice-canvas.h"
+#include "spice/spice-display.h"
+
+#define FAKE_QXL_IMAGES 6u /* recurring images, ids 1..6 */
+
+typedef struct FakeQxl FakeQxl;
+
+FakeQxl *fake_qxl_new(MigLoop *loop, SpiceServer *server, uint32_t width, uint32_t height);
+void fake_qxl_free(FakeQxl *q);
+void fake_qxl_set_running(FakeQxl *q, bool running);
+/* The guest's framebuffer (the primary surface as the guest drew it). */
+const SpiceSurface *fake_qxl_framebuffer(const FakeQxl *q);
+SpiceDisplay *fake_qxl_display(const FakeQxl *q);
+uint64_t fake_qxl_ops(const FakeQxl *q);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * fake-snd.c - the fake sound device (fake-snd.h).
+ */
+#include <stdlib.h>
+
+#include "devices/fake-media.h"
+#include "devices/fake-snd.h"
+#include "spice/spice-sound.h"
+
+#define TICK_NS 10000000ull
+
+struct FakeSnd {
+    MigLoop *loop;
+    SpicePlayback *playback;
+    SpiceRecord *record;
+    bool running;
+    MigLoopSource *timer;
+    uint64_t next_frame;
+    FakeSndStats st;
+    uint64_t rec_next;
+    int16_t partial[2]; /* a frame split across two DATA messages */
+    size_t partial_len;
+};
+
+static void tick(void *opaque)
+{
+    FakeSnd *s = opaque;
+    s->timer = NULL;
+    int16_t pcm[FAKE_MEDIA_FRAMES_PER_TICK * 2];
+    for (uint32_t i = 0; i < FAKE_MEDIA_FRAMES_PER_TICK; i++)
+        fake_media_frame(s->next_frame++, &pcm[2 * i]);
+    spice_playback_put(s->playback, pcm, FAKE_MEDIA_FRAMES_PER_TICK);
+    s->st.played += FAKE_MEDIA_FRAMES_PER_TICK;
+    s->timer = mig_loop_timer_add(s->loop, mig_loop_now_ns(s->loop) + TICK_NS, tick, s);
+}
+
+static void check_frame(FakeSnd *s, const int16_t f[2])
+{
+    uint64_t n = fake_media_frame_seq(f);
+    if (s->st.recorded && n < s->rec_next)
+        s->st.rec_dups++;
+    else if (s->st.recorded && n > s->rec_next)
+        s->st.rec_gaps += n - s->rec_next;
+    s->rec_next = n + 1;
+    s->st.recorded++;
+}
+
+static void record_sink(void *opaque, const uint8_t *pcm, size_t len)
+{
+    FakeSnd *s = opaque;
+    uint8_t *part = (uint8_t *)s->partial;
+    while (len) {
+        size_t n = sizeof(s->partial) - s->partial_len;
+        n = n < len ? n : len;
+        for (size_t i = 0; i < n; i++)
+            part[s->partial_len + i] = pcm[i];
+        s->partial_len += n;
+        pcm += n;
+        len -= n;
+        if (s->partial_len == sizeof(s->partial)) {
+            check_frame(s, s->partial);
+            s->partial_len = 0;
+        }
+    }
+}
+
+FakeSnd *fake_snd_new(MigLoop *loop, SpiceServer *server)
+{
+    FakeSnd *s = mig_malloc0(sizeof(*s));
+    s->loop = loop;
+    s->playback = spice_playback_add(server, FAKE_MEDIA_FREQUENCY);
+    s->record = spice_record_add(server, FAKE_MEDIA_FREQUENCY, record_sink, s);
+    return s;
+}
+
+void fake_snd_set_running(FakeSnd *s, bool running)
+{
+    if (s->running == running)
+        return;
+    s->running = running;
+    if (running) {
+        spice_playback_start(s->playback);
+        spice_record_start(s->record);
+        s->timer = mig_loop_timer_add(s->loop, mig_loop_now_ns(s->loop) + TICK_NS, tick, s);
+    } else {
+        spice_playback_stop(s->playback);
+        spice_record_stop(s->record);
+        if (s->timer)
+            mig_loop_remove(s->loop, s->timer);
+        s->timer = NULL;
+    }
+}
+
+void fake_snd_free(FakeSnd *s)
+{
+    if (!s)
+        return;
+    if (s->timer)
+        mig_loop_remove(s->loop, s->timer);
+    spice_playback_free(s->playback);
+    spice_record_free(s->record);
+    free(s);
+}
+
+void fake_snd_stats(const FakeSnd *s, FakeSndStats *out)
+{
+    *out = s->st;
+}

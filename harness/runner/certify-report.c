@@ -1,0 +1,168 @@
+/*
+ * certify-report.c - the certificate of `migcert certify`: report.txt (for
+ * a person, with a REPRO line per failure), report.json (every listed case
+ * with its status, rule and repro; rules_broken; the counts) and
+ * report.junit.xml (through report.c, shared with `migcert run`).
+ * Cases that -k did not select are not listed.  Each writer returns 0 or
+ * -errno with `what` naming the file.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "certify-internal.h"
+#include "report.h"
+
+static bool listed(const CertResult *r)
+{
+    return !(r->st == CERT_ST_SKIP && !strcmp(r->msg, "not selected"));
+}
+
+static int write_txt(const CertReport *rp, MigErr **errp)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.txt", rp->outdir);
+    FILE *f;
+    int rc = report_file_open(path, &f, errp);
+    if (rc < 0)
+        return rc;
+    fprintf(f, "migcert device certification\nplugin: %s (%s)\n", rp->dev, rp->desc);
+    if (rp->peer)
+        fprintf(f, "peer: %s\n", rp->peer);
+    fprintf(f, "migcert ABI version: %u\n\n", MIGCERT_DEVICE_ABI_VERSION);
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const CertResult *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        static const char *const tag[CERT_ST__COUNT] = {"PASS", "FAIL", "SKIP", "NOT RUN"};
+        fprintf(f, "%s %s", tag[r->st], rp->cases[i].name);
+        if (r->st == CERT_ST_FAIL)
+            fprintf(f, "\n  rule %s: %s\n  %s\n  REPRO: %s -k %s", r->rule,
+                    certify_rule_text(r->rule), r->msg, rp->repro_base, rp->cases[i].name);
+        else if (r->st == CERT_ST_SKIP || r->st == CERT_ST_NOTRUN)
+            fprintf(f, " (%s)", r->msg);
+        else if (r->note[0])
+            fprintf(f, " (%s)", r->note);
+        fputc('\n', f);
+    }
+    fprintf(f, "\n%zu passed, %zu failed, %zu skipped, %zu not run\n", rp->npass, rp->nfail,
+            rp->nskip, rp->nnotrun);
+    return report_file_close(f, path, errp);
+}
+
+static int write_json(const CertReport *rp, MigErr **errp)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "plugin", json_string(rp->dev));
+    json_object_set_new(root, "description", json_string(rp->desc));
+    json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
+    if (rp->peer)
+        json_object_set_new(root, "peer", json_string(rp->peer));
+    json_t *arr = json_array(), *broken = json_array();
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const CertResult *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(rp->cases[i].name));
+        json_object_set_new(o, "status", json_string(certify_status_names[r->st]));
+        if (r->st != CERT_ST_PASS)
+            json_object_set_new(o, "message", json_string(r->msg));
+        else if (r->note[0])
+            json_object_set_new(o, "note", json_string(r->note));
+        if (r->st == CERT_ST_FAIL) {
+            char repro[PATH_MAX * 2 + 128];
+            snprintf(repro, sizeof(repro), "%s -k %s", rp->repro_base, rp->cases[i].name);
+            json_object_set_new(o, "rule", json_string(r->rule));
+            json_object_set_new(o, "rule_text", json_string(certify_rule_text(r->rule)));
+            json_object_set_new(o, "repro", json_string(repro));
+            bool seen = false;
+            size_t j;
+            json_t *x;
+            json_array_foreach(broken, j, x) seen |= !strcmp(json_string_value(x), r->rule);
+            if (!seen)
+                json_array_append_new(broken, json_string(r->rule));
+        }
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(root, "cases", arr);
+    json_object_set_new(root, "rules_broken", broken);
+    json_object_set_new(root, "passed", json_integer((json_int_t)rp->npass));
+    json_object_set_new(root, "failed", json_integer((json_int_t)rp->nfail));
+    json_object_set_new(root, "skipped", json_integer((json_int_t)rp->nskip));
+    json_object_set_new(root, "not_run", json_integer((json_int_t)rp->nnotrun));
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.json", rp->outdir);
+    int rc = report_json_write(path, root, JSON_INDENT(2), errp);
+    json_decref(root);
+    return rc;
+}
+
+static int write_junit(const CertReport *rp, MigErr **errp)
+{
+    ReportCase *rc = mig_malloc0((rp->ncases + 1) * sizeof(*rc));
+    char **owned = mig_malloc0((rp->ncases + 1) * 3 * sizeof(*owned));
+    char *classname = mig_strdup_printf("certify.%s", rp->stem);
+    char *suite = mig_strdup_printf("certify-%s", rp->stem);
+    size_t n = 0, nowned = 0;
+    for (size_t i = 0; i < rp->ncases; i++) {
+        const CertResult *r = &rp->res[i];
+        if (!listed(r))
+            continue;
+        ReportCase *c = &rc[n++];
+        c->classname = classname;
+        c->name = rp->cases[i].name;
+        c->status = r->st == CERT_ST_PASS ? REPORT_PASS
+                    : r->st == CERT_ST_FAIL ? REPORT_FAIL
+                                            : REPORT_SKIP; /* skipped, not run */
+        c->message = r->msg;
+        if (r->st == CERT_ST_FAIL) {
+            c->message = owned[nowned++] = mig_strdup_printf("rule %s: %s", r->rule, r->msg);
+            c->text = owned[nowned++] =
+                mig_strdup_printf("%s\nREPRO: %s -k %s", certify_rule_text(r->rule),
+                                  rp->repro_base, rp->cases[i].name);
+        }
+    }
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/report.junit.xml", rp->outdir);
+    int ret = report_junit_write(path, suite, rc, n, errp);
+    for (size_t i = 0; i < nowned; i++)
+        free(owned[i]);
+    free(owned);
+    free(classname);
+    free(suite);
+    free(rc);
+    return ret;
+}
+
+/* mkdir -p: every missing folder of dir; 0 or -errno. */
+static int mkdir_p(const char *dir)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+int certify_write_reports(const CertReport *rp, MigErr **errp)
+{
+    int rc = mkdir_p(rp->outdir);
+    if (rc < 0)
+        return mig_err_set(errp, rc, "cannot create the report folder %s: %s", rp->outdir,
+                           strerror(-rc));
+    rc = write_txt(rp, errp);
+    if (rc == 0)
+        rc = write_json(rp, errp);
+    if (rc == 0)
+        rc = write_junit(rp, errp);
+    return rc;
+}

@@ -1,0 +1,181 @@
+/*
+ * scenario-internal.h - shared by the scenario loader's files only
+ * (scenario.c, scenario-values.c, scenario-lines.c, scenario-schema.c,
+ * scenario-steps.c); everyone else includes scenario.h.
+ *
+ * Loading: scenario.c builds the line index (scenario-lines.c), loads the
+ * raw form with libcyaml (scenario-schema.c), then checks and converts it
+ * (scenario.c, scenario-steps.c with the parsers of scenario-values.c).
+ * Every error is one `FILE:LINE: key 'K': ...` set through MigErr; nothing
+ * is half-built.
+ */
+#ifndef MIGCERT_RUNNER_SCENARIO_INTERNAL_H
+#define MIGCERT_RUNNER_SCENARIO_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "scenario.h"
+
+/* Bounded copy that always terminates (truncation is fine for messages). */
+static inline void scn__scopy(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+/* ---- line index (scenario-lines.c) ---- */
+
+typedef struct LineEntry {
+    char *path; /* "machines.src.ram", "steps[2].wait.phase", "faults[0]" */
+    int line;   /* 1-based */
+} LineEntry;
+
+typedef struct LineIndex {
+    LineEntry *e;
+    size_t n, cap;
+} LineIndex;
+
+/* Build the index of `data` (name for errors): 0, or -EINVAL with the
+ * YAML syntax error at its line. */
+int scn__index_build(LineIndex *ix, const char *name, const char *data, size_t len,
+                     MigErr **errp);
+void scn__index_free(LineIndex *ix);
+/* The line of key path `path`, 0 when the file does not have it. */
+int scn__index_line(const LineIndex *ix, const char *path);
+
+/* ---- raw form (scenario-schema.c) ---- */
+
+/* ---- libcyaml schema (raw form: strings, checked afterwards) ---- */
+
+typedef struct RawMachine {
+    char *release;
+    char *machine;
+    char *ram;
+    char **devices;
+    uint32_t devices_count;
+    char *fill;
+    char **capabilities;
+    uint32_t capabilities_count;
+} RawMachine;
+
+typedef struct RawMachines {
+    RawMachine *src;
+    RawMachine *dst;
+} RawMachines;
+
+typedef struct RawWorkload {
+    char *dirty_rate;
+} RawWorkload;
+
+typedef struct RawLink {
+    char *bandwidth;
+    char *latency;
+} RawLink;
+
+typedef struct RawParams {
+    char *max_bandwidth;
+    char *downtime_limit;
+    uint32_t max_passes;
+} RawParams;
+
+typedef struct RawEmpty {
+    int unused;
+} RawEmpty;
+
+typedef struct RawWait {
+    char *phase;
+    char *device_state;
+    uint32_t iteration;
+    char *ram_progress;
+    char *time;
+    char *bytes;
+} RawWait;
+
+typedef struct RawSide {
+    char *side;
+    char *device;
+    char *state;
+} RawSide;
+
+typedef struct RawDrop {
+    char *at_byte;
+    char *device_data;
+    char *device_state;
+} RawDrop;
+
+typedef struct RawSlow {
+    char *bandwidth;
+    char *latency;
+} RawSlow;
+
+typedef struct RawStep {
+    RawEmpty *migrate;
+    RawWait *wait;
+    RawEmpty *cancel;
+    RawSide *kill;
+    RawSide *restart;
+    RawDrop *drop;
+    RawEmpty *partition;
+    RawEmpty *heal;
+    RawSlow *slow;
+    RawSide *device_error;
+} RawStep;
+
+typedef struct RawExpect {
+    int outcome;
+    char *error;
+    char *error_contains;
+    char *trace_contains;
+    char *trace_excludes;
+} RawExpect;
+
+typedef struct RawScenario {
+    char *summary;
+    RawMachines *machines;
+    RawWorkload *workload;
+    char *transport;
+    RawLink *link;
+    char **capabilities;
+    uint32_t capabilities_count;
+    char **requires;
+    uint32_t requires_count;
+    RawParams *parameters;
+    RawStep *steps;
+    uint32_t steps_count;
+    char **faults;
+    uint32_t faults_count;
+    char *timeout;
+    char *preflight;
+    char *return_path;
+    RawExpect *expect;
+} RawScenario;
+
+/* Load `yaml` against the schema: 0 and *out (NULL for an empty file), or
+ * -EINVAL with `FILE:LINE: key 'K': reason`. */
+int scn__raw_load(const char *name, const LineIndex *ix, const char *yaml, size_t len,
+                  RawScenario **out, MigErr **errp);
+void scn__raw_free(RawScenario *raw);
+
+/* ---- checks on the raw form (scenario.c, scenario-steps.c) ---- */
+
+typedef struct Ctx {
+    const char *name;
+    const LineIndex *ix;
+    MigErr **errp;
+} Ctx;
+
+/* Fail with "FILE:LINE: key 'K': MSG", K the last component of `path`. */
+int scn__bad(Ctx *c, const char *path, const char *fmt, ...) MIG_PRINTF(3, 4);
+/* "FILE:LINE: key 'capabilities[i]': unknown capability 'x' (known: ...)" */
+int scn__bad_cap(Ctx *c, const char *path, uint32_t i, const char *name);
+char **scn__dup_strv(char **v, uint32_t n);
+void scn__free_strv(char **v, size_t n);
+/* Check steps[i] into *st: 0 or the error (scn__bad). */
+int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st);
+
+#endif

@@ -1,0 +1,152 @@
+/*
+ * test-spice-devices.c - the fake display, sound and char devices feeding a
+ * SPICE server, and the fake client linked to it, on the simulator: while
+ * the guest runs, the client's primary surface stays equal to the guest's
+ * framebuffer, every playback frame and port byte arrives once and in
+ * order, and the record and port streams the client sends reach the devices
+ * in order.  Everything also holds for a client that links while the guest
+ * is already drawing, and the run is the same for the same seed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <spice/enums.h>
+
+#include "client/fake-client.h"
+#include "devices/fake-qxl.h"
+#include "devices/fake-snd.h"
+#include "devices/fake-vmc.h"
+#include "sim/sim.h"
+#include "spice/spice-inputs.h"
+#include "spice/spice-main.h"
+
+typedef struct Guest {
+    MigLoop *loop;
+    SpiceServer *server;
+    FakeQxl *qxl;
+    FakeSnd *snd;
+    FakeVmc *vmc;
+    FakeClient *client;
+} Guest;
+
+static MigTransport *guest_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
+{
+    Guest *g = opaque;
+    MigTransport *a, *b;
+    MigLinkParams lp = {.bandwidth = 50u << 20, .latency_ns = 500000};
+    if (mig_transport_mem_pair(g->loop, &lp, &a, &b) < 0)
+        return NULL;
+    spice_server_accept(g->server, b);
+    return a;
+}
+
+static void guest_open(Guest *g, uint64_t seed)
+{
+    memset(g, 0, sizeof(*g));
+    g->loop = mig_sim_loop_new(seed);
+    SpiceServerConfig sc = {.who = "vm"};
+    g->server = spice_server_new(g->loop, &sc, NULL);
+    spice_main_add(g->server);
+    g->qxl = fake_qxl_new(g->loop, g->server, 320, 200);
+    spice_inputs_add(g->server, NULL);
+    g->snd = fake_snd_new(g->loop, g->server);
+    g->vmc = fake_vmc_new(g->loop, g->server, 3000);
+    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = guest_connect, .connect_opaque = g,
+                           .pixmap_cache_pixels = 3000, .vmc_bytes_per_tick = 1000, .who = "cli"};
+    g->client = fake_client_new(g->loop, &cc);
+}
+
+static void guest_run(Guest *g, bool running)
+{
+    fake_qxl_set_running(g->qxl, running);
+    fake_snd_set_running(g->snd, running);
+    fake_vmc_set_running(g->vmc, running);
+}
+
+static void guest_close(Guest *g)
+{
+    fake_client_free(g->client);
+    fake_qxl_free(g->qxl);
+    fake_snd_free(g->snd);
+    fake_vmc_free(g->vmc);
+    spice_server_free(g->server);
+    mig_sim_run_for(g->loop, 1000000000ull);
+    assert_int_equal(mig_sim_live_sources(g->loop), 0);
+    g->loop->ops->free(g->loop);
+}
+
+static void expect_screen_matches(Guest *g)
+{
+    const SpiceSurface *fb = fake_qxl_framebuffer(g->qxl);
+    const SpiceSurface *cli = fake_client_surface(g->client, 0, 0);
+    assert_non_null(cli);
+    assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
+}
+
+static void run_guest(uint64_t seed, char digest[65], uint64_t *ops)
+{
+    Guest g;
+    guest_open(&g, seed);
+    guest_run(&g, true);
+    mig_sim_run_for(g.loop, 300000000ull); /* the guest draws before the client comes */
+    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    mig_sim_run_for(g.loop, 2000000000ull);
+    guest_run(&g, false);
+    mig_sim_run_for(g.loop, 1000000000ull);
+    assert_string_equal(fake_client_last_error(g.client), "");
+    assert_int_equal(fake_client_linked_channels(g.client), 7);
+    expect_screen_matches(&g);
+
+    FakeSndStats snd;
+    fake_snd_stats(g.snd, &snd);
+    FakeClientMediaStats play, rec, port;
+    fake_client_media_stats(g.client, SPICE_CHANNEL_PLAYBACK, &play);
+    fake_client_media_stats(g.client, SPICE_CHANNEL_RECORD, &rec);
+    fake_client_media_stats(g.client, SPICE_CHANNEL_PORT, &port);
+    /* the client joined mid-stream: it has every frame from its first on */
+    assert_true(play.received > 90000); /* two seconds at 48 kHz */
+    assert_true(play.received <= snd.played);
+    assert_int_equal(play.gaps, 0);
+    assert_int_equal(play.dups, 0);
+    assert_true(rec.sent > 0);
+    assert_true(snd.recorded > 0 && snd.recorded <= rec.sent);
+    assert_int_equal(snd.rec_gaps + snd.rec_dups, 0);
+
+    FakeVmcStats vmc;
+    fake_vmc_stats(g.vmc, &vmc);
+    assert_true(port.received > 0);
+    assert_int_equal(vmc.read_errors, 0);
+    assert_int_equal(vmc.read, port.sent);
+    *ops = fake_qxl_ops(g.qxl);
+    spice_surface_digest(fake_qxl_framebuffer(g.qxl), digest);
+    guest_close(&g);
+}
+
+static void test_spice_devices_client_sees_the_guest(void **state)
+{
+    (void)state;
+    char d1[65], d2[65], d3[65];
+    uint64_t o1, o2, o3;
+    run_guest(0x5eed, d1, &o1);
+    run_guest(0x5eed, d2, &o2);
+    run_guest(0x5eee, d3, &o3);
+    assert_true(o1 > 100);
+    assert_string_equal(d1, d2); /* the same seed draws the same screen */
+    assert_int_equal(o1, o2);
+    assert_string_not_equal(d1, d3);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spice_devices_client_sees_the_guest),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

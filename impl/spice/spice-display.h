@@ -1,0 +1,60 @@
+/*
+ * spice-display.h - a display channel of the SPICE server and the drawing
+ * interface a display device (fakes/devices/fake-qxl) feeds it through
+ * (docs/protocol-spice.md "Display channel").
+ *
+ * Owns: SpiceDisplay, the channel's shared state: its surfaces, kept drawn
+ * by the server (spice-canvas.c) so that a client that links later gets
+ * every surface whole; and, per channel client, what the client announced
+ * in DISPLAY_INIT (pixmap cache and GLZ window sizes) and the server's
+ * record of the client's pixmap cache (ids, sizes, least recently used
+ * first), so that an image is sent FROM_CACHE only while the client holds
+ * it, evicted ones are named in INVAL_LIST before the message that needs
+ * their room, and the cache never holds more pixels than the client allows.
+ *
+ * Messages per client: SET_ACK at link; after DISPLAY_INIT,
+ * INVAL_ALL_PALETTES, SURFACE_CREATE and a DRAW_COPY of each surface
+ * (primary first), MARK; then each drawing operation as it happens.  Images
+ * are raw 32-bit BITMAPs (what spice-server sends over unix sockets).
+ * Called by: the display device (drawing), the machine (assembly), tests.
+ */
+#ifndef MIGCERT_SPICE_DISPLAY_H
+#define MIGCERT_SPICE_DISPLAY_H
+
+#include <stdint.h>
+
+#include "spice-canvas.h"
+#include "spice-server.h"
+
+typedef struct SpiceDisplay SpiceDisplay;
+
+/* Offer DISPLAY:id on `s`; free with spice_display_free, before or after
+ * the server. */
+SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id);
+void spice_display_free(SpiceDisplay *d);
+
+/* Surfaces: id 0 is the primary. */
+int spice_display_surface_create(SpiceDisplay *d, uint32_t id, uint32_t width, uint32_t height, MigErr **errp);
+int spice_display_surface_destroy(SpiceDisplay *d, uint32_t id, MigErr **errp);
+const SpiceSurface *spice_display_surface(const SpiceDisplay *d, uint32_t id);
+
+/* Drawing on surface `id`, applied to the server's copy and sent to every
+ * client that finished its DISPLAY_INIT. */
+int spice_display_fill(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint32_t color, MigErr **errp);
+/* An image of w × h pixels with the device's stable id (the same id must
+ * always mean the same pixels: it is the pixmap cache key), put at r. */
+int spice_display_copy(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint64_t image_id, const uint32_t *px,
+                       uint32_t w, uint32_t h, MigErr **errp);
+int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, int32_t sx, int32_t sy,
+                            MigErr **errp);
+
+/* Counters for tests and the report. */
+typedef struct SpiceDisplayStats {
+    uint64_t draws_sent;      /* drawing messages to all clients */
+    uint64_t images_sent;     /* BITMAP images */
+    uint64_t cache_hits;      /* FROM_CACHE images */
+    uint64_t cache_evictions; /* ids named in INVAL_LIST */
+} SpiceDisplayStats;
+void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out);
+
+#endif

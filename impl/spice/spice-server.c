@@ -1,0 +1,404 @@
+/*
+ * spice-server.c - channels, clients and channel clients of one SPICE
+ * server, and the hand-over from the link stage to a channel
+ * (spice-server.h).
+ *
+ * Lifetimes: a SpiceChannelClient lives from its link to the on_closed of
+ * its connection (or spice_server_free); a SpiceClient lives while it has a
+ * channel client, and leaves the server's list when its main channel goes
+ * (its other channels are closed then and follow from the loop).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
+#include "spice-linker.h"
+#include "spice-server.h"
+#include "spice-ticket.h"
+
+#define DEFAULT_ACK_WINDOW 20u
+
+struct SpiceChannel {
+    SpiceServer *server;
+    uint8_t type, id;
+    const SpiceChannelClass *cls;
+    void *priv;
+};
+
+struct SpiceChannelClient {
+    SpiceClient *client;
+    SpiceChannel *channel;
+    SpiceConn *conn;
+    SpiceLinkMessInfo link;
+    void *priv;
+};
+
+struct SpiceClient {
+    SpiceServer *server;
+    uint32_t session_id;
+    bool listed; /* still in the server's client list (its main is alive) */
+    SpiceChannelClient **ccs;
+    size_t nccs;
+};
+
+typedef struct PendingLink {
+    SpiceServer *server;
+    SpiceLinker *linker;
+} PendingLink;
+
+struct SpiceServer {
+    MigLoop *loop;
+    /* every client with a channel client left; `listed` ones have a live
+     * main channel and are the server's sessions */
+    SpiceServerConfig cfg;
+    char who[48];
+    char *password;
+    SpiceTicketKey *key;
+    SpiceChannel **channels;
+    size_t nchannels;
+    SpiceClient **clients;
+    size_t nclients;
+    PendingLink **pending;
+    size_t npending;
+};
+
+/* ------------------------------------------------------------------ lists */
+
+#define LIST_PUSH(arr, n, item)                                          \
+    do {                                                                 \
+        (arr) = mig_realloc((arr), ((n) + 1) * sizeof(*(arr)));          \
+        (arr)[(n)++] = (item);                                           \
+    } while (0)
+
+/* Remove by value, keeping the order (lists are walked in order: never
+ * by address). */
+static void list_remove(void **arr, size_t *n, void *item)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (arr[i] == item) {
+            memmove(arr + i, arr + i + 1, (*n - i - 1) * sizeof(*arr));
+            (*n)--;
+            return;
+        }
+}
+
+static SpiceChannel *find_channel(const SpiceServer *s, uint8_t type, uint8_t id)
+{
+    for (size_t i = 0; i < s->nchannels; i++)
+        if (s->channels[i]->type == type && s->channels[i]->id == id)
+            return s->channels[i];
+    return NULL;
+}
+
+static SpiceClient *find_client(const SpiceServer *s, uint32_t session_id)
+{
+    for (size_t i = 0; i < s->nclients; i++)
+        if (s->clients[i]->listed && s->clients[i]->session_id == session_id)
+            return s->clients[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ channel clients */
+
+static void cc_free(SpiceChannelClient *cc)
+{
+    SpiceClient *c = cc->client;
+    if (cc->channel->cls->disconnect)
+        cc->channel->cls->disconnect(cc);
+    spice_conn_free(cc->conn);
+    list_remove((void **)c->ccs, &c->nccs, cc);
+    free(cc);
+    if (c->nccs == 0) {
+        list_remove((void **)c->server->clients, &c->server->nclients, c);
+        free(c->ccs);
+        free(c);
+    }
+}
+
+static int cc_on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
+{
+    SpiceChannelClient *cc = opaque;
+    return cc->channel->cls->on_message(cc, mi, body, size, errp);
+}
+
+static void cc_on_closed(void *opaque, int err, const char *reason)
+{
+    SpiceChannelClient *cc = opaque;
+    SpiceClient *c = cc->client;
+    if (cc->channel->type == SPICE_CHANNEL_MAIN && c->listed) {
+        /* the session ends: its other channels go too */
+        c->listed = false;
+        for (size_t i = 0; i < c->nccs; i++)
+            if (c->ccs[i] != cc)
+                spice_conn_close(c->ccs[i]->conn, 0, "the client's main channel closed");
+    }
+    cc_free(cc);
+}
+
+static void cc_on_drained(void *opaque)
+{
+    SpiceChannelClient *cc = opaque;
+    if (cc->channel->cls->drained)
+        cc->channel->cls->drained(cc);
+}
+
+static const SpiceConnOps cc_ops = {.on_message = cc_on_message, .on_closed = cc_on_closed,
+                                    .on_drained = cc_on_drained};
+
+/* ------------------------------------------------------------------ linking */
+
+static uint32_t link_check(void *opaque, const SpiceLinkMessInfo *m, SpiceCapSet *common, SpiceCapSet *channel,
+                           char *why, size_t why_len)
+{
+    PendingLink *p = opaque;
+    SpiceServer *s = p->server;
+    spice_caps_set(common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION);
+    spice_caps_set(common, SPICE_COMMON_CAP_AUTH_SPICE);
+    spice_caps_set(common, SPICE_COMMON_CAP_MINI_HEADER);
+    SpiceChannel *ch = find_channel(s, m->channel_type, m->channel_id);
+    if (!ch) {
+        snprintf(why, why_len, "channel %s:%u is not offered", spice_channel_type_name(m->channel_type),
+                 m->channel_id);
+        return SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE;
+    }
+    if (m->channel_type != SPICE_CHANNEL_MAIN) {
+        SpiceClient *c = find_client(s, m->connection_id);
+        if (!c) {
+            snprintf(why, why_len, "channel %s:%u names session %u, which does not exist",
+                     spice_channel_type_name(m->channel_type), m->channel_id, m->connection_id);
+            return SPICE_LINK_ERR_BAD_CONNECTION_ID;
+        }
+        if (spice_client_find(c, m->channel_type, m->channel_id)) {
+            snprintf(why, why_len, "session %u already has channel %s:%u", m->connection_id,
+                     spice_channel_type_name(m->channel_type), m->channel_id);
+            return SPICE_LINK_ERR_ERROR;
+        }
+    }
+    if (ch->cls->caps)
+        ch->cls->caps(ch, channel);
+    return SPICE_LINK_ERR_OK;
+}
+
+static uint32_t new_session_id(SpiceServer *s)
+{
+    for (;;) {
+        uint32_t id = (uint32_t)mig_loop_random(s->loop);
+        if (id && !find_client(s, id))
+            return id;
+    }
+}
+
+static void link_done(void *opaque, SpiceLinkResult *res)
+{
+    PendingLink *p = opaque;
+    SpiceServer *s = p->server;
+    list_remove((void **)s->pending, &s->npending, p);
+    spice_linker_free(p->linker);
+    free(p);
+    uint64_t now = mig_loop_now_ns(s->loop);
+    if (res->err) {
+        mig_trace_log(s->loop->trace, now, s->who, "link refused: %s", res->reason);
+        return;
+    }
+    const SpiceLinkMessInfo *m = &res->mess;
+    SpiceChannel *ch = find_channel(s, m->channel_type, m->channel_id);
+    SpiceClient *c = NULL;
+    if (m->channel_type == SPICE_CHANNEL_MAIN) {
+        c = mig_malloc0(sizeof(*c));
+        c->server = s;
+        c->session_id = m->connection_id ? m->connection_id : new_session_id(s);
+        c->listed = true;
+        LIST_PUSH(s->clients, s->nclients, c);
+    } else {
+        c = find_client(s, m->connection_id);
+    }
+    if (!ch || !c || (m->channel_type != SPICE_CHANNEL_MAIN && spice_client_find(c, m->channel_type, m->channel_id))) {
+        /* the session went away (or the channel got linked twice) while this link was in progress */
+        mig_trace_log(s->loop->trace, now, s->who, "link of %s:%u dropped: session %u is gone",
+                      spice_channel_type_name(m->channel_type), m->channel_id, m->connection_id);
+        mig_transport_close(res->t);
+        return;
+    }
+    SpiceChannelClient *cc = mig_malloc0(sizeof(*cc));
+    cc->client = c;
+    cc->channel = ch;
+    cc->link = *m;
+    LIST_PUSH(c->ccs, c->nccs, cc);
+    char who[96];
+    snprintf(who, sizeof(who), "%s.%s%u", s->who, ch->cls->name, ch->id);
+    SpiceConnConfig cfg = {.is_server = true, .mini_header = res->mini_header, .channel_type = ch->type,
+                           .channel_id = ch->id, .max_in = ch->cls->max_in, .who = who};
+    cc->conn = spice_conn_new(s->loop, res->t, &cfg, &cc_ops, cc);
+    mig_trace_log(s->loop->trace, now, s->who, "linked %s:%u for session %u (%s header)",
+                  spice_channel_type_name(ch->type), ch->id, c->session_id, res->mini_header ? "mini" : "full");
+    MigErr *err = NULL;
+    if (ch->cls->connect && ch->cls->connect(cc, &err) < 0)
+        spice_conn_close(cc->conn, err ? err->code : -EPROTO, "channel %s: start: %s", ch->cls->name,
+                         err ? err->msg : "failed");
+    mig_err_free(err);
+}
+
+void spice_server_accept(SpiceServer *s, MigTransport *t)
+{
+    PendingLink *p = mig_malloc0(sizeof(*p));
+    p->server = s;
+    SpiceLinkServerConfig cfg = {.key = s->key, .ticketing = s->cfg.ticketing, .password = s->password,
+                                 .check = link_check};
+    LIST_PUSH(s->pending, s->npending, p);
+    p->linker = spice_link_accept(s->loop, t, &cfg, link_done, p);
+}
+
+/* ------------------------------------------------------------------ server */
+
+SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigErr **errp)
+{
+    SpiceServer *s = mig_malloc0(sizeof(*s));
+    s->loop = loop;
+    s->cfg = *cfg;
+    snprintf(s->who, sizeof(s->who), "%s", cfg->who ? cfg->who : "spice");
+    s->cfg.who = s->who;
+    s->cfg.name = NULL;
+    if (!s->cfg.ack_window)
+        s->cfg.ack_window = DEFAULT_ACK_WINDOW;
+    s->password = cfg->password ? mig_strdup(cfg->password) : NULL;
+    s->cfg.password = NULL;
+    if (cfg->name)
+        s->cfg.name = mig_strdup(cfg->name);
+    MigPrng kp;
+    mig_prng_fork(&loop->prng, &kp);
+    s->key = spice_ticket_key_new(&kp, errp);
+    if (!s->key) {
+        spice_server_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void spice_server_free(SpiceServer *s)
+{
+    if (!s)
+        return;
+    while (s->npending) {
+        PendingLink *p = s->pending[--s->npending];
+        spice_linker_free(p->linker);
+        free(p);
+    }
+    /* every channel client of every client, the main one last; the last
+     * cc_free of a client frees it and takes it off the list */
+    while (s->nclients) {
+        SpiceClient *c = s->clients[s->nclients - 1];
+        c->listed = false;
+        for (size_t n = c->nccs; n > 0; n--) /* the last one frees c */
+            cc_free(c->ccs[n - 1]);
+    }
+    for (size_t i = 0; i < s->nchannels; i++) {
+        if (s->channels[i]->cls->channel_gone)
+            s->channels[i]->cls->channel_gone(s->channels[i]);
+        free(s->channels[i]);
+    }
+    free(s->channels);
+    free(s->clients);
+    free(s->pending);
+    spice_ticket_key_free(s->key);
+    free(s->password);
+    free((char *)s->cfg.name);
+    free(s);
+}
+
+SpiceChannel *spice_server_add_channel(SpiceServer *s, uint8_t type, uint8_t id, const SpiceChannelClass *cls,
+                                       void *priv)
+{
+    SpiceChannel *ch = mig_malloc0(sizeof(*ch));
+    ch->server = s;
+    ch->type = type;
+    ch->id = id;
+    ch->cls = cls;
+    ch->priv = priv;
+    LIST_PUSH(s->channels, s->nchannels, ch);
+    return ch;
+}
+
+void spice_server_set_password(SpiceServer *s, const char *password)
+{
+    free(s->password);
+    s->password = password ? mig_strdup(password) : NULL;
+}
+
+MigLoop *spice_server_loop(const SpiceServer *s) { return s->loop; }
+const SpiceServerConfig *spice_server_config(const SpiceServer *s) { return &s->cfg; }
+size_t spice_server_channel_count(const SpiceServer *s) { return s->nchannels; }
+SpiceChannel *spice_server_channel_at(const SpiceServer *s, size_t i) { return i < s->nchannels ? s->channels[i] : NULL; }
+size_t spice_server_client_count(const SpiceServer *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nclients; i++)
+        n += s->clients[i]->listed;
+    return n;
+}
+
+SpiceClient *spice_server_client_at(const SpiceServer *s, size_t i)
+{
+    for (size_t k = 0; k < s->nclients; k++)
+        if (s->clients[k]->listed && i-- == 0)
+            return s->clients[k];
+    return NULL;
+}
+size_t spice_server_pending_links(const SpiceServer *s) { return s->npending; }
+
+size_t spice_server_channel_clients(const SpiceServer *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nclients; i++)
+        n += s->clients[i]->nccs;
+    return n;
+}
+
+uint8_t spice_channel_type(const SpiceChannel *ch) { return ch->type; }
+uint8_t spice_channel_id(const SpiceChannel *ch) { return ch->id; }
+void *spice_channel_priv(const SpiceChannel *ch) { return ch->priv; }
+void spice_channel_set_priv(SpiceChannel *ch, void *priv) { ch->priv = priv; }
+SpiceServer *spice_channel_server(const SpiceChannel *ch) { return ch->server; }
+
+uint32_t spice_client_session_id(const SpiceClient *c) { return c->session_id; }
+
+SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id)
+{
+    for (size_t i = 0; i < c->nccs; i++)
+        if (c->ccs[i]->channel->type == type && c->ccs[i]->channel->id == id)
+            return c->ccs[i];
+    return NULL;
+}
+
+SpiceChannel *spice_cc_channel(const SpiceChannelClient *cc) { return cc->channel; }
+SpiceClient *spice_cc_client(const SpiceChannelClient *cc) { return cc->client; }
+SpiceConn *spice_cc_conn(const SpiceChannelClient *cc) { return cc->conn; }
+void *spice_cc_priv(const SpiceChannelClient *cc) { return cc->priv; }
+void spice_cc_set_priv(SpiceChannelClient *cc, void *priv) { cc->priv = priv; }
+const SpiceLinkMessInfo *spice_cc_link(const SpiceChannelClient *cc) { return &cc->link; }
+
+int spice_cc_send(SpiceChannelClient *cc, uint16_t type, const void *body)
+{
+    const SpiceMsgInfo *mi = spice_msg_find(cc->channel->type, false, type);
+    if (!mi)
+        return -EINVAL; /* a programming error: the registry lacks a message we send */
+    MigErr *err = NULL;
+    int r = spice_conn_send(cc->conn, type, mi->desc, body, &err);
+    if (r < 0 && r != -EPIPE)
+        mig_trace_log(cc->channel->server->loop->trace, mig_loop_now_ns(cc->channel->server->loop),
+                      cc->channel->server->who, "send %s failed: %s", mi->name, err ? err->msg : "?");
+    mig_err_free(err);
+    return r;
+}
+
+void spice_cc_disconnect(SpiceChannelClient *cc, const char *fmt, ...)
+{
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    spice_conn_close(cc->conn, -EPROTO, "%s", why);
+}

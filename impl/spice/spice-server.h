@@ -1,0 +1,123 @@
+/*
+ * spice-server.h - the SPICE server of one machine: the channels it offers,
+ * the clients (sessions) linked to it, and the channel / channel-client
+ * split of spice-server (docs/protocol-spice.md "Channels").
+ *
+ * Owns:
+ *   - SpiceServer: configuration (ticketing, password and its expiry,
+ *     seamless migration), the RSA ticket key, the offered channels, the
+ *     clients; it takes connected transports (spice_server_accept), runs
+ *     their link stage and hands each linked connection to its channel;
+ *   - SpiceChannel: one offered (type, id) and what is shared by every
+ *     client of it (a channel class keeps its own state behind `priv`);
+ *   - SpiceClient: one session (session_id, from MAIN_INIT), its main
+ *     channel client and the others;
+ *   - SpiceChannelClient: one connection of one client to one channel: its
+ *     SpiceConn (send queue, serials, ACK window) and the class's per-client
+ *     state behind `priv`.
+ * A channel class (main: spice-main.c, …) says what a channel client does
+ * with the messages of its channel.  A client whose main channel goes away
+ * loses every other channel too.
+ * Called by: the machine (impl/machine), `migcert vm`, the simulator.
+ *
+ * Invariants: nothing blocks; every random choice (session ids, the key)
+ * comes from the loop's PRNG; no channel, connection or timer outlives
+ * spice_server_free; a protocol violation closes that channel client (and
+ * for main, the client) with a logged reason, never the process.
+ */
+#ifndef MIGCERT_SPICE_SERVER_H
+#define MIGCERT_SPICE_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/loop.h"
+#include "../transport/transport.h"
+#include "spice-conn.h"
+#include "spice-link.h"
+
+typedef struct SpiceServer SpiceServer;
+typedef struct SpiceChannel SpiceChannel;
+typedef struct SpiceClient SpiceClient;
+typedef struct SpiceChannelClient SpiceChannelClient;
+
+typedef struct SpiceServerConfig {
+    bool ticketing;          /* false: disable-ticketing=on */
+    const char *password;    /* with ticketing */
+    bool seamless_migration; /* seamless-migration=on */
+    const char *name;        /* MAIN_NAME, sent when the client has NAME_AND_UUID */
+    uint8_t uuid[16];
+    uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */
+    const char *who;         /* trace prefix, e.g. "src.spice" */
+} SpiceServerConfig;
+
+typedef struct SpiceChannelClass {
+    const char *name;       /* "main", "display", … */
+    uint32_t max_in;        /* largest client message body accepted */
+    /* The channel's capabilities for its link reply. */
+    void (*caps)(SpiceChannel *ch, SpiceCapSet *channel_caps);
+    /* A channel client linked: start it (send its first messages). */
+    int (*connect)(SpiceChannelClient *cc, MigErr **errp);
+    /* A message from the client (the base messages the connection handles
+     * itself never come here). */
+    int (*on_message)(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp);
+    /* The channel client is going away: free `priv`. */
+    void (*disconnect)(SpiceChannelClient *cc);
+    /* Optional: every queued message of this channel client went out (a
+     * producer paced by the backlog may write more). */
+    void (*drained)(SpiceChannelClient *cc);
+    /* The server is being freed with the channel: forget `ch`. */
+    void (*channel_gone)(SpiceChannel *ch);
+} SpiceChannelClass;
+
+SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigErr **errp);
+/* Close every client and free the server, its channels and their state
+ * (the channel owners free their `priv` in their own code first). */
+void spice_server_free(SpiceServer *s);
+
+/* Offer channel (type, id) with `cls`; `priv` is the class's shared state. */
+SpiceChannel *spice_server_add_channel(SpiceServer *s, uint8_t type, uint8_t id, const SpiceChannelClass *cls,
+                                       void *priv);
+/* Link a new connection (the server owns `t` from now on). */
+void spice_server_accept(SpiceServer *s, MigTransport *t);
+/* Change the password (set_password); NULL with ticketing on locks everyone out. */
+void spice_server_set_password(SpiceServer *s, const char *password);
+
+/* What a display, main, … channel class uses. */
+MigLoop *spice_server_loop(const SpiceServer *s);
+const SpiceServerConfig *spice_server_config(const SpiceServer *s);
+size_t spice_server_channel_count(const SpiceServer *s);
+SpiceChannel *spice_server_channel_at(const SpiceServer *s, size_t i);
+size_t spice_server_client_count(const SpiceServer *s);
+SpiceClient *spice_server_client_at(const SpiceServer *s, size_t i);
+
+uint8_t spice_channel_type(const SpiceChannel *ch);
+uint8_t spice_channel_id(const SpiceChannel *ch);
+void *spice_channel_priv(const SpiceChannel *ch);
+/* Replace the class's shared state; NULL marks a channel whose device went
+ * away (its class refuses new links then). */
+void spice_channel_set_priv(SpiceChannel *ch, void *priv);
+SpiceServer *spice_channel_server(const SpiceChannel *ch);
+
+uint32_t spice_client_session_id(const SpiceClient *c);
+/* The client's channel client on (type, id), or NULL. */
+SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id);
+
+SpiceChannel *spice_cc_channel(const SpiceChannelClient *cc);
+SpiceClient *spice_cc_client(const SpiceChannelClient *cc);
+SpiceConn *spice_cc_conn(const SpiceChannelClient *cc);
+void *spice_cc_priv(const SpiceChannelClient *cc);
+void spice_cc_set_priv(SpiceChannelClient *cc, void *priv);
+/* The capabilities the client sent when it linked this channel. */
+const SpiceLinkMessInfo *spice_cc_link(const SpiceChannelClient *cc);
+/* Send a message on this channel client (see spice_conn_send). */
+int spice_cc_send(SpiceChannelClient *cc, uint16_t type, const void *body);
+/* Close this channel client with a reason (logged); main takes the client
+ * with it. */
+void spice_cc_disconnect(SpiceChannelClient *cc, const char *fmt, ...) MIG_PRINTF(2, 3);
+
+/* Counts for the resource oracle: links in progress and channel clients. */
+size_t spice_server_pending_links(const SpiceServer *s);
+size_t spice_server_channel_clients(const SpiceServer *s);
+
+#endif
