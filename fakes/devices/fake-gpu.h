@@ -41,7 +41,7 @@
 #define FAKE_GPU_PAGE 4096u
 #define FAKE_GPU_NREGS 16u
 #define FAKE_GPU_DEFAULT_MEM (1u << 20)
-/* the device memory a machine's fake-gpu gets, in the simulator (exec.c)
+/* the device memory a machine's fake-gpu gets, in the simulator (exec-side.c)
  * and in `migcert vm` alike */
 #define FAKE_GPU_MACHINE_MEM ((uint64_t)16 << 20)
 

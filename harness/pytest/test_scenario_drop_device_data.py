@@ -16,7 +16,8 @@ every run:
     in the intended phase (PRE_COPY snapshot / STOP_COPY data), at the
     intended share and device byte, and the destination failed reading that
     very record at that very byte (the executor checks this against the
-    destination's error; see harness/runner/exec.c drop_trigger_judge);
+    destination's error; see harness/runner/exec-drop.c
+    exec__drop_trigger_judge);
   - and across seeds the stop-and-copy data really has different lengths,
     so the test covers the case an absolute byte count gets wrong.
 

@@ -354,7 +354,7 @@ static void back_ram(MigMachine *m, bool populate)
 }
 
 /* ---- the VFIO-style device ----
- * fake-gpu as the scenario executor runs it (harness/runner/exec.c
+ * fake-gpu as the scenario executor runs it (harness/runner/exec-side.c
  * gpu_create): the plugin table in-process, all features (PRE_COPY, P2P),
  * 16 MiB of device memory, migrated as the iterative device section
  * "fake-gpu" (impl/device/device-savevm.h). */

@@ -3,7 +3,10 @@
  * simulator loop with a seed, an optional version pair and extra faults,
  * followed by the oracles of docs/architecture.md section 6.1.
  *
- * Owns: RunCase / RunResult and exec_run_case().
+ * Owns: RunCase / RunResult and exec_run_case().  The executor is split
+ * into one file per concern (exec-case.c the driver, exec-side*.c,
+ * exec-mgmt.c, exec-steps.c, exec-drop.c, oracle-*.c, exec-selftest.c);
+ * exec-internal.h is what they share and lists them.
  * Called by: `migcert run` (cmd-run.c), `migcert list-faults --unreached`,
  * unit tests.
  *
@@ -28,8 +31,8 @@
  *      the device's PRE_COPY snapshot or STOP_COPY data, and the trace says
  *      whether the destination failed in that DATA record); then the
  *      run waits, in virtual time, until the migration is over on both sides
- *      (bounded by the scenario timeout).  Meanwhile (exec.c
- *      management_watch) management starts the destination paused and
+ *      (bounded by the scenario timeout).  Meanwhile (exec-mgmt.c
+ *      exec__mgmt_watch) management starts the destination paused and
  *      resumes it once the source completed (destroys it when the source
  *      failed after it loaded everything), and, without a return path,
  *      resumes a source that completed before its destination failed: the

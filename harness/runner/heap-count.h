@@ -24,7 +24,7 @@
  * allocated again at the same size may come back a few bytes larger (glibc
  * hands out the whole free chunk when splitting it would leave too little),
  * so a caller that wants "nothing leaked" compares blocks and reports
- * bytes (exec.c oracle_heap).
+ * bytes (oracle-resources.c exec__oracle_heap).
  *
  * Memory mapped with mmap is not heap: guest RAM and the mem transport's
  * rings are mmap'ed and never pass through the malloc family, so
@@ -36,10 +36,10 @@
  * must be process-wide (the allocator is), relaxed C11 atomics so that a
  * thread allocating meanwhile cannot tear them.  The object lives in
  * librunner.a and in the `migcert` binary only, never in libmigcert.a or
- * libsupport.a; exec.c references heap_count_live(), so every binary that
- * links the executor pulls it in, and the link rules of those binaries
- * (harness/runner/module.mk HEAP_COUNT_LDFLAGS, `-rdynamic` for migcert)
- * export the wrappers so that shared libraries bind to them.
+ * libsupport.a; oracle-resources.c references heap_count_live(), so every
+ * binary that links the executor pulls it in, and the link rules of those
+ * binaries (harness/runner/module.mk HEAP_COUNT_LDFLAGS, `-rdynamic` for
+ * migcert) export the wrappers so that shared libraries bind to them.
  *
  * Under valgrind: memcheck replaces the malloc family wherever it is
  * defined, the executable included (its "somalloc" soname synonym), so

@@ -1,0 +1,120 @@
+/*
+ * exec-selftest.c - the oracle self-tests (EXEC_SELFTEST_*, exec.h): the
+ * executor breaks one thing on purpose so a test can prove that the
+ * matching oracle turns the case red and names it.
+ *
+ * Called by: exec-case.c (a result broken once the migration is over; a
+ * resource left behind before the resource oracle and taken back after
+ * it), exec-mgmt.c (the paused source, before management's `cont`).
+ * EXEC_SELFTEST_NO_RESUME needs no breaking: exec-mgmt.c's watch stands
+ * still.  Invariant: whatever a self-test leaves behind is taken back
+ * before exec_run_case returns, so one self-test case cannot make the next
+ * case fail.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "devices/fake-gpu.h"
+#include "exec-internal.h"
+
+/* Break one thing on purpose once the migration is over (oracle self-test). */
+void exec__selftest_break(Run *run, const char *outcome)
+{
+    switch (run->c->selftest) {
+    case EXEC_SELFTEST_PAGE:
+        if (!strcmp(outcome, "completed") && run->dst.m) {
+            MigRamBlock *b = mig_ram_block(mig_machine_ram(run->dst.m), 0);
+            b->host[b->length / 2 + 7] ^= 0x5a;
+        }
+        break;
+    case EXEC_SELFTEST_FIELD:
+        if (run->dst.ndevs)
+            mig_fake_device_poke(run->dst.devs[0]);
+        break;
+    case EXEC_SELFTEST_GPU:
+        if (run->dst.gpu) {
+            size_t len;
+            uint8_t *m = (uint8_t *)fake_gpu_memory(mig_device_backend(run->dst.gpu)->instance,
+                                                    &len);
+            m[len / 3] ^= 0x5a;
+        }
+        break;
+    case EXEC_SELFTEST_ARC:
+        if (run->src.gpu_rec && run->src.gpu_rec->n < ARC_REC_MAX) {
+            ArcRec *a = run->src.gpu_rec;
+            a->from[a->n] = MIG_DEV_STOP_COPY;
+            a->to[a->n] = MIG_DEV_PRE_COPY;
+            a->n++;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* The source sits paused after completing; management is about to check
+ * it and run `cont` (the memory and devices oracles, through paused_err). */
+void exec__selftest_break_paused(Run *run)
+{
+    Side *src = &run->src;
+    if (run->c->selftest == EXEC_SELFTEST_PAUSED_PAGE) {
+        MigRamBlock *b = mig_ram_block(mig_machine_ram(src->m), 0);
+        b->host[b->length / 3 + 5] ^= 0x5a;
+    }
+    if (run->c->selftest == EXEC_SELFTEST_PAUSED_FIELD && src->ndevs)
+        mig_fake_device_poke(src->devs[0]);
+}
+
+/* ---- resources (the resource oracle) ---- */
+
+static void nop(void *p)
+{
+    (void)p;
+}
+
+void exec__selftest_init(ExecLeftovers *l)
+{
+    *l = (ExecLeftovers){.fd = -1, .map = MAP_FAILED};
+}
+
+void exec__selftest_leave(Run *run, ExecLeftovers *l)
+{
+    ExecSelftest st = run->c->selftest;
+    if (st == EXEC_SELFTEST_TIMER)
+        l->timer = mig_loop_timer_add(run->loop, mig_loop_now_ns(run->loop) + 1000000000ull,
+                                      nop, NULL);
+    if (st == EXEC_SELFTEST_FD)
+        l->fd = dup(0);
+    if (st == EXEC_SELFTEST_HEAP)
+        l->heap = mig_malloc0(120);
+    if (st == EXEC_SELFTEST_MAP)
+        l->map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (st == EXEC_SELFTEST_TRANSPORT && run->src.sl) {
+        MigTransport *a, *b;
+        MigLinkParams lp = {0};
+        if (mig_transport_mem_pair(run->loop, &lp, &a, &b) == 0) {
+            l->t[0] = exec__side_transport_new(run->src.sl, a, &run->live_transports);
+            l->t[1] = exec__side_transport_new(run->src.sl, b, &run->live_transports);
+        }
+    }
+}
+
+void exec__selftest_take_back(Run *run, ExecLeftovers *l)
+{
+    if (l->timer)
+        mig_loop_remove(run->loop, l->timer);
+    if (l->fd >= 0)
+        close(l->fd);
+    for (int i = 0; i < 2; i++)
+        if (l->t[i])
+            exec__side_transport_close_orphan(l->t[i]);
+}
+
+void exec__selftest_free_late(ExecLeftovers *l)
+{
+    free(l->heap);
+    if (l->map != MAP_FAILED)
+        munmap(l->map, 8192);
+}
