@@ -2,8 +2,10 @@
  * fake-qxl.c - the fake display device (fake-qxl.h).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "devices/fake-qxl.h"
+#include "savevm/savevm.h"
 
 #define TICK_NS 16000000ull
 #define OPS_PER_TICK 4u
@@ -134,4 +136,61 @@ SpiceDisplay *fake_qxl_display(const FakeQxl *q)
 uint64_t fake_qxl_ops(const FakeQxl *q)
 {
     return q->ops;
+}
+
+/* ---- migration state: "fake-qxl" v1 = be32 width, be32 height, the
+ * pixels (be32 each), the PRNG's four be64 words, be64 ops */
+
+static int qxl_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    FakeQxl *q = opaque;
+    mig_stream_put_be32(s, q->fb.width);
+    mig_stream_put_be32(s, q->fb.height);
+    for (size_t i = 0; i < (size_t)q->fb.width * q->fb.height; i++)
+        mig_stream_put_be32(s, q->fb.px[i]);
+    for (int i = 0; i < 4; i++)
+        mig_stream_put_be64(s, q->prng.s[i]);
+    mig_stream_put_be64(s, q->ops);
+    return mig_stream_error(s);
+}
+
+static int qxl_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
+{
+    FakeQxl *q = opaque;
+    uint32_t w = mig_stream_get_be32(s), h = mig_stream_get_be32(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    if (mig_stream_error(s))
+        return mig_err_set(errp, mig_stream_error(s), "device fake-qxl: field width: stream error");
+    if (w != q->fb.width || h != q->fb.height)
+        return mig_err_set(errp, -EINVAL, "device fake-qxl: field width/height: the stream has %ux%u, this "
+                           "machine's display is %ux%u", w, h, q->fb.width, q->fb.height);
+    size_t n = (size_t)w * h;
+    uint32_t *px = malloc(n * sizeof(*px));
+    for (size_t i = 0; i < n; i++)
+        px[i] = mig_stream_get_be32(s) & 0xffffff;
+    MigPrng prng;
+    for (int i = 0; i < 4; i++)
+        prng.s[i] = mig_stream_get_be64(s);
+    uint64_t ops = mig_stream_get_be64(s);
+    int e = mig_stream_starved(s) ? -EAGAIN : mig_stream_error(s);
+    if (e == 0) { /* nothing changes before the whole state is read */
+        memcpy(q->fb.px, px, n * sizeof(*px));
+        q->prng = prng;
+        q->ops = ops;
+        /* the server's copy (what clients are sent) is the guest's screen */
+        spice_display_restore(q->display, 0, q->fb.px, NULL);
+    } else if (e != -EAGAIN) {
+        mig_err_set(errp, e, "device fake-qxl: field pixels: stream error");
+    }
+    free(px);
+    return e;
+}
+
+static const MigFullOps qxl_ops = {.save = qxl_save, .load = qxl_load};
+
+int fake_qxl_register(FakeQxl *q, MigSavevm *sv, MigErr **errp)
+{
+    int r = mig_savevm_register_full(sv, "fake-qxl", 0, 1, &qxl_ops, q, errp);
+    return r < 0 ? r : 0;
 }

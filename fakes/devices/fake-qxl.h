@@ -30,5 +30,10 @@ void fake_qxl_set_running(FakeQxl *q, bool running);
 const SpiceSurface *fake_qxl_framebuffer(const FakeQxl *q);
 SpiceDisplay *fake_qxl_display(const FakeQxl *q);
 uint64_t fake_qxl_ops(const FakeQxl *q);
+/* Register the device's state ("fake-qxl", version 1: the framebuffer, the
+ * drawing PRNG and the operation count) as a FULL section: what the guest
+ * had on screen goes with the machine. */
+struct MigSavevm;
+int fake_qxl_register(FakeQxl *q, struct MigSavevm *sv, MigErr **errp);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "devices/fake-media.h"
 #include "devices/fake-snd.h"
+#include "savevm/savevm.h"
 #include "spice/spice-sound.h"
 
 #define TICK_NS 10000000ull
@@ -105,4 +106,42 @@ void fake_snd_free(FakeSnd *s)
 void fake_snd_stats(const FakeSnd *s, FakeSndStats *out)
 {
     *out = s->st;
+}
+
+/* ---- migration state: ("fake-snd", version 1: the next playback frame, frames played, the next record frame expected, frames recorded) */
+
+static int snd_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    FakeSnd *d = opaque;
+    mig_stream_put_be64(s, d->next_frame);
+    mig_stream_put_be64(s, d->st.played);
+    mig_stream_put_be64(s, d->rec_next);
+    mig_stream_put_be64(s, d->st.recorded);
+    return mig_stream_error(s);
+}
+
+static int snd_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
+{
+    FakeSnd *d = opaque;
+    uint64_t next_frame = mig_stream_get_be64(s);
+    uint64_t played = mig_stream_get_be64(s);
+    uint64_t rec_next = mig_stream_get_be64(s);
+    uint64_t recorded = mig_stream_get_be64(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    if (mig_stream_error(s))
+        return mig_err_set(errp, mig_stream_error(s), "device fake-snd: stream error");
+    d->next_frame = next_frame;
+    d->st.played = played;
+    d->rec_next = rec_next;
+    d->st.recorded = recorded;
+    return 0;
+}
+
+static const MigFullOps snd_ops = {.save = snd_save, .load = snd_load};
+
+int fake_snd_register(FakeSnd *d, MigSavevm *sv, MigErr **errp)
+{
+    int r = mig_savevm_register_full(sv, "fake-snd", 0, 1, &snd_ops, d, errp);
+    return r < 0 ? r : 0;
 }

@@ -29,4 +29,8 @@ void fake_snd_free(FakeSnd *s);
 void fake_snd_set_running(FakeSnd *s, bool running);
 void fake_snd_stats(const FakeSnd *s, FakeSndStats *out);
 
+/* Register the device's state ("fake-snd", version 1: the next playback frame, frames played, the next record frame expected, frames recorded) as a FULL section. */
+struct MigSavevm;
+int fake_snd_register(FakeSnd *d, struct MigSavevm *sv, MigErr **errp);
+
 #endif

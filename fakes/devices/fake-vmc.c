@@ -5,6 +5,7 @@
 
 #include "devices/fake-media.h"
 #include "devices/fake-vmc.h"
+#include "savevm/savevm.h"
 #include "spice/spice-port.h"
 
 #define TICK_NS 10000000ull
@@ -96,4 +97,36 @@ void fake_vmc_free(FakeVmc *v)
 void fake_vmc_stats(const FakeVmc *v, FakeVmcStats *out)
 {
     *out = v->st;
+}
+
+/* ---- migration state: ("fake-vmc", version 1: the bytes written to and read from the client so far, so that the sequence goes on) */
+
+static int vmc_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    FakeVmc *d = opaque;
+    mig_stream_put_be64(s, d->st.written);
+    mig_stream_put_be64(s, d->st.read);
+    return mig_stream_error(s);
+}
+
+static int vmc_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
+{
+    FakeVmc *d = opaque;
+    uint64_t written = mig_stream_get_be64(s);
+    uint64_t read = mig_stream_get_be64(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    if (mig_stream_error(s))
+        return mig_err_set(errp, mig_stream_error(s), "device fake-vmc: stream error");
+    d->st.written = written;
+    d->st.read = read;
+    return 0;
+}
+
+static const MigFullOps vmc_ops = {.save = vmc_save, .load = vmc_load};
+
+int fake_vmc_register(FakeVmc *d, MigSavevm *sv, MigErr **errp)
+{
+    int r = mig_savevm_register_full(sv, "fake-vmc", 0, 1, &vmc_ops, d, errp);
+    return r < 0 ? r : 0;
 }

@@ -30,4 +30,8 @@ void fake_vmc_free(FakeVmc *v);
 void fake_vmc_set_running(FakeVmc *v, bool running);
 void fake_vmc_stats(const FakeVmc *v, FakeVmcStats *out);
 
+/* Register the device's state ("fake-vmc", version 1: the bytes written to and read from the client so far, so that the sequence goes on) as a FULL section. */
+struct MigSavevm;
+int fake_vmc_register(FakeVmc *d, struct MigSavevm *sv, MigErr **errp);
+
 #endif

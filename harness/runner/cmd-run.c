@@ -1,6 +1,6 @@
 /*
  * cmd-run.c - `migcert run [PATH...] [options]`: run scenario files in the
- * simulator (harness/runner/exec.c) and report.
+ * simulator (harness/runner/exec.h, exec-case.c) and report.
  *
  *   PATH...          files or folders (recursively *.yaml); default scenarios
  *   --seed N         the run's seed (decimal or 0x hex; default 0x5eed)

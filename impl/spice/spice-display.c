@@ -341,6 +341,22 @@ int spice_display_copy(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint64_
     return 0;
 }
 
+int spice_display_restore(SpiceDisplay *d, uint32_t id, const uint32_t *px, MigErr **errp)
+{
+    SpiceSurface *s = surface_or_fail(d, id, errp);
+    if (!s)
+        return -ENOENT;
+    SpiceRect all = {.top = 0, .left = 0, .bottom = (int32_t)s->height, .right = (int32_t)s->width};
+    int e = spice_canvas_put(s, &all, px, s->width, s->height, s->width, errp);
+    if (e < 0)
+        return e;
+    for (size_t i = 0; i < d->ndccs; i++)
+        if (d->dccs[i]->ready)
+            send_copy(d->dccs[i], id, &all, SERVER_IMAGE_ID_BIT | ++d->server_image_seq, false, s->px, s->width,
+                      s->height);
+    return 0;
+}
+
 int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, int32_t sx, int32_t sy,
                             MigErr **errp)
 {

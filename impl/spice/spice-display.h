@@ -45,6 +45,10 @@ int spice_display_fill(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint32_
  * always mean the same pixels: it is the pixmap cache key), put at r. */
 int spice_display_copy(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint64_t image_id, const uint32_t *px,
                        uint32_t w, uint32_t h, MigErr **errp);
+/* The whole of surface `id` replaced by `px` (width × height of the
+ * surface), sent as an image that is never cached: what a device restored
+ * by a migration shows. */
+int spice_display_restore(SpiceDisplay *d, uint32_t id, const uint32_t *px, MigErr **errp);
 int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, int32_t sx, int32_t sy,
                             MigErr **errp);
 
