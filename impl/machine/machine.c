@@ -2,12 +2,14 @@
  * machine.c - MigMachine: RAM + registry + run state + migration engine
  * (see machine.h).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "machine.h"
+#include "../spice/spice-inputs.h"
 
 /* Socket buffer asked for on migration sockets.  A unix stream socket can
  * hold at most the sender's SO_SNDBUF in flight (the default, 208 KiB, makes
@@ -32,6 +34,14 @@ struct MigMachine {
     void (*event)(void *opaque, const char *name, json_t *data);
     void *event_opaque;
     MigListener *listener;
+    struct {
+        const MigMachineObserver *ops;
+        void *opaque;
+    } obs[8];
+    size_t nobs;
+    SpiceServer *spice;
+    SpiceMain *spice_main;
+    SpiceInputsStats spice_inputs;
 };
 
 static const char *const run_state_names[MIG_RUN_STATE__COUNT] = {
@@ -68,6 +78,9 @@ static void set_run_state(MigMachine *m, MigRunState to)
     if (was != now) {
         if (m->guest && m->guest->run_changed)
             m->guest->run_changed(m->guest_opaque, now);
+        for (size_t i = 0; i < m->nobs; i++)
+            if (m->obs[i].ops->run_changed)
+                m->obs[i].ops->run_changed(m->obs[i].opaque, now);
         /* VFIO-style devices a migration left stopped run again with it. */
         if (now)
             mig_savevm_guest_resumed(m->sv);
@@ -96,13 +109,20 @@ static void env_guest_resume(void *opaque)
 static void env_finished(void *opaque, MigStatus status)
 {
     MigMachine *m = opaque;
-    if (mig_migration_is_incoming(m->mm)) {
+    bool incoming = mig_migration_is_incoming(m->mm);
+    if (incoming) {
         if (status == MIG_STATUS_COMPLETED)
             set_run_state(m, m->start_paused ? MIG_RUN_STATE_PAUSED : MIG_RUN_STATE_RUNNING);
-        return;
+    } else {
+        if (status == MIG_STATUS_COMPLETED)
+            set_run_state(m, MIG_RUN_STATE_POSTMIGRATE);
+        /* the SPICE clients follow the machine: to the target, or they stay */
+        if (m->spice_main)
+            spice_main_migrate_end(m->spice_main, status == MIG_STATUS_COMPLETED);
     }
-    if (status == MIG_STATUS_COMPLETED)
-        set_run_state(m, MIG_RUN_STATE_POSTMIGRATE);
+    for (size_t i = 0; i < m->nobs; i++)
+        if (m->obs[i].ops->migration_finished)
+            m->obs[i].ops->migration_finished(m->obs[i].opaque, incoming, status);
 }
 
 static void env_event(void *opaque, const char *name, json_t *data)
@@ -156,10 +176,56 @@ void mig_machine_free(MigMachine *m)
     if (!m)
         return;
     mig_listener_free(m->listener);
+    spice_server_free(m->spice);
     mig_migration_free(m->mm);
     mig_savevm_free(m->sv);
     mig_ram_free(m->ram);
     free(m);
+}
+
+void mig_machine_add_observer(MigMachine *m, const MigMachineObserver *ops, void *opaque)
+{
+    assert(m->nobs < MIG_ARRAY_SIZE(m->obs)); /* a fixed set of devices: a programming error */
+    m->obs[m->nobs].ops = ops;
+    m->obs[m->nobs].opaque = opaque;
+    m->nobs++;
+}
+
+void mig_machine_remove_observer(MigMachine *m, const MigMachineObserver *ops, void *opaque)
+{
+    for (size_t i = 0; i < m->nobs; i++)
+        if (m->obs[i].ops == ops && m->obs[i].opaque == opaque) {
+            memmove(m->obs + i, m->obs + i + 1, (m->nobs - i - 1) * sizeof(m->obs[0]));
+            m->nobs--;
+            return;
+        }
+}
+
+int mig_machine_add_spice(MigMachine *m, const SpiceServerConfig *cfg, MigErr **errp)
+{
+    if (m->spice)
+        return mig_err_set(errp, -EEXIST, "machine %s: it has a SPICE server", m->name);
+    SpiceServerConfig c = *cfg;
+    char who[48];
+    snprintf(who, sizeof(who), "%s.spice", m->name);
+    if (!c.who)
+        c.who = who;
+    m->spice = spice_server_new(m->loop, &c, errp);
+    if (!m->spice)
+        return errp && *errp ? (*errp)->code : -ENOMEM;
+    m->spice_main = spice_main_add(m->spice);
+    spice_inputs_add(m->spice, &m->spice_inputs);
+    return 0;
+}
+
+SpiceServer *mig_machine_spice(const MigMachine *m)
+{
+    return m->spice;
+}
+
+SpiceMain *mig_machine_spice_main(const MigMachine *m)
+{
+    return m->spice_main;
 }
 
 MigLoop *mig_machine_loop(MigMachine *m)

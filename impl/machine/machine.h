@@ -37,6 +37,8 @@
 #include "../migration/migration.h"
 #include "../savevm/savevm.h"
 #include "../ram/ram.h"
+#include "../spice/spice-main.h"
+#include "../spice/spice-server.h"
 
 typedef enum MigRunState {
     MIG_RUN_STATE_PRELAUNCH,
@@ -57,6 +59,15 @@ typedef struct MigMachine MigMachine;
 typedef struct MigGuestOps {
     void (*run_changed)(void *opaque, bool running);
 } MigGuestOps;
+
+/* What else follows the machine (devices of the harness: the display,
+ * sound and char devices behind SPICE): the guest starts or stops running;
+ * an outgoing or incoming migration ended with `status`.  Called in the
+ * order added, after the guest hook. */
+typedef struct MigMachineObserver {
+    void (*run_changed)(void *opaque, bool running);
+    void (*migration_finished)(void *opaque, bool incoming, MigStatus status);
+} MigMachineObserver;
 
 typedef struct MigMachineOptions {
     const char *name;         /* trace prefix ("src", "dst"); default "vm" */
@@ -84,6 +95,17 @@ const char *mig_machine_type(const MigMachine *m);
 
 /* The guest workload hook (one; NULL ops detaches). */
 void mig_machine_set_guest(MigMachine *m, const MigGuestOps *ops, void *opaque);
+/* Add / remove an observer (remove: the same ops and opaque). */
+void mig_machine_add_observer(MigMachine *m, const MigMachineObserver *ops, void *opaque);
+void mig_machine_remove_observer(MigMachine *m, const MigMachineObserver *ops, void *opaque);
+
+/* The machine's SPICE server (QEMU's -spice): main, inputs and cursor
+ * channels; display, sound and char devices add their own channels to it.
+ * An outgoing migration that ends tells it (MIGRATE_END / SWITCH_HOST on
+ * completion, MIGRATE_CANCEL otherwise).  -EEXIST when it has one. */
+int mig_machine_add_spice(MigMachine *m, const SpiceServerConfig *cfg, MigErr **errp);
+SpiceServer *mig_machine_spice(const MigMachine *m);      /* NULL without */
+SpiceMain *mig_machine_spice_main(const MigMachine *m);   /* NULL without */
 
 MigRunState mig_machine_run_state(const MigMachine *m);
 bool mig_machine_running(const MigMachine *m);

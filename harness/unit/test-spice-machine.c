@@ -1,0 +1,211 @@
+/*
+ * test-spice-machine.c - a machine's SPICE server follows the machine's
+ * migration (impl/machine, semi-seamless): two machines with RAM and the
+ * SPICE devices on the simulator, a fake client on the source; management
+ * gives the source the destination (client_migrate_info), waits for the
+ * client's answer, then migrates.  The client ends on the destination in the
+ * same session, its screen equal to the guest's framebuffer there, the
+ * display device's state carried by the stream, the port's bytes neither
+ * lost nor repeated, playback never repeated.  A cancelled migration leaves
+ * the client on the source with everything working.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <spice/enums.h>
+
+#include "client/fake-client.h"
+#include "devices/fake-spice.h"
+#include "machine/machine.h"
+#include "sim/sim.h"
+#include "workload/workload.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+typedef struct Pair {
+    MigLoop *loop;
+    MigMachine *src, *dst;
+    FakeSpice *ssp, *dsp;
+    MigWorkload *w;
+    FakeClient *client;
+    int connected_calls, connected_result;
+    uint64_t src_ops_at_stop;
+} Pair;
+
+static MigTransport *net(void *opaque, const char *host, uint16_t port, MigErr **errp)
+{
+    Pair *p = opaque;
+    MigTransport *a, *b;
+    MigLinkParams lp = {.bandwidth = 20u << 20, .latency_ns = 500000};
+    if (mig_transport_mem_pair(p->loop, &lp, &a, &b) < 0)
+        return NULL;
+    spice_server_accept(mig_machine_spice(port == 1 ? p->src : p->dst), b);
+    return a;
+}
+
+static void on_src_event(void *opaque, const char *name, json_t *data)
+{
+    Pair *p = opaque;
+    if (!strcmp(name, "STOP") && p->ssp)
+        p->src_ops_at_stop = fake_qxl_ops(p->ssp->qxl);
+}
+
+static void pair_open(Pair *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->loop = mig_sim_loop_new(0x5eed);
+    mig_sim_set_step_limit(p->loop, 50000000);
+    MigMachineOptions so = {.name = "src", .ram_size = 16 * MIB, .event = on_src_event, .event_opaque = p};
+    MigMachineOptions dopt = {.name = "dst", .ram_size = 16 * MIB, .incoming = true};
+    p->src = mig_machine_new(p->loop, &so, NULL);
+    p->dst = mig_machine_new(p->loop, &dopt, NULL);
+    SpiceServerConfig sc = {0};
+    assert_int_equal(mig_machine_add_spice(p->src, &sc, NULL), 0);
+    assert_int_equal(mig_machine_add_spice(p->dst, &sc, NULL), 0);
+    FakeSpiceOptions fo = {.width = 160, .height = 120, .vmc_bytes_per_tick = 500};
+    p->ssp = fake_spice_new(p->src, &fo, NULL);
+    p->dsp = fake_spice_new(p->dst, &fo, NULL);
+    assert_non_null(p->ssp);
+    assert_non_null(p->dsp);
+    MigWorkloadOptions wo = {.seed = 1, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 500};
+    p->w = mig_workload_new(p->src, &wo, NULL);
+    FakeClientConfig cc = {.host = "src", .port = 1, .connect = net, .connect_opaque = p,
+                           .vmc_bytes_per_tick = 300, .who = "cli"};
+    p->client = fake_client_new(p->loop, &cc);
+    assert_int_equal(fake_client_start(p->client, NULL), 0);
+    mig_sim_run_for(p->loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(p->client), 7);
+}
+
+static void pair_close(Pair *p)
+{
+    fake_client_free(p->client);
+    mig_workload_free(p->w);
+    fake_spice_free(p->ssp);
+    fake_spice_free(p->dsp);
+    mig_machine_free(p->src);
+    mig_machine_free(p->dst);
+    mig_sim_run_for(p->loop, 1000000000ull);
+    assert_int_equal(mig_sim_live_sources(p->loop), 0);
+    mig_loop_free(p->loop);
+}
+
+static void on_connected(void *opaque, int result)
+{
+    Pair *p = opaque;
+    p->connected_calls++;
+    p->connected_result = result;
+}
+
+static bool both_done(void *opaque)
+{
+    Pair *p = opaque;
+    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->src))) &&
+           mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->dst)));
+}
+
+/* client_migrate_info, then migrate once the client answered. */
+static void migrate(Pair *p)
+{
+    spice_main_set_migrate_dest(mig_machine_spice_main(p->src), "dst", 2, -1, NULL);
+    assert_int_equal(spice_main_migrate_begin(mig_machine_spice_main(p->src), on_connected, p, NULL), 0);
+    while (!p->connected_calls)
+        assert_int_equal(mig_sim_run_for(p->loop, 10000000ull) >= 0, 1);
+    assert_int_equal(p->connected_result, 0);
+    MigTransport *a, *b;
+    MigLinkParams lp = {.bandwidth = 200u << 20, .latency_ns = 50000};
+    assert_int_equal(mig_transport_mem_pair(p->loop, &lp, &a, &b), 0);
+    assert_int_equal(mig_machine_incoming_transport(p->dst, b, NULL), 0);
+    assert_int_equal(mig_machine_migrate_transport(p->src, a, NULL), 0);
+}
+
+static void expect_screen(Pair *p, MigMachine *m, FakeSpice *f)
+{
+    assert_int_equal(mig_machine_stop(m, NULL), 0); /* the guest stops drawing */
+    mig_sim_run_for(p->loop, 500000000ull);
+    const SpiceSurface *fb = fake_qxl_framebuffer(f->qxl), *cli = fake_client_surface(p->client, 0, 0);
+    assert_non_null(cli);
+    assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
+}
+
+static void test_spice_machine_client_follows_the_migration(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p);
+    uint32_t session = fake_client_session_id(p.client);
+    migrate(&p);
+    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_COMPLETED);
+    mig_sim_run_for(p.loop, 2000000000ull);
+    assert_string_equal(fake_client_last_error(p.client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(p.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(p.client), "dst");
+    assert_int_equal(fake_client_session_id(p.client), session);
+    assert_int_equal(fake_client_linked_channels(p.client), 7);
+    /* the destination's display went on from where the source stopped */
+    assert_true(p.src_ops_at_stop > 0);
+    assert_true(fake_qxl_ops(p.dsp->qxl) > p.src_ops_at_stop);
+    FakeClientMediaStats play, port;
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PORT, &port);
+    assert_int_equal(play.dups, 0);
+    assert_true(play.gaps < 48000); /* frames played while no client listened: under a second */
+    assert_true(port.received > 0);
+    assert_int_equal(port.gaps + port.dups, 0);
+    FakeVmcStats vmc;
+    fake_vmc_stats(p.dsp->vmc, &vmc);
+    assert_int_equal(vmc.read_errors, 0);
+    assert_true(vmc.read > 0);
+    expect_screen(&p, p.dst, p.dsp);
+    assert_int_equal(spice_server_client_count(mig_machine_spice(p.src)), 0);
+    pair_close(&p);
+}
+
+static void cancel_now(void *opaque)
+{
+    Pair *p = opaque;
+    mig_machine_migrate_cancel(p->src);
+}
+
+static void test_spice_machine_cancel_keeps_the_client(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open(&p);
+    migrate(&p);
+    mig_loop_timer_add(p.loop, mig_loop_now_ns(p.loop) + 1000000ull, cancel_now, &p);
+    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_CANCELLED);
+    mig_sim_run_for(p.loop, 2000000000ull);
+    FakeClientMigrations m;
+    fake_client_migrations(p.client, &m);
+    assert_int_equal(m.cancelled, 1);
+    assert_int_equal(m.semi_seamless, 0);
+    assert_string_equal(fake_client_server_host(p.client), "src");
+    assert_string_equal(fake_client_last_error(p.client), "");
+    assert_int_equal(spice_server_channel_clients(mig_machine_spice(p.dst)), 0);
+    FakeClientMediaStats play;
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_int_equal(play.dups, 0);
+    expect_screen(&p, p.src, p.ssp);
+    pair_close(&p);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_spice_machine_client_follows_the_migration),
+        cmocka_unit_test(test_spice_machine_cancel_keeps_the_client),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
