@@ -26,6 +26,7 @@
 #include "spice/spice-main.h"
 
 typedef struct Host {
+    int events[SPICE_SERVER_EV__COUNT];
     SpiceServer *server;
     SpiceMain *main;
     FakeQxl *qxl;
@@ -59,9 +60,15 @@ static MigTransport *world_connect(void *opaque, const char *host, uint16_t port
     return a;
 }
 
+static void count_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc)
+{
+    Host *h = opaque;
+    h->events[ev]++;
+}
+
 static void host_open(World *w, Host *h, const char *who)
 {
-    SpiceServerConfig sc = {.who = who};
+    SpiceServerConfig sc = {.who = who, .event = count_event, .event_opaque = h};
     h->server = spice_server_new(w->loop, &sc, NULL);
     h->main = spice_main_add(h->server);
     h->qxl = fake_qxl_new(w->loop, h->server, 64, 48);
@@ -147,6 +154,10 @@ static void test_spice_migrate_semi_seamless(void **state)
     assert_int_equal(st.begun, 1);
     assert_int_equal(st.connected, 1);
     assert_int_equal(st.ended, 1);
+    /* the source's hand-over ended once the client left it */
+    assert_int_equal(w.src.events[SPICE_SERVER_EV_MIGRATE_COMPLETED], 1);
+    assert_int_equal(w.src.events[SPICE_SERVER_EV_DISCONNECTED], 2);
+    assert_int_equal(w.dst.events[SPICE_SERVER_EV_INITIALIZED], 2);
     expect_screen(&w, &w.dst);
     world_close(&w);
 }
@@ -164,6 +175,7 @@ static void test_spice_migrate_cancel_keeps_the_client(void **state)
     FakeClientMigrations m;
     fake_client_migrations(w.client, &m);
     assert_int_equal(m.cancelled, 1);
+    assert_int_equal(w.src.events[SPICE_SERVER_EV_MIGRATE_COMPLETED], 0);
     assert_string_equal(fake_client_server_host(w.client), "src");
     assert_int_equal(spice_server_client_count(w.dst.server), 0);
     assert_int_equal(spice_server_channel_clients(w.dst.server), 0);

@@ -44,7 +44,8 @@ struct SpiceMain {
     SpiceMigrateConnected done;
     void *done_opaque;
     int result;
-    MigLoopSource *timer, *done_defer, *leave_timer;
+    MigLoopSource *timer, *done_defer, *leave_timer, *completed_defer;
+    uint32_t leaving; /* clients sent away that have not left yet */
     SpiceMainMigrateStats stats;
 };
 
@@ -104,10 +105,30 @@ static int main_connect(SpiceChannelClient *cc, MigErr **errp)
     return r < 0 ? mig_err_set(errp, r, "cannot queue MAIN_INIT") : 0;
 }
 
+static void completed_cb(void *opaque)
+{
+    SpiceMain *m = opaque;
+    m->completed_defer = NULL;
+    if (m->leave_timer) {
+        mig_loop_remove(spice_server_loop(m->server), m->leave_timer);
+        m->leave_timer = NULL;
+    }
+    spice_server_emit(m->server, SPICE_SERVER_EV_MIGRATE_COMPLETED, NULL);
+}
+
+/* The hand-over is over once every client sent away has left. */
+static void hand_over_done(SpiceMain *m)
+{
+    if (!m->completed_defer)
+        m->completed_defer = mig_loop_defer(spice_server_loop(m->server), completed_cb, m);
+}
+
 static void main_disconnect(SpiceChannelClient *cc)
 {
     SpiceMain *m = spice_channel_priv(spice_cc_channel(cc));
     MainCC *mc = spice_cc_priv(cc);
+    if (m && mc && mc->mig == MAIN_MIG_SENT_AWAY && m->leaving && --m->leaving == 0)
+        hand_over_done(m);
     if (m && mc && mc->mig == MAIN_MIG_BEGUN && m->waiting) {
         /* a client that leaves while the source waits for its answer */
         mc->mig = MAIN_MIG_FAILED;
@@ -270,6 +291,7 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
         m->done_defer = NULL;
     }
     m->waiting = 0;
+    m->leaving = 0;
     bool sent_away = false;
     SpiceMsgMigrateBegin sw = {.dst = dst_info(m)};
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
@@ -293,11 +315,16 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             m->stats.switched++;
         }
         mc->mig = MAIN_MIG_SENT_AWAY;
+        m->leaving++;
         sent_away = true;
     }
     m->begun = false;
+    if (!completed)
+        return;
     if (sent_away && !m->leave_timer)
         m->leave_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), leave_timeout, m);
+    if (!sent_away)
+        hand_over_done(m); /* nobody to wait for */
 }
 
 void spice_main_migrate_stats(const SpiceMain *m, SpiceMainMigrateStats *out)
@@ -315,6 +342,8 @@ static void main_channel_gone(SpiceChannel *ch)
         mig_loop_remove(loop, m->done_defer);
     if (m->leave_timer)
         mig_loop_remove(loop, m->leave_timer);
+    if (m->completed_defer)
+        mig_loop_remove(loop, m->completed_defer);
     free(m);
 }
 

@@ -14,7 +14,9 @@
  *   then sends MIGRATE_END to the clients that connected, SWITCH_HOST to the
  *   others (completed), or MIGRATE_CANCEL (failed or cancelled), and drops
  *   the clients that were sent away if they are still there after the
- *   timeout.
+ *   timeout; once every client sent away has left (at once when there was
+ *   none) the server emits SPICE_SERVER_EV_MIGRATE_COMPLETED, after which
+ *   management may end the source (QEMU's SPICE_MIGRATE_COMPLETED).
  * Target side: a client whose main link carries a session id is a
  * migrating client: no MAIN_INIT and no other channel starts until its
  * MSGC_MAIN_MIGRATE_END; then MAIN_INIT and the held channels start (the

@@ -115,6 +115,7 @@ static SpiceClient *find_client(const SpiceServer *s, uint32_t session_id)
 static void cc_free(SpiceChannelClient *cc)
 {
     SpiceClient *c = cc->client;
+    spice_server_emit(c->server, SPICE_SERVER_EV_DISCONNECTED, cc);
     if (cc->channel->cls->disconnect)
         cc->channel->cls->disconnect(cc);
     spice_conn_free(cc->conn);
@@ -278,10 +279,13 @@ static void start_cc(SpiceServer *s, SpiceClient *c, SpiceChannel *ch, SpiceLink
     cc->conn = spice_conn_new(s->loop, res->t, &cfg, &cc_ops, cc);
     mig_trace_log(s->loop->trace, now, s->who, "linked %s:%u for session %u (%s header)",
                   spice_channel_type_name(ch->type), ch->id, c->session_id, res->mini_header ? "mini" : "full");
+    spice_server_emit(s, SPICE_SERVER_EV_CONNECTED, cc);
     MigErr *err = NULL;
     if (ch->cls->connect && ch->cls->connect(cc, &err) < 0)
         spice_conn_close(cc->conn, err ? err->code : -EPROTO, "channel %s: start: %s", ch->cls->name,
                          err ? err->msg : "failed");
+    else
+        spice_server_emit(s, SPICE_SERVER_EV_INITIALIZED, cc);
     mig_err_free(err);
 }
 
@@ -436,6 +440,17 @@ SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_
         if (c->ccs[i]->channel->type == type && c->ccs[i]->channel->id == id)
             return c->ccs[i];
     return NULL;
+}
+
+void spice_server_emit(SpiceServer *s, SpiceServerEvent ev, SpiceChannelClient *cc)
+{
+    if (s->cfg.event)
+        s->cfg.event(s->cfg.event_opaque, ev, cc);
+}
+
+MigTransport *spice_cc_transport(SpiceChannelClient *cc)
+{
+    return spice_conn_transport(cc->conn);
 }
 
 SpiceChannel *spice_cc_channel(const SpiceChannelClient *cc) { return cc->channel; }

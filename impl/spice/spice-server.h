@@ -41,6 +41,15 @@ typedef struct SpiceChannel SpiceChannel;
 typedef struct SpiceClient SpiceClient;
 typedef struct SpiceChannelClient SpiceChannelClient;
 
+/* What a server tells its embedder (QMP's SPICE_* events). */
+typedef enum SpiceServerEvent {
+    SPICE_SERVER_EV_CONNECTED,    /* a channel linked (cc given) */
+    SPICE_SERVER_EV_INITIALIZED,  /* its channel started (cc given) */
+    SPICE_SERVER_EV_DISCONNECTED, /* a channel client went away (cc given, about to be freed) */
+    SPICE_SERVER_EV_MIGRATE_COMPLETED, /* the clients sent to a migration's target left (cc NULL) */
+    SPICE_SERVER_EV__COUNT
+} SpiceServerEvent;
+
 typedef struct SpiceServerConfig {
     bool ticketing;          /* false: disable-ticketing=on */
     const char *password;    /* with ticketing */
@@ -50,6 +59,8 @@ typedef struct SpiceServerConfig {
     uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */
     uint64_t migrate_timeout_ns; /* 0: MIGRATE_TIMEOUT (10 s) */
     const char *who;         /* trace prefix, e.g. "src.spice" */
+    void (*event)(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc); /* optional */
+    void *event_opaque;
 } SpiceServerConfig;
 
 typedef struct SpiceChannelClass {
@@ -121,6 +132,11 @@ int spice_cc_send(SpiceChannelClient *cc, uint16_t type, const void *body);
 /* Close this channel client with a reason (logged); main takes the client
  * with it. */
 void spice_cc_disconnect(SpiceChannelClient *cc, const char *fmt, ...) MIG_PRINTF(2, 3);
+
+/* Tell the embedder (the config's event callback, when set). */
+void spice_server_emit(SpiceServer *s, SpiceServerEvent ev, SpiceChannelClient *cc);
+/* The transport under a channel client (for its addresses). */
+MigTransport *spice_cc_transport(SpiceChannelClient *cc);
 
 /* Counts for the resource oracle: links in progress and channel clients. */
 size_t spice_server_pending_links(const SpiceServer *s);
