@@ -14,39 +14,13 @@ BITMAP and FROM_CACHE images, not QEMU's LZ family).
 
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_qemu
 """
-import json
-import signal
-import subprocess
 import time
 
 import pytest
 
+from spiceclient import DEADLINE, SpiceClient, differing_pixels, read_ppm
+
 CELL = 9 * 16  # one VGA text character cell
-DEADLINE = 60.0
-
-
-def read_ppm(path):
-    data = path.read_bytes()
-    magic, dims, maxval, pixels = data.split(b"\n", 3)
-    assert magic == b"P6" and maxval == b"255", data[:20]
-    w, h = map(int, dims.split())
-    assert len(pixels) == 3 * w * h
-    return w, h, pixels
-
-
-def signals_blocked(pid, sig=signal.SIGUSR1):
-    """The process blocks `sig` (the client does so first thing)."""
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("SigBlk:"):
-                return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
-    except OSError:
-        pass
-    return False
-
-
-def differing_pixels(a, b):
-    return sum(1 for i in range(0, len(a), 3) if a[i:i + 3] != b[i:i + 3])
 
 
 @pytest.fixture
@@ -66,37 +40,27 @@ def qemu_spice(qemu_launcher, sock_dir):
 
 def test_spice_qemu_fake_client_links_every_channel_and_sees_the_screen(qemu_spice, migcert_bin, sock_dir):
     q, sock = qemu_spice
-    js, shot, dump = sock_dir / "client.json", sock_dir / "client.ppm", sock_dir / "qemu.ppm"
-    client = subprocess.Popen([str(migcert_bin), "client", "--connect", f"unix:{sock}", "--json", str(js),
-                               "--screenshot", str(shot)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dump = sock_dir / "qemu.ppm"
+    client = SpiceClient(migcert_bin, sock_dir, f"unix:{sock}")
+    seen = {}
+
+    def shows_qemus_screen(summary):
+        if len(summary["channels"]) != 6 or not client.shot.exists():
+            return False
+        q.qmp.execute("screendump", filename=str(dump))
+        cw, ch, cpx = read_ppm(client.shot)
+        qw, qh, qpx = read_ppm(dump)
+        seen["diff"] = differing_pixels(cpx, qpx) if (cw, ch) == (qw, qh) else None
+        return seen["diff"] is not None and seen["diff"] <= CELL
+
     try:
-        end = time.monotonic() + DEADLINE
-        seen = None
-        while True:
-            assert time.monotonic() < end, f"the client never showed QEMU's screen: {seen}"
-            assert client.poll() is None, client.communicate()
-            if not signals_blocked(client.pid):
-                time.sleep(0.01)
-                continue
-            client.send_signal(signal.SIGUSR1)
-            time.sleep(0.05)
-            if js.exists() and shot.exists():
-                summary = json.loads(js.read_text())
-                q.qmp.execute("screendump", filename=str(dump))
-                cw, ch, cpx = read_ppm(shot)
-                qw, qh, qpx = read_ppm(dump)
-                seen = (summary, (cw, ch), (qw, qh), differing_pixels(cpx, qpx) if (cw, ch) == (qw, qh) else None)
-                if len(summary["channels"]) == 6 and seen[3] is not None and seen[3] <= CELL:
-                    break
-        summary = seen[0]
+        summary = client.wait_for(shows_qemus_screen, "QEMU's screen")
         assert sorted(summary["channels"]) == ["CURSOR:0", "DISPLAY:0", "INPUTS:0", "MAIN:0", "PLAYBACK:0",
                                                "RECORD:0"]
         assert summary["error"] == ""
-        assert summary["primary"]["width"] == seen[2][0] and summary["primary"]["height"] == seen[2][1]
+        w, h, _ = read_ppm(dump)
+        assert (summary["primary"]["width"], summary["primary"]["height"]) == (w, h)
     finally:
-        if client.poll() is None:
-            client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=DEADLINE)
-    assert client.returncode == 0, err.decode()
-    final = json.loads(js.read_text())
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
     assert final["error"] == "" and final["session_id"] != 0

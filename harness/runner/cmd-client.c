@@ -69,12 +69,14 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
 {
     Cli *cli = opaque;
     int fd = -1;
-    if (cli->unix_path) {
+    /* a host that is a path (a migration target given by its socket) is a unix socket */
+    if (cli->unix_path || host[0] == '/') {
+        const char *path = host[0] == '/' ? host : cli->path;
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cli->path);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-            mig_err_set(errp, -errno, "%s: %s", cli->path, strerror(errno));
+            mig_err_set(errp, -errno, "%s: %s", path, strerror(errno));
             if (fd >= 0)
                 close(fd);
             return NULL;

@@ -3,12 +3,14 @@
  * driven over QMP (impl/monitor), like a QEMU started with -qmp.
  *
  *   migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]
- *              --qmp unix:PATH [--spice tcp:H:P|unix:P] [--incoming URI]
+ *              --qmp unix:PATH [--spice OPTIONS] [--incoming URI]
  *              [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]
  *              [--mem-prealloc] [--exit-on-incoming-failure] [--trace]
  *
- * (docs/architecture.md section 5; --spice is parsed and refused with
- * "not built yet" until impl/spice lands.)
+ * (docs/architecture.md section 5).  --spice takes QEMU's -spice syntax
+ * (port=N,addr=H or unix=on,addr=PATH; disable-ticketing, seamless-migration)
+ * and gives the machine a SPICE server with its display, sound and char
+ * devices and QEMU's SPICE QMP commands (vm-spice.c).
  *
  * Devices: the vmstate-described fakes (fake-serial, fake-nic, fake-rng) are
  * FULL sections; fake-gpu is a VFIO-style device, a MigDevice over the
@@ -67,6 +69,7 @@
 #include "machine/machine.h"
 #include "monitor/monitor.h"
 #include "monitor/qmp-commands.h"
+#include "vm-spice.h"
 #include "workload/workload.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -86,6 +89,7 @@ typedef struct Vm {
     MigLoopSource *gpu_dirtier;
     uint32_t gpu_ops; /* guest writes to its memory per tick (--dirty-rate) */
     MigQmpMachine qmp;
+    VmSpice *spice;
     bool incoming;
     bool exit_on_incoming_failure;
     bool quit;
@@ -123,7 +127,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]\n"
-            "                  --qmp unix:PATH [--spice tcp:H:P|unix:P] [--incoming URI]\n"
+            "                  --qmp unix:PATH [--spice OPTIONS] [--incoming URI]\n"
             "                  [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]\n"
             "                  [--mem-prealloc] [--exit-on-incoming-failure] [--trace]\n"
             "One real machine, driven over QMP; it runs until `quit` or SIGTERM.\n"
@@ -139,7 +143,10 @@ static void usage(FILE *out)
             "                    fake-gpu, at most one, is VFIO-style (a device section,\n"
             "                    16 MiB of memory), shipped by releases 2.0 and later\n"
             "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
-            "  --spice ADDR      the SPICE server (not built yet)\n"
+            "  --spice OPTIONS   a SPICE server, QEMU's -spice syntax: port=N[,addr=H] or\n"
+            "                    unix=on,addr=PATH; disable-ticketing=on, password=P,\n"
+            "                    seamless-migration=on; adds the display, sound and\n"
+            "                    port devices (fake-qxl, fake-snd, fake-vmc)\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
@@ -531,6 +538,8 @@ int cmd_vm(int argc, char **argv)
     const char *incoming = NULL, *devices = NULL, *fill = "random";
     uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1;
     bool start_paused = false, mem_prealloc = false, trace = false, exit_on_fail = false;
+    bool have_spice = false;
+    VmSpiceOptions spice_opts;
     enum { O_RELEASE = 256, O_MACHINE, O_RAM, O_FILL, O_DIRTY, O_SEED, O_QMP, O_INCOMING,
            O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP };
     static const struct option opts[] = {
@@ -587,10 +596,15 @@ int cmd_vm(int argc, char **argv)
         case O_PREALLOC: mem_prealloc = true; break;
         case O_TRACE: trace = true; break;
         case O_EXIT_ON_FAIL: exit_on_fail = true; break;
-        case O_SPICE:
-            fprintf(stderr, "migcert vm: --spice %s: the SPICE server is not built yet\n",
-                    optarg);
-            return 2;
+        case O_SPICE: {
+            char why[256];
+            if (vm_spice_parse(optarg, &spice_opts, why, sizeof(why)) < 0) {
+                fprintf(stderr, "migcert vm: --spice %s: %s\n", optarg, why);
+                return 2;
+            }
+            have_spice = true;
+            break;
+        }
         case 'S': start_paused = true; break;
         case 'h':
         case O_HELP: usage(stdout); return 0;
@@ -728,6 +742,10 @@ int cmd_vm(int argc, char **argv)
         fprintf(stderr, "migcert vm: duplicate QMP command\n");
         goto out_workload;
     }
+    if (have_spice && !(vm.spice = vm_spice_new(vm.machine, vm.mon, &spice_opts, &err))) {
+        fprintf(stderr, "migcert vm: --spice: %s\n", err ? err->msg : "failed");
+        goto out_workload;
+    }
     if (mig_monitor_listen_unix(vm.mon, qmp + 5, &err) < 0) {
         fprintf(stderr, "migcert vm: %s\n", err->msg);
         goto out_workload;
@@ -771,6 +789,10 @@ int cmd_vm(int argc, char **argv)
         close(vm.sigfd);
 out_workload:
     mig_workload_free(vm.work);
+    /* the monitor is freed after the machine: its SPICE commands must not
+     * outlive their state, so the listener and devices go now, and the
+     * server with the machine */
+    vm_spice_free(vm.spice);
 out_devices:
 out_machine:
     /* the device section leaves the registry before the machine goes (as

@@ -1,0 +1,116 @@
+"""test_spice_vm.py - `migcert vm --spice` as a real process with the fake
+client (`migcert client`): QEMU's -spice syntax, every channel linked, the
+client's screen equal to the machine's screendump, QEMU's SPICE QMP
+commands and events, and semi-seamless migration between two processes:
+client_migrate_info, then migrate; the client ends on the destination in
+the same session, showing its screen, with no playback frame or port byte
+repeated or lost, and the source reports SPICE_MIGRATE_COMPLETED.
+
+Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_vm
+"""
+import json
+
+import pytest
+
+from spiceclient import SpiceClient, read_ppm
+from test_vm_migration import vms  # noqa: F401 (fixture)
+
+CHANNELS = ["CURSOR:0", "DISPLAY:0", "INPUTS:0", "MAIN:0", "PLAYBACK:0", "PORT:0", "RECORD:0"]
+
+
+def spice_vm(vms, name, *extra, password=None):
+    sock = vms.dir / f"{name}.spice"
+    opts = f"unix=on,addr={sock}" + (",disable-ticketing=on" if password is None else f",password={password}")
+    return vms(name, "--ram", "32M", "--spice", opts, *extra), sock
+
+
+def same_screen(vm, client, path):
+    """Stop the guest (it stops drawing), then wait until the client shows
+    exactly the machine's screendump."""
+    vm.cmd("stop")
+
+    def equal(summary):
+        if not client.shot.exists():
+            return False
+        vm.cmd("screendump", filename=str(path))
+        return read_ppm(client.shot) == read_ppm(path)
+
+    return client.wait_for(equal, "the machine's screen")
+
+
+def test_spice_vm_client_links_every_channel_and_sees_the_screen(vms, migcert_bin):
+    vm, sock = spice_vm(vms, "one")
+    vm.qmp.get_events()
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}")
+    try:
+        s = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
+        s = client.wait_for(lambda s: s["playback"]["received"] > 0 and s["vmc"]["received"] > 0,
+                            "sound and port data")
+        info = vm.cmd("query-spice")
+        assert info["enabled"] is True and info["auth"] == "none" and info["migrated"] is False
+        assert len(info["channels"]) == 7
+        assert {c["connection-id"] for c in info["channels"]} == {s["session_id"]}
+        vm.qmp.wait_event("SPICE_INITIALIZED", timeout=30)
+        vm.qmp.wait_event("SPICE_CONNECTED", timeout=30)
+        s = same_screen(vm, client, vms.dir / "one.ppm")
+        assert s["playback"]["gaps"] == 0 and s["playback"]["repeats"] == 0
+        assert s["vmc"]["gaps"] == 0 and s["vmc"]["repeats"] == 0
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["error"] == ""
+
+
+def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin):
+    src, ssock = spice_vm(vms, "src")
+    dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}")
+    try:
+        before = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
+        src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        src.cmd("migrate", uri=f"unix:{vms.dir / 'mig.sock'}")
+        src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
+        src.qmp.wait_event("SPICE_MIGRATE_COMPLETED", timeout=60)
+        after = client.wait_for(lambda s: s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock),
+                                "the switch to the destination")
+        assert after["session_id"] == before["session_id"]
+        assert src.cmd("query-spice")["migrated"] is True
+        assert dst.cmd("query-status")["running"] is True
+        # the destination keeps playing and writing: the client keeps receiving
+        n = after["playback"]["received"]
+        after = client.wait_for(lambda s: s["playback"]["received"] > n, "playback from the destination")
+        s = same_screen(dst, client, vms.dir / "dst.ppm")
+        assert s["playback"]["repeats"] == 0 and s["vmc"]["gaps"] == 0 and s["vmc"]["repeats"] == 0
+        assert s["error"] == ""
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["migrations"] == {"semi_seamless": 1, "switch_host": 0, "cancelled": 0, "connect_errors": 0}
+
+
+def test_spice_vm_password(vms, migcert_bin, run_migcert):
+    vm, sock = spice_vm(vms, "pw", password="s3cret")
+    r = run_migcert("client", "--connect", f"unix:{sock}", "--password", "guess", timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr  # linked nothing: the session failed
+    assert json.loads(r.stdout)["error"] == "MAIN:0: the server refused the ticket: PERMISSION_DENIED"
+    vm.cmd("set_password", protocol="spice", password="other")
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}", "--password", "other")
+    try:
+        client.wait_for(lambda s: len(s["channels"]) == 7, "seven channels")
+    finally:
+        rc, _ = client.stop()
+    assert rc == 0, client.stderr
+
+
+@pytest.mark.parametrize("opts,message", [
+    ("port=70000", "port=70000: expected 0 to 65535"),
+    ("unix=on", "unix=on needs addr=PATH"),
+    ("disable-ticketing=maybe,port=1", "disable-ticketing=maybe: expected on or off"),
+    ("port=1,tls-port=2", "tls-port: TLS is not supported"),
+    ("port=1,bogus=1", "unknown option 'bogus'"),
+])
+def test_spice_vm_bad_spice_options_exit_2(run_migcert, sock_dir, opts, message):
+    r = run_migcert("vm", "--qmp", f"unix:{sock_dir / 'q.sock'}", "--spice", opts, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr

@@ -1,0 +1,401 @@
+/*
+ * vm-spice.c - SPICE in `migcert vm` (vm-spice.h).
+ *
+ * The listener is a non-blocking socket watched on the loop; each accepted
+ * connection is handed to the SPICE server, which runs its link stage.
+ * client_migrate_info returns once MIGRATE_BEGIN went out to the clients
+ * (the clients' answers are then awaited by the server, up to its timeout,
+ * before the migration's end decides between MIGRATE_END and SWITCH_HOST).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <spice/enums.h>
+
+#include "devices/fake-spice.h"
+#include "spice/spice-ticket.h"
+#include "vm-spice.h"
+
+struct VmSpice {
+    MigMachine *machine;
+    MigMonitor *mon;
+    MigLoop *loop;
+    VmSpiceOptions o;
+    FakeSpice *devices;
+    int lfd;
+    MigLoopSource *lwatch;
+    bool migrated; /* a migration's clients were sent to its target */
+};
+
+/* ------------------------------------------------------------------ options */
+
+static int parse_bool(const char *key, const char *v, bool *out, char *why, size_t n)
+{
+    if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "true"))
+        *out = true;
+    else if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "false"))
+        *out = false;
+    else {
+        snprintf(why, n, "%s=%s: expected on or off", key, v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_len)
+{
+    memset(o, 0, sizeof(*o));
+    o->port = -1;
+    char *dup = mig_strdup(text), *save = NULL;
+    int r = 0;
+    for (char *item = strtok_r(dup, ",", &save); item && r == 0; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            snprintf(why, why_len, "'%s': expected key=value", item);
+            r = -EINVAL;
+            break;
+        }
+        *eq = '\0';
+        const char *k = item, *v = eq + 1;
+        if (!strcmp(k, "port")) {
+            char *end = NULL;
+            long p = strtol(v, &end, 10);
+            if (!*v || *end || p < 0 || p > 65535) {
+                snprintf(why, why_len, "port=%s: expected 0 to 65535", v);
+                r = -EINVAL;
+            }
+            o->port = (int)p;
+        } else if (!strcmp(k, "addr")) {
+            if (strlen(v) >= sizeof(o->addr)) {
+                snprintf(why, why_len, "addr: longer than %zu bytes", sizeof(o->addr) - 1);
+                r = -EINVAL;
+            } else {
+                snprintf(o->addr, sizeof(o->addr), "%s", v);
+            }
+        } else if (!strcmp(k, "unix")) {
+            r = parse_bool(k, v, &o->unix_socket, why, why_len);
+        } else if (!strcmp(k, "disable-ticketing")) {
+            r = parse_bool(k, v, &o->disable_ticketing, why, why_len);
+        } else if (!strcmp(k, "seamless-migration")) {
+            r = parse_bool(k, v, &o->seamless_migration, why, why_len);
+        } else if (!strcmp(k, "password")) {
+            if (strlen(v) >= sizeof(o->password)) {
+                snprintf(why, why_len, "password: longer than %zu characters", sizeof(o->password) - 1);
+                r = -EINVAL;
+            } else {
+                snprintf(o->password, sizeof(o->password), "%s", v);
+                o->have_password = true;
+            }
+        } else if (!strcmp(k, "tls-port") || !strcmp(k, "x509-dir")) {
+            snprintf(why, why_len, "%s: TLS is not supported", k);
+            r = -ENOTSUP;
+        } else if (!strcmp(k, "image-compression") || !strcmp(k, "jpeg-wan-compression") ||
+                   !strcmp(k, "zlib-glz-wan-compression") || !strcmp(k, "streaming-video") ||
+                   !strcmp(k, "playback-compression") || !strcmp(k, "agent-mouse")) {
+            /* accepted for QEMU command lines: images are raw bitmaps here */
+        } else {
+            snprintf(why, why_len, "unknown option '%s'", k);
+            r = -EINVAL;
+        }
+    }
+    free(dup);
+    if (r == 0 && o->unix_socket && !o->addr[0]) {
+        snprintf(why, why_len, "unix=on needs addr=PATH");
+        r = -EINVAL;
+    }
+    if (r == 0 && !o->unix_socket && o->port < 0) {
+        snprintf(why, why_len, "port=N (or unix=on,addr=PATH) is required");
+        r = -EINVAL;
+    }
+    if (r == 0 && !o->unix_socket && !o->addr[0])
+        snprintf(o->addr, sizeof(o->addr), "127.0.0.1");
+    return r;
+}
+
+/* ------------------------------------------------------------------ addresses */
+
+/* {host, port, family} of one end of a socket (QEMU's SpiceBasicInfo). */
+static json_t *basic_info(int fd, bool peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int r = fd < 0 ? -1 : peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+    char host[NI_MAXHOST] = "", port[NI_MAXSERV] = "";
+    const char *family = "unknown";
+    if (r == 0 && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+        family = ss.ss_family == AF_INET ? "ipv4" : "ipv6";
+    } else if (r == 0 && ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+        snprintf(host, sizeof(host), "%s", len > offsetof(struct sockaddr_un, sun_path) ? su->sun_path : "");
+        family = "unix";
+    }
+    return json_pack("{s:s, s:s, s:s}", "host", host, "port", port, "family", family);
+}
+
+static json_t *channel_info(SpiceChannelClient *cc)
+{
+    json_t *j = basic_info(mig_transport_get_fd(spice_cc_transport(cc)), true);
+    SpiceChannel *ch = spice_cc_channel(cc);
+    json_object_set_new(j, "connection-id", json_integer(spice_client_session_id(spice_cc_client(cc))));
+    json_object_set_new(j, "channel-type", json_integer(spice_channel_type(ch)));
+    json_object_set_new(j, "channel-id", json_integer(spice_channel_id(ch)));
+    json_object_set_new(j, "tls", json_false());
+    return j;
+}
+
+static void on_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc)
+{
+    VmSpice *v = opaque;
+    if (ev == SPICE_SERVER_EV_MIGRATE_COMPLETED) {
+        mig_monitor_emit(v->mon, "SPICE_MIGRATE_COMPLETED", NULL);
+        return;
+    }
+    int fd = mig_transport_get_fd(spice_cc_transport(cc));
+    json_t *server = basic_info(fd, false);
+    if (ev == SPICE_SERVER_EV_INITIALIZED) {
+        json_object_set_new(server, "auth", json_string(v->o.disable_ticketing ? "none" : "spice"));
+        mig_monitor_emit(v->mon, "SPICE_INITIALIZED", json_pack("{s:o, s:o}", "server", server, "client",
+                                                                 channel_info(cc)));
+        return;
+    }
+    mig_monitor_emit(v->mon, ev == SPICE_SERVER_EV_CONNECTED ? "SPICE_CONNECTED" : "SPICE_DISCONNECTED",
+                     json_pack("{s:o, s:o}", "server", server, "client", basic_info(fd, true)));
+}
+
+/* ------------------------------------------------------------------ listener */
+
+static void on_accept(int fd, uint32_t events, void *opaque)
+{
+    VmSpice *v = opaque;
+    for (int i = 0; i < 16; i++) {
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            return; /* EAGAIN: nothing more now; other errors: the next wake-up retries */
+        MigTransport *t = mig_transport_fd_new(v->loop, c, v->o.unix_socket ? "unix" : "tcp");
+        if (t)
+            spice_server_accept(mig_machine_spice(v->machine), t);
+        else
+            close(c);
+    }
+}
+
+static int listen_on(VmSpice *v, MigErr **errp)
+{
+    int fd;
+    if (v->o.unix_socket) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(v->o.addr) >= sizeof(sa.sun_path))
+            return mig_err_set(errp, -ENAMETOOLONG, "--spice addr=%s: a unix socket path of at most %zu bytes",
+                               v->o.addr, sizeof(sa.sun_path) - 1);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", v->o.addr);
+        unlink(v->o.addr);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return mig_err_set(errp, -e, "--spice: cannot listen on %s: %s", v->o.addr, strerror(e));
+        }
+    } else {
+        char ps[16];
+        snprintf(ps, sizeof(ps), "%d", v->o.port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+        int g = getaddrinfo(v->o.addr, ps, &hints, &res);
+        if (g)
+            return mig_err_set(errp, -EINVAL, "--spice addr=%s: %s", v->o.addr, gai_strerror(g));
+        fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+            int e = errno;
+            freeaddrinfo(res);
+            if (fd >= 0)
+                close(fd);
+            return mig_err_set(errp, -e, "--spice: cannot listen on %s:%d: %s", v->o.addr, v->o.port, strerror(e));
+        }
+        freeaddrinfo(res);
+        if (v->o.port == 0) { /* port=0: the kernel's choice, as QEMU reports it in query-spice */
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+                v->o.port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    v->lfd = fd;
+    v->lwatch = mig_loop_fd_watch(v->loop, fd, MIG_LOOP_IN, on_accept, v);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ QMP */
+
+static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    VmSpice *v = opaque;
+    const char *proto = json_string_value(json_object_get(args, "protocol"));
+    if (strcmp(proto, "spice"))
+        return mig_err_set(errp, -EINVAL, "client_migrate_info: protocol '%s' is not supported (spice is)",
+                           proto);
+    json_t *port = json_object_get(args, "port"), *tls = json_object_get(args, "tls-port");
+    if (!port && !tls)
+        return mig_err_set(errp, -EINVAL, "client_migrate_info: 'port' or 'tls-port' is required");
+    const char *host = json_string_value(json_object_get(args, "hostname"));
+    const char *subject = json_string_value(json_object_get(args, "cert-subject"));
+    SpiceMain *m = mig_machine_spice_main(v->machine);
+    spice_main_set_migrate_dest(m, host, port ? (int)json_integer_value(port) : -1,
+                                tls ? (int)json_integer_value(tls) : -1, subject);
+    int r = spice_main_migrate_begin(m, NULL, NULL, errp);
+    if (r == 0)
+        v->migrated = false;
+    return r;
+}
+
+static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    VmSpice *v = opaque;
+    SpiceServer *s = mig_machine_spice(v->machine);
+    json_t *chans = json_array();
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceClient *c = spice_server_client_at(s, i);
+        for (size_t k = 0; k < spice_server_channel_count(s); k++) {
+            SpiceChannel *ch = spice_server_channel_at(s, k);
+            SpiceChannelClient *cc = spice_client_find(c, spice_channel_type(ch), spice_channel_id(ch));
+            if (cc)
+                json_array_append_new(chans, channel_info(cc));
+        }
+    }
+    *ret = json_pack("{s:b, s:b, s:s, s:s, s:s, s:s, s:o}", "enabled", 1, "migrated", v->migrated, "host",
+                     v->o.addr, "auth", v->o.disable_ticketing ? "none" : "spice", "compiled-version", "0.15.1",
+                     "mouse-mode", "server", "channels", chans);
+    if (!v->o.unix_socket)
+        json_object_set_new(*ret, "port", json_integer(v->o.port));
+    return 0;
+}
+
+static int q_set_password(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    VmSpice *v = opaque;
+    const char *proto = json_string_value(json_object_get(args, "protocol"));
+    if (strcmp(proto, "spice"))
+        return mig_err_set(errp, -EINVAL, "set_password: protocol '%s' is not available (spice is)", proto);
+    const char *connected = json_string_value(json_object_get(args, "connected"));
+    if (connected && strcmp(connected, "keep"))
+        return mig_err_set(errp, -ENOTSUP, "set_password: connected=%s is not supported (keep is)", connected);
+    const char *pw = json_string_value(json_object_get(args, "password"));
+    if (strlen(pw) > SPICE_PASSWORD_MAX)
+        return mig_err_set(errp, -EINVAL, "set_password: a password of at most %u characters", SPICE_PASSWORD_MAX);
+    spice_server_set_password(mig_machine_spice(v->machine), pw);
+    return 0;
+}
+
+static int q_screendump(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    VmSpice *v = opaque;
+    const char *path = json_string_value(json_object_get(args, "filename"));
+    const char *format = json_string_value(json_object_get(args, "format"));
+    if (format && strcmp(format, "ppm"))
+        return mig_err_set(errp, -ENOTSUP, "screendump: format '%s' is not supported (ppm is)", format);
+    const SpiceSurface *s = fake_qxl_framebuffer(v->devices->qxl);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return mig_err_set(errp, -errno, "screendump: cannot open %s: %s", path, strerror(errno));
+    fprintf(f, "P6\n%u %u\n255\n", s->width, s->height);
+    for (size_t i = 0; i < (size_t)s->width * s->height; i++) {
+        unsigned char rgb[3] = {(unsigned char)(s->px[i] >> 16), (unsigned char)(s->px[i] >> 8),
+                                (unsigned char)s->px[i]};
+        fwrite(rgb, 1, 3, f);
+    }
+    if (fclose(f) != 0)
+        return mig_err_set(errp, -EIO, "screendump: writing %s failed", path);
+    return 0;
+}
+
+static const MigQmpArg cmi_args[] = {
+    {"protocol", MIG_QMP_ARG_STR, false},   {"hostname", MIG_QMP_ARG_STR, false},
+    {"port", MIG_QMP_ARG_INT, true},        {"tls-port", MIG_QMP_ARG_INT, true},
+    {"cert-subject", MIG_QMP_ARG_STR, true}, {NULL},
+};
+static const MigQmpArg pw_args[] = {
+    {"protocol", MIG_QMP_ARG_STR, false},
+    {"password", MIG_QMP_ARG_STR, false},
+    {"connected", MIG_QMP_ARG_STR, true},
+    {NULL},
+};
+static const MigQmpArg shot_args[] = {
+    {"filename", MIG_QMP_ARG_STR, false}, {"device", MIG_QMP_ARG_STR, true},
+    {"head", MIG_QMP_ARG_INT, true},      {"format", MIG_QMP_ARG_STR, true},
+    {NULL},
+};
+static const MigQmpCommand spice_cmds[] = {
+    {"client_migrate_info", q_client_migrate_info, cmi_args, false},
+    {"query-spice", q_query_spice, NULL, false},
+    {"set_password", q_set_password, pw_args, false},
+    {"screendump", q_screendump, shot_args, false},
+};
+
+/* ------------------------------------------------------------------ life */
+
+static void on_migration_finished(void *opaque, bool incoming, MigStatus status)
+{
+    VmSpice *v = opaque;
+    if (!incoming && status == MIG_STATUS_COMPLETED)
+        v->migrated = true;
+}
+
+static const MigMachineObserver observer = {.migration_finished = on_migration_finished};
+
+VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, MigErr **errp)
+{
+    VmSpice *v = mig_malloc0(sizeof(*v));
+    v->machine = m;
+    v->mon = mon;
+    v->loop = mig_machine_loop(m);
+    v->o = *o;
+    v->lfd = -1;
+    SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
+                            .seamless_migration = o->seamless_migration, .name = "migcert",
+                            .event = on_event, .event_opaque = v};
+    if (mig_machine_add_spice(m, &sc, errp) < 0)
+        goto fail;
+    v->devices = fake_spice_new(m, NULL, errp);
+    if (!v->devices)
+        goto fail;
+    mig_machine_add_observer(m, &observer, v);
+    if (listen_on(v, errp) < 0)
+        goto fail;
+    /* last: the monitor keeps `v` for these from now on */
+    if (mig_monitor_add_commands(mon, spice_cmds, MIG_ARRAY_SIZE(spice_cmds), v) < 0) {
+        mig_err_set(errp, -EEXIST, "a SPICE QMP command is already registered");
+        goto fail;
+    }
+    return v;
+fail:
+    vm_spice_free(v);
+    return NULL;
+}
+
+void vm_spice_free(VmSpice *v)
+{
+    if (!v)
+        return;
+    if (v->lwatch)
+        mig_loop_remove(v->loop, v->lwatch);
+    if (v->lfd >= 0)
+        close(v->lfd);
+    if (v->o.unix_socket && v->lfd >= 0)
+        unlink(v->o.addr);
+    mig_machine_remove_observer(v->machine, &observer, v);
+    fake_spice_free(v->devices);
+    free(v);
+}

@@ -1,0 +1,40 @@
+/*
+ * vm-spice.h - the SPICE part of `migcert vm`: QEMU's -spice option syntax,
+ * the listening socket (TCP or unix), the machine's SPICE server with its
+ * display, sound and char devices (fakes/devices/fake-spice), and the QMP
+ * commands and events QEMU has for it: client_migrate_info, query-spice,
+ * set_password, screendump; SPICE_CONNECTED, SPICE_INITIALIZED,
+ * SPICE_DISCONNECTED, SPICE_MIGRATE_COMPLETED.
+ * Called by: cmd-vm.c.
+ */
+#ifndef MIGCERT_VM_SPICE_H
+#define MIGCERT_VM_SPICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "machine/machine.h"
+#include "monitor/monitor.h"
+
+typedef struct VmSpiceOptions {
+    char addr[256];          /* host, or the socket path with unix=on */
+    int port;                /* TCP port (-1 with unix=on) */
+    bool unix_socket;
+    bool disable_ticketing;
+    bool seamless_migration;
+    char password[64];       /* legacy password= (QEMU now takes set_password) */
+    bool have_password;
+} VmSpiceOptions;
+
+/* Parse QEMU's `-spice` value ("port=5900,addr=127.0.0.1,disable-ticketing=on",
+ * "unix=on,addr=/run/x.sock,..."); on error, a sentence into `why`. */
+int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_len);
+
+typedef struct VmSpice VmSpice;
+
+/* Give `m` a SPICE server with the default devices, listen, and register
+ * the QMP commands on `mon` (events go to it too). */
+VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, MigErr **errp);
+void vm_spice_free(VmSpice *v);
+
+#endif
