@@ -96,12 +96,13 @@ check: deps
 	@rm -rf reports/out && mkdir -p reports/out
 	@rc=0; bash ci/lane-build $(BUILD) || rc=1; bash ci/lane-layers $(BUILD) || rc=1; \
 	  bash ci/lane-unit $(BUILD) || rc=1; bash ci/lane-pytest $(BUILD) || rc=1; \
+	  bash ci/lane-fuzz $(BUILD) || rc=1; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 
 # The long job: everything in check plus the long lanes.
 check-full: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; for lane in build layers unit pytest $(wildcard ci/lane-full-*); do \
+	@rc=0; for lane in build layers unit pytest fuzz $(wildcard ci/lane-full-*); do \
 	  l=$${lane#ci/lane-}; bash ci/lane-$$l $(BUILD) || rc=1; done; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 

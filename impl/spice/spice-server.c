@@ -65,7 +65,8 @@ struct SpiceServer {
     SpiceServerConfig cfg;
     char who[48];
     char *password;
-    SpiceTicketKey *key;
+    const SpiceTicketKey *key;
+    SpiceTicketKey *own_key; /* made here when the config gave none */
     SpiceChannel **channels;
     size_t nchannels;
     SpiceClient **clients;
@@ -317,7 +318,7 @@ SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigEr
         s->cfg.name = mig_strdup(cfg->name);
     MigPrng kp;
     mig_prng_fork(&loop->prng, &kp);
-    s->key = spice_ticket_key_new(&kp, errp);
+    s->key = cfg->key ? cfg->key : (s->own_key = spice_ticket_key_new(&kp, errp));
     if (!s->key) {
         spice_server_free(s);
         return NULL;
@@ -350,7 +351,7 @@ void spice_server_free(SpiceServer *s)
     free(s->channels);
     free(s->clients);
     free(s->pending);
-    spice_ticket_key_free(s->key);
+    spice_ticket_key_free(s->own_key);
     free(s->password);
     free((char *)s->cfg.name);
     free(s);

@@ -60,6 +60,11 @@ typedef struct SpiceServerConfig {
     uint64_t migrate_timeout_ns; /* 0: MIGRATE_TIMEOUT (10 s) */
     const char *who;         /* trace prefix, e.g. "src.spice" */
     void (*event)(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc); /* optional */
+    /* Optional: the ticket key to use (borrowed; outlives the server).
+     * NULL: the server makes its own from the loop's PRNG (spice-server
+     * makes one per link; one per server is enough to keep passwords off
+     * the wire).  A fuzzer shares one to skip the key generation. */
+    const struct SpiceTicketKey *key;
     void *event_opaque;
 } SpiceServerConfig;
 
