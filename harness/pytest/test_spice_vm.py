@@ -68,6 +68,8 @@ def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin
     try:
         before = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
         src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        # it answered once the client had linked to the destination: its main channel is there
+        assert [c["channel-type"] for c in dst.cmd("query-spice")["channels"]] == [1]
         src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
         src.cmd("migrate", uri=f"unix:{vms.dir / 'mig.sock'}")
         src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
