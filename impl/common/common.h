@@ -25,6 +25,8 @@
 #define MIG_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MIG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define MIG_UNUSED __attribute__((unused))
+/* The struct of type `type` whose member `member` is at `ptr`. */
+#define MIG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 typedef struct MigErr {
     int code;  /* negative errno */
