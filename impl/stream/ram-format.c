@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "ram-format.h"
 
 static int finish(MigStream *s, MigErr **errp)
@@ -73,10 +74,7 @@ static int get_mem_size(MigStream *s, MigRamReader *r, MigRamRecord *x, MigErr *
             ret = fail(s, errp, at, "RAM block list has more than %u blocks", MIG_RAM_MAX_BLOCKS);
             goto out_free;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            tab = mig_realloc(tab, cap * sizeof(*tab));
-        }
+        MIG_GROW(tab, cap, n + 1, 8);
         MigRamBlockInfo *b = &tab[n];
         memset(b, 0, sizeof(*b));
         mig_stream_get_counted(s, b->name);

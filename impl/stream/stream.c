@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "stream.h"
 
 #define WBUF_MIN (64 * 1024)
@@ -331,9 +332,7 @@ static bool wseg_room(MigStream *s)
         if (s->nsegs < s->segcap)
             return true;
     }
-    size_t cap = MIG_MAX(s->segcap * 2, (size_t)WSEG_MIN);
-    s->segs = mig_realloc(s->segs, cap * sizeof(WSeg));
-    s->segcap = cap;
+    MIG_GROW(s->segs, s->segcap, s->nsegs + 1, WSEG_MIN);
     return true;
 }
 
@@ -347,11 +346,7 @@ static uint8_t *wreserve_slow(MigStream *s, size_t n)
             if (r < 0 && r != -EAGAIN)
                 return NULL;
         }
-        if (s->wlen + n > s->wcap) {
-            size_t cap = MIG_MAX(MIG_MAX(s->wcap * 2, s->wlen + n), (size_t)WBUF_MIN);
-            s->wbuf = mig_realloc(s->wbuf, cap);
-            s->wcap = cap;
-        }
+        MIG_GROW(s->wbuf, s->wcap, s->wlen + n, WBUF_MIN);
     }
     if (s->whead == s->nsegs || s->segs[s->nsegs - 1].ref) {
         if (!wseg_room(s))
@@ -501,11 +496,7 @@ static int rfill(MigStream *s, size_t need)
         if (s->marked)
             s->mark_pos -= keep;
     }
-    if (s->rpos + need > s->rcap) {
-        size_t cap = MIG_MAX(MIG_MAX(s->rcap * 2, s->rpos + need), (size_t)RBUF_MIN);
-        s->rbuf = mig_realloc(s->rbuf, cap);
-        s->rcap = cap;
-    }
+    MIG_GROW(s->rbuf, s->rcap, s->rpos + need, RBUF_MIN);
     s->rdata = s->rbuf;
     while (s->rlen - s->rpos < need) {
         ssize_t r = stream_read(s, s->rbuf + s->rlen, s->rcap - s->rlen);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "vmstate.h"
 
 static const char *const type_names[VMS_TYPE__COUNT] = {
@@ -321,10 +322,7 @@ static int save_element(Walk *w, const VmsField *f, uint8_t *elem, json_t *jstru
             free(sent);
             return ret;
         }
-        if (w->nchecks == w->capchecks) {
-            w->capchecks = w->capchecks ? 2 * w->capchecks : 8;
-            w->checks = mig_realloc(w->checks, w->capchecks * sizeof(*w->checks));
-        }
+        MIG_GROW(w->checks, w->capchecks, w->nchecks + 1, 8);
         w->checks[w->nchecks++] = (AmbCheck){
             .pos = (size_t)mig_stream_offset(s),
             .child = f->vmsd,
@@ -512,8 +510,8 @@ json_t *vmstate_describe_vmdesc(const VmsDescription *desc, void *obj, const cha
 /* ---- snapshot for transactional load ---- */
 
 typedef struct Snap {
-    uint8_t *buf;
-    size_t len, cap;
+    MigBuf b;
+    size_t pos; /* restore: next byte to give back */
     bool restore;
 } Snap;
 
@@ -522,16 +520,11 @@ static void snap_bytes(Snap *sn, void *p, size_t n)
     if (!n)
         return;
     if (sn->restore) {
-        memcpy(p, sn->buf + sn->len, n);
-        sn->len += n;
+        memcpy(p, sn->b.data + sn->pos, n);
+        sn->pos += n;
         return;
     }
-    if (sn->len + n > sn->cap) {
-        sn->cap = MIG_MAX(2 * sn->cap, sn->len + n + 256);
-        sn->buf = mig_realloc(sn->buf, sn->cap);
-    }
-    memcpy(sn->buf + sn->len, p, n);
-    sn->len += n;
+    mig_buf_append(&sn->b, p, n);
 }
 
 /* Every byte a load of `d` may write, in a fixed order (depth 16 bounds
@@ -768,10 +761,10 @@ int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int versio
         ret = load_desc(&w, desc, obj, version_id, false);
     if (ret < 0) {
         sn.restore = true;
-        sn.len = 0;
+        sn.pos = 0;
         snap_desc(&sn, desc, obj, 0);
     }
-    free(sn.buf);
+    mig_buf_free(&sn.b);
     return ret;
 }
 
