@@ -57,5 +57,6 @@ void *mig_malloc0(size_t n);
 void *mig_realloc(void *p, size_t n);
 char *mig_strdup(const char *s);
 char *mig_strdup_printf(const char *fmt, ...) MIG_PRINTF(1, 2);
+char *mig_strdup_vprintf(const char *fmt, va_list ap) MIG_PRINTF(1, 0);
 
 #endif

@@ -132,6 +132,11 @@ char *mig_strdup(const char *s)
     return s ? strcpy(mig_malloc0(strlen(s) + 1), s) : NULL;
 }
 
+char *mig_strdup_vprintf(const char *fmt, va_list ap)
+{
+    return vformat(fmt, ap);
+}
+
 char *mig_strdup_printf(const char *fmt, ...)
 {
     va_list ap;

@@ -104,23 +104,22 @@ static int walk_fail(Walk *w, int code, const char *fmt, ...)
 {
     if (!w->errp || *w->errp)
         return code;
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    char *msg = mig_strdup_vprintf(fmt, ap);
     va_end(ap);
     /* a load error says where in the incoming stream, unless the message
-     * does already (the stream's own errors name their offset) */
+     * does already (the stream's own errors name their offset).  Unlike
+     * mig_stream_fail, a field that fails leaves the stream itself good: the
+     * bytes were well formed, the value is what the device refuses. */
     char at[48] = "";
-    if (w->load && (!msg || !strstr(msg, "offset")))
+    if (w->load && !strstr(msg, "offset"))
         snprintf(at, sizeof(at), " (stream offset %llu)",
                  (unsigned long long)mig_stream_offset(w->s));
     if (w->plen)
-        mig_err_set(w->errp, code, "%s: field %s: %s%s", w->top->name, w->path,
-                    msg ? msg : "error", at);
+        mig_err_set(w->errp, code, "%s: field %s: %s%s", w->top->name, w->path, msg, at);
     else
-        mig_err_set(w->errp, code, "%s: %s%s", w->top->name, msg ? msg : "error", at);
+        mig_err_set(w->errp, code, "%s: %s%s", w->top->name, msg, at);
     free(msg);
     return code;
 }
