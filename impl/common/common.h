@@ -2,7 +2,8 @@
  * common.h - errors, small helpers and the fault-point include shared by every
  * engine module.
  *
- * Owns: MigErr (the human-readable error chain of STYLE.md "Errors").
+ * Owns: MigErr (the human-readable error chain of STYLE.md "Errors"); brings
+ * in the fault-point registry (faults.h) that engine code injects through.
  * Called by: every module of impl/, the harness and the fakes.
  * Invariants: an action returns 0 or a negative errno; where a person must
  * read why, its last parameter is `MigErr **errp`.  NULL errp means the caller
@@ -18,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fiu-local.h"
+#include "faults.h"
 
 #define MIG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIG_MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -1208,9 +1208,10 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
         mig_transport_close(t);
         return mig_err_set(errp, -EINVAL, "this machine was a migration destination");
     }
-    if (fiu_fail("mig/migration/start")) {
+    int fault = mig_fault_fire(MIG_FAULT_MIGRATION_START);
+    if (fault) {
         mig_transport_close(t);
-        return mig_err_set(errp, -EIO, "migration: start failed (injected fault)");
+        return mig_err_set(errp, fault, "migration: start failed (injected fault)");
     }
     bool rp = (mm->caps & MIG_CAP_BIT(MIG_CAP_RETURN_PATH)) != 0;
     if (rp && !has_back_channel(t)) {
@@ -1462,9 +1463,8 @@ static int dst_step(MigMigration *mm, MigErr **errp)
             int i = resolve_entry(mm, &h, errp);
             if (i < 0)
                 return i;
-            if (fiu_fail("mig/migration/load"))
-                return mig_err_set(errp, -EIO, "loading section '%s' failed (injected fault)",
-                                   h.idstr);
+            MIG_FAULT_RETURN_ERR(MIG_FAULT_MIGRATION_LOAD, errp,
+                                 "loading section '%s' failed (injected fault)", h.idstr);
             const MigSaveEntry *e = entry_at(mm, (size_t)i);
             mm->hdr = h;
             mm->cur_entry = (size_t)i;

@@ -239,7 +239,7 @@ bool mig_stream_input_length(const MigStream *s, uint64_t *len)
 
 static int inject_flush(void)
 {
-    fiu_return_on("mig/stream/flush", -EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_STREAM_FLUSH);
     return 0;
 }
 
@@ -483,7 +483,7 @@ size_t mig_stream_pending(const MigStream *s)
 
 static ssize_t stream_read(MigStream *s, void *buf, size_t len)
 {
-    fiu_return_on("mig/stream/read", -EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
     return mig_transport_read(s->t, buf, len);
 }
 

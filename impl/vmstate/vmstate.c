@@ -465,8 +465,8 @@ static int check_ambiguity(Walk *w, const uint8_t *data, size_t len)
 
 int vmstate_save(MigStream *s, const VmsDescription *desc, void *obj, MigErr **errp)
 {
-    if (fiu_fail("mig/vmstate/save"))
-        return mig_err_set(errp, -EIO, "%s: injected fault mig/vmstate/save", desc->name);
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_SAVE, errp, "%s: injected fault mig/vmstate/save",
+                         desc->name);
     if (mig_stream_error(s))
         return mig_stream_take_error(s, errp);
     MigStream *mem = mig_stream_new_mem_writer();
@@ -748,8 +748,8 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp)
 {
-    if (fiu_fail("mig/vmstate/load"))
-        return mig_err_set(errp, -EINVAL, "%s: injected fault mig/vmstate/load", desc->name);
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_LOAD, errp, "%s: injected fault mig/vmstate/load",
+                         desc->name);
     if (mig_stream_error(s))
         return mig_stream_take_error(s, errp);
     Snap sn = {0};
