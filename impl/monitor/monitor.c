@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "monitor.h"
 
 /* A request larger than this is refused and dropped (the connection stays). */
@@ -67,7 +68,7 @@ struct MigMonitor {
     int greet_major, greet_minor, greet_micro;
     char *package;
     CommandSet *sets;
-    size_t n_sets;
+    size_t n_sets, sets_cap;
     Client *clients; /* in connection order */
     unsigned next_client_id;
     MigLoopSource *reap;
@@ -93,13 +94,7 @@ static void buf_append(Buf *b, const char *p, size_t n)
             b->len -= b->off;
             b->off = 0;
         }
-        if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 1024;
-            while (cap < b->len + n)
-                cap *= 2;
-            b->data = mig_realloc(b->data, cap);
-            b->cap = cap;
-        }
+        MIG_GROW(b->data, b->cap, b->len + n, 1024);
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -650,7 +645,7 @@ int mig_monitor_add_commands(MigMonitor *m, const MigQmpCommand *cmds, size_t n,
             if (!strcmp(cmds[i].name, cmds[j].name))
                 return -EEXIST;
     }
-    m->sets = mig_realloc(m->sets, (m->n_sets + 1) * sizeof(*m->sets));
+    MIG_GROW(m->sets, m->sets_cap, m->n_sets + 1, 4);
     m->sets[m->n_sets++] = (CommandSet){cmds, n, opaque};
     return 0;
 }
