@@ -20,6 +20,7 @@
 #include <fiu-control.h>
 #endif
 
+#include "runner/analyze-print.h"
 #include "stream/analyze.h"
 #include "stream/ram-format.h"
 #include "stream/stream.h"
@@ -1338,7 +1339,7 @@ static void test_stream_analyze_reports_sections_ram_and_device_fields(void **st
     char *text = NULL;
     size_t tlen = 0;
     FILE *f = open_memstream(&text, &tlen);
-    mig_analyze_print_text(f, doc);
+    analyze_print_text(f, doc);
     fclose(f);
     assert_non_null(strstr(text, "machine pc-i440fx-7.2"));
     assert_non_null(strstr(text, "pc.bios"));
@@ -1662,7 +1663,7 @@ static void test_stream_analyze_escapes_wire_idstrs(void **state)
         char *text = NULL;
         size_t tlen = 0;
         FILE *f = open_memstream(&text, &tlen);
-        mig_analyze_print_text(f, doc);
+        analyze_print_text(f, doc);
         fclose(f);
         assert_non_null(strstr(text, odd_esc));
         for (size_t i = 0; i < tlen; i++)
