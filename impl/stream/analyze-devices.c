@@ -7,7 +7,7 @@
  *
  * Called by analyze.c for every START/PART/END payload other than RAM's.
  * A record that is cut, unknown, of a bad length or in the wrong section
- * is an error naming the record and its offset; DATA bytes are skipped,
+ * is an error naming the record and its offset; DATA bytes are read past,
  * never kept.
  */
 #include <stdlib.h>
@@ -52,7 +52,7 @@ static void devrec_report(const MigAnalyzeStarted *st)
 }
 
 /* One START/PART/END payload of a device section in the record format: up
- * to and including its EOS.  DATA bytes are skipped, not kept. */
+ * to and including its EOS.  DATA bytes are read past, not kept. */
 static int parse_devrec(MigAnalyzeCtx *c, const MigSectionHeader *h, MigAnalyzeStarted *st,
                         MigErr **errp)
 {
@@ -97,7 +97,10 @@ static int parse_devrec(MigAnalyzeCtx *c, const MigSectionHeader *h, MigAnalyzeS
                                                 : "before the section's SETUP");
                 break;
             }
-            mig_stream_skip(c->s, v);
+            /* Taken whole (at most MIG_DEV_SECTION_MAX_DATA bytes) rather
+             * than skipped in what arrived: a record cut short is not
+             * consumed in part, so a pipe reports the sizes a file does. */
+            mig_stream_get_view(c->s, v);
             if ((r = mig__analyze_check(c, errp))) {
                 mig_err_prepend(errp, "DATA record of %u bytes at offset %llu", v,
                                 (unsigned long long)at);
