@@ -3,9 +3,13 @@
  *
  * The listener is a non-blocking socket watched on the loop; each accepted
  * connection is handed to the SPICE server, which runs its link stage.
- * client_migrate_info returns once MIGRATE_BEGIN went out to the clients
- * (the clients' answers are then awaited by the server, up to its timeout,
- * before the migration's end decides between MIGRATE_END and SWITCH_HOST).
+ * client_migrate_info replies once every client answered MIGRATE_BEGIN
+ * (MIGRATE_CONNECTED or CONNECT_ERROR) or the server's timeout passed, so
+ * that management may start `migrate` the moment it returns: a migration
+ * that ends before a client connected to the target sends that client
+ * SWITCH_HOST instead of MIGRATE_END (docs/protocol-spice.md, "observed with
+ * spice-gtk").  A migration that ends first, or the end of the process,
+ * completes the reply too.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +37,7 @@ struct VmSpice {
     int lfd;
     MigLoopSource *lwatch;
     bool migrated; /* a migration's clients were sent to its target */
+    MigQmpPending *cmi; /* client_migrate_info waiting for the clients' answers */
 };
 
 /* ------------------------------------------------------------------ options */
@@ -240,6 +245,18 @@ static int listen_on(VmSpice *v, MigErr **errp)
 
 /* ------------------------------------------------------------------ QMP */
 
+static void cmi_reply(VmSpice *v)
+{
+    MigQmpPending *p = v->cmi;
+    v->cmi = NULL;
+    mig_monitor_complete(p, 0, NULL, NULL); /* as QEMU: a client that could not connect is no error */
+}
+
+static void on_clients_answered(void *opaque, int result)
+{
+    cmi_reply(opaque);
+}
+
 static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     VmSpice *v = opaque;
@@ -255,10 +272,14 @@ static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigEr
     SpiceMain *m = mig_machine_spice_main(v->machine);
     spice_main_set_migrate_dest(m, host, port ? (int)json_integer_value(port) : -1,
                                 tls ? (int)json_integer_value(tls) : -1, subject);
-    int r = spice_main_migrate_begin(m, NULL, NULL, errp);
-    if (r == 0)
-        v->migrated = false;
-    return r;
+    if (v->cmi)
+        return mig_err_set(errp, -EBUSY, "client_migrate_info: the previous one has not completed");
+    int r = spice_main_migrate_begin(m, on_clients_answered, v, errp);
+    if (r < 0)
+        return r;
+    v->migrated = false;
+    v->cmi = mig_monitor_defer_reply(v->mon);
+    return v->cmi ? MIG_QMP_DEFERRED : 0;
 }
 
 static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -351,6 +372,8 @@ static void on_migration_finished(void *opaque, bool incoming, MigStatus status)
     VmSpice *v = opaque;
     if (!incoming && status == MIG_STATUS_COMPLETED)
         v->migrated = true;
+    if (!incoming)
+        cmi_reply(v); /* the migration did not wait for the clients' answers */
 }
 
 static const MigMachineObserver observer = {.migration_finished = on_migration_finished};
@@ -389,6 +412,7 @@ void vm_spice_free(VmSpice *v)
 {
     if (!v)
         return;
+    cmi_reply(v);
     if (v->lwatch)
         mig_loop_remove(v->loop, v->lwatch);
     if (v->lfd >= 0)

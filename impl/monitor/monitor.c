@@ -46,7 +46,15 @@ typedef struct Client {
     int depth;     /* bracket depth */
     bool in_str, esc;
     bool skipping; /* dropping an oversized request up to its end */
+    MigQmpPending *pending; /* a request whose reply is deferred: read no more */
+    MigLoopSource *resume;  /* handles the requests buffered behind it */
 } Client;
+
+struct MigQmpPending {
+    MigMonitor *mon; /* NULL once the monitor is gone */
+    Client *c;       /* NULL once the client is gone */
+    json_t *id;
+};
 
 typedef struct CommandSet {
     const MigQmpCommand *cmds;
@@ -67,6 +75,10 @@ struct MigMonitor {
     char *listen_path;
     /* Added to the loop clock to stamp events (see mig_monitor_set_clock_offset). */
     int64_t clock_offset_ns;
+    /* the request a handler is running for (mig_monitor_defer_reply) */
+    Client *dispatching;
+    json_t *dispatching_id;
+    MigQmpPending *deferred;
 };
 
 /* ---- buffers ---- */
@@ -317,8 +329,25 @@ static void dispatch(Client *c, json_t *req)
      * a handler that emits events to this same client */
     json_incref(id);
     int rc = mig_qmp_check_args(name, own_args, cmd->args, cmd->open_args, &err);
-    if (rc == 0)
+    if (rc == 0) {
+        m->dispatching = c;
+        m->dispatching_id = id;
+        m->deferred = NULL;
         rc = cmd->fn(own_args, &ret, opaque, &err);
+        m->dispatching = NULL;
+        m->dispatching_id = NULL;
+        if (rc == MIG_QMP_DEFERRED && m->deferred) {
+            m->deferred = NULL; /* the handler replies later */
+            json_decref(own_args);
+            json_decref(id);
+            mig_err_free(err);
+            return;
+        }
+        if (rc == MIG_QMP_DEFERRED) { /* no handle taken: nobody would ever reply */
+            rc = -EINVAL;
+            mig_err_set(&err, rc, "'%s' deferred its reply without a handle", name);
+        }
+    }
     json_decref(own_args);
     if (rc < 0) {
         if (!err)
@@ -365,7 +394,7 @@ static bool is_blank(const char *p, size_t n)
 static void client_scan(Client *c)
 {
     Buf *b = &c->in;
-    while (!c->dead && c->scan < b->len) {
+    while (!c->dead && !c->pending && c->scan < b->len) {
         char ch = b->data[c->scan++];
         bool cut = false;
         if (c->in_str) {
@@ -453,6 +482,9 @@ static void reap_cb(void *opaque)
             continue;
         }
         *pp = c->next;
+        if (c->pending)
+            c->pending->c = NULL;
+        mig_loop_remove(m->loop, c->resume);
         mig_transport_close(c->t);
         buf_free(&c->in);
         buf_free(&c->out);
@@ -578,11 +610,61 @@ int mig_monitor_add_commands(MigMonitor *m, const MigQmpCommand *cmds, size_t n,
     return 0;
 }
 
+static void resume_cb(void *opaque)
+{
+    Client *c = opaque;
+    c->resume = NULL;
+    client_scan(c);
+}
+
+MigQmpPending *mig_monitor_defer_reply(MigMonitor *m)
+{
+    if (!m->dispatching || m->deferred)
+        return NULL;
+    MigQmpPending *p = mig_malloc0(sizeof(*p));
+    p->mon = m;
+    p->c = m->dispatching;
+    p->id = m->dispatching_id ? json_incref(m->dispatching_id) : NULL;
+    p->c->pending = p;
+    m->deferred = p;
+    return p;
+}
+
+void mig_monitor_complete(MigQmpPending *p, int rc, json_t *ret, const MigErr *err)
+{
+    if (!p) {
+        json_decref(ret);
+        return;
+    }
+    Client *c = p->c;
+    if (c && p->mon) {
+        if (rc < 0) {
+            client_send_error(c, p->id, "GenericError", err ? err->msg : mig_errno_name(rc));
+            json_decref(ret);
+        } else {
+            json_t *reply = json_object();
+            json_object_set_new(reply, "return", ret ? ret : json_object());
+            if (p->id)
+                json_object_set(reply, "id", p->id);
+            client_send(c, reply);
+        }
+        c->pending = NULL;
+        if (!c->dead && !c->resume) /* requests that arrived meanwhile, from the loop */
+            c->resume = mig_loop_defer(p->mon->loop, resume_cb, c);
+    } else {
+        json_decref(ret);
+    }
+    json_decref(p->id);
+    free(p);
+}
+
 void mig_monitor_free(MigMonitor *m)
 {
     if (!m)
         return;
     for (Client *c = m->clients; c; c = c->next) {
+        if (c->pending)
+            c->pending->mon = NULL;
         if (!c->dead)
             client_flush(c); /* one last non-blocking try, e.g. quit's reply */
         client_kill(c);

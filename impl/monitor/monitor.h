@@ -134,6 +134,23 @@ void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data);
  */
 void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns);
 
+/*
+ * A reply given later (QEMU's asynchronous commands: client_migrate_info
+ * completes once the SPICE clients answered).  Inside a handler,
+ * mig_monitor_defer_reply returns the handle of the request being handled;
+ * the handler then returns MIG_QMP_DEFERRED.  Until the reply, the monitor
+ * handles no further request of that client (QMP answers in order); events
+ * still go out.  mig_monitor_complete sends the reply (rc < 0: an error with
+ * err's message) and frees the handle; the handle stays valid when the
+ * client or the monitor went away meanwhile (nothing is sent then), so its
+ * holder must complete it exactly once.
+ */
+#define MIG_QMP_DEFERRED 1
+typedef struct MigQmpPending MigQmpPending;
+MigQmpPending *mig_monitor_defer_reply(MigMonitor *m);
+/* Steals `ret` (NULL replies {}). */
+void mig_monitor_complete(MigQmpPending *p, int rc, json_t *ret, const MigErr *err);
+
 /* Bytes queued for clients and not yet written (0 once all is flushed). */
 size_t mig_monitor_pending_output(const MigMonitor *m);
 
