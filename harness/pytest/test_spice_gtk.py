@@ -127,6 +127,10 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
         session = {c["connection-id"] for c in src.cmd("query-spice")["channels"]}
         assert len(session) == 1
         src.cmd("client_migrate_info", protocol="spice", hostname="127.0.0.1", port=dport)
+        # it returned once the client answered: its main channel is linked on
+        # the destination, in its session, and held there until the switch
+        assert [(c["channel-type"], c["connection-id"]) for c in dst.cmd("query-spice")["channels"]] == \
+            [(1, session.copy().pop())]
         src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
         src.cmd("migrate", uri=f"unix:{mig}")
         src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
