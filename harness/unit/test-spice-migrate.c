@@ -115,6 +115,26 @@ static void on_connected(void *opaque, int result)
     w->done_result = result;
 }
 
+/* A world whose source has begun a migration (the target answers or is silent). */
+static void world_begin(World *w, bool silent_target)
+{
+    world_open(w, (SpiceCapSet){0});
+    w->dst_silent = silent_target;
+    assert_int_equal(spice_main_migrate_begin(w->src.main, on_connected, w, NULL), 0);
+}
+
+/* The migration completes and the client is sent to the target with
+ * SWITCH_HOST (it lacks SEMI_SEAMLESS, or did not connect in time). */
+static void end_and_expect_switch_host(World *w)
+{
+    spice_main_migrate_end(w->src.main, true);
+    mig_sim_run_for(w->loop, 1000000000ull);
+    FakeClientMigrations m;
+    fake_client_migrations(w->client, &m);
+    assert_int_equal(m.switch_host, 1);
+    assert_string_equal(fake_client_server_host(w->client), "dst");
+}
+
 static void expect_screen(World *w, Host *h)
 {
     fake_qxl_set_running(w->src.qxl, false);
@@ -216,9 +236,7 @@ static void test_spice_migrate_silent_target_times_out(void **state)
 {
     (void)state;
     World w;
-    world_open(&w, (SpiceCapSet){0});
-    w.dst_silent = true;
-    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    world_begin(&w, true);
     mig_sim_run_for(w.loop, 9000000000ull);
     assert_int_equal(w.done_calls, 0); /* still waiting at 9 s */
     mig_sim_run_for(w.loop, 2000000000ull);
@@ -246,9 +264,7 @@ static void test_spice_migrate_late_answer_gets_cancel(void **state)
 {
     (void)state;
     World w;
-    world_open(&w, (SpiceCapSet){0});
-    w.dst_silent = true;
-    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    world_begin(&w, true);
     mig_sim_run_for(w.loop, 11000000000ull);
     assert_int_equal(w.done_result, -ETIMEDOUT);
     target_wakes_up(&w);
@@ -263,12 +279,7 @@ static void test_spice_migrate_late_answer_gets_cancel(void **state)
     assert_int_equal(spice_server_client_count(w.src.server), 1);
     assert_int_equal(spice_server_client_count(w.dst.server), 0);
     /* the migration completes: the client that did not connect in time switches host */
-    spice_main_migrate_end(w.src.main, true);
-    mig_sim_run_for(w.loop, 1000000000ull);
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.switch_host, 1);
-    assert_string_equal(fake_client_server_host(w.client), "dst");
+    end_and_expect_switch_host(&w);
     expect_screen(&w, &w.dst);
     world_close(&w);
 }
@@ -291,8 +302,7 @@ static void run_until_client_sent(World *w, uint16_t msg)
 static void answer_crosses_the_end(bool completed)
 {
     World w;
-    world_open(&w, (SpiceCapSet){0});
-    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    world_begin(&w, false);
     run_until_client_sent(&w, SPICE_MSGC_MAIN_MIGRATE_CONNECTED);
     assert_int_equal(w.done_calls, 0); /* on the wire */
     /* the RAM copy was faster than the client: the end crosses its answer */
@@ -335,12 +345,7 @@ static void test_spice_migrate_old_client_switches_host(void **state)
     mig_sim_run_for(w.loop, 1000000ull);
     assert_int_equal(w.done_calls, 1); /* nobody to wait for */
     assert_int_equal(w.done_result, 0);
-    spice_main_migrate_end(w.src.main, true);
-    mig_sim_run_for(w.loop, 1000000000ull);
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.switch_host, 1);
-    assert_string_equal(fake_client_server_host(w.client), "dst");
+    end_and_expect_switch_host(&w);
     assert_int_not_equal(fake_client_session_id(w.client), session);
     assert_int_equal(fake_client_linked_channels(w.client), 2);
     assert_int_equal(spice_server_client_count(w.src.server), 0);
