@@ -3,13 +3,11 @@
  *
  * The listener is a non-blocking socket watched on the loop; each accepted
  * connection is handed to the SPICE server, which runs its link stage.
- * client_migrate_info replies once every client answered MIGRATE_BEGIN
+ * client_migrate_info answers once every client answered MIGRATE_BEGIN
  * (MIGRATE_CONNECTED or CONNECT_ERROR) or the server's timeout passed, so
- * that management may start `migrate` the moment it returns: a migration
- * that ends before a client connected to the target sends that client
- * SWITCH_HOST instead of MIGRATE_END (docs/protocol-spice.md, "observed with
- * spice-gtk").  A migration that ends first, or the end of the process,
- * completes the reply too.
+ * that management may start `migrate` the moment it returns (QEMU 7.2
+ * returns at once, and a short migration then ends before the client is
+ * connected: the client falls back to switch-host).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,7 +35,7 @@ struct VmSpice {
     int lfd;
     MigLoopSource *lwatch;
     bool migrated; /* a migration's clients were sent to its target */
-    MigQmpPending *cmi; /* client_migrate_info waiting for the clients' answers */
+    MigQmpLater *cmi; /* client_migrate_info waiting for the clients' answers */
 };
 
 /* ------------------------------------------------------------------ options */
@@ -245,16 +243,16 @@ static int listen_on(VmSpice *v, MigErr **errp)
 
 /* ------------------------------------------------------------------ QMP */
 
-static void cmi_reply(VmSpice *v)
+/* Every client answered MIGRATE_BEGIN, or the time is up: the command
+ * answers (QEMU's client_migrate_info returns {} either way; the outcome
+ * shows at the migration's end: MIGRATE_END or SWITCH_HOST). */
+static void clients_answered(void *opaque, int result)
 {
-    MigQmpPending *p = v->cmi;
-    v->cmi = NULL;
-    mig_monitor_complete(p, 0, NULL, NULL); /* as QEMU: a client that could not connect is no error */
-}
-
-static void on_clients_answered(void *opaque, int result)
-{
-    cmi_reply(opaque);
+    VmSpice *v = opaque;
+    if (v->cmi) {
+        mig_qmp_later_done(v->cmi, 0, NULL, NULL);
+        v->cmi = NULL;
+    }
 }
 
 static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -270,16 +268,16 @@ static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigEr
     const char *host = json_string_value(json_object_get(args, "hostname"));
     const char *subject = json_string_value(json_object_get(args, "cert-subject"));
     SpiceMain *m = mig_machine_spice_main(v->machine);
+    if (v->cmi)
+        return mig_err_set(errp, -EBUSY, "client_migrate_info: the previous one is still waiting for clients");
     spice_main_set_migrate_dest(m, host, port ? (int)json_integer_value(port) : -1,
                                 tls ? (int)json_integer_value(tls) : -1, subject);
-    if (v->cmi)
-        return mig_err_set(errp, -EBUSY, "client_migrate_info: the previous one has not completed");
-    int r = spice_main_migrate_begin(m, on_clients_answered, v, errp);
+    int r = spice_main_migrate_begin(m, clients_answered, v, errp);
     if (r < 0)
         return r;
     v->migrated = false;
-    v->cmi = mig_monitor_defer_reply(v->mon);
-    return v->cmi ? MIG_QMP_DEFERRED : 0;
+    v->cmi = mig_monitor_reply_later(v->mon);
+    return v->cmi ? MIG_QMP_LATER : 0;
 }
 
 static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -372,8 +370,6 @@ static void on_migration_finished(void *opaque, bool incoming, MigStatus status)
     VmSpice *v = opaque;
     if (!incoming && status == MIG_STATUS_COMPLETED)
         v->migrated = true;
-    if (!incoming)
-        cmi_reply(v); /* the migration did not wait for the clients' answers */
 }
 
 static const MigMachineObserver observer = {.migration_finished = on_migration_finished};
@@ -412,7 +408,11 @@ void vm_spice_free(VmSpice *v)
 {
     if (!v)
         return;
-    cmi_reply(v);
+    if (v->cmi) {
+        MigErr *err = NULL;
+        mig_err_set(&err, -ECANCELED, "client_migrate_info: the machine is shutting down");
+        mig_qmp_later_done(v->cmi, -ECANCELED, NULL, err);
+    }
     if (v->lwatch)
         mig_loop_remove(v->loop, v->lwatch);
     if (v->lfd >= 0)

@@ -36,7 +36,7 @@ typedef struct Fixture {
     MigMonitor *mon;
     Peer peer[3];
     int handler_calls;
-    MigQmpPending *later; /* the deferred reply of `later` */
+    MigQmpLater *later; /* the "wait" command's pending answer */
 } Fixture;
 
 /* ---- the fake command table ---- */
@@ -83,19 +83,20 @@ static int cmd_setp(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     return 0;
 }
 
-/* Replies later (as client_migrate_info waits for SPICE clients). */
-static int cmd_later(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+/* Answers later, when the test calls answer_wait(). */
+static int cmd_wait(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     Fixture *f = opaque;
     f->handler_calls++;
-    f->later = mig_monitor_defer_reply(f->mon);
-    return MIG_QMP_DEFERRED;
+    f->later = mig_monitor_reply_later(f->mon);
+    return f->later ? MIG_QMP_LATER : mig_err_set(errp, -EINVAL, "no token");
 }
 
-/* A handler that claims to defer without taking a handle. */
-static int cmd_bad_later(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+static void answer_wait(void *opaque)
 {
-    return MIG_QMP_DEFERRED;
+    Fixture *f = opaque;
+    mig_qmp_later_done(f->later, 0, json_pack("{s:s}", "done", "yes"), NULL);
+    f->later = NULL;
 }
 
 static const MigQmpArg add_args[] = {
@@ -114,8 +115,7 @@ static const MigQmpCommand fake_cmds[] = {
     {"ping", cmd_ping, ping_args, false},
     {"big", cmd_big, big_args, false},
     {"setp", cmd_setp, setp_args, true},
-    {"later", cmd_later, NULL, false},
-    {"bad-later", cmd_bad_later, NULL, false},
+    {"wait", cmd_wait, NULL, false},
 };
 
 /* ---- the client side ---- */
@@ -471,88 +471,6 @@ static void test_monitor_partial_and_joined_requests(void **state)
     peer_expect_silence(f, p);
 }
 
-static json_t *call(Fixture *f, Peer *p, const char *req);
-
-static void test_monitor_deferred_reply_keeps_order_and_other_clients(void **state)
-{
-    Fixture *f = *state;
-    Peer *p = &f->peer[0], *q = &f->peer[1];
-    peer_connect(f, q);
-    peer_negotiate(f, p);
-    peer_negotiate(f, q);
-    /* a deferred request and one behind it: neither is answered yet */
-    peer_send(p, "{\"execute\":\"later\",\"id\":\"L\"}"
-                 "{\"execute\":\"add\",\"arguments\":{\"a\":1,\"b\":2},\"id\":\"A\"}");
-    pump_until_read(f, p);
-    peer_expect_silence(f, p);
-    assert_non_null(f->later);
-    assert_int_equal(f->handler_calls, 1); /* `add` waits behind `later` */
-    /* events still go out, and another client is served meanwhile */
-    mig_monitor_emit(f->mon, "TICK", NULL);
-    json_t *ev = peer_recv(f, p);
-    assert_string_equal(json_string_value(json_object_get(ev, "event")), "TICK");
-    json_decref(ev);
-    json_decref(peer_recv(f, q));
-    json_t *r = call(f, q, "{\"execute\":\"add\",\"arguments\":{\"a\":5,\"b\":5}}");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "return"), "sum")), 10);
-    json_decref(r);
-    /* the reply, then the request held behind it, in order */
-    MigQmpPending *l = f->later;
-    f->later = NULL;
-    mig_monitor_complete(l, 0, json_pack("{s:b}", "done", 1), NULL);
-    json_t *r1 = peer_recv(f, p);
-    json_t *r2 = peer_recv(f, p);
-    assert_string_equal(json_string_value(json_object_get(r1, "id")), "L");
-    assert_true(json_is_true(json_object_get(json_object_get(r1, "return"), "done")));
-    assert_string_equal(json_string_value(json_object_get(r2, "id")), "A");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(r2, "return"), "sum")), 3);
-    json_decref(r1);
-    json_decref(r2);
-    /* a deferred error names its reason */
-    peer_send(p, "{\"execute\":\"later\"}\n");
-    pump_until_read(f, p);
-    peer_expect_silence(f, p);
-    MigErr *err = NULL;
-    mig_err_set(&err, -ETIMEDOUT, "nobody answered");
-    l = f->later;
-    f->later = NULL;
-    mig_monitor_complete(l, -ETIMEDOUT, NULL, err);
-    mig_err_free(err);
-    r = peer_recv(f, p);
-    assert_string_equal(error_desc(r), "nobody answered");
-    json_decref(r);
-    /* deferring without a handle is the handler's bug: an error, not a hang */
-    r = call(f, p, "{\"execute\":\"bad-later\"}");
-    assert_string_equal(error_desc(r), "'bad-later' deferred its reply without a handle");
-    json_decref(r);
-}
-
-static void test_monitor_deferred_reply_outlives_its_client_and_monitor(void **state)
-{
-    Fixture *f = *state;
-    Peer *p = &f->peer[0];
-    peer_negotiate(f, p);
-    peer_send(p, "{\"execute\":\"later\"}\n");
-    pump_until_read(f, p);
-    assert_non_null(f->later);
-    peer_close(p); /* the client goes away while its reply is pending */
-    pump(f, 20);
-    assert_int_equal(mig_monitor_client_count(f->mon), 0);
-    MigQmpPending *l = f->later;
-    f->later = NULL;
-    mig_monitor_complete(l, 0, json_object(), NULL); /* sends nothing, frees the handle */
-    /* and a monitor freed while a reply is pending */
-    peer_connect(f, p);
-    peer_negotiate(f, p);
-    peer_send(p, "{\"execute\":\"later\"}\n");
-    pump_until_read(f, p);
-    assert_non_null(f->later);
-    mig_monitor_free(f->mon);
-    f->mon = NULL;
-    mig_monitor_complete(f->later, 0, NULL, NULL);
-    f->later = NULL;
-}
-
 static void test_monitor_events_reach_negotiated_clients(void **state)
 {
     Fixture *f = *state;
@@ -676,6 +594,49 @@ static void test_monitor_several_clients_are_independent(void **state)
         assert_string_equal(json_string_value(json_object_get(e, "event")), "RESUME");
         json_decref(e);
     }
+}
+
+static bool one_client(void *mon)
+{
+    return mig_monitor_client_count(mon) == 1;
+}
+
+/* A command that answers later holds that client's next requests (QEMU
+ * answers one monitor's commands in order); the other clients go on; the
+ * late answer carries its id and the held request follows. */
+static void test_monitor_late_answer_keeps_order(void **state)
+{
+    Fixture *f = *state;
+    Peer *a = &f->peer[0], *b = &f->peer[1];
+    peer_connect(f, b);
+    peer_negotiate(f, a);
+    peer_negotiate(f, b);
+    peer_send(a, "{\"execute\":\"wait\",\"id\":1}\n{\"execute\":\"add\",\"arguments\":{\"a\":1,\"b\":2},\"id\":2}\n");
+    pump_until_read(f, a);
+    assert_non_null(f->later);
+    assert_int_equal(f->handler_calls, 1); /* "add" waits behind "wait" */
+    peer_expect_silence(f, a);
+    peer_send(b, "{\"execute\":\"add\",\"arguments\":{\"a\":5,\"b\":5},\"id\":\"b\"}\n");
+    json_t *rb = peer_recv(f, b);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rb, "return"), "sum")), 10);
+    json_decref(rb);
+    mig_loop_defer(f->loop, answer_wait, f);
+    json_t *r1 = peer_recv(f, a), *r2 = peer_recv(f, a);
+    assert_int_equal(json_integer_value(json_object_get(r1, "id")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r1, "return"), "done")), "yes");
+    assert_int_equal(json_integer_value(json_object_get(r2, "id")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r2, "return"), "sum")), 3);
+    json_decref(r1);
+    json_decref(r2);
+    /* a client that leaves before its answer: the answer is dropped, nothing leaks */
+    peer_send(b, "{\"execute\":\"wait\"}\n");
+    pump_until_read(f, b);
+    assert_non_null(f->later);
+    peer_close(b);
+    assert_int_equal(mig_loop_run_until(f->loop, one_client, f->mon, mig_loop_now_ns(f->loop) + WAIT_NS), 0);
+    answer_wait(f);
+    /* outside a handler there is no token */
+    assert_null(mig_monitor_reply_later(f->mon));
 }
 
 static void test_monitor_slow_reader_does_not_block(void **state)
@@ -925,10 +886,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_monitor_malformed_json_keeps_connection, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_partial_and_joined_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_monitor_deferred_reply_keeps_order_and_other_clients, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_monitor_deferred_reply_outlives_its_client_and_monitor, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_monitor_events_reach_negotiated_clients, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_clock_offset_shifts_event_timestamps, setup,
@@ -936,6 +893,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_monitor_several_clients_are_independent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_slow_reader_does_not_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_late_answer_keeps_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_unix_listener_accepts_clients, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_listen_refuses_non_socket_path, setup,

@@ -76,6 +76,23 @@ typedef struct MigQmpArg {
  */
 typedef int (*MigQmpHandlerFn)(json_t *args, json_t **ret, void *opaque, MigErr **errp);
 
+/*
+ * A command that answers later (QEMU's client_migrate_info waits for the
+ * SPICE client): inside its handler it takes a token with
+ * mig_monitor_reply_later() and returns MIG_QMP_LATER; the reply goes out
+ * when mig_qmp_later_done() is called, from any later callback.  Meanwhile
+ * that client's next requests wait, as QEMU answers one monitor's commands
+ * in order; other clients go on.  A client that goes away meanwhile gets
+ * nothing (done still frees the token).
+ */
+#define MIG_QMP_LATER 1
+typedef struct MigQmpLater MigQmpLater;
+/* Only inside a handler; NULL otherwise. */
+MigQmpLater *mig_monitor_reply_later(MigMonitor *m);
+/* Reply: rc 0 with `ret` (stolen; NULL: {}), or rc < 0 with `err` (stolen).
+ * Frees the token. */
+void mig_qmp_later_done(MigQmpLater *l, int rc, json_t *ret, MigErr *err);
+
 typedef struct MigQmpCommand {
     const char *name;
     MigQmpHandlerFn fn;
@@ -133,23 +150,6 @@ void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data);
  * The default, 0, keeps the loop clock (the simulator's virtual time).
  */
 void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns);
-
-/*
- * A reply given later (QEMU's asynchronous commands: client_migrate_info
- * completes once the SPICE clients answered).  Inside a handler,
- * mig_monitor_defer_reply returns the handle of the request being handled;
- * the handler then returns MIG_QMP_DEFERRED.  Until the reply, the monitor
- * handles no further request of that client (QMP answers in order); events
- * still go out.  mig_monitor_complete sends the reply (rc < 0: an error with
- * err's message) and frees the handle; the handle stays valid when the
- * client or the monitor went away meanwhile (nothing is sent then), so its
- * holder must complete it exactly once.
- */
-#define MIG_QMP_DEFERRED 1
-typedef struct MigQmpPending MigQmpPending;
-MigQmpPending *mig_monitor_defer_reply(MigMonitor *m);
-/* Steals `ret` (NULL replies {}). */
-void mig_monitor_complete(MigQmpPending *p, int rc, json_t *ret, const MigErr *err);
 
 /* Bytes queued for clients and not yet written (0 once all is flushed). */
 size_t mig_monitor_pending_output(const MigMonitor *m);
