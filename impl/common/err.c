@@ -67,7 +67,7 @@ void mig_err_free(MigErr *err)
 
 /*
  * Every errno the project returns or passes through from a system call, by
- * name: the codes of STYLE.md "Errors", the transport's and the file
+ * name: the codes of docs/style.md section 3, the transport's and the file
  * system's (open, connect, bind, splice, exec of a vendor plugin), and the
  * step limit's ELOOP.  A pytest (test_errno_names.py) fails when code names
  * an errno missing here.  Where Linux gives two names one value
