@@ -25,6 +25,7 @@ typedef enum MainMig {
     MAIN_MIG_CONNECTED, /* MIGRATE_CONNECTED */
     MAIN_MIG_FAILED,    /* CONNECT_ERROR, or no answer in time */
     MAIN_MIG_SENT_AWAY, /* MIGRATE_END or SWITCH_HOST sent: leaving */
+    MAIN_MIG_CANCELLED, /* MIGRATE_CANCEL sent: staying */
 } MainMig;
 
 /* Per client. */
@@ -303,8 +304,10 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             if (mc->mig == MAIN_MIG_BEGUN || mc->mig == MAIN_MIG_CONNECTED || mc->mig == MAIN_MIG_FAILED) {
                 spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_CANCEL, NULL);
                 m->stats.cancelled++;
+                mc->mig = MAIN_MIG_CANCELLED;
+            } else {
+                mc->mig = MAIN_MIG_NONE;
             }
-            mc->mig = MAIN_MIG_NONE;
             continue;
         }
         if (mc->mig == MAIN_MIG_CONNECTED) {
@@ -364,6 +367,21 @@ static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
     switch (mi->id) {
     case SPICE_MSGC_MAIN_MIGRATE_CONNECTED:
     case SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR:
+        if (m && mc->mig == MAIN_MIG_FAILED) {
+            /* too late: the wait timed out and this client goes by SWITCH_HOST;
+             * as spice-server, a late CONNECTED gets MIGRATE_CANCEL so that the
+             * client drops its links to the target */
+            m->stats.late_answers++;
+            return mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED ? spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_CANCEL, NULL)
+                                                               : 0;
+        }
+        if (m && (mc->mig == MAIN_MIG_SENT_AWAY || mc->mig == MAIN_MIG_CANCELLED)) {
+            /* the migration ended before the answer arrived: it crossed our
+             * SWITCH_HOST or MIGRATE_CANCEL on the wire, and the client
+             * follows that */
+            m->stats.late_answers++;
+            return 0;
+        }
         if (!m || mc->mig != MAIN_MIG_BEGUN)
             return mig_err_set(errp, -EPROTO, "%s without a MIGRATE_BEGIN to answer", mi->name);
         if (mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED) {
