@@ -11,7 +11,9 @@
  *   MIGRATE_CONNECTED or CONNECT_ERROR, or the timeout (10 s by default, as
  *   spice-server) passed: done(0) when all connected, -ECONNREFUSED when one
  *   could not, -ETIMEDOUT when one did not answer; spice_main_migrate_end
- *   then sends MIGRATE_END to the clients that connected, SWITCH_HOST to the
+ *   then sends MIGRATE_END to the clients that connected (once each has
+ *   answered a PING on every other channel, so that nothing sent before the
+ *   guest stopped is dropped at the switch), SWITCH_HOST to the
  *   others (completed), or MIGRATE_CANCEL (failed or cancelled), and drops
  *   the clients that were sent away if they are still there after the
  *   timeout; an answer that comes after the wait or the migration ended is
