@@ -87,6 +87,26 @@ typedef struct FakeClientMigrations {
     uint32_t connect_errors; /* CONNECT_ERROR sent */
 } FakeClientMigrations;
 void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out);
+/* Where a migration the source announced stands (what management waits
+ * for before `migrate`: spice-server needs MIGRATE_CONNECTED first). */
+typedef enum FakeClientMigStep {
+    FAKE_CLIENT_MIG_IDLE,      /* no migration under way */
+    FAKE_CLIENT_MIG_LINKING,   /* MIGRATE_BEGIN followed, copies linking to the target */
+    FAKE_CLIENT_MIG_CONNECTED, /* every copy linked, MIGRATE_CONNECTED sent */
+    FAKE_CLIENT_MIG__COUNT
+} FakeClientMigStep;
+extern const char *const fake_client_mig_step_names[FAKE_CLIENT_MIG__COUNT];
+FakeClientMigStep fake_client_mig_step(const FakeClient *c);
+/* The switch-over gap of the last semi-seamless migration, in loop time:
+ * from the source's MIGRATE_END to the first display message from the
+ * target.  False when no switch has shown a display message yet. */
+bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns);
+/* Drawing messages (DRAW_FILL, DRAW_COPY, COPY_BITS) received over the
+ * session, and the loop times of the first and the last. */
+typedef struct FakeClientDraws {
+    uint64_t count, first_ns, last_ns;
+} FakeClientDraws;
+void fake_client_draws(const FakeClient *c, FakeClientDraws *out);
 /* The host and port the client's main channel is on now. */
 const char *fake_client_server_host(const FakeClient *c);
 uint16_t fake_client_server_port(const FakeClient *c);

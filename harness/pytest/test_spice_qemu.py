@@ -23,19 +23,25 @@ from spiceclient import DEADLINE, SpiceClient, differing_pixels, read_ppm
 CELL = 9 * 16  # one VGA text character cell
 
 
-@pytest.fixture
-def qemu_spice(qemu_launcher, sock_dir):
-    sock = sock_dir / "spice.sock"
-    q = qemu_launcher("-vga", "qxl", "-spice",
-                      f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
-                      "-audiodev", "spice,id=snd0", "-device", "intel-hda",
-                      "-device", "hda-duplex,audiodev=snd0")
+def spice_args(sock):
+    return ["-vga", "qxl", "-spice", f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
+            "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0"]
+
+
+def _qemu_spice(qemu_launcher, sock, *extra, name="qemu"):
+    q = qemu_launcher(*spice_args(sock), *extra, name=name)
     end = time.monotonic() + DEADLINE
     while not sock.exists():
         assert q.alive(), q.log()
         assert time.monotonic() < end, "QEMU made no SPICE socket"
         time.sleep(0.02)
-    return q, sock
+    return q
+
+
+@pytest.fixture
+def qemu_spice(qemu_launcher, sock_dir):
+    sock = sock_dir / "spice.sock"
+    return _qemu_spice(qemu_launcher, sock), sock
 
 
 def test_spice_qemu_fake_client_links_every_channel_and_sees_the_screen(qemu_spice, migcert_bin, sock_dir):
@@ -64,3 +70,45 @@ def test_spice_qemu_fake_client_links_every_channel_and_sees_the_screen(qemu_spi
         rc, final = client.stop()
     assert rc == 0, client.stderr
     assert final["error"] == "" and final["session_id"] != 0
+
+
+
+def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher, migcert_bin, sock_dir):
+    ssock, dsock, mig = sock_dir / "src.spice", sock_dir / "dst.spice", sock_dir / "mig.sock"
+    src = _qemu_spice(qemu_launcher, ssock, name="src")
+    # the destination runs (not -S): a paused QEMU keeps its display worker stopped
+    dst = _qemu_spice(qemu_launcher, dsock, "-incoming", f"unix:{mig}", name="dst")
+    client = SpiceClient(migcert_bin, sock_dir, f"unix:{ssock}")
+    dump = sock_dir / "dst.ppm"
+    try:
+        before = client.wait_for(lambda s: len(s["channels"]) == 6 and "primary" in s, "six channels")
+        src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        # QEMU 7.2 returns at once; spice-server needs the client's
+        # MIGRATE_CONNECTED before the migration ends (else switch-host)
+        client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED to the source")
+        src.qmp.execute("migrate", uri=f"unix:{mig}")
+        info = src.qmp.wait_migration(timeout=DEADLINE)
+        assert info["status"] == "completed", info
+        after = client.wait_for(lambda s: s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock),
+                                "the switch to the destination")
+        assert after["session_id"] == before["session_id"]
+        assert after["migrations"] == {"semi_seamless": 1, "switch_host": 0, "cancelled": 0,
+                                       "connect_errors": 0}
+        seen = {}
+
+        def shows_targets_screen(summary):
+            if "primary" not in summary or not client.shot.exists():
+                return False
+            dst.qmp.execute("screendump", filename=str(dump))
+            cw, ch, cpx = read_ppm(client.shot)
+            qw, qh, qpx = read_ppm(dump)
+            seen["diff"] = differing_pixels(cpx, qpx) if (cw, ch) == (qw, qh) else None
+            return seen["diff"] is not None and seen["diff"] <= CELL
+
+        s = client.wait_for(shows_targets_screen, "the target's screen")
+        assert s["error"] == "" and s["server"] == str(dsock)
+        assert s["switch_gap_ms"] is not None
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["error"] == "" and final["migrations"]["semi_seamless"] == 1

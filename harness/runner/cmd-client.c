@@ -5,13 +5,19 @@
  *
  *   migcert client --connect HOST:PORT|unix:PATH [--password P] [--json F]
  *                  [--old] [--seed N] [--vmc-rate BYTES] [--screenshot F.ppm]
+ *                  [--draws N]
  *
  * It links every channel the server lists, follows migrations
  * (semi-seamless and switch-host) until the server closes the session or
  * SIGINT/SIGTERM arrives, then writes a JSON summary (stdout, or --json F):
  * the channels, the migrations followed by kind, the server it ended on, a
  * SHA-256 digest of its primary surface, and the playback and port
- * sequences (received, gaps, repeats).  Exit status: 0 when the session
+ * sequences (received, gaps, repeats), where a migration the source
+ * announced stands ("migrating": idle, linking, connected), the last
+ * switch-over gap (MIGRATE_END from the source to the first display message
+ * from the target, monotonic ms) and the drawing messages received with
+ * their rate.  --draws N ends the session after N drawing messages (a
+ * throughput measurement).  Exit status: 0 when the session
  * ended without a protocol error, 1 when the client saw one (the summary's
  * "error" says which), 2 on a usage error or when the first connection
  * fails.  Scripts (--script) are not built yet.
@@ -46,6 +52,7 @@ typedef struct Cli {
     bool stop;
     bool began; /* a channel linked once */
     bool unix_path; /* --connect unix:PATH: every connection goes there */
+    uint64_t stop_after_draws; /* --draws N (0: never) */
     char path[108];
 } Cli;
 
@@ -53,6 +60,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: migcert client --connect HOST:PORT|unix:PATH [--password P] [--json F]\n"
                  "                      [--old] [--seed N] [--vmc-rate BYTES] [--screenshot F.ppm]\n"
+                 "                      [--draws N]\n"
                  "  --connect ADDR    the SPICE server (TCP HOST:PORT, or a unix socket)\n"
                  "  --password P      the ticket's password (default: none)\n"
                  "  --json F          write the summary to F instead of stdout\n"
@@ -60,6 +68,8 @@ static void usage(FILE *out)
                  "  --seed N          the run's seed (the ticket's OAEP padding)\n"
                  "  --vmc-rate BYTES  bytes written to a port channel every 10 ms (default 0)\n"
                  "  --screenshot F    write the primary surface at the end as a PPM (P6)\n"
+                 "  --draws N         end the session after N drawing messages (their rate is in\n"
+                 "                    the summary)\n"
                  "Follows migrations until the server ends the session or SIGINT (SIGUSR1 writes\n"
                  "the summary and screenshot without stopping); exit 0 clean,\n"
                  "1 when the client saw a protocol error, 2 on a usage or first-connect error.\n");
@@ -133,6 +143,12 @@ static bool session_over(void *opaque)
     Cli *cli = opaque;
     size_t linked = fake_client_linked_channels(cli->client);
     cli->began |= linked > 0;
+    if (cli->stop_after_draws) {
+        FakeClientDraws d;
+        fake_client_draws(cli->client, &d);
+        if (d.count >= cli->stop_after_draws)
+            return true;
+    }
     return cli->stop || (cli->began && linked == 0) ||
            (!cli->began && fake_client_last_error(cli->client)[0] != 0);
 }
@@ -186,6 +202,17 @@ static json_t *summary(const Cli *cli)
     }
     json_object_set_new(j, "playback", media_json(c, SPICE_CHANNEL_PLAYBACK));
     json_object_set_new(j, "vmc", media_json(c, SPICE_CHANNEL_PORT));
+    json_object_set_new(j, "migrating", json_string(fake_client_mig_step_names[fake_client_mig_step(c)]));
+    uint64_t gap;
+    json_object_set_new(j, "switch_gap_ms",
+                        fake_client_switch_gap_ns(c, &gap) ? json_real((double)gap / 1e6) : json_null());
+    FakeClientDraws d;
+    fake_client_draws(c, &d);
+    double span = (double)(d.last_ns - d.first_ns) / 1e9;
+    /* the rate between the first and the last: count - 1 intervals */
+    json_object_set_new(j, "draws", json_pack("{s:I, s:f, s:o}", "count", (json_int_t)d.count, "ms", span * 1e3,
+                                              "per_s", d.count > 1 && span > 0 ? json_real((double)(d.count - 1) / span)
+                                                                              : json_null()));
     json_object_set_new(j, "error", json_string(fake_client_last_error(c)));
     return j;
 }
@@ -228,19 +255,20 @@ static int write_outputs(Cli *cli)
 
 int cmd_client(int argc, char **argv)
 {
-    enum { O_CONNECT = 1, O_PASSWORD, O_JSON, O_OLD, O_SEED, O_VMC, O_SCRIPT, O_SHOT, O_HELP };
+    enum { O_CONNECT = 1, O_PASSWORD, O_JSON, O_OLD, O_SEED, O_VMC, O_SCRIPT, O_SHOT, O_DRAWS, O_HELP };
     static const struct option opts[] = {
         {"connect", required_argument, NULL, O_CONNECT}, {"password", required_argument, NULL, O_PASSWORD},
         {"json", required_argument, NULL, O_JSON},       {"old", no_argument, NULL, O_OLD},
         {"seed", required_argument, NULL, O_SEED},       {"vmc-rate", required_argument, NULL, O_VMC},
         {"script", required_argument, NULL, O_SCRIPT},   {"screenshot", required_argument, NULL, O_SHOT},
-        {"help", no_argument, NULL, O_HELP},
+        {"draws", required_argument, NULL, O_DRAWS},     {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *connect_to = NULL, *password = NULL, *json_path = NULL, *shot = NULL;
     bool old = false;
     unsigned long long seed = 0x5eed;
     unsigned long vmc = 0;
+    unsigned long long draws = 0;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -267,6 +295,14 @@ int cmd_client(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_DRAWS:
+            errno = 0;
+            draws = strtoull(optarg, &end, 10);
+            if (errno || !*optarg || *end || draws == 0 || optarg[0] == '-') {
+                fprintf(stderr, "migcert client: --draws %s: a message count from 1\n", optarg);
+                return 2;
+            }
+            break;
         case O_SCRIPT:
             fprintf(stderr, "migcert client: --script: client scripts are not built yet\n");
             return 2;
@@ -279,7 +315,7 @@ int cmd_client(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    Cli cli = {.json_path = json_path, .shot = shot};
+    Cli cli = {.json_path = json_path, .shot = shot, .stop_after_draws = draws};
     char host[256] = "";
     unsigned long port = 0;
     if (!strncmp(connect_to, "unix:", 5)) {
