@@ -187,11 +187,35 @@ static void test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe(void **st
     guest_close(&g);
 }
 
+/* spice-server sends STREAM_DESTROY_ALL to a client switching to a
+ * migration target, with no stream created: the client takes it and goes on. */
+static void test_spice_devices_client_takes_stream_destroy_all(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_open(&g, 0x5eed);
+    guest_run(&g, true);
+    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    mig_sim_run_for(g.loop, 500000000ull);
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g.server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    assert_non_null(cc);
+    assert_int_equal(spice_cc_send(cc, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL, NULL), 0);
+    mig_sim_run_for(g.loop, 500000000ull);
+    assert_int_equal(fake_client_count(g.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL), 1);
+    guest_run(&g, false);
+    mig_sim_run_for(g.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(g.client), "");
+    assert_int_equal(fake_client_linked_channels(g.client), 7);
+    expect_screen_matches(&g);
+    guest_close(&g);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spice_devices_client_sees_the_guest),
         cmocka_unit_test(test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe),
+        cmocka_unit_test(test_spice_devices_client_takes_stream_destroy_all),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
