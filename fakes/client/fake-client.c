@@ -293,6 +293,11 @@ size_t fake_client_linked_channels(const FakeClient *c)
     return n;
 }
 
+size_t fake_client_channels(const FakeClient *c)
+{
+    return c->nchans;
+}
+
 const char *fake_client_last_error(const FakeClient *c)
 {
     return c->last_error;

@@ -59,6 +59,9 @@ void fake_client_free(FakeClient *c);
 uint32_t fake_client_session_id(const FakeClient *c);
 /* Channels currently linked (main included). */
 size_t fake_client_linked_channels(const FakeClient *c);
+/* Channels linked or still linking (0: the session is over; during a
+ * switch-host the new main link counts before it is linked). */
+size_t fake_client_channels(const FakeClient *c);
 /* Every channel the client ever linked, in the order they first linked:
  * type and id of the i-th (false past the end). */
 bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint8_t *id);

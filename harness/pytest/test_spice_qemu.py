@@ -14,6 +14,7 @@ BITMAP and FROM_CACHE images, not QEMU's LZ family).
 
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_qemu
 """
+import json
 import time
 
 import pytest
@@ -112,3 +113,41 @@ def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher,
         rc, final = client.stop()
     assert rc == 0, client.stderr
     assert final["error"] == "" and final["migrations"]["semi_seamless"] == 1
+
+
+
+def test_spice_qemu_old_client_follows_switch_host(qemu_launcher, migcert_bin, sock_dir):
+    """A client without SEMI_SEAMLESS (`--old`) is sent to the target with
+    SWITCH_HOST at the end of the migration and starts a new session there."""
+    ssock, dsock, mig = sock_dir / "src.spice", sock_dir / "dst.spice", sock_dir / "mig.sock"
+    src = _qemu_spice(qemu_launcher, ssock, name="src")
+    dst = _qemu_spice(qemu_launcher, dsock, "-incoming", f"unix:{mig}", name="dst")
+    client = SpiceClient(migcert_bin, sock_dir, f"unix:{ssock}", "--old")
+    try:
+        before = client.wait_for(lambda s: len(s["channels"]) == 6 and "primary" in s, "six channels")
+        src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        src.qmp.execute("migrate", uri=f"unix:{mig}")
+        info = src.qmp.wait_migration(timeout=DEADLINE)
+        assert info["status"] == "completed", info
+        after = client.wait_for(lambda s: s["migrations"]["switch_host"] == 1 and s["server"] == str(dsock) and
+                                "primary" in s, "the switch to the target")
+        assert after["session_id"] not in (0, before["session_id"])
+        assert after["migrations"]["semi_seamless"] == 0 and after["error"] == ""
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["server"] == str(dsock) and final["error"] == ""
+
+def test_spice_qemu_client_ends_after_n_drawing_messages(qemu_spice, run_migcert, sock_dir):
+    """`migcert client --draws N` (the throughput measurement of `make
+    bench`) ends the session by itself once N drawing messages came: QEMU's
+    text screen keeps redrawing its blinking cursor."""
+    q, sock = qemu_spice
+    out = sock_dir / "draws.json"
+    r = run_migcert("client", "--connect", f"unix:{sock}", "--draws", "5", "--json", out, timeout=DEADLINE)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(out.read_text())
+    assert s["error"] == ""
+    assert s["draws"]["count"] >= 5 and s["draws"]["per_s"] > 0  # a read may bring several
+    r = run_migcert("client", "--connect", f"unix:{sock}", "--draws", "0", timeout=DEADLINE)
+    assert r.returncode == 2 and "--draws 0: a message count from 1" in r.stderr

@@ -68,6 +68,9 @@ def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin
     try:
         before = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
         src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        # client_migrate_info returns before the client's answer (as QEMU 7.2's):
+        # a migration that ends first sends it with SWITCH_HOST instead
+        client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED to the source")
         src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
         src.cmd("migrate", uri=f"unix:{vms.dir / 'mig.sock'}")
         src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")

@@ -118,7 +118,7 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
     return mig_transport_fd_new(cli->loop, fd, "tcp");
 }
 
-static int write_outputs(Cli *cli);
+static int write_outputs(Cli *cli, bool final);
 
 /* SIGINT, SIGTERM: stop; SIGUSR1: write the summary and screenshot now and
  * go on (a test polls the client's view with it). */
@@ -128,7 +128,7 @@ static void on_signal(int fd, uint32_t events, void *opaque)
     struct signalfd_siginfo si;
     while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGUSR1) {
-            write_outputs(cli);
+            write_outputs(cli, false);
             continue;
         }
         cli->stop = true;
@@ -136,20 +136,21 @@ static void on_signal(int fd, uint32_t events, void *opaque)
     }
 }
 
-/* Over when SIGINT came, when the session ended after it began, or when
- * it never began (the link failed). */
+/* Over when SIGINT came, when the session ended after it began (no
+ * channel left, none linking: a switch-host's new main link counts), or
+ * when it never began (the link failed). */
 static bool session_over(void *opaque)
 {
     Cli *cli = opaque;
-    size_t linked = fake_client_linked_channels(cli->client);
-    cli->began |= linked > 0;
+    size_t open = fake_client_channels(cli->client);
+    cli->began |= fake_client_linked_channels(cli->client) > 0;
     if (cli->stop_after_draws) {
         FakeClientDraws d;
         fake_client_draws(cli->client, &d);
         if (d.count >= cli->stop_after_draws)
             return true;
     }
-    return cli->stop || (cli->began && linked == 0) ||
+    return cli->stop || (cli->began && open == 0) ||
            (!cli->began && fake_client_last_error(cli->client)[0] != 0);
 }
 
@@ -218,8 +219,10 @@ static json_t *summary(const Cli *cli)
 }
 
 /* The summary (stdout or --json) and the --screenshot; -1 when one could
- * not be written (said on stderr). */
-static int write_outputs(Cli *cli)
+ * not be written (said on stderr).  A client without a primary surface yet
+ * (the summary has no "primary") writes no screenshot and leaves an
+ * earlier one; that is no failure, and only the final write says so. */
+static int write_outputs(Cli *cli, bool final)
 {
     int r = 0;
     json_t *j = summary(cli);
@@ -237,16 +240,18 @@ static int write_outputs(Cli *cli)
         fflush(stdout);
     }
     json_decref(j);
-    if (cli->shot) {
-        const SpiceSurface *s = fake_client_surface(cli->client, 0, 0);
+    const SpiceSurface *s = cli->shot ? fake_client_surface(cli->client, 0, 0) : NULL;
+    if (cli->shot && !s && final)
+        fprintf(stderr, "migcert client: --screenshot %s: not written, the client has no primary surface\n",
+                cli->shot);
+    if (s) {
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.part", cli->shot);
-        int e = s ? write_ppm(s, tmp) : -ENOENT;
+        int e = write_ppm(s, tmp);
         if (e == 0 && rename(tmp, cli->shot) < 0)
             e = -errno;
         if (e < 0) {
-            fprintf(stderr, "migcert client: --screenshot %s: %s\n", cli->shot,
-                    s ? strerror(-e) : "the client has no primary surface");
+            fprintf(stderr, "migcert client: --screenshot %s: %s\n", cli->shot, strerror(-e));
             r = -1;
         }
     }
@@ -374,7 +379,7 @@ int cmd_client(int argc, char **argv)
     MigLoopSource *sigwatch = sigfd >= 0 ? mig_loop_fd_watch(cli.loop, sigfd, MIG_LOOP_IN, on_signal, &cli) : NULL;
     int rc = mig_loop_run_until(cli.loop, session_over, &cli, 0);
     int status = (rc < 0 && rc != -ECANCELED) || fake_client_last_error(cli.client)[0] ? 1 : 0;
-    if (write_outputs(&cli) < 0)
+    if (write_outputs(&cli, true) < 0)
         status = 1;
     if (sigwatch)
         mig_loop_remove(cli.loop, sigwatch);
