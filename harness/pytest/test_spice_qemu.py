@@ -12,6 +12,15 @@ against a hang.
 QEMU sends raw bitmaps only with image-compression=off (the client decodes
 BITMAP and FROM_CACHE images, not QEMU's LZ family).
 
+Migration between two QEMUs (the destination running with -incoming: a
+paused QEMU keeps its display worker stopped and the switch waits ~30 s):
+client_migrate_info, then, once the client reports MIGRATE_CONNECTED
+(QEMU 7.2's command returns at once, and spice-server falls back to
+switch-host when the migration ends first), migrate.  The client ends on
+the target's socket (a hostname starting with "/" is a unix socket path to
+`migcert client`) in the same session, showing the target's screen; an old
+client (--old, no SEMI_SEAMLESS) gets SWITCH_HOST and a new session there.
+
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_qemu
 """
 import json
@@ -39,6 +48,19 @@ def _qemu_spice(qemu_launcher, sock, *extra, name="qemu"):
     return q
 
 
+def shows_screen(q, client, dump, ready):
+    """A wait_for predicate: the client (once `ready(summary)`) shows QEMU
+    q's screendump but for at most one text cell."""
+    def pred(summary):
+        if not ready(summary) or not client.shot.exists():
+            return False
+        q.qmp.execute("screendump", filename=str(dump))
+        cw, ch, cpx = read_ppm(client.shot)
+        qw, qh, qpx = read_ppm(dump)
+        return (cw, ch) == (qw, qh) and differing_pixels(cpx, qpx) <= CELL
+    return pred
+
+
 @pytest.fixture
 def qemu_spice(qemu_launcher, sock_dir):
     sock = sock_dir / "spice.sock"
@@ -49,19 +71,9 @@ def test_spice_qemu_fake_client_links_every_channel_and_sees_the_screen(qemu_spi
     q, sock = qemu_spice
     dump = sock_dir / "qemu.ppm"
     client = SpiceClient(migcert_bin, sock_dir, f"unix:{sock}")
-    seen = {}
-
-    def shows_qemus_screen(summary):
-        if len(summary["channels"]) != 6 or not client.shot.exists():
-            return False
-        q.qmp.execute("screendump", filename=str(dump))
-        cw, ch, cpx = read_ppm(client.shot)
-        qw, qh, qpx = read_ppm(dump)
-        seen["diff"] = differing_pixels(cpx, qpx) if (cw, ch) == (qw, qh) else None
-        return seen["diff"] is not None and seen["diff"] <= CELL
-
     try:
-        summary = client.wait_for(shows_qemus_screen, "QEMU's screen")
+        summary = client.wait_for(shows_screen(q, client, dump, lambda s: len(s["channels"]) == 6),
+                                  "QEMU's screen")
         assert sorted(summary["channels"]) == ["CURSOR:0", "DISPLAY:0", "INPUTS:0", "MAIN:0", "PLAYBACK:0",
                                                "RECORD:0"]
         assert summary["error"] == ""
@@ -95,18 +107,7 @@ def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher,
         assert after["session_id"] == before["session_id"]
         assert after["migrations"] == {"semi_seamless": 1, "switch_host": 0, "cancelled": 0,
                                        "connect_errors": 0}
-        seen = {}
-
-        def shows_targets_screen(summary):
-            if "primary" not in summary or not client.shot.exists():
-                return False
-            dst.qmp.execute("screendump", filename=str(dump))
-            cw, ch, cpx = read_ppm(client.shot)
-            qw, qh, qpx = read_ppm(dump)
-            seen["diff"] = differing_pixels(cpx, qpx) if (cw, ch) == (qw, qh) else None
-            return seen["diff"] is not None and seen["diff"] <= CELL
-
-        s = client.wait_for(shows_targets_screen, "the target's screen")
+        s = client.wait_for(shows_screen(dst, client, dump, lambda s: "primary" in s), "the target's screen")
         assert s["error"] == "" and s["server"] == str(dsock)
         assert s["switch_gap_ms"] is not None
     finally:
