@@ -134,6 +134,8 @@ def test_spice_qemu_old_client_follows_switch_host(qemu_launcher, migcert_bin, s
                                 "primary" in s, "the switch to the target")
         assert after["session_id"] not in (0, before["session_id"])
         assert after["migrations"]["semi_seamless"] == 0 and after["error"] == ""
+        client.wait_for(shows_screen(dst, client, sock_dir / "dst.ppm", lambda s: "primary" in s),
+                        "the target's screen")
     finally:
         rc, final = client.stop()
     assert rc == 0, client.stderr
