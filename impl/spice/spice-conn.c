@@ -15,6 +15,7 @@
 
 #include <spice/enums.h>
 
+#include "../common/buf.h"
 #include "spice-conn.h"
 #include "spice-link.h"
 
@@ -120,10 +121,7 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
             c->out_len -= c->out_head;
             c->out_head = 0;
         }
-        if (c->out_len == c->out_cap) {
-            c->out_cap = c->out_cap ? 2 * c->out_cap : 16;
-            c->out = mig_realloc(c->out, c->out_cap * sizeof(*c->out));
-        }
+        MIG_GROW(c->out, c->out_cap, c->out_len + 1, 16);
     }
     uint8_t *buf = mig_realloc(NULL, hs + len);
     SpiceMsgHeader h = {.serial = ++c->out_serial, .type = type, .size = len};
