@@ -56,9 +56,15 @@ struct FakeClient {
     MigLoopSource *mig_defer;  /* the switch, run from the loop */
     int mig_action;            /* what mig_defer does */
     FakeClientMigrations migs;
+    /* timing (loop time): the switch-over gap, drawing messages */
+    uint64_t mig_end_ns;       /* when the source's MIGRATE_END arrived */
+    bool gap_pending;          /* switched, no display message from the target yet */
+    bool have_gap;
+    uint64_t switch_gap_ns;
+    FakeClientDraws draws;
 };
 
-/* Record a message in the client's event list. */
+/* Record a message in the client's event list (with its loop time). */
 void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg, const char *name);
 /* Send a message of the channel's registry (records it). */
 int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body);

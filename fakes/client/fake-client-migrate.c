@@ -174,6 +174,7 @@ static void do_switch(FakeClient *c)
     }
     c->migrating = false;
     c->migs.semi_seamless++;
+    c->gap_pending = true; /* the gap ends at the target's first display message */
 }
 
 static void do_switch_host(FakeClient *c)
@@ -219,6 +220,7 @@ int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *bo
         c->migs.cancelled++;
         return 0;
     case SPICE_MSG_MAIN_MIGRATE_END:
+        c->mig_end_ns = c->events[c->nevents - 1].t_ns; /* recorded as it arrived */
         later(c, ACT_SWITCH);
         return 0;
     case SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST: {
@@ -232,6 +234,15 @@ int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *bo
     default:
         return 0;
     }
+}
+
+const char *const fake_client_mig_step_names[FAKE_CLIENT_MIG__COUNT] = {"idle", "linking", "connected"};
+
+FakeClientMigStep fake_client_mig_step(const FakeClient *c)
+{
+    if (!c->migrating)
+        return FAKE_CLIENT_MIG_IDLE;
+    return c->mig_wanted && c->mig_linked == c->mig_wanted ? FAKE_CLIENT_MIG_CONNECTED : FAKE_CLIENT_MIG_LINKING;
 }
 
 void fake__migrate_free(FakeClient *c)

@@ -97,8 +97,15 @@ static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t
     fake__record(ch->client, ch, false, mi->id, mi->name);
     if (ch->type == SPICE_CHANNEL_MAIN)
         return on_main(ch, mi, body);
-    if (ch->type == SPICE_CHANNEL_DISPLAY)
+    if (ch->type == SPICE_CHANNEL_DISPLAY) {
+        FakeClient *c = ch->client;
+        if (c->gap_pending) { /* the first display message from the target after a switch */
+            c->gap_pending = false;
+            c->have_gap = true;
+            c->switch_gap_ns = c->events[c->nevents - 1].t_ns - c->mig_end_ns;
+        }
         return fake__display_message(ch, mi, body, errp);
+    }
     if (ch->media)
         return fake__media_message(ch, mi, body, errp);
     return 0;
@@ -251,6 +258,18 @@ void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out)
     *out = c->migs;
 }
 
+bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns)
+{
+    if (c->have_gap)
+        *gap_ns = c->switch_gap_ns;
+    return c->have_gap;
+}
+
+void fake_client_draws(const FakeClient *c, FakeClientDraws *out)
+{
+    *out = c->draws;
+}
+
 const char *fake_client_server_host(const FakeClient *c)
 {
     return c->host;
@@ -272,6 +291,11 @@ size_t fake_client_linked_channels(const FakeClient *c)
     for (size_t i = 0; i < c->nchans; i++)
         n += c->chans[i]->conn != NULL;
     return n;
+}
+
+size_t fake_client_channels(const FakeClient *c)
+{
+    return c->nchans;
 }
 
 const char *fake_client_last_error(const FakeClient *c)

@@ -59,6 +59,9 @@ void fake_client_free(FakeClient *c);
 uint32_t fake_client_session_id(const FakeClient *c);
 /* Channels currently linked (main included). */
 size_t fake_client_linked_channels(const FakeClient *c);
+/* Channels linked or still linking (0: the session is over; during a
+ * switch-host the new main link counts before it is linked). */
+size_t fake_client_channels(const FakeClient *c);
 /* Every channel the client ever linked, in the order they first linked:
  * type and id of the i-th (false past the end). */
 bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint8_t *id);
@@ -87,6 +90,26 @@ typedef struct FakeClientMigrations {
     uint32_t connect_errors; /* CONNECT_ERROR sent */
 } FakeClientMigrations;
 void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out);
+/* Where a migration the source announced stands (what management waits
+ * for before `migrate`: spice-server needs MIGRATE_CONNECTED first). */
+typedef enum FakeClientMigStep {
+    FAKE_CLIENT_MIG_IDLE,      /* no migration under way */
+    FAKE_CLIENT_MIG_LINKING,   /* MIGRATE_BEGIN followed, copies linking to the target */
+    FAKE_CLIENT_MIG_CONNECTED, /* every copy linked, MIGRATE_CONNECTED sent */
+    FAKE_CLIENT_MIG__COUNT
+} FakeClientMigStep;
+extern const char *const fake_client_mig_step_names[FAKE_CLIENT_MIG__COUNT];
+FakeClientMigStep fake_client_mig_step(const FakeClient *c);
+/* The switch-over gap of the last semi-seamless migration, in loop time:
+ * from the source's MIGRATE_END to the first display message from the
+ * target.  False when no switch has shown a display message yet. */
+bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns);
+/* Drawing messages (DRAW_FILL, DRAW_COPY, COPY_BITS) received over the
+ * session, and the loop times of the first and the last. */
+typedef struct FakeClientDraws {
+    uint64_t count, first_ns, last_ns;
+} FakeClientDraws;
+void fake_client_draws(const FakeClient *c, FakeClientDraws *out);
 /* The host and port the client's main channel is on now. */
 const char *fake_client_server_host(const FakeClient *c);
 uint16_t fake_client_server_port(const FakeClient *c);

@@ -4,15 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <spice/enums.h>
+
 #include "devices/fake-qxl.h"
 #include "savevm/savevm.h"
+#include "spice/spice-conn.h"
 
 #define TICK_NS 16000000ull
 #define OPS_PER_TICK 4u
+#define FAST_TICK_NS 1000000ull /* with a draw rate */
 #define IMAGE_SIDE 32u
 
 struct FakeQxl {
     MigLoop *loop;
+    SpiceServer *server;
     SpiceDisplay *display;
     SpiceSurface fb; /* the guest's own rendering */
     uint32_t *images[FAKE_QXL_IMAGES];
@@ -21,6 +26,8 @@ struct FakeQxl {
     MigLoopSource *timer;
     MigPrng prng;
     uint64_t ops;
+    uint32_t rate;      /* operations per second; 0: OPS_PER_TICK every TICK_NS */
+    uint64_t rate_due;  /* thousandths of an operation carried to the next fast tick */
 };
 
 static uint32_t below(FakeQxl *q, uint32_t n)
@@ -65,19 +72,56 @@ static void draw_one(FakeQxl *q)
     q->ops++;
 }
 
+/* Whether a display client has FAKE_QXL_MAX_PIPE messages waiting. */
+static bool pipe_full(const FakeQxl *q)
+{
+    for (size_t i = 0; i < spice_server_client_count(q->server); i++) {
+        SpiceChannelClient *cc = spice_client_find(spice_server_client_at(q->server, i), SPICE_CHANNEL_DISPLAY, 0);
+        SpiceConn *conn = cc ? spice_cc_conn(cc) : NULL;
+        if (conn && spice_conn_queued_messages(conn) >= FAKE_QXL_MAX_PIPE)
+            return true;
+    }
+    return false;
+}
+
 static void tick(void *opaque)
 {
     FakeQxl *q = opaque;
     q->timer = NULL;
-    for (uint32_t i = 0; i < OPS_PER_TICK; i++)
+    if (!q->rate) {
+        for (uint32_t i = 0; i < OPS_PER_TICK; i++)
+            draw_one(q);
+        q->timer = mig_loop_timer_add(q->loop, mig_loop_now_ns(q->loop) + TICK_NS, tick, q);
+        return;
+    }
+    q->rate_due += q->rate;
+    uint64_t n = q->rate_due / 1000;
+    q->rate_due %= 1000;
+    for (uint64_t i = 0; i < n && !pipe_full(q); i++)
         draw_one(q);
-    q->timer = mig_loop_timer_add(q->loop, mig_loop_now_ns(q->loop) + TICK_NS, tick, q);
+    q->timer = mig_loop_timer_add(q->loop, mig_loop_now_ns(q->loop) + FAST_TICK_NS, tick, q);
+}
+
+static void arm(FakeQxl *q)
+{
+    q->timer = mig_loop_timer_add(q->loop, mig_loop_now_ns(q->loop) + (q->rate ? FAST_TICK_NS : TICK_NS), tick, q);
+}
+
+void fake_qxl_set_draw_rate(FakeQxl *q, uint32_t ops_per_s)
+{
+    q->rate = ops_per_s;
+    q->rate_due = 0;
+    if (q->timer) { /* the next tick at the new period */
+        mig_loop_remove(q->loop, q->timer);
+        arm(q);
+    }
 }
 
 FakeQxl *fake_qxl_new(MigLoop *loop, SpiceServer *server, uint32_t width, uint32_t height)
 {
     FakeQxl *q = mig_malloc0(sizeof(*q));
     q->loop = loop;
+    q->server = server;
     mig_prng_fork(&loop->prng, &q->prng);
     if (spice_surface_init(&q->fb, 0, width, height, NULL) < 0) {
         free(q);
@@ -103,7 +147,7 @@ void fake_qxl_set_running(FakeQxl *q, bool running)
         return;
     q->running = running;
     if (running) {
-        q->timer = mig_loop_timer_add(q->loop, mig_loop_now_ns(q->loop) + TICK_NS, tick, q);
+        arm(q);
     } else if (q->timer) {
         mig_loop_remove(q->loop, q->timer);
         q->timer = NULL;

@@ -6,6 +6,11 @@
  * client's pixmap cache is used and evicted), and copies of bits inside the
  * surface.  The device keeps its own framebuffer, drawn by the same rules:
  * the truth the display oracle compares the client's surface with.
+ * A faster rate (fake_qxl_set_draw_rate) is a throughput workload: it
+ * draws every millisecond, but never while a display client has
+ * FAKE_QXL_MAX_PIPE messages or more not yet written, as spice-server's
+ * worker stops taking commands while a client's pipe is full, so that
+ * the server never runs ahead of a client that keeps up.
  * Owns: its SPICE display channel (DISPLAY:0) and its framebuffer.
  * Called by: machine assembly in the harness and `migcert vm`.
  */
@@ -20,12 +25,19 @@
 #include "spice/spice-display.h"
 
 #define FAKE_QXL_IMAGES 6u /* recurring images, ids 1..6 */
+#define FAKE_QXL_MAX_PIPE 256u /* messages a client may have waiting at a fast rate */
 
 typedef struct FakeQxl FakeQxl;
 
 FakeQxl *fake_qxl_new(MigLoop *loop, SpiceServer *server, uint32_t width, uint32_t height);
 void fake_qxl_free(FakeQxl *q);
 void fake_qxl_set_running(FakeQxl *q, bool running);
+/* Draw `ops_per_s` operations per second of loop time, in ticks of 1 ms
+ * (fractions carry over to the next tick); a tick stops early, and its
+ * remaining operations are dropped, when a display client has
+ * FAKE_QXL_MAX_PIPE messages waiting.  0: the default workload (4
+ * operations every 16 ms, never held back). */
+void fake_qxl_set_draw_rate(FakeQxl *q, uint32_t ops_per_s);
 /* The guest's framebuffer (the primary surface as the guest drew it). */
 const SpiceSurface *fake_qxl_framebuffer(const FakeQxl *q);
 SpiceDisplay *fake_qxl_display(const FakeQxl *q);

@@ -5,13 +5,19 @@
  *
  *   migcert client --connect HOST:PORT|unix:PATH [--password P] [--json F]
  *                  [--old] [--seed N] [--vmc-rate BYTES] [--screenshot F.ppm]
+ *                  [--draws N]
  *
  * It links every channel the server lists, follows migrations
  * (semi-seamless and switch-host) until the server closes the session or
  * SIGINT/SIGTERM arrives, then writes a JSON summary (stdout, or --json F):
  * the channels, the migrations followed by kind, the server it ended on, a
  * SHA-256 digest of its primary surface, and the playback and port
- * sequences (received, gaps, repeats).  Exit status: 0 when the session
+ * sequences (received, gaps, repeats), where a migration the source
+ * announced stands ("migrating": idle, linking, connected), the last
+ * switch-over gap (MIGRATE_END from the source to the first display message
+ * from the target, monotonic ms) and the drawing messages received with
+ * their rate.  --draws N ends the session after N drawing messages (a
+ * throughput measurement).  Exit status: 0 when the session
  * ended without a protocol error, 1 when the client saw one (the summary's
  * "error" says which), 2 on a usage error or when the first connection
  * fails.  Scripts (--script) are not built yet.
@@ -46,6 +52,7 @@ typedef struct Cli {
     bool stop;
     bool began; /* a channel linked once */
     bool unix_path; /* --connect unix:PATH: every connection goes there */
+    uint64_t stop_after_draws; /* --draws N (0: never) */
     char path[108];
 } Cli;
 
@@ -53,6 +60,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: migcert client --connect HOST:PORT|unix:PATH [--password P] [--json F]\n"
                  "                      [--old] [--seed N] [--vmc-rate BYTES] [--screenshot F.ppm]\n"
+                 "                      [--draws N]\n"
                  "  --connect ADDR    the SPICE server (TCP HOST:PORT, or a unix socket)\n"
                  "  --password P      the ticket's password (default: none)\n"
                  "  --json F          write the summary to F instead of stdout\n"
@@ -60,6 +68,8 @@ static void usage(FILE *out)
                  "  --seed N          the run's seed (the ticket's OAEP padding)\n"
                  "  --vmc-rate BYTES  bytes written to a port channel every 10 ms (default 0)\n"
                  "  --screenshot F    write the primary surface at the end as a PPM (P6)\n"
+                 "  --draws N         end the session after N drawing messages (their rate is in\n"
+                 "                    the summary)\n"
                  "Follows migrations until the server ends the session or SIGINT (SIGUSR1 writes\n"
                  "the summary and screenshot without stopping); exit 0 clean,\n"
                  "1 when the client saw a protocol error, 2 on a usage or first-connect error.\n");
@@ -108,7 +118,7 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
     return mig_transport_fd_new(cli->loop, fd, "tcp");
 }
 
-static int write_outputs(Cli *cli);
+static int write_outputs(Cli *cli, bool final);
 
 /* SIGINT, SIGTERM: stop; SIGUSR1: write the summary and screenshot now and
  * go on (a test polls the client's view with it). */
@@ -118,7 +128,7 @@ static void on_signal(int fd, uint32_t events, void *opaque)
     struct signalfd_siginfo si;
     while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGUSR1) {
-            write_outputs(cli);
+            write_outputs(cli, false);
             continue;
         }
         cli->stop = true;
@@ -126,14 +136,21 @@ static void on_signal(int fd, uint32_t events, void *opaque)
     }
 }
 
-/* Over when SIGINT came, when the session ended after it began, or when
- * it never began (the link failed). */
+/* Over when SIGINT came, when the session ended after it began (no
+ * channel left, none linking: a switch-host's new main link counts), or
+ * when it never began (the link failed). */
 static bool session_over(void *opaque)
 {
     Cli *cli = opaque;
-    size_t linked = fake_client_linked_channels(cli->client);
-    cli->began |= linked > 0;
-    return cli->stop || (cli->began && linked == 0) ||
+    size_t open = fake_client_channels(cli->client);
+    cli->began |= fake_client_linked_channels(cli->client) > 0;
+    if (cli->stop_after_draws) {
+        FakeClientDraws d;
+        fake_client_draws(cli->client, &d);
+        if (d.count >= cli->stop_after_draws)
+            return true;
+    }
+    return cli->stop || (cli->began && open == 0) ||
            (!cli->began && fake_client_last_error(cli->client)[0] != 0);
 }
 
@@ -186,13 +203,26 @@ static json_t *summary(const Cli *cli)
     }
     json_object_set_new(j, "playback", media_json(c, SPICE_CHANNEL_PLAYBACK));
     json_object_set_new(j, "vmc", media_json(c, SPICE_CHANNEL_PORT));
+    json_object_set_new(j, "migrating", json_string(fake_client_mig_step_names[fake_client_mig_step(c)]));
+    uint64_t gap;
+    json_object_set_new(j, "switch_gap_ms",
+                        fake_client_switch_gap_ns(c, &gap) ? json_real((double)gap / 1e6) : json_null());
+    FakeClientDraws d;
+    fake_client_draws(c, &d);
+    double span = (double)(d.last_ns - d.first_ns) / 1e9;
+    /* the rate between the first and the last: count - 1 intervals */
+    json_object_set_new(j, "draws", json_pack("{s:I, s:f, s:o}", "count", (json_int_t)d.count, "ms", span * 1e3,
+                                              "per_s", d.count > 1 && span > 0 ? json_real((double)(d.count - 1) / span)
+                                                                              : json_null()));
     json_object_set_new(j, "error", json_string(fake_client_last_error(c)));
     return j;
 }
 
 /* The summary (stdout or --json) and the --screenshot; -1 when one could
- * not be written (said on stderr). */
-static int write_outputs(Cli *cli)
+ * not be written (said on stderr).  A client without a primary surface yet
+ * (the summary has no "primary") writes no screenshot and leaves an
+ * earlier one; that is no failure, and only the final write says so. */
+static int write_outputs(Cli *cli, bool final)
 {
     int r = 0;
     json_t *j = summary(cli);
@@ -210,16 +240,18 @@ static int write_outputs(Cli *cli)
         fflush(stdout);
     }
     json_decref(j);
-    if (cli->shot) {
-        const SpiceSurface *s = fake_client_surface(cli->client, 0, 0);
+    const SpiceSurface *s = cli->shot ? fake_client_surface(cli->client, 0, 0) : NULL;
+    if (cli->shot && !s && final)
+        fprintf(stderr, "migcert client: --screenshot %s: not written, the client has no primary surface\n",
+                cli->shot);
+    if (s) {
         char tmp[4200];
         snprintf(tmp, sizeof(tmp), "%s.part", cli->shot);
-        int e = s ? write_ppm(s, tmp) : -ENOENT;
+        int e = write_ppm(s, tmp);
         if (e == 0 && rename(tmp, cli->shot) < 0)
             e = -errno;
         if (e < 0) {
-            fprintf(stderr, "migcert client: --screenshot %s: %s\n", cli->shot,
-                    s ? strerror(-e) : "the client has no primary surface");
+            fprintf(stderr, "migcert client: --screenshot %s: %s\n", cli->shot, strerror(-e));
             r = -1;
         }
     }
@@ -228,19 +260,20 @@ static int write_outputs(Cli *cli)
 
 int cmd_client(int argc, char **argv)
 {
-    enum { O_CONNECT = 1, O_PASSWORD, O_JSON, O_OLD, O_SEED, O_VMC, O_SCRIPT, O_SHOT, O_HELP };
+    enum { O_CONNECT = 1, O_PASSWORD, O_JSON, O_OLD, O_SEED, O_VMC, O_SCRIPT, O_SHOT, O_DRAWS, O_HELP };
     static const struct option opts[] = {
         {"connect", required_argument, NULL, O_CONNECT}, {"password", required_argument, NULL, O_PASSWORD},
         {"json", required_argument, NULL, O_JSON},       {"old", no_argument, NULL, O_OLD},
         {"seed", required_argument, NULL, O_SEED},       {"vmc-rate", required_argument, NULL, O_VMC},
         {"script", required_argument, NULL, O_SCRIPT},   {"screenshot", required_argument, NULL, O_SHOT},
-        {"help", no_argument, NULL, O_HELP},
+        {"draws", required_argument, NULL, O_DRAWS},     {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
     const char *connect_to = NULL, *password = NULL, *json_path = NULL, *shot = NULL;
     bool old = false;
     unsigned long long seed = 0x5eed;
     unsigned long vmc = 0;
+    unsigned long long draws = 0;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -267,6 +300,14 @@ int cmd_client(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_DRAWS:
+            errno = 0;
+            draws = strtoull(optarg, &end, 10);
+            if (errno || !*optarg || *end || draws == 0 || optarg[0] == '-') {
+                fprintf(stderr, "migcert client: --draws %s: a message count from 1\n", optarg);
+                return 2;
+            }
+            break;
         case O_SCRIPT:
             fprintf(stderr, "migcert client: --script: client scripts are not built yet\n");
             return 2;
@@ -279,7 +320,7 @@ int cmd_client(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    Cli cli = {.json_path = json_path, .shot = shot};
+    Cli cli = {.json_path = json_path, .shot = shot, .stop_after_draws = draws};
     char host[256] = "";
     unsigned long port = 0;
     if (!strncmp(connect_to, "unix:", 5)) {
@@ -338,7 +379,7 @@ int cmd_client(int argc, char **argv)
     MigLoopSource *sigwatch = sigfd >= 0 ? mig_loop_fd_watch(cli.loop, sigfd, MIG_LOOP_IN, on_signal, &cli) : NULL;
     int rc = mig_loop_run_until(cli.loop, session_over, &cli, 0);
     int status = (rc < 0 && rc != -ECANCELED) || fake_client_last_error(cli.client)[0] ? 1 : 0;
-    if (write_outputs(&cli) < 0)
+    if (write_outputs(&cli, true) < 0)
         status = 1;
     if (sigwatch)
         mig_loop_remove(cli.loop, sigwatch);

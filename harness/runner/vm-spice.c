@@ -97,6 +97,14 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
                 snprintf(o->password, sizeof(o->password), "%s", v);
                 o->have_password = true;
             }
+        } else if (!strcmp(k, "x-draw-rate")) { /* migcert's: the display device's drawing rate */
+            char *end = NULL;
+            unsigned long n = strtoul(v, &end, 10);
+            if (!*v || *end || v[0] == '-' || n > 10000000) {
+                snprintf(why, why_len, "x-draw-rate=%s: expected 0 to 10000000 operations per second", v);
+                r = -EINVAL;
+            }
+            o->draw_rate = (uint32_t)n;
         } else if (!strcmp(k, "tls-port") || !strcmp(k, "x509-dir")) {
             snprintf(why, why_len, "%s: TLS is not supported", k);
             r = -ENOTSUP;
@@ -394,6 +402,8 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->devices = fake_spice_new(m, NULL, errp);
     if (!v->devices)
         goto fail;
+    if (o->draw_rate)
+        fake_qxl_set_draw_rate(v->devices->qxl, o->draw_rate);
     mig_machine_add_observer(m, &observer, v);
     if (listen_on(v, errp) < 0)
         goto fail;

@@ -24,10 +24,13 @@ typedef struct VmSpiceOptions {
     bool seamless_migration;
     char password[64];       /* legacy password= (QEMU now takes set_password) */
     bool have_password;
+    uint32_t draw_rate;      /* x-draw-rate=N: fake-qxl operations per second (0: its default) */
 } VmSpiceOptions;
 
 /* Parse QEMU's `-spice` value ("port=5900,addr=127.0.0.1,disable-ticketing=on",
- * "unix=on,addr=/run/x.sock,..."); on error, a sentence into `why`. */
+ * "unix=on,addr=/run/x.sock,...") plus migcert's own x-draw-rate=N (the
+ * display device's drawing operations per second, for throughput
+ * measurements: fakes/devices/fake-qxl.h); on error, a sentence into `why`. */
 int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_len);
 
 typedef struct VmSpice VmSpice;

@@ -5,7 +5,9 @@
  * framebuffer, every playback frame and port byte arrives once and in
  * order, and the record and port streams the client sends reach the devices
  * in order.  Everything also holds for a client that links while the guest
- * is already drawing, and the run is the same for the same seed.
+ * is already drawing, and the run is the same for the same seed.  A fast
+ * draw rate draws that many operations per second, but never lets a
+ * client's pipe grow past FAKE_QXL_MAX_PIPE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "devices/fake-snd.h"
 #include "devices/fake-vmc.h"
 #include "sim/sim.h"
+#include "spice/spice-conn.h"
 #include "spice/spice-inputs.h"
 #include "spice/spice-main.h"
 
@@ -141,10 +144,78 @@ static void test_spice_devices_client_sees_the_guest(void **state)
     assert_string_not_equal(d1, d3);
 }
 
+/* Messages waiting in the server's display pipe for the client. */
+static uint32_t display_pipe(Guest *g)
+{
+    if (spice_server_client_count(g->server) == 0)
+        return 0;
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g->server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    return cc ? spice_conn_queued_messages(spice_cc_conn(cc)) : 0;
+}
+
+static void test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_open(&g, 0x5eed);
+    /* no client: exactly the rate, fractions carried (2.5 per 1 ms tick) */
+    fake_qxl_set_draw_rate(g.qxl, 2500);
+    guest_run(&g, true);
+    mig_sim_run_for(g.loop, 1000500000ull);
+    assert_int_equal(fake_qxl_ops(g.qxl), 2500);
+    /* a client on a 50 MB/s link cannot take 200,000 operations a second:
+     * the device waits for it, its pipe stays bounded, it keeps up */
+    fake_qxl_set_draw_rate(g.qxl, 200000);
+    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    uint64_t before = fake_qxl_ops(g.qxl);
+    uint32_t most = 0;
+    for (int ms = 0; ms < 1000; ms++) {
+        mig_sim_run_for(g.loop, 1000000ull);
+        most = MIG_MAX(most, display_pipe(&g));
+    }
+    uint64_t drawn = fake_qxl_ops(g.qxl) - before;
+    assert_true(most >= FAKE_QXL_MAX_PIPE / 2);  /* the client was the limit */
+    assert_true(most <= FAKE_QXL_MAX_PIPE + 1); /* a copy may bring its INVAL_LIST */
+    assert_true(drawn > 1000 && drawn < 200000);
+    FakeClientDraws d;
+    fake_client_draws(g.client, &d);
+    assert_true(d.count > 1000);
+    guest_run(&g, false);
+    mig_sim_run_for(g.loop, 2000000000ull);
+    assert_string_equal(fake_client_last_error(g.client), "");
+    expect_screen_matches(&g);
+    guest_close(&g);
+}
+
+/* spice-server sends STREAM_DESTROY_ALL to a client switching to a
+ * migration target, with no stream created: the client takes it and goes on. */
+static void test_spice_devices_client_takes_stream_destroy_all(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_open(&g, 0x5eed);
+    guest_run(&g, true);
+    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    mig_sim_run_for(g.loop, 500000000ull);
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g.server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    assert_non_null(cc);
+    assert_int_equal(spice_cc_send(cc, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL, NULL), 0);
+    mig_sim_run_for(g.loop, 500000000ull);
+    assert_int_equal(fake_client_count(g.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL), 1);
+    guest_run(&g, false);
+    mig_sim_run_for(g.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(g.client), "");
+    assert_int_equal(fake_client_linked_channels(g.client), 7);
+    expect_screen_matches(&g);
+    guest_close(&g);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spice_devices_client_sees_the_guest),
+        cmocka_unit_test(test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe),
+        cmocka_unit_test(test_spice_devices_client_takes_stream_destroy_all),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

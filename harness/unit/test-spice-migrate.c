@@ -145,14 +145,54 @@ static void expect_screen(World *w, Host *h)
     assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
 }
 
+/* The client's timing figures agree with its own event list: the gap runs
+ * from the MIGRATE_END it received to the first display message after it,
+ * and every drawing message it recorded is counted. */
+static void expect_timing_from_events(World *w)
+{
+    size_t n;
+    const FakeClientEvent *ev = fake_client_events(w->client, &n);
+    uint64_t end_ns = 0, first_ns = 0, draws = 0;
+    bool ended = false, shown = false;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].sent)
+            continue;
+        if (ev[i].channel_type == SPICE_CHANNEL_MAIN && ev[i].msg == SPICE_MSG_MAIN_MIGRATE_END) {
+            end_ns = ev[i].t_ns;
+            ended = true;
+        }
+        if (ev[i].channel_type != SPICE_CHANNEL_DISPLAY)
+            continue;
+        if (ended && !shown && ev[i].t_ns > end_ns) { /* what the source sent before the switch is not it */
+            first_ns = ev[i].t_ns;
+            shown = true;
+        }
+        draws += ev[i].msg == SPICE_MSG_DISPLAY_DRAW_FILL || ev[i].msg == SPICE_MSG_DISPLAY_DRAW_COPY ||
+                 ev[i].msg == SPICE_MSG_DISPLAY_COPY_BITS;
+    }
+    uint64_t gap = 0;
+    assert_int_equal(fake_client_switch_gap_ns(w->client, &gap), shown);
+    if (shown) {
+        assert_true(first_ns > end_ns);
+        assert_int_equal(gap, first_ns - end_ns);
+    }
+    FakeClientDraws d;
+    fake_client_draws(w->client, &d);
+    assert_int_equal(d.count, draws);
+    assert_true(d.count > 0 && d.last_ns >= d.first_ns);
+}
+
 static void test_spice_migrate_semi_seamless(void **state)
 {
     (void)state;
     World w;
     world_open(&w, (SpiceCapSet){0});
     uint32_t session = fake_client_session_id(w.client);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_IDLE);
     assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
     mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
+    expect_timing_from_events(&w); /* no switch yet: no gap */
     assert_int_equal(w.done_calls, 1);
     assert_int_equal(w.done_result, 0);
     /* the target holds the copies: only main runs there, and it sent no MAIN_INIT */
@@ -181,6 +221,10 @@ static void test_spice_migrate_semi_seamless(void **state)
     assert_int_equal(w.src.events[SPICE_SERVER_EV_MIGRATE_COMPLETED], 1);
     assert_int_equal(w.src.events[SPICE_SERVER_EV_DISCONNECTED], 2);
     assert_int_equal(w.dst.events[SPICE_SERVER_EV_INITIALIZED], 2);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_IDLE);
+    uint64_t gap;
+    assert_true(fake_client_switch_gap_ns(w.client, &gap));
+    expect_timing_from_events(&w);
     expect_screen(&w, &w.dst);
     world_close(&w);
 }
@@ -198,6 +242,9 @@ static void test_spice_migrate_cancel_keeps_the_client(void **state)
     FakeClientMigrations m;
     fake_client_migrations(w.client, &m);
     assert_int_equal(m.cancelled, 1);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_IDLE);
+    uint64_t gap;
+    assert_false(fake_client_switch_gap_ns(w.client, &gap));
     assert_int_equal(w.src.events[SPICE_SERVER_EV_MIGRATE_COMPLETED], 0);
     assert_string_equal(fake_client_server_host(w.client), "src");
     assert_int_equal(spice_server_client_count(w.dst.server), 0);

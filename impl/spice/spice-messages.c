@@ -285,6 +285,9 @@ static const SpiceMsgInfo registry[] = {
     S(DISPLAY, DISPLAY_INVAL_ALL_PIXMAPS, "DISPLAY_INVAL_ALL_PIXMAPS", wait_list_desc),
     S(DISPLAY, DISPLAY_INVAL_PALETTE, "DISPLAY_INVAL_PALETTE", u64_desc),
     S(DISPLAY, DISPLAY_INVAL_ALL_PALETTES, "DISPLAY_INVAL_ALL_PALETTES", empty_desc),
+    /* spice-server 0.15.1 may send it to a client switching to a migration
+     * target although it never created a stream (seen) */
+    S(DISPLAY, DISPLAY_STREAM_DESTROY_ALL, "DISPLAY_STREAM_DESTROY_ALL", empty_desc),
     S(DISPLAY, DISPLAY_DRAW_FILL, "DISPLAY_DRAW_FILL", draw_fill_desc),
     S(DISPLAY, DISPLAY_DRAW_COPY, "DISPLAY_DRAW_COPY", draw_copy_desc),
     S(DISPLAY, DISPLAY_SURFACE_CREATE, "DISPLAY_SURFACE_CREATE", surface_create_desc),

@@ -1,0 +1,213 @@
+"""spice-bench.py - the SPICE figures of `make bench` (ci/bench), both as
+`migcert client` (the fake client, fakes/client) sees them:
+
+1. the switch-over gap of a semi-seamless migration: from the source's
+   MIGRATE_END to the first display message from the target (the client's
+   `switch_gap_ms`, monotonic time), between two `migcert vm --spice` and
+   between two QEMU 7.2 (`-vga qxl -spice ... -audiodev spice` with
+   intel-hda, the destination running with -incoming), in the same run,
+   both guests' RAM nearly all zero pages (`--fill zero`; QEMU's guest sits
+   in its BIOS), since the gap includes the target finishing the stream,
+   with the ratio migcert/QEMU (the goal: at most 1);
+2. display throughput: drawing messages per second a `migcert vm --spice
+   x-draw-rate=R` sends to a client that keeps up (the device never lets a
+   client's pipe pass FAKE_QXL_MAX_PIPE messages), counted by the client
+   over a fixed number of messages (`migcert client --draws N`).
+
+    /usr/bin/python3 harness/bench/spice-bench.py [--build DIR] [--runs N]
+        [--draws N] [--draw-rate R] [--only migcert|qemu] [--json FILE]
+
+Each migration: the client links every channel of the source and shows its
+primary surface; `client_migrate_info`, then, once the client reports
+MIGRATE_CONNECTED (spice-server needs it before the migration ends, and
+QEMU 7.2's command returns at once), `migrate` to a unix socket; the figure
+is read once the client has switched.  Figures only: the script checks
+that every run ended on the target by a semi-seamless switch, never a time.
+Exit 0 when every run did, 1 otherwise.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "harness" / "pytest"))
+
+from bench import Proc  # noqa: E402
+from spiceclient import SpiceClient  # noqa: E402
+
+DEADLINE = 120  # a hang guard only
+
+
+def wait_sock(proc, path):
+    end = time.monotonic() + DEADLINE
+    while not Path(path).exists():
+        if not proc.alive() or time.monotonic() > end:
+            raise RuntimeError(f"{proc.argv[0]} made no SPICE socket {path}:\n{proc.log()}")
+        time.sleep(0.01)
+
+
+def migcert_pair(args, work, i, procs):
+    binary = Path(args.build) / "migcert"
+    for side in ("src", "dst"):
+        sock = work / f"mc-{side}{i}.spice"
+        extra = ["--incoming", f"unix:{work}/mc-mig{i}.sock"] if side == "dst" else []
+        # zero-filled RAM, as the idle QEMU guest's is nearly all zero pages
+        p = Proc([binary, "vm", "--ram", "32M", "--fill", "zero", "--spice",
+                  f"unix=on,addr={sock},disable-ticketing=on",
+                  *extra, "--qmp", f"unix:{work}/mc-{side}{i}.qmp"], work / f"mc-{side}{i}.qmp",
+                 work / f"mc-{side}{i}.log")
+        procs.append((p, sock))
+        wait_sock(p, sock)
+    return work / f"mc-mig{i}.sock", 7
+
+
+def qemu_pair(args, work, i, procs):
+    qemu = shutil.which(args.qemu)
+    if not qemu:
+        raise RuntimeError(f"{args.qemu} not found: run `bash ci/deps`")
+    for side in ("src", "dst"):
+        sock = work / f"q-{side}{i}.spice"
+        # the destination runs (no -S): a paused QEMU keeps its display worker stopped
+        extra = ["-incoming", f"unix:{work}/q-mig{i}.sock"] if side == "dst" else []
+        p = Proc([qemu, "-M", "pc", "-m", "64", "-display", "none", "-nodefaults", "-vga", "qxl", "-spice",
+                  f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
+                  "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0",
+                  *extra, "-qmp", f"unix:{work}/q-{side}{i}.qmp,server=on,wait=off"],
+                 work / f"q-{side}{i}.qmp", work / f"q-{side}{i}.log")
+        procs.append((p, sock))
+        wait_sock(p, sock)
+    return work / f"q-mig{i}.sock", 6
+
+
+def switch_gap(args, work, engine, i):
+    """One semi-seamless migration; the client's summary at the end."""
+    pair = migcert_pair if engine == "migcert" else qemu_pair
+    procs, client = [], None
+    try:
+        mig, nchan = pair(args, work, i, procs)
+        (src, ssock), (dst, dsock) = procs
+        client = SpiceClient(Path(args.build) / "migcert", work, f"unix:{ssock}", name=f"{engine}-gap{i}")
+        client.wait_for(lambda s: len(s["channels"]) == nchan and "primary" in s, "every channel")
+        src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED")
+        src.qmp.execute("migrate", uri=f"unix:{mig}")
+        end = time.monotonic() + DEADLINE
+        while src.qmp.execute("query-migrate").get("status") not in ("completed", "failed", "cancelled"):
+            if time.monotonic() > end:
+                raise RuntimeError("the migration did not end")
+            time.sleep(0.005)
+        s = client.wait_for(lambda s: s["switch_gap_ms"] is not None or s["error"] or
+                            s["migrations"]["switch_host"], "the switch to the target")
+        ok = s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock) and not s["error"]
+        return {"engine": engine, "ok": ok, "gap_ms": s["switch_gap_ms"], "summary": s,
+                "log": "" if ok else src.log() + dst.log()}
+    finally:
+        if client:
+            client.stop()
+        for p, _ in procs:
+            p.quit()
+
+
+def throughput(args, work, i):
+    binary = Path(args.build) / "migcert"
+    sock = work / f"tp{i}.spice"
+    vm = Proc([binary, "vm", "--ram", "32M", "--spice",
+               f"unix=on,addr={sock},disable-ticketing=on,x-draw-rate={args.draw_rate}",
+               "--qmp", f"unix:{work}/tp{i}.qmp"], work / f"tp{i}.qmp", work / f"tp{i}.log")
+    try:
+        wait_sock(vm, sock)
+        out = work / f"tp{i}.json"
+        r = subprocess.run([str(binary), "client", "--connect", f"unix:{sock}", "--draws", str(args.draws),
+                            "--json", str(out)], capture_output=True, text=True, timeout=DEADLINE)
+        s = json.loads(out.read_text()) if out.exists() else {}
+        d = s.get("draws", {})
+        ok = r.returncode == 0 and d.get("count", 0) >= args.draws and d.get("per_s") is not None
+        return {"ok": ok, "per_s": d.get("per_s"), "count": d.get("count"), "ms": d.get("ms"),
+                "log": "" if ok else r.stderr + vm.log()}
+    finally:
+        vm.quit()
+
+
+def spread(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.environ.get("MIGCERT_BUILD", "build"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=100000, help="drawing messages counted per run")
+    ap.add_argument("--draw-rate", type=int, default=2000000, help="fake-qxl operations per second offered")
+    ap.add_argument("--only", choices=("migcert", "qemu"))
+    ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
+    ap.add_argument("--json", help="write every run and the summary as JSON here")
+    args = ap.parse_args(argv)
+    if not Path(args.build).is_absolute():
+        args.build = str(REPO / args.build)
+    engines = [e for e in ("migcert", "qemu-7.2") if args.only in (None, e.split("-")[0])]
+    work = Path(tempfile.mkdtemp(prefix="mc-sb-", dir="/tmp"))  # unix socket paths are short
+    rows = {e: [] for e in engines}
+    tput = []
+    ok = True
+    try:
+        print(f"spice bench: switch-over gap of a semi-seamless migration (the source's MIGRATE_END to the "
+              f"target's first display message, seen by migcert client), {args.runs} run(s) each",
+              flush=True)
+        for i in range(args.runs):
+            for e in engines:
+                r = switch_gap(args, work, "migcert" if e == "migcert" else "qemu", i)
+                rows[e].append(r)
+                gap = f"{r['gap_ms']:.2f} ms" if r["gap_ms"] is not None else "none"
+                print(f"  {e:<8} run {i}: {'semi-seamless' if r['ok'] else 'FAILED'}, gap {gap}", flush=True)
+        if args.only in (None, "migcert"):
+            print(f"spice bench: display throughput, migcert vm --spice x-draw-rate={args.draw_rate}, "
+                  f"{args.draws} drawing messages counted by migcert client per run", flush=True)
+            for i in range(args.runs):
+                r = throughput(args, work, i)
+                tput.append(r)
+                fig = f"{r['per_s']:.0f} draw messages/s" if r["per_s"] else "no figure"
+                print(f"  migcert  run {i}: {fig} ({r['count']} in {r['ms'] or 0:.0f} ms)", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    for r in [r for rs in rows.values() for r in rs] + tput:
+        if not r["ok"]:
+            ok = False
+            print(f"spice bench: a run failed: {r.get('summary', '')}\n{r['log'][-3000:]}", file=sys.stderr)
+    summary = {}
+    print()
+    print(f"{'engine':<10} {'switch gap ms':>14}  (median of runs; min-max)")
+    for e, rs in rows.items():
+        gaps = [r["gap_ms"] for r in rs if r["ok"]]
+        if not gaps:
+            print(f"{e:<10} {'no semi-seamless run':>14}")
+            continue
+        med, lo, hi = spread(gaps)
+        summary[e] = {"gap_ms": med, "min_ms": lo, "max_ms": hi, "runs": len(gaps)}
+        print(f"{e:<10} {med:>14.2f}  ({lo:.2f}-{hi:.2f})")
+    m, q = summary.get("migcert"), summary.get("qemu-7.2")
+    if m and q and q["gap_ms"]:
+        print(f"ratio migcert/QEMU: switch-over gap {m['gap_ms'] / q['gap_ms']:.2f}x (goal: at most 1)")
+    rates = [r["per_s"] for r in tput if r["ok"]]
+    if rates:
+        med, lo, hi = spread(rates)
+        summary["throughput"] = {"per_s": med, "min": lo, "max": hi, "runs": len(rates)}
+        print(f"display throughput (migcert vm --spice): {med:.0f} draw messages/s "
+              f"(median of runs; {lo:.0f}-{hi:.0f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"gaps": rows, "throughput": tput, "summary": summary},
+                                              indent=2, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
