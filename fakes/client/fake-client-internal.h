@@ -55,6 +55,7 @@ struct FakeClient {
     size_t mig_wanted, mig_linked;
     MigLoopSource *mig_defer;  /* the switch, run from the loop */
     int mig_action;            /* what mig_defer does */
+    MigLoopSource *mig_end_timer; /* MSGC_MAIN_MIGRATE_END, delayed (cfg.migrate_end_delay_ns) */
     FakeClientMigrations migs;
 };
 
