@@ -29,7 +29,12 @@
     X("mig/transport/read", EIO, "a transport read fails")                                     \
     X("mig/transport/write", EIO, "a transport write fails")                                   \
     X("mig/vmstate/load", EINVAL, "loading a device's vmstate fails before any field is read") \
-    X("mig/vmstate/save", EIO, "saving a device's vmstate fails before any field is written")
+    X("mig/vmstate/save", EIO, "saving a device's vmstate fails before any field is written") \
+    X("spice/conn/receive", EIO, "a SPICE connection's read fails: it closes before reading")  \
+    X("spice/conn/send", EIO, "queuing a SPICE message fails: the connection closes, nothing queued") \
+    X("spice/linker/link", EIO, "a SPICE link stage fails before its first byte")             \
+    X("spice/main/migrate-begin", EIO, "client_migrate_info fails before any MIGRATE_BEGIN is sent") \
+    X("spice/main/migrate-end", EIO, "the target refuses a migrating client's MIGRATE_END: it drops the client")
 
 typedef struct MigFaultInfo {
     const char *name;

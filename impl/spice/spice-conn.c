@@ -113,6 +113,10 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
 {
     if (!c->open)
         return -EPIPE;
+    if (fiu_fail("spice/conn/send")) { /* as a broken socket: closed, nothing queued */
+        spice_conn_close(c, -EIO, "send of %s failed (fault)", msg_name(c, false, type));
+        return -EPIPE;
+    }
     size_t hs = spice_header_size(c->cfg.mini_header);
     if (c->out_len == c->out_cap) {
         if (c->out_head > 0) {
@@ -341,6 +345,10 @@ static void read_in(SpiceConn *c)
         if (cap > c->in_cap) {
             c->in = mig_realloc(c->in, cap);
             c->in_cap = cap;
+        }
+        if (fiu_fail("spice/conn/receive")) {
+            spice_conn_close(c, -EIO, "read failed (fault)");
+            return;
         }
         ssize_t r = mig_transport_read(c->t, c->in + c->in_len, c->in_cap - c->in_len);
         if (r == -EAGAIN)

@@ -316,6 +316,10 @@ static void start_cb(void *opaque)
 {
     SpiceLinker *l = opaque;
     l->done_defer = NULL;
+    if (fiu_fail("spice/linker/link")) {
+        finish(l, -EIO, SPICE_LINK_ERR_ERROR, "link: the link stage failed (fault)");
+        return;
+    }
     pump(l);
 }
 
