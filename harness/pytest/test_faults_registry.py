@@ -1,6 +1,8 @@
-"""test_faults_registry.py - every libfiu point in engine code is registered in
-impl/common/faults.h, every registered point exists in engine code, and
-`migcert list-faults` prints each with its errno and sentence.
+"""test_faults_registry.py - engine code injects faults only through the
+registry in impl/common/faults.h (by point id, so an unregistered point does
+not compile and the errno comes from the registry), every registered point is
+used in engine code, and `migcert list-faults` prints each with its errno and
+sentence.
 
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k faults_registry
 """
@@ -8,9 +10,10 @@ import re
 
 import pytest
 
-USE_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(\s*"([^"]*)"')
-NONLITERAL_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(\s*(?!")')
-REG_RE = re.compile(r'^\s*X\(\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)', re.M)
+USE_RE = re.compile(r'\b(?:MIG_FAULT_RETURN(?:_ERR)?|mig_fault_fire)\s*\(\s*MIG_FAULT_([A-Z0-9_]+)\b')
+RAW_FIU_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(')
+REG_RE = re.compile(r'^\s*X\(\s*([A-Z][A-Z0-9_]*)\s*,\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,'
+                    r'[\s\\]*"((?:[^"\\]|\\.)*)"\s*\)', re.M)
 NAME_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+){2,3}$")
 
 
@@ -21,25 +24,35 @@ def _strip_comments(src):
 @pytest.fixture(scope="module")
 def registry(repo_root):
     text = (repo_root / "impl/common/faults.h").read_text()
-    reg = [(m.group(1), m.group(2), m.group(3)) for m in REG_RE.finditer(text)]
+    reg = [(m.group(2), m.group(3), m.group(4)) for m in REG_RE.finditer(text)]
     assert reg, "no X(...) entries found in impl/common/faults.h"
     return reg
 
 
 @pytest.fixture(scope="module")
-def used(repo_root):
-    """name -> [file:line, ...] for every fiu_* call with a literal name under impl/."""
+def ids(repo_root):
+    """point id (the X's first argument) -> name"""
+    text = (repo_root / "impl/common/faults.h").read_text()
+    return {m.group(1): m.group(2) for m in REG_RE.finditer(text)}
+
+
+@pytest.fixture(scope="module")
+def used(repo_root, ids):
+    """name -> [file:line, ...] for every fault point injected under impl/; a
+    direct fiu_* call (which would bypass the registry) counts as the point
+    "<fiu_* called directly>"."""
     uses = {}
     for path in sorted((repo_root / "impl").rglob("*.[ch]")):
-        if path.name == "fiu-local.h":
-            continue  # defines the fiu_* macros themselves (libfiu made optional)
+        if path.name in ("fiu-local.h", "faults.h"):
+            continue  # define the fiu_* fallbacks and the registry's own macros
         src = _strip_comments(path.read_text(errors="replace"))
         for m in USE_RE.finditer(src):
             line = src.count("\n", 0, m.start()) + 1
-            uses.setdefault(m.group(1), []).append(f"{path.relative_to(repo_root)}:{line}")
-        for m in NONLITERAL_RE.finditer(src):
+            name = ids.get(m.group(1), f"<unknown id MIG_FAULT_{m.group(1)}>")
+            uses.setdefault(name, []).append(f"{path.relative_to(repo_root)}:{line}")
+        for m in RAW_FIU_RE.finditer(src):
             line = src.count("\n", 0, m.start()) + 1
-            uses.setdefault("<not a string literal>", []).append(f"{path.relative_to(repo_root)}:{line}")
+            uses.setdefault("<fiu_* called directly>", []).append(f"{path.relative_to(repo_root)}:{line}")
     return uses
 
 
@@ -52,7 +65,7 @@ def test_faults_registry_every_used_point_is_registered(registry, used):
 
 def test_faults_registry_every_registered_point_is_used(registry, used):
     unused = [n for n, _, _ in registry if n not in used]
-    assert not unused, f"registered in impl/common/faults.h but no fiu_* call under impl/: {unused}"
+    assert not unused, f"registered in impl/common/faults.h but not injected under impl/: {unused}"
 
 
 def test_faults_registry_is_sorted_unique_and_well_named(registry):

@@ -44,7 +44,7 @@ def test_spice_vm_client_links_every_channel_and_sees_the_screen(vms, migcert_bi
     client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}")
     try:
         s = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
-        s = client.wait_for(lambda s: s["playback"]["received"] > 0 and s["vmc"]["received"] > 0,
+        s = client.wait_for(lambda s: s["playback"]["received"] > 0 and s["vmc"]["received"] > 0 and "primary" in s,
                             "sound and port data")
         info = vm.cmd("query-spice")
         assert info["enabled"] is True and info["auth"] == "none" and info["migrated"] is False
@@ -66,8 +66,11 @@ def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin
     dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
     client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}")
     try:
-        before = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
+        before = client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS and "primary" in s,
+                                 "seven channels and the screen")
         src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        # it answered once the client had linked to the destination: its main channel is there
+        assert [c["channel-type"] for c in dst.cmd("query-spice")["channels"]] == [1]
         src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
         src.cmd("migrate", uri=f"unix:{vms.dir / 'mig.sock'}")
         src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
@@ -97,7 +100,7 @@ def test_spice_vm_password(vms, migcert_bin, run_migcert):
     vm.cmd("set_password", protocol="spice", password="other")
     client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}", "--password", "other")
     try:
-        client.wait_for(lambda s: len(s["channels"]) == 7, "seven channels")
+        client.wait_for(lambda s: len(s["channels"]) == 7 and "primary" in s, "seven channels and the screen")
     finally:
         rc, _ = client.stop()
     assert rc == 0, client.stderr

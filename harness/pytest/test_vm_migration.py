@@ -785,7 +785,7 @@ def test_vm_old_release_has_no_capability_commands(vms):
     (["--machine", "mc-0.1"], "mc-0.1"),
     (["--bogus"], "--bogus"),
     (["--release", "1.0", "--machine", "mc-2.0"], "newer than release 1.0"),
-    (["--spice", "tcp:localhost:5900"], "not built yet"),
+    (["--spice", "tcp:localhost:5900"], "--spice tcp:localhost:5900: 'tcp:localhost:5900': expected key=value"),
     # QEMU's machine type: only for a machine without devices
     (["--machine", "pc", "--devices", "default"], "--devices none"),
     (["--machine", "pc-q35-7.2"], "pc-q35-7.2"),

@@ -1,6 +1,7 @@
 /*
  * cmd-analyze.c - `migcert analyze FILE [--json]`: parse and explain a
- * migration stream (ours or QEMU's) with impl/stream/analyze.h.
+ * migration stream (ours or QEMU's) with impl/stream/analyze.h, printed by
+ * analyze-print.h.
  *
  * Exit status (the contract in harness/pytest/test_analyze_qemu.py): 0 the
  * stream parsed through EOF (and its trailer); 1 malformed, with one line
@@ -30,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "analyze-print.h"
 #include "commands.h"
 #include "stream/analyze.h"
 #include "stream/stream.h"
@@ -190,12 +192,10 @@ int cmd_analyze(int argc, char **argv)
     int r = analyze_fd(fd, &doc, &at, &err);
     close(fd);
     if (doc) {
-        if (as_json) {
-            json_dumpf(doc, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-            fputc('\n', stdout);
-        } else {
-            mig_analyze_print_text(stdout, doc);
-        }
+        if (as_json)
+            analyze_print_json(stdout, doc);
+        else
+            analyze_print_text(stdout, doc);
         fflush(stdout);
     }
     const char *msg = err ? err->msg : "malformed stream";

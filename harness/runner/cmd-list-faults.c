@@ -43,7 +43,7 @@ static int list_unreached(char **paths, size_t npaths)
         RunCase c = {.scn = s, .seed = 0x5eed};
         exec_run_case(&c, r);
         for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
-            for (size_t i = 0; i < np && i < 64; i++)
+            for (size_t i = 0; i < np; i++)
                 hits[i] += r->hits[side][i];
         scenario_free(s);
     }

@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "common/buf.h"
 #include "common/faults.h"
 #include "devices/releases.h"
 #include "exec.h"
@@ -88,10 +89,7 @@ typedef struct Cases {
 
 static Case *case_add(Cases *cs)
 {
-    if (cs->n == cs->cap) {
-        cs->cap = cs->cap ? cs->cap * 2 : 64;
-        cs->v = mig_realloc(cs->v, cs->cap * sizeof(Case));
-    }
+    MIG_GROW(cs->v, cs->cap, cs->n + 1, 64);
     Case *c = &cs->v[cs->n++];
     memset(c, 0, sizeof(*c));
     return c;

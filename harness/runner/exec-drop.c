@@ -34,7 +34,6 @@
 
 /* ---- the arc recorder ---- */
 
-#define DEV_REC_DATA_HDR 5u /* DATA record: tag + be32 length (device-savevm.h) */
 static const char *const arc_phase_names[ARC_PHASE__COUNT] = {"PRE_COPY snapshot",
                                                                "STOP_COPY data"};
 
@@ -141,7 +140,7 @@ static ssize_t ar_read(MigDevBackend *b, void *buf, size_t len, MigErr **errp)
         p->cap = p->cap ? p->cap * 2 : 64;
         p->c = mig_realloc(p->c, p->cap * sizeof(*p->c));
     }
-    p->c[p->n++] = (ArcChunk){p->read, (uint64_t)n, at + DEV_REC_DATA_HDR};
+    p->c[p->n++] = (ArcChunk){p->read, (uint64_t)n, at + MIG_DEV_REC_DATA_HDR};
     p->read += (uint64_t)n;
     if (a->on_read)
         a->on_read(a->opaque);
@@ -286,7 +285,7 @@ static int drop_trigger_try(Run *run, MigErr **errp)
     t->dev_byte = d;
     t->size = p->size;
     t->link_byte = c->data_at + (d - c->dev_off);
-    t->record_at = c->data_at - DEV_REC_DATA_HDR;
+    t->record_at = c->data_at - MIG_DEV_REC_DATA_HDR;
     t->record_no = i + 1;
     uint64_t sent = mig_link_bytes(run->link, MIG_LINK_A_TO_B);
     if (sent > t->link_byte)

@@ -149,7 +149,7 @@ typedef struct RunResult {
     char trace_hash[65];
     uint64_t fired;        /* faults that fired */
     char first_fired[96];  /* "src:point#N" of the first one */
-    uint64_t hits[MIG_FAULT_SIDE__COUNT][64]; /* per registered point */
+    uint64_t hits[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT]; /* per registered point */
     uint64_t virtual_ns;   /* virtual time the run took */
 } RunResult;
 

@@ -33,25 +33,28 @@ int scn_phase_parse(const char *name)
 }
 
 /*
- * Points whose errno a spec may choose (errno=), and the errnos that make
- * sense there.  Their code uses fiu_return_errno_on(), which returns the
- * failnum the injector sets; every other point returns its registered errno
- * whatever the spec says, so a different errno is refused for them.
+ * Points where a spec may choose another errno than the registered one
+ * (errno=), and the others that make sense there (a peer that resets or
+ * goes away).  Every point injects the failnum the injector sets
+ * (mig_fault_fire); for the points not listed here a different errno than
+ * the registered one would be a fault the code cannot meet, so the parser
+ * refuses it.
  */
-static const struct {
-    const char *point;
-    int errs[4]; /* negative errnos, 0-terminated */
-} errno_choices[] = {
-    {"mig/transport/read", {-EIO, -ECONNRESET, -EPIPE, 0}},
-    {"mig/transport/write", {-EIO, -EPIPE, -ECONNRESET, 0}},
+static const int errno_extra[MIG_FAULT__COUNT][3] = {
+    /* negative errnos, 0-terminated, after the registered one */
+    [MIG_FAULT_TRANSPORT_READ] = {-ECONNRESET, -EPIPE, 0},
+    [MIG_FAULT_TRANSPORT_WRITE] = {-EPIPE, -ECONNRESET, 0},
 };
 
-static const int *point_errno_choices(const char *point)
+/* The registered errno then the extras, 0-terminated; false when the point
+ * has no choice. */
+static bool point_errno_choices(size_t point, int errs[4])
 {
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(errno_choices); i++)
-        if (!strcmp(errno_choices[i].point, point))
-            return errno_choices[i].errs;
-    return NULL;
+    if (point >= MIG_FAULT__COUNT || !errno_extra[point][0])
+        return false;
+    errs[0] = -mig_fault_errno((MigFaultId)point);
+    memcpy(errs + 1, errno_extra[point], sizeof(errno_extra[point]));
+    return true;
 }
 
 /* "EIO, ECONNRESET or EPIPE" */
@@ -167,7 +170,8 @@ int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp)
         int code = mig_errno_parse(name);
         if (code == 0)
             return mig_err_set(errp, -EINVAL, "fault '%s': unknown errno '%s'", text, name);
-        const int *choices = point_errno_choices(s.point);
+        int errs[4];
+        const int *choices = point_errno_choices(s.point_index, errs) ? errs : NULL;
         if (!choices && code != s.err)
             return mig_err_set(errp, -EINVAL, "fault '%s': point '%s' injects %s, not %s", text,
                                s.point, mig_errno_name(s.err), name);

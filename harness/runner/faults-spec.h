@@ -14,13 +14,11 @@
  *   %P     fail each hit with probability P (0 < P <= 1, e.g. %0.05),
  *          drawn from the run's PRNG
  *   (none) fail every hit
- *   errno=E  the errno the point injects.  Most points return a fixed errno
- *          (fiu_return_on), so E must be the registered one and any other is
- *          refused at parse time.  Transport reads and writes
- *          (mig/transport/read, mig/transport/write) use fiu_return_errno_on
- *          and accept EIO, EPIPE or ECONNRESET: the injector hands the chosen
- *          errno to the point as libfiu's failnum.  (The local page-flipping
- *          transport still returns EIO until it uses fiu_return_errno_on.)
+ *   errno=E  the errno the point injects; the injector hands it to the
+ *          point as libfiu's failnum (mig_fault_fire).  For most points E
+ *          must be the registered one and any other is refused at parse
+ *          time; transport reads and writes (mig/transport/read,
+ *          mig/transport/write) also accept EPIPE and ECONNRESET.
  *
  * The injector (harness only; libfiu's registry is process-wide, which is
  * why this lives in the harness and never in impl/): arming it enables every

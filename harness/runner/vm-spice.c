@@ -3,9 +3,11 @@
  *
  * The listener is a non-blocking socket watched on the loop; each accepted
  * connection is handed to the SPICE server, which runs its link stage.
- * client_migrate_info returns once MIGRATE_BEGIN went out to the clients
- * (the clients' answers are then awaited by the server, up to its timeout,
- * before the migration's end decides between MIGRATE_END and SWITCH_HOST).
+ * client_migrate_info answers once every client answered MIGRATE_BEGIN
+ * (MIGRATE_CONNECTED or CONNECT_ERROR) or the server's timeout passed, so
+ * that management may start `migrate` the moment it returns (QEMU 7.2
+ * returns at once, and a short migration then ends before the client is
+ * connected: the client falls back to switch-host).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +35,7 @@ struct VmSpice {
     int lfd;
     MigLoopSource *lwatch;
     bool migrated; /* a migration's clients were sent to its target */
+    MigQmpLater *cmi; /* client_migrate_info waiting for the clients' answers */
 };
 
 /* ------------------------------------------------------------------ options */
@@ -240,6 +243,18 @@ static int listen_on(VmSpice *v, MigErr **errp)
 
 /* ------------------------------------------------------------------ QMP */
 
+/* Every client answered MIGRATE_BEGIN, or the time is up: the command
+ * answers (QEMU's client_migrate_info returns {} either way; the outcome
+ * shows at the migration's end: MIGRATE_END or SWITCH_HOST). */
+static void clients_answered(void *opaque, int result)
+{
+    VmSpice *v = opaque;
+    if (v->cmi) {
+        mig_qmp_later_done(v->cmi, 0, NULL, NULL);
+        v->cmi = NULL;
+    }
+}
+
 static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     VmSpice *v = opaque;
@@ -253,12 +268,16 @@ static int q_client_migrate_info(json_t *args, json_t **ret, void *opaque, MigEr
     const char *host = json_string_value(json_object_get(args, "hostname"));
     const char *subject = json_string_value(json_object_get(args, "cert-subject"));
     SpiceMain *m = mig_machine_spice_main(v->machine);
+    if (v->cmi)
+        return mig_err_set(errp, -EBUSY, "client_migrate_info: the previous one is still waiting for clients");
     spice_main_set_migrate_dest(m, host, port ? (int)json_integer_value(port) : -1,
                                 tls ? (int)json_integer_value(tls) : -1, subject);
-    int r = spice_main_migrate_begin(m, NULL, NULL, errp);
-    if (r == 0)
-        v->migrated = false;
-    return r;
+    int r = spice_main_migrate_begin(m, clients_answered, v, errp);
+    if (r < 0)
+        return r;
+    v->migrated = false;
+    v->cmi = mig_monitor_reply_later(v->mon);
+    return v->cmi ? MIG_QMP_LATER : 0;
 }
 
 static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -389,6 +408,11 @@ void vm_spice_free(VmSpice *v)
 {
     if (!v)
         return;
+    if (v->cmi) {
+        MigErr *err = NULL;
+        mig_err_set(&err, -ECANCELED, "client_migrate_info: the machine is shutting down");
+        mig_qmp_later_done(v->cmi, -ECANCELED, NULL, err);
+    }
     if (v->lwatch)
         mig_loop_remove(v->loop, v->lwatch);
     if (v->lfd >= 0)

@@ -333,7 +333,7 @@ static ssize_t mem_read(MigTransport *t, void *buf, size_t len)
     MemDir *d = &k->dir[!e->side];
     uint64_t avail;
 
-    fiu_return_errno_on("mig/transport/read", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
     avail = d->arrived - d->rd;
     if (avail && len) {
         size_t n = (size_t)MIG_MIN((uint64_t)len, avail);
@@ -364,7 +364,7 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     MemDir *d = &k->dir[e->side];
     uint64_t total = 0, allow;
 
-    fiu_return_errno_on("mig/transport/write", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (k->broken)
         return -ECONNRESET;
     if (d->eof || !k->end[!e->side])

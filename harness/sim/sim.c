@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
+#include "common/timer-heap.h"
 #include "sim.h"
 
 enum { SRC_TIMER, SRC_DEFER };
@@ -20,9 +22,7 @@ enum { ST_PENDING, ST_FIRING };
 struct MigLoopSource {
     uint8_t kind;
     uint8_t state;
-    uint64_t deadline;
-    uint64_t seq;
-    size_t heap_idx;
+    MigTimerNode timer; /* deadline (timers) and seq: creation order (all) */
     MigLoopCb cb;
     void *opaque;
     MigLoopSource *prev, *next; /* defer FIFO */
@@ -35,12 +35,12 @@ typedef struct SimLoop {
     uint64_t steps;
     uint64_t step_limit;
     MigPrng sched;
-    MigLoopSource **heap;
-    size_t heap_len, heap_cap;
+    MigTimerHeap timers;
     MigLoopSource *dhead, *dtail;
     MigLoopSource **cand; /* scratch: due timers of the current step */
     size_t cand_cap;
     size_t *stack; /* scratch: heap walk */
+    size_t stack_cap;
 } SimLoop;
 
 static const MigLoopOps sim_ops;
@@ -50,72 +50,19 @@ static SimLoop *S(MigLoop *l)
     return (SimLoop *)l;
 }
 
-/* ---- timer heap, ordered by (deadline, seq) ---- */
+/* ---- timers (impl/common/timer-heap.c, ordered by (deadline, seq)) ---- */
 
-static bool timer_before(const MigLoopSource *a, const MigLoopSource *b)
+static MigLoopSource *timer_src(MigTimerNode *n)
 {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+    return MIG_CONTAINER_OF(n, MigLoopSource, timer);
 }
 
-static void heap_set(SimLoop *s, size_t i, MigLoopSource *src)
+static void timer_push(SimLoop *s, MigLoopSource *src)
 {
-    s->heap[i] = src;
-    src->heap_idx = i;
-}
-
-static void heap_up(SimLoop *s, size_t i)
-{
-    MigLoopSource *src = s->heap[i];
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!timer_before(src, s->heap[p]))
-            break;
-        heap_set(s, i, s->heap[p]);
-        i = p;
-    }
-    heap_set(s, i, src);
-}
-
-static void heap_down(SimLoop *s, size_t i)
-{
-    MigLoopSource *src = s->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= s->heap_len)
-            break;
-        if (c + 1 < s->heap_len && timer_before(s->heap[c + 1], s->heap[c]))
-            c++;
-        if (!timer_before(s->heap[c], src))
-            break;
-        heap_set(s, i, s->heap[c]);
-        i = c;
-    }
-    heap_set(s, i, src);
-}
-
-static void heap_push(SimLoop *s, MigLoopSource *src)
-{
-    if (s->heap_len == s->heap_cap) {
-        s->heap_cap = s->heap_cap ? 2 * s->heap_cap : 64;
-        s->heap = mig_realloc(s->heap, s->heap_cap * sizeof(*s->heap));
-        s->cand = mig_realloc(s->cand, s->heap_cap * sizeof(*s->cand));
-        s->stack = mig_realloc(s->stack, s->heap_cap * sizeof(*s->stack));
-    }
-    heap_set(s, s->heap_len++, src);
-    heap_up(s, src->heap_idx);
-}
-
-static void heap_remove(SimLoop *s, MigLoopSource *src)
-{
-    size_t i = src->heap_idx;
-    MigLoopSource *last = s->heap[--s->heap_len];
-    if (i == s->heap_len)
-        return;
-    heap_set(s, i, last);
-    if (i > 0 && timer_before(last, s->heap[(i - 1) / 2]))
-        heap_up(s, i);
-    else
-        heap_down(s, i);
+    mig_timer_heap_push(&s->timers, &src->timer);
+    /* the heap walk's scratch arrays hold up to every timer */
+    MIG_GROW(s->cand, s->cand_cap, s->timers.len, 64);
+    MIG_GROW(s->stack, s->stack_cap, s->timers.len, 64);
 }
 
 /* ---- defer FIFO ---- */
@@ -145,7 +92,7 @@ static MigLoopSource *src_new(SimLoop *s, int kind, MigLoopCb cb, void *opaque)
     MigLoopSource *src = mig_malloc0(sizeof(*src));
     src->kind = kind;
     src->state = ST_PENDING;
-    src->seq = s->seq++;
+    src->timer.seq = s->seq++;
     src->cb = cb;
     src->opaque = opaque;
     s->base.live_sources++;
@@ -156,8 +103,8 @@ static MigLoopSource *sim_timer_add(MigLoop *l, uint64_t deadline_ns, MigLoopCb 
 {
     SimLoop *s = S(l);
     MigLoopSource *src = src_new(s, SRC_TIMER, cb, opaque);
-    src->deadline = deadline_ns;
-    heap_push(s, src);
+    src->timer.deadline = deadline_ns;
+    timer_push(s, src);
     return src;
 }
 
@@ -186,7 +133,7 @@ static void sim_remove(MigLoop *l, MigLoopSource *src)
     if (src->state == ST_FIRING)
         return; /* removing itself from its own callback: freed on return */
     if (src->kind == SRC_TIMER)
-        heap_remove(s, src);
+        mig_timer_heap_remove(&s->timers, &src->timer);
     else
         defer_unlink(s, src);
     free(src);
@@ -196,16 +143,18 @@ static void sim_remove(MigLoop *l, MigLoopSource *src)
 /* Due timers, in heap-walk order (a function of the call sequence only). */
 static size_t collect_due(SimLoop *s)
 {
+    const MigTimerHeap *h = &s->timers;
+    MigTimerNode *top = mig_timer_heap_top(h);
     size_t n = 0, sp = 0;
 
-    if (!s->heap_len || s->heap[0]->deadline > s->now)
+    if (!top || top->deadline > s->now)
         return 0;
     s->stack[sp++] = 0;
     while (sp) {
         size_t i = s->stack[--sp];
-        s->cand[n++] = s->heap[i];
-        for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < s->heap_len; c++)
-            if (s->heap[c]->deadline <= s->now)
+        s->cand[n++] = timer_src(mig_timer_heap_at(h, i));
+        for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < h->len; c++)
+            if (mig_timer_heap_at(h, c)->deadline <= s->now)
                 s->stack[sp++] = c;
     }
     return n;
@@ -219,17 +168,18 @@ static int sim_run_once(MigLoop *l)
 
     if (s->step_limit && s->steps >= s->step_limit)
         return -ELOOP;
-    if (!s->dhead && !s->heap_len)
+    MigTimerNode *top = mig_timer_heap_top(&s->timers);
+    if (!s->dhead && !top)
         return 0;
-    if (!s->dhead && s->heap[0]->deadline > s->now)
-        s->now = s->heap[0]->deadline; /* idle: jump to the next event */
+    if (!s->dhead && top->deadline > s->now)
+        s->now = top->deadline; /* idle: jump to the next event */
 
     ndue = collect_due(s);
     total = ndue + (s->dhead ? 1 : 0);
     size_t pick = total > 1 ? (size_t)mig_prng_below(&s->sched, total) : 0;
     if (pick < ndue) {
         src = s->cand[pick];
-        heap_remove(s, src);
+        mig_timer_heap_remove(&s->timers, &src->timer);
     } else {
         src = s->dhead;
         defer_unlink(s, src);
@@ -245,14 +195,14 @@ static int sim_run_once(MigLoop *l)
 static void sim_free(MigLoop *l)
 {
     SimLoop *s = S(l);
-    for (size_t i = 0; i < s->heap_len; i++)
-        free(s->heap[i]);
+    for (size_t i = 0; i < s->timers.len; i++)
+        free(timer_src(mig_timer_heap_at(&s->timers, i)));
     while (s->dhead) {
         MigLoopSource *src = s->dhead;
         defer_unlink(s, src);
         free(src);
     }
-    free(s->heap);
+    mig_timer_heap_clear(&s->timers);
     free(s->cand);
     free(s->stack);
     free(s);
@@ -291,8 +241,9 @@ bool mig_sim_next_time(MigLoop *l, uint64_t *t_ns)
         *t_ns = s->now;
         return true;
     }
-    if (s->heap_len) {
-        *t_ns = MIG_MAX(s->heap[0]->deadline, s->now);
+    MigTimerNode *top = mig_timer_heap_top(&s->timers);
+    if (top) {
+        *t_ns = MIG_MAX(top->deadline, s->now);
         return true;
     }
     return false;

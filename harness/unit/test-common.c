@@ -1,15 +1,21 @@
 /*
- * test-common.c - errors, the run's PRNG, the trace hash and the fault-point
- * registry (impl/common).
+ * test-common.c - errors and errno names, growable arrays and buffers, the
+ * run's PRNG, the trace hash and the fault-point registry (impl/common).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#endif
+
+#include "common/buf.h"
 #include "common/common.h"
 #include "common/faults.h"
 #include "common/prng.h"
@@ -38,6 +44,79 @@ static void test_common_errno_names_round_trip(void **state)
     assert_int_equal(mig_errno_parse("ENOTSUP"), -ENOTSUP);
     assert_int_equal(mig_errno_parse("-5"), -5);
     assert_int_equal(mig_errno_parse("NOPE"), 0);
+}
+
+/* Every errno the project returns, or passes on from a system call where a
+ * user can meet it, prints as its name and parses back (harness/pytest's
+ * test_errno_names.py checks that code names no errno outside the table). */
+static void test_common_errno_every_used_errno_has_a_name(void **state)
+{
+    (void)state;
+    static const int used[] = {
+        /* returned by the project's own code */
+        E2BIG, EACCES, EAGAIN, EALREADY, EBADF, EBADMSG, EBUSY, ECANCELED, ECHILD,
+        ECONNABORTED, ECONNREFUSED, ECONNRESET, EDEADLK, EEXIST, EFAULT, EFBIG, EHOSTUNREACH,
+        EILSEQ, EINPROGRESS, EINTR, EINVAL, EIO, EISDIR, ELOOP, EMFILE, ENAMETOOLONG, ENFILE,
+        ENODATA, ENODEV, ENOENT, ENOMEM, ENOMSG, ENOSPC, ENOSYS, ENOTCONN, ENOTSUP, ENOTTY,
+        ENXIO, EOVERFLOW, EPERM, EPIPE, EPROTO, ERANGE, EROFS, ESHUTDOWN, ESPIPE, ESRCH, ETIME,
+        ETIMEDOUT,
+        /* passed on from open, bind, connect, splice, dlopen of a plugin */
+        EADDRINUSE, EADDRNOTAVAIL, EAFNOSUPPORT, EDQUOT, EHOSTDOWN, EMSGSIZE, ENETDOWN,
+        ENETUNREACH, ENOBUFS, ENOEXEC, ENOTDIR, ENOTEMPTY, ENOTSOCK, EPROTONOSUPPORT, ETXTBSY,
+        EXDEV,
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(used); i++) {
+        const char *name = mig_errno_name(-used[i]);
+        assert_string_not_equal(name, "EUNKNOWN");
+        assert_int_equal(mig_errno_parse(name), -used[i]);
+    }
+    assert_string_equal(mig_errno_name(-ELOOP), "ELOOP");
+    assert_string_equal(mig_errno_name(-ENAMETOOLONG), "ENAMETOOLONG");
+    /* one value, two names: the canonical one prints, both parse */
+    assert_string_equal(mig_errno_name(-EWOULDBLOCK), "EAGAIN");
+    assert_int_equal(mig_errno_parse("EWOULDBLOCK"), -EAGAIN);
+    assert_string_equal(mig_errno_name(-EOPNOTSUPP), "ENOTSUP");
+    assert_int_equal(mig_errno_parse("EOPNOTSUPP"), -ENOTSUP);
+    assert_string_equal(mig_errno_name(-4095), "EUNKNOWN");
+    assert_string_equal(mig_errno_name(0), "OK");
+}
+
+static void test_common_grow_doubles_and_keeps_contents(void **state)
+{
+    (void)state;
+    int *v = NULL;
+    size_t cap = 0;
+    MIG_GROW(v, cap, 1, 8);
+    assert_int_equal(cap, 8);
+    for (int i = 0; i < 8; i++)
+        v[i] = i;
+    int *before = v;
+    MIG_GROW(v, cap, 8, 8); /* enough room already: nothing moves */
+    assert_ptr_equal(v, before);
+    assert_int_equal(cap, 8);
+    MIG_GROW(v, cap, 9, 8);
+    assert_int_equal(cap, 16); /* doubles */
+    MIG_GROW(v, cap, 100, 8);
+    assert_int_equal(cap, 100); /* or jumps to what is asked */
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(v[i], i);
+    free(v);
+
+    MigBuf b = {0};
+    mig_buf_append(&b, "abc", 3);
+    mig_buf_append(&b, NULL, 0);
+    uint8_t *p = mig_buf_reserve(&b, 1000);
+    assert_ptr_equal(p, b.data + 3);
+    assert_true(b.cap >= 1003);
+    memset(p, 'x', 1000);
+    b.len += 1000;
+    mig_buf_append(&b, "yz", 2);
+    assert_int_equal(b.len, 1005);
+    assert_memory_equal(b.data, "abcx", 4);
+    assert_memory_equal(b.data + 1003, "yz", 2);
+    mig_buf_free(&b);
+    assert_null(b.data);
+    assert_int_equal(b.len + b.cap, 0);
 }
 
 static void test_common_prng_same_seed_same_sequence(void **state)
@@ -120,15 +199,54 @@ static void test_common_fault_registry_is_sorted_and_unique(void **state)
     assert_null(mig_faults_find("mig/nothing/here"));
 }
 
+/* The ids, names and errnos code uses are the table's, entry for entry. */
+static void test_common_fault_ids_index_the_registry(void **state)
+{
+    (void)state;
+    size_t n;
+    const MigFaultInfo *t = mig_faults_table(&n);
+    assert_int_equal(n, MIG_FAULT__COUNT);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(mig_fault_name((MigFaultId)i), t[i].name);
+        assert_int_equal(mig_fault_errno((MigFaultId)i), t[i].err);
+        assert_string_not_equal(mig_errno_name(-t[i].err), "EUNKNOWN");
+    }
+    assert_string_equal(mig_fault_name(MIG_FAULT_TRANSPORT_WRITE), "mig/transport/write");
+    assert_int_equal(mig_fault_errno(MIG_FAULT_VMSTATE_LOAD), EINVAL);
+}
+
+/* A fired point injects its registered errno, or the one the harness chose
+ * (libfiu's failnum); an idle point injects nothing. */
+static void test_common_fault_fire_takes_the_errno_from_the_registry(void **state)
+{
+    (void)state;
+    assert_int_equal(mig_fault_fire(MIG_FAULT_VMSTATE_LOAD), 0);
+#ifdef FIU_ENABLE
+    fiu_init(0);
+    assert_int_equal(fiu_enable("mig/vmstate/load", 1, NULL, 0), 0);
+    assert_int_equal(mig_fault_fire(MIG_FAULT_VMSTATE_LOAD), -EINVAL);
+    assert_int_equal(mig_fault_fire(MIG_FAULT_VMSTATE_SAVE), 0);
+    fiu_disable("mig/vmstate/load");
+    assert_int_equal(fiu_enable("mig/transport/write", EPIPE, NULL, 0), 0);
+    assert_int_equal(mig_fault_fire(MIG_FAULT_TRANSPORT_WRITE), -EPIPE);
+    fiu_disable("mig/transport/write");
+    assert_int_equal(mig_fault_fire(MIG_FAULT_TRANSPORT_WRITE), 0);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_err_first_wins_and_context),
         cmocka_unit_test(test_common_errno_names_round_trip),
+        cmocka_unit_test(test_common_errno_every_used_errno_has_a_name),
+        cmocka_unit_test(test_common_grow_doubles_and_keeps_contents),
         cmocka_unit_test(test_common_prng_same_seed_same_sequence),
         cmocka_unit_test(test_common_prng_below_stays_in_range),
         cmocka_unit_test(test_common_trace_hash_depends_on_content),
         cmocka_unit_test(test_common_fault_registry_is_sorted_and_unique),
+        cmocka_unit_test(test_common_fault_ids_index_the_registry),
+        cmocka_unit_test(test_common_fault_fire_takes_the_errno_from_the_registry),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -1,10 +1,12 @@
 /*
  * test-loop.c - the MigLoop interface on the real backend (impl/common/loop.c,
  * loop-epoll.c): timer and defer order, remove semantics, run/run_until and
- * fd watches over pipes.
+ * fd watches over pipes; and the timer heap both backends share
+ * (impl/common/timer-heap.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include <cmocka.h>
 
 #include "common/loop.h"
+#include "common/prng.h"
+#include "common/timer-heap.h"
 
 #define MS 1000000ull
 
@@ -323,6 +327,44 @@ static void test_loop_free_releases_pending_sources(void **state)
     assert_false(flag);
 }
 
+/* The heap both backends share: whatever the order of pushes and removals,
+ * timers come out by (deadline, seq), and each node knows its own index. */
+static void test_loop_timer_heap_pops_by_deadline_then_seq(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    static MigTimerNode nodes[N];
+    static bool removed[N];
+    MigTimerHeap h = {0};
+    MigPrng p;
+    mig_prng_seed(&p, 7);
+    for (size_t i = 0; i < N; i++) {
+        nodes[i] = (MigTimerNode){.deadline = mig_prng_below(&p, 20), .seq = i};
+        mig_timer_heap_push(&h, &nodes[i]);
+    }
+    for (size_t i = 0; i < N; i += 3) { /* cancel a third, from anywhere */
+        mig_timer_heap_remove(&h, &nodes[i]);
+        removed[i] = true;
+    }
+    for (size_t i = 0; i < h.len; i++)
+        assert_int_equal(mig_timer_heap_at(&h, i)->idx, i);
+    size_t out = 0;
+    const MigTimerNode *prev = NULL;
+    MigTimerNode *top;
+    while ((top = mig_timer_heap_top(&h))) {
+        assert_false(removed[top->seq]);
+        if (prev)
+            assert_true(prev->deadline < top->deadline ||
+                        (prev->deadline == top->deadline && prev->seq < top->seq));
+        mig_timer_heap_remove(&h, top);
+        prev = top;
+        out++;
+    }
+    assert_int_equal(out, N - (N + 2) / 3);
+    mig_timer_heap_clear(&h);
+    assert_null(h.v);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +375,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_loop_run_until_pred_deadline_stop_and_idle),
         cmocka_unit_test(test_loop_fd_watch_pipe_and_removal_in_batch),
         cmocka_unit_test(test_loop_free_releases_pending_sources),
+        cmocka_unit_test(test_loop_timer_heap_pops_by_deadline_then_seq),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

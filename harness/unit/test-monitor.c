@@ -36,6 +36,7 @@ typedef struct Fixture {
     MigMonitor *mon;
     Peer peer[3];
     int handler_calls;
+    MigQmpLater *later; /* the "wait" command's pending answer */
 } Fixture;
 
 /* ---- the fake command table ---- */
@@ -82,6 +83,22 @@ static int cmd_setp(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     return 0;
 }
 
+/* Answers later, when the test calls answer_wait(). */
+static int cmd_wait(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    Fixture *f = opaque;
+    f->handler_calls++;
+    f->later = mig_monitor_reply_later(f->mon);
+    return f->later ? MIG_QMP_LATER : mig_err_set(errp, -EINVAL, "no token");
+}
+
+static void answer_wait(void *opaque)
+{
+    Fixture *f = opaque;
+    mig_qmp_later_done(f->later, 0, json_pack("{s:s}", "done", "yes"), NULL);
+    f->later = NULL;
+}
+
 static const MigQmpArg add_args[] = {
     {"a", MIG_QMP_ARG_INT, false},
     {"b", MIG_QMP_ARG_INT, false},
@@ -98,6 +115,7 @@ static const MigQmpCommand fake_cmds[] = {
     {"ping", cmd_ping, ping_args, false},
     {"big", cmd_big, big_args, false},
     {"setp", cmd_setp, setp_args, true},
+    {"wait", cmd_wait, NULL, false},
 };
 
 /* ---- the client side ---- */
@@ -578,6 +596,49 @@ static void test_monitor_several_clients_are_independent(void **state)
     }
 }
 
+static bool one_client(void *mon)
+{
+    return mig_monitor_client_count(mon) == 1;
+}
+
+/* A command that answers later holds that client's next requests (QEMU
+ * answers one monitor's commands in order); the other clients go on; the
+ * late answer carries its id and the held request follows. */
+static void test_monitor_late_answer_keeps_order(void **state)
+{
+    Fixture *f = *state;
+    Peer *a = &f->peer[0], *b = &f->peer[1];
+    peer_connect(f, b);
+    peer_negotiate(f, a);
+    peer_negotiate(f, b);
+    peer_send(a, "{\"execute\":\"wait\",\"id\":1}\n{\"execute\":\"add\",\"arguments\":{\"a\":1,\"b\":2},\"id\":2}\n");
+    pump_until_read(f, a);
+    assert_non_null(f->later);
+    assert_int_equal(f->handler_calls, 1); /* "add" waits behind "wait" */
+    peer_expect_silence(f, a);
+    peer_send(b, "{\"execute\":\"add\",\"arguments\":{\"a\":5,\"b\":5},\"id\":\"b\"}\n");
+    json_t *rb = peer_recv(f, b);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rb, "return"), "sum")), 10);
+    json_decref(rb);
+    mig_loop_defer(f->loop, answer_wait, f);
+    json_t *r1 = peer_recv(f, a), *r2 = peer_recv(f, a);
+    assert_int_equal(json_integer_value(json_object_get(r1, "id")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r1, "return"), "done")), "yes");
+    assert_int_equal(json_integer_value(json_object_get(r2, "id")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r2, "return"), "sum")), 3);
+    json_decref(r1);
+    json_decref(r2);
+    /* a client that leaves before its answer: the answer is dropped, nothing leaks */
+    peer_send(b, "{\"execute\":\"wait\"}\n");
+    pump_until_read(f, b);
+    assert_non_null(f->later);
+    peer_close(b);
+    assert_int_equal(mig_loop_run_until(f->loop, one_client, f->mon, mig_loop_now_ns(f->loop) + WAIT_NS), 0);
+    answer_wait(f);
+    /* outside a handler there is no token */
+    assert_null(mig_monitor_reply_later(f->mon));
+}
+
 static void test_monitor_slow_reader_does_not_block(void **state)
 {
     Fixture *f = *state;
@@ -832,6 +893,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_monitor_several_clients_are_independent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_slow_reader_does_not_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_late_answer_keeps_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_unix_listener_accepts_clients, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_listen_refuses_non_socket_path, setup,

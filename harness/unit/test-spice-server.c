@@ -16,7 +16,7 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
-#include "client/fake-client.h"
+#include "client/fake-client-internal.h"
 #include "sim/sim.h"
 #include "spice/spice-main.h"
 
@@ -140,6 +140,34 @@ static void test_spice_server_password(void **state)
     net_close(&n);
 }
 
+/* A client that breaks the protocol loses its session; the other client
+ * and the process go on untouched. */
+static void test_spice_server_bad_client_leaves_others_alone(void **state)
+{
+    (void)state;
+    Net n;
+    net_open(&n, false, NULL);
+    FakeClient *bad = client_new(&n, NULL), *good = client_new(&n, NULL);
+    mig_sim_run_for(n.loop, 1000000000ull);
+    assert_int_equal(spice_server_client_count(n.server), 2);
+    /* an unknown message on the bad client's main channel */
+    FakeChannel *m = NULL;
+    for (size_t i = 0; i < bad->nchans; i++)
+        if (bad->chans[i]->type == SPICE_CHANNEL_MAIN)
+            m = bad->chans[i];
+    assert_non_null(m);
+    assert_int_equal(spice_conn_send_raw(m->conn, 999, (const uint8_t *)"junk", 4), 0);
+    mig_sim_run_for(n.loop, 1000000000ull);
+    assert_int_equal(fake_client_linked_channels(bad), 0);
+    assert_int_equal(fake_client_linked_channels(good), 3);
+    assert_int_equal(spice_server_client_count(n.server), 1);
+    assert_int_equal(spice_client_session_id(spice_server_client_at(n.server, 0)), fake_client_session_id(good));
+    assert_int_equal(spice_server_channel_clients(n.server), 3);
+    fake_client_free(bad);
+    fake_client_free(good);
+    net_close(&n);
+}
+
 /* A server freed with a client still linked leaves nothing behind, and the
  * client sees its channels close. */
 static void test_spice_server_free_with_clients(void **state)
@@ -166,6 +194,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_server_client_links_every_channel),
         cmocka_unit_test(test_spice_server_password),
         cmocka_unit_test(test_spice_server_free_with_clients),
+        cmocka_unit_test(test_spice_server_bad_client_leaves_others_alone),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -2,8 +2,10 @@
  * test-stream.c - impl/stream: the codec (wire bytes, sticky errors, offsets,
  * mark/rewind over a trickling non-blocking transport, zero-copy flush with
  * backpressure, fault points), the v3 framing (bytes as QEMU 7.2 writes
- * them, QEMU's error texts), the RAM record format, and the analyzer (every
- * truncation and byte flip of a small multi-section stream).
+ * them, QEMU's error texts), the RAM record format, the device section
+ * record format (dev-format.h), and the analyzer (every truncation and byte
+ * flip of a small multi-section stream) with the text `migcert analyze`
+ * prints (harness/runner/analyze-print.c).
  *
  * Rerun one case: build/unit/test-stream test_stream_<name>
  */
@@ -20,7 +22,9 @@
 #include <fiu-control.h>
 #endif
 
+#include "runner/analyze-print.h"
 #include "stream/analyze.h"
+#include "stream/dev-format.h"
 #include "stream/ram-format.h"
 #include "stream/stream.h"
 
@@ -1277,6 +1281,84 @@ static void test_stream_ram_reader_state_unchanged_when_starved(void **state)
     mig_stream_free(w);
 }
 
+/* ------------------------------------------------------------------ device records */
+
+static void test_stream_dev_record_bytes(void **state)
+{
+    (void)state;
+    MigStream *w = mig_stream_new_mem_writer();
+    mig_dev_put_setup(w);
+    mig_dev_put_data(w, "abc", 3);
+    mig_dev_put_complete(w);
+    mig_dev_put_eos(w);
+    const uint8_t want[] = {
+        0x01, 0x00, 0x00, 0x00, 0x01, /* SETUP, be32 format 1 */
+        0x02, 0x00, 0x00, 0x00, 0x03, /* DATA, be32 length 3 */
+        'a',  'b',  'c',              /* the data */
+        0x03,                         /* COMPLETE */
+        0x04,                         /* EOS */
+    };
+    assert_mem_writer_bytes(w, want, sizeof(want));
+    mig_stream_free(w);
+    /* the executor finds a DATA record's bytes this far after its tag */
+    assert_int_equal(MIG_DEV_REC_DATA_HDR, 10 - 5);
+    assert_int_equal(MIG_DEV_SECTION_VERSION, 1);
+}
+
+static void test_stream_dev_record_names_cover_exactly_the_tags(void **state)
+{
+    (void)state;
+    for (unsigned t = 0; t < 256; t++) {
+        bool known = t >= 1 && t <= 4;
+        assert_int_equal(mig_dev_rec_known(t), known);
+        assert_int_equal(mig_dev_rec_has_value(t), t == 1 || t == 2);
+        if (!known)
+            assert_string_equal(mig_dev_rec_name(t), "?");
+    }
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_SETUP), "SETUP");
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_DATA), "DATA");
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_COMPLETE), "COMPLETE");
+    assert_string_equal(mig_dev_rec_name(MIG_DEV_REC_EOS), "EOS");
+}
+
+/* Heads read back what the encoders wrote; on every truncation the record
+ * that is cut fails: before its tag (false) or inside its be32 (true, with
+ * the stream's error), and the records before it read whole. */
+static void test_stream_dev_record_heads_on_every_truncation(void **state)
+{
+    (void)state;
+    const uint8_t in[] = {0x01, 0, 0, 0, 1, 0x02, 0, 0, 0, 2, 'h', 'i', 0x07, 0x03, 0x04};
+    const struct {
+        uint64_t at;
+        uint8_t tag;
+        uint32_t value;
+    } recs[] = {{0, 0x01, 1}, {5, 0x02, 2}, {12, 0x07, 0}, {13, 0x03, 0}, {14, 0x04, 0}};
+    for (size_t cut = 0; cut <= sizeof(in); cut++) {
+        MigStream *s = mig_stream_new_mem_reader(in, cut);
+        for (size_t i = 0; i < MIG_ARRAY_SIZE(recs); i++) {
+            uint8_t tag = 0xff;
+            uint32_t v = 0xffffffff;
+            assert_int_equal(mig_stream_offset(s), recs[i].at);
+            bool got_tag = mig_dev_get_record_head(s, &tag, &v);
+            size_t head = mig_dev_rec_has_value(recs[i].tag) ? MIG_DEV_REC_DATA_HDR : 1;
+            if (recs[i].at + head > cut) {
+                assert_int_equal(got_tag, recs[i].at < cut);
+                assert_int_equal(mig_stream_error(s), -EIO);
+                break;
+            }
+            assert_true(got_tag);
+            assert_int_equal(mig_stream_error(s), 0);
+            assert_int_equal(tag, recs[i].tag);
+            assert_int_equal(v, recs[i].value);
+            if (tag == MIG_DEV_REC_DATA)
+                mig_stream_skip(s, v);
+            if (mig_stream_error(s))
+                break; /* cut inside DATA's bytes: the caller's part */
+        }
+        mig_stream_free(s);
+    }
+}
+
 /* ------------------------------------------------------------------ analyzer */
 
 static json_t *find_named(json_t *arr, const char *name)
@@ -1338,7 +1420,7 @@ static void test_stream_analyze_reports_sections_ram_and_device_fields(void **st
     char *text = NULL;
     size_t tlen = 0;
     FILE *f = open_memstream(&text, &tlen);
-    mig_analyze_print_text(f, doc);
+    analyze_print_text(f, doc);
     fclose(f);
     assert_non_null(strstr(text, "machine pc-i440fx-7.2"));
     assert_non_null(strstr(text, "pc.bios"));
@@ -1557,6 +1639,55 @@ static void test_stream_analyze_stream_reader_matches_buffer(void **state)
     free(b.data);
 }
 
+/* A device section in the record format read through a pipe that delivers
+ * a few bytes at a time says what the same bytes say from memory, on every
+ * prefix: the section sizes too (a DATA record cut short is not consumed in
+ * part, whatever had arrived). */
+static void test_stream_analyze_dev_records_stream_matches_buffer(void **state)
+{
+    (void)state;
+    static uint8_t data[5000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7);
+    MigStream *w = mig_stream_new_mem_writer();
+    mig_stream_put_file_header(w);
+    mig_stream_put_configuration(w, "pc-i440fx-7.2", NULL, 0);
+    MigSectionHeader h = {.type = MIG_SECTION_START, .section_id = 2, .version_id = 1};
+    snprintf(h.idstr, sizeof(h.idstr), "0000:00:05.0/vfio");
+    mig_stream_put_section_header(w, &h);
+    mig_dev_put_setup(w);
+    mig_dev_put_eos(w);
+    mig_stream_put_section_footer(w, 2);
+    h.type = MIG_SECTION_PART;
+    mig_stream_put_section_header(w, &h);
+    mig_dev_put_data(w, data, sizeof(data));
+    mig_dev_put_eos(w);
+    mig_stream_put_section_footer(w, 2);
+    h.type = MIG_SECTION_END;
+    mig_stream_put_section_header(w, &h);
+    mig_dev_put_data(w, data, 100);
+    mig_dev_put_complete(w);
+    mig_dev_put_eos(w);
+    mig_stream_put_section_footer(w, 2);
+    mig_stream_put_eof(w);
+    size_t len = 0;
+    const uint8_t *b = mig_stream_mem_data(w, &len);
+    for (size_t n = 0; n <= len; n++) {
+        json_t *d1 = NULL, *d2 = NULL;
+        int r1 = mig_analyze_buffer(b, n, &d1, NULL, NULL);
+        int r2 = analyze_via_transport(b, n, 1 + n % 300, &d2, NULL, NULL);
+        assert_int_equal(r1, r2);
+        assert_int_equal(r1 == 0, n == len);
+        if (!json_equal(d1, d2)) {
+            char *g = json_dumps(d2, JSON_COMPACT), *x = json_dumps(d1, JSON_COMPACT);
+            fail_msg("prefix %zu: stream analysis differs:\n got  %s\n want %s", n, g, x);
+        }
+        json_decref(d1);
+        json_decref(d2);
+    }
+    mig_stream_free(w);
+}
+
 /* An input that never ends (/dev/zero, or a good start then zeros). */
 typedef struct EndlessTransport {
     MigTransport base;
@@ -1662,7 +1793,7 @@ static void test_stream_analyze_escapes_wire_idstrs(void **state)
         char *text = NULL;
         size_t tlen = 0;
         FILE *f = open_memstream(&text, &tlen);
-        mig_analyze_print_text(f, doc);
+        analyze_print_text(f, doc);
         fclose(f);
         assert_non_null(strstr(text, odd_esc));
         for (size_t i = 0; i < tlen; i++)
@@ -1709,12 +1840,16 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stream_ram_round_trip_keeps_block_across_sections),
         cmocka_unit_test(test_stream_ram_record_errors_name_problem_and_offset),
         cmocka_unit_test(test_stream_ram_reader_state_unchanged_when_starved),
+        cmocka_unit_test(test_stream_dev_record_bytes),
+        cmocka_unit_test(test_stream_dev_record_names_cover_exactly_the_tags),
+        cmocka_unit_test(test_stream_dev_record_heads_on_every_truncation),
         cmocka_unit_test(test_stream_analyze_reports_sections_ram_and_device_fields),
         cmocka_unit_test(test_stream_analyze_without_vmdesc_stops_at_device),
         cmocka_unit_test(test_stream_analyze_every_truncation_and_flip_fails_cleanly),
         cmocka_unit_test(test_stream_analyze_damaged_vmdesc_is_reported),
         cmocka_unit_test(test_stream_analyze_truncated_in_ram_names_the_section),
         cmocka_unit_test(test_stream_analyze_stream_reader_matches_buffer),
+        cmocka_unit_test(test_stream_analyze_dev_records_stream_matches_buffer),
         cmocka_unit_test(test_stream_analyze_stream_reader_stops_on_endless_garbage),
         cmocka_unit_test(test_stream_analyze_escapes_wire_idstrs),
     };

@@ -2,7 +2,9 @@
  * common.h - errors, small helpers and the fault-point include shared by every
  * engine module.
  *
- * Owns: MigErr (the human-readable error chain of docs/style.md section 3).
+ * Owns: MigErr (the human-readable error chain of docs/style.md section 3);
+ * brings in the fault-point registry (faults.h) that engine code injects
+ * through.
  * Called by: every module of impl/, the harness and the fakes.
  * Invariants: an action returns 0 or a negative errno; where a person must
  * read why, its last parameter is `MigErr **errp`.  NULL errp means the caller
@@ -18,13 +20,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fiu-local.h"
+#include "faults.h"
 
 #define MIG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MIG_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MIG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define MIG_UNUSED __attribute__((unused))
+/* The struct of type `type` whose member `member` is at `ptr`. */
+#define MIG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 typedef struct MigErr {
     int code;  /* negative errno */
@@ -55,5 +59,6 @@ void *mig_malloc0(size_t n);
 void *mig_realloc(void *p, size_t n);
 char *mig_strdup(const char *s);
 char *mig_strdup_printf(const char *fmt, ...) MIG_PRINTF(1, 2);
+char *mig_strdup_vprintf(const char *fmt, va_list ap) MIG_PRINTF(1, 0);
 
 #endif

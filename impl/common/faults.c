@@ -1,5 +1,6 @@
 /*
- * faults.c - the fault-point registry as a table (see faults.h).
+ * faults.c - the fault-point registry as a table indexed by MigFaultId (see
+ * faults.h).
  */
 #include <errno.h>
 #include <string.h>
@@ -7,8 +8,8 @@
 #include "common.h"
 #include "faults.h"
 
-static const MigFaultInfo fault_table[] = {
-#define X(name, err, sentence) {name, err, sentence},
+static const MigFaultInfo fault_table[MIG_FAULT__COUNT] = {
+#define X(id, name, err, sentence) [MIG_FAULT_##id] = {name, err, sentence},
     MIG_FAULT_POINTS(X)
 #undef X
 };

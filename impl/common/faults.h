@@ -4,37 +4,75 @@
  * docs/determinism.md section 5).
  *
  * A point is named <area>/<module>/<op>[/<variant>], lower case, and is never
- * reused for a different meaning.  At the point itself the code calls
- * fiu_return_on("<name>", -<ERRNO>) (or fiu_do_on) at the boundary, before
- * any state change, so a fired fault leaves nothing half-done.  A unit test
- * checks that every fiu_* name in impl/ is registered here and vice versa.
+ * reused for a different meaning.  Code names a point by its id,
+ * MIG_FAULT_<ID>, never by its string, and takes the errno from here: at the
+ * boundary, before any state change (so a fired fault leaves nothing
+ * half-done), it writes one of
  *
- * To add a point: add one X(...) line below, keep the list sorted by name.
+ *     MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);           return the errno
+ *     MIG_FAULT_RETURN_ERR(MIG_FAULT_RAM_ITERATE, errp, "ram: ...");
+ *                                                        the same, with a MigErr
+ *     int r = mig_fault_fire(MIG_FAULT_DEVICE_ARC);      0 or the errno, to act on
+ *
+ * so a point that is not registered does not compile, and the errno a point
+ * injects is written once.  A harness may choose another errno for a hit
+ * (`errno=EPIPE` in a fault spec, handed over as libfiu's failnum); the
+ * registered one is the default.  A test checks that every registered point
+ * is used in impl/ and that impl/ calls no fiu_* directly.
+ *
+ * To add a point: add one X(...) entry below, keep the list sorted by name.
  */
 #ifndef MIGCERT_FAULTS_H
 #define MIGCERT_FAULTS_H
 
+#include <errno.h>
 #include <stddef.h>
 
-/* X(name, errno, sentence) */
-#define MIG_FAULT_POINTS(X)                                                                   \
-    X("mig/device/arc", EIO, "a device state arc fails before the device is asked")          \
-    X("mig/device/read", EIO, "reading a device's saving data fails before the device is asked") \
-    X("mig/device/write", EIO, "writing resume data to a device fails before it is asked")    \
-    X("mig/migration/load", EIO, "the destination fails a START/FULL section before loading it") \
-    X("mig/migration/start", EIO, "an outgoing migration fails to start before anything is sent") \
-    X("mig/ram/iterate", EIO, "a RAM pre-copy step fails before sending its next pages")     \
-    X("mig/stream/flush", EIO, "the stream cannot push buffered bytes to its transport")       \
-    X("mig/stream/read", EIO, "the stream's transport read fails")                             \
-    X("mig/transport/read", EIO, "a transport read fails")                                     \
-    X("mig/transport/write", EIO, "a transport write fails")                                   \
-    X("mig/vmstate/load", EINVAL, "loading a device's vmstate fails before any field is read") \
-    X("mig/vmstate/save", EIO, "saving a device's vmstate fails before any field is written") \
-    X("spice/conn/receive", EIO, "a SPICE connection's read fails: it closes before reading")  \
-    X("spice/conn/send", EIO, "queuing a SPICE message fails: the connection closes, nothing queued") \
-    X("spice/linker/link", EIO, "a SPICE link stage fails before its first byte")             \
-    X("spice/main/migrate-begin", EIO, "client_migrate_info fails before any MIGRATE_BEGIN is sent") \
-    X("spice/main/migrate-end", EIO, "the target refuses a migrating client's MIGRATE_END: it drops the client")
+#include "fiu-local.h"
+
+/* X(ID, name, errno, sentence) */
+#define MIG_FAULT_POINTS(X)                                                                       \
+    X(DEVICE_ARC, "mig/device/arc", EIO,                                                          \
+      "a device state arc fails before the device is asked")                                      \
+    X(DEVICE_READ, "mig/device/read", EIO,                                                        \
+      "reading a device's saving data fails before the device is asked")                          \
+    X(DEVICE_WRITE, "mig/device/write", EIO,                                                      \
+      "writing resume data to a device fails before it is asked")                                 \
+    X(MIGRATION_LOAD, "mig/migration/load", EIO,                                                  \
+      "the destination fails a START/FULL section before loading it")                             \
+    X(MIGRATION_START, "mig/migration/start", EIO,                                                \
+      "an outgoing migration fails to start before anything is sent")                             \
+    X(RAM_ITERATE, "mig/ram/iterate", EIO,                                                        \
+      "a RAM pre-copy step fails before sending its next pages")                                  \
+    X(STREAM_FLUSH, "mig/stream/flush", EIO,                                                      \
+      "the stream cannot push buffered bytes to its transport")                                   \
+    X(STREAM_READ, "mig/stream/read", EIO,                                                        \
+      "the stream's transport read fails")                                                        \
+    X(TRANSPORT_READ, "mig/transport/read", EIO,                                                  \
+      "a transport read fails")                                                                   \
+    X(TRANSPORT_WRITE, "mig/transport/write", EIO,                                                \
+      "a transport write fails")                                                                  \
+    X(VMSTATE_LOAD, "mig/vmstate/load", EINVAL,                                                   \
+      "loading a device's vmstate fails before any field is read")                                \
+    X(VMSTATE_SAVE, "mig/vmstate/save", EIO,                                                      \
+      "saving a device's vmstate fails before any field is written")                              \
+    X(SPICE_CONN_RECEIVE, "spice/conn/receive", EIO,                                              \
+      "a SPICE connection's read fails: it closes before reading")                                \
+    X(SPICE_CONN_SEND, "spice/conn/send", EIO,                                                    \
+      "queuing a SPICE message fails: the connection closes, nothing queued")                     \
+    X(SPICE_LINKER_LINK, "spice/linker/link", EIO,                                                \
+      "a SPICE link stage fails before its first byte")                                           \
+    X(SPICE_MAIN_MIGRATE_BEGIN, "spice/main/migrate-begin", EIO,                                  \
+      "client_migrate_info fails before any MIGRATE_BEGIN is sent")                               \
+    X(SPICE_MAIN_MIGRATE_END, "spice/main/migrate-end", EIO,                                      \
+      "the target refuses a migrating client's MIGRATE_END: it drops the client")
+
+typedef enum MigFaultId {
+#define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,
+    MIG_FAULT_POINTS(MIG_FAULT_ID_)
+#undef MIG_FAULT_ID_
+    MIG_FAULT__COUNT
+} MigFaultId;
 
 typedef struct MigFaultInfo {
     const char *name;
@@ -42,9 +80,69 @@ typedef struct MigFaultInfo {
     const char *sentence;
 } MigFaultInfo;
 
-/* The registry as a table (constant data, not state). */
+/* The registry as a table indexed by MigFaultId (constant data, not state). */
 const MigFaultInfo *mig_faults_table(size_t *count);
 /* Look a point up by name; NULL when it is not registered. */
 const MigFaultInfo *mig_faults_find(const char *name);
+
+/* A point's name and registered (positive) errno; constants for a constant id. */
+static inline const char *mig_fault_name(MigFaultId id)
+{
+    switch (id) {
+#define MIG_FAULT_NAME_(id, name, err, sentence)                                                   \
+    case MIG_FAULT_##id:                                                                           \
+        return name;
+        MIG_FAULT_POINTS(MIG_FAULT_NAME_)
+#undef MIG_FAULT_NAME_
+    default:
+        return "";
+    }
+}
+
+static inline int mig_fault_errno(MigFaultId id)
+{
+    switch (id) {
+#define MIG_FAULT_ERRNO_(id, name, err, sentence)                                                  \
+    case MIG_FAULT_##id:                                                                           \
+        return err;
+        MIG_FAULT_POINTS(MIG_FAULT_ERRNO_)
+#undef MIG_FAULT_ERRNO_
+    default:
+        return EIO;
+    }
+}
+
+/* Whether point `id` fires on this hit: 0, or the negative errno to inject
+ * (the registered one, or the one the harness chose as libfiu's failnum: a
+ * failnum of 1, what a plain fiu_enable passes, means the registered one).
+ * Always 0 when built without libfiu (FIU=0). */
+static inline int mig_fault_fire(MigFaultId id)
+{
+#ifdef FIU_ENABLE
+    int failnum = fiu_fail(mig_fault_name(id));
+    if (!failnum)
+        return 0;
+    return failnum > 1 ? -failnum : -mig_fault_errno(id);
+#else
+    (void)id;
+    return 0;
+#endif
+}
+
+/* Return the point's errno from the enclosing function when it fires. */
+#define MIG_FAULT_RETURN(id)                                                                       \
+    do {                                                                                           \
+        int mig_fault_err_ = mig_fault_fire(id);                                                   \
+        if (mig_fault_err_)                                                                        \
+            return mig_fault_err_;                                                                 \
+    } while (0)
+
+/* The same, setting *errp to the message first (fmt and its arguments). */
+#define MIG_FAULT_RETURN_ERR(id, errp, ...)                                                        \
+    do {                                                                                           \
+        int mig_fault_err_ = mig_fault_fire(id);                                                   \
+        if (mig_fault_err_)                                                                        \
+            return mig_err_set((errp), mig_fault_err_, __VA_ARGS__);                               \
+    } while (0)
 
 #endif

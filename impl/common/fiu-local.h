@@ -4,7 +4,8 @@
  * Built with FIU_ENABLE (the default for the harness: `make FIU=1`), the fault
  * macros come from libfiu's <fiu.h> and every registered point can fire.
  * Built without it (`make FIU=0`), they compile to nothing and libfiu's
- * headers and library are not needed at all.
+ * headers and library are not needed at all.  Engine code does not call
+ * these directly: it goes through the registry (faults.h, mig_fault_fire).
  */
 #ifndef MIGCERT_FIU_LOCAL_H
 #define MIGCERT_FIU_LOCAL_H
@@ -18,23 +19,6 @@
 #define fiu_do_on(name, action)
 #define fiu_exit_on(name)
 #define fiu_return_on(name, retval)
-#endif
-
-/*
- * fiu_return_errno_on(name, dflt): like fiu_return_on(name, -(dflt)), for
- * points whose errno a fault spec may choose (`errno=EPIPE`).  The harness's
- * injector sets the point's failnum to the chosen positive errno; a failnum
- * of 1 (what a plain fiu_enable passes) means "the registered errno", dflt.
- */
-#ifdef FIU_ENABLE
-#define fiu_return_errno_on(name, dflt)                                                            \
-    do {                                                                                           \
-        int fiu_failnum_ = fiu_fail(name);                                                         \
-        if (fiu_failnum_)                                                                          \
-            return fiu_failnum_ > 1 ? -fiu_failnum_ : -(dflt);                                     \
-    } while (0)
-#else
-#define fiu_return_errno_on(name, dflt)
 #endif
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "timer-heap.h"
 
 enum { SRC_TIMER, SRC_DEFER, SRC_FD };
 enum { ST_PENDING, ST_FIRING, ST_DEAD };
@@ -27,9 +28,7 @@ enum { ST_PENDING, ST_FIRING, ST_DEAD };
 struct MigLoopSource {
     uint8_t kind;
     uint8_t state;
-    uint64_t deadline; /* timers */
-    uint64_t seq;      /* creation order: the tie-break among equal deadlines */
-    size_t heap_idx;   /* timers */
+    MigTimerNode timer; /* deadline (timers) and seq: creation order (all) */
     MigLoopCb cb;
     MigLoopFdCb fd_cb;
     void *opaque;
@@ -47,8 +46,7 @@ typedef struct EpollLoop {
     MigLoop base;
     int epfd;
     uint64_t seq;
-    MigLoopSource **heap;
-    size_t heap_len, heap_cap;
+    MigTimerHeap timers;
     SrcList defers;
     SrcList batch; /* defers being run by the current batch */
     SrcList watches;
@@ -91,70 +89,11 @@ static void list_unlink(MigLoopSource *s)
     s->list = NULL;
 }
 
-/* ---- timer heap, ordered by (deadline, seq) ---- */
+/* ---- timers (impl/common/timer-heap.c, ordered by (deadline, seq)) ---- */
 
-static bool timer_before(const MigLoopSource *a, const MigLoopSource *b)
+static MigLoopSource *timer_src(MigTimerNode *n)
 {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
-}
-
-static void heap_set(EpollLoop *e, size_t i, MigLoopSource *s)
-{
-    e->heap[i] = s;
-    s->heap_idx = i;
-}
-
-static void heap_up(EpollLoop *e, size_t i)
-{
-    MigLoopSource *s = e->heap[i];
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!timer_before(s, e->heap[p]))
-            break;
-        heap_set(e, i, e->heap[p]);
-        i = p;
-    }
-    heap_set(e, i, s);
-}
-
-static void heap_down(EpollLoop *e, size_t i)
-{
-    MigLoopSource *s = e->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= e->heap_len)
-            break;
-        if (c + 1 < e->heap_len && timer_before(e->heap[c + 1], e->heap[c]))
-            c++;
-        if (!timer_before(e->heap[c], s))
-            break;
-        heap_set(e, i, e->heap[c]);
-        i = c;
-    }
-    heap_set(e, i, s);
-}
-
-static void heap_push(EpollLoop *e, MigLoopSource *s)
-{
-    if (e->heap_len == e->heap_cap) {
-        e->heap_cap = e->heap_cap ? 2 * e->heap_cap : 64;
-        e->heap = mig_realloc(e->heap, e->heap_cap * sizeof(*e->heap));
-    }
-    heap_set(e, e->heap_len++, s);
-    heap_up(e, s->heap_idx);
-}
-
-static void heap_remove(EpollLoop *e, MigLoopSource *s)
-{
-    size_t i = s->heap_idx;
-    MigLoopSource *last = e->heap[--e->heap_len];
-    if (i == e->heap_len)
-        return;
-    heap_set(e, i, last);
-    if (i > 0 && timer_before(last, e->heap[(i - 1) / 2]))
-        heap_up(e, i);
-    else
-        heap_down(e, i);
+    return MIG_CONTAINER_OF(n, MigLoopSource, timer);
 }
 
 /* ---- ops ---- */
@@ -171,7 +110,7 @@ static MigLoopSource *src_new(EpollLoop *e, int kind, MigLoopCb cb, void *opaque
     MigLoopSource *s = mig_malloc0(sizeof(*s));
     s->kind = kind;
     s->state = ST_PENDING;
-    s->seq = e->seq++;
+    s->timer.seq = e->seq++;
     s->cb = cb;
     s->opaque = opaque;
     s->fd = -1;
@@ -184,8 +123,8 @@ static MigLoopSource *epoll_timer_add(MigLoop *l, uint64_t deadline_ns, MigLoopC
 {
     EpollLoop *e = E(l);
     MigLoopSource *s = src_new(e, SRC_TIMER, cb, opaque);
-    s->deadline = deadline_ns;
-    heap_push(e, s);
+    s->timer.deadline = deadline_ns;
+    mig_timer_heap_push(&e->timers, &s->timer);
     return s;
 }
 
@@ -223,7 +162,7 @@ static MigLoopSource *epoll_fd_watch(MigLoop *l, int fd, uint32_t events, MigLoo
     }
     s->kind = SRC_FD;
     s->state = ST_PENDING;
-    s->seq = e->seq++;
+    s->timer.seq = e->seq++;
     s->fd_cb = cb;
     s->opaque = opaque;
     s->fd = fd;
@@ -260,7 +199,7 @@ static void epoll_remove(MigLoop *l, MigLoopSource *s)
     }
     switch (s->kind) {
     case SRC_TIMER:
-        heap_remove(e, s);
+        mig_timer_heap_remove(&e->timers, &s->timer);
         free(s);
         break;
     case SRC_DEFER:
@@ -301,13 +240,14 @@ static int epoll_run_once(MigLoop *l)
     int timeout, n;
     uint64_t now, batch_seq;
 
-    if (!e->defers.head && !e->heap_len && !e->watches.head)
+    MigTimerNode *top = mig_timer_heap_top(&e->timers);
+    if (!e->defers.head && !top && !e->watches.head)
         return 0;
     if (e->defers.head) {
         timeout = 0;
-    } else if (e->heap_len) {
+    } else if (top) {
         now = epoll_now_ns(l);
-        uint64_t dl = e->heap[0]->deadline;
+        uint64_t dl = top->deadline;
         uint64_t wait = dl > now ? dl - now : 0;
         uint64_t ms = (wait + 999999) / 1000000; /* round up: wake at or after dl */
         timeout = ms > 3600000 ? 3600000 : (int)ms;
@@ -331,9 +271,10 @@ static int epoll_run_once(MigLoop *l)
     /* Timers due now, but not those added by this batch's callbacks. */
     now = epoll_now_ns(l);
     batch_seq = e->seq;
-    while (e->heap_len && e->heap[0]->deadline <= now && e->heap[0]->seq < batch_seq) {
-        MigLoopSource *s = e->heap[0];
-        heap_remove(e, s);
+    while ((top = mig_timer_heap_top(&e->timers)) && top->deadline <= now &&
+           top->seq < batch_seq) {
+        MigLoopSource *s = timer_src(top);
+        mig_timer_heap_remove(&e->timers, top);
         l->live_sources--;
         fire(e, s);
     }
@@ -360,9 +301,9 @@ static int epoll_run_once(MigLoop *l)
 static void epoll_free(MigLoop *l)
 {
     EpollLoop *e = E(l);
-    for (size_t i = 0; i < e->heap_len; i++)
-        free(e->heap[i]);
-    free(e->heap);
+    for (size_t i = 0; i < e->timers.len; i++)
+        free(timer_src(mig_timer_heap_at(&e->timers, i)));
+    mig_timer_heap_clear(&e->timers);
     free_list(&e->defers);
     free_list(&e->batch);
     free_list(&e->zombies);

@@ -19,13 +19,6 @@ struct MigDevSection {
     bool loaded;   /* destination: COMPLETE took it RESUMING -> STOP */
 };
 
-static void put_data(MigStream *s, const uint8_t *p, size_t n)
-{
-    mig_stream_put_u8(s, MIG_DEV_REC_DATA);
-    mig_stream_put_be32(s, (uint32_t)n);
-    mig_stream_put_buffer(s, p, n);
-}
-
 static size_t chunk(size_t budget)
 {
     return MIG_MAX((size_t)4096, MIG_MIN(budget, (size_t)MIG_DEV_SECTION_MAX_DATA));
@@ -40,9 +33,8 @@ static int sec_save_setup(void *opaque, MigStream *s, MigErr **errp)
         r = mig_device_set_state(sec->dev, MIG_DEV_PRE_COPY, errp);
     if (r < 0)
         return r;
-    mig_stream_put_u8(s, MIG_DEV_REC_SETUP);
-    mig_stream_put_be32(s, MIG_DEV_SECTION_VERSION);
-    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    mig_dev_put_setup(s);
+    mig_dev_put_eos(s);
     return 0;
 }
 
@@ -63,7 +55,7 @@ static int sec_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **
     MigDevSection *sec = opaque;
     MigDevState st = mig_device_state(sec->dev);
     if (st != MIG_DEV_PRE_COPY && st != MIG_DEV_PRE_COPY_P2P) {
-        mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+        mig_dev_put_eos(s);
         return 1;
     }
     size_t sent = 0;
@@ -73,11 +65,11 @@ static int sec_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **
             break;
         if (n < 0)
             return (int)n;
-        put_data(s, sec->buf, (size_t)n);
+        mig_dev_put_data(s, sec->buf, (size_t)n);
         sent += (size_t)n;
     }
     /* the engine closes a PART after every call: each payload ends here */
-    mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+    mig_dev_put_eos(s);
     return sent >= budget ? 0 : 1;
 }
 
@@ -97,13 +89,13 @@ static int sec_save_complete(void *opaque, MigStream *s, size_t budget, MigErr *
             int r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
             if (r < 0)
                 return r;
-            mig_stream_put_u8(s, MIG_DEV_REC_COMPLETE);
-            mig_stream_put_u8(s, MIG_DEV_REC_EOS);
+            mig_dev_put_complete(s);
+            mig_dev_put_eos(s);
             return 1;
         }
         if (n < 0)
             return (int)n;
-        put_data(s, sec->buf, (size_t)n);
+        mig_dev_put_data(s, sec->buf, (size_t)n);
         sent += (size_t)n;
     }
     return 0;
@@ -117,30 +109,13 @@ static void sec_save_cleanup(void *opaque, MigOutcome outcome)
         mig_device_abort(sec->dev, NULL);
 }
 
-static const char *const rec_names[MIG_DEV_REC__COUNT] = {
-    [MIG_DEV_REC_SETUP] = "SETUP",
-    [MIG_DEV_REC_DATA] = "DATA",
-    [MIG_DEV_REC_COMPLETE] = "COMPLETE",
-    [MIG_DEV_REC_EOS] = "EOS",
-};
-
-const char *mig_dev_rec_name(unsigned tag)
-{
-    return tag < MIG_DEV_REC__COUNT && rec_names[tag] ? rec_names[tag] : "?";
-}
-
 /* Read one record (tag + its fixed part + DATA bytes) whole, or nothing:
  * returns 1 with the record read, -EAGAIN after rewinding (starved), or the
  * stream's error naming the device and the record's offset. */
 static int read_record(MigDevSection *sec, MigStream *s, uint64_t at, uint8_t *tag, uint32_t *v,
                        MigErr **errp)
 {
-    *tag = mig_stream_get_u8(s);
-    *v = 0;
-    bool got_tag = !mig_stream_error(s) && !mig_stream_starved(s);
-    if (!mig_stream_error(s) && !mig_stream_starved(s) &&
-        (*tag == MIG_DEV_REC_SETUP || *tag == MIG_DEV_REC_DATA))
-        *v = mig_stream_get_be32(s);
+    bool got_tag = mig_dev_get_record_head(s, tag, v);
     if (!mig_stream_error(s) && !mig_stream_starved(s) && *tag == MIG_DEV_REC_DATA && *v >= 1 &&
         *v <= MIG_DEV_SECTION_MAX_DATA)
         mig_stream_get_buffer(s, sec->buf, *v);

@@ -33,31 +33,14 @@
  * section (idstr) and the stream offset of the record; nothing of that
  * record reaches the device.
  *
- * Payload records (big-endian; bump MIG_DEV_SECTION_VERSION on change):
- *   0x01 SETUP     be32 format version                        (START only)
- *   0x02 DATA      be32 length (1 .. MIG_DEV_SECTION_MAX_DATA) + bytes
- *   0x03 COMPLETE  the device's state is whole                (END only)
- *   0x04 EOS       end of this payload
+ * Payload records: impl/stream/dev-format.h (docs/protocol-vfio.md).
  */
 #ifndef MIGCERT_DEVICE_SAVEVM_H
 #define MIGCERT_DEVICE_SAVEVM_H
 
 #include "../savevm/savevm.h"
 #include "device.h"
-
-#define MIG_DEV_SECTION_VERSION 1u
-#define MIG_DEV_SECTION_MAX_DATA (1u << 20)
-
-typedef enum MigDevRec {
-    MIG_DEV_REC_SETUP = 0x01,
-    MIG_DEV_REC_DATA = 0x02,
-    MIG_DEV_REC_COMPLETE = 0x03,
-    MIG_DEV_REC_EOS = 0x04,
-    MIG_DEV_REC__COUNT /* one past the last tag; 0x00 is not a tag */
-} MigDevRec;
-
-/* "SETUP", "DATA", "COMPLETE", "EOS"; "?" for anything else. */
-const char *mig_dev_rec_name(unsigned tag);
+#include "../stream/dev-format.h"
 
 typedef struct MigDevSection MigDevSection;
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "device.h"
 
 #define V1_MAX_CHUNK (64u << 20)
@@ -31,8 +32,8 @@ typedef struct V1Backend {
     const MigcertDevicePlugin *p;
     MigcertDevice *dev;
     /* saving: one framed buffer being handed out */
-    uint8_t *out;
-    size_t out_len, out_pos, out_cap;
+    MigBuf out;     /* the staged chunk: be32 size, then its bytes */
+    size_t out_pos; /* next byte of out to read */
     bool initial_phase;
     uint64_t last_initial;
     /* resuming: the frame being collected */
@@ -76,7 +77,7 @@ static const char *bits_name(uint32_t bits, char *buf, size_t size)
 
 static void drop_sessions(V1Backend *b)
 {
-    b->out_len = b->out_pos = 0;
+    b->out.len = b->out_pos = 0;
     b->hdr_len = 0;
     free(b->chunk);
     b->chunk = NULL;
@@ -135,17 +136,15 @@ static int stage_next(V1Backend *b, MigErr **errp)
         return mig_err_set(errp, -EPROTO,
                            "v1 adapter: pending_bytes is not 0 but the device staged %zd bytes",
                            n);
-    if (b->out_cap < (size_t)n + 4) {
-        b->out_cap = (size_t)n + 4;
-        b->out = mig_realloc(b->out, b->out_cap);
-    }
     uint32_t sz = (uint32_t)n;
-    b->out[0] = (uint8_t)(sz >> 24);
-    b->out[1] = (uint8_t)(sz >> 16);
-    b->out[2] = (uint8_t)(sz >> 8);
-    b->out[3] = (uint8_t)sz;
-    memcpy(b->out + 4, data, (size_t)n);
-    b->out_len = (size_t)n + 4;
+    b->out.len = 0;
+    uint8_t *o = mig_buf_reserve(&b->out, (size_t)n + 4);
+    o[0] = (uint8_t)(sz >> 24);
+    o[1] = (uint8_t)(sz >> 16);
+    o[2] = (uint8_t)(sz >> 8);
+    o[3] = (uint8_t)sz;
+    memcpy(o + 4, data, (size_t)n);
+    b->out.len = (size_t)n + 4;
     b->out_pos = 0;
     return 0;
 }
@@ -156,7 +155,7 @@ static ssize_t v1_read(MigDevBackend *base, void *buf, size_t len, MigErr **errp
     MigDevState st = cur_state(b);
     if (!mig_dev_state_saving(st))
         return -EINVAL;
-    if (b->out_pos == b->out_len) {
+    if (b->out_pos == b->out.len) {
         if (b->p->v1_pending_bytes(b->dev) == 0) {
             b->initial_phase = false;
             return st == MIG_DEV_STOP_COPY ? 0 : -ENOMSG;
@@ -165,8 +164,8 @@ static ssize_t v1_read(MigDevBackend *base, void *buf, size_t len, MigErr **errp
         if (r < 0)
             return r;
     }
-    size_t n = MIG_MIN(len, b->out_len - b->out_pos);
-    memcpy(buf, b->out + b->out_pos, n);
+    size_t n = MIG_MIN(len, b->out.len - b->out_pos);
+    memcpy(buf, b->out.data + b->out_pos, n);
     b->out_pos += n;
     return (ssize_t)n;
 }
@@ -227,7 +226,7 @@ static int v1_precopy_info(MigDevBackend *base, uint64_t *initial, uint64_t *dir
     MigDevState st = cur_state(b);
     if (st != MIG_DEV_PRE_COPY)
         return -EINVAL;
-    uint64_t total = b->p->v1_pending_bytes(b->dev) + (b->out_len - b->out_pos);
+    uint64_t total = b->p->v1_pending_bytes(b->dev) + (b->out.len - b->out_pos);
     /* v1 has one counter; report it as initial data until it first reaches
      * zero, never letting "initial" grow (what grows is dirty data). */
     uint64_t ini = b->initial_phase ? MIG_MIN(total, b->last_initial) : 0;
@@ -274,7 +273,7 @@ static void v1_free(MigDevBackend *base)
     V1Backend *b = vb(base);
     b->p->destroy(b->dev);
     drop_sessions(b);
-    free(b->out);
+    mig_buf_free(&b->out);
     free(b);
 }
 

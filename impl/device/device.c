@@ -331,7 +331,7 @@ int mig_device_set_state(MigDevice *d, MigDevState target, MigErr **errp)
             return mig_err_set(errp, -EINVAL, "device %s: cannot go from %s to %s", d->name,
                                mig_dev_state_name(d->state), mig_dev_state_name(target));
         int r = 0;
-        fiu_do_on("mig/device/arc", r = -EIO);
+        r = mig_fault_fire(MIG_FAULT_DEVICE_ARC);
         if (r < 0) {
             return mig_err_set(errp, r, "device %s: arc %s -> %s: injected fault", d->name,
                                mig_dev_state_name(d->state), mig_dev_state_name(next));
@@ -450,8 +450,7 @@ ssize_t mig_device_read(MigDevice *d, void *buf, size_t len, MigErr **errp)
     if (!mig_dev_state_saving(d->state))
         return mig_err_set(errp, -EINVAL, "device %s: read in %s, outside a saving session",
                            d->name, mig_dev_state_name(d->state));
-    fiu_return_on("mig/device/read", mig_err_set(errp, -EIO, "device %s: read: injected fault",
-                                                 d->name));
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_DEVICE_READ, errp, "device %s: read: injected fault", d->name);
     MigErr *err = NULL;
     ssize_t n = d->be->ops->read(d->be, buf, len, &err);
     bool stop_copy = d->state == MIG_DEV_STOP_COPY;
@@ -491,8 +490,7 @@ int mig_device_write(MigDevice *d, const void *buf, size_t len, MigErr **errp)
     if (d->state != MIG_DEV_RESUMING)
         return mig_err_set(errp, -EINVAL, "device %s: write in %s, outside a resuming session",
                            d->name, mig_dev_state_name(d->state));
-    fiu_return_on("mig/device/write", mig_err_set(errp, -EIO, "device %s: write: injected fault",
-                                                  d->name));
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_DEVICE_WRITE, errp, "device %s: write: injected fault", d->name);
     const uint8_t *p = buf;
     while (len > 0) {
         MigErr *err = NULL;

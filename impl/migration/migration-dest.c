@@ -230,9 +230,8 @@ static int dst_step(MigMigration *mm, MigErr **errp)
             int i = resolve_entry(mm, &h, errp);
             if (i < 0)
                 return i;
-            if (fiu_fail("mig/migration/load"))
-                return mig_err_set(errp, -EIO, "loading section '%s' failed (injected fault)",
-                                   h.idstr);
+            MIG_FAULT_RETURN_ERR(MIG_FAULT_MIGRATION_LOAD, errp,
+                                 "loading section '%s' failed (injected fault)", h.idstr);
             const MigSaveEntry *e = mig__entry_at(mm, (size_t)i);
             mm->hdr = h;
             mm->cur_entry = (size_t)i;

@@ -500,9 +500,10 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
         mig_transport_close(t);
         return mig_err_set(errp, -EINVAL, "this machine was a migration destination");
     }
-    if (fiu_fail("mig/migration/start")) {
+    int fault = mig_fault_fire(MIG_FAULT_MIGRATION_START);
+    if (fault) {
         mig_transport_close(t);
-        return mig_err_set(errp, -EIO, "migration: start failed (injected fault)");
+        return mig_err_set(errp, fault, "migration: start failed (injected fault)");
     }
     if (!mig_status_arc_allowed(false, mm->status, MIG_STATUS_SETUP) ||
         !mig__phase_arc_allowed(mm->phase, MIG_PHASE_SRC_SETUP)) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "monitor.h"
 
 /* A request larger than this is refused and dropped (the connection stays). */
@@ -46,7 +47,15 @@ typedef struct Client {
     int depth;     /* bracket depth */
     bool in_str, esc;
     bool skipping; /* dropping an oversized request up to its end */
+    MigQmpLater *waiting;  /* a command that answers later: requests wait */
+    MigLoopSource *rescan; /* go on with the requests after that answer */
 } Client;
+
+struct MigQmpLater {
+    MigMonitor *mon;
+    Client *c; /* NULL: the client went away */
+    json_t *id;
+};
 
 typedef struct CommandSet {
     const MigQmpCommand *cmds;
@@ -59,7 +68,7 @@ struct MigMonitor {
     int greet_major, greet_minor, greet_micro;
     char *package;
     CommandSet *sets;
-    size_t n_sets;
+    size_t n_sets, sets_cap;
     Client *clients; /* in connection order */
     unsigned next_client_id;
     MigLoopSource *reap;
@@ -67,6 +76,10 @@ struct MigMonitor {
     char *listen_path;
     /* Added to the loop clock to stamp events (see mig_monitor_set_clock_offset). */
     int64_t clock_offset_ns;
+    /* the request being handled (mig_monitor_reply_later) */
+    Client *dispatching;
+    json_t *dispatch_id;
+    MigQmpLater *later;
 };
 
 /* ---- buffers ---- */
@@ -81,13 +94,7 @@ static void buf_append(Buf *b, const char *p, size_t n)
             b->len -= b->off;
             b->off = 0;
         }
-        if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 1024;
-            while (cap < b->len + n)
-                cap *= 2;
-            b->data = mig_realloc(b->data, cap);
-            b->cap = cap;
-        }
+        MIG_GROW(b->data, b->cap, b->len + n, 1024);
     }
     memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -112,6 +119,14 @@ static void client_kill(Client *c)
     if (c->dead)
         return;
     c->dead = true;
+    if (c->waiting) {
+        c->waiting->c = NULL; /* the answer has nowhere to go */
+        c->waiting = NULL;
+    }
+    if (c->rescan) {
+        mig_loop_remove(c->mon->loop, c->rescan);
+        c->rescan = NULL;
+    }
     if (c->watching)
         c->t->ops->watch(c->t, 0, NULL, NULL);
     c->watching = 0;
@@ -317,10 +332,23 @@ static void dispatch(Client *c, json_t *req)
      * a handler that emits events to this same client */
     json_incref(id);
     int rc = mig_qmp_check_args(name, own_args, cmd->args, cmd->open_args, &err);
-    if (rc == 0)
+    if (rc == 0) {
+        m->dispatching = c;
+        m->dispatch_id = id;
+        m->later = NULL;
         rc = cmd->fn(own_args, &ret, opaque, &err);
+        m->dispatching = NULL;
+        m->dispatch_id = NULL;
+    }
     json_decref(own_args);
-    if (rc < 0) {
+    if (rc == MIG_QMP_LATER && m->later) {
+        c->waiting = m->later; /* the reply, and this client's next requests, come later */
+        m->later = NULL;
+        json_decref(ret);
+    } else if (rc == MIG_QMP_LATER) {
+        json_decref(ret);
+        client_send_error(c, id, "GenericError", "the command promised an answer later without a token");
+    } else if (rc < 0) {
         if (!err)
             mig_err_set(&err, rc, "'%s' failed: %s", name, mig_errno_name(rc));
         client_send_error(c, id, "GenericError", err->msg);
@@ -365,7 +393,7 @@ static bool is_blank(const char *p, size_t n)
 static void client_scan(Client *c)
 {
     Buf *b = &c->in;
-    while (!c->dead && c->scan < b->len) {
+    while (!c->dead && !c->waiting && c->scan < b->len) {
         char ch = b->data[c->scan++];
         bool cut = false;
         if (c->in_str) {
@@ -503,6 +531,50 @@ size_t mig_monitor_pending_output(const MigMonitor *m)
     return n;
 }
 
+MigQmpLater *mig_monitor_reply_later(MigMonitor *m)
+{
+    if (!m->dispatching || m->later)
+        return NULL;
+    MigQmpLater *l = mig_malloc0(sizeof(*l));
+    l->mon = m;
+    l->c = m->dispatching;
+    l->id = m->dispatch_id ? json_incref(m->dispatch_id) : NULL;
+    m->later = l;
+    return l;
+}
+
+static void rescan_cb(void *opaque)
+{
+    Client *c = opaque;
+    c->rescan = NULL;
+    client_scan(c);
+}
+
+void mig_qmp_later_done(MigQmpLater *l, int rc, json_t *ret, MigErr *err)
+{
+    Client *c = l->c;
+    if (c && !c->dead) {
+        if (rc < 0) {
+            client_send_error(c, l->id, "GenericError", err ? err->msg : mig_errno_name(rc));
+            json_decref(ret);
+        } else {
+            json_t *reply = json_object();
+            json_object_set_new(reply, "return", ret ? ret : json_object());
+            if (l->id)
+                json_object_set(reply, "id", l->id);
+            client_send(c, reply);
+        }
+        c->waiting = NULL;
+        if (!c->rescan)
+            c->rescan = mig_loop_defer(c->mon->loop, rescan_cb, c);
+    } else {
+        json_decref(ret);
+    }
+    mig_err_free(err);
+    json_decref(l->id);
+    free(l);
+}
+
 void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns)
 {
     m->clock_offset_ns = offset_ns;
@@ -573,7 +645,7 @@ int mig_monitor_add_commands(MigMonitor *m, const MigQmpCommand *cmds, size_t n,
             if (!strcmp(cmds[i].name, cmds[j].name))
                 return -EEXIST;
     }
-    m->sets = mig_realloc(m->sets, (m->n_sets + 1) * sizeof(*m->sets));
+    MIG_GROW(m->sets, m->sets_cap, m->n_sets + 1, 4);
     m->sets[m->n_sets++] = (CommandSet){cmds, n, opaque};
     return 0;
 }

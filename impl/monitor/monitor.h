@@ -76,6 +76,23 @@ typedef struct MigQmpArg {
  */
 typedef int (*MigQmpHandlerFn)(json_t *args, json_t **ret, void *opaque, MigErr **errp);
 
+/*
+ * A command that answers later (QEMU's client_migrate_info waits for the
+ * SPICE client): inside its handler it takes a token with
+ * mig_monitor_reply_later() and returns MIG_QMP_LATER; the reply goes out
+ * when mig_qmp_later_done() is called, from any later callback.  Meanwhile
+ * that client's next requests wait, as QEMU answers one monitor's commands
+ * in order; other clients go on.  A client that goes away meanwhile gets
+ * nothing (done still frees the token).
+ */
+#define MIG_QMP_LATER 1
+typedef struct MigQmpLater MigQmpLater;
+/* Only inside a handler; NULL otherwise. */
+MigQmpLater *mig_monitor_reply_later(MigMonitor *m);
+/* Reply: rc 0 with `ret` (stolen; NULL: {}), or rc < 0 with `err` (stolen).
+ * Frees the token. */
+void mig_qmp_later_done(MigQmpLater *l, int rc, json_t *ret, MigErr *err);
+
 typedef struct MigQmpCommand {
     const char *name;
     MigQmpHandlerFn fn;

@@ -10,7 +10,7 @@
 
 struct MigRam {
     MigRamBlock **blocks;
-    size_t nblocks;
+    size_t nblocks, blocks_cap;
     MigCapMask caps;
 
     /* source */

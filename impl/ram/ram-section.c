@@ -186,8 +186,7 @@ static void ram_save_pending(void *opaque, uint64_t *precopy, uint64_t *stopcopy
 static int ram_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **errp)
 {
     MigRam *r = opaque;
-    if (fiu_fail("mig/ram/iterate"))
-        return mig_err_set(errp, -EIO, "ram: pre-copy step failed (injected fault)");
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_RAM_ITERATE, errp, "ram: pre-copy step failed (injected fault)");
     bool done = send_dirty(r, s, budget);
     mig_ram_put_eos(s);
     r->transferred += 8;

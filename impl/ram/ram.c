@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/buf.h"
 #include "ram.h"
 #include "ram-internal.h"
 
@@ -80,7 +81,7 @@ int mig_ram_add_block(MigRam *r, const char *idstr, uint64_t length, MigErr **er
     b->npages = length / MIG_RAM_PAGE_SIZE;
     b->host = host;
     b->log = mig_malloc0(bitmap_words(b->npages) * sizeof(uint64_t));
-    r->blocks = mig_realloc(r->blocks, (r->nblocks + 1) * sizeof(*r->blocks));
+    MIG_GROW(r->blocks, r->blocks_cap, r->nblocks + 1, 4);
     r->blocks[r->nblocks] = b;
     return (int)r->nblocks++;
 }

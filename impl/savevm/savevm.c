@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "savevm.h"
 #include "vmstate/vmstate.h"
 
@@ -49,10 +50,7 @@ static int add_entry(MigSavevm *sv, const char *idstr, uint32_t instance_id, uin
     if (mig_savevm_find(sv, idstr, instance_id))
         return mig_err_set(errp, -EEXIST, "savevm: section '%s' instance %u already registered",
                            idstr, instance_id);
-    if (sv->count == sv->cap) {
-        sv->cap = sv->cap ? sv->cap * 2 : 16;
-        sv->entries = mig_realloc(sv->entries, sv->cap * sizeof(*sv->entries));
-    }
+    MIG_GROW(sv->entries, sv->cap, sv->count + 1, 16);
     MigSaveEntry *e = &sv->entries[sv->count++];
     memset(e, 0, sizeof(*e));
     strcpy(e->idstr, idstr);

@@ -15,6 +15,7 @@
 
 #include <spice/enums.h>
 
+#include "../common/buf.h"
 #include "spice-conn.h"
 #include "spice-link.h"
 
@@ -113,8 +114,9 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
 {
     if (!c->open)
         return -EPIPE;
-    if (fiu_fail("spice/conn/send")) { /* as a broken socket: closed, nothing queued */
-        spice_conn_close(c, -EIO, "send of %s failed (fault)", msg_name(c, false, type));
+    int fault = mig_fault_fire(MIG_FAULT_SPICE_CONN_SEND);
+    if (fault) { /* as a broken socket: closed, nothing queued */
+        spice_conn_close(c, fault, "send of %s failed (fault)", msg_name(c, false, type));
         return -EPIPE;
     }
     size_t hs = spice_header_size(c->cfg.mini_header);
@@ -124,10 +126,7 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
             c->out_len -= c->out_head;
             c->out_head = 0;
         }
-        if (c->out_len == c->out_cap) {
-            c->out_cap = c->out_cap ? 2 * c->out_cap : 16;
-            c->out = mig_realloc(c->out, c->out_cap * sizeof(*c->out));
-        }
+        MIG_GROW(c->out, c->out_cap, c->out_len + 1, 16);
     }
     uint8_t *buf = mig_realloc(NULL, hs + len);
     SpiceMsgHeader h = {.serial = ++c->out_serial, .type = type, .size = len};
@@ -346,8 +345,9 @@ static void read_in(SpiceConn *c)
             c->in = mig_realloc(c->in, cap);
             c->in_cap = cap;
         }
-        if (fiu_fail("spice/conn/receive")) {
-            spice_conn_close(c, -EIO, "read failed (fault)");
+        int fault = mig_fault_fire(MIG_FAULT_SPICE_CONN_RECEIVE);
+        if (fault) {
+            spice_conn_close(c, fault, "read failed (fault)");
             return;
         }
         ssize_t r = mig_transport_read(c->t, c->in + c->in_len, c->in_cap - c->in_len);

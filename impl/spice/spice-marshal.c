@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "spice-marshal.h"
 
 static const char *const mtype_names[SPICE_MT__COUNT] = {
@@ -85,13 +86,7 @@ typedef struct Enc {
 
 static uint8_t *enc_room(Enc *e, size_t n)
 {
-    if (e->len + n > e->cap) {
-        size_t cap = e->cap ? e->cap : 64;
-        while (cap < e->len + n)
-            cap *= 2;
-        e->buf = mig_realloc(e->buf, cap);
-        e->cap = cap;
-    }
+    MIG_GROW(e->buf, e->cap, e->len + n, 64);
     uint8_t *p = e->buf + e->len;
     e->len += n;
     return p;
@@ -112,10 +107,7 @@ static void put_le32_at(Enc *e, size_t at, uint32_t v)
 
 static void enc_defer(Enc *e, const SpiceMDesc *desc, const void *obj, const SpiceMBytes *bytes)
 {
-    if (e->qlen == e->qcap) {
-        e->qcap = e->qcap ? e->qcap * 2 : 8;
-        e->q = mig_realloc(e->q, e->qcap * sizeof(*e->q));
-    }
+    MIG_GROW(e->q, e->qcap, e->qlen + 1, 8);
     e->q[e->qlen++] = (Pending){.slot = e->len, .desc = desc, .obj = obj, .bytes = bytes};
     enc_le(e, 0, 4);
 }

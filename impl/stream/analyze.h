@@ -13,7 +13,7 @@
  *
  * "device_sections": one entry per VFIO-style device section, the
  * iterative sections in the payload-record format of
- * impl/device/device-savevm.h (recognised by a START payload that opens
+ * impl/stream/dev-format.h (recognised by a START payload that opens
  * with SETUP): {"name", "instance_id", "version", "section_id", "offset"
  * (its START), "format" (SETUP's), "records" {"SETUP", "DATA", "COMPLETE",
  * "EOS"}, "precopy_bytes" (DATA bytes in START/PART), "stopcopy_bytes"
@@ -22,7 +22,9 @@
  * unknown, of a bad length or in the wrong section is an error naming the
  * record and its offset (harness/pytest/test_analyze_ours.py).  Other
  * iterative sections than RAM and these cannot be skipped.
- * Called by: harness/runner/cmd-analyze.c, tests.
+ * Called by: harness/runner/cmd-analyze.c (which also prints the document:
+ * harness/runner/analyze-print.h), tests.  The pass is split over
+ * analyze*.c (analyze-internal.h).
  *
  * Why the trailer is needed: a device payload (FULL section) carries no
  * length; only its field list says where it ends.  QEMU appends that list
@@ -48,7 +50,6 @@
 #define MIGCERT_ANALYZE_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include <jansson.h>
 
@@ -56,9 +57,10 @@
 #include "stream.h"
 
 /* Inputs larger than this are refused (-EFBIG) rather than read: 64 GiB,
- * over a hundred times QEMU's 539 MB reference stream
- * (docs/protocol-qemu-stream.md section 17), so any real guest fits, while a runaway input (a device, a pipe that
- * never ends) stops with a clear error. */
+ * over a hundred times the 539 MB stream of a QEMU 7.2 guest with 1 GiB of
+ * RAM, 512 MiB of it written (docs/protocol-qemu-stream.md section 17), so
+ * any real guest fits, while a runaway input (a device, a pipe that never
+ * ends) stops with a clear error. */
 #define MIG_ANALYZE_MAX_INPUT (64ull << 30)
 /* From a stream (pipe): the most kept in memory of the input from its first
  * device section to its end (device sections, EOF, trailer; ~100 KB for
@@ -84,9 +86,5 @@ int mig_analyze_buffer(const void *buf, size_t len, json_t **doc, uint64_t *err_
  * MIG_ANALYZE_TAIL_MAX, is -EFBIG.  "file_size" is null unless the end was
  * reached.  Garbage stops at once: /dev/zero fails on its magic at offset 0. */
 int mig_analyze_stream(MigStream *s, json_t **doc, uint64_t *err_offset, MigErr **errp);
-
-/* Human-readable rendering of a document from mig_analyze_buffer or
- * mig_analyze_stream (wire names in it are already escaped). */
-void mig_analyze_print_text(FILE *out, const json_t *doc);
 
 #endif

@@ -38,20 +38,6 @@ const char *mig_section_type_name(uint8_t type)
     return NULL;
 }
 
-/* The result of a getter: the sticky error, else -EAGAIN when starved. */
-static int finish(MigStream *s, MigErr **errp)
-{
-    if (mig_stream_error(s))
-        return mig_stream_take_error(s, errp);
-    return mig_stream_starved(s) ? -EAGAIN : 0;
-}
-
-static int fail(MigStream *s, MigErr **errp, int err, const char *what, uint64_t at)
-{
-    mig_stream_set_error(s, err, "%s at offset %llu", what, (unsigned long long)at);
-    return mig_stream_take_error(s, errp);
-}
-
 /* ---------------------------------------------------------------- writers */
 
 void mig_stream_put_file_header(MigStream *s)
@@ -127,27 +113,22 @@ int mig_stream_get_file_header(MigStream *s, MigErr **errp)
 {
     uint64_t at = mig_stream_offset(s);
     uint32_t magic = mig_stream_get_be32(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
-    if (magic != MIG_STREAM_MAGIC) {
-        char m[64];
-        snprintf(m, sizeof(m), "Not a migration stream (magic 0x%08x)", magic);
-        return fail(s, errp, -EINVAL, m, at);
-    }
+    if (magic != MIG_STREAM_MAGIC)
+        return mig_stream_fail(s, errp, -EINVAL, at, "Not a migration stream (magic 0x%08x)",
+                               magic);
     uint32_t version = mig_stream_get_be32(s);
-    r = finish(s, errp);
+    r = mig_stream_result(s, errp);
     if (r)
         return r;
-    char m[64];
-    if (version == 2) {
-        snprintf(m, sizeof(m), "SaveVM v2 format is obsolete (stream version 2)");
-        return fail(s, errp, -ENOTSUP, m, at + 4);
-    }
-    if (version != MIG_STREAM_VERSION) {
-        snprintf(m, sizeof(m), "Unsupported migration stream version %u", version);
-        return fail(s, errp, -ENOTSUP, m, at + 4);
-    }
+    if (version == 2)
+        return mig_stream_fail(s, errp, -ENOTSUP, at + 4,
+                               "SaveVM v2 format is obsolete (stream version 2)");
+    if (version != MIG_STREAM_VERSION)
+        return mig_stream_fail(s, errp, -ENOTSUP, at + 4,
+                               "Unsupported migration stream version %u", version);
     return 0;
 }
 
@@ -187,20 +168,20 @@ int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **er
     memset(&c, 0, sizeof(c));
     uint64_t at = mig_stream_offset(s);
     uint8_t type = mig_stream_get_u8(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
     if (type != MIG_SECTION_CONFIGURATION)
-        return fail(s, errp, -EINVAL, "Configuration section missing", at);
+        return mig_stream_fail(s, errp, -EINVAL, at, "Configuration section missing");
     uint32_t len = mig_stream_get_be32(s);
     if (!mig_stream_error(s) && len >= sizeof(c.machine))
-        return fail(s, errp, -EINVAL, "Machine type name too long", at + 1);
+        return mig_stream_fail(s, errp, -EINVAL, at + 1, "Machine type name too long");
     mig_stream_get_buffer(s, c.machine, len);
     c.machine[len] = '\0';
-    if ((r = finish(s, errp)))
+    if ((r = mig_stream_result(s, errp)))
         return r;
     if (memchr(c.machine, '\0', len))
-        return fail(s, errp, -EINVAL, "Machine type name contains a NUL byte", at + 5);
+        return mig_stream_fail(s, errp, -EINVAL, at + 5, "Machine type name contains a NUL byte");
 
     char name[256];
     size_t namelen = 0;
@@ -208,31 +189,26 @@ int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **er
         uint64_t sub_at = mig_stream_offset(s);
         mig_stream_skip(s, 2 + namelen);
         uint32_t version = mig_stream_get_be32(s);
-        if ((r = finish(s, errp)))
+        if ((r = mig_stream_result(s, errp)))
             return r;
         if (strcmp(name, CONFIG_SUB_CAPS) && strcmp(name, CONFIG_SUB_PAGE_BITS) &&
             strcmp(name, CONFIG_SUB_UUID)) {
             char esc[MIG_STREAM_ESCAPED_MAX];
-            char *m = mig_strdup_printf("Unknown subsection '%s' in configuration",
-                                        mig_stream_escape(name, namelen, esc, sizeof(esc)));
-            r = fail(s, errp, -ENOENT, m, sub_at);
-            free(m);
-            return r;
+            return mig_stream_fail(s, errp, -ENOENT, sub_at,
+                                   "Unknown subsection '%s' in configuration",
+                                   mig_stream_escape(name, namelen, esc, sizeof(esc)));
         }
-        if (version != CONFIG_SUB_VERSION) {
-            char *m = mig_strdup_printf("%s: unsupported version %u (expected %u)", name,
-                                        version, CONFIG_SUB_VERSION);
-            r = fail(s, errp, -EINVAL, m, sub_at);
-            free(m);
-            return r;
-        }
+        if (version != CONFIG_SUB_VERSION)
+            return mig_stream_fail(s, errp, -EINVAL, sub_at,
+                                   "%s: unsupported version %u (expected %u)", name, version,
+                                   CONFIG_SUB_VERSION);
         if (!strcmp(name, CONFIG_SUB_CAPS)) {
             uint64_t count_at = mig_stream_offset(s);
             uint32_t count = mig_stream_get_be32(s);
             if (!mig_stream_error(s) && !mig_stream_starved(s) &&
                 count > MIG_ARRAY_SIZE(c.caps))
-                return fail(s, errp, -EINVAL, "Too many capabilities in configuration",
-                            count_at);
+                return mig_stream_fail(s, errp, -EINVAL, count_at,
+                                       "Too many capabilities in configuration");
             for (uint32_t i = 0; i < count && !mig_stream_error(s); i++)
                 mig_stream_get_counted(s, c.caps[i]);
             c.ncaps = count;
@@ -242,11 +218,11 @@ int mig_stream_get_configuration(MigStream *s, MigStreamConfig *cfg, MigErr **er
             mig_stream_get_buffer(s, c.uuid, sizeof(c.uuid));
             c.has_uuid = true;
         }
-        if ((r = finish(s, errp)))
+        if ((r = mig_stream_result(s, errp)))
             return r;
     }
     if (r < 0)
-        return r == -EAGAIN ? r : finish(s, errp);
+        return r == -EAGAIN ? r : mig_stream_result(s, errp);
     *cfg = c;
     return 0;
 }
@@ -258,7 +234,7 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     size_t idlen = 0;
     x.offset = mig_stream_offset(s);
     x.type = mig_stream_get_u8(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
     switch (x.type) {
@@ -277,21 +253,17 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     case MIG_SECTION_COMMAND:
     case MIG_SECTION_VMDESCRIPTION:
         break;
-    default: {
-        char m[64];
-        snprintf(m, sizeof(m), "Unknown savevm section type %u", x.type);
-        return fail(s, errp, -EPROTO, m, x.offset);
+    default:
+        return mig_stream_fail(s, errp, -EPROTO, x.offset, "Unknown savevm section type %u",
+                               x.type);
     }
-    }
-    if ((r = finish(s, errp)))
+    if ((r = mig_stream_result(s, errp)))
         return r;
     if (strlen(x.idstr) != idlen) {
         char esc[MIG_STREAM_ESCAPED_MAX];
-        char *m = mig_strdup_printf("section idstr \"%s\" contains a NUL byte",
-                                    mig_stream_escape(x.idstr, idlen, esc, sizeof(esc)));
-        r = fail(s, errp, -EPROTO, m, x.offset + 5);
-        free(m);
-        return r;
+        return mig_stream_fail(s, errp, -EPROTO, x.offset + 5,
+                               "section idstr \"%s\" contains a NUL byte",
+                               mig_stream_escape(x.idstr, idlen, esc, sizeof(esc)));
     }
     *h = x;
     return 0;
@@ -305,26 +277,18 @@ int mig_stream_get_section_footer(MigStream *s, uint32_t section_id, const char 
     name = mig_stream_escape(name, strlen(name), esc, sizeof(esc));
     uint64_t at = mig_stream_offset(s);
     uint8_t b = mig_stream_get_u8(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
-    if (b != MIG_SECTION_FOOTER) {
-        char *m = mig_strdup_printf("Missing section footer for %s", name);
-        r = fail(s, errp, -EINVAL, m, at);
-        free(m);
-        return r;
-    }
+    if (b != MIG_SECTION_FOOTER)
+        return mig_stream_fail(s, errp, -EINVAL, at, "Missing section footer for %s", name);
     uint32_t id = mig_stream_get_be32(s);
-    if ((r = finish(s, errp)))
+    if ((r = mig_stream_result(s, errp)))
         return r;
-    if (id != section_id) {
-        char *m = mig_strdup_printf("Mismatched section id in footer for %s - read 0x%x "
-                                    "expected 0x%x",
-                                    name, id, section_id);
-        r = fail(s, errp, -EINVAL, m, at + 1);
-        free(m);
-        return r;
-    }
+    if (id != section_id)
+        return mig_stream_fail(s, errp, -EINVAL, at + 1,
+                               "Mismatched section id in footer for %s - read 0x%x expected 0x%x",
+                               name, id, section_id);
     return 0;
 }
 
@@ -332,13 +296,13 @@ int mig_stream_get_vmdesc(MigStream *s, char **json, size_t *len, MigErr **errp)
 {
     uint64_t at = mig_stream_offset(s);
     uint32_t n = mig_stream_get_be32(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
     if (n > MIG_STREAM_VMDESC_MAX)
-        return fail(s, errp, -EINVAL, "VMDESCRIPTION length too large", at);
+        return mig_stream_fail(s, errp, -EINVAL, at, "VMDESCRIPTION length too large");
     const void *p = mig_stream_get_view(s, n);
-    if ((r = finish(s, errp)))
+    if ((r = mig_stream_result(s, errp)))
         return r;
     char *j = malloc((size_t)n + 1);
     if (!j)
@@ -354,7 +318,7 @@ int mig_stream_get_command(MigStream *s, uint16_t *cmd, uint16_t *len, MigErr **
 {
     uint16_t c = mig_stream_get_be16(s);
     uint16_t l = mig_stream_get_be16(s);
-    int r = finish(s, errp);
+    int r = mig_stream_result(s, errp);
     if (r)
         return r;
     *cmd = c;

@@ -4,30 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "ram-format.h"
-
-static int finish(MigStream *s, MigErr **errp)
-{
-    if (mig_stream_error(s))
-        return mig_stream_take_error(s, errp);
-    return mig_stream_starved(s) ? -EAGAIN : 0;
-}
-
-static int fail(MigStream *s, MigErr **errp, uint64_t at, const char *fmt, ...)
-    MIG_PRINTF(4, 5);
-static int fail(MigStream *s, MigErr **errp, uint64_t at, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = NULL;
-    if (vasprintf(&m, fmt, ap) < 0)
-        m = NULL;
-    va_end(ap);
-    mig_stream_set_error(s, -EINVAL, "%s at offset %llu", m ? m : "bad RAM record",
-                         (unsigned long long)at);
-    free(m);
-    return mig_stream_take_error(s, errp);
-}
 
 /* A block name from the wire, escaped for a message (one per statement). */
 #define ESC(name) mig_stream_escape((name), strlen(name), esc, sizeof(esc))
@@ -70,31 +48,30 @@ static int get_mem_size(MigStream *s, MigRamReader *r, MigRamRecord *x, MigErr *
     while (sum < x->offset) {
         uint64_t at = mig_stream_offset(s);
         if (n == MIG_RAM_MAX_BLOCKS) {
-            ret = fail(s, errp, at, "RAM block list has more than %u blocks", MIG_RAM_MAX_BLOCKS);
+            ret = mig_stream_fail(s, errp, -EINVAL, at, "RAM block list has more than %u blocks",
+                                  MIG_RAM_MAX_BLOCKS);
             goto out_free;
         }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            tab = mig_realloc(tab, cap * sizeof(*tab));
-        }
+        MIG_GROW(tab, cap, n + 1, 8);
         MigRamBlockInfo *b = &tab[n];
         memset(b, 0, sizeof(*b));
         mig_stream_get_counted(s, b->name);
         b->length = mig_stream_get_be64(s);
         if (r->ignore_shared)
             b->mr_addr = mig_stream_get_be64(s);
-        if ((ret = finish(s, errp)))
+        if ((ret = mig_stream_result(s, errp)))
             goto out_free;
         if (find_in(tab, n, b->name) >= 0) {
-            ret = fail(s, errp, at, "RAM block list names ramblock \"%s\" twice", ESC(b->name));
+            ret = mig_stream_fail(s, errp, -EINVAL, at,
+                                  "RAM block list names ramblock \"%s\" twice", ESC(b->name));
             goto out_free;
         }
         if (b->length > x->offset - sum) {
-            ret = fail(s, errp, at,
-                       "RAM block list: ramblock \"%s\" of 0x%llx bytes goes past the "
-                       "announced total 0x%llx",
-                       ESC(b->name), (unsigned long long)b->length,
-                       (unsigned long long)x->offset);
+            ret = mig_stream_fail(s, errp, -EINVAL, at,
+                                  "RAM block list: ramblock \"%s\" of 0x%llx bytes goes past the "
+                                  "announced total 0x%llx",
+                                  ESC(b->name), (unsigned long long)b->length,
+                                  (unsigned long long)x->offset);
             goto out_free;
         }
         sum += b->length;
@@ -120,7 +97,7 @@ int mig_ram_get_record(MigStream *s, MigRamReader *r, MigRamRecord *rec, MigErr 
     x.block = -1;
     x.stream_offset = mig_stream_offset(s);
     uint64_t v = mig_stream_get_be64(s);
-    int ret = finish(s, errp);
+    int ret = mig_stream_result(s, errp);
     if (ret)
         return ret;
     x.flags = (uint32_t)(v & MIG_RAM_FLAGS_MASK);
@@ -144,23 +121,25 @@ int mig_ram_get_record(MigStream *s, MigRamReader *r, MigRamRecord *rec, MigErr 
         long idx;
         if (x.flags & MIG_RAM_FLAG_CONTINUE) {
             if (r->cur < 0)
-                return fail(s, errp, at, "CONTINUE with no previous block");
+                return mig_stream_fail(s, errp, -EINVAL, at, "CONTINUE with no previous block");
             idx = r->cur;
         } else {
             char name[256];
             mig_stream_get_counted(s, name);
-            if ((ret = finish(s, errp)))
+            if ((ret = mig_stream_result(s, errp)))
                 return ret;
             idx = mig_ram_reader_find(r, name);
             if (idx < 0)
-                return fail(s, errp, at, "Unknown ramblock \"%s\", cannot accept migration",
-                            ESC(name));
+                return mig_stream_fail(s, errp, -EINVAL, at,
+                                       "Unknown ramblock \"%s\", cannot accept migration",
+                                       ESC(name));
         }
         const MigRamBlockInfo *b = &r->blocks[idx];
         if (x.offset >= b->length)
-            return fail(s, errp, at, "Illegal RAM offset 0x%llx in ramblock \"%s\" of 0x%llx bytes",
-                        (unsigned long long)x.offset, ESC(b->name),
-                        (unsigned long long)b->length);
+            return mig_stream_fail(s, errp, -EINVAL, at,
+                                   "Illegal RAM offset 0x%llx in ramblock \"%s\" of 0x%llx bytes",
+                                   (unsigned long long)x.offset, ESC(b->name),
+                                   (unsigned long long)b->length);
         x.block = idx;
         x.block_name = b->name;
         if (x.kind == MIG_RAM_FLAG_ZERO) {
@@ -171,31 +150,34 @@ int mig_ram_get_record(MigStream *s, MigRamReader *r, MigRamRecord *rec, MigErr 
         } else if (x.kind == MIG_RAM_FLAG_XBZRLE) {
             uint8_t enc = mig_stream_get_u8(s);
             uint16_t len = mig_stream_get_be16(s);
-            if ((ret = finish(s, errp)))
+            if ((ret = mig_stream_result(s, errp)))
                 return ret;
             if (enc != MIG_RAM_XBZRLE_ENCODING)
-                return fail(s, errp, at, "Failed to load XBZRLE page - wrong compression 0x%x",
-                            enc);
+                return mig_stream_fail(s, errp, -EINVAL, at,
+                                       "Failed to load XBZRLE page - wrong compression 0x%x", enc);
             if (len > MIG_RAM_TARGET_PAGE_SIZE)
-                return fail(s, errp, at, "Failed to load XBZRLE page - len overflow %u", len);
+                return mig_stream_fail(s, errp, -EINVAL, at,
+                                       "Failed to load XBZRLE page - len overflow %u", len);
             x.len = len;
             x.data = mig_stream_get_view(s, x.len);
         } else {
             uint32_t len = mig_stream_get_be32(s);
-            if ((ret = finish(s, errp)))
+            if ((ret = mig_stream_result(s, errp)))
                 return ret;
             if (len > MIG_RAM_COMPRESS_MAX)
-                return fail(s, errp, at, "Invalid compressed data length: %u", len);
+                return mig_stream_fail(s, errp, -EINVAL, at, "Invalid compressed data length: %u",
+                                       len);
             x.len = len;
             x.data = mig_stream_get_view(s, x.len);
         }
-        if ((ret = finish(s, errp)))
+        if ((ret = mig_stream_result(s, errp)))
             return ret;
         r->cur = idx;
         break;
     }
     default:
-        return fail(s, errp, at, "Unknown combination of migration flags: 0x%x", x.flags);
+        return mig_stream_fail(s, errp, -EINVAL, at, "Unknown combination of migration flags: 0x%x",
+                               x.flags);
     }
     *rec = x;
     return 0;

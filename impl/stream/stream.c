@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "stream.h"
 
 #define WBUF_MIN (64 * 1024)
@@ -201,6 +202,26 @@ int mig_stream_take_error(MigStream *s, MigErr **errp)
     return mig_err_set(errp, s->err, "%s", s->errmsg);
 }
 
+int mig_stream_fail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, ...)
+{
+    if (!s->err && err < 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *m = mig_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        mig_stream_set_error(s, err, "%s at offset %llu", m, (unsigned long long)at);
+        free(m);
+    }
+    return mig_stream_take_error(s, errp);
+}
+
+int mig_stream_result(MigStream *s, MigErr **errp)
+{
+    if (s->err)
+        return mig_stream_take_error(s, errp);
+    return mig_stream_starved(s) ? -EAGAIN : 0;
+}
+
 uint64_t mig_stream_offset(const MigStream *s)
 {
     return s->offset;
@@ -218,7 +239,7 @@ bool mig_stream_input_length(const MigStream *s, uint64_t *len)
 
 static int inject_flush(void)
 {
-    fiu_return_on("mig/stream/flush", -EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_STREAM_FLUSH);
     return 0;
 }
 
@@ -331,9 +352,7 @@ static bool wseg_room(MigStream *s)
         if (s->nsegs < s->segcap)
             return true;
     }
-    size_t cap = MIG_MAX(s->segcap * 2, (size_t)WSEG_MIN);
-    s->segs = mig_realloc(s->segs, cap * sizeof(WSeg));
-    s->segcap = cap;
+    MIG_GROW(s->segs, s->segcap, s->nsegs + 1, WSEG_MIN);
     return true;
 }
 
@@ -347,11 +366,7 @@ static uint8_t *wreserve_slow(MigStream *s, size_t n)
             if (r < 0 && r != -EAGAIN)
                 return NULL;
         }
-        if (s->wlen + n > s->wcap) {
-            size_t cap = MIG_MAX(MIG_MAX(s->wcap * 2, s->wlen + n), (size_t)WBUF_MIN);
-            s->wbuf = mig_realloc(s->wbuf, cap);
-            s->wcap = cap;
-        }
+        MIG_GROW(s->wbuf, s->wcap, s->wlen + n, WBUF_MIN);
     }
     if (s->whead == s->nsegs || s->segs[s->nsegs - 1].ref) {
         if (!wseg_room(s))
@@ -468,7 +483,7 @@ size_t mig_stream_pending(const MigStream *s)
 
 static ssize_t stream_read(MigStream *s, void *buf, size_t len)
 {
-    fiu_return_on("mig/stream/read", -EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
     return mig_transport_read(s->t, buf, len);
 }
 
@@ -501,11 +516,7 @@ static int rfill(MigStream *s, size_t need)
         if (s->marked)
             s->mark_pos -= keep;
     }
-    if (s->rpos + need > s->rcap) {
-        size_t cap = MIG_MAX(MIG_MAX(s->rcap * 2, s->rpos + need), (size_t)RBUF_MIN);
-        s->rbuf = mig_realloc(s->rbuf, cap);
-        s->rcap = cap;
-    }
+    MIG_GROW(s->rbuf, s->rcap, s->rpos + need, RBUF_MIN);
     s->rdata = s->rbuf;
     while (s->rlen - s->rpos < need) {
         ssize_t r = stream_read(s, s->rbuf + s->rlen, s->rcap - s->rlen);

@@ -99,6 +99,16 @@ const char *mig_stream_error_msg(const MigStream *s);
 void mig_stream_set_error(MigStream *s, int err, const char *fmt, ...) MIG_PRINTF(3, 4);
 /* Copy the sticky error into *errp (returns its code, 0 if none). */
 int mig_stream_take_error(MigStream *s, MigErr **errp);
+/* The one way a codec rejects what it read: record "<fmt> at offset <at>"
+ * as the sticky error (unless one is already set: first error wins), copy
+ * the sticky error into *errp and return its code.  `at` is where the bad
+ * item starts, which may be before the current offset. */
+int mig_stream_fail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, ...)
+    MIG_PRINTF(5, 6);
+/* The result of a run of getters, for codecs to check once per item: the
+ * sticky error (copied into *errp), else -EAGAIN when the input starved,
+ * else 0. */
+int mig_stream_result(MigStream *s, MigErr **errp);
 
 /* Bytes consumed by gets (reader) or produced by puts (writer) so far; the
  * "stream offset" that error messages quote. */

@@ -102,7 +102,7 @@ static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
     FdTransport *f = F(t);
     ssize_t n;
 
-    fiu_return_errno_on("mig/transport/read", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
     if (f->fd < 0)
         return -EBADF;
     if (f->is_unix) {
@@ -123,7 +123,7 @@ static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     FdTransport *f = F(t);
     ssize_t n;
 
-    fiu_return_errno_on("mig/transport/write", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (f->fd < 0)
         return -EBADF;
     if (iovcnt > IOV_MAX)
@@ -166,7 +166,7 @@ static int fd_send_fd(MigTransport *t, int fd)
     struct cmsghdr *c;
     ssize_t n;
 
-    fiu_return_errno_on("mig/transport/write", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (!f->is_unix || f->fd < 0)
         return -ENOTSUP;
     memset(&ctl, 0, sizeof(ctl));
@@ -198,7 +198,7 @@ static int fd_recv_fd(MigTransport *t)
     uint8_t marker;
     ssize_t n;
 
-    fiu_return_errno_on("mig/transport/read", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
     if (!f->is_unix || f->fd < 0)
         return -ENOTSUP;
     if (f->nfds)

@@ -332,7 +332,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
     LocalTransport *l = L(t);
     size_t total = 0, done = 0;
 
-    fiu_return_errno_on("mig/transport/write", EIO);
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (!l->for_send)
         return mig_transport_writev(l->sock, iov, iovcnt); /* the return path */
     for (int i = 0; i < iovcnt; i++)
@@ -443,9 +443,9 @@ static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
         return mig_err_set(errp, -EINVAL, "page-flip: a page is %u bytes, not %zu", LOCAL_PAGE,
                            len);
     LocalTransport *l = L(t);
-    int fault = fiu_fail("mig/transport/read");
+    int fault = mig_fault_fire(MIG_FAULT_TRANSPORT_READ);
     if (fault)
-        return mig_err_set(errp, fault > 1 ? -fault : -EIO,
+        return mig_err_set(errp, fault,
                            "page-flip: pipe read failed (injected fault)");
     /* One read takes whatever the pipe holds (up to LOCAL_STAGE): a run of
      * pages then costs one system call and a copy each, not a call each. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "vmstate.h"
 
 static const char *const type_names[VMS_TYPE__COUNT] = {
@@ -103,23 +104,22 @@ static int walk_fail(Walk *w, int code, const char *fmt, ...)
 {
     if (!w->errp || *w->errp)
         return code;
-    char *msg = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = NULL;
+    char *msg = mig_strdup_vprintf(fmt, ap);
     va_end(ap);
     /* a load error says where in the incoming stream, unless the message
-     * does already (the stream's own errors name their offset) */
+     * does already (the stream's own errors name their offset).  Unlike
+     * mig_stream_fail, a field that fails leaves the stream itself good: the
+     * bytes were well formed, the value is what the device refuses. */
     char at[48] = "";
-    if (w->load && (!msg || !strstr(msg, "offset")))
+    if (w->load && !strstr(msg, "offset"))
         snprintf(at, sizeof(at), " (stream offset %llu)",
                  (unsigned long long)mig_stream_offset(w->s));
     if (w->plen)
-        mig_err_set(w->errp, code, "%s: field %s: %s%s", w->top->name, w->path,
-                    msg ? msg : "error", at);
+        mig_err_set(w->errp, code, "%s: field %s: %s%s", w->top->name, w->path, msg, at);
     else
-        mig_err_set(w->errp, code, "%s: %s%s", w->top->name, msg ? msg : "error", at);
+        mig_err_set(w->errp, code, "%s: %s%s", w->top->name, msg, at);
     free(msg);
     return code;
 }
@@ -321,10 +321,7 @@ static int save_element(Walk *w, const VmsField *f, uint8_t *elem, json_t *jstru
             free(sent);
             return ret;
         }
-        if (w->nchecks == w->capchecks) {
-            w->capchecks = w->capchecks ? 2 * w->capchecks : 8;
-            w->checks = mig_realloc(w->checks, w->capchecks * sizeof(*w->checks));
-        }
+        MIG_GROW(w->checks, w->capchecks, w->nchecks + 1, 8);
         w->checks[w->nchecks++] = (AmbCheck){
             .pos = (size_t)mig_stream_offset(s),
             .child = f->vmsd,
@@ -468,8 +465,8 @@ static int check_ambiguity(Walk *w, const uint8_t *data, size_t len)
 
 int vmstate_save(MigStream *s, const VmsDescription *desc, void *obj, MigErr **errp)
 {
-    if (fiu_fail("mig/vmstate/save"))
-        return mig_err_set(errp, -EIO, "%s: injected fault mig/vmstate/save", desc->name);
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_SAVE, errp, "%s: injected fault mig/vmstate/save",
+                         desc->name);
     if (mig_stream_error(s))
         return mig_stream_take_error(s, errp);
     MigStream *mem = mig_stream_new_mem_writer();
@@ -512,8 +509,8 @@ json_t *vmstate_describe_vmdesc(const VmsDescription *desc, void *obj, const cha
 /* ---- snapshot for transactional load ---- */
 
 typedef struct Snap {
-    uint8_t *buf;
-    size_t len, cap;
+    MigBuf b;
+    size_t pos; /* restore: next byte to give back */
     bool restore;
 } Snap;
 
@@ -522,16 +519,11 @@ static void snap_bytes(Snap *sn, void *p, size_t n)
     if (!n)
         return;
     if (sn->restore) {
-        memcpy(p, sn->buf + sn->len, n);
-        sn->len += n;
+        memcpy(p, sn->b.data + sn->pos, n);
+        sn->pos += n;
         return;
     }
-    if (sn->len + n > sn->cap) {
-        sn->cap = MIG_MAX(2 * sn->cap, sn->len + n + 256);
-        sn->buf = mig_realloc(sn->buf, sn->cap);
-    }
-    memcpy(sn->buf + sn->len, p, n);
-    sn->len += n;
+    mig_buf_append(&sn->b, p, n);
 }
 
 /* Every byte a load of `d` may write, in a fixed order (depth 16 bounds
@@ -756,8 +748,8 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp)
 {
-    if (fiu_fail("mig/vmstate/load"))
-        return mig_err_set(errp, -EINVAL, "%s: injected fault mig/vmstate/load", desc->name);
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_LOAD, errp, "%s: injected fault mig/vmstate/load",
+                         desc->name);
     if (mig_stream_error(s))
         return mig_stream_take_error(s, errp);
     Snap sn = {0};
@@ -768,10 +760,10 @@ int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int versio
         ret = load_desc(&w, desc, obj, version_id, false);
     if (ret < 0) {
         sn.restore = true;
-        sn.len = 0;
+        sn.pos = 0;
         snap_desc(&sn, desc, obj, 0);
     }
-    free(sn.buf);
+    mig_buf_free(&sn.b);
     return ret;
 }
 
