@@ -370,6 +370,10 @@ static void on_migration_finished(void *opaque, bool incoming, MigStatus status)
     VmSpice *v = opaque;
     if (!incoming && status == MIG_STATUS_COMPLETED)
         v->migrated = true;
+    /* a migration started from another monitor connection ended before the
+     * clients answered: the waiting client_migrate_info answers now */
+    if (!incoming)
+        clients_answered(v, 0);
 }
 
 static const MigMachineObserver observer = {.migration_finished = on_migration_finished};

@@ -34,6 +34,7 @@ typedef struct Pair {
     MigWorkload *w;
     FakeClient *client;
     int connected_calls, connected_result;
+    uint64_t client_bw; /* bytes/s of the client's links; 0: 20 MiB/s */
     uint64_t src_ops_at_stop;
 } Pair;
 
@@ -41,7 +42,7 @@ static MigTransport *net(void *opaque, const char *host, uint16_t port, MigErr *
 {
     Pair *p = opaque;
     MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 20u << 20, .latency_ns = 500000};
+    MigLinkParams lp = {.bandwidth = p->client_bw ? p->client_bw : 20u << 20, .latency_ns = 500000};
     if (mig_transport_mem_pair(p->loop, &lp, &a, &b) < 0)
         return NULL;
     spice_server_accept(mig_machine_spice(port == 1 ? p->src : p->dst), b);
@@ -55,9 +56,10 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
         p->src_ops_at_stop = fake_qxl_ops(p->ssp->qxl);
 }
 
-static void pair_open(Pair *p)
+static void pair_open_bw(Pair *p, uint64_t client_bw)
 {
     memset(p, 0, sizeof(*p));
+    p->client_bw = client_bw;
     p->loop = mig_sim_loop_new(0x5eed);
     mig_sim_set_step_limit(p->loop, 50000000);
     MigMachineOptions so = {.name = "src", .ram_size = 16 * MIB, .event = on_src_event, .event_opaque = p};
@@ -67,7 +69,7 @@ static void pair_open(Pair *p)
     SpiceServerConfig sc = {0};
     assert_int_equal(mig_machine_add_spice(p->src, &sc, NULL), 0);
     assert_int_equal(mig_machine_add_spice(p->dst, &sc, NULL), 0);
-    FakeSpiceOptions fo = {.width = 160, .height = 120, .vmc_bytes_per_tick = 500};
+    FakeSpiceOptions fo = {.width = 160, .height = 120, .vmc_bytes_per_tick = client_bw ? 4000 : 500};
     p->ssp = fake_spice_new(p->src, &fo, NULL);
     p->dsp = fake_spice_new(p->dst, &fo, NULL);
     assert_non_null(p->ssp);
@@ -80,6 +82,11 @@ static void pair_open(Pair *p)
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(p->client), 7);
+}
+
+static void pair_open(Pair *p)
+{
+    pair_open_bw(p, 0);
 }
 
 static void pair_close(Pair *p)
@@ -169,6 +176,32 @@ static void test_spice_machine_client_follows_the_migration(void **state)
     pair_close(&p);
 }
 
+/* A client on a slow link still has port bytes and sound on their way
+ * when the migration completes: the source sends MIGRATE_END only once the
+ * client has read everything it sent on every channel (a PING answered on
+ * each), so nothing is lost at the switch. */
+static void test_spice_machine_slow_client_loses_nothing_at_the_switch(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open_bw(&p, 300u << 10);
+    migrate(&p);
+    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_COMPLETED);
+    mig_sim_run_for(p.loop, 5000000000ull);
+    assert_string_equal(fake_client_last_error(p.client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(p.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    FakeClientMediaStats port, play;
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PORT, &port);
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_true(port.received > 0);
+    assert_int_equal(port.gaps + port.dups, 0);
+    assert_int_equal(play.dups, 0);
+    pair_close(&p);
+}
+
 static void cancel_now(void *opaque)
 {
     Pair *p = opaque;
@@ -204,6 +237,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spice_machine_client_follows_the_migration),
         cmocka_unit_test(test_spice_machine_cancel_keeps_the_client),
+        cmocka_unit_test(test_spice_machine_slow_client_loses_nothing_at_the_switch),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -7,7 +7,10 @@
  * the client on the source with nothing left on the target, an unreachable
  * target gives CONNECT_ERROR and then SWITCH_HOST, a target that never
  * answers makes the source give up after its timeout, and a client without
- * SEMI_SEAMLESS is sent with SWITCH_HOST into a new session.
+ * SEMI_SEAMLESS is sent with SWITCH_HOST into a new session.  An answer
+ * that comes after the source stopped waiting (a slow target) is no
+ * protocol error: a late MIGRATE_CONNECTED gets MIGRATE_CANCEL, as from
+ * spice-server, and one that crossed the migration's end is ignored.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -112,6 +115,26 @@ static void on_connected(void *opaque, int result)
     w->done_result = result;
 }
 
+/* A world whose source has begun a migration (the target answers or is silent). */
+static void world_begin(World *w, bool silent_target)
+{
+    world_open(w, (SpiceCapSet){0});
+    w->dst_silent = silent_target;
+    assert_int_equal(spice_main_migrate_begin(w->src.main, on_connected, w, NULL), 0);
+}
+
+/* The migration completes and the client is sent to the target with
+ * SWITCH_HOST (it lacks SEMI_SEAMLESS, or did not connect in time). */
+static void end_and_expect_switch_host(World *w)
+{
+    spice_main_migrate_end(w->src.main, true);
+    mig_sim_run_for(w->loop, 1000000000ull);
+    FakeClientMigrations m;
+    fake_client_migrations(w->client, &m);
+    assert_int_equal(m.switch_host, 1);
+    assert_string_equal(fake_client_server_host(w->client), "dst");
+}
+
 static void expect_screen(World *w, Host *h)
 {
     fake_qxl_set_running(w->src.qxl, false);
@@ -213,9 +236,7 @@ static void test_spice_migrate_silent_target_times_out(void **state)
 {
     (void)state;
     World w;
-    world_open(&w, (SpiceCapSet){0});
-    w.dst_silent = true;
-    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    world_begin(&w, true);
     mig_sim_run_for(w.loop, 9000000000ull);
     assert_int_equal(w.done_calls, 0); /* still waiting at 9 s */
     mig_sim_run_for(w.loop, 2000000000ull);
@@ -230,6 +251,88 @@ static void test_spice_migrate_silent_target_times_out(void **state)
     world_close(&w);
 }
 
+/* The silent target wakes up: the links it held get answered now. */
+static void target_wakes_up(World *w)
+{
+    for (int i = 0; i < w->nsilent; i++)
+        spice_server_accept(w->dst.server, w->silent[i]);
+    w->nsilent = 0;
+    w->dst_silent = false;
+}
+
+static void test_spice_migrate_late_answer_gets_cancel(void **state)
+{
+    (void)state;
+    World w;
+    world_begin(&w, true);
+    mig_sim_run_for(w.loop, 11000000000ull);
+    assert_int_equal(w.done_result, -ETIMEDOUT);
+    target_wakes_up(&w);
+    mig_sim_run_for(w.loop, 1000000000ull);
+    /* the client answered MIGRATE_CONNECTED after the wait: it stays, told to cancel */
+    SpiceMainMigrateStats st;
+    spice_main_migrate_stats(w.src.main, &st);
+    assert_int_equal(st.late_answers, 1);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_CANCEL), 1);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    assert_int_equal(spice_server_client_count(w.src.server), 1);
+    assert_int_equal(spice_server_client_count(w.dst.server), 0);
+    /* the migration completes: the client that did not connect in time switches host */
+    end_and_expect_switch_host(&w);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
+/* Run until the client has sent `msg` on main (the source has not read it
+ * yet: the link's latency is 0.3 ms and the steps are 10 us). */
+static void run_until_client_sent(World *w, uint16_t msg)
+{
+    for (int step = 0; step < 200000; step++) {
+        size_t n;
+        const FakeClientEvent *ev = fake_client_events(w->client, &n);
+        for (size_t i = 0; i < n; i++)
+            if (ev[i].sent && ev[i].channel_type == SPICE_CHANNEL_MAIN && ev[i].msg == msg)
+                return;
+        mig_sim_run_for(w->loop, 10000ull);
+    }
+    fail_msg("the client never sent message %u", msg);
+}
+
+static void answer_crosses_the_end(bool completed)
+{
+    World w;
+    world_begin(&w, false);
+    run_until_client_sent(&w, SPICE_MSGC_MAIN_MIGRATE_CONNECTED);
+    assert_int_equal(w.done_calls, 0); /* on the wire */
+    /* the RAM copy was faster than the client: the end crosses its answer */
+    spice_main_migrate_end(w.src.main, completed);
+    mig_sim_run_for(w.loop, 1000000000ull);
+    SpiceMainMigrateStats st;
+    spice_main_migrate_stats(w.src.main, &st);
+    assert_int_equal(st.late_answers, 1);
+    assert_int_equal(completed ? st.switched : st.cancelled, 1);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    Host *on = completed ? &w.dst : &w.src;
+    assert_string_equal(fake_client_server_host(w.client), completed ? "dst" : "src");
+    assert_int_equal(spice_server_client_count(on->server), 1);
+    expect_screen(&w, on);
+    world_close(&w);
+}
+
+static void test_spice_migrate_answer_crossing_switch_host_is_ignored(void **state)
+{
+    (void)state;
+    answer_crosses_the_end(true);
+}
+
+static void test_spice_migrate_answer_crossing_cancel_is_ignored(void **state)
+{
+    (void)state;
+    answer_crosses_the_end(false);
+}
+
 static void test_spice_migrate_old_client_switches_host(void **state)
 {
     (void)state;
@@ -242,12 +345,7 @@ static void test_spice_migrate_old_client_switches_host(void **state)
     mig_sim_run_for(w.loop, 1000000ull);
     assert_int_equal(w.done_calls, 1); /* nobody to wait for */
     assert_int_equal(w.done_result, 0);
-    spice_main_migrate_end(w.src.main, true);
-    mig_sim_run_for(w.loop, 1000000000ull);
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.switch_host, 1);
-    assert_string_equal(fake_client_server_host(w.client), "dst");
+    end_and_expect_switch_host(&w);
     assert_int_not_equal(fake_client_session_id(w.client), session);
     assert_int_equal(fake_client_linked_channels(w.client), 2);
     assert_int_equal(spice_server_client_count(w.src.server), 0);
@@ -262,6 +360,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_cancel_keeps_the_client),
         cmocka_unit_test(test_spice_migrate_unreachable_target),
         cmocka_unit_test(test_spice_migrate_silent_target_times_out),
+        cmocka_unit_test(test_spice_migrate_late_answer_gets_cancel),
+        cmocka_unit_test(test_spice_migrate_answer_crossing_switch_host_is_ignored),
+        cmocka_unit_test(test_spice_migrate_answer_crossing_cancel_is_ignored),
         cmocka_unit_test(test_spice_migrate_old_client_switches_host),
     };
     if (argc > 1)

@@ -237,6 +237,8 @@ static int handle_base(SpiceConn *c, const SpiceMsgInfo *mi, void *body)
             uint64_t now = mig_loop_now_ns(c->loop);
             if (p->timestamp <= now)
                 c->last_rtt_ns = now - p->timestamp;
+            if (c->ops->on_pong)
+                c->ops->on_pong(c->opaque, p->id);
             return 1;
         }
         case SPICE_MSGC_DISCONNECTING:
@@ -445,7 +447,7 @@ int spice_conn_ping(SpiceConn *c, uint32_t pad)
     SpiceMsgPing p = {.id = ++c->ping_id, .timestamp = mig_loop_now_ns(c->loop), .data = {pad, zeros}};
     int r = spice_conn_send(c, SPICE_MSG_PING, spice_msg_find(0, false, SPICE_MSG_PING)->desc, &p, NULL);
     free(zeros);
-    return r;
+    return r < 0 ? r : (int)(p.id & 0x7fffffff);
 }
 
 bool spice_conn_is_open(const SpiceConn *c)

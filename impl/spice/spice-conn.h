@@ -48,6 +48,9 @@ typedef struct SpiceConnOps {
     void (*on_closed)(void *opaque, int err, const char *reason);
     /* Optional: every message written entirely (for hand-over points). */
     void (*on_drained)(void *opaque);
+    /* Optional, server role: the PONG of spice_conn_ping's `id` arrived:
+     * the client has read everything sent before that PING. */
+    void (*on_pong)(void *opaque, uint32_t id);
 } SpiceConnOps;
 
 typedef struct SpiceConnConfig {
@@ -72,7 +75,8 @@ int spice_conn_send_raw(SpiceConn *c, uint16_t type, const uint8_t *body, uint32
 
 /* Server role: send SET_ACK(generation, window) and enforce the window. */
 int spice_conn_set_ack(SpiceConn *c, uint32_t generation, uint32_t window);
-/* Server role: send PING(id, now) with `pad` zero bytes of padding. */
+/* Server role: send PING(id, now) with `pad` zero bytes of padding.
+ * Returns the PING's id (> 0), or a negative errno. */
 int spice_conn_ping(SpiceConn *c, uint32_t pad);
 
 /* Close with a reason (logged in the trace); on_closed follows from the

@@ -24,12 +24,22 @@ typedef enum MainMig {
     MAIN_MIG_BEGUN,     /* MIGRATE_BEGIN sent, no answer yet */
     MAIN_MIG_CONNECTED, /* MIGRATE_CONNECTED */
     MAIN_MIG_FAILED,    /* CONNECT_ERROR, or no answer in time */
+    MAIN_MIG_DRAINING,  /* completed: MIGRATE_END waits for a PONG on each channel */
     MAIN_MIG_SENT_AWAY, /* MIGRATE_END or SWITCH_HOST sent: leaving */
+    MAIN_MIG_CANCELLED, /* MIGRATE_CANCEL sent: staying */
 } MainMig;
+
+#define MAX_DRAIN 16 /* channels of one client that can wait for a PONG */
 
 /* Per client. */
 typedef struct MainCC {
     MainMig mig;
+    /* DRAINING: the PINGs not yet answered, by channel client */
+    struct {
+        SpiceChannelClient *cc;
+        uint32_t id;
+    } pings[MAX_DRAIN];
+    size_t npings;
 } MainCC;
 
 struct SpiceMain {
@@ -44,7 +54,7 @@ struct SpiceMain {
     SpiceMigrateConnected done;
     void *done_opaque;
     int result;
-    MigLoopSource *timer, *done_defer, *leave_timer, *completed_defer;
+    MigLoopSource *timer, *done_defer, *leave_timer, *completed_defer, *drain_timer;
     uint32_t leaving; /* clients sent away that have not left yet */
     SpiceMainMigrateStats stats;
 };
@@ -94,6 +104,7 @@ static int send_init(SpiceChannelClient *cc)
 }
 
 static void begin_finished(SpiceMain *m);
+static void drain_timeout(void *opaque);
 
 static int main_connect(SpiceChannelClient *cc, MigErr **errp)
 {
@@ -127,7 +138,8 @@ static void main_disconnect(SpiceChannelClient *cc)
 {
     SpiceMain *m = spice_channel_priv(spice_cc_channel(cc));
     MainCC *mc = spice_cc_priv(cc);
-    if (m && mc && mc->mig == MAIN_MIG_SENT_AWAY && m->leaving && --m->leaving == 0)
+    if (m && mc && (mc->mig == MAIN_MIG_SENT_AWAY || mc->mig == MAIN_MIG_DRAINING) && m->leaving &&
+        --m->leaving == 0)
         hand_over_done(m);
     if (m && mc && mc->mig == MAIN_MIG_BEGUN && m->waiting) {
         /* a client that leaves while the source waits for its answer */
@@ -279,6 +291,78 @@ static void leave_timeout(void *opaque)
     }
 }
 
+/* MIGRATE_END to a client whose channels have all been read. */
+static void send_end(SpiceMain *m, SpiceChannelClient *cc, MainCC *mc)
+{
+    mc->npings = 0;
+    mc->mig = MAIN_MIG_SENT_AWAY;
+    spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
+    m->stats.ended++;
+}
+
+/*
+ * The guest stopped, so nothing new is queued for this client: a PING on
+ * each of its other channels, and MIGRATE_END once every one is answered.
+ * A client drops what it has not read on its old connections when it
+ * switches (spice-gtk does, and so does the fake client); a PONG says the
+ * channel's earlier messages were read.  Bounded by the migrate timeout.
+ */
+static void start_drain(SpiceMain *m, SpiceChannelClient *main_cc, MainCC *mc)
+{
+    SpiceServer *s = m->server;
+    SpiceClient *client = spice_cc_client(main_cc);
+    mc->npings = 0;
+    mc->mig = MAIN_MIG_DRAINING;
+    for (size_t i = 0; i < spice_server_channel_count(s) && mc->npings < MAX_DRAIN; i++) {
+        SpiceChannel *ch = spice_server_channel_at(s, i);
+        SpiceChannelClient *cc = spice_client_find(client, spice_channel_type(ch), spice_channel_id(ch));
+        if (!cc || cc == main_cc)
+            continue;
+        int id = spice_conn_ping(spice_cc_conn(cc), 0);
+        if (id > 0) {
+            mc->pings[mc->npings].cc = cc;
+            mc->pings[mc->npings].id = (uint32_t)id;
+            mc->npings++;
+        }
+    }
+    if (mc->npings == 0) {
+        send_end(m, main_cc, mc);
+        return;
+    }
+    MigLoop *loop = spice_server_loop(s);
+    if (!m->drain_timer)
+        m->drain_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), drain_timeout, m);
+}
+
+static void drain_timeout(void *opaque)
+{
+    SpiceMain *m = opaque;
+    m->drain_timer = NULL;
+    SpiceServer *s = m->server;
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceChannelClient *cc;
+        MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
+        if (mc && mc->mig == MAIN_MIG_DRAINING)
+            send_end(m, cc, mc); /* a channel that never answered: it gets what it got */
+    }
+}
+
+static void on_pong(void *opaque, SpiceChannelClient *cc, uint32_t id)
+{
+    SpiceMain *m = opaque;
+    SpiceChannelClient *main_cc;
+    MainCC *mc = main_cc_of(spice_cc_client(cc), &main_cc);
+    if (!mc || mc->mig != MAIN_MIG_DRAINING)
+        return;
+    for (size_t i = 0; i < mc->npings; i++)
+        if (mc->pings[i].cc == cc && mc->pings[i].id == id) {
+            mc->pings[i] = mc->pings[--mc->npings];
+            break;
+        }
+    if (mc->npings == 0)
+        send_end(m, main_cc, mc);
+}
+
 void spice_main_migrate_end(SpiceMain *m, bool completed)
 {
     SpiceServer *s = m->server;
@@ -304,20 +388,23 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             if (mc->mig == MAIN_MIG_BEGUN || mc->mig == MAIN_MIG_CONNECTED || mc->mig == MAIN_MIG_FAILED) {
                 spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_CANCEL, NULL);
                 m->stats.cancelled++;
+                mc->mig = MAIN_MIG_CANCELLED;
+            } else {
+                mc->mig = MAIN_MIG_NONE;
             }
-            mc->mig = MAIN_MIG_NONE;
             continue;
         }
+        m->leaving++;
+        sent_away = true;
         if (mc->mig == MAIN_MIG_CONNECTED) {
-            spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
-            m->stats.ended++;
-        } else if (m->have_dest) {
+            start_drain(m, cc, mc);
+            continue;
+        }
+        if (m->have_dest) {
             spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST, &sw);
             m->stats.switched++;
         }
         mc->mig = MAIN_MIG_SENT_AWAY;
-        m->leaving++;
-        sent_away = true;
     }
     m->begun = false;
     if (!completed)
@@ -345,6 +432,8 @@ static void main_channel_gone(SpiceChannel *ch)
         mig_loop_remove(loop, m->leave_timer);
     if (m->completed_defer)
         mig_loop_remove(loop, m->completed_defer);
+    if (m->drain_timer)
+        mig_loop_remove(loop, m->drain_timer);
     free(m);
 }
 
@@ -367,6 +456,21 @@ static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
     switch (mi->id) {
     case SPICE_MSGC_MAIN_MIGRATE_CONNECTED:
     case SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR:
+        if (m && mc->mig == MAIN_MIG_FAILED) {
+            /* too late: the wait timed out and this client goes by SWITCH_HOST;
+             * as spice-server, a late CONNECTED gets MIGRATE_CANCEL so that the
+             * client drops its links to the target */
+            m->stats.late_answers++;
+            return mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED ? spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_CANCEL, NULL)
+                                                               : 0;
+        }
+        if (m && (mc->mig == MAIN_MIG_SENT_AWAY || mc->mig == MAIN_MIG_CANCELLED)) {
+            /* the migration ended before the answer arrived: it crossed our
+             * SWITCH_HOST or MIGRATE_CANCEL on the wire, and the client
+             * follows that */
+            m->stats.late_answers++;
+            return 0;
+        }
         if (!m || mc->mig != MAIN_MIG_BEGUN)
             return mig_err_set(errp, -EPROTO, "%s without a MIGRATE_BEGIN to answer", mi->name);
         if (mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED) {
@@ -417,5 +521,6 @@ SpiceMain *spice_main_add(SpiceServer *s)
     m->server = s;
     m->port = m->tls_port = -1;
     m->ch = spice_server_add_channel(s, SPICE_CHANNEL_MAIN, 0, &main_class, m);
+    spice_server_set_pong_hook(s, on_pong, m);
     return m;
 }

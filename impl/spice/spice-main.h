@@ -11,10 +11,15 @@
  *   MIGRATE_CONNECTED or CONNECT_ERROR, or the timeout (10 s by default, as
  *   spice-server) passed: done(0) when all connected, -ECONNREFUSED when one
  *   could not, -ETIMEDOUT when one did not answer; spice_main_migrate_end
- *   then sends MIGRATE_END to the clients that connected, SWITCH_HOST to the
+ *   then sends MIGRATE_END to the clients that connected (once each has
+ *   answered a PING on every other channel, so that nothing sent before the
+ *   guest stopped is dropped at the switch), SWITCH_HOST to the
  *   others (completed), or MIGRATE_CANCEL (failed or cancelled), and drops
  *   the clients that were sent away if they are still there after the
- *   timeout; once every client sent away has left (at once when there was
+ *   timeout; an answer that comes after the wait or the migration ended is
+ *   no protocol error (a late CONNECTED gets MIGRATE_CANCEL, as from
+ *   spice-server; one that crossed END/SWITCH_HOST/CANCEL is ignored);
+ *   once every client sent away has left (at once when there was
  *   none) the server emits SPICE_SERVER_EV_MIGRATE_COMPLETED, after which
  *   management may end the source (QEMU's SPICE_MIGRATE_COMPLETED).
  * Target side: a client whose main link carries a session id is a
@@ -51,6 +56,7 @@ void spice_main_migrate_end(SpiceMain *m, bool completed);
 typedef struct SpiceMainMigrateStats {
     uint32_t begun, connected, connect_errors, timed_out;
     uint32_t ended, switched, cancelled;
+    uint32_t late_answers; /* answers after the wait or the migration ended (tolerated) */
 } SpiceMainMigrateStats;
 void spice_main_migrate_stats(const SpiceMain *m, SpiceMainMigrateStats *out);
 

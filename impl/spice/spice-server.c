@@ -73,6 +73,8 @@ struct SpiceServer {
     size_t nclients;
     PendingLink **pending;
     size_t npending;
+    void (*pong_hook)(void *opaque, SpiceChannelClient *cc, uint32_t id);
+    void *pong_opaque;
 };
 
 /* ------------------------------------------------------------------ lists */
@@ -161,8 +163,16 @@ static void cc_on_drained(void *opaque)
         cc->channel->cls->drained(cc);
 }
 
+static void cc_on_pong(void *opaque, uint32_t id)
+{
+    SpiceChannelClient *cc = opaque;
+    SpiceServer *s = cc->client->server;
+    if (s->pong_hook)
+        s->pong_hook(s->pong_opaque, cc, id);
+}
+
 static const SpiceConnOps cc_ops = {.on_message = cc_on_message, .on_closed = cc_on_closed,
-                                    .on_drained = cc_on_drained};
+                                    .on_drained = cc_on_drained, .on_pong = cc_on_pong};
 
 /* ------------------------------------------------------------------ linking */
 
@@ -441,6 +451,13 @@ SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_
         if (c->ccs[i]->channel->type == type && c->ccs[i]->channel->id == id)
             return c->ccs[i];
     return NULL;
+}
+
+void spice_server_set_pong_hook(SpiceServer *s, void (*hook)(void *opaque, SpiceChannelClient *cc, uint32_t id),
+                                void *opaque)
+{
+    s->pong_hook = hook;
+    s->pong_opaque = opaque;
 }
 
 void spice_server_emit(SpiceServer *s, SpiceServerEvent ev, SpiceChannelClient *cc)

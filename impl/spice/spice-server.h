@@ -138,6 +138,11 @@ int spice_cc_send(SpiceChannelClient *cc, uint16_t type, const void *body);
  * with it. */
 void spice_cc_disconnect(SpiceChannelClient *cc, const char *fmt, ...) MIG_PRINTF(2, 3);
 
+/* A hook for every PONG a channel client receives (the main channel uses
+ * it to know a client has read everything before a migration's switch). */
+void spice_server_set_pong_hook(SpiceServer *s, void (*hook)(void *opaque, SpiceChannelClient *cc, uint32_t id),
+                                void *opaque);
+
 /* Tell the embedder (the config's event callback, when set). */
 void spice_server_emit(SpiceServer *s, SpiceServerEvent ev, SpiceChannelClient *cc);
 /* The transport under a channel client (for its addresses). */

@@ -59,6 +59,30 @@ static void common_channel_gone(SpiceChannel *ch)
     }
 }
 
+/* The device starts or stops: START (send_start) or `stop_msg` to every
+ * linked client, once per change. */
+static void common_set_active(SoundCommon *c, bool on, int (*send_start)(void *dev, SpiceChannelClient *cc),
+                              void *dev, uint16_t stop_msg)
+{
+    if (c->active == on)
+        return;
+    c->active = on;
+    for (size_t i = 0; i < c->nccs; i++) {
+        if (on)
+            send_start(dev, c->ccs[i]);
+        else
+            spice_cc_send(c->ccs[i], stop_msg, NULL);
+    }
+}
+
+static void common_init(SoundCommon *c, SpiceServer *s, uint32_t frequency, uint8_t type,
+                        const SpiceChannelClass *cls, void *dev)
+{
+    c->server = s;
+    c->frequency = frequency;
+    c->ch = spice_server_add_channel(s, type, 0, cls, dev);
+}
+
 static void common_free(SoundCommon *c, const char *what)
 {
     if (c->ch)
@@ -85,8 +109,9 @@ static void playback_caps(SpiceChannel *ch, SpiceCapSet *caps)
     spice_caps_set(caps, SPICE_PLAYBACK_CAP_VOLUME);
 }
 
-static int send_playback_start(SpicePlayback *p, SpiceChannelClient *cc)
+static int send_playback_start(void *dev, SpiceChannelClient *cc)
 {
+    SpicePlayback *p = dev;
     SpiceMsgPlaybackStart st = {.channels = SPICE_SOUND_CHANNELS, .format = SPICE_AUDIO_FMT_S16,
                                 .frequency = p->c.frequency, .time = mm_time(p)};
     return spice_cc_send(cc, SPICE_MSG_PLAYBACK_START, &st);
@@ -123,9 +148,7 @@ static const SpiceChannelClass playback_class = {
 SpicePlayback *spice_playback_add(SpiceServer *s, uint32_t frequency)
 {
     SpicePlayback *p = mig_malloc0(sizeof(*p));
-    p->c.server = s;
-    p->c.frequency = frequency;
-    p->c.ch = spice_server_add_channel(s, SPICE_CHANNEL_PLAYBACK, 0, &playback_class, p);
+    common_init(&p->c, s, frequency, SPICE_CHANNEL_PLAYBACK, &playback_class, p);
     return p;
 }
 
@@ -139,20 +162,12 @@ void spice_playback_free(SpicePlayback *p)
 
 void spice_playback_start(SpicePlayback *p)
 {
-    if (p->c.active)
-        return;
-    p->c.active = true;
-    for (size_t i = 0; i < p->c.nccs; i++)
-        send_playback_start(p, p->c.ccs[i]);
+    common_set_active(&p->c, true, send_playback_start, p, SPICE_MSG_PLAYBACK_STOP);
 }
 
 void spice_playback_stop(SpicePlayback *p)
 {
-    if (!p->c.active)
-        return;
-    p->c.active = false;
-    for (size_t i = 0; i < p->c.nccs; i++)
-        spice_cc_send(p->c.ccs[i], SPICE_MSG_PLAYBACK_STOP, NULL);
+    common_set_active(&p->c, false, send_playback_start, p, SPICE_MSG_PLAYBACK_STOP);
 }
 
 void spice_playback_put(SpicePlayback *p, const int16_t *frames, uint32_t nframes)
@@ -184,8 +199,9 @@ static void record_caps(SpiceChannel *ch, SpiceCapSet *caps)
     spice_caps_set(caps, SPICE_RECORD_CAP_VOLUME);
 }
 
-static int send_record_start(SpiceRecord *r, SpiceChannelClient *cc)
+static int send_record_start(void *dev, SpiceChannelClient *cc)
 {
+    SpiceRecord *r = dev;
     SpiceMsgRecordStart st = {.channels = SPICE_SOUND_CHANNELS, .format = SPICE_AUDIO_FMT_S16,
                               .frequency = r->c.frequency};
     return spice_cc_send(cc, SPICE_MSG_RECORD_START, &st);
@@ -240,11 +256,9 @@ static const SpiceChannelClass record_class = {
 SpiceRecord *spice_record_add(SpiceServer *s, uint32_t frequency, SpiceRecordSink sink, void *opaque)
 {
     SpiceRecord *r = mig_malloc0(sizeof(*r));
-    r->c.server = s;
-    r->c.frequency = frequency;
     r->sink = sink;
     r->opaque = opaque;
-    r->c.ch = spice_server_add_channel(s, SPICE_CHANNEL_RECORD, 0, &record_class, r);
+    common_init(&r->c, s, frequency, SPICE_CHANNEL_RECORD, &record_class, r);
     return r;
 }
 
@@ -258,18 +272,10 @@ void spice_record_free(SpiceRecord *r)
 
 void spice_record_start(SpiceRecord *r)
 {
-    if (r->c.active)
-        return;
-    r->c.active = true;
-    for (size_t i = 0; i < r->c.nccs; i++)
-        send_record_start(r, r->c.ccs[i]);
+    common_set_active(&r->c, true, send_record_start, r, SPICE_MSG_RECORD_STOP);
 }
 
 void spice_record_stop(SpiceRecord *r)
 {
-    if (!r->c.active)
-        return;
-    r->c.active = false;
-    for (size_t i = 0; i < r->c.nccs; i++)
-        spice_cc_send(r->c.ccs[i], SPICE_MSG_RECORD_STOP, NULL);
+    common_set_active(&r->c, false, send_record_start, r, SPICE_MSG_RECORD_STOP);
 }

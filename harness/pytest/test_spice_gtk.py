@@ -1,0 +1,163 @@
+"""test_spice_gtk.py - the real SPICE client, spice-gtk 0.42 (SpiceClientGLib
+through Python GI, run by gtkclient.py in a child process) and its
+`spicy-screenshot`, against `migcert vm --spice`: every channel the server
+lists opens, playback frames and port bytes arrive in sequence, the
+client's primary surface and spicy-screenshot's picture are exactly the
+machine's screendump while the machine is stopped, and the client follows a
+semi-seamless migration between two processes (client_migrate_info, then
+migrate) to the destination's port, where the display keeps updating and
+shows the destination's screen.
+
+Needs Debian's gir1.2-spiceclientglib-2.0, python3-gi and spice-client-gtk
+(ci/deps).  Rerun: /usr/bin/python3 -m pytest harness/pytest -k spice_gtk
+"""
+import shutil
+import subprocess
+
+import pytest
+
+from gtkclient import GtkClient
+from spiceclient import differing_pixels, read_ppm
+from test_vm_migration import vms  # noqa: F401 (fixture)
+
+CHANNELS = ["CURSOR:0", "DISPLAY:0", "INPUTS:0", "MAIN:0", "PLAYBACK:0", "PORT:0", "RECORD:0"]
+SPICY_SCREENSHOT = "spicy-screenshot"
+
+
+def unix_vm(vms, name):
+    sock = vms.dir / f"{name}.spice"
+    vm = vms(name, "--ram", "32M", "--spice", f"unix=on,addr={sock},disable-ticketing=on")
+    return vm, f"spice+unix://{sock}"
+
+
+def tcp_vm(vms, name, *extra):
+    vm = vms(name, "--ram", "32M", "--spice", "port=0,addr=127.0.0.1,disable-ticketing=on", *extra)
+    port = vm.cmd("query-spice")["port"]
+    return vm, port
+
+
+def all_open(s):
+    return sorted(s["opened"]) == CHANNELS
+
+
+def shows(vm, client, folder, name):
+    """Stop the guest (it stops drawing), take its screendump, then wait
+    until the client has drawn everything it was sent: its primary surface
+    equals the screendump.  Each retry waits for the client to report a
+    change first."""
+    vm.cmd("stop")
+    dump, shot = folder / f"{name}-dump.ppm", folder / f"{name}-gtk.ppm"
+    vm.cmd("screendump", filename=str(dump))
+    want = read_ppm(dump)
+    seen = {"n": -1}
+
+    def equal(s):
+        if s["channel_events"] + s["display"]["invalidates"] + s["display"]["primaries"] == seen["n"]:
+            return False  # nothing new drawn since the last comparison
+        seen["n"] = s["channel_events"] + s["display"]["invalidates"] + s["display"]["primaries"]
+        client.shot(shot)
+        return read_ppm(shot) == want
+
+    s = client.wait_for(equal, f"{name}: the client's primary surface equal to the screendump")
+    return s, want
+
+
+def spicy_screenshot(uri, path):
+    r = subprocess.run([SPICY_SCREENSHOT, f"--uri={uri}", f"--out-file={path}"], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return read_ppm(path)
+
+
+@pytest.fixture(autouse=True)
+def spice_gtk_installed():
+    r = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('SpiceClientGLib', '2.0')"],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or shutil.which(SPICY_SCREENSHOT) is None:
+        pytest.fail("spice-gtk is not installed (ci/deps: gir1.2-spiceclientglib-2.0, python3-gi, "
+                    f"spice-client-gtk): {r.stderr.strip()}")
+
+
+def test_spice_gtk_opens_every_channel_and_receives_sound_and_port_data(vms):
+    vm, uri = unix_vm(vms, "one")
+    client = GtkClient(vms.dir, uri)
+    try:
+        s = client.wait_for(all_open, "seven channels open")
+        info = vm.cmd("query-spice")
+        assert sorted((c["channel-type"], c["channel-id"]) for c in info["channels"]) == \
+            [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (10, 0)]
+        s = client.wait_for(lambda s: s["playback"]["frames"] >= 4800 and s["port"]["bytes"] >= 4096,
+                            "100 ms of sound and 4 KiB of port bytes")
+        assert s["errors"] == [] and s["closed"] == []
+        assert s["playback"]["starts"] == 1
+        assert s["playback"]["skips"] == 0 and s["playback"]["repeats"] == 0
+        assert s["port"] == dict(s["port"], name="org.migcert.vmc.0", opened=True, skips=0)
+    finally:
+        client.stop()
+    assert "CRITICAL" not in client.log() and "WARNING" not in client.log(), client.log()
+
+
+def test_spice_gtk_primary_and_spicy_screenshot_equal_screendump(vms):
+    vm, uri = unix_vm(vms, "one")
+    client = GtkClient(vms.dir, uri)
+    try:
+        client.wait_for(lambda s: all_open(s) and s["display"]["marks"] >= 1, "the first frame")
+        s, want = shows(vm, client, vms.dir, "one")
+        assert s["display"]["primaries"] == 1 and (s["display"]["width"], s["display"]["height"]) == want[:2]
+        # a picture of one colour would make the comparison meaningless
+        w, h, px = want
+        assert len({px[i:i + 3] for i in range(0, len(px), 3 * 97)}) > 8
+    finally:
+        client.stop()
+    got = spicy_screenshot(uri, vms.dir / "spicy.ppm")
+    assert got[:2] == want[:2]
+    assert differing_pixels(got[2], want[2]) == 0
+
+
+def test_spice_gtk_follows_semi_seamless_migration(vms):
+    src, sport = tcp_vm(vms, "src")
+    mig = vms.dir / "mig.sock"
+    dst, dport = tcp_vm(vms, "dst", "--incoming", f"unix:{mig}")
+    assert sport != dport
+    client = GtkClient(vms.dir, f"spice://127.0.0.1?port={sport}")
+    try:
+        before = client.wait_for(lambda s: all_open(s) and s["display"]["marks"] >= 1
+                                 and s["port"]["bytes"] > 0, "seven channels and the first frame")
+        assert set(before["peers"]) == {sport} and len(before["peers"]) == 7
+        session = {c["connection-id"] for c in src.cmd("query-spice")["channels"]}
+        assert len(session) == 1
+        src.cmd("client_migrate_info", protocol="spice", hostname="127.0.0.1", port=dport)
+        # it returned once the client answered: its main channel is linked on
+        # the destination, in its session, and held there until the switch
+        assert [(c["channel-type"], c["connection-id"]) for c in dst.cmd("query-spice")["channels"]] == \
+            [(1, session.copy().pop())]
+        src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        src.cmd("migrate", uri=f"unix:{mig}")
+        src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
+        src.qmp.wait_event("SPICE_MIGRATE_COMPLETED", timeout=60)
+        after = client.wait_for(lambda s: s["peers"] and set(s["peers"]) == {dport},
+                                "every socket on the destination's port")
+        assert len(after["peers"]) == 7, after["peers"]
+        assert src.cmd("query-spice")["migrated"] is True and src.cmd("query-spice")["channels"] == []
+        chans = dst.cmd("query-spice")["channels"]
+        assert len(chans) == 7 and {c["connection-id"] for c in chans} == session
+        assert dst.cmd("query-status")["running"] is True
+        # the destination keeps drawing, playing and writing to the same client
+        n = after["display"]["invalidates"], after["playback"]["frames"], after["port"]["bytes"]
+        after = client.wait_for(lambda s: s["display"]["invalidates"] > n[0] and s["playback"]["frames"] > n[1]
+                                and s["port"]["bytes"] > n[2] and s["port"]["opened"],
+                                "display, sound and port data from the destination")
+        # the port's byte stream goes on in order on the destination, with no
+        # break at the switch: spice-gtk drops what it has not read from the
+        # source's port channel when MIGRATE_END resets its channels, so the
+        # source sends MIGRATE_END only once a PING on each channel came back
+        # (docs/protocol-spice.md section 13); playback restarted with a new
+        # START and is continuous again
+        assert after["port"]["skips"] == 0
+        assert after["playback"]["starts"] == 2 and after["playback"]["skips"] == after["playback"]["repeats"] == 0
+        s, want = shows(dst, client, vms.dir, "dst")
+        assert s["errors"] == [] and s["closed"] == [], s
+        assert s["opened"] == before["opened"]  # the same channels, swapped, none reopened
+    finally:
+        client.stop()
+    assert spicy_screenshot(f"spice://127.0.0.1?port={dport}", vms.dir / "dst-spicy.ppm") == want
