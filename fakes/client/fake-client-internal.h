@@ -55,6 +55,7 @@ struct FakeClient {
     size_t mig_wanted, mig_linked;
     MigLoopSource *mig_defer;  /* the switch, run from the loop */
     int mig_action;            /* what mig_defer does */
+    MigLoopSource *mig_end_timer; /* MSGC_MAIN_MIGRATE_END, delayed (cfg.migrate_end_delay_ns) */
     FakeClientMigrations migs;
     /* timing (loop time): the switch-over gap, drawing messages */
     uint64_t mig_end_ns;       /* when the source's MIGRATE_END arrived */

@@ -129,6 +129,15 @@ static void link_other_copies(FakeClient *c)
     }
 }
 
+static void send_migrate_end(void *opaque)
+{
+    FakeClient *c = opaque;
+    c->mig_end_timer = NULL;
+    FakeChannel *m = main_of(c);
+    if (m && m->conn)
+        fake__chan_send(m, SPICE_MSGC_MAIN_MIGRATE_END, NULL);
+}
+
 /* The switch of MIGRATE_END: every channel onto its copy. */
 static void do_switch(FakeClient *c)
 {
@@ -169,8 +178,11 @@ static void do_switch(FakeClient *c)
             }
         }
         fake__chan_attach(ch, t, ch->mig_mini);
-        if (ch == m)
+        if (ch == m && !c->cfg.migrate_end_delay_ns)
             fake__chan_send(ch, SPICE_MSGC_MAIN_MIGRATE_END, NULL);
+        else if (ch == m && !c->mig_end_timer)
+            c->mig_end_timer = mig_loop_timer_add(c->loop, mig_loop_now_ns(c->loop) + c->cfg.migrate_end_delay_ns,
+                                                  send_migrate_end, c);
     }
     c->migrating = false;
     c->migs.semi_seamless++;
@@ -250,4 +262,7 @@ void fake__migrate_free(FakeClient *c)
     if (c->mig_defer)
         mig_loop_remove(c->loop, c->mig_defer);
     c->mig_defer = NULL;
+    if (c->mig_end_timer)
+        mig_loop_remove(c->loop, c->mig_end_timer);
+    c->mig_end_timer = NULL;
 }

@@ -26,6 +26,8 @@ void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg,
     }
     c->events[c->nevents++] = (FakeClientEvent){.t_ns = mig_loop_now_ns(c->loop), .channel_type = ch->type,
                                                 .channel_id = ch->id, .sent = sent, .msg = msg, .name = name};
+    if (c->cfg.on_event)
+        c->cfg.on_event(c->cfg.event_opaque, &c->events[c->nevents - 1]);
 }
 
 void fake__chan_free(FakeChannel *ch)
@@ -315,6 +317,20 @@ size_t fake_client_count(const FakeClient *c, uint8_t channel_type, uint16_t msg
     for (size_t i = 0; i < c->nevents; i++)
         n += !c->events[i].sent && c->events[i].channel_type == channel_type && c->events[i].msg == msg;
     return n;
+}
+
+int fake_client_send_raw(FakeClient *c, uint8_t type, uint8_t id, uint16_t msg, const uint8_t *body,
+                         uint32_t len)
+{
+    for (size_t i = 0; i < c->nchans; i++) {
+        FakeChannel *ch = c->chans[i];
+        if (ch->type == type && ch->id == id && ch->conn) {
+            const SpiceMsgInfo *mi = spice_msg_find(type, true, msg);
+            fake__record(c, ch, true, msg, mi ? mi->name : "(raw)");
+            return spice_conn_send_raw(ch->conn, msg, body, len);
+        }
+    }
+    return -ENOENT;
 }
 
 void fake_client_disconnect(FakeClient *c)

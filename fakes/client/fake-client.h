@@ -25,6 +25,7 @@
 #include "transport/transport.h"
 
 typedef struct FakeClient FakeClient;
+typedef struct FakeClientEvent FakeClientEvent;
 
 typedef MigTransport *(*FakeClientConnectFn)(void *opaque, const char *host, uint16_t port, MigErr **errp);
 
@@ -39,16 +40,21 @@ typedef struct FakeClientConfig {
     int64_t pixmap_cache_pixels; /* 0: spice-gtk 0.42's (80 MiB of pixels) */
     uint32_t vmc_bytes_per_tick; /* bytes the client writes to a port every 10 ms (0: none) */
     const char *who;       /* trace prefix, e.g. "client" */
+    uint64_t migrate_end_delay_ns; /* send MSGC_MAIN_MIGRATE_END this much after the switch (0: at once) */
+    /* Optional: every message recorded (received or sent), as it is
+     * recorded; the hook must not free the client from inside (defer it). */
+    void (*on_event)(void *opaque, const FakeClientEvent *ev);
+    void *event_opaque;
 } FakeClientConfig;
 
 /* One message the client received or sent. */
-typedef struct FakeClientEvent {
+struct FakeClientEvent {
     uint64_t t_ns;
     uint8_t channel_type, channel_id;
     bool sent;
     uint16_t msg;
     const char *name; /* registry name: constant */
-} FakeClientEvent;
+};
 
 FakeClient *fake_client_new(MigLoop *loop, const FakeClientConfig *cfg);
 /* Link the main channel (the rest follows the server's CHANNELS_LIST). */
@@ -115,5 +121,10 @@ const char *fake_client_server_host(const FakeClient *c);
 uint16_t fake_client_server_port(const FakeClient *c);
 /* Close the main channel (as a user closing the window). */
 void fake_client_disconnect(FakeClient *c);
+/* Send message `msg` with the raw body given on the linked channel (type,
+ * id), bypassing the marshaller (scenarios send unsolicited or malformed
+ * messages with it).  -ENOENT when that channel is not linked. */
+int fake_client_send_raw(FakeClient *c, uint8_t type, uint8_t id, uint16_t msg, const uint8_t *body,
+                         uint32_t len);
 
 #endif

@@ -43,6 +43,7 @@ static const struct {
     {exec__oracle_memory, false},
     {exec__oracle_devices, true},
     {exec__oracle_gpu, true},
+    {exec__oracle_spice, true}, /* last: it runs the loop on (settles, stops a guest) */
 };
 
 /* The case's trace, sim loop and fault injector (not armed yet). */
@@ -116,6 +117,8 @@ static int case_setup(Run *run)
         rc = case_guest(run, &err);
         if (rc == 0)
             rc = exec__mgmt_configure(run);
+        if (rc == 0 && !r->skipped && (rc = exec__spice_start(run, &err)) < 0)
+            snprintf(r->error, sizeof(r->error), "SPICE client: %s", err ? err->msg : "?");
     }
     mig_err_free(err);
     return rc;
@@ -172,6 +175,7 @@ static void case_teardown(Run *run, int rc, const ExecBaseline *base, ExecLeftov
     r->virtual_ns = mig_loop_now_ns(run->loop);
     mig_trace_hash(run->trace, r->trace_hash);
     exec__selftest_leave(run, left);
+    exec__spice_free(run); /* the client before the servers it is linked to */
     if (run->wl)
         mig_workload_free(run->wl);
     exec__side_destroy(&run->dst);
@@ -208,7 +212,7 @@ int exec_run_case(const RunCase *c, RunResult *r)
     run.src_rel = c->pair_src ? c->pair_src : s->src.release;
     run.dst_rel = c->pair_dst ? c->pair_dst : s->dst.release;
     ExecBaseline base;
-    exec__resources_baseline(&base);
+    exec__resources_baseline(&base, s->spice.on);
     ExecLeftovers left;
     exec__selftest_init(&left);
     int rc = 0;

@@ -19,10 +19,15 @@
  *   exec-steps.c        the scenario step interpreter and the end wait
  *   exec-drop.c         the arc recorder in front of the fake-gpu backend
  *                       and the device-data drop trigger it feeds
+ *   exec-spice.c        SPICE: each side's server and devices, the fake
+ *                       client over sim links, client_migrate_info, the
+ *                       client steps and its scripted faults
  *   oracle-outcome.c    outcome and run states against `expect` / pair rules
  *   oracle-memory.c     guest RAM after the migration
  *   oracle-devices.c    fake devices; the fake-gpu's arcs, state and memory
  *   oracle-resources.c  timers, transports, fds, heap blocks, mapped bytes
+ *   oracle-spice.c      the client's screen, images, sequences, server and
+ *                       the servers' leftovers
  *   exec-selftest.c     EXEC_SELFTEST_*: break one thing so its oracle fails
  *
  * Naming: cross-file functions are exec__*, file-local ones static.
@@ -44,6 +49,7 @@
 #include "exec.h"
 #include "heap-count.h"
 #include "machine/machine.h"
+#include "client/fake-client.h"
 #include "sim/sim.h"
 #include "transport/transport.h"
 #include "workload/workload.h"
@@ -140,6 +146,26 @@ int exec__drop_trigger_arm(Run *run, size_t i, const ScnStep *st, MigErr **errp)
 /* Say in the trace whether the armed drop landed (once per trigger). */
 void exec__drop_trigger_judge(Run *run);
 
+/* ---- exec-spice.c: the client of a case with `spice:` ---- */
+
+typedef struct ExecSpice {
+    Run *run;
+    SideLoop *sl;          /* the client's side view (MIG_FAULT_SIDE_CLIENT) */
+    struct FakeClient *client; /* NULL once it went away */
+    MigLink **links;       /* every connection it made, and to which side */
+    MigFaultSide *link_to;
+    size_t nlinks, cap;
+    uint32_t first_session; /* its session when the case started */
+    uint64_t nmsgs;        /* messages it recorded (disconnect-at-message) */
+    MigLoopSource *disconnect_defer;
+    char disconnect_why[96];
+    bool gone;             /* it disconnected (a step or a scripted fault) */
+    char last_error[320];  /* kept when it went away */
+    FakeClientMigrations migs;
+    bool info_pending;     /* client_migrate_info asked, not answered */
+    int info_result;
+} ExecSpice;
+
 /* ---- the case ---- */
 
 typedef struct Side {
@@ -157,6 +183,7 @@ typedef struct Side {
     MigDevSection *gpu_sec;
     MigDevBackend *gpu_shadow;  /* src: same seed and guest writes, never migrated */
     MigLoopSource *gpu_dirtier; /* src: the guest writing device memory */
+    struct FakeSpice *spice;    /* fake-qxl, fake-snd, fake-vmc (with `spice:`) */
     Run *run;
 } Side;
 
@@ -187,6 +214,8 @@ struct Run {
     char *tracebuf;
     size_t tracelen;
     FILE *tracef;
+    ExecSpice *spice;      /* with `spice:` */
+    MigTransport *selftest_spice_t; /* EXEC_SELFTEST_SPICE_LEFTOVER's client end */
 };
 
 /* exec-case.c: a "harness" line in the case's trace. */
@@ -202,6 +231,25 @@ int exec__side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *s
                       uint64_t dev_seed, MigErr **errp);
 void exec__side_destroy(Side *sd);
 MigStatus exec__side_status(const Side *sd);
+
+/* ---- exec-spice.c ---- */
+
+/* The side's SPICE server and its devices (nothing without `spice:`). */
+int exec__spice_side_create(Run *run, Side *sd, MigErr **errp);
+void exec__spice_side_destroy(Side *sd);
+/* After set-up: run->spice, and the client linked to the source. */
+int exec__spice_start(Run *run, MigErr **errp);
+/* Free the client, its links and run->spice (before the machines). */
+void exec__spice_free(Run *run);
+/* The client goes (what the oracle needs is kept). */
+void exec__spice_close_client(Run *run);
+/* Management's client_migrate_info on the source; `wait`: until the
+ * client answered or the server's timeout. */
+int exec__spice_migrate_info(Run *run, bool wait, MigErr **errp);
+/* The steps client-migrate-info and client. */
+int exec__spice_step(Run *run, size_t i, const ScnStep *st, MigErr **errp);
+/* A side died: the client's connections to it reset. */
+void exec__spice_side_killed(Run *run, MigFaultSide side);
 
 /* ---- exec-mgmt.c ---- */
 
@@ -237,6 +285,7 @@ int exec__oracle_outcome(Run *run, const char *outcome, MigErr **errp);
 int exec__oracle_memory(Run *run, const char *outcome, MigErr **errp);
 int exec__oracle_devices(Run *run, const char *outcome, MigErr **errp);
 int exec__oracle_gpu(Run *run, const char *outcome, MigErr **errp);
+int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp);
 
 /* What the resource oracle compares with: taken before the case builds
  * anything. */
@@ -247,7 +296,7 @@ typedef struct ExecBaseline {
     int64_t mapped;
 } ExecBaseline;
 
-void exec__resources_baseline(ExecBaseline *b);
+void exec__resources_baseline(ExecBaseline *b, bool spice);
 /* Once both machines are freed: transports, loop sources, fds. */
 int exec__oracle_resources(Run *run, const ExecBaseline *b, MigErr **errp);
 /* Last of all: heap blocks and mapped bytes; writes a failure into r. */
@@ -263,6 +312,13 @@ typedef struct ExecLeftovers {
     void *heap;
     void *map; /* MAP_FAILED: none */
 } ExecLeftovers;
+
+/* SPICE self-tests, from the SPICE oracle: break what the client sees on
+ * the server it ended on (`screen`: its framebuffer, before the screen
+ * check; otherwise an image, playback or port message, after it) ... */
+void exec__selftest_break_spice(Run *run, Side *end, bool screen);
+/* ... or leave a link half-open on the source (taken back with the rest). */
+void exec__selftest_leave_spice(Run *run);
 
 void exec__selftest_init(ExecLeftovers *l);
 /* Break a result of the migration on purpose (page, field, gpu, arc). */

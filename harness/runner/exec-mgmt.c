@@ -309,6 +309,7 @@ void exec__mgmt_watch(Run *run)
             dst->sl->dead = true;
             if (run->link)
                 mig_link_drop_now(run->link);
+            exec__spice_side_killed(run, MIG_FAULT_SIDE_DST);
         }
         return;
     }
@@ -408,10 +409,14 @@ int exec__mgmt_preflight(Run *run, MigErr **errp)
 {
     const Scenario *s = run->s;
     const MigRelease *emit = mig_machine_type_find(run->src.machine_type);
-    json_t *sdump = mig_release_dump_devices(emit->name, run->src.machine_type, s->src.devices,
+    /* a machine without devices: an empty list, not NULL (every device) */
+    char *none[1] = {NULL};
+    json_t *sdump = mig_release_dump_devices(emit->name, run->src.machine_type,
+                                             s->src.devices ? s->src.devices : none,
                                              s->src.ndevices);
     json_t *ddump = mig_release_dump_devices(run->dst.release, run->dst.machine_type,
-                                             s->dst.devices, s->dst.ndevices);
+                                             s->dst.devices ? s->dst.devices : none,
+                                             s->dst.ndevices);
     Findings fs = {0};
     MigErr *e = NULL;
     int n = vmstate_check_compat(sdump, ddump, preflight_finding, &fs, &e);

@@ -16,7 +16,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <spice/enums.h>
+#include <spice/protocol.h>
+
 #include "devices/fake-gpu.h"
+#include "devices/fake-spice.h"
 #include "exec-internal.h"
 
 /* Break one thing on purpose once the migration is over (oracle self-test). */
@@ -67,6 +71,83 @@ void exec__selftest_break_paused(Run *run)
         mig_fake_device_poke(src->devs[0]);
 }
 
+/* ---- SPICE (the SPICE oracle) ---- */
+
+/* A raw message from `end`'s server to its first client on (type, 0). */
+static void spice_raw(Run *run, Side *end, uint8_t type, uint16_t msg, const uint8_t *body, uint32_t len)
+{
+    SpiceServer *sv = mig_machine_spice(end->m);
+    for (size_t i = 0; i < spice_server_client_count(sv); i++) {
+        SpiceChannelClient *cc = spice_client_find(spice_server_client_at(sv, i), type, 0);
+        if (cc) {
+            spice_conn_send_raw(spice_cc_conn(cc), msg, body, len);
+            break;
+        }
+    }
+    mig_sim_run_for(run->loop, 100000000ull);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void exec__selftest_break_spice(Run *run, Side *end, bool screen)
+{
+    if (screen != (run->c->selftest == EXEC_SELFTEST_SPICE_SCREEN))
+        return;
+    switch (run->c->selftest) {
+    case EXEC_SELFTEST_SPICE_SCREEN: {
+        SpiceSurface *fb = (SpiceSurface *)fake_qxl_framebuffer(end->spice->qxl);
+        fb->px[fb->width * (fb->height / 2) + 3] ^= 0x00ff00;
+        break;
+    }
+    case EXEC_SELFTEST_SPICE_IMAGE: {
+        /* DRAW_COPY of image 0xdead as FROM_CACHE (docs/protocol-spice.md
+         * section 6): the client never cached it */
+        uint8_t b[75] = {0};
+        put32(b + 12, 16); /* box bottom, right */
+        put32(b + 16, 16);
+        put32(b + 21, 57); /* src_bitmap */
+        put32(b + 33, 16);
+        put32(b + 37, 16);
+        b[41] = 8; /* OP_PUT */
+        put32(b + 57, 0xdead);
+        b[65] = SPICE_IMAGE_TYPE_FROM_CACHE;
+        put32(b + 67, 16);
+        put32(b + 71, 16);
+        spice_raw(run, end, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_DRAW_COPY, b, sizeof(b));
+        break;
+    }
+    case EXEC_SELFTEST_SPICE_PLAYBACK: {
+        uint8_t b[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}; /* the latest time, frame 0 */
+        spice_raw(run, end, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_DATA, b, sizeof(b));
+        break;
+    }
+    case EXEC_SELFTEST_SPICE_PORT: {
+        uint8_t b[1] = {0xff}; /* bytes run modulo 251: never 0xff */
+        spice_raw(run, end, SPICE_CHANNEL_PORT, SPICE_MSG_SPICEVMC_DATA, b, sizeof(b));
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void exec__selftest_leave_spice(Run *run)
+{
+    if (run->c->selftest != EXEC_SELFTEST_SPICE_LEFTOVER || !run->src.m || run->src.killed)
+        return;
+    MigTransport *a, *b;
+    if (mig_transport_mem_pair(run->loop, NULL, &a, &b) < 0)
+        return;
+    run->selftest_spice_t = a; /* the client end stays open and silent */
+    spice_server_accept(mig_machine_spice(run->src.m),
+                        exec__side_transport_new(run->src.sl, b, &run->live_transports));
+    mig_sim_run_for(run->loop, 100000000ull);
+}
+
 /* ---- resources (the resource oracle) ---- */
 
 static void nop(void *p)
@@ -110,6 +191,9 @@ void exec__selftest_take_back(Run *run, ExecLeftovers *l)
     for (int i = 0; i < 2; i++)
         if (l->t[i])
             exec__side_transport_close_orphan(l->t[i]);
+    if (run->selftest_spice_t)
+        mig_transport_close(run->selftest_spice_t);
+    run->selftest_spice_t = NULL;
 }
 
 void exec__selftest_free_late(ExecLeftovers *l)

@@ -166,7 +166,14 @@ static void st_tramp(MigTransport *inner, uint32_t events, void *opaque)
     (void)inner;
     SideTransport *st = opaque;
     SideLoop *sl = st->sl; /* the callback may close (free) st */
-    if (sl->dead || !st->cb)
+    if (sl->dead) {
+        /* a killed process's sockets wake nobody: stop the (level-triggered)
+         * readiness, or a reset link would re-deliver it forever */
+        mig_transport_watch(st->inner, 0, NULL, NULL);
+        st->cb = NULL;
+        return;
+    }
+    if (!st->cb)
         return;
     MigFaultSide prev;
     exec__side_enter(sl, &prev);

@@ -157,12 +157,13 @@ int exec__side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *s
         if (mig_fake_device_register(d, mig_machine_savevm(sd->m), errp) < 0)
             return -EINVAL;
     }
-    return 0;
+    return exec__spice_side_create(run, sd, errp);
 }
 
 void exec__side_destroy(Side *sd)
 {
     gpu_destroy(sd); /* the section goes before the machine's registry */
+    exec__spice_side_destroy(sd); /* so do the SPICE devices */
     if (sd->m) {
         MigFaultSide prev;
         exec__side_enter(sd->sl, &prev);

@@ -179,6 +179,13 @@ static int step_migrate(Run *run, MigErr **errp)
             return 0;
         }
     }
+    /* with SPICE, management first tells the source where its clients go */
+    if (s->spice.on && s->spice.migrate_info != SCN_MIGRATE_INFO_MANUAL &&
+        run->c->selftest != EXEC_SELFTEST_SPICE_SERVER) {
+        int rc = exec__spice_migrate_info(run, s->spice.migrate_info == SCN_MIGRATE_INFO_WAIT, errp);
+        if (rc < 0)
+            return rc;
+    }
     MigLinkParams lp = {.bandwidth = s->bandwidth, .latency_ns = s->latency_ns};
     MigTransport *a, *b;
     int rc = mig_transport_mem_pair(run->loop, &lp, &a, &b);
@@ -230,6 +237,7 @@ static int step_kill(Run *run, const ScnStep *st)
     sd->sl->dead = true;
     if (run->link)
         mig_link_drop_now(run->link);
+    exec__spice_side_killed(run, st->side);
     return 0;
 }
 
@@ -329,6 +337,9 @@ int exec__run_step(Run *run, size_t i, MigErr **errp)
         return step_link(run, i, st, errp);
     case SCN_STEP_DEVICE_ERROR:
         return step_device_error(run, i, st, errp);
+    case SCN_STEP_CLIENT_MIGRATE_INFO:
+    case SCN_STEP_CLIENT:
+        return exec__spice_step(run, i, st, errp);
     default:
         return mig_err_set(errp, -ENOTSUP, "step %zu (line %d): %s is not supported by the "
                            "executor", i + 1, st->line, kind);

@@ -118,6 +118,14 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_PAUSED_FIELD, /* change a source device field then (devices) */
     EXEC_SELFTEST_HEAP,      /* leave a heap block allocated (resources) */
     EXEC_SELFTEST_MAP,       /* leave an anonymous mapping mapped (resources) */
+    EXEC_SELFTEST_SPICE_SERVER,   /* management skips client_migrate_info: the
+                                     client stays behind (spice: server) */
+    EXEC_SELFTEST_SPICE_SCREEN,   /* flip a pixel of the guest framebuffer (spice: screen) */
+    EXEC_SELFTEST_SPICE_IMAGE,    /* the server draws an image the client does not
+                                     hold (spice: images) */
+    EXEC_SELFTEST_SPICE_PLAYBACK, /* the server repeats playback frame 0 (spice: sequences) */
+    EXEC_SELFTEST_SPICE_PORT,     /* the server sends a port byte out of sequence */
+    EXEC_SELFTEST_SPICE_LEFTOVER, /* a link to a server stays half-open (spice: leftovers) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 

@@ -113,6 +113,21 @@ typedef struct RawSlow {
     char *latency;
 } RawSlow;
 
+typedef struct RawMigInfo {
+    char *wait;
+} RawMigInfo;
+
+typedef struct RawClientStep {
+    char *disconnect;
+    char *send;
+    char *drop;
+    char *partition;
+    char *heal;
+    char *slow;
+    char *bandwidth;
+    char *latency;
+} RawClientStep;
+
 typedef struct RawStep {
     RawEmpty *migrate;
     RawWait *wait;
@@ -124,6 +139,8 @@ typedef struct RawStep {
     RawEmpty *heal;
     RawSlow *slow;
     RawSide *device_error;
+    RawMigInfo *client_migrate_info;
+    RawClientStep *client;
 } RawStep;
 
 typedef struct RawExpect {
@@ -132,7 +149,32 @@ typedef struct RawExpect {
     char *error_contains;
     char *trace_contains;
     char *trace_excludes;
+    char *client;
+    char *client_migration;
+    char *client_error;
 } RawExpect;
+
+typedef struct RawSpice {
+    char *password;
+    char *migrate_timeout;
+    char *migrate_info;
+    char *display;
+    char *vmc_rate;
+} RawSpice;
+
+typedef struct RawClient {
+    char *present;
+    char *old;
+    char *pixmap_cache;
+    char *vmc_rate;
+    RawLink *link;
+    char *password;
+    char *target;
+    char *target_delay;
+    char *disconnect_at;
+    char *disconnect_at_message;
+    char *migrate_end_delay;
+} RawClient;
 
 typedef struct RawScenario {
     char *summary;
@@ -152,6 +194,8 @@ typedef struct RawScenario {
     char *timeout;
     char *preflight;
     char *return_path;
+    RawSpice *spice;
+    RawClient *client;
     RawExpect *expect;
 } RawScenario;
 
@@ -177,5 +221,13 @@ char **scn__dup_strv(char **v, uint32_t n);
 void scn__free_strv(char **v, size_t n);
 /* Check steps[i] into *st: 0 or the error (scn__bad). */
 int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st);
+/* The SPICE steps (client-migrate-info, client): 0 or the error. */
+int scn__check_spice_step(Ctx *c, const char *base, const RawStep *r, ScnStep *st);
+/* `spice:`, `client:` and the client's expectations (scenario-spice.c). */
+int scn__check_spice(Ctx *c, const RawScenario *r, Scenario *s);
+/* "true" / "false" into *out, else the error at `path`. */
+int scn__bool(Ctx *c, const char *path, const char *v, bool *out);
+/* The index of `v` in names[0..n), or the error at `path` listing them. */
+int scn__enum(Ctx *c, const char *path, const char *v, const char *const *names, int n, int *out);
 
 #endif

@@ -90,6 +90,47 @@ static const cyaml_schema_field_t slow_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t mig_info_fields[] = {
+    STR("wait", RawMigInfo, wait),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t client_step_fields[] = {
+    STR("disconnect", RawClientStep, disconnect),
+    STR("send", RawClientStep, send),
+    STR("drop", RawClientStep, drop),
+    STR("partition", RawClientStep, partition),
+    STR("heal", RawClientStep, heal),
+    STR("slow", RawClientStep, slow),
+    STR("bandwidth", RawClientStep, bandwidth),
+    STR("latency", RawClientStep, latency),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t spice_fields[] = {
+    STR("password", RawSpice, password),
+    STR("migrate-timeout", RawSpice, migrate_timeout),
+    STR("migrate-info", RawSpice, migrate_info),
+    STR("display", RawSpice, display),
+    STR("vmc-rate", RawSpice, vmc_rate),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t client_fields[] = {
+    STR("present", RawClient, present),
+    STR("old", RawClient, old),
+    STR("pixmap-cache", RawClient, pixmap_cache),
+    STR("vmc-rate", RawClient, vmc_rate),
+    CYAML_FIELD_MAPPING_PTR("link", OPT, RawClient, link, link_fields),
+    STR("password", RawClient, password),
+    STR("target", RawClient, target),
+    STR("target-delay", RawClient, target_delay),
+    STR("disconnect-at", RawClient, disconnect_at),
+    STR("disconnect-at-message", RawClient, disconnect_at_message),
+    STR("migrate-end-delay", RawClient, migrate_end_delay),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t step_fields[] = {
     CYAML_FIELD_MAPPING_PTR("migrate", OPT, RawStep, migrate, empty_fields),
     CYAML_FIELD_MAPPING_PTR("wait", OPT, RawStep, wait, wait_fields),
@@ -101,6 +142,9 @@ static const cyaml_schema_field_t step_fields[] = {
     CYAML_FIELD_MAPPING_PTR("heal", OPT, RawStep, heal, empty_fields),
     CYAML_FIELD_MAPPING_PTR("slow", OPT, RawStep, slow, slow_fields),
     CYAML_FIELD_MAPPING_PTR("device-error", OPT, RawStep, device_error, side_fields),
+    CYAML_FIELD_MAPPING_PTR("client-migrate-info", OPT, RawStep, client_migrate_info,
+                            mig_info_fields),
+    CYAML_FIELD_MAPPING_PTR("client", OPT, RawStep, client, client_step_fields),
     CYAML_FIELD_END,
 };
 
@@ -121,6 +165,9 @@ static const cyaml_schema_field_t expect_fields[] = {
     STR("error-contains", RawExpect, error_contains),
     STR("trace-contains", RawExpect, trace_contains),
     STR("trace-excludes", RawExpect, trace_excludes),
+    STR("client", RawExpect, client),
+    STR("client-migration", RawExpect, client_migration),
+    STR("client-error", RawExpect, client_error),
     CYAML_FIELD_END,
 };
 
@@ -144,6 +191,8 @@ static const cyaml_schema_field_t scenario_fields[] = {
     STR("timeout", RawScenario, timeout),
     STR("preflight", RawScenario, preflight),
     STR("return-path", RawScenario, return_path),
+    CYAML_FIELD_MAPPING_PTR("spice", OPT, RawScenario, spice, spice_fields),
+    CYAML_FIELD_MAPPING_PTR("client", OPT, RawScenario, client, client_fields),
     CYAML_FIELD_MAPPING_PTR("expect", CYAML_FLAG_POINTER, RawScenario, expect, expect_fields),
     CYAML_FIELD_END,
 };

@@ -1,6 +1,7 @@
 /*
  * scenario-steps.c - the scenario loader's checks of one step (migrate,
- * wait, cancel, kill, restart, drop, partition, heal, slow, device-error):
+ * wait, cancel, kill, restart, drop, partition, heal, slow, device-error;
+ * the SPICE steps client-migrate-info and client are in scenario-spice.c):
  * exactly one action, its values parsed, errors at the step's line.
  *
  * Called by the loader (scenario.c: convert) once per entry of `steps`.
@@ -39,7 +40,8 @@ int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
     snprintf(base, sizeof(base), "steps[%zu]", i);
     const void *acts[SCN_STEP__COUNT] = {r->migrate, r->wait,      r->cancel, r->kill,
                                          r->restart, r->drop,      r->partition,
-                                         r->heal,    r->slow,      r->device_error};
+                                         r->heal,    r->slow,      r->device_error,
+                                         r->client_migrate_info,   r->client};
     int found = -1, count = 0;
     for (int k = 0; k < SCN_STEP__COUNT; k++)
         if (acts[k]) {
@@ -53,7 +55,7 @@ int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         return mig_err_set(c->errp, -EINVAL,
                            "%s:%d: key 'steps': step %zu must have exactly one action "
                            "(migrate, wait, cancel, kill, restart, drop, partition, heal, "
-                           "slow, device-error), it has %d",
+                           "slow, device-error, client-migrate-info, client), it has %d",
                            c->name, st->line, i + 1, count);
     st->kind = (ScnStepKind)found;
     snprintf(base + strlen(base), sizeof(base) - strlen(base), ".%s", scn_step_names[found]);
@@ -173,6 +175,9 @@ int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         }
         break;
     }
+    case SCN_STEP_CLIENT_MIGRATE_INFO:
+    case SCN_STEP_CLIENT:
+        return scn__check_spice_step(c, base, r, st);
     case SCN_STEP_SLOW:
         if (!r->slow->bandwidth && !r->slow->latency)
             return scn__bad(c, base, "slow needs bandwidth or latency");

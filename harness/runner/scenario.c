@@ -6,8 +6,9 @@
  * file (convert), freeing a Scenario, and collecting scenario files from
  * folders.  Its siblings, sharing scenario-internal.h: scenario-values.c
  * (sizes, durations, rates), scenario-lines.c (the key -> line index),
- * scenario-schema.c (the libcyaml schema and its errors) and
- * scenario-steps.c (one step's checks).
+ * scenario-schema.c (the libcyaml schema and its errors),
+ * scenario-steps.c (one step's checks) and scenario-spice.c (the SPICE
+ * keys and steps).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@
 
 const char *const scn_step_names[SCN_STEP__COUNT] = {
     "migrate", "wait", "cancel", "kill", "restart", "drop", "partition", "heal", "slow",
-    "device-error",
+    "device-error", "client-migrate-info", "client",
 };
 
 const char *const scn_outcome_names[SCN_OUTCOME__COUNT] = {"completed", "failed", "cancelled"};
@@ -279,7 +280,7 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
                        r->return_path);
         s->return_path = !strcmp(r->return_path, "true");
     }
-    return 0;
+    return scn__check_spice(c, r, s);
 }
 
 Scenario *scenario_load_data(const char *name, const char *yaml, size_t len, MigErr **errp)
@@ -352,6 +353,7 @@ void scenario_free(Scenario *s)
     free(s->error_contains);
     free(s->trace_contains);
     free(s->trace_excludes);
+    free(s->client_error);
     free(s);
 }
 

@@ -41,6 +41,105 @@ typedef struct ScnMachine {
     size_t ncaps_only;
 } ScnMachine;
 
+/* ---- SPICE (scenarios/README.md "SPICE") ---- */
+
+/* How management calls client_migrate_info before each migrate. */
+typedef enum ScnMigrateInfo {
+    SCN_MIGRATE_INFO_WAIT,    /* and waits for the client's answer (or the timeout) */
+    SCN_MIGRATE_INFO_NO_WAIT, /* and starts the migration at once (QEMU 7.2's QMP) */
+    SCN_MIGRATE_INFO_MANUAL,  /* only where a client-migrate-info step says so */
+    SCN_MIGRATE_INFO__COUNT
+} ScnMigrateInfo;
+extern const char *const scn_migrate_info_names[SCN_MIGRATE_INFO__COUNT];
+
+typedef struct ScnSpice {
+    bool on;                 /* the file has `spice:`: both machines get a server */
+    char password[64];       /* ticketing with this password; "" = disable-ticketing */
+    uint64_t migrate_timeout_ns; /* 0: the server's default (10 s) */
+    ScnMigrateInfo migrate_info;
+    uint32_t width, height;  /* fake-qxl's display */
+    uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
+} ScnSpice;
+
+/* What the client does to a connection to the migration's target. */
+typedef enum ScnTarget {
+    SCN_TARGET_ACCEPT, /* connects normally */
+    SCN_TARGET_REFUSE, /* the connect fails at once (nothing listens) */
+    SCN_TARGET_FAIL,   /* the connection opens, then resets during the link */
+    SCN_TARGET_HANG,   /* the connection opens and nothing ever arrives */
+    SCN_TARGET__COUNT
+} ScnTarget;
+extern const char *const scn_target_names[SCN_TARGET__COUNT];
+
+/* The migration step at which the client disconnects (client.disconnect-at). */
+typedef enum ScnClientStep {
+    SCN_CLIENT_STEP_NONE,
+    SCN_CLIENT_STEP_BEGIN,     /* MIGRATE_BEGIN arrived, before the answer */
+    SCN_CLIENT_STEP_CONNECTED, /* MIGRATE_CONNECTED went out */
+    SCN_CLIENT_STEP_END,       /* MIGRATE_END arrived, before the switch */
+    SCN_CLIENT_STEP_SWITCHED,  /* MSGC_MIGRATE_END went to the target */
+    SCN_CLIENT_STEP__COUNT
+} ScnClientStep;
+extern const char *const scn_client_step_names[SCN_CLIENT_STEP__COUNT];
+
+/* Where the client must end (expect.client). */
+typedef enum ScnClientEnd {
+    SCN_CLIENT_END_AUTO, /* dst when completed, src otherwise */
+    SCN_CLIENT_END_SRC,
+    SCN_CLIENT_END_DST,
+    SCN_CLIENT_END_NONE, /* no session anywhere */
+    SCN_CLIENT_END__COUNT
+} ScnClientEnd;
+extern const char *const scn_client_end_names[SCN_CLIENT_END__COUNT];
+
+/* How the client must have migrated (expect.client-migration). */
+typedef enum ScnClientMig {
+    SCN_CLIENT_MIG_ANY,
+    SCN_CLIENT_MIG_SEMI_SEAMLESS,
+    SCN_CLIENT_MIG_SWITCH_HOST,
+    SCN_CLIENT_MIG_CANCELLED,
+    SCN_CLIENT_MIG_NONE,
+    SCN_CLIENT_MIG__COUNT
+} ScnClientMig;
+extern const char *const scn_client_mig_names[SCN_CLIENT_MIG__COUNT];
+
+typedef struct ScnClient {
+    bool present;            /* a client connects to the source at the start */
+    bool old;                /* no SEMI_SEAMLESS main capability */
+    int64_t pixmap_cache;    /* pixels; 0: spice-gtk's */
+    uint32_t vmc_rate;       /* bytes the client writes to the port every 10 ms */
+    uint64_t bandwidth;      /* its links; 0 = unlimited */
+    uint64_t latency_ns;
+    bool has_password;
+    char password[64];       /* what it sends; default: spice.password */
+    ScnTarget target;
+    uint64_t target_delay_ns; /* extra one-way latency of its links to the target */
+    ScnClientStep disconnect_at;
+    uint32_t disconnect_at_message; /* 0: never; else after the Nth message (either way) */
+    uint64_t migrate_end_delay_ns;  /* MSGC_MAIN_MIGRATE_END that much later */
+} ScnClient;
+
+/* client step */
+typedef enum ScnClientAction {
+    SCN_CLIENT_DISCONNECT, /* the user closes the client */
+    SCN_CLIENT_SEND,       /* it sends something the server did not ask for */
+    SCN_CLIENT_DROP,       /* its links to `side` reset */
+    SCN_CLIENT_PARTITION,  /* bytes stop flowing on its links to `side` */
+    SCN_CLIENT_HEAL,
+    SCN_CLIENT_SLOW,       /* bandwidth / latency of its links to `side` */
+    SCN_CLIENT_ACTION__COUNT
+} ScnClientAction;
+extern const char *const scn_client_action_names[SCN_CLIENT_ACTION__COUNT];
+
+typedef enum ScnClientSend {
+    SCN_SEND_UNSOLICITED, /* MIGRATE_CONNECTED with no MIGRATE_BEGIN to answer */
+    SCN_SEND_MALFORMED,   /* a MOUSE_MODE_REQUEST one byte short */
+    SCN_SEND_FLUSH_MARK,  /* a MIGRATE_FLUSH_MARK (spice-server 0.15.1 aborts on it) */
+    SCN_SEND_UNKNOWN,     /* message type 999 on main */
+    SCN_SEND__COUNT
+} ScnClientSend;
+extern const char *const scn_send_names[SCN_SEND__COUNT];
+
 typedef enum ScnStepKind {
     SCN_STEP_MIGRATE,      /* start the migration (src -> dst) */
     SCN_STEP_WAIT,         /* block until a condition holds */
@@ -52,6 +151,8 @@ typedef enum ScnStepKind {
     SCN_STEP_HEAL,         /* a partition ends */
     SCN_STEP_SLOW,         /* change link bandwidth / latency */
     SCN_STEP_DEVICE_ERROR, /* a device of a side enters ERROR */
+    SCN_STEP_CLIENT_MIGRATE_INFO, /* management: client_migrate_info on the source */
+    SCN_STEP_CLIENT,       /* the SPICE client or its links do something */
     SCN_STEP__COUNT
 } ScnStepKind;
 extern const char *const scn_step_names[SCN_STEP__COUNT];
@@ -80,6 +181,12 @@ typedef struct ScnStep {
     uint64_t bandwidth;    /* bytes/s, 0 = unchanged */
     uint64_t latency_ns;
     bool has_latency;
+    /* client-migrate-info: wait for the client's answer before going on */
+    bool wait;
+    /* client: what it does (disconnect, send, or drop / partition / heal /
+     * slow its link to `side`) */
+    ScnClientAction client_action;
+    ScnClientSend send;
 } ScnStep;
 
 typedef enum ScnOutcome {
@@ -123,6 +230,12 @@ typedef struct Scenario {
                               (vmstate_check_compat) before migrate (default) */
     bool return_path;      /* management enables return-path when both sides offer
                               it (default; `return-path: false` opts out) */
+    ScnSpice spice;        /* `spice:` (spice.on false: no SPICE at all) */
+    ScnClient client;      /* `client:` (only with spice.on) */
+    ScnClientEnd client_end;      /* expect.client */
+    ScnClientMig client_mig;      /* expect.client-migration */
+    char *client_error;    /* expect.client-error: text in the client's last
+                              error; NULL: it must have none */
 } Scenario;
 
 /* Load and validate one scenario file.  Returns NULL and sets *errp to

@@ -478,6 +478,16 @@ static const char small_yaml[] =
     "expect:\n"
     "  outcome: completed\n";
 
+static const char client_without_spice_yaml[] =
+    "summary: client without spice\n"
+    "machines:\n"
+    "  src: {ram: 4M}\n"
+    "client: {old: \"true\"}\n"
+    "steps:\n"
+    "  - migrate: {}\n"
+    "expect:\n"
+    "  outcome: completed\n";
+
 static const char gpu_yaml[] =
     "summary: gpu\n"
     "machines:\n"
@@ -548,6 +558,123 @@ static void test_scenario_exec_oracles_can_fail(void **state)
     free(r);
     scenario_free(s);
     scenario_free(g);
+}
+
+
+/* ---- SPICE ---- */
+
+static const char spice_yaml[] =
+    "summary: spice\n"
+    "machines:\n"
+    "  src: {release: \"2.1-dev\", ram: 4M}\n"
+    "spice: {}\n"
+    "steps:\n"
+    "  - migrate: {}\n"
+    "expect:\n"
+    "  outcome: completed\n";
+
+/* The SPICE keys: defaults, every value read, and errors at their line. */
+static void test_scenario_spice_keys(void **state)
+{
+    (void)state;
+    Scenario *s = scn(spice_yaml);
+    assert_true(s->spice.on);
+    assert_true(s->client.present);
+    assert_int_equal(s->spice.width, 160);
+    assert_int_equal(s->spice.migrate_info, SCN_MIGRATE_INFO_WAIT);
+    assert_int_equal(s->client_end, SCN_CLIENT_END_AUTO);
+    assert_null(s->client_error);
+    scenario_free(s);
+    char *y = mig_strdup_printf(
+        "summary: spice\nmachines:\n  src: {ram: 4M}\n"
+        "spice: {password: pw, migrate-timeout: 2s, migrate-info: no-wait, display: 64x48, vmc-rate: \"9\"}\n"
+        "client: {old: \"true\", pixmap-cache: 4K, target: hang, target-delay: 1s, disconnect-at: end,\n"
+        "         migrate-end-delay: 3s, link: {bandwidth: 1M/s, latency: 2ms}}\n"
+        "steps:\n  - client-migrate-info: {wait: \"false\"}\n  - migrate: {}\n"
+        "  - client: {slow: dst, bandwidth: 2M/s}\n  - client: {send: flush-mark}\n"
+        "expect:\n  outcome: completed\n  client: none\n  client-migration: switch-host\n"
+        "  client-error: refused\n");
+    s = scn(y);
+    assert_string_equal(s->spice.password, "pw");
+    assert_string_equal(s->client.password, "pw");
+    assert_int_equal(s->spice.migrate_timeout_ns, 2000000000ull);
+    assert_int_equal(s->spice.migrate_info, SCN_MIGRATE_INFO_NO_WAIT);
+    assert_int_equal(s->spice.width * 100 + s->spice.height, 6448);
+    assert_int_equal(s->spice.vmc_rate, 9);
+    assert_true(s->client.old);
+    assert_int_equal(s->client.pixmap_cache, 4096);
+    assert_int_equal(s->client.target, SCN_TARGET_HANG);
+    assert_int_equal(s->client.disconnect_at, SCN_CLIENT_STEP_END);
+    assert_int_equal(s->client.migrate_end_delay_ns, 3000000000ull);
+    assert_int_equal(s->client.bandwidth, 1u << 20);
+    assert_int_equal(s->steps[0].kind, SCN_STEP_CLIENT_MIGRATE_INFO);
+    assert_false(s->steps[0].wait);
+    assert_int_equal(s->steps[2].client_action, SCN_CLIENT_SLOW);
+    assert_int_equal(s->steps[2].side, MIG_FAULT_SIDE_DST);
+    assert_int_equal(s->steps[3].send, SCN_SEND_FLUSH_MARK);
+    assert_int_equal(s->client_end, SCN_CLIENT_END_NONE);
+    assert_int_equal(s->client_mig, SCN_CLIENT_MIG_SWITCH_HOST);
+    assert_string_equal(s->client_error, "refused");
+    scenario_free(s);
+    free(y);
+    static const struct {
+        const char *extra;
+        const char *want;
+    } bad[] = {
+        {"client: {old: yes}\n", "t.yaml:5: key 'old': invalid value 'yes' (expected true or false)"},
+        {"client: {target: maybe}\n", "key 'target': invalid value 'maybe' (expected one of: accept, refuse, fail, hang)"},
+        {"client: {disconnect-at: never}\n", "key 'disconnect-at': invalid value 'never' (expected one of: begin, "
+                                                "connected, end, switched)"},
+        {"client: {disconnect-at: end, disconnect-at-message: \"3\"}\n", "not both"},
+        {"client: {present: \"false\"}\n", "key 'present': a scenario without a client expects nothing of it"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
+        char *b = mig_strdup_printf("summary: spice\nmachines:\n  src: {ram: 4M}\nspice: {}\n%s"
+                                    "steps:\n  - migrate: {}\nexpect:\n  outcome: completed\n  client: src\n",
+                                    bad[i].extra);
+        MigErr *err = NULL;
+        Scenario *z = load_str(b, &err);
+        if (z)
+            fail_msg("'%s' loaded", bad[i].extra);
+        if (!strstr(err->msg, bad[i].want))
+            fail_msg("'%s': error '%s' lacks '%s'", bad[i].extra, err->msg, bad[i].want);
+        mig_err_free(err);
+        free(b);
+    }
+    MigErr *err = NULL;
+    assert_null(load_str(client_without_spice_yaml, &err));
+    assert_non_null(strstr(err->msg, "needs `spice:`"));
+    mig_err_free(err);
+}
+
+/* Every SPICE oracle can fail: break what the client sees, it names it. */
+static void test_scenario_exec_spice_oracles_can_fail(void **state)
+{
+    (void)state;
+    Scenario *s = scn(spice_yaml);
+    RunResult *r = mig_malloc0(sizeof(*r));
+    run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
+    if (!r->passed)
+        fail_msg("baseline: %s", r->error);
+    static const struct {
+        ExecSelftest st;
+        const char *want;
+    } cases[] = {
+        {EXEC_SELFTEST_SPICE_SERVER, "spice: the client ended on src, expected on dst"},
+        {EXEC_SELFTEST_SPICE_SCREEN, "spice: the client's screen differs from the guest framebuffer of dst in 1 pixel"},
+        {EXEC_SELFTEST_SPICE_IMAGE, "which the client does not hold"},
+        {EXEC_SELFTEST_SPICE_PLAYBACK, "spice: playback repeated 1 frame(s)"},
+        /* the client closes its port channel on the byte (the sequences
+         * oracle would count it had the channel stayed) */
+        {EXEC_SELFTEST_SPICE_PORT, "message SPICEVMC_DATA: port byte"},
+        {EXEC_SELFTEST_SPICE_LEFTOVER, "the src server still has 0 channel client(s) and 1 link(s) in progress"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
+        run_case(s, NULL, NULL, cases[i].st, r);
+        assert_red(r, cases[i].want);
+    }
+    free(r);
+    scenario_free(s);
 }
 
 /* A pair that cannot run a scenario is named with its reason before anything
@@ -904,6 +1031,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_scenario_exec_management_resumes_source_without_return_path),
         cmocka_unit_test(test_scenario_exec_destination_runs_only_after_the_source_completed),
         cmocka_unit_test(test_scenario_exec_trace_excludes),
+        cmocka_unit_test(test_scenario_spice_keys),
+        cmocka_unit_test(test_scenario_exec_spice_oracles_can_fail),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

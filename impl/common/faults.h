@@ -55,7 +55,17 @@
     X(VMSTATE_LOAD, "mig/vmstate/load", EINVAL,                                                   \
       "loading a device's vmstate fails before any field is read")                                \
     X(VMSTATE_SAVE, "mig/vmstate/save", EIO,                                                      \
-      "saving a device's vmstate fails before any field is written")
+      "saving a device's vmstate fails before any field is written")                              \
+    X(SPICE_CONN_RECEIVE, "spice/conn/receive", EIO,                                              \
+      "a SPICE connection's read fails: it closes before reading")                                \
+    X(SPICE_CONN_SEND, "spice/conn/send", EIO,                                                    \
+      "queuing a SPICE message fails: the connection closes, nothing queued")                     \
+    X(SPICE_LINKER_LINK, "spice/linker/link", EIO,                                                \
+      "a SPICE link stage fails before its first byte")                                           \
+    X(SPICE_MAIN_MIGRATE_BEGIN, "spice/main/migrate-begin", EIO,                                  \
+      "client_migrate_info fails before any MIGRATE_BEGIN is sent")                               \
+    X(SPICE_MAIN_MIGRATE_END, "spice/main/migrate-end", EIO,                                      \
+      "the target refuses a migrating client's MIGRATE_END: it drops the client")
 
 typedef enum MigFaultId {
 #define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,

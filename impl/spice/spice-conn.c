@@ -114,6 +114,11 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
 {
     if (!c->open)
         return -EPIPE;
+    int fault = mig_fault_fire(MIG_FAULT_SPICE_CONN_SEND);
+    if (fault) { /* as a broken socket: closed, nothing queued */
+        spice_conn_close(c, fault, "send of %s failed (fault)", msg_name(c, false, type));
+        return -EPIPE;
+    }
     size_t hs = spice_header_size(c->cfg.mini_header);
     if (c->out_len == c->out_cap) {
         if (c->out_head > 0) {
@@ -341,6 +346,11 @@ static void read_in(SpiceConn *c)
         if (cap > c->in_cap) {
             c->in = mig_realloc(c->in, cap);
             c->in_cap = cap;
+        }
+        int fault = mig_fault_fire(MIG_FAULT_SPICE_CONN_RECEIVE);
+        if (fault) {
+            spice_conn_close(c, fault, "read failed (fault)");
+            return;
         }
         ssize_t r = mig_transport_read(c->t, c->in + c->in_len, c->in_cap - c->in_len);
         if (r == -EAGAIN)

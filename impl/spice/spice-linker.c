@@ -316,6 +316,11 @@ static void start_cb(void *opaque)
 {
     SpiceLinker *l = opaque;
     l->done_defer = NULL;
+    int fault = mig_fault_fire(MIG_FAULT_SPICE_LINKER_LINK);
+    if (fault) {
+        finish(l, fault, SPICE_LINK_ERR_ERROR, "link: the link stage failed (fault)");
+        return;
+    }
     pump(l);
 }
 

@@ -246,6 +246,7 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
         return mig_err_set(errp, -EINVAL, "no destination: client_migrate_info first");
     if (m->begun)
         return mig_err_set(errp, -EBUSY, "a SPICE migration is already in progress");
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_SPICE_MAIN_MIGRATE_BEGIN, errp, "MIGRATE_BEGIN cannot be sent (fault)");
     SpiceServer *s = m->server;
     m->begun = true;
     m->done = done;
@@ -446,6 +447,8 @@ static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
         /* the target: nothing but the end of the migration */
         if (mi->id != SPICE_MSGC_MAIN_MIGRATE_END)
             return mig_err_set(errp, -EPROTO, "%s from a migrating client before its MIGRATE_END", mi->name);
+        MIG_FAULT_RETURN_ERR(MIG_FAULT_SPICE_MAIN_MIGRATE_END, errp,
+                             "the client's MIGRATE_END cannot be taken (fault)");
         spice_client_end_migration_in(client);
         int r = send_init(cc);
         return r < 0 ? mig_err_set(errp, r, "cannot queue MAIN_INIT") : 0;
