@@ -413,7 +413,7 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, size_t *p
                   .pair_dst = base->pair_dst, .extra = base->extra, .nextra = base->nextra};
     exec_run_case(&rc, r);
     for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
-        for (size_t p = 0; p < np && p < 64; p++) {
+        for (size_t p = 0; p < np; p++) {
             bool chosen = false;
             for (size_t f = 0; f < o->nfaults; f++)
                 if (o->faults[f].when == MIG_FAULT_WHEN_ALWAYS &&

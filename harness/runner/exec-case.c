@@ -170,7 +170,7 @@ static void case_teardown(Run *run, int rc, const ExecBaseline *base, ExecLeftov
     size_t np;
     mig_faults_table(&np);
     for (int sd = 0; sd < MIG_FAULT_SIDE__COUNT; sd++)
-        for (size_t i = 0; i < np && i < 64; i++)
+        for (size_t i = 0; i < np; i++)
             r->hits[sd][i] = fault_injector_hits(run->inj, (MigFaultSide)sd, i);
     r->virtual_ns = mig_loop_now_ns(run->loop);
     mig_trace_hash(run->trace, r->trace_hash);

@@ -596,6 +596,34 @@ static void test_monitor_several_clients_are_independent(void **state)
     }
 }
 
+/* A request split across reads while the input buffer must grow: the
+ * bytes already consumed are reclaimed and the scanner's place moves with
+ * them (it skipped part of the new bytes before). */
+static void test_monitor_split_request_across_buffer_growth(void **state)
+{
+    Fixture *f = *state;
+    Peer *p = &f->peer[0];
+    peer_negotiate(f, p);
+    char first[512], second_a[128], second_b[1024];
+    /* a first request of ~400 bytes, then the start of a second one */
+    snprintf(first, sizeof(first), "{\"execute\":\"add\",\"arguments\":{\"a\":1,\"b\":1,\"note\":\"%0360d\"}}\n", 0);
+    snprintf(second_a, sizeof(second_a), "{\"execute\":\"add\",\"arguments\":{\"a\":40,");
+    char both[640];
+    snprintf(both, sizeof(both), "%s%s", first, second_a);
+    peer_send(p, both);
+    json_t *r = peer_recv(f, p);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "return"), "sum")), 2);
+    json_decref(r);
+    pump_until_read(f, p);
+    /* the rest of the second request, long enough that the buffer grows */
+    snprintf(second_b, sizeof(second_b), "\"b\":2,\"note\":\"%0700d\"},\"id\":\"second\"}\n", 0);
+    peer_send(p, second_b);
+    r = peer_recv(f, p);
+    assert_string_equal(json_string_value(json_object_get(r, "id")), "second");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "return"), "sum")), 42);
+    json_decref(r);
+}
+
 static bool one_client(void *mon)
 {
     return mig_monitor_client_count(mon) == 1;
@@ -894,6 +922,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_slow_reader_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_late_answer_keeps_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_split_request_across_buffer_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_unix_listener_accepts_clients, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_listen_refuses_non_socket_path, setup,

@@ -84,14 +84,22 @@ struct MigMonitor {
 
 /* ---- buffers ---- */
 
-static void buf_append(Buf *b, const char *p, size_t n)
+/* Append n bytes.  `scan`, when given, is an index into the buffer (the
+ * input scanner's position) that moves with the bytes when consumed space
+ * is reclaimed. */
+static void buf_append(Buf *b, const char *p, size_t n, size_t *scan)
 {
-    if (b->off && b->off == b->len)
+    if (b->off && b->off == b->len) {
         b->off = b->len = 0;
+        if (scan)
+            *scan = 0;
+    }
     if (b->len + n > b->cap) {
         if (b->off) { /* reclaim consumed space first */
             memmove(b->data, b->data + b->off, b->len - b->off);
             b->len -= b->off;
+            if (scan)
+                *scan -= b->off;
             b->off = 0;
         }
         MIG_GROW(b->data, b->cap, b->len + n, 1024);
@@ -171,8 +179,8 @@ static void client_send(Client *c, json_t *msg)
     if (!c->dead) {
         char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (text) {
-            buf_append(&c->out, text, strlen(text));
-            buf_append(&c->out, "\r\n", 2);
+            buf_append(&c->out, text, strlen(text), NULL);
+            buf_append(&c->out, "\r\n", 2, NULL);
             free(text);
         }
         if (buf_used(&c->out) > MONITOR_MAX_BACKLOG)
@@ -462,7 +470,7 @@ static void client_io(MigTransport *t, uint32_t events, void *opaque)
             client_kill(c);
             break;
         }
-        buf_append(&c->in, chunk, (size_t)n);
+        buf_append(&c->in, chunk, (size_t)n, &c->scan);
         client_scan(c);
     }
 }

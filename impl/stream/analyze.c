@@ -41,14 +41,9 @@ int mig__analyze_fail(MigAnalyzeCtx *c, MigErr **errp, int err, const char *fmt,
 {
     va_list ap;
     va_start(ap, fmt);
-    char *m = NULL;
-    if (vasprintf(&m, fmt, ap) < 0)
-        m = NULL;
+    int r = mig_stream_vfail(c->s, errp, err, c->item, fmt, ap);
     va_end(ap);
-    mig_stream_set_error(c->s, err, "%s at offset %llu", m ? m : "malformed stream",
-                         (unsigned long long)c->item);
-    free(m);
-    return mig_stream_take_error(c->s, errp);
+    return r;
 }
 
 /* The sticky error of a reader that starved: the analyzer reads in one

@@ -202,17 +202,23 @@ int mig_stream_take_error(MigStream *s, MigErr **errp)
     return mig_err_set(errp, s->err, "%s", s->errmsg);
 }
 
-int mig_stream_fail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, ...)
+int mig_stream_vfail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, va_list ap)
 {
     if (!s->err && err < 0) {
-        va_list ap;
-        va_start(ap, fmt);
         char *m = mig_strdup_vprintf(fmt, ap);
-        va_end(ap);
         mig_stream_set_error(s, err, "%s at offset %llu", m, (unsigned long long)at);
         free(m);
     }
     return mig_stream_take_error(s, errp);
+}
+
+int mig_stream_fail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = mig_stream_vfail(s, errp, err, at, fmt, ap);
+    va_end(ap);
+    return r;
 }
 
 int mig_stream_result(MigStream *s, MigErr **errp)

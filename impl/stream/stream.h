@@ -105,6 +105,8 @@ int mig_stream_take_error(MigStream *s, MigErr **errp);
  * item starts, which may be before the current offset. */
 int mig_stream_fail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, ...)
     MIG_PRINTF(5, 6);
+int mig_stream_vfail(MigStream *s, MigErr **errp, int err, uint64_t at, const char *fmt, va_list ap)
+    MIG_PRINTF(5, 0);
 /* The result of a run of getters, for codecs to check once per item: the
  * sticky error (copied into *errp), else -EAGAIN when the input starved,
  * else 0. */
