@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "exec-internal.h"
 
 /* ---- the arc recorder ---- */
@@ -136,10 +137,7 @@ static ssize_t ar_read(MigDevBackend *b, void *buf, size_t len, MigErr **errp)
     if (!a->mig || n <= 0 || ph < 0)
         return n;
     ArcPhase *p = &a->ph[ph];
-    if (p->n == p->cap) {
-        p->cap = p->cap ? p->cap * 2 : 64;
-        p->c = mig_realloc(p->c, p->cap * sizeof(*p->c));
-    }
+    MIG_GROW(p->c, p->cap, p->n + 1, 64);
     p->c[p->n++] = (ArcChunk){p->read, (uint64_t)n, at + MIG_DEV_REC_DATA_HDR};
     p->read += (uint64_t)n;
     if (a->on_read)

@@ -27,6 +27,7 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
+#include "common/buf.h"
 #include "devices/fake-spice.h"
 #include "exec-internal.h"
 
@@ -74,11 +75,9 @@ static Side *side_named(Run *run, const char *host, uint16_t port)
 
 static void links_add(ExecSpice *x, MigLink *l, MigFaultSide to)
 {
-    if (x->nlinks == x->cap) {
-        x->cap = x->cap ? 2 * x->cap : 16;
-        x->links = mig_realloc(x->links, x->cap * sizeof(*x->links));
-        x->link_to = mig_realloc(x->link_to, x->cap * sizeof(*x->link_to));
-    }
+    size_t cap2 = x->cap;
+    MIG_GROW(x->links, x->cap, x->nlinks + 1, 16);
+    MIG_GROW(x->link_to, cap2, x->nlinks + 1, 16);
     x->links[x->nlinks] = l;
     x->link_to[x->nlinks++] = to;
 }

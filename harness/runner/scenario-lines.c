@@ -13,6 +13,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "common/buf.h"
 #include "scenario-internal.h"
 
 /* ---- line index: key path -> line, from libyaml events ---- */
@@ -27,10 +28,7 @@ typedef struct Frame {
 
 static void index_add(LineIndex *ix, const char *path, int line)
 {
-    if (ix->n == ix->cap) {
-        ix->cap = ix->cap ? ix->cap * 2 : 64;
-        ix->e = mig_realloc(ix->e, ix->cap * sizeof(*ix->e));
-    }
+    MIG_GROW(ix->e, ix->cap, ix->n + 1, 64);
     ix->e[ix->n].path = mig_strdup(path);
     ix->e[ix->n].line = line;
     ix->n++;

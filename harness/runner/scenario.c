@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/buf.h"
 #include "devices/releases.h"
 #include "migration/migration.h"
 #include "scenario-internal.h"
@@ -316,16 +317,14 @@ Scenario *scenario_load(const char *path, MigErr **errp)
     FILE *f = fopen(path, "rb");
     if (!f)
         return mig_err_set(errp, -errno, "%s: cannot open: %s", path, strerror(errno)), NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
+    MigBuf data = {0};
+    size_t n;
     do {
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            buf = mig_realloc(buf, cap);
-        }
-        n = fread(buf + len, 1, cap - len, f);
-        len += n;
+        n = fread(mig_buf_reserve(&data, 4096), 1, 4096, f);
+        data.len += n;
     } while (n > 0);
+    char *buf = (char *)data.data;
+    size_t len = data.len;
     fclose(f);
     Scenario *s = scenario_load_data(path, buf, len, errp);
     free(buf);
@@ -366,10 +365,7 @@ typedef struct PathList {
 
 static void list_add(PathList *l, const char *p)
 {
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 32;
-        l->v = mig_realloc(l->v, l->cap * sizeof(char *));
-    }
+    MIG_GROW(l->v, l->cap, l->n + 1, 32);
     l->v[l->n++] = mig_strdup(p);
 }
 

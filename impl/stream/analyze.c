@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "analyze-internal.h"
 
 #define RAM_IDSTR "ram"
@@ -168,10 +169,7 @@ int mig__analyze_read_end(MigAnalyzeCtx *c, MigErr **errp)
     size_t n = 0, cap = CHUNK;
     uint8_t *b = mig_malloc0(cap);
     for (;;) {
-        if (cap - n < CHUNK) {
-            cap *= 2;
-            b = mig_realloc(b, cap);
-        }
+        MIG_GROW(b, cap, n + CHUNK, CHUNK);
         size_t k = mig_stream_peek(c->s, b + n, CHUNK, 0);
         if (k == 0)
             break;
