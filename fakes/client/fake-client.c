@@ -335,6 +335,11 @@ int fake_client_send_raw(FakeClient *c, uint8_t type, uint8_t id, uint16_t msg, 
 
 void fake_client_disconnect(FakeClient *c)
 {
+    /* every channel, main last, as a user closing spice-gtk's window: the
+     * client's own channels never see the server's close as an error */
+    for (size_t i = c->nchans; i-- > 0;)
+        if (c->chans[i]->type != SPICE_CHANNEL_MAIN && c->chans[i]->conn)
+            spice_conn_close(c->chans[i]->conn, 0, "the client disconnects");
     for (size_t i = 0; i < c->nchans; i++)
         if (c->chans[i]->type == SPICE_CHANNEL_MAIN && c->chans[i]->conn)
             spice_conn_close(c->chans[i]->conn, 0, "the client disconnects");

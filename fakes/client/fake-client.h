@@ -119,7 +119,7 @@ void fake_client_draws(const FakeClient *c, FakeClientDraws *out);
 /* The host and port the client's main channel is on now. */
 const char *fake_client_server_host(const FakeClient *c);
 uint16_t fake_client_server_port(const FakeClient *c);
-/* Close the main channel (as a user closing the window). */
+/* Close every channel, main last (as a user closing the window). */
 void fake_client_disconnect(FakeClient *c);
 /* Send message `msg` with the raw body given on the linked channel (type,
  * id), bypassing the marshaller (scenarios send unsolicited or malformed

@@ -117,3 +117,54 @@ def test_spice_vm_bad_spice_options_exit_2(run_migcert, sock_dir, opts, message)
     r = run_migcert("vm", "--qmp", f"unix:{sock_dir / 'q.sock'}", "--spice", opts, timeout=60)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
+
+
+def test_spice_vm_client_script_refuses_the_target(vms, migcert_bin):
+    """A scripted client that cannot reach the destination answers
+    CONNECT_ERROR; client_migrate_info still returns, the migration
+    completes, and the source sends the client SWITCH_HOST (which the
+    script refuses too: the session ends)."""
+    src, ssock = spice_vm(vms, "src")
+    dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
+    script = vms.dir / "refuse.yaml"
+    script.write_text("# the migration's target is unreachable for this client\ntarget: refuse\n")
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}", "--script", str(script))
+    try:
+        client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS and "primary" in s, "seven channels")
+        src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        s = client.snapshot()
+        assert s["migrations"]["connect_errors"] == 1
+        assert dst.cmd("query-spice")["channels"] == []  # nothing of it reached the destination
+        src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        src.cmd("migrate", uri=f"unix:{vms.dir / 'mig.sock'}")
+        src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
+        client.proc.wait(timeout=60)  # SWITCH_HOST, refused: the session is over
+    finally:
+        rc, final = client.stop()
+    assert final["migrations"]["connect_errors"] == 1
+    assert "refused by the script" in final["error"]
+
+
+def test_spice_vm_client_script_leaves_after_n_messages(vms, migcert_bin, run_migcert):
+    vm, sock = spice_vm(vms, "one")
+    script = vms.dir / "leave.yaml"
+    script.write_text("disconnect-at-message: 25\npixmap-cache: 5000\n")
+    r = run_migcert("client", "--connect", f"unix:{sock}", "--script", str(script), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr  # the session ended as scripted
+    summary = json.loads(r.stdout)
+    assert summary["error"] == "" and "MAIN:0" in summary["channels"]
+    assert vm.cmd("query-spice")["channels"] == []
+
+
+@pytest.mark.parametrize("text,message", [
+    ("old: maybe\n", "key 'old': 'maybe' is not true or false"),
+    ("colour: red\n", "Unexpected key: colour"),
+    ("target: sometimes\n", "key 'target': 'sometimes' is not connect or refuse"),
+    ("disconnect-at-message: -3\n", "key 'disconnect-at-message': '-3' is not a whole number"),
+])
+def test_spice_vm_bad_client_script_exits_2(run_migcert, sock_dir, text, message):
+    script = sock_dir / "bad.yaml"
+    script.write_text(text)
+    r = run_migcert("client", "--connect", "unix:/nonexistent", "--script", str(script), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr

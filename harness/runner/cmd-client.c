@@ -20,7 +20,9 @@
  * throughput measurement).  Exit status: 0 when the session
  * ended without a protocol error, 1 when the client saw one (the summary's
  * "error" says which), 2 on a usage error or when the first connection
- * fails.  Scripts (--script) are not built yet.
+ * fails.  --script F (client-script.h) scripts what the client is and
+ * does: an old client, a password, its cache, the port rate, refusing the
+ * migration target, leaving after N messages, delaying MSGC_MIGRATE_END.
  * Connections are made with a blocking connect() to the address given or
  * named in a migration: a command-line tool's choice; the engine itself
  * never blocks.
@@ -42,6 +44,7 @@
 #include <spice/protocol.h>
 
 #include "client/fake-client.h"
+#include "client-script.h"
 #include "commands.h"
 #include "common/loop.h"
 
@@ -54,13 +57,18 @@ typedef struct Cli {
     bool unix_path; /* --connect unix:PATH: every connection goes there */
     uint64_t stop_after_draws; /* --draws N (0: never) */
     char path[108];
+    char first_host[256];  /* where the session began */
+    uint16_t first_port;
+    ClientScript script;   /* --script (zeroes without) */
+    uint64_t messages;     /* received and sent, for disconnect-at-message */
+    MigLoopSource *leave;  /* the scripted disconnect, from the loop */
 } Cli;
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: migcert client --connect HOST:PORT|unix:PATH [--password P] [--json F]\n"
                  "                      [--old] [--seed N] [--vmc-rate BYTES] [--screenshot F.ppm]\n"
-                 "                      [--draws N]\n"
+                 "                      [--draws N] [--script F.yaml]\n"
                  "  --connect ADDR    the SPICE server (TCP HOST:PORT, or a unix socket)\n"
                  "  --password P      the ticket's password (default: none)\n"
                  "  --json F          write the summary to F instead of stdout\n"
@@ -70,6 +78,9 @@ static void usage(FILE *out)
                  "  --screenshot F    write the primary surface at the end as a PPM (P6)\n"
                  "  --draws N         end the session after N drawing messages (their rate is in\n"
                  "                    the summary)\n"
+                 "  --script F        what the client is and does, a YAML mapping: old, password,\n"
+                 "                    pixmap-cache, vmc-rate, target (connect|refuse),\n"
+                 "                    disconnect-at-message, migrate-end-delay-ms\n"
                  "Follows migrations until the server ends the session or SIGINT (SIGUSR1 writes\n"
                  "the summary and screenshot without stopping); exit 0 clean,\n"
                  "1 when the client saw a protocol error, 2 on a usage or first-connect error.\n");
@@ -79,6 +90,10 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
 {
     Cli *cli = opaque;
     int fd = -1;
+    if (cli->script.refuse_target && (strcmp(host, cli->first_host) || port != cli->first_port)) {
+        mig_err_set(errp, -ECONNREFUSED, "%s:%u: refused by the script (target: refuse)", host, port);
+        return NULL;
+    }
     /* a host that is a path (a migration target given by its socket) is a unix socket */
     if (cli->unix_path || host[0] == '/') {
         const char *path = host[0] == '/' ? host : cli->path;
@@ -122,6 +137,22 @@ static int write_outputs(Cli *cli, bool final);
 
 /* SIGINT, SIGTERM: stop; SIGUSR1: write the summary and screenshot now and
  * go on (a test polls the client's view with it). */
+static void leave_now(void *opaque)
+{
+    Cli *cli = opaque;
+    cli->leave = NULL;
+    fake_client_disconnect(cli->client);
+}
+
+/* disconnect-at-message: the session ends after the Nth message (the
+ * close runs from the loop: the hook must not free the client) */
+static void count_message(void *opaque, const FakeClientEvent *ev)
+{
+    Cli *cli = opaque;
+    if (++cli->messages == cli->script.disconnect_at_message && !cli->leave)
+        cli->leave = mig_loop_defer(cli->loop, leave_now, cli);
+}
+
 static void on_signal(int fd, uint32_t events, void *opaque)
 {
     Cli *cli = opaque;
@@ -270,6 +301,8 @@ int cmd_client(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *connect_to = NULL, *password = NULL, *json_path = NULL, *shot = NULL;
+    ClientScript script;
+    bool have_script = false;
     bool old = false;
     unsigned long long seed = 0x5eed;
     unsigned long vmc = 0;
@@ -308,9 +341,16 @@ int cmd_client(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_SCRIPT:
-            fprintf(stderr, "migcert client: --script: client scripts are not built yet\n");
-            return 2;
+        case O_SCRIPT: {
+            MigErr *serr = NULL;
+            if (client_script_load(optarg, &script, &serr) < 0) {
+                fprintf(stderr, "migcert client: --script %s\n", serr ? serr->msg : optarg);
+                mig_err_free(serr);
+                return 2;
+            }
+            have_script = true;
+            break;
+        }
         case O_HELP: usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -359,10 +399,25 @@ int cmd_client(int argc, char **argv)
             close(sigfd);
         return 2;
     }
+    /* the script first, the command line's flags over it */
+    if (have_script) {
+        cli.script = script;
+        old |= script.old;
+        if (!password && script.has_password)
+            password = cli.script.password;
+        if (!vmc)
+            vmc = script.vmc_rate;
+    }
+    snprintf(cli.first_host, sizeof(cli.first_host), "%s", host);
+    cli.first_port = (uint16_t)port;
     SpiceCapSet main_caps = {0};
     if (old)
         spice_caps_set(&main_caps, SPICE_MAIN_CAP_NAME_AND_UUID);
     FakeClientConfig cc = {.host = host, .port = (uint16_t)port, .connect = cli_connect, .connect_opaque = &cli,
+                           .pixmap_cache_pixels = cli.script.pixmap_cache,
+                           .migrate_end_delay_ns = cli.script.migrate_end_delay_ns,
+                           .on_event = cli.script.disconnect_at_message ? count_message : NULL,
+                           .event_opaque = &cli,
                            .password = password, .main_caps = main_caps, .vmc_bytes_per_tick = (uint32_t)vmc,
                            .who = "client"};
     cli.client = fake_client_new(cli.loop, &cc);
@@ -385,6 +440,8 @@ int cmd_client(int argc, char **argv)
         mig_loop_remove(cli.loop, sigwatch);
     if (sigfd >= 0)
         close(sigfd);
+    if (cli.leave)
+        mig_loop_remove(cli.loop, cli.leave);
     fake_client_free(cli.client);
     cli.loop->ops->free(cli.loop);
     return status;
