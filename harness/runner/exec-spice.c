@@ -43,6 +43,7 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
     SpiceServerConfig sc = {.ticketing = sp->password[0] != 0,
                             .password = sp->password[0] ? sp->password : NULL,
                             .migrate_timeout_ns = sp->migrate_timeout_ns,
+                            .no_semi_seamless = sp->no_semi_seamless,
                             .who = who};
     MigFaultSide prev;
     exec__side_enter(sd->sl, &prev);

@@ -160,6 +160,7 @@ typedef struct RawSpice {
     char *migrate_info;
     char *display;
     char *vmc_rate;
+    char *semi_seamless;
 } RawSpice;
 
 typedef struct RawClient {

@@ -105,6 +105,10 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
         return -EINVAL;
     if (r->vmc_rate && !sp->vmc_rate)
         return scn__bad(c, "spice.vmc-rate", "the device writes at least one byte every 10 ms");
+    bool semi = true;
+    if (r->semi_seamless && scn__bool(c, "spice.semi-seamless", r->semi_seamless, &semi) < 0)
+        return -EINVAL;
+    sp->no_semi_seamless = !semi;
     return 0;
 }
 

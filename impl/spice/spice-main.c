@@ -67,7 +67,8 @@ static uint64_t migrate_timeout(const SpiceMain *m)
 
 static void main_caps(SpiceChannel *ch, SpiceCapSet *caps)
 {
-    spice_caps_set(caps, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE);
+    if (!spice_server_config(spice_channel_server(ch))->no_semi_seamless)
+        spice_caps_set(caps, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE);
     spice_caps_set(caps, SPICE_MAIN_CAP_NAME_AND_UUID);
     spice_caps_set(caps, SPICE_MAIN_CAP_AGENT_CONNECTED_TOKENS);
     spice_caps_set(caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE);
@@ -261,8 +262,10 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
         if (!mc || spice_client_migrating_in(spice_cc_client(cc)))
             continue;
         mc->mig = MAIN_MIG_NONE;
-        /* a client without SEMI_SEAMLESS gets the switch-host path at the end */
-        if (!spice_caps_has(&spice_cc_link(cc)->channel, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE))
+        /* a client without SEMI_SEAMLESS, or a server that does not offer
+         * it, gets the switch-host path at the end */
+        if (!spice_caps_has(&spice_cc_link(cc)->channel, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE) ||
+            spice_server_config(s)->no_semi_seamless)
             continue;
         if (spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN, &b) == 0) {
             mc->mig = MAIN_MIG_BEGUN;

@@ -58,6 +58,10 @@ typedef struct SpiceServerConfig {
     uint8_t uuid[16];
     uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */
     uint64_t migrate_timeout_ns; /* 0: MIGRATE_TIMEOUT (10 s) */
+    /* An old spice-server: the main channel does not advertise
+     * SEMI_SEAMLESS, so every client is migrated by switch-host (spice-gtk
+     * honours MIGRATE_END only from a server that advertised it). */
+    bool no_semi_seamless;
     const char *who;         /* trace prefix, e.g. "src.spice" */
     void (*event)(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc); /* optional */
     /* Optional: the ticket key to use (borrowed; outlives the server).
