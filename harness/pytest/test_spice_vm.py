@@ -9,9 +9,11 @@ repeated or lost, and the source reports SPICE_MIGRATE_COMPLETED.
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_vm
 """
 import json
+import socket
 
 import pytest
 
+from conftest import wait_for_log
 from spiceclient import SpiceClient, read_ppm
 from test_vm_migration import vms  # noqa: F401 (fixture)
 
@@ -97,6 +99,18 @@ def test_spice_vm_password(vms, migcert_bin, run_migcert):
     r = run_migcert("client", "--connect", f"unix:{sock}", "--password", "guess", timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr  # linked nothing: the session failed
     assert json.loads(r.stdout)["error"] == "MAIN:0: the server refused the ticket: PERMISSION_DENIED"
+    # the server says why, and goes on
+    wait_for_log(vm, "migcert vm: SPICE: link refused: ticket: wrong password")
+    # so does an HTTP client that knocks on the SPICE socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock))
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.settimeout(60)
+        reply = b""
+        while chunk := s.recv(4096):  # until the server closes
+            reply += chunk
+        assert len(reply) == 16 + 178 and reply[16] == 2  # a link reply with INVALID_MAGIC
+    wait_for_log(vm, "link refused: link: bad magic 0x20544547")
     vm.cmd("set_password", protocol="spice", password="other")
     client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}", "--password", "other")
     try:

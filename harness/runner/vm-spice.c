@@ -164,6 +164,11 @@ static json_t *channel_info(SpiceChannelClient *cc)
     return j;
 }
 
+static void on_log(void *opaque, const char *line)
+{
+    fprintf(stderr, "migcert vm: SPICE: %s\n", line);
+}
+
 static void on_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc)
 {
     VmSpice *v = opaque;
@@ -396,7 +401,7 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->lfd = -1;
     SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
                             .seamless_migration = o->seamless_migration, .name = "migcert",
-                            .event = on_event, .event_opaque = v};
+                            .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
     v->devices = fake_spice_new(m, NULL, errp);

@@ -142,10 +142,26 @@ static int cc_on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint3
     return cc->channel->cls->on_message(cc, mi, body, size, errp);
 }
 
+static void server_log(SpiceServer *s, const char *fmt, ...) MIG_PRINTF(2, 3);
+static void server_log(SpiceServer *s, const char *fmt, ...)
+{
+    if (!s->cfg.log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    s->cfg.log(s->cfg.event_opaque, line);
+}
+
 static void cc_on_closed(void *opaque, int err, const char *reason)
 {
     SpiceChannelClient *cc = opaque;
     SpiceClient *c = cc->client;
+    if (err)
+        server_log(c->server, "session %u: channel %s:%u closed: %s", c->session_id,
+                   spice_channel_type_name(cc->channel->type), cc->channel->id, reason);
     if (cc->channel->type == SPICE_CHANNEL_MAIN && c->listed) {
         /* the session ends: its other channels go too */
         c->listed = false;
@@ -240,6 +256,7 @@ static void link_done(void *opaque, SpiceLinkResult *res)
     uint64_t now = mig_loop_now_ns(s->loop);
     if (res->err) {
         mig_trace_log(s->loop->trace, now, s->who, "link refused: %s", res->reason);
+        server_log(s, "link refused: %s", res->reason);
         return;
     }
     const SpiceLinkMessInfo *m = &res->mess;

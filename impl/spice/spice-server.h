@@ -64,6 +64,9 @@ typedef struct SpiceServerConfig {
     bool no_semi_seamless;
     const char *who;         /* trace prefix, e.g. "src.spice" */
     void (*event)(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc); /* optional */
+    /* Optional: one line for a person when a link is refused or a channel
+     * closes on an error (a client that broke the protocol): what and why. */
+    void (*log)(void *opaque, const char *line);
     /* Optional: the ticket key to use (borrowed; outlives the server).
      * NULL: the server makes its own from the loop's PRNG (spice-server
      * makes one per link; one per server is enough to keep passwords off
