@@ -115,6 +115,16 @@ def test_spice_vm_password(vms, migcert_bin, run_migcert):
     client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}", "--password", "other")
     try:
         client.wait_for(lambda s: len(s["channels"]) == 7 and "primary" in s, "seven channels and the screen")
+        # expire_password now: the next client is refused, the linked one stays
+        vm.cmd("expire_password", protocol="spice", time="now")
+        r = run_migcert("client", "--connect", f"unix:{sock}", "--password", "other", timeout=60)
+        assert r.returncode == 1 and "PERMISSION_DENIED" in json.loads(r.stdout)["error"]
+        wait_for_log(vm, "link refused: ticket: the password expired")
+        assert len(client.snapshot()["channels"]) == 7
+        assert len(vm.cmd("query-spice")["channels"]) == 7
+        vm.cmd("expire_password", protocol="spice", time="never")
+        r = run_migcert("client", "--connect", f"unix:{sock}", "--password", "other", "--draws", "1", timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         rc, _ = client.stop()
     assert rc == 0, client.stderr

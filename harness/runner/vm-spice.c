@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <spice/enums.h>
@@ -331,6 +332,43 @@ static int q_set_password(json_t *args, json_t **ret, void *opaque, MigErr **err
     return 0;
 }
 
+/* expire_password {protocol, time}: "now", "never", "+N" (seconds from now)
+ * or "N" (seconds since the epoch, QEMU's absolute form).  The loop's clock
+ * is monotonic: an absolute time is turned into loop time with the wall
+ * clock read here, in the harness. */
+static int q_expire_password(json_t *args, json_t **ret, void *opaque, MigErr **errp)
+{
+    VmSpice *v = opaque;
+    const char *proto = json_string_value(json_object_get(args, "protocol"));
+    const char *when = json_string_value(json_object_get(args, "time"));
+    if (strcmp(proto, "spice"))
+        return mig_err_set(errp, -EINVAL, "expire_password: protocol '%s' is not available (spice is)", proto);
+    uint64_t now = mig_loop_now_ns(v->loop), at;
+    char *end = NULL;
+    if (!strcmp(when, "now")) {
+        at = now ? now : 1;
+    } else if (!strcmp(when, "never")) {
+        at = 0;
+    } else {
+        bool rel = when[0] == '+';
+        errno = 0;
+        unsigned long long sec = strtoull(when + rel, &end, 10);
+        if (!when[rel] || *end || errno || sec > 100ull * 365 * 86400 * (rel ? 1 : 100))
+            return mig_err_set(errp, -EINVAL, "expire_password: time '%s': now, never, +SECONDS or SECONDS since "
+                               "the epoch", when);
+        if (rel) {
+            at = now + sec * 1000000000ull;
+        } else {
+            struct timespec rt;
+            clock_gettime(CLOCK_REALTIME, &rt);
+            int64_t left = (int64_t)sec - (int64_t)rt.tv_sec;
+            at = left <= 0 ? (now ? now : 1) : now + (uint64_t)left * 1000000000ull;
+        }
+    }
+    spice_server_set_password_expiry(mig_machine_spice(v->machine), at);
+    return 0;
+}
+
 static int q_screendump(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     VmSpice *v = opaque;
@@ -364,6 +402,11 @@ static const MigQmpArg pw_args[] = {
     {"connected", MIG_QMP_ARG_STR, true},
     {NULL},
 };
+static const MigQmpArg expire_args[] = {
+    {"protocol", MIG_QMP_ARG_STR, false},
+    {"time", MIG_QMP_ARG_STR, false},
+    {NULL},
+};
 static const MigQmpArg shot_args[] = {
     {"filename", MIG_QMP_ARG_STR, false}, {"device", MIG_QMP_ARG_STR, true},
     {"head", MIG_QMP_ARG_INT, true},      {"format", MIG_QMP_ARG_STR, true},
@@ -373,6 +416,7 @@ static const MigQmpCommand spice_cmds[] = {
     {"client_migrate_info", q_client_migrate_info, cmi_args, false},
     {"query-spice", q_query_spice, NULL, false},
     {"set_password", q_set_password, pw_args, false},
+    {"expire_password", q_expire_password, expire_args, false},
     {"screendump", q_screendump, shot_args, false},
 };
 

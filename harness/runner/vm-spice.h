@@ -3,7 +3,7 @@
  * the listening socket (TCP or unix), the machine's SPICE server with its
  * display, sound and char devices (fakes/devices/fake-spice), and the QMP
  * commands and events QEMU has for it: client_migrate_info, query-spice,
- * set_password, screendump; SPICE_CONNECTED, SPICE_INITIALIZED,
+ * set_password, expire_password, screendump; SPICE_CONNECTED, SPICE_INITIALIZED,
  * SPICE_DISCONNECTED, SPICE_MIGRATE_COMPLETED.
  * Called by: cmd-vm.c.
  */

@@ -134,6 +134,18 @@ static void test_spice_server_password(void **state)
     mig_sim_run_for(n.loop, 1000000000ull);
     assert_int_equal(fake_client_linked_channels(late), 0);
     assert_int_equal(fake_client_linked_channels(good), 3);
+    /* expire_password: from then on the password no longer opens a session */
+    spice_server_set_password(n.server, "pw");
+    spice_server_set_password_expiry(n.server, mig_loop_now_ns(n.loop) + 500000000ull);
+    FakeClient *before = client_new(&n, "pw");
+    mig_sim_run_for(n.loop, 1000000000ull);
+    assert_int_equal(fake_client_linked_channels(before), 3);
+    FakeClient *after = client_new(&n, "pw");
+    mig_sim_run_for(n.loop, 1000000000ull);
+    assert_int_equal(fake_client_linked_channels(after), 0);
+    assert_int_equal(fake_client_linked_channels(before), 3); /* a linked client stays */
+    fake_client_free(before);
+    fake_client_free(after);
     fake_client_free(good);
     fake_client_free(bad);
     fake_client_free(late);

@@ -42,6 +42,7 @@ struct SpiceLinker {
     bool auth_selection;
     MigLoopSource *done_defer;
     SpiceLinkResult res;
+    char *own_password;
 };
 
 static void io_cb(MigTransport *t, uint32_t events, void *opaque);
@@ -187,9 +188,14 @@ static void server_step(SpiceLinker *l)
             refuse(l, false, SPICE_LINK_ERR_PERMISSION_DENIED, err->msg);
             break;
         }
+        if (l->scfg.ticketing && l->scfg.password && l->scfg.password_expires_ns &&
+            mig_loop_now_ns(l->loop) >= l->scfg.password_expires_ns) {
+            refuse(l, false, SPICE_LINK_ERR_PERMISSION_DENIED, "ticket: the password expired");
+            break;
+        }
         if (l->scfg.ticketing && (!l->scfg.password || strcmp(pw, l->scfg.password) != 0)) {
             refuse(l, false, SPICE_LINK_ERR_PERMISSION_DENIED,
-                   l->scfg.password ? "ticket: wrong password" : "ticket: no password is set (or it expired)");
+                   l->scfg.password ? "ticket: wrong password" : "ticket: no password is set");
             break;
         }
         queue_u32(l, SPICE_LINK_ERR_OK);
@@ -343,6 +349,8 @@ SpiceLinker *spice_link_accept(MigLoop *loop, MigTransport *t, const SpiceLinkSe
     SpiceLinker *l = linker_new(loop, t, done, opaque);
     l->server = true;
     l->scfg = *cfg;
+    /* its own copy: the server's password may change while this link runs */
+    l->scfg.password = l->own_password = cfg->password ? mig_strdup(cfg->password) : NULL;
     return l;
 }
 
@@ -370,5 +378,6 @@ void spice_linker_free(SpiceLinker *l)
     }
     free(l->in);
     free(l->out);
+    free(l->own_password);
     free(l);
 }

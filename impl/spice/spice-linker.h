@@ -48,7 +48,8 @@ typedef void (*SpiceLinkDone)(void *opaque, SpiceLinkResult *res);
 typedef struct SpiceLinkServerConfig {
     const SpiceTicketKey *key;
     bool ticketing;         /* false: disable-ticketing (the ticket is still decrypted) */
-    const char *password;   /* with ticketing; NULL or expired: every ticket is refused */
+    const char *password;   /* with ticketing (copied); NULL: every ticket is refused */
+    uint64_t password_expires_ns; /* loop time from which the password is refused; 0: never */
     /* SPICE_LINK_ERR_OK to accept the link, else the error to reply; may
      * fill `why`.  Also gives the server's capabilities for the channel. */
     uint32_t (*check)(void *opaque, const SpiceLinkMessInfo *m, SpiceCapSet *common, SpiceCapSet *channel,

@@ -65,6 +65,7 @@ struct SpiceServer {
     SpiceServerConfig cfg;
     char who[48];
     char *password;
+    uint64_t password_expires_ns; /* 0: never */
     const SpiceTicketKey *key;
     SpiceTicketKey *own_key; /* made here when the config gave none */
     SpiceChannel **channels;
@@ -322,6 +323,7 @@ void spice_server_accept(SpiceServer *s, MigTransport *t)
     PendingLink *p = mig_malloc0(sizeof(*p));
     p->server = s;
     SpiceLinkServerConfig cfg = {.key = s->key, .ticketing = s->cfg.ticketing, .password = s->password,
+                                 .password_expires_ns = s->password_expires_ns,
                                  .check = link_check};
     LIST_PUSH(s->pending, s->npending, p);
     p->linker = spice_link_accept(s->loop, t, &cfg, link_done, p);
@@ -395,6 +397,11 @@ SpiceChannel *spice_server_add_channel(SpiceServer *s, uint8_t type, uint8_t id,
     ch->priv = priv;
     LIST_PUSH(s->channels, s->nchannels, ch);
     return ch;
+}
+
+void spice_server_set_password_expiry(SpiceServer *s, uint64_t at_ns)
+{
+    s->password_expires_ns = at_ns;
 }
 
 void spice_server_set_password(SpiceServer *s, const char *password)

@@ -106,6 +106,9 @@ SpiceChannel *spice_server_add_channel(SpiceServer *s, uint8_t type, uint8_t id,
 void spice_server_accept(SpiceServer *s, MigTransport *t);
 /* Change the password (set_password); NULL with ticketing on locks everyone out. */
 void spice_server_set_password(SpiceServer *s, const char *password);
+/* From loop time `at_ns` on, the password is refused (expire_password);
+ * 0: never.  Links already made stay. */
+void spice_server_set_password_expiry(SpiceServer *s, uint64_t at_ns);
 
 /* What a display, main, … channel class uses. */
 MigLoop *spice_server_loop(const SpiceServer *s);
