@@ -131,6 +131,20 @@ static void migrate(Pair *p)
     assert_int_equal(mig_machine_migrate_transport(p->src, a, NULL), 0);
 }
 
+/* Migrate to completion, let the client settle for `settle_ns`: it must
+ * have switched semi-seamlessly, with no error. */
+static void migrate_and_switch(Pair *p, uint64_t settle_ns)
+{
+    migrate(p);
+    assert_int_equal(mig_loop_run_until(p->loop, both_done, p, mig_loop_now_ns(p->loop) + 60000000000ull), 0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p->src)), MIG_STATUS_COMPLETED);
+    mig_sim_run_for(p->loop, settle_ns);
+    assert_string_equal(fake_client_last_error(p->client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(p->client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+}
+
 static void expect_screen(Pair *p, MigMachine *m, FakeSpice *f)
 {
     assert_int_equal(mig_machine_stop(m, NULL), 0); /* the guest stops drawing */
@@ -146,14 +160,7 @@ static void test_spice_machine_client_follows_the_migration(void **state)
     Pair p;
     pair_open(&p);
     uint32_t session = fake_client_session_id(p.client);
-    migrate(&p);
-    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
-    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_COMPLETED);
-    mig_sim_run_for(p.loop, 2000000000ull);
-    assert_string_equal(fake_client_last_error(p.client), "");
-    FakeClientMigrations m;
-    fake_client_migrations(p.client, &m);
-    assert_int_equal(m.semi_seamless, 1);
+    migrate_and_switch(&p, 2000000000ull);
     assert_string_equal(fake_client_server_host(p.client), "dst");
     assert_int_equal(fake_client_session_id(p.client), session);
     assert_int_equal(fake_client_linked_channels(p.client), 7);
@@ -185,14 +192,7 @@ static void test_spice_machine_slow_client_loses_nothing_at_the_switch(void **st
     (void)state;
     Pair p;
     pair_open_bw(&p, 300u << 10);
-    migrate(&p);
-    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
-    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_COMPLETED);
-    mig_sim_run_for(p.loop, 5000000000ull);
-    assert_string_equal(fake_client_last_error(p.client), "");
-    FakeClientMigrations m;
-    fake_client_migrations(p.client, &m);
-    assert_int_equal(m.semi_seamless, 1);
+    migrate_and_switch(&p, 5000000000ull);
     FakeClientMediaStats port, play;
     fake_client_media_stats(p.client, SPICE_CHANNEL_PORT, &port);
     fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
