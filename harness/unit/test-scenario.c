@@ -502,7 +502,7 @@ static const char gpu_yaml[] =
 static void test_scenario_exec_setup_failure_is_reported(void **state)
 {
     (void)state;
-    char *y = mig_strdup_printf("%sparameters: {downtime-limit: 9000s}\n", small_yaml);
+    char *y = mig_strdup_printf("%sparameters: {downtime-limit: 3000s}\n", small_yaml);
     Scenario *s = scn(y);
     RunResult *r = mig_malloc0(sizeof(*r));
     RunCase c = {.scn = s, .seed = 1};
