@@ -243,6 +243,48 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->flip_ready = false;
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        free(b->recv);
+        b->recv = mig_malloc0(((b->npages + 63) / 64) * sizeof(uint64_t));
+        b->nrecv = 0;
+    }
+    return 0;
+}
+
+/* Page `offset` (bytes) of block b arrived. */
+static inline void mark_received(MigRamBlock *b, uint64_t offset)
+{
+    uint64_t page = offset / MIG_RAM_PAGE_SIZE, bit = 1ull << (page % 64);
+    if (b->recv && !(b->recv[page / 64] & bit)) {
+        b->recv[page / 64] |= bit;
+        b->nrecv++;
+    }
+}
+
+/* The end of the stream: every page of every block must have arrived at
+ * least once (QEMU 7.2 would run the guest on whatever memory it had).
+ * With x-ignore-shared the source leaves shared blocks out, and the
+ * stream does not say which: nothing to check then. */
+static int ram_load_complete(void *opaque, MigErr **errp)
+{
+    MigRam *r = opaque;
+    if (r->reader.ignore_shared)
+        return 0;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        const MigRamBlock *b = r->blocks[i];
+        if (!b->recv || b->nrecv == b->npages)
+            continue;
+        uint64_t first = 0;
+        while (first < b->npages && (b->recv[first / 64] & (1ull << (first % 64))))
+            first++;
+        return mig_err_set(errp, -EPROTO,
+                           "RAM incomplete: ramblock \"%s\": %llu of its %llu pages never "
+                           "arrived (the first at 0x%llx)",
+                           b->idstr, (unsigned long long)(b->npages - b->nrecv),
+                           (unsigned long long)b->npages,
+                           (unsigned long long)(first * MIG_RAM_PAGE_SIZE));
+    }
     return 0;
 }
 
@@ -315,7 +357,9 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
         }
         return mig_stream_take_error(s, errp);
     }
-    memcpy(r->blocks[r->load_map[rd->cur]]->host + offset, page, MIG_RAM_PAGE_SIZE);
+    MigRamBlock *b = r->blocks[r->load_map[rd->cur]];
+    memcpy(b->host + offset, page, MIG_RAM_PAGE_SIZE);
+    mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
     return 1;
@@ -372,6 +416,7 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                 b->idstr, (unsigned long long)(rec->offset - base), at);
                 return ret;
             }
+            mark_received(b, rec->offset - base);
             r->normal++;
             if (!mig_stream_has_page_channel(s))
                 r->transferred += MIG_RAM_PAGE_SIZE;
@@ -421,6 +466,7 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
                                    (unsigned long long)rec.stream_offset);
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
+            mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
@@ -462,6 +508,10 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
     mig_ram_reader_init(&r->reader);
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        free(r->blocks[i]->recv);
+        r->blocks[i]->recv = NULL;
+    }
     if (outcome == MIG_OUTCOME_COMPLETED)
         return;
     /* Keep nothing of what was loaded: anonymous memory reads as zero again. */
@@ -481,6 +531,7 @@ static const MigIterOps ram_ops = {
     .save_cleanup = ram_save_cleanup,
     .load_setup = ram_load_setup,
     .load_state = ram_load_state,
+    .load_complete = ram_load_complete,
     .load_cleanup = ram_load_cleanup,
 };
 

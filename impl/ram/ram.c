@@ -35,6 +35,7 @@ static void block_free(MigRamBlock *b)
         munmap(b->host, b->length);
     free(b->log);
     free(b->bmap);
+    free(b->recv);
     free(b);
 }
 
