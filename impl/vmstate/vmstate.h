@@ -277,6 +277,15 @@ int vmstate_save(MigStream *s, const VmsDescription *desc, void *obj, MigErr **e
  * Fault point "mig/vmstate/load" at entry. */
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp);
+/* vmstate_load, knowing the description the sender writes with (`sent`,
+ * e.g. the one the source's machine type emits; NULL: not known, nothing
+ * is required, as vmstate_load): each of its
+ * top-level subsections without a needed() is in every stream it writes,
+ * so one that did not arrive, and that desc declares, fails the load with
+ * -EPROTO "subsection X, which the sender always writes, is missing at
+ * offset N" (docs/protocol-qemu-stream.md, the completeness rule). */
+int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
+                      void *obj, int version_id, MigErr **errp);
 
 /* ---- JSON descriptions (jansson; the caller owns the returned reference) ---- */
 
