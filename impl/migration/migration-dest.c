@@ -377,13 +377,14 @@ static int dst_complete(MigMigration *mm, MigErr **errp)
 
 /* Every destination error names a stream offset: one that says none gets
  * the start of the unit that could not be accepted (a section header, a
- * payload, a footer: mm->unit_at) or, at the end, where the stream ended. */
+ * payload, a footer: mm->unit_at) or, at the end, where the stream ended.
+ * In front, so that a long message cut to the error buffer keeps it. */
 static void add_offset(MigErr *err, uint64_t at, bool at_end)
 {
     if (!err || !err->msg || strstr(err->msg, "offset"))
         return;
-    char *m = mig_strdup_printf("%s (%s offset %llu)", err->msg,
-                                at_end ? "stream ends at" : "at stream", (unsigned long long)at);
+    char *m = mig_strdup_printf("%s offset %llu: %s", at_end ? "stream ends at" : "stream",
+                                (unsigned long long)at, err->msg);
     free(err->msg);
     err->msg = m;
 }
@@ -439,10 +440,8 @@ static void dst_consume(void *opaque)
         }
         if (r == 1) {
             r = dst_load_complete(mm, &err);
-            if (r < 0) {
-                mig_err_prepend(&err, "end of stream");
+            if (r < 0)
                 add_offset(err, mig_stream_offset(mm->s), true);
-            }
             if (r == 0)
                 r = dst_complete(mm, &err);
             if (r < 0)

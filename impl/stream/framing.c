@@ -260,10 +260,14 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     if ((r = mig_stream_result(s, errp)))
         return r;
     if (strlen(x.idstr) != idlen) {
+        /* the name up to a little past its NUL: the message stays short
+         * enough for an error buffer to keep its offset */
+        size_t show = MIG_MIN(idlen, strlen(x.idstr) + 16);
         char esc[MIG_STREAM_ESCAPED_MAX];
         return mig_stream_fail(s, errp, -EPROTO, x.offset + 5,
-                               "section idstr \"%s\" contains a NUL byte",
-                               mig_stream_escape(x.idstr, idlen, esc, sizeof(esc)));
+                               "section idstr \"%s\"%s (%u bytes) contains a NUL byte",
+                               mig_stream_escape(x.idstr, show, esc, sizeof(esc)),
+                               show < idlen ? "..." : "", (unsigned)idlen);
     }
     *h = x;
     return 0;
