@@ -250,10 +250,18 @@ static int dst_step(MigMigration *mm, MigErr **errp)
                 return mig__migration_set_phase(mm, MIG_PHASE_DST_FOOTER, errp);
             }
             mm->loaded[i] = true;
-            if (!find_section(mm, h.section_id)) {
+            /* one id per handler, as QEMU's load_section_id: a second
+             * START for it replaces the id, so the map never grows past
+             * the handlers the machine has, whatever the stream says */
+            MigSectionMap *m = NULL;
+            for (size_t k = 0; k < mm->nsecs && !m; k++)
+                if (mm->secs[k].entry == (size_t)i)
+                    m = &mm->secs[k];
+            if (!m) {
                 mm->secs = mig_realloc(mm->secs, (mm->nsecs + 1) * sizeof(*mm->secs));
-                mm->secs[mm->nsecs++] = (MigSectionMap){h.section_id, (size_t)i, h.version_id};
+                m = &mm->secs[mm->nsecs++];
             }
+            *m = (MigSectionMap){h.section_id, (size_t)i, h.version_id};
             return mig__migration_set_phase(mm, MIG_PHASE_DST_PAYLOAD, errp);
         }
         case MIG_SECTION_PART:
