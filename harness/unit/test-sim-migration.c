@@ -814,6 +814,8 @@ static const char *load_file_result(const void *buf, size_t len, FakeDev *dev, u
     MigLoop *loop = mig_sim_loop_new(1);
     MigTrace *trace = mig_trace_new();
     loop->trace = trace;
+    if (getenv("MIG_TRACE"))
+        mig_trace_set_echo(trace, stderr);
     MigMachineOptions dopt = {.name = "dst", .ram_size = ram, .incoming = true};
     MigMachine *dst = mig_machine_new(loop, &dopt, NULL);
     if (dev)
@@ -835,31 +837,33 @@ static const char *load_file_result(const void *buf, size_t len, FakeDev *dev, u
     return st == MIG_STATUS_FAILED ? msg : NULL;
 }
 
-/* Load `len` bytes of a stream file into a fresh destination; returns its
- * error (static buffer). */
+/* Load `len` bytes of a stream file into a fresh 4 MiB destination; returns
+ * its error (static buffer). */
 static const char *load_file_error(const void *buf, size_t len)
 {
-    static char msg[600];
-    MigLoop *loop = mig_sim_loop_new(1);
-    MigTrace *trace = mig_trace_new();
-    loop->trace = trace;
-    if (getenv("MIG_TRACE"))
-        mig_trace_set_echo(trace, stderr);
-    MigMachineOptions dopt = {.name = "dst", .ram_size = 4 * MIB, .incoming = true};
-    MigMachine *dst = mig_machine_new(loop, &dopt, NULL);
-    char path[64], uri[80];
-    write_tmp(buf, len, path);
-    snprintf(uri, sizeof(uri), "file:%s", path);
-    assert_int_equal(mig_machine_migrate_incoming(dst, uri, NULL), 0);
-    mig_sim_run_for(loop, 1000000000ull);
-    MigMigration *dm = mig_machine_migration(dst);
-    assert_int_equal(mig_migration_status(dm), MIG_STATUS_FAILED);
-    snprintf(msg, sizeof(msg), "%s", mig_migration_error(dm));
-    unlink(path);
-    mig_machine_free(dst);
-    mig_loop_free(loop);
-    mig_trace_free(trace);
+    const char *msg = load_file_result(buf, len, NULL, 4 * MIB);
+    assert_non_null(msg);
     return msg;
+}
+
+/* Migrate src (on loop) to a file and read the stream into buf (at most
+ * cap bytes); frees src and loop.  Returns the stream's length. */
+static size_t save_stream(MigLoop *loop, MigMachine *src, uint8_t *buf, size_t cap)
+{
+    char path[64], uri[80];
+    write_tmp("", 0, path);
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    assert_int_equal(mig_machine_migrate(src, uri, NULL), 0);
+    mig_sim_run_for(loop, 1000000000ull);
+    assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_COMPLETED);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t len = fread(buf, 1, cap, f);
+    fclose(f);
+    unlink(path);
+    mig_machine_free(src);
+    mig_loop_free(loop);
+    return len;
 }
 
 static void test_sim_migration_load_errors_name_the_section(void **state)
@@ -871,20 +875,8 @@ static void test_sim_migration_load_errors_name_the_section(void **state)
     MigMachine *src = mig_machine_new(loop, &so, NULL);
     MigRamBlock *blk = mig_ram_block(mig_machine_ram(src), 0);
     memset(blk->host, 0x5a, blk->length);
-    char path[64], uri[80];
-    write_tmp("", 0, path);
-    snprintf(uri, sizeof(uri), "file:%s", path);
-    assert_int_equal(mig_machine_migrate(src, uri, NULL), 0);
-    mig_sim_run_for(loop, 1000000000ull);
-    assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_COMPLETED);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
     static uint8_t buf[8 << 20];
-    size_t len = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    unlink(path);
-    mig_machine_free(src);
-    mig_loop_free(loop);
+    size_t len = save_stream(loop, src, buf, sizeof(buf));
     assert_true(len > 4 * MIB);
     /* Truncated in the middle of RAM: inside a page record, inside a
      * section footer (every PART of 256 pages is 1050642 bytes). */
@@ -929,20 +921,8 @@ static void test_sim_migration_every_load_error_names_an_offset(void **state)
     MigRamBlock *blk = mig_ram_block(mig_machine_ram(src), 0);
     for (uint64_t i = 0; i < blk->length; i++)
         blk->host[i] = (uint8_t)(i * 7 + 1);
-    char path[64], uri[80];
-    write_tmp("", 0, path);
-    snprintf(uri, sizeof(uri), "file:%s", path);
-    assert_int_equal(mig_machine_migrate(src, uri, NULL), 0);
-    mig_sim_run_for(loop, 1000000000ull);
-    assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_COMPLETED);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
     static uint8_t orig[1 << 20], buf[1 << 20];
-    size_t len = fread(orig, 1, sizeof(orig), f);
-    fclose(f);
-    unlink(path);
-    mig_machine_free(src);
-    mig_loop_free(loop);
+    size_t len = save_stream(loop, src, orig, sizeof(orig));
     FakeDev d = {0};
     assert_null(load_file_result(orig, len, &d, ram));
     assert_int_equal(d.b, sdev.b);
