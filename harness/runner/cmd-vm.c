@@ -214,6 +214,12 @@ static void release_version(const char *name, MigMonitorVersion *v)
     v->micro = 0;
 }
 
+/* The monitor's lines for a person (a client dropped for not reading). */
+static void qmp_log(void *opaque, const char *line)
+{
+    fprintf(stderr, "migcert vm: QMP: %s\n", line);
+}
+
 static void vm_quit(void *opaque)
 {
     Vm *vm = opaque;
@@ -688,6 +694,7 @@ int cmd_vm(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &rt);
     int64_t realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
     mig_monitor_set_clock_offset(vm.mon, realtime_ns - (int64_t)mig_loop_now_ns(vm.loop));
+    mig_monitor_set_log(vm.mon, qmp_log, NULL);
 
     MigCapMask known = 0;
     for (const char *const *cn = rel->caps; cn && *cn; cn++) {

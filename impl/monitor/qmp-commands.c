@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qmp-commands.h"
 
@@ -84,6 +85,38 @@ static int q_set_params(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     return mig_migration_set_params(mig_machine_migration(b->machine), &set, errp);
 }
 
+/*
+ * An fd: URI over QMP names an fd the client handed over with getfd
+ * (fd:NAME), never an fd number: a number would let a client point the
+ * machine at any fd the process holds (its event loop, the QMP listener,
+ * the client's own socket).  Returns NULL for a URI that is not fd:,
+ * else sets *t (NULL with *errp on a refusal) and returns *t's URI.
+ */
+static bool named_fd_uri(MigQmpMachine *b, const char *cmd, const char *uri, MigTransport **t,
+                         MigErr **errp)
+{
+    *t = NULL;
+    if (strncmp(uri, "fd:", 3) != 0)
+        return false;
+    const char *name = uri + 3;
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9')) {
+        mig_err_set(errp, -EINVAL,
+                    "'%s': uri '%s': an fd must be handed over with 'getfd' and named "
+                    "(fd:NAME); fd numbers are refused",
+                    cmd, uri);
+        return true;
+    }
+    int fd = mig_monitor_take_fd(b->monitor, name, errp);
+    if (fd < 0)
+        return true;
+    *t = mig_transport_fd_new(mig_machine_loop(b->machine), fd, "fd");
+    if (!*t) {
+        close(fd);
+        mig_err_set(errp, -EBADF, "'%s': uri '%s': the fd cannot be used", cmd, uri);
+    }
+    return true;
+}
+
 static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     MigQmpMachine *b = opaque;
@@ -93,8 +126,12 @@ static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
             return mig_err_set(errp, -ENOTSUP, "'migrate': argument '%s' is not supported",
                                refused[i]);
     /* detach is accepted and ignored: migrate always returns at once */
-    return mig_machine_migrate(b->machine, json_string_value(json_object_get(args, "uri")),
-                               errp);
+    const char *uri = json_string_value(json_object_get(args, "uri"));
+    MigTransport *t;
+    if (named_fd_uri(b, "migrate", uri, &t, errp))
+        return t ? mig_machine_migrate_transport(b->machine, t, errp)
+                 : (errp && *errp ? (*errp)->code : -EINVAL);
+    return mig_machine_migrate(b->machine, uri, errp);
 }
 
 static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -108,8 +145,12 @@ static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **e
 static int q_migrate_incoming(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     MigQmpMachine *b = opaque;
-    return mig_machine_migrate_incoming(b->machine,
-                                        json_string_value(json_object_get(args, "uri")), errp);
+    const char *uri = json_string_value(json_object_get(args, "uri"));
+    MigTransport *t;
+    if (named_fd_uri(b, "migrate-incoming", uri, &t, errp))
+        return t ? mig_machine_incoming_transport(b->machine, t, errp)
+                 : (errp && *errp ? (*errp)->code : -EINVAL);
+    return mig_machine_migrate_incoming(b->machine, uri, errp);
 }
 
 static int q_migrate_continue(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -246,6 +287,7 @@ static const MigQmpCommand caps_cmds[] = {
 
 int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b)
 {
+    b->monitor = mon;
     int rc = mig_monitor_add_commands(mon, machine_cmds, MIG_ARRAY_SIZE(machine_cmds), b);
     if (rc == 0 && !b->no_caps_commands)
         rc = mig_monitor_add_commands(mon, caps_cmds, MIG_ARRAY_SIZE(caps_cmds), b);
