@@ -214,12 +214,14 @@ static void client_send(Client *c, json_t *msg)
 {
     if (!c->dead) {
         char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        /* one message into an empty queue always goes, whatever its size */
+        bool had = buf_used(&c->out) > 0;
         if (text) {
             buf_append(&c->out, text, strlen(text), NULL);
             buf_append(&c->out, "\r\n", 2, NULL);
             free(text);
         }
-        if (buf_used(&c->out) > MIG_MONITOR_MAX_OUTPUT) {
+        if (had && buf_used(&c->out) > MIG_MONITOR_MAX_OUTPUT) {
             mon_log(c->mon,
                     "client %u dropped: %zu bytes of replies and events unread (limit %u)",
                     c->id, buf_used(&c->out), MIG_MONITOR_MAX_OUTPUT);

@@ -53,8 +53,9 @@
 typedef struct MigMonitor MigMonitor;
 
 /* Replies and events queued for one client that does not read them; past
- * this the client is dropped.  Far above any reply (the largest, a
- * device-digest list, is a few KiB) and any burst of events. */
+ * this the client is dropped (a single message into an empty queue always
+ * goes).  Far above any reply (the largest, a device-digest list, is a few
+ * KiB) and any burst of events. */
 #define MIG_MONITOR_MAX_OUTPUT (1u << 20)
 /* Named fds (getfd) the monitor holds at once. */
 #define MIG_MONITOR_MAX_FDS 16u
