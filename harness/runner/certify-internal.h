@@ -90,6 +90,7 @@ typedef struct SbReq {
 
 typedef struct SbResp {
     uint32_t magic;
+    uint32_t procs; /* the host has child processes (the plugin forked) */
     int64_t ret;
     uint64_t x, y;
     uint32_t len; /* payload: data, or the error text when ret < 0 */
@@ -131,9 +132,14 @@ void certify_jail_death(const CertJail *j, const char *label, const char *op, ch
                         size_t cap);
 /* Child side: a buffer of `len` bytes whose last byte is followed by a
  * PROT_NONE page (no spare byte); touching it ends the host under
- * plugin-overrun.  NULL when it cannot be mapped. */
-uint8_t *certify_guard_alloc(size_t len);
-void certify_guard_free(uint8_t *p, size_t len);
+ * plugin-overrun.  The mapping is kept in *g and reused while `len` fits
+ * (the buffer always ends at the guard).  NULL when it cannot be mapped. */
+typedef struct CertGuardBuf {
+    uint8_t *base;
+    size_t body;
+} CertGuardBuf;
+uint8_t *certify_guard_get(CertGuardBuf *g, size_t len);
+void certify_guard_release(CertGuardBuf *g);
 
 typedef struct CertSandbox {
     CertJail jail;

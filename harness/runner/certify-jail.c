@@ -9,18 +9,21 @@
  * Shape: certify clones the jail's init with CLONE_NEWPID (as root), else
  * CLONE_NEWUSER|CLONE_NEWPID (a user namespace lets anyone make a PID
  * namespace), else a plain fork in its own session (the reason is said once
- * on stderr and kept in CertJail.mode).  The init starts a new session,
- * keeps no fd but the sandbox socket (moved to fd 3; 0-2 are /dev/null;
- * close_range does the rest), sets rlimits (no core, 64 fds, 64 MiB files),
- * becomes the subreaper, catches the signals a process can send, and forks
- * the host, which loads the plugin.  The init then only reaps:
- *   - the host exits with code c: the init exits with c (127 if c > 127);
- *   - the host dies by signal N: the init exits with JAIL_EXIT_SIGNAL + N;
- *   - the init itself gets signal N from a process (the plugin signalling
- *     its parent): it exits with JAIL_EXIT_SIGNALLED + N.
- * In a PID namespace the plugin cannot name certify at all, and the init's
- * end kills every process of the namespace; without one, the jail's
- * process group is killed before the init is reaped.
+ * on stderr and kept in CertJail.mode).  The jail's first process starts a
+ * new session, keeps no fd but the sandbox socket (moved to fd 3; 0-2 are
+ * /dev/null; close_range does the rest), sets rlimits (no core, 64 fds,
+ * 64 MiB files) and becomes the subreaper.  In a PID namespace it is the
+ * host (pid 1, which loads the plugin): the plugin cannot name certify at
+ * all, and the host's end kills every process of the namespace.  Without
+ * one, it stays a supervisor above a forked host, so that a plugin
+ * signalling its parent hits the supervisor, not certify; the jail's
+ * process group is killed before it is reaped.  How the jail ended is its
+ * exit code:
+ *   - c < 86: the host's own (0 once certify hung up);
+ *   - JAIL_EXIT_OVERRUN: the plugin touched a guard page;
+ *   - JAIL_EXIT_SIGNALLED + N: the plugin sent signal N with kill() to its
+ *     parent or group;
+ *   - JAIL_EXIT_SIGNAL + N: the host died of signal N (a crash).
  *
  * Invariants: certify never blocks on a jail: every wait has a deadline
  * (poll on a pidfd, else short sleeps); a jail is killed (SIGKILL to the
@@ -52,9 +55,12 @@
 #define JAIL_FILE_LIMIT (64u << 20)
 #define JAIL_FD_LIMIT 64u
 
-/* The signals a plugin could send its parent that the init can catch. */
-static const int caught[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,
-                             SIGALRM, SIGPIPE, SIGABRT, SIGTSTP, SIGTTIN, SIGTTOU};
+/* The signals whose default action ends a process (SIGKILL and SIGSTOP
+ * cannot be caught; a PID namespace's init never gets them from inside). */
+static const int fatal[] = {SIGHUP,  SIGINT,    SIGQUIT, SIGILL,  SIGTRAP, SIGABRT,
+                            SIGBUS,  SIGFPE,    SIGUSR1, SIGSEGV, SIGUSR2, SIGPIPE,
+                            SIGALRM, SIGTERM,   SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGVTALRM,
+                            SIGPROF, SIGIO,     SIGPWR,  SIGSYS};
 
 int64_t certify_now_ms(void)
 {
@@ -76,58 +82,72 @@ static size_t page_size(void)
     return p > 0 ? (size_t)p : 4096;
 }
 
-uint8_t *certify_guard_alloc(size_t len)
+uint8_t *certify_guard_get(CertGuardBuf *g, size_t len)
 {
     size_t pg = page_size(), body = (len + pg - 1) / pg * pg;
-    uint8_t *base = mmap(NULL, body + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
-    if (base == MAP_FAILED)
-        return NULL;
-    if (mprotect(base + body, pg, PROT_NONE) < 0) {
-        munmap(base, body + pg);
-        return NULL;
-    }
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
-        if (!guards[i].lo) {
-            guards[i].lo = (uintptr_t)(base + body);
-            guards[i].hi = guards[i].lo + pg;
-            break;
+    if (!g->base || body > g->body) {
+        certify_guard_release(g);
+        uint8_t *base = mmap(NULL, body + pg, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            return NULL;
+        if (mprotect(base + body, pg, PROT_NONE) < 0) {
+            munmap(base, body + pg);
+            return NULL;
         }
+        g->base = base;
+        g->body = body;
+        for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
+            if (!guards[i].lo) {
+                guards[i].lo = (uintptr_t)(base + body);
+                guards[i].hi = guards[i].lo + pg;
+                break;
+            }
+    }
     /* the last byte of the buffer is the last byte before the guard page */
-    return base + body - len;
+    return g->base + g->body - len;
 }
 
-void certify_guard_free(uint8_t *p, size_t len)
+void certify_guard_release(CertGuardBuf *g)
 {
-    if (!p)
+    if (!g->base)
         return;
-    size_t pg = page_size(), body = (len + pg - 1) / pg * pg;
-    uint8_t *base = p + len - body;
+    size_t pg = page_size();
     for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
-        if (guards[i].lo == (uintptr_t)(base + body))
+        if (guards[i].lo == (uintptr_t)(g->base + g->body))
             guards[i].lo = guards[i].hi = 0;
-    munmap(base, body + pg);
+    munmap(g->base, g->body + pg);
+    g->base = NULL;
+    g->body = 0;
 }
 
-static void on_fault(int sig, siginfo_t *si, void *uc)
+/*
+ * The host's handler of every fatal signal.  In a PID namespace the host is
+ * the init, which the kernel shields from signals it has no handler for
+ * (even its own raise()), so the handler ends it with a code that says what
+ * happened: a guard page touched; a signal sent with kill() (by the host
+ * itself, i.e. to its parent or group, or by a process it started): the
+ * plugin signalled; any other (a fault, raise(), abort()): a crash.
+ */
+static void on_fatal(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
     uintptr_t a = (uintptr_t)si->si_addr;
-    if (si->si_code > 0)
+    if ((sig == SIGSEGV || sig == SIGBUS) && si->si_code > 0)
         for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
             if (guards[i].lo && a >= guards[i].lo && a < guards[i].hi)
                 _exit(JAIL_EXIT_OVERRUN);
-    /* any other fault (or a raise): die of it as without the handler */
-    signal(sig, SIG_DFL);
-    raise(sig);
+    if (si->si_code == SI_USER || si->si_code == SI_QUEUE)
+        _exit(JAIL_EXIT_SIGNALLED + sig);
+    _exit(JAIL_EXIT_SIGNAL + sig);
 }
 
-/* ---- the jail's init ---- */
-
+/* The init of a jail without a PID namespace (a supervisor above the
+ * host): a signal a process sends it is the plugin signalling its parent. */
 static void on_signalled(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
-    if (si->si_code <= 0) /* sent by a process (kill, tkill, sigqueue) */
+    if (si->si_code <= 0)
         _exit(JAIL_EXIT_SIGNALLED + sig);
 }
 
@@ -137,27 +157,34 @@ static void set_limit(int res, rlim_t v)
     setrlimit(res, &rl);
 }
 
-static void host_main(CertHostFn *host, void *arg)
+static void catch_all(void (*fn)(int, siginfo_t *, void *))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(caught); i++)
-        sigaction(caught[i], &sa, NULL);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    /* orphans of the plugin's processes come to the host, where certify
-     * counts them (certify_jail_strays) */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_fault;
+    sa.sa_sigaction = fn;
     sa.sa_flags = SA_SIGINFO;
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(fatal); i++)
+        sigaction(fatal[i], &sa, NULL);
+}
+
+static void host_main(CertHostFn *host, void *arg)
+{
+    /* orphans of the plugin's processes come to the host, which reports
+     * them (a PID namespace's init gets them anyway) */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    catch_all(on_fatal);
     host(3, arg);
     _exit(0);
 }
 
-static void jail_init(int sock, CertHostFn *host, void *arg)
+/*
+ * The jail's first process.  In a PID namespace it is the host itself (pid
+ * 1: its end ends every process of the namespace).  Without one it is a
+ * supervisor that forks the host, so that the plugin's parent is not
+ * certify, and exits with the host's code (JAIL_EXIT_SIGNAL + N when the
+ * host died by signal N).
+ */
+static void jail_init(int sock, bool pidns, CertHostFn *host, void *arg)
 {
     setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* certify gone: the jail goes */
@@ -173,27 +200,23 @@ static void jail_init(int sock, CertHostFn *host, void *arg)
     set_limit(RLIMIT_CORE, 0);
     set_limit(RLIMIT_NOFILE, JAIL_FD_LIMIT);
     set_limit(RLIMIT_FSIZE, JAIL_FILE_LIMIT);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_signalled;
-    sa.sa_flags = SA_SIGINFO;
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(caught); i++)
-        sigaction(caught[i], &sa, NULL);
+    if (pidns)
+        host_main(host, arg);
+    catch_all(on_signalled);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_t h = fork();
     if (h < 0)
         _exit(5);
-    if (h == 0)
+    if (h == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         host_main(host, arg);
+    }
     close(3); /* the host's end is the socket's end */
     for (;;) {
         int st = 0;
         pid_t p = waitpid(-1, &st, 0);
-        if (p == h) {
-            if (WIFSIGNALED(st))
-                _exit(JAIL_EXIT_SIGNAL + WTERMSIG(st));
-            _exit(WEXITSTATUS(st) > 127 ? 127 : WEXITSTATUS(st));
-        }
+        if (p == h)
+            _exit(WIFSIGNALED(st) ? JAIL_EXIT_SIGNAL + WTERMSIG(st) : WEXITSTATUS(st));
         if (p < 0 && errno == ECHILD)
             _exit(5);
     }
@@ -234,7 +257,7 @@ int certify_jail_spawn(CertJail *j, int sock, CertHostFn *host, void *arg, MigEr
     if (pid < 0)
         return mig_err_set(errp, -errno, "starting the sandbox: %s", strerror(errno));
     if (pid == 0)
-        jail_init(sock, host, arg); /* never returns */
+        jail_init(sock, strcmp(j->mode, "own session only") != 0, host, arg); /* never returns */
     j->pid = pid;
     j->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     return 0;

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,6 +95,12 @@ static void child_reply(int fd, int64_t ret, uint64_t x, uint64_t y, const void 
     SbResp r;
     memset(&r, 0, sizeof(r)); /* padding too: the whole struct is sent */
     r.magic = SB_RESP_MAGIC;
+    /* the host is the jail's subreaper: any process the plugin started, or
+     * an orphan of one, is its child (one cheap check per call; the parent
+     * also counts them from /proc when the sandbox ends) */
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    r.procs = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
     r.ret = ret;
     r.x = x;
     r.y = y;
@@ -238,8 +245,8 @@ static void child_main(int fd, void *arg)
     const char *label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     const MigcertDevicePlugin *table = p ? &chaos.table : NULL;
     MigDevBackend *inst[SB_MAX_INST] = {0};
-    uint8_t *buf = NULL; /* the request's payload, guard-paged: the plugin reads it */
-    size_t buf_len = 0;
+    CertGuardBuf in_map = {0}, out_map = {0}; /* guard-paged: the plugin reads / writes them */
+    uint8_t *buf = NULL; /* the request's payload */
     for (;;) {
         SbReq q;
         int code = -1;
@@ -248,16 +255,15 @@ static void child_main(int fd, void *arg)
         else if (q.len > SB_MAX_PAYLOAD)
             code = 4;
         if (code < 0) {
-            certify_guard_free(buf, buf_len);
-            buf_len = q.len;
-            buf = certify_guard_alloc(buf_len);
+            buf = certify_guard_get(&in_map, q.len);
             if (!buf || (q.len && full_read_fd(fd, buf, q.len) < 0))
                 code = 0;
         }
         if (code >= 0) {
             /* the parent hung up (or sent garbage): release everything so a
              * leak checker following the child sees nothing left */
-            certify_guard_free(buf, buf_len);
+            certify_guard_release(&in_map);
+            certify_guard_release(&out_map);
             for (size_t i = 0; i < SB_MAX_INST; i++)
                 if (inst[i])
                     inst[i]->ops->free(inst[i]);
@@ -325,8 +331,8 @@ static void child_main(int fd, void *arg)
         err = NULL;
         int64_t ret = 0;
         uint64_t x = 0, y = 0;
-        uint8_t *data = NULL; /* the read buffer, guard-paged */
-        size_t dlen = 0, data_len = 0;
+        uint8_t *data = NULL; /* the read buffer */
+        size_t dlen = 0;
         switch (q.op) {
         case SB_DESTROY:
             b->ops->free(b);
@@ -343,8 +349,7 @@ static void child_main(int fd, void *arg)
         }
         case SB_READ: {
             size_t len = (size_t)MIG_MIN(q.a, (uint64_t)SB_MAX_PAYLOAD);
-            data_len = len;
-            data = certify_guard_alloc(len);
+            data = certify_guard_get(&out_map, len);
             if (!data) {
                 ret = -ENOMEM;
                 break;
@@ -381,7 +386,6 @@ static void child_main(int fd, void *arg)
         child_reply(fd, ret, x, y, data, dlen, err);
         mig_err_free(err);
         err = NULL;
-        certify_guard_free(data, data_len);
     }
 }
 
@@ -513,11 +517,10 @@ int64_t certify_sb_call(CertSandbox *sb, uint32_t op, uint32_t inst, uint64_t a,
             sb_reap(sb, sb_op_names[op]);
         return mig_err_set(errp, -EPIPE, "%s", sb->death);
     }
-    int strays = certify_jail_strays(&sb->jail);
-    if (strays > 0) {
+    if (r.procs) {
         free(data);
-        sb_die(sb, "plugin %s started %d process(es) in %s (a plugin must not fork)", sb->label,
-               strays, sb_op_names[op]);
+        sb_die(sb, "plugin %s started a process in %s (a plugin must not fork)", sb->label,
+               sb_op_names[op]);
         certify_jail_kill(&sb->jail);
         return mig_err_set(errp, -EPIPE, "%s", sb->death);
     }
@@ -573,6 +576,10 @@ void certify_sb_free(CertSandbox *sb)
 {
     if (!sb)
         return;
+    int strays = sb->dead ? 0 : certify_jail_strays(&sb->jail);
+    if (strays > 0)
+        sb_die(sb, "plugin %s left %d process(es) running at the end of the case (a plugin "
+               "must not fork)", sb->label, strays);
     if (sb->fd >= 0)
         close(sb->fd);
     /* closing the socket ends a healthy child; a hung one is killed, and
