@@ -21,7 +21,10 @@
  * start and, with --dirty-rate, keeps writing it.  Besides QEMU's commands,
  * x-query-ram-digest and x-query-device-digest (impl/monitor/qmp-commands.h;
  * this file feeds fake-gpu's memory and registers) let management compare a
- * source at stop time with its destination.
+ * source at stop time with its destination.  An fd: URI over QMP names an
+ * fd handed over with getfd (fd:NAME); only --incoming takes fd:N, an fd
+ * the process was started with.  The monitor's lines for a person (a client
+ * dropped for not reading its replies) go to stderr as "migcert vm: QMP: ".
  *
  * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
  * then exits 0.  A migration that fails or is cancelled never ends it: the
