@@ -541,6 +541,21 @@ static bool is_blank(const char *p, size_t n)
     return true;
 }
 
+/* Cut the text scanned so far out of c->in and start the scanner afresh;
+ * returns whether it was the end of an oversized request being skipped. */
+static bool cut_text(Client *c, const char **text, size_t *len)
+{
+    Buf *b = &c->in;
+    *text = b->data + b->off;
+    *len = c->scan - b->off;
+    bool skipped = c->skipping;
+    b->off = c->scan;
+    c->depth = 0;
+    c->in_str = c->esc = false;
+    c->skipping = false;
+    return skipped;
+}
+
 /* Cut complete JSON texts out of c->in and handle them, in order. */
 static void client_scan(Client *c)
 {
@@ -551,14 +566,9 @@ static void client_scan(Client *c)
         if (c->in_str && (unsigned char)ch < 0x20) {
             /* a raw control byte cannot be in a JSON string: a lexical error
              * that ends this text here (QEMU 7.2 recovers the same way) */
-            const char *text = b->data + b->off;
-            size_t len = c->scan - b->off;
-            bool skipped = c->skipping;
-            b->off = c->scan;
-            c->depth = 0;
-            c->in_str = c->esc = false;
-            c->skipping = false;
-            if (!skipped) {
+            const char *text;
+            size_t len;
+            if (!cut_text(c, &text, &len)) {
                 int q = (int)MIG_MIN(len, (size_t)MONITOR_STRAY_QUOTE);
                 char *d = mig_strdup_printf("JSON parse error, stray '%.*s%s'", q, text,
                                             len > MONITOR_STRAY_QUOTE ? "..." : "");
@@ -593,14 +603,9 @@ static void client_scan(Client *c)
         }
         if (!cut)
             continue;
-        const char *text = b->data + b->off;
-        size_t len = c->scan - b->off;
-        bool skipped = c->skipping;
-        b->off = c->scan;
-        c->depth = 0;
-        c->in_str = c->esc = false;
-        c->skipping = false;
-        if (!skipped && !is_blank(text, len))
+        const char *text;
+        size_t len;
+        if (!cut_text(c, &text, &len) && !is_blank(text, len))
             handle_text(c, text, len);
     }
     if (b->off == b->len) {

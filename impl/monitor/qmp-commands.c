@@ -86,35 +86,33 @@ static int q_set_params(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 }
 
 /*
- * An fd: URI over QMP names an fd the client handed over with getfd
- * (fd:NAME), never an fd number: a number would let a client point the
- * machine at any fd the process holds (its event loop, the QMP listener,
- * the client's own socket).  Returns NULL for a URI that is not fd:,
- * else sets *t (NULL with *errp on a refusal) and returns *t's URI.
+ * migrate / migrate-incoming to `uri`.  An fd: URI over QMP names an fd the
+ * client handed over with getfd (fd:NAME), never an fd number: a number
+ * would let a client point the machine at any fd the process holds (its
+ * event loop, the QMP listener, the client's own socket).
  */
-static bool named_fd_uri(MigQmpMachine *b, const char *cmd, const char *uri, MigTransport **t,
-                         MigErr **errp)
+static int migrate_uri(MigQmpMachine *b, const char *cmd, const char *uri, bool incoming,
+                       MigErr **errp)
 {
-    *t = NULL;
     if (strncmp(uri, "fd:", 3) != 0)
-        return false;
+        return incoming ? mig_machine_migrate_incoming(b->machine, uri, errp)
+                        : mig_machine_migrate(b->machine, uri, errp);
     const char *name = uri + 3;
-    if (!name[0] || (name[0] >= '0' && name[0] <= '9')) {
-        mig_err_set(errp, -EINVAL,
-                    "'%s': uri '%s': an fd must be handed over with 'getfd' and named "
-                    "(fd:NAME); fd numbers are refused",
-                    cmd, uri);
-        return true;
-    }
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9'))
+        return mig_err_set(errp, -EINVAL,
+                           "'%s': uri '%s': an fd must be handed over with 'getfd' and named "
+                           "(fd:NAME); fd numbers are refused",
+                           cmd, uri);
     int fd = mig_monitor_take_fd(b->monitor, name, errp);
     if (fd < 0)
-        return true;
-    *t = mig_transport_fd_new(mig_machine_loop(b->machine), fd, "fd");
-    if (!*t) {
+        return fd;
+    MigTransport *t = mig_transport_fd_new(mig_machine_loop(b->machine), fd, "fd");
+    if (!t) {
         close(fd);
-        mig_err_set(errp, -EBADF, "'%s': uri '%s': the fd cannot be used", cmd, uri);
+        return mig_err_set(errp, -EBADF, "'%s': uri '%s': the fd cannot be used", cmd, uri);
     }
-    return true;
+    return incoming ? mig_machine_incoming_transport(b->machine, t, errp)
+                    : mig_machine_migrate_transport(b->machine, t, errp);
 }
 
 static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -126,12 +124,8 @@ static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
             return mig_err_set(errp, -ENOTSUP, "'migrate': argument '%s' is not supported",
                                refused[i]);
     /* detach is accepted and ignored: migrate always returns at once */
-    const char *uri = json_string_value(json_object_get(args, "uri"));
-    MigTransport *t;
-    if (named_fd_uri(b, "migrate", uri, &t, errp))
-        return t ? mig_machine_migrate_transport(b->machine, t, errp)
-                 : (errp && *errp ? (*errp)->code : -EINVAL);
-    return mig_machine_migrate(b->machine, uri, errp);
+    return migrate_uri(b, "migrate", json_string_value(json_object_get(args, "uri")), false,
+                       errp);
 }
 
 static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -145,12 +139,8 @@ static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **e
 static int q_migrate_incoming(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     MigQmpMachine *b = opaque;
-    const char *uri = json_string_value(json_object_get(args, "uri"));
-    MigTransport *t;
-    if (named_fd_uri(b, "migrate-incoming", uri, &t, errp))
-        return t ? mig_machine_incoming_transport(b->machine, t, errp)
-                 : (errp && *errp ? (*errp)->code : -EINVAL);
-    return mig_machine_migrate_incoming(b->machine, uri, errp);
+    return migrate_uri(b, "migrate-incoming", json_string_value(json_object_get(args, "uri")),
+                       true, errp);
 }
 
 static int q_migrate_continue(json_t *args, json_t **ret, void *opaque, MigErr **errp)
