@@ -21,7 +21,10 @@
  * start and, with --dirty-rate, keeps writing it.  Besides QEMU's commands,
  * x-query-ram-digest and x-query-device-digest (impl/monitor/qmp-commands.h;
  * this file feeds fake-gpu's memory and registers) let management compare a
- * source at stop time with its destination.
+ * source at stop time with its destination.  An fd: URI over QMP names an
+ * fd handed over with getfd (fd:NAME); only --incoming takes fd:N, an fd
+ * the process was started with.  The monitor's lines for a person (a client
+ * dropped for not reading its replies) go to stderr as "migcert vm: QMP: ".
  *
  * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
  * then exits 0.  A migration that fails or is cancelled never ends it: the
@@ -212,6 +215,12 @@ static void release_version(const char *name, MigMonitorVersion *v)
     v->major = (int)a;
     v->minor = (int)b;
     v->micro = 0;
+}
+
+/* The monitor's lines for a person (a client dropped for not reading). */
+static void qmp_log(void *opaque, const char *line)
+{
+    fprintf(stderr, "migcert vm: QMP: %s\n", line);
 }
 
 static void vm_quit(void *opaque)
@@ -688,6 +697,7 @@ int cmd_vm(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &rt);
     int64_t realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
     mig_monitor_set_clock_offset(vm.mon, realtime_ns - (int64_t)mig_loop_now_ns(vm.loop));
+    mig_monitor_set_log(vm.mon, qmp_log, NULL);
 
     MigCapMask known = 0;
     for (const char *const *cn = rel->caps; cn && *cn; cn++) {
