@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "machine/machine.h"
 #include "monitor/monitor.h"
 #include "monitor/qmp-commands.h"
@@ -99,13 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char neg[] = "{\"execute\": \"qmp_capabilities\"}\n";
         if (negotiate)
             mig_transport_write(a, neg, sizeof(neg) - 1);
-        size_t off = 0;
-        while (off < size) {
-            ssize_t w = mig_transport_write(a, data + off, size - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        fuzz_write_all(a, data, size);
         mig_sim_run_for(loop, 1000000000ull);
         drain(a);
         mig_transport_close(a);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "fuzz-machine.h"
+#include "fuzz-util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -30,13 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     MigTransport *a, *b;
     if (mig_transport_mem_pair(v.loop, NULL, &a, &b) == 0) {
-        size_t off = 0;
-        while (off < size) {
-            ssize_t w = mig_transport_write(a, data + off, size - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        fuzz_write_all(a, data, size);
         mig_transport_shutdown_write(a);
         if (mig_machine_incoming_transport(v.m, b, NULL) == 0)
             mig_sim_run_for(v.loop, 10000000000ull);

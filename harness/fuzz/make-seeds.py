@@ -55,46 +55,41 @@ def cut(data):
     return [("head", data[:HEAD]), ("tail", data[-TAIL:])]
 
 
+def migrate_to_file(argv, sock, out, uri):
+    """Start the QMP server argv, migrate its machine with `uri` (which
+    leaves the stream in `out`), quit it; the stream's bytes."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with QMP.connect(sock, timeout=30) as q:
+            q.execute("migrate", uri=uri)
+            info = q.wait_migration(timeout=60)
+            if info.get("status") != "completed":
+                raise RuntimeError(f"{argv[0]}: migration {info}")
+            q.execute("quit")
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 60  # exec:cat may still be writing
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return out.read_bytes()
+
+
 def qemu_stream(tmp):
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         print("make-seeds: no qemu-system-x86_64: QEMU seeds left out", file=sys.stderr)
         return None
     sock, out = tmp / "q.qmp", tmp / "qemu.mig"
-    p = subprocess.Popen([qemu, "-M", "pc", "-m", "16", "-display", "none", "-nodefaults", "-S",
-                          "-qmp", f"unix:{sock},server=on,wait=off"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with QMP.connect(sock, timeout=30) as q:
-            q.execute("migrate", uri=f"exec:cat > {out}.part && mv {out}.part {out}")
-            info = q.wait_migration(timeout=60)
-            if info.get("status") != "completed":
-                raise RuntimeError(f"QEMU migration: {info}")
-            q.execute("quit")
-    finally:
-        p.kill()
-        p.wait()
-    deadline = time.monotonic() + 60
-    while not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return out.read_bytes()
+    return migrate_to_file([qemu, "-M", "pc", "-m", "16", "-display", "none", "-nodefaults", "-S",
+                            "-qmp", f"unix:{sock},server=on,wait=off"], sock, out,
+                           f"exec:cat > {out}.part && mv {out}.part {out}")
 
 
 def migcert_stream(migcert, tmp):
     sock, out = tmp / "m.qmp", tmp / "ours.mig"
-    p = subprocess.Popen([migcert, "vm", "--qmp", f"unix:{sock}", "--ram", "1M", "--devices",
-                          "default", "--fill", "random", "--seed", "5"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with QMP.connect(sock, timeout=30) as q:
-            q.execute("migrate", uri=f"file:{out}")
-            info = q.wait_migration(timeout=60)
-            if info.get("status") != "completed":
-                raise RuntimeError(f"migcert vm migration: {info}")
-            q.execute("quit")
-    finally:
-        p.wait(30)
-    return out.read_bytes()
+    return migrate_to_file([migcert, "vm", "--qmp", f"unix:{sock}", "--ram", "1M", "--devices",
+                            "default", "--fill", "random", "--seed", "5"], sock, out, f"file:{out}")
 
 
 def qmp_sessions():

@@ -12,7 +12,7 @@
 FUZZ_SRCS := $(sort $(wildcard harness/fuzz/fuzz-*.c))
 FUZZ_BINS := $(FUZZ_SRCS:harness/fuzz/%.c=$(BUILD)/fuzz/%)
 # librunner.a (harness/runner/module.mk): the scenario loader
-$(BUILD)/fuzz/%: harness/fuzz/%.c harness/fuzz/fuzz-machine.h $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+$(BUILD)/fuzz/%: harness/fuzz/%.c harness/fuzz/fuzz-machine.h harness/fuzz/fuzz-util.h $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
 

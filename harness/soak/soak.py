@@ -315,10 +315,13 @@ def fmt(pair):
 
 
 def write_junit(path, results):
-    bad = sum(1 for _, msg in results if msg)
+    bad = sum(1 for _, msg in results if msg and msg != "skipped")
     rows = []
     for name, msg in results:
-        if msg:
+        if msg == "skipped":
+            rows.append(f'<testcase classname="soak" name={quoteattr(name)}><skipped message='
+                        '"not judged: the soak stopped at an earlier failure"/></testcase>')
+        elif msg:
             rows.append(f'<testcase classname="soak" name={quoteattr(name)}><failure message='
                         f'{quoteattr(msg.splitlines()[0][:200])}>{escape(msg)}</failure></testcase>')
         else:
@@ -374,7 +377,9 @@ def main(argv):
         shutil.rmtree(o.dir, ignore_errors=True)
     results = []
     for fam in families:
-        msg = f"{failure}\n{repro}" if failure is not None and failure.family == fam else None
+        msg = None
+        if failure is not None:  # the other families were not all judged
+            msg = f"{failure}\n{repro}" if failure.family == fam else "skipped"
         results.append((fam, msg))
     if o.junit:
         write_junit(o.junit, results)
