@@ -32,7 +32,9 @@
  * or "cancelled").  The source resumes its guest (query-status "running");
  * a destination keeps the guest stopped (query-status "inmigrate", running
  * false: it has discarded what it loaded and accepts no second incoming
- * migration) and waits for `quit`, so management can ask it why.  This is
+ * migration) and waits for `quit`, so management can ask it why.  A
+ * destination whose incoming migration completed runs the guest and may
+ * migrate it on, as QEMU's (the soak, harness/soak/soak.py).  This is
  * where migcert parts from QEMU, whose destination exits 1 when its incoming
  * migration fails; --exit-on-incoming-failure restores that.  Exit 2: bad
  * options or a machine that cannot start; 1: an --incoming URI that cannot

@@ -496,9 +496,11 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
         mig_transport_close(t);
         return mig_err_set(errp, -EBUSY, "There's a migration process in progress");
     }
-    if (mm->status != MIG_STATUS_NONE && mm->incoming) {
+    /* A destination whose incoming migration completed runs the guest and
+     * may migrate it on (as QEMU's); one that failed holds no guest. */
+    if (mm->status != MIG_STATUS_NONE && mm->incoming && mm->status != MIG_STATUS_COMPLETED) {
         mig_transport_close(t);
-        return mig_err_set(errp, -EINVAL, "this machine was a migration destination");
+        return mig_err_set(errp, -EINVAL, "this machine's incoming migration did not complete");
     }
     int fault = mig_fault_fire(MIG_FAULT_MIGRATION_START);
     if (fault) {
