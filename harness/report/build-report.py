@@ -58,17 +58,6 @@ def release_key(r):
     return (nums, r)
 
 
-def lane_of_xml(fname):
-    stem = fname[:-len(".xml")]
-    if stem.startswith("unit-"):
-        return "unit"
-    if stem.startswith("full-"):
-        return stem[len("full-"):]
-    if stem.startswith("build"):
-        return "build"
-    return stem.split("-")[0]
-
-
 def lane_of_json(fname):
     stem = fname[:-len(".json")]
     for p in ("run-", "full-"):
@@ -126,7 +115,7 @@ def load_inputs(dirs):
 
 
 def read_xml(path, data):
-    lane = lane_of_xml(path.name)
+    lane = summary.lane_of_xml(path.name)
     row = data["lanes"].setdefault(lane, {"lane": lane, "passed": 0, "failed": 0,
                                           "skipped": 0, "files": []})
     row["files"].append(path.name)
