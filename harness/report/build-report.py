@@ -320,7 +320,7 @@ def failures(data, cases):
             rows.append({"lane": c["lane"], "name": c["id"], "why": c.get("error") or "",
                          "repro": c.get("repro")})
             seen.add(c.get("repro"))
-    return rows
+    return sorted(rows, key=lambda f: (f["lane"], f["name"], f["repro"] or ""))
 
 
 def bench_points(docs):
