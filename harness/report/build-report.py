@@ -298,14 +298,17 @@ def timeline_facts(c):
 
 def timelines(cases):
     failed = [c for c in cases if c["status"] != "passed"][:TIMELINE_FAILURES]
-    passed = [c for c in cases if c["status"] == "passed" and c.get("timeline")]
+    # the sample: passing cases that copied RAM (a refused pair has nothing to draw)
+    passed = [c for c in cases if c["status"] == "passed" and
+              any(PASS_RE.match(e[2]) for e in c.get("timeline") or [])]
     step = max(1, len(passed) // TIMELINE_SAMPLE)
     sample = passed[::step][:TIMELINE_SAMPLE]
     out = []
     for c in failed + sample:
         f = timeline_facts(c)
         out.append({"id": c["id"], "status": c["status"], "outcome": c.get("outcome"),
-                    "error": c.get("error"), "repro": c.get("repro"), "facts": f})
+                    "error": c.get("error"), "mig_error": c.get("mig_error"),
+                    "repro": c.get("repro"), "facts": f})
     return out
 
 
@@ -393,6 +396,10 @@ def timeline_plot(t, plt):
         ax.annotate("fault", (x["t"] * ms, 19), color="#d62728", fontsize=7)
     for x in f["client"]:
         ax.plot(x["t"] * ms, 21, marker="v", color="#555", markersize=4)
+    if not names:
+        why = t.get("mig_error") or t.get("error") or "no migration phase"
+        ax.text(0.5, 0.5, f"nothing migrated: {why}"[:110], ha="center", va="center",
+                transform=ax.transAxes, fontsize=7)
     ax.set_yticks([5, 15])
     ax.set_yticklabels(["dst", "src"])
     ax.set_ylim(0, 23)
