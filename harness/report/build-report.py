@@ -35,6 +35,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -185,7 +186,9 @@ def refusal(c):
 
 
 def matrix(cases):
-    paired = [c for c in cases if c.get("pair") and c.get("src") and c.get("dst")]
+    # every case with its releases known, at its own releases or a --pair;
+    # not the sweeps' cases (a fault they inject on purpose is no pair fact)
+    paired = [c for c in cases if c.get("src") and c.get("dst") and "+" not in c["id"]]
     releases = sorted({c["src"] for c in paired} | {c["dst"] for c in paired}, key=release_key)
     items = {}
     for c in paired:
@@ -253,6 +256,19 @@ def fault_table(cases):
         r["hits"].sort(key=lambda h: h["n"])
         r["swept"] = sum(1 for h in r["hits"] if h["fired"])
         r["failed"] = sum(1 for h in r["hits"] if h["status"] != "passed")
+        # consecutive hits that produced the same: one run "#1-#385: failed"
+        runs = []
+        for h in r["hits"]:
+            what = (h["outcome"], bool(h["fired"]), h["status"])
+            if runs and runs[-1]["what"] == what and runs[-1]["to"] == h["n"] - 1:
+                runs[-1]["to"] = h["n"]
+            else:
+                runs.append({"from": h["n"], "to": h["n"], "what": what, "outcome": h["outcome"],
+                             "fired": bool(h["fired"]), "status": h["status"]})
+        for x in runs:
+            del x["what"]
+        r["runs"] = runs
+        del r["hits"]
         rows.append(r)
     return rows
 
@@ -371,6 +387,8 @@ def svg_uri(fig, plt):
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue().encode()).decode()
 
 
+KNOWN_PHASES = ["setup", "iterate", "end", "full", "tail", "drain", "return-path-wait",
+                "header", "configuration", "section", "vmdescription"]
 PHASE_COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
                 "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 
@@ -381,7 +399,9 @@ def timeline_plot(t, plt):
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 3.4), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 2]})
     names = sorted({s["phase"] for side in f["phases"].values() for s in side})
-    color = {n: PHASE_COLORS[i % len(PHASE_COLORS)] for i, n in enumerate(names)}
+    # one colour per phase name in every plot
+    color = {n: PHASE_COLORS[(KNOWN_PHASES.index(n) if n in KNOWN_PHASES else
+                              zlib.crc32(n.encode())) % len(PHASE_COLORS)] for n in names}
     for y, side in enumerate(("dst", "src")):
         for s in f["phases"][side]:
             ax.broken_barh([(s["start"] * ms, max(s["end"] - s["start"], 1) * ms)],
