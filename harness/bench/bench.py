@@ -292,7 +292,8 @@ def main(argv):
               f"total-time {m['total_time_ms'] / max(q['total_time_ms'], 1):.2f}x "
               f"(QEMU 7.2 anchor on the reference host: ~{ANCHOR_MBPS} MB/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
+        Path(args.json).write_text(json.dumps({"transport": "unix", "ram_mib": args.ram_mib,
+                                               "runs": rows, "summary": summary}, indent=2))
     return 0 if ok else 1
 
 

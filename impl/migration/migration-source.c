@@ -206,10 +206,13 @@ static void src_end_of_pass(MigMigration *mm, bool sync)
                                                   : (double)pending * 1000.0 / (double)mm->bandwidth;
     mm->expected_downtime_ms = (uint64_t)expected;
     uint64_t syncs = mm->env.ram ? mig_ram_sync_count(mm->env.ram) : mm->passes + 1;
+    /* sent and dirtied: what the HTML report draws per pass (docs/report.md) */
+    uint64_t dirtied = sync && mm->env.ram ? mig_ram_last_sync_dirtied(mm->env.ram) : 0;
     mig_trace_log(mm->env.loop->trace, now, mm->who,
-                  "pass %" PRIu64 " %s: pending %" PRIu64 " bytes, expected downtime %" PRIu64
-                  " ms",
-                  mm->passes, sync ? "done" : "re-measured", pending, mm->expected_downtime_ms);
+                  "pass %" PRIu64 " %s: sent %" PRIu64 " bytes, %" PRIu64
+                  " pages dirtied, pending %" PRIu64 " bytes, expected downtime %" PRIu64 " ms",
+                  mm->passes, sync ? "done" : "re-measured", bytes, dirtied, pending,
+                  mm->expected_downtime_ms);
     if (sync)
         mig__migration_emit(mm, "MIGRATION_PASS", json_pack("{s:I}", "pass", (json_int_t)syncs));
     if (!src_alive(mm))
