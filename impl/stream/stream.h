@@ -166,6 +166,20 @@ int mig_stream_get_page_channel(MigStream *s, MigErr **errp);
  * final). */
 int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp);
 
+/* ---- passing fds (x-ram-share; docs/protocol-qemu-stream.md) ----
+ * Writer: put one MIG_TRANSPORT_FD_MARKER byte that carries `fd` (SCM_RIGHTS
+ * on a unix socket), in stream order: the flush writes what precedes it,
+ * then the byte with the fd (transport send_fd), then what follows.  The
+ * caller keeps `fd` open until the flush that sends it returns 0.  A stream
+ * whose transport cannot pass fds (memory, file, pipe) sets a sticky
+ * -ENOTSUP error. */
+void mig_stream_put_fd(MigStream *s, int fd);
+/* Reader: read the marker byte and take the fd that came with it: the fd
+ * (the caller owns it), -EAGAIN when starved (rewind), -EPROTO (another
+ * byte, or no fd came with it), -EEXIST (more than one came), or the
+ * stream's error; errors go to *errp only. */
+int mig_stream_get_fd(MigStream *s, MigErr **errp);
+
 /* ---- reader ---- */
 uint8_t mig_stream_get_u8(MigStream *s);
 uint16_t mig_stream_get_be16(MigStream *s);

@@ -435,6 +435,13 @@ static int local_page_channel_accept(MigTransport *t, MigErr **errp)
     return 0;
 }
 
+/* An fd passed on the socket for someone else (x-ram-share's RAM fd): the
+ * socket's read offsets are the stream's. */
+static int local_claim_fd(MigTransport *t, uint64_t at)
+{
+    return mig_transport_claim_fd(L(t)->sock, at);
+}
+
 static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
 {
     if (L(t)->pipe_r < 0)
@@ -599,6 +606,7 @@ static const MigTransportOps local_ops = {
     .page_put = local_page_put,
     .page_channel_accept = local_page_channel_accept,
     .page_get = local_page_get,
+    .claim_fd = local_claim_fd,
 };
 
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp)

@@ -36,6 +36,11 @@ typedef struct MigTransportOps {
     /* Optional (NULL when the backend cannot pass fds). */
     int (*send_fd)(MigTransport *t, int fd);
     int (*recv_fd)(MigTransport *t); /* fd >= 0 or -errno (-EAGAIN: not yet) */
+    /* Optional: the fd that came with the byte at read offset `at`, which a
+     * plain read already consumed (a buffered stream reads a marker byte
+     * before it asks).  The fd, -EPROTO when none came with that byte,
+     * -EEXIST when more than one did (they are closed). */
+    int (*claim_fd)(MigTransport *t, uint64_t at);
     /* Optional page channel: page bytes that travel beside the byte stream
      * (the "local" transport's pipe).  NULL: the stream carries pages inline.
      * The stream (stream.h, mig_stream_put_page_ref and friends) is the only
@@ -139,6 +144,11 @@ static inline int mig_transport_send_fd(MigTransport *t, int fd)
 static inline int mig_transport_recv_fd(MigTransport *t)
 {
     return t->ops->recv_fd ? t->ops->recv_fd(t) : -ENOTSUP;
+}
+/* The fd that came with byte `at` of what t read (see claim_fd above). */
+static inline int mig_transport_claim_fd(MigTransport *t, uint64_t at)
+{
+    return t->ops->claim_fd ? t->ops->claim_fd(t, at) : -ENOTSUP;
 }
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);
