@@ -78,7 +78,7 @@ POLL = 0.005
 
 
 class Proc:
-    def __init__(self, argv, sock, log):
+    def __init__(self, argv, sock, log, start_timeout=120):
         self.argv = [str(a) for a in argv]
         self.sock = sock
         self.log_path = log
@@ -86,16 +86,19 @@ class Proc:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         try:
-            self.qmp = QMP.connect(sock, timeout=120, cmd_timeout=120, alive=self.alive)
+            self.qmp = QMP.connect(sock, timeout=start_timeout, cmd_timeout=120,
+                                   alive=self.alive)
         except Exception:
+            log = self.log()
             self.kill()
-            raise RuntimeError(f"{self.argv[0]} did not start:\n{self.log()}")
+            raise RuntimeError(f"{self.argv[0]} did not start:\n{log}")
 
     def alive(self):
         return self.proc.poll() is None
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return Path(self.log_path).read_text(errors="replace")[-3000:]
 
     def quit(self):
@@ -216,13 +219,14 @@ def run_migcert(args, work, i, ram_file, transport, mib):
     if transport == "shared":
         src_args.append("--mem-share")
     dst_args = [] if transport == "shared" else ["--mem-prealloc"]
+    start = 120 + 60 * (mib >> 10)  # filling and pre-faulting RAM before QMP answers
     src = Proc([binary, "vm", *common, *src_args, "--qmp", f"unix:{work}/mc-src-{tag}.qmp"],
-               work / f"mc-src-{tag}.qmp", work / f"mc-src-{tag}.log")
+               work / f"mc-src-{tag}.qmp", work / f"mc-src-{tag}.log", start)
     dst = None
     try:
         dst = Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
                     f"unix:{work}/mc-dst-{tag}.qmp"], work / f"mc-dst-{tag}.qmp",
-                   work / f"mc-dst-{tag}.log")
+                   work / f"mc-dst-{tag}.log", start)
         if ram_file is not None and not ram_file.exists():
             src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
                             filename=str(ram_file), timeout=600)
@@ -265,12 +269,14 @@ def run_qemu(args, work, i, ram_file, ram_sha, mib):
     def qmp_arg(name):
         return ["-qmp", f"unix:{work}/{name}.qmp,server=on,wait=off"]
 
+    start = 120 + 60 * (mib >> 10)
     src = Proc(base + ["-device", f"loader,file={ram_file},addr={LOAD_ADDR:#x},force-raw=on"] +
-               qmp_arg(f"q-src-{tag}"), work / f"q-src-{tag}.qmp", work / f"q-src-{tag}.log")
+               qmp_arg(f"q-src-{tag}"), work / f"q-src-{tag}.qmp", work / f"q-src-{tag}.log",
+               start)
     dst = None
     try:
         dst = Proc(base + ["-incoming", f"unix:{mig}"] + qmp_arg(f"q-dst-{tag}"),
-                   work / f"q-dst-{tag}.qmp", work / f"q-dst-{tag}.log")
+                   work / f"q-dst-{tag}.qmp", work / f"q-dst-{tag}.log", start)
         src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
         set_caps(src.qmp, ["events"])
         cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))

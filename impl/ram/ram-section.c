@@ -345,6 +345,61 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
     return 1;
 }
 
+/* Where the page at RAM address addr goes (page aligned, inside a block of
+ * the block list), or NULL. */
+static uint8_t *flip_target(const MigRam *r, uint64_t addr)
+{
+    const MigRamReader *rd = &r->reader;
+    if (addr % MIG_RAM_PAGE_SIZE)
+        return NULL;
+    uint64_t base = 0;
+    for (size_t i = 0; i < rd->nblocks; i++) {
+        if (addr < base + rd->blocks[i].length)
+            return r->blocks[r->load_map[i]]->host + (addr - base);
+        base += rd->blocks[i].length;
+    }
+    return NULL;
+}
+
+#define FLIP_RUN 64 /* pages read from the pipe with one call */
+
+/* A page HOOK record was read and its page goes to `host`: take the page
+ * HOOK records right behind it that the stream already holds (good ones
+ * only: anything else is left to the general decoder), and read the whole
+ * run from the page channel straight into guest RAM. */
+static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long long at,
+                         MigErr **errp)
+{
+    struct iovec iov[FLIP_RUN];
+    int n = 0;
+    iov[n].iov_base = host;
+    iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
+    while (n < FLIP_RUN) {
+        const uint8_t *p = mig_stream_peek_buffered(s, 8);
+        if (!p)
+            break;
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        v = __builtin_bswap64(v);
+        if ((v & MIG_RAM_FLAGS_MASK) != MIG_RAM_FLAG_HOOK)
+            break;
+        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK);
+        if (!next)
+            break;
+        mig_stream_skip(s, 8);
+        iov[n].iov_base = next;
+        iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
+    }
+    int ret = mig_stream_get_pagev(s, iov, n, errp);
+    if (ret < 0) {
+        mig_err_prepend(errp, "a run of %d page HOOK records from offset %llu", n, at);
+        return ret;
+    }
+    r->normal += (uint64_t)n;
+    r->transferred += 8 * (uint64_t)(n - 1);
+    return 0;
+}
+
 /* The load hook of x-page-flip.  The first HOOK record is followed by the
  * byte that opens the stream's page channel; every later one holds the RAM
  * address of a page whose data the channel holds (or, on a stream without
@@ -382,6 +437,11 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
         return mig_err_set(errp, -EINVAL, "page-flip: page HOOK record before the block list "
                                           "(offset %llu)",
                            at);
+    if (mig_stream_has_page_channel(s)) {
+        uint8_t *host = flip_target(r, rec->offset);
+        if (host)
+            return load_flip_run(r, s, host, at, errp);
+    }
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
         if (rec->offset < base + rd->blocks[i].length) {

@@ -859,3 +859,22 @@ int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp)
     memcpy(dst, p, len);
     return 0;
 }
+
+int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **errp)
+{
+    if (s->t && s->t->ops->page_getv)
+        return s->t->ops->page_getv(s->t, iov, n, errp);
+    for (int i = 0; i < n; i++) {
+        int r = mig_stream_get_page(s, iov[i].iov_base, iov[i].iov_len, errp);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+const void *mig_stream_peek_buffered(const MigStream *s, size_t len)
+{
+    if (s->writer || s->err || s->starved || s->rlen - s->rpos < len)
+        return NULL;
+    return s->rdata + s->rpos;
+}

@@ -57,6 +57,10 @@ typedef struct MigTransportOps {
     int (*page_put)(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of);
     int (*page_channel_accept)(MigTransport *t, MigErr **errp);
     int (*page_get)(MigTransport *t, void *dst, size_t len, MigErr **errp);
+    /* Optional: the next pages, straight into each iov's memory (a run of
+     * pages whose records were read; lengths are page sizes).  0 or an error
+     * as page_get. */
+    int (*page_getv)(MigTransport *t, const struct iovec *iov, int n, MigErr **errp);
     /* Call cb when any of `events` (MIG_LOOP_IN/OUT) may succeed; events 0
      * stops watching.  One watch per transport; a new call replaces it. */
     int (*watch)(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque);
