@@ -527,7 +527,26 @@ int mig_migration_start(MigMigration *mm, MigTransport *t, MigErr **errp)
                            "or disable return-path)",
                            kind);
     }
-    if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) {
+    if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) {
+        /* Shared memory: the RAM's memfd goes over the socket at setup
+         * (docs/protocol-qemu-stream.md, shared memory). */
+        bool ram_shared = mm->env.ram && mig_ram_all_shared(mm->env.ram);
+        const char *why =
+            !mig_transport_can_pass_fds(t) ? "a unix socket that can pass fds"
+            : !ram_shared ? "guest RAM in shared memory (migcert vm --mem-share)"
+            : !rp ? "capability 'return-path' too (the source gives its RAM away only once "
+                    "the destination said it loaded everything)"
+                  : NULL;
+        if (why) {
+            const char *kind = t->ops->kind;
+            int r = mig_err_set(errp, -ENOTSUP,
+                                "capability 'x-ram-share' needs %s; this is a '%s' transport "
+                                "from a machine with%s shared RAM (disable x-ram-share)",
+                                why, kind, ram_shared ? "" : "out");
+            mig_transport_close(t);
+            return r;
+        }
+    } else if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) {
         /* Page flipping: pages go through a pipe passed over the socket. */
         t = mig_transport_local_new(t, true, errp);
         if (!t)
