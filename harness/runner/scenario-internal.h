@@ -159,6 +159,7 @@ typedef struct RawSpice {
     char *migrate_timeout;
     char *migrate_info;
     char *display;
+    char *heads;
     char *vmc_rate;
     char *semi_seamless;
 } RawSpice;

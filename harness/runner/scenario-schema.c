@@ -112,6 +112,7 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("migrate-timeout", RawSpice, migrate_timeout),
     STR("migrate-info", RawSpice, migrate_info),
     STR("display", RawSpice, display),
+    STR("heads", RawSpice, heads),
     STR("vmc-rate", RawSpice, vmc_rate),
     STR("semi-seamless", RawSpice, semi_seamless),
     CYAML_FIELD_END,

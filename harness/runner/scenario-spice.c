@@ -101,6 +101,11 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
         sp->width = w;
         sp->height = h;
     }
+    sp->heads = 1;
+    if (r->heads && parse_u32(c, "spice.heads", r->heads, 4, &sp->heads) < 0)
+        return -EINVAL;
+    if (!sp->heads)
+        return scn__bad(c, "spice.heads", "a guest has at least one head (1 to 4)");
     if (r->vmc_rate && parse_u32(c, "spice.vmc-rate", r->vmc_rate, 1u << 20, &sp->vmc_rate) < 0)
         return -EINVAL;
     if (r->vmc_rate && !sp->vmc_rate)

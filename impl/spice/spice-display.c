@@ -8,29 +8,40 @@
 #include <spice/protocol.h>
 
 #include "spice-display.h"
+#include "spice-pixmap-cache.h"
 
 /* Images the server makes itself (a whole surface for a new client) carry
  * ids with the top bit set, apart from the device's, and are never cached. */
 #define SERVER_IMAGE_ID_BIT (1ull << 63)
 
-typedef struct CacheItem {
-    uint64_t id;
-    uint64_t pixels;
-} CacheItem;
+/* One client's shared pixmap cache, counted by its display channel
+ * clients (the last one to go frees it). */
+typedef struct SharedCache {
+    const SpiceClient *client;
+    SpicePixmapCache *pc;
+    uint32_t refs;
+} SharedCache;
+
+/* What the display channels of one server share: the pixmap caches of
+ * their clients.  Counted by the SpiceDisplays that use it. */
+typedef struct DisplayGroup {
+    uint32_t refs;
+    SharedCache *caches;
+    size_t ncaches, capcaches;
+} DisplayGroup;
 
 typedef struct DisplayCC {
     SpiceDisplay *d;
     SpiceChannelClient *cc;
-    bool ready;          /* DISPLAY_INIT received, surfaces sent */
-    uint64_t cache_cap;  /* pixels the client's pixmap cache holds */
-    uint64_t cache_used;
-    CacheItem *items;    /* least recently used first */
-    size_t nitems, capitems;
+    bool ready;            /* DISPLAY_INIT received, surfaces sent */
+    SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
 } DisplayCC;
 
 struct SpiceDisplay {
     SpiceServer *server;
     SpiceChannel *ch;
+    uint8_t id;
+    DisplayGroup *group;
     SpiceSurface *surfaces; /* in creation order, the primary normally first */
     size_t nsurfaces;
     DisplayCC **dccs;
@@ -52,57 +63,61 @@ const SpiceSurface *spice_display_surface(const SpiceDisplay *d, uint32_t id)
     return find_surface(d, id);
 }
 
-/* ------------------------------------------------------------------ the client's pixmap cache */
+/* ------------------------------------------------------------------ the shared pixmap cache */
 
-static ssize_t cache_find(const DisplayCC *dc, uint64_t id)
+/* The cache of (client, cache_id), made with `size` when new. */
+static SpicePixmapCache *cache_get(DisplayGroup *g, const SpiceClient *client, uint8_t cache_id, uint64_t size)
 {
-    for (size_t i = 0; i < dc->nitems; i++)
-        if (dc->items[i].id == id)
-            return (ssize_t)i;
-    return -1;
-}
-
-static void cache_touch(DisplayCC *dc, size_t i)
-{
-    CacheItem it = dc->items[i];
-    memmove(dc->items + i, dc->items + i + 1, (dc->nitems - i - 1) * sizeof(*dc->items));
-    dc->items[dc->nitems - 1] = it;
-}
-
-/* Make room for `pixels` and add `id`; the evicted ids go out in one
- * INVAL_LIST first.  Returns 0 or the send error. */
-static int cache_add(DisplayCC *dc, uint64_t id, uint64_t pixels)
-{
-    size_t evict = 0;
-    uint64_t used = dc->cache_used;
-    while (used + pixels > dc->cache_cap && evict < dc->nitems)
-        used -= dc->items[evict++].pixels;
-    if (evict) {
-        SpiceResourceRef *refs = mig_malloc0(evict * sizeof(*refs));
-        for (size_t i = 0; i < evict; i++)
-            refs[i] = (SpiceResourceRef){.type = SPICE_RES_TYPE_PIXMAP, .id = dc->items[i].id};
-        /* INVAL_LIST counts in 16 bits: send it in slices */
-        int r = 0;
-        for (size_t at = 0; at < evict && r == 0; at += UINT16_MAX) {
-            SpiceMsgInvalList l = {.resources = {.n = (uint32_t)MIG_MIN(evict - at, (size_t)UINT16_MAX),
-                                                 .items = refs + at}};
-            r = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_INVAL_LIST, &l);
+    for (size_t i = 0; i < g->ncaches; i++)
+        if (g->caches[i].client == client && spice_pixmap_cache_id(g->caches[i].pc) == cache_id) {
+            g->caches[i].refs++;
+            return g->caches[i].pc;
         }
-        free(refs);
-        if (r < 0)
-            return r;
-        memmove(dc->items, dc->items + evict, (dc->nitems - evict) * sizeof(*dc->items));
-        dc->nitems -= evict;
-        dc->cache_used = used;
-        dc->d->stats.cache_evictions += evict;
+    MIG_GROW(g->caches, g->capcaches, g->ncaches + 1, 4);
+    g->caches[g->ncaches++] = (SharedCache){.client = client, .pc = spice_pixmap_cache_new(cache_id, size), .refs = 1};
+    return g->caches[g->ncaches - 1].pc;
+}
+
+static void cache_put(DisplayGroup *g, SpicePixmapCache *pc)
+{
+    for (size_t i = 0; pc && i < g->ncaches; i++)
+        if (g->caches[i].pc == pc) {
+            if (--g->caches[i].refs == 0) {
+                spice_pixmap_cache_free(pc);
+                memmove(g->caches + i, g->caches + i + 1, (g->ncaches - i - 1) * sizeof(*g->caches));
+                g->ncaches--;
+            }
+            return;
+        }
+}
+
+static int send_waits(DisplayCC *dc, const SpicePixmapWaits *w)
+{
+    if (!w->n)
+        return 0;
+    SpiceMsgWaitList m = {.items = {.n = w->n, .items = (void *)w->items}};
+    dc->d->stats.waits_sent++;
+    return spice_cc_send(dc->cc, SPICE_MSG_WAIT_FOR_CHANNELS, &m);
+}
+
+/* The evicted ids in INVAL_LIST (16-bit count: in slices). */
+static int send_inval(DisplayCC *dc, const uint64_t *ids, size_t n)
+{
+    if (!n)
+        return 0;
+    SpiceResourceRef *refs = mig_malloc0(n * sizeof(*refs));
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (SpiceResourceRef){.type = SPICE_RES_TYPE_PIXMAP, .id = ids[i]};
+    int r = 0;
+    for (size_t at = 0; at < n && r == 0; at += UINT16_MAX) {
+        SpiceMsgInvalList l = {.resources = {.n = (uint32_t)MIG_MIN(n - at, (size_t)UINT16_MAX), .items = refs + at}};
+        r = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_INVAL_LIST, &l);
     }
-    if (dc->nitems == dc->capitems) {
-        dc->capitems = dc->capitems ? 2 * dc->capitems : 32;
-        dc->items = mig_realloc(dc->items, dc->capitems * sizeof(*dc->items));
-    }
-    dc->items[dc->nitems++] = (CacheItem){id, pixels};
-    dc->cache_used += pixels;
-    return 0;
+    free(refs);
+    if (r == 0)
+        spice_pixmap_cache_inval_sent(dc->pc, dc->d->id, spice_conn_last_sent_serial(spice_cc_conn(dc->cc)));
+    dc->d->stats.cache_evictions += n;
+    return r;
 }
 
 /* ------------------------------------------------------------------ sending */
@@ -117,23 +132,32 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
 {
     SpiceImage img = {.id = image_id, .width = w, .height = h};
     uint8_t *payload = NULL;
-    ssize_t hit = cacheable ? cache_find(dc, image_id) : -1;
-    if (hit >= 0) {
-        cache_touch(dc, (size_t)hit);
+    uint8_t ch = dc->d->id;
+    SpicePixmapWaits waits = {0};
+    bool hit = cacheable && dc->pc && spice_pixmap_cache_hit(dc->pc, ch, image_id, &waits);
+    int e = send_waits(dc, &waits);
+    if (e < 0)
+        return e;
+    if (hit) {
         img.type = SPICE_IMAGE_TYPE_FROM_CACHE;
         dc->d->stats.cache_hits++;
     } else {
-        uint64_t pixels = (uint64_t)w * h;
-        if (cacheable && pixels <= dc->cache_cap) {
-            int r2 = cache_add(dc, image_id, pixels);
-            if (r2 < 0)
-                return r2;
+        uint64_t *evicted = NULL;
+        size_t nevicted = 0;
+        if (cacheable && dc->pc &&
+            spice_pixmap_cache_add(dc->pc, ch, image_id, (uint64_t)w * h, &evicted, &nevicted, &waits)) {
+            e = send_waits(dc, &waits);
+            if (e == 0)
+                e = send_inval(dc, evicted, nevicted);
+            free(evicted);
+            if (e < 0)
+                return e;
             img.flags = SPICE_IMAGE_FLAGS_CACHE_ME;
         }
         SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
                               .y = h, .stride = 4 * w, .data = {.len = 4 * w * h, .data = (uint8_t *)px}};
         size_t plen;
-        int e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
+        e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
         if (e < 0)
             return e;
         img.type = SPICE_IMAGE_TYPE_BITMAP;
@@ -143,9 +167,11 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
     SpiceMsgDrawCopy m = {.base = draw_base(surface, r), .src_bitmap = &img,
                           .src_area = {.top = 0, .left = 0, .bottom = (int32_t)h, .right = (int32_t)w},
                           .rop_descriptor = SPICE_ROPD_OP_PUT};
-    int e = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_DRAW_COPY, &m);
+    e = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_DRAW_COPY, &m);
     free(payload);
     dc->d->stats.draws_sent++;
+    if (e == 0 && (hit || img.flags & SPICE_IMAGE_FLAGS_CACHE_ME))
+        spice_pixmap_cache_use_sent(dc->pc, ch, image_id, spice_conn_last_sent_serial(spice_cc_conn(dc->cc)));
     return e;
 }
 
@@ -202,7 +228,7 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
     if (di->pixmap_cache_size < 0 || di->glz_dictionary_window_size < 0)
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
-    dc->cache_cap = (uint64_t)di->pixmap_cache_size;
+    dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size);
     dc->ready = true;
     return send_initial(dc);
 }
@@ -219,7 +245,7 @@ static void display_disconnect(SpiceChannelClient *cc)
             d->ndccs--;
             break;
         }
-    free(dc->items);
+    cache_put(d->group, dc->pc);
     free(dc);
     spice_cc_set_priv(cc, NULL);
 }
@@ -240,10 +266,38 @@ static const SpiceChannelClass display_class = {
     .channel_gone = display_channel_gone,
 };
 
+/* The group of the server's other display channels, or a new one. */
+static DisplayGroup *group_join(SpiceServer *s)
+{
+    for (size_t i = 0; i < spice_server_channel_count(s); i++) {
+        SpiceChannel *ch = spice_server_channel_at(s, i);
+        SpiceDisplay *other = spice_channel_type(ch) == SPICE_CHANNEL_DISPLAY ? spice_channel_priv(ch) : NULL;
+        if (other && other->group) {
+            other->group->refs++;
+            return other->group;
+        }
+    }
+    DisplayGroup *g = mig_malloc0(sizeof(*g));
+    g->refs = 1;
+    return g;
+}
+
+static void group_leave(DisplayGroup *g)
+{
+    if (--g->refs)
+        return;
+    for (size_t i = 0; i < g->ncaches; i++)
+        spice_pixmap_cache_free(g->caches[i].pc);
+    free(g->caches);
+    free(g);
+}
+
 SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id)
 {
     SpiceDisplay *d = mig_malloc0(sizeof(*d));
     d->server = s;
+    d->id = id;
+    d->group = group_join(s);
     d->ch = spice_server_add_channel(s, SPICE_CHANNEL_DISPLAY, id, &display_class, d);
     return d;
 }
@@ -258,10 +312,11 @@ void spice_display_free(SpiceDisplay *d)
     for (size_t i = 0; i < d->ndccs; i++) {
         spice_cc_set_priv(d->dccs[i]->cc, NULL);
         spice_cc_disconnect(d->dccs[i]->cc, "the display device went away");
-        free(d->dccs[i]->items);
+        cache_put(d->group, d->dccs[i]->pc);
         free(d->dccs[i]);
     }
     free(d->dccs);
+    group_leave(d->group);
     for (size_t i = 0; i < d->nsurfaces; i++)
         spice_surface_fini(&d->surfaces[i]);
     free(d->surfaces);

@@ -6,11 +6,16 @@
  * Owns: SpiceDisplay, the channel's shared state: its surfaces, kept drawn
  * by the server (spice-canvas.c) so that a client that links later gets
  * every surface whole; and, per channel client, what the client announced
- * in DISPLAY_INIT (pixmap cache and GLZ window sizes) and the server's
- * record of the client's pixmap cache (ids, sizes, least recently used
- * first), so that an image is sent FROM_CACHE only while the client holds
- * it, evicted ones are named in INVAL_LIST before the message that needs
- * their room, and the cache never holds more pixels than the client allows.
+ * in DISPLAY_INIT (pixmap cache and GLZ window sizes).  The server's
+ * record of a client's pixmap cache (spice-pixmap-cache.h) is shared by
+ * every display channel of that server the client links (one per
+ * (client, cache id), as the client keeps one cache for all its display
+ * channels), and freed with the last of them: an image is sent FROM_CACHE
+ * only while the client holds it, evicted ones are named in INVAL_LIST
+ * before the message that needs their room, WAIT_FOR_CHANNELS goes first
+ * when another display channel may still use what changes, and the cache
+ * never holds more pixels than the client allows.  Display ids 0..3 share
+ * the cache; a higher id sends every image uncached.
  *
  * Messages per client: SET_ACK at link; after DISPLAY_INIT,
  * INVAL_ALL_PALETTES, SURFACE_CREATE and a DRAW_COPY of each surface
@@ -58,6 +63,7 @@ typedef struct SpiceDisplayStats {
     uint64_t images_sent;     /* BITMAP images */
     uint64_t cache_hits;      /* FROM_CACHE images */
     uint64_t cache_evictions; /* ids named in INVAL_LIST */
+    uint64_t waits_sent;      /* WAIT_FOR_CHANNELS messages */
 } SpiceDisplayStats;
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out);
 
