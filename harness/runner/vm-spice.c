@@ -106,6 +106,13 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
                 r = -EINVAL;
             }
             o->draw_rate = (uint32_t)n;
+        } else if (!strcmp(k, "x-heads")) { /* migcert's: the guest's heads (display channels) */
+            if (strlen(v) != 1 || v[0] < '1' || v[0] > '4') {
+                snprintf(why, why_len, "x-heads=%s: expected 1 to 4 heads", v);
+                r = -EINVAL;
+            } else {
+                o->heads = (uint32_t)(v[0] - '0');
+            }
         } else if (!strcmp(k, "tls-port") || !strcmp(k, "x509-dir")) {
             snprintf(why, why_len, "%s: TLS is not supported", k);
             r = -ENOTSUP;
@@ -376,7 +383,13 @@ static int q_screendump(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     const char *format = json_string_value(json_object_get(args, "format"));
     if (format && strcmp(format, "ppm"))
         return mig_err_set(errp, -ENOTSUP, "screendump: format '%s' is not supported (ppm is)", format);
-    const SpiceSurface *s = fake_qxl_framebuffer(v->devices->qxl);
+    json_t *jhead = json_object_get(args, "head");
+    json_int_t head = jhead ? json_integer_value(jhead) : 0;
+    const SpiceSurface *s = head >= 0 && head < (json_int_t)fake_qxl_heads(v->devices->qxl)
+                                ? fake_qxl_head_framebuffer(v->devices->qxl, (uint32_t)head) : NULL;
+    if (!s)
+        return mig_err_set(errp, -EINVAL, "screendump: head %lld does not exist (the display has %u)",
+                           (long long)head, fake_qxl_heads(v->devices->qxl));
     FILE *f = fopen(path, "wb");
     if (!f)
         return mig_err_set(errp, -errno, "screendump: cannot open %s: %s", path, strerror(errno));
@@ -448,7 +461,8 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
                             .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
-    v->devices = fake_spice_new(m, NULL, errp);
+    FakeSpiceOptions fo = {.heads = o->heads};
+    v->devices = fake_spice_new(m, &fo, errp);
     if (!v->devices)
         goto fail;
     if (o->draw_rate)
