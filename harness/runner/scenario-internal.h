@@ -160,6 +160,7 @@ typedef struct RawSpice {
     char *migrate_info;
     char *display;
     char *heads;
+    char *pixmap_cache_migration;
     char *vmc_rate;
     char *semi_seamless;
 } RawSpice;

@@ -113,6 +113,7 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("migrate-info", RawSpice, migrate_info),
     STR("display", RawSpice, display),
     STR("heads", RawSpice, heads),
+    STR("pixmap-cache-migration", RawSpice, pixmap_cache_migration),
     STR("vmc-rate", RawSpice, vmc_rate),
     STR("semi-seamless", RawSpice, semi_seamless),
     CYAML_FIELD_END,

@@ -23,6 +23,7 @@
 
 #include <spice/enums.h>
 
+#include "spice/spice-pixmap-cache.h"
 #include "devices/fake-spice.h"
 #include "spice/spice-ticket.h"
 #include "vm-spice.h"
@@ -106,6 +107,14 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
                 r = -EINVAL;
             }
             o->draw_rate = (uint32_t)n;
+        } else if (!strcmp(k, "x-pixmap-cache-migration")) { /* migcert's: seamless migration's cache strategy */
+            if (!strcmp(v, "reset") || !strcmp(v, "restore")) {
+                o->pixmap_cache_migration = !strcmp(v, "restore") ? SPICE_PIXMAP_CACHE_MIG_RESTORE
+                                                                   : SPICE_PIXMAP_CACHE_MIG_RESET;
+            } else {
+                snprintf(why, why_len, "x-pixmap-cache-migration=%s: expected reset or restore", v);
+                r = -EINVAL;
+            }
         } else if (!strcmp(k, "x-heads")) { /* migcert's: the guest's heads (display channels) */
             if (strlen(v) != 1 || v[0] < '1' || v[0] > '4') {
                 snprintf(why, why_len, "x-heads=%s: expected 1 to 4 heads", v);
@@ -458,6 +467,7 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->lfd = -1;
     SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
                             .seamless_migration = o->seamless_migration, .name = "migcert",
+                            .pixmap_cache_migration = o->pixmap_cache_migration,
                             .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;

@@ -34,6 +34,7 @@ typedef struct DisplayCC {
     SpiceDisplay *d;
     SpiceChannelClient *cc;
     bool ready;            /* DISPLAY_INIT received, surfaces sent */
+    bool imported;         /* seamless target: its blob's cache part was taken */
     SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
 } DisplayCC;
 
@@ -66,13 +67,16 @@ const SpiceSurface *spice_display_surface(const SpiceDisplay *d, uint32_t id)
 /* ------------------------------------------------------------------ the shared pixmap cache */
 
 /* The cache of (client, cache_id), made with `size` when new. */
-static SpicePixmapCache *cache_get(DisplayGroup *g, const SpiceClient *client, uint8_t cache_id, uint64_t size)
+static SpicePixmapCache *cache_get(DisplayGroup *g, const SpiceClient *client, uint8_t cache_id, uint64_t size,
+                                   bool *created)
 {
+    *created = false;
     for (size_t i = 0; i < g->ncaches; i++)
         if (g->caches[i].client == client && spice_pixmap_cache_id(g->caches[i].pc) == cache_id) {
             g->caches[i].refs++;
             return g->caches[i].pc;
         }
+    *created = true;
     MIG_GROW(g->caches, g->capcaches, g->ncaches + 1, 4);
     g->caches[g->ncaches++] = (SharedCache){.client = client, .pc = spice_pixmap_cache_new(cache_id, size), .refs = 1};
     return g->caches[g->ncaches - 1].pc;
@@ -228,7 +232,9 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
     if (di->pixmap_cache_size < 0 || di->glz_dictionary_window_size < 0)
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
-    dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size);
+    bool created;
+    dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size,
+                       &created);
     dc->ready = true;
     return send_initial(dc);
 }
@@ -431,4 +437,92 @@ int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, in
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out)
 {
     *out = d->stats;
+}
+
+/* ------------------------------------------------------------------ seamless migration of the cache */
+
+static SpicePixmapCacheMig cache_strategy(const DisplayCC *dc)
+{
+    int how = spice_server_config(dc->d->server)->pixmap_cache_migration;
+    return how == SPICE_PIXMAP_CACHE_MIG_RESTORE ? SPICE_PIXMAP_CACHE_MIG_RESTORE : SPICE_PIXMAP_CACHE_MIG_RESET;
+}
+
+int spice_display_migrate_export_cache(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc || !dc->pc)
+        return mig_err_set(errp, -EINVAL, "display %u: the client sent no DISPLAY_INIT: no cache to migrate",
+                           dc ? dc->d->id : 0);
+    SpicePixmapCacheMig how = cache_strategy(dc);
+    bool freezer = !spice_pixmap_cache_frozen(dc->pc);
+    if (freezer)
+        spice_pixmap_cache_freeze(dc->pc, how == SPICE_PIXMAP_CACHE_MIG_RESTORE);
+    return spice_pixmap_cache_export(dc->pc, how, freezer, blob, errp);
+}
+
+/* Whether every display channel the client has linked took its blob. */
+static bool all_imported(const DisplayCC *dc)
+{
+    SpiceServer *s = dc->d->server;
+    SpiceClient *client = spice_cc_client(dc->cc);
+    for (size_t i = 0; i < spice_server_channel_count(s); i++) {
+        SpiceChannel *ch = spice_server_channel_at(s, i);
+        if (spice_channel_type(ch) != SPICE_CHANNEL_DISPLAY)
+            continue;
+        SpiceChannelClient *other = spice_client_find(client, SPICE_CHANNEL_DISPLAY, spice_channel_id(ch));
+        DisplayCC *odc = other ? spice_cc_priv(other) : NULL;
+        if (odc && odc->pc == dc->pc && !odc->imported)
+            return false;
+        if (other && (!odc || odc->pc != dc->pc))
+            return false; /* linked, its blob not yet here */
+    }
+    return true;
+}
+
+int spice_display_migrate_import_cache(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    if (dc->imported)
+        return mig_err_set(errp, -EPROTO, "display %u: a second migration blob", dc->d->id);
+    SpicePixmapCacheBlob b;
+    int r = spice_pixmap_cache_parse(blob, len, &b, errp);
+    if (r < 0)
+        return r;
+    if (!dc->pc) {
+        bool created;
+        dc->pc = cache_get(dc->d->group, spice_cc_client(cc), b.cache_id, (uint64_t)b.size, &created);
+        if (created)
+            spice_pixmap_cache_freeze(dc->pc, true); /* frozen until restored (or reset) */
+    }
+    if (spice_pixmap_cache_id(dc->pc) != b.cache_id)
+        return mig_err_set(errp, -EPROTO, "display %u: the blob names pixmap cache %u, the client uses %u",
+                           dc->d->id, b.cache_id, spice_pixmap_cache_id(dc->pc));
+    dc->imported = true;
+    if (cache_strategy(dc) == SPICE_PIXMAP_CACHE_MIG_RESTORE) {
+        r = spice_pixmap_cache_import(dc->pc, &b, errp);
+        if (r == 0 && all_imported(dc))
+            spice_pixmap_cache_unfreeze(dc->pc);
+        return r;
+    }
+    SpicePixmapCacheBlob serials = b;
+    serials.has_items = false; /* reset: only the serials count */
+    spice_pixmap_cache_import(dc->pc, &serials, NULL);
+    if (!b.freezer)
+        return 0;
+    SpicePixmapWaits w;
+    spice_pixmap_cache_reset(dc->pc, dc->d->id, (uint64_t)b.size, &w);
+    SpiceMsgWaitList m = {.items = {.n = w.n, .items = w.items}};
+    r = spice_cc_send(cc, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS, &m);
+    if (r == 0)
+        spice_pixmap_cache_inval_sent(dc->pc, dc->d->id, spice_conn_last_sent_serial(spice_cc_conn(cc)));
+    return r < 0 ? mig_err_set(errp, r, "display %u: cannot queue INVAL_ALL_PIXMAPS", dc->d->id) : 0;
+}
+
+void spice_display_migrate_cancel_cache(SpiceChannelClient *cc)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (dc && dc->pc)
+        spice_pixmap_cache_unfreeze(dc->pc);
 }

@@ -28,6 +28,7 @@
 
 #include <stdint.h>
 
+#include "../common/buf.h"
 #include "spice-canvas.h"
 #include "spice-server.h"
 
@@ -56,6 +57,30 @@ int spice_display_copy(SpiceDisplay *d, uint32_t id, const SpiceRect *r, uint64_
 int spice_display_restore(SpiceDisplay *d, uint32_t id, const uint32_t *px, MigErr **errp);
 int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, int32_t sx, int32_t sy,
                             MigErr **errp);
+
+/* ---- seamless migration of the client's pixmap cache (the cache part of
+ * the display channel's DCMD blob, spice-pixmap-cache.h), by the server's
+ * pixmap_cache_migration strategy.  Called by the seamless flow. */
+
+/* Source, display channel client `cc` at its migration step: write the
+ * cache part into `blob` (blob->len >= SPICE_DCMD_BODY_END; with restore,
+ * the restore list is appended at blob->len).  The first display channel
+ * of the client to migrate freezes the cache and is the freezer; with
+ * reset the frozen cache is used no more, with restore FROM_CACHE goes on
+ * (those uses travel in the later channels' blobs).  -EINVAL when the
+ * client sent no DISPLAY_INIT. */
+int spice_display_migrate_export_cache(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp);
+/* Target, display channel client `cc` of a client that migrated in: take
+ * the cache part of its blob (len bytes, header included).  The cache
+ * (made with the blob's id and size when new) starts frozen.  reset: the
+ * freezer's blob empties it and sends INVAL_ALL_PIXMAPS waiting for the
+ * other channels' last serials, and it thaws.  restore: the ids, their order
+ * and serials are restored; it thaws once every display channel the client
+ * has linked delivered its blob, and no image it holds is sent again.
+ * -EPROTO (the caller disconnects the client) on a malformed part. */
+int spice_display_migrate_import_cache(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
+/* Source, after a failed or cancelled migration: the cache thaws. */
+void spice_display_migrate_cancel_cache(SpiceChannelClient *cc);
 
 /* Counters for tests and the report. */
 typedef struct SpiceDisplayStats {

@@ -285,11 +285,12 @@ int spice_pixmap_cache_import(SpicePixmapCache *pc, const SpicePixmapCacheBlob *
                 bad = items[k].id == it->id;
             used += it->pixels;
             if (bad || it->adder >= NCH || it->pixels == 0 || used > pc->size || used < it->pixels) {
+                const char *why = bad ? "listed twice" : it->adder >= NCH ? "added by a channel out of range"
+                                  : it->pixels == 0 ? "of 0 pixels" : "overfills the cache";
+                uint64_t id = it->id;
                 free(items);
                 return mig_err_set(errp, -EPROTO, "display migration data: restore list image %zu (id 0x%llx): %s",
-                                   i, (unsigned long long)it->id,
-                                   bad ? "listed twice" : it->adder >= NCH ? "added by a channel out of range"
-                                   : it->pixels == 0 ? "of 0 pixels" : "overfills the cache");
+                                   i, (unsigned long long)id, why);
             }
         }
         free(pc->items);
