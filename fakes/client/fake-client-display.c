@@ -19,6 +19,7 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
+#include "client/fake-client-glz.h"
 #include "client/fake-client-internal.h"
 #include "spice/spice-canvas.h"
 
@@ -78,10 +79,14 @@ static void clear_cache(FakePixmapCache *d)
 void fake__pixmap_cache_clear(FakeClient *c)
 {
     clear_cache(c->pcache);
+    if (c->glz)
+        fake_glz_window_clear(c->glz); /* a new session's dictionary starts again */
 }
 
 void fake__pixmap_cache_free(FakeClient *c)
 {
+    fake_glz_window_free(c->glz);
+    c->glz = NULL;
     if (!c->pcache)
         return;
     clear_cache(c->pcache);
@@ -167,8 +172,8 @@ void fake__wait_check(FakeClient *c)
 
 /* The pixels of a DRAW_COPY's image: from the cache, or its bitmap (then
  * cached when flagged).  *px points into the cache or into *owned. */
-static int image_pixels(FakePixmapCache *d, const SpiceImage *img, const uint32_t **px, uint32_t **owned,
-                        MigErr **errp)
+static int image_pixels(FakeClient *c, FakePixmapCache *d, const SpiceImage *img, const uint32_t **px,
+                        uint32_t **owned, MigErr **errp)
 {
     *owned = NULL;
     if (img->type == SPICE_IMAGE_TYPE_FROM_CACHE) {
@@ -183,8 +188,18 @@ static int image_pixels(FakePixmapCache *d, const SpiceImage *img, const uint32_
         *px = ci->px;
         return 0;
     }
+    uint32_t *copy;
+    if (img->type == SPICE_IMAGE_TYPE_GLZ_RGB) {
+        if (!c->glz)
+            c->glz = fake_glz_window_new();
+        int r = fake_glz_decode(c->glz, img->payload.data, img->payload.len, img->width, img->height, &copy, errp);
+        if (r < 0)
+            return r;
+        goto decoded;
+    }
     if (img->type != SPICE_IMAGE_TYPE_BITMAP)
-        return mig_err_set(errp, -EPROTO, "image type %u (this client decodes BITMAP and FROM_CACHE)", img->type);
+        return mig_err_set(errp, -EPROTO, "image type %u (this client decodes BITMAP, GLZ_RGB and FROM_CACHE)",
+                           img->type);
     SpiceBitmapBody bm;
     int r = spice_marshal_decode(&spice_bitmap_desc, img->payload.data, img->payload.len, &bm, errp);
     if (r < 0)
@@ -197,9 +212,10 @@ static int image_pixels(FakePixmapCache *d, const SpiceImage *img, const uint32_
         spice_marshal_free(&spice_bitmap_desc, &bm);
         return r;
     }
-    uint32_t *copy = mig_realloc(NULL, (size_t)bm.data.len ? bm.data.len : 4);
+    copy = mig_realloc(NULL, (size_t)bm.data.len ? bm.data.len : 4);
     memcpy(copy, bm.data.data, bm.data.len);
     spice_marshal_free(&spice_bitmap_desc, &bm);
+decoded:
     *px = copy;
     *owned = copy;
     if (img->flags & SPICE_IMAGE_FLAGS_CACHE_ME) {
@@ -219,7 +235,8 @@ static int image_pixels(FakePixmapCache *d, const SpiceImage *img, const uint32_
     return 0;
 }
 
-static int draw_copy(FakeDisplay *d, FakePixmapCache *pc, const SpiceMsgDrawCopy *m, MigErr **errp)
+static int draw_copy(FakeClient *c, FakeDisplay *d, FakePixmapCache *pc, const SpiceMsgDrawCopy *m,
+                     MigErr **errp)
 {
     SpiceSurface *s = find_surface(d, m->base.surface_id);
     if (!s)
@@ -233,7 +250,7 @@ static int draw_copy(FakeDisplay *d, FakePixmapCache *pc, const SpiceMsgDrawCopy
                            "images are sent here)", a->left, a->top, a->right, a->bottom, img->width, img->height);
     const uint32_t *px = NULL;
     uint32_t *owned = NULL;
-    int r = image_pixels(pc, img, &px, &owned, errp);
+    int r = image_pixels(c, pc, img, &px, &owned, errp);
     if (r == 0)
         r = spice_canvas_put(s, &m->base.box, px, img->width, img->height, img->width, errp);
     free(owned);
@@ -292,7 +309,7 @@ int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, M
         return spice_canvas_fill(s, &m->base.box, m->color, errp);
     }
     case SPICE_MSG_DISPLAY_DRAW_COPY:
-        return draw_copy(d, ch->client->pcache, body, errp);
+        return draw_copy(ch->client, d, ch->client->pcache, body, errp);
     case SPICE_MSG_DISPLAY_COPY_BITS: {
         SpiceMsgCopyBits *m = body;
         SpiceSurface *s = find_surface(d, m->base.surface_id);

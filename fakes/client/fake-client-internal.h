@@ -70,6 +70,7 @@ struct FakeClient {
     uint64_t switch_gap_ns;
     FakeClientDraws draws;
     FakePixmapCache *pcache; /* shared by every display channel (cache id 1) */
+    struct FakeGlzWindow *glz; /* the GLZ window, shared the same way */
     uint64_t waits_held;     /* waits that held a channel */
 };
 

@@ -44,7 +44,7 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
                             .password = sp->password[0] ? sp->password : NULL,
                             .migrate_timeout_ns = sp->migrate_timeout_ns,
                             .no_semi_seamless = sp->no_semi_seamless,
-                            .pixmap_cache_migration = sp->pixmap_cache_migration,
+                            .pixmap_cache_migration = sp->pixmap_cache_migration, .glz = sp->glz,
                             .who = who};
     MigFaultSide prev;
     exec__side_enter(sd->sl, &prev);

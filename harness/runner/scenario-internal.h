@@ -161,6 +161,7 @@ typedef struct RawSpice {
     char *display;
     char *heads;
     char *pixmap_cache_migration;
+    char *image_compression;
     char *vmc_rate;
     char *semi_seamless;
 } RawSpice;

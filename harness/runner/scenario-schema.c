@@ -114,6 +114,7 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("display", RawSpice, display),
     STR("heads", RawSpice, heads),
     STR("pixmap-cache-migration", RawSpice, pixmap_cache_migration),
+    STR("image-compression", RawSpice, image_compression),
     STR("vmc-rate", RawSpice, vmc_rate),
     STR("semi-seamless", RawSpice, semi_seamless),
     CYAML_FIELD_END,

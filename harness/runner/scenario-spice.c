@@ -107,6 +107,13 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
         return -EINVAL;
     if (!sp->heads)
         return scn__bad(c, "spice.heads", "a guest has at least one head (1 to 4)");
+    if (r->image_compression) {
+        static const char *const kinds[] = {"off", "glz"};
+        int v;
+        if (scn__enum(c, "spice.image-compression", r->image_compression, kinds, 2, &v) < 0)
+            return -EINVAL;
+        sp->glz = v == 1;
+    }
     if (r->pixmap_cache_migration) {
         int v;
         if (scn__enum(c, "spice.pixmap-cache-migration", r->pixmap_cache_migration, spice_pixmap_cache_mig_names,

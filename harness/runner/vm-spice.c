@@ -125,10 +125,12 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
         } else if (!strcmp(k, "tls-port") || !strcmp(k, "x509-dir")) {
             snprintf(why, why_len, "%s: TLS is not supported", k);
             r = -ENOTSUP;
+        } else if (!strcmp(k, "image-compression") && (!strcmp(v, "glz") || !strcmp(v, "auto_glz"))) {
+            o->glz = true; /* images as GLZ_RGB with the client's dictionary */
         } else if (!strcmp(k, "image-compression") || !strcmp(k, "jpeg-wan-compression") ||
                    !strcmp(k, "zlib-glz-wan-compression") || !strcmp(k, "streaming-video") ||
                    !strcmp(k, "playback-compression") || !strcmp(k, "agent-mouse")) {
-            /* accepted for QEMU command lines: images are raw bitmaps here */
+            /* accepted for QEMU command lines: images other than GLZ are raw bitmaps here */
         } else {
             snprintf(why, why_len, "unknown option '%s'", k);
             r = -EINVAL;
@@ -467,7 +469,7 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->lfd = -1;
     SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
                             .seamless_migration = o->seamless_migration, .name = "migcert",
-                            .pixmap_cache_migration = o->pixmap_cache_migration,
+                            .pixmap_cache_migration = o->pixmap_cache_migration, .glz = o->glz,
                             .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;

@@ -8,6 +8,7 @@
 #include <spice/protocol.h>
 
 #include "spice-display.h"
+#include "spice-glz.h"
 #include "spice-pixmap-cache.h"
 
 /* Images the server makes itself (a whole surface for a new client) carry
@@ -24,10 +25,19 @@ typedef struct SharedCache {
 
 /* What the display channels of one server share: the pixmap caches of
  * their clients.  Counted by the SpiceDisplays that use it. */
+/* One client's GLZ dictionary, counted the same way. */
+typedef struct SharedGlz {
+    const SpiceClient *client;
+    SpiceGlzDict *dict;
+    uint32_t refs;
+} SharedGlz;
+
 typedef struct DisplayGroup {
     uint32_t refs;
     SharedCache *caches;
     size_t ncaches, capcaches;
+    SharedGlz *glzs;
+    size_t nglzs, capglzs;
 } DisplayGroup;
 
 typedef struct DisplayCC {
@@ -36,6 +46,7 @@ typedef struct DisplayCC {
     bool ready;            /* DISPLAY_INIT received, surfaces sent */
     bool imported;         /* seamless target: its blob's cache part was taken */
     SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
+    SpiceGlzDict *glz;     /* the client's GLZ dictionary (with image-compression=glz) */
 } DisplayCC;
 
 struct SpiceDisplay {
@@ -95,6 +106,35 @@ static void cache_put(DisplayGroup *g, SpicePixmapCache *pc)
         }
 }
 
+/* The GLZ dictionary of (client, dict_id); `import`, when given, is the one
+ * a migration brought (used when the client has none yet). */
+static SpiceGlzDict *glz_get(DisplayGroup *g, const SpiceClient *client, uint8_t dict_id, uint32_t window,
+                             const SpiceGlzBlob *import)
+{
+    for (size_t i = 0; i < g->nglzs; i++)
+        if (g->glzs[i].client == client && spice_glz_dict_id(g->glzs[i].dict) == dict_id) {
+            g->glzs[i].refs++;
+            return g->glzs[i].dict;
+        }
+    MIG_GROW(g->glzs, g->capglzs, g->nglzs + 1, 4);
+    SpiceGlzDict *d = import ? spice_glz_dict_import(import) : spice_glz_dict_new(dict_id, window);
+    g->glzs[g->nglzs++] = (SharedGlz){.client = client, .dict = d, .refs = 1};
+    return d;
+}
+
+static void glz_put(DisplayGroup *g, SpiceGlzDict *d)
+{
+    for (size_t i = 0; d && i < g->nglzs; i++)
+        if (g->glzs[i].dict == d) {
+            if (--g->glzs[i].refs == 0) {
+                spice_glz_dict_free(d);
+                memmove(g->glzs + i, g->glzs + i + 1, (g->nglzs - i - 1) * sizeof(*g->glzs));
+                g->nglzs--;
+            }
+            return;
+        }
+}
+
 static int send_waits(DisplayCC *dc, const SpicePixmapWaits *w)
 {
     if (!w->n)
@@ -137,6 +177,7 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
     SpiceImage img = {.id = image_id, .width = w, .height = h};
     uint8_t *payload = NULL;
     uint8_t ch = dc->d->id;
+    uint64_t glz_id = 0;
     SpicePixmapWaits waits = {0};
     bool hit = cacheable && dc->pc && spice_pixmap_cache_hit(dc->pc, ch, image_id, &waits);
     int e = send_waits(dc, &waits);
@@ -158,14 +199,30 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
                 return e;
             img.flags = SPICE_IMAGE_FLAGS_CACHE_ME;
         }
-        SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
-                              .y = h, .stride = 4 * w, .data = {.len = 4 * w * h, .data = (uint8_t *)px}};
-        size_t plen;
-        e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
-        if (e < 0)
-            return e;
-        img.type = SPICE_IMAGE_TYPE_BITMAP;
-        img.payload = (SpiceMBytes){.len = (uint32_t)plen, .data = payload};
+        MigBuf glz = {0};
+        if (dc->glz && spice_glz_encode(dc->glz, ch, px, w, h, &glz, &waits, &glz_id) == 0) {
+            e = send_waits(dc, &waits);
+            if (e < 0) {
+                mig_buf_free(&glz);
+                return e;
+            }
+            img.type = SPICE_IMAGE_TYPE_GLZ_RGB;
+            img.payload = (SpiceMBytes){.len = (uint32_t)glz.len, .data = glz.data};
+            payload = glz.data;
+            dc->d->stats.glz_images++;
+            dc->d->stats.glz_bytes += glz.len;
+            dc->d->stats.glz_raw_bytes += 4ull * w * h;
+        } else {
+            mig_buf_free(&glz);
+            SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
+                                  .y = h, .stride = 4 * w, .data = {.len = 4 * w * h, .data = (uint8_t *)px}};
+            size_t plen;
+            e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
+            if (e < 0)
+                return e;
+            img.type = SPICE_IMAGE_TYPE_BITMAP;
+            img.payload = (SpiceMBytes){.len = (uint32_t)plen, .data = payload};
+        }
         dc->d->stats.images_sent++;
     }
     SpiceMsgDrawCopy m = {.base = draw_base(surface, r), .src_bitmap = &img,
@@ -174,8 +231,11 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
     e = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_DRAW_COPY, &m);
     free(payload);
     dc->d->stats.draws_sent++;
+    uint64_t serial = spice_conn_last_sent_serial(spice_cc_conn(dc->cc));
     if (e == 0 && (hit || img.flags & SPICE_IMAGE_FLAGS_CACHE_ME))
-        spice_pixmap_cache_use_sent(dc->pc, ch, image_id, spice_conn_last_sent_serial(spice_cc_conn(dc->cc)));
+        spice_pixmap_cache_use_sent(dc->pc, ch, image_id, serial);
+    if (e == 0 && img.type == SPICE_IMAGE_TYPE_GLZ_RGB)
+        spice_glz_sent(dc->glz, ch, glz_id, serial);
     return e;
 }
 
@@ -235,6 +295,9 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
     bool created;
     dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size,
                        &created);
+    if (spice_server_config(dc->d->server)->glz && di->glz_dictionary_window_size > 0 && dc->d->id < 4)
+        dc->glz = glz_get(dc->d->group, spice_cc_client(cc), di->glz_dictionary_id,
+                          (uint32_t)di->glz_dictionary_window_size, NULL);
     dc->ready = true;
     return send_initial(dc);
 }
@@ -252,6 +315,7 @@ static void display_disconnect(SpiceChannelClient *cc)
             break;
         }
     cache_put(d->group, dc->pc);
+    glz_put(d->group, dc->glz);
     free(dc);
     spice_cc_set_priv(cc, NULL);
 }
@@ -295,6 +359,9 @@ static void group_leave(DisplayGroup *g)
     for (size_t i = 0; i < g->ncaches; i++)
         spice_pixmap_cache_free(g->caches[i].pc);
     free(g->caches);
+    for (size_t i = 0; i < g->nglzs; i++)
+        spice_glz_dict_free(g->glzs[i].dict);
+    free(g->glzs);
     free(g);
 }
 
@@ -319,6 +386,7 @@ void spice_display_free(SpiceDisplay *d)
         spice_cc_set_priv(d->dccs[i]->cc, NULL);
         spice_cc_disconnect(d->dccs[i]->cc, "the display device went away");
         cache_put(d->group, d->dccs[i]->pc);
+        glz_put(d->group, d->dccs[i]->glz);
         free(d->dccs[i]);
     }
     free(d->dccs);
@@ -525,4 +593,32 @@ void spice_display_migrate_cancel_cache(SpiceChannelClient *cc)
     DisplayCC *dc = spice_cc_priv(cc);
     if (dc && dc->pc)
         spice_pixmap_cache_unfreeze(dc->pc);
+}
+
+/* ------------------------------------------------------------------ seamless migration of the GLZ dictionary */
+
+int spice_display_migrate_export_glz(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    if (dc->glz)
+        return spice_glz_export(dc->glz, blob, errp);
+    if (blob->len < SPICE_DCMD_BODY_END)
+        return mig_err_set(errp, -EINVAL, "display migration data: %zu bytes before the GLZ part", blob->len);
+    memset(blob->data + SPICE_DCMD_GLZ_OFFSET, 0, SPICE_DCMD_GLZ_LEN); /* no dictionary: window 0 */
+    return 0;
+}
+
+int spice_display_migrate_import_glz(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    SpiceGlzBlob b;
+    int r = spice_glz_parse(blob, len, &b, errp);
+    if (r < 0 || dc->glz || !b.window || !spice_server_config(dc->d->server)->glz || dc->d->id >= 4)
+        return r;
+    dc->glz = glz_get(dc->d->group, spice_cc_client(cc), b.dict_id, b.window, &b);
+    return 0;
 }

@@ -81,6 +81,12 @@ int spice_display_migrate_export_cache(SpiceChannelClient *cc, MigBuf *blob, Mig
 int spice_display_migrate_import_cache(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 /* Source, after a failed or cancelled migration: the cache thaws. */
 void spice_display_migrate_cancel_cache(SpiceChannelClient *cc);
+/* The GLZ part of the blob (spice-glz.h): the source writes the client's
+ * dictionary window and last image id and stops using GLZ for it; the
+ * target's dictionary continues those ids, so the client's window stays
+ * valid with no reset.  Without a dictionary the part says window 0. */
+int spice_display_migrate_export_glz(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp);
+int spice_display_migrate_import_glz(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 
 /* Counters for tests and the report. */
 typedef struct SpiceDisplayStats {
@@ -89,6 +95,8 @@ typedef struct SpiceDisplayStats {
     uint64_t cache_hits;      /* FROM_CACHE images */
     uint64_t cache_evictions; /* ids named in INVAL_LIST */
     uint64_t waits_sent;      /* WAIT_FOR_CHANNELS messages */
+    uint64_t glz_images;      /* images sent as GLZ_RGB (counted in images_sent too) */
+    uint64_t glz_bytes, glz_raw_bytes; /* their LZ_RGBData bytes, and 4 bytes a pixel */
 } SpiceDisplayStats;
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out);
 
