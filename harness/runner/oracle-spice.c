@@ -164,9 +164,9 @@ static int check_head(FakeClient *c, Side *end, uint32_t head, MigErr **errp)
         if (cs->px[i] != fb->px[i] && !diff++)
             first = i;
     if (diff)
-        return mig_err_set(errp, -EPROTO, "spice: the client's screen %u differs from the guest framebuffer of %s "
-                           "in %zu pixel(s), first at (%zu, %zu): 0x%06x, the guest has 0x%06x", head,
-                           mig_fault_side_names[end->sl->side], diff, first % fb->width, first / fb->width,
+        return mig_err_set(errp, -EPROTO, "spice: the client's screen differs from the guest framebuffer of %s "
+                           "in %zu pixel(s), first at (%zu, %zu) of display %u: 0x%06x, the guest has 0x%06x",
+                           mig_fault_side_names[end->sl->side], diff, first % fb->width, first / fb->width, head,
                            cs->px[first], fb->px[first]);
     return 0;
 }
