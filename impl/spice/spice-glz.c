@@ -175,15 +175,8 @@ static void evict_for(SpiceGlzDict *d, uint64_t pixels)
 
 static void need(SpiceGlzDict *d, uint8_t ch, const GlzImage *g, SpicePixmapWaits *w)
 {
-    if (g->ch == ch || g->ch >= NCH || !g->serial || g->serial <= d->waited[ch][g->ch])
-        return;
-    d->waited[ch][g->ch] = g->serial;
-    for (uint32_t i = 0; i < w->n; i++)
-        if (w->items[i].channel_id == g->ch) {
-            w->items[i].serial = g->serial;
-            return;
-        }
-    w->items[w->n++] = (SpiceWaitItem){.channel_type = SPICE_CHANNEL_DISPLAY, .channel_id = g->ch, .serial = g->serial};
+    if (g->serial)
+        spice__waits_need(d->waited, ch, g->ch, g->serial, w);
 }
 
 int spice_glz_encode(SpiceGlzDict *d, uint8_t ch, const uint32_t *px, uint32_t w, uint32_t h, MigBuf *out,
@@ -272,20 +265,6 @@ void spice_glz_sent(SpiceGlzDict *d, uint8_t ch, uint64_t image_id, uint64_t ser
 
 /* ------------------------------------------------------------------ seamless migration */
 
-static void put_le_at(uint8_t *p, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le_at(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 int spice_glz_export(SpiceGlzDict *d, MigBuf *blob, MigErr **errp)
 {
     if (blob->len < SPICE_DCMD_BODY_END)
@@ -293,9 +272,9 @@ int spice_glz_export(SpiceGlzDict *d, MigBuf *blob, MigErr **errp)
                            blob->len, SPICE_DCMD_BODY_END);
     uint8_t *p = blob->data + SPICE_DCMD_GLZ_OFFSET;
     p[0] = d->dict_id;
-    put_le_at(p + 1, d->window, 4);
-    put_le_at(p + 5, 1, 4); /* max_encoders */
-    put_le_at(p + 9, d->next_id - 1, 8); /* UINT64_MAX before the first image */
+    spice__put_le(p + 1, d->window, 4);
+    spice__put_le(p + 5, 1, 4); /* max_encoders */
+    spice__put_le(p + 9, d->next_id - 1, 8); /* UINT64_MAX before the first image */
     d->frozen = true;
     return 0;
 }
@@ -307,8 +286,8 @@ int spice_glz_parse(const uint8_t *blob, size_t len, SpiceGlzBlob *out, MigErr *
                            SPICE_DCMD_BODY_END);
     const uint8_t *p = blob + SPICE_DCMD_GLZ_OFFSET;
     out->dict_id = p[0];
-    out->window = (uint32_t)get_le_at(p + 1, 4);
-    out->last_image_id = get_le_at(p + 9, 8);
+    out->window = (uint32_t)spice__get_le(p + 1, 4);
+    out->last_image_id = spice__get_le(p + 9, 8);
     if ((int32_t)out->window < 0)
         return mig_err_set(errp, -EPROTO, "display migration data: GLZ window of %u pixels", out->window);
     return 0;

@@ -74,18 +74,22 @@ bool spice_pixmap_cache_holds(const SpicePixmapCache *pc, uint64_t id)
     return find(pc, id) >= 0;
 }
 
-/* `ch` must have seen channel `other` reach `serial` before going on. */
-static void need(SpicePixmapCache *pc, uint8_t ch, uint8_t other, uint64_t serial, SpicePixmapWaits *w)
+void spice__waits_need(uint64_t waited[NCH][NCH], uint8_t ch, uint8_t other, uint64_t serial, SpicePixmapWaits *w)
 {
-    if (other == ch || other >= NCH || serial <= pc->waited[ch][other])
+    if (other == ch || other >= NCH || ch >= NCH || serial <= waited[ch][other])
         return;
-    pc->waited[ch][other] = serial;
+    waited[ch][other] = serial;
     for (uint32_t i = 0; i < w->n; i++)
         if (w->items[i].channel_id == other) {
             w->items[i].serial = serial;
             return;
         }
     w->items[w->n++] = (SpiceWaitItem){.channel_type = SPICE_CHANNEL_DISPLAY, .channel_id = other, .serial = serial};
+}
+
+static void need(SpicePixmapCache *pc, uint8_t ch, uint8_t other, uint64_t serial, SpicePixmapWaits *w)
+{
+    spice__waits_need(pc->waited, ch, other, serial, w);
 }
 
 bool spice_pixmap_cache_hit(SpicePixmapCache *pc, uint8_t ch, uint64_t id, SpicePixmapWaits *w)
@@ -178,16 +182,16 @@ void spice_pixmap_cache_reset(SpicePixmapCache *pc, uint8_t ch, uint64_t size, S
 
 /* ------------------------------------------------------------------ the blob */
 
-static void put_le(uint8_t *p, uint64_t v, size_t w)
+void spice__put_le(uint8_t *p, uint64_t v, size_t bytes)
 {
-    for (size_t i = 0; i < w; i++)
+    for (size_t i = 0; i < bytes; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t get_le(const uint8_t *p, size_t w)
+uint64_t spice__get_le(const uint8_t *p, size_t bytes)
 {
     uint64_t v = 0;
-    for (size_t i = 0; i < w; i++)
+    for (size_t i = 0; i < bytes; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
@@ -200,25 +204,25 @@ int spice_pixmap_cache_export(const SpicePixmapCache *pc, SpicePixmapCacheMig ho
                            blob->len, SPICE_DCMD_BODY_END);
     uint8_t *p = blob->data + SPICE_DCMD_CACHE_OFFSET;
     p[0] = pc->cache_id;
-    put_le(p + 1, pc->size, 8);
+    spice__put_le(p + 1, pc->size, 8);
     p[9] = freezer;
     for (size_t i = 0; i < NCH; i++)
-        put_le(p + 10 + 8 * i, pc->last[i], 8);
+        spice__put_le(p + 10 + 8 * i, pc->last[i], 8);
     if (how != SPICE_PIXMAP_CACHE_MIG_RESTORE)
         return 0;
     uint8_t *q = mig_buf_reserve(blob, 12 + pc->n * SPICE_DCMD_RESTORE_ITEM);
-    put_le(q, SPICE_DCMD_RESTORE_MAGIC, 4);
-    put_le(q + 4, SPICE_DCMD_RESTORE_VERSION, 4);
-    put_le(q + 8, pc->n, 4);
+    spice__put_le(q, SPICE_DCMD_RESTORE_MAGIC, 4);
+    spice__put_le(q + 4, SPICE_DCMD_RESTORE_VERSION, 4);
+    spice__put_le(q + 8, pc->n, 4);
     q += 12;
     for (size_t i = 0; i < pc->n; i++, q += SPICE_DCMD_RESTORE_ITEM) {
         const PcItem *it = &pc->items[i];
-        put_le(q, it->id, 8);
-        put_le(q + 8, it->pixels, 8);
+        spice__put_le(q, it->id, 8);
+        spice__put_le(q + 8, it->pixels, 8);
         q[16] = it->adder;
-        put_le(q + 17, it->add_serial, 8);
+        spice__put_le(q + 17, it->add_serial, 8);
         for (size_t k = 0; k < NCH; k++)
-            put_le(q + 25 + 8 * k, it->sync[k], 8);
+            spice__put_le(q + 25 + 8 * k, it->sync[k], 8);
     }
     blob->len += 12 + pc->n * SPICE_DCMD_RESTORE_ITEM;
     return 0;
@@ -232,7 +236,7 @@ int spice_pixmap_cache_parse(const uint8_t *blob, size_t len, SpicePixmapCacheBl
                            SPICE_DCMD_BODY_END);
     const uint8_t *p = blob + SPICE_DCMD_CACHE_OFFSET;
     out->cache_id = p[0];
-    out->size = (int64_t)get_le(p + 1, 8);
+    out->size = (int64_t)spice__get_le(p + 1, 8);
     if (out->size < 0)
         return mig_err_set(errp, -EPROTO, "display migration data: pixmap_cache_size %lld is negative",
                            (long long)out->size);
@@ -240,17 +244,17 @@ int spice_pixmap_cache_parse(const uint8_t *blob, size_t len, SpicePixmapCacheBl
         return mig_err_set(errp, -EPROTO, "display migration data: pixmap_cache_freezer is %u (0 or 1)", p[9]);
     out->freezer = p[9];
     for (size_t i = 0; i < NCH; i++)
-        out->clients[i] = get_le(p + 10 + 8 * i, 8);
+        out->clients[i] = spice__get_le(p + 10 + 8 * i, 8);
     /* the restore list, when it is there, sits right after the body (the
      * surface list's pointer, 4 bytes before the end, points past it) */
-    uint32_t surfaces = (uint32_t)get_le(blob + SPICE_DCMD_BODY_END - 4, 4);
+    uint32_t surfaces = (uint32_t)spice__get_le(blob + SPICE_DCMD_BODY_END - 4, 4);
     const uint8_t *q = blob + SPICE_DCMD_BODY_END;
     size_t room = len - SPICE_DCMD_BODY_END;
-    if (room < 4 || get_le(q, 4) != SPICE_DCMD_RESTORE_MAGIC || (surfaces && surfaces <= SPICE_DCMD_BODY_END))
+    if (room < 4 || spice__get_le(q, 4) != SPICE_DCMD_RESTORE_MAGIC || (surfaces && surfaces <= SPICE_DCMD_BODY_END))
         return 0;
     if (room < 12)
         return mig_err_set(errp, -EPROTO, "display migration data: restore list cut after %zu bytes", room);
-    uint32_t version = (uint32_t)get_le(q + 4, 4), n = (uint32_t)get_le(q + 8, 4);
+    uint32_t version = (uint32_t)spice__get_le(q + 4, 4), n = (uint32_t)spice__get_le(q + 8, 4);
     if (version > SPICE_DCMD_RESTORE_VERSION || version == 0)
         return mig_err_set(errp, -ENOTSUP, "display migration data: restore list version %u (this server reads "
                            "1 to %u)", version, SPICE_DCMD_RESTORE_VERSION);
@@ -274,12 +278,12 @@ int spice_pixmap_cache_import(SpicePixmapCache *pc, const SpicePixmapCacheBlob *
         for (size_t i = 0; i < b->nitems; i++) {
             const uint8_t *q = b->items + i * SPICE_DCMD_RESTORE_ITEM;
             PcItem *it = &items[i];
-            it->id = get_le(q, 8);
-            it->pixels = get_le(q + 8, 8);
+            it->id = spice__get_le(q, 8);
+            it->pixels = spice__get_le(q + 8, 8);
             it->adder = q[16];
-            it->add_serial = get_le(q + 17, 8);
+            it->add_serial = spice__get_le(q + 17, 8);
             for (size_t k = 0; k < NCH; k++)
-                it->sync[k] = get_le(q + 25 + 8 * k, 8);
+                it->sync[k] = spice__get_le(q + 25 + 8 * k, 8);
             int bad = 0;
             for (size_t k = 0; k < i && !bad; k++)
                 bad = items[k].id == it->id;
@@ -302,9 +306,9 @@ int spice_pixmap_cache_import(SpicePixmapCache *pc, const SpicePixmapCacheBlob *
         /* a later channel's view: only its serials are newer */
         for (size_t i = 0; i < b->nitems; i++) {
             const uint8_t *q = b->items + i * SPICE_DCMD_RESTORE_ITEM;
-            ssize_t k = find(pc, get_le(q, 8));
+            ssize_t k = find(pc, spice__get_le(q, 8));
             for (size_t c = 0; k >= 0 && c < NCH; c++)
-                pc->items[k].sync[c] = MIG_MAX(pc->items[k].sync[c], get_le(q + 25 + 8 * c, 8));
+                pc->items[k].sync[c] = MIG_MAX(pc->items[k].sync[c], spice__get_le(q + 25 + 8 * c, 8));
         }
     }
     for (size_t c = 0; c < NCH; c++)

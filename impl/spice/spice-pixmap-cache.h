@@ -49,6 +49,15 @@ typedef struct SpicePixmapWaits {
     SpiceWaitItem items[SPICE_PIXMAP_CACHE_CLIENTS];
 } SpicePixmapWaits;
 
+/* Shared with spice-glz.c: channel `ch` must see channel `other` reach
+ * `serial` first, unless it already waited that far (waited[ch][other]);
+ * adds or raises the entry in *w. */
+void spice__waits_need(uint64_t waited[SPICE_PIXMAP_CACHE_CLIENTS][SPICE_PIXMAP_CACHE_CLIENTS], uint8_t ch,
+                       uint8_t other, uint64_t serial, SpicePixmapWaits *w);
+/* Little-endian fields of the migration blob (shared with spice-glz.c). */
+void spice__put_le(uint8_t *p, uint64_t v, size_t bytes);
+uint64_t spice__get_le(const uint8_t *p, size_t bytes);
+
 SpicePixmapCache *spice_pixmap_cache_new(uint8_t cache_id, uint64_t size_pixels);
 void spice_pixmap_cache_free(SpicePixmapCache *pc);
 uint8_t spice_pixmap_cache_id(const SpicePixmapCache *pc);
