@@ -60,13 +60,15 @@ def repro_for(fname, case, bad, build):
 
 
 def lane_of_xml(fname):
-    """The lane an XML result file belongs to: unit-*.xml unit, full-X.xml X,
-    build*.xml build, else the name up to its first dash."""
+    """The lane an XML result file belongs to: unit-*.xml unit, full-X.xml and
+    full-X-N.xml (shard N of a lane run side by side) X, build*.xml build,
+    else the name up to its first dash."""
     stem = fname[:-len(".xml")] if fname.endswith(".xml") else fname
     if stem.startswith("unit-"):
         return "unit"
     if stem.startswith("full-"):
-        return stem[len("full-"):]
+        lane, _, shard = stem[len("full-"):].rpartition("-")
+        return lane if lane and shard.isdigit() else stem[len("full-"):]
     if stem.startswith("build"):
         return "build"
     return stem.split("-")[0]
