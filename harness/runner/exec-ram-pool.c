@@ -117,9 +117,15 @@ void exec__ram_pool_give(ExecRamPool *p, MigMachine *m)
         MigRamBlock *b = mig_ram_block(ram, bi);
         if (b->fd >= 0 || b->share_map)
             continue;
-        size_t i = 0;
+        /* one mapping per length is all the next source takes: keep no
+         * more (a run of 16, 32 and 64 MiB guests holds 112 MiB) */
+        size_t i = 0, same = 0;
+        for (size_t j = 0; j < EXEC_RAM_POOL_SLOTS; j++)
+            same += p->slot[j].host && p->slot[j].length == b->length;
         while (i < EXEC_RAM_POOL_SLOTS && p->slot[i].host)
             i++;
+        if (same)
+            continue;
         if (i == EXEC_RAM_POOL_SLOTS)
             return;
         /* Huge pages move as whole page-table entries only between 2 MiB
