@@ -68,9 +68,9 @@ static int parse_u64(const char *s, uint64_t *out)
 }
 
 /* One case; prints why when it did not pass. */
-static bool run_one(const Scenario *scn, uint64_t seed, ExecRamPool *pool)
+static bool run_one(const Scenario *scn, uint64_t seed)
 {
-    RunCase c = {.scn = scn, .seed = seed, .ram_pool = pool};
+    RunCase c = {.scn = scn, .seed = seed};
     RunResult *r = mig_malloc0(sizeof(*r));
     int rc = exec_run_case(&c, r);
     bool ok = rc == 0 && r->passed && !r->skipped;
@@ -129,18 +129,16 @@ int main(int argc, char **argv)
         return 1;
     }
     int status = 0;
-    /* Guest RAM kept from case to case, as `migcert run` does (exec.h). */
-    ExecRamPool pool = {0};
     /* Warm-up: the allocator's arenas and the kernel's free huge pages get
      * into the state every later run finds. */
-    if (!run_one(scn, seed, &pool)) {
+    if (!run_one(scn, seed)) {
         status = 1;
         goto out;
     }
     double u0, s0, u1, s1;
     double c0 = cpu_seconds(&u0, &s0), w0 = wall_seconds();
     for (uint64_t i = 0; i < runs; i++)
-        if (!run_one(scn, seed + 1 + i, &pool)) {
+        if (!run_one(scn, seed + 1 + i)) {
             status = 1;
             goto out;
         }
@@ -175,7 +173,6 @@ int main(int argc, char **argv)
     if (goal && per_min < goal)
         status = 1;
 out:
-    exec_ram_pool_clear(&pool);
     scenario_free(scn);
     return status;
 }

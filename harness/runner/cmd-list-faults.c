@@ -31,7 +31,6 @@ static int list_unreached(char **paths, size_t npaths)
     uint64_t *hits = mig_malloc0(sizeof(uint64_t) * (np + 1));
     int rc = 0;
     RunResult *r = mig_malloc0(sizeof(*r));
-    ExecRamPool pool = {0};
     for (int f = 0; f < n; f++) {
         Scenario *s = scenario_load(files[f], &err);
         if (!s) {
@@ -41,14 +40,13 @@ static int list_unreached(char **paths, size_t npaths)
             rc = 1;
             continue;
         }
-        RunCase c = {.scn = s, .seed = 0x5eed, .ram_pool = &pool};
+        RunCase c = {.scn = s, .seed = 0x5eed};
         exec_run_case(&c, r);
         for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
             for (size_t i = 0; i < np; i++)
                 hits[i] += r->hits[side][i];
         scenario_free(s);
     }
-    exec_ram_pool_clear(&pool);
     size_t unreached = 0;
     for (size_t i = 0; i < np; i++)
         if (!hits[i]) {

@@ -93,7 +93,6 @@ typedef struct Opts {
     bool help;
     Scenario **scns; /* every loaded scenario, freed at the end */
     size_t nscns;
-    ExecRamPool *ram_pool; /* guest RAM kept between cases (exec.h) */
 } Opts;
 
 typedef struct Cases {
@@ -418,7 +417,6 @@ static void run_one(const Opts *o, Case *c)
         .pair_dst = c->pair_dst,
         .extra = c->extra,
         .nextra = c->nextra,
-        .ram_pool = o->ram_pool,
     };
     RunResult *r = mig_malloc0(sizeof(*r));
     int ret = run_capture(o, &rc, r, c);
@@ -453,8 +451,7 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
     const MigFaultInfo *tab = mig_faults_table(&np);
     RunResult *r = mig_malloc0(sizeof(*r));
     RunCase rc = {.scn = base->scn, .seed = o->seed, .pair_src = base->pair_src,
-                  .pair_dst = base->pair_dst, .extra = base->extra, .nextra = base->nextra,
-                  .ram_pool = o->ram_pool};
+                  .pair_dst = base->pair_dst, .extra = base->extra, .nextra = base->nextra};
     exec_run_case(&rc, r);
     for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
         for (size_t p = 0; p < np; p++) {
@@ -486,8 +483,7 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
                 s->err = -tab[p].err;
                 c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
                 RunCase sc = {.scn = c->scn, .seed = o->seed, .pair_src = c->pair_src,
-                              .pair_dst = c->pair_dst, .extra = c->extra, .nextra = c->nextra,
-                              .ram_pool = o->ram_pool};
+                              .pair_dst = c->pair_dst, .extra = c->extra, .nextra = c->nextra};
                 RunResult *sr = mig_malloc0(sizeof(*sr));
                 int ret = run_capture(o, &sc, sr, c);
                 c->status = ret < 0 || !sr->passed ? "failed" : "passed";
@@ -628,8 +624,7 @@ static void print_not_applicable(FILE *f, const Opts *o)
 
 int cmd_run(int argc, char **argv)
 {
-    ExecRamPool pool = {0};
-    Opts o = {.ram_pool = &pool};
+    Opts o = {0};
     /* main() passes argv + 1, so argv[-1] is the program as invoked: the
      * REPRO line repeats it so it can be pasted as is. */
     o.argv0 = argv[-1];
@@ -720,6 +715,5 @@ out:
     for (size_t i = 0; i < o.nscns; i++)
         scenario_free(o.scns[i]);
     free(o.scns);
-    exec_ram_pool_clear(&pool);
     return rc;
 }

@@ -80,7 +80,6 @@ static int case_guest(Run *run, MigErr **errp)
     };
     MigFaultSide prev;
     exec__side_enter(run->src.sl, &prev);
-    exec__ram_pool_take(run->c->ram_pool, run->src.m); /* the fill overwrites it all */
     run->wl = mig_workload_new(run->src.m, &wo, errp);
     fault_injector_set_side(run->inj, prev);
     if (!run->wl) {
@@ -213,7 +212,7 @@ int exec_run_case(const RunCase *c, RunResult *r)
     run.src_rel = c->pair_src ? c->pair_src : s->src.release;
     run.dst_rel = c->pair_dst ? c->pair_dst : s->dst.release;
     ExecBaseline base;
-    exec__resources_baseline(&base, s->spice.on, c->ram_pool);
+    exec__resources_baseline(&base, s->spice.on);
     ExecLeftovers left;
     exec__selftest_init(&left);
     int rc = 0;

@@ -152,6 +152,7 @@ typedef struct ExecSpice {
     Run *run;
     SideLoop *sl;          /* the client's side view (MIG_FAULT_SIDE_CLIENT) */
     struct FakeClient *client; /* NULL once it went away */
+    struct FakeClient *bystander; /* spice.target-client: another client of the destination */
     MigLink **links;       /* every connection it made, and to which side */
     MigFaultSide *link_to;
     size_t nlinks, cap;
@@ -177,7 +178,6 @@ typedef struct Side {
     MigFakeDevice *before[16]; /* src: state when the migration started */
     size_t ndevs;
     bool killed;
-    ExecRamPool *pool; /* the case's (RunCase.ram_pool), or NULL */
     /* the VFIO-style device (fake-gpu), when the machine has one */
     ArcRec *gpu_rec;            /* its backend, owned by gpu */
     MigDevice *gpu;
@@ -294,23 +294,14 @@ typedef struct ExecBaseline {
     long fds;
     bool heap_on; /* false under valgrind: it checks the heap itself */
     HeapCount heap;
-    int64_t mapped; /* not counting what the RAM pool holds */
-    const ExecRamPool *pool;
+    int64_t mapped;
 } ExecBaseline;
 
-void exec__resources_baseline(ExecBaseline *b, bool spice, const ExecRamPool *pool);
+void exec__resources_baseline(ExecBaseline *b, bool spice);
 /* Once both machines are freed: transports, loop sources, fds. */
 int exec__oracle_resources(Run *run, const ExecBaseline *b, MigErr **errp);
 /* Last of all: heap blocks and mapped bytes; writes a failure into r. */
 void exec__oracle_heap(const ExecBaseline *b, const void *kept, RunResult *r);
-
-/* ---- exec-ram-pool.c ---- */
-
-/* Before the workload fills m (a source): move pooled mappings under its
- * private RAM blocks of the same length. */
-void exec__ram_pool_take(ExecRamPool *p, MigMachine *m);
-/* Before m is freed: keep its private RAM blocks' pages while slots last. */
-void exec__ram_pool_give(ExecRamPool *p, MigMachine *m);
 
 /* ---- exec-selftest.c ---- */
 

@@ -111,7 +111,6 @@ int exec__side_create(Run *run, Side *sd, MigFaultSide side, const ScnMachine *s
 {
     const MigRelease *rel = mig_release_find(release);
     sd->release = rel->name;
-    sd->pool = run->c->ram_pool;
     snprintf(sd->machine_type, sizeof(sd->machine_type), "%s", machine_type);
     sd->sl = exec__side_loop_new(run->loop, run->inj, side);
     MigMachineOptions o = {
@@ -168,7 +167,6 @@ void exec__side_destroy(Side *sd)
     if (sd->m) {
         MigFaultSide prev;
         exec__side_enter(sd->sl, &prev);
-        exec__ram_pool_give(sd->pool, sd->m);
         mig_machine_free(sd->m);
         fault_injector_set_side(sd->sl->inj, prev);
         sd->m = NULL;

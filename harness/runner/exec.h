@@ -129,23 +129,6 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 
-/* Guest RAM mappings kept from one case to the next (exec-ram-pool.c): a
- * source's RAM then costs no fresh zeroed pages.  The caller owns it (zero
- * it to start, exec_ram_pool_clear at the end); cases running one after
- * the other may share one. */
-#define EXEC_RAM_POOL_SLOTS 4
-typedef struct ExecRamPool {
-    struct {
-        void *host;
-        uint64_t length;
-    } slot[EXEC_RAM_POOL_SLOTS];
-} ExecRamPool;
-
-/* Bytes the pool holds mapped. */
-uint64_t exec_ram_pool_held(const ExecRamPool *p);
-/* Unmap everything the pool holds. */
-void exec_ram_pool_clear(ExecRamPool *p);
-
 typedef struct RunCase {
     const Scenario *scn;
     uint64_t seed;
@@ -155,7 +138,6 @@ typedef struct RunCase {
     size_t nextra;
     FILE *trace_out; /* echo the trace here (NULL: quiet) */
     ExecSelftest selftest;
-    ExecRamPool *ram_pool; /* NULL: every machine maps fresh RAM */
 } RunCase;
 
 typedef struct RunResult {

@@ -225,11 +225,8 @@ void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
         va_end(ap);
     }
     void *p = (void *)syscall(SYS_mremap, old, old_len, new_len, flags, want);
-    /* MREMAP_DONTUNMAP leaves the old range mapped (empty) beside the new */
     if (p != MAP_FAILED)
-        atomic_fetch_add_explicit(&live_mapped,
-                                  page_round(new_len) -
-                                      ((flags & 4 /* MREMAP_DONTUNMAP */) ? 0 : page_round(old_len)),
+        atomic_fetch_add_explicit(&live_mapped, page_round(new_len) - page_round(old_len),
                                   memory_order_relaxed);
     return p;
 }

@@ -66,7 +66,7 @@ static void warm_up_spice(void)
     ERR_clear_error();
 }
 
-void exec__resources_baseline(ExecBaseline *b, bool spice, const ExecRamPool *pool)
+void exec__resources_baseline(ExecBaseline *b, bool spice)
 {
     b->fds = count_fds();
     mig_trace_free(mig_trace_new());
@@ -75,8 +75,7 @@ void exec__resources_baseline(ExecBaseline *b, bool spice, const ExecRamPool *po
         warm_up_spice();
     b->heap_on = heap_count_active();
     heap_count_live(&b->heap);
-    b->pool = pool;
-    b->mapped = heap_count_mapped() - (int64_t)exec_ram_pool_held(pool);
+    b->mapped = heap_count_mapped();
 }
 
 int exec__oracle_resources(Run *run, const ExecBaseline *b, MigErr **errp)
@@ -118,7 +117,7 @@ void exec__oracle_heap(const ExecBaseline *b, const void *kept, RunResult *r)
     HeapCount now;
     heap_count_live(&now);
     long long blocks = now.blocks - b->heap.blocks, bytes = now.bytes - b->heap.bytes;
-    long long mapped = heap_count_mapped() - (int64_t)exec_ram_pool_held(b->pool) - b->mapped;
+    long long mapped = heap_count_mapped() - b->mapped;
     if (kept) {
         blocks -= 1;
         bytes -= heap_count_block_bytes(kept);
