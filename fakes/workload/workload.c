@@ -81,23 +81,16 @@ static bool page_matches(uint64_t seed, MigWorkloadFill fill, uint32_t block, ui
                          uint32_t gen, const void *have)
 {
     uint64_t key = page_key(seed, block, page, gen);
-    /* Four words per step in vectors (the loop a compiler leaves scalar
-     * because of the multiply): every byte of the page is still compared,
-     * at the speed memory is read.  memcpy: any alignment of `have`. */
-    typedef uint64_t Quad __attribute__((vector_size(32)));
-    Quad v = {key, key + PAGE_STEP, key + 2 * PAGE_STEP, key + 3 * PAGE_STEP};
-    Quad inc = {4 * PAGE_STEP, 4 * PAGE_STEP, 4 * PAGE_STEP, 4 * PAGE_STEP};
-    if (page_is_zero(fill, gen, key)) /* every word 0 */
-        v = inc = (Quad){0, 0, 0, 0};
-    Quad diff = {0, 0, 0, 0};
-    const uint8_t *h = have;
-    for (size_t i = 0; i < PAGE_WORDS / 4; i++) {
-        Quad w;
-        memcpy(&w, h + 32 * i, sizeof(w));
-        diff |= w ^ v;
-        v += inc;
+    const uint64_t *w = have;
+    uint64_t diff = 0;
+    if (page_is_zero(fill, gen, key)) {
+        for (size_t i = 0; i < PAGE_WORDS; i++)
+            diff |= w[i];
+    } else {
+        for (size_t i = 0; i < PAGE_WORDS; i++)
+            diff |= w[i] ^ (key + i * PAGE_STEP);
     }
-    return (diff[0] | diff[1] | diff[2] | diff[3]) == 0;
+    return diff == 0;
 }
 
 static void write_page(MigWorkload *w, uint32_t bi, uint64_t page)
