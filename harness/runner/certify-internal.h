@@ -260,6 +260,11 @@ typedef struct CertReport {
     const CertCase *cases;
     const CertResult *res;
     size_t ncases, npass, nfail, nskip, nnotrun;
+    /* SPICE certification (certify-spice.c): what is certified ("SPICE
+     * server"; NULL: a device plugin), and report.json / report.junit.xml
+     * written to these paths as well (NULL: only in outdir) */
+    const char *kind;
+    const char *json_path, *junit_path;
 } CertReport;
 
 /* Creates rp->outdir and writes report.txt, report.json and

@@ -46,7 +46,8 @@
  *   peer.<X>-to-<Y>, peer.<Y>-to-<X>   with --peer: cross round trips (the
  *                                      same stem twice: <Y> is <stem>-peer)
  * Reports: report.txt, report.json, report.junit.xml in DIR (default
- * reports/out/certify-<name>).  Exit 0 all passed, 1 a case failed or was
+ * reports/out/certify-<name>).  `--spice` certifies a SPICE server
+ * instead (certify-spice.c).  Exit 0 all passed, 1 a case failed or was
  * not run, 2 usage, 3 the report could not be written.
  */
 #include <errno.h>
@@ -58,6 +59,7 @@
 #include <time.h>
 
 #include "certify-internal.h"
+#include "certify-spice.h"
 #include "commands.h"
 
 static char *stem_of(const char *path)
@@ -72,7 +74,9 @@ static char *stem_of(const char *path)
 static void usage(void)
 {
     fprintf(stderr, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n"
+                    "       migcert certify --spice --src-qmp ADDR --src-spice ADDR --dst-qmp ADDR "
+                    "--dst-spice ADDR [...] (certify-spice.c)\n");
 }
 
 /* A whole number of seconds > 0; false for anything else ("abc", "5s", 0). */
@@ -162,6 +166,9 @@ int cmd_certify(int argc, char **argv)
     const char *dev = NULL, *peer = NULL, *out = NULL, *pat = NULL;
     unsigned timeout_s = 10, budget_s = 0;
     bool list = false;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--spice")) /* a SPICE server instead of a plugin */
+            return certify_spice_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -46,6 +46,7 @@
 #include "client/fake-client.h"
 #include "client-script.h"
 #include "commands.h"
+#include "spice-dial.h"
 #include "common/loop.h"
 
 typedef struct Cli {
@@ -95,42 +96,9 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
         return NULL;
     }
     /* a host that is a path (a migration target given by its socket) is a unix socket */
-    if (cli->unix_path || host[0] == '/') {
-        const char *path = host[0] == '/' ? host : cli->path;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-            mig_err_set(errp, -errno, "%s: %s", path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return NULL;
-        }
-        return mig_transport_fd_new(cli->loop, fd, "unix");
-    }
-    char ps[16];
-    snprintf(ps, sizeof(ps), "%u", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int g = getaddrinfo(host, ps, &hints, &res);
-    if (g) {
-        mig_err_set(errp, -EHOSTUNREACH, "%s:%u: %s", host, port, gai_strerror(g));
-        return NULL;
-    }
-    int err = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        mig_err_set(errp, -err, "%s:%u: %s", host, port, strerror(err));
-        return NULL;
-    }
-    return mig_transport_fd_new(cli->loop, fd, "tcp");
+    bool is_unix = cli->unix_path || host[0] == '/';
+    fd = spice_dial(host[0] == '/' || !cli->unix_path ? host : cli->path, port, is_unix, errp);
+    return fd < 0 ? NULL : mig_transport_fd_new(cli->loop, fd, is_unix ? "unix" : "tcp");
 }
 
 static int write_outputs(Cli *cli, bool final);
