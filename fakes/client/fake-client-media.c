@@ -120,7 +120,7 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
         if (mi->id == SPICE_MSG_SPICEVMC_DATA) {
             SpiceMsgBytes *d = body;
             /* a new session after switch-host joins the device's stream where it is */
-            if (m->received == 0 && ch->client->migs.switch_host && d->data.len)
+            if (m->received == 0 && (ch->client->migs.switch_host || ch->client->cfg.join_streams) && d->data.len)
                 m->next = d->data.data[0];
             for (uint32_t i = 0; i < d->data.len; i++) {
                 /* bytes carry their index modulo FAKE_MEDIA_BYTE_PERIOD: a

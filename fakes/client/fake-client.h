@@ -41,6 +41,10 @@ typedef struct FakeClientConfig {
     uint32_t vmc_bytes_per_tick; /* bytes the client writes to a port every 10 ms (0: none) */
     const char *who;       /* trace prefix, e.g. "client" */
     uint64_t migrate_end_delay_ns; /* send MSGC_MAIN_MIGRATE_END this much after the switch (0: at once) */
+    /* The server may have served other clients before: a port stream is
+     * joined where its first byte says, not required to start at 0
+     * (`certify --spice` runs several clients against one server). */
+    bool join_streams;
     /* Optional: every message recorded (received or sent), as it is
      * recorded; the hook must not free the client from inside (defer it). */
     void (*on_event)(void *opaque, const FakeClientEvent *ev);

@@ -174,14 +174,6 @@ int cs_qmp_exec(CsQmp *q, const char *cmd, json_t *args, uint64_t timeout_ns, js
     return rc;
 }
 
-void cs_qmp_send(CsQmp *q, const char *cmd, json_t *args)
-{
-    if (q->closed)
-        json_decref(args);
-    else if (send_cmd(q, cmd, args, q->next_id++) < 0)
-        q->closed = true;
-}
-
 bool cs_qmp_alive(CsQmp *q)
 {
     return q && !q->closed;

@@ -52,8 +52,10 @@ static bool exited(CsSide *s)
 
 void cs_side_stop(CsRun *r, CsSide *s)
 {
+    /* quit is answered before the process exits; a QMP connection closed
+     * before the answer may drop the command unread (QEMU does) */
     if (s->qmp && s->pid > 0 && cs_qmp_alive(s->qmp))
-        cs_qmp_send(s->qmp, "quit", NULL);
+        cs_qmp_exec(s->qmp, "quit", NULL, r->timeout_ns, NULL, NULL);
     cs_qmp_close(s->qmp);
     s->qmp = NULL;
     if (s->pid > 0) {

@@ -46,8 +46,6 @@ CsQmp *cs_qmp_open(MigLoop *loop, const char *addr, uint64_t timeout_ns, MigErr 
  * may be NULL), or -EPROTO with the server's error class and description,
  * -ETIMEDOUT, or -EPIPE when the connection closed. */
 int cs_qmp_exec(CsQmp *q, const char *cmd, json_t *args, uint64_t timeout_ns, json_t **ret, MigErr **errp);
-/* Send `cmd` and do not wait for its answer (quit). */
-void cs_qmp_send(CsQmp *q, const char *cmd, json_t *args);
 /* Whether the connection is still open (a server that died closes it). */
 bool cs_qmp_alive(CsQmp *q);
 void cs_qmp_close(CsQmp *q);
