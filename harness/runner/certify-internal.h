@@ -272,4 +272,9 @@ typedef struct CertReport {
  * file or folder could not be written and why. */
 int certify_write_reports(const CertReport *rp, MigErr **errp);
 
+/* certify_write_reports, then "certify STEM: report in DIR" and the counts
+ * on stdout; the exit status: 0 all passed, 1 a case failed or was not
+ * run, 3 the report could not be written (said on stderr). */
+int certify_finish(const CertReport *rp);
+
 #endif

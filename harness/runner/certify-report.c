@@ -177,3 +177,21 @@ int certify_write_reports(const CertReport *rp, MigErr **errp)
         rc = write_junit(rp, rp->junit_path, errp);
     return rc;
 }
+
+int certify_finish(const CertReport *rp)
+{
+    MigErr *werr = NULL;
+    int rc = rp->nfail || rp->nnotrun ? 1 : 0;
+    if (certify_write_reports(rp, &werr) < 0) {
+        fprintf(stderr, "migcert certify: no certificate report: %s\n", werr->msg);
+        mig_err_free(werr);
+        rc = 3;
+    } else {
+        printf("certify %s: report in %s\n", rp->stem, rp->outdir);
+    }
+    if (rp->nnotrun)
+        printf("%zu passed, %zu failed, %zu not run\n", rp->npass, rp->nfail, rp->nnotrun);
+    else
+        printf("%zu passed, %zu failed\n", rp->npass, rp->nfail);
+    return rc;
+}

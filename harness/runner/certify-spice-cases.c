@@ -32,7 +32,6 @@
 #include <spice/protocol.h>
 
 #include "certify-spice.h"
-#include "devices/fake-media.h"
 
 static MigTransport *dial(void *opaque, const char *host, uint16_t port, MigErr **errp)
 {
@@ -138,14 +137,6 @@ static bool migrate_info(CsRun *r, CertCtx *c, const char *rule)
     return qmp(r, c, &r->src, rule, "client_migrate_info",
                json_pack("{s:s, s:s, s:i}", "protocol", "spice", "hostname", d->host, "port", (int)d->port), NULL);
 }
-
-typedef struct MigWait {
-    CsRun *r;
-    const char *want; /* a status to stop at besides the final ones */
-    char status[32];
-    char error[256];
-    int polls;
-} MigWait;
 
 /* Poll query-migrate (every 20 ms of loop time) until a final status or
  * `want`; false after failing the case. */
@@ -394,6 +385,26 @@ static SpiceCapSet caps_of(bool semi, bool seamless)
     return s;
 }
 
+/* The start of a migration case: a client with these main capabilities on
+ * the source, settled; its session and linked channels.  NULL after
+ * failing or skipping the case. */
+static FakeClient *start_client(CsRun *r, CertCtx *c, bool semi, bool seamless, uint32_t *session, size_t *linked)
+{
+    if (!need_uri(c, r))
+        return NULL;
+    SpiceCapSet caps = caps_of(semi, seamless);
+    FakeClient *fc = cs_client_new(r, c, &r->src, &caps, semi ? "certify.client" : "certify.old-client");
+    if (fc && !cs_client_settled(r, c, fc, "spice-link")) {
+        cs_client_free(fc);
+        return NULL;
+    }
+    if (fc) {
+        *session = fake_client_session_id(fc);
+        *linked = fake_client_linked_channels(fc);
+    }
+    return fc;
+}
+
 /* The client answered MIGRATE_BEGIN with MIGRATE_CONNECTED; false after failing. */
 static bool client_linked_to_target(CsRun *r, CertCtx *c, FakeClient *fc, const char *rule)
 {
@@ -412,14 +423,11 @@ static bool client_linked_to_target(CsRun *r, CertCtx *c, FakeClient *fc, const 
 
 void cs_case_semi_seamless(CsRun *r, CertCtx *c, const CsCase *k)
 {
-    if (!need_uri(c, r))
+    uint32_t session;
+    size_t linked;
+    FakeClient *fc = start_client(r, c, true, false, &session, &linked);
+    if (!fc)
         return;
-    SpiceCapSet caps = caps_of(true, false);
-    FakeClient *fc = cs_client_new(r, c, &r->src, &caps, "certify.client");
-    if (!fc || !cs_client_settled(r, c, fc, "spice-link"))
-        goto out;
-    uint32_t session = fake_client_session_id(fc);
-    size_t linked = fake_client_linked_channels(fc);
     char before[256];
     channel_names(fc, before, sizeof(before));
     if (!migrate_info(r, c, k->rule) || !client_linked_to_target(r, c, fc, k->rule))
@@ -463,13 +471,11 @@ out:
 
 void cs_case_switch_host(CsRun *r, CertCtx *c, const CsCase *k)
 {
-    if (!need_uri(c, r))
+    uint32_t session;
+    size_t linked;
+    FakeClient *fc = start_client(r, c, false, false, &session, &linked);
+    if (!fc)
         return;
-    SpiceCapSet caps = caps_of(false, false);
-    FakeClient *fc = cs_client_new(r, c, &r->src, &caps, "certify.old-client");
-    if (!fc || !cs_client_settled(r, c, fc, "spice-link"))
-        goto out;
-    uint32_t session = fake_client_session_id(fc);
     if (!migrate_info(r, c, k->rule) || !migrate(r, c, "spice-migration", NULL))
         goto out;
     OnTarget o = {r, fc, 0, 1};
@@ -517,14 +523,11 @@ static bool answered_attach(void *opaque)
 
 void cs_case_cancel(CsRun *r, CertCtx *c, const CsCase *k)
 {
-    if (!need_uri(c, r))
+    uint32_t session;
+    size_t linked;
+    FakeClient *fc = start_client(r, c, true, false, &session, &linked);
+    if (!fc)
         return;
-    SpiceCapSet caps = caps_of(true, false);
-    FakeClient *fc = cs_client_new(r, c, &r->src, &caps, "certify.client");
-    if (!fc || !cs_client_settled(r, c, fc, "spice-link"))
-        goto out;
-    uint32_t session = fake_client_session_id(fc);
-    size_t linked = fake_client_linked_channels(fc);
     MigErr *err = NULL;
     json_t *cap = json_pack("{s:[{s:s, s:b}]}", "capabilities", "capability", "pause-before-switchover", "state", 1);
     if (cs_qmp_exec(r->src.qmp, "migrate-set-capabilities", cap, r->timeout_ns, NULL, &err) < 0) {
@@ -588,14 +591,11 @@ static bool begin_seen(void *opaque)
 
 void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
 {
-    if (!need_uri(c, r))
+    uint32_t session;
+    size_t linked;
+    FakeClient *fc = start_client(r, c, true, true, &session, &linked);
+    if (!fc)
         return;
-    SpiceCapSet caps = caps_of(true, true);
-    FakeClient *fc = cs_client_new(r, c, &r->src, &caps, "certify.client");
-    if (!fc || !cs_client_settled(r, c, fc, "spice-link"))
-        goto out;
-    uint32_t session = fake_client_session_id(fc);
-    size_t linked = fake_client_linked_channels(fc);
     if (!migrate_info(r, c, k->rule))
         goto out;
     cs_wait(r, begin_seen, fc);

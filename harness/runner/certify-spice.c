@@ -310,19 +310,7 @@ int certify_spice_main(int argc, char **argv)
     CertReport rp = {outdir, "SPICE server", NULL, "spice", desc, repro_base, cases, res, ncases,
                      npass, nfail, nskip, nnotrun, .kind = "SPICE server", .json_path = json_path,
                      .junit_path = junit_path};
-    MigErr *werr = NULL;
-    int rc = nfail || nnotrun ? 1 : 0;
-    if (certify_write_reports(&rp, &werr) < 0) {
-        fprintf(stderr, "migcert certify: no certificate report: %s\n", werr->msg);
-        mig_err_free(werr);
-        rc = 3;
-    } else {
-        printf("certify spice: report in %s\n", outdir);
-    }
-    if (nnotrun)
-        printf("%zu passed, %zu failed, %zu not run\n", npass, nfail, nnotrun);
-    else
-        printf("%zu passed, %zu failed\n", npass, nfail);
+    int rc = certify_finish(&rp);
     free(res);
     free(cases);
     r.loop->ops->free(r.loop);

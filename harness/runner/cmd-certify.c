@@ -316,19 +316,7 @@ int cmd_certify(int argc, char **argv)
 
     CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, cases, res, ncases,
                      npass,  nfail, nskip, nnotrun};
-    MigErr *werr = NULL;
-    int rc = nfail || nnotrun ? 1 : 0;
-    if (certify_write_reports(&rp, &werr) < 0) {
-        fprintf(stderr, "migcert certify: no certificate report: %s\n", werr->msg);
-        mig_err_free(werr);
-        rc = 3;
-    } else {
-        printf("certify %s: report in %s\n", stem, outdir);
-    }
-    if (nnotrun)
-        printf("%zu passed, %zu failed, %zu not run\n", npass, nfail, nnotrun);
-    else
-        printf("%zu passed, %zu failed\n", npass, nfail);
+    int rc = certify_finish(&rp);
     free(res);
     free(cases);
     free(stem);
