@@ -257,6 +257,12 @@ int certify_spice_main(int argc, char **argv)
             repro_add(repro_base, sizeof(repro_base), opt[i][0]);
             repro_add(repro_base, sizeof(repro_base), opt[i][1]);
         }
+    if (timeout_s != 30) {
+        char t[16];
+        snprintf(t, sizeof(t), "%u", timeout_s);
+        repro_add(repro_base, sizeof(repro_base), "--timeout");
+        repro_add(repro_base, sizeof(repro_base), t);
+    }
     char desc[1024];
     snprintf(desc, sizeof(desc), "source: QMP %s, SPICE %s%s\ntarget: QMP %s, SPICE %s%s", r.src.qmp_addr,
              r.src.spice_arg, r.src.cmd ? " (re-created per case)" : "", r.dst.qmp_addr, r.dst.spice_arg,
