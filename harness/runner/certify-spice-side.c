@@ -11,7 +11,9 @@
  * --timeout passed, and the command runs again (`/bin/sh -c CMD` in a
  * process group of its own, its output in OUTDIR/<side>-<N>.log).  Without
  * a command the vendor provides one fresh pair per run, and a case that
- * would need another is not run, saying which case used the pair.
+ * would need another is not run, saying which case used the pair.  With a
+ * command a used source is re-created for the cases that do not migrate
+ * too; without, they run on it as it is.
  *
  * Harness code: waits for a started process's QMP socket by retrying the
  * connect every 20 ms until --timeout (a hang guard).
@@ -118,7 +120,9 @@ static int start(CsRun *r, CsSide *s, MigErr **errp)
 
 int cs_side_ready(CsRun *r, CsSide *s, bool fresh, char *why, size_t why_len)
 {
-    if (s->state == CS_SIDE_FRESH || (s->state == CS_SIDE_USED && !fresh)) {
+    /* a used side serves the cases that do not migrate only when it cannot
+     * be re-created (a migrated-away QEMU is paused, its display stopped) */
+    if (s->state == CS_SIDE_FRESH || (s->state == CS_SIDE_USED && !fresh && !s->cmd)) {
         if (cs_side_alive(r, s))
             return 0;
     }
