@@ -9,3 +9,13 @@ $(SIM_BENCH): $(BUILD)/obj/harness/bench/sim-bench.o $(BUILD)/librunner.a $(BUIL
 	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
 
 bench: $(SIM_BENCH)
+
+# link-probe: the host's socketpair and vmsplice-pipe ceilings, measured
+# beside the migrations (harness/bench/bench.py); plain C, no library.
+LINK_PROBE := $(BUILD)/bench/link-probe
+
+$(LINK_PROBE): $(BUILD)/obj/harness/bench/link-probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+bench: $(LINK_PROBE)

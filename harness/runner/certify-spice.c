@@ -101,9 +101,9 @@ static const CsCase spice_cases[] = {
     {"hostile.blob-newer-version", "spice-no-abort", cs_case_hostile_blob, CS_BLOB_NEWER_VERSION, false},
 };
 
-static void usage(void)
+static void usage(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "usage: migcert certify --spice --src-qmp ADDR --src-spice ADDR --dst-qmp ADDR --dst-spice ADDR\n"
             "                       [--migrate-uri URI] [--src-cmd CMD] [--dst-cmd CMD] [--password P]\n"
             "                       [--out DIR] [--json F] [--junit F] [-k CASE] [--timeout SECONDS] [--list]\n"
@@ -171,7 +171,10 @@ int certify_spice_main(int argc, char **argv)
                                                           : NULL;
         if (!strcmp(a, "--spice"))
             continue;
-        if (!strcmp(a, "--list")) {
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--list")) {
             list = true;
         } else if (slot && v) {
             *slot = argv[++i];
@@ -188,7 +191,7 @@ int certify_spice_main(int argc, char **argv)
             i++;
         } else {
             fprintf(stderr, "migcert certify --spice: %s%s\n", slot || !strcmp(a, "--timeout") ? "a value is due after " : "unknown argument ", a);
-            usage();
+            usage(stderr);
             return 2;
         }
     }
@@ -206,7 +209,7 @@ int certify_spice_main(int argc, char **argv)
     }
     if (!r.src.qmp_addr || !r.src.spice_arg || !r.dst.qmp_addr || !r.dst.spice_arg) {
         fprintf(stderr, "migcert certify --spice: --src-qmp, --src-spice, --dst-qmp and --dst-spice are required\n");
-        usage();
+        usage(stderr);
         return 2;
     }
     if (pat && !any) {
@@ -313,7 +316,7 @@ int certify_spice_main(int argc, char **argv)
     cs_side_stop(&r, &r.src);
     cs_side_stop(&r, &r.dst);
 
-    CertReport rp = {outdir, "SPICE server", NULL, "spice", desc, repro_base, cases, res, ncases,
+    CertReport rp = {outdir, "SPICE server", NULL, "spice", desc, repro_base, NULL, cases, res, ncases,
                      npass, nfail, nskip, nnotrun, .kind = "SPICE server", .json_path = json_path,
                      .junit_path = junit_path};
     int rc = certify_finish(&rp);

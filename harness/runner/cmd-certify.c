@@ -71,12 +71,17 @@ static char *stem_of(const char *path)
     return s;
 }
 
+static void usage_to(FILE *f)
+{
+    fprintf(f, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
+               "[--timeout SECONDS] [--budget SECONDS] [--list]\n"
+               "       migcert certify --spice --src-qmp ADDR --src-spice ADDR --dst-qmp ADDR "
+               "--dst-spice ADDR [...] (certify-spice.c)\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n"
-                    "       migcert certify --spice --src-qmp ADDR --src-spice ADDR --dst-qmp ADDR "
-                    "--dst-spice ADDR [...] (certify-spice.c)\n");
+    usage_to(stderr);
 }
 
 /* A whole number of seconds > 0; false for anything else ("abc", "5s", 0). */
@@ -191,7 +196,10 @@ int cmd_certify(int argc, char **argv)
             }
         } else if (!strcmp(a, "--list"))
             list = true;
-        else {
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_to(stdout);
+            return 0;
+        } else {
             usage();
             return 2;
         }
@@ -223,8 +231,13 @@ int cmd_certify(int argc, char **argv)
     snprintf(plugin_desc, sizeof(plugin_desc), "%s %s, protocol v%u, features %s",
              pd.name[0] ? pd.name : stem, pd.version, pd.protocol,
              mig_dev_features_name(pd.features));
-    if (peer)
+    char peer_desc[256] = "";
+    if (peer) {
         probe_plugin(peer, timeout_s, &pp);
+        snprintf(peer_desc, sizeof(peer_desc), "%s %s, protocol v%u, features %s",
+                 pp.name[0] ? pp.name : peer_stem, pp.version, pp.protocol,
+                 mig_dev_features_name(pp.features));
+    }
 
     CertCase *cases = NULL;
     size_t ncases = certify_build_cases(&cases, pd.features, pd.callbacks, peer_stem, stem);
@@ -314,8 +327,8 @@ int cmd_certify(int argc, char **argv)
         }
     }
 
-    CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, cases, res, ncases,
-                     npass,  nfail, nskip, nnotrun};
+    CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, peer ? peer_desc : NULL,
+                     cases,  res, ncases, npass, nfail, nskip, nnotrun};
     int rc = certify_finish(&rp);
     free(res);
     free(cases);
