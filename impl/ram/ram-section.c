@@ -289,10 +289,14 @@ static inline void mark_received(MigRamBlock *b, uint64_t offset)
 /* The end of the stream: every page of every block must have arrived at
  * least once (QEMU 7.2 would run the guest on whatever memory it had).
  * With x-ignore-shared the source leaves shared blocks out, and the
- * stream does not say which: nothing to check then. */
+ * stream does not say which: nothing to check then.  With x-ram-share no
+ * page travels: every block's fd came instead, and the shared memory takes
+ * the place of our own (ram-share.c). */
 static int ram_load_complete(void *opaque, MigErr **errp)
 {
     MigRam *r = opaque;
+    if (r->share)
+        return mig__ram_share_adopt(r, errp);
     if (r->reader.ignore_shared)
         return 0;
     for (size_t i = 0; i < r->nblocks; i++) {
@@ -512,14 +516,6 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                        "page-flip: HOOK record for RAM address 0x%llx at offset %llu is past "
                        "the end of RAM (0x%llx bytes)",
                        (unsigned long long)rec->offset, at, (unsigned long long)base);
-}
-
-/* x-ram-share's load_complete: every block's fd came; shared memory in
- * place of our own (ram-share.c). */
-static int ram_load_complete(void *opaque, MigErr **errp)
-{
-    MigRam *r = opaque;
-    return r->share ? mig__ram_share_adopt(r, errp) : 0;
 }
 
 static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
