@@ -164,6 +164,9 @@ typedef struct RawSpice {
     char *migrate_timeout;
     char *migrate_info;
     char *display;
+    char *heads;
+    char *pixmap_cache_migration;
+    char *image_compression;
     char *vmc_rate;
     char *semi_seamless;
 } RawSpice;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "scenario-internal.h"
+#include "spice/spice-pixmap-cache.h"
 
 const char *const scn_migrate_info_names[SCN_MIGRATE_INFO__COUNT] = {"wait", "no-wait", "manual"};
 const char *const scn_target_names[SCN_TARGET__COUNT] = {"accept", "refuse", "fail", "hang"};
@@ -103,6 +104,25 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
                             "e.g. 160x120)", r->display);
         sp->width = w;
         sp->height = h;
+    }
+    sp->heads = 1;
+    if (r->heads && parse_u32(c, "spice.heads", r->heads, 4, &sp->heads) < 0)
+        return -EINVAL;
+    if (!sp->heads)
+        return scn__bad(c, "spice.heads", "a guest has at least one head (1 to 4)");
+    if (r->image_compression) {
+        static const char *const kinds[] = {"off", "glz"};
+        int v;
+        if (scn__enum(c, "spice.image-compression", r->image_compression, kinds, 2, &v) < 0)
+            return -EINVAL;
+        sp->glz = v == 1;
+    }
+    if (r->pixmap_cache_migration) {
+        int v;
+        if (scn__enum(c, "spice.pixmap-cache-migration", r->pixmap_cache_migration, spice_pixmap_cache_mig_names,
+                      SPICE_PIXMAP_CACHE_MIG__COUNT, &v) < 0)
+            return -EINVAL;
+        sp->pixmap_cache_migration = v;
     }
     if (r->vmc_rate && parse_u32(c, "spice.vmc-rate", r->vmc_rate, 1u << 20, &sp->vmc_rate) < 0)
         return -EINVAL;

@@ -58,6 +58,9 @@ typedef struct ScnSpice {
     uint64_t migrate_timeout_ns; /* 0: the server's default (10 s) */
     ScnMigrateInfo migrate_info;
     uint32_t width, height;  /* fake-qxl's display */
+    uint32_t heads;          /* fake-qxl's heads (display channels), 1..4 */
+    int pixmap_cache_migration; /* SpicePixmapCacheMig: seamless migration's cache strategy */
+    bool glz;                /* image-compression: glz */
     uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
     bool no_semi_seamless;   /* the servers do not offer SEMI_SEAMLESS (an old spice-server) */
 } ScnSpice;

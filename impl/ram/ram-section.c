@@ -394,16 +394,19 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 }
 
 /* Where the page at RAM address addr goes (page aligned, inside a block of
- * the block list), or NULL. */
-static uint8_t *flip_target(const MigRam *r, uint64_t addr)
+ * the block list), or NULL; *bp and *offp say which block and where in it. */
+static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, uint64_t *offp)
 {
     const MigRamReader *rd = &r->reader;
     if (addr % MIG_RAM_PAGE_SIZE)
         return NULL;
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
-        if (addr < base + rd->blocks[i].length)
-            return r->blocks[r->load_map[i]]->host + (addr - base);
+        if (addr < base + rd->blocks[i].length) {
+            *bp = r->blocks[r->load_map[i]];
+            *offp = addr - base;
+            return (*bp)->host + *offp;
+        }
         base += rd->blocks[i].length;
     }
     return NULL;
@@ -415,11 +418,15 @@ static uint8_t *flip_target(const MigRam *r, uint64_t addr)
  * HOOK records right behind it that the stream already holds (good ones
  * only: anything else is left to the general decoder), and read the whole
  * run from the page channel straight into guest RAM. */
-static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long long at,
-                         MigErr **errp)
+static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, MigRamBlock *b,
+                         uint64_t off, unsigned long long at, MigErr **errp)
 {
     struct iovec iov[FLIP_RUN];
+    MigRamBlock *blk[FLIP_RUN];
+    uint64_t offs[FLIP_RUN];
     int n = 0;
+    blk[n] = b;
+    offs[n] = off;
     iov[n].iov_base = host;
     iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
     while (n < FLIP_RUN) {
@@ -431,7 +438,7 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long l
         v = __builtin_bswap64(v);
         if ((v & MIG_RAM_FLAGS_MASK) != MIG_RAM_FLAG_HOOK)
             break;
-        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK);
+        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK, &blk[n], &offs[n]);
         if (!next)
             break;
         mig_stream_skip(s, 8);
@@ -443,6 +450,8 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long l
         mig_err_prepend(errp, "a run of %d page HOOK records from offset %llu", n, at);
         return ret;
     }
+    for (int i = 0; i < n; i++)
+        mark_received(blk[i], offs[i]);
     r->normal += (uint64_t)n;
     r->transferred += 8 * (uint64_t)(n - 1);
     return 0;
@@ -486,9 +495,11 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                           "(offset %llu)",
                            at);
     if (mig_stream_has_page_channel(s)) {
-        uint8_t *host = flip_target(r, rec->offset);
+        MigRamBlock *b;
+        uint64_t off;
+        uint8_t *host = flip_target(r, rec->offset, &b, &off);
         if (host)
-            return load_flip_run(r, s, host, at, errp);
+            return load_flip_run(r, s, host, b, off, at, errp);
     }
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
