@@ -355,6 +355,7 @@ typedef struct OnTarget {
     CsRun *r;
     FakeClient *fc;
     uint32_t semi, sw;
+    bool seamless;
 } OnTarget;
 
 static bool on_server(const FakeClient *fc, const CsSide *s)
@@ -369,7 +370,10 @@ static bool switched(void *opaque)
     fake_client_migrations(o->fc, &m);
     if (fake_client_channels(o->fc) == 0 || fake_client_last_error(o->fc)[0])
         return true;
-    bool kind = m.semi_seamless >= o->semi && m.switch_host >= o->sw && (m.semi_seamless || m.switch_host);
+    /* a seamless switch shows as none of the others: the client simply
+     * went on with the target */
+    bool kind = o->seamless ? !m.semi_seamless && !m.switch_host
+                            : m.semi_seamless >= o->semi && m.switch_host >= o->sw && (m.semi_seamless || m.switch_host);
     return kind && on_server(o->fc, &o->r->dst) && settled_pred(o->fc);
 }
 
@@ -453,7 +457,7 @@ void cs_case_semi_seamless(CsRun *r, CertCtx *c, const CsCase *k)
     fake_client_media_stats(fc, SPICE_CHANNEL_PORT, &vmc);
     if (!migrate(r, c, "spice-migration", NULL))
         goto out;
-    OnTarget o = {r, fc, 1, 0};
+    OnTarget o = {r, fc, 1, 0, false};
     cs_wait(r, switched, &o);
     FakeClientMigrations m;
     fake_client_migrations(fc, &m);
@@ -494,7 +498,7 @@ void cs_case_switch_host(CsRun *r, CertCtx *c, const CsCase *k)
         return;
     if (!migrate_info(r, c, k->rule) || !migrate(r, c, "spice-migration", NULL))
         goto out;
-    OnTarget o = {r, fc, 0, 1};
+    OnTarget o = {r, fc, 0, 1, false};
     cs_wait(r, switched, &o);
     FakeClientMigrations m;
     fake_client_migrations(fc, &m);
@@ -632,18 +636,25 @@ void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
                         "was left unanswered)");
         goto out;
     }
-    if (!client_linked_to_target(r, c, fc, k->rule) || !migrate(r, c, "spice-migration", NULL))
+    if (!client_linked_to_target(r, c, fc, k->rule))
         goto out;
-    OnTarget o = {r, fc, 0, 0};
+    FakeClientMediaStats pb, vmc;
+    fake_client_media_stats(fc, SPICE_CHANNEL_PLAYBACK, &pb);
+    fake_client_media_stats(fc, SPICE_CHANNEL_PORT, &vmc);
+    size_t surfaces = fake_client_count(fc, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_SURFACE_CREATE);
+    if (!migrate(r, c, "spice-migration", NULL))
+        goto out;
+    OnTarget o = {r, fc, 0, 0, true};
     cs_wait(r, switched, &o);
     FakeClientMigrations m;
     fake_client_migrations(fc, &m);
     size_t inits = fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT);
-    if (!on_server(fc, &r->dst) || m.switch_host || fake_client_session_id(fc) != session ||
+    if (!on_server(fc, &r->dst) || m.switch_host || m.semi_seamless || fake_client_session_id(fc) != session ||
         fake_client_linked_channels(fc) != linked || fake_client_last_error(fc)[0]) {
-        certify_fail(c, k->rule, "the client is on %s:%u, session %u (was %u), %zu of %zu channels, %u switch-host%s%s",
-                     fake_client_server_host(fc), fake_client_server_port(fc), fake_client_session_id(fc), session,
-                     fake_client_linked_channels(fc), linked, m.switch_host,
+        certify_fail(c, k->rule, "the client is on %s:%u, session %u (was %u), %zu of %zu channels, after %u "
+                     "semi-seamless and %u switch-host switches%s%s", fake_client_server_host(fc),
+                     fake_client_server_port(fc), fake_client_session_id(fc), session,
+                     fake_client_linked_channels(fc), linked, m.semi_seamless, m.switch_host,
                      fake_client_last_error(fc)[0] ? "; " : "", fake_client_last_error(fc));
         goto out;
     }
@@ -651,8 +662,17 @@ void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
         certify_fail(c, k->rule, "the target sent MAIN_INIT after a seamless switch (%zu in the session)", inits);
         goto out;
     }
+    char note[256] = "";
+    if (!media_continuous(r, c, fc, SPICE_CHANNEL_PLAYBACK, &pb, note, sizeof(note)) ||
+        !media_continuous(r, c, fc, SPICE_CHANNEL_PORT, &vmc, note, sizeof(note)))
+        goto out;
+    size_t resent = fake_client_count(fc, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_SURFACE_CREATE) - surfaces;
+    if (resent) {
+        certify_fail(c, k->rule, "the target created %zu surface(s) again after a seamless switch", resent);
+        goto out;
+    }
     if (same_screen(r, c, &r->dst, fc) && !c->res->note[0])
-        snprintf(c->res->note, sizeof(c->res->note), "seamless: no MAIN_INIT from the target, screen equal");
+        snprintf(c->res->note, sizeof(c->res->note), "no MAIN_INIT, no surface re-sent, screen equal; %s", note);
 out:
     cs_client_free(fc);
 }
