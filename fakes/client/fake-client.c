@@ -35,6 +35,7 @@ void fake__chan_free(FakeChannel *ch)
     FakeClient *c = ch->client;
     fake__display_free(ch);
     fake__media_free(ch);
+    fake__seamless_free(ch);
     spice_linker_free(ch->mig_linker);
     mig_transport_close(ch->mig_t);
     spice_linker_free(ch->linker);
@@ -72,6 +73,7 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
     FakeClient *c = ch->client;
     switch (mi->id) {
     case SPICE_MSG_MAIN_MIGRATE_BEGIN:
+    case SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS:
     case SPICE_MSG_MAIN_MIGRATE_CANCEL:
     case SPICE_MSG_MAIN_MIGRATE_END:
     case SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST:
@@ -97,6 +99,11 @@ static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t
 {
     FakeChannel *ch = opaque;
     fake__record(ch->client, ch, false, mi->id, mi->name);
+    if (mi->id == SPICE_MSG_MIGRATE || mi->id == SPICE_MSG_MIGRATE_DATA || ch->mig_expect_data) {
+        int r = fake__seamless_message(ch, mi, body, errp);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
     if (ch->type == SPICE_CHANNEL_MAIN)
         return on_main(ch, mi, body);
     if (ch->type == SPICE_CHANNEL_DISPLAY) {
@@ -125,6 +132,21 @@ static void on_closed(void *opaque, int err, const char *reason)
 
 static const SpiceConnOps conn_ops = {.on_message = on_message, .on_closed = on_closed};
 
+const SpiceConnOps *fake__conn_ops(void)
+{
+    return &conn_ops;
+}
+
+SpiceConn *fake__chan_conn(FakeChannel *ch, MigTransport *t, bool mini)
+{
+    FakeClient *c = ch->client;
+    char who[96];
+    snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
+    SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
+                           .channel_id = ch->id, .max_in = 64u << 20, .who = who};
+    return spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
+}
+
 static void linked(void *opaque, SpiceLinkResult *res)
 {
     FakeChannel *ch = opaque;
@@ -151,11 +173,7 @@ void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
         c->ever[c->never][1] = ch->id;
         c->never++;
     }
-    char who[96];
-    snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
-    SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
-                           .channel_id = ch->id, .max_in = 64u << 20, .who = who};
-    ch->conn = spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
+    ch->conn = fake__chan_conn(ch, t, mini);
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
     else if (!ch->media && (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||

@@ -161,6 +161,10 @@ typedef struct RawSpice {
     char *display;
     char *vmc_rate;
     char *semi_seamless;
+    char *seamless;
+    char *migration_version_src;
+    char *migration_version_dst;
+    char *migrate_data_timeout;
 } RawSpice;
 
 typedef struct RawClient {
@@ -175,6 +179,10 @@ typedef struct RawClient {
     char *disconnect_at;
     char *disconnect_at_message;
     char *migrate_end_delay;
+    char *flush_mark_delay;
+    char *blob;
+    char *blob_channel;
+    char *seamless;
 } RawClient;
 
 typedef struct RawScenario {

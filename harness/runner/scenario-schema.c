@@ -114,6 +114,10 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("display", RawSpice, display),
     STR("vmc-rate", RawSpice, vmc_rate),
     STR("semi-seamless", RawSpice, semi_seamless),
+    STR("seamless", RawSpice, seamless),
+    STR("migration-version-src", RawSpice, migration_version_src),
+    STR("migration-version-dst", RawSpice, migration_version_dst),
+    STR("migrate-data-timeout", RawSpice, migrate_data_timeout),
     CYAML_FIELD_END,
 };
 
@@ -129,6 +133,10 @@ static const cyaml_schema_field_t client_fields[] = {
     STR("disconnect-at", RawClient, disconnect_at),
     STR("disconnect-at-message", RawClient, disconnect_at_message),
     STR("migrate-end-delay", RawClient, migrate_end_delay),
+    STR("flush-mark-delay", RawClient, flush_mark_delay),
+    STR("blob", RawClient, blob),
+    STR("blob-channel", RawClient, blob_channel),
+    STR("seamless", RawClient, seamless),
     CYAML_FIELD_END,
 };
 

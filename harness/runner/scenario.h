@@ -60,6 +60,9 @@ typedef struct ScnSpice {
     uint32_t width, height;  /* fake-qxl's display */
     uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
     bool no_semi_seamless;   /* the servers do not offer SEMI_SEAMLESS (an old spice-server) */
+    bool seamless;           /* seamless-migration=on on both servers */
+    uint32_t mig_version_src, mig_version_dst; /* seamless migration protocol versions (0: the build's) */
+    uint64_t migrate_data_timeout_ns; /* the target's wait for a blob (0: 10 s) */
 } ScnSpice;
 
 /* What the client does to a connection to the migration's target. */
@@ -78,7 +81,11 @@ typedef enum ScnClientStep {
     SCN_CLIENT_STEP_BEGIN,     /* MIGRATE_BEGIN arrived, before the answer */
     SCN_CLIENT_STEP_CONNECTED, /* MIGRATE_CONNECTED went out */
     SCN_CLIENT_STEP_END,       /* MIGRATE_END arrived, before the switch */
-    SCN_CLIENT_STEP_SWITCHED,  /* MSGC_MIGRATE_END went to the target */
+    SCN_CLIENT_STEP_SWITCHED,  /* MSGC_MIGRATE_END (seamless: main's MIGRATE_DATA) went to the target */
+    SCN_CLIENT_STEP_ACKED,     /* seamless: the target's DST_SEAMLESS_ACK arrived */
+    SCN_CLIENT_STEP_MIGRATE,   /* seamless: main's MIGRATE arrived */
+    SCN_CLIENT_STEP_FLUSHED,   /* seamless: main's FLUSH_MARK went to the source */
+    SCN_CLIENT_STEP_DATA,      /* seamless: main's MIGRATE_DATA arrived from the source */
     SCN_CLIENT_STEP__COUNT
 } ScnClientStep;
 extern const char *const scn_client_step_names[SCN_CLIENT_STEP__COUNT];
@@ -100,6 +107,7 @@ typedef enum ScnClientMig {
     SCN_CLIENT_MIG_SWITCH_HOST,
     SCN_CLIENT_MIG_CANCELLED,
     SCN_CLIENT_MIG_NONE,
+    SCN_CLIENT_MIG_SEAMLESS,
     SCN_CLIENT_MIG__COUNT
 } ScnClientMig;
 extern const char *const scn_client_mig_names[SCN_CLIENT_MIG__COUNT];
@@ -118,6 +126,10 @@ typedef struct ScnClient {
     ScnClientStep disconnect_at;
     uint32_t disconnect_at_message; /* 0: never; else after the Nth message (either way) */
     uint64_t migrate_end_delay_ns;  /* MSGC_MAIN_MIGRATE_END that much later */
+    uint64_t flush_mark_delay_ns;   /* seamless: FLUSH_MARK that much after MIGRATE */
+    int blob_fault;                 /* FakeClientBlobFault: the blob it spoils ... */
+    uint8_t blob_channel;           /* ... on this channel type (default display) */
+    bool no_seamless;               /* no SEAMLESS_MIGRATE main capability */
 } ScnClient;
 
 /* client step */

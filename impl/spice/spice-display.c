@@ -8,6 +8,7 @@
 #include <spice/protocol.h>
 
 #include "spice-display.h"
+#include "spice-migrate-data.h"
 
 /* Images the server makes itself (a whole surface for a new client) carry
  * ids with the top bit set, apart from the device's, and are never cached. */
@@ -23,6 +24,9 @@ typedef struct DisplayCC {
     SpiceChannelClient *cc;
     bool ready;          /* DISPLAY_INIT received, surfaces sent */
     uint64_t cache_cap;  /* pixels the client's pixmap cache holds */
+    int32_t glz_window;  /* the client's GLZ window (DISPLAY_INIT), carried by seamless migration */
+    uint32_t *prep_ids;  /* seamless target: the surfaces when it began to draw for the client */
+    size_t nprep;
     uint64_t cache_used;
     CacheItem *items;    /* least recently used first */
     size_t nitems, capitems;
@@ -203,6 +207,7 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
     dc->cache_cap = (uint64_t)di->pixmap_cache_size;
+    dc->glz_window = di->glz_dictionary_window_size;
     dc->ready = true;
     return send_initial(dc);
 }
@@ -220,6 +225,7 @@ static void display_disconnect(SpiceChannelClient *cc)
             break;
         }
     free(dc->items);
+    free(dc->prep_ids);
     free(dc);
     spice_cc_set_priv(cc, NULL);
 }
@@ -231,6 +237,10 @@ static void display_channel_gone(SpiceChannel *ch)
         d->ch = NULL;
 }
 
+static int display_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp);
+static void display_migrate_prepare(SpiceChannelClient *cc);
+static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
+
 static const SpiceChannelClass display_class = {
     .name = "display",
     .max_in = 1024,
@@ -238,6 +248,10 @@ static const SpiceChannelClass display_class = {
     .on_message = display_on_message,
     .disconnect = display_disconnect,
     .channel_gone = display_channel_gone,
+    .migrate_flags = SPICE_MIGRATE_NEED_FLUSH | SPICE_MIGRATE_NEED_DATA_TRANSFER,
+    .migrate_save = display_migrate_save,
+    .migrate_prepare = display_migrate_prepare,
+    .migrate_load = display_migrate_load,
 };
 
 SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id)
@@ -259,6 +273,7 @@ void spice_display_free(SpiceDisplay *d)
         spice_cc_set_priv(d->dccs[i]->cc, NULL);
         spice_cc_disconnect(d->dccs[i]->cc, "the display device went away");
         free(d->dccs[i]->items);
+        free(d->dccs[i]->prep_ids);
         free(d->dccs[i]);
     }
     free(d->dccs);
@@ -376,4 +391,142 @@ int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, in
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out)
 {
     *out = d->stats;
+}
+
+/* ------------------------------------------------------------------ seamless migration (DCMD) */
+
+/*
+ * The display blob (docs/protocol-spice.md section 9): the serial to go on
+ * from, the client's pixmap cache size and GLZ window, and the surfaces the
+ * client holds (every surface of the display once its DISPLAY_INIT was
+ * answered: creates and destroys go to every ready client).  The pixmap
+ * cache is per channel client here, so this channel is its own freezer:
+ * the target empties the client's cache (INVAL_ALL_PIXMAPS, waiting for
+ * the other display channels' last serials) and starts its record of the
+ * cache empty (the reset strategy).  Surfaces the blob lists are not sent
+ * again; a surface it lists that the target does not have is destroyed at
+ * the client, one the target has and the list lacks is sent whole.
+ */
+static int display_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    SpiceDisplay *d = dc ? dc->d : NULL;
+    uint8_t own = spice_channel_id(spice_cc_channel(cc));
+    uint64_t serial = spice_conn_last_sent_serial(spice_cc_conn(cc)) + 1; /* the MIGRATE_DATA's own */
+    SpiceMigDisplay m = {.h = {SPICE_MIG_MAGIC_DISPLAY, SPICE_MIG_VERSION_DISPLAY},
+                         .message_serial = serial,
+                         .pixmap_cache_id = 1,
+                         .pixmap_cache_size = dc ? (int64_t)dc->cache_cap : 0,
+                         .pixmap_cache_freezer = 1,
+                         .glz_dict_id = 1,
+                         .glz_dict_size = dc && dc->glz_window > 0 ? (uint32_t)dc->glz_window : 0,
+                         .glz_max_encoders = 1};
+    if (own < SPICE_MIG_MAX_DISPLAYS)
+        m.pixmap_cache_clients[own] = serial;
+    SpiceMigSurfaces list = {{0, NULL}};
+    SpiceMigSurface *ids = NULL;
+    if (dc && dc->ready && d->nsurfaces) {
+        ids = mig_malloc0(d->nsurfaces * sizeof(*ids));
+        for (size_t i = 0; i < d->nsurfaces; i++)
+            ids[i].id = d->surfaces[i].id;
+        list.surfaces = (SpiceMArray){.n = (uint32_t)d->nsurfaces, .items = ids};
+    }
+    m.surfaces_at_client = &list;
+    int r = spice_mig_encode(&spice_mig_display_desc, &m, NULL, 0, blob, len, errp);
+    free(ids);
+    return r;
+}
+
+/* The machine loaded: draw for this client from now on (held until its
+ * data came), assuming it holds what the source had; no image is cached
+ * before the blob gives the cache's size. */
+static void display_migrate_prepare(SpiceChannelClient *cc)
+{
+    SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
+    if (!d)
+        return;
+    DisplayCC *dc = mig_malloc0(sizeof(*dc));
+    dc->d = d;
+    dc->cc = cc;
+    dc->ready = true;
+    dc->prep_ids = mig_malloc0((d->nsurfaces + 1) * sizeof(*dc->prep_ids));
+    for (size_t i = 0; i < d->nsurfaces; i++)
+        dc->prep_ids[dc->nprep++] = d->surfaces[i].id;
+    spice_cc_set_priv(cc, dc);
+    d->dccs = mig_realloc(d->dccs, (d->ndccs + 1) * sizeof(*d->dccs));
+    d->dccs[d->ndccs++] = dc;
+}
+
+static bool listed(const SpiceMigSurfaces *l, uint32_t id)
+{
+    const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
+    for (uint32_t i = 0; l && i < l->surfaces.n; i++)
+        if (ids[i].id == id)
+            return true;
+    return false;
+}
+
+static bool prepared(const DisplayCC *dc, uint32_t id)
+{
+    for (size_t i = 0; i < dc->nprep; i++)
+        if (dc->prep_ids[i] == id)
+            return true;
+    return false;
+}
+
+static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    SpiceMigDisplay m;
+    int r = spice_mig_decode("display", &spice_mig_display_desc, blob, len, SPICE_MIG_MAGIC_DISPLAY,
+                             SPICE_MIG_VERSION_DISPLAY, &m, errp);
+    if (r < 0)
+        return r;
+    const SpiceMigSurfaces *l = m.surfaces_at_client;
+    const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
+    if (l && l->surfaces.n > SPICE_MIG_MAX_SURFACES)
+        r = mig_err_set(errp, -EPROTO, "display migration data: %u surfaces listed, at most %u", l->surfaces.n,
+                        SPICE_MIG_MAX_SURFACES);
+    for (uint32_t i = 0; r == 0 && l && i < l->surfaces.n; i++)
+        if (ids[i].id >= SPICE_MIG_MAX_SURFACES)
+            r = mig_err_set(errp, -EPROTO, "display migration data: surface id %u out of range (0 to %u)", ids[i].id,
+                            SPICE_MIG_MAX_SURFACES - 1);
+    if (r == 0 && m.pixmap_cache_size < 0)
+        r = mig_err_set(errp, -EPROTO, "display migration data: pixmap cache size %lld",
+                        (long long)m.pixmap_cache_size);
+    if (r < 0) {
+        spice_marshal_free(&spice_mig_display_desc, &m);
+        return r;
+    }
+    SpiceConn *conn = spice_cc_conn(cc);
+    const SpiceServerConfig *cfg = spice_server_config(spice_channel_server(spice_cc_channel(cc)));
+    spice_conn_renumber(conn, m.message_serial);
+    spice_conn_resume_ack(conn, 1, cfg->ack_window); /* spice.md 11.6: nothing un-ACKed */
+    dc->cache_cap = (uint64_t)m.pixmap_cache_size;
+    dc->glz_window = (int32_t)MIG_MIN(m.glz_dict_size, (uint32_t)INT32_MAX);
+    /* reset: the client's cache empties once the other display channels
+     * processed what used it */
+    uint8_t own = spice_channel_id(spice_cc_channel(cc));
+    SpiceWaitItem wait[SPICE_MIG_MAX_DISPLAYS];
+    uint32_t nwait = 0;
+    for (uint8_t i = 0; m.pixmap_cache_freezer && i < SPICE_MIG_MAX_DISPLAYS; i++)
+        if (i != own && m.pixmap_cache_clients[i])
+            wait[nwait++] = (SpiceWaitItem){SPICE_CHANNEL_DISPLAY, i, m.pixmap_cache_clients[i]};
+    SpiceMsgWaitList wl = {.items = {.n = nwait, .items = wait}};
+    r = spice_cc_send(cc, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS, &wl);
+    SpiceDisplay *d = dc->d;
+    /* against the surfaces of when it began to draw for the client (what
+     * came since went to the client already) */
+    for (uint32_t i = 0; r == 0 && l && i < l->surfaces.n; i++)
+        if (!prepared(dc, ids[i].id)) {
+            SpiceMsgU32 sd = {ids[i].id};
+            r = spice_cc_send(cc, SPICE_MSG_DISPLAY_SURFACE_DESTROY, &sd);
+        }
+    for (size_t i = 0; r == 0 && i < d->nsurfaces; i++)
+        if (prepared(dc, d->surfaces[i].id) && !listed(l, d->surfaces[i].id))
+            r = send_surface(dc, &d->surfaces[i]);
+    spice_marshal_free(&spice_mig_display_desc, &m);
+    return r < 0 ? mig_err_set(errp, r, "cannot queue the display's first messages") : 0;
 }
