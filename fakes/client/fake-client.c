@@ -313,6 +313,14 @@ size_t fake_client_linked_channels(const FakeClient *c)
     return n;
 }
 
+bool fake_client_has_channel(const FakeClient *c, uint8_t type, uint8_t id)
+{
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == type && c->chans[i]->id == id && c->chans[i]->conn)
+            return true;
+    return false;
+}
+
 size_t fake_client_channels(const FakeClient *c)
 {
     return c->nchans;

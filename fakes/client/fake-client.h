@@ -87,6 +87,8 @@ size_t fake_client_channels(const FakeClient *c);
 /* Every channel the client ever linked, in the order they first linked:
  * type and id of the i-th (false past the end). */
 bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint8_t *id);
+/* Whether channel (type, id) is linked now. */
+bool fake_client_has_channel(const FakeClient *c, uint8_t type, uint8_t id);
 /* The last error that ended a channel or a link ("" when none). */
 const char *fake_client_last_error(const FakeClient *c);
 /* Everything received and sent, in order. */

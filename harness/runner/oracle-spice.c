@@ -125,7 +125,16 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
         uint8_t t, id;
         while (fake_client_channel_ever(c, ever, &t, &id))
             ever++;
-        if (fake_client_linked_channels(c) != ever)
+        size_t lost = 0;
+        if (s->client_channel_lost) {
+            if (fake_client_has_channel(c, s->client_channel_lost, 0) || fake_client_linked_channels(c) != ever - 1)
+                return mig_err_set(errp, -EPROTO, "spice: the target was to refuse the client's %s channel "
+                                   "(expect.client-channel-lost); the client has %zu of its %zu channels linked",
+                                   spice_channel_type_name(s->client_channel_lost), fake_client_linked_channels(c),
+                                   ever);
+            lost = 1;
+        }
+        if (fake_client_linked_channels(c) != ever - lost)
             return mig_err_set(errp, -EPROTO, "spice: after the seamless migration the client has %zu of its %zu "
                                "channels linked (last error: %s)", fake_client_linked_channels(c), ever,
                                fake_client_last_error(c)[0] ? fake_client_last_error(c) : "none");
@@ -295,7 +304,7 @@ int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp)
                            mig_errno_name(srr));
     Side *end = NULL;
     int rc = check_server(run, outcome, &end, errp);
-    if (rc == 0 && end)
+    if (rc == 0 && end && run->s->client_channel_lost != SPICE_CHANNEL_DISPLAY)
         rc = check_screen(run, end, errp);
     if (rc == 0 && end)
         exec__selftest_break_spice(run, end, false);

@@ -152,6 +152,7 @@ typedef struct RawExpect {
     char *client;
     char *client_migration;
     char *client_error;
+    char *client_channel_lost;
 } RawExpect;
 
 typedef struct RawSpice {

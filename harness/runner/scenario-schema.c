@@ -177,6 +177,7 @@ static const cyaml_schema_field_t expect_fields[] = {
     STR("client", RawExpect, client),
     STR("client-migration", RawExpect, client_migration),
     STR("client-error", RawExpect, client_error),
+    STR("client-channel-lost", RawExpect, client_channel_lost),
     CYAML_FIELD_END,
 };
 

@@ -242,6 +242,12 @@ int scn__check_spice(Ctx *c, const RawScenario *r, Scenario *s)
         s->client_mig = (ScnClientMig)(v + 1);
     }
     s->client_error = mig_strdup(r->expect->client_error);
+    if (r->expect->client_channel_lost) {
+        if (scn__enum(c, "expect.client-channel-lost", r->expect->client_channel_lost, blob_channel_names,
+                      (int)MIG_ARRAY_SIZE(blob_channel_names), &v) < 0)
+            return -EINVAL;
+        s->client_channel_lost = blob_channel_types[v];
+    }
     if (!s->client.present) {
         if (r->expect->client || r->expect->client_migration || r->expect->client_error)
             return scn__bad(c, "client.present", "a scenario without a client expects nothing of it");

@@ -249,6 +249,8 @@ typedef struct Scenario {
     ScnClientMig client_mig;      /* expect.client-migration */
     char *client_error;    /* expect.client-error: text in the client's last
                               error; NULL: it must have none */
+    uint8_t client_channel_lost; /* expect.client-channel-lost: the channel type the
+                                    target refused (0: none) */
 } Scenario;
 
 /* Load and validate one scenario file.  Returns NULL and sets *errp to
