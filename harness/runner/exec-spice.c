@@ -150,6 +150,8 @@ static void client_close(ExecSpice *x, const char *why)
         exec__log(x->run, "client: disconnects (%s)", why);
     x->client = NULL;
     fake_client_free(c);
+    fake_client_free(x->bystander);
+    x->bystander = NULL;
 }
 
 static void disconnect_cb(void *opaque)
@@ -249,6 +251,17 @@ int exec__spice_start(Run *run, MigErr **errp)
     fault_injector_set_side(run->inj, prev);
     if (rc < 0)
         return rc;
+    if (s->spice.target_client) {
+        /* the destination serves a client of its own: it cannot ACK DO_SEAMLESS */
+        FakeClientConfig bc = {.host = "dst", .port = 2, .connect = client_connect, .connect_opaque = x,
+                               .password = cc.password, .who = "bystander"};
+        exec__side_enter(x->sl, &prev);
+        x->bystander = fake_client_new(&x->sl->base, &bc);
+        rc = fake_client_start(x->bystander, errp);
+        fault_injector_set_side(run->inj, prev);
+        if (rc < 0)
+            return rc;
+    }
     uint64_t now = mig_loop_now_ns(run->loop);
     mig_loop_run_until(run->loop, client_linked, x, now + 10000000000ull);
     if (x->client) {

@@ -166,6 +166,7 @@ typedef struct RawSpice {
     char *migration_version_src;
     char *migration_version_dst;
     char *migrate_data_timeout;
+    char *target_client;
 } RawSpice;
 
 typedef struct RawClient {

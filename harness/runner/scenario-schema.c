@@ -118,6 +118,7 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("migration-version-src", RawSpice, migration_version_src),
     STR("migration-version-dst", RawSpice, migration_version_dst),
     STR("migrate-data-timeout", RawSpice, migrate_data_timeout),
+    STR("target-client", RawSpice, target_client),
     CYAML_FIELD_END,
 };
 

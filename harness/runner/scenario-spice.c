@@ -120,6 +120,8 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
     if (r->migration_version_dst &&
         parse_u32(c, "spice.migration-version-dst", r->migration_version_dst, 1000, &sp->mig_version_dst) < 0)
         return -EINVAL;
+    if (r->target_client && scn__bool(c, "spice.target-client", r->target_client, &sp->target_client) < 0)
+        return -EINVAL;
     if (r->migrate_data_timeout &&
         (scn_parse_duration(r->migrate_data_timeout, &sp->migrate_data_timeout_ns) < 0 || !sp->migrate_data_timeout_ns))
         return scn__bad(c, "spice.migrate-data-timeout", "invalid duration '%s' (expected e.g. 10s)",

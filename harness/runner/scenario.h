@@ -63,6 +63,7 @@ typedef struct ScnSpice {
     bool seamless;           /* seamless-migration=on on both servers */
     uint32_t mig_version_src, mig_version_dst; /* seamless migration protocol versions (0: the build's) */
     uint64_t migrate_data_timeout_ns; /* the target's wait for a blob (0: 10 s) */
+    bool target_client;      /* another client is linked to the destination from the start */
 } ScnSpice;
 
 /* What the client does to a connection to the migration's target. */
