@@ -52,11 +52,11 @@ BYTE_PERIOD = 251  # fake-media.h: port byte n is n % 251
 # ---------------------------------------------------------------- the parent side
 
 class GtkClient:
-    def __init__(self, folder, uri, name="gtk"):
+    def __init__(self, folder, uri, name="gtk", env=None):
         folder = Path(folder)
         self.log_path = folder / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        env = dict(os.environ, G_MESSAGES_DEBUG=os.environ.get("G_MESSAGES_DEBUG", ""))
+        env = dict(os.environ, G_MESSAGES_DEBUG=os.environ.get("G_MESSAGES_DEBUG", ""), **(env or {}))
         self.proc = subprocess.Popen(["/usr/bin/python3", str(HERE / "gtkclient.py"), uri],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env)

@@ -103,6 +103,10 @@ static const SpiceChannelClass inputs_class = {
 
 static int cursor_connect(SpiceChannelClient *cc, MigErr **errp)
 {
+    /* seamless migration: the client's cursor channel goes on (spice-gtk
+     * asserts on a second CURSOR_INIT) */
+    if (spice_client_seamless_in(spice_cc_client(cc)))
+        return 0;
     SpiceMsgCursorInit init = {.visible = 0, .cursor_flags = SPICE_CURSOR_FLAGS_NONE};
     return spice_cc_send(cc, SPICE_MSG_CURSOR_INIT, &init) < 0 ? mig_err_set(errp, -EPIPE, "cannot queue CURSOR_INIT")
                                                                : 0;
