@@ -33,13 +33,13 @@ from spiceclient import DEADLINE, SpiceClient, differing_pixels, read_ppm
 CELL = 9 * 16  # one VGA text character cell
 
 
-def spice_args(sock):
-    return ["-vga", "qxl", "-spice", f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
+def spice_args(sock, extra=""):
+    return ["-vga", "qxl", "-spice", f"unix=on,addr={sock},disable-ticketing=on,image-compression=off{extra}",
             "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0"]
 
 
-def _qemu_spice(qemu_launcher, sock, *extra, name="qemu"):
-    q = qemu_launcher(*spice_args(sock), *extra, name=name)
+def _qemu_spice(qemu_launcher, sock, *extra, name="qemu", spice_extra=""):
+    q = qemu_launcher(*spice_args(sock, spice_extra), *extra, name=name)
     end = time.monotonic() + DEADLINE
     while not sock.exists():
         assert q.alive(), q.log()
@@ -105,7 +105,7 @@ def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher,
         after = client.wait_for(lambda s: s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock),
                                 "the switch to the destination")
         assert after["session_id"] == before["session_id"]
-        assert after["migrations"] == {"semi_seamless": 1, "switch_host": 0, "cancelled": 0,
+        assert after["migrations"] == {"seamless": 0, "semi_seamless": 1, "switch_host": 0, "cancelled": 0,
                                        "connect_errors": 0}
         s = client.wait_for(shows_screen(dst, client, dump, lambda s: "primary" in s), "the target's screen")
         assert s["error"] == "" and s["server"] == str(dsock)
@@ -115,6 +115,39 @@ def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher,
     assert rc == 0, client.stderr
     assert final["error"] == "" and final["migrations"]["semi_seamless"] == 1
 
+
+
+def test_spice_qemu_fake_client_follows_a_seamless_migration(qemu_launcher, migcert_bin, sock_dir):
+    """Two QEMU 7.2 with seamless-migration=on: the client answers the
+    source's MIGRATE_BEGIN_SEAMLESS with DO_SEAMLESS to the target, and
+    after the target's ACK every channel hands its migration data over;
+    same session, the target's screen, nothing of semi-seamless."""
+    ssock, dsock, mig = sock_dir / "src.spice", sock_dir / "dst.spice", sock_dir / "mig.sock"
+    src = _qemu_spice(qemu_launcher, ssock, name="src", spice_extra=",seamless-migration=on")
+    dst = _qemu_spice(qemu_launcher, dsock, "-incoming", f"unix:{mig}", name="dst",
+                      spice_extra=",seamless-migration=on")
+    client = SpiceClient(migcert_bin, sock_dir, f"unix:{ssock}")
+    dump = sock_dir / "dst.ppm"
+    try:
+        before = client.wait_for(lambda s: len(s["channels"]) == 6 and "primary" in s, "six channels")
+        src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
+        # QEMU 7.2 returns at once: wait for the client's
+        # MIGRATE_CONNECTED_SEAMLESS (it follows the target's ACK)
+        client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED_SEAMLESS to the source")
+        src.qmp.execute("migrate", uri=f"unix:{mig}")
+        info = src.qmp.wait_migration(timeout=DEADLINE)
+        assert info["status"] == "completed", info
+        after = client.wait_for(lambda s: s["migrations"]["seamless"] == 1 and s["server"] == str(dsock),
+                                "the seamless switch to the destination")
+        assert after["session_id"] == before["session_id"]
+        assert after["migrations"] == {"seamless": 1, "semi_seamless": 0, "switch_host": 0, "cancelled": 0,
+                                       "connect_errors": 0}
+        s = client.wait_for(shows_screen(dst, client, dump, lambda s: "primary" in s), "the target's screen")
+        assert s["error"] == "" and s["server"] == str(dsock) and len(s["channels"]) == 6
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["error"] == "" and final["migrations"]["seamless"] == 1
 
 
 def test_spice_qemu_old_client_follows_switch_host(qemu_launcher, migcert_bin, sock_dir):
