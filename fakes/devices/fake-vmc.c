@@ -105,6 +105,7 @@ void fake_vmc_free(FakeVmc *v)
 void fake_vmc_stats(const FakeVmc *v, FakeVmcStats *out)
 {
     *out = v->st;
+    out->held = spice_port_held(v->port);
 }
 
 /* ---- migration state: ("fake-vmc", version 1: the bytes written to and read from the client so far, so that the sequence goes on) */

@@ -52,6 +52,11 @@ static void deliver(SpicePort *p, const uint8_t *data, size_t len)
     p->wmsgs++;
 }
 
+size_t spice_port_held(const SpicePort *p)
+{
+    return p->wlen;
+}
+
 void spice_port_device_ready(SpicePort *p)
 {
     deliver(p, NULL, 0);

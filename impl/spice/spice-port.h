@@ -45,6 +45,8 @@ void spice_port_set_open(SpicePort *p, bool open);
  * were taken (0 when no client is linked or its backlog is full). */
 size_t spice_port_write(SpicePort *p, const uint8_t *data, size_t len);
 bool spice_port_has_client(const SpicePort *p);
+/* Client bytes the port holds for the device (it is not accepting). */
+size_t spice_port_held(const SpicePort *p);
 /* The device takes client bytes again: what the port held goes first. */
 void spice_port_device_ready(SpicePort *p);
 
