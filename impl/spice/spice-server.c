@@ -483,12 +483,9 @@ SpiceServer *spice_channel_server(const SpiceChannel *ch) { return ch->server; }
 uint32_t spice_client_session_id(const SpiceClient *c) { return c->session_id; }
 bool spice_client_migrating_in(const SpiceClient *c) { return c->migrating_in; }
 
-void spice_client_end_migration_in(SpiceClient *c)
+/* Start what was held, in link order; a channel that went away meanwhile is dropped. */
+static void start_held(SpiceClient *c)
 {
-    if (!c->migrating_in)
-        return;
-    c->migrating_in = false;
-    /* start what was held, in link order; a channel that went away meanwhile is dropped */
     HeldLink **held = c->held;
     size_t n = c->nheld;
     c->held = NULL;
@@ -502,6 +499,14 @@ void spice_client_end_migration_in(SpiceClient *c)
         free(held[i]);
     }
     free(held);
+}
+
+void spice_client_end_migration_in(SpiceClient *c)
+{
+    if (!c->migrating_in)
+        return;
+    c->migrating_in = false;
+    start_held(c);
 }
 
 SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id)
@@ -738,19 +743,7 @@ void spice_client_begin_seamless_in(SpiceClient *c)
     SpiceChannelClient *main_cc = spice_client_find(c, SPICE_CHANNEL_MAIN, 0);
     if (main_cc)
         seamless_wait(main_cc);
-    HeldLink **held = c->held;
-    size_t n = c->nheld;
-    c->held = NULL;
-    c->nheld = 0;
-    for (size_t i = 0; i < n; i++) {
-        SpiceChannel *ch = find_channel(c->server, held[i]->res.mess.channel_type, held[i]->res.mess.channel_id);
-        if (ch && c->listed)
-            start_cc(c->server, c, ch, &held[i]->res);
-        else
-            mig_transport_close(held[i]->res.t);
-        free(held[i]);
-    }
-    free(held);
+    start_held(c);
 }
 
 bool spice_client_seamless_in(const SpiceClient *c)
