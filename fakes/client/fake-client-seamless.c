@@ -120,13 +120,17 @@ static uint8_t *spoil(FakeClient *c, const FakeChannel *ch, const uint8_t *blob,
         v = c->cfg.blob_fault == FAKE_CLIENT_BLOB_NEWER ? v + 1 : v - 1;
         memcpy(b + 4, &v, 4);
         break;
-    case FAKE_CLIENT_BLOB_BAD_SURFACE:
-        /* the display blob's first listed surface id (after the 80-byte fixed part and the count) */
-        if (ch->type == SPICE_CHANNEL_DISPLAY && len >= 88) {
+    case FAKE_CLIENT_BLOB_BAD_SURFACE: {
+        /* the display blob's first listed surface id: after the count its
+         * pointer (the fixed part's last field) names */
+        uint32_t at;
+        memcpy(&at, b + 76, 4);
+        if (ch->type == SPICE_CHANNEL_DISPLAY && len >= 80 && at >= 80 && at <= len - 8) {
             v = SPICE_MIG_MAX_SURFACES + 7;
-            memcpy(b + 84, &v, 4);
+            memcpy(b + at + 4, &v, 4);
         }
         break;
+    }
     default:
         break;
     }

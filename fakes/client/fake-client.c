@@ -47,6 +47,7 @@ void fake__chan_free(FakeChannel *ch)
             break;
         }
     free(ch);
+    fake__wait_check(c); /* a wait for a channel gone is over */
 }
 
 int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body)
@@ -95,14 +96,28 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
     }
 }
 
+static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+
 static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
 {
     FakeChannel *ch = opaque;
+    FakeClient *c = ch->client;
+    int r = on_message_in(ch, mi, body, errp);
+    fake__wait_check(c); /* this channel's serial moved: a wait may be over */
+    return r;
+}
+
+static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
     fake__record(ch->client, ch, false, mi->id, mi->name);
     if (mi->id == SPICE_MSG_MIGRATE || mi->id == SPICE_MSG_MIGRATE_DATA || ch->mig_expect_data) {
         int r = fake__seamless_message(ch, mi, body, errp);
         if (r != 0)
             return r < 0 ? r : 0;
+    }
+    if (mi->id == SPICE_MSG_WAIT_FOR_CHANNELS) {
+        fake__wait_start(ch, body, false);
+        return 0;
     }
     if (ch->type == SPICE_CHANNEL_MAIN)
         return on_main(ch, mi, body);
@@ -174,6 +189,8 @@ void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
         c->never++;
     }
     ch->conn = fake__chan_conn(ch, t, mini);
+    ch->nwaits = 0; /* waits named the old connection's serials */
+    ch->clear_after_wait = false;
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
     else if (!ch->media && (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
@@ -259,6 +276,7 @@ void fake_client_free(FakeClient *c)
     while (c->nchans)
         fake__chan_free(c->chans[c->nchans - 1]);
     free(c->chans);
+    fake__pixmap_cache_free(c);
     free(c->events);
     free(c->password);
     free(c);
