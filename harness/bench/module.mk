@@ -10,6 +10,16 @@ $(SIM_BENCH): $(BUILD)/obj/harness/bench/sim-bench.o $(BUILD)/librunner.a $(BUIL
 
 bench: $(SIM_BENCH)
 
+# link-probe: the host's socketpair and vmsplice-pipe ceilings, measured
+# beside the migrations (harness/bench/bench.py); plain C, no library.
+LINK_PROBE := $(BUILD)/bench/link-probe
+
+$(LINK_PROBE): $(BUILD)/obj/harness/bench/link-probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+bench: $(LINK_PROBE)
+
 # glz-bench: GLZ bytes per image and encode speed on the fake-qxl workload
 # (issue 11's GLZ figures), run by ci/bench.
 GLZ_BENCH := $(BUILD)/bench/glz-bench

@@ -28,6 +28,7 @@
 
 #include "client/fake-client-glz.h"
 #include "client/fake-client-internal.h"
+#include "fuzz-util.h"
 #include "sim/sim.h"
 #include "spice/spice-display.h"
 #include "spice/spice-glz.h"
@@ -95,13 +96,7 @@ static void linked(void *opaque, SpiceLinkResult *res)
         return;
     r->client_end = res->t;
     /* the fuzz bytes, as the linked client's next bytes */
-    size_t off = 0;
-    while (off < r->n) {
-        ssize_t w = mig_transport_write(r->client_end, r->rest + off, r->n - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    fuzz_write_all(r->client_end, r->rest, r->n);
     r->written = true;
 }
 
@@ -190,13 +185,7 @@ static void client(uint8_t which, const uint8_t *rest, size_t n)
         c->chans = mig_realloc(c->chans, sizeof(*c->chans));
         c->chans[c->nchans++] = ch;
         fake__chan_attach(ch, a, which & 0x80);
-        size_t off = 0;
-        while (off < n) {
-            ssize_t w = mig_transport_write(b, rest + off, n - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        fuzz_write_all(b, rest, n);
         mig_sim_run_for(loop, 1000000000ull);
         mig_transport_close(b);
         mig_sim_run_for(loop, 1000000000ull);

@@ -7,7 +7,9 @@
  * MSGS_PER_WAKEUP per readiness callback so that one busy peer cannot starve
  * the others on the loop (the watch is level-triggered: the rest is taken at
  * the next turn).  Output: a FIFO of encoded messages (header + body) written
- * with writev; a short write keeps the offset into the head message.
+ * with writev; a short write keeps the offset into the head message.  The
+ * queue is bounded (SPICE_CONN_MAX_BACKLOG): a peer that stops reading is
+ * closed with a reason rather than holding the server's memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,6 +124,14 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
         return -EPIPE;
     }
     size_t hs = spice_header_size(c->cfg.mini_header);
+    /* a peer that does not read (or ACK) must not pin unbounded memory; one
+     * message into an empty queue always goes, whatever its size */
+    if (c->out_len > c->out_head && c->backlog + hs + len > SPICE_CONN_MAX_BACKLOG) {
+        spice_conn_close(c, -ENOBUFS,
+                         "send queue over %u MiB unread by the peer (%u messages): dropped",
+                         SPICE_CONN_MAX_BACKLOG >> 20, (unsigned)(c->out_len - c->out_head));
+        return -EPIPE;
+    }
     if (c->out_len == c->out_cap) {
         if (c->out_head > 0) {
             memmove(c->out, c->out + c->out_head, (c->out_len - c->out_head) * sizeof(*c->out));

@@ -53,6 +53,11 @@ typedef struct SpiceConnOps {
     void (*on_pong)(void *opaque, uint32_t id);
 } SpiceConnOps;
 
+/* Bytes queued and unread by the peer past which the connection is closed
+ * (-ENOBUFS, "send queue over 64 MiB unread by the peer"); a single message
+ * into an empty queue is always accepted. */
+#define SPICE_CONN_MAX_BACKLOG (64u << 20)
+
 typedef struct SpiceConnConfig {
     bool is_server;
     bool mini_header;
