@@ -69,7 +69,19 @@ def small_run(tmp_path_factory):
     r = _run("certify", "--device", _bin().parent / "fakes/vendor/good.so", "-k", "load",
              "--out", out / "certify-good")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = _run("report", out, "--history", d / "no-history")
+    # benchmark figures in the shape `make bench` keeps them (harness/bench/
+    # bench.py --json; made-up numbers: this checks the drawing, not a speed)
+    (out / "bench").mkdir()
+    hist = d / "history"
+    hist.mkdir()
+    for n, mbps in enumerate((900.0, 1100.0)):
+        doc = {"transport": "unix", "ram_mib": 64, "runs": {}, "summary": {
+            "migcert": {"mbps": mbps, "downtime_ms": 12.0},
+            "qemu-7.2": {"mbps": 1000.0, "downtime_ms": 10.0}}}
+        (hist / f"bench-2026-01-0{n + 1}.json").write_text(
+            json.dumps({"when": f"2026-01-0{n + 1}", "bench": [doc]}))
+    (out / "bench" / "bench-unix-64.json").write_text(json.dumps(doc))
+    r = _run("report", out, "--history", hist)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"report: {out / 'index.html'}" in r.stdout
     data = json.loads((out / "report-data.json").read_text())
@@ -202,6 +214,10 @@ def test_report_opens_in_chromium_with_matrix_and_repro(small_run, browser):
     assert "src:mig/vmstate/save" in browser.eval(
         "document.getElementById('faults').nextElementSibling.nextElementSibling.innerText")
     assert browser.eval("document.querySelectorAll('.timeline img').length") >= 2
+    # benchmarks: throughput and downtime, migcert beside QEMU, and the trend
+    for alt in ("throughput", "downtime", "throughput trend"):
+        assert browser.eval(f"document.querySelector('img[alt=\"{alt}\"]').naturalWidth") > 0
+    assert "qemu-7.2" in browser.eval("document.getElementById('bench').parentNode.innerText")
     # the copy button of a failure: no error, the REPRO line selected or copied
     browser.eval("document.querySelector('#failures ~ .failure button.copy').click()")
     assert not browser.errors(), browser.errors()
