@@ -347,6 +347,12 @@ def bench_points(docs):
     pts = []
     for d in docs:
         doc = d.get("doc", d)
+        for row in doc.get("rows") or []:  # bench.py's transport x RAM table
+            m = row.get("median")
+            if m:
+                pts.append({"transport": row["transport"], "ram_mib": row["ram_mib"],
+                            "engine": "qemu-7.2" if row["transport"] == "qemu" else "migcert",
+                            "mbps": m["gbps"] * 1000.0, "downtime_ms": m["downtime_ms"]})
         if "summary" not in doc or "runs" not in doc:
             continue
         for engine, s in sorted((doc.get("summary") or {}).items()):

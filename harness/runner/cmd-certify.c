@@ -69,10 +69,15 @@ static char *stem_of(const char *path)
     return s;
 }
 
+static void usage_to(FILE *f)
+{
+    fprintf(f, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
+               "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+    usage_to(stderr);
 }
 
 /* A whole number of seconds > 0; false for anything else ("abc", "5s", 0). */
@@ -184,7 +189,10 @@ int cmd_certify(int argc, char **argv)
             }
         } else if (!strcmp(a, "--list"))
             list = true;
-        else {
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_to(stdout);
+            return 0;
+        } else {
             usage();
             return 2;
         }
