@@ -74,10 +74,11 @@ def small_run(tmp_path_factory):
     (out / "bench").mkdir()
     hist = d / "history"
     hist.mkdir()
-    for n, mbps in enumerate((900.0, 1100.0)):
-        doc = {"transport": "unix", "ram_mib": 64, "runs": {}, "summary": {
-            "migcert": {"mbps": mbps, "downtime_ms": 12.0},
-            "qemu-7.2": {"mbps": 1000.0, "downtime_ms": 10.0}}}
+    for n, gbps in enumerate((0.9, 1.1)):
+        doc = {"rows": [
+            {"transport": t, "ram_mib": 64, "status": "ok", "runs": [],
+             "median": {"gbps": g, "downtime_ms": dt, "total_time_ms": 60.0}}
+            for t, g, dt in (("qemu", 1.0, 10.0), ("unix", gbps, 12.0), ("local", 2.0, 5.0))]}
         (hist / f"bench-2026-01-0{n + 1}.json").write_text(
             json.dumps({"when": f"2026-01-0{n + 1}", "bench": [doc]}))
     (out / "bench" / "bench-unix-64.json").write_text(json.dumps(doc))
@@ -217,7 +218,9 @@ def test_report_opens_in_chromium_with_matrix_and_repro(small_run, browser):
     # benchmarks: throughput and downtime, migcert beside QEMU, and the trend
     for alt in ("throughput", "downtime", "throughput trend"):
         assert browser.eval(f"document.querySelector('img[alt=\"{alt}\"]').naturalWidth") > 0
-    assert "qemu-7.2" in browser.eval("document.getElementById('bench').parentNode.innerText")
+    rows = browser.eval("[...document.querySelectorAll('#bench ~ table tr')].map(r => r.innerText)")
+    assert any("unix" in r and "qemu-7.2" in r for r in rows), rows
+    assert any("unix" in r and "migcert" in r and "1100" in r for r in rows), rows
     # the copy button of a failure: no error, the REPRO line selected or copied
     browser.eval("document.querySelector('#failures ~ .failure button.copy').click()")
     assert not browser.errors(), browser.errors()
