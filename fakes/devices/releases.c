@@ -42,7 +42,8 @@ static const char *const caps_2_0[] = {"events",          "zero-blocks",
 static const char *const caps_2_1[] = {"events",          "zero-blocks",
                                        "return-path",     "pause-before-switchover",
                                        "validate-uuid",   "x-ignore-shared",
-                                       "x-page-flip",     NULL};
+                                       "x-page-flip",     "x-ram-share",
+                                       NULL};
 static const char *const devs_1[] = {"fake-serial", "fake-nic", NULL};
 static const char *const devs_2_0[] = {"fake-serial", "fake-nic", "fake-gpu", NULL};
 static const char *const devs_2_1[] = {"fake-serial", "fake-nic", "fake-gpu", "fake-rng", NULL};
@@ -208,7 +209,9 @@ static int full_save(void *opaque, MigStream *s, MigErr **errp)
 static int full_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
 {
     MigFakeDevice *d = opaque;
-    return vmstate_load(s, d->load, &d->u, (int)version_id, errp);
+    /* what the machine type emits is what the source sends: its
+     * always-written subsections must arrive */
+    return vmstate_load_sent(s, d->load, d->emit, &d->u, (int)version_id, errp);
 }
 
 static json_t *full_describe(void *opaque)

@@ -19,7 +19,7 @@
  *   2.0      + pause-before-switchover, validate-uuid, x-ignore-shared;
  *            fake-nic v2 adds field mtu (version 2, minimum 1); fake-serial v2
  *            adds field fcr (version 2, minimum 1)
- *   2.1-dev  + capability x-page-flip; new device fake-rng v1
+ *   2.1-dev  + capabilities x-page-flip, x-ram-share; new device fake-rng v1
  * Machine types: mc-1.0, mc-1.1, mc-2.0 and mc-2.1 (2.1-dev's default).  A
  * build of release R running machine type mc-X (X <= R) emits the device
  * descriptions of X and only the devices X shipped; it loads with R's own

@@ -1,20 +1,58 @@
-"""bench.py - migrate 1 GiB of random RAM over a unix socket with migcert
-and with Debian's QEMU 7.2, through the same QMP driver (harness/pytest/qmp.py),
-and compare them (docs/protocol-qemu-stream.md section 17 is the recipe).
+"""bench.py - localhost migration, transport by transport and RAM size by
+RAM size, measured side by side in one run (docs/protocol-qemu-stream.md
+section 17 is the recipe), with the host's own ceilings beside them.
 
-    /usr/bin/python3 harness/bench/bench.py [--build DIR] [--runs N] [--ram-mib M]
-        [--only migcert|qemu] [--no-verify] [--json FILE]
+    /usr/bin/python3 harness/bench/bench.py [--build DIR] [--runs N]
+        [--sizes 256,1024,8192] [--transports qemu,unix,local,shared]
+        [--no-verify] [--json FILE]
 
-Both engines: source paused (-S), pre-faulted memory on both ends
-(`-mem-prealloc` / `--mem-prealloc`), destination listening on unix:,
-max-bandwidth 10**12 (unthrottled), query-migrate polled every 5 ms.
-QEMU's RAM gets the very bytes migcert's seeded random fill produced: the
-migcert source saves [1 MiB, end) of its RAM with QMP `pmemsave` and QEMU
-loads that file at 1 MiB with `-device loader` (below 1 MiB the pc machine
-has its ROM holes).  Throughput = ram.transferred / total-time, as in the
-anchor; every run is verified (destination RAM digest / pmemsave hash equal
-to the source's).  Prints a table with the median of N runs and the ratio
-migcert/QEMU; exit 0 when every run completed and verified, 1 otherwise.
+Transports (rows of the table):
+  qemu    Debian's QEMU 7.2 into a second QEMU over unix: (the reference);
+  unix    migcert vm into migcert vm over unix:, the plain stream;
+  local   the same with x-page-flip: page data through a pipe (vmsplice);
+  shared  the same with x-ram-share (+ return-path): the source's RAM is a
+          memfd (--mem-share) handed over at setup, only device state moves.
+Every engine: source paused (-S), random RAM (migcert's seeded fill; QEMU
+gets the very same bytes: the first migcert source saves [1 MiB, end) of
+its RAM with QMP pmemsave and QEMU loads it at 1 MiB with -device loader),
+memory pre-faulted on both ends (-mem-prealloc / --mem-prealloc; the shared
+destination skips it: its own RAM is replaced by the source's), destination
+listening on unix:, max-bandwidth 10**12, query-migrate polled every 5 ms;
+total time from the MIGRATION events' timestamps (setup to completed, in
+microseconds; capability events on the source), query-migrate's whole
+milliseconds otherwise.
+Every run is verified: the destination's RAM digest (x-query-ram-digest, or
+QEMU's pmemsave hashed) equals the source's.  A size runs for a transport
+only when MemAvailable holds its copies of RAM plus 2 GiB (qemu 3: the image
+file and two guests; unix and local 2; shared 1); otherwise the row says
+"skipped" and why.
+
+Ceilings (build/bench/link-probe, same run, best of 3, 1 GiB, 1 MiB chunks):
+a unix socketpair between two processes (what `unix` cannot beat) and a pipe
+fed by vmsplice and drained by read() (what `local` cannot beat).
+
+Printed: one table, transport x RAM size: median total time, downtime,
+throughput (guest RAM bytes / total time, GB/s), CPU seconds per GiB of RAM
+on each side (from /proc/PID/stat, migrate to the end of both sides), and
+QEMU's total time / this row's at the same size (x QEMU, > 1 is faster);
+then the ratios the goals name and which transport was fastest.
+
+JSON (--json FILE, default reports/out/bench.json), for the HTML report:
+  {"host": {"cpus": int, "mem_available_gib": float, "load_avg": [3 floats]},
+   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float},
+   "runs_per_cell": int,
+   "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
+             "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
+             "runs": [{"status", "total_time_ms", "downtime_ms", "setup_time_ms",
+                       "transferred", "ram_bytes", "gbps", "src_cpu_s", "dst_cpu_s",
+                       "verified", "error"}],
+             "median": {"total_time_ms", "downtime_ms", "gbps", "src_cpu_s_per_gib",
+                        "dst_cpu_s_per_gib", "transferred"} | null,
+             "x_qemu": float | null}],
+   "ratios": {"unix_of_socketpair": float|null, "unix_x_qemu_1g": float|null,
+              "local_of_vmsplice": float|null, "shared_8g_over_1g": float|null,
+              "shared_1g_over_unix_1g": float|null, "fastest_1g": str|null}}
+Exit 0 when every run that ran completed and verified, 1 otherwise.
 """
 import argparse
 import hashlib
@@ -37,12 +75,10 @@ from qmp import QMP  # noqa: E402
 LOAD_ADDR = 1 << 20
 UNLIMITED = 10**12
 POLL = 0.005
-# QEMU 7.2, unix, pre-faulted, unlimited (docs/protocol-qemu-stream.md section 17)
-ANCHOR_MBPS = 2657
 
 
 class Proc:
-    def __init__(self, argv, sock, log):
+    def __init__(self, argv, sock, log, start_timeout=120):
         self.argv = [str(a) for a in argv]
         self.sock = sock
         self.log_path = log
@@ -50,16 +86,19 @@ class Proc:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         try:
-            self.qmp = QMP.connect(sock, timeout=120, cmd_timeout=120, alive=self.alive)
+            self.qmp = QMP.connect(sock, timeout=start_timeout, cmd_timeout=120,
+                                   alive=self.alive)
         except Exception:
+            log = self.log()
             self.kill()
-            raise RuntimeError(f"{self.argv[0]} did not start:\n{self.log()}")
+            raise RuntimeError(f"{self.argv[0]} did not start:\n{log}")
 
     def alive(self):
         return self.proc.poll() is None
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return Path(self.log_path).read_text(errors="replace")[-3000:]
 
     def quit(self):
@@ -120,48 +159,94 @@ def wait_incoming(q, timeout=120):
         time.sleep(POLL)
 
 
-def result(engine, info, wall):
+def event_total_ms(q):
+    """Total time from the MIGRATION events' timestamps (setup to
+    completed, microseconds), or None: query-migrate's total-time is whole
+    milliseconds, too coarse for a shared-memory migration."""
+    t = {}
+    for ev in q.get_events():
+        if ev.get("event") == "MIGRATION" and "timestamp" in ev:
+            ts = ev["timestamp"]
+            t.setdefault(ev["data"]["status"], ts["seconds"] + ts["microseconds"] / 1e6)
+    if "setup" in t and "completed" in t:
+        return (t["completed"] - t["setup"]) * 1000.0
+    return None
+
+
+def result(engine, info, wall, mib, q=None):
     ram = info.get("ram", {})
     total = info.get("total-time", 0)
-    transferred = ram.get("transferred", 0)
+    precise = event_total_ms(q) if q is not None and info.get("status") == "completed" else None
+    if precise is not None and precise > 0:
+        total = precise
+    ram_bytes = mib << 20
     return {
         "engine": engine,
         "status": info.get("status"),
         "total_time_ms": total,
         "downtime_ms": info.get("downtime"),
         "setup_time_ms": info.get("setup-time"),
-        "transferred": transferred,
-        "mbps": transferred / (total / 1000.0) / 1e6 if total else 0.0,
+        "transferred": ram.get("transferred", 0),
+        "ram_bytes": ram_bytes,
+        "gbps": ram_bytes / (total / 1000.0) / 1e9 if total else 0.0,
         "wall_s": wall,
         "dirty_sync_count": ram.get("dirty-sync-count"),
         "error": info.get("error-desc"),
     }
 
 
-def run_migcert(args, work, i, ram_file):
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CAPS = {"unix": [], "local": ["x-page-flip"], "shared": ["x-ram-share", "return-path"]}
+
+
+def set_caps(q, names):
+    if names:
+        q.execute("migrate-set-capabilities",
+                  capabilities=[{"capability": c, "state": True} for c in names])
+
+
+def run_migcert(args, work, i, ram_file, transport, mib):
     binary = Path(args.build) / "migcert"
-    mig = work / f"mc-mig{i}.sock"
-    common = ["--ram", f"{args.ram_mib}M", "--mem-prealloc", "--seed", str(args.seed)]
-    src = Proc([binary, "vm", *common, "--fill", "random", "-S", "--qmp",
-                f"unix:{work}/mc-src{i}.qmp"], work / f"mc-src{i}.qmp", work / f"mc-src{i}.log")
+    tag = f"{transport}{mib}-{i}"
+    mig = work / f"mc-mig-{tag}.sock"
+    common = ["--ram", f"{mib}M", "--seed", str(args.seed)]
+    src_args = ["--mem-prealloc", "--fill", "random", "-S"]
+    if transport == "shared":
+        src_args.append("--mem-share")
+    dst_args = [] if transport == "shared" else ["--mem-prealloc"]
+    start = 120 + 60 * (mib >> 10)  # filling and pre-faulting RAM before QMP answers
+    src = Proc([binary, "vm", *common, *src_args, "--qmp", f"unix:{work}/mc-src-{tag}.qmp"],
+               work / f"mc-src-{tag}.qmp", work / f"mc-src-{tag}.log", start)
     dst = None
     try:
-        dst = Proc([binary, "vm", *common, "--incoming", f"unix:{mig}", "--qmp",
-                    f"unix:{work}/mc-dst{i}.qmp"], work / f"mc-dst{i}.qmp",
-                   work / f"mc-dst{i}.log")
+        dst = Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
+                    f"unix:{work}/mc-dst-{tag}.qmp"], work / f"mc-dst-{tag}.qmp",
+                   work / f"mc-dst-{tag}.log", start)
         if ram_file is not None and not ram_file.exists():
-            src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(args.ram_mib << 20) - LOAD_ADDR,
-                            filename=str(ram_file), timeout=300)
+            src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
+                            filename=str(ram_file), timeout=600)
+        set_caps(src.qmp, CAPS[transport] + ["events"])
+        set_caps(dst.qmp, CAPS[transport])
+        dst.qmp.execute("migrate-incoming", uri=f"unix:{mig}")
         src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
+        cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
         t0 = time.monotonic()
         src.qmp.execute("migrate", uri=f"unix:{mig}")
         info = poll_migration(src.qmp)
         wall = time.monotonic() - t0
-        r = result("migcert", info, wall)
+        r = result(f"migcert-{transport}", info, wall, mib, src.qmp)
         if info.get("status") == "completed":
             wait_incoming(dst.qmp)
-            r["verified"] = (not args.verify or src.qmp.execute("x-query-ram-digest") ==
-                             dst.qmp.execute("x-query-ram-digest"))
+            r["src_cpu_s"] = cpu_seconds(src.proc.pid) - cpu0[0]
+            r["dst_cpu_s"] = cpu_seconds(dst.proc.pid) - cpu0[1]
+            r["verified"] = (not args.verify or
+                             src.qmp.execute("x-query-ram-digest", timeout=600) ==
+                             dst.qmp.execute("x-query-ram-digest", timeout=600))
         else:
             r["verified"] = False
             r["log"] = src.log() + dst.log()
@@ -172,35 +257,42 @@ def run_migcert(args, work, i, ram_file):
             dst.quit()
 
 
-def run_qemu(args, work, i, ram_file, ram_sha):
+def run_qemu(args, work, i, ram_file, ram_sha, mib):
     qemu = shutil.which(args.qemu)
     if not qemu:
         raise RuntimeError(f"{args.qemu} not found: run `bash ci/deps`")
-    base = [qemu, "-M", "pc", "-m", str(args.ram_mib), "-S", "-nodefaults", "-display", "none",
+    base = [qemu, "-M", "pc", "-m", str(mib), "-S", "-nodefaults", "-display", "none",
             "-mem-prealloc"]
-    mig = work / f"q-mig{i}.sock"
+    tag = f"{mib}-{i}"
+    mig = work / f"q-mig-{tag}.sock"
 
     def qmp_arg(name):
         return ["-qmp", f"unix:{work}/{name}.qmp,server=on,wait=off"]
 
+    start = 120 + 60 * (mib >> 10)
     src = Proc(base + ["-device", f"loader,file={ram_file},addr={LOAD_ADDR:#x},force-raw=on"] +
-               qmp_arg(f"q-src{i}"), work / f"q-src{i}.qmp", work / f"q-src{i}.log")
+               qmp_arg(f"q-src-{tag}"), work / f"q-src-{tag}.qmp", work / f"q-src-{tag}.log",
+               start)
     dst = None
     try:
-        dst = Proc(base + ["-incoming", f"unix:{mig}"] + qmp_arg(f"q-dst{i}"),
-                   work / f"q-dst{i}.qmp", work / f"q-dst{i}.log")
+        dst = Proc(base + ["-incoming", f"unix:{mig}"] + qmp_arg(f"q-dst-{tag}"),
+                   work / f"q-dst-{tag}.qmp", work / f"q-dst-{tag}.log", start)
         src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
+        set_caps(src.qmp, ["events"])
+        cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
         t0 = time.monotonic()
         src.qmp.execute("migrate", uri=f"unix:{mig}")
         info = poll_migration(src.qmp)
         wall = time.monotonic() - t0
-        r = result("qemu-7.2", info, wall)
+        r = result("qemu-7.2", info, wall, mib, src.qmp)
         if info.get("status") == "completed":
             wait_incoming(dst.qmp)
+            r["src_cpu_s"] = cpu_seconds(src.proc.pid) - cpu0[0]
+            r["dst_cpu_s"] = cpu_seconds(dst.proc.pid) - cpu0[1]
             if args.verify:
-                out = work / f"q-dst{i}.ram"
-                dst.qmp.execute("pmemsave", val=LOAD_ADDR, size=(args.ram_mib << 20) - LOAD_ADDR,
-                                filename=str(out), timeout=300)
+                out = work / f"q-dst-{tag}.ram"
+                dst.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
+                                filename=str(out), timeout=600)
                 r["verified"] = sha256_file(out) == ram_sha
                 out.unlink()
             else:
@@ -215,84 +307,195 @@ def run_qemu(args, work, i, ram_file, ram_sha):
             dst.quit()
 
 
-def median_row(rows):
-    ok = [r for r in rows if r["status"] == "completed"]
+def median_row(rows, mib):
+    ok = [r for r in rows if r["status"] == "completed" and r.get("verified")]
     if not ok:
         return None
-    pick = lambda k: statistics.median([r[k] for r in ok if r[k] is not None] or [0])  # noqa: E731
-    return {k: pick(k) for k in ("total_time_ms", "downtime_ms", "transferred", "mbps")} | {
-        "min_mbps": min(r["mbps"] for r in ok), "max_mbps": max(r["mbps"] for r in ok),
-        "runs": len(ok)}
+    gib = mib / 1024.0
+
+    def med(k):
+        vals = [r[k] for r in ok if r.get(k) is not None]
+        return statistics.median(vals) if vals else None
+    return {"total_time_ms": med("total_time_ms"), "downtime_ms": med("downtime_ms"),
+            "gbps": med("gbps"), "transferred": med("transferred"),
+            "src_cpu_s_per_gib": (med("src_cpu_s") or 0.0) / gib,
+            "dst_cpu_s_per_gib": (med("dst_cpu_s") or 0.0) / gib,
+            "min_gbps": min(r["gbps"] for r in ok), "max_gbps": max(r["gbps"] for r in ok),
+            "runs": len(ok)}
+
+
+COPIES = {"qemu": 3, "unix": 2, "local": 2, "shared": 1}
+LABEL = {"qemu": "QEMU 7.2 unix", "unix": "migcert unix", "local": "migcert local",
+         "shared": "shared memory"}
+
+
+def mem_available_mib():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def probe(args, kind):
+    exe = Path(args.build) / "bench" / "link-probe"
+    out = subprocess.run([str(exe), kind, "--mib", "1024", "--chunk", "1024", "--runs", "3",
+                          "--json"], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["gbps"]
+
+
+def fmt(v, spec, width):
+    return f"{'-':>{width}}" if v is None else f"{v:>{width}{spec}}"
 
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.environ.get("MIGCERT_BUILD", "build"))
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--ram-mib", type=int, default=1024)
+    ap.add_argument("--sizes", default="256,1024,8192", help="RAM sizes in MiB")
+    ap.add_argument("--ram-mib", type=int, help="one size only (old option)")
+    ap.add_argument("--transports", default="qemu,unix,local,shared")
+    ap.add_argument("--only", choices=("migcert", "qemu"), help="old option: qemu or unix")
     ap.add_argument("--seed", type=int, default=0x5eed)
-    ap.add_argument("--only", choices=("migcert", "qemu"))
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
     ap.add_argument("--no-verify", dest="verify", action="store_false")
-    ap.add_argument("--json", help="write every run and the summary as JSON here")
+    ap.add_argument("--json", default=str(REPO / "reports" / "out" / "bench.json"),
+                    help="write every run, the table and the ratios as JSON here")
     args = ap.parse_args(argv)
     if not Path(args.build).is_absolute():
         args.build = str(REPO / args.build)
+    sizes = [args.ram_mib] if args.ram_mib else [int(x) for x in args.sizes.split(",") if x]
+    transports = [t for t in args.transports.split(",") if t]
+    if args.only:
+        transports = ["qemu"] if args.only == "qemu" else ["unix"]
+    for t in transports:
+        if t not in COPIES:
+            ap.error(f"unknown transport {t!r} (qemu, unix, local, shared)")
 
-    # sockets and the RAM image on tmpfs when there is one (as the anchor)
+    print(f"bench: random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, pre-faulted, source "
+          f"paused, {args.runs} run(s) per cell, seed {args.seed:#x}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
+    ceil = {"socketpair_gbps": probe(args, "socket"), "vmsplice_pipe_gbps": probe(args, "vmsplice")}
+    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s, "
+          f"vmsplice pipe {fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s "
+          f"(two processes, 1 MiB chunks, best of 3)", flush=True)
+
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    work = Path(tempfile.mkdtemp(prefix="migcert-bench-", dir=base_dir))
-    rows = {"migcert": [], "qemu-7.2": []}
+    rows = []
     ok = True
-    try:
-        ram_file = work / "ram.bin"
-        print(f"bench: {args.ram_mib} MiB of random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, "
-              f"pre-faulted, source paused, {args.runs} run(s) each, seed {args.seed:#x}",
-              flush=True)
-        for i in range(args.runs):
-            if args.only in (None, "migcert") or not ram_file.exists():
-                r = run_migcert(args, work, i, ram_file)
-                if args.only in (None, "migcert"):
-                    rows["migcert"].append(r)
-                    print(f"  migcert  run {i}: {r['status']}, {r['total_time_ms']} ms, "
-                          f"downtime {r['downtime_ms']} ms, {r['mbps']:.0f} MB/s, "
-                          f"verified {r['verified']}", flush=True)
-            if args.only in (None, "qemu"):
-                if i == 0:
-                    ram_sha = sha256_file(ram_file)
-                r = run_qemu(args, work, i, ram_file, ram_sha)
-                rows["qemu-7.2"].append(r)
-                print(f"  qemu-7.2 run {i}: {r['status']}, {r['total_time_ms']} ms, "
-                      f"downtime {r['downtime_ms']} ms, {r['mbps']:.0f} MB/s, "
-                      f"verified {r['verified']}", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for mib in sizes:
+        work = Path(tempfile.mkdtemp(prefix="migcert-bench-", dir=base_dir))
+        try:
+            ram_file = work / "ram.bin"
+            ram_sha = None
+            cells = {}
+            for t in transports:
+                need = COPIES[t] * mib + 2048
+                avail = mem_available_mib()
+                if avail < need:
+                    cells[t] = {"transport": t, "ram_mib": mib, "status": "skipped",
+                                "why": f"needs {need} MiB available, {avail} are", "runs": []}
+                else:
+                    cells[t] = {"transport": t, "ram_mib": mib, "status": "ok", "runs": []}
+            for i in range(args.runs):
+                for t in transports:
+                    cell = cells[t]
+                    if cell["status"] == "skipped":
+                        continue
+                    try:
+                        if t == "qemu":
+                            if not ram_file.exists():
+                                run_migcert(args, work, "img", ram_file, "unix", mib)
+                            if ram_sha is None:
+                                ram_sha = sha256_file(ram_file)
+                            r = run_qemu(args, work, i, ram_file, ram_sha, mib)
+                        else:
+                            keep = ram_file if "qemu" in transports else None
+                            r = run_migcert(args, work, i, keep, t, mib)
+                    except Exception as e:  # a peer that did not start: a failed run
+                        r = {"status": "failed", "error": str(e), "verified": False,
+                             "total_time_ms": 0, "gbps": 0.0}
+                    cell["runs"].append(r)
+                    print(f"  {LABEL[t]:<15} {mib:>5} MiB run {i}: {r['status']}, "
+                          f"{r['total_time_ms']} ms, downtime {r.get('downtime_ms')} ms, "
+                          f"{r['gbps']:.2f} GB/s, verified {r['verified']}", flush=True)
+                    if r["status"] != "completed" or not r["verified"]:
+                        ok = False
+                        print(f"bench: {LABEL[t]} {mib} MiB: {r['status']}"
+                              f"{' (not verified)' if r['status'] == 'completed' else ''}: "
+                              f"{r.get('error') or ''}\n{r.get('log', '')}", file=sys.stderr)
+            for t in transports:
+                cell = cells[t]
+                if cell["status"] != "skipped":
+                    cell["median"] = median_row(cell["runs"], mib)
+                    if cell["median"] is None:
+                        cell["status"], cell["why"] = "failed", "no completed, verified run"
+                rows.append(cell)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
-    for engine, rs in rows.items():
-        for r in rs:
-            if r["status"] != "completed" or not r["verified"]:
-                ok = False
-                print(f"bench: {engine}: a run {r['status']}"
-                      f"{' (not verified)' if r['status'] == 'completed' else ''}: "
-                      f"{r.get('error') or ''}\n{r.get('log', '')}", file=sys.stderr)
-    summary = {e: median_row(rs) for e, rs in rows.items() if rs}
+    def cell(t, mib):
+        for c in rows:
+            if c["transport"] == t and c["ram_mib"] == mib and c.get("median"):
+                return c["median"]
+        return None
+    for c in rows:
+        q, m = cell("qemu", c["ram_mib"]), c.get("median")
+        c["x_qemu"] = q["total_time_ms"] / m["total_time_ms"] if q and m and \
+            m["total_time_ms"] else None
+
     print()
-    print(f"{'engine':<10} {'total-time ms':>14} {'downtime ms':>12} {'transferred MB':>15} "
-          f"{'throughput MB/s':>16}  (median of runs; min-max)")
-    for e, s in summary.items():
-        if s is None:
-            print(f"{e:<10} {'no completed run':>14}")
+    print(f"{'transport':<15} {'RAM MiB':>7} {'total ms':>9} {'downtime':>9} {'GB/s':>7} "
+          f"{'src CPU':>8} {'dst CPU':>8} {'x QEMU':>7}   (median; CPU in s/GiB; "
+          f"x QEMU = QEMU's time / this)")
+    for c in rows:
+        m = c.get("median")
+        if not m:
+            print(f"{LABEL[c['transport']]:<15} {c['ram_mib']:>7} {c['status']}: {c.get('why')}")
             continue
-        print(f"{e:<10} {s['total_time_ms']:>14.0f} {s['downtime_ms']:>12.0f} "
-              f"{s['transferred'] / 1e6:>15.1f} {s['mbps']:>16.0f}  "
-              f"({s['min_mbps']:.0f}-{s['max_mbps']:.0f})")
-    m, q = summary.get("migcert"), summary.get("qemu-7.2")
-    if m and q and q["mbps"]:
-        print(f"ratio migcert/QEMU: throughput {m['mbps'] / q['mbps']:.2f}x, "
-              f"total-time {m['total_time_ms'] / max(q['total_time_ms'], 1):.2f}x "
-              f"(QEMU 7.2 anchor on the reference host: ~{ANCHOR_MBPS} MB/s)")
+        print(f"{LABEL[c['transport']]:<15} {c['ram_mib']:>7} {m['total_time_ms']:>9.1f} "
+              f"{fmt(m['downtime_ms'], '.0f', 9)} {m['gbps']:>7.2f} "
+              f"{m['src_cpu_s_per_gib']:>8.2f} {m['dst_cpu_s_per_gib']:>8.2f} "
+              f"{fmt(c['x_qemu'], '.2f', 7)}")
+
+    ratios = {}
+    u1, l1, s1, s8 = cell("unix", 1024), cell("local", 1024), cell("shared", 1024), \
+        cell("shared", 8192)
+    sp, vp = ceil["socketpair_gbps"], ceil["vmsplice_pipe_gbps"]
+    ratios["unix_of_socketpair"] = u1["gbps"] / sp if u1 and sp else None
+    ratios["unix_x_qemu_1g"] = next((c["x_qemu"] for c in rows if c["transport"] == "unix" and
+                                     c["ram_mib"] == 1024), None)
+    ratios["local_of_vmsplice"] = l1["gbps"] / vp if l1 and vp else None
+    ratios["shared_8g_over_1g"] = s8["total_time_ms"] / s1["total_time_ms"] if s1 and s8 and \
+        s1["total_time_ms"] else None
+    ratios["shared_1g_over_unix_1g"] = s1["total_time_ms"] / u1["total_time_ms"] if s1 and u1 \
+        and u1["total_time_ms"] else None
+    fast = [(cell(t, 1024)["total_time_ms"], t) for t in transports if cell(t, 1024)]
+    ratios["fastest_1g"] = min(fast)[1] if fast else None
+    print()
+    if ratios["unix_of_socketpair"] is not None:
+        print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair'] * 100:.0f}% of the socketpair "
+              f"({sp:.2f} GB/s), {fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
+    if ratios["local_of_vmsplice"] is not None:
+        print(f"migcert local, 1 GiB: {ratios['local_of_vmsplice'] * 100:.0f}% of the vmsplice "
+              f"pipe ({vp:.2f} GB/s)")
+    if ratios["shared_8g_over_1g"] is not None:
+        print(f"shared memory: 8 GiB takes {ratios['shared_8g_over_1g']:.2f}x the time of 1 GiB")
+    if ratios["shared_1g_over_unix_1g"] is not None:
+        print(f"shared memory, 1 GiB: {ratios['shared_1g_over_unix_1g']:.3f} of the plain "
+              f"stream's time (1/{1 / max(ratios['shared_1g_over_unix_1g'], 1e-9):.0f})")
+    if ratios["fastest_1g"]:
+        print(f"fastest transport for 1 GiB on this machine: {LABEL[ratios['fastest_1g']]}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": rows, "summary": summary}, indent=2))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "host": {"cpus": os.cpu_count(), "mem_available_gib": mem_available_mib() / 1024,
+                     "load_avg": list(os.getloadavg())},
+            "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
+            indent=2))
+        print(f"bench: JSON in {args.json}")
     return 0 if ok else 1
 
 

@@ -9,3 +9,23 @@ $(SIM_BENCH): $(BUILD)/obj/harness/bench/sim-bench.o $(BUILD)/librunner.a $(BUIL
 	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
 
 bench: $(SIM_BENCH)
+
+# link-probe: the host's socketpair and vmsplice-pipe ceilings, measured
+# beside the migrations (harness/bench/bench.py); plain C, no library.
+LINK_PROBE := $(BUILD)/bench/link-probe
+
+$(LINK_PROBE): $(BUILD)/obj/harness/bench/link-probe.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+bench: $(LINK_PROBE)
+
+# glz-bench: GLZ bytes per image and encode speed on the fake-qxl workload
+# (issue 11's GLZ figures), run by ci/bench.
+GLZ_BENCH := $(BUILD)/bench/glz-bench
+
+$(GLZ_BENCH): $(BUILD)/obj/harness/bench/glz-bench.o $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
+
+bench: $(GLZ_BENCH)

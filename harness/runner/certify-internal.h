@@ -307,6 +307,7 @@ bool certify_selected(const char *name, const char *pat, bool exact);
 
 typedef struct CertReport {
     const char *outdir, *dev, *peer, *stem, *desc, *repro_base;
+    const char *peer_desc; /* NULL without --peer */
     const CertCase *cases;
     const CertResult *res;
     size_t ncases, npass, nfail, nskip, nnotrun;

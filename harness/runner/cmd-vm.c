@@ -5,7 +5,7 @@
  *   migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]
  *              --qmp unix:PATH [--spice OPTIONS] [--incoming URI]
  *              [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]
- *              [--mem-prealloc] [--exit-on-incoming-failure] [--trace]
+ *              [--mem-prealloc] [--mem-share] [--exit-on-incoming-failure] [--trace]
  *
  * (docs/architecture.md section 5).  --spice takes QEMU's -spice syntax
  * (port=N,addr=H or unix=on,addr=PATH; disable-ticketing, seamless-migration)
@@ -32,7 +32,9 @@
  * or "cancelled").  The source resumes its guest (query-status "running");
  * a destination keeps the guest stopped (query-status "inmigrate", running
  * false: it has discarded what it loaded and accepts no second incoming
- * migration) and waits for `quit`, so management can ask it why.  This is
+ * migration) and waits for `quit`, so management can ask it why.  A
+ * destination whose incoming migration completed runs the guest and may
+ * migrate it on, as QEMU's (the soak, harness/soak/soak.py).  This is
  * where migcert parts from QEMU, whose destination exits 1 when its incoming
  * migration fails; --exit-on-incoming-failure restores that.  Exit 2: bad
  * options or a machine that cannot start; 1: an --incoming URI that cannot
@@ -132,7 +134,8 @@ static void usage(FILE *out)
             "usage: migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]\n"
             "                  --qmp unix:PATH [--spice OPTIONS] [--incoming URI]\n"
             "                  [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]\n"
-            "                  [--mem-prealloc] [--exit-on-incoming-failure] [--trace]\n"
+            "                  [--mem-prealloc] [--mem-share] [--exit-on-incoming-failure]\n"
+            "                  [--trace]\n"
             "One real machine, driven over QMP; it runs until `quit` or SIGTERM.\n"
             "  --release R       behave as release R (%s;\n"
             "                    default %s)\n"
@@ -150,7 +153,11 @@ static void usage(FILE *out)
             "                    unix=on,addr=PATH; disable-ticketing=on, password=P,\n"
             "                    seamless-migration=on; adds the display, sound and\n"
             "                    port devices (fake-qxl, fake-snd, fake-vmc); x-draw-rate=N\n"
-            "                    makes the display draw N operations a second (benchmarks)\n"
+            "                    makes the display draw N operations a second (benchmarks);\n"
+            "                    x-heads=N gives the guest N heads (1 to 4);\n"
+            "                    x-pixmap-cache-migration=reset|restore: what seamless\n"
+            "                    migration does with a client's pixmap cache;\n"
+            "                    image-compression=glz (or auto_glz) sends GLZ images\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
@@ -160,6 +167,8 @@ static void usage(FILE *out)
             "  -S                do not start the guest (prelaunch; stays paused after an\n"
             "                    incoming migration)\n"
             "  --mem-prealloc    touch every RAM page before starting (like QEMU's)\n"
+            "  --mem-share       RAM in shared memory (a memfd): with capability x-ram-share\n"
+            "                    a migration to this host hands it over instead of copying\n"
             "  --exit-on-incoming-failure\n"
             "                    exit 1 when the incoming migration fails or is cancelled\n"
             "                    (QEMU's behaviour); by default the destination stays up,\n"
@@ -548,10 +557,11 @@ int cmd_vm(int argc, char **argv)
     const char *incoming = NULL, *devices = NULL, *fill = "random";
     uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1;
     bool start_paused = false, mem_prealloc = false, trace = false, exit_on_fail = false;
+    bool mem_share = false;
     bool have_spice = false;
     VmSpiceOptions spice_opts;
     enum { O_RELEASE = 256, O_MACHINE, O_RAM, O_FILL, O_DIRTY, O_SEED, O_QMP, O_INCOMING,
-           O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP };
+           O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP, O_SHARE };
     static const struct option opts[] = {
         {"release", required_argument, NULL, O_RELEASE},
         {"machine", required_argument, NULL, O_MACHINE},
@@ -563,6 +573,7 @@ int cmd_vm(int argc, char **argv)
         {"incoming", required_argument, NULL, O_INCOMING},
         {"devices", required_argument, NULL, O_DEVICES},
         {"mem-prealloc", no_argument, NULL, O_PREALLOC},
+        {"mem-share", no_argument, NULL, O_SHARE},
         {"trace", no_argument, NULL, O_TRACE},
         {"exit-on-incoming-failure", no_argument, NULL, O_EXIT_ON_FAIL},
         {"spice", required_argument, NULL, O_SPICE},
@@ -604,6 +615,7 @@ int cmd_vm(int argc, char **argv)
         case O_INCOMING: incoming = optarg; break;
         case O_DEVICES: devices = optarg; break;
         case O_PREALLOC: mem_prealloc = true; break;
+        case O_SHARE: mem_share = true; break;
         case O_TRACE: trace = true; break;
         case O_EXIT_ON_FAIL: exit_on_fail = true; break;
         case O_SPICE: {
@@ -711,6 +723,7 @@ int cmd_vm(int argc, char **argv)
         .ram_size = ram_size,
         .incoming = incoming != NULL,
         .start_paused = start_paused,
+        .mem_share = mem_share,
         /* 0 means "everything supported" to the machine; a release with no
          * capability at all offers the empty mask through an empty list */
         .caps_known = known,

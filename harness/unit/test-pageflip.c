@@ -6,8 +6,9 @@
  * the workload oracle equal, the socket carrying < 1% of RAM), the
  * negotiation with a release that lacks x-page-flip, unix: source with an
  * fd: destination, transports that cannot pass fds, HOOK records loaded
- * without the capability, and a stream without a page channel (pages
- * inline after their HOOK records).
+ * without the capability, a stream without a page channel (pages
+ * inline after their HOOK records), and a pipe that breaks mid-page or
+ * runs short (named failures).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -478,6 +479,74 @@ static void test_pageflip_load_every_truncation(void **state)
     mig_loop_free(loop);
 }
 
+/* The pipe breaks mid-page (its write end closed after part of a page) or
+ * runs short (part of a page, the source still there): either is a clean,
+ * named failure of the load, never a page loaded from what is there. */
+static void pipe_fault(bool closed)
+{
+    MigLoop *loop = mig_loop_epoll_new(1);
+    uint8_t page1[4096];
+    for (int i = 0; i < 4096; i++)
+        page1[i] = (uint8_t)(i * 7 + 1);
+    const size_t marker = 31;
+    MigSavevm *sv = mig_savevm_new();
+    const MigSaveEntry *e;
+    MigRam *r = two_page_ram(sv, false, &e);
+    int sp[2], pp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(pipe(pp), 0);
+    assert_int_equal(write(pp[1], page1, 2000), 2000);
+    if (closed) {
+        close(pp[1]);
+        pp[1] = -1;
+    }
+    assert_int_equal(write(sp[0], want, marker), (ssize_t)marker);
+    MigTransport *w = mig_transport_fd_new(loop, sp[0], "unix");
+    assert_int_equal(mig_transport_send_fd(w, pp[0]), 0);
+    assert_int_equal(mig_transport_write(w, want + marker + 1, sizeof(want) - marker - 1),
+                     (ssize_t)(sizeof(want) - marker - 1));
+    MigErr *err = NULL;
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[1], "unix"), false,
+                                              &err);
+    assert_non_null(t);
+    mig_ram_set_caps(r, FLIP);
+    MigStream *s = mig_stream_new_reader(t);
+    MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
+    assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
+    assert_int_equal(e->iter->load_state(e->opaque, s, &h, &err), 0);
+    h.type = MIG_SECTION_PART;
+    int rc = e->iter->load_state(e->opaque, s, &h, &err);
+    assert_int_equal(rc, closed ? -EPIPE : -EPROTO);
+    assert_non_null(err);
+    assert_non_null(strstr(err->msg, closed ? "the pipe closed after 2000 of 4096 bytes"
+                                            : "the pipe holds 2000 of the 4096 bytes"));
+    if (!strstr(err->msg, "page HOOK records from offset 56"))
+        fail_msg("%s", err->msg);
+    mig_err_free(err);
+    e->iter->load_cleanup(e->opaque, MIG_OUTCOME_FAILED);
+    const uint8_t *host = mig_ram_block(r, 0)->host;
+    assert_true(mig_ram_page_is_zero(host) && mig_ram_page_is_zero(host + 4096));
+    mig_stream_free(s);
+    mig_transport_close(t);
+    mig_transport_close(w);
+    close(pp[0]);
+    if (pp[1] >= 0)
+        close(pp[1]);
+    mig_savevm_free(sv);
+    mig_ram_free(r);
+    mig_loop_free(loop);
+}
+
+static void test_pageflip_pipe_breaks_mid_page(void **state)
+{
+    pipe_fault(true);
+}
+
+static void test_pageflip_pipe_runs_short(void **state)
+{
+    pipe_fault(false);
+}
+
 static void test_pageflip_without_page_channel_pages_go_inline(void **state)
 {
     /* x-page-flip on a stream whose transport has no page channel (here a
@@ -555,6 +624,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_wire_bytes_and_pipe),
         cmocka_unit_test(test_pageflip_load_every_truncation),
         cmocka_unit_test(test_pageflip_without_page_channel_pages_go_inline),
+        cmocka_unit_test(test_pageflip_pipe_breaks_mid_page),
+        cmocka_unit_test(test_pageflip_pipe_runs_short),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

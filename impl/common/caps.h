@@ -6,7 +6,7 @@
  * query-migrate-capabilities and the rules of which capability may be set
  * when are the engine's (impl/migration/migration.h, params.c).
  * Called by: every layer that changes behaviour by capability: impl/ram
- * (x-ignore-shared, x-page-flip change the RAM records), impl/migration,
+ * (x-ignore-shared, x-page-flip, x-ram-share change the RAM records), impl/migration,
  * impl/machine, the harness.
  *
  * Invariants: a capability's number is its bit in a MigCapMask and its index
@@ -46,6 +46,12 @@ typedef enum MigCap {
      * docs/protocol-qemu-stream.md).  Offered only on a loop with real fds;
      * migrate refuses it (-ENOTSUP) on a transport that cannot pass fds. */
     MIG_CAP_X_PAGE_FLIP,
+    /* Shared-memory localhost migration: RAM in a memfd passed over the unix
+     * socket with SCM_RIGHTS at setup, only device state in the stream
+     * (docs/protocol-qemu-stream.md, shared memory).  Offered only on a loop
+     * with real fds; migrate refuses it on a transport that cannot pass fds
+     * or a machine whose RAM is not shared. */
+    MIG_CAP_X_RAM_SHARE,
     MIG_CAP__COUNT
 } MigCap;
 

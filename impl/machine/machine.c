@@ -29,6 +29,8 @@ struct MigMachine {
     bool start_paused;
     bool incoming;
     bool incoming_used;
+    bool incoming_done; /* the incoming migration completed: the guest is here */
+    bool ram_given; /* completed an x-ram-share migration: never runs again */
     const MigGuestOps *guest;
     void *guest_opaque;
     void (*event)(void *opaque, const char *name, json_t *data);
@@ -111,11 +113,15 @@ static void env_finished(void *opaque, MigStatus status)
     MigMachine *m = opaque;
     bool incoming = mig_migration_is_incoming(m->mm);
     if (incoming) {
+        m->incoming_done = status == MIG_STATUS_COMPLETED;
         if (status == MIG_STATUS_COMPLETED)
             set_run_state(m, m->start_paused ? MIG_RUN_STATE_PAUSED : MIG_RUN_STATE_RUNNING);
     } else {
-        if (status == MIG_STATUS_COMPLETED)
+        if (status == MIG_STATUS_COMPLETED) {
             set_run_state(m, MIG_RUN_STATE_POSTMIGRATE);
+            if (mig_migration_caps(m->mm) & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE))
+                m->ram_given = true;
+        }
         /* the SPICE clients follow the machine: to the target, or they stay */
         if (m->spice_main)
             spice_main_migrate_end(m->spice_main, status == MIG_STATUS_COMPLETED);
@@ -148,6 +154,7 @@ MigMachine *mig_machine_new(MigLoop *loop, const MigMachineOptions *o, MigErr **
     m->ram = mig_ram_new();
     m->sv = mig_savevm_new();
     uint64_t size = o->ram_size ? o->ram_size : (uint64_t)128 << 20;
+    mig_ram_share_memory(m->ram, o->mem_share);
     if (mig_ram_add_block(m->ram, "pc.ram", size, errp) < 0 ||
         mig_ram_register(m->ram, m->sv, errp) < 0) {
         mig_machine_free(m);
@@ -285,8 +292,18 @@ int mig_machine_stop(MigMachine *m, MigErr **errp)
     }
 }
 
+/* The refusal of a source whose RAM the destination now runs on. */
+static int ram_given_err(MigErr **errp)
+{
+    return mig_err_set(errp, -EBUSY,
+                       "this machine's RAM was handed to the destination of a completed "
+                       "x-ram-share migration: it cannot run or migrate again");
+}
+
 int mig_machine_cont(MigMachine *m, MigErr **errp)
 {
+    if (m->ram_given)
+        return ram_given_err(errp);
     switch (m->rs) {
     case MIG_RUN_STATE_INMIGRATE:
         return mig_err_set(errp, -EBUSY, "The guest is waiting for an incoming migration");
@@ -339,14 +356,23 @@ static MigTransport *open_uri(MigMachine *m, const char *uri, bool for_write, Mi
     return NULL;
 }
 
+/* Waiting for (or loading) its incoming migration; once that completed,
+ * the machine runs the guest and may migrate it on, as QEMU's. */
+static bool awaiting_incoming(MigMachine *m)
+{
+    return m->incoming && !m->incoming_done;
+}
+
 int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
 {
-    if (m->incoming)
+    if (awaiting_incoming(m))
         return mig_err_set(errp, -EINVAL, "a machine waiting for an incoming migration cannot "
                                           "migrate out");
     MigStatus st = mig_migration_status(m->mm);
     if (st != MIG_STATUS_NONE && !mig_status_is_terminal(st))
         return mig_err_set(errp, -EBUSY, "There's a migration process in progress");
+    if (m->ram_given)
+        return ram_given_err(errp);
     /* Refused before the file is created (the engine refuses any transport
      * without a back channel, this only spares the file). */
     if (strncmp(uri, "file:", 5) == 0 &&
@@ -362,10 +388,14 @@ int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
 
 int mig_machine_migrate_transport(MigMachine *m, MigTransport *t, MigErr **errp)
 {
-    if (m->incoming) {
+    if (awaiting_incoming(m)) {
         mig_transport_close(t);
         return mig_err_set(errp, -EINVAL, "a machine waiting for an incoming migration cannot "
                                           "migrate out");
+    }
+    if (m->ram_given) {
+        mig_transport_close(t);
+        return ram_given_err(errp);
     }
     tune_socket(t, true);
     return mig_migration_start(m->mm, t, errp);

@@ -21,6 +21,8 @@
  * again on `cont`.
  * With capability return-path the source stays in finish-migrate until the
  * destination's SHUT: postmigrate on SHUT(0), running again otherwise.
+ * A source that completed a migration with x-ram-share gave its RAM to the
+ * destination: it never runs again (cont and migrate are refused, -EBUSY).
  *
  * Invariants: all time from the loop, no globals; the machine owns its loop
  * sources and frees them in mig_machine_free.
@@ -76,6 +78,9 @@ typedef struct MigMachineOptions {
     bool incoming;            /* start in inmigrate, waiting for migrate-incoming */
     bool start_paused;        /* -S: prelaunch; an incoming machine stays paused */
     MigCapMask caps_known;    /* capabilities this release knows; 0 = all supported */
+    /* RAM in shared memory (memfds), which x-ram-share hands to a
+     * destination on the same host instead of copying it. */
+    bool mem_share;
     /* Events (STOP, RESUME, MIGRATION, MIGRATION_PASS); data borrowed. */
     void (*event)(void *opaque, const char *name, json_t *data);
     void *event_opaque;

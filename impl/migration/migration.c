@@ -233,7 +233,7 @@ MigMigration *mig_migration_new(const MigMigrationEnv *env)
      * without real fds (the simulator's mem links) never offers it, so
      * management that intersects offers never enables it there. */
     if (!env->loop || !env->loop->ops->fd_watch)
-        mm->caps_known &= ~MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
+        mm->caps_known &= ~(MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP) | MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE));
     mig_params_default(&mm->params);
     return mm;
 }
@@ -287,6 +287,8 @@ static void cleanup_handlers(MigMigration *mm, MigOutcome outcome)
     mm->snap_len = NULL;
     free(mm->snap_taken);
     mm->snap_taken = NULL;
+    free(mm->loaded);
+    mm->loaded = NULL;
     free(mm->secs);
     mm->secs = NULL;
     mm->nsecs = 0;
@@ -411,11 +413,12 @@ int mig_migration_set_caps(MigMigration *mm, MigCapMask named, MigCapMask states
     for (int c = 0; c < MIG_CAP__COUNT; c++) {
         if (!(named & MIG_CAP_BIT(c)) || !(states & MIG_CAP_BIT(c)))
             continue;
-        if (c == MIG_CAP_X_PAGE_FLIP && !mm->env.loop->ops->fd_watch)
+        if ((c == MIG_CAP_X_PAGE_FLIP || c == MIG_CAP_X_RAM_SHARE) &&
+            !mm->env.loop->ops->fd_watch)
             return mig_err_set(errp, -ENOTSUP,
-                               "Capability 'x-page-flip' needs a unix socket that can pass "
+                               "Capability '%s' needs a unix socket that can pass "
                                "fds; the %s loop's links cannot carry fds",
-                               mm->env.loop->ops->name);
+                               mig_cap_name(c), mm->env.loop->ops->name);
         if (!(mm->caps_known & MIG_CAP_BIT(c)))
             return mig_err_set(errp, -EINVAL, "Capability '%s' is not known by this machine",
                                mig_cap_name(c));
@@ -449,6 +452,7 @@ void mig__migration_prepare(MigMigration *mm)
     mm->started = mig_malloc0(n * sizeof(bool));
     mm->pass_done = mig_malloc0(n * sizeof(bool));
     mm->snap_taken = mig_malloc0(n * sizeof(bool));
+    mm->loaded = mig_malloc0(n * sizeof(bool));
     mm->snap = mig_malloc0(n * sizeof(*mm->snap));
     mm->snap_len = mig_malloc0(n * sizeof(*mm->snap_len));
     mm->rp_in_len = mm->rp_out_len = 0;
@@ -480,6 +484,11 @@ static void cancel_done(void *opaque)
 int mig_migration_cancel(MigMigration *mm)
 {
     if (!mig__migration_running(mm) || mm->status == MIG_STATUS_CANCELLING)
+        return 0;
+    /* x-ram-share with everything sent: the destination may already run on
+     * the shared memory, so the source must not resume; its SHUT decides
+     * (docs/protocol-qemu-stream.md, shared memory). */
+    if ((mm->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) && mm->phase == MIG_PHASE_SRC_RP_WAIT)
         return 0;
     int r = mig__migration_set_status(mm, MIG_STATUS_CANCELLING);
     if (r < 0)

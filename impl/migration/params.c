@@ -54,6 +54,7 @@ static const char *const cap_names[MIG_CAP__COUNT] = {
     [MIG_CAP_ZERO_COPY_SEND] = "zero-copy-send",
     [MIG_CAP_POSTCOPY_PREEMPT] = "postcopy-preempt",
     [MIG_CAP_X_PAGE_FLIP] = "x-page-flip",
+    [MIG_CAP_X_RAM_SHARE] = "x-ram-share",
 };
 
 const char *mig_cap_name(MigCap c)
@@ -71,7 +72,7 @@ int mig_cap_parse(const char *name)
 
 bool mig_cap_validatable(MigCap c)
 {
-    return c == MIG_CAP_X_IGNORE_SHARED || c == MIG_CAP_X_PAGE_FLIP;
+    return c == MIG_CAP_X_IGNORE_SHARED || c == MIG_CAP_X_PAGE_FLIP || c == MIG_CAP_X_RAM_SHARE;
 }
 
 MigCapMask mig_caps_supported(void)
@@ -84,11 +85,14 @@ MigCapMask mig_caps_supported(void)
      * x-page-flip: page flipping over the local transport
      * (docs/protocol-qemu-stream.md section 14); offered
      * only on a loop with real fds, refused at migrate time on a transport
-     * that cannot pass fds (migration-source.c). */
+     * that cannot pass fds (migration-source.c).  x-ram-share: the RAM's
+     * memfd passed at setup, only device state in the stream (same section
+     * of that note); offered and refused like x-page-flip, and refused at
+     * migrate on a machine whose RAM is not shared memory. */
     return MIG_CAP_BIT(MIG_CAP_EVENTS) | MIG_CAP_BIT(MIG_CAP_ZERO_BLOCKS) |
            MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER) | MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED) |
            MIG_CAP_BIT(MIG_CAP_VALIDATE_UUID) | MIG_CAP_BIT(MIG_CAP_RETURN_PATH) |
-           MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP);
+           MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP) | MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE);
 }
 
 json_t *mig_caps_to_json(MigCapMask known, MigCapMask enabled)

@@ -40,8 +40,32 @@ struct MigRam {
      * the capability at save_setup / load_setup until cleanup. */
     bool flip;
     bool flip_ready; /* destination: the page channel was accepted */
+
+    /* x-ram-share: blocks added from now on are memfds; the capability is
+     * in force (save_setup / load_setup until cleanup); destination: the
+     * share records taken so far (index into the reader's block list). */
+    bool share_new;
+    bool share;
+    size_t share_next;
+    bool share_adopted; /* destination: load_complete put the shared memory in place */
 };
 
 int mig__ram_find_index(const MigRam *r, const char *idstr);
+/* RAM address of our block bi's first byte (the MEM_SIZE concatenation). */
+uint64_t mig__ram_block_base(const MigRam *r, size_t bi);
+
+/* x-ram-share on the destination (ram-share.c).  share_hook: the HOOK record
+ * of reader block r->share_next and its fd (0, -EAGAIN starved before the
+ * fd's byte, or an error naming the block); page_refused: the error for a
+ * PAGE/ZERO record; missing: the error for a payload that ended at `at`
+ * before every fd came; adopt: load_complete (every fd came; our blocks now
+ * the shared memory, at the same address, writable); cleanup: drop what a
+ * failed load took (our own memory back in place) or keep the fds of a
+ * completed one (the blocks are now shared memory). */
+int mig__ram_share_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **errp);
+int mig__ram_share_page_refused(MigRam *r, const MigRamRecord *rec, MigErr **errp);
+int mig__ram_share_missing(MigRam *r, uint64_t at, MigErr **errp);
+int mig__ram_share_adopt(MigRam *r, MigErr **errp);
+void mig__ram_share_cleanup(MigRam *r, bool completed);
 
 #endif

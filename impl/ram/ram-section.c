@@ -2,6 +2,7 @@
  * ram-section.c - the "ram" savevm handler: pre-copy passes on the source,
  * restartable record loading on the destination (see ram.h).
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,7 +14,7 @@
 
 /* RAM address of a block's first byte: where it starts in the
  * concatenation of the MEM_SIZE block list (QEMU's ram_addr_t). */
-static uint64_t block_base(const MigRam *r, size_t bi)
+uint64_t mig__ram_block_base(const MigRam *r, size_t bi)
 {
     uint64_t base = 0;
     for (size_t i = 0; i < bi; i++)
@@ -28,7 +29,7 @@ static uint64_t block_base(const MigRam *r, size_t bi)
  * page as in a plain stream.  Returns the bytes the record stands for. */
 static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, const uint8_t *host)
 {
-    uint64_t addr = block_base(r, bi) + page * MIG_RAM_PAGE_SIZE;
+    uint64_t addr = mig__ram_block_base(r, bi) + page * MIG_RAM_PAGE_SIZE;
     mig_ram_put_hook_page(s, addr, host);
     uint64_t own = mig_stream_has_page_channel(s) ? 8 : 8 + MIG_RAM_PAGE_SIZE;
     r->normal++;
@@ -107,6 +108,11 @@ static void sync_log(MigRam *r)
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
         size_t nw = (size_t)((b->npages + 63) / 64);
+        if (r->share && b->fd >= 0) {
+            /* x-ram-share: the destination maps these pages, none is sent. */
+            memset(b->log, 0, nw * sizeof(uint64_t));
+            continue;
+        }
         for (size_t w = 0; w < nw; w++) {
             uint64_t l = b->log[w];
             if (!l)
@@ -133,17 +139,25 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
     r->dirty_sync_count = 0;
     r->transferred = r->duplicate = r->normal = 0;
     r->precopy_bytes = r->downtime_bytes = 0;
-    r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0;
+    r->share = (r->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) != 0;
+    if (r->share && !mig_ram_all_shared(r))
+        return mig_err_set(errp, -ENOTSUP,
+                           "capability 'x-ram-share' needs every RAM block in shared memory "
+                           "(migcert vm --mem-share)");
+    /* Shared memory moves no page: nothing is left for page flipping. */
+    r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0 && !r->share;
     /* The first sync: every page is dirty, and dirty logging starts now. */
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
         size_t nw = (size_t)((b->npages + 63) / 64);
         free(b->bmap);
         b->bmap = mig_malloc0(nw * sizeof(uint64_t));
+        memset(b->log, 0, nw * sizeof(uint64_t));
+        if (r->share)
+            continue; /* nothing of it to send */
         memset(b->bmap, 0xff, nw * sizeof(uint64_t));
         if (b->npages % 64)
             b->bmap[nw - 1] = ((uint64_t)1 << (b->npages % 64)) - 1;
-        memset(b->log, 0, nw * sizeof(uint64_t));
         r->bmap_dirty += b->npages;
     }
     r->dirty_sync_count = 1;
@@ -159,6 +173,13 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
     mig_ram_put_mem_size(s, &r->writer, list, n,
                          (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0);
     free(list);
+    if (r->share) {
+        /* One HOOK record per block, its RAM address, then its memfd. */
+        for (size_t i = 0; i < r->nblocks; i++) {
+            mig_ram_put_hook_addr(s, mig__ram_block_base(r, i));
+            mig_stream_put_fd(s, r->blocks[i]->fd);
+        }
+    }
     if (r->flip) {
         /* The setup hook: a HOOK record, then the byte that opens the page
          * channel (the local transport's pipe rides on it), which the
@@ -222,6 +243,7 @@ static void ram_save_cleanup(void *opaque, MigOutcome outcome)
     r->saving = false;
     r->completing = false;
     r->flip = false;
+    r->share = false;
     r->bmap_dirty = 0;
     for (size_t i = 0; i < r->nblocks; i++) {
         free(r->blocks[i]->bmap);
@@ -241,8 +263,56 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->reader.ignore_shared = (r->caps & MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED)) != 0;
     r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0;
     r->flip_ready = false;
+    r->share = (r->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) != 0;
+    r->share_next = 0;
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        free(b->recv);
+        b->recv = mig_malloc0(((b->npages + 63) / 64) * sizeof(uint64_t));
+        b->nrecv = 0;
+    }
+    return 0;
+}
+
+/* Page `offset` (bytes) of block b arrived. */
+static inline void mark_received(MigRamBlock *b, uint64_t offset)
+{
+    uint64_t page = offset / MIG_RAM_PAGE_SIZE, bit = 1ull << (page % 64);
+    if (b->recv && !(b->recv[page / 64] & bit)) {
+        b->recv[page / 64] |= bit;
+        b->nrecv++;
+    }
+}
+
+/* The end of the stream: every page of every block must have arrived at
+ * least once (QEMU 7.2 would run the guest on whatever memory it had).
+ * With x-ignore-shared the source leaves shared blocks out, and the
+ * stream does not say which: nothing to check then.  With x-ram-share no
+ * page travels: every block's fd came instead, and the shared memory takes
+ * the place of our own (ram-share.c). */
+static int ram_load_complete(void *opaque, MigErr **errp)
+{
+    MigRam *r = opaque;
+    if (r->share)
+        return mig__ram_share_adopt(r, errp);
+    if (r->reader.ignore_shared)
+        return 0;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        const MigRamBlock *b = r->blocks[i];
+        if (!b->recv || b->nrecv == b->npages)
+            continue;
+        uint64_t first = 0;
+        while (first < b->npages && (b->recv[first / 64] & (1ull << (first % 64))))
+            first++;
+        return mig_err_set(errp, -EPROTO,
+                           "RAM incomplete: ramblock \"%s\": %llu of its %llu pages never "
+                           "arrived (the first at 0x%llx)",
+                           b->idstr, (unsigned long long)(b->npages - b->nrecv),
+                           (unsigned long long)b->npages,
+                           (unsigned long long)(first * MIG_RAM_PAGE_SIZE));
+    }
     return 0;
 }
 
@@ -315,10 +385,76 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
         }
         return mig_stream_take_error(s, errp);
     }
-    memcpy(r->blocks[r->load_map[rd->cur]]->host + offset, page, MIG_RAM_PAGE_SIZE);
+    MigRamBlock *b = r->blocks[r->load_map[rd->cur]];
+    memcpy(b->host + offset, page, MIG_RAM_PAGE_SIZE);
+    mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
     return 1;
+}
+
+/* Where the page at RAM address addr goes (page aligned, inside a block of
+ * the block list), or NULL; *bp and *offp say which block and where in it. */
+static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, uint64_t *offp)
+{
+    const MigRamReader *rd = &r->reader;
+    if (addr % MIG_RAM_PAGE_SIZE)
+        return NULL;
+    uint64_t base = 0;
+    for (size_t i = 0; i < rd->nblocks; i++) {
+        if (addr < base + rd->blocks[i].length) {
+            *bp = r->blocks[r->load_map[i]];
+            *offp = addr - base;
+            return (*bp)->host + *offp;
+        }
+        base += rd->blocks[i].length;
+    }
+    return NULL;
+}
+
+#define FLIP_RUN 64 /* pages read from the pipe with one call */
+
+/* A page HOOK record was read and its page goes to `host`: take the page
+ * HOOK records right behind it that the stream already holds (good ones
+ * only: anything else is left to the general decoder), and read the whole
+ * run from the page channel straight into guest RAM. */
+static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, MigRamBlock *b,
+                         uint64_t off, unsigned long long at, MigErr **errp)
+{
+    struct iovec iov[FLIP_RUN];
+    MigRamBlock *blk[FLIP_RUN];
+    uint64_t offs[FLIP_RUN];
+    int n = 0;
+    blk[n] = b;
+    offs[n] = off;
+    iov[n].iov_base = host;
+    iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
+    while (n < FLIP_RUN) {
+        const uint8_t *p = mig_stream_peek_buffered(s, 8);
+        if (!p)
+            break;
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        v = __builtin_bswap64(v);
+        if ((v & MIG_RAM_FLAGS_MASK) != MIG_RAM_FLAG_HOOK)
+            break;
+        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK, &blk[n], &offs[n]);
+        if (!next)
+            break;
+        mig_stream_skip(s, 8);
+        iov[n].iov_base = next;
+        iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
+    }
+    int ret = mig_stream_get_pagev(s, iov, n, errp);
+    if (ret < 0) {
+        mig_err_prepend(errp, "a run of %d page HOOK records from offset %llu", n, at);
+        return ret;
+    }
+    for (int i = 0; i < n; i++)
+        mark_received(blk[i], offs[i]);
+    r->normal += (uint64_t)n;
+    r->transferred += 8 * (uint64_t)(n - 1);
+    return 0;
 }
 
 /* The load hook of x-page-flip.  The first HOOK record is followed by the
@@ -358,6 +494,13 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
         return mig_err_set(errp, -EINVAL, "page-flip: page HOOK record before the block list "
                                           "(offset %llu)",
                            at);
+    if (mig_stream_has_page_channel(s)) {
+        MigRamBlock *b;
+        uint64_t off;
+        uint8_t *host = flip_target(r, rec->offset, &b, &off);
+        if (host)
+            return load_flip_run(r, s, host, b, off, at, errp);
+    }
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
         if (rec->offset < base + rd->blocks[i].length) {
@@ -372,6 +515,7 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                 b->idstr, (unsigned long long)(rec->offset - base), at);
                 return ret;
             }
+            mark_received(b, rec->offset - base);
             r->normal++;
             if (!mig_stream_has_page_channel(s))
                 r->transferred += MIG_RAM_PAGE_SIZE;
@@ -419,8 +563,11 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             if (!r->load_map || rec.block < 0)
                 return mig_err_set(errp, -EINVAL, "RAM page before the block list (offset %llu)",
                                    (unsigned long long)rec.stream_offset);
+            if (r->share)
+                return mig__ram_share_page_refused(r, &rec, errp);
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
+            mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
@@ -433,9 +580,14 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             break;
         }
         case MIG_RAM_FLAG_EOS:
+            if (r->share && r->load_map && r->share_next < r->reader.nblocks)
+                return mig__ram_share_missing(r, rec.stream_offset, errp);
             return 0;
         case MIG_RAM_FLAG_HOOK:
-            ret = load_hook(r, s, &rec, errp);
+            if (r->share && r->share_next < r->reader.nblocks)
+                ret = mig__ram_share_hook(r, s, &rec, errp);
+            else
+                ret = load_hook(r, s, &rec, errp);
             if (ret == -EAGAIN) {
                 mig_stream_rewind(s);
                 r->transferred -= 8; /* counted again when the record is re-read */
@@ -455,19 +607,28 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
 static void ram_load_cleanup(void *opaque, MigOutcome outcome)
 {
     MigRam *r = opaque;
+    mig__ram_share_cleanup(r, outcome == MIG_OUTCOME_COMPLETED);
     r->loading = false;
     r->flip = false;
     r->flip_ready = false;
+    r->share = false;
     mig_ram_reader_free(&r->reader);
     mig_ram_reader_init(&r->reader);
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        free(r->blocks[i]->recv);
+        r->blocks[i]->recv = NULL;
+    }
     if (outcome == MIG_OUTCOME_COMPLETED)
         return;
     /* Keep nothing of what was loaded: anonymous memory reads as zero again. */
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
-        if (madvise(b->host, b->length, MADV_DONTNEED) != 0)
+        /* Shared memory keeps its content through MADV_DONTNEED: punch it. */
+        if (b->fd >= 0 ? fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                                   (off_t)b->length) != 0
+                       : madvise(b->host, b->length, MADV_DONTNEED) != 0)
             memset(b->host, 0, b->length);
     }
 }
@@ -481,6 +642,7 @@ static const MigIterOps ram_ops = {
     .save_cleanup = ram_save_cleanup,
     .load_setup = ram_load_setup,
     .load_state = ram_load_state,
+    .load_complete = ram_load_complete,
     .load_cleanup = ram_load_cleanup,
 };
 

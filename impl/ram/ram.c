@@ -3,7 +3,8 @@
  * (see ram.h for the contract).
  *
  * Block memory comes from anonymous mmap: zero when created, and zeroed again
- * cheaply with MADV_DONTNEED when a destination discards what it loaded.
+ * cheaply with MADV_DONTNEED when a destination discards what it loaded; or,
+ * after mig_ram_share_memory, from a memfd mapped MAP_SHARED (x-ram-share).
  * The record layout itself (be64 offset|flags, CONTINUE, counted block id) is
  * impl/stream/ram-format.h's; this file decides what to send and when.
  */
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "ram.h"
@@ -33,8 +35,15 @@ static void block_free(MigRamBlock *b)
         return;
     if (b->host)
         munmap(b->host, b->length);
+    if (b->fd >= 0)
+        close(b->fd);
+    if (b->share_map)
+        munmap(b->share_map, b->length);
+    if (b->share_fd >= 0)
+        close(b->share_fd);
     free(b->log);
     free(b->bmap);
+    free(b->recv);
     free(b);
 }
 
@@ -67,10 +76,28 @@ int mig_ram_add_block(MigRam *r, const char *idstr, uint64_t length, MigErr **er
                            idstr, (unsigned long long)length);
     if (mig_ram_find_block(r, idstr))
         return mig_err_set(errp, -EEXIST, "ram: block '%s' already exists", idstr);
-    void *host = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (host == MAP_FAILED)
+    int fd = -1;
+    void *host;
+    if (r->share_new) {
+        fd = memfd_create(idstr, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0 || ftruncate(fd, (off_t)length) < 0) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            return mig_err_set(errp, -e, "ram: cannot create %llu bytes of shared memory for "
+                                         "block '%s': %s",
+                               (unsigned long long)length, idstr, strerror(e));
+        }
+        host = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    } else {
+        host = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    }
+    if (host == MAP_FAILED) {
+        if (fd >= 0)
+            close(fd);
         return mig_err_set(errp, -ENOMEM, "ram: cannot map %llu bytes for block '%s'",
                            (unsigned long long)length, idstr);
+    }
     /* Guest RAM on transparent huge pages, as QEMU backs its RAM blocks: a
      * destination loading 64 MiB then takes 32 faults instead of 16384.
      * Advice only: a kernel without THP ignores it. */
@@ -80,10 +107,25 @@ int mig_ram_add_block(MigRam *r, const char *idstr, uint64_t length, MigErr **er
     b->length = length;
     b->npages = length / MIG_RAM_PAGE_SIZE;
     b->host = host;
+    b->fd = fd;
+    b->share_fd = -1;
     b->log = mig_malloc0(bitmap_words(b->npages) * sizeof(uint64_t));
     MIG_GROW(r->blocks, r->blocks_cap, r->nblocks + 1, 4);
     r->blocks[r->nblocks] = b;
     return (int)r->nblocks++;
+}
+
+void mig_ram_share_memory(MigRam *r, bool on)
+{
+    r->share_new = on;
+}
+
+bool mig_ram_all_shared(const MigRam *r)
+{
+    for (size_t i = 0; i < r->nblocks; i++)
+        if (r->blocks[i]->fd < 0)
+            return false;
+    return r->nblocks > 0;
 }
 
 size_t mig_ram_block_count(const MigRam *r)
@@ -131,6 +173,17 @@ uint64_t mig_ram_dirty_log_count(const MigRam *r)
     uint64_t c = 0;
     for (size_t i = 0; i < r->nblocks; i++)
         c += popcount_words(r->blocks[i]->log, bitmap_words(r->blocks[i]->npages));
+    return c;
+}
+
+/* The dirty log pages a migration still has to send: none of a shared
+ * block while x-ram-share is in force. */
+static uint64_t log_to_send(const MigRam *r)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < r->nblocks; i++)
+        if (!(r->share && r->blocks[i]->fd >= 0))
+            c += popcount_words(r->blocks[i]->log, bitmap_words(r->blocks[i]->npages));
     return c;
 }
 
@@ -188,7 +241,7 @@ uint64_t mig_ram_sync_count(const MigRam *r)
 
 uint64_t mig_ram_remaining(const MigRam *r)
 {
-    return (r->bmap_dirty + (r->saving ? mig_ram_dirty_log_count(r) : 0)) * MIG_RAM_PAGE_SIZE;
+    return (r->bmap_dirty + (r->saving ? log_to_send(r) : 0)) * MIG_RAM_PAGE_SIZE;
 }
 
 uint64_t mig_ram_last_sync_dirtied(const MigRam *r)

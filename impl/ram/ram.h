@@ -49,14 +49,34 @@ typedef struct MigRamBlock {
     uint64_t length; /* bytes */
     uint64_t npages;
     uint8_t *host; /* page aligned, `length` bytes */
+    /* Shared memory (mig_ram_share_memory, x-ram-share): the memfd behind
+     * host, mapped MAP_SHARED; -1 for private (anonymous) memory. */
+    int fd;
+    /* Destination of x-ram-share: the source's memfd and its read-only
+     * mapping, held apart from host until the load completes (NULL, -1
+     * otherwise). */
+    uint8_t *share_map;
+    int share_fd;
     /* Dirty log: one bit per page, set by the guest, cleared by a sync. */
     uint64_t *log;
     /* Migration bitmap: pages still to send in this pass. */
     uint64_t *bmap;
+    /* Destination: pages that arrived (a page, zero or hook record), one
+     * bit per page, from load_setup; a load completes only when every bit
+     * is set (docs/protocol-qemu-stream.md, the completeness rule). */
+    uint64_t *recv;
+    uint64_t nrecv; /* bits set in recv */
 } MigRamBlock;
 
 MigRam *mig_ram_new(void);
 void mig_ram_free(MigRam *r);
+
+/* Blocks added from now on live in shared memory: a memfd each (named after
+ * the block), mapped MAP_SHARED, which x-ram-share hands to a destination
+ * on the same host instead of copying it (`migcert vm --mem-share`). */
+void mig_ram_share_memory(MigRam *r, bool on);
+/* Is every block shared memory (and there is at least one)? */
+bool mig_ram_all_shared(const MigRam *r);
 
 /* Add a block of `length` bytes (multiple of 4096, > 0); returns its index or
  * a negative errno (-EEXIST duplicate name, -EINVAL bad length or name,
@@ -101,7 +121,19 @@ int mig_ram_register(MigRam *r, MigSavevm *sv, MigErr **errp);
  *     accepts the page channel (mig_stream_get_page_channel), later ones
  *     read their page from it (mig_stream_get_page).  With the capability
  *     off a HOOK record fails the load, as in a QEMU 7.2 without a load
- *     hook. */
+ *     hook.
+ *   x-ram-share (docs/protocol-qemu-stream.md, shared memory): every block
+ *     is shared memory.  Source: save_setup follows the block list with
+ *     one HOOK record per block (its RAM address) and the block's memfd
+ *     (mig_stream_put_fd), and no page of a shared block is ever sent
+ *     (x-page-flip has nothing left to do and stays off).  Destination:
+ *     right after the block list it expects those records, checks each fd
+ *     (a memfd, of the block's size, not sealed against writing) and maps
+ *     it read-only beside its own memory; load_complete fails when an fd
+ *     never came and otherwise puts the shared memory in place of its own
+ *     (same address, now writable); a failed or cancelled load drops the
+ *     mapping, so the destination never writes a byte of the source's
+ *     memory.  A PAGE or ZERO record fails the load. */
 void mig_ram_set_caps(MigRam *r, MigCapMask caps);
 
 /* Counters of the current or last migration: query-migrate's "ram" object.

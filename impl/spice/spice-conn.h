@@ -88,6 +88,13 @@ int spice_conn_ping(SpiceConn *c, uint32_t pad);
  * loop.  err: a negative errno, or 0 for an orderly close. */
 void spice_conn_close(SpiceConn *c, int err, const char *fmt, ...) MIG_PRINTF(3, 4);
 
+/* Client role, WAIT_FOR_CHANNELS: hand over no message after the current
+ * one (they stay buffered and unread, their serials not yet counted as
+ * received) until spice_conn_resume, which hands them over from the loop. */
+void spice_conn_pause(SpiceConn *c);
+void spice_conn_resume(SpiceConn *c);
+bool spice_conn_paused(const SpiceConn *c);
+
 bool spice_conn_is_open(const SpiceConn *c);
 /* Bytes queued and not yet accepted by the transport. */
 uint64_t spice_conn_backlog(const SpiceConn *c);

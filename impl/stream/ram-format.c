@@ -259,6 +259,11 @@ void mig_ram_put_hook(MigStream *s)
     mig_stream_put_be64(s, MIG_RAM_FLAG_HOOK);
 }
 
+void mig_ram_put_hook_addr(MigStream *s, uint64_t ram_addr)
+{
+    mig_stream_put_be64(s, ram_addr | MIG_RAM_FLAG_HOOK);
+}
+
 void mig_ram_put_hook_page(MigStream *s, uint64_t ram_addr, const void *page)
 {
     uint64_t record = mig_stream_offset(s);

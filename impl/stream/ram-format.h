@@ -120,6 +120,10 @@ void mig_ram_put_eos(MigStream *s);
  * address 0 it is page flipping's setup hook, which the caller follows with
  * the stream's page channel marker (mig_stream_put_page_channel). */
 void mig_ram_put_hook(MigStream *s);
+/* x-ram-share's setup record for one block: HOOK with the block's RAM
+ * address (its offset in the concatenation of the MEM_SIZE block list), which
+ * the caller follows with the block's memfd (mig_stream_put_fd). */
+void mig_ram_put_hook_addr(MigStream *s, uint64_t ram_addr);
 /* Page flipping's page record: HOOK with the page's RAM address (its offset
  * in the concatenation of the MEM_SIZE block list, page aligned), then the
  * 4096 bytes of `page` by reference through the stream's page channel

@@ -35,8 +35,13 @@
 #define IOV_MAX 1024
 #endif
 
+/* The ref of a one-byte segment that is MIG_TRANSPORT_FD_MARKER carrying
+ * the fd held in its `off` (mig_stream_put_fd): written with the
+ * transport's send_fd, never inside a writev. */
+static const uint8_t fd_marker = MIG_TRANSPORT_FD_MARKER;
+
 typedef struct WSeg {
-    const uint8_t *ref; /* NULL: bytes live in wbuf at `off` */
+    const uint8_t *ref; /* NULL: bytes live in wbuf at `off`; &fd_marker: an fd */
     size_t off;
     size_t len;
 } WSeg;
@@ -280,6 +285,19 @@ static void wcompact(MigStream *s)
     }
 }
 
+/* The marker byte of an fd segment, with its fd: 0, -EAGAIN, or the sticky
+ * error. */
+static int wpush_fd(MigStream *s, const WSeg *g)
+{
+    int r = mig_transport_send_fd(s->t, (int)g->off);
+    if (r == -EAGAIN || r == -EINTR)
+        return -EAGAIN;
+    if (r < 0)
+        mig_stream_set_error(s, r, "cannot pass fd %d at offset %llu: %s", (int)g->off,
+                             (unsigned long long)(s->offset - s->wpending), mig_errno_name(r));
+    return r;
+}
+
 /* Push queued segments until done or the transport pushes back. */
 static int wpush(MigStream *s)
 {
@@ -295,9 +313,23 @@ static int wpush(MigStream *s)
     }
     struct iovec iov[IOV_MAX];
     while (s->whead < s->nsegs) {
+        if (s->segs[s->whead].ref == &fd_marker) {
+            r = wpush_fd(s, &s->segs[s->whead]);
+            if (r == -EAGAIN) {
+                wcompact(s);
+                return r;
+            }
+            if (r < 0)
+                return r;
+            s->whead++;
+            s->wpending--;
+            continue;
+        }
         int n = 0;
         for (size_t i = s->whead; i < s->nsegs && n < IOV_MAX; i++, n++) {
             const WSeg *g = &s->segs[i];
+            if (g->ref == &fd_marker)
+                break;
             iov[n].iov_base = (void *)(g->ref ? g->ref : s->wbuf + g->off);
             iov[n].iov_len = g->len;
         }
@@ -742,6 +774,54 @@ void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_
                              (unsigned long long)at, mig_errno_name(r));
 }
 
+void mig_stream_put_fd(MigStream *s, int fd)
+{
+    if (!wcheck(s))
+        return;
+    if (!s->t || !s->t->ops->send_fd) {
+        mig_stream_set_error(s, -ENOTSUP, "cannot pass fd %d at offset %llu: a '%s' stream "
+                                          "cannot carry fds",
+                             fd, (unsigned long long)s->offset,
+                             s->t ? s->t->ops->kind : "memory");
+        return;
+    }
+    if (fd < 0) {
+        mig_stream_set_error(s, -EBADF, "cannot pass fd %d at offset %llu", fd,
+                             (unsigned long long)s->offset);
+        return;
+    }
+    if (!wseg_room(s))
+        return;
+    s->segs[s->nsegs++] = (WSeg){&fd_marker, (size_t)fd, 1};
+    s->wpending += 1;
+    s->offset += 1;
+    s->wfast = false;
+}
+
+int mig_stream_get_fd(MigStream *s, MigErr **errp)
+{
+    uint64_t at = s->offset;
+    uint8_t m = mig_stream_get_u8(s);
+    if (s->starved)
+        return -EAGAIN;
+    int r = mig_stream_take_error(s, errp);
+    if (r < 0)
+        return r;
+    if (m != MIG_TRANSPORT_FD_MARKER)
+        return mig_err_set(errp, -EPROTO, "byte 0x%02x at offset %llu, expected the fd marker "
+                                          "0x%02x",
+                           m, (unsigned long long)at, MIG_TRANSPORT_FD_MARKER);
+    int fd = s->t ? mig_transport_claim_fd(s->t, at) : -ENOTSUP;
+    if (fd == -EEXIST)
+        return mig_err_set(errp, -EEXIST, "more than one fd came with the marker byte at offset "
+                                          "%llu",
+                           (unsigned long long)at);
+    if (fd < 0)
+        return mig_err_set(errp, -EPROTO, "no fd came with the marker byte at offset %llu (%s)",
+                           (unsigned long long)at, mig_errno_name(fd));
+    return fd;
+}
+
 bool mig_stream_has_page_channel(const MigStream *s)
 {
     if (!s->t)
@@ -778,4 +858,23 @@ int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp)
         return s->starved ? -EAGAIN : mig_stream_take_error(s, errp);
     memcpy(dst, p, len);
     return 0;
+}
+
+int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **errp)
+{
+    if (s->t && s->t->ops->page_getv)
+        return s->t->ops->page_getv(s->t, iov, n, errp);
+    for (int i = 0; i < n; i++) {
+        int r = mig_stream_get_page(s, iov[i].iov_base, iov[i].iov_len, errp);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+const void *mig_stream_peek_buffered(const MigStream *s, size_t len)
+{
+    if (s->writer || s->err || s->starved || s->rlen - s->rpos < len)
+        return NULL;
+    return s->rdata + s->rpos;
 }

@@ -165,6 +165,28 @@ int mig_stream_get_page_channel(MigStream *s, MigErr **errp);
  * untouched, rewind), or an error (*errp; a page channel's errors are
  * final). */
 int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp);
+/* Reader: the next n pages from the page channel, straight into each iov's
+ * memory (one system call for the run where the transport can); on a
+ * stream without a channel, one mig_stream_get_page each.  0 or an error
+ * as mig_stream_get_page (-EAGAIN only inline, before any page moved). */
+int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **errp);
+/* Reader: a pointer to the next len bytes if the buffer already holds them
+ * (nothing consumed, nothing read, never starves), else NULL. */
+const void *mig_stream_peek_buffered(const MigStream *s, size_t len);
+
+/* ---- passing fds (x-ram-share; docs/protocol-qemu-stream.md) ----
+ * Writer: put one MIG_TRANSPORT_FD_MARKER byte that carries `fd` (SCM_RIGHTS
+ * on a unix socket), in stream order: the flush writes what precedes it,
+ * then the byte with the fd (transport send_fd), then what follows.  The
+ * caller keeps `fd` open until the flush that sends it returns 0.  A stream
+ * whose transport cannot pass fds (memory, file, pipe) sets a sticky
+ * -ENOTSUP error. */
+void mig_stream_put_fd(MigStream *s, int fd);
+/* Reader: read the marker byte and take the fd that came with it: the fd
+ * (the caller owns it), -EAGAIN when starved (rewind), -EPROTO (another
+ * byte, or no fd came with it), -EEXIST (more than one came), or the
+ * stream's error; errors go to *errp only. */
+int mig_stream_get_fd(MigStream *s, MigErr **errp);
 
 /* ---- reader ---- */
 uint8_t mig_stream_get_u8(MigStream *s);

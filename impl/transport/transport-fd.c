@@ -41,6 +41,7 @@ typedef struct FdTransport {
     MigTransportCb cb;
     void *opaque;
     int fds[FD_QUEUE]; /* passed fds received with plain reads */
+    uint64_t fd_at[FD_QUEUE]; /* the read offset of the byte each came with */
     int nfds;
     int busy;  /* inside a callback of this transport */
     bool dead; /* closed from inside a callback: free on return */
@@ -58,7 +59,10 @@ static bool is_fd_transport(const MigTransport *t)
     return t->ops == &fd_ops || t->ops == &unix_ops || t->ops == &file_ops;
 }
 
-static void queue_fds(FdTransport *f, struct msghdr *msg)
+/* Queue the fds that came with a read; `at` is the read offset of the
+ * read's last byte, the one the fds rode on (the kernel ends a read at a
+ * byte that carries fds). */
+static void queue_fds(FdTransport *f, struct msghdr *msg, uint64_t at)
 {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -68,8 +72,10 @@ static void queue_fds(FdTransport *f, struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, &fds[i], sizeof(fd));
-            if (f->nfds < FD_QUEUE)
+            if (f->nfds < FD_QUEUE) {
+                f->fd_at[f->nfds] = at;
                 f->fds[f->nfds++] = fd;
+            }
             else
                 close(fd); /* a peer flooding us with fds: drop the excess */
         }
@@ -92,8 +98,8 @@ static ssize_t unix_recv(FdTransport *f, void *buf, size_t len)
     do {
         n = recvmsg(f->fd, &msg, MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
-    if (n >= 0 && msg.msg_controllen)
-        queue_fds(f, &msg);
+    if (n > 0 && msg.msg_controllen)
+        queue_fds(f, &msg, f->base.bytes_read + (uint64_t)n - 1);
     return n;
 }
 
@@ -184,12 +190,47 @@ static int fd_send_fd(MigTransport *t, int fd)
     return 0;
 }
 
-static int pop_fd(FdTransport *f)
+static int pop_fd_at(FdTransport *f, int i)
 {
-    int fd = f->fds[0];
-    memmove(&f->fds[0], &f->fds[1], (size_t)(f->nfds - 1) * sizeof(int));
+    int fd = f->fds[i];
+    memmove(&f->fds[i], &f->fds[i + 1], (size_t)(f->nfds - 1 - i) * sizeof(int));
+    memmove(&f->fd_at[i], &f->fd_at[i + 1], (size_t)(f->nfds - 1 - i) * sizeof(uint64_t));
     f->nfds--;
     return fd;
+}
+
+static int pop_fd(FdTransport *f)
+{
+    return pop_fd_at(f, 0);
+}
+
+/* The one fd that came with byte `at` (read already).  Fds that came with
+ * earlier bytes were never claimed: closed.  -EPROTO none came with it,
+ * -EEXIST more than one did (all closed). */
+static int fd_claim_fd(MigTransport *t, uint64_t at)
+{
+    FdTransport *f = F(t);
+    int found = -1, count = 0;
+
+    for (int i = 0; i < f->nfds;) {
+        if (f->fd_at[i] < at) {
+            close(pop_fd_at(f, i));
+            continue;
+        }
+        if (f->fd_at[i] == at) {
+            count++;
+            if (found >= 0)
+                close(found);
+            found = pop_fd_at(f, i);
+            continue;
+        }
+        i++;
+    }
+    if (count > 1) {
+        close(found);
+        return -EEXIST;
+    }
+    return count ? found : -EPROTO;
 }
 
 static int fd_recv_fd(MigTransport *t)
@@ -315,7 +356,8 @@ static uint64_t fd_queued(MigTransport *t)
 #define FD_OPS(k)                                                                              \
     {                                                                                          \
         .kind = k, .read = fd_read, .write = fd_write, .writev = fd_writev,                    \
-        .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .watch = fd_watch,                       \
+        .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd,                 \
+        .watch = fd_watch,                                                                     \
         .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \
     }
 static const MigTransportOps fd_ops = FD_OPS("fd");

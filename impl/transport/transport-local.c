@@ -42,9 +42,11 @@
  * pipe: writev stops before a record whose page does not fit yet, and
  * watch(OUT) then watches the pipe.
  *
- * Destination: reads the pipe ahead into a 256 KiB stage, so a run of
- * pages costs one read and a copy per page (the one copy a plain stream
- * also makes).  The source's copy is the one flipping saves.
+ * Destination: a run of pages whose records the RAM loader read (it knows
+ * where each goes) is read with one readv straight into guest RAM
+ * (page_getv): no copy of ours at all.  A single page (page_get) reads the
+ * pipe ahead into a 256 KiB stage, so a run of single gets costs one read
+ * and a copy per page; page_getv drains that stage first.
  *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
@@ -435,6 +437,13 @@ static int local_page_channel_accept(MigTransport *t, MigErr **errp)
     return 0;
 }
 
+/* An fd passed on the socket for someone else (x-ram-share's RAM fd): the
+ * socket's read offsets are the stream's. */
+static int local_claim_fd(MigTransport *t, uint64_t at)
+{
+    return mig_transport_claim_fd(L(t)->sock, at);
+}
+
 static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
 {
     if (L(t)->pipe_r < 0)
@@ -480,6 +489,81 @@ static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
     l->st.pipe_bytes += LOCAL_PAGE;
     l->st.pages++;
     t->bytes_read += LOCAL_PAGE;
+    return 0;
+}
+
+/* A run of pages straight from the pipe into their places (guest RAM):
+ * what the stage holds first, then readv for the rest, no copy of ours.
+ * The source put every page into the pipe before its record, so all of
+ * them are there: a pipe that ends (-EPIPE) or runs dry (-EPROTO) inside
+ * the run is a broken source, and the error says after how many bytes. */
+static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigErr **errp)
+{
+    LocalTransport *l = L(t);
+    if (l->pipe_r < 0)
+        return mig_err_set(errp, -EPROTO, "page-flip: no pipe to read a page from");
+    int fault = mig_fault_fire(MIG_FAULT_TRANSPORT_READ);
+    if (fault)
+        return mig_err_set(errp, fault, "page-flip: pipe read failed (injected fault)");
+    struct iovec v[LOCAL_SPLICE_IOV];
+    size_t total = 0, done = 0;
+    int nv = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len != LOCAL_PAGE)
+            return mig_err_set(errp, -EINVAL, "page-flip: a page is %u bytes, not %zu",
+                               LOCAL_PAGE, iov[i].iov_len);
+        total += LOCAL_PAGE;
+    }
+    /* Pages the stage read ahead: copied (they are already here). */
+    int i = 0;
+    while (i < n && l->stage_len - l->stage_off >= LOCAL_PAGE) {
+        memcpy(iov[i++].iov_base, l->stage + l->stage_off, LOCAL_PAGE);
+        l->stage_off += LOCAL_PAGE;
+        done += LOCAL_PAGE;
+    }
+    size_t part = l->stage_len - l->stage_off; /* < a page: the start of iov[i] */
+    if (i < n && part) {
+        memcpy(iov[i].iov_base, l->stage + l->stage_off, part);
+        done += part;
+    }
+    l->stage_off = l->stage_len = 0;
+    while (done < total) {
+        /* the iovecs from `done` on */
+        size_t skip = done;
+        nv = 0;
+        for (int k = 0; k < n && nv < LOCAL_SPLICE_IOV; k++) {
+            if (skip >= LOCAL_PAGE) {
+                skip -= LOCAL_PAGE;
+                continue;
+            }
+            v[nv].iov_base = (uint8_t *)iov[k].iov_base + skip;
+            v[nv++].iov_len = LOCAL_PAGE - skip;
+            skip = 0;
+        }
+        ssize_t r = readv(l->pipe_r, v, nv);
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        size_t page = done / LOCAL_PAGE, at = done % LOCAL_PAGE;
+        if (r == 0)
+            return mig_err_set(errp, -EPIPE,
+                               "page-flip: the pipe closed after %zu of %u bytes of page %zu of "
+                               "a run of %d",
+                               at, LOCAL_PAGE, page + 1, n);
+        if (errno == EAGAIN)
+            return mig_err_set(errp, -EPROTO,
+                               "page-flip: the pipe holds %zu of the %u bytes of page %zu of a "
+                               "run of %d whose records arrived (the source sends each page "
+                               "first)",
+                               at, LOCAL_PAGE, page + 1, n);
+        return mig_err_set(errp, -errno, "page-flip: pipe read failed: %s", strerror(errno));
+    }
+    l->st.pipe_bytes += total;
+    l->st.pages += (uint64_t)n;
+    t->bytes_read += total;
     return 0;
 }
 
@@ -599,6 +683,8 @@ static const MigTransportOps local_ops = {
     .page_put = local_page_put,
     .page_channel_accept = local_page_channel_accept,
     .page_get = local_page_get,
+    .page_getv = local_page_getv,
+    .claim_fd = local_claim_fd,
 };
 
 MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr **errp)

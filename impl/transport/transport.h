@@ -36,6 +36,11 @@ typedef struct MigTransportOps {
     /* Optional (NULL when the backend cannot pass fds). */
     int (*send_fd)(MigTransport *t, int fd);
     int (*recv_fd)(MigTransport *t); /* fd >= 0 or -errno (-EAGAIN: not yet) */
+    /* Optional: the fd that came with the byte at read offset `at`, which a
+     * plain read already consumed (a buffered stream reads a marker byte
+     * before it asks).  The fd, -EPROTO when none came with that byte,
+     * -EEXIST when more than one did (they are closed). */
+    int (*claim_fd)(MigTransport *t, uint64_t at);
     /* Optional page channel: page bytes that travel beside the byte stream
      * (the "local" transport's pipe).  NULL: the stream carries pages inline.
      * The stream (stream.h, mig_stream_put_page_ref and friends) is the only
@@ -52,6 +57,10 @@ typedef struct MigTransportOps {
     int (*page_put)(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of);
     int (*page_channel_accept)(MigTransport *t, MigErr **errp);
     int (*page_get)(MigTransport *t, void *dst, size_t len, MigErr **errp);
+    /* Optional: the next pages, straight into each iov's memory (a run of
+     * pages whose records were read; lengths are page sizes).  0 or an error
+     * as page_get. */
+    int (*page_getv)(MigTransport *t, const struct iovec *iov, int n, MigErr **errp);
     /* Call cb when any of `events` (MIG_LOOP_IN/OUT) may succeed; events 0
      * stops watching.  One watch per transport; a new call replaces it. */
     int (*watch)(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque);
@@ -139,6 +148,11 @@ static inline int mig_transport_send_fd(MigTransport *t, int fd)
 static inline int mig_transport_recv_fd(MigTransport *t)
 {
     return t->ops->recv_fd ? t->ops->recv_fd(t) : -ENOTSUP;
+}
+/* The fd that came with byte `at` of what t read (see claim_fd above). */
+static inline int mig_transport_claim_fd(MigTransport *t, uint64_t at)
+{
+    return t->ops->claim_fd ? t->ops->claim_fd(t, at) : -ENOTSUP;
 }
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);

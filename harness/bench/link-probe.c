@@ -1,0 +1,180 @@
+/*
+ * link-probe.c - the host's own ceilings for the benchmark (ci/bench,
+ * harness/bench/bench.py): how fast two processes move bytes through a unix
+ * socketpair, and through a pipe fed with vmsplice and drained with read().
+ * A migration over `unix:` cannot beat the first; page flipping (`local:`)
+ * cannot beat the second.  bench.py prints each migration as a share of
+ * these, measured in the same run.
+ *
+ *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--runs R] [--json]
+ *
+ * socket:   a parent writes N MiB from a pre-faulted buffer in chunks of
+ *           KIB (default 1024) into one end of an AF_UNIX socketpair with
+ *           1 MiB socket buffers; a child reads them into its own
+ *           pre-faulted buffer.  (The migration writes the same way: iovecs
+ *           of guest pages, the destination reads into guest RAM.)
+ * vmsplice: the parent vmsplices (no SPLICE_F_GIFT) the buffer's pages in
+ *           chunks of KIB into a pipe of that size; the child reads them
+ *           into its buffer.
+ * Prints the best of R runs (default 3) in GB/s (10^9 bytes/s) on the last
+ * line ("socket 1024 KiB: 7.85 GB/s"), or a JSON object with --json.
+ * Wall time from the first byte written to the child's last byte read.
+ *
+ * Harness code (not in libmigcert.a); it measures the host, not migcert.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static unsigned char *buffer(size_t len)
+{
+    unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        perror("link-probe: mmap");
+        exit(2);
+    }
+    madvise(p, len, MADV_HUGEPAGE);
+    for (size_t i = 0; i < len; i += 4096)
+        p[i] = (unsigned char)(i >> 12) | 1;
+    return p;
+}
+
+/* Read exactly len bytes from fd into buf; the child's whole job. */
+static int drain(int fd, unsigned char *buf, size_t len, size_t chunk)
+{
+    size_t got = 0;
+    while (got < len) {
+        size_t want = len - got < chunk ? len - got : chunk;
+        ssize_t n = read(fd, buf + got, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* One run: seconds, or a negative number on failure. */
+static double run(int vmsplice_mode, size_t len, size_t chunk)
+{
+    int fds[2];
+    if (vmsplice_mode) {
+        if (pipe(fds) < 0)
+            return -1;
+        fcntl(fds[1], F_SETPIPE_SZ, (int)chunk);
+    } else {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+            return -1;
+        int sz = 1 << 20;
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+    }
+    int rd = vmsplice_mode ? fds[0] : fds[1], wr = vmsplice_mode ? fds[1] : fds[0];
+    int done[2];
+    if (pipe(done) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        close(wr);
+        close(done[0]);
+        unsigned char *dst = buffer(len);
+        int rc = drain(rd, dst, len, chunk);
+        double t = now_s();
+        if (write(done[1], &t, sizeof(t)) != (ssize_t)sizeof(t))
+            rc = 1;
+        _exit(rc);
+    }
+    close(rd);
+    close(done[1]);
+    unsigned char *src = buffer(len);
+    double t0 = now_s();
+    size_t off = 0;
+    while (off < len) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        struct iovec iov = {.iov_base = src + off, .iov_len = n};
+        ssize_t w = vmsplice_mode ? vmsplice(wr, &iov, 1, 0) : write(wr, src + off, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(wr);
+    double t1 = -1;
+    if (read(done[0], &t1, sizeof(t1)) != (ssize_t)sizeof(t1))
+        t1 = -1;
+    close(done[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    munmap(src, len);
+    if (off < len || t1 < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    return t1 - t0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "socket") && strcmp(argv[1], "vmsplice"))) {
+        fprintf(stderr, "usage: link-probe socket|vmsplice [--mib N] [--chunk KIB] [--runs R] "
+                        "[--json]\n");
+        return 2;
+    }
+    int vs = !strcmp(argv[1], "vmsplice");
+    size_t mib = 1024, kib = 1024;
+    int runs = 3, json = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--mib") && i + 1 < argc)
+            mib = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
+            kib = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else {
+            fprintf(stderr, "link-probe: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!mib || !kib || kib % 4 || runs < 1) {
+        fprintf(stderr, "link-probe: --mib, --runs > 0 and --chunk a positive multiple of 4\n");
+        return 2;
+    }
+    size_t len = mib << 20, chunk = kib << 10;
+    double best = 0;
+    for (int r = 0; r < runs; r++) {
+        double s = run(vs, len, chunk);
+        if (s <= 0) {
+            fprintf(stderr, "link-probe: %s run %d failed\n", argv[1], r);
+            return 1;
+        }
+        double gbs = (double)len / s / 1e9;
+        if (gbs > best)
+            best = gbs;
+    }
+    if (json)
+        printf("{\"probe\": \"%s\", \"chunk_kib\": %zu, \"mib\": %zu, \"runs\": %d, "
+               "\"gbps\": %.3f}\n",
+               argv[1], kib, mib, runs, best);
+    else
+        printf("%s %zu KiB: %.2f GB/s\n", argv[1], kib, best);
+    return 0;
+}
