@@ -34,8 +34,9 @@
 
 static uint8_t pages[PAGES][PG];
 
-/* The stream's bytes: one START payload of the "ram" section. */
-static uint8_t *make_stream(size_t *len)
+/* The stream's bytes: one START payload of the "ram" section, in the
+ * memory writer returned (mig_stream_mem_data). */
+static MigStream *make_stream(void)
 {
     MigStream *w = mig_stream_new_mem_writer();
     MigRamWriter rw;
@@ -57,19 +58,7 @@ static uint8_t *make_stream(size_t *len)
             mig_ram_put_page(w, &rw, "pc.ram", (uint64_t)p * PG, pages[p]);
     }
     mig_ram_put_eos(w);
-    const uint8_t *d = mig_stream_mem_data(w, len);
-    uint8_t *copy = malloc(*len);
-    memcpy(copy, d, *len);
-    mig_stream_free(w);
-    return copy;
-}
-
-static const MigSaveEntry *ram_entry(MigSavevm *sv)
-{
-    for (size_t i = 0; i < mig_savevm_count(sv); i++)
-        if (strcmp(mig_savevm_entry(sv, i)->idstr, "ram") == 0)
-            return mig_savevm_entry(sv, i);
-    return NULL;
+    return w;
 }
 
 /* A destination RAM: zero, except pages 12, 13, 41 and 62 (already loaded
@@ -83,8 +72,8 @@ static MigRam *dest_ram(MigSavevm *sv, const MigSaveEntry **e)
     for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
         memset(host + (size_t)held[i] * PG, 0xab, PG);
     assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-    *e = ram_entry(sv);
-    assert_non_null(*e);
+    *e = mig_savevm_entry(sv, 0); /* the only one */
+    assert_string_equal((*e)->idstr, "ram");
     return r;
 }
 
@@ -155,7 +144,8 @@ static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, si
 static void test_ram_direct_equals_buffered_load(void **state)
 {
     size_t len;
-    uint8_t *buf = make_stream(&len);
+    MigStream *ws = make_stream();
+    const uint8_t *buf = mig_stream_mem_data(ws, &len);
     uint8_t *want = malloc(PAGES * PG);
     load_reference(buf, len, want);
     /* sanity of the reference itself */
@@ -175,7 +165,7 @@ static void test_ram_direct_equals_buffered_load(void **state)
     load_chunked(buf, len, mixed, sizeof(mixed) / sizeof(mixed[0]), want);
     load_chunked(buf, len, tiny, 1, want);
     free(want);
-    free(buf);
+    mig_stream_free(ws);
 }
 
 int main(void)

@@ -127,14 +127,6 @@ static void test_ram_share_fd_rides_on_its_byte(void **state)
     mig_loop_free(loop);
 }
 
-static const MigSaveEntry *ram_entry(MigSavevm *sv)
-{
-    for (size_t i = 0; i < mig_savevm_count(sv); i++)
-        if (strcmp(mig_savevm_entry(sv, i)->idstr, "ram") == 0)
-            return mig_savevm_entry(sv, i);
-    return NULL;
-}
-
 typedef enum { SEND_FD, SEND_NOTHING, SEND_PAGE } Tail;
 
 /* A destination "ram" START payload made by hand: the block list, then
@@ -147,7 +139,7 @@ static int load_share(int fd, Tail tail, char *msg, size_t msglen)
     MigRam *r = mig_ram_new();
     assert_int_equal(mig_ram_add_block(r, "pc.ram", LEN, NULL), 0);
     assert_int_equal(mig_ram_register(r, sv, NULL), 0);
-    const MigSaveEntry *e = ram_entry(sv);
+    const MigSaveEntry *e = mig_savevm_entry(sv, 0); /* the only one: "ram" */
     int sp[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     MigTransport *a = mig_transport_fd_new(loop, sp[0], "unix");

@@ -135,23 +135,8 @@ static ssize_t fd_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
 
 static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
 {
-    FdTransport *f = F(t);
-    ssize_t n;
-
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
-    if (f->fd < 0)
-        return -EBADF;
-    if (f->is_unix) {
-        n = unix_recv(f, buf, len);
-    } else {
-        do {
-            n = read(f->fd, buf, len);
-        } while (n < 0 && errno == EINTR);
-    }
-    if (n < 0)
-        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    t->bytes_read += (uint64_t)n;
-    return n;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    return fd_readv(t, &iov, 1);
 }
 
 static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
