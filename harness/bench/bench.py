@@ -419,7 +419,7 @@ def main(argv):
                              "total_time_ms": 0, "gbps": 0.0}
                     cell["runs"].append(r)
                     print(f"  {LABEL[t]:<15} {mib:>5} MiB run {i}: {r['status']}, "
-                          f"{r['total_time_ms']} ms, downtime {r.get('downtime_ms')} ms, "
+                          f"{r['total_time_ms']:.1f} ms, downtime {r.get('downtime_ms')} ms, "
                           f"{r['gbps']:.2f} GB/s, verified {r['verified']}", flush=True)
                     if r["status"] != "completed" or not r["verified"]:
                         ok = False
