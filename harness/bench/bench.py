@@ -412,7 +412,10 @@ def main(argv):
                                 ram_sha = sha256_file(ram_file)
                             r = run_qemu(args, work, i, ram_file, ram_sha, mib)
                         else:
-                            keep = ram_file if "qemu" in transports else None
+                            # QEMU's image, taken from the first migcert source, only
+                            # when QEMU runs at this size (it costs the RAM in tmpfs)
+                            keep = ram_file if cells.get("qemu", {}).get("status") == "ok" \
+                                else None
                             r = run_migcert(args, work, i, keep, t, mib)
                     except Exception as e:  # a peer that did not start: a failed run
                         r = {"status": "failed", "error": str(e), "verified": False,
