@@ -92,19 +92,26 @@ pytest: all
 
 # The CI job: every lane that fits in minutes; the summary line comes last.
 # A broken file fails its own case (ci/lane-build uses make -k), not the whole run.
+# Each lane ends with one line, "lane NAME: N passed, N failed in S s".
 check: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; bash ci/lane-build $(BUILD) || rc=1; bash ci/lane-layers $(BUILD) || rc=1; \
-	  bash ci/lane-unit $(BUILD) || rc=1; bash ci/lane-pytest $(BUILD) || rc=1; \
-	  bash ci/lane-fuzz $(BUILD) || rc=1; \
+	@rc=0; for l in build layers unit pytest fuzz; do \
+	  t=$$SECONDS; bash ci/lane-$$l $(BUILD) || rc=1; \
+	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$((SECONDS - t)); done; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 
-# The long job: everything in check plus the long lanes.
+# The long job: everything in check plus the long lanes, then the HTML
+# report (`migcert report`, docs/report.md): its path comes just before the
+# last line.
 check-full: deps
 	@rm -rf reports/out && mkdir -p reports/out
 	@rc=0; for lane in build layers unit pytest fuzz $(wildcard ci/lane-full-*); do \
-	  l=$${lane#ci/lane-}; bash ci/lane-$$l $(BUILD) || rc=1; done; \
-	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
+	  l=$${lane#ci/lane-}; t=$$SECONDS; bash ci/lane-$$l $(BUILD) || rc=1; \
+	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$((SECONDS - t)); done; \
+	  $(BUILD)/migcert report reports/out > reports/out/report.log 2>&1 || \
+	    { rc=1; echo "report: migcert report failed (see reports/out/report.log)" >&2; }; \
+	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc \
+	    --report reports/out/index.html
 
 run: check-full
 

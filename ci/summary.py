@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""ci/summary.py [FOLDER] [--build B] [--exit-status N]
+"""ci/summary.py [FOLDER] [--build B] [--exit-status N] [--report PATH]
+ci/summary.py FOLDER --lane NAME [--seconds S]
 
 Sums the test cases of every JUnit/cmocka XML file in FOLDER (default
 reports/out), prints each failure with one `REPRO:` line, and prints as its
@@ -12,6 +13,12 @@ REPRO lines: the first "REPRO: ..." line of the failure text when there is
 one (scenario runs print it), else BUILD/unit/test-X NAME for a cmocka case
 (file unit-test-X.xml), else /usr/bin/python3 -m pytest 'FILE::NAME'.
 Exit status: 0 when nothing failed, 1 otherwise.
+--report PATH prints "report: PATH" (the HTML report of `migcert report`)
+just before that last line.
+
+--lane NAME: the one line a lane ends with, counting only that lane's
+files (lane_of_xml): "lane NAME: N passed, N failed in S s" (not alone on
+its line, so never taken for the run's last line); exit 0.
 """
 import argparse
 import glob
@@ -52,7 +59,40 @@ def repro_for(fname, case, bad, build):
     return None
 
 
-def summarize(folder, build="build", exit_status=0, out=sys.stdout):
+def lane_of_xml(fname):
+    """The lane an XML result file belongs to: unit-*.xml unit, full-X.xml X,
+    build*.xml build, else the name up to its first dash."""
+    stem = fname[:-len(".xml")] if fname.endswith(".xml") else fname
+    if stem.startswith("unit-"):
+        return "unit"
+    if stem.startswith("full-"):
+        return stem[len("full-"):]
+    if stem.startswith("build"):
+        return "build"
+    return stem.split("-")[0]
+
+
+def lane_line(folder, lane, seconds=None, out=sys.stdout):
+    passed = failed = 0
+    for path in sorted(glob.glob(os.path.join(folder, "*.xml"))):
+        if lane_of_xml(os.path.basename(path)) != lane:
+            continue
+        try:
+            cases = list(ET.parse(path).getroot().iter("testcase"))
+        except (OSError, ET.ParseError):
+            failed += 1
+            continue
+        for case in cases:
+            if case.find("skipped") is not None:
+                continue
+            bad = case.find("failure") is not None or case.find("error") is not None
+            failed += bad
+            passed += not bad
+    took = f" in {seconds} s" if seconds is not None else ""
+    print(f"lane {lane}: {passed} passed, {failed} failed{took}", file=out, flush=True)
+
+
+def summarize(folder, build="build", exit_status=0, out=sys.stdout, report=None):
     passed = failed = 0
     lines = []
     files = sorted(glob.glob(os.path.join(folder, "*.xml")))
@@ -93,6 +133,8 @@ def summarize(folder, build="build", exit_status=0, out=sys.stdout):
         lines.append(f"FAILED the lanes exited with status {exit_status} but no failing case was recorded")
     for line in lines:
         print(line, file=out)
+    if report:
+        print(f"report: {report}", file=out)
     out.flush()
     print(f"{passed} passed, {failed} failed", file=out)
     out.flush()
@@ -104,8 +146,14 @@ def main(argv):
     ap.add_argument("folder", nargs="?", default="reports/out")
     ap.add_argument("--build", default="build")
     ap.add_argument("--exit-status", type=int, default=0)
+    ap.add_argument("--report")
+    ap.add_argument("--lane")
+    ap.add_argument("--seconds", type=int)
     a = ap.parse_args(argv)
-    _, failed = summarize(a.folder, a.build, a.exit_status)
+    if a.lane:
+        lane_line(a.folder, a.lane.removeprefix("full-"), a.seconds)
+        return 0
+    _, failed = summarize(a.folder, a.build, a.exit_status, report=a.report)
     return 1 if failed else 0
 
 

@@ -1,7 +1,11 @@
 /*
- * fake-client-display.c - the fake client's display channel: surfaces drawn
- * with the server's canvas code, and a pixmap cache that holds what the
- * server flagged CACHE_ME, within the size the client announced.
+ * fake-client-display.c - the fake client's display channels: surfaces
+ * drawn with the server's canvas code, and one pixmap cache shared by every
+ * display channel of the client (as spice-gtk's), holding what the server
+ * flagged CACHE_ME within the size the client announced.  WAIT_FOR_CHANNELS
+ * (and INVAL_ALL_PIXMAPS's wait list) hold a channel's next message until
+ * the listed channels have processed the listed serials, so cache
+ * operations made on different sockets apply in the server's order.
  *
  * What the server does wrong is an error that closes the channel and stays
  * in the client's last error (the display oracle reads it): an image taken
@@ -15,6 +19,7 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
+#include "client/fake-client-glz.h"
 #include "client/fake-client-internal.h"
 #include "spice/spice-canvas.h"
 
@@ -32,10 +37,13 @@ typedef struct CachedImage {
 struct FakeDisplay {
     SpiceSurface *surfaces;
     size_t nsurfaces;
+    uint64_t marks;
+};
+
+struct FakePixmapCache {
     CachedImage *cache;
     size_t ncache;
     uint64_t cache_cap, cache_used;
-    uint64_t marks;
 };
 
 static SpiceSurface *find_surface(FakeDisplay *d, uint32_t id)
@@ -46,7 +54,7 @@ static SpiceSurface *find_surface(FakeDisplay *d, uint32_t id)
     return NULL;
 }
 
-static ssize_t find_cached(const FakeDisplay *d, uint64_t id)
+static ssize_t find_cached(const FakePixmapCache *d, uint64_t id)
 {
     for (size_t i = 0; i < d->ncache; i++)
         if (d->cache[i].id == id)
@@ -54,7 +62,7 @@ static ssize_t find_cached(const FakeDisplay *d, uint64_t id)
     return -1;
 }
 
-static void drop_cached(FakeDisplay *d, size_t i)
+static void drop_cached(FakePixmapCache *d, size_t i)
 {
     d->cache_used -= (uint64_t)d->cache[i].w * d->cache[i].h;
     free(d->cache[i].px);
@@ -62,10 +70,29 @@ static void drop_cached(FakeDisplay *d, size_t i)
     d->ncache--;
 }
 
-static void clear_cache(FakeDisplay *d)
+static void clear_cache(FakePixmapCache *d)
 {
-    while (d->ncache)
+    while (d && d->ncache)
         drop_cached(d, d->ncache - 1);
+}
+
+void fake__pixmap_cache_clear(FakeClient *c)
+{
+    clear_cache(c->pcache);
+    if (c->glz)
+        fake_glz_window_clear(c->glz); /* a new session's dictionary starts again */
+}
+
+void fake__pixmap_cache_free(FakeClient *c)
+{
+    fake_glz_window_free(c->glz);
+    c->glz = NULL;
+    if (!c->pcache)
+        return;
+    clear_cache(c->pcache);
+    free(c->pcache->cache);
+    free(c->pcache);
+    c->pcache = NULL;
 }
 
 void fake__display_start(FakeChannel *ch)
@@ -73,7 +100,10 @@ void fake__display_start(FakeChannel *ch)
     ch->display = mig_malloc0(sizeof(*ch->display));
     int64_t cap = ch->client->cfg.pixmap_cache_pixels ? ch->client->cfg.pixmap_cache_pixels
                                                       : GTK_PIXMAP_CACHE_PIXELS;
-    ch->display->cache_cap = (uint64_t)cap;
+    if (!ch->client->pcache) {
+        ch->client->pcache = mig_malloc0(sizeof(*ch->client->pcache));
+        ch->client->pcache->cache_cap = (uint64_t)cap;
+    }
     SpiceMsgDisplayInit di = {.pixmap_cache_id = 1, .pixmap_cache_size = cap,
                               .glz_dictionary_id = 1, .glz_dictionary_window_size = GTK_GLZ_WINDOW_PIXELS};
     fake__chan_send(ch, SPICE_MSGC_DISPLAY_INIT, &di);
@@ -84,8 +114,6 @@ void fake__display_free(FakeChannel *ch)
     FakeDisplay *d = ch->display;
     if (!d)
         return;
-    clear_cache(d);
-    free(d->cache);
     for (size_t i = 0; i < d->nsurfaces; i++)
         spice_surface_fini(&d->surfaces[i]);
     free(d->surfaces);
@@ -93,10 +121,59 @@ void fake__display_free(FakeChannel *ch)
     ch->display = NULL;
 }
 
+/* ------------------------------------------------------------------ waits */
+
+static bool waits_done(const FakeChannel *ch)
+{
+    const FakeClient *c = ch->client;
+    for (uint32_t i = 0; i < ch->nwaits; i++)
+        for (size_t k = 0; k < c->nchans; k++) {
+            const FakeChannel *o = c->chans[k];
+            /* a channel that is not linked (any more) has nothing to wait for */
+            if (o != ch && o->type == ch->waits[i].channel_type && o->id == ch->waits[i].channel_id && o->conn &&
+                spice_conn_is_open(o->conn) && spice_conn_last_received_serial(o->conn) < ch->waits[i].serial)
+                return false;
+        }
+    return true;
+}
+
+static void wait_over(FakeChannel *ch)
+{
+    if (ch->clear_after_wait)
+        clear_cache(ch->client->pcache);
+    ch->clear_after_wait = false;
+    ch->nwaits = 0;
+    if (ch->conn && spice_conn_paused(ch->conn))
+        spice_conn_resume(ch->conn);
+}
+
+void fake__wait_start(FakeChannel *ch, const SpiceMsgWaitList *m, bool clear)
+{
+    ch->nwaits = 0;
+    for (uint32_t i = 0; i < m->items.n && i < MIG_ARRAY_SIZE(ch->waits); i++)
+        ch->waits[ch->nwaits++] = ((const SpiceWaitItem *)m->items.items)[i];
+    ch->clear_after_wait = clear;
+    if (waits_done(ch)) {
+        wait_over(ch);
+        return;
+    }
+    ch->client->waits_held++;
+    spice_conn_pause(ch->conn);
+}
+
+void fake__wait_check(FakeClient *c)
+{
+    for (size_t i = 0; i < c->nchans; i++) {
+        FakeChannel *ch = c->chans[i];
+        if ((ch->nwaits || ch->clear_after_wait) && ch->conn && spice_conn_paused(ch->conn) && waits_done(ch))
+            wait_over(ch);
+    }
+}
+
 /* The pixels of a DRAW_COPY's image: from the cache, or its bitmap (then
  * cached when flagged).  *px points into the cache or into *owned. */
-static int image_pixels(FakeDisplay *d, const SpiceImage *img, const uint32_t **px, uint32_t **owned,
-                        MigErr **errp)
+static int image_pixels(FakeClient *c, FakePixmapCache *d, const SpiceImage *img, const uint32_t **px,
+                        uint32_t **owned, MigErr **errp)
 {
     *owned = NULL;
     if (img->type == SPICE_IMAGE_TYPE_FROM_CACHE) {
@@ -111,8 +188,18 @@ static int image_pixels(FakeDisplay *d, const SpiceImage *img, const uint32_t **
         *px = ci->px;
         return 0;
     }
+    uint32_t *copy;
+    if (img->type == SPICE_IMAGE_TYPE_GLZ_RGB) {
+        if (!c->glz)
+            c->glz = fake_glz_window_new();
+        int r = fake_glz_decode(c->glz, img->payload.data, img->payload.len, img->width, img->height, &copy, errp);
+        if (r < 0)
+            return r;
+        goto decoded;
+    }
     if (img->type != SPICE_IMAGE_TYPE_BITMAP)
-        return mig_err_set(errp, -EPROTO, "image type %u (this client decodes BITMAP and FROM_CACHE)", img->type);
+        return mig_err_set(errp, -EPROTO, "image type %u (this client decodes BITMAP, GLZ_RGB and FROM_CACHE)",
+                           img->type);
     SpiceBitmapBody bm;
     int r = spice_marshal_decode(&spice_bitmap_desc, img->payload.data, img->payload.len, &bm, errp);
     if (r < 0)
@@ -125,9 +212,10 @@ static int image_pixels(FakeDisplay *d, const SpiceImage *img, const uint32_t **
         spice_marshal_free(&spice_bitmap_desc, &bm);
         return r;
     }
-    uint32_t *copy = mig_realloc(NULL, (size_t)bm.data.len ? bm.data.len : 4);
+    copy = mig_realloc(NULL, (size_t)bm.data.len ? bm.data.len : 4);
     memcpy(copy, bm.data.data, bm.data.len);
     spice_marshal_free(&spice_bitmap_desc, &bm);
+decoded:
     *px = copy;
     *owned = copy;
     if (img->flags & SPICE_IMAGE_FLAGS_CACHE_ME) {
@@ -147,7 +235,8 @@ static int image_pixels(FakeDisplay *d, const SpiceImage *img, const uint32_t **
     return 0;
 }
 
-static int draw_copy(FakeDisplay *d, const SpiceMsgDrawCopy *m, MigErr **errp)
+static int draw_copy(FakeClient *c, FakeDisplay *d, FakePixmapCache *pc, const SpiceMsgDrawCopy *m,
+                     MigErr **errp)
 {
     SpiceSurface *s = find_surface(d, m->base.surface_id);
     if (!s)
@@ -161,7 +250,7 @@ static int draw_copy(FakeDisplay *d, const SpiceMsgDrawCopy *m, MigErr **errp)
                            "images are sent here)", a->left, a->top, a->right, a->bottom, img->width, img->height);
     const uint32_t *px = NULL;
     uint32_t *owned = NULL;
-    int r = image_pixels(d, img, &px, &owned, errp);
+    int r = image_pixels(c, pc, img, &px, &owned, errp);
     if (r == 0)
         r = spice_canvas_put(s, &m->base.box, px, img->width, img->height, img->width, errp);
     free(owned);
@@ -220,7 +309,7 @@ int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, M
         return spice_canvas_fill(s, &m->base.box, m->color, errp);
     }
     case SPICE_MSG_DISPLAY_DRAW_COPY:
-        return draw_copy(d, body, errp);
+        return draw_copy(ch->client, d, ch->client->pcache, body, errp);
     case SPICE_MSG_DISPLAY_COPY_BITS: {
         SpiceMsgCopyBits *m = body;
         SpiceSurface *s = find_surface(d, m->base.surface_id);
@@ -230,19 +319,21 @@ int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, M
     }
     case SPICE_MSG_DISPLAY_INVAL_LIST: {
         SpiceMsgInvalList *m = body;
+        FakePixmapCache *pc = ch->client->pcache;
         const SpiceResourceRef *refs = m->resources.items;
         for (uint32_t i = 0; i < m->resources.n; i++) {
-            ssize_t k = find_cached(d, refs[i].id);
+            ssize_t k = find_cached(pc, refs[i].id);
             if (refs[i].type != SPICE_RES_TYPE_PIXMAP || k < 0)
                 return mig_err_set(errp, -EPROTO, "INVAL_LIST names %s 0x%llx, which the client does not hold",
                                    refs[i].type == SPICE_RES_TYPE_PIXMAP ? "image" : "a resource",
                                    (unsigned long long)refs[i].id);
-            drop_cached(d, (size_t)k);
+            drop_cached(pc, (size_t)k);
         }
         return 0;
     }
     case SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS:
-        clear_cache(d);
+        /* after the listed channels reached their serials (fake__wait_check) */
+        fake__wait_start(ch, body, true);
         return 0;
     case SPICE_MSG_DISPLAY_MARK:
         d->marks++;

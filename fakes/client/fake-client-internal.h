@@ -11,6 +11,7 @@
 #include "spice/spice-linker.h"
 
 typedef struct FakeDisplay FakeDisplay;
+typedef struct FakePixmapCache FakePixmapCache;
 
 /* Playback, record and port channels: what arrived against the devices'
  * sequence, and what the client sends. */
@@ -32,6 +33,11 @@ typedef struct FakeChannel {
     SpiceLinker *mig_linker;
     MigTransport *mig_t; /* linked, not started until the switch */
     bool mig_mini;
+    /* WAIT_FOR_CHANNELS / INVAL_ALL_PIXMAPS: the conn is paused until every
+     * listed channel processed its serial */
+    SpiceWaitItem waits[16];
+    uint32_t nwaits;
+    bool clear_after_wait; /* INVAL_ALL_PIXMAPS: clear the cache then */
 } FakeChannel;
 
 struct FakeClient {
@@ -63,6 +69,9 @@ struct FakeClient {
     bool have_gap;
     uint64_t switch_gap_ns;
     FakeClientDraws draws;
+    FakePixmapCache *pcache; /* shared by every display channel (cache id 1) */
+    struct FakeGlzWindow *glz; /* the GLZ window, shared the same way */
+    uint64_t waits_held;     /* waits that held a channel */
 };
 
 /* Record a message in the client's event list (with its loop time). */
@@ -75,6 +84,14 @@ int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body);
 void fake__display_start(FakeChannel *ch);
 int fake__display_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
 void fake__display_free(FakeChannel *ch);
+/* The shared pixmap cache: emptied (a migration's switch), freed. */
+void fake__pixmap_cache_clear(FakeClient *c);
+void fake__pixmap_cache_free(FakeClient *c);
+/* WAIT_FOR_CHANNELS on any channel (INVAL_ALL_PIXMAPS: clear the cache
+ * once the waits are over); fake__wait_check after every message and
+ * every channel gone releases the channels whose waits are over. */
+void fake__wait_start(FakeChannel *ch, const SpiceMsgWaitList *m, bool clear);
+void fake__wait_check(FakeClient *c);
 
 /* Attach a linked transport to a channel (its SpiceConn and channel state). */
 void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini);

@@ -169,6 +169,7 @@ static void do_switch(FakeClient *c)
         ch->mig_t = NULL;
         if (ch->display)
             fake__display_free(ch); /* the target sends every surface again */
+        fake__pixmap_cache_clear(c); /* and starts a new cache */
         if (ch->media) {
             ch->media->have_time = false; /* another server's clock */
             ch->media->recording = false;
@@ -194,6 +195,7 @@ static void do_switch_host(FakeClient *c)
     drop_copies(c);
     while (c->nchans)
         fake__chan_free(c->chans[c->nchans - 1]);
+    fake__pixmap_cache_clear(c);
     snprintf(c->host, sizeof(c->host), "%s", c->mig_host);
     c->cfg.port = c->mig_port;
     c->session_id = 0;

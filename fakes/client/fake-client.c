@@ -46,6 +46,7 @@ void fake__chan_free(FakeChannel *ch)
             break;
         }
     free(ch);
+    fake__wait_check(c); /* a wait for a channel gone is over */
 }
 
 int fake__chan_send(FakeChannel *ch, uint16_t type, const void *body)
@@ -93,10 +94,24 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
     }
 }
 
+static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+
 static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
 {
     FakeChannel *ch = opaque;
+    FakeClient *c = ch->client;
+    int r = on_message_in(ch, mi, body, errp);
+    fake__wait_check(c); /* this channel's serial moved: a wait may be over */
+    return r;
+}
+
+static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
     fake__record(ch->client, ch, false, mi->id, mi->name);
+    if (mi->id == SPICE_MSG_WAIT_FOR_CHANNELS) {
+        fake__wait_start(ch, body, false);
+        return 0;
+    }
     if (ch->type == SPICE_CHANNEL_MAIN)
         return on_main(ch, mi, body);
     if (ch->type == SPICE_CHANNEL_DISPLAY) {
@@ -156,6 +171,8 @@ void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
     SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
                            .channel_id = ch->id, .max_in = 64u << 20, .who = who};
     ch->conn = spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
+    ch->nwaits = 0; /* waits named the old connection's serials */
+    ch->clear_after_wait = false;
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
     else if (!ch->media && (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
@@ -241,6 +258,7 @@ void fake_client_free(FakeClient *c)
     while (c->nchans)
         fake__chan_free(c->chans[c->nchans - 1]);
     free(c->chans);
+    fake__pixmap_cache_free(c);
     free(c->events);
     free(c->password);
     free(c);

@@ -25,7 +25,8 @@ FakeSpice *fake_spice_new(MigMachine *m, const FakeSpiceOptions *o, MigErr **err
     MigLoop *loop = mig_machine_loop(m);
     FakeSpice *f = mig_malloc0(sizeof(*f));
     f->machine = m;
-    f->qxl = fake_qxl_new(loop, s, o && o->width ? o->width : 640, o && o->height ? o->height : 480);
+    f->qxl = fake_qxl_new_heads(loop, s, o && o->width ? o->width : 640, o && o->height ? o->height : 480,
+                                o && o->heads ? o->heads : 1);
     f->snd = fake_snd_new(loop, s);
     f->vmc = fake_vmc_new(loop, s, o && o->vmc_bytes_per_tick ? o->vmc_bytes_per_tick : 2048);
     MigSavevm *sv = mig_machine_savevm(m);

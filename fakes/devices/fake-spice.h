@@ -19,6 +19,7 @@
 
 typedef struct FakeSpiceOptions {
     uint32_t width, height;   /* the display; 0: 640 x 480 */
+    uint32_t heads;           /* fake-qxl's heads; 0: 1 */
     uint32_t vmc_bytes_per_tick; /* 0: 2048 */
 } FakeSpiceOptions;
 

@@ -19,3 +19,13 @@ $(LINK_PROBE): $(BUILD)/obj/harness/bench/link-probe.o
 	$(CC) $(ALL_CFLAGS) -o $@ $<
 
 bench: $(LINK_PROBE)
+
+# glz-bench: GLZ bytes per image and encode speed on the fake-qxl workload
+# (issue 11's GLZ figures), run by ci/bench.
+GLZ_BENCH := $(BUILD)/bench/glz-bench
+
+$(GLZ_BENCH): $(BUILD)/obj/harness/bench/glz-bench.o $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
+
+bench: $(GLZ_BENCH)

@@ -12,7 +12,10 @@
  *      then the rest arrives as what that client sends next (main,
  *      display, inputs, cursor, playback, record, port);
  *   2  the fake client: linked to a real server, its channel of that type
- *      then receives the rest as what the server sends.
+ *      then receives the rest as what the server sends;
+ *   3  the fake client's GLZ decoder, its window holding two images the
+ *      encoder made: with byte 1 odd, a valid third image (referring to
+ *      both) with the rest XORed into it; even, the rest as the image.
  * Every run is on the simulator's loop, deterministic, and must leave
  * nothing behind (LeakSanitizer checks).  The ticket key is made once.
  */
@@ -23,9 +26,12 @@
 
 #include <spice/enums.h>
 
+#include "client/fake-client-glz.h"
 #include "client/fake-client-internal.h"
+#include "fuzz-util.h"
 #include "sim/sim.h"
 #include "spice/spice-display.h"
+#include "spice/spice-glz.h"
 #include "spice/spice-inputs.h"
 #include "spice/spice-link.h"
 #include "spice/spice-main.h"
@@ -90,13 +96,7 @@ static void linked(void *opaque, SpiceLinkResult *res)
         return;
     r->client_end = res->t;
     /* the fuzz bytes, as the linked client's next bytes */
-    size_t off = 0;
-    while (off < r->n) {
-        ssize_t w = mig_transport_write(r->client_end, r->rest + off, r->n - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    fuzz_write_all(r->client_end, r->rest, r->n);
     r->written = true;
 }
 
@@ -185,13 +185,7 @@ static void client(uint8_t which, const uint8_t *rest, size_t n)
         c->chans = mig_realloc(c->chans, sizeof(*c->chans));
         c->chans[c->nchans++] = ch;
         fake__chan_attach(ch, a, which & 0x80);
-        size_t off = 0;
-        while (off < n) {
-            ssize_t w = mig_transport_write(b, rest + off, n - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+        fuzz_write_all(b, rest, n);
         mig_sim_run_for(loop, 1000000000ull);
         mig_transport_close(b);
         mig_sim_run_for(loop, 1000000000ull);
@@ -201,10 +195,52 @@ static void client(uint8_t which, const uint8_t *rest, size_t n)
     mig_loop_free(loop);
 }
 
+#define GLZ_W 16u
+#define GLZ_H 8u
+
+static void glz(const uint8_t *b, size_t n)
+{
+    SpiceGlzDict *d = spice_glz_dict_new(1, 1u << 16);
+    FakeGlzWindow *w = fake_glz_window_new();
+    uint32_t px[3][GLZ_W * GLZ_H];
+    for (uint32_t k = 0; k < 3; k++)
+        for (uint32_t i = 0; i < GLZ_W * GLZ_H; i++)
+            px[k][i] = k == 2 && i % 3 ? px[i % 2][i] : (uint32_t)mig_mix64(k * 1000 + i / 4) & 0xffffff;
+    MigBuf s = {0};
+    SpicePixmapWaits waits;
+    uint64_t id;
+    for (uint32_t k = 0; k < 3; k++) {
+        s.len = 0;
+        spice_glz_encode(d, (uint8_t)(k % 2), px[k], GLZ_W, GLZ_H, &s, &waits, &id);
+        if (k == 2)
+            break;
+        uint32_t *out = NULL;
+        if (fake_glz_decode(w, s.data, s.len, GLZ_W, GLZ_H, &out, NULL) == 0)
+            free(out);
+    }
+    uint32_t *out = NULL;
+    if (n && (b[0] & 1)) {
+        for (size_t i = 1; i < n && s.len; i++)
+            s.data[(i - 1) % s.len] ^= b[i];
+        if (fake_glz_decode(w, s.data, s.len, GLZ_W, GLZ_H, &out, NULL) == 0)
+            free(out);
+    } else if (n) {
+        if (fake_glz_decode(w, b + 1, n - 1, GLZ_W, GLZ_H, &out, NULL) == 0)
+            free(out);
+    }
+    mig_buf_free(&s);
+    fake_glz_window_free(w);
+    spice_glz_dict_free(d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 4)
         return 0;
+    if (data[0] % 4 == 3) {
+        glz(data + 1, size - 1);
+        return 0;
+    }
     switch (data[0] % 3) {
     case 0:
         decoders(data[1], (uint16_t)(data[2] | data[3] << 8), data + 4, size - 4);

@@ -42,6 +42,11 @@ def seeds():
         mini(104, struct.pack("<IBB", 1, 2, 0))
     yield bytes([2, 0x82]) + mini(103, struct.pack("<IHII", 2, 1, 48000, 0)) + \
         mini(101, struct.pack("<I", 0) + bytes(8))
+    # mode 3: the GLZ decoder - the encoder's third image unchanged (it
+    # refers to the two before it), and a header alone
+    yield bytes([3, 1]) + bytes(8)
+    yield bytes([3, 0]) + struct.pack("<I", 33) + struct.pack(">II", 0x20205a4c, 0x10001) + \
+        bytes([0x18]) + struct.pack(">IIIQI", 16, 8, 64, 2, 2)
 
 
 def main(argv):

@@ -7,7 +7,7 @@ GLib main loop.  It reports its state as one JSON line on stdout whenever
 something changed (coalesced: at most one line per main-loop idle), and
 answers JSON commands read from stdin, one a line:
     {"op": "state"}               -> the state now
-    {"op": "shot", "path": P}     -> the state, after writing the display
+    {"op": "shot", "path": P, "head": N} -> the state, after writing display N's
                                      channel's primary surface to P as PPM
     {"op": "quit"}                -> disconnects and exits
 Every reply is the state with "reply": the op (and "error" when it failed).
@@ -52,11 +52,13 @@ BYTE_PERIOD = 251  # fake-media.h: port byte n is n % 251
 # ---------------------------------------------------------------- the parent side
 
 class GtkClient:
-    def __init__(self, folder, uri, name="gtk"):
+    def __init__(self, folder, uri, name="gtk", debug=False):
         folder = Path(folder)
         self.log_path = folder / f"{name}.log"
         self._log = open(self.log_path, "wb")
         env = dict(os.environ, G_MESSAGES_DEBUG=os.environ.get("G_MESSAGES_DEBUG", ""))
+        if debug:  # spice-gtk's debug log (SPICE_DEBUG=1), e.g. to see which decoder ran
+            env.update(SPICE_DEBUG="1", G_MESSAGES_DEBUG="all")
         self.proc = subprocess.Popen(["/usr/bin/python3", str(HERE / "gtkclient.py"), uri],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env)
@@ -115,8 +117,8 @@ class GtkClient:
                 raise AssertionError(f"waiting for {what}: {e}\nlast state: {json.dumps(self.state)}")
         return s
 
-    def shot(self, path):
-        s = self.request("shot", path=str(path))
+    def shot(self, path, head=0):
+        s = self.request("shot", path=str(path), head=head)
         assert "error" not in s, s["error"]
         return s
 
@@ -199,7 +201,7 @@ def child(uri):
           "port": {"name": None, "opened": False, "bytes": 0, "skips": 0, "next": None},
           "peers": []}
     out = {"dirty": False, "idle": 0}
-    display = {"channel": None}
+    display = {}  # channel id -> the DisplayChannel (one per head)
 
     def emit(extra=None):
         s = dict(st, peers=tcp_peers())
@@ -279,7 +281,7 @@ def child(uri):
         channels.append(ch)
         on(ch, "channel-event", on_event)
         if isinstance(ch, Spice.DisplayChannel):
-            display["channel"] = ch
+            display[ch.props.channel_id] = ch
             on(ch, "display-primary-create", on_primary_create)
             on(ch, "display-invalidate", on_invalidate)
             on(ch, "display-mark", on_mark)
@@ -292,10 +294,10 @@ def child(uri):
         if not isinstance(ch, Spice.MainChannel):
             Spice.Channel.connect(ch)  # the main channel is connected by the session
 
-    def write_shot(path):
-        ch = display["channel"]
+    def write_shot(path, head=0):
+        ch = display.get(head)
         if ch is None:
-            return "no display channel"
+            return f"no display channel {head}"
         p = Primary()
         if not lib.spice_display_channel_get_primary(capsule_pointer(ch.__gpointer__, None), 0, ctypes.byref(p)):
             return "no primary surface"
@@ -322,7 +324,7 @@ def child(uri):
         op = cmd.get("op")
         extra = {"reply": op}
         if op == "shot":
-            err = write_shot(cmd["path"])
+            err = write_shot(cmd["path"], cmd.get("head", 0))
             if err:
                 extra["error"] = err
         elif op == "quit":

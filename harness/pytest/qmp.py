@@ -171,16 +171,23 @@ class QMP:
             return msg
 
     # -- commands --------------------------------------------------------
-    def execute(self, cmd, args=None, *, timeout=None, **kwargs):
+    def execute(self, cmd, args=None, *, timeout=None, fd=None, **kwargs):
         """Run `cmd` and return its "return" value; raise QMPError with the
-        server's "desc" on an error reply, QMPTimeout when none comes."""
+        server's "desc" on an error reply, QMPTimeout when none comes.  `fd`
+        goes along with the request (SCM_RIGHTS), as `getfd` wants it."""
         arguments = dict(args or {})
         arguments.update(kwargs)
         self._next_id += 1
         req = {"execute": cmd, "id": self._next_id}
         if arguments:
             req["arguments"] = arguments
-        self.send_raw(req)
+        if fd is None:
+            self.send_raw(req)
+        else:
+            try:
+                socket.send_fds(self._sock, [json.dumps(req).encode() + b"\n"], [fd])
+            except OSError as e:
+                raise QMPConnectionError(f"connection lost: {e}")
         timeout = self.cmd_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
@@ -198,6 +205,10 @@ class QMP:
             raise QMPConnectionError(f"{cmd}: unexpected reply {msg!r}")
 
     cmd = execute
+
+    def getfd(self, name, fd):
+        """Hand `fd` to the server under `name` (QMP getfd), for uri fd:NAME."""
+        return self.execute("getfd", fdname=name, fd=fd)
 
     # -- events ----------------------------------------------------------
     def _pump(self, timeout):

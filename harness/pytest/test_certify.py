@@ -11,10 +11,17 @@ description is refused by name, every callback gets an injected failure
 that fires, the command line and report writing fail cleanly, and a
 control character in a message is shown as \\xNN in well-formed XML.
 
+Hostile plugins (issue 12) do what any process can: write junk on the fds
+they inherited, write one byte past the buffer they are given, fork
+sleeping children, fork and crash, signal their parent.  Each fails its
+cases under a named rule, certify always finishes and writes its report,
+later cases still run, and no process of theirs outlives certify.
+
 Reports go to a per-test tmp folder (never reports/out).
 """
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -343,3 +350,73 @@ def test_control_character_in_a_message_is_well_formed_xml(run_migcert, migcert_
     assert f"REPRO: {r.args[0]} certify --device {tmp_path}/no\\x07symbol.so -k load" in \
         failure.text
     assert suite.get("name") == "certify-no\\x07symbol"
+
+
+# ---- hostile plugins (issue 12) ---------------------------------------------
+
+# stem -> (rule, what the message says); each runs the SC transition cases
+# (set_state, get_state and STOP_COPY reads) and must fail them by name
+HOSTILE = {
+    "junk-fds": ("plugin-fds", "plugin junk-fds.so wrote junk on the sandbox's channel (the one "
+                               "fd it inherited) in set_state"),
+    "overrun-read": ("plugin-overrun", "plugin overrun-read.so went past the end of the buffer "
+                                       "it was given (a guard page) in read"),
+    "fork-sleepers": ("plugin-processes", "plugin fork-sleepers.so started a process in create "
+                                          "(a plugin must not fork)"),
+    "fork-crash": ("plugin-crash", "plugin fork-crash.so crashed (signal 11) in set_state"),
+    # without a PID namespace the supervisor's end may be noticed a call later
+    "signal-parent": ("plugin-signals", "plugin signal-parent.so sent signal 15 to its parent "
+                                        "in "),
+}
+
+
+def processes_mentioning(text):
+    """Pids of live processes whose command line holds `text`."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if text.encode() in (d / "cmdline").read_bytes():
+                found.append(int(d.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("jail", ["pidns", "session"])
+@pytest.mark.parametrize("stem", sorted(HOSTILE))
+def test_hostile_plugin_fails_by_name_and_certify_finishes(run_migcert, migcert_build, tmp_path,
+                                                           monkeypatch, stem, jail):
+    """In a PID namespace (what root and user namespaces allow) and in the
+    fallback without one (a supervisor in its own session), forced here."""
+    rule, words = HOSTILE[stem]
+    if jail == "session":
+        monkeypatch.setenv("MIGCERT_CERTIFY_JAIL", "session")
+    # timeout: a hang guard (today junk-fds hangs certify for good)
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, stem, "--timeout", "5",
+                          "-k", "transition.SC.*", timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert ("no PID namespace (clone: MIGCERT_CERTIFY_JAIL=session)" in r.stderr) == \
+        (jail == "session"), r.stderr[-2000:]
+    assert rep["rules_broken"] == [rule], rep["rules_broken"]
+    fails = failed(rep)
+    assert fails and all(c["rule"] == rule for c in fails)
+    assert any(words in c["message"] for c in fails), fails[0]["message"]
+    # every case ran (a crash is no hang), and the report says so
+    assert rep["not_run"] == 0 and len(rep["cases"]) == 40
+    assert r.stdout.strip().splitlines()[-1] == f"{rep['passed']} passed, {len(fails)} failed"
+    assert f"rule {rule}:" in (out / "report.txt").read_text()
+    # nothing the plugin started outlives certify
+    assert processes_mentioning(str(out)) == []
+
+
+def test_peer_writing_junk_fails_the_peer_not_the_run(run_migcert, migcert_build, tmp_path):
+    """The peer's sandbox used to inherit the device sandbox's socket: junk
+    written there hung certify in waitpid.  Now each sandbox has one fd."""
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "good", "--peer",
+                          str(plugin(migcert_build, "junk-fds")), "--timeout", "5",
+                          "-k", "peer.*", timeout=120)
+    assert r.returncode == 1
+    assert rep["rules_broken"] == ["plugin-fds"], rep
+    assert all("junk-fds.so wrote junk" in c["message"] for c in failed(rep))

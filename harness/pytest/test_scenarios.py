@@ -17,6 +17,8 @@ How much of the product runs (MIGCERT_SCENARIO_PAIRS):
                    pair is covered by some scenario), about a minute;
   "all"            `make check-full` (ci/lane-full-pairs): every scenario at
                    its own releases and under all 16 ordered pairs.
+MIGCERT_SCENARIO_JSON_DIR: keep each run's JSON there as run-pairs-N.json
+(ci/lane-full-pairs: the HTML report's matrix and timelines read them).
 
 Also: a sample runs twice with the same seed and must give the same trace
 hashes (determinism); another seed must change them; a REPRO line reproduces
@@ -85,9 +87,10 @@ def matrix(tmp_path_factory):
     if not os.access(b, os.X_OK):
         pytest.fail(f"{b} is not built", pytrace=False)
     d = tmp_path_factory.mktemp("run")
+    keep = os.environ.get("MIGCERT_SCENARIO_JSON_DIR")
     jobs = []
     for n, args in enumerate(_runs()):
-        js = d / f"run{n}.json"
+        js = Path(keep) / f"run-pairs-{n}.json" if keep else d / f"run{n}.json"
         log = open(d / f"run{n}.log", "w")
         jobs.append((js, log, args, None))
     out, running, pending = {}, [], list(jobs)

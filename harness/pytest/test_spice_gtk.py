@@ -13,6 +13,7 @@ Needs Debian's gir1.2-spiceclientglib-2.0, python3-gi and spice-client-gtk
 """
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -139,6 +140,10 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
                                 "every socket on the destination's port")
         assert len(after["peers"]) == 7, after["peers"]
         assert src.cmd("query-spice")["migrated"] is True and src.cmd("query-spice")["channels"] == []
+        # a socket the client opened is linked on the server a moment later
+        deadline = time.monotonic() + 30  # a hang guard, not a speed
+        while len(dst.cmd("query-spice")["channels"]) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
         chans = dst.cmd("query-spice")["channels"]
         assert len(chans) == 7 and {c["connection-id"] for c in chans} == session
         assert dst.cmd("query-status")["running"] is True
@@ -161,3 +166,70 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
     finally:
         client.stop()
     assert spicy_screenshot(f"spice://127.0.0.1?port={dport}", vms.dir / "dst-spicy.ppm") == want
+
+
+def heads_equal_screendumps(vm, client, folder, heads):
+    """Stop the guest, then wait until the client's primary surface of each
+    head equals that head's screendump (each retry after a change)."""
+    vm.cmd("stop")
+    s = None
+    for head in range(heads):
+        dump, shot = folder / f"head{head}-dump.ppm", folder / f"head{head}-gtk.ppm"
+        vm.cmd("screendump", filename=str(dump), head=head)
+        want = read_ppm(dump)
+        seen = {"n": -1}
+
+        def equal(s):
+            n = s["channel_events"] + s["display"]["invalidates"] + s["display"]["primaries"]
+            if n == seen["n"]:
+                return False  # nothing new drawn since the last comparison
+            seen["n"] = n
+            client.shot(shot, head=head)
+            return read_ppm(shot) == want
+
+        s = client.wait_for(equal, f"head {head}: the client's primary surface equal to the screendump")
+        w, h, px = want
+        assert len({px[i:i + 3] for i in range(0, len(px), 3 * 97)}) > 8
+    return s
+
+
+def test_spice_gtk_two_heads_share_the_pixmap_cache_and_equal_screendump(vms):
+    """A guest with two heads (x-heads=2): spice-gtk opens DISPLAY:0 and
+    DISPLAY:1, one pixmap cache serves both (the server sends
+    WAIT_FOR_CHANNELS where one head's eviction races the other's use), and
+    each head's primary surface equals that head's screendump."""
+    sock = vms.dir / "two.spice"
+    vm = vms("two", "--ram", "32M", "--spice", f"unix=on,addr={sock},disable-ticketing=on,x-heads=2")
+    client = GtkClient(vms.dir, f"spice+unix://{sock}")
+    try:
+        client.wait_for(lambda s: "DISPLAY:1" in s["opened"] and "DISPLAY:0" in s["opened"]
+                        and s["display"]["marks"] >= 2, "both heads' first frames")
+        s = heads_equal_screendumps(vm, client, vms.dir, 2)
+        assert s["errors"] == [] and s["closed"] == [], s
+        assert s["display"]["primaries"] == 2
+    finally:
+        client.stop()
+    assert "CRITICAL" not in client.log(), client.log()
+
+
+def test_spice_gtk_decodes_glz_images_pixel_exact(vms):
+    """image-compression=glz on two heads: every image the client does not
+    hold goes as GLZ_RGB (one dictionary for both heads, images referring
+    to earlier ones); spice-gtk decodes them (its debug log shows the GLZ
+    headers) and each head equals its screendump."""
+    sock = vms.dir / "glz.spice"
+    vm = vms("glz", "--ram", "32M", "--spice",
+             f"unix=on,addr={sock},disable-ticketing=on,x-heads=2,image-compression=glz")
+    client = GtkClient(vms.dir, f"spice+unix://{sock}", debug=True)
+    try:
+        client.wait_for(lambda s: "DISPLAY:1" in s["opened"] and "DISPLAY:0" in s["opened"]
+                        and s["display"]["marks"] >= 2 and s["display"]["invalidates"] >= 200,
+                        "both heads drawing")
+        s = heads_equal_screendumps(vm, client, vms.dir, 2)
+        assert s["errors"] == [] and s["closed"] == [], s
+    finally:
+        client.stop()
+    log = client.log()
+    assert "CRITICAL" not in log, log[-4000:]
+    # the surfaces (ids 0 and 1) and the first image of each recurring set
+    assert log.count("decode_header") >= 4, log[-4000:]

@@ -309,22 +309,20 @@ def test_vm_migration_over_unix_throttled_with_passes(vms):
 
 
 def test_vm_migration_over_fd(vms):
+    """The destination inherits its end (--incoming fd:N, as QEMU's
+    -incoming); the source gets its end over QMP with getfd (fd:NAME)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        dst = destination(vms, "dst", f"fd:{b.fileno()}", pass_fds=(b.fileno(),),
-                          events=True)
+        dst = destination(vms, "dst", f"fd:{b.fileno()}", pass_fds=(b.fileno(),))
         src = vms("src", "--ram", RAM, "--fill", "random", "--seed", "7",
-                  "--dirty-rate", str(DIRTY_RATE), pass_fds=(a.fileno(),))
-        src_fd = a.fileno()
+                  "--dirty-rate", str(DIRTY_RATE))
+        src.qmp.getfd("migfd", a.fileno())
     finally:
-        a_no = a.detach()
+        a.close()
         b.close()
-    try:
-        set_bandwidth(src, UNLIMITED)
-        src.cmd("migrate", uri=f"fd:{src_fd}")
-        check_completed_pair(src, dst)
-    finally:
-        os.close(a_no)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri="fd:migfd")
+    check_completed_pair(src, dst)
 
 
 def test_vm_migration_to_file_then_restore(vms):
@@ -652,18 +650,18 @@ def test_vm_caps_source_capability_the_destination_lacks_fails_it_at_once(vms):
     src_end, relay_in = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     relay_out, dst_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        dst = destination(vms, "dst", "defer", "--release", "1.1", pass_fds=(dst_end.fileno(),))
+        dst = destination(vms, "dst", "defer", "--release", "1.1")
         src = vms("src", "--ram", RAM, "--fill", "random", "--seed", "7",
-                  "--dirty-rate", str(DIRTY_RATE), "--machine", "mc-1.1",
-                  pass_fds=(src_end.fileno(),))
-        src_fd, dst_fd = src_end.fileno(), dst_end.fileno()
+                  "--dirty-rate", str(DIRTY_RATE), "--machine", "mc-1.1")
+        dst.qmp.getfd("mig", dst_end.fileno())
+        src.qmp.getfd("mig", src_end.fileno())
         assert "x-ignore-shared" not in offered_capabilities(dst)
         assert negotiate_capabilities(src, dst, wanted=["events"]) == ["events"]
         src.cmd("migrate-set-capabilities",
                 capabilities=[{"capability": "x-ignore-shared", "state": True}])
-        dst.cmd("migrate-incoming", uri=f"fd:{dst_fd}")
+        dst.cmd("migrate-incoming", uri="fd:mig")
         set_bandwidth(src, UNLIMITED)
-        src.cmd("migrate", uri=f"fd:{src_fd}")
+        src.cmd("migrate", uri="fd:mig")
         relay_out.sendall(recv_exactly(relay_in, STREAM_HEAD))
         dinfo = wait_status(dst, ("failed",), timeout=30)
         dinfo = check_destination_stays_up(dst, ("failed",))

@@ -102,7 +102,8 @@ def test_vm_pageflip_older_destination_leaves_it_off(vms):
 
 
 def unix_to_fd(vms, flip):
-    """A unix: source; the destination gets the accepted connection as fd:N."""
+    """A unix: source; the destination gets the accepted connection over QMP
+    (getfd) as fd:NAME."""
     path = vms.dir / "mig.sock"
     lsn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     lsn.bind(str(path))
@@ -115,11 +116,12 @@ def unix_to_fd(vms, flip):
     conn, _ = lsn.accept()
     lsn.close()
     try:
-        dst = vm(vms, "dst", "--incoming", "defer", pass_fds=(conn.fileno(),))
+        dst = vm(vms, "dst", "--incoming", "defer")
         if flip:
             dst.cmd("migrate-set-capabilities",
                     capabilities=[{"capability": FLIP, "state": True}])
-        dst.cmd("migrate-incoming", uri=f"fd:{conn.fileno()}")
+        dst.qmp.getfd("mig", conn.fileno())
+        dst.cmd("migrate-incoming", uri="fd:mig")
     finally:
         conn.close()
     return completed(src, dst)

@@ -5,6 +5,8 @@
  *   certify-sandbox.c  a plugin in a child process, driven over a socketpair
  *                      with a request/response protocol and a per-call
  *                      timeout; the child can make one plugin callback fail
+ *   certify-jail.c     the processes a sandbox runs in: a PID namespace and
+ *                      session, rlimits, one fd, guard pages, bounded waits
  *   certify-proxy.c    a MigDevBackend whose calls go to a sandbox, so the
  *                      parent drives the plugin through MigDevice exactly as
  *                      the engine does (the checks of impl/device apply)
@@ -82,7 +84,13 @@ typedef struct SbReq {
     uint32_t len;
 } SbReq;
 
+/* Every answer starts with it: anything else on the channel is junk the
+ * plugin wrote there (plugin-fds). */
+#define SB_RESP_MAGIC 0x4d435342u /* "MCSB" */
+
 typedef struct SbResp {
+    uint32_t magic;
+    uint32_t procs; /* the host has child processes (the plugin forked) */
     int64_t ret;
     uint64_t x, y;
     uint32_t len; /* payload: data, or the error text when ret < 0 */
@@ -91,8 +99,50 @@ typedef struct SbResp {
 #define SB_MAX_INST 8
 #define SB_MAX_PAYLOAD (16u << 20)
 
+/* ---- the jail (certify-jail.c) ---- */
+
+/* What the host runs: the sandbox's child side, over the socket at `fd`. */
+typedef void CertHostFn(int fd, void *arg);
+
+typedef struct CertJail {
+    pid_t pid;     /* the jail's init, as certify sees it */
+    int pidfd;     /* -1 when the kernel has no pidfd_open */
+    bool reaped;
+    int status;    /* the init's wait status once reaped (-1: unknown) */
+    const char *mode; /* "pid namespace", "user and pid namespaces", "own session only" */
+} CertJail;
+
+/* Monotonic milliseconds. */
+int64_t certify_now_ms(void);
+
+/* Start a jail whose host runs host(3, arg) with the socket `sock` as its
+ * only fd (certify-jail.c says how).  0, or -errno with *errp. */
+int certify_jail_spawn(CertJail *j, int sock, CertHostFn *host, void *arg, MigErr **errp);
+/* Whether the jail has ended (reaping it, without waiting). */
+bool certify_jail_ended(CertJail *j);
+/* Wait for the jail to end until deadline_ms (certify_now_ms): 0 once
+ * reaped, -ETIMEDOUT. */
+int certify_jail_wait(CertJail *j, int64_t deadline_ms);
+/* Kill every process of the jail and reap it (bounded). */
+void certify_jail_kill(CertJail *j);
+/* Processes in the jail besides its init and the host: the plugin's. */
+int certify_jail_strays(CertJail *j);
+/* Why a reaped jail ended, as one sentence naming the plugin and `op`. */
+void certify_jail_death(const CertJail *j, const char *label, const char *op, char *out,
+                        size_t cap);
+/* Child side: a buffer of `len` bytes whose last byte is followed by a
+ * PROT_NONE page (no spare byte); touching it ends the host under
+ * plugin-overrun.  The mapping is kept in *g and reused while `len` fits
+ * (the buffer always ends at the guard).  NULL when it cannot be mapped. */
+typedef struct CertGuardBuf {
+    uint8_t *base;
+    size_t body;
+} CertGuardBuf;
+uint8_t *certify_guard_get(CertGuardBuf *g, size_t len);
+void certify_guard_release(CertGuardBuf *g);
+
 typedef struct CertSandbox {
-    pid_t pid;
+    CertJail jail;
     int fd;
     bool dead;
     char *death; /* why it died, for every later call */
@@ -257,6 +307,7 @@ bool certify_selected(const char *name, const char *pat, bool exact);
 
 typedef struct CertReport {
     const char *outdir, *dev, *peer, *stem, *desc, *repro_base;
+    const char *peer_desc; /* NULL without --peer */
     const CertCase *cases;
     const CertResult *res;
     size_t ncases, npass, nfail, nskip, nnotrun;

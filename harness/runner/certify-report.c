@@ -3,6 +3,12 @@
  * a person, with a REPRO line per failure), report.json (every listed case
  * with its status, rule and repro; rules_broken; the counts) and
  * report.junit.xml (through report.c, shared with `migcert run`).
+ * The JSON also says what was certified, so the certificate can be read
+ * alone (and `migcert report` draws its page from it, docs/report.md): the
+ * plugin file and its SHA-256 (and the peer's), the ABI version, the suite
+ * version (`git describe` at build time, harness/runner/module.mk), the
+ * plugin releases tested and the verdict ("certified" when no case
+ * failed and none was left unrun).
  * Cases that -k did not select are not listed.  Each writer returns 0 or
  * -errno with `what` naming the file.
  */
@@ -13,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <openssl/evp.h>
 
 #include "certify-internal.h"
 #include "report.h"
@@ -54,14 +62,56 @@ static int write_txt(const CertReport *rp, MigErr **errp)
     return report_file_close(f, path, errp);
 }
 
+#ifndef MIGCERT_SUITE_VERSION
+#define MIGCERT_SUITE_VERSION "unknown"
+#endif
+
+/* The file's SHA-256 in hex, or NULL when it cannot be read. */
+static json_t *file_sha256(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return json_null();
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    unsigned char buf[65536], md[EVP_MAX_MD_SIZE];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        EVP_DigestUpdate(ctx, buf, n);
+    bool bad = ferror(f);
+    fclose(f);
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (bad)
+        return json_null();
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return json_string(hex);
+}
+
 static int write_json(const CertReport *rp, MigErr **errp)
 {
     json_t *root = json_object();
     json_object_set_new(root, "plugin", json_string(rp->dev));
+    json_object_set_new(root, "plugin_sha256", file_sha256(rp->dev));
+    json_object_set_new(root, "suite_version", json_string(MIGCERT_SUITE_VERSION));
+    json_object_set_new(root, "verdict", json_string(rp->nfail || rp->nnotrun ? "not certified"
+                                                                             : "certified"));
+    json_t *rel = json_array();
+    json_array_append_new(rel, json_pack("{s:s, s:s}", "role", rp->peer ? "source" : "both",
+                                         "release", rp->desc));
+    if (rp->peer)
+        json_array_append_new(rel, json_pack("{s:s, s:s}", "role", "destination", "release",
+                                             rp->peer_desc ? rp->peer_desc : rp->peer));
+    json_object_set_new(root, "releases_tested", rel);
     json_object_set_new(root, "description", json_string(rp->desc));
     json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
-    if (rp->peer)
+    if (rp->peer) {
         json_object_set_new(root, "peer", json_string(rp->peer));
+        json_object_set_new(root, "peer_sha256", file_sha256(rp->peer));
+    }
     json_t *arr = json_array(), *broken = json_array();
     for (size_t i = 0; i < rp->ncases; i++) {
         const CertResult *r = &rp->res[i];

@@ -56,6 +56,14 @@ static const Rule rules[] = {
      "framed by the adapter) does not resume on a v2 device, nor the reverse"},
     {"plugin-crash", "the plugin never crashes"},
     {"plugin-timeout", "every callback returns within the timeout"},
+    {"plugin-overrun",
+     "the plugin never reads or writes past the end of a buffer it is given (each one ends "
+     "at a guard page)"},
+    {"plugin-processes", "the plugin starts no process (no fork, no exec)"},
+    {"plugin-signals", "the plugin sends no signal to another process (its parent above all)"},
+    {"plugin-fds",
+     "the plugin writes nothing on file descriptors it did not open (the sandbox's channel is "
+     "the one it inherits)"},
 };
 
 const char *certify_rule_text(const char *id)
@@ -70,10 +78,25 @@ const char *const certify_status_names[CERT_ST__COUNT] = {
     [CERT_ST_PASS] = "pass", [CERT_ST_FAIL] = "fail", [CERT_ST_SKIP] = "skip",
     [CERT_ST_NOTRUN] = "not-run"};
 
+/* The rule each kind of sandbox death proves broken, by the words its
+ * message (certify-sandbox.c, certify-jail.c) carries. */
+static const struct {
+    const char *words, *rule;
+} deaths[] = {
+    {" timed out after ", "plugin-timeout"},
+    {" went past the end of the buffer ", "plugin-overrun"},
+    {" (a plugin must not fork)", "plugin-processes"},
+    {" to its parent in ", "plugin-signals"},
+    {" wrote junk on the sandbox's channel ", "plugin-fds"},
+};
+
 /* The rule a dead sandbox proves broken. */
 const char *certify_death_rule(const char *death)
 {
-    return strstr(death, " timed out after ") ? "plugin-timeout" : "plugin-crash";
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(deaths); i++)
+        if (strstr(death, deaths[i].words))
+            return deaths[i].rule;
+    return "plugin-crash";
 }
 
 void certify_fail(CertCtx *c, const char *rule, const char *fmt, ...)
@@ -110,10 +133,12 @@ void certify_skip(CertCtx *c, const char *why)
 const char *certify_classify(const MigErr *err, const char *dflt)
 {
     const char *m = err && err->msg ? err->msg : "";
-    if (strstr(m, " crashed (signal") || strstr(m, " exited (status"))
+    if (strstr(m, " crashed (signal") || strstr(m, " exited (status") ||
+        strstr(m, ": the sandbox went away in "))
         return "plugin-crash";
-    if (strstr(m, " timed out after "))
-        return "plugin-timeout";
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(deaths); i++)
+        if (strstr(m, deaths[i].words))
+            return deaths[i].rule;
     if (strstr(m, "-byte buffer"))
         return "read-length";
     if (strstr(m, "never reports the end"))

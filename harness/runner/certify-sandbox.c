@@ -11,6 +11,16 @@
  * adapter, impl/device) over a copy of the plugin's table whose callbacks
  * can be made to fail one call (SB_FAULT: fault.<callback>), so a failure
  * is injected below the adapter, where a failing plugin would produce it.
+ *
+ * The child lives in a jail (certify-jail.c): its own PID namespace and
+ * session, one fd, rlimits.  Every buffer handed to the plugin (the read
+ * buffer, the written data) ends right before a guard page.  Every wait of
+ * the parent has a deadline (the call's timeout): a reply wait also wakes
+ * when the jail ends (pidfd), so a plugin that forks and crashes is a crash,
+ * not a hang.  After each call the parent counts the jail's processes: a
+ * plugin that started one fails under plugin-processes.  An answer that does
+ * not start with SB_RESP_MAGIC is junk the plugin wrote on the channel
+ * (plugin-fds).
  */
 #include <limits.h>
 #include <poll.h>
@@ -84,6 +94,13 @@ static void child_reply(int fd, int64_t ret, uint64_t x, uint64_t y, const void 
 {
     SbResp r;
     memset(&r, 0, sizeof(r)); /* padding too: the whole struct is sent */
+    r.magic = SB_RESP_MAGIC;
+    /* the host is the jail's subreaper: any process the plugin started, or
+     * an orphan of one, is its child (one cheap check per call; the parent
+     * also counts them from /proc when the sandbox ends) */
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    r.procs = waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0;
     r.ret = ret;
     r.x = x;
     r.y = y;
@@ -218,8 +235,9 @@ static uint32_t wrap_table(const MigcertDevicePlugin *p)
     return m;
 }
 
-static void child_main(int fd, const char *path)
+static void child_main(int fd, void *arg)
 {
+    const char *path = arg;
     MigErr *err = NULL;
     void *handle = NULL;
     const MigcertDevicePlugin *p = mig_dev_plugin_load(path, &handle, &err);
@@ -227,7 +245,8 @@ static void child_main(int fd, const char *path)
     const char *label = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     const MigcertDevicePlugin *table = p ? &chaos.table : NULL;
     MigDevBackend *inst[SB_MAX_INST] = {0};
-    uint8_t *buf = NULL;
+    CertGuardBuf in_map = {0}, out_map = {0}; /* guard-paged: the plugin reads / writes them */
+    uint8_t *buf = NULL; /* the request's payload */
     for (;;) {
         SbReq q;
         int code = -1;
@@ -236,15 +255,15 @@ static void child_main(int fd, const char *path)
         else if (q.len > SB_MAX_PAYLOAD)
             code = 4;
         if (code < 0) {
-            free(buf);
-            buf = malloc(MIG_MAX(q.len, (uint32_t)1));
-            if (q.len && full_read_fd(fd, buf, q.len) < 0)
+            buf = certify_guard_get(&in_map, q.len);
+            if (!buf || (q.len && full_read_fd(fd, buf, q.len) < 0))
                 code = 0;
         }
         if (code >= 0) {
             /* the parent hung up (or sent garbage): release everything so a
              * leak checker following the child sees nothing left */
-            free(buf);
+            certify_guard_release(&in_map);
+            certify_guard_release(&out_map);
             for (size_t i = 0; i < SB_MAX_INST; i++)
                 if (inst[i])
                     inst[i]->ops->free(inst[i]);
@@ -312,7 +331,7 @@ static void child_main(int fd, const char *path)
         err = NULL;
         int64_t ret = 0;
         uint64_t x = 0, y = 0;
-        uint8_t *data = NULL;
+        uint8_t *data = NULL; /* the read buffer */
         size_t dlen = 0;
         switch (q.op) {
         case SB_DESTROY:
@@ -330,7 +349,11 @@ static void child_main(int fd, const char *path)
         }
         case SB_READ: {
             size_t len = (size_t)MIG_MIN(q.a, (uint64_t)SB_MAX_PAYLOAD);
-            data = malloc(len + 1);
+            data = certify_guard_get(&out_map, len);
+            if (!data) {
+                ret = -ENOMEM;
+                break;
+            }
             ssize_t n = b->ops->read(b, data, len, &err);
             ret = n;
             dlen = n > 0 ? MIG_MIN((size_t)n, len) : 0;
@@ -363,7 +386,6 @@ static void child_main(int fd, const char *path)
         child_reply(fd, ret, x, y, data, dlen, err);
         mig_err_free(err);
         err = NULL;
-        free(data);
     }
 }
 
@@ -389,32 +411,34 @@ static void sb_die(CertSandbox *sb, const char *fmt, ...)
     sb->fd = -1;
 }
 
+/* The jail ended or broke the protocol during `op`: wait for its end (up
+ * to the call's timeout), kill what is left, and say why it died. */
 static void sb_reap(CertSandbox *sb, const char *op)
 {
-    int st = 0;
-    if (sb->pid > 0 && waitpid(sb->pid, &st, 0) == sb->pid) {
-        sb->pid = 0;
-        if (WIFSIGNALED(st))
-            sb_die(sb, "plugin %s crashed (signal %d) in %s", sb->label, WTERMSIG(st), op);
-        else
-            sb_die(sb, "plugin %s exited (status %d) in %s", sb->label, WEXITSTATUS(st), op);
-    }
-    sb_die(sb, "plugin %s: the sandbox went away in %s", sb->label, op);
+    if (certify_jail_wait(&sb->jail, certify_now_ms() + (int64_t)sb->timeout_s * 1000) < 0)
+        certify_jail_kill(&sb->jail);
+    char msg[512];
+    certify_jail_death(&sb->jail, sb->label, op, msg, sizeof(msg));
+    sb_die(sb, "%s", msg);
 }
 
-/* Wait until fd is ready for `events` before the deadline (ms, monotonic). */
-static int wait_fd(int fd, short events, int64_t deadline_ms)
+/* Wait until fd is ready for `events` before the deadline (ms, monotonic);
+ * -EPIPE when the jail ends first. */
+static int wait_fd(CertSandbox *sb, short events, int64_t deadline_ms)
 {
     for (;;) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        int64_t now = certify_now_ms();
         if (now >= deadline_ms)
             return -ETIMEDOUT;
-        struct pollfd pfd = {fd, events, 0};
-        int r = poll(&pfd, 1, (int)MIG_MIN(deadline_ms - now, (int64_t)INT_MAX));
-        if (r > 0)
+        struct pollfd pfd[2] = {{sb->fd, events, 0}, {sb->jail.pidfd, POLLIN, 0}};
+        int n = sb->jail.pidfd >= 0 ? 2 : 1;
+        /* without a pidfd, look at the jail every 100 ms */
+        int64_t slice = n == 2 ? deadline_ms - now : MIG_MIN(deadline_ms - now, (int64_t)100);
+        int r = poll(pfd, (nfds_t)n, (int)MIG_MIN(slice, (int64_t)INT_MAX));
+        if (r > 0 && pfd[0].revents)
             return 0;
+        if ((r > 0 && pfd[1].revents) || (n == 1 && r == 0 && certify_jail_ended(&sb->jail)))
+            return -EPIPE;
         if (r < 0 && errno != EINTR)
             return -errno;
     }
@@ -424,7 +448,7 @@ static int io_all(CertSandbox *sb, bool out, void *buf, size_t len, int64_t dead
 {
     uint8_t *p = buf;
     while (len) {
-        int r = wait_fd(sb->fd, out ? POLLOUT : POLLIN, deadline);
+        int r = wait_fd(sb, out ? POLLOUT : POLLIN, deadline);
         if (r < 0)
             return r;
         ssize_t n = out ? send(sb->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT)
@@ -439,6 +463,14 @@ static int io_all(CertSandbox *sb, bool out, void *buf, size_t len, int64_t dead
     return 0;
 }
 
+/* Junk on the channel: the plugin wrote on the fd it inherited. */
+static void sb_junk(CertSandbox *sb, const char *op)
+{
+    sb_die(sb, "plugin %s wrote junk on the sandbox's channel (the one fd it inherited) in %s",
+           sb->label, op);
+    certify_jail_kill(&sb->jail);
+}
+
 /* One call: returns resp.ret (or -EPIPE/-ETIMEDOUT when the sandbox died),
  * with the error text in *errp and the payload in out (up to out_cap). */
 int64_t certify_sb_call(CertSandbox *sb, uint32_t op, uint32_t inst, uint64_t a, uint64_t b,
@@ -447,10 +479,7 @@ int64_t certify_sb_call(CertSandbox *sb, uint32_t op, uint32_t inst, uint64_t a,
 {
     if (sb->dead)
         return mig_err_set(errp, -EPIPE, "%s", sb->death);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t deadline = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
-                       (int64_t)sb->timeout_s * 1000;
+    int64_t deadline = certify_now_ms() + (int64_t)sb->timeout_s * 1000;
     SbReq q;
     memset(&q, 0, sizeof(q)); /* padding too: the whole struct is sent */
     q.op = op;
@@ -466,22 +495,33 @@ int64_t certify_sb_call(CertSandbox *sb, uint32_t op, uint32_t inst, uint64_t a,
     if (rc == 0)
         rc = io_all(sb, false, &r, sizeof(r), deadline);
     if (rc == -ETIMEDOUT) {
-        kill(sb->pid, SIGKILL);
-        waitpid(sb->pid, NULL, 0);
-        sb->pid = 0;
         if (sb->hung)
             *sb->hung = true;
         sb_die(sb, "plugin %s timed out after %us in %s", sb->label, sb->timeout_s,
                sb_op_names[op]);
+        certify_jail_kill(&sb->jail);
     } else if (rc < 0) {
         sb_reap(sb, sb_op_names[op]);
+    } else if (r.magic != SB_RESP_MAGIC || r.len > SB_MAX_PAYLOAD) {
+        sb_junk(sb, sb_op_names[op]);
     }
-    if (rc < 0)
+    if (sb->dead)
         return mig_err_set(errp, rc == -ETIMEDOUT ? -ETIMEDOUT : -EPIPE, "%s", sb->death);
     char *data = malloc((size_t)r.len + 1);
-    if (r.len > SB_MAX_PAYLOAD || io_all(sb, false, data, r.len, deadline) < 0) {
+    rc = io_all(sb, false, data, r.len, deadline);
+    if (rc < 0) {
         free(data);
-        sb_reap(sb, sb_op_names[op]);
+        if (rc == -ETIMEDOUT)
+            sb_junk(sb, sb_op_names[op]); /* a length that no payload follows */
+        else
+            sb_reap(sb, sb_op_names[op]);
+        return mig_err_set(errp, -EPIPE, "%s", sb->death);
+    }
+    if (r.procs) {
+        free(data);
+        sb_die(sb, "plugin %s started a process in %s (a plugin must not fork)", sb->label,
+               sb_op_names[op]);
+        certify_jail_kill(&sb->jail);
         return mig_err_set(errp, -EPIPE, "%s", sb->death);
     }
     data[r.len] = 0;
@@ -502,23 +542,14 @@ CertSandbox *certify_sb_spawn(const char *path, unsigned timeout_s, MigErr **err
         mig_err_set(errp, -errno, "socketpair: %s", strerror(errno));
         return NULL;
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        mig_err_set(errp, -errno, "fork: %s", strerror(errno));
+    CertSandbox *sb = mig_malloc0(sizeof(*sb));
+    if (certify_jail_spawn(&sb->jail, sv[1], child_main, (void *)path, errp) < 0) {
         close(sv[0]);
         close(sv[1]);
+        free(sb);
         return NULL;
     }
-    if (pid == 0) {
-        close(sv[0]);
-        signal(SIGPIPE, SIG_DFL);
-        child_main(sv[1], path);
-        _exit(0);
-    }
     close(sv[1]);
-    CertSandbox *sb = mig_malloc0(sizeof(*sb));
-    sb->pid = pid;
     sb->fd = sv[0];
     sb->timeout_s = timeout_s;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -545,20 +576,16 @@ void certify_sb_free(CertSandbox *sb)
 {
     if (!sb)
         return;
+    int strays = sb->dead ? 0 : certify_jail_strays(&sb->jail);
+    if (strays > 0)
+        sb_die(sb, "plugin %s left %d process(es) running at the end of the case (a plugin "
+               "must not fork)", sb->label, strays);
     if (sb->fd >= 0)
         close(sb->fd);
-    if (sb->pid > 0) {
-        /* closing the socket ends the child; do not wait on a hung one */
-        if (waitpid(sb->pid, NULL, WNOHANG) == 0) {
-            struct timespec d = {0, 2000000};
-            for (int i = 0; i < 50 && waitpid(sb->pid, NULL, WNOHANG) == 0; i++)
-                nanosleep(&d, NULL);
-            if (kill(sb->pid, 0) == 0) {
-                kill(sb->pid, SIGKILL);
-                waitpid(sb->pid, NULL, 0);
-            }
-        }
-    }
+    /* closing the socket ends a healthy child; a hung one is killed, and
+     * either way every process of the jail is gone when this returns */
+    if (certify_jail_wait(&sb->jail, certify_now_ms() + 2000) < 0)
+        certify_jail_kill(&sb->jail);
     free(sb->death);
     free(sb);
 }

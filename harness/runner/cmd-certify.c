@@ -69,10 +69,15 @@ static char *stem_of(const char *path)
     return s;
 }
 
+static void usage_to(FILE *f)
+{
+    fprintf(f, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
+               "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-                    "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+    usage_to(stderr);
 }
 
 /* A whole number of seconds > 0; false for anything else ("abc", "5s", 0). */
@@ -184,7 +189,10 @@ int cmd_certify(int argc, char **argv)
             }
         } else if (!strcmp(a, "--list"))
             list = true;
-        else {
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage_to(stdout);
+            return 0;
+        } else {
             usage();
             return 2;
         }
@@ -216,8 +224,13 @@ int cmd_certify(int argc, char **argv)
     snprintf(plugin_desc, sizeof(plugin_desc), "%s %s, protocol v%u, features %s",
              pd.name[0] ? pd.name : stem, pd.version, pd.protocol,
              mig_dev_features_name(pd.features));
-    if (peer)
+    char peer_desc[256] = "";
+    if (peer) {
         probe_plugin(peer, timeout_s, &pp);
+        snprintf(peer_desc, sizeof(peer_desc), "%s %s, protocol v%u, features %s",
+                 pp.name[0] ? pp.name : peer_stem, pp.version, pp.protocol,
+                 mig_dev_features_name(pp.features));
+    }
 
     CertCase *cases = NULL;
     size_t ncases = certify_build_cases(&cases, pd.features, pd.callbacks, peer_stem, stem);
@@ -307,8 +320,8 @@ int cmd_certify(int argc, char **argv)
         }
     }
 
-    CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, cases, res, ncases,
-                     npass,  nfail, nskip, nnotrun};
+    CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, peer ? peer_desc : NULL,
+                     cases,  res, ncases, npass, nfail, nskip, nnotrun};
     MigErr *werr = NULL;
     int rc = nfail || nnotrun ? 1 : 0;
     if (certify_write_reports(&rp, &werr) < 0) {

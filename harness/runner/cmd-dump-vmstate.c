@@ -5,6 +5,7 @@
  * working tree (2.1-dev); descriptions come from fakes/devices/releases.c via
  * vmstate_describe_dump().
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,14 @@ int cmd_dump_vmstate(int argc, char **argv)
 {
     const char *release = MIG_RELEASE_CURRENT, *file = NULL;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: migcert dump-vmstate [--release R] FILE\n"
+                   "  Write release R's device descriptions (default %s; known: %s) in\n"
+                   "  QEMU's -dump-vmstate shape to FILE (\"-\": stdout), the input of\n"
+                   "  `migcert check-compat`.\n",
+                   MIG_RELEASE_CURRENT, mig_release_names());
+            return 0;
+        }
         if (!strcmp(argv[i], "--release") && i + 1 < argc)
             release = argv[++i];
         else if (!strncmp(argv[i], "--release=", 10))
@@ -43,9 +52,18 @@ int cmd_dump_vmstate(int argc, char **argv)
     int flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER;
     if (!strcmp(file, "-")) {
         rc = json_dumpf(doc, stdout, flags) == 0 && fputc('\n', stdout) != EOF ? 0 : 1;
-    } else if (json_dump_file(doc, file, flags) != 0) {
-        fprintf(stderr, "migcert dump-vmstate: cannot write '%s'\n", file);
-        rc = 1;
+    } else {
+        /* json_dump_file says nothing of why: open the file ourselves */
+        FILE *f = fopen(file, "w");
+        int e = f ? 0 : errno;
+        if (f && json_dumpf(doc, f, flags) != 0)
+            e = errno ? errno : EIO;
+        if (f && fclose(f) != 0 && !e)
+            e = errno;
+        if (e) {
+            fprintf(stderr, "migcert dump-vmstate: cannot write '%s': %s\n", file, strerror(e));
+            rc = 1;
+        }
     }
     json_decref(doc);
     return rc;

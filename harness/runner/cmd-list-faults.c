@@ -69,6 +69,14 @@ int cmd_list_faults(int argc, char **argv)
     char **paths = mig_malloc0(sizeof(char *) * (size_t)(argc + 1));
     size_t npaths = 0;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: migcert list-faults [--unreached [PATH...]]\n"
+                   "  Print every registered fault point: name, errno, what it does.\n"
+                   "  --unreached: the points no scenario under PATH (default scenarios/)\n"
+                   "  reaches.\n");
+            free(paths);
+            return 0;
+        }
         if (!strcmp(argv[i], "--unreached"))
             unreached = true;
         else if (unreached && argv[i][0] != '-')

@@ -14,14 +14,22 @@
  *   -k PAT           only cases whose id contains PAT (repeatable: any);
  *                    a selection that matches no case exits 2
  *   --json F         {"seed", "cases": [{"id", "status", "seed", "pair",
- *                    "faults", "trace_hash", "repro", "error", "outcome"}]}
+ *                    "faults", "trace_hash", "repro", "error", "outcome",
+ *                    "scenario", "src", "dst", "devices", "spice_channels",
+ *                    "mig_error", "fired", "first_fired", "virtual_ns",
+ *                    "timeline"}]}: src/dst the releases the case ran,
+ *                    mig_error the migration's own error (a pair refused
+ *                    by pre-flight names its rule there), timeline the
+ *                    events a report draws (run-timeline.h); what
+ *                    `migcert report` reads (docs/report.md)
  *   --junit F        JUnit XML
  *   --list           print the case ids and exit
  *   -v               echo each case's event trace on stderr
  *   -h, --help       usage on stdout, exit 0
  *
- * Output: the seed first; one progress line per case on stderr
- * (`PASS|FAIL id ... trace <hash>`); at the end a table of failures
+ * Output: the seed first; progress on stderr (run-progress.h: one line per
+ * case, `PASS|FAIL id ... trace <hash>`, or on a terminal one line
+ * rewritten in place) and one summary line; at the end a table of failures
  * with exactly one `REPRO:` line each, how many pair combinations were not
  * applicable and why, then `N passed, N failed` last.  A pair that cannot
  * run a scenario (exec_case_applicable: a device the source machine type
@@ -43,6 +51,8 @@
 #include "exec.h"
 #include "heap-count.h"
 #include "report.h"
+#include "run-progress.h"
+#include "run-timeline.h"
 
 typedef struct Case {
     char *id;
@@ -58,6 +68,10 @@ typedef struct Case {
     char *outcome;
     char *repro;
     char trace_hash[65];
+    char *mig_error;
+    uint64_t fired, virtual_ns;
+    char first_fired[96];
+    json_t *timeline, *channels;
 } Case;
 
 typedef struct Opts {
@@ -104,6 +118,9 @@ static void case_clear(Case *c)
     free(c->error);
     free(c->outcome);
     free(c->repro);
+    free(c->mig_error);
+    json_decref(c->timeline);
+    json_decref(c->channels);
 }
 
 static char *shell_quote(const char *s)
@@ -342,19 +359,46 @@ static int build_cases(Opts *o, Cases *cs)
     return 0;
 }
 
-static void print_progress(const Opts *o, size_t idx, size_t total, const Case *c)
+static void print_progress(const Opts *o, RunProgress *pr, const Case *c)
 {
-    const char *tag = !strcmp(c->status, "passed") ? "PASS" : "FAIL";
+    bool failed = strcmp(c->status, "passed") != 0;
     char pos[48];
-    if (total)
-        snprintf(pos, sizeof(pos), "%zu/%zu", idx, total);
+    if (pr->total)
+        snprintf(pos, sizeof(pos), "%zu/%zu", pr->done + 1, pr->total);
     else
-        snprintf(pos, sizeof(pos), "%zu", idx);
-    fprintf(stderr, "[%s] seed 0x%llx %s %s%s%s%s%s trace %s\n", pos,
-            (unsigned long long)o->seed, tag, c->id, c->outcome ? " " : "",
-            c->outcome ? c->outcome : "", c->error && strcmp(c->status, "passed") ? ": " : "",
-            c->error && strcmp(c->status, "passed") ? c->error : "",
-            c->trace_hash[0] ? c->trace_hash : "-");
+        snprintf(pos, sizeof(pos), "%zu", pr->done + 1);
+    char *line = mig_strdup_printf(
+        "[%s] seed 0x%llx %s %s%s%s%s%s trace %s", pos, (unsigned long long)o->seed,
+        failed ? "FAIL" : "PASS", c->id, c->outcome ? " " : "", c->outcome ? c->outcome : "",
+        c->error && failed ? ": " : "", c->error && failed ? c->error : "",
+        c->trace_hash[0] ? c->trace_hash : "-");
+    run_progress_case(pr, failed, line);
+    free(line);
+}
+
+/* Runs rc into r, keeping in c what the JSON reports besides the verdict
+ * (the trace as a timeline, faults fired, the migration's error); the
+ * trace is echoed on stderr with -v.  Returns exec_run_case's result. */
+static int run_capture(const Opts *o, RunCase *rc, RunResult *r, Case *c)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    rc->trace_out = mem;
+    int ret = exec_run_case(rc, r);
+    if (mem)
+        fclose(mem);
+    if (o->verbose && buf)
+        fwrite(buf, 1, len, stderr);
+    memcpy(c->trace_hash, r->trace_hash, sizeof(c->trace_hash));
+    c->outcome = r->outcome[0] ? mig_strdup(r->outcome) : NULL;
+    c->mig_error = r->mig_error[0] ? mig_strdup(r->mig_error) : NULL;
+    c->fired = r->fired;
+    c->virtual_ns = r->virtual_ns;
+    snprintf(c->first_fired, sizeof(c->first_fired), "%s", r->first_fired);
+    c->timeline = run_timeline_json(buf, len, &c->channels);
+    free(buf);
+    return ret;
 }
 
 /* Run one case, filling in its results. */
@@ -373,12 +417,9 @@ static void run_one(const Opts *o, Case *c)
         .pair_dst = c->pair_dst,
         .extra = c->extra,
         .nextra = c->nextra,
-        .trace_out = o->verbose ? stderr : NULL,
     };
     RunResult *r = mig_malloc0(sizeof(*r));
-    int ret = exec_run_case(&rc, r);
-    memcpy(c->trace_hash, r->trace_hash, sizeof(c->trace_hash));
-    c->outcome = r->outcome[0] ? mig_strdup(r->outcome) : NULL;
+    int ret = run_capture(o, &rc, r, c);
     if (ret < 0) {
         c->status = "failed";
         c->error = mig_strdup_printf("harness: %s", r->error);
@@ -399,7 +440,7 @@ static void run_one(const Opts *o, Case *c)
 
 /* --sweep: after the base case, fail hit k of each reached point until a
  * run injects nothing. */
-static void sweep_case(const Opts *o, Cases *out, const Case *base_in, size_t *progress)
+static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgress *progress)
 {
     /* a shallow copy: case_add() below may move `out`, base_in lives there */
     const Case base_copy = *base_in;
@@ -442,19 +483,16 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, size_t *p
                 s->err = -tab[p].err;
                 c->id = make_id(c->path, c->pair_src, c->pair_dst, c->extra, c->nextra);
                 RunCase sc = {.scn = c->scn, .seed = o->seed, .pair_src = c->pair_src,
-                              .pair_dst = c->pair_dst, .extra = c->extra, .nextra = c->nextra,
-                              .trace_out = o->verbose ? stderr : NULL};
+                              .pair_dst = c->pair_dst, .extra = c->extra, .nextra = c->nextra};
                 RunResult *sr = mig_malloc0(sizeof(*sr));
-                int ret = exec_run_case(&sc, sr);
-                memcpy(c->trace_hash, sr->trace_hash, sizeof(c->trace_hash));
-                c->outcome = sr->outcome[0] ? mig_strdup(sr->outcome) : NULL;
+                int ret = run_capture(o, &sc, sr, c);
                 c->status = ret < 0 || !sr->passed ? "failed" : "passed";
                 if (strcmp(c->status, "passed"))
                     c->error = mig_strdup(sr->error);
                 c->repro = make_repro(o, c);
                 bool fired = sr->fired > 0;
                 free(sr);
-                print_progress(o, ++*progress, 0, c);
+                print_progress(o, progress, c);
                 if (!fired || k > 1000000)
                     break;
             }
@@ -482,12 +520,24 @@ static void write_json(const Opts *o, const Cases *cs)
         }
         json_t *pair = c->pair_src ? json_sprintf("%s:%s", c->pair_src, c->pair_dst)
                                    : json_null();
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:s?, s:s}", "id", c->id,
-                           "status", c->status, "seed",
-                           json_string_value(json_object_get(doc, "seed")), "pair", pair,
-                           "faults", faults, "trace_hash", c->trace_hash, "repro", c->repro,
-                           "error", c->error, "outcome", c->outcome, "scenario", c->path));
+        json_t *devices = json_array();
+        for (size_t d = 0; c->scn && d < c->scn->src.ndevices; d++)
+            json_array_append_new(devices, json_string(c->scn->src.devices[d]));
+        json_t *o1 = json_pack("{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s?, s:s?, s:s}", "id",
+                               c->id, "status", c->status, "seed",
+                               json_string_value(json_object_get(doc, "seed")), "pair", pair,
+                               "faults", faults, "trace_hash", c->trace_hash, "repro",
+                               c->repro, "error", c->error, "outcome", c->outcome, "scenario",
+                               c->path);
+        const char *src = c->pair_src ? c->pair_src : c->scn ? c->scn->src.release : NULL;
+        const char *dst = c->pair_dst ? c->pair_dst : c->scn ? c->scn->dst.release : NULL;
+        json_object_update_missing_new(
+            o1, json_pack("{s:s?, s:s?, s:o, s:O?, s:s?, s:I, s:s?, s:I, s:O?}", "src", src,
+                          "dst", dst, "devices", devices, "spice_channels", c->channels,
+                          "mig_error", c->mig_error, "fired", (json_int_t)c->fired,
+                          "first_fired", c->first_fired[0] ? c->first_fired : NULL,
+                          "virtual_ns", (json_int_t)c->virtual_ns, "timeline", c->timeline));
+        json_array_append_new(arr, o1);
     }
     json_object_set_new(doc, "cases", arr);
     MigErr *err = NULL;
@@ -611,16 +661,18 @@ int cmd_run(int argc, char **argv)
                 "something else replaced the malloc family (valgrind, a sanitizer); its "
                 "leak check stands in\n");
     Cases done = {0};
-    size_t progress = 0;
+    RunProgress progress;
+    run_progress_init(&progress, stderr, o.sweep ? 0 : cs.n);
     for (size_t i = 0; i < cs.n; i++) {
         Case *c = &cs.v[i];
         run_one(&o, c);
-        print_progress(&o, ++progress, o.sweep ? 0 : cs.n, c);
+        print_progress(&o, &progress, c);
         Case *keep = case_add(&done);
         *keep = *c;
         if (o.sweep)
             sweep_case(&o, &done, keep, &progress);
     }
+    run_progress_end(&progress);
     for (size_t i = 0; i < done.n; i++) {
         const char *st = done.v[i].status;
         if (!strcmp(st, "passed"))

@@ -21,7 +21,10 @@
  * start and, with --dirty-rate, keeps writing it.  Besides QEMU's commands,
  * x-query-ram-digest and x-query-device-digest (impl/monitor/qmp-commands.h;
  * this file feeds fake-gpu's memory and registers) let management compare a
- * source at stop time with its destination.
+ * source at stop time with its destination.  An fd: URI over QMP names an
+ * fd handed over with getfd (fd:NAME); only --incoming takes fd:N, an fd
+ * the process was started with.  The monitor's lines for a person (a client
+ * dropped for not reading its replies) go to stderr as "migcert vm: QMP: ".
  *
  * Lifetime: the process runs until `quit` (or SIGTERM/SIGINT/SIGHUP) and
  * then exits 0.  A migration that fails or is cancelled never ends it: the
@@ -29,7 +32,9 @@
  * or "cancelled").  The source resumes its guest (query-status "running");
  * a destination keeps the guest stopped (query-status "inmigrate", running
  * false: it has discarded what it loaded and accepts no second incoming
- * migration) and waits for `quit`, so management can ask it why.  This is
+ * migration) and waits for `quit`, so management can ask it why.  A
+ * destination whose incoming migration completed runs the guest and may
+ * migrate it on, as QEMU's (the soak, harness/soak/soak.py).  This is
  * where migcert parts from QEMU, whose destination exits 1 when its incoming
  * migration fails; --exit-on-incoming-failure restores that.  Exit 2: bad
  * options or a machine that cannot start; 1: an --incoming URI that cannot
@@ -148,7 +153,11 @@ static void usage(FILE *out)
             "                    unix=on,addr=PATH; disable-ticketing=on, password=P,\n"
             "                    seamless-migration=on; adds the display, sound and\n"
             "                    port devices (fake-qxl, fake-snd, fake-vmc); x-draw-rate=N\n"
-            "                    makes the display draw N operations a second (benchmarks)\n"
+            "                    makes the display draw N operations a second (benchmarks);\n"
+            "                    x-heads=N gives the guest N heads (1 to 4);\n"
+            "                    x-pixmap-cache-migration=reset|restore: what seamless\n"
+            "                    migration does with a client's pixmap cache;\n"
+            "                    image-compression=glz (or auto_glz) sends GLZ images\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
@@ -215,6 +224,12 @@ static void release_version(const char *name, MigMonitorVersion *v)
     v->major = (int)a;
     v->minor = (int)b;
     v->micro = 0;
+}
+
+/* The monitor's lines for a person (a client dropped for not reading). */
+static void qmp_log(void *opaque, const char *line)
+{
+    fprintf(stderr, "migcert vm: QMP: %s\n", line);
 }
 
 static void vm_quit(void *opaque)
@@ -694,6 +709,7 @@ int cmd_vm(int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &rt);
     int64_t realtime_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
     mig_monitor_set_clock_offset(vm.mon, realtime_ns - (int64_t)mig_loop_now_ns(vm.loop));
+    mig_monitor_set_log(vm.mon, qmp_log, NULL);
 
     MigCapMask known = 0;
     for (const char *const *cn = rel->caps; cn && *cn; cn++) {

@@ -15,5 +15,6 @@ int cmd_analyze(int argc, char **argv);
 int cmd_dump_vmstate(int argc, char **argv);
 int cmd_check_compat(int argc, char **argv);
 int cmd_list_faults(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

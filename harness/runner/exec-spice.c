@@ -44,11 +44,13 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
                             .password = sp->password[0] ? sp->password : NULL,
                             .migrate_timeout_ns = sp->migrate_timeout_ns,
                             .no_semi_seamless = sp->no_semi_seamless,
+                            .pixmap_cache_migration = sp->pixmap_cache_migration, .glz = sp->glz,
                             .who = who};
     MigFaultSide prev;
     exec__side_enter(sd->sl, &prev);
     int rc = mig_machine_add_spice(sd->m, &sc, errp);
-    FakeSpiceOptions fo = {.width = sp->width, .height = sp->height, .vmc_bytes_per_tick = sp->vmc_rate};
+    FakeSpiceOptions fo = {.width = sp->width, .height = sp->height, .heads = sp->heads,
+                           .vmc_bytes_per_tick = sp->vmc_rate};
     if (rc == 0 && !(sd->spice = fake_spice_new(sd->m, &fo, errp)))
         rc = -EINVAL;
     fault_injector_set_side(run->inj, prev);

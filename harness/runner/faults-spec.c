@@ -2,6 +2,7 @@
  * faults-spec.c - fault spec parser and the PRNG-driven libfiu injector
  * (see faults-spec.h).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,9 +116,13 @@ int mig_fault_spec_parse(const char *text, MigFaultSpec *out, MigErr **errp)
     case '#': {
         if (p[1] < '0' || p[1] > '9')
             return mig_err_set(errp, -EINVAL, "fault '%s': '#' needs a hit number >= 1", text);
+        errno = 0;
         unsigned long long n = strtoull(p + 1, &end, 10);
         if (n == 0)
             return mig_err_set(errp, -EINVAL, "fault '%s': hit numbers start at 1", text);
+        if (errno == ERANGE || n > MIG_FAULT_MAX_NTH)
+            return mig_err_set(errp, -EINVAL, "fault '%s': hit number above %llu, the most a "
+                               "fault spec takes", text, (unsigned long long)MIG_FAULT_MAX_NTH);
         s.when = MIG_FAULT_WHEN_NTH;
         s.nth = n;
         p = end;

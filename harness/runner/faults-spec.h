@@ -8,7 +8,7 @@
  *
  *   SIDE   src | dst | client
  *   POINT  a name registered in impl/common/faults.h (`migcert list-faults`)
- *   #N     fail the Nth hit of POINT on SIDE (N >= 1), once
+ *   #N     fail the Nth hit of POINT on SIDE (1 <= N <= MIG_FAULT_MAX_NTH), once
  *   @PHASE fail the first hit of POINT on SIDE while the source migration
  *          is in PHASE (setup, precopy|active, stop-copy|device, cancelling)
  *   %P     fail each hit with probability P (0 < P <= 1, e.g. %0.05),
@@ -73,6 +73,10 @@ typedef enum MigFaultWhen {
     MIG_FAULT_WHEN_PROB,   /* %P */
     MIG_FAULT_WHEN__COUNT
 } MigFaultWhen;
+
+/* The largest hit number #N takes (docs/limits.md): far above the hits of
+ * any point in a run, far below where the counter could wrap. */
+#define MIG_FAULT_MAX_NTH 1000000000000ull
 
 typedef struct MigFaultSpec {
     MigFaultSide side;

@@ -19,6 +19,7 @@ static const struct {
     {"dump-vmstate", cmd_dump_vmstate, "dump-vmstate [--release R] FILE"},
     {"check-compat", cmd_check_compat, "check-compat OLD.json NEW.json"},
     {"list-faults", cmd_list_faults, "list-faults [--unreached]"},
+    {"report", cmd_report, "report [DIR] [--merge DIR...] [--out DIR]"},
 };
 
 static void usage(FILE *out)

@@ -20,7 +20,19 @@ HEAP_COUNT_SYMS := malloc free calloc realloc reallocarray memalign aligned_allo
 HEAP_COUNT_LDFLAGS := $(foreach s,$(HEAP_COUNT_SYMS),-Wl,--export-dynamic-symbol=$(s))
 
 RUNNER_UNIT_BINS := $(BUILD)/unit/test-scenario $(BUILD)/unit/test-releases $(BUILD)/unit/test-faults-spec \
-  $(BUILD)/unit/test-heap-count $(BUILD)/unit/test-report
+  $(BUILD)/unit/test-heap-count $(BUILD)/unit/test-report $(BUILD)/unit/test-run-timeline
 $(RUNNER_UNIT_BINS): $(BUILD)/unit/%: $(BUILD)/obj/harness/unit/%.o $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(CMOCKA_LIBS) $(LDLIBS)
+
+# The suite version a certificate names (certify-report.c): `git describe`
+# of the tree it was built from.  The stamp file changes only when the
+# version does, so certify-report.o is rebuilt exactly then.
+SUITE_VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/gen/suite-version: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(SUITE_VERSION)" ] || echo "$(SUITE_VERSION)" > $@
+$(BUILD)/obj/harness/runner/certify-report.o: $(BUILD)/gen/suite-version
+$(BUILD)/obj/harness/runner/certify-report.o: ALL_CFLAGS += -DMIGCERT_SUITE_VERSION='"$(SUITE_VERSION)"'
+.PHONY: FORCE
+FORCE:

@@ -9,8 +9,8 @@
  *             semi-seamless migration kept the session id, a switch-host
  *             did not; the kind matches expect.client-migration;
  *   screen    with the guest stopped there and the links drained, the
- *             client's primary surface equals the guest's framebuffer
- *             (fake-qxl) pixel for pixel;
+ *             client's primary surface of every head equals that head's
+ *             framebuffer (fake-qxl) pixel for pixel;
  *   images    the client never met an image it does not hold nor any other
  *             protocol error (its last error is empty, or contains
  *             expect.client-error);
@@ -147,6 +147,30 @@ static bool settled(void *opaque)
     return true;
 }
 
+/* The client's primary surface of display channel `head` against that
+ * head's framebuffer. */
+static int check_head(FakeClient *c, Side *end, uint32_t head, MigErr **errp)
+{
+    const SpiceSurface *fb = fake_qxl_head_framebuffer(end->spice->qxl, head);
+    const SpiceSurface *cs = fake_client_surface(c, (uint8_t)head, 0);
+    if (!cs)
+        return mig_err_set(errp, -EPROTO, "spice: the client has no primary surface of display %u on %s", head,
+                           mig_fault_side_names[end->sl->side]);
+    if (cs->width != fb->width || cs->height != fb->height)
+        return mig_err_set(errp, -EPROTO, "spice: the client's primary surface of display %u is %ux%u, the "
+                           "guest's %ux%u", head, cs->width, cs->height, fb->width, fb->height);
+    size_t n = (size_t)fb->width * fb->height, diff = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (cs->px[i] != fb->px[i] && !diff++)
+            first = i;
+    if (diff)
+        return mig_err_set(errp, -EPROTO, "spice: the client's screen differs from the guest framebuffer of %s "
+                           "in %zu pixel(s), first at (%zu, %zu) of display %u: 0x%06x, the guest has 0x%06x",
+                           mig_fault_side_names[end->sl->side], diff, first % fb->width, first / fb->width, head,
+                           cs->px[first], fb->px[first]);
+    return 0;
+}
+
 static int check_screen(Run *run, Side *end, MigErr **errp)
 {
     FakeClient *c = run->spice->client;
@@ -164,23 +188,11 @@ static int check_screen(Run *run, Side *end, MigErr **errp)
         return mig_err_set(errp, -ETIMEDOUT, "spice: the links to %s did not settle within 120 s of the "
                            "guest stopping", mig_fault_side_names[end->sl->side]);
     exec__selftest_break_spice(run, end, true);
-    const SpiceSurface *fb = fake_qxl_framebuffer(end->spice->qxl);
-    const SpiceSurface *cs = fake_client_surface(c, 0, 0);
-    if (!cs)
-        return mig_err_set(errp, -EPROTO, "spice: the client has no primary surface on %s",
-                           mig_fault_side_names[end->sl->side]);
-    if (cs->width != fb->width || cs->height != fb->height)
-        return mig_err_set(errp, -EPROTO, "spice: the client's primary surface is %ux%u, the guest's %ux%u",
-                           cs->width, cs->height, fb->width, fb->height);
-    size_t n = (size_t)fb->width * fb->height, diff = 0, first = 0;
-    for (size_t i = 0; i < n; i++)
-        if (cs->px[i] != fb->px[i] && !diff++)
-            first = i;
-    if (diff)
-        return mig_err_set(errp, -EPROTO, "spice: the client's screen differs from the guest framebuffer of %s "
-                           "in %zu pixel(s), first at (%zu, %zu): 0x%06x, the guest has 0x%06x",
-                           mig_fault_side_names[end->sl->side], diff, first % fb->width, first / fb->width,
-                           cs->px[first], fb->px[first]);
+    for (uint32_t head = 0; head < fake_qxl_heads(end->spice->qxl); head++) {
+        int r = check_head(c, end, head, errp);
+        if (r < 0)
+            return r;
+    }
     return 0;
 }
 

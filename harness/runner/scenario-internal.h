@@ -35,9 +35,14 @@ typedef struct LineEntry {
     int line;   /* 1-based */
 } LineEntry;
 
+/* Entries in file order, and an open-addressing hash over them (slot:
+ * entry index + 1, 0 empty; at most half full) so that a lookup costs the
+ * same for the 20,000th step as for the first: loading is linear. */
 typedef struct LineIndex {
     LineEntry *e;
     size_t n, cap;
+    uint32_t *slot;
+    size_t nslot; /* a power of two, or 0 */
 } LineIndex;
 
 /* Build the index of `data` (name for errors): 0, or -EINVAL with the
@@ -159,6 +164,9 @@ typedef struct RawSpice {
     char *migrate_timeout;
     char *migrate_info;
     char *display;
+    char *heads;
+    char *pixmap_cache_migration;
+    char *image_compression;
     char *vmc_rate;
     char *semi_seamless;
 } RawSpice;
@@ -216,6 +224,15 @@ typedef struct Ctx {
 
 /* Fail with "FILE:LINE: key 'K': MSG", K the last component of `path`. */
 int scn__bad(Ctx *c, const char *path, const char *fmt, ...) MIG_PRINTF(3, 4);
+/* A value parser's failure rc (scenario-values.c) for `text` at `path`:
+ * -ERANGE is "FILE:LINE: key 'K': 'TEXT' is out of range (LIMIT,
+ * docs/limits.md)", anything else the caller's own message. */
+int scn__bad_value(Ctx *c, const char *path, int rc, const char *text, const char *limit,
+                   const char *fmt, ...) MIG_PRINTF(6, 7);
+#define SCN_LIMIT_RATE "at most 100000 pages/s"
+#define SCN_LIMIT_BANDWIDTH "from 1/s to 1024G/s (1T/s), or unlimited"
+#define SCN_LIMIT_DURATION "at most 60min of virtual time"
+
 /* "FILE:LINE: key 'capabilities[i]': unknown capability 'x' (known: ...)" */
 int scn__bad_cap(Ctx *c, const char *path, uint32_t i, const char *name);
 char **scn__dup_strv(char **v, uint32_t n);

@@ -26,12 +26,45 @@ typedef struct Frame {
     char key[128];   /* mapping: current key */
 } Frame;
 
+/* FNV-1a: the index's hash of a key path. */
+static uint64_t path_hash(const char *p)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+    return h;
+}
+
+/* Put entry i (0-based) in the hash; the first entry of a path wins, as
+ * the linear search it replaces did. */
+static void slot_put(LineIndex *ix, size_t i)
+{
+    size_t mask = ix->nslot - 1;
+    for (size_t k = path_hash(ix->e[i].path) & mask;; k = (k + 1) & mask) {
+        if (!ix->slot[k]) {
+            ix->slot[k] = (uint32_t)(i + 1);
+            return;
+        }
+        if (!strcmp(ix->e[ix->slot[k] - 1].path, ix->e[i].path))
+            return;
+    }
+}
+
 static void index_add(LineIndex *ix, const char *path, int line)
 {
     MIG_GROW(ix->e, ix->cap, ix->n + 1, 64);
     ix->e[ix->n].path = mig_strdup(path);
     ix->e[ix->n].line = line;
     ix->n++;
+    if (2 * ix->n > ix->nslot) {
+        free(ix->slot);
+        ix->nslot = ix->nslot ? 2 * ix->nslot : 128;
+        ix->slot = mig_malloc0(ix->nslot * sizeof(*ix->slot));
+        for (size_t i = 0; i < ix->n; i++)
+            slot_put(ix, i);
+    } else {
+        slot_put(ix, ix->n - 1);
+    }
 }
 
 void scn__index_free(LineIndex *ix)
@@ -39,13 +72,17 @@ void scn__index_free(LineIndex *ix)
     for (size_t i = 0; i < ix->n; i++)
         free(ix->e[i].path);
     free(ix->e);
+    free(ix->slot);
 }
 
 int scn__index_line(const LineIndex *ix, const char *path)
 {
-    for (size_t i = 0; i < ix->n; i++)
-        if (!strcmp(ix->e[i].path, path))
-            return ix->e[i].line;
+    if (!ix->nslot)
+        return 0;
+    size_t mask = ix->nslot - 1;
+    for (size_t k = path_hash(path) & mask; ix->slot[k]; k = (k + 1) & mask)
+        if (!strcmp(ix->e[ix->slot[k] - 1].path, path))
+            return ix->e[ix->slot[k] - 1].line;
     return 0;
 }
 
@@ -73,7 +110,7 @@ int scn__index_build(LineIndex *ix, const char *name, const char *data, size_t l
     yaml_parser_t parser;
     yaml_event_t ev;
     Frame stack[32];
-    int depth = 0, rc = 0;
+    int depth = 0, rc = 0, documents = 0;
     if (!yaml_parser_initialize(&parser))
         return mig_err_set(errp, -ENOMEM, "%s: cannot initialise the YAML parser", name);
     yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
@@ -97,6 +134,16 @@ int scn__index_build(LineIndex *ix, const char *name, const char *data, size_t l
             break;
         }
         switch (ev.type) {
+        case YAML_DOCUMENT_START_EVENT:
+            /* libcyaml reads the first document only: a second one would
+             * be ignored without a word */
+            if (++documents > 1) {
+                rc = mig_err_set(errp, -EINVAL,
+                                 "%s:%d: a second YAML document (a scenario file holds one)",
+                                 name, line);
+                done = true;
+            }
+            break;
         case YAML_SCALAR_EVENT:
             if (top && !top->is_seq && top->expect_key) {
                 scn__scopy(top->key, sizeof(top->key), (const char *)ev.data.scalar.value);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "scenario-internal.h"
+#include "spice/spice-pixmap-cache.h"
 
 const char *const scn_migrate_info_names[SCN_MIGRATE_INFO__COUNT] = {"wait", "no-wait", "manual"};
 const char *const scn_target_names[SCN_TARGET__COUNT] = {"accept", "refuse", "fail", "hang"};
@@ -75,6 +76,7 @@ static int check_password(Ctx *c, const char *path, const char *v, char *out, si
 
 static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
 {
+    int rc = 0;
     sp->on = true;
     sp->width = 160;
     sp->height = 120;
@@ -82,9 +84,11 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
     if (r->password && check_password(c, "spice.password", r->password, sp->password, sizeof(sp->password)) < 0)
         return -EINVAL;
     if (r->migrate_timeout &&
-        (scn_parse_duration(r->migrate_timeout, &sp->migrate_timeout_ns) < 0 || !sp->migrate_timeout_ns))
-        return scn__bad(c, "spice.migrate-timeout", "invalid duration '%s' (expected e.g. 10s)",
-                        r->migrate_timeout);
+        ((rc = scn_parse_duration(r->migrate_timeout, &sp->migrate_timeout_ns)) < 0 ||
+         !sp->migrate_timeout_ns))
+        return scn__bad_value(c, "spice.migrate-timeout", rc, r->migrate_timeout,
+                              SCN_LIMIT_DURATION, "invalid duration '%s' (expected e.g. 10s)",
+                              r->migrate_timeout);
     int v;
     if (r->migrate_info) {
         if (scn__enum(c, "spice.migrate-info", r->migrate_info, scn_migrate_info_names, SCN_MIGRATE_INFO__COUNT,
@@ -101,6 +105,25 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
         sp->width = w;
         sp->height = h;
     }
+    sp->heads = 1;
+    if (r->heads && parse_u32(c, "spice.heads", r->heads, 4, &sp->heads) < 0)
+        return -EINVAL;
+    if (!sp->heads)
+        return scn__bad(c, "spice.heads", "a guest has at least one head (1 to 4)");
+    if (r->image_compression) {
+        static const char *const kinds[] = {"off", "glz"};
+        int v;
+        if (scn__enum(c, "spice.image-compression", r->image_compression, kinds, 2, &v) < 0)
+            return -EINVAL;
+        sp->glz = v == 1;
+    }
+    if (r->pixmap_cache_migration) {
+        int v;
+        if (scn__enum(c, "spice.pixmap-cache-migration", r->pixmap_cache_migration, spice_pixmap_cache_mig_names,
+                      SPICE_PIXMAP_CACHE_MIG__COUNT, &v) < 0)
+            return -EINVAL;
+        sp->pixmap_cache_migration = v;
+    }
     if (r->vmc_rate && parse_u32(c, "spice.vmc-rate", r->vmc_rate, 1u << 20, &sp->vmc_rate) < 0)
         return -EINVAL;
     if (r->vmc_rate && !sp->vmc_rate)
@@ -114,7 +137,7 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
 
 static int check_client(Ctx *c, const RawClient *r, ScnClient *cl)
 {
-    int v;
+    int v, rc;
     cl->present = true;
     cl->vmc_rate = 300;
     cl->bandwidth = 20u << 20;
@@ -134,11 +157,15 @@ static int check_client(Ctx *c, const RawClient *r, ScnClient *cl)
     }
     if (r->vmc_rate && parse_u32(c, "client.vmc-rate", r->vmc_rate, 1u << 20, &cl->vmc_rate) < 0)
         return -EINVAL;
-    if (r->link && r->link->bandwidth && scn_parse_bandwidth(r->link->bandwidth, &cl->bandwidth) < 0)
-        return scn__bad(c, "client.link.bandwidth", "invalid bandwidth '%s' (expected e.g. 20M/s)",
-                        r->link->bandwidth);
-    if (r->link && r->link->latency && scn_parse_duration(r->link->latency, &cl->latency_ns) < 0)
-        return scn__bad(c, "client.link.latency", "invalid duration '%s' (expected e.g. 1ms)", r->link->latency);
+    if (r->link && r->link->bandwidth &&
+        (rc = scn_parse_bandwidth(r->link->bandwidth, &cl->bandwidth)) < 0)
+        return scn__bad_value(c, "client.link.bandwidth", rc, r->link->bandwidth,
+                              SCN_LIMIT_BANDWIDTH, "invalid bandwidth '%s' (expected e.g. 20M/s)",
+                              r->link->bandwidth);
+    if (r->link && r->link->latency &&
+        (rc = scn_parse_duration(r->link->latency, &cl->latency_ns)) < 0)
+        return scn__bad_value(c, "client.link.latency", rc, r->link->latency, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 1ms)", r->link->latency);
     if (r->password) {
         cl->has_password = true;
         if (check_password(c, "client.password", r->password, cl->password, sizeof(cl->password)) < 0)
@@ -149,8 +176,9 @@ static int check_client(Ctx *c, const RawClient *r, ScnClient *cl)
             return -EINVAL;
         cl->target = (ScnTarget)v;
     }
-    if (r->target_delay && scn_parse_duration(r->target_delay, &cl->target_delay_ns) < 0)
-        return scn__bad(c, "client.target-delay", "invalid duration '%s' (expected e.g. 2s)", r->target_delay);
+    if (r->target_delay && (rc = scn_parse_duration(r->target_delay, &cl->target_delay_ns)) < 0)
+        return scn__bad_value(c, "client.target-delay", rc, r->target_delay, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 2s)", r->target_delay);
     if (r->disconnect_at) {
         if (scn__enum(c, "client.disconnect-at", r->disconnect_at, scn_client_step_names + 1,
                       SCN_CLIENT_STEP__COUNT - 1, &v) < 0)
@@ -167,9 +195,11 @@ static int check_client(Ctx *c, const RawClient *r, ScnClient *cl)
             return scn__bad(c, "client.disconnect-at-message", "a client disconnects once: disconnect-at or "
                             "disconnect-at-message, not both");
     }
-    if (r->migrate_end_delay && scn_parse_duration(r->migrate_end_delay, &cl->migrate_end_delay_ns) < 0)
-        return scn__bad(c, "client.migrate-end-delay", "invalid duration '%s' (expected e.g. 1s)",
-                        r->migrate_end_delay);
+    if (r->migrate_end_delay &&
+        (rc = scn_parse_duration(r->migrate_end_delay, &cl->migrate_end_delay_ns)) < 0)
+        return scn__bad_value(c, "client.migrate-end-delay", rc, r->migrate_end_delay,
+                              SCN_LIMIT_DURATION, "invalid duration '%s' (expected e.g. 1s)",
+                              r->migrate_end_delay);
     return 0;
 }
 
@@ -281,11 +311,14 @@ int scn__check_spice_step(Ctx *c, const char *base, const RawStep *r, ScnStep *s
         if (!k->bandwidth && !k->latency)
             return scn__bad(c, path, "slow needs bandwidth or latency");
         snprintf(path, sizeof(path), "%s.bandwidth", base);
-        if (k->bandwidth && scn_parse_bandwidth(k->bandwidth, &st->bandwidth) < 0)
-            return scn__bad(c, path, "invalid bandwidth '%s' (expected e.g. 1M/s)", k->bandwidth);
+        int rc;
+        if (k->bandwidth && (rc = scn_parse_bandwidth(k->bandwidth, &st->bandwidth)) < 0)
+            return scn__bad_value(c, path, rc, k->bandwidth, SCN_LIMIT_BANDWIDTH,
+                                  "invalid bandwidth '%s' (expected e.g. 1M/s)", k->bandwidth);
         snprintf(path, sizeof(path), "%s.latency", base);
-        if (k->latency && scn_parse_duration(k->latency, &st->latency_ns) < 0)
-            return scn__bad(c, path, "invalid duration '%s'", k->latency);
+        if (k->latency && (rc = scn_parse_duration(k->latency, &st->latency_ns)) < 0)
+            return scn__bad_value(c, path, rc, k->latency, SCN_LIMIT_DURATION,
+                                  "invalid duration '%s'", k->latency);
         st->has_latency = k->latency != NULL;
     }
     return 0;

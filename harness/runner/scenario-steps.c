@@ -37,6 +37,7 @@ static int parse_percent(const char *s)
 int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
 {
     char base[64], path[128];
+    int rc;
     snprintf(base, sizeof(base), "steps[%zu]", i);
     const void *acts[SCN_STEP__COUNT] = {r->migrate, r->wait,      r->cancel, r->kill,
                                          r->restart, r->drop,      r->partition,
@@ -95,8 +96,9 @@ int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
         }
         if (w->time) {
             snprintf(path, sizeof(path), "%s.time", base);
-            if (scn_parse_duration(w->time, &st->time_ns) < 0)
-                return scn__bad(c, path, "invalid duration '%s' (expected e.g. 10ms, 2s)", w->time);
+            if ((rc = scn_parse_duration(w->time, &st->time_ns)) < 0)
+                return scn__bad_value(c, path, rc, w->time, SCN_LIMIT_DURATION,
+                                      "invalid duration '%s' (expected e.g. 10ms, 2s)", w->time);
         }
         if (w->bytes) {
             snprintf(path, sizeof(path), "%s.bytes", base);
@@ -183,14 +185,16 @@ int scn__check_step(Ctx *c, size_t i, const RawStep *r, ScnStep *st)
             return scn__bad(c, base, "slow needs bandwidth or latency");
         if (r->slow->bandwidth) {
             snprintf(path, sizeof(path), "%s.bandwidth", base);
-            if (scn_parse_bandwidth(r->slow->bandwidth, &st->bandwidth) < 0)
-                return scn__bad(c, path, "invalid bandwidth '%s' (expected e.g. 10M/s)",
-                           r->slow->bandwidth);
+            if ((rc = scn_parse_bandwidth(r->slow->bandwidth, &st->bandwidth)) < 0)
+                return scn__bad_value(c, path, rc, r->slow->bandwidth, SCN_LIMIT_BANDWIDTH,
+                                      "invalid bandwidth '%s' (expected e.g. 10M/s)",
+                                      r->slow->bandwidth);
         }
         if (r->slow->latency) {
             snprintf(path, sizeof(path), "%s.latency", base);
-            if (scn_parse_duration(r->slow->latency, &st->latency_ns) < 0)
-                return scn__bad(c, path, "invalid duration '%s'", r->slow->latency);
+            if ((rc = scn_parse_duration(r->slow->latency, &st->latency_ns)) < 0)
+                return scn__bad_value(c, path, rc, r->slow->latency, SCN_LIMIT_DURATION,
+                                      "invalid duration '%s'", r->slow->latency);
             st->has_latency = true;
         }
         break;

@@ -4,7 +4,8 @@
  *
  * Called by the loader's checks (scenario.c, scenario-steps.c), the
  * executor and `migcert vm` (scn_parse_size for --ram).  Pure functions:
- * 0 and the value, or -EINVAL with *out untouched.
+ * 0 and the value, or -EINVAL (malformed) or -ERANGE (past a limit of
+ * scenario.h, docs/limits.md) with *out untouched.
  */
 #include <ctype.h>
 #include <math.h>
@@ -99,9 +100,17 @@ int scn_parse_duration(const char *s, uint64_t *ns)
         *ns = 0;
         return 0;
     }
-    for (size_t i = 0; i < MIG_ARRAY_SIZE(units); i++)
-        if (!strcmp(end, units[i].s))
-            return to_u64(v * units[i].mul, ns);
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(units); i++) {
+        uint64_t n;
+        if (strcmp(end, units[i].s))
+            continue;
+        if (to_u64(v * units[i].mul, &n) < 0)
+            return -EINVAL;
+        if (n > SCN_MAX_DURATION)
+            return -ERANGE;
+        *ns = n;
+        return 0;
+    }
     return -EINVAL;
 }
 
@@ -115,6 +124,8 @@ int scn_parse_rate(const char *s, uint64_t *per_s)
         rest++;
     if (*rest && strcmp(rest, "pages/s"))
         return -EINVAL;
+    if (n > SCN_MAX_DIRTY_RATE)
+        return -ERANGE;
     *per_s = n;
     return 0;
 }
@@ -135,6 +146,14 @@ int scn_parse_bandwidth(const char *s, uint64_t *bps)
         return -EINVAL;
     memcpy(tmp, s, len - 2);
     tmp[len - 2] = 0;
-    return scn_parse_size(tmp, bps);
+    uint64_t v;
+    if (scn_parse_size(tmp, &v) < 0)
+        return -EINVAL;
+    /* 0/s is not "unlimited" (that is spelled out): a link that moves
+     * nothing would make the run wait for ever */
+    if (v == 0 || v > SCN_MAX_BANDWIDTH)
+        return -ERANGE;
+    *bps = v;
+    return 0;
 }
 

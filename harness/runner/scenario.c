@@ -11,10 +11,12 @@
  * keys and steps).
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "devices/releases.h"
@@ -41,6 +43,19 @@ int scn__bad(Ctx *c, const char *path, const char *fmt, ...)
     key = key ? key + 1 : path;
     return mig_err_set(c->errp, -EINVAL, "%s:%d: key '%s': %s", c->name,
                        scn__index_line(c->ix, path), key, msg);
+}
+
+int scn__bad_value(Ctx *c, const char *path, int rc, const char *text, const char *limit,
+                   const char *fmt, ...)
+{
+    if (rc == -ERANGE)
+        return scn__bad(c, path, "'%s' is out of range (%s, docs/limits.md)", text, limit);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return scn__bad(c, path, "%s", msg);
 }
 
 char **scn__dup_strv(char **v, uint32_t n)
@@ -120,6 +135,8 @@ static int check_machine(Ctx *c, const char *which, const RawMachine *r, const S
         if (scn_parse_size(r->ram, &m->ram) < 0 || m->ram < 4096 || m->ram % 4096)
             return scn__bad(c, path, "invalid size '%s' (expected a multiple of 4K like 64M)",
                        r->ram);
+        if (m->ram > SCN_MAX_RAM)
+            return scn__bad_value(c, path, -ERANGE, r->ram, "at most 1G", "%s", "");
     }
     if (r->fill) {
         snprintf(path, sizeof(path), "machines.%s.fill", which);
@@ -161,9 +178,10 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
     if (!strcmp(s->dst.machine, "match-dst"))
         return scn__bad(c, "machines.dst.machine", "match-dst is for the source only");
     if (r->workload && r->workload->dirty_rate &&
-        scn_parse_rate(r->workload->dirty_rate, &s->dirty_rate) < 0)
-        return scn__bad(c, "workload.dirty-rate", "invalid rate '%s' (expected e.g. 2000 pages/s)",
-                   r->workload->dirty_rate);
+        (rc = scn_parse_rate(r->workload->dirty_rate, &s->dirty_rate)) < 0)
+        return scn__bad_value(c, "workload.dirty-rate", rc, r->workload->dirty_rate,
+                              SCN_LIMIT_RATE, "invalid rate '%s' (expected e.g. 2000 pages/s)",
+                              r->workload->dirty_rate);
     snprintf(s->transport, sizeof(s->transport), "unix");
     if (r->transport) {
         /* The simulator models a connected byte pipe (the mem link): unix
@@ -185,12 +203,15 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
     }
     s->bandwidth = 1ull << 30; /* 1 GiB/s of virtual time */
     s->latency_ns = 50000;
-    if (r->link && r->link->bandwidth && scn_parse_bandwidth(r->link->bandwidth, &s->bandwidth) < 0)
-        return scn__bad(c, "link.bandwidth", "invalid bandwidth '%s' (expected e.g. 100M/s or "
-                   "unlimited)", r->link->bandwidth);
-    if (r->link && r->link->latency && scn_parse_duration(r->link->latency, &s->latency_ns) < 0)
-        return scn__bad(c, "link.latency", "invalid duration '%s' (expected e.g. 1ms)",
-                   r->link->latency);
+    if (r->link && r->link->bandwidth &&
+        (rc = scn_parse_bandwidth(r->link->bandwidth, &s->bandwidth)) < 0)
+        return scn__bad_value(c, "link.bandwidth", rc, r->link->bandwidth, SCN_LIMIT_BANDWIDTH,
+                              "invalid bandwidth '%s' (expected e.g. 100M/s or unlimited)",
+                              r->link->bandwidth);
+    if (r->link && r->link->latency &&
+        (rc = scn_parse_duration(r->link->latency, &s->latency_ns)) < 0)
+        return scn__bad_value(c, "link.latency", rc, r->link->latency, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 1ms)", r->link->latency);
     if (r->capabilities) {
         for (uint32_t i = 0; i < r->capabilities_count; i++) {
             char path[64];
@@ -213,20 +234,29 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
     }
     if (r->parameters) {
         if (r->parameters->max_bandwidth) {
-            if (scn_parse_bandwidth(r->parameters->max_bandwidth, &s->max_bandwidth) < 0)
-                return scn__bad(c, "parameters.max-bandwidth", "invalid bandwidth '%s'",
-                           r->parameters->max_bandwidth);
+            if ((rc = scn_parse_bandwidth(r->parameters->max_bandwidth, &s->max_bandwidth)) < 0)
+                return scn__bad_value(c, "parameters.max-bandwidth", rc,
+                                      r->parameters->max_bandwidth, SCN_LIMIT_BANDWIDTH,
+                                      "invalid bandwidth '%s'", r->parameters->max_bandwidth);
             s->has_max_bandwidth = true;
         }
         if (r->parameters->downtime_limit) {
             uint64_t ns;
-            if (scn_parse_duration(r->parameters->downtime_limit, &ns) < 0)
-                return scn__bad(c, "parameters.downtime-limit", "invalid duration '%s' (e.g. 300ms)",
-                           r->parameters->downtime_limit);
+            if ((rc = scn_parse_duration(r->parameters->downtime_limit, &ns)) < 0)
+                return scn__bad_value(c, "parameters.downtime-limit", rc,
+                                      r->parameters->downtime_limit, SCN_LIMIT_DURATION,
+                                      "invalid duration '%s' (e.g. 300ms)",
+                                      r->parameters->downtime_limit);
             s->downtime_limit_ms = ns / 1000000;
         }
         s->max_passes = r->parameters->max_passes;
     }
+    if (r->steps_count > SCN_MAX_STEPS)
+        return scn__bad(c, "steps", "%u steps, more than the %u a scenario may have "
+                        "(docs/limits.md)", r->steps_count, SCN_MAX_STEPS);
+    if (r->faults_count > SCN_MAX_FAULTS)
+        return scn__bad(c, "faults", "%u faults, more than the %u a scenario may have "
+                        "(docs/limits.md)", r->faults_count, SCN_MAX_FAULTS);
     s->nsteps = r->steps_count;
     s->steps = mig_malloc0(sizeof(ScnStep) * (s->nsteps ? s->nsteps : 1));
     bool migrates = false;
@@ -252,8 +282,10 @@ static int convert(Ctx *c, const RawScenario *r, Scenario *s)
         }
     }
     s->timeout_ns = 120ull * 1000000000ull;
-    if (r->timeout && (scn_parse_duration(r->timeout, &s->timeout_ns) < 0 || !s->timeout_ns))
-        return scn__bad(c, "timeout", "invalid duration '%s' (expected e.g. 60s)", r->timeout);
+    if (r->timeout && ((rc = scn_parse_duration(r->timeout, &s->timeout_ns)) < 0 ||
+                       !s->timeout_ns))
+        return scn__bad_value(c, "timeout", rc, r->timeout, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 60s)", r->timeout);
     s->outcome = (ScnOutcome)r->expect->outcome;
     if (r->expect->error) {
         s->error = mig_errno_parse(r->expect->error);
@@ -314,19 +346,54 @@ out_index:
 
 Scenario *scenario_load(const char *path, MigErr **errp)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; only regular
+     * files of at most SCN_MAX_FILE_BYTES are read (a FIFO, /dev/zero or a
+     * folder is refused before any byte is read) */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return mig_err_set(errp, -errno, "%s: cannot open: %s", path, strerror(errno)), NULL;
-    MigBuf data = {0};
-    size_t n;
-    do {
-        n = fread(mig_buf_reserve(&data, 4096), 1, 4096, f);
-        data.len += n;
-    } while (n > 0);
-    char *buf = (char *)data.data;
-    size_t len = data.len;
-    fclose(f);
-    Scenario *s = scenario_load_data(path, buf, len, errp);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return mig_err_set(errp, -e, "%s: cannot stat: %s", path, strerror(e)), NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return mig_err_set(errp, -EINVAL, "%s: not a regular file (a scenario is a .yaml file)",
+                           path), NULL;
+    }
+    if (st.st_size > (off_t)SCN_MAX_FILE_BYTES) {
+        close(fd);
+        return mig_err_set(errp, -EFBIG, "%s: %lld bytes, larger than the %u bytes a scenario "
+                           "file may have (docs/limits.md)", path, (long long)st.st_size,
+                           SCN_MAX_FILE_BYTES), NULL;
+    }
+    /* read one byte past the limit, so a file that grew since fstat is
+     * still refused */
+    char *buf = mig_malloc0(SCN_MAX_FILE_BYTES + 2);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, SCN_MAX_FILE_BYTES + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return mig_err_set(errp, -e, "%s: cannot read: %s", path, strerror(e)), NULL;
+        }
+        len += (size_t)n;
+        if (n == 0 || len > SCN_MAX_FILE_BYTES)
+            break;
+    }
+    close(fd);
+    Scenario *s = NULL;
+    if (len > SCN_MAX_FILE_BYTES)
+        mig_err_set(errp, -EFBIG, "%s: larger than the %u bytes a scenario file may have "
+                    "(docs/limits.md)", path, SCN_MAX_FILE_BYTES);
+    else
+        s = scenario_load_data(path, buf, len, errp);
     free(buf);
     return s;
 }
@@ -375,8 +442,9 @@ static bool is_yaml(const char *name)
     return n > 5 && !strcmp(name + n - 5, ".yaml");
 }
 
-static int walk(PathList *l, const char *path, MigErr **errp)
+static int walk(PathList *l, const char *path, bool top, MigErr **errp)
 {
+    size_t before = l->n;
     struct stat st;
     if (stat(path, &st) < 0)
         return mig_err_set(errp, -errno, "%s: %s", path, strerror(errno));
@@ -396,12 +464,15 @@ static int walk(PathList *l, const char *path, MigErr **errp)
                                         path[strlen(path) - 1] == '/' ? "" : "/", de->d_name);
         struct stat cst;
         if (stat(child, &cst) == 0 && S_ISDIR(cst.st_mode))
-            rc = walk(l, child, errp);
+            rc = walk(l, child, false, errp);
         else if (is_yaml(de->d_name))
             list_add(l, child);
         free(child);
     }
     closedir(d);
+    /* a folder the user named (not one found inside it) must hold one */
+    if (rc == 0 && l->n == before && top)
+        rc = mig_err_set(errp, -ENOENT, "%s: no scenario files (*.yaml) in this folder", path);
     return rc;
 }
 
@@ -414,7 +485,7 @@ int scenario_collect(char **paths, size_t npaths, char ***out, MigErr **errp)
 {
     PathList l = {0};
     for (size_t i = 0; i < npaths; i++) {
-        int rc = walk(&l, paths[i], errp);
+        int rc = walk(&l, paths[i], true, errp);
         if (rc < 0) {
             scenario_paths_free(l.v, l.n);
             return rc;

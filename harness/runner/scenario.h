@@ -58,6 +58,9 @@ typedef struct ScnSpice {
     uint64_t migrate_timeout_ns; /* 0: the server's default (10 s) */
     ScnMigrateInfo migrate_info;
     uint32_t width, height;  /* fake-qxl's display */
+    uint32_t heads;          /* fake-qxl's heads (display channels), 1..4 */
+    int pixmap_cache_migration; /* SpicePixmapCacheMig: seamless migration's cache strategy */
+    bool glz;                /* image-compression: glz */
     uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
     bool no_semi_seamless;   /* the servers do not offer SEMI_SEAMLESS (an old spice-server) */
 } ScnSpice;
@@ -239,6 +242,19 @@ typedef struct Scenario {
                               error; NULL: it must have none */
 } Scenario;
 
+/* Limits of the loader (docs/limits.md), each refused past with an error
+ * naming it.  A scenario describes one simulated run: every count, size,
+ * rate and duration it may hold is bounded so that loading is linear and
+ * small, and so that a run ends in bounded wall time (the simulator's work
+ * grows with dirty rate x virtual time). */
+#define SCN_MAX_FILE_BYTES (1u << 20)        /* the file: 1 MiB, a regular file */
+#define SCN_MAX_STEPS 10000u                 /* entries of `steps` */
+#define SCN_MAX_FAULTS 1000u                 /* entries of `faults` */
+#define SCN_MAX_DIRTY_RATE 100000u           /* workload.dirty-rate, pages/s */
+#define SCN_MAX_BANDWIDTH (1ull << 40)       /* any bandwidth: 1 TiB/s (0/s is refused) */
+#define SCN_MAX_DURATION (3600ull * 1000000000ull) /* any duration: 1 hour of virtual time */
+#define SCN_MAX_RAM (1ull << 30)             /* machines.*.ram: 1 GiB */
+
 /* Load and validate one scenario file.  Returns NULL and sets *errp to
  * "FILE:LINE: key 'K': ..." (-EINVAL) on bad content, -ENOENT when missing. */
 Scenario *scenario_load(const char *path, MigErr **errp);
@@ -246,14 +262,20 @@ Scenario *scenario_load(const char *path, MigErr **errp);
 Scenario *scenario_load_data(const char *name, const char *yaml, size_t len, MigErr **errp);
 void scenario_free(Scenario *s);
 
-/* Value parsers shared with the CLI (return 0 or -EINVAL). */
+/* Value parsers shared with the CLI (return 0, -EINVAL when malformed, or
+ * -ERANGE when well formed but past the limit above: durations above
+ * SCN_MAX_DURATION, rates above SCN_MAX_DIRTY_RATE, bandwidths of 0/s or
+ * above SCN_MAX_BANDWIDTH; sizes have no limit here, their callers bound
+ * them). */
 int scn_parse_size(const char *s, uint64_t *out);      /* "64M", "1G", "4096" */
 int scn_parse_duration(const char *s, uint64_t *ns);   /* "10ms", "2s", "500us", "0" */
 int scn_parse_rate(const char *s, uint64_t *per_s);    /* "2000 pages/s", "2000" */
 int scn_parse_bandwidth(const char *s, uint64_t *bps); /* "100M/s", "unlimited" (0) */
 
 /* Collect scenario files under the given paths (files or folders,
- * recursively, *.yaml), sorted by path.  Returns the count or -errno. */
+ * recursively, *.yaml), sorted by path.  Returns the count or -errno; a
+ * folder that holds no scenario file is -ENOENT ("DIR: no scenario files
+ * (*.yaml)"), so an empty run is never a pass. */
 int scenario_collect(char **paths, size_t npaths, char ***out, MigErr **errp);
 void scenario_paths_free(char **paths, size_t n);
 

@@ -23,6 +23,7 @@
 
 #include <spice/enums.h>
 
+#include "spice/spice-pixmap-cache.h"
 #include "devices/fake-spice.h"
 #include "spice/spice-ticket.h"
 #include "vm-spice.h"
@@ -106,13 +107,30 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
                 r = -EINVAL;
             }
             o->draw_rate = (uint32_t)n;
+        } else if (!strcmp(k, "x-pixmap-cache-migration")) { /* migcert's: seamless migration's cache strategy */
+            if (!strcmp(v, "reset") || !strcmp(v, "restore")) {
+                o->pixmap_cache_migration = !strcmp(v, "restore") ? SPICE_PIXMAP_CACHE_MIG_RESTORE
+                                                                   : SPICE_PIXMAP_CACHE_MIG_RESET;
+            } else {
+                snprintf(why, why_len, "x-pixmap-cache-migration=%s: expected reset or restore", v);
+                r = -EINVAL;
+            }
+        } else if (!strcmp(k, "x-heads")) { /* migcert's: the guest's heads (display channels) */
+            if (strlen(v) != 1 || v[0] < '1' || v[0] > '4') {
+                snprintf(why, why_len, "x-heads=%s: expected 1 to 4 heads", v);
+                r = -EINVAL;
+            } else {
+                o->heads = (uint32_t)(v[0] - '0');
+            }
         } else if (!strcmp(k, "tls-port") || !strcmp(k, "x509-dir")) {
             snprintf(why, why_len, "%s: TLS is not supported", k);
             r = -ENOTSUP;
+        } else if (!strcmp(k, "image-compression") && (!strcmp(v, "glz") || !strcmp(v, "auto_glz"))) {
+            o->glz = true; /* images as GLZ_RGB with the client's dictionary */
         } else if (!strcmp(k, "image-compression") || !strcmp(k, "jpeg-wan-compression") ||
                    !strcmp(k, "zlib-glz-wan-compression") || !strcmp(k, "streaming-video") ||
                    !strcmp(k, "playback-compression") || !strcmp(k, "agent-mouse")) {
-            /* accepted for QEMU command lines: images are raw bitmaps here */
+            /* accepted for QEMU command lines: images other than GLZ are raw bitmaps here */
         } else {
             snprintf(why, why_len, "unknown option '%s'", k);
             r = -EINVAL;
@@ -376,7 +394,13 @@ static int q_screendump(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     const char *format = json_string_value(json_object_get(args, "format"));
     if (format && strcmp(format, "ppm"))
         return mig_err_set(errp, -ENOTSUP, "screendump: format '%s' is not supported (ppm is)", format);
-    const SpiceSurface *s = fake_qxl_framebuffer(v->devices->qxl);
+    json_t *jhead = json_object_get(args, "head");
+    json_int_t head = jhead ? json_integer_value(jhead) : 0;
+    const SpiceSurface *s = head >= 0 && head < (json_int_t)fake_qxl_heads(v->devices->qxl)
+                                ? fake_qxl_head_framebuffer(v->devices->qxl, (uint32_t)head) : NULL;
+    if (!s)
+        return mig_err_set(errp, -EINVAL, "screendump: head %lld does not exist (the display has %u)",
+                           (long long)head, fake_qxl_heads(v->devices->qxl));
     FILE *f = fopen(path, "wb");
     if (!f)
         return mig_err_set(errp, -errno, "screendump: cannot open %s: %s", path, strerror(errno));
@@ -445,10 +469,12 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->lfd = -1;
     SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
                             .seamless_migration = o->seamless_migration, .name = "migcert",
+                            .pixmap_cache_migration = o->pixmap_cache_migration, .glz = o->glz,
                             .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
-    v->devices = fake_spice_new(m, NULL, errp);
+    FakeSpiceOptions fo = {.heads = o->heads};
+    v->devices = fake_spice_new(m, &fo, errp);
     if (!v->devices)
         goto fail;
     if (o->draw_rate)

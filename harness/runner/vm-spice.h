@@ -24,6 +24,9 @@ typedef struct VmSpiceOptions {
     bool seamless_migration;
     char password[64];       /* legacy password= (QEMU now takes set_password) */
     bool have_password;
+    int pixmap_cache_migration; /* x-pixmap-cache-migration=reset|restore (SpicePixmapCacheMig) */
+    bool glz;                /* image-compression=glz|auto_glz: GLZ images */
+    uint32_t heads;          /* x-heads=N: fake-qxl's heads (0: 1) */
     uint32_t draw_rate;      /* x-draw-rate=N: fake-qxl operations per second (0: its default) */
 } VmSpiceOptions;
 

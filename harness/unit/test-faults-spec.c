@@ -89,6 +89,18 @@ static void test_faults_spec_errno_refused_where_the_point_cannot_inject_it(void
     expect_parse_error("src:mig/transport/write#1 errno=", "errno= needs a name like EIO");
 }
 
+/* A hit number past the documented limit is refused, not saturated to
+ * 2^64-1 (a fault that can never fire, silently). */
+static void test_faults_spec_hit_number_bounded(void **state)
+{
+    (void)state;
+    expect_parse_error("src:mig/transport/write#99999999999999999999", "hit number above");
+    expect_parse_error("src:mig/transport/write#1000000000001", "hit number above");
+    MigFaultSpec s;
+    assert_int_equal(mig_fault_spec_parse("src:mig/transport/write#1000000000000", &s, NULL), 0);
+    assert_int_equal(s.nth, MIG_FAULT_MAX_NTH);
+}
+
 /* Every truncation of a spec either parses (only where the prefix is itself
  * a complete spec) or is refused with an error; none crashes or half-fills. */
 static void test_faults_spec_every_truncation(void **state)
@@ -210,6 +222,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_faults_spec_transport_errno_override_parses_and_formats),
         cmocka_unit_test(test_faults_spec_errno_refused_where_the_point_cannot_inject_it),
         cmocka_unit_test(test_faults_spec_every_truncation),
+        cmocka_unit_test(test_faults_spec_hit_number_bounded),
         cmocka_unit_test(test_faults_spec_injector_decides_the_spec_errno),
         cmocka_unit_test(test_faults_spec_injected_errno_reaches_the_transport_caller),
     };

@@ -433,6 +433,36 @@ static void test_monitor_malformed_json_keeps_connection(void **state)
     assert_int_equal(mig_monitor_client_count(f->mon), 1);
 }
 
+/* A string cut by a raw control byte (`"oops` and a newline) is a lexical
+ * error answered at once, as QEMU 7.2 does; the next request is served.
+ * A long one is quoted only in part. */
+static void test_monitor_string_cut_by_a_newline_is_a_parse_error(void **state)
+{
+    Fixture *f = *state;
+    Peer *p = &f->peer[0];
+    peer_negotiate(f, p);
+    peer_send(p, "\"oops\n");
+    json_t *r = peer_recv(f, p);
+    assert_string_equal(error_class(r), "GenericError");
+    assert_string_equal(error_desc(r), "JSON parse error, stray '\"oops\n'");
+    json_decref(r);
+    char big[200];
+    memset(big, 'x', sizeof(big));
+    big[0] = '{';
+    big[1] = '"';
+    big[sizeof(big) - 2] = '\t';
+    big[sizeof(big) - 1] = 0;
+    peer_send(p, big);
+    r = peer_recv(f, p);
+    assert_true(strlen(error_desc(r)) < 100);
+    assert_non_null(strstr(error_desc(r), "xxx...'"));
+    json_decref(r);
+    peer_send(p, "{\"execute\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}, \"id\": 3}\n");
+    r = peer_recv(f, p);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "return"), "sum")), 3);
+    json_decref(r);
+}
+
 static void test_monitor_partial_and_joined_requests(void **state)
 {
     Fixture *f = *state;
@@ -913,6 +943,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_malformed_json_keeps_connection, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_string_cut_by_a_newline_is_a_parse_error,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_partial_and_joined_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_events_reach_negotiated_clients, setup,
                                         teardown),

@@ -4,7 +4,8 @@
  * order through a link that takes a few bytes at a time, the server's ACK
  * window holds messages until the client acknowledges them, PING gets its
  * PONG, and every bad message closes the connection with a reason that
- * names the channel and the message, leaving the loop running.
+ * names the channel and the message, leaving the loop running; a peer
+ * that never reads is closed at the send queue's bound.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -208,6 +209,41 @@ static void test_spice_conn_bad_messages_close_with_a_reason(void **state)
     pair_close(&p);
 }
 
+/* A client that never reads: the server's send queue stops at its bound
+ * and the connection closes with a reason, instead of queueing forever. */
+static void test_spice_conn_send_queue_is_bounded_for_a_peer_that_never_reads(void **state)
+{
+    (void)state;
+    MigLoop *loop = mig_sim_loop_new(0x5eed);
+    MigLinkParams lp = {.bandwidth = 10u << 20, .latency_ns = 1000000, .buffer = 65536};
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(loop, &lp, &a, &b), 0);
+    SpiceConnConfig sc = {.is_server = true, .mini_header = true,
+                          .channel_type = SPICE_CHANNEL_PORT, .max_in = 4096, .who = "srv"};
+    Side srv = {0};
+    SpiceConn *c = spice_conn_new(loop, a, &sc, &ops, &srv);
+    size_t body = 1u << 20;
+    uint8_t *big = calloc(1, body);
+    int sent = 0, r = 0;
+    while (sent < 200 && (r = spice_conn_send_raw(c, SPICE_MSG_PORT_EVENT, big, (uint32_t)body)) == 0) {
+        sent++;
+        mig_sim_run_for(loop, 1000000ull); /* b never reads: the link fills */
+    }
+    free(big);
+    assert_int_equal(r, -EPIPE);
+    assert_true(sent >= (int)(SPICE_CONN_MAX_BACKLOG / body) - 1);
+    assert_true(sent <= (int)(SPICE_CONN_MAX_BACKLOG / body) + 1);
+    mig_sim_run_for(loop, 1000000ull);
+    assert_true(srv.closed);
+    assert_int_equal(srv.close_err, -ENOBUFS);
+    assert_non_null(strstr(srv.reason, "send queue over 64 MiB unread by the peer"));
+    spice_conn_free(c);
+    mig_transport_close(b);
+    mig_sim_run_for(loop, 1000000000ull);
+    assert_int_equal(mig_sim_live_sources(loop), 0);
+    loop->ops->free(loop);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +251,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_conn_ack_window_holds_and_releases),
         cmocka_unit_test(test_spice_conn_ping_gets_a_pong),
         cmocka_unit_test(test_spice_conn_bad_messages_close_with_a_reason),
+        cmocka_unit_test(test_spice_conn_send_queue_is_bounded_for_a_peer_that_never_reads),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -698,6 +698,48 @@ static void test_vmstate_subsection_absent_defaults(void **state)
     free(b.data);
 }
 
+/* A sender whose description (say, the one its machine type emits) always
+ * writes fake-clock/ack: a stream without it is incomplete, and the load
+ * fails naming the subsection and the offset, leaving the object as it was;
+ * with the subsection it loads.  Without knowing the sender (vmstate_load),
+ * the subsection may be absent (it has a needed() in the loader's own). */
+static const VmsDescription clock_ack_always = {.name = "fake-clock/ack",
+                                                .version_id = 2,
+                                                .minimum_version_id = 1,
+                                                .fields = ack_fields};
+static const VmsDescription *const clock_subs_always[] = {&clock_ack_always, NULL};
+static const VmsDescription clock_sender = {.name = "fake-clock",
+                                            .version_id = 1,
+                                            .minimum_version_id = 1,
+                                            .fields = clock_fields,
+                                            .subsections = clock_subs_always};
+
+static void test_vmstate_subsection_the_sender_always_writes_is_required(void **state)
+{
+    (void)state;
+    Clock c = {.base = 42, .ack = 0};
+    Bytes full = save_bytes(&clock_sender, &c);
+    assert_int_equal(full.len, 4 + 1 + 1 + 14 + 4 + 2); /* written although ack is 0 */
+    Clock d = {.base = 1, .ack = 9};
+    MigStream *r = mig_stream_new_mem_reader(full.data, 4); /* the subsection cut away */
+    MigErr *err = NULL;
+    assert_int_equal(vmstate_load_sent(r, &clock_vmsd, &clock_sender, &d, 1, &err), -EPROTO);
+    assert_non_null(err);
+    if (!strstr(err->msg, "subsection fake-clock/ack, which the sender always writes, is "
+                          "missing at offset 4"))
+        fail_msg("%s", err->msg);
+    assert_int_equal(d.base, 1); /* unchanged */
+    assert_int_equal(d.ack, 9);
+    mig_err_free(err);
+    mig_stream_free(r);
+    r = mig_stream_new_mem_reader(full.data, full.len);
+    assert_int_equal(vmstate_load_sent(r, &clock_vmsd, &clock_sender, &d, 1, NULL), 0);
+    assert_int_equal(d.base, 42);
+    mig_stream_free(r);
+    assert_int_equal(load_bytes(&clock_vmsd, &d, 1, full.data, 4, NULL), 0);
+    free(full.data);
+}
+
 static void test_vmstate_subsection_unknown_and_too_new(void **state)
 {
     (void)state;
@@ -1528,6 +1570,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vmstate_version_too_new_too_old),
         cmocka_unit_test(test_vmstate_subsection_present),
         cmocka_unit_test(test_vmstate_subsection_absent_defaults),
+        cmocka_unit_test(test_vmstate_subsection_the_sender_always_writes_is_required),
         cmocka_unit_test(test_vmstate_subsection_unknown_and_too_new),
         cmocka_unit_test(test_vmstate_ambiguity_field_after_struct_fools_qemu),
         cmocka_unit_test(test_vmstate_ambiguity_child_name_prefix_of_parent),

@@ -29,6 +29,7 @@ struct MigMachine {
     bool start_paused;
     bool incoming;
     bool incoming_used;
+    bool incoming_done; /* the incoming migration completed: the guest is here */
     bool ram_given; /* completed an x-ram-share migration: never runs again */
     const MigGuestOps *guest;
     void *guest_opaque;
@@ -112,6 +113,7 @@ static void env_finished(void *opaque, MigStatus status)
     MigMachine *m = opaque;
     bool incoming = mig_migration_is_incoming(m->mm);
     if (incoming) {
+        m->incoming_done = status == MIG_STATUS_COMPLETED;
         if (status == MIG_STATUS_COMPLETED)
             set_run_state(m, m->start_paused ? MIG_RUN_STATE_PAUSED : MIG_RUN_STATE_RUNNING);
     } else {
@@ -354,9 +356,16 @@ static MigTransport *open_uri(MigMachine *m, const char *uri, bool for_write, Mi
     return NULL;
 }
 
+/* Waiting for (or loading) its incoming migration; once that completed,
+ * the machine runs the guest and may migrate it on, as QEMU's. */
+static bool awaiting_incoming(MigMachine *m)
+{
+    return m->incoming && !m->incoming_done;
+}
+
 int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
 {
-    if (m->incoming)
+    if (awaiting_incoming(m))
         return mig_err_set(errp, -EINVAL, "a machine waiting for an incoming migration cannot "
                                           "migrate out");
     MigStatus st = mig_migration_status(m->mm);
@@ -379,7 +388,7 @@ int mig_machine_migrate(MigMachine *m, const char *uri, MigErr **errp)
 
 int mig_machine_migrate_transport(MigMachine *m, MigTransport *t, MigErr **errp)
 {
-    if (m->incoming) {
+    if (awaiting_incoming(m)) {
         mig_transport_close(t);
         return mig_err_set(errp, -EINVAL, "a machine waiting for an incoming migration cannot "
                                           "migrate out");

@@ -246,12 +246,22 @@ static int dst_step(MigMigration *mm, MigErr **errp)
                                     h.instance_id, e->idstr);
                     return r;
                 }
+                mm->loaded[i] = true;
                 return mig__migration_set_phase(mm, MIG_PHASE_DST_FOOTER, errp);
             }
-            if (!find_section(mm, h.section_id)) {
+            mm->loaded[i] = true;
+            /* one id per handler, as QEMU's load_section_id: a second
+             * START for it replaces the id, so the map never grows past
+             * the handlers the machine has, whatever the stream says */
+            MigSectionMap *m = NULL;
+            for (size_t k = 0; k < mm->nsecs && !m; k++)
+                if (mm->secs[k].entry == (size_t)i)
+                    m = &mm->secs[k];
+            if (!m) {
                 mm->secs = mig_realloc(mm->secs, (mm->nsecs + 1) * sizeof(*mm->secs));
-                mm->secs[mm->nsecs++] = (MigSectionMap){h.section_id, (size_t)i, h.version_id};
+                m = &mm->secs[mm->nsecs++];
             }
+            *m = (MigSectionMap){h.section_id, (size_t)i, h.version_id};
             return mig__migration_set_phase(mm, MIG_PHASE_DST_PAYLOAD, errp);
         }
         case MIG_SECTION_PART:
@@ -336,17 +346,28 @@ static int dst_step(MigMigration *mm, MigErr **errp)
     }
 }
 
-/* The stream ended: every iterative handler says whether it got all it
- * needs (load_complete) before the destination completes. */
+/* The stream ended: the destination completes only when it loaded every
+ * section its machine has (mig_savevm_entry_always) and every iterative handler
+ * says it got all it needs (load_complete: RAM, every page; a VFIO-style
+ * device, its data), else the error names what is missing
+ * (docs/protocol-qemu-stream.md, the completeness rule). */
 static int dst_load_complete(MigMigration *mm, MigErr **errp)
 {
+    for (size_t i = 0; i < mm->nentries; i++) {
+        const MigSaveEntry *e = mig__entry_at(mm, i);
+        if (mig_savevm_entry_always(e) && !mm->loaded[i])
+            return mig_err_set(errp, -EPROTO,
+                               "incomplete stream: section '%s' (instance %u) never arrived: the "
+                               "machine cannot run without its state",
+                               e->idstr, e->instance_id);
+    }
     for (size_t i = 0; i < mm->nentries; i++) {
         const MigSaveEntry *e = mig__entry_at(mm, i);
         if (e->kind != MIG_SAVE_ITERATIVE || !e->iter->load_complete)
             continue;
         int r = e->iter->load_complete(e->opaque, errp);
         if (r < 0) {
-            mig_err_prepend(errp, "end of stream: '%s'", e->idstr);
+            mig_err_prepend(errp, "'%s'", e->idstr);
             return r;
         }
     }
@@ -360,6 +381,20 @@ static int dst_complete(MigMigration *mm, MigErr **errp)
         return r;
     mig__migration_finish(mm, MIG_OUTCOME_COMPLETED);
     return 0;
+}
+
+/* Every destination error names a stream offset: one that says none gets
+ * the start of the unit that could not be accepted (a section header, a
+ * payload, a footer: mm->unit_at) or, at the end, where the stream ended.
+ * In front, so that a long message cut to the error buffer keeps it. */
+static void add_offset(MigErr *err, uint64_t at, bool at_end)
+{
+    if (!err || !err->msg || strstr(err->msg, "offset"))
+        return;
+    char *m = mig_strdup_printf("%s offset %llu: %s", at_end ? "stream ends at" : "stream",
+                                (unsigned long long)at, err->msg);
+    free(err->msg);
+    err->msg = m;
 }
 
 static void dst_kick(MigMigration *mm)
@@ -383,6 +418,7 @@ static void dst_consume(void *opaque)
             return;
         }
         MigErr *err = NULL;
+        mm->unit_at = mig_stream_offset(mm->s);
         int r = dst_step(mm, &err);
         if (r == -EAGAIN) {
             mig_err_free(err);
@@ -406,11 +442,14 @@ static void dst_consume(void *opaque)
         if (r < 0) {
             if (!err)
                 mig_stream_take_error(mm->s, &err);
+            add_offset(err, mm->unit_at, false);
             mig__migration_fail_err(mm, err, r, "load failed");
             return;
         }
         if (r == 1) {
             r = dst_load_complete(mm, &err);
+            if (r < 0)
+                add_offset(err, mig_stream_offset(mm->s), true);
             if (r == 0)
                 r = dst_complete(mm, &err);
             if (r < 0)

@@ -113,6 +113,10 @@ struct MigMigration {
     size_t nentries;
     bool *started; /* save_setup / load_setup ran: cleanup owed */
     bool *pass_done;
+    /* destination: the entry's section arrived (FULL loaded, START seen);
+     * checked at the end of the stream (migration-dest.c: dst_check_all) */
+    bool *loaded;
+    uint64_t unit_at; /* destination: stream offset of the unit being parsed */
     /* destination: FULL entries' state before their section was loaded */
     bool *snap_taken;
     uint8_t **snap;

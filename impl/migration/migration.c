@@ -287,6 +287,8 @@ static void cleanup_handlers(MigMigration *mm, MigOutcome outcome)
     mm->snap_len = NULL;
     free(mm->snap_taken);
     mm->snap_taken = NULL;
+    free(mm->loaded);
+    mm->loaded = NULL;
     free(mm->secs);
     mm->secs = NULL;
     mm->nsecs = 0;
@@ -450,6 +452,7 @@ void mig__migration_prepare(MigMigration *mm)
     mm->started = mig_malloc0(n * sizeof(bool));
     mm->pass_done = mig_malloc0(n * sizeof(bool));
     mm->snap_taken = mig_malloc0(n * sizeof(bool));
+    mm->loaded = mig_malloc0(n * sizeof(bool));
     mm->snap = mig_malloc0(n * sizeof(*mm->snap));
     mm->snap_len = mig_malloc0(n * sizeof(*mm->snap_len));
     mm->rp_in_len = mm->rp_out_len = 0;

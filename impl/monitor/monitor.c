@@ -6,19 +6,30 @@
  * follows brackets and strings across reads and cuts the input where a
  * top-level object or array closes; bytes outside any bracket are cut at a
  * newline, so a stray `42` or `hello` gets its own error reply instead of
- * poisoning the next request.  Each cut text is parsed with jansson.
+ * poisoning the next request.  A raw control byte inside a string (a
+ * string left open to the end of the line: `"oops` and a newline) is a
+ * lexical error, as in QEMU 7.2: the text so far is answered with "JSON
+ * parse error, stray '...'" and scanning starts afresh after it, so the
+ * connection goes on.  Each cut text is parsed with jansson.
+ *
+ * Limits (monitor.h): MONITOR_MAX_REQUEST bytes per request (refused and
+ * skipped), MIG_MONITOR_MAX_OUTPUT bytes of replies and events queued per
+ * client (past it the client is dropped with a log line: a client that never
+ * reads cannot pin memory), MIG_MONITOR_MAX_FDS named fds (getfd).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/buf.h"
 #include "monitor.h"
 
 /* A request larger than this is refused and dropped (the connection stays). */
 #define MONITOR_MAX_REQUEST (1u << 20)
-/* A client that lets this much output pile up is disconnected. */
-#define MONITOR_MAX_BACKLOG (64u << 20)
+/* How much of a lexically broken text an error reply quotes. */
+#define MONITOR_STRAY_QUOTE 64
 #define MONITOR_READ_CHUNK 4096
 
 const char *const mig_qmp_arg_type_names[MIG_QMP_ARG__COUNT] = {
@@ -57,6 +68,13 @@ struct MigQmpLater {
     json_t *id;
 };
 
+/* An fd handed over with getfd (SCM_RIGHTS), until a command takes it or
+ * closefd closes it. */
+typedef struct NamedFd {
+    char *name;
+    int fd;
+} NamedFd;
+
 typedef struct CommandSet {
     const MigQmpCommand *cmds;
     size_t n;
@@ -80,6 +98,11 @@ struct MigMonitor {
     Client *dispatching;
     json_t *dispatch_id;
     MigQmpLater *later;
+    /* getfd: in the order they were named (at most MIG_MONITOR_MAX_FDS) */
+    NamedFd fds[MIG_MONITOR_MAX_FDS];
+    size_t n_fds;
+    void (*log)(void *opaque, const char *line);
+    void *log_opaque;
 };
 
 /* ---- buffers ---- */
@@ -119,6 +142,19 @@ static void buf_free(Buf *b)
 /* ---- clients: output ---- */
 
 static void client_io(MigTransport *t, uint32_t events, void *opaque);
+
+static void mon_log(MigMonitor *m, const char *fmt, ...) MIG_PRINTF(2, 3);
+static void mon_log(MigMonitor *m, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    mig_trace_log(m->loop->trace, mig_loop_now_ns(m->loop), "qmp", "%s", line);
+    if (m->log)
+        m->log(m->log_opaque, line);
+}
 
 static void schedule_reap(MigMonitor *m);
 
@@ -178,14 +214,19 @@ static void client_send(Client *c, json_t *msg)
 {
     if (!c->dead) {
         char *text = json_dumps(msg, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        /* one message into an empty queue always goes, whatever its size */
+        bool had = buf_used(&c->out) > 0;
         if (text) {
             buf_append(&c->out, text, strlen(text), NULL);
             buf_append(&c->out, "\r\n", 2, NULL);
             free(text);
         }
-        if (buf_used(&c->out) > MONITOR_MAX_BACKLOG)
+        if (had && buf_used(&c->out) > MIG_MONITOR_MAX_OUTPUT) {
+            mon_log(c->mon,
+                    "client %u dropped: %zu bytes of replies and events unread (limit %u)",
+                    c->id, buf_used(&c->out), MIG_MONITOR_MAX_OUTPUT);
             client_kill(c);
-        else
+        } else
             client_flush(c);
     }
     json_decref(msg);
@@ -261,6 +302,107 @@ int mig_qmp_check_args(const char *command, json_t *args, const MigQmpArg *spec,
     return 0;
 }
 
+/* ---- named fds (getfd, closefd) ---- */
+
+static NamedFd *find_fd(MigMonitor *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_fds; i++)
+        if (!strcmp(m->fds[i].name, name))
+            return &m->fds[i];
+    return NULL;
+}
+
+static void drop_fd(MigMonitor *m, NamedFd *f)
+{
+    free(f->name);
+    size_t i = (size_t)(f - m->fds);
+    memmove(&m->fds[i], &m->fds[i + 1], (m->n_fds - i - 1) * sizeof(*f));
+    m->n_fds--;
+}
+
+/* getfd {fdname}: the fd that came with the request (SCM_RIGHTS) gets a
+ * name; an fd of the same name is closed and replaced, as in QEMU. */
+static int q_getfd(Client *c, json_t *args, MigErr **errp)
+{
+    MigMonitor *m = c->mon;
+    const char *name = json_string_value(json_object_get(args, "fdname"));
+    int fd = mig_transport_take_passed_fd(c->t);
+    if (fd < 0)
+        return mig_err_set(errp, -EINVAL, "No file descriptor supplied via SCM_RIGHTS");
+    int rc = 0;
+    NamedFd *f = find_fd(m, name);
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9'))
+        rc = mig_err_set(errp, -EINVAL,
+                         "Parameter 'fdname' expects a name not starting with a digit");
+    else if (strlen(name) > 127)
+        rc = mig_err_set(errp, -EINVAL, "Parameter 'fdname' is longer than 127 bytes");
+    else if (!f && m->n_fds == MIG_MONITOR_MAX_FDS)
+        rc = mig_err_set(errp, -EMFILE,
+                         "getfd '%s': the monitor already holds %u named fds (the limit); "
+                         "closefd one first",
+                         name, MIG_MONITOR_MAX_FDS);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    if (f) {
+        close(f->fd);
+        f->fd = fd;
+    } else {
+        m->fds[m->n_fds++] = (NamedFd){mig_strdup(name), fd};
+    }
+    return 0;
+}
+
+static int q_closefd(Client *c, json_t *args, MigErr **errp)
+{
+    const char *name = json_string_value(json_object_get(args, "fdname"));
+    NamedFd *f = find_fd(c->mon, name);
+    if (!f)
+        return mig_err_set(errp, -ENOENT, "File descriptor named '%s' not found", name);
+    close(f->fd);
+    drop_fd(c->mon, f);
+    return 0;
+}
+
+int mig_monitor_take_fd(MigMonitor *m, const char *name, MigErr **errp)
+{
+    NamedFd *f = find_fd(m, name);
+    if (!f)
+        return mig_err_set(errp, -ENOENT, "File descriptor named '%s' has not been found",
+                           name);
+    int fd = f->fd;
+    drop_fd(m, f);
+    return fd;
+}
+
+size_t mig_monitor_fd_count(const MigMonitor *m)
+{
+    return m->n_fds;
+}
+
+/* The commands the monitor answers itself, because they need the client's
+ * connection: getfd and closefd.  Returns false for any other name. */
+static bool builtin_command(Client *c, const char *name, json_t *args, json_t *id)
+{
+    static const MigQmpArg spec[] = {{"fdname", MIG_QMP_ARG_STR, false}, {NULL}};
+    int (*fn)(Client *, json_t *, MigErr **) =
+        !strcmp(name, "getfd") ? q_getfd : !strcmp(name, "closefd") ? q_closefd : NULL;
+    if (!fn)
+        return false;
+    MigErr *err = NULL;
+    if (mig_qmp_check_args(name, args, spec, false, &err) == 0 && fn(c, args, &err) == 0) {
+        json_t *reply = json_pack("{s:{}}", "return");
+        if (id)
+            json_object_set(reply, "id", id);
+        client_send(c, reply);
+    } else {
+        client_send_error(c, id, "GenericError", err->msg);
+    }
+    mig_err_free(err);
+    return true;
+}
+
 static void dispatch(Client *c, json_t *req)
 {
     MigMonitor *m = c->mon;
@@ -325,6 +467,8 @@ static void dispatch(Client *c, json_t *req)
         mig_err_free(err);
         return;
     }
+    if (builtin_command(c, name, args, id))
+        return;
     void *opaque = NULL;
     const MigQmpCommand *cmd = find_command(m, name, &opaque);
     if (!cmd) {
@@ -397,6 +541,21 @@ static bool is_blank(const char *p, size_t n)
     return true;
 }
 
+/* Cut the text scanned so far out of c->in and start the scanner afresh;
+ * returns whether it was the end of an oversized request being skipped. */
+static bool cut_text(Client *c, const char **text, size_t *len)
+{
+    Buf *b = &c->in;
+    *text = b->data + b->off;
+    *len = c->scan - b->off;
+    bool skipped = c->skipping;
+    b->off = c->scan;
+    c->depth = 0;
+    c->in_str = c->esc = false;
+    c->skipping = false;
+    return skipped;
+}
+
 /* Cut complete JSON texts out of c->in and handle them, in order. */
 static void client_scan(Client *c)
 {
@@ -404,13 +563,27 @@ static void client_scan(Client *c)
     while (!c->dead && !c->waiting && c->scan < b->len) {
         char ch = b->data[c->scan++];
         bool cut = false;
+        if (c->in_str && (unsigned char)ch < 0x20) {
+            /* a raw control byte cannot be in a JSON string: a lexical error
+             * that ends this text here (QEMU 7.2 recovers the same way) */
+            const char *text;
+            size_t len;
+            if (!cut_text(c, &text, &len)) {
+                int q = (int)MIG_MIN(len, (size_t)MONITOR_STRAY_QUOTE);
+                char *d = mig_strdup_printf("JSON parse error, stray '%.*s%s'", q, text,
+                                            len > MONITOR_STRAY_QUOTE ? "..." : "");
+                client_send_error(c, NULL, "GenericError", d);
+                free(d);
+            }
+            continue;
+        }
         if (c->in_str) {
             if (c->esc)
                 c->esc = false;
             else if (ch == '\\')
                 c->esc = true;
             else if (ch == '"')
-                c->in_str = false; /* a bare top-level string ends at newline */
+                c->in_str = false;
         } else if (ch == '"') {
             c->in_str = true;
         } else if (ch == '{' || ch == '[') {
@@ -430,14 +603,9 @@ static void client_scan(Client *c)
         }
         if (!cut)
             continue;
-        const char *text = b->data + b->off;
-        size_t len = c->scan - b->off;
-        bool skipped = c->skipping;
-        b->off = c->scan;
-        c->depth = 0;
-        c->in_str = c->esc = false;
-        c->skipping = false;
-        if (!skipped && !is_blank(text, len))
+        const char *text;
+        size_t len;
+        if (!cut_text(c, &text, &len) && !is_blank(text, len))
             handle_text(c, text, len);
     }
     if (b->off == b->len) {
@@ -583,6 +751,13 @@ void mig_qmp_later_done(MigQmpLater *l, int rc, json_t *ret, MigErr *err)
     free(l);
 }
 
+void mig_monitor_set_log(MigMonitor *m, void (*log)(void *opaque, const char *line),
+                         void *opaque)
+{
+    m->log = log;
+    m->log_opaque = opaque;
+}
+
 void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns)
 {
     m->clock_offset_ns = offset_ns;
@@ -671,6 +846,10 @@ void mig_monitor_free(MigMonitor *m)
     m->reap = NULL;
     reap_cb(m);
     m->reap = NULL;
+    while (m->n_fds) {
+        close(m->fds[0].fd);
+        drop_fd(m, &m->fds[0]);
+    }
     mig_listener_free(m->listener); /* also removes the socket file */
     free(m->listen_path);
     free(m->sets);

@@ -28,7 +28,14 @@
  *   monitor never reads the wall clock itself, so simulated runs (offset 0)
  *   stay reproducible while `migcert vm` stamps events with epoch time as
  *   QEMU does;
- * - clients are kept in connection order; events go to them in that order.
+ * - clients are kept in connection order; events go to them in that order;
+ * - bounded: a request over 1 MiB is refused and skipped; a client whose
+ *   unread replies and events pass MIG_MONITOR_MAX_OUTPUT is dropped with a
+ *   log line (it never read them: nothing it could still use is lost);
+ * - fds: only fds a client handed over with getfd (SCM_RIGHTS, QEMU's
+ *   command) are ever given to a command, by name (mig_monitor_take_fd);
+ *   the monitor answers getfd and closefd itself and holds at most
+ *   MIG_MONITOR_MAX_FDS named fds.
  */
 #ifndef MIGCERT_MONITOR_H
 #define MIGCERT_MONITOR_H
@@ -44,6 +51,14 @@
 #include "../transport/transport.h"
 
 typedef struct MigMonitor MigMonitor;
+
+/* Replies and events queued for one client that does not read them; past
+ * this the client is dropped (a single message into an empty queue always
+ * goes).  Far above any reply (the largest, a device-digest list, is a few
+ * KiB) and any burst of events. */
+#define MIG_MONITOR_MAX_OUTPUT (1u << 20)
+/* Named fds (getfd) the monitor holds at once. */
+#define MIG_MONITOR_MAX_FDS 16u
 
 /* The type an argument must have.  INT accepts only JSON integers; NUMBER
  * accepts integers and reals (QEMU's "number"). */
@@ -150,6 +165,22 @@ void mig_monitor_emit(MigMonitor *m, const char *name, json_t *data);
  * The default, 0, keeps the loop clock (the simulator's virtual time).
  */
 void mig_monitor_set_clock_offset(MigMonitor *m, int64_t offset_ns);
+
+/* Where the monitor says what a person should know (a client dropped for not
+ * reading): one line without a newline.  NULL (the default): the trace
+ * only. */
+void mig_monitor_set_log(MigMonitor *m, void (*log)(void *opaque, const char *line),
+                         void *opaque);
+
+/*
+ * The fd a client named with getfd, now owned by the caller (the name is
+ * gone), or -ENOENT with "File descriptor named 'X' has not been found"
+ * (QEMU's words).  Only for handlers: `migrate` and `migrate-incoming` with
+ * uri fd:NAME.
+ */
+int mig_monitor_take_fd(MigMonitor *m, const char *name, MigErr **errp);
+/* Named fds held now. */
+size_t mig_monitor_fd_count(const MigMonitor *m);
 
 /* Bytes queued for clients and not yet written (0 once all is flushed). */
 size_t mig_monitor_pending_output(const MigMonitor *m);

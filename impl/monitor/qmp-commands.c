@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qmp-commands.h"
 
@@ -84,6 +85,36 @@ static int q_set_params(json_t *args, json_t **ret, void *opaque, MigErr **errp)
     return mig_migration_set_params(mig_machine_migration(b->machine), &set, errp);
 }
 
+/*
+ * migrate / migrate-incoming to `uri`.  An fd: URI over QMP names an fd the
+ * client handed over with getfd (fd:NAME), never an fd number: a number
+ * would let a client point the machine at any fd the process holds (its
+ * event loop, the QMP listener, the client's own socket).
+ */
+static int migrate_uri(MigQmpMachine *b, const char *cmd, const char *uri, bool incoming,
+                       MigErr **errp)
+{
+    if (strncmp(uri, "fd:", 3) != 0)
+        return incoming ? mig_machine_migrate_incoming(b->machine, uri, errp)
+                        : mig_machine_migrate(b->machine, uri, errp);
+    const char *name = uri + 3;
+    if (!name[0] || (name[0] >= '0' && name[0] <= '9'))
+        return mig_err_set(errp, -EINVAL,
+                           "'%s': uri '%s': an fd must be handed over with 'getfd' and named "
+                           "(fd:NAME); fd numbers are refused",
+                           cmd, uri);
+    int fd = mig_monitor_take_fd(b->monitor, name, errp);
+    if (fd < 0)
+        return fd;
+    MigTransport *t = mig_transport_fd_new(mig_machine_loop(b->machine), fd, "fd");
+    if (!t) {
+        close(fd);
+        return mig_err_set(errp, -EBADF, "'%s': uri '%s': the fd cannot be used", cmd, uri);
+    }
+    return incoming ? mig_machine_incoming_transport(b->machine, t, errp)
+                    : mig_machine_migrate_transport(b->machine, t, errp);
+}
+
 static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     MigQmpMachine *b = opaque;
@@ -93,8 +124,8 @@ static int q_migrate(json_t *args, json_t **ret, void *opaque, MigErr **errp)
             return mig_err_set(errp, -ENOTSUP, "'migrate': argument '%s' is not supported",
                                refused[i]);
     /* detach is accepted and ignored: migrate always returns at once */
-    return mig_machine_migrate(b->machine, json_string_value(json_object_get(args, "uri")),
-                               errp);
+    return migrate_uri(b, "migrate", json_string_value(json_object_get(args, "uri")), false,
+                       errp);
 }
 
 static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -108,8 +139,8 @@ static int q_migrate_cancel(json_t *args, json_t **ret, void *opaque, MigErr **e
 static int q_migrate_incoming(json_t *args, json_t **ret, void *opaque, MigErr **errp)
 {
     MigQmpMachine *b = opaque;
-    return mig_machine_migrate_incoming(b->machine,
-                                        json_string_value(json_object_get(args, "uri")), errp);
+    return migrate_uri(b, "migrate-incoming", json_string_value(json_object_get(args, "uri")),
+                       true, errp);
 }
 
 static int q_migrate_continue(json_t *args, json_t **ret, void *opaque, MigErr **errp)
@@ -246,6 +277,7 @@ static const MigQmpCommand caps_cmds[] = {
 
 int mig_qmp_add_machine_commands(MigMonitor *mon, MigQmpMachine *b)
 {
+    b->monitor = mon;
     int rc = mig_monitor_add_commands(mon, machine_cmds, MIG_ARRAY_SIZE(machine_cmds), b);
     if (rc == 0 && !b->no_caps_commands)
         rc = mig_monitor_add_commands(mon, caps_cmds, MIG_ARRAY_SIZE(caps_cmds), b);

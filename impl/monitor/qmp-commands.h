@@ -7,7 +7,9 @@
  * Commands: query-status, stop, cont, quit, query-migrate,
  * query-migrate-capabilities, migrate-set-capabilities,
  * query-migrate-parameters, migrate-set-parameters, migrate {uri},
- * migrate_cancel, migrate-incoming {uri}, migrate-continue {state},
+ * migrate_cancel, migrate-incoming {uri}, migrate-continue {state} (an fd:
+ * uri of migrate and migrate-incoming names an fd handed over with getfd,
+ * fd:NAME; an fd number is refused),
  * x-query-ram-digest (-> {"sha256": hex} of all guest RAM),
  * x-query-device-digest (-> {"devices": [{"id": idstr, "instance-id": n,
  * "kind": "vmstate"|"vfio", "digest": hex SHA-256, ["state": device FSM
@@ -54,6 +56,9 @@ typedef struct MigQmpMachine {
     int (*device_state)(void *opaque, const MigSaveEntry *e, MigQmpDigestFeed *feed, void *ctx,
                         const char **state);
     void *device_state_opaque;
+    /* Set by mig_qmp_add_machine_commands: where fd:NAME URIs are looked up
+     * (getfd). */
+    MigMonitor *monitor;
 } MigQmpMachine;
 
 /* Register the machine commands on `mon`.  Returns 0 or -EEXIST. */

@@ -270,6 +270,52 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->direct_len = 0;
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        free(b->recv);
+        b->recv = mig_malloc0(((b->npages + 63) / 64) * sizeof(uint64_t));
+        b->nrecv = 0;
+    }
+    return 0;
+}
+
+/* Page `offset` (bytes) of block b arrived. */
+static inline void mark_received(MigRamBlock *b, uint64_t offset)
+{
+    uint64_t page = offset / MIG_RAM_PAGE_SIZE, bit = 1ull << (page % 64);
+    if (b->recv && !(b->recv[page / 64] & bit)) {
+        b->recv[page / 64] |= bit;
+        b->nrecv++;
+    }
+}
+
+/* The end of the stream: every page of every block must have arrived at
+ * least once (QEMU 7.2 would run the guest on whatever memory it had).
+ * With x-ignore-shared the source leaves shared blocks out, and the
+ * stream does not say which: nothing to check then.  With x-ram-share no
+ * page travels: every block's fd came instead, and the shared memory takes
+ * the place of our own (ram-share.c). */
+static int ram_load_complete(void *opaque, MigErr **errp)
+{
+    MigRam *r = opaque;
+    if (r->share)
+        return mig__ram_share_adopt(r, errp);
+    if (r->reader.ignore_shared)
+        return 0;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        const MigRamBlock *b = r->blocks[i];
+        if (!b->recv || b->nrecv == b->npages)
+            continue;
+        uint64_t first = 0;
+        while (first < b->npages && (b->recv[first / 64] & (1ull << (first % 64))))
+            first++;
+        return mig_err_set(errp, -EPROTO,
+                           "RAM incomplete: ramblock \"%s\": %llu of its %llu pages never "
+                           "arrived (the first at 0x%llx)",
+                           b->idstr, (unsigned long long)(b->npages - b->nrecv),
+                           (unsigned long long)b->npages,
+                           (unsigned long long)(first * MIG_RAM_PAGE_SIZE));
+    }
     return 0;
 }
 
@@ -342,7 +388,9 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
         }
         return mig_stream_take_error(s, errp);
     }
-    memcpy(r->blocks[r->load_map[rd->cur]]->host + offset, page, MIG_RAM_PAGE_SIZE);
+    MigRamBlock *b = r->blocks[r->load_map[rd->cur]];
+    memcpy(b->host + offset, page, MIG_RAM_PAGE_SIZE);
+    mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
     r->direct_next = offset + MIG_RAM_PAGE_SIZE;
@@ -471,16 +519,19 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
 }
 
 /* Where the page at RAM address addr goes (page aligned, inside a block of
- * the block list), or NULL. */
-static uint8_t *flip_target(const MigRam *r, uint64_t addr)
+ * the block list), or NULL; *bp and *offp say which block and where in it. */
+static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, uint64_t *offp)
 {
     const MigRamReader *rd = &r->reader;
     if (addr % MIG_RAM_PAGE_SIZE)
         return NULL;
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
-        if (addr < base + rd->blocks[i].length)
-            return r->blocks[r->load_map[i]]->host + (addr - base);
+        if (addr < base + rd->blocks[i].length) {
+            *bp = r->blocks[r->load_map[i]];
+            *offp = addr - base;
+            return (*bp)->host + *offp;
+        }
         base += rd->blocks[i].length;
     }
     return NULL;
@@ -492,11 +543,15 @@ static uint8_t *flip_target(const MigRam *r, uint64_t addr)
  * HOOK records right behind it that the stream already holds (good ones
  * only: anything else is left to the general decoder), and read the whole
  * run from the page channel straight into guest RAM. */
-static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long long at,
-                         MigErr **errp)
+static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, MigRamBlock *b,
+                         uint64_t off, unsigned long long at, MigErr **errp)
 {
     struct iovec iov[FLIP_RUN];
+    MigRamBlock *blk[FLIP_RUN];
+    uint64_t offs[FLIP_RUN];
     int n = 0;
+    blk[n] = b;
+    offs[n] = off;
     iov[n].iov_base = host;
     iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
     while (n < FLIP_RUN) {
@@ -508,7 +563,7 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long l
         v = __builtin_bswap64(v);
         if ((v & MIG_RAM_FLAGS_MASK) != MIG_RAM_FLAG_HOOK)
             break;
-        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK);
+        uint8_t *next = flip_target(r, v & ~(uint64_t)MIG_RAM_FLAGS_MASK, &blk[n], &offs[n]);
         if (!next)
             break;
         mig_stream_skip(s, 8);
@@ -520,6 +575,8 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, unsigned long l
         mig_err_prepend(errp, "a run of %d page HOOK records from offset %llu", n, at);
         return ret;
     }
+    for (int i = 0; i < n; i++)
+        mark_received(blk[i], offs[i]);
     r->normal += (uint64_t)n;
     r->transferred += 8 * (uint64_t)(n - 1);
     return 0;
@@ -563,9 +620,11 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                           "(offset %llu)",
                            at);
     if (mig_stream_has_page_channel(s)) {
-        uint8_t *host = flip_target(r, rec->offset);
+        MigRamBlock *b;
+        uint64_t off;
+        uint8_t *host = flip_target(r, rec->offset, &b, &off);
         if (host)
-            return load_flip_run(r, s, host, at, errp);
+            return load_flip_run(r, s, host, b, off, at, errp);
     }
     uint64_t base = 0;
     for (size_t i = 0; i < rd->nblocks; i++) {
@@ -581,6 +640,7 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                                 b->idstr, (unsigned long long)(rec->offset - base), at);
                 return ret;
             }
+            mark_received(b, rec->offset - base);
             r->normal++;
             if (!mig_stream_has_page_channel(s))
                 r->transferred += MIG_RAM_PAGE_SIZE;
@@ -592,14 +652,6 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
                        "page-flip: HOOK record for RAM address 0x%llx at offset %llu is past "
                        "the end of RAM (0x%llx bytes)",
                        (unsigned long long)rec->offset, at, (unsigned long long)base);
-}
-
-/* x-ram-share's load_complete: every block's fd came; shared memory in
- * place of our own (ram-share.c). */
-static int ram_load_complete(void *opaque, MigErr **errp)
-{
-    MigRam *r = opaque;
-    return r->share ? mig__ram_share_adopt(r, errp) : 0;
 }
 
 static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h, MigErr **errp)
@@ -650,6 +702,7 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
                 return mig__ram_share_page_refused(r, &rec, errp);
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
+            mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
@@ -698,6 +751,10 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
     mig_ram_reader_init(&r->reader);
     free(r->load_map);
     r->load_map = NULL;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        free(r->blocks[i]->recv);
+        r->blocks[i]->recv = NULL;
+    }
     if (outcome == MIG_OUTCOME_COMPLETED)
         return;
     /* Keep nothing of what was loaded: anonymous memory reads as zero again. */

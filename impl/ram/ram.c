@@ -43,6 +43,7 @@ static void block_free(MigRamBlock *b)
         close(b->share_fd);
     free(b->log);
     free(b->bmap);
+    free(b->recv);
     free(b);
 }
 

@@ -61,6 +61,11 @@ typedef struct MigRamBlock {
     uint64_t *log;
     /* Migration bitmap: pages still to send in this pass. */
     uint64_t *bmap;
+    /* Destination: pages that arrived (a page, zero or hook record), one
+     * bit per page, from load_setup; a load completes only when every bit
+     * is set (docs/protocol-qemu-stream.md, the completeness rule). */
+    uint64_t *recv;
+    uint64_t nrecv; /* bits set in recv */
 } MigRamBlock;
 
 MigRam *mig_ram_new(void);

@@ -118,6 +118,13 @@ bool mig_savevm_entry_needed(const MigSaveEntry *e)
     return !e->full->needed || e->full->needed(e->opaque);
 }
 
+bool mig_savevm_entry_always(const MigSaveEntry *e)
+{
+    if (e->kind != MIG_SAVE_FULL)
+        return true;
+    return e->vmsd ? !e->vmsd->needed : !e->full->needed;
+}
+
 void mig_savevm_unregister(MigSavevm *sv, const char *idstr, uint32_t instance_id)
 {
     for (size_t i = 0; i < sv->count; i++) {

@@ -170,6 +170,9 @@ int mig_savevm_entry_save_full(const MigSaveEntry *e, MigStream *s, MigErr **err
 int mig_savevm_entry_load_full(const MigSaveEntry *e, MigStream *s, uint32_t version_id,
                                MigErr **errp);
 bool mig_savevm_entry_needed(const MigSaveEntry *e);
+/* Whether e's section is in every stream: iterative entries, and FULL ones
+ * without a needed() (one with needed() is left out when it says no). */
+bool mig_savevm_entry_always(const MigSaveEntry *e);
 
 size_t mig_savevm_count(const MigSavevm *sv);
 /* Entry i in registration order (NULL past the end). */

@@ -7,7 +7,9 @@
  * MSGS_PER_WAKEUP per readiness callback so that one busy peer cannot starve
  * the others on the loop (the watch is level-triggered: the rest is taken at
  * the next turn).  Output: a FIFO of encoded messages (header + body) written
- * with writev; a short write keeps the offset into the head message.
+ * with writev; a short write keeps the offset into the head message.  The
+ * queue is bounded (SPICE_CONN_MAX_BACKLOG): a peer that stops reading is
+ * closed with a reason rather than holding the server's memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ struct SpiceConn {
     bool open;
     uint32_t watching;
     MigLoopSource *closed_defer;
+    bool paused;                 /* spice_conn_pause: hand nothing over */
+    MigLoopSource *resume_defer; /* spice_conn_resume: what was held, from the loop */
     int close_err;
     char close_reason[256];
 
@@ -120,6 +124,14 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
         return -EPIPE;
     }
     size_t hs = spice_header_size(c->cfg.mini_header);
+    /* a peer that does not read (or ACK) must not pin unbounded memory; one
+     * message into an empty queue always goes, whatever its size */
+    if (c->out_len > c->out_head && c->backlog + hs + len > SPICE_CONN_MAX_BACKLOG) {
+        spice_conn_close(c, -ENOBUFS,
+                         "send queue over %u MiB unread by the peer (%u messages): dropped",
+                         SPICE_CONN_MAX_BACKLOG >> 20, (unsigned)(c->out_len - c->out_head));
+        return -EPIPE;
+    }
     if (c->out_len == c->out_cap) {
         if (c->out_head > 0) {
             memmove(c->out, c->out + c->out_head, (c->out_len - c->out_head) * sizeof(*c->out));
@@ -310,7 +322,7 @@ static void read_in(SpiceConn *c)
     for (;;) {
         /* take every complete message in the buffer */
         size_t pos = 0, need = 0;
-        while (c->open && handled < MSGS_PER_WAKEUP && c->in_len - pos >= hs) {
+        while (c->open && !c->paused && handled < MSGS_PER_WAKEUP && c->in_len - pos >= hs) {
             SpiceMsgHeader h;
             MigErr *err = NULL;
             if (spice_header_parse(c->cfg.mini_header, c->in + pos, &h, &err) < 0) {
@@ -339,7 +351,7 @@ static void read_in(SpiceConn *c)
             memmove(c->in, c->in + pos, c->in_len - pos);
             c->in_len -= pos;
         }
-        if (!c->open || handled >= MSGS_PER_WAKEUP)
+        if (!c->open || c->paused || handled >= MSGS_PER_WAKEUP)
             return;
         /* room for a whole message (max_in bounds it) or a chunk of them */
         size_t cap = MIG_MAX(need, (size_t)IN_CHUNK);
@@ -383,7 +395,7 @@ static void update_watch(SpiceConn *c)
 {
     if (!c->open)
         return;
-    uint32_t want = MIG_LOOP_IN;
+    uint32_t want = c->paused ? 0 : MIG_LOOP_IN;
     if (c->out_head < c->out_len && (c->out[c->out_head].admitted || window_open(c)))
         want |= MIG_LOOP_OUT;
     if (want != c->watching) {
@@ -410,6 +422,40 @@ SpiceConn *spice_conn_new(MigLoop *loop, MigTransport *t, const SpiceConnConfig 
     return c;
 }
 
+void spice_conn_pause(SpiceConn *c)
+{
+    c->paused = true;
+    if (c->resume_defer) {
+        mig_loop_remove(c->loop, c->resume_defer);
+        c->resume_defer = NULL;
+    }
+    update_watch(c);
+}
+
+static void resume_cb(void *opaque)
+{
+    SpiceConn *c = opaque;
+    c->resume_defer = NULL;
+    if (c->open && !c->paused)
+        read_in(c);
+    if (c->open)
+        update_watch(c);
+}
+
+void spice_conn_resume(SpiceConn *c)
+{
+    if (!c->paused)
+        return;
+    c->paused = false;
+    if (c->open && !c->resume_defer)
+        c->resume_defer = mig_loop_defer(c->loop, resume_cb, c);
+}
+
+bool spice_conn_paused(const SpiceConn *c)
+{
+    return c->paused;
+}
+
 void spice_conn_free(SpiceConn *c)
 {
     if (!c)
@@ -422,6 +468,8 @@ void spice_conn_free(SpiceConn *c)
     }
     if (c->closed_defer)
         mig_loop_remove(c->loop, c->closed_defer);
+    if (c->resume_defer)
+        mig_loop_remove(c->loop, c->resume_defer);
     for (size_t i = c->out_head; i < c->out_len; i++)
         free(c->out[i].buf);
     free(c->out);

@@ -53,6 +53,11 @@ typedef struct SpiceConnOps {
     void (*on_pong)(void *opaque, uint32_t id);
 } SpiceConnOps;
 
+/* Bytes queued and unread by the peer past which the connection is closed
+ * (-ENOBUFS, "send queue over 64 MiB unread by the peer"); a single message
+ * into an empty queue is always accepted. */
+#define SPICE_CONN_MAX_BACKLOG (64u << 20)
+
 typedef struct SpiceConnConfig {
     bool is_server;
     bool mini_header;
@@ -82,6 +87,13 @@ int spice_conn_ping(SpiceConn *c, uint32_t pad);
 /* Close with a reason (logged in the trace); on_closed follows from the
  * loop.  err: a negative errno, or 0 for an orderly close. */
 void spice_conn_close(SpiceConn *c, int err, const char *fmt, ...) MIG_PRINTF(3, 4);
+
+/* Client role, WAIT_FOR_CHANNELS: hand over no message after the current
+ * one (they stay buffered and unread, their serials not yet counted as
+ * received) until spice_conn_resume, which hands them over from the loop. */
+void spice_conn_pause(SpiceConn *c);
+void spice_conn_resume(SpiceConn *c);
+bool spice_conn_paused(const SpiceConn *c);
 
 bool spice_conn_is_open(const SpiceConn *c);
 /* Bytes queued and not yet accepted by the transport. */

@@ -8,29 +8,52 @@
 #include <spice/protocol.h>
 
 #include "spice-display.h"
+#include "spice-glz.h"
+#include "spice-pixmap-cache.h"
 
 /* Images the server makes itself (a whole surface for a new client) carry
  * ids with the top bit set, apart from the device's, and are never cached. */
 #define SERVER_IMAGE_ID_BIT (1ull << 63)
 
-typedef struct CacheItem {
-    uint64_t id;
-    uint64_t pixels;
-} CacheItem;
+/* One client's shared pixmap cache, counted by its display channel
+ * clients (the last one to go frees it). */
+typedef struct SharedCache {
+    const SpiceClient *client;
+    SpicePixmapCache *pc;
+    uint32_t refs;
+} SharedCache;
+
+/* What the display channels of one server share: the pixmap caches of
+ * their clients.  Counted by the SpiceDisplays that use it. */
+/* One client's GLZ dictionary, counted the same way. */
+typedef struct SharedGlz {
+    const SpiceClient *client;
+    SpiceGlzDict *dict;
+    uint32_t refs;
+} SharedGlz;
+
+typedef struct DisplayGroup {
+    uint32_t refs;
+    SharedCache *caches;
+    size_t ncaches, capcaches;
+    SharedGlz *glzs;
+    size_t nglzs, capglzs;
+} DisplayGroup;
 
 typedef struct DisplayCC {
     SpiceDisplay *d;
     SpiceChannelClient *cc;
-    bool ready;          /* DISPLAY_INIT received, surfaces sent */
-    uint64_t cache_cap;  /* pixels the client's pixmap cache holds */
-    uint64_t cache_used;
-    CacheItem *items;    /* least recently used first */
-    size_t nitems, capitems;
+    bool ready;            /* DISPLAY_INIT received, surfaces sent */
+    bool imported;         /* seamless target: its blob's cache part was taken */
+    SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
+    SpiceGlzDict *glz;     /* the client's GLZ dictionary (with image-compression=glz) */
 } DisplayCC;
 
 struct SpiceDisplay {
     SpiceServer *server;
     SpiceChannel *ch;
+    uint8_t id;
+    DisplayGroup *group;
     SpiceSurface *surfaces; /* in creation order, the primary normally first */
     size_t nsurfaces;
     DisplayCC **dccs;
@@ -52,57 +75,93 @@ const SpiceSurface *spice_display_surface(const SpiceDisplay *d, uint32_t id)
     return find_surface(d, id);
 }
 
-/* ------------------------------------------------------------------ the client's pixmap cache */
+/* ------------------------------------------------------------------ the shared pixmap cache */
 
-static ssize_t cache_find(const DisplayCC *dc, uint64_t id)
+/* The cache of (client, cache_id), made with `size` when new. */
+static SpicePixmapCache *cache_get(DisplayGroup *g, const SpiceClient *client, uint8_t cache_id, uint64_t size,
+                                   bool *created)
 {
-    for (size_t i = 0; i < dc->nitems; i++)
-        if (dc->items[i].id == id)
-            return (ssize_t)i;
-    return -1;
-}
-
-static void cache_touch(DisplayCC *dc, size_t i)
-{
-    CacheItem it = dc->items[i];
-    memmove(dc->items + i, dc->items + i + 1, (dc->nitems - i - 1) * sizeof(*dc->items));
-    dc->items[dc->nitems - 1] = it;
-}
-
-/* Make room for `pixels` and add `id`; the evicted ids go out in one
- * INVAL_LIST first.  Returns 0 or the send error. */
-static int cache_add(DisplayCC *dc, uint64_t id, uint64_t pixels)
-{
-    size_t evict = 0;
-    uint64_t used = dc->cache_used;
-    while (used + pixels > dc->cache_cap && evict < dc->nitems)
-        used -= dc->items[evict++].pixels;
-    if (evict) {
-        SpiceResourceRef *refs = mig_malloc0(evict * sizeof(*refs));
-        for (size_t i = 0; i < evict; i++)
-            refs[i] = (SpiceResourceRef){.type = SPICE_RES_TYPE_PIXMAP, .id = dc->items[i].id};
-        /* INVAL_LIST counts in 16 bits: send it in slices */
-        int r = 0;
-        for (size_t at = 0; at < evict && r == 0; at += UINT16_MAX) {
-            SpiceMsgInvalList l = {.resources = {.n = (uint32_t)MIG_MIN(evict - at, (size_t)UINT16_MAX),
-                                                 .items = refs + at}};
-            r = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_INVAL_LIST, &l);
+    *created = false;
+    for (size_t i = 0; i < g->ncaches; i++)
+        if (g->caches[i].client == client && spice_pixmap_cache_id(g->caches[i].pc) == cache_id) {
+            g->caches[i].refs++;
+            return g->caches[i].pc;
         }
-        free(refs);
-        if (r < 0)
-            return r;
-        memmove(dc->items, dc->items + evict, (dc->nitems - evict) * sizeof(*dc->items));
-        dc->nitems -= evict;
-        dc->cache_used = used;
-        dc->d->stats.cache_evictions += evict;
+    *created = true;
+    MIG_GROW(g->caches, g->capcaches, g->ncaches + 1, 4);
+    g->caches[g->ncaches++] = (SharedCache){.client = client, .pc = spice_pixmap_cache_new(cache_id, size), .refs = 1};
+    return g->caches[g->ncaches - 1].pc;
+}
+
+static void cache_put(DisplayGroup *g, SpicePixmapCache *pc)
+{
+    for (size_t i = 0; pc && i < g->ncaches; i++)
+        if (g->caches[i].pc == pc) {
+            if (--g->caches[i].refs == 0) {
+                spice_pixmap_cache_free(pc);
+                memmove(g->caches + i, g->caches + i + 1, (g->ncaches - i - 1) * sizeof(*g->caches));
+                g->ncaches--;
+            }
+            return;
+        }
+}
+
+/* The GLZ dictionary of (client, dict_id); `import`, when given, is the one
+ * a migration brought (used when the client has none yet). */
+static SpiceGlzDict *glz_get(DisplayGroup *g, const SpiceClient *client, uint8_t dict_id, uint32_t window,
+                             const SpiceGlzBlob *import)
+{
+    for (size_t i = 0; i < g->nglzs; i++)
+        if (g->glzs[i].client == client && spice_glz_dict_id(g->glzs[i].dict) == dict_id) {
+            g->glzs[i].refs++;
+            return g->glzs[i].dict;
+        }
+    MIG_GROW(g->glzs, g->capglzs, g->nglzs + 1, 4);
+    SpiceGlzDict *d = import ? spice_glz_dict_import(import) : spice_glz_dict_new(dict_id, window);
+    g->glzs[g->nglzs++] = (SharedGlz){.client = client, .dict = d, .refs = 1};
+    return d;
+}
+
+static void glz_put(DisplayGroup *g, SpiceGlzDict *d)
+{
+    for (size_t i = 0; d && i < g->nglzs; i++)
+        if (g->glzs[i].dict == d) {
+            if (--g->glzs[i].refs == 0) {
+                spice_glz_dict_free(d);
+                memmove(g->glzs + i, g->glzs + i + 1, (g->nglzs - i - 1) * sizeof(*g->glzs));
+                g->nglzs--;
+            }
+            return;
+        }
+}
+
+static int send_waits(DisplayCC *dc, const SpicePixmapWaits *w)
+{
+    if (!w->n)
+        return 0;
+    SpiceMsgWaitList m = {.items = {.n = w->n, .items = (void *)w->items}};
+    dc->d->stats.waits_sent++;
+    return spice_cc_send(dc->cc, SPICE_MSG_WAIT_FOR_CHANNELS, &m);
+}
+
+/* The evicted ids in INVAL_LIST (16-bit count: in slices). */
+static int send_inval(DisplayCC *dc, const uint64_t *ids, size_t n)
+{
+    if (!n)
+        return 0;
+    SpiceResourceRef *refs = mig_malloc0(n * sizeof(*refs));
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (SpiceResourceRef){.type = SPICE_RES_TYPE_PIXMAP, .id = ids[i]};
+    int r = 0;
+    for (size_t at = 0; at < n && r == 0; at += UINT16_MAX) {
+        SpiceMsgInvalList l = {.resources = {.n = (uint32_t)MIG_MIN(n - at, (size_t)UINT16_MAX), .items = refs + at}};
+        r = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_INVAL_LIST, &l);
     }
-    if (dc->nitems == dc->capitems) {
-        dc->capitems = dc->capitems ? 2 * dc->capitems : 32;
-        dc->items = mig_realloc(dc->items, dc->capitems * sizeof(*dc->items));
-    }
-    dc->items[dc->nitems++] = (CacheItem){id, pixels};
-    dc->cache_used += pixels;
-    return 0;
+    free(refs);
+    if (r == 0)
+        spice_pixmap_cache_inval_sent(dc->pc, dc->d->id, spice_conn_last_sent_serial(spice_cc_conn(dc->cc)));
+    dc->d->stats.cache_evictions += n;
+    return r;
 }
 
 /* ------------------------------------------------------------------ sending */
@@ -117,35 +176,66 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
 {
     SpiceImage img = {.id = image_id, .width = w, .height = h};
     uint8_t *payload = NULL;
-    ssize_t hit = cacheable ? cache_find(dc, image_id) : -1;
-    if (hit >= 0) {
-        cache_touch(dc, (size_t)hit);
+    uint8_t ch = dc->d->id;
+    uint64_t glz_id = 0;
+    SpicePixmapWaits waits = {0};
+    bool hit = cacheable && dc->pc && spice_pixmap_cache_hit(dc->pc, ch, image_id, &waits);
+    int e = send_waits(dc, &waits);
+    if (e < 0)
+        return e;
+    if (hit) {
         img.type = SPICE_IMAGE_TYPE_FROM_CACHE;
         dc->d->stats.cache_hits++;
     } else {
-        uint64_t pixels = (uint64_t)w * h;
-        if (cacheable && pixels <= dc->cache_cap) {
-            int r2 = cache_add(dc, image_id, pixels);
-            if (r2 < 0)
-                return r2;
+        uint64_t *evicted = NULL;
+        size_t nevicted = 0;
+        if (cacheable && dc->pc &&
+            spice_pixmap_cache_add(dc->pc, ch, image_id, (uint64_t)w * h, &evicted, &nevicted, &waits)) {
+            e = send_waits(dc, &waits);
+            if (e == 0)
+                e = send_inval(dc, evicted, nevicted);
+            free(evicted);
+            if (e < 0)
+                return e;
             img.flags = SPICE_IMAGE_FLAGS_CACHE_ME;
         }
-        SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
-                              .y = h, .stride = 4 * w, .data = {.len = 4 * w * h, .data = (uint8_t *)px}};
-        size_t plen;
-        int e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
-        if (e < 0)
-            return e;
-        img.type = SPICE_IMAGE_TYPE_BITMAP;
-        img.payload = (SpiceMBytes){.len = (uint32_t)plen, .data = payload};
+        MigBuf glz = {0};
+        if (dc->glz && spice_glz_encode(dc->glz, ch, px, w, h, &glz, &waits, &glz_id) == 0) {
+            e = send_waits(dc, &waits);
+            if (e < 0) {
+                mig_buf_free(&glz);
+                return e;
+            }
+            img.type = SPICE_IMAGE_TYPE_GLZ_RGB;
+            img.payload = (SpiceMBytes){.len = (uint32_t)glz.len, .data = glz.data};
+            payload = glz.data;
+            dc->d->stats.glz_images++;
+            dc->d->stats.glz_bytes += glz.len;
+            dc->d->stats.glz_raw_bytes += 4ull * w * h;
+        } else {
+            mig_buf_free(&glz);
+            SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
+                                  .y = h, .stride = 4 * w, .data = {.len = 4 * w * h, .data = (uint8_t *)px}};
+            size_t plen;
+            e = spice_marshal_encode(&spice_bitmap_desc, &bm, &payload, &plen, NULL);
+            if (e < 0)
+                return e;
+            img.type = SPICE_IMAGE_TYPE_BITMAP;
+            img.payload = (SpiceMBytes){.len = (uint32_t)plen, .data = payload};
+        }
         dc->d->stats.images_sent++;
     }
     SpiceMsgDrawCopy m = {.base = draw_base(surface, r), .src_bitmap = &img,
                           .src_area = {.top = 0, .left = 0, .bottom = (int32_t)h, .right = (int32_t)w},
                           .rop_descriptor = SPICE_ROPD_OP_PUT};
-    int e = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_DRAW_COPY, &m);
+    e = spice_cc_send(dc->cc, SPICE_MSG_DISPLAY_DRAW_COPY, &m);
     free(payload);
     dc->d->stats.draws_sent++;
+    uint64_t serial = spice_conn_last_sent_serial(spice_cc_conn(dc->cc));
+    if (e == 0 && (hit || img.flags & SPICE_IMAGE_FLAGS_CACHE_ME))
+        spice_pixmap_cache_use_sent(dc->pc, ch, image_id, serial);
+    if (e == 0 && img.type == SPICE_IMAGE_TYPE_GLZ_RGB)
+        spice_glz_sent(dc->glz, ch, glz_id, serial);
     return e;
 }
 
@@ -202,7 +292,12 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
     if (di->pixmap_cache_size < 0 || di->glz_dictionary_window_size < 0)
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
-    dc->cache_cap = (uint64_t)di->pixmap_cache_size;
+    bool created;
+    dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size,
+                       &created);
+    if (spice_server_config(dc->d->server)->glz && di->glz_dictionary_window_size > 0 && dc->d->id < 4)
+        dc->glz = glz_get(dc->d->group, spice_cc_client(cc), di->glz_dictionary_id,
+                          (uint32_t)di->glz_dictionary_window_size, NULL);
     dc->ready = true;
     return send_initial(dc);
 }
@@ -219,7 +314,8 @@ static void display_disconnect(SpiceChannelClient *cc)
             d->ndccs--;
             break;
         }
-    free(dc->items);
+    cache_put(d->group, dc->pc);
+    glz_put(d->group, dc->glz);
     free(dc);
     spice_cc_set_priv(cc, NULL);
 }
@@ -240,10 +336,41 @@ static const SpiceChannelClass display_class = {
     .channel_gone = display_channel_gone,
 };
 
+/* The group of the server's other display channels, or a new one. */
+static DisplayGroup *group_join(SpiceServer *s)
+{
+    for (size_t i = 0; i < spice_server_channel_count(s); i++) {
+        SpiceChannel *ch = spice_server_channel_at(s, i);
+        SpiceDisplay *other = spice_channel_type(ch) == SPICE_CHANNEL_DISPLAY ? spice_channel_priv(ch) : NULL;
+        if (other && other->group) {
+            other->group->refs++;
+            return other->group;
+        }
+    }
+    DisplayGroup *g = mig_malloc0(sizeof(*g));
+    g->refs = 1;
+    return g;
+}
+
+static void group_leave(DisplayGroup *g)
+{
+    if (--g->refs)
+        return;
+    for (size_t i = 0; i < g->ncaches; i++)
+        spice_pixmap_cache_free(g->caches[i].pc);
+    free(g->caches);
+    for (size_t i = 0; i < g->nglzs; i++)
+        spice_glz_dict_free(g->glzs[i].dict);
+    free(g->glzs);
+    free(g);
+}
+
 SpiceDisplay *spice_display_add(SpiceServer *s, uint8_t id)
 {
     SpiceDisplay *d = mig_malloc0(sizeof(*d));
     d->server = s;
+    d->id = id;
+    d->group = group_join(s);
     d->ch = spice_server_add_channel(s, SPICE_CHANNEL_DISPLAY, id, &display_class, d);
     return d;
 }
@@ -258,10 +385,12 @@ void spice_display_free(SpiceDisplay *d)
     for (size_t i = 0; i < d->ndccs; i++) {
         spice_cc_set_priv(d->dccs[i]->cc, NULL);
         spice_cc_disconnect(d->dccs[i]->cc, "the display device went away");
-        free(d->dccs[i]->items);
+        cache_put(d->group, d->dccs[i]->pc);
+        glz_put(d->group, d->dccs[i]->glz);
         free(d->dccs[i]);
     }
     free(d->dccs);
+    group_leave(d->group);
     for (size_t i = 0; i < d->nsurfaces; i++)
         spice_surface_fini(&d->surfaces[i]);
     free(d->surfaces);
@@ -376,4 +505,120 @@ int spice_display_copy_bits(SpiceDisplay *d, uint32_t id, const SpiceRect *r, in
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out)
 {
     *out = d->stats;
+}
+
+/* ------------------------------------------------------------------ seamless migration of the cache */
+
+static SpicePixmapCacheMig cache_strategy(const DisplayCC *dc)
+{
+    int how = spice_server_config(dc->d->server)->pixmap_cache_migration;
+    return how == SPICE_PIXMAP_CACHE_MIG_RESTORE ? SPICE_PIXMAP_CACHE_MIG_RESTORE : SPICE_PIXMAP_CACHE_MIG_RESET;
+}
+
+int spice_display_migrate_export_cache(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc || !dc->pc)
+        return mig_err_set(errp, -EINVAL, "display %u: the client sent no DISPLAY_INIT: no cache to migrate",
+                           dc ? dc->d->id : 0);
+    SpicePixmapCacheMig how = cache_strategy(dc);
+    bool freezer = !spice_pixmap_cache_frozen(dc->pc);
+    if (freezer)
+        spice_pixmap_cache_freeze(dc->pc, how == SPICE_PIXMAP_CACHE_MIG_RESTORE);
+    return spice_pixmap_cache_export(dc->pc, how, freezer, blob, errp);
+}
+
+/* Whether every display channel the client has linked took its blob. */
+static bool all_imported(const DisplayCC *dc)
+{
+    SpiceServer *s = dc->d->server;
+    SpiceClient *client = spice_cc_client(dc->cc);
+    for (size_t i = 0; i < spice_server_channel_count(s); i++) {
+        SpiceChannel *ch = spice_server_channel_at(s, i);
+        if (spice_channel_type(ch) != SPICE_CHANNEL_DISPLAY)
+            continue;
+        SpiceChannelClient *other = spice_client_find(client, SPICE_CHANNEL_DISPLAY, spice_channel_id(ch));
+        DisplayCC *odc = other ? spice_cc_priv(other) : NULL;
+        if (odc && odc->pc == dc->pc && !odc->imported)
+            return false;
+        if (other && (!odc || odc->pc != dc->pc))
+            return false; /* linked, its blob not yet here */
+    }
+    return true;
+}
+
+int spice_display_migrate_import_cache(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    if (dc->imported)
+        return mig_err_set(errp, -EPROTO, "display %u: a second migration blob", dc->d->id);
+    SpicePixmapCacheBlob b;
+    int r = spice_pixmap_cache_parse(blob, len, &b, errp);
+    if (r < 0)
+        return r;
+    if (!dc->pc) {
+        bool created;
+        dc->pc = cache_get(dc->d->group, spice_cc_client(cc), b.cache_id, (uint64_t)b.size, &created);
+        if (created)
+            spice_pixmap_cache_freeze(dc->pc, true); /* frozen until restored (or reset) */
+    }
+    if (spice_pixmap_cache_id(dc->pc) != b.cache_id)
+        return mig_err_set(errp, -EPROTO, "display %u: the blob names pixmap cache %u, the client uses %u",
+                           dc->d->id, b.cache_id, spice_pixmap_cache_id(dc->pc));
+    dc->imported = true;
+    if (cache_strategy(dc) == SPICE_PIXMAP_CACHE_MIG_RESTORE) {
+        r = spice_pixmap_cache_import(dc->pc, &b, errp);
+        if (r == 0 && all_imported(dc))
+            spice_pixmap_cache_unfreeze(dc->pc);
+        return r;
+    }
+    SpicePixmapCacheBlob serials = b;
+    serials.has_items = false; /* reset: only the serials count */
+    spice_pixmap_cache_import(dc->pc, &serials, NULL);
+    if (!b.freezer)
+        return 0;
+    SpicePixmapWaits w;
+    spice_pixmap_cache_reset(dc->pc, dc->d->id, (uint64_t)b.size, &w);
+    SpiceMsgWaitList m = {.items = {.n = w.n, .items = w.items}};
+    r = spice_cc_send(cc, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS, &m);
+    if (r == 0)
+        spice_pixmap_cache_inval_sent(dc->pc, dc->d->id, spice_conn_last_sent_serial(spice_cc_conn(cc)));
+    return r < 0 ? mig_err_set(errp, r, "display %u: cannot queue INVAL_ALL_PIXMAPS", dc->d->id) : 0;
+}
+
+void spice_display_migrate_cancel_cache(SpiceChannelClient *cc)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (dc && dc->pc)
+        spice_pixmap_cache_unfreeze(dc->pc);
+}
+
+/* ------------------------------------------------------------------ seamless migration of the GLZ dictionary */
+
+int spice_display_migrate_export_glz(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    if (dc->glz)
+        return spice_glz_export(dc->glz, blob, errp);
+    if (blob->len < SPICE_DCMD_BODY_END)
+        return mig_err_set(errp, -EINVAL, "display migration data: %zu bytes before the GLZ part", blob->len);
+    memset(blob->data + SPICE_DCMD_GLZ_OFFSET, 0, SPICE_DCMD_GLZ_LEN); /* no dictionary: window 0 */
+    return 0;
+}
+
+int spice_display_migrate_import_glz(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    SpiceGlzBlob b;
+    int r = spice_glz_parse(blob, len, &b, errp);
+    if (r < 0 || dc->glz || !b.window || !spice_server_config(dc->d->server)->glz || dc->d->id >= 4)
+        return r;
+    dc->glz = glz_get(dc->d->group, spice_cc_client(cc), b.dict_id, b.window, &b);
+    return 0;
 }

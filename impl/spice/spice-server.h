@@ -54,6 +54,13 @@ typedef struct SpiceServerConfig {
     bool ticketing;          /* false: disable-ticketing=on */
     const char *password;    /* with ticketing */
     bool seamless_migration; /* seamless-migration=on */
+    /* x-pixmap-cache-migration=reset|restore: what seamless migration does
+     * with a client's pixmap cache (SpicePixmapCacheMig; 0: reset, as
+     * spice-server). */
+    int pixmap_cache_migration;
+    /* image-compression=glz (or auto_glz): images the client does not hold
+     * go as GLZ_RGB with the client's global dictionary, not BITMAP. */
+    bool glz;
     const char *name;        /* MAIN_NAME, sent when the client has NAME_AND_UUID */
     uint8_t uuid[16];
     uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */

@@ -67,8 +67,14 @@ typedef struct MigAnalyzeCtx {
     MigAnalyzePageCounts *counts; /* per ram.blocks entry */
     uint64_t ram_records, ram_hooks, ram_flushes;
 
-    MigAnalyzeStarted *started;
-    size_t nstarted;
+    MigAnalyzeStarted *started; /* in START order */
+    size_t nstarted, started_cap;
+    /* section id -> started index + 1 (0: empty), open addressing, at
+     * most half full: finding a section costs the same for the 100,000th
+     * as for the first */
+    uint32_t *started_slot;
+    size_t started_nslot; /* a power of two, or 0 */
+    uint64_t nitems;      /* sections and commands so far (MIG_ANALYZE_MAX_SECTIONS) */
     int footers; /* -1 not known yet, 0 stream has none, 1 every section has one */
 
     uint64_t budget; /* field elements left to decode (damaged array_len) */

@@ -98,12 +98,48 @@ json_t *mig__analyze_json_str(const char *s)
     return j;
 }
 
+static size_t id_slot(uint32_t id, size_t nslot)
+{
+    return (size_t)((id * 0x9e3779b97f4a7c15ull) >> 17) & (nslot - 1);
+}
+
 static MigAnalyzeStarted *find_started(MigAnalyzeCtx *c, uint32_t id)
 {
-    for (size_t i = 0; i < c->nstarted; i++)
-        if (c->started[i].id == id)
-            return &c->started[i];
+    if (!c->started_nslot)
+        return NULL;
+    size_t mask = c->started_nslot - 1;
+    for (size_t k = id_slot(id, c->started_nslot); c->started_slot[k]; k = (k + 1) & mask)
+        if (c->started[c->started_slot[k] - 1].id == id)
+            return &c->started[c->started_slot[k] - 1];
     return NULL;
+}
+
+static void started_slot_put(MigAnalyzeCtx *c, size_t i)
+{
+    size_t mask = c->started_nslot - 1;
+    size_t k = id_slot(c->started[i].id, c->started_nslot);
+    while (c->started_slot[k])
+        k = (k + 1) & mask;
+    c->started_slot[k] = (uint32_t)(i + 1);
+}
+
+/* A new iterative section (its id not started before). */
+static MigAnalyzeStarted *add_started(MigAnalyzeCtx *c, uint32_t id)
+{
+    MIG_GROW(c->started, c->started_cap, c->nstarted + 1, 16);
+    MigAnalyzeStarted *st = &c->started[c->nstarted++];
+    memset(st, 0, sizeof(*st));
+    st->id = id;
+    if (2 * c->nstarted > c->started_nslot) {
+        free(c->started_slot);
+        c->started_nslot = c->started_nslot ? 2 * c->started_nslot : 64;
+        c->started_slot = mig_malloc0(c->started_nslot * sizeof(*c->started_slot));
+        for (size_t i = 0; i < c->nstarted; i++)
+            started_slot_put(c, i);
+    } else {
+        started_slot_put(c, c->nstarted - 1);
+    }
+    return st;
 }
 
 /* ---------------------------------------------------------------- trailer */
@@ -253,10 +289,12 @@ static int parse_section(MigAnalyzeCtx *c, const MigSectionHeader *h, MigErr **e
     MigAnalyzeStarted *ending = NULL;
     if (h->type == MIG_SECTION_START || h->type == MIG_SECTION_FULL) {
         if (h->type == MIG_SECTION_START && !find_started(c, h->section_id)) {
-            c->started = mig_realloc(c->started, (c->nstarted + 1) * sizeof(*c->started));
-            MigAnalyzeStarted *st = &c->started[c->nstarted++];
-            memset(st, 0, sizeof(*st));
-            st->id = h->section_id;
+            if (c->nstarted == MIG_ANALYZE_MAX_STARTED)
+                return mig__analyze_fail(c, errp, -E2BIG,
+                                         "more than %u iterative sections (START), the most "
+                                         "the analyzer takes (docs/limits.md)",
+                                         MIG_ANALYZE_MAX_STARTED);
+            MigAnalyzeStarted *st = add_started(c, h->section_id);
             memcpy(st->name, h->idstr, sizeof(st->name));
             st->instance = h->instance_id;
             st->version = h->version_id;
@@ -464,6 +502,11 @@ static int parse_all(MigAnalyzeCtx *c, MigErr **errp)
         if (mig_stream_at_eof(c->s) && !mig_stream_error(c->s))
             return fail_truncated(c, errp);
         r = mig_stream_get_section_header(c->s, &h, errp);
+        if (!r && ++c->nitems > MIG_ANALYZE_MAX_SECTIONS)
+            return mig__analyze_fail(c, errp, -E2BIG,
+                                     "more than %u sections and commands, the most the analyzer "
+                                     "takes (docs/limits.md)",
+                                     MIG_ANALYZE_MAX_SECTIONS);
         if (r) {
             const MigAnalyzeStarted *open = last_open(c);
             char e[MIG_STREAM_ESCAPED_MAX];
@@ -627,6 +670,7 @@ static int analyze(MigAnalyzeCtx *c, json_t **doc, uint64_t *err_offset, MigErr 
     free(c->vmdesc_problem);
     free(c->counts);
     free(c->started);
+    free(c->started_slot);
     mig_ram_reader_free(&c->ram);
     mig_stream_free(c->tail_s);
     free(c->tail);

@@ -68,6 +68,15 @@
  * More is -EFBIG: analyze a regular file instead. */
 #define MIG_ANALYZE_TAIL_MAX (256u << 20)
 
+/* The most sections and commands one input may have (each costs ~1.1 KB
+ * of the document: at most ~280 MB).  QEMU writes one RAM PART section
+ * per iteration, ~10-20 a second of migration: 250,000 is hours of
+ * migration.  And the most distinct iterative sections (START ids): QEMU
+ * numbers one per registered handler (RAM, block, VFIO devices: a few
+ * hundred at most).  Past either: -E2BIG naming the limit (docs/limits.md). */
+#define MIG_ANALYZE_MAX_SECTIONS 250000u
+#define MIG_ANALYZE_MAX_STARTED 10000u
+
 /* Analyze buf[0..len).  Returns 0 when the stream parsed through its EOF
  * marker (and the trailer, when present), else a negative errno with *errp
  * set ("section 'ram' (id 2): Illegal RAM offset ... at offset N") and

@@ -260,10 +260,15 @@ int mig_stream_get_section_header(MigStream *s, MigSectionHeader *h, MigErr **er
     if ((r = mig_stream_result(s, errp)))
         return r;
     if (strlen(x.idstr) != idlen) {
-        char esc[MIG_STREAM_ESCAPED_MAX];
+        /* the name up to a little past its NUL: the message stays short
+         * enough for an error buffer to keep its offset */
+        size_t show = MIG_MIN(idlen, strlen(x.idstr) + 16);
+        char esc[MIG_STREAM_ESCAPED_MAX], more[48] = "";
+        if (show < idlen)
+            snprintf(more, sizeof(more), "... (%u bytes)", (unsigned)idlen);
         return mig_stream_fail(s, errp, -EPROTO, x.offset + 5,
-                               "section idstr \"%s\" contains a NUL byte",
-                               mig_stream_escape(x.idstr, idlen, esc, sizeof(esc)));
+                               "section idstr \"%s\"%s contains a NUL byte",
+                               mig_stream_escape(x.idstr, show, esc, sizeof(esc)), more);
     }
     *h = x;
     return 0;

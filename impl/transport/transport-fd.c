@@ -417,3 +417,10 @@ int mig_transport_get_fd(MigTransport *t)
 {
     return t && is_fd_transport(t) ? F(t)->fd : -1;
 }
+
+int mig_transport_take_passed_fd(MigTransport *t)
+{
+    if (!t || !is_fd_transport(t) || !F(t)->is_unix)
+        return -ENOTSUP;
+    return F(t)->nfds ? pop_fd(F(t)) : -ENOENT;
+}

@@ -158,6 +158,11 @@ static inline int mig_transport_claim_fd(MigTransport *t, uint64_t at)
 }
 /* The fd under an fd/unix/file transport (still owned by t), -1 otherwise. */
 int mig_transport_get_fd(MigTransport *t);
+/* The oldest fd that arrived (SCM_RIGHTS) with bytes already read, now owned
+ * by the caller; -ENOENT when none did (nothing is read to look for one),
+ * -ENOTSUP on a transport that cannot carry fds.  QMP's getfd takes the fd
+ * that came with its own request this way. */
+int mig_transport_take_passed_fd(MigTransport *t);
 
 /* ---- local: page flipping over a unix socket (transport-local.c;
  * docs/protocol-qemu-stream.md, page flipping)

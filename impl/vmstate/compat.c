@@ -118,36 +118,64 @@ static int bad(MigErr **errp, const char *doc, const char *path, const char *wha
     return mig_err_set(errp, -EPROTO, "%s: %s: %s", doc, path, what);
 }
 
+/* A description's or section's version window: non-negative versions, the
+ * minimum not above the version. */
+static int validate_versions(json_t *d, const char *doc, const char *path, MigErr **errp)
+{
+    json_t *v = json_object_get(d, "version_id"), *m = json_object_get(d, "minimum_version_id");
+    if (!json_is_integer(v))
+        return bad(errp, doc, path, "\"version_id\" is not an integer");
+    if (m && !json_is_integer(m))
+        return bad(errp, doc, path, "\"minimum_version_id\" is not an integer");
+    if (json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+        return bad(errp, doc, path, "\"version_id\" is not a 32-bit unsigned number");
+    if (m && (json_integer_value(m) < 0 || json_integer_value(m) > json_integer_value(v)))
+        return mig_err_set(errp, -EPROTO, "%s: %s: \"minimum_version_id\" %lld is above "
+                           "\"version_id\" %lld (or negative)", doc, path,
+                           (long long)json_integer_value(m), (long long)json_integer_value(v));
+    return 0;
+}
+
 static int validate_desc(json_t *d, const char *doc, const char *path, int depth, MigErr **errp)
 {
-    if (depth > 64)
-        return bad(errp, doc, path, "descriptions nested too deeply");
+    if (depth > VMS_COMPAT_MAX_DEPTH)
+        return mig_err_set(errp, -EPROTO, "%s: %s: descriptions nested more than %d deep",
+                           doc, path, VMS_COMPAT_MAX_DEPTH);
     if (!json_is_object(d))
         return bad(errp, doc, path, "not an object");
     if (!json_is_string(json_object_get(d, "name")))
         return bad(errp, doc, path, "\"name\" is not a string");
-    if (!json_is_integer(json_object_get(d, "version_id")))
-        return bad(errp, doc, path, "\"version_id\" is not an integer");
-    json_t *m = json_object_get(d, "minimum_version_id");
-    if (m && !json_is_integer(m))
-        return bad(errp, doc, path, "\"minimum_version_id\" is not an integer");
+    int ret = validate_versions(d, doc, path, errp);
+    if (ret < 0)
+        return ret;
     json_t *fields = json_object_get(d, "Fields");
     if (fields && !json_is_array(fields))
         return bad(errp, doc, path, "\"Fields\" is not an array");
+    if (json_array_size(fields) > VMS_COMPAT_MAX_FIELDS)
+        return mig_err_set(errp, -EPROTO, "%s: %s: %zu fields, more than the %u one "
+                           "description may have", doc, path, json_array_size(fields),
+                           VMS_COMPAT_MAX_FIELDS);
     size_t i;
     json_t *f;
     json_array_foreach(fields, i, f)
     {
         char *fp = mig_strdup_printf("%s.Fields[%zu]", path, i);
-        int ret = 0;
+        json_t *size = json_object_get(f, "size");
         if (!json_is_object(f))
             ret = bad(errp, doc, fp, "not an object");
         else if (!json_is_string(json_object_get(f, "field")))
             ret = bad(errp, doc, fp, "\"field\" is not a string");
         else if (!json_is_integer(json_object_get(f, "version_id")))
             ret = bad(errp, doc, fp, "\"version_id\" is not an integer");
-        else if (!json_is_integer(json_object_get(f, "size")))
+        else if (json_integer_value(json_object_get(f, "version_id")) < 0)
+            ret = bad(errp, doc, fp, "\"version_id\" is negative");
+        else if (!json_is_integer(size))
             ret = bad(errp, doc, fp, "\"size\" is not an integer");
+        else if (json_integer_value(size) < 0 ||
+                 json_integer_value(size) > VMS_COMPAT_MAX_FIELD_SIZE)
+            ret = mig_err_set(errp, -EPROTO, "%s: %s: \"size\" %lld is negative or above "
+                              "%lld", doc, fp, (long long)json_integer_value(size),
+                              (long long)VMS_COMPAT_MAX_FIELD_SIZE);
         else if (json_object_get(f, "field_exists") &&
                  !json_is_boolean(json_object_get(f, "field_exists")))
             ret = bad(errp, doc, fp, "\"field_exists\" is not a boolean");
@@ -163,37 +191,55 @@ static int validate_desc(json_t *d, const char *doc, const char *path, int depth
     json_t *subs = json_object_get(d, "Subsections");
     if (subs && !json_is_array(subs))
         return bad(errp, doc, path, "\"Subsections\" is not an array");
+    if (json_array_size(subs) > VMS_COMPAT_MAX_SUBSECTIONS)
+        return mig_err_set(errp, -EPROTO, "%s: %s: %zu subsections, more than the %u one "
+                           "description may have", doc, path, json_array_size(subs),
+                           VMS_COMPAT_MAX_SUBSECTIONS);
+    json_t *seen = json_object(); /* subsection names: each once */
     json_t *sd;
     json_array_foreach(subs, i, sd)
     {
         char *sp = mig_strdup_printf("%s.Subsections[%zu]", path, i);
-        int ret = validate_desc(sd, doc, sp, depth + 1, errp);
+        ret = validate_desc(sd, doc, sp, depth + 1, errp);
+        const char *n = ret < 0 ? NULL : json_string_value(json_object_get(sd, "name"));
+        if (n && json_object_get(seen, n))
+            ret = mig_err_set(errp, -EPROTO, "%s: %s: a second subsection named \"%s\"", doc,
+                              sp, n);
+        else if (n)
+            json_object_set_new(seen, n, json_integer((json_int_t)i));
         free(sp);
         if (ret < 0)
-            return ret;
+            break;
     }
-    return 0;
+    json_decref(seen);
+    return ret;
 }
 
 static int validate_dump(json_t *doc, const char *name, MigErr **errp)
 {
     if (!json_is_object(doc))
         return mig_err_set(errp, -EPROTO, "%s: the top level is not an object", name);
+    if (json_object_size(doc) > VMS_COMPAT_MAX_SECTIONS)
+        return mig_err_set(errp, -EPROTO, "%s: %zu sections, more than the %u a dump may have",
+                           name, json_object_size(doc), VMS_COMPAT_MAX_SECTIONS);
     const char *key;
     json_t *sec;
     json_object_foreach(doc, key, sec)
     {
         char *path = mig_strdup_printf("section \"%s\"", key);
         int ret = 0;
+        json_t *nm = json_object_get(sec, "Name");
         if (!json_is_object(sec))
             ret = bad(errp, name, path, "not an object");
         else if (strcmp(key, "vmschkmachine") == 0)
             ret = 0;
-        else if (!json_is_integer(json_object_get(sec, "version_id")))
-            ret = bad(errp, name, path, "\"version_id\" is not an integer");
-        else if (json_object_get(sec, "minimum_version_id") &&
-                 !json_is_integer(json_object_get(sec, "minimum_version_id")))
-            ret = bad(errp, name, path, "\"minimum_version_id\" is not an integer");
+        else if (nm && !json_is_string(nm))
+            ret = bad(errp, name, path, "\"Name\" is not a string");
+        else if (nm && strcmp(json_string_value(nm), key) != 0)
+            ret = mig_err_set(errp, -EPROTO, "%s: %s: \"Name\" \"%s\" is not the section's "
+                              "key", name, path, json_string_value(nm));
+        else if ((ret = validate_versions(sec, name, path, errp)) < 0)
+            ;
         else if (json_object_get(sec, "Description")) {
             char *dp = mig_strdup_printf("%s.Description", path);
             ret = validate_desc(json_object_get(sec, "Description"), name, dp, 0, errp);
@@ -281,6 +327,10 @@ typedef struct Cursor {
         size_t i;
         json_int_t ver;
         char *prefix;
+        /* built at the first mismatch in this frame (frame_index), so the
+         * lookups below cost the same for every field: name -> index of
+         * its last visible field, name -> its first hidden field */
+        json_t *last_visible, *first_hidden;
     } f[CUR_DEPTH];
     int depth;
 } Cursor;
@@ -300,10 +350,18 @@ static void cur_init(Cursor *c, json_t *fields, json_int_t ver, const char *pref
     c->depth = 1;
 }
 
+static void frame_free(Cursor *c, int i)
+{
+    free(c->f[i].prefix);
+    json_decref(c->f[i].last_visible);
+    json_decref(c->f[i].first_hidden);
+    c->f[i].last_visible = c->f[i].first_hidden = NULL;
+}
+
 static void cur_free(Cursor *c)
 {
     for (int i = 0; i < c->depth; i++)
-        free(c->f[i].prefix);
+        frame_free(c, i);
     c->depth = 0;
 }
 
@@ -320,7 +378,7 @@ static json_t *cur_peek(Cursor *c)
         }
         if (c->depth == 1)
             return NULL;
-        free(fr->prefix);
+        frame_free(c, c->depth - 1);
         c->depth--;
     }
     return NULL;
@@ -350,6 +408,7 @@ static bool cur_enter(Cursor *c, json_t *item)
     c->f[c->depth].i = 0;
     c->f[c->depth].ver = jint(desc, "version_id", 0);
     c->f[c->depth].prefix = prefix;
+    c->f[c->depth].last_visible = c->f[c->depth].first_hidden = NULL;
     c->depth++;
     return true;
 }
@@ -362,27 +421,37 @@ static bool first_field_is(json_t *item, const char *name)
     return first && strcmp(jstr(first, "field"), name) == 0;
 }
 
-static bool later_in_frame(Cursor *c, const char *name)
+/* The current frame's name maps (see Cursor), built once per frame. */
+static void frame_index(Cursor *c)
 {
     typeof(c->f[0]) *fr = &c->f[c->depth - 1];
-    for (size_t i = fr->i + 1; i < json_array_size(fr->fields); i++) {
+    if (fr->last_visible)
+        return;
+    fr->last_visible = json_object();
+    fr->first_hidden = json_object();
+    for (size_t i = 0; i < json_array_size(fr->fields); i++) {
         json_t *item = json_array_get(fr->fields, i);
-        if (visible(item, fr->ver) && strcmp(jstr(item, "field"), name) == 0)
-            return true;
+        const char *name = jstr(item, "field");
+        if (visible(item, fr->ver))
+            json_object_set_new(fr->last_visible, name, json_integer((json_int_t)i));
+        else if (!json_object_get(fr->first_hidden, name))
+            json_object_set(fr->first_hidden, name, item);
     }
-    return false;
+}
+
+static bool later_in_frame(Cursor *c, const char *name)
+{
+    frame_index(c);
+    typeof(c->f[0]) *fr = &c->f[c->depth - 1];
+    json_t *last = json_object_get(fr->last_visible, name);
+    return last && (size_t)json_integer_value(last) > fr->i;
 }
 
 /* A field of that name in the current frame that the version gate hides. */
 static json_t *hidden_in_frame(Cursor *c, const char *name)
 {
-    typeof(c->f[0]) *fr = &c->f[c->depth - 1];
-    for (size_t i = 0; i < json_array_size(fr->fields); i++) {
-        json_t *item = json_array_get(fr->fields, i);
-        if (!visible(item, fr->ver) && strcmp(jstr(item, "field"), name) == 0)
-            return item;
-    }
-    return NULL;
+    frame_index(c);
+    return json_object_get(c->f[c->depth - 1].first_hidden, name);
 }
 
 static void compare_desc(Ctx *c, json_t *s, json_t *d, const char *where, bool nested, int depth);
@@ -535,16 +604,18 @@ static void compare_fields(Ctx *c, json_t *sf, json_t *df, json_int_t sver, json
     cur_free(&D);
 }
 
-static json_t *find_sub(json_t *subs, const char *name)
+/* name -> subsection of a "Subsections" list (names are unique: checked
+ * by validate_desc), so matching two lists is linear. */
+static json_t *index_subs(json_t *subs)
 {
+    json_t *ix = json_object();
     size_t i;
     json_t *x;
     json_array_foreach(subs, i, x)
     {
-        if (strcmp(jstr(x, "name"), name) == 0)
-            return x;
+        json_object_set(ix, jstr(x, "name"), x);
     }
-    return NULL;
+    return ix;
 }
 
 /* `where`: path of the field holding this description ("" at the top). */
@@ -577,13 +648,14 @@ static void compare_desc(Ctx *c, json_t *s, json_t *d, const char *where, bool n
         compare_fields(c, sf, df, sv, nested ? dv : sv, dv, where, nested, depth);
     }
     json_t *ss = json_object_get(s, "Subsections"), *ds = json_object_get(d, "Subsections");
+    json_t *six = index_subs(ss), *dix = index_subs(ds);
     size_t i;
     json_t *x;
     json_array_foreach(ss, i, x)
     {
         const char *n = jstr(x, "name");
         char *w = join(where, n);
-        json_t *y = find_sub(ds, n);
+        json_t *y = json_object_get(dix, n);
         if (!y)
             report(c, VMS_COMPAT_ERROR, 10, w, "subsection not found in NEW");
         else
@@ -593,7 +665,7 @@ static void compare_desc(Ctx *c, json_t *s, json_t *d, const char *where, bool n
     json_array_foreach(ds, i, x)
     {
         const char *n = jstr(x, "name");
-        if (find_sub(ss, n))
+        if (json_object_get(six, n))
             continue;
         char *w = join(where, n);
         report(c, VMS_COMPAT_INFO, 12, w,
@@ -601,6 +673,8 @@ static void compare_desc(Ctx *c, json_t *s, json_t *d, const char *where, bool n
                "defaults)");
         free(w);
     }
+    json_decref(six);
+    json_decref(dix);
 }
 
 /* Section renames QEMU's checker tolerates (the wire does not carry class

@@ -74,6 +74,7 @@ typedef struct Walk {
     MigErr **errp;
     bool hooks;
     bool load; /* s is the incoming stream: errors say where in it */
+    const VmsDescription *sent; /* load: what the sender writes with (top level) */
     AmbCheck *checks;
     size_t nchecks, capchecks;
 } Walk;
@@ -736,6 +737,20 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
             break;
         loaded[idx] = true;
     }
+    /* the sender's always-written subsections must all have come */
+    for (size_t k = 0; ret >= 0 && d == w->top && w->sent && w->sent->subsections &&
+                       w->sent->subsections[k];
+         k++) {
+        const VmsDescription *want = w->sent->subsections[k];
+        for (size_t i = 0; !want->needed && i < nsub; i++)
+            if (!loaded[i] && strcmp(d->subsections[i]->name, want->name) == 0) {
+                ret = walk_fail(w, -EPROTO,
+                                "subsection %s, which the sender always writes, is missing at "
+                                "offset %llu",
+                                want->name, (unsigned long long)mig_stream_offset(w->s));
+                break;
+            }
+    }
     if (loaded != loaded_small)
         free(loaded);
     if (ret < 0)
@@ -748,13 +763,20 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp)
 {
+    return vmstate_load_sent(s, desc, NULL, obj, version_id, errp);
+}
+
+int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
+                      void *obj, int version_id, MigErr **errp)
+{
     MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_LOAD, errp, "%s: injected fault mig/vmstate/load",
                          desc->name);
     if (mig_stream_error(s))
         return mig_stream_take_error(s, errp);
     Snap sn = {0};
     snap_desc(&sn, desc, obj, 0);
-    Walk w = {.s = s, .top = desc, .errp = errp, .hooks = true, .load = true};
+    Walk w = {.s = s, .top = desc, .errp = errp, .hooks = true, .load = true,
+              .sent = sent};
     int ret = check_version(&w, desc, version_id, false);
     if (ret == 0)
         ret = load_desc(&w, desc, obj, version_id, false);

@@ -277,6 +277,15 @@ int vmstate_save(MigStream *s, const VmsDescription *desc, void *obj, MigErr **e
  * Fault point "mig/vmstate/load" at entry. */
 int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int version_id,
                  MigErr **errp);
+/* vmstate_load, knowing the description the sender writes with (`sent`,
+ * e.g. the one the source's machine type emits; NULL: not known, nothing
+ * is required, as vmstate_load): each of its
+ * top-level subsections without a needed() is in every stream it writes,
+ * so one that did not arrive, and that desc declares, fails the load with
+ * -EPROTO "subsection X, which the sender always writes, is missing at
+ * offset N" (docs/protocol-qemu-stream.md, the completeness rule). */
+int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
+                      void *obj, int version_id, MigErr **errp);
 
 /* ---- JSON descriptions (jansson; the caller owns the returned reference) ---- */
 
@@ -319,13 +328,26 @@ typedef void (*VmsCompatCb)(const VmsCompatFinding *f, void *opaque);
 /* Name of a level for output ("error", "info"). */
 const char *vmstate_compat_level_name(VmsCompatLevel l);
 
+/* The checker's limits on a dump (docs/limits.md); past one the document
+ * is refused (-EPROTO naming the limit).  QEMU 7.2's pc machine has ~250
+ * sections, descriptions a few levels deep, at most ~100 fields and ~10
+ * subsections in one description. */
+#define VMS_COMPAT_MAX_SECTIONS 10000u    /* top-level keys of a dump */
+#define VMS_COMPAT_MAX_FIELDS 10000u      /* entries of one "Fields" */
+#define VMS_COMPAT_MAX_SUBSECTIONS 1000u  /* entries of one "Subsections" */
+#define VMS_COMPAT_MAX_DEPTH 64           /* descriptions within descriptions */
+#define VMS_COMPAT_MAX_FIELD_SIZE (1ll << 30) /* a field's "size" */
+
 /* Compare two -dump-vmstate documents for migrating OLD -> NEW and report
  * every finding through cb (in OLD's key order, then NEW-only keys).  Beyond
  * QEMU's checker it applies the stream's version rules: NEW fields above the
  * OLD version are skipped (fine), NEW fields a stream of the OLD version
  * would have to carry but does not are errors (rule 11), and new subsections
- * are info.  Returns the number of errors (>= 0), or -EPROTO when either
- * document does not have the dump's shape (errp names which and where). */
+ * are info.  Linear in the size of the documents.  Returns the number of
+ * errors (>= 0), or -EPROTO when either document does not have the dump's
+ * shape or is past a limit above (errp names which and where): a negative
+ * version or size, minimum_version_id above version_id, a section whose
+ * "Name" is not its key, two subsections of one name. */
 int vmstate_check_compat(json_t *old_dump, json_t *new_dump, VmsCompatCb cb, void *opaque,
                          MigErr **errp);
 

@@ -10,6 +10,12 @@
  *                            unknown state value (>= 8)
  *   VENDOR_BAD_VMSTATE       a vmstate description of the wrong shape
  *   VENDOR_HANG_READ         never returns from a STOP_COPY read
+ * and the hostile ones, which do what any process can (issue 12):
+ *   VENDOR_JUNK_FDS          set_state writes junk on every fd it inherited
+ *   VENDOR_OVERRUN_READ      read writes one byte past the buffer it is given
+ *   VENDOR_FORK_SLEEPERS     create forks a child that sleeps forever
+ *   VENDOR_FORK_CRASH        set_state forks a sleeping child, then crashes
+ *   VENDOR_SIGNAL_PARENT     set_state sends SIGTERM to its parent
  * VENDOR_NAME is the device name the table reports (the .so's stem).
  */
 #include <signal.h>
@@ -30,6 +36,54 @@ static int crash_set_state(MigcertDevice *d, uint32_t s)
     if (s == MIGCERT_STATE_STOP_COPY || s >= 8)
         raise(SIGSEGV);
     return gpu_set_state(d, s);
+}
+#endif
+
+#if defined(VENDOR_FORK_SLEEPERS) || defined(VENDOR_FORK_CRASH)
+static void fork_sleeper(void)
+{
+    if (fork() == 0)
+        for (;;)
+            pause();
+}
+#endif
+
+#ifdef VENDOR_FORK_SLEEPERS
+static MigcertDevice *sleepers_create(const MigcertDeviceConfig *cfg)
+{
+    fork_sleeper();
+    return gpu_create(cfg);
+}
+#endif
+
+#if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT)
+static int hostile_set_state(MigcertDevice *d, uint32_t s)
+{
+#ifdef VENDOR_JUNK_FDS
+    static const char junk[] = "\x01junk from a plugin\n";
+    for (int fd = 0; fd < 1024; fd++)
+        if (write(fd, junk, sizeof(junk) - 1) < 0) {
+            /* not open, or not writable: next */
+        }
+#endif
+#ifdef VENDOR_FORK_CRASH
+    fork_sleeper();
+    volatile int *volatile nowhere = NULL;
+    *nowhere = 1; /* a real fault, not raise() */
+#endif
+#ifdef VENDOR_SIGNAL_PARENT
+    kill(getppid(), SIGTERM);
+#endif
+    return gpu_set_state(d, s);
+}
+#endif
+
+#ifdef VENDOR_OVERRUN_READ
+static ssize_t overrun_read(MigcertDevice *d, void *buf, size_t len)
+{
+    ssize_t n = gpu_read(d, buf, len);
+    ((volatile uint8_t *)buf)[len] = 0; /* one byte past the end */
+    return n;
 }
 #endif
 
@@ -59,6 +113,15 @@ const MigcertDevicePlugin *migcert_device_plugin_v1(void)
 #endif
 #ifdef VENDOR_HANG_READ
     vendor_table.read = hang_read;
+#endif
+#ifdef VENDOR_FORK_SLEEPERS
+    vendor_table.create = sleepers_create;
+#endif
+#if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT)
+    vendor_table.set_state = hostile_set_state;
+#endif
+#ifdef VENDOR_OVERRUN_READ
+    vendor_table.read = overrun_read;
 #endif
 #ifdef VENDOR_BAD_VMSTATE
     /* valid JSON, but a field without its "size" */

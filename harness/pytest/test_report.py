@@ -1,0 +1,260 @@
+"""test_report.py - `migcert report` (docs/report.md), as a person opens it.
+
+A small run (a few scenarios, not the matrix: fake-nic-pairs under every
+release pair, a case made to fail at one pair, a fault sweep on an idle
+guest, one certify case) becomes a report; headless Chromium (Debian's `chromium`,
+driven over the DevTools protocol with python3-websocket) opens it: no
+console error or exception, the compatibility matrix with one cell per
+(device or SPICE channel) x source x destination release, the failing
+case's REPRO line on the page with its copy button working.  The
+screenshot stays in reports/out/report-screenshot.png (a CI artifact).
+Also: the shards of a run merged (`migcert report --merge`) give the very
+report of the unsharded run, and a certificate page names what was
+certified.
+
+Rerun: /usr/bin/python3 -m pytest harness/pytest/test_report.py
+"""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PAIRS = "scenarios/versions/fake-nic-pairs.yaml"
+SWEPT = "scenarios/precopy/idle-guest.yaml"
+SHOT = REPO / "reports" / "out" / "report-screenshot.png"
+
+
+def _bin():
+    b = Path(os.environ.get("MIGCERT_BUILD", "build"))
+    return (b if b.is_absolute() else REPO / b) / "migcert"
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([str(_bin())] + [str(a) for a in args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _failing_scenario(d):
+    """basic precopy that expects to fail: it completes, so the case fails."""
+    text = (REPO / SWEPT).read_text().replace("outcome: completed", "outcome: failed")
+    p = d / "expects-failure.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    if not os.access(_bin(), os.X_OK):
+        pytest.fail(f"{_bin()} is not built", pytrace=False)
+    d = tmp_path_factory.mktemp("report")
+    bad = _failing_scenario(d)
+    out = d / "out"
+    out.mkdir()
+    r = _run("run", PAIRS, "--pairs", "all", "--json", out / "run-pairs.json",
+             "--junit", out / "full-pairs.xml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _run("run", bad, "--pair", "1.1:2.0", "--json", out / "run-bad.json",
+             "--junit", out / "full-bad.xml")
+    assert r.returncode == 1, r.stdout + r.stderr     # the failing case
+    r = _run("run", SWEPT, "--sweep", "--fault", "src:mig/vmstate/save",
+             "--json", out / "full-sweeps.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _run("certify", "--device", _bin().parent / "fakes/vendor/good.so", "-k", "load",
+             "--out", out / "certify-good")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _run("report", out, "--history", d / "no-history")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"report: {out / 'index.html'}" in r.stdout
+    data = json.loads((out / "report-data.json").read_text())
+    doc = json.loads((out / "run-pairs.json").read_text())
+    failing = json.loads((out / "run-bad.json").read_text())["cases"]
+    assert [c["status"] for c in failing] == ["failed"]
+    assert failing, "the run has no failing case to look for"
+    return {"dir": d, "out": out, "data": data, "cases": doc["cases"], "failing": failing,
+            "bad": bad}
+
+
+class DevTools:
+    """A headless Chromium and one page, over the DevTools protocol."""
+
+    def __init__(self, profile):
+        import websocket  # python3-websocket
+        exe = shutil.which("chromium")
+        if not exe:
+            pytest.fail("chromium is not installed (ci/deps installs it)", pytrace=False)
+        self.proc = subprocess.Popen(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--remote-debugging-port=0", f"--user-data-dir={profile}",
+             "--window-size=1280,2000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = Path(profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 60   # a hang guard, not a speed figure
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            assert self.proc.poll() is None, "chromium exited at start"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.05)
+        port, path = port_file.read_text().split("\n")[:2]
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=60)
+        self.n = 0
+        self.events = []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target,
+                                 flatten=True)["sessionId"]
+
+    def call(self, method, session=None, **params):
+        self.n += 1
+        msg = {"id": self.n, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        self.ws.send(json.dumps(msg))
+        while True:
+            m = json.loads(self.ws.recv())
+            if m.get("id") == self.n:
+                assert "error" not in m, f"{method}: {m['error']}"
+                return m.get("result", {})
+            self.events.append(m)
+
+    def page(self, method, **params):
+        return self.call(method, session=self.session, **params)
+
+    def wait_event(self, name):
+        for i, m in enumerate(self.events):
+            if m.get("method") == name:
+                return self.events.pop(i)
+        while True:
+            m = json.loads(self.ws.recv())
+            if m.get("method") == name:
+                return m
+            self.events.append(m)
+
+    def eval(self, expr):
+        r = self.page("Runtime.evaluate", expression=expr, returnByValue=True,
+                      awaitPromise=True)
+        assert "exceptionDetails" not in r, r["exceptionDetails"]
+        return r["result"].get("value")
+
+    def errors(self):
+        out = []
+        for m in self.events:
+            p = m.get("params", {})
+            if m.get("method") == "Runtime.exceptionThrown":
+                d = p["exceptionDetails"]
+                out.append(f"{d.get('text')} {d.get('exception', {}).get('description', '')}")
+            elif m.get("method") == "Runtime.consoleAPICalled" and p.get("type") in (
+                    "error", "assert"):
+                out.append(str(p.get("args")))
+            elif m.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(p["entry"].get("text"))
+        return out
+
+    def close(self):
+        try:
+            self.ws.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    profile = tempfile.mkdtemp(prefix="migcert-chromium-")
+    b = DevTools(profile)
+    yield b
+    b.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _open(browser, path):
+    browser.events.clear()
+    for domain in ("Page", "Runtime", "Log"):
+        browser.page(f"{domain}.enable")
+    browser.page("Page.navigate", url=path.as_uri())
+    browser.wait_event("Page.loadEventFired")
+
+
+def test_report_opens_in_chromium_with_matrix_and_repro(small_run, browser):
+    _open(browser, small_run["out"] / "index.html")
+    assert browser.eval("document.getElementById('verdict').textContent") == "failed"
+    # the matrix: fake-nic (a device) x 4 source x 4 destination releases
+    releases = sorted({c["src"] for c in small_run["cases"]})
+    assert len(releases) == 4
+    grids = browser.eval("document.querySelectorAll('table.matrix').length")
+    assert grids == len(small_run["data"]["matrix"]["grids"]) >= 1
+    assert browser.eval("document.querySelectorAll('table.matrix td.cell').length") == \
+        grids * len(releases) ** 2
+    # a pair the rules refuse shows the rule; a cell of the failing case shows failed
+    assert browser.eval("document.querySelectorAll('td.cell.refused small').length") > 0
+    assert browser.eval("document.querySelectorAll('td.cell.failed').length") > 0
+    text = browser.eval("document.body.innerText")
+    for c in small_run["failing"]:
+        assert c["repro"] in text, f"no REPRO line for {c['id']}"
+    # the fault table lists the swept point; timelines are drawn
+    assert "src:mig/vmstate/save" in browser.eval(
+        "document.getElementById('faults').nextElementSibling.nextElementSibling.innerText")
+    assert browser.eval("document.querySelectorAll('.timeline img').length") >= 2
+    # the copy button of a failure: no error, the REPRO line selected or copied
+    browser.eval("document.querySelector('#failures ~ .failure button.copy').click()")
+    assert not browser.errors(), browser.errors()
+    shot = browser.page("Page.captureScreenshot", format="png",
+                        captureBeyondViewport=True)["data"]
+    SHOT.parent.mkdir(parents=True, exist_ok=True)
+    SHOT.write_bytes(base64.b64decode(shot))
+    assert SHOT.stat().st_size > 10000
+
+
+def test_report_certificate_page(small_run, browser):
+    page = small_run["out"] / "certify-good" / "index.html"
+    assert page.exists()
+    _open(browser, page)
+    text = browser.eval("document.body.innerText")
+    cert = json.loads((small_run["out"] / "certify-good" / "report.json").read_text())
+    assert len(cert["plugin_sha256"]) == 64
+    for want in (cert["plugin"], cert["plugin_sha256"], cert["suite_version"],
+                 cert["releases_tested"][0]["release"], "load"):
+        assert want in text
+    assert browser.eval("document.getElementById('verdict').textContent") == "certified"
+    assert not browser.errors(), browser.errors()
+
+
+def test_report_merged_shards_equal_the_unsharded_run(small_run, tmp_path):
+    """The unsharded run is small_run's pairs; the same cases as two shards."""
+    whole, shards = tmp_path / "whole", [tmp_path / "s1", tmp_path / "s2"]
+    whole.mkdir()
+    for f in ("run-pairs.json", "full-pairs.xml"):
+        shutil.copy(small_run["out"] / f, whole / f)
+    for i, d in enumerate(shards, 1):
+        d.mkdir()
+        _run("run", PAIRS, "--pairs", "all", "--json", d / "run-pairs.json",
+             "--junit", d / "full-pairs.xml", "--shard", f"{i}/2")
+    a = json.loads((shards[0] / "run-pairs.json").read_text())["cases"]
+    b = json.loads((shards[1] / "run-pairs.json").read_text())["cases"]
+    assert a and b and not {c["id"] for c in a} & {c["id"] for c in b}
+    r = _run("report", whole, "--out", tmp_path / "rw", "--history", tmp_path / "none")
+    assert r.returncode == 0, r.stderr
+    r = _run("report", "--merge", *shards, "--out", tmp_path / "rm", "--history",
+             tmp_path / "none")
+    assert r.returncode == 0, r.stderr
+    dw = json.loads((tmp_path / "rw" / "report-data.json").read_text())
+    dm = json.loads((tmp_path / "rm" / "report-data.json").read_text())
+    assert dm == dw
+    assert (tmp_path / "rm" / "index.html").read_bytes() == \
+        (tmp_path / "rw" / "index.html").read_bytes()
+
+
+def test_report_unreadable_input_is_a_clear_error(tmp_path):
+    (tmp_path / "run-x.json").write_text("{not json")
+    r = _run("report", tmp_path)
+    assert r.returncode == 1
+    assert "cannot read" in r.stderr and "run-x.json" in r.stderr
+    r = _run("report", tmp_path / "missing")
+    assert r.returncode == 1 and "is not a folder" in r.stderr
