@@ -500,6 +500,8 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
                 memset(page0 + j * MIG_RAM_PAGE_SIZE, 0, MIG_RAM_PAGE_SIZE);
         mig_stream_unget(s, r->direct_back, back);
     }
+    for (size_t j = 0; j < a; j++)
+        mark_received(blk, off0 + j * MIG_RAM_PAGE_SIZE);
     r->normal += a;
     r->transferred += a * REC;
     r->direct_next = off0 + a * MIG_RAM_PAGE_SIZE;
