@@ -13,6 +13,7 @@ Needs Debian's gir1.2-spiceclientglib-2.0, python3-gi and spice-client-gtk
 """
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -139,6 +140,10 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
                                 "every socket on the destination's port")
         assert len(after["peers"]) == 7, after["peers"]
         assert src.cmd("query-spice")["migrated"] is True and src.cmd("query-spice")["channels"] == []
+        # a socket the client opened is linked on the server a moment later
+        deadline = time.monotonic() + 30  # a hang guard, not a speed
+        while len(dst.cmd("query-spice")["channels"]) < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
         chans = dst.cmd("query-spice")["channels"]
         assert len(chans) == 7 and {c["connection-id"] for c in chans} == session
         assert dst.cmd("query-status")["running"] is True
