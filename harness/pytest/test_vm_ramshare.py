@@ -53,8 +53,8 @@ def source(vms, *args, name="src", share=True):
                *(["--mem-share"] if share else []), *args)
 
 
-def destination(vms, *args, name="dst", pass_fds=()):
-    return vms(name, "--ram", RAM, "--incoming", "defer", *args, pass_fds=pass_fds)
+def destination(vms, *args, name="dst"):
+    return vms(name, "--ram", RAM, "--incoming", "defer", *args)
 
 
 def start(vms, src, dst, uri=None):
@@ -130,8 +130,9 @@ def test_vm_ramshare_unix_source_fd_destination_plain_stream(vms):
     conn, _ = lsn.accept()
     lsn.close()
     try:
-        dst = destination(vms, pass_fds=(conn.fileno(),))
-        dst.cmd("migrate-incoming", uri=f"fd:{conn.fileno()}")
+        dst = destination(vms)
+        dst.qmp.getfd("mig", conn.fileno())  # handed over by name (QMP getfd)
+        dst.cmd("migrate-incoming", uri="fd:mig")
     finally:
         conn.close()
     info = completed(src, dst)
