@@ -96,8 +96,8 @@ pytest: all
 check: deps
 	@rm -rf reports/out && mkdir -p reports/out
 	@rc=0; for l in build layers unit pytest fuzz; do \
-	  t=$$SECONDS; bash ci/lane-$$l $(BUILD) || rc=1; \
-	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$((SECONDS - t)); done; \
+	  t=$$(date +%s); bash ci/lane-$$l $(BUILD) || rc=1; \
+	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$(($$(date +%s) - t)); done; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 
 # The long job: everything in check plus the long lanes, then the HTML
@@ -106,8 +106,8 @@ check: deps
 check-full: deps
 	@rm -rf reports/out && mkdir -p reports/out
 	@rc=0; for lane in build layers unit pytest fuzz $(wildcard ci/lane-full-*); do \
-	  l=$${lane#ci/lane-}; t=$$SECONDS; bash ci/lane-$$l $(BUILD) || rc=1; \
-	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$((SECONDS - t)); done; \
+	  l=$${lane#ci/lane-}; t=$$(date +%s); bash ci/lane-$$l $(BUILD) || rc=1; \
+	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$(($$(date +%s) - t)); done; \
 	  $(BUILD)/migcert report reports/out > reports/out/report.log 2>&1 || \
 	    { rc=1; echo "report: migcert report failed (see reports/out/report.log)" >&2; }; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc \

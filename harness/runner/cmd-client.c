@@ -188,9 +188,9 @@ static json_t *summary(const Cli *cli)
         snprintf(name, sizeof(name), "%s:%u", spice_channel_type_name(type), id);
         json_array_append_new(chans, json_string(name));
     }
-    json_t *j = json_pack("{s:o, s:{s:i, s:i, s:i, s:i}, s:s, s:i, s:I}", "channels", chans, "migrations",
-                          "semi_seamless", m.semi_seamless, "switch_host", m.switch_host, "cancelled",
-                          m.cancelled, "connect_errors", m.connect_errors, "server",
+    json_t *j = json_pack("{s:o, s:{s:i, s:i, s:i, s:i, s:i}, s:s, s:i, s:I}", "channels", chans, "migrations",
+                          "seamless", m.seamless, "semi_seamless", m.semi_seamless, "switch_host", m.switch_host,
+                          "cancelled", m.cancelled, "connect_errors", m.connect_errors, "server",
                           fake_client_server_host(c), "port", fake_client_server_port(c), "session_id",
                           (json_int_t)fake_client_session_id(c));
     const SpiceSurface *s = fake_client_surface(c, 0, 0);

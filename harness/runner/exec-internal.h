@@ -152,6 +152,7 @@ typedef struct ExecSpice {
     Run *run;
     SideLoop *sl;          /* the client's side view (MIG_FAULT_SIDE_CLIENT) */
     struct FakeClient *client; /* NULL once it went away */
+    struct FakeClient *bystander; /* spice.target-client: another client of the destination */
     MigLink **links;       /* every connection it made, and to which side */
     MigFaultSide *link_to;
     size_t nlinks, cap;
