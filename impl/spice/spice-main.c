@@ -42,6 +42,7 @@ typedef struct MainCC {
         uint32_t id;
     } pings[MAX_DRAIN];
     size_t npings;
+    uint64_t leave_by; /* SENT_AWAY: closed if still here at this time */
 } MainCC;
 
 struct SpiceMain {
@@ -298,24 +299,46 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
     return 0;
 }
 
+/* Each client sent away has the migrate timeout from the moment it was
+ * told to leave (MIGRATE_END after a drain can come a whole timeout after
+ * the migration completed); the one timer is due at the earliest of them. */
 static void leave_timeout(void *opaque)
 {
     SpiceMain *m = opaque;
     m->leave_timer = NULL;
     SpiceServer *s = m->server;
+    MigLoop *loop = spice_server_loop(s);
+    uint64_t now = mig_loop_now_ns(loop), next = 0;
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
         SpiceChannelClient *cc;
         MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
-        if (mc && mc->mig == MAIN_MIG_SENT_AWAY)
+        if (!mc || mc->mig != MAIN_MIG_SENT_AWAY)
+            continue;
+        if (mc->leave_by <= now)
             spice_conn_close(spice_cc_conn(cc), 0, "the client did not leave after the migration");
+        else if (!next || mc->leave_by < next)
+            next = mc->leave_by;
     }
+    if (next)
+        m->leave_timer = mig_loop_timer_add(loop, next, leave_timeout, m);
+}
+
+/* The client is told to leave (MIGRATE_END, SWITCH_HOST or the seamless
+ * hand-over): its wait to go starts now. */
+static void sent_away(SpiceMain *m, MainCC *mc)
+{
+    MigLoop *loop = spice_server_loop(m->server);
+    mc->mig = MAIN_MIG_SENT_AWAY;
+    mc->leave_by = mig_loop_now_ns(loop) + migrate_timeout(m);
+    if (!m->leave_timer)
+        m->leave_timer = mig_loop_timer_add(loop, mc->leave_by, leave_timeout, m);
 }
 
 /* MIGRATE_END to a client whose channels have all been read. */
 static void send_end(SpiceMain *m, SpiceChannelClient *cc, MainCC *mc)
 {
     mc->npings = 0;
-    mc->mig = MAIN_MIG_SENT_AWAY;
+    sent_away(m, mc);
     spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
     m->stats.ended++;
 }
@@ -397,7 +420,6 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
     }
     m->waiting = 0;
     m->leaving = 0;
-    bool sent_away = false;
     SpiceMsgMigrateBegin sw = {.dst = dst_info(m)};
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
         SpiceChannelClient *cc;
@@ -415,10 +437,9 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             continue;
         }
         m->leaving++;
-        sent_away = true;
         if (mc->mig == MAIN_MIG_CONNECTED && mc->seamless) {
             /* every channel: MIGRATE after what it queued, then its data */
-            mc->mig = MAIN_MIG_SENT_AWAY;
+            sent_away(m, mc);
             spice_client_seamless_out(spice_cc_client(cc));
             m->stats.seamless++;
             continue;
@@ -431,14 +452,10 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST, &sw);
             m->stats.switched++;
         }
-        mc->mig = MAIN_MIG_SENT_AWAY;
+        sent_away(m, mc);
     }
     m->begun = false;
-    if (!completed)
-        return;
-    if (sent_away && !m->leave_timer)
-        m->leave_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), leave_timeout, m);
-    if (!sent_away)
+    if (completed && !m->leaving)
         hand_over_done(m); /* nobody to wait for */
 }
 
