@@ -33,6 +33,16 @@ typedef struct FakeChannel {
     SpiceLinker *mig_linker;
     MigTransport *mig_t; /* linked, not started until the switch */
     bool mig_mini;
+    /* seamless migration (fake-client-seamless.c) */
+    SpiceConn *mig_conn;  /* main: the copy that carried DO_SEAMLESS */
+    SpiceConn *old_conn;  /* swapped: the source's connection, closed after the last swap */
+    bool mig_expect_data; /* MIGRATE announced data: MIGRATE_DATA must come next */
+    bool mig_flushed;     /* FLUSH_MARK due or sent: nothing more to the source */
+    MigLoopSource *mig_flush_timer, *mig_swap_defer;
+    uint8_t *mig_blob;    /* the blob for the target, until the swap */
+    uint32_t mig_blob_len;
+    bool mig_have_blob;
+    bool mig_handed;      /* main after a NACK: its copy is the connection already */
     /* WAIT_FOR_CHANNELS / INVAL_ALL_PIXMAPS: the conn is paused until every
      * listed channel processed its serial */
     SpiceWaitItem waits[16];
@@ -62,6 +72,10 @@ struct FakeClient {
     MigLoopSource *mig_defer;  /* the switch, run from the loop */
     int mig_action;            /* what mig_defer does */
     MigLoopSource *mig_end_timer; /* MSGC_MAIN_MIGRATE_END, delayed (cfg.migrate_end_delay_ns) */
+    bool mig_seamless;         /* MIGRATE_BEGIN_SEAMLESS, and (after DO_SEAMLESS) the target ACKed */
+    bool mig_answered;         /* the target answered DO_SEAMLESS */
+    uint32_t mig_src_version;
+    size_t seamless_left;      /* channels still to swap */
     FakeClientMigrations migs;
     /* timing (loop time): the switch-over gap, drawing messages */
     uint64_t mig_end_ns;       /* when the source's MIGRATE_END arrived */
@@ -105,6 +119,21 @@ void fake__link_main(FakeClient *c);
 /* The main channel's migration messages. */
 int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
 void fake__migrate_free(FakeClient *c);
+
+/* The connection of a channel (client role, the client's callbacks). */
+SpiceConn *fake__chan_conn(FakeChannel *ch, MigTransport *t, bool mini);
+const SpiceConnOps *fake__conn_ops(void);
+/* Migration: link the copies other than main; give up (CONNECT_ERROR). */
+void fake__migrate_link_others(FakeClient *c);
+void fake__migrate_fail(FakeClient *c);
+/* Seamless: main's copy linked (true: DO_SEAMLESS sent, the others wait
+ * for the answer); MIGRATE / MIGRATE_DATA on any channel (1: handled,
+ * 0: not a seamless message, <0: error); a channel's seamless state goes. */
+bool fake__seamless_main_linked(FakeChannel *m, SpiceLinkResult *res);
+int fake__seamless_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+void fake__seamless_free(FakeChannel *ch);
+/* Media after a seamless swap: the client's stream goes on. */
+void fake__media_resume(FakeChannel *ch);
 
 /* Playback, record and port channels. */
 void fake__media_start(FakeChannel *ch);

@@ -30,8 +30,8 @@ static void media_tick(void *opaque)
     FakeChannel *ch = opaque;
     FakeMedia *m = ch->media;
     m->timer = NULL;
-    if (!ch->conn || !spice_conn_is_open(ch->conn))
-        return;
+    if (!ch->conn || !spice_conn_is_open(ch->conn) || ch->mig_flushed)
+        return; /* after a FLUSH_MARK nothing more goes to the source; the swap re-arms */
     if (ch->type == SPICE_CHANNEL_RECORD && m->recording) {
         int16_t pcm[FAKE_MEDIA_FRAMES_PER_TICK * 2];
         for (uint32_t i = 0; i < FAKE_MEDIA_FRAMES_PER_TICK; i++)
@@ -54,6 +54,11 @@ static void media_tick(void *opaque)
 void fake__media_start(FakeChannel *ch)
 {
     ch->media = mig_malloc0(sizeof(*ch->media));
+    arm(ch);
+}
+
+void fake__media_resume(FakeChannel *ch)
+{
     arm(ch);
 }
 
@@ -120,7 +125,7 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
         if (mi->id == SPICE_MSG_SPICEVMC_DATA) {
             SpiceMsgBytes *d = body;
             /* a new session after switch-host joins the device's stream where it is */
-            if (m->received == 0 && ch->client->migs.switch_host && d->data.len)
+            if (m->received == 0 && (ch->client->migs.switch_host || ch->client->cfg.join_streams) && d->data.len)
                 m->next = d->data.data[0];
             for (uint32_t i = 0; i < d->data.len; i++) {
                 /* bytes carry their index modulo FAKE_MEDIA_BYTE_PERIOD: a

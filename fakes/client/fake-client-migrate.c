@@ -16,6 +16,7 @@
  *     the target.
  * The switch runs from the loop, never inside the callback of the message
  * that asked for it (that message's connection is one of those it closes).
+ * Seamless migration's handshake and switch: fake-client-seamless.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +46,10 @@ static void drop_copies(FakeClient *c)
         ch->mig_linker = NULL;
         mig_transport_close(ch->mig_t);
         ch->mig_t = NULL;
+        spice_conn_free(ch->mig_conn);
+        ch->mig_conn = NULL;
     }
+    c->mig_seamless = false;
     c->migrating = false;
     c->mig_wanted = c->mig_linked = 0;
 }
@@ -58,8 +62,15 @@ static void answer(FakeClient *c, bool connected)
         drop_copies(c);
     }
     if (m && m->conn)
-        fake__chan_send(m, connected ? SPICE_MSGC_MAIN_MIGRATE_CONNECTED : SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR,
-                        NULL);
+        fake__chan_send(m, !connected ? SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR
+                           : c->mig_seamless ? SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS
+                                             : SPICE_MSGC_MAIN_MIGRATE_CONNECTED, NULL);
+}
+
+void fake__migrate_fail(FakeClient *c)
+{
+    if (c->migrating)
+        answer(c, false);
 }
 
 static void link_other_copies(FakeClient *c);
@@ -80,9 +91,12 @@ static void copy_linked(void *opaque, SpiceLinkResult *res)
         answer(c, false);
         return;
     }
+    c->mig_linked++;
+    if (ch->type == SPICE_CHANNEL_MAIN && fake__seamless_main_linked(ch, res))
+        return; /* the others link after the target's answer to DO_SEAMLESS */
     ch->mig_t = res->t;
     ch->mig_mini = res->mini_header;
-    if (++c->mig_linked == c->mig_wanted)
+    if (c->mig_linked == c->mig_wanted)
         answer(c, true);
     else if (ch->type == SPICE_CHANNEL_MAIN)
         link_other_copies(c);
@@ -114,6 +128,15 @@ static void begin(FakeClient *c, const SpiceDstInfo *dst)
         answer(c, false);
 }
 
+void fake__migrate_link_others(FakeClient *c)
+{
+    if (c->mig_linked == c->mig_wanted) {
+        answer(c, true); /* main was the only channel */
+        return;
+    }
+    link_other_copies(c);
+}
+
 static void link_other_copies(FakeClient *c)
 {
     FakeChannel *m = main_of(c);
@@ -142,7 +165,16 @@ static void send_migrate_end(void *opaque)
 static void do_switch(FakeClient *c)
 {
     FakeChannel *m = main_of(c);
-    if (!c->migrating || c->mig_linked != c->mig_wanted || !m || !m->mig_t) {
+    if (m && m->mig_conn && !m->mig_t) {
+        /* after a NACK the main copy is already a connection: take it as is */
+        spice_conn_free(m->conn);
+        m->conn = m->mig_conn;
+        m->mig_conn = NULL;
+        spice_conn_set_ops(m->conn, fake__conn_ops(), m);
+        fake__chan_send(m, SPICE_MSGC_MAIN_MIGRATE_END, NULL);
+        m->mig_handed = true;
+    }
+    if (!c->migrating || c->mig_linked != c->mig_wanted || !m || (!m->mig_t && !m->mig_handed)) {
         snprintf(c->last_error, sizeof(c->last_error), "migration: MIGRATE_END before every channel linked to "
                  "the target (%zu of %zu)", c->mig_linked, c->mig_wanted);
         return;
@@ -158,6 +190,10 @@ static void do_switch(FakeClient *c)
             order[n++] = c->chans[i];
     for (size_t i = 0; i < n; i++) {
         FakeChannel *ch = order[i];
+        if (ch->mig_handed) {
+            ch->mig_handed = false;
+            continue;
+        }
         spice_conn_free(ch->conn);
         ch->conn = NULL;
         if (!ch->mig_t) {
@@ -227,8 +263,21 @@ int fake__migrate_message(FakeChannel *main_ch, const SpiceMsgInfo *mi, void *bo
     FakeClient *c = main_ch->client;
     switch (mi->id) {
     case SPICE_MSG_MAIN_MIGRATE_BEGIN:
+        c->mig_seamless = false;
         begin(c, &((SpiceMsgMigrateBegin *)body)->dst);
         return 0;
+    case SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS: {
+        SpiceMsgMigrateBeginSeamless *b = body;
+        if (c->migrating) {
+            snprintf(c->last_error, sizeof(c->last_error), "migration: a second MIGRATE_BEGIN");
+            return 0;
+        }
+        /* without the SEAMLESS cap spice-gtk would not get here: follow as semi-seamless */
+        c->mig_seamless = spice_caps_has(&c->cfg.main_caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE);
+        c->mig_src_version = b->src_mig_version;
+        begin(c, &b->dst);
+        return 0;
+    }
     case SPICE_MSG_MAIN_MIGRATE_CANCEL:
         drop_copies(c);
         c->migs.cancelled++;

@@ -35,6 +35,7 @@ void fake__chan_free(FakeChannel *ch)
     FakeClient *c = ch->client;
     fake__display_free(ch);
     fake__media_free(ch);
+    fake__seamless_free(ch);
     spice_linker_free(ch->mig_linker);
     mig_transport_close(ch->mig_t);
     spice_linker_free(ch->linker);
@@ -73,6 +74,7 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
     FakeClient *c = ch->client;
     switch (mi->id) {
     case SPICE_MSG_MAIN_MIGRATE_BEGIN:
+    case SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS:
     case SPICE_MSG_MAIN_MIGRATE_CANCEL:
     case SPICE_MSG_MAIN_MIGRATE_END:
     case SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST:
@@ -108,6 +110,11 @@ static int on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t
 static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
 {
     fake__record(ch->client, ch, false, mi->id, mi->name);
+    if (mi->id == SPICE_MSG_MIGRATE || mi->id == SPICE_MSG_MIGRATE_DATA || ch->mig_expect_data) {
+        int r = fake__seamless_message(ch, mi, body, errp);
+        if (r != 0)
+            return r < 0 ? r : 0;
+    }
     if (mi->id == SPICE_MSG_WAIT_FOR_CHANNELS) {
         fake__wait_start(ch, body, false);
         return 0;
@@ -140,6 +147,21 @@ static void on_closed(void *opaque, int err, const char *reason)
 
 static const SpiceConnOps conn_ops = {.on_message = on_message, .on_closed = on_closed};
 
+const SpiceConnOps *fake__conn_ops(void)
+{
+    return &conn_ops;
+}
+
+SpiceConn *fake__chan_conn(FakeChannel *ch, MigTransport *t, bool mini)
+{
+    FakeClient *c = ch->client;
+    char who[96];
+    snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
+    SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
+                           .channel_id = ch->id, .max_in = 64u << 20, .who = who};
+    return spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
+}
+
 static void linked(void *opaque, SpiceLinkResult *res)
 {
     FakeChannel *ch = opaque;
@@ -166,11 +188,7 @@ void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
         c->ever[c->never][1] = ch->id;
         c->never++;
     }
-    char who[96];
-    snprintf(who, sizeof(who), "%s.%s%u", c->who, spice_channel_type_name(ch->type), ch->id);
-    SpiceConnConfig cfg = {.is_server = false, .mini_header = mini, .channel_type = ch->type,
-                           .channel_id = ch->id, .max_in = 64u << 20, .who = who};
-    ch->conn = spice_conn_new(c->loop, t, &cfg, &conn_ops, ch);
+    ch->conn = fake__chan_conn(ch, t, mini);
     ch->nwaits = 0; /* waits named the old connection's serials */
     ch->clear_after_wait = false;
     if (ch->type == SPICE_CHANNEL_DISPLAY)
@@ -311,6 +329,14 @@ size_t fake_client_linked_channels(const FakeClient *c)
     for (size_t i = 0; i < c->nchans; i++)
         n += c->chans[i]->conn != NULL;
     return n;
+}
+
+bool fake_client_has_channel(const FakeClient *c, uint8_t type, uint8_t id)
+{
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == type && c->chans[i]->id == id && c->chans[i]->conn)
+            return true;
+    return false;
 }
 
 size_t fake_client_channels(const FakeClient *c)

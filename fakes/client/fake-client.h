@@ -27,6 +27,19 @@
 typedef struct FakeClient FakeClient;
 typedef struct FakeClientEvent FakeClientEvent;
 
+/* A blob the client spoils before handing it to the target (scenarios). */
+typedef enum FakeClientBlobFault {
+    FAKE_CLIENT_BLOB_NONE,
+    FAKE_CLIENT_BLOB_SHORT,       /* cut to 12 bytes */
+    FAKE_CLIENT_BLOB_BAD_MAGIC,
+    FAKE_CLIENT_BLOB_NEWER,       /* version + 1 */
+    FAKE_CLIENT_BLOB_OLDER,       /* version - 1 */
+    FAKE_CLIENT_BLOB_BAD_SURFACE, /* display: the first listed surface id out of range */
+    FAKE_CLIENT_BLOB_DROP,        /* not sent at all */
+    FAKE_CLIENT_BLOB__COUNT
+} FakeClientBlobFault;
+extern const char *const fake_client_blob_fault_names[FAKE_CLIENT_BLOB__COUNT];
+
 typedef MigTransport *(*FakeClientConnectFn)(void *opaque, const char *host, uint16_t port, MigErr **errp);
 
 typedef struct FakeClientConfig {
@@ -41,6 +54,13 @@ typedef struct FakeClientConfig {
     uint32_t vmc_bytes_per_tick; /* bytes the client writes to a port every 10 ms (0: none) */
     const char *who;       /* trace prefix, e.g. "client" */
     uint64_t migrate_end_delay_ns; /* send MSGC_MAIN_MIGRATE_END this much after the switch (0: at once) */
+    uint64_t flush_mark_delay_ns;  /* seamless: FLUSH_MARK this much after MIGRATE (0: at once) */
+    FakeClientBlobFault blob_fault; /* seamless: spoil the blob of ... */
+    uint8_t blob_channel;           /* ... this channel type */
+    /* The server may have served other clients before: a port stream is
+     * joined where its first byte says, not required to start at 0
+     * (`certify --spice` runs several clients against one server). */
+    bool join_streams;
     /* Optional: every message recorded (received or sent), as it is
      * recorded; the hook must not free the client from inside (defer it). */
     void (*on_event)(void *opaque, const FakeClientEvent *ev);
@@ -71,6 +91,8 @@ size_t fake_client_channels(const FakeClient *c);
 /* Every channel the client ever linked, in the order they first linked:
  * type and id of the i-th (false past the end). */
 bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint8_t *id);
+/* Whether channel (type, id) is linked now. */
+bool fake_client_has_channel(const FakeClient *c, uint8_t type, uint8_t id);
 /* The last error that ended a channel or a link ("" when none). */
 const char *fake_client_last_error(const FakeClient *c);
 /* Everything received and sent, in order. */
@@ -94,6 +116,7 @@ typedef struct FakeClientMigrations {
     uint32_t switch_host;   /* SWITCH_HOST: a new session on the target */
     uint32_t cancelled;     /* MIGRATE_CANCEL: stayed */
     uint32_t connect_errors; /* CONNECT_ERROR sent */
+    uint32_t seamless;      /* every channel swapped with its migration data */
 } FakeClientMigrations;
 void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out);
 /* Where a migration the source announced stands (what management waits

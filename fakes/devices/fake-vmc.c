@@ -59,7 +59,14 @@ static void writable(void *opaque)
     pump(opaque);
 }
 
-static const SpicePortOps port_ops = {.sink = sink, .writable = writable};
+/* A stopped guest reads nothing: the port holds the client's bytes (and a
+ * seamless migration carries them to the target). */
+static bool accepting(void *opaque)
+{
+    return ((FakeVmc *)opaque)->running;
+}
+
+static const SpicePortOps port_ops = {.sink = sink, .writable = writable, .accepting = accepting};
 
 FakeVmc *fake_vmc_new(MigLoop *loop, SpiceServer *server, uint32_t bytes_per_tick)
 {
@@ -77,6 +84,7 @@ void fake_vmc_set_running(FakeVmc *v, bool running)
     v->running = running;
     spice_port_set_open(v->port, running);
     if (running) {
+        spice_port_device_ready(v->port);
         v->timer = mig_loop_timer_add(v->loop, mig_loop_now_ns(v->loop) + TICK_NS, tick, v);
     } else if (v->timer) {
         mig_loop_remove(v->loop, v->timer);
@@ -97,6 +105,7 @@ void fake_vmc_free(FakeVmc *v)
 void fake_vmc_stats(const FakeVmc *v, FakeVmcStats *out)
 {
     *out = v->st;
+    out->held = spice_port_held(v->port);
 }
 
 /* ---- migration state: ("fake-vmc", version 1: the bytes written to and read from the client so far, so that the sequence goes on) */

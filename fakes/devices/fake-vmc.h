@@ -23,6 +23,7 @@ typedef struct FakeVmc FakeVmc;
 typedef struct FakeVmcStats {
     uint64_t written;            /* bytes the port took */
     uint64_t read, read_errors;  /* client bytes, and those out of sequence */
+    uint64_t held;               /* client bytes the port holds while the guest is stopped */
 } FakeVmcStats;
 
 FakeVmc *fake_vmc_new(MigLoop *loop, SpiceServer *server, uint32_t bytes_per_tick);

@@ -412,14 +412,17 @@ def main(argv):
                                 ram_sha = sha256_file(ram_file)
                             r = run_qemu(args, work, i, ram_file, ram_sha, mib)
                         else:
-                            keep = ram_file if "qemu" in transports else None
+                            # QEMU's image, taken from the first migcert source, only
+                            # when QEMU runs at this size (it costs the RAM in tmpfs)
+                            keep = ram_file if cells.get("qemu", {}).get("status") == "ok" \
+                                else None
                             r = run_migcert(args, work, i, keep, t, mib)
                     except Exception as e:  # a peer that did not start: a failed run
                         r = {"status": "failed", "error": str(e), "verified": False,
                              "total_time_ms": 0, "gbps": 0.0}
                     cell["runs"].append(r)
                     print(f"  {LABEL[t]:<15} {mib:>5} MiB run {i}: {r['status']}, "
-                          f"{r['total_time_ms']} ms, downtime {r.get('downtime_ms')} ms, "
+                          f"{r['total_time_ms']:.1f} ms, downtime {r.get('downtime_ms')} ms, "
                           f"{r['gbps']:.2f} GB/s, verified {r['verified']}", flush=True)
                     if r["status"] != "completed" or not r["verified"]:
                         ok = False

@@ -12,6 +12,10 @@
    have no device but SPICE's (`--devices none`), like the QEMU guest: the
    release's default fake-gpu alone carries 16 MiB of device state, which
    the target loads before it reads the client's MIGRATE_END;
+   The same gap for a seamless migration (both servers with
+   seamless-migration=on): from the source's first MIGRATE (the start of
+   the channel-by-channel hand-over) to the target's first display
+   message, for both engines, with its ratio;
 2. display throughput: drawing messages per second a `migcert vm --spice
    x-draw-rate=R` sends to a client that keeps up (the device never lets a
    client's pipe pass FAKE_QXL_MAX_PIPE messages), counted by the client
@@ -25,7 +29,8 @@ primary surface; `client_migrate_info`, then, once the client reports
 MIGRATE_CONNECTED (spice-server needs it before the migration ends, and
 QEMU 7.2's command returns at once), `migrate` to a unix socket; the figure
 is read once the client has switched.  Figures only: the script checks
-that every run ended on the target by a semi-seamless switch, never a time.
+that every run ended on the target by the migration's kind of switch,
+never a time.
 Exit 0 when every run did, 1 otherwise.
 """
 import argparse
@@ -58,14 +63,14 @@ def wait_sock(proc, path):
         time.sleep(0.01)
 
 
-def migcert_pair(args, work, i, procs):
+def migcert_pair(args, work, i, procs, spice_extra=""):
     binary = Path(args.build) / "migcert"
     for side in ("src", "dst"):
         sock = work / f"mc-{side}{i}.spice"
         extra = ["--incoming", f"unix:{work}/mc-mig{i}.sock"] if side == "dst" else []
         # zero-filled RAM, as the idle QEMU guest's is nearly all zero pages
         p = Proc([binary, "vm", "--ram", "32M", "--fill", "zero", "--devices", "none", "--spice",
-                  f"unix=on,addr={sock},disable-ticketing=on",
+                  f"unix=on,addr={sock},disable-ticketing=on{spice_extra}",
                   *extra, "--qmp", f"unix:{work}/mc-{side}{i}.qmp"], work / f"mc-{side}{i}.qmp",
                  work / f"mc-{side}{i}.log")
         procs.append((p, sock))
@@ -73,7 +78,7 @@ def migcert_pair(args, work, i, procs):
     return work / f"mc-mig{i}.sock", 7
 
 
-def qemu_pair(args, work, i, procs):
+def qemu_pair(args, work, i, procs, spice_extra=""):
     qemu = shutil.which(args.qemu)
     if not qemu:
         raise RuntimeError(f"{args.qemu} not found: run `bash ci/deps`")
@@ -82,7 +87,7 @@ def qemu_pair(args, work, i, procs):
         # the destination runs (no -S): a paused QEMU keeps its display worker stopped
         extra = ["-incoming", f"unix:{work}/q-mig{i}.sock"] if side == "dst" else []
         p = Proc([qemu, "-M", "pc", "-m", "64", "-display", "none", "-nodefaults", "-vga", "qxl", "-spice",
-                  f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
+                  f"unix=on,addr={sock},disable-ticketing=on,image-compression=off{spice_extra}",
                   "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0",
                   *extra, "-qmp", f"unix:{work}/q-{side}{i}.qmp,server=on,wait=off"],
                  work / f"q-{side}{i}.qmp", work / f"q-{side}{i}.log")
@@ -91,14 +96,15 @@ def qemu_pair(args, work, i, procs):
     return work / f"q-mig{i}.sock", 6
 
 
-def switch_gap(args, work, engine, i):
-    """One semi-seamless migration; the client's summary at the end."""
+def switch_gap(args, work, engine, i, kind="semi_seamless"):
+    """One semi-seamless (or seamless) migration; the client's summary at the end."""
     pair = migcert_pair if engine == "migcert" else qemu_pair
     procs, client = [], None
     try:
-        mig, nchan = pair(args, work, i, procs)
+        mig, nchan = pair(args, work, f"{kind[:2]}{i}", procs,
+                          ",seamless-migration=on" if kind == "seamless" else "")
         (src, ssock), (dst, dsock) = procs
-        client = SpiceClient(Path(args.build) / "migcert", work, f"unix:{ssock}", name=f"{engine}-gap{i}")
+        client = SpiceClient(Path(args.build) / "migcert", work, f"unix:{ssock}", name=f"{engine}-{kind}{i}")
         client.wait_for(lambda s: len(s["channels"]) == nchan and "primary" in s, "every channel")
         src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
         client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED")
@@ -110,8 +116,8 @@ def switch_gap(args, work, engine, i):
             time.sleep(0.005)
         s = client.wait_for(lambda s: s["switch_gap_ms"] is not None or s["error"] or
                             s["migrations"]["switch_host"], "the switch to the target")
-        ok = s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock) and not s["error"]
-        return {"engine": engine, "ok": ok, "gap_ms": s["switch_gap_ms"], "summary": s,
+        ok = s["migrations"][kind] == 1 and s["server"] == str(dsock) and not s["error"]
+        return {"engine": engine, "kind": kind, "ok": ok, "gap_ms": s["switch_gap_ms"], "summary": s,
                 "log": "" if ok else src.log() + dst.log()}
     finally:
         if client:
@@ -158,19 +164,23 @@ def main(argv):
         args.build = str(REPO / args.build)
     engines = [e for e in ("migcert", "qemu-7.2") if args.only in (None, e.split("-")[0])]
     work = Path(tempfile.mkdtemp(prefix="mc-sb-", dir="/tmp"))  # unix socket paths are short
-    rows = {e: [] for e in engines}
+    kinds = ("semi_seamless", "seamless")
+    rows = {(k, e): [] for k in kinds for e in engines}
     tput = []
     ok = True
     try:
         print(f"spice bench: switch-over gap of a semi-seamless migration (the source's MIGRATE_END to the "
-              f"target's first display message, seen by migcert client), {args.runs} run(s) each",
+              f"target's first display message) and of a seamless one (the source's first MIGRATE to the "
+              f"target's first display message), seen by migcert client, {args.runs} run(s) each",
               flush=True)
-        for i in range(args.runs):
-            for e in engines:
-                r = switch_gap(args, work, "migcert" if e == "migcert" else "qemu", i)
-                rows[e].append(r)
-                gap = f"{r['gap_ms']:.2f} ms" if r["gap_ms"] is not None else "none"
-                print(f"  {e:<8} run {i}: {'semi-seamless' if r['ok'] else 'FAILED'}, gap {gap}", flush=True)
+        for kind in kinds:
+            for i in range(args.runs):
+                for e in engines:
+                    r = switch_gap(args, work, "migcert" if e == "migcert" else "qemu", i, kind)
+                    rows[(kind, e)].append(r)
+                    gap = f"{r['gap_ms']:.2f} ms" if r["gap_ms"] is not None else "none"
+                    print(f"  {e:<8} {kind.replace('_', '-'):<13} run {i}: {'ok' if r['ok'] else 'FAILED'}, "
+                          f"gap {gap}", flush=True)
         if args.only in (None, "migcert"):
             print(f"spice bench: display throughput, migcert vm --spice x-draw-rate={args.draw_rate}, "
                   f"{args.draws} drawing messages counted by migcert client per run", flush=True)
@@ -188,18 +198,21 @@ def main(argv):
             print(f"spice bench: a run failed: {r.get('summary', '')}\n{r['log'][-3000:]}", file=sys.stderr)
     summary = {}
     print()
-    print(f"{'engine':<10} {'switch gap ms':>14}  (median of runs; min-max)")
-    for e, rs in rows.items():
+    print(f"{'migration':<14} {'engine':<10} {'switch gap ms':>14}  (median of runs; min-max)")
+    for (kind, e), rs in rows.items():
+        name = kind.replace("_", "-")
         gaps = [r["gap_ms"] for r in rs if r["ok"]]
         if not gaps:
-            print(f"{e:<10} {'no semi-seamless run':>14}")
+            print(f"{name:<14} {e:<10} {'no ' + name + ' run':>14}")
             continue
         med, lo, hi = spread(gaps)
-        summary[e] = {"gap_ms": med, "min_ms": lo, "max_ms": hi, "runs": len(gaps)}
-        print(f"{e:<10} {med:>14.2f}  ({lo:.2f}-{hi:.2f})")
-    m, q = summary.get("migcert"), summary.get("qemu-7.2")
-    if m and q and q["gap_ms"]:
-        print(f"ratio migcert/QEMU: switch-over gap {m['gap_ms'] / q['gap_ms']:.2f}x (goal: at most 1)")
+        summary[f"{name} {e}"] = {"gap_ms": med, "min_ms": lo, "max_ms": hi, "runs": len(gaps)}
+        print(f"{name:<14} {e:<10} {med:>14.2f}  ({lo:.2f}-{hi:.2f})")
+    for kind in kinds:
+        name = kind.replace("_", "-")
+        m, q = summary.get(f"{name} migcert"), summary.get(f"{name} qemu-7.2")
+        if m and q and q["gap_ms"]:
+            print(f"ratio migcert/QEMU: {name} switch-over gap {m['gap_ms'] / q['gap_ms']:.2f}x (goal: at most 1)")
     rates = [r["per_s"] for r in tput if r["ok"]]
     if rates:
         med, lo, hi = spread(rates)
@@ -207,7 +220,8 @@ def main(argv):
         print(f"display throughput (migcert vm --spice): {med:.0f} draw messages/s "
               f"(median of runs; {lo:.0f}-{hi:.0f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"gaps": rows, "throughput": tput, "summary": summary},
+        Path(args.json).write_text(json.dumps({"gaps": {f"{k} {e}": rs for (k, e), rs in rows.items()},
+                                               "throughput": tput, "summary": summary},
                                               indent=2, default=str))
     return 0 if ok else 1
 

@@ -6,7 +6,8 @@
  * The first input byte chooses what the rest is fed to:
  *   0  the decoders: the body of message id (bytes 2-3) of channel type
  *      (byte 1) in both directions through the registry and the
- *      marshaller, a bitmap body, link header/message/reply, both data
+ *      marshaller, a bitmap body, the seamless migration blobs (main,
+ *      spicevmc, display, inputs), link header/message/reply, both data
  *      headers;
  *   1  the server: a client links a channel (type from byte 1) properly,
  *      then the rest arrives as what that client sends next (main,
@@ -36,6 +37,7 @@
 #include "spice/spice-link.h"
 #include "spice/spice-main.h"
 #include "spice/spice-messages.h"
+#include "spice/spice-migrate-data.h"
 #include "spice/spice-port.h"
 #include "spice/spice-sound.h"
 
@@ -63,6 +65,27 @@ static void decoders(uint8_t type, uint16_t id, const uint8_t *b, size_t n)
     SpiceBitmapBody bm;
     if (spice_marshal_decode(&spice_bitmap_desc, b, n, &bm, NULL) == 0)
         spice_marshal_free(&spice_bitmap_desc, &bm);
+    /* the blobs, whatever their magic says (the version check passes any) */
+    static const SpiceMDesc *const blobs[] = {&spice_mig_main_desc, &spice_mig_vmc_desc, &spice_mig_display_desc,
+                                              &spice_mig_inputs_desc};
+    for (size_t i = 0; i < sizeof(blobs) / sizeof(blobs[0]) && n >= 4; i++) {
+        uint32_t magic = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        union {
+            SpiceMigMain m;
+            SpiceMigVmc v;
+            SpiceMigDisplay d;
+            SpiceMigInputs in;
+        } u;
+        if (spice_mig_decode("fuzz", blobs[i], b, n, magic, UINT32_MAX, &u, NULL) < 0)
+            continue;
+        const uint8_t *data;
+        size_t fixed = spice_marshal_fixed_size(blobs[i]);
+        if (blobs[i] == &spice_mig_main_desc)
+            spice_mig_char_device_data("fuzz", &u.m.agent_base, b, n, fixed, &data, NULL);
+        else if (blobs[i] == &spice_mig_vmc_desc)
+            spice_mig_char_device_data("fuzz", &u.v.base, b, n, fixed, &data, NULL);
+        spice_marshal_free(blobs[i], &u);
+    }
     uint32_t size, lerr;
     if (n >= SPICE_LINK_HEADER_SIZE)
         spice_link_header_parse(b, &size, &lerr, NULL);

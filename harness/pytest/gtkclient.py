@@ -27,7 +27,11 @@ a gboolean: 40 bytes on x86-64).
 
 Imported, it gives GtkClient: the child as a subprocess, so a crash or a
 hang of spice-gtk cannot take pytest down, and waits that end on a state
-line (an event), with a generous deadline that only guards against a hang:
+line (an event), with a generous deadline that only guards against a hang.
+A thread reads the child's lines as they come, whatever the test is doing
+meanwhile: a child whose pipe fills blocks in its write, its GLib loop
+stops, and spice-gtk stops reading every channel (a test that waited on QMP
+during a migration made the source's drain PINGs go unanswered that way):
     c = GtkClient(folder, "spice://127.0.0.1?port=5900")
     s = c.wait_for(lambda s: ..., "what")   # the first state that satisfies
     s = c.shot(path)                         # PPM of the client's primary
@@ -35,9 +39,10 @@ line (an event), with a generous deadline that only guards against a hang:
 """
 import json
 import os
-import selectors
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,11 +67,16 @@ class GtkClient:
         self.proc = subprocess.Popen(["/usr/bin/python3", str(HERE / "gtkclient.py"), uri],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env)
-        self._buf = b""
-        self._sel = selectors.DefaultSelector()
-        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._lines = queue.Queue()
+        self._reader = threading.Thread(target=self._read_lines, daemon=True)
+        self._reader.start()
         self.state = None
+
+    def _read_lines(self):
+        """The reader thread: every line of the child, then None at its end."""
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
     def log(self):
         if not self._log.closed:
@@ -78,15 +88,15 @@ class GtkClient:
 
     def _next(self, end):
         """The next line from the child, as a dict; fails at the deadline."""
-        while b"\n" not in self._buf:
-            left = end - time.monotonic()
-            assert left > 0, f"spice-gtk client: no answer in {DEADLINE:.0f}s\n{self.log()}"
-            if self._sel.select(left):
-                chunk = self.proc.stdout.read()
-                if chunk == b"" or chunk is None and not self.alive():
-                    raise AssertionError(f"spice-gtk client exited ({self.proc.wait()})\n{self.log()}")
-                self._buf += chunk or b""
-        line, self._buf = self._buf.split(b"\n", 1)
+        left = end - time.monotonic()
+        assert left > 0, f"spice-gtk client: no answer in {DEADLINE:.0f}s\n{self.log()}"
+        try:
+            line = self._lines.get(timeout=left)
+        except queue.Empty:
+            raise AssertionError(f"spice-gtk client: no answer in {DEADLINE:.0f}s\n{self.log()}")
+        if line is None:
+            self._lines.put(None)  # every later call sees the end too
+            raise AssertionError(f"spice-gtk client exited ({self.proc.wait()})\n{self.log()}")
         self.state = json.loads(line)
         return self.state
 
@@ -135,7 +145,8 @@ class GtkClient:
         if self.alive():
             self.proc.kill()
             self.proc.wait()
-        self._sel.close()
+        self._reader.join(10)
+        self.proc.stdout.close()
         self._log.close()
         return self.proc.returncode
 

@@ -17,6 +17,10 @@ get_events.  Argument names with dashes: pass a dict, e.g.
 q.execute("migrate-set-parameters", **{"max-bandwidth": 10**12}) or
 q.execute("migrate-set-parameters", args={"max-bandwidth": 10**12}).
 
+An fd for a `fd:NAME` URI goes over with getfd (SCM_RIGHTS), as QEMU wants:
+
+    q.getfd("mig", sock.fileno()); q.execute("migrate", uri="fd:mig")
+
 Capabilities, as management negotiates them (docs/protocol-qemu-stream.md
 section 12):
 

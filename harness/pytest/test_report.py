@@ -69,7 +69,20 @@ def small_run(tmp_path_factory):
     r = _run("certify", "--device", _bin().parent / "fakes/vendor/good.so", "-k", "load",
              "--out", out / "certify-good")
     assert r.returncode == 0, r.stdout + r.stderr
-    r = _run("report", out, "--history", d / "no-history")
+    # benchmark figures in the shape `make bench` keeps them (harness/bench/
+    # bench.py --json; made-up numbers: this checks the drawing, not a speed)
+    (out / "bench").mkdir()
+    hist = d / "history"
+    hist.mkdir()
+    for n, gbps in enumerate((0.9, 1.1)):
+        doc = {"rows": [
+            {"transport": t, "ram_mib": 64, "status": "ok", "runs": [],
+             "median": {"gbps": g, "downtime_ms": dt, "total_time_ms": 60.0}}
+            for t, g, dt in (("qemu", 1.0, 10.0), ("unix", gbps, 12.0), ("local", 2.0, 5.0))]}
+        (hist / f"bench-2026-01-0{n + 1}.json").write_text(
+            json.dumps({"when": f"2026-01-0{n + 1}", "bench": [doc]}))
+    (out / "bench" / "bench-unix-64.json").write_text(json.dumps(doc))
+    r = _run("report", out, "--history", hist)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"report: {out / 'index.html'}" in r.stdout
     data = json.loads((out / "report-data.json").read_text())
@@ -202,6 +215,12 @@ def test_report_opens_in_chromium_with_matrix_and_repro(small_run, browser):
     assert "src:mig/vmstate/save" in browser.eval(
         "document.getElementById('faults').nextElementSibling.nextElementSibling.innerText")
     assert browser.eval("document.querySelectorAll('.timeline img').length") >= 2
+    # benchmarks: throughput and downtime, migcert beside QEMU, and the trend
+    for alt in ("throughput", "downtime", "throughput trend"):
+        assert browser.eval(f"document.querySelector('img[alt=\"{alt}\"]').naturalWidth") > 0
+    rows = browser.eval("[...document.querySelectorAll('#bench ~ table tr')].map(r => r.innerText)")
+    assert any("unix" in r and "qemu-7.2" in r for r in rows), rows
+    assert any("unix" in r and "migcert" in r and "1100" in r for r in rows), rows
     # the copy button of a failure: no error, the REPRO line selected or copied
     browser.eval("document.querySelector('#failures ~ .failure button.copy').click()")
     assert not browser.errors(), browser.errors()

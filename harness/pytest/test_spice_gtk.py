@@ -168,6 +168,56 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
     assert spicy_screenshot(f"spice://127.0.0.1?port={dport}", vms.dir / "dst-spicy.ppm") == want
 
 
+def test_spice_gtk_follows_seamless_migration(vms):
+    """Two `migcert vm` with seamless-migration=on: spice-gtk's debug log
+    shows the target's ACK and every connection handed over, and nothing of
+    a fallback; the client keeps its session and shows the target's screen."""
+    # a guest that draws 60 times a second: on a loaded host spice-gtk then
+    # still reads the source's display to its MIGRATE well within the
+    # target's 10 s wait for the display's migration data
+    opts = "port=0,addr=127.0.0.1,disable-ticketing=on,seamless-migration=on,x-draw-rate=60"
+    src, sport = tcp_vm(vms, "src", "--spice", opts)
+    mig = vms.dir / "mig.sock"
+    dst, dport = tcp_vm(vms, "dst", "--spice", opts, "--incoming", f"unix:{mig}")
+    client = GtkClient(vms.dir, f"spice://127.0.0.1?port={sport}", debug=True)
+    try:
+        before = client.wait_for(lambda s: all_open(s) and s["display"]["marks"] >= 1
+                                 and s["port"]["bytes"] > 0, "seven channels and the first frame")
+        session = {c["connection-id"] for c in src.cmd("query-spice")["channels"]}
+        src.cmd("client_migrate_info", protocol="spice", hostname="127.0.0.1", port=dport)
+        # returned once the client answered: after the target's ACK every
+        # channel is linked there at once, waiting for its migration data
+        chans = dst.cmd("query-spice")["channels"]
+        assert len(chans) == 7 and {c["connection-id"] for c in chans} == session, chans
+        src.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        src.cmd("migrate", uri=f"unix:{mig}")
+        src.qmp.wait_event("MIGRATION", timeout=60, match=lambda e: e["data"]["status"] == "completed")
+        src.qmp.wait_event("SPICE_MIGRATE_COMPLETED", timeout=60)
+        after = client.wait_for(lambda s: s["peers"] and set(s["peers"]) == {dport} and len(s["peers"]) == 7,
+                                "every socket on the destination's port")
+        n = after["display"]["invalidates"], after["playback"]["frames"], after["port"]["bytes"]
+        after = client.wait_for(lambda s: s["display"]["invalidates"] > n[0] and s["playback"]["frames"] > n[1]
+                                and s["port"]["bytes"] > n[2],
+                                "display, sound and port data from the destination")
+        # nothing lost or repeated at the switch; playback restarted with START
+        assert after["port"]["skips"] == 0
+        assert after["playback"]["starts"] == 2 and after["playback"]["skips"] == after["playback"]["repeats"] == 0
+        assert after["display"]["primaries"] == before["display"]["primaries"]  # no surface sent again
+        s, want = shows(dst, client, vms.dir, "dst")
+        assert s["errors"] == [] and s["closed"] == [], s
+        assert s["opened"] == before["opened"]
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- source:\n{src.log()[-2000:]}\n--- destination:\n{dst.log()[-2000:]}") from None
+    finally:
+        client.stop()
+    log = client.log()
+    assert "CRITICAL" not in log and "WARNING" not in log, log[-4000:]
+    assert "migrate-dst-seamless-ack" in log, log[-4000:]
+    assert "migration (seamless): connections all ok" in log, log[-4000:]
+    for fallback in ("switch-host", "migrate_cancel", "MIGRATE_CANCEL"):
+        assert fallback not in log, fallback
+
+
 def heads_equal_screendumps(vm, client, folder, heads):
     """Stop the guest, then wait until the client's primary surface of each
     head equals that head's screendump (each retry after a change)."""

@@ -33,13 +33,13 @@ from spiceclient import DEADLINE, SpiceClient, differing_pixels, read_ppm
 CELL = 9 * 16  # one VGA text character cell
 
 
-def spice_args(sock):
-    return ["-vga", "qxl", "-spice", f"unix=on,addr={sock},disable-ticketing=on,image-compression=off",
+def spice_args(sock, extra=""):
+    return ["-vga", "qxl", "-spice", f"unix=on,addr={sock},disable-ticketing=on,image-compression=off{extra}",
             "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0"]
 
 
-def _qemu_spice(qemu_launcher, sock, *extra, name="qemu"):
-    q = qemu_launcher(*spice_args(sock), *extra, name=name)
+def _qemu_spice(qemu_launcher, sock, *extra, name="qemu", spice_extra=""):
+    q = qemu_launcher(*spice_args(sock, spice_extra), *extra, name=name)
     end = time.monotonic() + DEADLINE
     while not sock.exists():
         assert q.alive(), q.log()
@@ -86,35 +86,50 @@ def test_spice_qemu_fake_client_links_every_channel_and_sees_the_screen(qemu_spi
 
 
 
-def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher, migcert_bin, sock_dir):
+def follow_qemu_migration(qemu_launcher, migcert_bin, sock_dir, kind):
+    """Two QEMUs (seamless-migration=on for kind "seamless"): the client
+    follows by `kind`, keeps its session and shows the target's screen."""
     ssock, dsock, mig = sock_dir / "src.spice", sock_dir / "dst.spice", sock_dir / "mig.sock"
-    src = _qemu_spice(qemu_launcher, ssock, name="src")
+    opt = ",seamless-migration=on" if kind == "seamless" else ""
+    src = _qemu_spice(qemu_launcher, ssock, name="src", spice_extra=opt)
     # the destination runs (not -S): a paused QEMU keeps its display worker stopped
-    dst = _qemu_spice(qemu_launcher, dsock, "-incoming", f"unix:{mig}", name="dst")
+    dst = _qemu_spice(qemu_launcher, dsock, "-incoming", f"unix:{mig}", name="dst", spice_extra=opt)
     client = SpiceClient(migcert_bin, sock_dir, f"unix:{ssock}")
     dump = sock_dir / "dst.ppm"
     try:
         before = client.wait_for(lambda s: len(s["channels"]) == 6 and "primary" in s, "six channels")
         src.qmp.execute("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)
         # QEMU 7.2 returns at once; spice-server needs the client's
-        # MIGRATE_CONNECTED before the migration ends (else switch-host)
-        client.wait_for(lambda s: s["migrating"] == "connected", "MIGRATE_CONNECTED to the source")
+        # MIGRATE_CONNECTED (seamless: MIGRATE_CONNECTED_SEAMLESS, after the
+        # target's ACK) before the migration ends, else switch-host
+        client.wait_for(lambda s: s["migrating"] == "connected", "the client's answer to the source")
         src.qmp.execute("migrate", uri=f"unix:{mig}")
         info = src.qmp.wait_migration(timeout=DEADLINE)
         assert info["status"] == "completed", info
-        after = client.wait_for(lambda s: s["migrations"]["semi_seamless"] == 1 and s["server"] == str(dsock),
-                                "the switch to the destination")
+        after = client.wait_for(lambda s: s["migrations"][kind] == 1 and s["server"] == str(dsock),
+                                f"the {kind} switch to the destination")
         assert after["session_id"] == before["session_id"]
-        assert after["migrations"] == {"semi_seamless": 1, "switch_host": 0, "cancelled": 0,
-                                       "connect_errors": 0}
+        want = {"seamless": 0, "semi_seamless": 0, "switch_host": 0, "cancelled": 0, "connect_errors": 0}
+        assert after["migrations"] == dict(want, **{kind: 1})
         s = client.wait_for(shows_screen(dst, client, dump, lambda s: "primary" in s), "the target's screen")
-        assert s["error"] == "" and s["server"] == str(dsock)
-        assert s["switch_gap_ms"] is not None
+        assert s["error"] == "" and s["server"] == str(dsock) and len(s["channels"]) == 6
+        if kind == "semi_seamless":  # the target re-sends its surfaces: a display message at once
+            assert s["switch_gap_ms"] is not None
     finally:
         rc, final = client.stop()
     assert rc == 0, client.stderr
-    assert final["error"] == "" and final["migrations"]["semi_seamless"] == 1
+    assert final["error"] == "" and final["migrations"][kind] == 1
 
+
+def test_spice_qemu_fake_client_follows_a_semi_seamless_migration(qemu_launcher, migcert_bin, sock_dir):
+    follow_qemu_migration(qemu_launcher, migcert_bin, sock_dir, "semi_seamless")
+
+
+def test_spice_qemu_fake_client_follows_a_seamless_migration(qemu_launcher, migcert_bin, sock_dir):
+    """With seamless-migration=on the client answers the source's
+    MIGRATE_BEGIN_SEAMLESS with DO_SEAMLESS to the target and, after its
+    ACK, every channel hands its migration data over."""
+    follow_qemu_migration(qemu_launcher, migcert_bin, sock_dir, "seamless")
 
 
 def test_spice_qemu_old_client_follows_switch_host(qemu_launcher, migcert_bin, sock_dir):

@@ -130,8 +130,9 @@ def test_vm_ramshare_unix_source_fd_destination_plain_stream(vms):
     conn, _ = lsn.accept()
     lsn.close()
     try:
-        dst = destination(vms, pass_fds=(conn.fileno(),))
-        dst.cmd("migrate-incoming", uri=f"fd:{conn.fileno()}")
+        dst = destination(vms)
+        dst.qmp.getfd("mig", conn.fileno())  # over QMP an fd is named (getfd)
+        dst.cmd("migrate-incoming", uri="fd:mig")
     finally:
         conn.close()
     info = completed(src, dst)

@@ -311,11 +311,21 @@ typedef struct CertReport {
     const CertCase *cases;
     const CertResult *res;
     size_t ncases, npass, nfail, nskip, nnotrun;
+    /* SPICE certification (certify-spice.c): what is certified ("SPICE
+     * server"; NULL: a device plugin), and report.json / report.junit.xml
+     * written to these paths as well (NULL: only in outdir) */
+    const char *kind;
+    const char *json_path, *junit_path;
 } CertReport;
 
 /* Creates rp->outdir and writes report.txt, report.json and
  * report.junit.xml there.  Returns 0, or -errno with *errp saying which
  * file or folder could not be written and why. */
 int certify_write_reports(const CertReport *rp, MigErr **errp);
+
+/* certify_write_reports, then "certify STEM: report in DIR" and the counts
+ * on stdout; the exit status: 0 all passed, 1 a case failed or was not
+ * run, 3 the report could not be written (said on stderr). */
+int certify_finish(const CertReport *rp);
 
 #endif

@@ -244,7 +244,7 @@ int certify_jail_spawn(CertJail *j, int sock, CertHostFn *host, void *arg, MigEr
         pid = clone_pidns(CLONE_NEWUSER | CLONE_NEWPID);
         j->mode = "user and pid namespaces";
     }
-    if (pid < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSPC || errno == EUSERS)) {
+    if (pid < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSPC)) {
         char why[96];
         snprintf(why, sizeof(why), "%s", session ? "MIGCERT_CERTIFY_JAIL=session" : strerror(errno));
         pid = fork();

@@ -9,7 +9,10 @@
  * version (`git describe` at build time, harness/runner/module.mk), the
  * plugin releases tested and the verdict ("certified" when no case
  * failed and none was left unrun).
- * Cases that -k did not select are not listed.  Each writer returns 0 or
+ * Cases that -k did not select are not listed.  The same writers serve
+ * `certify --spice` (CertReport.kind: a server instead of a plugin, no
+ * plugin file or ABI version, and --json / --junit paths besides the
+ * folder).  Each writer returns 0 or
  * -errno with `what` naming the file.
  */
 #include <errno.h>
@@ -38,10 +41,14 @@ static int write_txt(const CertReport *rp, MigErr **errp)
     int rc = report_file_open(path, &f, errp);
     if (rc < 0)
         return rc;
-    fprintf(f, "migcert device certification\nplugin: %s (%s)\n", rp->dev, rp->desc);
-    if (rp->peer)
-        fprintf(f, "peer: %s\n", rp->peer);
-    fprintf(f, "migcert ABI version: %u\n\n", MIGCERT_DEVICE_ABI_VERSION);
+    if (rp->kind) {
+        fprintf(f, "migcert %s certification\n%s\n\n", rp->kind, rp->desc);
+    } else {
+        fprintf(f, "migcert device certification\nplugin: %s (%s)\n", rp->dev, rp->desc);
+        if (rp->peer)
+            fprintf(f, "peer: %s\n", rp->peer);
+        fprintf(f, "migcert ABI version: %u\n\n", MIGCERT_DEVICE_ABI_VERSION);
+    }
     for (size_t i = 0; i < rp->ncases; i++) {
         const CertResult *r = &rp->res[i];
         if (!listed(r))
@@ -91,11 +98,12 @@ static json_t *file_sha256(const char *path)
     return json_string(hex);
 }
 
-static int write_json(const CertReport *rp, MigErr **errp)
+static int write_json(const CertReport *rp, const char *to, MigErr **errp)
 {
     json_t *root = json_object();
-    json_object_set_new(root, "plugin", json_string(rp->dev));
-    json_object_set_new(root, "plugin_sha256", file_sha256(rp->dev));
+    json_object_set_new(root, rp->kind ? "server" : "plugin", json_string(rp->dev));
+    if (!rp->kind)
+        json_object_set_new(root, "plugin_sha256", file_sha256(rp->dev));
     json_object_set_new(root, "suite_version", json_string(MIGCERT_SUITE_VERSION));
     json_object_set_new(root, "verdict", json_string(rp->nfail || rp->nnotrun ? "not certified"
                                                                              : "certified"));
@@ -107,7 +115,8 @@ static int write_json(const CertReport *rp, MigErr **errp)
                                              rp->peer_desc ? rp->peer_desc : rp->peer));
     json_object_set_new(root, "releases_tested", rel);
     json_object_set_new(root, "description", json_string(rp->desc));
-    json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
+    if (!rp->kind)
+        json_object_set_new(root, "abi_version", json_integer(MIGCERT_DEVICE_ABI_VERSION));
     if (rp->peer) {
         json_object_set_new(root, "peer", json_string(rp->peer));
         json_object_set_new(root, "peer_sha256", file_sha256(rp->peer));
@@ -147,12 +156,12 @@ static int write_json(const CertReport *rp, MigErr **errp)
     json_object_set_new(root, "not_run", json_integer((json_int_t)rp->nnotrun));
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/report.json", rp->outdir);
-    int rc = report_json_write(path, root, JSON_INDENT(2), errp);
+    int rc = report_json_write(to ? to : path, root, JSON_INDENT(2), errp);
     json_decref(root);
     return rc;
 }
 
-static int write_junit(const CertReport *rp, MigErr **errp)
+static int write_junit(const CertReport *rp, const char *to, MigErr **errp)
 {
     ReportCase *rc = mig_malloc0((rp->ncases + 1) * sizeof(*rc));
     char **owned = mig_malloc0((rp->ncases + 1) * 3 * sizeof(*owned));
@@ -179,7 +188,7 @@ static int write_junit(const CertReport *rp, MigErr **errp)
     }
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/report.junit.xml", rp->outdir);
-    int ret = report_junit_write(path, suite, rc, n, errp);
+    int ret = report_junit_write(to ? to : path, suite, rc, n, errp);
     for (size_t i = 0; i < nowned; i++)
         free(owned[i]);
     free(owned);
@@ -211,8 +220,30 @@ int certify_write_reports(const CertReport *rp, MigErr **errp)
                            strerror(-rc));
     rc = write_txt(rp, errp);
     if (rc == 0)
-        rc = write_json(rp, errp);
+        rc = write_json(rp, NULL, errp);
     if (rc == 0)
-        rc = write_junit(rp, errp);
+        rc = write_junit(rp, NULL, errp);
+    if (rc == 0 && rp->json_path)
+        rc = write_json(rp, rp->json_path, errp);
+    if (rc == 0 && rp->junit_path)
+        rc = write_junit(rp, rp->junit_path, errp);
+    return rc;
+}
+
+int certify_finish(const CertReport *rp)
+{
+    MigErr *werr = NULL;
+    int rc = rp->nfail || rp->nnotrun ? 1 : 0;
+    if (certify_write_reports(rp, &werr) < 0) {
+        fprintf(stderr, "migcert certify: no certificate report: %s\n", werr->msg);
+        mig_err_free(werr);
+        rc = 3;
+    } else {
+        printf("certify %s: report in %s\n", rp->stem, rp->outdir);
+    }
+    if (rp->nnotrun)
+        printf("%zu passed, %zu failed, %zu not run\n", rp->npass, rp->nfail, rp->nnotrun);
+    else
+        printf("%zu passed, %zu failed\n", rp->npass, rp->nfail);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "certify-internal.h"
+#include "certify-spice.h"
 
 typedef struct Rule {
     const char *id;
@@ -71,7 +72,8 @@ const char *certify_rule_text(const char *id)
     for (size_t i = 0; i < MIG_ARRAY_SIZE(rules); i++)
         if (!strcmp(rules[i].id, id))
             return rules[i].text;
-    return "";
+    const char *spice = certify_spice_rule_text(id); /* `certify --spice` */
+    return spice ? spice : "";
 }
 
 const char *const certify_status_names[CERT_ST__COUNT] = {

@@ -46,7 +46,8 @@
  *   peer.<X>-to-<Y>, peer.<Y>-to-<X>   with --peer: cross round trips (the
  *                                      same stem twice: <Y> is <stem>-peer)
  * Reports: report.txt, report.json, report.junit.xml in DIR (default
- * reports/out/certify-<name>).  Exit 0 all passed, 1 a case failed or was
+ * reports/out/certify-<name>).  `--spice` certifies a SPICE server
+ * instead (certify-spice.c).  Exit 0 all passed, 1 a case failed or was
  * not run, 2 usage, 3 the report could not be written.
  */
 #include <errno.h>
@@ -58,6 +59,7 @@
 #include <time.h>
 
 #include "certify-internal.h"
+#include "certify-spice.h"
 #include "commands.h"
 
 static char *stem_of(const char *path)
@@ -72,7 +74,9 @@ static char *stem_of(const char *path)
 static void usage_to(FILE *f)
 {
     fprintf(f, "usage: migcert certify --device X.so [--peer Y.so] [--out DIR] [-k CASE] "
-               "[--timeout SECONDS] [--budget SECONDS] [--list]\n");
+               "[--timeout SECONDS] [--budget SECONDS] [--list]\n"
+               "       migcert certify --spice --src-qmp ADDR --src-spice ADDR --dst-qmp ADDR "
+               "--dst-spice ADDR [...] (certify-spice.c)\n");
 }
 
 static void usage(void)
@@ -167,6 +171,9 @@ int cmd_certify(int argc, char **argv)
     const char *dev = NULL, *peer = NULL, *out = NULL, *pat = NULL;
     unsigned timeout_s = 10, budget_s = 0;
     bool list = false;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--spice")) /* a SPICE server instead of a plugin */
+            return certify_spice_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -322,19 +329,7 @@ int cmd_certify(int argc, char **argv)
 
     CertReport rp = {outdir, dev, peer, stem, plugin_desc, repro_base, peer ? peer_desc : NULL,
                      cases,  res, ncases, npass, nfail, nskip, nnotrun};
-    MigErr *werr = NULL;
-    int rc = nfail || nnotrun ? 1 : 0;
-    if (certify_write_reports(&rp, &werr) < 0) {
-        fprintf(stderr, "migcert certify: no certificate report: %s\n", werr->msg);
-        mig_err_free(werr);
-        rc = 3;
-    } else {
-        printf("certify %s: report in %s\n", stem, outdir);
-    }
-    if (nnotrun)
-        printf("%zu passed, %zu failed, %zu not run\n", npass, nfail, nnotrun);
-    else
-        printf("%zu passed, %zu failed\n", npass, nfail);
+    int rc = certify_finish(&rp);
     free(res);
     free(cases);
     free(stem);

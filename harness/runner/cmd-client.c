@@ -46,6 +46,7 @@
 #include "client/fake-client.h"
 #include "client-script.h"
 #include "commands.h"
+#include "spice-dial.h"
 #include "common/loop.h"
 
 typedef struct Cli {
@@ -95,42 +96,9 @@ static MigTransport *cli_connect(void *opaque, const char *host, uint16_t port, 
         return NULL;
     }
     /* a host that is a path (a migration target given by its socket) is a unix socket */
-    if (cli->unix_path || host[0] == '/') {
-        const char *path = host[0] == '/' ? host : cli->path;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-            mig_err_set(errp, -errno, "%s: %s", path, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            return NULL;
-        }
-        return mig_transport_fd_new(cli->loop, fd, "unix");
-    }
-    char ps[16];
-    snprintf(ps, sizeof(ps), "%u", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int g = getaddrinfo(host, ps, &hints, &res);
-    if (g) {
-        mig_err_set(errp, -EHOSTUNREACH, "%s:%u: %s", host, port, gai_strerror(g));
-        return NULL;
-    }
-    int err = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        mig_err_set(errp, -err, "%s:%u: %s", host, port, strerror(err));
-        return NULL;
-    }
-    return mig_transport_fd_new(cli->loop, fd, "tcp");
+    bool is_unix = cli->unix_path || host[0] == '/';
+    fd = spice_dial(host[0] == '/' || !cli->unix_path ? host : cli->path, port, is_unix, errp);
+    return fd < 0 ? NULL : mig_transport_fd_new(cli->loop, fd, is_unix ? "unix" : "tcp");
 }
 
 static int write_outputs(Cli *cli, bool final);
@@ -220,9 +188,9 @@ static json_t *summary(const Cli *cli)
         snprintf(name, sizeof(name), "%s:%u", spice_channel_type_name(type), id);
         json_array_append_new(chans, json_string(name));
     }
-    json_t *j = json_pack("{s:o, s:{s:i, s:i, s:i, s:i}, s:s, s:i, s:I}", "channels", chans, "migrations",
-                          "semi_seamless", m.semi_seamless, "switch_host", m.switch_host, "cancelled",
-                          m.cancelled, "connect_errors", m.connect_errors, "server",
+    json_t *j = json_pack("{s:o, s:{s:i, s:i, s:i, s:i, s:i}, s:s, s:i, s:I}", "channels", chans, "migrations",
+                          "seamless", m.seamless, "semi_seamless", m.semi_seamless, "switch_host", m.switch_host,
+                          "cancelled", m.cancelled, "connect_errors", m.connect_errors, "server",
                           fake_client_server_host(c), "port", fake_client_server_port(c), "session_id",
                           (json_int_t)fake_client_session_id(c));
     const SpiceSurface *s = fake_client_surface(c, 0, 0);

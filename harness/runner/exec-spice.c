@@ -44,6 +44,9 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
                             .password = sp->password[0] ? sp->password : NULL,
                             .migrate_timeout_ns = sp->migrate_timeout_ns,
                             .no_semi_seamless = sp->no_semi_seamless,
+                            .seamless_migration = sp->seamless,
+                            .migration_version = sd == &run->src ? sp->mig_version_src : sp->mig_version_dst,
+                            .migrate_data_timeout_ns = sp->migrate_data_timeout_ns,
                             .pixmap_cache_migration = sp->pixmap_cache_migration, .glz = sp->glz,
                             .who = who};
     MigFaultSide prev;
@@ -149,6 +152,8 @@ static void client_close(ExecSpice *x, const char *why)
         exec__log(x->run, "client: disconnects (%s)", why);
     x->client = NULL;
     fake_client_free(c);
+    fake_client_free(x->bystander);
+    x->bystander = NULL;
 }
 
 static void disconnect_cb(void *opaque)
@@ -184,8 +189,21 @@ static void on_client_event(void *opaque, const FakeClientEvent *ev)
     ScnClientStep at = SCN_CLIENT_STEP_NONE;
     if (!ev->sent && ev->msg == SPICE_MSG_MAIN_MIGRATE_BEGIN)
         at = SCN_CLIENT_STEP_BEGIN;
-    else if (ev->sent && ev->msg == SPICE_MSGC_MAIN_MIGRATE_CONNECTED)
+    else if (!ev->sent && ev->msg == SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS)
+        at = SCN_CLIENT_STEP_BEGIN;
+    else if (ev->sent && (ev->msg == SPICE_MSGC_MAIN_MIGRATE_CONNECTED ||
+                          ev->msg == SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS))
         at = SCN_CLIENT_STEP_CONNECTED;
+    else if (!ev->sent && ev->msg == SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_ACK)
+        at = SCN_CLIENT_STEP_ACKED;
+    else if (!ev->sent && ev->msg == SPICE_MSG_MIGRATE)
+        at = SCN_CLIENT_STEP_MIGRATE;
+    else if (ev->sent && ev->msg == SPICE_MSGC_MIGRATE_FLUSH_MARK)
+        at = SCN_CLIENT_STEP_FLUSHED;
+    else if (!ev->sent && ev->msg == SPICE_MSG_MIGRATE_DATA)
+        at = SCN_CLIENT_STEP_DATA;
+    else if (ev->sent && ev->msg == SPICE_MSGC_MIGRATE_DATA)
+        at = SCN_CLIENT_STEP_SWITCHED;
     else if (!ev->sent && ev->msg == SPICE_MSG_MAIN_MIGRATE_END)
         at = SCN_CLIENT_STEP_END;
     else if (ev->sent && ev->msg == SPICE_MSGC_MAIN_MIGRATE_END)
@@ -220,10 +238,14 @@ int exec__spice_start(Run *run, MigErr **errp)
                            .pixmap_cache_pixels = s->client.pixmap_cache,
                            .vmc_bytes_per_tick = s->client.vmc_rate, .who = "client",
                            .migrate_end_delay_ns = s->client.migrate_end_delay_ns,
+                           .flush_mark_delay_ns = s->client.flush_mark_delay_ns,
+                           .blob_fault = (FakeClientBlobFault)s->client.blob_fault,
+                           .blob_channel = s->client.blob_channel,
                            .on_event = on_client_event, .event_opaque = x};
-    if (s->client.old) /* spice-gtk's main caps without SEMI_SEAMLESS (bit 0) */
-        for (unsigned cap = 1; cap < 4; cap++)
-            spice_caps_set(&cc.main_caps, cap);
+    if (s->client.old || s->client.no_seamless) /* spice-gtk's main caps without SEMI_SEAMLESS (bit 0) or SEAMLESS (3) */
+        for (unsigned cap = 0; cap < 4; cap++)
+            if (!(cap == 0 && s->client.old) && !(cap == 3 && s->client.no_seamless))
+                spice_caps_set(&cc.main_caps, cap);
     MigFaultSide prev;
     exec__side_enter(x->sl, &prev);
     x->client = fake_client_new(&x->sl->base, &cc);
@@ -231,6 +253,17 @@ int exec__spice_start(Run *run, MigErr **errp)
     fault_injector_set_side(run->inj, prev);
     if (rc < 0)
         return rc;
+    if (s->spice.target_client) {
+        /* the destination serves a client of its own: it cannot ACK DO_SEAMLESS */
+        FakeClientConfig bc = {.host = "dst", .port = 2, .connect = client_connect, .connect_opaque = x,
+                               .password = cc.password, .who = "bystander"};
+        exec__side_enter(x->sl, &prev);
+        x->bystander = fake_client_new(&x->sl->base, &bc);
+        rc = fake_client_start(x->bystander, errp);
+        fault_injector_set_side(run->inj, prev);
+        if (rc < 0)
+            return rc;
+    }
     uint64_t now = mig_loop_now_ns(run->loop);
     mig_loop_run_until(run->loop, client_linked, x, now + 10000000000ull);
     if (x->client) {

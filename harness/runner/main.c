@@ -14,7 +14,7 @@ static const struct {
     {"run", cmd_run, "run [PATH...] [--seed N] [--pair SRC:DST] [--fault SPEC] [--sweep] ..."},
     {"vm", cmd_vm, "vm [--release R] [--ram SIZE] --qmp unix:PATH [--incoming URI] ..."},
     {"client", cmd_client, "client --connect H:P --script F"},
-    {"certify", cmd_certify, "certify --device X.so [--peer Y.so] [--out DIR]"},
+    {"certify", cmd_certify, "certify --device X.so [--peer Y.so] [--out DIR] | --spice --src-qmp A --src-spice A ..."},
     {"analyze", cmd_analyze, "analyze FILE [--json]"},
     {"dump-vmstate", cmd_dump_vmstate, "dump-vmstate [--release R] FILE"},
     {"check-compat", cmd_check_compat, "check-compat OLD.json NEW.json"},

@@ -20,7 +20,8 @@ HEAP_COUNT_SYMS := malloc free calloc realloc reallocarray memalign aligned_allo
 HEAP_COUNT_LDFLAGS := $(foreach s,$(HEAP_COUNT_SYMS),-Wl,--export-dynamic-symbol=$(s))
 
 RUNNER_UNIT_BINS := $(BUILD)/unit/test-scenario $(BUILD)/unit/test-releases $(BUILD)/unit/test-faults-spec \
-  $(BUILD)/unit/test-heap-count $(BUILD)/unit/test-report $(BUILD)/unit/test-run-timeline
+  $(BUILD)/unit/test-heap-count $(BUILD)/unit/test-report $(BUILD)/unit/test-run-timeline \
+  $(BUILD)/unit/test-certify-spice
 $(RUNNER_UNIT_BINS): $(BUILD)/unit/%: $(BUILD)/obj/harness/unit/%.o $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ $< $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(CMOCKA_LIBS) $(LDLIBS)

@@ -93,7 +93,7 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
     FakeClientMigrations m = x->migs;
     if (c)
         fake_client_migrations(c, &m);
-    if (c && m.semi_seamless && !m.switch_host && fake_client_session_id(c) != x->first_session)
+    if (c && (m.semi_seamless || m.seamless) && !m.switch_host && fake_client_session_id(c) != x->first_session)
         return mig_err_set(errp, -EPROTO, "spice: a semi-seamless migration changed the session (0x%x -> 0x%x)",
                            x->first_session, fake_client_session_id(c));
     if (c && m.switch_host && linked && fake_client_session_id(c) == x->first_session)
@@ -102,7 +102,10 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
     bool ok = true;
     switch (want_mig) {
     case SCN_CLIENT_MIG_SEMI_SEAMLESS:
-        ok = m.semi_seamless > 0 && !m.switch_host;
+        ok = m.semi_seamless > 0 && !m.switch_host && !m.seamless;
+        break;
+    case SCN_CLIENT_MIG_SEAMLESS:
+        ok = m.seamless > 0 && !m.switch_host && !m.semi_seamless;
         break;
     case SCN_CLIENT_MIG_SWITCH_HOST:
         ok = m.switch_host > 0 && !m.semi_seamless;
@@ -111,15 +114,41 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
         ok = m.cancelled > 0 && !m.semi_seamless && !m.switch_host;
         break;
     case SCN_CLIENT_MIG_NONE:
-        ok = !m.semi_seamless && !m.switch_host && !m.cancelled;
+        ok = !m.semi_seamless && !m.switch_host && !m.cancelled && !m.seamless;
         break;
     default:
         break;
     }
+    if (ok && c && m.seamless && linked) {
+        /* seamless: every channel went on, none was dropped on the way */
+        size_t ever = 0;
+        uint8_t t, id;
+        while (fake_client_channel_ever(c, ever, &t, &id))
+            ever++;
+        size_t lost = 0;
+        if (s->client_channel_lost) {
+            if (fake_client_has_channel(c, s->client_channel_lost, 0) || fake_client_linked_channels(c) != ever - 1)
+                return mig_err_set(errp, -EPROTO, "spice: the target was to refuse the client's %s channel "
+                                   "(expect.client-channel-lost); the client has %zu of its %zu channels linked",
+                                   spice_channel_type_name(s->client_channel_lost), fake_client_linked_channels(c),
+                                   ever);
+            lost = 1;
+        }
+        if (fake_client_linked_channels(c) != ever - lost)
+            return mig_err_set(errp, -EPROTO, "spice: after the seamless migration the client has %zu of its %zu "
+                               "channels linked (last error: %s)", fake_client_linked_channels(c), ever,
+                               fake_client_last_error(c)[0] ? fake_client_last_error(c) : "none");
+        /* the session goes on: no second MAIN_INIT (a surface sent again is
+         * an error of the client's own: SURFACE_CREATE of one it holds) */
+        size_t inits = fake_client_count(c, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT);
+        if (inits != 1)
+            return mig_err_set(errp, -EPROTO, "spice: the client got %zu MAIN_INIT over a seamless migration "
+                               "(exactly 1 expected)", inits);
+    }
     if (!ok)
-        return mig_err_set(errp, -EPROTO, "spice: the client followed %u semi-seamless, %u switch-host and %u "
-                           "cancelled migration(s); expected %s", m.semi_seamless, m.switch_host, m.cancelled,
-                           scn_client_mig_names[want_mig]);
+        return mig_err_set(errp, -EPROTO, "spice: the client followed %u seamless, %u semi-seamless, %u "
+                           "switch-host and %u cancelled migration(s); expected %s", m.seamless, m.semi_seamless,
+                           m.switch_host, m.cancelled, scn_client_mig_names[want_mig]);
     return 0;
 }
 
@@ -208,6 +237,11 @@ static int check_errors_and_sequences(Run *run, const char *outcome, MigErr **er
         if (play.dups)
             return mig_err_set(errp, -EPROTO, "spice: playback repeated %llu frame(s) (of %llu received)",
                                (unsigned long long)play.dups, (unsigned long long)play.received);
+        FakeClientMigrations mm;
+        fake_client_migrations(c, &mm);
+        if (mm.seamless && play.gaps)
+            return mig_err_set(errp, -EPROTO, "spice: playback lost %llu frame(s) over a seamless migration (of %llu "
+                               "received)", (unsigned long long)play.gaps, (unsigned long long)play.received);
         if (port.gaps || port.dups)
             return mig_err_set(errp, -EPROTO, "spice: port bytes to the client: %llu lost or out of order, %llu "
                                "repeated (of %llu)", (unsigned long long)port.gaps, (unsigned long long)port.dups,
@@ -282,7 +316,7 @@ int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp)
                            mig_errno_name(srr));
     Side *end = NULL;
     int rc = check_server(run, outcome, &end, errp);
-    if (rc == 0 && end)
+    if (rc == 0 && end && run->s->client_channel_lost != SPICE_CHANNEL_DISPLAY)
         rc = check_screen(run, end, errp);
     if (rc == 0 && end)
         exec__selftest_break_spice(run, end, false);

@@ -157,6 +157,7 @@ typedef struct RawExpect {
     char *client;
     char *client_migration;
     char *client_error;
+    char *client_channel_lost;
 } RawExpect;
 
 typedef struct RawSpice {
@@ -169,6 +170,11 @@ typedef struct RawSpice {
     char *image_compression;
     char *vmc_rate;
     char *semi_seamless;
+    char *seamless;
+    char *migration_version_src;
+    char *migration_version_dst;
+    char *migrate_data_timeout;
+    char *target_client;
 } RawSpice;
 
 typedef struct RawClient {
@@ -183,6 +189,10 @@ typedef struct RawClient {
     char *disconnect_at;
     char *disconnect_at_message;
     char *migrate_end_delay;
+    char *flush_mark_delay;
+    char *blob;
+    char *blob_channel;
+    char *seamless;
 } RawClient;
 
 typedef struct RawScenario {

@@ -117,6 +117,11 @@ static const cyaml_schema_field_t spice_fields[] = {
     STR("image-compression", RawSpice, image_compression),
     STR("vmc-rate", RawSpice, vmc_rate),
     STR("semi-seamless", RawSpice, semi_seamless),
+    STR("seamless", RawSpice, seamless),
+    STR("migration-version-src", RawSpice, migration_version_src),
+    STR("migration-version-dst", RawSpice, migration_version_dst),
+    STR("migrate-data-timeout", RawSpice, migrate_data_timeout),
+    STR("target-client", RawSpice, target_client),
     CYAML_FIELD_END,
 };
 
@@ -132,6 +137,10 @@ static const cyaml_schema_field_t client_fields[] = {
     STR("disconnect-at", RawClient, disconnect_at),
     STR("disconnect-at-message", RawClient, disconnect_at_message),
     STR("migrate-end-delay", RawClient, migrate_end_delay),
+    STR("flush-mark-delay", RawClient, flush_mark_delay),
+    STR("blob", RawClient, blob),
+    STR("blob-channel", RawClient, blob_channel),
+    STR("seamless", RawClient, seamless),
     CYAML_FIELD_END,
 };
 
@@ -172,6 +181,7 @@ static const cyaml_schema_field_t expect_fields[] = {
     STR("client", RawExpect, client),
     STR("client-migration", RawExpect, client_migration),
     STR("client-error", RawExpect, client_error),
+    STR("client-channel-lost", RawExpect, client_channel_lost),
     CYAML_FIELD_END,
 };
 

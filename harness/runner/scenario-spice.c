@@ -18,16 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/fake-client.h"
 #include "scenario-internal.h"
 #include "spice/spice-pixmap-cache.h"
 
 const char *const scn_migrate_info_names[SCN_MIGRATE_INFO__COUNT] = {"wait", "no-wait", "manual"};
 const char *const scn_target_names[SCN_TARGET__COUNT] = {"accept", "refuse", "fail", "hang"};
-const char *const scn_client_step_names[SCN_CLIENT_STEP__COUNT] = {"none", "begin", "connected", "end",
-                                                                   "switched"};
+const char *const scn_client_step_names[SCN_CLIENT_STEP__COUNT] = {
+    "none", "begin", "connected", "end", "switched", "seamless-ack", "migrate", "flushed", "data"};
 const char *const scn_client_end_names[SCN_CLIENT_END__COUNT] = {"auto", "src", "dst", "none"};
 const char *const scn_client_mig_names[SCN_CLIENT_MIG__COUNT] = {"any", "semi-seamless", "switch-host",
-                                                                 "cancelled", "none"};
+                                                                 "cancelled", "none", "seamless"};
+static const char *const blob_channel_names[] = {"main", "display", "inputs", "port"};
+static const uint8_t blob_channel_types[] = {1, 2, 3, 10};
 const char *const scn_client_action_names[SCN_CLIENT_ACTION__COUNT] = {"disconnect", "send", "drop",
                                                                        "partition", "heal", "slow"};
 const char *const scn_send_names[SCN_SEND__COUNT] = {"unsolicited", "malformed", "flush-mark", "unknown"};
@@ -132,6 +135,21 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
     if (r->semi_seamless && scn__bool(c, "spice.semi-seamless", r->semi_seamless, &semi) < 0)
         return -EINVAL;
     sp->no_semi_seamless = !semi;
+    if (r->seamless && scn__bool(c, "spice.seamless", r->seamless, &sp->seamless) < 0)
+        return -EINVAL;
+    if (r->migration_version_src &&
+        parse_u32(c, "spice.migration-version-src", r->migration_version_src, 1000, &sp->mig_version_src) < 0)
+        return -EINVAL;
+    if (r->migration_version_dst &&
+        parse_u32(c, "spice.migration-version-dst", r->migration_version_dst, 1000, &sp->mig_version_dst) < 0)
+        return -EINVAL;
+    if (r->target_client && scn__bool(c, "spice.target-client", r->target_client, &sp->target_client) < 0)
+        return -EINVAL;
+    if (r->migrate_data_timeout &&
+        ((rc = scn_parse_duration(r->migrate_data_timeout, &sp->migrate_data_timeout_ns)) < 0 ||
+         !sp->migrate_data_timeout_ns))
+        return scn__bad_value(c, "spice.migrate-data-timeout", rc, r->migrate_data_timeout, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 10s)", r->migrate_data_timeout);
     return 0;
 }
 
@@ -200,6 +218,25 @@ static int check_client(Ctx *c, const RawClient *r, ScnClient *cl)
         return scn__bad_value(c, "client.migrate-end-delay", rc, r->migrate_end_delay,
                               SCN_LIMIT_DURATION, "invalid duration '%s' (expected e.g. 1s)",
                               r->migrate_end_delay);
+    if (r->flush_mark_delay && (rc = scn_parse_duration(r->flush_mark_delay, &cl->flush_mark_delay_ns)) < 0)
+        return scn__bad_value(c, "client.flush-mark-delay", rc, r->flush_mark_delay, SCN_LIMIT_DURATION,
+                              "invalid duration '%s' (expected e.g. 1s)", r->flush_mark_delay);
+    if (r->blob && scn__enum(c, "client.blob", r->blob, fake_client_blob_fault_names, FAKE_CLIENT_BLOB__COUNT,
+                             &cl->blob_fault) < 0)
+        return -EINVAL;
+    cl->blob_channel = 2;
+    if (r->blob_channel) {
+        if (scn__enum(c, "client.blob-channel", r->blob_channel, blob_channel_names,
+                      (int)MIG_ARRAY_SIZE(blob_channel_names), &v) < 0)
+            return -EINVAL;
+        cl->blob_channel = blob_channel_types[v];
+    }
+    if (r->seamless) {
+        bool yes;
+        if (scn__bool(c, "client.seamless", r->seamless, &yes) < 0)
+            return -EINVAL;
+        cl->no_seamless = !yes;
+    }
     return 0;
 }
 
@@ -238,6 +275,12 @@ int scn__check_spice(Ctx *c, const RawScenario *r, Scenario *s)
         s->client_mig = (ScnClientMig)(v + 1);
     }
     s->client_error = mig_strdup(r->expect->client_error);
+    if (r->expect->client_channel_lost) {
+        if (scn__enum(c, "expect.client-channel-lost", r->expect->client_channel_lost, blob_channel_names,
+                      (int)MIG_ARRAY_SIZE(blob_channel_names), &v) < 0)
+            return -EINVAL;
+        s->client_channel_lost = blob_channel_types[v];
+    }
     if (!s->client.present) {
         if (r->expect->client || r->expect->client_migration || r->expect->client_error)
             return scn__bad(c, "client.present", "a scenario without a client expects nothing of it");

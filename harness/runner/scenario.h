@@ -63,6 +63,10 @@ typedef struct ScnSpice {
     bool glz;                /* image-compression: glz */
     uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
     bool no_semi_seamless;   /* the servers do not offer SEMI_SEAMLESS (an old spice-server) */
+    bool seamless;           /* seamless-migration=on on both servers */
+    uint32_t mig_version_src, mig_version_dst; /* seamless migration protocol versions (0: the build's) */
+    uint64_t migrate_data_timeout_ns; /* the target's wait for a blob (0: 10 s) */
+    bool target_client;      /* another client is linked to the destination from the start */
 } ScnSpice;
 
 /* What the client does to a connection to the migration's target. */
@@ -81,7 +85,11 @@ typedef enum ScnClientStep {
     SCN_CLIENT_STEP_BEGIN,     /* MIGRATE_BEGIN arrived, before the answer */
     SCN_CLIENT_STEP_CONNECTED, /* MIGRATE_CONNECTED went out */
     SCN_CLIENT_STEP_END,       /* MIGRATE_END arrived, before the switch */
-    SCN_CLIENT_STEP_SWITCHED,  /* MSGC_MIGRATE_END went to the target */
+    SCN_CLIENT_STEP_SWITCHED,  /* MSGC_MIGRATE_END (seamless: main's MIGRATE_DATA) went to the target */
+    SCN_CLIENT_STEP_ACKED,     /* seamless: the target's DST_SEAMLESS_ACK arrived */
+    SCN_CLIENT_STEP_MIGRATE,   /* seamless: main's MIGRATE arrived */
+    SCN_CLIENT_STEP_FLUSHED,   /* seamless: main's FLUSH_MARK went to the source */
+    SCN_CLIENT_STEP_DATA,      /* seamless: main's MIGRATE_DATA arrived from the source */
     SCN_CLIENT_STEP__COUNT
 } ScnClientStep;
 extern const char *const scn_client_step_names[SCN_CLIENT_STEP__COUNT];
@@ -103,6 +111,7 @@ typedef enum ScnClientMig {
     SCN_CLIENT_MIG_SWITCH_HOST,
     SCN_CLIENT_MIG_CANCELLED,
     SCN_CLIENT_MIG_NONE,
+    SCN_CLIENT_MIG_SEAMLESS,
     SCN_CLIENT_MIG__COUNT
 } ScnClientMig;
 extern const char *const scn_client_mig_names[SCN_CLIENT_MIG__COUNT];
@@ -121,6 +130,10 @@ typedef struct ScnClient {
     ScnClientStep disconnect_at;
     uint32_t disconnect_at_message; /* 0: never; else after the Nth message (either way) */
     uint64_t migrate_end_delay_ns;  /* MSGC_MAIN_MIGRATE_END that much later */
+    uint64_t flush_mark_delay_ns;   /* seamless: FLUSH_MARK that much after MIGRATE */
+    int blob_fault;                 /* FakeClientBlobFault: the blob it spoils ... */
+    uint8_t blob_channel;           /* ... on this channel type (default display) */
+    bool no_seamless;               /* no SEAMLESS_MIGRATE main capability */
 } ScnClient;
 
 /* client step */
@@ -240,6 +253,8 @@ typedef struct Scenario {
     ScnClientMig client_mig;      /* expect.client-migration */
     char *client_error;    /* expect.client-error: text in the client's last
                               error; NULL: it must have none */
+    uint8_t client_channel_lost; /* expect.client-channel-lost: the channel type the
+                                    target refused (0: none) */
 } Scenario;
 
 /* Limits of the loader (docs/limits.md), each refused past with an error

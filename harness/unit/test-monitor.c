@@ -716,6 +716,39 @@ static void test_monitor_slow_reader_does_not_block(void **state)
     assert_int_equal(mig_monitor_pending_output(f->mon), 0);
 }
 
+static void log_line(void *opaque, const char *line)
+{
+    snprintf(opaque, 256, "%s", line);
+}
+
+/* A client that never reads while events flood in: it is dropped once its
+ * queue passes MIG_MONITOR_MAX_OUTPUT, with a log line; another client that
+ * reads goes on receiving them. */
+static void test_monitor_event_flood_drops_a_client_that_never_reads(void **state)
+{
+    Fixture *f = *state;
+    Peer *deaf = &f->peer[0], *ok = &f->peer[1];
+    peer_connect(f, ok);
+    peer_negotiate(f, deaf);
+    peer_negotiate(f, ok);
+    char line[256] = "";
+    mig_monitor_set_log(f->mon, log_line, line);
+    char pad[200];
+    memset(pad, 'e', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = 0;
+    size_t sent = 0;
+    while (mig_monitor_client_count(f->mon) == 2 && sent < 4 * MIG_MONITOR_MAX_OUTPUT) {
+        mig_monitor_emit(f->mon, "FLOOD", json_pack("{s:s}", "pad", pad));
+        sent += sizeof(pad);
+        peer_fill(ok); /* the other client reads what it has */
+    }
+    assert_int_equal(mig_monitor_client_count(f->mon), 1);
+    assert_true(sent > MIG_MONITOR_MAX_OUTPUT / 2); /* ~270 bytes per event queued per 200 counted */
+    assert_non_null(strstr(line, "client 0 dropped: "));
+    assert_non_null(strstr(line, "bytes of replies and events unread (limit 1048576)"));
+    mig_monitor_set_log(f->mon, NULL, NULL);
+}
+
 static void test_monitor_unix_listener_accepts_clients(void **state)
 {
     Fixture *f = *state;
@@ -954,6 +987,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_monitor_slow_reader_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_late_answer_keeps_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_event_flood_drops_a_client_that_never_reads,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_split_request_across_buffer_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_unix_listener_accepts_clients, setup,
                                         teardown),

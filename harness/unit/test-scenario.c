@@ -624,7 +624,9 @@ static void test_scenario_spice_keys(void **state)
         {"client: {old: yes}\n", "t.yaml:5: key 'old': invalid value 'yes' (expected true or false)"},
         {"client: {target: maybe}\n", "key 'target': invalid value 'maybe' (expected one of: accept, refuse, fail, hang)"},
         {"client: {disconnect-at: never}\n", "key 'disconnect-at': invalid value 'never' (expected one of: begin, "
-                                                "connected, end, switched)"},
+                                                "connected, end, switched, seamless-ack, migrate, flushed, data)"},
+        {"client: {blob: garbled}\n", "key 'blob': invalid value 'garbled' (expected one of: none, short, "
+                                       "bad-magic, newer-version, older-version, bad-surface, drop)"},
         {"client: {disconnect-at: end, disconnect-at-message: \"3\"}\n", "not both"},
         {"client: {present: \"false\"}\n", "key 'present': a scenario without a client expects nothing of it"},
     };

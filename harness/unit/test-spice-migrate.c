@@ -11,6 +11,8 @@
  * that comes after the source stopped waiting (a slow target) is no
  * protocol error: a late MIGRATE_CONNECTED gets MIGRATE_CANCEL, as from
  * spice-server, and one that crossed the migration's end is ignored.
+ * A channel whose PONG never comes delays MIGRATE_END by the migrate
+ * timeout, and the client then still has that timeout to leave.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -400,6 +402,50 @@ static void test_spice_migrate_old_client_switches_host(void **state)
     world_close(&w);
 }
 
+/* The source's display never sees the PONG of the PING before MIGRATE_END
+ * (spice-gtk busy on its display on a loaded host): MIGRATE_END goes after
+ * the migrate timeout, and the client still gets a whole timeout to leave
+ * from then.  Before, the wait to leave ran from the completion, so it ended
+ * together with the drain: the source closed the main channel right after
+ * queuing MIGRATE_END, the client never passed it on, and the target held
+ * the client's other channels for ever (spice-gtk: 7 sockets on the target,
+ * query-spice there listing main only). */
+static void test_spice_migrate_unanswered_ping_still_switches(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    uint32_t session = fake_client_session_id(w.client);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
+    SpiceClient *c = spice_server_client_at(w.src.server, 0);
+    SpiceChannelClient *display = spice_client_find(c, SPICE_CHANNEL_DISPLAY, 0);
+    assert_non_null(display);
+    spice_conn_pause(spice_cc_conn(display)); /* its PONG is never read */
+
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 9000000000ull); /* within the 10 s drain: no MIGRATE_END yet */
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 0);
+    assert_string_equal(fake_client_server_host(w.client), "src");
+    mig_sim_run_for(w.loop, 2000000000ull);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    assert_int_equal(fake_client_session_id(w.client), session);
+    /* the target took MIGRATE_END: both channels run there */
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 2);
+    assert_false(spice_client_migrating_in(spice_server_client_at(w.dst.server, 0)));
+    assert_int_equal(w.dst.events[SPICE_SERVER_EV_INITIALIZED], 2);
+    assert_int_equal(spice_server_client_count(w.src.server), 0);
+    assert_int_equal(w.src.events[SPICE_SERVER_EV_MIGRATE_COMPLETED], 1);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +457,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_answer_crossing_switch_host_is_ignored),
         cmocka_unit_test(test_spice_migrate_answer_crossing_cancel_is_ignored),
         cmocka_unit_test(test_spice_migrate_old_client_switches_host),
+        cmocka_unit_test(test_spice_migrate_unanswered_ping_still_switches),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -62,10 +62,16 @@
       "queuing a SPICE message fails: the connection closes, nothing queued")                     \
     X(SPICE_LINKER_LINK, "spice/linker/link", EIO,                                                \
       "a SPICE link stage fails before its first byte")                                           \
+    X(SPICE_MAIN_DO_SEAMLESS, "spice/main/do-seamless", EIO,                                      \
+      "the target cannot take a client's DO_SEAMLESS: it drops the client")                       \
     X(SPICE_MAIN_MIGRATE_BEGIN, "spice/main/migrate-begin", EIO,                                  \
       "client_migrate_info fails before any MIGRATE_BEGIN is sent")                               \
     X(SPICE_MAIN_MIGRATE_END, "spice/main/migrate-end", EIO,                                      \
-      "the target refuses a migrating client's MIGRATE_END: it drops the client")
+      "the target refuses a migrating client's MIGRATE_END: it drops the client")                 \
+    X(SPICE_SERVER_MIGRATE_DATA_LOAD, "spice/server/migrate-data-load", EIO,                      \
+      "a target channel cannot take the client's migration data: that channel client closes")    \
+    X(SPICE_SERVER_MIGRATE_DATA_SEND, "spice/server/migrate-data-send", EIO,                      \
+      "a source channel cannot build its migration data: that channel client closes")
 
 typedef enum MigFaultId {
 #define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,

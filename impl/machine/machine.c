@@ -116,6 +116,8 @@ static void env_finished(void *opaque, MigStatus status)
         m->incoming_done = status == MIG_STATUS_COMPLETED;
         if (status == MIG_STATUS_COMPLETED)
             set_run_state(m, m->start_paused ? MIG_RUN_STATE_PAUSED : MIG_RUN_STATE_RUNNING);
+        if (m->spice)
+            spice_server_set_loading(m->spice, false);
     } else {
         if (status == MIG_STATUS_COMPLETED) {
             set_run_state(m, MIG_RUN_STATE_POSTMIGRATE);
@@ -222,6 +224,8 @@ int mig_machine_add_spice(MigMachine *m, const SpiceServerConfig *cfg, MigErr **
         return errp && *errp ? (*errp)->code : -ENOMEM;
     m->spice_main = spice_main_add(m->spice);
     spice_inputs_add(m->spice, &m->spice_inputs);
+    /* a target's seamless clients wait for their data until it has loaded */
+    spice_server_set_loading(m->spice, m->incoming && mig_migration_status(m->mm) != MIG_STATUS_COMPLETED);
     return 0;
 }
 

@@ -35,6 +35,14 @@ struct MigRam {
     bool loading;
     MigRamReader reader; /* current block across sections, block table */
     int *load_map;       /* reader block index -> our block index */
+    /* Direct reads of page runs (ram-section.c, load_direct_run): the
+     * offset in the current block the next PAGE|CONTINUE record probably
+     * has, whether to try, and the bytes a run gives back. */
+    uint64_t direct_next;
+    bool direct_ok;
+    size_t direct_len; /* records the next run asks for */
+    uint8_t *direct_back;
+    size_t direct_back_cap;
 
     /* x-page-flip (docs/protocol-qemu-stream.md, page flipping): on from
      * the capability at save_setup / load_setup until cleanup. */

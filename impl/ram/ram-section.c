@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/buf.h"
 #include "ram-internal.h"
 #include "stream/ram-format.h"
 
@@ -265,6 +266,8 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->flip_ready = false;
     r->share = (r->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) != 0;
     r->share_next = 0;
+    r->direct_ok = false;
+    r->direct_len = 0;
     free(r->load_map);
     r->load_map = NULL;
     for (size_t i = 0; i < r->nblocks; i++) {
@@ -358,7 +361,7 @@ static int accept_mem_size(MigRam *r, const MigRamRecord *rec, MigErr **errp)
 static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 {
     const MigRamReader *rd = &r->reader;
-    if (rd->cur < 0 || !r->load_map)
+    if (rd->cur < 0 || !r->load_map || r->share)
         return 0;
     const uint8_t *p = mig_stream_get_view(s, 8);
     if (!p) {
@@ -390,7 +393,131 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
     mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
+    r->direct_next = offset + MIG_RAM_PAGE_SIZE;
+    r->direct_ok = true;
     return 1;
+}
+
+#define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
+#define DIRECT_RUN 32               /* records one direct read may take */
+
+static uint64_t be64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return __builtin_bswap64(v);
+}
+
+/* The byte `pos` of a direct run's layout (hdr[0], page 0, hdr[1], page 1,
+ * ...): where it lives and how many bytes from there are contiguous. */
+static uint8_t *run_byte(uint8_t (*hdr)[8], uint8_t *page0, size_t pos, size_t *room)
+{
+    size_t j = pos / REC, in = pos % REC;
+    if (in < 8) {
+        *room = 8 - in;
+        return hdr[j] + in;
+    }
+    *room = REC - in;
+    return page0 + j * MIG_RAM_PAGE_SIZE + (in - 8);
+}
+
+/* Pages read straight into guest RAM, without the stream buffer's copy.
+ * The stream format puts an 8-byte header before every page, so where the
+ * next pages go is known only after reading them; this reads a run of the
+ * most likely records (PAGE|CONTINUE for the pages that follow the last
+ * one, as a pre-copy pass sends them) with one readv: headers into hdr[],
+ * data into the guest pages themselves.  Only guest pages that are zero
+ * right now are read into this way, so a guess that was wrong (another
+ * record came) is undone by zeroing them; the bytes of every record not
+ * taken go back to the stream (mig_stream_unget) for the general decoder.
+ * Starts when the stream buffer holds nothing or the start of one PAGE
+ * record (its header whole).  Returns the records it loaded (0: nothing, the
+ * stream as it was), -EAGAIN (starved: rewind), or the stream's error. */
+static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
+{
+    const MigRamReader *rd = &r->reader;
+    if (!r->direct_ok || rd->cur < 0 || !r->load_map || r->share ||
+        !mig_stream_can_read_direct(s))
+        return 0;
+    size_t b = mig_stream_buffered(s);
+    if (b >= REC || (b > 0 && b < 8))
+        return 0;
+    MigRamBlock *blk = r->blocks[r->load_map[rd->cur]];
+    uint64_t len = rd->blocks[rd->cur].length, off0 = r->direct_next;
+    const uint64_t page_cont = MIG_RAM_FLAG_PAGE | MIG_RAM_FLAG_CONTINUE;
+    if (b) {
+        uint64_t v = be64_at(mig_stream_peek_buffered(s, 8));
+        if ((v & MIG_RAM_FLAGS_MASK) != page_cont || (v & ~(uint64_t)MIG_RAM_FLAGS_MASK) >= len)
+            return 0;
+        off0 = v & ~(uint64_t)MIG_RAM_FLAGS_MASK;
+    }
+    uint8_t *page0 = blk->host + off0;
+    uint8_t hdr[DIRECT_RUN][8];
+    size_t k = 0;
+    /* slot 0 with its header buffered is a record, not a guess */
+    size_t want = MIG_MAX(r->direct_len, (size_t)2);
+    while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
+           ((k == 0 && b) || mig_ram_page_is_zero(page0 + k * MIG_RAM_PAGE_SIZE)))
+        k++;
+    if (k == 0 || (k == 1 && !b)) {
+        r->direct_ok = false;
+        return 0;
+    }
+    if (b) {
+        const uint8_t *p = mig_stream_get_view(s, b); /* buffered: never starves */
+        memcpy(hdr[0], p, 8);
+        memcpy(page0, p + 8, b - 8);
+    }
+    struct iovec iov[2 * DIRECT_RUN];
+    int nv = 0;
+    for (size_t pos = b; pos < k * REC;) {
+        size_t room;
+        iov[nv].iov_base = run_byte(hdr, page0, pos, &room);
+        iov[nv++].iov_len = room;
+        pos += room;
+    }
+    ssize_t n = mig_stream_readv_direct(s, iov, nv);
+    if (n < 0 && n != -EAGAIN)
+        return mig_stream_take_error(s, errp);
+    size_t total = b + (n > 0 ? (size_t)n : 0), a = 0;
+    while (a < k && total >= (a + 1) * REC &&
+           be64_at(hdr[a]) == ((off0 + a * MIG_RAM_PAGE_SIZE) | page_cont))
+        a++;
+    if (total > a * REC) {
+        /* Give back what was not taken; undo the guesses it landed in. */
+        size_t back = total - a * REC, w = 0;
+        MIG_GROW(r->direct_back, r->direct_back_cap, back, REC);
+        for (size_t pos = a * REC; pos < total;) {
+            size_t room;
+            const uint8_t *from = run_byte(hdr, page0, pos, &room);
+            room = MIG_MIN(room, total - pos);
+            memcpy(r->direct_back + w, from, room);
+            w += room;
+            pos += room;
+        }
+        for (size_t j = a; j < k && j * REC + 8 < total; j++)
+            if (j > 0 || !b)
+                memset(page0 + j * MIG_RAM_PAGE_SIZE, 0, MIG_RAM_PAGE_SIZE);
+        mig_stream_unget(s, r->direct_back, back);
+    }
+    for (size_t j = 0; j < a; j++)
+        mark_received(blk, off0 + j * MIG_RAM_PAGE_SIZE);
+    r->normal += a;
+    r->transferred += a * REC;
+    r->direct_next = off0 + a * MIG_RAM_PAGE_SIZE;
+    /* The next run: twice as long after a full one (the sender keeps up),
+     * or what this one got (zero checks are not spent on pages that come
+     * later). */
+    r->direct_len = total == k * REC ? MIG_MIN(2 * k, (size_t)DIRECT_RUN) : a + 1;
+    /* Go on guessing unless a whole header said otherwise (what is only
+     * cut short is read on the next call). */
+    r->direct_ok = a == k || total < a * REC + 8 ||
+                   be64_at(hdr[a]) == ((off0 + a * MIG_RAM_PAGE_SIZE) | page_cont);
+    if (mig_stream_error(s))
+        return mig_stream_take_error(s, errp);
+    if (n == -EAGAIN)
+        return -EAGAIN; /* nothing taken: b < REC and nothing read */
+    return (int)a;
 }
 
 /* Where the page at RAM address addr goes (page aligned, inside a block of
@@ -537,11 +664,21 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
                            h->version_id, MIG_RAM_SECTION_VERSION);
     for (;;) {
         mig_stream_mark(s);
+        int direct = load_direct_run(r, s, errp);
+        if (direct > 0)
+            continue;
+        if (direct == -EAGAIN) {
+            mig_stream_rewind(s);
+            return -EAGAIN;
+        }
+        if (direct < 0)
+            return direct;
         int fast = load_continue_page(r, s, errp);
         if (fast == 1)
             continue;
         if (fast < 0)
             return fast;
+        r->direct_ok = false;
         uint64_t before = mig_stream_offset(s);
         MigRamRecord rec;
         int ret = mig_ram_get_record(s, &r->reader, &rec, errp);

@@ -56,6 +56,7 @@ void mig_ram_free(MigRam *r)
     free(r->blocks);
     mig_ram_reader_free(&r->reader);
     free(r->load_map);
+    free(r->direct_back);
     free(r);
 }
 

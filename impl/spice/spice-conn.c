@@ -65,6 +65,10 @@ struct SpiceConn {
 
     uint32_t ping_id;
     uint64_t last_rtt_ns;
+
+    /* seamless migration */
+    bool held;         /* queue, do not write (a target before the client's data) */
+    bool adopt_serial; /* the next message's serial is the peer's continued count */
 };
 
 static void update_watch(SpiceConn *c);
@@ -179,6 +183,8 @@ int spice_conn_send(SpiceConn *c, uint16_t type, const SpiceMDesc *d, const void
 /* Server role: may the head message start now? */
 static bool window_open(const SpiceConn *c)
 {
+    if (c->held)
+        return false;
     return !c->cfg.is_server || !c->ack_window || c->unacked < 2 * c->ack_window;
 }
 
@@ -283,6 +289,12 @@ static int handle_base(SpiceConn *c, const SpiceMsgInfo *mi, void *body)
 /* Handle one complete message; false when the connection closed. */
 static bool handle_message(SpiceConn *c, const SpiceMsgHeader *h, const uint8_t *body)
 {
+    if (c->adopt_serial) {
+        /* seamless migration: the peer's serials go on from the other server */
+        c->adopt_serial = false;
+        if (!c->cfg.mini_header && h->serial)
+            c->in_serial = h->serial - 1;
+    }
     c->in_serial++;
     const char *ch = spice_channel_type_name(c->cfg.channel_type);
     if (!c->cfg.mini_header && h->serial != c->in_serial) {
@@ -396,7 +408,7 @@ static void update_watch(SpiceConn *c)
     if (!c->open)
         return;
     uint32_t want = c->paused ? 0 : MIG_LOOP_IN;
-    if (c->out_head < c->out_len && (c->out[c->out_head].admitted || window_open(c)))
+    if (c->out_head < c->out_len && !c->held && (c->out[c->out_head].admitted || window_open(c)))
         want |= MIG_LOOP_OUT;
     if (want != c->watching) {
         c->watching = want;
@@ -536,4 +548,57 @@ uint64_t spice_conn_last_rtt_ns(const SpiceConn *c)
 MigTransport *spice_conn_transport(SpiceConn *c)
 {
     return c->t;
+}
+
+/* ------------------------------------------------------------------ seamless migration */
+
+void spice_conn_hold(SpiceConn *c, bool hold)
+{
+    c->held = hold;
+    update_watch(c);
+}
+
+void spice_conn_renumber(SpiceConn *c, uint64_t serial)
+{
+    c->out_serial = serial;
+    for (size_t i = c->out_head; i < c->out_len; i++) {
+        OutMsg *m = &c->out[i];
+        c->out_serial++;
+        if (m->off == 0 && !c->cfg.mini_header) {
+            SpiceMsgHeader h;
+            if (spice_header_parse(false, m->buf, &h, NULL) == 0) {
+                h.serial = c->out_serial;
+                spice_header_put(false, m->buf, &h);
+            }
+        }
+    }
+}
+
+void spice_conn_adopt_serial(SpiceConn *c)
+{
+    c->adopt_serial = true;
+}
+
+void spice_conn_resume_ack(SpiceConn *c, uint32_t generation, uint32_t window)
+{
+    c->ack_generation = c->peer_generation = generation;
+    c->ack_window = window;
+    c->unacked = 0;
+    update_watch(c);
+}
+
+void spice_conn_inherit(SpiceConn *c, const SpiceConn *from)
+{
+    c->in_serial = from->in_serial; /* the target's display goes on from the source's serial */
+    c->ack_window = from->ack_window;
+    c->ack_generation = from->ack_generation;
+    c->peer_generation = from->peer_generation;
+    c->ack_countdown = from->ack_countdown;
+    c->adopt_serial = true;
+}
+
+void spice_conn_set_ops(SpiceConn *c, const SpiceConnOps *ops, void *opaque)
+{
+    c->ops = ops;
+    c->opaque = opaque;
 }

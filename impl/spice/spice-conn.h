@@ -106,6 +106,26 @@ uint64_t spice_conn_last_received_serial(const SpiceConn *c);
 /* Continue serials from `serial` (seamless migration: the next message
  * sent gets serial + 1). */
 void spice_conn_set_sent_serial(SpiceConn *c, uint64_t serial);
+/* Seamless migration (docs/protocol-spice.md section 8.2):
+ * hold: queue messages without writing them (a target channel before the
+ *   client's migration data);
+ * renumber: the queued messages and the next ones count on from `serial`
+ *   (the display's message_serial from the source);
+ * adopt_serial: take the next received message's serial as the peer's
+ *   count (its serials go on from the other server);
+ * resume_ack: server role, the ACK window of generation / window as the
+ *   source left it, with nothing un-ACKed (no SET_ACK is sent);
+ * inherit: client role, a connection to the target continues `from`'s
+ *   received serials and ACK count (with the full header it adopts the
+ *   target's). */
+void spice_conn_hold(SpiceConn *c, bool hold);
+void spice_conn_renumber(SpiceConn *c, uint64_t serial);
+void spice_conn_adopt_serial(SpiceConn *c);
+void spice_conn_resume_ack(SpiceConn *c, uint32_t generation, uint32_t window);
+void spice_conn_inherit(SpiceConn *c, const SpiceConn *from);
+/* Hand the connection to another owner (a client's copy becoming the
+ * channel's connection at a seamless swap). */
+void spice_conn_set_ops(SpiceConn *c, const SpiceConnOps *ops, void *opaque);
 /* Round trips measured by PONGs (server role); 0 before the first. */
 uint64_t spice_conn_last_rtt_ns(const SpiceConn *c);
 /* The transport, for owners that hand the socket over (migration). */

@@ -9,6 +9,7 @@
 
 #include "spice-display.h"
 #include "spice-glz.h"
+#include "spice-migrate-data.h"
 #include "spice-pixmap-cache.h"
 
 /* Images the server makes itself (a whole surface for a new client) carry
@@ -47,6 +48,8 @@ typedef struct DisplayCC {
     bool imported;         /* seamless target: its blob's cache part was taken */
     SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
     SpiceGlzDict *glz;     /* the client's GLZ dictionary (with image-compression=glz) */
+    uint32_t *prep_ids;    /* seamless target: the surfaces when it began to draw for the client */
+    size_t nprep;
 } DisplayCC;
 
 struct SpiceDisplay {
@@ -316,6 +319,7 @@ static void display_disconnect(SpiceChannelClient *cc)
         }
     cache_put(d->group, dc->pc);
     glz_put(d->group, dc->glz);
+    free(dc->prep_ids);
     free(dc);
     spice_cc_set_priv(cc, NULL);
 }
@@ -327,6 +331,10 @@ static void display_channel_gone(SpiceChannel *ch)
         d->ch = NULL;
 }
 
+static int display_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp);
+static void display_migrate_prepare(SpiceChannelClient *cc);
+static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
+
 static const SpiceChannelClass display_class = {
     .name = "display",
     .max_in = 1024,
@@ -334,6 +342,10 @@ static const SpiceChannelClass display_class = {
     .on_message = display_on_message,
     .disconnect = display_disconnect,
     .channel_gone = display_channel_gone,
+    .migrate_flags = SPICE_MIGRATE_NEED_FLUSH | SPICE_MIGRATE_NEED_DATA_TRANSFER,
+    .migrate_save = display_migrate_save,
+    .migrate_prepare = display_migrate_prepare,
+    .migrate_load = display_migrate_load,
 };
 
 /* The group of the server's other display channels, or a new one. */
@@ -387,6 +399,7 @@ void spice_display_free(SpiceDisplay *d)
         spice_cc_disconnect(d->dccs[i]->cc, "the display device went away");
         cache_put(d->group, d->dccs[i]->pc);
         glz_put(d->group, d->dccs[i]->glz);
+        free(d->dccs[i]->prep_ids);
         free(d->dccs[i]);
     }
     free(d->dccs);
@@ -621,4 +634,135 @@ int spice_display_migrate_import_glz(SpiceChannelClient *cc, const uint8_t *blob
         return r;
     dc->glz = glz_get(dc->d->group, spice_cc_client(cc), b.dict_id, b.window, &b);
     return 0;
+}
+
+/* ------------------------------------------------------------------ seamless migration: the DCMD blob */
+
+/*
+ * The display blob (docs/protocol-spice.md section 9): the serial to go on
+ * from, the cache part and the GLZ part (the functions above, by the
+ * server's pixmap_cache_migration strategy; with restore its list follows
+ * the fixed part), then the surfaces the client holds (every surface of
+ * the display once its DISPLAY_INIT was answered: creates and destroys go
+ * to every ready client).  Surfaces the blob lists are not sent again; one
+ * it lists that the target did not have is destroyed at the client, one
+ * the target had and the list lacks is sent whole.
+ */
+static int display_migrate_save(SpiceChannelClient *cc, uint8_t **out, size_t *out_len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    SpiceDisplay *d = dc ? dc->d : NULL;
+    SpiceMigDisplay m = {.h = {SPICE_MIG_MAGIC_DISPLAY, SPICE_MIG_VERSION_DISPLAY},
+                         .message_serial = spice_conn_last_sent_serial(spice_cc_conn(cc)) + 1}; /* MIGRATE_DATA's */
+    uint8_t *fixed;
+    size_t n;
+    int r = spice_mig_encode(&spice_mig_display_desc, &m, NULL, 0, &fixed, &n, errp);
+    if (r < 0)
+        return r;
+    MigBuf blob = {0};
+    mig_buf_append(&blob, fixed, n);
+    free(fixed);
+    if (dc && dc->pc)
+        r = spice_display_migrate_export_cache(cc, &blob, errp);
+    if (r == 0)
+        r = spice_display_migrate_export_glz(cc, &blob, errp);
+    if (r < 0) {
+        mig_buf_free(&blob);
+        return r;
+    }
+    /* the surface list after everything else, its pointer patched in */
+    uint32_t at = (uint32_t)blob.len, count = dc && dc->ready ? (uint32_t)d->nsurfaces : 0;
+    uint8_t *p = mig_buf_reserve(&blob, 4 + 4 * (size_t)count);
+    for (uint32_t i = 0; i <= count; i++) {
+        uint32_t v = i == 0 ? count : d->surfaces[i - 1].id;
+        for (int k = 0; k < 4; k++)
+            p[4 * i + (uint32_t)k] = (uint8_t)(v >> (8 * k));
+    }
+    blob.len += 4 + 4 * (size_t)count;
+    for (int k = 0; k < 4; k++)
+        blob.data[SPICE_DCMD_BODY_END - 4 + (uint32_t)k] = (uint8_t)(at >> (8 * k));
+    *out = blob.data;
+    *out_len = blob.len;
+    return 0;
+}
+
+/* The machine loaded: draw for this client from now on (held until its
+ * data came), assuming it holds what the source had; no image is cached
+ * or GLZ-compressed before the blob gives the cache and the dictionary. */
+static void display_migrate_prepare(SpiceChannelClient *cc)
+{
+    SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
+    if (!d)
+        return;
+    DisplayCC *dc = mig_malloc0(sizeof(*dc));
+    dc->d = d;
+    dc->cc = cc;
+    dc->ready = true;
+    dc->prep_ids = mig_malloc0((d->nsurfaces + 1) * sizeof(*dc->prep_ids));
+    for (size_t i = 0; i < d->nsurfaces; i++)
+        dc->prep_ids[dc->nprep++] = d->surfaces[i].id;
+    spice_cc_set_priv(cc, dc);
+    d->dccs = mig_realloc(d->dccs, (d->ndccs + 1) * sizeof(*d->dccs));
+    d->dccs[d->ndccs++] = dc;
+}
+
+static bool listed(const SpiceMigSurfaces *l, uint32_t id)
+{
+    const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
+    for (uint32_t i = 0; l && i < l->surfaces.n; i++)
+        if (ids[i].id == id)
+            return true;
+    return false;
+}
+
+static bool prepared(const DisplayCC *dc, uint32_t id)
+{
+    for (size_t i = 0; i < dc->nprep; i++)
+        if (dc->prep_ids[i] == id)
+            return true;
+    return false;
+}
+
+static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    SpiceMigDisplay m;
+    int r = spice_mig_decode("display", &spice_mig_display_desc, blob, len, SPICE_MIG_MAGIC_DISPLAY,
+                             SPICE_MIG_VERSION_DISPLAY, &m, errp);
+    if (r < 0)
+        return r;
+    const SpiceMigSurfaces *l = m.surfaces_at_client;
+    const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
+    if (l && l->surfaces.n > SPICE_MIG_MAX_SURFACES)
+        r = mig_err_set(errp, -EPROTO, "display migration data: %u surfaces listed, at most %u", l->surfaces.n,
+                        SPICE_MIG_MAX_SURFACES);
+    for (uint32_t i = 0; r == 0 && l && i < l->surfaces.n; i++)
+        if (ids[i].id >= SPICE_MIG_MAX_SURFACES)
+            r = mig_err_set(errp, -EPROTO, "display migration data: surface id %u out of range (0 to %u)", ids[i].id,
+                            SPICE_MIG_MAX_SURFACES - 1);
+    SpiceConn *conn = spice_cc_conn(cc);
+    if (r == 0) {
+        const SpiceServerConfig *cfg = spice_server_config(spice_channel_server(spice_cc_channel(cc)));
+        spice_conn_renumber(conn, m.message_serial);
+        spice_conn_resume_ack(conn, 1, cfg->ack_window); /* spice.md 11.6: nothing un-ACKed */
+        /* the cache (reset: INVAL_ALL_PIXMAPS with its waits) and the dictionary */
+        r = spice_display_migrate_import_cache(cc, blob, len, errp);
+    }
+    if (r == 0)
+        r = spice_display_migrate_import_glz(cc, blob, len, errp);
+    /* against the surfaces of when it began to draw for the client (what
+     * came since went to the client already) */
+    SpiceDisplay *d = dc->d;
+    for (uint32_t i = 0; r == 0 && l && i < l->surfaces.n; i++)
+        if (!prepared(dc, ids[i].id)) {
+            SpiceMsgU32 sd = {ids[i].id};
+            r = spice_cc_send(cc, SPICE_MSG_DISPLAY_SURFACE_DESTROY, &sd);
+        }
+    for (size_t i = 0; r == 0 && i < d->nsurfaces; i++)
+        if (prepared(dc, d->surfaces[i].id) && !listed(l, d->surfaces[i].id))
+            r = send_surface(dc, &d->surfaces[i]);
+    spice_marshal_free(&spice_mig_display_desc, &m);
+    return r;
 }

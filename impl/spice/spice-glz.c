@@ -169,8 +169,10 @@ static void evict_for(SpiceGlzDict *d, uint64_t pixels)
         free(d->images[k].px);
         k++;
     }
-    memmove(d->images, d->images + k, (d->nimages - k) * sizeof(*d->images));
-    d->nimages -= k;
+    if (k) {
+        memmove(d->images, d->images + k, (d->nimages - k) * sizeof(*d->images));
+        d->nimages -= k;
+    }
 }
 
 static void need(SpiceGlzDict *d, uint8_t ch, const GlzImage *g, SpicePixmapWaits *w)

@@ -15,6 +15,7 @@
 #include <spice/protocol.h>
 
 #include "spice-main.h"
+#include "spice-migrate-data.h"
 
 #define AGENT_TOKENS 10u
 #define MIGRATE_TIMEOUT_NS 10000000000ull
@@ -34,12 +35,14 @@ typedef enum MainMig {
 /* Per client. */
 typedef struct MainCC {
     MainMig mig;
+    bool seamless; /* MIGRATE_BEGIN_SEAMLESS sent (cleared by a plain MIGRATE_CONNECTED: the target NACKed) */
     /* DRAINING: the PINGs not yet answered, by channel client */
     struct {
         SpiceChannelClient *cc;
         uint32_t id;
     } pings[MAX_DRAIN];
     size_t npings;
+    uint64_t leave_by; /* SENT_AWAY: closed if still here at this time */
 } MainCC;
 
 struct SpiceMain {
@@ -58,6 +61,12 @@ struct SpiceMain {
     uint32_t leaving; /* clients sent away that have not left yet */
     SpiceMainMigrateStats stats;
 };
+
+static uint32_t migration_version(const SpiceServer *s)
+{
+    uint32_t v = spice_server_config(s)->migration_version;
+    return v ? v : SPICE_MIG_PROTOCOL_VERSION;
+}
 
 static uint64_t migrate_timeout(const SpiceMain *m)
 {
@@ -256,6 +265,9 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
     m->waiting = 0;
     memset(&m->stats, 0, sizeof(m->stats));
     SpiceMsgMigrateBegin b = {.dst = dst_info(m)};
+    SpiceMsgMigrateBeginSeamless bs = {.dst = b.dst, .src_mig_version = migration_version(s)};
+    /* seamless: enabled on this server, one client only (spice.md 8.2) */
+    bool one = spice_server_client_count(s) == 1;
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
         SpiceChannelClient *cc;
         MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
@@ -267,7 +279,13 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
         if (!spice_caps_has(&spice_cc_link(cc)->channel, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE) ||
             spice_server_config(s)->no_semi_seamless)
             continue;
-        if (spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN, &b) == 0) {
+        const SpiceCapSet *caps = &spice_cc_link(cc)->channel;
+        mc->seamless = one && spice_server_config(s)->seamless_migration &&
+                       spice_caps_has(caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE) &&
+                       spice_caps_has(caps, SPICE_MAIN_CAP_AGENT_CONNECTED_TOKENS);
+        int r = mc->seamless ? spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS, &bs)
+                             : spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN, &b);
+        if (r == 0) {
             mc->mig = MAIN_MIG_BEGUN;
             m->waiting++;
             m->stats.begun++;
@@ -281,24 +299,46 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
     return 0;
 }
 
+/* Each client sent away has the migrate timeout from the moment it was
+ * told to leave (MIGRATE_END after a drain can come a whole timeout after
+ * the migration completed); the one timer is due at the earliest of them. */
 static void leave_timeout(void *opaque)
 {
     SpiceMain *m = opaque;
     m->leave_timer = NULL;
     SpiceServer *s = m->server;
+    MigLoop *loop = spice_server_loop(s);
+    uint64_t now = mig_loop_now_ns(loop), next = 0;
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
         SpiceChannelClient *cc;
         MainCC *mc = main_cc_of(spice_server_client_at(s, i), &cc);
-        if (mc && mc->mig == MAIN_MIG_SENT_AWAY)
+        if (!mc || mc->mig != MAIN_MIG_SENT_AWAY)
+            continue;
+        if (mc->leave_by <= now)
             spice_conn_close(spice_cc_conn(cc), 0, "the client did not leave after the migration");
+        else if (!next || mc->leave_by < next)
+            next = mc->leave_by;
     }
+    if (next)
+        m->leave_timer = mig_loop_timer_add(loop, next, leave_timeout, m);
+}
+
+/* The client is told to leave (MIGRATE_END, SWITCH_HOST or the seamless
+ * hand-over): its wait to go starts now. */
+static void sent_away(SpiceMain *m, MainCC *mc)
+{
+    MigLoop *loop = spice_server_loop(m->server);
+    mc->mig = MAIN_MIG_SENT_AWAY;
+    mc->leave_by = mig_loop_now_ns(loop) + migrate_timeout(m);
+    if (!m->leave_timer)
+        m->leave_timer = mig_loop_timer_add(loop, mc->leave_by, leave_timeout, m);
 }
 
 /* MIGRATE_END to a client whose channels have all been read. */
 static void send_end(SpiceMain *m, SpiceChannelClient *cc, MainCC *mc)
 {
     mc->npings = 0;
-    mc->mig = MAIN_MIG_SENT_AWAY;
+    sent_away(m, mc);
     spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
     m->stats.ended++;
 }
@@ -380,7 +420,6 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
     }
     m->waiting = 0;
     m->leaving = 0;
-    bool sent_away = false;
     SpiceMsgMigrateBegin sw = {.dst = dst_info(m)};
     for (size_t i = 0; i < spice_server_client_count(s); i++) {
         SpiceChannelClient *cc;
@@ -398,7 +437,13 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             continue;
         }
         m->leaving++;
-        sent_away = true;
+        if (mc->mig == MAIN_MIG_CONNECTED && mc->seamless) {
+            /* every channel: MIGRATE after what it queued, then its data */
+            sent_away(m, mc);
+            spice_client_seamless_out(spice_cc_client(cc));
+            m->stats.seamless++;
+            continue;
+        }
         if (mc->mig == MAIN_MIG_CONNECTED) {
             start_drain(m, cc, mc);
             continue;
@@ -407,14 +452,10 @@ void spice_main_migrate_end(SpiceMain *m, bool completed)
             spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_SWITCH_HOST, &sw);
             m->stats.switched++;
         }
-        mc->mig = MAIN_MIG_SENT_AWAY;
+        sent_away(m, mc);
     }
     m->begun = false;
-    if (!completed)
-        return;
-    if (sent_away && !m->leave_timer)
-        m->leave_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), leave_timeout, m);
-    if (!sent_away)
+    if (completed && !m->leaving)
         hand_over_done(m); /* nobody to wait for */
 }
 
@@ -440,12 +481,71 @@ static void main_channel_gone(SpiceChannel *ch)
     free(m);
 }
 
+/* Target: DO_SEAMLESS from a migrating client.  ACK when this server has
+ * that one client and the source's version is at most ours (no lower
+ * bound, and whatever our own seamless option: the source decides). */
+static int do_seamless(SpiceMain *m, SpiceChannelClient *cc, uint32_t src_version, MigErr **errp)
+{
+    MIG_FAULT_RETURN_ERR(MIG_FAULT_SPICE_MAIN_DO_SEAMLESS, errp, "DO_SEAMLESS cannot be taken (fault)");
+    SpiceServer *s = spice_channel_server(spice_cc_channel(cc));
+    bool ok = src_version <= migration_version(s) && spice_server_client_count(s) == 1;
+    int r = spice_cc_send(cc, ok ? SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_ACK : SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_NACK,
+                          NULL);
+    if (r < 0)
+        return mig_err_set(errp, r, "cannot queue the answer to DO_SEAMLESS");
+    mig_trace_log(spice_server_loop(s)->trace, mig_loop_now_ns(spice_server_loop(s)), spice_server_config(s)->who,
+                  "DO_SEAMLESS version %u (ours %u, %zu client(s)): %s", src_version, migration_version(s),
+                  spice_server_client_count(s), ok ? "ACK" : "NACK");
+    if (ok) {
+        m->stats.acked++;
+        spice_client_begin_seamless_in(spice_cc_client(cc));
+    } else {
+        m->stats.nacked++;
+    }
+    return 0;
+}
+
+/* Source: the main blob.  No agent here: tokens, no data in flight. */
+static int main_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp)
+{
+    SpiceMigMain d = {.h = {SPICE_MIG_MAGIC_MAIN, SPICE_MIG_VERSION_MAIN},
+                      .agent_base = {.version = SPICE_MIG_VERSION_CHAR_DEVICE, .num_client_tokens = AGENT_TOKENS}};
+    return spice_mig_encode(&spice_mig_main_desc, &d, NULL, 0, blob, len, errp);
+}
+
+/* Target: the main blob came (first on main): checked, then the session
+ * goes on (no MAIN_INIT; MULTI_MEDIA_TIME as spice-server). */
+static int main_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    SpiceMigMain d;
+    int r = spice_mig_decode("main", &spice_mig_main_desc, blob, len, SPICE_MIG_MAGIC_MAIN, SPICE_MIG_VERSION_MAIN,
+                             &d, errp);
+    if (r < 0)
+        return r;
+    const uint8_t *data;
+    size_t fixed = spice_marshal_fixed_size(&spice_mig_main_desc);
+    r = spice_mig_char_device_data("main", &d.agent_base, blob, len, fixed, &data, errp);
+    if (r == 0 && d.msg_header_partial_len &&
+        (d.msg_header_ptr < fixed || d.msg_header_ptr > len || d.msg_header_partial_len > len - d.msg_header_ptr))
+        r = mig_err_set(errp, -EPROTO, "main migration data: a partial agent header of %u byte(s) at %u lies outside "
+                        "the %zu-byte blob", d.msg_header_partial_len, d.msg_header_ptr, len);
+    spice_marshal_free(&spice_mig_main_desc, &d);
+    if (r < 0)
+        return r;
+    /* no agent: what it had in flight has nowhere to go, as with spice-server without one */
+    SpiceServer *s = spice_channel_server(spice_cc_channel(cc));
+    SpiceMsgU32 t = {(uint32_t)(mig_loop_now_ns(spice_server_loop(s)) / 1000000u)};
+    return spice_cc_send(cc, SPICE_MSG_MAIN_MULTI_MEDIA_TIME, &t);
+}
+
 static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, uint32_t size,
                            MigErr **errp)
 {
     SpiceMain *m = spice_channel_priv(spice_cc_channel(cc));
     MainCC *mc = spice_cc_priv(cc);
     SpiceClient *client = spice_cc_client(cc);
+    if (spice_client_migrating_in(client) && mi->id == SPICE_MSGC_MAIN_MIGRATE_DST_DO_SEAMLESS)
+        return do_seamless(m, cc, ((SpiceMsgU32 *)body)->v, errp);
     if (spice_client_migrating_in(client)) {
         /* the target: nothing but the end of the migration */
         if (mi->id != SPICE_MSGC_MAIN_MIGRATE_END)
@@ -457,6 +557,10 @@ static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
         return r < 0 ? mig_err_set(errp, r, "cannot queue MAIN_INIT") : 0;
     }
     switch (mi->id) {
+    case SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS:
+        if (m && mc->mig == MAIN_MIG_BEGUN && !mc->seamless)
+            return mig_err_set(errp, -EPROTO, "MIGRATE_CONNECTED_SEAMLESS to a MIGRATE_BEGIN that was not seamless");
+        /* fall through */
     case SPICE_MSGC_MAIN_MIGRATE_CONNECTED:
     case SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR:
         if (m && mc->mig == MAIN_MIG_FAILED) {
@@ -476,9 +580,14 @@ static int main_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
         }
         if (!m || mc->mig != MAIN_MIG_BEGUN)
             return mig_err_set(errp, -EPROTO, "%s without a MIGRATE_BEGIN to answer", mi->name);
-        if (mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED) {
+        if (mi->id != SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR) {
             mc->mig = MAIN_MIG_CONNECTED;
             m->stats.connected++;
+            /* a plain CONNECTED after BEGIN_SEAMLESS: the target NACKed, semi-seamless goes on */
+            if (mi->id == SPICE_MSGC_MAIN_MIGRATE_CONNECTED && mc->seamless) {
+                mc->seamless = false;
+                m->stats.seamless_fallbacks++;
+            }
         } else {
             mc->mig = MAIN_MIG_FAILED;
             m->stats.connect_errors++;
@@ -516,6 +625,9 @@ static const SpiceChannelClass main_class = {
     .on_message = main_on_message,
     .disconnect = main_disconnect,
     .channel_gone = main_channel_gone,
+    .migrate_flags = SPICE_MIGRATE_NEED_FLUSH | SPICE_MIGRATE_NEED_DATA_TRANSFER,
+    .migrate_save = main_migrate_save,
+    .migrate_load = main_migrate_load,
 };
 
 SpiceMain *spice_main_add(SpiceServer *s)

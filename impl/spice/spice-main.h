@@ -22,6 +22,16 @@
  *   once every client sent away has left (at once when there was
  *   none) the server emits SPICE_SERVER_EV_MIGRATE_COMPLETED, after which
  *   management may end the source (QEMU's SPICE_MIGRATE_COMPLETED).
+ * Seamless migration (spice.md 8.2), when the server has
+ *   seamless-migration=on, one client, and the client has SEAMLESS and
+ *   AGENT_CONNECTED_TOKENS: MIGRATE_BEGIN_SEAMLESS with the migration
+ *   protocol version; MIGRATE_CONNECTED_SEAMLESS is the client's yes (a
+ *   plain CONNECTED means the target NACKed: semi-seamless goes on); at a
+ *   completed end every channel of the client gets MIGRATE and gives its
+ *   migration data (spice_client_seamless_out).  Target: DO_SEAMLESS is
+ *   ACKed when this server has that one client and the version is at most
+ *   its own, else NACKed; after ACK the client's channels wait for their
+ *   data, and main's (MNMD) continues the session without MAIN_INIT.
  * Target side: a client whose main link carries a session id is a
  * migrating client: no MAIN_INIT and no other channel starts until its
  * MSGC_MAIN_MIGRATE_END; then MAIN_INIT and the held channels start (the
@@ -57,6 +67,9 @@ typedef struct SpiceMainMigrateStats {
     uint32_t begun, connected, connect_errors, timed_out;
     uint32_t ended, switched, cancelled;
     uint32_t late_answers; /* answers after the wait or the migration ended (tolerated) */
+    uint32_t seamless;     /* source: clients sent away by seamless migration */
+    uint32_t seamless_fallbacks; /* source: BEGIN_SEAMLESS answered by a plain CONNECTED (target NACKed) */
+    uint32_t acked, nacked; /* target: DO_SEAMLESS answers (kept across migrations) */
 } SpiceMainMigrateStats;
 void spice_main_migrate_stats(const SpiceMain *m, SpiceMainMigrateStats *out);
 

@@ -9,6 +9,8 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
+#include "../common/buf.h"
+#include "spice-migrate-data.h"
 #include "spice-port.h"
 
 struct SpicePort {
@@ -19,7 +21,46 @@ struct SpicePort {
     SpicePortOps ops;
     void *opaque;
     SpiceChannelClient *cc;
+    /* client bytes the device has not taken (it was stopped): written to it
+     * when it takes again, or carried to the target by seamless migration */
+    uint8_t *wbuf;
+    size_t wlen, wcap;
+    uint32_t wmsgs;
 };
+
+/* Client bytes to the device, in order: what is held first. */
+static void deliver(SpicePort *p, const uint8_t *data, size_t len)
+{
+    bool take = !p->ops.accepting || p->ops.accepting(p->opaque);
+    if (take && p->wlen) {
+        size_t n = p->wlen;
+        p->wlen = 0;
+        p->wmsgs = 0;
+        if (p->ops.sink)
+            p->ops.sink(p->opaque, p->wbuf, n);
+    }
+    if (!len)
+        return;
+    if (take) {
+        if (p->ops.sink)
+            p->ops.sink(p->opaque, data, len);
+        return;
+    }
+    MIG_GROW(p->wbuf, p->wcap, p->wlen + len, 4096);
+    memcpy(p->wbuf + p->wlen, data, len);
+    p->wlen += len;
+    p->wmsgs++;
+}
+
+size_t spice_port_held(const SpicePort *p)
+{
+    return p->wlen;
+}
+
+void spice_port_device_ready(SpicePort *p)
+{
+    deliver(p, NULL, 0);
+}
 
 static int send_init(SpicePort *p)
 {
@@ -53,8 +94,8 @@ static int port_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void 
     switch (mi->id) {
     case SPICE_MSGC_SPICEVMC_DATA: {
         SpiceMsgBytes *d = body;
-        if (p->ops.sink && d->data.len)
-            p->ops.sink(p->opaque, d->data.data, d->data.len);
+        if (d->data.len)
+            deliver(p, d->data.data, d->data.len);
         return 0;
     }
     case SPICE_MSGC_PORT_EVENT:
@@ -89,6 +130,63 @@ static void port_channel_gone(SpiceChannel *ch)
     }
 }
 
+/* Seamless migration: the SVMD blob carries the client bytes the device
+ * has not taken (the guest stopped), so that none is lost or doubled. */
+static int port_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp)
+{
+    SpicePort *p = spice_channel_priv(spice_cc_channel(cc));
+    SpiceMigVmc v = {.h = {SPICE_MIG_MAGIC_VMC, SPICE_MIG_VERSION_VMC},
+                     .base = {.version = SPICE_MIG_VERSION_CHAR_DEVICE, .connected = 1}};
+    size_t n = p && p->cc == cc ? p->wlen : 0;
+    if (n) {
+        v.base.write_size = (uint32_t)n;
+        v.base.write_num_client_tokens = p->wmsgs;
+        v.base.write_data_ptr = (uint32_t)spice_marshal_fixed_size(&spice_mig_vmc_desc);
+    }
+    int r = spice_mig_encode(&spice_mig_vmc_desc, &v, n ? p->wbuf : NULL, n, blob, len, errp);
+    if (r == 0 && n) {
+        p->wlen = 0; /* they go with the client to the target */
+        p->wmsgs = 0;
+    }
+    return r;
+}
+
+static int port_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    SpicePort *p = spice_channel_priv(spice_cc_channel(cc));
+    if (!p)
+        return mig_err_set(errp, -ENODEV, "the port's device is gone");
+    if (p->cc)
+        return mig_err_set(errp, -EBUSY, "port %s already has a client", p->name);
+    SpiceMigVmc v;
+    int r = spice_mig_decode("port", &spice_mig_vmc_desc, blob, len, SPICE_MIG_MAGIC_VMC, SPICE_MIG_VERSION_VMC, &v,
+                             errp);
+    if (r < 0)
+        return r;
+    const uint8_t *data;
+    r = spice_mig_char_device_data("port", &v.base, blob, len, spice_marshal_fixed_size(&spice_mig_vmc_desc), &data,
+                                   errp);
+    spice_marshal_free(&spice_mig_vmc_desc, &v);
+    if (r < 0)
+        return r;
+    p->cc = cc;
+    /* the client keeps its port open; it learns the device's side as it is here */
+    SpiceMsgU8 ev = {p->open ? SPICE_PORT_EVENT_OPENED : SPICE_PORT_EVENT_CLOSED};
+    r = spice_cc_send(cc, SPICE_MSG_PORT_EVENT, &ev);
+    if (r < 0)
+        return mig_err_set(errp, r, "cannot queue PORT_EVENT");
+    if (v.base.write_size) {
+        MIG_GROW(p->wbuf, p->wcap, p->wlen + v.base.write_size, 4096);
+        memcpy(p->wbuf + p->wlen, data, v.base.write_size);
+        p->wlen += v.base.write_size;
+        p->wmsgs += v.base.write_num_client_tokens;
+    }
+    deliver(p, NULL, 0);
+    if (p->ops.writable)
+        p->ops.writable(p->opaque);
+    return 0;
+}
+
 static const SpiceChannelClass port_class = {
     .name = "port",
     .max_in = SPICE_PORT_CHUNK,
@@ -97,6 +195,9 @@ static const SpiceChannelClass port_class = {
     .disconnect = port_disconnect,
     .drained = port_drained,
     .channel_gone = port_channel_gone,
+    .migrate_flags = SPICE_MIGRATE_NEED_FLUSH | SPICE_MIGRATE_NEED_DATA_TRANSFER,
+    .migrate_save = port_migrate_save,
+    .migrate_load = port_migrate_load,
 };
 
 SpicePort *spice_port_add(SpiceServer *s, uint8_t id, const char *name, const SpicePortOps *ops, void *opaque)
@@ -118,6 +219,7 @@ void spice_port_free(SpicePort *p)
         spice_channel_set_priv(p->ch, NULL);
     if (p->cc)
         spice_cc_disconnect(p->cc, "the port's device went away");
+    free(p->wbuf);
     free(p->name);
     free(p);
 }

@@ -30,6 +30,11 @@ typedef struct SpicePortOps {
     void (*sink)(void *opaque, const uint8_t *data, size_t len); /* bytes from the client */
     void (*writable)(void *opaque);                             /* room for more device bytes */
     void (*client_event)(void *opaque, uint8_t event);          /* PORT_EVENT from the client */
+    /* Optional: whether the device takes client bytes now (false while the
+     * guest is stopped: the port holds them, in order, until
+     * spice_port_device_ready, or hands them to the target by seamless
+     * migration).  NULL: always. */
+    bool (*accepting)(void *opaque);
 } SpicePortOps;
 
 SpicePort *spice_port_add(SpiceServer *s, uint8_t id, const char *name, const SpicePortOps *ops, void *opaque);
@@ -40,5 +45,9 @@ void spice_port_set_open(SpicePort *p, bool open);
  * were taken (0 when no client is linked or its backlog is full). */
 size_t spice_port_write(SpicePort *p, const uint8_t *data, size_t len);
 bool spice_port_has_client(const SpicePort *p);
+/* Client bytes the port holds for the device (it is not accepting). */
+size_t spice_port_held(const SpicePort *p);
+/* The device takes client bytes again: what the port held goes first. */
+void spice_port_device_ready(SpicePort *p);
 
 #endif

@@ -20,6 +20,15 @@
 #include "spice-ticket.h"
 
 #define DEFAULT_ACK_WINDOW 20u
+#define MIGRATE_DATA_TIMEOUT_NS 10000000000ull /* DISPLAY_CLIENT_MIGRATE_DATA_TIMEOUT */
+
+/* A channel client's part in a seamless migration. */
+typedef enum CcMig {
+    CC_MIG_NONE,
+    CC_MIG_SRC_FLUSH, /* source: MIGRATE with NEED_FLUSH sent, waiting for FLUSH_MARK */
+    CC_MIG_SRC_DONE,  /* source: MIGRATE_DATA (or MIGRATE without data) sent: the client leaves */
+    CC_MIG_DST_WAIT,  /* target: waiting for the client's MIGRATE_DATA */
+} CcMig;
 
 struct SpiceChannel {
     SpiceServer *server;
@@ -34,6 +43,12 @@ struct SpiceChannelClient {
     SpiceConn *conn;
     SpiceLinkMessInfo link;
     void *priv;
+    CcMig mig;
+    uint32_t mig_flags;      /* source: the flags of the MIGRATE sent */
+    bool prepared;           /* target: migrate_prepare ran */
+    uint8_t *pending_blob;   /* target: data that came while the machine was loading */
+    size_t pending_len;
+    MigLoopSource *mig_timer; /* target: the wait for the data */
 };
 
 /* A link of a migrating client, linked but not started (semi-seamless
@@ -47,6 +62,7 @@ struct SpiceClient {
     uint32_t session_id;
     bool listed; /* still in the server's client list (its main is alive) */
     bool migrating_in; /* main linked with the source's session id, not yet ended */
+    bool seamless_in;  /* the target ACKed DO_SEAMLESS: channels wait for their data */
     SpiceChannelClient **ccs;
     size_t nccs;
     HeldLink **held;
@@ -76,6 +92,7 @@ struct SpiceServer {
     size_t npending;
     void (*pong_hook)(void *opaque, SpiceChannelClient *cc, uint32_t id);
     void *pong_opaque;
+    bool loading; /* the machine is loading an incoming migration */
 };
 
 /* ------------------------------------------------------------------ lists */
@@ -123,6 +140,9 @@ static void cc_free(SpiceChannelClient *cc)
     if (cc->channel->cls->disconnect)
         cc->channel->cls->disconnect(cc);
     spice_conn_free(cc->conn);
+    if (cc->mig_timer)
+        mig_loop_remove(c->server->loop, cc->mig_timer);
+    free(cc->pending_blob);
     list_remove((void **)c->ccs, &c->nccs, cc);
     free(cc);
     if (c->nccs == 0) {
@@ -137,9 +157,16 @@ static void cc_free(SpiceChannelClient *cc)
     }
 }
 
+static int seamless_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, MigErr **errp);
+
 static int cc_on_message(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp)
 {
     SpiceChannelClient *cc = opaque;
+    if (mi->id == SPICE_MSGC_MIGRATE_FLUSH_MARK || mi->id == SPICE_MSGC_MIGRATE_DATA || cc->mig != CC_MIG_NONE) {
+        int r = seamless_message(cc, mi, body, errp);
+        if (r <= 0)
+            return r;
+    }
     return cc->channel->cls->on_message(cc, mi, body, size, errp);
 }
 
@@ -246,6 +273,7 @@ static uint32_t new_session_id(SpiceServer *s)
 }
 
 static void start_cc(SpiceServer *s, SpiceClient *c, SpiceChannel *ch, SpiceLinkResult *res);
+static void seamless_wait(SpiceChannelClient *cc);
 
 static void link_done(void *opaque, SpiceLinkResult *res)
 {
@@ -310,6 +338,13 @@ static void start_cc(SpiceServer *s, SpiceClient *c, SpiceChannel *ch, SpiceLink
                   spice_channel_type_name(ch->type), ch->id, c->session_id, res->mini_header ? "mini" : "full");
     spice_server_emit(s, SPICE_SERVER_EV_CONNECTED, cc);
     MigErr *err = NULL;
+    if (c->seamless_in) {
+        spice_conn_adopt_serial(cc->conn);
+        if (ch->cls->migrate_flags & SPICE_MIGRATE_NEED_DATA_TRANSFER) {
+            seamless_wait(cc);
+            return;
+        }
+    }
     if (ch->cls->connect && ch->cls->connect(cc, &err) < 0)
         spice_conn_close(cc->conn, err ? err->code : -EPROTO, "channel %s: start: %s", ch->cls->name,
                          err ? err->msg : "failed");
@@ -448,12 +483,9 @@ SpiceServer *spice_channel_server(const SpiceChannel *ch) { return ch->server; }
 uint32_t spice_client_session_id(const SpiceClient *c) { return c->session_id; }
 bool spice_client_migrating_in(const SpiceClient *c) { return c->migrating_in; }
 
-void spice_client_end_migration_in(SpiceClient *c)
+/* Start what was held, in link order; a channel that went away meanwhile is dropped. */
+static void start_held(SpiceClient *c)
 {
-    if (!c->migrating_in)
-        return;
-    c->migrating_in = false;
-    /* start what was held, in link order; a channel that went away meanwhile is dropped */
     HeldLink **held = c->held;
     size_t n = c->nheld;
     c->held = NULL;
@@ -467,6 +499,14 @@ void spice_client_end_migration_in(SpiceClient *c)
         free(held[i]);
     }
     free(held);
+}
+
+void spice_client_end_migration_in(SpiceClient *c)
+{
+    if (!c->migrating_in)
+        return;
+    c->migrating_in = false;
+    start_held(c);
 }
 
 SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id)
@@ -524,4 +564,210 @@ void spice_cc_disconnect(SpiceChannelClient *cc, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     spice_conn_close(cc->conn, -EPROTO, "%s", why);
+}
+
+/* ------------------------------------------------------------------ seamless migration */
+
+static uint64_t migrate_data_timeout(const SpiceServer *s)
+{
+    return s->cfg.migrate_data_timeout_ns ? s->cfg.migrate_data_timeout_ns : MIGRATE_DATA_TIMEOUT_NS;
+}
+
+static void seamless_fail(SpiceChannelClient *cc, MigErr *err, const char *what)
+{
+    spice_conn_close(cc->conn, err ? err->code : -EPROTO, "channel %s:%u: %s: %s",
+                     spice_channel_type_name(cc->channel->type), cc->channel->id, what,
+                     err ? err->msg : "failed");
+    mig_err_free(err);
+}
+
+/* Source: the channel's migration data, its last message. */
+static void send_migrate_data(SpiceChannelClient *cc)
+{
+    SpiceServer *s = cc->client->server;
+    MigErr *err = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    int r = mig_fault_fire(MIG_FAULT_SPICE_SERVER_MIGRATE_DATA_SEND);
+    if (r)
+        mig_err_set(&err, r, "migration data cannot be built (fault)");
+    else if (cc->channel->cls->migrate_save)
+        r = cc->channel->cls->migrate_save(cc, &blob, &len, &err);
+    if (r < 0) {
+        seamless_fail(cc, err, "MIGRATE_DATA");
+        return;
+    }
+    cc->mig = CC_MIG_SRC_DONE;
+    mig_trace_log(s->loop->trace, mig_loop_now_ns(s->loop), s->who, "%s:%u: migration data, %zu bytes",
+                  spice_channel_type_name(cc->channel->type), cc->channel->id, len);
+    spice_conn_send_raw(cc->conn, SPICE_MSG_MIGRATE_DATA, blob, (uint32_t)len);
+    free(blob);
+}
+
+void spice_client_seamless_out(SpiceClient *c)
+{
+    /* in link order, main first: each after what its channel has queued */
+    for (size_t i = 0; i < c->nccs; i++) {
+        SpiceChannelClient *cc = c->ccs[i];
+        if (cc->mig != CC_MIG_NONE || !spice_conn_is_open(cc->conn))
+            continue;
+        uint32_t flags = cc->channel->cls->migrate_flags;
+        SpiceMsgU32 m = {flags};
+        if (spice_cc_send(cc, SPICE_MSG_MIGRATE, &m) < 0)
+            continue;
+        cc->mig_flags = flags;
+        if (flags & SPICE_MIGRATE_NEED_FLUSH)
+            cc->mig = CC_MIG_SRC_FLUSH;
+        else if (flags & SPICE_MIGRATE_NEED_DATA_TRANSFER)
+            send_migrate_data(cc);
+        else
+            cc->mig = CC_MIG_SRC_DONE;
+    }
+}
+
+static void data_timeout(void *opaque)
+{
+    SpiceChannelClient *cc = opaque;
+    cc->mig_timer = NULL;
+    spice_conn_close(cc->conn, -ETIMEDOUT, "channel %s:%u: no migration data from the client within %llu ms",
+                     spice_channel_type_name(cc->channel->type), cc->channel->id,
+                     (unsigned long long)(migrate_data_timeout(cc->client->server) / 1000000u));
+}
+
+/* Target: take the client's data (the machine is loaded). */
+static int load_data(SpiceChannelClient *cc, const uint8_t *blob, size_t len)
+{
+    SpiceServer *s = cc->client->server;
+    MigErr *err = NULL;
+    int r = mig_fault_fire(MIG_FAULT_SPICE_SERVER_MIGRATE_DATA_LOAD);
+    if (r)
+        mig_err_set(&err, r, "the migration data cannot be taken (fault)");
+    else
+        r = cc->channel->cls->migrate_load(cc, blob, len, &err);
+    if (r < 0) {
+        seamless_fail(cc, err, "MIGRATE_DATA refused");
+        return r;
+    }
+    cc->mig = CC_MIG_NONE;
+    if (cc->mig_timer) {
+        mig_loop_remove(s->loop, cc->mig_timer);
+        cc->mig_timer = NULL;
+    }
+    spice_conn_hold(cc->conn, false);
+    mig_trace_log(s->loop->trace, mig_loop_now_ns(s->loop), s->who, "%s:%u: migration data taken (%zu bytes)",
+                  spice_channel_type_name(cc->channel->type), cc->channel->id, len);
+    spice_server_emit(s, SPICE_SERVER_EV_INITIALIZED, cc);
+    return 0;
+}
+
+/* Target, the machine is loaded: the channel client may queue (held) and
+ * the wait for its data starts. */
+static void seamless_ready(SpiceChannelClient *cc)
+{
+    SpiceServer *s = cc->client->server;
+    if (!cc->prepared) {
+        cc->prepared = true;
+        if (cc->channel->cls->migrate_prepare)
+            cc->channel->cls->migrate_prepare(cc);
+    }
+    if (cc->pending_blob) {
+        uint8_t *b = cc->pending_blob;
+        size_t n = cc->pending_len;
+        cc->pending_blob = NULL;
+        load_data(cc, b, n);
+        free(b);
+        return;
+    }
+    if (!cc->mig_timer)
+        cc->mig_timer = mig_loop_timer_add(s->loop, mig_loop_now_ns(s->loop) + migrate_data_timeout(s), data_timeout, cc);
+}
+
+static void seamless_wait(SpiceChannelClient *cc)
+{
+    cc->mig = CC_MIG_DST_WAIT;
+    /* main has queued its DST_SEAMLESS_ACK and sends nothing else before its data */
+    if (cc->channel->type != SPICE_CHANNEL_MAIN)
+        spice_conn_hold(cc->conn, true);
+    if (!cc->client->server->loading)
+        seamless_ready(cc);
+}
+
+/* Returns 1 when the class should see the message, 0 when handled, or a
+ * negative errno with errp set. */
+static int seamless_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
+    SpiceServer *s = cc->client->server;
+    switch (cc->mig) {
+    case CC_MIG_DST_WAIT: {
+        if (mi->id != SPICE_MSGC_MIGRATE_DATA)
+            return mig_err_set(errp, -EPROTO, "%s before the migration data (MIGRATE_DATA must come first)",
+                               mi->name);
+        SpiceMsgBytes *b = body;
+        if (s->loading) {
+            if (cc->pending_blob)
+                return mig_err_set(errp, -EPROTO, "a second MIGRATE_DATA");
+            cc->pending_blob = b->data.len ? mig_malloc0(b->data.len) : mig_malloc0(1);
+            memcpy(cc->pending_blob, b->data.data, b->data.len);
+            cc->pending_len = b->data.len;
+            return 0;
+        }
+        load_data(cc, b->data.data, b->data.len);
+        return 0;
+    }
+    case CC_MIG_SRC_FLUSH:
+        if (mi->id == SPICE_MSGC_MIGRATE_FLUSH_MARK) {
+            send_migrate_data(cc);
+            return 0;
+        }
+        break;
+    case CC_MIG_SRC_DONE:
+        if (cc->mig_flags & SPICE_MIGRATE_NEED_FLUSH)
+            return mig_err_set(errp, -EPROTO, "%s after the client's MIGRATE_FLUSH_MARK", mi->name);
+        break;
+    default:
+        break;
+    }
+    if (mi->id == SPICE_MSGC_MIGRATE_FLUSH_MARK)
+        return mig_err_set(errp, -EPROTO, "unexpected MIGRATE_FLUSH_MARK (no MIGRATE asked for a flush)");
+    if (mi->id == SPICE_MSGC_MIGRATE_DATA)
+        return mig_err_set(errp, -EPROTO, "unexpected MIGRATE_DATA (this channel waits for none)");
+    return 1;
+}
+
+void spice_client_begin_seamless_in(SpiceClient *c)
+{
+    if (!c->migrating_in)
+        return;
+    c->migrating_in = false;
+    c->seamless_in = true;
+    SpiceChannelClient *main_cc = spice_client_find(c, SPICE_CHANNEL_MAIN, 0);
+    if (main_cc)
+        seamless_wait(main_cc);
+    start_held(c);
+}
+
+bool spice_client_seamless_in(const SpiceClient *c)
+{
+    return c->seamless_in;
+}
+
+bool spice_cc_waiting_migrate_data(const SpiceChannelClient *cc)
+{
+    return cc->mig == CC_MIG_DST_WAIT;
+}
+
+void spice_server_set_loading(SpiceServer *s, bool loading)
+{
+    if (s->loading == loading)
+        return;
+    s->loading = loading;
+    if (loading)
+        return;
+    /* in list order; a channel client may close inside (from the loop later) */
+    for (size_t i = 0; i < s->nclients; i++) {
+        SpiceClient *c = s->clients[i];
+        for (size_t k = 0; k < c->nccs; k++)
+            if (c->ccs[k]->mig == CC_MIG_DST_WAIT)
+                seamless_ready(c->ccs[k]);
+    }
 }

@@ -54,6 +54,7 @@ typedef struct SpiceServerConfig {
     bool ticketing;          /* false: disable-ticketing=on */
     const char *password;    /* with ticketing */
     bool seamless_migration; /* seamless-migration=on */
+    uint32_t migration_version; /* seamless migration protocol version (0: SPICE_MIG_PROTOCOL_VERSION) */
     /* x-pixmap-cache-migration=reset|restore: what seamless migration does
      * with a client's pixmap cache (SpicePixmapCacheMig; 0: reset, as
      * spice-server). */
@@ -65,6 +66,9 @@ typedef struct SpiceServerConfig {
     uint8_t uuid[16];
     uint32_t ack_window;     /* 0: CLIENT_ACK_WINDOW (20) */
     uint64_t migrate_timeout_ns; /* 0: MIGRATE_TIMEOUT (10 s) */
+    /* Seamless target: how long a channel waits for the client's migration
+     * data once the machine is loaded (0: 10 s, as spice-server's display). */
+    uint64_t migrate_data_timeout_ns;
     /* An old spice-server: the main channel does not advertise
      * SEMI_SEAMLESS, so every client is migrated by switch-host (spice-gtk
      * honours MIGRATE_END only from a server that advertised it). */
@@ -99,6 +103,18 @@ typedef struct SpiceChannelClass {
     void (*drained)(SpiceChannelClient *cc);
     /* The server is being freed with the channel: forget `ch`. */
     void (*channel_gone)(SpiceChannel *ch);
+    /* Seamless migration (docs/protocol-spice.md 8.2).  migrate_flags: the
+     * MIGRATE flags of the channel (NEED_FLUSH | NEED_DATA_TRANSFER for
+     * channels with migration data, 0 for the others, which start on the
+     * target with `connect` as usual).  Source: migrate_save builds the
+     * channel client's blob (malloc'ed).  Target: a channel with data does
+     * not `connect`: migrate_prepare (optional) runs once the machine has
+     * loaded (its messages are held until the data came), migrate_load
+     * takes the client's blob, checks it and starts the channel client. */
+    uint32_t migrate_flags;
+    int (*migrate_save)(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp);
+    void (*migrate_prepare)(SpiceChannelClient *cc);
+    int (*migrate_load)(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 } SpiceChannelClass;
 
 SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigErr **errp);
@@ -139,6 +155,17 @@ uint32_t spice_client_session_id(const SpiceClient *c);
  * spice_client_end_migration_in on MSGC_MAIN_MIGRATE_END. */
 bool spice_client_migrating_in(const SpiceClient *c);
 void spice_client_end_migration_in(SpiceClient *c);
+/* Seamless migration.  Source: MIGRATE on each channel client after what
+ * it queued, then FLUSH_MARK / MIGRATE_DATA as the flags say.  Target:
+ * after DST_SEAMLESS_ACK, every held link and every later one starts
+ * waiting for its migration data (main too); set_loading tells the server
+ * the machine is loading an incoming migration (data waits are not timed
+ * and blobs are kept until it ends). */
+void spice_client_seamless_out(SpiceClient *c);
+void spice_client_begin_seamless_in(SpiceClient *c);
+bool spice_client_seamless_in(const SpiceClient *c);
+bool spice_cc_waiting_migrate_data(const SpiceChannelClient *cc);
+void spice_server_set_loading(SpiceServer *s, bool loading);
 /* The client's channel client on (type, id), or NULL. */
 SpiceChannelClient *spice_client_find(const SpiceClient *c, uint8_t type, uint8_t id);
 

@@ -519,6 +519,12 @@ size_t mig_stream_pending(const MigStream *s)
 
 /* ---------------------------------------------------------------- reader */
 
+static int inject_read(void)
+{
+    MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
+    return 0;
+}
+
 static ssize_t stream_read(MigStream *s, void *buf, size_t len)
 {
     MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
@@ -877,4 +883,71 @@ const void *mig_stream_peek_buffered(const MigStream *s, size_t len)
     if (s->writer || s->err || s->starved || s->rlen - s->rpos < len)
         return NULL;
     return s->rdata + s->rpos;
+}
+
+size_t mig_stream_buffered(const MigStream *s)
+{
+    return s->writer ? 0 : s->rlen - s->rpos;
+}
+
+bool mig_stream_can_read_direct(const MigStream *s)
+{
+    return !s->writer && s->t && s->t->ops->readv && !s->err && !s->eof;
+}
+
+ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
+{
+    if (s->err)
+        return s->err;
+    if (s->starved)
+        return -EAGAIN;
+    if (!mig_stream_can_read_direct(s) || s->rlen != s->rpos) {
+        mig_stream_set_error(s, -EINVAL, "internal: direct read at offset %llu with %zu bytes "
+                                         "buffered",
+                             (unsigned long long)s->offset, s->rlen - s->rpos);
+        return s->err;
+    }
+    ssize_t r;
+    do {
+        r = inject_read();
+        if (r == 0)
+            r = s->t->ops->readv(s->t, iov, n);
+    } while (r == -EINTR);
+    if (r > 0) {
+        s->offset += (uint64_t)r;
+        return r;
+    }
+    if (r == 0) {
+        s->eof = true;
+        return 0;
+    }
+    if (r == -EAGAIN) {
+        s->starved = true;
+        return -EAGAIN;
+    }
+    mig_stream_set_error(s, (int)r, "stream read failed at offset %llu: %s",
+                         (unsigned long long)s->offset, mig_errno_name((int)r));
+    return r;
+}
+
+void mig_stream_unget(MigStream *s, const void *buf, size_t len)
+{
+    if (s->writer || s->rlen != s->rpos || len > s->offset) {
+        mig_stream_set_error(s, -EINVAL, "internal: unget of %zu bytes at offset %llu", len,
+                             (unsigned long long)s->offset);
+        return;
+    }
+    if (s->rdata != s->rbuf) {
+        mig_stream_set_error(s, -EINVAL, "internal: unget on a borrowed buffer");
+        return;
+    }
+    s->rpos = s->rlen = 0;
+    MIG_GROW(s->rbuf, s->rcap, len, RBUF_MIN);
+    s->rdata = s->rbuf;
+    memcpy(s->rbuf, buf, len);
+    s->rlen = len;
+    s->offset -= len;
+    s->marked = true;
+    s->mark_pos = 0;
+    s->mark_offset = s->offset;
 }

@@ -170,6 +170,20 @@ int mig_stream_get_page(MigStream *s, void *dst, size_t len, MigErr **errp);
  * stream without a channel, one mig_stream_get_page each.  0 or an error
  * as mig_stream_get_page (-EAGAIN only inline, before any page moved). */
 int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **errp);
+/* ---- reading straight into place (the RAM loader; ram-section.c) ----
+ * Reader: bytes read but not consumed yet. */
+size_t mig_stream_buffered(const MigStream *s);
+/* Can mig_stream_readv_direct read (a transport with readv)? */
+bool mig_stream_can_read_direct(const MigStream *s);
+/* Reader with nothing buffered: read the next bytes straight into iov (one
+ * transport readv) and consume them.  Returns the bytes read, -EAGAIN (the
+ * stream is starved: rewind), 0 at the transport's end (the next get
+ * reports it), or the sticky error. */
+ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n);
+/* Reader with nothing buffered: give back `len` bytes consumed last (a
+ * direct read that went further than the caller wanted), which the next
+ * gets return again; the mark moves to them. */
+void mig_stream_unget(MigStream *s, const void *buf, size_t len);
 /* Reader: a pointer to the next len bytes if the buffer already holds them
  * (nothing consumed, nothing read, never starves), else NULL. */
 const void *mig_stream_peek_buffered(const MigStream *s, size_t len);

@@ -75,22 +75,21 @@ static void queue_fds(FdTransport *f, struct msghdr *msg, uint64_t at)
             if (f->nfds < FD_QUEUE) {
                 f->fd_at[f->nfds] = at;
                 f->fds[f->nfds++] = fd;
-            }
-            else
+            } else {
                 close(fd); /* a peer flooding us with fds: drop the excess */
+            }
         }
     }
 }
 
-static ssize_t unix_recv(FdTransport *f, void *buf, size_t len)
+static ssize_t unix_recvv(FdTransport *f, const struct iovec *iov, int iovcnt)
 {
     union {
         char buf[CMSG_SPACE(sizeof(int) * FD_QUEUE)];
         struct cmsghdr align;
     } ctl;
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov,
+                         .msg_iovlen = (size_t)iovcnt,
                          .msg_control = ctl.buf,
                          .msg_controllen = sizeof(ctl.buf)};
     ssize_t n;
@@ -103,7 +102,15 @@ static ssize_t unix_recv(FdTransport *f, void *buf, size_t len)
     return n;
 }
 
-static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
+static ssize_t unix_recv(FdTransport *f, void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    return unix_recvv(f, &iov, 1);
+}
+
+/* Scattered read: straight into the caller's places (the RAM loader's
+ * guest pages), as read() would into one buffer. */
+static ssize_t fd_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     FdTransport *f = F(t);
     ssize_t n;
@@ -111,17 +118,25 @@ static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
     MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
     if (f->fd < 0)
         return -EBADF;
+    if (iovcnt > IOV_MAX)
+        iovcnt = IOV_MAX;
     if (f->is_unix) {
-        n = unix_recv(f, buf, len);
+        n = unix_recvv(f, iov, iovcnt);
     } else {
         do {
-            n = read(f->fd, buf, len);
+            n = readv(f->fd, iov, iovcnt);
         } while (n < 0 && errno == EINTR);
     }
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     t->bytes_read += (uint64_t)n;
     return n;
+}
+
+static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    return fd_readv(t, &iov, 1);
 }
 
 static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
@@ -355,7 +370,8 @@ static uint64_t fd_queued(MigTransport *t)
 
 #define FD_OPS(k)                                                                              \
     {                                                                                          \
-        .kind = k, .read = fd_read, .write = fd_write, .writev = fd_writev,                    \
+        .kind = k, .read = fd_read, .readv = fd_readv, .write = fd_write,                      \
+        .writev = fd_writev,                                                                   \
         .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd,                 \
         .watch = fd_watch,                                                                     \
         .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \

@@ -31,6 +31,8 @@ typedef void (*MigTransportCb)(MigTransport *t, uint32_t events, void *opaque);
 typedef struct MigTransportOps {
     const char *kind; /* "unix", "fd", "file", "local"; the simulator's "mem" */
     ssize_t (*read)(MigTransport *t, void *buf, size_t len);
+    /* Optional: read into several places at once, as read does into one. */
+    ssize_t (*readv)(MigTransport *t, const struct iovec *iov, int iovcnt);
     ssize_t (*write)(MigTransport *t, const void *buf, size_t len);
     ssize_t (*writev)(MigTransport *t, const struct iovec *iov, int iovcnt);
     /* Optional (NULL when the backend cannot pass fds). */
