@@ -1,10 +1,11 @@
-"""test_ram_pool.py - the runner's guest RAM pool (harness/runner/
-exec-ram-pool.c) carries nothing from one case to the next: a source that
-runs on RAM an earlier case used (its stale bytes, another seed's pages)
-migrates exactly as it does alone, same trace hash, every oracle passing;
-and the resource oracle still sees the run's mappings.
+"""test_case_isolation.py - nothing carries over from one case to the next
+in one `migcert run`: a case run after others (in the same process, on
+memory and allocator state earlier cases used) gives the same trace hash as
+it does alone, every oracle passing; and another seed still changes every
+hash.  (Speed work on the runner, e.g. reusing memory between cases, must
+keep this.)
 
-Rerun: /usr/bin/python3 -m pytest harness/pytest/test_ram_pool.py
+Rerun: /usr/bin/python3 -m pytest harness/pytest/test_case_isolation.py
 """
 import json
 import os
@@ -14,9 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# 64 MiB guests, each after the first on RAM an earlier one used: a zero
-# fill over stale random pages, then a random fill and a cancelled
-# migration (its source RAM checked against its own generations)
+# 64 MiB guests, one after the other: a random fill, a zero fill, then a
+# cancelled migration (its source RAM checked against its own generations)
 FIRST = "scenarios/precopy/basic.yaml"
 AFTER = ["scenarios/precopy/zero-fill.yaml", "scenarios/cancel/cancel-second-pass.yaml"]
 
@@ -44,8 +44,7 @@ def test_a_case_after_others_hashes_as_it_does_alone(tmp_path):
         assert together[cid] == h, f"{cid}: {together[cid]} after {FIRST}, {h} alone"
 
 
-def test_the_pool_does_not_hide_another_seed(tmp_path):
-    # same files, another seed: the pool must not make runs look alike
+def test_another_seed_changes_every_hash(tmp_path):
     a = _run(tmp_path, "a", FIRST, *AFTER)
     b = _run(tmp_path, "b", FIRST, *AFTER, seed="0x1234")
     assert all(a[k] != b[k] for k in a), (a, b)
