@@ -318,6 +318,13 @@ static void send_end(SpiceMain *m, SpiceChannelClient *cc, MainCC *mc)
     mc->mig = MAIN_MIG_SENT_AWAY;
     spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_END, NULL);
     m->stats.ended++;
+    /* the client has the migrate timeout to leave from now: a drain that
+     * took until its own timeout must not close the connection under the
+     * MIGRATE_END it just queued */
+    MigLoop *loop = spice_server_loop(m->server);
+    if (m->leave_timer)
+        mig_loop_remove(loop, m->leave_timer);
+    m->leave_timer = mig_loop_timer_add(loop, mig_loop_now_ns(loop) + migrate_timeout(m), leave_timeout, m);
 }
 
 /*
