@@ -766,6 +766,7 @@ int cmd_vm(int argc, char **argv)
         fprintf(stderr, "migcert vm: duplicate QMP command\n");
         goto out_workload;
     }
+    spice_opts.release = rel->name;
     if (have_spice && !(vm.spice = vm_spice_new(vm.machine, vm.mon, &spice_opts, &err))) {
         fprintf(stderr, "migcert vm: --spice: %s\n", err ? err->msg : "failed");
         goto out_workload;

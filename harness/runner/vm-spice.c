@@ -23,6 +23,7 @@
 
 #include <spice/enums.h>
 
+#include "devices/releases.h"
 #include "spice/spice-pixmap-cache.h"
 #include "devices/fake-spice.h"
 #include "spice/spice-ticket.h"
@@ -471,6 +472,11 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
                             .seamless_migration = o->seamless_migration, .name = "migcert",
                             .pixmap_cache_migration = o->pixmap_cache_migration, .glz = o->glz,
                             .event = on_event, .log = on_log, .event_opaque = v};
+    /* what it speaks of migration is its release's */
+    if (mig_release_spice_config(o->release, &sc) < 0) {
+        mig_err_set(errp, -EINVAL, "SPICE: unknown release '%s'", o->release ? o->release : "");
+        goto fail;
+    }
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
     FakeSpiceOptions fo = {.heads = o->heads};
