@@ -643,6 +643,34 @@ static void test_scenario_spice_keys(void **state)
         mig_err_free(err);
         free(b);
     }
+    /* what a server speaks of migration is its release's: the keys that
+     * said it are refused, naming the replacement and where */
+    static const struct {
+        const char *spice;
+        const char *want;
+    } removed[] = {
+        {"{semi-seamless: \"false\"}", "t.yaml:4: key 'semi-seamless': removed: a server's SEMI_SEAMLESS comes "
+                                         "from its release; name one without it instead (machines.src.release: "
+                                         "\"1.0\""},
+        {"{seamless: \"true\", migration-version-src: \"2\"}", "t.yaml:4: key 'migration-version-src': removed: "
+                                                                "the seamless migration protocol version comes from "
+                                                                "the release"},
+        {"{migration-version-dst: \"1\"}", "key 'migration-version-dst': removed: the seamless migration protocol "
+                                            "version comes from the release; name the releases instead "
+                                            "(machines.src.release / machines.dst.release"},
+    };
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(removed); i++) {
+        char *b = mig_strdup_printf("summary: spice\nmachines:\n  src: {ram: 4M}\nspice: %s\n"
+                                    "steps:\n  - migrate: {}\nexpect:\n  outcome: completed\n", removed[i].spice);
+        MigErr *err = NULL;
+        Scenario *z = load_str(b, &err);
+        if (z)
+            fail_msg("'%s' loaded", removed[i].spice);
+        if (!strstr(err->msg, removed[i].want))
+            fail_msg("'%s': error '%s' lacks '%s'", removed[i].spice, err->msg, removed[i].want);
+        mig_err_free(err);
+        free(b);
+    }
     MigErr *err = NULL;
     assert_null(load_str(client_without_spice_yaml, &err));
     assert_non_null(strstr(err->msg, "needs `spice:`"));
