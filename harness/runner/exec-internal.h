@@ -264,10 +264,12 @@ typedef struct ExecSpicePair {
     ScnClientMig own, pair; /* the kind at the file's releases, at the case's */
     bool scripted;
     MigSpicePrediction p;   /* at the case's releases (its reason, its error) */
+    bool same_rule;         /* the same rule decided at both (e.g. the same versions) */
 } ExecSpicePair;
 void exec__spice_pair(const Scenario *s, const char *src_rel, const char *dst_rel, ExecSpicePair *out);
-/* Whether the case's client follows another kind than at the file's own
- * releases (the file's kind, trace and error expectations are its own). */
+/* Whether the case's client follows another kind, or the same kind by
+ * another rule (other versions), than at the file's own releases: the
+ * file's trace patterns are its own releases'. */
 bool exec__spice_pair_differs(const Run *run);
 
 /* ---- exec-mgmt.c ---- */

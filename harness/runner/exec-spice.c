@@ -89,6 +89,7 @@ void exec__spice_pair(const Scenario *s, const char *src_rel, const char *dst_re
     MigSpicePrediction own;
     mig_spice_pair_predict(s->src.release, s->dst.release, s->spice.seamless, !cl->old, !cl->no_seamless, &own);
     mig_spice_pair_predict(src_rel, dst_rel, s->spice.seamless, !cl->old, !cl->no_seamless, &out->p);
+    out->same_rule = !strcmp(own.reason, out->p.reason);
     out->own = kind_of(own.kind);
     out->pair = kind_of(out->p.kind);
     bool steps = false;
@@ -105,7 +106,7 @@ bool exec__spice_pair_differs(const Run *run)
 {
     ExecSpicePair sp;
     exec__spice_pair(run->s, run->src.release, run->dst.release, &sp);
-    return sp.on && sp.own != sp.pair;
+    return sp.on && (sp.own != sp.pair || !sp.same_rule);
 }
 
 /* ---- the client's connections ---- */
