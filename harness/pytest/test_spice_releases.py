@@ -4,7 +4,7 @@ each pair rule seen in the event trace of a simulated run, the pairs lane
 covering SPICE (every ordered pair of the version-pairs scenarios passes,
 and its JSON names each case's releases), and the scenario keys that used
 to say what a server speaks refused with an error naming the release to
-use instead.
+use instead, and `migcert vm --release R` running R's server.
 
 Each rule runs one scenario at one pair (`migcert run FILE --pair S:D -v`)
 and reads what the servers and the client did from the trace; the oracle of
@@ -98,3 +98,15 @@ def test_spice_removed_keys_name_the_release_to_use(run_migcert, tmp_path, spice
     text = r.stdout + r.stderr
     assert f"old.yaml:4: key '{key}': removed:" in text, text[-2000:]
     assert release_hint in text, text[-2000:]
+
+
+def test_spice_vm_of_an_old_release_refuses_the_restore_strategy(run_migcert, sock_dir):
+    """`migcert vm --release R` runs R's SPICE server: 2.0's has no restore
+    strategy, so asking for it is an error naming the release (2.1-dev's
+    takes it)."""
+    r = run_migcert("vm", "--release", "2.0", "--qmp", f"unix:{sock_dir / 'q.sock'}", "--spice",
+                    f"unix=on,addr={sock_dir / 's.sock'},disable-ticketing=on,x-pixmap-cache-migration=restore",
+                    timeout=60)
+    assert r.returncode != 0
+    assert "x-pixmap-cache-migration=restore: release 2.0's SPICE server has no restore strategy" in r.stderr, \
+        r.stderr
