@@ -196,6 +196,7 @@ struct MigFakeDevice {
     const char *type;
     const VmsDescription *emit; /* what it saves (machine type's release) */
     const VmsDescription *load; /* what it loads (its own release) */
+    uint64_t got;               /* the last load's subsections (vmstate_load_logged) */
     union {
         FakeSerial serial;
         FakeNic nic;
@@ -214,7 +215,14 @@ static int full_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **e
     MigFakeDevice *d = opaque;
     /* what the machine type emits is what the source sends: its
      * always-written subsections must arrive */
-    return vmstate_load_sent(s, d->load, d->emit, &d->u, (int)version_id, errp);
+    return vmstate_load_logged(s, d->load, d->emit, &d->u, (int)version_id, &d->got, errp);
+}
+
+static int full_loaded_subsection(void *opaque, const char *name)
+{
+    MigFakeDevice *d = opaque;
+    int i = vmstate_subsection_index(d->load, name);
+    return i >= 0 && (d->got >> i & 1);
 }
 
 static json_t *full_describe(void *opaque)
@@ -227,6 +235,7 @@ static const MigFullOps fake_full_ops = {
     .save = full_save,
     .load = full_load,
     .describe = full_describe,
+    .loaded_subsection = full_loaded_subsection,
 };
 
 MigFakeDevice *mig_fake_device_new(const char *type, const char *release, const char *machine,
