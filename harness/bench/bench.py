@@ -241,12 +241,27 @@ def run_migcert(args, work, i, ram_file, transport, mib):
         wall = time.monotonic() - t0
         r = result(f"migcert-{transport}", info, wall, mib, src.qmp)
         if info.get("status") == "completed":
-            wait_incoming(dst.qmp)
+            dst_end = wait_incoming(dst.qmp)
             r["src_cpu_s"] = cpu_seconds(src.proc.pid) - cpu0[0]
             r["dst_cpu_s"] = cpu_seconds(dst.proc.pid) - cpu0[1]
-            r["verified"] = (not args.verify or
-                             src.qmp.execute("x-query-ram-digest", timeout=600) ==
-                             dst.qmp.execute("x-query-ram-digest", timeout=600))
+            # The source completes once its last byte is in the socket, and
+            # without return-path it never hears that the destination
+            # refused the stream: take the destination's own word for it.
+            dinfo = dst.qmp.execute("query-migrate")
+            r["dst_status"] = dinfo.get("status")
+            if r["dst_status"] != "completed":
+                r["verified"] = False
+                r["error"] = (f"the destination ended {r['dst_status']} ({dst_end}): "
+                              f"{dinfo.get('error-desc')}")
+                r["log"] = dst.log()
+            elif args.verify:
+                r["src_digest"] = src.qmp.execute("x-query-ram-digest", timeout=600)
+                r["dst_digest"] = dst.qmp.execute("x-query-ram-digest", timeout=600)
+                r["verified"] = r["src_digest"] == r["dst_digest"]
+                if not r["verified"]:
+                    r["error"] = f"RAM digests differ: {r['src_digest']} {r['dst_digest']}"
+            else:
+                r["verified"] = True
         else:
             r["verified"] = False
             r["log"] = src.log() + dst.log()
