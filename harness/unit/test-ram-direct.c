@@ -213,11 +213,13 @@ static void test_ram_direct_past_4gib(void **state)
     equals_buffered_load(((uint64_t)4 << 30) - 32 * PG, false);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ram_direct_equals_buffered_load),
         cmocka_unit_test(test_ram_direct_past_4gib),
     };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
