@@ -611,6 +611,48 @@ static void test_pageflip_without_page_channel_pages_go_inline(void **state)
     mig_ram_free(r);
 }
 
+/* A single page read (page_get) reads the pipe ahead into its stage; a run
+ * read next (page_getv) that the stage covers whole must leave the rest of
+ * the stage to the pages after it: three pages in the pipe, read one, a run
+ * of one, one: each gets its own bytes (the run once dropped page 3). */
+static void test_pageflip_stage_keeps_pages_a_run_left(void **state)
+{
+    MigLoop *loop = mig_loop_epoll_new(1);
+    static uint8_t in[3][4096], out[3][4096];
+    for (int p = 0; p < 3; p++)
+        memset(in[p], 0x11 * (p + 1), 4096);
+    int sp[2], pp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(pipe(pp), 0);
+    assert_int_equal(write(pp[1], in, sizeof(in)), (ssize_t)sizeof(in));
+    MigTransport *w = mig_transport_fd_new(loop, sp[0], "unix");
+    assert_int_equal(mig_transport_send_fd(w, pp[0]), 0);
+    MigErr *err = NULL;
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[1], "unix"), false,
+                                              &err);
+    assert_non_null(t);
+    MigStream *s = mig_stream_new_reader(t);
+    if (mig_stream_get_page_channel(s, &err) != 0)
+        fail_msg("%s", err ? err->msg : "?");
+    assert_int_equal(mig_stream_get_page(s, out[0], 4096, &err), 0);
+    struct iovec one = {.iov_base = out[1], .iov_len = 4096};
+    assert_int_equal(mig_stream_get_pagev(s, &one, 1, &err), 0);
+    if (mig_stream_get_page(s, out[2], 4096, &err) != 0)
+        fail_msg("page 3: %s", err ? err->msg : "?");
+    for (int p = 0; p < 3; p++)
+        if (memcmp(in[p], out[p], 4096))
+            fail_msg("page %d differs", p + 1);
+    MigLocalStats st;
+    mig_transport_local_stats(t, &st);
+    assert_int_equal(st.pages, 3);
+    mig_stream_free(s);
+    mig_transport_close(t);
+    mig_transport_close(w);
+    close(pp[0]);
+    close(pp[1]);
+    mig_loop_free(loop);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_without_page_channel_pages_go_inline),
         cmocka_unit_test(test_pageflip_pipe_breaks_mid_page),
         cmocka_unit_test(test_pageflip_pipe_runs_short),
+        cmocka_unit_test(test_pageflip_stage_keeps_pages_a_run_left),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

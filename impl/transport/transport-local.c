@@ -521,8 +521,17 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
         l->stage_off += LOCAL_PAGE;
         done += LOCAL_PAGE;
     }
+    if (i == n) {
+        /* The stage held the whole run: what it holds beyond is the pages
+         * of later records, kept for them (a page_get may have read far
+         * ahead). */
+        l->st.pipe_bytes += total;
+        l->st.pages += (uint64_t)n;
+        t->bytes_read += total;
+        return 0;
+    }
     size_t part = l->stage_len - l->stage_off; /* < a page: the start of iov[i] */
-    if (i < n && part) {
+    if (part) {
         memcpy(iov[i].iov_base, l->stage + l->stage_off, part);
         done += part;
     }
