@@ -19,6 +19,11 @@ typedef struct FakeMedia {
     uint64_t next, received, sent, gaps, dups, starts;
     uint32_t last_time;
     bool have_time, recording;
+    /* port: PORT_INIT named migcert's device (fake-vmc): its bytes are
+     * checked against the sequence and the client writes its own; any
+     * other port's bytes are only counted, and nothing is written to it */
+    bool migcert_port;
+    char port_name[64];
     MigLoopSource *timer;
 } FakeMedia;
 

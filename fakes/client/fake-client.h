@@ -105,9 +105,14 @@ const SpiceSurface *fake_client_surface(const FakeClient *c, uint8_t display_id,
 /* MARK messages the display channel received. */
 uint64_t fake_client_display_marks(const FakeClient *c, uint8_t display_id);
 /* Playback frames, port bytes, record frames sent: what arrived against
- * the devices' sequence (fakes/devices/fake-media.h). */
+ * the devices' sequence (fakes/devices/fake-media.h).  A port whose
+ * PORT_INIT did not name migcert's device (or that sent none) is
+ * `foreign`: its bytes are counted in `received`, never checked (gaps and
+ * dups stay 0), and the client writes nothing to it. */
 typedef struct FakeClientMediaStats {
     uint64_t received, sent, gaps, dups, starts;
+    bool foreign;
+    char name[64]; /* the port's name from PORT_INIT ("" before it) */
 } FakeClientMediaStats;
 void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
 /* The migrations the client followed, by kind. */
