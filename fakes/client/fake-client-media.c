@@ -155,6 +155,10 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
                 m->next = m->received = 0;
             m->migcert_port = ours;
             m->starts++;
+            if (!ours) { /* open it, as spice-gtk's application would: a vendor's device may wait for that */
+                SpiceMsgU8 ev = {SPICE_PORT_EVENT_OPENED};
+                fake__chan_send(ch, SPICE_MSGC_PORT_EVENT, &ev);
+            }
         }
         return 0;
     default:

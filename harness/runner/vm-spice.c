@@ -91,6 +91,15 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
             r = parse_bool(k, v, &o->disable_ticketing, why, why_len);
         } else if (!strcmp(k, "seamless-migration")) {
             r = parse_bool(k, v, &o->seamless_migration, why, why_len);
+        } else if (!strcmp(k, "x-seamless-version")) { /* migcert's: a server of another release (NACK tests) */
+            char *end = NULL;
+            unsigned long n = strtoul(v, &end, 10);
+            if (!*v || *end || n < 1 || n > 255) {
+                snprintf(why, why_len, "x-seamless-version=%s: expected a version from 1 to 255", v);
+                r = -EINVAL;
+            } else {
+                o->seamless_version = (uint32_t)n;
+            }
         } else if (!strcmp(k, "password")) {
             if (strlen(v) >= sizeof(o->password)) {
                 snprintf(why, why_len, "password: longer than %zu characters", sizeof(o->password) - 1);
@@ -480,6 +489,7 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     v->lfd = -1;
     SpiceServerConfig sc = {.ticketing = !o->disable_ticketing, .password = o->have_password ? o->password : NULL,
                             .seamless_migration = o->seamless_migration, .name = "migcert",
+                            .migration_version = o->seamless_version,
                             .pixmap_cache_migration = o->pixmap_cache_migration, .glz = o->glz,
                             .event = on_event, .log = on_log, .event_opaque = v};
     if (mig_machine_add_spice(m, &sc, errp) < 0)
