@@ -87,6 +87,11 @@ struct FakeClient {
     bool gap_pending;          /* switched, no display message from the target yet */
     bool have_gap;
     uint64_t switch_gap_ns;
+    const char *gap_msg;       /* the message that ended it */
+    bool draw_gap_pending;     /* switched, no drawing message from the target yet */
+    bool have_draw_gap;
+    uint64_t draw_gap_ns;      /* the same start to the target's first drawing message */
+    uint64_t display_swap_ns;  /* the same start to the display channel's swap (seamless: its blob sent) */
     FakeClientDraws draws;
     FakePixmapCache *pcache; /* shared by every display channel (cache id 1) */
     struct FakeGlzWindow *glz; /* the GLZ window, shared the same way */

@@ -138,6 +138,17 @@ FakeClientMigStep fake_client_mig_step(const FakeClient *c);
  * from the source's MIGRATE_END to the first display message from the
  * target.  False when no switch has shown a display message yet. */
 bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns);
+/* The last switch, both ends measured from the same start: the target's
+ * first display message of any kind (and its name: a server may send a
+ * cache reset before drawing anything) and its first drawing message
+ * (DRAW_FILL, DRAW_COPY, COPY_BITS). */
+typedef struct FakeClientSwitchGaps {
+    bool have_first, have_draw;
+    uint64_t first_ns, draw_ns;
+    uint64_t swap_ns;      /* the display channel moved to the target (seamless: sent its blob) */
+    const char *first_msg; /* registry name: constant */
+} FakeClientSwitchGaps;
+void fake_client_switch_gaps(const FakeClient *c, FakeClientSwitchGaps *out);
 /* Drawing messages (DRAW_FILL, DRAW_COPY, COPY_BITS) received over the
  * session, and the loop times of the first and the last. */
 typedef struct FakeClientDraws {

@@ -206,6 +206,11 @@ static json_t *summary(const Cli *cli)
     uint64_t gap;
     json_object_set_new(j, "switch_gap_ms",
                         fake_client_switch_gap_ns(c, &gap) ? json_real((double)gap / 1e6) : json_null());
+    FakeClientSwitchGaps g;
+    fake_client_switch_gaps(c, &g);
+    json_object_set_new(j, "switch_gap_msg", g.have_first ? json_string(g.first_msg) : json_null());
+    json_object_set_new(j, "switch_draw_gap_ms", g.have_draw ? json_real((double)g.draw_ns / 1e6) : json_null());
+    json_object_set_new(j, "switch_swap_ms", g.have_first ? json_real((double)g.swap_ns / 1e6) : json_null());
     FakeClientDraws d;
     fake_client_draws(c, &d);
     double span = (double)(d.last_ns - d.first_ns) / 1e9;
