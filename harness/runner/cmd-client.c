@@ -15,7 +15,8 @@
  * sequences (received, gaps, repeats), where a migration the source
  * announced stands ("migrating": idle, linking, connected), the last
  * switch-over gap (MIGRATE_END from the source to the first display message
- * from the target, monotonic ms) and the drawing messages received with
+ * from the target, monotonic ms; with the message's name, the display
+ * channel's swap and the target's first drawing from the same start) and the drawing messages received with
  * their rate.  --draws N ends the session after N drawing messages (a
  * throughput measurement).  Exit status: 0 when the session
  * ended without a protocol error, 1 when the client saw one (the summary's
