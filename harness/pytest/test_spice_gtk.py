@@ -6,7 +6,9 @@ client's primary surface and spicy-screenshot's picture are exactly the
 machine's screendump while the machine is stopped, and the client follows a
 semi-seamless migration between two processes (client_migrate_info, then
 migrate) to the destination's port, where the display keeps updating and
-shows the destination's screen.
+shows the destination's screen; and a seamless one, also with GLZ images,
+where the target's images refer to images the source sent (the source's
+dictionary came in the machine's stream) and spice-gtk decodes them.
 
 Needs Debian's gir1.2-spiceclientglib-2.0, python3-gi and spice-client-gtk
 (ci/deps).  Rerun: /usr/bin/python3 -m pytest harness/pytest -k spice_gtk
