@@ -173,7 +173,7 @@ def test_certify_spice_seamless_fallback_fails_under_its_rule(run_migcert, migce
     cmds = vm_cmds(migcert_bin, sock_dir, ",disable-ticketing=on")
     src = cmds.index("--src-cmd") + 1
     assert "seamless-migration=on" in cmds[src]
-    cmds[src] = cmds[src].replace("seamless-migration=on", "seamless-migration=on,x-seamless-version=2")
+    cmds[src] = cmds[src].replace("seamless-migration=on", "seamless-migration=on,x-seamless-version=9")
     r = run_migcert("certify", "--spice", *addresses(sock_dir), *cmds, "-k", "migrate.seamless", "--out", out,
                     timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr

@@ -606,6 +606,7 @@ static void print_not_applicable(FILE *f, const Opts *o)
     static const char *const reason[EXEC_NA__COUNT] = {
         [EXEC_NA_DEVICE] = "device not in the source machine type",
         [EXEC_NA_CAPABILITY] = "capability not known or not offered by both",
+        [EXEC_NA_SPICE] = "a scripted SPICE migration the pair makes another kind",
     };
     size_t total = 0;
     for (int i = 0; i < EXEC_NA__COUNT; i++)

@@ -158,8 +158,11 @@ static void usage(FILE *out)
             "                    x-pixmap-cache-migration=reset|restore: what seamless\n"
             "                    migration does with a client's pixmap cache;\n"
             "                    image-compression=glz (or auto_glz) sends GLZ images;\n"
-            "                    x-seamless-version=N speaks seamless migration version N\n"
-            "                    (default 1; a target below the source's NACKs)\n"
+            "                    its migration is R's: 1.0 switch-host only, 1.1\n"
+            "                    semi-seamless, 2.0 seamless protocol 1, 2.1-dev protocol 2\n"
+            "                    with the restore strategy (docs/protocol-spice.md 10.1);\n"
+            "                    x-seamless-version=N speaks seamless protocol N instead\n"
+            "                    (a target below the source's NACKs)\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
@@ -768,6 +771,7 @@ int cmd_vm(int argc, char **argv)
         fprintf(stderr, "migcert vm: duplicate QMP command\n");
         goto out_workload;
     }
+    spice_opts.release = rel->name;
     if (have_spice && !(vm.spice = vm_spice_new(vm.machine, vm.mon, &spice_opts, &err))) {
         fprintf(stderr, "migcert vm: --spice: %s\n", err ? err->msg : "failed");
         goto out_workload;
