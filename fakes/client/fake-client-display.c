@@ -263,6 +263,11 @@ static void count_draw(FakeClient *c)
     uint64_t now = c->events[c->nevents - 1].t_ns; /* the message's recorded time */
     if (c->draws.count++ == 0)
         c->draws.first_ns = now;
+    if (c->draw_gap_pending) { /* the target's first drawing after a switch */
+        c->draw_gap_pending = false;
+        c->have_draw_gap = true;
+        c->draw_gap_ns = now - c->mig_end_ns;
+    }
     c->draws.last_ns = now;
 }
 

@@ -19,6 +19,11 @@ typedef struct FakeMedia {
     uint64_t next, received, sent, gaps, dups, starts;
     uint32_t last_time;
     bool have_time, recording;
+    /* port: PORT_INIT named migcert's device (fake-vmc): its bytes are
+     * checked against the sequence and the client writes its own; any
+     * other port's bytes are only counted, and nothing is written to it */
+    bool migcert_port;
+    char port_name[64];
     MigLoopSource *timer;
 } FakeMedia;
 
@@ -82,6 +87,11 @@ struct FakeClient {
     bool gap_pending;          /* switched, no display message from the target yet */
     bool have_gap;
     uint64_t switch_gap_ns;
+    const char *gap_msg;       /* the message that ended it */
+    bool draw_gap_pending;     /* switched, no drawing message from the target yet */
+    bool have_draw_gap;
+    uint64_t draw_gap_ns;      /* the same start to the target's first drawing message */
+    uint64_t display_swap_ns;  /* the same start to the display channel's swap (seamless: its blob sent) */
     FakeClientDraws draws;
     FakePixmapCache *pcache; /* shared by every display channel (cache id 1) */
     struct FakeGlzWindow *glz; /* the GLZ window, shared the same way */

@@ -3,7 +3,11 @@
  * channels: what arrives is checked against the sequence conventions of the
  * fake devices (fakes/devices/fake-media.h), and the client's own record and
  * port streams are produced with the same conventions, on a loop timer.
+ * A port is checked (and written to) only when its PORT_INIT names
+ * migcert's device (FAKE_VMC_PORT_NAME): a vendor's port carries bytes of
+ * its own, which are counted and accepted as they come.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +16,7 @@
 
 #include "client/fake-client-internal.h"
 #include "devices/fake-media.h"
+#include "devices/fake-vmc.h"
 
 #define SEND_PERIOD_NS 10000000ull /* 10 ms: 480 frames at 48 kHz */
 
@@ -39,7 +44,7 @@ static void media_tick(void *opaque)
         SpiceMsgAudioData d = {.time = (uint32_t)(mig_loop_now_ns(ch->client->loop) / 1000000u),
                                .data = {.len = sizeof(pcm), .data = (uint8_t *)pcm}};
         fake__chan_send(ch, SPICE_MSGC_RECORD_DATA, &d);
-    } else if (ch->type == SPICE_CHANNEL_PORT && spice_conn_backlog(ch->conn) < 65536) {
+    } else if (ch->type == SPICE_CHANNEL_PORT && m->migcert_port && spice_conn_backlog(ch->conn) < 65536) {
         uint32_t n = ch->client->cfg.vmc_bytes_per_tick;
         uint8_t *b = malloc(n);
         for (uint32_t i = 0; i < n; i++)
@@ -122,7 +127,10 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
         }
         return 0;
     case SPICE_CHANNEL_PORT:
-        if (mi->id == SPICE_MSG_SPICEVMC_DATA) {
+        if (mi->id == SPICE_MSG_SPICEVMC_DATA && !m->migcert_port) {
+            SpiceMsgBytes *d = body; /* not migcert's: no sequence to hold it to */
+            m->received += d->data.len;
+        } else if (mi->id == SPICE_MSG_SPICEVMC_DATA) {
             SpiceMsgBytes *d = body;
             /* a new session after switch-host joins the device's stream where it is */
             if (m->received == 0 && (ch->client->migs.switch_host || ch->client->cfg.join_streams) && d->data.len)
@@ -139,7 +147,18 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
                 m->received++;
             }
         } else if (mi->id == SPICE_MSG_PORT_INIT) {
+            SpiceMsgPortInit *pi = body;
+            size_t n = pi->name.len && !pi->name.data[pi->name.len - 1] ? pi->name.len - 1 : pi->name.len;
+            snprintf(m->port_name, sizeof(m->port_name), "%.*s", (int)n, (const char *)pi->name.data);
+            bool ours = n == strlen(FAKE_VMC_PORT_NAME) && !memcmp(pi->name.data, FAKE_VMC_PORT_NAME, n);
+            if (ours != m->migcert_port && m->received) /* another device behind the port: a new stream */
+                m->next = m->received = 0;
+            m->migcert_port = ours;
             m->starts++;
+            if (!ours) { /* open it, as spice-gtk's application would: a vendor's device may wait for that */
+                SpiceMsgU8 ev = {SPICE_PORT_EVENT_OPENED};
+                fake__chan_send(ch, SPICE_MSGC_PORT_EVENT, &ev);
+            }
         }
         return 0;
     default:
@@ -158,6 +177,8 @@ void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClie
             out->gaps = ch->media->gaps;
             out->dups = ch->media->dups;
             out->starts = ch->media->starts;
+            out->foreign = ch->type == SPICE_CHANNEL_PORT && !ch->media->migcert_port;
+            snprintf(out->name, sizeof(out->name), "%s", ch->media->port_name);
             return;
         }
     }

@@ -223,7 +223,8 @@ static void do_switch(FakeClient *c)
     }
     c->migrating = false;
     c->migs.semi_seamless++;
-    c->gap_pending = true; /* the gap ends at the target's first display message */
+    c->gap_pending = c->draw_gap_pending = true; /* the gap ends at the target's first display message */
+    c->display_swap_ns = mig_loop_now_ns(c->loop) - c->mig_end_ns;
 }
 
 static void do_switch_host(FakeClient *c)

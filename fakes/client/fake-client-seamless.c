@@ -183,8 +183,10 @@ static void swap(FakeChannel *ch, const uint8_t *blob, uint32_t len, bool have_b
         ch->media->have_time = false; /* another server's clock */
         fake__media_resume(ch);
     }
-    if (ch->display)
-        c->gap_pending = true; /* the gap ends at the target's first display message */
+    if (ch->display) {
+        c->gap_pending = c->draw_gap_pending = true; /* the gap ends at the target's first display message */
+        c->display_swap_ns = mig_loop_now_ns(c->loop) - c->mig_end_ns; /* its blob goes now */
+    }
     if (have_blob && !(c->cfg.blob_fault == FAKE_CLIENT_BLOB_DROP && ch->type == c->cfg.blob_channel)) {
         uint32_t n;
         uint8_t *b = spoil(c, ch, blob, len, &n);

@@ -127,6 +127,7 @@ static int on_message_in(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mi
             c->gap_pending = false;
             c->have_gap = true;
             c->switch_gap_ns = c->events[c->nevents - 1].t_ns - c->mig_end_ns;
+            c->gap_msg = mi->name;
         }
         return fake__display_message(ch, mi, body, errp);
     }
@@ -294,6 +295,13 @@ bool fake_client_channel_ever(const FakeClient *c, size_t i, uint8_t *type, uint
 void fake_client_migrations(const FakeClient *c, FakeClientMigrations *out)
 {
     *out = c->migs;
+}
+
+void fake_client_switch_gaps(const FakeClient *c, FakeClientSwitchGaps *out)
+{
+    *out = (FakeClientSwitchGaps){.have_first = c->have_gap, .first_ns = c->switch_gap_ns,
+                                  .first_msg = c->gap_msg, .have_draw = c->have_draw_gap, .draw_ns = c->draw_gap_ns,
+                                  .swap_ns = c->display_swap_ns};
 }
 
 bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns)

@@ -105,9 +105,14 @@ const SpiceSurface *fake_client_surface(const FakeClient *c, uint8_t display_id,
 /* MARK messages the display channel received. */
 uint64_t fake_client_display_marks(const FakeClient *c, uint8_t display_id);
 /* Playback frames, port bytes, record frames sent: what arrived against
- * the devices' sequence (fakes/devices/fake-media.h). */
+ * the devices' sequence (fakes/devices/fake-media.h).  A port whose
+ * PORT_INIT did not name migcert's device (or that sent none) is
+ * `foreign`: its bytes are counted in `received`, never checked (gaps and
+ * dups stay 0), and the client writes nothing to it. */
 typedef struct FakeClientMediaStats {
     uint64_t received, sent, gaps, dups, starts;
+    bool foreign;
+    char name[64]; /* the port's name from PORT_INIT ("" before it) */
 } FakeClientMediaStats;
 void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
 /* The migrations the client followed, by kind. */
@@ -133,6 +138,17 @@ FakeClientMigStep fake_client_mig_step(const FakeClient *c);
  * from the source's MIGRATE_END to the first display message from the
  * target.  False when no switch has shown a display message yet. */
 bool fake_client_switch_gap_ns(const FakeClient *c, uint64_t *gap_ns);
+/* The last switch, both ends measured from the same start: the target's
+ * first display message of any kind (and its name: a server may send a
+ * cache reset before drawing anything) and its first drawing message
+ * (DRAW_FILL, DRAW_COPY, COPY_BITS). */
+typedef struct FakeClientSwitchGaps {
+    bool have_first, have_draw;
+    uint64_t first_ns, draw_ns;
+    uint64_t swap_ns;      /* the display channel moved to the target (seamless: sent its blob) */
+    const char *first_msg; /* registry name: constant */
+} FakeClientSwitchGaps;
+void fake_client_switch_gaps(const FakeClient *c, FakeClientSwitchGaps *out);
 /* Drawing messages (DRAW_FILL, DRAW_COPY, COPY_BITS) received over the
  * session, and the loop times of the first and the last. */
 typedef struct FakeClientDraws {

@@ -304,5 +304,7 @@ static const MigFullOps qxl_ops = {.save = qxl_save, .load = qxl_load};
 int fake_qxl_register(FakeQxl *q, MigSavevm *sv, MigErr **errp)
 {
     int r = mig_savevm_register_full(sv, "fake-qxl", 0, q->nheads > 1 ? 2 : 1, &qxl_ops, q, errp);
+    if (r >= 0) /* the server's GLZ dictionary, shared by every head */
+        r = spice_display_register_glz_state(q->heads[0].display, sv, errp);
     return r < 0 ? r : 0;
 }

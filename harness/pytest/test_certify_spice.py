@@ -35,7 +35,10 @@ from conftest import QEMU_BASE_ARGS, qemu_binary
 from test_vm_migration import vms  # noqa: F401 (fixture)
 
 QEMU_SPICE = ["-vga", "qxl", "-audiodev", "spice,id=snd0", "-device", "intel-hda", "-device",
-              "hda-duplex,audiodev=snd0"]
+              "hda-duplex,audiodev=snd0",
+              # a vendor's port: QEMU's human monitor on a spiceport (what
+              # virt-viewer opens), bytes that are not migcert's sequence
+              "-chardev", "spiceport,id=hmp0,name=org.qemu.monitor.hmp.0", "-mon", "chardev=hmp0,mode=readline"]
 
 
 def addresses(d):
@@ -89,9 +92,11 @@ def test_certify_spice_passes_against_migcert_vm(run_migcert, migcert_bin, sock_
     assert skipped == {"link.wrong-password"}, cases
     seamless_case(cases["migrate.seamless"])
     assert "playback continuous; port continuous" in cases["migrate.seamless"]["note"]
+    assert cases["migrate.seamless"]["note"].endswith("DO_SEAMLESS ACKed 1, fell back 0")
     assert j["passed"] == len(cases) - 1 >= 18
     # what a passing run saw: every channel, the screen, the media sequences
     assert "PORT:0" in cases["link.channels"]["note"]
+    assert "port org.migcert.vmc.0 (migcert's: its bytes are checked in sequence)" in cases["link.channels"]["note"]
     assert cases["migrate.semi-seamless"]["note"].startswith("screen equal to the target's screendump")
     assert "playback continuous" in cases["migrate.semi-seamless"]["note"]
     assert "port continuous" in cases["migrate.semi-seamless"]["note"]
@@ -136,6 +141,12 @@ def test_certify_spice_reports_qemu_defects(run_migcert, sock_dir):
         assert cases[name]["status"] == "pass", cases[name]
     assert "screen equal" in cases["migrate.semi-seamless"]["note"]
     seamless_case(cases["migrate.seamless"])
+    # QEMU's monitor on a spiceport: its bytes are accepted, not held to
+    # migcert's sequence (the fake client refused them before)
+    assert cases["link.channels"]["note"].endswith(
+        "; port org.qemu.monitor.hmp.0 (not migcert's: its bytes are accepted as they come)"), cases["link.channels"]
+    assert "port org.qemu.monitor.hmp.0 not checked (not migcert's; " in cases["migrate.seamless"]["note"]
+    assert cases["migrate.seamless"]["note"].endswith("DO_SEAMLESS ACKed 1, fell back 0")
     # spice-server serves one client at a time and lets unsolicited messages by
     one = "the server serves one client at a time: a new client linked afterwards"
     assert cases["hostile.truncated"]["note"] == "that client was disconnected; " + one
@@ -151,6 +162,28 @@ def test_certify_spice_reports_qemu_defects(run_migcert, sock_dir):
     assert again.returncode == 1, again.stderr
     _, rerun = report(sock_dir / "again")
     assert list(rerun) == ["hostile.flush-mark"] and rerun["hostile.flush-mark"]["rule"] == "spice-no-abort"
+
+
+def test_certify_spice_seamless_fallback_fails_under_its_rule(run_migcert, migcert_bin, sock_dir):
+    """A source that offers seamless migration in a protocol version above
+    the target's: the target NACKs DO_SEAMLESS and the switch falls back to
+    semi-seamless, which migrate.seamless reports under spice-seamless-ack
+    (the pair claimed seamless migration and did not deliver it)."""
+    out = sock_dir / "out"
+    cmds = vm_cmds(migcert_bin, sock_dir, ",disable-ticketing=on")
+    src = cmds.index("--src-cmd") + 1
+    assert "seamless-migration=on" in cmds[src]
+    cmds[src] = cmds[src].replace("seamless-migration=on", "seamless-migration=on,x-seamless-version=9")
+    r = run_migcert("certify", "--spice", *addresses(sock_dir), *cmds, "-k", "migrate.seamless", "--out", out,
+                    timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    j, cases = report(out)
+    c = cases["migrate.seamless"]
+    assert c["status"] == "fail" and c["rule"] == "spice-seamless-ack", c
+    assert "the target answered DO_SEAMLESS with NACK" in c["message"], c
+    assert "0 seamless, 1 semi-seamless and 0 switch-host" in c["message"], c
+    assert j["rules_broken"] == ["spice-seamless-ack"]
+    assert r.stderr.count("REPRO: ") == 1
 
 
 def test_certify_spice_vendor_pair_serves_one_migration(run_migcert, vms, sock_dir):  # noqa: F811

@@ -6,7 +6,9 @@ client's primary surface and spicy-screenshot's picture are exactly the
 machine's screendump while the machine is stopped, and the client follows a
 semi-seamless migration between two processes (client_migrate_info, then
 migrate) to the destination's port, where the display keeps updating and
-shows the destination's screen.
+shows the destination's screen; and a seamless one, also with GLZ images,
+where the target's images refer to images the source sent (the source's
+dictionary came in the machine's stream) and spice-gtk decodes them.
 
 Needs Debian's gir1.2-spiceclientglib-2.0, python3-gi and spice-client-gtk
 (ci/deps).  Rerun: /usr/bin/python3 -m pytest harness/pytest -k spice_gtk
@@ -177,12 +179,11 @@ def test_spice_gtk_follows_semi_seamless_migration(vms):
     assert spicy_screenshot(f"spice://127.0.0.1?port={dport}", vms.dir / "dst-spicy.ppm") == want
 
 
-def test_spice_gtk_follows_seamless_migration(vms):
-    """Two `migcert vm` with seamless-migration=on: spice-gtk's debug log
-    shows the target's ACK and every connection handed over, and nothing of
-    a fallback; the client keeps its session and shows the target's screen."""
-    # (the target's 10 s wait for the display's migration data, too)
-    opts = MIGRATION_SPICE + ",seamless-migration=on"
+def seamless_switch(vms, opts):
+    """Two `migcert vm` with `opts`, spice-gtk on the source, then
+    client_migrate_info and migrate: returns (src, dst, client, before,
+    after) once every socket is on the target and the target's display,
+    sound and port data arrived.  The caller stops the client."""
     src, sport = tcp_vm(vms, "src", "--spice", opts)
     mig = vms.dir / "mig.sock"
     dst, dport = tcp_vm(vms, "dst", "--spice", opts, "--incoming", f"unix:{mig}")
@@ -206,6 +207,28 @@ def test_spice_gtk_follows_seamless_migration(vms):
         after = client.wait_for(lambda s: s["display"]["invalidates"] > n[0] and s["playback"]["frames"] > n[1]
                                 and s["port"]["bytes"] > n[2],
                                 "display, sound and port data from the destination")
+    except BaseException:
+        client.stop()
+        raise
+    return src, dst, client, before, after
+
+
+def assert_seamless_log(client):
+    log = client.log()
+    assert "CRITICAL" not in log and "WARNING" not in log, log[-4000:]
+    assert "migrate-dst-seamless-ack" in log, log[-4000:]
+    assert "migration (seamless): connections all ok" in log, log[-4000:]
+    for fallback in ("switch-host", "migrate_cancel", "MIGRATE_CANCEL"):
+        assert fallback not in log, fallback
+
+
+def test_spice_gtk_follows_seamless_migration(vms):
+    """Two `migcert vm` with seamless-migration=on: spice-gtk's debug log
+    shows the target's ACK and every connection handed over, and nothing of
+    a fallback; the client keeps its session and shows the target's screen."""
+    # (the target's 10 s wait for the display's migration data, too)
+    src, dst, client, before, after = seamless_switch(vms, MIGRATION_SPICE + ",seamless-migration=on")
+    try:
         # nothing lost or repeated at the switch; playback restarted with START
         assert after["port"]["skips"] == 0
         assert after["playback"]["starts"] == 2 and after["playback"]["skips"] == after["playback"]["repeats"] == 0
@@ -217,12 +240,37 @@ def test_spice_gtk_follows_seamless_migration(vms):
         raise AssertionError(f"{e}\n--- source:\n{src.log()[-2000:]}\n--- destination:\n{dst.log()[-2000:]}") from None
     finally:
         client.stop()
-    log = client.log()
-    assert "CRITICAL" not in log and "WARNING" not in log, log[-4000:]
-    assert "migrate-dst-seamless-ack" in log, log[-4000:]
-    assert "migration (seamless): connections all ok" in log, log[-4000:]
-    for fallback in ("switch-host", "migrate_cancel", "MIGRATE_CANCEL"):
-        assert fallback not in log, fallback
+    assert_seamless_log(client)
+
+
+def test_spice_gtk_glz_dictionary_crosses_a_seamless_migration(vms):
+    """image-compression=glz with seamless-migration=on: the source's GLZ
+    images refer to earlier ones; after the switch the target's images
+    refer to images the SOURCE sent (its dictionary came in the machine's
+    stream, its window and last image id in the display blob, so the
+    client's dictionary stays valid), spice-gtk decodes them with no reset
+    and its screen equals the target's screendump."""
+    src, dst, client, before, after = seamless_switch(vms, MIGRATION_SPICE + ",seamless-migration=on,image-compression=glz")
+    try:
+        # the target refers to the source's images (the pixmap cache's reset
+        # makes it send images the client had from the source again)
+        deadline = time.monotonic() + 60  # a hang guard, not a speed
+        while dst.cmd("query-spice")["x-display"][0]["glz-inherited-refs"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        head = dst.cmd("query-spice")["x-display"][0]
+        # GLZ images went out before the switch and after it
+        assert head["glz-inherited-refs"] > 0 and head["glz-images"] > 0, head
+        assert src.cmd("query-spice")["x-display"][0]["glz-images"] > 0
+        assert after["display"]["primaries"] == before["display"]["primaries"]  # no surface sent again
+        s, want = shows(dst, client, vms.dir, "dst")
+        assert s["errors"] == [] and s["closed"] == [], s
+        w, h, px = want
+        assert len({px[i:i + 3] for i in range(0, len(px), 3 * 97)}) > 8
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- source:\n{src.log()[-2000:]}\n--- destination:\n{dst.log()[-2000:]}") from None
+    finally:
+        client.stop()
+    assert_seamless_log(client)
 
 
 def heads_equal_screendumps(vm, client, folder, heads):

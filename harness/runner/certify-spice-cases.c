@@ -327,6 +327,11 @@ static bool media_continuous(CsRun *r, CertCtx *c, FakeClient *fc, uint8_t type,
 {
     const char *name = type == SPICE_CHANNEL_PLAYBACK ? "playback" : "port";
     size_t o = strlen(note);
+    if (before->foreign && before->name[0]) {
+        snprintf(note + o, len - o, "%sport %s not checked (not migcert's; %llu bytes accepted)", o ? "; " : "",
+                 before->name, (unsigned long long)before->received);
+        return true;
+    }
     if (!before->received || before->gaps || before->dups) {
         snprintf(note + o, len - o, "%s%s not checked (%s)", o ? "; " : "", name,
                  before->received ? "not migcert's sequence" : "no data before the switch");
@@ -370,6 +375,8 @@ static bool switched(void *opaque)
     fake_client_migrations(o->fc, &m);
     if (fake_client_channels(o->fc) == 0 || fake_client_last_error(o->fc)[0])
         return true;
+    if (o->seamless && (m.semi_seamless || m.switch_host))
+        return true; /* it fell back: judged by the caller */
     /* a seamless switch shows as none of the others: the client simply
      * went on with the target */
     bool kind = o->seamless ? !m.semi_seamless && !m.switch_host
@@ -648,6 +655,19 @@ void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
     cs_wait(r, switched, &o);
     FakeClientMigrations m;
     fake_client_migrations(fc, &m);
+    /* the pair offered seamless migration (BEGIN_SEAMLESS): the target must
+     * ACK and the switch be seamless, not a fallback */
+    size_t acks = fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_ACK);
+    size_t nacks = fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_NACK);
+    if (nacks || m.semi_seamless || m.switch_host) {
+        certify_fail(c, "spice-seamless-ack", "the source offered seamless migration (MIGRATE_BEGIN_SEAMLESS) but "
+                     "it fell back: %s; the client made %u seamless, %u semi-seamless and %u switch-host switch(es)",
+                     nacks ? "the target answered DO_SEAMLESS with NACK"
+                     : acks ? "the target ACKed DO_SEAMLESS and still did not take the migration data"
+                            : "the client sent no DO_SEAMLESS (the target's main link offers no SEAMLESS_MIGRATE)",
+                     m.seamless, m.semi_seamless, m.switch_host);
+        goto out;
+    }
     size_t inits = fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT);
     if (!on_server(fc, &r->dst) || m.switch_host || m.semi_seamless || fake_client_session_id(fc) != session ||
         fake_client_linked_channels(fc) != linked || fake_client_last_error(fc)[0]) {
@@ -672,7 +692,8 @@ void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
         goto out;
     }
     if (same_screen(r, c, &r->dst, fc) && !c->res->note[0])
-        snprintf(c->res->note, sizeof(c->res->note), "no MAIN_INIT, no surface re-sent, screen equal; %s", note);
+        snprintf(c->res->note, sizeof(c->res->note), "no MAIN_INIT, no surface re-sent, screen equal; %s; "
+                 "DO_SEAMLESS ACKed %zu, fell back 0", note, acks);
 out:
     cs_client_free(fc);
 }

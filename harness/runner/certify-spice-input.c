@@ -43,6 +43,14 @@
 #include "spice/spice-conn.h"
 #include "spice/spice-linker.h"
 
+/* A port channel's PORT_INIT (its first message) came, or the session ended. */
+static bool port_named(void *opaque)
+{
+    FakeClient *fc = opaque;
+    return !fake_client_has_channel(fc, SPICE_CHANNEL_PORT, 0) || fake_client_channels(fc) == 0 ||
+           fake_client_count(fc, SPICE_CHANNEL_PORT, SPICE_MSG_PORT_INIT) > 0;
+}
+
 void cs_case_link_channels(CsRun *r, CertCtx *c, const CsCase *k)
 {
     FakeClient *fc = cs_client_new(r, c, &r->src, NULL, "certify.client");
@@ -55,7 +63,17 @@ void cs_case_link_channels(CsRun *r, CertCtx *c, const CsCase *k)
             o += (size_t)snprintf(c->res->note + o, sizeof(c->res->note) - o, " %s:%u", spice_channel_type_name(t),
                                   id);
         if (o < sizeof(c->res->note))
-            snprintf(c->res->note + o, sizeof(c->res->note) - o, "; primary %ux%u", s->width, s->height);
+            o += (size_t)snprintf(c->res->note + o, sizeof(c->res->note) - o, "; primary %ux%u", s->width,
+                                  s->height);
+        /* a port carrying another device's bytes is fine: only migcert's
+         * own (fake-vmc) has a sequence to check */
+        FakeClientMediaStats port;
+        cs_wait(r, port_named, fc);
+        fake_client_media_stats(fc, SPICE_CHANNEL_PORT, &port);
+        if (port.name[0] && o < sizeof(c->res->note))
+            snprintf(c->res->note + o, sizeof(c->res->note) - o, "; port %s (%s)", port.name,
+                     port.foreign ? "not migcert's: its bytes are accepted as they come"
+                                  : "migcert's: its bytes are checked in sequence");
     }
     cs_client_free(fc);
 }

@@ -58,6 +58,9 @@ static const Rule spice_rules[] = {
                      "stays on the source in its session with every channel working"},
     {"spice-seamless", "with seamless-migration=on the client gets MIGRATE_BEGIN_SEAMLESS and ends on the target "
                        "in the same session with no MAIN_INIT and no SWITCH_HOST"},
+    {"spice-seamless-ack", "when the source offers seamless migration (MIGRATE_BEGIN_SEAMLESS), the target ACKs "
+                           "the client's DO_SEAMLESS and the switch is seamless: no NACK, no fallback to "
+                           "semi-seamless or switch-host"},
     {"spice-display", "after a migration the client's primary surface is pixel-equal to the target's screendump"},
     {"spice-media", "playback frames and port bytes carrying migcert's sequence go on across the switch with no "
                     "gap and no repeat"},

@@ -15,7 +15,8 @@
  * sequences (received, gaps, repeats), where a migration the source
  * announced stands ("migrating": idle, linking, connected), the last
  * switch-over gap (MIGRATE_END from the source to the first display message
- * from the target, monotonic ms) and the drawing messages received with
+ * from the target, monotonic ms; with the message's name, the display
+ * channel's swap and the target's first drawing from the same start) and the drawing messages received with
  * their rate.  --draws N ends the session after N drawing messages (a
  * throughput measurement).  Exit status: 0 when the session
  * ended without a protocol error, 1 when the client saw one (the summary's
@@ -206,6 +207,11 @@ static json_t *summary(const Cli *cli)
     uint64_t gap;
     json_object_set_new(j, "switch_gap_ms",
                         fake_client_switch_gap_ns(c, &gap) ? json_real((double)gap / 1e6) : json_null());
+    FakeClientSwitchGaps g;
+    fake_client_switch_gaps(c, &g);
+    json_object_set_new(j, "switch_gap_msg", g.have_first ? json_string(g.first_msg) : json_null());
+    json_object_set_new(j, "switch_draw_gap_ms", g.have_draw ? json_real((double)g.draw_ns / 1e6) : json_null());
+    json_object_set_new(j, "switch_swap_ms", g.have_first ? json_real((double)g.swap_ns / 1e6) : json_null());
     FakeClientDraws d;
     fake_client_draws(c, &d);
     double span = (double)(d.last_ns - d.first_ns) / 1e9;

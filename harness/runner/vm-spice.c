@@ -92,6 +92,15 @@ int vm_spice_parse(const char *text, VmSpiceOptions *o, char *why, size_t why_le
             r = parse_bool(k, v, &o->disable_ticketing, why, why_len);
         } else if (!strcmp(k, "seamless-migration")) {
             r = parse_bool(k, v, &o->seamless_migration, why, why_len);
+        } else if (!strcmp(k, "x-seamless-version")) { /* migcert's: a server of another release (NACK tests) */
+            char *end = NULL;
+            unsigned long n = strtoul(v, &end, 10);
+            if (!*v || *end || n < 1 || n > 255) {
+                snprintf(why, why_len, "x-seamless-version=%s: expected a version from 1 to 255", v);
+                r = -EINVAL;
+            } else {
+                o->seamless_version = (uint32_t)n;
+            }
         } else if (!strcmp(k, "password")) {
             if (strlen(v) >= sizeof(o->password)) {
                 snprintf(why, why_len, "password: longer than %zu characters", sizeof(o->password) - 1);
@@ -332,6 +341,17 @@ static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp
                      "mouse-mode", "server", "channels", chans);
     if (!v->o.unix_socket)
         json_object_set_new(*ret, "port", json_integer(v->o.port));
+    /* migcert's own: each head's display counters (QEMU has no such field) */
+    json_t *heads = json_array();
+    for (uint32_t h = 0; h < fake_qxl_heads(v->devices->qxl); h++) {
+        SpiceDisplayStats st;
+        spice_display_stats(fake_qxl_head_display(v->devices->qxl, h), &st);
+        json_array_append_new(heads, json_pack("{s:I, s:I, s:I, s:I}", "draws", (json_int_t)st.draws_sent,
+                                               "images", (json_int_t)st.images_sent, "glz-images",
+                                               (json_int_t)st.glz_images, "glz-inherited-refs",
+                                               (json_int_t)st.glz_inherited_refs));
+    }
+    json_object_set_new(*ret, "x-display", heads);
     return 0;
 }
 
@@ -477,6 +497,8 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
         mig_err_set(errp, -EINVAL, "SPICE: unknown release '%s'", o->release ? o->release : "");
         goto fail;
     }
+    if (o->seamless_version) /* x-seamless-version=N over the release's (a NACK on purpose) */
+        sc.migration_version = o->seamless_version;
     if (sc.pixmap_cache_migration != o->pixmap_cache_migration) {
         mig_err_set(errp, -EINVAL, "x-pixmap-cache-migration=restore: release %s's SPICE server has no restore "
                     "strategy (2.1-dev has; docs/protocol-spice.md 10.1)", o->release);

@@ -26,8 +26,9 @@ typedef struct VmSpiceOptions {
     bool have_password;
     int pixmap_cache_migration; /* x-pixmap-cache-migration=reset|restore (SpicePixmapCacheMig) */
     bool glz;                /* image-compression=glz|auto_glz: GLZ images */
-    uint32_t heads;          /* x-heads=N: fake-qxl's heads (0: 1) */
+    uint32_t heads;          /* x-heads=N: fake-qxl's heads (0: the release's) */
     uint32_t draw_rate;      /* x-draw-rate=N: fake-qxl operations per second (0: its default) */
+    uint32_t seamless_version; /* x-seamless-version=N: the seamless migration protocol version it speaks (0: 1) */
     const char *release;     /* the machine's release: what its server speaks of migration (releases.h);
                                 set by cmd-vm.c, not by the option string */
 } VmSpiceOptions;

@@ -7,6 +7,7 @@
 #include <spice/enums.h>
 #include <spice/protocol.h>
 
+#include "../savevm/savevm.h"
 #include "spice-display.h"
 #include "spice-glz.h"
 #include "spice-migrate-data.h"
@@ -39,6 +40,7 @@ typedef struct DisplayGroup {
     size_t ncaches, capcaches;
     SharedGlz *glzs;
     size_t nglzs, capglzs;
+    SpiceGlzDict *incoming; /* seamless target: the source's dictionary, from the machine's stream */
 } DisplayGroup;
 
 typedef struct DisplayCC {
@@ -120,7 +122,13 @@ static SpiceGlzDict *glz_get(DisplayGroup *g, const SpiceClient *client, uint8_t
             return g->glzs[i].dict;
         }
     MIG_GROW(g->glzs, g->capglzs, g->nglzs + 1, 4);
-    SpiceGlzDict *d = import ? spice_glz_dict_import(import) : spice_glz_dict_new(dict_id, window);
+    SpiceGlzDict *d;
+    if (import && g->incoming && spice_glz_state_matches(g->incoming, import)) {
+        d = g->incoming; /* the client holds the images the source left in it */
+        g->incoming = NULL;
+    } else {
+        d = import ? spice_glz_dict_import(import) : spice_glz_dict_new(dict_id, window);
+    }
     g->glzs[g->nglzs++] = (SharedGlz){.client = client, .dict = d, .refs = 1};
     return d;
 }
@@ -203,6 +211,7 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
             img.flags = SPICE_IMAGE_FLAGS_CACHE_ME;
         }
         MigBuf glz = {0};
+        uint64_t inherited = dc->glz ? spice_glz_inherited_refs(dc->glz) : 0;
         if (dc->glz && spice_glz_encode(dc->glz, ch, px, w, h, &glz, &waits, &glz_id) == 0) {
             e = send_waits(dc, &waits);
             if (e < 0) {
@@ -215,6 +224,7 @@ static int send_copy(DisplayCC *dc, uint32_t surface, const SpiceRect *r, uint64
             dc->d->stats.glz_images++;
             dc->d->stats.glz_bytes += glz.len;
             dc->d->stats.glz_raw_bytes += 4ull * w * h;
+            dc->d->stats.glz_inherited_refs += spice_glz_inherited_refs(dc->glz) - inherited;
         } else {
             mig_buf_free(&glz);
             SpiceBitmapBody bm = {.format = SPICE_BITMAP_FMT_32BIT, .flags = SPICE_BITMAP_FLAGS_TOP_DOWN, .x = w,
@@ -374,6 +384,7 @@ static void group_leave(DisplayGroup *g)
     for (size_t i = 0; i < g->nglzs; i++)
         spice_glz_dict_free(g->glzs[i].dict);
     free(g->glzs);
+    spice_glz_dict_free(g->incoming);
     free(g);
 }
 
@@ -780,4 +791,75 @@ static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, siz
             r = send_surface(dc, &d->surfaces[i]);
     spice_marshal_free(&spice_mig_display_desc, &m);
     return r;
+}
+
+/* ------------------------------------------------------------------ the GLZ dictionary in the machine's stream */
+
+/* The one dictionary worth sending: seamless migration serves a single
+ * client, so a group with one dictionary holding images (NULL otherwise). */
+static SpiceGlzDict *glz_to_send(const SpiceDisplay *d)
+{
+    const SpiceServerConfig *cfg = spice_server_config(d->server);
+    const DisplayGroup *g = d->group;
+    if (!cfg->glz || !cfg->seamless_migration || g->nglzs != 1)
+        return NULL;
+    SpiceGlzDict *dict = g->glzs[0].dict;
+    return spice_glz_next_id(dict) > 0 && !spice_glz_frozen(dict) ? dict : NULL;
+}
+
+static bool glz_state_needed(void *opaque)
+{
+    return glz_to_send(opaque) != NULL;
+}
+
+static int glz_state_save(void *opaque, MigStream *s, MigErr **errp)
+{
+    SpiceGlzDict *dict = glz_to_send(opaque);
+    MigBuf b = {0};
+    if (dict)
+        spice_glz_state_save(dict, &b);
+    mig_stream_put_be32(s, (uint32_t)b.len);
+    mig_stream_put_buffer(s, b.data, b.len);
+    mig_buf_free(&b);
+    int e = mig_stream_error(s);
+    return e ? mig_err_set(errp, e, "spice-glz: stream error") : 0;
+}
+
+#define GLZ_STATE_MAX (4ull * (1u << 26) + (1u << 20))
+
+static int glz_state_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
+{
+    SpiceDisplay *d = opaque;
+    uint32_t len = mig_stream_get_be32(s);
+    if (mig_stream_starved(s))
+        return -EAGAIN;
+    if (mig_stream_error(s))
+        return mig_err_set(errp, mig_stream_error(s), "spice-glz: field length: stream error");
+    if (len > GLZ_STATE_MAX)
+        return mig_err_set(errp, -EINVAL, "spice-glz: field length: %u bytes, at most %llu", len, GLZ_STATE_MAX);
+    uint8_t *p = mig_malloc0(len + 1u);
+    mig_stream_get_buffer(s, p, len);
+    int e = mig_stream_starved(s) ? -EAGAIN : mig_stream_error(s);
+    SpiceGlzDict *dict = NULL;
+    if (e == 0 && len) {
+        dict = spice_glz_state_load(p, len, errp);
+        if (!dict)
+            e = -EINVAL;
+    } else if (e != 0 && e != -EAGAIN) {
+        mig_err_set(errp, e, "spice-glz: field dictionary: stream error");
+    }
+    free(p);
+    if (e == 0) {
+        spice_glz_dict_free(d->group->incoming);
+        d->group->incoming = dict;
+    }
+    return e;
+}
+
+static const MigFullOps glz_state_ops = {.needed = glz_state_needed, .save = glz_state_save, .load = glz_state_load};
+
+int spice_display_register_glz_state(SpiceDisplay *d, MigSavevm *sv, MigErr **errp)
+{
+    int r = mig_savevm_register_full(sv, "spice-glz", 0, 1, &glz_state_ops, d, errp);
+    return r < 0 ? r : 0;
 }

@@ -97,7 +97,16 @@ typedef struct SpiceDisplayStats {
     uint64_t waits_sent;      /* WAIT_FOR_CHANNELS messages */
     uint64_t glz_images;      /* images sent as GLZ_RGB (counted in images_sent too) */
     uint64_t glz_bytes, glz_raw_bytes; /* their LZ_RGBData bytes, and 4 bytes a pixel */
+    uint64_t glz_inherited_refs; /* seamless target: references to images the source sent */
 } SpiceDisplayStats;
 void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out);
+
+/* The GLZ dictionary's images in the machine's migration stream (section
+ * "spice-glz", spice-glz.h "the machine's migration stream"): sent when the
+ * server has seamless migration and GLZ and one client's dictionary holds
+ * images; the target keeps it until that client's display blob names it.
+ * Registered for the display that owns the group's first head. */
+struct MigSavevm;
+int spice_display_register_glz_state(SpiceDisplay *d, struct MigSavevm *sv, MigErr **errp);
 
 #endif

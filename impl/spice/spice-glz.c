@@ -45,6 +45,8 @@ struct SpiceGlzDict {
     HashEntry *table;
     uint64_t waited[NCH][NCH];
     bool frozen;
+    uint64_t own_from;      /* ids below were the source's (a dictionary taken from the machine's stream) */
+    uint64_t inherited_refs; /* references to those */
 };
 
 SpiceGlzDict *spice_glz_dict_new(uint8_t dict_id, uint32_t window_pixels)
@@ -227,6 +229,7 @@ int spice_glz_encode(SpiceGlzDict *d, uint8_t ch, const uint32_t *px, uint32_t w
                     if (len >= MIN_MATCH) {
                         best = len, ofs = e.pos, dist = (uint32_t)(id - g->id);
                         need(d, ch, g, waits);
+                        d->inherited_refs += g->id < d->own_from;
                     }
                 }
             }
@@ -300,4 +303,82 @@ SpiceGlzDict *spice_glz_dict_import(const SpiceGlzBlob *b)
     SpiceGlzDict *d = spice_glz_dict_new(b->dict_id, b->window);
     d->next_id = b->last_image_id + 1;
     return d;
+}
+
+/* ------------------------------------------------------------------ the machine's migration stream */
+
+#define STATE_FIXED 17u /* u8 dict_id, u32 window, u64 next_id, u32 nimages */
+#define STATE_MAX_WINDOW (1u << 26)
+
+uint64_t spice_glz_inherited_refs(const SpiceGlzDict *d) { return d->inherited_refs; }
+
+void spice_glz_state_save(const SpiceGlzDict *d, MigBuf *out)
+{
+    put8(out, d->dict_id);
+    put_be(out, d->window, 4);
+    put_be(out, d->next_id, 8);
+    put_be(out, d->nimages, 4);
+    for (size_t i = 0; i < d->nimages; i++) {
+        put_be(out, d->images[i].id, 8);
+        put_be(out, d->images[i].n, 4);
+        for (uint32_t k = 0; k < d->images[i].n; k++)
+            put_be(out, d->images[i].px[k] & 0xffffff, 4);
+    }
+}
+
+static uint64_t get_be(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+SpiceGlzDict *spice_glz_state_load(const uint8_t *p, size_t len, MigErr **errp)
+{
+    if (len < STATE_FIXED) {
+        mig_err_set(errp, -EPROTO, "GLZ dictionary state: %zu bytes, at least %u needed", len, STATE_FIXED);
+        return NULL;
+    }
+    uint32_t window = (uint32_t)get_be(p + 1, 4), nimages = (uint32_t)get_be(p + 13, 4);
+    uint64_t next_id = get_be(p + 5, 8);
+    if (window > STATE_MAX_WINDOW || nimages > window || nimages > next_id) {
+        mig_err_set(errp, -EPROTO, "GLZ dictionary state: %u images, window %u pixels, next id %llu out of range",
+                    nimages, window, (unsigned long long)next_id);
+        return NULL;
+    }
+    SpiceGlzDict *d = spice_glz_dict_new(p[0], window);
+    d->next_id = d->own_from = next_id;
+    size_t at = STATE_FIXED;
+    for (uint32_t i = 0; i < nimages; i++) {
+        uint64_t id = len - at >= 12 ? get_be(p + at, 8) : 0;
+        uint32_t n = len - at >= 12 ? (uint32_t)get_be(p + at + 8, 4) : 0;
+        uint64_t want = nimages - i; /* the ids are contiguous and end before next_id */
+        if (len - at < 12 || id != next_id - want || !n || n >= SPICE_GLZ_MAX_PIXEL_OFS || n > window - d->pixels || (len - at - 12) / 4 < n) {
+            mig_err_set(errp, -EPROTO, "GLZ dictionary state: image %u of %u (id %llu, %u pixels) does not fit", i,
+                        nimages, (unsigned long long)id, n);
+            spice_glz_dict_free(d);
+            return NULL;
+        }
+        at += 12;
+        uint32_t *px = mig_malloc0((size_t)n * sizeof(*px));
+        for (uint32_t k = 0; k < n; k++, at += 4)
+            px[k] = (uint32_t)get_be(p + at, 4) & 0xffffff;
+        MIG_GROW(d->images, d->capimages, d->nimages + 1, 16);
+        d->images[d->nimages++] = (GlzImage){.id = id, .px = px, .n = n};
+        d->pixels += n;
+        for (uint32_t k = 0; k + MIN_MATCH <= n; k++) /* oldest first: the newest place of a run wins */
+            d->table[hash3(px + k)] = (HashEntry){.id = id + 1, .pos = k};
+    }
+    if (at != len) {
+        mig_err_set(errp, -EPROTO, "GLZ dictionary state: %zu bytes after the last image", len - at);
+        spice_glz_dict_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+bool spice_glz_state_matches(const SpiceGlzDict *d, const SpiceGlzBlob *b)
+{
+    return d->dict_id == b->dict_id && d->window == b->window && d->next_id - 1 == b->last_image_id;
 }

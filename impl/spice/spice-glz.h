@@ -81,4 +81,18 @@ int spice_glz_parse(const uint8_t *blob, size_t len, SpiceGlzBlob *out, MigErr *
  * client drops what it no longer needs as new images arrive). */
 SpiceGlzDict *spice_glz_dict_import(const SpiceGlzBlob *b);
 
+/* The machine's migration stream (source to target, not through the
+ * client): the dictionary's images, so that the target's images may refer
+ * to images the source sent.  Big-endian: u8 dict_id, u32 window, u64
+ * next_id, u32 count, then per image u64 id, u32 pixels, the pixels (u32
+ * 0x00RRGGBB each); ids contiguous, ending at next_id - 1.  A loaded
+ * dictionary continues those ids; it serves a client only when the display
+ * blob names the same dictionary, window and last image id
+ * (spice_glz_state_matches), i.e. the client holds exactly these images. */
+void spice_glz_state_save(const SpiceGlzDict *d, MigBuf *out);
+SpiceGlzDict *spice_glz_state_load(const uint8_t *p, size_t len, MigErr **errp);
+bool spice_glz_state_matches(const SpiceGlzDict *d, const SpiceGlzBlob *b);
+/* References encoded to images the source sent (a loaded dictionary). */
+uint64_t spice_glz_inherited_refs(const SpiceGlzDict *d);
+
 #endif
