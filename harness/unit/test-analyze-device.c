@@ -2,7 +2,7 @@
  * test-analyze-device.c - `migcert analyze` over a stream with a VFIO-style
  * device section (fake-gpu through device-savevm's payload records), as the
  * source writes it: the analysis reaches EOF, reports the section's records
- * and byte counts, and every cut inside the device records is "truncated"
+ * and byte counts, and a cut inside the device records is "truncated"
  * with the offset of the record it cut.
  *
  * With MIGCERT_WRITE_STREAM=FILE set, the stream is also written to FILE
@@ -129,14 +129,21 @@ static void test_analyze_device_section_reaches_eof(void **state)
     free(g.buf);
 }
 
-/* Every cut from the first device record to the EOF marker: exit status
- * of the CLI is 1 for these (-EIO), the message says truncated and where. */
+/* Cuts from the first device record to the EOF marker: exit status of
+ * the CLI is 1 for these (-EIO), the message says truncated and where.
+ * Every byte of the first and last 8 KiB (the SETUP record, the first
+ * PART's headers, the END records and the footers), and a prime stride
+ * through the 256 KiB of DATA payload between, whose cuts all land in the
+ * same kind of place: every byte there made the test quadratic (about a
+ * minute on a loaded 2-core machine) and found nothing more. */
 static void test_analyze_device_every_truncation(void **state)
 {
     (void)state;
     Gpu g = {0};
     make_stream(&g);
-    for (size_t cut = g.dev_start; cut <= g.dev_end; cut++) {
+    size_t edge = 8 * 1024;
+    for (size_t cut = g.dev_start; cut <= g.dev_end;
+         cut += (cut - g.dev_start < edge || g.dev_end - cut < edge) ? 1 : 61) {
         MigErr *err = NULL;
         uint64_t off = UINT64_MAX;
         int r = mig_analyze_buffer(g.buf, cut, NULL, &off, &err);
