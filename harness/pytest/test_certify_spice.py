@@ -94,6 +94,14 @@ def test_certify_spice_passes_against_migcert_vm(run_migcert, migcert_bin, sock_
     assert "playback continuous; port continuous" in cases["migrate.seamless"]["note"]
     assert cases["migrate.seamless"]["note"].endswith("DO_SEAMLESS ACKed 1, fell back 0")
     assert j["passed"] == len(cases) - 1 >= 18
+    # what was certified, for the certificate page: each side's addresses,
+    # command and version, and every case's rule (docs/report.md)
+    assert j["kind"] == "spice"
+    src, dst = j["endpoint"]["source"], j["endpoint"]["target"]
+    assert src["qmp"] == f"unix:{sock_dir}/src.qmp" and dst["spice"] == f"unix:{sock_dir}/dst.spice"
+    assert src["cmd"].startswith(f"{migcert_bin} vm ") and "--incoming" in dst["cmd"]
+    assert src["version"] and j["endpoint"]["migrate_uri"] == f"unix:{sock_dir}/mig.sock"
+    assert all(c["rule"].startswith("spice-") and c["rule_text"] for c in cases.values()), cases
     # what a passing run saw: every channel, the screen, the media sequences
     assert "PORT:0" in cases["link.channels"]["note"]
     assert "port org.migcert.vmc.0 (migcert's: its bytes are checked in sequence)" in cases["link.channels"]["note"]
@@ -117,7 +125,9 @@ def test_certify_spice_password(run_migcert, migcert_bin, sock_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     _, cases = report(out)
     assert cases["link.wrong-password"] == {"name": "link.wrong-password", "status": "pass",
-                                            "note": "PERMISSION_DENIED"}
+                                            "note": "PERMISSION_DENIED", "rule": "spice-link-errors",
+                                            "rule_text": cases["link.bad-magic"]["rule_text"]}
+    assert "PERMISSION_DENIED" in cases["link.wrong-password"]["rule_text"]
     assert cases["link.channels"]["status"] == "pass"
 
 

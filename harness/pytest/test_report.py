@@ -1,16 +1,20 @@
 """test_report.py - `migcert report` (docs/report.md), as a person opens it.
 
 A small run (a few scenarios, not the matrix: fake-nic-pairs under every
-release pair, a case made to fail at one pair, a fault sweep on an idle
-guest, one certify case) becomes a report; headless Chromium (Debian's `chromium`,
+release pair, a case made to fail at one pair, a SPICE case in which only
+the port channel breaks, a fault sweep on an idle guest, one certify case,
+two SPICE certifications of `migcert vm`, one made to fail, and benchmark
+figures) becomes a report; headless Chromium (Debian's `chromium`,
 driven over the DevTools protocol with python3-websocket) opens it: no
 console error or exception, the compatibility matrix with one cell per
 (device or SPICE channel) x source x destination release, the failing
-case's REPRO line on the page with its copy button working.  The
+case's REPRO line on the page with its copy button working, the SPICE
+grids failing only the channel that broke, the SPICE and simulator
+benchmarks drawn with their trend.  The
 screenshot stays in reports/out/report-screenshot.png (a CI artifact).
 Also: the shards of a run merged (`migcert report --merge`) give the very
-report of the unsharded run, and a certificate page names what was
-certified.
+report of the unsharded run, and a certificate page (device or SPICE
+server) names what was certified.
 
 Rerun: /usr/bin/python3 -m pytest harness/pytest/test_report.py
 """
@@ -29,6 +33,9 @@ REPO = Path(__file__).resolve().parents[2]
 PAIRS = "scenarios/versions/fake-nic-pairs.yaml"
 SWEPT = "scenarios/precopy/idle-guest.yaml"
 SHOT = REPO / "reports" / "out" / "report-screenshot.png"
+# seamless, the target refuses the port channel's migration data; the copy
+# in small_run no longer expects that: only its PORT channel fails
+PORT_LOST = "scenarios/spice-seamless/blob-port-newer-version.yaml"
 
 
 def _bin():
@@ -47,6 +54,32 @@ def _failing_scenario(d):
     p = d / "expects-failure.yaml"
     p.write_text(text)
     return p
+
+
+def _port_lost_scenario(d):
+    text = (REPO / PORT_LOST).read_text()
+    assert "client-channel-lost: port" in text
+    p = d / "port-lost.yaml"
+    p.write_text(text.replace("client-channel-lost: port", ""))
+    return p
+
+
+def _certify_spice(out, k, wrong_target=False):
+    """`migcert certify --spice` against two `migcert vm --spice` started per
+    case (the target at a SPICE address nobody listens on when asked)."""
+    d = Path(tempfile.mkdtemp(prefix="mc-rp-", dir="/tmp"))  # unix socket paths are short
+    vm = f"{_bin()} vm --ram 32M"
+    src = f"{vm} --qmp unix:{d}/src.qmp --spice unix=on,addr={d}/src.spice,disable-ticketing=on"
+    dst = (f"{vm} --qmp unix:{d}/dst.qmp --spice unix=on,addr={d}/dst.spice,disable-ticketing=on "
+           f"--incoming unix:{d}/mig.sock")
+    dst_spice = f"unix:{d}/{'nobody' if wrong_target else 'dst'}.spice"
+    try:
+        return _run("certify", "--spice", "--src-qmp", f"unix:{d}/src.qmp", "--src-spice",
+                    f"unix:{d}/src.spice", "--dst-qmp", f"unix:{d}/dst.qmp", "--dst-spice", dst_spice,
+                    "--migrate-uri", f"unix:{d}/mig.sock", "--src-cmd", src, "--dst-cmd", dst,
+                    "-k", k, "--out", out, timeout=300)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +102,13 @@ def small_run(tmp_path_factory):
     r = _run("certify", "--device", _bin().parent / "fakes/vendor/good.so", "-k", "load",
              "--out", out / "certify-good")
     assert r.returncode == 0, r.stdout + r.stderr
+    r = _run("run", _port_lost_scenario(d), "--json", out / "run-spice.json",
+             "--junit", out / "full-spice.xml")
+    assert r.returncode == 1, r.stdout + r.stderr     # its PORT channel failed
+    r = _certify_spice(out / "certify-spice-vm", "link.*")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = _certify_spice(out / "certify-spice-bad", "migrate.semi-seamless", wrong_target=True)
+    assert r.returncode == 1, r.stdout + r.stderr
     # benchmark figures in the shape `make bench` keeps them (harness/bench/
     # bench.py --json; made-up numbers: this checks the drawing, not a speed)
     (out / "bench").mkdir()
@@ -82,6 +122,28 @@ def small_run(tmp_path_factory):
         (hist / f"bench-2026-01-0{n + 1}.json").write_text(
             json.dumps({"when": f"2026-01-0{n + 1}", "bench": [doc]}))
     (out / "bench" / "bench-unix-64.json").write_text(json.dumps(doc))
+    # the SPICE and simulator figures (spice-bench.py, sim-bench --json) and
+    # parser-bench.py's list of rows (not drawn, but read); earlier runs'
+    # in the history for their trend
+    def spice_doc(m, q):
+        return {"gaps": {}, "throughput": [], "summary": {
+            "semi-seamless migcert": {"gap_ms": m, "min_ms": m - 1, "max_ms": m + 1, "runs": 3},
+            "semi-seamless qemu-7.2": {"gap_ms": q, "min_ms": q - 2, "max_ms": q + 2, "runs": 3},
+            "seamless migcert": {"gap_ms": m / 2, "min_ms": m / 2, "max_ms": m / 2, "runs": 3},
+            "seamless qemu-7.2": {"gap_ms": q / 2, "min_ms": q / 2, "max_ms": q / 2, "runs": 3},
+            "throughput": {"per_s": 4321.0, "min": 4000.0, "max": 4500.0, "runs": 3}}}
+
+    def sim_doc(n):
+        return {"scenario": "scenarios/precopy/basic.yaml", "runs": 20, "cpu_ms_per_run": 20.0,
+                "per_core_minute": n, "goal": 1000}
+    (out / "bench" / "spice-bench.json").write_text(json.dumps(spice_doc(12.5, 30.0)))
+    (out / "bench" / "sim-bench.json").write_text(json.dumps(sim_doc(2345)))
+    (out / "bench" / "parser-bench.json").write_text(json.dumps([{"parser": "x", "ratio": 10.0}]))
+    for n in (1, 2):
+        h = hist / f"bench-2026-01-0{n}.json"
+        old = json.loads(h.read_text())
+        old["bench"] += [spice_doc(10.0 + n, 30.0), sim_doc(2000 + n * 100), []]
+        h.write_text(json.dumps(old))
     r = _run("report", out, "--history", hist)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"report: {out / 'index.html'}" in r.stdout
@@ -90,8 +152,9 @@ def small_run(tmp_path_factory):
     failing = json.loads((out / "run-bad.json").read_text())["cases"]
     assert [c["status"] for c in failing] == ["failed"]
     assert failing, "the run has no failing case to look for"
+    spice = json.loads((out / "run-spice.json").read_text())["cases"]
     return {"dir": d, "out": out, "data": data, "cases": doc["cases"], "failing": failing,
-            "bad": bad}
+            "bad": bad, "spice": spice}
 
 
 class DevTools:
@@ -242,6 +305,82 @@ def test_report_certificate_page(small_run, browser):
                  cert["releases_tested"][0]["release"], "load"):
         assert want in text
     assert browser.eval("document.getElementById('verdict').textContent") == "certified"
+    assert not browser.errors(), browser.errors()
+
+
+def test_report_matrix_fails_only_the_broken_spice_channel(small_run, browser):
+    """The SPICE case lost only its port channel: the oracle's verdict per
+    channel is in the run JSON, and the matrix marks that channel's cell
+    failed and every other channel's cell of the case passed."""
+    [c] = small_run["spice"]
+    assert c["status"] == "failed" and "6 of its 7 channels" in c["error"]
+    want = {ch: "failed" if ch == "PORT" else "passed" for ch in c["spice_channels"]}
+    assert len(want) == 7 and c["spice_channel_verdicts"] == want
+    assert list(c["spice_channel_errors"]) == ["PORT"]
+    _open(browser, small_run["out"] / "index.html")
+    grids = browser.eval("""Object.fromEntries([...document.querySelectorAll('table.matrix')]
+        .filter(t => t.dataset.item.startsWith('SPICE channel '))
+        .map(t => [t.dataset.item.slice(14), [...t.querySelectorAll('td.cell:not(.none)')]
+                   .map(td => [td.className, td.title])]))""")
+    assert sorted(grids) == sorted(want), grids
+    for ch, cells in grids.items():
+        assert [cls for cls, _ in cells] == [f"cell {want[ch]}"], (ch, cells)
+    assert "6 of its 7 channels" in grids["PORT"][0][1]
+    assert not browser.errors(), browser.errors()
+
+
+def test_report_spice_certificate_pages(small_run, browser):
+    """`certify --spice` against `migcert vm`: the index lists each SPICE
+    certificate; its page names the endpoint (each side's addresses, command
+    and version), the suite version, every case with its rule and verdict,
+    and a failing case's REPRO line with its copy button."""
+    out = small_run["out"]
+    _open(browser, out / "index.html")
+    links = browser.eval("[...document.querySelectorAll('p.cert.spice a')].map(a => a.getAttribute('href'))")
+    assert links == ["certify-spice-bad/index.html", "certify-spice-vm/index.html"], links
+    for name, verdict in (("certify-spice-vm", "certified"), ("certify-spice-bad", "not certified")):
+        cert = json.loads((out / name / "report.json").read_text())
+        assert cert["kind"] == "spice" and cert["verdict"] == verdict
+        _open(browser, out / name / "index.html")
+        assert browser.eval("document.getElementById('verdict').textContent") == verdict
+        text = browser.eval("document.body.innerText")
+        ep = cert["endpoint"]
+        for want in (ep["source"]["qmp"], ep["target"]["spice"], ep["source"]["version"],
+                     ep["migrate_uri"], cert["suite_version"]):
+            assert want and want in text, want
+        rows = browser.eval("[...document.querySelectorAll('table.cases tr')].slice(1)"
+                            ".map(r => [...r.cells].map(c => c.innerText))")
+        assert [r[0] for r in rows] == [k["name"] for k in cert["cases"]]
+        for row, k in zip(rows, cert["cases"]):
+            assert row[1] == k["status"] and row[2].startswith(k["rule"] + ": ") and k["rule_text"] in row[2]
+        assert not browser.errors(), browser.errors()
+    # the failing case: its rule and REPRO line, the copy button works
+    assert any(r[0] == "migrate.semi-seamless" and r[1] == "fail" and "spice-semi-seamless" in r[2]
+               for r in rows), rows
+    bad = json.loads((out / "certify-spice-bad" / "report.json").read_text())["cases"][0]
+    assert bad["repro"] in browser.eval("document.body.innerText")
+    browser.eval("document.querySelector('button.copy').click()")
+    assert not browser.errors(), browser.errors()
+
+
+def test_report_spice_and_simulator_benchmarks(small_run, browser):
+    """The SPICE switch-over gap (migcert beside QEMU, per migration kind)
+    and the simulator's migrations per core-minute are drawn, with their
+    trend over reports/history/."""
+    _open(browser, small_run["out"] / "index.html")
+    for alt in ("SPICE switch-over gap", "simulator migrations per core-minute",
+                "SPICE switch-over gap trend", "simulator trend"):
+        assert browser.eval(f"document.querySelector('img[alt=\"{alt}\"]').naturalWidth") > 0, alt
+    rows = browser.eval("[...document.querySelectorAll('table.spice-gaps tr')].slice(1)"
+                        ".map(r => [...r.cells].map(c => c.innerText))")
+    assert [r[:3] for r in rows] == [["semi-seamless", "migcert", "12.50"],
+                                     ["semi-seamless", "qemu-7.2", "30.00"],
+                                     ["seamless", "migcert", "6.25"], ["seamless", "qemu-7.2", "15.00"]]
+    assert browser.eval("document.querySelector('.sim-figure').textContent") == "2345"
+    assert "4321 draw messages/s" in browser.eval("document.body.innerText")
+    hist = small_run["data"]["history"]
+    assert [h["sim_per_core_minute"] for h in hist] == [2100, 2200]
+    assert [h["spice_gaps"]["semi-seamless migcert"] for h in hist] == [11.0, 12.0]
     assert not browser.errors(), browser.errors()
 
 

@@ -12,7 +12,8 @@ Reads what the lanes left in DIR (default reports/out), or in every DIR of
   run-*.json, full-*.json  `migcert run --json` (matrix, fault table,
                            timelines); det-*.json (the determinism lane's
                            repeats) are left out
-  certify-*/report.json    `migcert certify` (a certificate page each)
+  certify-*/report.json    `migcert certify` and `certify --spice` (a
+                           certificate page each)
   bench/*.json             `make bench`; --history DIR (default
                            reports/history) holds earlier runs' for the trend
   coverage/, *.log         linked (lcov, valgrind, sanitizers)
@@ -101,7 +102,7 @@ def load_inputs(dirs):
                 cases[c["id"]] = c
         for path in sorted(d.glob("certify-*/report.json")):
             doc = load_json(path)
-            if "abi_version" in doc:
+            if "abi_version" in doc or doc.get("kind") == "spice":
                 data["certs"][path.parent.name] = doc
         for path in sorted(d.glob("bench/*.json")):
             data["bench"].append({"file": path.name, "doc": load_json(path)})
@@ -185,6 +186,23 @@ def refusal(c):
     return short, (None if head.startswith("machine type") else head)
 
 
+def channel_status(c, name):
+    """(status, why) of SPICE channel `name` in case c: the SPICE oracle's
+    verdict of that channel (spice_channel_verdicts, `migcert run --json`)
+    when it gave one, else the case's own (an earlier oracle failed the
+    case, or results from before the verdicts).  A channel the oracle could
+    not judge in a failing case is not shown passed."""
+    v = (c.get("spice_channel_verdicts") or {}).get(name)
+    why = (c.get("spice_channel_errors") or {}).get(name)
+    if v == "passed":
+        return "passed", None
+    if v == "failed":
+        return "failed", why
+    if v == "not judged":
+        return c["status"], f"not judged: {why}" if why else "not judged"
+    return c["status"], None
+
+
 def matrix(cases):
     # every case with its releases known, at its own releases or a --pair;
     # not the sweeps' cases (a fault they inject on purpose is no pair fact)
@@ -202,11 +220,14 @@ def matrix(cases):
         for c in items[(kind, name)]:
             cell = cells.setdefault((c["src"], c["dst"]), {"passed": 0, "failed": 0,
                                                            "refused": 0, "rule": None,
-                                                           "example": None})
+                                                           "example": None, "why": None})
             ref = refusal(c)
-            if c["status"] != "passed":
+            status, why = (channel_status(c, name) if kind == "SPICE channel"
+                           else (c["status"], None))
+            if status != "passed":
                 cell["failed"] += 1
-                cell["example"] = cell["example"] or c["id"]
+                if not cell["example"]:
+                    cell["example"], cell["why"] = c["id"], why
             elif ref and (ref[1] is None or ref[1] == name or kind != "device"):
                 cell["refused"] += 1
                 cell["rule"] = cell["rule"] or ref[0]
@@ -222,8 +243,9 @@ def matrix(cases):
                 if not cell or not (cell["passed"] + cell["failed"] + cell["refused"]):
                     row.append({"state": "none", "text": "-", "title": "no case", "rule": None})
                 elif cell["failed"]:
+                    why = f": {cell['why']}" if cell["why"] else ""
                     row.append({"state": "failed", "text": f"failed {cell['failed']}",
-                                "title": f"{cell['failed']} failed, e.g. {cell['example']}",
+                                "title": f"{cell['failed']} failed, e.g. {cell['example']}{why}",
                                 "rule": None})
                 elif cell["refused"]:
                     row.append({"state": "refused", "text": "refused",
@@ -346,7 +368,9 @@ def bench_points(docs):
     """[(transport, ram_mib, engine, mbps, downtime_ms)] of bench.py JSON."""
     pts = []
     for d in docs:
-        doc = d.get("doc", d)
+        doc = d.get("doc", d) if isinstance(d, dict) else d
+        if not isinstance(doc, dict):   # parser-bench.py's list of rows: not drawn
+            continue
         for row in doc.get("rows") or []:  # bench.py's transport x RAM table
             m = row.get("median")
             if m:
@@ -365,6 +389,42 @@ def bench_points(docs):
     return pts
 
 
+def spice_bench(docs):
+    """spice-bench.py's JSON (the one with "gaps"): the switch-over gap per
+    migration kind and engine (median, min, max of the runs) and the display
+    throughput; None without one."""
+    for d in docs:
+        doc = d.get("doc", d) if isinstance(d, dict) else d
+        if not isinstance(doc, dict) or "gaps" not in doc:
+            continue
+        gaps, tput = [], None
+        for name, x in sorted((doc.get("summary") or {}).items()):
+            if name == "throughput":
+                tput = x
+            elif " " in name and x:
+                kind, engine = name.split(" ", 1)
+                gaps.append({"kind": kind, "engine": engine, "gap_ms": x["gap_ms"],
+                             "min_ms": x.get("min_ms", x["gap_ms"]),
+                             "max_ms": x.get("max_ms", x["gap_ms"]), "runs": x.get("runs")})
+        # semi-seamless before seamless, migcert before QEMU
+        gaps.sort(key=lambda g: (g["kind"] != "semi-seamless", g["kind"], g["engine"]))
+        return {"gaps": gaps, "throughput": tput}
+    return None
+
+
+def sim_bench(docs):
+    """sim-bench's JSON (the one with "per_core_minute"): simulated
+    migrations one core completes per minute, beside its goal; None
+    without one."""
+    for d in docs:
+        doc = d.get("doc", d) if isinstance(d, dict) else d
+        if isinstance(doc, dict) and "per_core_minute" in doc:
+            return {"per_core_minute": doc["per_core_minute"], "goal": doc.get("goal"),
+                    "scenario": doc.get("scenario"), "runs": doc.get("runs"),
+                    "cpu_ms_per_run": doc.get("cpu_ms_per_run")}
+    return None
+
+
 def load_history(folder):
     hist = []
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
@@ -372,8 +432,12 @@ def load_history(folder):
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError):
             continue
-        hist.append({"when": doc.get("when", Path(path).stem), "points":
-                     bench_points(doc.get("bench", []))})
+        docs = doc.get("bench", [])
+        sb, sim = spice_bench(docs), sim_bench(docs)
+        hist.append({"when": doc.get("when", Path(path).stem), "points": bench_points(docs),
+                     "spice_gaps": {f"{g['kind']} {g['engine']}": g["gap_ms"]
+                                    for g in (sb["gaps"] if sb else [])},
+                     "sim_per_core_minute": sim["per_core_minute"] if sim else None})
     return hist
 
 
@@ -468,20 +532,77 @@ def bench_plot(points, key, label, plt):
     return svg_uri(fig, plt)
 
 
-def trend_plot(hist, plt):
+def series_plot(hist, series, ylabel, plt, goal=None):
+    """One line per series {name: [(history index, y)]} over the runs of
+    reports/history/ (x: each run's time)."""
     fig, ax = plt.subplots(figsize=(9, 2.8))
+    for name in sorted(series):
+        xs, ys = zip(*series[name])
+        ax.plot(xs, ys, "o-", label=name)
+    if goal is not None:
+        ax.axhline(goal, color="#888", linestyle="--", linewidth=1, label=f"goal {goal}")
+    ax.set_xticks(range(len(hist)))
+    ax.set_xticklabels([h["when"] for h in hist], rotation=30, fontsize=6, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    return svg_uri(fig, plt)
+
+
+def trend_plot(hist, plt):
     series = {}
     for i, h in enumerate(hist):
         for p in h["points"]:
             series.setdefault(f"{p['engine']} {p['transport']} {p['ram_mib']} MiB", []).append(
                 (i, p["mbps"]))
-    for name in sorted(series):
-        xs, ys = zip(*series[name])
-        ax.plot(xs, ys, "o-", label=name)
-    ax.set_xticks(range(len(hist)))
-    ax.set_xticklabels([h["when"] for h in hist], rotation=30, fontsize=6, ha="right")
-    ax.set_ylabel("MB/s")
+    return series_plot(hist, series, "MB/s", plt)
+
+
+def spice_trend_plot(hist, plt):
+    series = {}
+    for i, h in enumerate(hist):
+        for name, gap in sorted((h.get("spice_gaps") or {}).items()):
+            series.setdefault(name, []).append((i, gap))
+    return series_plot(hist, series, "switch-over gap ms", plt) if series else None
+
+
+def sim_trend_plot(hist, plt, goal):
+    pts = [(i, h["sim_per_core_minute"]) for i, h in enumerate(hist)
+           if h.get("sim_per_core_minute") is not None]
+    return (series_plot(hist, {"simulated migrations per core-minute": pts}, "per core-minute",
+                        plt, goal) if pts else None)
+
+
+def spice_gap_plot(sb, plt):
+    """The switch-over gap per migration kind, migcert beside QEMU (bars:
+    the median; whiskers: min to max of the runs)."""
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    kinds = list(dict.fromkeys(g["kind"] for g in sb["gaps"]))
+    engines = sorted({g["engine"] for g in sb["gaps"]})
+    width = 0.8 / max(len(engines), 1)
+    for i, e in enumerate(engines):
+        gs = [next((g for g in sb["gaps"] if g["kind"] == k and g["engine"] == e), None)
+              for k in kinds]
+        ys = [g["gap_ms"] if g else 0 for g in gs]
+        err = [[g["gap_ms"] - g["min_ms"] if g else 0 for g in gs],
+               [g["max_ms"] - g["gap_ms"] if g else 0 for g in gs]]
+        ax.bar([j + i * width for j in range(len(kinds))], ys, width, yerr=err, capsize=3,
+               label=e)
+    ax.set_xticks([j + width * (len(engines) - 1) / 2 for j in range(len(kinds))])
+    ax.set_xticklabels(kinds, fontsize=8)
+    ax.set_ylabel("switch-over gap ms")
     ax.legend(fontsize=7)
+    return svg_uri(fig, plt)
+
+
+def sim_plot(sim, plt):
+    """Simulated migrations per core-minute against the goal."""
+    fig, ax = plt.subplots(figsize=(5, 1.6))
+    ax.barh([0], [sim["per_core_minute"]], color="#4e79a7", label="this run")
+    if sim.get("goal"):
+        ax.axvline(sim["goal"], color="#d62728", linestyle="--", label=f"goal {sim['goal']}")
+    ax.set_yticks([])
+    ax.set_xlabel("simulated migrations per core-minute")
+    ax.legend(fontsize=7, loc="lower right")
     return svg_uri(fig, plt)
 
 
@@ -501,9 +622,11 @@ def build(data, history):
         "timelines": timelines(cases),
         "failures": fails,
         "bench": bench_points(data["bench"]),
-        "spice_bench": [b["doc"] for b in data["bench"] if "gaps" in b["doc"]],
+        "spice_bench": spice_bench(data["bench"]),
+        "sim_bench": sim_bench(data["bench"]),
         "history": history,
-        "certs": [{"dir": k, "doc": v} for k, v in sorted(data["certs"].items())],
+        "certs": [{"dir": k, "doc": v, "kind": v.get("kind", "device")}
+                  for k, v in sorted(data["certs"].items())],
         "links": {"coverage": data["coverage"], "coverage_summary": data["coverage_summary"],
                   "logs": sorted(data["logs"])},
     }
@@ -522,8 +645,20 @@ def render(report, out):
     if report["bench"]:
         plots["throughput"] = bench_plot(report["bench"], "mbps", "MB/s", plt)
         plots["downtime"] = bench_plot(report["bench"], "downtime_ms", "downtime ms", plt)
+    if report["spice_bench"] and report["spice_bench"]["gaps"]:
+        plots["spice_gap"] = spice_gap_plot(report["spice_bench"], plt)
+    if report["sim_bench"]:
+        plots["sim"] = sim_plot(report["sim_bench"], plt)
     if len(report["history"]) > 1:
-        plots["trend"] = trend_plot(report["history"], plt)
+        if any(h["points"] for h in report["history"]):
+            plots["trend"] = trend_plot(report["history"], plt)
+        t = spice_trend_plot(report["history"], plt)
+        if t:
+            plots["spice_trend"] = t
+        goal = report["sim_bench"]["goal"] if report["sim_bench"] else None
+        t = sim_trend_plot(report["history"], plt, goal)
+        if t:
+            plots["sim_trend"] = t
     css = (HERE / "report.css").read_text()
     js = (HERE / "report.js").read_text()
     out.mkdir(parents=True, exist_ok=True)
@@ -532,7 +667,8 @@ def render(report, out):
     for c in report["certs"]:
         d = out / c["dir"]
         d.mkdir(parents=True, exist_ok=True)
-        (d / "index.html").write_text(env.get_template("certificate.html.j2").render(
+        page = "certificate-spice.html.j2" if c["kind"] == "spice" else "certificate.html.j2"
+        (d / "index.html").write_text(env.get_template(page).render(
             c=c["doc"], name=c["dir"], css=css, js=js))
     (out / "report-data.json").write_text(json.dumps(report, indent=1, sort_keys=True))
 

@@ -316,6 +316,7 @@ typedef struct CertReport {
      * written to these paths as well (NULL: only in outdir) */
     const char *kind;
     const char *json_path, *junit_path;
+    struct json_t *extra; /* more fields of report.json (SPICE: the endpoint); NULL none */
 } CertReport;
 
 /* Creates rp->outdir and writes report.txt, report.json and

@@ -12,7 +12,8 @@
  * Cases that -k did not select are not listed.  The same writers serve
  * `certify --spice` (CertReport.kind: a server instead of a plugin, no
  * plugin file or ABI version, and --json / --junit paths besides the
- * folder).  Each writer returns 0 or
+ * folder, the rule of every case, not only of a failed one; CertReport.extra
+ * adds its "kind" and "endpoint").  Each writer returns 0 or
  * -errno with `what` naming the file.
  */
 #include <errno.h>
@@ -133,11 +134,13 @@ static int write_json(const CertReport *rp, const char *to, MigErr **errp)
             json_object_set_new(o, "message", json_string(r->msg));
         else if (r->note[0])
             json_object_set_new(o, "note", json_string(r->note));
+        if (r->st == CERT_ST_FAIL || (rp->kind && r->rule)) { /* SPICE: every case's rule */
+            json_object_set_new(o, "rule", json_string(r->rule));
+            json_object_set_new(o, "rule_text", json_string(certify_rule_text(r->rule)));
+        }
         if (r->st == CERT_ST_FAIL) {
             char repro[PATH_MAX * 2 + 128];
             snprintf(repro, sizeof(repro), "%s -k %s", rp->repro_base, rp->cases[i].name);
-            json_object_set_new(o, "rule", json_string(r->rule));
-            json_object_set_new(o, "rule_text", json_string(certify_rule_text(r->rule)));
             json_object_set_new(o, "repro", json_string(repro));
             bool seen = false;
             size_t j;
@@ -150,6 +153,8 @@ static int write_json(const CertReport *rp, const char *to, MigErr **errp)
     }
     json_object_set_new(root, "cases", arr);
     json_object_set_new(root, "rules_broken", broken);
+    if (rp->extra)
+        json_object_update(root, rp->extra);
     json_object_set_new(root, "passed", json_integer((json_int_t)rp->npass));
     json_object_set_new(root, "failed", json_integer((json_int_t)rp->nfail));
     json_object_set_new(root, "skipped", json_integer((json_int_t)rp->nskip));

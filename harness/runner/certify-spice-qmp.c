@@ -28,6 +28,7 @@ struct CsQmp {
     bool greeted, closed;
     uint64_t next_id, want_id;
     json_t *answer; /* the answer to want_id, once it came */
+    char version[128]; /* from the greeting: "7.2.0 (Debian 1:7.2+dfsg-7)" */
 };
 
 static void handle_line(CsQmp *q, const char *line, size_t n)
@@ -37,6 +38,15 @@ static void handle_line(CsQmp *q, const char *line, size_t n)
         return;
     if (json_object_get(j, "QMP")) {
         q->greeted = true;
+        json_t *v = json_object_get(json_object_get(json_object_get(j, "QMP"), "version"), "qemu");
+        const char *pkg = json_string_value(json_object_get(json_object_get(json_object_get(j, "QMP"), "version"),
+                                                            "package"));
+        if (v)
+            snprintf(q->version, sizeof(q->version), "%lld.%lld.%lld%s%s%s",
+                     (long long)json_integer_value(json_object_get(v, "major")),
+                     (long long)json_integer_value(json_object_get(v, "minor")),
+                     (long long)json_integer_value(json_object_get(v, "micro")), pkg && pkg[0] ? " (" : "",
+                     pkg && pkg[0] ? pkg : "", pkg && pkg[0] ? ")" : "");
     } else if (json_object_get(j, "return") || json_object_get(j, "error")) {
         json_t *id = json_object_get(j, "id");
         if (json_is_integer(id) && (uint64_t)json_integer_value(id) == q->want_id && !q->answer) {
@@ -139,6 +149,11 @@ CsQmp *cs_qmp_open(MigLoop *loop, const char *addr, uint64_t timeout_ns, MigErr 
         return NULL;
     }
     return q;
+}
+
+const char *cs_qmp_version(const CsQmp *q)
+{
+    return q->version;
 }
 
 int cs_qmp_exec(CsQmp *q, const char *cmd, json_t *args, uint64_t timeout_ns, json_t **ret, MigErr **errp)

@@ -141,6 +141,7 @@ int cs_side_ready(CsRun *r, CsSide *s, bool fresh, char *why, size_t why_len)
     }
     s->state = CS_SIDE_FRESH;
     s->why[0] = 0;
+    snprintf(s->version, sizeof(s->version), "%s", cs_qmp_version(s->qmp));
     return 0;
 }
 

@@ -21,8 +21,10 @@
  * report prints, are listed in spice_cases[] below and in the files that run
  * them (certify-spice-input.c, certify-spice-cases.c).  Reports: report.txt,
  * report.json and report.junit.xml in DIR (default reports/out/certify-spice),
- * written by certify-report.c as for device certification, plus --json F and
- * --junit F; one REPRO line per failure on stderr and in the report.  Exit 0
+ * written by certify-report.c as for device certification (report.json
+ * adds "kind": "spice" and "endpoint": each side's QMP and SPICE address,
+ * command and the version its QMP greeting gave, the migrate URI, whether
+ * a password was used), plus --json F and --junit F; one REPRO line per failure on stderr and in the report.  Exit 0
  * every case passed or was skipped, 1 a case failed or was not run, 2 usage,
  * 3 the report could not be written.
  */
@@ -288,6 +290,7 @@ int certify_spice_main(int argc, char **argv)
             continue;
         }
         r.case_name = k->name;
+        res[i].rule = k->rule; /* the rule it checks (a failure may name another) */
         CertCtx c = {.res = &res[i]};
         char why[512] = "";
         int rc = cs_side_ready(&r, &r.src, k->migrates, why, sizeof(why));
@@ -319,10 +322,25 @@ int certify_spice_main(int argc, char **argv)
     cs_side_stop(&r, &r.src);
     cs_side_stop(&r, &r.dst);
 
+    /* what was certified, for the certificate page (docs/report.md) */
+    json_t *extra = json_object();
+    json_object_set_new(extra, "kind", json_string("spice"));
+    json_object_set_new(extra, "timeout_s", json_integer(timeout_s));
+    json_t *ep = json_object();
+    CsSide *sides[2] = {&r.src, &r.dst};
+    for (int i = 0; i < 2; i++)
+        json_object_set_new(ep, sides[i]->name,
+                            json_pack("{s:s, s:s, s:s?, s:s?}", "qmp", sides[i]->qmp_addr, "spice",
+                                      sides[i]->spice_arg, "cmd", sides[i]->cmd, "version",
+                                      sides[i]->version[0] ? sides[i]->version : NULL));
+    json_object_set_new(ep, "migrate_uri", r.migrate_uri ? json_string(r.migrate_uri) : json_null());
+    json_object_set_new(ep, "password", json_boolean(r.password != NULL)); /* never the password itself */
+    json_object_set_new(extra, "endpoint", ep);
     CertReport rp = {outdir, "SPICE server", NULL, "spice", desc, repro_base, NULL, cases, res, ncases,
                      npass, nfail, nskip, nnotrun, .kind = "SPICE server", .json_path = json_path,
-                     .junit_path = junit_path};
+                     .junit_path = junit_path, .extra = extra};
     int rc = certify_finish(&rp);
+    json_decref(extra);
     free(res);
     free(cases);
     r.loop->ops->free(r.loop);

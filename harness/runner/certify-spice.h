@@ -46,6 +46,8 @@ CsQmp *cs_qmp_open(MigLoop *loop, const char *addr, uint64_t timeout_ns, MigErr 
  * may be NULL), or -EPROTO with the server's error class and description,
  * -ETIMEDOUT, or -EPIPE when the connection closed. */
 int cs_qmp_exec(CsQmp *q, const char *cmd, json_t *args, uint64_t timeout_ns, json_t **ret, MigErr **errp);
+/* The version its QMP greeting gave ("7.2.0 (package)"; "" without one). */
+const char *cs_qmp_version(const CsQmp *q);
 /* Whether the connection is still open (a server that died closes it). */
 bool cs_qmp_alive(CsQmp *q);
 void cs_qmp_close(CsQmp *q);
@@ -71,6 +73,7 @@ typedef struct CsSide {
     char why[160];         /* what used or killed it ("case migrate.cancel") */
     pid_t pid;             /* the command's process group, when we started it */
     unsigned starts;
+    char version[128];     /* its QMP greeting's version, once connected */
 } CsSide;
 
 /* ---- the run (certify-spice.c) ---- */

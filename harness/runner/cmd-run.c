@@ -18,10 +18,13 @@
  *                    "faults", "trace_hash", "repro", "error", "outcome",
  *                    "scenario", "src", "dst", "devices", "spice_channels",
  *                    "mig_error", "fired", "first_fired", "virtual_ns",
- *                    "timeline"}]}: src/dst the releases the case ran,
+ *                    "timeline", "spice_channel_verdicts",
+ *                    "spice_channel_errors"}]}: src/dst the releases the case ran,
  *                    mig_error the migration's own error (a pair refused
  *                    by pre-flight names its rule there), timeline the
- *                    events a report draws (run-timeline.h); what
+ *                    events a report draws (run-timeline.h), the SPICE
+ *                    oracle's verdict per channel and why (oracle-spice.c);
+ *                    what
  *                    `migcert report` reads (docs/report.md)
  *   --junit F        JUnit XML
  *   --list           print the case ids and exit
@@ -73,6 +76,7 @@ typedef struct Case {
     uint64_t fired, virtual_ns;
     char first_fired[96];
     json_t *timeline, *channels;
+    json_t *spice_verdicts, *spice_errors; /* RunResult.spice by channel name */
 } Case;
 
 typedef struct Opts {
@@ -122,6 +126,8 @@ static void case_clear(Case *c)
     free(c->mig_error);
     json_decref(c->timeline);
     json_decref(c->channels);
+    json_decref(c->spice_verdicts);
+    json_decref(c->spice_errors);
 }
 
 static char *shell_quote(const char *s)
@@ -398,6 +404,7 @@ static int run_capture(const Opts *o, RunCase *rc, RunResult *r, Case *c)
     c->virtual_ns = r->virtual_ns;
     snprintf(c->first_fired, sizeof(c->first_fired), "%s", r->first_fired);
     c->timeline = run_timeline_json(buf, len, &c->channels);
+    c->spice_verdicts = run_spice_verdicts_json(r, &c->spice_errors);
     free(buf);
     return ret;
 }
@@ -543,6 +550,10 @@ static void write_json(const Opts *o, const Cases *cs)
                           "mig_error", c->mig_error, "fired", (json_int_t)c->fired,
                           "first_fired", c->first_fired[0] ? c->first_fired : NULL,
                           "virtual_ns", (json_int_t)c->virtual_ns, "timeline", c->timeline));
+        if (c->spice_verdicts && json_object_size(c->spice_verdicts))
+            json_object_update_missing_new(
+                o1, json_pack("{s:O, s:O}", "spice_channel_verdicts", c->spice_verdicts,
+                              "spice_channel_errors", c->spice_errors));
         json_array_append_new(arr, o1);
     }
     json_object_set_new(doc, "cases", arr);

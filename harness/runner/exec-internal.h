@@ -163,6 +163,8 @@ typedef struct ExecSpice {
     bool gone;             /* it disconnected (a step or a scripted fault) */
     char last_error[320];  /* kept when it went away */
     FakeClientMigrations migs;
+    uint8_t ever_type[EXEC_SPICE_CHANNELS_MAX], ever_id[EXEC_SPICE_CHANNELS_MAX];
+    size_t never;          /* the channels it ever linked, kept when it went away */
     bool info_pending;     /* client_migrate_info asked, not answered */
     int info_result;
 } ExecSpice;

@@ -189,6 +189,10 @@ static void client_close(ExecSpice *x, const char *why)
     x->gone = x->gone || why != NULL;
     snprintf(x->last_error, sizeof(x->last_error), "%s", fake_client_last_error(c));
     fake_client_migrations(c, &x->migs);
+    for (x->never = 0; x->never < EXEC_SPICE_CHANNELS_MAX &&
+                       fake_client_channel_ever(c, x->never, &x->ever_type[x->never], &x->ever_id[x->never]);
+         x->never++)
+        ;
     if (why)
         exec__log(x->run, "client: disconnects (%s)", why);
     x->client = NULL;

@@ -140,6 +140,31 @@ typedef struct RunCase {
     ExecSelftest selftest;
 } RunCase;
 
+/* The SPICE oracle's verdict on one channel the client linked
+ * (RunResult.spice, oracle-spice.c): passed (no check of it failed), failed
+ * (`why` says which check), or not judged (an earlier failure left nothing
+ * to judge it on: the screen when the client is not where it must be). */
+typedef enum ExecChannelVerdict {
+    EXEC_CHANNEL_PASSED,
+    EXEC_CHANNEL_FAILED,
+    EXEC_CHANNEL_NOT_JUDGED,
+    EXEC_CHANNEL__COUNT
+} ExecChannelVerdict;
+
+extern const char *const exec_channel_verdict_names[EXEC_CHANNEL__COUNT];
+
+#define EXEC_SPICE_CHANNELS_MAX 16
+
+typedef struct ExecSpiceChannel {
+    uint8_t type, id;  /* SPICE_CHANNEL_*, channel id (DISPLAY: the head) */
+    ExecChannelVerdict verdict;
+    char why[256];     /* the failed check's message */
+} ExecSpiceChannel;
+
+/* "MAIN", "DISPLAY", "DISPLAY:1": the channel's name in `migcert run
+ * --json` (spice_channels, spice_channel_verdicts); id 0 is left out. */
+void exec_spice_channel_name(uint8_t type, uint8_t id, char *buf, size_t len);
+
 typedef struct RunResult {
     bool passed;
     bool skipped;          /* the pair cannot run this scenario (e.g. device) */
@@ -151,6 +176,11 @@ typedef struct RunResult {
     char first_fired[96];  /* "src:point#N" of the first one */
     uint64_t hits[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT]; /* per registered point */
     uint64_t virtual_ns;   /* virtual time the run took */
+    /* with `spice:` and a client, once the SPICE oracle ran: every channel
+     * the client linked, in the order it first linked them (none when an
+     * earlier oracle failed the case, or without a client) */
+    ExecSpiceChannel spice[EXEC_SPICE_CHANNELS_MAX];
+    size_t nspice;
 } RunResult;
 
 /* Whether the case's pair can run its scenario: EXEC_APPLICABLE, or why not

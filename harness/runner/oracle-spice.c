@@ -19,8 +19,18 @@
  *             read_errors on both machines);
  *   leftovers once the client is gone, no server keeps a channel client or
  *             a link in progress.
+ * Each failed check names the channel it judged, and the oracle goes on
+ * with the checks of the other channels, so that RunResult.spice holds a
+ * verdict per channel the client linked (exec.h; `migcert run --json`
+ * spice_channel_verdicts, the report's matrix): server and session checks
+ * judge MAIN (and, after a seamless migration, each channel that was
+ * dropped), the screen each DISPLAY head, the sequences PLAYBACK and PORT,
+ * a client error the channel it names (MAIN when it names none), the
+ * leftovers MAIN.  The case's error stays the first failure in this order.
  * Called by: exec-case.c (last in the oracle table: it runs the loop on).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +41,93 @@
 
 #define SETTLE_NS 2000000000ull /* the switch and the first frames on the target */
 #define DRAIN_NS 1000000000ull  /* a stopped guest's last messages reach the client */
+
+const char *const exec_channel_verdict_names[EXEC_CHANNEL__COUNT] = {
+    [EXEC_CHANNEL_PASSED] = "passed",
+    [EXEC_CHANNEL_FAILED] = "failed",
+    [EXEC_CHANNEL_NOT_JUDGED] = "not judged",
+};
+
+void exec_spice_channel_name(uint8_t type, uint8_t id, char *buf, size_t len)
+{
+    if (id)
+        snprintf(buf, len, "%s:%u", spice_channel_type_name(type), id);
+    else
+        snprintf(buf, len, "%s", spice_channel_type_name(type));
+}
+
+/* Every channel the client ever linked, each passed until a check fails it. */
+static void verdicts_open(Run *run)
+{
+    ExecSpice *x = run->spice;
+    RunResult *r = run->r;
+    uint8_t t, id;
+    r->nspice = 0;
+    for (size_t i = 0; r->nspice < EXEC_SPICE_CHANNELS_MAX; i++) {
+        if (x->client ? !fake_client_channel_ever(x->client, i, &t, &id) : i >= x->never)
+            break;
+        if (!x->client)
+            t = x->ever_type[i], id = x->ever_id[i];
+        r->spice[r->nspice++] = (ExecSpiceChannel){.type = t, .id = id, .verdict = EXEC_CHANNEL_PASSED};
+    }
+}
+
+/* The verdict of (type, id), or of MAIN (the session) for a channel the
+ * client never linked; NULL without any. */
+static ExecSpiceChannel *verdict_of(Run *run, uint8_t type, uint8_t id)
+{
+    RunResult *r = run->r;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < r->nspice; i++)
+            if (r->spice[i].type == type && r->spice[i].id == id)
+                return &r->spice[i];
+        type = SPICE_CHANNEL_MAIN, id = 0;
+    }
+    return NULL;
+}
+
+static void mark(Run *run, uint8_t type, uint8_t id, ExecChannelVerdict v, const char *why)
+{
+    ExecSpiceChannel *ch = verdict_of(run, type, id);
+    if (!ch || ch->verdict == EXEC_CHANNEL_FAILED)
+        return; /* its first failure stays */
+    ch->verdict = v;
+    snprintf(ch->why, sizeof(ch->why), "%s", why);
+}
+
+/* A check of channel (type, id) failed: its verdict, and the case's error
+ * unless an earlier check set it (first failure wins).  Returns `code`. */
+static int MIG_PRINTF(6, 7) channel_fail(Run *run, MigErr **errp, uint8_t type, uint8_t id, int code,
+                                         const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mark(run, type, id, EXEC_CHANNEL_FAILED, msg);
+    return mig_err_set(errp, code, "%s", msg);
+}
+
+/* The channel a client error names ("PORT:0: ...", "migration: DISPLAY:1
+ * to the target: ..."), MAIN when it names none. */
+static void channel_of_error(const char *err, uint8_t *type, uint8_t *id)
+{
+    *type = SPICE_CHANNEL_MAIN, *id = 0;
+    if (!strncmp(err, "migration: ", 11))
+        err += 11;
+    for (unsigned t = 0; t < 256; t++) {
+        const char *name = spice_channel_type_name((uint8_t)t);
+        size_t n = strlen(name);
+        unsigned v;
+        char colon;
+        if (strcmp(name, "?") && !strncmp(err, name, n) && err[n] == ':' &&
+            sscanf(err + n + 1, "%u%c", &v, &colon) == 2 && (colon == ':' || colon == ' ') && v < 256) {
+            *type = (uint8_t)t, *id = (uint8_t)v;
+            return;
+        }
+    }
+}
 
 static bool alive(const Side *sd)
 {
@@ -79,21 +176,21 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
     const char *host = linked ? fake_client_server_host(c) : "nowhere";
     if (want == SCN_CLIENT_END_NONE) {
         if (linked)
-            return mig_err_set(errp, -EPROTO, "spice: the client is still linked to %s (session 0x%x), "
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client is still linked to %s (session 0x%x), "
                                "expected none (expect.client: none)", host, fake_client_session_id(c));
     } else {
         const char *name = want == SCN_CLIENT_END_DST ? "dst" : "src";
         Side *end = want == SCN_CLIENT_END_DST ? &run->dst : &run->src;
         if (!linked)
-            return mig_err_set(errp, -EPROTO, "spice: the client ended %s, expected on %s (the migration %s)%s%s",
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client ended %s, expected on %s (the migration %s)%s%s",
                                x->gone ? "disconnected" : "with no channel linked", name, outcome,
                                x->last_error[0] || (c && fake_client_last_error(c)[0]) ? "; its last error: " : "",
                                c ? fake_client_last_error(c) : x->last_error);
         if (strcmp(host, name))
-            return mig_err_set(errp, -EPROTO, "spice: the client ended on %s, expected on %s (the migration %s)",
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client ended on %s, expected on %s (the migration %s)",
                                host, name, outcome);
         if (!alive(end) || !holds_session(end, fake_client_session_id(c)))
-            return mig_err_set(errp, -EPROTO, "spice: the client believes it is on %s in session 0x%x, which "
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client believes it is on %s in session 0x%x, which "
                                "that server does not hold", name, fake_client_session_id(c));
         *endp = end;
     }
@@ -101,10 +198,10 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
     if (c)
         fake_client_migrations(c, &m);
     if (c && (m.semi_seamless || m.seamless) && !m.switch_host && fake_client_session_id(c) != x->first_session)
-        return mig_err_set(errp, -EPROTO, "spice: a semi-seamless migration changed the session (0x%x -> 0x%x)",
+        return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: a semi-seamless migration changed the session (0x%x -> 0x%x)",
                            x->first_session, fake_client_session_id(c));
     if (c && m.switch_host && linked && fake_client_session_id(c) == x->first_session)
-        return mig_err_set(errp, -EPROTO, "spice: after a switch-host the client kept session 0x%x (a new "
+        return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: after a switch-host the client kept session 0x%x (a new "
                            "session was expected)", x->first_session);
     bool ok = true;
     switch (want_mig) {
@@ -133,27 +230,42 @@ static int check_server(Run *run, const char *outcome, Side **endp, MigErr **err
         while (fake_client_channel_ever(c, ever, &t, &id))
             ever++;
         size_t lost = 0;
+        char msg[512] = "";
         if (s->client_channel_lost) {
             if (fake_client_has_channel(c, s->client_channel_lost, 0) || fake_client_linked_channels(c) != ever - 1)
-                return mig_err_set(errp, -EPROTO, "spice: the target was to refuse the client's %s channel "
-                                   "(expect.client-channel-lost); the client has %zu of its %zu channels linked",
-                                   spice_channel_type_name(s->client_channel_lost), fake_client_linked_channels(c),
-                                   ever);
+                snprintf(msg, sizeof(msg), "spice: the target was to refuse the client's %s channel "
+                         "(expect.client-channel-lost); the client has %zu of its %zu channels linked",
+                         spice_channel_type_name(s->client_channel_lost), fake_client_linked_channels(c), ever);
             lost = 1;
         }
-        if (fake_client_linked_channels(c) != ever - lost)
-            return mig_err_set(errp, -EPROTO, "spice: after the seamless migration the client has %zu of its %zu "
-                               "channels linked (last error: %s)", fake_client_linked_channels(c), ever,
-                               fake_client_last_error(c)[0] ? fake_client_last_error(c) : "none");
+        if (!msg[0] && fake_client_linked_channels(c) != ever - lost)
+            snprintf(msg, sizeof(msg), "spice: after the seamless migration the client has %zu of its %zu "
+                     "channels linked (last error: %s)", fake_client_linked_channels(c), ever,
+                     fake_client_last_error(c)[0] ? fake_client_last_error(c) : "none");
+        if (msg[0]) {
+            /* the verdict of each channel: dropped though it was to stay,
+             * or kept though the target was to refuse it */
+            size_t named = 0;
+            for (size_t i = 0; fake_client_channel_ever(c, i, &t, &id); i++) {
+                bool to_lose = s->client_channel_lost == t && id == 0;
+                if (fake_client_has_channel(c, t, id) == to_lose) {
+                    channel_fail(run, errp, t, id, -EPROTO, "%s", msg);
+                    named++;
+                }
+            }
+            if (!named) /* the counts disagree with no channel to blame: the session */
+                channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "%s", msg);
+            return -EPROTO;
+        }
         /* the session goes on: no second MAIN_INIT (a surface sent again is
          * an error of the client's own: SURFACE_CREATE of one it holds) */
         size_t inits = fake_client_count(c, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_INIT);
         if (inits != 1)
-            return mig_err_set(errp, -EPROTO, "spice: the client got %zu MAIN_INIT over a seamless migration "
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client got %zu MAIN_INIT over a seamless migration "
                                "(exactly 1 expected)", inits);
     }
     if (!ok)
-        return mig_err_set(errp, -EPROTO, "spice: the client followed %u seamless, %u semi-seamless, %u "
+        return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: the client followed %u seamless, %u semi-seamless, %u "
                            "switch-host and %u cancelled migration(s); expected %s", m.seamless, m.semi_seamless,
                            m.switch_host, m.cancelled, scn_client_mig_names[want_mig]);
     return 0;
@@ -184,27 +296,38 @@ static bool settled(void *opaque)
 }
 
 /* The client's primary surface of display channel `head` against that
- * head's framebuffer. */
-static int check_head(FakeClient *c, Side *end, uint32_t head, MigErr **errp)
+ * head's framebuffer (the verdict of DISPLAY:head). */
+static int check_head(Run *run, FakeClient *c, Side *end, uint32_t head, MigErr **errp)
 {
     const SpiceSurface *fb = fake_qxl_head_framebuffer(end->spice->qxl, head);
     const SpiceSurface *cs = fake_client_surface(c, (uint8_t)head, 0);
+    uint8_t id = (uint8_t)head;
     if (!cs)
-        return mig_err_set(errp, -EPROTO, "spice: the client has no primary surface of display %u on %s", head,
-                           mig_fault_side_names[end->sl->side]);
+        return channel_fail(run, errp, SPICE_CHANNEL_DISPLAY, id, -EPROTO, "spice: the client has no primary "
+                            "surface of display %u on %s", head, mig_fault_side_names[end->sl->side]);
     if (cs->width != fb->width || cs->height != fb->height)
-        return mig_err_set(errp, -EPROTO, "spice: the client's primary surface of display %u is %ux%u, the "
-                           "guest's %ux%u", head, cs->width, cs->height, fb->width, fb->height);
+        return channel_fail(run, errp, SPICE_CHANNEL_DISPLAY, id, -EPROTO, "spice: the client's primary surface "
+                            "of display %u is %ux%u, the guest's %ux%u", head, cs->width, cs->height, fb->width,
+                            fb->height);
     size_t n = (size_t)fb->width * fb->height, diff = 0, first = 0;
     for (size_t i = 0; i < n; i++)
         if (cs->px[i] != fb->px[i] && !diff++)
             first = i;
     if (diff)
-        return mig_err_set(errp, -EPROTO, "spice: the client's screen differs from the guest framebuffer of %s "
-                           "in %zu pixel(s), first at (%zu, %zu) of display %u: 0x%06x, the guest has 0x%06x",
-                           mig_fault_side_names[end->sl->side], diff, first % fb->width, first / fb->width, head,
-                           cs->px[first], fb->px[first]);
+        return channel_fail(run, errp, SPICE_CHANNEL_DISPLAY, id, -EPROTO, "spice: the client's screen differs "
+                            "from the guest framebuffer of %s in %zu pixel(s), first at (%zu, %zu) of display %u: "
+                            "0x%06x, the guest has 0x%06x", mig_fault_side_names[end->sl->side], diff,
+                            first % fb->width, first / fb->width, head, cs->px[first], fb->px[first]);
     return 0;
+}
+
+/* Every display channel the client linked is (type DISPLAY) gets `v`. */
+static void mark_displays(Run *run, ExecChannelVerdict v, const char *why)
+{
+    RunResult *r = run->r;
+    for (size_t i = 0; i < r->nspice; i++)
+        if (r->spice[i].type == SPICE_CHANNEL_DISPLAY)
+            mark(run, SPICE_CHANNEL_DISPLAY, r->spice[i].id, v, why);
 }
 
 static int check_screen(Run *run, Side *end, MigErr **errp)
@@ -220,39 +343,48 @@ static int check_screen(Run *run, Side *end, MigErr **errp)
      * window paces a slow link: no fixed time is enough) */
     mig_sim_run_for(run->loop, DRAIN_NS);
     uint64_t now = mig_loop_now_ns(run->loop);
-    if (mig_loop_run_until(run->loop, settled, end, now + 120000000000ull) < 0)
-        return mig_err_set(errp, -ETIMEDOUT, "spice: the links to %s did not settle within 120 s of the "
-                           "guest stopping", mig_fault_side_names[end->sl->side]);
-    exec__selftest_break_spice(run, end, true);
-    for (uint32_t head = 0; head < fake_qxl_heads(end->spice->qxl); head++) {
-        int r = check_head(c, end, head, errp);
-        if (r < 0)
-            return r;
+    if (mig_loop_run_until(run->loop, settled, end, now + 120000000000ull) < 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "spice: the links to %s did not settle within 120 s of the guest stopping",
+                 mig_fault_side_names[end->sl->side]);
+        mark_displays(run, EXEC_CHANNEL_FAILED, msg);
+        return mig_err_set(errp, -ETIMEDOUT, "%s", msg);
     }
-    return 0;
+    exec__selftest_break_spice(run, end, true);
+    int rc = 0;
+    for (uint32_t head = 0; head < fake_qxl_heads(end->spice->qxl); head++) {
+        int r = check_head(run, c, end, head, errp);
+        rc = rc ? rc : r;
+    }
+    return rc;
 }
 
+/* Playback and the port (PLAYBACK, PORT), then the client's own error (the
+ * channel it names). */
 static int check_errors_and_sequences(Run *run, const char *outcome, MigErr **errp)
 {
     const Scenario *s = run->s;
     ExecSpice *x = run->spice;
     FakeClient *c = x->client;
+    int rc = 0;
     if (c) {
         FakeClientMediaStats play, port;
         fake_client_media_stats(c, SPICE_CHANNEL_PLAYBACK, &play);
         fake_client_media_stats(c, SPICE_CHANNEL_PORT, &port);
         if (play.dups)
-            return mig_err_set(errp, -EPROTO, "spice: playback repeated %llu frame(s) (of %llu received)",
-                               (unsigned long long)play.dups, (unsigned long long)play.received);
+            rc = channel_fail(run, errp, SPICE_CHANNEL_PLAYBACK, 0, -EPROTO, "spice: playback repeated %llu "
+                              "frame(s) (of %llu received)", (unsigned long long)play.dups,
+                              (unsigned long long)play.received);
         FakeClientMigrations mm;
         fake_client_migrations(c, &mm);
         if (mm.seamless && play.gaps)
-            return mig_err_set(errp, -EPROTO, "spice: playback lost %llu frame(s) over a seamless migration (of %llu "
-                               "received)", (unsigned long long)play.gaps, (unsigned long long)play.received);
+            rc = channel_fail(run, errp, SPICE_CHANNEL_PLAYBACK, 0, -EPROTO, "spice: playback lost %llu frame(s) "
+                              "over a seamless migration (of %llu received)", (unsigned long long)play.gaps,
+                              (unsigned long long)play.received);
         if (port.gaps || port.dups)
-            return mig_err_set(errp, -EPROTO, "spice: port bytes to the client: %llu lost or out of order, %llu "
-                               "repeated (of %llu)", (unsigned long long)port.gaps, (unsigned long long)port.dups,
-                               (unsigned long long)port.received);
+            rc = channel_fail(run, errp, SPICE_CHANNEL_PORT, 0, -EPROTO, "spice: port bytes to the client: %llu "
+                              "lost or out of order, %llu repeated (of %llu)", (unsigned long long)port.gaps,
+                              (unsigned long long)port.dups, (unsigned long long)port.received);
     }
     /* switch-host starts a new session: what was in flight to the source is
      * legitimately lost and the client's stream to the port starts afresh,
@@ -268,26 +400,30 @@ static int check_errors_and_sequences(Run *run, const char *outcome, MigErr **er
         FakeVmcStats v;
         fake_vmc_stats(sides[i]->spice->vmc, &v);
         if (v.read_errors)
-            return mig_err_set(errp, -EPROTO, "spice: port bytes from the client: fake-vmc on %s read %llu byte(s) "
-                               "out of sequence (of %llu)", mig_fault_side_names[i],
-                               (unsigned long long)v.read_errors, (unsigned long long)v.read);
+            rc = channel_fail(run, errp, SPICE_CHANNEL_PORT, 0, -EPROTO, "spice: port bytes from the client: "
+                              "fake-vmc on %s read %llu byte(s) out of sequence (of %llu)",
+                              mig_fault_side_names[i], (unsigned long long)v.read_errors,
+                              (unsigned long long)v.read);
     }
     const char *err = c ? fake_client_last_error(c) : x->last_error;
     /* a target the pair rules say refuses the migrating client's link */
     ExecSpicePair sp;
     exec__spice_pair(s, run->src.release, run->dst.release, &sp);
     bool refused = sp.on && sp.p.client_error && strstr(err, sp.p.client_error);
+    uint8_t t, id;
+    channel_of_error(err, &t, &id);
     if (!s->client_error && err[0] && !refused)
-        return mig_err_set(errp, -EPROTO, "spice: the client met an error: %s", err);
+        rc = channel_fail(run, errp, t, id, -EPROTO, "spice: the client met an error: %s", err);
     /* the file's expected error is for its own outcome (see check_server) */
     bool own = !strcmp(outcome, scn_outcome_names[s->outcome]);
     if (s->client_error && own && !strstr(err, s->client_error))
-        return mig_err_set(errp, -EPROTO, "spice: the client's last error is '%s', expected one containing '%s' "
-                           "(expect.client-error)", err, s->client_error);
-    return 0;
+        rc = channel_fail(run, errp, t, id, -EPROTO, "spice: the client's last error is '%s', expected one "
+                          "containing '%s' (expect.client-error)", err, s->client_error);
+    return rc;
 }
 
-/* The client goes; nothing of it may stay on a server that lives on. */
+/* The client goes; nothing of it may stay on a server that lives on (a
+ * link left half-open belongs to no channel yet: MAIN, the session). */
 static int check_leftovers(Run *run, MigErr **errp)
 {
     /* the network works again (a partitioned link would hide the close:
@@ -306,8 +442,9 @@ static int check_leftovers(Run *run, MigErr **errp)
         SpiceServer *sv = mig_machine_spice(sides[i]->m);
         size_t cc = spice_server_channel_clients(sv), pl = spice_server_pending_links(sv);
         if (cc || pl)
-            return mig_err_set(errp, -EPROTO, "spice: after the client left, the %s server still has %zu channel "
-                               "client(s) and %zu link(s) in progress", mig_fault_side_names[i], cc, pl);
+            return channel_fail(run, errp, SPICE_CHANNEL_MAIN, 0, -EPROTO, "spice: after the client left, the %s "
+                                "server still has %zu channel client(s) and %zu link(s) in progress",
+                                mig_fault_side_names[i], cc, pl);
     }
     return 0;
 }
@@ -325,15 +462,21 @@ int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp)
     if (srr < 0)
         return mig_err_set(errp, srr, "spice: the run could not go on for the hand-over to settle (%s)",
                            mig_errno_name(srr));
+    verdicts_open(run);
+    /* every check runs, whatever failed before it, so that each channel
+     * has its own verdict; the screen needs the client where it must be */
     Side *end = NULL;
     int rc = check_server(run, outcome, &end, errp);
-    if (rc == 0 && end && run->s->client_channel_lost != SPICE_CHANNEL_DISPLAY)
-        rc = check_screen(run, end, errp);
-    if (rc == 0 && end)
+    int r2 = 0;
+    if (end && run->s->client_channel_lost != SPICE_CHANNEL_DISPLAY)
+        r2 = check_screen(run, end, errp);
+    else if (!end && rc < 0)
+        mark_displays(run, EXEC_CHANNEL_NOT_JUDGED, "the client is not where it must be: no screen to compare");
+    rc = rc ? rc : r2;
+    if (end)
         exec__selftest_break_spice(run, end, false);
-    if (rc == 0)
-        rc = check_errors_and_sequences(run, outcome, errp);
-    if (rc == 0)
-        rc = check_leftovers(run, errp);
-    return rc;
+    r2 = check_errors_and_sequences(run, outcome, errp);
+    rc = rc ? rc : r2;
+    r2 = check_leftovers(run, errp);
+    return rc ? rc : r2;
 }

@@ -26,7 +26,8 @@ static bool is_traffic(const char *what, size_t len)
     return !strstr(buf, "MIGRATE") && !strstr(buf, "SWITCH");
 }
 
-/* "src.spice: linked MAIN:0 for ..." -> adds "MAIN" to chans (sorted set). */
+/* "src.spice: linked MAIN:0 for ..." -> adds "MAIN" to chans (sorted set);
+ * a channel id other than 0 stays: "DISPLAY:1" (exec_spice_channel_name). */
 static void note_channel(json_t *chans, const char *who, size_t wlen, const char *what,
                          size_t len)
 {
@@ -37,7 +38,13 @@ static void note_channel(json_t *chans, const char *who, size_t wlen, const char
     if (!colon || colon == name)
         return;
     char buf[32];
-    size_t n = (size_t)(colon - name);
+    size_t n = (size_t)(colon - name), idlen = 0;
+    while (colon + 1 + idlen < what + len && colon[1 + idlen] >= '0' && colon[1 + idlen] <= '9')
+        idlen++;
+    if (idlen == 1 && colon[1] == '0')
+        idlen = 0;
+    else if (idlen)
+        n += 1 + idlen;
     if (n >= sizeof(buf))
         return;
     memcpy(buf, name, n);
@@ -98,4 +105,19 @@ json_t *run_timeline_json(const char *trace, size_t len, json_t **channels)
         json_array_append(cut, json_array_get(all, i));
     json_decref(all);
     return cut;
+}
+
+json_t *run_spice_verdicts_json(const RunResult *r, json_t **errors)
+{
+    json_t *v = json_object();
+    *errors = json_object();
+    for (size_t i = 0; i < r->nspice; i++) {
+        const ExecSpiceChannel *ch = &r->spice[i];
+        char name[32];
+        exec_spice_channel_name(ch->type, ch->id, name, sizeof(name));
+        json_object_set_new(v, name, json_string(exec_channel_verdict_names[ch->verdict]));
+        if (ch->verdict != EXEC_CHANNEL_PASSED)
+            json_object_set_new(*errors, name, json_string(ch->why));
+    }
+    return v;
 }

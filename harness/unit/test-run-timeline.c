@@ -34,25 +34,56 @@ static void test_run_timeline_keeps_events_drops_spice_traffic(void **state)
         "t=5 src.spice: linked DISPLAY:0 for session 1 (mini header)\n"
         "t=6 src.spice.main0: send MAIN_INIT serial 1 size 32\n"
         "t=7 client.MAIN0: recv MAIN_MIGRATE_BEGIN serial 5 size 24\n"
-        "t=8 src.spice: linked MAIN:1 for session 1 (mini header)\n"
+        "t=8 src.spice: linked MAIN:0 for session 2 (mini header)\n"
+        "t=8 src.spice: linked DISPLAY:1 for session 2 (mini header)\n"
         "garbage without a time\n"
         "t=9 src: pass 1 done: sent 4096 bytes, 1 pages dirtied, pending 0 bytes\n"
         "t=10 harness: outcome completed";
     json_t *chans = NULL;
     json_t *tl = timeline(trace, &chans);
-    assert_int_equal(json_array_size(tl), 7);
+    assert_int_equal(json_array_size(tl), 8);
     /* the MIGRATE message is kept, MAIN_INIT is not */
     assert_string_equal(json_string_value(json_array_get(json_array_get(tl, 3), 2)),
                         "recv MAIN_MIGRATE_BEGIN serial 5 size 24");
-    json_t *last = json_array_get(tl, 6);
+    json_t *last = json_array_get(tl, 7);
     assert_int_equal(json_integer_value(json_array_get(last, 0)), 10);
     assert_string_equal(json_string_value(json_array_get(last, 1)), "harness");
     assert_string_equal(json_string_value(json_array_get(last, 2)), "outcome completed");
-    assert_int_equal(json_array_size(chans), 2);
+    /* once each; a second head keeps its id */
+    assert_int_equal(json_array_size(chans), 3);
     assert_string_equal(json_string_value(json_array_get(chans, 0)), "DISPLAY");
-    assert_string_equal(json_string_value(json_array_get(chans, 1)), "MAIN");
+    assert_string_equal(json_string_value(json_array_get(chans, 1)), "DISPLAY:1");
+    assert_string_equal(json_string_value(json_array_get(chans, 2)), "MAIN");
     json_decref(tl);
     json_decref(chans);
+}
+
+/* The SPICE oracle's verdicts by the channel names spice_channels uses:
+ * every channel with its verdict, the reason only for those not passed. */
+static void test_run_timeline_spice_verdicts_by_channel_name(void **state)
+{
+    (void)state;
+    RunResult *r = calloc(1, sizeof(*r));
+    r->spice[0] = (ExecSpiceChannel){.type = 1, .id = 0, .verdict = EXEC_CHANNEL_PASSED};
+    r->spice[1] = (ExecSpiceChannel){.type = 2, .id = 1, .verdict = EXEC_CHANNEL_FAILED, .why = "screen differs"};
+    r->spice[2] = (ExecSpiceChannel){.type = 2, .id = 0, .verdict = EXEC_CHANNEL_NOT_JUDGED, .why = "no screen"};
+    r->nspice = 3;
+    json_t *errors = NULL;
+    json_t *v = run_spice_verdicts_json(r, &errors);
+    char *a = json_dumps(v, JSON_SORT_KEYS | JSON_COMPACT), *b = json_dumps(errors, JSON_SORT_KEYS | JSON_COMPACT);
+    assert_string_equal(a, "{\"DISPLAY\":\"not judged\",\"DISPLAY:1\":\"failed\",\"MAIN\":\"passed\"}");
+    assert_string_equal(b, "{\"DISPLAY\":\"no screen\",\"DISPLAY:1\":\"screen differs\"}");
+    free(a);
+    free(b);
+    json_decref(v);
+    json_decref(errors);
+    r->nspice = 0; /* no verdicts: empty objects (cmd-run.c then writes none) */
+    v = run_spice_verdicts_json(r, &errors);
+    assert_int_equal(json_object_size(v), 0);
+    assert_int_equal(json_object_size(errors), 0);
+    json_decref(v);
+    json_decref(errors);
+    free(r);
 }
 
 static void test_run_timeline_cuts_a_long_trace_keeping_its_end(void **state)
@@ -136,6 +167,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_timeline_keeps_events_drops_spice_traffic),
+        cmocka_unit_test(test_run_timeline_spice_verdicts_by_channel_name),
         cmocka_unit_test(test_run_timeline_cuts_a_long_trace_keeping_its_end),
         cmocka_unit_test(test_run_timeline_empty_trace),
         cmocka_unit_test(test_run_progress_plain_lines_off_a_terminal),

@@ -669,22 +669,45 @@ static void test_scenario_exec_spice_oracles_can_fail(void **state)
     run_case(s, NULL, NULL, EXEC_SELFTEST_NONE, r);
     if (!r->passed)
         fail_msg("baseline: %s", r->error);
+    /* every channel the client links, each passed */
+    assert_int_equal(r->nspice, 7);
+    for (size_t k = 0; k < r->nspice; k++)
+        assert_int_equal(r->spice[k].verdict, EXEC_CHANNEL_PASSED);
+    /* each break fails the channel it broke (`failed`) and no other (the
+     * display is not judged when the client is not where it must be) */
     static const struct {
         ExecSelftest st;
         const char *want;
+        const char *failed;
+        ExecChannelVerdict display;
     } cases[] = {
-        {EXEC_SELFTEST_SPICE_SERVER, "spice: the client ended on src, expected on dst"},
-        {EXEC_SELFTEST_SPICE_SCREEN, "spice: the client's screen differs from the guest framebuffer of dst in 1 pixel"},
-        {EXEC_SELFTEST_SPICE_IMAGE, "which the client does not hold"},
-        {EXEC_SELFTEST_SPICE_PLAYBACK, "spice: playback repeated 1 frame(s)"},
+        {EXEC_SELFTEST_SPICE_SERVER, "spice: the client ended on src, expected on dst", "MAIN",
+         EXEC_CHANNEL_NOT_JUDGED},
+        {EXEC_SELFTEST_SPICE_SCREEN, "spice: the client's screen differs from the guest framebuffer of dst in 1 pixel",
+         "DISPLAY", EXEC_CHANNEL_FAILED},
+        {EXEC_SELFTEST_SPICE_IMAGE, "which the client does not hold", "DISPLAY", EXEC_CHANNEL_FAILED},
+        {EXEC_SELFTEST_SPICE_PLAYBACK, "spice: playback repeated 1 frame(s)", "PLAYBACK", EXEC_CHANNEL_PASSED},
         /* the client closes its port channel on the byte (the sequences
          * oracle would count it had the channel stayed) */
-        {EXEC_SELFTEST_SPICE_PORT, "message SPICEVMC_DATA: port byte"},
-        {EXEC_SELFTEST_SPICE_LEFTOVER, "the src server still has 0 channel client(s) and 1 link(s) in progress"},
+        {EXEC_SELFTEST_SPICE_PORT, "message SPICEVMC_DATA: port byte", "PORT", EXEC_CHANNEL_PASSED},
+        {EXEC_SELFTEST_SPICE_LEFTOVER, "the src server still has 0 channel client(s) and 1 link(s) in progress",
+         "MAIN", EXEC_CHANNEL_PASSED},
     };
     for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
         run_case(s, NULL, NULL, cases[i].st, r);
         assert_red(r, cases[i].want);
+        assert_int_equal(r->nspice, 7);
+        for (size_t k = 0; k < r->nspice; k++) {
+            char name[32];
+            exec_spice_channel_name(r->spice[k].type, r->spice[k].id, name, sizeof(name));
+            ExecChannelVerdict want = !strcmp(name, cases[i].failed) ? EXEC_CHANNEL_FAILED
+                                      : !strcmp(name, "DISPLAY")     ? cases[i].display
+                                                                     : EXEC_CHANNEL_PASSED;
+            if (r->spice[k].verdict != want)
+                fail_msg("%s: channel %s is %s (%s), expected %s", cases[i].want, name,
+                         exec_channel_verdict_names[r->spice[k].verdict], r->spice[k].why,
+                         exec_channel_verdict_names[want]);
+        }
     }
     free(r);
     scenario_free(s);
