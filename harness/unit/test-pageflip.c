@@ -37,6 +37,16 @@ typedef struct Pair {
     MigWorkload *w;
 } Pair;
 
+/* A guest that dirties pages in real time (this is an epoll loop) can
+ * outrun a slow machine (valgrind, the sanitizers, a loaded host): the
+ * source then passes over RAM again and again.  With at most `passes`
+ * passes the migration ends at any speed. */
+static void bound_passes(Pair *p, uint64_t passes)
+{
+    MigParamsSet ps = {.has_x_max_passes = true, .p.x_max_passes = passes};
+    assert_int_equal(mig_migration_set_params(mig_machine_migration(p->src), &ps, NULL), 0);
+}
+
 /* Both machines on one epoll loop.  known_*: what each release offers
  * (0 = everything this build supports); want: what management asks for,
  * cut down to what both offer (docs/protocol-qemu-stream.md section 12). */
@@ -70,6 +80,8 @@ static void pair_setup(Pair *p, uint64_t ram, uint64_t dirty_rate, MigCapMask kn
     assert_int_equal(mig_migration_set_caps(dm, want, caps, NULL), 0);
     MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 0};
     assert_int_equal(mig_migration_set_params(sm, &ps, NULL), 0);
+    if (dirty_rate)
+        bound_passes(p, 4);
 }
 
 static bool both_done(void *opaque)
@@ -107,16 +119,6 @@ static void pair_free(Pair *p)
     mig_trace_free(p->trace);
 }
 
-/* A guest that dirties pages in real time (this is an epoll loop) can
- * outrun a slow machine (valgrind, the sanitizers, a loaded host): the
- * source then passes over RAM again and again.  With at most `passes`
- * passes the migration ends at any speed. */
-static void bound_passes(Pair *p, uint64_t passes)
-{
-    MigParamsSet ps = {.has_x_max_passes = true, .p.x_max_passes = passes};
-    assert_int_equal(mig_migration_set_params(mig_machine_migration(p->src), &ps, NULL), 0);
-}
-
 /* The bytes the stream carried are far below 1% of the bytes of the pages
  * it moved (8-byte addresses for 4 KiB pages): a bound that holds however
  * many passes a slow machine needed, unlike a bound on the RAM's size. */
@@ -148,7 +150,6 @@ static void test_pageflip_pages_go_through_the_pipe(void **state)
 {
     Pair p;
     pair_setup(&p, 64 * MIB, 3000, 0, 0, FLIP);
-    bound_passes(&p, 4);
     assert_true(mig_migration_caps(mig_machine_migration(p.src)) & FLIP);
     pair_migrate(&p, "unix");
     assert_migrated(&p);
@@ -167,7 +168,6 @@ static void test_pageflip_with_return_path(void **state)
     Pair p;
     MigCapMask want = FLIP | MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
     pair_setup(&p, 16 * MIB, 2000, 0, 0, want);
-    bound_passes(&p, 4);
     assert_int_equal(mig_migration_caps(mig_machine_migration(p.src)) & want, want);
     pair_migrate(&p, "unix");
     assert_migrated(&p);
