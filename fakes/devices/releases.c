@@ -10,6 +10,8 @@
 #include "fake-nic.h"
 #include "fake-serial.h"
 #include "releases.h"
+#include "spice/spice-pixmap-cache.h"
+#include "spice/spice-server.h"
 
 /* ---- fake-rng: the device 2.1-dev adds ---- */
 
@@ -48,11 +50,12 @@ static const char *const devs_1[] = {"fake-serial", "fake-nic", NULL};
 static const char *const devs_2_0[] = {"fake-serial", "fake-nic", "fake-gpu", NULL};
 static const char *const devs_2_1[] = {"fake-serial", "fake-nic", "fake-gpu", "fake-rng", NULL};
 
+/* SPICE (releases.h): {semi_seamless, mig_version, display_blob, cache_restore} */
 static const MigRelease releases[] = {
-    {"1.0", "mc-1.0", false, caps_1_0, devs_1, 4},
-    {"1.1", "mc-1.1", true, caps_1_1, devs_1, 4},
-    {"2.0", "mc-2.0", true, caps_2_0, devs_2_0, 4},
-    {"2.1-dev", "mc-2.1", true, caps_2_1, devs_2_1, 4},
+    {"1.0", "mc-1.0", false, caps_1_0, devs_1, 4, {false, 0, 0, false}},
+    {"1.1", "mc-1.1", true, caps_1_1, devs_1, 4, {true, 0, 0, false}},
+    {"2.0", "mc-2.0", true, caps_2_0, devs_2_0, 4, {true, 1, 1, false}},
+    {"2.1-dev", "mc-2.1", true, caps_2_1, devs_2_1, 4, {true, 2, 2, true}},
 };
 
 static const char *const device_types[] = {"fake-serial", "fake-nic", "fake-rng", "fake-gpu"};
@@ -193,6 +196,7 @@ struct MigFakeDevice {
     const char *type;
     const VmsDescription *emit; /* what it saves (machine type's release) */
     const VmsDescription *load; /* what it loads (its own release) */
+    uint64_t got;               /* the last load's subsections (vmstate_load_logged) */
     union {
         FakeSerial serial;
         FakeNic nic;
@@ -211,7 +215,14 @@ static int full_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **e
     MigFakeDevice *d = opaque;
     /* what the machine type emits is what the source sends: its
      * always-written subsections must arrive */
-    return vmstate_load_sent(s, d->load, d->emit, &d->u, (int)version_id, errp);
+    return vmstate_load_logged(s, d->load, d->emit, &d->u, (int)version_id, &d->got, errp);
+}
+
+static int full_loaded_subsection(void *opaque, const char *name)
+{
+    MigFakeDevice *d = opaque;
+    int i = vmstate_subsection_index(d->load, name);
+    return i >= 0 && (d->got >> i & 1);
 }
 
 static json_t *full_describe(void *opaque)
@@ -224,6 +235,7 @@ static const MigFullOps fake_full_ops = {
     .save = full_save,
     .load = full_load,
     .describe = full_describe,
+    .loaded_subsection = full_loaded_subsection,
 };
 
 MigFakeDevice *mig_fake_device_new(const char *type, const char *release, const char *machine,
@@ -500,4 +512,67 @@ void mig_pair_predict(const char *src_release, const char *src_machine, const ch
                      "release %s does not know machine type %s", dst_release, mt->machine_type);
         }
     }
+}
+
+/* ---- SPICE pair rules ---- */
+
+const char *const mig_spice_mig_names[3] = {"switch-host", "semi-seamless", "seamless"};
+
+void mig_spice_pair_predict(const char *src_release, const char *dst_release, bool seamless_on,
+                            bool client_semi, bool client_seamless, MigSpicePrediction *out)
+{
+    memset(out, 0, sizeof(*out));
+    const MigRelease *s = mig_release_find(src_release), *d = mig_release_find(dst_release);
+    out->kind = MIG_SPICE_MIG_SEMI_SEAMLESS;
+    if (!s || !d) {
+        snprintf(out->reason, sizeof(out->reason), "unknown release");
+        return;
+    }
+    const MigSpiceRelease *a = &s->spice, *b = &d->spice;
+    out->kind = MIG_SPICE_MIG_SWITCH_HOST;
+    if (!client_semi) {
+        snprintf(out->reason, sizeof(out->reason), "the client lacks SEMI_SEAMLESS");
+    } else if (!a->semi_seamless) {
+        snprintf(out->reason, sizeof(out->reason), "release %s's SPICE server does not offer SEMI_SEAMLESS",
+                 s->name);
+    } else if (!b->semi_seamless) {
+        snprintf(out->reason, sizeof(out->reason), "release %s's SPICE server refuses a migrating client's "
+                 "link (no SEMI_SEAMLESS): CONNECT_ERROR", d->name);
+        out->client_error = "BAD_CONNECTION_ID";
+    } else {
+        out->kind = MIG_SPICE_MIG_SEMI_SEAMLESS;
+        if (!seamless_on)
+            snprintf(out->reason, sizeof(out->reason), "seamless migration is off");
+        else if (!client_seamless)
+            snprintf(out->reason, sizeof(out->reason), "the client lacks SEAMLESS_MIGRATE");
+        else if (!a->mig_version)
+            snprintf(out->reason, sizeof(out->reason), "release %s's SPICE server has no seamless migration",
+                     s->name);
+        else if (!b->mig_version)
+            snprintf(out->reason, sizeof(out->reason), "release %s's SPICE server does not offer SEAMLESS",
+                     d->name);
+        else if (a->mig_version > b->mig_version)
+            snprintf(out->reason, sizeof(out->reason), "migration protocol %u (%s) is newer than %u (%s): NACK",
+                     a->mig_version, s->name, b->mig_version, d->name);
+        else {
+            out->kind = MIG_SPICE_MIG_SEAMLESS;
+            snprintf(out->reason, sizeof(out->reason), "migration protocol %u (%s) is at most %u (%s): ACK",
+                     a->mig_version, s->name, b->mig_version, d->name);
+        }
+    }
+}
+
+int mig_release_spice_config(const char *release, SpiceServerConfig *sc)
+{
+    const MigRelease *r = mig_release_find(release);
+    if (!r)
+        return -EINVAL;
+    const MigSpiceRelease *sp = &r->spice;
+    sc->no_semi_seamless = !sp->semi_seamless;
+    sc->no_seamless = !sp->mig_version;
+    sc->migration_version = sp->mig_version;
+    sc->display_blob_version = sp->display_blob;
+    if (!sp->cache_restore)
+        sc->pixmap_cache_migration = SPICE_PIXMAP_CACHE_MIG_RESET;
+    return 0;
 }

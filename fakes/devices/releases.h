@@ -20,6 +20,14 @@
  *            fake-nic v2 adds field mtu (version 2, minimum 1); fake-serial v2
  *            adds field fcr (version 2, minimum 1)
  *   2.1-dev  + capabilities x-page-flip, x-ram-share; new device fake-rng v1
+ * Its SPICE server (MigSpiceRelease, docs/protocol-spice.md section 10):
+ *   1.0      switch-host only: no SEMI_SEAMLESS; as a target it refuses a
+ *            migrating client's main link (BAD_CONNECTION_ID)
+ *   1.1      + semi-seamless (SEMI_SEAMLESS); no seamless migration
+ *   2.0      + seamless: migration protocol 1, every blob version 1 (the
+ *            reference's layouts; the pixmap cache is reset)
+ *   2.1-dev  + the restore strategy of the pixmap cache: display blob
+ *            version 2 (the restore list), migration protocol 2
  * Machine types: mc-1.0, mc-1.1, mc-2.0 and mc-2.1 (2.1-dev's default).  A
  * build of release R running machine type mc-X (X <= R) emits the device
  * descriptions of X and only the devices X shipped; it loads with R's own
@@ -49,6 +57,16 @@
 
 #define MIG_RELEASE_CURRENT "2.1-dev"
 
+/* What a release's SPICE server speaks of migration. */
+typedef struct MigSpiceRelease {
+    bool semi_seamless;     /* main capability SEMI_SEAMLESS (false: a target
+                               refuses a migrating client's main link) */
+    uint32_t mig_version;   /* seamless migration protocol version; 0: no
+                               seamless migration (no SEAMLESS capability) */
+    uint32_t display_blob;  /* DCMD version it writes and the newest it loads */
+    bool cache_restore;     /* knows x-pixmap-cache-migration=restore */
+} MigSpiceRelease;
+
 typedef struct MigRelease {
     const char *name;          /* "1.0" */
     const char *machine_type;  /* its default (newest) machine type */
@@ -56,6 +74,7 @@ typedef struct MigRelease {
     const char *const *caps;   /* capability names it knows, NULL-terminated */
     const char *const *devices; /* device types it ships, NULL-terminated */
     unsigned ram_version;      /* "ram" section version */
+    MigSpiceRelease spice;     /* its SPICE server */
 } MigRelease;
 
 size_t mig_release_count(void);
@@ -144,5 +163,45 @@ typedef struct MigPairPrediction {
  * an unknown machine type never hides the device that breaks. */
 void mig_pair_predict(const char *src_release, const char *src_machine, const char *dst_release,
                       char *const *devices, size_t ndevices, MigPairPrediction *out);
+
+/* ---- SPICE pair rules ---- */
+
+typedef enum MigSpiceMig {
+    MIG_SPICE_MIG_SWITCH_HOST,
+    MIG_SPICE_MIG_SEMI_SEAMLESS,
+    MIG_SPICE_MIG_SEAMLESS,
+} MigSpiceMig;
+
+typedef struct MigSpicePrediction {
+    MigSpiceMig kind; /* how a client follows a completed migration */
+    char reason[160]; /* why (the rule that decided), for messages */
+    /* what the client's last error names when the rule is the target's
+     * refusal of its link ("BAD_CONNECTION_ID"), NULL otherwise */
+    const char *client_error;
+} MigSpicePrediction;
+
+/* How one client follows a migration from a `src_release` server to a
+ * `dst_release` one when nothing goes wrong (docs/protocol-spice.md 8, 10):
+ *   switch-host    the client lacks SEMI_SEAMLESS (`client_semi` false), the
+ *                  source does not offer it, or the target refuses the
+ *                  migrating client's link (CONNECT_ERROR, then SWITCH_HOST);
+ *   seamless       `seamless_on` (seamless-migration=on), the client has
+ *                  SEAMLESS (`client_seamless`), both releases speak seamless
+ *                  migration and the source's protocol version is at most
+ *                  the target's (DO_SEAMLESS is ACKed; every blob the source
+ *                  writes is then at most the target's version);
+ *   semi-seamless  otherwise (the target NACKs a newer version, or does not
+ *                  offer SEAMLESS, or the source does not speak it).
+ * Unknown releases predict semi-seamless with a reason saying so. */
+void mig_spice_pair_predict(const char *src_release, const char *dst_release, bool seamless_on,
+                            bool client_semi, bool client_seamless, MigSpicePrediction *out);
+extern const char *const mig_spice_mig_names[3]; /* "switch-host", "semi-seamless", "seamless" */
+
+/* Set what `release`'s SPICE server speaks in `sc` (no_semi_seamless,
+ * no_seamless, migration_version, display_blob_version; a release without
+ * the restore strategy gets reset).  The rest of `sc` is the caller's.
+ * -EINVAL for an unknown release. */
+struct SpiceServerConfig;
+int mig_release_spice_config(const char *release, struct SpiceServerConfig *sc);
 
 #endif

@@ -36,17 +36,15 @@ static uint64_t page_key(uint64_t seed, uint32_t block, uint64_t page, uint32_t 
     uint64_t k = mig_mix64(seed ^ 0x6a09e667f3bcc909ull);
     k = mig_mix64(k ^ ((uint64_t)block * 0x9e3779b97f4a7c15ull));
     k = mig_mix64(k ^ (page * 0xbf58476d1ce4e5b9ull));
-    return mig_mix64(k ^ ((uint64_t)gen * 0x94d049bb133111ebull));
+    k = mig_mix64(k ^ ((uint64_t)gen * 0x94d049bb133111ebull));
+    return k != MIG_RAM_KEY_ZERO ? k : 1; /* key 0 is the zero page's */
 }
 
-/* A page at generation gen is zero (see workload.h), or else word i holds
- * key + i * PAGE_STEP: the key (64 bits of hash of seed, block, page and
- * generation) sits in every word, so a stale page or another page's content
- * differs in every word; PAGE_STEP is odd, so no two words of a page are
- * equal and at most one of them is zero.  Cheap on purpose: one add per
- * word, vectorised, instead of a generator step per word. */
-#define PAGE_STEP 0x9e3779b97f4a7c15ull
-#define PAGE_WORDS (MIG_RAM_PAGE_SIZE / 8)
+/* A page at generation gen is zero (see workload.h), or else the keyed page
+ * (impl/ram/ram.h) of its key: word i holds key + i * MIG_RAM_KEY_STEP, the
+ * key (64 bits of hash of seed, block, page and generation) in every word,
+ * so a stale page or another page's content differs in every word.  Cheap
+ * on purpose: one add per word, vectorised. */
 
 static bool page_is_zero(MigWorkloadFill fill, uint32_t gen, uint64_t key)
 {
@@ -59,45 +57,50 @@ void mig_workload_page(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint
                        uint32_t gen, void *out)
 {
     uint64_t key = page_key(seed, block, page, gen);
-    if (page_is_zero(fill, gen, key)) {
+    if (page_is_zero(fill, gen, key))
         memset(out, 0, MIG_RAM_PAGE_SIZE);
-        return;
-    }
-    /* Two words per 16-byte store (GCC/clang vector extension; memcpy for
-     * any alignment of out): the fill of a 64 MiB guest is store-bound. */
-    typedef uint64_t Pair __attribute__((vector_size(16)));
-    Pair v = {key, key + PAGE_STEP};
-    const Pair inc = {2 * PAGE_STEP, 2 * PAGE_STEP};
-    uint8_t *o = out;
-    for (size_t i = 0; i < PAGE_WORDS / 2; i++) {
-        memcpy(o + 16 * i, &v, sizeof(v));
-        v += inc;
-    }
+    else
+        mig_ram_key_page(key, out);
 }
 
-/* True when `have` holds exactly mig_workload_page(...) for these arguments,
- * compared in place (no page is generated). */
-static bool page_matches(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint64_t page,
-                         uint32_t gen, const void *have)
+/* True when page p of b holds exactly mig_workload_page(...) for these
+ * arguments: a keyed page by its key (which says all of its content), any
+ * other in place (no page is generated). */
+static bool page_matches(uint64_t seed, MigWorkloadFill fill, uint32_t block, const MigRamBlock *b,
+                         uint64_t page, uint32_t gen)
 {
-    uint64_t key = page_key(seed, block, page, gen);
-    const uint64_t *w = have;
-    uint64_t diff = 0;
-    if (page_is_zero(fill, gen, key)) {
-        for (size_t i = 0; i < PAGE_WORDS; i++)
-            diff |= w[i];
+    uint64_t key = page_key(seed, block, page, gen), have;
+    bool zero = page_is_zero(fill, gen, key);
+    if (mig_ram_page_key(b, page, &have))
+        return have == (zero ? MIG_RAM_KEY_ZERO : key);
+    const uint8_t *host = b->host + page * MIG_RAM_PAGE_SIZE;
+    return zero ? mig_ram_page_is_zero(host) : mig_ram_key_matches(key, host);
+}
+
+/* The guest writes generation gen of page p: with o.keyed only its key
+ * (impl/ram/ram.h; MIG_RAM_KEY_ZERO for a zero page), else its bytes (a zero
+ * page touches the memory only when it is not zero already). */
+static void put_page(MigWorkload *w, uint32_t bi, MigRamBlock *b, uint64_t p, uint32_t gen)
+{
+    uint64_t key = page_key(w->o.seed, bi, p, gen);
+    uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
+    bool zero = page_is_zero(w->o.fill, gen, key);
+    if (w->o.keyed) {
+        mig_ram_page_set_key(b, p, zero ? MIG_RAM_KEY_ZERO : key);
+    } else if (zero) {
+        if (!mig_ram_page_is_zero(host))
+            memset(host, 0, MIG_RAM_PAGE_SIZE);
     } else {
-        for (size_t i = 0; i < PAGE_WORDS; i++)
-            diff |= w[i] ^ (key + i * PAGE_STEP);
+        mig_ram_page_unkey(b, p);
+        mig_ram_key_page(key, host);
     }
-    return diff == 0;
 }
 
 static void write_page(MigWorkload *w, uint32_t bi, uint64_t page)
 {
     MigRamBlock *b = mig_ram_block(mig_machine_ram(w->m), bi);
     uint32_t g = ++w->gen[bi][page];
-    mig_workload_page(w->o.seed, w->o.fill, bi, page, g, b->host + page * MIG_RAM_PAGE_SIZE);
+    put_page(w, bi, b, page, g);
     mig_ram_set_dirty(b, page);
     w->writes++;
 }
@@ -174,10 +177,9 @@ MigWorkload *mig_workload_new(MigMachine *m, const MigWorkloadOptions *o, MigErr
          * QEMU do: filling 64 MiB then takes 32 page faults, not 16384.
          * Advice only: where THP is off the fill just costs more. */
         madvise(b->host, b->length, MADV_HUGEPAGE);
-        if (o->fill == MIG_WORKLOAD_FILL_RANDOM) {
+        if (o->fill == MIG_WORKLOAD_FILL_RANDOM || o->keyed) {
             for (uint64_t p = 0; p < b->npages; p++)
-                mig_workload_page(o->seed, o->fill, (uint32_t)bi, p, 0,
-                                  b->host + p * MIG_RAM_PAGE_SIZE);
+                put_page(w, (uint32_t)bi, b, p, 0);
         } else {
             memset(b->host, 0, b->length);
         }
@@ -237,8 +239,7 @@ int mig_workload_verify(const MigWorkload *w, MigRam *ram, MigErr **errp)
                                "expected", b->idstr, (unsigned long long)b->npages,
                                (unsigned long long)own->npages);
         for (uint64_t p = 0; p < b->npages; p++) {
-            if (page_matches(w->o.seed, w->o.fill, (uint32_t)bi, p, w->gen[bi][p],
-                             b->host + p * MIG_RAM_PAGE_SIZE))
+            if (page_matches(w->o.seed, w->o.fill, (uint32_t)bi, b, p, w->gen[bi][p]))
                 continue;
             if (!bad++)
                 snprintf(first, sizeof(first), "block %s page %llu (generation %u)", b->idstr,

@@ -12,13 +12,18 @@
  * executor, tests.  Test support: linked into libsupport.a, never into
  * libmigcert.a.
  *
- * Page format (cheap on purpose: a simulated 64 MiB migration writes every
- * page at fill time and reads it again in the oracle): a 64-bit key, a hash
- * of (seed, block, page, generation), and word i of the page holds
- * key + i * 0x9e3779b97f4a7c15.  The key is in every word, so another page's
+ * Page format: a 64-bit key, a hash of (seed, block, page, generation), and
+ * the keyed page of that key (impl/ram/ram.h: word i holds
+ * key + i * MIG_RAM_KEY_STEP).  The key is in every word, so another page's
  * or another generation's content differs in every word, and a damaged byte
  * anywhere is found because the oracle compares the whole page (in place,
  * without generating it).  A non-zero page is never all-zero.
+ * With `keyed` (the simulator) the guest writes a non-zero page as its key
+ * only (mig_ram_page_set_key): a 64 MiB guest is never written byte by
+ * byte, its pages cross the simulator's link as keys, and the oracle checks
+ * a page that arrived as a key by comparing keys (the key says all of the
+ * page: a stale generation or another page's key differs), and any page
+ * that has bytes by its bytes.
  * The filled RAM is advised onto transparent huge pages (as `migcert vm` and
  * QEMU do), which makes the fill take a few page faults instead of one per
  * 4 KiB page.
@@ -47,6 +52,7 @@ typedef struct MigWorkloadOptions {
     MigWorkloadFill fill;
     uint64_t dirty_rate; /* pages per second of loop time; 0 = idle guest */
     uint64_t tick_ns;    /* 0 = 10 ms */
+    bool keyed;          /* non-zero pages as keys, not bytes (see above) */
 } MigWorkloadOptions;
 
 typedef struct MigWorkload MigWorkload;

@@ -10,6 +10,12 @@ the `migcert` command that parses it (process start-up is part of each
 time: it is measured alone and subtracted):
   analyze, PART sections   one RAM section in N tiny PART sections
   analyze, START sections  N iterative sections (find_started)
+  destination loader       `migcert vm --incoming file:F` on a stream of N
+                           empty PART sections that ends without its EOF (the
+                           machine fails it at the end and exits)
+  QMP                      N commands sent at once to one `migcert vm`
+                           client, timed from the first byte to the last
+                           reply (no start-up to subtract)
   scenario loader          a scenario of N steps (`migcert run F --list`)
   check-compat, fields     a device of N fields, each inserted in NEW
   check-compat, subsects   a device of N subsections
@@ -18,6 +24,7 @@ Exit 0 when every parser ran; the ratio is for a person to judge.
 import argparse
 import json
 import os
+import socket
 import statistics
 import struct
 import subprocess
@@ -48,6 +55,53 @@ def stream_starts(n):
               + struct.pack(">IIQQ", 0, 4, 4, 16) + bytes([0x7E]) + struct.pack(">I", i))
     b += bytes([0])
     return bytes(b)
+
+
+def stream_load(n):
+    """A stream `migcert vm --machine pc --ram 1M` takes: one RAM block
+    (pc.ram, 1 MiB), then N empty PART sections, and no EOF."""
+    m = b"pc-i440fx-7.2"
+    b = bytearray(b"QEVM" + struct.pack(">I", 3) + bytes([7]) + struct.pack(">I", len(m)) + m)
+    b += (bytes([1]) + struct.pack(">I", 1) + bytes([3]) + b"ram" + struct.pack(">II", 0, 4)
+          + struct.pack(">Q", (1 << 20) | 4) + bytes([6]) + b"pc.ram" + struct.pack(">Q", 1 << 20)
+          + struct.pack(">Q", 16) + bytes([0x7E]) + struct.pack(">I", 1))
+    part = bytes([2]) + struct.pack(">IQ", 1, 16) + bytes([0x7E]) + struct.pack(">I", 1)
+    b += part * n
+    return bytes(b)
+
+
+def qmp_session(binary, folder, n):
+    """Seconds from sending N commands to a `migcert vm` to its Nth reply."""
+    sock = Path(folder) / f"q{n}.sock"
+    vm = subprocess.Popen([binary, "vm", "--qmp", f"unix:{sock}", "--ram", "1M"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if vm.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"migcert vm did not open {sock}")
+            time.sleep(0.01)
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(str(sock))
+        f = c.makefile("rb")
+        f.readline()  # the greeting
+        req = b'{"execute": "qmp_capabilities"}\n' + b'{"execute": "query-status"}\n' * n
+        t0 = time.perf_counter()
+        sender = __import__("threading").Thread(target=c.sendall, args=(req,))
+        sender.start()
+        got = 0
+        while got < n + 1:
+            line = f.readline()
+            if not line:
+                raise RuntimeError(f"QMP closed after {got} replies")
+            got += line.startswith(b'{"return"')
+        t = time.perf_counter() - t0
+        sender.join()
+        c.close()
+        return t
+    finally:
+        vm.kill()
+        vm.wait()
 
 
 def scenario(n):
@@ -84,6 +138,8 @@ def compat_subs(n):
 
 
 def timed(argv, ok_codes=(0, 1)):
+    if callable(argv):
+        return argv()  # times itself, without start-up
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, timeout=600)
     t = time.perf_counter() - t0
@@ -109,6 +165,14 @@ def main():
     def analyze(gen):
         return lambda n: [binary, "analyze", write(f"s{n}.mig", gen(n))]
 
+    def load_stream(n):
+        return [binary, "vm", "--machine", "pc", "--ram", "1M", "--qmp",
+                f"unix:{tmp}/l{n}.sock", "--incoming", f"file:{write(f'l{n}.mig', stream_load(n))}",
+                "--exit-on-incoming-failure"]
+
+    def qmp(n):
+        return lambda: qmp_session(binary, tmp, n) + base
+
     def load_scenario(n):
         return [binary, "run", write(f"scn{n}.yaml", scenario(n)), "--list"]
 
@@ -121,6 +185,8 @@ def main():
     parsers = [
         ("analyze, PART sections", analyze(stream_parts), 20000),
         ("analyze, START sections", analyze(stream_starts), 1000),
+        ("destination loader, PARTs", load_stream, 20000),
+        ("QMP, commands", qmp, 2000),
         ("scenario loader, steps", load_scenario, 1000),
         ("check-compat, inserted fields", compat(compat_fields), 900),
         ("check-compat, subsections", compat(compat_subs), 100),

@@ -111,6 +111,13 @@ def qmp_sessions():
                               {"execute": "migrate", "arguments": {"uri": "tcp:0:4444"}},
                               {"execute": "migrate-incoming", "arguments": {"uri": "defer"}},
                               {"execute": "quit"})
+    # fd: URIs: numbers are refused, names need a getfd (which a client
+    # without SCM_RIGHTS cannot give), so these reach no real fd
+    yield "fd-uris", session({"execute": "getfd", "arguments": {"fdname": "mig"}},
+                             {"execute": "migrate", "arguments": {"uri": "fd:mig"}},
+                             {"execute": "migrate", "arguments": {"uri": "fd:3"}},
+                             {"execute": "migrate-incoming", "arguments": {"uri": "fd:0"}},
+                             {"execute": "closefd", "arguments": {"fdname": "mig"}})
     yield "errors", (b'{"execute": "nope"}\n{"execute": 5}\n{"arguments": {}}\n[1, 2]\n'
                      b'{"execute": "query-status", "arguments": {"x": 1}}\n"oops\n{"exec')
     # the test table (odd first byte): every argument type

@@ -420,3 +420,27 @@ def test_peer_writing_junk_fails_the_peer_not_the_run(run_migcert, migcert_build
     assert r.returncode == 1
     assert rep["rules_broken"] == ["plugin-fds"], rep
     assert all("junk-fds.so wrote junk" in c["message"] for c in failed(rep))
+
+
+@pytest.mark.parametrize("jail", ["pidns", "session"])
+def test_v1_plugin_reading_past_its_resume_transaction_is_an_overrun(
+        run_migcert, migcert_build, tmp_path, monkeypatch, jail):
+    """The v1 adapter's own buffer (the transaction it hands v1_resume_chunk)
+    ends at a guard page like every other buffer the sandbox gives a plugin:
+    one byte read past it fails plugin-overrun, and certify still runs every
+    case and writes its report.  Before, the adapter malloc'd the transaction
+    and the plugin was certified."""
+    if jail == "session":
+        monkeypatch.setenv("MIGCERT_CERTIFY_JAIL", "session")
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "overrun-resume-v1",
+                          "--timeout", "5", "-k", "round-trip.*", timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert rep["rules_broken"] == ["plugin-overrun"], rep["rules_broken"]
+    fails = failed(rep)
+    assert fails and all(c["rule"] == "plugin-overrun" for c in fails)
+    assert any("plugin overrun-resume-v1.so went past the end of the buffer it was given "
+               "(a guard page) in write" in c["message"] for c in fails), fails[0]["message"]
+    assert rep["not_run"] == 0
+    assert r.stdout.strip().splitlines()[-1] == f"{rep['passed']} passed, {len(fails)} failed"
+    assert "rule plugin-overrun:" in (out / "report.txt").read_text()
+    assert processes_mentioning(str(out)) == []

@@ -128,3 +128,26 @@ def test_stream_missing_a_device_section_fails(migcert_bin, tmp_path, stream):
     err = info.get("error-desc", "")
     assert "incomplete stream: section 'fake-nic' (instance 0) never arrived" in err, err
     assert f"stream ends at offset {nic['offset'] + 1}" in err, err
+
+
+def test_stream_missing_a_needed_subsection_fails(migcert_bin, tmp_path, stream):
+    """fake-nic's offload subsection has a needed(), true on this source (its
+    checksum flags are set): the section loads without it, but the source's
+    VMDESCRIPTION lists it, so the destination knows it was left out.
+    Before the VMDESCRIPTION check this stream completed."""
+    data, doc = stream
+    sub = b"\x05\x10fake-nic/offload" + struct.pack(">I", 1)
+    at = data.find(sub)
+    assert at > 0 and data.find(sub, at + 1) < 0, "one offload subsection in the stream"
+    size = len(sub) + 4 + 2  # csum_flags (u32), tso_mss (u16)
+    assert data[at + size] == FOOTER, "the subsection ends fake-nic's section"
+    vmdesc = data.rfind(b'"fake-nic/offload"')
+    assert vmdesc > at, "the VMDESCRIPTION lists the subsection"
+    p = tmp_path / "no-offload.mig"
+    p.write_bytes(data[:at] + data[at + size:])
+    info, log = incoming(migcert_bin, tmp_path, p)
+    assert info["status"] == "failed", f"{info}\n{log}"
+    err = info.get("error-desc", "")
+    assert ("device 'fake-nic' (instance 0): subsection fake-nic/offload, which the source "
+            "wrote (its VMDESCRIPTION lists it), never arrived") in err, err
+    assert "stream offset" in err, err

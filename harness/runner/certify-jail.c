@@ -71,10 +71,12 @@ int64_t certify_now_ms(void)
 
 /* ---- guard-paged buffers (child side) ---- */
 
-/* The guard pages of the buffers handed to the plugin now (host only). */
+/* The guard pages of the buffers handed to the plugin now (host only): the
+ * request and read buffers, and one v1 resume transaction per instance
+ * (SB_MAX_INST). */
 static struct {
     uintptr_t lo, hi;
-} guards[4];
+} guards[2 + SB_MAX_INST];
 
 static size_t page_size(void)
 {
@@ -87,6 +89,11 @@ uint8_t *certify_guard_get(CertGuardBuf *g, size_t len)
     size_t pg = page_size(), body = (len + pg - 1) / pg * pg;
     if (!g->base || body > g->body) {
         certify_guard_release(g);
+        size_t slot = 0;
+        while (slot < MIG_ARRAY_SIZE(guards) && guards[slot].lo)
+            slot++;
+        if (slot == MIG_ARRAY_SIZE(guards))
+            return NULL; /* a guard nobody would recognise is no guard */
         uint8_t *base = mmap(NULL, body + pg, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (base == MAP_FAILED)
@@ -97,12 +104,8 @@ uint8_t *certify_guard_get(CertGuardBuf *g, size_t len)
         }
         g->base = base;
         g->body = body;
-        for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
-            if (!guards[i].lo) {
-                guards[i].lo = (uintptr_t)(base + body);
-                guards[i].hi = guards[i].lo + pg;
-                break;
-            }
+        guards[slot].lo = (uintptr_t)(base + body);
+        guards[slot].hi = guards[slot].lo + pg;
     }
     /* the last byte of the buffer is the last byte before the guard page */
     return g->base + g->body - len;

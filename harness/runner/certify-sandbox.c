@@ -14,7 +14,8 @@
  *
  * The child lives in a jail (certify-jail.c): its own PID namespace and
  * session, one fd, rlimits.  Every buffer handed to the plugin (the read
- * buffer, the written data) ends right before a guard page.  Every wait of
+ * buffer, the written data, the v1 adapter's resume transaction through
+ * MigDevBackend.alloc) ends right before a guard page.  Every wait of
  * the parent has a deadline (the call's timeout): a reply wait also wakes
  * when the jail ends (pidfd), so a plugin that forks and crashes is a crash,
  * not a hang.  After each call the parent counts the jail's processes: a
@@ -235,6 +236,10 @@ static uint32_t wrap_table(const MigcertDevicePlugin *p)
     return m;
 }
 
+/* MigDevBackend.alloc over one CertGuardBuf per instance. */
+static void *guard_alloc_get(void *opaque, size_t len) { return certify_guard_get(opaque, len); }
+static void guard_alloc_put(void *opaque) { certify_guard_release(opaque); }
+
 static void child_main(int fd, void *arg)
 {
     const char *path = arg;
@@ -246,6 +251,7 @@ static void child_main(int fd, void *arg)
     const MigcertDevicePlugin *table = p ? &chaos.table : NULL;
     MigDevBackend *inst[SB_MAX_INST] = {0};
     CertGuardBuf in_map = {0}, out_map = {0}; /* guard-paged: the plugin reads / writes them */
+    CertGuardBuf chunk_map[SB_MAX_INST] = {{0}}; /* each instance's v1 transaction */
     uint8_t *buf = NULL; /* the request's payload */
     for (;;) {
         SbReq q;
@@ -319,6 +325,7 @@ static void child_main(int fd, void *arg)
                 err = NULL;
                 continue;
             }
+            b->alloc = (MigDevBufAlloc){guard_alloc_get, guard_alloc_put, &chunk_map[i]};
             inst[i] = b;
             child_reply(fd, i, 0, 0, NULL, 0, NULL);
             continue;

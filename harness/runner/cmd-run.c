@@ -9,7 +9,8 @@
  *   --fault SPEC     add a fault (faults-spec.h grammar); repeatable
  *   --sweep          for each case: fail hit 1, 2, 3 ... of each point the
  *                    case reaches (or of the --fault points given without a
- *                    trigger) until a run injects nothing; each hit a case
+ *                    trigger) until a run injects nothing; each hit a case;
+ *                    stream-damage points (.../omit-...) only when named
  *   --shard I/N      run the I-th of N shares of the cases (1 <= I <= N)
  *   -k PAT           only cases whose id contains PAT (repeatable: any);
  *                    a selection that matches no case exits 2
@@ -439,7 +440,7 @@ static void run_one(const Opts *o, Case *c)
 }
 
 /* --sweep: after the base case, fail hit k of each reached point until a
- * run injects nothing. */
+ * run injects nothing (stream-damage points only when --fault names them). */
 static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgress *progress)
 {
     /* a shallow copy: case_add() below may move `out`, base_in lives there */
@@ -461,6 +462,11 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
                     o->faults[f].point_index == p && (int)o->faults[f].side == side)
                     chosen = true;
             if (o->nfaults ? !chosen : r->hits[side][p] == 0)
+                continue;
+            /* stream-damage points (".../omit-...", impl/common/faults.h)
+             * fail nothing: every hit of omit-page is one more case alike;
+             * swept only when named with --fault */
+            if (!chosen && strstr(tab[p].name, "/omit-"))
                 continue;
             for (uint64_t k = 1;; k++) {
                 Case *c = case_add(out);
@@ -590,6 +596,8 @@ static void print_usage(void)
            "                   scenario are left out and counted)\n"
            "  --fault SPEC     add a fault, e.g. src:mig/transport/write#3; repeatable\n"
            "  --sweep          fail hit 1, 2, 3 ... of each reached point, a case each\n"
+           "                   (stream-damage points, .../omit-..., only when --fault\n"
+           "                   names them)\n"
            "  --shard I/N      run the I-th of N shares of the cases\n"
            "  -k PAT           only cases whose id contains PAT (repeatable)\n"
            "  --json F         write the results as JSON\n"
@@ -606,6 +614,7 @@ static void print_not_applicable(FILE *f, const Opts *o)
     static const char *const reason[EXEC_NA__COUNT] = {
         [EXEC_NA_DEVICE] = "device not in the source machine type",
         [EXEC_NA_CAPABILITY] = "capability not known or not offered by both",
+        [EXEC_NA_SPICE] = "a scripted SPICE migration the pair makes another kind",
     };
     size_t total = 0;
     for (int i = 0; i < EXEC_NA__COUNT; i++)

@@ -157,7 +157,10 @@ static void usage(FILE *out)
             "                    x-heads=N gives the guest N heads (1 to 4);\n"
             "                    x-pixmap-cache-migration=reset|restore: what seamless\n"
             "                    migration does with a client's pixmap cache;\n"
-            "                    image-compression=glz (or auto_glz) sends GLZ images\n"
+            "                    image-compression=glz (or auto_glz) sends GLZ images;\n"
+            "                    its migration is R's: 1.0 switch-host only, 1.1\n"
+            "                    semi-seamless, 2.0 seamless protocol 1, 2.1-dev protocol 2\n"
+            "                    with the restore strategy (docs/protocol-spice.md 10.1)\n"
             "  --incoming URI    be a destination: unix:PATH (listen), fd:N, file:PATH, or\n"
             "                    defer (wait for migrate-incoming)\n"
             "  --fill KIND       initial guest RAM: random (default) or zero\n"
@@ -766,6 +769,7 @@ int cmd_vm(int argc, char **argv)
         fprintf(stderr, "migcert vm: duplicate QMP command\n");
         goto out_workload;
     }
+    spice_opts.release = rel->name;
     if (have_spice && !(vm.spice = vm_spice_new(vm.machine, vm.mon, &spice_opts, &err))) {
         fprintf(stderr, "migcert vm: --spice: %s\n", err ? err->msg : "failed");
         goto out_workload;

@@ -77,6 +77,7 @@ static int case_guest(Run *run, MigErr **errp)
         .seed = run->c->seed,
         .fill = s->src.fill_zero ? MIG_WORKLOAD_FILL_ZERO : MIG_WORKLOAD_FILL_RANDOM,
         .dirty_rate = s->dirty_rate,
+        .keyed = true, /* pages cross the mem link as keys (harness/sim/link.c) */
     };
     MigFaultSide prev;
     exec__side_enter(run->src.sl, &prev);

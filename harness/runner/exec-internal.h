@@ -252,6 +252,26 @@ int exec__spice_step(Run *run, size_t i, const ScnStep *st, MigErr **errp);
 /* A side died: the client's connections to it reset. */
 void exec__spice_side_killed(Run *run, MigFaultSide side);
 
+/* The SPICE pair rules (releases.h, mig_spice_pair_predict) for a case:
+ * how its client follows a migration at the file's own releases and at the
+ * case's (`src_rel` -> `dst_rel`), and whether the file scripts more than
+ * the plain flow (a client fault, a step, an expected error, lost channel,
+ * end or migration kind other than what its own releases give).  A
+ * scripted file whose kind changes with the pair cannot run there
+ * (exec_case_applicable: EXEC_NA_SPICE); a plain one expects the pair's. */
+typedef struct ExecSpicePair {
+    bool on;                /* the file has `spice:` and a client */
+    ScnClientMig own, pair; /* the kind at the file's releases, at the case's */
+    bool scripted;
+    MigSpicePrediction p;   /* at the case's releases (its reason, its error) */
+    bool same_rule;         /* the same rule decided at both (e.g. the same versions) */
+} ExecSpicePair;
+void exec__spice_pair(const Scenario *s, const char *src_rel, const char *dst_rel, ExecSpicePair *out);
+/* Whether the case's client follows another kind, or the same kind by
+ * another rule (other versions), than at the file's own releases: the
+ * file's trace patterns are its own releases'. */
+bool exec__spice_pair_differs(const Run *run);
+
 /* ---- exec-mgmt.c ---- */
 
 MigCapMask exec__caps_mask(const char *const *names);

@@ -128,6 +128,13 @@ int exec_case_applicable(const RunCase *c, char *why, size_t whylen)
                  "not both offer", req, src_rel, dst_rel);
         return EXEC_NA_CAPABILITY;
     }
+    ExecSpicePair sp;
+    exec__spice_pair(s, src_rel, dst_rel, &sp);
+    if (sp.on && sp.scripted && sp.own != sp.pair) {
+        snprintf(why, whylen, "the scenario scripts a %s SPICE migration; %s -> %s gives %s (%s)",
+                 scn_client_mig_names[sp.own], src_rel, dst_rel, scn_client_mig_names[sp.pair], sp.p.reason);
+        return EXEC_NA_SPICE;
+    }
     return EXEC_APPLICABLE;
 }
 

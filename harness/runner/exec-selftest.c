@@ -30,7 +30,8 @@ void exec__selftest_break(Run *run, const char *outcome)
     case EXEC_SELFTEST_PAGE:
         if (!strcmp(outcome, "completed") && run->dst.m) {
             MigRamBlock *b = mig_ram_block(mig_machine_ram(run->dst.m), 0);
-            b->host[b->length / 2 + 7] ^= 0x5a;
+            /* bytes in place first: the page may hold only its key */
+            mig_ram_page_host(b, b->npages / 2)[7] ^= 0x5a;
         }
         break;
     case EXEC_SELFTEST_FIELD:
@@ -65,7 +66,8 @@ void exec__selftest_break_paused(Run *run)
     Side *src = &run->src;
     if (run->c->selftest == EXEC_SELFTEST_PAUSED_PAGE) {
         MigRamBlock *b = mig_ram_block(mig_machine_ram(src->m), 0);
-        b->host[b->length / 3 + 5] ^= 0x5a;
+        uint64_t at = b->length / 3 + 5;
+        mig_ram_page_host(b, at / MIG_RAM_PAGE_SIZE)[at % MIG_RAM_PAGE_SIZE] ^= 0x5a;
     }
     if (run->c->selftest == EXEC_SELFTEST_PAUSED_FIELD && src->ndevs)
         mig_fake_device_poke(src->devs[0]);

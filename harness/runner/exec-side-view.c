@@ -143,6 +143,15 @@ static ssize_t st_read(MigTransport *t, void *buf, size_t len)
     return n;
 }
 
+static ssize_t st_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    SideTransport *st = (SideTransport *)t;
+    ssize_t n = st->inner->ops->readv(st->inner, iov, iovcnt);
+    if (n > 0)
+        t->bytes_read += (uint64_t)n;
+    return n;
+}
+
 static ssize_t st_write(MigTransport *t, const void *buf, size_t len)
 {
     SideTransport *st = (SideTransport *)t;
@@ -205,6 +214,7 @@ static void st_close(MigTransport *t)
 static const MigTransportOps st_ops = {
     .kind = "mem",
     .read = st_read,
+    .readv = st_readv,
     .write = st_write,
     .writev = st_writev,
     .watch = st_watch,
@@ -218,6 +228,7 @@ MigTransport *exec__side_transport_new(SideLoop *sl, MigTransport *inner, long *
     st->base.ops = &st_ops;
     st->base.loop = &sl->base;
     st->base.duplex = mig_transport_is_duplex(inner);
+    st->base.keyed_ram = inner->keyed_ram;
     st->inner = inner;
     st->sl = sl;
     st->live = live;

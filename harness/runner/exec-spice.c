@@ -43,12 +43,14 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
     SpiceServerConfig sc = {.ticketing = sp->password[0] != 0,
                             .password = sp->password[0] ? sp->password : NULL,
                             .migrate_timeout_ns = sp->migrate_timeout_ns,
-                            .no_semi_seamless = sp->no_semi_seamless,
                             .seamless_migration = sp->seamless,
-                            .migration_version = sd == &run->src ? sp->mig_version_src : sp->mig_version_dst,
                             .migrate_data_timeout_ns = sp->migrate_data_timeout_ns,
                             .pixmap_cache_migration = sp->pixmap_cache_migration, .glz = sp->glz,
                             .who = who};
+    /* what it speaks of migration is its release's */
+    if (mig_release_spice_config(sd->release, &sc) < 0)
+        return mig_err_set(errp, -EINVAL, "%s SPICE: unknown release '%s'", mig_fault_side_names[sd->sl->side],
+                           sd->release ? sd->release : "");
     MigFaultSide prev;
     exec__side_enter(sd->sl, &prev);
     int rc = mig_machine_add_spice(sd->m, &sc, errp);
@@ -66,6 +68,45 @@ void exec__spice_side_destroy(Side *sd)
 {
     fake_spice_free(sd->spice);
     sd->spice = NULL;
+}
+
+/* ---- the SPICE pair rules ---- */
+
+static ScnClientMig kind_of(MigSpiceMig k)
+{
+    return k == MIG_SPICE_MIG_SEAMLESS        ? SCN_CLIENT_MIG_SEAMLESS
+           : k == MIG_SPICE_MIG_SEMI_SEAMLESS ? SCN_CLIENT_MIG_SEMI_SEAMLESS
+                                              : SCN_CLIENT_MIG_SWITCH_HOST;
+}
+
+void exec__spice_pair(const Scenario *s, const char *src_rel, const char *dst_rel, ExecSpicePair *out)
+{
+    memset(out, 0, sizeof(*out));
+    const ScnClient *cl = &s->client;
+    out->on = s->spice.on && cl->present;
+    if (!out->on)
+        return;
+    MigSpicePrediction own;
+    mig_spice_pair_predict(s->src.release, s->dst.release, s->spice.seamless, !cl->old, !cl->no_seamless, &own);
+    mig_spice_pair_predict(src_rel, dst_rel, s->spice.seamless, !cl->old, !cl->no_seamless, &out->p);
+    out->same_rule = !strcmp(own.reason, out->p.reason);
+    out->own = kind_of(own.kind);
+    out->pair = kind_of(out->p.kind);
+    bool steps = false;
+    for (size_t i = 0; i < s->nsteps; i++)
+        steps |= s->steps[i].kind == SCN_STEP_CLIENT;
+    out->scripted = steps || cl->target != SCN_TARGET_ACCEPT || cl->disconnect_at || cl->disconnect_at_message ||
+                    cl->blob_fault || s->spice.target_client || s->client_error || s->client_channel_lost ||
+                    s->outcome != SCN_OUTCOME_COMPLETED ||
+                    (s->client_end != SCN_CLIENT_END_AUTO && s->client_end != SCN_CLIENT_END_DST) ||
+                    (s->client_mig != SCN_CLIENT_MIG_ANY && s->client_mig != out->own);
+}
+
+bool exec__spice_pair_differs(const Run *run)
+{
+    ExecSpicePair sp;
+    exec__spice_pair(run->s, run->src.release, run->dst.release, &sp);
+    return sp.on && (sp.own != sp.pair || !sp.same_rule);
 }
 
 /* ---- the client's connections ---- */

@@ -194,6 +194,9 @@ static int step_migrate(Run *run, MigErr **errp)
     if (run->link)
         mig_link_unref(run->link);
     run->link = mig_transport_mem_link(a);
+    /* Keyed pages cross the link as keys (harness/sim/link.c). */
+    mig_transport_mem_set_ram(a, mig_machine_ram(run->src.m));
+    mig_transport_mem_set_ram(b, mig_machine_ram(run->dst.m));
     migrate_start(run, a, b);
     return 0;
 }

@@ -162,6 +162,7 @@ typedef enum ExecApplicable {
     EXEC_APPLICABLE,
     EXEC_NA_DEVICE,     /* device not in the source machine type */
     EXEC_NA_CAPABILITY, /* capability not known / not offered by both */
+    EXEC_NA_SPICE,      /* a scripted SPICE scenario whose client migration kind the pair changes */
     EXEC_NA__COUNT
 } ExecApplicable;
 

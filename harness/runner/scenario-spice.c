@@ -131,17 +131,17 @@ static int check_server(Ctx *c, const RawSpice *r, ScnSpice *sp)
         return -EINVAL;
     if (r->vmc_rate && !sp->vmc_rate)
         return scn__bad(c, "spice.vmc-rate", "the device writes at least one byte every 10 ms");
-    bool semi = true;
-    if (r->semi_seamless && scn__bool(c, "spice.semi-seamless", r->semi_seamless, &semi) < 0)
-        return -EINVAL;
-    sp->no_semi_seamless = !semi;
+    /* what a server speaks of migration is its release's (releases.h) */
+    if (r->semi_seamless)
+        return scn__bad(c, "spice.semi-seamless", "removed: a server's SEMI_SEAMLESS comes from its release; "
+                        "name one without it instead (machines.src.release: \"1.0\" is an old spice-server "
+                        "that migrates every client by switch-host; docs/protocol-spice.md section 10)");
+    if (r->migration_version_src || r->migration_version_dst)
+        return scn__bad(c, r->migration_version_src ? "spice.migration-version-src" : "spice.migration-version-dst",
+                        "removed: the seamless migration protocol version comes from the release; name the "
+                        "releases instead (machines.src.release / machines.dst.release: 2.0 speaks 1, "
+                        "2.1-dev speaks 2; docs/protocol-spice.md section 10)");
     if (r->seamless && scn__bool(c, "spice.seamless", r->seamless, &sp->seamless) < 0)
-        return -EINVAL;
-    if (r->migration_version_src &&
-        parse_u32(c, "spice.migration-version-src", r->migration_version_src, 1000, &sp->mig_version_src) < 0)
-        return -EINVAL;
-    if (r->migration_version_dst &&
-        parse_u32(c, "spice.migration-version-dst", r->migration_version_dst, 1000, &sp->mig_version_dst) < 0)
         return -EINVAL;
     if (r->target_client && scn__bool(c, "spice.target-client", r->target_client, &sp->target_client) < 0)
         return -EINVAL;

@@ -62,9 +62,9 @@ typedef struct ScnSpice {
     int pixmap_cache_migration; /* SpicePixmapCacheMig: seamless migration's cache strategy */
     bool glz;                /* image-compression: glz */
     uint32_t vmc_rate;       /* bytes fake-vmc writes every 10 ms */
-    bool no_semi_seamless;   /* the servers do not offer SEMI_SEAMLESS (an old spice-server) */
+    /* What each server speaks of migration (SEMI_SEAMLESS, seamless, the
+     * protocol and blob versions) is its machine's release's: releases.h. */
     bool seamless;           /* seamless-migration=on on both servers */
-    uint32_t mig_version_src, mig_version_dst; /* seamless migration protocol versions (0: the build's) */
     uint64_t migrate_data_timeout_ns; /* the target's wait for a blob (0: 10 s) */
     bool target_client;      /* another client is linked to the destination from the start */
 } ScnSpice;

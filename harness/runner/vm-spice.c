@@ -25,6 +25,7 @@
 
 #include "spice/spice-pixmap-cache.h"
 #include "devices/fake-spice.h"
+#include "devices/releases.h"
 #include "spice/spice-ticket.h"
 #include "vm-spice.h"
 
@@ -471,6 +472,16 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
                             .seamless_migration = o->seamless_migration, .name = "migcert",
                             .pixmap_cache_migration = o->pixmap_cache_migration, .glz = o->glz,
                             .event = on_event, .log = on_log, .event_opaque = v};
+    /* what it speaks of migration is its release's */
+    if (mig_release_spice_config(o->release, &sc) < 0) {
+        mig_err_set(errp, -EINVAL, "SPICE: unknown release '%s'", o->release ? o->release : "");
+        goto fail;
+    }
+    if (sc.pixmap_cache_migration != o->pixmap_cache_migration) {
+        mig_err_set(errp, -EINVAL, "x-pixmap-cache-migration=restore: release %s's SPICE server has no restore "
+                    "strategy (2.1-dev has; docs/protocol-spice.md 10.1)", o->release);
+        goto fail;
+    }
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
     FakeSpiceOptions fo = {.heads = o->heads};

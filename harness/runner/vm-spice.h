@@ -28,6 +28,8 @@ typedef struct VmSpiceOptions {
     bool glz;                /* image-compression=glz|auto_glz: GLZ images */
     uint32_t heads;          /* x-heads=N: fake-qxl's heads (0: 1) */
     uint32_t draw_rate;      /* x-draw-rate=N: fake-qxl operations per second (0: its default) */
+    const char *release;     /* the machine's release: what its server speaks of migration (releases.h);
+                                set by cmd-vm.c, not by the option string */
 } VmSpiceOptions;
 
 /* Parse QEMU's `-spice` value ("port=5900,addr=127.0.0.1,disable-ticketing=on",

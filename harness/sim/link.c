@@ -11,9 +11,18 @@
  * of libmigcert.a.
  *
  * Model, per direction: a ring buffer holds every byte written and not yet
- * read by the peer (its size is the backpressure bound).  Bytes are copied
+ * read by the peer (its size is the backpressure bound, counted in stream
+ * bytes).  Bytes are copied
  * once into the ring by writev and once out by read, nothing else touches
- * them.  Timing is bookkeeping beside the ring: each write is cut into
+ * them.  Keyed pages (impl/ram/ram.h) are the exception, on an end with
+ * guest RAM attached (mig_transport_mem_set_ram): writev takes a piece of
+ * the writer's RAM that is (part of) a keyed page as a reference, the page's
+ * key read at that moment (what a socket would copy then), and leaves its
+ * place in the ring unwritten; read generates those bytes from the key, and
+ * a readv of a whole referenced page onto a page of the reader's RAM gives
+ * that RAM the key instead of the bytes.  So a 64 MiB guest of keyed pages
+ * crosses the link as a few MiB of headers and keys, while the stream, its
+ * offsets, backpressure and faults see every byte as before.  Timing is bookkeeping beside the ring: each write is cut into
  * segments of at most SEG_CHUNK bytes; a segment leaves when the serialising
  * link has sent it (bandwidth, from the start of the current busy period, so
  * there is no rounding drift) and arrives `latency` later.  One loop timer per
@@ -34,6 +43,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "ram/ram.h"
 #include "sim/sim.h"
 
 #define SEG_CHUNK ((uint64_t)256 << 10)
@@ -45,6 +55,15 @@ typedef struct MemSeg {
     uint64_t arrive; /* loop time it becomes readable (NEVER while partitioned) */
 } MemSeg;
 
+/* A run of direction bytes that are bytes [in, in+len) of the keyed page of
+ * `key` (not in the ring). */
+typedef struct MemRef {
+    uint64_t at; /* direction offset of its first byte */
+    uint64_t key;
+    uint32_t len;
+    uint32_t in;
+} MemRef;
+
 typedef struct MemDir {
     MigLink *link;
     int reader; /* side that reads this direction */
@@ -52,13 +71,17 @@ typedef struct MemDir {
     size_t cap;
     void *map; /* the mapping under buf when it is not from malloc */
     size_t map_len;
-    uint64_t wr, rd, arrived; /* offsets: written, read, readable */
+    uint64_t wr, rd, arrived; /* offsets: written, read, arrived */
+    uint64_t readable;        /* arrived, or the start of a reference it splits */
+    uint64_t bwr, brd;        /* ring bytes (those not referenced) put and taken */
     uint64_t limit;           /* drop at this offset (NEVER: no drop) */
     MemSeg *segs;             /* ring of segments not yet arrived */
     size_t seg_head, seg_len, seg_cap;
     uint64_t busy_start; /* start of the current transmission busy period */
     uint64_t busy_bytes; /* bytes sent in it so far */
     uint64_t tx_free;    /* when the link has sent everything queued */
+    MemRef *refs; /* ring of references not yet read, in offset order */
+    size_t ref_head, ref_len, ref_cap;
     MigLoopSource *timer;
     uint64_t timer_at;
     bool eof; /* the writer shut down: after its last byte, reads return 0 */
@@ -74,6 +97,7 @@ typedef struct MemEnd {
     MigLoopSource *kick;
     int busy;
     bool dead;
+    MigRam *ram; /* the guest RAM of the machine using this end, or NULL */
 } MemEnd;
 
 struct MigLink {
@@ -138,18 +162,27 @@ static uint64_t seg_start(MemDir *d, size_t i)
     return i == 0 ? d->arrived : seg_at(d, i - 1)->end;
 }
 
+/* A ring of `len` elements of `size` bytes (the first at *head) with room
+ * for one more: the same ring, or, when full, one twice as large (`first`
+ * elements to begin with) holding them from index 0. */
+static void *ring_room(void *ring, size_t size, size_t *head, size_t len, size_t *cap,
+                       size_t first)
+{
+    if (len < *cap)
+        return ring;
+    size_t ncap = *cap ? 2 * *cap : first;
+    uint8_t *n = mig_malloc0(ncap * size);
+    for (size_t i = 0; i < len; i++)
+        memcpy(n + i * size, (uint8_t *)ring + (*head + i) % *cap * size, size);
+    free(ring);
+    *cap = ncap;
+    *head = 0;
+    return n;
+}
+
 static void seg_push(MemDir *d, uint64_t end, uint64_t arrive)
 {
-    if (d->seg_len == d->seg_cap) {
-        size_t ncap = d->seg_cap ? 2 * d->seg_cap : 16;
-        MemSeg *n = mig_malloc0(ncap * sizeof(*n));
-        for (size_t i = 0; i < d->seg_len; i++)
-            n[i] = *seg_at(d, i);
-        free(d->segs);
-        d->segs = n;
-        d->seg_cap = ncap;
-        d->seg_head = 0;
-    }
+    d->segs = ring_room(d->segs, sizeof(*d->segs), &d->seg_head, d->seg_len, &d->seg_cap, 16);
     *seg_at(d, d->seg_len++) = (MemSeg){.end = end, .arrive = arrive};
 }
 
@@ -222,10 +255,111 @@ static void dir_enqueue(MigLink *k, MemDir *d, uint64_t n)
     dir_schedule(d);
 }
 
+/* ---- bytes in and out: the ring and the references ---- */
+
+static MemRef *ref_at(MemDir *d, size_t i)
+{
+    return &d->refs[(d->ref_head + i) % d->ref_cap];
+}
+
+static void ref_push(MemDir *d, uint64_t key, size_t len, size_t in)
+{
+    /* The rest of the page the last reference took part of (a write cut
+     * short by a full buffer, carried on), with the same key: one page. */
+    MemRef *last = d->ref_len ? ref_at(d, d->ref_len - 1) : NULL;
+    if (last && last->at + last->len == d->wr && last->key == key && last->in + last->len == in) {
+        last->len += (uint32_t)len;
+        return;
+    }
+    d->refs = ring_room(d->refs, sizeof(*d->refs), &d->ref_head, d->ref_len, &d->ref_cap, 64);
+    *ref_at(d, d->ref_len++) = (MemRef){.at = d->wr, .key = key, .len = (uint32_t)len,
+                                        .in = (uint32_t)in};
+}
+
+/* The ring holds the bytes that are not references, in stream order and
+ * nothing else (bwr, brd), so a stream of keyed pages touches only as much
+ * of it as its headers take. */
+static void ring_put(MemDir *d, const uint8_t *src, size_t n)
+{
+    size_t at = (size_t)(d->bwr % d->cap);
+    d->bwr += n;
+    size_t first = MIG_MIN(n, d->cap - at);
+    memcpy(d->buf + at, src, first);
+    memcpy(d->buf, src + first, n - first);
+}
+
+static void ring_get(MemDir *d, uint8_t *dst, size_t n)
+{
+    size_t at = (size_t)(d->brd % d->cap);
+    d->brd += n;
+    size_t first = MIG_MIN(n, d->cap - at);
+    memcpy(dst, d->buf + at, first);
+    memcpy(dst + first, d->buf, n - first);
+}
+
+/* Append n bytes from src (writer end e): keyed pages of e's RAM by
+ * reference, everything else into the ring. */
+static void dir_put(MemEnd *e, MemDir *d, const uint8_t *src, size_t n)
+{
+    while (n) {
+        size_t m = n, in;
+        uint64_t page, key;
+        MigRamBlock *b = e->ram ? mig_ram_find_host(e->ram, src, &page, &in) : NULL;
+        if (b) {
+            m = MIG_MIN(n, MIG_RAM_PAGE_SIZE - in);
+            if (mig_ram_page_key(b, page, &key))
+                ref_push(d, key, m, in);
+            else
+                ring_put(d, src, m);
+        } else {
+            ring_put(d, src, m);
+        }
+        d->wr += m;
+        src += m;
+        n -= m;
+    }
+}
+
+/* Take n bytes for reader end e into dst: referenced bytes generated from
+ * their key, or, for a whole page landing on a page of e's RAM, given to it
+ * as the key; the rest from the ring. */
+static void dir_get(MemEnd *e, MemDir *d, uint8_t *dst, size_t n)
+{
+    while (n) {
+        MemRef *r = d->ref_len ? ref_at(d, 0) : NULL;
+        size_t m;
+        if (r && r->at <= d->rd) {
+            size_t off = (size_t)(d->rd - r->at), in;
+            uint64_t page;
+            m = MIG_MIN(n, r->len - off);
+            MigRamBlock *b = m == MIG_RAM_PAGE_SIZE && e->ram
+                                 ? mig_ram_find_host(e->ram, dst, &page, &in)
+                                 : NULL;
+            if (b && in == 0)
+                mig_ram_page_set_key(b, page, r->key);
+            else
+                mig_ram_key_bytes(r->key, r->in + off, m, dst);
+            if (off + m == r->len) {
+                d->ref_head = (d->ref_head + 1) % d->ref_cap;
+                d->ref_len--;
+            }
+        } else {
+            m = r ? (size_t)MIG_MIN((uint64_t)n, r->at - d->rd) : n;
+            ring_get(d, dst, m);
+        }
+        d->rd += m;
+        dst += m;
+        n -= m;
+    }
+}
+
 /* Forget every byte not yet read (drop, or the reader is gone). */
 static void dir_discard(MemDir *d)
 {
-    d->rd = d->arrived = d->wr;
+    d->ref_len = 0;
+    d->ref_head = 0;
+    d->brd = d->bwr;
+    d->rd = d->arrived = d->readable = d->wr;
     d->seg_len = 0;
     d->seg_head = 0;
     dir_schedule(d);
@@ -252,7 +386,7 @@ static uint32_t end_ready(MemEnd *e)
     MemDir *in = &k->dir[!e->side], *out = &k->dir[e->side];
     uint32_t r = 0;
 
-    if (in->arrived > in->rd || (in->arrived == in->wr && (k->broken || in->eof)))
+    if (in->readable > in->rd || (in->arrived == in->wr && (k->broken || in->eof)))
         r |= MIG_LOOP_IN;
     if (k->broken || !k->end[!e->side] || out->eof ||
         (out->wr - out->rd < out->cap && out->wr < out->limit))
@@ -295,6 +429,35 @@ static void end_notify(void *opaque)
     end_kick(e); /* level-triggered: again while still ready and watched */
 }
 
+/* What the reader may take: everything that arrived, except that a
+ * reference whose bytes have only partly arrived is held back until all of
+ * them did (they are in flight, so they will: a drop keeps what was
+ * written before it, a partition heals, a reset discards them all), and so
+ * is the last one while it holds part of a page whose rest the writer has
+ * yet to write (a write cut short by a full buffer), as long as it still
+ * can (not shut down, reset, or at its drop byte).  A referenced page then
+ * reaches the reader whole, so it can arrive as a key. */
+static void dir_set_readable(MemDir *d)
+{
+    MigLink *k = d->link;
+    d->readable = d->arrived;
+    size_t lo = 0, hi = d->ref_len; /* first reference that starts at or after arrived */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ref_at(d, mid)->at < d->arrived)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo > 0) {
+        const MemRef *r = ref_at(d, lo - 1);
+        bool more = r->at + r->len == d->wr && r->in + r->len < MIG_RAM_PAGE_SIZE &&
+                    !d->eof && !k->broken && d->wr < d->limit;
+        if (r->at + r->len > d->arrived || more)
+            d->readable = MIG_MAX(r->at, d->rd);
+    }
+}
+
 static void deliver(void *opaque)
 {
     MemDir *d = opaque;
@@ -309,13 +472,17 @@ static void deliver(void *opaque)
         d->seg_len--;
     }
     dir_schedule(d);
-    if (d->arrived != before)
+    if (d->arrived != before) {
+        dir_set_readable(d);
         end_kick(k->end[d->reader]);
+    }
 }
 
 static void link_break(MigLink *k, bool discard)
 {
     k->broken = true;
+    dir_set_readable(&k->dir[0]);
+    dir_set_readable(&k->dir[1]);
     if (discard) {
         dir_discard(&k->dir[0]);
         dir_discard(&k->dir[1]);
@@ -326,28 +493,17 @@ static void link_break(MigLink *k, bool discard)
 
 /* ---- transport ops ---- */
 
+static ssize_t mem_readv(MigTransport *t, const struct iovec *iov, int iovcnt);
+
 static ssize_t mem_read(MigTransport *t, void *buf, size_t len)
 {
-    MemEnd *e = M(t);
-    MigLink *k = e->link;
-    MemDir *d = &k->dir[!e->side];
-    uint64_t avail;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    return mem_readv(t, &iov, 1);
+}
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
-    avail = d->arrived - d->rd;
-    if (avail && len) {
-        size_t n = (size_t)MIG_MIN((uint64_t)len, avail);
-        size_t at = (size_t)(d->rd % d->cap);
-        size_t first = MIG_MIN(n, d->cap - at);
-        memcpy(buf, d->buf + at, first);
-        memcpy((uint8_t *)buf + first, d->buf, n - first);
-        d->rd += n;
-        t->bytes_read += n;
-        end_kick(k->end[!e->side]); /* room for its writes again */
-        return (ssize_t)n;
-    }
-    if (!len)
-        return 0;
+/* What a read that moved nothing returns. */
+static ssize_t mem_read_none(MigLink *k, MemDir *d)
+{
     if (d->arrived < d->wr)
         return -EAGAIN; /* in flight */
     if (k->broken)
@@ -380,13 +536,8 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
 
     uint64_t left = allow;
     for (int i = 0; i < iovcnt && left; i++) {
-        const uint8_t *src = iov[i].iov_base;
         size_t n = (size_t)MIG_MIN((uint64_t)iov[i].iov_len, left);
-        size_t at = (size_t)(d->wr % d->cap);
-        size_t first = MIG_MIN(n, d->cap - at);
-        memcpy(d->buf + at, src, first);
-        memcpy(d->buf, src + first, n - first);
-        d->wr += n;
+        dir_put(e, d, iov[i].iov_base, n);
         left -= n;
     }
     t->bytes_written += allow;
@@ -394,6 +545,30 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     if (d->wr >= d->limit)
         link_break(k, false); /* drop at byte N: the N bytes still arrive */
     return (ssize_t)allow;
+}
+
+static ssize_t mem_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    MemEnd *e = M(t);
+    MigLink *k = e->link;
+    MemDir *d = &k->dir[!e->side];
+    uint64_t total = 0;
+
+    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    uint64_t n = MIG_MIN(total, d->readable - d->rd);
+    if (!n)
+        return total ? mem_read_none(k, d) : 0;
+    uint64_t left = n;
+    for (int i = 0; i < iovcnt && left; i++) {
+        size_t m = (size_t)MIG_MIN((uint64_t)iov[i].iov_len, left);
+        dir_get(e, d, iov[i].iov_base, m);
+        left -= m;
+    }
+    t->bytes_read += n;
+    end_kick(k->end[!e->side]);
+    return (ssize_t)n;
 }
 
 static ssize_t mem_write(MigTransport *t, const void *buf, size_t len)
@@ -427,6 +602,7 @@ static int mem_shutdown_write(MigTransport *t)
     MigLink *k = e->link;
 
     k->dir[e->side].eof = true;
+    dir_set_readable(&k->dir[e->side]);
     end_kick(k->end[!e->side]);
     return 0;
 }
@@ -437,6 +613,7 @@ static void link_free(MigLink *k)
         mig_loop_remove(k->loop, k->dir[i].timer);
         ring_free(&k->dir[i]);
         free(k->dir[i].segs);
+        free(k->dir[i].refs);
     }
     free(k);
 }
@@ -459,6 +636,7 @@ static void mem_close(MigTransport *t)
     k->end[e->side] = NULL;
     dir_discard(&k->dir[!e->side]); /* nobody will read it */
     k->dir[e->side].eof = true;
+    dir_set_readable(&k->dir[e->side]);
     if (!peer)
         dir_discard(&k->dir[e->side]);
     end_kick(peer);
@@ -478,6 +656,7 @@ static uint64_t mem_queued(MigTransport *t)
 static const MigTransportOps mem_ops = {
     .kind = "mem",
     .read = mem_read,
+    .readv = mem_readv,
     .write = mem_write,
     .writev = mem_writev,
     .send_fd = NULL,
@@ -524,6 +703,19 @@ int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport *
     *a = &k->end[0]->base;
     *b = &k->end[1]->base;
     return 0;
+}
+
+void mig_transport_mem_set_ram(MigTransport *end, MigRam *ram)
+{
+    if (!end || end->ops != &mem_ops)
+        return;
+    M(end)->ram = ram;
+    end->keyed_ram = ram != NULL;
+    /* What this end writes is mostly references now: its ring holds little
+     * more than headers, so 4 KiB pages serve it better than huge ones. */
+    MemDir *d = &M(end)->link->dir[M(end)->side];
+    if (ram && d->map)
+        madvise(d->buf, (d->cap + 4095) & ~(size_t)4095, MADV_NOHUGEPAGE);
 }
 
 MigLink *mig_transport_mem_link(MigTransport *end)

@@ -88,6 +88,15 @@ enum { MIG_LINK_A_TO_B = 0, MIG_LINK_B_TO_A = 1 };
  * Both ends are "mem" transports; close each with mig_transport_close. */
 int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport **a,
                            MigTransport **b);
+/* Keyed pages (impl/ram/ram.h): `ram` is the guest RAM of the machine that
+ * uses `end` (NULL: none).  From now on a keyed page of it that end writes
+ * travels as its key, read at write time, and a whole referenced page that
+ * end reads onto a page of it arrives as the key (MigTransport.keyed_ram);
+ * every other byte, and every byte read elsewhere, is the page's bytes.
+ * The RAM must outlive the end's use (the machine closes its transports
+ * before it frees its RAM).  No-op for other transports. */
+struct MigRam;
+void mig_transport_mem_set_ram(MigTransport *end, struct MigRam *ram);
 /* A new reference to the link under a mem transport (NULL for other kinds);
  * it stays valid after both ends closed, until mig_link_unref. */
 MigLink *mig_transport_mem_link(MigTransport *end);

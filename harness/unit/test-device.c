@@ -814,6 +814,80 @@ static void test_device_v1_adapter_round_trip_and_truncation(void **state)
     mig_device_free(dst);
 }
 
+/* The v1 adapter takes each resume transaction from the backend's
+ * allocator when one is set (the certify sandbox's guard-paged buffers):
+ * the device is handed exactly the buffer it gave, one per transaction of
+ * the source's size, and put is called once when the backend goes. */
+typedef struct Pool {
+    uint8_t *buf;
+    size_t cap, gets, puts;
+} Pool;
+
+static void *pool_get(void *opaque, size_t len)
+{
+    Pool *p = opaque;
+    p->gets++;
+    if (len > p->cap) {
+        free(p->buf);
+        p->buf = malloc(len);
+        p->cap = len;
+    }
+    return p->buf;
+}
+
+static void pool_put(void *opaque)
+{
+    Pool *p = opaque;
+    p->puts++;
+    free(p->buf);
+    p->buf = NULL;
+    p->cap = 0;
+}
+
+static Pool *v1_spy_pool;
+static size_t v1_seen_calls, v1_seen_foreign;
+static int (*v1_real_resume)(MigcertDevice *dev, const void *data, size_t size);
+
+static int v1_spy_resume(MigcertDevice *dev, const void *data, size_t size)
+{
+    v1_seen_calls++;
+    if (data != v1_spy_pool->buf)
+        v1_seen_foreign++; /* a buffer not the pool's */
+    return v1_real_resume(dev, data, size);
+}
+
+static void test_device_v1_adapter_takes_transactions_from_the_allocator(void **state)
+{
+    (void)state;
+    MigPrng prng;
+    mig_prng_seed(&prng, 12);
+    uint32_t f = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    MigDevice *src = dev_new(fake_gpu_plugin_v1(), f, 40 * FAKE_GPU_PAGE, 5);
+    Buf s = save_all(src, &prng, 100);
+    MigcertDevicePlugin spy = *fake_gpu_plugin_v1();
+    v1_real_resume = spy.v1_resume_chunk;
+    spy.v1_resume_chunk = v1_spy_resume;
+    MigDevice *dst = dev_new(&spy, f, 40 * FAKE_GPU_PAGE, 6);
+    Pool pool = {0};
+    MigDevBackend *be = mig_device_backend(dst);
+    be->alloc = (MigDevBufAlloc){pool_get, pool_put, &pool};
+    MigErr *err = NULL;
+    v1_spy_pool = &pool;
+    v1_seen_calls = v1_seen_foreign = 0;
+    must(load_all(dst, s.p, s.len, &prng, &err), err, "v1 load");
+    set(dst, MIG_DEV_RUNNING);
+    assert_same_device(src, dst);
+    assert_true(pool.gets > 0);
+    assert_int_equal(pool.gets, v1_seen_calls); /* one buffer per transaction */
+    assert_int_equal(v1_seen_foreign, 0);
+    assert_int_equal(pool.puts, 0);
+    mig_device_free(dst);
+    assert_int_equal(pool.puts, 1);
+    assert_null(pool.buf);
+    free(s.p);
+    mig_device_free(src);
+}
+
 /* ---- loader ---- */
 
 static const MigcertDevicePlugin *load(const char *stem, void **h, MigErr **errp)
@@ -1292,6 +1366,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_v1_adapter_names_bad_device_state_bits),
         cmocka_unit_test(test_device_arc_outside_the_feature_set_is_refused),
         cmocka_unit_test(test_device_v1_adapter_round_trip_and_truncation),
+        cmocka_unit_test(test_device_v1_adapter_takes_transactions_from_the_allocator),
         cmocka_unit_test(test_device_loader_loads_good_plugin),
         cmocka_unit_test(test_device_loader_refuses_unknown_abi_version),
         cmocka_unit_test(test_device_loader_refuses_missing_symbol_and_file),

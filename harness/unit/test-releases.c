@@ -3,7 +3,9 @@
  * dumps give exactly the breaks the rules predict under check-compat; device
  * state migrates between every pair exactly when the rules say so, with the
  * documented transforms; machine types make a newer build emit what an older
- * one loads.
+ * one loads.  The SPICE server's history: what each release speaks of
+ * migration, the bump rule, and the rules that predict how a client follows
+ * a migration between two releases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +19,8 @@
 #include "devices/fake-nic.h"
 #include "devices/fake-serial.h"
 #include "devices/releases.h"
+#include "spice/spice-pixmap-cache.h"
+#include "spice/spice-server.h"
 #include "stream/stream.h"
 #include "vmstate/vmstate.h"
 
@@ -392,6 +396,122 @@ static void test_releases_serial_gains_fcr_in_2_0(void **state)
     mig_err_free(err);
 }
 
+/* ---- SPICE: what each release's server speaks, and the pair rules ---- */
+
+/* The history only grows (a later release speaks at least what an earlier
+ * one did), and the bump rule holds: a newer display blob comes with a
+ * newer migration protocol, so that a target that ACKs (the source's
+ * protocol at most its own) always loads every blob the source writes. */
+static void test_releases_spice_history_and_bump_rule(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < mig_release_count(); i++) {
+        const MigSpiceRelease *a = &mig_release_at(i)->spice;
+        assert_true(!a->mig_version || a->semi_seamless);     /* seamless needs semi-seamless */
+        assert_true(!a->mig_version == !a->display_blob);     /* seamless writes blobs */
+        assert_true(!a->cache_restore || a->display_blob >= 2); /* the restore list is version 2 */
+        for (size_t k = 0; k < mig_release_count(); k++) {
+            const MigSpiceRelease *b = &mig_release_at(k)->spice;
+            if (i < k) {
+                assert_true(a->semi_seamless <= b->semi_seamless);
+                assert_true(a->mig_version <= b->mig_version);
+            }
+            if (a->mig_version && b->mig_version && a->mig_version <= b->mig_version)
+                assert_true(a->display_blob <= b->display_blob);
+            if (a->display_blob > b->display_blob && b->mig_version)
+                assert_true(a->mig_version > b->mig_version); /* the target NACKs first */
+        }
+    }
+    /* the history as documented: 1.0 switch-host only, 1.1 semi-seamless,
+     * 2.0 seamless protocol 1 (the reference's blobs), 2.1-dev protocol 2 */
+    assert_false(mig_release_find("1.0")->spice.semi_seamless);
+    assert_true(mig_release_find("1.1")->spice.semi_seamless);
+    assert_int_equal(mig_release_find("1.1")->spice.mig_version, 0);
+    assert_int_equal(mig_release_find("2.0")->spice.mig_version, 1);
+    assert_int_equal(mig_release_find("2.0")->spice.display_blob, 1);
+    assert_false(mig_release_find("2.0")->spice.cache_restore);
+    assert_int_equal(mig_release_find("2.1-dev")->spice.mig_version, 2);
+    assert_int_equal(mig_release_find("2.1-dev")->spice.display_blob, 2);
+    assert_true(mig_release_find("2.1-dev")->spice.cache_restore);
+}
+
+static MigSpiceMig spice_kind(const char *src, const char *dst, bool seamless_on, bool semi, bool seam)
+{
+    MigSpicePrediction p;
+    mig_spice_pair_predict(src, dst, seamless_on, semi, seam, &p);
+    assert_true(p.reason[0]);
+    return p.kind;
+}
+
+/* Each rule of mig_spice_pair_predict, for a client as spice-gtk 0.42 (both
+ * capabilities) with seamless-migration on unless said otherwise. */
+static void test_releases_spice_pair_rules(void **state)
+{
+    (void)state;
+    /* the same release on both sides: what it speaks */
+    assert_int_equal(spice_kind("1.0", "1.0", true, true, true), MIG_SPICE_MIG_SWITCH_HOST);
+    assert_int_equal(spice_kind("1.1", "1.1", true, true, true), MIG_SPICE_MIG_SEMI_SEAMLESS);
+    assert_int_equal(spice_kind("2.0", "2.0", true, true, true), MIG_SPICE_MIG_SEAMLESS);
+    assert_int_equal(spice_kind("2.1-dev", "2.1-dev", true, true, true), MIG_SPICE_MIG_SEAMLESS);
+    /* old -> new: the source decides what it starts */
+    assert_int_equal(spice_kind("1.0", "2.1-dev", true, true, true), MIG_SPICE_MIG_SWITCH_HOST);
+    assert_int_equal(spice_kind("1.1", "2.1-dev", true, true, true), MIG_SPICE_MIG_SEMI_SEAMLESS);
+    MigSpicePrediction p;
+    mig_spice_pair_predict("2.0", "2.1-dev", true, true, true, &p); /* protocol 1 <= 2: ACK */
+    assert_int_equal(p.kind, MIG_SPICE_MIG_SEAMLESS);
+    assert_non_null(strstr(p.reason, "ACK"));
+    assert_null(p.client_error);
+    /* new -> old: the target decides what it takes */
+    mig_spice_pair_predict("2.1-dev", "2.0", true, true, true, &p); /* protocol 2 > 1: NACK */
+    assert_int_equal(p.kind, MIG_SPICE_MIG_SEMI_SEAMLESS);
+    assert_non_null(strstr(p.reason, "NACK"));
+    assert_int_equal(spice_kind("2.0", "1.1", true, true, true), MIG_SPICE_MIG_SEMI_SEAMLESS); /* no SEAMLESS */
+    mig_spice_pair_predict("1.1", "1.0", true, true, true, &p); /* refuses the migrating link */
+    assert_int_equal(p.kind, MIG_SPICE_MIG_SWITCH_HOST);
+    assert_string_equal(p.client_error, "BAD_CONNECTION_ID");
+    /* the client and the option */
+    assert_int_equal(spice_kind("2.1-dev", "2.1-dev", true, false, true), MIG_SPICE_MIG_SWITCH_HOST);
+    assert_int_equal(spice_kind("2.1-dev", "2.1-dev", true, true, false), MIG_SPICE_MIG_SEMI_SEAMLESS);
+    assert_int_equal(spice_kind("2.1-dev", "2.1-dev", false, true, true), MIG_SPICE_MIG_SEMI_SEAMLESS);
+    /* every ordered pair: seamless exactly when both speak it and the
+     * source's protocol is at most the target's; switch-host exactly when
+     * a side lacks SEMI_SEAMLESS */
+    for (size_t i = 0; i < mig_release_count(); i++)
+        for (size_t k = 0; k < mig_release_count(); k++) {
+            const MigRelease *a = mig_release_at(i), *b = mig_release_at(k);
+            MigSpiceMig want = !a->spice.semi_seamless || !b->spice.semi_seamless ? MIG_SPICE_MIG_SWITCH_HOST
+                               : a->spice.mig_version && b->spice.mig_version &&
+                                       a->spice.mig_version <= b->spice.mig_version
+                                   ? MIG_SPICE_MIG_SEAMLESS
+                                   : MIG_SPICE_MIG_SEMI_SEAMLESS;
+            assert_int_equal(spice_kind(a->name, b->name, true, true, true), want);
+        }
+}
+
+/* What a release's server is configured with follows the table (the
+ * simulator and `migcert vm --release R` build their servers with it). */
+static void test_releases_spice_server_config(void **state)
+{
+    (void)state;
+    SpiceServerConfig sc = {.pixmap_cache_migration = SPICE_PIXMAP_CACHE_MIG_RESTORE};
+    assert_int_equal(mig_release_spice_config("2.0", &sc), 0);
+    assert_false(sc.no_semi_seamless);
+    assert_false(sc.no_seamless);
+    assert_int_equal(sc.migration_version, 1);
+    assert_int_equal(sc.display_blob_version, 1);
+    assert_int_equal(sc.pixmap_cache_migration, SPICE_PIXMAP_CACHE_MIG_RESET); /* 2.0 has no restore */
+    sc.pixmap_cache_migration = SPICE_PIXMAP_CACHE_MIG_RESTORE;
+    assert_int_equal(mig_release_spice_config("2.1-dev", &sc), 0);
+    assert_int_equal(sc.migration_version, 2);
+    assert_int_equal(sc.pixmap_cache_migration, SPICE_PIXMAP_CACHE_MIG_RESTORE);
+    assert_int_equal(mig_release_spice_config("1.1", &sc), 0);
+    assert_true(sc.no_seamless);
+    assert_false(sc.no_semi_seamless);
+    assert_int_equal(mig_release_spice_config("1.0", &sc), 0);
+    assert_true(sc.no_semi_seamless);
+    assert_int_equal(mig_release_spice_config("0.9", &sc), -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +522,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_releases_documented_transforms),
         cmocka_unit_test(test_releases_dump_devices_for_preflight),
         cmocka_unit_test(test_releases_serial_gains_fcr_in_2_0),
+        cmocka_unit_test(test_releases_spice_history_and_bump_rule),
+        cmocka_unit_test(test_releases_spice_pair_rules),
+        cmocka_unit_test(test_releases_spice_server_config),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -620,6 +620,7 @@ static void test_scenario_spice_keys(void **state)
     static const struct {
         const char *extra;
         const char *want;
+        const char *spice; /* the `spice:` mapping, NULL: {} */
     } bad[] = {
         {"client: {old: yes}\n", "t.yaml:5: key 'old': invalid value 'yes' (expected true or false)"},
         {"client: {target: maybe}\n", "key 'target': invalid value 'maybe' (expected one of: accept, refuse, fail, hang)"},
@@ -629,17 +630,27 @@ static void test_scenario_spice_keys(void **state)
                                        "bad-magic, newer-version, older-version, bad-surface, drop)"},
         {"client: {disconnect-at: end, disconnect-at-message: \"3\"}\n", "not both"},
         {"client: {present: \"false\"}\n", "key 'present': a scenario without a client expects nothing of it"},
+        /* what a server speaks of migration is its release's: the keys that
+         * said it are refused, naming the replacement and where */
+        {"", "t.yaml:4: key 'semi-seamless': removed: a server's SEMI_SEAMLESS comes from its release; name one "
+             "without it instead (machines.src.release: \"1.0\"", "{semi-seamless: \"false\"}"},
+        {"", "t.yaml:4: key 'migration-version-src': removed: the seamless migration protocol version comes from "
+             "the release", "{seamless: \"true\", migration-version-src: \"2\"}"},
+        {"", "key 'migration-version-dst': removed: the seamless migration protocol version comes from the release; "
+             "name the releases instead (machines.src.release / machines.dst.release",
+         "{migration-version-dst: \"1\"}"},
     };
     for (size_t i = 0; i < MIG_ARRAY_SIZE(bad); i++) {
-        char *b = mig_strdup_printf("summary: spice\nmachines:\n  src: {ram: 4M}\nspice: {}\n%s"
+        const char *sp = bad[i].spice ? bad[i].spice : "{}";
+        char *b = mig_strdup_printf("summary: spice\nmachines:\n  src: {ram: 4M}\nspice: %s\n%s"
                                     "steps:\n  - migrate: {}\nexpect:\n  outcome: completed\n  client: src\n",
-                                    bad[i].extra);
+                                    sp, bad[i].extra);
         MigErr *err = NULL;
         Scenario *z = load_str(b, &err);
         if (z)
-            fail_msg("'%s' loaded", bad[i].extra);
+            fail_msg("'%s' '%s' loaded", sp, bad[i].extra);
         if (!strstr(err->msg, bad[i].want))
-            fail_msg("'%s': error '%s' lacks '%s'", bad[i].extra, err->msg, bad[i].want);
+            fail_msg("'%s' '%s': error '%s' lacks '%s'", sp, bad[i].extra, err->msg, bad[i].want);
         mig_err_free(err);
         free(b);
     }

@@ -89,7 +89,8 @@ static void test_spice_migrate_data_display_lists_surfaces_at_80(void **state)
     (void)state;
     SpiceMigSurface ids[2] = {{0}, {3}};
     SpiceMigSurfaces list = {{.n = 2, .items = ids}};
-    SpiceMigDisplay d = {.h = {SPICE_MIG_MAGIC_DISPLAY, SPICE_MIG_VERSION_DISPLAY}, .message_serial = 77,
+    /* the reference's layout: version 1 (2 adds only the restore list) */
+    SpiceMigDisplay d = {.h = {SPICE_MIG_MAGIC_DISPLAY, 1}, .message_serial = 77,
                          .pixmap_cache_id = 1, .pixmap_cache_size = 1 << 20, .pixmap_cache_freezer = 1,
                          .glz_dict_id = 1, .glz_dict_size = 3 << 20, .surfaces_at_client = &list};
     uint8_t *b;

@@ -7,7 +7,8 @@
  * the client on the source with nothing left on the target, an unreachable
  * target gives CONNECT_ERROR and then SWITCH_HOST, a target that never
  * answers makes the source give up after its timeout, and a client without
- * SEMI_SEAMLESS is sent with SWITCH_HOST into a new session.  An answer
+ * SEMI_SEAMLESS is sent with SWITCH_HOST into a new session, as is one
+ * whose target (an old release's server) refuses the migrating link.  An answer
  * that comes after the source stopped waiting (a slow target) is no
  * protocol error: a late MIGRATE_CONNECTED gets MIGRATE_CANCEL, as from
  * spice-server, and one that crossed the migration's end is ignored.
@@ -42,6 +43,7 @@ typedef struct World {
     MigLoop *loop;
     Host src, dst;
     FakeClient *client;
+    bool dst_old; /* the target does not offer SEMI_SEAMLESS */
     SimSpiceNet net; /* port 1: the source, port 2: the target */
     int done_calls, done_result;
 } World;
@@ -54,16 +56,19 @@ static void count_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *c
 
 static void host_open(World *w, Host *h, const char *who)
 {
-    SpiceServerConfig sc = {.who = who, .event = count_event, .event_opaque = h};
+    /* the target of an old release: no SEMI_SEAMLESS (releases.h 1.0) */
+    SpiceServerConfig sc = {.who = who, .event = count_event, .event_opaque = h,
+                            .no_semi_seamless = h == &w->dst && w->dst_old};
     h->server = spice_server_new(w->loop, &sc, NULL);
     h->main = spice_main_add(h->server);
     h->qxl = fake_qxl_new(w->loop, h->server, 64, 48);
     fake_qxl_set_running(h->qxl, true);
 }
 
-static void world_open(World *w, SpiceCapSet main_caps)
+static void world_open_ex(World *w, SpiceCapSet main_caps, bool dst_old)
 {
     memset(w, 0, sizeof(*w));
+    w->dst_old = dst_old;
     w->loop = mig_sim_loop_new(0x5eed);
     host_open(w, &w->src, "src");
     host_open(w, &w->dst, "dst");
@@ -77,6 +82,11 @@ static void world_open(World *w, SpiceCapSet main_caps)
     mig_sim_run_for(w->loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(w->client), 2);
     spice_main_set_migrate_dest(w->src.main, "dst", 2, -1, NULL);
+}
+
+static void world_open(World *w, SpiceCapSet main_caps)
+{
+    world_open_ex(w, main_caps, false);
 }
 
 static void world_close(World *w)
@@ -383,6 +393,32 @@ static void test_spice_migrate_old_client_switches_host(void **state)
     world_close(&w);
 }
 
+/* A target of an old release (no SEMI_SEAMLESS, releases.h 1.0) takes no
+ * migrating client: it refuses the main link naming the source's session
+ * with BAD_CONNECTION_ID, the client answers CONNECT_ERROR, and at the end
+ * the source sends SWITCH_HOST: a new session on the target. */
+static void test_spice_migrate_old_target_refuses_then_switch_host(void **state)
+{
+    (void)state;
+    World w;
+    world_open_ex(&w, (SpiceCapSet){0}, true);
+    uint32_t session = fake_client_session_id(w.client);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 1);
+    assert_true(w.done_result < 0);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.connect_errors, 1);
+    assert_non_null(strstr(fake_client_last_error(w.client), "BAD_CONNECTION_ID"));
+    assert_int_equal(spice_server_client_count(w.dst.server), 0);
+    end_and_expect_switch_host(&w);
+    assert_int_not_equal(fake_client_session_id(w.client), session);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
 /* The source's display never sees the PONG of the PING before MIGRATE_END
  * (spice-gtk busy on its display on a loaded host): MIGRATE_END goes after
  * the migrate timeout, and the client still gets a whole timeout to leave
@@ -438,6 +474,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_answer_crossing_switch_host_is_ignored),
         cmocka_unit_test(test_spice_migrate_answer_crossing_cancel_is_ignored),
         cmocka_unit_test(test_spice_migrate_old_client_switches_host),
+        cmocka_unit_test(test_spice_migrate_old_target_refuses_then_switch_host),
         cmocka_unit_test(test_spice_migrate_unanswered_ping_still_switches),
     };
     if (argc > 1)

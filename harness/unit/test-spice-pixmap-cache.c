@@ -6,7 +6,8 @@
  * blob (exact bytes, round trip, every truncation, bad content), and both
  * seamless strategies on the wire with the fake client: reset empties the
  * client's cache with INVAL_ALL_PIXMAPS after the other head's last serial,
- * restore keeps it and sends no cached image again.
+ * restore keeps it and sends no cached image again; a version-1 blob (no
+ * restore list) resets whatever the target's own strategy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "client/fake-client.h"
 #include "sim/sim.h"
 #include "sim/spice-net.h"
+#include "spice/spice-migrate-data.h"
 #include "spice/spice-display.h"
 #include "spice/spice-main.h"
 #include "spice/spice-pixmap-cache.h"
@@ -100,10 +102,17 @@ static SpicePixmapCache *three_images(void)
     return pc;
 }
 
+/* The fixed part of a display blob of this build's version (2: a restore
+ * list, when there is one, counts; below 2 a target resets). */
 static void blank_blob(MigBuf *b)
 {
     memset(b, 0, sizeof(*b));
-    memset(mig_buf_reserve(b, SPICE_DCMD_BODY_END), 0, SPICE_DCMD_BODY_END);
+    uint8_t *p = mig_buf_reserve(b, SPICE_DCMD_BODY_END);
+    memset(p, 0, SPICE_DCMD_BODY_END);
+    for (int k = 0; k < 4; k++) {
+        p[k] = (uint8_t)(SPICE_MIG_MAGIC_DISPLAY >> (8 * k));
+        p[4 + k] = (uint8_t)(SPICE_MIG_VERSION_DISPLAY >> (8 * k));
+    }
     b->len = SPICE_DCMD_BODY_END;
 }
 
@@ -344,10 +353,11 @@ static void test_spice_pixmap_cache_two_heads_share_one_cache(void **state)
 /* The two migration steps of the heads, as the seamless flow makes them,
  * replayed on the same connections: each head exports its cache part, then
  * takes it back as a target would. */
-static void migrate_cache_in_place(World *w, MigBuf blobs[2])
+static void migrate_cache_in_place_as(World *w, MigBuf blobs[2], uint8_t version)
 {
     for (uint8_t i = 0; i < 2; i++) {
         blank_blob(&blobs[i]);
+        blobs[i].data[4] = version;
         assert_int_equal(spice_display_migrate_export_cache(head_cc(w, i), &blobs[i], NULL), 0);
     }
     assert_int_equal(blobs[0].data[SPICE_DCMD_CACHE_OFFSET + 9], 1); /* the first to migrate froze it */
@@ -356,6 +366,11 @@ static void migrate_cache_in_place(World *w, MigBuf blobs[2])
         assert_int_equal(spice_display_migrate_import_cache(head_cc(w, i), blobs[i].data, blobs[i].len, NULL), 0);
     for (uint8_t i = 0; i < 2; i++)
         mig_buf_free(&blobs[i]);
+}
+
+static void migrate_cache_in_place(World *w, MigBuf blobs[2])
+{
+    migrate_cache_in_place_as(w, blobs, SPICE_MIG_VERSION_DISPLAY);
 }
 
 static void test_spice_pixmap_cache_reset_sends_inval_all_after_the_other_head(void **state)
@@ -393,6 +408,28 @@ static void test_spice_pixmap_cache_restore_sends_no_cached_image_again(void **s
     world_close(&w);
 }
 
+/* The target follows the blob, not its own strategy: a version-1 display
+ * blob (the reference's layout, an older release's server) has no restore
+ * list, so even a target set to restore resets the cache as its freezer
+ * says (docs/protocol-spice.md 10.1). */
+static void test_spice_pixmap_cache_version_1_blob_resets(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, SPICE_PIXMAP_CACHE_MIG_RESTORE);
+    draw_images(&w, 2);
+    settle_and_compare(&w);
+    MigBuf blobs[2];
+    migrate_cache_in_place_as(&w, blobs, 1);
+    settle_and_compare(&w);
+    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 1);
+    uint64_t before = images_sent(&w);
+    draw_images(&w, 2);
+    settle_and_compare(&w);
+    assert_int_equal(images_sent(&w) - before, 6); /* every image once more */
+    world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +439,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_pixmap_cache_two_heads_share_one_cache),
         cmocka_unit_test(test_spice_pixmap_cache_reset_sends_inval_all_after_the_other_head),
         cmocka_unit_test(test_spice_pixmap_cache_restore_sends_no_cached_image_again),
+        cmocka_unit_test(test_spice_pixmap_cache_version_1_blob_resets),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

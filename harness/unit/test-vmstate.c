@@ -740,6 +740,46 @@ static void test_vmstate_subsection_the_sender_always_writes_is_required(void **
     free(full.data);
 }
 
+/* vmstate_load_logged says which top-level subsections arrived (what the
+ * destination compares with the source's VMDESCRIPTION): the ack
+ * subsection when it was sent, nothing when it was not (needed() false),
+ * and the VMDESCRIPTION names it only in the first case. */
+static void test_vmstate_load_logged_names_the_subsections_that_came(void **state)
+{
+    (void)state;
+    assert_int_equal(vmstate_subsection_index(&clock_vmsd, "fake-clock/ack"), 0);
+    assert_int_equal(vmstate_subsection_index(&clock_vmsd, "fake-clock/other"), -1);
+    Clock with = {.base = 42, .ack = 7}, without = {.base = 42, .ack = 0};
+    Bytes a = save_bytes(&clock_vmsd, &with);
+    Bytes b = save_bytes(&clock_vmsd, &without);
+    json_t *da = vmstate_describe_vmdesc(&clock_vmsd, &with, NULL, 0);
+    json_t *db = vmstate_describe_vmdesc(&clock_vmsd, &without, NULL, 0);
+    assert_int_equal(json_array_size(json_object_get(da, "subsections")), 1);
+    assert_null(json_object_get(db, "subsections"));
+    Clock d = {0};
+    uint64_t got = 99;
+    MigStream *r = mig_stream_new_mem_reader(a.data, a.len);
+    assert_int_equal(vmstate_load_logged(r, &clock_vmsd, NULL, &d, 1, &got, NULL), 0);
+    assert_int_equal(got, 1);
+    mig_stream_free(r);
+    got = 99;
+    r = mig_stream_new_mem_reader(b.data, b.len);
+    assert_int_equal(vmstate_load_logged(r, &clock_vmsd, NULL, &d, 1, &got, NULL), 0);
+    assert_int_equal(got, 0);
+    mig_stream_free(r);
+    /* the ack subsection cut away: the load still succeeds (it has a
+     * needed()), and says it did not get it */
+    got = 99;
+    r = mig_stream_new_mem_reader(a.data, 4);
+    assert_int_equal(vmstate_load_logged(r, &clock_vmsd, NULL, &d, 1, &got, NULL), 0);
+    assert_int_equal(got, 0);
+    mig_stream_free(r);
+    json_decref(da);
+    json_decref(db);
+    free(a.data);
+    free(b.data);
+}
+
 static void test_vmstate_subsection_unknown_and_too_new(void **state)
 {
     (void)state;
@@ -1571,6 +1611,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_vmstate_subsection_present),
         cmocka_unit_test(test_vmstate_subsection_absent_defaults),
         cmocka_unit_test(test_vmstate_subsection_the_sender_always_writes_is_required),
+        cmocka_unit_test(test_vmstate_load_logged_names_the_subsections_that_came),
         cmocka_unit_test(test_vmstate_subsection_unknown_and_too_new),
         cmocka_unit_test(test_vmstate_ambiguity_field_after_struct_fools_qemu),
         cmocka_unit_test(test_vmstate_ambiguity_child_name_prefix_of_parent),

@@ -1,7 +1,10 @@
 /*
  * test-workload.c - the deterministic guest (fakes/workload): page content,
  * the memory oracle (mig_workload_verify) and the dirtier on the simulator's
- * virtual clock.
+ * virtual clock; the guest as keyed pages (impl/ram/ram.h): the oracle
+ * still catches a corrupted, stale, misplaced or missing page, and a
+ * migration over a link that carries keys gives the guest it gives with
+ * bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 
 #define PAGE MIG_RAM_PAGE_SIZE
 #define NPAGES 64
+#define MIB ((uint64_t)1 << 20)
 
 /* ---- page content ---- */
 
@@ -109,9 +113,11 @@ typedef struct Guest {
     MigLoop *loop;
     MigMachine *src, *dst;
     MigWorkload *w;
+    MigLink *link; /* of the last migrate(), or NULL */
 } Guest;
 
-static void guest_start(Guest *g, uint64_t seed, uint64_t rate)
+static void guest_start_with(Guest *g, uint64_t seed, uint64_t rate, MigWorkloadFill fill,
+                             bool keyed)
 {
     g->loop = mig_sim_loop_new(seed);
     MigMachineOptions so = {.name = "src", .ram_size = NPAGES * PAGE};
@@ -120,13 +126,20 @@ static void guest_start(Guest *g, uint64_t seed, uint64_t rate)
     g->dst = mig_machine_new(g->loop, &dopt, NULL);
     assert_non_null(g->src);
     assert_non_null(g->dst);
-    MigWorkloadOptions wo = {.seed = seed, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = rate};
+    MigWorkloadOptions wo = {.seed = seed, .fill = fill, .dirty_rate = rate, .keyed = keyed};
     g->w = mig_workload_new(g->src, &wo, NULL);
     assert_non_null(g->w);
+    g->link = NULL;
+}
+
+static void guest_start(Guest *g, uint64_t seed, uint64_t rate)
+{
+    guest_start_with(g, seed, rate, MIG_WORKLOAD_FILL_RANDOM, false);
 }
 
 static void guest_free(Guest *g)
 {
+    mig_link_unref(g->link);
     mig_workload_free(g->w);
     mig_machine_free(g->src);
     mig_machine_free(g->dst);
@@ -250,6 +263,130 @@ static void test_workload_dirtier_rate_and_generations(void **state)
     guest_free(&g);
 }
 
+/* ---- keyed pages (impl/ram/ram.h): checked by key, still strict ---- */
+
+static MigRamBlock *dst_block(Guest *g)
+{
+    return mig_ram_block(mig_machine_ram(g->dst), 0);
+}
+
+/* The destination takes the source's keys (a perfect migration). */
+static void copy_keys(Guest *g)
+{
+    MigRamBlock *s = mig_ram_block(mig_machine_ram(g->src), 0), *d = dst_block(g);
+    for (uint64_t p = 0; p < NPAGES; p++) {
+        uint64_t key = 0;
+        assert_true(mig_ram_page_key(s, p, &key)); /* the guest wrote keys only */
+        mig_ram_page_set_key(d, p, key);
+    }
+}
+
+static void test_oracle_catches_bad_keyed_pages(void **state)
+{
+    (void)state;
+    Guest g;
+    guest_start_with(&g, 31, 0, MIG_WORKLOAD_FILL_RANDOM, true);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.src), NULL), 0);
+    /* missing: a destination that never got the pages reads zero */
+    assert_verify_fails(&g, -EIO, "64 bad pages, first at block pc.ram page 0 (generation 0)");
+    copy_keys(&g);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.dst), NULL), 0);
+    MigRamBlock *d = dst_block(&g);
+    uint64_t key = 0;
+
+    /* corrupted: one byte of a page that became bytes */
+    mig_ram_page_host(d, 17)[2049] ^= 0x10;
+    assert_verify_fails(&g, -EIO, "1 bad pages, first at block pc.ram page 17");
+    mig_ram_page_host(d, 17)[2049] ^= 0x10;
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.dst), NULL), 0);
+
+    /* missing: one page is the zero page */
+    assert_true(mig_ram_page_key(d, 9, &key));
+    mig_ram_page_set_key(d, 9, MIG_RAM_KEY_ZERO);
+    assert_verify_fails(&g, -EIO, "1 bad pages, first at block pc.ram page 9 (generation 0)");
+    mig_ram_page_set_key(d, 9, key);
+
+    /* another page's key (a record applied at the wrong offset) */
+    uint64_t other = 0;
+    assert_true(mig_ram_page_key(d, 31, &other));
+    assert_true(mig_ram_page_key(d, 30, &key));
+    mig_ram_page_set_key(d, 30, other);
+    assert_verify_fails(&g, -EIO, "1 bad pages, first at block pc.ram page 30");
+    mig_ram_page_set_key(d, 30, key);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.dst), NULL), 0);
+
+    /* stale: the guest writes on, the destination keeps what it had */
+    mig_workload_set_rate(g.w, 1000);
+    assert_int_equal(mig_sim_run_for(g.loop, 100000000ull), 0);
+    assert_int_equal(mig_workload_writes(g.w), 100);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.src), NULL), 0);
+    assert_verify_fails(&g, -EIO, "bad pages");
+    copy_keys(&g);
+    assert_int_equal(mig_workload_verify(g.w, mig_machine_ram(g.dst), NULL), 0);
+    guest_free(&g);
+}
+
+/* ---- whole migrations: the same guest arrives, keys or bytes ---- */
+
+static bool both_done(void *opaque)
+{
+    Guest *g = opaque;
+    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(g->src))) &&
+           mig_status_is_terminal(mig_migration_status(mig_machine_migration(g->dst)));
+}
+
+static void migrate(Guest *g, bool attach)
+{
+    MigLinkParams lp = {.bandwidth = 256 * MIB, .latency_ns = 50000};
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(g->loop, &lp, &a, &b), 0);
+    g->link = mig_transport_mem_link(a);
+    if (attach) {
+        mig_transport_mem_set_ram(a, mig_machine_ram(g->src));
+        mig_transport_mem_set_ram(b, mig_machine_ram(g->dst));
+    }
+    mig_sim_run_for(g->loop, 20 * 1000000ull);
+    assert_int_equal(mig_machine_incoming_transport(g->dst, b, NULL), 0);
+    assert_int_equal(mig_machine_migrate_transport(g->src, a, NULL), 0);
+    assert_int_equal(mig_loop_run_until(g->loop, both_done, g,
+                                        mig_loop_now_ns(g->loop) + 600ull * 1000000000ull),
+                     0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(g->src)), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(mig_machine_migration(g->dst)), MIG_STATUS_COMPLETED);
+}
+
+static void test_migration_keys_or_bytes_same_guest(void **state)
+{
+    (void)state;
+    for (int fill = 0; fill < MIG_WORKLOAD_FILL__COUNT; fill++) {
+        Guest k, y;
+        char dk[65], dy[65], sk[65];
+        guest_start_with(&k, 41, 2000, (MigWorkloadFill)fill, true);
+        guest_start_with(&y, 41, 2000, (MigWorkloadFill)fill, true);
+        migrate(&k, true);  /* keys cross the link */
+        migrate(&y, false); /* bytes cross it */
+        assert_int_equal(mig_workload_verify(k.w, mig_machine_ram(k.dst), NULL), 0);
+        assert_int_equal(mig_workload_verify(y.w, mig_machine_ram(y.dst), NULL), 0);
+        /* the same guest arrived both ways, and it is the source's */
+        mig_machine_ram_digest(k.dst, dk);
+        mig_machine_ram_digest(y.dst, dy);
+        mig_machine_ram_digest(k.src, sk);
+        assert_string_equal(dk, dy);
+        assert_string_equal(dk, sk);
+        /* and over the keyed link the destination's pages stayed keys (all
+         * but the block's first PAGE record, which names the block and is
+         * read through the stream's buffer) */
+        MigRamBlock *d = dst_block(&k);
+        uint64_t keyed = 0, key;
+        for (uint64_t p = 0; p < NPAGES; p++)
+            keyed += mig_ram_page_key(d, p, &key);
+        assert_in_range(keyed, NPAGES - 1, NPAGES);
+        assert_false(mig_ram_page_key(dst_block(&y), 0, &key));
+        guest_free(&k);
+        guest_free(&y);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +395,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_workload_verify_finds_bad_pages),
         cmocka_unit_test(test_workload_verify_checks_layout),
         cmocka_unit_test(test_workload_dirtier_rate_and_generations),
+        cmocka_unit_test(test_oracle_catches_bad_keyed_pages),
+        cmocka_unit_test(test_migration_keys_or_bytes_same_guest),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -21,6 +21,12 @@
  * is used in impl/ and that impl/ calls no fiu_* directly.
  *
  * To add a point: add one X(...) entry below, keep the list sorted by name.
+ *
+ * Stream-damage points (".../omit-..."): the side goes on as if nothing
+ * happened and writes a stream that lacks something (a device section, a
+ * RAM page, the EOF, a subsection), as a buggy or hostile source would; the
+ * errno is what the destination must fail with (EPROTO), not one the source
+ * sees (scenarios/stream-damage/).
  */
 #ifndef MIGCERT_FAULTS_H
 #define MIGCERT_FAULTS_H
@@ -40,10 +46,16 @@
       "writing resume data to a device fails before it is asked")                                 \
     X(MIGRATION_LOAD, "mig/migration/load", EIO,                                                  \
       "the destination fails a START/FULL section before loading it")                             \
+    X(MIGRATION_OMIT_EOF, "mig/migration/omit-eof", EPROTO,                                       \
+      "stream damage: the source ends its stream without the EOF and the VMDESCRIPTION")          \
+    X(MIGRATION_OMIT_SECTION, "mig/migration/omit-section", EPROTO,                               \
+      "stream damage: the source leaves out the device (FULL) section it was about to write")    \
     X(MIGRATION_START, "mig/migration/start", EIO,                                                \
       "an outgoing migration fails to start before anything is sent")                             \
     X(RAM_ITERATE, "mig/ram/iterate", EIO,                                                        \
       "a RAM pre-copy step fails before sending its next pages")                                  \
+    X(RAM_OMIT_PAGE, "mig/ram/omit-page", EPROTO,                                                 \
+      "stream damage: the source leaves out the RAM page it was about to send")                  \
     X(STREAM_FLUSH, "mig/stream/flush", EIO,                                                      \
       "the stream cannot push buffered bytes to its transport")                                   \
     X(STREAM_READ, "mig/stream/read", EIO,                                                        \
@@ -54,6 +66,8 @@
       "a transport write fails")                                                                  \
     X(VMSTATE_LOAD, "mig/vmstate/load", EINVAL,                                                   \
       "loading a device's vmstate fails before any field is read")                                \
+    X(VMSTATE_OMIT_SUBSECTION, "mig/vmstate/omit-subsection", EPROTO,                             \
+      "stream damage: the source leaves out a needed subsection its VMDESCRIPTION lists")        \
     X(VMSTATE_SAVE, "mig/vmstate/save", EIO,                                                      \
       "saving a device's vmstate fails before any field is written")                              \
     X(SPICE_CONN_RECEIVE, "spice/conn/receive", EIO,                                              \

@@ -14,6 +14,12 @@
  * cuts the stream back into those transactions.  A stream that ends inside a
  * frame fails RESUMING -> STOP before the device is asked.
  *
+ * Buffers: the transaction handed to v1_resume_chunk comes from the
+ * backend's allocator (MigDevBackend.alloc) when the caller set one: the
+ * certify sandbox's buffers end right before a guard page, so a plugin that
+ * reads or writes past the transaction is caught (plugin-overrun); else it
+ * is malloc'd for the one call.
+ *
  * End of stream: pending_bytes == 0 reads as ENOMSG in PRE_COPY and as 0
  * (the end) in STOP_COPY: "the session ends when the device is stopped and
  * no data is left".
@@ -39,7 +45,7 @@ typedef struct V1Backend {
     /* resuming: the frame being collected */
     uint8_t hdr[4];
     size_t hdr_len;
-    uint8_t *chunk;
+    uint8_t *chunk; /* the transaction being collected; NULL between them */
     size_t chunk_len, chunk_have;
 } V1Backend;
 
@@ -75,13 +81,27 @@ static const char *bits_name(uint32_t bits, char *buf, size_t size)
     return buf + 1;
 }
 
+/* A buffer for a transaction of `len` bytes (NULL: out of memory). */
+static uint8_t *chunk_get(V1Backend *b, size_t len)
+{
+    const MigDevBufAlloc *a = &b->base.alloc;
+    return a->get ? a->get(a->opaque, len) : malloc(len);
+}
+
+/* The transaction is over (handed to the device, or dropped). */
+static void chunk_done(V1Backend *b)
+{
+    if (!b->base.alloc.get)
+        free(b->chunk);
+    b->chunk = NULL;
+    b->chunk_len = b->chunk_have = 0;
+}
+
 static void drop_sessions(V1Backend *b)
 {
     b->out.len = b->out_pos = 0;
     b->hdr_len = 0;
-    free(b->chunk);
-    b->chunk = NULL;
-    b->chunk_len = b->chunk_have = 0;
+    chunk_done(b);
 }
 
 static int v1_arc(MigDevBackend *base, MigDevState to, MigErr **errp)
@@ -194,7 +214,7 @@ static ssize_t v1_write(MigDevBackend *base, const void *buf, size_t len, MigErr
                                    "bytes (allowed: 1 to %u); it was not saved by a v1 device "
                                    "(a v2 device's stream is not framed in transactions)",
                                    sz, V1_MAX_CHUNK);
-            b->chunk = malloc(sz);
+            b->chunk = chunk_get(b, sz);
             if (!b->chunk)
                 return -ENOMEM;
             b->chunk_len = sz;
@@ -209,9 +229,7 @@ static ssize_t v1_write(MigDevBackend *base, const void *buf, size_t len, MigErr
         left -= k;
         if (b->chunk_have == b->chunk_len) {
             int r = b->p->v1_resume_chunk(b->dev, b->chunk, b->chunk_len);
-            free(b->chunk);
-            b->chunk = NULL;
-            b->chunk_len = b->chunk_have = 0;
+            chunk_done(b);
             if (r < 0)
                 return r;
         }
@@ -274,6 +292,8 @@ static void v1_free(MigDevBackend *base)
     b->p->destroy(b->dev);
     drop_sessions(b);
     mig_buf_free(&b->out);
+    if (b->base.alloc.put)
+        b->base.alloc.put(b->base.alloc.opaque);
     free(b);
 }
 

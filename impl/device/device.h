@@ -127,8 +127,21 @@ typedef struct MigDevBackendOps {
     void (*free)(MigDevBackend *b);
 } MigDevBackendOps;
 
+/* Where a backend gets a buffer it hands to the plugin (the v1 adapter's
+ * resume transaction, given to v1_resume_chunk).  get: a buffer of `len`
+ * bytes, valid until the next get or put; put: the backend is done with
+ * every buffer it got (it is being freed).  All NULL: malloc and free.  The
+ * certify sandbox sets one whose buffers end right before a guard page, as
+ * every other buffer it hands a plugin (harness/runner/certify-jail.c). */
+typedef struct MigDevBufAlloc {
+    void *(*get)(void *opaque, size_t len);
+    void (*put)(void *opaque);
+    void *opaque;
+} MigDevBufAlloc;
+
 struct MigDevBackend {
     const MigDevBackendOps *ops;
+    MigDevBufAlloc alloc; /* set by the caller after creation; zero: malloc */
     char name[64];     /* device model name, for messages */
     uint32_t features; /* the feature set this instance runs with */
     /* The plugin's instance for in-process backends (tests compare device

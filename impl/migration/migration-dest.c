@@ -172,6 +172,74 @@ static int resolve_entry(MigMigration *mm, const MigSectionHeader *h, MigErr **e
 
 /* One unit.  Returns 0 progress, 1 done, -EAGAIN starved, other <0 failed
  * (*errp set). */
+/* The source's VMDESCRIPTION says what it wrote: per device, the
+ * subsections whose needed() was true.  A device it lists whose section
+ * never arrived, or a subsection it lists that the device's load did not
+ * get (where the device records that: MigFullOps.loaded_subsection), was
+ * left out of the stream; fail naming the device and the subsection
+ * (docs/protocol-qemu-stream.md, the completeness rule).  A trailer that is
+ * not the JSON we know is not checked (QEMU ignores it on load): the trace
+ * says so. */
+static int dst_check_vmdesc(MigMigration *mm, const char *json, size_t len, MigErr **errp)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(json, len, 0, &jerr);
+    json_t *devs = json_object_get(doc, "devices");
+    if (!json_is_array(devs)) {
+        mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who,
+                      "VMDESCRIPTION has no device list: the subsections are not checked");
+        json_decref(doc);
+        return 0;
+    }
+    int r = 0;
+    size_t i;
+    json_t *dev;
+    json_array_foreach(devs, i, dev) {
+        const char *name = json_string_value(json_object_get(dev, "name"));
+        json_t *inst = json_object_get(dev, "instance_id");
+        if (!name || !json_is_integer(inst))
+            continue;
+        size_t k = 0;
+        const MigSaveEntry *e = NULL;
+        for (; k < mm->nentries; k++) {
+            e = mig__entry_at(mm, k);
+            if (e->instance_id == (uint64_t)json_integer_value(inst) && !strcmp(e->idstr, name))
+                break;
+        }
+        if (k == mm->nentries || e->kind != MIG_SAVE_FULL)
+            continue; /* not ours: resolve_entry refuses its section */
+        if (!mm->loaded[k] && mig_savevm_entry_always(e))
+            continue; /* dst_load_complete names it, listed or not */
+        if (!mm->loaded[k]) {
+            r = mig_err_set(errp, -EPROTO,
+                            "incomplete stream: section '%s' (instance %u), which the source's "
+                            "VMDESCRIPTION lists, never arrived",
+                            e->idstr, e->instance_id);
+            break;
+        }
+        json_t *subs = json_object_get(dev, "subsections");
+        if (!json_is_array(subs) || !e->full || !e->full->loaded_subsection)
+            continue;
+        size_t j;
+        json_t *sub;
+        json_array_foreach(subs, j, sub) {
+            const char *sn = json_string_value(json_object_get(sub, "vmsd_name"));
+            if (sn && e->full->loaded_subsection(e->opaque, sn) == 0) {
+                r = mig_err_set(errp, -EPROTO,
+                                "incomplete stream: device '%s' (instance %u): subsection %s, "
+                                "which the source wrote (its VMDESCRIPTION lists it), never "
+                                "arrived",
+                                e->idstr, e->instance_id, sn);
+                break;
+            }
+        }
+        if (r < 0)
+            break;
+    }
+    json_decref(doc);
+    return r;
+}
+
 static int dst_step(MigMigration *mm, MigErr **errp)
 {
     MigStream *s = mm->s;
@@ -220,6 +288,15 @@ static int dst_step(MigMigration *mm, MigErr **errp)
     }
     case MIG_PHASE_DST_SECTION: {
         mig_stream_mark(s);
+        /* the stream ends between sections: the EOF marker is what is
+         * missing (the completeness rule) */
+        if (mig_stream_at_eof(s) && !mig_stream_error(s))
+            return mig_err_set(errp, -EPROTO,
+                               "incomplete stream: it ends at offset %llu, after a whole "
+                               "section, without its EOF marker",
+                               (unsigned long long)mig_stream_offset(s));
+        if (mig_stream_starved(s))
+            return -EAGAIN;
         MigSectionHeader h;
         r = mig_stream_get_section_header(s, &h, errp);
         if (r < 0)
@@ -336,6 +413,8 @@ static int dst_step(MigMigration *mm, MigErr **errp)
         char *json = NULL;
         size_t len = 0;
         r = mig_stream_get_vmdesc(s, &json, &len, errp);
+        if (r == 0)
+            r = dst_check_vmdesc(mm, json, len, errp);
         free(json);
         if (r < 0)
             return r;

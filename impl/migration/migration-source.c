@@ -366,6 +366,8 @@ static void src_full(MigMigration *mm)
         const MigSaveEntry *e = mig__entry_at(mm, mm->entry);
         if (e->kind != MIG_SAVE_FULL || !mig_savevm_entry_needed(e))
             continue;
+        if (mig_fault_fire(MIG_FAULT_MIGRATION_OMIT_SECTION))
+            continue; /* stream damage: the section is left out */
         put_header(s, MIG_SECTION_FULL, e);
         MigErr *err = NULL;
         int r = mig_savevm_entry_save_full(e, s, &err);
@@ -383,6 +385,10 @@ static void src_full(MigMigration *mm)
 
 static void src_tail(MigMigration *mm)
 {
+    if (mig_fault_fire(MIG_FAULT_MIGRATION_OMIT_EOF)) {
+        src_phase(mm, MIG_PHASE_SRC_DRAIN); /* stream damage: no EOF, no trailer */
+        return;
+    }
     mig_stream_put_eof(mm->s);
     json_t *desc = mig_savevm_vmdesc(mm->env.savevm);
     char *text = json_dumps(desc, 0);

@@ -44,10 +44,21 @@ static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, con
 
 static size_t put_record(MigRam *r, MigStream *s, size_t bi, uint64_t page)
 {
+    if (mig_fault_fire(MIG_FAULT_RAM_OMIT_PAGE))
+        return 0; /* stream damage: the page is taken as sent, nothing is written */
     MigRamBlock *b = r->blocks[bi];
     const uint8_t *host = b->host + page * MIG_RAM_PAGE_SIZE;
     size_t n;
-    bool zero = mig_ram_page_is_zero(host);
+    /* A keyed page (ram.h) goes out by reference to its untouched memory
+     * where the transport carries keys (it reads the key at write time, as
+     * a socket would read the bytes); everything else needs its bytes. */
+    uint64_t key;
+    bool keyed = mig_ram_page_key(b, page, &key);
+    if (keyed && (r->flip || !mig_stream_carries_keys(s))) {
+        host = mig_ram_page_host(b, page);
+        keyed = false;
+    }
+    bool zero = keyed ? key == MIG_RAM_KEY_ZERO : mig_ram_page_is_zero(host);
     if (!zero && r->flip)
         return put_flipped(r, s, bi, page, host);
     if (zero) {
@@ -358,6 +369,9 @@ static int accept_mem_size(MigRam *r, const MigRamRecord *rec, MigErr **errp)
  * messages), -EAGAIN when starved (rewound), or the stream's sticky error.
  * Accepts exactly what the decoder accepts for this record: a current block
  * (CONTINUE) mapped by MEM_SIZE, and an offset inside it. */
+static int load_page_in_place(MigStream *s, MigRamBlock *b, uint64_t offset, uint64_t hdr,
+                              MigErr **errp);
+
 static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 {
     const MigRamReader *rd = &r->reader;
@@ -380,16 +394,23 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
         mig_stream_rewind(s);
         return 0;
     }
-    const uint8_t *page = mig_stream_get_view(s, MIG_RAM_PAGE_SIZE);
-    if (!page) {
-        if (mig_stream_starved(s)) {
-            mig_stream_rewind(s);
-            return -EAGAIN;
-        }
-        return mig_stream_take_error(s, errp);
-    }
     MigRamBlock *b = r->blocks[r->load_map[rd->cur]];
-    memcpy(b->host + offset, page, MIG_RAM_PAGE_SIZE);
+    if (mig_stream_carries_keys(s) && !mig_stream_buffered(s) && mig_stream_can_read_direct(s)) {
+        int ret = load_page_in_place(s, b, offset, v, errp);
+        if (ret <= 0)
+            return ret;
+    } else {
+        const uint8_t *page = mig_stream_get_view(s, MIG_RAM_PAGE_SIZE);
+        if (!page) {
+            if (mig_stream_starved(s)) {
+                mig_stream_rewind(s);
+                return -EAGAIN;
+            }
+            return mig_stream_take_error(s, errp);
+        }
+        mig_ram_page_unkey(b, offset / MIG_RAM_PAGE_SIZE);
+        memcpy(b->host + offset, page, MIG_RAM_PAGE_SIZE);
+    }
     mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
@@ -400,6 +421,47 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
 #define DIRECT_RUN 32               /* records one direct read may take */
+
+/* Is page `off` (bytes) of b free for a guess: zero bytes, not a key? */
+static bool page_free(const MigRamBlock *b, uint64_t off)
+{
+    uint64_t key;
+    return !mig_ram_page_key(b, off / MIG_RAM_PAGE_SIZE, &key) &&
+           mig_ram_page_is_zero(b->host + off);
+}
+
+/* Make page p of b zero, touching its memory only when needed: a key where
+ * the stream carries keys (ram.h), else bytes unless they read zero. */
+static void zero_page(MigStream *s, MigRamBlock *b, uint64_t p)
+{
+    uint64_t key;
+    if (mig_stream_carries_keys(s)) {
+        mig_ram_page_set_key(b, p, MIG_RAM_KEY_ZERO);
+        return;
+    }
+    uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
+    if (mig_ram_page_key(b, p, &key) || !mig_ram_page_is_zero(host)) {
+        mig_ram_page_unkey(b, p);
+        memset(host, 0, MIG_RAM_PAGE_SIZE);
+    }
+}
+
+/* The load over a stream that carries keys starts: every page of our
+ * private memory is the zero page by key, which is what a destination holds
+ * before its load (a machine waiting for its incoming migration never ran),
+ * so no page is read to learn that it is zero.  Unobservable otherwise: a
+ * completed load wrote every page (the completeness rule; not with
+ * x-ignore-shared, which is left out), a failed one zeroes them all. */
+static void key_zero_all(MigRam *r)
+{
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        if (b->fd >= 0)
+            continue;
+        for (uint64_t p = 0; p < b->npages; p++)
+            mig_ram_page_set_key(b, p, MIG_RAM_KEY_ZERO);
+    }
+}
 
 static uint64_t be64_at(const uint8_t *p)
 {
@@ -421,6 +483,48 @@ static uint8_t *run_byte(uint8_t (*hdr)[8], uint8_t *page0, size_t pos, size_t *
     return page0 + j * MIG_RAM_PAGE_SIZE + (in - 8);
 }
 
+/* The page of a PAGE record whose header (be64 `hdr`) was just consumed,
+ * read straight into place at `offset` of b, on a stream that carries keys
+ * (it reads no further than asked, so nothing is buffered): the transport
+ * gives a keyed page to b as its key.  1 when the page is in place; 0 when
+ * only part of it came (header and part back in the stream, for the
+ * general decoder); -EAGAIN (starved: rewind, nothing changed); or the
+ * stream's error. */
+static int load_page_in_place(MigStream *s, MigRamBlock *b, uint64_t offset, uint64_t hdr,
+                              MigErr **errp)
+{
+    uint64_t pg = offset / MIG_RAM_PAGE_SIZE, old = 0;
+    bool had = mig_ram_page_key(b, pg, &old);
+    mig_ram_page_unkey(b, pg); /* bytes or a key come */
+    struct iovec iov = {b->host + offset, MIG_RAM_PAGE_SIZE};
+    /* the next record's header comes with it: one read per page */
+    ssize_t n = mig_stream_readv_direct_ahead(s, &iov, 1, 8);
+    if (n == MIG_RAM_PAGE_SIZE)
+        return 1;
+    if (n > 0) {
+        /* The record is not whole yet: give it back, the page taken so far
+         * too (never a key: keys come whole).  The page's old content is
+         * gone, but this record overwrites it before the load completes. */
+        uint8_t back[8 + MIG_RAM_PAGE_SIZE];
+        uint64_t be = __builtin_bswap64(hdr);
+        memcpy(back, &be, 8);
+        memcpy(back + 8, b->host + offset, (size_t)n);
+        mig_stream_unget(s, back, 8 + (size_t)n);
+        return mig_stream_error(s) ? mig_stream_take_error(s, errp) : 0;
+    }
+    if (had)
+        mig_ram_page_set_key(b, pg, old);
+    if (n == -EAGAIN) {
+        mig_stream_rewind(s);
+        return -EAGAIN;
+    }
+    if (n == 0) {
+        mig_stream_rewind(s); /* the general decoder reports the truncation */
+        return 0;
+    }
+    return mig_stream_take_error(s, errp);
+}
+
 /* Pages read straight into guest RAM, without the stream buffer's copy.
  * The stream format puts an 8-byte header before every page, so where the
  * next pages go is known only after reading them; this reads a run of the
@@ -436,8 +540,10 @@ static uint8_t *run_byte(uint8_t (*hdr)[8], uint8_t *page0, size_t pos, size_t *
 static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
 {
     const MigRamReader *rd = &r->reader;
+    /* (A stream that carries keys reads each page in place after its header
+     * instead: load_continue_page.) */
     if (!r->direct_ok || rd->cur < 0 || !r->load_map || r->share ||
-        !mig_stream_can_read_direct(s))
+        !mig_stream_can_read_direct(s) || mig_stream_carries_keys(s))
         return 0;
     size_t b = mig_stream_buffered(s);
     if (b >= REC || (b > 0 && b < 8))
@@ -457,15 +563,17 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     /* slot 0 with its header buffered is a record, not a guess */
     size_t want = MIG_MAX(r->direct_len, (size_t)2);
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
-           ((k == 0 && b) || mig_ram_page_is_zero(page0 + k * MIG_RAM_PAGE_SIZE)))
+           ((k == 0 && b) || page_free(blk, off0 + k * MIG_RAM_PAGE_SIZE)))
         k++;
     if (k == 0 || (k == 1 && !b)) {
         r->direct_ok = false;
         return 0;
     }
+    uint64_t pg0 = off0 / MIG_RAM_PAGE_SIZE;
     if (b) {
         const uint8_t *p = mig_stream_get_view(s, b); /* buffered: never starves */
         memcpy(hdr[0], p, 8);
+        mig_ram_page_unkey(blk, off0 / MIG_RAM_PAGE_SIZE);
         memcpy(page0, p + 8, b - 8);
     }
     struct iovec iov[2 * DIRECT_RUN];
@@ -497,7 +605,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
         }
         for (size_t j = a; j < k && j * REC + 8 < total; j++)
             if (j > 0 || !b)
-                memset(page0 + j * MIG_RAM_PAGE_SIZE, 0, MIG_RAM_PAGE_SIZE);
+                zero_page(s, blk, pg0 + j);
         mig_stream_unget(s, r->direct_back, back);
     }
     for (size_t j = 0; j < a; j++)
@@ -554,6 +662,7 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, MigRamBlock *b,
     int n = 0;
     blk[n] = b;
     offs[n] = off;
+    mig_ram_page_unkey(b, off / MIG_RAM_PAGE_SIZE);
     iov[n].iov_base = host;
     iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
     while (n < FLIP_RUN) {
@@ -569,6 +678,7 @@ static int load_flip_run(MigRam *r, MigStream *s, uint8_t *host, MigRamBlock *b,
         if (!next)
             break;
         mig_stream_skip(s, 8);
+        mig_ram_page_unkey(blk[n], offs[n] / MIG_RAM_PAGE_SIZE);
         iov[n].iov_base = next;
         iov[n++].iov_len = MIG_RAM_PAGE_SIZE;
     }
@@ -632,6 +742,7 @@ static int load_hook(MigRam *r, MigStream *s, const MigRamRecord *rec, MigErr **
     for (size_t i = 0; i < rd->nblocks; i++) {
         if (rec->offset < base + rd->blocks[i].length) {
             MigRamBlock *b = r->blocks[r->load_map[i]];
+            mig_ram_page_unkey(b, (rec->offset - base) / MIG_RAM_PAGE_SIZE);
             int ret = mig_stream_get_page(s, b->host + (rec->offset - base), MIG_RAM_PAGE_SIZE,
                                           errp);
             if (ret == -EAGAIN)
@@ -694,6 +805,8 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             ret = accept_mem_size(r, &rec, errp);
             if (ret < 0)
                 return ret;
+            if (mig_stream_carries_keys(s) && !r->share && !r->reader.ignore_shared)
+                key_zero_all(r);
             break;
         case MIG_RAM_FLAG_PAGE:
         case MIG_RAM_FLAG_ZERO: {
@@ -704,14 +817,18 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
                 return mig__ram_share_page_refused(r, &rec, errp);
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
+            uint64_t pg = rec.offset / MIG_RAM_PAGE_SIZE;
             mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
+                mig_ram_page_unkey(b, pg);
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
+            } else if (!rec.fill) {
+                zero_page(s, b, pg);
+                r->duplicate++;
             } else {
-                /* Touch the page only when needed: a fresh page reads zero. */
-                if (rec.fill || !mig_ram_page_is_zero(host))
-                    memset(host, rec.fill, MIG_RAM_PAGE_SIZE);
+                mig_ram_page_unkey(b, pg);
+                memset(host, rec.fill, MIG_RAM_PAGE_SIZE);
                 r->duplicate++;
             }
             break;
@@ -767,6 +884,8 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
                                    (off_t)b->length) != 0
                        : madvise(b->host, b->length, MADV_DONTNEED) != 0)
             memset(b->host, 0, b->length);
+        if (b->keyed) /* and no page keeps a key either */
+            memset(b->keyed, 0, ((b->npages + 63) / 64) * sizeof(uint64_t));
     }
 }
 

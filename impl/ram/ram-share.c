@@ -174,6 +174,8 @@ int mig__ram_share_adopt(MigRam *r, MigErr **errp)
          * it on); ours, if the block had one, waits in share_fd for the
          * outcome. */
         b->share_map = NULL;
+        if (b->keyed) /* the memory is the source's bytes now: no key of ours holds */
+            memset(b->keyed, 0, ((b->npages + 63) / 64) * sizeof(uint64_t));
         int own = b->fd;
         b->fd = b->share_fd;
         b->share_fd = own;

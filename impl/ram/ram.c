@@ -44,6 +44,8 @@ static void block_free(MigRamBlock *b)
     free(b->log);
     free(b->bmap);
     free(b->recv);
+    free(b->keyed);
+    free(b->keys);
     free(b);
 }
 
@@ -200,14 +202,120 @@ bool mig_ram_page_is_zero(const void *page)
     return true;
 }
 
+/* ------------------------------------------------------------- keyed pages */
+
+#define KEY_WORDS (MIG_RAM_PAGE_SIZE / 8)
+
+void mig_ram_key_page(uint64_t key, void *out)
+{
+    if (key == MIG_RAM_KEY_ZERO) {
+        memset(out, 0, MIG_RAM_PAGE_SIZE);
+        return;
+    }
+    /* Two words per 16-byte store (GCC/clang vector extension; memcpy for
+     * any alignment of out): store-bound. */
+    typedef uint64_t Pair __attribute__((vector_size(16)));
+    Pair v = {key, key + MIG_RAM_KEY_STEP};
+    const Pair inc = {2 * MIG_RAM_KEY_STEP, 2 * MIG_RAM_KEY_STEP};
+    uint8_t *o = out;
+    for (size_t i = 0; i < KEY_WORDS / 2; i++) {
+        memcpy(o + 16 * i, &v, sizeof(v));
+        v += inc;
+    }
+}
+
+void mig_ram_key_bytes(uint64_t key, size_t from, size_t len, void *out)
+{
+    if (from == 0 && len == MIG_RAM_PAGE_SIZE) {
+        mig_ram_key_page(key, out);
+        return;
+    }
+    uint8_t page[MIG_RAM_PAGE_SIZE];
+    mig_ram_key_page(key, page);
+    memcpy(out, page + from, len);
+}
+
+bool mig_ram_key_matches(uint64_t key, const void *page)
+{
+    if (key == MIG_RAM_KEY_ZERO)
+        return mig_ram_page_is_zero(page);
+    const uint64_t *w = page;
+    uint64_t diff = 0;
+    for (size_t i = 0; i < KEY_WORDS; i++)
+        diff |= w[i] ^ (key + i * MIG_RAM_KEY_STEP);
+    return diff == 0;
+}
+
+void mig_ram_page_set_key(MigRamBlock *b, uint64_t p, uint64_t key)
+{
+    if (b->fd >= 0) {
+        /* Shared memory: a peer may map it, so the bytes must be there. */
+        mig_ram_key_page(key, b->host + p * MIG_RAM_PAGE_SIZE);
+        return;
+    }
+    if (!b->keyed) {
+        b->keyed = mig_malloc0(bitmap_words(b->npages) * sizeof(uint64_t));
+        b->keys = mig_malloc0(b->npages * sizeof(uint64_t));
+    }
+    b->keyed[p >> 6] |= (uint64_t)1 << (p & 63);
+    b->keys[p] = key;
+}
+
+void mig_ram_page_unkey(MigRamBlock *b, uint64_t p)
+{
+    if (b->keyed)
+        b->keyed[p >> 6] &= ~((uint64_t)1 << (p & 63));
+}
+
+uint8_t *mig_ram_page_host(MigRamBlock *b, uint64_t p)
+{
+    uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
+    uint64_t key;
+    if (mig_ram_page_key(b, p, &key)) {
+        mig_ram_key_page(key, host);
+        mig_ram_page_unkey(b, p);
+    }
+    return host;
+}
+
+MigRamBlock *mig_ram_find_host(MigRam *r, const void *addr, uint64_t *page, size_t *in)
+{
+    uintptr_t a = (uintptr_t)addr;
+    for (size_t i = 0; i < r->nblocks; i++) {
+        MigRamBlock *b = r->blocks[i];
+        uintptr_t h = (uintptr_t)b->host;
+        if (a >= h && a - h < b->length) {
+            *page = (a - h) / MIG_RAM_PAGE_SIZE;
+            *in = (size_t)((a - h) % MIG_RAM_PAGE_SIZE);
+            return b;
+        }
+    }
+    return NULL;
+}
+
 void mig_ram_digest(const MigRam *r, char out[65])
 {
     unsigned char md[32];
     unsigned int len = 0;
+    uint8_t page[MIG_RAM_PAGE_SIZE];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    for (size_t i = 0; i < r->nblocks; i++)
-        EVP_DigestUpdate(ctx, r->blocks[i]->host, r->blocks[i]->length);
+    for (size_t i = 0; i < r->nblocks; i++) {
+        const MigRamBlock *b = r->blocks[i];
+        if (!b->keyed) {
+            EVP_DigestUpdate(ctx, b->host, b->length);
+            continue;
+        }
+        for (uint64_t p = 0; p < b->npages; p++) {
+            uint64_t key;
+            const uint8_t *at = b->host + p * MIG_RAM_PAGE_SIZE;
+            if (mig_ram_page_key(b, p, &key)) {
+                mig_ram_key_page(key, page);
+                at = page;
+            }
+            EVP_DigestUpdate(ctx, at, MIG_RAM_PAGE_SIZE);
+        }
+    }
     EVP_DigestFinal_ex(ctx, md, &len);
     EVP_MD_CTX_free(ctx);
     for (unsigned i = 0; i < 32; i++)

@@ -66,6 +66,11 @@ typedef struct MigRamBlock {
      * is set (docs/protocol-qemu-stream.md, the completeness rule). */
     uint64_t *recv;
     uint64_t nrecv; /* bits set in recv */
+    /* Keyed pages (below): one bit per page whose content is its key's
+     * (the bytes at host are then meaningless), and the keys; NULL until
+     * the first key is set. */
+    uint64_t *keyed;
+    uint64_t *keys;
 } MigRamBlock;
 
 MigRam *mig_ram_new(void);
@@ -96,10 +101,53 @@ static inline void mig_ram_set_dirty(MigRamBlock *b, uint64_t page)
 /* Number of pages set in the dirty log (not yet synced). */
 uint64_t mig_ram_dirty_log_count(const MigRam *r);
 
+/* ---- keyed pages (the simulator; docs/determinism.md, section 7) ----
+ * A keyed page's content is a pure function of a 64-bit key: key 0 is the
+ * zero page; for any other key word i (native byte order) holds
+ * key + i * MIG_RAM_KEY_STEP.  The step is odd, so no two words are equal
+ * and such a page is never all-zero; the key sits in every word, so another
+ * key's page differs in every word.
+ * mig_ram_page_set_key writes such a page (the guest: fakes/workload); in
+ * private memory it only records the key, and the page's bytes are made the
+ * first time something asks for them (mig_ram_page_host), so RAM that no
+ * one reads byte by byte is never touched.  A transport that carries keys
+ * (MigTransport.keyed_ram: the simulator's link) sends a keyed page as its
+ * key and gives it to the destination's RAM with mig_ram_page_set_key; every
+ * other reader sees the bytes.  Invariant: whoever clears a page's key
+ * writes all of its 4096 bytes. */
+#define MIG_RAM_KEY_STEP 0x9e3779b97f4a7c15ull
+#define MIG_RAM_KEY_ZERO 0 /* the key of the zero page */
+/* The 4096 bytes of the keyed page of `key` into out (any alignment). */
+void mig_ram_key_page(uint64_t key, void *out);
+/* Bytes [from, from+len) of that page (from + len <= 4096). */
+void mig_ram_key_bytes(uint64_t key, size_t from, size_t len, void *out);
+/* Does `page` hold exactly the keyed page of `key`? (Compared in place.) */
+bool mig_ram_key_matches(uint64_t key, const void *page);
+/* The guest wrote the keyed page of `key` at page p of b (shared memory gets
+ * the bytes at once: a peer maps it).  Does not set the dirty bit. */
+void mig_ram_page_set_key(MigRamBlock *b, uint64_t p, uint64_t key);
+/* Is page p of b keyed?  Its key into *key when it is. */
+static inline bool mig_ram_page_key(const MigRamBlock *b, uint64_t p, uint64_t *key)
+{
+    if (!b->keyed || !(b->keyed[p >> 6] & ((uint64_t)1 << (p & 63))))
+        return false;
+    *key = b->keys[p];
+    return true;
+}
+/* Page p's bytes in place (a keyed page is written out and forgets its key):
+ * what any code that reads or writes guest memory byte by byte uses. */
+uint8_t *mig_ram_page_host(MigRamBlock *b, uint64_t p);
+/* The caller is about to write all 4096 bytes of page p: forget its key. */
+void mig_ram_page_unkey(MigRamBlock *b, uint64_t p);
+/* Which block and page does host address `addr` fall in (block order; NULL
+ * when none)?  *page and *in (offset in the page) are set when found. */
+MigRamBlock *mig_ram_find_host(MigRam *r, const void *addr, uint64_t *page, size_t *in);
+
 /* All 4096 bytes zero?  A word scan that stops at the first non-zero word. */
 bool mig_ram_page_is_zero(const void *page);
 
-/* Hex SHA-256 over every block's memory in block order (x-query-ram-digest). */
+/* Hex SHA-256 over every block's memory in block order (x-query-ram-digest;
+ * keyed pages count as their bytes). */
 void mig_ram_digest(const MigRam *r, char out[65]);
 
 /* Register the "ram" iterative handler (instance 0, version 4) in sv. */

@@ -126,6 +126,12 @@ typedef struct MigFullOps {
      * QEMU 7.2 shape: {"vmsd_name", "version", "fields", "subsections"}; the
      * registry adds "name" and "instance_id".  NULL = old-style entry. */
     json_t *(*describe)(void *opaque);
+    /* Optional: after a successful load, whether the top-level subsection
+     * `name` of the device's description arrived (1) or not (0).  The
+     * destination checks it against the subsections the source's
+     * VMDESCRIPTION lists for the device (what the source wrote); NULL = not
+     * recorded, not checked. */
+    int (*loaded_subsection)(void *opaque, const char *name);
 } MigFullOps;
 
 typedef enum MigSaveKind { MIG_SAVE_ITERATIVE, MIG_SAVE_FULL, MIG_SAVE_KIND__COUNT } MigSaveKind;

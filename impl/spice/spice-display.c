@@ -522,10 +522,20 @@ void spice_display_stats(const SpiceDisplay *d, SpiceDisplayStats *out)
 
 /* ------------------------------------------------------------------ seamless migration of the cache */
 
+/* The display blob version this server writes and loads. */
+static uint32_t display_blob_version(const SpiceServer *s)
+{
+    uint32_t v = spice_server_config(s)->display_blob_version;
+    return v ? v : SPICE_MIG_VERSION_DISPLAY;
+}
+
+/* Source: restore needs the restore list, which version 1 lacks. */
 static SpicePixmapCacheMig cache_strategy(const DisplayCC *dc)
 {
     int how = spice_server_config(dc->d->server)->pixmap_cache_migration;
-    return how == SPICE_PIXMAP_CACHE_MIG_RESTORE ? SPICE_PIXMAP_CACHE_MIG_RESTORE : SPICE_PIXMAP_CACHE_MIG_RESET;
+    return how == SPICE_PIXMAP_CACHE_MIG_RESTORE && display_blob_version(dc->d->server) >= 2
+               ? SPICE_PIXMAP_CACHE_MIG_RESTORE
+               : SPICE_PIXMAP_CACHE_MIG_RESET;
 }
 
 int spice_display_migrate_export_cache(SpiceChannelClient *cc, MigBuf *blob, MigErr **errp)
@@ -581,7 +591,12 @@ int spice_display_migrate_import_cache(SpiceChannelClient *cc, const uint8_t *bl
         return mig_err_set(errp, -EPROTO, "display %u: the blob names pixmap cache %u, the client uses %u",
                            dc->d->id, b.cache_id, spice_pixmap_cache_id(dc->pc));
     dc->imported = true;
-    if (cache_strategy(dc) == SPICE_PIXMAP_CACHE_MIG_RESTORE) {
+    /* Target: the blob decides.  A restore list (version 2 on) restores;
+     * without one (the reference's blob, an older release, a source set to
+     * reset) the cache is reset as the freezer says. */
+    if (spice__get_le(blob + 4, 4) < 2) /* the header's version (parsed: 8 bytes at least) */
+        b.has_items = false;
+    if (b.has_items) {
         r = spice_pixmap_cache_import(dc->pc, &b, errp);
         if (r == 0 && all_imported(dc))
             spice_pixmap_cache_unfreeze(dc->pc);
@@ -652,7 +667,7 @@ static int display_migrate_save(SpiceChannelClient *cc, uint8_t **out, size_t *o
 {
     DisplayCC *dc = spice_cc_priv(cc);
     SpiceDisplay *d = dc ? dc->d : NULL;
-    SpiceMigDisplay m = {.h = {SPICE_MIG_MAGIC_DISPLAY, SPICE_MIG_VERSION_DISPLAY},
+    SpiceMigDisplay m = {.h = {SPICE_MIG_MAGIC_DISPLAY, display_blob_version(spice_channel_server(spice_cc_channel(cc)))},
                          .message_serial = spice_conn_last_sent_serial(spice_cc_conn(cc)) + 1}; /* MIGRATE_DATA's */
     uint8_t *fixed;
     size_t n;
@@ -730,7 +745,7 @@ static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, siz
         return mig_err_set(errp, -ENODEV, "the display device is gone");
     SpiceMigDisplay m;
     int r = spice_mig_decode("display", &spice_mig_display_desc, blob, len, SPICE_MIG_MAGIC_DISPLAY,
-                             SPICE_MIG_VERSION_DISPLAY, &m, errp);
+                             display_blob_version(spice_channel_server(spice_cc_channel(cc))), &m, errp);
     if (r < 0)
         return r;
     const SpiceMigSurfaces *l = m.surfaces_at_client;

@@ -80,7 +80,8 @@ static void main_caps(SpiceChannel *ch, SpiceCapSet *caps)
         spice_caps_set(caps, SPICE_MAIN_CAP_SEMI_SEAMLESS_MIGRATE);
     spice_caps_set(caps, SPICE_MAIN_CAP_NAME_AND_UUID);
     spice_caps_set(caps, SPICE_MAIN_CAP_AGENT_CONNECTED_TOKENS);
-    spice_caps_set(caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE);
+    if (!spice_server_config(spice_channel_server(ch))->no_seamless)
+        spice_caps_set(caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE);
 }
 
 static int send_init(SpiceChannelClient *cc)
@@ -280,7 +281,7 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
             spice_server_config(s)->no_semi_seamless)
             continue;
         const SpiceCapSet *caps = &spice_cc_link(cc)->channel;
-        mc->seamless = one && spice_server_config(s)->seamless_migration &&
+        mc->seamless = one && spice_server_config(s)->seamless_migration && !spice_server_config(s)->no_seamless &&
                        spice_caps_has(caps, SPICE_MAIN_CAP_SEAMLESS_MIGRATE) &&
                        spice_caps_has(caps, SPICE_MAIN_CAP_AGENT_CONNECTED_TOKENS);
         int r = mc->seamless ? spice_cc_send(cc, SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS, &bs)
@@ -483,12 +484,15 @@ static void main_channel_gone(SpiceChannel *ch)
 
 /* Target: DO_SEAMLESS from a migrating client.  ACK when this server has
  * that one client and the source's version is at most ours (no lower
- * bound, and whatever our own seamless option: the source decides). */
+ * bound, and whatever our own seamless option: the source decides); a
+ * server without seamless migration (which does not offer SEAMLESS)
+ * NACKs. */
 static int do_seamless(SpiceMain *m, SpiceChannelClient *cc, uint32_t src_version, MigErr **errp)
 {
     MIG_FAULT_RETURN_ERR(MIG_FAULT_SPICE_MAIN_DO_SEAMLESS, errp, "DO_SEAMLESS cannot be taken (fault)");
     SpiceServer *s = spice_channel_server(spice_cc_channel(cc));
-    bool ok = src_version <= migration_version(s) && spice_server_client_count(s) == 1;
+    bool ok = !spice_server_config(s)->no_seamless && src_version <= migration_version(s) &&
+              spice_server_client_count(s) == 1;
     int r = spice_cc_send(cc, ok ? SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_ACK : SPICE_MSG_MAIN_MIGRATE_DST_SEAMLESS_NACK,
                           NULL);
     if (r < 0)

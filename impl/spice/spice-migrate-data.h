@@ -29,8 +29,10 @@
 #include "../common/common.h"
 #include "spice-marshal.h"
 
-/* The migration protocol version sent in MIGRATE_BEGIN_SEAMLESS. */
-#define SPICE_MIG_PROTOCOL_VERSION 1u
+/* The migration protocol version sent in MIGRATE_BEGIN_SEAMLESS.  2: the
+ * display blob gained the restore list (version 2); the reference speaks 1
+ * (docs/protocol-spice.md section 10). */
+#define SPICE_MIG_PROTOCOL_VERSION 2u
 
 #define SPICE_MIG_MAGIC(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 #define SPICE_MIG_MAGIC_MAIN SPICE_MIG_MAGIC('M', 'N', 'M', 'D')
@@ -39,7 +41,7 @@
 #define SPICE_MIG_MAGIC_INPUTS SPICE_MIG_MAGIC('I', 'C', 'M', 'D')
 
 #define SPICE_MIG_VERSION_MAIN 1u
-#define SPICE_MIG_VERSION_DISPLAY 1u
+#define SPICE_MIG_VERSION_DISPLAY 2u /* 1: the reference's layout; 2: + the restore list */
 #define SPICE_MIG_VERSION_VMC 1u
 #define SPICE_MIG_VERSION_INPUTS 1u
 #define SPICE_MIG_VERSION_CHAR_DEVICE 1u

@@ -245,6 +245,11 @@ static uint32_t link_check(void *opaque, const SpiceLinkMessInfo *m, SpiceCapSet
                  m->channel_id);
         return SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE;
     }
+    if (m->channel_type == SPICE_CHANNEL_MAIN && m->connection_id && s->cfg.no_semi_seamless) {
+        snprintf(why, why_len, "main names session %u: this server takes no migrating client (it does not "
+                 "offer SEMI_SEAMLESS)", m->connection_id);
+        return SPICE_LINK_ERR_BAD_CONNECTION_ID;
+    }
     if (m->channel_type != SPICE_CHANNEL_MAIN) {
         SpiceClient *c = find_client(s, m->connection_id);
         if (!c) {

@@ -55,6 +55,14 @@ typedef struct SpiceServerConfig {
     const char *password;    /* with ticketing */
     bool seamless_migration; /* seamless-migration=on */
     uint32_t migration_version; /* seamless migration protocol version (0: SPICE_MIG_PROTOCOL_VERSION) */
+    /* An older spice-server without seamless migration: no SEAMLESS_MIGRATE
+     * main capability, never MIGRATE_BEGIN_SEAMLESS, DO_SEAMLESS NACKed
+     * (seamless_migration is then ignored). */
+    bool no_seamless;
+    /* The display blob version it writes and the newest it loads (0:
+     * SPICE_MIG_VERSION_DISPLAY).  Below 2 there is no restore list: the
+     * pixmap cache is reset whatever pixmap_cache_migration says. */
+    uint32_t display_blob_version;
     /* x-pixmap-cache-migration=reset|restore: what seamless migration does
      * with a client's pixmap cache (SpicePixmapCacheMig; 0: reset, as
      * spice-server). */
@@ -71,7 +79,9 @@ typedef struct SpiceServerConfig {
     uint64_t migrate_data_timeout_ns;
     /* An old spice-server: the main channel does not advertise
      * SEMI_SEAMLESS, so every client is migrated by switch-host (spice-gtk
-     * honours MIGRATE_END only from a server that advertised it). */
+     * honours MIGRATE_END only from a server that advertised it); as a
+     * target it refuses a main link naming a session (a migrating client)
+     * with BAD_CONNECTION_ID, so the client answers CONNECT_ERROR. */
     bool no_semi_seamless;
     const char *who;         /* trace prefix, e.g. "src.spice" */
     void (*event)(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc); /* optional */

@@ -562,8 +562,13 @@ static int rfill(MigStream *s, size_t need)
     }
     MIG_GROW(s->rbuf, s->rcap, s->rpos + need, RBUF_MIN);
     s->rdata = s->rbuf;
+    /* A transport that carries keyed pages (MigTransport.keyed_ram) is read
+     * no further than the get needs: page bytes stay in it until the RAM
+     * loader reads them into place, where they arrive as keys. */
+    bool exact = s->t && s->t->keyed_ram;
     while (s->rlen - s->rpos < need) {
-        ssize_t r = stream_read(s, s->rbuf + s->rlen, s->rcap - s->rlen);
+        size_t room = exact ? need - (s->rlen - s->rpos) : s->rcap - s->rlen;
+        ssize_t r = stream_read(s, s->rbuf + s->rlen, room);
         if (r > 0) {
             s->rlen += (size_t)r;
             continue;
@@ -890,12 +895,22 @@ size_t mig_stream_buffered(const MigStream *s)
     return s->writer ? 0 : s->rlen - s->rpos;
 }
 
+bool mig_stream_carries_keys(const MigStream *s)
+{
+    return s->t && s->t->keyed_ram;
+}
+
 bool mig_stream_can_read_direct(const MigStream *s)
 {
     return !s->writer && s->t && s->t->ops->readv && !s->err && !s->eof;
 }
 
 ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
+{
+    return mig_stream_readv_direct_ahead(s, iov, n, 0);
+}
+
+ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead)
 {
     if (s->err)
         return s->err;
@@ -907,13 +922,34 @@ ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
                              (unsigned long long)s->offset, s->rlen - s->rpos);
         return s->err;
     }
+    struct iovec v[IOV_MAX];
+    size_t want = 0;
+    if (n < 1 || n >= IOV_MAX) {
+        mig_stream_set_error(s, -EINVAL, "internal: direct read of %d pieces", n);
+        return s->err;
+    }
+    for (int i = 0; i < n; i++) {
+        v[i] = iov[i];
+        want += iov[i].iov_len;
+    }
+    if (ahead) {
+        /* the bytes after iov's land in the buffer, read but not consumed */
+        MIG_GROW(s->rbuf, s->rcap, s->rlen + ahead, RBUF_MIN);
+        s->rdata = s->rbuf;
+        v[n].iov_base = s->rbuf + s->rlen;
+        v[n].iov_len = ahead;
+    }
     ssize_t r;
     do {
         r = inject_read();
         if (r == 0)
-            r = s->t->ops->readv(s->t, iov, n);
+            r = s->t->ops->readv(s->t, v, n + (ahead ? 1 : 0));
     } while (r == -EINTR);
     if (r > 0) {
+        if ((size_t)r > want) {
+            s->rlen += (size_t)r - want;
+            r = (ssize_t)want;
+        }
         s->offset += (uint64_t)r;
         return r;
     }

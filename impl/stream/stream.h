@@ -151,6 +151,11 @@ void mig_stream_put_page_channel(MigStream *s);
  * page: where the record that names the page starts, so that a reader that
  * read the record finds its page).  An error becomes the sticky error. */
 void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_t ahead_of);
+/* Does the transport carry keyed pages of guest RAM as keys
+ * (MigTransport.keyed_ram; impl/ram/ram.h)?  Writer: a keyed page may be put
+ * by reference to its untouched memory.  Reader: a page may become a key
+ * (the zero page's too) instead of bytes. */
+bool mig_stream_carries_keys(const MigStream *s);
 /* Do pages go through a page channel (true) or inline in the stream
  * (false)?  Fixed for a stream's life; for statistics that count the
  * stream's own bytes. */
@@ -180,6 +185,10 @@ bool mig_stream_can_read_direct(const MigStream *s);
  * stream is starved: rewind), 0 at the transport's end (the next get
  * reports it), or the sticky error. */
 ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n);
+/* The same, reading up to `ahead` more bytes into the buffer in the same
+ * call (read, not consumed: the next gets take them, and a read that did not
+ * fill iov takes none).  Returns the bytes that went into iov. */
+ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead);
 /* Reader with nothing buffered: give back `len` bytes consumed last (a
  * direct read that went further than the caller wanted), which the next
  * gets return again; the mark moves to them. */

@@ -85,6 +85,12 @@ struct MigTransport {
      * pipe, which carry bytes one way.  Set by the constructor, never
      * changed; a backend that wraps another copies its inner one's. */
     bool duplex;
+    /* writev knows this side's guest RAM and sends a keyed page
+     * (impl/ram/ram.h) as its key, read at write time, and readv gives a
+     * whole keyed page that lands on a page of the peer's RAM to that RAM
+     * as a key (the simulator's link with RAM attached:
+     * mig_transport_mem_set_ram).  False for every real transport. */
+    bool keyed_ram;
 };
 
 static inline ssize_t mig_transport_read(MigTransport *t, void *b, size_t n)

@@ -75,6 +75,7 @@ typedef struct Walk {
     bool hooks;
     bool load; /* s is the incoming stream: errors say where in it */
     const VmsDescription *sent; /* load: what the sender writes with (top level) */
+    uint64_t got;               /* load: the top level's subsections that arrived (bit = index) */
     AmbCheck *checks;
     size_t nchecks, capchecks;
 } Walk;
@@ -400,6 +401,11 @@ static int save_desc(Walk *w, const VmsDescription *d, void *obj, json_t *jd, bo
     for (size_t i = 0; d->subsections && d->subsections[i]; i++) {
         const VmsDescription *sub = d->subsections[i];
         if (sub->needed && !sub->needed(obj))
+            continue;
+        /* stream damage, in a real save only (not the VMDESCRIPTION's
+         * describe walk, which has jd): the subsection is left out */
+        if (!jd && w->hooks && d == w->top && sub->needed &&
+            mig_fault_fire(MIG_FAULT_VMSTATE_OMIT_SUBSECTION))
             continue;
         if (strlen(sub->name) > 255)
             return walk_fail(w, -EINVAL, "subsection name %s is too long", sub->name);
@@ -751,6 +757,10 @@ static int load_desc(Walk *w, const VmsDescription *d, void *obj, int version, b
                 break;
             }
     }
+    if (d == w->top && !nested)
+        for (size_t i = 0; i < nsub && i < 64; i++)
+            if (loaded[i])
+                w->got |= 1ull << i;
     if (loaded != loaded_small)
         free(loaded);
     if (ret < 0)
@@ -769,6 +779,20 @@ int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int versio
 int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
                       void *obj, int version_id, MigErr **errp)
 {
+    return vmstate_load_logged(s, desc, sent, obj, version_id, NULL, errp);
+}
+
+int vmstate_subsection_index(const VmsDescription *desc, const char *name)
+{
+    for (size_t i = 0; desc->subsections && desc->subsections[i] && i < 64; i++)
+        if (!strcmp(desc->subsections[i]->name, name))
+            return (int)i;
+    return -1;
+}
+
+int vmstate_load_logged(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
+                        void *obj, int version_id, uint64_t *got, MigErr **errp)
+{
     MIG_FAULT_RETURN_ERR(MIG_FAULT_VMSTATE_LOAD, errp, "%s: injected fault mig/vmstate/load",
                          desc->name);
     if (mig_stream_error(s))
@@ -780,6 +804,8 @@ int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescrip
     int ret = check_version(&w, desc, version_id, false);
     if (ret == 0)
         ret = load_desc(&w, desc, obj, version_id, false);
+    if (ret == 0 && got)
+        *got = w.got;
     if (ret < 0) {
         sn.restore = true;
         sn.pos = 0;

@@ -286,6 +286,15 @@ int vmstate_load(MigStream *s, const VmsDescription *desc, void *obj, int versio
  * offset N" (docs/protocol-qemu-stream.md, the completeness rule). */
 int vmstate_load_sent(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
                       void *obj, int version_id, MigErr **errp);
+/* vmstate_load_sent that also says, when it succeeds, which of desc's
+ * top-level subsections arrived: bit i of *got for desc->subsections[i]
+ * (the first 64).  The destination compares them with the subsections the
+ * source's VMDESCRIPTION lists for the device (migration-dest.c). */
+int vmstate_load_logged(MigStream *s, const VmsDescription *desc, const VmsDescription *sent,
+                        void *obj, int version_id, uint64_t *got, MigErr **errp);
+/* The index of desc's top-level subsection `name` (among the first 64), or
+ * -1. */
+int vmstate_subsection_index(const VmsDescription *desc, const char *name);
 
 /* ---- JSON descriptions (jansson; the caller owns the returned reference) ---- */
 

@@ -16,6 +16,8 @@
  *   VENDOR_FORK_SLEEPERS     create forks a child that sleeps forever
  *   VENDOR_FORK_CRASH        set_state forks a sleeping child, then crashes
  *   VENDOR_SIGNAL_PARENT     set_state sends SIGTERM to its parent
+ *   VENDOR_OVERRUN_RESUME    (with VENDOR_V1) v1_resume_chunk reads one byte
+ *                            past the transaction the v1 adapter gives it
  * VENDOR_NAME is the device name the table reports (the .so's stem).
  */
 #include <signal.h>
@@ -87,6 +89,15 @@ static ssize_t overrun_read(MigcertDevice *d, void *buf, size_t len)
 }
 #endif
 
+#ifdef VENDOR_OVERRUN_RESUME
+static int overrun_resume_chunk(MigcertDevice *d, const void *data, size_t size)
+{
+    uint8_t past = ((const volatile uint8_t *)data)[size]; /* one byte past the end */
+    (void)past;
+    return gpu_v1_resume_chunk(d, data, size);
+}
+#endif
+
 #ifdef VENDOR_HANG_READ
 static ssize_t hang_read(MigcertDevice *d, void *buf, size_t len)
 {
@@ -122,6 +133,9 @@ const MigcertDevicePlugin *migcert_device_plugin_v1(void)
 #endif
 #ifdef VENDOR_OVERRUN_READ
     vendor_table.read = overrun_read;
+#endif
+#ifdef VENDOR_OVERRUN_RESUME
+    vendor_table.v1_resume_chunk = overrun_resume_chunk;
 #endif
 #ifdef VENDOR_BAD_VMSTATE
     /* valid JSON, but a field without its "size" */
