@@ -1,6 +1,6 @@
 /*
  * test-sim-device.c - whole migrations with a VFIO-style device (fake-gpu,
- * 64 MiB of device memory dirtied by the guest) riding the stream as
+ * 16 MiB of device memory dirtied by the guest, 80 MiB in one test) riding the stream as
  * iterative sections, on the deterministic simulator: guest RAM verified
  * page by page, device memory and registers byte for byte, the device's
  * snapshot handed out during PRE_COPY (before the arc into STOP_COPY) and
@@ -28,6 +28,7 @@
 #include "workload/workload.h"
 
 #define MIB ((uint64_t)1 << 20)
+#define GPU_MEM (16 * MIB) /* device memory of the usual fake-gpu */
 
 typedef struct Run {
     MigLoop *loop;
@@ -113,7 +114,7 @@ static MigDevice *gpu_mem(const MigcertDevicePlugin *p, uint32_t f, uint64_t see
 
 static MigDevice *gpu(const MigcertDevicePlugin *p, uint32_t f, uint64_t seed)
 {
-    return gpu_mem(p, f, seed, 64 * MIB);
+    return gpu_mem(p, f, seed, GPU_MEM);
 }
 
 static void setup_mem(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f,
@@ -157,7 +158,7 @@ static void setup_mem(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint3
 
 static void setup(Run *r, uint64_t seed, const MigcertDevicePlugin *p, uint32_t f)
 {
-    setup_mem(r, seed, p, f, 64 * MIB);
+    setup_mem(r, seed, p, f, GPU_MEM);
 }
 
 static void start(Run *r, MigMachine *dst)
@@ -242,12 +243,12 @@ static void check_completed(Run *r)
 
 /* A device with PRE_COPY hands out its snapshot while the guest runs: at
  * least the whole initial snapshot (a header and one record per page of
- * the 64 MiB memory) was read before the arc into STOP_COPY, and the
+ * the device memory) was read before the arc into STOP_COPY, and the
  * destination device was already taking it from PART sections (the rest of
  * it was in flight; check_completed() shows every byte arrived, in order). */
 static void check_precopy_data(Run *r)
 {
-    uint64_t snapshot = 20 + (64 * MIB / FAKE_GPU_PAGE) * (1 + 4 + FAKE_GPU_PAGE);
+    uint64_t snapshot = 20 + (r->mem / FAKE_GPU_PAGE) * (1 + 4 + FAKE_GPU_PAGE);
     if (r->src_read_at_stop < snapshot)
         fail_msg("only %llu device bytes were read before STOP_COPY; the snapshot is %llu",
                  (unsigned long long)r->src_read_at_stop, (unsigned long long)snapshot);
