@@ -291,6 +291,41 @@ static void test_spice_migrate_unreachable_target(void **state)
     world_close(&w);
 }
 
+/* client_migrate_info to an unreachable target and no `migrate` after it
+ * (management gave up): the next client_migrate_info is taken, as by
+ * spice-server (the pending one is cancelled), and that migration works. */
+static void test_spice_migrate_again_after_connect_error(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    w.dst_unreachable = true;
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_result, -ECONNREFUSED);
+    w.dst_unreachable = false;
+    MigErr *err = NULL;
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, &err), 0);
+    assert_null(err);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 2);
+    assert_int_equal(w.done_result, 0);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.connect_errors, 1);
+    assert_int_equal(m.cancelled, 1);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
+    uint32_t session = fake_client_session_id(w.client);
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 500000000ull);
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    assert_int_equal(fake_client_session_id(w.client), session);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    world_close(&w);
+}
+
 static void test_spice_migrate_silent_target_times_out(void **state)
 {
     (void)state;
@@ -488,6 +523,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_semi_seamless),
         cmocka_unit_test(test_spice_migrate_cancel_keeps_the_client),
         cmocka_unit_test(test_spice_migrate_unreachable_target),
+        cmocka_unit_test(test_spice_migrate_again_after_connect_error),
         cmocka_unit_test(test_spice_migrate_silent_target_times_out),
         cmocka_unit_test(test_spice_migrate_late_answer_gets_cancel),
         cmocka_unit_test(test_spice_migrate_answer_crossing_switch_host_is_ignored),
