@@ -56,7 +56,7 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
         p->src_ops_at_stop = fake_qxl_ops(p->ssp->qxl);
 }
 
-static void pair_open_bw(Pair *p, uint64_t client_bw)
+static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns)
 {
     memset(p, 0, sizeof(*p));
     p->client_bw = client_bw;
@@ -77,11 +77,16 @@ static void pair_open_bw(Pair *p, uint64_t client_bw)
     MigWorkloadOptions wo = {.seed = 1, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 500};
     p->w = mig_workload_new(p->src, &wo, NULL);
     FakeClientConfig cc = {.host = "src", .port = 1, .connect = net, .connect_opaque = p,
-                           .vmc_bytes_per_tick = 300, .who = "cli"};
+                           .vmc_bytes_per_tick = 300, .who = "cli", .migrate_end_delay_ns = migrate_end_delay_ns};
     p->client = fake_client_new(p->loop, &cc);
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(p->client), 7);
+}
+
+static void pair_open_bw(Pair *p, uint64_t client_bw)
+{
+    pair_open_ex(p, client_bw, 0);
 }
 
 static void pair_open(Pair *p)
@@ -171,7 +176,7 @@ static void test_spice_machine_client_follows_the_migration(void **state)
     fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
     fake_client_media_stats(p.client, SPICE_CHANNEL_PORT, &port);
     assert_int_equal(play.dups, 0);
-    assert_true(play.gaps < 48000); /* frames played while no client listened: under a second */
+    assert_int_equal(play.gaps, 0); /* what the target played before the client's playback linked was kept */
     assert_true(port.received > 0);
     assert_int_equal(port.gaps + port.dups, 0);
     FakeVmcStats vmc;
@@ -200,6 +205,45 @@ static void test_spice_machine_slow_client_loses_nothing_at_the_switch(void **st
     assert_int_equal(port.gaps + port.dups, 0);
     assert_int_equal(play.dups, 0);
     pair_close(&p);
+}
+
+/* The client's MIGRATE_END reaches the target `delay_ns` after the switch:
+ * the target holds its playback link that long while its guest plays.
+ * Returns the frames the client missed; none after the switch is repeated
+ * and playback goes on. */
+static uint64_t playback_gaps_with_late_end(uint64_t delay_ns)
+{
+    Pair p;
+    pair_open_ex(&p, 0, delay_ns);
+    migrate_and_switch(&p, delay_ns + 2000000000ull);
+    assert_string_equal(fake_client_server_host(p.client), "dst");
+    FakeClientMediaStats play;
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_int_equal(play.dups, 0);
+    uint64_t before = play.received;
+    mig_sim_run_for(p.loop, 100000000ull);
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_true(play.received > before);
+    pair_close(&p);
+    return play.gaps;
+}
+
+/* Three seconds late: everything the target played meanwhile reaches the
+ * client after START, nothing lost. */
+static void test_spice_machine_late_migrate_end_loses_no_playback(void **state)
+{
+    (void)state;
+    assert_int_equal(playback_gaps_with_late_end(3000000000ull), 0);
+}
+
+/* Later than the 10 s kept: the oldest frames beyond the bound are lost,
+ * no more (11 s late: about one second, 48,000 frames). */
+static void test_spice_machine_playback_kept_is_bounded(void **state)
+{
+    (void)state;
+    uint64_t gaps = playback_gaps_with_late_end(11000000000ull);
+    assert_true(gaps > 0);
+    assert_true(gaps <= 2 * 48000);
 }
 
 static void cancel_now(void *opaque)
@@ -238,6 +282,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_machine_client_follows_the_migration),
         cmocka_unit_test(test_spice_machine_cancel_keeps_the_client),
         cmocka_unit_test(test_spice_machine_slow_client_loses_nothing_at_the_switch),
+        cmocka_unit_test(test_spice_machine_late_migrate_end_loses_no_playback),
+        cmocka_unit_test(test_spice_machine_playback_kept_is_bounded),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
