@@ -96,16 +96,22 @@ def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin
                                    "connect_errors": 0}
 
 
+def scripted_pair(vms, migcert_bin, script_text):
+    """A source and a destination, and a client on the source run with this script."""
+    src, ssock = spice_vm(vms, "src")
+    dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
+    script = vms.dir / "client.yaml"
+    script.write_text(script_text)
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}", "--script", str(script))
+    return src, ssock, dsock, client
+
+
 def test_spice_vm_slow_client_loses_no_playback_across_the_switch(vms, migcert_bin):
     """The client is slow to send MIGRATE_END to the destination (1.5 s,
     scripted: the slowness a loaded host gave once): the destination's
     guest already plays, and its playback link is held until then. What it
     played meanwhile reaches the client after START: not one frame lost."""
-    src, ssock = spice_vm(vms, "src")
-    dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
-    script = vms.dir / "late.yaml"
-    script.write_text("migrate-end-delay-ms: 1500\n")
-    client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}", "--script", str(script))
+    src, ssock, dsock, client = scripted_pair(vms, migcert_bin, "migrate-end-delay-ms: 1500\n")
     try:
         client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS and s["playback"]["received"] > 0,
                         "seven channels and sound")
@@ -129,11 +135,7 @@ def test_spice_vm_client_migrate_info_again_after_connect_error(vms, migcert_bin
     migrate after it: a second client_migrate_info is taken, as by
     spice-server (the first is cancelled: MIGRATE_CANCEL), not refused as
     'already in progress'."""
-    src, ssock = spice_vm(vms, "src")
-    dst, dsock = spice_vm(vms, "dst", "--incoming", f"unix:{vms.dir / 'mig.sock'}")
-    script = vms.dir / "refuse.yaml"
-    script.write_text("target: refuse\n")
-    client = SpiceClient(migcert_bin, vms.dir, f"unix:{ssock}", "--script", str(script))
+    src, ssock, dsock, client = scripted_pair(vms, migcert_bin, "target: refuse\n")
     try:
         client.wait_for(lambda s: sorted(s["channels"]) == CHANNELS, "seven channels")
         src.cmd("client_migrate_info", protocol="spice", hostname=str(dsock), port=0)

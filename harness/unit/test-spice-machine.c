@@ -6,8 +6,10 @@
  * client's answer, then migrates.  The client ends on the destination in the
  * same session, its screen equal to the guest's framebuffer there, the
  * display device's state carried by the stream, the port's bytes neither
- * lost nor repeated, playback never repeated.  A cancelled migration leaves
- * the client on the source with everything working.
+ * lost nor repeated, nor playback frames: what the destination plays while
+ * the client's playback link waits for its MIGRATE_END is kept for it (10 s
+ * at most).  A cancelled migration leaves the client on the source with
+ * everything working.
  */
 #include <setjmp.h>
 #include <stdarg.h>
