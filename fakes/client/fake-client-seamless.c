@@ -51,13 +51,15 @@ static void copy_closed(void *opaque, int err, const char *reason)
 {
     FakeChannel *ch = opaque;
     FakeClient *c = ch->client;
+    /* the target went after the client answered: the source cancels */
+    bool cancelled = c->migrating && c->mig_answered && c->mig_linked == c->mig_wanted;
+    if (!cancelled) /* `reason` is the conn's: copied before it is freed */
+        snprintf(c->last_error, sizeof(c->last_error), "migration: main to the target: %s",
+                 reason[0] ? reason : "closed");
     spice_conn_free(ch->mig_conn);
     ch->mig_conn = NULL;
-    if (c->migrating && c->mig_answered && c->mig_linked == c->mig_wanted)
-        return; /* the target went after the client answered: the source cancels */
-    snprintf(c->last_error, sizeof(c->last_error), "migration: main to the target: %s",
-             reason[0] ? reason : "closed");
-    fake__migrate_fail(c);
+    if (!cancelled)
+        fake__migrate_fail(c);
 }
 
 static const SpiceConnOps copy_ops = {.on_message = copy_message, .on_closed = copy_closed};

@@ -15,6 +15,7 @@
 #include "client/fake-client.h"
 #include "devices/fake-qxl.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-display.h"
 #include "spice/spice-glz.h"
 #include "spice/spice-main.h"
@@ -24,18 +25,8 @@
 typedef struct World {
     MigLoop *loop;
     SpiceServer *server;
+    SimSpiceNet net;
 } World;
-
-static MigTransport *connect_cb(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    World *w = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 100u << 20, .latency_ns = 200000};
-    if (mig_transport_mem_pair(w->loop, &lp, &a, &b) < 0)
-        return NULL;
-    spice_server_accept(w->server, b);
-    return a;
-}
 
 static double cpu_now(void)
 {
@@ -53,8 +44,10 @@ static int workload(int64_t cache_pixels, const char *what, FakeQxl **keep)
     SpiceServerConfig sc = {.who = "bench", .glz = true};
     w.server = spice_server_new(w.loop, &sc, NULL);
     spice_main_add(w.server);
+    sim_spice_net_init(&w.net, w.loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
+    sim_spice_net_listen(&w.net, 1, w.server);
     FakeQxl *q = fake_qxl_new_heads(w.loop, w.server, 640, 480, HEADS);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = connect_cb, .connect_opaque = &w, .who = "cli",
+    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w.net, .who = "cli",
                            .pixmap_cache_pixels = cache_pixels};
     FakeClient *c = fake_client_new(w.loop, &cc);
     if (!q || !c || fake_client_start(c, NULL) < 0) {

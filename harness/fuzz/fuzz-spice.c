@@ -31,6 +31,7 @@
 #include "client/fake-client-internal.h"
 #include "fuzz-util.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-display.h"
 #include "spice/spice-glz.h"
 #include "spice/spice-inputs.h"
@@ -142,12 +143,11 @@ static void server(uint8_t which, const uint8_t *rest, size_t n)
     spice_record_start(rec);
     ServerRun r = {.rest = rest, .n = n};
     SpiceLinker *main_l = NULL, *ch_l = NULL;
-    MigTransport *a, *b;
+    MigTransport *a;
     MigPrng prng;
     mig_prng_seed(&prng, 2);
     /* main first (the session), then the channel under test */
-    if (mig_transport_mem_pair(loop, NULL, &a, &b) == 0) {
-        spice_server_accept(s, b);
+    if ((a = sim_spice_dial(loop, NULL, s, NULL))) {
         SpiceLinkClientConfig lc = {.mess = {.channel_type = SPICE_CHANNEL_MAIN, .common = {{0xd}, 1},
                                              .channel = {{0xf}, 1}},
                                     .prng = &prng};
@@ -157,8 +157,7 @@ static void server(uint8_t which, const uint8_t *rest, size_t n)
         main_l = spice_link_connect(loop, a, &lc, linked, target ? target : &ignore);
         mig_sim_run_for(loop, 100000000ull);
         if (type != SPICE_CHANNEL_MAIN && spice_server_client_count(s) == 1 &&
-            mig_transport_mem_pair(loop, NULL, &a, &b) == 0) {
-            spice_server_accept(s, b);
+            (a = sim_spice_dial(loop, NULL, s, NULL))) {
             lc.mess.connection_id = spice_client_session_id(spice_server_client_at(s, 0));
             lc.mess.channel_type = type;
             lc.mess.channel = (SpiceCapSet){0};

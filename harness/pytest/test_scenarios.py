@@ -27,6 +27,7 @@ its case's hash.
 Rerun one case: the REPRO line, or
   /usr/bin/python3 -m pytest harness/pytest/test_scenarios.py -k 'cancel-mid-ram'
 """
+import fcntl
 import json
 import os
 import shlex
@@ -82,7 +83,27 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory):
-    """Run every invocation once, two at a time; {case id: case dict}."""
+    """Run every invocation once, two at a time; {case id: case dict}.
+    Under pytest-xdist a session fixture runs once per worker: the first
+    worker runs the matrix and leaves it in the folder the workers of this
+    run share (keyed by xdist's run id), the others read it."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not uid:
+        return _run_matrix(tmp_path_factory)
+    shared = tmp_path_factory.getbasetemp().parent
+    done = shared / f"matrix-{uid}.json"
+    with open(shared / f"matrix-{uid}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            out = _run_matrix(tmp_path_factory)
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(done)
+            return out
+    return json.loads(done.read_text())
+
+
+def _run_matrix(tmp_path_factory):
     b = _bin()
     if not os.access(b, os.X_OK):
         pytest.fail(f"{b} is not built", pytrace=False)

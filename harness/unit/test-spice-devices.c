@@ -24,6 +24,7 @@
 #include "devices/fake-snd.h"
 #include "devices/fake-vmc.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-conn.h"
 #include "spice/spice-inputs.h"
 #include "spice/spice-main.h"
@@ -35,18 +36,8 @@ typedef struct Guest {
     FakeSnd *snd;
     FakeVmc *vmc;
     FakeClient *client;
+    SimSpiceNet net;
 } Guest;
-
-static MigTransport *guest_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    Guest *g = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 50u << 20, .latency_ns = 500000};
-    if (mig_transport_mem_pair(g->loop, &lp, &a, &b) < 0)
-        return NULL;
-    spice_server_accept(g->server, b);
-    return a;
-}
 
 static void guest_open(Guest *g, uint64_t seed)
 {
@@ -59,7 +50,9 @@ static void guest_open(Guest *g, uint64_t seed)
     spice_inputs_add(g->server, NULL);
     g->snd = fake_snd_new(g->loop, g->server);
     g->vmc = fake_vmc_new(g->loop, g->server, 3000);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = guest_connect, .connect_opaque = g,
+    sim_spice_net_init(&g->net, g->loop, &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 500000});
+    sim_spice_net_listen(&g->net, 1, g->server);
+    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &g->net,
                            .pixmap_cache_pixels = 3000, .vmc_bytes_per_tick = 1000, .who = "cli"};
     g->client = fake_client_new(g->loop, &cc);
 }

@@ -18,6 +18,7 @@
 
 #include "client/fake-client.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-display.h"
 #include "spice/spice-main.h"
 
@@ -26,18 +27,8 @@ typedef struct World {
     SpiceServer *server;
     SpiceDisplay *display;
     FakeClient *client;
+    SimSpiceNet net;
 } World;
-
-static MigTransport *world_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    World *w = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 100u << 20, .latency_ns = 200000};
-    if (mig_transport_mem_pair(w->loop, &lp, &a, &b) < 0)
-        return NULL;
-    spice_server_accept(w->server, b);
-    return a;
-}
 
 static void world_open(World *w, int64_t cache_pixels)
 {
@@ -47,7 +38,9 @@ static void world_open(World *w, int64_t cache_pixels)
     w->server = spice_server_new(w->loop, &sc, NULL);
     spice_main_add(w->server);
     w->display = spice_display_add(w->server, 0);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = world_connect, .connect_opaque = w,
+    sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
+    sim_spice_net_listen(&w->net, 1, w->server);
+    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
                            .pixmap_cache_pixels = cache_pixels, .who = "cli"};
     w->client = fake_client_new(w->loop, &cc);
 }

@@ -25,6 +25,7 @@
 #include "devices/fake-spice.h"
 #include "machine/machine.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "workload/workload.h"
 
 #define MIB ((uint64_t)1 << 20)
@@ -36,20 +37,9 @@ typedef struct Pair {
     MigWorkload *w;
     FakeClient *client;
     int connected_calls, connected_result;
-    uint64_t client_bw; /* bytes/s of the client's links; 0: 20 MiB/s */
+    SimSpiceNet net; /* port 1: the source's SPICE server, port 2: the destination's */
     uint64_t src_ops_at_stop;
 } Pair;
-
-static MigTransport *net(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    Pair *p = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = p->client_bw ? p->client_bw : 20u << 20, .latency_ns = 500000};
-    if (mig_transport_mem_pair(p->loop, &lp, &a, &b) < 0)
-        return NULL;
-    spice_server_accept(mig_machine_spice(port == 1 ? p->src : p->dst), b);
-    return a;
-}
 
 static void on_src_event(void *opaque, const char *name, json_t *data)
 {
@@ -61,7 +51,6 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
 static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns)
 {
     memset(p, 0, sizeof(*p));
-    p->client_bw = client_bw;
     p->loop = mig_sim_loop_new(0x5eed);
     mig_sim_set_step_limit(p->loop, 50000000);
     MigMachineOptions so = {.name = "src", .ram_size = 16 * MIB, .event = on_src_event, .event_opaque = p};
@@ -78,8 +67,18 @@ static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay
     assert_non_null(p->dsp);
     MigWorkloadOptions wo = {.seed = 1, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 500};
     p->w = mig_workload_new(p->src, &wo, NULL);
+<<<<<<< HEAD
     FakeClientConfig cc = {.host = "src", .port = 1, .connect = net, .connect_opaque = p,
                            .vmc_bytes_per_tick = 300, .who = "cli", .migrate_end_delay_ns = migrate_end_delay_ns};
+=======
+    /* the client's links: client_bw bytes/s, 0: 20 MiB/s */
+    sim_spice_net_init(&p->net, p->loop,
+                       &(MigLinkParams){.bandwidth = client_bw ? client_bw : 20u << 20, .latency_ns = 500000});
+    sim_spice_net_listen(&p->net, 1, mig_machine_spice(p->src));
+    sim_spice_net_listen(&p->net, 2, mig_machine_spice(p->dst));
+    FakeClientConfig cc = {.host = "src", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &p->net,
+                           .vmc_bytes_per_tick = 300, .who = "cli"};
+>>>>>>> main
     p->client = fake_client_new(p->loop, &cc);
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);

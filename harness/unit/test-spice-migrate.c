@@ -31,6 +31,7 @@
 #include "client/fake-client.h"
 #include "devices/fake-qxl.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-main.h"
 
 typedef struct Host {
@@ -44,30 +45,10 @@ typedef struct World {
     MigLoop *loop;
     Host src, dst;
     FakeClient *client;
-    bool dst_unreachable, dst_silent;
     bool dst_old; /* the target does not offer SEMI_SEAMLESS */
-    MigTransport *silent[16];
-    int nsilent;
+    SimSpiceNet net; /* port 1: the source, port 2: the target */
     int done_calls, done_result;
 } World;
-
-static MigTransport *world_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    World *w = opaque;
-    if (port == 2 && w->dst_unreachable) {
-        mig_err_set(errp, -ECONNREFUSED, "connection refused");
-        return NULL;
-    }
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 50u << 20, .latency_ns = 300000};
-    if (mig_transport_mem_pair(w->loop, &lp, &a, &b) < 0)
-        return NULL;
-    if (port == 2 && w->dst_silent)
-        w->silent[w->nsilent++] = b; /* accepted, never answered */
-    else
-        spice_server_accept(port == 1 ? w->src.server : w->dst.server, b);
-    return a;
-}
 
 static void count_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc)
 {
@@ -93,7 +74,10 @@ static void world_open_ex(World *w, SpiceCapSet main_caps, bool dst_old)
     w->loop = mig_sim_loop_new(0x5eed);
     host_open(w, &w->src, "src");
     host_open(w, &w->dst, "dst");
-    FakeClientConfig cc = {.host = "src", .port = 1, .connect = world_connect, .connect_opaque = w,
+    sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 300000});
+    sim_spice_net_listen(&w->net, 1, w->src.server);
+    sim_spice_net_listen(&w->net, 2, w->dst.server);
+    FakeClientConfig cc = {.host = "src", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
                            .main_caps = main_caps, .who = "cli"};
     w->client = fake_client_new(w->loop, &cc);
     assert_int_equal(fake_client_start(w->client, NULL), 0);
@@ -110,8 +94,7 @@ static void world_open(World *w, SpiceCapSet main_caps)
 static void world_close(World *w)
 {
     fake_client_free(w->client);
-    for (int i = 0; i < w->nsilent; i++)
-        mig_transport_close(w->silent[i]);
+    sim_spice_net_close(&w->net);
     Host *hs[] = {&w->src, &w->dst};
     for (int i = 0; i < 2; i++) {
         fake_qxl_free(hs[i]->qxl);
@@ -133,7 +116,8 @@ static void on_connected(void *opaque, int result)
 static void world_begin(World *w, bool silent_target)
 {
     world_open(w, (SpiceCapSet){0});
-    w->dst_silent = silent_target;
+    if (silent_target) /* the target's links are made, never answered */
+        sim_spice_net_answer(&w->net, 2, SIM_SPICE_HOLD);
     assert_int_equal(spice_main_migrate_begin(w->src.main, on_connected, w, NULL), 0);
 }
 
@@ -277,7 +261,7 @@ static void test_spice_migrate_cancel_keeps_the_client(void **state)
 static void begin_unreachable(World *w)
 {
     world_open(w, (SpiceCapSet){0});
-    w->dst_unreachable = true;
+    sim_spice_net_answer(&w->net, 2, SIM_SPICE_REFUSE);
     assert_int_equal(spice_main_migrate_begin(w->src.main, on_connected, w, NULL), 0);
     mig_sim_run_for(w->loop, 500000000ull);
     assert_int_equal(w->done_calls, 1);
@@ -308,7 +292,7 @@ static void test_spice_migrate_again_after_connect_error(void **state)
     (void)state;
     World w;
     begin_unreachable(&w);
-    w.dst_unreachable = false;
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT);
     MigErr *err = NULL;
     assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, &err), 0);
     assert_null(err);
@@ -353,10 +337,7 @@ static void test_spice_migrate_silent_target_times_out(void **state)
 /* The silent target wakes up: the links it held get answered now. */
 static void target_wakes_up(World *w)
 {
-    for (int i = 0; i < w->nsilent; i++)
-        spice_server_accept(w->dst.server, w->silent[i]);
-    w->nsilent = 0;
-    w->dst_silent = false;
+    sim_spice_net_answer(&w->net, 2, SIM_SPICE_ACCEPT);
 }
 
 static void test_spice_migrate_late_answer_gets_cancel(void **state)

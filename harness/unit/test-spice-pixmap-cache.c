@@ -21,6 +21,7 @@
 
 #include "client/fake-client.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-migrate-data.h"
 #include "spice/spice-display.h"
 #include "spice/spice-main.h"
@@ -260,18 +261,8 @@ typedef struct World {
     SpiceServer *server;
     SpiceDisplay *heads[2];
     FakeClient *client;
+    SimSpiceNet net;
 } World;
-
-static MigTransport *world_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    World *w = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 100u << 20, .latency_ns = 200000};
-    if (mig_transport_mem_pair(w->loop, &lp, &a, &b) < 0)
-        return NULL;
-    spice_server_accept(w->server, b);
-    return a;
-}
 
 static void world_open(World *w, SpicePixmapCacheMig how)
 {
@@ -284,7 +275,10 @@ static void world_open(World *w, SpicePixmapCacheMig how)
         w->heads[i] = spice_display_add(w->server, i);
         assert_int_equal(spice_display_surface_create(w->heads[i], 0, 64, 48, NULL), 0);
     }
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = world_connect, .connect_opaque = w, .who = "cli"};
+    sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
+    sim_spice_net_listen(&w->net, 1, w->server);
+    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
+                           .who = "cli"};
     w->client = fake_client_new(w->loop, &cc);
     assert_int_equal(fake_client_start(w->client, NULL), 0);
     mig_sim_run_for(w->loop, 500000000ull);

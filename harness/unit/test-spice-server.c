@@ -18,6 +18,7 @@
 
 #include "client/fake-client-internal.h"
 #include "sim/sim.h"
+#include "sim/spice-net.h"
 #include "spice/spice-main.h"
 
 /* a channel that accepts its link and nothing else (stands for the channel
@@ -32,20 +33,8 @@ static const SpiceChannelClass quiet_class = {.name = "quiet", .max_in = 1024, .
 typedef struct Net {
     MigLoop *loop;
     SpiceServer *server;
-    int connects;
+    SimSpiceNet net;
 } Net;
-
-static MigTransport *net_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
-{
-    Net *n = opaque;
-    MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 100u << 20, .latency_ns = 200000};
-    if (mig_transport_mem_pair(n->loop, &lp, &a, &b) < 0)
-        return NULL;
-    n->connects++;
-    spice_server_accept(n->server, b);
-    return a;
-}
 
 static void net_open(Net *n, bool ticketing, const char *password)
 {
@@ -58,6 +47,8 @@ static void net_open(Net *n, bool ticketing, const char *password)
     spice_main_add(n->server);
     spice_server_add_channel(n->server, SPICE_CHANNEL_DISPLAY, 0, &quiet_class, NULL);
     spice_server_add_channel(n->server, SPICE_CHANNEL_PLAYBACK, 0, &quiet_class, NULL);
+    sim_spice_net_init(&n->net, n->loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
+    sim_spice_net_listen(&n->net, 5900, n->server);
 }
 
 static void net_close(Net *n)
@@ -70,7 +61,7 @@ static void net_close(Net *n)
 
 static FakeClient *client_new(Net *n, const char *password)
 {
-    FakeClientConfig cc = {.host = "sim", .port = 5900, .connect = net_connect, .connect_opaque = n,
+    FakeClientConfig cc = {.host = "sim", .port = 5900, .connect = sim_spice_net_connect, .connect_opaque = &n->net,
                            .password = password, .who = "cli"};
     FakeClient *c = fake_client_new(n->loop, &cc);
     assert_int_equal(fake_client_start(c, NULL), 0);
@@ -86,7 +77,7 @@ static void test_spice_server_client_links_every_channel(void **state)
     mig_sim_run_for(n.loop, 1000000000ull);
     assert_string_equal(fake_client_last_error(c), "");
     assert_int_equal(fake_client_linked_channels(c), 3);
-    assert_int_equal(n.connects, 3);
+    assert_int_equal(n.net.connects, 3);
     assert_int_equal(spice_server_client_count(n.server), 1);
     assert_int_equal(spice_server_channel_clients(n.server), 3);
     assert_int_not_equal(fake_client_session_id(c), 0);

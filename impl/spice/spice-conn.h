@@ -44,7 +44,8 @@ typedef struct SpiceConnOps {
      * connection with that reason ("unexpected DISPLAY_INIT"). */
     int (*on_message)(void *opaque, const SpiceMsgInfo *mi, void *body, uint32_t size, MigErr **errp);
     /* The connection closed: err 0 when the peer closed cleanly, else why.
-     * Runs once, from the loop; the owner may free the conn inside. */
+     * Runs once, from the loop; the owner may free the conn inside, but
+     * `reason` is the conn's own text: read it before that. */
     void (*on_closed)(void *opaque, int err, const char *reason);
     /* Optional: every message written entirely (for hand-over points). */
     void (*on_drained)(void *opaque);
