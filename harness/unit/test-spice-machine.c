@@ -67,18 +67,13 @@ static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay
     assert_non_null(p->dsp);
     MigWorkloadOptions wo = {.seed = 1, .fill = MIG_WORKLOAD_FILL_RANDOM, .dirty_rate = 500};
     p->w = mig_workload_new(p->src, &wo, NULL);
-<<<<<<< HEAD
-    FakeClientConfig cc = {.host = "src", .port = 1, .connect = net, .connect_opaque = p,
-                           .vmc_bytes_per_tick = 300, .who = "cli", .migrate_end_delay_ns = migrate_end_delay_ns};
-=======
     /* the client's links: client_bw bytes/s, 0: 20 MiB/s */
     sim_spice_net_init(&p->net, p->loop,
                        &(MigLinkParams){.bandwidth = client_bw ? client_bw : 20u << 20, .latency_ns = 500000});
     sim_spice_net_listen(&p->net, 1, mig_machine_spice(p->src));
     sim_spice_net_listen(&p->net, 2, mig_machine_spice(p->dst));
     FakeClientConfig cc = {.host = "src", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &p->net,
-                           .vmc_bytes_per_tick = 300, .who = "cli"};
->>>>>>> main
+                           .vmc_bytes_per_tick = 300, .who = "cli", .migrate_end_delay_ns = migrate_end_delay_ns};
     p->client = fake_client_new(p->loop, &cc);
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);
