@@ -239,6 +239,26 @@ def test_certify_spice_wrong_target_fails_semi_seamless(run_migcert, migcert_bin
     assert r.stderr.count("REPRO: ") == 1
 
 
+def test_certify_spice_failed_migrate_info_does_not_cascade(run_migcert, migcert_bin, sock_dir):
+    """The target is unreachable: migrate.semi-seamless fails after
+    client_migrate_info with no migrate, so the same source serves the next
+    case; its client_migrate_info is taken (the pending one is cancelled, as
+    by spice-server), and the case fails for its own reason, not 'a SPICE
+    migration is already in progress'."""
+    out = sock_dir / "out"
+    args = addresses(sock_dir)
+    args[args.index("--dst-spice") + 1] = f"unix:{sock_dir}/nobody.spice"
+    r = run_migcert("certify", "--spice", *args, *vm_cmds(migcert_bin, sock_dir, ",disable-ticketing=on"),
+                    "-k", "migrate.", "--out", out, timeout=300)
+    _, cases = report(out)
+    assert cases["migrate.semi-seamless"]["status"] == "fail", cases
+    assert len(cases) >= 3, cases
+    for name, c in cases.items():
+        assert c["status"] == "fail", (name, c)
+        # each fails for its own reason: the target it cannot reach
+        assert "already in progress" not in c["message"] and "nobody.spice" in c["message"], (name, c)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--src-qmp", "unix:/x"], "--src-qmp, --src-spice, --dst-qmp and --dst-spice are required"),
     (["--src-qmp", "unix:/a", "--src-spice", "nowhere", "--dst-qmp", "unix:/b", "--dst-spice", "h:1"],

@@ -440,7 +440,8 @@ static bool client_linked_to_target(CsRun *r, CertCtx *c, FakeClient *fc, const 
     fake_client_migrations(fc, &m);
     if (fake_client_mig_step(fc) == FAKE_CLIENT_MIG_CONNECTED)
         return true;
-    if (!fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_BEGIN))
+    if (!fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_BEGIN) &&
+        !fake_client_count(fc, SPICE_CHANNEL_MAIN, SPICE_MSG_MAIN_MIGRATE_BEGIN_SEAMLESS))
         certify_fail(c, rule, "client_migrate_info sent the client no MIGRATE_BEGIN");
     else
         certify_fail(c, rule, "the client could not link to the target %s: %s", r->dst.spice_arg,

@@ -6,8 +6,10 @@
  * client's answer, then migrates.  The client ends on the destination in the
  * same session, its screen equal to the guest's framebuffer there, the
  * display device's state carried by the stream, the port's bytes neither
- * lost nor repeated, playback never repeated.  A cancelled migration leaves
- * the client on the source with everything working.
+ * lost nor repeated, nor playback frames: what the destination plays while
+ * the client's playback link waits for its MIGRATE_END is kept for it (10 s
+ * at most).  A cancelled migration leaves the client on the source with
+ * everything working.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,7 +48,7 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
         p->src_ops_at_stop = fake_qxl_ops(p->ssp->qxl);
 }
 
-static void pair_open_bw(Pair *p, uint64_t client_bw)
+static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns)
 {
     memset(p, 0, sizeof(*p));
     p->loop = mig_sim_loop_new(0x5eed);
@@ -71,11 +73,16 @@ static void pair_open_bw(Pair *p, uint64_t client_bw)
     sim_spice_net_listen(&p->net, 1, mig_machine_spice(p->src));
     sim_spice_net_listen(&p->net, 2, mig_machine_spice(p->dst));
     FakeClientConfig cc = {.host = "src", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &p->net,
-                           .vmc_bytes_per_tick = 300, .who = "cli"};
+                           .vmc_bytes_per_tick = 300, .who = "cli", .migrate_end_delay_ns = migrate_end_delay_ns};
     p->client = fake_client_new(p->loop, &cc);
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(p->client), 7);
+}
+
+static void pair_open_bw(Pair *p, uint64_t client_bw)
+{
+    pair_open_ex(p, client_bw, 0);
 }
 
 static void pair_open(Pair *p)
@@ -165,7 +172,7 @@ static void test_spice_machine_client_follows_the_migration(void **state)
     fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
     fake_client_media_stats(p.client, SPICE_CHANNEL_PORT, &port);
     assert_int_equal(play.dups, 0);
-    assert_true(play.gaps < 48000); /* frames played while no client listened: under a second */
+    assert_int_equal(play.gaps, 0); /* what the target played before the client's playback linked was kept */
     assert_true(port.received > 0);
     assert_int_equal(port.gaps + port.dups, 0);
     FakeVmcStats vmc;
@@ -194,6 +201,45 @@ static void test_spice_machine_slow_client_loses_nothing_at_the_switch(void **st
     assert_int_equal(port.gaps + port.dups, 0);
     assert_int_equal(play.dups, 0);
     pair_close(&p);
+}
+
+/* The client's MIGRATE_END reaches the target `delay_ns` after the switch:
+ * the target holds its playback link that long while its guest plays.
+ * Returns the frames the client missed; none after the switch is repeated
+ * and playback goes on. */
+static uint64_t playback_gaps_with_late_end(uint64_t delay_ns)
+{
+    Pair p;
+    pair_open_ex(&p, 0, delay_ns);
+    migrate_and_switch(&p, delay_ns + 2000000000ull);
+    assert_string_equal(fake_client_server_host(p.client), "dst");
+    FakeClientMediaStats play;
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_int_equal(play.dups, 0);
+    uint64_t before = play.received;
+    mig_sim_run_for(p.loop, 100000000ull);
+    fake_client_media_stats(p.client, SPICE_CHANNEL_PLAYBACK, &play);
+    assert_true(play.received > before);
+    pair_close(&p);
+    return play.gaps;
+}
+
+/* Three seconds late: everything the target played meanwhile reaches the
+ * client after START, nothing lost. */
+static void test_spice_machine_late_migrate_end_loses_no_playback(void **state)
+{
+    (void)state;
+    assert_int_equal(playback_gaps_with_late_end(3000000000ull), 0);
+}
+
+/* Later than the 10 s kept: the oldest frames beyond the bound are lost,
+ * no more (11 s late: about one second, 48,000 frames). */
+static void test_spice_machine_playback_kept_is_bounded(void **state)
+{
+    (void)state;
+    uint64_t gaps = playback_gaps_with_late_end(11000000000ull);
+    assert_true(gaps > 0);
+    assert_true(gaps <= 2 * 48000);
 }
 
 static void cancel_now(void *opaque)
@@ -232,6 +278,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_machine_client_follows_the_migration),
         cmocka_unit_test(test_spice_machine_cancel_keeps_the_client),
         cmocka_unit_test(test_spice_machine_slow_client_loses_nothing_at_the_switch),
+        cmocka_unit_test(test_spice_machine_late_migrate_end_loses_no_playback),
+        cmocka_unit_test(test_spice_machine_playback_kept_is_bounded),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -13,7 +13,9 @@
  * protocol error: a late MIGRATE_CONNECTED gets MIGRATE_CANCEL, as from
  * spice-server, and one that crossed the migration's end is ignored.
  * A channel whose PONG never comes delays MIGRATE_END by the migrate
- * timeout, and the client then still has that timeout to leave.
+ * timeout, and the client then still has that timeout to leave.  A second
+ * begin while one is pending (no migration came after a CONNECT_ERROR)
+ * cancels it and starts afresh, as spice-server does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -254,24 +256,62 @@ static void test_spice_migrate_cancel_keeps_the_client(void **state)
     world_close(&w);
 }
 
+/* A migration begun towards a target the client cannot reach: it answered
+ * CONNECT_ERROR. */
+static void begin_unreachable(World *w)
+{
+    world_open(w, (SpiceCapSet){0});
+    sim_spice_net_answer(&w->net, 2, SIM_SPICE_REFUSE);
+    assert_int_equal(spice_main_migrate_begin(w->src.main, on_connected, w, NULL), 0);
+    mig_sim_run_for(w->loop, 500000000ull);
+    assert_int_equal(w->done_calls, 1);
+    assert_int_equal(w->done_result, -ECONNREFUSED);
+    FakeClientMigrations m;
+    fake_client_migrations(w->client, &m);
+    assert_int_equal(m.connect_errors, 1);
+}
+
 static void test_spice_migrate_unreachable_target(void **state)
 {
     (void)state;
     World w;
-    world_open(&w, (SpiceCapSet){0});
-    sim_spice_net_answer(&w.net, 2, SIM_SPICE_REFUSE);
-    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
-    mig_sim_run_for(w.loop, 500000000ull);
-    assert_int_equal(w.done_calls, 1);
-    assert_int_equal(w.done_result, -ECONNREFUSED);
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.connect_errors, 1);
+    begin_unreachable(&w);
     /* a failed migration: the client stays, every channel working */
     spice_main_migrate_end(w.src.main, false);
     mig_sim_run_for(w.loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(w.client), 2);
     expect_screen(&w, &w.src);
+    world_close(&w);
+}
+
+/* client_migrate_info to an unreachable target and no `migrate` after it
+ * (management gave up): the next client_migrate_info is taken, as by
+ * spice-server (the pending one is cancelled), and that migration works. */
+static void test_spice_migrate_again_after_connect_error(void **state)
+{
+    (void)state;
+    World w;
+    begin_unreachable(&w);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT);
+    MigErr *err = NULL;
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, &err), 0);
+    assert_null(err);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.done_calls, 2);
+    assert_int_equal(w.done_result, 0);
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.connect_errors, 1);
+    assert_int_equal(m.cancelled, 1);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
+    uint32_t session = fake_client_session_id(w.client);
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 500000000ull);
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    assert_int_equal(fake_client_session_id(w.client), session);
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
     world_close(&w);
 }
 
@@ -469,6 +509,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_semi_seamless),
         cmocka_unit_test(test_spice_migrate_cancel_keeps_the_client),
         cmocka_unit_test(test_spice_migrate_unreachable_target),
+        cmocka_unit_test(test_spice_migrate_again_after_connect_error),
         cmocka_unit_test(test_spice_migrate_silent_target_times_out),
         cmocka_unit_test(test_spice_migrate_late_answer_gets_cancel),
         cmocka_unit_test(test_spice_migrate_answer_crossing_switch_host_is_ignored),

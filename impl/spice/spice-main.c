@@ -255,9 +255,13 @@ int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opa
 {
     if (!m->have_dest)
         return mig_err_set(errp, -EINVAL, "no destination: client_migrate_info first");
-    if (m->begun)
-        return mig_err_set(errp, -EBUSY, "a SPICE migration is already in progress");
     MIG_FAULT_RETURN_ERR(MIG_FAULT_SPICE_MAIN_MIGRATE_BEGIN, errp, "MIGRATE_BEGIN cannot be sent (fault)");
+    /* a second client_migrate_info before the migration ended (the client
+     * could not reach the first target, or management changed its mind):
+     * as spice-server, the pending one is cancelled (MIGRATE_CANCEL to the
+     * clients it reached) and this one starts afresh */
+    if (m->begun)
+        spice_main_migrate_end(m, false);
     SpiceServer *s = m->server;
     m->begun = true;
     m->done = done;

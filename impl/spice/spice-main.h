@@ -57,7 +57,10 @@ bool spice_main_has_migrate_dest(const SpiceMain *m);
 
 typedef void (*SpiceMigrateConnected)(void *opaque, int result);
 /* Start a migration's client part; `done` runs from the loop.  -EINVAL
- * without a destination, -EBUSY while one is in progress. */
+ * without a destination.  One still pending (its machine migration never
+ * ran, e.g. the client could not reach the target) is cancelled first, as
+ * spice-server does on consecutive client_migrate_info: its clients get
+ * MIGRATE_CANCEL and its `done` never runs. */
 int spice_main_migrate_begin(SpiceMain *m, SpiceMigrateConnected done, void *opaque, MigErr **errp);
 /* The migration ended (completed or not). */
 void spice_main_migrate_end(SpiceMain *m, bool completed);

@@ -20,9 +20,25 @@ typedef struct SoundCommon {
     size_t nccs;
 } SoundCommon;
 
+/* What the device played for a client migrating in (semi-seamless target:
+ * its playback link is held until its MIGRATE_END while the machine already
+ * runs here), by session, oldest frame first; sent when that link starts. */
+typedef struct Kept {
+    uint32_t session_id;
+    int16_t *pcm;
+    uint32_t nframes, cap; /* stereo frames */
+} Kept;
+
+/* At most this many seconds are kept for one client: as long as the
+ * source waits for a client to leave after MIGRATE_END (spice-main.c's
+ * migrate timeout), so a client that follows within it loses nothing. */
+#define KEEP_SECONDS 10u
+
 struct SpicePlayback {
     SoundCommon c;
     uint32_t last_time;
+    Kept *kept; /* in the order the sessions arrived */
+    size_t nkept;
 };
 
 struct SpiceRecord {
@@ -117,6 +133,84 @@ static int send_playback_start(void *dev, SpiceChannelClient *cc)
     return spice_cc_send(cc, SPICE_MSG_PLAYBACK_START, &st);
 }
 
+/* DATA messages of at most SPICE_SOUND_FRAMES_PER_DATA frames to one client. */
+static int send_frames(SpicePlayback *p, SpiceChannelClient *cc, const int16_t *frames, uint32_t nframes)
+{
+    for (uint32_t at = 0; at < nframes; at += SPICE_SOUND_FRAMES_PER_DATA) {
+        uint32_t n = MIG_MIN(nframes - at, SPICE_SOUND_FRAMES_PER_DATA);
+        SpiceMsgAudioData d = {.time = mm_time(p),
+                               .data = {.len = n * SPICE_SOUND_FRAME_BYTES,
+                                        .data = (uint8_t *)(frames + (size_t)at * SPICE_SOUND_CHANNELS)}};
+        int r = spice_cc_send(cc, SPICE_MSG_PLAYBACK_DATA, &d);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void kept_drop(SpicePlayback *p, size_t i)
+{
+    free(p->kept[i].pcm);
+    memmove(p->kept + i, p->kept + i + 1, (p->nkept - i - 1) * sizeof(*p->kept));
+    p->nkept--;
+}
+
+static Kept *kept_find(SpicePlayback *p, uint32_t session_id)
+{
+    for (size_t i = 0; i < p->nkept; i++)
+        if (p->kept[i].session_id == session_id)
+            return &p->kept[i];
+    return NULL;
+}
+
+static bool session_migrating_in(SpiceServer *s, uint32_t session_id)
+{
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceClient *c = spice_server_client_at(s, i);
+        if (spice_client_session_id(c) == session_id && spice_client_migrating_in(c))
+            return true;
+    }
+    return false;
+}
+
+/* The device played `frames`: keep them for every client migrating in (in
+ * the server's client order), the newest KEEP_SECONDS of them; what is kept
+ * for a session that is no longer migrating in (it went away, or ended its
+ * migration without a playback channel) goes. */
+static void keep_for_migrating(SpicePlayback *p, const int16_t *frames, uint32_t nframes)
+{
+    SpiceServer *s = p->c.server;
+    for (size_t i = p->nkept; i-- > 0;)
+        if (!session_migrating_in(s, p->kept[i].session_id))
+            kept_drop(p, i);
+    uint32_t most = p->c.frequency * KEEP_SECONDS;
+    for (size_t i = 0; i < spice_server_client_count(s); i++) {
+        SpiceClient *c = spice_server_client_at(s, i);
+        if (!spice_client_migrating_in(c))
+            continue;
+        Kept *k = kept_find(p, spice_client_session_id(c));
+        if (!k) {
+            p->kept = mig_realloc(p->kept, (p->nkept + 1) * sizeof(*p->kept));
+            k = &p->kept[p->nkept++];
+            *k = (Kept){.session_id = spice_client_session_id(c)};
+        }
+        uint32_t n = MIG_MIN(nframes, most);
+        const int16_t *src = frames + (size_t)(nframes - n) * SPICE_SOUND_CHANNELS;
+        if (k->nframes + n > most) { /* the oldest go: this client is later than the bound */
+            uint32_t drop = k->nframes + n - most;
+            memmove(k->pcm, k->pcm + (size_t)drop * SPICE_SOUND_CHANNELS,
+                    (size_t)(k->nframes - drop) * SPICE_SOUND_FRAME_BYTES);
+            k->nframes -= drop;
+        }
+        if (k->nframes + n > k->cap) {
+            k->cap = MIG_MIN(most, MIG_MAX(k->cap * 2, k->nframes + n));
+            k->pcm = mig_realloc(k->pcm, (size_t)k->cap * SPICE_SOUND_FRAME_BYTES);
+        }
+        memcpy(k->pcm + (size_t)k->nframes * SPICE_SOUND_CHANNELS, src, (size_t)n * SPICE_SOUND_FRAME_BYTES);
+        k->nframes += n;
+    }
+}
+
 static int playback_connect(SpiceChannelClient *cc, MigErr **errp)
 {
     SpicePlayback *p = spice_channel_priv(spice_cc_channel(cc));
@@ -125,8 +219,17 @@ static int playback_connect(SpiceChannelClient *cc, MigErr **errp)
     common_add_cc(&p->c, cc);
     SpiceMsgAudioMode mode = {.time = mm_time(p), .mode = SPICE_AUDIO_DATA_MODE_RAW};
     int r = spice_cc_send(cc, SPICE_MSG_PLAYBACK_MODE, &mode);
-    if (r == 0 && p->c.active)
+    Kept *k = kept_find(p, spice_client_session_id(spice_cc_client(cc)));
+    /* what was played for it while it migrated in, framed by START (and
+     * STOP when the device stopped meanwhile) */
+    if (r == 0 && (p->c.active || (k && k->nframes)))
         r = send_playback_start(p, cc);
+    if (r == 0 && k)
+        r = send_frames(p, cc, k->pcm, k->nframes);
+    if (r == 0 && k && k->nframes && !p->c.active)
+        r = spice_cc_send(cc, SPICE_MSG_PLAYBACK_STOP, NULL);
+    if (k)
+        kept_drop(p, (size_t)(k - p->kept));
     return r < 0 ? mig_err_set(errp, r, "cannot queue the playback start") : 0;
 }
 
@@ -157,6 +260,9 @@ void spice_playback_free(SpicePlayback *p)
     if (!p)
         return;
     common_free(&p->c, "playback");
+    while (p->nkept)
+        kept_drop(p, p->nkept - 1);
+    free(p->kept);
     free(p);
 }
 
@@ -172,16 +278,11 @@ void spice_playback_stop(SpicePlayback *p)
 
 void spice_playback_put(SpicePlayback *p, const int16_t *frames, uint32_t nframes)
 {
-    if (!p->c.active)
+    if (!p->c.active || !p->c.ch)
         return;
-    for (uint32_t at = 0; at < nframes; at += SPICE_SOUND_FRAMES_PER_DATA) {
-        uint32_t n = MIG_MIN(nframes - at, SPICE_SOUND_FRAMES_PER_DATA);
-        SpiceMsgAudioData d = {.time = mm_time(p),
-                               .data = {.len = n * SPICE_SOUND_FRAME_BYTES,
-                                        .data = (uint8_t *)(frames + (size_t)at * SPICE_SOUND_CHANNELS)}};
-        for (size_t i = 0; i < p->c.nccs; i++)
-            spice_cc_send(p->c.ccs[i], SPICE_MSG_PLAYBACK_DATA, &d);
-    }
+    keep_for_migrating(p, frames, nframes);
+    for (size_t i = 0; i < p->c.nccs; i++)
+        send_frames(p, p->c.ccs[i], frames, nframes);
 }
 
 uint64_t spice_playback_backlog(const SpicePlayback *p)

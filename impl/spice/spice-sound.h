@@ -7,6 +7,10 @@
  * messages of at most 480 frames with the multimedia time (milliseconds of
  * the loop clock, never going back), STOP when it stops.  No frame is
  * dropped for a slow client: the backlog grows and the device can read it.
+ * Nor for a client migrating in (semi-seamless target, whose playback link
+ * waits for its MIGRATE_END while the machine already plays here): what
+ * the device plays meanwhile is kept for that session, at most 10 s (the
+ * newest), and follows START when its playback channel starts.
  * Record: while the device records, START; the client's MODE must be RAW,
  * its DATA goes to the device's sink; STOP when the device stops.
  * Called by: the sound device (fakes/devices/fake-snd), machine assembly.
