@@ -88,7 +88,7 @@ static bool send_dirty(MigRam *r, MigStream *s, size_t budget)
     size_t sent = 0;
     while (r->cur_block < r->nblocks) {
         MigRamBlock *b = r->blocks[r->cur_block];
-        size_t nw = (size_t)((b->npages + 63) / 64);
+        size_t nw = b->bmap ? (size_t)((b->npages + 63) / 64) : 0; /* none: shared */
         size_t w = (size_t)(r->cur_page / 64);
         while (w < nw) {
             uint64_t bits = b->bmap[w] & (~(uint64_t)0 << (r->cur_page & 63));
@@ -120,11 +120,12 @@ static void sync_log(MigRam *r)
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
         size_t nw = (size_t)((b->npages + 63) / 64);
-        if (r->share && b->fd >= 0) {
-            /* x-ram-share: the destination maps these pages, none is sent. */
-            memset(b->log, 0, nw * sizeof(uint64_t));
+        if (r->share && b->fd >= 0)
+            /* x-ram-share: the destination maps these pages, none is sent,
+             * and neither the log nor a bitmap is touched: both are a bit
+             * per page, so walking them would make the migration's time
+             * grow with RAM (log_to_send leaves the log out). */
             continue;
-        }
         for (size_t w = 0; w < nw; w++) {
             uint64_t l = b->log[w];
             if (!l)
@@ -158,15 +159,18 @@ static int ram_save_setup(void *opaque, MigStream *s, MigErr **errp)
                            "(migcert vm --mem-share)");
     /* Shared memory moves no page: nothing is left for page flipping. */
     r->flip = (r->caps & MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)) != 0 && !r->share;
-    /* The first sync: every page is dirty, and dirty logging starts now. */
+    /* The first sync: every page is dirty, and dirty logging starts now.
+     * Shared memory has nothing to send: no bitmap (send_dirty skips the
+     * block), and its log is left alone (sync_log skips it too). */
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
         size_t nw = (size_t)((b->npages + 63) / 64);
         free(b->bmap);
+        b->bmap = NULL;
+        if (r->share)
+            continue;
         b->bmap = mig_malloc0(nw * sizeof(uint64_t));
         memset(b->log, 0, nw * sizeof(uint64_t));
-        if (r->share)
-            continue; /* nothing of it to send */
         memset(b->bmap, 0xff, nw * sizeof(uint64_t));
         if (b->npages % 64)
             b->bmap[nw - 1] = ((uint64_t)1 << (b->npages % 64)) - 1;
