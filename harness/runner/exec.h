@@ -126,6 +126,9 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_SPICE_PLAYBACK, /* the server repeats playback frame 0 (spice: sequences) */
     EXEC_SELFTEST_SPICE_PORT,     /* the server sends a port byte out of sequence */
     EXEC_SELFTEST_SPICE_LEFTOVER, /* a link to a server stays half-open (spice: leftovers) */
+    EXEC_SELFTEST_SPICE_RECORD,   /* the client records frame 0 again (spice: record) */
+    EXEC_SELFTEST_SPICE_INPUTS,   /* the client sends the mouse event of group 0 again (spice: inputs) */
+    EXEC_SELFTEST_SPICE_CURSOR,   /* the server moves the client's cursor away from the guest's (spice: cursor) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 
