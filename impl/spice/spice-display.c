@@ -50,6 +50,8 @@ typedef struct DisplayCC {
     bool imported;         /* seamless target: its blob's cache part was taken */
     SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
     SpiceGlzDict *glz;     /* the client's GLZ dictionary (with image-compression=glz) */
+    uint8_t init_glz_id;   /* what DISPLAY_INIT asked for (a blob without a dictionary names it) */
+    uint32_t init_glz_window;
     uint32_t *prep_ids;    /* seamless target: the surfaces when it began to draw for the client */
     size_t nprep;
 } DisplayCC;
@@ -306,6 +308,8 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
     bool created;
+    dc->init_glz_id = di->glz_dictionary_id;
+    dc->init_glz_window = (uint32_t)di->glz_dictionary_window_size;
     dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size,
                        &created);
     if (spice_server_config(dc->d->server)->glz && di->glz_dictionary_window_size > 0 && dc->d->id < 4)
@@ -645,7 +649,18 @@ int spice_display_migrate_export_glz(SpiceChannelClient *cc, MigBuf *blob, MigEr
         return spice_glz_export(dc->glz, blob, errp);
     if (blob->len < SPICE_DCMD_BODY_END)
         return mig_err_set(errp, -EINVAL, "display migration data: %zu bytes before the GLZ part", blob->len);
-    memset(blob->data + SPICE_DCMD_GLZ_OFFSET, 0, SPICE_DCMD_GLZ_LEN); /* no dictionary: window 0 */
+    /* no dictionary in use: an empty one of the size the client asked for,
+     * with one encoder, as spice-server describes the dictionary it makes
+     * for every client (spice-server 0.15.1 cannot restore a dictionary of
+     * no encoder: its display worker asserts, seen with QEMU 7.2 as the
+     * target, test_spice_mixed.py) */
+    uint8_t *p = blob->data + SPICE_DCMD_GLZ_OFFSET;
+    memset(p, 0, SPICE_DCMD_GLZ_LEN);
+    p[0] = dc->init_glz_id;
+    for (int k = 0; k < 4; k++)
+        p[1 + k] = (uint8_t)(dc->init_glz_window >> (8 * k));
+    p[5] = 1; /* max_encoders */
+    memset(p + 9, 0xff, 8); /* the last image id before the first image */
     return 0;
 }
 
