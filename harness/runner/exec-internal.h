@@ -186,7 +186,7 @@ typedef struct Side {
     MigDevSection *gpu_sec;
     MigDevBackend *gpu_shadow;  /* src: same seed and guest writes, never migrated */
     MigLoopSource *gpu_dirtier; /* src: the guest writing device memory */
-    struct FakeSpice *spice;    /* fake-qxl, fake-snd, fake-vmc (with `spice:`) */
+    struct FakeSpice *spice;    /* fake-qxl, fake-snd, fake-vmc, fake-input (with `spice:`) */
     Run *run;
 } Side;
 
