@@ -61,6 +61,10 @@ def test_spice_vm_client_links_every_channel_and_sees_the_screen(vms, migcert_bi
         rc, final = client.stop()
     assert rc == 0, client.stderr
     assert final["error"] == ""
+    # the client left: QEMU's event for each of its channels' connections
+    for _ in CHANNELS:
+        vm.qmp.wait_event("SPICE_DISCONNECTED", timeout=30)
+    assert vm.cmd("query-spice")["channels"] == []
 
 
 def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin):
