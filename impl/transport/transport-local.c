@@ -65,8 +65,8 @@
 
 #define LOCAL_PAGE 4096u
 #define LOCAL_PIPE_SIZE (4u << 20) /* wished for; the kernel's limit may cut it */
-#define LOCAL_SPLICE_IOV 64
-#define LOCAL_WRITE_IOV 256
+#define LOCAL_SPLICE_IOV 256 /* memory runs per vmsplice or readv (a run of guest pages is one) */
+#define LOCAL_WRITE_IOV 1024
 #define LOCAL_STAGE ((size_t)256 << 10) /* destination read-ahead: one read, many pages */
 
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
@@ -86,6 +86,7 @@ typedef struct LocalTransport {
     uint64_t pos;       /* source: stream offset of the next byte writev gets */
     LocalOp *q;         /* FIFO of ops not yet done (ring) */
     size_t qhead, qlen, qcap;
+    size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
     bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
     MigLoopSource *pipe_watch; /* fd watch on pipe_w while pipe_full */
     uint32_t events;
@@ -188,52 +189,84 @@ static int local_page_put(MigTransport *t, uint64_t at, size_t len, uint64_t ahe
 
 /* ------------------------------------------------------------- source */
 
-/* Copy the part [off, off + len) of iov into out (at most max entries). */
-static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
-                     struct iovec *out, int max)
+/* A cursor over one writev's iov, which holds stream offsets [base, end):
+ * it only moves forward, so splitting a writev into pipe and socket parts
+ * costs one pass over its iov, whatever its length. */
+typedef struct IovCur {
+    const struct iovec *iov;
+    int cnt, i;
+    size_t off;  /* into iov[i] */
+    uint64_t at; /* the stream offset the cursor is at */
+} IovCur;
+
+static void cur_init(IovCur *c, const struct iovec *iov, int cnt, uint64_t base)
 {
-    int n = 0;
-    for (int i = 0; i < iovcnt && len && n < max; i++) {
-        size_t il = iov[i].iov_len;
-        if (off >= il) {
-            off -= il;
-            continue;
-        }
-        size_t take = MIG_MIN(il - off, len);
-        out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
-        out[n].iov_len = take;
-        n++;
-        len -= take;
-        off = 0;
-    }
-    return n;
+    *c = (IovCur){.iov = iov, .cnt = cnt, .at = base};
 }
 
-/* Flip into the pipe the page bytes present in this writev's iov (which
- * holds stream offsets [base, end)), from the head page on, as far as the pipe takes
- * them: a page always enters the pipe before its record enters the socket,
- * and pages enter it in stream order.  0 or a negative errno; a full pipe
- * sets l->pipe_full. */
+static void cur_seek(IovCur *c, uint64_t to)
+{
+    while (c->at < to && c->i < c->cnt) {
+        size_t step = (size_t)MIG_MIN((uint64_t)(c->iov[c->i].iov_len - c->off), to - c->at);
+        c->off += step;
+        c->at += step;
+        if (c->off == c->iov[c->i].iov_len) {
+            c->i++;
+            c->off = 0;
+        }
+    }
+}
+
+/* Append the bytes [c->at, to) to out[0..*n) (at most max entries), one
+ * entry per piece of memory: a piece that continues the last entry's
+ * memory (the next page of a run of guest RAM) extends it.  Returns the
+ * stream offset reached (< to when out filled up). */
+static uint64_t cur_take(IovCur *c, uint64_t to, struct iovec *out, int *n, int max)
+{
+    while (c->at < to && c->i < c->cnt) {
+        uint8_t *p = (uint8_t *)c->iov[c->i].iov_base + c->off;
+        size_t take = (size_t)MIG_MIN((uint64_t)(c->iov[c->i].iov_len - c->off), to - c->at);
+        if (*n && (uint8_t *)out[*n - 1].iov_base + out[*n - 1].iov_len == p) {
+            out[*n - 1].iov_len += take;
+        } else {
+            if (*n == max)
+                break;
+            out[*n].iov_base = p;
+            out[(*n)++].iov_len = take;
+        }
+        cur_seek(c, c->at + take);
+    }
+    return c->at;
+}
+
+/* Flip into the pipe the page bytes present in this writev's iov (stream
+ * offsets [base, end)), from the first page not wholly in the pipe on, as
+ * far as the pipe takes them, in one vmsplice: a page always enters the
+ * pipe before its record enters the socket, and pages enter it in stream
+ * order.  0 or a negative errno; a full pipe sets l->pipe_full. */
 static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
                         uint64_t end)
 {
     struct iovec sv[LOCAL_SPLICE_IOV];
-    size_t want = 0, nops = 0;
+    size_t want = 0, first = 0;
     int n = 0;
-    for (size_t i = 0; i < l->qlen && n < LOCAL_SPLICE_IOV - 1; i++) {
+    IovCur c;
+    cur_init(&c, iov, iovcnt, base);
+    while (first < l->qlen && q_at(l, first)->kind == LOCAL_OP_PAGE &&
+           q_at(l, first)->spliced == LOCAL_PAGE)
+        first++;
+    for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
         if (op->kind != LOCAL_OP_PAGE)
             break;
         uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
-        if (from >= to)
+        if (from >= to || from < base)
             break;
-        int k = iov_slice(iov, iovcnt, (size_t)(from - base), (size_t)(to - from), sv + n,
-                          LOCAL_SPLICE_IOV - n);
-        n += k;
-        want += (size_t)(to - from);
-        nops++;
-        if (to < op->at + LOCAL_PAGE)
-            break; /* the rest of this page is in a later writev */
+        cur_seek(&c, from);
+        uint64_t got = cur_take(&c, to, sv, &n, LOCAL_SPLICE_IOV);
+        want += (size_t)(got - from);
+        if (got < op->at + LOCAL_PAGE)
+            break; /* the rest of this page is in a later writev, or sv is full */
     }
     if (n == 0)
         return 0;
@@ -250,10 +283,9 @@ static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, 
     }
     l->st.pipe_bytes += (uint64_t)got;
     size_t left = (size_t)got;
-    for (size_t i = 0; i < nops && left; i++) {
+    for (size_t i = first; i < l->qlen && left; i++) {
         LocalOp *op = q_at(l, i);
-        size_t room = LOCAL_PAGE - op->spliced;
-        size_t take = MIG_MIN(room, left);
+        size_t take = MIG_MIN(LOCAL_PAGE - op->spliced, left);
         op->spliced += (uint32_t)take;
         left -= take;
         if (op->spliced == LOCAL_PAGE)
@@ -264,21 +296,25 @@ static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, 
     return 0;
 }
 
-#define LOCAL_SEGS 256 /* socket ranges gathered into one writev */
+#define LOCAL_SEGS 1024 /* socket ranges (records between flipped pages) in one writev */
 
 /* One writev's worth of progress: the socket bytes from l->pos up to the
  * first page not yet wholly in the pipe (or the fd's byte), gathered into
  * one sendmsg, the records of pages already flipped included, so a run of
- * flipped pages costs one socket write, not one per record.  The page
+ * flipped pages costs one socket write, not one per record (records that
+ * sit side by side in the stream's buffer become one iovec).  The page
  * bytes between those ranges count as written once their record is out.
  * Returns the stream bytes consumed (0: nothing can move now) or -errno. */
 static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
                             uint64_t end)
 {
     uint64_t from[LOCAL_SEGS], to[LOCAL_SEGS];
-    int nseg = 0;
-    uint64_t cur = l->pos;
-    for (size_t i = 0; cur < end && nseg < LOCAL_SEGS; i++) {
+    struct iovec part[LOCAL_WRITE_IOV];
+    int nseg = 0, np = 0;
+    IovCur c;
+    cur_init(&c, iov, iovcnt, base);
+    cur_seek(&c, l->pos);
+    for (size_t i = 0; c.at < end && nseg < LOCAL_SEGS; i++) {
         const LocalOp *op = i < l->qlen ? q_at(l, i) : NULL;
         /* The socket stops at the fd's byte, at the bytes that wait for a
          * page not wholly in the pipe yet, or (flipped page) where its data
@@ -290,22 +326,21 @@ static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovc
         else if (op)
             stop = op->at;
         stop = MIG_MIN(stop, end);
-        if (stop > cur) {
-            from[nseg] = cur;
-            to[nseg] = stop;
-            nseg++;
+        if (stop > c.at) {
+            uint64_t s0 = c.at, got = cur_take(&c, stop, part, &np, LOCAL_WRITE_IOV);
+            if (got > s0) {
+                from[nseg] = s0;
+                to[nseg++] = got;
+            }
+            if (got < stop)
+                break; /* part[] is full */
         }
         if (!op || blocked || op->at >= end)
             break;
-        cur = op->at + LOCAL_PAGE; /* the page itself is in the pipe */
+        cur_seek(&c, op->at + LOCAL_PAGE); /* the page itself is in the pipe */
     }
     if (nseg == 0)
         return 0;
-    struct iovec part[LOCAL_WRITE_IOV];
-    int np = 0;
-    for (int k = 0; k < nseg && np < LOCAL_WRITE_IOV; k++)
-        np += iov_slice(iov, iovcnt, (size_t)(from[k] - base), (size_t)(to[k] - from[k]),
-                        part + np, LOCAL_WRITE_IOV - np);
     ssize_t n = mig_transport_writev(l->sock, part, np);
     if (n < 0)
         return n;
@@ -540,13 +575,20 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
         /* the iovecs from `done` on */
         size_t skip = done;
         nv = 0;
-        for (int k = 0; k < n && nv < LOCAL_SPLICE_IOV; k++) {
+        for (int k = 0; k < n; k++) {
             if (skip >= LOCAL_PAGE) {
                 skip -= LOCAL_PAGE;
                 continue;
             }
-            v[nv].iov_base = (uint8_t *)iov[k].iov_base + skip;
-            v[nv++].iov_len = LOCAL_PAGE - skip;
+            uint8_t *p = (uint8_t *)iov[k].iov_base + skip;
+            if (nv && (uint8_t *)v[nv - 1].iov_base + v[nv - 1].iov_len == p) {
+                v[nv - 1].iov_len += LOCAL_PAGE - skip; /* the next page of a run of RAM */
+            } else {
+                if (nv == LOCAL_SPLICE_IOV)
+                    break;
+                v[nv].iov_base = p;
+                v[nv++].iov_len = LOCAL_PAGE - skip;
+            }
             skip = 0;
         }
         ssize_t r = readv(l->pipe_r, v, nv);
@@ -732,6 +774,8 @@ MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr 
         for (int sz = (int)LOCAL_PIPE_SIZE; sz >= 65536; sz /= 2)
             if (fcntl(p[1], F_SETPIPE_SZ, sz) >= 0)
                 break;
+        int got = fcntl(p[1], F_GETPIPE_SZ);
+        l->pipe_size = got > 0 ? (size_t)got : 65536;
     }
     return &l->base;
 }
