@@ -64,7 +64,7 @@
 #include "transport.h"
 
 #define LOCAL_PAGE 4096u
-#define LOCAL_PIPE_SIZE (4u << 20) /* wished for; the kernel's limit may cut it */
+#define LOCAL_PIPE_SIZE (1u << 20) /* wished for; the kernel's limit may cut it */
 #define LOCAL_SPLICE_IOV 256 /* memory runs per vmsplice or readv (a run of guest pages is one) */
 #define LOCAL_WRITE_IOV 1024
 #define LOCAL_STAGE ((size_t)256 << 10) /* destination read-ahead: one read, many pages */
@@ -86,6 +86,7 @@ typedef struct LocalTransport {
     uint64_t pos;       /* source: stream offset of the next byte writev gets */
     LocalOp *q;         /* FIFO of ops not yet done (ring) */
     size_t qhead, qlen, qcap;
+    size_t nflipped; /* the first nflipped ops are pages wholly in the pipe */
     size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
     bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
     MigLoopSource *pipe_watch; /* fd watch on pipe_w while pipe_full */
@@ -139,6 +140,8 @@ static LocalOp *q_head(LocalTransport *l)
 
 static void q_pop(LocalTransport *l)
 {
+    if (l->nflipped)
+        l->nflipped--; /* the head page left (an FD op never counts) */
     l->qhead = (l->qhead + 1) % l->qcap;
     l->qlen--;
 }
@@ -244,25 +247,22 @@ static uint64_t cur_take(IovCur *c, uint64_t to, struct iovec *out, int *n, int 
  * far as the pipe takes them, in one vmsplice: a page always enters the
  * pipe before its record enters the socket, and pages enter it in stream
  * order.  0 or a negative errno; a full pipe sets l->pipe_full. */
-static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
-                        uint64_t end)
+static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
 {
     struct iovec sv[LOCAL_SPLICE_IOV];
-    size_t want = 0, first = 0;
+    size_t want = 0, first = l->nflipped;
     int n = 0;
-    IovCur c;
-    cur_init(&c, iov, iovcnt, base);
-    while (first < l->qlen && q_at(l, first)->kind == LOCAL_OP_PAGE &&
-           q_at(l, first)->spliced == LOCAL_PAGE)
-        first++;
+    IovCur c = *pc;
     for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
         if (op->kind != LOCAL_OP_PAGE)
             break;
         uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
-        if (from >= to || from < base)
+        if (from >= to || from < c.at)
             break;
         cur_seek(&c, from);
+        if (i == first)
+            *pc = c; /* the next call starts here or later */
         uint64_t got = cur_take(&c, to, sv, &n, LOCAL_SPLICE_IOV);
         want += (size_t)(got - from);
         if (got < op->at + LOCAL_PAGE)
@@ -288,8 +288,10 @@ static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, 
         size_t take = MIG_MIN(LOCAL_PAGE - op->spliced, left);
         op->spliced += (uint32_t)take;
         left -= take;
-        if (op->spliced == LOCAL_PAGE)
+        if (op->spliced == LOCAL_PAGE) {
             l->st.pages++;
+            l->nflipped++;
+        }
     }
     if ((size_t)got < want)
         l->pipe_full = true; /* as full as it gets for now */
@@ -305,15 +307,13 @@ static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, 
  * sit side by side in the stream's buffer become one iovec).  The page
  * bytes between those ranges count as written once their record is out.
  * Returns the stream bytes consumed (0: nothing can move now) or -errno. */
-static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
-                            uint64_t end)
+static ssize_t gather_write(LocalTransport *l, IovCur *sc, uint64_t end)
 {
     uint64_t from[LOCAL_SEGS], to[LOCAL_SEGS];
     struct iovec part[LOCAL_WRITE_IOV];
     int nseg = 0, np = 0;
-    IovCur c;
-    cur_init(&c, iov, iovcnt, base);
-    cur_seek(&c, l->pos);
+    cur_seek(sc, l->pos); /* l->pos only grows */
+    IovCur c = *sc;
     for (size_t i = 0; c.at < end && nseg < LOCAL_SEGS; i++) {
         const LocalOp *op = i < l->qlen ? q_at(l, i) : NULL;
         /* The socket stops at the fd's byte, at the bytes that wait for a
@@ -375,6 +375,9 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     l->pipe_full = false;
+    IovCur pc, sc; /* where the pipe's and the socket's shares were last found */
+    cur_init(&pc, iov, iovcnt, l->pos);
+    cur_init(&sc, iov, iovcnt, l->pos);
     while (done < total) {
         uint64_t base = l->pos - done, end = base + total;
         LocalOp *op = q_head(l);
@@ -382,7 +385,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             /* Inside a page whose record is out (an earlier writev ended
              * in it): those bytes are in the pipe, or go there now. */
             if (op->spliced < LOCAL_PAGE) {
-                int r = splice_ahead(l, iov, iovcnt, base, end);
+                int r = splice_ahead(l, &pc, end);
                 if (r < 0)
                     return done ? (ssize_t)done : r;
             }
@@ -411,10 +414,10 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             continue;
         }
         /* Pages first (each before its record), then the socket's share. */
-        int r = splice_ahead(l, iov, iovcnt, base, end);
+        int r = splice_ahead(l, &pc, end);
         if (r < 0)
             return done ? (ssize_t)done : r;
-        ssize_t n = gather_write(l, iov, iovcnt, base, end);
+        ssize_t n = gather_write(l, &sc, end);
         if (n < 0)
             return done ? (ssize_t)done : n;
         if (n == 0)
