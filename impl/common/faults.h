@@ -26,7 +26,9 @@
  * happened and writes a stream that lacks something (a device section, a
  * RAM page, the EOF, a subsection), as a buggy or hostile source would; the
  * errno is what the destination must fail with (EPROTO), not one the source
- * sees (scenarios/stream-damage/).
+ * sees (scenarios/stream-damage/).  The x-page-flip ones (pipe-break,
+ * splice-short) fire only on a real page pipe, never in the simulator:
+ * harness/pytest/test_vm_pageflip.py shows them between processes.
  */
 #ifndef MIGCERT_FAULTS_H
 #define MIGCERT_FAULTS_H
@@ -60,8 +62,13 @@
       "the stream cannot push buffered bytes to its transport")                                   \
     X(STREAM_READ, "mig/stream/read", EIO,                                                        \
       "the stream's transport read fails")                                                        \
+    X(TRANSPORT_PIPE_BREAK, "mig/transport/pipe-break", EPIPE,                                    \
+      "stream damage: the page pipe of x-page-flip closes half-way into a page, the source "       \
+      "sends on")                                                                                 \
     X(TRANSPORT_READ, "mig/transport/read", EIO,                                                  \
       "a transport read fails")                                                                   \
+    X(TRANSPORT_SPLICE_SHORT, "mig/transport/splice-short", EPROTO,                               \
+      "stream damage: x-page-flip splices half a page, sends its record, and splices no more")    \
     X(TRANSPORT_WRITE, "mig/transport/write", EIO,                                                \
       "a transport write fails")                                                                  \
     X(VMSTATE_LOAD, "mig/vmstate/load", EINVAL,                                                   \

@@ -99,6 +99,7 @@ typedef struct LocalTransport {
     size_t stage_off, stage_len;
     int busy;
     bool dead;
+    bool damaged; /* source: a stream-damage fault fired: pages count as flipped, none is */
 } LocalTransport;
 
 static const MigTransportOps local_ops;
@@ -270,18 +271,38 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
     }
     if (n == 0)
         return 0;
-    ssize_t got;
-    do {
-        got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK);
-    } while (got < 0 && errno == EINTR);
+    if (!l->damaged && l->pipe_w >= 0) {
+        /* Stream damage (faults.h): half a page into the pipe, then the
+         * pipe closes (pipe-break) or takes nothing more (splice-short),
+         * and the source goes on as if every page had gone in whole: its
+         * records reach the destination, which must fail on the page. */
+        bool brk = mig_fault_fire(MIG_FAULT_TRANSPORT_PIPE_BREAK) != 0;
+        if (brk || mig_fault_fire(MIG_FAULT_TRANSPORT_SPLICE_SHORT)) {
+            struct iovec half = {sv[0].iov_base, MIG_MIN(sv[0].iov_len, LOCAL_PAGE / 2)};
+            if (vmsplice(l->pipe_w, &half, 1, SPLICE_F_NONBLOCK) < 0)
+                return -errno;
+            if (brk) {
+                close(l->pipe_w);
+                l->pipe_w = -1;
+            }
+            l->damaged = true;
+        }
+    }
+    ssize_t got = (ssize_t)want;
+    while (!l->damaged && (got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
+           errno == EINTR)
+        ;
     if (got < 0) {
         if (errno == EAGAIN) {
             l->pipe_full = true;
             return 0;
         }
+        if (errno == EPIPE)
+            return -EPIPE; /* the destination closed its end: the stream fails */
         return -errno;
     }
-    l->st.pipe_bytes += (uint64_t)got;
+    if (!l->damaged)
+        l->st.pipe_bytes += (uint64_t)got;
     size_t left = (size_t)got;
     for (size_t i = first; i < l->qlen && left; i++) {
         LocalOp *op = q_at(l, i);
