@@ -634,11 +634,11 @@ static void test_pageflip_without_page_channel_pages_go_inline(void **state)
     mig_ram_free(r);
 }
 
-/* A single page read (page_get) reads the pipe ahead into its stage; a run
- * read next (page_getv) that the stage covers whole must leave the rest of
- * the stage to the pages after it: three pages in the pipe, read one, a run
- * of one, one: each gets its own bytes (the run once dropped page 3). */
-static void test_pageflip_stage_keeps_pages_a_run_left(void **state)
+/* Single page reads (page_get) and runs (page_getv) mixed take exactly
+ * their own bytes from the pipe, nothing ahead: three pages in the pipe,
+ * read one, a run of one, one: each gets its own bytes (a read-ahead stage
+ * once made the run drop page 3). */
+static void test_pageflip_gets_take_only_their_pages(void **state)
 {
     MigLoop *loop = mig_loop_epoll_new(1);
     static uint8_t in[3][4096], out[3][4096];
@@ -770,7 +770,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_without_page_channel_pages_go_inline),
         cmocka_unit_test(test_pageflip_pipe_breaks_mid_page),
         cmocka_unit_test(test_pageflip_pipe_runs_short),
-        cmocka_unit_test(test_pageflip_stage_keeps_pages_a_run_left),
+        cmocka_unit_test(test_pageflip_gets_take_only_their_pages),
         cmocka_unit_test(test_pageflip_source_pages_before_records),
     };
     if (argc > 1)

@@ -44,9 +44,18 @@
  *
  * Destination: a run of pages whose records the RAM loader read (it knows
  * where each goes) is read with one readv straight into guest RAM
- * (page_getv): no copy of ours at all.  A single page (page_get) reads the
- * pipe ahead into a 256 KiB stage, so a run of single gets costs one read
- * and a copy per page; page_getv drains that stage first.
+ * (page_getv, one iovec per run of contiguous RAM): no copy of ours at all,
+ * the kernel's copy out of the source's pages is the only one.  A single
+ * page (page_get) is a run of one.
+ *
+ * Costs (harness/bench/link-probe.c measures the same pipe): one pass over
+ * each writev's iov finds both shares (IovCur); one vmsplice takes as many
+ * pages as the pipe has room for, one iovec per run of contiguous guest
+ * RAM; the records between flipped pages go out in one sendmsg.  The pipe
+ * is 1 MiB, what one vmsplice fills and one readv drains: with a bigger
+ * one the source pins pages while the destination releases pages of the
+ * same huge folio, both at once, and both sides slow down several times
+ * (each pipe page holds a reference on the folio).
  *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
@@ -64,10 +73,9 @@
 #include "transport.h"
 
 #define LOCAL_PAGE 4096u
-#define LOCAL_PIPE_SIZE (1u << 20) /* wished for; the kernel's limit may cut it */
+#define LOCAL_PIPE_SIZE (1u << 20) /* wished for; the kernel's limit may cut it (see Costs) */
 #define LOCAL_SPLICE_IOV 256 /* memory runs per vmsplice or readv (a run of guest pages is one) */
 #define LOCAL_WRITE_IOV 1024
-#define LOCAL_STAGE ((size_t)256 << 10) /* destination read-ahead: one read, many pages */
 
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
@@ -94,9 +102,6 @@ typedef struct LocalTransport {
     MigTransportCb cb;
     void *opaque;
     MigLocalStats st;
-    /* destination: pipe bytes read ahead, pages served from here */
-    uint8_t *stage;
-    size_t stage_off, stage_len;
     int busy;
     bool dead;
     bool damaged; /* source: a stream-damage fault fired: pages count as flipped, none is */
@@ -503,56 +508,8 @@ static int local_claim_fd(MigTransport *t, uint64_t at)
     return mig_transport_claim_fd(L(t)->sock, at);
 }
 
-static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
-{
-    if (L(t)->pipe_r < 0)
-        return mig_err_set(errp, -EPROTO, "page-flip: no pipe to read a page from");
-    if (len != LOCAL_PAGE)
-        return mig_err_set(errp, -EINVAL, "page-flip: a page is %u bytes, not %zu", LOCAL_PAGE,
-                           len);
-    LocalTransport *l = L(t);
-    int fault = mig_fault_fire(MIG_FAULT_TRANSPORT_READ);
-    if (fault)
-        return mig_err_set(errp, fault,
-                           "page-flip: pipe read failed (injected fault)");
-    /* One read takes whatever the pipe holds (up to LOCAL_STAGE): a run of
-     * pages then costs one system call and a copy each, not a call each. */
-    if (l->stage_len - l->stage_off < LOCAL_PAGE) {
-        if (!l->stage)
-            l->stage = mig_malloc0(LOCAL_STAGE);
-        memmove(l->stage, l->stage + l->stage_off, l->stage_len - l->stage_off);
-        l->stage_len -= l->stage_off;
-        l->stage_off = 0;
-    }
-    while (l->stage_len < LOCAL_PAGE) {
-        ssize_t n = read(l->pipe_r, l->stage + l->stage_len, LOCAL_STAGE - l->stage_len);
-        if (n > 0) {
-            l->stage_len += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return mig_err_set(errp, -EPIPE,
-                               "page-flip: the pipe closed after %zu of %u page bytes",
-                               l->stage_len, LOCAL_PAGE);
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
-            return mig_err_set(errp, -EPROTO,
-                               "page-flip: the pipe holds %zu of the %u bytes of a page whose "
-                               "record arrived (the source sends the page first)",
-                               l->stage_len, LOCAL_PAGE);
-        return mig_err_set(errp, -errno, "page-flip: pipe read failed: %s", strerror(errno));
-    }
-    memcpy(dst, l->stage + l->stage_off, LOCAL_PAGE);
-    l->stage_off += LOCAL_PAGE;
-    l->st.pipe_bytes += LOCAL_PAGE;
-    l->st.pages++;
-    t->bytes_read += LOCAL_PAGE;
-    return 0;
-}
-
 /* A run of pages straight from the pipe into their places (guest RAM):
- * what the stage holds first, then readv for the rest, no copy of ours.
+ * readv, one iovec per run of contiguous memory, no copy of ours.
  * The source put every page into the pipe before its record, so all of
  * them are there: a pipe that ends (-EPIPE) or runs dry (-EPROTO) inside
  * the run is a broken source, and the error says after how many bytes. */
@@ -573,28 +530,6 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
                                LOCAL_PAGE, iov[i].iov_len);
         total += LOCAL_PAGE;
     }
-    /* Pages the stage read ahead: copied (they are already here). */
-    int i = 0;
-    while (i < n && l->stage_len - l->stage_off >= LOCAL_PAGE) {
-        memcpy(iov[i++].iov_base, l->stage + l->stage_off, LOCAL_PAGE);
-        l->stage_off += LOCAL_PAGE;
-        done += LOCAL_PAGE;
-    }
-    if (i == n) {
-        /* The stage held the whole run: what it holds beyond is the pages
-         * of later records, kept for them (a page_get may have read far
-         * ahead). */
-        l->st.pipe_bytes += total;
-        l->st.pages += (uint64_t)n;
-        t->bytes_read += total;
-        return 0;
-    }
-    size_t part = l->stage_len - l->stage_off; /* < a page: the start of iov[i] */
-    if (part) {
-        memcpy(iov[i].iov_base, l->stage + l->stage_off, part);
-        done += part;
-    }
-    l->stage_off = l->stage_len = 0;
     while (done < total) {
         /* the iovecs from `done` on */
         size_t skip = done;
@@ -640,6 +575,12 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
     l->st.pages += (uint64_t)n;
     t->bytes_read += total;
     return 0;
+}
+
+static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
+{
+    struct iovec v = {.iov_base = dst, .iov_len = len};
+    return local_page_getv(t, &v, 1, errp);
 }
 
 void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out)
@@ -736,8 +677,6 @@ static void local_close(MigTransport *t)
     l->pipe_r = l->pipe_w = -1;
     free(l->q);
     l->q = NULL;
-    free(l->stage);
-    l->stage = NULL;
     l->qlen = l->qcap = 0;
     if (l->busy)
         l->dead = true;
