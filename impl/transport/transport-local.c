@@ -258,6 +258,8 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
     struct iovec sv[LOCAL_SPLICE_IOV];
     size_t want = 0, first = l->nflipped;
     int n = 0;
+    if (l->pipe_full)
+        return 0; /* it was full a moment ago: wait for the reader (pipe_ready) */
     IovCur c = *pc;
     for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
