@@ -35,6 +35,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "fiu-local.h"
 
@@ -63,8 +64,7 @@
     X(STREAM_READ, "mig/stream/read", EIO,                                                        \
       "the stream's transport read fails")                                                        \
     X(TRANSPORT_PIPE_BREAK, "mig/transport/pipe-break", EPIPE,                                    \
-      "stream damage: the page pipe of x-page-flip closes half-way into a page, the source "       \
-      "sends on")                                                                                 \
+      "stream damage: x-page-flip's pipe closes half-way into a page, the source sends on")       \
     X(TRANSPORT_READ, "mig/transport/read", EIO,                                                  \
       "a transport read fails")                                                                   \
     X(TRANSPORT_SPLICE_SHORT, "mig/transport/splice-short", EPROTO,                               \
@@ -93,6 +93,26 @@
       "a target channel cannot take the client's migration data: that channel client closes")    \
     X(SPICE_SERVER_MIGRATE_DATA_SEND, "spice/server/migrate-data-send", EIO,                      \
       "a source channel cannot build its migration data: that channel client closes")
+
+/* Points only a real page pipe reaches (x-page-flip; the simulator's link
+ * has none, so no scenario can): each names the test that reaches it
+ * between real processes.  `list-faults --unreached` leaves them out and
+ * says so; harness/pytest/test_faults_registry.py checks that the named
+ * test names the point.  X(name, test) */
+#define MIG_FAULT_POINTS_REAL_FDS_ONLY(X)                                                          \
+    X("mig/transport/pipe-break", "harness/pytest/test_vm_pageflip.py")                           \
+    X("mig/transport/splice-short", "harness/pytest/test_vm_pageflip.py")
+
+/* The test that reaches point `name` outside the scenarios, or NULL. */
+static inline const char *mig_fault_reached_outside_scenarios(const char *name)
+{
+#define MIG_FAULT_OUTSIDE_(point, test)                                                            \
+    if (!strcmp(name, point))                                                                      \
+        return test;
+    MIG_FAULT_POINTS_REAL_FDS_ONLY(MIG_FAULT_OUTSIDE_)
+#undef MIG_FAULT_OUTSIDE_
+    return NULL;
+}
 
 typedef enum MigFaultId {
 #define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,
