@@ -387,6 +387,17 @@ static size_t drain_socket(int fd, uint8_t *buf, size_t cap, int *fds, int *nfds
     }
 }
 
+/* A sending local transport over a socketpair: sp[1] is the peer's end. */
+static MigTransport *local_source(MigLoop *loop, int sp[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    MigErr *err = NULL;
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
+                                              &err);
+    assert_non_null(t);
+    return t;
+}
+
 static void test_pageflip_wire_bytes_and_pipe(void **state)
 {
     /* One block of two pages: page 0 zero, page 1 a pattern.  Flipping, the
@@ -399,11 +410,8 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
     MigRam *r = two_page_ram(sv, true, &e);
     const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
     int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     MigErr *err = NULL;
-    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
-                                              &err);
-    assert_non_null(t);
+    MigTransport *t = local_source(loop, sp);
     assert_string_equal(t->ops->kind, "local");
     mig_ram_set_caps(r, FLIP);
     MigStream *s = mig_stream_new_writer(t);
@@ -691,11 +699,7 @@ static void test_pageflip_source_pages_before_records(void **state)
     for (size_t i = 0; i < (size_t)(NPAGES + GAP) * 4096; i++)
         mem[i] = (uint8_t)(i * 131 + (i >> 12));
     int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-    MigErr *err = NULL;
-    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
-                                              &err);
-    assert_non_null(t);
+    MigTransport *t = local_source(loop, sp);
     MigStream *s = mig_stream_new_writer(t);
     mig_stream_put_page_channel(s);
     for (uint64_t k = 0; k < NPAGES; k++) {
