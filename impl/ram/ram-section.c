@@ -651,7 +651,7 @@ static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, ui
     return NULL;
 }
 
-#define FLIP_RUN 64 /* pages read from the pipe with one call */
+#define FLIP_RUN 256 /* pages read from the pipe with one call: the whole 1 MiB pipe */
 
 /* A page HOOK record was read and its page goes to `host`: take the page
  * HOOK records right behind it that the stream already holds (good ones
