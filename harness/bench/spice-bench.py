@@ -80,7 +80,8 @@ def migcert_pair(args, work, i, procs, spice_extra=""):
         # zero-filled RAM, as the idle QEMU guest's is nearly all zero pages
         p = Proc([binary, "vm", "--ram", "32M", "--fill", "zero", "--devices", "none", "--spice",
                   f"unix=on,addr={sock},disable-ticketing=on{spice_extra}",
-                  *extra, "--qmp", f"unix:{work}/mc-{side}{i}.qmp"], work / f"mc-{side}{i}.qmp",
+                  *extra, *(["--trace"] if args.trace else []), "--qmp", f"unix:{work}/mc-{side}{i}.qmp"],
+                 work / f"mc-{side}{i}.qmp",
                  work / f"mc-{side}{i}.log")
         procs.append((p, sock))
         wait_sock(p, sock)
@@ -108,7 +109,7 @@ def qemu_pair(args, work, i, procs, spice_extra=""):
 def switch_gap(args, work, engine, i, kind="semi_seamless"):
     """One semi-seamless (or seamless) migration; the client's summary at the end."""
     pair = migcert_pair if engine == "migcert" else qemu_pair
-    procs, client = [], None
+    procs, client, final = [], None, None
     try:
         mig, nchan = pair(args, work, f"{kind[:2]}{i}", procs,
                           ",seamless-migration=on" if kind == "seamless" else "")
@@ -131,9 +132,15 @@ def switch_gap(args, work, engine, i, kind="semi_seamless"):
                 "log": "" if ok else src.log() + dst.log()}
     finally:
         if client:
-            client.stop()
+            final = client.stop()[1]
         for p, _ in procs:
             p.quit()
+        if args.trace:  # the engines' traces and the client's summary, for a look at where the gap goes
+            Path(args.trace).mkdir(parents=True, exist_ok=True)
+            for p, _ in procs:
+                shutil.copy(p.log_path, Path(args.trace) / Path(p.log_path).name)
+            (Path(args.trace) / f"{engine}-{kind}{i}.client.json").write_text(
+                json.dumps(final, indent=1, default=str))
 
 
 def throughput(args, work, i):
@@ -169,12 +176,15 @@ def main(argv):
     ap.add_argument("--only", choices=("migcert", "qemu"))
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
     ap.add_argument("--json", help="write every run and the summary as JSON here")
+    ap.add_argument("--trace", help="keep each engine's log (migcert vm --trace) and the client's summary here")
+    ap.add_argument("--kinds", default="semi_seamless,seamless", help="which migrations (comma-separated)")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the display throughput runs")
     args = ap.parse_args(argv)
     if not Path(args.build).is_absolute():
         args.build = str(REPO / args.build)
     engines = [e for e in ("migcert", "qemu-7.2") if args.only in (None, e.split("-")[0])]
     work = Path(tempfile.mkdtemp(prefix="mc-sb-", dir="/tmp"))  # unix socket paths are short
-    kinds = ("semi_seamless", "seamless")
+    kinds = tuple(k for k in args.kinds.split(",") if k)
     rows = {(k, e): [] for k in kinds for e in engines}
     tput = []
     ok = True
@@ -194,7 +204,7 @@ def main(argv):
                              f"later)" if r["gap_ms"] is not None else "")
                     print(f"  {e:<8} {kind.replace('_', '-'):<13} run {i}: {'ok' if r['ok'] else 'FAILED'}, "
                           f"gap {gap}{split}", flush=True)
-        if args.only in (None, "migcert"):
+        if args.only in (None, "migcert") and not args.no_throughput:
             print(f"spice bench: display throughput, migcert vm --spice x-draw-rate={args.draw_rate}, "
                   f"{args.draws} drawing messages counted by migcert client per run", flush=True)
             for i in range(args.runs):
