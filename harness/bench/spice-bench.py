@@ -18,13 +18,18 @@
    message, for both engines, with its ratio.  Both targets hold their
    display output for a seamless client until they took its display blob
    (spice-server's "waits for migrate data", migcert's held queue), so
-   that message marks the same event for both: the target took the blob
-   (and had loaded the machine).  It is a cache reset (INVAL_ALL_PIXMAPS
-   or INVAL_ALL_PALETTES) or, when the guest drew while the target waited,
-   a drawing queued meanwhile, released at the same moment; each run
-   prints which, and splits the gap into the client's part (to the moment
-   the display channel moved and sent its blob) and the target's (from
-   there to its first message);
+   that message marks the same event for both: the target's answer to the
+   client's arrival.  Both answer while the machine may still be loading:
+   spice-server's display worker takes the blob in its own thread as it
+   comes, migcert's display takes the blob's client part (serial, ACK
+   window, cache) as it comes, its loop getting a turn between the
+   sections of the incoming stream; neither draws before its machine has
+   loaded.  The first message is a cache reset (INVAL_ALL_PIXMAPS or
+   INVAL_ALL_PALETTES) or, when the blob came after the target had loaded
+   and the guest drew, a drawing queued meanwhile; each run prints which,
+   and splits the gap into the client's part (to the moment the display
+   channel moved and sent its blob) and the target's (from there to its
+   first message);
 2. display throughput: drawing messages per second a `migcert vm --spice
    x-draw-rate=R` sends to a client that keeps up (the device never lets a
    client's pipe pass FAKE_QXL_MAX_PIPE messages), counted by the client
@@ -32,6 +37,11 @@
 
     /usr/bin/python3 harness/bench/spice-bench.py [--build DIR] [--runs N]
         [--draws N] [--draw-rate R] [--only migcert|qemu] [--json FILE]
+        [--kinds semi_seamless,seamless] [--no-throughput] [--trace DIR]
+
+--trace DIR keeps each engine's log (the migcert machines run with
+--trace: when the target linked the client, loaded each section, took
+each blob and sent its first display message) and the client's summary.
 
 Each migration: the client links every channel of the source and shows its
 primary surface; `client_migrate_info`, then, once the client reports
