@@ -22,9 +22,9 @@
    client's arrival.  Both answer while the machine may still be loading:
    spice-server's display worker takes the blob in its own thread as it
    comes, migcert's display takes the blob's client part (serial, ACK
-   window, cache) as it comes, its loop getting a turn between the
-   sections of the incoming stream; neither draws before its machine has
-   loaded.  The first message is a cache reset (INVAL_ALL_PIXMAPS or
+   window, cache) as soon as its loop reads it (when the load waits for
+   the stream's next bytes, or at its end: one thread); neither draws
+   before its machine has loaded.  The first message is a cache reset (INVAL_ALL_PIXMAPS or
    INVAL_ALL_PALETTES) or, when the blob came after the target had loaded
    and the guest drew, a drawing queued meanwhile; each run prints which,
    and splits the gap into the client's part (to the moment the display

@@ -6,9 +6,8 @@
  * header, configuration, section header, a section's payload, footer, the
  * vmdescription) and waits for MIG_LOOP_IN when the stream is starved: a
  * unit that runs out of bytes rewinds the stream to its mark and is parsed
- * again whole when more has arrived.  At most DST_SLICE bytes and one
- * section's payload per call, so that the guest, the monitor and a SPICE
- * client get their turn.
+ * again whole when more has arrived.  At most DST_SLICE bytes per call, so
+ * that the guest and the monitor get their turn.
  *
  * Discard: FULL handlers are snapshotted (saved into memory) just before
  * their section is loaded; a failed or cancelled load loads the snapshots
@@ -524,13 +523,6 @@ static void dst_consume(void *opaque)
                 mig_stream_take_error(mm->s, &err);
             add_offset(err, mm->unit_at, false);
             mig__migration_fail_err(mm, err, r, "load failed");
-            return;
-        }
-        if (r == 0 && mm->phase == MIG_PHASE_DST_FOOTER) {
-            /* A section's payload is in: the loop's other work gets its
-             * turn between sections (a SPICE client that moved to this
-             * machine meanwhile hears from it now, not after the stream). */
-            dst_kick(mm);
             return;
         }
         if (r == 1) {
