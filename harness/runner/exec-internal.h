@@ -66,6 +66,7 @@ typedef struct SideLoop {
     FaultInjector *inj;
     MigFaultSide side;
     bool dead; /* killed: its callbacks are never delivered again */
+    struct SideSrc *zombies; /* its timers and defers that came due once it was dead (freed with it) */
 } SideLoop;
 
 SideLoop *exec__side_loop_new(MigLoop *inner, FaultInjector *inj, MigFaultSide side);

@@ -33,6 +33,7 @@ struct MigRam {
 
     /* destination */
     bool loading;
+    bool fresh; /* mig_ram_set_fresh: private pages the load did not write read zero */
     MigRamReader reader; /* current block across sections, block table */
     int *load_map;       /* reader block index -> our block index */
     /* Direct reads of page runs (ram-section.c, load_direct_run): the

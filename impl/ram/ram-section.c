@@ -426,23 +426,33 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
 #define DIRECT_RUN 32               /* records one direct read may take */
 
+/* Zero without a look: a fresh destination's private page this load has
+ * not written (mig_ram_set_fresh). */
+static bool still_fresh(const MigRam *r, const MigRamBlock *b, uint64_t p)
+{
+    return r->fresh && b->fd < 0 && b->recv && !(b->recv[p / 64] & (1ull << (p % 64)));
+}
+
 /* Is page `off` (bytes) of b free for a guess: zero bytes, not a key? */
-static bool page_free(const MigRamBlock *b, uint64_t off)
+static bool page_free(const MigRam *r, const MigRamBlock *b, uint64_t off)
 {
     uint64_t key;
     return !mig_ram_page_key(b, off / MIG_RAM_PAGE_SIZE, &key) &&
-           mig_ram_page_is_zero(b->host + off);
+           (still_fresh(r, b, off / MIG_RAM_PAGE_SIZE) || mig_ram_page_is_zero(b->host + off));
 }
 
 /* Make page p of b zero, touching its memory only when needed: a key where
- * the stream carries keys (ram.h), else bytes unless they read zero. */
-static void zero_page(MigStream *s, MigRamBlock *b, uint64_t p)
+ * the stream carries keys (ram.h), nothing where it is still fresh, else
+ * bytes unless they read zero.  Before the page is marked received. */
+static void zero_page(MigRam *r, MigStream *s, MigRamBlock *b, uint64_t p)
 {
     uint64_t key;
     if (mig_stream_carries_keys(s)) {
         mig_ram_page_set_key(b, p, MIG_RAM_KEY_ZERO);
         return;
     }
+    if (still_fresh(r, b, p))
+        return;
     uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
     if (mig_ram_page_key(b, p, &key) || !mig_ram_page_is_zero(host)) {
         mig_ram_page_unkey(b, p);
@@ -567,7 +577,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     /* slot 0 with its header buffered is a record, not a guess */
     size_t want = MIG_MAX(r->direct_len, (size_t)2);
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
-           ((k == 0 && b) || page_free(blk, off0 + k * MIG_RAM_PAGE_SIZE)))
+           ((k == 0 && b) || page_free(r, blk, off0 + k * MIG_RAM_PAGE_SIZE)))
         k++;
     if (k == 0 || (k == 1 && !b)) {
         r->direct_ok = false;
@@ -608,8 +618,8 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
             pos += room;
         }
         for (size_t j = a; j < k && j * REC + 8 < total; j++)
-            if (j > 0 || !b)
-                zero_page(s, blk, pg0 + j);
+            if (j > 0 || !b) /* a guess: bytes landed in this free page (no key) */
+                memset(blk->host + (pg0 + j) * MIG_RAM_PAGE_SIZE, 0, MIG_RAM_PAGE_SIZE);
         mig_stream_unget(s, r->direct_back, back);
     }
     for (size_t j = 0; j < a; j++)
@@ -822,13 +832,14 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
             uint64_t pg = rec.offset / MIG_RAM_PAGE_SIZE;
+            if (rec.kind == MIG_RAM_FLAG_ZERO && !rec.fill)
+                zero_page(r, s, b, pg); /* before it counts as received */
             mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
                 mig_ram_page_unkey(b, pg);
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
             } else if (!rec.fill) {
-                zero_page(s, b, pg);
                 r->duplicate++;
             } else {
                 mig_ram_page_unkey(b, pg);
@@ -867,6 +878,7 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
     MigRam *r = opaque;
     mig__ram_share_cleanup(r, outcome == MIG_OUTCOME_COMPLETED);
     r->loading = false;
+    r->fresh = false; /* the machine may run from now on */
     r->flip = false;
     r->flip_ready = false;
     r->share = false;
