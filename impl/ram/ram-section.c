@@ -426,12 +426,23 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
 #define DIRECT_RUN 32               /* records one direct read may take */
 
-/* Is page `off` (bytes) of b free for a guess: zero bytes, not a key? */
-static bool page_free(const MigRamBlock *b, uint64_t off)
+/* Is page `off` (bytes) of b free for a guess: not a key, and either not
+ * received yet in this load or zero bytes?  A page this load has not
+ * written yet holds nothing anyone keeps: a completed load writes every
+ * page (the completeness rule, ram_load_complete) and a failed one zeroes
+ * them all (ram_load_cleanup), so a wrong guess there needs no undo beyond
+ * the zeroing load_direct_run does, and no page is read to learn it is
+ * free (a zero check per page cost the destination a second pass over
+ * guest RAM).  Without the completeness rule (x-ignore-shared) only zero
+ * pages are free. */
+static bool page_free(const MigRam *r, const MigRamBlock *b, uint64_t off)
 {
-    uint64_t key;
-    return !mig_ram_page_key(b, off / MIG_RAM_PAGE_SIZE, &key) &&
-           mig_ram_page_is_zero(b->host + off);
+    uint64_t key, pg = off / MIG_RAM_PAGE_SIZE;
+    if (mig_ram_page_key(b, pg, &key))
+        return false;
+    if (!r->reader.ignore_shared && b->recv && !(b->recv[pg / 64] & (1ull << (pg % 64))))
+        return true;
+    return mig_ram_page_is_zero(b->host + off);
 }
 
 /* Make page p of b zero, touching its memory only when needed: a key where
@@ -567,7 +578,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     /* slot 0 with its header buffered is a record, not a guess */
     size_t want = MIG_MAX(r->direct_len, (size_t)2);
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
-           ((k == 0 && b) || page_free(blk, off0 + k * MIG_RAM_PAGE_SIZE)))
+           ((k == 0 && b) || page_free(r, blk, off0 + k * MIG_RAM_PAGE_SIZE)))
         k++;
     if (k == 0 || (k == 1 && !b)) {
         r->direct_ok = false;
