@@ -178,6 +178,14 @@ int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **
 /* ---- reading straight into place (the RAM loader; ram-section.c) ----
  * Reader: bytes read but not consumed yet. */
 size_t mig_stream_buffered(const MigStream *s);
+/* Read at most `bytes` beyond what a get needs (0: as much as the buffer
+ * holds, the default).  A loader that reads most of the stream straight
+ * into place (the RAM loader's direct reads) keeps the buffer from taking
+ * what it would then have to copy out. */
+void mig_stream_set_read_ahead(MigStream *s, size_t bytes);
+/* Bytes the transport holds for this reader beyond what is buffered, or
+ * -ENOTSUP when it cannot tell (memory streams, files). */
+ssize_t mig_stream_readable(const MigStream *s);
 /* Can mig_stream_readv_direct read (a transport with readv)? */
 bool mig_stream_can_read_direct(const MigStream *s);
 /* Reader with nothing buffered: read the next bytes straight into iov (one
