@@ -27,12 +27,13 @@ struct MigListener {
  * A unix stream socket queues at most SO_SNDBUF bytes (the kernel doubles
  * the figure for its bookkeeping) between writer and reader, in skbs of up
  * to half of it: the default (~208 KiB) makes the source stop and wait for
- * the destination every ~100 KiB, a wakeup and a sendmsg each.  With
- * MIG_UNIX_SOCKBUF the writer hands over 1 MiB of page iovecs per sendmsg
- * and the reader takes a whole run per recvmsg, what the host's own
- * socketpair probe (harness/bench/link-probe.c) does.  The kernel clamps it
- * to net.core.wmem_max / rmem_max; failing is harmless (advice). */
-#define MIG_UNIX_SOCKBUF (2 << 20)
+ * the destination every ~100 KiB, a wakeup and a sendmsg each.  1 MiB, what
+ * the host's own socketpair probe (harness/bench/link-probe.c) uses: the
+ * reader takes a run of up to 1 MiB per recvmsg.  Larger buffers measured
+ * no better (2 and 4 MiB: more CPU per GiB on both sides, the bytes in
+ * flight no longer in cache).  The kernel clamps it to net.core.wmem_max /
+ * rmem_max; failing is harmless (advice). */
+#define MIG_UNIX_SOCKBUF (1 << 20)
 
 static void size_for_stream(int fd)
 {
