@@ -918,11 +918,6 @@ bool mig_stream_can_read_direct(const MigStream *s)
     return !s->writer && s->t && s->t->ops->readv && !s->err && !s->eof;
 }
 
-ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
-{
-    return mig_stream_readv_direct_ahead(s, iov, n, 0);
-}
-
 ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead)
 {
     if (s->err)

@@ -189,14 +189,17 @@ ssize_t mig_stream_readable(const MigStream *s);
 /* Can mig_stream_readv_direct read (a transport with readv)? */
 bool mig_stream_can_read_direct(const MigStream *s);
 /* Reader with nothing buffered: read the next bytes straight into iov (one
- * transport readv) and consume them.  Returns the bytes read, -EAGAIN (the
- * stream is starved: rewind), 0 at the transport's end (the next get
- * reports it), or the sticky error. */
-ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n);
-/* The same, reading up to `ahead` more bytes into the buffer in the same
- * call (read, not consumed: the next gets take them, and a read that did not
- * fill iov takes none).  Returns the bytes that went into iov. */
+ * transport readv) and consume them, reading up to `ahead` more bytes into
+ * the buffer in the same call (read, not consumed: the next gets take them,
+ * and a read that did not fill iov takes none).  Returns the bytes that went
+ * into iov, -EAGAIN (the stream is starved: rewind), 0 at the transport's
+ * end (the next get reports it), or the sticky error. */
 ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead);
+/* The same without reading ahead. */
+static inline ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
+{
+    return mig_stream_readv_direct_ahead(s, iov, n, 0);
+}
 /* Reader with nothing buffered: give back `len` bytes consumed last (a
  * direct read that went further than the caller wanted), which the next
  * gets return again; the mark moves to them. */
