@@ -42,6 +42,13 @@ struct MigRam {
     uint64_t direct_next;
     bool direct_ok;
     size_t direct_len; /* records the next run asks for */
+    /* PAGE|CONTINUE records loaded in a row since the last other record,
+     * and that count when the last other record came: a source ends each
+     * pre-copy step after about as many records (its budget), so a run
+     * that would cross where the next step's EOS and section header
+     * probably are stops there instead of reading them into guest pages
+     * and giving a whole run back. */
+    size_t direct_since, direct_period;
     uint8_t *direct_back;
     size_t direct_back_cap;
 

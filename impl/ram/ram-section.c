@@ -283,6 +283,7 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->share_next = 0;
     r->direct_ok = false;
     r->direct_len = 0;
+    r->direct_since = r->direct_period = 0;
     free(r->load_map);
     r->load_map = NULL;
     for (size_t i = 0; i < r->nblocks; i++) {
@@ -418,13 +419,15 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
     mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
+    r->direct_since++;
     r->direct_next = offset + MIG_RAM_PAGE_SIZE;
     r->direct_ok = true;
     return 1;
 }
 
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
-#define DIRECT_RUN 32               /* records one direct read may take */
+#define DIRECT_RUN 256              /* records one direct read may take (1 MiB) */
+#define RAM_READ_AHEAD (16 * 1024)  /* what the stream buffer may take beyond a get */
 
 /* Zero without a look: a fresh destination's private page this load has
  * not written (mig_ram_set_fresh). */
@@ -433,12 +436,24 @@ static bool still_fresh(const MigRam *r, const MigRamBlock *b, uint64_t p)
     return r->fresh && b->fd < 0 && b->recv && !(b->recv[p / 64] & (1ull << (p % 64)));
 }
 
-/* Is page `off` (bytes) of b free for a guess: zero bytes, not a key? */
+/* Is page `off` (bytes) of b free for a guess: not a key, and either not
+ * received yet in this load or zero bytes?  A page this load has not
+ * written yet holds nothing anyone keeps: a completed load writes every
+ * page (the completeness rule, ram_load_complete) and a failed one zeroes
+ * them all (ram_load_cleanup), so a wrong guess there needs no undo beyond
+ * the zeroing load_direct_run does, and no page is read to learn it is
+ * free (a zero check per page cost the destination a second pass over
+ * guest RAM).  Without the completeness rule (x-ignore-shared) only zero
+ * pages are free. */
 static bool page_free(const MigRam *r, const MigRamBlock *b, uint64_t off)
 {
-    uint64_t key;
-    return !mig_ram_page_key(b, off / MIG_RAM_PAGE_SIZE, &key) &&
-           (still_fresh(r, b, off / MIG_RAM_PAGE_SIZE) || mig_ram_page_is_zero(b->host + off));
+    uint64_t key, pg = off / MIG_RAM_PAGE_SIZE;
+    if (mig_ram_page_key(b, pg, &key))
+        return false;
+    if (still_fresh(r, b, pg) ||
+        (!r->reader.ignore_shared && b->recv && !(b->recv[pg / 64] & (1ull << (pg % 64)))))
+        return true;
+    return mig_ram_page_is_zero(b->host + off);
 }
 
 /* Make page p of b zero, touching its memory only when needed: a key where
@@ -576,10 +591,25 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     size_t k = 0;
     /* slot 0 with its header buffered is a record, not a guess */
     size_t want = MIG_MAX(r->direct_len, (size_t)2);
+    /* Where the transport says what has arrived, read the records that are
+     * whole: a read that ends inside a record gives the record back
+     * (copied) and zeroes its page again, which would cost a page of
+     * copying per read. */
+    ssize_t ready = mig_stream_readable(s);
+    bool exact = ready >= 0 && b + (size_t)ready >= REC;
+    if (exact)
+        want = MIG_MIN((b + (size_t)ready) / REC, (size_t)DIRECT_RUN);
+    /* and no further than where the source's step probably ends; there,
+     * one record (what a step that goes on costs: a page given back when
+     * it ends) */
+    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since < want) {
+        want = MIG_MAX(r->direct_period - r->direct_since, (size_t)1);
+        exact = true;
+    }
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
            ((k == 0 && b) || page_free(r, blk, off0 + k * MIG_RAM_PAGE_SIZE)))
         k++;
-    if (k == 0 || (k == 1 && !b)) {
+    if (k == 0 || (k == 1 && !b && !exact)) {
         r->direct_ok = false;
         return 0;
     }
@@ -626,6 +656,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
         mark_received(blk, off0 + j * MIG_RAM_PAGE_SIZE);
     r->normal += a;
     r->transferred += a * REC;
+    r->direct_since += a;
     r->direct_next = off0 + a * MIG_RAM_PAGE_SIZE;
     /* The next run: twice as long after a full one (the sender keeps up),
      * or what this one got (zero checks are not spent on pages that come
@@ -787,6 +818,11 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
     if (h->version_id != MIG_RAM_SECTION_VERSION)
         return mig_err_set(errp, -EINVAL, "savevm: unsupported version %u for 'ram' v%u",
                            h->version_id, MIG_RAM_SECTION_VERSION);
+    /* Page runs are read straight into guest RAM; what the stream buffer
+     * takes beyond the next record (at each step's EOS and section header)
+     * would be copied out of it page by page instead. */
+    if (!r->share && mig_stream_can_read_direct(s) && !mig_stream_carries_keys(s))
+        mig_stream_set_read_ahead(s, RAM_READ_AHEAD);
     for (;;) {
         mig_stream_mark(s);
         int direct = load_direct_run(r, s, errp);
@@ -804,6 +840,9 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
         if (fast < 0)
             return fast;
         r->direct_ok = false;
+        if (r->direct_since)
+            r->direct_period = r->direct_since;
+        r->direct_since = 0;
         uint64_t before = mig_stream_offset(s);
         MigRamRecord rec;
         int ret = mig_ram_get_record(s, &r->reader, &rec, errp);
