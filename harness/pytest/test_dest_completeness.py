@@ -51,10 +51,17 @@ class Vm:
         self._log.close()
 
 
-def incoming(migcert_bin, folder, stream):
-    """Load `stream` into a fresh destination; its final query-migrate."""
-    dst = Vm(migcert_bin, folder, "dst", "--incoming", f"file:{stream}")
+def incoming(migcert_bin, folder, stream, caps=None):
+    """Load `stream` into a fresh destination; its final query-migrate.
+    With `caps`, those capabilities are set before the load starts
+    (`--incoming defer`, then migrate-incoming)."""
+    uri = f"file:{stream}"
+    dst = Vm(migcert_bin, folder, "dst", "--incoming", uri if caps is None else "defer")
     try:
+        if caps is not None:
+            dst.qmp.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": c, "state": True} for c in caps]})
+            dst.qmp.execute("migrate-incoming", {"uri": uri})
         deadline = time.monotonic() + 60
         while True:
             info = dst.qmp.execute("query-migrate")
@@ -171,25 +178,6 @@ def _without_offload_and_trailer(data):
     return data[:at] + data[at + size:trailer]
 
 
-def incoming_with(migcert_bin, folder, stream, caps):
-    """Like incoming(), with capabilities set before the load starts
-    (`--incoming defer`, then migrate-incoming)."""
-    dst = Vm(migcert_bin, folder, "dst", "--incoming", "defer")
-    try:
-        dst.qmp.execute("migrate-set-capabilities", {"capabilities": [
-            {"capability": c, "state": True} for c in caps]})
-        dst.qmp.execute("migrate-incoming", {"uri": f"file:{stream}"})
-        deadline = time.monotonic() + 60
-        while True:
-            info = dst.qmp.execute("query-migrate")
-            if info.get("status") in ("completed", "failed"):
-                return info, dst.log()
-            assert time.monotonic() < deadline, f"{info}\n{dst.log()}"
-            time.sleep(0.01)
-    finally:
-        dst.stop()
-
-
 def test_stream_missing_a_needed_subsection_and_the_trailer(migcert_bin, tmp_path, stream):
     """Both fake-nic's needed subsection and the VMDESCRIPTION gone: under
     QEMU's rules (the trailer is optional) nothing tells the destination
@@ -200,9 +188,9 @@ def test_stream_missing_a_needed_subsection_and_the_trailer(migcert_bin, tmp_pat
     data, _ = stream
     p = tmp_path / "no-offload-no-trailer.mig"
     p.write_bytes(_without_offload_and_trailer(data))
-    info, log = incoming_with(migcert_bin, tmp_path, p, [])
+    info, log = incoming(migcert_bin, tmp_path, p, [])
     assert info["status"] == "completed", f"{info}\n{log}"
-    info, log = incoming_with(migcert_bin, tmp_path, p, ["x-require-vmdesc"])
+    info, log = incoming(migcert_bin, tmp_path, p, ["x-require-vmdesc"])
     assert info["status"] == "failed", f"{info}\n{log}"
     err = info.get("error-desc", "")
     assert ("incomplete stream: no VMDESCRIPTION after its EOF marker (offset "
@@ -210,5 +198,5 @@ def test_stream_missing_a_needed_subsection_and_the_trailer(migcert_bin, tmp_pat
     # the whole stream, trailer and all, still completes with the capability
     whole = tmp_path / "whole.mig"
     whole.write_bytes(data)
-    info, log = incoming_with(migcert_bin, tmp_path, whole, ["x-require-vmdesc"])
+    info, log = incoming(migcert_bin, tmp_path, whole, ["x-require-vmdesc"])
     assert info["status"] == "completed", f"{info}\n{log}"
