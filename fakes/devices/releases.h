@@ -19,7 +19,8 @@
  *   2.0      + pause-before-switchover, validate-uuid, x-ignore-shared;
  *            fake-nic v2 adds field mtu (version 2, minimum 1); fake-serial v2
  *            adds field fcr (version 2, minimum 1)
- *   2.1-dev  + capabilities x-page-flip, x-ram-share; new device fake-rng v1
+ *   2.1-dev  + capabilities x-page-flip, x-ram-share, x-require-vmdesc; new
+ *            device fake-rng v1
  * Its SPICE server (MigSpiceRelease, docs/protocol-spice.md section 10):
  *   1.0      switch-host only: no SEMI_SEAMLESS; as a target it refuses a
  *            migrating client's main link (BAD_CONNECTION_ID)

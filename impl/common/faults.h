@@ -53,6 +53,8 @@
       "stream damage: the source ends its stream without the EOF and the VMDESCRIPTION")          \
     X(MIGRATION_OMIT_SECTION, "mig/migration/omit-section", EPROTO,                               \
       "stream damage: the source leaves out the device (FULL) section it was about to write")    \
+    X(MIGRATION_OMIT_VMDESC, "mig/migration/omit-vmdesc", EPROTO,                                 \
+      "stream damage: the source writes the EOF but not the VMDESCRIPTION after it")              \
     X(MIGRATION_START, "mig/migration/start", EIO,                                                \
       "an outgoing migration fails to start before anything is sent")                             \
     X(RAM_ITERATE, "mig/ram/iterate", EIO,                                                        \
