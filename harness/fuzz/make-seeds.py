@@ -19,7 +19,11 @@ Seeds per target (harness/fuzz/fuzz-*.c say what their input is):
   fuzz-scenario every file of the scenario library (scenarios/)
   fuzz-compat   `migcert dump-vmstate` of the oldest and the current release
                 (OLD NUL NEW), QEMU 7.2's -dump-vmstate cut to a few devices
-  fuzz-spice    make-corpus.py's messages
+  fuzz-spice    make-corpus.py's messages, and recorded SPICE sessions
+                (record-spice.py: every message a real server and a real
+                client sent, the seamless migration's MIGRATE_DATA blobs
+                among them: `migcert vm` and QEMU 7.2 with `migcert client`,
+                spice-gtk's client on `migcert vm`)
 QEMU is optional: without qemu-system-x86_64 its seeds are left out (said
 on stderr).
 """
@@ -182,6 +186,8 @@ def main(argv):
             put(out, "fuzz-compat", "qemu-7.2-few", small + b"\0" + small)
         subprocess.run([sys.executable, str(HERE / "make-corpus.py"), str(out / "fuzz-spice")],
                        check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, str(HERE / "record-spice.py"), "--migcert", o.migcert,
+                        str(out / "fuzz-spice")], check=True, stdout=subprocess.DEVNULL)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for d in sorted(out.iterdir()):

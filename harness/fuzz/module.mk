@@ -3,7 +3,8 @@
 # fuzz-devices (vmstate and device sections), fuzz-qmp, fuzz-scenario,
 # fuzz-compat (check-compat JSON), fuzz-spice.  Their seed corpus is checked
 # in under harness/fuzz/corpus/TARGET (harness/fuzz/make-seeds.py rebuilds
-# it from real inputs).  ci/lane-fuzz builds them into BUILD-fuzz with every
+# it from real inputs; record-spice.py alone re-records fuzz-spice's SPICE
+# sessions).  ci/lane-fuzz builds them into BUILD-fuzz with every
 # object instrumented:
 #   make CC=clang BUILD=build-fuzz CFLAGS='-O1 -g -fsanitize=fuzzer-no-link,address,undefined' fuzz-bins
 # `make fuzz` (FUZZ_SECONDS per target, default 60) and `make check` (a fixed
