@@ -21,6 +21,12 @@ call) is the time of the same input with N = 0, subtracted from both:
   SPICE decoders, channels  a MAIN_CHANNELS_LIST body of N channels through
                             every decoder fuzz-spice has (messages, bitmap,
                             migration blobs, link and data headers)
+  SPICE blob main (MNMD)    a main blob carrying N bytes of agent write data
+  SPICE blob spicevmc (SVMD) a spicevmc blob carrying N bytes of write data
+  SPICE blob display (DCMD) a display blob listing N surfaces at the client
+                            (the three through the same decoders, under a
+                            message id no channel has; the sound channels
+                            send no blob: MIGRATE flags 0)
   scenario loader, steps    a scenario of N steps
   check-compat, fields      a device of N fields, each inserted in NEW
   check-compat, subsects    a device of N subsections
@@ -84,6 +90,36 @@ def spice_channels(n):
     MAIN_CHANNELS_LIST (channel 1, message 104) listing N channels; at
     N = 30000 (60 KB) it is still within the main channel's 64 KiB message."""
     return b"\0\1" + struct.pack("<HI", 104, n) + bytes([3, 0]) * n
+
+
+def spice_blob(body):
+    """fuzz-spice's decoders (byte 0 = 0) on a migration blob: channel 1,
+    message id 0xffff (none), so only the blob, link and header decoders
+    take it (docs/protocol-spice.md section 9 gives the layouts)."""
+    return lambda n: b"\0\1\xff\xff" + body(n)
+
+
+def char_device(n, fixed):
+    """CharDevice: version 1, connected, tokens, N bytes of write data
+    right after the blob's fixed part."""
+    return struct.pack("<IBIIIII", 1, 1, 10, 10, n, 1, fixed if n else 0)
+
+
+def blob_main(n):
+    fixed = 65
+    return (b"MNMD" + struct.pack("<I", 1) + char_device(n, fixed) + struct.pack("<BIIIBIIIBIB", 1, 0, 0, 0, 1, 0, 0,
+                                                                                     0, 0, 0, 0)
+            + bytes(i % 251 for i in range(n)))
+
+
+def blob_vmc(n):
+    return b"SVMD" + struct.pack("<I", 1) + char_device(n, 33) + bytes(i % 251 for i in range(n))
+
+
+def blob_display(n):
+    fixed = 80
+    return (b"DCMD" + struct.pack("<IQBBqB4QBIIQI", 2, 7, 0, 1, 1 << 20, 0, 1, 0, 0, 0, 1, 1 << 20, 1, 9, fixed)
+            + struct.pack("<I", n) + b"".join(struct.pack("<I", i % 10000) for i in range(n)))
 
 
 def scenario(n):
@@ -163,6 +199,9 @@ def main():
             ("vmstate, device loads", "devices", device_loads(serial_record(build, tmp)), 2000),
             ("QMP, commands", "qmp", qmp, 2000),
             ("SPICE decoders, channel list", "spice", spice_channels, 3000),
+            ("SPICE blob main (MNMD)", "spice", spice_blob(blob_main), 100000),
+            ("SPICE blob spicevmc (SVMD)", "spice", spice_blob(blob_vmc), 100000),
+            ("SPICE blob display (DCMD)", "spice", spice_blob(blob_display), 5000),
             ("scenario loader, steps", "scenario", lambda n: scenario(n + 1), 1000),
             ("check-compat, inserted fields", "compat", compat_fields, 900),
             ("check-compat, subsections", "compat", compat_subs, 100),

@@ -7,8 +7,9 @@
  *   0  the decoders: the body of message id (bytes 2-3) of channel type
  *      (byte 1) in both directions through the registry and the
  *      marshaller, a bitmap body, the seamless migration blobs (main,
- *      spicevmc, display, inputs), link header/message/reply, both data
- *      headers;
+ *      spicevmc, display, inputs; the char devices' write data copied out
+ *      as the port channel takes it over), link header/message/reply, both
+ *      data headers;
  *   1  the server: a client links a channel (type from byte 1) properly,
  *      then the rest arrives as what that client sends next (main,
  *      display, inputs, cursor, playback, record, port);
@@ -81,10 +82,16 @@ static void decoders(uint8_t type, uint16_t id, const uint8_t *b, size_t n)
             continue;
         const uint8_t *data;
         size_t fixed = spice_marshal_fixed_size(blobs[i]);
-        if (blobs[i] == &spice_mig_main_desc)
-            spice_mig_char_device_data("fuzz", &u.m.agent_base, b, n, fixed, &data, NULL);
-        else if (blobs[i] == &spice_mig_vmc_desc)
-            spice_mig_char_device_data("fuzz", &u.v.base, b, n, fixed, &data, NULL);
+        const SpiceMigCharDevice *cd = blobs[i] == &spice_mig_main_desc ? &u.m.agent_base
+                                       : blobs[i] == &spice_mig_vmc_desc ? &u.v.base
+                                                                         : NULL;
+        /* the pending write data, taken over as the port channel does */
+        if (cd && spice_mig_char_device_data("fuzz", cd, b, n, fixed, &data, NULL) == 0 && cd->write_size) {
+            uint8_t *copy = malloc(cd->write_size);
+            if (copy)
+                memcpy(copy, data, cd->write_size);
+            free(copy);
+        }
         spice_marshal_free(blobs[i], &u);
     }
     uint32_t size, lerr;
