@@ -20,6 +20,9 @@ later cases still run, and no process of theirs outlives certify.
 Reports go to a per-test tmp folder (never reports/out).
 """
 import json
+import os
+import resource
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -367,6 +370,11 @@ HOSTILE = {
     # without a PID namespace the supervisor's end may be noticed a call later
     "signal-parent": ("plugin-signals", "plugin signal-parent.so sent signal 15 to its parent "
                                         "in "),
+    # RLIMIT_FSIZE: a sparse byte at 1 GiB (without the limit: certified)
+    "huge-file": ("plugin-limits", "plugin huge-file.so wrote past the sandbox's file size limit "
+                                   "(64 MiB) in set_state"),
+    # SIGSEGV put back to its default (in a PID namespace the init dies of it)
+    "crash-core": ("plugin-crash", "plugin crash-core.so crashed (signal 11) in set_state"),
 }
 
 
@@ -436,6 +444,37 @@ def test_plugin_gets_the_sandbox_fd_limit(run_migcert, migcert_build, tmp_path, 
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert rep["rules_broken"] == [] and rep["not_run"] == 0, rep["rules_broken"]
     assert len(rep["cases"]) == 40 and rep["passed"] == 40
+
+
+@pytest.mark.parametrize("jail", ["pidns", "session"])
+def test_plugin_crash_leaves_no_core_file(migcert_bin, migcert_build, tmp_path, jail):
+    """RLIMIT_CORE is 0 in the jail: crash-core.so dies of SIGSEGV with the
+    kernel's default action, and with core_pattern "core" (a file in the
+    crashing process's directory, certify's) no core file appears even
+    though certify itself may dump one (its soft limit raised here; without
+    the jail's limit a core file appeared per case)."""
+    pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    if pattern.startswith("|") or "/" in pattern:
+        pytest.skip(f"core_pattern {pattern!r} puts no core file in the process's directory")
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] == 0:
+        pytest.skip("the hard RLIMIT_CORE is 0 here: no process could dump a core")
+    env = dict(os.environ, MIGCERT_CERTIFY_JAIL="session") if jail == "session" else None
+    work = tmp_path / "cwd"
+    work.mkdir()
+    out = tmp_path / "certify-crash-core"
+
+    def core_allowed():
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+    r = subprocess.run([str(migcert_bin), "certify", "--device", str(plugin(migcert_build, "crash-core")),
+                        "--out", str(out), "--timeout", "5", "-k", "transition.SC.*"], cwd=work, env=env,
+                       preexec_fn=core_allowed, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["rules_broken"] == ["plugin-crash"] and rep["not_run"] == 0, rep["rules_broken"]
+    assert any("crashed (signal 11) in set_state" in c["message"] for c in failed(rep))
+    assert sorted(p.name for p in work.iterdir()) == []
 
 
 @pytest.mark.parametrize("jail", ["pidns", "session"])

@@ -21,9 +21,12 @@
  * exit code:
  *   - c < 86: the host's own (0 once certify hung up);
  *   - JAIL_EXIT_OVERRUN: the plugin touched a guard page;
+ *   - JAIL_EXIT_FSIZE: the plugin wrote past RLIMIT_FSIZE (SIGXFSZ);
  *   - JAIL_EXIT_SIGNALLED + N: the plugin sent signal N with kill() to its
  *     parent or group;
- *   - JAIL_EXIT_SIGNAL + N: the host died of signal N (a crash).
+ *   - JAIL_EXIT_SIGNAL + N: the host died of signal N (a crash);
+ *   - killed by a fault's signal (the plugin put the kernel's default
+ *     action back): a crash too, its core file kept away by RLIMIT_CORE.
  *
  * Invariants: certify never blocks on a jail: every wait has a deadline
  * (poll on a pidfd, else short sleeps); a jail is killed (SIGKILL to the
@@ -52,6 +55,7 @@
 #define JAIL_EXIT_SIGNALLED 150 /* + N: the init got signal N from a process */
 #define JAIL_EXIT_SIGNAL 200    /* + N: the host died by signal N */
 #define JAIL_EXIT_OVERRUN 86    /* the host touched a guard page */
+#define JAIL_EXIT_FSIZE 87      /* the host wrote past RLIMIT_FSIZE */
 #define JAIL_FILE_LIMIT (64u << 20)
 #define JAIL_FD_LIMIT 64u
 
@@ -140,6 +144,10 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
         for (size_t i = 0; i < MIG_ARRAY_SIZE(guards); i++)
             if (guards[i].lo && a >= guards[i].lo && a < guards[i].hi)
                 _exit(JAIL_EXIT_OVERRUN);
+    /* RLIMIT_FSIZE: the kernel signals the writer as if it had sent
+     * SIGXFSZ to itself */
+    if (sig == SIGXFSZ && si->si_code == SI_USER && si->si_pid == getpid())
+        _exit(JAIL_EXIT_FSIZE);
     if (si->si_code == SI_USER || si->si_code == SI_QUEUE)
         _exit(JAIL_EXIT_SIGNALLED + sig);
     _exit(JAIL_EXIT_SIGNAL + sig);
@@ -389,6 +397,11 @@ void certify_jail_death(const CertJail *j, const char *label, const char *op, ch
     int st = j->status;
     if (st == -1) {
         snprintf(out, cap, "plugin %s: the sandbox went away in %s", label, op);
+    } else if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGSEGV || WTERMSIG(st) == SIGBUS ||
+                                   WTERMSIG(st) == SIGILL || WTERMSIG(st) == SIGFPE)) {
+        /* a fault with the kernel's default action: no process can send
+         * it to the init so (the init handles every signal it is sent) */
+        snprintf(out, cap, "plugin %s crashed (signal %d) in %s", label, WTERMSIG(st), op);
     } else if (WIFSIGNALED(st)) {
         /* nothing of certify kills an init before it says why: the plugin
          * did (outside a PID namespace, where it can reach its parent) */
@@ -402,6 +415,9 @@ void certify_jail_death(const CertJail *j, const char *label, const char *op, ch
         else if (c > JAIL_EXIT_SIGNALLED && c < JAIL_EXIT_SIGNAL)
             snprintf(out, cap, "plugin %s sent signal %d to its parent in %s", label,
                      c - JAIL_EXIT_SIGNALLED, op);
+        else if (c == JAIL_EXIT_FSIZE)
+            snprintf(out, cap, "plugin %s wrote past the sandbox's file size limit (%u MiB) in %s",
+                     label, JAIL_FILE_LIMIT >> 20, op);
         else if (c == JAIL_EXIT_OVERRUN)
             snprintf(out, cap,
                      "plugin %s went past the end of the buffer it was given (a guard page) "

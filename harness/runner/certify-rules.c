@@ -65,6 +65,7 @@ static const Rule rules[] = {
     {"plugin-fds",
      "the plugin writes nothing on file descriptors it did not open (the sandbox's channel is "
      "the one it inherits)"},
+    {"plugin-limits", "the plugin stays within the sandbox's rlimits (no file over 64 MiB)"},
 };
 
 const char *certify_rule_text(const char *id)
@@ -90,6 +91,7 @@ static const struct {
     {" (a plugin must not fork)", "plugin-processes"},
     {" to its parent in ", "plugin-signals"},
     {" wrote junk on the sandbox's channel ", "plugin-fds"},
+    {" past the sandbox's file size limit ", "plugin-limits"},
 };
 
 /* The rule a dead sandbox proves broken. */

@@ -22,10 +22,18 @@
  *                            behaves as good.so
  *   VENDOR_OVERRUN_RESUME    (with VENDOR_V1) v1_resume_chunk reads one byte
  *                            past the transaction the v1 adapter gives it
+ *   VENDOR_HUGE_FILE         set_state writes a byte 1 GiB into a scratch
+ *                            file (O_TMPFILE in $TMPDIR or /tmp, sparse: no
+ *                            disk used): past the sandbox's RLIMIT_FSIZE;
+ *                            without the limit it behaves as good.so
+ *   VENDOR_CRASH_CORE        set_state puts SIGSEGV back to the kernel's
+ *                            default (a core dump) and faults: only the
+ *                            sandbox's RLIMIT_CORE keeps the core file away
  * VENDOR_NAME is the device name the table reports (the .so's stem).
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "devices/fake-gpu.c"
@@ -79,7 +87,9 @@ static MigcertDevice *hoard_create(const MigcertDeviceConfig *cfg)
 }
 #endif
 
-#if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT)
+#if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT) || \
+    defined(VENDOR_HUGE_FILE) || defined(VENDOR_CRASH_CORE)
+#define VENDOR_HOSTILE_SET_STATE
 static int hostile_set_state(MigcertDevice *d, uint32_t s)
 {
 #ifdef VENDOR_JUNK_FDS
@@ -96,6 +106,21 @@ static int hostile_set_state(MigcertDevice *d, uint32_t s)
 #endif
 #ifdef VENDOR_SIGNAL_PARENT
     kill(getppid(), SIGTERM);
+#endif
+#ifdef VENDOR_HUGE_FILE
+    const char *dir = getenv("TMPDIR");
+    int fd = open(dir && *dir ? dir : "/tmp", O_TMPFILE | O_WRONLY, 0600);
+    if (fd >= 0) {
+        if (pwrite(fd, "x", 1, (off_t)1 << 30) < 0) {
+            /* EFBIG: the limit held (and SIGXFSZ was not fatal) */
+        }
+        close(fd);
+    }
+#endif
+#ifdef VENDOR_CRASH_CORE
+    signal(SIGSEGV, SIG_DFL);
+    volatile int *volatile nowhere = NULL;
+    *nowhere = 1;
 #endif
     return gpu_set_state(d, s);
 }
@@ -152,7 +177,7 @@ const MigcertDevicePlugin *migcert_device_plugin_v1(void)
 #ifdef VENDOR_HOARD_FDS
     vendor_table.create = hoard_create;
 #endif
-#if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT)
+#ifdef VENDOR_HOSTILE_SET_STATE
     vendor_table.set_state = hostile_set_state;
 #endif
 #ifdef VENDOR_OVERRUN_READ
