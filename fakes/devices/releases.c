@@ -147,6 +147,8 @@ const char *mig_spice_device_type_names(void)
 bool mig_release_has_device(const char *release, const char *type)
 {
     const MigRelease *r = mig_release_find(release);
+    if (r && mig_spice_device_type_known(type))
+        return true;
     for (size_t i = 0; r && r->devices[i]; i++)
         if (!strcmp(r->devices[i], type))
             return true;

@@ -110,7 +110,7 @@ const char *mig_device_type_names(void);
  * release has them on a machine with SPICE; `--devices` may name them. */
 bool mig_spice_device_type_known(const char *type);
 const char *mig_spice_device_type_names(void);
-/* Does `release` ship device `type`? */
+/* Does `release` ship device `type`? (The SPICE devices: every release.) */
 bool mig_release_has_device(const char *release, const char *type);
 
 /* The description of device `type` in release `release` (NULL when the
