@@ -118,12 +118,17 @@ const char *mig_machine_type_names(void)
     return "mc-1.0, mc-1.1, mc-2.0, mc-2.1";
 }
 
-bool mig_device_type_known(const char *type)
+static bool in_list(const char *const *list, size_t n, const char *type)
 {
-    for (size_t i = 0; type && i < MIG_ARRAY_SIZE(device_types); i++)
-        if (!strcmp(device_types[i], type))
+    for (size_t i = 0; type && i < n; i++)
+        if (!strcmp(list[i], type))
             return true;
     return false;
+}
+
+bool mig_device_type_known(const char *type)
+{
+    return in_list(device_types, MIG_ARRAY_SIZE(device_types), type);
 }
 
 const char *mig_device_type_names(void)
@@ -133,10 +138,7 @@ const char *mig_device_type_names(void)
 
 bool mig_spice_device_type_known(const char *type)
 {
-    for (size_t i = 0; type && i < MIG_ARRAY_SIZE(spice_device_types); i++)
-        if (!strcmp(spice_device_types[i], type))
-            return true;
-    return false;
+    return in_list(spice_device_types, MIG_ARRAY_SIZE(spice_device_types), type);
 }
 
 const char *mig_spice_device_type_names(void)

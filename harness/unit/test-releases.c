@@ -19,6 +19,7 @@
 #include "devices/fake-nic.h"
 #include "devices/fake-serial.h"
 #include "devices/releases.h"
+#include "sim/section-copy.h"
 #include "spice/spice-pixmap-cache.h"
 #include "spice/spice-server.h"
 #include "stream/stream.h"
@@ -185,20 +186,11 @@ static int migrate_device(const char *type, const char *src_rel, const char *src
     MigSavevm *sv_src = mig_savevm_new(), *sv_dst = mig_savevm_new();
     assert_int_equal(mig_fake_device_register(src, sv_src, NULL), 0);
     assert_int_equal(mig_fake_device_register(dst, sv_dst, NULL), 0);
-    const MigSaveEntry *es = mig_savevm_entry(sv_src, 0);
-    const MigSaveEntry *ed = mig_savevm_entry(sv_dst, 0);
-    MigStream *w = mig_stream_new_mem_writer();
-    assert_int_equal(es->full->save(es->opaque, w, NULL), 0);
-    size_t len;
-    const uint8_t *bytes = mig_stream_mem_data(w, &len);
-    MigStream *r = mig_stream_new_mem_reader(bytes, len);
-    int rc = ed->full->load(ed->opaque, r, es->version_id, errp);
+    int rc = sim_section_copy(sv_src, sv_dst, errp);
     if (rc == 0 && check)
         rc = mig_fake_device_check_migrated(src, dst, errp);
     if (rc < 0 && check)
         assert_int_equal(mig_fake_device_same(before, dst, NULL), 0); /* unchanged */
-    mig_stream_free(r);
-    mig_stream_free(w);
     mig_savevm_free(sv_src);
     mig_savevm_free(sv_dst);
     mig_fake_device_free(src);

@@ -26,7 +26,7 @@
 #include "devices/fake-vmc.h"
 #include "devices/releases.h"
 #include "savevm/savevm.h"
-#include "stream/stream.h"
+#include "sim/section-copy.h"
 #include "sim/sim.h"
 #include "sim/spice-net.h"
 #include "spice/spice-conn.h"
@@ -164,17 +164,9 @@ static int vmc_migrate(Guest *g, const char *src_rel, const char *mt, const char
     MigSavevm *sv_src = mig_savevm_new(), *sv_dst = mig_savevm_new();
     assert_int_equal(fake_vmc_register(g->vmc, sv_src, NULL), 0);
     assert_int_equal(fake_vmc_register(dst, sv_dst, NULL), 0);
-    const MigSaveEntry *es = mig_savevm_entry(sv_src, 0), *ed = mig_savevm_entry(sv_dst, 0);
-    MigStream *w = mig_stream_new_mem_writer();
-    assert_int_equal(es->full->save(es->opaque, w, NULL), 0);
-    size_t len;
-    const uint8_t *bytes = mig_stream_mem_data(w, &len);
-    MigStream *r = mig_stream_new_mem_reader(bytes, len);
-    int rc = ed->full->load(ed->opaque, r, es->version_id, errp);
+    int rc = sim_section_copy(sv_src, sv_dst, errp);
     fake_vmc_stats(dst, dst_out);
     *dst_pacing = fake_vmc_bytes_per_tick(dst);
-    mig_stream_free(r);
-    mig_stream_free(w);
     mig_savevm_free(sv_src);
     mig_savevm_free(sv_dst);
     fake_vmc_free(dst);
