@@ -18,6 +18,7 @@ struct FakeVmc {
     bool running;
     MigLoopSource *timer;
     FakeVmcStats st;
+    const VmsDescription *emit, *load; /* the section as written and as read */
 };
 
 static void pump(FakeVmc *v)
@@ -74,6 +75,7 @@ FakeVmc *fake_vmc_new(MigLoop *loop, SpiceServer *server, uint32_t bytes_per_tic
     v->loop = loop;
     v->per_tick = bytes_per_tick;
     v->port = spice_port_add(server, 0, FAKE_VMC_PORT_NAME, &port_ops, v);
+    fake_vmc_set_vmsd(v, NULL, NULL);
     return v;
 }
 
@@ -108,34 +110,117 @@ void fake_vmc_stats(const FakeVmc *v, FakeVmcStats *out)
     out->held = spice_port_held(v->port);
 }
 
-/* ---- migration state: ("fake-vmc", version 1: the bytes written to and read from the client so far, so that the sequence goes on) */
+/* ---- migration state: "fake-vmc", described per release (fake-vmc.h) ----
+ * The section is written from a snapshot of what migrates and read into
+ * one, so the device changes only when the whole section loaded. */
+
+typedef struct VmcMig {
+    uint64_t written, read, read_errors;
+    uint32_t per_tick;
+} VmcMig;
+
+static const VmsField pacing_fields[] = {
+    VMS_U32(per_tick, VmcMig),
+    VMS_END,
+};
+
+/* The guest's pacing goes with it only when it is not the default (a
+ * destination that does not know the subsection keeps its own). */
+static bool pacing_needed(void *obj)
+{
+    return ((VmcMig *)obj)->per_tick != FAKE_VMC_DEFAULT_BYTES_PER_TICK;
+}
+
+static const VmsDescription pacing_vmsd = {
+    .name = "fake-vmc/pacing",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = pacing_fields,
+    .needed = pacing_needed,
+};
+
+static const VmsDescription *const vmc_subsections[] = {&pacing_vmsd, NULL};
+
+#define VMC_V1_FIELDS VMS_U64(written, VmcMig), VMS_U64(read, VmcMig)
+
+static const VmsField vmc_fields_v1[] = {
+    VMC_V1_FIELDS,
+    VMS_END,
+};
+
+static const VmsField vmc_fields_v2[] = {
+    VMC_V1_FIELDS,
+    VMS_U64_V(read_errors, VmcMig, 2),
+    VMS_END,
+};
+
+const VmsDescription fake_vmc_vmsd_1_0 = {
+    .name = "fake-vmc",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = vmc_fields_v1,
+};
+
+const VmsDescription fake_vmc_vmsd_2_0 = {
+    .name = "fake-vmc",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = vmc_fields_v1,
+    .subsections = vmc_subsections,
+};
+
+const VmsDescription fake_vmc_vmsd_2_1 = {
+    .name = "fake-vmc",
+    .version_id = 2,
+    .minimum_version_id = 1,
+    .fields = vmc_fields_v2,
+    .subsections = vmc_subsections,
+};
+
+static void vmc_snapshot(const FakeVmc *d, VmcMig *m)
+{
+    *m = (VmcMig){d->st.written, d->st.read, d->st.read_errors, d->per_tick};
+}
 
 static int vmc_save(void *opaque, MigStream *s, MigErr **errp)
 {
     FakeVmc *d = opaque;
-    mig_stream_put_be64(s, d->st.written);
-    mig_stream_put_be64(s, d->st.read);
-    return mig_stream_error(s);
+    VmcMig m;
+    vmc_snapshot(d, &m);
+    return vmstate_save(s, d->emit, &m, errp);
 }
 
 static int vmc_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **errp)
 {
     FakeVmc *d = opaque;
-    uint64_t written = mig_stream_get_be64(s);
-    uint64_t read = mig_stream_get_be64(s);
-    if (mig_stream_starved(s))
-        return -EAGAIN;
-    if (mig_stream_error(s))
-        return mig_err_set(errp, mig_stream_error(s), "device fake-vmc: stream error");
-    d->st.written = written;
-    d->st.read = read;
+    VmcMig m;
+    vmc_snapshot(d, &m);
+    m.read_errors = 0; /* a v1 stream: this side counts its own from here */
+    int r = vmstate_load_sent(s, d->load, d->emit, &m, (int)version_id, errp);
+    if (r < 0)
+        return r;
+    d->st.written = m.written;
+    d->st.read = m.read;
+    d->st.read_errors = m.read_errors;
+    d->per_tick = m.per_tick;
     return 0;
 }
 
 static const MigFullOps vmc_ops = {.save = vmc_save, .load = vmc_load};
 
+void fake_vmc_set_vmsd(FakeVmc *d, const VmsDescription *emit, const VmsDescription *load)
+{
+    d->emit = emit ? emit : &fake_vmc_vmsd_2_1;
+    d->load = load ? load : &fake_vmc_vmsd_2_1;
+}
+
+uint32_t fake_vmc_bytes_per_tick(const FakeVmc *v)
+{
+    return v->per_tick;
+}
+
 int fake_vmc_register(FakeVmc *d, MigSavevm *sv, MigErr **errp)
 {
-    int r = mig_savevm_register_full(sv, "fake-vmc", 0, 1, &vmc_ops, d, errp);
+    int r = mig_savevm_register_full(sv, "fake-vmc", 0, (uint32_t)d->emit->version_id, &vmc_ops, d, errp);
     return r < 0 ? r : 0;
 }

@@ -9,6 +9,7 @@
 #include "fake-gpu.h"
 #include "fake-nic.h"
 #include "fake-serial.h"
+#include "fake-vmc.h"
 #include "releases.h"
 #include "spice/spice-pixmap-cache.h"
 #include "spice/spice-server.h"
@@ -69,7 +70,11 @@ static const struct {
      {&fake_serial_vmsd_v1, &fake_serial_vmsd_v1, &fake_serial_vmsd_v2, &fake_serial_vmsd_v2}},
     {"fake-nic", {&fake_nic_vmsd_1_0, &fake_nic_vmsd_1_1, &fake_nic_vmsd_2_0, &fake_nic_vmsd_2_0}},
     {"fake-rng", {NULL, NULL, NULL, &fake_rng_vmsd_v1}},
+    {"fake-vmc", {&fake_vmc_vmsd_1_0, &fake_vmc_vmsd_1_0, &fake_vmc_vmsd_2_0, &fake_vmc_vmsd_2_1}},
 };
+
+/* The SPICE devices: in every release, on a machine with SPICE only. */
+static const char *const spice_device_types[] = {"fake-qxl", "fake-snd", "fake-vmc", "fake-input"};
 
 size_t mig_release_count(void)
 {
@@ -113,12 +118,17 @@ const char *mig_machine_type_names(void)
     return "mc-1.0, mc-1.1, mc-2.0, mc-2.1";
 }
 
-bool mig_device_type_known(const char *type)
+static bool in_list(const char *const *list, size_t n, const char *type)
 {
-    for (size_t i = 0; type && i < MIG_ARRAY_SIZE(device_types); i++)
-        if (!strcmp(device_types[i], type))
+    for (size_t i = 0; type && i < n; i++)
+        if (!strcmp(list[i], type))
             return true;
     return false;
+}
+
+bool mig_device_type_known(const char *type)
+{
+    return in_list(device_types, MIG_ARRAY_SIZE(device_types), type);
 }
 
 const char *mig_device_type_names(void)
@@ -126,9 +136,21 @@ const char *mig_device_type_names(void)
     return "fake-serial, fake-nic, fake-rng, fake-gpu";
 }
 
+bool mig_spice_device_type_known(const char *type)
+{
+    return in_list(spice_device_types, MIG_ARRAY_SIZE(spice_device_types), type);
+}
+
+const char *mig_spice_device_type_names(void)
+{
+    return "fake-qxl, fake-snd, fake-vmc, fake-input";
+}
+
 bool mig_release_has_device(const char *release, const char *type)
 {
     const MigRelease *r = mig_release_find(release);
+    if (r && mig_spice_device_type_known(type))
+        return true;
     for (size_t i = 0; r && r->devices[i]; i++)
         if (!strcmp(r->devices[i], type))
             return true;
@@ -157,6 +179,11 @@ json_t *mig_release_dump(const char *release)
         const VmsDescription *d = mig_release_device_vmsd(release, r->devices[i]);
         if (d)
             json_object_set_new(doc, r->devices[i], vmstate_describe_dump(d));
+    }
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(spice_device_types); i++) {
+        const VmsDescription *d = mig_release_device_vmsd(release, spice_device_types[i]);
+        if (d)
+            json_object_set_new(doc, spice_device_types[i], vmstate_describe_dump(d));
     }
     return doc;
 }

@@ -29,11 +29,19 @@
  *            reference's layouts; the pixmap cache is reset)
  *   2.1-dev  + the restore strategy of the pixmap cache: display blob
  *            version 2 (the restore list), migration protocol 2
- * Its SPICE devices (fake-qxl, fake-snd, fake-vmc and fake-input, whose
- * keyboard/mouse/cursor section "fake-input" v1 is new in this tree) are
- * the same in every release: a machine with SPICE has all four whatever
- * its release or machine type, so every pair of this build agrees on them
- * and no pair rule depends on them.
+ Its SPICE devices (fake-qxl, fake-snd, fake-vmc and fake-input, whose
+ * keyboard/mouse/cursor section "fake-input" v1 is new in this tree): a
+ * machine with SPICE has all four whatever its release or machine type.
+ * fake-qxl, fake-snd and fake-input write one layout in every release;
+ * fake-vmc's section has a history (fake-vmc.h), which -dump-vmstate shows
+ * and the machine type picks like any other device's:
+ *   1.0, 1.1 fake-vmc v1 (written, read)
+ *   2.0      + subsection fake-vmc/pacing, needed when the guest's pacing
+ *            is not the default (a destination without it keeps its own)
+ *   2.1-dev  fake-vmc v2 (minimum 1) adds field read_errors
+ * So new -> old with SPICE completes when the source runs the
+ * destination's machine type (or, 2.0 -> 1.x, while the pacing is the
+ * default) and otherwise fails naming fake-vmc and the field/subsection.
  * Machine types: mc-1.0, mc-1.1, mc-2.0 and mc-2.1 (2.1-dev's default).  A
  * build of release R running machine type mc-X (X <= R) emits the device
  * descriptions of X and only the devices X shipped; it loads with R's own
@@ -99,7 +107,11 @@ const char *mig_machine_type_names(void);
  * fake-gpu). */
 bool mig_device_type_known(const char *type);
 const char *mig_device_type_names(void);
-/* Does `release` ship device `type`? */
+/* The SPICE devices (fake-qxl, fake-snd, fake-vmc, fake-input): every
+ * release has them on a machine with SPICE; `--devices` may name them. */
+bool mig_spice_device_type_known(const char *type);
+const char *mig_spice_device_type_names(void);
+/* Does `release` ship device `type`? (The SPICE devices: every release.) */
 bool mig_release_has_device(const char *release, const char *type);
 
 /* The description of device `type` in release `release` (NULL when the

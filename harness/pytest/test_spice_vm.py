@@ -5,6 +5,8 @@ commands and events, and semi-seamless migration between two processes:
 client_migrate_info, then migrate; the client ends on the destination in
 the same session, showing its screen, with no playback frame or port byte
 repeated or lost, and the source reports SPICE_MIGRATE_COMPLETED.
+`--devices` chooses the SPICE devices: the server offers channels only for
+those the machine has.
 
 Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_vm
 """
@@ -15,6 +17,7 @@ import time
 import pytest
 
 from conftest import wait_for_log
+from qmp import QMPError
 from spiceclient import SpiceClient, read_ppm
 from test_vm_migration import vms  # noqa: F401 (fixture)
 
@@ -258,3 +261,46 @@ def test_spice_vm_bad_client_script_exits_2(run_migcert, sock_dir, text, message
     r = run_migcert("client", "--connect", "unix:/nonexistent", "--script", str(script), timeout=60)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
+
+
+def test_spice_vm_devices_choose_the_spice_devices(vms, migcert_bin):
+    """`--devices` may name the SPICE devices: with fake-qxl alone (beside a
+    fake-serial) the machine has a display but no sound and no char device,
+    so its server offers no PLAYBACK, RECORD or PORT channel, as QEMU offers
+    channels only for the devices it has; the client links what is offered
+    and sees the screen."""
+    vm, sock = spice_vm(vms, "some", "--devices", "fake-serial,fake-qxl")
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}")
+    try:
+        s = client.wait_for(lambda s: "DISPLAY:0" in s["channels"] and "primary" in s, "the display")
+        offered = sorted(s["channels"])
+        assert offered == ["CURSOR:0", "DISPLAY:0", "INPUTS:0", "MAIN:0"]
+        info = vm.cmd("query-spice")
+        # what the server has connected for the client: main, display, inputs, cursor
+        assert sorted(c["channel-type"] for c in info["channels"]) == [1, 2, 3, 4]
+        same_screen(vm, client, vms.dir / "some.ppm")
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+    assert final["error"] == ""
+
+
+def test_spice_vm_devices_sound_only_has_no_display_or_port(vms, migcert_bin):
+    vm, sock = spice_vm(vms, "snd", "--devices", "fake-snd")
+    client = SpiceClient(migcert_bin, vms.dir, f"unix:{sock}")
+    try:
+        s = client.wait_for(lambda s: s["playback"]["received"] > 0, "sound")
+        assert sorted(s["channels"]) == ["CURSOR:0", "INPUTS:0", "MAIN:0", "PLAYBACK:0", "RECORD:0"]
+        # main, inputs, cursor, playback, record: no display (2), no port (10)
+        assert sorted(c["channel-type"] for c in vm.cmd("query-spice")["channels"]) == [1, 3, 4, 5, 6]
+        with pytest.raises(QMPError, match="no display device"):
+            vm.cmd("screendump", filename=str(vms.dir / "none.ppm"))
+    finally:
+        rc, final = client.stop()
+    assert rc == 0, client.stderr
+
+
+def test_spice_vm_spice_device_without_spice_exits_2(run_migcert, sock_dir):
+    r = run_migcert("vm", "--qmp", f"unix:{sock_dir / 'q.sock'}", "--devices", "fake-serial,fake-vmc", timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "fake-vmc is a SPICE device: it needs --spice" in r.stderr

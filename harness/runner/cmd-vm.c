@@ -70,6 +70,7 @@
 #include "common/trace.h"
 #include "device/device-savevm.h"
 #include "devices/fake-gpu.h"
+#include "devices/fake-spice.h"
 #include "devices/releases.h"
 #include "machine/machine.h"
 #include "monitor/monitor.h"
@@ -128,6 +129,39 @@ static bool no_devices(const char *list)
     return !list || !*list || !strcmp(list, "none");
 }
 
+/* Take the SPICE devices (fake-qxl, fake-snd, fake-vmc, fake-input) out of
+ * a --devices list: their FAKE_SPICE_* bits into *bits, the rest into `rest`
+ * ("none" when nothing is left).  Returns -1 with a message on stderr when
+ * one is named without --spice. */
+static int split_spice_devices(const char *list, bool have_spice, unsigned *bits, char *rest,
+                               size_t rest_len)
+{
+    *bits = 0;
+    snprintf(rest, rest_len, "%s", list ? list : "none");
+    if (no_devices(list) || !strcmp(list, "default"))
+        return 0;
+    char *copy = mig_strdup(list);
+    size_t used = 0;
+    rest[0] = 0;
+    int rc = 0;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+        unsigned bit = fake_spice_device_bit(t);
+        if (bit && !have_spice) {
+            fprintf(stderr, "migcert vm: --devices: %s is a SPICE device: it needs --spice (the SPICE "
+                    "devices are %s)\n", t, mig_spice_device_type_names());
+            rc = -1;
+        } else if (bit) {
+            *bits |= bit;
+        } else if (used < rest_len) {
+            used += (size_t)snprintf(rest + used, rest_len - used, "%s%s", used ? "," : "", t);
+        }
+    }
+    free(copy);
+    if (!rest[0])
+        snprintf(rest, rest_len, "none");
+    return rc;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -146,6 +180,11 @@ static void usage(FILE *out)
             "  --devices LIST    comma-separated fake devices, 'default' for the release's,\n"
             "                    'none' (the default); known:\n"
             "                    %s;\n"
+            "                    with --spice also the SPICE devices\n"
+            "                    %s;\n"
+            "                    naming any of them gives the machine only those (no\n"
+            "                    fake-snd: no playback or record channel; no fake-vmc:\n"
+            "                    no port channel)\n"
             "                    fake-gpu, at most one, is VFIO-style (a device section,\n"
             "                    16 MiB of memory), shipped by releases 2.0 and later\n"
             "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
@@ -181,7 +220,8 @@ static void usage(FILE *out)
             "                    stopped, and query-migrate says why\n"
             "  --trace           echo the engine's trace on stderr\n",
             mig_release_names(), MIG_RELEASE_CURRENT, mig_machine_type_names(),
-            qemu_machines[0].name, qemu_machines[0].alias, mig_device_type_names());
+            qemu_machines[0].name, qemu_machines[0].alias, mig_device_type_names(),
+            mig_spice_device_type_names());
 }
 
 /* "256M", "1G", "65536K", "4096" (MiB, as QEMU's -m). */
@@ -652,6 +692,11 @@ int cmd_vm(int argc, char **argv)
                 mig_release_names());
         return 2;
     }
+    char other_devices[256];
+    if (split_spice_devices(devices, have_spice, &spice_opts.devices, other_devices,
+                            sizeof(other_devices)) < 0)
+        return 2;
+    devices = other_devices;
     const MigRelease *mt_rel = machine_type ? mig_machine_type_find(machine_type) : NULL;
     const char *qemu_type = machine_type && !mt_rel ? qemu_machine_find(machine_type) : NULL;
     if (machine_type && !mt_rel && !qemu_type) {
@@ -773,6 +818,7 @@ int cmd_vm(int argc, char **argv)
         goto out_workload;
     }
     spice_opts.release = rel->name;
+    spice_opts.machine_type = mt_rel ? machine_type : NULL; /* QEMU's types: the release's own */
     if (have_spice && !(vm.spice = vm_spice_new(vm.machine, vm.mon, &spice_opts, &err))) {
         fprintf(stderr, "migcert vm: --spice: %s\n", err ? err->msg : "failed");
         goto out_workload;

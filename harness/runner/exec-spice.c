@@ -55,7 +55,8 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
     exec__side_enter(sd->sl, &prev);
     int rc = mig_machine_add_spice(sd->m, &sc, errp);
     FakeSpiceOptions fo = {.width = sp->width, .height = sp->height, .heads = sp->heads,
-                           .vmc_bytes_per_tick = sp->vmc_rate};
+                           .vmc_bytes_per_tick = sp->vmc_rate, .release = sd->release,
+                           .machine_type = sd->machine_type};
     if (rc == 0 && !(sd->spice = fake_spice_new(sd->m, &fo, errp)))
         rc = -EINVAL;
     fault_injector_set_side(run->inj, prev);

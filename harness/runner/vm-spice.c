@@ -343,7 +343,7 @@ static int q_query_spice(json_t *args, json_t **ret, void *opaque, MigErr **errp
         json_object_set_new(*ret, "port", json_integer(v->o.port));
     /* migcert's own: each head's display counters (QEMU has no such field) */
     json_t *heads = json_array();
-    for (uint32_t h = 0; h < fake_qxl_heads(v->devices->qxl); h++) {
+    for (uint32_t h = 0; v->devices->qxl && h < fake_qxl_heads(v->devices->qxl); h++) {
         SpiceDisplayStats st;
         spice_display_stats(fake_qxl_head_display(v->devices->qxl, h), &st);
         json_array_append_new(heads, json_pack("{s:I, s:I, s:I, s:I}", "draws", (json_int_t)st.draws_sent,
@@ -417,6 +417,8 @@ static int q_screendump(json_t *args, json_t **ret, void *opaque, MigErr **errp)
         return mig_err_set(errp, -ENOTSUP, "screendump: format '%s' is not supported (ppm is)", format);
     json_t *jhead = json_object_get(args, "head");
     json_int_t head = jhead ? json_integer_value(jhead) : 0;
+    if (!v->devices->qxl)
+        return mig_err_set(errp, -ENODEV, "screendump: the machine has no display device (fake-qxl)");
     const SpiceSurface *s = head >= 0 && head < (json_int_t)fake_qxl_heads(v->devices->qxl)
                                 ? fake_qxl_head_framebuffer(v->devices->qxl, (uint32_t)head) : NULL;
     if (!s)
@@ -506,11 +508,12 @@ VmSpice *vm_spice_new(MigMachine *m, MigMonitor *mon, const VmSpiceOptions *o, M
     }
     if (mig_machine_add_spice(m, &sc, errp) < 0)
         goto fail;
-    FakeSpiceOptions fo = {.heads = o->heads};
+    FakeSpiceOptions fo = {.heads = o->heads, .release = o->release, .machine_type = o->machine_type,
+                           .devices = o->devices};
     v->devices = fake_spice_new(m, &fo, errp);
     if (!v->devices)
         goto fail;
-    if (o->draw_rate)
+    if (o->draw_rate && v->devices->qxl)
         fake_qxl_set_draw_rate(v->devices->qxl, o->draw_rate);
     mig_machine_add_observer(m, &observer, v);
     if (listen_on(v, errp) < 0)

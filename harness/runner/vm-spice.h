@@ -31,6 +31,8 @@ typedef struct VmSpiceOptions {
     uint32_t seamless_version; /* x-seamless-version=N: the seamless migration protocol version it speaks (0: 1) */
     const char *release;     /* the machine's release: what its server speaks of migration (releases.h);
                                 set by cmd-vm.c, not by the option string */
+    const char *machine_type; /* its machine type (NULL: the release's), set by cmd-vm.c */
+    unsigned devices;        /* the SPICE devices (FAKE_SPICE_* bits, 0: all), from --devices */
 } VmSpiceOptions;
 
 /* Parse QEMU's `-spice` value ("port=5900,addr=127.0.0.1,disable-ticketing=on",

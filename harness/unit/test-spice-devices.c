@@ -7,7 +7,8 @@
  * in order.  Everything also holds for a client that links while the guest
  * is already drawing, and the run is the same for the same seed.  A fast
  * draw rate draws that many operations per second, but never lets a
- * client's pipe grow past FAKE_QXL_MAX_PIPE.
+ * client's pipe grow past FAKE_QXL_MAX_PIPE.  fake-vmc's section moves
+ * between releases as its history and the pair rules say.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,9 @@
 #include "devices/fake-qxl.h"
 #include "devices/fake-snd.h"
 #include "devices/fake-vmc.h"
+#include "devices/releases.h"
+#include "savevm/savevm.h"
+#include "sim/section-copy.h"
 #include "sim/sim.h"
 #include "sim/spice-net.h"
 #include "spice/spice-conn.h"
@@ -139,6 +143,106 @@ static void test_spice_devices_client_sees_the_guest(void **state)
     assert_string_not_equal(d1, d3);
 }
 
+/* ---- fake-vmc's section across releases (releases.h, fake-vmc.h) ---- */
+
+static bool vmsd_has_pacing(const VmsDescription *d)
+{
+    return d->subsections && d->subsections[0] && !strcmp(d->subsections[0]->name, "fake-vmc/pacing");
+}
+
+/* Save `src` as machine type `mt` (of release `src_rel`) writes it and load
+ * it into a fresh fake-vmc of release `dst_rel` with the default pacing.
+ * Returns the load's result; on success *dst_out has its stats and pacing. */
+static int vmc_migrate(Guest *g, const char *src_rel, const char *mt, const char *dst_rel, FakeVmcStats *dst_out,
+                       uint32_t *dst_pacing, MigErr **errp)
+{
+    fake_vmc_set_vmsd(g->vmc, mig_release_device_vmsd(mt, "fake-vmc"), mig_release_device_vmsd(src_rel, "fake-vmc"));
+    SpiceServerConfig sc = {.who = "dst"};
+    SpiceServer *server = spice_server_new(g->loop, &sc, NULL);
+    FakeVmc *dst = fake_vmc_new(g->loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+    fake_vmc_set_vmsd(dst, mig_release_device_vmsd(dst_rel, "fake-vmc"), mig_release_device_vmsd(dst_rel, "fake-vmc"));
+    MigSavevm *sv_src = mig_savevm_new(), *sv_dst = mig_savevm_new();
+    assert_int_equal(fake_vmc_register(g->vmc, sv_src, NULL), 0);
+    assert_int_equal(fake_vmc_register(dst, sv_dst, NULL), 0);
+    int rc = sim_section_copy(sv_src, sv_dst, errp);
+    fake_vmc_stats(dst, dst_out);
+    *dst_pacing = fake_vmc_bytes_per_tick(dst);
+    mig_savevm_free(sv_src);
+    mig_savevm_free(sv_dst);
+    fake_vmc_free(dst);
+    spice_server_free(server);
+    return rc;
+}
+
+/* fake-vmc's state goes from every release to every release exactly when
+ * the pair rules say (the source with its default machine type, and new ->
+ * old with the destination's): what loads carries the byte counts on, the
+ * guest's pacing (3000, not the default) only where both sides know
+ * fake-vmc/pacing; what does not load names fake-vmc and leaves the
+ * destination as it was.  With the default pacing, 2.0 -> 1.1 loads. */
+static void test_spice_devices_vmc_state_across_releases(void **state)
+{
+    (void)state;
+    static const char *const rels[] = {"1.0", "1.1", "2.0", "2.1-dev"};
+    Guest g;
+    guest_open(&g, 7);
+    guest_run(&g, true);
+    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    mig_sim_run_for(g.loop, 500000000ull);
+    guest_run(&g, false);
+    mig_sim_run_for(g.loop, 200000000ull);
+    FakeVmcStats src;
+    fake_vmc_stats(g.vmc, &src);
+    assert_true(src.written > 0 && src.read > 0);
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(rels); i++)
+        for (size_t j = 0; j < MIG_ARRAY_SIZE(rels); j++)
+            for (int old_mt = 0; old_mt < 2; old_mt++) {
+                if (old_mt && j >= i)
+                    continue;
+                const char *mt = old_mt ? rels[j] : rels[i];
+                const VmsDescription *emit = mig_release_device_vmsd(mt, "fake-vmc");
+                const VmsDescription *load = mig_release_device_vmsd(rels[j], "fake-vmc");
+                char *devs[] = {"fake-vmc"};
+                MigPairPrediction p;
+                mig_pair_predict(rels[i], mig_release_find(mt)->machine_type, rels[j], devs, 1, &p);
+                bool ok = p.completes || !p.device[0];
+                FakeVmcStats got;
+                uint32_t pacing;
+                MigErr *err = NULL;
+                int rc = vmc_migrate(&g, rels[i], mt, rels[j], &got, &pacing, &err);
+                if (ok != (rc == 0))
+                    fail_msg("fake-vmc %s(%s) -> %s: rules say %s, load gave %d (%s)", rels[i], mt, rels[j],
+                             ok ? "ok" : p.reason, rc, err ? err->msg : "");
+                if (rc == 0) {
+                    assert_int_equal(got.written, src.written);
+                    assert_int_equal(got.read, src.read);
+                    assert_int_equal(pacing, vmsd_has_pacing(emit) && vmsd_has_pacing(load)
+                                                 ? 3000 : FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+                } else {
+                    assert_non_null(err);
+                    if (!strstr(err->msg, "fake-vmc"))
+                        fail_msg("%s -> %s: the error does not name fake-vmc: %s", mt, rels[j], err->msg);
+                    assert_int_equal(got.written, 0);
+                    assert_int_equal(pacing, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+                }
+                mig_err_free(err);
+            }
+    /* the needed rule: at the default pacing 2.0 writes no subsection */
+    SpiceServerConfig sc = {.who = "quiet"};
+    SpiceServer *server = spice_server_new(g.loop, &sc, NULL);
+    FakeVmc *quiet = fake_vmc_new(g.loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+    FakeVmc *busy = g.vmc;
+    g.vmc = quiet;
+    FakeVmcStats got;
+    uint32_t pacing;
+    assert_int_equal(vmc_migrate(&g, "2.0", "2.0", "1.1", &got, &pacing, NULL), 0);
+    assert_int_not_equal(vmc_migrate(&g, "2.1-dev", "2.1-dev", "2.0", &got, &pacing, NULL), 0);
+    g.vmc = busy;
+    fake_vmc_free(quiet);
+    spice_server_free(server);
+    guest_close(&g);
+}
+
 /* Messages waiting in the server's display pipe for the client. */
 static uint32_t display_pipe(Guest *g)
 {
@@ -211,6 +315,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_devices_client_sees_the_guest),
         cmocka_unit_test(test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe),
         cmocka_unit_test(test_spice_devices_client_takes_stream_destroy_all),
+        cmocka_unit_test(test_spice_devices_vmc_state_across_releases),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
