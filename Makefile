@@ -92,7 +92,7 @@ pytest: all
 
 # The CI job: every lane that fits in minutes; the summary line comes last.
 # A broken file fails its own case (ci/lane-build uses make -k), not the whole run.
-# Each lane ends with one line, "lane NAME: N passed, N failed in S s".
+# Each lane ends with one line, "lane NAME: N passed, N failed in S s (C CPU s)".
 # ci/lanes.py runs the lanes as jobs, two at a time (LANE_SLOTS), each as
 # soon as what it needs is built, and prints a table of their times.
 check: deps

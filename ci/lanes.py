@@ -20,9 +20,9 @@ lanes start first.  Invariants: a lane never starts before what it reads
 is built; two lanes never write the same file (each lane owns its
 reports/out files and its BUILD-suffix folder); a lane's output is printed
 whole when it ends (never interleaved), followed by its one line
-"lane NAME: N passed, N failed in S s" (ci/summary.py), and at the end a
-table of every lane's start, wall and CPU seconds (user+sys of its whole
-process tree), also written to reports/out/lanes.txt.
+"lane NAME: N passed, N failed in S s (C CPU s)" (ci/summary.py), and at
+the end a table of every lane's start, wall and CPU seconds (user+sys of
+its whole process tree), also written to reports/out/lanes.txt.
 Exit status: 0 when every lane exited 0, else 1.
 """
 import argparse
@@ -108,7 +108,7 @@ def main(argv):
         sys.stderr.buffer.write(log.read())
         log.close()
         sys.stderr.flush()
-        lane_line(a.out, n.removeprefix("full-"), round(wall), out=sys.stderr)
+        lane_line(a.out, n.removeprefix("full-"), round(wall), out=sys.stderr, cpu=round(cpu))
     total = time.monotonic() - t0
     rows = [f"{'lane':<14} {'start s':>8} {'wall s':>8} {'CPU s':>8}  exit"]
     for n, (st, start, wall, cpu) in sorted(done.items(), key=lambda kv: kv[1][1]):
