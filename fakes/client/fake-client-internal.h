@@ -25,6 +25,12 @@ typedef struct FakeMedia {
     bool migcert_port;
     char port_name[64];
     MigLoopSource *timer;
+    /* inputs: INPUTS_INIT came (the client may send); motion and position
+     * events not yet acknowledged (at most two bunches, as spice-gtk) */
+    bool inputs_on;
+    uint32_t unacked;
+    /* cursor: what the server said of it */
+    FakeClientCursor cursor;
 } FakeMedia;
 
 typedef struct FakeChannel {
@@ -96,6 +102,10 @@ struct FakeClient {
     FakePixmapCache *pcache; /* shared by every display channel (cache id 1) */
     struct FakeGlzWindow *glz; /* the GLZ window, shared the same way */
     uint64_t waits_held;     /* waits that held a channel */
+    /* the client's own streams, over every session: record frames and
+     * input groups sent (fake-media.h), the server's mouse mode */
+    uint64_t record_frames, input_groups;
+    uint32_t mouse_mode;
 };
 
 /* Record a message in the client's event list (with its loop time). */

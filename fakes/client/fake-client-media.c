@@ -6,6 +6,11 @@
  * A port is checked (and written to) only when its PORT_INIT names
  * migcert's device (FAKE_VMC_PORT_NAME): a vendor's port carries bytes of
  * its own, which are counted and accepted as they come.
+ * Inputs and cursor live here too: with cfg.inputs the client sends the
+ * input sequence of fake-media.h every 50 ms once INPUTS_INIT came, in
+ * the server's mouse mode, holding the whole sequence while two bunches of
+ * mouse events wait for their MOTION_ACK (so that nothing is merged or
+ * reordered); the cursor channel keeps the cursor the server described.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,19 +20,45 @@
 #include <spice/protocol.h>
 
 #include "client/fake-client-internal.h"
+#include "devices/fake-input.h"
 #include "devices/fake-media.h"
 #include "devices/fake-vmc.h"
 
 #define SEND_PERIOD_NS 10000000ull /* 10 ms: 480 frames at 48 kHz */
+#define INPUT_PERIOD_NS 50000000ull /* 50 ms: a fast typist */
+#define MOTION_ACK_BUNCH 4u          /* SPICE_INPUT_MOTION_ACK_BUNCH */
 
 static void media_tick(void *opaque);
 
 static void arm(FakeChannel *ch)
 {
     FakeMedia *m = ch->media;
-    if (!m->timer && (m->recording || (ch->type == SPICE_CHANNEL_PORT && ch->client->cfg.vmc_bytes_per_tick)))
-        m->timer = mig_loop_timer_add(ch->client->loop, mig_loop_now_ns(ch->client->loop) + SEND_PERIOD_NS,
-                                      media_tick, ch);
+    bool inputs = ch->type == SPICE_CHANNEL_INPUTS && m->inputs_on && ch->client->cfg.inputs;
+    if (!m->timer && (m->recording || inputs || (ch->type == SPICE_CHANNEL_PORT && ch->client->cfg.vmc_bytes_per_tick)))
+        m->timer = mig_loop_timer_add(ch->client->loop, mig_loop_now_ns(ch->client->loop) +
+                                      (inputs ? INPUT_PERIOD_NS : SEND_PERIOD_NS), media_tick, ch);
+}
+
+/* One group of the input sequence: the mouse event in the server's mode,
+ * then the key down and up. */
+static void send_input_group(FakeChannel *ch)
+{
+    FakeClient *c = ch->client;
+    uint64_t g = c->input_groups++;
+    int32_t x, y;
+    fake_media_input_xy(g, &x, &y);
+    if (c->mouse_mode == SPICE_MOUSE_MODE_CLIENT) {
+        SpiceMsgMousePosition p = {.x = (uint32_t)x, .y = (uint32_t)y};
+        fake__chan_send(ch, SPICE_MSGC_INPUTS_MOUSE_POSITION, &p);
+    } else {
+        SpiceMsgMouseMotion mm = {.dx = x, .dy = y};
+        fake__chan_send(ch, SPICE_MSGC_INPUTS_MOUSE_MOTION, &mm);
+    }
+    ch->media->unacked++;
+    SpiceMsgU32 k = {fake_media_scancode(g)};
+    fake__chan_send(ch, SPICE_MSGC_INPUTS_KEY_DOWN, &k);
+    fake__chan_send(ch, SPICE_MSGC_INPUTS_KEY_UP, &k);
+    ch->media->sent++;
 }
 
 static void media_tick(void *opaque)
@@ -39,8 +70,9 @@ static void media_tick(void *opaque)
         return; /* after a FLUSH_MARK nothing more goes to the source; the swap re-arms */
     if (ch->type == SPICE_CHANNEL_RECORD && m->recording) {
         int16_t pcm[FAKE_MEDIA_FRAMES_PER_TICK * 2];
-        for (uint32_t i = 0; i < FAKE_MEDIA_FRAMES_PER_TICK; i++)
-            fake_media_frame(m->sent++, &pcm[2 * i]);
+        /* the client's capture goes on over sessions (a switch-host too) */
+        for (uint32_t i = 0; i < FAKE_MEDIA_FRAMES_PER_TICK; i++, m->sent++)
+            fake_media_frame(ch->client->record_frames++, &pcm[2 * i]);
         SpiceMsgAudioData d = {.time = (uint32_t)(mig_loop_now_ns(ch->client->loop) / 1000000u),
                                .data = {.len = sizeof(pcm), .data = (uint8_t *)pcm}};
         fake__chan_send(ch, SPICE_MSGC_RECORD_DATA, &d);
@@ -52,6 +84,8 @@ static void media_tick(void *opaque)
         SpiceMsgBytes d = {.data = {.len = n, .data = b}};
         fake__chan_send(ch, SPICE_MSGC_SPICEVMC_DATA, &d);
         free(b);
+    } else if (ch->type == SPICE_CHANNEL_INPUTS && m->unacked < 2 * MOTION_ACK_BUNCH) {
+        send_input_group(ch);
     }
     arm(ch);
 }
@@ -89,6 +123,70 @@ static void check_seq(FakeMedia *m, uint64_t got)
         m->gaps += got - m->next;
     m->next = got + 1;
     m->received++;
+}
+
+/* A Cursor (flags, then the header and shape unless NONE) into `cur`. */
+static int cursor_shape(FakeClientCursor *cur, const char *msg, uint16_t flags, const SpiceMBytes *shape,
+                        MigErr **errp)
+{
+    if (flags & SPICE_CURSOR_FLAGS_NONE) {
+        cur->has_shape = false;
+        cur->unique = 0, cur->width = cur->height = 0, cur->digest = 0;
+        return 0;
+    }
+    SpiceCursorHeader h;
+    MigErr *e = NULL;
+    if (spice_marshal_decode(&spice_cursor_header_desc, shape->data, shape->len, &h, &e) < 0) {
+        int r = mig_err_set(errp, -EPROTO, "%s: its cursor: %s", msg, e->msg);
+        mig_err_free(e);
+        return r;
+    }
+    if (h.type == SPICE_CURSOR_TYPE_ALPHA && !(flags & SPICE_CURSOR_FLAGS_FROM_CACHE) &&
+        h.data.len != (uint32_t)h.width * h.height * 4) {
+        int r = mig_err_set(errp, -EPROTO, "%s: an ALPHA cursor of %ux%u with %u bytes (%u expected)", msg, h.width,
+                            h.height, h.data.len, (uint32_t)h.width * h.height * 4);
+        spice_marshal_free(&spice_cursor_header_desc, &h);
+        return r;
+    }
+    cur->has_shape = true;
+    cur->unique = h.unique, cur->type = h.type, cur->width = h.width, cur->height = h.height;
+    cur->hot_x = h.hot_x, cur->hot_y = h.hot_y;
+    /* a shape from the cache (a real server's): its bytes are not here */
+    cur->digest = flags & SPICE_CURSOR_FLAGS_FROM_CACHE ? 0 : fake_input_digest(h.data.data, h.data.len);
+    spice_marshal_free(&spice_cursor_header_desc, &h);
+    return 0;
+}
+
+static int cursor_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
+{
+    FakeClientCursor *cur = &ch->media->cursor;
+    switch (mi->id) {
+    case SPICE_MSG_CURSOR_INIT: {
+        SpiceMsgCursorInit *m = body;
+        cur->have = true;
+        cur->x = (int16_t)m->x, cur->y = (int16_t)m->y, cur->visible = m->visible;
+        return cursor_shape(cur, mi->name, m->cursor_flags, &m->shape, errp);
+    }
+    case SPICE_MSG_CURSOR_SET: {
+        SpiceMsgCursorSet *m = body;
+        cur->have = true;
+        cur->x = (int16_t)m->x, cur->y = (int16_t)m->y, cur->visible = m->visible;
+        return cursor_shape(cur, mi->name, m->cursor_flags, &m->shape, errp);
+    }
+    case SPICE_MSG_CURSOR_MOVE: {
+        SpiceMsgCursorMove *m = body;
+        cur->x = (int16_t)m->x, cur->y = (int16_t)m->y;
+        return 0;
+    }
+    case SPICE_MSG_CURSOR_HIDE:
+        cur->visible = false;
+        return 0;
+    case SPICE_MSG_CURSOR_RESET:
+        cur->visible = false;
+        return cursor_shape(cur, mi->name, SPICE_CURSOR_FLAGS_NONE, NULL, errp);
+    default:
+        return 0;
+    }
 }
 
 int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, MigErr **errp)
@@ -161,9 +259,45 @@ int fake__media_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, Mig
             }
         }
         return 0;
+    case SPICE_CHANNEL_INPUTS:
+        if (mi->id == SPICE_MSG_INPUTS_INIT) {
+            m->inputs_on = true;
+            m->unacked = 0; /* a new channel client on the server */
+            arm(ch);
+        } else if (mi->id == SPICE_MSG_INPUTS_MOUSE_MOTION_ACK) {
+            m->unacked = m->unacked > MOTION_ACK_BUNCH ? m->unacked - MOTION_ACK_BUNCH : 0;
+        }
+        return 0;
+    case SPICE_CHANNEL_CURSOR:
+        return cursor_message(ch, mi, body, errp);
     default:
         return 0;
     }
+}
+
+uint64_t fake_client_input_groups(const FakeClient *c)
+{
+    return c->input_groups;
+}
+
+void fake_client_stop_inputs(FakeClient *c)
+{
+    c->cfg.inputs = false;
+    for (size_t i = 0; i < c->nchans; i++) {
+        FakeChannel *ch = c->chans[i];
+        if (ch->type == SPICE_CHANNEL_INPUTS && ch->media && ch->media->timer) {
+            mig_loop_remove(c->loop, ch->media->timer);
+            ch->media->timer = NULL;
+        }
+    }
+}
+
+void fake_client_cursor(const FakeClient *c, FakeClientCursor *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < c->nchans; i++)
+        if (c->chans[i]->type == SPICE_CHANNEL_CURSOR && c->chans[i]->media)
+            *out = c->chans[i]->media->cursor;
 }
 
 void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out)

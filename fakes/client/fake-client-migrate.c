@@ -209,6 +209,7 @@ static void do_switch(FakeClient *c)
         if (ch->media) {
             ch->media->have_time = false; /* another server's clock */
             ch->media->recording = false;
+            ch->media->inputs_on = false; /* until the target's INPUTS_INIT */
             if (ch->media->timer) {
                 mig_loop_remove(c->loop, ch->media->timer);
                 ch->media->timer = NULL;

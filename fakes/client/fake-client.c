@@ -81,6 +81,7 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
         return fake__migrate_message(ch, mi, body, NULL);
     case SPICE_MSG_MAIN_INIT:
         c->session_id = ((SpiceMsgMainInit *)body)->session_id;
+        c->mouse_mode = ((SpiceMsgMainInit *)body)->current_mouse_mode;
         return fake__chan_send(ch, SPICE_MSGC_MAIN_ATTACH_CHANNELS, NULL);
     case SPICE_MSG_MAIN_CHANNELS_LIST: {
         SpiceMsgChannelsList *l = body;
@@ -91,6 +92,9 @@ static int on_main(FakeChannel *ch, const SpiceMsgInfo *mi, void *body)
                 link_channel(c, refs[i].type, refs[i].id);
         return 0;
     }
+    case SPICE_MSG_MAIN_MOUSE_MODE:
+        c->mouse_mode = ((SpiceMsgMouseMode *)body)->current;
+        return 0;
     default:
         return 0;
     }
@@ -195,7 +199,8 @@ void fake__chan_attach(FakeChannel *ch, MigTransport *t, bool mini)
     if (ch->type == SPICE_CHANNEL_DISPLAY)
         fake__display_start(ch);
     else if (!ch->media && (ch->type == SPICE_CHANNEL_PLAYBACK || ch->type == SPICE_CHANNEL_RECORD ||
-                            ch->type == SPICE_CHANNEL_PORT))
+                            ch->type == SPICE_CHANNEL_PORT || ch->type == SPICE_CHANNEL_INPUTS ||
+                            ch->type == SPICE_CHANNEL_CURSOR))
         fake__media_start(ch);
 }
 

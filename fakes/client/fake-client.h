@@ -61,6 +61,9 @@ typedef struct FakeClientConfig {
      * joined where its first byte says, not required to start at 0
      * (`certify --spice` runs several clients against one server). */
     bool join_streams;
+    /* Send the input sequence of fake-media.h on INPUTS (a mouse event and
+     * a key pressed and released every 50 ms), as a user at the keyboard. */
+    bool inputs;
     /* Optional: every message recorded (received or sent), as it is
      * recorded; the hook must not free the client from inside (defer it). */
     void (*on_event)(void *opaque, const FakeClientEvent *ev);
@@ -115,6 +118,21 @@ typedef struct FakeClientMediaStats {
     char name[64]; /* the port's name from PORT_INIT ("" before it) */
 } FakeClientMediaStats;
 void fake_client_media_stats(const FakeClient *c, uint8_t channel_type, FakeClientMediaStats *out);
+/* Input groups sent (cfg.inputs), over every session. */
+uint64_t fake_client_input_groups(const FakeClient *c);
+/* Send no more input groups (the user stops typing). */
+void fake_client_stop_inputs(FakeClient *c);
+/* The cursor as the server described it (CURSOR_INIT, SET, MOVE, HIDE,
+ * RESET); `have` false before any cursor message. */
+typedef struct FakeClientCursor {
+    bool have, has_shape, visible;
+    int16_t x, y;
+    uint64_t unique;
+    uint8_t type;
+    uint16_t width, height, hot_x, hot_y;
+    uint32_t digest; /* FNV-1a of the shape's bytes (fake_input_digest) */
+} FakeClientCursor;
+void fake_client_cursor(const FakeClient *c, FakeClientCursor *out);
 /* The migrations the client followed, by kind. */
 typedef struct FakeClientMigrations {
     uint32_t semi_seamless; /* MIGRATE_END: switched to the target's session */

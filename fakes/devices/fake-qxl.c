@@ -226,6 +226,26 @@ uint64_t fake_qxl_ops(const FakeQxl *q)
  * heads) = be32 heads, then width, height and pixels of each head, the PRNG
  * and ops.  A one-head device saves v1, what every release reads. */
 
+/* The pixels as be32, a stack buffer at a time (a destination saves its
+ * own before each load: the load's cost is the client's wait in a seamless
+ * switch). */
+static void put_pixels(MigStream *s, const uint32_t *px, size_t n)
+{
+    uint8_t be[16384];
+    for (size_t at = 0; at < n;) {
+        size_t k = MIG_MIN(n - at, sizeof(be) / 4);
+        for (size_t i = 0; i < k; i++) {
+            uint32_t v = px[at + i];
+            be[4 * i] = (uint8_t)(v >> 24);
+            be[4 * i + 1] = (uint8_t)(v >> 16);
+            be[4 * i + 2] = (uint8_t)(v >> 8);
+            be[4 * i + 3] = (uint8_t)v;
+        }
+        mig_stream_put_buffer(s, be, 4 * k);
+        at += k;
+    }
+}
+
 static int qxl_save(void *opaque, MigStream *s, MigErr **errp)
 {
     FakeQxl *q = opaque;
@@ -235,8 +255,7 @@ static int qxl_save(void *opaque, MigStream *s, MigErr **errp)
         const SpiceSurface *fb = &q->heads[h].fb;
         mig_stream_put_be32(s, fb->width);
         mig_stream_put_be32(s, fb->height);
-        for (size_t i = 0; i < (size_t)fb->width * fb->height; i++)
-            mig_stream_put_be32(s, fb->px[i]);
+        put_pixels(s, fb->px, (size_t)fb->width * fb->height);
     }
     for (int i = 0; i < 4; i++)
         mig_stream_put_be64(s, q->prng.s[i]);
@@ -272,9 +291,14 @@ static int qxl_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **er
             break;
         }
         size_t n = (size_t)w * ht;
+        const uint8_t *v = mig_stream_get_view(s, n * 4);
+        if (!v) {
+            e = mig_stream_starved(s) ? -EAGAIN : mig_stream_error(s);
+            break;
+        }
         px[h] = malloc(n * sizeof(uint32_t));
-        for (size_t i = 0; i < n; i++)
-            px[h][i] = mig_stream_get_be32(s) & 0xffffff;
+        for (size_t i = 0; i < n; i++) /* be32, the top byte dropped */
+            px[h][i] = (uint32_t)v[4 * i + 1] << 16 | (uint32_t)v[4 * i + 2] << 8 | v[4 * i + 3];
     }
     MigPrng prng;
     for (int i = 0; i < 4 && e == 0; i++)

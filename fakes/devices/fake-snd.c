@@ -21,6 +21,7 @@ struct FakeSnd {
     uint64_t rec_next;
     int16_t partial[2]; /* a frame split across two DATA messages */
     size_t partial_len;
+    bool rec_restart; /* recording (re)started: the next frame may show a drop */
 };
 
 static void tick(void *opaque)
@@ -40,8 +41,11 @@ static void check_frame(FakeSnd *s, const int16_t f[2])
     uint64_t n = fake_media_frame_seq(f);
     if (s->st.recorded && n < s->rec_next)
         s->st.rec_dups++;
+    else if (s->st.recorded && n > s->rec_next && s->rec_restart)
+        s->st.rec_restart_gaps += n - s->rec_next;
     else if (s->st.recorded && n > s->rec_next)
         s->st.rec_gaps += n - s->rec_next;
+    s->rec_restart = false;
     s->rec_next = n + 1;
     s->st.recorded++;
 }
@@ -82,6 +86,8 @@ void fake_snd_set_running(FakeSnd *s, bool running)
     if (running) {
         spice_playback_start(s->playback);
         spice_record_start(s->record);
+        s->rec_restart = true;
+        s->partial_len = 0; /* the client starts every DATA on a frame */
         s->timer = mig_loop_timer_add(s->loop, mig_loop_now_ns(s->loop) + TICK_NS, tick, s);
     } else {
         spice_playback_stop(s->playback);
@@ -106,6 +112,7 @@ void fake_snd_free(FakeSnd *s)
 void fake_snd_stats(const FakeSnd *s, FakeSndStats *out)
 {
     *out = s->st;
+    out->rec_dropped = spice_record_dropped(s->record);
 }
 
 /* ---- migration state: ("fake-snd", version 1: the next playback frame, frames played, the next record frame expected, frames recorded) */
@@ -135,6 +142,7 @@ static int snd_load(void *opaque, MigStream *s, uint32_t version_id, MigErr **er
     d->st.played = played;
     d->rec_next = rec_next;
     d->st.recorded = recorded;
+    d->rec_restart = true;
     return 0;
 }
 

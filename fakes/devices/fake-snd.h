@@ -2,8 +2,12 @@
  * fake-snd.h - the fake sound device: while the machine runs it plays
  * sequence-numbered PCM (fake-media.h) at 48 kHz, 480 frames every 10 ms of
  * loop time, and records: what the client sends is checked against the same
- * sequence (record may lose frames, as the protocol allows; it must never
- * repeat or reorder them).
+ * sequence.  Record may lose frames only where the protocol allows it: the
+ * frames a client sent before it learnt of a RECORD_STOP reach a server
+ * that no longer records (spice_record_dropped), so a loss shows at the
+ * first frame after recording started again, here or on a migration's
+ * target (rec_restart_gaps); a loss anywhere else (rec_gaps), a repeat or a
+ * frame out of order (rec_dups) is a fault.
  * Owns: its SPICE playback and record channels (added to the server given).
  * Called by: machine assembly in the harness and `migcert vm`.
  */
@@ -21,6 +25,8 @@ typedef struct FakeSnd FakeSnd;
 typedef struct FakeSndStats {
     uint64_t played;                 /* frames handed to the playback channel */
     uint64_t recorded, rec_gaps, rec_dups;
+    uint64_t rec_restart_gaps; /* frames missing at the first frame after a (re)start */
+    uint64_t rec_dropped;      /* frames this server's record channel dropped after a stop */
 } FakeSndStats;
 
 FakeSnd *fake_snd_new(MigLoop *loop, SpiceServer *server);

@@ -1,10 +1,11 @@
 /*
  * fake-spice.h - the devices a machine with SPICE gets by default (as
  * `migcert vm --spice` and scenarios with `spice:` do): fake-qxl (display),
- * fake-snd (playback and record) and fake-vmc (a port channel), on the
+ * fake-snd (playback and record), fake-vmc (a port channel) and
+ * fake-input (keyboard, mouse and cursor: INPUTS and CURSOR), on the
  * machine's SPICE server, their state registered as FULL sections so that
  * it migrates with the machine, and running exactly while the guest runs.
- * Owns: the three devices.  Called by: the scenario executor, `migcert vm`,
+ * Owns: the four devices.  Called by: the scenario executor, `migcert vm`,
  * tests.  Free it before the machine.
  */
 #ifndef MIGCERT_FAKE_SPICE_H
@@ -12,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "devices/fake-input.h"
 #include "devices/fake-qxl.h"
 #include "devices/fake-snd.h"
 #include "devices/fake-vmc.h"
@@ -28,6 +30,7 @@ typedef struct FakeSpice {
     FakeQxl *qxl;
     FakeSnd *snd;
     FakeVmc *vmc;
+    FakeInput *input;
 } FakeSpice;
 
 /* The machine must have a SPICE server (mig_machine_add_spice). */

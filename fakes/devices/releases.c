@@ -45,7 +45,7 @@ static const char *const caps_2_1[] = {"events",          "zero-blocks",
                                        "return-path",     "pause-before-switchover",
                                        "validate-uuid",   "x-ignore-shared",
                                        "x-page-flip",     "x-ram-share",
-                                       NULL};
+                                       "x-require-vmdesc", NULL};
 static const char *const devs_1[] = {"fake-serial", "fake-nic", NULL};
 static const char *const devs_2_0[] = {"fake-serial", "fake-nic", "fake-gpu", NULL};
 static const char *const devs_2_1[] = {"fake-serial", "fake-nic", "fake-gpu", "fake-rng", NULL};

@@ -19,7 +19,8 @@
  *   2.0      + pause-before-switchover, validate-uuid, x-ignore-shared;
  *            fake-nic v2 adds field mtu (version 2, minimum 1); fake-serial v2
  *            adds field fcr (version 2, minimum 1)
- *   2.1-dev  + capabilities x-page-flip, x-ram-share; new device fake-rng v1
+ *   2.1-dev  + capabilities x-page-flip, x-ram-share, x-require-vmdesc; new
+ *            device fake-rng v1
  * Its SPICE server (MigSpiceRelease, docs/protocol-spice.md section 10):
  *   1.0      switch-host only: no SEMI_SEAMLESS; as a target it refuses a
  *            migrating client's main link (BAD_CONNECTION_ID)
@@ -28,6 +29,11 @@
  *            reference's layouts; the pixmap cache is reset)
  *   2.1-dev  + the restore strategy of the pixmap cache: display blob
  *            version 2 (the restore list), migration protocol 2
+ * Its SPICE devices (fake-qxl, fake-snd, fake-vmc and fake-input, whose
+ * keyboard/mouse/cursor section "fake-input" v1 is new in this tree) are
+ * the same in every release: a machine with SPICE has all four whatever
+ * its release or machine type, so every pair of this build agrees on them
+ * and no pair rule depends on them.
  * Machine types: mc-1.0, mc-1.1, mc-2.0 and mc-2.1 (2.1-dev's default).  A
  * build of release R running machine type mc-X (X <= R) emits the device
  * descriptions of X and only the devices X shipped; it loads with R's own

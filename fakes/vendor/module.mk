@@ -25,12 +25,14 @@ vendor_flags_fork-sleepers := -DVENDOR_FORK_SLEEPERS
 vendor_flags_fork-crash := -DVENDOR_FORK_CRASH
 vendor_flags_signal-parent := -DVENDOR_SIGNAL_PARENT
 vendor_flags_overrun-resume-v1 := -DVENDOR_V1 -DVENDOR_OVERRUN_RESUME
+vendor_flags_fd-hoard := -DVENDOR_HOARD_FDS
 
 VENDOR_BROKEN := broken-stopcopy-to-precopy broken-pending-never-zero broken-abort-loses-data \
   broken-reset-keeps-error broken-short-read broken-accepts-truncated broken-vmstate-description
 VENDOR_EXTRA := good-v1 bad-abi no-symbol crash-set-state hang-read
 # hostile: each does what a process can and certify must survive (issue 12)
-VENDOR_HOSTILE := junk-fds overrun-read fork-sleepers fork-crash signal-parent overrun-resume-v1
+VENDOR_HOSTILE := junk-fds overrun-read fork-sleepers fork-crash signal-parent overrun-resume-v1 \
+  fd-hoard
 VENDOR_VARIANT_SOS := $(patsubst %,$(BUILD)/fakes/vendor/%.so,$(VENDOR_BROKEN) $(VENDOR_EXTRA) $(VENDOR_HOSTILE))
 
 all: $(VENDOR_VARIANT_SOS)

@@ -33,7 +33,12 @@ file and two guests; unix and local 2; shared 1); otherwise the row says
 
 Ceilings (build/bench/link-probe, same run, best of 3, 1 GiB, 1 MiB chunks):
 a unix socketpair between two processes (what `unix` cannot beat) and a pipe
-fed by vmsplice and drained by read() (what `local` cannot beat).
+fed by vmsplice and drained by read() (what `local` cannot beat), the latter
+as `local:` runs it: a 1 MiB pipe (bigger pipes are slower here: the writer
+pins pages while the reader releases pages of the same huge folio), each
+vmsplice a whole run of huge-page-backed memory, each read 1 MiB into
+pre-faulted memory.  Each probe also prints its writer's and reader's CPU
+seconds per GiB, to set beside the rows' CPU columns.
 
 Printed: one table, transport x RAM size: median total time, downtime,
 throughput (guest RAM bytes / total time, GB/s), CPU seconds per GiB of RAM
@@ -43,7 +48,9 @@ then the ratios the goals name and which transport was fastest.
 
 JSON (--json FILE, default reports/out/bench.json), for the HTML report:
   {"host": {"cpus": int, "mem_available_gib": float, "load_avg": [3 floats]},
-   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float},
+   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float,
+                "probes": {"socket"|"vmsplice": link-probe's JSON (gbps, chunk_kib,
+                           pipe_kib, writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
    "runs_per_cell": int,
    "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
              "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
@@ -55,7 +62,8 @@ JSON (--json FILE, default reports/out/bench.json), for the HTML report:
              "x_qemu": float | null}],
    "ratios": {"unix_of_socketpair": float|null, "unix_x_qemu_1g": float|null,
               "local_of_vmsplice": float|null, "shared_8g_over_1g": float|null,
-              "shared_1g_over_unix_1g": float|null, "fastest_1g": str|null}}
+              "shared_1g_over_unix_1g": float|null, "fastest_1g": str|null,
+              "fastest": {"<RAM MiB>": transport|null}}}
 Exit 0 when every run that ran completed and verified, 1 otherwise.
 """
 import argparse
@@ -355,14 +363,22 @@ def mem_available_mib():
     return 0
 
 
+# The vmsplice probe runs as `local:` does (impl/transport/transport-local.c):
+# a 1 MiB pipe, filled with one vmsplice of 1 MiB of huge-page-backed
+# memory, drained with one read of 1 MiB into pre-faulted memory (the
+# bench's destination RAM is pre-faulted too).
+PROBE_ARGS = {"socket": ["--chunk", "1024"], "vmsplice": ["--chunk", "1024", "--pipe", "1024"]}
+
+
 def probe(args, kind):
+    """The probe's JSON (gbps, each side's CPU s/GiB), or None."""
     exe = Path(args.build) / "bench" / "link-probe"
-    out = subprocess.run([str(exe), kind, "--mib", "1024", "--chunk", "1024", "--runs", "3",
+    out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "3",
                           "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
         return None
-    return json.loads(out.stdout.strip().splitlines()[-1])["gbps"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def fmt(v, spec, width):
@@ -396,9 +412,16 @@ def main(argv):
     print(f"bench: random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, pre-faulted, source "
           f"paused, {args.runs} run(s) per cell, seed {args.seed:#x}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
-    ceil = {"socketpair_gbps": probe(args, "socket"), "vmsplice_pipe_gbps": probe(args, "vmsplice")}
-    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s, "
-          f"vmsplice pipe {fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s "
+    probes = {k: probe(args, k) for k in ("socket", "vmsplice")}
+    ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
+            "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
+
+    def cpu_note(p):
+        return "" if not p else (f" (CPU s/GiB writer {p['writer_cpu_s_per_gib']:.3f}, reader "
+                                 f"{p['reader_cpu_s_per_gib']:.3f})")
+    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
+          f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
+          f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
           f"(two processes, 1 MiB chunks, best of 3)", flush=True)
 
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -494,8 +517,11 @@ def main(argv):
         s1["total_time_ms"] else None
     ratios["shared_1g_over_unix_1g"] = s1["total_time_ms"] / u1["total_time_ms"] if s1 and u1 \
         and u1["total_time_ms"] else None
-    fast = [(cell(t, 1024)["total_time_ms"], t) for t in transports if cell(t, 1024)]
-    ratios["fastest_1g"] = min(fast)[1] if fast else None
+    def fastest(mib):
+        fast = [(cell(t, mib)["total_time_ms"], t) for t in transports if cell(t, mib)]
+        return min(fast)[1] if fast else None
+    ratios["fastest_1g"] = fastest(1024)
+    ratios["fastest"] = {str(mib): fastest(mib) for mib in sizes}
     print()
     if ratios["unix_of_socketpair"] is not None:
         print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair'] * 100:.0f}% of the socketpair "
@@ -508,8 +534,11 @@ def main(argv):
     if ratios["shared_1g_over_unix_1g"] is not None:
         print(f"shared memory, 1 GiB: {ratios['shared_1g_over_unix_1g']:.3f} of the plain "
               f"stream's time (1/{1 / max(ratios['shared_1g_over_unix_1g'], 1e-9):.0f})")
-    if ratios["fastest_1g"]:
-        print(f"fastest transport for 1 GiB on this machine: {LABEL[ratios['fastest_1g']]}")
+    for mib in sizes:
+        t = ratios["fastest"][str(mib)]
+        if t:
+            print(f"fastest transport for {mib} MiB on this machine (load average "
+                  f"{os.getloadavg()[0]:.1f}): {LABEL[t]}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -70,14 +71,23 @@ static int drain(int fd, unsigned char *buf, size_t len, size_t chunk)
     return 0;
 }
 
-/* One run: seconds, or a negative number on failure. */
-static double run(int vmsplice_mode, size_t len, size_t chunk)
+static double cpu_s(int who)
+{
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* One run: seconds, or a negative number on failure; cpu[0] and cpu[1]
+ * get the writer's and the reader's CPU seconds for the transfer. */
+static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, double cpu[2])
 {
     int fds[2];
     if (vmsplice_mode) {
         if (pipe(fds) < 0)
             return -1;
-        fcntl(fds[1], F_SETPIPE_SZ, (int)chunk);
+        fcntl(fds[1], F_SETPIPE_SZ, (int)(pipe_sz ? pipe_sz : chunk));
     } else {
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
             return -1;
@@ -96,16 +106,17 @@ static double run(int vmsplice_mode, size_t len, size_t chunk)
         close(wr);
         close(done[0]);
         unsigned char *dst = buffer(len);
+        double c0 = cpu_s(RUSAGE_SELF);
         int rc = drain(rd, dst, len, chunk);
-        double t = now_s();
-        if (write(done[1], &t, sizeof(t)) != (ssize_t)sizeof(t))
+        double t[2] = {now_s(), cpu_s(RUSAGE_SELF) - c0};
+        if (write(done[1], t, sizeof(t)) != (ssize_t)sizeof(t))
             rc = 1;
         _exit(rc);
     }
     close(rd);
     close(done[1]);
     unsigned char *src = buffer(len);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s(RUSAGE_SELF);
     size_t off = 0;
     while (off < len) {
         size_t n = len - off < chunk ? len - off : chunk;
@@ -118,33 +129,37 @@ static double run(int vmsplice_mode, size_t len, size_t chunk)
         off += (size_t)w;
     }
     close(wr);
-    double t1 = -1;
-    if (read(done[0], &t1, sizeof(t1)) != (ssize_t)sizeof(t1))
-        t1 = -1;
+    cpu[0] = cpu_s(RUSAGE_SELF) - c0;
+    double t1[2] = {-1, 0};
+    if (read(done[0], t1, sizeof(t1)) != (ssize_t)sizeof(t1))
+        t1[0] = -1;
+    cpu[1] = t1[1];
     close(done[0]);
     int st = 0;
     waitpid(pid, &st, 0);
     munmap(src, len);
-    if (off < len || t1 < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    if (off < len || t1[0] < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return -1;
-    return t1 - t0;
+    return t1[0] - t0;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "socket") && strcmp(argv[1], "vmsplice"))) {
-        fprintf(stderr, "usage: link-probe socket|vmsplice [--mib N] [--chunk KIB] [--runs R] "
-                        "[--json]\n");
+        fprintf(stderr, "usage: link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] "
+                        "[--runs R] [--json]\n");
         return 2;
     }
     int vs = !strcmp(argv[1], "vmsplice");
-    size_t mib = 1024, kib = 1024;
+    size_t mib = 1024, kib = 1024, pipe_kib = 0;
     int runs = 3, json = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--mib") && i + 1 < argc)
             mib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
             kib = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--pipe") && i + 1 < argc)
+            pipe_kib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
@@ -159,9 +174,10 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t len = mib << 20, chunk = kib << 10;
-    double best = 0;
+    double best = 0, cpu_min[2] = {1e9, 1e9};
     for (int r = 0; r < runs; r++) {
-        double s = run(vs, len, chunk);
+        double cpu[2];
+        double s = run(vs, len, chunk, pipe_kib << 10, cpu);
         if (s <= 0) {
             fprintf(stderr, "link-probe: %s run %d failed\n", argv[1], r);
             return 1;
@@ -169,12 +185,19 @@ int main(int argc, char **argv)
         double gbs = (double)len / s / 1e9;
         if (gbs > best)
             best = gbs;
+        for (int k = 0; k < 2; k++)
+            if (cpu[k] < cpu_min[k])
+                cpu_min[k] = cpu[k];
     }
+    double gib = (double)len / (double)(1u << 30);
+    size_t pk = vs ? (pipe_kib ? pipe_kib : kib) : 0;
     if (json)
-        printf("{\"probe\": \"%s\", \"chunk_kib\": %zu, \"mib\": %zu, \"runs\": %d, "
-               "\"gbps\": %.3f}\n",
-               argv[1], kib, mib, runs, best);
+        printf("{\"probe\": \"%s\", \"chunk_kib\": %zu, \"pipe_kib\": %zu, \"mib\": %zu, "
+               "\"runs\": %d, \"gbps\": %.3f, \"writer_cpu_s_per_gib\": %.3f, "
+               "\"reader_cpu_s_per_gib\": %.3f}\n",
+               argv[1], kib, pk, mib, runs, best, cpu_min[0] / gib, cpu_min[1] / gib);
     else
-        printf("%s %zu KiB: %.2f GB/s\n", argv[1], kib, best);
+        printf("%s %zu KiB: %.2f GB/s (CPU s/GiB: writer %.3f, reader %.3f)\n", argv[1], kib,
+               best, cpu_min[0] / gib, cpu_min[1] / gib);
     return 0;
 }

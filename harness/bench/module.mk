@@ -29,3 +29,14 @@ $(GLZ_BENCH): $(BUILD)/obj/harness/bench/glz-bench.o $(BUILD)/libsupport.a $(BUI
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
 
 bench: $(GLZ_BENCH)
+
+# parse-time-TARGET: each libFuzzer target of harness/fuzz linked, without
+# libFuzzer, to parse-time.c, which times its parser in-process
+# (harness/bench/parser-bench.py: no process start-up in the figures).
+PARSE_TIME_BINS := $(patsubst harness/fuzz/fuzz-%.c,$(BUILD)/bench/parse-time-%,$(sort $(wildcard harness/fuzz/fuzz-*.c)))
+
+$(BUILD)/bench/parse-time-%: harness/bench/parse-time.c harness/fuzz/fuzz-%.c harness/fuzz/fuzz-machine.h harness/fuzz/fuzz-util.h $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(HEAP_COUNT_LDFLAGS) -o $@ harness/bench/parse-time.c harness/fuzz/fuzz-$*.c $(BUILD)/librunner.a $(BUILD)/libsupport.a $(BUILD)/libmigcert.a $(LDLIBS)
+
+bench: $(PARSE_TIME_BINS)

@@ -18,13 +18,18 @@
    message, for both engines, with its ratio.  Both targets hold their
    display output for a seamless client until they took its display blob
    (spice-server's "waits for migrate data", migcert's held queue), so
-   that message marks the same event for both: the target took the blob
-   (and had loaded the machine).  It is a cache reset (INVAL_ALL_PIXMAPS
-   or INVAL_ALL_PALETTES) or, when the guest drew while the target waited,
-   a drawing queued meanwhile, released at the same moment; each run
-   prints which, and splits the gap into the client's part (to the moment
-   the display channel moved and sent its blob) and the target's (from
-   there to its first message);
+   that message marks the same event for both: the target's answer to the
+   client's arrival.  Both answer while the machine may still be loading:
+   spice-server's display worker takes the blob in its own thread as it
+   comes, migcert's display takes the blob's client part (serial, ACK
+   window, cache) as soon as its loop reads it (when the load waits for
+   the stream's next bytes, or at its end: one thread); neither draws
+   before its machine has loaded.  The first message is a cache reset (INVAL_ALL_PIXMAPS or
+   INVAL_ALL_PALETTES) or, when the blob came after the target had loaded
+   and the guest drew, a drawing queued meanwhile; each run prints which,
+   and splits the gap into the client's part (to the moment the display
+   channel moved and sent its blob) and the target's (from there to its
+   first message);
 2. display throughput: drawing messages per second a `migcert vm --spice
    x-draw-rate=R` sends to a client that keeps up (the device never lets a
    client's pipe pass FAKE_QXL_MAX_PIPE messages), counted by the client
@@ -32,6 +37,11 @@
 
     /usr/bin/python3 harness/bench/spice-bench.py [--build DIR] [--runs N]
         [--draws N] [--draw-rate R] [--only migcert|qemu] [--json FILE]
+        [--kinds semi_seamless,seamless] [--no-throughput] [--trace DIR]
+
+--trace DIR keeps each engine's log (the migcert machines run with
+--trace: when the target linked the client, loaded each section, took
+each blob and sent its first display message) and the client's summary.
 
 Each migration: the client links every channel of the source and shows its
 primary surface; `client_migrate_info`, then, once the client reports
@@ -80,7 +90,8 @@ def migcert_pair(args, work, i, procs, spice_extra=""):
         # zero-filled RAM, as the idle QEMU guest's is nearly all zero pages
         p = Proc([binary, "vm", "--ram", "32M", "--fill", "zero", "--devices", "none", "--spice",
                   f"unix=on,addr={sock},disable-ticketing=on{spice_extra}",
-                  *extra, "--qmp", f"unix:{work}/mc-{side}{i}.qmp"], work / f"mc-{side}{i}.qmp",
+                  *extra, *(["--trace"] if args.trace else []), "--qmp", f"unix:{work}/mc-{side}{i}.qmp"],
+                 work / f"mc-{side}{i}.qmp",
                  work / f"mc-{side}{i}.log")
         procs.append((p, sock))
         wait_sock(p, sock)
@@ -108,7 +119,7 @@ def qemu_pair(args, work, i, procs, spice_extra=""):
 def switch_gap(args, work, engine, i, kind="semi_seamless"):
     """One semi-seamless (or seamless) migration; the client's summary at the end."""
     pair = migcert_pair if engine == "migcert" else qemu_pair
-    procs, client = [], None
+    procs, client, final = [], None, None
     try:
         mig, nchan = pair(args, work, f"{kind[:2]}{i}", procs,
                           ",seamless-migration=on" if kind == "seamless" else "")
@@ -131,9 +142,15 @@ def switch_gap(args, work, engine, i, kind="semi_seamless"):
                 "log": "" if ok else src.log() + dst.log()}
     finally:
         if client:
-            client.stop()
+            final = client.stop()[1]
         for p, _ in procs:
             p.quit()
+        if args.trace:  # the engines' traces and the client's summary, for a look at where the gap goes
+            Path(args.trace).mkdir(parents=True, exist_ok=True)
+            for p, _ in procs:
+                shutil.copy(p.log_path, Path(args.trace) / Path(p.log_path).name)
+            (Path(args.trace) / f"{engine}-{kind}{i}.client.json").write_text(
+                json.dumps(final, indent=1, default=str))
 
 
 def throughput(args, work, i):
@@ -169,12 +186,15 @@ def main(argv):
     ap.add_argument("--only", choices=("migcert", "qemu"))
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
     ap.add_argument("--json", help="write every run and the summary as JSON here")
+    ap.add_argument("--trace", help="keep each engine's log (migcert vm --trace) and the client's summary here")
+    ap.add_argument("--kinds", default="semi_seamless,seamless", help="which migrations (comma-separated)")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the display throughput runs")
     args = ap.parse_args(argv)
     if not Path(args.build).is_absolute():
         args.build = str(REPO / args.build)
     engines = [e for e in ("migcert", "qemu-7.2") if args.only in (None, e.split("-")[0])]
     work = Path(tempfile.mkdtemp(prefix="mc-sb-", dir="/tmp"))  # unix socket paths are short
-    kinds = ("semi_seamless", "seamless")
+    kinds = tuple(k for k in args.kinds.split(",") if k)
     rows = {(k, e): [] for k in kinds for e in engines}
     tput = []
     ok = True
@@ -194,7 +214,7 @@ def main(argv):
                              f"later)" if r["gap_ms"] is not None else "")
                     print(f"  {e:<8} {kind.replace('_', '-'):<13} run {i}: {'ok' if r['ok'] else 'FAILED'}, "
                           f"gap {gap}{split}", flush=True)
-        if args.only in (None, "migcert"):
+        if args.only in (None, "migcert") and not args.no_throughput:
             print(f"spice bench: display throughput, migcert vm --spice x-draw-rate={args.draw_rate}, "
                   f"{args.draws} drawing messages counted by migcert client per run", flush=True)
             for i in range(args.runs):

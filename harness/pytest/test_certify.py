@@ -423,6 +423,22 @@ def test_peer_writing_junk_fails_the_peer_not_the_run(run_migcert, migcert_build
 
 
 @pytest.mark.parametrize("jail", ["pidns", "session"])
+def test_plugin_gets_the_sandbox_fd_limit(run_migcert, migcert_build, tmp_path, monkeypatch,
+                                          jail):
+    """The sandbox's rlimits hold: fd-hoard opens files until refused in
+    every create and crashes if it got 64 or more (RLIMIT_NOFILE is 64 in
+    the jail, with 4 fds open); under the limit it is good.so and passes.
+    Without the limit (the host's 1024 or more) it crashed in every case."""
+    if jail == "session":
+        monkeypatch.setenv("MIGCERT_CERTIFY_JAIL", "session")
+    r, out, rep = certify(run_migcert, migcert_build, tmp_path, "fd-hoard", "--timeout", "5",
+                          "-k", "transition.SC.*", timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert rep["rules_broken"] == [] and rep["not_run"] == 0, rep["rules_broken"]
+    assert len(rep["cases"]) == 40 and rep["passed"] == 40
+
+
+@pytest.mark.parametrize("jail", ["pidns", "session"])
 def test_v1_plugin_reading_past_its_resume_transaction_is_an_overrun(
         run_migcert, migcert_build, tmp_path, monkeypatch, jail):
     """The v1 adapter's own buffer (the transaction it hands v1_resume_chunk)

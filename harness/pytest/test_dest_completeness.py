@@ -51,10 +51,17 @@ class Vm:
         self._log.close()
 
 
-def incoming(migcert_bin, folder, stream):
-    """Load `stream` into a fresh destination; its final query-migrate."""
-    dst = Vm(migcert_bin, folder, "dst", "--incoming", f"file:{stream}")
+def incoming(migcert_bin, folder, stream, caps=None):
+    """Load `stream` into a fresh destination; its final query-migrate.
+    With `caps`, those capabilities are set before the load starts
+    (`--incoming defer`, then migrate-incoming)."""
+    uri = f"file:{stream}"
+    dst = Vm(migcert_bin, folder, "dst", "--incoming", uri if caps is None else "defer")
     try:
+        if caps is not None:
+            dst.qmp.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": c, "state": True} for c in caps]})
+            dst.qmp.execute("migrate-incoming", {"uri": uri})
         deadline = time.monotonic() + 60
         while True:
             info = dst.qmp.execute("query-migrate")
@@ -151,3 +158,45 @@ def test_stream_missing_a_needed_subsection_fails(migcert_bin, tmp_path, stream)
     assert ("device 'fake-nic' (instance 0): subsection fake-nic/offload, which the source "
             "wrote (its VMDESCRIPTION lists it), never arrived") in err, err
     assert "stream offset" in err, err
+
+
+def _without_offload_and_trailer(data):
+    """The stream with fake-nic's offload subsection and the VMDESCRIPTION
+    trailer (after the EOF byte) both cut out."""
+    sub = b"\x05\x10fake-nic/offload" + struct.pack(">I", 1)
+    at = data.find(sub)
+    size = len(sub) + 4 + 2
+    assert at > 0 and data[at + size] == FOOTER
+    trailer = len(data)
+    while trailer > 0:  # 0x06, be32 len, len bytes of JSON to the end
+        trailer = data.rfind(b"\x06", 0, trailer)
+        if trailer < 0 or struct.unpack(">I", data[trailer + 1:trailer + 5])[0] == \
+                len(data) - trailer - 5:
+            break
+    assert trailer > at, "the stream ends with its VMDESCRIPTION"
+    assert data[trailer - 1] == 0, "the EOF byte comes before the trailer"
+    return data[:at] + data[at + size:trailer]
+
+
+def test_stream_missing_a_needed_subsection_and_the_trailer(migcert_bin, tmp_path, stream):
+    """Both fake-nic's needed subsection and the VMDESCRIPTION gone: under
+    QEMU's rules (the trailer is optional) nothing tells the destination
+    the subsection was written, and it completes (docs/limits.md section 1
+    says so); with x-require-vmdesc, which management sets when both sides
+    are migcert, it fails naming the missing trailer and where it ended.
+    Before the capability there was no way to refuse this stream."""
+    data, _ = stream
+    p = tmp_path / "no-offload-no-trailer.mig"
+    p.write_bytes(_without_offload_and_trailer(data))
+    info, log = incoming(migcert_bin, tmp_path, p, [])
+    assert info["status"] == "completed", f"{info}\n{log}"
+    info, log = incoming(migcert_bin, tmp_path, p, ["x-require-vmdesc"])
+    assert info["status"] == "failed", f"{info}\n{log}"
+    err = info.get("error-desc", "")
+    assert ("incomplete stream: no VMDESCRIPTION after its EOF marker (offset "
+            f"{p.stat().st_size})") in err, err
+    # the whole stream, trailer and all, still completes with the capability
+    whole = tmp_path / "whole.mig"
+    whole.write_bytes(data)
+    info, log = incoming(migcert_bin, tmp_path, whole, ["x-require-vmdesc"])
+    assert info["status"] == "completed", f"{info}\n{log}"

@@ -10,6 +10,7 @@ Rerun one: /usr/bin/python3 -m pytest harness/pytest -k spice_vm
 """
 import json
 import socket
+import time
 
 import pytest
 
@@ -61,6 +62,10 @@ def test_spice_vm_client_links_every_channel_and_sees_the_screen(vms, migcert_bi
         rc, final = client.stop()
     assert rc == 0, client.stderr
     assert final["error"] == ""
+    # the client left: QEMU's event for each of its channels' connections
+    for _ in CHANNELS:
+        vm.qmp.wait_event("SPICE_DISCONNECTED", timeout=30)
+    assert vm.cmd("query-spice")["channels"] == []
 
 
 def test_spice_vm_semi_seamless_migration_between_two_processes(vms, migcert_bin):
@@ -232,6 +237,12 @@ def test_spice_vm_client_script_leaves_after_n_messages(vms, migcert_bin, run_mi
     assert r.returncode == 0, r.stdout + r.stderr  # the session ended as scripted
     summary = json.loads(r.stdout)
     assert summary["error"] == "" and "MAIN:0" in summary["channels"]
+    # the client has exited; the server lets its links go once it reads
+    # their hang-ups, which may come after the client's exit: wait for it
+    # (the deadline is a hang guard only; under load it took a moment)
+    deadline = time.monotonic() + 30
+    while vm.cmd("query-spice")["channels"] and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert vm.cmd("query-spice")["channels"] == []
 
 

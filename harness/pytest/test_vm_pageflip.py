@@ -249,3 +249,49 @@ def test_vm_pageflip_cancel_source_keeps_running(vms):
     wait_for_log(dst, f"incoming migration failed: {dinfo['error-desc']}"
                  if dinfo["status"] == "failed" else "incoming migration cancelled")
     again_with_flipping(vms, src, "dst2")
+
+
+FIU_PRELOAD = "/usr/lib/fiu/fiu_run_preload.so"  # libfiu0 (ci/deps: fiu-utils)
+
+
+@pytest.mark.parametrize("point,dst_says", [
+    # the pipe's write end closes half-way into the first page: the
+    # destination reads 2048 bytes, then the end of the pipe
+    ("mig/transport/pipe-break", "the pipe closed after 2048 of 4096 bytes of page 1"),
+    # half of the first page goes in, its record goes out, nothing more goes
+    # in: the destination finds half a page where a whole one must be
+    ("mig/transport/splice-short", "the pipe holds 2048 of the 4096 bytes of page 1"),
+])
+def test_vm_pageflip_pipe_fault_fails_both_sides(vms, monkeypatch, point, dst_says):
+    """The page pipe breaks mid-page, or splices short (stream-damage fault
+    points of the source, armed from its start with libfiu's preload, so
+    they fire on the first flipped page: impl/common/faults.h): the
+    destination fails naming the page and what the pipe held, the source
+    (return-path on) fails with the destination's word, and keeps running
+    with its RAM unchanged."""
+    if not os.path.exists(FIU_PRELOAD):
+        pytest.fail(f"{FIU_PRELOAD} missing: run `bash ci/deps`", pytrace=False)
+    dst = vm(vms, "dst", "--incoming", "defer")
+    monkeypatch.setenv("LD_PRELOAD", FIU_PRELOAD)
+    monkeypatch.setenv("FIU_ENABLE", f"enable name={point}")
+    monkeypatch.setenv("FIU_CTRL_FIFO", "")
+    src = source(vms, dirty=0)  # running, idle: its RAM stays as it is
+    for name in ("LD_PRELOAD", "FIU_ENABLE", "FIU_CTRL_FIFO"):
+        monkeypatch.delenv(name)
+    negotiate_capabilities(src, dst, wanted=[FLIP, "return-path"])
+    assert enabled_caps(src) == {FLIP, "return-path"}
+    before = digest(src)
+    uri = f"unix:{vms.dir}/mig.sock"
+    dst.cmd("migrate-incoming", uri=uri)
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=uri)
+    dinfo = wait_status(dst, ("failed", "completed"), timeout=60)
+    assert dinfo["status"] == "failed", f"{dinfo}\n{dst.log()}"
+    assert dst_says in dinfo.get("error-desc", ""), dinfo
+    info = wait_status(src, ("failed", "completed"), timeout=60)
+    assert info["status"] == "failed", f"{info}\n{src.log()}"
+    assert info.get("error-desc"), info
+    wait_for_log(src, f"outgoing migration failed: {info['error-desc']}")
+    assert status(src) == (True, "running")
+    assert digest(src) == before
+    assert status(dst) == (False, "inmigrate")

@@ -48,11 +48,16 @@ static int list_unreached(char **paths, size_t npaths)
         scenario_free(s);
     }
     size_t unreached = 0;
-    for (size_t i = 0; i < np; i++)
-        if (!hits[i]) {
+    for (size_t i = 0; i < np; i++) {
+        const char *elsewhere = mig_fault_reached_outside_scenarios(t[i].name);
+        if (!hits[i] && elsewhere)
+            fprintf(stderr, "migcert list-faults: %s needs a real page pipe: reached by %s\n",
+                    t[i].name, elsewhere);
+        else if (!hits[i]) {
             printf("%-32s %-10s %s\n", t[i].name, mig_errno_name(-t[i].err), t[i].sentence);
             unreached++;
         }
+    }
     fprintf(stderr, "migcert list-faults: %zu of %zu point(s) unreached by %d scenario(s)\n",
             unreached, np, n);
     if (unreached)

@@ -9,7 +9,9 @@
  *   --fault SPEC     add a fault (faults-spec.h grammar); repeatable
  *   --sweep          for each case: fail hit 1, 2, 3 ... of each point the
  *                    case reaches (or of the --fault points given without a
- *                    trigger) until a run injects nothing; each hit a case;
+ *                    trigger) until a run does not reach that hit (the
+ *                    scenario's own faults firing do not count); each hit a
+ *                    case, at most 1000000 per point;
  *                    stream-damage points (.../omit-...) only when named
  *   --shard I/N      run the I-th of N shares of the cases (1 <= I <= N)
  *   -k PAT           only cases whose id contains PAT (repeatable: any);
@@ -446,8 +448,15 @@ static void run_one(const Opts *o, Case *c)
     free(r);
 }
 
-/* --sweep: after the base case, fail hit k of each reached point until a
- * run injects nothing (stream-damage points only when --fault names them). */
+/* The most hits of one point a sweep fails, one case each: a guard against
+ * a sweep that would not end (each injected failure reaching the point
+ * again), not a limit any scenario comes near.  Reaching it fails that
+ * case, naming the point. */
+#define SWEEP_MAX_HITS 1000000u
+
+/* --sweep: after the base case, fail hit k of each reached point until the
+ * run with `#k` does not reach hit k (stream-damage points only when
+ * --fault names them). */
 static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgress *progress)
 {
     /* a shallow copy: case_add() below may move `out`, base_in lives there */
@@ -502,11 +511,20 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
                 c->status = ret < 0 || !sr->passed ? "failed" : "passed";
                 if (strcmp(c->status, "passed"))
                     c->error = mig_strdup(sr->error);
+                /* whether hit k came: the swept spec's own count, never
+                 * the run's (the scenario's own faults fire in every run) */
+                bool fired = sr->last_extra_fired > 0;
+                if (fired && k == SWEEP_MAX_HITS && !strcmp(c->status, "passed")) {
+                    c->status = "failed";
+                    c->error = mig_strdup_printf("sweep: %s:%s still reached at hit %llu, "
+                                                 "the most a sweep takes",
+                                                 mig_fault_side_names[side], tab[p].name,
+                                                 (unsigned long long)k);
+                }
                 c->repro = make_repro(o, c);
-                bool fired = sr->fired > 0;
                 free(sr);
                 print_progress(o, progress, c);
-                if (!fired || k > 1000000)
+                if (!fired || k == SWEEP_MAX_HITS)
                     break;
             }
         }

@@ -135,6 +135,13 @@ static void case_result(Run *run, const char *outcome)
         snprintf(r->mig_error, sizeof(r->mig_error), "%s",
                  mig_migration_error(mig_machine_migration(errside->m)));
     r->fired = fault_injector_fired(run->inj);
+    /* the extra specs follow the scenario's own (case_open) */
+    for (size_t i = 0; i < run->c->nextra; i++) {
+        uint64_t n = fault_injector_spec_fired(run->inj, run->s->nfaults + i);
+        r->extra_fired += n;
+        if (i + 1 == run->c->nextra)
+            r->last_extra_fired = n;
+    }
     if (fault_injector_first_fired(run->inj))
         snprintf(r->first_fired, sizeof(r->first_fired), "%s",
                  fault_injector_first_fired(run->inj));

@@ -66,6 +66,7 @@ typedef struct SideLoop {
     FaultInjector *inj;
     MigFaultSide side;
     bool dead; /* killed: its callbacks are never delivered again */
+    struct SideSrc *zombies; /* its timers and defers that came due once it was dead (freed with it) */
 } SideLoop;
 
 SideLoop *exec__side_loop_new(MigLoop *inner, FaultInjector *inj, MigFaultSide side);
@@ -186,7 +187,7 @@ typedef struct Side {
     MigDevSection *gpu_sec;
     MigDevBackend *gpu_shadow;  /* src: same seed and guest writes, never migrated */
     MigLoopSource *gpu_dirtier; /* src: the guest writing device memory */
-    struct FakeSpice *spice;    /* fake-qxl, fake-snd, fake-vmc (with `spice:`) */
+    struct FakeSpice *spice;    /* fake-qxl, fake-snd, fake-vmc, fake-input (with `spice:`) */
     Run *run;
 } Side;
 
@@ -342,6 +343,9 @@ typedef struct ExecLeftovers {
 void exec__selftest_break_spice(Run *run, Side *end, bool screen);
 /* ... or leave a link half-open on the source (taken back with the rest). */
 void exec__selftest_leave_spice(Run *run);
+/* The client repeats what it sent while the end guest still runs (record,
+ * inputs): called first thing by the SPICE oracle. */
+void exec__selftest_break_spice_client(Run *run);
 
 void exec__selftest_init(ExecLeftovers *l);
 /* Break a result of the migration on purpose (page, field, gpu, arc). */

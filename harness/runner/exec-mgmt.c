@@ -142,7 +142,8 @@ int exec_case_applicable(const RunCase *c, char *why, size_t whylen)
 
 /* The capabilities both sides get: the required ones and the scenario's
  * `caps` that both offer, plus the return path whenever both can give one
- * (unless the scenario opts out). */
+ * (unless the scenario opts out) and x-require-vmdesc whenever both offer
+ * it. */
 static MigCapMask caps_wanted(Run *run, MigCapMask offer)
 {
     const Scenario *s = run->s;
@@ -172,6 +173,13 @@ static MigCapMask caps_wanted(Run *run, MigCapMask offer)
         exec__log(run, "management: return-path enabled (both sides offer it)");
     if (s->return_path)
         want |= offer & rp;
+    /* both sides offer migcert's x-require-vmdesc (a QEMU or an older
+     * release does not): the destination may then insist on the trailer
+     * that tells it which needed() subsections the source wrote */
+    const MigCapMask vd = MIG_CAP_BIT(MIG_CAP_X_REQUIRE_VMDESC);
+    if ((offer & vd) && !(want & vd))
+        exec__log(run, "management: x-require-vmdesc enabled (both sides offer it)");
+    want |= offer & vd;
     return want;
 }
 

@@ -132,9 +132,34 @@ void exec__selftest_break_spice(Run *run, Side *end, bool screen)
         spice_raw(run, end, SPICE_CHANNEL_PORT, SPICE_MSG_SPICEVMC_DATA, b, sizeof(b));
         break;
     }
+    case EXEC_SELFTEST_SPICE_CURSOR: {
+        FakeInputCursor cur;
+        fake_input_cursor(end->spice->input, &cur);
+        uint8_t b[4] = {(uint8_t)(cur.x + 1), (uint8_t)((uint16_t)(cur.x + 1) >> 8), (uint8_t)cur.y,
+                        (uint8_t)((uint16_t)cur.y >> 8)}; /* CURSOR_MOVE one pixel right */
+        spice_raw(run, end, SPICE_CHANNEL_CURSOR, SPICE_MSG_CURSOR_MOVE, b, sizeof(b));
+        break;
+    }
     default:
         break;
     }
+}
+
+void exec__selftest_break_spice_client(Run *run)
+{
+    FakeClient *c = run->spice ? run->spice->client : NULL;
+    if (!c)
+        return;
+    if (run->c->selftest == EXEC_SELFTEST_SPICE_RECORD) {
+        uint8_t b[8] = {0}; /* time 0, frame 0 */
+        fake_client_send_raw(c, SPICE_CHANNEL_RECORD, 0, SPICE_MSGC_RECORD_DATA, b, sizeof(b));
+    } else if (run->c->selftest == EXEC_SELFTEST_SPICE_INPUTS) {
+        uint8_t b[10] = {0}; /* MOUSE_MOTION (0, 0): group 0 */
+        fake_client_send_raw(c, SPICE_CHANNEL_INPUTS, 0, SPICE_MSGC_INPUTS_MOUSE_MOTION, b, sizeof(b));
+    } else {
+        return;
+    }
+    mig_sim_run_for(run->loop, 100000000ull);
 }
 
 void exec__selftest_leave_spice(Run *run)

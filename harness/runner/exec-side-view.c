@@ -11,7 +11,8 @@
  * through a trampoline that makes its side the injector's current one and
  * restores the previous side after.  A killed side (`dead`) gets no more
  * callbacks: its timers, defers and transport watches fire into nothing,
- * as a killed process would.  The views own no events of their own: a
+ * as a killed process would (a timer or defer that came due stays valid
+ * for its owner to remove, until the side loop is freed).  The views own no events of their own: a
  * side loop's live_sources counts what its side registered, so the
  * resource oracle sees a side that leaks a timer.
  */
@@ -25,7 +26,8 @@ typedef struct SideSrc {
     SideLoop *sl;
     MigLoopCb cb;
     void *opaque;
-    MigLoopSource *inner;
+    MigLoopSource *inner; /* NULL: came due on a dead side (a zombie) */
+    struct SideSrc *next; /* on sl->zombies */
 } SideSrc;
 
 void exec__side_enter(SideLoop *sl, MigFaultSide *prev)
@@ -41,9 +43,16 @@ static void side_tramp(void *p)
     MigLoopCb cb = s->cb;
     void *opaque = s->opaque;
     sl->base.live_sources--;
-    free(s);
-    if (sl->dead)
+    if (sl->dead) {
+        /* Fires into nothing; its owner (the killed side's code) still
+         * holds it and may remove it later: it stays valid until the side
+         * loop goes. */
+        s->inner = NULL;
+        s->next = sl->zombies;
+        sl->zombies = s;
         return;
+    }
+    free(s);
     MigFaultSide prev;
     exec__side_enter(sl, &prev);
     cb(opaque);
@@ -86,6 +95,8 @@ static MigLoopSource *side_defer(MigLoop *l, MigLoopCb cb, void *opaque)
 static void side_remove(MigLoop *l, MigLoopSource *src)
 {
     SideSrc *s = (SideSrc *)src;
+    if (!s->inner) /* a zombie: counted out already, freed with the side loop */
+        return;
     mig_loop_remove(((SideLoop *)l)->inner, s->inner);
     l->live_sources--;
     free(s);
@@ -98,6 +109,12 @@ static int side_run_once(MigLoop *l)
 
 static void side_free(MigLoop *l)
 {
+    SideLoop *sl = (SideLoop *)l;
+    while (sl->zombies) {
+        SideSrc *z = sl->zombies;
+        sl->zombies = z->next;
+        free(z);
+    }
     free(l);
 }
 

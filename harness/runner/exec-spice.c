@@ -282,6 +282,7 @@ int exec__spice_start(Run *run, MigErr **errp)
                            .password = s->client.password[0] ? s->client.password : NULL,
                            .pixmap_cache_pixels = s->client.pixmap_cache,
                            .vmc_bytes_per_tick = s->client.vmc_rate, .who = "client",
+                           .inputs = true, /* keys and mouse, held to their sequence (oracle-spice.c) */
                            .migrate_end_delay_ns = s->client.migrate_end_delay_ns,
                            .flush_mark_delay_ns = s->client.flush_mark_delay_ns,
                            .blob_fault = (FakeClientBlobFault)s->client.blob_fault,

@@ -88,7 +88,9 @@
  *   (vmstate_check_compat); a break is a refused start (outcome failed,
  *   source untouched, nothing sent).
  *   A fault that fired because of an extra (--fault, --sweep) spec relaxes
- *   `expect` to "completed or failed"; the oracles still apply.
+ *   `expect` to "completed or failed"; the oracles still apply.  Only the
+ *   extra specs count there (RunResult.extra_fired): the scenario's own
+ *   faults firing relax nothing.
  */
 #ifndef MIGCERT_RUNNER_EXEC_H
 #define MIGCERT_RUNNER_EXEC_H
@@ -126,6 +128,9 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_SPICE_PLAYBACK, /* the server repeats playback frame 0 (spice: sequences) */
     EXEC_SELFTEST_SPICE_PORT,     /* the server sends a port byte out of sequence */
     EXEC_SELFTEST_SPICE_LEFTOVER, /* a link to a server stays half-open (spice: leftovers) */
+    EXEC_SELFTEST_SPICE_RECORD,   /* the client records frame 0 again (spice: record) */
+    EXEC_SELFTEST_SPICE_INPUTS,   /* the client sends the mouse event of group 0 again (spice: inputs) */
+    EXEC_SELFTEST_SPICE_CURSOR,   /* the server moves the client's cursor away from the guest's (spice: cursor) */
     EXEC_SELFTEST__COUNT
 } ExecSelftest;
 
@@ -172,7 +177,11 @@ typedef struct RunResult {
     char outcome[16];      /* observed: completed failed cancelled timeout */
     char mig_error[512];   /* the migration's error text, if any */
     char trace_hash[65];
-    uint64_t fired;        /* faults that fired */
+    uint64_t fired;        /* faults that fired (the scenario's own and the extra) */
+    uint64_t extra_fired;  /* hits the extra specs (RunCase.extra) fired or reached
+                              (fault_injector_spec_fired) */
+    uint64_t last_extra_fired; /* the same for the last extra spec alone: the
+                                  one `run --sweep` moves from hit to hit */
     char first_fired[96];  /* "src:point#N" of the first one */
     uint64_t hits[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT]; /* per registered point */
     uint64_t virtual_ns;   /* virtual time the run took */

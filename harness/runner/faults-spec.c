@@ -239,6 +239,7 @@ struct FaultInjector {
     MigFaultSpec *specs;
     size_t nspecs;
     bool *spent; /* per spec: a one-shot spec (#N, @PHASE) already fired */
+    uint64_t *spec_fired; /* per spec: the hits it fired (or matched, see below) */
     size_t npoints;
     uint64_t *hits; /* [side][point] */
     MigFaultSide side;
@@ -264,6 +265,7 @@ FaultInjector *fault_injector_new(const MigFaultSpec *specs, size_t n, uint64_t 
     if (n)
         memcpy(inj->specs, specs, sizeof(*specs) * n);
     inj->spent = mig_malloc0(sizeof(bool) * (n ? n : 1));
+    inj->spec_fired = mig_malloc0(sizeof(uint64_t) * (n ? n : 1));
     mig_faults_table(&inj->npoints);
     inj->hits = mig_malloc0(sizeof(uint64_t) * MIG_FAULT_SIDE__COUNT * (inj->npoints + 1));
     inj->side = MIG_FAULT_SIDE_SRC;
@@ -277,6 +279,7 @@ void fault_injector_free(FaultInjector *inj)
     fault_injector_disarm(inj);
     free(inj->specs);
     free(inj->spent);
+    free(inj->spec_fired);
     free(inj->hits);
     free(inj);
 }
@@ -310,6 +313,11 @@ uint64_t fault_injector_fired(const FaultInjector *inj)
     return inj ? inj->fired : 0;
 }
 
+uint64_t fault_injector_spec_fired(const FaultInjector *inj, size_t spec)
+{
+    return inj && spec < inj->nspecs ? inj->spec_fired[spec] : 0;
+}
+
 const char *fault_injector_first_fired(const FaultInjector *inj)
 {
     return inj && inj->fired ? inj->first_fired : NULL;
@@ -330,30 +338,41 @@ int fault_injector_decide_errno(FaultInjector *inj, const char *point)
     uint64_t hit = ++inj->hits[inj->side * inj->npoints + idx];
     bool fail = false;
     int err = -info->err;
-    for (size_t i = 0; i < inj->nspecs && !fail; i++) {
+    /* The first spec that fires decides the hit (and its errno).  Past
+     * it, only the specs that decide from the hit alone (every hit, #N) are
+     * still looked at, to be credited with the hit: `#N` was reached even
+     * when another spec failed that same hit (a sweep must know).  @PHASE
+     * and %P are not: @PHASE then waits for the next hit in its phase, %P
+     * draws nothing, exactly as when they were never looked at. */
+    for (size_t i = 0; i < inj->nspecs; i++) {
         MigFaultSpec *s = &inj->specs[i];
         if (s->point_index != idx || s->side != inj->side || inj->spent[i])
             continue;
+        bool match = false;
         switch (s->when) {
         case MIG_FAULT_WHEN_ALWAYS:
-            fail = true;
+            match = true;
             break;
         case MIG_FAULT_WHEN_NTH:
-            fail = hit == s->nth;
-            inj->spent[i] = fail;
+            match = hit == s->nth;
+            inj->spent[i] = match;
             break;
         case MIG_FAULT_WHEN_PHASE:
-            fail = inj->phase == s->phase;
-            inj->spent[i] = fail;
+            match = !fail && inj->phase == s->phase;
+            inj->spent[i] = match;
             break;
         case MIG_FAULT_WHEN_PROB:
-            fail = mig_prng_double(&inj->prng) < s->prob;
+            match = !fail && mig_prng_double(&inj->prng) < s->prob;
             break;
         default:
             break;
         }
-        if (fail && s->err)
+        if (!match)
+            continue;
+        inj->spec_fired[i]++;
+        if (!fail && s->err)
             err = s->err;
+        fail = true;
     }
     if (!fail)
         return 0;

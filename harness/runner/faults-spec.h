@@ -114,6 +114,11 @@ uint64_t fault_injector_hits(const FaultInjector *inj, MigFaultSide side, size_t
 /* Faults fired so far, and the first fired fault's canonical spec (#N form). */
 uint64_t fault_injector_fired(const FaultInjector *inj);
 const char *fault_injector_first_fired(const FaultInjector *inj);
+/* The hits spec `spec` (its index in the specs given to _new) fired.  A hit
+ * that an earlier spec already fails is still credited to a later `#N` or
+ * every-hit spec it matches (it was reached), not to a later @PHASE or %P
+ * one (never looked at).  What tells a swept `#N` whether its hit came. */
+uint64_t fault_injector_spec_fired(const FaultInjector *inj, size_t spec);
 /* Ask the injector directly (what the libfiu callback does): records a hit
  * of `point` on the current side and returns true when it must fail.
  * Exposed so unit tests can drive it without libfiu. */

@@ -17,6 +17,22 @@
  *   sequences playback never repeats a frame; port bytes arrive once and in
  *             order both ways (the client's port gaps/dups, fake-vmc's
  *             read_errors on both machines);
+ *   record    what the client recorded reaches the guest's sound sink
+ *             (fake-snd) in order with no repeat; a frame may be lost only
+ *             where the protocol allows it: sent before the client learnt
+ *             of a RECORD_STOP (the guest stopped: a migration's stop-and-
+ *             copy, or this oracle's own stop), dropped by that server,
+ *             seen as a gap at the first frame after recording started
+ *             again; the client's last frame is in the end guest unless
+ *             such a drop took it;
+ *   inputs    every group of keys and mouse events the client sent
+ *             (fake-media.h) reached the guest (fake-input) once and in
+ *             order, across a migration too; the one loss allowed is what
+ *             the source took after its state went out (the target shows
+ *             it at its first event: exactly that many groups), and
+ *             nothing overflowed a stopped guest's queue;
+ *   cursor    the client's cursor (shape, hot spot, position, visibility)
+ *             equals the guest's on the server it ended on;
  *   leftovers once the client is gone, no server keeps a channel client or
  *             a link in progress.
  * Each failed check names the channel it judged, and the oracle goes on
@@ -24,7 +40,8 @@
  * verdict per channel the client linked (exec.h; `migcert run --json`
  * spice_channel_verdicts, the report's matrix): server and session checks
  * judge MAIN (and, after a seamless migration, each channel that was
- * dropped), the screen each DISPLAY head, the sequences PLAYBACK and PORT,
+ * dropped), the screen each DISPLAY head, record RECORD, inputs INPUTS,
+ * cursor CURSOR, the sequences PLAYBACK and PORT,
  * a client error the channel it names (MAIN when it names none), the
  * leftovers MAIN.  The case's error stays the first failure in this order.
  * Called by: exec-case.c (last in the oracle table: it runs the loop on).
@@ -359,6 +376,145 @@ static int check_screen(Run *run, Side *end, MigErr **errp)
     return rc;
 }
 
+/* ---- record, inputs, cursor: after the screen check, with the end guest
+ * stopped and the links from the server drained */
+
+/* The guests that saw the client's streams: the source, and the
+ * destination unless it never loaded (it is then still in the list: its
+ * counts are zero). */
+static size_t io_sides(Run *run, Side *out[2])
+{
+    size_t n = 0;
+    Side *sides[2] = {&run->src, &run->dst};
+    for (int i = 0; i < 2; i++)
+        if (sides[i]->spice)
+            out[n++] = sides[i];
+    return n;
+}
+
+static int check_record(Run *run, Side *end, MigErr **errp)
+{
+    FakeClient *c = run->spice->client;
+    if (!fake_client_has_channel(c, SPICE_CHANNEL_RECORD, 0) && !fake_client_count(c, SPICE_CHANNEL_RECORD, SPICE_MSG_RECORD_START))
+        return 0;
+    FakeClientMediaStats rec;
+    fake_client_media_stats(c, SPICE_CHANNEL_RECORD, &rec);
+    Side *sides[2];
+    size_t n = io_sides(run, sides);
+    uint64_t dropped = 0, restart_gaps = 0;
+    /* a destination that serves a client of its own (spice.target-client)
+     * records both clients' streams into one sink: not this client's */
+    bool mixed_dst = run->spice->bystander != NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (mixed_dst && sides[i] == &run->dst)
+            continue;
+        FakeSndStats st;
+        fake_snd_stats(sides[i]->spice->snd, &st);
+        const char *name = mig_fault_side_names[sides[i]->sl->side];
+        if (st.rec_dups || st.rec_gaps)
+            return channel_fail(run, errp, SPICE_CHANNEL_RECORD, 0, -EPROTO, "spice: record: fake-snd on %s got "
+                                "%llu frame(s) again or out of order and lost %llu while recording went on (of %llu "
+                                "received)", name, (unsigned long long)st.rec_dups, (unsigned long long)st.rec_gaps,
+                                (unsigned long long)st.recorded);
+        dropped += st.rec_dropped;
+        restart_gaps += st.rec_restart_gaps;
+    }
+    if (restart_gaps > dropped)
+        return channel_fail(run, errp, SPICE_CHANNEL_RECORD, 0, -EPROTO, "spice: record: %llu frame(s) missing "
+                            "where recording started again, but the servers dropped only %llu after a RECORD_STOP",
+                            (unsigned long long)restart_gaps, (unsigned long long)dropped);
+    if (!end || !rec.sent || (mixed_dst && end == &run->dst))
+        return 0;
+    FakeSndStats e;
+    fake_snd_stats(end->spice->snd, &e);
+    if (!e.recorded)
+        return channel_fail(run, errp, SPICE_CHANNEL_RECORD, 0, -EPROTO, "spice: record: the client sent %llu "
+                            "frame(s), none reached fake-snd on %s", (unsigned long long)rec.sent,
+                            mig_fault_side_names[end->sl->side]);
+    return 0;
+}
+
+/* The client's links to the servers carry nothing more toward them. */
+static bool client_sent_all(void *opaque)
+{
+    ExecSpice *x = opaque;
+    for (size_t i = 0; i < x->nlinks; i++)
+        if (!mig_link_is_broken(x->links[i]) && mig_link_queued(x->links[i], MIG_LINK_A_TO_B))
+            return false;
+    return true;
+}
+
+static int check_inputs(Run *run, Side *end, MigErr **errp)
+{
+    ExecSpice *x = run->spice;
+    FakeClient *c = x->client;
+    uint64_t sent = fake_client_input_groups(c);
+    if (!sent)
+        return 0;
+    Side *sides[2];
+    size_t n = io_sides(run, sides);
+    uint64_t restart_gaps = 0, lost = 0;
+    for (size_t i = 0; i < n; i++) {
+        FakeInputStats st;
+        fake_input_stats(sides[i]->spice->input, &st);
+        const char *name = mig_fault_side_names[sides[i]->sl->side];
+        if (st.dups || st.gaps || st.out_of_order || st.overflow)
+            return channel_fail(run, errp, SPICE_CHANNEL_INPUTS, 0, -EPROTO, "spice: inputs: the guest on %s got "
+                                "%llu group(s) of key and mouse events again, lost %llu, had %llu key(s) out of "
+                                "order and %llu event(s) its queue could not take (of %llu events)", name,
+                                (unsigned long long)st.dups, (unsigned long long)st.gaps,
+                                (unsigned long long)st.out_of_order, (unsigned long long)st.overflow,
+                                (unsigned long long)st.events);
+        restart_gaps += st.restart_gaps;
+        if (sides[i] != end)
+            lost += st.after_save;
+    }
+    /* a client that went nowhere (expect.client: none) shows no loss: what
+     * it lost is then only bounded */
+    if (end ? restart_gaps != lost : restart_gaps > lost)
+        return channel_fail(run, errp, SPICE_CHANNEL_INPUTS, 0, -EPROTO, "spice: inputs: %llu group(s) missing "
+                            "where the target took over, but the source took %llu after its state went out",
+                            (unsigned long long)restart_gaps, (unsigned long long)lost);
+    if (!end)
+        return 0;
+    FakeInputStats e;
+    fake_input_stats(end->spice->input, &e);
+    if (e.seen_next != sent)
+        return channel_fail(run, errp, SPICE_CHANNEL_INPUTS, 0, -EPROTO, "spice: inputs: the client sent %llu "
+                            "group(s) of key and mouse events, the guest on %s got %llu",
+                            (unsigned long long)sent, mig_fault_side_names[end->sl->side],
+                            (unsigned long long)e.seen_next);
+    return 0;
+}
+
+static int check_cursor(Run *run, Side *end, MigErr **errp)
+{
+    FakeClient *c = run->spice->client;
+    if (!end || !fake_client_has_channel(c, SPICE_CHANNEL_CURSOR, 0))
+        return 0;
+    FakeClientCursor cc;
+    FakeInputCursor g;
+    fake_client_cursor(c, &cc);
+    fake_input_cursor(end->spice->input, &g);
+    const char *name = mig_fault_side_names[end->sl->side];
+    if (!cc.have || !cc.has_shape)
+        return channel_fail(run, errp, SPICE_CHANNEL_CURSOR, 0, -EPROTO, "spice: cursor: the client has %s, the "
+                            "guest on %s shows shape 0x%llx", cc.have ? "no cursor shape" : "no cursor at all", name,
+                            (unsigned long long)g.unique);
+    if (cc.unique != g.unique || cc.width != g.width || cc.height != g.height || cc.hot_x != g.hot_x ||
+        cc.hot_y != g.hot_y || cc.digest != g.digest)
+        return channel_fail(run, errp, SPICE_CHANNEL_CURSOR, 0, -EPROTO, "spice: cursor: the client's shape is "
+                            "0x%llx (%ux%u, hot spot %u,%u, digest %08x), the guest's on %s 0x%llx (%ux%u, %u,%u, "
+                            "%08x)", (unsigned long long)cc.unique, cc.width, cc.height, cc.hot_x, cc.hot_y,
+                            cc.digest, name, (unsigned long long)g.unique, g.width, g.height, g.hot_x, g.hot_y,
+                            g.digest);
+    if (cc.x != g.x || cc.y != g.y || cc.visible != g.visible)
+        return channel_fail(run, errp, SPICE_CHANNEL_CURSOR, 0, -EPROTO, "spice: cursor: the client's is at "
+                            "(%d, %d), %s; the guest's on %s at (%d, %d), %s", cc.x, cc.y,
+                            cc.visible ? "shown" : "hidden", name, g.x, g.y, g.visible ? "shown" : "hidden");
+    return 0;
+}
+
 /* Playback and the port (PLAYBACK, PORT), then the client's own error (the
  * channel it names). */
 static int check_errors_and_sequences(Run *run, const char *outcome, MigErr **errp)
@@ -466,6 +622,9 @@ int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp)
         return mig_err_set(errp, srr, "spice: the run could not go on for the hand-over to settle (%s)",
                            mig_errno_name(srr));
     verdicts_open(run);
+    exec__selftest_break_spice_client(run);
+    if (x->client) /* a user who stops typing: the inputs oracle counts what came */
+        fake_client_stop_inputs(x->client);
     /* every check runs, whatever failed before it, so that each channel
      * has its own verdict; the screen needs the client where it must be */
     Side *end = NULL;
@@ -478,6 +637,19 @@ int exec__oracle_spice(Run *run, const char *outcome, MigErr **errp)
     rc = rc ? rc : r2;
     if (end)
         exec__selftest_break_spice(run, end, false);
+    if (run->spice->client) {
+        /* what the client sent in flight reaches the servers (the client
+         * stopped sending inputs before the screen check) */
+        uint64_t now = mig_loop_now_ns(run->loop);
+        mig_loop_run_until(run->loop, client_sent_all, x, now + 120000000000ull);
+        mig_sim_run_for(run->loop, DRAIN_NS / 10);
+        r2 = check_record(run, end, errp);
+        rc = rc ? rc : r2;
+        r2 = check_inputs(run, end, errp);
+        rc = rc ? rc : r2;
+        r2 = check_cursor(run, end, errp);
+        rc = rc ? rc : r2;
+    }
     r2 = check_errors_and_sequences(run, outcome, errp);
     rc = rc ? rc : r2;
     r2 = check_leftovers(run, errp);

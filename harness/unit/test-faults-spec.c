@@ -157,6 +157,41 @@ static void test_faults_spec_injector_decides_the_spec_errno(void **state)
     fault_injector_free(inj);
 }
 
+/* Each spec's own count: a `#N` whose hit an earlier spec already fails is
+ * still credited (its hit came; what a sweep asks), its errno is not used;
+ * a `%P` past the failing spec draws nothing, an @PHASE waits for the next
+ * hit in its phase; a `#N` never reached stays at 0 however often the
+ * others fire. */
+static void test_faults_spec_each_spec_counts_its_own_hits(void **state)
+{
+    (void)state;
+    MigFaultSpec specs[5];
+    assert_int_equal(mig_fault_spec_parse("dst:mig/stream/read#2", &specs[0], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("dst:mig/stream/read#2", &specs[1], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("dst:mig/stream/read%1", &specs[2], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("dst:mig/stream/read@setup", &specs[3], NULL), 0);
+    assert_int_equal(mig_fault_spec_parse("dst:mig/stream/read#99", &specs[4], NULL), 0);
+    FaultInjector *inj = fault_injector_new(specs, 5, 7, NULL, NULL);
+    fault_injector_set_side(inj, MIG_FAULT_SIDE_DST);
+    fault_injector_set_phase(inj, SCN_PHASE_SETUP);
+    assert_true(fault_injector_decide(inj, "mig/stream/read")); /* hit 1: %1 */
+    assert_int_equal(fault_injector_spec_fired(inj, 2), 1);
+    assert_int_equal(fault_injector_spec_fired(inj, 3), 0); /* @setup not looked at */
+    assert_true(fault_injector_decide(inj, "mig/stream/read")); /* hit 2: #2, #2 */
+    assert_int_equal(fault_injector_spec_fired(inj, 0), 1);
+    assert_int_equal(fault_injector_spec_fired(inj, 1), 1);
+    assert_int_equal(fault_injector_spec_fired(inj, 2), 1); /* drew nothing */
+    assert_true(fault_injector_decide(inj, "mig/stream/read")); /* hit 3: %1 */
+    fault_injector_set_phase(inj, SCN_PHASE_ACTIVE);
+    assert_true(fault_injector_decide(inj, "mig/stream/read")); /* hit 4: %1 */
+    assert_int_equal(fault_injector_spec_fired(inj, 2), 3);
+    assert_int_equal(fault_injector_spec_fired(inj, 3), 0);
+    assert_int_equal(fault_injector_spec_fired(inj, 4), 0);
+    assert_int_equal(fault_injector_spec_fired(inj, 5), 0); /* no such spec */
+    assert_int_equal(fault_injector_fired(inj), 4);
+    fault_injector_free(inj);
+}
+
 #ifdef FIU_ENABLE
 /* Armed through libfiu, the chosen errno is what the transport's caller sees:
  * the simulator's mem link and a real socket alike. */
@@ -224,6 +259,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_faults_spec_every_truncation),
         cmocka_unit_test(test_faults_spec_hit_number_bounded),
         cmocka_unit_test(test_faults_spec_injector_decides_the_spec_errno),
+        cmocka_unit_test(test_faults_spec_each_spec_counts_its_own_hits),
         cmocka_unit_test(test_faults_spec_injected_errno_reaches_the_transport_caller),
     };
     if (argc > 1)

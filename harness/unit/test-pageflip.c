@@ -7,8 +7,9 @@
  * negotiation with a release that lacks x-page-flip, unix: source with an
  * fd: destination, transports that cannot pass fds, HOOK records loaded
  * without the capability, a stream without a page channel (pages
- * inline after their HOOK records), and a pipe that breaks mid-page or
- * runs short (named failures).
+ * inline after their HOOK records), a pipe that breaks mid-page or
+ * runs short (named failures), and the source's split of a long stream
+ * into records and pages (each page wholly in the pipe before its record).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -385,6 +387,17 @@ static size_t drain_socket(int fd, uint8_t *buf, size_t cap, int *fds, int *nfds
     }
 }
 
+/* A sending local transport over a socketpair: sp[1] is the peer's end. */
+static MigTransport *local_source(MigLoop *loop, int sp[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    MigErr *err = NULL;
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
+                                              &err);
+    assert_non_null(t);
+    return t;
+}
+
 static void test_pageflip_wire_bytes_and_pipe(void **state)
 {
     /* One block of two pages: page 0 zero, page 1 a pattern.  Flipping, the
@@ -397,11 +410,8 @@ static void test_pageflip_wire_bytes_and_pipe(void **state)
     MigRam *r = two_page_ram(sv, true, &e);
     const uint8_t *page1 = mig_ram_block(r, 0)->host + 4096;
     int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
     MigErr *err = NULL;
-    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp[0], "unix"), true,
-                                              &err);
-    assert_non_null(t);
+    MigTransport *t = local_source(loop, sp);
     assert_string_equal(t->ops->kind, "local");
     mig_ram_set_caps(r, FLIP);
     MigStream *s = mig_stream_new_writer(t);
@@ -632,11 +642,11 @@ static void test_pageflip_without_page_channel_pages_go_inline(void **state)
     mig_ram_free(r);
 }
 
-/* A single page read (page_get) reads the pipe ahead into its stage; a run
- * read next (page_getv) that the stage covers whole must leave the rest of
- * the stage to the pages after it: three pages in the pipe, read one, a run
- * of one, one: each gets its own bytes (the run once dropped page 3). */
-static void test_pageflip_stage_keeps_pages_a_run_left(void **state)
+/* Single page reads (page_get) and runs (page_getv) mixed take exactly
+ * their own bytes from the pipe, nothing ahead: three pages in the pipe,
+ * read one, a run of one, one: each gets its own bytes (a read-ahead stage
+ * once made the run drop page 3). */
+static void test_pageflip_gets_take_only_their_pages(void **state)
 {
     MigLoop *loop = mig_loop_epoll_new(1);
     static uint8_t in[3][4096], out[3][4096];
@@ -674,6 +684,81 @@ static void test_pageflip_stage_keeps_pages_a_run_left(void **state)
     mig_loop_free(loop);
 }
 
+/* The source's split of one stream into socket and pipe, seen from outside:
+ * 600 pages (2.4 MiB: more than the 1 MiB pipe) in two runs of contiguous
+ * memory with a gap between, each page after an 8-byte record naming it;
+ * the reader drains the pipe 3000 bytes at a time (so pages enter it in
+ * pieces) and the socket whole.  Every record arrives only after all of
+ * its page is in the pipe; the socket carries the marker and the records
+ * in order, the pipe the pages in order, nothing else. */
+static void test_pageflip_source_pages_before_records(void **state)
+{
+    enum { NPAGES = 600, GAP = 100 };
+    MigLoop *loop = mig_loop_epoll_new(1);
+    uint8_t *mem = malloc((size_t)(NPAGES + GAP) * 4096);
+    for (size_t i = 0; i < (size_t)(NPAGES + GAP) * 4096; i++)
+        mem[i] = (uint8_t)(i * 131 + (i >> 12));
+    int sp[2];
+    MigTransport *t = local_source(loop, sp);
+    MigStream *s = mig_stream_new_writer(t);
+    mig_stream_put_page_channel(s);
+    for (uint64_t k = 0; k < NPAGES; k++) {
+        uint64_t rec = mig_stream_offset(s);
+        mig_stream_put_be64(s, k);
+        mig_stream_put_page_ref(s, mem + (k < NPAGES / 2 ? k : k + GAP) * 4096, 4096, rec);
+    }
+    static uint8_t sock[1 + NPAGES * 8], pipe_got[NPAGES * 4096];
+    size_t slen = 0, plen = 0;
+    int pr = -1;
+    for (int round = 0; plen < sizeof(pipe_got) || slen < sizeof(sock); round++) {
+        assert_true(round < 100000);
+        int r = mig_stream_flush(s);
+        assert_true(r == 0 || r == -EAGAIN);
+        int fds[4], nfds;
+        size_t before = slen;
+        slen += drain_socket(sp[1], sock + slen, sizeof(sock) - slen, fds, &nfds);
+        if (nfds) {
+            assert_int_equal(pr, -1);
+            pr = fds[0];
+        }
+        if (pr < 0)
+            continue;
+        int inpipe = 0;
+        assert_int_equal(ioctl(pr, FIONREAD, &inpipe), 0);
+        /* each whole record read now: its page is all in the pipe */
+        for (size_t end = 1 + 8 * ((before > 0 ? before - 1 : 0) / 8 + 1); end <= slen;
+             end += 8)
+            if (plen + (size_t)inpipe < (end - 1) / 8 * 4096)
+                fail_msg("record %zu arrived with %zu page bytes in the pipe", (end - 1) / 8 - 1,
+                         plen + (size_t)inpipe);
+        ssize_t n = read(pr, pipe_got + plen, MIG_MIN((size_t)3000, sizeof(pipe_got) - plen));
+        if (n > 0)
+            plen += (size_t)n;
+    }
+    assert_int_equal(sock[0], MIG_TRANSPORT_FD_MARKER);
+    for (uint64_t k = 0; k < NPAGES; k++) {
+        uint64_t v;
+        memcpy(&v, sock + 1 + 8 * k, 8);
+        assert_int_equal(__builtin_bswap64(v), k);
+        if (memcmp(pipe_got + k * 4096, mem + (k < NPAGES / 2 ? k : k + GAP) * 4096, 4096))
+            fail_msg("page %llu differs", (unsigned long long)k);
+    }
+    uint8_t extra;
+    assert_int_equal(read(pr, &extra, 1), -1); /* nothing more: EAGAIN */
+    MigLocalStats st;
+    mig_transport_local_stats(t, &st);
+    assert_int_equal(st.pages, NPAGES);
+    assert_int_equal(st.pipe_bytes, (uint64_t)NPAGES * 4096);
+    assert_int_equal(st.socket_bytes, sizeof(sock));
+    assert_int_equal(t->bytes_written, mig_stream_offset(s));
+    mig_stream_free(s);
+    mig_transport_close(t);
+    close(pr);
+    close(sp[1]);
+    free(mem);
+    mig_loop_free(loop);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -689,7 +774,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_without_page_channel_pages_go_inline),
         cmocka_unit_test(test_pageflip_pipe_breaks_mid_page),
         cmocka_unit_test(test_pageflip_pipe_runs_short),
-        cmocka_unit_test(test_pageflip_stage_keeps_pages_a_run_left),
+        cmocka_unit_test(test_pageflip_gets_take_only_their_pages),
+        cmocka_unit_test(test_pageflip_source_pages_before_records),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

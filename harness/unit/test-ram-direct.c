@@ -5,11 +5,13 @@
  * bytes from memory (no direct reads) ends with, however the bytes arrive.
  *
  * The stream mixes what breaks a guessed run: a ZERO record inside a run, a
- * jump to a page that is not the next, pages the destination already holds
- * (non-zero: never guessed into), the end of a block and the EOS after the
- * last page; it is fed to the socket in chunks of many sizes (1 byte, a
- * header and a bit, one record and one byte less or more, a lot at once),
- * each followed by loading until the stream runs dry.
+ * jump to a page that is not the next, pages this load already wrote (never
+ * guessed into, even the one the stream does not send again), the end of a
+ * block, the EOS that ends each of a source's steps (of unequal lengths, so
+ * the loader's guess of where the next one ends is wrong both ways) and the
+ * EOS after the last page; it is fed to the socket in chunks of many sizes
+ * (1 byte, a header and a bit, one record and one byte less or more, a lot
+ * at once), each followed by loading until the stream runs dry.
  *
  * The same stream is loaded a second time with its 64 pages straddling the
  * 4 GiB offset of a block longer than 4 GiB (the block is reserved, not
@@ -47,11 +49,28 @@ static uint64_t block_len(void)
     return base + PAGES * PG;
 }
 
-/* The pages the stream sends, in its order; negative: a ZERO record. */
-static const int order[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
-                            16, 17, 18, 19, -20, 21, 22, 23, 24, 25, 26, 27, 28, 40, 41, 42,
-                            43, 44, 45, -46, -47, 48, 49, 50, 30, 31, 32, 33, 60, 61, 62, 63,
-                            51, 52, 53, 54, 55};
+/* The pages the stream sends, in its order; negative: a ZERO record; STEP:
+ * the EOS that ends a source's step (the next step goes on in the same
+ * block: its first record is a CONTINUE one). */
+#define STEP 1000
+static const int order[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  STEP, 10, 11, 12, 13, 14,
+                            15, 16, 17, 18, 19, -20, 21, 22, 23, 24, STEP, 25, 26, 27, 28, 40,
+                            41, 42, 43, 44, 45, -46, -47, 48, 49, 50, 30, STEP, 31, 32, 33, 60,
+                            61, 62, 63, STEP, 51, 52, 53, 54, 55};
+#define NORDER (sizeof(order) / sizeof(order[0]))
+/* Pages an earlier pass of this load wrote (0xab): a ZERO record must
+ * clear 46; 34 is never sent again and must keep its bytes. */
+static const int held[] = {12, 13, 41, 62, 46, 34};
+#define NHELD (sizeof(held) / sizeof(held[0]))
+
+/* The steps the stream has (load_state returns 0 at each one's EOS). */
+static size_t nsteps(void)
+{
+    size_t n = 1;
+    for (size_t k = 0; k < NORDER; k++)
+        n += order[k] == STEP;
+    return n;
+}
 
 /* The stream's bytes: one START payload of the "ram" section, in the
  * memory writer returned (mig_stream_mem_data). */
@@ -65,9 +84,11 @@ static MigStream *make_stream(void)
     for (int i = 0; i < PAGES; i++)
         for (int j = 0; j < PG; j++)
             pages[i][j] = (uint8_t)(i * 31 + j * 7 + 1);
-    for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+    for (size_t k = 0; k < NORDER; k++) {
         int p = order[k] < 0 ? -order[k] : order[k];
-        if (order[k] < 0)
+        if (order[k] == STEP)
+            mig_ram_put_eos(w);
+        else if (order[k] < 0)
             mig_ram_put_zero(w, &rw, "pc.ram", base + (uint64_t)p * PG, 0);
         else
             mig_ram_put_page(w, &rw, "pc.ram", base + (uint64_t)p * PG, pages[p]);
@@ -76,20 +97,29 @@ static MigStream *make_stream(void)
     return w;
 }
 
-/* A destination RAM: zero, except pages 12, 13, 41 and 62 (already loaded
- * by an earlier pass, say) and page 46 (a ZERO record must clear it). */
+/* A destination RAM: zero, registered. */
 static MigRam *dest_ram(MigSavevm *sv, const MigSaveEntry **e)
 {
     MigRam *r = mig_ram_new();
     assert_int_equal(mig_ram_add_block(r, "pc.ram", block_len(), NULL), 0);
-    uint8_t *host = mig_ram_block(r, 0)->host + base;
-    static const int held[] = {12, 13, 41, 62, 46};
-    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
-        memset(host + (size_t)held[i] * PG, 0xab, PG);
     assert_int_equal(mig_ram_register(r, sv, NULL), 0);
     *e = mig_savevm_entry(sv, 0); /* the only one */
     assert_string_equal((*e)->idstr, "ram");
     return r;
+}
+
+/* The load starts (load_setup) as if an earlier pass of it had written
+ * the held pages: their bytes, and their arrival bits. */
+static void start_load(MigRam *r, const MigSaveEntry *e)
+{
+    assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
+    MigRamBlock *b = mig_ram_block(r, 0);
+    for (size_t i = 0; i < NHELD; i++) {
+        uint64_t bit = base / PG + (uint64_t)held[i];
+        memset(b->host + bit * PG, 0xab, PG);
+        b->recv[bit / 64] |= 1ull << (bit % 64);
+        b->nrecv++;
+    }
 }
 
 /* Load from memory: the reference (a memory stream never reads direct). */
@@ -103,9 +133,11 @@ static void load_reference(const uint8_t *buf, size_t len, uint8_t *out)
     MigStream *s = mig_stream_new_mem_reader(buf, len);
     MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
     MigErr *err = NULL;
-    assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
-    if (e->iter->load_state(e->opaque, s, &h, &err) != 0)
-        fail_msg("reference load: %s", err ? err->msg : "?");
+    start_load(r, e);
+    for (size_t step = 0; step < nsteps(); step++)
+        if (e->iter->load_state(e->opaque, s, &h, &err) != 0)
+            fail_msg("reference load: %s", err ? err->msg : "?");
+    assert_int_equal(mig_stream_offset(s), len);
     memcpy(out, mig_ram_block(r, 0)->host + base, PAGES * PG);
     ref_nrecv = mig_ram_block(r, 0)->nrecv;
     e->iter->load_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
@@ -130,19 +162,23 @@ static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, si
     MigStream *s = mig_stream_new_reader(t);
     MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
     MigErr *err = NULL;
-    assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
-    size_t off = 0, i = 0;
-    int rc = -EAGAIN;
-    while (rc == -EAGAIN) {
+    start_load(r, e);
+    size_t off = 0, i = 0, steps = 0;
+    while (steps < nsteps()) {
+        int rc = e->iter->load_state(e->opaque, s, &h, &err);
+        if (rc == 0) {
+            steps++;
+            continue;
+        }
+        if (rc != -EAGAIN)
+            fail_msg("chunked load: %d %s", rc, err ? err->msg : "?");
         assert_true(off < len); /* the whole stream loads, never more is asked */
         size_t c = MIG_MIN(sizes[i++ % n], len - off);
         assert_int_equal(write(sp[0], buf + off, c), (ssize_t)c);
         off += c;
-        rc = e->iter->load_state(e->opaque, s, &h, &err);
     }
-    if (rc != 0)
-        fail_msg("chunked load: %d %s", rc, err ? err->msg : "?");
     assert_int_equal(off, len);
+    assert_int_equal(mig_stream_offset(s), len);
     const uint8_t *got = mig_ram_block(r, 0)->host + base;
     for (int p = 0; p < PAGES; p++)
         if (memcmp(got + (size_t)p * PG, want + (size_t)p * PG, PG))
@@ -150,12 +186,15 @@ static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, si
     /* every page counted as arrived, as the reference counts them (the
      * destination's completeness check at the end relies on it) */
     assert_int_equal(mig_ram_block(r, 0)->nrecv, ref_nrecv);
-    /* ... and each by its own bit: the pages the stream sent, no other */
+    /* ... and each by its own bit: the pages the stream sent or the load
+     * held, no other */
     const uint64_t *recv = mig_ram_block(r, 0)->recv;
     for (int p = 0; p < PAGES; p++) {
         bool sent = false;
-        for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+        for (size_t k = 0; k < NORDER; k++)
             sent |= order[k] == p || order[k] == -p;
+        for (size_t k = 0; k < NHELD; k++)
+            sent |= held[k] == p;
         uint64_t bit = base / PG + (uint64_t)p;
         if (sent != ((recv[bit / 64] >> (bit % 64)) & 1))
             fail_msg("page %d: arrival bit %d, sent %d", p, !sent, sent);
@@ -184,6 +223,7 @@ static void equals_buffered_load(uint64_t at, bool byte_by_byte)
     assert_memory_equal(want + 5 * PG, pages[5], PG);
     assert_true(mig_ram_page_is_zero(want + 20 * PG) && mig_ram_page_is_zero(want + 46 * PG));
     assert_memory_equal(want + 41 * PG, pages[41], PG);
+    assert_int_equal(want[34 * PG + 100], 0xab);
     static const size_t all[] = {1 << 20};
     static const size_t odd[] = {1, 7, 8, 9, 4103, 4104, 4105, 100000, 3, 12000, 40000};
     static const size_t rec[] = {4104};

@@ -692,6 +692,14 @@ static void test_scenario_exec_spice_oracles_can_fail(void **state)
         {EXEC_SELFTEST_SPICE_PORT, "message SPICEVMC_DATA: port byte", "PORT", EXEC_CHANNEL_PASSED},
         {EXEC_SELFTEST_SPICE_LEFTOVER, "the src server still has 0 channel client(s) and 1 link(s) in progress",
          "MAIN", EXEC_CHANNEL_PASSED},
+        /* the client records frame 0 again: the guest's sink sees it */
+        {EXEC_SELFTEST_SPICE_RECORD, "spice: record: fake-snd on dst got 1 frame(s) again or out of order",
+         "RECORD", EXEC_CHANNEL_PASSED},
+        /* the client sends group 0's mouse event again: the guest sees it */
+        {EXEC_SELFTEST_SPICE_INPUTS, "spice: inputs: the guest on dst got 1 group(s) of key and mouse events again",
+         "INPUTS", EXEC_CHANNEL_PASSED},
+        /* the server moves the client's cursor a pixel from the guest's */
+        {EXEC_SELFTEST_SPICE_CURSOR, "spice: cursor: the client's is at (", "CURSOR", EXEC_CHANNEL_PASSED},
     };
     for (size_t i = 0; i < MIG_ARRAY_SIZE(cases); i++) {
         run_case(s, NULL, NULL, cases[i].st, r);

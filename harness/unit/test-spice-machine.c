@@ -9,7 +9,8 @@
  * lost nor repeated, nor playback frames: what the destination plays while
  * the client's playback link waits for its MIGRATE_END is kept for it (10 s
  * at most).  A cancelled migration leaves the client on the source with
- * everything working.
+ * everything working.  Seamless: the target answers the client's display
+ * blob while it still loads, and draws nothing before it has loaded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +40,7 @@ typedef struct Pair {
     int connected_calls, connected_result;
     SimSpiceNet net; /* port 1: the source's SPICE server, port 2: the destination's */
     uint64_t src_ops_at_stop;
+    uint64_t mig_bw; /* the machines' link (0: 200 MiB/s) */
 } Pair;
 
 static void on_src_event(void *opaque, const char *name, json_t *data)
@@ -48,7 +50,7 @@ static void on_src_event(void *opaque, const char *name, json_t *data)
         p->src_ops_at_stop = fake_qxl_ops(p->ssp->qxl);
 }
 
-static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns)
+static void pair_open_cfg(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns, bool seamless)
 {
     memset(p, 0, sizeof(*p));
     p->loop = mig_sim_loop_new(0x5eed);
@@ -57,7 +59,7 @@ static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay
     MigMachineOptions dopt = {.name = "dst", .ram_size = 16 * MIB, .incoming = true};
     p->src = mig_machine_new(p->loop, &so, NULL);
     p->dst = mig_machine_new(p->loop, &dopt, NULL);
-    SpiceServerConfig sc = {0};
+    SpiceServerConfig sc = {.seamless_migration = seamless};
     assert_int_equal(mig_machine_add_spice(p->src, &sc, NULL), 0);
     assert_int_equal(mig_machine_add_spice(p->dst, &sc, NULL), 0);
     FakeSpiceOptions fo = {.width = 160, .height = 120, .vmc_bytes_per_tick = client_bw ? 4000 : 500};
@@ -78,6 +80,11 @@ static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay
     assert_int_equal(fake_client_start(p->client, NULL), 0);
     mig_sim_run_for(p->loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(p->client), 7);
+}
+
+static void pair_open_ex(Pair *p, uint64_t client_bw, uint64_t migrate_end_delay_ns)
+{
+    pair_open_cfg(p, client_bw, migrate_end_delay_ns, false);
 }
 
 static void pair_open_bw(Pair *p, uint64_t client_bw)
@@ -126,7 +133,7 @@ static void migrate(Pair *p)
         assert_int_equal(mig_sim_run_for(p->loop, 10000000ull) >= 0, 1);
     assert_int_equal(p->connected_result, 0);
     MigTransport *a, *b;
-    MigLinkParams lp = {.bandwidth = 200u << 20, .latency_ns = 50000};
+    MigLinkParams lp = {.bandwidth = p->mig_bw ? p->mig_bw : 200u << 20, .latency_ns = 50000};
     assert_int_equal(mig_transport_mem_pair(p->loop, &lp, &a, &b), 0);
     assert_int_equal(mig_machine_incoming_transport(p->dst, b, NULL), 0);
     assert_int_equal(mig_machine_migrate_transport(p->src, a, NULL), 0);
@@ -272,6 +279,67 @@ static void test_spice_machine_cancel_keeps_the_client(void **state)
     pair_close(&p);
 }
 
+/* Seamless (both servers with seamless-migration on): the target answers
+ * the client's display blob as it arrives, while the machine is still
+ * loading (the blob's client part: serial, ACK window, the cache reset),
+ * as spice-server's display answers its blob when it comes; what needs the
+ * machine's state (the GLZ dictionary, the surfaces) and any drawing wait
+ * until the machine has loaded. */
+static bool target_answered(void *opaque)
+{
+    Pair *p = opaque;
+    FakeClientSwitchGaps g;
+    fake_client_switch_gaps(p->client, &g);
+    return g.have_first || fake_client_last_error(p->client)[0];
+}
+
+static void test_spice_machine_seamless_target_answers_while_it_loads(void **state)
+{
+    (void)state;
+    Pair p;
+    pair_open_cfg(&p, 0, 0, true);
+    /* 16 MiB at 8 MiB/s: the source completes with its last MiBs still on
+     * the way (the link holds 4 MiB), the target loads them after */
+    p.mig_bw = 8u << 20;
+    migrate(&p);
+    assert_int_equal(mig_loop_run_until(p.loop, target_answered, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_string_equal(fake_client_last_error(p.client), "");
+    FakeClientSwitchGaps g;
+    fake_client_switch_gaps(p.client, &g);
+    /* the answer came while the target was still loading: the cache reset */
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_COMPLETED);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.dst)), MIG_STATUS_ACTIVE);
+    assert_string_equal(g.first_msg, "DISPLAY_INVAL_ALL_PIXMAPS");
+    FakeClientDraws before;
+    fake_client_draws(p.client, &before);
+    /* nothing is drawn from the target before it has loaded */
+    while (mig_migration_status(mig_machine_migration(p.dst)) == MIG_STATUS_ACTIVE) {
+        assert_int_equal(mig_sim_run_for(p.loop, 1000000ull) >= 0, 1);
+        FakeClientDraws now;
+        fake_client_draws(p.client, &now);
+        if (mig_migration_status(mig_machine_migration(p.dst)) == MIG_STATUS_ACTIVE)
+            assert_int_equal(now.count, before.count);
+    }
+    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(mig_migration_status(mig_machine_migration(p.dst)), MIG_STATUS_COMPLETED);
+    mig_sim_run_for(p.loop, 2000000000ull);
+    assert_string_equal(fake_client_last_error(p.client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(p.client, &m);
+    assert_int_equal(m.seamless, 1);
+    assert_string_equal(fake_client_server_host(p.client), "dst");
+    /* the target draws for the client once loaded: its screen is the guest's */
+    FakeClientDraws after;
+    fake_client_draws(p.client, &after);
+    assert_true(after.count > before.count);
+    assert_int_equal(mig_machine_stop(p.dst, NULL), 0);
+    mig_sim_run_for(p.loop, 500000000ull);
+    const SpiceSurface *fb = fake_qxl_framebuffer(p.dsp->qxl), *cli = fake_client_surface(p.client, 0, 0);
+    assert_non_null(cli);
+    assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
+    pair_close(&p);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +348,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_machine_slow_client_loses_nothing_at_the_switch),
         cmocka_unit_test(test_spice_machine_late_migrate_end_loses_no_playback),
         cmocka_unit_test(test_spice_machine_playback_kept_is_bounded),
+        cmocka_unit_test(test_spice_machine_seamless_target_answers_while_it_loads),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -52,6 +52,13 @@ typedef enum MigCap {
      * with real fds; migrate refuses it on a transport that cannot pass fds
      * or a machine whose RAM is not shared. */
     MIG_CAP_X_RAM_SHARE,
+    /* The destination requires the VMDESCRIPTION trailer after the EOF
+     * byte and a device list in it: what tells it a needed() subsection was
+     * left out (docs/protocol-qemu-stream.md, the completeness rule).  The
+     * stream does not change (a migcert source always writes the trailer);
+     * management sets it on both sides when both offer it, so a QEMU
+     * source, which does not, is never held to it. */
+    MIG_CAP_X_REQUIRE_VMDESC,
     MIG_CAP__COUNT
 } MigCap;
 

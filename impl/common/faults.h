@@ -26,13 +26,16 @@
  * happened and writes a stream that lacks something (a device section, a
  * RAM page, the EOF, a subsection), as a buggy or hostile source would; the
  * errno is what the destination must fail with (EPROTO), not one the source
- * sees (scenarios/stream-damage/).
+ * sees (scenarios/stream-damage/).  The x-page-flip ones (pipe-break,
+ * splice-short) fire only on a real page pipe, never in the simulator:
+ * harness/pytest/test_vm_pageflip.py shows them between processes.
  */
 #ifndef MIGCERT_FAULTS_H
 #define MIGCERT_FAULTS_H
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "fiu-local.h"
 
@@ -50,6 +53,8 @@
       "stream damage: the source ends its stream without the EOF and the VMDESCRIPTION")          \
     X(MIGRATION_OMIT_SECTION, "mig/migration/omit-section", EPROTO,                               \
       "stream damage: the source leaves out the device (FULL) section it was about to write")    \
+    X(MIGRATION_OMIT_VMDESC, "mig/migration/omit-vmdesc", EPROTO,                                 \
+      "stream damage: the source writes the EOF but not the VMDESCRIPTION after it")              \
     X(MIGRATION_START, "mig/migration/start", EIO,                                                \
       "an outgoing migration fails to start before anything is sent")                             \
     X(RAM_ITERATE, "mig/ram/iterate", EIO,                                                        \
@@ -60,8 +65,12 @@
       "the stream cannot push buffered bytes to its transport")                                   \
     X(STREAM_READ, "mig/stream/read", EIO,                                                        \
       "the stream's transport read fails")                                                        \
+    X(TRANSPORT_PIPE_BREAK, "mig/transport/pipe-break", EPIPE,                                    \
+      "stream damage: x-page-flip's pipe closes half-way into a page, the source sends on")       \
     X(TRANSPORT_READ, "mig/transport/read", EIO,                                                  \
       "a transport read fails")                                                                   \
+    X(TRANSPORT_SPLICE_SHORT, "mig/transport/splice-short", EPROTO,                               \
+      "stream damage: x-page-flip splices half a page, sends its record, and splices no more")    \
     X(TRANSPORT_WRITE, "mig/transport/write", EIO,                                                \
       "a transport write fails")                                                                  \
     X(VMSTATE_LOAD, "mig/vmstate/load", EINVAL,                                                   \
@@ -86,6 +95,26 @@
       "a target channel cannot take the client's migration data: that channel client closes")    \
     X(SPICE_SERVER_MIGRATE_DATA_SEND, "spice/server/migrate-data-send", EIO,                      \
       "a source channel cannot build its migration data: that channel client closes")
+
+/* Points only a real page pipe reaches (x-page-flip; the simulator's link
+ * has none, so no scenario can): each names the test that reaches it
+ * between real processes.  `list-faults --unreached` leaves them out and
+ * says so; harness/pytest/test_faults_registry.py checks that the named
+ * test names the point.  X(name, test) */
+#define MIG_FAULT_POINTS_REAL_FDS_ONLY(X)                                                          \
+    X("mig/transport/pipe-break", "harness/pytest/test_vm_pageflip.py")                           \
+    X("mig/transport/splice-short", "harness/pytest/test_vm_pageflip.py")
+
+/* The test that reaches point `name` outside the scenarios, or NULL. */
+static inline const char *mig_fault_reached_outside_scenarios(const char *name)
+{
+#define MIG_FAULT_OUTSIDE_(point, test)                                                            \
+    if (!strcmp(name, point))                                                                      \
+        return test;
+    MIG_FAULT_POINTS_REAL_FDS_ONLY(MIG_FAULT_OUTSIDE_)
+#undef MIG_FAULT_OUTSIDE_
+    return NULL;
+}
 
 typedef enum MigFaultId {
 #define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,

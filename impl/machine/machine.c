@@ -157,6 +157,8 @@ MigMachine *mig_machine_new(MigLoop *loop, const MigMachineOptions *o, MigErr **
     m->sv = mig_savevm_new();
     uint64_t size = o->ram_size ? o->ram_size : (uint64_t)128 << 20;
     mig_ram_share_memory(m->ram, o->mem_share);
+    /* a machine waiting for its incoming migration never ran: its RAM reads zero */
+    mig_ram_set_fresh(m->ram, o->incoming);
     if (mig_ram_add_block(m->ram, "pc.ram", size, errp) < 0 ||
         mig_ram_register(m->ram, m->sv, errp) < 0) {
         mig_machine_free(m);

@@ -172,6 +172,25 @@ static int resolve_entry(MigMigration *mm, const MigSectionHeader *h, MigErr **e
 
 /* One unit.  Returns 0 progress, 1 done, -EAGAIN starved, other <0 failed
  * (*errp set). */
+/* No VMDESCRIPTION after the EOF byte (the stream ended there, -1, or byte
+ * b follows): QEMU only logs it and completes; with x-require-vmdesc the
+ * destination fails, since only the trailer tells it a needed() subsection
+ * was left out (the offset is the EOF byte's end). */
+static int dst_no_vmdesc(MigMigration *mm, MigStream *s, int b, MigErr **errp)
+{
+    if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_REQUIRE_VMDESC))
+        return mig_err_set(errp, -EPROTO,
+                           "incomplete stream: no VMDESCRIPTION after its EOF marker (offset "
+                           "%llu), which capability x-require-vmdesc requires: the subsections "
+                           "the source wrote cannot be checked",
+                           (unsigned long long)mig_stream_offset(s));
+    if (b < 0)
+        return 1;
+    mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who,
+                  "Expected vmdescription section, but got %d", b);
+    return 1;
+}
+
 /* The source's VMDESCRIPTION says what it wrote: per device, the
  * subsections whose needed() was true.  A device it lists whose section
  * never arrived, or a subsection it lists that the device's load did not
@@ -186,9 +205,14 @@ static int dst_check_vmdesc(MigMigration *mm, const char *json, size_t len, MigE
     json_t *doc = json_loadb(json, len, 0, &jerr);
     json_t *devs = json_object_get(doc, "devices");
     if (!json_is_array(devs)) {
+        json_decref(doc);
+        if (mm->caps & MIG_CAP_BIT(MIG_CAP_X_REQUIRE_VMDESC))
+            return mig_err_set(errp, -EPROTO,
+                               "incomplete stream: its VMDESCRIPTION has no device list, which "
+                               "capability x-require-vmdesc requires (the subsections it wrote "
+                               "cannot be checked)");
         mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who,
                       "VMDESCRIPTION has no device list: the subsections are not checked");
-        json_decref(doc);
         return 0;
     }
     int r = 0;
@@ -395,17 +419,14 @@ static int dst_step(MigMigration *mm, MigErr **errp)
     case MIG_PHASE_DST_VMDESC: {
         mig_stream_mark(s);
         if (mig_stream_at_eof(s))
-            return 1; /* no trailer: QEMU only logs this */
+            return dst_no_vmdesc(mm, s, -1, errp); /* QEMU only logs this */
         if (mig_stream_starved(s))
             return -EAGAIN;
         int b = mig_stream_peek_u8(s, 0);
         if (b < 0)
-            return mig_stream_starved(s) ? -EAGAIN : 1;
-        if (b != MIG_SECTION_VMDESCRIPTION) {
-            mig_trace_log(mm->env.loop->trace, mig__now_ns(mm), mm->who,
-                          "Expected vmdescription section, but got %d", b);
-            return 1;
-        }
+            return mig_stream_starved(s) ? -EAGAIN : dst_no_vmdesc(mm, s, -1, errp);
+        if (b != MIG_SECTION_VMDESCRIPTION)
+            return dst_no_vmdesc(mm, s, b, errp);
         MigSectionHeader h;
         r = mig_stream_get_section_header(s, &h, errp);
         if (r < 0)

@@ -390,6 +390,10 @@ static void src_tail(MigMigration *mm)
         return;
     }
     mig_stream_put_eof(mm->s);
+    if (mig_fault_fire(MIG_FAULT_MIGRATION_OMIT_VMDESC)) {
+        src_phase(mm, MIG_PHASE_SRC_DRAIN); /* stream damage: EOF, no trailer */
+        return;
+    }
     json_t *desc = mig_savevm_vmdesc(mm->env.savevm);
     char *text = json_dumps(desc, 0);
     json_decref(desc);

@@ -55,6 +55,7 @@ static const char *const cap_names[MIG_CAP__COUNT] = {
     [MIG_CAP_POSTCOPY_PREEMPT] = "postcopy-preempt",
     [MIG_CAP_X_PAGE_FLIP] = "x-page-flip",
     [MIG_CAP_X_RAM_SHARE] = "x-ram-share",
+    [MIG_CAP_X_REQUIRE_VMDESC] = "x-require-vmdesc",
 };
 
 const char *mig_cap_name(MigCap c)
@@ -88,11 +89,15 @@ MigCapMask mig_caps_supported(void)
      * that cannot pass fds (migration-source.c).  x-ram-share: the RAM's
      * memfd passed at setup, only device state in the stream (same section
      * of that note); offered and refused like x-page-flip, and refused at
-     * migrate on a machine whose RAM is not shared memory. */
+     * migrate on a machine whose RAM is not shared memory.
+     * x-require-vmdesc: the destination fails a stream without the
+     * VMDESCRIPTION trailer (or without its device list); the source always
+     * writes one. */
     return MIG_CAP_BIT(MIG_CAP_EVENTS) | MIG_CAP_BIT(MIG_CAP_ZERO_BLOCKS) |
            MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER) | MIG_CAP_BIT(MIG_CAP_X_IGNORE_SHARED) |
            MIG_CAP_BIT(MIG_CAP_VALIDATE_UUID) | MIG_CAP_BIT(MIG_CAP_RETURN_PATH) |
-           MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP) | MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE);
+           MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP) | MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE) |
+           MIG_CAP_BIT(MIG_CAP_X_REQUIRE_VMDESC);
 }
 
 json_t *mig_caps_to_json(MigCapMask known, MigCapMask enabled)

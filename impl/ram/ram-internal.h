@@ -33,6 +33,7 @@ struct MigRam {
 
     /* destination */
     bool loading;
+    bool fresh; /* mig_ram_set_fresh: private pages the load did not write read zero */
     MigRamReader reader; /* current block across sections, block table */
     int *load_map;       /* reader block index -> our block index */
     /* Direct reads of page runs (ram-section.c, load_direct_run): the
@@ -41,6 +42,13 @@ struct MigRam {
     uint64_t direct_next;
     bool direct_ok;
     size_t direct_len; /* records the next run asks for */
+    /* PAGE|CONTINUE records loaded in a row since the last other record,
+     * and that count when the last other record came: a source ends each
+     * pre-copy step after about as many records (its budget), so a run
+     * that would cross where the next step's EOS and section header
+     * probably are stops there instead of reading them into guest pages
+     * and giving a whole run back. */
+    size_t direct_since, direct_period;
     uint8_t *direct_back;
     size_t direct_back_cap;
 

@@ -283,6 +283,7 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->share_next = 0;
     r->direct_ok = false;
     r->direct_len = 0;
+    r->direct_since = r->direct_period = 0;
     free(r->load_map);
     r->load_map = NULL;
     for (size_t i = 0; i < r->nblocks; i++) {
@@ -418,31 +419,55 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
     mark_received(b, offset);
     r->normal++;
     r->transferred += 8 + MIG_RAM_PAGE_SIZE;
+    r->direct_since++;
     r->direct_next = offset + MIG_RAM_PAGE_SIZE;
     r->direct_ok = true;
     return 1;
 }
 
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
-#define DIRECT_RUN 32               /* records one direct read may take */
+#define DIRECT_RUN 256              /* records one direct read may take (1 MiB) */
+#define RAM_READ_AHEAD (16 * 1024)  /* what the stream buffer may take beyond a get */
 
-/* Is page `off` (bytes) of b free for a guess: zero bytes, not a key? */
-static bool page_free(const MigRamBlock *b, uint64_t off)
+/* Zero without a look: a fresh destination's private page this load has
+ * not written (mig_ram_set_fresh). */
+static bool still_fresh(const MigRam *r, const MigRamBlock *b, uint64_t p)
 {
-    uint64_t key;
-    return !mig_ram_page_key(b, off / MIG_RAM_PAGE_SIZE, &key) &&
-           mig_ram_page_is_zero(b->host + off);
+    return r->fresh && b->fd < 0 && b->recv && !(b->recv[p / 64] & (1ull << (p % 64)));
+}
+
+/* Is page `off` (bytes) of b free for a guess: not a key, and either not
+ * received yet in this load or zero bytes?  A page this load has not
+ * written yet holds nothing anyone keeps: a completed load writes every
+ * page (the completeness rule, ram_load_complete) and a failed one zeroes
+ * them all (ram_load_cleanup), so a wrong guess there needs no undo beyond
+ * the zeroing load_direct_run does, and no page is read to learn it is
+ * free (a zero check per page cost the destination a second pass over
+ * guest RAM).  Without the completeness rule (x-ignore-shared) only zero
+ * pages are free. */
+static bool page_free(const MigRam *r, const MigRamBlock *b, uint64_t off)
+{
+    uint64_t key, pg = off / MIG_RAM_PAGE_SIZE;
+    if (mig_ram_page_key(b, pg, &key))
+        return false;
+    if (still_fresh(r, b, pg) ||
+        (!r->reader.ignore_shared && b->recv && !(b->recv[pg / 64] & (1ull << (pg % 64)))))
+        return true;
+    return mig_ram_page_is_zero(b->host + off);
 }
 
 /* Make page p of b zero, touching its memory only when needed: a key where
- * the stream carries keys (ram.h), else bytes unless they read zero. */
-static void zero_page(MigStream *s, MigRamBlock *b, uint64_t p)
+ * the stream carries keys (ram.h), nothing where it is still fresh, else
+ * bytes unless they read zero.  Before the page is marked received. */
+static void zero_page(MigRam *r, MigStream *s, MigRamBlock *b, uint64_t p)
 {
     uint64_t key;
     if (mig_stream_carries_keys(s)) {
         mig_ram_page_set_key(b, p, MIG_RAM_KEY_ZERO);
         return;
     }
+    if (still_fresh(r, b, p))
+        return;
     uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
     if (mig_ram_page_key(b, p, &key) || !mig_ram_page_is_zero(host)) {
         mig_ram_page_unkey(b, p);
@@ -566,10 +591,25 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     size_t k = 0;
     /* slot 0 with its header buffered is a record, not a guess */
     size_t want = MIG_MAX(r->direct_len, (size_t)2);
+    /* Where the transport says what has arrived, read the records that are
+     * whole: a read that ends inside a record gives the record back
+     * (copied) and zeroes its page again, which would cost a page of
+     * copying per read. */
+    ssize_t ready = mig_stream_readable(s);
+    bool exact = ready >= 0 && b + (size_t)ready >= REC;
+    if (exact)
+        want = MIG_MIN((b + (size_t)ready) / REC, (size_t)DIRECT_RUN);
+    /* and no further than where the source's step probably ends; there,
+     * one record (what a step that goes on costs: a page given back when
+     * it ends) */
+    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since < want) {
+        want = MIG_MAX(r->direct_period - r->direct_since, (size_t)1);
+        exact = true;
+    }
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
-           ((k == 0 && b) || page_free(blk, off0 + k * MIG_RAM_PAGE_SIZE)))
+           ((k == 0 && b) || page_free(r, blk, off0 + k * MIG_RAM_PAGE_SIZE)))
         k++;
-    if (k == 0 || (k == 1 && !b)) {
+    if (k == 0 || (k == 1 && !b && !exact)) {
         r->direct_ok = false;
         return 0;
     }
@@ -608,14 +648,15 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
             pos += room;
         }
         for (size_t j = a; j < k && j * REC + 8 < total; j++)
-            if (j > 0 || !b)
-                zero_page(s, blk, pg0 + j);
+            if (j > 0 || !b) /* a guess: bytes landed in this free page (no key) */
+                memset(blk->host + (pg0 + j) * MIG_RAM_PAGE_SIZE, 0, MIG_RAM_PAGE_SIZE);
         mig_stream_unget(s, r->direct_back, back);
     }
     for (size_t j = 0; j < a; j++)
         mark_received(blk, off0 + j * MIG_RAM_PAGE_SIZE);
     r->normal += a;
     r->transferred += a * REC;
+    r->direct_since += a;
     r->direct_next = off0 + a * MIG_RAM_PAGE_SIZE;
     /* The next run: twice as long after a full one (the sender keeps up),
      * or what this one got (zero checks are not spent on pages that come
@@ -651,7 +692,7 @@ static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, ui
     return NULL;
 }
 
-#define FLIP_RUN 64 /* pages read from the pipe with one call */
+#define FLIP_RUN 256 /* pages read from the pipe with one call: the whole 1 MiB pipe */
 
 /* A page HOOK record was read and its page goes to `host`: take the page
  * HOOK records right behind it that the stream already holds (good ones
@@ -777,6 +818,11 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
     if (h->version_id != MIG_RAM_SECTION_VERSION)
         return mig_err_set(errp, -EINVAL, "savevm: unsupported version %u for 'ram' v%u",
                            h->version_id, MIG_RAM_SECTION_VERSION);
+    /* Page runs are read straight into guest RAM; what the stream buffer
+     * takes beyond the next record (at each step's EOS and section header)
+     * would be copied out of it page by page instead. */
+    if (!r->share && mig_stream_can_read_direct(s) && !mig_stream_carries_keys(s))
+        mig_stream_set_read_ahead(s, RAM_READ_AHEAD);
     for (;;) {
         mig_stream_mark(s);
         int direct = load_direct_run(r, s, errp);
@@ -794,6 +840,9 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
         if (fast < 0)
             return fast;
         r->direct_ok = false;
+        if (r->direct_since)
+            r->direct_period = r->direct_since;
+        r->direct_since = 0;
         uint64_t before = mig_stream_offset(s);
         MigRamRecord rec;
         int ret = mig_ram_get_record(s, &r->reader, &rec, errp);
@@ -822,13 +871,14 @@ static int ram_load_state(void *opaque, MigStream *s, const MigSectionHeader *h,
             MigRamBlock *b = r->blocks[r->load_map[rec.block]];
             uint8_t *host = b->host + rec.offset;
             uint64_t pg = rec.offset / MIG_RAM_PAGE_SIZE;
+            if (rec.kind == MIG_RAM_FLAG_ZERO && !rec.fill)
+                zero_page(r, s, b, pg); /* before it counts as received */
             mark_received(b, rec.offset);
             if (rec.kind == MIG_RAM_FLAG_PAGE) {
                 mig_ram_page_unkey(b, pg);
                 memcpy(host, rec.data, MIG_RAM_PAGE_SIZE);
                 r->normal++;
             } else if (!rec.fill) {
-                zero_page(s, b, pg);
                 r->duplicate++;
             } else {
                 mig_ram_page_unkey(b, pg);
@@ -867,6 +917,7 @@ static void ram_load_cleanup(void *opaque, MigOutcome outcome)
     MigRam *r = opaque;
     mig__ram_share_cleanup(r, outcome == MIG_OUTCOME_COMPLETED);
     r->loading = false;
+    r->fresh = false; /* the machine may run from now on */
     r->flip = false;
     r->flip_ready = false;
     r->share = false;

@@ -29,6 +29,11 @@ MigRam *mig_ram_new(void)
     return r;
 }
 
+void mig_ram_set_fresh(MigRam *r, bool fresh)
+{
+    r->fresh = fresh;
+}
+
 static void block_free(MigRamBlock *b)
 {
     if (!b)

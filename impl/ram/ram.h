@@ -83,6 +83,14 @@ void mig_ram_share_memory(MigRam *r, bool on);
 /* Is every block shared memory (and there is at least one)? */
 bool mig_ram_all_shared(const MigRam *r);
 
+/* A destination that never ran (a machine waiting for its incoming
+ * migration): every private page reads zero until a load writes it, so a
+ * load learns that a page it has not written is zero without reading it
+ * (reading untouched memory makes the kernel allocate and clear it, a huge
+ * page at a time).  Cleared when a load ends, whatever its outcome (a
+ * failed load zeroes its pages again, but the machine may run after it). */
+void mig_ram_set_fresh(MigRam *r, bool fresh);
+
 /* Add a block of `length` bytes (multiple of 4096, > 0); returns its index or
  * a negative errno (-EEXIST duplicate name, -EINVAL bad length or name,
  * -EBUSY while migrating, -ENOMEM). */

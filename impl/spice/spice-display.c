@@ -48,8 +48,11 @@ typedef struct DisplayCC {
     SpiceChannelClient *cc;
     bool ready;            /* DISPLAY_INIT received, surfaces sent */
     bool imported;         /* seamless target: its blob's cache part was taken */
+    bool early;            /* seamless target: its blob's first part was taken while the machine loaded */
     SpicePixmapCache *pc;  /* the client's shared cache (NULL before DISPLAY_INIT) */
     SpiceGlzDict *glz;     /* the client's GLZ dictionary (with image-compression=glz) */
+    uint8_t init_glz_id;   /* what DISPLAY_INIT asked for (a blob without a dictionary names it) */
+    uint32_t init_glz_window;
     uint32_t *prep_ids;    /* seamless target: the surfaces when it began to draw for the client */
     size_t nprep;
 } DisplayCC;
@@ -277,17 +280,25 @@ static int send_initial(DisplayCC *dc)
 
 /* ------------------------------------------------------------------ channel class */
 
-static int display_connect(SpiceChannelClient *cc, MigErr **errp)
+/* The display's state for a new channel client, not ready: nothing is
+ * drawn for it before DISPLAY_INIT (or, seamless, before the machine loaded). */
+static DisplayCC *dcc_new(SpiceDisplay *d, SpiceChannelClient *cc)
 {
-    SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
-    if (!d)
-        return mig_err_set(errp, -ENODEV, "the display device is gone");
     DisplayCC *dc = mig_malloc0(sizeof(*dc));
     dc->d = d;
     dc->cc = cc;
     spice_cc_set_priv(cc, dc);
     d->dccs = mig_realloc(d->dccs, (d->ndccs + 1) * sizeof(*d->dccs));
     d->dccs[d->ndccs++] = dc;
+    return dc;
+}
+
+static int display_connect(SpiceChannelClient *cc, MigErr **errp)
+{
+    SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
+    if (!d)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    dcc_new(d, cc);
     const SpiceServerConfig *cfg = spice_server_config(spice_channel_server(spice_cc_channel(cc)));
     int r = spice_conn_set_ack(spice_cc_conn(cc), 1, cfg->ack_window);
     return r < 0 ? mig_err_set(errp, r, "cannot queue SET_ACK") : 0;
@@ -306,6 +317,8 @@ static int display_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, vo
         return mig_err_set(errp, -EPROTO, "DISPLAY_INIT with a negative size (cache %lld, GLZ window %d)",
                            (long long)di->pixmap_cache_size, di->glz_dictionary_window_size);
     bool created;
+    dc->init_glz_id = di->glz_dictionary_id;
+    dc->init_glz_window = (uint32_t)di->glz_dictionary_window_size;
     dc->pc = cache_get(dc->d->group, spice_cc_client(cc), di->pixmap_cache_id, (uint64_t)di->pixmap_cache_size,
                        &created);
     if (spice_server_config(dc->d->server)->glz && di->glz_dictionary_window_size > 0 && dc->d->id < 4)
@@ -343,6 +356,7 @@ static void display_channel_gone(SpiceChannel *ch)
 
 static int display_migrate_save(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp);
 static void display_migrate_prepare(SpiceChannelClient *cc);
+static int display_migrate_early(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 
 static const SpiceChannelClass display_class = {
@@ -355,6 +369,7 @@ static const SpiceChannelClass display_class = {
     .migrate_flags = SPICE_MIGRATE_NEED_FLUSH | SPICE_MIGRATE_NEED_DATA_TRANSFER,
     .migrate_save = display_migrate_save,
     .migrate_prepare = display_migrate_prepare,
+    .migrate_early = display_migrate_early,
     .migrate_load = display_migrate_load,
 };
 
@@ -645,7 +660,18 @@ int spice_display_migrate_export_glz(SpiceChannelClient *cc, MigBuf *blob, MigEr
         return spice_glz_export(dc->glz, blob, errp);
     if (blob->len < SPICE_DCMD_BODY_END)
         return mig_err_set(errp, -EINVAL, "display migration data: %zu bytes before the GLZ part", blob->len);
-    memset(blob->data + SPICE_DCMD_GLZ_OFFSET, 0, SPICE_DCMD_GLZ_LEN); /* no dictionary: window 0 */
+    /* no dictionary in use: an empty one of the size the client asked for,
+     * with one encoder, as spice-server describes the dictionary it makes
+     * for every client (spice-server 0.15.1 cannot restore a dictionary of
+     * no encoder: its display worker asserts, seen with QEMU 7.2 as the
+     * target, test_spice_mixed.py) */
+    uint8_t *p = blob->data + SPICE_DCMD_GLZ_OFFSET;
+    memset(p, 0, SPICE_DCMD_GLZ_LEN);
+    p[0] = dc->init_glz_id;
+    for (int k = 0; k < 4; k++)
+        p[1 + k] = (uint8_t)(dc->init_glz_window >> (8 * k));
+    p[5] = 1; /* max_encoders */
+    memset(p + 9, 0xff, 8); /* the last image id before the first image */
     return 0;
 }
 
@@ -720,16 +746,15 @@ static void display_migrate_prepare(SpiceChannelClient *cc)
     SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
     if (!d)
         return;
-    DisplayCC *dc = mig_malloc0(sizeof(*dc));
-    dc->d = d;
-    dc->cc = cc;
+    DisplayCC *dc = spice_cc_priv(cc); /* there when the blob's first part came during the load */
+    if (!dc)
+        dc = dcc_new(d, cc);
     dc->ready = true;
+    free(dc->prep_ids);
+    dc->nprep = 0;
     dc->prep_ids = mig_malloc0((d->nsurfaces + 1) * sizeof(*dc->prep_ids));
     for (size_t i = 0; i < d->nsurfaces; i++)
         dc->prep_ids[dc->nprep++] = d->surfaces[i].id;
-    spice_cc_set_priv(cc, dc);
-    d->dccs = mig_realloc(d->dccs, (d->ndccs + 1) * sizeof(*d->dccs));
-    d->dccs[d->ndccs++] = dc;
 }
 
 static bool listed(const SpiceMigSurfaces *l, uint32_t id)
@@ -749,17 +774,15 @@ static bool prepared(const DisplayCC *dc, uint32_t id)
     return false;
 }
 
-static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+/* The blob decoded and its surface list checked (m freed on error). */
+static int display_blob_decode(SpiceChannelClient *cc, const uint8_t *blob, size_t len, SpiceMigDisplay *m,
+                               MigErr **errp)
 {
-    DisplayCC *dc = spice_cc_priv(cc);
-    if (!dc)
-        return mig_err_set(errp, -ENODEV, "the display device is gone");
-    SpiceMigDisplay m;
     int r = spice_mig_decode("display", &spice_mig_display_desc, blob, len, SPICE_MIG_MAGIC_DISPLAY,
-                             display_blob_version(spice_channel_server(spice_cc_channel(cc))), &m, errp);
+                             display_blob_version(spice_channel_server(spice_cc_channel(cc))), m, errp);
     if (r < 0)
         return r;
-    const SpiceMigSurfaces *l = m.surfaces_at_client;
+    const SpiceMigSurfaces *l = m->surfaces_at_client;
     const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
     if (l && l->surfaces.n > SPICE_MIG_MAX_SURFACES)
         r = mig_err_set(errp, -EPROTO, "display migration data: %u surfaces listed, at most %u", l->surfaces.n,
@@ -768,14 +791,62 @@ static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, siz
         if (ids[i].id >= SPICE_MIG_MAX_SURFACES)
             r = mig_err_set(errp, -EPROTO, "display migration data: surface id %u out of range (0 to %u)", ids[i].id,
                             SPICE_MIG_MAX_SURFACES - 1);
+    if (r < 0)
+        spice_marshal_free(&spice_mig_display_desc, m);
+    return r;
+}
+
+/* What the blob carries that needs nothing from the machine's stream: the
+ * serial to go on from, a zeroed ACK window, and the client's cache (reset:
+ * INVAL_ALL_PIXMAPS with its waits; restore: the cache's ids). */
+static int display_blob_take_client_part(SpiceChannelClient *cc, const SpiceMigDisplay *m, const uint8_t *blob,
+                                         size_t len, MigErr **errp)
+{
     SpiceConn *conn = spice_cc_conn(cc);
-    if (r == 0) {
-        const SpiceServerConfig *cfg = spice_server_config(spice_channel_server(spice_cc_channel(cc)));
-        spice_conn_renumber(conn, m.message_serial);
-        spice_conn_resume_ack(conn, 1, cfg->ack_window); /* spice.md 11.6: nothing un-ACKed */
-        /* the cache (reset: INVAL_ALL_PIXMAPS with its waits) and the dictionary */
-        r = spice_display_migrate_import_cache(cc, blob, len, errp);
-    }
+    const SpiceServerConfig *cfg = spice_server_config(spice_channel_server(spice_cc_channel(cc)));
+    spice_conn_renumber(conn, m->message_serial);
+    spice_conn_resume_ack(conn, 1, cfg->ack_window); /* spice.md 11.6: nothing un-ACKed */
+    return spice_display_migrate_import_cache(cc, blob, len, errp);
+}
+
+/* Target, the blob came while the machine still loads: its client part is
+ * taken at once, so that the client hears from the target as soon as it
+ * moved (as spice-server's display answers its blob when it comes), not
+ * once the whole stream is in.  Nothing is drawn for the client before
+ * the machine loaded (the channel client is not ready); the dictionary
+ * (from the machine's stream) and the surfaces (the display's, loaded)
+ * wait for display_migrate_load. */
+static int display_migrate_early(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    SpiceDisplay *d = spice_channel_priv(spice_cc_channel(cc));
+    if (!d)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        dc = dcc_new(d, cc);
+    SpiceMigDisplay m;
+    int r = display_blob_decode(cc, blob, len, &m, errp);
+    if (r < 0)
+        return r;
+    r = display_blob_take_client_part(cc, &m, blob, len, errp);
+    dc->early = r == 0;
+    spice_marshal_free(&spice_mig_display_desc, &m);
+    return r;
+}
+
+static int display_migrate_load(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp)
+{
+    DisplayCC *dc = spice_cc_priv(cc);
+    if (!dc)
+        return mig_err_set(errp, -ENODEV, "the display device is gone");
+    SpiceMigDisplay m;
+    int r = display_blob_decode(cc, blob, len, &m, errp);
+    if (r < 0)
+        return r;
+    const SpiceMigSurfaces *l = m.surfaces_at_client;
+    const SpiceMigSurface *ids = l ? l->surfaces.items : NULL;
+    if (!dc->early) /* else taken as it came */
+        r = display_blob_take_client_part(cc, &m, blob, len, errp);
     if (r == 0)
         r = spice_display_migrate_import_glz(cc, blob, len, errp);
     /* against the surfaces of when it began to draw for the client (what

@@ -224,8 +224,25 @@ static const SpiceMField cursor_init_desc_f[] = {
     F(U16, SpiceMsgCursorInit, x),           F(U16, SpiceMsgCursorInit, y),
     F(U16, SpiceMsgCursorInit, trail_length), F(U16, SpiceMsgCursorInit, trail_frequency),
     F(U8, SpiceMsgCursorInit, visible),      F(U16, SpiceMsgCursorInit, cursor_flags),
+    F(REST, SpiceMsgCursorInit, shape),
 };
 LOCAL_DESC(cursor_init_desc, SpiceMsgCursorInit, "CursorInit");
+
+static const SpiceMField cursor_set_desc_f[] = {
+    F(U16, SpiceMsgCursorSet, x), F(U16, SpiceMsgCursorSet, y), F(U8, SpiceMsgCursorSet, visible),
+    F(U16, SpiceMsgCursorSet, cursor_flags), F(REST, SpiceMsgCursorSet, shape),
+};
+LOCAL_DESC(cursor_set_desc, SpiceMsgCursorSet, "CursorSet");
+
+static const SpiceMField cursor_move_desc_f[] = {F(U16, SpiceMsgCursorMove, x), F(U16, SpiceMsgCursorMove, y)};
+LOCAL_DESC(cursor_move_desc, SpiceMsgCursorMove, "CursorMove");
+
+static const SpiceMField spice_cursor_header_desc_f[] = {
+    F(U64, SpiceCursorHeader, unique), F(U8, SpiceCursorHeader, type),   F(U16, SpiceCursorHeader, width),
+    F(U16, SpiceCursorHeader, height), F(U16, SpiceCursorHeader, hot_x), F(U16, SpiceCursorHeader, hot_y),
+    F(REST, SpiceCursorHeader, data),
+};
+DESC(spice_cursor_header_desc, SpiceCursorHeader, "CursorHeader");
 
 /* ---------------------------------------------------------------- registry */
 #define S(ch, id, nm, d) {SPICE_CHANNEL_##ch, false, SPICE_MSG_##id, nm, &(d)}
@@ -307,6 +324,8 @@ static const SpiceMsgInfo registry[] = {
 
     S(CURSOR, CURSOR_INIT, "CURSOR_INIT", cursor_init_desc),
     S(CURSOR, CURSOR_RESET, "CURSOR_RESET", empty_desc),
+    S(CURSOR, CURSOR_SET, "CURSOR_SET", cursor_set_desc),
+    S(CURSOR, CURSOR_MOVE, "CURSOR_MOVE", cursor_move_desc),
     S(CURSOR, CURSOR_HIDE, "CURSOR_HIDE", empty_desc),
     S(CURSOR, CURSOR_INVAL_ALL, "CURSOR_INVAL_ALL", empty_desc),
 

@@ -250,14 +250,38 @@ typedef struct SpiceMsgMouseButton {
     uint16_t buttons_state;
 } SpiceMsgMouseButton;
 
-/* CURSOR_INIT with no cursor shape (flags NONE): a position of two i16
- * (carried as their u16 bits), the trail, visibility and the flags. */
+/* The cursor channel (spice.proto's CursorChannel): a position of two i16
+ * (carried as their u16 bits), then a Cursor: its flags, and unless they
+ * say NONE a header (spice_cursor_header_desc) followed by the shape's
+ * bytes to the end of the body.  The messages carry the Cursor as `shape`
+ * (REST): the header's presence depends on the flags, so the sender
+ * encodes it and the receiver decodes it with the same description. */
 typedef struct SpiceMsgCursorInit {
     uint16_t x, y;
     uint16_t trail_length, trail_frequency;
     uint8_t visible;
-    uint16_t cursor_flags; /* SPICE_CURSOR_FLAGS_NONE */
+    uint16_t cursor_flags; /* SPICE_CURSOR_FLAGS_NONE: no shape follows */
+    SpiceMBytes shape;     /* the header and the shape's bytes; empty with NONE */
 } SpiceMsgCursorInit;
+
+typedef struct SpiceMsgCursorSet {
+    uint16_t x, y;
+    uint8_t visible;
+    uint16_t cursor_flags;
+    SpiceMBytes shape;
+} SpiceMsgCursorSet;
+
+typedef struct SpiceMsgCursorMove {
+    uint16_t x, y;
+} SpiceMsgCursorMove;
+
+/* What follows a Cursor's flags unless they say NONE. */
+typedef struct SpiceCursorHeader {
+    uint64_t unique;
+    uint8_t type; /* SPICE_CURSOR_TYPE_*: ALPHA is width x height x 4 bytes */
+    uint16_t width, height, hot_x, hot_y;
+    SpiceMBytes data;
+} SpiceCursorHeader;
 
 typedef struct SpiceMsgPortInit {
     SpiceMBytes name; /* NUL-terminated, NUL counted */
@@ -265,7 +289,7 @@ typedef struct SpiceMsgPortInit {
 } SpiceMsgPortInit;
 
 /* ---- descriptions */
-extern const SpiceMDesc spice_image_desc, spice_bitmap_desc;
+extern const SpiceMDesc spice_image_desc, spice_bitmap_desc, spice_cursor_header_desc;
 
 /* One row of the registry. */
 typedef struct SpiceMsgInfo {

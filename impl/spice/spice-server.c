@@ -665,6 +665,22 @@ static int load_data(SpiceChannelClient *cc, const uint8_t *blob, size_t len)
     return 0;
 }
 
+/* Target, the data came while the machine loads: the part the channel can
+ * take before the machine's state, and what it answers goes out now. */
+static void take_early(SpiceChannelClient *cc)
+{
+    SpiceServer *s = cc->client->server;
+    MigErr *err = NULL;
+    if (cc->channel->cls->migrate_early(cc, cc->pending_blob, cc->pending_len, &err) < 0) {
+        seamless_fail(cc, err, "MIGRATE_DATA refused");
+        return;
+    }
+    spice_conn_hold(cc->conn, false);
+    mig_trace_log(s->loop->trace, mig_loop_now_ns(s->loop), s->who,
+                  "%s:%u: migration data taken in part while the machine loads (%zu bytes)",
+                  spice_channel_type_name(cc->channel->type), cc->channel->id, cc->pending_len);
+}
+
 /* Target, the machine is loaded: the channel client may queue (held) and
  * the wait for its data starts. */
 static void seamless_ready(SpiceChannelClient *cc)
@@ -714,6 +730,8 @@ static int seamless_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, void
             cc->pending_blob = b->data.len ? mig_malloc0(b->data.len) : mig_malloc0(1);
             memcpy(cc->pending_blob, b->data.data, b->data.len);
             cc->pending_len = b->data.len;
+            if (cc->channel->cls->migrate_early)
+                take_early(cc);
             return 0;
         }
         load_data(cc, b->data.data, b->data.len);

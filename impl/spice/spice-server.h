@@ -125,6 +125,11 @@ typedef struct SpiceChannelClass {
     int (*migrate_save)(SpiceChannelClient *cc, uint8_t **blob, size_t *len, MigErr **errp);
     void (*migrate_prepare)(SpiceChannelClient *cc);
     int (*migrate_load)(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
+    /* Optional, target: the blob came while the machine is still loading:
+     * take at once what needs nothing from the machine's stream (messages
+     * it queues go out then); migrate_prepare and migrate_load follow with
+     * the same blob once the machine has loaded. */
+    int (*migrate_early)(SpiceChannelClient *cc, const uint8_t *blob, size_t len, MigErr **errp);
 } SpiceChannelClass;
 
 SpiceServer *spice_server_new(MigLoop *loop, const SpiceServerConfig *cfg, MigErr **errp);

@@ -45,6 +45,7 @@ struct SpiceRecord {
     SoundCommon c;
     SpiceRecordSink sink;
     void *opaque;
+    uint64_t dropped; /* frames that came after the device stopped recording */
 };
 
 static void common_add_cc(SoundCommon *c, SpiceChannelClient *cc)
@@ -337,6 +338,8 @@ static int record_on_message(SpiceChannelClient *cc, const SpiceMsgInfo *mi, voi
         /* data after the device stopped recording is dropped, as the protocol allows */
         if (r && r->c.active && r->sink)
             r->sink(r->opaque, d->data.data, d->data.len);
+        else if (r)
+            r->dropped += d->data.len / 4;
         return 0;
     }
     default:
@@ -369,6 +372,11 @@ void spice_record_free(SpiceRecord *r)
         return;
     common_free(&r->c, "record");
     free(r);
+}
+
+uint64_t spice_record_dropped(const SpiceRecord *r)
+{
+    return r->dropped;
 }
 
 void spice_record_start(SpiceRecord *r)

@@ -44,5 +44,8 @@ SpiceRecord *spice_record_add(SpiceServer *s, uint32_t frequency, SpiceRecordSin
 void spice_record_free(SpiceRecord *r);
 void spice_record_start(SpiceRecord *r);
 void spice_record_stop(SpiceRecord *r);
+/* Frames a client sent after the device stopped recording: dropped, as
+ * the protocol allows (the client learns of the stop one trip later). */
+uint64_t spice_record_dropped(const SpiceRecord *r);
 
 #endif

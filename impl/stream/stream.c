@@ -67,6 +67,7 @@ struct MigStream {
     size_t rpos, rlen, rcap;
     bool eof;     /* the transport said EOF (memory readers: always) */
     bool starved; /* a get found no data and the transport said -EAGAIN */
+    size_t read_ahead; /* 0, or the most a get reads beyond what it needs */
     bool marked;
     size_t mark_pos;
     uint64_t mark_offset;
@@ -568,6 +569,8 @@ static int rfill(MigStream *s, size_t need)
     bool exact = s->t && s->t->keyed_ram;
     while (s->rlen - s->rpos < need) {
         size_t room = exact ? need - (s->rlen - s->rpos) : s->rcap - s->rlen;
+        if (!exact && s->read_ahead)
+            room = MIG_MIN(room, need - (s->rlen - s->rpos) + s->read_ahead);
         ssize_t r = stream_read(s, s->rbuf + s->rlen, room);
         if (r > 0) {
             s->rlen += (size_t)r;
@@ -900,14 +903,19 @@ bool mig_stream_carries_keys(const MigStream *s)
     return s->t && s->t->keyed_ram;
 }
 
+void mig_stream_set_read_ahead(MigStream *s, size_t bytes)
+{
+    s->read_ahead = bytes;
+}
+
+ssize_t mig_stream_readable(const MigStream *s)
+{
+    return s->writer || !s->t ? -ENOTSUP : mig_transport_readable(s->t);
+}
+
 bool mig_stream_can_read_direct(const MigStream *s)
 {
     return !s->writer && s->t && s->t->ops->readv && !s->err && !s->eof;
-}
-
-ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
-{
-    return mig_stream_readv_direct_ahead(s, iov, n, 0);
 }
 
 ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead)

@@ -178,17 +178,28 @@ int mig_stream_get_pagev(MigStream *s, const struct iovec *iov, int n, MigErr **
 /* ---- reading straight into place (the RAM loader; ram-section.c) ----
  * Reader: bytes read but not consumed yet. */
 size_t mig_stream_buffered(const MigStream *s);
+/* Read at most `bytes` beyond what a get needs (0: as much as the buffer
+ * holds, the default).  A loader that reads most of the stream straight
+ * into place (the RAM loader's direct reads) keeps the buffer from taking
+ * what it would then have to copy out. */
+void mig_stream_set_read_ahead(MigStream *s, size_t bytes);
+/* Bytes the transport holds for this reader beyond what is buffered, or
+ * -ENOTSUP when it cannot tell (memory streams, files). */
+ssize_t mig_stream_readable(const MigStream *s);
 /* Can mig_stream_readv_direct read (a transport with readv)? */
 bool mig_stream_can_read_direct(const MigStream *s);
 /* Reader with nothing buffered: read the next bytes straight into iov (one
- * transport readv) and consume them.  Returns the bytes read, -EAGAIN (the
- * stream is starved: rewind), 0 at the transport's end (the next get
- * reports it), or the sticky error. */
-ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n);
-/* The same, reading up to `ahead` more bytes into the buffer in the same
- * call (read, not consumed: the next gets take them, and a read that did not
- * fill iov takes none).  Returns the bytes that went into iov. */
+ * transport readv) and consume them, reading up to `ahead` more bytes into
+ * the buffer in the same call (read, not consumed: the next gets take them,
+ * and a read that did not fill iov takes none).  Returns the bytes that went
+ * into iov, -EAGAIN (the stream is starved: rewind), 0 at the transport's
+ * end (the next get reports it), or the sticky error. */
 ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int n, size_t ahead);
+/* The same without reading ahead. */
+static inline ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *iov, int n)
+{
+    return mig_stream_readv_direct_ahead(s, iov, n, 0);
+}
 /* Reader with nothing buffered: give back `len` bytes consumed last (a
  * direct read that went further than the caller wanted), which the next
  * gets return again; the mark moves to them. */

@@ -368,6 +368,20 @@ static uint64_t fd_queued(MigTransport *t)
     return q > 0 ? (uint64_t)q : 0;
 }
 
+/* What a read gets now: a socket's or a pipe's unread bytes (FIONREAD,
+ * SIOCINQ for sockets); a regular file cannot tell. */
+static ssize_t fd_readable(MigTransport *t)
+{
+    FdTransport *f = F(t);
+    int n = 0;
+
+    if (f->is_file || f->fd < 0)
+        return -ENOTSUP;
+    if (ioctl(f->fd, FIONREAD, &n) != 0)
+        return -errno;
+    return n > 0 ? n : 0;
+}
+
 #define FD_OPS(k)                                                                              \
     {                                                                                          \
         .kind = k, .read = fd_read, .readv = fd_readv, .write = fd_write,                      \
@@ -375,6 +389,7 @@ static uint64_t fd_queued(MigTransport *t)
         .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd,                 \
         .watch = fd_watch,                                                                     \
         .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \
+        .readable = fd_readable,                                                               \
     }
 static const MigTransportOps fd_ops = FD_OPS("fd");
 static const MigTransportOps unix_ops = FD_OPS("unix");

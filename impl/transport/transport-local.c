@@ -44,9 +44,18 @@
  *
  * Destination: a run of pages whose records the RAM loader read (it knows
  * where each goes) is read with one readv straight into guest RAM
- * (page_getv): no copy of ours at all.  A single page (page_get) reads the
- * pipe ahead into a 256 KiB stage, so a run of single gets costs one read
- * and a copy per page; page_getv drains that stage first.
+ * (page_getv, one iovec per run of contiguous RAM): no copy of ours at all,
+ * the kernel's copy out of the source's pages is the only one.  A single
+ * page (page_get) is a run of one.
+ *
+ * Costs (harness/bench/link-probe.c measures the same pipe): one pass over
+ * each writev's iov finds both shares (IovCur); one vmsplice takes as many
+ * pages as the pipe has room for, one iovec per run of contiguous guest
+ * RAM; the records between flipped pages go out in one sendmsg.  The pipe
+ * is 1 MiB, what one vmsplice fills and one readv drains: with a bigger
+ * one the source pins pages while the destination releases pages of the
+ * same huge folio, both at once, and both sides slow down several times
+ * (each pipe page holds a reference on the folio).
  *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
@@ -64,10 +73,9 @@
 #include "transport.h"
 
 #define LOCAL_PAGE 4096u
-#define LOCAL_PIPE_SIZE (4u << 20) /* wished for; the kernel's limit may cut it */
-#define LOCAL_SPLICE_IOV 64
-#define LOCAL_WRITE_IOV 256
-#define LOCAL_STAGE ((size_t)256 << 10) /* destination read-ahead: one read, many pages */
+#define LOCAL_PIPE_SIZE (1u << 20) /* wished for; the kernel's limit may cut it (see Costs) */
+#define LOCAL_SPLICE_IOV 256 /* memory runs per vmsplice or readv (a run of guest pages is one) */
+#define LOCAL_WRITE_IOV 1024
 
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
@@ -86,17 +94,17 @@ typedef struct LocalTransport {
     uint64_t pos;       /* source: stream offset of the next byte writev gets */
     LocalOp *q;         /* FIFO of ops not yet done (ring) */
     size_t qhead, qlen, qcap;
+    size_t nflipped; /* the first nflipped ops are pages wholly in the pipe */
+    size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
     bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
     MigLoopSource *pipe_watch; /* fd watch on pipe_w while pipe_full */
     uint32_t events;
     MigTransportCb cb;
     void *opaque;
     MigLocalStats st;
-    /* destination: pipe bytes read ahead, pages served from here */
-    uint8_t *stage;
-    size_t stage_off, stage_len;
     int busy;
     bool dead;
+    bool damaged; /* source: a stream-damage fault fired: pages count as flipped, none is */
 } LocalTransport;
 
 static const MigTransportOps local_ops;
@@ -138,6 +146,8 @@ static LocalOp *q_head(LocalTransport *l)
 
 static void q_pop(LocalTransport *l)
 {
+    if (l->nflipped)
+        l->nflipped--; /* the head page left (an FD op never counts) */
     l->qhead = (l->qhead + 1) % l->qcap;
     l->qlen--;
 }
@@ -188,97 +198,151 @@ static int local_page_put(MigTransport *t, uint64_t at, size_t len, uint64_t ahe
 
 /* ------------------------------------------------------------- source */
 
-/* Copy the part [off, off + len) of iov into out (at most max entries). */
-static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
-                     struct iovec *out, int max)
+/* A cursor over one writev's iov, which holds stream offsets [base, end):
+ * it only moves forward, so splitting a writev into pipe and socket parts
+ * costs one pass over its iov, whatever its length. */
+typedef struct IovCur {
+    const struct iovec *iov;
+    int cnt, i;
+    size_t off;  /* into iov[i] */
+    uint64_t at; /* the stream offset the cursor is at */
+} IovCur;
+
+static void cur_init(IovCur *c, const struct iovec *iov, int cnt, uint64_t base)
 {
-    int n = 0;
-    for (int i = 0; i < iovcnt && len && n < max; i++) {
-        size_t il = iov[i].iov_len;
-        if (off >= il) {
-            off -= il;
-            continue;
-        }
-        size_t take = MIG_MIN(il - off, len);
-        out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
-        out[n].iov_len = take;
-        n++;
-        len -= take;
-        off = 0;
-    }
-    return n;
+    *c = (IovCur){.iov = iov, .cnt = cnt, .at = base};
 }
 
-/* Flip into the pipe the page bytes present in this writev's iov (which
- * holds stream offsets [base, end)), from the head page on, as far as the pipe takes
- * them: a page always enters the pipe before its record enters the socket,
- * and pages enter it in stream order.  0 or a negative errno; a full pipe
- * sets l->pipe_full. */
-static int splice_ahead(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
-                        uint64_t end)
+static void cur_seek(IovCur *c, uint64_t to)
+{
+    while (c->at < to && c->i < c->cnt) {
+        size_t step = (size_t)MIG_MIN((uint64_t)(c->iov[c->i].iov_len - c->off), to - c->at);
+        c->off += step;
+        c->at += step;
+        if (c->off == c->iov[c->i].iov_len) {
+            c->i++;
+            c->off = 0;
+        }
+    }
+}
+
+/* Append the bytes [c->at, to) to out[0..*n) (at most max entries), one
+ * entry per piece of memory: a piece that continues the last entry's
+ * memory (the next page of a run of guest RAM) extends it.  Returns the
+ * stream offset reached (< to when out filled up). */
+static uint64_t cur_take(IovCur *c, uint64_t to, struct iovec *out, int *n, int max)
+{
+    while (c->at < to && c->i < c->cnt) {
+        uint8_t *p = (uint8_t *)c->iov[c->i].iov_base + c->off;
+        size_t take = (size_t)MIG_MIN((uint64_t)(c->iov[c->i].iov_len - c->off), to - c->at);
+        if (*n && (uint8_t *)out[*n - 1].iov_base + out[*n - 1].iov_len == p) {
+            out[*n - 1].iov_len += take;
+        } else {
+            if (*n == max)
+                break;
+            out[*n].iov_base = p;
+            out[(*n)++].iov_len = take;
+        }
+        cur_seek(c, c->at + take);
+    }
+    return c->at;
+}
+
+/* Flip into the pipe the page bytes present in this writev's iov (stream
+ * offsets [base, end)), from the first page not wholly in the pipe on, as
+ * far as the pipe takes them, in one vmsplice: a page always enters the
+ * pipe before its record enters the socket, and pages enter it in stream
+ * order.  0 or a negative errno; a full pipe sets l->pipe_full. */
+static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
 {
     struct iovec sv[LOCAL_SPLICE_IOV];
-    size_t want = 0, nops = 0;
+    size_t want = 0, first = l->nflipped;
     int n = 0;
-    for (size_t i = 0; i < l->qlen && n < LOCAL_SPLICE_IOV - 1; i++) {
+    if (l->pipe_full)
+        return 0; /* it was full a moment ago: wait for the reader (pipe_ready) */
+    IovCur c = *pc;
+    for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
         if (op->kind != LOCAL_OP_PAGE)
             break;
         uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
-        if (from >= to)
+        if (from >= to || from < c.at)
             break;
-        int k = iov_slice(iov, iovcnt, (size_t)(from - base), (size_t)(to - from), sv + n,
-                          LOCAL_SPLICE_IOV - n);
-        n += k;
-        want += (size_t)(to - from);
-        nops++;
-        if (to < op->at + LOCAL_PAGE)
-            break; /* the rest of this page is in a later writev */
+        cur_seek(&c, from);
+        if (i == first)
+            *pc = c; /* the next call starts here or later */
+        uint64_t got = cur_take(&c, to, sv, &n, LOCAL_SPLICE_IOV);
+        want += (size_t)(got - from);
+        if (got < op->at + LOCAL_PAGE)
+            break; /* the rest of this page is in a later writev, or sv is full */
     }
     if (n == 0)
         return 0;
-    ssize_t got;
-    do {
-        got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK);
-    } while (got < 0 && errno == EINTR);
+    if (!l->damaged && l->pipe_w >= 0) {
+        /* Stream damage (faults.h): half a page into the pipe, then the
+         * pipe closes (pipe-break) or takes nothing more (splice-short),
+         * and the source goes on as if every page had gone in whole: its
+         * records reach the destination, which must fail on the page. */
+        bool brk = mig_fault_fire(MIG_FAULT_TRANSPORT_PIPE_BREAK) != 0;
+        if (brk || mig_fault_fire(MIG_FAULT_TRANSPORT_SPLICE_SHORT)) {
+            struct iovec half = {sv[0].iov_base, MIG_MIN(sv[0].iov_len, LOCAL_PAGE / 2)};
+            if (vmsplice(l->pipe_w, &half, 1, SPLICE_F_NONBLOCK) < 0)
+                return -errno;
+            if (brk) {
+                close(l->pipe_w);
+                l->pipe_w = -1;
+            }
+            l->damaged = true;
+        }
+    }
+    ssize_t got = (ssize_t)want;
+    while (!l->damaged && (got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
+           errno == EINTR)
+        ;
     if (got < 0) {
         if (errno == EAGAIN) {
             l->pipe_full = true;
             return 0;
         }
+        if (errno == EPIPE)
+            return -EPIPE; /* the destination closed its end: the stream fails */
         return -errno;
     }
-    l->st.pipe_bytes += (uint64_t)got;
+    if (!l->damaged)
+        l->st.pipe_bytes += (uint64_t)got;
     size_t left = (size_t)got;
-    for (size_t i = 0; i < nops && left; i++) {
+    for (size_t i = first; i < l->qlen && left; i++) {
         LocalOp *op = q_at(l, i);
-        size_t room = LOCAL_PAGE - op->spliced;
-        size_t take = MIG_MIN(room, left);
+        size_t take = MIG_MIN(LOCAL_PAGE - op->spliced, left);
         op->spliced += (uint32_t)take;
         left -= take;
-        if (op->spliced == LOCAL_PAGE)
+        if (op->spliced == LOCAL_PAGE) {
             l->st.pages++;
+            l->nflipped++;
+        }
     }
     if ((size_t)got < want)
         l->pipe_full = true; /* as full as it gets for now */
     return 0;
 }
 
-#define LOCAL_SEGS 256 /* socket ranges gathered into one writev */
+#define LOCAL_SEGS 1024 /* socket ranges (records between flipped pages) in one writev */
 
 /* One writev's worth of progress: the socket bytes from l->pos up to the
  * first page not yet wholly in the pipe (or the fd's byte), gathered into
  * one sendmsg, the records of pages already flipped included, so a run of
- * flipped pages costs one socket write, not one per record.  The page
+ * flipped pages costs one socket write, not one per record (records that
+ * sit side by side in the stream's buffer become one iovec).  The page
  * bytes between those ranges count as written once their record is out.
  * Returns the stream bytes consumed (0: nothing can move now) or -errno. */
-static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovcnt, uint64_t base,
-                            uint64_t end)
+static ssize_t gather_write(LocalTransport *l, IovCur *sc, uint64_t end)
 {
     uint64_t from[LOCAL_SEGS], to[LOCAL_SEGS];
-    int nseg = 0;
-    uint64_t cur = l->pos;
-    for (size_t i = 0; cur < end && nseg < LOCAL_SEGS; i++) {
+    struct iovec part[LOCAL_WRITE_IOV];
+    int nseg = 0, np = 0;
+    cur_seek(sc, l->pos); /* l->pos only grows */
+    IovCur c = *sc;
+    for (size_t i = 0; c.at < end && nseg < LOCAL_SEGS; i++) {
         const LocalOp *op = i < l->qlen ? q_at(l, i) : NULL;
         /* The socket stops at the fd's byte, at the bytes that wait for a
          * page not wholly in the pipe yet, or (flipped page) where its data
@@ -290,22 +354,21 @@ static ssize_t gather_write(LocalTransport *l, const struct iovec *iov, int iovc
         else if (op)
             stop = op->at;
         stop = MIG_MIN(stop, end);
-        if (stop > cur) {
-            from[nseg] = cur;
-            to[nseg] = stop;
-            nseg++;
+        if (stop > c.at) {
+            uint64_t s0 = c.at, got = cur_take(&c, stop, part, &np, LOCAL_WRITE_IOV);
+            if (got > s0) {
+                from[nseg] = s0;
+                to[nseg++] = got;
+            }
+            if (got < stop)
+                break; /* part[] is full */
         }
         if (!op || blocked || op->at >= end)
             break;
-        cur = op->at + LOCAL_PAGE; /* the page itself is in the pipe */
+        cur_seek(&c, op->at + LOCAL_PAGE); /* the page itself is in the pipe */
     }
     if (nseg == 0)
         return 0;
-    struct iovec part[LOCAL_WRITE_IOV];
-    int np = 0;
-    for (int k = 0; k < nseg && np < LOCAL_WRITE_IOV; k++)
-        np += iov_slice(iov, iovcnt, (size_t)(from[k] - base), (size_t)(to[k] - from[k]),
-                        part + np, LOCAL_WRITE_IOV - np);
     ssize_t n = mig_transport_writev(l->sock, part, np);
     if (n < 0)
         return n;
@@ -340,6 +403,9 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     l->pipe_full = false;
+    IovCur pc, sc; /* where the pipe's and the socket's shares were last found */
+    cur_init(&pc, iov, iovcnt, l->pos);
+    cur_init(&sc, iov, iovcnt, l->pos);
     while (done < total) {
         uint64_t base = l->pos - done, end = base + total;
         LocalOp *op = q_head(l);
@@ -347,7 +413,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             /* Inside a page whose record is out (an earlier writev ended
              * in it): those bytes are in the pipe, or go there now. */
             if (op->spliced < LOCAL_PAGE) {
-                int r = splice_ahead(l, iov, iovcnt, base, end);
+                int r = splice_ahead(l, &pc, end);
                 if (r < 0)
                     return done ? (ssize_t)done : r;
             }
@@ -376,10 +442,10 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             continue;
         }
         /* Pages first (each before its record), then the socket's share. */
-        int r = splice_ahead(l, iov, iovcnt, base, end);
+        int r = splice_ahead(l, &pc, end);
         if (r < 0)
             return done ? (ssize_t)done : r;
-        ssize_t n = gather_write(l, iov, iovcnt, base, end);
+        ssize_t n = gather_write(l, &sc, end);
         if (n < 0)
             return done ? (ssize_t)done : n;
         if (n == 0)
@@ -444,56 +510,8 @@ static int local_claim_fd(MigTransport *t, uint64_t at)
     return mig_transport_claim_fd(L(t)->sock, at);
 }
 
-static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
-{
-    if (L(t)->pipe_r < 0)
-        return mig_err_set(errp, -EPROTO, "page-flip: no pipe to read a page from");
-    if (len != LOCAL_PAGE)
-        return mig_err_set(errp, -EINVAL, "page-flip: a page is %u bytes, not %zu", LOCAL_PAGE,
-                           len);
-    LocalTransport *l = L(t);
-    int fault = mig_fault_fire(MIG_FAULT_TRANSPORT_READ);
-    if (fault)
-        return mig_err_set(errp, fault,
-                           "page-flip: pipe read failed (injected fault)");
-    /* One read takes whatever the pipe holds (up to LOCAL_STAGE): a run of
-     * pages then costs one system call and a copy each, not a call each. */
-    if (l->stage_len - l->stage_off < LOCAL_PAGE) {
-        if (!l->stage)
-            l->stage = mig_malloc0(LOCAL_STAGE);
-        memmove(l->stage, l->stage + l->stage_off, l->stage_len - l->stage_off);
-        l->stage_len -= l->stage_off;
-        l->stage_off = 0;
-    }
-    while (l->stage_len < LOCAL_PAGE) {
-        ssize_t n = read(l->pipe_r, l->stage + l->stage_len, LOCAL_STAGE - l->stage_len);
-        if (n > 0) {
-            l->stage_len += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            return mig_err_set(errp, -EPIPE,
-                               "page-flip: the pipe closed after %zu of %u page bytes",
-                               l->stage_len, LOCAL_PAGE);
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
-            return mig_err_set(errp, -EPROTO,
-                               "page-flip: the pipe holds %zu of the %u bytes of a page whose "
-                               "record arrived (the source sends the page first)",
-                               l->stage_len, LOCAL_PAGE);
-        return mig_err_set(errp, -errno, "page-flip: pipe read failed: %s", strerror(errno));
-    }
-    memcpy(dst, l->stage + l->stage_off, LOCAL_PAGE);
-    l->stage_off += LOCAL_PAGE;
-    l->st.pipe_bytes += LOCAL_PAGE;
-    l->st.pages++;
-    t->bytes_read += LOCAL_PAGE;
-    return 0;
-}
-
 /* A run of pages straight from the pipe into their places (guest RAM):
- * what the stage holds first, then readv for the rest, no copy of ours.
+ * readv, one iovec per run of contiguous memory, no copy of ours.
  * The source put every page into the pipe before its record, so all of
  * them are there: a pipe that ends (-EPIPE) or runs dry (-EPROTO) inside
  * the run is a broken source, and the error says after how many bytes. */
@@ -514,39 +532,24 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
                                LOCAL_PAGE, iov[i].iov_len);
         total += LOCAL_PAGE;
     }
-    /* Pages the stage read ahead: copied (they are already here). */
-    int i = 0;
-    while (i < n && l->stage_len - l->stage_off >= LOCAL_PAGE) {
-        memcpy(iov[i++].iov_base, l->stage + l->stage_off, LOCAL_PAGE);
-        l->stage_off += LOCAL_PAGE;
-        done += LOCAL_PAGE;
-    }
-    if (i == n) {
-        /* The stage held the whole run: what it holds beyond is the pages
-         * of later records, kept for them (a page_get may have read far
-         * ahead). */
-        l->st.pipe_bytes += total;
-        l->st.pages += (uint64_t)n;
-        t->bytes_read += total;
-        return 0;
-    }
-    size_t part = l->stage_len - l->stage_off; /* < a page: the start of iov[i] */
-    if (part) {
-        memcpy(iov[i].iov_base, l->stage + l->stage_off, part);
-        done += part;
-    }
-    l->stage_off = l->stage_len = 0;
     while (done < total) {
         /* the iovecs from `done` on */
         size_t skip = done;
         nv = 0;
-        for (int k = 0; k < n && nv < LOCAL_SPLICE_IOV; k++) {
+        for (int k = 0; k < n; k++) {
             if (skip >= LOCAL_PAGE) {
                 skip -= LOCAL_PAGE;
                 continue;
             }
-            v[nv].iov_base = (uint8_t *)iov[k].iov_base + skip;
-            v[nv++].iov_len = LOCAL_PAGE - skip;
+            uint8_t *p = (uint8_t *)iov[k].iov_base + skip;
+            if (nv && (uint8_t *)v[nv - 1].iov_base + v[nv - 1].iov_len == p) {
+                v[nv - 1].iov_len += LOCAL_PAGE - skip; /* the next page of a run of RAM */
+            } else {
+                if (nv == LOCAL_SPLICE_IOV)
+                    break;
+                v[nv].iov_base = p;
+                v[nv++].iov_len = LOCAL_PAGE - skip;
+            }
             skip = 0;
         }
         ssize_t r = readv(l->pipe_r, v, nv);
@@ -574,6 +577,12 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
     l->st.pages += (uint64_t)n;
     t->bytes_read += total;
     return 0;
+}
+
+static int local_page_get(MigTransport *t, void *dst, size_t len, MigErr **errp)
+{
+    struct iovec v = {.iov_base = dst, .iov_len = len};
+    return local_page_getv(t, &v, 1, errp);
 }
 
 void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out)
@@ -670,8 +679,6 @@ static void local_close(MigTransport *t)
     l->pipe_r = l->pipe_w = -1;
     free(l->q);
     l->q = NULL;
-    free(l->stage);
-    l->stage = NULL;
     l->qlen = l->qcap = 0;
     if (l->busy)
         l->dead = true;
@@ -732,6 +739,8 @@ MigTransport *mig_transport_local_new(MigTransport *sock, bool for_send, MigErr 
         for (int sz = (int)LOCAL_PIPE_SIZE; sz >= 65536; sz /= 2)
             if (fcntl(p[1], F_SETPIPE_SZ, sz) >= 0)
                 break;
+        int got = fcntl(p[1], F_GETPIPE_SZ);
+        l->pipe_size = got > 0 ? (size_t)got : 65536;
     }
     return &l->base;
 }

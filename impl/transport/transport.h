@@ -73,6 +73,10 @@ typedef struct MigTransportOps {
      * sockets: the kernel's send queue, SIOCOUTQ; mem: the link's fill in
      * this end's direction).  NULL: cannot tell. */
     uint64_t (*queued)(MigTransport *t);
+    /* Optional: bytes a read would get now without waiting (sockets and
+     * pipes: SIOCINQ/FIONREAD), or a negative errno when it cannot tell.
+     * NULL: cannot tell. */
+    ssize_t (*readable)(MigTransport *t);
 } MigTransportOps;
 
 struct MigTransport {
@@ -142,6 +146,12 @@ static inline int mig_transport_shutdown_write(MigTransport *t)
 static inline uint64_t mig_transport_queued(MigTransport *t)
 {
     return t && t->ops->queued ? t->ops->queued(t) : 0;
+}
+/* Bytes t holds for its reader right now, or -ENOTSUP when it cannot tell
+ * (a loader sizes a scattered read to the records that are whole). */
+static inline ssize_t mig_transport_readable(MigTransport *t)
+{
+    return t && t->ops->readable ? t->ops->readable(t) : -ENOTSUP;
 }
 /* Pass an fd over a unix socket (SCM_RIGHTS).  send_fd writes one marker byte
  * (MIG_TRANSPORT_FD_MARKER) into the byte stream carrying `fd` (the caller

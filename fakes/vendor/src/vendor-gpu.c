@@ -16,10 +16,15 @@
  *   VENDOR_FORK_SLEEPERS     create forks a child that sleeps forever
  *   VENDOR_FORK_CRASH        set_state forks a sleeping child, then crashes
  *   VENDOR_SIGNAL_PARENT     set_state sends SIGTERM to its parent
+ *   VENDOR_HOARD_FDS         create opens /dev/null until refused, closes
+ *                            them all, and crashes if it got 64 or more (the
+ *                            sandbox's RLIMIT_NOFILE did not hold); else it
+ *                            behaves as good.so
  *   VENDOR_OVERRUN_RESUME    (with VENDOR_V1) v1_resume_chunk reads one byte
  *                            past the transaction the v1 adapter gives it
  * VENDOR_NAME is the device name the table reports (the .so's stem).
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -54,6 +59,22 @@ static void fork_sleeper(void)
 static MigcertDevice *sleepers_create(const MigcertDeviceConfig *cfg)
 {
     fork_sleeper();
+    return gpu_create(cfg);
+}
+#endif
+
+#ifdef VENDOR_HOARD_FDS
+static MigcertDevice *hoard_create(const MigcertDeviceConfig *cfg)
+{
+    int fds[4096], n = 0;
+    while (n < 4096 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+        n++;
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    if (n >= 64) {
+        volatile int *volatile nowhere = NULL;
+        *nowhere = 1;
+    }
     return gpu_create(cfg);
 }
 #endif
@@ -127,6 +148,9 @@ const MigcertDevicePlugin *migcert_device_plugin_v1(void)
 #endif
 #ifdef VENDOR_FORK_SLEEPERS
     vendor_table.create = sleepers_create;
+#endif
+#ifdef VENDOR_HOARD_FDS
+    vendor_table.create = hoard_create;
 #endif
 #if defined(VENDOR_JUNK_FDS) || defined(VENDOR_FORK_CRASH) || defined(VENDOR_SIGNAL_PARENT)
     vendor_table.set_state = hostile_set_state;
