@@ -92,22 +92,20 @@ pytest: all
 
 # The CI job: every lane that fits in minutes; the summary line comes last.
 # A broken file fails its own case (ci/lane-build uses make -k), not the whole run.
-# Each lane ends with one line, "lane NAME: N passed, N failed in S s".
+# Each lane ends with one line, "lane NAME: N passed, N failed in S s (C CPU s)".
+# ci/lanes.py runs the lanes as jobs, two at a time (LANE_SLOTS), each as
+# soon as what it needs is built, and prints a table of their times.
 check: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; for l in build layers unit pytest fuzz; do \
-	  t=$$(date +%s); bash ci/lane-$$l $(BUILD) || rc=1; \
-	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$(($$(date +%s) - t)); done; \
+	@rc=0; $(PY) ci/lanes.py $(BUILD) || rc=1; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc
 
-# The long job: everything in check plus the long lanes, then the HTML
-# report (`migcert report`, docs/report.md): its path comes just before the
-# last line.
+# The long job: everything in check plus the long lanes (ci/lane-full-*),
+# then the HTML report (`migcert report`, docs/report.md): its path comes
+# just before the last line.
 check-full: deps
 	@rm -rf reports/out && mkdir -p reports/out
-	@rc=0; for lane in build layers unit pytest fuzz $(wildcard ci/lane-full-*); do \
-	  l=$${lane#ci/lane-}; t=$$(date +%s); bash ci/lane-$$l $(BUILD) || rc=1; \
-	  $(PY) ci/summary.py reports/out --lane $$l --seconds $$(($$(date +%s) - t)); done; \
+	@rc=0; $(PY) ci/lanes.py --full $(BUILD) || rc=1; \
 	  $(BUILD)/migcert report reports/out > reports/out/report.log 2>&1 || \
 	    { rc=1; echo "report: migcert report failed (see reports/out/report.log)" >&2; }; \
 	  $(PY) ci/summary.py reports/out --build $(BUILD) --exit-status $$rc \

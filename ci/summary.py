@@ -74,7 +74,7 @@ def lane_of_xml(fname):
     return stem.split("-")[0]
 
 
-def lane_line(folder, lane, seconds=None, out=sys.stdout):
+def lane_line(folder, lane, seconds=None, out=sys.stdout, cpu=None):
     passed = failed = 0
     for path in sorted(glob.glob(os.path.join(folder, "*.xml"))):
         if lane_of_xml(os.path.basename(path)) != lane:
@@ -91,6 +91,7 @@ def lane_line(folder, lane, seconds=None, out=sys.stdout):
             failed += bad
             passed += not bad
     took = f" in {seconds} s" if seconds is not None else ""
+    took += f" ({cpu} CPU s)" if cpu is not None else ""
     print(f"lane {lane}: {passed} passed, {failed} failed{took}", file=out, flush=True)
 
 

@@ -15,10 +15,16 @@ How much of the product runs (MIGCERT_SCENARIO_PAIRS):
                    --shard 1/5`: 16 pairs per scenario and 5 shards, so the
                    chosen pairs rotate from one scenario to the next and every
                    pair is covered by some scenario), about a minute;
-  "all"            `make check-full` (ci/lane-full-pairs): every scenario at
-                   its own releases and under all 16 ordered pairs.
-MIGCERT_SCENARIO_JSON_DIR: keep each run's JSON there as run-pairs-N.json
-(ci/lane-full-pairs: the HTML report's matrix and timelines read them).
+  "rest"           `make run` (ci/lane-full-pairs): the other four fifths
+                   of scenarios x pairs (shards 2/5 to 5/5), the cases the
+                   pytest lane did not run; with it, every scenario at its
+                   own releases and under all 16 ordered pairs ran once;
+  "all"            all of it in one session: own releases and shards 1/5
+                   to 5/5.
+MIGCERT_SCENARIO_JSON_DIR: keep each run's JSON there as run-pairs-N.json,
+N the run's number (0 own releases, K the shard K/5): ci/lane-pytest keeps
+0 and 1, ci/lane-full-pairs 2 to 5, and the HTML report's matrix and
+timelines read them all.
 
 Also: a sample runs twice with the same seed and must give the same trace
 hashes (determinism); another seed must change them; a REPRO line reproduces
@@ -40,7 +46,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = ["scenarios/precopy/basic.yaml", "scenarios/cancel/cancel-mid-ram.yaml",
           "scenarios/link/drop-mid-ram.yaml"]
-SHARD_OF_PAIRS = "1/5"
+SHARD_OF_PAIRS = 1   # of 5: the fifth `make check` runs
 
 
 def _bin():
@@ -54,21 +60,19 @@ def _mode():
 
 
 def _runs():
-    """The migcert invocations (argument lists) whose cases make the matrix;
-    each list runs as one process."""
-    own = [["scenarios"]]
-    if _mode() == "all":
-        pairs = [["--pairs", "all", "--shard", f"{i}/2", "scenarios"] for i in (1, 2)]
-    else:
-        pairs = [["--pairs", "all", "--shard", SHARD_OF_PAIRS, "scenarios"]]
-    return own + pairs
+    """The migcert invocations whose cases make the matrix, as (N, argument
+    list); each list runs as one process, N names its JSON."""
+    own = [(0, ["scenarios"])]
+    shards = {"all": range(1, 6), "rest": range(2, 6)}.get(_mode(), [SHARD_OF_PAIRS])
+    pairs = [(k, ["--pairs", "all", "--shard", f"{k}/5", "scenarios"]) for k in shards]
+    return pairs if _mode() == "rest" else own + pairs
 
 
 def _list_ids():
     if not os.access(_bin(), os.X_OK):
         return ["<migcert not built>"]
     ids = []
-    for args in _runs():
+    for _, args in _runs():
         r = subprocess.run([str(_bin()), "run", "--list"] + args, cwd=REPO,
                            capture_output=True, text=True, timeout=120)
         ids += [l for l in r.stdout.splitlines() if l.strip()]
@@ -110,7 +114,7 @@ def _run_matrix(tmp_path_factory):
     d = tmp_path_factory.mktemp("run")
     keep = os.environ.get("MIGCERT_SCENARIO_JSON_DIR")
     jobs = []
-    for n, args in enumerate(_runs()):
+    for n, args in _runs():
         js = Path(keep) / f"run-pairs-{n}.json" if keep else d / f"run{n}.json"
         log = open(d / f"run{n}.log", "w")
         jobs.append((js, log, args, None))

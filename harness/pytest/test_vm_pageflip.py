@@ -176,15 +176,13 @@ def timed_migration(vms, tag, flip, ram="1G"):
 
 
 def test_vm_pageflip_throughput_1g(vms):
-    """1 GiB idle guest over unix:, plain stream vs page flipping, each run
-    twice in turn (the best of each counts: other load on the host only
-    slows a run down); prints both."""
-    runs = {"plain": [], "flip": []}
-    for i in range(2):
-        for mode in ("plain", "flip"):
-            runs[mode].append(timed_migration(vms, f"{mode}{i}", flip=mode == "flip"))
-    (plain_s, plain_rate, plain_cpu) = min(runs["plain"])
-    (flip_s, flip_rate, flip_cpu) = min(runs["flip"])
+    """1 GiB random guest over unix:, plain stream then page flipping: each
+    completes, flips or not as negotiated, and leaves the destination's
+    digest equal to the source's; prints both times (informational: the
+    measured comparison, side by side and repeated, is `make bench`'s, so
+    each runs once here)."""
+    (plain_s, plain_rate, plain_cpu) = timed_migration(vms, "plain", flip=False)
+    (flip_s, flip_rate, flip_cpu) = timed_migration(vms, "flip", flip=True)
     print(f"\n1 GiB localhost migration: plain unix stream {plain_s:.2f} s "
           f"({plain_rate:.0f} MiB/s, {plain_cpu:.2f} CPU s); page flipping {flip_s:.2f} s "
           f"({flip_rate:.0f} MiB/s, {flip_cpu:.2f} CPU s)")
