@@ -15,6 +15,11 @@ conformance cases against a source and a target a vendor points migcert at.
   instead of CHANNEL_NOT_AVAILABLE (spice-link-errors); each failure has
   one REPRO line, and the line reruns that case alone.  Skipped only when
   qemu-system-x86_64 is absent.
+- A mixed pair, QEMU 7.2 the SPICE source and `migcert vm --release 2.0`
+  the target (each machine migrating to a shadow of its own kind,
+  mixed_feed.py): the flows run across the pair, the QEMU source's known
+  defects fail under their rules, and migrate.seamless fails only at its
+  screen check (two different guests: test_spice_mixed.py says why).
 - Without commands the vendor's pair serves one migration case; the others
   are not run, naming the case that used the pair.
 - A target whose SPICE address is wrong fails semi-seamless migration
@@ -28,6 +33,7 @@ import shutil
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +285,67 @@ def test_certify_spice_lists_its_cases(run_migcert):
     assert r.stdout.split() == ["hostile.truncated", "hostile.oversized", "hostile.unknown-message",
                                 "hostile.unsolicited-migrate-connected", "hostile.unsolicited-migrate-end",
                                 "hostile.flush-mark", "hostile.blob-bad-magic", "hostile.blob-newer-version"]
+
+
+def mixed_cmds(migcert_bin, d):
+    """A mixed pair: QEMU 7.2 the SPICE source (seamless-migration=on),
+    `migcert vm --release 2.0` the SPICE target.  Each machine migrates to
+    its own kind (test_spice_mixed.py): the source's command also starts a
+    QEMU shadow listening on the --migrate-uri, which the source's machine
+    migrates to, and the target's command first feeds the target its
+    machine from a `migcert vm` shadow (mixed_feed.py); each command ends
+    its shadow when its main process ends."""
+    here = Path(__file__).resolve().parent
+    qemu = ([qemu_binary()] + QEMU_BASE_ARGS + QEMU_SPICE +
+            ["-spice", f"unix=on,addr={d}/qshadow.spice,disable-ticketing=on,image-compression=off",
+             "-incoming", f"unix:{d}/mig.sock"])
+    src = qemu[:qemu.index("-spice") + 1] + [
+        f"unix=on,addr={d}/src.spice,disable-ticketing=on,image-compression=off,seamless-migration=on",
+        "-qmp", f"unix:{d}/src.qmp,server=on,wait=off"]
+    src_cmd = f"{shlex.join(qemu)} & S=$!; {shlex.join(src)}; kill $S"
+    vm = [str(migcert_bin), "vm", "--release", "2.0", "--ram", "32M"]
+    shadow = vm + ["--qmp", f"unix:{d}/mshadow.qmp", "--spice", f"unix=on,addr={d}/mshadow.spice,disable-ticketing=on"]
+    dst = vm + ["--qmp", f"unix:{d}/dst-boot.qmp", "--spice",
+                f"unix=on,addr={d}/dst.spice,disable-ticketing=on", "--incoming", f"unix:{d}/m.mig"]
+    feed = ["/usr/bin/python3", str(here / "mixed_feed.py"), f"{d}/mshadow.qmp", f"unix:{d}/m.mig",
+            f"{d}/dst-boot.qmp", f"{d}/dst.qmp"]
+    dst_cmd = f"{shlex.join(shadow)} & S=$!; {shlex.join(feed)} & {shlex.join(dst)}; kill $S"
+    return ["--src-cmd", src_cmd, "--dst-cmd", dst_cmd]
+
+
+def test_certify_spice_mixed_qemu_source_migcert_target(run_migcert, migcert_bin, sock_dir):
+    """A mixed pair certified: QEMU 7.2 + spice-server 0.15.1 as the SPICE
+    source, `migcert vm --release 2.0` as the target."""
+    if shutil.which(qemu_binary()) is None:
+        pytest.skip(f"{qemu_binary()} is not installed: the mixed pair cannot run")
+    out = sock_dir / "out"
+    r = run_migcert("certify", "--spice", *addresses(sock_dir), *mixed_cmds(migcert_bin, sock_dir), "--out", out,
+                    "--junit", sock_dir / "m.xml", timeout=900)
+    assert r.returncode == 1, r.stdout + r.stderr
+    j, cases = report(out)
+    failed = {n: c["rule"] for n, c in cases.items() if c["status"] == "fail"}
+    # the reference's known defects, all on the QEMU source (the link and
+    # hostile cases talk to the source), each under its rule
+    assert failed == {"hostile.flush-mark": "spice-no-abort", "hostile.blob-bad-magic": "spice-no-abort",
+                      "hostile.blob-newer-version": "spice-no-abort",
+                      "link.channel-not-available": "spice-link-errors",
+                      "migrate.seamless": "spice-display"}, cases
+    assert "the server process ended" in cases["hostile.flush-mark"]["message"]
+    # the flows ran across the pair: the client went from QEMU to migcert vm
+    # and showed the migcert target's screen (it sent its surfaces) ...
+    for name in ["migrate.semi-seamless", "migrate.switch-host", "migrate.cancel"]:
+        assert cases[name]["status"] == "pass", cases[name]
+    assert cases["migrate.semi-seamless"]["note"].startswith("screen equal to the target's screendump")
+    assert cases["migrate.switch-host"]["note"] == "new session on the target, screen equal to its screendump"
+    # ... and seamlessly: spice-display is the last check of migrate.seamless,
+    # reached only after the target ACKed DO_SEAMLESS, the client kept its
+    # session and channels, got no MAIN_INIT and no surface again.  The
+    # screen cannot follow: the client keeps the QEMU guest's surfaces by
+    # reference while the target draws another guest (test_spice_mixed.py)
+    assert cases["migrate.seamless"]["message"].startswith("after the switch, on the target: "), cases
+    assert sorted(j["rules_broken"]) == ["spice-display", "spice-link-errors", "spice-no-abort"]
+    repro = [line for line in r.stderr.splitlines() if line.startswith("REPRO: ")]
+    assert len(repro) == len(failed) == 5
+    suite = ET.parse(sock_dir / "m.xml").getroot().find("testsuite")
+    assert suite.get("failures") == "5"
+    assert j["endpoint"]["target"]["cmd"].count(" vm --release 2.0 ") == 2  # the target and its shadow
