@@ -109,6 +109,11 @@ void fake_snd_free(FakeSnd *s)
     free(s);
 }
 
+void fake_snd_skip_playback(FakeSnd *s, uint64_t frames)
+{
+    s->next_frame += frames;
+}
+
 void fake_snd_stats(const FakeSnd *s, FakeSndStats *out)
 {
     *out = s->st;

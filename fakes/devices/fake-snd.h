@@ -34,6 +34,9 @@ void fake_snd_free(FakeSnd *s);
 /* The guest runs (plays and records) or is stopped (STOP on both). */
 void fake_snd_set_running(FakeSnd *s, bool running);
 void fake_snd_stats(const FakeSnd *s, FakeSndStats *out);
+/* The guest's playback stream jumps `frames` ahead (the harness's self-test:
+ * a client then sees that many frames lost). */
+void fake_snd_skip_playback(FakeSnd *s, uint64_t frames);
 
 /* Register the device's state ("fake-snd", version 1: the next playback frame, frames played, the next record frame expected, frames recorded) as a FULL section. */
 struct MigSavevm;

@@ -343,8 +343,9 @@ typedef struct ExecLeftovers {
 void exec__selftest_break_spice(Run *run, Side *end, bool screen);
 /* ... or leave a link half-open on the source (taken back with the rest). */
 void exec__selftest_leave_spice(Run *run);
-/* The client repeats what it sent while the end guest still runs (record,
- * inputs): called first thing by the SPICE oracle. */
+/* The client repeats what it sent (record, inputs), or the guest's playback
+ * skips a frame, while the end guest still runs: called first thing by the
+ * SPICE oracle. */
 void exec__selftest_break_spice_client(Run *run);
 
 void exec__selftest_init(ExecLeftovers *l);

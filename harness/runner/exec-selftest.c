@@ -153,6 +153,12 @@ void exec__selftest_break_spice_client(Run *run)
     if (run->c->selftest == EXEC_SELFTEST_SPICE_RECORD) {
         uint8_t b[8] = {0}; /* time 0, frame 0 */
         fake_client_send_raw(c, SPICE_CHANNEL_RECORD, 0, SPICE_MSGC_RECORD_DATA, b, sizeof(b));
+    } else if (run->c->selftest == EXEC_SELFTEST_SPICE_PLAYBACK_GAP) {
+        /* while the guests still run: frames after the hole reach the client */
+        Side *sides[2] = {&run->dst, &run->src};
+        for (int i = 0; i < 2; i++)
+            if (sides[i]->spice && sides[i]->m && !sides[i]->killed)
+                fake_snd_skip_playback(sides[i]->spice->snd, 1);
     } else if (run->c->selftest == EXEC_SELFTEST_SPICE_INPUTS) {
         uint8_t b[10] = {0}; /* MOUSE_MOTION (0, 0): group 0 */
         fake_client_send_raw(c, SPICE_CHANNEL_INPUTS, 0, SPICE_MSGC_INPUTS_MOUSE_MOTION, b, sizeof(b));

@@ -126,6 +126,7 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_SPICE_IMAGE,    /* the server draws an image the client does not
                                      hold (spice: images) */
     EXEC_SELFTEST_SPICE_PLAYBACK, /* the server repeats playback frame 0 (spice: sequences) */
+    EXEC_SELFTEST_SPICE_PLAYBACK_GAP, /* the guest's playback skips a frame (spice: sequences) */
     EXEC_SELFTEST_SPICE_PORT,     /* the server sends a port byte out of sequence */
     EXEC_SELFTEST_SPICE_LEFTOVER, /* a link to a server stays half-open (spice: leftovers) */
     EXEC_SELFTEST_SPICE_RECORD,   /* the client records frame 0 again (spice: record) */

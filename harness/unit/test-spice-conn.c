@@ -143,6 +143,48 @@ static void test_spice_conn_ack_window_holds_and_releases(void **state)
     pair_close(&p);
 }
 
+/* Seamless switch (docs/protocol-spice.md trap 6): the target's connection
+ * starts with the source's window and nothing un-ACKed, and sends no
+ * SET_ACK; the client's connection to it goes on counting from where its
+ * source connection stopped (mid-window).  Window 2: were anything left
+ * un-ACKed, or were the client's ACKs not credited for want of an
+ * ACK_SYNC, the target would stall after at most four messages. */
+static void test_spice_conn_seamless_target_starts_with_a_zeroed_window(void **state)
+{
+    (void)state;
+    Pair src, dst;
+    pair_open(&src, SPICE_CHANNEL_DISPLAY, true, 0);
+    assert_int_equal(spice_conn_set_ack(src.srv.conn, 1, 2), 0);
+    const SpiceMDesc *d = desc(SPICE_CHANNEL_DISPLAY, false, SPICE_MSG_DISPLAY_SURFACE_DESTROY);
+    for (uint32_t i = 0; i < 5; i++) { /* odd: the client is one message into a window */
+        SpiceMsgU32 id = {i};
+        assert_int_equal(spice_conn_send(src.srv.conn, SPICE_MSG_DISPLAY_SURFACE_DESTROY, d, &id, NULL), 0);
+    }
+    mig_sim_run_for(src.loop, 2000000000ull);
+    assert_int_equal(src.cli.nseen, 5);
+    pair_open(&dst, SPICE_CHANNEL_DISPLAY, true, 0);
+    spice_conn_inherit(dst.cli.conn, src.cli.conn);
+    spice_conn_resume_ack(dst.srv.conn, 1, 2);
+    for (uint32_t i = 0; i < 30; i++) {
+        SpiceMsgU32 id = {100 + i};
+        assert_int_equal(spice_conn_send(dst.srv.conn, SPICE_MSG_DISPLAY_SURFACE_DESTROY, d, &id, NULL), 0);
+    }
+    /* before anything came back: four admitted, as on a fresh window, and no
+     * SET_ACK queued before them (it would count: 31 - 4) */
+    mig_sim_run_for(dst.loop, 500000ull);
+    assert_int_equal(spice_conn_queued_messages(dst.srv.conn), 30 - 4);
+    mig_sim_run_for(dst.loop, 2000000000ull);
+    assert_int_equal(dst.cli.nseen, 30);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(dst.cli.seen[i], SPICE_MSG_DISPLAY_SURFACE_DESTROY);
+        assert_int_equal(dst.cli.seen_v[i], 100 + i);
+    }
+    assert_int_equal(spice_conn_queued_messages(dst.srv.conn), 0);
+    assert_false(dst.srv.closed || dst.cli.closed);
+    pair_close(&dst);
+    pair_close(&src);
+}
+
 static void test_spice_conn_ping_gets_a_pong(void **state)
 {
     (void)state;
@@ -249,6 +291,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spice_conn_messages_arrive_in_order_through_a_narrow_link),
         cmocka_unit_test(test_spice_conn_ack_window_holds_and_releases),
+        cmocka_unit_test(test_spice_conn_seamless_target_starts_with_a_zeroed_window),
         cmocka_unit_test(test_spice_conn_ping_gets_a_pong),
         cmocka_unit_test(test_spice_conn_bad_messages_close_with_a_reason),
         cmocka_unit_test(test_spice_conn_send_queue_is_bounded_for_a_peer_that_never_reads),
