@@ -173,7 +173,8 @@ static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, si
         if (rc != -EAGAIN)
             fail_msg("chunked load: %d %s", rc, err ? err->msg : "?");
         assert_true(off < len); /* the whole stream loads, never more is asked */
-        size_t c = MIG_MIN(sizes[i++ % n], len - off);
+        size_t want = sizes[i++ % n]; /* MIG_MIN evaluates twice */
+        size_t c = MIG_MIN(want, len - off);
         assert_int_equal(write(sp[0], buf + off, c), (ssize_t)c);
         off += c;
     }

@@ -104,7 +104,8 @@ static size_t load(bool fresh)
     int rc = -EAGAIN;
     while (rc == -EAGAIN) {
         assert_true(off < len);
-        size_t c = MIG_MIN(sizes[i++ % MIG_ARRAY_SIZE(sizes)], len - off);
+        size_t want = sizes[i++ % MIG_ARRAY_SIZE(sizes)]; /* MIG_MIN evaluates twice */
+        size_t c = MIG_MIN(want, len - off);
         assert_int_equal(write(sp[0], buf + off, c), (ssize_t)c);
         off += c;
         rc = e->iter->load_state(e->opaque, s, &h, &err);

@@ -23,6 +23,7 @@
 #include "faults.h"
 
 #define MIG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* MIG_MIN/MIG_MAX evaluate an argument twice: no side effects in them. */
 #define MIG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MIG_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define MIG_PRINTF(f, a) __attribute__((format(printf, f, a)))
