@@ -195,6 +195,9 @@ def main(argv):
     engines = [e for e in ("migcert", "qemu-7.2") if args.only in (None, e.split("-")[0])]
     work = Path(tempfile.mkdtemp(prefix="mc-sb-", dir="/tmp"))  # unix socket paths are short
     kinds = tuple(k for k in args.kinds.split(",") if k)
+    bad = [k for k in kinds if k not in ("semi_seamless", "seamless")]
+    if bad or not kinds:
+        ap.error(f"--kinds: {','.join(bad) or 'nothing'}: the kinds are semi_seamless and seamless")
     rows = {(k, e): [] for k in kinds for e in engines}
     tput = []
     ok = True
