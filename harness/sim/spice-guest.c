@@ -8,18 +8,17 @@
 #include "sim/spice-guest.h"
 #include "spice/spice-main.h"
 
-void sim_spice_guest_open(SimSpiceGuest *g, uint64_t seed)
+void sim_spice_guest_open(SimSpiceGuest *g, uint64_t seed, const SpiceServerConfig *sc)
 {
     memset(g, 0, sizeof(*g));
     g->loop = mig_sim_loop_new(seed);
-    SpiceServerConfig sc = {.who = "vm"};
-    g->server = spice_server_new(g->loop, &sc, NULL);
+    g->server = spice_server_new(g->loop, sc ? sc : &(SpiceServerConfig){.who = "vm"}, NULL);
     spice_main_add(g->server);
 }
 
-FakeClient *sim_spice_guest_client(SimSpiceGuest *g, FakeClientConfig *cc)
+FakeClient *sim_spice_guest_client(SimSpiceGuest *g, const MigLinkParams *link, FakeClientConfig *cc)
 {
-    sim_spice_net_init(&g->net, g->loop, &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 500000});
+    sim_spice_net_init(&g->net, g->loop, link ? link : &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 500000});
     sim_spice_net_listen(&g->net, 1, g->server);
     cc->host = "sim";
     cc->port = 1;

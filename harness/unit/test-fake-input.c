@@ -38,11 +38,11 @@ typedef struct Guest {
 static void guest_open(Guest *g, uint64_t seed)
 {
     memset(g, 0, sizeof(*g));
-    sim_spice_guest_open(&g->sg, seed);
+    sim_spice_guest_open(&g->sg, seed, NULL);
     spice_inputs_add(g->sg.server, &g->stats);
     g->input = fake_input_new(g->sg.loop, g->sg.server, NULL);
     assert_non_null(g->input);
-    assert_non_null(sim_spice_guest_client(&g->sg, &(FakeClientConfig){.inputs = true}));
+    assert_non_null(sim_spice_guest_client(&g->sg, NULL, &(FakeClientConfig){.inputs = true}));
     assert_int_equal(fake_client_start(g->sg.client, NULL), 0);
 }
 

@@ -42,13 +42,13 @@ typedef struct Guest {
 static void guest_open(Guest *g, uint64_t seed)
 {
     memset(g, 0, sizeof(*g));
-    sim_spice_guest_open(&g->sg, seed);
+    sim_spice_guest_open(&g->sg, seed, NULL);
     g->qxl = fake_qxl_new(g->sg.loop, g->sg.server, 320, 200);
     spice_inputs_add(g->sg.server, NULL);
     g->snd = fake_snd_new(g->sg.loop, g->sg.server);
     g->vmc = fake_vmc_new(g->sg.loop, g->sg.server, 3000);
     FakeClientConfig cc = {.pixmap_cache_pixels = 3000, .vmc_bytes_per_tick = 1000};
-    assert_non_null(sim_spice_guest_client(&g->sg, &cc));
+    assert_non_null(sim_spice_guest_client(&g->sg, NULL, &cc));
 }
 
 static void guest_run(Guest *g, bool running)
