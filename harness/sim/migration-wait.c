@@ -2,6 +2,8 @@
  * migration-wait.c - wait for a machine pair's migration to end
  * (migration-wait.h).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "migration/migration.h"
@@ -29,8 +31,15 @@ int sim_migration_wait(MigLoop *loop, MigMachine *src, MigMachine *dst, uint64_t
     int rc = mig_loop_run_until(loop, both_ended, &p, deadline);
     if (rc == 0)
         return 0;
+    char why[64];
+    if (rc == -ETIMEDOUT)
+        snprintf(why, sizeof(why), "within %llu ms of loop time", (unsigned long long)(timeout_ns / 1000000));
+    else if (rc == -EDEADLK)
+        snprintf(why, sizeof(why), "(the loop had nothing left to run)");
+    else
+        snprintf(why, sizeof(why), "(the loop stopped: %s)", strerror(-rc));
     MigMigration *s = mig_machine_migration(src), *d = mig_machine_migration(dst);
-    return mig_err_set(errp, rc, "the migration did not end on both sides (%s): source %s (%s), destination %s (%s)",
-                       strerror(-rc), mig_status_name(mig_migration_status(s)), mig_migration_error(s),
+    return mig_err_set(errp, rc, "the migration did not end on both sides %s: source %s (%s), destination %s (%s)", why,
+                       mig_status_name(mig_migration_status(s)), mig_migration_error(s),
                        mig_status_name(mig_migration_status(d)), mig_migration_error(d));
 }
