@@ -13,7 +13,11 @@
  *
  * Invariants: never writes past the stream's end; the socket, transport,
  * stream and loop it makes are freed before it returns, on every path; an
- * error names what failed and at which byte offset of the stream.
+ * error names what failed and at which byte offset of the stream.  The
+ * socket is real (the loader reads direct only from an fd), yet the run
+ * depends on no timing: a chunk is whole in the socket before the loader
+ * reads, and the loader reads until the socket is empty, nothing else
+ * runs (the loop it makes is never run).
  */
 #ifndef MIGCERT_SIM_RAM_FEED_H
 #define MIGCERT_SIM_RAM_FEED_H
