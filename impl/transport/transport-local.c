@@ -96,9 +96,12 @@ typedef struct LocalTransport {
     size_t qhead, qlen, qcap;
     size_t nflipped; /* the first nflipped ops are pages wholly in the pipe */
     size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
-    bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
+    bool pipe_full;            /* the last vmsplice stopped or filled the pipe: no vmsplice
+                                * until the reader took pages (pipe_ready, local_queued) */
     MigLoopSource *pipe_watch; /* fd watch on pipe_w while pipe_full */
-    uint32_t events;
+    uint32_t events;           /* what the user watches (cb) */
+    uint32_t sock_events;      /* what is watched on the socket now (sock_ready) */
+    int watch_err;             /* a watch that failed after a callback, for the next watch() */
     MigTransportCb cb;
     void *opaque;
     MigLocalStats st;
@@ -108,6 +111,9 @@ typedef struct LocalTransport {
 } LocalTransport;
 
 static const MigTransportOps local_ops;
+static void pipe_ready(int fd, uint32_t events, void *opaque);
+static int apply_watches(struct LocalTransport *l);
+static void sock_ready(MigTransport *inner, uint32_t events, void *opaque);
 
 static LocalTransport *L(MigTransport *t)
 {
@@ -259,7 +265,7 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
     size_t want = 0, first = l->nflipped;
     int n = 0;
     if (l->pipe_full)
-        return 0; /* it was full a moment ago: wait for the reader (pipe_ready) */
+        return 0; /* full since the last vmsplice: wait for the reader (pipe_ready) */
     IovCur c = *pc;
     for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
@@ -296,7 +302,8 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
         }
     }
     ssize_t got = (ssize_t)want;
-    while (!l->damaged && (got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
+    while (!l->damaged && (l->st.splices++,
+                           got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
            errno == EINTR)
         ;
     if (got < 0) {
@@ -321,8 +328,10 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
             l->nflipped++;
         }
     }
-    if ((size_t)got < want)
-        l->pipe_full = true; /* as full as it gets for now */
+    /* Short, or the pipe's whole size (it cannot hold more): full for now,
+     * and the next try waits for the reader instead of failing EAGAIN. */
+    if (!l->damaged && ((size_t)got < want || (size_t)got >= l->pipe_size))
+        l->pipe_full = true;
     return 0;
 }
 
@@ -392,17 +401,33 @@ static ssize_t gather_write(LocalTransport *l, IovCur *sc, uint64_t end)
     return (ssize_t)(l->pos - start);
 }
 
+static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iovcnt);
+
 static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     LocalTransport *l = L(t);
-    size_t total = 0, done = 0;
 
     MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (!l->for_send)
         return mig_transport_writev(l->sock, iov, iovcnt); /* the return path */
+    ssize_t n = source_writev(l, iov, iovcnt);
+    /* A pipe that filled moves a watch for OUT from the socket to the pipe
+     * (inside a callback of ours, dispatched() does it). */
+    if (l->cb && !l->busy && (l->events & MIG_LOOP_OUT) && l->pipe_full && !l->pipe_watch) {
+        int r = apply_watches(l);
+        if (r < 0 && !l->watch_err)
+            l->watch_err = r;
+    }
+    return n;
+}
+
+/* The source's writev: pages into the pipe, the rest into the socket. */
+static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iovcnt)
+{
+    MigTransport *t = &l->base;
+    size_t total = 0, done = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    l->pipe_full = false;
     IovCur pc, sc; /* where the pipe's and the socket's shares were last found */
     cur_init(&pc, iov, iovcnt, l->pos);
     cur_init(&sc, iov, iovcnt, l->pos);
@@ -594,57 +619,83 @@ void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out)
 
 /* ------------------------------------------------------------- readiness */
 
+/* Put the watches the user asked for (l->cb, l->events) on the socket and
+ * the pipe: OUT on the pipe while it is full (the socket then only gets
+ * IN), the rest on the socket.  Only what changed costs a system call. */
+static int apply_watches(LocalTransport *l)
+{
+    bool want_pipe = l->cb && (l->events & MIG_LOOP_OUT) && l->pipe_full && l->pipe_w >= 0;
+    uint32_t want_sock = l->cb ? l->events & ~(want_pipe ? (uint32_t)MIG_LOOP_OUT : 0u) : 0u;
+    if (!want_pipe && l->pipe_watch) {
+        mig_loop_remove(l->base.loop, l->pipe_watch);
+        l->pipe_watch = NULL;
+    } else if (want_pipe && !l->pipe_watch) {
+        l->pipe_watch = mig_loop_fd_watch(l->base.loop, l->pipe_w, MIG_LOOP_OUT, pipe_ready, l);
+        if (!l->pipe_watch)
+            return l->base.loop->ops->fd_watch ? -errno : -ENOTSUP;
+    }
+    if (want_sock == l->sock_events)
+        return 0;
+    int r = mig_transport_watch(l->sock, want_sock, want_sock ? sock_ready : NULL, l);
+    if (r == 0)
+        l->sock_events = want_sock;
+    return r;
+}
+
+/* After a callback: the watches it left (a callback that stops its watch
+ * and asks for it again, as the engine does on every wake-up, costs
+ * nothing), or free a transport closed meanwhile. */
+static void dispatched(LocalTransport *l)
+{
+    if (--l->busy)
+        return;
+    if (l->dead) {
+        free(l);
+        return;
+    }
+    int r = apply_watches(l);
+    if (r < 0 && !l->watch_err)
+        l->watch_err = r; /* the next watch() reports it */
+}
+
 static void sock_ready(MigTransport *inner, uint32_t events, void *opaque)
 {
     LocalTransport *l = opaque;
     l->busy++;
-    l->cb(&l->base, events, l->opaque);
-    l->busy--;
-    if (l->dead && !l->busy)
-        free(l);
+    if (l->cb)
+        l->cb(&l->base, events, l->opaque);
+    dispatched(l);
 }
 
 static void pipe_ready(int fd, uint32_t events, void *opaque)
 {
     LocalTransport *l = opaque;
-    /* One shot: the writer flips again and re-arms if the pipe fills. */
-    mig_loop_remove(l->base.loop, l->pipe_watch);
-    l->pipe_watch = NULL;
-    l->pipe_full = false;
-    if (!l->cb)
-        return;
+    l->pipe_full = false; /* the reader took pages: there is room */
     l->busy++;
-    l->cb(&l->base, MIG_LOOP_OUT, l->opaque);
-    l->busy--;
-    if (l->dead && !l->busy)
-        free(l);
+    if (l->cb)
+        l->cb(&l->base, MIG_LOOP_OUT, l->opaque);
+    dispatched(l);
 }
 
 static int local_watch(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque)
 {
     LocalTransport *l = L(t);
     events &= MIG_LOOP_IN | MIG_LOOP_OUT;
-    mig_loop_remove(t->loop, l->pipe_watch);
-    l->pipe_watch = NULL;
     if (!events || !cb) {
-        l->cb = NULL;
-        l->events = 0;
-        return mig_transport_watch(l->sock, 0, NULL, NULL);
+        cb = NULL;
+        events = 0;
     }
     l->cb = cb;
     l->opaque = opaque;
     l->events = events;
-    uint32_t sock_events = events;
-    if ((events & MIG_LOOP_OUT) && l->pipe_full && l->pipe_w >= 0) {
-        /* What holds the writer back is the pipe, not the socket. */
-        sock_events &= ~(uint32_t)MIG_LOOP_OUT;
-        l->pipe_watch = mig_loop_fd_watch(t->loop, l->pipe_w, MIG_LOOP_OUT, pipe_ready, l);
-        if (!l->pipe_watch)
-            return t->loop->ops->fd_watch ? -errno : -ENOTSUP;
+    if (l->watch_err) {
+        int r = l->watch_err;
+        l->watch_err = 0;
+        return r;
     }
-    if (!sock_events)
-        return mig_transport_watch(l->sock, 0, NULL, NULL);
-    return mig_transport_watch(l->sock, sock_events, sock_ready, l);
+    if (l->busy)
+        return 0; /* inside our callback: dispatched() applies what is left */
+    return apply_watches(l);
 }
 
 /* Bytes accepted but not read by the destination yet: the socket's queue
@@ -654,8 +705,11 @@ static uint64_t local_queued(MigTransport *t)
     LocalTransport *l = L(t);
     int inpipe = 0;
     uint64_t q = mig_transport_queued(l->sock);
-    if (l->for_send && l->pipe_w >= 0 && ioctl(l->pipe_w, FIONREAD, &inpipe) == 0 && inpipe > 0)
-        q += (uint64_t)inpipe;
+    if (l->for_send && l->pipe_w >= 0 && ioctl(l->pipe_w, FIONREAD, &inpipe) == 0) {
+        if ((size_t)inpipe < l->pipe_size)
+            l->pipe_full = false; /* the reader took some: worth another vmsplice */
+        q += (uint64_t)(inpipe > 0 ? inpipe : 0);
+    }
     return q;
 }
 

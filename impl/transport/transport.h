@@ -212,6 +212,7 @@ typedef struct MigLocalStats {
     uint64_t socket_bytes; /* stream bytes through the socket (both ways) */
     uint64_t pipe_bytes;   /* page bytes through the pipe */
     uint64_t pages;        /* pages through the pipe */
+    uint64_t splices;      /* source: vmsplice calls, those the full pipe refused included */
 } MigLocalStats;
 void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out);
 
