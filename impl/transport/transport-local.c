@@ -56,6 +56,19 @@
  * one the source pins pages while the destination releases pages of the
  * same huge folio, both at once, and both sides slow down several times
  * (each pipe page holds a reference on the folio).
+ * A full pipe (a vmsplice that stopped short or took the pipe's whole
+ * size) stays full for the writer until the pipe's watch fires or FIONREAD
+ * (queued) shows room: no vmsplice is tried only to fail with EAGAIN.
+ * Watches change only after a callback of ours returns, and only what
+ * changed costs a system call, so the engine's stop-and-rearm on every
+ * wake-up costs no epoll_ctl.  Per MiB of pages the source then makes one
+ * vmsplice, one sendmsg and one epoll_wait, the destination one recvmsg
+ * for the records, one readv and one epoll_wait (and one recvmsg that
+ * finds the socket empty): the probe's one vmsplice and one read, each
+ * with its sleep, plus the records.  What is left beyond the probe is the
+ * source's per-page work (zero check, record, fault point, stream) and the
+ * kernel's release of the pipe's page references on the destination,
+ * which costs the probe's reader as much.
  *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
@@ -92,7 +105,7 @@ typedef struct LocalTransport {
     bool for_send;
     int pipe_r, pipe_w; /* source: both until pipe_r is passed; destination: pipe_r */
     uint64_t pos;       /* source: stream offset of the next byte writev gets */
-    LocalOp *q;         /* FIFO of ops not yet done (ring) */
+    LocalOp *q;         /* FIFO of ops not yet done (ring of qcap, a power of two) */
     size_t qhead, qlen, qcap;
     size_t nflipped; /* the first nflipped ops are pages wholly in the pipe */
     size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
@@ -142,7 +155,7 @@ bool mig_transport_can_pass_fds(MigTransport *t)
 
 static LocalOp *q_at(LocalTransport *l, size_t i)
 {
-    return &l->q[(l->qhead + i) % l->qcap];
+    return &l->q[(l->qhead + i) & (l->qcap - 1)]; /* qcap is a power of two */
 }
 
 static LocalOp *q_head(LocalTransport *l)
@@ -154,7 +167,7 @@ static void q_pop(LocalTransport *l)
 {
     if (l->nflipped)
         l->nflipped--; /* the head page left (an FD op never counts) */
-    l->qhead = (l->qhead + 1) % l->qcap;
+    l->qhead = (l->qhead + 1) & (l->qcap - 1);
     l->qlen--;
 }
 
@@ -179,7 +192,7 @@ static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahe
         l->qcap = ncap;
         l->qhead = 0;
     }
-    LocalOp *op = &l->q[(l->qhead + l->qlen) % l->qcap];
+    LocalOp *op = &l->q[(l->qhead + l->qlen) & (l->qcap - 1)];
     op->at = at;
     op->ahead = ahead;
     op->kind = kind;
