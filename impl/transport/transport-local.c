@@ -48,8 +48,10 @@
  * the kernel's copy out of the source's pages is the only one.  A single
  * page (page_get) is a run of one.
  *
- * Costs (harness/bench/link-probe.c measures the same pipe): one pass over
- * each writev's iov finds both shares (IovCur); one vmsplice takes as many
+ * Costs (harness/bench/link-probe.c measures the same pipe): the pages'
+ * memory comes with page_put, so the pipe's share needs no look at the
+ * writev's iov, and one pass over it finds the socket's (IovCur); one
+ * vmsplice takes as many
  * pages as the pipe has room for, one iovec per run of contiguous guest
  * RAM; the records between flipped pages go out in one sendmsg.  The pipe
  * is 1 MiB, what one vmsplice fills and one readv drains: with a bigger
@@ -93,6 +95,7 @@
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
 typedef struct LocalOp {
+    const uint8_t *mem; /* PAGE: its memory (what writev's iov holds for it) */
     uint64_t at;    /* PAGE: offset of its 4096 data bytes; FD: of the marker byte */
     uint64_t ahead; /* PAGE: the first stream byte that waits for the page; FD: at */
     LocalOpKind kind;
@@ -171,7 +174,8 @@ static void q_pop(LocalTransport *l)
     l->qlen--;
 }
 
-static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahead)
+static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahead,
+                  const void *mem)
 {
     if (!l->for_send || ahead > at)
         return -EINVAL;
@@ -193,6 +197,7 @@ static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahe
         l->qhead = 0;
     }
     LocalOp *op = &l->q[(l->qhead + l->qlen) & (l->qcap - 1)];
+    op->mem = mem;
     op->at = at;
     op->ahead = ahead;
     op->kind = kind;
@@ -205,14 +210,15 @@ static int local_page_channel_open(MigTransport *t, uint64_t at)
 {
     if (L(t)->pipe_r < 0)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_FD, at, at);
+    return q_push(L(t), LOCAL_OP_FD, at, at, NULL);
 }
 
-static int local_page_put(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of)
+static int local_page_put(MigTransport *t, uint64_t at, const void *page, size_t len,
+                          uint64_t ahead_of)
 {
-    if (len != LOCAL_PAGE)
+    if (len != LOCAL_PAGE || !page)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_PAGE, at, ahead_of);
+    return q_push(L(t), LOCAL_OP_PAGE, at, ahead_of, page);
 }
 
 /* ------------------------------------------------------------- source */
@@ -267,33 +273,39 @@ static uint64_t cur_take(IovCur *c, uint64_t to, struct iovec *out, int *n, int 
     return c->at;
 }
 
-/* Flip into the pipe the page bytes present in this writev's iov (stream
- * offsets [base, end)), from the first page not wholly in the pipe on, as
- * far as the pipe takes them, in one vmsplice: a page always enters the
- * pipe before its record enters the socket, and pages enter it in stream
- * order.  0 or a negative errno; a full pipe sets l->pipe_full. */
-static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
+/* Flip into the pipe the page bytes present in this writev (stream offsets
+ * up to `end`), from the first page not wholly in the pipe on, as far as
+ * the pipe takes them, in one vmsplice: a page always enters the pipe
+ * before its record enters the socket, and pages enter it in stream order.
+ * Each page's memory is the op's (page_put), so no walk over the iov.
+ * 0 or a negative errno; a full pipe sets l->pipe_full. */
+static int splice_ahead(LocalTransport *l, uint64_t end)
 {
     struct iovec sv[LOCAL_SPLICE_IOV];
     size_t want = 0, first = l->nflipped;
     int n = 0;
     if (l->pipe_full)
         return 0; /* full since the last vmsplice: wait for the reader (pipe_ready) */
-    IovCur c = *pc;
     for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
         if (op->kind != LOCAL_OP_PAGE)
             break;
         uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
-        if (from >= to || from < c.at)
+        if (from >= to)
             break;
-        cur_seek(&c, from);
-        if (i == first)
-            *pc = c; /* the next call starts here or later */
-        uint64_t got = cur_take(&c, to, sv, &n, LOCAL_SPLICE_IOV);
-        want += (size_t)(got - from);
-        if (got < op->at + LOCAL_PAGE)
-            break; /* the rest of this page is in a later writev, or sv is full */
+        const uint8_t *p = op->mem + op->spliced;
+        size_t take = (size_t)(to - from);
+        if (n && (const uint8_t *)sv[n - 1].iov_base + sv[n - 1].iov_len == p) {
+            sv[n - 1].iov_len += take; /* the next page of a run of guest RAM */
+        } else {
+            if (n == LOCAL_SPLICE_IOV)
+                break;
+            sv[n].iov_base = (void *)p;
+            sv[n++].iov_len = take;
+        }
+        want += take;
+        if (to < op->at + LOCAL_PAGE)
+            break; /* the rest of this page is in a later writev */
     }
     if (n == 0)
         return 0;
@@ -441,8 +453,7 @@ static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iov
     size_t total = 0, done = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    IovCur pc, sc; /* where the pipe's and the socket's shares were last found */
-    cur_init(&pc, iov, iovcnt, l->pos);
+    IovCur sc; /* where the socket's share was last found */
     cur_init(&sc, iov, iovcnt, l->pos);
     while (done < total) {
         uint64_t base = l->pos - done, end = base + total;
@@ -451,7 +462,7 @@ static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iov
             /* Inside a page whose record is out (an earlier writev ended
              * in it): those bytes are in the pipe, or go there now. */
             if (op->spliced < LOCAL_PAGE) {
-                int r = splice_ahead(l, &pc, end);
+                int r = splice_ahead(l, end);
                 if (r < 0)
                     return done ? (ssize_t)done : r;
             }
@@ -480,7 +491,7 @@ static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iov
             continue;
         }
         /* Pages first (each before its record), then the socket's share. */
-        int r = splice_ahead(l, &pc, end);
+        int r = splice_ahead(l, end);
         if (r < 0)
             return done ? (ssize_t)done : r;
         ssize_t n = gather_write(l, &sc, end);
