@@ -707,6 +707,39 @@ static void test_pageflip_gets_take_only_their_pages(void **state)
     mig_loop_free(loop);
 }
 
+/* A writer on source transport t with the page channel's marker and then
+ * npages pages queued, each after an 8-byte record with its number: mem
+ * (npages + gap pages, filled here with a pattern of `mul`) holds them in
+ * two runs of contiguous memory, the second `gap` pages after the first
+ * (gap 0: one run). */
+static MigStream *queue_pages(MigTransport *t, uint8_t *mem, size_t npages, size_t gap,
+                              unsigned mul)
+{
+    for (size_t i = 0; i < (npages + gap) * 4096; i++)
+        mem[i] = (uint8_t)(i * mul + (i >> 12));
+    MigStream *s = mig_stream_new_writer(t);
+    mig_stream_put_page_channel(s);
+    for (uint64_t k = 0; k < npages; k++) {
+        uint64_t rec = mig_stream_offset(s);
+        mig_stream_put_be64(s, k);
+        mig_stream_put_page_ref(s, mem + (k < npages / 2 ? k : k + gap) * 4096, 4096, rec);
+    }
+    return s;
+}
+
+/* Everything queue_pages' callers set up: writer, transport, the pipe's
+ * read end, the socket's peer, the pages' memory, the loop. */
+static void free_source(MigLoop *loop, MigStream *s, MigTransport *t, int pr, int peer,
+                        uint8_t *mem)
+{
+    mig_stream_free(s);
+    mig_transport_close(t);
+    close(pr);
+    close(peer);
+    free(mem);
+    mig_loop_free(loop);
+}
+
 /* The source's split of one stream into socket and pipe, seen from outside:
  * 600 pages (2.4 MiB: more than the 1 MiB pipe) in two runs of contiguous
  * memory with a gap between, each page after an 8-byte record naming it;
@@ -719,17 +752,9 @@ static void test_pageflip_source_pages_before_records(void **state)
     enum { NPAGES = 600, GAP = 100 };
     MigLoop *loop = mig_loop_epoll_new(1);
     uint8_t *mem = malloc((size_t)(NPAGES + GAP) * 4096);
-    for (size_t i = 0; i < (size_t)(NPAGES + GAP) * 4096; i++)
-        mem[i] = (uint8_t)(i * 131 + (i >> 12));
     int sp[2];
     MigTransport *t = local_source(loop, sp);
-    MigStream *s = mig_stream_new_writer(t);
-    mig_stream_put_page_channel(s);
-    for (uint64_t k = 0; k < NPAGES; k++) {
-        uint64_t rec = mig_stream_offset(s);
-        mig_stream_put_be64(s, k);
-        mig_stream_put_page_ref(s, mem + (k < NPAGES / 2 ? k : k + GAP) * 4096, 4096, rec);
-    }
+    MigStream *s = queue_pages(t, mem, NPAGES, GAP, 131);
     static uint8_t sock[1 + NPAGES * 8], pipe_got[NPAGES * 4096];
     size_t slen = 0, plen = 0;
     int pr = -1;
@@ -776,12 +801,7 @@ static void test_pageflip_source_pages_before_records(void **state)
     assert_int_equal(st.pipe_bytes, (uint64_t)NPAGES * 4096);
     assert_int_equal(st.socket_bytes, sizeof(sock));
     assert_int_equal(t->bytes_written, mig_stream_offset(s));
-    mig_stream_free(s);
-    mig_transport_close(t);
-    close(pr);
-    close(sp[1]);
-    free(mem);
-    mig_loop_free(loop);
+    free_source(loop, s, t, pr, sp[1], mem);
 }
 
 /* A source whose pipe is full waits for the reader instead of trying
@@ -794,17 +814,9 @@ static void test_pageflip_full_pipe_waits_for_reader(void **state)
     enum { NPAGES = 600 };
     MigLoop *loop = mig_loop_epoll_new(1);
     uint8_t *mem = aligned_alloc(4096, (size_t)NPAGES * 4096); /* a page: one pipe buffer */
-    for (size_t i = 0; i < (size_t)NPAGES * 4096; i++)
-        mem[i] = (uint8_t)(i * 7 + (i >> 12));
     int sp[2];
     MigTransport *t = local_source(loop, sp);
-    MigStream *s = mig_stream_new_writer(t);
-    mig_stream_put_page_channel(s);
-    for (uint64_t k = 0; k < NPAGES; k++) {
-        uint64_t rec = mig_stream_offset(s);
-        mig_stream_put_be64(s, k);
-        mig_stream_put_page_ref(s, mem + k * 4096, 4096, rec);
-    }
+    MigStream *s = queue_pages(t, mem, NPAGES, 0, 7);
     assert_int_equal(mig_stream_flush(s), -EAGAIN);
     static uint8_t sock[1 + NPAGES * 8];
     int fds[4], nfds;
@@ -830,12 +842,7 @@ static void test_pageflip_full_pipe_waits_for_reader(void **state)
     mig_transport_local_stats(t, &st);
     assert_int_equal(st.pages, held + 1);
     assert_int_equal(drain_socket(sp[1], sock, sizeof(sock), fds, &nfds), 8);
-    mig_stream_free(s);
-    mig_transport_close(t);
-    close(pr);
-    close(sp[1]);
-    free(mem);
-    mig_loop_free(loop);
+    free_source(loop, s, t, pr, sp[1], mem);
 }
 
 int main(int argc, char **argv)
