@@ -42,7 +42,8 @@ seconds per GiB, to set beside the rows' CPU columns.
 
 Printed: one table, transport x RAM size: median total time, downtime,
 throughput (guest RAM bytes / total time, GB/s), CPU seconds per GiB of RAM
-on each side (from /proc/PID/stat, migrate to the end of both sides), and
+on each side (threads' run time from /proc/PID/task/*/schedstat, migrate to
+the end of both sides), and
 QEMU's total time / this row's at the same size (x QEMU, > 1 is faster);
 then the ratios the goals name and which transport was fastest.
 
@@ -55,10 +56,10 @@ JSON (--json FILE, default reports/out/bench.json), for the HTML report:
    "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
              "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
              "runs": [{"status", "total_time_ms", "downtime_ms", "setup_time_ms",
-                       "transferred", "ram_bytes", "gbps", "src_cpu_s", "dst_cpu_s",
+                       "transferred", "ram_bytes", "gbps", "fixed_ms", "src_cpu_s", "dst_cpu_s",
                        "verified", "error", "dst_status", "src_digest", "dst_digest"}],
              "median": {"total_time_ms", "downtime_ms", "gbps", "src_cpu_s_per_gib",
-                        "dst_cpu_s_per_gib", "transferred"} | null,
+                        "dst_cpu_s_per_gib", "transferred", "fixed_ms"} | null,
              "x_qemu": float | null}],
    "ratios": {"unix_of_socketpair": float|null, "unix_x_qemu_1g": float|null,
               "local_of_vmsplice": float|null, "shared_8g_over_1g": float|null,
@@ -171,24 +172,39 @@ def wait_incoming(q, timeout=120):
         time.sleep(POLL)
 
 
-def event_total_ms(q):
-    """Total time from the MIGRATION events' timestamps (setup to
-    completed, microseconds), or None: query-migrate's total-time is whole
-    milliseconds, too coarse for a shared-memory migration."""
+def event_times(q):
+    """The first timestamp (s) of each MIGRATION status the source announced."""
     t = {}
     for ev in q.get_events():
         if ev.get("event") == "MIGRATION" and "timestamp" in ev:
             ts = ev["timestamp"]
             t.setdefault(ev["data"]["status"], ts["seconds"] + ts["microseconds"] / 1e6)
+    return t
+
+
+def event_total_ms(t):
+    """Total time from the MIGRATION events' timestamps (setup to
+    completed, microseconds), or None: query-migrate's total-time is whole
+    milliseconds, too coarse for a shared-memory migration."""
     if "setup" in t and "completed" in t:
         return (t["completed"] - t["setup"]) * 1000.0
+    return None
+
+
+def event_fixed_ms(t):
+    """What of the total time moves no RAM, or None: setup to active
+    (connection, handshake, capabilities) and device to completed (device
+    state, the last sync, the drain).  The probes' interval has neither."""
+    if all(k in t for k in ("setup", "active", "device", "completed")):
+        return ((t["active"] - t["setup"]) + (t["completed"] - t["device"])) * 1000.0
     return None
 
 
 def result(engine, info, wall, mib, q=None):
     ram = info.get("ram", {})
     total = info.get("total-time", 0)
-    precise = event_total_ms(q) if q is not None and info.get("status") == "completed" else None
+    t = event_times(q) if q is not None and info.get("status") == "completed" else {}
+    precise = event_total_ms(t)
     if precise is not None and precise > 0:
         total = precise
     ram_bytes = mib << 20
@@ -198,6 +214,7 @@ def result(engine, info, wall, mib, q=None):
         "total_time_ms": total,
         "downtime_ms": info.get("downtime"),
         "setup_time_ms": info.get("setup-time"),
+        "fixed_ms": event_fixed_ms(t),
         "transferred": ram.get("transferred", 0),
         "ram_bytes": ram_bytes,
         "gbps": ram_bytes / (total / 1000.0) / 1e9 if total else 0.0,
@@ -208,7 +225,16 @@ def result(engine, info, wall, mib, q=None):
 
 
 def cpu_seconds(pid):
-    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    """CPU time of a process so far: its threads' run time in nanoseconds
+    (/proc/PID/task/*/schedstat), else user + system in clock ticks
+    (/proc/PID/stat: 10 ms steps, a sixth of a flipping 1 GiB side)."""
+    try:
+        ns = [int(p.read_text().split()[0])
+              for p in Path(f"/proc/{pid}/task").glob("*/schedstat")]
+        if ns:
+            return sum(ns) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -344,7 +370,7 @@ def median_row(rows, mib):
         vals = [r[k] for r in ok if r.get(k) is not None]
         return statistics.median(vals) if vals else None
     return {"total_time_ms": med("total_time_ms"), "downtime_ms": med("downtime_ms"),
-            "gbps": med("gbps"), "transferred": med("transferred"),
+            "gbps": med("gbps"), "transferred": med("transferred"), "fixed_ms": med("fixed_ms"),
             "src_cpu_s_per_gib": (med("src_cpu_s") or 0.0) / gib,
             "dst_cpu_s_per_gib": (med("dst_cpu_s") or 0.0) / gib,
             "min_gbps": min(r["gbps"] for r in ok), "max_gbps": max(r["gbps"] for r in ok),
@@ -502,9 +528,15 @@ def main(argv):
             continue
         print(f"{LABEL[c['transport']]:<15} {c['ram_mib']:>7} {m['total_time_ms']:>9.1f} "
               f"{fmt(m['downtime_ms'], '.0f', 9)} {m['gbps']:>7.2f} "
-              f"{m['src_cpu_s_per_gib']:>8.2f} {m['dst_cpu_s_per_gib']:>8.2f} "
+              f"{m['src_cpu_s_per_gib']:>8.3f} {m['dst_cpu_s_per_gib']:>8.3f} "
               f"{fmt(c['x_qemu'], '.2f', 7)}")
 
+    fixed = [f"{LABEL[c['transport']]} {c['ram_mib']} MiB {c['median']['fixed_ms']:.1f} ms"
+             for c in rows if c.get("median") and c["median"].get("fixed_ms") is not None]
+    print(f"interval: total time runs from the source's MIGRATION setup event to its completed "
+          f"event, GB/s is RAM bytes over it; the probes run from the first byte written to the "
+          f"last byte read.  Of the total, setup and the end (device state, last sync, drain) "
+          f"took {', '.join(fixed) if fixed else '-'} (median)")
     ratios = {}
     u1, l1, s1, s8 = cell("unix", 1024), cell("local", 1024), cell("shared", 1024), \
         cell("shared", 8192)

@@ -389,6 +389,29 @@ static MigTransport *local_source(MigLoop *loop, int sp[2])
     return t;
 }
 
+static void out_ready(MigTransport *t, uint32_t events, void *opaque)
+{
+    mig_transport_watch(t, 0, NULL, NULL);
+    *(bool *)opaque = true;
+}
+
+static bool flag_set(void *opaque)
+{
+    return *(bool *)opaque;
+}
+
+/* What a writer does after -EAGAIN: wait for watch(OUT), here at most
+ * `ns` (a hang guard; the caller tries again either way).  True when it
+ * fired. */
+static bool wait_writable(MigLoop *loop, MigTransport *t, uint64_t ns)
+{
+    bool ready = false;
+    assert_int_equal(mig_transport_watch(t, MIG_LOOP_OUT, out_ready, &ready), 0);
+    mig_loop_run_until(loop, flag_set, &ready, mig_loop_now_ns(loop) + ns);
+    mig_transport_watch(t, 0, NULL, NULL);
+    return ready;
+}
+
 static void test_pageflip_wire_bytes_and_pipe(void **state)
 {
     /* One block of two pages: page 0 zero, page 1 a pattern.  Flipping, the
@@ -675,6 +698,39 @@ static void test_pageflip_gets_take_only_their_pages(void **state)
     mig_loop_free(loop);
 }
 
+/* A writer on source transport t with the page channel's marker and then
+ * npages pages queued, each after an 8-byte record with its number: mem
+ * (npages + gap pages, filled here with a pattern of `mul`) holds them in
+ * two runs of contiguous memory, the second `gap` pages after the first
+ * (gap 0: one run). */
+static MigStream *queue_pages(MigTransport *t, uint8_t *mem, size_t npages, size_t gap,
+                              unsigned mul)
+{
+    for (size_t i = 0; i < (npages + gap) * 4096; i++)
+        mem[i] = (uint8_t)(i * mul + (i >> 12));
+    MigStream *s = mig_stream_new_writer(t);
+    mig_stream_put_page_channel(s);
+    for (uint64_t k = 0; k < npages; k++) {
+        uint64_t rec = mig_stream_offset(s);
+        mig_stream_put_be64(s, k);
+        mig_stream_put_page_ref(s, mem + (k < npages / 2 ? k : k + gap) * 4096, 4096, rec);
+    }
+    return s;
+}
+
+/* Everything queue_pages' callers set up: writer, transport, the pipe's
+ * read end, the socket's peer, the pages' memory, the loop. */
+static void free_source(MigLoop *loop, MigStream *s, MigTransport *t, int pr, int peer,
+                        uint8_t *mem)
+{
+    mig_stream_free(s);
+    mig_transport_close(t);
+    close(pr);
+    close(peer);
+    free(mem);
+    mig_loop_free(loop);
+}
+
 /* The source's split of one stream into socket and pipe, seen from outside:
  * 600 pages (2.4 MiB: more than the 1 MiB pipe) in two runs of contiguous
  * memory with a gap between, each page after an 8-byte record naming it;
@@ -687,17 +743,9 @@ static void test_pageflip_source_pages_before_records(void **state)
     enum { NPAGES = 600, GAP = 100 };
     MigLoop *loop = mig_loop_epoll_new(1);
     uint8_t *mem = malloc((size_t)(NPAGES + GAP) * 4096);
-    for (size_t i = 0; i < (size_t)(NPAGES + GAP) * 4096; i++)
-        mem[i] = (uint8_t)(i * 131 + (i >> 12));
     int sp[2];
     MigTransport *t = local_source(loop, sp);
-    MigStream *s = mig_stream_new_writer(t);
-    mig_stream_put_page_channel(s);
-    for (uint64_t k = 0; k < NPAGES; k++) {
-        uint64_t rec = mig_stream_offset(s);
-        mig_stream_put_be64(s, k);
-        mig_stream_put_page_ref(s, mem + (k < NPAGES / 2 ? k : k + GAP) * 4096, 4096, rec);
-    }
+    MigStream *s = queue_pages(t, mem, NPAGES, GAP, 131);
     static uint8_t sock[1 + NPAGES * 8], pipe_got[NPAGES * 4096];
     size_t slen = 0, plen = 0;
     int pr = -1;
@@ -705,6 +753,8 @@ static void test_pageflip_source_pages_before_records(void **state)
         assert_true(round < 100000);
         int r = mig_stream_flush(s);
         assert_true(r == 0 || r == -EAGAIN);
+        if (r == -EAGAIN)
+            wait_writable(loop, t, 1000000); /* the pipe or socket took something, or not yet */
         int fds[4], nfds;
         size_t before = slen;
         slen += drain_socket(sp[1], sock + slen, sizeof(sock) - slen, fds, &nfds);
@@ -742,12 +792,48 @@ static void test_pageflip_source_pages_before_records(void **state)
     assert_int_equal(st.pipe_bytes, (uint64_t)NPAGES * 4096);
     assert_int_equal(st.socket_bytes, sizeof(sock));
     assert_int_equal(t->bytes_written, mig_stream_offset(s));
-    mig_stream_free(s);
-    mig_transport_close(t);
-    close(pr);
-    close(sp[1]);
-    free(mem);
-    mig_loop_free(loop);
+    free_source(loop, s, t, pr, sp[1], mem);
+}
+
+/* A source whose pipe is full waits for the reader instead of trying
+ * vmsplice again on every flush: more pages than the pipe holds, flushed
+ * until it pushes back, then flushed twice more: no vmsplice call, nothing
+ * moves.  Once the reader takes a page, watch(OUT) fires and the next
+ * flush moves exactly what fits again (the records follow their pages). */
+static void test_pageflip_full_pipe_waits_for_reader(void **state)
+{
+    enum { NPAGES = 600 };
+    MigLoop *loop = mig_loop_epoll_new(1);
+    uint8_t *mem = aligned_alloc(4096, (size_t)NPAGES * 4096); /* a page: one pipe buffer */
+    int sp[2];
+    MigTransport *t = local_source(loop, sp);
+    MigStream *s = queue_pages(t, mem, NPAGES, 0, 7);
+    assert_int_equal(mig_stream_flush(s), -EAGAIN);
+    static uint8_t sock[1 + NPAGES * 8];
+    int fds[4], nfds;
+    size_t slen = drain_socket(sp[1], sock, sizeof(sock), fds, &nfds);
+    assert_int_equal(nfds, 1);
+    int pr = fds[0], inpipe = 0;
+    assert_int_equal(ioctl(pr, FIONREAD, &inpipe), 0);
+    size_t held = (size_t)inpipe / 4096;
+    assert_true(held > 0 && held < NPAGES && (size_t)inpipe % 4096 == 0);
+    assert_int_equal(slen, 1 + held * 8); /* the records of the pages in the pipe */
+    MigLocalStats st0, st;
+    mig_transport_local_stats(t, &st0);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(mig_stream_flush(s), -EAGAIN);
+    mig_transport_local_stats(t, &st);
+    assert_int_equal(st.splices, st0.splices);
+    assert_int_equal(st.pages, held);
+    static uint8_t page[4096];
+    assert_int_equal(read(pr, page, sizeof(page)), 4096);
+    assert_memory_equal(page, mem, 4096);
+    assert_true(wait_writable(loop, t, 10ull * 1000000000)); /* hang guard */
+    assert_int_equal(mig_stream_flush(s), -EAGAIN);
+    mig_transport_local_stats(t, &st);
+    assert_int_equal(st.pages, held + 1);
+    assert_int_equal(drain_socket(sp[1], sock, sizeof(sock), fds, &nfds), 8);
+    free_source(loop, s, t, pr, sp[1], mem);
 }
 
 int main(int argc, char **argv)
@@ -767,6 +853,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_pipe_runs_short),
         cmocka_unit_test(test_pageflip_gets_take_only_their_pages),
         cmocka_unit_test(test_pageflip_source_pages_before_records),
+        cmocka_unit_test(test_pageflip_full_pipe_waits_for_reader),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

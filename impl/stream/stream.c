@@ -779,7 +779,7 @@ void mig_stream_put_page_ref(MigStream *s, const void *page, size_t len, uint64_
      * transport, which must know by then which bytes are the page. */
     int r = 0;
     if (s->t && s->t->ops->page_put)
-        r = s->t->ops->page_put(s->t, s->offset, len, ahead_of);
+        r = s->t->ops->page_put(s->t, s->offset, page, len, ahead_of);
     uint64_t at = s->offset;
     mig_stream_put_buffer_ref(s, page, len);
     if (r < 0)

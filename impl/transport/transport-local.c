@@ -48,14 +48,29 @@
  * the kernel's copy out of the source's pages is the only one.  A single
  * page (page_get) is a run of one.
  *
- * Costs (harness/bench/link-probe.c measures the same pipe): one pass over
- * each writev's iov finds both shares (IovCur); one vmsplice takes as many
+ * Costs (harness/bench/link-probe.c measures the same pipe): the pages'
+ * memory comes with page_put, so the pipe's share needs no look at the
+ * writev's iov, and one pass over it finds the socket's (IovCur); one
+ * vmsplice takes as many
  * pages as the pipe has room for, one iovec per run of contiguous guest
  * RAM; the records between flipped pages go out in one sendmsg.  The pipe
  * is 1 MiB, what one vmsplice fills and one readv drains: with a bigger
  * one the source pins pages while the destination releases pages of the
  * same huge folio, both at once, and both sides slow down several times
  * (each pipe page holds a reference on the folio).
+ * A full pipe (a vmsplice that stopped short or took the pipe's whole
+ * size) stays full for the writer until the pipe's watch fires or FIONREAD
+ * (queued) shows room: no vmsplice is tried only to fail with EAGAIN.
+ * Watches change only after a callback of ours returns, and only what
+ * changed costs a system call, so the engine's stop-and-rearm on every
+ * wake-up costs no epoll_ctl.  Per MiB of pages the source then makes one
+ * vmsplice, one sendmsg and one epoll_wait, the destination one recvmsg
+ * for the records, one readv and one epoll_wait (and one recvmsg that
+ * finds the socket empty): the probe's one vmsplice and one read, each
+ * with its sleep, plus the records.  What is left beyond the probe is the
+ * source's per-page work (zero check, record, fault point, stream) and the
+ * kernel's release of the pipe's page references on the destination,
+ * which costs the probe's reader as much.
  *
  * Never blocks: the socket and both pipe ends are non-blocking; vmsplice
  * gets SPLICE_F_NONBLOCK.  No global state.
@@ -80,6 +95,7 @@
 typedef enum LocalOpKind { LOCAL_OP_PAGE, LOCAL_OP_FD } LocalOpKind;
 
 typedef struct LocalOp {
+    const uint8_t *mem; /* PAGE: its memory (what writev's iov holds for it) */
     uint64_t at;    /* PAGE: offset of its 4096 data bytes; FD: of the marker byte */
     uint64_t ahead; /* PAGE: the first stream byte that waits for the page; FD: at */
     LocalOpKind kind;
@@ -92,13 +108,16 @@ typedef struct LocalTransport {
     bool for_send;
     int pipe_r, pipe_w; /* source: both until pipe_r is passed; destination: pipe_r */
     uint64_t pos;       /* source: stream offset of the next byte writev gets */
-    LocalOp *q;         /* FIFO of ops not yet done (ring) */
+    LocalOp *q;         /* FIFO of ops not yet done (ring of qcap, a power of two) */
     size_t qhead, qlen, qcap;
     size_t nflipped; /* the first nflipped ops are pages wholly in the pipe */
     size_t pipe_size;          /* source: the pipe's capacity, the most one vmsplice can take */
-    bool pipe_full;            /* the last vmsplice stopped: OUT waits on the pipe */
+    bool pipe_full;            /* the last vmsplice stopped or filled the pipe: no vmsplice
+                                * until the reader took pages (pipe_ready, local_queued) */
     MigLoopSource *pipe_watch; /* fd watch on pipe_w while pipe_full */
-    uint32_t events;
+    uint32_t events;           /* what the user watches (cb) */
+    uint32_t sock_events;      /* what is watched on the socket now (sock_ready) */
+    int watch_err;             /* a watch that failed after a callback, for the next watch() */
     MigTransportCb cb;
     void *opaque;
     MigLocalStats st;
@@ -108,6 +127,9 @@ typedef struct LocalTransport {
 } LocalTransport;
 
 static const MigTransportOps local_ops;
+static void pipe_ready(int fd, uint32_t events, void *opaque);
+static int apply_watches(struct LocalTransport *l);
+static void sock_ready(MigTransport *inner, uint32_t events, void *opaque);
 
 static LocalTransport *L(MigTransport *t)
 {
@@ -136,7 +158,7 @@ bool mig_transport_can_pass_fds(MigTransport *t)
 
 static LocalOp *q_at(LocalTransport *l, size_t i)
 {
-    return &l->q[(l->qhead + i) % l->qcap];
+    return &l->q[(l->qhead + i) & (l->qcap - 1)]; /* qcap is a power of two */
 }
 
 static LocalOp *q_head(LocalTransport *l)
@@ -148,11 +170,12 @@ static void q_pop(LocalTransport *l)
 {
     if (l->nflipped)
         l->nflipped--; /* the head page left (an FD op never counts) */
-    l->qhead = (l->qhead + 1) % l->qcap;
+    l->qhead = (l->qhead + 1) & (l->qcap - 1);
     l->qlen--;
 }
 
-static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahead)
+static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahead,
+                  const void *mem)
 {
     if (!l->for_send || ahead > at)
         return -EINVAL;
@@ -173,7 +196,8 @@ static int q_push(LocalTransport *l, LocalOpKind kind, uint64_t at, uint64_t ahe
         l->qcap = ncap;
         l->qhead = 0;
     }
-    LocalOp *op = &l->q[(l->qhead + l->qlen) % l->qcap];
+    LocalOp *op = &l->q[(l->qhead + l->qlen) & (l->qcap - 1)];
+    op->mem = mem;
     op->at = at;
     op->ahead = ahead;
     op->kind = kind;
@@ -186,14 +210,15 @@ static int local_page_channel_open(MigTransport *t, uint64_t at)
 {
     if (L(t)->pipe_r < 0)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_FD, at, at);
+    return q_push(L(t), LOCAL_OP_FD, at, at, NULL);
 }
 
-static int local_page_put(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of)
+static int local_page_put(MigTransport *t, uint64_t at, const void *page, size_t len,
+                          uint64_t ahead_of)
 {
-    if (len != LOCAL_PAGE)
+    if (len != LOCAL_PAGE || !page)
         return -EINVAL;
-    return q_push(L(t), LOCAL_OP_PAGE, at, ahead_of);
+    return q_push(L(t), LOCAL_OP_PAGE, at, ahead_of, page);
 }
 
 /* ------------------------------------------------------------- source */
@@ -248,33 +273,39 @@ static uint64_t cur_take(IovCur *c, uint64_t to, struct iovec *out, int *n, int 
     return c->at;
 }
 
-/* Flip into the pipe the page bytes present in this writev's iov (stream
- * offsets [base, end)), from the first page not wholly in the pipe on, as
- * far as the pipe takes them, in one vmsplice: a page always enters the
- * pipe before its record enters the socket, and pages enter it in stream
- * order.  0 or a negative errno; a full pipe sets l->pipe_full. */
-static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
+/* Flip into the pipe the page bytes present in this writev (stream offsets
+ * up to `end`), from the first page not wholly in the pipe on, as far as
+ * the pipe takes them, in one vmsplice: a page always enters the pipe
+ * before its record enters the socket, and pages enter it in stream order.
+ * Each page's memory is the op's (page_put), so no walk over the iov.
+ * 0 or a negative errno; a full pipe sets l->pipe_full. */
+static int splice_ahead(LocalTransport *l, uint64_t end)
 {
     struct iovec sv[LOCAL_SPLICE_IOV];
     size_t want = 0, first = l->nflipped;
     int n = 0;
     if (l->pipe_full)
-        return 0; /* it was full a moment ago: wait for the reader (pipe_ready) */
-    IovCur c = *pc;
+        return 0; /* full since the last vmsplice: wait for the reader (pipe_ready) */
     for (size_t i = first; i < l->qlen && want < l->pipe_size; i++) {
         const LocalOp *op = q_at(l, i);
         if (op->kind != LOCAL_OP_PAGE)
             break;
         uint64_t from = op->at + op->spliced, to = MIG_MIN(op->at + LOCAL_PAGE, end);
-        if (from >= to || from < c.at)
+        if (from >= to)
             break;
-        cur_seek(&c, from);
-        if (i == first)
-            *pc = c; /* the next call starts here or later */
-        uint64_t got = cur_take(&c, to, sv, &n, LOCAL_SPLICE_IOV);
-        want += (size_t)(got - from);
-        if (got < op->at + LOCAL_PAGE)
-            break; /* the rest of this page is in a later writev, or sv is full */
+        const uint8_t *p = op->mem + op->spliced;
+        size_t take = (size_t)(to - from);
+        if (n && (const uint8_t *)sv[n - 1].iov_base + sv[n - 1].iov_len == p) {
+            sv[n - 1].iov_len += take; /* the next page of a run of guest RAM */
+        } else {
+            if (n == LOCAL_SPLICE_IOV)
+                break;
+            sv[n].iov_base = (void *)p;
+            sv[n++].iov_len = take;
+        }
+        want += take;
+        if (to < op->at + LOCAL_PAGE)
+            break; /* the rest of this page is in a later writev */
     }
     if (n == 0)
         return 0;
@@ -296,7 +327,8 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
         }
     }
     ssize_t got = (ssize_t)want;
-    while (!l->damaged && (got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
+    while (!l->damaged && (l->st.splices++,
+                           got = vmsplice(l->pipe_w, sv, (unsigned long)n, SPLICE_F_NONBLOCK)) < 0 &&
            errno == EINTR)
         ;
     if (got < 0) {
@@ -321,8 +353,10 @@ static int splice_ahead(LocalTransport *l, IovCur *pc, uint64_t end)
             l->nflipped++;
         }
     }
-    if ((size_t)got < want)
-        l->pipe_full = true; /* as full as it gets for now */
+    /* Short, or the pipe's whole size (it cannot hold more): full for now,
+     * and the next try waits for the reader instead of failing EAGAIN. */
+    if (!l->damaged && ((size_t)got < want || (size_t)got >= l->pipe_size))
+        l->pipe_full = true;
     return 0;
 }
 
@@ -392,19 +426,34 @@ static ssize_t gather_write(LocalTransport *l, IovCur *sc, uint64_t end)
     return (ssize_t)(l->pos - start);
 }
 
+static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iovcnt);
+
 static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     LocalTransport *l = L(t);
-    size_t total = 0, done = 0;
 
     MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
     if (!l->for_send)
         return mig_transport_writev(l->sock, iov, iovcnt); /* the return path */
+    ssize_t n = source_writev(l, iov, iovcnt);
+    /* A pipe that filled moves a watch for OUT from the socket to the pipe
+     * (inside a callback of ours, dispatched() does it). */
+    if (l->cb && !l->busy && (l->events & MIG_LOOP_OUT) && l->pipe_full && !l->pipe_watch) {
+        int r = apply_watches(l);
+        if (r < 0 && !l->watch_err)
+            l->watch_err = r;
+    }
+    return n;
+}
+
+/* The source's writev: pages into the pipe, the rest into the socket. */
+static ssize_t source_writev(LocalTransport *l, const struct iovec *iov, int iovcnt)
+{
+    MigTransport *t = &l->base;
+    size_t total = 0, done = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    l->pipe_full = false;
-    IovCur pc, sc; /* where the pipe's and the socket's shares were last found */
-    cur_init(&pc, iov, iovcnt, l->pos);
+    IovCur sc; /* where the socket's share was last found */
     cur_init(&sc, iov, iovcnt, l->pos);
     while (done < total) {
         uint64_t base = l->pos - done, end = base + total;
@@ -413,7 +462,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             /* Inside a page whose record is out (an earlier writev ended
              * in it): those bytes are in the pipe, or go there now. */
             if (op->spliced < LOCAL_PAGE) {
-                int r = splice_ahead(l, &pc, end);
+                int r = splice_ahead(l, end);
                 if (r < 0)
                     return done ? (ssize_t)done : r;
             }
@@ -442,7 +491,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
             continue;
         }
         /* Pages first (each before its record), then the socket's share. */
-        int r = splice_ahead(l, &pc, end);
+        int r = splice_ahead(l, end);
         if (r < 0)
             return done ? (ssize_t)done : r;
         ssize_t n = gather_write(l, &sc, end);
@@ -594,57 +643,83 @@ void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out)
 
 /* ------------------------------------------------------------- readiness */
 
+/* Put the watches the user asked for (l->cb, l->events) on the socket and
+ * the pipe: OUT on the pipe while it is full (the socket then only gets
+ * IN), the rest on the socket.  Only what changed costs a system call. */
+static int apply_watches(LocalTransport *l)
+{
+    bool want_pipe = l->cb && (l->events & MIG_LOOP_OUT) && l->pipe_full && l->pipe_w >= 0;
+    uint32_t want_sock = l->cb ? l->events & ~(want_pipe ? (uint32_t)MIG_LOOP_OUT : 0u) : 0u;
+    if (!want_pipe && l->pipe_watch) {
+        mig_loop_remove(l->base.loop, l->pipe_watch);
+        l->pipe_watch = NULL;
+    } else if (want_pipe && !l->pipe_watch) {
+        l->pipe_watch = mig_loop_fd_watch(l->base.loop, l->pipe_w, MIG_LOOP_OUT, pipe_ready, l);
+        if (!l->pipe_watch)
+            return l->base.loop->ops->fd_watch ? -errno : -ENOTSUP;
+    }
+    if (want_sock == l->sock_events)
+        return 0;
+    int r = mig_transport_watch(l->sock, want_sock, want_sock ? sock_ready : NULL, l);
+    if (r == 0)
+        l->sock_events = want_sock;
+    return r;
+}
+
+/* After a callback: the watches it left (a callback that stops its watch
+ * and asks for it again, as the engine does on every wake-up, costs
+ * nothing), or free a transport closed meanwhile. */
+static void dispatched(LocalTransport *l)
+{
+    if (--l->busy)
+        return;
+    if (l->dead) {
+        free(l);
+        return;
+    }
+    int r = apply_watches(l);
+    if (r < 0 && !l->watch_err)
+        l->watch_err = r; /* the next watch() reports it */
+}
+
 static void sock_ready(MigTransport *inner, uint32_t events, void *opaque)
 {
     LocalTransport *l = opaque;
     l->busy++;
-    l->cb(&l->base, events, l->opaque);
-    l->busy--;
-    if (l->dead && !l->busy)
-        free(l);
+    if (l->cb)
+        l->cb(&l->base, events, l->opaque);
+    dispatched(l);
 }
 
 static void pipe_ready(int fd, uint32_t events, void *opaque)
 {
     LocalTransport *l = opaque;
-    /* One shot: the writer flips again and re-arms if the pipe fills. */
-    mig_loop_remove(l->base.loop, l->pipe_watch);
-    l->pipe_watch = NULL;
-    l->pipe_full = false;
-    if (!l->cb)
-        return;
+    l->pipe_full = false; /* the reader took pages: there is room */
     l->busy++;
-    l->cb(&l->base, MIG_LOOP_OUT, l->opaque);
-    l->busy--;
-    if (l->dead && !l->busy)
-        free(l);
+    if (l->cb)
+        l->cb(&l->base, MIG_LOOP_OUT, l->opaque);
+    dispatched(l);
 }
 
 static int local_watch(MigTransport *t, uint32_t events, MigTransportCb cb, void *opaque)
 {
     LocalTransport *l = L(t);
     events &= MIG_LOOP_IN | MIG_LOOP_OUT;
-    mig_loop_remove(t->loop, l->pipe_watch);
-    l->pipe_watch = NULL;
     if (!events || !cb) {
-        l->cb = NULL;
-        l->events = 0;
-        return mig_transport_watch(l->sock, 0, NULL, NULL);
+        cb = NULL;
+        events = 0;
     }
     l->cb = cb;
     l->opaque = opaque;
     l->events = events;
-    uint32_t sock_events = events;
-    if ((events & MIG_LOOP_OUT) && l->pipe_full && l->pipe_w >= 0) {
-        /* What holds the writer back is the pipe, not the socket. */
-        sock_events &= ~(uint32_t)MIG_LOOP_OUT;
-        l->pipe_watch = mig_loop_fd_watch(t->loop, l->pipe_w, MIG_LOOP_OUT, pipe_ready, l);
-        if (!l->pipe_watch)
-            return t->loop->ops->fd_watch ? -errno : -ENOTSUP;
+    if (l->watch_err) {
+        int r = l->watch_err;
+        l->watch_err = 0;
+        return r;
     }
-    if (!sock_events)
-        return mig_transport_watch(l->sock, 0, NULL, NULL);
-    return mig_transport_watch(l->sock, sock_events, sock_ready, l);
+    if (l->busy)
+        return 0; /* inside our callback: dispatched() applies what is left */
+    return apply_watches(l);
 }
 
 /* Bytes accepted but not read by the destination yet: the socket's queue
@@ -654,8 +729,11 @@ static uint64_t local_queued(MigTransport *t)
     LocalTransport *l = L(t);
     int inpipe = 0;
     uint64_t q = mig_transport_queued(l->sock);
-    if (l->for_send && l->pipe_w >= 0 && ioctl(l->pipe_w, FIONREAD, &inpipe) == 0 && inpipe > 0)
-        q += (uint64_t)inpipe;
+    if (l->for_send && l->pipe_w >= 0 && ioctl(l->pipe_w, FIONREAD, &inpipe) == 0) {
+        if ((size_t)inpipe < l->pipe_size)
+            l->pipe_full = false; /* the reader took some: worth another vmsplice */
+        q += (uint64_t)(inpipe > 0 ? inpipe : 0);
+    }
     return q;
 }
 

@@ -50,13 +50,15 @@ typedef struct MigTransportOps {
      * first byte.  Source: page_channel_open says that stream byte `at` (a
      * MIG_TRANSPORT_FD_MARKER byte the stream puts next) carries the channel
      * to the peer; page_put says that the `len` stream bytes from `at` (put
-     * next, by reference) go into the channel, and reach the peer before
-     * stream byte `ahead_of` (< at) does.  0, or -EINVAL when the call breaks
+     * next, by reference to `page`: the memory writev's iov will hold for
+     * them) go into the channel, and reach the peer before stream byte
+     * `ahead_of` (< at) does.  0, or -EINVAL when the call breaks
      * stream order.  Destination: page_channel_accept adopts the channel
      * that came with the marker byte the stream just read; page_get reads
      * the next `len` page bytes into dst. */
     int (*page_channel_open)(MigTransport *t, uint64_t at);
-    int (*page_put)(MigTransport *t, uint64_t at, size_t len, uint64_t ahead_of);
+    int (*page_put)(MigTransport *t, uint64_t at, const void *page, size_t len,
+                    uint64_t ahead_of);
     int (*page_channel_accept)(MigTransport *t, MigErr **errp);
     int (*page_get)(MigTransport *t, void *dst, size_t len, MigErr **errp);
     /* Optional: the next pages, straight into each iov's memory (a run of
@@ -212,6 +214,7 @@ typedef struct MigLocalStats {
     uint64_t socket_bytes; /* stream bytes through the socket (both ways) */
     uint64_t pipe_bytes;   /* page bytes through the pipe */
     uint64_t pages;        /* pages through the pipe */
+    uint64_t splices;      /* source: vmsplice calls, those the full pipe refused included */
 } MigLocalStats;
 void mig_transport_local_stats(const MigTransport *t, MigLocalStats *out);
 
