@@ -36,25 +36,31 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from summary import lane_line  # noqa: E402
 
-# name: (lanes it needs, rank: larger starts first among the ready ones;
-# roughly its CPU seconds, so the long ones do not end up last alone)
+# name: (lanes it needs, rank: larger starts first among the ready ones).
+# The rank is the lane's CPU seconds on a quiet 2-core machine (the CPU s
+# column of reports/out/lanes.txt, make run of 2026-12-07), so that the
+# longest work starts first and the short lanes fill the end, where one
+# lane alone would leave a core idle.  build and fuzz come first whatever
+# their size: every other lane waits for one of them.  The two longest
+# lanes (valgrind after build, sanitizers after fuzz) start as soon as
+# those end, ahead of pytest.  Update the figures when a lane's CPU moves.
 CHECK = {
-    "build": ((), 100),
-    "fuzz": ((), 90),
+    "build": ((), 10000),
+    "fuzz": ((), 9000),
     "layers": ((), 0),
-    "unit": (("build",), 10),
-    "pytest": (("build",), 88),
+    "unit": (("build",), 22),
+    "pytest": (("build",), 186),
 }
 FULL = {
-    "full-sanitizers": (("fuzz",), 95),
-    "full-valgrind": (("build",), 85),
-    "full-coverage": ((), 60),
-    "full-pairs": (("build",), 50),
-    "full-sweeps": (("build",), 40),
-    "full-soak": (("build",), 70),
-    "full-certify": (("build",), 20),
-    "full-faults": (("build",), 15),
-    "full-determinism": (("build",), 15),
+    "full-sanitizers": (("fuzz",), 332),
+    "full-valgrind": (("build",), 403),
+    "full-coverage": ((), 85),
+    "full-pairs": (("build",), 44),
+    "full-sweeps": (("build",), 108),
+    "full-soak": (("build",), 58),
+    "full-certify": (("build",), 5),
+    "full-faults": (("build",), 7),
+    "full-determinism": (("build",), 5),
 }
 
 
