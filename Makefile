@@ -29,8 +29,12 @@ ifeq ($(FIU),1)
 ALL_CFLAGS += -DFIU_ENABLE=1
 LDLIBS += -lfiu
 endif
+# -Wno-format-truncation: at -O0 gcc knows less about string lengths and
+# warns about snprintf calls into fixed buffers whose truncation the -O2
+# build (which keeps the warning) accepts; with -Werror the coverage build
+# then had no `migcert` and ran no scenario (ci/lane-full-coverage).
 ifeq ($(COVERAGE),1)
-ALL_CFLAGS += --coverage -O0
+ALL_CFLAGS += --coverage -O0 -Wno-format-truncation
 LDLIBS += --coverage
 endif
 

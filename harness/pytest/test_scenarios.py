@@ -36,6 +36,7 @@ Rerun one case: the REPRO line, or
 import fcntl
 import json
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -146,6 +147,30 @@ def test_scenario(case_id, matrix):
     assert c is not None, f"case {case_id} did not run"
     assert c["status"] in ("passed", "failed"), c["status"]
     assert c["status"] == "passed", f"{c.get('error')}\nREPRO: {c['repro']}"
+
+
+def test_scenarios_reach_every_fault_point(matrix):
+    """Every registered fault point is hit by some scenario of the library at
+    its own releases (seed 0x5eed, its own faults: what `migcert list-faults
+    --unreached` runs, counted here from the same runs of the matrix,
+    `reached` in each case's JSON).  A point no scenario reaches is a
+    failure path nothing exercises.  The points that need a real page pipe
+    (MIG_FAULT_POINTS_REAL_FDS_ONLY in impl/common/faults.h) are reached by
+    the test named there instead (test_faults_registry.py checks it)."""
+    own = [c for c in matrix.values() if c["pair"] is None]
+    if not own:
+        pytest.skip("this session runs no scenario at its own releases "
+                    "(MIGCERT_SCENARIO_PAIRS=rest)")
+    reached = {p.split(":", 1)[1] for c in own for p in c.get("reached", [])}
+    faults_h = (REPO / "impl/common/faults.h").read_text()
+    registered = set(re.findall(r'^\s*X\(\s*[A-Z][A-Z0-9_]*\s*,\s*"([^"]+)"', faults_h, re.M))
+    assert registered, "no X(...) entries in impl/common/faults.h"
+    block = faults_h.split("#define MIG_FAULT_POINTS_REAL_FDS_ONLY(X)", 1)[1].split("\n\n", 1)[0]
+    elsewhere = set(re.findall(r'X\("([^"]+)"', block))
+    unreached = sorted(registered - reached - elsewhere)
+    assert not unreached, (f"{len(unreached)} of {len(registered)} point(s) unreached by "
+                           f"{len(own)} scenario(s): {unreached} "
+                           f"(REPRO: {_bin()} list-faults --unreached)")
 
 
 def test_scenarios_matrix_covers_every_pair():

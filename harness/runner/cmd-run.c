@@ -21,7 +21,9 @@
  *                    "scenario", "src", "dst", "devices", "spice_channels",
  *                    "mig_error", "fired", "first_fired", "virtual_ns",
  *                    "timeline", "spice_channel_verdicts",
- *                    "spice_channel_errors"}]}: src/dst the releases the case ran,
+ *                    "spice_channel_errors", "reached"}]}: src/dst the releases
+ *                    the case ran, reached the fault points ("side:point")
+ *                    its run hit, fired or not (not in sweep cases),
  *                    mig_error the migration's own error (a pair refused
  *                    by pre-flight names its rule there), timeline the
  *                    events a report draws (run-timeline.h), the SPICE
@@ -79,6 +81,7 @@ typedef struct Case {
     char first_fired[96];
     json_t *timeline, *channels;
     json_t *spice_verdicts, *spice_errors; /* RunResult.spice by channel name */
+    json_t *reached;   /* "side:point" hit by the run (run_one's cases only) */
 } Case;
 
 typedef struct Opts {
@@ -130,6 +133,7 @@ static void case_clear(Case *c)
     json_decref(c->channels);
     json_decref(c->spice_verdicts);
     json_decref(c->spice_errors);
+    json_decref(c->reached);
 }
 
 static char *shell_quote(const char *s)
@@ -430,6 +434,17 @@ static void run_one(const Opts *o, Case *c)
     };
     RunResult *r = mig_malloc0(sizeof(*r));
     int ret = run_capture(o, &rc, r, c);
+    /* the points the run hit (what `list-faults --unreached` counts; pytest
+     * checks every registered point against the own-release cases) */
+    size_t np;
+    const MigFaultInfo *tab = mig_faults_table(&np);
+    c->reached = json_array();
+    for (int side = 0; side < MIG_FAULT_SIDE__COUNT; side++)
+        for (size_t p = 0; p < np; p++)
+            if (r->hits[side][p])
+                json_array_append_new(c->reached, json_sprintf("%s:%s",
+                                                               mig_fault_side_names[side],
+                                                               tab[p].name));
     if (ret < 0) {
         c->status = "failed";
         c->error = mig_strdup_printf("harness: %s", r->error);
@@ -568,6 +583,8 @@ static void write_json(const Opts *o, const Cases *cs)
                           "mig_error", c->mig_error, "fired", (json_int_t)c->fired,
                           "first_fired", c->first_fired[0] ? c->first_fired : NULL,
                           "virtual_ns", (json_int_t)c->virtual_ns, "timeline", c->timeline));
+        if (c->reached)
+            json_object_set(o1, "reached", c->reached);
         if (c->spice_verdicts && json_object_size(c->spice_verdicts))
             json_object_update_missing_new(
                 o1, json_pack("{s:O, s:O}", "spice_channel_verdicts", c->spice_verdicts,
