@@ -4,7 +4,7 @@ section 17 is the recipe), with the host's own ceilings beside them.
 
     /usr/bin/python3 harness/bench/bench.py [--build DIR] [--runs N]
         [--sizes 256,1024,8192] [--transports qemu,unix,local,shared]
-        [--no-verify] [--json FILE]
+        [--pin SRC,DST] [--no-verify] [--json FILE]
 
 Transports (rows of the table):
   qemu    Debian's QEMU 7.2 into a second QEMU over unix: (the reference);
@@ -31,7 +31,14 @@ only when MemAvailable holds its copies of RAM plus 2 GiB (qemu 3: the image
 file and two guests; unix and local 2; shared 1); otherwise the row says
 "skipped" and why.
 
-Ceilings (build/bench/link-probe, same run, best of 3, 1 GiB, 1 MiB chunks):
+Placement: by default the scheduler places every process.  --pin SRC,DST
+pins every thread of each migration's source to CPU SRC and of its
+destination to CPU DST (taskset, QEMU's and migcert's alike, once QMP
+answers), and each probe's writer and reader the same way; the table's
+first line says which.
+
+Ceilings (build/bench/link-probe, same run, median of 3 like the rows, 1 GiB,
+1 MiB chunks, with their slowest and fastest run):
 a unix socketpair between two processes (what `unix` cannot beat) and a pipe
 fed by vmsplice and drained by read() (what `local` cannot beat), the latter
 as `local:` runs it: a 1 MiB pipe (bigger pipes are slower here: the writer
@@ -48,9 +55,11 @@ then the ratios the goals name and which transport was fastest.
 
 JSON (--json FILE, default reports/out/bench.json), for the HTML report:
   {"host": {"cpus": int, "mem_available_gib": float, "load_avg": [3 floats]},
-   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float,
-                "probes": {"socket"|"vmsplice": link-probe's JSON (gbps, chunk_kib,
-                           pipe_kib, writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
+   "placement": "scheduler" | {"src_cpu": int, "dst_cpu": int},
+   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float (medians),
+                "probes": {"socket"|"vmsplice": link-probe's JSON (gbps (median),
+                           min_gbps, max_gbps, chunk_kib, pipe_kib, cpus,
+                           writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
    "runs_per_cell": int,
    "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
              "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
@@ -207,6 +216,13 @@ def result(engine, info, wall, mib, q=None):
     }
 
 
+def pin(proc, cpu):
+    """Every thread of a started process (QMP answered) on one CPU."""
+    if cpu is not None:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(proc.proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
 def cpu_seconds(pid):
     """User + system CPU time of a process so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -239,6 +255,8 @@ def run_migcert(args, work, i, ram_file, transport, mib):
         dst = Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
                     f"unix:{work}/mc-dst-{tag}.qmp"], work / f"mc-dst-{tag}.qmp",
                    work / f"mc-dst-{tag}.log", start)
+        pin(src, args.pin[0])
+        pin(dst, args.pin[1])
         if ram_file is not None and not ram_file.exists():
             src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
                             filename=str(ram_file), timeout=600)
@@ -304,6 +322,8 @@ def run_qemu(args, work, i, ram_file, ram_sha, mib):
     try:
         dst = Proc(base + ["-incoming", f"unix:{mig}"] + qmp_arg(f"q-dst-{tag}"),
                    work / f"q-dst-{tag}.qmp", work / f"q-dst-{tag}.log", start)
+        pin(src, args.pin[0])
+        pin(dst, args.pin[1])
         src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
         set_caps(src.qmp, ["events"])
         cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
@@ -373,8 +393,9 @@ PROBE_ARGS = {"socket": ["--chunk", "1024"], "vmsplice": ["--chunk", "1024", "--
 def probe(args, kind):
     """The probe's JSON (gbps, each side's CPU s/GiB), or None."""
     exe = Path(args.build) / "bench" / "link-probe"
+    cpus = ["--cpus", f"{args.pin[0]},{args.pin[1]}"] if args.pin[0] is not None else []
     out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "3",
-                          "--json"], capture_output=True, text=True, timeout=600)
+                          *cpus, "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
         return None
@@ -395,6 +416,9 @@ def main(argv):
     ap.add_argument("--only", choices=("migcert", "qemu"), help="old option: qemu or unix")
     ap.add_argument("--seed", type=int, default=0x5eed)
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
+    ap.add_argument("--pin", metavar="SRC,DST",
+                    help="pin each source to CPU SRC and each destination to CPU DST (the "
+                         "probes' writer and reader too)")
     ap.add_argument("--no-verify", dest="verify", action="store_false")
     ap.add_argument("--json", default=str(REPO / "reports" / "out" / "bench.json"),
                     help="write every run, the table and the ratios as JSON here")
@@ -405,24 +429,41 @@ def main(argv):
     transports = [t for t in args.transports.split(",") if t]
     if args.only:
         transports = ["qemu"] if args.only == "qemu" else ["unix"]
+    pin_arg = args.pin
+    args.pin = (None, None)
+    if pin_arg:
+        try:
+            args.pin = tuple(int(c) for c in pin_arg.split(","))
+        except ValueError:
+            args.pin = ()
+        if len(args.pin) != 2 or min(args.pin) < 0:
+            ap.error(f"--pin takes two CPU numbers, SRC,DST: {pin_arg!r}")
+        if not shutil.which("taskset"):
+            ap.error("--pin needs taskset (util-linux)")
+    placement = "scheduler" if not pin_arg else {"src_cpu": args.pin[0], "dst_cpu": args.pin[1]}
+    where = "the scheduler" if not pin_arg else \
+        f"source/writer on CPU {args.pin[0]}, destination/reader on CPU {args.pin[1]}"
     for t in transports:
         if t not in COPIES:
             ap.error(f"unknown transport {t!r} (qemu, unix, local, shared)")
 
     print(f"bench: random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, pre-faulted, source "
           f"paused, {args.runs} run(s) per cell, seed {args.seed:#x}; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; placement: {where}", flush=True)
     probes = {k: probe(args, k) for k in ("socket", "vmsplice")}
     ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
             "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
 
     def cpu_note(p):
-        return "" if not p else (f" (CPU s/GiB writer {p['writer_cpu_s_per_gib']:.3f}, reader "
-                                 f"{p['reader_cpu_s_per_gib']:.3f})")
+        if not p:
+            return ""
+        spread = f"{p['min_gbps']:.2f}-{p['max_gbps']:.2f}, " if "min_gbps" in p else ""
+        return (f" ({spread}CPU s/GiB writer {p['writer_cpu_s_per_gib']:.3f}, reader "
+                f"{p['reader_cpu_s_per_gib']:.3f})")
     print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
           f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
           f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
-          f"(two processes, 1 MiB chunks, best of 3)", flush=True)
+          f"(two processes, 1 MiB chunks, median of 3)", flush=True)
 
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
     rows = []
@@ -525,7 +566,10 @@ def main(argv):
     print()
     if ratios["unix_of_socketpair"] is not None:
         print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair'] * 100:.0f}% of the socketpair "
-              f"({sp:.2f} GB/s), {fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
+              f"(medians: {u1['gbps']:.2f} of {sp:.2f} GB/s; runs {u1['min_gbps']:.2f}-"
+              f"{u1['max_gbps']:.2f} against {probes['socket'].get('min_gbps', sp):.2f}-"
+              f"{probes['socket'].get('max_gbps', sp):.2f}), "
+              f"{fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
     if ratios["local_of_vmsplice"] is not None:
         print(f"migcert local, 1 GiB: {ratios['local_of_vmsplice'] * 100:.0f}% of the vmsplice "
               f"pipe ({vp:.2f} GB/s)")
@@ -544,7 +588,7 @@ def main(argv):
         Path(args.json).write_text(json.dumps({
             "host": {"cpus": os.cpu_count(), "mem_available_gib": mem_available_mib() / 1024,
                      "load_avg": list(os.getloadavg())},
-            "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
+            "placement": placement, "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
             indent=2))
         print(f"bench: JSON in {args.json}")
     return 0 if ok else 1

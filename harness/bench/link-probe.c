@@ -6,7 +6,8 @@
  * cannot beat the second.  bench.py prints each migration as a share of
  * these, measured in the same run.
  *
- *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--runs R] [--json]
+ *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] [--runs R]
+ *              [--cpus W,R] [--settle MS] [--json]
  *
  * socket:   a parent writes N MiB from a pre-faulted buffer in chunks of
  *           KIB (default 1024) into one end of an AF_UNIX socketpair with
@@ -16,14 +17,20 @@
  * vmsplice: the parent vmsplices (no SPLICE_F_GIFT) the buffer's pages in
  *           chunks of KIB into a pipe of that size; the child reads them
  *           into its buffer.
- * Prints the best of R runs (default 3) in GB/s (10^9 bytes/s) on the last
- * line ("socket 1024 KiB: 7.85 GB/s"), or a JSON object with --json.
- * Wall time from the first byte written to the child's last byte read.
+ * Prints the median of R runs (default 3) in GB/s (10^9 bytes/s) on the
+ * last line, with the slowest and fastest run and the median CPU seconds
+ * per GiB of each side ("socket 1024 KiB: 7.85 GB/s median of 3 (...)"), or
+ * a JSON object with --json: the statistic bench.py takes of migrations.
+ * Wall time from the first byte written to the child's last byte read; the
+ * clock starts once both buffers are pre-faulted (and settled: --settle).
+ * --cpus W,R pins the writer to CPU W and the reader to CPU R (bench.py
+ * --pin places both ends of a migration the same way).
  *
  * Harness code (not in libmigcert.a); it measures the host, not migcert.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +78,33 @@ static int drain(int fd, unsigned char *buf, size_t len, size_t chunk)
     return 0;
 }
 
+/* --cpus W,R: the writer on CPU W, the reader on CPU R (-1: wherever the
+ * scheduler puts it), as bench.py --pin places a migration's two ends. */
+static int pin_cpu[2] = {-1, -1};
+
+static void pin(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        perror("link-probe: sched_setaffinity");
+}
+
+/* --settle MS: both buffers sit that long between their pre-faulting and
+ * the first byte written, as a migration's RAM does between its machine's
+ * start and `migrate` (memory touched just now copies faster here). */
+static unsigned settle_ms;
+
+static void settle(void)
+{
+    struct timespec ts = {settle_ms / 1000, (long)(settle_ms % 1000) * 1000000L};
+    while (settle_ms && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 static double cpu_s(int who)
 {
     struct rusage ru;
@@ -96,8 +130,10 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
         setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     }
     int rd = vmsplice_mode ? fds[0] : fds[1], wr = vmsplice_mode ? fds[1] : fds[0];
-    int done[2];
+    int done[2], ready[2];
     if (pipe(done) < 0)
+        return -1;
+    if (pipe(ready) < 0)
         return -1;
     pid_t pid = fork();
     if (pid < 0)
@@ -105,7 +141,15 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     if (pid == 0) {
         close(wr);
         close(done[0]);
+        close(ready[0]);
+        pin(pin_cpu[1]);
         unsigned char *dst = buffer(len);
+        settle();
+        /* ready: the writer starts the clock only now, so the time is the
+         * transfer's and not this buffer's pre-faulting */
+        if (write(ready[1], "r", 1) != 1)
+            _exit(1);
+        close(ready[1]);
         double c0 = cpu_s(RUSAGE_SELF);
         int rc = drain(rd, dst, len, chunk);
         double t[2] = {now_s(), cpu_s(RUSAGE_SELF) - c0};
@@ -115,7 +159,20 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     }
     close(rd);
     close(done[1]);
+    close(ready[1]);
+    pin(pin_cpu[0]);
     unsigned char *src = buffer(len);
+    settle();
+    char r;
+    ssize_t got = read(ready[0], &r, 1);
+    close(ready[0]);
+    if (got != 1) {
+        close(wr);
+        close(done[0]);
+        waitpid(pid, NULL, 0);
+        munmap(src, len);
+        return -1;
+    }
     double t0 = now_s(), c0 = cpu_s(RUSAGE_SELF);
     size_t off = 0;
     while (off < len) {
@@ -143,11 +200,25 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     return t1[0] - t0;
 }
 
+/* The median of n values (sorts them). */
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_RUNS 64
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "socket") && strcmp(argv[1], "vmsplice"))) {
         fprintf(stderr, "usage: link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] "
-                        "[--runs R] [--json]\n");
+                        "[--runs R] [--cpus W,R] [--settle MS] [--json]\n");
         return 2;
     }
     int vs = !strcmp(argv[1], "vmsplice");
@@ -162,19 +233,25 @@ int main(int argc, char **argv)
             pipe_kib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpus") && i + 1 < argc &&
+                 sscanf(argv[i + 1], "%d,%d", &pin_cpu[0], &pin_cpu[1]) == 2)
+            i++;
+        else if (!strcmp(argv[i], "--settle") && i + 1 < argc)
+            settle_ms = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--json"))
             json = 1;
         else {
-            fprintf(stderr, "link-probe: unknown argument '%s'\n", argv[i]);
+            fprintf(stderr, "link-probe: unknown or malformed argument '%s'\n", argv[i]);
             return 2;
         }
     }
-    if (!mib || !kib || kib % 4 || runs < 1) {
-        fprintf(stderr, "link-probe: --mib, --runs > 0 and --chunk a positive multiple of 4\n");
+    if (!mib || !kib || kib % 4 || runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "link-probe: --mib > 0, --runs 1..%d and --chunk a positive multiple "
+                        "of 4\n", MAX_RUNS);
         return 2;
     }
     size_t len = mib << 20, chunk = kib << 10;
-    double best = 0, cpu_min[2] = {1e9, 1e9};
+    double gbs[MAX_RUNS], cpu_w[MAX_RUNS], cpu_r[MAX_RUNS];
     for (int r = 0; r < runs; r++) {
         double cpu[2];
         double s = run(vs, len, chunk, pipe_kib << 10, cpu);
@@ -182,22 +259,30 @@ int main(int argc, char **argv)
             fprintf(stderr, "link-probe: %s run %d failed\n", argv[1], r);
             return 1;
         }
-        double gbs = (double)len / s / 1e9;
-        if (gbs > best)
-            best = gbs;
-        for (int k = 0; k < 2; k++)
-            if (cpu[k] < cpu_min[k])
-                cpu_min[k] = cpu[k];
+        gbs[r] = (double)len / s / 1e9;
+        cpu_w[r] = cpu[0];
+        cpu_r[r] = cpu[1];
     }
-    double gib = (double)len / (double)(1u << 30);
+    /* The median, as bench.py takes of a migration's runs; the spread
+     * beside it. */
+    double lo = gbs[0], hi = gbs[0];
+    for (int r = 1; r < runs; r++) {
+        lo = gbs[r] < lo ? gbs[r] : lo;
+        hi = gbs[r] > hi ? gbs[r] : hi;
+    }
+    double med = median(gbs, runs), gib = (double)len / (double)(1u << 30);
+    double cw = median(cpu_w, runs) / gib, cr = median(cpu_r, runs) / gib;
     size_t pk = vs ? (pipe_kib ? pipe_kib : kib) : 0;
     if (json)
         printf("{\"probe\": \"%s\", \"chunk_kib\": %zu, \"pipe_kib\": %zu, \"mib\": %zu, "
-               "\"runs\": %d, \"gbps\": %.3f, \"writer_cpu_s_per_gib\": %.3f, "
-               "\"reader_cpu_s_per_gib\": %.3f}\n",
-               argv[1], kib, pk, mib, runs, best, cpu_min[0] / gib, cpu_min[1] / gib);
+               "\"runs\": %d, \"statistic\": \"median\", \"gbps\": %.3f, \"min_gbps\": %.3f, "
+               "\"max_gbps\": %.3f, \"cpus\": [%d, %d], \"settle_ms\": %u, "
+               "\"writer_cpu_s_per_gib\": %.3f, \"reader_cpu_s_per_gib\": %.3f}\n",
+               argv[1], kib, pk, mib, runs, med, lo, hi, pin_cpu[0], pin_cpu[1], settle_ms, cw,
+               cr);
     else
-        printf("%s %zu KiB: %.2f GB/s (CPU s/GiB: writer %.3f, reader %.3f)\n", argv[1], kib,
-               best, cpu_min[0] / gib, cpu_min[1] / gib);
+        printf("%s %zu KiB: %.2f GB/s median of %d (%.2f-%.2f) (CPU s/GiB: writer %.3f, "
+               "reader %.3f)\n",
+               argv[1], kib, med, runs, lo, hi, cw, cr);
     return 0;
 }
