@@ -608,11 +608,11 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     bool exact = ready >= 0 && b + (size_t)ready >= REC;
     if (exact)
         want = MIG_MIN((b + (size_t)ready) / REC, (size_t)DIRECT_RUN);
-    /* and no further than where the source's step probably ends; there,
-     * one record (what a step that goes on costs: a page given back when
-     * it ends) */
+    /* and no further than where the source's step probably ends, with
+     * what follows that page read into the stream buffer (STEP_END_AHEAD);
+     * at that page itself, no guess */
     bool step_end = false;
-    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since < want) {
+    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since <= want) {
         if (r->direct_period > r->direct_since) {
             want = r->direct_period - r->direct_since;
             exact = step_end = true;
