@@ -37,8 +37,10 @@ destination to CPU DST (taskset, QEMU's and migcert's alike, once QMP
 answers), and each probe's writer and reader the same way; the table's
 first line says which.
 
-Ceilings (build/bench/link-probe, same run, median of 3 like the rows, 1 GiB,
-1 MiB chunks, with their slowest and fastest run):
+Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each at
+the start of every round of migrations, so that they share the moments of a
+busy machine with the rows; the median of those runs like each row's, with
+the slowest and fastest beside it):
 a unix socketpair between two processes (what `unix` cannot beat) and a pipe
 fed by vmsplice and drained by read() (what `local` cannot beat), the latter
 as `local:` runs it: a 1 MiB pipe (bigger pipes are slower here: the writer
@@ -391,15 +393,31 @@ PROBE_ARGS = {"socket": ["--chunk", "1024"], "vmsplice": ["--chunk", "1024", "--
 
 
 def probe(args, kind):
-    """The probe's JSON (gbps, each side's CPU s/GiB), or None."""
+    """One run of the probe: its JSON (gbps, each side's CPU s/GiB), or None."""
     exe = Path(args.build) / "bench" / "link-probe"
     cpus = ["--cpus", f"{args.pin[0]},{args.pin[1]}"] if args.pin[0] is not None else []
-    out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "3",
+    out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "1",
                           *cpus, "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def probe_median(runs):
+    """The probe's runs taken as a row's: the median GB/s and CPU s/GiB of
+    each side, the slowest and fastest run beside them; None without any."""
+    ok = [r for r in runs if r]
+    if not ok:
+        return None
+    out = dict(ok[0])
+    med = statistics.median
+    out.update({"runs": len(ok), "statistic": "median", "gbps": med(r["gbps"] for r in ok),
+                "min_gbps": min(r["gbps"] for r in ok), "max_gbps": max(r["gbps"] for r in ok),
+                "each_gbps": [r["gbps"] for r in ok],
+                "writer_cpu_s_per_gib": med(r["writer_cpu_s_per_gib"] for r in ok),
+                "reader_cpu_s_per_gib": med(r["reader_cpu_s_per_gib"] for r in ok)})
+    return out
 
 
 def fmt(v, spec, width):
@@ -450,20 +468,11 @@ def main(argv):
     print(f"bench: random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, pre-faulted, source "
           f"paused, {args.runs} run(s) per cell, seed {args.seed:#x}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; placement: {where}", flush=True)
-    probes = {k: probe(args, k) for k in ("socket", "vmsplice")}
-    ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
-            "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
-
-    def cpu_note(p):
-        if not p:
-            return ""
-        spread = f"{p['min_gbps']:.2f}-{p['max_gbps']:.2f}, " if "min_gbps" in p else ""
-        return (f" ({spread}CPU s/GiB writer {p['writer_cpu_s_per_gib']:.3f}, reader "
-                f"{p['reader_cpu_s_per_gib']:.3f})")
-    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
-          f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
-          f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
-          f"(two processes, 1 MiB chunks, median of 3)", flush=True)
+    # The ceilings are measured between the migrations, one probe run at
+    # the start of each round (as each transport's run i follows run i-1 of
+    # the others), so both sides of a ratio see the same moments of a
+    # shared machine; the median of those runs, like each row's.
+    probe_runs = {"socket": [], "vmsplice": []}
 
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
     rows = []
@@ -483,6 +492,11 @@ def main(argv):
                 else:
                     cells[t] = {"transport": t, "ram_mib": mib, "status": "ok", "runs": []}
             for i in range(args.runs):
+                for kind, got in probe_runs.items():
+                    got.append(probe(args, kind))
+                    if got[-1]:
+                        print(f"  {kind + ' probe':<15} {'':>5}     run {len(got) - 1}: "
+                              f"{got[-1]['gbps']:.2f} GB/s", flush=True)
                 for t in transports:
                     cell = cells[t]
                     if cell["status"] == "skipped":
@@ -521,6 +535,22 @@ def main(argv):
                 rows.append(cell)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    probes = {k: probe_median(v) for k, v in probe_runs.items()}
+    ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
+            "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
+
+    def cpu_note(p):
+        if not p:
+            return ""
+        return (f" ({p['min_gbps']:.2f}-{p['max_gbps']:.2f}, CPU s/GiB writer "
+                f"{p['writer_cpu_s_per_gib']:.3f}, reader {p['reader_cpu_s_per_gib']:.3f})")
+    print()
+    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
+          f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
+          f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
+          f"(two processes, 1 MiB chunks, median of {len(probe_runs['socket'])} runs taken "
+          f"between the migrations)", flush=True)
 
     def cell(t, mib):
         for c in rows:
@@ -567,8 +597,8 @@ def main(argv):
     if ratios["unix_of_socketpair"] is not None:
         print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair'] * 100:.0f}% of the socketpair "
               f"(medians: {u1['gbps']:.2f} of {sp:.2f} GB/s; runs {u1['min_gbps']:.2f}-"
-              f"{u1['max_gbps']:.2f} against {probes['socket'].get('min_gbps', sp):.2f}-"
-              f"{probes['socket'].get('max_gbps', sp):.2f}), "
+              f"{u1['max_gbps']:.2f} against {probes['socket']['min_gbps']:.2f}-"
+              f"{probes['socket']['max_gbps']:.2f}), "
               f"{fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
     if ratios["local_of_vmsplice"] is not None:
         print(f"migcert local, 1 GiB: {ratios['local_of_vmsplice'] * 100:.0f}% of the vmsplice "

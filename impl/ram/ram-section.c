@@ -282,6 +282,7 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->share = (r->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) != 0;
     r->share_next = 0;
     r->direct_ok = false;
+    r->direct_behind = false;
     r->direct_len = 0;
     r->direct_since = r->direct_period = 0;
     free(r->load_map);
@@ -603,11 +604,14 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     /* Where the transport says what has arrived, read the records that are
      * whole: a read that ends inside a record gives the record back
      * (copied) and zeroes its page again, which would cost a page of
-     * copying per read. */
-    ssize_t ready = mig_stream_readable(s);
+     * copying per read.  Behind the source (the last run got all it asked
+     * for) there is no need to ask. */
+    ssize_t ready = r->direct_behind ? -ENOTSUP : mig_stream_readable(s);
     bool exact = ready >= 0 && b + (size_t)ready >= REC;
     if (exact)
         want = MIG_MIN((b + (size_t)ready) / REC, (size_t)DIRECT_RUN);
+    else if (r->direct_behind && r->direct_period > r->direct_since)
+        want = MIG_MIN(MIG_MAX(want, r->direct_period - r->direct_since), (size_t)DIRECT_RUN);
     /* and no further than where the source's step probably ends, with
      * what follows that page read into the stream buffer (STEP_END_AHEAD);
      * at that page itself, no guess */
@@ -680,6 +684,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
      * or what this one got (zero checks are not spent on pages that come
      * later). */
     r->direct_len = total == k * REC ? MIG_MIN(2 * k, (size_t)DIRECT_RUN) : a + 1;
+    r->direct_behind = total == k * REC;
     /* Go on guessing unless a whole header said otherwise (what is only
      * cut short is read on the next call). */
     r->direct_ok = a == k || total < a * REC + 8 ||
