@@ -41,7 +41,9 @@ Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each at
 the start of every round of migrations, so that they share the moments of a
 busy machine with the rows; the median of those runs like each row's, with
 the slowest and fastest beside it):
-a unix socketpair between two processes (what `unix` cannot beat) and a pipe
+a unix socketpair between two processes (what `unix` cannot beat), the same
+socketpair carrying PAGE records (an 8-byte header before each page, writev
+and readv by reference: what the stream's format costs there), and a pipe
 fed by vmsplice and drained by read() (what `local` cannot beat), the latter
 as `local:` runs it: a 1 MiB pipe (bigger pipes are slower here: the writer
 pins pages while the reader releases pages of the same huge folio), each
@@ -58,8 +60,9 @@ then the ratios the goals name and which transport was fastest.
 JSON (--json FILE, default reports/out/bench.json), for the HTML report:
   {"host": {"cpus": int, "mem_available_gib": float, "load_avg": [3 floats]},
    "placement": "scheduler" | {"src_cpu": int, "dst_cpu": int},
-   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float (medians),
-                "probes": {"socket"|"vmsplice": link-probe's JSON (gbps (median),
+   "ceilings": {"socketpair_gbps": float, "socketpair_records_gbps": float,
+                "vmsplice_pipe_gbps": float (medians),
+                "probes": {"socket"|"records"|"vmsplice": link-probe's JSON (gbps (median),
                            min_gbps, max_gbps, chunk_kib, pipe_kib, cpus,
                            writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
    "runs_per_cell": int,
@@ -71,7 +74,8 @@ JSON (--json FILE, default reports/out/bench.json), for the HTML report:
              "median": {"total_time_ms", "downtime_ms", "gbps", "src_cpu_s_per_gib",
                         "dst_cpu_s_per_gib", "transferred"} | null,
              "x_qemu": float | null}],
-   "ratios": {"unix_of_socketpair": float|null, "unix_x_qemu_1g": float|null,
+   "ratios": {"unix_of_socketpair": float|null, "unix_of_socketpair_records": float|null,
+              "unix_x_qemu_1g": float|null,
               "local_of_vmsplice": float|null, "shared_8g_over_1g": float|null,
               "shared_1g_over_unix_1g": float|null, "fastest_1g": str|null,
               "fastest": {"<RAM MiB>": transport|null}}}
@@ -389,14 +393,18 @@ def mem_available_mib():
 # a 1 MiB pipe, filled with one vmsplice of 1 MiB of huge-page-backed
 # memory, drained with one read of 1 MiB into pre-faulted memory (the
 # bench's destination RAM is pre-faulted too).
-PROBE_ARGS = {"socket": ["--chunk", "1024"], "vmsplice": ["--chunk", "1024", "--pipe", "1024"]}
+# The records probe is the socketpair again, carrying the stream's own shape
+# (an 8-byte header before each 4 KiB page, writev and readv by reference):
+# what the format costs over the same socket, beside the plain ceiling.
+PROBE_ARGS = {"socket": ["socket", "--chunk", "1024"], "records": ["socket", "--records"],
+              "vmsplice": ["vmsplice", "--chunk", "1024", "--pipe", "1024"]}
 
 
 def probe(args, kind):
     """One run of the probe: its JSON (gbps, each side's CPU s/GiB), or None."""
     exe = Path(args.build) / "bench" / "link-probe"
     cpus = ["--cpus", f"{args.pin[0]},{args.pin[1]}"] if args.pin[0] is not None else []
-    out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "1",
+    out = subprocess.run([str(exe), *PROBE_ARGS[kind], "--mib", "1024", "--runs", "1",
                           *cpus, "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
@@ -472,7 +480,7 @@ def main(argv):
     # the start of each round (as each transport's run i follows run i-1 of
     # the others), so both sides of a ratio see the same moments of a
     # shared machine; the median of those runs, like each row's.
-    probe_runs = {"socket": [], "vmsplice": []}
+    probe_runs = {"socket": [], "records": [], "vmsplice": []}
 
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
     rows = []
@@ -538,6 +546,7 @@ def main(argv):
 
     probes = {k: probe_median(v) for k, v in probe_runs.items()}
     ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
+            "socketpair_records_gbps": (probes["records"] or {}).get("gbps"),
             "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
 
     def cpu_note(p):
@@ -547,7 +556,9 @@ def main(argv):
                 f"{p['writer_cpu_s_per_gib']:.3f}, reader {p['reader_cpu_s_per_gib']:.3f})")
     print()
     print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
-          f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
+          f"{cpu_note(probes['socket'])}, the same in PAGE records "
+          f"{fmt(ceil['socketpair_records_gbps'], '.2f', 0)} GB/s{cpu_note(probes['records'])}, "
+          f"vmsplice 1 MiB pipe "
           f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
           f"(two processes, 1 MiB chunks, median of {len(probe_runs['socket'])} runs taken "
           f"between the migrations)", flush=True)
@@ -581,6 +592,8 @@ def main(argv):
         cell("shared", 8192)
     sp, vp = ceil["socketpair_gbps"], ceil["vmsplice_pipe_gbps"]
     ratios["unix_of_socketpair"] = u1["gbps"] / sp if u1 and sp else None
+    spr = ceil["socketpair_records_gbps"]
+    ratios["unix_of_socketpair_records"] = u1["gbps"] / spr if u1 and spr else None
     ratios["unix_x_qemu_1g"] = next((c["x_qemu"] for c in rows if c["transport"] == "unix" and
                                      c["ram_mib"] == 1024), None)
     ratios["local_of_vmsplice"] = l1["gbps"] / vp if l1 and vp else None
@@ -600,6 +613,10 @@ def main(argv):
               f"{u1['max_gbps']:.2f} against {probes['socket']['min_gbps']:.2f}-"
               f"{probes['socket']['max_gbps']:.2f}), "
               f"{fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
+    if ratios["unix_of_socketpair_records"] is not None:
+        print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair_records'] * 100:.0f}% of the "
+              f"socketpair carrying PAGE records ({spr:.2f} GB/s; the records cost the "
+              f"socketpair {(1 - spr / sp) * 100 if sp else 0:.0f}% of its rate)")
     if ratios["local_of_vmsplice"] is not None:
         print(f"migcert local, 1 GiB: {ratios['local_of_vmsplice'] * 100:.0f}% of the vmsplice "
               f"pipe ({vp:.2f} GB/s)")
