@@ -650,7 +650,8 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
         pos += room;
     }
     /* at the step's end, what follows it into the stream buffer */
-    ssize_t n = mig_stream_readv_direct_ahead(s, iov, nv, step_end && k == want ? STEP_END_AHEAD : 0);
+    size_t ahead = step_end && k == want ? STEP_END_AHEAD : 0;
+    ssize_t n = mig_stream_readv_direct_ahead(s, iov, nv, ahead);
     if (n < 0 && n != -EAGAIN)
         return mig_stream_take_error(s, errp);
     size_t total = b + (n > 0 ? (size_t)n : 0), a = 0;
