@@ -6,7 +6,8 @@
  *
  * Owns: SimSpiceNet, the table of listening ports and the connections held
  * unanswered; sim_spice_dial, the one-connection form of the same.
- * Called by: the SPICE unit tests (harness/unit/test-spice-*.c), the GLZ
+ * Called by: the SPICE unit tests (harness/unit/test-spice-*.c, several
+ * through harness/sim/spice-guest.c), the GLZ
  * bench (harness/bench/glz-bench.c) and the SPICE fuzzer
  * (harness/fuzz/fuzz-spice.c): a FakeClientConfig's `connect` is
  * sim_spice_net_connect with the SimSpiceNet as `connect_opaque`.  The

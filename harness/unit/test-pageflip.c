@@ -26,6 +26,7 @@
 
 #include "machine/machine.h"
 #include "ram/ram.h"
+#include "sim/migration-wait.h"
 #include "stream/ram-format.h"
 #include "workload/workload.h"
 
@@ -86,13 +87,6 @@ static void pair_setup(Pair *p, uint64_t ram, uint64_t dirty_rate, MigCapMask kn
         bound_passes(p, 4);
 }
 
-static bool both_done(void *opaque)
-{
-    Pair *p = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->src))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->dst)));
-}
-
 /* Migrate over a socketpair: the source end is a "unix" transport, the
  * destination end `dst_kind` ("unix" or "fd"). */
 static void pair_migrate(Pair *p, const char *dst_kind)
@@ -105,11 +99,8 @@ static void pair_migrate(Pair *p, const char *dst_kind)
     assert_int_equal(mig_machine_incoming_transport(p->dst, b, &err), 0);
     if (mig_machine_migrate_transport(p->src, a, &err))
         fail_msg("migrate: %s", err ? err->msg : "?");
-    uint64_t deadline = mig_loop_now_ns(p->loop) + 120ull * 1000000000ull;
-    int rc = mig_loop_run_until(p->loop, both_done, p, deadline);
-    if (rc)
-        fail_msg("run_until %d: %s / %s", rc, mig_migration_error(mig_machine_migration(p->src)),
-                 mig_migration_error(mig_machine_migration(p->dst)));
+    if (sim_migration_wait(p->loop, p->src, p->dst, 120ull * 1000000000ull, &err))
+        fail_msg("%s", err->msg);
 }
 
 static void pair_free(Pair *p)

@@ -29,14 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "common/loop.h"
 #include "ram/ram.h"
 #include "savevm/savevm.h"
+#include "sim/ram-feed.h"
 #include "stream/ram-format.h"
 #include "stream/stream.h"
 
@@ -149,40 +147,22 @@ static void load_reference(const uint8_t *buf, size_t len, uint8_t *out)
     mig_ram_free(r);
 }
 
-/* Load over a socketpair, the bytes written in chunks of sizes[i % n]. */
+/* Load over a socketpair, the bytes written in chunks of sizes[i % n],
+ * each followed by loading until the stream runs dry. */
 static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, size_t n,
                          const uint8_t *want)
 {
-    MigLoop *loop = mig_loop_epoll_new(1);
     MigSavevm *sv = mig_savevm_new();
     const MigSaveEntry *e;
     MigRam *r = dest_ram(sv, &e);
-    int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-    int big = 4 << 20;
-    setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    MigTransport *t = mig_transport_fd_new(loop, sp[1], "unix");
-    MigStream *s = mig_stream_new_reader(t);
-    MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
     MigErr *err = NULL;
     start_load(r, e);
-    size_t off = 0, i = 0, steps = 0;
-    while (steps < nsteps()) {
-        int rc = e->iter->load_state(e->opaque, s, &h, &err);
-        if (rc == 0) {
-            steps++;
-            continue;
-        }
-        if (rc != -EAGAIN)
-            fail_msg("chunked load: %d %s", rc, err ? err->msg : "?");
-        assert_true(off < len); /* the whole stream loads, never more is asked */
-        size_t want = sizes[i++ % n]; /* MIG_MIN evaluates twice */
-        size_t c = MIG_MIN(want, len - off);
-        assert_int_equal(write(sp[0], buf + off, c), (ssize_t)c);
-        off += c;
-    }
-    assert_int_equal(off, len);
-    assert_int_equal(mig_stream_offset(s), len);
+    SimRamFeed f = {.sizes = sizes, .nsizes = n, .steps = nsteps()};
+    int rc = sim_ram_feed(e, buf, len, &f, &err); /* the whole stream loads, never more is asked */
+    if (rc != 0)
+        fail_msg("chunked load: %d %s", rc, err ? err->msg : "?");
+    assert_int_equal(f.fed, len);
+    assert_int_equal(f.read, len);
     const uint8_t *got = mig_ram_block(r, 0)->host + base;
     for (int p = 0; p < PAGES; p++)
         if (memcmp(got + (size_t)p * PG, want + (size_t)p * PG, PG))
@@ -207,12 +187,8 @@ static void load_chunked(const uint8_t *buf, size_t len, const size_t *sizes, si
     mig_ram_info(r, &info);
     assert_int_equal(info.transferred, len);
     e->iter->load_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
-    mig_stream_free(s);
-    mig_transport_close(t);
-    close(sp[0]);
     mig_savevm_free(sv);
     mig_ram_free(r);
-    mig_loop_free(loop);
 }
 
 static void equals_buffered_load(uint64_t at, bool byte_by_byte)

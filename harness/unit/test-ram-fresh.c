@@ -7,8 +7,8 @@
  * writes still counts: a page sent with bytes and then as a ZERO record ends
  * zero, and so does a page a guessed direct read landed in.
  *
- * The stream is loaded over a socketpair in chunks (the direct reads of
- * load_direct_run happen only from a transport), into an 8 MiB block; the
+ * The stream is loaded over a socketpair in chunks (sim/ram-feed.h: the
+ * direct reads of load_direct_run happen only from a transport), into an 8 MiB block; the
  * pages it writes are in its first 64 KiB, the ZERO records cover the rest,
  * and the check is on the last 4 MiB (far from any huge page the written
  * pages share): mincore() says whether the destination holds those pages.
@@ -21,14 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "common/loop.h"
 #include "ram/ram.h"
 #include "savevm/savevm.h"
+#include "sim/ram-feed.h"
 #include "stream/ram-format.h"
 #include "stream/stream.h"
 
@@ -80,7 +78,6 @@ static size_t resident(const uint8_t *host, uint64_t from, uint64_t to)
  * returns the pages of the last 4 MiB the destination then holds. */
 static size_t load(bool fresh)
 {
-    MigLoop *loop = mig_loop_epoll_new(1);
     MigSavevm *sv = mig_savevm_new();
     MigRam *r = mig_ram_new();
     assert_int_equal(mig_ram_add_block(r, "pc.ram", BLOCK, NULL), 0);
@@ -90,28 +87,14 @@ static size_t load(bool fresh)
     size_t len;
     MigStream *ws = make_stream();
     const uint8_t *buf = mig_stream_mem_data(ws, &len);
-    int sp[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-    int big = 4 << 20;
-    setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    MigTransport *t = mig_transport_fd_new(loop, sp[1], "unix");
-    MigStream *s = mig_stream_new_reader(t);
-    MigSectionHeader h = {.type = MIG_SECTION_START, .version_id = 4};
     MigErr *err = NULL;
     assert_int_equal(e->iter->load_setup(e->opaque, NULL), 0);
     static const size_t sizes[] = {4104 * 2 + 30, 8, 4105, 65536, 1 << 20};
-    size_t off = 0, i = 0;
-    int rc = -EAGAIN;
-    while (rc == -EAGAIN) {
-        assert_true(off < len);
-        size_t want = sizes[i++ % MIG_ARRAY_SIZE(sizes)]; /* MIG_MIN evaluates twice */
-        size_t c = MIG_MIN(want, len - off);
-        assert_int_equal(write(sp[0], buf + off, c), (ssize_t)c);
-        off += c;
-        rc = e->iter->load_state(e->opaque, s, &h, &err);
-    }
+    SimRamFeed f = {.sizes = sizes, .nsizes = MIG_ARRAY_SIZE(sizes), .steps = 1};
+    int rc = sim_ram_feed(e, buf, len, &f, &err);
     if (rc != 0)
         fail_msg("load: %d %s", rc, err ? err->msg : "?");
+    assert_int_equal(f.read, len);
     const uint8_t *host = mig_ram_block(r, 0)->host;
     for (uint64_t p = 0; p < 16; p++) {
         bool data = p == 1 || p == 3 || (p >= 10 && p <= 12);
@@ -120,13 +103,9 @@ static size_t load(bool fresh)
     }
     size_t held = resident(host, NPAGES / 2, NPAGES);
     e->iter->load_cleanup(e->opaque, MIG_OUTCOME_COMPLETED);
-    mig_stream_free(s);
     mig_stream_free(ws);
-    mig_transport_close(t);
-    close(sp[0]);
     mig_savevm_free(sv);
     mig_ram_free(r);
-    mig_loop_free(loop);
     return held;
 }
 

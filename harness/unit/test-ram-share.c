@@ -26,6 +26,7 @@
 
 #include "machine/machine.h"
 #include "ram/ram.h"
+#include "sim/migration-wait.h"
 #include "stream/ram-format.h"
 #include "stream/stream.h"
 #include "workload/workload.h"
@@ -227,13 +228,6 @@ static void test_ram_share_destination_checks_the_memfd(void **state)
 }
 
 /* Two machines on one epoll loop, over a socketpair. */
-static bool both_done(void *opaque)
-{
-    MigMachine **m = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(m[0]))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(m[1])));
-}
-
 static void test_ram_share_whole_migration(void **state)
 {
     MigLoop *loop = mig_loop_epoll_new(0x5a);
@@ -258,9 +252,7 @@ static void test_ram_share_whole_migration(void **state)
                      0);
     if (mig_machine_migrate_transport(m[0], mig_transport_fd_new(loop, sv[0], "unix"), &err))
         fail_msg("migrate: %s", err->msg);
-    assert_int_equal(mig_loop_run_until(loop, both_done, m,
-                                        mig_loop_now_ns(loop) + 60ull * 1000000000ull),
-                     0);
+    assert_int_equal(sim_migration_wait(loop, m[0], m[1], 60ull * 1000000000ull, NULL), 0);
     for (int i = 0; i < 2; i++)
         assert_int_equal(mig_migration_status(mig_machine_migration(m[i])),
                          MIG_STATUS_COMPLETED);

@@ -15,6 +15,7 @@
 
 #include "machine/machine.h"
 #include "ram/ram.h"
+#include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "stream/ram-format.h"
 #include "workload/workload.h"
@@ -446,13 +447,6 @@ static void pair_start(Pair *p, uint64_t ram, uint64_t rate, uint64_t link_bw,
     assert_int_equal(mig_machine_migrate_transport(p->src, a, NULL), 0);
 }
 
-static bool pair_done(void *opaque)
-{
-    Pair *p = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->src))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->dst)));
-}
-
 static void pair_free(Pair *p)
 {
     mig_workload_free(p->w);
@@ -467,7 +461,7 @@ static void test_ram_idle_guest_one_pass(void **state)
     Pair p;
     MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 0};
     pair_start(&p, 8 * MIB, 0, 100 * MIB, &ps);
-    assert_int_equal(mig_loop_run_until(p.loop, pair_done, &p, 0), 0);
+    assert_int_equal(sim_migration_wait(p.loop, p.src, p.dst, 0, NULL), 0);
     MigInfo info;
     mig_machine_query_migrate(p.src, &info);
     assert_int_equal(info.status, MIG_STATUS_COMPLETED);
@@ -489,7 +483,7 @@ static void test_ram_max_bandwidth_throttles(void **state)
     Pair p;
     MigParamsSet ps = {.has_max_bandwidth = true, .p.max_bandwidth = 10 * MIB};
     pair_start(&p, 4 * MIB, 0, 1000 * MIB, &ps);
-    assert_int_equal(mig_loop_run_until(p.loop, pair_done, &p, 0), 0);
+    assert_int_equal(sim_migration_wait(p.loop, p.src, p.dst, 0, NULL), 0);
     MigInfo info;
     mig_machine_query_migrate(p.src, &info);
     assert_int_equal(info.status, MIG_STATUS_COMPLETED);
@@ -515,7 +509,7 @@ static void test_ram_non_convergence_until_pass_bound(void **state)
     /* Bounding the passes makes it stop the guest and finish. */
     MigParamsSet bound = {.has_x_max_passes = true, .p.x_max_passes = info.passes + 1};
     assert_int_equal(mig_migration_set_params(mig_machine_migration(p.src), &bound, NULL), 0);
-    assert_int_equal(mig_loop_run_until(p.loop, pair_done, &p, 0), 0);
+    assert_int_equal(sim_migration_wait(p.loop, p.src, p.dst, 0, NULL), 0);
     mig_machine_query_migrate(p.src, &info);
     assert_int_equal(info.status, MIG_STATUS_COMPLETED);
     assert_int_equal(info.passes, bound.p.x_max_passes);

@@ -24,6 +24,7 @@
 #include "device/device-savevm.h"
 #include "devices/fake-gpu.h"
 #include "machine/machine.h"
+#include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "workload/workload.h"
 
@@ -175,19 +176,11 @@ static void start(Run *r, MigMachine *dst)
         fail_msg("migrate: %s", err ? err->msg : "?");
 }
 
-static bool done(void *opaque)
-{
-    Run *r = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(r->src))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(r->dst)));
-}
-
 static void wait_done(Run *r)
 {
-    uint64_t deadline = mig_loop_now_ns(r->loop) + 600ull * 1000000000ull;
-    if (mig_loop_run_until(r->loop, done, r, deadline) != 0)
-        fail_msg("migration did not end: %s / %s", mig_migration_error(mig_machine_migration(r->src)),
-                 mig_migration_error(mig_machine_migration(r->dst)));
+    MigErr *err = NULL;
+    if (sim_migration_wait(r->loop, r->src, r->dst, 600ull * 1000000000ull, &err))
+        fail_msg("%s", err->msg);
 }
 
 static void teardown(Run *r)

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "machine/machine.h"
+#include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "workload/workload.h"
 
@@ -212,24 +213,11 @@ static void run_start(Run *r)
         fail_msg("migrate: %s", err ? err->msg : "?");
 }
 
-static bool both_done(void *opaque)
-{
-    Run *r = opaque;
-    MigStatus s = mig_migration_status(mig_machine_migration(r->src));
-    MigStatus d = mig_migration_status(mig_machine_migration(r->dst));
-    return mig_status_is_terminal(s) && mig_status_is_terminal(d);
-}
-
 static void run_wait(Run *r)
 {
-    uint64_t deadline = mig_loop_now_ns(r->loop) + 600ull * 1000000000ull;
-    int rc = mig_loop_run_until(r->loop, both_done, r, deadline);
-    if (rc != 0)
-        fail_msg("run_until: %d src=%s dst=%s (%s / %s)", rc,
-                 mig_status_name(mig_migration_status(mig_machine_migration(r->src))),
-                 mig_status_name(mig_migration_status(mig_machine_migration(r->dst))),
-                 mig_migration_error(mig_machine_migration(r->src)),
-                 mig_migration_error(mig_machine_migration(r->dst)));
+    MigErr *err = NULL;
+    if (sim_migration_wait(r->loop, r->src, r->dst, 600ull * 1000000000ull, &err))
+        fail_msg("%s", err->msg);
 }
 
 static void run_free(Run *r)
@@ -483,8 +471,7 @@ static void test_sim_migration_capability_mismatch_named(void **state)
     assert_int_equal(mig_transport_mem_pair(loop, NULL, &a, &b), 0);
     assert_int_equal(mig_machine_incoming_transport(dst, b, NULL), 0);
     assert_int_equal(mig_machine_migrate_transport(src, a, NULL), 0);
-    Run probe = {.src = src, .dst = dst};
-    mig_loop_run_until(loop, both_done, &probe, 60ull * 1000000000ull);
+    sim_migration_wait(loop, src, dst, 60ull * 1000000000ull, NULL);
     assert_int_equal(mig_migration_status(mig_machine_migration(dst)), MIG_STATUS_FAILED);
     assert_non_null(strstr(mig_migration_error(mig_machine_migration(dst)), "x-ignore-shared"));
     assert_int_equal(mig_migration_status(mig_machine_migration(src)), MIG_STATUS_FAILED);
@@ -604,8 +591,7 @@ static void test_sim_migration_return_path_eof_or_garbage_fails_source(void **st
             assert_int_equal(mig_transport_write(b, junk, sizeof(junk)), 8);
         }
         mig_transport_close(b);
-        uint64_t end = mig_loop_now_ns(r.loop) + 1000000000ull;
-        mig_loop_run_until(r.loop, both_done, &r, end);
+        sim_migration_wait(r.loop, r.src, r.dst, 1000000000ull, NULL);
         MigMigration *sm = mig_machine_migration(r.src);
         assert_int_equal(mig_migration_status(sm), MIG_STATUS_FAILED);
         assert_non_null(strstr(mig_migration_error(sm), garbage ? "unknown message type 0x0007"

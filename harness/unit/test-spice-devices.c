@@ -28,37 +28,27 @@
 #include "savevm/savevm.h"
 #include "sim/section-copy.h"
 #include "sim/sim.h"
-#include "sim/spice-net.h"
+#include "sim/spice-guest.h"
 #include "spice/spice-conn.h"
 #include "spice/spice-inputs.h"
-#include "spice/spice-main.h"
 
 typedef struct Guest {
-    MigLoop *loop;
-    SpiceServer *server;
+    SimSpiceGuest sg;
     FakeQxl *qxl;
     FakeSnd *snd;
     FakeVmc *vmc;
-    FakeClient *client;
-    SimSpiceNet net;
 } Guest;
 
 static void guest_open(Guest *g, uint64_t seed)
 {
     memset(g, 0, sizeof(*g));
-    g->loop = mig_sim_loop_new(seed);
-    SpiceServerConfig sc = {.who = "vm"};
-    g->server = spice_server_new(g->loop, &sc, NULL);
-    spice_main_add(g->server);
-    g->qxl = fake_qxl_new(g->loop, g->server, 320, 200);
-    spice_inputs_add(g->server, NULL);
-    g->snd = fake_snd_new(g->loop, g->server);
-    g->vmc = fake_vmc_new(g->loop, g->server, 3000);
-    sim_spice_net_init(&g->net, g->loop, &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 500000});
-    sim_spice_net_listen(&g->net, 1, g->server);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &g->net,
-                           .pixmap_cache_pixels = 3000, .vmc_bytes_per_tick = 1000, .who = "cli"};
-    g->client = fake_client_new(g->loop, &cc);
+    sim_spice_guest_open(&g->sg, seed, NULL);
+    g->qxl = fake_qxl_new(g->sg.loop, g->sg.server, 320, 200);
+    spice_inputs_add(g->sg.server, NULL);
+    g->snd = fake_snd_new(g->sg.loop, g->sg.server);
+    g->vmc = fake_vmc_new(g->sg.loop, g->sg.server, 3000);
+    FakeClientConfig cc = {.pixmap_cache_pixels = 3000, .vmc_bytes_per_tick = 1000};
+    assert_non_null(sim_spice_guest_client(&g->sg, NULL, &cc));
 }
 
 static void guest_run(Guest *g, bool running)
@@ -68,22 +58,23 @@ static void guest_run(Guest *g, bool running)
     fake_vmc_set_running(g->vmc, running);
 }
 
-static void guest_close(Guest *g)
+static void guest_free_devices(void *opaque)
 {
-    fake_client_free(g->client);
+    Guest *g = opaque;
     fake_qxl_free(g->qxl);
     fake_snd_free(g->snd);
     fake_vmc_free(g->vmc);
-    spice_server_free(g->server);
-    mig_sim_run_for(g->loop, 1000000000ull);
-    assert_int_equal(mig_sim_live_sources(g->loop), 0);
-    g->loop->ops->free(g->loop);
+}
+
+static void guest_close(Guest *g)
+{
+    assert_int_equal(sim_spice_guest_close(&g->sg, guest_free_devices, g), 0);
 }
 
 static void expect_screen_matches(Guest *g)
 {
     const SpiceSurface *fb = fake_qxl_framebuffer(g->qxl);
-    const SpiceSurface *cli = fake_client_surface(g->client, 0, 0);
+    const SpiceSurface *cli = fake_client_surface(g->sg.client, 0, 0);
     assert_non_null(cli);
     assert_memory_equal(cli->px, fb->px, (size_t)fb->width * fb->height * 4);
 }
@@ -93,21 +84,21 @@ static void run_guest(uint64_t seed, char digest[65], uint64_t *ops)
     Guest g;
     guest_open(&g, seed);
     guest_run(&g, true);
-    mig_sim_run_for(g.loop, 300000000ull); /* the guest draws before the client comes */
-    assert_int_equal(fake_client_start(g.client, NULL), 0);
-    mig_sim_run_for(g.loop, 2000000000ull);
+    mig_sim_run_for(g.sg.loop, 300000000ull); /* the guest draws before the client comes */
+    assert_int_equal(fake_client_start(g.sg.client, NULL), 0);
+    mig_sim_run_for(g.sg.loop, 2000000000ull);
     guest_run(&g, false);
-    mig_sim_run_for(g.loop, 1000000000ull);
-    assert_string_equal(fake_client_last_error(g.client), "");
-    assert_int_equal(fake_client_linked_channels(g.client), 7);
+    mig_sim_run_for(g.sg.loop, 1000000000ull);
+    assert_string_equal(fake_client_last_error(g.sg.client), "");
+    assert_int_equal(fake_client_linked_channels(g.sg.client), 7);
     expect_screen_matches(&g);
 
     FakeSndStats snd;
     fake_snd_stats(g.snd, &snd);
     FakeClientMediaStats play, rec, port;
-    fake_client_media_stats(g.client, SPICE_CHANNEL_PLAYBACK, &play);
-    fake_client_media_stats(g.client, SPICE_CHANNEL_RECORD, &rec);
-    fake_client_media_stats(g.client, SPICE_CHANNEL_PORT, &port);
+    fake_client_media_stats(g.sg.client, SPICE_CHANNEL_PLAYBACK, &play);
+    fake_client_media_stats(g.sg.client, SPICE_CHANNEL_RECORD, &rec);
+    fake_client_media_stats(g.sg.client, SPICE_CHANNEL_PORT, &port);
     /* the client joined mid-stream: it has every frame from its first on */
     assert_true(play.received > 90000); /* two seconds at 48 kHz */
     assert_true(play.received <= snd.played);
@@ -158,8 +149,8 @@ static int vmc_migrate(Guest *g, const char *src_rel, const char *mt, const char
 {
     fake_vmc_set_vmsd(g->vmc, mig_release_device_vmsd(mt, "fake-vmc"), mig_release_device_vmsd(src_rel, "fake-vmc"));
     SpiceServerConfig sc = {.who = "dst"};
-    SpiceServer *server = spice_server_new(g->loop, &sc, NULL);
-    FakeVmc *dst = fake_vmc_new(g->loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+    SpiceServer *server = spice_server_new(g->sg.loop, &sc, NULL);
+    FakeVmc *dst = fake_vmc_new(g->sg.loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
     fake_vmc_set_vmsd(dst, mig_release_device_vmsd(dst_rel, "fake-vmc"), mig_release_device_vmsd(dst_rel, "fake-vmc"));
     MigSavevm *sv_src = mig_savevm_new(), *sv_dst = mig_savevm_new();
     assert_int_equal(fake_vmc_register(g->vmc, sv_src, NULL), 0);
@@ -187,10 +178,10 @@ static void test_spice_devices_vmc_state_across_releases(void **state)
     Guest g;
     guest_open(&g, 7);
     guest_run(&g, true);
-    assert_int_equal(fake_client_start(g.client, NULL), 0);
-    mig_sim_run_for(g.loop, 500000000ull);
+    assert_int_equal(fake_client_start(g.sg.client, NULL), 0);
+    mig_sim_run_for(g.sg.loop, 500000000ull);
     guest_run(&g, false);
-    mig_sim_run_for(g.loop, 200000000ull);
+    mig_sim_run_for(g.sg.loop, 200000000ull);
     FakeVmcStats src;
     fake_vmc_stats(g.vmc, &src);
     assert_true(src.written > 0 && src.read > 0);
@@ -229,8 +220,8 @@ static void test_spice_devices_vmc_state_across_releases(void **state)
             }
     /* the needed rule: at the default pacing 2.0 writes no subsection */
     SpiceServerConfig sc = {.who = "quiet"};
-    SpiceServer *server = spice_server_new(g.loop, &sc, NULL);
-    FakeVmc *quiet = fake_vmc_new(g.loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
+    SpiceServer *server = spice_server_new(g.sg.loop, &sc, NULL);
+    FakeVmc *quiet = fake_vmc_new(g.sg.loop, server, FAKE_VMC_DEFAULT_BYTES_PER_TICK);
     FakeVmc *busy = g.vmc;
     g.vmc = quiet;
     FakeVmcStats got;
@@ -246,9 +237,9 @@ static void test_spice_devices_vmc_state_across_releases(void **state)
 /* Messages waiting in the server's display pipe for the client. */
 static uint32_t display_pipe(Guest *g)
 {
-    if (spice_server_client_count(g->server) == 0)
+    if (spice_server_client_count(g->sg.server) == 0)
         return 0;
-    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g->server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g->sg.server, 0), SPICE_CHANNEL_DISPLAY, 0);
     return cc ? spice_conn_queued_messages(spice_cc_conn(cc)) : 0;
 }
 
@@ -260,16 +251,16 @@ static void test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe(void **st
     /* no client: exactly the rate, fractions carried (2.5 per 1 ms tick) */
     fake_qxl_set_draw_rate(g.qxl, 2500);
     guest_run(&g, true);
-    mig_sim_run_for(g.loop, 1000500000ull);
+    mig_sim_run_for(g.sg.loop, 1000500000ull);
     assert_int_equal(fake_qxl_ops(g.qxl), 2500);
     /* a client on a 50 MB/s link cannot take 200,000 operations a second:
      * the device waits for it, its pipe stays bounded, it keeps up */
     fake_qxl_set_draw_rate(g.qxl, 200000);
-    assert_int_equal(fake_client_start(g.client, NULL), 0);
+    assert_int_equal(fake_client_start(g.sg.client, NULL), 0);
     uint64_t before = fake_qxl_ops(g.qxl);
     uint32_t most = 0;
     for (int ms = 0; ms < 1000; ms++) {
-        mig_sim_run_for(g.loop, 1000000ull);
+        mig_sim_run_for(g.sg.loop, 1000000ull);
         most = MIG_MAX(most, display_pipe(&g));
     }
     uint64_t drawn = fake_qxl_ops(g.qxl) - before;
@@ -277,11 +268,11 @@ static void test_spice_devices_fast_draw_rate_is_held_back_by_the_pipe(void **st
     assert_true(most <= FAKE_QXL_MAX_PIPE + 1); /* a copy may bring its INVAL_LIST */
     assert_true(drawn > 1000 && drawn < 200000);
     FakeClientDraws d;
-    fake_client_draws(g.client, &d);
+    fake_client_draws(g.sg.client, &d);
     assert_true(d.count > 1000);
     guest_run(&g, false);
-    mig_sim_run_for(g.loop, 2000000000ull);
-    assert_string_equal(fake_client_last_error(g.client), "");
+    mig_sim_run_for(g.sg.loop, 2000000000ull);
+    assert_string_equal(fake_client_last_error(g.sg.client), "");
     expect_screen_matches(&g);
     guest_close(&g);
 }
@@ -294,17 +285,17 @@ static void test_spice_devices_client_takes_stream_destroy_all(void **state)
     Guest g;
     guest_open(&g, 0x5eed);
     guest_run(&g, true);
-    assert_int_equal(fake_client_start(g.client, NULL), 0);
-    mig_sim_run_for(g.loop, 500000000ull);
-    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g.server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    assert_int_equal(fake_client_start(g.sg.client, NULL), 0);
+    mig_sim_run_for(g.sg.loop, 500000000ull);
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(g.sg.server, 0), SPICE_CHANNEL_DISPLAY, 0);
     assert_non_null(cc);
     assert_int_equal(spice_cc_send(cc, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL, NULL), 0);
-    mig_sim_run_for(g.loop, 500000000ull);
-    assert_int_equal(fake_client_count(g.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL), 1);
+    mig_sim_run_for(g.sg.loop, 500000000ull);
+    assert_int_equal(fake_client_count(g.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_STREAM_DESTROY_ALL), 1);
     guest_run(&g, false);
-    mig_sim_run_for(g.loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(g.client), "");
-    assert_int_equal(fake_client_linked_channels(g.client), 7);
+    mig_sim_run_for(g.sg.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(g.sg.client), "");
+    assert_int_equal(fake_client_linked_channels(g.sg.client), 7);
     expect_screen_matches(&g);
     guest_close(&g);
 }

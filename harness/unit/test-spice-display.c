@@ -18,53 +18,44 @@
 
 #include "client/fake-client.h"
 #include "sim/sim.h"
-#include "sim/spice-net.h"
+#include "sim/spice-guest.h"
 #include "spice/spice-display.h"
-#include "spice/spice-main.h"
 
 typedef struct World {
-    MigLoop *loop;
-    SpiceServer *server;
+    SimSpiceGuest sg;
     SpiceDisplay *display;
-    FakeClient *client;
-    SimSpiceNet net;
 } World;
 
 static void world_open(World *w, int64_t cache_pixels)
 {
     memset(w, 0, sizeof(*w));
-    w->loop = mig_sim_loop_new(7);
-    SpiceServerConfig sc = {.who = "srv"};
-    w->server = spice_server_new(w->loop, &sc, NULL);
-    spice_main_add(w->server);
-    w->display = spice_display_add(w->server, 0);
-    sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
-    sim_spice_net_listen(&w->net, 1, w->server);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
-                           .pixmap_cache_pixels = cache_pixels, .who = "cli"};
-    w->client = fake_client_new(w->loop, &cc);
+    sim_spice_guest_open(&w->sg, 7, &(SpiceServerConfig){.who = "srv"});
+    w->display = spice_display_add(w->sg.server, 0);
+    FakeClientConfig cc = {.pixmap_cache_pixels = cache_pixels};
+    MigLinkParams link = {.bandwidth = 100u << 20, .latency_ns = 200000};
+    assert_non_null(sim_spice_guest_client(&w->sg, &link, &cc));
+}
+
+static void world_free_display(void *opaque)
+{
+    spice_display_free(((World *)opaque)->display);
 }
 
 static void world_close(World *w)
 {
-    fake_client_free(w->client);
-    spice_server_free(w->server);
-    spice_display_free(w->display);
-    mig_sim_run_for(w->loop, 1000000000ull);
-    assert_int_equal(mig_sim_live_sources(w->loop), 0);
-    w->loop->ops->free(w->loop);
+    assert_int_equal(sim_spice_guest_close(&w->sg, world_free_display, w), 0);
 }
 
 static void settle(World *w)
 {
-    mig_sim_run_for(w->loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(w->client), "");
+    mig_sim_run_for(w->sg.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w->sg.client), "");
 }
 
 static void expect_same_primary(World *w)
 {
     const SpiceSurface *srv = spice_display_surface(w->display, 0);
-    const SpiceSurface *cli = fake_client_surface(w->client, 0, 0);
+    const SpiceSurface *cli = fake_client_surface(w->sg.client, 0, 0);
     assert_non_null(srv);
     assert_non_null(cli);
     assert_int_equal(cli->width, srv->width);
@@ -93,11 +84,11 @@ static void test_spice_display_late_client_gets_the_whole_surface(void **state)
     assert_int_equal(spice_display_surface_create(w.display, 0, 64, 48, NULL), 0);
     SpiceRect r = rect(3, 4, 20, 10);
     assert_int_equal(spice_display_fill(w.display, 0, &r, 0x123456, NULL), 0);
-    assert_int_equal(fake_client_start(w.client, NULL), 0);
+    assert_int_equal(fake_client_start(w.sg.client, NULL), 0);
     settle(&w);
     expect_same_primary(&w);
-    assert_int_equal(fake_client_display_marks(w.client, 0), 1);
-    assert_int_equal(fake_client_surface(w.client, 0, 0)->px[4 * 64 + 3], 0x123456);
+    assert_int_equal(fake_client_display_marks(w.sg.client, 0), 1);
+    assert_int_equal(fake_client_surface(w.sg.client, 0, 0)->px[4 * 64 + 3], 0x123456);
 
     /* drawing after the link reaches the client */
     uint32_t *img = image(16, 8, 1);
@@ -117,10 +108,10 @@ static void test_spice_display_late_client_gets_the_whole_surface(void **state)
     /* an off-screen surface copied to the primary */
     assert_int_equal(spice_display_surface_create(w.display, 1, 8, 8, NULL), 0);
     settle(&w);
-    assert_non_null(fake_client_surface(w.client, 0, 1));
+    assert_non_null(fake_client_surface(w.sg.client, 0, 1));
     assert_int_equal(spice_display_surface_destroy(w.display, 1, NULL), 0);
     settle(&w);
-    assert_null(fake_client_surface(w.client, 0, 1));
+    assert_null(fake_client_surface(w.sg.client, 0, 1));
     world_close(&w);
 }
 
@@ -132,7 +123,7 @@ static void test_spice_display_small_cache_evicts_least_recently_used(void **sta
     World w;
     world_open(&w, 1000);
     assert_int_equal(spice_display_surface_create(w.display, 0, 100, 100, NULL), 0);
-    assert_int_equal(fake_client_start(w.client, NULL), 0);
+    assert_int_equal(fake_client_start(w.sg.client, NULL), 0);
     settle(&w);
     uint32_t *img[3] = {image(20, 20, 11), image(20, 20, 12), image(20, 20, 13)};
     SpiceRect r = rect(0, 0, 20, 20);
@@ -148,7 +139,7 @@ static void test_spice_display_small_cache_evicts_least_recently_used(void **sta
     /* 0 1 | 0 hit | 2 evicts 1 | 1 evicts 0 | 0 evicts 2 | 2 evicts 1 */
     assert_int_equal(st.cache_hits, 1);
     assert_int_equal(st.cache_evictions, 4);
-    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_LIST), 4);
+    assert_int_equal(fake_client_count(w.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_LIST), 4);
     for (int i = 0; i < 3; i++)
         free(img[i]);
     world_close(&w);

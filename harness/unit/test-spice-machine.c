@@ -25,6 +25,7 @@
 #include "client/fake-client.h"
 #include "devices/fake-spice.h"
 #include "machine/machine.h"
+#include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "sim/spice-net.h"
 #include "workload/workload.h"
@@ -117,13 +118,6 @@ static void on_connected(void *opaque, int result)
     p->connected_result = result;
 }
 
-static bool both_done(void *opaque)
-{
-    Pair *p = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->src))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(p->dst)));
-}
-
 /* client_migrate_info, then migrate once the client answered. */
 static void migrate(Pair *p)
 {
@@ -144,7 +138,7 @@ static void migrate(Pair *p)
 static void migrate_and_switch(Pair *p, uint64_t settle_ns)
 {
     migrate(p);
-    assert_int_equal(mig_loop_run_until(p->loop, both_done, p, mig_loop_now_ns(p->loop) + 60000000000ull), 0);
+    assert_int_equal(sim_migration_wait(p->loop, p->src, p->dst, 60000000000ull, NULL), 0);
     assert_int_equal(mig_migration_status(mig_machine_migration(p->src)), MIG_STATUS_COMPLETED);
     mig_sim_run_for(p->loop, settle_ns);
     assert_string_equal(fake_client_last_error(p->client), "");
@@ -262,7 +256,7 @@ static void test_spice_machine_cancel_keeps_the_client(void **state)
     pair_open(&p);
     migrate(&p);
     mig_loop_timer_add(p.loop, mig_loop_now_ns(p.loop) + 1000000ull, cancel_now, &p);
-    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(sim_migration_wait(p.loop, p.src, p.dst, 60000000000ull, NULL), 0);
     assert_int_equal(mig_migration_status(mig_machine_migration(p.src)), MIG_STATUS_CANCELLED);
     mig_sim_run_for(p.loop, 2000000000ull);
     FakeClientMigrations m;
@@ -320,7 +314,7 @@ static void test_spice_machine_seamless_target_answers_while_it_loads(void **sta
         if (mig_migration_status(mig_machine_migration(p.dst)) == MIG_STATUS_ACTIVE)
             assert_int_equal(now.count, before.count);
     }
-    assert_int_equal(mig_loop_run_until(p.loop, both_done, &p, mig_loop_now_ns(p.loop) + 60000000000ull), 0);
+    assert_int_equal(sim_migration_wait(p.loop, p.src, p.dst, 60000000000ull, NULL), 0);
     assert_int_equal(mig_migration_status(mig_machine_migration(p.dst)), MIG_STATUS_COMPLETED);
     mig_sim_run_for(p.loop, 2000000000ull);
     assert_string_equal(fake_client_last_error(p.client), "");

@@ -21,10 +21,9 @@
 
 #include "client/fake-client.h"
 #include "sim/sim.h"
-#include "sim/spice-net.h"
+#include "sim/spice-guest.h"
 #include "spice/spice-migrate-data.h"
 #include "spice/spice-display.h"
-#include "spice/spice-main.h"
 #include "spice/spice-pixmap-cache.h"
 
 /* ------------------------------------------------------------------ the record and its waits */
@@ -257,50 +256,43 @@ static void test_spice_pixmap_cache_blob_bad_content_refused(void **state)
 /* ------------------------------------------------------------------ two heads on the wire */
 
 typedef struct World {
-    MigLoop *loop;
-    SpiceServer *server;
+    SimSpiceGuest sg;
     SpiceDisplay *heads[2];
-    FakeClient *client;
-    SimSpiceNet net;
 } World;
 
 static void world_open(World *w, SpicePixmapCacheMig how)
 {
     memset(w, 0, sizeof(*w));
-    w->loop = mig_sim_loop_new(11);
-    SpiceServerConfig sc = {.who = "srv", .pixmap_cache_migration = how};
-    w->server = spice_server_new(w->loop, &sc, NULL);
-    spice_main_add(w->server);
+    sim_spice_guest_open(&w->sg, 11, &(SpiceServerConfig){.who = "srv", .pixmap_cache_migration = how});
     for (uint8_t i = 0; i < 2; i++) {
-        w->heads[i] = spice_display_add(w->server, i);
+        w->heads[i] = spice_display_add(w->sg.server, i);
         assert_int_equal(spice_display_surface_create(w->heads[i], 0, 64, 48, NULL), 0);
     }
-    sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 100u << 20, .latency_ns = 200000});
-    sim_spice_net_listen(&w->net, 1, w->server);
-    FakeClientConfig cc = {.host = "sim", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
-                           .who = "cli"};
-    w->client = fake_client_new(w->loop, &cc);
-    assert_int_equal(fake_client_start(w->client, NULL), 0);
-    mig_sim_run_for(w->loop, 500000000ull);
+    FakeClientConfig cc = {0};
+    MigLinkParams link = {.bandwidth = 100u << 20, .latency_ns = 200000};
+    assert_non_null(sim_spice_guest_client(&w->sg, &link, &cc));
+    assert_int_equal(fake_client_start(w->sg.client, NULL), 0);
+    mig_sim_run_for(w->sg.loop, 500000000ull);
+}
+
+static void world_free_heads(void *opaque)
+{
+    World *w = opaque;
+    for (int i = 0; i < 2; i++)
+        spice_display_free(w->heads[i]);
 }
 
 static void world_close(World *w)
 {
-    fake_client_free(w->client);
-    spice_server_free(w->server);
-    for (int i = 0; i < 2; i++)
-        spice_display_free(w->heads[i]);
-    mig_sim_run_for(w->loop, 1000000000ull);
-    assert_int_equal(mig_sim_live_sources(w->loop), 0);
-    w->loop->ops->free(w->loop);
+    assert_int_equal(sim_spice_guest_close(&w->sg, world_free_heads, w), 0);
 }
 
 static void settle_and_compare(World *w)
 {
-    mig_sim_run_for(w->loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(w->client), "");
+    mig_sim_run_for(w->sg.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w->sg.client), "");
     for (uint8_t i = 0; i < 2; i++) {
-        const SpiceSurface *srv = spice_display_surface(w->heads[i], 0), *cli = fake_client_surface(w->client, i, 0);
+        const SpiceSurface *srv = spice_display_surface(w->heads[i], 0), *cli = fake_client_surface(w->sg.client, i, 0);
         assert_non_null(cli);
         assert_memory_equal(cli->px, srv->px, (size_t)srv->width * srv->height * 4);
     }
@@ -322,7 +314,7 @@ static void draw_images(World *w, int rounds)
 
 static SpiceChannelClient *head_cc(World *w, uint8_t id)
 {
-    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(w->server, 0), SPICE_CHANNEL_DISPLAY, id);
+    SpiceChannelClient *cc = spice_client_find(spice_server_client_at(w->sg.server, 0), SPICE_CHANNEL_DISPLAY, id);
     assert_non_null(cc);
     return cc;
 }
@@ -346,7 +338,7 @@ static void test_spice_pixmap_cache_two_heads_share_one_cache(void **state)
     /* each image crossed the wire once, whichever head drew it first */
     assert_int_equal(images_sent(&w) - before, 6);
     /* a head taking what the other cached waited for it */
-    assert_true(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_WAIT_FOR_CHANNELS) > 0);
+    assert_true(fake_client_count(w.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_WAIT_FOR_CHANNELS) > 0);
     world_close(&w);
 }
 
@@ -383,7 +375,7 @@ static void test_spice_pixmap_cache_reset_sends_inval_all_after_the_other_head(v
     MigBuf blobs[2];
     migrate_cache_in_place(&w, blobs);
     settle_and_compare(&w);
-    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 1);
+    assert_int_equal(fake_client_count(w.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 1);
     uint64_t before = images_sent(&w);
     draw_images(&w, 2);
     settle_and_compare(&w); /* had the client kept its images, CACHE_ME would be refused */
@@ -404,7 +396,7 @@ static void test_spice_pixmap_cache_restore_sends_no_cached_image_again(void **s
     draw_images(&w, 3);
     settle_and_compare(&w);
     assert_int_equal(images_sent(&w), before); /* all FROM_CACHE */
-    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 0);
+    assert_int_equal(fake_client_count(w.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 0);
     world_close(&w);
 }
 
@@ -422,7 +414,7 @@ static void test_spice_pixmap_cache_version_1_blob_resets(void **state)
     MigBuf blobs[2];
     migrate_cache_in_place_as(&w, blobs, 1);
     settle_and_compare(&w);
-    assert_int_equal(fake_client_count(w.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 1);
+    assert_int_equal(fake_client_count(w.sg.client, SPICE_CHANNEL_DISPLAY, SPICE_MSG_DISPLAY_INVAL_ALL_PIXMAPS), 1);
     uint64_t before = images_sent(&w);
     draw_images(&w, 2);
     settle_and_compare(&w);

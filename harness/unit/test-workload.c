@@ -18,6 +18,7 @@
 
 #include "machine/machine.h"
 #include "ram/ram.h"
+#include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "workload/workload.h"
 
@@ -328,13 +329,6 @@ static void test_oracle_catches_bad_keyed_pages(void **state)
 
 /* ---- whole migrations: the same guest arrives, keys or bytes ---- */
 
-static bool both_done(void *opaque)
-{
-    Guest *g = opaque;
-    return mig_status_is_terminal(mig_migration_status(mig_machine_migration(g->src))) &&
-           mig_status_is_terminal(mig_migration_status(mig_machine_migration(g->dst)));
-}
-
 static void migrate(Guest *g, bool attach)
 {
     MigLinkParams lp = {.bandwidth = 256 * MIB, .latency_ns = 50000};
@@ -348,9 +342,7 @@ static void migrate(Guest *g, bool attach)
     mig_sim_run_for(g->loop, 20 * 1000000ull);
     assert_int_equal(mig_machine_incoming_transport(g->dst, b, NULL), 0);
     assert_int_equal(mig_machine_migrate_transport(g->src, a, NULL), 0);
-    assert_int_equal(mig_loop_run_until(g->loop, both_done, g,
-                                        mig_loop_now_ns(g->loop) + 600ull * 1000000000ull),
-                     0);
+    assert_int_equal(sim_migration_wait(g->loop, g->src, g->dst, 600ull * 1000000000ull, NULL), 0);
     assert_int_equal(mig_migration_status(mig_machine_migration(g->src)), MIG_STATUS_COMPLETED);
     assert_int_equal(mig_migration_status(mig_machine_migration(g->dst)), MIG_STATUS_COMPLETED);
 }
