@@ -4,7 +4,7 @@ section 17 is the recipe), with the host's own ceilings beside them.
 
     /usr/bin/python3 harness/bench/bench.py [--build DIR] [--runs N]
         [--sizes 256,1024,8192] [--transports qemu,unix,local,shared]
-        [--no-verify] [--json FILE]
+        [--pin SRC,DST] [--no-verify] [--json FILE]
 
 Transports (rows of the table):
   qemu    Debian's QEMU 7.2 into a second QEMU over unix: (the reference);
@@ -31,8 +31,19 @@ only when MemAvailable holds its copies of RAM plus 2 GiB (qemu 3: the image
 file and two guests; unix and local 2; shared 1); otherwise the row says
 "skipped" and why.
 
-Ceilings (build/bench/link-probe, same run, best of 3, 1 GiB, 1 MiB chunks):
-a unix socketpair between two processes (what `unix` cannot beat) and a pipe
+Placement: by default the scheduler places every process.  --pin SRC,DST
+pins every thread of each migration's source to CPU SRC and of its
+destination to CPU DST (taskset, QEMU's and migcert's alike, once QMP
+answers), and each probe's writer and reader the same way; the table's
+first line says which.
+
+Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each at
+the start of every round of migrations, so that they share the moments of a
+busy machine with the rows; the median of those runs like each row's, with
+the slowest and fastest beside it):
+a unix socketpair between two processes (what `unix` cannot beat), the same
+socketpair carrying PAGE records (an 8-byte header before each page, writev
+and readv by reference: what the stream's format costs there), and a pipe
 fed by vmsplice and drained by read() (what `local` cannot beat), the latter
 as `local:` runs it: a 1 MiB pipe (bigger pipes are slower here: the writer
 pins pages while the reader releases pages of the same huge folio), each
@@ -49,9 +60,12 @@ then the ratios the goals name and which transport was fastest.
 
 JSON (--json FILE, default reports/out/bench.json), for the HTML report:
   {"host": {"cpus": int, "mem_available_gib": float, "load_avg": [3 floats]},
-   "ceilings": {"socketpair_gbps": float, "vmsplice_pipe_gbps": float,
-                "probes": {"socket"|"vmsplice": link-probe's JSON (gbps, chunk_kib,
-                           pipe_kib, writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
+   "placement": "scheduler" | {"src_cpu": int, "dst_cpu": int},
+   "ceilings": {"socketpair_gbps": float, "socketpair_records_gbps": float,
+                "vmsplice_pipe_gbps": float (medians),
+                "probes": {"socket"|"records"|"vmsplice": link-probe's JSON (gbps (median),
+                           min_gbps, max_gbps, chunk_kib, pipe_kib, cpus,
+                           writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
    "runs_per_cell": int,
    "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
              "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
@@ -61,7 +75,8 @@ JSON (--json FILE, default reports/out/bench.json), for the HTML report:
              "median": {"total_time_ms", "downtime_ms", "gbps", "src_cpu_s_per_gib",
                         "dst_cpu_s_per_gib", "transferred", "fixed_ms"} | null,
              "x_qemu": float | null}],
-   "ratios": {"unix_of_socketpair": float|null, "unix_x_qemu_1g": float|null,
+   "ratios": {"unix_of_socketpair": float|null, "unix_of_socketpair_records": float|null,
+              "unix_x_qemu_1g": float|null,
               "local_of_vmsplice": float|null, "shared_8g_over_1g": float|null,
               "shared_1g_over_unix_1g": float|null, "fastest_1g": str|null,
               "fastest": {"<RAM MiB>": transport|null}}}
@@ -224,6 +239,13 @@ def result(engine, info, wall, mib, q=None):
     }
 
 
+def pin(proc, cpu):
+    """Every thread of a started process (QMP answered) on one CPU."""
+    if cpu is not None:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(proc.proc.pid)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
 def cpu_seconds(pid):
     """CPU time of a process so far: its threads' run time in nanoseconds
     (/proc/PID/task/*/schedstat), else user + system in clock ticks
@@ -265,6 +287,8 @@ def run_migcert(args, work, i, ram_file, transport, mib):
         dst = Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
                     f"unix:{work}/mc-dst-{tag}.qmp"], work / f"mc-dst-{tag}.qmp",
                    work / f"mc-dst-{tag}.log", start)
+        pin(src, args.pin[0])
+        pin(dst, args.pin[1])
         if ram_file is not None and not ram_file.exists():
             src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
                             filename=str(ram_file), timeout=600)
@@ -330,6 +354,8 @@ def run_qemu(args, work, i, ram_file, ram_sha, mib):
     try:
         dst = Proc(base + ["-incoming", f"unix:{mig}"] + qmp_arg(f"q-dst-{tag}"),
                    work / f"q-dst-{tag}.qmp", work / f"q-dst-{tag}.log", start)
+        pin(src, args.pin[0])
+        pin(dst, args.pin[1])
         src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
         set_caps(src.qmp, ["events"])
         cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
@@ -393,18 +419,39 @@ def mem_available_mib():
 # a 1 MiB pipe, filled with one vmsplice of 1 MiB of huge-page-backed
 # memory, drained with one read of 1 MiB into pre-faulted memory (the
 # bench's destination RAM is pre-faulted too).
-PROBE_ARGS = {"socket": ["--chunk", "1024"], "vmsplice": ["--chunk", "1024", "--pipe", "1024"]}
+# The records probe is the socketpair again, carrying the stream's own shape
+# (an 8-byte header before each 4 KiB page, writev and readv by reference):
+# what the format costs over the same socket, beside the plain ceiling.
+PROBE_ARGS = {"socket": ["socket", "--chunk", "1024"], "records": ["socket", "--records"],
+              "vmsplice": ["vmsplice", "--chunk", "1024", "--pipe", "1024"]}
 
 
 def probe(args, kind):
-    """The probe's JSON (gbps, each side's CPU s/GiB), or None."""
+    """One run of the probe: its JSON (gbps, each side's CPU s/GiB), or None."""
     exe = Path(args.build) / "bench" / "link-probe"
-    out = subprocess.run([str(exe), kind, "--mib", "1024", *PROBE_ARGS[kind], "--runs", "3",
-                          "--json"], capture_output=True, text=True, timeout=600)
+    cpus = ["--cpus", f"{args.pin[0]},{args.pin[1]}"] if args.pin[0] is not None else []
+    out = subprocess.run([str(exe), *PROBE_ARGS[kind], "--mib", "1024", "--runs", "1",
+                          *cpus, "--json"], capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(f"bench: link-probe {kind} failed: {out.stderr.strip()}", file=sys.stderr)
         return None
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def probe_median(runs):
+    """The probe's runs taken as a row's: the median GB/s and CPU s/GiB of
+    each side, the slowest and fastest run beside them; None without any."""
+    ok = [r for r in runs if r]
+    if not ok:
+        return None
+    out = dict(ok[0])
+    med = statistics.median
+    out.update({"runs": len(ok), "statistic": "median", "gbps": med(r["gbps"] for r in ok),
+                "min_gbps": min(r["gbps"] for r in ok), "max_gbps": max(r["gbps"] for r in ok),
+                "each_gbps": [r["gbps"] for r in ok],
+                "writer_cpu_s_per_gib": med(r["writer_cpu_s_per_gib"] for r in ok),
+                "reader_cpu_s_per_gib": med(r["reader_cpu_s_per_gib"] for r in ok)})
+    return out
 
 
 def fmt(v, spec, width):
@@ -421,6 +468,9 @@ def main(argv):
     ap.add_argument("--only", choices=("migcert", "qemu"), help="old option: qemu or unix")
     ap.add_argument("--seed", type=int, default=0x5eed)
     ap.add_argument("--qemu", default=os.environ.get("QEMU", "qemu-system-x86_64"))
+    ap.add_argument("--pin", metavar="SRC,DST",
+                    help="pin each source to CPU SRC and each destination to CPU DST (the "
+                         "probes' writer and reader too)")
     ap.add_argument("--no-verify", dest="verify", action="store_false")
     ap.add_argument("--json", default=str(REPO / "reports" / "out" / "bench.json"),
                     help="write every run, the table and the ratios as JSON here")
@@ -431,24 +481,32 @@ def main(argv):
     transports = [t for t in args.transports.split(",") if t]
     if args.only:
         transports = ["qemu"] if args.only == "qemu" else ["unix"]
+    pin_arg = args.pin
+    args.pin = (None, None)
+    if pin_arg:
+        try:
+            args.pin = tuple(int(c) for c in pin_arg.split(","))
+        except ValueError:
+            args.pin = ()
+        if len(args.pin) != 2 or min(args.pin) < 0:
+            ap.error(f"--pin takes two CPU numbers, SRC,DST: {pin_arg!r}")
+        if not shutil.which("taskset"):
+            ap.error("--pin needs taskset (util-linux)")
+    placement = "scheduler" if not pin_arg else {"src_cpu": args.pin[0], "dst_cpu": args.pin[1]}
+    where = "the scheduler" if not pin_arg else \
+        f"source/writer on CPU {args.pin[0]}, destination/reader on CPU {args.pin[1]}"
     for t in transports:
         if t not in COPIES:
             ap.error(f"unknown transport {t!r} (qemu, unix, local, shared)")
 
     print(f"bench: random RAM over unix:, max-bandwidth {UNLIMITED:.0e}, pre-faulted, source "
           f"paused, {args.runs} run(s) per cell, seed {args.seed:#x}; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus", flush=True)
-    probes = {k: probe(args, k) for k in ("socket", "vmsplice")}
-    ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
-            "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
-
-    def cpu_note(p):
-        return "" if not p else (f" (CPU s/GiB writer {p['writer_cpu_s_per_gib']:.3f}, reader "
-                                 f"{p['reader_cpu_s_per_gib']:.3f})")
-    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
-          f"{cpu_note(probes['socket'])}, vmsplice 1 MiB pipe "
-          f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
-          f"(two processes, 1 MiB chunks, best of 3)", flush=True)
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus; placement: {where}", flush=True)
+    # The ceilings are measured between the migrations, one probe run at
+    # the start of each round (as each transport's run i follows run i-1 of
+    # the others), so both sides of a ratio see the same moments of a
+    # shared machine; the median of those runs, like each row's.
+    probe_runs = {"socket": [], "records": [], "vmsplice": []}
 
     base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
     rows = []
@@ -468,6 +526,11 @@ def main(argv):
                 else:
                     cells[t] = {"transport": t, "ram_mib": mib, "status": "ok", "runs": []}
             for i in range(args.runs):
+                for kind, got in probe_runs.items():
+                    got.append(probe(args, kind))
+                    if got[-1]:
+                        print(f"  {kind + ' probe':<15} {'':>5}     run {len(got) - 1}: "
+                              f"{got[-1]['gbps']:.2f} GB/s", flush=True)
                 for t in transports:
                     cell = cells[t]
                     if cell["status"] == "skipped":
@@ -507,6 +570,25 @@ def main(argv):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    probes = {k: probe_median(v) for k, v in probe_runs.items()}
+    ceil = {"socketpair_gbps": (probes["socket"] or {}).get("gbps"),
+            "socketpair_records_gbps": (probes["records"] or {}).get("gbps"),
+            "vmsplice_pipe_gbps": (probes["vmsplice"] or {}).get("gbps"), "probes": probes}
+
+    def cpu_note(p):
+        if not p:
+            return ""
+        return (f" ({p['min_gbps']:.2f}-{p['max_gbps']:.2f}, CPU s/GiB writer "
+                f"{p['writer_cpu_s_per_gib']:.3f}, reader {p['reader_cpu_s_per_gib']:.3f})")
+    print()
+    print(f"ceilings: unix socketpair {fmt(ceil['socketpair_gbps'], '.2f', 0)} GB/s"
+          f"{cpu_note(probes['socket'])}, the same in PAGE records "
+          f"{fmt(ceil['socketpair_records_gbps'], '.2f', 0)} GB/s{cpu_note(probes['records'])}, "
+          f"vmsplice 1 MiB pipe "
+          f"{fmt(ceil['vmsplice_pipe_gbps'], '.2f', 0)} GB/s{cpu_note(probes['vmsplice'])} "
+          f"(two processes, 1 MiB chunks, median of {len(probe_runs['socket'])} runs taken "
+          f"between the migrations)", flush=True)
+
     def cell(t, mib):
         for c in rows:
             if c["transport"] == t and c["ram_mib"] == mib and c.get("median"):
@@ -542,6 +624,8 @@ def main(argv):
         cell("shared", 8192)
     sp, vp = ceil["socketpair_gbps"], ceil["vmsplice_pipe_gbps"]
     ratios["unix_of_socketpair"] = u1["gbps"] / sp if u1 and sp else None
+    spr = ceil["socketpair_records_gbps"]
+    ratios["unix_of_socketpair_records"] = u1["gbps"] / spr if u1 and spr else None
     ratios["unix_x_qemu_1g"] = next((c["x_qemu"] for c in rows if c["transport"] == "unix" and
                                      c["ram_mib"] == 1024), None)
     ratios["local_of_vmsplice"] = l1["gbps"] / vp if l1 and vp else None
@@ -557,7 +641,14 @@ def main(argv):
     print()
     if ratios["unix_of_socketpair"] is not None:
         print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair'] * 100:.0f}% of the socketpair "
-              f"({sp:.2f} GB/s), {fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
+              f"(medians: {u1['gbps']:.2f} of {sp:.2f} GB/s; runs {u1['min_gbps']:.2f}-"
+              f"{u1['max_gbps']:.2f} against {probes['socket']['min_gbps']:.2f}-"
+              f"{probes['socket']['max_gbps']:.2f}), "
+              f"{fmt(ratios['unix_x_qemu_1g'], '.2f', 0)}x QEMU 7.2")
+    if ratios["unix_of_socketpair_records"] is not None:
+        print(f"migcert unix, 1 GiB: {ratios['unix_of_socketpair_records'] * 100:.0f}% of the "
+              f"socketpair carrying PAGE records ({spr:.2f} GB/s; the records cost the "
+              f"socketpair {(1 - spr / sp) * 100 if sp else 0:.0f}% of its rate)")
     if ratios["local_of_vmsplice"] is not None:
         print(f"migcert local, 1 GiB: {ratios['local_of_vmsplice'] * 100:.0f}% of the vmsplice "
               f"pipe ({vp:.2f} GB/s)")
@@ -576,7 +667,7 @@ def main(argv):
         Path(args.json).write_text(json.dumps({
             "host": {"cpus": os.cpu_count(), "mem_available_gib": mem_available_mib() / 1024,
                      "load_avg": list(os.getloadavg())},
-            "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
+            "placement": placement, "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
             indent=2))
         print(f"bench: JSON in {args.json}")
     return 0 if ok else 1

@@ -6,24 +6,32 @@
  * cannot beat the second.  bench.py prints each migration as a share of
  * these, measured in the same run.
  *
- *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--runs R] [--json]
+ *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] [--records]
+ *              [--runs R] [--cpus W,R] [--settle MS] [--json]
  *
  * socket:   a parent writes N MiB from a pre-faulted buffer in chunks of
  *           KIB (default 1024) into one end of an AF_UNIX socketpair with
  *           1 MiB socket buffers; a child reads them into its own
  *           pre-faulted buffer.  (The migration writes the same way: iovecs
- *           of guest pages, the destination reads into guest RAM.)
+ *           of guest pages, the destination reads into guest RAM.)  With
+ *           --records, in the shape of the stream's PAGE records (below).
  * vmsplice: the parent vmsplices (no SPLICE_F_GIFT) the buffer's pages in
  *           chunks of KIB into a pipe of that size; the child reads them
  *           into its buffer.
- * Prints the best of R runs (default 3) in GB/s (10^9 bytes/s) on the last
- * line ("socket 1024 KiB: 7.85 GB/s"), or a JSON object with --json.
- * Wall time from the first byte written to the child's last byte read.
+ * Prints the median of R runs (default 3) in GB/s (10^9 bytes/s) on the
+ * last line, with the slowest and fastest run and the median CPU seconds
+ * per GiB of each side ("socket 1024 KiB: 7.85 GB/s median of 3 (...)"), or
+ * a JSON object with --json: the statistic bench.py takes of migrations.
+ * Wall time from the first byte written to the child's last byte read; the
+ * clock starts once both buffers are pre-faulted (and settled: --settle).
+ * --cpus W,R pins the writer to CPU W and the reader to CPU R (bench.py
+ * --pin places both ends of a migration the same way).
  *
  * Harness code (not in libmigcert.a); it measures the host, not migcert.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +63,58 @@ static unsigned char *buffer(size_t len)
     return p;
 }
 
+/* --records (socket): the bytes travel in the shape of the migration
+ * stream's PAGE records, an 8-byte header before each 4 KiB page, written
+ * with writev from the pages in place and read with readv straight into
+ * the reader's pages (headers into a small array), as migcert's source and
+ * destination do: what that shape costs over the same socket.  GB/s counts
+ * the pages' bytes, as the bench's rows count guest RAM. */
+static int records;
+#define REC_PAGE 4096
+#define REC_LEN (8 + REC_PAGE)
+#define REC_RUN 256 /* records per writev/readv: 512 iovecs, 1 MiB of pages */
+
+/* iovecs for the record stream from byte `pos` on: up to REC_RUN records
+ * of the npages pages at `pages`, headers in hdr[] (one slot per record of
+ * a run). */
+static int record_iov(unsigned char *pages, unsigned char (*hdr)[8], size_t npages, size_t pos,
+                      struct iovec *iov)
+{
+    int n = 0;
+    for (size_t j = pos / REC_LEN, in = pos % REC_LEN, k = 0; j < npages && k < REC_RUN;
+         j++, k++, in = 0) {
+        if (in < 8) {
+            iov[n].iov_base = hdr[j % REC_RUN] + in;
+            iov[n++].iov_len = 8 - in;
+            in = 8;
+        }
+        iov[n].iov_base = pages + j * REC_PAGE + (in - 8);
+        iov[n++].iov_len = REC_PAGE - (in - 8);
+    }
+    return n;
+}
+
+/* Move the npages records through fd, writing (to_fd) or reading; 0 when
+ * all went. */
+static int move_records(int fd, unsigned char *pages, size_t npages, int to_fd)
+{
+    static unsigned char hdr[REC_RUN][8];
+    struct iovec iov[2 * REC_RUN];
+    size_t pos = 0, total = npages * REC_LEN;
+    for (size_t j = 0; to_fd && j < REC_RUN; j++)
+        memset(hdr[j], 0x20, 8); /* what a header holds does not matter here */
+    while (pos < total) {
+        int n = record_iov(pages, hdr, npages, pos, iov);
+        ssize_t got = to_fd ? writev(fd, iov, n) : readv(fd, iov, n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return 1;
+        pos += (size_t)got;
+    }
+    return 0;
+}
+
 /* Read exactly len bytes from fd into buf; the child's whole job. */
 static int drain(int fd, unsigned char *buf, size_t len, size_t chunk)
 {
@@ -69,6 +129,33 @@ static int drain(int fd, unsigned char *buf, size_t len, size_t chunk)
         got += (size_t)n;
     }
     return 0;
+}
+
+/* --cpus W,R: the writer on CPU W, the reader on CPU R (-1: wherever the
+ * scheduler puts it), as bench.py --pin places a migration's two ends. */
+static int pin_cpu[2] = {-1, -1};
+
+static void pin(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof(set), &set) != 0)
+        perror("link-probe: sched_setaffinity");
+}
+
+/* --settle MS: both buffers sit that long between their pre-faulting and
+ * the first byte written, as a migration's RAM does between its machine's
+ * start and `migrate` (memory touched just now copies faster here). */
+static unsigned settle_ms;
+
+static void settle(void)
+{
+    struct timespec ts = {settle_ms / 1000, (long)(settle_ms % 1000) * 1000000L};
+    while (settle_ms && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }
 
 static double cpu_s(int who)
@@ -96,8 +183,10 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
         setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
     }
     int rd = vmsplice_mode ? fds[0] : fds[1], wr = vmsplice_mode ? fds[1] : fds[0];
-    int done[2];
+    int done[2], ready[2];
     if (pipe(done) < 0)
+        return -1;
+    if (pipe(ready) < 0)
         return -1;
     pid_t pid = fork();
     if (pid < 0)
@@ -105,9 +194,17 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     if (pid == 0) {
         close(wr);
         close(done[0]);
+        close(ready[0]);
+        pin(pin_cpu[1]);
         unsigned char *dst = buffer(len);
+        settle();
+        /* ready: the writer starts the clock only now, so the time is the
+         * transfer's and not this buffer's pre-faulting */
+        if (write(ready[1], "r", 1) != 1)
+            _exit(1);
+        close(ready[1]);
         double c0 = cpu_s(RUSAGE_SELF);
-        int rc = drain(rd, dst, len, chunk);
+        int rc = records ? move_records(rd, dst, len / REC_PAGE, 0) : drain(rd, dst, len, chunk);
         double t[2] = {now_s(), cpu_s(RUSAGE_SELF) - c0};
         if (write(done[1], t, sizeof(t)) != (ssize_t)sizeof(t))
             rc = 1;
@@ -115,10 +212,25 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     }
     close(rd);
     close(done[1]);
+    close(ready[1]);
+    pin(pin_cpu[0]);
     unsigned char *src = buffer(len);
+    settle();
+    char r;
+    ssize_t got = read(ready[0], &r, 1);
+    close(ready[0]);
+    if (got != 1) {
+        close(wr);
+        close(done[0]);
+        waitpid(pid, NULL, 0);
+        munmap(src, len);
+        return -1;
+    }
     double t0 = now_s(), c0 = cpu_s(RUSAGE_SELF);
     size_t off = 0;
-    while (off < len) {
+    if (records && !move_records(wr, src, len / REC_PAGE, 1))
+        off = len;
+    while (!records && off < len) {
         size_t n = len - off < chunk ? len - off : chunk;
         struct iovec iov = {.iov_base = src + off, .iov_len = n};
         ssize_t w = vmsplice_mode ? vmsplice(wr, &iov, 1, 0) : write(wr, src + off, n);
@@ -143,11 +255,25 @@ static double run(int vmsplice_mode, size_t len, size_t chunk, size_t pipe_sz, d
     return t1[0] - t0;
 }
 
+/* The median of n values (sorts them). */
+static double median(double *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define MAX_RUNS 64
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "socket") && strcmp(argv[1], "vmsplice"))) {
         fprintf(stderr, "usage: link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] "
-                        "[--runs R] [--json]\n");
+                        "[--records] [--runs R] [--cpus W,R] [--settle MS] [--json]\n");
         return 2;
     }
     int vs = !strcmp(argv[1], "vmsplice");
@@ -162,19 +288,27 @@ int main(int argc, char **argv)
             pipe_kib = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--cpus") && i + 1 < argc &&
+                 sscanf(argv[i + 1], "%d,%d", &pin_cpu[0], &pin_cpu[1]) == 2)
+            i++;
+        else if (!strcmp(argv[i], "--settle") && i + 1 < argc)
+            settle_ms = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--records") && !vs)
+            records = 1;
         else if (!strcmp(argv[i], "--json"))
             json = 1;
         else {
-            fprintf(stderr, "link-probe: unknown argument '%s'\n", argv[i]);
+            fprintf(stderr, "link-probe: unknown or malformed argument '%s'\n", argv[i]);
             return 2;
         }
     }
-    if (!mib || !kib || kib % 4 || runs < 1) {
-        fprintf(stderr, "link-probe: --mib, --runs > 0 and --chunk a positive multiple of 4\n");
+    if (!mib || !kib || kib % 4 || runs < 1 || runs > MAX_RUNS) {
+        fprintf(stderr, "link-probe: --mib > 0, --runs 1..%d and --chunk a positive multiple "
+                        "of 4\n", MAX_RUNS);
         return 2;
     }
     size_t len = mib << 20, chunk = kib << 10;
-    double best = 0, cpu_min[2] = {1e9, 1e9};
+    double gbs[MAX_RUNS], cpu_w[MAX_RUNS], cpu_r[MAX_RUNS];
     for (int r = 0; r < runs; r++) {
         double cpu[2];
         double s = run(vs, len, chunk, pipe_kib << 10, cpu);
@@ -182,22 +316,32 @@ int main(int argc, char **argv)
             fprintf(stderr, "link-probe: %s run %d failed\n", argv[1], r);
             return 1;
         }
-        double gbs = (double)len / s / 1e9;
-        if (gbs > best)
-            best = gbs;
-        for (int k = 0; k < 2; k++)
-            if (cpu[k] < cpu_min[k])
-                cpu_min[k] = cpu[k];
+        gbs[r] = (double)len / s / 1e9;
+        cpu_w[r] = cpu[0];
+        cpu_r[r] = cpu[1];
     }
-    double gib = (double)len / (double)(1u << 30);
+    /* The median, as bench.py takes of a migration's runs; the spread
+     * beside it. */
+    double lo = gbs[0], hi = gbs[0];
+    for (int r = 1; r < runs; r++) {
+        lo = gbs[r] < lo ? gbs[r] : lo;
+        hi = gbs[r] > hi ? gbs[r] : hi;
+    }
+    double med = median(gbs, runs), gib = (double)len / (double)(1u << 30);
+    double cw = median(cpu_w, runs) / gib, cr = median(cpu_r, runs) / gib;
     size_t pk = vs ? (pipe_kib ? pipe_kib : kib) : 0;
     if (json)
         printf("{\"probe\": \"%s\", \"chunk_kib\": %zu, \"pipe_kib\": %zu, \"mib\": %zu, "
-               "\"runs\": %d, \"gbps\": %.3f, \"writer_cpu_s_per_gib\": %.3f, "
-               "\"reader_cpu_s_per_gib\": %.3f}\n",
-               argv[1], kib, pk, mib, runs, best, cpu_min[0] / gib, cpu_min[1] / gib);
+               "\"records\": %s, \"runs\": %d, \"statistic\": \"median\", \"gbps\": %.3f, "
+               "\"min_gbps\": %.3f, "
+               "\"max_gbps\": %.3f, \"cpus\": [%d, %d], \"settle_ms\": %u, "
+               "\"writer_cpu_s_per_gib\": %.3f, \"reader_cpu_s_per_gib\": %.3f}\n",
+               argv[1], kib, pk, mib, records ? "true" : "false", runs, med, lo, hi, pin_cpu[0],
+               pin_cpu[1], settle_ms, cw, cr);
     else
-        printf("%s %zu KiB: %.2f GB/s (CPU s/GiB: writer %.3f, reader %.3f)\n", argv[1], kib,
-               best, cpu_min[0] / gib, cpu_min[1] / gib);
+        printf("%s %zu KiB%s: %.2f GB/s median of %d (%.2f-%.2f) (CPU s/GiB: writer %.3f, "
+               "reader %.3f)\n",
+               argv[1], records ? REC_RUN * REC_PAGE / 1024 : kib, records ? " of records" : "",
+               med, runs, lo, hi, cw, cr);
     return 0;
 }

@@ -9,7 +9,10 @@
  * guessed into, even the one the stream does not send again), the end of a
  * block, the EOS that ends each of a source's steps (of unequal lengths, so
  * the loader's guess of where the next one ends is wrong both ways) and the
- * EOS after the last page; it is fed to the socket in chunks of many sizes
+ * EOS after the last page, and a step that jumps before the page where the
+ * loader expects it to end (its run read what follows that page, the next
+ * step's start, into the stream buffer, and must give back the pages after
+ * the jump in front of it); it is fed to the socket in chunks of many sizes
  * (1 byte, a header and a bit, one record and one byte less or more, a lot
  * at once), each followed by loading until the stream runs dry.
  *
@@ -54,7 +57,7 @@ static uint64_t block_len(void)
 static const int order[] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  STEP, 10, 11, 12, 13, 14,
                             15, 16, 17, 18, 19, -20, 21, 22, 23, 24, STEP, 25, 26, 27, 28, 40,
                             41, 42, 43, 44, 45, -46, -47, 48, 49, 50, 30, STEP, 31, 32, 33, 60,
-                            61, 62, 63, STEP, 51, 52, 53, 54, 55};
+                            61, 62, 63, STEP, 51, 52, 53, 54, 55, STEP, 35, 36, 56, 57, 58, 59};
 #define NORDER (sizeof(order) / sizeof(order[0]))
 /* Pages an earlier pass of this load wrote (0xab): a ZERO record must
  * clear 46; 34 is never sent again and must keep its bytes. */

@@ -42,6 +42,10 @@ struct MigRam {
     uint64_t direct_next;
     bool direct_ok;
     size_t direct_len; /* records the next run asks for */
+    /* The last run got every byte it asked for: the destination is behind
+     * its source, so the next one reads without asking the transport what
+     * has arrived (FIONREAD, a syscall per run, would say "enough"). */
+    bool direct_behind;
     /* PAGE|CONTINUE records loaded in a row since the last other record,
      * and that count when the last other record came: a source ends each
      * pre-copy step after about as many records (its budget), so a run

@@ -282,6 +282,7 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     r->share = (r->caps & MIG_CAP_BIT(MIG_CAP_X_RAM_SHARE)) != 0;
     r->share_next = 0;
     r->direct_ok = false;
+    r->direct_behind = false;
     r->direct_len = 0;
     r->direct_since = r->direct_period = 0;
     free(r->load_map);
@@ -428,6 +429,13 @@ static int load_continue_page(MigRam *r, MigStream *s, MigErr **errp)
 #define REC (8 + MIG_RAM_PAGE_SIZE) /* a PAGE record: header and data */
 #define DIRECT_RUN 256              /* records one direct read may take (1 MiB) */
 #define RAM_READ_AHEAD (16 * 1024)  /* what the stream buffer may take beyond a get */
+/* What follows the last record of a source's step: the RAM section's EOS
+ * (8), the section footer (1 + 4), the next step's PART header (1 + 4) and
+ * that step's first record header (8).  A run that ends where the step
+ * probably ends reads these into the stream buffer with its last page, so
+ * the general decoder finds them there and the next run starts from a
+ * buffered header: no read of its own and no page through the buffer. */
+#define STEP_END_AHEAD (8 + 5 + 5 + 8)
 
 /* Zero without a look: a fresh destination's private page this load has
  * not written (mig_ram_set_fresh). */
@@ -571,11 +579,13 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     const MigRamReader *rd = &r->reader;
     /* (A stream that carries keys reads each page in place after its header
      * instead: load_continue_page.) */
-    if (!r->direct_ok || rd->cur < 0 || !r->load_map || r->share ||
-        !mig_stream_can_read_direct(s) || mig_stream_carries_keys(s))
+    if (rd->cur < 0 || !r->load_map || r->share || !mig_stream_can_read_direct(s) ||
+        mig_stream_carries_keys(s))
         return 0;
+    /* a whole PAGE|CONTINUE header buffered starts a run whatever came
+     * before it (a step's end); nothing buffered, only after pages */
     size_t b = mig_stream_buffered(s);
-    if (b >= REC || (b > 0 && b < 8))
+    if (b >= REC || (b > 0 && b < 8) || (!b && !r->direct_ok))
         return 0;
     MigRamBlock *blk = r->blocks[r->load_map[rd->cur]];
     uint64_t len = rd->blocks[rd->cur].length, off0 = r->direct_next;
@@ -594,17 +604,28 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
     /* Where the transport says what has arrived, read the records that are
      * whole: a read that ends inside a record gives the record back
      * (copied) and zeroes its page again, which would cost a page of
-     * copying per read. */
-    ssize_t ready = mig_stream_readable(s);
+     * copying per read.  Behind the source (the last run got all it asked
+     * for) there is no need to ask. */
+    ssize_t ready = r->direct_behind ? -ENOTSUP : mig_stream_readable(s);
     bool exact = ready >= 0 && b + (size_t)ready >= REC;
     if (exact)
         want = MIG_MIN((b + (size_t)ready) / REC, (size_t)DIRECT_RUN);
-    /* and no further than where the source's step probably ends; there,
-     * one record (what a step that goes on costs: a page given back when
-     * it ends) */
-    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since < want) {
-        want = MIG_MAX(r->direct_period - r->direct_since, (size_t)1);
-        exact = true;
+    else if (r->direct_behind && r->direct_period > r->direct_since)
+        want = MIG_MIN(MIG_MAX(want, r->direct_period - r->direct_since), (size_t)DIRECT_RUN);
+    /* and no further than where the source's step probably ends, with
+     * what follows that page read into the stream buffer (STEP_END_AHEAD);
+     * at that page itself, no guess */
+    bool step_end = false;
+    if (r->direct_period >= r->direct_since && r->direct_period - r->direct_since <= want) {
+        if (r->direct_period > r->direct_since) {
+            want = r->direct_period - r->direct_since;
+            exact = step_end = true;
+        } else if (!b) {
+            /* the step has probably ended: its EOS comes, not a page (a
+             * guess would read a page's worth and give it back) */
+            r->direct_ok = false;
+            return 0;
+        } /* else a page header where the step was to end: read on */
     }
     while (k < want && off0 + k * MIG_RAM_PAGE_SIZE < len &&
            ((k == 0 && b) || page_free(r, blk, off0 + k * MIG_RAM_PAGE_SIZE)))
@@ -628,7 +649,9 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
         iov[nv++].iov_len = room;
         pos += room;
     }
-    ssize_t n = mig_stream_readv_direct(s, iov, nv);
+    /* at the step's end, what follows it into the stream buffer */
+    size_t ahead = step_end && k == want ? STEP_END_AHEAD : 0;
+    ssize_t n = mig_stream_readv_direct_ahead(s, iov, nv, ahead);
     if (n < 0 && n != -EAGAIN)
         return mig_stream_take_error(s, errp);
     size_t total = b + (n > 0 ? (size_t)n : 0), a = 0;
@@ -662,6 +685,7 @@ static int load_direct_run(MigRam *r, MigStream *s, MigErr **errp)
      * or what this one got (zero checks are not spent on pages that come
      * later). */
     r->direct_len = total == k * REC ? MIG_MIN(2 * k, (size_t)DIRECT_RUN) : a + 1;
+    r->direct_behind = total == k * REC;
     /* Go on guessing unless a whole header said otherwise (what is only
      * cut short is read on the next call). */
     r->direct_ok = a == k || total < a * REC + 8 ||

@@ -976,7 +976,7 @@ ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int
 
 void mig_stream_unget(MigStream *s, const void *buf, size_t len)
 {
-    if (s->writer || s->rlen != s->rpos || len > s->offset) {
+    if (s->writer || len > s->offset) {
         mig_stream_set_error(s, -EINVAL, "internal: unget of %zu bytes at offset %llu", len,
                              (unsigned long long)s->offset);
         return;
@@ -985,11 +985,14 @@ void mig_stream_unget(MigStream *s, const void *buf, size_t len)
         mig_stream_set_error(s, -EINVAL, "internal: unget on a borrowed buffer");
         return;
     }
-    s->rpos = s->rlen = 0;
-    MIG_GROW(s->rbuf, s->rcap, len, RBUF_MIN);
+    /* before the bytes still buffered (a direct read's ahead part) */
+    size_t have = s->rlen - s->rpos;
+    MIG_GROW(s->rbuf, s->rcap, len + have, RBUF_MIN);
     s->rdata = s->rbuf;
+    memmove(s->rbuf + len, s->rbuf + s->rpos, have);
     memcpy(s->rbuf, buf, len);
-    s->rlen = len;
+    s->rpos = 0;
+    s->rlen = len + have;
     s->offset -= len;
     s->marked = true;
     s->mark_pos = 0;

@@ -200,9 +200,10 @@ static inline ssize_t mig_stream_readv_direct(MigStream *s, const struct iovec *
 {
     return mig_stream_readv_direct_ahead(s, iov, n, 0);
 }
-/* Reader with nothing buffered: give back `len` bytes consumed last (a
- * direct read that went further than the caller wanted), which the next
- * gets return again; the mark moves to them. */
+/* Reader: give back `len` bytes consumed last (a direct read that went
+ * further than the caller wanted), which the next gets return again, before
+ * any bytes still buffered (what a direct read took ahead); the mark moves
+ * to them. */
 void mig_stream_unget(MigStream *s, const void *buf, size_t len);
 /* Reader: a pointer to the next len bytes if the buffer already holds them
  * (nothing consumed, nothing read, never starves), else NULL. */
