@@ -29,8 +29,14 @@
 #include "sim/migration-wait.h"
 #include "stream/ram-format.h"
 #include "workload/workload.h"
+#include "test-scale.h"
 
 #define MIB ((uint64_t)1 << 20)
+/* Guest RAM of the whole migrations: a quarter under valgrind
+ * (test-scale.h), the same negotiation, pipe and oracles over fewer random
+ * pages, which is where valgrind spends its time here. */
+#define RAM_BIG TEST_SCALE(64 * MIB, 16 * MIB)
+#define RAM_MID TEST_SCALE(16 * MIB, 4 * MIB)
 #define FLIP MIG_CAP_BIT(MIG_CAP_X_PAGE_FLIP)
 
 typedef struct Pair {
@@ -142,7 +148,7 @@ static void assert_migrated(Pair *p)
 static void test_pageflip_pages_go_through_the_pipe(void **state)
 {
     Pair p;
-    pair_setup(&p, 64 * MIB, 3000, 0, 0, FLIP);
+    pair_setup(&p, RAM_BIG, 3000, 0, 0, FLIP);
     assert_true(mig_migration_caps(mig_machine_migration(p.src)) & FLIP);
     pair_migrate(&p, "unix");
     assert_migrated(&p);
@@ -150,7 +156,7 @@ static void test_pageflip_pages_go_through_the_pipe(void **state)
     mig_machine_query_migrate(p.src, &si);
     /* Every non-zero page went through the pipe: the stream carried 8-byte
      * addresses, yet every page arrived (the digests above). */
-    assert_true(si.ram.normal >= 64 * MIB / 4096 - si.ram.duplicate);
+    assert_true(si.ram.normal >= RAM_BIG / 4096 - si.ram.duplicate);
     assert_pages_flipped(&si);
     pair_free(&p);
 }
@@ -160,7 +166,7 @@ static void test_pageflip_with_return_path(void **state)
     /* The destination answers on the socket under the local transport. */
     Pair p;
     MigCapMask want = FLIP | MIG_CAP_BIT(MIG_CAP_RETURN_PATH);
-    pair_setup(&p, 16 * MIB, 2000, 0, 0, want);
+    pair_setup(&p, RAM_MID, 2000, 0, 0, want);
     assert_int_equal(mig_migration_caps(mig_machine_migration(p.src)) & want, want);
     pair_migrate(&p, "unix");
     assert_migrated(&p);
@@ -173,7 +179,7 @@ static void test_pageflip_with_return_path(void **state)
 static void test_pageflip_off_sends_pages_on_the_socket(void **state)
 {
     Pair p;
-    pair_setup(&p, 16 * MIB, 0, 0, 0, 0);
+    pair_setup(&p, RAM_MID, 0, 0, 0, 0);
     pair_migrate(&p, "unix");
     assert_migrated(&p);
     MigInfo si;
@@ -188,7 +194,7 @@ static void test_pageflip_older_destination_negotiates_it_off(void **state)
      * leaves it off, and the migration runs as a plain stream. */
     MigCapMask older = mig_caps_supported() & ~FLIP;
     Pair p;
-    pair_setup(&p, 16 * MIB, 2000, 0, older, FLIP);
+    pair_setup(&p, RAM_MID, 2000, 0, older, FLIP);
     assert_true(mig_migration_caps_known(mig_machine_migration(p.src)) & FLIP);
     assert_false(mig_migration_caps(mig_machine_migration(p.src)) & FLIP);
     pair_migrate(&p, "unix");
@@ -202,7 +208,7 @@ static void test_pageflip_older_destination_negotiates_it_off(void **state)
 static void test_pageflip_unix_source_fd_destination(void **state)
 {
     Pair p;
-    pair_setup(&p, 16 * MIB, 2000, 0, 0, 0);
+    pair_setup(&p, RAM_MID, 2000, 0, 0, 0);
     pair_migrate(&p, "fd");
     assert_migrated(&p);
     pair_free(&p);

@@ -21,8 +21,14 @@
 #include "sim/migration-wait.h"
 #include "sim/sim.h"
 #include "workload/workload.h"
+#include "test-scale.h"
 
 #define MIB ((uint64_t)1 << 20)
+/* Guest RAM of the whole-migration runs: a quarter under valgrind
+ * (test-scale.h): the same statuses, passes, cancels and oracles over fewer
+ * random pages, which is where valgrind spends its time. */
+#define RAM_BIG TEST_SCALE(64 * MIB, 16 * MIB)
+#define RAM_MID TEST_SCALE(16 * MIB, 4 * MIB)
 
 /* A small device with FULL sections, to check device state both ways. */
 typedef struct FakeDev {
@@ -248,7 +254,7 @@ static void test_sim_migration_completes_with_memory_verified(void **state)
 {
     (void)state;
     Run r;
-    run_setup(&r, 0x5eed, 64 * MIB, 20000, 1000ull * MIB, 0);
+    run_setup(&r, 0x5eed, RAM_BIG, 20000, 1000ull * MIB, 0);
     run_start(&r);
     run_wait(&r);
     MigMigration *sm = mig_machine_migration(r.src), *dm = mig_machine_migration(r.dst);
@@ -272,8 +278,8 @@ static void test_sim_migration_completes_with_memory_verified(void **state)
     mig_machine_query_migrate(r.src, &info);
     assert_true(info.has_ram && info.has_downtime);
     assert_true(info.ram.dirty_sync_count >= 3);
-    assert_int_equal(info.ram.total, 64 * MIB);
-    assert_true(info.ram.normal + info.ram.duplicate >= 64 * MIB / 4096);
+    assert_int_equal(info.ram.total, RAM_BIG);
+    assert_true(info.ram.normal + info.ram.duplicate >= RAM_BIG / 4096);
     json_t *j = mig_info_to_json(&info);
     assert_string_equal(json_string_value(json_object_get(j, "status")), "completed");
     assert_non_null(json_object_get(json_object_get(j, "ram"), "dirty-sync-count"));
@@ -281,27 +287,28 @@ static void test_sim_migration_completes_with_memory_verified(void **state)
     run_free(&r);
 }
 
-/* A whole 64 MiB migration while the guest dirties 20000 pages/s: it must
+/* A whole 64 MiB migration (RAM_BIG) while the guest dirties 20000 pages/s: it must
  * take several passes, so the trace covers the interleaving of workload,
  * link and engine that a seed decides. */
 static void hash_of_run(uint64_t seed, char out[65])
 {
     Run r;
-    run_setup(&r, seed, 64 * MIB, 20000, 200ull * MIB, 0);
+    run_setup(&r, seed, RAM_BIG, 20000, 200ull * MIB, 0);
     run_start(&r);
     run_wait(&r);
     assert_int_equal(mig_migration_status(mig_machine_migration(r.dst)), MIG_STATUS_COMPLETED);
     MigInfo info;
     mig_machine_query_migrate(r.src, &info);
     assert_true(info.ram.dirty_sync_count >= 3);
-    assert_int_equal(info.ram.total, 64 * MIB);
+    assert_int_equal(info.ram.total, RAM_BIG);
     assert_true(mig_workload_writes(r.w) > 0);
     MigErr *err = NULL;
     if (mig_workload_verify(r.w, mig_machine_ram(r.dst), &err))
         fail_msg("seed %llu: %s", (unsigned long long)seed, err->msg);
     mig_trace_hash(r.trace, out);
-    print_message("seed %llu: 64 MiB, %llu dirty syncs, trace hash %s\n",
-                  (unsigned long long)seed, (unsigned long long)info.ram.dirty_sync_count, out);
+    print_message("seed %llu: %llu MiB, %llu dirty syncs, trace hash %s\n",
+                  (unsigned long long)seed, (unsigned long long)(RAM_BIG / MIB),
+                  (unsigned long long)info.ram.dirty_sync_count, out);
     run_free(&r);
 }
 
@@ -354,7 +361,7 @@ static void check_cancelled(Run *r)
 static void check_cancel_on_destination(MigStatus st, uint64_t seed)
 {
     Run r;
-    run_setup(&r, seed, 16 * MIB, 20000, 200ull * MIB, 0);
+    run_setup(&r, seed, RAM_MID, 20000, 200ull * MIB, 0);
     r.cancel_dst_at = st;
     run_start(&r);
     run_wait(&r);
@@ -397,7 +404,7 @@ static void test_sim_migration_cancel_in_every_state(void **state)
         MigCapMask caps = states[i] == MIG_STATUS_PRE_SWITCHOVER
                               ? MIG_CAP_BIT(MIG_CAP_PAUSE_BEFORE_SWITCHOVER)
                               : 0;
-        run_setup(&r, 7 + i, 16 * MIB, 20000, 200ull * MIB, caps);
+        run_setup(&r, 7 + i, RAM_MID, 20000, 200ull * MIB, caps);
         r.cancel_at = states[i];
         run_start(&r);
         run_wait(&r);
@@ -417,7 +424,7 @@ static void test_sim_migration_cancel_at_every_pass(void **state)
     Run r;
     const uint64_t seed = 42;
     /* Slow link + busy guest: several passes, bounded by x-max-passes. */
-    run_setup(&r, seed, 16 * MIB, 30000, 100ull * MIB, 0);
+    run_setup(&r, seed, RAM_MID, 30000, 100ull * MIB, 0);
     MigParamsSet ps = {.has_x_max_passes = true, .p.x_max_passes = 5,
                        .has_downtime_limit = true, .p.downtime_limit = 5};
     assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
@@ -428,7 +435,7 @@ static void test_sim_migration_cancel_at_every_pass(void **state)
     assert_true(passes >= 2);
     run_free(&r);
     for (uint64_t p = 1; p <= passes; p++) {
-        run_setup(&r, seed, 16 * MIB, 30000, 100ull * MIB, 0);
+        run_setup(&r, seed, RAM_MID, 30000, 100ull * MIB, 0);
         assert_int_equal(mig_migration_set_params(mig_machine_migration(r.src), &ps, NULL), 0);
         r.cancel_pass = p;
         run_start(&r);
@@ -442,7 +449,7 @@ static void test_sim_migration_link_drop_fails_both_sides(void **state)
 {
     (void)state;
     Run r;
-    run_setup(&r, 99, 16 * MIB, 1000, 200ull * MIB, 0);
+    run_setup(&r, 99, RAM_MID, 1000, 200ull * MIB, 0);
     run_start(&r);
     mig_link_drop_at(r.link, MIG_LINK_A_TO_B, 3 * MIB);
     run_wait(&r);
