@@ -8,8 +8,9 @@ data has a seed-dependent length: a drop at an absolute byte count lands in
 different records (or after the end of the stream) from one seed to the
 next.  The scenarios place the drop relative to the device's data instead
 (`drop: {device-data: P%, device-state: S}`, scenarios/README.md).  Here
-each of the three runs under seeds 1..20, and for
-every run:
+the end drop runs under seeds 1..20, the start and middle drops (whose
+stream up to the drop is the same for every seed: SNAPSHOT_SEEDS) under
+1..4, and for every run:
   - the case passes (outcome failed, the destination's error names the
     device's DATA record, the scenario's own trace-contains holds);
   - the executor's judgement line says the drop landed where it was placed:
@@ -41,6 +42,13 @@ SCENARIOS = {
     "end": "scenarios/devices/drop-device-data-end.yaml",
 }
 SEEDS = list(range(1, 21))  # the default 0x5eed runs in test_scenarios.py
+# The start and middle drops fall in the pre-copy snapshot, which is the
+# device's whole memory for every seed (SNAPSHOT), after a zero-filled
+# RAM's pages: the stream up to the drop does not depend on the seed (seeds
+# 1-20 measured 2026-12-07: the same record, record offset and link byte
+# for each), so more seeds reach no other path; the seed reaches the end
+# drop only (the stop-and-copy data's length), which runs under every seed.
+SNAPSHOT_SEEDS = SEEDS[:4]
 SNAPSHOT = 20 + 4096 * (5 + 4096)  # fake-gpu's header + 4096 page records of 16 MiB
 
 LANDED = re.compile(
@@ -59,10 +67,12 @@ def _bin():
 
 
 def _run(seed, tmp):
-    """Run the three scenarios under one seed: (cases by name, trace by name)."""
+    """Run the scenarios of one seed (the three, or end alone for a seed
+    not in SNAPSHOT_SEEDS): (cases by name, trace by name)."""
     js = tmp / f"seed-{seed}.json"
+    names = SCENARIOS if seed in SNAPSHOT_SEEDS else ["end"]
     r = subprocess.run([str(_bin()), "run", "-v", "--seed", str(seed), "--json", str(js)] +
-                       list(SCENARIOS.values()), cwd=REPO, capture_output=True, text=True,
+                       [SCENARIOS[n] for n in names], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     assert js.exists(), f"seed {seed}: no JSON written:\n{r.stdout}\n{r.stderr[-2000:]}"
     cases = {Path(c["scenario"]).stem.rsplit("-", 1)[1]: c for c in json.loads(js.read_text())["cases"]}
@@ -105,7 +115,7 @@ def _landed(runs, seed, name):
     return m
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SNAPSHOT_SEEDS)
 def test_drop_device_data_start_every_seed(runs, seed):
     m = _landed(runs, seed, "start")
     assert m.group("phase") == "PRE_COPY snapshot"
@@ -113,7 +123,7 @@ def test_drop_device_data_start_every_seed(runs, seed):
     assert (int(m.group("pct")), int(m.group("byte")), int(m.group("size"))) == (0, 0, SNAPSHOT)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", SNAPSHOT_SEEDS)
 def test_drop_device_data_middle_every_seed(runs, seed):
     m = _landed(runs, seed, "middle")
     assert m.group("phase") == "PRE_COPY snapshot"
