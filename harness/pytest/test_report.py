@@ -12,8 +12,9 @@ case's REPRO line on the page with its copy button working, the SPICE
 grids failing only the channel that broke, the SPICE and simulator
 benchmarks drawn with their trend.  The
 screenshot stays in reports/out/report-screenshot.png (a CI artifact).
-Also: the shards of a run merged (`migcert report --merge`) give the very
-report of the unsharded run, and a certificate page (device or SPICE
+Also: the shards of a run merged (`migcert report --merge`: the small run
+with its pairs as two shards) give the very report of the unsharded run,
+and a certificate page (device or SPICE
 server) names what was certified.
 
 Rerun: /usr/bin/python3 -m pytest harness/pytest/test_report.py
@@ -385,28 +386,33 @@ def test_report_spice_and_simulator_benchmarks(small_run, browser):
 
 
 def test_report_merged_shards_equal_the_unsharded_run(small_run, tmp_path):
-    """The unsharded run is small_run's pairs; the same cases as two shards."""
-    whole, shards = tmp_path / "whole", [tmp_path / "s1", tmp_path / "s2"]
-    whole.mkdir()
-    for f in ("run-pairs.json", "full-pairs.xml"):
-        shutil.copy(small_run["out"] / f, whole / f)
+    """small_run's folder is the unsharded run; the same inputs with its
+    pairs run as two shards (shard 1 in a folder with every other input,
+    shard 2 alone), merged, give the very report small_run's gave."""
+    out = small_run["out"]
+    shards = [tmp_path / "s1", tmp_path / "s2"]
+    shutil.copytree(out, shards[0])
+    shards[1].mkdir()
     for i, d in enumerate(shards, 1):
-        d.mkdir()
+        for f in ("run-pairs.json", "full-pairs.xml"):
+            (d / f).unlink(missing_ok=True)
         _run("run", PAIRS, "--pairs", "all", "--json", d / "run-pairs.json",
              "--junit", d / "full-pairs.xml", "--shard", f"{i}/2")
     a = json.loads((shards[0] / "run-pairs.json").read_text())["cases"]
     b = json.loads((shards[1] / "run-pairs.json").read_text())["cases"]
     assert a and b and not {c["id"] for c in a} & {c["id"] for c in b}
-    r = _run("report", whole, "--out", tmp_path / "rw", "--history", tmp_path / "none")
-    assert r.returncode == 0, r.stderr
+    assert sorted(c["id"] for c in a + b) == sorted(c["id"] for c in small_run["cases"])
     r = _run("report", "--merge", *shards, "--out", tmp_path / "rm", "--history",
-             tmp_path / "none")
+             small_run["dir"] / "history")
     assert r.returncode == 0, r.stderr
-    dw = json.loads((tmp_path / "rw" / "report-data.json").read_text())
+    dw = json.loads((out / "report-data.json").read_text())
     dm = json.loads((tmp_path / "rm" / "report-data.json").read_text())
     assert dm == dw
-    assert (tmp_path / "rm" / "index.html").read_bytes() == \
-        (tmp_path / "rw" / "index.html").read_bytes()
+    assert (tmp_path / "rm" / "index.html").read_bytes() == (out / "index.html").read_bytes()
+    pages = sorted(p.relative_to(out) for p in out.glob("certify-*/index.html"))
+    assert len(pages) == 3, pages
+    for p in pages:
+        assert (tmp_path / "rm" / p).read_bytes() == (out / p).read_bytes(), p
 
 
 def test_report_unreadable_input_is_a_clear_error(tmp_path):
