@@ -8,9 +8,9 @@ data has a seed-dependent length: a drop at an absolute byte count lands in
 different records (or after the end of the stream) from one seed to the
 next.  The scenarios place the drop relative to the device's data instead
 (`drop: {device-data: P%, device-state: S}`, scenarios/README.md).  Here
-the end drop runs under seeds 1..20, the start and middle drops (whose
-stream up to the drop is the same for every seed: SNAPSHOT_SEEDS) under
-1..4, and for every run:
+the end drop runs under seeds 1..8, the start and middle drops under 1..4
+(SEEDS and SNAPSHOT_SEEDS say why these reach every path seeds 1..20
+reach), and for every run:
   - the case passes (outcome failed, the destination's error names the
     device's DATA record, the scenario's own trace-contains holds);
   - the executor's judgement line says the drop landed where it was placed:
@@ -41,13 +41,17 @@ SCENARIOS = {
     "middle": "scenarios/devices/drop-device-data-middle.yaml",
     "end": "scenarios/devices/drop-device-data-end.yaml",
 }
-SEEDS = list(range(1, 21))  # the default 0x5eed runs in test_scenarios.py
+# Seeds 1-20, measured 2026-12-07, give two shapes of the end drop's
+# stop-and-copy data (16478 bytes: seeds 1, 3, 7, 8, 13, 15, 16, 19, 20;
+# 32882: the others), both in DATA record 1; 1-8 hold each shape four
+# times, so more seeds reach no other path.  The default 0x5eed runs in
+# test_scenarios.py.
+SEEDS = list(range(1, 9))
 # The start and middle drops fall in the pre-copy snapshot, which is the
 # device's whole memory for every seed (SNAPSHOT), after a zero-filled
 # RAM's pages: the stream up to the drop does not depend on the seed (seeds
 # 1-20 measured 2026-12-07: the same record, record offset and link byte
-# for each), so more seeds reach no other path; the seed reaches the end
-# drop only (the stop-and-copy data's length), which runs under every seed.
+# for each), so more seeds reach no other path either.
 SNAPSHOT_SEEDS = SEEDS[:4]
 SNAPSHOT = 20 + 4096 * (5 + 4096)  # fake-gpu's header + 4096 page records of 16 MiB
 
