@@ -60,7 +60,6 @@ FULL = {
     "full-sweeps": (("build",), 68),
     "full-soak": (("build",), 97),
     "full-certify": (("build",), 5),
-    "full-faults": (("build",), 4),
     "full-determinism": (("build",), 3),
 }
 
