@@ -99,8 +99,7 @@ def test_faults_registry_list_unreached_names_what_one_scenario_misses(run_migce
     sentence, exit 1 (here: one scenario, which cannot reach them all), and
     the count on stderr.  Whether the whole library reaches every point is
     test_scenarios.py's test_scenarios_reach_every_fault_point (from the
-    runs of the scenario matrix, not a second run of every scenario) and
-    ci/lane-full-faults' (`make run`: this command over scenarios/)."""
+    runs of the scenario matrix, not a second run of every scenario)."""
     r = run_migcert("list-faults", "--unreached", "scenarios/precopy/basic.yaml", timeout=120)
     assert r.returncode == 1, f"exit {r.returncode}\n{r.stdout}{r.stderr}"
     names = {n for n, _, _ in registry}
