@@ -40,10 +40,10 @@ void exec__selftest_break(Run *run, const char *outcome)
         break;
     case EXEC_SELFTEST_GPU:
         if (run->dst.gpu) {
+            MigcertDevice *inst = mig_device_backend(run->dst.gpu)->instance;
             size_t len;
-            uint8_t *m = (uint8_t *)fake_gpu_memory(mig_device_backend(run->dst.gpu)->instance,
-                                                    &len);
-            m[len / 3] ^= 0x5a;
+            (void)fake_gpu_memory(inst, &len);
+            fake_gpu_poke(inst, len / 3, 0x5a);
         }
         break;
     case EXEC_SELFTEST_ARC:
