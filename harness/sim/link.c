@@ -196,7 +196,7 @@ static void ring_free(MemDir *d)
 
 static MemSeg *seg_at(MemDir *d, size_t i)
 {
-    return &d->segs[(d->seg_head + i) % d->seg_cap];
+    return &d->segs[(d->seg_head + i) & (d->seg_cap - 1)];
 }
 
 static uint64_t seg_start(MemDir *d, size_t i)
@@ -206,7 +206,8 @@ static uint64_t seg_start(MemDir *d, size_t i)
 
 /* A ring of `len` elements of `size` bytes (the first at *head) with room
  * for one more: the same ring, or, when full, one twice as large (`first`
- * elements to begin with) holding them from index 0. */
+ * elements to begin with, a power of two) holding them from index 0.  Its
+ * capacity is a power of two, so an index wraps with a mask. */
 static void *ring_room(void *ring, size_t size, size_t *head, size_t len, size_t *cap,
                        size_t first)
 {
@@ -301,7 +302,7 @@ static void dir_enqueue(MigLink *k, MemDir *d, uint64_t n)
 
 static MemRef *ref_at(MemDir *d, size_t i)
 {
-    return &d->refs[(d->ref_head + i) % d->ref_cap];
+    return &d->refs[(d->ref_head + i) & (d->ref_cap - 1)];
 }
 
 static void ref_push(MemDir *d, uint64_t key, size_t len, size_t in)
@@ -390,7 +391,7 @@ static void dir_get(MemEnd *e, MemDir *d, uint8_t *dst, size_t n)
             else
                 mig_ram_key_bytes(r->key, r->in + off, m, dst);
             if (off + m == r->len) {
-                d->ref_head = (d->ref_head + 1) % d->ref_cap;
+                d->ref_head = (d->ref_head + 1) & (d->ref_cap - 1);
                 d->ref_len--;
             }
         } else {
@@ -518,7 +519,7 @@ static void deliver(void *opaque)
     d->timer = NULL;
     while (d->seg_len && d->segs[d->seg_head].arrive <= now) {
         d->arrived = d->segs[d->seg_head].end;
-        d->seg_head = (d->seg_head + 1) % d->seg_cap;
+        d->seg_head = (d->seg_head + 1) & (d->seg_cap - 1);
         d->seg_len--;
     }
     dir_schedule(d);
@@ -575,12 +576,15 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
         return -ECONNRESET;
     if (d->eof || !k->end[!e->side])
         return -EPIPE;
-    for (int i = 0; i < iovcnt; i++)
+    /* The iovec's length only as far as the room: a writer may hand the
+     * rest of a long iovec again and again while the buffer lets a little
+     * through each time. */
+    uint64_t room = MIG_MIN((uint64_t)d->cap - (d->wr - d->rd), d->limit - d->wr);
+    for (int i = 0; i < iovcnt && (total < room || !total); i++)
         total += iov[i].iov_len;
     if (!total)
         return 0;
-    allow = MIG_MIN(total, (uint64_t)d->cap - (d->wr - d->rd));
-    allow = MIG_MIN(allow, d->limit - d->wr);
+    allow = MIG_MIN(total, room);
     if (!allow)
         return -EAGAIN;
 
@@ -610,9 +614,10 @@ static ssize_t mem_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
     uint64_t total = 0;
 
     MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
-    for (int i = 0; i < iovcnt; i++)
+    uint64_t ready = d->readable - d->rd;
+    for (int i = 0; i < iovcnt && (total < ready || !total); i++) /* as in mem_writev */
         total += iov[i].iov_len;
-    uint64_t n = MIG_MIN(total, d->readable - d->rd);
+    uint64_t n = MIG_MIN(total, ready);
     if (!n)
         return total ? mem_read_none(k, d) : 0;
     uint64_t left = n;
