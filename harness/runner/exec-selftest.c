@@ -46,6 +46,19 @@ void exec__selftest_break(Run *run, const char *outcome)
             fake_gpu_poke(inst, len / 3, 0x5a);
         }
         break;
+    case EXEC_SELFTEST_GPU_WRITTEN:
+        if (run->dst.gpu) {
+            MigcertDevice *inst = mig_device_backend(run->dst.gpu)->instance;
+            size_t len;
+            (void)fake_gpu_memory(inst, &len);
+            const uint64_t *bm = fake_gpu_nonzero_pages(inst);
+            for (size_t page = len / FAKE_GPU_PAGE; page-- > 0;)
+                if (bm[page / 64] >> (page % 64) & 1) {
+                    fake_gpu_poke(inst, page * FAKE_GPU_PAGE + 100, 0x5a);
+                    break;
+                }
+        }
+        break;
     case EXEC_SELFTEST_ARC:
         if (run->src.gpu_rec && run->src.gpu_rec->n < ARC_REC_MAX) {
             ArcRec *a = run->src.gpu_rec;

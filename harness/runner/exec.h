@@ -109,6 +109,8 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_PAGE,      /* flip a byte of a destination page (memory) */
     EXEC_SELFTEST_FIELD,     /* change a field of a destination device (devices) */
     EXEC_SELFTEST_GPU,       /* change a byte of the destination fake-gpu memory */
+    EXEC_SELFTEST_GPU_WRITTEN, /* the same in a page the guest wrote (both sides
+                                  hold data there: compared byte for byte) */
     EXEC_SELFTEST_ARC,       /* record an arc the table forbids (device arcs) */
     EXEC_SELFTEST_TIMER,     /* leave a timer on the loop (resources) */
     EXEC_SELFTEST_FD,        /* leave an fd open (resources) */
