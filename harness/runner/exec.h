@@ -69,9 +69,12 @@
  *                case is built before the baseline (libcrypto's first-use
  *                initialisation by the trace's SHA-256, libfiu's
  *                fiu_init); the trace buffer, echoed to trace_out after the
- *                check, is taken off exactly.  Under valgrind the block
- *                counters are off and that check with them: the valgrind
- *                lane (ci/lane-full-valgrind) still gives the leak's stack.
+ *                check, is taken off exactly, and so are the SPICE ticket
+ *                keys a case adds to the process's table
+ *                (exec-spice-keys.c: each the key its server would
+ *                make).  Under valgrind the block counters are off and
+ *                that check with them: the valgrind lane
+ *                (ci/lane-full-valgrind) still gives the leak's stack.
  *                Then no more bytes mapped with mmap than before (guest
  *                RAM, transport rings; heap-count.h counts mmap/munmap/
  *                mremap): "resources: N byte(s) still mapped"; valgrind
