@@ -151,6 +151,8 @@ static int ring_reserve(MemDir *d, size_t need)
 {
     if (need <= d->room && d->buf)
         return 0;
+    if (need > d->cap)
+        return -EINVAL; /* never: the ring holds stream bytes in flight, at most cap */
     size_t room = d->buf ? d->room : MIG_MIN(RING_FIRST, d->cap);
     while (room < need)
         room = MIG_MIN(2 * room, d->cap);
