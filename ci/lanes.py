@@ -57,7 +57,6 @@ FULL = {
     "full-sanitizers": (("fuzz",), 166),
     "full-valgrind": (("build",), 202),
     "full-coverage": ((), 43),
-    "full-pairs": (("build",), 22),
     "full-sweeps": (("build",), 68),
     "full-soak": (("build",), 97),
     "full-certify": (("build",), 5),

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "device-savevm.h"
 
 struct MigDevSection {
@@ -13,7 +14,13 @@ struct MigDevSection {
     MigDevice *dev;
     char idstr[256];
     uint32_t instance_id;
-    uint8_t *buf; /* MIG_DEV_SECTION_MAX_DATA */
+    /* One DATA record's bytes, grown to the largest record this section
+     * has moved (at most MIG_DEV_SECTION_MAX_DATA), not allocated at
+     * register: a machine registers every device, many never move a byte,
+     * and a 1 MiB buffer per section cost more than the rest of a case
+     * under ASan and valgrind (an mmap and its shadow per section). */
+    uint8_t *buf;
+    size_t buf_cap;
     bool stopping; /* save_complete entered STOP_COPY */
     bool loading;  /* destination entered RESUMING */
     bool loaded;   /* destination: COMPLETE took it RESUMING -> STOP */
@@ -22,6 +29,12 @@ struct MigDevSection {
 static size_t chunk(size_t budget)
 {
     return MIG_MAX((size_t)4096, MIG_MIN(budget, (size_t)MIG_DEV_SECTION_MAX_DATA));
+}
+
+/* sec->buf, holding at least n bytes (n <= MIG_DEV_SECTION_MAX_DATA). */
+static uint8_t *sec_buf(MigDevSection *sec, size_t n)
+{
+    return MIG_GROW(sec->buf, sec->buf_cap, n, 4096);
 }
 
 static int sec_save_setup(void *opaque, MigStream *s, MigErr **errp)
@@ -60,7 +73,8 @@ static int sec_save_iterate(void *opaque, MigStream *s, size_t budget, MigErr **
     }
     size_t sent = 0;
     while (sent < budget) {
-        ssize_t n = mig_device_read(sec->dev, sec->buf, chunk(budget - sent), errp);
+        size_t want = chunk(budget - sent);
+        ssize_t n = mig_device_read(sec->dev, sec_buf(sec, want), want, errp);
         if (n == -EAGAIN)
             break;
         if (n < 0)
@@ -84,7 +98,8 @@ static int sec_save_complete(void *opaque, MigStream *s, size_t budget, MigErr *
     }
     size_t sent = 0;
     while (sent < budget) {
-        ssize_t n = mig_device_read(sec->dev, sec->buf, chunk(budget - sent), errp);
+        size_t want = chunk(budget - sent);
+        ssize_t n = mig_device_read(sec->dev, sec_buf(sec, want), want, errp);
         if (n == 0) {
             int r = mig_device_set_state(sec->dev, MIG_DEV_STOP, errp);
             if (r < 0)
@@ -118,7 +133,7 @@ static int read_record(MigDevSection *sec, MigStream *s, uint64_t at, uint8_t *t
     bool got_tag = mig_dev_get_record_head(s, tag, v);
     if (!mig_stream_error(s) && !mig_stream_starved(s) && *tag == MIG_DEV_REC_DATA && *v >= 1 &&
         *v <= MIG_DEV_SECTION_MAX_DATA)
-        mig_stream_get_buffer(s, sec->buf, *v);
+        mig_stream_get_buffer(s, sec_buf(sec, *v), *v);
     if (mig_stream_starved(s)) {
         mig_stream_rewind(s);
         return -EAGAIN;
@@ -286,9 +301,7 @@ MigDevSection *mig_dev_section_register(MigSavevm *sv, MigDevice *dev, const cha
     sec->dev = dev;
     snprintf(sec->idstr, sizeof(sec->idstr), "%s", idstr);
     sec->instance_id = instance_id;
-    sec->buf = mig_malloc0(MIG_DEV_SECTION_MAX_DATA);
     if (mig_savevm_register_iterative(sv, idstr, instance_id, 1, &dev_section_ops, sec, errp) < 0) {
-        free(sec->buf);
         free(sec);
         return NULL;
     }
