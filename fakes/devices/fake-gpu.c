@@ -28,6 +28,12 @@ struct MigcertDevice {
     uint64_t rng;
     size_t mem_size, npages;
     uint8_t *mem;
+    /* Pages that may hold a non-zero byte (a clear bit: all zeros).  Every
+     * write to mem sets its page's bit first, unless it writes zeros to a
+     * page whose bit is clear; bits are never cleared.  So the save reads,
+     * the digest hashes and the oracle compares only these pages' memory:
+     * a large memory the guest barely touched is never faulted in. */
+    uint64_t *nonzero_bm;
     uint32_t regs[FAKE_GPU_NREGS];
     /* saving session */
     bool saving;
@@ -168,8 +174,16 @@ static void make_page_record(MigcertDevice *d, size_t page)
 {
     d->rec[0] = TAG_PAGE;
     put_be32(d->rec + 1, (uint32_t)page);
-    memcpy(d->rec + 5, d->mem + page * FAKE_GPU_PAGE, FAKE_GPU_PAGE);
+    if (bm_test(d->nonzero_bm, page))
+        memcpy(d->rec + 5, d->mem + page * FAKE_GPU_PAGE, FAKE_GPU_PAGE);
+    else
+        memset(d->rec + 5, 0, FAKE_GPU_PAGE);
     d->rec_len = REC_PAGE;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
 /* Fill d->rec with the next record; false when nothing is due now. */
@@ -338,7 +352,11 @@ static int parse_unit(MigcertDevice *d)
             uint32_t page = get_be32(d->pbuf);
             if (page >= d->npages)
                 return -EPROTO;
-            memcpy(d->mem + (size_t)page * FAKE_GPU_PAGE, d->pbuf + 4, FAKE_GPU_PAGE);
+            /* zeros onto a page that is all zeros change nothing */
+            if (bm_test(d->nonzero_bm, page) || !all_zero(d->pbuf + 4, FAKE_GPU_PAGE)) {
+                bm_set(d->nonzero_bm, page);
+                memcpy(d->mem + (size_t)page * FAKE_GPU_PAGE, d->pbuf + 4, FAKE_GPU_PAGE);
+            }
         } else if (d->ptag == TAG_REGS) {
             for (unsigned i = 0; i < FAKE_GPU_NREGS; i++)
                 d->regs[i] = get_be32(d->pbuf + 4 * i);
@@ -462,6 +480,7 @@ static int gpu_guest_run(MigcertDevice *d, uint32_t ops)
         uint64_t r = next_rand(d);
         size_t page = (size_t)(r % d->npages);
         size_t off = (size_t)((r >> 32) % (FAKE_GPU_PAGE / 64)) * 64;
+        bm_set(d->nonzero_bm, page);
         for (unsigned w = 0; w < 64; w += 8) {
             uint64_t v = next_rand(d);
             memcpy(d->mem + page * FAKE_GPU_PAGE + off + w, &v, 8);
@@ -479,12 +498,16 @@ static int gpu_guest_run(MigcertDevice *d, uint32_t ops)
 static int gpu_digest(MigcertDevice *d, uint64_t *out)
 {
     uint64_t h = FNV_OFFSET;
-    const uint8_t *m = d->mem;
-    for (size_t i = 0; i + 8 <= d->mem_size; i += 8) {
-        uint64_t w;
-        memcpy(&w, m + i, 8);
-        h = (h ^ w) * FNV_PRIME;
-        h ^= h >> 29;
+    for (size_t page = 0; page < d->npages; page++) {
+        /* a page whose bit is clear holds zeros: hashed without reading it */
+        const uint8_t *m = bm_test(d->nonzero_bm, page) ? d->mem + page * FAKE_GPU_PAGE : NULL;
+        for (size_t i = 0; i < FAKE_GPU_PAGE; i += 8) {
+            uint64_t w = 0;
+            if (m)
+                memcpy(&w, m + i, 8);
+            h = (h ^ w) * FNV_PRIME;
+            h ^= h >> 29;
+        }
     }
     for (unsigned i = 0; i < FAKE_GPU_NREGS; i++)
         h = (h ^ d->regs[i]) * FNV_PRIME;
@@ -513,7 +536,10 @@ static MigcertDevice *create_common(const MigcertDeviceConfig *cfg, bool v1)
         d->npages = 1;
     d->mem_size = d->npages * FAKE_GPU_PAGE;
     d->mem = calloc(d->npages, FAKE_GPU_PAGE);
-    if (!d->mem) {
+    d->nonzero_bm = calloc((d->npages + 63) / 64, 8);
+    if (!d->mem || !d->nonzero_bm) {
+        free(d->mem);
+        free(d->nonzero_bm);
         free(d);
         errno = ENOMEM;
         return NULL;
@@ -537,6 +563,7 @@ static void gpu_destroy(MigcertDevice *d)
     session_close(d);
     free(d->stage);
     free(d->mem);
+    free(d->nonzero_bm);
     free(d);
 }
 
@@ -684,3 +711,13 @@ const uint8_t *fake_gpu_memory(MigcertDevice *d, size_t *len)
 }
 
 const uint32_t *fake_gpu_regs(MigcertDevice *d) { return d->regs; }
+
+const uint64_t *fake_gpu_nonzero_pages(MigcertDevice *d) { return d->nonzero_bm; }
+
+void fake_gpu_poke(MigcertDevice *d, size_t off, uint8_t x)
+{
+    if (off >= d->mem_size)
+        return;
+    bm_set(d->nonzero_bm, off / FAKE_GPU_PAGE);
+    d->mem[off] ^= x;
+}

@@ -52,5 +52,13 @@ const MigcertDevicePlugin *fake_gpu_plugin_v1(void);
 /* The device's memory and registers, for byte-for-byte checks. */
 const uint8_t *fake_gpu_memory(MigcertDevice *dev, size_t *len);
 const uint32_t *fake_gpu_regs(MigcertDevice *dev);
+/* The pages that may hold a non-zero byte: bit i % 64 of word i / 64 for
+ * page i.  A page whose bit is clear is all zeros (every write the device
+ * makes sets the bit first, unless it writes zeros onto such a page), so a
+ * comparison of two devices' memory may skip the pages clear in both. */
+const uint64_t *fake_gpu_nonzero_pages(MigcertDevice *dev);
+/* XOR byte `off` of the memory with x, as a write would (oracle self-tests:
+ * memory that differs from what the stream carried). */
+void fake_gpu_poke(MigcertDevice *dev, size_t off, uint8_t x);
 
 #endif

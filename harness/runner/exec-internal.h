@@ -22,6 +22,7 @@
  *   exec-spice.c        SPICE: each side's server and devices, the fake
  *                       client over sim links, client_migrate_info, the
  *                       client steps and its scripted faults
+ *   exec-spice-keys.c   the servers' RSA ticket keys, made once per process
  *   oracle-outcome.c    outcome and run states against `expect` / pair rules
  *   oracle-memory.c     guest RAM after the migration
  *   oracle-devices.c    fake devices; the fake-gpu's arcs, state and memory
@@ -33,7 +34,8 @@
  * Naming: cross-file functions are exec__*, file-local ones static.
  * Invariants: everything a case builds hangs off its Run, which lives on
  * exec_run_case's stack; nothing here outlives a case (the heap oracle
- * checks that).  Code that runs on behalf of one side calls
+ * checks that) but the table of SPICE keys (exec-spice-keys.c), which the
+ * heap oracle takes off.  Code that runs on behalf of one side calls
  * exec__side_enter() first and restores the previous side after, so the
  * fault injector counts the hit on that side.
  */
@@ -317,6 +319,7 @@ typedef struct ExecBaseline {
     long fds;
     bool heap_on; /* false under valgrind: it checks the heap itself */
     HeapCount heap;
+    HeapCount keys; /* exec__spice_keys_held() then */
     int64_t mapped;
 } ExecBaseline;
 
@@ -325,6 +328,15 @@ void exec__resources_baseline(ExecBaseline *b, bool spice);
 int exec__oracle_resources(Run *run, const ExecBaseline *b, MigErr **errp);
 /* Last of all: heap blocks and mapped bytes; writes a failure into r. */
 void exec__oracle_heap(const ExecBaseline *b, const void *kept, RunResult *r);
+
+/* ---- exec-spice-keys.c ---- */
+
+/* The ticket key a SPICE server on `loop` would make now (it forks
+ * loop->prng): made on the first ask, then kept for the process; NULL when
+ * the table is full or libcrypto failed (the server makes its own). */
+const struct SpiceTicketKey *exec__spice_key(MigLoop *loop);
+/* The heap blocks and bytes the kept keys hold. */
+void exec__spice_keys_held(HeapCount *out);
 
 /* ---- exec-selftest.c ---- */
 

@@ -39,11 +39,19 @@ void exec__selftest_break(Run *run, const char *outcome)
             mig_fake_device_poke(run->dst.devs[0]);
         break;
     case EXEC_SELFTEST_GPU:
+    case EXEC_SELFTEST_GPU_WRITTEN:
         if (run->dst.gpu) {
-            size_t len;
-            uint8_t *m = (uint8_t *)fake_gpu_memory(mig_device_backend(run->dst.gpu)->instance,
-                                                    &len);
-            m[len / 3] ^= 0x5a;
+            MigcertDevice *inst = mig_device_backend(run->dst.gpu)->instance;
+            size_t len, at = 0;
+            (void)fake_gpu_memory(inst, &len);
+            if (run->c->selftest == EXEC_SELFTEST_GPU)
+                at = len / 3;
+            /* else in the last page the guest wrote (set on both sides) */
+            const uint64_t *bm = fake_gpu_nonzero_pages(inst);
+            for (size_t page = len / FAKE_GPU_PAGE; !at && page-- > 0;)
+                if (bm[page / 64] >> (page % 64) & 1)
+                    at = page * FAKE_GPU_PAGE + 100;
+            fake_gpu_poke(inst, at, 0x5a);
         }
         break;
     case EXEC_SELFTEST_ARC:

@@ -51,6 +51,8 @@ int exec__spice_side_create(Run *run, Side *sd, MigErr **errp)
     if (mig_release_spice_config(sd->release, &sc) < 0)
         return mig_err_set(errp, -EINVAL, "%s SPICE: unknown release '%s'", mig_fault_side_names[sd->sl->side],
                            sd->release ? sd->release : "");
+    /* the key the server would make, made once per process (exec-spice-keys.c) */
+    sc.key = exec__spice_key(mig_machine_loop(sd->m));
     MigFaultSide prev;
     exec__side_enter(sd->sl, &prev);
     int rc = mig_machine_add_spice(sd->m, &sc, errp);

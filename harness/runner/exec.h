@@ -69,9 +69,12 @@
  *                case is built before the baseline (libcrypto's first-use
  *                initialisation by the trace's SHA-256, libfiu's
  *                fiu_init); the trace buffer, echoed to trace_out after the
- *                check, is taken off exactly.  Under valgrind the block
- *                counters are off and that check with them: the valgrind
- *                lane (ci/lane-full-valgrind) still gives the leak's stack.
+ *                check, is taken off exactly, and so are the SPICE ticket
+ *                keys a case adds to the process's table
+ *                (exec-spice-keys.c: each the key its server would
+ *                make).  Under valgrind the block counters are off and
+ *                that check with them: the valgrind lane
+ *                (ci/lane-full-valgrind) still gives the leak's stack.
  *                Then no more bytes mapped with mmap than before (guest
  *                RAM, transport rings; heap-count.h counts mmap/munmap/
  *                mremap): "resources: N byte(s) still mapped"; valgrind
@@ -109,6 +112,8 @@ typedef enum ExecSelftest {
     EXEC_SELFTEST_PAGE,      /* flip a byte of a destination page (memory) */
     EXEC_SELFTEST_FIELD,     /* change a field of a destination device (devices) */
     EXEC_SELFTEST_GPU,       /* change a byte of the destination fake-gpu memory */
+    EXEC_SELFTEST_GPU_WRITTEN, /* the same in a page the guest wrote (both sides
+                                  hold data there: compared byte for byte) */
     EXEC_SELFTEST_ARC,       /* record an arc the table forbids (device arcs) */
     EXEC_SELFTEST_TIMER,     /* leave a timer on the loop (resources) */
     EXEC_SELFTEST_FD,        /* leave an fd open (resources) */

@@ -247,6 +247,14 @@ struct FaultInjector {
     uint64_t fired;
     char first_fired[96];
     bool armed;
+    /* The point each name pointer libfiu passed to fiu_external_cb is, by
+     * the pointer (direct-mapped; a miss searches the registry by name).
+     * Those pointers are string constants of the engine or libfiu's copies
+     * of the names it holds while armed: the same text for the whole case. */
+    struct {
+        const char *name;
+        const MigFaultInfo *info;
+    } by_ptr[64];
 };
 
 /* libfiu's registry is process-wide; only one injector may drive it. */
@@ -328,11 +336,16 @@ bool fault_injector_decide(FaultInjector *inj, const char *point)
     return fault_injector_decide_errno(inj, point) != 0;
 }
 
+static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *point);
+
 int fault_injector_decide_errno(FaultInjector *inj, const char *point)
 {
     const MigFaultInfo *info = mig_faults_find(point);
-    if (!info)
-        return 0;
+    return info ? decide(inj, info, point) : 0;
+}
+
+static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *point)
+{
     size_t count;
     size_t idx = (size_t)(info - mig_faults_table(&count));
     uint64_t hit = ++inj->hits[inj->side * inj->npoints + idx];
@@ -393,7 +406,17 @@ static int fiu_external_cb(const char *name, int *failnum, void **failinfo, unsi
 {
     (void)flags;
     FaultInjector *inj = *failinfo;
-    int err = inj ? fault_injector_decide_errno(inj, name) : 0;
+    if (!inj)
+        return 0;
+    size_t slot = ((uintptr_t)name >> 3) % MIG_ARRAY_SIZE(inj->by_ptr);
+    if (inj->by_ptr[slot].name != name) {
+        const MigFaultInfo *info = mig_faults_find(name);
+        if (!info)
+            return 0;
+        inj->by_ptr[slot].name = name;
+        inj->by_ptr[slot].info = info;
+    }
+    int err = decide(inj, inj->by_ptr[slot].info, name);
     if (!err)
         return 0;
     /* fiu_fail() returns the failnum we leave here: points that use
@@ -419,6 +442,7 @@ int fault_injector_arm(FaultInjector *inj)
     const MigFaultInfo *t = mig_faults_table(&n);
     for (size_t i = 0; i < n; i++)
         fiu_enable_external(t[i].name, 1, inj, 0, fiu_external_cb);
+    memset(inj->by_ptr, 0, sizeof(inj->by_ptr)); /* libfiu's copies are new */
 #endif
     inj->armed = true;
     armed_injector = inj;

@@ -68,12 +68,15 @@ typedef struct MemDir {
     MigLink *link;
     int reader; /* side that reads this direction */
     uint8_t *buf;
-    size_t cap;
-    void *map; /* the mapping under buf when it is not from malloc */
+    size_t cap;  /* the bound on bytes in flight (MigLinkParams.buffer) */
+    size_t room; /* the size of buf: grows towards cap as the ring fills */
+    void *map;   /* the mapping under buf when it is not from malloc */
     size_t map_len;
+    bool small_pages; /* map without huge pages (a writer of keyed pages) */
     uint64_t wr, rd, arrived; /* offsets: written, read, arrived */
     uint64_t readable;        /* arrived, or the start of a reference it splits */
     uint64_t bwr, brd;        /* ring bytes (those not referenced) put and taken */
+    uint64_t bat;             /* the ring byte at buf[0] (buf holds [brd, bwr) from there) */
     uint64_t limit;           /* drop at this offset (NEVER: no drop) */
     MemSeg *segs;             /* ring of segments not yet arrived */
     size_t seg_head, seg_len, seg_cap;
@@ -119,33 +122,74 @@ static MemEnd *M(MigTransport *t)
 
 /* ---- the ring's memory ---- */
 
-/* A ring of a few MiB is touched end to end by every migration that fills
- * it: on its own 2 MiB-aligned mapping with transparent huge pages that costs
- * a couple of page faults instead of one per 4 KiB (advice only: where THP is
- * off, it is an ordinary mapping).  Small rings come from malloc. */
-static int ring_alloc(MemDir *d)
+/* The ring's buffer starts at RING_FIRST bytes and doubles, up to `cap`,
+ * only when the bytes held do not fit: a link whose reader keeps up (SPICE
+ * channels, a control stream) never needs more than its first bytes, and as
+ * ring_put starts again at buf[0] whenever the ring is empty, it touches the
+ * same few pages over and over instead of faulting in (and having the
+ * kernel zero) every page of a `cap`-sized mapping once per case.  This is
+ * memory layout only: the flow-control bound stays `cap` (end_ready,
+ * mem_writev), so what is written, when, and what is read are unchanged.
+ * A buffer of 2 MiB and more is touched end to end by a migration that
+ * fills it: on its own 2 MiB-aligned mapping with transparent huge pages
+ * that costs a couple of page faults instead of one per 4 KiB (advice only:
+ * where THP is off, it is an ordinary mapping).  Smaller ones come from
+ * malloc. */
+#define RING_FIRST ((size_t)64 << 10)
+
+static void ring_release(uint8_t *buf, void *map, size_t map_len)
 {
-    if (d->cap < HUGE_ALIGN) {
-        d->buf = malloc(d->cap);
-        return d->buf ? 0 : -ENOMEM;
+    if (map)
+        munmap(map, map_len);
+    else
+        free(buf);
+}
+
+/* Room for `need` ring bytes: a buffer of at least that size (a power-of-two
+ * multiple of RING_FIRST, at most cap) holding [brd, bwr) from its start. */
+static int ring_reserve(MemDir *d, size_t need)
+{
+    if (need <= d->room && d->buf)
+        return 0;
+    if (need > d->cap)
+        return -EINVAL; /* never: the ring holds stream bytes in flight, at most cap */
+    size_t room = d->buf ? d->room : MIG_MIN(RING_FIRST, d->cap);
+    while (room < need)
+        room = MIG_MIN(2 * room, d->cap);
+    uint8_t *buf;
+    void *map = NULL;
+    size_t map_len = 0;
+    if (room < HUGE_ALIGN) {
+        if (!(buf = malloc(room)))
+            return -ENOMEM;
+    } else {
+        map_len = (room + HUGE_ALIGN + 4095) & ~(size_t)4095;
+        map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED)
+            return -ENOMEM;
+        buf = (uint8_t *)(((uintptr_t)map + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
+        madvise(buf, (room + 4095) & ~(size_t)4095,
+                d->small_pages ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
     }
-    size_t len = (d->cap + HUGE_ALIGN + 4095) & ~(size_t)4095;
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return -ENOMEM;
-    d->map = m;
-    d->map_len = len;
-    d->buf = (uint8_t *)(((uintptr_t)m + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
-    madvise(d->buf, (d->cap + 4095) & ~(size_t)4095, MADV_HUGEPAGE);
+    if (d->buf) {
+        /* the bytes held, in order, to the new buffer's start */
+        size_t held = (size_t)(d->bwr - d->brd), at = (size_t)((d->brd - d->bat) % d->room);
+        size_t first = MIG_MIN(held, d->room - at);
+        memcpy(buf, d->buf + at, first);
+        memcpy(buf + first, d->buf, held - first);
+        ring_release(d->buf, d->map, d->map_len);
+    }
+    d->buf = buf;
+    d->map = map;
+    d->map_len = map_len;
+    d->room = room;
+    d->bat = d->brd;
     return 0;
 }
 
 static void ring_free(MemDir *d)
 {
-    if (d->map)
-        munmap(d->map, d->map_len);
-    else
-        free(d->buf);
+    ring_release(d->buf, d->map, d->map_len);
     d->buf = NULL;
     d->map = NULL;
 }
@@ -154,7 +198,7 @@ static void ring_free(MemDir *d)
 
 static MemSeg *seg_at(MemDir *d, size_t i)
 {
-    return &d->segs[(d->seg_head + i) % d->seg_cap];
+    return &d->segs[(d->seg_head + i) & (d->seg_cap - 1)];
 }
 
 static uint64_t seg_start(MemDir *d, size_t i)
@@ -164,7 +208,8 @@ static uint64_t seg_start(MemDir *d, size_t i)
 
 /* A ring of `len` elements of `size` bytes (the first at *head) with room
  * for one more: the same ring, or, when full, one twice as large (`first`
- * elements to begin with) holding them from index 0. */
+ * elements to begin with, a power of two) holding them from index 0.  Its
+ * capacity is a power of two, so an index wraps with a mask. */
 static void *ring_room(void *ring, size_t size, size_t *head, size_t len, size_t *cap,
                        size_t first)
 {
@@ -259,7 +304,7 @@ static void dir_enqueue(MigLink *k, MemDir *d, uint64_t n)
 
 static MemRef *ref_at(MemDir *d, size_t i)
 {
-    return &d->refs[(d->ref_head + i) % d->ref_cap];
+    return &d->refs[(d->ref_head + i) & (d->ref_cap - 1)];
 }
 
 static void ref_push(MemDir *d, uint64_t key, size_t len, size_t in)
@@ -279,45 +324,53 @@ static void ref_push(MemDir *d, uint64_t key, size_t len, size_t in)
 /* The ring holds the bytes that are not references, in stream order and
  * nothing else (bwr, brd), so a stream of keyed pages touches only as much
  * of it as its headers take. */
-static void ring_put(MemDir *d, const uint8_t *src, size_t n)
+static int ring_put(MemDir *d, const uint8_t *src, size_t n)
 {
-    size_t at = (size_t)(d->bwr % d->cap);
+    if (d->brd == d->bwr)
+        d->bat = d->bwr; /* empty: start again at buf[0] */
+    if (ring_reserve(d, (size_t)(d->bwr - d->brd) + n) < 0)
+        return -ENOMEM;
+    size_t at = (size_t)((d->bwr - d->bat) % d->room);
     d->bwr += n;
-    size_t first = MIG_MIN(n, d->cap - at);
+    size_t first = MIG_MIN(n, d->room - at);
     memcpy(d->buf + at, src, first);
     memcpy(d->buf, src + first, n - first);
+    return 0;
 }
 
 static void ring_get(MemDir *d, uint8_t *dst, size_t n)
 {
-    size_t at = (size_t)(d->brd % d->cap);
+    size_t at = (size_t)((d->brd - d->bat) % d->room);
     d->brd += n;
-    size_t first = MIG_MIN(n, d->cap - at);
+    size_t first = MIG_MIN(n, d->room - at);
     memcpy(dst, d->buf + at, first);
     memcpy(dst + first, d->buf, n - first);
 }
 
 /* Append n bytes from src (writer end e): keyed pages of e's RAM by
- * reference, everything else into the ring. */
-static void dir_put(MemEnd *e, MemDir *d, const uint8_t *src, size_t n)
+ * reference, everything else into the ring.  Returns how many it took: all
+ * n, or fewer when the ring could not grow (out of memory: a short write). */
+static size_t dir_put(MemEnd *e, MemDir *d, const uint8_t *src, size_t n)
 {
-    while (n) {
-        size_t m = n, in;
+    size_t done = 0;
+    while (done < n) {
+        size_t m = n - done, in;
         uint64_t page, key;
         MigRamBlock *b = e->ram ? mig_ram_find_host(e->ram, src, &page, &in) : NULL;
         if (b) {
-            m = MIG_MIN(n, MIG_RAM_PAGE_SIZE - in);
+            m = MIG_MIN(m, MIG_RAM_PAGE_SIZE - in);
             if (mig_ram_page_key(b, page, &key))
                 ref_push(d, key, m, in);
-            else
-                ring_put(d, src, m);
-        } else {
-            ring_put(d, src, m);
+            else if (ring_put(d, src, m) < 0)
+                break;
+        } else if (ring_put(d, src, m) < 0) {
+            break;
         }
         d->wr += m;
         src += m;
-        n -= m;
+        done += m;
     }
+    return done;
 }
 
 /* Take n bytes for reader end e into dst: referenced bytes generated from
@@ -340,7 +393,7 @@ static void dir_get(MemEnd *e, MemDir *d, uint8_t *dst, size_t n)
             else
                 mig_ram_key_bytes(r->key, r->in + off, m, dst);
             if (off + m == r->len) {
-                d->ref_head = (d->ref_head + 1) % d->ref_cap;
+                d->ref_head = (d->ref_head + 1) & (d->ref_cap - 1);
                 d->ref_len--;
             }
         } else {
@@ -468,7 +521,7 @@ static void deliver(void *opaque)
     d->timer = NULL;
     while (d->seg_len && d->segs[d->seg_head].arrive <= now) {
         d->arrived = d->segs[d->seg_head].end;
-        d->seg_head = (d->seg_head + 1) % d->seg_cap;
+        d->seg_head = (d->seg_head + 1) & (d->seg_cap - 1);
         d->seg_len--;
     }
     dir_schedule(d);
@@ -525,21 +578,29 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
         return -ECONNRESET;
     if (d->eof || !k->end[!e->side])
         return -EPIPE;
-    for (int i = 0; i < iovcnt; i++)
+    /* The iovec's length only as far as the room: a writer may hand the
+     * rest of a long iovec again and again while the buffer lets a little
+     * through each time. */
+    uint64_t room = MIG_MIN((uint64_t)d->cap - (d->wr - d->rd), d->limit - d->wr);
+    for (int i = 0; i < iovcnt && (total < room || !total); i++)
         total += iov[i].iov_len;
     if (!total)
         return 0;
-    allow = MIG_MIN(total, (uint64_t)d->cap - (d->wr - d->rd));
-    allow = MIG_MIN(allow, d->limit - d->wr);
+    allow = MIG_MIN(total, room);
     if (!allow)
         return -EAGAIN;
 
     uint64_t left = allow;
     for (int i = 0; i < iovcnt && left; i++) {
         size_t n = (size_t)MIG_MIN((uint64_t)iov[i].iov_len, left);
-        dir_put(e, d, iov[i].iov_base, n);
-        left -= n;
+        size_t put = dir_put(e, d, iov[i].iov_base, n);
+        left -= put;
+        if (put < n)
+            break;
     }
+    allow -= left;
+    if (!allow)
+        return -ENOMEM;
     t->bytes_written += allow;
     dir_enqueue(k, d, allow);
     if (d->wr >= d->limit)
@@ -555,9 +616,10 @@ static ssize_t mem_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
     uint64_t total = 0;
 
     MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
-    for (int i = 0; i < iovcnt; i++)
+    uint64_t ready = d->readable - d->rd;
+    for (int i = 0; i < iovcnt && (total < ready || !total); i++) /* as in mem_writev */
         total += iov[i].iov_len;
-    uint64_t n = MIG_MIN(total, d->readable - d->rd);
+    uint64_t n = MIG_MIN(total, ready);
     if (!n)
         return total ? mem_read_none(k, d) : 0;
     uint64_t left = n;
@@ -683,13 +745,7 @@ int mig_transport_mem_pair(MigLoop *loop, const MigLinkParams *p, MigTransport *
         MemDir *d = &k->dir[i];
         d->link = k;
         d->reader = !i;
-        d->cap = k->p.buffer;
-        if (ring_alloc(d) < 0) {
-            ring_free(&k->dir[0]);
-            free(k->end[0]);
-            free(k);
-            return -ENOMEM;
-        }
+        d->cap = k->p.buffer; /* the ring's buffer comes with its first bytes */
         d->limit = NEVER;
         MemEnd *e = mig_malloc0(sizeof(*e));
         e->base.ops = &mem_ops;
@@ -714,8 +770,9 @@ void mig_transport_mem_set_ram(MigTransport *end, MigRam *ram)
     /* What this end writes is mostly references now: its ring holds little
      * more than headers, so 4 KiB pages serve it better than huge ones. */
     MemDir *d = &M(end)->link->dir[M(end)->side];
+    d->small_pages = ram != NULL;
     if (ram && d->map)
-        madvise(d->buf, (d->cap + 4095) & ~(size_t)4095, MADV_NOHUGEPAGE);
+        madvise(d->buf, (d->room + 4095) & ~(size_t)4095, MADV_NOHUGEPAGE);
 }
 
 MigLink *mig_transport_mem_link(MigTransport *end)

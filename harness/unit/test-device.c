@@ -473,6 +473,66 @@ static void test_device_round_trip_v2_byte_for_byte(void **state)
     }
 }
 
+/* Every page of d that is not all zeros is in fake_gpu_nonzero_pages (the
+ * save, the digest and the runner's gpu oracle skip the others); returns
+ * how many pages are in it. */
+static size_t nonzero_pages_cover(MigDevice *d)
+{
+    MigcertDevice *inst = mig_device_backend(d)->instance;
+    size_t len, n = 0;
+    const uint8_t *m = fake_gpu_memory(inst, &len);
+    const uint64_t *bm = fake_gpu_nonzero_pages(inst);
+    static const uint8_t zero[FAKE_GPU_PAGE];
+    for (size_t page = 0; page < len / FAKE_GPU_PAGE; page++) {
+        if (bm[page / 64] >> (page % 64) & 1)
+            n++;
+        else if (memcmp(m + page * FAKE_GPU_PAGE, zero, FAKE_GPU_PAGE))
+            fail_msg("page %zu holds data but is not among the non-zero pages", page);
+    }
+    return n;
+}
+
+static uint64_t digest_of(MigDevice *d)
+{
+    MigDevBackend *be = mig_device_backend(d);
+    uint64_t x = 0;
+    assert_int_equal(be->ops->digest(be, &x, NULL), 0);
+    return x;
+}
+
+/* Pages the guest wrote and pages a stream loaded with data are recorded;
+ * zeros loaded over data still land (the page is zeros afterwards, and the
+ * digest says so too). */
+static void test_device_nonzero_pages_cover_guest_and_loaded_data(void **state)
+{
+    (void)state;
+    const uint32_t f = MIG_DEV_F_STOP_COPY | MIG_DEV_F_PRE_COPY;
+    const uint64_t mem = 256 * FAKE_GPU_PAGE;
+    MigPrng prng;
+    mig_prng_seed(&prng, 31);
+    MigDevice *data = dev_new(fake_gpu_plugin(), f, mem, 7);
+    MigDevice *zeros = dev_new(fake_gpu_plugin(), f, mem, 9);
+    MigDevice *d = dev_new(fake_gpu_plugin(), f, mem, 8);
+    Buf sd = save_all(data, &prng, 10), sz = save_all(zeros, &prng, 0);
+    size_t written = nonzero_pages_cover(data);
+    assert_true(written > 0 && written < 256); /* both kinds of page */
+    assert_int_equal(nonzero_pages_cover(zeros), 0);
+    MigErr *err = NULL;
+    must(load_all(d, sd.p, sd.len, &prng, &err), err, "load the data");
+    assert_same_device(data, d);
+    assert_int_equal(nonzero_pages_cover(d), written);
+    assert_true(digest_of(d) == digest_of(data));
+    must(load_all(d, sz.p, sz.len, &prng, &err), err, "load zeros over it");
+    assert_same_device(zeros, d);
+    (void)nonzero_pages_cover(d);
+    assert_true(digest_of(d) == digest_of(zeros));
+    free(sd.p);
+    free(sz.p);
+    mig_device_free(data);
+    mig_device_free(zeros);
+    mig_device_free(d);
+}
+
 static void test_device_precopy_info_and_read_semantics(void **state)
 {
     (void)state;
@@ -1357,6 +1417,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_arc_allowed_matches_doc_table_for_every_pair),
         cmocka_unit_test(test_device_set_state_executes_golden_arcs_on_device),
         cmocka_unit_test(test_device_round_trip_v2_byte_for_byte),
+        cmocka_unit_test(test_device_nonzero_pages_cover_guest_and_loaded_data),
         cmocka_unit_test(test_device_precopy_info_and_read_semantics),
         cmocka_unit_test(test_device_resume_rejects_every_truncation_and_flip),
         cmocka_unit_test(test_device_abort_returns_to_running_with_state_intact),

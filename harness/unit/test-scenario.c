@@ -534,6 +534,7 @@ static void test_scenario_exec_oracles_can_fail(void **state)
         {EXEC_SELFTEST_PAGE, false, "memory: destination"},
         {EXEC_SELFTEST_FIELD, false, "fake-serial: field scr: destination has"},
         {EXEC_SELFTEST_GPU, true, "devices: destination fake-gpu (loaded): memory page 1365"},
+        {EXEC_SELFTEST_GPU_WRITTEN, true, "devices: destination fake-gpu (loaded): memory page "},
         {EXEC_SELFTEST_ARC, true, "device arcs: src fake-gpu took arc"},
         {EXEC_SELFTEST_TIMER, false, "resources: 1 timer(s)/defer(s) left on the loop"},
         {EXEC_SELFTEST_FD, false, "resources: 1 fd(s) more open than before the case"},

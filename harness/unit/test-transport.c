@@ -909,6 +909,76 @@ static void test_transport_mem_same_seed_same_delivery(void **state)
     assert_memory_equal(trace[0], trace[1], sizeof(trace[0]));
 }
 
+/* Byte `o` of the stream in the ring test below. */
+static uint8_t ring_byte(uint64_t o)
+{
+    return (uint8_t)(o * 131 + (o >> 11) + (o >> 17));
+}
+
+/* The link holds what is in flight in a buffer that starts small, starts
+ * again at its beginning when empty and grows (keeping wrapped bytes in
+ * order) only as far as the bytes held need: none of that may show.  Writes
+ * and reads of uneven sizes drive the ring through wraps, growths from a
+ * wrapped state, empties and a fill to exactly `buffer` bytes, past the
+ * size where it moves to its own mapping; every byte read is checked. */
+static void test_transport_mem_ring_keeps_bytes_across_wraps_and_growth(void **state)
+{
+    (void)state;
+    MigLoop *l = mig_sim_loop_new(9);
+    const size_t cap = (size_t)3 << 20;
+    MigLinkParams p = {.buffer = cap};
+    MigTransport *a, *b;
+    assert_int_equal(mig_transport_mem_pair(l, &p, &a, &b), 0);
+    uint8_t *buf = malloc(cap);
+    uint64_t wr = 0, rd = 0, x = 12345;
+    /* sizes: small against the first buffer, then up to the whole bound */
+    for (int round = 0; round < 400; round++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        size_t big = round < 200 ? (size_t)40 << 10 : cap;
+        size_t w = (size_t)(x >> 33) % big + 1, r = (size_t)(x >> 13) % big + 1;
+        if (round % 50 == 49)
+            r = cap; /* drain: the ring empties */
+        for (size_t i = 0; i < w; i++)
+            buf[i] = ring_byte(wr + i);
+        ssize_t n = mig_transport_write(a, buf, w);
+        size_t room = cap - (size_t)(wr - rd);
+        if (room == 0) {
+            assert_int_equal(n, -EAGAIN);
+        } else {
+            assert_int_equal(n, (ssize_t)MIG_MIN(w, room));
+            wr += (uint64_t)n;
+        }
+        assert_int_equal(mig_sim_run_for(l, 1), 0);
+        n = mig_transport_read(b, buf, MIG_MIN(r, cap));
+        if (wr == rd) {
+            assert_int_equal(n, -EAGAIN);
+            continue;
+        }
+        assert_true(n > 0);
+        for (ssize_t i = 0; i < n; i++)
+            if (buf[i] != ring_byte(rd + (uint64_t)i))
+                fail_msg("stream byte %llu is 0x%02x, wrote 0x%02x",
+                         (unsigned long long)(rd + (uint64_t)i), buf[i], ring_byte(rd + (uint64_t)i));
+        rd += (uint64_t)n;
+    }
+    /* full: exactly `buffer` bytes in flight, then backpressure */
+    for (size_t i = 0; i < cap; i++)
+        buf[i] = ring_byte(wr + i);
+    size_t room = cap - (size_t)(wr - rd);
+    assert_int_equal(mig_transport_write(a, buf, cap), (ssize_t)room);
+    assert_int_equal(mig_transport_write(a, buf, 1), -EAGAIN);
+    wr += room;
+    assert_int_equal(mig_sim_run_for(l, 1), 0);
+    assert_int_equal(mig_transport_read(b, buf, cap), (ssize_t)cap);
+    for (size_t i = 0; i < cap; i++)
+        if (buf[i] != ring_byte(rd + i))
+            fail_msg("stream byte %llu differs after a fill", (unsigned long long)(rd + i));
+    free(buf);
+    mig_transport_close(a);
+    mig_transport_close(b);
+    mig_loop_free(l);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -920,6 +990,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_transport_fault_points_fail_before_any_byte_moves),
         cmocka_unit_test(test_transport_mem_bandwidth_and_latency_in_virtual_time),
         cmocka_unit_test(test_transport_mem_backpressure),
+        cmocka_unit_test(test_transport_mem_ring_keeps_bytes_across_wraps_and_growth),
         cmocka_unit_test(test_transport_mem_drop_at_byte_n_seen_by_both_ends),
         cmocka_unit_test(test_transport_mem_partition_then_heal),
         cmocka_unit_test(test_transport_mem_eof_on_close_and_shutdown),
