@@ -529,7 +529,7 @@ static void test_sim_migration_return_path_late_dst_failure_resumes_source(void 
 {
     (void)state;
     Run r;
-    run_setup(&r, 0x78, 16 * MIB, 5000, 500ull * MIB, RP);
+    run_setup(&r, 0x78, RAM_MID, 5000, 500ull * MIB, RP);
     r.digests = true;
     r.ddev.fail_load = true;
     run_start(&r);
