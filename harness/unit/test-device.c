@@ -22,6 +22,8 @@
 #include "device/device-savevm.h"
 #include "device/device.h"
 #include "devices/fake-gpu.h"
+#include "stream/dev-format.h"
+#include "test-scale.h"
 
 static char vendor_dir[PATH_MAX];
 
@@ -1275,6 +1277,30 @@ static void test_device_section_payload_bytes(void **state)
  * SETUP record leaves the device untouched (RUNNING), after it RESUMING, and
  * a cut END leaves it RESUMING: never STOP or RUNNING with partial state
  * (only the cut of the final EOS finds the whole state loaded, in STOP). */
+/* Under valgrind (test-scale.h): whether `cut` falls strictly inside the
+ * bytes of a DATA record of payload b, past their first three and before
+ * their last three, and not at their middle.  The loader takes a DATA
+ * record in one piece, so every such cut fails the same way; the ~20,000
+ * of them (a device built, loaded and freed for each) were nearly all of
+ * valgrind's time in this file.  Natively every cut runs. */
+static bool inside_data(const Buf *b, size_t cut)
+{
+    if (!test_scale_small())
+        return false;
+    for (size_t at = 0; at < b->len;) {
+        unsigned tag = b->p[at];
+        size_t n = 0;
+        if (mig_dev_rec_has_value(tag) && at + MIG_DEV_REC_DATA_HDR <= b->len && tag == MIG_DEV_REC_DATA)
+            n = (size_t)b->p[at + 1] << 24 | (size_t)b->p[at + 2] << 16 | (size_t)b->p[at + 3] << 8 |
+                b->p[at + 4];
+        size_t bytes = at + MIG_DEV_REC_DATA_HDR;
+        if (n && cut > bytes + 2 && cut < bytes + n - 2 && cut != bytes + n / 2)
+            return true;
+        at += mig_dev_rec_has_value(tag) ? MIG_DEV_REC_DATA_HDR + n : 1;
+    }
+    return false;
+}
+
 static void test_device_section_load_every_truncation(void **state)
 {
     (void)state;
@@ -1283,6 +1309,8 @@ static void test_device_section_load_every_truncation(void **state)
     for (int which = 0; which < 2; which++) {
         const Buf *b = which ? &end : &start;
         for (size_t cut = 0; cut < b->len; cut++) {
+            if (inside_data(b, cut))
+                continue;
             Sec d;
             sec_new(&d, 6);
             MigErr *err = NULL;

@@ -170,7 +170,10 @@ static uint8_t page_a[4096], page_b[4096];
  * stream skip the cuts strictly inside a page payload but its first and
  * last three and its middle: a cut anywhere in there takes the same path
  * through the parser (a payload is read in one piece), and the ~8000 of
- * them are most of valgrind's time in this file.  Natively and under the
+ * them are most of valgrind's time in this file.  Likewise inside the
+ * VMDESCRIPTION's JSON (after its 5-byte head): a cut there is a trailer
+ * whose length runs past the input, read in one piece too (no JSON is
+ * parsed before the whole of it arrived).  Natively and under the
  * sanitizers every prefix runs. */
 static bool skip_payload_cut(const Built *b, size_t n)
 {
@@ -179,6 +182,9 @@ static bool skip_payload_cut(const Built *b, size_t n)
     for (int k = 0; k < 2; k++)
         if (n > b->page_at[k] + 2 && n < b->page_at[k] + 4096 - 2 && n != b->page_at[k] + 2048)
             return true;
+    size_t json = b->eof_end + 5; /* 0x06, be32 length */
+    if (b->len > json && n > json + 2 && n < b->len - 2 && n != json + (b->len - json) / 2)
+        return true;
     return false;
 }
 
@@ -1686,6 +1692,7 @@ static void test_stream_analyze_dev_records_stream_matches_buffer(void **state)
     h.type = MIG_SECTION_PART;
     mig_stream_put_section_header(w, &h);
     mig_dev_put_data(w, data, sizeof(data));
+    size_t data_end = mig_stream_offset(w); /* the 5000 bytes end here */
     mig_dev_put_eos(w);
     mig_stream_put_section_footer(w, 2);
     h.type = MIG_SECTION_END;
@@ -1698,6 +1705,13 @@ static void test_stream_analyze_dev_records_stream_matches_buffer(void **state)
     size_t len = 0;
     const uint8_t *b = mig_stream_mem_data(w, &len);
     for (size_t n = 0; n <= len; n++) {
+        /* under valgrind, a cut strictly inside the 5000 bytes only after
+         * their first three, at their middle and before their last three:
+         * as in skip_payload_cut, a cut anywhere in there is the same DATA
+         * record cut short (not consumed in part) */
+        if (test_scale_small() && n > data_end - sizeof(data) + 2 && n < data_end - 2 &&
+            n != data_end - sizeof(data) / 2)
+            continue;
         json_t *d1 = NULL, *d2 = NULL;
         int r1 = mig_analyze_buffer(b, n, &d1, NULL, NULL);
         int r2 = analyze_via_transport(b, n, 1 + n % 300, &d2, NULL, NULL);
