@@ -798,6 +798,8 @@ def test_vm_old_release_has_no_capability_commands(vms):
     (["--machine", "mc-1.1", "--devices", "fake-gpu"], "machine type mc-1.1 has no device fake-gpu"),
     (["--devices", "fake-gpu,fake-serial,fake-gpu"], "fake-gpu: one per machine"),
     (["--devices", "fake-tpu"], "fake-tpu"),
+    (["--gpu-mem", "6000B"], "--gpu-mem '6000B'"),  # not a multiple of 4 KiB
+    (["--gpu-mem", "2G"], "--gpu-mem '2G'"),
 ])
 def test_vm_bad_options_exit_2(run_migcert, sock_dir, args, words):
     r = run_migcert("vm", "--qmp", f"unix:{sock_dir}/x.qmp", *args, timeout=60)
@@ -950,6 +952,35 @@ def test_vm_devices_destination_killed_leaves_the_source_gpu_unchanged(vms):
     assert wait_status(dst2, ("completed", "failed"), timeout=30)["status"] == "completed"
     assert digests_only(device_digests(dst2)) == digests_only(before)
     assert device_digests(dst2)["fake-gpu"]["state"] == "RUNNING"
+
+
+def test_vm_gpu_mem_migrates_at_its_size_and_refuses_another(vms):
+    """--gpu-mem sizes fake-gpu's memory (the soak uses a small one).  Two
+    machines with the same size migrate with equal device digests; a
+    destination with another size refuses the device section, naming
+    fake-gpu, and the source runs on with every device as it was."""
+    small = ("--gpu-mem", "64K")
+    uri = f"unix:{vms.dir}/mig.sock"
+    src = gpu_vm(vms, "src", "--fill", "random", "--seed", "7", *small)
+    before, ram_before = device_digests(src), digest(src)
+    wrong = gpu_vm(vms, "wrong", "--incoming", uri)  # 16M, the default
+    set_bandwidth(src, UNLIMITED)
+    src.cmd("migrate", uri=uri)
+    info = src.qmp.wait_migration(timeout=60)
+    assert info["status"] == "failed", f"{info}\n{src.log()}\n{wrong.log()}"
+    dinfo = wait_status(wrong, ("failed",), timeout=30)
+    assert "fake-gpu" in dinfo.get("error-desc", ""), dinfo
+    assert status(src) == (True, "running")
+    after = device_digests(src)
+    assert digests_only(after) == digests_only(before) and digest(src) == ram_before
+    assert after["fake-gpu"]["state"] == "RUNNING"
+    uri2 = f"unix:{vms.dir}/mig2.sock"
+    dst = gpu_vm(vms, "dst", "--incoming", uri2, "-S", *small)
+    src.cmd("migrate", uri=uri2)
+    assert src.qmp.wait_migration(timeout=60)["status"] == "completed", src.log()
+    assert wait_status(dst, ("completed", "failed"), timeout=30)["status"] == "completed"
+    assert digests_only(device_digests(dst)) == digests_only(before)
+    assert src.quit() == 0 and dst.quit() == 0
 
 
 def test_vm_devices_default_stream_analyzed_names_the_gpu_section(vms, run_migcert):

@@ -5,6 +5,7 @@
  *   migcert vm [--release R] [--machine M] [--ram SIZE] [--devices LIST]
  *              --qmp unix:PATH [--spice OPTIONS] [--incoming URI]
  *              [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]
+ *              [--gpu-mem SIZE]
  *              [--mem-prealloc] [--mem-share] [--exit-on-incoming-failure] [--trace]
  *
  * (docs/architecture.md section 5).  --spice takes QEMU's -spice syntax
@@ -94,6 +95,7 @@ typedef struct Vm {
     MigDevSection *gpu_sec;
     MigLoopSource *gpu_dirtier;
     uint32_t gpu_ops; /* guest writes to its memory per tick (--dirty-rate) */
+    uint64_t gpu_mem; /* bytes of its memory (--gpu-mem) */
     MigQmpMachine qmp;
     VmSpice *spice;
     bool incoming;
@@ -169,7 +171,7 @@ static void usage(FILE *out)
             "                  --qmp unix:PATH [--spice OPTIONS] [--incoming URI]\n"
             "                  [--fill random|zero] [--dirty-rate PAGES] [--seed N] [-S]\n"
             "                  [--mem-prealloc] [--mem-share] [--exit-on-incoming-failure]\n"
-            "                  [--trace]\n"
+            "                  [--gpu-mem SIZE] [--trace]\n"
             "One real machine, driven over QMP; it runs until `quit` or SIGTERM.\n"
             "  --release R       behave as release R (%s;\n"
             "                    default %s)\n"
@@ -187,6 +189,9 @@ static void usage(FILE *out)
             "                    no port channel)\n"
             "                    fake-gpu, at most one, is VFIO-style (a device section,\n"
             "                    16 MiB of memory), shipped by releases 2.0 and later\n"
+            "  --gpu-mem SIZE    fake-gpu's memory instead of 16M (4K to 1G, a multiple of\n"
+            "                    4 KiB); both sides of a migration need the same: the\n"
+            "                    destination refuses another size (EPROTO)\n"
             "  --qmp unix:PATH   the QMP monitor's socket (required)\n"
             "  --spice OPTIONS   a SPICE server, QEMU's -spice syntax: port=N[,addr=H] or\n"
             "                    unix=on,addr=PATH; disable-ticketing=on, password=P,\n"
@@ -470,7 +475,7 @@ static int add_gpu(Vm *vm, const MigRelease *rel, const char *machine, uint64_t 
     const MigRelease *mt = mig_machine_type_find(machine);
     if (mt && !mig_release_has_device(mt->name, "fake-gpu"))
         return mig_err_set(errp, -ENODEV, "machine type %s has no device fake-gpu", machine);
-    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, FAKE_GPU_MACHINE_MEM};
+    MigcertDeviceConfig cfg = {sizeof(cfg), MIG_DEV_F_ALL, seed, vm->gpu_mem};
     MigDevBackend *be = mig_dev_backend_plugin_new(fake_gpu_plugin(), &cfg, "fake-gpu", errp);
     if (!be)
         return -EINVAL;
@@ -492,7 +497,7 @@ static void gpu_start(Vm *vm, bool fill, uint64_t dirty_rate)
         return;
     MigDevBackend *be = mig_device_backend(vm->gpu);
     if (fill)
-        be->ops->guest_run(be, (uint32_t)(FAKE_GPU_MACHINE_MEM / FAKE_GPU_PAGE), NULL);
+        be->ops->guest_run(be, (uint32_t)(vm->gpu_mem / FAKE_GPU_PAGE), NULL);
     if (!dirty_rate)
         return;
     uint64_t per_tick = dirty_rate * GPU_TICK_NS / 1000000000ull;
@@ -601,13 +606,13 @@ int cmd_vm(int argc, char **argv)
 {
     const char *release = MIG_RELEASE_CURRENT, *machine_type = NULL, *qmp = NULL;
     const char *incoming = NULL, *devices = NULL, *fill = "random";
-    uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1;
+    uint64_t ram_size = 128ull << 20, dirty_rate = 0, seed = 1, gpu_mem = FAKE_GPU_MACHINE_MEM;
     bool start_paused = false, mem_prealloc = false, trace = false, exit_on_fail = false;
     bool mem_share = false;
     bool have_spice = false;
     VmSpiceOptions spice_opts;
     enum { O_RELEASE = 256, O_MACHINE, O_RAM, O_FILL, O_DIRTY, O_SEED, O_QMP, O_INCOMING,
-           O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP, O_SHARE };
+           O_DEVICES, O_PREALLOC, O_TRACE, O_EXIT_ON_FAIL, O_SPICE, O_HELP, O_SHARE, O_GPU_MEM };
     static const struct option opts[] = {
         {"release", required_argument, NULL, O_RELEASE},
         {"machine", required_argument, NULL, O_MACHINE},
@@ -618,6 +623,7 @@ int cmd_vm(int argc, char **argv)
         {"qmp", required_argument, NULL, O_QMP},
         {"incoming", required_argument, NULL, O_INCOMING},
         {"devices", required_argument, NULL, O_DEVICES},
+        {"gpu-mem", required_argument, NULL, O_GPU_MEM},
         {"mem-prealloc", no_argument, NULL, O_PREALLOC},
         {"mem-share", no_argument, NULL, O_SHARE},
         {"trace", no_argument, NULL, O_TRACE},
@@ -639,6 +645,16 @@ int cmd_vm(int argc, char **argv)
                 fprintf(stderr,
                         "migcert vm: --ram '%s': expected a size such as 256M or 1G, a "
                         "multiple of 4 KiB\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case O_GPU_MEM:
+            if (parse_size(optarg, &gpu_mem) < 0 || gpu_mem < FAKE_GPU_PAGE ||
+                gpu_mem > (1ull << 30) || gpu_mem % FAKE_GPU_PAGE) {
+                fprintf(stderr,
+                        "migcert vm: --gpu-mem '%s': expected a size from 4K to 1G, a multiple "
+                        "of 4 KiB\n",
                         optarg);
                 return 2;
             }
@@ -734,7 +750,8 @@ int cmd_vm(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN); /* a vanished peer is an EPIPE error, not a death */
-    Vm vm = {.sigfd = -1, .incoming = incoming != NULL, .exit_on_incoming_failure = exit_on_fail};
+    Vm vm = {.sigfd = -1, .gpu_mem = gpu_mem, .incoming = incoming != NULL,
+             .exit_on_incoming_failure = exit_on_fail};
     int rc = 2;
     MigErr *err = NULL;
     MigTrace *tr = NULL;
