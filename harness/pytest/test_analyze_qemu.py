@@ -485,23 +485,36 @@ Measured = namedtuple("Measured", "returncode stdout stderr seconds maxrss_kib")
 
 
 def run_measured(argv, stdin=subprocess.DEVNULL, timeout=30):
-    """Run argv with its own rusage: exit status, output, wall time and the
-    peak RSS of that one child (os.wait4), killed after `timeout` s."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run argv: exit status, output, wall time and the peak RSS of that one
+    process, killed after `timeout` s.  The peak comes from GNU time, which
+    starts the process itself: the kernel counts into a process's peak RSS
+    the memory of whatever exec'd it, so a child of this (pytest) process
+    would report pytest's own size once a test before it made pytest big."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
         t0 = time.monotonic()
-        p = subprocess.Popen([str(a) for a in argv], stdin=stdin, stdout=out, stderr=err)
-        killer = threading.Timer(timeout, p.kill)
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", peak.name,
+                              *[str(a) for a in argv]],
+                             stdin=stdin, stdout=out, stderr=err, start_new_session=True)
+        killer = threading.Timer(timeout, os.killpg, (p.pid, signal.SIGKILL))
         killer.start()
         try:
-            _, status, ru = os.wait4(p.pid, 0)
+            p.wait()
         finally:
             killer.cancel()
-        p.returncode = os.waitstatus_to_exitcode(status)
         secs = time.monotonic() - t0
         out.seek(0)
         err.seek(0)
-        return Measured(p.returncode, out.read().decode(errors="replace"),
-                        err.read().decode(errors="replace"), secs, ru.ru_maxrss)
+        # the last line; before it, "Command exited with non-zero status N"
+        # or "Command terminated by signal N"
+        lines = peak.read().split()
+        code = p.returncode
+        m = re.search(r"Command terminated by signal (\d+)", " ".join(lines))
+        if m:
+            code = -int(m.group(1))
+        return Measured(code, out.read().decode(errors="replace"),
+                        err.read().decode(errors="replace"), secs,
+                        int(lines[-1]) if lines else 0)
 
 
 def run_piped(migcert_bin, producer, *args, timeout=30):
