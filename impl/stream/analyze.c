@@ -195,15 +195,17 @@ static void locate_vmdesc(MigAnalyzeCtx *c)
 /* Streaming: read the rest of the input into memory (at most
  * MIG_ANALYZE_TAIL_MAX bytes), go on over that copy, locate the trailer.
  * Chunks are consumed as they are copied, so the stream's own buffer stays
- * small. */
+ * small; the copy doubles as it fills, so a short tail costs a short
+ * buffer (a 1 MiB one, zeroed, then grown to 2 MiB, was most of what a
+ * sanitizer build spent analysing the prefixes of a small stream). */
 int mig__analyze_read_end(MigAnalyzeCtx *c, MigErr **errp)
 {
     if (c->have_end)
         return 0;
-    enum { CHUNK = 1 << 20 };
+    enum { CHUNK = 64 << 10 };
     uint64_t base = mig_stream_offset(c->s);
-    size_t n = 0, cap = CHUNK;
-    uint8_t *b = mig_malloc0(cap);
+    size_t n = 0, cap = 0;
+    uint8_t *b = NULL;
     for (;;) {
         MIG_GROW(b, cap, n + CHUNK, CHUNK);
         size_t k = mig_stream_peek(c->s, b + n, CHUNK, 0);

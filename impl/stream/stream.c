@@ -29,7 +29,13 @@
 
 #define WBUF_MIN (64 * 1024)
 #define WSEG_MIN 1024
-#define RBUF_MIN (256 * 1024)
+/* A reader's buffer starts at RBUF_START and doubles, up to RBUF_FULL,
+ * each time a transport read fills all the room it was given (more was
+ * waiting): a migration's reader reaches RBUF_FULL within a few reads,
+ * while a short input (a handshake, a truncated file, a test's prefix)
+ * costs a few KiB, not a quarter of a MiB. */
+#define RBUF_START (4 * 1024)
+#define RBUF_FULL (256 * 1024)
 #define RGET_MAX ((size_t)1 << 30) /* one get (or a mark's span) on a transport */
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -68,6 +74,7 @@ struct MigStream {
     bool eof;     /* the transport said EOF (memory readers: always) */
     bool starved; /* a get found no data and the transport said -EAGAIN */
     size_t read_ahead; /* 0, or the most a get reads beyond what it needs */
+    size_t rgrow;      /* the buffer a transport read may fill (0: RBUF_START) */
     bool marked;
     size_t mark_pos;
     uint64_t mark_offset;
@@ -561,7 +568,8 @@ static int rfill(MigStream *s, size_t need)
         if (s->marked)
             s->mark_pos -= keep;
     }
-    MIG_GROW(s->rbuf, s->rcap, s->rpos + need, RBUF_MIN);
+    size_t grow = s->rgrow ? s->rgrow : RBUF_START;
+    MIG_GROW(s->rbuf, s->rcap, MIG_MAX(s->rpos + need, grow), RBUF_START);
     s->rdata = s->rbuf;
     /* A transport that carries keyed pages (MigTransport.keyed_ram) is read
      * no further than the get needs: page bytes stay in it until the RAM
@@ -574,6 +582,8 @@ static int rfill(MigStream *s, size_t need)
         ssize_t r = stream_read(s, s->rbuf + s->rlen, room);
         if (r > 0) {
             s->rlen += (size_t)r;
+            if ((size_t)r == room && grow < RBUF_FULL)
+                s->rgrow = grow * 2;
             continue;
         }
         if (r == 0) {
@@ -685,7 +695,7 @@ void mig_stream_skip(MigStream *s, uint64_t len)
         if (avail >= len || s->eof)
             chunk = len > SIZE_MAX ? SIZE_MAX : (size_t)len;
         else
-            chunk = avail > 0 ? avail : (size_t)MIG_MIN(len, (uint64_t)RBUF_MIN);
+            chunk = avail > 0 ? avail : (size_t)MIG_MIN(len, (uint64_t)RBUF_FULL);
         if (!rtake(s, chunk))
             return;
         len -= chunk;
@@ -942,7 +952,7 @@ ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int
     }
     if (ahead) {
         /* the bytes after iov's land in the buffer, read but not consumed */
-        MIG_GROW(s->rbuf, s->rcap, s->rlen + ahead, RBUF_MIN);
+        MIG_GROW(s->rbuf, s->rcap, s->rlen + ahead, RBUF_START);
         s->rdata = s->rbuf;
         v[n].iov_base = s->rbuf + s->rlen;
         v[n].iov_len = ahead;
@@ -987,7 +997,7 @@ void mig_stream_unget(MigStream *s, const void *buf, size_t len)
     }
     /* before the bytes still buffered (a direct read's ahead part) */
     size_t have = s->rlen - s->rpos;
-    MIG_GROW(s->rbuf, s->rcap, len + have, RBUF_MIN);
+    MIG_GROW(s->rbuf, s->rcap, len + have, RBUF_START);
     s->rdata = s->rbuf;
     memmove(s->rbuf + len, s->rbuf + s->rpos, have);
     memcpy(s->rbuf, buf, len);
