@@ -14,6 +14,11 @@
  *                                                        the same, with a MigErr
  *     int r = mig_fault_fire(MIG_FAULT_DEVICE_ARC);      0 or the errno, to act on
  *
+ * A point hit once per page or per transport call asks through the loop's
+ * gate instead (MIG_FAULT_RETURN_GATED, mig_fault_fire_gated; MigFaultGate
+ * below): the same decision, without libfiu's lookup for the hits no spec
+ * can fail.
+ *
  * so a point that is not registered does not compile, and the errno a point
  * injects is written once.  A harness may choose another errno for a hit
  * (`errno=EPIPE` in a fault spec, handed over as libfiu's failnum); the
