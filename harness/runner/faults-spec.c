@@ -331,6 +331,16 @@ const MigFaultGate *fault_injector_gate(FaultInjector *inj)
     return inj ? &inj->gate : NULL;
 }
 
+const MigFaultGate *fault_process_gate(FaultProcessGate *g)
+{
+    if (getenv("FIU_ENABLE") || getenv("FIU_CTRL_FIFO"))
+        return NULL;
+    for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+        g->left[p] = UINT64_MAX;
+    g->gate.left = g->left;
+    return &g->gate;
+}
+
 /* Take the hits that passed the gate at (side, p) into hits. */
 static void settle(FaultInjector *inj, MigFaultSide side, size_t p)
 {

@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/faults.h"
 #include "common/loop.h"
 #include "common/trace.h"
 
@@ -113,6 +114,19 @@ void fault_injector_free(FaultInjector *inj);
  * spec on the running side can fail pass it uncounted by libfiu and
  * counted here; the rest ask libfiu.  NULL for a NULL injector. */
 const MigFaultGate *fault_injector_gate(FaultInjector *inj);
+
+/* A process that arms no injector (`migcert vm`): no libfiu point can be
+ * enabled in it unless libfiu's fiu-run preload does it, from FIU_ENABLE or
+ * through the control fifo FIU_CTRL_FIFO names.  Without either in the
+ * environment every hit would ask libfiu only to hear "no": the gate this
+ * returns lets every hit pass (left: UINT64_MAX each; a process does not
+ * make 2^64 hits).  With either, NULL: every hit asks libfiu.  `g` is the
+ * caller's and must outlive the loop it is set on. */
+typedef struct FaultProcessGate {
+    MigFaultGate gate;
+    uint64_t left[MIG_FAULT__COUNT];
+} FaultProcessGate;
+const MigFaultGate *fault_process_gate(FaultProcessGate *g);
 /* Enable every registered point (libfiu) with this injector deciding.
  * Returns 0 or -EBUSY when another injector is armed. */
 int fault_injector_arm(FaultInjector *inj);

@@ -249,7 +249,7 @@ bool mig_stream_input_length(const MigStream *s, uint64_t *len)
 
 const MigFaultGate *mig_stream_fault_gate(const MigStream *s)
 {
-    return s->t && s->t->loop ? s->t->loop->faults : NULL;
+    return s->t ? mig_transport_fault_gate(s->t) : NULL;
 }
 
 /* ---------------------------------------------------------------- writer */
