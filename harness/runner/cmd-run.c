@@ -12,7 +12,9 @@
  *                    trigger) until a run does not reach that hit (the
  *                    scenario's own faults firing do not count); each hit a
  *                    case, at most 1000000 per point;
- *                    stream-damage points (.../omit-...) only when named
+ *                    stream-damage points (.../omit-...) only when named;
+ *                    a point that wraps another one for one
+ *                    (MIG_FAULT_WRAPS) to its 16th hit unless named
  *   --shard I/N      run the I-th of N shares of the cases (1 <= I <= N)
  *   -k PAT           only cases whose id contains PAT (repeatable: any);
  *                    a selection that matches no case exits 2
@@ -469,6 +471,33 @@ static void run_one(const Opts *o, Case *c)
  * case, naming the point. */
 #define SWEEP_MAX_HITS 1000000u
 
+/* The point that point `p` wraps (MIG_FAULT_WRAPS), or NULL. */
+static const char *wrapped_inner_name(size_t p)
+{
+#define WRAP_INNER_(outer, inner)                                                                  \
+    if (p == MIG_FAULT_##outer)                                                                    \
+        return mig_fault_name(MIG_FAULT_##inner);
+    MIG_FAULT_WRAPS(WRAP_INNER_)
+#undef WRAP_INNER_
+    return NULL;
+}
+
+/* The last hit of point `p` a sweep fails when the base run `r` shows it
+ * wraps its inner point one for one on `side` (equal hit counts; see
+ * MIG_FAULT_WRAPS), else 0 (every hit).  A point named with --fault is
+ * swept in full. */
+static uint64_t wrapped_sweep_limit(const RunResult *r, int side, size_t p, bool chosen)
+{
+    if (chosen || r->hits[side][p] <= MIG_FAULT_WRAP_SWEPT)
+        return 0;
+#define WRAP_LIMIT_(outer, inner)                                                                  \
+    if (p == MIG_FAULT_##outer && r->hits[side][p] == r->hits[side][MIG_FAULT_##inner])            \
+        return MIG_FAULT_WRAP_SWEPT;
+    MIG_FAULT_WRAPS(WRAP_LIMIT_)
+#undef WRAP_LIMIT_
+    return 0;
+}
+
 /* --sweep: after the base case, fail hit k of each reached point until the
  * run with `#k` does not reach hit k (stream-damage points only when
  * --fault names them). */
@@ -499,6 +528,13 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
              * swept only when named with --fault */
             if (!chosen && strstr(tab[p].name, "/omit-"))
                 continue;
+            uint64_t last = wrapped_sweep_limit(r, side, p, chosen);
+            if (last)
+                fprintf(stderr,
+                        "sweep: %s:%s to hit %llu of %llu: each hit is one of %s, swept in "
+                        "full (MIG_FAULT_WRAPS, impl/common/faults.h)\n",
+                        mig_fault_side_names[side], tab[p].name, (unsigned long long)last,
+                        (unsigned long long)r->hits[side][p], wrapped_inner_name(p));
             for (uint64_t k = 1;; k++) {
                 Case *c = case_add(out);
                 c->path = mig_strdup(base->path);
@@ -539,7 +575,7 @@ static void sweep_case(const Opts *o, Cases *out, const Case *base_in, RunProgre
                 c->repro = make_repro(o, c);
                 free(sr);
                 print_progress(o, progress, c);
-                if (!fired || k == SWEEP_MAX_HITS)
+                if (!fired || k == SWEEP_MAX_HITS || k == last)
                     break;
             }
         }

@@ -122,6 +122,19 @@ static inline const char *mig_fault_reached_outside_scenarios(const char *name)
     return NULL;
 }
 
+/* Points that wrap another: every hit of `outer` is followed at once by
+ * exactly one hit of `inner` (the stream's read fires mig/stream/read, then
+ * asks its transport for one read, which fires mig/transport/read), and a
+ * failure of either returns the same errno to the same caller before
+ * anything changes.  So when a run hits both equally often on one side
+ * (no transport read there comes from elsewhere), failing outer's hit k
+ * and inner's hit k are the same failure of the same read: same outcome,
+ * same virtual time, same errors, only the point's name in the trace
+ * differs.  A sweep (`migcert run --sweep`) then fails every hit of inner
+ * and only the first MIG_FAULT_WRAP_SWEPT hits of outer.  X(outer, inner) */
+#define MIG_FAULT_WRAPS(X) X(STREAM_READ, TRANSPORT_READ)
+#define MIG_FAULT_WRAP_SWEPT 16u
+
 typedef enum MigFaultId {
 #define MIG_FAULT_ID_(id, name, err, sentence) MIG_FAULT_##id,
     MIG_FAULT_POINTS(MIG_FAULT_ID_)
