@@ -10,7 +10,10 @@ import re
 
 import pytest
 
-USE_RE = re.compile(r'\b(?:MIG_FAULT_RETURN(?:_ERR)?|mig_fault_fire)\s*\(\s*MIG_FAULT_([A-Z0-9_]+)\b')
+# the point is the first argument, or the second after a gate (the gated forms)
+USE_RE = re.compile(r'\b(?:(?:MIG_FAULT_RETURN(?:_ERR)?|mig_fault_fire)\s*\('
+                    r'|(?:MIG_FAULT_RETURN_GATED|mig_fault_fire_gated)\s*\([^;]*?,)'
+                    r'\s*MIG_FAULT_([A-Z0-9_]+)\b')
 RAW_FIU_RE = re.compile(r'\bfiu_(?:return_on|return_errno_on|do_on|exit_on|fail)\s*\(')
 REG_RE = re.compile(r'^\s*X\(\s*([A-Z][A-Z0-9_]*)\s*,\s*"([^"]*)"\s*,\s*([A-Z][A-Z0-9]*)\s*,'
                     r'[\s\\]*"((?:[^"\\]|\\.)*)"\s*\)', re.M)

@@ -75,6 +75,7 @@
 #include "devices/releases.h"
 #include "machine/machine.h"
 #include "monitor/monitor.h"
+#include "faults-spec.h"
 #include "monitor/qmp-commands.h"
 #include "vm-spice.h"
 #include "workload/workload.h"
@@ -85,6 +86,7 @@
 
 typedef struct Vm {
     MigLoop *loop;
+    FaultProcessGate gate; /* loop->faults (fault_process_gate) */
     MigMachine *machine;
     MigMonitor *mon;
     MigWorkload *work;
@@ -760,6 +762,9 @@ int cmd_vm(int argc, char **argv)
         fprintf(stderr, "migcert vm: cannot create the event loop\n");
         return 2;
     }
+    /* no injector here: the hot fault points skip libfiu unless its fiu-run
+     * preload may have enabled some (faults-spec.h) */
+    vm.loop->faults = fault_process_gate(&vm.gate);
     if (trace) {
         tr = mig_trace_new();
         mig_trace_set_echo(tr, stderr);

@@ -65,6 +65,8 @@ static void case_open(Run *run)
         memcpy(specs + s->nfaults, c->extra, sizeof(*specs) * c->nextra);
     run->inj = fault_injector_new(specs, nf, c->seed, run->loop, run->trace);
     free(specs);
+    /* the hot points ask through it; the side loops inherit it */
+    run->loop->faults = fault_injector_gate(run->inj);
     mig_trace_log(run->trace, 0, "harness", "scenario %s seed 0x%llx pair %s:%s", s->path,
                   (unsigned long long)c->seed, run->src_rel, run->dst_rel);
 }

@@ -133,6 +133,7 @@ SideLoop *exec__side_loop_new(MigLoop *inner, FaultInjector *inj, MigFaultSide s
     SideLoop *sl = mig_malloc0(sizeof(*sl));
     sl->base.ops = &side_ops;
     sl->base.trace = inner->trace;
+    sl->base.faults = inner->faults; /* the injector's gate, whatever side runs */
     mig_prng_fork(&inner->prng, &sl->base.prng);
     sl->inner = inner;
     sl->inj = inj;

@@ -232,6 +232,15 @@ void mig_fault_spec_format(const MigFaultSpec *s, char *buf, size_t len)
     }
 }
 
+/* A libfiu point's failinfo: the injector and the point's index, so the
+ * callback needs no lookup by name. */
+typedef struct FiuPoint {
+    FaultInjector *inj;
+    size_t index;
+} FiuPoint;
+
+#define NO_SPEC SIZE_MAX
+
 struct FaultInjector {
     MigPrng prng;
     MigLoop *loop;
@@ -240,21 +249,28 @@ struct FaultInjector {
     size_t nspecs;
     bool *spent; /* per spec: a one-shot spec (#N, @PHASE) already fired */
     uint64_t *spec_fired; /* per spec: the hits it fired (or matched, see below) */
+    /* The specs of each side and point in spec order, the only ones a hit
+     * there looks at: spec_head[side][point], then spec_next[spec]
+     * (NO_SPEC ends a list). */
+    size_t spec_head[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT];
+    size_t *spec_next;
     size_t npoints;
-    uint64_t *hits; /* [side][point] */
+    uint64_t *hits; /* [side][point], the hits libfiu passed on; see granted */
+    /* The gate (faults.h): per side and point, how many hits the last grant
+     * let pass without asking libfiu (granted) and how many of them are
+     * still to come (left, which the engine counts down).  The true count
+     * of a point is hits + granted - left.  A grant never covers a hit any
+     * spec could fail (grant()), so a passed hit is one that decide()
+     * would have counted and let go, and nothing else. */
+    uint64_t granted[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT];
+    uint64_t left[MIG_FAULT_SIDE__COUNT][MIG_FAULT__COUNT];
+    MigFaultGate gate; /* .left: the current side's row of left */
+    FiuPoint fiu_points[MIG_FAULT__COUNT];
     MigFaultSide side;
     ScnPhase phase;
     uint64_t fired;
     char first_fired[96];
     bool armed;
-    /* The point each name pointer libfiu passed to fiu_external_cb is, by
-     * the pointer (direct-mapped; a miss searches the registry by name).
-     * Those pointers are string constants of the engine or libfiu's copies
-     * of the names it holds while armed: the same text for the whole case. */
-    struct {
-        const char *name;
-        const MigFaultInfo *info;
-    } by_ptr[64];
 };
 
 /* libfiu's registry is process-wide; only one injector may drive it. */
@@ -274,9 +290,26 @@ FaultInjector *fault_injector_new(const MigFaultSpec *specs, size_t n, uint64_t 
         memcpy(inj->specs, specs, sizeof(*specs) * n);
     inj->spent = mig_malloc0(sizeof(bool) * (n ? n : 1));
     inj->spec_fired = mig_malloc0(sizeof(uint64_t) * (n ? n : 1));
+    inj->spec_next = mig_malloc0(sizeof(size_t) * (n ? n : 1));
     mig_faults_table(&inj->npoints);
     inj->hits = mig_malloc0(sizeof(uint64_t) * MIG_FAULT_SIDE__COUNT * (inj->npoints + 1));
+    /* each (side, point)'s specs, in spec order: built from the back */
+    for (int sd = 0; sd < MIG_FAULT_SIDE__COUNT; sd++)
+        for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+            inj->spec_head[sd][p] = NO_SPEC;
+    for (size_t i = n; i-- > 0;) {
+        const MigFaultSpec *sp = &inj->specs[i];
+        if (sp->side >= MIG_FAULT_SIDE__COUNT || sp->point_index >= MIG_FAULT__COUNT) {
+            inj->spec_next[i] = NO_SPEC; /* matches no hit, as before */
+            continue;
+        }
+        inj->spec_next[i] = inj->spec_head[sp->side][sp->point_index];
+        inj->spec_head[sp->side][sp->point_index] = i;
+    }
+    for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+        inj->fiu_points[p] = (FiuPoint){inj, p};
     inj->side = MIG_FAULT_SIDE_SRC;
+    inj->gate.left = inj->left[inj->side];
     return inj;
 }
 
@@ -288,14 +321,63 @@ void fault_injector_free(FaultInjector *inj)
     free(inj->specs);
     free(inj->spent);
     free(inj->spec_fired);
+    free(inj->spec_next);
     free(inj->hits);
     free(inj);
 }
 
+const MigFaultGate *fault_injector_gate(FaultInjector *inj)
+{
+    return inj ? &inj->gate : NULL;
+}
+
+const MigFaultGate *fault_process_gate(FaultProcessGate *g)
+{
+    if (getenv("FIU_ENABLE") || getenv("FIU_CTRL_FIFO"))
+        return NULL;
+    for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+        g->left[p] = UINT64_MAX;
+    g->gate.left = g->left;
+    return &g->gate;
+}
+
+/* Take the hits that passed the gate at (side, p) into hits. */
+static void settle(FaultInjector *inj, MigFaultSide side, size_t p)
+{
+    inj->hits[side * inj->npoints + p] += inj->granted[side][p] - inj->left[side][p];
+    inj->granted[side][p] = inj->left[side][p] = 0;
+}
+
+/* Let the next hits of (side, p) that no spec can fail pass the gate: none
+ * while a spec there decides from anything but the hit number (every hit,
+ * @PHASE: the phase may change, %P: each hit draws), up to the hit before
+ * the nearest `#N`, all of them when no spec is left there.  Only while
+ * armed: a disarmed injector counts nothing. */
+static void grant(FaultInjector *inj, MigFaultSide side, size_t p)
+{
+    settle(inj, side, p);
+    if (!inj->armed)
+        return;
+    uint64_t hit = inj->hits[side * inj->npoints + p];
+    uint64_t pass = UINT64_MAX;
+    for (size_t i = inj->spec_head[side][p]; i != NO_SPEC && pass; i = inj->spec_next[i]) {
+        const MigFaultSpec *sp = &inj->specs[i];
+        if (inj->spent[i])
+            continue;
+        if (sp->when != MIG_FAULT_WHEN_NTH)
+            pass = 0;
+        else if (sp->nth > hit) /* one below: hit nth itself is asked */
+            pass = MIG_MIN(pass, sp->nth - hit - 1);
+    }
+    inj->granted[side][p] = inj->left[side][p] = pass;
+}
+
 void fault_injector_set_side(FaultInjector *inj, MigFaultSide side)
 {
-    if (inj)
+    if (inj) {
         inj->side = side;
+        inj->gate.left = inj->left[side];
+    }
 }
 
 MigFaultSide fault_injector_side(const FaultInjector *inj)
@@ -313,7 +395,8 @@ uint64_t fault_injector_hits(const FaultInjector *inj, MigFaultSide side, size_t
 {
     if (!inj || index >= inj->npoints || side >= MIG_FAULT_SIDE__COUNT)
         return 0;
-    return inj->hits[side * inj->npoints + index];
+    return inj->hits[side * inj->npoints + index] + inj->granted[side][index] -
+           inj->left[side][index];
 }
 
 uint64_t fault_injector_fired(const FaultInjector *inj)
@@ -336,19 +419,21 @@ bool fault_injector_decide(FaultInjector *inj, const char *point)
     return fault_injector_decide_errno(inj, point) != 0;
 }
 
-static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *point);
+static int decide(FaultInjector *inj, size_t idx);
 
 int fault_injector_decide_errno(FaultInjector *inj, const char *point)
 {
+    size_t count;
     const MigFaultInfo *info = mig_faults_find(point);
-    return info ? decide(inj, info, point) : 0;
+    return info ? decide(inj, (size_t)(info - mig_faults_table(&count))) : 0;
 }
 
-static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *point)
+static int decide(FaultInjector *inj, size_t idx)
 {
-    size_t count;
-    size_t idx = (size_t)(info - mig_faults_table(&count));
-    uint64_t hit = ++inj->hits[inj->side * inj->npoints + idx];
+    const MigFaultInfo *info = &mig_faults_table(&(size_t){0})[idx];
+    MigFaultSide side = inj->side;
+    settle(inj, side, idx); /* the hits that passed the gate came first */
+    uint64_t hit = ++inj->hits[side * inj->npoints + idx];
     bool fail = false;
     int err = -info->err;
     /* The first spec that fires decides the hit (and its errno).  Past
@@ -356,10 +441,11 @@ static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *poin
      * still looked at, to be credited with the hit: `#N` was reached even
      * when another spec failed that same hit (a sweep must know).  @PHASE
      * and %P are not: @PHASE then waits for the next hit in its phase, %P
-     * draws nothing, exactly as when they were never looked at. */
-    for (size_t i = 0; i < inj->nspecs; i++) {
+     * draws nothing, exactly as when they were never looked at.  Only this
+     * side and point's specs, in spec order (spec_head). */
+    for (size_t i = inj->spec_head[side][idx]; i != NO_SPEC; i = inj->spec_next[i]) {
         MigFaultSpec *s = &inj->specs[i];
-        if (s->point_index != idx || s->side != inj->side || inj->spent[i])
+        if (inj->spent[i])
             continue;
         bool match = false;
         switch (s->when) {
@@ -387,16 +473,17 @@ static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *poin
             err = s->err;
         fail = true;
     }
+    grant(inj, side, idx);
     if (!fail)
         return 0;
     if (inj->fired++ == 0) {
-        MigFaultSpec first = {.side = inj->side, .when = MIG_FAULT_WHEN_NTH, .nth = hit,
+        MigFaultSpec first = {.side = side, .when = MIG_FAULT_WHEN_NTH, .nth = hit,
                               .err = err};
-        snprintf(first.point, sizeof(first.point), "%s", point);
+        snprintf(first.point, sizeof(first.point), "%s", info->name);
         mig_fault_spec_format(&first, inj->first_fired, sizeof(inj->first_fired));
     }
     mig_trace_log(inj->trace, inj->loop ? mig_loop_now_ns(inj->loop) : 0, "fault",
-                  "%s:%s hit %llu fires %s", mig_fault_side_names[inj->side], point,
+                  "%s:%s hit %llu fires %s", mig_fault_side_names[side], info->name,
                   (unsigned long long)hit, mig_errno_name(err));
     return err;
 }
@@ -404,19 +491,12 @@ static int decide(FaultInjector *inj, const MigFaultInfo *info, const char *poin
 #ifdef FIU_ENABLE
 static int fiu_external_cb(const char *name, int *failnum, void **failinfo, unsigned int *flags)
 {
+    (void)name;
     (void)flags;
-    FaultInjector *inj = *failinfo;
-    if (!inj)
+    const FiuPoint *fp = *failinfo;
+    if (!fp)
         return 0;
-    size_t slot = ((uintptr_t)name >> 3) % MIG_ARRAY_SIZE(inj->by_ptr);
-    if (inj->by_ptr[slot].name != name) {
-        const MigFaultInfo *info = mig_faults_find(name);
-        if (!info)
-            return 0;
-        inj->by_ptr[slot].name = name;
-        inj->by_ptr[slot].info = info;
-    }
-    int err = decide(inj, inj->by_ptr[slot].info, name);
+    int err = decide(fp->inj, fp->index);
     if (!err)
         return 0;
     /* fiu_fail() returns the failnum we leave here: points that use
@@ -441,11 +521,13 @@ int fault_injector_arm(FaultInjector *inj)
     size_t n;
     const MigFaultInfo *t = mig_faults_table(&n);
     for (size_t i = 0; i < n; i++)
-        fiu_enable_external(t[i].name, 1, inj, 0, fiu_external_cb);
-    memset(inj->by_ptr, 0, sizeof(inj->by_ptr)); /* libfiu's copies are new */
+        fiu_enable_external(t[i].name, 1, &inj->fiu_points[i], 0, fiu_external_cb);
 #endif
     inj->armed = true;
     armed_injector = inj;
+    for (int sd = 0; sd < MIG_FAULT_SIDE__COUNT; sd++)
+        for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+            grant(inj, (MigFaultSide)sd, p);
     return 0;
 }
 
@@ -461,4 +543,7 @@ void fault_injector_disarm(FaultInjector *inj)
 #endif
     inj->armed = false;
     armed_injector = NULL;
+    for (int sd = 0; sd < MIG_FAULT_SIDE__COUNT; sd++)
+        for (size_t p = 0; p < MIG_FAULT__COUNT; p++)
+            settle(inj, (MigFaultSide)sd, p); /* the gate is shut: every hit asks */
 }

@@ -25,7 +25,13 @@
  * registered point with fiu_enable_external(), passing the injector as the
  * point's failinfo, so the external callback counts hits per (side, point)
  * and decides from the specs and the injector's PRNG (forked from the run
- * seed) — libfiu's own random source is never used.  The harness tells the
+ * seed) — libfiu's own random source is never used.  The callback finds
+ * the point by its failinfo (no lookup by name) and looks only at the specs
+ * of the running side and that point.  The engine's hot points (a hit per
+ * page or per transport call) ask through the injector's gate first
+ * (fault_injector_gate): a hit no spec can fail is only counted, and
+ * libfiu is asked for the hits a spec may fail (the next `#N`, every hit
+ * of an every-hit, @PHASE or %P spec).  The harness tells the
  * injector which side's code is running (fault_injector_set_side) before it
  * runs that side's callbacks, and which phase the migration is in.
  * Only one injector may be armed at a time.
@@ -38,6 +44,7 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/faults.h"
 #include "common/loop.h"
 #include "common/trace.h"
 
@@ -102,6 +109,24 @@ typedef struct FaultInjector FaultInjector;
 FaultInjector *fault_injector_new(const MigFaultSpec *specs, size_t n, uint64_t seed,
                                   MigLoop *loop, MigTrace *trace);
 void fault_injector_free(FaultInjector *inj);
+/* The injector's gate (impl/common/faults.h, MigFaultGate), for the loops
+ * of the run (MigLoop.faults): while armed, the hits of a point that no
+ * spec on the running side can fail pass it uncounted by libfiu and
+ * counted here; the rest ask libfiu.  NULL for a NULL injector. */
+const MigFaultGate *fault_injector_gate(FaultInjector *inj);
+
+/* A process that arms no injector (`migcert vm`): no libfiu point can be
+ * enabled in it unless libfiu's fiu-run preload does it, from FIU_ENABLE or
+ * through the control fifo FIU_CTRL_FIFO names.  Without either in the
+ * environment every hit would ask libfiu only to hear "no": the gate this
+ * returns lets every hit pass (left: UINT64_MAX each; a process does not
+ * make 2^64 hits).  With either, NULL: every hit asks libfiu.  `g` is the
+ * caller's and must outlive the loop it is set on. */
+typedef struct FaultProcessGate {
+    MigFaultGate gate;
+    uint64_t left[MIG_FAULT__COUNT];
+} FaultProcessGate;
+const MigFaultGate *fault_process_gate(FaultProcessGate *g);
 /* Enable every registered point (libfiu) with this injector deciding.
  * Returns 0 or -EBUSY when another injector is armed. */
 int fault_injector_arm(FaultInjector *inj);

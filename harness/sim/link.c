@@ -573,7 +573,7 @@ static ssize_t mem_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     MemDir *d = &k->dir[e->side];
     uint64_t total = 0, allow;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (k->broken)
         return -ECONNRESET;
     if (d->eof || !k->end[!e->side])
@@ -615,7 +615,7 @@ static ssize_t mem_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
     MemDir *d = &k->dir[!e->side];
     uint64_t total = 0;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_READ);
     uint64_t ready = d->readable - d->rd;
     for (int i = 0; i < iovcnt && (total < ready || !total); i++) /* as in mem_writev */
         total += iov[i].iov_len;

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
+#include "common/faults.h"
 #include "runner/faults-spec.h"
 #include "sim/sim.h"
 #include "transport/transport.h"
@@ -243,11 +244,85 @@ static void test_faults_spec_injected_errno_reaches_the_transport_caller(void **
     fault_injector_free(inj);
     mig_loop_free(loop);
 }
+
+/* The gate (faults.h) changes what a hit costs, never what it does: hits
+ * through an armed injector's gate fire, count and draw exactly as hits
+ * that all go to the injector one by one, on every side, for every kind of
+ * spec, and a point no spec names passes the gate without libfiu. */
+static void test_faults_spec_gated_hits_fire_and_count_as_asked_ones(void **state)
+{
+    (void)state;
+    const char *texts[] = {
+        "dst:mig/stream/read#5",     "src:mig/stream/read#2",  "src:mig/stream/read#7",
+        "dst:mig/ram/omit-page%0.3", "src:mig/stream/flush@precopy",
+        "dst:mig/transport/read",    "src:mig/transport/read#3 errno=EPIPE",
+    };
+    enum { NSPECS = sizeof(texts) / sizeof(texts[0]) };
+    MigFaultSpec specs[NSPECS];
+    for (size_t i = 0; i < NSPECS; i++)
+        assert_int_equal(mig_fault_spec_parse(texts[i], &specs[i], NULL), 0);
+    const MigFaultId ids[] = {MIG_FAULT_STREAM_READ, MIG_FAULT_RAM_OMIT_PAGE,
+                              MIG_FAULT_STREAM_FLUSH, MIG_FAULT_TRANSPORT_READ,
+                              MIG_FAULT_TRANSPORT_WRITE};
+    FaultInjector *gated = fault_injector_new(specs, NSPECS, 11, NULL, NULL);
+    FaultInjector *asked = fault_injector_new(specs, NSPECS, 11, NULL, NULL);
+    assert_int_equal(fault_injector_arm(gated), 0);
+    const MigFaultGate *gate = fault_injector_gate(gated);
+    assert_non_null(gate);
+    /* no spec names mig/transport/write: its hits never need libfiu */
+    assert_true(gate->left[MIG_FAULT_TRANSPORT_WRITE] > 0);
+    MigPrng order;
+    mig_prng_seed(&order, 3);
+    for (int step = 0; step < 4000; step++) {
+        MigFaultSide side = (MigFaultSide)(mig_prng_next(&order) % MIG_FAULT_SIDE__COUNT);
+        MigFaultId id = ids[mig_prng_next(&order) % (sizeof(ids) / sizeof(ids[0]))];
+        if (step == 1000) {
+            fault_injector_set_phase(gated, SCN_PHASE_ACTIVE);
+            fault_injector_set_phase(asked, SCN_PHASE_ACTIVE);
+        }
+        fault_injector_set_side(gated, side);
+        fault_injector_set_side(asked, side);
+        int want = fault_injector_decide_errno(asked, mig_fault_name(id));
+        int got = mig_fault_fire_gated(gate, id);
+        if (got != want)
+            fail_msg("step %d: %s:%s gave %d, asked one by one %d", step,
+                     mig_fault_side_names[side], mig_fault_name(id), got, want);
+    }
+    size_t np;
+    mig_faults_table(&np);
+    for (int sd = 0; sd < MIG_FAULT_SIDE__COUNT; sd++)
+        for (size_t p = 0; p < np; p++)
+            assert_int_equal(fault_injector_hits(gated, (MigFaultSide)sd, p),
+                             fault_injector_hits(asked, (MigFaultSide)sd, p));
+    for (size_t i = 0; i < NSPECS; i++)
+        assert_int_equal(fault_injector_spec_fired(gated, i), fault_injector_spec_fired(asked, i));
+    assert_true(fault_injector_fired(asked) > 0);
+    assert_int_equal(fault_injector_fired(gated), fault_injector_fired(asked));
+    assert_string_equal(fault_injector_first_fired(gated), fault_injector_first_fired(asked));
+    /* the counts stand after disarming, and a disarmed gate passes nothing */
+    uint64_t before = fault_injector_hits(gated, MIG_FAULT_SIDE_SRC, MIG_FAULT_TRANSPORT_WRITE);
+    assert_true(before > 0);
+    fault_injector_disarm(gated);
+    fault_injector_set_side(gated, MIG_FAULT_SIDE_SRC);
+    assert_int_equal(gate->left[MIG_FAULT_TRANSPORT_WRITE], 0);
+    assert_int_equal(mig_fault_fire_gated(gate, MIG_FAULT_TRANSPORT_WRITE), 0);
+    assert_int_equal(fault_injector_hits(gated, MIG_FAULT_SIDE_SRC, MIG_FAULT_TRANSPORT_WRITE),
+                     before);
+    fault_injector_free(gated);
+    fault_injector_free(asked);
+}
 #else
 static void test_faults_spec_injected_errno_reaches_the_transport_caller(void **state)
 {
     (void)state;
     skip(); /* built without libfiu (FIU=0): no point can fire */
+}
+
+static void test_faults_spec_gated_hits_fire_and_count_as_asked_ones(void **state)
+{
+    (void)state;
+    /* FIU=0: a gate or none, no point fires */
+    assert_int_equal(mig_fault_fire_gated(NULL, MIG_FAULT_STREAM_READ), 0);
 }
 #endif
 
@@ -261,6 +336,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_faults_spec_injector_decides_the_spec_errno),
         cmocka_unit_test(test_faults_spec_each_spec_counts_its_own_hits),
         cmocka_unit_test(test_faults_spec_injected_errno_reaches_the_transport_caller),
+        cmocka_unit_test(test_faults_spec_gated_hits_fire_and_count_as_asked_ones),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

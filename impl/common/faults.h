@@ -14,6 +14,11 @@
  *                                                        the same, with a MigErr
  *     int r = mig_fault_fire(MIG_FAULT_DEVICE_ARC);      0 or the errno, to act on
  *
+ * A point hit once per page or per transport call asks through the loop's
+ * gate instead (MIG_FAULT_RETURN_GATED, mig_fault_fire_gated; MigFaultGate
+ * below): the same decision, without libfiu's lookup for the hits no spec
+ * can fail.
+ *
  * so a point that is not registered does not compile, and the errno a point
  * injects is written once.  A harness may choose another errno for a hit
  * (`errno=EPIPE` in a fault spec, handed over as libfiu's failnum); the
@@ -35,6 +40,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "fiu-local.h"
@@ -191,10 +197,51 @@ static inline int mig_fault_fire(MigFaultId id)
 #endif
 }
 
+/*
+ * A gate: hits a point may take without asking libfiu.  Whoever arms
+ * libfiu with a decider (the harness's injector, harness/runner/
+ * faults-spec.h) may hand one to the engine through the loop
+ * (MigLoop.faults); the engine's hot points (one hit per page or per
+ * transport call) ask through it.  left[id] is how many more hits of point
+ * id the decider has promised not to fail: such a hit only takes one off
+ * (the decider counts left's drop as hits, so every hit is still counted,
+ * and a `#N` still means the Nth); at 0 the hit goes to libfiu as any other.
+ * The decider owns the array and points left at the running side's; the
+ * engine only decrements.  NULL gate (the default, and every real
+ * process): every hit asks libfiu.
+ */
+typedef struct MigFaultGate {
+    uint64_t *left; /* [MIG_FAULT__COUNT] */
+} MigFaultGate;
+
+/* mig_fault_fire(id), through `gate` (may be NULL). */
+static inline int mig_fault_fire_gated(const MigFaultGate *gate, MigFaultId id)
+{
+#ifdef FIU_ENABLE
+    if (gate && gate->left[id]) {
+        gate->left[id]--;
+        return 0;
+    }
+    return mig_fault_fire(id);
+#else
+    (void)gate;
+    (void)id;
+    return 0;
+#endif
+}
+
 /* Return the point's errno from the enclosing function when it fires. */
 #define MIG_FAULT_RETURN(id)                                                                       \
     do {                                                                                           \
         int mig_fault_err_ = mig_fault_fire(id);                                                   \
+        if (mig_fault_err_)                                                                        \
+            return mig_fault_err_;                                                                 \
+    } while (0)
+
+/* MIG_FAULT_RETURN through a gate (mig_fault_fire_gated). */
+#define MIG_FAULT_RETURN_GATED(gate, id)                                                           \
+    do {                                                                                           \
+        int mig_fault_err_ = mig_fault_fire_gated((gate), (id));                                  \
         if (mig_fault_err_)                                                                        \
             return mig_fault_err_;                                                                 \
     } while (0)

@@ -27,6 +27,7 @@
 
 typedef struct MigLoop MigLoop;
 typedef struct MigLoopSource MigLoopSource;
+typedef struct MigFaultGate MigFaultGate; /* faults.h */
 
 enum {
     MIG_LOOP_IN = 1u << 0,
@@ -62,6 +63,10 @@ struct MigLoop {
     MigTrace *trace;   /* may be NULL */
     bool stop;         /* set by mig_loop_stop(); cleared by mig_loop_run() */
     long live_sources; /* timers + defers + watches not yet removed or fired */
+    /* Hits of fault points that may pass without asking libfiu (faults.h,
+     * MigFaultGate): set by the harness's fault injector on the loops of a
+     * run; NULL (every hit asks libfiu) unless set. */
+    const MigFaultGate *faults;
 };
 
 /* The real backend.  `seed` seeds loop->prng. Returns NULL on failure. */

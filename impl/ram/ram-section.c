@@ -44,7 +44,7 @@ static size_t put_flipped(MigRam *r, MigStream *s, size_t bi, uint64_t page, con
 
 static size_t put_record(MigRam *r, MigStream *s, size_t bi, uint64_t page)
 {
-    if (mig_fault_fire(MIG_FAULT_RAM_OMIT_PAGE))
+    if (mig_fault_fire_gated(mig_stream_fault_gate(s), MIG_FAULT_RAM_OMIT_PAGE))
         return 0; /* stream damage: the page is taken as sent, nothing is written */
     MigRamBlock *b = r->blocks[bi];
     const uint8_t *host = b->host + page * MIG_RAM_PAGE_SIZE;

@@ -254,11 +254,16 @@ bool mig_stream_input_length(const MigStream *s, uint64_t *len)
     return true;
 }
 
+const MigFaultGate *mig_stream_fault_gate(const MigStream *s)
+{
+    return s->t ? mig_transport_fault_gate(s->t) : NULL;
+}
+
 /* ---------------------------------------------------------------- writer */
 
-static int inject_flush(void)
+static int inject_flush(const MigStream *s)
 {
-    MIG_FAULT_RETURN(MIG_FAULT_STREAM_FLUSH);
+    MIG_FAULT_RETURN_GATED(mig_stream_fault_gate(s), MIG_FAULT_STREAM_FLUSH);
     return 0;
 }
 
@@ -313,7 +318,7 @@ static int wpush(MigStream *s)
         return s->err;
     if (!s->t || s->whead == s->nsegs)
         return 0;
-    int r = inject_flush();
+    int r = inject_flush(s);
     if (r < 0) {
         mig_stream_set_error(s, r, "stream flush failed at offset %llu: %s",
                              (unsigned long long)(s->offset - s->wpending), mig_errno_name(r));
@@ -527,15 +532,15 @@ size_t mig_stream_pending(const MigStream *s)
 
 /* ---------------------------------------------------------------- reader */
 
-static int inject_read(void)
+static int inject_read(const MigStream *s)
 {
-    MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
+    MIG_FAULT_RETURN_GATED(mig_stream_fault_gate(s), MIG_FAULT_STREAM_READ);
     return 0;
 }
 
 static ssize_t stream_read(MigStream *s, void *buf, size_t len)
 {
-    MIG_FAULT_RETURN(MIG_FAULT_STREAM_READ);
+    MIG_FAULT_RETURN_GATED(mig_stream_fault_gate(s), MIG_FAULT_STREAM_READ);
     return mig_transport_read(s->t, buf, len);
 }
 
@@ -959,7 +964,7 @@ ssize_t mig_stream_readv_direct_ahead(MigStream *s, const struct iovec *iov, int
     }
     ssize_t r;
     do {
-        r = inject_read();
+        r = inject_read(s);
         if (r == 0)
             r = s->t->ops->readv(s->t, v, n + (ahead ? 1 : 0));
     } while (r == -EINTR);

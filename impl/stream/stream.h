@@ -252,6 +252,10 @@ bool mig_stream_at_eof(MigStream *s);
  * length, bytes consumed plus bytes still buffered, and true; false while
  * more may come. */
 bool mig_stream_input_length(const MigStream *s, uint64_t *len);
+
+/* The fault gate of the stream's loop (impl/common/faults.h), for points
+ * hit once per record; NULL for memory streams and where none is set. */
+const MigFaultGate *mig_stream_fault_gate(const MigStream *s);
 void mig_stream_mark(MigStream *s);
 void mig_stream_rewind(MigStream *s);
 bool mig_stream_starved(const MigStream *s);

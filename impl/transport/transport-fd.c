@@ -115,7 +115,7 @@ static ssize_t fd_readv(MigTransport *t, const struct iovec *iov, int iovcnt)
     FdTransport *f = F(t);
     ssize_t n;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_READ);
     if (f->fd < 0)
         return -EBADF;
     if (iovcnt > IOV_MAX)
@@ -144,7 +144,7 @@ static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     FdTransport *f = F(t);
     ssize_t n;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (f->fd < 0)
         return -EBADF;
     if (iovcnt > IOV_MAX)
@@ -187,7 +187,7 @@ static int fd_send_fd(MigTransport *t, int fd)
     struct cmsghdr *c;
     ssize_t n;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (!f->is_unix || f->fd < 0)
         return -ENOTSUP;
     memset(&ctl, 0, sizeof(ctl));
@@ -254,7 +254,7 @@ static int fd_recv_fd(MigTransport *t)
     uint8_t marker;
     ssize_t n;
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_READ);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_READ);
     if (!f->is_unix || f->fd < 0)
         return -ENOTSUP;
     if (f->nfds)

@@ -314,8 +314,9 @@ static int splice_ahead(LocalTransport *l, uint64_t end)
          * pipe closes (pipe-break) or takes nothing more (splice-short),
          * and the source goes on as if every page had gone in whole: its
          * records reach the destination, which must fail on the page. */
-        bool brk = mig_fault_fire(MIG_FAULT_TRANSPORT_PIPE_BREAK) != 0;
-        if (brk || mig_fault_fire(MIG_FAULT_TRANSPORT_SPLICE_SHORT)) {
+        const MigFaultGate *gate = mig_transport_fault_gate(&l->base);
+        bool brk = mig_fault_fire_gated(gate, MIG_FAULT_TRANSPORT_PIPE_BREAK) != 0;
+        if (brk || mig_fault_fire_gated(gate, MIG_FAULT_TRANSPORT_SPLICE_SHORT)) {
             struct iovec half = {sv[0].iov_base, MIG_MIN(sv[0].iov_len, LOCAL_PAGE / 2)};
             if (vmsplice(l->pipe_w, &half, 1, SPLICE_F_NONBLOCK) < 0)
                 return -errno;
@@ -432,7 +433,7 @@ static ssize_t local_writev(MigTransport *t, const struct iovec *iov, int iovcnt
 {
     LocalTransport *l = L(t);
 
-    MIG_FAULT_RETURN(MIG_FAULT_TRANSPORT_WRITE);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (!l->for_send)
         return mig_transport_writev(l->sock, iov, iovcnt); /* the return path */
     ssize_t n = source_writev(l, iov, iovcnt);
@@ -569,7 +570,7 @@ static int local_page_getv(MigTransport *t, const struct iovec *iov, int n, MigE
     LocalTransport *l = L(t);
     if (l->pipe_r < 0)
         return mig_err_set(errp, -EPROTO, "page-flip: no pipe to read a page from");
-    int fault = mig_fault_fire(MIG_FAULT_TRANSPORT_READ);
+    int fault = mig_fault_fire_gated(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_READ);
     if (fault)
         return mig_err_set(errp, fault, "page-flip: pipe read failed (injected fault)");
     struct iovec v[LOCAL_SPLICE_IOV];

@@ -99,6 +99,13 @@ struct MigTransport {
     bool keyed_ram;
 };
 
+/* The fault gate of t's loop (impl/common/faults.h, MigLoop.faults), for
+ * the points hit once per transport call; NULL when none is set. */
+static inline const MigFaultGate *mig_transport_fault_gate(const MigTransport *t)
+{
+    return t->loop ? t->loop->faults : NULL;
+}
+
 static inline ssize_t mig_transport_read(MigTransport *t, void *b, size_t n)
 {
     return t->ops->read(t, b, n);
