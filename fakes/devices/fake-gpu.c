@@ -250,12 +250,8 @@ static bool next_record(MigcertDevice *d)
         return true; /* the checksum does not cover itself */
     } else {
 #ifdef FAKE_GPU_BROKEN_PENDING_NEVER_ZERO
-        /* the same page of padding every time: written once (rec holds it
-         * from the previous pad on, nothing else writes rec in between) */
-        if (d->rec[0] != TAG_PAD) {
-            memset(d->rec, 0, FAKE_GPU_PAGE);
-            d->rec[0] = TAG_PAD;
-        }
+        memset(d->rec, 0, FAKE_GPU_PAGE);
+        d->rec[0] = TAG_PAD;
         d->rec_len = FAKE_GPU_PAGE;
         return true;
 #endif
