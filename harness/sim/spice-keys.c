@@ -14,12 +14,15 @@ static struct {
     size_t n;
 } keys;
 
+uint64_t sim_spice_key_seed(const MigLoop *loop)
+{
+    MigPrng peek = loop->prng;
+    return mig_prng_next(&peek);
+}
+
 const SpiceTicketKey *sim_spice_key(MigLoop *loop)
 {
-    /* what mig_prng_fork(&loop->prng, &kp) in spice_server_new seeds kp
-     * with: the loop's next number */
-    MigPrng peek = loop->prng;
-    uint64_t seed = mig_prng_next(&peek);
+    uint64_t seed = sim_spice_key_seed(loop);
     for (size_t i = 0; i < keys.n; i++)
         if (keys.seed[i] == seed)
             return keys.key[i];

@@ -16,10 +16,10 @@
  * same spice_ticket_key_new), and the server still forks the loop's PRNG
  * for it, so every draw and every byte on the wire stays as before.
  *
- * Invariants: a key is looked up by the loop's next PRNG number, peeked at
- * on a copy (nothing drawn here); the table is fixed-size and never
- * evicted (past it, NULL: the server makes its own); keys outlive every
- * server that borrows them (freed only by sim_spice_keys_free); no clock.
+ * Invariants: a key is looked up by sim_spice_key_seed (nothing drawn);
+ * the table is fixed-size and never evicted (past it, NULL: the server
+ * makes its own); keys outlive every server that borrows them (freed only
+ * by sim_spice_keys_free); no clock.
  */
 #ifndef MIGCERT_SIM_SPICE_KEYS_H
 #define MIGCERT_SIM_SPICE_KEYS_H
@@ -27,6 +27,11 @@
 #include "common/loop.h"
 #include "spice/spice-ticket.h"
 
+/* The seed of the key the next spice_server_new on `loop` makes: what
+ * mig_prng_fork(&loop->prng, &kp) seeds kp with, the loop's next number,
+ * peeked at on a copy (nothing drawn).  The executor's key cache
+ * (harness/runner/exec-spice-keys.c) looks its keys up by it too. */
+uint64_t sim_spice_key_seed(const MigLoop *loop);
 /* The key the next spice_server_new on `loop` would make; NULL when the
  * table is full or the key could not be made (the server then makes it). */
 const SpiceTicketKey *sim_spice_key(MigLoop *loop);
