@@ -37,6 +37,7 @@
 #include <openssl/err.h>
 
 #include "exec-internal.h"
+#include "sim/spice-keys.h"
 #include "spice/spice-ticket.h"
 
 /* Distinct key seeds: a run of one seed asks for a handful (one per side
@@ -76,10 +77,7 @@ static SpiceTicketKey *key_make(uint64_t seed)
 
 const SpiceTicketKey *exec__spice_key(MigLoop *loop)
 {
-    /* what mig_prng_fork(&loop->prng, &kp) in spice_server_new seeds kp
-     * with: the parent's next number, peeked at on a copy */
-    MigPrng peek = loop->prng;
-    uint64_t seed = mig_prng_next(&peek);
+    uint64_t seed = sim_spice_key_seed(loop);
     for (size_t i = 0; i < keys.n; i++)
         if (keys.seed[i] == seed)
             return keys.key[i];

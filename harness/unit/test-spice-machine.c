@@ -27,6 +27,7 @@
 #include "machine/machine.h"
 #include "sim/migration-wait.h"
 #include "sim/sim.h"
+#include "sim/spice-keys.h"
 #include "sim/spice-net.h"
 #include "workload/workload.h"
 
@@ -60,8 +61,11 @@ static void pair_open_cfg(Pair *p, uint64_t client_bw, uint64_t migrate_end_dela
     MigMachineOptions dopt = {.name = "dst", .ram_size = 16 * MIB, .incoming = true};
     p->src = mig_machine_new(p->loop, &so, NULL);
     p->dst = mig_machine_new(p->loop, &dopt, NULL);
-    SpiceServerConfig sc = {.seamless_migration = seamless};
+    /* each server's key from the table (sim/spice-keys.h): the same key
+     * it would make, searched once per process */
+    SpiceServerConfig sc = {.seamless_migration = seamless, .key = sim_spice_key(p->loop)};
     assert_int_equal(mig_machine_add_spice(p->src, &sc, NULL), 0);
+    sc.key = sim_spice_key(p->loop);
     assert_int_equal(mig_machine_add_spice(p->dst, &sc, NULL), 0);
     FakeSpiceOptions fo = {.width = 160, .height = 120, .vmc_bytes_per_tick = client_bw ? 4000 : 500};
     p->ssp = fake_spice_new(p->src, &fo, NULL);
@@ -346,5 +350,7 @@ int main(int argc, char **argv)
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    sim_spice_keys_free();
+    return failed;
 }

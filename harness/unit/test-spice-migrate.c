@@ -31,6 +31,7 @@
 #include "client/fake-client.h"
 #include "devices/fake-qxl.h"
 #include "sim/sim.h"
+#include "sim/spice-keys.h"
 #include "sim/spice-net.h"
 #include "spice/spice-main.h"
 
@@ -60,7 +61,10 @@ static void host_open(World *w, Host *h, const char *who)
 {
     /* the target of an old release: no SEMI_SEAMLESS (releases.h 1.0) */
     SpiceServerConfig sc = {.who = who, .event = count_event, .event_opaque = h,
-                            .no_semi_seamless = h == &w->dst && w->dst_old};
+                            .no_semi_seamless = h == &w->dst && w->dst_old,
+                            /* the key the server would make, searched once
+                             * per process (sim/spice-keys.h) */
+                            .key = sim_spice_key(w->loop)};
     h->server = spice_server_new(w->loop, &sc, NULL);
     h->main = spice_main_add(h->server);
     h->qxl = fake_qxl_new(w->loop, h->server, 64, 48);
@@ -520,5 +524,7 @@ int main(int argc, char **argv)
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    sim_spice_keys_free();
+    return failed;
 }

@@ -25,6 +25,8 @@
 #include "sim/sim.h"
 #include "transport/transport.h"
 
+#include "test-scale.h"
+
 #define MS 1000000ull
 #define SEC 1000000000ull /* real-loop waits below allow 60 s: hang guards, not speeds */
 
@@ -920,10 +922,15 @@ static uint8_t ring_byte(uint64_t o)
  * order) only as far as the bytes held need: none of that may show.  Writes
  * and reads of uneven sizes drive the ring through wraps, growths from a
  * wrapped state, empties and a fill to exactly `buffer` bytes, past the
- * size where it moves to its own mapping; every byte read is checked. */
+ * size where it moves to its own mapping; every byte read is checked.
+ * Under valgrind 100 rounds instead of 400 (test-scale.h), half small and
+ * half large as in the full run, two of them drains: the same wraps,
+ * growths (from a wrapped ring too), empties and mapping, in fewer
+ * repetitions of each. */
 static void test_transport_mem_ring_keeps_bytes_across_wraps_and_growth(void **state)
 {
     (void)state;
+    const int rounds = TEST_SCALE(400, 100);
     MigLoop *l = mig_sim_loop_new(9);
     const size_t cap = (size_t)3 << 20;
     MigLinkParams p = {.buffer = cap};
@@ -932,9 +939,9 @@ static void test_transport_mem_ring_keeps_bytes_across_wraps_and_growth(void **s
     uint8_t *buf = malloc(cap);
     uint64_t wr = 0, rd = 0, x = 12345;
     /* sizes: small against the first buffer, then up to the whole bound */
-    for (int round = 0; round < 400; round++) {
+    for (int round = 0; round < rounds; round++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        size_t big = round < 200 ? (size_t)40 << 10 : cap;
+        size_t big = round < rounds / 2 ? (size_t)40 << 10 : cap;
         size_t w = (size_t)(x >> 33) % big + 1, r = (size_t)(x >> 13) % big + 1;
         if (round % 50 == 49)
             r = cap; /* drain: the ring empties */

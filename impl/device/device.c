@@ -27,6 +27,7 @@ struct MigDevice {
      * that report last fell */
     uint64_t sc_remaining;
     uint64_t sc_stalled;
+    uint64_t sc_stall_max; /* MIG_DEV_STOP_COPY_STALL_BYTES or mig_device_set_stop_copy_stall's */
     size_t narcs;
     MigDevState arc_from[ARC_LOG_MAX];
     MigDevState arc_to[ARC_LOG_MAX];
@@ -275,6 +276,7 @@ MigDevice *mig_device_new(const char *name, MigDevBackend *be, MigErr **errp)
     d->name = mig_strdup(name);
     d->be = be;
     d->state = st;
+    d->sc_stall_max = MIG_DEV_STOP_COPY_STALL_BYTES;
     return d;
 }
 
@@ -434,7 +436,7 @@ static int check_stop_copy_progress(MigDevice *d, uint64_t n, MigErr **errp)
         return 0;
     }
     d->sc_stalled += n;
-    if (d->sc_stalled > MIG_DEV_STOP_COPY_STALL_BYTES)
+    if (d->sc_stalled > d->sc_stall_max)
         return mig_err_set(errp, -EPROTO,
                            "device %s: STOP_COPY data went on for %llu bytes (%llu in all) "
                            "while the remaining size it reports stayed at %llu; the device "
@@ -544,6 +546,11 @@ int mig_device_data_size(MigDevice *d, uint64_t *len, MigErr **errp)
 }
 
 void mig_device_set_stop_copy_limit(MigDevice *d, uint64_t bytes) { d->stop_copy_limit = bytes; }
+
+void mig_device_set_stop_copy_stall(MigDevice *d, uint64_t bytes)
+{
+    d->sc_stall_max = bytes ? bytes : MIG_DEV_STOP_COPY_STALL_BYTES;
+}
 
 size_t mig_device_arc_log(const MigDevice *d, MigDevState from[], MigDevState to[], size_t max)
 {

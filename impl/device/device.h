@@ -231,6 +231,10 @@ int mig_device_data_size(MigDevice *dev, uint64_t *len, MigErr **errp);
  * it fails.  0 returns to the progress rule. */
 #define MIG_DEV_STOP_COPY_STALL_BYTES ((uint64_t)1 << 30)
 void mig_device_set_stop_copy_limit(MigDevice *dev, uint64_t bytes);
+/* The progress rule's bound for this device instead of
+ * MIG_DEV_STOP_COPY_STALL_BYTES (0: that default again).  For a test that
+ * drives the rule with less data (under valgrind, harness/unit/test-scale.h). */
+void mig_device_set_stop_copy_stall(MigDevice *dev, uint64_t bytes);
 
 /* The arcs executed since the last clear (for conformance checks). */
 size_t mig_device_arc_log(const MigDevice *dev, MigDevState from[], MigDevState to[], size_t max);
