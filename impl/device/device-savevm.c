@@ -132,8 +132,14 @@ static int read_record(MigDevSection *sec, MigStream *s, uint64_t at, uint8_t *t
 {
     bool got_tag = mig_dev_get_record_head(s, tag, v);
     if (!mig_stream_error(s) && !mig_stream_starved(s) && *tag == MIG_DEV_REC_DATA && *v >= 1 &&
-        *v <= MIG_DEV_SECTION_MAX_DATA)
-        mig_stream_get_buffer(s, sec_buf(sec, *v), *v);
+        *v <= MIG_DEV_SECTION_MAX_DATA) {
+        /* a view, copied only once it is whole: a record still arriving
+         * (starved) is read again from its head, and get_buffer would zero
+         * the whole DATA buffer at each such try */
+        const void *data = mig_stream_get_view(s, *v);
+        if (data)
+            memcpy(sec_buf(sec, *v), data, *v);
+    }
     if (mig_stream_starved(s)) {
         mig_stream_rewind(s);
         return -EAGAIN;
