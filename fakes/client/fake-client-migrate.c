@@ -167,7 +167,9 @@ void fake__migrate_chan_gone(FakeChannel *ch)
     ch->mig_linker = NULL;
     mig_transport_close(ch->mig_t);
     ch->mig_t = NULL;
-    if (!c->mig_connected && c->mig_linked == c->mig_wanted)
+    /* a client closing every channel (the user leaves) answers nothing */
+    FakeChannel *m = main_of(c);
+    if (!c->mig_connected && c->mig_linked == c->mig_wanted && m && m->conn && spice_conn_is_open(m->conn))
         answer(c, true);
 }
 
@@ -331,6 +333,7 @@ FakeClientMigStep fake_client_mig_step(const FakeClient *c)
 
 void fake__migrate_free(FakeClient *c)
 {
+    c->migrating = false; /* the channels go next: none of them answers the source */
     if (c->mig_defer)
         mig_loop_remove(c->loop, c->mig_defer);
     c->mig_defer = NULL;

@@ -15,7 +15,11 @@
  * A channel whose PONG never comes delays MIGRATE_END by the migrate
  * timeout, and the client then still has that timeout to leave.  A second
  * begin while one is pending (no migration came after a CONNECT_ERROR)
- * cancels it and starts afresh, as spice-server does.
+ * cancels it and starts afresh, as spice-server does.  A channel that
+ * finishes its link to the source during MIGRATE_BEGIN gets its copy with
+ * the others, and one the source closes while its copy links takes the
+ * copy with it: either way the client answers once the copies it still
+ * has linked.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -566,6 +570,46 @@ static void test_spice_migrate_channel_linked_during_begin(void **state)
     world_close(&w);
 }
 
+/* A channel the source closes while its copy is still linking to the
+ * target: its copy goes with it, and the client answers MIGRATE_CONNECTED
+ * once the copies left linked (it would wait for the gone one for good). */
+static void test_spice_migrate_channel_gone_while_its_copy_links(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    /* main's copy is let through; the display's, made once main's linked, waits */
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.net.nheld, 1);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_LINKING);
+    SpiceChannelClient *display = spice_client_find(spice_server_client_at(w.src.server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    assert_non_null(display);
+    spice_conn_close(spice_cc_conn(display), 0, "the test closes it");
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w.client), 1);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
+    assert_int_equal(w.done_calls, 1);
+    assert_int_equal(w.done_result, 0);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT); /* the target meets a copy its client dropped */
+    spice_main_migrate_end(w.src.main, true);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w.client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(w.client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w.client), "dst");
+    /* main moved; the display links anew from the target's channel list */
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 2);
+    world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +625,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_old_target_refuses_then_switch_host),
         cmocka_unit_test(test_spice_migrate_unanswered_ping_still_switches),
         cmocka_unit_test(test_spice_migrate_channel_linked_during_begin),
+        cmocka_unit_test(test_spice_migrate_channel_gone_while_its_copy_links),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
