@@ -5,11 +5,11 @@
  *     first and the others once it linked (the target knows the session
  *     from main), with the session id as connection id; when every copy linked,
  *     MIGRATE_CONNECTED to the source, else CONNECT_ERROR (and the copies
- *     go).  The others are the channels open when main's copy linked, as
- *     in spice-gtk: one still linking to the source at MIGRATE_BEGIN may be
- *     open by then, so they are counted as their copies start, never at
- *     MIGRATE_BEGIN (a count taken then could be one short of the copies
- *     started, and the client never answered);
+ *     go).  The others are the channels open when main's copy linked,
+ *     counted as their copies start (spice-gtk counts the same way): one
+ *     still linking to the source at MIGRATE_BEGIN may be open by then, so
+ *     a count taken at MIGRATE_BEGIN could be one short of the copies
+ *     started, and the client never answered;
  *   MIGRATE_CANCEL: the copies go, the client stays;
  *   MIGRATE_END: the switch: main first (MSGC_MAIN_MIGRATE_END to the
  *     target), then every other channel moves to its copy; the display
