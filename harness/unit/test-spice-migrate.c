@@ -529,6 +529,31 @@ static void test_spice_migrate_unanswered_ping_still_switches(void **state)
     world_close(&w);
 }
 
+/* Every copy linked: the client answered MIGRATE_CONNECTED, the source's
+ * begin is over. */
+static void expect_connected(World *w)
+{
+    assert_string_equal(fake_client_last_error(w->client), "");
+    assert_int_equal(fake_client_mig_step(w->client), FAKE_CLIENT_MIG_CONNECTED);
+    assert_int_equal(w->done_calls, 1);
+    assert_int_equal(w->done_result, 0);
+}
+
+/* The migration completes: the client follows semi-seamlessly to the
+ * target in the same session. */
+static void end_and_expect_semi_seamless(World *w)
+{
+    uint32_t session = fake_client_session_id(w->client);
+    spice_main_migrate_end(w->src.main, true);
+    mig_sim_run_for(w->loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w->client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(w->client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w->client), "dst");
+    assert_int_equal(fake_client_session_id(w->client), session);
+}
+
 /* A channel still linking to the source when MIGRATE_BEGIN comes, and
  * linked before the main copy is on the target (a QEMU client's slow
  * channel on a busy host): it gets its copy with the others, and the
@@ -541,7 +566,6 @@ static void test_spice_migrate_channel_linked_during_begin(void **state)
     (void)state;
     World w;
     world_open_ex(&w, (SpiceCapSet){0}, false, 3); /* the third channel waits */
-    uint32_t session = fake_client_session_id(w.client);
     sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD); /* the main copy waits for the target */
     assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
     mig_sim_run_for(w.loop, 500000000ull);
@@ -551,18 +575,8 @@ static void test_spice_migrate_channel_linked_during_begin(void **state)
     assert_int_equal(fake_client_linked_channels(w.client), 4);
     sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT); /* the main copy, then the others */
     mig_sim_run_for(w.loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(w.client), "");
-    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
-    assert_int_equal(w.done_calls, 1);
-    assert_int_equal(w.done_result, 0);
-    spice_main_migrate_end(w.src.main, true);
-    mig_sim_run_for(w.loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(w.client), "");
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.semi_seamless, 1);
-    assert_string_equal(fake_client_server_host(w.client), "dst");
-    assert_int_equal(fake_client_session_id(w.client), session);
+    expect_connected(&w);
+    end_and_expect_semi_seamless(&w);
     /* every channel moved, the late one too */
     assert_int_equal(fake_client_linked_channels(w.client), 4);
     assert_int_equal(spice_server_channel_clients(w.dst.server), 4);
@@ -592,18 +606,9 @@ static void test_spice_migrate_channel_gone_while_its_copy_links(void **state)
     spice_conn_close(spice_cc_conn(display), 0, "the test closes it");
     mig_sim_run_for(w.loop, 500000000ull);
     assert_int_equal(fake_client_linked_channels(w.client), 1);
-    assert_string_equal(fake_client_last_error(w.client), "");
-    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_CONNECTED);
-    assert_int_equal(w.done_calls, 1);
-    assert_int_equal(w.done_result, 0);
+    expect_connected(&w);
     sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT); /* the target meets a copy its client dropped */
-    spice_main_migrate_end(w.src.main, true);
-    mig_sim_run_for(w.loop, 500000000ull);
-    assert_string_equal(fake_client_last_error(w.client), "");
-    FakeClientMigrations m;
-    fake_client_migrations(w.client, &m);
-    assert_int_equal(m.semi_seamless, 1);
-    assert_string_equal(fake_client_server_host(w.client), "dst");
+    end_and_expect_semi_seamless(&w);
     /* main moved; the display links anew from the target's channel list */
     assert_int_equal(fake_client_linked_channels(w.client), 2);
     assert_int_equal(spice_server_channel_clients(w.dst.server), 2);
