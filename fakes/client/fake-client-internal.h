@@ -79,7 +79,8 @@ struct FakeClient {
     char mig_host[256];
     uint16_t mig_port;
     bool migrating;            /* MIGRATE_BEGIN followed, not yet ended */
-    size_t mig_wanted, mig_linked;
+    bool mig_connected;        /* every copy linked: MIGRATE_CONNECTED(_SEAMLESS) sent */
+    size_t mig_wanted, mig_linked; /* copies started (main's, then the others as they start), linked */
     MigLoopSource *mig_defer;  /* the switch, run from the loop */
     int mig_action;            /* what mig_defer does */
     MigLoopSource *mig_end_timer; /* MSGC_MAIN_MIGRATE_END, delayed (cfg.migrate_end_delay_ns) */
@@ -143,9 +144,13 @@ void fake__migrate_free(FakeClient *c);
 /* The connection of a channel (client role, the client's callbacks). */
 SpiceConn *fake__chan_conn(FakeChannel *ch, MigTransport *t, bool mini);
 const SpiceConnOps *fake__conn_ops(void);
-/* Migration: link the copies other than main; give up (CONNECT_ERROR). */
+/* Migration: link the copies of the channels other than main open now
+ * (MIGRATE_CONNECTED at once when there are none); give up
+ * (CONNECT_ERROR); a channel going mid-migration takes its copy with it
+ * (MIGRATE_CONNECTED when the copies left all linked). */
 void fake__migrate_link_others(FakeClient *c);
 void fake__migrate_fail(FakeClient *c);
+void fake__migrate_chan_gone(FakeChannel *ch);
 /* Seamless: main's copy linked (true: DO_SEAMLESS sent, the others wait
  * for the answer); MIGRATE / MIGRATE_DATA on any channel (1: handled,
  * 0: not a seamless message, <0: error); a channel's seamless state goes. */

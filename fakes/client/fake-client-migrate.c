@@ -5,7 +5,11 @@
  *     first and the others once it linked (the target knows the session
  *     from main), with the session id as connection id; when every copy linked,
  *     MIGRATE_CONNECTED to the source, else CONNECT_ERROR (and the copies
- *     go);
+ *     go).  The others are the channels open when main's copy linked,
+ *     counted as their copies start (spice-gtk counts the same way): one
+ *     still linking to the source at MIGRATE_BEGIN may be open by then, so
+ *     a count taken at MIGRATE_BEGIN could be one short of the copies
+ *     started, and the client never answered;
  *   MIGRATE_CANCEL: the copies go, the client stays;
  *   MIGRATE_END: the switch: main first (MSGC_MAIN_MIGRATE_END to the
  *     target), then every other channel moves to its copy; the display
@@ -51,6 +55,7 @@ static void drop_copies(FakeClient *c)
     }
     c->mig_seamless = false;
     c->migrating = false;
+    c->mig_connected = false;
     c->mig_wanted = c->mig_linked = 0;
 }
 
@@ -61,6 +66,7 @@ static void answer(FakeClient *c, bool connected)
         c->migs.connect_errors++;
         drop_copies(c);
     }
+    c->mig_connected = connected;
     if (m && m->conn)
         fake__chan_send(m, !connected ? SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR
                            : c->mig_seamless ? SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS
@@ -96,10 +102,10 @@ static void copy_linked(void *opaque, SpiceLinkResult *res)
         return; /* the others link after the target's answer to DO_SEAMLESS */
     ch->mig_t = res->t;
     ch->mig_mini = res->mini_header;
-    if (c->mig_linked == c->mig_wanted)
+    if (ch->type == SPICE_CHANNEL_MAIN)
+        fake__migrate_link_others(c);
+    else if (c->mig_linked == c->mig_wanted)
         answer(c, true);
-    else if (ch->type == SPICE_CHANNEL_MAIN)
-        link_other_copies(c);
 }
 
 static void begin(FakeClient *c, const SpiceDstInfo *dst)
@@ -112,29 +118,24 @@ static void begin(FakeClient *c, const SpiceDstInfo *dst)
              dst->host.data ? (const char *)dst->host.data : "");
     c->mig_port = dst->port;
     c->migrating = true;
-    c->mig_wanted = c->mig_linked = 0;
-    /* main first: the target learns the session from it */
+    c->mig_connected = false;
+    c->mig_linked = 0;
+    /* main first: the target learns the session from it; the others follow
+     * once main linked (the target knows the session only then), counted
+     * as they start */
     FakeChannel *m = main_of(c);
-    FakeChannel *order[64];
-    size_t n = 0;
-    if (m)
-        order[n++] = m;
-    for (size_t i = 0; i < c->nchans && n < MIG_ARRAY_SIZE(order); i++)
-        if (c->chans[i] != m && c->chans[i]->conn)
-            order[n++] = c->chans[i];
-    c->mig_wanted = n;
-    /* the others follow once main linked: the target knows the session only then */
+    c->mig_wanted = 1;
     if (!m || !(m->mig_linker = fake__link(c, m, c->mig_host, c->mig_port, c->session_id, copy_linked)))
         answer(c, false);
 }
 
+/* Main's copy linked (and, seamless, the target answered DO_SEAMLESS): a
+ * copy of every other channel open now, then the answer once all linked. */
 void fake__migrate_link_others(FakeClient *c)
 {
-    if (c->mig_linked == c->mig_wanted) {
-        answer(c, true); /* main was the only channel */
-        return;
-    }
     link_other_copies(c);
+    if (c->migrating && !c->mig_connected && c->mig_linked == c->mig_wanted)
+        answer(c, true); /* main was the only channel */
 }
 
 static void link_other_copies(FakeClient *c)
@@ -144,12 +145,32 @@ static void link_other_copies(FakeClient *c)
         FakeChannel *ch = c->chans[i];
         if (ch == m || !ch->conn)
             continue;
+        c->mig_wanted++;
         ch->mig_linker = fake__link(c, ch, c->mig_host, c->mig_port, c->session_id, copy_linked);
         if (!ch->mig_linker) {
             answer(c, false);
             return;
         }
     }
+}
+
+void fake__migrate_chan_gone(FakeChannel *ch)
+{
+    FakeClient *c = ch->client;
+    if (!c->migrating || ch->type == SPICE_CHANNEL_MAIN || (!ch->mig_linker && !ch->mig_t))
+        return;
+    /* its copy, linking or linked, goes with it: the others may be all */
+    c->mig_wanted--;
+    if (ch->mig_t)
+        c->mig_linked--;
+    spice_linker_free(ch->mig_linker);
+    ch->mig_linker = NULL;
+    mig_transport_close(ch->mig_t);
+    ch->mig_t = NULL;
+    /* a client closing every channel (the user leaves) answers nothing */
+    FakeChannel *m = main_of(c);
+    if (!c->mig_connected && c->mig_linked == c->mig_wanted && m && m->conn && spice_conn_is_open(m->conn))
+        answer(c, true);
 }
 
 static void send_migrate_end(void *opaque)
@@ -307,11 +328,12 @@ FakeClientMigStep fake_client_mig_step(const FakeClient *c)
 {
     if (!c->migrating)
         return FAKE_CLIENT_MIG_IDLE;
-    return c->mig_wanted && c->mig_linked == c->mig_wanted ? FAKE_CLIENT_MIG_CONNECTED : FAKE_CLIENT_MIG_LINKING;
+    return c->mig_connected ? FAKE_CLIENT_MIG_CONNECTED : FAKE_CLIENT_MIG_LINKING;
 }
 
 void fake__migrate_free(FakeClient *c)
 {
+    c->migrating = false; /* the channels go next: none of them answers the source */
     if (c->mig_defer)
         mig_loop_remove(c->loop, c->mig_defer);
     c->mig_defer = NULL;

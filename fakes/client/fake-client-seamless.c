@@ -52,7 +52,7 @@ static void copy_closed(void *opaque, int err, const char *reason)
     FakeChannel *ch = opaque;
     FakeClient *c = ch->client;
     /* the target went after the client answered: the source cancels */
-    bool cancelled = c->migrating && c->mig_answered && c->mig_linked == c->mig_wanted;
+    bool cancelled = c->migrating && c->mig_connected;
     if (!cancelled) /* `reason` is the conn's: copied before it is freed */
         snprintf(c->last_error, sizeof(c->last_error), "migration: main to the target: %s",
                  reason[0] ? reason : "closed");
@@ -243,7 +243,7 @@ int fake__seamless_message(FakeChannel *ch, const SpiceMsgInfo *mi, void *body, 
     FakeClient *c = ch->client;
     if (mi->id == SPICE_MSG_MIGRATE) {
         uint32_t flags = ((SpiceMsgU32 *)body)->v;
-        if (!c->migrating || !c->mig_seamless || c->mig_linked != c->mig_wanted)
+        if (!c->migrating || !c->mig_seamless || !c->mig_connected)
             return mig_err_set(errp, -EPROTO, "MIGRATE (flags %u) without a seamless migration connected", flags);
         if (!c->seamless_left) {
             /* the first channel's MIGRATE starts the switch */

@@ -33,6 +33,7 @@ void fake__record(FakeClient *c, const FakeChannel *ch, bool sent, uint16_t msg,
 void fake__chan_free(FakeChannel *ch)
 {
     FakeClient *c = ch->client;
+    fake__migrate_chan_gone(ch);
     fake__display_free(ch);
     fake__media_free(ch);
     fake__seamless_free(ch);

@@ -354,18 +354,38 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
+# QEMU's -spice takes a port number, not a socket: the port is found free
+# here and bound by QEMU later, and in between anything on the host (the
+# other xdist worker, another suite, an outgoing connection's ephemeral
+# port) may take it.  QEMU then exits at once saying so; the launch takes
+# another port (the test itself is never retried).
+PORT_TAKEN = "binding socket to 127.0.0.1:"
+PORT_TRIES = 8
+
+
+def qemu_on_free_port(qemu_launcher, name, spice_opts, *extra):
+    """A QEMU whose SPICE listens on a TCP port found free: (QmpProcess, port)."""
+    from test_spice_qemu import spice_args
+    for _ in range(PORT_TRIES):
+        port = free_tcp_port()
+        args = spice_args("unused", ",seamless-migration=on")
+        args[args.index("-spice") + 1] = f"port={port},addr=127.0.0.1,{spice_opts}"
+        try:
+            return qemu_launcher(*args, *extra, name=name), port
+        except RuntimeError as e:
+            if f"{PORT_TAKEN}{port} failed" not in str(e):
+                raise
+    raise AssertionError(f"{name}: {PORT_TRIES} free ports in a row were taken before QEMU bound them")
+
+
 def qemu_seamless_pair(qemu_launcher, folder):
     """Two QEMU 7.2 with seamless-migration=on on TCP ports (spice-gtk
     migrates between host:port addresses), the second waiting with
     -incoming; returns (src, sport, dst, dport)."""
-    from test_spice_qemu import spice_args
     out = []
     for name, extra in (("qsrc", []), ("qdst", ["-incoming", f"unix:{folder / 'q.mig'}"])):
-        port = free_tcp_port()
-        args = spice_args("unused", ",seamless-migration=on")
-        i = args.index("-spice") + 1
-        args[i] = f"port={port},addr=127.0.0.1,disable-ticketing=on,image-compression=off,seamless-migration=on"
-        out += [qemu_launcher(*args, *extra, name=name), port]
+        out += qemu_on_free_port(qemu_launcher, name,
+                                 "disable-ticketing=on,image-compression=off,seamless-migration=on", *extra)
     return tuple(out)
 
 
@@ -436,3 +456,30 @@ def test_spice_gtk_qemu_switch_host_when_migrate_comes_at_once(qemu_launcher, so
     seen = "\n".join(x for x in log.splitlines() if "migrat" in x or "switch" in x)
     assert "migration message: migrate-switch-host" in log, seen
     assert f"migrate_switch 127.0.0.1 {dport}" in log, seen
+
+
+def test_spice_gtk_qemu_launch_takes_another_port_when_its_port_was_taken(qemu_launcher, monkeypatch):
+    """The port found free is taken before QEMU binds it (here by the test
+    itself, listening on it): QEMU exits saying so, and the launch takes
+    the next free port; the QEMU it returns listens there."""
+    qemu_or_skip()
+    import socket
+    import sys
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    handed, real = [], free_tcp_port
+
+    def first_taken():
+        handed.append(real() if handed else taken.getsockname()[1])
+        return handed[-1]
+
+    monkeypatch.setattr(sys.modules[__name__], "free_tcp_port", first_taken)
+    try:
+        q, port = qemu_on_free_port(qemu_launcher, "qtaken", "disable-ticketing=on")
+        assert handed[0] == taken.getsockname()[1] and handed[1:] == [port], handed
+    finally:
+        taken.close()
+    assert q.alive()
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass

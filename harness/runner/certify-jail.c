@@ -31,7 +31,8 @@
  * Invariants: certify never blocks on a jail: every wait has a deadline
  * (poll on a pidfd, else short sleeps); a jail is killed (SIGKILL to the
  * init and to its process group) before it is given up, and its init is
- * reaped once, after the group kill, so no pid is reused under us.
+ * reaped once, after the group kill, so no pid is reused under us; the
+ * jail counts as ended only once its group is gone.
  * Harness code: no determinism rules apply (real processes, real time).
  */
 #include <fcntl.h>
@@ -258,6 +259,8 @@ int certify_jail_spawn(CertJail *j, int sock, CertHostFn *host, void *arg, MigEr
     if (pid < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSPC)) {
         char why[96];
         snprintf(why, sizeof(why), "%s", session ? "MIGCERT_CERTIFY_JAIL=session" : strerror(errno));
+        /* the jail's orphans come to certify when its supervisor goes (reap_group) */
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         pid = fork();
         j->mode = "own session only";
         if (!warned && pid > 0) {
@@ -303,7 +306,31 @@ static int wait_ended(CertJail *j, int64_t deadline_ms)
     }
 }
 
-/* Kill what is left of the jail's process group, then reap the init. */
+/* A SIGKILLed process is not gone when kill() returns: it dies when next
+ * scheduled (on a loaded host, milliseconds later).  The session jail's
+ * processes are certify's children once their supervisor is gone (certify
+ * is their subreaper): reap the group until none is left, so that certify
+ * leaves no process behind.  (A PID namespace's init ends only after every
+ * process in it: nothing is left there.)  The bound guards against a
+ * process stuck in the kernel. */
+#define GROUP_GONE_MS 5000
+
+static void reap_group(pid_t pgid)
+{
+    int64_t deadline = certify_now_ms() + GROUP_GONE_MS;
+    for (;;) {
+        pid_t r = waitpid(-pgid, NULL, WNOHANG);
+        if (r > 0 || (r < 0 && errno == EINTR))
+            continue;
+        if (r < 0 || certify_now_ms() >= deadline)
+            return; /* ECHILD: none of the group is left */
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+}
+
+/* Kill what is left of the jail's process group, reap the init, and
+ * return once the group is gone (certify leaves no process behind). */
 static void reap(CertJail *j)
 {
     kill(-j->pid, SIGKILL); /* the init's pid is still its group's: not reused yet */
@@ -313,6 +340,8 @@ static void reap(CertJail *j)
         r = waitpid(j->pid, &st, WNOHANG);
     while (r < 0 && errno == EINTR);
     j->status = r == j->pid ? st : -1;
+    if (r == j->pid)
+        reap_group(j->pid);
     j->reaped = true;
     if (j->pidfd >= 0)
         close(j->pidfd);

@@ -15,7 +15,11 @@
  * A channel whose PONG never comes delays MIGRATE_END by the migrate
  * timeout, and the client then still has that timeout to leave.  A second
  * begin while one is pending (no migration came after a CONNECT_ERROR)
- * cancels it and starts afresh, as spice-server does.
+ * cancels it and starts afresh, as spice-server does.  A channel that
+ * finishes its link to the source during MIGRATE_BEGIN gets its copy with
+ * the others, and one the source closes while its copy links takes the
+ * copy with it: either way the client answers once the copies it still
+ * has linked.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +37,7 @@
 #include "sim/sim.h"
 #include "sim/spice-keys.h"
 #include "sim/spice-net.h"
+#include "spice/spice-inputs.h"
 #include "spice/spice-main.h"
 
 typedef struct Host {
@@ -49,6 +54,9 @@ typedef struct World {
     bool dst_old; /* the target does not offer SEMI_SEAMLESS */
     SimSpiceNet net; /* port 1: the source, port 2: the target */
     int done_calls, done_result;
+    bool inputs;     /* both servers also offer INPUTS:0 and CURSOR:0 */
+    int src_connects; /* the client's connections to the source so far */
+    int late_nth;    /* this connection to the source goes to port 3 (held until released) */
 } World;
 
 static void count_event(void *opaque, SpiceServerEvent ev, SpiceChannelClient *cc)
@@ -69,30 +77,48 @@ static void host_open(World *w, Host *h, const char *who)
     h->main = spice_main_add(h->server);
     h->qxl = fake_qxl_new(w->loop, h->server, 64, 48);
     fake_qxl_set_running(h->qxl, true);
+    if (w->inputs)
+        spice_inputs_add(h->server, NULL);
 }
 
-static void world_open_ex(World *w, SpiceCapSet main_caps, bool dst_old)
+/* The client's connect: the network's, but for the `late_nth` connection
+ * to the source, which port 3 (the source too) holds until the test lets
+ * it link. */
+static MigTransport *world_connect(void *opaque, const char *host, uint16_t port, MigErr **errp)
+{
+    World *w = opaque;
+    if (port == 1 && ++w->src_connects == w->late_nth)
+        port = 3;
+    return sim_spice_net_connect(&w->net, host, port, errp);
+}
+
+static void world_open_ex(World *w, SpiceCapSet main_caps, bool dst_old, int late_nth)
 {
     memset(w, 0, sizeof(*w));
     w->dst_old = dst_old;
+    w->inputs = late_nth != 0;
+    w->late_nth = late_nth;
     w->loop = mig_sim_loop_new(0x5eed);
     host_open(w, &w->src, "src");
     host_open(w, &w->dst, "dst");
     sim_spice_net_init(&w->net, w->loop, &(MigLinkParams){.bandwidth = 50u << 20, .latency_ns = 300000});
     sim_spice_net_listen(&w->net, 1, w->src.server);
     sim_spice_net_listen(&w->net, 2, w->dst.server);
-    FakeClientConfig cc = {.host = "src", .port = 1, .connect = sim_spice_net_connect, .connect_opaque = &w->net,
+    sim_spice_net_listen(&w->net, 3, w->src.server);
+    sim_spice_net_answer(&w->net, 3, SIM_SPICE_HOLD);
+    FakeClientConfig cc = {.host = "src", .port = 1, .connect = world_connect, .connect_opaque = w,
                            .main_caps = main_caps, .who = "cli"};
     w->client = fake_client_new(w->loop, &cc);
     assert_int_equal(fake_client_start(w->client, NULL), 0);
     mig_sim_run_for(w->loop, 500000000ull);
-    assert_int_equal(fake_client_linked_channels(w->client), 2);
+    /* main and display (and with inputs, all four channels but the late one) */
+    assert_int_equal(fake_client_linked_channels(w->client), late_nth ? 3 : 2);
     spice_main_set_migrate_dest(w->src.main, "dst", 2, -1, NULL);
 }
 
 static void world_open(World *w, SpiceCapSet main_caps)
 {
-    world_open_ex(w, main_caps, false);
+    world_open_ex(w, main_caps, false, 0);
 }
 
 static void world_close(World *w)
@@ -445,7 +471,7 @@ static void test_spice_migrate_old_target_refuses_then_switch_host(void **state)
 {
     (void)state;
     World w;
-    world_open_ex(&w, (SpiceCapSet){0}, true);
+    world_open_ex(&w, (SpiceCapSet){0}, true, 0);
     uint32_t session = fake_client_session_id(w.client);
     assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
     mig_sim_run_for(w.loop, 500000000ull);
@@ -507,6 +533,92 @@ static void test_spice_migrate_unanswered_ping_still_switches(void **state)
     world_close(&w);
 }
 
+/* Every copy linked: the client answered MIGRATE_CONNECTED, the source's
+ * begin is over. */
+static void expect_connected(World *w)
+{
+    assert_string_equal(fake_client_last_error(w->client), "");
+    assert_int_equal(fake_client_mig_step(w->client), FAKE_CLIENT_MIG_CONNECTED);
+    assert_int_equal(w->done_calls, 1);
+    assert_int_equal(w->done_result, 0);
+}
+
+/* The migration completes: the client follows semi-seamlessly to the
+ * target in the same session. */
+static void end_and_expect_semi_seamless(World *w)
+{
+    uint32_t session = fake_client_session_id(w->client);
+    spice_main_migrate_end(w->src.main, true);
+    mig_sim_run_for(w->loop, 500000000ull);
+    assert_string_equal(fake_client_last_error(w->client), "");
+    FakeClientMigrations m;
+    fake_client_migrations(w->client, &m);
+    assert_int_equal(m.semi_seamless, 1);
+    assert_string_equal(fake_client_server_host(w->client), "dst");
+    assert_int_equal(fake_client_session_id(w->client), session);
+}
+
+/* A channel still linking to the source when MIGRATE_BEGIN comes, and
+ * linked before the main copy is on the target (a QEMU client's slow
+ * channel on a busy host): it gets its copy with the others, and the
+ * client answers MIGRATE_CONNECTED once every copy it started linked.  Its
+ * count taken at MIGRATE_BEGIN left the client one short of every copy
+ * linked and stuck in "linking" for good (issue: the flaky
+ * test_spice_mixed_qemu_to_migcert). */
+static void test_spice_migrate_channel_linked_during_begin(void **state)
+{
+    (void)state;
+    World w;
+    world_open_ex(&w, (SpiceCapSet){0}, false, 3); /* the third channel waits */
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD); /* the main copy waits for the target */
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_LINKING);
+    sim_spice_net_answer(&w.net, 3, SIM_SPICE_ACCEPT); /* the late channel links to the source */
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w.client), 4);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT); /* the main copy, then the others */
+    mig_sim_run_for(w.loop, 500000000ull);
+    expect_connected(&w);
+    end_and_expect_semi_seamless(&w);
+    /* every channel moved, the late one too */
+    assert_int_equal(fake_client_linked_channels(w.client), 4);
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 4);
+    expect_screen(&w, &w.dst);
+    world_close(&w);
+}
+
+/* A channel the source closes while its copy is still linking to the
+ * target: its copy goes with it, and the client answers MIGRATE_CONNECTED
+ * once the copies left linked (it would wait for the gone one for good). */
+static void test_spice_migrate_channel_gone_while_its_copy_links(void **state)
+{
+    (void)state;
+    World w;
+    world_open(&w, (SpiceCapSet){0});
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD);
+    assert_int_equal(spice_main_migrate_begin(w.src.main, on_connected, &w, NULL), 0);
+    mig_sim_run_for(w.loop, 500000000ull);
+    /* main's copy is let through; the display's, made once main's linked, waits */
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_HOLD);
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(w.net.nheld, 1);
+    assert_int_equal(fake_client_mig_step(w.client), FAKE_CLIENT_MIG_LINKING);
+    SpiceChannelClient *display = spice_client_find(spice_server_client_at(w.src.server, 0), SPICE_CHANNEL_DISPLAY, 0);
+    assert_non_null(display);
+    spice_conn_close(spice_cc_conn(display), 0, "the test closes it");
+    mig_sim_run_for(w.loop, 500000000ull);
+    assert_int_equal(fake_client_linked_channels(w.client), 1);
+    expect_connected(&w);
+    sim_spice_net_answer(&w.net, 2, SIM_SPICE_ACCEPT); /* the target meets a copy its client dropped */
+    end_and_expect_semi_seamless(&w);
+    /* main moved; the display links anew from the target's channel list */
+    assert_int_equal(fake_client_linked_channels(w.client), 2);
+    assert_int_equal(spice_server_channel_clients(w.dst.server), 2);
+    world_close(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +633,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_spice_migrate_old_client_switches_host),
         cmocka_unit_test(test_spice_migrate_old_target_refuses_then_switch_host),
         cmocka_unit_test(test_spice_migrate_unanswered_ping_still_switches),
+        cmocka_unit_test(test_spice_migrate_channel_linked_during_begin),
+        cmocka_unit_test(test_spice_migrate_channel_gone_while_its_copy_links),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
