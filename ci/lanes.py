@@ -38,31 +38,38 @@ from summary import lane_line  # noqa: E402
 
 # name: (lanes it needs, rank: larger starts first among the ready ones).
 # The rank is about the seconds the lane takes on its own on a quiet 2-core
-# machine: its CPU seconds (reports/out/lanes.txt, the second make run of
-# 2026-12-07, 595 s wall, 1141 CPU s) over the cores it keeps busy (2 for
-# the lanes that run two jobs; pytest about 1.5; soak about 0.6: it mostly
-# waits on its guests; sweeps 1.6: its two shards are 26k and 18k cases).
-# Longest first, so the short lanes fill the end where one lane alone
-# would leave a core idle.  build and fuzz come first whatever their size:
-# every other lane waits for one of them.  CPU/2 is the floor of the wall
-# time (571 s then; the pool reached 1.92 of 2); update the ranks when a
+# machine: its CPU seconds (reports/out/lanes.txt, a clean-clone make run
+# of 2026-12-07 15:29, 517 s wall, 984 CPU s) over the cores it keeps busy
+# (2 for the lanes that run two jobs; pytest about 1.1, so its wall;
+# coverage about 1: its build and runs are two jobs at a time, lcov one;
+# the soak takes no slot, below).  Longest first, so the short
+# lanes fill the end where one lane alone would leave a core idle.  build
+# and fuzz come first whatever their size: every other lane waits for one
+# of them.  CPU/2 is the floor of the wall time; update the ranks when a
 # lane's CPU moves.
 CHECK = {
     "build": ((), 10000),
     "fuzz": ((), 9000),
     "layers": ((), 0),
     "unit": (("build",), 10),
-    "pytest": (("build",), 90),
+    "pytest": (("build",), 139),
 }
 FULL = {
-    "full-sanitizers": (("fuzz",), 157),
-    "full-valgrind": (("build",), 131),
-    "full-coverage": ((), 42),
-    "full-sweeps": (("build",), 48),
-    "full-soak": (("build",), 120),
+    "full-sanitizers": (("fuzz",), 136),
+    "full-valgrind": (("build",), 104),
+    "full-coverage": ((), 97),
+    "full-sweeps": (("build",), 40),
+    "full-soak": (("build",), 60),
     "full-certify": (("build",), 5),
     "full-determinism": (("build",), 2),
 }
+
+# Lanes that take no slot: layers reads sources for a fraction of a
+# second; the soak mostly waits on its guests (17 CPU s in 62 s wall in
+# the run above): holding a slot it left most of a core idle for a minute.
+# It waits for states, never for time, so sharing the cores slows it and
+# nothing else.
+SLOTLESS = {"layers", "full-soak"}
 
 
 def main(argv):
@@ -95,9 +102,9 @@ def main(argv):
     while pending or running:
         ready = sorted((n for n in pending if all(d in done for d in lanes[n][0])),
                        key=lambda n: -lanes[n][1])
-        # layers reads sources for a fraction of a second: it takes no slot
         for n in ready:
-            if n != "layers" and len(running) - ("layers" in (r[0] for r in running.values())) >= a.slots:
+            busy = sum(1 for r in running.values() if r[0] not in SLOTLESS)
+            if n not in SLOTLESS and busy >= a.slots:
                 continue
             log = tempfile.TemporaryFile(mode="w+b")
             env = None

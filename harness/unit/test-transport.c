@@ -18,7 +18,6 @@
 
 #include <cmocka.h>
 #include <fiu-control.h>
-#include <valgrind/valgrind.h>
 #include <fiu.h>
 
 #include "common/loop.h"
@@ -837,12 +836,14 @@ static bool flow_done(void *opaque)
     return f->rd == f->len;
 }
 
-static void test_transport_mem_moves_64mib_fast(void **state)
+static void test_transport_mem_moves_64mib_at_link_speed(void **state)
 {
     (void)state;
     MigLoop *l = mig_sim_loop_new(5);
-    /* 1 GiB/s, 100 us: a realistic link; the data must come out intact and
-     * the wall-clock cost must leave room for >1000 migrations a minute */
+    /* 1 GiB/s, 100 us: a realistic link; the data must come out intact, at
+     * the link's virtual speed.  Its CPU cost is printed, not asserted (a
+     * test never depends on the machine's speed; build/bench/sim-bench
+     * measures the simulator) */
     MigLinkParams p = {.bandwidth = 1u << 30, .latency_ns = 100000};
     size_t len = 64u << 20;
     uint8_t *data = malloc(len);
@@ -869,8 +870,6 @@ static void test_transport_mem_moves_64mib_fast(void **state)
     print_message("mem link: 64 MiB in %.1f ms of CPU (%.0f MiB/s), %.3f ms virtual, %llu steps\n",
                   secs * 1e3, 64 / secs, (double)vt / 1e6,
                   (unsigned long long)mig_sim_steps(l));
-    if (!RUNNING_ON_VALGRIND)
-        assert_true(secs < 0.5);
     mig_transport_close(f->w);
     mig_transport_close(f->r);
     assert_int_equal(mig_sim_live_sources(l), 0);
@@ -1002,7 +1001,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_transport_mem_partition_then_heal),
         cmocka_unit_test(test_transport_mem_eof_on_close_and_shutdown),
         cmocka_unit_test(test_transport_mem_level_triggered_small_reads),
-        cmocka_unit_test(test_transport_mem_moves_64mib_fast),
+        cmocka_unit_test(test_transport_mem_moves_64mib_at_link_speed),
         cmocka_unit_test(test_transport_mem_same_seed_same_delivery),
         cmocka_unit_test(test_transport_queued_counts_bytes_the_peer_has_not_read),
         cmocka_unit_test(test_transport_duplex_is_reported_by_each_backend),
