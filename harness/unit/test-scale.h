@@ -19,11 +19,9 @@
  *
  * Invariants: the choice depends only on whether the process runs under
  * valgrind (RUNNING_ON_VALGRIND, a no-op instruction sequence natively) or
- * on MIGCERT_TEST_SCALE: `full` keeps the full counts under valgrind too,
- * `small` takes the small ones outside valgrind as well (the coverage lane,
- * ci/lane-full-coverage: the small counts reach the same lines and
- * branches, which is what it measures); never on time or load.  Without
- * valgrind's header (not installed) only MIGCERT_TEST_SCALE=small scales.
+ * on MIGCERT_TEST_SCALE=full, which keeps the full counts under valgrind
+ * too; never on time or load.  Without valgrind's header (not installed)
+ * everything runs at full scale.
  */
 #ifndef MIGCERT_TEST_SCALE_H
 #define MIGCERT_TEST_SCALE_H
@@ -42,14 +40,12 @@
 #endif
 
 /* True when this run takes the small counts (under valgrind, unless
- * MIGCERT_TEST_SCALE=full; anywhere with MIGCERT_TEST_SCALE=small). */
+ * MIGCERT_TEST_SCALE=full). */
 static inline bool test_scale_small(void)
 {
-    const char *e = getenv("MIGCERT_TEST_SCALE");
-    if (e && !strcmp(e, "small"))
-        return true;
     if (!RUNNING_ON_VALGRIND)
         return false;
+    const char *e = getenv("MIGCERT_TEST_SCALE");
     return !(e && !strcmp(e, "full"));
 }
 
