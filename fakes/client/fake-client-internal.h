@@ -67,6 +67,7 @@ struct FakeClient {
     char who[48];
     char host[256];
     char *password;
+    SpiceTicketPubCache tickets; /* the server key its channels' links parsed */
     uint32_t session_id;
     FakeChannel **chans;
     size_t nchans;

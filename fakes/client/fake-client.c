@@ -218,7 +218,8 @@ SpiceLinker *fake__link(FakeClient *c, FakeChannel *ch, const char *host, uint16
     }
     SpiceLinkClientConfig lc = {.mess = {.connection_id = connection_id, .channel_type = ch->type,
                                          .channel_id = ch->id, .common = c->cfg.common},
-                                .password = c->password, .prng = &c->loop->prng};
+                                .password = c->password, .prng = &c->loop->prng,
+                                .tickets = &c->tickets};
     if (ch->type == SPICE_CHANNEL_MAIN)
         lc.mess.channel = c->cfg.main_caps;
     return spice_link_connect(c->loop, t, &lc, done, ch);
@@ -286,6 +287,7 @@ void fake_client_free(FakeClient *c)
     fake__pixmap_cache_free(c);
     free(c->events);
     free(c->password);
+    spice_ticket_pub_cache_clear(&c->tickets);
     free(c);
 }
 

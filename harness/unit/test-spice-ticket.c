@@ -87,6 +87,47 @@ static void test_spice_ticket_round_trip_and_refusals(void **state)
     spice_ticket_key_free(other);
 }
 
+/* Through a client's key cache: the same tickets byte for byte as without
+ * it, the key parsed once per server (a second server's key replaces the
+ * first), and a key that does not parse refused as without it, leaving the
+ * cache as it was. */
+static void test_spice_ticket_cached_key_gives_the_same_tickets(void **state)
+{
+    (void)state;
+    SpiceTicketKey *k = key_for(1), *other = key_for(2);
+    SpiceTicketPubCache cache = {0};
+    MigPrng a, b;
+    mig_prng_seed(&a, 9);
+    mig_prng_seed(&b, 9);
+    uint8_t t[SPICE_TICKET_BYTES], want[SPICE_TICKET_BYTES];
+    char pw[SPICE_PASSWORD_MAX + 1];
+    const SpiceTicketKey *keys[] = {k, k, other, other, k};
+    struct evp_pkey_st *first = NULL;
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(keys); i++) {
+        const uint8_t *pub = spice_ticket_key_public(keys[i]);
+        assert_int_equal(spice_ticket_encrypt(pub, "pw", &a, want, NULL), 0);
+        assert_int_equal(spice_ticket_encrypt_cached(&cache, pub, "pw", &b, t, NULL), 0);
+        assert_memory_equal(t, want, sizeof(t));
+        assert_int_equal(spice_ticket_decrypt(keys[i], t, pw, NULL), 0);
+        assert_string_equal(pw, "pw");
+        assert_memory_equal(cache.pub, pub, SPICE_TICKET_PUBKEY_SIZE);
+        if (i == 0)
+            first = cache.pkey;
+        if (i == 1)
+            assert_ptr_equal(cache.pkey, first); /* not parsed again */
+    }
+    uint8_t junk[SPICE_TICKET_PUBKEY_SIZE] = {0x30, 0x81, 0x9f};
+    MigErr *err = NULL;
+    assert_int_equal(spice_ticket_encrypt_cached(&cache, junk, "x", &b, t, &err), -EPROTO);
+    assert_string_equal(err->msg, "ticket: the server's public key is not an RSA-1024 key");
+    mig_err_free(err);
+    assert_memory_equal(cache.pub, spice_ticket_key_public(k), SPICE_TICKET_PUBKEY_SIZE);
+    spice_ticket_pub_cache_clear(&cache);
+    assert_null(cache.pkey);
+    spice_ticket_key_free(k);
+    spice_ticket_key_free(other);
+}
+
 /* A ticket made by libcrypto's own RSA-OAEP (what spice-gtk does) decrypts. */
 static void test_spice_ticket_accepts_libcrypto_oaep(void **state)
 {
@@ -120,6 +161,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spice_ticket_key_is_a_function_of_the_seed),
         cmocka_unit_test(test_spice_ticket_round_trip_and_refusals),
+        cmocka_unit_test(test_spice_ticket_cached_key_gives_the_same_tickets),
         cmocka_unit_test(test_spice_ticket_accepts_libcrypto_oaep),
     };
     if (argc > 1)

@@ -240,8 +240,8 @@ static void client_step(SpiceLinker *l)
             spice_caps_has(&m->common, SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION))
             queue_u32(l, SPICE_COMMON_CAP_AUTH_SPICE);
         uint8_t ticket[SPICE_TICKET_BYTES];
-        if (spice_ticket_encrypt(r.pub_key, l->ccfg.password ? l->ccfg.password : "", l->ccfg.prng, ticket,
-                                 &err) < 0) {
+        if (spice_ticket_encrypt_cached(l->ccfg.tickets, r.pub_key, l->ccfg.password ? l->ccfg.password : "",
+                                        l->ccfg.prng, ticket, &err) < 0) {
             finish(l, err->code, SPICE_LINK_ERR_ERROR, "%s", err->msg);
             break;
         }

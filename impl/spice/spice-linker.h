@@ -63,6 +63,7 @@ typedef struct SpiceLinkClientConfig {
     SpiceLinkMessInfo mess; /* connection id, channel, the client's capabilities */
     const char *password;   /* "" or NULL: none */
     MigPrng *prng;          /* the OAEP seed */
+    SpiceTicketPubCache *tickets; /* the client's parsed server key, or NULL */
 } SpiceLinkClientConfig;
 
 SpiceLinker *spice_link_connect(MigLoop *loop, MigTransport *t, const SpiceLinkClientConfig *cfg,

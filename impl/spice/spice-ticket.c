@@ -299,19 +299,55 @@ static int mgf1_xor(uint8_t *out, size_t n, const uint8_t *seed, size_t seedlen)
     return 0;
 }
 
+void spice_ticket_pub_cache_clear(SpiceTicketPubCache *c)
+{
+    EVP_PKEY_free(c->pkey);
+    memset(c, 0, sizeof(*c));
+}
+
+/* The RSA-1024 key `pub` holds, from `cache` when it is the cached one
+ * (the caller frees it only when no cache took it: *owned). */
+static EVP_PKEY *pub_key(SpiceTicketPubCache *cache, const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE], bool *owned,
+                         MigErr **errp)
+{
+    *owned = false;
+    if (cache && cache->pkey && !memcmp(cache->pub, pub, SPICE_TICKET_PUBKEY_SIZE))
+        return cache->pkey;
+    const uint8_t *p = pub;
+    EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, SPICE_TICKET_PUBKEY_SIZE);
+    if (!pkey || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA || EVP_PKEY_get_bits(pkey) != RSA_BITS) {
+        EVP_PKEY_free(pkey);
+        mig_err_set(errp, -EPROTO, "ticket: the server's public key is not an RSA-%d key", RSA_BITS);
+        return NULL;
+    }
+    if (!cache) {
+        *owned = true;
+        return pkey;
+    }
+    spice_ticket_pub_cache_clear(cache);
+    memcpy(cache->pub, pub, SPICE_TICKET_PUBKEY_SIZE);
+    cache->pkey = pkey;
+    return pkey;
+}
+
 int spice_ticket_encrypt(const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE], const char *password, MigPrng *prng,
                          uint8_t ticket[SPICE_TICKET_BYTES], MigErr **errp)
+{
+    return spice_ticket_encrypt_cached(NULL, pub, password, prng, ticket, errp);
+}
+
+int spice_ticket_encrypt_cached(SpiceTicketPubCache *cache, const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE],
+                                const char *password, MigPrng *prng, uint8_t ticket[SPICE_TICKET_BYTES],
+                                MigErr **errp)
 {
     size_t mlen = strlen(password) + 1; /* the NUL travels */
     if (mlen - 1 > SPICE_PASSWORD_MAX)
         return mig_err_set(errp, -EINVAL, "ticket: a password of %zu characters (at most %u)", mlen - 1,
                            SPICE_PASSWORD_MAX);
-    const uint8_t *p = pub;
-    EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, SPICE_TICKET_PUBKEY_SIZE);
-    if (!pkey || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA || EVP_PKEY_get_bits(pkey) != RSA_BITS) {
-        EVP_PKEY_free(pkey);
-        return mig_err_set(errp, -EPROTO, "ticket: the server's public key is not an RSA-%d key", RSA_BITS);
-    }
+    bool owned;
+    EVP_PKEY *pkey = pub_key(cache, pub, &owned, errp);
+    if (!pkey)
+        return -EPROTO;
     /* EM = 0x00 || maskedSeed || maskedDB, DB = SHA1("") || 0…0 || 0x01 || M */
     uint8_t em[SPICE_TICKET_BYTES] = {0};
     uint8_t *seed = em + 1, *db = em + 1 + SHA1_LEN;
@@ -329,7 +365,8 @@ int spice_ticket_encrypt(const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE], const char
     int ok = ctx && EVP_PKEY_encrypt_init(ctx) > 0 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_NO_PADDING) > 0 &&
              EVP_PKEY_encrypt(ctx, ticket, &outlen, em, sizeof(em)) > 0 && outlen == SPICE_TICKET_BYTES;
     EVP_PKEY_CTX_free(ctx);
-    EVP_PKEY_free(pkey);
+    if (owned)
+        EVP_PKEY_free(pkey);
     if (!ok)
         return mig_err_set(errp, -EPROTO, "ticket: RSA encryption failed");
     return 0;

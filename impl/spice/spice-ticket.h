@@ -52,4 +52,22 @@ int spice_ticket_decrypt(const SpiceTicketKey *k, const uint8_t ticket[SPICE_TIC
 int spice_ticket_encrypt(const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE], const char *password, MigPrng *prng,
                          uint8_t ticket[SPICE_TICKET_BYTES], MigErr **errp);
 
+/* The last server key a client parsed: a client's channels all link to one
+ * server, and parsing its key (OpenSSL 3's DER decoder) is most of what an
+ * encryption costs.  Owned by the client, zero-initialised when empty,
+ * emptied with spice_ticket_pub_cache_clear; it holds one key (a migrating
+ * client's target key replaces its source's). */
+typedef struct SpiceTicketPubCache {
+    uint8_t pub[SPICE_TICKET_PUBKEY_SIZE];
+    struct evp_pkey_st *pkey; /* NULL: empty */
+} SpiceTicketPubCache;
+
+void spice_ticket_pub_cache_clear(SpiceTicketPubCache *c);
+
+/* spice_ticket_encrypt through `cache` (NULL: parse the key each time); the
+ * same ticket, byte for byte. */
+int spice_ticket_encrypt_cached(SpiceTicketPubCache *cache, const uint8_t pub[SPICE_TICKET_PUBKEY_SIZE],
+                                const char *password, MigPrng *prng, uint8_t ticket[SPICE_TICKET_BYTES],
+                                MigErr **errp);
+
 #endif
