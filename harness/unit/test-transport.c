@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 
 #include "common/loop.h"
 #include "sim/sim.h"
+#include "stream/stream.h"
 #include "transport/transport.h"
 
 #include "test-scale.h"
@@ -544,6 +547,136 @@ static void test_transport_queued_counts_bytes_the_peer_has_not_read(void **stat
     mig_loop_free(l);
 }
 
+/* ---- guest pages by reference on a unix socket (writev_guest) ---- */
+
+#define GPAGES 1024
+#define GCHUNK (40u << 10) /* copied bytes between pages: the arena wraps */
+
+/* Put the same records on a socket's stream and on a memory stream:
+ * headers and copied chunks by value, pages of `guest` by reference, an fd
+ * (its marker byte) half-way.  Each flush that the socket pushes back
+ * drains what the peer can read into got. */
+static size_t splice_put_all(MigStream *w, MigStream *m, const uint8_t *guest,
+                             const uint8_t *chunk, int fd, MigTransport *peer, uint8_t *got,
+                             size_t *have)
+{
+    for (int p = 0; p < GPAGES; p++) {
+        mig_stream_put_be64(w, (uint64_t)p << 12 | 0x28);
+        mig_stream_put_be64(m, (uint64_t)p << 12 | 0x28);
+        if (p % 10 == 5) { /* in the same writev as a page: through the arena */
+            mig_stream_put_buffer(w, chunk + p, GCHUNK);
+            mig_stream_put_buffer(m, chunk + p, GCHUNK);
+        }
+        mig_stream_put_guest_ref(w, guest + (size_t)p * 4096, 4096);
+        mig_stream_put_buffer(m, guest + (size_t)p * 4096, 4096);
+        if (p == GPAGES / 2) {
+            mig_stream_put_fd(w, fd);
+            mig_stream_put_u8(m, MIG_TRANSPORT_FD_MARKER);
+        }
+        int r; /* the reader waits for the socket and the pipe to fill */
+        while ((r = mig_stream_flush(w)) == -EAGAIN) {
+            ssize_t n = mig_transport_read(peer, got + *have, 64 << 10);
+            assert_true(n > 0 || n == -EAGAIN);
+            *have += n > 0 ? (size_t)n : 0;
+        }
+        assert_int_equal(r, 0);
+    }
+    size_t len = 0;
+    mig_stream_mem_data(m, &len);
+    return len;
+}
+
+/* One run over a fresh socketpair: the bytes arrive in stream order, the fd
+ * with its marker; `after` is written over the last page once it was
+ * flushed but before the peer read it.  Returns whether the peer read the
+ * page as `after` (by reference) rather than as it was at the flush. */
+static bool splice_run(uint8_t *guest, const uint8_t *after)
+{
+    MigLoop *l = mig_loop_epoll_new(1);
+    int sv[2], pv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(pipe(pv), 0);
+    /* 2 MiB in the socket, the pipe's 1 MiB on top: more copied bytes in
+     * flight than the arena holds when it starts over (root ignores
+     * net.core.wmem_max with SO_SNDBUFFORCE) */
+    int big = 1 << 20;
+    if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big)) != 0)
+        setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+    MigTransport *a = mig_transport_fd_new(l, sv[0], "unix");
+    MigTransport *b = mig_transport_fd_new(l, sv[1], "unix");
+    MigStream *w = mig_stream_new_writer(a), *m = mig_stream_new_mem_writer();
+    uint8_t *chunk = malloc(GCHUNK + GPAGES);
+    fill_pattern(chunk, GCHUNK + GPAGES, 9);
+    fill_pattern(guest, (size_t)GPAGES * 4096, 4);
+    size_t cap = (size_t)GPAGES * (4096 + 8) + (GPAGES / 10 + 1) * GCHUNK + 1, have = 0;
+    uint8_t *got = malloc(cap);
+    size_t total = splice_put_all(w, m, guest, chunk, pv[1], b, got, &have);
+    assert_int_equal(mig_stream_pending(w), 0);
+    assert_int_equal(a->bytes_written, total);
+    uint8_t *want = malloc(total);
+    memcpy(want, mig_stream_mem_data(m, &total), total);
+    /* the last page is still unread: change it now */
+    assert_true(total - have > 4096);
+    assert_true(mig_transport_queued(a) > 0);
+    memcpy(guest + (size_t)(GPAGES - 1) * 4096, after, 4096);
+    for (;;) {
+        ssize_t n = mig_transport_read(b, got + have, cap - have);
+        if (n == -EAGAIN && have == total)
+            break;
+        assert_true(n > 0);
+        have += (size_t)n;
+    }
+    assert_int_equal(mig_transport_held(a), 0); /* all read */
+    bool by_ref = memcmp(got + total - 4096, after, 4096) == 0;
+    if (by_ref)
+        memcpy(want + total - 4096, after, 4096);
+    assert_memory_equal(got, want, total);
+    int fd = mig_transport_take_passed_fd(b);
+    assert_true(fd >= 0);
+    close(fd);
+
+    /* the peer gone: an error, not a signal, and the writer goes on */
+    mig_transport_close(b);
+    mig_stream_put_be64(w, 0x28);
+    mig_stream_put_guest_ref(w, guest, 4096);
+    int r = mig_stream_flush(w);
+    assert_true(r == -EPIPE || r == -ECONNRESET);
+    mig_stream_free(w);
+    mig_stream_free(m);
+    mig_transport_close(a);
+    close(pv[0]);
+    close(pv[1]);
+    free(chunk);
+    free(got);
+    free(want);
+    mig_loop_free(l);
+    return by_ref;
+}
+
+/* A page of guest RAM (mig_stream_put_guest_ref) goes into a unix socket
+ * by reference (vmsplice + splice) when the process ignores SIGPIPE, and
+ * is copied otherwise; either way the peer reads every byte in stream
+ * order with the copied bytes between (the arena wrapped), an fd arrives
+ * at its marker byte, and a vanished peer is -EPIPE. */
+static void test_transport_unix_sends_guest_pages_by_reference(void **state)
+{
+    (void)state;
+    uint8_t *guest = mmap(NULL, (size_t)GPAGES * 4096, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(guest != MAP_FAILED);
+    uint8_t after[4096];
+    memset(after, 0xa5, sizeof(after));
+    struct sigaction old, ign = {.sa_handler = SIG_IGN};
+    assert_int_equal(sigaction(SIGPIPE, NULL, &old), 0);
+    assert_true(old.sa_handler != SIG_IGN);
+    assert_false(splice_run(guest, after)); /* SIGPIPE would kill: copies */
+    assert_int_equal(sigaction(SIGPIPE, &ign, NULL), 0);
+    bool by_ref = splice_run(guest, after);
+    assert_int_equal(sigaction(SIGPIPE, &old, NULL), 0);
+    assert_true(by_ref);
+    munmap(guest, (size_t)GPAGES * 4096);
+}
+
 /* Whether the peer can answer (what a return path needs) is the transport's
  * to say: sockets, the mem link and a local transport over its socket yes;
  * pipes and files no. */
@@ -1005,6 +1138,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_transport_mem_same_seed_same_delivery),
         cmocka_unit_test(test_transport_queued_counts_bytes_the_peer_has_not_read),
         cmocka_unit_test(test_transport_duplex_is_reported_by_each_backend),
+        cmocka_unit_test(test_transport_unix_sends_guest_pages_by_reference),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -31,6 +31,10 @@
 /* How long to watch a transport that holds bytes before the source has any
  * measure of the rate they leave at. */
 #define DRAIN_PROBE_NS 10000000ull
+/* How often the drain looks whether the peer has read the pages that went
+ * by reference (MigTransportOps.held): a 1 MiB socket buffer takes the
+ * destination about 0.2 ms to read. */
+#define HELD_POLL_NS 100000ull
 
 /* Move the source to its next phase or status; false when the table refused
  * the arc (an engine bug: the migration then failed, naming the arc). */
@@ -486,6 +490,15 @@ static void src_produce(void *opaque)
             break;
         case MIG_PHASE_SRC_DRAIN: {
             int r = mig_stream_flush(s);
+            if (r == 0 && mig_transport_held(mm->t)) {
+                /* Pages went by reference (a splicing unix socket) and the
+                 * peer has not read them all: complete only once it has, so
+                 * a `cont` on the completed source cannot change them.  No
+                 * readiness says when: look again shortly. */
+                mm->timer_src = mig_loop_timer_add(mm->env.loop, mig__now_ns(mm) + HELD_POLL_NS,
+                                                   src_timer, mm);
+                return;
+            }
             if (r == 0) {
                 src_complete(mm);
                 return;

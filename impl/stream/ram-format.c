@@ -239,7 +239,7 @@ void mig_ram_put_page(MigStream *s, MigRamWriter *w, const char *block, uint64_t
                       const void *page)
 {
     if (put_page_head(s, w, block, offset, MIG_RAM_FLAG_PAGE))
-        mig_stream_put_buffer_ref(s, page, MIG_RAM_TARGET_PAGE_SIZE);
+        mig_stream_put_guest_ref(s, page, MIG_RAM_TARGET_PAGE_SIZE);
 }
 
 void mig_ram_put_zero(MigStream *s, MigRamWriter *w, const char *block, uint64_t offset,

@@ -107,8 +107,10 @@ void mig_ram_writer_init(MigRamWriter *w);
  * next page record names its block. */
 void mig_ram_put_mem_size(MigStream *s, MigRamWriter *w, const MigRamBlockInfo *blocks,
                           size_t n, bool ignore_shared);
-/* PAGE record: `page` (4096 bytes) is queued by reference, so it must stay
- * unchanged until mig_stream_flush() returns 0 (see mig_stream_put_buffer_ref). */
+/* PAGE record: `page` (4096 bytes of guest RAM) is queued by reference
+ * (mig_stream_put_guest_ref): it must stay mapped while the stream's
+ * transport lives, and what the peer reads is what it holds when the
+ * kernel copies it, up to the peer's read on a unix socket that splices. */
 void mig_ram_put_page(MigStream *s, MigRamWriter *w, const char *block, uint64_t offset,
                       const void *page);
 /* ZERO record with its fill byte (0 in practice). */

@@ -50,6 +50,7 @@ typedef struct WSeg {
     const uint8_t *ref; /* NULL: bytes live in wbuf at `off`; &fd_marker: an fd */
     size_t off;
     size_t len;
+    bool guest; /* ref is guest RAM (mig_stream_put_guest_ref) */
 } WSeg;
 
 struct MigStream {
@@ -325,6 +326,7 @@ static int wpush(MigStream *s)
         return r;
     }
     struct iovec iov[IOV_MAX];
+    bool guest[IOV_MAX];
     while (s->whead < s->nsegs) {
         if (s->segs[s->whead].ref == &fd_marker) {
             r = wpush_fd(s, &s->segs[s->whead]);
@@ -339,14 +341,19 @@ static int wpush(MigStream *s)
             continue;
         }
         int n = 0;
+        bool any_guest = false;
         for (size_t i = s->whead; i < s->nsegs && n < IOV_MAX; i++, n++) {
             const WSeg *g = &s->segs[i];
             if (g->ref == &fd_marker)
                 break;
             iov[n].iov_base = (void *)(g->ref ? g->ref : s->wbuf + g->off);
             iov[n].iov_len = g->len;
+            guest[n] = g->guest;
+            any_guest |= g->guest;
         }
-        ssize_t w = mig_transport_writev(s->t, iov, n);
+        ssize_t w = any_guest && s->t->ops->writev_guest
+                        ? s->t->ops->writev_guest(s->t, iov, guest, n)
+                        : mig_transport_writev(s->t, iov, n);
         if (w == -EINTR)
             continue;
         if (w == -EAGAIN || w == 0) {
@@ -489,7 +496,7 @@ void mig_stream_put_buffer(MigStream *s, const void *buf, size_t len)
         memcpy(p, buf, len);
 }
 
-void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len)
+static void put_ref(MigStream *s, const void *buf, size_t len, bool guest)
 {
     /* Small buffers cost less copied than as an iovec of their own, and a
      * memory writer must own its bytes. */
@@ -499,10 +506,20 @@ void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len)
     }
     if (!wcheck(s) || !wseg_room(s))
         return;
-    s->segs[s->nsegs++] = (WSeg){buf, 0, len};
+    s->segs[s->nsegs++] = (WSeg){buf, 0, len, guest};
     s->wpending += len;
     s->offset += len;
     s->wfast = false;
+}
+
+void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len)
+{
+    put_ref(s, buf, len, false);
+}
+
+void mig_stream_put_guest_ref(MigStream *s, const void *buf, size_t len)
+{
+    put_ref(s, buf, len, true);
 }
 
 void mig_stream_put_counted(MigStream *s, const char *str)
@@ -522,7 +539,15 @@ void mig_stream_put_counted(MigStream *s, const char *str)
 
 int mig_stream_flush(MigStream *s)
 {
-    return wpush(s);
+    int r = wpush(s);
+    if (r < 0 || !s->t || !s->t->ops->flush)
+        return r;
+    /* the transport's own queue (a splice pipe) too */
+    r = s->t->ops->flush(s->t);
+    if (r < 0 && r != -EAGAIN)
+        mig_stream_set_error(s, r, "stream write failed at offset %llu: %s",
+                             (unsigned long long)s->offset, mig_errno_name(r));
+    return r;
 }
 
 size_t mig_stream_pending(const MigStream *s)

@@ -125,10 +125,18 @@ void mig_stream_put_buffer(MigStream *s, const void *buf, size_t len);
 /* Zero-copy: queue `buf` by reference; it must stay valid until the next
  * mig_stream_flush() returns 0. */
 void mig_stream_put_buffer_ref(MigStream *s, const void *buf, size_t len);
+/* Zero-copy for guest RAM: as mig_stream_put_buffer_ref, and moreover
+ * `buf` stays mapped for as long as the transport lives, and the stream
+ * format tolerates its bytes changing after the put (pre-copy sends a page
+ * that changed again: the dirty log).  A transport may then hand the memory
+ * itself to the kernel (MigTransportOps.writev_guest: a unix socket splices
+ * the pages), so the peer reads the bytes they hold when it reads. */
+void mig_stream_put_guest_ref(MigStream *s, const void *buf, size_t len);
 /* u8 length + bytes, no NUL.  A string over 255 bytes is an error. */
 void mig_stream_put_counted(MigStream *s, const char *str);
-/* Push buffered bytes: 0 all out, -EAGAIN bytes remain (wait for
- * MIG_LOOP_OUT), other negative errno = sticky error. */
+/* Push buffered bytes: 0 all out (the transport's own queue too:
+ * MigTransportOps.flush), -EAGAIN bytes remain (wait for MIG_LOOP_OUT),
+ * other negative errno = sticky error. */
 int mig_stream_flush(MigStream *s);
 /* Bytes put but not yet accepted by the transport. */
 size_t mig_stream_pending(const MigStream *s);

@@ -14,12 +14,42 @@
  * On unix sockets reads go through recvmsg so that an fd passed with
  * SCM_RIGHTS is never lost: fds that arrive with ordinary data are queued and
  * handed out by the next recv_fd.
+ *
+ * Guest pages by reference (writev_guest, "unix" sockets only).  A socket
+ * copies what sendmsg gives it; on the source of a migration that copy of
+ * every guest page is most of the CPU it spends (perf: _copy_from_iter
+ * about two thirds).  A page vmspliced into a pipe and spliced from the
+ * pipe into a unix socket is not copied: the socket's buffers hold
+ * references to the guest's pages, and the destination's read is the only
+ * copy.  writev_guest does that for the iovs the stream marks as guest RAM
+ * (mig_stream_put_guest_ref); every other byte (record headers, device
+ * state) is first copied into `arena`, whose bytes are never written again
+ * while the kernel may hold them: a full arena is dropped with
+ * MADV_DONTNEED (the kernel's references keep the old pages; our next
+ * writes fault in fresh ones) and filled from its start.  Without
+ * SPLICE_F_GIFT no page is ever stolen or moved: the source's memory stays
+ * its own.  What the peer reads is what a guest page holds when it reads:
+ *   - pre-copy runs the guest, but a page written after it was queued is
+ *     dirty and goes again later (the last copy wins, as it would anyway);
+ *   - the final pass runs with the guest stopped, and the source completes
+ *     only once the peer has read every such byte (MigTransportOps.held:
+ *     the socket's unread bytes), so a `cont` on the completed source
+ *     cannot change what the destination loads;
+ *   - a failed or cancelled migration discards what the peer read.
+ * Bytes in the pipe come before any later byte: every other write (writev,
+ * send_fd) first empties the pipe into the socket, or returns -EAGAIN.
+ * splice() into a socket whose peer is gone raises SIGPIPE (it has no
+ * MSG_NOSIGNAL), so the path is taken only while the process ignores
+ * SIGPIPE (migcert vm does); otherwise, and where the kernel refuses to
+ * vmsplice or splice, writev_guest is writev.
  */
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +58,14 @@
 #include "transport.h"
 
 #define FD_QUEUE 8
+/* The splice pipe (see the top of the file): 1 MiB, what the host's own
+ * probes use (harness/bench/link-probe.c); a bigger pipe pins more of the
+ * guest's huge folios at once while the destination releases others. */
+#define SPLICE_PIPE (1u << 20)
+#define SPLICE_ARENA ((size_t)256 << 10) /* copied bytes between two MADV_DONTNEEDs */
+#define SPLICE_IOV 512                   /* pieces per vmsplice (a record is two) */
+
+typedef enum SpliceState { SPLICE_UNTRIED, SPLICE_ON, SPLICE_OFF } SpliceState;
 
 typedef struct FdTransport {
     MigTransport base;
@@ -45,6 +83,14 @@ typedef struct FdTransport {
     int nfds;
     int busy;  /* inside a callback of this transport */
     bool dead; /* closed from inside a callback: free on return */
+    /* guest pages by reference (writev_guest) */
+    SpliceState splice;
+    int pipe_r, pipe_w;
+    size_t piped;      /* bytes in the pipe, not yet in the socket */
+    size_t pipe_size;  /* what the kernel gave the pipe */
+    uint8_t *arena;    /* SPLICE_ARENA bytes, mmap'd */
+    size_t arena_used;
+    bool spliced;      /* a guest page went by reference */
 } FdTransport;
 
 static const MigTransportOps fd_ops, unix_ops, file_ops;
@@ -139,6 +185,34 @@ static ssize_t fd_read(MigTransport *t, void *buf, size_t len)
     return fd_readv(t, &iov, 1);
 }
 
+/* Move what the pipe holds into the socket: 0 when it is empty, -EAGAIN
+ * (the socket is full), or the socket's error. */
+static int pipe_out(FdTransport *f)
+{
+    while (f->piped) {
+        ssize_t m = splice(f->pipe_r, NULL, f->fd, NULL, f->piped,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        if (m > 0) {
+            f->piped -= (size_t)m;
+            continue;
+        }
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m == 0)
+            return -EPIPE;
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+    return 0;
+}
+
+static int fd_flush(MigTransport *t)
+{
+    FdTransport *f = F(t);
+    if (f->fd < 0)
+        return f->piped ? -EBADF : 0;
+    return pipe_out(f);
+}
+
 static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     FdTransport *f = F(t);
@@ -147,6 +221,11 @@ static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (f->fd < 0)
         return -EBADF;
+    if (f->piped) {
+        int r = pipe_out(f);
+        if (r < 0)
+            return r;
+    }
     if (iovcnt > IOV_MAX)
         iovcnt = IOV_MAX; /* a short write; the caller sends the rest */
     if (f->is_socket) {
@@ -162,6 +241,119 @@ static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     t->bytes_written += (uint64_t)n;
+    return n;
+}
+
+/* Can guest pages go by reference on f?  Set up on first use: the pipe,
+ * the arena, and whether SIGPIPE is ignored (see the top of the file). */
+static bool splice_ready(FdTransport *f)
+{
+    if (f->splice != SPLICE_UNTRIED)
+        return f->splice == SPLICE_ON;
+    f->splice = SPLICE_OFF;
+    struct sigaction sa;
+    if (!f->is_unix || sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler != SIG_IGN)
+        return false;
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+        return false;
+    int got = fcntl(p[1], F_SETPIPE_SZ, (int)SPLICE_PIPE);
+    if (got <= 0)
+        got = fcntl(p[1], F_GETPIPE_SZ);
+    void *a = mmap(NULL, SPLICE_ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (got <= 0 || a == MAP_FAILED) {
+        close(p[0]);
+        close(p[1]);
+        if (a != MAP_FAILED)
+            munmap(a, SPLICE_ARENA);
+        return false;
+    }
+    madvise(a, SPLICE_ARENA, MADV_NOHUGEPAGE); /* dropped a page at a time, never a folio */
+    f->pipe_r = p[0];
+    f->pipe_w = p[1];
+    f->pipe_size = (size_t)got;
+    f->arena = a;
+    f->arena_used = 0;
+    f->splice = SPLICE_ON;
+    return true;
+}
+
+static void splice_free(FdTransport *f)
+{
+    if (f->splice != SPLICE_ON)
+        return;
+    close(f->pipe_r);
+    close(f->pipe_w);
+    munmap(f->arena, SPLICE_ARENA);
+    f->piped = 0;
+    f->splice = SPLICE_OFF;
+}
+
+/* Room for n copied bytes: the arena from its start once it is full
+ * (MADV_DONTNEED: what the kernel still references keeps its old pages). */
+static uint8_t *arena_take(FdTransport *f, size_t n)
+{
+    if (f->arena_used + n > SPLICE_ARENA) {
+        madvise(f->arena, SPLICE_ARENA, MADV_DONTNEED);
+        f->arena_used = 0;
+    }
+    uint8_t *p = f->arena + f->arena_used;
+    f->arena_used += n;
+    return p;
+}
+
+static ssize_t fd_writev_guest(MigTransport *t, const struct iovec *iov, const bool *guest,
+                               int iovcnt)
+{
+    FdTransport *f = F(t);
+
+    if (f->fd < 0 || !splice_ready(f))
+        return fd_writev(t, iov, iovcnt);
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
+    int r = pipe_out(f);
+    if (r < 0 && r != -EAGAIN)
+        return r;
+    if (f->piped >= f->pipe_size)
+        return -EAGAIN;
+    /* What the pipe has room for, the copied pieces into the arena */
+    struct iovec v[SPLICE_IOV];
+    size_t room = f->pipe_size - f->piped, offered = 0;
+    int k = 0;
+    for (int i = 0; i < iovcnt && k < SPLICE_IOV && offered < room; i++) {
+        size_t len = MIG_MIN(iov[i].iov_len, room - offered);
+        if (guest[i]) {
+            v[k].iov_base = iov[i].iov_base;
+        } else {
+            len = MIG_MIN(len, SPLICE_ARENA);
+            if (k > 0 && f->arena_used + len > SPLICE_ARENA)
+                break; /* the arena starts over with the next call */
+            v[k].iov_base = arena_take(f, len);
+            memcpy(v[k].iov_base, iov[i].iov_base, len);
+        }
+        v[k++].iov_len = len;
+        offered += len;
+        if (len < iov[i].iov_len)
+            break;
+    }
+    ssize_t n;
+    do {
+        n = vmsplice(f->pipe_w, v, (unsigned long)k, SPLICE_F_NONBLOCK);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN)
+            return -EAGAIN;
+        if (f->piped)
+            return -errno;
+        /* the kernel will not: copy from now on */
+        splice_free(f);
+        return fd_writev(t, iov, iovcnt);
+    }
+    f->piped += (size_t)n;
+    f->spliced = true;
+    t->bytes_written += (uint64_t)n;
+    r = pipe_out(f);
+    if (r < 0 && r != -EAGAIN)
+        return r;
     return n;
 }
 
@@ -190,6 +382,9 @@ static int fd_send_fd(MigTransport *t, int fd)
     MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (!f->is_unix || f->fd < 0)
         return -ENOTSUP;
+    int r = f->piped ? pipe_out(f) : 0;
+    if (r < 0)
+        return r;
     memset(&ctl, 0, sizeof(ctl));
     c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
@@ -338,6 +533,9 @@ static int fd_shutdown_write(MigTransport *t)
 
     if (!f->is_socket || f->fd < 0)
         return -ENOTSUP;
+    int r = f->piped ? pipe_out(f) : 0; /* the pipe's bytes come first */
+    if (r < 0)
+        return r;
     return shutdown(f->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
@@ -349,6 +547,7 @@ static void fd_close(MigTransport *t)
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
+    splice_free(f);
     while (f->nfds)
         close(pop_fd(f));
     if (f->busy)
@@ -357,15 +556,22 @@ static void fd_close(MigTransport *t)
         free(f);
 }
 
-/* A socket's unsent (TCP) or unread (unix) bytes; files and pipes: 0. */
+/* A socket's unsent (TCP) or unread (unix) bytes, and what the splice pipe
+ * holds; files and pipes: 0. */
 static uint64_t fd_queued(MigTransport *t)
 {
     FdTransport *f = F(t);
     int q = 0;
 
     if (!f->is_socket || f->fd < 0 || ioctl(f->fd, SIOCOUTQ, &q) != 0)
-        return 0;
-    return q > 0 ? (uint64_t)q : 0;
+        return f->piped;
+    return (q > 0 ? (uint64_t)q : 0) + f->piped;
+}
+
+/* Once a page went by reference, the peer's unread bytes may be pages. */
+static uint64_t fd_held(MigTransport *t)
+{
+    return F(t)->spliced ? fd_queued(t) : 0;
 }
 
 /* What a read gets now: a socket's or a pipe's unread bytes (FIONREAD,
@@ -389,10 +595,16 @@ static ssize_t fd_readable(MigTransport *t)
         .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd,                 \
         .watch = fd_watch,                                                                     \
         .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \
-        .readable = fd_readable,                                                               \
+        .readable = fd_readable, .flush = fd_flush,                                            \
     }
 static const MigTransportOps fd_ops = FD_OPS("fd");
-static const MigTransportOps unix_ops = FD_OPS("unix");
+static const MigTransportOps unix_ops = {
+    .kind = "unix", .read = fd_read, .readv = fd_readv, .write = fd_write,
+    .writev = fd_writev, .writev_guest = fd_writev_guest, .send_fd = fd_send_fd,
+    .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd, .watch = fd_watch,
+    .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,
+    .readable = fd_readable, .flush = fd_flush, .held = fd_held,
+};
 static const MigTransportOps file_ops = FD_OPS("file");
 
 MigTransport *mig_transport_fd_new(MigLoop *loop, int fd, const char *kind)
@@ -404,6 +616,7 @@ MigTransport *mig_transport_fd_new(MigLoop *loop, int fd, const char *kind)
         return NULL;
     f = mig_malloc0(sizeof(*f));
     f->fd = fd;
+    f->pipe_r = f->pipe_w = -1;
     f->is_file = !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode);
     f->is_socket = S_ISSOCK(st.st_mode);
     if (f->is_socket) {

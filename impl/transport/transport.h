@@ -35,6 +35,21 @@ typedef struct MigTransportOps {
     ssize_t (*readv)(MigTransport *t, const struct iovec *iov, int iovcnt);
     ssize_t (*write)(MigTransport *t, const void *buf, size_t len);
     ssize_t (*writev)(MigTransport *t, const struct iovec *iov, int iovcnt);
+    /* Optional: writev where guest[i] says iov[i] is guest RAM
+     * (mig_stream_put_guest_ref: mapped for the transport's life, allowed
+     * to change), which the backend may hand to the kernel by reference
+     * instead of copying (a unix socket: vmsplice and splice).  The other
+     * iovs are copied before it returns, as writev's are. */
+    ssize_t (*writev_guest)(MigTransport *t, const struct iovec *iov, const bool *guest,
+                            int iovcnt);
+    /* Optional: push out bytes writev accepted but the backend still holds
+     * itself (a splice pipe): 0 when none is left, -EAGAIN (wait for
+     * MIG_LOOP_OUT), or an error.  mig_stream_flush() calls it. */
+    int (*flush)(MigTransport *t);
+    /* Optional: bytes the peer has not read yet that still reference the
+     * writer's memory (pages that went by reference); 0: none, the writer's
+     * memory may change without changing what the peer reads. */
+    uint64_t (*held)(MigTransport *t);
     /* Optional (NULL when the backend cannot pass fds). */
     int (*send_fd)(MigTransport *t, int fd);
     int (*recv_fd)(MigTransport *t); /* fd >= 0 or -errno (-EAGAIN: not yet) */
@@ -155,6 +170,12 @@ static inline int mig_transport_shutdown_write(MigTransport *t)
 static inline uint64_t mig_transport_queued(MigTransport *t)
 {
     return t && t->ops->queued ? t->ops->queued(t) : 0;
+}
+/* Bytes on their way to the peer that still read the writer's memory
+ * (MigTransportOps.held); 0 for backends that always copy. */
+static inline uint64_t mig_transport_held(MigTransport *t)
+{
+    return t && t->ops->held ? t->ops->held(t) : 0;
 }
 /* Bytes t holds for its reader right now, or -ENOTSUP when it cannot tell
  * (a loader sizes a scattered read to the records that are whole). */
