@@ -41,7 +41,7 @@ Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each at
 the start of every round of migrations, so that they share the moments of a
 busy machine with the rows; the median of those runs like each row's, with
 the slowest and fastest beside it):
-a unix socketpair between two processes (what `unix` cannot beat), the same
+a unix socketpair between two processes (a copy on each side: the bar for `unix`), the same
 socketpair carrying PAGE records (an 8-byte header before each page, writev
 and readv by reference: what the stream's format costs there), and a pipe
 fed by vmsplice and drained by read() (what `local` cannot beat), the latter

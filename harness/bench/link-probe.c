@@ -2,9 +2,11 @@
  * link-probe.c - the host's own ceilings for the benchmark (ci/bench,
  * harness/bench/bench.py): how fast two processes move bytes through a unix
  * socketpair, and through a pipe fed with vmsplice and drained with read().
- * A migration over `unix:` cannot beat the first; page flipping (`local:`)
- * cannot beat the second.  bench.py prints each migration as a share of
- * these, measured in the same run.
+ * The socketpair copies on both sides, the goal a migration over `unix:`
+ * is held to (which copies on the destination only: its source splices
+ * guest pages into the socket, impl/transport/transport-fd.c); page
+ * flipping (`local:`) does the pipe's work plus the records.  bench.py
+ * prints each migration as a share of these, measured in the same run.
  *
  *   link-probe socket|vmsplice [--mib N] [--chunk KIB] [--pipe KIB] [--records]
  *              [--runs R] [--cpus W,R] [--settle MS] [--json]
