@@ -54,7 +54,9 @@
  * vmsplice takes as many
  * pages as the pipe has room for, one iovec per run of contiguous guest
  * RAM; the records between flipped pages go out in one sendmsg.  The pipe
- * is 1 MiB, what one vmsplice fills and one readv drains: with a bigger
+ * is 1 MiB, what one vmsplice fills (the destination reads it a quarter at
+ * a time, so the source refills while it copies: FLIP_RUN in
+ * impl/ram/ram-section.c): with a bigger
  * one the source pins pages while the destination releases pages of the
  * same huge folio, both at once, and both sides slow down several times
  * (each pipe page holds a reference on the folio).
