@@ -15,7 +15,8 @@
  * SCM_RIGHTS is never lost: fds that arrive with ordinary data are queued and
  * handed out by the next recv_fd.
  *
- * Guest pages by reference (writev_guest, "unix" sockets only).  A socket
+ * Guest pages by reference (writev_guest, on unix sockets of the "unix" and
+ * "fd" kinds; elsewhere it is writev).  A socket
  * copies what sendmsg gives it; on the source of a migration that copy of
  * every guest page is most of the CPU it spends (perf: _copy_from_iter
  * about two thirds).  A page vmspliced into a pipe and spliced from the
@@ -591,20 +592,14 @@ static ssize_t fd_readable(MigTransport *t)
 #define FD_OPS(k)                                                                              \
     {                                                                                          \
         .kind = k, .read = fd_read, .readv = fd_readv, .write = fd_write,                      \
-        .writev = fd_writev,                                                                   \
+        .writev = fd_writev, .writev_guest = fd_writev_guest,                                  \
         .send_fd = fd_send_fd, .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd,                 \
         .watch = fd_watch,                                                                     \
         .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,           \
-        .readable = fd_readable, .flush = fd_flush,                                            \
+        .readable = fd_readable, .flush = fd_flush, .held = fd_held,                           \
     }
 static const MigTransportOps fd_ops = FD_OPS("fd");
-static const MigTransportOps unix_ops = {
-    .kind = "unix", .read = fd_read, .readv = fd_readv, .write = fd_write,
-    .writev = fd_writev, .writev_guest = fd_writev_guest, .send_fd = fd_send_fd,
-    .recv_fd = fd_recv_fd, .claim_fd = fd_claim_fd, .watch = fd_watch,
-    .shutdown_write = fd_shutdown_write, .close = fd_close, .queued = fd_queued,
-    .readable = fd_readable, .flush = fd_flush, .held = fd_held,
-};
+static const MigTransportOps unix_ops = FD_OPS("unix");
 static const MigTransportOps file_ops = FD_OPS("file");
 
 MigTransport *mig_transport_fd_new(MigLoop *loop, int fd, const char *kind)
