@@ -330,6 +330,36 @@ def test_vm_migration_over_fd(vms):
     check_completed_pair(src, dst)
 
 
+def test_vm_unix_source_completes_only_once_the_destination_read_its_pages(vms):
+    """Over a unix socket the source's guest pages go into the socket by
+    reference (impl/transport/transport-fd.c): what the destination reads
+    is what a page holds when it reads.  So the source completes only once
+    the destination has read every byte: until then a `cont` on a
+    completed source could change what the destination loads.  A stopped
+    destination holds the whole stream of a 256 KiB guest unread in the
+    kernel (the pipe alone holds it), so only that rule keeps the source
+    from completing."""
+    dst = vms("dst", "--ram", "256K", "--incoming", f"unix:{vms.dir}/mig.sock")
+    src = vms("src", "--ram", "256K", "--fill", "random", "--seed", "7")
+    set_bandwidth(src, UNLIMITED)
+    os.kill(dst.proc.pid, signal.SIGSTOP)
+    try:
+        src.cmd("migrate", uri=f"unix:{vms.dir}/mig.sock")
+        wait_status(src, ("device", "completed", "failed"), timeout=30)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            info = src.cmd("query-migrate")
+            assert info["status"] == "device", f"{info}\n{src.log()}"
+            time.sleep(0.02)
+    finally:
+        os.kill(dst.proc.pid, signal.SIGCONT)
+    info = wait_status(src, ("completed", "failed"), timeout=30)
+    assert info["status"] == "completed", f"{info}\n{src.log()}"
+    assert wait_status(dst, ("completed", "failed"), timeout=30)["status"] == "completed"
+    assert status(src) == (False, "postmigrate")
+    assert digest(dst) == digest(src)
+
+
 def test_vm_migration_to_file_then_restore(vms):
     path = vms.dir / "vm.mig"
     src = source(vms)
