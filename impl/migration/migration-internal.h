@@ -134,6 +134,7 @@ struct MigMigration {
     /* source convergence: the pass ended with only queued bytes in the way */
     bool drain_wait;
     bool drain_timed; /* waited on a timer for the transport: decide again */
+    uint64_t held_wait_ns; /* the drain's next look at bytes the peer has not read */
     bool drain_probe; /* the wait measures the rate: no sync, no new pass */
     uint64_t drain_target;
 

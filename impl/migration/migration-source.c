@@ -35,6 +35,7 @@
  * by reference (MigTransportOps.held): a 1 MiB socket buffer takes the
  * destination about 0.2 ms to read. */
 #define HELD_POLL_NS 100000ull
+#define HELD_POLL_MAX_NS 10000000ull
 
 /* Move the source to its next phase or status; false when the table refused
  * the arc (an engine bug: the migration then failed, naming the arc). */
@@ -494,8 +495,11 @@ static void src_produce(void *opaque)
                 /* Pages went by reference (a splicing unix socket) and the
                  * peer has not read them all: complete only once it has, so
                  * a `cont` on the completed source cannot change them.  No
-                 * readiness says when: look again shortly. */
-                mm->timer_src = mig_loop_timer_add(mm->env.loop, mig__now_ns(mm) + HELD_POLL_NS,
+                 * readiness says when: look again shortly, then less and
+                 * less often (a peer that stopped reading costs no CPU). */
+                mm->held_wait_ns = mm->held_wait_ns ? MIG_MIN(2 * mm->held_wait_ns, HELD_POLL_MAX_NS)
+                                                    : HELD_POLL_NS;
+                mm->timer_src = mig_loop_timer_add(mm->env.loop, mig__now_ns(mm) + mm->held_wait_ns,
                                                    src_timer, mm);
                 return;
             }

@@ -458,6 +458,7 @@ void mig__migration_prepare(MigMigration *mm)
     mm->rp_in_len = mm->rp_out_len = 0;
     mm->rp_open = false;
     mm->drain_wait = false;
+    mm->held_wait_ns = 0;
     mm->error[0] = '\0';
     mm->start_ns = mig__now_ns(mm);
     mm->has_setup_time = mm->has_end = mm->has_downtime = false;
