@@ -18,9 +18,10 @@ its RAM with QMP pmemsave and QEMU loads it at 1 MiB with -device loader),
 memory pre-faulted on both ends (-mem-prealloc / --mem-prealloc; the shared
 destination skips it: its own RAM is replaced by the source's), destination
 listening on unix:, max-bandwidth 10**12, the end waited for as the
-source's MIGRATION event (not polled: wait_migration_end); total time from the MIGRATION events' timestamps (setup to completed, in
-microseconds; capability events on the source), query-migrate's whole
-milliseconds otherwise.
+source's MIGRATION event (not polled: wait_migration_end); total time from
+the MIGRATION events' timestamps (setup to completed, in microseconds;
+capability events on the source), query-migrate's whole milliseconds
+otherwise.
 Every run is verified: the destination's own query-migrate says completed
 (a source completes once its last byte is in the socket and, without
 return-path, never hears that its destination refused the stream: such a
