@@ -56,7 +56,10 @@ def certify(run_migcert, migcert_build, tmp_path, stem, *extra, timeout=300):
     out = tmp_path / ("certify-" + stem)
     r = run_migcert("certify", "--device", str(plugin(migcert_build, stem)),
                     "--out", str(out), *extra, timeout=timeout)
-    report = json.loads((out / "report.json").read_text())
+    path = out / "report.json"
+    assert path.exists(), (f"certify wrote no report (exit {r.returncode})\n"
+                           f"stdout: {r.stdout[-2000:]}\nstderr: {r.stderr[-2000:]}")
+    report = json.loads(path.read_text())
     return r, out, report
 
 

@@ -154,13 +154,27 @@ static void on_fatal(int sig, siginfo_t *si, void *uc)
     _exit(JAIL_EXIT_SIGNAL + sig);
 }
 
+/* The supervisor's host (a jail without a PID namespace), for its handler:
+ * set in the supervisor's own process after the fork. */
+static pid_t supervised_host;
+
 /* The init of a jail without a PID namespace (a supervisor above the
- * host): a signal a process sends it is the plugin signalling its parent. */
+ * host): a signal a process sends it is the plugin signalling its parent.
+ * The host dies first: a host outliving its supervisor is reparented to
+ * certify (the subreaper) before its PR_SET_PDEATHSIG kill lands, and a
+ * plugin that signals its parent again in that moment signalled certify
+ * (seen once in CI: certify killed by SIGTERM, no report). */
 static void on_signalled(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
-    if (si->si_code <= 0)
-        _exit(JAIL_EXIT_SIGNALLED + sig);
+    if (si->si_code > 0)
+        return;
+    if (supervised_host > 0) {
+        kill(supervised_host, SIGKILL);
+        while (waitpid(supervised_host, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    _exit(JAIL_EXIT_SIGNALLED + sig);
 }
 
 static void set_limit(int res, rlim_t v)
@@ -214,15 +228,22 @@ static void jail_init(int sock, bool pidns, CertHostFn *host, void *arg)
     set_limit(RLIMIT_FSIZE, JAIL_FILE_LIMIT);
     if (pidns)
         host_main(host, arg);
+    /* signals wait until the host's pid is known to their handler */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     catch_all(on_signalled);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_t h = fork();
     if (h < 0)
         _exit(5);
     if (h == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         host_main(host, arg);
     }
+    supervised_host = h;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(3); /* the host's end is the socket's end */
     for (;;) {
         int st = 0;
