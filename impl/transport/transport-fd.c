@@ -214,12 +214,13 @@ static int fd_flush(MigTransport *t)
     return pipe_out(f);
 }
 
-static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
+/* writev once the fault point has had its say (fd_writev, and
+ * fd_writev_guest where it copies after all: one hit per call). */
+static ssize_t fd_writev_copy(MigTransport *t, const struct iovec *iov, int iovcnt)
 {
     FdTransport *f = F(t);
     ssize_t n;
 
-    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
     if (f->fd < 0)
         return -EBADF;
     if (f->piped) {
@@ -243,6 +244,12 @@ static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     t->bytes_written += (uint64_t)n;
     return n;
+}
+
+static ssize_t fd_writev(MigTransport *t, const struct iovec *iov, int iovcnt)
+{
+    MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
+    return fd_writev_copy(t, iov, iovcnt);
 }
 
 /* Can guest pages go by reference on f?  Set up on first use: the pipe,
@@ -308,9 +315,9 @@ static ssize_t fd_writev_guest(MigTransport *t, const struct iovec *iov, const b
 {
     FdTransport *f = F(t);
 
-    if (f->fd < 0 || !splice_ready(f))
-        return fd_writev(t, iov, iovcnt);
     MIG_FAULT_RETURN_GATED(mig_transport_fault_gate(t), MIG_FAULT_TRANSPORT_WRITE);
+    if (f->fd < 0 || !splice_ready(f))
+        return fd_writev_copy(t, iov, iovcnt);
     int r = pipe_out(f);
     if (r < 0 && r != -EAGAIN)
         return r;
@@ -347,7 +354,7 @@ static ssize_t fd_writev_guest(MigTransport *t, const struct iovec *iov, const b
             return -errno;
         /* the kernel will not: copy from now on */
         splice_free(f);
-        return fd_writev(t, iov, iovcnt);
+        return fd_writev_copy(t, iov, iovcnt);
     }
     f->piped += (size_t)n;
     f->spliced = true;
