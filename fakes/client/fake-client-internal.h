@@ -145,10 +145,10 @@ void fake__migrate_free(FakeClient *c);
 /* The connection of a channel (client role, the client's callbacks). */
 SpiceConn *fake__chan_conn(FakeChannel *ch, MigTransport *t, bool mini);
 const SpiceConnOps *fake__conn_ops(void);
-/* Migration: link the copies of the channels other than main open now
- * (MIGRATE_CONNECTED at once when there are none); give up
- * (CONNECT_ERROR); a channel going mid-migration takes its copy with it
- * (MIGRATE_CONNECTED when the copies left all linked). */
+/* Migration: link the copies of the channels other than main, open or
+ * still linking to the source (MIGRATE_CONNECTED at once when there are
+ * none); give up (CONNECT_ERROR); a channel going mid-migration takes its
+ * copy with it (MIGRATE_CONNECTED when the copies left all linked). */
 void fake__migrate_link_others(FakeClient *c);
 void fake__migrate_fail(FakeClient *c);
 void fake__migrate_chan_gone(FakeChannel *ch);

@@ -5,14 +5,15 @@
  *     first and the others once it linked (the target knows the session
  *     from main), with the session id as connection id; when every copy linked,
  *     MIGRATE_CONNECTED to the source, else CONNECT_ERROR (and the copies
- *     go).  The others are the channels open when main's copy linked,
- *     counted as their copies start (spice-gtk counts the same way): one
- *     still linking to the source at MIGRATE_BEGIN may be open by then, so
- *     a count taken at MIGRATE_BEGIN could be one short of the copies
- *     started, and the client never answered;
+ *     go).  The others are every channel of the session when main's copy
+ *     linked, open or still linking to the source (spice-gtk copies every
+ *     channel its session holds), counted as their copies start (spice-gtk
+ *     counts the same way): a count taken at MIGRATE_BEGIN could be one
+ *     short of the copies started, and the client never answered;
  *   MIGRATE_CANCEL: the copies go, the client stays;
  *   MIGRATE_END: the switch: main first (MSGC_MAIN_MIGRATE_END to the
- *     target), then every other channel moves to its copy; the display
+ *     target), then every other channel moves to its copy (one whose link
+ *     to the source never finished gives that link up); the display
  *     starts afresh (DISPLAY_INIT again, caches cleared), sound and port
  *     keep their sequence so that a loss or a repeat across the switch
  *     shows;
@@ -143,8 +144,8 @@ static void link_other_copies(FakeClient *c)
     FakeChannel *m = main_of(c);
     for (size_t i = 0; i < c->nchans; i++) {
         FakeChannel *ch = c->chans[i];
-        if (ch == m || !ch->conn)
-            continue;
+        if (ch == m || (!ch->conn && !ch->linker))
+            continue; /* a channel still linking to the source gets its copy too */
         c->mig_wanted++;
         ch->mig_linker = fake__link(c, ch, c->mig_host, c->mig_port, c->session_id, copy_linked);
         if (!ch->mig_linker) {
@@ -217,6 +218,8 @@ static void do_switch(FakeClient *c)
         }
         spice_conn_free(ch->conn);
         ch->conn = NULL;
+        spice_linker_free(ch->linker); /* still linking to the source: its copy is what counts */
+        ch->linker = NULL;
         if (!ch->mig_t) {
             /* a channel that opened after MIGRATE_BEGIN has no copy: it goes */
             fake__chan_free(ch);

@@ -99,10 +99,11 @@ def held(query, summary, kind):
     (QEMU's connection-id is signed), every channel the client has, and the
     client met no error; after a seamless switch, its main channel at least
     (the display is the skip reason's).  Asked until it does, up to
-    DEADLINE: a channel that was still linking to the source when the
-    migration began gets no copy in the fake client and links to the target
-    after the switch (semi-seamless), a moment after the client's summary
-    says it is there (CI once saw 6 of 7 channels, INPUTS missing)."""
+    DEADLINE: the client's summary and the target's answer are two
+    processes' views taken a moment apart.  CI once saw 6 of 7 channels,
+    INPUTS missing: the fake client then gave a channel still linking to the
+    source at MIGRATE_BEGIN no copy, and it linked to the target anew after
+    the switch; it gets its copy now, as in spice-gtk."""
     want = 1 if kind == "seamless" else len(summary["channels"])
     deadline = time.monotonic() + DEADLINE
     while True:
