@@ -298,7 +298,9 @@ static int ram_load_setup(void *opaque, MigErr **errp)
     for (size_t i = 0; i < r->nblocks; i++) {
         MigRamBlock *b = r->blocks[i];
         free(b->recv);
-        b->recv = mig_malloc0(((b->npages + 63) / 64) * sizeof(uint64_t));
+        /* x-ram-share: no page comes (a page record is refused), and a bit
+         * per page would make the load's cost grow with RAM */
+        b->recv = r->share ? NULL : mig_malloc0(((b->npages + 63) / 64) * sizeof(uint64_t));
         b->nrecv = 0;
     }
     return 0;
