@@ -11,6 +11,8 @@
  * runs short (named failures), and the source's split of a long stream
  * into records and pages (each page wholly in the pipe before its record).
  */
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -842,6 +844,60 @@ static void test_pageflip_full_pipe_waits_for_reader(void **state)
     free_source(loop, s, t, pr, sp[1], mem);
 }
 
+static int policy_now(void);
+
+/* A thread that runs SCHED_IDLE opens and closes a source: its policy
+ * stays SCHED_IDLE throughout.  Returns NULL, or what went wrong. */
+static void *idle_thread(void *opaque)
+{
+    MigLoop *loop = opaque;
+    struct sched_param sp = {0};
+    if (sched_setscheduler(0, SCHED_IDLE, &sp) != 0)
+        return "cannot set SCHED_IDLE";
+    int sp2[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp2) != 0)
+        return "no socketpair";
+    MigTransport *t = mig_transport_local_new(mig_transport_fd_new(loop, sp2[0], "unix"), true, NULL);
+    if (!t)
+        return "no transport";
+    const char *bad = policy_now() != SCHED_IDLE ? "the source changed SCHED_IDLE" : NULL;
+    mig_transport_close(t);
+    close(sp2[1]);
+    if (!bad && policy_now() != SCHED_IDLE)
+        bad = "the close changed SCHED_IDLE";
+    return (void *)bad;
+}
+
+static int policy_now(void)
+{
+    return sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+}
+
+/* The source's thread runs SCHED_BATCH while its local transport is open
+ * (so that the reader's every read does not make it preempt the reader on
+ * a shared CPU), and SCHED_OTHER again once it closed; a policy the user
+ * chose (here SCHED_IDLE) is left as it is, before and after. */
+static void test_pageflip_source_runs_batch_while_open(void **state)
+{
+    (void)state;
+    if (policy_now() != SCHED_OTHER)
+        skip(); /* started under another policy (chrt): the SCHED_OTHER case cannot be shown */
+    MigLoop *loop = mig_loop_epoll_new(1);
+    int sp2[2];
+    MigTransport *t = local_source(loop, sp2);
+    assert_int_equal(policy_now(), SCHED_BATCH);
+    mig_transport_close(t);
+    assert_int_equal(policy_now(), SCHED_OTHER);
+    close(sp2[1]);
+    /* SCHED_IDLE cannot be left without CAP_SYS_NICE: a thread of its own */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idle_thread, loop), 0);
+    void *ret = NULL;
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_null(ret);
+    loop->ops->free(loop);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -860,6 +916,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pageflip_gets_take_only_their_pages),
         cmocka_unit_test(test_pageflip_source_pages_before_records),
         cmocka_unit_test(test_pageflip_full_pipe_waits_for_reader),
+        cmocka_unit_test(test_pageflip_source_runs_batch_while_open),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -730,7 +730,9 @@ static uint8_t *flip_target(const MigRam *r, uint64_t addr, MigRamBlock **bp, ui
  * read frees its pages of the pipe and wakes the source, which refills them
  * while this side copies the next quarter; reading the whole pipe at once
  * made the two sides take turns (1 GiB, pinned, quiet: 186-234 ms with 256,
- * 107-125 ms with 64, 133-140 ms with 16). */
+ * 107-125 ms with 64, 133-140 ms with 16).  When both sides share a CPU,
+ * each read's wake-up would let the source preempt us: it runs SCHED_BATCH
+ * (batch_begin in impl/transport/transport-local.c). */
 #define FLIP_RUN 64
 
 /* A page HOOK record was read and its page goes to `host`: take the page
