@@ -62,6 +62,17 @@ def completed(src, dst, timeout=120):
     return info
 
 
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def policy(proc):
+    """The scheduling policy of the process's (only) thread: field 41 of
+    /proc/PID/stat.  A flipping source runs SCHED_BATCH while its local
+    transport is open, so that on a CPU shared with the destination it does
+    not preempt the destination after every read (transport-local.c)."""
+    return int(Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[38])
+
+
 def flipped(info):
     """Pages went through the pipe: the stream's RAM bytes are < 1% of RAM."""
     ram = info["ram"]
@@ -82,6 +93,7 @@ def test_vm_pageflip_both_current_releases_flip(vms):
     info = completed(src, dst)
     assert flipped(info), info
     assert info["ram"]["normal"] >= (64 << 20) // 4096 - info["ram"]["duplicate"], info
+    assert policy(src) == SCHED_OTHER  # as before the migration
 
 
 def test_vm_pageflip_older_destination_leaves_it_off(vms):
@@ -199,6 +211,7 @@ def flipping_forever(vms):
     info = wait_ram(src, lambda ram: ram["normal"] > 0)
     assert info["status"] == "active", info
     assert info["ram"]["transferred"] < info["ram"]["total"] // 100, info  # flipping
+    assert policy(src) == SCHED_BATCH and policy(dst) == SCHED_OTHER
     return src, dst
 
 
@@ -224,6 +237,7 @@ def test_vm_pageflip_destination_killed_source_keeps_running(vms):
     assert status(src) == (True, "running")
     wait_for_log(src, f"outgoing migration failed: {info['error-desc']}")
     wait_digest_changes(src)  # the guest is live
+    assert policy(src) == SCHED_OTHER  # the failed migration gave it back
     again_with_flipping(vms, src, "dst2")
 
 
@@ -233,6 +247,7 @@ def test_vm_pageflip_cancel_source_keeps_running(vms):
     assert wait_status(src, ("cancelled",), timeout=30)["status"] == "cancelled"
     assert status(src) == (True, "running")
     wait_for_log(src, "outgoing migration cancelled")
+    assert policy(src) == SCHED_OTHER
     dinfo = wait_status(dst, ("failed", "cancelled"), timeout=20)
     assert dinfo.get("error-desc"), dinfo
     assert status(dst) == (False, "inmigrate")
