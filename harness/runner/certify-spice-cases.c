@@ -432,6 +432,49 @@ static FakeClient *start_client(CsRun *r, CertCtx *c, bool semi, bool seamless, 
     return fc;
 }
 
+/* The media streams under way before a migration case migrates, so that
+ * media_continuous can hold them to continuity across the switch (a
+ * stream still empty then is noted unchecked).  How soon the first data
+ * comes is the machine's speed, not the endpoint's: the fake devices of
+ * `migcert vm` send every 10 ms, and a quick machine had the client linked
+ * to the target before the first of them.  Playback: a server whose
+ * device plays sends PLAYBACK_START right behind the link's MODE, so up to
+ * START_GRACE_NS for it (QEMU's sound device sends none while its guest
+ * plays nothing), then, once it came, the data it announced.  migcert's
+ * port (PORT_INIT named its device) sends from the start: its data.  The
+ * data waits end at the hang guard; whatever they end on, media_continuous
+ * says what it saw. */
+#define START_GRACE_NS (100ull * 1000 * 1000)
+
+static bool client_gone(const FakeClient *fc)
+{
+    return fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
+}
+
+static bool playback_started(void *opaque)
+{
+    const FakeClient *fc = opaque;
+    return fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || client_gone(fc);
+}
+
+static bool streams_flowing(void *opaque)
+{
+    const FakeClient *fc = opaque;
+    FakeClientMediaStats pb, port;
+    fake_client_media_stats(fc, SPICE_CHANNEL_PLAYBACK, &pb);
+    fake_client_media_stats(fc, SPICE_CHANNEL_PORT, &port);
+    bool pb_due = fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0;
+    bool port_due = port.name[0] && !port.foreign;
+    return ((!pb_due || pb.received) && (!port_due || port.received)) || client_gone(fc);
+}
+
+static void streams_wait(CsRun *r, FakeClient *fc)
+{
+    if (fake_client_has_channel(fc, SPICE_CHANNEL_PLAYBACK, 0))
+        mig_loop_run_until(r->loop, playback_started, fc, mig_loop_now_ns(r->loop) + START_GRACE_NS);
+    cs_wait(r, streams_flowing, fc);
+}
+
 /* The client answered MIGRATE_BEGIN with MIGRATE_CONNECTED; false after failing. */
 static bool client_linked_to_target(CsRun *r, CertCtx *c, FakeClient *fc, const char *rule)
 {
@@ -458,6 +501,7 @@ void cs_case_semi_seamless(CsRun *r, CertCtx *c, const CsCase *k)
         return;
     char before[256];
     channel_names(fc, before, sizeof(before));
+    streams_wait(r, fc);
     if (!migrate_info(r, c, k->rule) || !client_linked_to_target(r, c, fc, k->rule))
         goto out;
     FakeClientMediaStats pb, vmc;
@@ -624,6 +668,7 @@ void cs_case_seamless(CsRun *r, CertCtx *c, const CsCase *k)
     FakeClient *fc = start_client(r, c, true, true, &session, &linked);
     if (!fc)
         return;
+    streams_wait(r, fc);
     if (!migrate_info(r, c, k->rule))
         goto out;
     cs_wait(r, begin_seen, fc);
