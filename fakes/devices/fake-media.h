@@ -16,7 +16,9 @@
 #ifndef MIGCERT_FAKE_MEDIA_H
 #define MIGCERT_FAKE_MEDIA_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define FAKE_MEDIA_FREQUENCY 48000u
 #define FAKE_MEDIA_FRAMES_PER_TICK 480u /* 10 ms */
@@ -36,6 +38,45 @@ static inline uint64_t fake_media_frame_seq(const int16_t in[2])
 static inline uint8_t fake_media_byte(uint64_t n)
 {
     return (uint8_t)(n % FAKE_MEDIA_BYTE_PERIOD);
+}
+
+/* Bytes n, n + 1, ... of the sequence into out[0..len): one division, not
+ * one a byte (a port moves megabytes in a case). */
+static inline void fake_media_bytes(uint64_t n, uint8_t *out, size_t len)
+{
+    unsigned r = (unsigned)(n % FAKE_MEDIA_BYTE_PERIOD);
+    for (size_t i = 0; i < len; i++) {
+        out[i] = (uint8_t)r;
+        r = r + 1 == FAKE_MEDIA_BYTE_PERIOD ? 0 : r + 1;
+    }
+}
+
+/* How many of the len bytes at in are bytes n, n + 1, ... of the sequence
+ * (len when all are; else the index of the first one out of place). */
+static inline size_t fake_media_bytes_match(uint64_t n, const uint8_t *in, size_t len)
+{
+    unsigned r = (unsigned)(n % FAKE_MEDIA_BYTE_PERIOD);
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] != r)
+            return i;
+        r = r + 1 == FAKE_MEDIA_BYTE_PERIOD ? 0 : r + 1;
+    }
+    return len;
+}
+
+/* How many of the n PCM frames at pcm (4 bytes each, any alignment) are
+ * frames first, first + 1, ... in order: the common case, which needs no
+ * frame-by-frame bookkeeping. */
+static inline size_t fake_media_frames_in_order(const void *pcm, size_t n, uint64_t first)
+{
+    const unsigned char *p = pcm;
+    for (size_t i = 0; i < n; i++) {
+        int16_t f[2];
+        memcpy(f, p + 4 * i, sizeof(f));
+        if (fake_media_frame_seq(f) != first + i)
+            return i;
+    }
+    return n;
 }
 
 #define FAKE_MEDIA_INPUT_W 640u
