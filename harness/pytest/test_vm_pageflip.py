@@ -65,15 +65,22 @@ def completed(src, dst, timeout=120):
 SCHED_OTHER, SCHED_BATCH = 0, 3
 
 
-def batch_allowed():
-    """Whether this system lets a process take SCHED_BATCH (a seccomp filter
-    may refuse it; the source then runs without it)."""
+# The policy a `migcert vm` started here inherits (SCHED_OTHER unless the
+# tests run under chrt): a flipping source changes only SCHED_OTHER.
+INHERITED = os.sched_getscheduler(0)
+
+
+def policy_while_flipping():
+    """SCHED_BATCH, unless the source inherited another policy or this
+    system refuses SCHED_BATCH (a seccomp filter): then the inherited one."""
+    if INHERITED != SCHED_OTHER:
+        return INHERITED
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        return True
+        return SCHED_BATCH
     except OSError:
-        return False
+        return SCHED_OTHER
 
 
 def policy(proc):
@@ -104,7 +111,7 @@ def test_vm_pageflip_both_current_releases_flip(vms):
     info = completed(src, dst)
     assert flipped(info), info
     assert info["ram"]["normal"] >= (64 << 20) // 4096 - info["ram"]["duplicate"], info
-    assert policy(src) == SCHED_OTHER  # as before the migration
+    assert policy(src) == INHERITED  # as before the migration
 
 
 def test_vm_pageflip_older_destination_leaves_it_off(vms):
@@ -222,7 +229,7 @@ def flipping_forever(vms):
     info = wait_ram(src, lambda ram: ram["normal"] > 0)
     assert info["status"] == "active", info
     assert info["ram"]["transferred"] < info["ram"]["total"] // 100, info  # flipping
-    assert policy(src) == (SCHED_BATCH if batch_allowed() else SCHED_OTHER) and policy(dst) == SCHED_OTHER
+    assert policy(src) == policy_while_flipping() and policy(dst) == INHERITED
     return src, dst
 
 
@@ -248,7 +255,7 @@ def test_vm_pageflip_destination_killed_source_keeps_running(vms):
     assert status(src) == (True, "running")
     wait_for_log(src, f"outgoing migration failed: {info['error-desc']}")
     wait_digest_changes(src)  # the guest is live
-    assert policy(src) == SCHED_OTHER  # the failed migration gave it back
+    assert policy(src) == INHERITED  # the failed migration gave it back
     again_with_flipping(vms, src, "dst2")
 
 
@@ -258,7 +265,7 @@ def test_vm_pageflip_cancel_source_keeps_running(vms):
     assert wait_status(src, ("cancelled",), timeout=30)["status"] == "cancelled"
     assert status(src) == (True, "running")
     wait_for_log(src, "outgoing migration cancelled")
-    assert policy(src) == SCHED_OTHER
+    assert policy(src) == INHERITED
     dinfo = wait_status(dst, ("failed", "cancelled"), timeout=20)
     assert dinfo.get("error-desc"), dinfo
     assert status(dst) == (False, "inmigrate")
