@@ -437,10 +437,12 @@ static FakeClient *start_client(CsRun *r, CertCtx *c, bool semi, bool seamless, 
  * stream still empty then is noted unchecked).  How soon the first data
  * comes is the machine's speed, not the endpoint's: the fake devices of
  * `migcert vm` send every 10 ms, and a quick machine had the client linked
- * to the target before the first of them.  Playback: a server whose
- * device plays sends PLAYBACK_START right behind the link's MODE, so up to
- * START_GRACE_NS for it (QEMU's sound device sends none while its guest
- * plays nothing), then, once it came, the data it announced.  migcert's
+ * to the target before the first of them.  Playback: a server sends
+ * PLAYBACK_MODE when the channel connects (spice-server 0.15.1 and
+ * migcert alike) and, if its device plays, PLAYBACK_START right behind it;
+ * so the MODE (or START) first, then up to START_GRACE_NS for the START
+ * (QEMU's sound device sends none while its guest plays nothing), then,
+ * once it came, the data it announced.  migcert's
  * port (PORT_INIT named its device) sends from the start: its data.  The
  * data waits end at the hang guard; whatever they end on, media_continuous
  * says what it saw. */
@@ -449,6 +451,13 @@ static FakeClient *start_client(CsRun *r, CertCtx *c, bool semi, bool seamless, 
 static bool client_gone(const FakeClient *fc)
 {
     return fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
+}
+
+static bool playback_connected(void *opaque)
+{
+    const FakeClient *fc = opaque;
+    return fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_MODE) > 0 ||
+           fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || client_gone(fc);
 }
 
 static bool playback_started(void *opaque)
@@ -470,8 +479,10 @@ static bool streams_flowing(void *opaque)
 
 static void streams_wait(CsRun *r, FakeClient *fc)
 {
-    if (fake_client_has_channel(fc, SPICE_CHANNEL_PLAYBACK, 0))
+    if (fake_client_has_channel(fc, SPICE_CHANNEL_PLAYBACK, 0)) {
+        cs_wait(r, playback_connected, fc);
         mig_loop_run_until(r->loop, playback_started, fc, mig_loop_now_ns(r->loop) + START_GRACE_NS);
+    }
     cs_wait(r, streams_flowing, fc);
 }
 
