@@ -82,11 +82,15 @@ bool cs_links_done(const FakeClient *fc)
            fake_client_channels(fc) == fake_client_linked_channels(fc);
 }
 
+bool cs_client_gone(const FakeClient *fc)
+{
+    return fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
+}
+
 static bool settled_pred(void *opaque)
 {
     const FakeClient *fc = opaque;
-    return (cs_links_done(fc) && fake_client_surface(fc, 0, 0)) || fake_client_channels(fc) == 0 ||
-           fake_client_last_error(fc)[0];
+    return (cs_links_done(fc) && fake_client_surface(fc, 0, 0)) || cs_client_gone(fc);
 }
 
 bool cs_client_settled(CsRun *r, CertCtx *c, FakeClient *fc, const char *rule)
@@ -448,22 +452,17 @@ static FakeClient *start_client(CsRun *r, CertCtx *c, bool semi, bool seamless, 
  * says what it saw. */
 #define START_GRACE_NS (100ull * 1000 * 1000)
 
-static bool client_gone(const FakeClient *fc)
-{
-    return fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
-}
-
 static bool playback_connected(void *opaque)
 {
     const FakeClient *fc = opaque;
     return fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_MODE) > 0 ||
-           fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || client_gone(fc);
+           fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || cs_client_gone(fc);
 }
 
 static bool playback_started(void *opaque)
 {
     const FakeClient *fc = opaque;
-    return fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || client_gone(fc);
+    return fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0 || cs_client_gone(fc);
 }
 
 static bool streams_flowing(void *opaque)
@@ -474,7 +473,7 @@ static bool streams_flowing(void *opaque)
     fake_client_media_stats(fc, SPICE_CHANNEL_PORT, &port);
     bool pb_due = fake_client_count(fc, SPICE_CHANNEL_PLAYBACK, SPICE_MSG_PLAYBACK_START) > 0;
     bool port_due = port.name[0] && !port.foreign;
-    return ((!pb_due || pb.received) && (!port_due || port.received)) || client_gone(fc);
+    return ((!pb_due || pb.received) && (!port_due || port.received)) || cs_client_gone(fc);
 }
 
 static void streams_wait(CsRun *r, FakeClient *fc)
@@ -594,7 +593,7 @@ static bool got_cancel(void *opaque)
     FakeClient *fc = opaque;
     FakeClientMigrations m;
     fake_client_migrations(fc, &m);
-    return m.cancelled || fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
+    return m.cancelled || cs_client_gone(fc);
 }
 
 static bool answered_attach(void *opaque)

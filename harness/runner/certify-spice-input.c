@@ -333,7 +333,7 @@ typedef struct Watch {
 static bool linked_pred(void *opaque)
 {
     FakeClient *fc = opaque;
-    return cs_links_done(fc) || fake_client_channels(fc) == 0 || fake_client_last_error(fc)[0];
+    return cs_links_done(fc) || cs_client_gone(fc);
 }
 
 /* The hostile client lost a channel, or answered the sentinel, or the

@@ -121,6 +121,9 @@ bool cs_wait(CsRun *r, bool (*pred)(void *opaque), void *opaque);
 /* The client linked every channel its server listed (CHANNELS_LIST came
  * and nothing is still linking). */
 bool cs_links_done(const FakeClient *fc);
+/* The client's session ended (no channel left) or it met an error: what
+ * every wait on the client also stops for. */
+bool cs_client_gone(const FakeClient *fc);
 /* Wait until the client linked every channel its server listed and shows
  * a primary surface; false after failing the case under `rule`. */
 bool cs_client_settled(CsRun *r, CertCtx *c, FakeClient *fc, const char *rule);

@@ -48,22 +48,11 @@ void mig_trace_log(MigTrace *t, uint64_t now_ns, const char *who, const char *fm
      * the body is formatted straight into the line (this runs for every
      * message of a case: one formatting pass, not two). */
     char line[1200];
-    char num[24];
-    size_t nd = 0;
-    do
-        num[nd++] = (char)('0' + now_ns % 10);
-    while ((now_ns /= 10) != 0);
-    size_t len = 0;
-    line[len++] = 't';
-    line[len++] = '=';
-    while (nd)
-        line[len++] = num[--nd];
-    line[len++] = ' ';
-    size_t wl = MIG_MIN(strlen(who), sizeof(line) - 1024 - len - 4);
-    memcpy(line + len, who, wl);
-    len += wl;
-    line[len++] = ':';
-    line[len++] = ' ';
+    /* the prefix gets what the body's 1024 bytes leave (who is short) */
+    int p = snprintf(line, sizeof(line) - 1024, "t=%llu %s: ", (unsigned long long)now_ns, who);
+    if (p < 0)
+        return;
+    size_t len = MIG_MIN((size_t)p, sizeof(line) - 1024 - 1);
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line + len, 1024, fmt, ap);
