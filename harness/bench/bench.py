@@ -12,6 +12,12 @@ Transports (rows of the table):
   local   the same with x-page-flip: page data through a pipe (vmsplice);
   shared  the same with x-ram-share (+ return-path): the source's RAM is a
           memfd (--mem-share) handed over at setup, only device state moves.
+          A run is a chain of --shared-hops (3) migrations of the same
+          memory: each destination, paused again, is the next source, and
+          every hop is one of the row's runs (a pass over RAM just before
+          slows a 0.2 ms migration on a VM host: the fill and the digest
+          come before the first hop and after the last;
+          docs/protocol-qemu-stream.md section 17).
 Every engine: source paused (-S), random RAM (migcert's seeded fill; QEMU
 gets the very same bytes: the first migcert source saves [1 MiB, end) of
 its RAM with QMP pmemsave and QEMU loads it at 1 MiB with -device loader),
@@ -27,7 +33,8 @@ Every run is verified: the destination's own query-migrate says completed
 return-path, never hears that its destination refused the stream: such a
 run is "failed" with the destination's error, never a digest mismatch), and
 its RAM digest (x-query-ram-digest, or QEMU's pmemsave hashed) equals the
-source's.  A size runs for a transport
+source's (a shared chain: the last destination's equals the first
+source's, taken before it migrated).  A size runs for a transport
 only when MemAvailable holds its copies of RAM plus 2 GiB (qemu 3: the image
 file and two guests; unix and local 2; shared 1); otherwise the row says
 "skipped" and why.
@@ -38,10 +45,11 @@ destination to CPU DST (taskset, QEMU's and migcert's alike, once QMP
 answers), and each probe's writer and reader the same way; the table's
 first line says which.
 
-Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each at
-the start of every round of migrations, so that they share the moments of a
-busy machine with the rows; the median of those runs like each row's, with
-the slowest and fastest beside it):
+Ceilings (build/bench/link-probe, 1 GiB, 1 MiB chunks, one run of each in
+every round of migrations, right before the transport it bounds (at the
+start of the round when that transport does not run), so that they share
+the moments of a busy machine with its row; the median of those runs like
+each row's, with the slowest and fastest beside it):
 a unix socketpair between two processes (a copy on each side: the bar for `unix`), the same
 socketpair carrying PAGE records (an 8-byte header before each page, writev
 and readv by reference: what the stream's format costs there), and a pipe
@@ -67,7 +75,7 @@ JSON (--json FILE, default reports/out/bench.json), for the HTML report:
                 "probes": {"socket"|"records"|"vmsplice": link-probe's JSON (gbps (median),
                            min_gbps, max_gbps, chunk_kib, pipe_kib, cpus,
                            writer_cpu_s_per_gib, reader_cpu_s_per_gib)}},
-   "runs_per_cell": int,
+   "runs_per_cell": int, "shared_hops": int (a shared row has runs_per_cell x shared_hops runs),
    "rows": [{"transport": "qemu"|"unix"|"local"|"shared", "ram_mib": int,
              "status": "ok"|"skipped"|"failed", "why": str (skipped/failed),
              "runs": [{"status", "total_time_ms", "downtime_ms", "setup_time_ms",
@@ -286,64 +294,105 @@ def set_caps(q, names):
                   capabilities=[{"capability": c, "state": True} for c in names])
 
 
-def run_migcert(args, work, i, ram_file, transport, mib):
+def migrate_once(args, src, dst, transport, mib, mig):
+    """One migration from src into dst (both answering QMP), timed from
+    the source's events; the destination's own status checked, nothing
+    verified yet."""
+    set_caps(src.qmp, CAPS[transport] + ["events"])
+    set_caps(dst.qmp, CAPS[transport])
+    dst.qmp.execute("migrate-incoming", uri=f"unix:{mig}")
+    src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
+    cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
+    t0 = time.monotonic()
+    src.qmp.execute("migrate", uri=f"unix:{mig}")
+    info = wait_migration_end(src.qmp)
+    wall = time.monotonic() - t0
+    r = result(f"migcert-{transport}", info, wall, mib, src.qmp)
+    if info.get("status") != "completed":
+        r["verified"] = False
+        r["log"] = src.log() + dst.log()
+        return r
+    dst_end = wait_incoming(dst.qmp)
+    r["src_cpu_s"] = cpu_seconds(src.proc.pid) - cpu0[0]
+    r["dst_cpu_s"] = cpu_seconds(dst.proc.pid) - cpu0[1]
+    # The source completes once its last byte is in the socket, and
+    # without return-path it never hears that the destination refused
+    # the stream: take the destination's own word for it.
+    dinfo = dst.qmp.execute("query-migrate")
+    r["dst_status"] = dinfo.get("status")
+    if r["dst_status"] != "completed":
+        r["status"], r["verified"] = "failed", False
+        r["error"] = (f"the destination ended {r['dst_status']} ({dst_end}): "
+                      f"{dinfo.get('error-desc')}")
+        r["log"] = dst.log()
+    return r
+
+
+def run_migcert(args, work, i, ram_file, transport, mib, hops=1):
+    """Run i of a migcert transport: a list of results, one per migration.
+    hops > 1 (shared memory only) chains them: each destination, paused
+    again, is the next migration's source, so the same memory moves hops
+    times for one fill of it; the last destination's digest must equal
+    the first source's."""
     binary = Path(args.build) / "migcert"
     tag = f"{transport}{mib}-{i}"
-    mig = work / f"mc-mig-{tag}.sock"
     common = ["--ram", f"{mib}M", "--seed", str(args.seed)]
     src_args = ["--mem-prealloc", "--fill", "random", "-S"]
     if transport == "shared":
         src_args.append("--mem-share")
     dst_args = [] if transport == "shared" else ["--mem-prealloc"]
     start = 120 + 60 * (mib >> 10)  # filling and pre-faulting RAM before QMP answers
+
+    def new_dst(h):
+        return Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
+                     f"unix:{work}/mc-dst-{tag}-{h}.qmp"], work / f"mc-dst-{tag}-{h}.qmp",
+                    work / f"mc-dst-{tag}-{h}.log", start)
     src = Proc([binary, "vm", *common, *src_args, "--qmp", f"unix:{work}/mc-src-{tag}.qmp"],
                work / f"mc-src-{tag}.qmp", work / f"mc-src-{tag}.log", start)
     dst = None
+    runs = []
     try:
-        dst = Proc([binary, "vm", *common, *dst_args, "--incoming", "defer", "--qmp",
-                    f"unix:{work}/mc-dst-{tag}.qmp"], work / f"mc-dst-{tag}.qmp",
-                   work / f"mc-dst-{tag}.log", start)
+        dst = new_dst(0)
         pin(src, args.pin[0])
         pin(dst, args.pin[1])
         if ram_file is not None and not ram_file.exists():
             src.qmp.execute("pmemsave", val=LOAD_ADDR, size=(mib << 20) - LOAD_ADDR,
                             filename=str(ram_file), timeout=600)
-        set_caps(src.qmp, CAPS[transport] + ["events"])
-        set_caps(dst.qmp, CAPS[transport])
-        dst.qmp.execute("migrate-incoming", uri=f"unix:{mig}")
-        src.qmp.execute("migrate-set-parameters", {"max-bandwidth": UNLIMITED})
-        cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
-        t0 = time.monotonic()
-        src.qmp.execute("migrate", uri=f"unix:{mig}")
-        info = wait_migration_end(src.qmp)
-        wall = time.monotonic() - t0
-        r = result(f"migcert-{transport}", info, wall, mib, src.qmp)
-        if info.get("status") == "completed":
-            dst_end = wait_incoming(dst.qmp)
-            r["src_cpu_s"] = cpu_seconds(src.proc.pid) - cpu0[0]
-            r["dst_cpu_s"] = cpu_seconds(dst.proc.pid) - cpu0[1]
-            # The source completes once its last byte is in the socket, and
-            # without return-path it never hears that the destination
-            # refused the stream: take the destination's own word for it.
-            dinfo = dst.qmp.execute("query-migrate")
-            r["dst_status"] = dinfo.get("status")
-            if r["dst_status"] != "completed":
-                r["status"], r["verified"] = "failed", False
-                r["error"] = (f"the destination ended {r['dst_status']} ({dst_end}): "
-                              f"{dinfo.get('error-desc')}")
-                r["log"] = dst.log()
-            elif args.verify:
-                r["src_digest"] = src.qmp.execute("x-query-ram-digest", timeout=600)
-                r["dst_digest"] = dst.qmp.execute("x-query-ram-digest", timeout=600)
-                r["verified"] = r["src_digest"] == r["dst_digest"]
-                if not r["verified"]:
-                    r["error"] = f"RAM digests differ: {r['src_digest']} {r['dst_digest']}"
-            else:
-                r["verified"] = True
-        else:
-            r["verified"] = False
-            r["log"] = src.log() + dst.log()
-        return r
+        # A chain's first source is hashed before it migrates (the others
+        # after), so that no pass over its RAM lies between two hops.
+        src_digest = None
+        if args.verify and hops > 1:
+            src_digest = src.qmp.execute("x-query-ram-digest", timeout=600)
+        for h in range(hops):
+            if h:
+                # the last destination, paused like the first source, is the
+                # next source; the previous one is done with
+                src.quit()
+                src, dst = dst, None
+                src.qmp.execute("stop")
+                dst = new_dst(h)
+                pin(src, args.pin[0])
+                pin(dst, args.pin[1])
+            r = migrate_once(args, src, dst, transport, mib, work / f"mc-mig-{tag}-{h}.sock")
+            runs.append(r)
+            if r["status"] != "completed" or r.get("verified") is False:
+                for done in runs[:-1]:  # no digest to check them by
+                    done["verified"] = False
+                    done["error"] = f"the chain's hop {h} failed before its digest was checked"
+                return runs
+            if args.verify and src_digest is None:
+                src_digest = src.qmp.execute("x-query-ram-digest", timeout=600)
+        verified = True
+        if args.verify:
+            dst_digest = dst.qmp.execute("x-query-ram-digest", timeout=600)
+            verified = src_digest == dst_digest
+        for r in runs:
+            r["verified"] = verified
+            if args.verify:
+                r["src_digest"], r["dst_digest"] = src_digest, dst_digest
+                if not verified:
+                    r["error"] = f"RAM digests differ: {src_digest} {dst_digest}"
+        return runs
     finally:
         src.quit()
         if dst:
@@ -438,6 +487,7 @@ def mem_available_mib():
 # The records probe is the socketpair again, carrying the stream's own shape
 # (an 8-byte header before each 4 KiB page, writev and readv by reference):
 # what the format costs over the same socket, beside the plain ceiling.
+PROBE_FOR = {"socket": "unix", "records": "unix", "vmsplice": "local"}
 PROBE_ARGS = {"socket": ["socket", "--chunk", "1024"], "records": ["socket", "--records"],
               "vmsplice": ["vmsplice", "--chunk", "1024", "--pipe", "1024"]}
 
@@ -478,6 +528,8 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.environ.get("MIGCERT_BUILD", "build"))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--shared-hops", type=int, default=3,
+                    help="migrations of the same shared memory per shared run (a chain)")
     ap.add_argument("--sizes", default="256,1024,8192", help="RAM sizes in MiB")
     ap.add_argument("--ram-mib", type=int, help="one size only (old option)")
     ap.add_argument("--transports", default="qemu,unix,local,shared")
@@ -511,6 +563,8 @@ def main(argv):
     placement = "scheduler" if not pin_arg else {"src_cpu": args.pin[0], "dst_cpu": args.pin[1]}
     where = "the scheduler" if not pin_arg else \
         f"source/writer on CPU {args.pin[0]}, destination/reader on CPU {args.pin[1]}"
+    if args.shared_hops < 1:
+        ap.error(f"--shared-hops takes 1 or more: {args.shared_hops}")
     for t in transports:
         if t not in COPIES:
             ap.error(f"unknown transport {t!r} (qemu, unix, local, shared)")
@@ -541,13 +595,19 @@ def main(argv):
                                 "why": f"needs {need} MiB available, {avail} are", "runs": []}
                 else:
                     cells[t] = {"transport": t, "ram_mib": mib, "status": "ok", "runs": []}
-            for i in range(args.runs):
-                for kind, got in probe_runs.items():
+            def run_probes(kinds):
+                for kind in kinds:
+                    got = probe_runs[kind]
                     got.append(probe(args, kind))
                     if got[-1]:
                         print(f"  {kind + ' probe':<15} {'':>5}     run {len(got) - 1}: "
                               f"{got[-1]['gbps']:.2f} GB/s", flush=True)
+            for i in range(args.runs):
+                # each ceiling right before the transport it bounds (those
+                # whose transport does not run: at the start of the round)
+                run_probes([k for k, t in PROBE_FOR.items() if t not in transports])
                 for t in transports:
+                    run_probes([k for k, pt in PROBE_FOR.items() if pt == t])
                     cell = cells[t]
                     if cell["status"] == "skipped":
                         continue
@@ -557,25 +617,28 @@ def main(argv):
                                 run_migcert(args, work, "img", ram_file, "unix", mib)
                             if ram_sha is None:
                                 ram_sha = sha256_file(ram_file)
-                            r = run_qemu(args, work, i, ram_file, ram_sha, mib)
+                            rs = [run_qemu(args, work, i, ram_file, ram_sha, mib)]
                         else:
                             # QEMU's image, taken from the first migcert source, only
                             # when QEMU runs at this size (it costs the RAM in tmpfs)
                             keep = ram_file if cells.get("qemu", {}).get("status") == "ok" \
                                 else None
-                            r = run_migcert(args, work, i, keep, t, mib)
+                            rs = run_migcert(args, work, i, keep, t, mib,
+                                             args.shared_hops if t == "shared" else 1)
                     except Exception as e:  # a peer that did not start: a failed run
-                        r = {"status": "failed", "error": str(e), "verified": False,
-                             "total_time_ms": 0, "gbps": 0.0}
-                    cell["runs"].append(r)
-                    print(f"  {LABEL[t]:<15} {mib:>5} MiB run {i}: {r['status']}, "
-                          f"{r['total_time_ms']:.1f} ms, downtime {r.get('downtime_ms')} ms, "
-                          f"{r['gbps']:.2f} GB/s, verified {r['verified']}", flush=True)
-                    if r["status"] != "completed" or not r["verified"]:
-                        ok = False
-                        print(f"bench: {LABEL[t]} {mib} MiB: {r['status']}"
-                              f"{' (not verified)' if r['status'] == 'completed' else ''}: "
-                              f"{r.get('error') or ''}\n{r.get('log', '')}", file=sys.stderr)
+                        rs = [{"status": "failed", "error": str(e), "verified": False,
+                               "total_time_ms": 0, "gbps": 0.0}]
+                    for h, r in enumerate(rs):
+                        cell["runs"].append(r)
+                        run = f"{i}.{h}" if len(rs) > 1 else f"{i}"
+                        print(f"  {LABEL[t]:<15} {mib:>5} MiB run {run}: {r['status']}, "
+                              f"{r['total_time_ms']:.1f} ms, downtime {r.get('downtime_ms')} ms, "
+                              f"{r['gbps']:.2f} GB/s, verified {r['verified']}", flush=True)
+                        if r["status"] != "completed" or not r["verified"]:
+                            ok = False
+                            print(f"bench: {LABEL[t]} {mib} MiB: {r['status']}"
+                                  f"{' (not verified)' if r['status'] == 'completed' else ''}: "
+                                  f"{r.get('error') or ''}\n{r.get('log', '')}", file=sys.stderr)
             for t in transports:
                 cell = cells[t]
                 if cell["status"] != "skipped":
@@ -683,7 +746,8 @@ def main(argv):
         Path(args.json).write_text(json.dumps({
             "host": {"cpus": os.cpu_count(), "mem_available_gib": mem_available_mib() / 1024,
                      "load_avg": list(os.getloadavg())},
-            "placement": placement, "ceilings": ceil, "runs_per_cell": args.runs, "rows": rows, "ratios": ratios},
+            "placement": placement, "ceilings": ceil, "runs_per_cell": args.runs,
+            "shared_hops": args.shared_hops, "rows": rows, "ratios": ratios},
             indent=2))
         print(f"bench: JSON in {args.json}")
     return 0 if ok else 1
