@@ -177,6 +177,64 @@ static void test_common_trace_hash_depends_on_content(void **state)
     mig_trace_free(c);
 }
 
+/* The trace's line, as users read it (--trace) and as every recorded
+ * trace hash was taken: "t=<ns> <who>: <body>\n", the prefix cut at 175
+ * bytes and the body at 1023; mig_trace_msg writes the very line
+ * mig_trace_log writes for its format. */
+static char *echoed(void (*emit)(MigTrace *, uint64_t, const char *, const char *), uint64_t now,
+                    const char *who, const char *name, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+    MigTrace *t = mig_trace_new();
+    mig_trace_set_echo(t, f);
+    emit(t, now, who, name);
+    mig_trace_free(t);
+    fclose(f);
+    return buf;
+}
+
+static void by_printf(MigTrace *t, uint64_t now, const char *who, const char *name)
+{
+    mig_trace_log(t, now, who, "%s %s serial %llu size %u", "recv", name, (unsigned long long)now, 4096u);
+}
+
+static void by_msg(MigTrace *t, uint64_t now, const char *who, const char *name)
+{
+    mig_trace_msg(t, now, who, "recv", name, now, 4096u);
+}
+
+static void test_common_trace_line_shape(void **state)
+{
+    (void)state;
+    char who[300], name[1100];
+    memset(who, 'w', sizeof(who) - 1);
+    who[sizeof(who) - 1] = 0;
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = 0;
+    const uint64_t nows[] = {0, 7, 1000000007ull, UINT64_MAX};
+    const char *whos[] = {"src", who};
+    const char *names[] = {"PING", name};
+    for (size_t i = 0; i < MIG_ARRAY_SIZE(nows); i++)
+        for (size_t j = 0; j < MIG_ARRAY_SIZE(whos); j++)
+            for (size_t k = 0; k < MIG_ARRAY_SIZE(names); k++) {
+                char want[1300], body[1100];
+                int p = snprintf(want, 176, "t=%llu %s: ", (unsigned long long)nows[i], whos[j]);
+                size_t len = MIG_MIN((size_t)p, 175);
+                snprintf(body, 1024, "recv %s serial %llu size 4096", names[k], (unsigned long long)nows[i]);
+                len += (size_t)snprintf(want + len, sizeof(want) - len, "%s\n", body);
+                size_t la, lb;
+                char *a = echoed(by_printf, nows[i], whos[j], names[k], &la);
+                char *b = echoed(by_msg, nows[i], whos[j], names[k], &lb);
+                assert_int_equal(la, len);
+                assert_memory_equal(a, want, len);
+                assert_int_equal(lb, len);
+                assert_memory_equal(b, want, len);
+                free(a);
+                free(b);
+            }
+}
+
 static void test_common_fault_registry_is_sorted_and_unique(void **state)
 {
     (void)state;
@@ -244,6 +302,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_common_prng_same_seed_same_sequence),
         cmocka_unit_test(test_common_prng_below_stays_in_range),
         cmocka_unit_test(test_common_trace_hash_depends_on_content),
+        cmocka_unit_test(test_common_trace_line_shape),
         cmocka_unit_test(test_common_fault_registry_is_sorted_and_unique),
         cmocka_unit_test(test_common_fault_ids_index_the_registry),
         cmocka_unit_test(test_common_fault_fire_takes_the_errno_from_the_registry),

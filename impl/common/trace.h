@@ -24,6 +24,10 @@ void mig_trace_set_echo(MigTrace *t, FILE *out);
 /* Append one line "t=<now_ns> <who>: <text>". t may be NULL (then nothing). */
 void mig_trace_log(MigTrace *t, uint64_t now_ns, const char *who, const char *fmt, ...)
     MIG_PRINTF(4, 5);
+/* The same as mig_trace_log(t, now_ns, who, "%s %s serial %llu size %u",
+ * verb, name, serial, size), without printf: one line per SPICE message. */
+void mig_trace_msg(MigTrace *t, uint64_t now_ns, const char *who, const char *verb, const char *name,
+                   uint64_t serial, uint32_t size);
 uint64_t mig_trace_count(const MigTrace *t);
 /* Hex SHA-256 of every line so far (65 bytes with NUL). */
 void mig_trace_hash(const MigTrace *t, char out[65]);

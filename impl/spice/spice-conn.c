@@ -151,8 +151,8 @@ static int enqueue(SpiceConn *c, uint16_t type, const uint8_t *body, uint32_t le
         memcpy(buf + hs, body, len);
     c->out[c->out_len++] = (OutMsg){.buf = buf, .len = hs + len};
     c->backlog += hs + len;
-    mig_trace_log(c->loop->trace, mig_loop_now_ns(c->loop), c->who, "send %s serial %llu size %u",
-                  msg_name(c, false, type), (unsigned long long)h.serial, len);
+    mig_trace_msg(c->loop->trace, mig_loop_now_ns(c->loop), c->who, "send", msg_name(c, false, type), h.serial,
+                  len);
     update_watch(c);
     return 0;
 }
@@ -307,8 +307,7 @@ static bool handle_message(SpiceConn *c, const SpiceMsgHeader *h, const uint8_t 
         spice_conn_close(c, -EPROTO, "channel %s: unknown message %u (%u bytes)", ch, h->type, h->size);
         return false;
     }
-    mig_trace_log(c->loop->trace, mig_loop_now_ns(c->loop), c->who, "recv %s serial %llu size %u", mi->name,
-                  (unsigned long long)c->in_serial, h->size);
+    mig_trace_msg(c->loop->trace, mig_loop_now_ns(c->loop), c->who, "recv", mi->name, c->in_serial, h->size);
     /* client role: every message counts towards the next ACK */
     if (!c->cfg.is_server && c->ack_window && mi->id != SPICE_MSG_SET_ACK && --c->ack_countdown == 0) {
         c->ack_countdown = c->ack_window;
