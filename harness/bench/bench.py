@@ -294,7 +294,7 @@ def set_caps(q, names):
                   capabilities=[{"capability": c, "state": True} for c in names])
 
 
-def migrate_once(args, src, dst, transport, mib, mig):
+def migrate_once(src, dst, transport, mib, mig):
     """One migration from src into dst (both answering QMP), timed from
     the source's events; the destination's own status checked, nothing
     verified yet."""
@@ -373,7 +373,7 @@ def run_migcert(args, work, i, ram_file, transport, mib, hops=1):
                 dst = new_dst(h)
                 pin(src, args.pin[0])
                 pin(dst, args.pin[1])
-            r = migrate_once(args, src, dst, transport, mib, work / f"mc-mig-{tag}-{h}.sock")
+            r = migrate_once(src, dst, transport, mib, work / f"mc-mig-{tag}-{h}.sock")
             runs.append(r)
             if r["status"] != "completed" or r.get("verified") is False:
                 for done in runs[:-1]:  # no digest to check them by
