@@ -31,11 +31,18 @@ int mig_workload_fill_parse(const char *name)
     return -1;
 }
 
-static uint64_t page_key(uint64_t seed, uint32_t block, uint64_t page, uint32_t gen)
+/* A page's key is a hash of seed, block, page and generation, in that
+ * order: block_key is its part that every page of a block shares, taken
+ * once per block by the loops over pages (fill, verify). */
+static uint64_t block_key(uint64_t seed, uint32_t block)
 {
     uint64_t k = mig_mix64(seed ^ 0x6a09e667f3bcc909ull);
-    k = mig_mix64(k ^ ((uint64_t)block * 0x9e3779b97f4a7c15ull));
-    k = mig_mix64(k ^ (page * 0xbf58476d1ce4e5b9ull));
+    return mig_mix64(k ^ ((uint64_t)block * 0x9e3779b97f4a7c15ull));
+}
+
+static uint64_t page_key(uint64_t bkey, uint64_t page, uint32_t gen)
+{
+    uint64_t k = mig_mix64(bkey ^ (page * 0xbf58476d1ce4e5b9ull));
     k = mig_mix64(k ^ ((uint64_t)gen * 0x94d049bb133111ebull));
     return k != MIG_RAM_KEY_ZERO ? k : 1; /* key 0 is the zero page's */
 }
@@ -56,7 +63,7 @@ static bool page_is_zero(MigWorkloadFill fill, uint32_t gen, uint64_t key)
 void mig_workload_page(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint64_t page,
                        uint32_t gen, void *out)
 {
-    uint64_t key = page_key(seed, block, page, gen);
+    uint64_t key = page_key(block_key(seed, block), page, gen);
     if (page_is_zero(fill, gen, key))
         memset(out, 0, MIG_RAM_PAGE_SIZE);
     else
@@ -66,10 +73,10 @@ void mig_workload_page(uint64_t seed, MigWorkloadFill fill, uint32_t block, uint
 /* True when page p of b holds exactly mig_workload_page(...) for these
  * arguments: a keyed page by its key (which says all of its content), any
  * other in place (no page is generated). */
-static bool page_matches(uint64_t seed, MigWorkloadFill fill, uint32_t block, const MigRamBlock *b,
-                         uint64_t page, uint32_t gen)
+static bool page_matches(uint64_t bkey, MigWorkloadFill fill, const MigRamBlock *b, uint64_t page,
+                         uint32_t gen)
 {
-    uint64_t key = page_key(seed, block, page, gen), have;
+    uint64_t key = page_key(bkey, page, gen), have;
     bool zero = page_is_zero(fill, gen, key);
     if (mig_ram_page_key(b, page, &have))
         return have == (zero ? MIG_RAM_KEY_ZERO : key);
@@ -80,9 +87,9 @@ static bool page_matches(uint64_t seed, MigWorkloadFill fill, uint32_t block, co
 /* The guest writes generation gen of page p: with o.keyed only its key
  * (impl/ram/ram.h; MIG_RAM_KEY_ZERO for a zero page), else its bytes (a zero
  * page touches the memory only when it is not zero already). */
-static void put_page(MigWorkload *w, uint32_t bi, MigRamBlock *b, uint64_t p, uint32_t gen)
+static void put_page(MigWorkload *w, uint64_t bkey, MigRamBlock *b, uint64_t p, uint32_t gen)
 {
-    uint64_t key = page_key(w->o.seed, bi, p, gen);
+    uint64_t key = page_key(bkey, p, gen);
     uint8_t *host = b->host + p * MIG_RAM_PAGE_SIZE;
     bool zero = page_is_zero(w->o.fill, gen, key);
     if (w->o.keyed) {
@@ -100,7 +107,7 @@ static void write_page(MigWorkload *w, uint32_t bi, uint64_t page)
 {
     MigRamBlock *b = mig_ram_block(mig_machine_ram(w->m), bi);
     uint32_t g = ++w->gen[bi][page];
-    put_page(w, bi, b, page, g);
+    put_page(w, block_key(w->o.seed, bi), b, page, g);
     mig_ram_set_dirty(b, page);
     w->writes++;
 }
@@ -178,8 +185,9 @@ MigWorkload *mig_workload_new(MigMachine *m, const MigWorkloadOptions *o, MigErr
          * Advice only: where THP is off the fill just costs more. */
         madvise(b->host, b->length, MADV_HUGEPAGE);
         if (o->fill == MIG_WORKLOAD_FILL_RANDOM || o->keyed) {
+            uint64_t bkey = block_key(o->seed, (uint32_t)bi);
             for (uint64_t p = 0; p < b->npages; p++)
-                put_page(w, (uint32_t)bi, b, p, 0);
+                put_page(w, bkey, b, p, 0);
         } else {
             memset(b->host, 0, b->length);
         }
@@ -238,8 +246,9 @@ int mig_workload_verify(const MigWorkload *w, MigRam *ram, MigErr **errp)
                                "memory: block %s has %llu pages on the destination, %llu "
                                "expected", b->idstr, (unsigned long long)b->npages,
                                (unsigned long long)own->npages);
+        uint64_t bkey = block_key(w->o.seed, (uint32_t)bi);
         for (uint64_t p = 0; p < b->npages; p++) {
-            if (page_matches(w->o.seed, w->o.fill, (uint32_t)bi, b, p, w->gen[bi][p]))
+            if (page_matches(bkey, w->o.fill, b, p, w->gen[bi][p]))
                 continue;
             if (!bad++)
                 snprintf(first, sizeof(first), "block %s page %llu (generation %u)", b->idstr,

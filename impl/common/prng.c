@@ -3,14 +3,6 @@
  */
 #include "prng.h"
 
-uint64_t mig_mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 void mig_prng_seed(MigPrng *p, uint64_t seed)
 {
     uint64_t x = seed;

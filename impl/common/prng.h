@@ -24,7 +24,14 @@ uint64_t mig_prng_below(MigPrng *p, uint64_t bound);
 double mig_prng_double(MigPrng *p);
 /* A child generator for a sub-component; deterministic in the parent's state. */
 void mig_prng_fork(MigPrng *parent, MigPrng *child);
-/* Stateless mix: a 64-bit hash of x (splitmix64 finaliser). */
-uint64_t mig_mix64(uint64_t x);
+/* Stateless mix: a 64-bit hash of x (splitmix64 finaliser).  Inline: the
+ * simulator keys every guest page through four of them. */
+static inline uint64_t mig_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
 
 #endif
